@@ -1,0 +1,161 @@
+"""Resolve a spec file's imports and `extends` into one self-contained model.
+
+    >>> from strata.dsl import load_text
+    >>> spec = load_text("model a { d = 1 }\\nmodel b extends a { e = 2 }", "x.arch")
+    >>> m = resolve_model(spec, {"x.arch": ""})
+    >>> [v.name for v in m.vars]
+    ['d', 'e']
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from strata.dsl import ast as A
+from strata.dsl import load_text, read_source
+from strata.errors import Collector, Diagnostic, Span, SpecError, UsageError, did_you_mean
+
+
+@dataclass
+class Library:
+    """Everything visible from one file: its own and its imports' blocks and models."""
+
+    blocks: dict[str, A.BlockDef] = field(default_factory=dict)
+    models: dict[str, A.ModelDef] = field(default_factory=dict)
+
+
+@dataclass
+class ResolvedModel:
+    name: str
+    model: A.ModelDef                  # the model as written (for its span)
+    vars: list[A.Assign]               # base vars overridden by the derived model's
+    blocks: dict[str, A.BlockDef]      # file-level, imported, then model-local
+    stacks: list[A.StackDef]
+    passes: A.Passes | None
+    train: A.Train | None
+    sources: dict[str, str]            # file -> text, for rendering errors
+
+
+def _load_imports(spec: A.SpecFile, sources: dict[str, str], errors: Collector,
+                  loading: tuple[str, ...], cache: dict[str, Library]) -> Library:
+    lib = Library()
+    here = Path(spec.path or ".").parent
+    for imp in spec.imports:
+        target = (here / imp.path).resolve()
+        key = str(target)
+        if key in loading:
+            chain = " -> ".join(Path(p).name for p in loading[loading.index(key):] + (key,))
+            errors.error(f"import cycle: {chain}", imp.span, "move the shared blocks into a third file")
+            continue
+        if key in cache:
+            sub = cache[key]
+        else:
+            try:
+                text = read_source(target)
+            except UsageError:
+                errors.error(f"cannot import '{imp.path}': no such file", imp.span,
+                             f"the path is relative to {here or '.'}/")
+                continue
+            shown = str(Path(spec.path).parent / imp.path) if spec.path else imp.path
+            try:
+                sub_spec = load_text(text, shown)
+                sub_spec.path = shown
+            except SpecError as e:
+                sources.update(e.sources)
+                for d in e.diagnostics:
+                    errors.error(d.message, d.span, d.hint)
+                continue
+            sources[shown] = text
+            sub = _load_imports(sub_spec, sources, errors, loading + (key,), cache)
+            for b in sub_spec.blocks:
+                sub.blocks[b.name] = b
+            for m in sub_spec.models:
+                sub.models[m.name] = m
+            cache[key] = sub
+        if imp.names is None:
+            lib.blocks.update(sub.blocks)
+            lib.models.update(sub.models)
+            continue
+        for name in imp.names:
+            if name in sub.blocks:
+                lib.blocks[name] = sub.blocks[name]
+            elif name in sub.models:
+                lib.models[name] = sub.models[name]
+            else:
+                errors.error(f"'{imp.path}' has no block or model '{name}'", imp.span,
+                             did_you_mean(name, list(sub.blocks) + list(sub.models)))
+    return lib
+
+
+def _merge_extends(model: A.ModelDef, models: dict[str, A.ModelDef], errors: Collector):
+    """Walk the `extends` chain: base first, each derived model overriding by name."""
+    chain = [model]
+    while chain[-1].extends:
+        base_name = chain[-1].extends
+        base = models.get(base_name)
+        if base is None:
+            errors.error(f"model '{chain[-1].name}' extends unknown model '{base_name}'",
+                         chain[-1].span, did_you_mean(base_name, models) or
+                         "define the base model in this file or import it")
+            break
+        if base in chain:
+            errors.error(f"'extends' cycle: {' -> '.join(m.name for m in chain)} -> {base.name}",
+                         chain[-1].span)
+            break
+        chain.append(base)
+    vars_: dict[str, A.Assign] = {}
+    blocks: dict[str, A.BlockDef] = {}
+    stacks: dict[str, A.StackDef] = {}
+    for m in reversed(chain):
+        for v in m.vars:
+            vars_[v.name] = v
+        for b in m.blocks:
+            blocks[b.name] = b
+        for s in m.stacks:
+            stacks[s.name] = s
+    return list(vars_.values()), blocks, list(stacks.values())
+
+
+def _check_duplicates(model: A.ModelDef, errors: Collector) -> None:
+    for what, items in (("variable", model.vars), ("block", model.blocks), ("stack", model.stacks)):
+        seen: dict[str, A.Node] = {}
+        for it in items:
+            if it.name in seen:
+                first = seen[it.name].span
+                errors.error(f"{what} '{it.name}' is defined twice", it.span,
+                             f"first defined at line {first.line}" if first else None)
+            seen[it.name] = it
+
+
+def resolve_model(spec: A.SpecFile, sources: dict[str, str], model: str | None = None,
+                  errors: Collector | None = None) -> ResolvedModel:
+    """Pick the model (by name, else the file's last), with imports and bases merged."""
+    own = errors is None
+    errors = errors if errors is not None else Collector()
+    lib = _load_imports(spec, sources, errors, (str(Path(spec.path or "").resolve()),), {})
+    for b in spec.blocks:
+        lib.blocks[b.name] = b
+    for m in spec.models:
+        lib.models[m.name] = m
+    file = spec.path or "<string>"
+    if model is not None:
+        chosen = next((m for m in spec.models if m.name == model), None) or lib.models.get(model)
+        if chosen is None:
+            raise UsageError(f"{file}: no model '{model}'"
+                             + (f" ({did_you_mean(model, lib.models)})" if did_you_mean(model, lib.models) else "")
+                             + (f"; models: {', '.join(lib.models)}" if lib.models else ""))
+    elif spec.models:
+        chosen = spec.models[-1]
+    else:
+        errors.raise_if_any(sources)
+        raise SpecError([Diagnostic("the file defines no model", Span(file, 1, 1),
+                                    "add `model NAME { ... }` (blocks alone cannot be built)")],
+                        sources)
+    _check_duplicates(chosen, errors)
+    vars_, local_blocks, stacks = _merge_extends(chosen, lib.models, errors)
+    blocks = dict(lib.blocks)
+    blocks.update(local_blocks)
+    if own:
+        errors.raise_if_any(sources)
+    return ResolvedModel(chosen.name, chosen, vars_, blocks, stacks, spec.passes, spec.train, sources)

@@ -1,0 +1,129 @@
+"""Bind a call's arguments to a registry schema and validate them with pydantic,
+turning every problem into a located error.
+
+    >>> from strata.dsl.parser import parse
+    >>> from strata.dsl.registry import COMPONENTS
+    >>> from strata.compiler.evaluate import Env
+    >>> use = parse("model m { stack s(x) { mlp(4*d, act=gelu) } }").models[0].stacks[0].body[0]
+    >>> bind_options(COMPONENTS["mlp"], use.args, use.kwargs, Env(values={"d": 8}), use.span, "mlp").hidden
+    32
+"""
+
+from __future__ import annotations
+
+import typing
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from strata.compiler.evaluate import CallValue, Env, EvalError, Word, describe, evaluate
+from strata.dsl import ast as A
+from strata.errors import did_you_mean
+
+# No tensor dimension or count in a model that fits on any machine is larger.
+MAX_DIM = 2 ** 31
+
+
+def _literal_words(schema: type[BaseModel], field: str) -> tuple[str, ...]:
+    """The enum words a field accepts (Literal[...] anywhere in its annotation)."""
+    ann = schema.model_fields[field].annotation
+    out: list[str] = []
+
+    def visit(t):
+        if typing.get_origin(t) is typing.Literal:
+            out.extend(a for a in typing.get_args(t) if isinstance(a, str))
+        for a in typing.get_args(t):
+            visit(a)
+
+    visit(ann)
+    return tuple(out)
+
+
+def _accepts_str(schema: type[BaseModel], field: str) -> bool:
+    ann = schema.model_fields[field].annotation
+
+    def visit(t) -> bool:
+        return t is str or any(visit(a) for a in typing.get_args(t))
+
+    return visit(ann)
+
+
+def _to_plain(v: Any, span, field: str, words: tuple[str, ...], refs: bool, accepts_str: bool):
+    if isinstance(v, Word):
+        if v.text in words or refs:
+            return v.text
+        if accepts_str and not words:
+            return v.text
+        hint = did_you_mean(v.text, words) if words else None
+        if words and not hint:
+            hint = f"'{field}' is one of: {', '.join(words)}"
+        raise EvalError(f"undefined variable '{v.text}'" if not words else
+                        f"'{v.text}' is not a valid {field}", span, hint)
+    if isinstance(v, CallValue):
+        return v.as_dict()
+    if isinstance(v, bool) or v is None:
+        return v
+    if isinstance(v, int) and abs(v) >= MAX_DIM:
+        raise EvalError(f"{field} = {v:,} is too large for any model (limit {MAX_DIM:,})", span,
+                        "check the expression; no machine could hold a model this size")
+    return v
+
+
+def bind_options(spec, args: list, kwargs: list, env: Env, span, label: str,
+                 extra: dict[str, Any] | None = None) -> BaseModel:
+    """Evaluate positional and keyword arguments and validate them against
+    `spec.options`.  Raises EvalError (located) on the first problem."""
+    schema: type[BaseModel] = spec.options
+    fields = list(schema.model_fields)
+    values: dict[str, Any] = {}
+    spans: dict[str, Any] = {}
+    if len(args) > len(spec.positional):
+        extra_arg = args[len(spec.positional)]
+        takes = (f"takes {len(spec.positional)} positional argument"
+                 f"{'s' if len(spec.positional) != 1 else ''}"
+                 + (f" ({', '.join(spec.positional)})" if spec.positional else ""))
+        raise EvalError(f"'{label}' {takes}, got {len(args)}", extra_arg.span,
+                        "name the other options: name=value")
+    pairs = list(zip(spec.positional, args)) + [(k.name, k.value) for k in kwargs]
+    refs = getattr(spec, "refs", frozenset())
+    for name, expr in pairs:
+        espan = getattr(expr, "span", None) or span
+        if name not in schema.model_fields:
+            raise EvalError(f"'{label}' has no option '{name}'", _kw_span(kwargs, name, espan),
+                            did_you_mean(name, fields) or f"options: {', '.join(fields)}")
+        if name in values:
+            raise EvalError(f"option '{name}' of '{label}' is given twice", espan,
+                            f"'{name}' is also the positional argument")
+        words = _literal_words(schema, name)
+        is_ref = name in refs
+        if is_ref and isinstance(expr, A.Name):
+            v: Any = Word(expr.id)
+        else:
+            v = evaluate(expr, env, words=bool(words) or is_ref or _accepts_str(schema, name))
+        values[name] = _to_plain(v, espan, name, words, is_ref, _accepts_str(schema, name))
+        spans[name] = espan
+    if extra:
+        values.update(extra)
+    try:
+        return schema.model_validate(values)
+    except ValidationError as err:
+        e = err.errors()[0]
+        loc = e["loc"][0] if e["loc"] else None
+        where = spans.get(loc, span)
+        if e["type"] == "missing":
+            need = [f for f in fields if schema.model_fields[f].is_required() and f not in values]
+            raise EvalError(f"'{label}' needs {', '.join(repr(n) for n in need)}", span,
+                            f"write {label}({', '.join(need)}=...)"
+                            if need and need[0] not in spec.positional else
+                            f"positional arguments: {', '.join(spec.positional)}") from None
+        got = values.get(loc)
+        msg = e["msg"].replace("Input should be", "should be").replace("Value error, ", "")
+        raise EvalError(f"option '{loc}' of '{label}' {msg}, got {describe(got)}"
+                        if loc else f"'{label}': {msg}", where) from None
+
+
+def _kw_span(kwargs: list, name: str, default):
+    for k in kwargs:
+        if k.name == name:
+            return k.span or default
+    return default

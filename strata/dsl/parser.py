@@ -1,0 +1,338 @@
+"""The .arch text surface: lark LALR parser + Transformer into the AST.
+
+    >>> spec = parse('model m { d = 8\\n stack s(tokens) { embedding(10, d) as wte } }', "m.arch")
+    >>> spec.models[0].stacks[0].body[0].alias
+    'wte'
+"""
+
+from __future__ import annotations
+
+import ast as pyast
+import bisect
+from functools import lru_cache
+from pathlib import Path
+
+from lark import Lark, Token, Transformer, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from strata.dsl import ast as A
+from strata.errors import Diagnostic, Span, SpecError
+
+GRAMMAR = Path(__file__).with_name("grammar.lark")
+
+# How lark's token names read in an error message.
+_TOKEN_WORDS = {
+    "NAME": "a name", "NUMBER": "a number", "STRING": "a string", "LBRACE": "'{'",
+    "RBRACE": "'}'", "LPAR": "'('", "RPAR": "')'", "COMMA": "','", "EQUAL": "'='",
+    "SEMICOLON": "';'", "DOT": "'.'", "ADD_OP": "'+' or '-'", "MUL_OP": "'*', '/', '//' or '%'",
+    "POW": "'**'", "COMP_OP": "a comparison", "$END": "the end of the file",
+}
+
+
+# Comments are %ignore'd by the grammar; the lexer hands each one to this list.
+_comments: list[Token] = []
+
+
+@lru_cache(maxsize=1)
+def _lark() -> Lark:
+    # cache=True keeps the compiled LALR tables on disk: startup stays fast.
+    return Lark(GRAMMAR.read_text(), parser="lalr", propagate_positions=True,
+                maybe_placeholders=True, cache=True,
+                lexer_callbacks={"COMMENT": _comments.append})
+
+
+def _span(file: str, meta_or_tok) -> Span:
+    return Span(file, meta_or_tok.line, meta_or_tok.column,
+                getattr(meta_or_tok, "end_line", None), getattr(meta_or_tok, "end_column", None))
+
+
+@v_args(meta=True)
+class _ToAST(Transformer):
+    """One method per grammar rule alias; each returns an AST node with its span."""
+
+    def __init__(self, file: str):
+        super().__init__()
+        self.file = file
+
+    def _s(self, meta):
+        return _span(self.file, meta) if not getattr(meta, "empty", False) else None
+
+    # ---- top level
+    def start(self, meta, items):
+        spec = A.SpecFile(path=self.file)
+        for it in items:
+            if isinstance(it, A.Import):
+                spec.imports.append(it)
+            elif isinstance(it, A.BlockDef):
+                spec.blocks.append(it)
+            elif isinstance(it, A.ModelDef):
+                spec.models.append(it)
+            elif isinstance(it, A.Passes):
+                if spec.passes is not None:
+                    raise _Dup(it.span, "a second 'passes' section",
+                               "merge the two passes sections into one")
+                spec.passes = it
+            elif isinstance(it, A.Train):
+                if spec.train is not None:
+                    raise _Dup(it.span, "a second 'train' section", "merge the two train sections into one")
+                spec.train = it
+        return spec
+
+    def import_all(self, meta, c):
+        return A.Import(path=_unquote(c[0]), names=None, span=self._s(meta))
+
+    def import_names(self, meta, c):
+        return A.Import(path=_unquote(c[0]), names=c[1], span=self._s(meta))
+
+    def name_list(self, meta, c):
+        return [str(t) for t in c]
+
+    def block_def(self, meta, c):
+        name, params, *body = c
+        return A.BlockDef(name=str(name), params=params or [], body=body, span=self._s(meta))
+
+    def params(self, meta, c):
+        return [p for p in c if p is not None]
+
+    def param(self, meta, c):
+        return A.Param(name=str(c[0]), default=c[1], span=self._s(meta))
+
+    def model_def(self, meta, c):
+        name, extends, *items = c
+        m = A.ModelDef(name=str(name), extends=str(extends) if extends else None, span=self._s(meta))
+        for it in items:
+            if isinstance(it, A.Assign):
+                m.vars.append(it)
+            elif isinstance(it, A.BlockDef):
+                m.blocks.append(it)
+            elif isinstance(it, A.StackDef):
+                m.stacks.append(it)
+        return m
+
+    def stack_def(self, meta, c):
+        name, *rest = c
+        inputs = [x for x in rest if isinstance(x, A.StackInput)]
+        body = [x for x in rest if not isinstance(x, A.StackInput)]
+        return A.StackDef(name=str(name), inputs=inputs, body=body, span=self._s(meta))
+
+    def stack_input(self, meta, c):
+        return A.StackInput(name=str(c[0]), source=str(c[1]) if c[1] else None, span=self._s(meta))
+
+    def passes(self, meta, c):
+        return A.Passes(items=list(c), span=self._s(meta))
+
+    def train(self, meta, c):
+        return A.Train(items=list(c), span=self._s(meta))
+
+    # ---- statements
+    def assign(self, meta, c):
+        return A.Assign(name=str(c[0]), value=c[1], span=self._s(meta))
+
+    def use(self, meta, c):
+        name, arglist, alias = c
+        args, kwargs = arglist or ([], [])
+        return A.Use(name=str(name), args=args, kwargs=kwargs, alias=alias, span=self._s(meta))
+
+    def alias(self, meta, c):
+        return str(c[0])
+
+    def arglist(self, meta, c):
+        args, kwargs = [], []
+        for a in c:
+            if a is None:
+                continue
+            if isinstance(a, A.Keyword):
+                if any(k.name == a.name for k in kwargs):
+                    raise _Dup(a.span, f"option '{a.name}' is given twice", "keep one of them")
+                kwargs.append(a)
+            elif kwargs:
+                raise _Dup(a.span, "a positional argument follows a keyword argument",
+                           "put positional arguments first")
+            else:
+                args.append(a)
+        return args, kwargs
+
+    def keyword(self, meta, c):
+        return A.Keyword(name=str(c[0]), value=c[1], span=self._s(meta))
+
+    def residual(self, meta, c):
+        return A.Residual(body=list(c), span=self._s(meta))
+
+    def parallel(self, meta, c):
+        return A.Parallel(body=list(c), span=self._s(meta))
+
+    def seq(self, meta, c):
+        return A.Seq(body=list(c), span=self._s(meta))
+
+    def branch(self, meta, c):
+        *body, alias = c
+        return A.Branch(body=body, alias=alias, span=self._s(meta))
+
+    def repeat(self, meta, c):
+        count, index, body, alias = c
+        return A.Repeat(count=count, index=str(index) if index else None, body=body,
+                        alias=alias, span=self._s(meta))
+
+    def repeat_use(self, meta, c):
+        name, arglist = c
+        args, kwargs = arglist or ([], [])
+        return [A.Use(name=str(name), args=args, kwargs=kwargs, span=self._s(meta))]
+
+    def repeat_block(self, meta, c):
+        return list(c)
+
+    # ---- expressions
+    def cond(self, meta, c):
+        return A.Cond(body=c[0], test=c[1], orelse=c[2], span=self._s(meta))
+
+    def binop(self, meta, c):
+        return A.BinOp(op=str(c[1]), left=c[0], right=c[2], span=self._s(meta))
+
+    def unary(self, meta, c):
+        return A.UnaryOp(op=str(c[0]), operand=c[1], span=self._s(meta))
+
+    def number(self, meta, c):
+        text = str(c[0])
+        clean = text.replace("_", "")
+        value = float(clean) if any(ch in clean for ch in ".eE") else int(clean)
+        return A.Num(value=value, text=text, span=self._s(meta))
+
+    def string(self, meta, c):
+        return A.Str(value=_unquote(c[0]), span=self._s(meta))
+
+    def true(self, meta, c):
+        return A.Const(value=True, span=self._s(meta))
+
+    def false(self, meta, c):
+        return A.Const(value=False, span=self._s(meta))
+
+    def none(self, meta, c):
+        return A.Const(value=None, span=self._s(meta))
+
+    def name(self, meta, c):
+        return A.Name(id=c[0], span=self._s(meta))
+
+    def dotted(self, meta, c):
+        return ".".join(str(t) for t in c)
+
+    def call(self, meta, c):
+        args, kwargs = c[1]
+        return A.Call(func=str(c[0]), args=args, kwargs=kwargs, span=self._s(meta))
+
+    def tuple(self, meta, c):
+        return A.Tuple(items=[x for x in c if x is not None], span=self._s(meta))
+
+
+class _Dup(Exception):
+    """A structural mistake found while building the AST (duplicate section, ...)."""
+
+    def __init__(self, span, message, hint=None):
+        super().__init__(message)
+        self.span, self.message, self.hint = span, message, hint
+
+
+def _unquote(tok: Token | str) -> str:
+    return pyast.literal_eval(str(tok))
+
+
+def _describe_token(tok: Token) -> str:
+    if tok.type == "$END":
+        return "the end of the file"
+    return f"'{tok}'"
+
+
+def _expected_words(expected) -> str:
+    words = sorted({_TOKEN_WORDS.get(e, f"'{e.lower()}'" if e.isupper() and len(e) < 9 else e)
+                    for e in expected if not e.startswith("__")})
+    if len(words) > 6:
+        return ""
+    return " or ".join(words) if len(words) <= 2 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _syntax_error(e: UnexpectedInput, file: str, text: str) -> Diagnostic:
+    line, col = getattr(e, "line", 1) or 1, getattr(e, "column", 1) or 1
+    if isinstance(e, UnexpectedCharacters):
+        ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else "?"
+        hint = None
+        if ch == "'" or ch == '"':
+            hint = "close the string on the same line"
+        return Diagnostic(f"unexpected character {ch!r}", Span(file, line, col, line, col + 1), hint)
+    if isinstance(e, UnexpectedEOF):
+        lines = text.splitlines() or [""]
+        line, col = len(lines), len(lines[-1]) + 1
+        return Diagnostic("unexpected end of file", Span(file, line, col),
+                          "a '{' or '(' is not closed" if text.count("{") > text.count("}")
+                          or text.count("(") > text.count(")") else None)
+    assert isinstance(e, UnexpectedToken)
+    tok = e.token
+    want = _expected_words(e.expected)
+    msg = f"unexpected {_describe_token(tok)}"
+    if want:
+        msg += f"; expected {want}"
+    hint = None
+    if tok.type == "$END":
+        lines = text.splitlines() or [""]
+        line, col = len(lines), len(lines[-1]) + 1
+        hint = "a '{' is not closed" if text.count("{") > text.count("}") else None
+    elif str(tok) in ("=",) and "EQUAL" not in e.expected:
+        hint = "options are written name=value inside the parentheses of a component"
+    elif tok.type == "NAME" and "RPAR" in e.expected and "COMMA" in e.expected:
+        hint = "separate arguments with ','"
+    elif tok.type == "RBRACE" and text.count("{") < text.count("}"):
+        hint = "this '}' closes nothing"
+    end = getattr(tok, "end_column", None)
+    return Diagnostic(msg, Span(file, line, col, line, end), hint)
+
+
+def _attach_comments(spec: A.SpecFile, comments: list[Token]) -> None:
+    """Give each comment to the first statement that starts after it, so `fmt`
+    and `convert` carry comments along instead of dropping them."""
+    owners: list[tuple[tuple[int, int], A.Stmt]] = []
+
+    def visit(node):
+        if isinstance(node, A.Stmt) and node.span is not None:
+            owners.append(((node.span.line, node.span.col), node))
+        for name in type(node).model_fields:
+            v = getattr(node, name)
+            for x in (v if isinstance(v, list) else [v]):
+                if isinstance(x, (A.Stmt, A.SpecFile)):
+                    visit(x)
+
+    visit(spec)
+    owners.sort(key=lambda t: t[0])
+    keys = [k for k, _ in owners]
+    for tok in comments:
+        i = bisect.bisect_right(keys, (tok.line, tok.column))
+        text = str(tok)[1:]
+        text = text[1:] if text.startswith(" ") else text
+        if i < len(owners):
+            node = owners[i][1]
+            node.comment = text if node.comment is None else node.comment + "\n" + text
+
+
+def parse(text: str, file: str = "<string>") -> A.SpecFile:
+    """Parse .arch text into a `SpecFile`; raise `SpecError` on a syntax mistake."""
+    _comments.clear()
+    try:
+        tree = _lark().parse(text)
+        spec = _ToAST(file).transform(tree)
+    except UnexpectedInput as e:
+        raise SpecError([_syntax_error(e, file, text)], {file: text}) from None
+    except _Dup as e:
+        raise SpecError([Diagnostic(e.message, e.span, e.hint)], {file: text}) from None
+    except RecursionError:
+        raise SpecError([Diagnostic("the spec is nested too deeply to read", Span(file, 1, 1),
+                                    "split deeply nested expressions into variables")],
+                        {file: text}) from None
+    except Exception as e:  # lark wraps Transformer errors in VisitError
+        inner = getattr(e, "orig_exc", None)
+        if isinstance(inner, _Dup):
+            raise SpecError([Diagnostic(inner.message, inner.span, inner.hint)], {file: text}) from None
+        if isinstance(inner, RecursionError):
+            raise SpecError([Diagnostic("the spec is nested too deeply to read", Span(file, 1, 1),
+                                        "split deeply nested expressions into variables")],
+                            {file: text}) from None
+        raise
+    spec.path = file
+    _attach_comments(spec, list(_comments))
+    return spec

@@ -1,0 +1,104 @@
+"""Located diagnostics: every spec mistake becomes `FILE:LINE:COL: error: ...`.
+
+A `Span` points into a source file (1-based line and column, both surfaces).
+A `Diagnostic` is one message at one span; `SpecError` carries every
+diagnostic found in one run so independent mistakes are all reported.
+
+>>> d = Diagnostic("unknown component 'atention'", Span("a.arch", 1, 5, 1, 13),
+...                hint="did you mean 'attention'?")
+>>> print(render(d, source="    atention(heads)"))
+a.arch:1:5: error: unknown component 'atention'
+    1 |     atention(heads)
+      |     ^~~~~~~~
+hint: did you mean 'attention'?
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Iterable
+
+
+@dataclass(frozen=True)
+class Span:
+    file: str
+    line: int
+    col: int
+    end_line: int | None = None
+    end_col: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    message: str
+    span: Span | None = None
+    hint: str | None = None
+    severity: str = "error"
+
+
+@dataclass
+class SpecError(Exception):
+    """One or more located mistakes in a spec (exit code 1)."""
+
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return "\n".join(render(d, self.sources.get(d.span.file) if d.span else None)
+                         for d in self.diagnostics)
+
+
+class UsageError(Exception):
+    """The command line itself is wrong (exit code 2): missing file, bad flag value."""
+
+
+def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
+    """A hint naming the closest candidate, or None when nothing is close."""
+    close = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else None
+
+
+def render(d: Diagnostic, source: str | None = None) -> str:
+    """The compiler-style text of one diagnostic: location, message, line, caret, hint."""
+    where = f"{d.span}: " if d.span else ""
+    out = [f"{where}{d.severity}: {d.message}"]
+    if d.span and source is not None:
+        lines = source.splitlines()
+        if 1 <= d.span.line <= len(lines):
+            text = lines[d.span.line - 1].expandtabs(1)
+            gutter = f"{d.span.line:>5} | "
+            out.append(gutter + text)
+            width = 1
+            if d.span.end_line == d.span.line and d.span.end_col and d.span.end_col > d.span.col:
+                width = d.span.end_col - d.span.col
+            width = max(1, min(width, len(text) - d.span.col + 1))
+            out.append(" " * (len(gutter) - 2) + "| " + " " * (d.span.col - 1) + "^" + "~" * (width - 1))
+    if d.hint:
+        out.append(f"hint: {d.hint}")
+    return "\n".join(out)
+
+
+class Collector:
+    """Gathers diagnostics while a stage keeps going, dropping exact repeats
+    (a mistake inside a block repeated 80 times is reported once)."""
+
+    def __init__(self) -> None:
+        self.items: list[Diagnostic] = []
+        self._seen: set[tuple] = set()
+
+    def error(self, message: str, span: Span | None, hint: str | None = None) -> None:
+        key = (message, span)
+        if key not in self._seen:
+            self._seen.add(key)
+            self.items.append(Diagnostic(message, span, hint))
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+    def raise_if_any(self, sources: dict[str, str] | None = None) -> None:
+        if self.items:
+            raise SpecError(list(self.items), dict(sources or {}))
