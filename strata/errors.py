@@ -101,4 +101,8 @@ class Collector:
 
     def raise_if_any(self, sources: dict[str, str] | None = None) -> None:
         if self.items:
-            raise SpecError(list(self.items), dict(sources or {}))
+            # In source order, as a reader goes through the file.
+            ordered = sorted(self.items, key=lambda d: (d.span is None, d.span.file if d.span else "",
+                                                        d.span.line if d.span else 0,
+                                                        d.span.col if d.span else 0))
+            raise SpecError(ordered, dict(sources or {}))

@@ -134,12 +134,17 @@ class Builder:
             spec = COMPONENTS.get(stmt.name)
             return spec.default_name if spec else stmt.name
         if isinstance(stmt, A.Repeat):
-            if len(stmt.body) == 1 and isinstance(stmt.body[0], A.Use):
-                return self._default_name(stmt.body[0])
+            if self._repeats_block(stmt):
+                return stmt.body[0].name
             return "layers"
         if isinstance(stmt, A.Branch):
             return None
         return None
+
+    def _repeats_block(self, s: A.Repeat) -> bool:
+        """`repeat(n) layer`: each instance *is* the block; any other body is
+        a scope of its own per instance (`h.0.attn`, `h.1.attn`, ...)."""
+        return len(s.body) == 1 and isinstance(s.body[0], A.Use) and s.body[0].name in self.m.blocks
 
     def _plan(self, body: list) -> dict[str, int]:
         counts: Counter = Counter()
@@ -185,7 +190,7 @@ class Builder:
 
     def statement(self, s, x: Tensor, sc: Scope) -> Tensor:
         if isinstance(s, A.Assign):
-            sc.env.values[s.name] = evaluate(s.value, sc.env)
+            sc.env.values[s.name] = evaluate(s.value, sc.env, words=True)
             return x
         if isinstance(s, A.Use):
             return self.use(s, x, sc, sc.join(self._name(s, sc)))
@@ -255,20 +260,20 @@ class Builder:
             raise EvalError(f"block '{s.name}' takes {len(params)} argument"
                             f"{'s' if len(params) != 1 else ''}, got {len(s.args)}", s.args[len(params)].span)
         for p, a in zip(params, s.args):
-            values[p] = evaluate(a, sc.env)
+            values[p] = evaluate(a, sc.env, words=True)
         for k in s.kwargs:
             if k.name not in params:
                 raise EvalError(f"block '{s.name}' has no parameter '{k.name}'", k.span,
                                 did_you_mean(k.name, params) or
                                 (f"parameters: {', '.join(params)}" if params else "it takes none"))
-            values[k.name] = evaluate(k.value, sc.env)
+            values[k.name] = evaluate(k.value, sc.env, words=True)
         env = sc.env.child(values)
         for p in bdef.params:
             if p.name not in values:
                 if p.default is None:
                     raise EvalError(f"block '{s.name}' needs parameter '{p.name}'", s.span,
                                     f"write {s.name}({p.name}=...)")
-                env.values[p.name] = evaluate(p.default, env)
+                env.values[p.name] = evaluate(p.default, env, words=True)
         inner = Scope(path, env, sc.stack, plan=self._plan(bdef.body),
                       blocks_active=sc.blocks_active + (s.name,))
         self.g.graph["scopes"][path] = {"kind": "block", "block": s.name, "parent": sc.path}
@@ -286,7 +291,7 @@ class Builder:
                             "no model this deep could exist on any machine")
         name = self._name(s, sc)
         group = sc.join(name)
-        single = len(s.body) == 1 and isinstance(s.body[0], A.Use)
+        single = self._repeats_block(s)
         block = s.body[0].name if single else None
         index = s.index or "index"
         self.g.graph["scopes"][group] = {"kind": "repeat", "block": block, "count": n,
@@ -299,10 +304,7 @@ class Builder:
             before = self.g.number_of_nodes()
             if single:
                 use = s.body[0]
-                if use.name in self.m.blocks:
-                    x = self._walk_one(lambda: self.block(use, x, inner, path), x, use)
-                else:
-                    x = self._walk_one(lambda: self.use(use, x, inner, path), x, use)
+                x = self._walk_one(lambda: self.block(use, x, inner, path), x, use)
             else:
                 inner.plan = self._plan(s.body)
                 self.g.graph["scopes"][path] = {"kind": "block", "block": None, "parent": group}

@@ -35,6 +35,7 @@ class Word:
     """A bare name that is not a variable (enum word or module path)."""
 
     text: str
+    span: Any = field(default=None, compare=False, hash=False)
 
     def __str__(self) -> str:
         return self.text
@@ -91,7 +92,9 @@ class Env:
                             "break the cycle by giving one of the variables a number")
         self._active.add(name)
         try:
-            v = evaluate(a.value, self)
+            # Enum words (`act = gelu`) are values too; a misspelt variable
+            # is reported where it is used as a number.
+            v = evaluate(a.value, self, words=True)
         finally:
             self._active.discard(name)
         self.values[name] = v
@@ -106,6 +109,8 @@ class Env:
 
 
 def _num(v: Any, span, what: str) -> int | float:
+    if isinstance(v, Word):
+        raise EvalError(f"undefined variable '{v.text}'", v.span or span)
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise EvalError(f"{what} needs a number, got {describe(v)}", span)
     return v
@@ -203,7 +208,7 @@ def evaluate(e: Any, env: Env, *, words: bool = False, calls: frozenset | set = 
         if v is not _MISSING:
             return v
         if words:
-            return Word(e.id)
+            return Word(e.id, e.span)
         raise EvalError(f"undefined variable '{e.id}'", e.span, did_you_mean(e.id, env.names()))
     if isinstance(e, A.Tuple):
         return tuple(evaluate(x, env, words=words, calls=calls) for x in e.items)

@@ -188,11 +188,11 @@ def scope_nodes(g: nx.MultiDiGraph, path: str) -> list[str]:
     return [n for n in g.nodes if n == path or n.startswith(prefix)]
 
 
-def scope_signature(g: nx.MultiDiGraph, path: str) -> tuple:
+def scope_signature(g: nx.MultiDiGraph, path: str, nodes: list[str] | None = None) -> tuple:
     """What a scope computes, independent of where it sits: relative node ids,
     ops, attributes, parameter shapes and internal wiring.  Two instances of a
     repeat with equal signatures can share one generated class / one diagram box."""
-    nodes = scope_nodes(g, path)
+    nodes = scope_nodes(g, path) if nodes is None else nodes
     inside = set(nodes)
     cut = len(path) + 1
 
@@ -213,9 +213,17 @@ def repeat_groups(g: nx.MultiDiGraph) -> list[dict]:
     """The recorded repeats, each with `uniform` (all instances compute the same
     thing) and `variants` (instance paths grouped by signature, in order)."""
     out = []
+    members: dict[str, list[str]] = {}
+    owner = {inst: r["path"] for r in g.graph["repeats"] for inst in r["instances"]}
+    for n in g.nodes:  # one pass: node -> the repeat instances containing it
+        parts = n.split(".")
+        for i in range(1, len(parts) + 1):
+            p = ".".join(parts[:i])
+            if p in owner:
+                members.setdefault(p, []).append(n)
     for r in g.graph["repeats"]:
         groups: dict[tuple, list[str]] = {}
         for inst in r["instances"]:
-            groups.setdefault(scope_signature(g, inst), []).append(inst)
+            groups.setdefault(scope_signature(g, inst, members.get(inst, [])), []).append(inst)
         out.append({**r, "uniform": len(groups) == 1, "variants": list(groups.values())})
     return out

@@ -58,7 +58,7 @@ def _to_plain(v: Any, span, field: str, words: tuple[str, ...], refs: bool, acce
         if words and not hint:
             hint = f"'{field}' is one of: {', '.join(words)}"
         raise EvalError(f"undefined variable '{v.text}'" if not words else
-                        f"'{v.text}' is not a valid {field}", span, hint)
+                        f"'{v.text}' is not a valid {field}", v.span or span, hint)
     if isinstance(v, CallValue):
         return v.as_dict()
     if isinstance(v, bool) or v is None:

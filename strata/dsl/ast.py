@@ -32,7 +32,8 @@ from pydantic.json_schema import SkipJsonSchema
 
 
 class Node(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # defer_build: validators are built on first use, which keeps `strata check` startup fast.
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     # Where this node was written; never part of equality or of dumps.
     span: SkipJsonSchema[Any] = Field(default=None, exclude=True, repr=False)
@@ -260,9 +261,6 @@ class SpecFile(Node):
     path: SkipJsonSchema[str | None] = Field(default=None, exclude=True, repr=False)
 
 
-for _m in (BinOp, UnaryOp, Keyword, Call, Cond, Tuple, Residual, Parallel, Seq, Branch,
-           Repeat, BlockDef, StackDef, ModelDef, Use, Passes, Train, SpecFile):
-    _m.model_rebuild()
 
 
 def walk_exprs(expr: Any):

@@ -266,7 +266,7 @@ def _syntax_error(e: UnexpectedInput, file: str, text: str) -> Diagnostic:
     assert isinstance(e, UnexpectedToken)
     tok = e.token
     want = _expected_words(e.expected)
-    msg = f"unexpected {_describe_token(tok)}"
+    msg = "unexpected end of file" if tok.type == "$END" else f"unexpected {_describe_token(tok)}"
     if want:
         msg += f"; expected {want}"
     hint = None

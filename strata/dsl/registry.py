@@ -24,7 +24,7 @@ Dropout = float  # validated by Field(ge=0, lt=1) where used
 
 
 class Options(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class Embedding(Options):

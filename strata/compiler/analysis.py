@@ -1,0 +1,81 @@
+"""Static analysis of the IR: parameters, FLOPs and memory, before any weight exists.
+
+FLOPs are forward multiply-adds x 2 per token at the model's context length
+(Kaplan et al. 2020 / Chinchilla accounting): every matmul costs 2*in*out, the
+attention core 2*2*ctx*heads*head_dim (scores and weighted sum, a causal mask
+not discounted; a sliding window caps ctx), MoE counts the router and top_k
+experts.  Training is about 3x the forward.
+
+    >>> from strata.compiler import build_file
+    >>> a = analyze(build_file("specs/gpt2.arch"))
+    >>> a["parameters"], a["seq_len"]
+    (124439808, 1024)
+"""
+
+from __future__ import annotations
+
+from math import prod
+
+import networkx as nx
+
+from strata.compiler.ir import output_shape
+
+BYTES = {"float32": 4, "bfloat16": 2, "int8": 1}
+
+
+def seq_len(g: nx.MultiDiGraph) -> int:
+    """The sequence length FLOPs are counted at: the model's `ctx`, else the
+    longest learned/sinusoidal position table, else 2048."""
+    v = g.graph["vars"].get("ctx")
+    if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+        return v
+    ctxs = [d["attrs"].get("ctx") for _, d in g.nodes(data=True) if d["op"] == "embedding"]
+    ctxs = [c for c in ctxs if isinstance(c, int)]
+    return max(ctxs) if ctxs else 2048
+
+
+def node_flops(g: nx.MultiDiGraph, n: str, ctx: int) -> int:
+    """Forward FLOPs per token of one node."""
+    d = g.nodes[n]
+    a = d["attrs"]
+    if d["op"] == "linear":
+        if a.get("rank"):
+            return 2 * a["rank"] * (a["in"] + a["out"])
+        return 2 * a["in"] * a["out"]
+    if d["op"] == "attention":
+        span = min(ctx, a["window"]) if a.get("window") else ctx
+        return 2 * 2 * span * a["heads"] * a["head_dim"]
+    if d["op"] == "moe":
+        dim = output_shape(g, n)[-1]
+        mats = 3 if a["act"] in ("swiglu", "geglu") else 2
+        expert = 2 * mats * dim * a["hidden"]
+        return 2 * dim * a["experts"] + (a["top_k"] + a["shared"]) * expert
+    return 0
+
+
+def analyze(g: nx.MultiDiGraph) -> dict:
+    """Totals for the whole model: parameters, FLOPs per token, memory."""
+    ctx = seq_len(g)
+    params = sum(prod(s) for _, d in g.nodes(data=True) for s in d["params"].values())
+    embedding = sum(prod(s) for _, d in g.nodes(data=True) if d["op"] == "embedding"
+                    for s in d["params"].values())
+    flops = sum(node_flops(g, n, ctx) for n in g.nodes)
+    kv_per_token = 0  # K and V elements cached per token, all layers
+    for _, d in g.nodes(data=True):
+        if d["op"] == "attention" and not d["attrs"].get("cross"):
+            kv_per_token += 2 * d["attrs"]["kv_heads"] * d["attrs"]["head_dim"]
+    return {
+        "parameters": params,
+        "trainable_parameters": params,
+        "non_embedding_parameters": params - embedding,
+        "seq_len": ctx,
+        "flops_per_token": flops,
+        "training_flops_per_token": 3 * flops,
+        "memory": {
+            "weights_fp32_bytes": params * 4,
+            "weights_bf16_bytes": params * 2,
+            # weights + grads + AdamW's two moments, all fp32
+            "training_fp32_bytes": params * 16,
+            "kv_cache_bf16_bytes_per_token": kv_per_token * 2,
+        },
+    }

@@ -1,0 +1,116 @@
+"""Graph rewriting helpers shared by the passes.
+
+Passes never mutate their input: `copy_graph` makes a deep copy, and
+`replace_node` splices new nodes in at the old node's position, so the
+insertion order (the spec's order, which `ir.topo_order` keeps) survives.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Iterable
+
+import networkx as nx
+
+from strata.compiler import ir
+from strata.compiler import select
+
+
+class PassError(Exception):
+    """A pass cannot apply to this graph (a spec mistake the person can fix)."""
+
+
+def copy_graph(g: nx.MultiDiGraph) -> nx.MultiDiGraph:
+    return copy.deepcopy(g)
+
+
+def selected_nodes(g: nx.MultiDiGraph, on: str | None, op: str = "linear") -> list[str]:
+    """IR nodes of `op` inside the components (or node globs) a selector matches,
+    in graph order."""
+    picked = set(select(g, on))
+    out = []
+    for n, d in g.nodes(data=True):
+        if d["op"] != op:
+            continue
+        if n in picked or (d["component"] in picked):
+            out.append(n)
+    return out
+
+
+def reorder(g: nx.MultiDiGraph, order: Iterable[str]) -> nx.MultiDiGraph:
+    """A copy of `g` whose nodes are inserted in `order` (every node exactly once)."""
+    h = nx.MultiDiGraph()
+    h.graph.update(g.graph)
+    for n in order:
+        h.add_node(n, **g.nodes[n])
+    for u, v, d in g.edges(data=True):
+        h.add_edge(u, v, **d)
+    return h
+
+
+def splice(g: nx.MultiDiGraph, old: Iterable[str], at: str, new: list[str]) -> nx.MultiDiGraph:
+    """Put the (already added) nodes `new` where `at` stood, and drop `old`."""
+    old = set(old)
+    new_set = set(new)
+    order = []
+    for n in g.nodes:
+        if n == at:
+            order.extend(new)
+        if n in old or n in new_set:
+            continue
+        order.append(n)
+    g.remove_nodes_from(old)
+    return reorder(g, order)
+
+
+def rename_output(g: nx.MultiDiGraph, old: str, new: str) -> None:
+    """Point graph-level references (outputs, stack outputs) at a replacement node."""
+    for k, v in g.graph["outputs"].items():
+        if v == old:
+            g.graph["outputs"][k] = new
+    for s in g.graph["stacks"]:
+        if s["output"] == old:
+            s["output"] = new
+    if "out_shape" in g.nodes[old]:
+        g.nodes[new]["out_shape"] = g.nodes[old]["out_shape"]
+
+
+def tie_targets(g: nx.MultiDiGraph) -> set[str]:
+    """state_dict keys other nodes are tied to (their shapes must not change)."""
+    return {t for _, d in g.nodes(data=True) for t in d["tied"].values()}
+
+
+def recount(g: nx.MultiDiGraph) -> nx.MultiDiGraph:
+    g.graph["parameters"] = ir.param_count(g)
+    return g
+
+
+def fuse_linears(g: nx.MultiDiGraph, parts: list[str], new_id: str, role: str) -> nx.MultiDiGraph:
+    """Replace linears `parts` (same input, same in-width) by one linear `new_id`
+    whose weight stacks theirs [sum(out), in], followed by a `split` op
+    (attrs.sizes); each out-edge of the split carries `part`, the index of the
+    slice it carries.  Returns a new graph order; `g` is modified."""
+    first = g.nodes[parts[0]]
+    (src, e_in), = ir.operands(g, parts[0])
+    sizes = [g.nodes[p]["attrs"]["out"] for p in parts]
+    d_in = first["attrs"]["in"]
+    bias = any("bias" in g.nodes[p]["params"] for p in parts)
+    total = sum(sizes)
+    params = {"weight": (total, d_in)}
+    if bias:
+        params["bias"] = (total,)
+    roles = [g.nodes[p]["attrs"].get("role", p.rpartition(".")[2]) for p in parts]
+    shape_out = e_in["shape"][:-1] + (total,)
+    ir.add_node(g, new_id, "linear", scope=first["scope"], component=first["component"],
+                kind=first["kind"], span=first["span"],
+                attrs={"in": d_in, "out": total, "bias": bias, "role": role, "fused": roles},
+                params=params)
+    split_id = f"{new_id}_split"
+    ir.add_node(g, split_id, "split", scope=first["scope"], component=first["component"],
+                kind=first["kind"], span=first["span"], attrs={"sizes": sizes, "parts": roles})
+    ir.connect(g, src, new_id, e_in["shape"], e_in["dtype"], 0)
+    ir.connect(g, new_id, split_id, shape_out, "float", 0)
+    for i, p in enumerate(parts):
+        for _, dst, d in list(g.out_edges(p, data=True)):
+            g.add_edge(split_id, dst, **{**d, "part": i})
+    return splice(g, parts, parts[0], [new_id, split_id])

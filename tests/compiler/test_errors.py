@@ -1,0 +1,290 @@
+"""One test per kind of spec mistake: located message, caret, hint — in both surfaces."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from strata.compiler import build_file, build_text
+from strata.errors import SpecError
+
+GOOD_LAYER = """
+model m {
+  d = 64
+  heads = 4
+  block layer {
+    residual { layernorm; attention(heads, causal=true) }
+    residual { layernorm; mlp(4*d) }
+  }
+  stack decoder(tokens) {
+    embedding(100, d) as wte
+    position(learned, 32)
+    repeat(2) layer as h
+    layernorm
+    lm_head(tie=wte)
+  }
+}
+"""
+
+
+def errors_of(text: str, file: str = "spec.arch") -> SpecError:
+    with pytest.raises(SpecError) as info:
+        build_text(text, file)
+    return info.value
+
+
+def located(err: SpecError, message: str, line: int, col: int | None = None, hint: str | None = None):
+    """Assert one diagnostic has `message` at `line`(:`col`), and its rendering
+    is `FILE:LINE:COL: error: ...` followed by the source line and a caret."""
+    for d in err.diagnostics:
+        if message in d.message and d.span and d.span.line == line and (col is None or d.span.col == col):
+            if hint is not None:
+                assert d.hint and hint in d.hint, d.hint
+            text = str(err)
+            head = f"{d.span.file}:{d.span.line}:{d.span.col}: error: {d.message}"
+            assert head in text
+            after = text[text.index(head) + len(head):].splitlines()
+            assert after[1].strip().startswith(f"{line} |")
+            assert after[2].strip().startswith("|") and "^" in after[2]
+            return d
+    raise AssertionError(f"no '{message}' at line {line}:{col} in:\n{err}")
+
+
+def test_good_spec_builds():
+    assert build_text(GOOD_LAYER).graph["parameters"] > 0
+
+
+def test_syntax_error_points_at_token():
+    err = errors_of("model m {\n  d = 3 +\n}\n")
+    located(err, "unexpected '}'", 3, 1)
+
+
+def test_syntax_error_unclosed_brace():
+    err = errors_of("model m {\n  d = 3\n")
+    d = located(err, "unexpected end of file", 2)
+    assert "not closed" in d.hint
+
+
+def test_syntax_error_bad_character():
+    err = errors_of("model m {\n  d = 3 $ 4\n}\n")
+    located(err, "unexpected character '$'", 2, 9)
+
+
+def test_unknown_component_did_you_mean():
+    err = errors_of(GOOD_LAYER.replace("attention(heads", "atention(heads"))
+    located(err, "unknown component 'atention'", 6, 27, hint="did you mean 'attention'?")
+
+
+def test_pass_used_as_component_hint():
+    err = errors_of(GOOD_LAYER.replace("    layernorm\n    lm_head", "    fuse_qkv\n    lm_head"))
+    located(err, "unknown component 'fuse_qkv'", 13, hint="passes")
+
+
+def test_unknown_option_did_you_mean():
+    err = errors_of(GOOD_LAYER.replace("causal=true", "casual=true"))
+    located(err, "'attention' has no option 'casual'", 6, hint="did you mean 'causal'?")
+
+
+def test_wrong_type():
+    err = errors_of(GOOD_LAYER.replace("causal=true", "causal=3.5"))
+    located(err, "option 'causal' of 'attention'", 6)
+
+
+def test_bad_enum_word():
+    err = errors_of(GOOD_LAYER.replace("mlp(4*d)", "mlp(4*d, act=gelux)"))
+    located(err, "'gelux' is not a valid act", 7, hint="did you mean 'gelu'?")
+
+
+def test_undefined_variable():
+    err = errors_of(GOOD_LAYER.replace("mlp(4*d)", "mlp(4*dd)"))
+    located(err, "undefined variable 'dd'", 7, 33, hint="did you mean 'd'?")
+
+
+def test_division_by_zero():
+    err = errors_of(GOOD_LAYER.replace("heads = 4", "heads = 4 // (d - 64)"))
+    located(err, "division by zero", 4)
+
+
+def test_heads_do_not_divide_d():
+    err = errors_of(GOOD_LAYER.replace("heads = 4", "heads = 5"))
+    located(err, "heads (5) does not divide d (64)", 6)
+
+
+def test_kv_heads_do_not_divide_heads():
+    err = errors_of(GOOD_LAYER.replace("causal=true", "causal=true, kv_heads=3"))
+    located(err, "kv_heads (3) must divide heads (4)", 6)
+
+
+def test_missing_required_option():
+    err = errors_of(GOOD_LAYER.replace("mlp(4*d)", "mlp(act=gelu)"))
+    located(err, "'mlp' needs 'hidden'", 7)
+
+
+def test_too_many_positional_arguments():
+    err = errors_of(GOOD_LAYER.replace("mlp(4*d)", "mlp(4*d, gelu)"))
+    located(err, "'mlp' takes 1 positional argument", 7)
+
+
+def test_embedding_needs_token_ids():
+    err = errors_of(GOOD_LAYER.replace("    layernorm\n    lm_head", "    embedding(10, d)\n    lm_head"))
+    located(err, "'embedding' needs token ids", 13)
+
+
+def test_component_before_embedding():
+    err = errors_of(GOOD_LAYER.replace("    embedding(100, d) as wte\n", "    layernorm\n    embedding(100, d) as wte\n"))
+    located(err, "'layernorm' needs hidden states but receives token ids", 10)
+
+
+def test_residual_shape_mismatch():
+    err = errors_of(GOOD_LAYER.replace("mlp(4*d)", "linear(2*d)"))
+    located(err, "residual adds [B, T, 128] to [B, T, 64]", 7)
+
+
+def test_shape_mismatch_between_stacks():
+    text = """
+model ed {
+  stack encoder(src) { embedding(100, 32) as embed; layernorm }
+  stack decoder(tgt, memory = encoder) {
+    embedding(100, 64) as embed
+    residual { cross_attention(4, memory) }
+    lm_head(tie=embed)
+  }
+}
+"""
+    err = errors_of(text)
+    located(err, "shape mismatch between stacks", 6, hint="width")
+
+
+def test_tied_shape_mismatch():
+    text = """
+model ed {
+  stack encoder(src) { embedding(100, 32) as embed }
+  stack decoder(tgt, memory = encoder) { embedding(100, 64, tie=encoder.embed) as embed }
+}
+"""
+    located(errors_of(text), "shape mismatch: tied weight 'encoder.embed.weight' is [100, 32]", 4)
+
+
+def test_unknown_memory_stack():
+    text = """
+model ed {
+  stack encoder(src) { embedding(100, 32) as embed }
+  stack decoder(tgt, memory = encodr) { embedding(100, 32) as embed }
+}
+"""
+    located(errors_of(text), "unknown stack 'encodr'", 4, hint="did you mean 'encoder'?")
+
+
+def test_repeat_count_too_large():
+    err = errors_of(GOOD_LAYER.replace("repeat(2)", "repeat(10**9)"))
+    located(err, "repeat count 1,000,000,000 is too large", 12)
+
+
+def test_size_too_large():
+    err = errors_of(GOOD_LAYER.replace("embedding(100, d)", "embedding(10**12, d)"))
+    located(err, "too large for any model", 10)
+
+
+def test_astronomical_number():
+    err = errors_of(GOOD_LAYER.replace("d = 64", "d = 10 ** 10 ** 10"))
+    located(err, "number too large", 3)
+
+
+def test_model_too_large_in_total():
+    err = errors_of(GOOD_LAYER.replace("d = 64", "d = 2**20").replace("repeat(2)", "repeat(5000)")
+                    .replace("mlp(4*d)", "mlp(64*d)"))
+    assert any("parameters, more than any machine" in d.message for d in err.diagnostics)
+
+
+def test_variable_cycle():
+    err = errors_of(GOOD_LAYER.replace("d = 64", "d = heads * 16").replace("heads = 4", "heads = d // 16"))
+    assert any("defined in terms of itself" in d.message for d in err.diagnostics)
+
+
+def test_duplicate_module_name():
+    err = errors_of(GOOD_LAYER.replace("    layernorm\n    lm_head", "    layernorm as wte\n    lm_head"))
+    located(err, "the name 'wte' is already used", 13)
+
+
+def test_unknown_block_parameter():
+    text = GOOD_LAYER.replace("block layer {", "block layer(w = 1) {").replace("repeat(2) layer", "repeat(2) layer(x=1)")
+    located(errors_of(text), "block 'layer' has no parameter 'x'", 12)
+
+
+def test_unknown_pass_and_empty_selector():
+    text = GOOD_LAYER + 'passes {\n  fuse_qvk\n  quantize(int8_dynamic, on="decoder.h.*.mlpp")\n}\n'
+    err = errors_of(text)
+    located(err, "unknown pass 'fuse_qvk'", 18, hint="did you mean 'fuse_qkv'?")
+    located(err, "matches no module", 19)
+
+
+def test_unknown_train_setting():
+    text = GOOD_LAYER + "train {\n  bacth = 4\n  optimizer = adam(lr=1)\n}\n"
+    err = errors_of(text)
+    located(err, "unknown train setting 'bacth'", 18, hint="did you mean 'batch'?")
+    located(err, "unknown function 'adam'", 19, hint="did you mean 'adamw'?")
+
+
+def test_train_optimizer_must_be_a_call():
+    text = GOOD_LAYER + "train {\n  optimizer = 3\n}\n"
+    located(errors_of(text), "optimizer should be one of adamw(...), sgd(...)", 18)
+
+
+def test_independent_errors_all_reported_in_order():
+    text = (GOOD_LAYER.replace("attention(heads", "atention(heads").replace("mlp(4*d)", "mlp(4*dd)")
+            .replace("position(learned, 32)", "position(learnd, 32)"))
+    err = errors_of(text)
+    lines = [d.span.line for d in err.diagnostics]
+    assert lines == sorted(lines) and {6, 7, 11} <= set(lines)
+    assert str(err).count(": error: ") == len(err.diagnostics)
+
+
+def test_no_model_in_file():
+    located(errors_of("block b { layernorm }\n"), "the file defines no model", 1)
+
+
+def test_missing_import_file(tmp_path):
+    p = tmp_path / "a.arch"
+    p.write_text('from "nowhere.arch" import layer\nmodel m { stack s(t) { embedding(3, 4) } }\n')
+    with pytest.raises(SpecError) as info:
+        build_file(p)
+    located(info.value, "cannot import 'nowhere.arch': no such file", 1)
+
+
+def test_import_cycle(tmp_path):
+    (tmp_path / "a.arch").write_text('import "b.arch"\nmodel m { stack s(t) { embedding(3, 4) } }\n')
+    (tmp_path / "b.arch").write_text('import "a.arch"\nblock x { layernorm }\n')
+    with pytest.raises(SpecError) as info:
+        build_file(tmp_path / "a.arch")
+    d = located(info.value, "import cycle: a.arch -> b.arch -> a.arch", 1)
+    assert d.span.file.endswith("b.arch")
+
+
+def test_import_missing_name(tmp_path):
+    (tmp_path / "lib.arch").write_text("block layer { layernorm }\n")
+    (tmp_path / "a.arch").write_text('from "lib.arch" import layr\nmodel m { stack s(t) { embedding(3, 4) } }\n')
+    with pytest.raises(SpecError) as info:
+        build_file(tmp_path / "a.arch")
+    located(info.value, "has no block or model 'layr'", 1, hint="did you mean 'layer'?")
+
+
+def test_error_inside_imported_file_is_located_there(tmp_path):
+    (tmp_path / "lib.arch").write_text("block layer {\n  layernorm(epss=1)\n}\n")
+    (tmp_path / "a.arch").write_text('import "lib.arch"\nmodel m { stack s(t) { embedding(3, 4); layer } }\n')
+    with pytest.raises(SpecError) as info:
+        build_file(tmp_path / "a.arch")
+    d = located(info.value, "'layernorm' has no option 'epss'", 2)
+    assert d.span.file.endswith("lib.arch")
+
+
+def test_extends_unknown_base():
+    err = errors_of("model a { d = 1 }\nmodel b extends c { e = 2 }\n")
+    located(err, "extends unknown model 'c'", 2)
+
+
+def test_rendering_format():
+    err = errors_of(GOOD_LAYER.replace("mlp(4*d)", "mlp(4*dd)"))
+    text = str(err)
+    assert re.match(r"^spec\.arch:7:33: error: undefined variable 'dd'\n +7 \| .*mlp\(4\*dd\)", text)
+    assert "hint: did you mean 'd'?" in text
