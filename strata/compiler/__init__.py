@@ -23,7 +23,7 @@ from strata.compiler.options import bind_options
 from strata.dsl import ast as A
 from strata.dsl import load_text, read_source
 from strata.dsl.registry import PASSES, TRAIN_CALLS, TrainConfig
-from strata.errors import Collector, SpecError, did_you_mean
+from strata.errors import Collector, Span, SpecError, did_you_mean
 
 __all__ = ["build", "build_file", "build_text", "select"]
 
@@ -122,7 +122,7 @@ def build(spec: A.SpecFile, *, model: str | None = None, sources: dict[str, str]
         _validate_passes(resolved.passes, g, errors)
         _validate_train(resolved.train, g, errors)
     except RecursionError:
-        errors.error("the spec is nested too deeply to build", None,
+        errors.error("the spec is nested too deeply to build", Span(spec.path or "<string>", 1, 1),
                      "split deeply nested expressions or blocks")
     errors.raise_if_any(sources)
     return g

@@ -24,7 +24,7 @@ from strata.dsl.registry import COMPONENTS, PASSES
 from strata.errors import Collector, did_you_mean
 
 MAX_REPEAT = 10_000           # layers in one repeat
-MAX_NODES = 400_000           # IR nodes in one model
+MAX_NODES = 100_000           # IR nodes in one model: ~5,000 transformer layers
 MAX_PARAMETERS = 10 ** 15     # a quadrillion parameters fits on no machine
 
 
@@ -197,13 +197,19 @@ class Builder:
         if isinstance(s, A.Residual):
             if not s.body:
                 raise EvalError("'residual' needs at least one statement", s.span)
+            before = len(self.errors.items)
             y = self.walk(s.body, x, sc)
+            if y.node == x.node and len(self.errors.items) > before:
+                return x  # the body's own error is reported; don't add a second
             return self._add(x, y, sc, s.span, "residual")
         if isinstance(s, A.Parallel):
             if len(s.body) < 2:
                 raise EvalError("'parallel' needs at least two branches", s.span,
                                 "each statement inside parallel { } is one branch")
+            before = len(self.errors.items)
             ys = [self.walk([b], x, sc) for b in s.body]
+            if len(self.errors.items) > before:
+                return x
             acc = ys[0]
             for y in ys[1:]:
                 acc = self._add(acc, y, sc, s.span, "parallel")

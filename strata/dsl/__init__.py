@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from strata.dsl.ast import SpecFile
-from strata.errors import Diagnostic, SpecError, UsageError
+from strata.errors import Diagnostic, Span, SpecError, UsageError
 
 YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -40,7 +40,10 @@ def read_source(path: str | Path) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise SpecError([Diagnostic(f"the file is not UTF-8 text (byte {e.start})", None)]) from None
+        line = data[:e.start].count(b"\n") + 1
+        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise SpecError([Diagnostic(f"the file is not UTF-8 text (byte {e.start})",
+                                    Span(str(path), line, col), "save the spec as UTF-8")]) from None
 
 
 def load_file(path: str | Path) -> SpecFile:

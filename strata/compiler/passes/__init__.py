@@ -24,6 +24,7 @@ from strata.compiler.passes.fuse_qkv import FuseQKV
 from strata.compiler.passes.low_rank import LowRank
 from strata.compiler.passes.prune import Prune
 from strata.compiler.passes.quantize import Quantize
+from strata.errors import Diagnostic, SpecError
 
 __all__ = ["REGISTRY", "PassError", "apply_passes", "make_pass"]
 
@@ -48,7 +49,10 @@ def apply_passes(g: nx.MultiDiGraph, *, lint: bool = True) -> nx.MultiDiGraph:
     todo = list(g.graph.get("passes", []))
     applied = list(g.graph.get("applied", []))
     for p in todo:
-        g = make_pass(p["name"], p["options"]).run(g)
+        try:
+            g = make_pass(p["name"], p["options"]).run(g)
+        except PassError as e:
+            raise SpecError([Diagnostic(str(e), p.get("span"))]) from None
         if lint:
             ir.lint(g)
         applied.append({k: v for k, v in p.items() if k != "span"})

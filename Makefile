@@ -1,0 +1,33 @@
+# Two commands do everything on a fresh machine (see README):
+#   make demo   set up .venv, then check, summarize (and later compile/diagram/train) specs/gpt2.arch
+#   make test   set up .venv (+ mermaid for diagram tests), then run the whole test suite
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+SPEC   ?= specs/gpt2.arch
+
+.PHONY: demo test setup clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# The CPU build of torch first: a bare `torch` requirement would pull a multi-GB CUDA build.
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+node_modules/.installed: package.json
+	@if command -v npm >/dev/null && npm ci --silent --no-audit --no-fund; then touch $@; \
+	else echo "warning: npm ci failed or npm is missing: Mermaid rendering tests will be skipped"; fi
+
+setup: $(VENV)/.installed
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/strata check $(SPEC)
+	$(VENV)/bin/strata summary $(SPEC)
+
+test: $(VENV)/.installed node_modules/.installed
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) node_modules

@@ -1,0 +1,73 @@
+"""The command line: exit codes, outputs, and no torch on the front-end path."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from strata.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+GPT2 = str(ROOT / "specs" / "gpt2.arch")
+
+
+def test_check_ok(capsys):
+    assert main(["check", GPT2]) == 0
+    assert "124,439,808 parameters" in capsys.readouterr().out
+
+
+def test_check_spec_error_exit_1(tmp_path, capsys):
+    p = tmp_path / "bad.arch"
+    p.write_text("model m {\n  stack s(t) { embedding(10, 4); atention(2) }\n}\n")
+    assert main(["check", str(p)]) == 1
+    err = capsys.readouterr().err
+    assert f"{p}:2:34: error: unknown component 'atention'" in err
+    assert "hint: did you mean 'attention'?" in err and err.rstrip().endswith("1 error")
+
+
+def test_usage_errors_exit_2(capsys, tmp_path):
+    assert main(["check", str(tmp_path / "missing.arch")]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert main(["check", GPT2, "--model", "gpt3"]) == 2
+    with pytest.raises(SystemExit) as e:
+        main(["check"])
+    assert e.value.code == 2
+
+
+def test_summary_json_fields(capsys):
+    assert main(["summary", str(ROOT / "specs" / "llama2_70b.arch"), "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)
+    assert s["name"] == "llama2_70b"
+    assert s["parameters"] == s["trainable_parameters"] == 68_976_648_192
+    assert s["flops_per_token"] > 2 * 68e9
+    m = {x["path"]: x for x in s["modules"]}
+    assert m["decoder.layers.79.attn"] == {"path": "decoder.layers.79.attn", "kind": "attention",
+                                           "parameters": 2 * 8192 * 8192 + 2 * 8192 * 1024,
+                                           "output_shape": ["B", "T", 8192], "tied": []}
+    assert s["repeats"][0] == {"path": "decoder.layers", "block": "layer", "count": 80, "uniform": True,
+                               "parameters_each": 855_654_400, "parameters": 80 * 855_654_400}
+
+
+def test_summary_table_folds_repeats(capsys):
+    assert main(["summary", GPT2]) == 0
+    out = capsys.readouterr().out
+    assert "decoder.h × 12" in out and "7,087,872 each" in out and "124,439,808" in out
+    assert "decoder.h.3" not in out
+
+
+def test_ir_dump(capsys):
+    assert main(["ir", str(ROOT / "specs" / "tiny_shakespeare.arch")]) == 0
+    out = capsys.readouterr().out
+    assert "decoder.h.3.attn.core" in out and "repeat: decoder.h = layer x 4" in out
+
+
+def test_front_end_never_imports_torch():
+    code = ("import sys; from strata.cli import main; "
+            f"main(['summary', {GPT2!r}, '--json']); main(['ir', {GPT2!r}]); main(['check', {GPT2!r}]); "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
