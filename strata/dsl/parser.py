@@ -48,7 +48,10 @@ def _span(file: str, meta_or_tok) -> Span:
 
 @v_args(meta=True)
 class _ToAST(Transformer):
-    """One method per grammar rule alias; each returns an AST node with its span."""
+    """One method per grammar rule alias; each returns an AST node with its span.
+
+    Nodes are made with `model_construct`: the grammar already guarantees their
+    types, and skipping pydantic validation keeps `strata check` fast."""
 
     def __init__(self, file: str):
         super().__init__()
@@ -59,7 +62,7 @@ class _ToAST(Transformer):
 
     # ---- top level
     def start(self, meta, items):
-        spec = A.SpecFile(path=self.file)
+        spec = A.SpecFile.model_construct(path=self.file)
         for it in items:
             if isinstance(it, A.Import):
                 spec.imports.append(it)
@@ -79,27 +82,27 @@ class _ToAST(Transformer):
         return spec
 
     def import_all(self, meta, c):
-        return A.Import(path=_unquote(c[0]), names=None, span=self._s(meta))
+        return A.Import.model_construct(path=_unquote(c[0]), names=None, span=self._s(meta))
 
     def import_names(self, meta, c):
-        return A.Import(path=_unquote(c[0]), names=c[1], span=self._s(meta))
+        return A.Import.model_construct(path=_unquote(c[0]), names=c[1], span=self._s(meta))
 
     def name_list(self, meta, c):
         return [str(t) for t in c]
 
     def block_def(self, meta, c):
         name, params, *body = c
-        return A.BlockDef(name=str(name), params=params or [], body=body, span=self._s(meta))
+        return A.BlockDef.model_construct(name=str(name), params=params or [], body=body, span=self._s(meta))
 
     def params(self, meta, c):
         return [p for p in c if p is not None]
 
     def param(self, meta, c):
-        return A.Param(name=str(c[0]), default=c[1], span=self._s(meta))
+        return A.Param.model_construct(name=str(c[0]), default=c[1], span=self._s(meta))
 
     def model_def(self, meta, c):
         name, extends, *items = c
-        m = A.ModelDef(name=str(name), extends=str(extends) if extends else None, span=self._s(meta))
+        m = A.ModelDef.model_construct(name=str(name), extends=str(extends) if extends else None, span=self._s(meta))
         for it in items:
             if isinstance(it, A.Assign):
                 m.vars.append(it)
@@ -113,25 +116,25 @@ class _ToAST(Transformer):
         name, *rest = c
         inputs = [x for x in rest if isinstance(x, A.StackInput)]
         body = [x for x in rest if not isinstance(x, A.StackInput)]
-        return A.StackDef(name=str(name), inputs=inputs, body=body, span=self._s(meta))
+        return A.StackDef.model_construct(name=str(name), inputs=inputs, body=body, span=self._s(meta))
 
     def stack_input(self, meta, c):
-        return A.StackInput(name=str(c[0]), source=str(c[1]) if c[1] else None, span=self._s(meta))
+        return A.StackInput.model_construct(name=str(c[0]), source=str(c[1]) if c[1] else None, span=self._s(meta))
 
     def passes(self, meta, c):
-        return A.Passes(items=list(c), span=self._s(meta))
+        return A.Passes.model_construct(items=list(c), span=self._s(meta))
 
     def train(self, meta, c):
-        return A.Train(items=list(c), span=self._s(meta))
+        return A.Train.model_construct(items=list(c), span=self._s(meta))
 
     # ---- statements
     def assign(self, meta, c):
-        return A.Assign(name=str(c[0]), value=c[1], span=self._s(meta))
+        return A.Assign.model_construct(name=str(c[0]), value=c[1], span=self._s(meta))
 
     def use(self, meta, c):
         name, arglist, alias = c
         args, kwargs = arglist or ([], [])
-        return A.Use(name=str(name), args=args, kwargs=kwargs, alias=alias, span=self._s(meta))
+        return A.Use.model_construct(name=str(name), args=args, kwargs=kwargs, alias=alias, span=self._s(meta))
 
     def alias(self, meta, c):
         return str(c[0])
@@ -153,74 +156,74 @@ class _ToAST(Transformer):
         return args, kwargs
 
     def keyword(self, meta, c):
-        return A.Keyword(name=str(c[0]), value=c[1], span=self._s(meta))
+        return A.Keyword.model_construct(name=str(c[0]), value=c[1], span=self._s(meta))
 
     def residual(self, meta, c):
-        return A.Residual(body=list(c), span=self._s(meta))
+        return A.Residual.model_construct(body=list(c), span=self._s(meta))
 
     def parallel(self, meta, c):
-        return A.Parallel(body=list(c), span=self._s(meta))
+        return A.Parallel.model_construct(body=list(c), span=self._s(meta))
 
     def seq(self, meta, c):
-        return A.Seq(body=list(c), span=self._s(meta))
+        return A.Seq.model_construct(body=list(c), span=self._s(meta))
 
     def branch(self, meta, c):
         *body, alias = c
-        return A.Branch(body=body, alias=alias, span=self._s(meta))
+        return A.Branch.model_construct(body=body, alias=alias, span=self._s(meta))
 
     def repeat(self, meta, c):
         count, index, body, alias = c
-        return A.Repeat(count=count, index=str(index) if index else None, body=body,
+        return A.Repeat.model_construct(count=count, index=str(index) if index else None, body=body,
                         alias=alias, span=self._s(meta))
 
     def repeat_use(self, meta, c):
         name, arglist = c
         args, kwargs = arglist or ([], [])
-        return [A.Use(name=str(name), args=args, kwargs=kwargs, span=self._s(meta))]
+        return [A.Use.model_construct(name=str(name), args=args, kwargs=kwargs, span=self._s(meta))]
 
     def repeat_block(self, meta, c):
         return list(c)
 
     # ---- expressions
     def cond(self, meta, c):
-        return A.Cond(body=c[0], test=c[1], orelse=c[2], span=self._s(meta))
+        return A.Cond.model_construct(body=c[0], test=c[1], orelse=c[2], span=self._s(meta))
 
     def binop(self, meta, c):
-        return A.BinOp(op=str(c[1]), left=c[0], right=c[2], span=self._s(meta))
+        return A.BinOp.model_construct(op=str(c[1]), left=c[0], right=c[2], span=self._s(meta))
 
     def unary(self, meta, c):
-        return A.UnaryOp(op=str(c[0]), operand=c[1], span=self._s(meta))
+        return A.UnaryOp.model_construct(op=str(c[0]), operand=c[1], span=self._s(meta))
 
     def number(self, meta, c):
         text = str(c[0])
         clean = text.replace("_", "")
         value = float(clean) if any(ch in clean for ch in ".eE") else int(clean)
-        return A.Num(value=value, text=text, span=self._s(meta))
+        return A.Num.model_construct(value=value, text=text, span=self._s(meta))
 
     def string(self, meta, c):
-        return A.Str(value=_unquote(c[0]), span=self._s(meta))
+        return A.Str.model_construct(value=_unquote(c[0]), span=self._s(meta))
 
     def true(self, meta, c):
-        return A.Const(value=True, span=self._s(meta))
+        return A.Const.model_construct(value=True, span=self._s(meta))
 
     def false(self, meta, c):
-        return A.Const(value=False, span=self._s(meta))
+        return A.Const.model_construct(value=False, span=self._s(meta))
 
     def none(self, meta, c):
-        return A.Const(value=None, span=self._s(meta))
+        return A.Const.model_construct(value=None, span=self._s(meta))
 
     def name(self, meta, c):
-        return A.Name(id=c[0], span=self._s(meta))
+        return A.Name.model_construct(id=c[0], span=self._s(meta))
 
     def dotted(self, meta, c):
         return ".".join(str(t) for t in c)
 
     def call(self, meta, c):
         args, kwargs = c[1]
-        return A.Call(func=str(c[0]), args=args, kwargs=kwargs, span=self._s(meta))
+        return A.Call.model_construct(func=str(c[0]), args=args, kwargs=kwargs, span=self._s(meta))
 
     def tuple(self, meta, c):
-        return A.Tuple(items=[x for x in c if x is not None], span=self._s(meta))
+        return A.Tuple.model_construct(items=[x for x in c if x is not None], span=self._s(meta))
 
 
 class _Dup(Exception):
