@@ -1,0 +1,12 @@
+"""Interop with other model formats.  Today: Hugging Face transformers folders
+(GPT-2, BERT, Llama, Mistral) -> strata spec + strata-named safetensors.
+
+    >>> from strata.interop import hf_to_spec
+    >>> print(hf_to_spec({"model_type": "gpt2", "n_layer": 1, "n_embd": 8, "n_head": 2,
+    ...                   "vocab_size": 10, "n_positions": 4}).splitlines()[2])
+    model gpt2 {
+"""
+
+from strata.interop.hf import HFImportError, hf_to_spec, import_hf
+
+__all__ = ["HFImportError", "hf_to_spec", "import_hf"]
