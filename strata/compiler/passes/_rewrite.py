@@ -8,12 +8,11 @@ insertion order (the spec's order, which `ir.topo_order` keeps) survives.
 from __future__ import annotations
 
 import copy
-from typing import Iterable
+from collections.abc import Iterable
 
 import networkx as nx
 
-from strata.compiler import ir
-from strata.compiler import select
+from strata.compiler import ir, select
 
 
 class PassError(Exception):

@@ -39,7 +39,7 @@ def _teacher(g: nx.MultiDiGraph, teacher: str) -> tuple[str | None, int | None]:
             t = build_file(here, model=teacher)
         else:
             return None, None
-    except Exception:  # a teacher that does not build is reported by `strata train`
+    except Exception:  # noqa: BLE001 - a teacher that does not build is reported by `strata train`
         return None, None
     return t.graph["name"], t.graph["parameters"]
 

@@ -15,8 +15,15 @@ from dataclasses import dataclass
 import networkx as nx
 
 from strata.compiler import ir
-from strata.compiler.passes._rewrite import (PassError, copy_graph, recount, rename_output,
-                                             selected_nodes, splice, tie_targets)
+from strata.compiler.passes._rewrite import (
+    PassError,
+    copy_graph,
+    recount,
+    rename_output,
+    selected_nodes,
+    splice,
+    tie_targets,
+)
 
 
 @dataclass(frozen=True)
@@ -48,7 +55,8 @@ class LowRank:
         (src, e_in), = ir.operands(g, n)
         a, b = f"{n}.a", f"{n}.b"
         base = {"in": d_in, "out": out, "rank": self.rank, "role": d["attrs"].get("role")}
-        common = dict(scope=d["scope"], component=d["component"], kind=d["kind"], span=d["span"])
+        common = {"scope": d["scope"], "component": d["component"], "kind": d["kind"],
+                  "span": d["span"]}
         ir.add_node(g, a, "linear", attrs={**base, "in": d_in, "out": self.rank, "bias": False,
                                            "low_rank": "a"},
                     params={"weight": (self.rank, d_in)}, **common)

@@ -1,0 +1,137 @@
+"""`strata.diagram`: draw a spec as Mermaid or Graphviz, from Python or a notebook.
+
+    >>> d = diagram('''
+    ... model m { stack s(ids) { embedding(10, 4) as wte; lm_head(tie=wte) } }''', level="model")
+    >>> d.source.splitlines()[4]
+    'flowchart TB'
+    >>> d._repr_markdown_().startswith("```mermaid")
+    True
+
+Never imports torch.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import networkx as nx
+
+from strata.errors import UsageError
+
+FORMATS = ("mermaid", "markdown", "dot", "svg", "png")
+SUFFIX_FORMAT = {".mmd": "mermaid", ".mermaid": "mermaid", ".md": "markdown", ".gv": "dot",
+                 ".dot": "dot", ".svg": "svg", ".png": "png"}
+
+
+@dataclass(frozen=True)
+class Diagram:
+    """A rendered diagram: `.source` is Mermaid or dot text; `.save(path)` writes
+    it (svg/png through the `dot` binary); notebooks display it."""
+
+    source: str
+    format: str
+    level: str
+    name: str
+
+    @property
+    def syntax(self) -> str:
+        return "mermaid" if self.format in ("mermaid", "markdown") else "dot"
+
+    def markdown(self) -> str:
+        if self.syntax != "mermaid":
+            return f"```dot\n{self.source}```\n"
+        return f"```mermaid\n{self.source}```\n"
+
+    def _repr_markdown_(self) -> str:
+        return self.markdown()
+
+    def _repr_svg_(self) -> str | None:
+        if self.syntax != "dot":
+            return None  # Mermaid is shown through _repr_markdown_ (Jupyter renders it)
+        from strata.backends.graphviz import DotMissing, render_bytes
+
+        try:
+            return render_bytes(self.source, "svg").decode()
+        except DotMissing:
+            return None
+
+    def render(self, fmt: str | None = None) -> bytes:
+        """The bytes of this diagram as `fmt` (mermaid, markdown, dot, svg, png)."""
+        fmt = fmt or self.format
+        if fmt == "markdown":
+            return self.markdown().encode()
+        if fmt in ("mermaid", "dot"):
+            return self.source.encode()
+        if self.syntax != "dot":
+            raise UsageError(f"{fmt} output is drawn by Graphviz: use format='dot' (or --format "
+                             f"{fmt}), not {self.format}")
+        from strata.backends.graphviz import render_bytes
+
+        return render_bytes(self.source, fmt)
+
+    def save(self, path: str | Path) -> Path:
+        """Write atomically (a temporary file in the same folder, then rename)."""
+        path = Path(path)
+        fmt = self.format
+        if fmt in ("dot", "svg", "png") and path.suffix in (".svg", ".png", ".gv", ".dot"):
+            fmt = SUFFIX_FORMAT[path.suffix]
+        write_atomic(path, self.render(fmt))
+        return path
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise UsageError(f"{path}: the folder {folder} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _graph(spec, model: str | None) -> nx.MultiDiGraph:
+    from strata.compiler import build_file, build_text
+
+    if isinstance(spec, nx.MultiDiGraph):
+        return spec
+    if isinstance(spec, Path) or (isinstance(spec, str) and "\n" not in spec and "{" not in spec):
+        return build_file(spec, model=model)
+    return build_text(spec, model=model)
+
+
+def diagram(spec, *, format: str = "mermaid", level: str = "block", direction: str = "TB",
+            unfold: bool = False, after_passes: bool = False, model: str | None = None) -> Diagram:
+    """Draw `spec` (a path, spec text, or a built IR graph).
+
+    format: mermaid | markdown | dot | svg | png (svg/png are dot rendered by Graphviz)
+    level: model | block | op;  direction: TB | LR;  unfold: draw every repeat instance;
+    after_passes: apply the spec's passes first (fused, quantized, low-rank ... marks)."""
+    from strata.backends import graphviz as gv
+    from strata.backends import mermaid as mm
+    from strata.backends.diagram_model import DIRECTIONS, LEVELS
+
+    if format not in FORMATS:
+        raise UsageError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+    if level not in LEVELS:
+        raise UsageError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
+    if direction not in DIRECTIONS:
+        raise UsageError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
+    g = _graph(spec, model)
+    if after_passes:
+        from strata.compiler.passes import apply_passes  # spec mistakes raise SpecError
+
+        g = apply_passes(g)
+    if format in ("mermaid", "markdown"):
+        src = mm.to_mermaid(g, level, direction=direction, unfold=unfold)
+    else:
+        src = gv.to_dot(g, level, direction=direction, unfold=unfold)
+    return Diagram(src, format, level, g.graph["name"])

@@ -1,0 +1,140 @@
+"""Mermaid flowcharts from the graph IR (via `diagram_model.describe`).
+
+Safety rules, so that any spec renders and none makes mermaid draw its error box:
+- ids are generated (n0, c0, l0): user text never becomes an id or a keyword;
+- every label is quoted, and characters mermaid or HTML would read
+  (`" # < > & [ ] { } ( ) | `` `) become entity codes (`#quot;`, `#35;`, ...);
+- the text stays within mermaid's defaults (maxTextSize 50,000 characters,
+  maxEdges 500): too large a diagram is folded, then drawn a level coarser,
+  with a `%% warning:` comment saying so.
+
+    >>> from strata.compiler import build_text
+    >>> g = build_text('model m { stack s(ids) { embedding(10, 4) as wte; lm_head(tie=wte) } }')
+    >>> print(to_mermaid(g, "model").splitlines()[4])
+    flowchart TB
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from strata.backends.diagram_model import LEVELS, Diagram, describe
+
+MAX_TEXT = 50_000   # mermaid's default maxTextSize
+MAX_EDGES = 500     # mermaid's default maxEdges
+
+_ENTITIES = {'"': "#quot;", "<": "#lt;", ">": "#gt;", "&": "#amp;", "[": "#91;", "]": "#93;",
+             "{": "#123;", "}": "#125;", "(": "#40;", ")": "#41;", "|": "#124;", "`": "#96;",
+             "\\": "#92;", ";": "#59;", "%": "#37;"}
+
+ARROWS = {"data": "-->", "residual": "-.->", "memory": "==>", "tied": "-.-", "distill": "-.->"}
+LINK_STYLES = {"residual": "stroke:#555555,stroke-dasharray:6 4",
+               "memory": "stroke:#2f5fb3,stroke-width:2.5px",
+               "tied": "stroke:#c98a3c,stroke-dasharray:2 3",
+               "distill": "stroke:#b8487f,stroke-dasharray:6 3,stroke-width:2px"}
+SHAPES = {"box": ('["', '"]'), "round": ('("', '")'), "stadium": ('(["', '"])'),
+          "circle": ('(("', '"))')}
+
+
+def escape(text: str) -> str:
+    """Make user text safe inside a quoted mermaid label.
+
+    >>> escape('a "b" <c> #d [e]')
+    'a #quot;b#quot; #lt;c#gt; #35;d #91;e#93;'
+    """
+    text = " ".join(str(text).split())
+    out = []
+    for ch in text:
+        if ch == "#":
+            out.append("#35;")
+        else:
+            out.append(_ENTITIES.get(ch, ch))
+    return "".join(out)
+
+
+def _label(lines: list[str]) -> str:
+    return "<br/>".join(escape(x) for x in lines)
+
+
+def _title(text: str) -> str:
+    # YAML front matter: keep to characters that need no quoting rules at all.
+    safe = "".join(c if c.isalnum() or c in " ._-·×()," else "_" for c in text)
+    return safe.strip() or "model"
+
+
+def render(d: Diagram) -> str:
+    """The mermaid text of a described diagram."""
+    out = ["---", f'title: "{_title(d.title)}"', "---",
+           f"%% strata diagram, level={d.level}", f"flowchart {d.direction}"]
+    for w in d.warnings:
+        out.append(f"%% warning: {w}")
+
+    def emit(cluster, indent):
+        subs, nodes = d.children(cluster)
+        pad = "  " * indent
+        for n in nodes:
+            a, b = SHAPES[n.shape]
+            out.append(f"{pad}{n.id}{a}{_label(n.lines)}{b}")
+        for c in subs:
+            out.append(f'{pad}subgraph {c.id}["{_label(c.lines)}"]')
+            out.append(f"{pad}  direction {d.direction}")
+            emit(c.id, indent + 1)
+            out.append(f"{pad}end")
+
+    emit(None, 1)
+    if d.legend:
+        out.append('  subgraph lg["Legend"]')
+        out.append("    direction LR")
+        for i, (kind, label, _, _) in enumerate(d.legend):
+            out.append(f'    l{i}["{escape(label)}"]')
+        out.append("  end")
+    styles: dict[str, list[int]] = {}
+    for i, e in enumerate(d.edges):
+        arrow = ARROWS[e.role]
+        if e.label:
+            out.append(f'  {e.src} {arrow}|"{escape(e.label)}"| {e.dst}')
+        else:
+            out.append(f"  {e.src} {arrow} {e.dst}")
+        if e.role in LINK_STYLES:
+            styles.setdefault(e.role, []).append(i)
+    for role, idx in styles.items():
+        out.append(f"  linkStyle {','.join(map(str, idx))} {LINK_STYLES[role]}")
+    classes: dict[str, list[str]] = {}
+    for n in d.nodes:
+        classes.setdefault(n.kind, []).append(n.id)
+    for i, (kind, _, _, _) in enumerate(d.legend):
+        classes.setdefault(kind, []).append(f"l{i}")
+    for kind, _, fill, stroke in d.legend:
+        out.append(f"  classDef k_{kind} fill:{fill},stroke:{stroke},color:#111111")
+    for kind, ids in classes.items():
+        out.append(f"  class {','.join(ids)} k_{kind}")
+    for c in d.clusters:
+        if c.kind in ("repeat", "instance"):
+            out.append(f"  style {c.id} fill:#f3f6fb,stroke:#5a6f94,stroke-width:2px")
+    return "\n".join(out) + "\n"
+
+
+def fits(text: str, d: Diagram) -> bool:
+    return len(text) <= MAX_TEXT and len(d.edges) <= MAX_EDGES
+
+
+def to_mermaid(g: nx.MultiDiGraph, level: str = "block", *, direction: str = "TB",
+               unfold: bool = False) -> str:
+    """Mermaid text for `g`; falls back to folded, then coarser levels, to fit
+    mermaid's limits (and says so in a `%% warning:` comment)."""
+    tries = [(level, unfold)]
+    if unfold:
+        tries.append((level, False))
+    for coarser in LEVELS[:LEVELS.index(level)][::-1]:
+        tries.append((coarser, False))
+    warnings = []
+    for lv, uf in tries:
+        d = describe(g, lv, direction=direction, unfold=uf)
+        d.warnings = list(warnings)
+        text = render(d)
+        if fits(text, d):
+            return text
+        what = f"level {lv}" + (" unfolded" if uf else "")
+        warnings.append(f"{what} exceeds mermaid's limits ({len(text):,} characters, "
+                        f"{len(d.edges)} edges); drawn coarser")
+    return text  # the model level of any model fits; kept for safety
