@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import fnmatch
 from pathlib import Path
-
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from strata.compiler.build import build_graph
 from strata.compiler.evaluate import Env, EvalError, evaluate
@@ -23,12 +22,16 @@ from strata.compiler.options import bind_options
 from strata.dsl import ast as A
 from strata.dsl import load_text, read_source
 from strata.dsl.registry import PASSES, TRAIN_CALLS, TrainConfig
+from strata.compiler.ir import to_networkx
 from strata.errors import Collector, Span, SpecError, did_you_mean
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 __all__ = ["build", "build_file", "build_text", "select"]
 
 
-def select(g: nx.MultiDiGraph, pattern: str | None) -> list[str]:
+def select(g: "nx.MultiDiGraph", pattern: str | None) -> list[str]:
     """Component paths matched by a pass selector: a glob over module paths
     (`decoder.h.*.mlp`), or a component kind / category (`attention`, `mlp`)."""
     comps = g.graph["components"]
@@ -44,7 +47,7 @@ def select(g: nx.MultiDiGraph, pattern: str | None) -> list[str]:
     return out
 
 
-def _validate_passes(passes: A.Passes | None, g: nx.MultiDiGraph, errors: Collector) -> None:
+def _validate_passes(passes: A.Passes | None, g, errors: Collector) -> None:
     if passes is None:
         return
     env = Env(values=dict(g.graph["vars"]))
@@ -69,7 +72,7 @@ def _validate_passes(passes: A.Passes | None, g: nx.MultiDiGraph, errors: Collec
         g.graph["passes"].append({"name": use.name, "options": opts.model_dump(), "span": use.span})
 
 
-def _validate_train(train: A.Train | None, g: nx.MultiDiGraph, errors: Collector) -> None:
+def _validate_train(train: A.Train | None, g, errors: Collector) -> None:
     if train is None:
         return
     env = Env(values=dict(g.graph["vars"]))
@@ -111,9 +114,12 @@ def _validate_train(train: A.Train | None, g: nx.MultiDiGraph, errors: Collector
     g.graph["train"] = cfg.model_dump()
 
 
-def build(spec: A.SpecFile, *, model: str | None = None, sources: dict[str, str] | None = None
-          ) -> nx.MultiDiGraph:
-    """Build the IR of one model of a parsed spec (imports resolved from its path)."""
+def build(spec: A.SpecFile, *, model: str | None = None, sources: dict[str, str] | None = None,
+          networkx: bool = True) -> "nx.MultiDiGraph":
+    """Build the IR of one model of a parsed spec (imports resolved from its path).
+
+    networkx=False returns the builder's plain-dict graph (`ir.Staging`, same
+    `graph` data and nodes): enough for `strata check`, without importing networkx."""
     sources = dict(sources or {})
     errors = Collector()
     try:
@@ -125,19 +131,20 @@ def build(spec: A.SpecFile, *, model: str | None = None, sources: dict[str, str]
         errors.error("the spec is nested too deeply to build", Span(spec.path or "<string>", 1, 1),
                      "split deeply nested expressions or blocks")
     errors.raise_if_any(sources)
-    return g
+    return to_networkx(g) if networkx else g
 
 
-def build_text(text: str, file: str = "<string>", *, model: str | None = None) -> nx.MultiDiGraph:
+def build_text(text: str, file: str = "<string>", *, model: str | None = None,
+               networkx: bool = True) -> "nx.MultiDiGraph":
     try:
         spec = load_text(text, file)
     except SpecError as e:
         e.sources.setdefault(file, text)
         raise
-    return build(spec, model=model, sources={file: text})
+    return build(spec, model=model, sources={file: text}, networkx=networkx)
 
 
-def build_file(path: str | Path, *, model: str | None = None) -> nx.MultiDiGraph:
+def build_file(path: str | Path, *, model: str | None = None, networkx: bool = True) -> "nx.MultiDiGraph":
     """Read, parse and build a spec file; raise SpecError with every mistake found."""
     text = read_source(path)
-    return build_text(text, str(path), model=model)
+    return build_text(text, str(path), model=model, networkx=networkx)

@@ -12,8 +12,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-import networkx as nx
-
 from strata.compiler import ir
 from strata.compiler.components import LOWER
 from strata.compiler.evaluate import Env, EvalError, evaluate
@@ -65,7 +63,7 @@ class Builder:
     def __init__(self, model: ResolvedModel, errors: Collector):
         self.m = model
         self.errors = errors
-        self.g = ir.new_graph(model.name)
+        self.g = ir.new_graph(model.name, staging=True)
         self.components: dict[str, dict] = self.g.graph["components"]
 
     # ------------------------------------------------------------ graph edits
@@ -394,8 +392,9 @@ class Builder:
                                        "positions": st.positions, "span": sd.span})
 
 
-def build_graph(model: ResolvedModel, errors: Collector) -> nx.MultiDiGraph:
-    """Elaborate `model` into the IR; mistakes go to `errors` (the caller raises)."""
+def build_graph(model: ResolvedModel, errors: Collector) -> ir.Staging:
+    """Elaborate `model` into a Staging graph (`ir.to_networkx` makes it the IR);
+    mistakes go to `errors` (the caller raises)."""
     b = Builder(model, errors)
     env = Env.of_assigns(model.vars)
     for v in model.vars:  # report every bad variable, even unused ones

@@ -27,9 +27,10 @@ components, vars, passes, train, parameters.
 from __future__ import annotations
 
 from math import prod
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
-import networkx as nx
+if TYPE_CHECKING:  # networkx is imported where a graph is made: `strata check` needs none
+    import networkx as nx
 
 OPS = frozenset({
     "input",       # token ids or another input: no operands
@@ -51,8 +52,67 @@ class IRError(Exception):
     """An invariant of the IR is broken (a bug in strata, not in the spec)."""
 
 
-def new_graph(name: str) -> nx.MultiDiGraph:
-    g = nx.MultiDiGraph()
+class _NodeView(dict):
+    """`g.nodes` of a Staging graph: a dict that can also be called like networkx's."""
+
+    def __call__(self, data: bool = False):
+        return list(self.items()) if data else list(self)
+
+
+class Staging:
+    """The part of networkx's MultiDiGraph API the builder uses, in plain dicts.
+
+    Elaboration fills one of these and `to_networkx` turns it into the IR; so
+    `strata check`, which needs only the errors and totals, never pays for
+    importing networkx."""
+
+    def __init__(self) -> None:
+        self.graph: dict = {}
+        self.nodes = _NodeView()
+        self.edges: list[tuple[str, str, dict]] = []
+        self._in: dict[str, list[tuple[str, str, dict]]] = {}
+
+    def __contains__(self, n: object) -> bool:
+        return n in self.nodes
+
+    def __iter__(self):
+        return iter(self.nodes)
+
+    def number_of_nodes(self) -> int:
+        return len(self.nodes)
+
+    def add_node(self, n: str, **attr) -> None:
+        self.nodes[n] = attr
+
+    def add_edge(self, u: str, v: str, **attr) -> None:
+        e = (u, v, attr)
+        self.edges.append(e)
+        self._in.setdefault(v, []).append(e)
+
+    def in_edges(self, n: str, data: bool = False):
+        return [e if data else e[:2] for e in self._in.get(n, [])]
+
+
+def to_networkx(g: "Staging | nx.MultiDiGraph") -> "nx.MultiDiGraph":
+    """The IR as a networkx MultiDiGraph (a Staging graph is converted)."""
+    import networkx as nx
+
+    if isinstance(g, nx.MultiDiGraph):
+        return g
+    out = nx.MultiDiGraph()
+    out.graph.update(g.graph)
+    out.add_nodes_from(g.nodes.items())
+    out.add_edges_from(g.edges)
+    return out
+
+
+def new_graph(name: str, staging: bool = False) -> "nx.MultiDiGraph | Staging":
+    if staging:
+        g = Staging()
+    else:
+        import networkx as nx
+
+        g = nx.MultiDiGraph()
     g.graph.update(name=name, stacks=[], outputs={}, scopes={}, repeats=[], components={},
                    vars={}, passes=[], train=None)
     return g
@@ -105,6 +165,8 @@ def format_shape(shape: tuple | None) -> str:
 
 def lint(g: nx.MultiDiGraph) -> None:
     """Check the IR's invariants; raise IRError naming the offending node."""
+    import networkx as nx
+
     if not nx.is_directed_acyclic_graph(g):
         cycle = nx.find_cycle(g)
         raise IRError(f"the graph has a cycle through {cycle[0][0]!r}")
@@ -152,7 +214,7 @@ def format_table(g: nx.MultiDiGraph) -> str:
     """A readable dump of the IR, one node per line in topological order
     (like torch.fx's print_tabular)."""
     rows = [("node", "op", "operands", "shape", "params", "attrs")]
-    for n in nx.lexicographical_topological_sort(g, key=_order_key(g)):
+    for n in topo_order(g):
         d = g.nodes[n]
         ins = ", ".join(u for u, _ in operands(g, n))
         params = " ".join(f"{k}{format_shape(s)}" for k, s in d["params"].items())
@@ -179,6 +241,8 @@ def _order_key(g: nx.MultiDiGraph):
 
 def topo_order(g: nx.MultiDiGraph) -> list[str]:
     """Nodes in topological order, ties broken by the order the spec wrote them."""
+    import networkx as nx
+
     return list(nx.lexicographical_topological_sort(g, key=_order_key(g)))
 
 

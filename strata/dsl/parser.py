@@ -33,12 +33,31 @@ _TOKEN_WORDS = {
 _comments: list[Token] = []
 
 
+def _cache_file(grammar: str) -> str | bool:
+    """Where lark keeps the compiled LALR tables (2-3x faster start-up): a
+    private per-user directory, never a shared temp dir, since lark loads the
+    file with pickle.  No cache when that directory cannot be made."""
+    import hashlib
+    import os
+
+    import lark
+
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "strata"
+    try:
+        base.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if base.stat().st_uid != os.getuid() or base.stat().st_mode & 0o022:
+            return False
+    except OSError:
+        return False
+    key = hashlib.sha256(f"{lark.__version__}\n{grammar}".encode()).hexdigest()[:16]
+    return str(base / f"grammar-{key}.lark-cache")
+
+
 @lru_cache(maxsize=1)
 def _lark() -> Lark:
-    # cache=True keeps the compiled LALR tables on disk: startup stays fast.
-    return Lark(GRAMMAR.read_text(), parser="lalr", propagate_positions=True,
-                maybe_placeholders=True, cache=True,
-                lexer_callbacks={"COMMENT": _comments.append})
+    grammar = GRAMMAR.read_text()
+    return Lark(grammar, parser="lalr", propagate_positions=True, maybe_placeholders=True,
+                cache=_cache_file(grammar), lexer_callbacks={"COMMENT": _comments.append})
 
 
 def _span(file: str, meta_or_tok) -> Span:
