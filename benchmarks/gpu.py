@@ -1,0 +1,80 @@
+"""GPT-2 small bf16 training throughput on CUDA: strata's generated model,
+eager and torch.compile'd (tokens/s and MFU).
+
+    python benchmarks/gpu.py [--batch 16] [--seq 1024] [--steps 20] [--peak-tflops 989]
+
+Without a CUDA GPU it says so and exits 0.  MFU uses the 6 * N * tokens
+(+ attention 12 * L * d * T * tokens) estimate of nanoGPT; --peak-tflops is the
+GPU's dense bf16 peak (H100 SXM: 989; A100: 312).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch
+import torch.nn.functional as F
+
+import strata.api
+
+
+def bench(model, batch, seq, steps, vocab):
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-4, fused=True)
+    x = torch.randint(0, vocab, (batch, seq), device="cuda")
+    y = torch.randint(0, vocab, (batch, seq), device="cuda")
+
+    def step():
+        logits = model(x)
+        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), y.view(-1))
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    for _ in range(3):  # warm up (and compile)
+        step()
+    torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - t) / steps
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--seq", type=int, default=1024)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--peak-tflops", type=float, default=989.0)
+    args = ap.parse_args()
+    if not torch.cuda.is_available():
+        print("benchmarks/gpu.py: no CUDA GPU here; nothing to measure.")
+        return 0
+    torch.backends.cuda.matmul.allow_tf32 = True
+    spec = os.path.join(os.path.dirname(__file__), "..", "specs", "gpt2.arch")
+    g = strata.api.build_graph(spec)
+    L, d, vocab = g.graph["vars"]["depth"], g.graph["vars"]["d"], g.graph["vars"]["vocab"]
+    n_params = g.graph["parameters"]
+    tokens = args.batch * args.seq
+    flops = (6 * n_params + 12 * L * d * args.seq) * tokens
+    print(f"GPT-2 small, bf16, B={args.batch}, T={args.seq}, {torch.cuda.get_device_name()}")
+    for mode in ("eager", "torch.compile"):
+        torch.manual_seed(0)
+        model = strata.api.compile(spec, device="cuda", dtype=torch.bfloat16)
+        if mode == "torch.compile":
+            model = torch.compile(model, fullgraph=True)
+        dt = bench(model, args.batch, args.seq, args.steps, vocab)
+        mfu = flops / dt / (args.peak_tflops * 1e12)
+        print(f"  {mode:14s} {dt * 1e3:8.1f} ms/step  {tokens / dt:10,.0f} tokens/s  MFU {mfu:6.1%}")
+        del model
+        torch.cuda.empty_cache()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""The public Python API of the PyTorch backend.
+
+    >>> import strata.api as api
+    >>> model = api.compile("specs/tiny_shakespeare.arch")   # doctest: +SKIP
+    >>> logits = model(torch.zeros(1, 8, dtype=torch.long))  # doctest: +SKIP
+
+torch is imported only when a function here needs it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = ["build_graph", "compile", "generate_source", "load_weights", "save_weights"]
+
+_SPEC_SUFFIXES = (".arch", ".yaml", ".yml")
+
+
+def build_graph(spec_or_path: Any, *, model: str | None = None):
+    """The IR of a spec given as a path, spec text or an IR graph already built."""
+    import networkx as nx
+
+    from strata.compiler import build_file, build_text
+
+    if isinstance(spec_or_path, nx.MultiDiGraph):
+        return spec_or_path
+    if isinstance(spec_or_path, Path) or (
+            isinstance(spec_or_path, str) and "{" not in spec_or_path
+            and (spec_or_path.endswith(_SPEC_SUFFIXES) or os.path.exists(spec_or_path))):
+        return build_file(spec_or_path, model=model)
+    if isinstance(spec_or_path, str):
+        return build_text(spec_or_path, model=model)
+    raise TypeError(f"expected a spec path, spec text or IR graph, got {type(spec_or_path).__name__}")
+
+
+def _origin(spec_or_path: Any) -> str | None:
+    if isinstance(spec_or_path, Path) or (isinstance(spec_or_path, str) and "{" not in spec_or_path):
+        return str(spec_or_path)
+    return None
+
+
+def _pass_entry(p) -> dict:
+    from strata.dsl.registry import PASSES
+
+    if isinstance(p, str):
+        p = {"name": p, "options": {}}
+    spec = PASSES.get(p["name"])
+    if spec is None:
+        raise ValueError(f"unknown pass {p['name']!r}; passes: {', '.join(PASSES)}")
+    return {"name": p["name"], "options": spec.options(**p.get("options", {})).model_dump()}
+
+
+def _apply_passes(g, passes):
+    """Run the spec's passes, or `passes` instead when given (names or
+    {"name", "options"} dicts; [] runs none)."""
+    if passes is not None:
+        g.graph["passes"] = [_pass_entry(p) for p in passes]
+    if not g.graph.get("passes"):
+        return g
+    from strata.compiler.passes import apply_passes
+
+    return apply_passes(g)
+
+
+def generate_source(spec_or_path: Any, *, model: str | None = None, passes=None) -> str:
+    """Readable PyTorch source for a spec; it defines `build()` and needs only torch.
+
+        >>> src = generate_source("specs/gpt2.arch")   # doctest: +SKIP
+    """
+    from strata.backends.torch.codegen import generate_source as gen
+
+    g = _apply_passes(build_graph(spec_or_path, model=model), passes)
+    return gen(g, origin=_origin(spec_or_path))
+
+
+def compile(spec_or_path: Any, *, passes=None, weights: str | Path | None = None,
+            device=None, dtype=None, model: str | None = None):
+    """Build a spec into an `nn.Module` (from generated source), optionally load
+    safetensors `weights` and move it to `device` / `dtype`.
+
+        >>> m = compile("specs/tiny_shakespeare.arch", device="cpu")   # doctest: +SKIP
+
+    `device="meta"` builds the structure without allocating (for 70B specs).
+    """
+    import torch
+
+    from strata.backends.torch.runtime import load_source
+
+    g = _apply_passes(build_graph(spec_or_path, model=model), passes)
+    from strata.backends.torch.codegen import generate_source as gen
+
+    source = gen(g, origin=_origin(spec_or_path))
+    module = load_source(source, g.graph["name"])
+    if device is not None:
+        with torch.device(device):
+            net = module.build()
+    else:
+        net = module.build()
+    if dtype is not None:
+        net = net.to(dtype=dtype)
+    net.strata_source = source
+    net.strata_graph = g
+    if weights is not None:
+        load_weights(net, weights)
+    return net
+
+
+def load_weights(model, path: str | Path, *, strict: bool = True):
+    """Load a safetensors checkpoint into `model`; refuses pickles and misfits (WeightsError)."""
+    from strata.backends.torch.weights import load_weights as load
+
+    return load(model, path, strict=strict)
+
+
+def save_weights(model, path: str | Path) -> None:
+    """Save `model`'s weights as safetensors (tied weights once)."""
+    from strata.backends.torch.weights import save_weights as save
+
+    save(model, path)

@@ -1,0 +1,121 @@
+"""Save and load weights as safetensors, and only safetensors.
+
+Tied weights are stored once, under the name they are tied to (as the model's
+`state_dict()` gives them, like `safetensors.torch.save_model`).  A checkpoint
+that does not fit is refused with every missing, unexpected and mismatched
+name; a pickle (`torch.save`) file is refused outright, since loading one can
+run arbitrary code.
+
+    >>> # save_weights(model, "m.safetensors"); load_weights(model, "m.safetensors")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+
+import torch
+
+
+class WeightsError(ValueError):
+    """A checkpoint that cannot be loaded into this model (the message says why)."""
+
+
+class WeightsMismatchError(WeightsError):
+    """The checkpoint's names or shapes do not fit the model."""
+
+    def __init__(self, missing: dict, unexpected: dict, mismatched: dict, path: str):
+        self.missing, self.unexpected, self.mismatched = missing, unexpected, mismatched
+        lines = [f"{path}: the checkpoint does not fit the model"]
+
+        def shape(s):
+            return "[" + ", ".join(map(str, s)) + "]"
+
+        if missing:
+            lines.append(f"  missing ({len(missing)}): in the model, not in the checkpoint")
+            lines += [f"    {k} {shape(s)}" for k, s in missing.items()]
+        if unexpected:
+            lines.append(f"  unexpected ({len(unexpected)}): in the checkpoint, not in the model")
+            lines += [f"    {k} {shape(s)}" for k, s in unexpected.items()]
+        if mismatched:
+            lines.append(f"  mismatched shapes ({len(mismatched)}): model vs checkpoint")
+            lines += [f"    {k} model {shape(m)} checkpoint {shape(c)}" for k, (m, c) in mismatched.items()]
+        super().__init__("\n".join(lines))
+
+
+def _unwrap(model):
+    return getattr(model, "_orig_mod", model)  # torch.compile's wrapper
+
+
+def _check_format(path: Path) -> None:
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+    except FileNotFoundError:
+        raise WeightsError(f"{path}: no such file") from None
+    if head[:2] == b"PK" or head[:1] == b"\x80":
+        raise WeightsError(f"{path}: this is a pickle checkpoint (torch.save); strata loads only "
+                           "safetensors, because unpickling can run arbitrary code. Convert it once, "
+                           "in a process you trust: safetensors.torch.save_file(torch.load(path), "
+                           "'model.safetensors')")
+    if len(head) < 9 or head[8:9] != b"{":
+        raise WeightsError(f"{path}: not a safetensors file")
+    (n,) = struct.unpack("<Q", head[:8])
+    if n > os.path.getsize(path):
+        raise WeightsError(f"{path}: not a safetensors file (bad header length)")
+
+
+def checkpoint_shapes(path: str | Path) -> dict[str, tuple]:
+    """Names and shapes in a safetensors file, without reading the tensors."""
+    path = Path(path)
+    _check_format(path)
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+    return {k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"}
+
+
+def load_weights(model: torch.nn.Module, path: str | Path, *, strict: bool = True) -> torch.nn.Module:
+    """Load a safetensors checkpoint into `model` (in place); return the model."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    model = _unwrap(model)
+    have = checkpoint_shapes(path)
+    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    tied = dict(getattr(model, "tied_weights", {}))
+    missing = {k: s for k, s in want.items() if k not in have}
+    unexpected = {k: s for k, s in have.items() if k not in want and k not in tied}
+    mismatched = {k: (want[k], have[k]) for k in want if k in have and want[k] != have[k]}
+    for k, src in tied.items():
+        if k in have and src in want and have[k] != want[src]:
+            mismatched[k] = (want[src], have[k])
+    if mismatched or (strict and (missing or unexpected)):
+        raise WeightsMismatchError(missing, unexpected, mismatched, str(path))
+    tensors = load_file(str(path))
+    for k in tied:
+        tensors.pop(k, None)
+    with torch.no_grad():
+        model.load_state_dict(tensors, strict=strict)
+    return model
+
+
+def save_weights(model: torch.nn.Module, path: str | Path, metadata: dict | None = None) -> None:
+    """Write the model's weights to a safetensors file (atomically; ties stored once)."""
+    from safetensors.torch import save_file
+
+    model = _unwrap(model)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    seen: dict[int, str] = {}
+    for k in list(state):  # any sharing the model did not declare: keep the first name
+        key = (state[k].data_ptr(), state[k].shape, state[k].dtype)
+        if state[k].numel() and key in seen:
+            del state[k]
+        else:
+            seen[key] = k
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(state, str(tmp), metadata=metadata or {"format": "pt"})
+    os.replace(tmp, path)
