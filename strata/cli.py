@@ -18,7 +18,7 @@ EXIT_OK, EXIT_SPEC, EXIT_USAGE = 0, 1, 2
 def _cmd_check(args) -> int:
     from strata.compiler import build_file
 
-    graph = build_file(args.spec, model=args.model)
+    graph = build_file(args.spec, model=args.model, networkx=False)
     print(f"{args.spec}: ok ({graph.graph['name']}, {graph.graph['parameters']:,} parameters)")
     return EXIT_OK
 
@@ -46,6 +46,172 @@ def _cmd_ir(args) -> int:
     return EXIT_OK
 
 
+def _cmd_compile(args) -> int:
+    import os
+    import tempfile
+
+    from strata.api import generate_source
+    from strata.backends.torch.codegen import CodegenError
+
+    try:
+        source = generate_source(args.spec, model=args.model)
+    except CodegenError as e:
+        print(f"{args.spec}: error: {e}", file=sys.stderr)
+        return EXIT_SPEC
+    if not args.output:
+        sys.stdout.write(source)
+        return EXIT_OK
+    folder = os.path.dirname(os.path.abspath(args.output))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".strata-", suffix=".py")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(source)
+        os.replace(tmp, args.output)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    print(f"wrote {args.output}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _cmd_diagram(args) -> int:
+    from pathlib import Path
+
+    from strata.api_diagram import SUFFIX_FORMAT, diagram, write_atomic
+    from strata.backends.graphviz import DotMissing
+
+    suffix = Path(args.output).suffix if args.output else ""
+    fmt = args.format or SUFFIX_FORMAT.get(suffix) or "mermaid"
+    try:  # DotMissing: no `dot` binary (svg, png) or no graphviz python package
+        d = diagram(args.spec, format=fmt, level=args.level, direction=args.direction,
+                    unfold=args.unfold, after_passes=args.after_passes, model=args.model)
+        data = d.render()
+    except DotMissing as e:
+        raise UsageError(str(e)) from None
+    if args.output:
+        write_atomic(args.output, data)
+    elif fmt in ("svg", "png"):
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+    else:
+        sys.stdout.write(data.decode())
+    return EXIT_OK
+
+
+def _cmd_import_hf(args) -> int:
+    from strata.interop import import_hf
+
+    arch, weights = import_hf(args.src, args.output, dtype=args.dtype)
+    print(f"wrote {arch} and {weights}")
+    return EXIT_OK
+
+
+def _write_text_atomic(path: str, text: str) -> None:
+    """Write through a temp file in the same folder + os.replace: never half a file."""
+    import os
+    import tempfile
+
+    folder = os.path.dirname(path) or "."
+    if not os.path.isdir(folder):
+        raise UsageError(f"{path}: the folder {folder} does not exist")
+    try:
+        mode = os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _surface_text(spec, surface: str) -> str:
+    from strata.dsl.formatter import format_spec
+    from strata.dsl.yaml_writer import to_yaml
+
+    return to_yaml(spec) if surface == "yaml" else format_spec(spec)
+
+
+def _unkept_comments(source: str, spec, path: str) -> list:
+    """Comments the AST does not hold (YAML `#` comments; .arch comments after the
+    last statement): a rewrite would drop them."""
+    from strata.dsl import YAML_SUFFIXES
+    from strata.dsl.formatter import unkept_comments
+    from strata.dsl.yaml_nodes import yaml_comments
+
+    if path.endswith(YAML_SUFFIXES):
+        return yaml_comments(source, path)
+    return unkept_comments(source, spec, path)
+
+
+def _cmd_convert(args) -> int:
+    from strata.dsl import YAML_SUFFIXES, load_text, read_source
+    from strata.errors import Diagnostic, render
+
+    source = read_source(args.spec)
+    spec = load_text(source, args.spec)
+    is_yaml = args.spec.endswith(YAML_SUFFIXES)
+    to = args.to or ("arch" if is_yaml else "yaml")
+    if args.output and not args.to:
+        to = "yaml" if args.output.endswith(YAML_SUFFIXES) else "arch"
+    for span in _unkept_comments(source, spec, args.spec)[:1]:
+        print(render(Diagnostic("this comment is not carried over: only comments above a "
+                                "statement (or under 'comment:' keys in YAML) are kept",
+                                span, severity="warning"), source), file=sys.stderr)
+    text = _surface_text(spec, to)
+    if args.output:
+        _write_text_atomic(args.output, text)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def _cmd_fmt(args) -> int:
+    from strata.dsl import YAML_SUFFIXES, load_text, read_source
+    from strata.errors import Diagnostic
+
+    changed = 0
+    for path in args.files:
+        source = read_source(path)
+        spec = load_text(source, path)  # a file with mistakes raises here, untouched
+        is_yaml = path.endswith(YAML_SUFFIXES)
+        text = _surface_text(spec, "yaml" if is_yaml else "arch")
+        if text == source:
+            continue
+        if lost := _unkept_comments(source, spec, path):
+            hint = ("move it under a 'comment:' key of its statement" if is_yaml
+                    else "move it above a statement")
+            raise SpecError([Diagnostic("fmt would drop this comment", lost[0], hint)],
+                            {path: source})
+        changed += 1
+        if args.check:
+            print(f"would reformat {path}")
+        else:
+            _write_text_atomic(path, text)
+            print(f"reformatted {path}")
+    return 1 if changed and args.check else EXIT_OK
+
+
+def _cmd_schema(args) -> int:
+    import json
+
+    from strata.dsl.schema import yaml_json_schema
+
+    text = json.dumps(yaml_json_schema(), indent=2) + "\n"
+    if args.output:
+        _write_text_atomic(args.output, text)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
 def _add_spec(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", help="a .arch or .yaml spec file")
     p.add_argument("--model", help="which model of the file (default: the last one)")
@@ -70,6 +236,48 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ir", help="print the graph IR as a table")
     _add_spec(p)
     p.set_defaults(func=_cmd_ir)
+
+    p = sub.add_parser("compile", help="write a spec as readable PyTorch source (runs with torch alone)")
+    _add_spec(p)
+    p.add_argument("-o", "--output", help="write to this .py file (atomically) instead of stdout")
+    p.set_defaults(func=_cmd_compile)
+
+    p = sub.add_parser("diagram", help="draw a spec as Mermaid or Graphviz (dot, svg, png)")
+    _add_spec(p)
+    p.add_argument("--format", choices=["mermaid", "markdown", "dot", "svg", "png"],
+                   help="default: from the -o suffix (.mmd .md .gv .svg .png), else mermaid")
+    p.add_argument("--level", choices=["model", "block", "op"], default="block",
+                   help="model: stacks and blocks; block: components; op: every IR op")
+    p.add_argument("--direction", choices=["TB", "LR"], default="TB")
+    p.add_argument("--unfold", action="store_true", help="draw every repeat instance")
+    p.add_argument("--after-passes", action="store_true",
+                   help="apply the spec's passes first (fused, quantized, low-rank, distill)")
+    p.add_argument("-o", "--output", help="write to this file (atomically) instead of stdout")
+    p.set_defaults(func=_cmd_diagram)
+
+    p = sub.add_parser("import-hf", help="import a Hugging Face model folder as a spec + weights")
+    p.add_argument("src", help="folder with config.json and model.safetensors (or a sharded index)")
+    p.add_argument("-o", "--output", required=True, help="folder to write model.arch and weights.safetensors")
+    p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"],
+                   help="convert the weights to this dtype (default: keep the checkpoint's)")
+    p.set_defaults(func=_cmd_import_hf)
+
+    p = sub.add_parser("convert", help="convert a spec between the .arch and YAML surfaces (lossless)")
+    p.add_argument("spec", help="a .arch or .yaml spec file")
+    p.add_argument("-o", "--output", help="write here (atomically); the suffix picks the surface")
+    p.add_argument("--to", choices=["arch", "yaml"],
+                   help="the surface to write (default: from -o, else the other one)")
+    p.set_defaults(func=_cmd_convert)
+
+    p = sub.add_parser("fmt", help="rewrite spec files in canonical form")
+    p.add_argument("files", nargs="+", metavar="FILE", help=".arch or .yaml spec files")
+    p.add_argument("--check", action="store_true",
+                   help="change nothing; exit 1 when a file would be reformatted")
+    p.set_defaults(func=_cmd_fmt)
+
+    p = sub.add_parser("schema", help="print the JSON Schema of the YAML surface (for editors)")
+    p.add_argument("-o", "--output", help="write here (atomically) instead of stdout")
+    p.set_defaults(func=_cmd_schema)
 
     return parser
 

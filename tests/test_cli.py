@@ -66,8 +66,12 @@ def test_ir_dump(capsys):
 
 
 def test_front_end_never_imports_torch():
+    yaml = str(ROOT / "specs" / "gpt2.yaml")
     code = ("import sys; from strata.cli import main; "
             f"main(['summary', {GPT2!r}, '--json']); main(['ir', {GPT2!r}]); main(['check', {GPT2!r}]); "
+            f"main(['check', {yaml!r}]); main(['convert', {GPT2!r}, '--to', 'yaml']); "
+            f"main(['fmt', '--check', {GPT2!r}]); main(['schema']); "
+            f"main(['diagram', {GPT2!r}, '--format', 'mermaid']); "
             "assert 'torch' not in sys.modules, 'torch imported'")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr

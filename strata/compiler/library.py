@@ -117,8 +117,13 @@ def _merge_extends(model: A.ModelDef, models: dict[str, A.ModelDef], errors: Col
     return list(vars_.values()), blocks, list(stacks.values())
 
 
-def _check_duplicates(model: A.ModelDef, errors: Collector) -> None:
-    for what, items in (("variable", model.vars), ("block", model.blocks), ("stack", model.stacks)):
+def _check_duplicates(model: A.ModelDef, spec: A.SpecFile, errors: Collector) -> None:
+    groups = [("variable", model.vars), ("block", model.blocks), ("stack", model.stacks),
+              ("model", spec.models), ("block", spec.blocks),
+              ("train setting", spec.train.items if spec.train else [])]
+    groups += [(f"parameter of block '{b.name}'", b.params) for b in model.blocks + spec.blocks]
+    groups += [(f"input of stack '{s.name}'", s.inputs) for s in model.stacks]
+    for what, items in groups:
         seen: dict[str, A.Node] = {}
         for it in items:
             if it.name in seen:
@@ -152,7 +157,7 @@ def resolve_model(spec: A.SpecFile, sources: dict[str, str], model: str | None =
         raise SpecError([Diagnostic("the file defines no model", Span(file, 1, 1),
                                     "add `model NAME { ... }` (blocks alone cannot be built)")],
                         sources)
-    _check_duplicates(chosen, errors)
+    _check_duplicates(chosen, spec, errors)
     vars_, local_blocks, stacks = _merge_extends(chosen, lib.models, errors)
     blocks = dict(lib.blocks)
     blocks.update(local_blocks)

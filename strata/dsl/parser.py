@@ -325,6 +325,10 @@ def _attach_comments(spec: A.SpecFile, comments: list[Token]) -> None:
     keys = [k for k, _ in owners]
     for tok in comments:
         i = bisect.bisect_right(keys, (tok.line, tok.column))
+        # A trailing comment (`d = 768  # why`) belongs to the statement that
+        # starts and ends on its line, not to the next one.
+        if i > 0 and keys[i - 1][0] == tok.line and owners[i - 1][1].span.end_line == tok.line:
+            i -= 1
         text = str(tok)[1:]
         text = text[1:] if text.startswith(" ") else text
         if i < len(owners):

@@ -288,3 +288,70 @@ def test_rendering_format():
     text = str(err)
     assert re.match(r"^spec\.arch:7:33: error: undefined variable 'dd'\n +7 \| .*mlp\(4\*dd\)", text)
     assert "hint: did you mean 'd'?" in text
+
+
+# ---- the same mistakes in the YAML surface: same message, located on the YAML line
+
+YAML_CASES = [
+    # (change to GOOD_LAYER, message, text found at the reported line and column)
+    (("attention(heads", "atention(heads"), "unknown component 'atention'", "atention"),
+    (("causal=true", "casual=true"), "'attention' has no option 'casual'", "casual"),
+    (("causal=true", "causal=3.5"), "option 'causal' of 'attention'", "3.5"),
+    (("mlp(4*d)", "mlp(4*d, act=gelux)"), "'gelux' is not a valid act", "gelux"),
+    (("mlp(4*d)", "mlp(4*dd)"), "undefined variable 'dd'", "dd"),
+    (("heads = 4", "heads = 4 // (d - 64)"), "division by zero", "d - 64"),
+    (("heads = 4", "heads = 5"), "heads (5) does not divide d (64)", "attention"),
+    (("causal=true", "causal=true, kv_heads=3"), "kv_heads (3) must divide heads (4)", "attention"),
+    (("mlp(4*d)", "linear(2*d)"), "residual adds [B, T, 128] to [B, T, 64]", "residual"),
+    (("repeat(2)", "repeat(10**9)"), "repeat count 1,000,000,000 is too large", "10 ** 9"),
+    (("embedding(100, d)", "embedding(10**12, d)"), "too large for any model", "10 ** 12"),
+    (("    layernorm\n    lm_head", "    layernorm as wte\n    lm_head"), "the name 'wte' is already used", "wte"),
+]
+
+
+@pytest.mark.parametrize("change,message,token", YAML_CASES, ids=[c[1][:30] for c in YAML_CASES])
+def test_same_mistake_located_in_yaml(change, message, token):
+    from strata.dsl.parser import parse
+    from strata.dsl.yaml_writer import to_yaml
+
+    text = to_yaml(parse(GOOD_LAYER.replace(*change), "spec.arch"))
+    err = errors_of(text, "spec.yaml")
+    (d,) = [d for d in err.diagnostics if message in d.message]
+    line = text.splitlines()[d.span.line - 1]
+    assert token in line[d.span.col - 1:], f"{token!r} not at {d.span} in {line!r}"
+    assert str(err).startswith(f"spec.yaml:{d.span.line}:{d.span.col}: error: ") or \
+        f"spec.yaml:{d.span.line}:{d.span.col}: error: {d.message}" in str(err)
+
+
+def test_yaml_syntax_error_is_located():
+    err = errors_of("models:\n  m:\n    vars: {d: 1\n    stacks: x\n", "spec.yaml")
+    assert err.diagnostics[0].span.file == "spec.yaml" and err.diagnostics[0].span.line >= 3
+    assert str(err).startswith("spec.yaml:")
+
+
+def test_yaml_missing_import_and_cycle(tmp_path):
+    (tmp_path / "a.yaml").write_text("imports: [b.yaml]\nmodels:\n  m:\n    stacks:\n      s:\n"
+                                     "        inputs: [t]\n        body: ['embedding(3, 4)']\n")
+    (tmp_path / "b.yaml").write_text("imports: [a.yaml, nowhere.arch]\nblocks:\n  x: [layernorm]\n")
+    with pytest.raises(SpecError) as info:
+        build_file(tmp_path / "a.yaml")
+    msgs = {d.message for d in info.value.diagnostics}
+    assert any(m.startswith("import cycle: a.yaml -> b.yaml -> a.yaml") for m in msgs), msgs
+    assert "cannot import 'nowhere.arch': no such file" in msgs
+    for d in info.value.diagnostics:
+        assert d.span.file.endswith("b.yaml") and d.span.line == 1
+
+
+@pytest.mark.parametrize("text,message,line", [
+    ("model m { d = 1\n d = 2\n stack s(t) { embedding(3, d) } }", "variable 'd' is defined twice", 2),
+    ("model m { stack s(t) { embedding(3, 4) }\n stack s(t) { embedding(3, 4) } }", "stack 's' is defined twice", 2),
+    ("model m { stack s(t) { embedding(3, 4) } }\nmodel m { stack s(t) { embedding(3, 4) } }",
+     "model 'm' is defined twice", 2),
+    ("block b(x, x) { layernorm }\nmodel m { stack s(t) { embedding(3, 4) } }",
+     "parameter of block 'b' 'x' is defined twice", 1),
+    ("model m { stack s(t, t) { embedding(3, 4) } }", "input of stack 's' 't' is defined twice", 1),
+    ("model m { stack s(t) { embedding(3, 4) } }\ntrain { batch = 1\n batch = 2 }",
+     "train setting 'batch' is defined twice", 3),
+])
+def test_duplicate_definitions(text, message, line):
+    located(errors_of(text), message, line)

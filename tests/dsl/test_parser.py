@@ -96,8 +96,8 @@ def test_positions_are_one_based():
 def test_comments_attach_to_the_next_statement():
     m = parse("# the model\nmodel m {\n  # width\n  # of the stream\n  d = 768  # trailing\n  e = 1\n}\n").models[0]
     assert m.comment == "the model"
-    assert m.vars[0].comment == "width\nof the stream"
-    assert m.vars[1].comment == "trailing"
+    assert m.vars[0].comment == "width\nof the stream\ntrailing"
+    assert m.vars[1].comment is None
 
 
 def test_equality_ignores_positions():

@@ -1,0 +1,225 @@
+"""YAML nodes for the YAML surface: safe composing, and scalars read as expressions.
+
+The file is composed into PyYAML's node tree (never constructed into Python
+objects), so every node keeps its line and column; anchors, aliases and
+non-standard tags are refused where they start.  A scalar's text is read with
+the text form's own grammar (`start="expr"` / `"stmt"`), its spans moved to
+where the scalar sits in the YAML file.
+
+    >>> read_scalar(INT, "-1").op, read_scalar(INT, "0x10").value
+    ('-', 16)
+    >>> read_scalar(STR, "decoder.h.*").kind
+    'str'
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from functools import lru_cache
+
+import yaml
+from lark import Lark
+from lark.exceptions import UnexpectedInput, VisitError
+
+from strata.dsl import ast as A
+from strata.dsl.parser import GRAMMAR, _Dup, _syntax_error, _ToAST
+from strata.errors import Diagnostic, Span, SpecError, did_you_mean
+
+TAG = "tag:yaml.org,2002:"
+STR, INT, FLOAT, BOOL, NULL = (TAG + t for t in ("str", "int", "float", "bool", "null"))
+_STANDARD_TAGS = {STR, INT, FLOAT, BOOL, NULL, TAG + "seq", TAG + "map", "!"}
+# The text form's reserved words: never names, in either surface.
+KEYWORDS = frozenset({"model", "block", "stack", "residual", "parallel", "seq", "branch", "repeat",
+                      "as", "import", "from", "extends", "passes", "train", "if", "else", "and",
+                      "or", "not", "true", "false", "none"})
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+# Words that start a construct statement in the YAML form (for "did you mean").
+STATEMENT_WORDS = ("residual", "parallel", "seq", "branch", "repeat", "let")
+
+
+class Bad(Exception):
+    """One located mistake; caught per statement/definition so others are still found."""
+
+    def __init__(self, message: str, span: Span | None, hint: str | None = None):
+        super().__init__(message)
+        self.diagnostic = Diagnostic(message, span, hint)
+
+
+# ------------------------------------------------- text-form snippets in scalars
+
+_snippet_comments: list = []
+
+
+@lru_cache(maxsize=1)
+def _snippet_lark() -> Lark:
+    return Lark(GRAMMAR.read_text(), parser="lalr", start=["expr", "stmt"], propagate_positions=True,
+                maybe_placeholders=True, cache=True,
+                lexer_callbacks={"COMMENT": _snippet_comments.append})
+
+
+def parse_snippet(text: str, start: str, file: str):
+    """Parse `text` as one `expr` or `stmt` of the text form (lark errors propagate)."""
+    _snippet_comments.clear()
+    tree = _snippet_lark().parse(text, start=start)
+    if _snippet_comments:
+        c = _snippet_comments[0]
+        raise Bad("a '#' comment inside a statement string", Span(file, c.line, c.column),
+                  "put it under a 'comment:' key")
+    try:
+        node = _ToAST(file).transform(tree)
+    except VisitError as e:
+        if isinstance(e.orig_exc, _Dup):
+            raise Bad(e.orig_exc.message, e.orig_exc.span, e.orig_exc.hint) from None
+        raise
+    return node[0] if isinstance(node, list) else node
+
+
+def parse_expression(text: str) -> A.Node | None:
+    """The expression `text` spells in the text form, or None when it spells none.
+
+    >>> parse_expression("4*d").op, parse_expression("decoder.*")
+    ('*', None)
+    """
+    try:
+        return parse_snippet(text, "expr", "<expr>")
+    except (UnexpectedInput, Bad, RecursionError):
+        return None
+
+
+class Where:
+    """Where a scalar's text sits in the file, to place the nodes parsed from it."""
+
+    def __init__(self, file: str, node: yaml.Node, source: str):
+        self.file, self.node, self.span = file, node, node_span(file, node)
+        q = 1 if node.style in ("'", '"') else 0
+        start = node.start_mark.index + q
+        # Exact columns only when the scalar is its own source text on one line.
+        self.exact = (node.style in (None, "'", '"') and node.start_mark.line == node.end_mark.line
+                      and source[start:start + len(node.value)] == node.value)
+        self.col0 = node.start_mark.column + q
+
+    def shift(self, span: Span | None) -> Span:
+        if not self.exact or span is None:
+            return self.span
+        return Span(self.file, self.span.line, self.col0 + span.col,
+                    self.span.line, self.col0 + (span.end_col or span.col))
+
+
+def place(node, where: Where | None):
+    """Move every span under `node` from snippet coordinates into the file."""
+    if isinstance(node, A.Node):
+        node.span = where.shift(node.span) if where else None
+        for name in type(node).model_fields:
+            place(getattr(node, name), where)
+    elif isinstance(node, list):
+        for x in node:
+            place(x, where)
+    return node
+
+
+def read_scalar(tag: str, text: str, where: Where | None = None) -> A.Node:
+    """The expression a YAML scalar means: YAML null/bool as constants, anything the
+    text form reads as an expression, YAML's own numbers (`0x1f`), else a string."""
+    span = where.span if where else None
+    if tag == NULL:
+        return A.Const(value=None, span=span)
+    if tag == BOOL:
+        return A.Const(value=yaml.constructor.SafeConstructor.bool_values[text.lower()], span=span)
+    e = parse_expression(text)
+    if e is not None:
+        return place(e, where)
+    if tag in (INT, FLOAT):
+        node = yaml.ScalarNode(tag, text)
+        c = yaml.constructor.SafeConstructor()
+        v = c.construct_yaml_int(node) if tag == INT else c.construct_yaml_float(node)
+        if not math.isfinite(v):
+            raise Bad(f"{text} is not a finite number", span)
+        num = A.Num(value=abs(v), span=span)
+        return A.UnaryOp(op="-", operand=num, span=span) if math.copysign(1, v) < 0 else num
+    return A.Str(value=text, span=span)
+
+
+def read_statement(where: Where) -> A.Node:
+    """A string in a statement list: one statement of the text form (`layernorm`,
+    `attention(heads) as attn`, `w = 256`)."""
+    text = where.node.value
+    try:
+        return place(parse_snippet(text, "stmt", where.file), where)
+    except UnexpectedInput as e:
+        d = _syntax_error(e, where.file, text)
+        raise Bad(f"in statement '{text}': {d.message}", where.shift(d.span),
+                  d.hint or did_you_mean(text, STATEMENT_WORDS)) from None
+    except Bad as b:
+        raise Bad(b.diagnostic.message, where.shift(b.diagnostic.span), b.diagnostic.hint) from None
+
+
+# ------------------------------------------------------------------ composing
+
+class _Composer(yaml.SafeLoader):
+    """Node tree only; anchors, aliases and unknown tags are refused where they start."""
+
+    def compose_node(self, parent, index):
+        ev = self.peek_event()
+        where = Span("", ev.start_mark.line + 1, ev.start_mark.column + 1)
+        if isinstance(ev, yaml.AliasEvent):
+            raise Bad(f"alias '*{ev.anchor}' is not allowed", where, "write the value out in full")
+        if ev.anchor is not None:
+            raise Bad(f"anchor '&{ev.anchor}' is not allowed", where, "write each value out in full")
+        if getattr(ev, "tag", None) not in (None, *_STANDARD_TAGS):
+            raise Bad(f"tag '{ev.tag}' is not allowed", where, "remove the tag: values are plain YAML")
+        return super().compose_node(parent, index)
+
+
+def node_span(file: str, node) -> Span:
+    s, e = node.start_mark, node.end_mark
+    return Span(file, s.line + 1, s.column + 1, e.line + 1, e.column + 1)
+
+
+def compose(text: str, file: str) -> yaml.Node:
+    try:
+        root = yaml.compose(text, Loader=_Composer)
+    except Bad as b:
+        d = b.diagnostic
+        raise SpecError([Diagnostic(d.message, Span(file, d.span.line, d.span.col), d.hint)],
+                        {file: text}) from None
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        hint = e.context if e.context and e.problem_mark else None
+        if "'\\t'" in (e.problem or ""):
+            hint = "YAML is indented with spaces, not tabs"
+        elif "expected <block end>" in (e.problem or ""):
+            hint = "check the indentation of this line against the lines above"
+        raise SpecError([Diagnostic(f"invalid YAML: {e.problem or e.context}", Span(file, line, col),
+                                    hint)], {file: text}) from None
+    except yaml.reader.ReaderError as e:
+        before = text[:e.position]
+        line, col = before.count("\n") + 1, e.position - (before.rfind("\n") + 1) + 1
+        raise SpecError([Diagnostic(f"invalid YAML: character {e.character!r} is not allowed",
+                                    Span(file, line, col))], {file: text}) from None
+    except RecursionError:
+        raise SpecError([Diagnostic("the YAML is nested too deeply to read", Span(file, 1, 1))],
+                        {file: text}) from None
+    if root is None:
+        raise SpecError([Diagnostic("the file is empty", Span(file, 1, 1),
+                                    "a spec is a mapping with models, blocks, passes, train")],
+                        {file: text})
+    return root
+
+
+def yaml_comments(text: str, file: str = "<string>") -> list[Span]:
+    """Where `text` has `# ...` comments: PyYAML drops them, so a rewrite would lose them.
+
+    >>> [str(s) for s in yaml_comments("a: 1  # one\\nb: '#not'\\n", "f.yaml")]
+    ['f.yaml:1:7']
+    """
+    inside = bytearray(len(text) + 1)
+    for tok in yaml.scan(text, Loader=yaml.SafeLoader):
+        inside[tok.start_mark.index:tok.end_mark.index] = b"\1" * (tok.end_mark.index - tok.start_mark.index)
+    out = []
+    for i, ch in enumerate(text):
+        if ch == "#" and not inside[i] and (i == 0 or text[i - 1] in " \t\n"):
+            line = text.count("\n", 0, i) + 1
+            out.append(Span(file, line, i - (text.rfind("\n", 0, i) + 1) + 1))
+    return out
