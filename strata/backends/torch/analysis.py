@@ -32,18 +32,20 @@ class Unit:
 @dataclass
 class StackInfo:
     name: str
-    causal: bool = False
+    causal: bool = False             # all its self-attentions are causal
     rope: dict | None = None
     alibi: int | None = None         # heads
-    window: int | None = None
     cache: bool = False
     padding: bool = False
     mask: bool = False
     self_attention: bool = False
+    # (causal, window) of the stack's self-attentions -> the stack's mask variable,
+    # in order of first use: `mask` alone, or `mask` and `local_mask` when layers alternate
+    masks: dict = field(default_factory=dict)
 
 
 RESERVED = {"tokens", "pos", "rope", "mask", "cache", "start_pos", "attention_mask", "T", "B",
-            "self", "layer"}
+            "self", "layer", "layer_mask"}
 
 
 def camel(name: str) -> str:
@@ -52,6 +54,21 @@ def camel(name: str) -> str:
 
 def shape_comment(shape) -> str:
     return "" if shape is None else "  # (" + ", ".join(str(s) for s in shape) + ")"
+
+
+def mask_name(kind: tuple, kinds: list[tuple]) -> str:
+    """`mask` for a stack's only kind of attention (or its full-length one); `local_mask`
+    for its sliding window (`window8_mask` when windows differ); a `causal_` / `full_`
+    prefix when causal and bidirectional self-attentions share the stack."""
+    if len(kinds) == 1:
+        return "mask"
+    causal, window = kind
+    name = "mask"
+    if window:
+        name = ("local_" if len({w for _, w in kinds if w}) == 1 else f"window{window}_") + name
+    if len({c for c, _ in kinds}) > 1:
+        name = ("causal_" if causal else "full_") + name
+    return name
 
 
 def attr_path(path: str) -> str:
@@ -85,19 +102,48 @@ class Analysis:
         info = StackInfo(name)
         if not selfs:
             return info
-        kinds = {(a["causal"], a["window"], a["alibi"], repr(a["rope"])) for a in selfs}
-        if len(kinds) > 1:
-            raise CodegenError(f"stack '{name}': its self-attentions differ in causal / window / "
-                               "positions; the torch backend needs them alike within a stack")
+        if len({(a["alibi"], repr(a["rope"])) for a in selfs}) > 1:
+            raise CodegenError(f"stack '{name}': its self-attentions differ in positions (rotary / "
+                               "alibi); the torch backend needs them alike within a stack")
+        kinds = list(dict.fromkeys((a["causal"], a["window"]) for a in selfs))
         a = selfs[0]
         single = len(self.stacks) == 1
+        causal = all(c for c, _ in kinds)
         info.self_attention = True
-        info.causal, info.rope, info.window = a["causal"], a["rope"], a["window"]
+        info.rope = a["rope"]
+        info.causal = causal
         info.alibi = a["heads"] if a["alibi"] else None
-        info.cache = single and a["causal"]
-        info.padding = single and not a["causal"]
-        info.mask = bool(info.cache or info.padding or info.window or info.alibi)
+        info.cache = single and causal
+        info.padding = single and not causal
+        info.mask = bool(info.cache or info.padding or any(w for _, w in kinds) or info.alibi)
+        info.masks = {k: mask_name(k, kinds) for k in kinds}
         return info
+
+    def attention_kinds(self, path: str) -> list[tuple]:
+        """(causal, window) of the self-attentions under `path`, in order of first use."""
+        return list(dict.fromkeys(
+            (d["attrs"]["causal"], d["attrs"]["window"]) for n in self.order
+            if n.startswith(path + ".") and (d := self.g.nodes[n])["op"] == "attention"
+            and not d["attrs"]["cross"]))
+
+    def mask_params(self, path: str) -> list[str]:
+        """The mask arguments of the scope (or repeat) at `path`: `mask` when each of its
+        instances runs one kind of attention, else the stack's mask names."""
+        info = self.stack_of(path)
+        kinds = self.attention_kinds(path)
+        if not (info.mask and kinds):
+            return []
+        rep = next((r for r in self.g.graph["repeats"] if r["path"] == path), None)
+        if len(kinds) == 1 or rep and all(len(self.attention_kinds(p)) <= 1 for p in rep["instances"]):
+            return ["mask"]
+        return [info.masks[k] for k in info.masks if k in kinds]
+
+    def scope_masks(self, scope: str, params: list[str]) -> dict:
+        """(causal, window) -> the variable holding its mask inside `scope`."""
+        info = self.stack_of(scope)
+        if scope != scope.split(".")[0] and [p for p in params if p in info.masks.values()] == ["mask"]:
+            return {k: "mask" for k in info.masks}
+        return dict(info.masks)
 
     def stack_inputs(self, st: dict) -> list[str]:
         """Declared token inputs, then inputs components added (token_type_ids)."""
@@ -171,8 +217,8 @@ class Analysis:
         out = list(mems)
         if selfish and info.rope:
             out.append("rope")
-        if selfish and info.mask:
-            out.append("mask")
+        if selfish:
+            out += self.mask_params(path)
         if selfish and info.cache:
             out.append("cache")
         return out

@@ -36,6 +36,14 @@ from strata.compiler import ir
 __all__ = ["Codegen", "CodegenError", "Unit", "generate_source"]
 
 
+def repeat_list(vals: list[str]) -> str:
+    """`[a, b] * 2` for a list that repeats a period, else the list itself."""
+    for p in range(1, len(vals)):
+        if len(vals) % p == 0 and vals == vals[:p] * (len(vals) // p):
+            return f"[{', '.join(vals[:p])}] * {len(vals) // p}"
+    return f"[{', '.join(vals)}]"
+
+
 class Codegen(Analysis, Lowering, TopLevel):
     """IR -> source; see the module docstring for the walk."""
 
@@ -55,6 +63,18 @@ class Codegen(Analysis, Lowering, TopLevel):
         name = self.define(camel(block), source)
         self.block_classes[key] = name
         return name
+
+    def extra_arg(self, e: str, child: str, masks: dict, stack: str) -> str:
+        """How a scope passes argument `e` to its child block (or repeat instance) `child`."""
+        if e in self.stacks[stack]["memory"]:
+            return e
+        if e == "mask" or e in self.info[stack].masks.values():
+            kinds = self.attention_kinds(child)
+            if e == "mask" and len(kinds) <= 1:
+                return f"mask={masks[kinds[0]] if kinds else None}"
+            kind = next(k for k, v in self.info[stack].masks.items() if v == e)
+            return f"{e}={masks[kind]}"
+        return f"{e}={e}"
 
     # ------------------------------------------------------------ bodies
     def instance_ctor(self, path: str, extras: list[str]) -> str:
@@ -100,7 +120,8 @@ class Codegen(Analysis, Lowering, TopLevel):
                 last[u.out] = end
         scope_out = self.stacks[stack]["output"] if scope == stack else units[-1].out
         last[scope_out] = end
-        reserved = RESERVED | set(params) - {"x"}
+        reserved = RESERVED | set(info.masks.values()) | set(params) - {"x"}
+        masks = self.scope_masks(scope, params)
         for i, u in enumerate(units):
             if u.kind == "node" and self.g.nodes[u.path]["op"] == "input":
                 continue
@@ -123,7 +144,7 @@ class Codegen(Analysis, Lowering, TopLevel):
             elif u.kind == "block":
                 ex = self.extras(u.path)
                 init.append(f"        self.{attr} = {self.block_class(u.path, ex)}()")
-                call = ", ".join([args[0]] + [e if e in self.stacks[stack]["memory"] else f"{e}={e}" for e in ex])
+                call = ", ".join([args[0]] + [self.extra_arg(e, u.path, masks, stack) for e in ex])
                 fwd.append(f"        {name} = self.{attr}({call}){comment}")
             elif u.kind == "repeat":
                 ex = self.extras(u.path)
@@ -135,17 +156,25 @@ class Codegen(Analysis, Lowering, TopLevel):
                     init.append(f"        self.{attr} = nn.ModuleList([{', '.join(ctors)}])")
                 first_inst = rep["instances"][0]
                 ex_call = ex if first_inst in self.scopes else [e for e in ex if e in self.comp_params(first_inst)]
-                call = ", ".join([name] + [e if e in self.stacks[stack]["memory"] else f"{e}={e}" for e in ex_call])
+                # per-instance masks: alternating local / global layers each get their own
+                per_layer = None
+                if "mask" in ex_call:
+                    vals = [self.extra_arg("mask", p, masks, stack).split("=", 1)[1] for p in rep["instances"]]
+                    if len(set(vals)) > 1:
+                        per_layer = repeat_list(vals)
+                call = ", ".join([name] + ["mask=layer_mask" if e == "mask" and per_layer else
+                                           self.extra_arg(e, first_inst, masks, stack) for e in ex_call])
                 if name != args[0]:
                     fwd.append(f"        {name} = {args[0]}")
-                fwd += [f"        for layer in self.{attr}:", f"            {name} = layer({call}){comment}"]
+                loop = f"layer, layer_mask in zip(self.{attr}, {per_layer})" if per_layer else f"layer in self.{attr}"
+                fwd += [f"        for {loop}:", f"            {name} = layer({call}){comment}"]
             else:
                 ctor = self.module_ctor(u.path)
                 if ctor is not None:
                     tied = self.g.nodes[u.path]["tied"] if u.path in self.g else {}
                     note = f"  # weight tied to {tied['weight']}" if "weight" in tied else ""
                     init.append(f"        self.{attr} = {ctor}{note}")
-                fwd += self.comp_call(u, attr, args, name, comment, info)
+                fwd += self.comp_call(u, attr, args, name, comment, info, masks)
             env[u.out] = name
         outs = [env[scope_out]]
         if scope == stack:
@@ -181,25 +210,8 @@ class Codegen(Analysis, Lowering, TopLevel):
         if info.rope and self.position_attr:
             pre.append(f"        rope = self.{self.position_attr}(pos)  # cos, sin: (T, {info.rope['dims']})")
         if info.mask:
-            args = [f"T, {sp}, {tok}.device", f"causal={info.causal}"]
-            if info.window:
-                args.append(f"window={info.window}")
-            if info.padding:
-                args.append("padding=attention_mask")
-            self.helper("make_mask")
-            make = f"make_mask({', '.join(args)})"
-            if info.alibi:
-                emb = next(p for p, c in self.comps.items() if c["scope"] == name and c["kind"] == "embedding")
-                pre.append(f"        mask = self.{self.position_attr}({make}, {sp}, "
-                           f"self.{emb.rsplit('.', 1)[1]}.weight.dtype)  # (B or 1, nh, T, S) bias")
-            else:
-                conds = (["start_pos > 0"] if info.cache else []) + \
-                        ([f"T > {info.window}"] if info.window else []) + \
-                        (["attention_mask is not None"] if info.padding else [])
-                why = "within the window, " if info.window else ""
-                pre += [f"        mask = None  # {why}causal or full attention needs no mask (fast path)",
-                        f"        if {' or '.join(conds)}:",
-                        f"            mask = {make}  # (B or 1, 1, T, S)"]
+            for kind, var in info.masks.items():
+                pre += self.mask_lines(info, kind, var, tok, sp)
         source = "\n".join([
             "class {name}(nn.Module):",
             f'    """The `{name}` stack."""', "",
@@ -209,6 +221,38 @@ class Codegen(Analysis, Lowering, TopLevel):
         if base in self.taken:
             base += "Stack"
         return self.define(base, source)
+
+    def mask_lines(self, info, kind: tuple, var: str, tok: str, sp: str) -> list[str]:
+        """Build the stack's mask `var` for self-attentions of `kind` = (causal, window), once
+        per forward and only when needed: causal attention within its window keeps SDPA's
+        is_causal fast path with no mask."""
+        causal, window = kind
+        name = info.name
+        args = [f"T, {sp}, {tok}.device", f"causal={causal}"]
+        if window:
+            args.append(f"window={window}")
+        if info.padding:
+            args.append("padding=attention_mask")
+        self.helper("make_mask")
+        make = f"make_mask({', '.join(args)})"
+        if info.alibi:
+            emb = next(p for p, c in self.comps.items() if c["scope"] == name and c["kind"] == "embedding")
+            dtype = f"self.{emb.rsplit('.', 1)[1]}.weight.dtype"
+            return [f"        {var} = self.{self.position_attr}({make}, {sp}, {dtype})  # (B or 1, nh, T, S) bias"]
+        conds = (["start_pos > 0"] if info.cache else []) + \
+                ([f"T > {window}"] if window else []) + \
+                (["attention_mask is not None"] if info.padding else [])
+        why = "within the window, " if window else ""
+        if len(info.masks) > 1:
+            what = "causal" if causal else "full"
+            note = f"  # {why}{what} attention needs no mask (fast path)"
+        else:
+            note = f"  # {why}causal or full attention needs no mask (fast path)"
+        if not conds:
+            return [f"        {var} = None{note}"]
+        return [f"        {var} = None{note}",
+                f"        if {' or '.join(conds)}:",
+                f"            {var} = {make}  # (B or 1, 1, T, S)"]
 
     def emit(self) -> str:
         stack_classes = {s["name"]: self.stack_class(s) for s in self.g.graph["stacks"]}

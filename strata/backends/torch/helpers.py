@@ -44,8 +44,8 @@ def make_mask(T, start_pos, device, causal=True, window=None, padding=None):
     q = torch.arange(start_pos, S, device=device)[:, None]
     k = torch.arange(S, device=device)[None, :]
     keep = k <= q if causal else torch.ones(T, S, dtype=torch.bool, device=device)
-    if window is not None:  # sliding window: the last `window` positions, this one included
-        keep = keep & (q - k < window)
+    if window is not None:  # sliding window: keys less than `window` positions away
+        keep = keep & ((q - k).abs() < window)  # (causal: only the last `window`, this one included)
     keep = keep[None, None]
     if padding is not None:  # (B, S): 1 = token, 0 = padding
         keep = keep & padding[:, None, None, :].bool()

@@ -134,7 +134,7 @@ class Lowering:
         return [e for e, on in (("rope", info.rope), ("mask", info.mask), ("cache", info.cache)) if on]
 
     def comp_call(self, u: Unit, attr: str, args: list[str], name: str, comment: str,
-                  info: StackInfo) -> list[str]:
+                  info: StackInfo, masks: dict | None = None) -> list[str]:
         kind = self.comps[u.path]["kind"]
         node = self.g.nodes[u.path] if u.path in self.g else None
         x = args[0] if args else "x"
@@ -148,7 +148,9 @@ class Lowering:
         if kind == "token_types":
             return [f"        {name} = {x} + self.{attr}({args[1]}){comment}"]
         if kind == "attention":
-            kw = "".join(f", {e}={e}" for e in self.comp_params(u.path))
+            core = self.g.nodes[f"{u.path}.core"]["attrs"]
+            var = (masks or {}).get((core["causal"], core["window"]), "mask")
+            kw = "".join(f", {e}={var if e == 'mask' else e}" for e in self.comp_params(u.path))
             return [f"        {name} = self.{attr}({x}{kw}){comment}"]
         if kind == "cross_attention":
             return [f"        {name} = self.{attr}({x}, {args[1]}){comment}"]
