@@ -1,5 +1,5 @@
 # Two commands do everything on a fresh machine (see README):
-#   make demo   set up .venv, then check, summarize (and later compile/diagram/train) specs/gpt2.arch
+#   make demo   set up .venv, then check, summarize, compile and draw specs/gpt2.arch (into out/)
 #   make test   set up .venv (+ mermaid for diagram tests), then run the whole test suite
 PYTHON ?= python3
 VENV   ?= .venv
@@ -22,9 +22,20 @@ node_modules/.installed: package.json
 
 setup: $(VENV)/.installed
 
+OUT    ?= out
+NAME   := $(basename $(notdir $(SPEC)))
+
 demo: $(VENV)/.installed
 	$(VENV)/bin/strata check $(SPEC)
 	$(VENV)/bin/strata summary $(SPEC)
+	mkdir -p $(OUT)
+	$(VENV)/bin/strata compile $(SPEC) -o $(OUT)/$(NAME).py
+	$(VENV)/bin/strata diagram $(SPEC) --level block -o $(OUT)/$(NAME).md
+	$(VENV)/bin/strata diagram $(SPEC) --level block -o $(OUT)/$(NAME).svg \
+	  || echo "(no SVG: install Graphviz's dot to draw it)"
+	$(PY) -c "import sys, torch; sys.path.insert(0, '$(OUT)'); import $(NAME) as m; \
+	  model = m.build().eval(); ids = torch.randint(0, 100, (1, 16)); \
+	  print('$(OUT)/$(NAME).py: build() ->', type(model).__name__, 'logits', tuple(model(ids).shape))"
 
 test: $(VENV)/.installed node_modules/.installed
 	$(PY) -m pytest
