@@ -68,16 +68,16 @@ class CausalSelfAttention(nn.Module):
         super().__init__()
         self.heads, self.kv_heads, self.head_dim = heads, kv_heads, head_dim
         self.dropout = dropout
-        self.q = nn.Linear(d, heads * head_dim, bias=bias)
-        self.k = nn.Linear(d, kv_heads * head_dim, bias=bias)
-        self.v = nn.Linear(d, kv_heads * head_dim, bias=bias)
+        self.qkv = nn.Linear(d, (heads + 2 * kv_heads) * head_dim, bias=bias)
         self.o = nn.Linear(heads * head_dim, d, bias=out_bias)
 
     def forward(self, x, mask=None, cache=None):
         B, T, _ = x.shape
-        q = self.q(x).view(B, T, self.heads, self.head_dim)  # (B, T, nh, hs)
-        k = self.k(x).view(B, T, self.kv_heads, self.head_dim)  # (B, T, n_kv, hs)
-        v = self.v(x).view(B, T, self.kv_heads, self.head_dim)
+        q, k, v = self.qkv(x).split(
+            [self.heads * self.head_dim, self.kv_heads * self.head_dim, self.kv_heads * self.head_dim], dim=-1)
+        q = q.view(B, T, self.heads, self.head_dim)  # (B, T, nh, hs)
+        k = k.view(B, T, self.kv_heads, self.head_dim)  # (B, T, n_kv, hs)
+        v = v.view(B, T, self.kv_heads, self.head_dim)
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, nh, T, hs)
         if cache is not None:
             k, v = cache.update(k, v)  # (B, n_kv, S, hs): past and new positions
