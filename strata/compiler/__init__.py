@@ -15,6 +15,8 @@ import fnmatch
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pydantic import ValidationError
+
 from strata.compiler.build import build_graph
 from strata.compiler.evaluate import Env, EvalError, evaluate
 from strata.compiler.library import resolve_model
@@ -47,7 +49,29 @@ def select(g: "nx.MultiDiGraph", pattern: str | None) -> list[str]:
     return out
 
 
-def _validate_passes(passes: A.Passes | None, g, errors: Collector) -> None:
+def _teacher_exists(teacher: str, use: A.Use, g, models, errors: Collector) -> bool:
+    """distill(teacher=...) names a spec file (relative to this one) or a model
+    of this file; it is built when the pass runs, so check now that it is there."""
+    span = next((k.value.span for k in use.kwargs if k.name == "teacher"),
+                use.args[0].span if use.args else use.span)
+    if teacher.endswith((".arch", ".yaml", ".yml")):
+        here = Path(use.span.file).parent if use.span and use.span.file else Path(".")
+        if not (Path(teacher) if Path(teacher).is_absolute() else here / teacher).is_file():
+            errors.error(f"distill: teacher spec '{teacher}' not found", span,
+                         f"the path is relative to {here}/")
+            return False
+        return True
+    if teacher == g.graph["name"]:
+        errors.error("distill: a model cannot be its own teacher", span)
+        return False
+    if teacher not in models:
+        errors.error(f"distill: no model '{teacher}' to learn from", span,
+                     did_you_mean(teacher, models) or "name a model of this file or a spec file")
+        return False
+    return True
+
+
+def _validate_passes(passes: A.Passes | None, g, errors: Collector, models) -> None:
     if passes is None:
         return
     env = Env(values=dict(g.graph["vars"]))
@@ -61,6 +85,8 @@ def _validate_passes(passes: A.Passes | None, g, errors: Collector) -> None:
             opts = bind_options(spec, use.args, use.kwargs, env, use.span, use.name)
         except EvalError as e:
             errors.error(e.message, e.span or use.span, e.hint)
+            continue
+        if use.name == "distill" and not _teacher_exists(opts.teacher, use, g, models, errors):
             continue
         on = getattr(opts, "on", None)
         if on is not None and not select(g, on):
@@ -97,8 +123,8 @@ def _validate_train(train: A.Train | None, g, errors: Collector) -> None:
                 continue
             try:
                 opts = table[v.func].model_validate(dict(v.kwargs))
-            except Exception as e:  # pydantic ValidationError
-                first = e.errors()[0] if hasattr(e, "errors") else {"msg": str(e), "loc": ()}
+            except ValidationError as e:
+                first = e.errors()[0]
                 errors.error(f"{v.func}: {'.'.join(map(str, first['loc']))} {first['msg']}",
                              a.value.span or a.span)
                 continue
@@ -106,7 +132,7 @@ def _validate_train(train: A.Train | None, g, errors: Collector) -> None:
         values[a.name], spans[a.name] = v, a.span
     try:
         cfg = TrainConfig.model_validate(values)
-    except Exception as e:
+    except ValidationError as e:
         for err in e.errors():
             loc = err["loc"][0] if err["loc"] else None
             errors.error(f"train setting '{loc}': {err['msg']}", spans.get(loc, train.span))
@@ -125,7 +151,7 @@ def build(spec: A.SpecFile, *, model: str | None = None, sources: dict[str, str]
     try:
         resolved = resolve_model(spec, sources, model, errors)
         g = build_graph(resolved, errors)
-        _validate_passes(resolved.passes, g, errors)
+        _validate_passes(resolved.passes, g, errors, resolved.models)
         _validate_train(resolved.train, g, errors)
     except RecursionError:
         errors.error("the spec is nested too deeply to build", Span(spec.path or "<string>", 1, 1),

@@ -35,6 +35,7 @@ class ResolvedModel:
     passes: A.Passes | None
     train: A.Train | None
     sources: dict[str, str]            # file -> text, for rendering errors
+    models: tuple[str, ...] = ()       # every model visible from the file (own and imported)
 
 
 def _load_imports(spec: A.SpecFile, sources: dict[str, str], errors: Collector,
@@ -163,4 +164,5 @@ def resolve_model(spec: A.SpecFile, sources: dict[str, str], model: str | None =
     blocks.update(local_blocks)
     if own:
         errors.raise_if_any(sources)
-    return ResolvedModel(chosen.name, chosen, vars_, blocks, stacks, spec.passes, spec.train, sources)
+    return ResolvedModel(chosen.name, chosen, vars_, blocks, stacks, spec.passes, spec.train, sources,
+                         tuple(lib.models))

@@ -355,3 +355,12 @@ def test_yaml_missing_import_and_cycle(tmp_path):
 ])
 def test_duplicate_definitions(text, message, line):
     located(errors_of(text), message, line)
+
+
+@pytest.mark.parametrize("teacher,message", [
+    ('"missing.arch"', "distill: teacher spec 'missing.arch' not found"),
+    ("m", "distill: a model cannot be its own teacher"),
+    ("gpt", "distill: no model 'gpt' to learn from"),
+])
+def test_distill_teacher_must_exist(teacher, message):
+    located(errors_of(GOOD_LAYER + f"passes {{\n  distill(teacher={teacher})\n}}\n"), message, 18)

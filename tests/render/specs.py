@@ -11,7 +11,12 @@ LEVELS = ("model", "block", "op")
 
 # Reserved words as module, block, stack and model names; a teacher string full
 # of characters mermaid, dot and HTML read; a name longer than any label line.
+# The teacher is written into the graph after the passes ran: the spec itself
+# must name a teacher that exists (a model of the file), and no model or file
+# can be called this.
+HOSTILE_TEACHER = 'a "q" <b> & #c [d] {e} (f) | `g` ;h; %%i üñí 名前 --> end; <br/> &amp; #quot;'
 HOSTILE = '''
+model teacher { stack s(t) { embedding(10, 8); lm_head(10) } }
 model end {
   d = 8
   block subgraph { residual { layernorm as style; attention(2, causal=true) as click } }
@@ -23,7 +28,7 @@ model end {
   }
 }
 passes {
-  distill("a \\"q\\" <b> & #c [d] {e} (f) | `g` ;h; %%i üñí 名前 --> end; <br/> &amp; #quot;")
+  distill(teacher)
   quantize(int4_weight)
   prune(0.5)
   low_rank(2, on="linear")
@@ -67,4 +72,6 @@ def hostile_graph():
     from strata.compiler import build_text
     from strata.compiler.passes import apply_passes
 
-    return apply_passes(build_text(HOSTILE, "hostile.arch"))
+    g = apply_passes(build_text(HOSTILE, "hostile.arch"))
+    g.graph["distill"].update(teacher=HOSTILE_TEACHER, teacher_name=HOSTILE_TEACHER)
+    return g

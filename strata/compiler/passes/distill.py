@@ -14,6 +14,8 @@ from pathlib import Path
 
 import networkx as nx
 
+from strata.errors import SpecError, UsageError
+
 from strata.compiler.passes._rewrite import copy_graph, recount
 
 
@@ -39,7 +41,7 @@ def _teacher(g: nx.MultiDiGraph, teacher: str) -> tuple[str | None, int | None]:
             t = build_file(here, model=teacher)
         else:
             return None, None
-    except Exception:  # noqa: BLE001 - a teacher that does not build is reported by `strata train`
+    except (SpecError, UsageError):  # the teacher's own mistakes show when it is checked itself
         return None, None
     return t.graph["name"], t.graph["parameters"]
 
