@@ -11,7 +11,13 @@ unless tie_word_embeddings is false), the next-sentence head
 
 from __future__ import annotations
 
-from strata.interop.hf.config import Config, HFImportError, activation, num
+from strata.interop.hf.config import (
+    Config,
+    HFImportError,
+    activation,
+    check_architecture,
+    num,
+)
 from strata.interop.hf.weights import Mapping
 
 # architecture -> (pooler, mlm, nsp, classifier) it has when the tensors cannot tell
@@ -27,9 +33,7 @@ PREFIX = "bert."
 
 def layout(cfg: Config, keys: set[str] | None) -> dict:
     arch = cfg.architecture
-    if arch is not None and arch not in ARCHITECTURES:
-        raise HFImportError(f"unsupported architecture {arch!r} for bert: strata imports "
-                            f"{', '.join(ARCHITECTURES)}")
+    check_architecture(arch, ARCHITECTURES, "bert")
     if keys is None:
         pooler, mlm, nsp, cls = ARCHITECTURES[arch or "BertModel"]
         return {"pooler": pooler, "mlm": mlm, "nsp": nsp, "classifier": cls, "prefix": PREFIX}

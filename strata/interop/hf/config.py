@@ -23,6 +23,13 @@ class HFImportError(UsageError):
     The message is one line that says what and what to do instead."""
 
 
+def check_architecture(arch: str | None, supported, family: str) -> None:
+    """Refuse a checkpoint whose `architectures` entry this family cannot import."""
+    if arch is not None and arch not in supported:
+        raise HFImportError(f"unsupported architecture {arch!r} for {family}: strata imports "
+                            f"{', '.join(supported)}")
+
+
 class Config:
     """A config.json dict with typed, checked access.  `get` reads an option
     that may be absent; `need` one that must be there."""

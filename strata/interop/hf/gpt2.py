@@ -7,7 +7,13 @@ import transposes them and splits c_attn into q, k, v.
 
 from __future__ import annotations
 
-from strata.interop.hf.config import Config, HFImportError, activation, num
+from strata.interop.hf.config import (
+    Config,
+    HFImportError,
+    activation,
+    check_architecture,
+    num,
+)
 from strata.interop.hf.weights import Mapping, rows, transpose
 
 ARCHITECTURES = {"GPT2Model": False, "GPT2LMHeadModel": True}  # -> has an LM head
@@ -16,9 +22,7 @@ PREFIX = "transformer."
 
 def layout(cfg: Config, keys: set[str] | None) -> dict:
     arch = cfg.architecture
-    if arch is not None and arch not in ARCHITECTURES:
-        raise HFImportError(f"unsupported architecture {arch!r} for gpt2: strata imports "
-                            f"{', '.join(ARCHITECTURES)}")
+    check_architecture(arch, ARCHITECTURES, "gpt2")
     prefixed = keys is not None and any(k.startswith(PREFIX) for k in keys)
     if arch is not None:
         head = ARCHITECTURES[arch]

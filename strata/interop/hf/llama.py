@@ -9,7 +9,14 @@ uses, so every weight is a plain rename.
 
 from __future__ import annotations
 
-from strata.interop.hf.config import Config, HFImportError, activation, num, rope
+from strata.interop.hf.config import (
+    Config,
+    HFImportError,
+    activation,
+    check_architecture,
+    num,
+    rope,
+)
 from strata.interop.hf.weights import Mapping
 
 ARCHITECTURES = {"LlamaModel": False, "LlamaForCausalLM": True,
@@ -19,9 +26,7 @@ PREFIX = "model."
 
 def layout(cfg: Config, keys: set[str] | None) -> dict:
     arch = cfg.architecture
-    if arch is not None and arch not in ARCHITECTURES:
-        raise HFImportError(f"unsupported architecture {arch!r} for {cfg.model_type}: strata "
-                            f"imports {', '.join(ARCHITECTURES)}")
+    check_architecture(arch, ARCHITECTURES, cfg.model_type)
     prefixed = keys is not None and any(k.startswith(PREFIX) for k in keys)
     head = ARCHITECTURES[arch] if arch is not None else (prefixed or keys is None)
     if keys is not None and "lm_head.weight" in keys:
