@@ -37,8 +37,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     a = ap.parse_args()
 
-    from strata.backends.graphviz import to_dot
-    from strata.backends.mermaid import to_mermaid
+    from strata.backends.diagram.graphviz import to_dot
+    from strata.backends.diagram.mermaid import to_mermaid
     from strata.compiler import build_file
 
     t_build, g = best(lambda: build_file(a.spec), a.repeat)
@@ -48,7 +48,7 @@ def main() -> None:
     assert "torch" not in sys.modules, "the diagram path imported torch"
     svg = None
     if shutil.which("dot"):
-        from strata.backends.graphviz import render_bytes
+        from strata.backends.diagram.graphviz import render_bytes
 
         t_svg, svg = best(lambda: render_bytes(dot, "svg"), a.repeat)
     print(f"spec      {Path(a.spec).name}: {g.number_of_nodes():,} IR nodes, "

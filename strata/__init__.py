@@ -28,15 +28,9 @@ def load(path: str):
 
 def build(spec: Any, *, model: str | None = None):
     """The graph IR (a networkx MultiDiGraph) of a spec path, spec text, or parsed SpecFile."""
-    from strata.dsl.ast import SpecFile
+    from strata.compiler import as_graph
 
-    if isinstance(spec, SpecFile):
-        from strata.compiler import build as build_spec
-
-        return build_spec(spec, model=model)
-    from strata.api import build_graph
-
-    return build_graph(spec, model=model)
+    return as_graph(spec, model=model)
 
 
 def __getattr__(name: str):
@@ -46,7 +40,7 @@ def __getattr__(name: str):
 
         return compile
     if name == "diagram":
-        from strata.api_diagram import diagram
+        from strata.backends.diagram import diagram
 
         return diagram
     raise AttributeError(f"module 'strata' has no attribute {name!r}")

@@ -9,36 +9,16 @@ torch is imported only when a function here needs it.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["build_graph", "compile", "generate_source", "load_weights", "save_weights"]
-
-_SPEC_SUFFIXES = (".arch", ".yaml", ".yml")
-
-
-def build_graph(spec_or_path: Any, *, model: str | None = None):
-    """The IR of a spec given as a path, spec text or an IR graph already built."""
-    import networkx as nx
-
-    from strata.compiler import build_file, build_text
-
-    if isinstance(spec_or_path, nx.MultiDiGraph):
-        return spec_or_path
-    if isinstance(spec_or_path, Path) or (
-            isinstance(spec_or_path, str) and "{" not in spec_or_path
-            and (spec_or_path.endswith(_SPEC_SUFFIXES) or os.path.exists(spec_or_path))):
-        return build_file(spec_or_path, model=model)
-    if isinstance(spec_or_path, str):
-        return build_text(spec_or_path, model=model)
-    raise TypeError(f"expected a spec path, spec text or IR graph, got {type(spec_or_path).__name__}")
+__all__ = ["compile", "generate_source", "load_weights", "save_weights"]
 
 
 def _origin(spec_or_path: Any) -> str | None:
-    if isinstance(spec_or_path, Path) or (isinstance(spec_or_path, str) and "{" not in spec_or_path):
-        return str(spec_or_path)
-    return None
+    from strata.io import is_spec_path
+
+    return str(spec_or_path) if is_spec_path(spec_or_path) else None
 
 
 def _pass_entry(p) -> dict:
@@ -59,7 +39,7 @@ def _apply_passes(g, passes):
         g.graph["passes"] = [_pass_entry(p) for p in passes]
     if not g.graph.get("passes"):
         return g
-    from strata.compiler.passes import apply_passes
+    from strata.passes import apply_passes
 
     return apply_passes(g)
 
@@ -70,8 +50,9 @@ def generate_source(spec_or_path: Any, *, model: str | None = None, passes=None)
         >>> src = generate_source("specs/gpt2.arch")   # doctest: +SKIP
     """
     from strata.backends.torch.codegen import generate_source as gen
+    from strata.compiler import as_graph
 
-    g = _apply_passes(build_graph(spec_or_path, model=model), passes)
+    g = _apply_passes(as_graph(spec_or_path, model=model), passes)
     return gen(g, origin=_origin(spec_or_path))
 
 
@@ -86,9 +67,10 @@ def compile(spec_or_path: Any, *, passes=None, weights: str | Path | None = None
     """
     import torch
 
-    from strata.backends.torch.runtime import load_source
+    from strata.backends.torch.loader import load_source
+    from strata.compiler import as_graph
 
-    g = _apply_passes(build_graph(spec_or_path, model=model), passes)
+    g = _apply_passes(as_graph(spec_or_path, model=model), passes)
     from strata.backends.torch.codegen import generate_source as gen
 
     source = gen(g, origin=_origin(spec_or_path))

@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from strata.errors import SpecError, UsageError
+from strata.io import write_atomic
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE = 0, 1, 2
 
@@ -47,9 +48,6 @@ def _cmd_ir(args) -> int:
 
 
 def _cmd_compile(args) -> int:
-    import os
-    import tempfile
-
     from strata.api import generate_source
     from strata.backends.torch.codegen import CodegenError
 
@@ -61,15 +59,7 @@ def _cmd_compile(args) -> int:
     if not args.output:
         sys.stdout.write(source)
         return EXIT_OK
-    folder = os.path.dirname(os.path.abspath(args.output))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".strata-", suffix=".py")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(source)
-        os.replace(tmp, args.output)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_atomic(args.output, source)
     print(f"wrote {args.output}", file=sys.stderr)
     return EXIT_OK
 
@@ -77,8 +67,8 @@ def _cmd_compile(args) -> int:
 def _cmd_diagram(args) -> int:
     from pathlib import Path
 
-    from strata.api_diagram import SUFFIX_FORMAT, diagram, write_atomic
-    from strata.backends.graphviz import DotMissing
+    from strata.backends.diagram import SUFFIX_FORMAT, diagram
+    from strata.backends.diagram.graphviz import DotMissing
 
     suffix = Path(args.output).suffix if args.output else ""
     fmt = args.format or SUFFIX_FORMAT.get(suffix) or "mermaid"
@@ -104,32 +94,6 @@ def _cmd_import_hf(args) -> int:
     arch, weights = import_hf(args.src, args.output, dtype=args.dtype)
     print(f"wrote {arch} and {weights}")
     return EXIT_OK
-
-
-def _write_text_atomic(path: str, text: str) -> None:
-    """Write through a temp file in the same folder + os.replace: never half a file."""
-    import os
-    import tempfile
-
-    folder = os.path.dirname(path) or "."
-    if not os.path.isdir(folder):
-        raise UsageError(f"{path}: the folder {folder} does not exist")
-    try:
-        mode = os.stat(path).st_mode & 0o7777
-    except FileNotFoundError:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _surface_text(spec, surface: str) -> str:
@@ -167,7 +131,7 @@ def _cmd_convert(args) -> int:
                                 span, severity="warning"), source), file=sys.stderr)
     text = _surface_text(spec, to)
     if args.output:
-        _write_text_atomic(args.output, text)
+        write_atomic(args.output, text)
     else:
         sys.stdout.write(text)
     return EXIT_OK
@@ -194,7 +158,7 @@ def _cmd_fmt(args) -> int:
         if args.check:
             print(f"would reformat {path}")
         else:
-            _write_text_atomic(path, text)
+            write_atomic(path, text)
             print(f"reformatted {path}")
     return 1 if changed and args.check else EXIT_OK
 
@@ -206,7 +170,7 @@ def _cmd_schema(args) -> int:
 
     text = json.dumps(yaml_json_schema(), indent=2) + "\n"
     if args.output:
-        _write_text_atomic(args.output, text)
+        write_atomic(args.output, text)
     else:
         sys.stdout.write(text)
     return EXIT_OK

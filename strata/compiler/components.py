@@ -14,7 +14,7 @@ from strata.compiler.ir import format_shape
 from strata.dsl.registry import GATED
 
 if TYPE_CHECKING:  # pragma: no cover
-    from strata.compiler.build import Builder, Scope, Tensor
+    from strata.compiler.elaborate import Elaborator, Scope, Tensor
 
 
 def _hidden(x: "Tensor", label: str, span) -> int:
@@ -37,7 +37,7 @@ def _linear(b, path, x, out, *, bias, sc, comp, kind, span, attrs=None, port=0):
                 params=params, span=span)
 
 
-def lower_embedding(b: "Builder", path, o, x, sc: "Scope", span):
+def lower_embedding(b: "Elaborator", path, o, x, sc: "Scope", span):
     if x.dtype != "int64":
         raise EvalError("'embedding' needs token ids, but the stream already holds hidden states "
                         f"{format_shape(x.shape)}", span,
@@ -55,7 +55,7 @@ def lower_embedding(b: "Builder", path, o, x, sc: "Scope", span):
                 attrs=attrs, params=params, tied=tied, span=span)
 
 
-def lower_position(b: "Builder", path, o, x, sc: "Scope", span):
+def lower_position(b: "Elaborator", path, o, x, sc: "Scope", span):
     d = _hidden(x, "position", span)
     if o.kind in ("learned", "sinusoidal"):
         if o.ctx is None:
@@ -72,7 +72,7 @@ def lower_position(b: "Builder", path, o, x, sc: "Scope", span):
     return x
 
 
-def lower_token_types(b: "Builder", path, o, x, sc: "Scope", span):
+def lower_token_types(b: "Elaborator", path, o, x, sc: "Scope", span):
     d = _hidden(x, "token_types", span)
     ids = b.stack_input(sc.stack, "token_type_ids", optional=True)
     return b.op(path, "embedding", [x, ids], x.shape, sc, comp=path, kind="embedding",
@@ -80,7 +80,7 @@ def lower_token_types(b: "Builder", path, o, x, sc: "Scope", span):
                 params={"weight": (o.types, d)}, span=span)
 
 
-def lower_attention(b: "Builder", path, o, x, sc: "Scope", span, memory=None):
+def lower_attention(b: "Elaborator", path, o, x, sc: "Scope", span, memory=None):
     label = "cross_attention" if memory is not None else "attention"
     d = _hidden(x, label, span)
     heads, kv = o.heads, o.kv_heads or o.heads
@@ -120,7 +120,7 @@ def lower_attention(b: "Builder", path, o, x, sc: "Scope", span, memory=None):
     return _linear(b, f"{path}.o", core, d, bias=out_bias, attrs={"role": "o"}, **kw)
 
 
-def lower_cross_attention(b: "Builder", path, o, x, sc: "Scope", span):
+def lower_cross_attention(b: "Elaborator", path, o, x, sc: "Scope", span):
     memory = b.resolve_memory(o.memory, sc, span)
     d = _hidden(x, "cross_attention", span)
     if memory.shape[-1] != d:
@@ -135,7 +135,7 @@ def _act(b, path, x, fn, sc, comp, kind, span):
                 span=span)
 
 
-def lower_mlp(b: "Builder", path, o, x, sc: "Scope", span):
+def lower_mlp(b: "Elaborator", path, o, x, sc: "Scope", span):
     d = _hidden(x, "mlp", span)
     kw = dict(sc=sc, comp=path, kind="mlp", span=span)
     if o.act in GATED:
@@ -153,7 +153,7 @@ def lower_mlp(b: "Builder", path, o, x, sc: "Scope", span):
     return y
 
 
-def lower_moe(b: "Builder", path, o, x, sc: "Scope", span):
+def lower_moe(b: "Elaborator", path, o, x, sc: "Scope", span):
     d = _hidden(x, "moe", span)
     if o.top_k > o.experts:
         raise EvalError(f"top_k ({o.top_k}) is larger than the number of experts ({o.experts})", span)
@@ -173,31 +173,31 @@ def lower_moe(b: "Builder", path, o, x, sc: "Scope", span):
                 span=span)
 
 
-def lower_layernorm(b: "Builder", path, o, x, sc: "Scope", span):
+def lower_layernorm(b: "Elaborator", path, o, x, sc: "Scope", span):
     d = _hidden(x, "layernorm", span)
     params = {"weight": (d,), "bias": (d,)} if o.bias else {"weight": (d,)}
     return b.op(path, "norm", [x], x.shape, sc, comp=path, kind="norm",
                 attrs={"type": "layer", "eps": o.eps, "bias": o.bias}, params=params, span=span)
 
 
-def lower_rmsnorm(b: "Builder", path, o, x, sc: "Scope", span):
+def lower_rmsnorm(b: "Elaborator", path, o, x, sc: "Scope", span):
     d = _hidden(x, "rmsnorm", span)
     return b.op(path, "norm", [x], x.shape, sc, comp=path, kind="norm",
                 attrs={"type": "rms", "eps": o.eps}, params={"weight": (d,)}, span=span)
 
 
-def lower_dropout(b: "Builder", path, o, x, sc: "Scope", span):
+def lower_dropout(b: "Elaborator", path, o, x, sc: "Scope", span):
     _hidden(x, "dropout", span)
     return b.op(path, "dropout", [x], x.shape, sc, comp=path, kind="dropout", attrs={"p": o.p},
                 span=span)
 
 
-def lower_linear(b: "Builder", path, o, x, sc: "Scope", span):
+def lower_linear(b: "Elaborator", path, o, x, sc: "Scope", span):
     _hidden(x, "linear", span)
     return _linear(b, path, x, o.out, bias=o.bias, sc=sc, comp=path, kind="linear", span=span)
 
 
-def lower_activation(b: "Builder", path, o, x, sc: "Scope", span):
+def lower_activation(b: "Elaborator", path, o, x, sc: "Scope", span):
     _hidden(x, "activation", span)
     return _act(b, path, x, o.fn, sc, path, "activation", span)
 
@@ -220,7 +220,7 @@ def _vocab_projection(b, path, o, x, sc, span, label, d):
     return o.vocab, {"weight": (o.vocab, d)}, {}
 
 
-def lower_lm_head(b: "Builder", path, o, x, sc: "Scope", span):
+def lower_lm_head(b: "Elaborator", path, o, x, sc: "Scope", span):
     d = _hidden(x, "lm_head", span)
     vocab, params, tied = _vocab_projection(b, path, o, x, sc, span, "lm_head", d)
     if o.bias:
@@ -230,13 +230,13 @@ def lower_lm_head(b: "Builder", path, o, x, sc: "Scope", span):
                 params=params, tied=tied, span=span)
 
 
-def lower_classifier(b: "Builder", path, o, x, sc: "Scope", span):
+def lower_classifier(b: "Elaborator", path, o, x, sc: "Scope", span):
     _hidden(x, "classifier", span)
     return _linear(b, path, x, o.classes, bias=o.bias, sc=sc, comp=path, kind="head", span=span,
                    attrs={"role": "classifier"})
 
 
-def lower_pooler(b: "Builder", path, o, x, sc: "Scope", span):
+def lower_pooler(b: "Elaborator", path, o, x, sc: "Scope", span):
     d = _hidden(x, "pooler", span)
     if len(x.shape) != 3:
         raise EvalError(f"'pooler' needs a sequence [B, T, d], got {format_shape(x.shape)}", span)
@@ -248,7 +248,7 @@ def lower_pooler(b: "Builder", path, o, x, sc: "Scope", span):
     return y
 
 
-def lower_mlm_head(b: "Builder", path, o, x, sc: "Scope", span):
+def lower_mlm_head(b: "Elaborator", path, o, x, sc: "Scope", span):
     d = _hidden(x, "mlm_head", span)
     kw = dict(sc=sc, comp=path, kind="head", span=span)
     h = _linear(b, f"{path}.dense", x, d, bias=True, **kw)
@@ -263,7 +263,7 @@ def lower_mlm_head(b: "Builder", path, o, x, sc: "Scope", span):
                 params=params, tied=tied, span=span)
 
 
-def lower_nsp_head(b: "Builder", path, o, x, sc: "Scope", span):
+def lower_nsp_head(b: "Elaborator", path, o, x, sc: "Scope", span):
     _hidden(x, "nsp_head", span)
     if len(x.shape) != 2:
         raise EvalError(f"'nsp_head' needs the pooled output [B, d], got {format_shape(x.shape)}",

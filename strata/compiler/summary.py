@@ -15,7 +15,7 @@ from math import prod
 
 import networkx as nx
 
-from strata.compiler.analysis import analyze
+from strata.compiler.cost import analyze
 from strata.compiler.ir import format_shape, output_shape, repeat_groups, scope_nodes
 
 

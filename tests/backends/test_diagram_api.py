@@ -1,4 +1,4 @@
-"""`strata.api_diagram.diagram` and the `strata diagram` command."""
+"""`strata.backends.diagram.diagram` and the `strata diagram` command."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from strata.api_diagram import diagram
+from strata.backends.diagram import diagram
 from strata.cli import main
 from tests.render.specs import ROOT
 
@@ -86,15 +86,15 @@ def test_cli_missing_output_folder(tmp_path, capsys):
 
 
 def test_never_imports_torch():
-    code = ("import sys; from strata.api_diagram import diagram; "
+    code = ("import sys; from strata.backends.diagram import diagram; "
             f"diagram({GPT2!r}, level='op', after_passes=True); "
             f"diagram({GPT2!r}, format='dot'); assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
 def test_docs_show_the_current_seed_picture():
-    from strata.backends.mermaid import to_mermaid
-    from strata.compiler.passes import apply_passes
+    from strata.backends.diagram.mermaid import to_mermaid
+    from strata.passes import apply_passes
     from tests.render.specs import graph
 
     text = (ROOT / "docs" / "diagrams.md").read_text()

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from strata.backends.diagram_model import describe, human_count
-from strata.compiler.passes import apply_passes
+from strata.backends.diagram.layout import describe, human_count
+from strata.passes import apply_passes
 from tests.render.specs import LEVELS, graph, variants_graph
 
 

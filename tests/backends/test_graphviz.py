@@ -8,9 +8,9 @@ import subprocess
 
 import pytest
 
-from strata.backends import graphviz as gv
-from strata.backends.graphviz import DotMissing, render_bytes, to_dot
-from strata.compiler.passes import apply_passes
+from strata.backends.diagram import graphviz as gv
+from strata.backends.diagram.graphviz import DotMissing, render_bytes, to_dot
+from strata.passes import apply_passes
 from tests.render.golden import check_golden
 from tests.render.specs import LEVELS, SPECS, graph, hostile_graph, variants_graph
 

@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from strata.backends.diagram_model import DCluster, DEdge, Diagram, DNode
-from strata.backends.mermaid import MAX_EDGES, MAX_TEXT, escape, render, to_mermaid
-from strata.compiler.passes import apply_passes
+from strata.backends.diagram.layout import DCluster, DEdge, Diagram, DNode
+from strata.backends.diagram.mermaid import MAX_EDGES, MAX_TEXT, escape, render, to_mermaid
+from strata.passes import apply_passes
 from tests.render import mermaid_js
 from tests.render.golden import check_golden
 from tests.render.specs import LEVELS, SPECS, graph, hostile_graph, variants_graph

@@ -9,7 +9,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from strata.api import build_graph, compile, generate_source
+from strata.api import compile, generate_source
+from strata.compiler import as_graph as build_graph
 from tests.backends.helpers import greedy_no_cache
 
 ALT_SPEC = """

@@ -9,7 +9,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from strata.api import build_graph, compile, generate_source
+from strata.api import compile, generate_source
+from strata.compiler import as_graph as build_graph
 from strata.compiler import ir
 from tests.backends.helpers import LLAMA_SPEC, TINY_SPEC, greedy_no_cache
 
@@ -19,7 +20,7 @@ SMALL = {"specs/tiny_shakespeare.arch"}
 
 @pytest.mark.parametrize("path", SPECS)
 def test_every_spec_compiles_with_ir_names(path):
-    from strata.compiler.passes import apply_passes
+    from strata.passes import apply_passes
 
     g = apply_passes(build_graph(path))  # the spec's own passes (tiny_shakespeare fuses q, k, v)
     model = compile(path, device=None if path in SMALL else "meta")

@@ -9,7 +9,7 @@ import pytest
 
 from strata.compiler import build_text
 from strata.compiler.ir import lint, operands
-from strata.compiler.passes import REGISTRY, apply_passes, make_pass
+from strata.passes import REGISTRY, apply_passes, make_pass
 from strata.errors import SpecError
 from tests.render.specs import ROOT, graph
 

@@ -12,10 +12,10 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from strata.backends.graphviz import to_dot
-from strata.backends.mermaid import to_mermaid
+from strata.backends.diagram.graphviz import to_dot
+from strata.backends.diagram.mermaid import to_mermaid
 from strata.compiler import build_file
-from strata.compiler.passes import apply_passes
+from strata.passes import apply_passes
 from tests.render import mermaid_js
 
 ROOT = Path(__file__).resolve().parents[2]

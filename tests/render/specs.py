@@ -70,7 +70,7 @@ def graph(name: str):
 @cache
 def hostile_graph():
     from strata.compiler import build_text
-    from strata.compiler.passes import apply_passes
+    from strata.passes import apply_passes
 
     g = apply_passes(build_text(HOSTILE, "hostile.arch"))
     g.graph["distill"].update(teacher=HOSTILE_TEACHER, teacher_name=HOSTILE_TEACHER)

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import torch
 
+from strata.io import atomic_output
+
 
 class WeightsError(ValueError):
     """A checkpoint that cannot be loaded into this model (the message says why)."""
@@ -115,7 +117,5 @@ def save_weights(model: torch.nn.Module, path: str | Path, metadata: dict | None
             del state[k]
         else:
             seen[key] = k
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata=metadata or {"format": "pt"})
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        save_file(state, str(tmp), metadata=metadata or {"format": "pt"})

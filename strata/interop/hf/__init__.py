@@ -56,6 +56,7 @@ def import_hf(src_dir: str | Path, out_dir: str | Path, *, dtype: str | None = N
     from strata.compiler.ir import state_dict_shapes
     from strata.errors import SpecError
     from strata.interop.hf import weights as W
+    from strata.io import write_atomic
 
     if dtype is not None and dtype not in DTYPES:
         raise HFImportError(f"unknown dtype {dtype!r}: choose one of {', '.join(DTYPES)}")
@@ -90,6 +91,10 @@ def import_hf(src_dir: str | Path, out_dir: str | Path, *, dtype: str | None = N
         tensors = {k: v.to(getattr(torch, dtype)) for k, v in tensors.items()}
     meta = {"format": "pt", "source": str(src), "converter": "strata import-hf",
             "model_type": str(cfg.model_type)}
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise HFImportError(f"{out}: cannot create the output folder ({e.strerror})") from None
     W.save(tensors, weights_path, meta)
-    W.write_atomic(arch_path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    write_atomic(arch_path, text)
     return arch_path, weights_path

@@ -13,13 +13,12 @@ used; `check` compares the result to the spec's `state_dict_shapes`.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 from strata.interop.hf.config import HFImportError
+from strata.io import atomic_output
 
 SINGLE = "model.safetensors"
 INDEX = "model.safetensors.index.json"
@@ -166,21 +165,7 @@ def check(tensors: dict, expected: dict[str, tuple]) -> list[str]:
     return problems
 
 
-def write_atomic(path: Path, write: Callable[[str], None]) -> None:
-    """Write through a temporary file in the same folder, then os.replace it in place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save(tensors: dict, path: Path, metadata: dict[str, str]) -> None:
     st = _torch()
-    write_atomic(path, lambda tmp: st.save_file({k: v.contiguous() for k, v in tensors.items()},
-                                                tmp, metadata=metadata))
+    with atomic_output(path) as tmp:
+        st.save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)

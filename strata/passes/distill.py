@@ -16,7 +16,7 @@ import networkx as nx
 
 from strata.errors import SpecError, UsageError
 
-from strata.compiler.passes._rewrite import copy_graph, recount
+from strata.passes._rewrite import copy_graph, recount
 
 
 def _spec_file(g: nx.MultiDiGraph) -> str | None:

@@ -14,7 +14,7 @@ from math import prod
 
 import networkx as nx
 
-from strata.compiler.passes._rewrite import copy_graph, recount, selected_nodes
+from strata.passes._rewrite import copy_graph, recount, selected_nodes
 
 BITS = {"int8_dynamic": ("int8", 8), "int8_weight": ("int8", 8), "int4_weight": ("int4", 4),
         "fp8": ("fp8", 8)}

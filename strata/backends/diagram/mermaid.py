@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import networkx as nx
 
-from strata.backends.diagram_model import LEVELS, Diagram, describe
+from strata.backends.diagram.layout import LEVELS, Diagram, describe
 
 MAX_TEXT = 50_000   # mermaid's default maxTextSize
 MAX_EDGES = 500     # mermaid's default maxEdges

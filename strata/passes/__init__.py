@@ -17,13 +17,13 @@ from __future__ import annotations
 import networkx as nx
 
 from strata.compiler import ir
-from strata.compiler.passes._rewrite import PassError
-from strata.compiler.passes.distill import Distill
-from strata.compiler.passes.fuse_mlp import FuseMLP
-from strata.compiler.passes.fuse_qkv import FuseQKV
-from strata.compiler.passes.low_rank import LowRank
-from strata.compiler.passes.prune import Prune
-from strata.compiler.passes.quantize import Quantize
+from strata.passes._rewrite import PassError
+from strata.passes.distill import Distill
+from strata.passes.fuse_mlp import FuseMLP
+from strata.passes.fuse_qkv import FuseQKV
+from strata.passes.low_rank import LowRank
+from strata.passes.prune import Prune
+from strata.passes.quantize import Quantize
 from strata.errors import Diagnostic, SpecError
 
 __all__ = ["REGISTRY", "PassError", "apply_passes", "make_pass"]

@@ -10,7 +10,7 @@ from math import prod
 
 import networkx as nx
 
-from strata.compiler.passes._rewrite import copy_graph, recount, selected_nodes
+from strata.passes._rewrite import copy_graph, recount, selected_nodes
 
 
 @dataclass(frozen=True)

@@ -12,14 +12,11 @@ Never imports torch.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import networkx as nx
-
 from strata.errors import UsageError
+from strata.io import write_atomic
 
 FORMATS = ("mermaid", "markdown", "dot", "svg", "png")
 SUFFIX_FORMAT = {".mmd": "mermaid", ".mermaid": "mermaid", ".md": "markdown", ".gv": "dot",
@@ -51,7 +48,7 @@ class Diagram:
     def _repr_svg_(self) -> str | None:
         if self.syntax != "dot":
             return None  # Mermaid is shown through _repr_markdown_ (Jupyter renders it)
-        from strata.backends.graphviz import DotMissing, render_bytes
+        from strata.backends.diagram.graphviz import DotMissing, render_bytes
 
         try:
             return render_bytes(self.source, "svg").decode()
@@ -68,7 +65,7 @@ class Diagram:
         if self.syntax != "dot":
             raise UsageError(f"{fmt} output is drawn by Graphviz: use format='dot' (or --format "
                              f"{fmt}), not {self.format}")
-        from strata.backends.graphviz import render_bytes
+        from strata.backends.diagram.graphviz import render_bytes
 
         return render_bytes(self.source, fmt)
 
@@ -82,32 +79,6 @@ class Diagram:
         return path
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise UsageError(f"{path}: the folder {folder} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _graph(spec, model: str | None) -> nx.MultiDiGraph:
-    from strata.compiler import build_file, build_text
-
-    if isinstance(spec, nx.MultiDiGraph):
-        return spec
-    if isinstance(spec, Path) or (isinstance(spec, str) and "\n" not in spec and "{" not in spec):
-        return build_file(spec, model=model)
-    return build_text(spec, model=model)
-
-
 def diagram(spec, *, format: str = "mermaid", level: str = "block", direction: str = "TB",
             unfold: bool = False, after_passes: bool = False, model: str | None = None) -> Diagram:
     """Draw `spec` (a path, spec text, or a built IR graph).
@@ -115,9 +86,10 @@ def diagram(spec, *, format: str = "mermaid", level: str = "block", direction: s
     format: mermaid | markdown | dot | svg | png (svg/png are dot rendered by Graphviz)
     level: model | block | op;  direction: TB | LR;  unfold: draw every repeat instance;
     after_passes: apply the spec's passes first (fused, quantized, low-rank ... marks)."""
-    from strata.backends import graphviz as gv
-    from strata.backends import mermaid as mm
-    from strata.backends.diagram_model import DIRECTIONS, LEVELS
+    from strata.backends.diagram import graphviz as gv
+    from strata.backends.diagram import mermaid as mm
+    from strata.backends.diagram.layout import DIRECTIONS, LEVELS
+    from strata.compiler import as_graph
 
     if format not in FORMATS:
         raise UsageError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
@@ -125,9 +97,9 @@ def diagram(spec, *, format: str = "mermaid", level: str = "block", direction: s
         raise UsageError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
     if direction not in DIRECTIONS:
         raise UsageError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
-    g = _graph(spec, model)
+    g = as_graph(spec, model=model)
     if after_passes:
-        from strata.compiler.passes import apply_passes  # spec mistakes raise SpecError
+        from strata.passes import apply_passes  # spec mistakes raise SpecError
 
         g = apply_passes(g)
     if format in ("mermaid", "markdown"):

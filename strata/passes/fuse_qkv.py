@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import networkx as nx
 
 from strata.compiler import ir
-from strata.compiler.passes._rewrite import copy_graph, fuse_linears, recount, select
+from strata.passes._rewrite import copy_graph, fuse_linears, recount, select
 
 ROLES = ("q", "k", "v")
 

@@ -19,7 +19,7 @@ import subprocess
 
 import networkx as nx
 
-from strata.backends.diagram_model import Diagram, describe
+from strata.backends.diagram.layout import Diagram, describe
 
 INSTALL_HINT = ("the Graphviz `dot` program is needed for svg/png output: install it with "
                 "`apt-get install graphviz` (Debian/Ubuntu) or `brew install graphviz` (macOS), "

@@ -12,7 +12,8 @@ from collections.abc import Iterable
 
 import networkx as nx
 
-from strata.compiler import ir, select
+from strata.compiler import ir
+from strata.compiler.select import select
 
 
 class PassError(Exception):

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import networkx as nx
 
-from strata.backends.diagram_labels import (
+from strata.backends.diagram.labels import (
     MAX_LINE,
     PALETTE,
     cluster_lines,

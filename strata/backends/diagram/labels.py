@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import networkx as nx
 
 if TYPE_CHECKING:  # pragma: no cover
-    from strata.backends.diagram_model import _Fold
+    from strata.backends.diagram.layout import _Fold
 
 MAX_LINE = 48  # characters per label line; longer user names are cut with "…"
 

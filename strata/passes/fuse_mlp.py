@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import networkx as nx
 
 from strata.compiler import ir
-from strata.compiler.passes._rewrite import copy_graph, fuse_linears, recount, select
+from strata.passes._rewrite import copy_graph, fuse_linears, recount, select
 
 
 @dataclass(frozen=True)

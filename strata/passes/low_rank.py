@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import networkx as nx
 
 from strata.compiler import ir
-from strata.compiler.passes._rewrite import (
+from strata.passes._rewrite import (
     PassError,
     copy_graph,
     recount,

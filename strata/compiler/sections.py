@@ -1,0 +1,109 @@
+"""Check a model's `passes { }` and `train { }` sections against the registry
+and record them on the graph (g.graph["passes"], g.graph["train"]); every
+mistake is located."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from strata.compiler.evaluate import Env, EvalError, evaluate
+from strata.compiler.options import bind_options
+from strata.compiler.select import select
+from strata.dsl import ast as A
+from strata.dsl.registry import PASSES, TRAIN_CALLS, TrainConfig
+from strata.errors import Collector, did_you_mean
+
+__all__ = ["check_passes", "check_train"]
+
+
+def _teacher_exists(teacher: str, use: A.Use, g, models, errors: Collector) -> bool:
+    """distill(teacher=...) names a spec file (relative to this one) or a model
+    of this file; it is built when the pass runs, so check now that it is there."""
+    span = next((k.value.span for k in use.kwargs if k.name == "teacher"),
+                use.args[0].span if use.args else use.span)
+    if teacher.endswith((".arch", ".yaml", ".yml")):
+        here = Path(use.span.file).parent if use.span and use.span.file else Path(".")
+        if not (Path(teacher) if Path(teacher).is_absolute() else here / teacher).is_file():
+            errors.error(f"distill: teacher spec '{teacher}' not found", span,
+                         f"the path is relative to {here}/")
+            return False
+        return True
+    if teacher == g.graph["name"]:
+        errors.error("distill: a model cannot be its own teacher", span)
+        return False
+    if teacher not in models:
+        errors.error(f"distill: no model '{teacher}' to learn from", span,
+                     did_you_mean(teacher, models) or "name a model of this file or a spec file")
+        return False
+    return True
+
+
+def check_passes(passes: A.Passes | None, g, errors: Collector, models) -> None:
+    if passes is None:
+        return
+    env = Env(values=dict(g.graph["vars"]))
+    for use in passes.items:
+        spec = PASSES.get(use.name)
+        if spec is None:
+            errors.error(f"unknown pass '{use.name}'", use.span,
+                         did_you_mean(use.name, PASSES) or f"passes: {', '.join(PASSES)}")
+            continue
+        try:
+            opts = bind_options(spec, use.args, use.kwargs, env, use.span, use.name)
+        except EvalError as e:
+            errors.error(e.message, e.span or use.span, e.hint)
+            continue
+        if use.name == "distill" and not _teacher_exists(opts.teacher, use, g, models, errors):
+            continue
+        on = getattr(opts, "on", None)
+        if on is not None and not select(g, on):
+            span = next((k.value.span for k in use.kwargs if k.name == "on"), use.span)
+            errors.error(f"pass '{use.name}': selector \"{on}\" matches no module", span,
+                         "selectors are module path globs (decoder.h.*.mlp) or component "
+                         "kinds (attention, mlp)")
+            continue
+        g.graph["passes"].append({"name": use.name, "options": opts.model_dump(), "span": use.span})
+
+
+def check_train(train: A.Train | None, g, errors: Collector) -> None:
+    if train is None:
+        return
+    env = Env(values=dict(g.graph["vars"]))
+    values, spans = {}, {}
+    for a in train.items:
+        try:
+            v = evaluate(a.value, env, words=True, calls=frozenset(TRAIN_CALLS))
+            v = v.text if hasattr(v, "text") else v
+        except EvalError as e:
+            errors.error(e.message, e.span or a.span, e.hint)
+            continue
+        if a.name not in TrainConfig.model_fields:
+            errors.error(f"unknown train setting '{a.name}'", a.span,
+                         did_you_mean(a.name, TrainConfig.model_fields))
+            continue
+        if a.name in ("optimizer", "schedule"):
+            table = TRAIN_CALLS
+            if not hasattr(v, "func") or v.func not in table:
+                kinds = ("adamw", "sgd") if a.name == "optimizer" else ("cosine", "constant", "linear")
+                errors.error(f"{a.name} should be one of {', '.join(k + '(...)' for k in kinds)}",
+                             a.value.span or a.span)
+                continue
+            try:
+                opts = table[v.func].model_validate(dict(v.kwargs))
+            except ValidationError as e:
+                first = e.errors()[0]
+                errors.error(f"{v.func}: {'.'.join(map(str, first['loc']))} {first['msg']}",
+                             a.value.span or a.span)
+                continue
+            v = {"type": v.func, **opts.model_dump()}
+        values[a.name], spans[a.name] = v, a.span
+    try:
+        cfg = TrainConfig.model_validate(values)
+    except ValidationError as e:
+        for err in e.errors():
+            loc = err["loc"][0] if err["loc"] else None
+            errors.error(f"train setting '{loc}': {err['msg']}", spans.get(loc, train.span))
+        return
+    g.graph["train"] = cfg.model_dump()
