@@ -10,7 +10,7 @@ pytest.importorskip("safetensors")
 from safetensors.torch import save_file
 
 from strata.api import compile, load_weights, save_weights
-from strata.backends.torch.weights import WeightsError, WeightsMismatchError
+from strata.backends.torch.weights import WeightsError, WeightsMismatchError, checkpoint_shapes
 from tests.backends.helpers import TINY_SPEC
 
 
@@ -67,3 +67,21 @@ def test_pickle_is_refused(tmp_path):
     (tmp_path / "junk.safetensors").write_bytes(b"hello world, not a checkpoint")
     with pytest.raises(WeightsError, match="not a safetensors file"):
         load_weights(compile(TINY_SPEC), tmp_path / "junk.safetensors")
+
+
+def test_checkpoints_are_in_spec_names_whatever_the_passes(tmp_path):
+    """A model compiled with fusions or low rank saves the spec's own names, and
+    loads them back; a plain model loads what a fused one saved, exactly."""
+    spec = TINY_SPEC
+    torch.manual_seed(0)
+    fused = compile(spec, passes=["fuse_qkv"]).eval()
+    save_weights(fused, tmp_path / "f.safetensors")
+    names = checkpoint_shapes(tmp_path / "f.safetensors")
+    assert "decoder.h.0.attn.q.weight" in names and not any(".qkv." in k for k in names)
+    plain = compile(spec, passes=[]).eval()
+    load_weights(plain, tmp_path / "f.safetensors")
+    ids = torch.randint(0, 32, (2, 9))
+    torch.testing.assert_close(plain(ids), fused(ids), atol=1e-5, rtol=0)
+    again = compile(spec, passes=["fuse_qkv"]).eval()
+    load_weights(again, tmp_path / "f.safetensors")
+    torch.testing.assert_close(again(ids), fused(ids), atol=0, rtol=0)

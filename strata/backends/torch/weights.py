@@ -79,15 +79,54 @@ def checkpoint_shapes(path: str | Path) -> dict[str, tuple]:
     return {k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"}
 
 
+def tied_names(model: torch.nn.Module) -> dict[str, str]:
+    """Tied state-dict names -> the name the shared tensor is saved under (the
+    first in state-dict order: the embedding a head is tied to)."""
+    ties = dict(getattr(model, "tied_weights", {}))
+    first: dict[int, str] = {}
+    for k, v in model.state_dict(keep_vars=True).items():
+        if id(v) in first:
+            ties[k] = first[id(v)]
+        else:
+            first[id(v)] = k
+    return ties
+
+
+def _model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The model's tensors, each shared tensor once (under its first name)."""
+    ties = tied_names(model)
+    return {k: v for k, v in model.state_dict().items() if k not in ties}
+
+
+def _spec_shapes(model: torch.nn.Module) -> dict[str, tuple] | None:
+    """The shapes of the model's weights in the spec's own names, when its passes
+    renamed any (None: the model's names are the spec's)."""
+    g = getattr(model, "strata_graph", None)
+    if g is None:
+        return None
+    from strata.backends.torch.spec_names import to_spec_names
+
+    meta = {k: torch.empty(v.shape, device="meta", dtype=v.dtype) for k, v in _model_state(model).items()}
+    spec = to_spec_names(g, meta)
+    return None if spec.keys() == meta.keys() else {k: tuple(v.shape) for k, v in spec.items()}
+
+
 def load_weights(model: torch.nn.Module, path: str | Path, *, strict: bool = True) -> torch.nn.Module:
-    """Load a safetensors checkpoint into `model` (in place); return the model."""
+    """Load a safetensors checkpoint into `model` (in place); return the model.
+
+    The checkpoint may be in the model's own names or in the spec's (as
+    `save_weights` and training write them), whatever passes the model has."""
     from safetensors.torch import load_file
 
     path = Path(path)
     model = _unwrap(model)
     have = checkpoint_shapes(path)
-    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    tied = dict(getattr(model, "tied_weights", {}))
+    tied = tied_names(model)
+    want = {k: tuple(v.shape) for k, v in _model_state(model).items()}
+    spec = _spec_shapes(model)
+    in_spec_names = spec is not None and not any(k in want and k not in spec for k in have)
+    if in_spec_names:
+        want = spec
     missing = {k: s for k, s in want.items() if k not in have}
     unexpected = {k: s for k, s in have.items() if k not in want and k not in tied}
     mismatched = {k: (want[k], have[k]) for k in want if k in have and want[k] != have[k]}
@@ -99,17 +138,30 @@ def load_weights(model: torch.nn.Module, path: str | Path, *, strict: bool = Tru
     tensors = load_file(str(path))
     for k in tied:
         tensors.pop(k, None)
+    if in_spec_names:
+        from strata.backends.torch.spec_names import to_model_names
+
+        tensors = to_model_names(model.strata_graph, tensors)
+    for k, src in tied.items():  # a tied name takes the tensor it is tied to
+        if src in tensors:
+            tensors[k] = tensors[src]
     with torch.no_grad():
         model.load_state_dict(tensors, strict=strict)
     return model
 
 
 def save_weights(model: torch.nn.Module, path: str | Path, metadata: dict | None = None) -> None:
-    """Write the model's weights to a safetensors file (atomically; ties stored once)."""
+    """Write the model's weights to a safetensors file (atomically), in the spec's
+    own names (passes undone) with each tied weight once."""
     from safetensors.torch import save_file
 
     model = _unwrap(model)
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().contiguous() for k, v in _model_state(model).items()}
+    g = getattr(model, "strata_graph", None)
+    if g is not None:
+        from strata.backends.torch.spec_names import to_spec_names
+
+        state = {k: v.contiguous() for k, v in to_spec_names(g, state).items()}
     seen: dict[int, str] = {}
     for k in list(state):  # any sharing the model did not declare: keep the first name
         key = (state[k].data_ptr(), state[k].shape, state[k].dtype)
