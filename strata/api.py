@@ -49,7 +49,7 @@ def generate_source(spec_or_path: Any, *, model: str | None = None, passes=None)
 
         >>> src = generate_source("specs/gpt2.arch")   # doctest: +SKIP
     """
-    from strata.backends.torch.codegen import generate_source as gen
+    from strata.backends.torch import generate_source as gen
     from strata.compiler import as_graph
 
     g = _apply_passes(as_graph(spec_or_path, model=model), passes)
@@ -71,7 +71,7 @@ def compile(spec_or_path: Any, *, passes=None, weights: str | Path | None = None
     from strata.compiler import as_graph
 
     g = _apply_passes(as_graph(spec_or_path, model=model), passes)
-    from strata.backends.torch.codegen import generate_source as gen
+    from strata.backends.torch import generate_source as gen
 
     source = gen(g, origin=_origin(spec_or_path))
     module = load_source(source, g.graph["name"])

@@ -49,7 +49,7 @@ def _cmd_ir(args) -> int:
 
 def _cmd_compile(args) -> int:
     from strata.api import generate_source
-    from strata.backends.torch.codegen import CodegenError
+    from strata.backends.torch import CodegenError
 
     try:
         source = generate_source(args.spec, model=args.model)

@@ -52,6 +52,20 @@ class SpecError(Exception):
                          for d in self.diagnostics)
 
 
+class EvalError(Exception):
+    """One located mistake found while evaluating or elaborating a spec; the
+    compiler collects these into a SpecError."""
+
+    def __init__(self, message: str, span, hint: str | None = None):
+        super().__init__(message)
+        self.message, self.span, self.hint = message, span, hint
+
+
+def format_shape(shape: tuple | None) -> str:
+    """`[B, T, 768]` (a tensor shape as messages and tables show it)."""
+    return "[" + ", ".join(str(d) for d in shape) + "]" if shape is not None else "-"
+
+
 class UsageError(Exception):
     """The command line itself is wrong (exit code 2): missing file, bad flag value."""
 

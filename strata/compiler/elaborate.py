@@ -13,12 +13,14 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from strata.compiler import ir
-from strata.compiler.components import LOWER
 from strata.compiler.evaluate import Env, EvalError, evaluate
-from strata.compiler.resolve import ResolvedModel
+from strata.compiler.names import check_input_name, check_module_name, check_output_name
 from strata.compiler.options import bind_options
+from strata.compiler.resolve import ResolvedModel
+from strata.compiler.symbolic import symbolic
+from strata.components import COMPONENTS, Use
 from strata.dsl import ast as A
-from strata.dsl.registry import COMPONENTS, PASSES
+from strata.dsl.registry import PASSES
 from strata.errors import Collector, did_you_mean
 
 MAX_REPEAT = 10_000           # layers in one repeat
@@ -30,6 +32,9 @@ class Tensor(NamedTuple):
     node: str
     shape: tuple
     dtype: str
+    # Each dimension in the spec's symbols (strata.compiler.symbolic): ("axis", "B"),
+    # ("var", "d"), ... or None where it has no symbolic form.
+    sym: tuple = ()
 
 
 @dataclass
@@ -68,7 +73,7 @@ class Elaborator:
 
     # ------------------------------------------------------------ graph edits
     def op(self, node_id, op, inputs, out_shape, sc: Scope, *, comp=None, kind=None, attrs=None,
-           params=None, tied=None, span=None) -> Tensor:
+           params=None, tied=None, span=None, sym: tuple = ()) -> Tensor:
         if node_id in self.g:
             raise EvalError(f"the module name '{node_id}' is used twice", span,
                             "give one of them another name with `as NAME`")
@@ -76,11 +81,13 @@ class Elaborator:
             self.errors.error(f"the model has more than {MAX_NODES:,} operations", span,
                               "no model this large could be built; check repeat counts")
             raise _Fatal
+        sym = tuple(sym) if len(sym) == len(out_shape) else (None,) * len(out_shape)
         ir.add_node(self.g, node_id, op, scope=sc.path, attrs=attrs, component=comp, kind=kind,
                     params=params, tied=tied, span=span)
+        self.g.nodes[node_id]["sym"] = sym
         for port, t in enumerate(inputs):
             ir.connect(self.g, t.node, node_id, t.shape, t.dtype, port)
-        return Tensor(node_id, tuple(out_shape), "float")
+        return Tensor(node_id, tuple(out_shape), "float", sym)
 
     def resolve_param(self, ref: str, sc: Scope, span, what: str) -> str:
         """`wte` or `encoder.embed` -> the state_dict key of that module's weight."""
@@ -104,12 +111,20 @@ class Elaborator:
         node, _, name = key.rpartition(".")
         return self.g.nodes[node]["params"][name]
 
+    def param_syms(self, key: str) -> tuple:
+        """The symbolic dims of a weight [rows, cols] (only embeddings record them:
+        their output's last dim and their `vocab` option)."""
+        node = key.rpartition(".")[0]
+        comp = self.components.get(self.g.nodes[node]["component"] or "", {})
+        return (comp.get("syms", {}).get("vocab"), self.g.nodes[node].get("sym", (None,))[-1])
+
     def stack_input(self, st: StackState, name: str, optional: bool = False) -> Tensor:
         if name not in st.inputs:
             nid = f"{st.name}.{name}"
             ir.add_node(self.g, nid, "input", scope=st.name,
                         attrs={"name": name, "dtype": "int64", "optional": optional})
-            st.inputs[name] = Tensor(nid, ("B", st.seq), "int64")
+            self.g.nodes[nid]["sym"] = (("axis", "B"), ("axis", st.seq))
+            st.inputs[name] = Tensor(nid, ("B", st.seq), "int64", self.g.nodes[nid]["sym"])
         return st.inputs[name]
 
     def resolve_memory(self, name: str, sc: Scope, span) -> Tensor:
@@ -118,7 +133,7 @@ class Elaborator:
         built = {s["name"]: s for s in self.g.graph["stacks"]}
         if name in built:
             s = built[name]
-            return Tensor(s["output"], s["shape"], "float")
+            return Tensor(s["output"], s["shape"], "float", s["sym"])
         raise EvalError(f"cross_attention: '{name}' is not a memory input of stack "
                         f"'{sc.stack.name}'", span,
                         did_you_mean(name, list(sc.stack.memory) + list(built))
@@ -169,6 +184,7 @@ class Elaborator:
                 name = f"{base}_{sc.counters[base]}"
             else:
                 name = base
+        check_module_name(name, stmt.span)
         if name in sc.used:
             first = sc.used[name]
             raise EvalError(f"the name '{name}' is already used in '{sc.path}'", stmt.span,
@@ -189,6 +205,7 @@ class Elaborator:
     def statement(self, s, x: Tensor, sc: Scope) -> Tensor:
         if isinstance(s, A.Assign):
             sc.env.values[s.name] = evaluate(s.value, sc.env, words=True)
+            sc.env.syms[s.name] = symbolic(s.value, sc.env)
             return x
         if isinstance(s, A.Use):
             return self.use(s, x, sc, sc.join(self._name(s, sc)))
@@ -219,6 +236,7 @@ class Elaborator:
             if y.node == x.node:
                 raise EvalError("'branch' needs at least one statement", s.span)
             name = s.alias or self.g.nodes[y.node]["component"].rpartition(".")[2]
+            check_output_name(name, s.span)
             self.g.graph["outputs"][name] = y.node
             return x
         if isinstance(s, A.Repeat):
@@ -236,7 +254,7 @@ class Elaborator:
         while nid in self.g:
             sc.counters["add"] += 1
             nid = sc.join(f"add_{sc.counters['add']}")
-        return self.op(nid, "add", [x, y], x.shape, sc, attrs={"why": why}, span=span)
+        return self.op(nid, "add", [x, y], x.shape, sc, attrs={"why": why}, span=span, sym=x.sym)
 
     def use(self, s: A.Use, x: Tensor, sc: Scope, path: str) -> Tensor:
         if s.name in self.m.blocks:
@@ -248,36 +266,43 @@ class Elaborator:
                 hint = f"'{s.name}' is a pass: list it in the passes {{ }} section"
             raise EvalError(f"unknown component '{s.name}'", s.span, hint)
         opts = bind_options(spec, s.args, s.kwargs, sc.env, s.span, s.name)
-        y = LOWER[s.name](self, path, opts, x, sc, s.span)
+        written = list(zip(spec.positional, s.args)) + [(k.name, k.value) for k in s.kwargs]
+        syms = {k: sym for k, e in written if (sym := symbolic(e, sc.env)) is not None}
+        u = Use(path, opts, syms, x, sc, s.span, {})
+        y = spec.elaborate(self, u)
         if y.node != x.node or s.name == "position":
             self.components[path] = {"kind": s.name, "category": spec.category, "scope": sc.path,
-                                     "options": opts.model_dump(), "span": s.span}
+                                     "options": opts.model_dump(), "span": s.span, "syms": syms,
+                                     "facts": u.facts, "in_sym": x.sym, "out_sym": y.sym}
         return y
 
     def block(self, s: A.Use, x: Tensor, sc: Scope, path: str) -> Tensor:
         bdef = self.m.blocks[s.name]
         if s.name in sc.blocks_active:
             raise EvalError(f"block '{s.name}' uses itself", s.span, "blocks cannot be recursive")
-        values = {}
+        values, syms = {}, {}
         params = [p.name for p in bdef.params]
         if len(s.args) > len(params):
             raise EvalError(f"block '{s.name}' takes {len(params)} argument"
                             f"{'s' if len(params) != 1 else ''}, got {len(s.args)}", s.args[len(params)].span)
         for p, a in zip(params, s.args):
             values[p] = evaluate(a, sc.env, words=True)
+            syms[p] = symbolic(a, sc.env)
         for k in s.kwargs:
             if k.name not in params:
                 raise EvalError(f"block '{s.name}' has no parameter '{k.name}'", k.span,
                                 did_you_mean(k.name, params) or
                                 (f"parameters: {', '.join(params)}" if params else "it takes none"))
             values[k.name] = evaluate(k.value, sc.env, words=True)
-        env = sc.env.child(values)
+            syms[k.name] = symbolic(k.value, sc.env)
+        env = sc.env.child(values, syms)
         for p in bdef.params:
             if p.name not in values:
                 if p.default is None:
                     raise EvalError(f"block '{s.name}' needs parameter '{p.name}'", s.span,
                                     f"write {s.name}({p.name}=...)")
                 env.values[p.name] = evaluate(p.default, env, words=True)
+                env.syms[p.name] = symbolic(p.default, env)
         inner = Scope(path, env, sc.stack, plan=self._plan(bdef.body),
                       blocks_active=sc.blocks_active + (s.name,))
         self.g.graph["scopes"][path] = {"kind": "block", "block": s.name, "parent": sc.path}
@@ -317,6 +342,7 @@ class Elaborator:
             if self.g.number_of_nodes() == before and i == 0 and self.errors:
                 break  # the body failed; do not repeat the same error n times
         self.g.graph["repeats"].append({"path": group, "block": block or name, "count": n,
+                                        "count_sym": symbolic(s.count, sc.env),
                                         "instances": instances, "span": s.span})
         return x
 
@@ -368,6 +394,13 @@ class Elaborator:
 
     def stack(self, sd: A.StackDef, env: Env, seq: str) -> None:
         st = StackState(sd.name, seq)
+        try:
+            check_module_name(sd.name, sd.span, "a stack")
+            for inp in sd.inputs:
+                check_input_name(inp.name, inp.span or sd.span)
+        except EvalError as e:
+            self.errors.error(e.message, e.span, e.hint)
+            return
         token_inputs = [i for i in sd.inputs if i.source is None]
         if not token_inputs:
             self.errors.error(f"stack '{sd.name}' has no token input", sd.span,
@@ -377,7 +410,7 @@ class Elaborator:
             if inp.source is not None:
                 out = next((s for s in self.g.graph["stacks"] if s["name"] == inp.source), None)
                 if out is not None:
-                    st.memory[inp.name] = Tensor(out["output"], out["shape"], "float")
+                    st.memory[inp.name] = Tensor(out["output"], out["shape"], "float", out["sym"])
         x = self.stack_input(st, token_inputs[0].name)
         for extra in token_inputs[1:]:
             self.stack_input(st, extra.name)
@@ -388,7 +421,7 @@ class Elaborator:
         y = self.walk(sd.body, x, sc)
         self.g.graph["stacks"].append({"name": sd.name, "inputs": [i.name for i in token_inputs],
                                        "memory": {i.name: i.source for i in sd.inputs if i.source},
-                                       "output": y.node, "shape": y.shape, "seq": seq,
+                                       "output": y.node, "shape": y.shape, "sym": y.sym, "seq": seq,
                                        "positions": st.positions, "span": sd.span})
 
 
@@ -397,11 +430,14 @@ def elaborate(model: ResolvedModel, errors: Collector) -> ir.Staging:
     mistakes go to `errors` (the caller raises)."""
     b = Elaborator(model, errors)
     env = Env.of_assigns(model.vars)
+    env.is_model = True
     for v in model.vars:  # report every bad variable, even unused ones
         try:
             b.g.graph["vars"][v.name] = env.lookup(v.name, v.span)
         except EvalError as e:
             errors.error(e.message, e.span or v.span, e.hint)
+    # each variable in terms of the others (a number for `d = 768`), for generated configs
+    b.g.graph["var_syms"] = {v.name: symbolic(v.value, env) for v in model.vars}
     try:
         b.stacks(env)
     except _Fatal:

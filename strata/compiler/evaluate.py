@@ -17,17 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from strata.dsl import ast as A
-from strata.errors import did_you_mean
+from strata.errors import EvalError, did_you_mean
 
 # Largest magnitude an integer expression may reach: past this nothing about a
 # model is meaningful, and Python would happily spend minutes on `10 ** 10 ** 9`.
 MAX_INT = 10 ** 18
-
-
-class EvalError(Exception):
-    def __init__(self, message: str, span, hint: str | None = None):
-        super().__init__(message)
-        self.message, self.span, self.hint = message, span, hint
 
 
 @dataclass(frozen=True)
@@ -63,13 +57,21 @@ class Env:
     lazy: dict[str, A.Assign] = field(default_factory=dict)
     parent: Env | None = None
     _active: set = field(default_factory=set)
+    # What names of this scope stand for in terms of the model's variables
+    # (`strata.compiler.symbolic`): a block parameter -> its argument's form,
+    # a repeat index -> None (a different number per layer).
+    syms: dict[str, Any] = field(default_factory=dict)
+    # True for the model's own scope: its names are the model's variables.
+    is_model: bool = False
 
     @classmethod
     def of_assigns(cls, assigns: list[A.Assign], parent: Env | None = None) -> Env:
         return cls(lazy={a.name: a for a in assigns}, parent=parent)
 
-    def child(self, values: dict[str, Any] | None = None) -> Env:
-        return Env(values=dict(values or {}), parent=self)
+    def child(self, values: dict[str, Any] | None = None, syms: dict[str, Any] | None = None) -> Env:
+        values = dict(values or {})
+        return Env(values=values, parent=self,
+                   syms={k: None for k in values} | dict(syms or {}))
 
     def names(self) -> set[str]:
         out = set(self.values) | set(self.lazy)

@@ -29,6 +29,8 @@ from __future__ import annotations
 from math import prod
 from typing import TYPE_CHECKING, Any, Iterable
 
+from strata.errors import format_shape  # noqa: F401 - re-exported
+
 if TYPE_CHECKING:  # networkx is imported where a graph is made: `strata check` needs none
     import networkx as nx
 
@@ -157,10 +159,6 @@ def param_count(g: nx.MultiDiGraph, nodes: Iterable[str] | None = None) -> int:
 def state_dict_shapes(g: nx.MultiDiGraph) -> dict[str, tuple]:
     """Every parameter's state_dict key and shape, in graph order (ties excluded)."""
     return {f"{n}.{k}": tuple(s) for n in g.nodes for k, s in g.nodes[n]["params"].items()}
-
-
-def format_shape(shape: tuple | None) -> str:
-    return "[" + ", ".join(str(d) for d in shape) + "]" if shape is not None else "-"
 
 
 def lint(g: nx.MultiDiGraph) -> None:

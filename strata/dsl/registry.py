@@ -1,195 +1,23 @@
-"""The component registry: every component a spec can use, with its option schema.
+"""The registry of passes and train settings, each with its option schema.
 
-Each component is a pydantic model of its options, the order of its positional
-arguments, and the name its module gets when the spec gives none (`as NAME`).
-The same schemas validate both surfaces and feed `strata schema`.
+The same schemas validate both surfaces and feed `strata schema`; components
+are registered in `strata.components` (re-exported here as COMPONENTS).
 
-    >>> spec = COMPONENTS["attention"]
-    >>> spec.positional, spec.default_name
-    (('heads',), 'attn')
-    >>> spec.options(heads=12, kv_heads=4).causal
-    False
+    >>> PASSES["quantize"].options(scheme="int8_dynamic").group_size
+    128
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+from pydantic import Field, PositiveFloat, PositiveInt
 
-Activation = Literal["relu", "gelu", "gelu_tanh", "silu", "tanh", "swiglu", "geglu"]
-GATED = {"swiglu": "silu", "geglu": "gelu"}  # gated activation -> activation of its gate
-Dropout = float  # validated by Field(ge=0, lt=1) where used
+from strata.components import COMPONENTS, GATED, Options  # noqa: F401 - re-exported
 
-
-class Options(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
-
-
-class Embedding(Options):
-    """Token embedding: ids [B, T] -> [B, T, dim]."""
-
-    vocab: PositiveInt
-    dim: PositiveInt
-    scale: float | None = Field(None, description="multiply the output by this (e.g. sqrt(d))")
-    tie: str | None = Field(None, description="share the weight of another embedding (path)")
-
-
-class Position(Options):
-    """Position information: learned / sinusoidal are added to the stream;
-    rotary / alibi are applied inside every attention of the stack."""
-
-    kind: Literal["learned", "sinusoidal", "rotary", "alibi", "none"]
-    ctx: PositiveInt | None = Field(None, description="longest sequence (learned, sinusoidal)")
-    base: PositiveFloat = Field(10000.0, description="rotary frequency base (rope_theta)")
-    fraction: float = Field(1.0, gt=0, le=1, description="fraction of head dims rotated (rotary)")
-
-
-class TokenTypes(Options):
-    """Segment embedding added to the stream from `token_type_ids` (BERT)."""
-
-    types: PositiveInt = 2
-
-
-class Attention(Options):
-    """Multi-head self-attention; kv_heads < heads gives GQA (1 gives MQA)."""
-
-    heads: PositiveInt
-    kv_heads: PositiveInt | None = Field(None, description="key/value heads (GQA); default: heads")
-    head_dim: PositiveInt | None = Field(None, description="default: d // heads")
-    causal: bool = False
-    window: PositiveInt | None = Field(None, description="sliding-window size (tokens)")
-    bias: bool = Field(True, description="bias on the q, k, v projections")
-    out_bias: bool | None = Field(None, description="bias on the output projection; default: bias")
-    dropout: float = Field(0.0, ge=0, lt=1)
-    qk_norm: bool = Field(False, description="RMSNorm on queries and keys, per head")
-    softcap: PositiveFloat | None = Field(None, description="tanh soft-capping of attention logits")
-    scale: PositiveFloat | None = Field(None, description="logit scale; default 1/sqrt(head_dim)")
-
-
-class CrossAttention(Attention):
-    """Attention from the stream to another stack's output (`memory`)."""
-
-    memory: str = Field(description="the stack input bound to the encoder, e.g. memory")
-
-
-class MLP(Options):
-    """Feed-forward: down(act(up(x))); gated activations add a gate projection."""
-
-    hidden: PositiveInt
-    act: Activation = "gelu"
-    bias: bool = True
-    dropout: float = Field(0.0, ge=0, lt=1)
-
-
-class MoE(Options):
-    """Mixture of experts: a router picks top_k of `experts` MLPs per token."""
-
-    hidden: PositiveInt
-    experts: PositiveInt
-    top_k: PositiveInt = 2
-    shared: int = Field(0, ge=0, description="shared experts every token goes through")
-    act: Activation = "swiglu"
-    bias: bool = False
-    normalize: bool = Field(True, description="renormalise the top_k routing weights to sum to 1")
-
-
-class LayerNorm(Options):
-    eps: PositiveFloat = 1e-5
-    bias: bool = True
-
-
-class RMSNorm(Options):
-    eps: PositiveFloat = 1e-6
-
-
-class DropoutOpt(Options):
-    p: float = Field(ge=0, lt=1)
-
-
-class Linear(Options):
-    out: PositiveInt
-    bias: bool = True
-
-
-class ActivationOpt(Options):
-    fn: Literal["relu", "gelu", "gelu_tanh", "silu", "tanh"]
-
-
-class LMHead(Options):
-    """Projection to vocabulary logits, optionally tied to an embedding."""
-
-    vocab: PositiveInt | None = Field(None, description="default: the tied embedding's vocab")
-    tie: str | None = Field(None, description="embedding whose weight is reused")
-    bias: bool = False
-    softcap: PositiveFloat | None = Field(None, description="tanh soft-capping of the logits")
-
-
-class Classifier(Options):
-    classes: PositiveInt
-    bias: bool = True
-
-
-class Pooler(Options):
-    """First token -> dense -> tanh (BERT's pooler): [B, T, d] -> [B, d]."""
-
-    act: Literal["tanh", "gelu", "relu", "none"] = "tanh"
-
-
-class MLMHead(Options):
-    """BERT masked-LM head: dense, activation, LayerNorm, decoder to vocab (+ bias)."""
-
-    vocab: PositiveInt | None = None
-    tie: str | None = None
-    act: Literal["relu", "gelu", "gelu_tanh", "silu", "tanh"] = "gelu"
-    eps: PositiveFloat = 1e-12
-
-
-class NSPHead(Options):
-    """BERT next-sentence head on the pooled output: [B, d] -> [B, 2]."""
-
-    classes: PositiveInt = 2
-
-
-@dataclass(frozen=True)
-class ComponentSpec:
-    name: str
-    options: type[Options]
-    positional: tuple[str, ...]
-    default_name: str
-    category: str  # embedding | position | attention | mlp | norm | dropout | linear | head
-    refs: frozenset[str] = field(default_factory=frozenset)  # options naming modules/stacks
-
-    @property
-    def doc(self) -> str:
-        return (self.options.__doc__ or "").strip()
-
-
-def _c(name, options, positional, default_name, category, refs=()):
-    return ComponentSpec(name, options, tuple(positional), default_name, category, frozenset(refs))
-
-
-COMPONENTS: dict[str, ComponentSpec] = {c.name: c for c in [
-    _c("embedding", Embedding, ["vocab", "dim"], "embed", "embedding", ["tie"]),
-    _c("position", Position, ["kind", "ctx"], "pos", "position"),
-    _c("token_types", TokenTypes, ["types"], "token_type", "embedding"),
-    _c("attention", Attention, ["heads"], "attn", "attention"),
-    _c("cross_attention", CrossAttention, ["heads", "memory"], "cross_attn", "attention", ["memory"]),
-    _c("mlp", MLP, ["hidden"], "mlp", "mlp"),
-    _c("moe", MoE, ["hidden", "experts", "top_k"], "moe", "mlp"),
-    _c("layernorm", LayerNorm, [], "ln", "norm"),
-    _c("rmsnorm", RMSNorm, [], "norm", "norm"),
-    _c("dropout", DropoutOpt, ["p"], "drop", "dropout"),
-    _c("linear", Linear, ["out"], "linear", "linear"),
-    _c("activation", ActivationOpt, ["fn"], "act", "activation"),
-    _c("lm_head", LMHead, ["vocab"], "lm_head", "head", ["tie"]),
-    _c("classifier", Classifier, ["classes"], "classifier", "head"),
-    _c("pooler", Pooler, [], "pooler", "head"),
-    _c("mlm_head", MLMHead, ["vocab"], "mlm_head", "head", ["tie"]),
-    _c("nsp_head", NSPHead, ["classes"], "nsp_head", "head"),
-]}
-
+# Components (the vocabulary of model bodies) are defined in strata/components/,
+# one module per family; passes and train settings are here.
 
 # ------------------------------------------------------------------ passes
 

@@ -28,4 +28,5 @@ class FuseMLP:
             if ir.operands(g, gate)[0][0] != ir.operands(g, up)[0][0]:
                 continue
             g = fuse_linears(g, [gate, up], f"{comp}.gate_up", "gate_up")
+            g.graph["components"][comp].setdefault("facts", {})["fused"] = "gate_up"
         return recount(g)

@@ -40,4 +40,5 @@ class FuseQKV:
                     continue
                 role = "".join(g.nodes[p]["attrs"]["role"] for p in parts)
                 g = fuse_linears(g, parts, f"{comp}.{role}", role)
+                g.graph["components"][comp].setdefault("facts", {})["fused"] = role
         return recount(g)

@@ -44,6 +44,9 @@ class LowRank:
             if self.rank >= min(out, d_in):
                 continue
             g = self._factor(g, n, out, d_in)
+            comp = g.graph["components"].get(n)
+            if comp is not None:  # the whole component is this linear: a LowRankLinear
+                comp.setdefault("facts", {})["low_rank"] = self.rank
             done += 1
         if not done:
             raise PassError(f"low_rank(rank={self.rank}): no selected linear layer is larger than "

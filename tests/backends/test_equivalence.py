@@ -10,6 +10,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from strata.api import compile
+from strata.backends.torch.weights import load_state
 from tests.backends.helpers import (
     GPT2_SPEC,
     LLAMA_SPEC,
@@ -28,7 +29,7 @@ def test_gpt2_matches_hf():
                      resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
     hf = GPT2LMHeadModel(cfg).eval()
     model = compile(GPT2_SPEC.format(vocab=97, ctx=32, d=64, heads=4, depth=2)).eval()
-    model.load_state_dict(gpt2_state_from_hf(hf.state_dict(), 2))
+    load_state(model, gpt2_state_from_hf(hf.state_dict(), 2))
     ids = torch.randint(0, 97, (2, 20))
     with torch.no_grad():
         want = hf(ids).logits
@@ -51,7 +52,7 @@ def _llama_pair(kv_heads=2, window=None):
     spec = LLAMA_SPEC.format(vocab=101, d=64, heads=4, kv_heads=kv_heads, depth=2, hidden=96,
                              base=10000, window=f", window={window}" if window else "")
     model = compile(spec).eval()
-    model.load_state_dict(llama_state_from_hf(hf.state_dict(), 2))
+    load_state(model, llama_state_from_hf(hf.state_dict(), 2))
     return hf.eval(), model
 
 
@@ -72,7 +73,7 @@ def test_mistral_sliding_window_matches_hf():
     # the window matters: without it the logits differ
     full = compile(LLAMA_SPEC.format(vocab=101, d=64, heads=4, kv_heads=2, depth=2, hidden=96,
                                      base=10000, window="")).eval()
-    full.load_state_dict(model.state_dict())
+    load_state(full, model.state_dict())
     with torch.no_grad():
         assert (full(ids) - want).abs().max() > 1e-3
 
@@ -151,7 +152,7 @@ def test_transformer_matches_torch_nn_transformer():
             for a, b in (("linear1", "mlp.up"), ("linear2", "mlp.down")):
                 for k in ("weight", "bias"):
                     out[f"{d}{b}.{k}"] = sd[f"{s}{a}.{k}"]
-    model.load_state_dict(out)
+    load_state(model, out)
     src, tgt = torch.randint(0, 50, (2, 11)), torch.randint(0, 50, (2, 7))
     E = out["encoder.embed.weight"]
     with torch.no_grad():

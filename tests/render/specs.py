@@ -21,7 +21,7 @@ model end {
   d = 8
   block subgraph { residual { layernorm as style; attention(2, causal=true) as click } }
   stack graph(default) {
-    embedding(10, d) as class
+    embedding(10, d) as classDef
     repeat(2) subgraph as end
     linear(4) as a_very_long_module_name_that_goes_on_and_on_and_on_and_on_for_ever_and_ever
     lm_head(10) as direction

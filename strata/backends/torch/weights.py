@@ -111,16 +111,9 @@ def _spec_shapes(model: torch.nn.Module) -> dict[str, tuple] | None:
     return None if spec.keys() == meta.keys() else {k: tuple(v.shape) for k, v in spec.items()}
 
 
-def load_weights(model: torch.nn.Module, path: str | Path, *, strict: bool = True) -> torch.nn.Module:
-    """Load a safetensors checkpoint into `model` (in place); return the model.
-
-    The checkpoint may be in the model's own names or in the spec's (as
-    `save_weights` and training write them), whatever passes the model has."""
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    model = _unwrap(model)
-    have = checkpoint_shapes(path)
+def _fit(model: torch.nn.Module, have: dict[str, tuple], strict: bool, where: str) -> bool:
+    """Check names and shapes `have` against `model` (raising WeightsMismatchError);
+    return True when they are the spec's own names rather than the model's."""
     tied = tied_names(model)
     want = {k: tuple(v.shape) for k, v in _model_state(model).items()}
     spec = _spec_shapes(model)
@@ -134,10 +127,13 @@ def load_weights(model: torch.nn.Module, path: str | Path, *, strict: bool = Tru
         if k in have and src in want and have[k] != want[src]:
             mismatched[k] = (want[src], have[k])
     if mismatched or (strict and (missing or unexpected)):
-        raise WeightsMismatchError(missing, unexpected, mismatched, str(path))
-    tensors = load_file(str(path))
-    for k in tied:
-        tensors.pop(k, None)
+        raise WeightsMismatchError(missing, unexpected, mismatched, where)
+    return in_spec_names
+
+
+def _load(model: torch.nn.Module, tensors: dict, in_spec_names: bool, strict: bool) -> None:
+    tied = tied_names(model)
+    tensors = {k: v for k, v in tensors.items() if k not in tied}
     if in_spec_names:
         from strata.backends.torch.spec_names import to_model_names
 
@@ -147,6 +143,29 @@ def load_weights(model: torch.nn.Module, path: str | Path, *, strict: bool = Tru
             tensors[k] = tensors[src]
     with torch.no_grad():
         model.load_state_dict(tensors, strict=strict)
+
+
+def load_state(model: torch.nn.Module, tensors: dict, *, strict: bool = True) -> torch.nn.Module:
+    """Load an in-memory state dict (the spec's names or the model's, tied weights
+    once or twice) into `model`, checked like `load_weights`; return the model."""
+    model = _unwrap(model)
+    in_spec = _fit(model, {k: tuple(v.shape) for k, v in tensors.items()}, strict, "<state dict>")
+    _load(model, dict(tensors), in_spec, strict)
+    return model
+
+
+def load_weights(model: torch.nn.Module, path: str | Path, *, strict: bool = True) -> torch.nn.Module:
+    """Load a safetensors checkpoint into `model` (in place); return the model.
+
+    The checkpoint may be in the model's own names or in the spec's (as
+    `save_weights` and training write them), whatever passes the model has;
+    names and shapes are checked before any tensor is read."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    model = _unwrap(model)
+    in_spec = _fit(model, checkpoint_shapes(path), strict, str(path))
+    _load(model, load_file(str(path)), in_spec, strict)
     return model
 
 

@@ -1,31 +1,34 @@
-"""Runtime helpers copied verbatim into generated files that need them."""
+"""What generated models run besides their own classes: KV cache, masks,
+positions, RMSNorm, initialisation and generation.
 
-from __future__ import annotations
+This is real, importable, tested code.  The code generator copies the
+definitions a model needs from this file's source into the generated file
+(`runtime_source.py`), so a generated file runs with torch alone.  Keep each
+definition self-contained: it may use `math`, `torch`, `nn` and `F` only.
+"""
 
-HEADER = '''\
 import math
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-'''
 
-HELPERS: dict[str, str] = {}
 
-HELPERS["KVCache"] = '''\
 class KVCache:
     """Keys and values of the positions seen so far, one entry per self-attention
     in call order.  The model calls `start()` at every forward."""
 
     def __init__(self):
-        self.layers = []  # [(k, v)], each (B, n_kv, S, hs)
+        self.layers = []  # [(k, v)], each (B, kv_heads, S, head_dim)
         self.index = 0
 
     def start(self):
+        """Begin a forward pass; returns how many positions are cached."""
         self.index = 0
         return self.layers[0][0].shape[2] if self.layers else 0
 
     def update(self, k, v):
+        """Append this layer's new keys and values; return all of them."""
         if self.index < len(self.layers):
             past_k, past_v = self.layers[self.index]
             k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
@@ -34,9 +37,8 @@ class KVCache:
             self.layers.append((k, v))
         self.index += 1
         return k, v
-'''
 
-HELPERS["make_mask"] = '''\
+
 def make_mask(T, start_pos, device, causal=True, window=None, padding=None):
     """Which keys each query may attend to: (B or 1, 1, T, S) bool, True = attend.
     Queries sit at positions start_pos .. start_pos + T - 1 of S = start_pos + T keys."""
@@ -50,9 +52,8 @@ def make_mask(T, start_pos, device, causal=True, window=None, padding=None):
     if padding is not None:  # (B, S): 1 = token, 0 = padding
         keep = keep & padding[:, None, None, :].bool()
     return keep
-'''
 
-HELPERS["apply_rotary"] = '''\
+
 def apply_rotary(x, cos, sin):
     """Rotate the first cos.shape[-1] dims of every head (rotate-half, as Llama)."""
     d = cos.shape[-1]
@@ -61,16 +62,15 @@ def apply_rotary(x, cos, sin):
     x1, x2 = x_rot.chunk(2, dim=-1)
     rotated = x_rot * cos + torch.cat((-x2, x1), dim=-1) * sin
     return rotated if x_pass.shape[-1] == 0 else torch.cat((rotated, x_pass), dim=-1)
-'''
 
-HELPERS["softcapped_attention"] = '''\
+
 def softcapped_attention(q, k, v, mask, causal, scale, softcap, dropout):
     """softmax(softcap * tanh(q k^T * scale / softcap)) v: SDPA has no logit
     soft-capping, so this is the explicit path."""
     if k.shape[1] != q.shape[1]:  # GQA: each key/value head serves a group of query heads
         k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
         v = v.repeat_interleave(q.shape[1] // v.shape[1], dim=1)
-    att = (q @ k.transpose(-2, -1)) * scale  # (B, nh, T, S)
+    att = (q @ k.transpose(-2, -1)) * scale  # (B, heads, T, S)
     att = softcap * torch.tanh(att / softcap)
     if mask is None and causal:
         T, S = att.shape[-2:]
@@ -78,10 +78,9 @@ def softcapped_attention(q, k, v, mask, causal, scale, softcap, dropout):
     if mask is not None:
         att = att.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else att + mask
     att = F.dropout(att.float().softmax(dim=-1).to(q.dtype), dropout)
-    return att @ v  # (B, nh, T, hs)
-'''
+    return att @ v  # (B, heads, T, head_dim)
 
-HELPERS["RMSNorm"] = '''\
+
 class RMSNorm(nn.Module):
     """x / rms(x) * weight, computed in float32 (as Llama)."""
 
@@ -94,9 +93,8 @@ class RMSNorm(nn.Module):
         h = x.float()
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * h.to(x.dtype)
-'''
 
-HELPERS["RotaryEmbedding"] = '''\
+
 class RotaryEmbedding(nn.Module):
     """cos and sin of the rotary angles, (T, dims) each; nothing is stored, so
     casting the model to bf16 cannot degrade the frequencies."""
@@ -111,9 +109,8 @@ class RotaryEmbedding(nn.Module):
         freqs = pos.float()[:, None] * inv_freq[None, :]  # (T, dims / 2)
         emb = torch.cat((freqs, freqs), dim=-1)  # (T, dims)
         return emb.cos(), emb.sin()  # float32; apply_rotary casts
-'''
 
-HELPERS["SinusoidalPositions"] = '''\
+
 class SinusoidalPositions(nn.Module):
     """sin / cos positions of "Attention Is All You Need": even dims sin, odd cos."""
 
@@ -126,9 +123,8 @@ class SinusoidalPositions(nn.Module):
                         * (-math.log(10000.0) / self.d))
         angles = pos.float()[:, None] * div[None, :]  # (T, d / 2)
         return torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(1).to(dtype)  # (T, d)
-'''
 
-HELPERS["ALiBi"] = '''\
+
 class ALiBi(nn.Module):
     """Attention with Linear Biases (Press et al., 2022): head h adds
     -slope_h * |i - j| to the logit of query i and key j."""
@@ -151,25 +147,44 @@ class ALiBi(nn.Module):
         T, S = keep.shape[-2:]
         q = torch.arange(start_pos, start_pos + T, device=keep.device)[:, None]
         k = torch.arange(S, device=keep.device)[None, :]
-        slopes = torch.tensor(self.slopes, device=keep.device)[:, None, None]  # (nh, 1, 1)
-        bias = -slopes * (q - k).abs()  # (nh, T, S)
-        return bias[None].masked_fill(~keep, float("-inf")).to(dtype)  # (B or 1, nh, T, S)
-'''
-
-HELPERS["tied_hooks"] = '''\
-def drop_tied(module, state_dict, prefix, local_metadata):
-    """state_dict hook: a tied weight is saved once, under the name it is tied to."""
-    for name in module.tied_weights:
-        state_dict.pop(prefix + name, None)
+        slopes = torch.tensor(self.slopes, device=keep.device)[:, None, None]  # (heads, 1, 1)
+        bias = -slopes * (q - k).abs()  # (heads, T, S)
+        return bias[None].masked_fill(~keep, float("-inf")).to(dtype)  # (B or 1, heads, T, S)
 
 
-def fill_tied(module, state_dict, prefix, local_metadata, strict, missing, unexpected, errors):
-    """load_state_dict hook: a tied name takes the weight it is tied to."""
-    for name, source in module.tied_weights.items():
-        if prefix + source in state_dict:
-            state_dict.setdefault(prefix + name, state_dict[prefix + source])
-'''
+def init_weights(model, residual=(), layers=1):
+    """Initialise `model` in place: weights ~ N(0, 0.02), biases 0, norm scales 1;
+    weights whose names end with one of `residual` (the projections that write
+    into the residual stream) ~ N(0, 0.02 / sqrt(2 * layers)), as GPT-2 does.
+    Draws from torch's global generator in parameter order (tied weights once)."""
+    for name, p in model.named_parameters():
+        if name.endswith("bias"):
+            nn.init.zeros_(p)
+        elif p.dim() == 1:
+            nn.init.ones_(p)
+        elif name.endswith(residual):
+            nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * layers))
+        else:
+            nn.init.normal_(p, mean=0.0, std=0.02)
 
-# The order helpers appear in a generated file.
-ORDER = ["KVCache", "make_mask", "apply_rotary", "softcapped_attention", "tied_hooks",
-         "RMSNorm", "RotaryEmbedding", "SinusoidalPositions", "ALiBi"]
+
+@torch.no_grad()
+def generate(model, ids, max_new_tokens, temperature=0.0, top_k=None):
+    """Append `max_new_tokens` tokens to `ids` (B, T): greedy when temperature is 0,
+    else sampled from softmax(logits / temperature), from the top_k most likely
+    when top_k is given.  Keys and values are cached (`model.new_cache()`)."""
+    cache = model.new_cache()
+    logits = model(ids, cache=cache)[:, -1, :]  # (B, vocab)
+    for i in range(max_new_tokens):
+        if temperature == 0:
+            nxt = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
+        else:
+            logits = logits / temperature
+            if top_k is not None:
+                kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
+                logits = logits.masked_fill(logits < kth, float("-inf"))
+            nxt = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1)
+        ids = torch.cat((ids, nxt), dim=1)
+        if i + 1 < max_new_tokens:
+            logits = model(nxt, cache=cache)[:, -1, :]
+    return ids

@@ -1,0 +1,230 @@
+"""Plans to source: the stack classes, the model class, `Config`, `build()`,
+and the whole file.
+
+    >>> from strata.compiler import build_text
+    >>> src = generate_source(build_text('''model m {
+    ...   d = 4
+    ...   stack decoder(tokens) { embedding(10, d) as wte; layernorm; lm_head(tie=wte) } }'''))
+    >>> "self.decoder.lm_head.weight = self.decoder.wte.weight" in src
+    True
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from strata.backends.torch import pysafe
+from strata.backends.torch.emit import Emitter
+from strata.backends.torch.plan import IRIndex, index_ir, plan_scope, stack_inputs
+from strata.backends.torch.runtime_source import HEADER, ORDER, source
+from strata.backends.torch.source import SourceFile, Values, config_fields
+from strata.compiler import symbolic as S
+
+__all__ = ["generate_source"]
+
+
+def attr_path(path: str) -> str:
+    """`decoder.h.0.attn` -> `decoder.h[0].attn` (Python attribute access)."""
+    return "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in path.split("."))[1:]
+
+
+def stack_class(em: Emitter, st: dict, class_names: set[str]) -> str:
+    ix, name = em.ix, st["name"]
+    info = ix.info[name]
+    required, optional = stack_inputs(ix, st)
+    memory = list(st["memory"])
+    params = ["self"] + required + memory + [f"{i}=None" for i in optional]
+    params += ["attention_mask=None"] * info.padding + ["cache=None", "start_pos=0"] * info.cache
+    plan = plan_scope(ix, name, ["x"] + required + optional + memory)
+    init, body, uses_config = em.scope_lines(plan)
+    if info.positions and info.positions not in ix.g:  # rotary / alibi live at the stack
+        attr = info.positions.rsplit(".", 1)[1]
+        lowered = em.component(info.positions, f"self.{attr}", [], {}, _hook(em))
+        if lowered.ctor:
+            init.insert(0, f"        self.{attr} = {lowered.ctor}")
+    tok, start = required[0], ("start_pos" if info.cache else "0")
+    pre = []
+    if info.uses_pos or info.mask:
+        pre.append(f"        T = {tok}.shape[1]")
+    if info.uses_pos:
+        span = "start_pos, start_pos + T" if info.cache else "T"
+        pre.append(f"        pos = torch.arange({span}, device={tok}.device)")
+    for o in optional:
+        pre += [f"        if {o} is None:", f"            {o} = torch.zeros_like({tok})"]
+    if info.rope and info.positions:
+        pre.append(f"        rope = self.{info.positions.rsplit('.', 1)[1]}(pos)  # cos, sin: (T, {info.rope['dims']})")
+    for kind, var in info.masks.items() if info.mask else ():
+        pre += mask_lines(em, info, kind, var, tok, start)
+    doc = f'    """The `{pysafe.text(name)}` stack."""'
+    lines = ["class {name}(nn.Module):", doc, "", "    def __init__(self, config):",
+             "        super().__init__()"] + ["        self.config = config"] * uses_config
+    lines += init + ["", f"    def forward({', '.join(params)}):"] + pre + body
+    base = pysafe.class_name(name)
+    if base in class_names:
+        base += "Stack"
+    return em.out.define(base, "\n".join(lines) + "\n")
+
+
+def _hook(em: Emitter):
+    from strata.backends.torch.emit import HookContext
+
+    return HookContext(em.out, em.values)
+
+
+def mask_lines(em: Emitter, info, kind: tuple, var: str, tok: str, start: str) -> list[str]:
+    """The stack's mask `var` for self-attentions of `kind` = (causal, window), built once
+    per forward and only when needed: causal attention within its window keeps SDPA's
+    is_causal fast path with no mask."""
+    causal, window = kind
+    make = em.out.runtime("make_mask")
+    args = [f"T, {start}, {tok}.device"] + ([] if causal else ["causal=False"])
+    if window:
+        args.append(f"window={window}")
+    if info.padding:
+        args.append("padding=attention_mask")
+    call = f"{make}({', '.join(args)})"
+    if info.alibi:
+        emb = next(p for p, c in em.ix.comps.items() if c["scope"] == info.name and c["kind"] == "embedding")
+        alibi = info.positions.rsplit(".", 1)[1]
+        return [f"        {var} = self.{alibi}({call}, {start}, self.{emb.rsplit('.', 1)[1]}.weight.dtype)"
+                "  # (B or 1, heads, T, S) bias"]
+    conds = (["start_pos > 0"] if info.cache else []) + ([f"T > {window}"] if window else []) + \
+        (["attention_mask is not None"] if info.padding else [])
+    if not conds:
+        return [f"        {var} = None  # full attention needs no mask"]
+    why = (f"        # None when {'causal ' if causal else ''}attention"
+           f"{' within the window' if window else ''} needs no mask: SDPA's fast path")
+    one_line = f"        {var} = {call} if {' or '.join(conds)} else None"
+    if len(one_line) <= 110:
+        return [why, one_line]
+    return [f"        {var} = None", f"        if {' or '.join(conds)}:  {why.strip()}",
+            f"            {var} = {call}"]
+
+
+def residual_suffixes(ix: IRIndex) -> list[str]:
+    """Names of the projections that write into the residual stream (init scales them)."""
+    out = set()
+    for n, d in ix.g.nodes(data=True):
+        if d["op"] == "linear" and d["attrs"].get("role") in ("o", "down") and d["component"]:
+            comp = d["component"].rsplit(".", 1)[-1]
+            out.add(f".{comp}{n[len(d['component']):]}.weight")
+    return sorted(out)
+
+
+def model_class(em: Emitter, stack_classes: dict[str, str]) -> tuple[str, bool]:
+    """The model class; returns (its name, whether it generates with a KV cache)."""
+    ix, g = em.ix, em.ix.g
+    stacks = g.graph["stacks"]
+    single, last = len(stacks) == 1, stacks[-1]
+    ties = [(f"{n}.{k}", t) for n in ix.order for k, t in g.nodes[n]["tied"].items()]
+    ins = {s["name"]: stack_inputs(ix, s) for s in stacks}
+    counts: dict[str, int] = {}
+    for req, opt in ins.values():
+        for i in req + opt:
+            counts[i] = counts.get(i, 0) + 1
+
+    def top(stack, i):  # inputs two stacks share are told apart by stack
+        return f"{stack}_{i}" if counts[i] > 1 else i
+
+    info = ix.info[last["name"]]
+    params = ["self"] + [top(s, i) for s in ins for i in ins[s][0]] + \
+        [f"{top(s, i)}=None" for s in ins for i in ins[s][1]]
+    params += ["attention_mask=None"] * (single and info.padding)
+    params += ["cache=None", "start_pos=None"] * (single and info.cache)
+    params.append("return_dict=False")
+    init = ["    def __init__(self, config):", "        super().__init__()", "        self.config = config"]
+    init += [f"        self.{s['name']} = {stack_classes[s['name']]}(config)" for s in stacks]
+    for dst, src in ties:
+        init.append(f"        self.{attr_path(dst)} = self.{attr_path(src)}  # tied: one Parameter")
+    depth = max(g.graph["repeats"], key=lambda r: r["count"], default=None)
+    layers = em.values.expr(depth["count"], depth.get("count_sym")) if depth else "1"
+    init_fn = em.out.runtime("init_weights")
+    init.append(f"        {init_fn}(self, residual={pysafe.literal(tuple(residual_suffixes(ix)))}, layers={layers})")
+
+    fwd = [f"    def forward({', '.join(params)}):"]
+    if single and info.cache:
+        fwd += ["        past = cache.start() if cache is not None else 0",
+                "        start_pos = past if start_pos is None else start_pos"]
+    branches = [k for k in ix.outputs if k != "output"]
+    out_var: dict[str, str] = {}
+    for s in stacks:
+        name = s["name"]
+        consumers = [m for t in stacks for m, src in t["memory"].items() if src == name]
+        if s is last:
+            lm = g.nodes[s["output"]]["attrs"].get("role") == "lm_head" and "logits" not in branches
+            var = "logits" if lm else "x"
+        else:
+            var = consumers[0] if consumers else f"{name}_out"
+        out_var[name] = var
+        req, opt = ins[name]
+        call = [top(name, i) for i in req] + [out_var[src] for src in s["memory"].values()]
+        call += [f"{i}={top(name, i)}" for i in opt]
+        call += ["attention_mask=attention_mask"] * (single and ix.info[name].padding)
+        call += ["cache=cache", "start_pos=start_pos"] * (single and ix.info[name].cache)
+        mine = [b for b in branches if ix.outputs[b].startswith(name + ".")]
+        fwd.append(f"        {', '.join([var] + mine)} = self.{name}({', '.join(call)})")
+    main = out_var[last["name"]]
+    result = ", ".join([f'"output": {main}'] + [f"{pysafe.literal(b)}: {b}" for b in branches])
+    fwd += [f"        return {{{result}}} if return_dict else {main}"]
+
+    generates = single and info.cache and g.nodes[last["output"]]["attrs"].get("role") == "lm_head"
+    gen = []
+    if generates:
+        cache, generate = em.out.runtime("KVCache"), em.out.runtime("generate")
+        gen = ["", "    def new_cache(self):",
+               f'        """An empty {cache}: model(ids, cache=cache), then model(next_ids, cache=cache)."""',
+               f"        return {cache}()", "",
+               "    def generate(self, ids, max_new_tokens, temperature=0.0, top_k=None):",
+               '        """Append max_new_tokens tokens to ids (B, T): greedy at temperature 0, else',
+               '        sampled (from the top_k most likely); keys and values are cached."""',
+               f"        return {generate}(self, ids, max_new_tokens, temperature, top_k)"]
+    doc = f'    """{pysafe.text(g.graph["name"])}: {g.graph.get("parameters", 0):,} parameters."""'
+    body = ["class {name}(nn.Module):", doc, "", *init, "", *fwd, *gen]
+    base = pysafe.class_name(g.graph["name"])
+    if base in em.out.taken:
+        base += "Model"
+    return em.out.define(base, "\n".join(body) + "\n"), generates
+
+
+def config_class(fields) -> str:
+    lines = ["@dataclass", "class Config:",
+             '    """The spec\'s variables; build(**changes) or build(Config(...)) sets others."""', ""]
+    plain = [f for f in fields if f.derived is None]
+    derived = [f for f in fields if f.derived is not None]
+    for f in plain:
+        lines.append(f"    {f.name}: {type(f.value).__name__} = {pysafe.literal(f.value)}")
+    names = {f.spec_name: f.name for f in fields}
+    for f in derived:
+        expr = S.python(f.derived, lambda n: "self." + names[n])
+        lines += ["", "    @property", f"    def {f.name}(self):  # {pysafe.text(S.text(f.derived))}",
+                  f"        return {expr}"]
+    if not fields:
+        lines.append("    pass")
+    return "\n".join(lines) + "\n"
+
+
+def generate_source(g: nx.MultiDiGraph, origin: str | None = None) -> str:
+    """The PyTorch source of the model in IR `g`: Config, the classes it needs, build()."""
+    ix = index_ir(g)
+    fields = config_fields(g.graph["vars"], g.graph.get("var_syms", {}))
+    out = SourceFile()
+    values = Values({f.spec_name: f.name for f in fields}, dict(g.graph["vars"]))
+    em = Emitter(ix, out, values)
+    class_names: set[str] = set()
+    stack_classes = {}
+    for s in g.graph["stacks"]:
+        stack_classes[s["name"]] = stack_class(em, s, class_names)
+        class_names.add(stack_classes[s["name"]])
+    model, _ = model_class(em, stack_classes)
+    name = pysafe.text(g.graph["name"])
+    where = f" from {pysafe.text(origin)}" if origin else ""
+    doc = (f'"""{name}, generated by strata{where}.\n\n'
+           "Runs with PyTorch alone: `model = build()` at the spec's sizes, or\n"
+           "`build(Config(...))` / `build(name=value, ...)` to change them.  Regenerate rather than edit.\n"
+           '"""\n')
+    parts = [doc + "\n" + HEADER, config_class(fields)]
+    parts += [source(h) for h in ORDER if h in out.runtime_used]
+    parts += out.defs
+    parts.append(f'def build(config=None, **changes):\n    """The {name} model: Config\'s sizes, '
+                 f'with `changes` applied."""\n    return {model}(replace(config or Config(), **changes))\n')
+    return "\n\n".join(p.rstrip("\n") + "\n" for p in parts)

@@ -1,0 +1,49 @@
+"""The source of `runtime.py`'s definitions, for copying into generated files.
+
+Read with `ast` from the file itself (no import, so `strata compile` never
+imports torch): what a generated file carries is exactly the tested code.
+
+    >>> source("make_mask").splitlines()[0]
+    'def make_mask(T, start_pos, device, causal=True, window=None, padding=None):'
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+from pathlib import Path
+
+__all__ = ["HEADER", "ORDER", "source"]
+
+# The imports every generated file starts with (runtime.py has the same).
+HEADER = """\
+import math
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+"""
+
+# The order definitions appear in a generated file.
+ORDER = ("KVCache", "make_mask", "apply_rotary", "softcapped_attention", "RMSNorm", "RotaryEmbedding",
+         "SinusoidalPositions", "ALiBi", "init_weights", "generate")
+
+
+@functools.lru_cache(maxsize=1)
+def _definitions() -> dict[str, str]:
+    path = Path(__file__).with_name("runtime.py")
+    text = path.read_text(encoding="utf-8")
+    tree = ast.parse(text, str(path))
+    lines = text.splitlines(keepends=True)
+    out = {}
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            start = min([node.lineno] + [d.lineno for d in node.decorator_list]) - 1
+            out[node.name] = "".join(lines[start:node.end_lineno])
+    return out
+
+
+def source(name: str) -> str:
+    """The source text of runtime definition `name` (decorators included)."""
+    return _definitions()[name]

@@ -1,0 +1,23 @@
+"""Every component a spec can use, one module per family; each registers its
+options, elaboration, PyTorch lowering and diagram title in one `Component`
+(see `base.py`).  Adding a component = writing it in its family's module (or a
+new module listed here) plus its tests.
+
+    >>> spec = COMPONENTS["attention"]
+    >>> spec.positional, spec.default_name
+    (('heads',), 'attn')
+    >>> spec.options(heads=12, kv_heads=4).causal
+    False
+"""
+
+from __future__ import annotations
+
+from strata.components import attention, embeddings, feedforward, heads, layers, norms
+from strata.components.base import Component, Lowered, Options, Use
+from strata.components.feedforward import GATED
+
+__all__ = ["COMPONENTS", "GATED", "Component", "Lowered", "Options", "Use"]
+
+# In the order the language reference lists them.
+COMPONENTS: dict[str, Component] = {c.name: c for family in (
+    embeddings, attention, feedforward, norms, layers, heads) for c in family.COMPONENTS}

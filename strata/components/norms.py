@@ -1,0 +1,51 @@
+"""Normalisation layers: LayerNorm and RMSNorm."""
+
+from __future__ import annotations
+
+from pydantic import PositiveFloat
+
+from strata.components.base import Component, Lowered, Options, hidden
+
+
+class LayerNorm(Options):
+    eps: PositiveFloat = 1e-5
+    bias: bool = True
+
+
+class RMSNorm(Options):
+    eps: PositiveFloat = 1e-6
+
+
+def elaborate_layernorm(b, u):
+    d = hidden(u.x, "layernorm", u.span)
+    params = {"weight": (d,), "bias": (d,)} if u.o.bias else {"weight": (d,)}
+    return b.op(u.path, "norm", [u.x], u.x.shape, u.sc, comp=u.path, kind="norm",
+                attrs={"type": "layer", "eps": u.o.eps, "bias": u.o.bias}, params=params, span=u.span,
+                sym=u.x.sym)
+
+
+def elaborate_rmsnorm(b, u):
+    d = hidden(u.x, "rmsnorm", u.span)
+    return b.op(u.path, "norm", [u.x], u.x.shape, u.sc, comp=u.path, kind="norm",
+                attrs={"type": "rms", "eps": u.o.eps}, params={"weight": (d,)}, span=u.span, sym=u.x.sym)
+
+
+def torch_layernorm(ctx, c):
+    a = c.node()["attrs"]
+    args = ctx.call_args([(c.d, c.d_sym)], [("eps", a["eps"], c.syms.get("eps"), 1e-5),
+                                            ("bias", a["bias"], c.syms.get("bias"), True)])
+    return Lowered(f"nn.LayerNorm({args})", f"{c.module}({c.ins[0]})")
+
+
+def torch_rmsnorm(ctx, c):
+    a = c.node()["attrs"]
+    args = ctx.call_args([(c.d, c.d_sym)], [("eps", a["eps"], c.syms.get("eps"), 1e-6)])
+    return Lowered(f"{ctx.runtime('RMSNorm')}({args})", f"{c.module}({c.ins[0]})")
+
+
+COMPONENTS = [
+    Component("layernorm", LayerNorm, (), "ln", "norm", elaborate_layernorm, torch_layernorm,
+              lambda o: "LayerNorm"),
+    Component("rmsnorm", RMSNorm, (), "norm", "norm", elaborate_rmsnorm, torch_rmsnorm,
+              lambda o: "RMSNorm"),
+]
