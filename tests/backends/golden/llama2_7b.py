@@ -109,8 +109,11 @@ def init_weights(model, residual=(), layers=1):
     """Initialise `model` in place: weights ~ N(0, 0.02), biases 0, norm scales 1;
     weights whose names end with one of `residual` (the projections that write
     into the residual stream) ~ N(0, 0.02 / sqrt(2 * layers)), as GPT-2 does.
-    Draws from torch's global generator in parameter order (tied weights once)."""
+    Draws from torch's global generator in parameter order (tied weights once);
+    a model on the meta device (structure only) has nothing to initialise."""
     for name, p in model.named_parameters():
+        if p.is_meta:
+            continue
         if name.endswith("bias"):
             nn.init.zeros_(p)
         elif p.dim() == 1:
