@@ -55,7 +55,7 @@ def check_module_name(name: str, span, what: str = "a module") -> None:
 
 
 # Names the generated forward() methods use for their own values.
-FORWARD_NAMES = frozenset({"self", "x", "h", "T", "B", "pos", "rope", "mask", "cache", "start_pos",
+FORWARD_NAMES = frozenset({"self", "x", "h", "T", "B", "pos", "positions", "rope", "mask", "cache", "start_pos",
                            "attention_mask", "layer", "layer_mask", "config", "return_dict", "past"})
 
 

@@ -48,11 +48,11 @@ def stack_class(em: Emitter, st: dict, class_names: set[str]) -> str:
         pre.append(f"        T = {tok}.shape[1]")
     if info.uses_pos:
         span = "start_pos, start_pos + T" if info.cache else "T"
-        pre.append(f"        pos = torch.arange({span}, device={tok}.device)")
+        pre.append(f"        positions = torch.arange({span}, device={tok}.device)")
     for o in optional:
         pre += [f"        if {o} is None:", f"            {o} = torch.zeros_like({tok})"]
     if info.rope and info.positions:
-        pre.append(f"        rope = self.{info.positions.rsplit('.', 1)[1]}(pos)  # cos, sin: (T, {info.rope['dims']})")
+        pre.append(f"        rope = self.{info.positions.rsplit('.', 1)[1]}(positions)  # cos, sin: (T, {info.rope['dims']})")
     for kind, var in info.masks.items() if info.mask else ():
         pre += mask_lines(em, info, kind, var, tok, start)
     doc = f'    """The `{pysafe.text(name)}` stack."""'

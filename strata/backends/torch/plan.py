@@ -27,7 +27,7 @@ class CodegenError(Exception):
 
 
 # Variables a forward may use for its own purposes: values get other names.
-RESERVED = frozenset({"pos", "rope", "mask", "cache", "start_pos", "attention_mask", "T", "B",
+RESERVED = frozenset({"pos", "positions", "rope", "mask", "cache", "start_pos", "attention_mask", "T", "B",
                       "self", "layer", "layer_mask", "config", "return_dict"})
 
 
@@ -199,7 +199,7 @@ def component_extras(ix: IRIndex, path: str, masks: dict) -> dict[str, str]:
     info = ix.info[path.split(".")[0]]
     node = ix.g.nodes[path] if path in ix.g else None
     if node is not None and node["op"] == "embedding" and node["attrs"].get("role") == "position":
-        return {"pos": "pos"}
+        return {"pos": "positions"}
     core = f"{path}.core"
     if core not in ix.g or ix.g.nodes[core]["attrs"]["cross"]:
         return {}

@@ -64,6 +64,11 @@ def identifier(name: str, taken: set[str] | frozenset[str] = frozenset()) -> str
 
 
 def class_name(name: str, taken: set[str] | frozenset[str] = frozenset()) -> str:
-    """`decoder_layer` -> `DecoderLayer`, made a valid, unused identifier."""
-    camel = "".join(p[:1].upper() + p[1:] for p in str(name).replace("-", "_").split("_") if p)
+    """`decoder_layer` -> `DecoderLayer`, `llama2_7b` -> `Llama2_7b` (an underscore
+    stays where digits would run together), made a valid, unused identifier."""
+    camel = ""
+    for p in (p for p in str(name).replace("-", "_").split("_") if p):
+        if camel and (p[0].isdigit() or camel[-1].isdigit()):
+            camel += "_"
+        camel += p[:1].upper() + p[1:]
     return identifier(camel or "Model", taken)

@@ -139,14 +139,14 @@ class Encoder(nn.Module):
 
     def forward(self, tokens, token_type_ids=None, attention_mask=None):
         T = tokens.shape[1]
-        pos = torch.arange(T, device=tokens.device)
+        positions = torch.arange(T, device=tokens.device)
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(tokens)
         mask = None
         if attention_mask is not None:  # None when attention needs no mask: SDPA's fast path
             mask = make_mask(T, 0, tokens.device, causal=False, padding=attention_mask)
         x = self.word_embeddings(tokens)  # (B, T, d)
-        x = self.embeddings_norm(x + self.position_embeddings(pos) + self.token_type_embeddings(token_type_ids))
+        x = self.embeddings_norm(x + self.position_embeddings(positions) + self.token_type_embeddings(token_type_ids))
         x = self.drop(x)
         for layer in self.layer:
             x = layer(x, mask=mask)

@@ -176,11 +176,11 @@ class Decoder(nn.Module):
 
     def forward(self, tokens, cache=None, start_pos=0):
         T = tokens.shape[1]
-        pos = torch.arange(start_pos, start_pos + T, device=tokens.device)
+        positions = torch.arange(start_pos, start_pos + T, device=tokens.device)
         # None when causal attention needs no mask: SDPA's fast path
         mask = make_mask(T, start_pos, tokens.device) if start_pos > 0 else None
         x = self.wte(tokens)  # (B, T, d)
-        x = self.drop(x + self.wpe(pos))
+        x = self.drop(x + self.wpe(positions))
         for layer in self.h:
             x = layer(x, mask=mask, cache=cache)
         x = self.lm_head(self.ln_f(x))  # (B, T, vocab)

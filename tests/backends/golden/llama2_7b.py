@@ -216,8 +216,8 @@ class Decoder(nn.Module):
 
     def forward(self, tokens, cache=None, start_pos=0):
         T = tokens.shape[1]
-        pos = torch.arange(start_pos, start_pos + T, device=tokens.device)
-        rope = self.pos(pos)  # cos, sin: (T, 128)
+        positions = torch.arange(start_pos, start_pos + T, device=tokens.device)
+        rope = self.pos(positions)  # cos, sin: (T, 128)
         # None when causal attention needs no mask: SDPA's fast path
         mask = make_mask(T, start_pos, tokens.device) if start_pos > 0 else None
         x = self.embed(tokens)  # (B, T, d)
@@ -227,7 +227,7 @@ class Decoder(nn.Module):
         return x
 
 
-class Llama27b(nn.Module):
+class Llama2_7b(nn.Module):
     """llama2_7b: 6,738,415,616 parameters."""
 
     def __init__(self, config):
@@ -254,4 +254,4 @@ class Llama27b(nn.Module):
 
 def build(config=None, **changes):
     """The llama2_7b model: Config's sizes, with `changes` applied."""
-    return Llama27b(replace(config or Config(), **changes))
+    return Llama2_7b(replace(config or Config(), **changes))

@@ -214,8 +214,8 @@ class Decoder(nn.Module):
 
     def forward(self, tokens, cache=None, start_pos=0):
         T = tokens.shape[1]
-        pos = torch.arange(start_pos, start_pos + T, device=tokens.device)
-        rope = self.pos(pos)  # cos, sin: (T, 8)
+        positions = torch.arange(start_pos, start_pos + T, device=tokens.device)
+        rope = self.pos(positions)  # cos, sin: (T, 8)
         # None when causal attention needs no mask: SDPA's fast path
         mask = make_mask(T, start_pos, tokens.device) if start_pos > 0 else None
         x = self.embed(tokens)  # (B, T, d)

@@ -126,9 +126,9 @@ class Encoder(nn.Module):
 
     def forward(self, src):
         T = src.shape[1]
-        pos = torch.arange(T, device=src.device)
+        positions = torch.arange(T, device=src.device)
         x = self.embed(src) * math.sqrt(self.config.d)  # (B, S, d)
-        x = self.drop(x + self.pos(pos, x.dtype))
+        x = self.drop(x + self.pos(positions, x.dtype))
         for layer in self.layers:
             x = layer(x)
         x = self.norm(x)
@@ -221,9 +221,9 @@ class Decoder(nn.Module):
 
     def forward(self, tgt, memory):
         T = tgt.shape[1]
-        pos = torch.arange(T, device=tgt.device)
+        positions = torch.arange(T, device=tgt.device)
         x = self.embed(tgt) * math.sqrt(self.config.d)  # (B, T, d)
-        x = self.drop(x + self.pos(pos, x.dtype))
+        x = self.drop(x + self.pos(positions, x.dtype))
         for layer in self.layers:
             x = layer(x, memory=memory)
         x = self.lm_head(self.norm(x))  # (B, T, vocab)
