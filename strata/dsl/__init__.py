@@ -10,13 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from strata.dsl.ast import SpecFile
-from strata.errors import Diagnostic, Span, SpecError, UsageError
+from strata.errors import Diagnostic, Span, SpecError
 
 YAML_SUFFIXES = (".yaml", ".yml")
 
 
 def clean_text(text: str, file: str = "<string>") -> str:
-    """Spec text as both surfaces read it: a leading UTF-8 byte order mark dropped
+    r"""Spec text as both surfaces read it: a leading UTF-8 byte order mark dropped
     (as YAML does), CR LF and lone CR line endings made LF (so line numbers and
     comments end where an editor shows them).  A lone surrogate (only Python
     callers can pass one) is a located error: no file can hold it.
@@ -24,8 +24,7 @@ def clean_text(text: str, file: str = "<string>") -> str:
         >>> clean_text("\ufeffmodel m {}\r\r")
         'model m {}\n\n'
     """
-    if text.startswith("\ufeff"):
-        text = text[1:]
+    text = text.removeprefix("\ufeff")
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     try:

@@ -13,7 +13,7 @@ import warnings
 from functools import lru_cache
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer_NonRecursive, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from strata.dsl import ast as A
@@ -70,7 +70,7 @@ def _span(file: str, meta_or_tok) -> Span:
 
 
 @v_args(meta=True)
-class _ToAST(Transformer):
+class _ToAST(Transformer_NonRecursive):
     """One method per grammar rule alias; each returns an AST node with its span.
 
     Nodes are made with `model_construct`: the grammar already guarantees their

@@ -34,6 +34,9 @@ KEYWORDS = frozenset({"model", "block", "stack", "residual", "parallel", "seq", 
                       "as", "import", "from", "extends", "passes", "train", "if", "else", "and",
                       "or", "not", "true", "false", "none"})
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+# YAML nesting: a statement level of the AST is up to three YAML levels (a
+# mapping, its body list, the statement); past this the AST would be too deep anyway.
+MAX_YAML_DEPTH = 3 * A.MAX_DEPTH
 # Words that start a construct statement in the YAML form (for "did you mean").
 STATEMENT_WORDS = ("residual", "parallel", "seq", "branch", "repeat", "let")
 
@@ -169,7 +172,10 @@ def read_statement(where: Where) -> A.Node:
 # ------------------------------------------------------------------ composing
 
 class _Composer(yaml.SafeLoader):
-    """Node tree only; anchors, aliases and unknown tags are refused where they start."""
+    """Node tree only; anchors, aliases and unknown tags are refused where they start,
+    and so is nesting past MAX_YAML_DEPTH (PyYAML composes recursively)."""
+
+    _depth = 0
 
     def compose_node(self, parent, index):
         ev = self.peek_event()
@@ -180,13 +186,21 @@ class _Composer(yaml.SafeLoader):
             raise Bad(f"anchor '&{ev.anchor}' is not allowed", where, "write each value out in full")
         if getattr(ev, "tag", None) not in (None, *_STANDARD_TAGS):
             raise Bad(f"tag '{ev.tag}' is not allowed", where, "remove the tag: values are plain YAML")
+        if self._depth >= MAX_YAML_DEPTH and isinstance(ev, (yaml.MappingStartEvent,
+                                                              yaml.SequenceStartEvent)):
+            raise Bad(f"the YAML nests more than {MAX_YAML_DEPTH} levels deep here", where,
+                      "split deep bodies into blocks")
         if isinstance(ev, yaml.ScalarEvent):
             try:  # a "\ud800" escape makes a lone surrogate: no file can hold it
                 ev.value.encode("utf-8")
             except UnicodeEncodeError as e:
                 raise Bad(f"the escape for {ev.value[e.start]!r} makes a lone surrogate, which no "
                           "UTF-8 text can hold", where, "write the character itself") from None
-        return super().compose_node(parent, index)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def node_span(file: str, node) -> Span:
