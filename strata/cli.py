@@ -241,7 +241,7 @@ def make_parser() -> argparse.ArgumentParser:
                    help="convert the weights to this dtype (default: keep the checkpoint's)")
     p.set_defaults(func=_cmd_import_hf)
 
-    p = sub.add_parser("convert", help="convert a spec between the .arch and YAML surfaces (lossless)")
+    p = sub.add_parser("convert", help="convert a spec between the .arch and YAML surfaces (comments kept)")
     p.add_argument("spec", help="a .arch or .yaml spec file")
     p.add_argument("-o", "--output", help="write here (atomically); the suffix picks the surface")
     p.add_argument("--to", choices=["arch", "yaml"],

@@ -37,7 +37,6 @@ DTYPES = {
     "BOOL": ("bool", 1),
 }
 FLOAT_DTYPES = frozenset({"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"})
-MAX_RANK = 32
 
 
 class WeightsError(UsageError, ValueError):
@@ -140,15 +139,13 @@ def _parse(path: str, raw: bytes, data_len: int) -> tuple[dict[str, TensorInfo],
 
 
 def _tensor(name: str, info, bad) -> TensorInfo:
-    if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
-        raise bad(f"tensor {name!r} should have exactly dtype, shape and data_offsets")
+    if not isinstance(info, dict) or not {"dtype", "shape", "data_offsets"} <= set(info):
+        raise bad(f"tensor {name!r} should have a dtype, a shape and data_offsets")
     dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
     if not isinstance(dtype, str) or dtype not in DTYPES:
         raise bad(f"tensor {name!r} has an unknown dtype {str(dtype)[:20]!r}")
-    if not (isinstance(shape, list) and len(shape) <= MAX_RANK
-            and all(type(d) is int and d >= 0 for d in shape)):
-        raise bad(f"tensor {name!r}: the shape should be a list of at most {MAX_RANK} "
-                  "non-negative integers")
+    if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
+        raise bad(f"tensor {name!r}: the shape should be a list of non-negative integers")
     if not (isinstance(offsets, list) and len(offsets) == 2
             and all(type(o) is int and o >= 0 for o in offsets) and offsets[0] <= offsets[1]):
         raise bad(f"tensor {name!r}: data_offsets should be [begin, end] with 0 <= begin <= end")

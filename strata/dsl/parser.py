@@ -365,7 +365,7 @@ def _attach_comments(spec: A.SpecFile, comments: list[Token]) -> None:
     `fmt` and `convert` carry comments along instead of dropping them."""
     for tok, node in zip(comments, comment_owners(spec, comments)):
         text = str(tok)[1:]
-        text = text[1:] if text.startswith(" ") else text
+        text = text.removeprefix(" ")
         if node is not None:
             node.comment = text if node.comment is None else node.comment + "\n" + text
 

@@ -184,3 +184,24 @@ def test_file_names_that_are_not_utf8(tmp_path):
     assert runs[1].returncode == 1
     assert runs[1].stderr.startswith(b"\\udcff.arch:2:11: error: undefined variable 'nope'")
     assert not any(b"Traceback" in r.stderr for r in runs)
+
+
+def test_the_last_line_of_defence(monkeypatch, capsys):
+    """A bug (not a user's mistake) still ends in one report request, exit 3, no
+    traceback; STRATA_TRACEBACK=1 shows it.  No case above ever reaches it."""
+    import strata.cli as cli
+
+    def broken(args):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(cli, "_cmd_schema", broken)
+    monkeypatch.delenv("STRATA_TRACEBACK", raising=False)
+    assert cli.main(["schema"]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("strata: internal error: KeyError: 'a bug'\n")
+    assert "please report it" in err and "Traceback" not in err
+    monkeypatch.setenv("STRATA_TRACEBACK", "1")
+    import pytest
+
+    with pytest.raises(KeyError):
+        cli.main(["schema"])

@@ -15,7 +15,13 @@ import json
 from pathlib import Path
 
 from strata.interop.hf import bert, gpt2, llama
-from strata.interop.hf.config import Config, HFImportError, family, hf_to_spec, spec_text
+from strata.interop.hf.config import (
+    Config,
+    HFImportError,
+    family,
+    hf_to_spec,
+    spec_text,
+)
 
 __all__ = ["FAMILIES", "HFImportError", "hf_to_spec", "import_hf", "read_config"]
 

@@ -11,8 +11,23 @@ unless tie_word_embeddings is false), the next-sentence head
 
 from __future__ import annotations
 
-from strata.interop.hf.config import MAX_LAYERS, Config, HFImportError, activation, check_architecture
-from strata.interop.hf.spec_ast import block, branch, model, name, repeat, residual, stack, use
+from strata.interop.hf.config import (
+    MAX_LAYERS,
+    Config,
+    HFImportError,
+    activation,
+    check_architecture,
+)
+from strata.interop.hf.spec_ast import (
+    block,
+    branch,
+    model,
+    ref,
+    repeat,
+    residual,
+    stack,
+    use,
+)
 from strata.interop.hf.weights import Mapping
 
 MODEL_TYPES = ("bert",)
@@ -86,32 +101,32 @@ def spec(cfg: Config, lay: dict):
     if (lay["nsp"] or lay["classifier"]) and not lay["pooler"] or lay["nsp"] and lay["classifier"]:
         raise HFImportError(f"unsupported BERT checkpoint: heads {', '.join(heads)} in an "
                             "unexpected combination")
-    drop = [use("dropout", name("p"))] if o["p"] else []
-    attn = use("attention", name("heads"), dropout=name("p_attn")) if o["p_attn"] else \
-        use("attention", name("heads"))
-    eps = {"eps": name("eps")}
+    drop = [use("dropout", ref("p"))] if o["p"] else []
+    attn = use("attention", ref("heads"), dropout=ref("p_attn")) if o["p_attn"] else \
+        use("attention", ref("heads"))
+    eps = {"eps": ref("eps")}
     layer = block(
         "layer",
         residual(attn, *drop),
         use("layernorm", alias="attention_norm", **eps),
-        residual(use("mlp", name("hidden"), act=name(o["act"])), *drop),
+        residual(use("mlp", ref("hidden"), act=ref(o["act"])), *drop),
         use("layernorm", alias="output_norm", **eps))
-    body = [use("embedding", name("vocab"), name("d"), alias="word_embeddings"),
-            use("position", name("learned"), name("ctx"), alias="position_embeddings"),
-            use("token_types", name("types"), alias="token_type_embeddings"),
+    body = [use("embedding", ref("vocab"), ref("d"), alias="word_embeddings"),
+            use("position", ref("learned"), ref("ctx"), alias="position_embeddings"),
+            use("token_types", ref("types"), alias="token_type_embeddings"),
             use("layernorm", alias="embeddings_norm", **eps), *drop,
-            repeat(name("depth"), "layer", "layer")]
+            repeat(ref("depth"), "layer", "layer")]
     if lay["nsp"]:
         body.append(branch(use("pooler"), use("nsp_head", 2), alias="nsp"))
     elif lay["classifier"]:
-        cls_drop = [use("dropout", name("p_cls"))] if o["p_cls"] else []
+        cls_drop = [use("dropout", ref("p_cls"))] if o["p_cls"] else []
         body.append(branch(use("pooler"), *cls_drop, use("classifier", o["labels"]), alias="logits"))
     elif lay["pooler"]:
         body.append(branch(use("pooler"), alias="pooled"))
     if lay["mlm"]:
-        target = {"tie": name("word_embeddings")} if o["tied"] else {}
-        vocab = [] if o["tied"] else [name("vocab")]
-        body.append(use("mlm_head", *vocab, **target, act=name(o["act"]), eps=name("eps")))
+        target = {"tie": ref("word_embeddings")} if o["tied"] else {}
+        vocab = [] if o["tied"] else [ref("vocab")]
+        body.append(use("mlm_head", *vocab, **target, act=ref(o["act"]), eps=ref("eps")))
     variables = [(k, o[k]) for k in ("vocab", "ctx", "types", "d", "heads", "depth", "hidden",
                                      "eps", "p", "p_attn")]
     if lay["classifier"]:

@@ -29,11 +29,11 @@ import math
 import re
 from typing import Any
 
+from strata.compiler.elaborate import MAX_REPEAT
+from strata.compiler.options import MAX_DIM
 from strata.errors import UsageError
 
-# Largest dimension and layer count an import accepts (as the spec language does).
-MAX_DIM = 2 ** 31
-MAX_LAYERS = 10_000
+MAX_LAYERS = MAX_REPEAT  # an import accepts what the spec language accepts
 
 
 class HFImportError(UsageError):
@@ -96,7 +96,7 @@ class Config:
             raise HFImportError(f"config.json of {kind} has no '{self.key(names[0])}'")
         return names[0], default
 
-    def int(self, *names: str, default: Any = _MISSING, low: int = 1, high: int = MAX_DIM) -> int:
+    def int(self, *names: str, default: Any = _MISSING, low: int = 1, high: int = MAX_DIM - 1) -> int:
         """An integer in [low, high] (JSON true/false and 2.0 are not integers);
         the first of `names` present (aliases), else `default`."""
         name, v = self._first(names, default)

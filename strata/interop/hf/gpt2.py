@@ -7,8 +7,14 @@ import transposes them and splits c_attn into q, k, v.
 
 from __future__ import annotations
 
-from strata.interop.hf.config import MAX_LAYERS, Config, HFImportError, activation, check_architecture
-from strata.interop.hf.spec_ast import block, model, name, repeat, residual, stack, use
+from strata.interop.hf.config import (
+    MAX_LAYERS,
+    Config,
+    HFImportError,
+    activation,
+    check_architecture,
+)
+from strata.interop.hf.spec_ast import block, model, ref, repeat, residual, stack, use
 from strata.interop.hf.weights import Mapping, rows, transpose
 
 MODEL_TYPES = ("gpt2",)
@@ -51,25 +57,25 @@ def _options(cfg: Config) -> dict:
 
 def spec(cfg: Config, lay: dict):
     o = _options(cfg)
-    drop = [use("dropout", name("p_resid"))] if o["p_resid"] else []
+    drop = [use("dropout", ref("p_resid"))] if o["p_resid"] else []
     attn = {"causal": True}
     if not o["scaled"]:
         attn["scale"] = 1
     if o["p_attn"]:
-        attn["dropout"] = name("p_attn")
-    eps = {"eps": name("eps")}
+        attn["dropout"] = ref("p_attn")
+    eps = {"eps": ref("eps")}
     layer = block(
         "layer",
-        residual(use("layernorm", alias="ln_1", **eps), use("attention", name("heads"), **attn), *drop),
+        residual(use("layernorm", alias="ln_1", **eps), use("attention", ref("heads"), **attn), *drop),
         residual(use("layernorm", alias="ln_2", **eps),
-                 use("mlp", name("hidden"), act=name(o["act"])), *drop))
-    body = [use("embedding", name("vocab"), name("d"), alias="wte"),
-            use("position", name("learned"), name("ctx"), alias="wpe")]
+                 use("mlp", ref("hidden"), act=ref(o["act"])), *drop))
+    body = [use("embedding", ref("vocab"), ref("d"), alias="wte"),
+            use("position", ref("learned"), ref("ctx"), alias="wpe")]
     if o["p_embd"]:
-        body.append(use("dropout", name("p_embd")))
-    body += [repeat(name("depth"), "layer", "h"), use("layernorm", alias="ln_f", **eps)]
+        body.append(use("dropout", ref("p_embd")))
+    body += [repeat(ref("depth"), "layer", "h"), use("layernorm", alias="ln_f", **eps)]
     if lay["head"]:
-        body.append(use("lm_head", tie=name("wte")) if lay["tied"] else use("lm_head", name("vocab")))
+        body.append(use("lm_head", tie=ref("wte")) if lay["tied"] else use("lm_head", ref("vocab")))
     variables = [(k, o[k]) for k in ("vocab", "ctx", "d", "heads", "depth", "hidden", "eps",
                                      "p_embd", "p_attn", "p_resid")]
     return model("gpt2", variables, [layer], [stack("decoder", ["tokens"], *body)])

@@ -17,7 +17,7 @@ from strata.interop.hf.config import (
     check_architecture,
     rope,
 )
-from strata.interop.hf.spec_ast import block, model, name, repeat, residual, stack, use
+from strata.interop.hf.spec_ast import block, model, ref, repeat, residual, stack, use
 from strata.interop.hf.weights import Mapping
 
 MODEL_TYPES = ("llama", "mistral")
@@ -77,34 +77,34 @@ def spec(cfg: Config, lay: dict):
     attn = {}
     if o["kv_heads"] != o["heads"]:
         variables.append(("kv_heads", o["kv_heads"]))
-        attn["kv_heads"] = name("kv_heads")
+        attn["kv_heads"] = ref("kv_heads")
     if o["head_dim"] != o["d"] // o["heads"] or o["d"] % o["heads"]:
         variables.append(("head_dim", o["head_dim"]))
-        attn["head_dim"] = name("head_dim")
+        attn["head_dim"] = ref("head_dim")
     attn["causal"] = True
     if o["window"]:
         variables.append(("window", o["window"]))
-        attn["window"] = name("window")
+        attn["window"] = ref("window")
     attn["bias"] = o["attn_bias"]
     if o["p_attn"]:
         variables.append(("p_attn", o["p_attn"]))
-        attn["dropout"] = name("p_attn")
+        attn["dropout"] = ref("p_attn")
     variables += [("depth", o["depth"]), ("hidden", o["hidden"]), ("eps", o["eps"])]
     rotary = {"base": o["base"]}
     if o["fraction"] != 1:
         rotary["fraction"] = o["fraction"]
     layer = block(
         "layer",
-        residual(use("rmsnorm", eps=name("eps"), alias="input_norm"),
-                 use("attention", name("heads"), **attn)),
-        residual(use("rmsnorm", eps=name("eps"), alias="post_attention_norm"),
-                 use("mlp", name("hidden"), act=name(o["act"]), bias=o["mlp_bias"])))
-    body = [use("embedding", name("vocab"), name("d"), alias="embed"),
-            use("position", name("rotary"), **rotary),
-            repeat(name("depth"), "layer", "layers"),
-            use("rmsnorm", eps=name("eps"), alias="norm")]
+        residual(use("rmsnorm", eps=ref("eps"), alias="input_norm"),
+                 use("attention", ref("heads"), **attn)),
+        residual(use("rmsnorm", eps=ref("eps"), alias="post_attention_norm"),
+                 use("mlp", ref("hidden"), act=ref(o["act"]), bias=o["mlp_bias"])))
+    body = [use("embedding", ref("vocab"), ref("d"), alias="embed"),
+            use("position", ref("rotary"), **rotary),
+            repeat(ref("depth"), "layer", "layers"),
+            use("rmsnorm", eps=ref("eps"), alias="norm")]
     if lay["head"]:
-        body.append(use("lm_head", tie=name("embed")) if lay["tied"] else use("lm_head", name("vocab")))
+        body.append(use("lm_head", tie=ref("embed")) if lay["tied"] else use("lm_head", ref("vocab")))
     return model(cfg.model_type, variables, [layer], [stack("decoder", ["tokens"], *body)])
 
 

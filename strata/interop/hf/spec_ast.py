@@ -8,7 +8,7 @@ word such as `gelu_tanh`); True / False are the constants.
     >>> from strata.dsl.formatter import format_spec
     >>> from strata.dsl import ast as A
     >>> m = model("tiny", [("d", 8)], [], [stack("decoder", ["tokens"],
-    ...     use("embedding", 10, name("d"), alias="wte"), use("lm_head", tie=name("wte")))])
+    ...     use("embedding", 10, ref("d"), alias="wte"), use("lm_head", tie=ref("wte")))])
     >>> print(format_spec(A.SpecFile(models=[m])), end="")
     model tiny {
       d = 8
@@ -32,8 +32,9 @@ from strata.dsl.yaml_nodes import KEYWORDS
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
-def name(text: str) -> A.Name:
-    """A variable, an enum word or a module reference (`wte`, `gelu_tanh`)."""
+def ref(text: str) -> A.Name:
+    """A name in an expression: a variable (`heads`), an enum word (`gelu_tanh`)
+    or a module (`wte`)."""
     return A.Name(id=_checked_name(text))
 
 
@@ -43,7 +44,7 @@ def _checked_name(text: str) -> str:
     return text
 
 
-def number(x: int | float) -> A.Num:
+def number(x: float) -> A.Num:
     """A non-negative finite number; a float with an integral value is written as
     an int (`base=10000`, as config.json's 10000.0 means)."""
     if isinstance(x, bool) or not isinstance(x, (int, float)) or x < 0 or not math.isfinite(x):
