@@ -30,6 +30,9 @@ LLAMA = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "vocab_si
 BERT = {"model_type": "bert", "architectures": ["BertModel"], "vocab_size": 10, "hidden_size": 8,
         "num_attention_heads": 2, "num_hidden_layers": 1, "intermediate_size": 12,
         "max_position_embeddings": 4, "type_vocab_size": 2}
+# One small valid config per model_type every family imports: the property test
+# below runs over all of them (a new family adds its own here).
+BASES = {"gpt2": GPT2, "llama": LLAMA, "mistral": {**LLAMA, "model_type": "mistral"}, "bert": BERT}
 
 
 def gpt2_tensors(cfg: dict, dtype=None) -> dict:
@@ -112,7 +115,7 @@ def test_config_that_is_not_an_object():
 
 
 # Values a hostile config.json might hold, for every key any family reads.
-_KEYS = sorted({k for c in (GPT2, LLAMA, BERT) for k in c} | {
+_KEYS = sorted({k for c in BASES.values() for k in c} | {
     "activation_function", "hidden_act", "layer_norm_epsilon", "layer_norm_eps", "rms_norm_eps",
     "n_inner", "resid_pdrop", "embd_pdrop", "attn_pdrop", "attention_dropout", "hidden_dropout_prob",
     "attention_probs_dropout_prob", "classifier_dropout", "tie_word_embeddings",
@@ -130,7 +133,7 @@ _json = st.recursive(
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(base=st.sampled_from([GPT2, LLAMA, BERT, {**LLAMA, "model_type": "mistral"}]),
+@given(base=st.sampled_from(list(BASES.values())),
        changes=st.dictionaries(st.sampled_from(_KEYS), _json, min_size=1, max_size=4),
        source=st.text(max_size=20))
 def test_no_config_value_or_folder_name_becomes_spec_text(base, changes, source):
@@ -147,13 +150,21 @@ def test_no_config_value_or_folder_name_becomes_spec_text(base, changes, source)
     assert spec.passes is None and spec.train is None
     assert format_spec(spec) == text
     model = spec.models[0]
-    assert model.name in ("gpt2", "llama", "mistral", "bert")
+    assert model.name in BASES
     header = model.comment.split("\n")
     assert header[0] == "Imported from Hugging Face by `strata import-hf`."
     if source:
         assert load_text(f"model m {{ x = {header[1].removeprefix('Source: ')} }}",
                          "h.arch").models[0].vars[0].value.value == source
     assert list(_comments(spec)) == [model.comment]
+
+
+def test_every_family_is_in_the_property_test():
+    from strata.interop.hf import FAMILIES
+
+    assert {t for fam in FAMILIES for t in fam.MODEL_TYPES} == set(BASES)
+    for model_type, cfg in BASES.items():
+        assert load_text(hf_to_spec(cfg), "m.arch").models[0].name == model_type
 
 
 def test_hostile_text_the_import_accepts_stays_out_of_the_spec():
