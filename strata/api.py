@@ -57,13 +57,16 @@ def generate_source(spec_or_path: Any, *, model: str | None = None, passes=None)
 
 
 def compile(spec_or_path: Any, *, passes=None, weights: str | Path | None = None,
-            device=None, dtype=None, model: str | None = None):
+            device=None, dtype=None, model: str | None = None, cast: bool = False):
     """Build a spec into an `nn.Module` (from generated source), optionally load
-    safetensors `weights` and move it to `device` / `dtype`.
+    safetensors `weights` (cast to the model's dtype only when `cast=True`) and
+    move it to `device` / `dtype`.
 
         >>> m = compile("specs/tiny_shakespeare.arch", device="cpu")   # doctest: +SKIP
 
-    `device="meta"` builds the structure without allocating (for 70B specs).
+    `device="meta"` builds the structure without allocating (for 70B specs); on
+    the CPU a model whose parameters do not fit in the memory available is
+    refused before anything is allocated (`strata.resources.TooLargeError`).
     """
     import torch
 
@@ -75,6 +78,12 @@ def compile(spec_or_path: Any, *, passes=None, weights: str | Path | None = None
 
     source = gen(g, origin=_origin(spec_or_path))
     module = load_source(source, g.graph["name"])
+    if device is None or torch.device(device).type == "cpu":
+        from strata.resources import check_fits
+
+        n = g.graph["parameters"]  # built in the default dtype first, whatever `dtype` says
+        check_fits(n * torch.get_default_dtype().itemsize, f"{g.graph['name']} ({n:,} parameters)",
+                   'build it with device="meta" to inspect it without allocating')
     if device is not None:
         with torch.device(device):
             net = module.build()
@@ -85,15 +94,16 @@ def compile(spec_or_path: Any, *, passes=None, weights: str | Path | None = None
     net.strata_source = source
     net.strata_graph = g
     if weights is not None:
-        load_weights(net, weights)
+        load_weights(net, weights, cast=cast)
     return net
 
 
-def load_weights(model, path: str | Path, *, strict: bool = True):
-    """Load a safetensors checkpoint into `model`; refuses pickles and misfits (WeightsError)."""
+def load_weights(model, path: str | Path, *, strict: bool = True, cast: bool = False):
+    """Load a safetensors checkpoint into `model`; refuses pickles, misfits and
+    (unless `cast=True`) tensors of another dtype than the model's (WeightsError)."""
     from strata.backends.torch.weights import load_weights as load
 
-    return load(model, path, strict=strict)
+    return load(model, path, strict=strict, cast=cast)
 
 
 def save_weights(model, path: str | Path) -> None:

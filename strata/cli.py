@@ -1,19 +1,21 @@
 """The `strata` command line: thin; each subcommand calls the public API.
 
 Exit codes: 0 success, 1 spec errors (printed as FILE:LINE:COL: error: ...),
-2 usage errors (bad flags, missing files).  No traceback reaches the user for a
-mistake in a spec.
+2 usage errors (bad flags, missing files), 3 an internal error (a bug in
+strata: a one-line report, never a bare traceback).  No traceback reaches the
+user for a mistake in a spec or any other input.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from strata.errors import SpecError, UsageError
-from strata.io import write_atomic
+from strata.errors import SpecError, UsageError, visible
+from strata.io import same_file, write_atomic
 
-EXIT_OK, EXIT_SPEC, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 
 def _cmd_check(args) -> int:
@@ -47,10 +49,18 @@ def _cmd_ir(args) -> int:
     return EXIT_OK
 
 
+def _refuse_own_input(output: str | None, spec: str) -> None:
+    """A command never writes its output onto its own input (nothing lost)."""
+    if output and same_file(output, spec):
+        raise UsageError(f"{output}: is the input spec itself; writing there would destroy it "
+                         "(give another -o)")
+
+
 def _cmd_compile(args) -> int:
     from strata.api import generate_source
     from strata.backends.torch import CodegenError
 
+    _refuse_own_input(args.output, args.spec)
     try:
         source = generate_source(args.spec, model=args.model)
     except CodegenError as e:
@@ -70,6 +80,7 @@ def _cmd_diagram(args) -> int:
     from strata.backends.diagram import SUFFIX_FORMAT, diagram
     from strata.backends.diagram.graphviz import DotMissing
 
+    _refuse_own_input(args.output, args.spec)
     suffix = Path(args.output).suffix if args.output else ""
     fmt = args.format or SUFFIX_FORMAT.get(suffix) or "mermaid"
     try:  # DotMissing: no `dot` binary (svg, png) or no graphviz python package
@@ -115,20 +126,29 @@ def _unkept_comments(source: str, spec, path: str) -> list:
     return unkept_comments(source, spec, path)
 
 
+def _refuse_lost_comments(source: str, spec, path: str, command: str) -> None:
+    """`fmt` and `convert` keep every comment or write nothing."""
+    from strata.dsl import YAML_SUFFIXES
+    from strata.errors import Diagnostic
+
+    if lost := _unkept_comments(source, spec, path):
+        hint = ("move it under a 'comment:' key of its statement" if path.endswith(YAML_SUFFIXES)
+                else "move it above a statement of its own block")
+        raise SpecError([Diagnostic(f"{command} would drop this comment", lost[0], hint)],
+                        {path: source})
+
+
 def _cmd_convert(args) -> int:
     from strata.dsl import YAML_SUFFIXES, load_text, read_source
-    from strata.errors import Diagnostic, render
 
+    _refuse_own_input(args.output, args.spec)
     source = read_source(args.spec)
     spec = load_text(source, args.spec)
     is_yaml = args.spec.endswith(YAML_SUFFIXES)
     to = args.to or ("arch" if is_yaml else "yaml")
     if args.output and not args.to:
         to = "yaml" if args.output.endswith(YAML_SUFFIXES) else "arch"
-    for span in _unkept_comments(source, spec, args.spec)[:1]:
-        print(render(Diagnostic("this comment is not carried over: only comments above a "
-                                "statement (or under 'comment:' keys in YAML) are kept",
-                                span, severity="warning"), source), file=sys.stderr)
+    _refuse_lost_comments(source, spec, args.spec, "convert")
     text = _surface_text(spec, to)
     if args.output:
         write_atomic(args.output, text)
@@ -139,7 +159,6 @@ def _cmd_convert(args) -> int:
 
 def _cmd_fmt(args) -> int:
     from strata.dsl import YAML_SUFFIXES, load_text, read_source
-    from strata.errors import Diagnostic
 
     changed = 0
     for path in args.files:
@@ -149,11 +168,7 @@ def _cmd_fmt(args) -> int:
         text = _surface_text(spec, "yaml" if is_yaml else "arch")
         if text == source:
             continue
-        if lost := _unkept_comments(source, spec, path):
-            hint = ("move it under a 'comment:' key of its statement" if is_yaml
-                    else "move it above a statement")
-            raise SpecError([Diagnostic("fmt would drop this comment", lost[0], hint)],
-                            {path: source})
+        _refuse_lost_comments(source, spec, path, "fmt")
         changed += 1
         if args.check:
             print(f"would reformat {path}")
@@ -226,7 +241,7 @@ def make_parser() -> argparse.ArgumentParser:
                    help="convert the weights to this dtype (default: keep the checkpoint's)")
     p.set_defaults(func=_cmd_import_hf)
 
-    p = sub.add_parser("convert", help="convert a spec between the .arch and YAML surfaces (lossless)")
+    p = sub.add_parser("convert", help="convert a spec between the .arch and YAML surfaces (comments kept)")
     p.add_argument("spec", help="a .arch or .yaml spec file")
     p.add_argument("-o", "--output", help="write here (atomically); the suffix picks the surface")
     p.add_argument("--to", choices=["arch", "yaml"],
@@ -246,7 +261,16 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _escape_undecodable_output() -> None:
+    """A file name that is not UTF-8 reaches Python as surrogates; print it
+    escaped rather than fail on it."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure") and getattr(stream, "errors", None) == "strict":
+            stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv: list[str] | None = None) -> int:
+    _escape_undecodable_output()
     parser = make_parser()
     args = parser.parse_args(argv)
     try:
@@ -257,12 +281,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{n} error{'s' if n != 1 else ''}", file=sys.stderr)
         return EXIT_SPEC
     except UsageError as e:
-        print(f"strata: error: {e}", file=sys.stderr)
+        print(visible(f"strata: error: {e}"), file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:
         return EXIT_OK
     except KeyboardInterrupt:
         return 130
+    except RecursionError:
+        print("strata: error: the input is nested too deeply to process", file=sys.stderr)
+        return EXIT_USAGE
+    except MemoryError:
+        print("strata: error: out of memory", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as e:  # the last line of defence: a bug in strata, never a user's mistake
+        if os.environ.get("STRATA_TRACEBACK"):
+            raise
+        print(visible(f"strata: internal error: {type(e).__name__}: {e}"), file=sys.stderr)
+        print("this is a bug in strata, not in your input: please report it with the command "
+              "and its input files (STRATA_TRACEBACK=1 shows the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

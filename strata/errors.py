@@ -16,6 +16,7 @@ hint: did you mean 'attention'?
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass, field
 from typing import Iterable
 
@@ -76,24 +77,63 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
     return f"did you mean '{close[0]}'?" if close else None
 
 
+# The most columns of a source line an error shows (a window around the caret).
+MAX_SHOWN = 160
+
+
 def render(d: Diagnostic, source: str | None = None) -> str:
     """The compiler-style text of one diagnostic: location, message, line, caret, hint."""
     where = f"{d.span}: " if d.span else ""
-    out = [f"{where}{d.severity}: {d.message}"]
+    out = [visible(f"{where}{d.severity}: {d.message}")]
     if d.span and source is not None:
-        lines = source.splitlines()
+        lines = source_lines(source, d.span.file)
         if 1 <= d.span.line <= len(lines):
-            text = lines[d.span.line - 1].expandtabs(1)
+            line = lines[d.span.line - 1].expandtabs(1)
+            col, shift = d.span.col, 0
+            if len(line) > MAX_SHOWN:  # a window around the column, not a megabyte of text
+                shift = max(0, min(col - 1 - MAX_SHOWN // 2, len(line) - MAX_SHOWN))
+                line = line[shift:shift + MAX_SHOWN]
+                col -= shift
+            # one character for one, so the caret stays under its column
+            text = "".join(c if c.isprintable() else "\ufffd" for c in line)
             gutter = f"{d.span.line:>5} | "
             out.append(gutter + text)
             width = 1
             if d.span.end_line == d.span.line and d.span.end_col and d.span.end_col > d.span.col:
                 width = d.span.end_col - d.span.col
-            width = max(1, min(width, len(text) - d.span.col + 1))
-            out.append(" " * (len(gutter) - 2) + "| " + " " * (d.span.col - 1) + "^" + "~" * (width - 1))
+            width = max(1, min(width, len(text) - col + 1))
+            out.append(" " * (len(gutter) - 2) + "| " + " " * (col - 1) + "^" + "~" * (width - 1))
     if d.hint:
-        out.append(f"hint: {d.hint}")
+        out.append(visible(f"hint: {d.hint}"))
     return "\n".join(out)
+
+
+def visible(text: str) -> str:
+    r"""`text` with control and format characters escaped (`\x1b`, `\u202e`): a
+    hostile name or string in a message must not drive the user's terminal.
+
+        >>> print(visible("a[2Jb"))
+        a\x1b[2Jb
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == "\n" else ascii(c)[1:-1] for c in text)
+
+
+# What ends a line for each surface (after CR LF and CR became LF): the .arch
+# grammar counts only LF; YAML also counts NEL, LINE and PARAGRAPH SEPARATOR.
+# str.splitlines would also split at form feeds and the like, showing the
+# wrong line.
+_YAML_BREAKS = re.compile("\n|\x85|\u2028|\u2029")
+
+
+def source_lines(source: str, file: str = "") -> list[str]:
+    """The lines of `source` as the parser of `file`'s surface numbers them."""
+    source = source.removeprefix("\ufeff")
+    source = source.replace("\r\n", "\n").replace("\r", "\n")
+    if file.endswith((".yaml", ".yml")):
+        return _YAML_BREAKS.split(source)
+    return source.split("\n")
 
 
 class Collector:

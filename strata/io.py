@@ -8,6 +8,11 @@ instant leaves either the old file or the new one, never half of either.  New
 files get the user's umask (like `open(..., "w")`); a replaced file keeps its
 mode; a symlink is followed, so the link stays and its target is rewritten.
 
+Every file strata reads as text — specs, their imports, a Hugging Face
+`config.json` — goes through `read_regular`: a regular file only (never a FIFO,
+a device such as /dev/zero, or a folder), and at most a size cap, so a hostile
+path cannot hang strata or fill its memory.
+
 `is_spec_path` is the one rule for telling a spec path from spec text.
 
     >>> is_spec_path("specs/gpt2.arch"), is_spec_path("br{ace}.arch")
@@ -27,9 +32,13 @@ from typing import Iterator
 
 from strata.errors import UsageError
 
-__all__ = ["SPEC_SUFFIXES", "atomic_output", "is_spec_path", "write_atomic"]
+__all__ = ["MAX_TEXT_BYTES", "SPEC_SUFFIXES", "atomic_output", "is_spec_path", "read_regular",
+           "same_file", "write_atomic"]
 
 SPEC_SUFFIXES = (".arch", ".yaml", ".yml")
+# The largest text file strata reads (a spec, an import, a config.json).  The
+# largest real spec is a few KB and a config.json a few hundred KB.
+MAX_TEXT_BYTES = 16 * 2 ** 20
 
 
 def is_spec_path(spec: object) -> bool:
@@ -40,6 +49,65 @@ def is_spec_path(spec: object) -> bool:
     if not isinstance(spec, str) or "\n" in spec or "\r" in spec or not spec.strip():
         return False
     return spec.endswith(SPEC_SUFFIXES) or os.path.isfile(spec)
+
+
+def read_regular(path: str | os.PathLike, limit: int = MAX_TEXT_BYTES, what: str = "file") -> bytes:
+    """The bytes of a regular file of at most `limit` bytes; anything else is a
+    UsageError naming the path.  Opened without blocking and checked on the open
+    descriptor, so a FIFO, a device or a swapped-in link cannot hang or flood it.
+
+        >>> read_regular("/dev/zero")
+        Traceback (most recent call last):
+        strata.errors.UsageError: /dev/zero: not a regular file (a character device)
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path}: is a directory, not a {what}") from None
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read ({e.strerror})") from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise UsageError(f"{path}: is a directory, not a {what}")
+        if not stat.S_ISREG(st.st_mode):
+            raise UsageError(f"{path}: not a regular file ({_kind(st.st_mode)})")
+        if st.st_size > limit:
+            raise UsageError(f"{path}: {st.st_size:,} bytes is too large for a {what} "
+                             f"(at most {limit:,})")
+        chunks, size = [], 0
+        while size <= limit:  # the file may grow after fstat: read at most limit + 1
+            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:
+            raise UsageError(f"{path}: more than {limit:,} bytes is too large for a {what}")
+        return b"".join(chunks)
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read ({e.strerror})") from None
+    finally:
+        os.close(fd)
+
+
+def _kind(mode: int) -> str:
+    for test, word in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return word
+    return "not a plain file"
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """True when both paths exist and are the same file (links followed): a
+    command must not write its output onto its own input."""
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, ValueError):
+        return False
 
 
 def _umask_mode() -> int:

@@ -19,7 +19,7 @@ from strata.compiler.ir import to_networkx
 from strata.compiler.resolve import resolve_model
 from strata.compiler.sections import check_passes, check_train
 from strata.dsl import ast as A
-from strata.dsl import load_text, read_source
+from strata.dsl import clean_text, load_text, read_source
 from strata.errors import Collector, Span, SpecError
 
 if TYPE_CHECKING:
@@ -51,6 +51,7 @@ def build(spec: A.SpecFile, *, model: str | None = None, sources: dict[str, str]
 def build_text(text: str, file: str = "<string>", *, model: str | None = None,
                networkx: bool = True) -> "nx.MultiDiGraph":
     try:
+        text = clean_text(text, file)  # the sources errors are shown from: as parsed
         spec = load_text(text, file)
     except SpecError as e:
         e.sources.setdefault(file, text)

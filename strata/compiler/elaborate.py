@@ -25,6 +25,7 @@ from strata.errors import Collector, did_you_mean
 
 MAX_REPEAT = 10_000           # layers in one repeat
 MAX_NODES = 100_000           # IR nodes in one model: ~5,000 transformer layers
+MAX_TENSORS = 1_000_000       # parameter tensors in one model (a MoE layer has 3 per expert)
 MAX_PARAMETERS = 10 ** 15     # a quadrillion parameters fits on no machine
 
 
@@ -70,6 +71,7 @@ class Elaborator:
         self.errors = errors
         self.g = ir.new_graph(model.name, staging=True)
         self.components: dict[str, dict] = self.g.graph["components"]
+        self.tensors = 0  # parameter tensors made so far (MAX_TENSORS)
 
     # ------------------------------------------------------------ graph edits
     def op(self, node_id, op, inputs, out_shape, sc: Scope, *, comp=None, kind=None, attrs=None,
@@ -81,6 +83,8 @@ class Elaborator:
             self.errors.error(f"the model has more than {MAX_NODES:,} operations", span,
                               "no model this large could be built; check repeat counts")
             raise _Fatal
+        self.make_room(len(params or ()), span)
+        self.tensors += len(params or ())
         sym = tuple(sym) if len(sym) == len(out_shape) else (None,) * len(out_shape)
         ir.add_node(self.g, node_id, op, scope=sc.path, attrs=attrs, component=comp, kind=kind,
                     params=params, tied=tied, span=span)
@@ -88,6 +92,15 @@ class Elaborator:
         for port, t in enumerate(inputs):
             ir.connect(self.g, t.node, node_id, t.shape, t.dtype, port)
         return Tensor(node_id, tuple(out_shape), "float", sym)
+
+    def make_room(self, tensors: int, span) -> None:
+        """Stop before making `tensors` more parameter tensors when the model would
+        pass MAX_TENSORS; a component that makes many (a MoE's experts) asks first."""
+        if self.tensors + tensors > MAX_TENSORS:
+            self.errors.error(f"the model would have more than {MAX_TENSORS:,} parameter tensors "
+                              f"({tensors:,} here)", span,
+                              "no model this large could be built; check expert and repeat counts")
+            raise _Fatal
 
     def resolve_param(self, ref: str, sc: Scope, span, what: str) -> str:
         """`wte` or `encoder.embed` -> the state_dict key of that module's weight."""
@@ -280,6 +293,9 @@ class Elaborator:
         bdef = self.m.blocks[s.name]
         if s.name in sc.blocks_active:
             raise EvalError(f"block '{s.name}' uses itself", s.span, "blocks cannot be recursive")
+        if len(sc.blocks_active) >= A.MAX_DEPTH:  # every later stage recurses this deep
+            raise EvalError(f"blocks are nested more than {A.MAX_DEPTH} deep here", s.span,
+                            "flatten the chain of blocks using blocks")
         values, syms = {}, {}
         params = [p.name for p in bdef.params]
         if len(s.args) > len(params):

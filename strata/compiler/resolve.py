@@ -52,11 +52,17 @@ def _load_imports(spec: A.SpecFile, sources: dict[str, str], errors: Collector,
         if key in cache:
             sub = cache[key]
         else:
-            try:
+            try:  # a regular file of bounded size only: never a FIFO or /dev/zero
                 text = read_source(target)
-            except UsageError:
-                errors.error(f"cannot import '{imp.path}': no such file", imp.span,
+            except UsageError as e:
+                why = str(e).rpartition(": ")[2] if str(e).startswith(str(target)) else str(e)
+                errors.error(f"cannot import '{imp.path}': {why}", imp.span,
                              f"the path is relative to {here or '.'}/")
+                continue
+            except SpecError as e:  # not UTF-8
+                sources.update(e.sources)
+                for d in e.diagnostics:
+                    errors.error(d.message, d.span, d.hint)
                 continue
             shown = str(Path(spec.path).parent / imp.path) if spec.path else imp.path
             try:
@@ -90,8 +96,11 @@ def _load_imports(spec: A.SpecFile, sources: dict[str, str], errors: Collector,
 
 
 def _merge_extends(model: A.ModelDef, models: dict[str, A.ModelDef], errors: Collector):
-    """Walk the `extends` chain: base first, each derived model overriding by name."""
+    """Walk the `extends` chain: base first, each derived model overriding by name.
+    Linear in the chain's length (models are compared by identity: `==` on AST
+    nodes compares whole dumps)."""
     chain = [model]
+    seen = {id(model)}
     while chain[-1].extends:
         base_name = chain[-1].extends
         base = models.get(base_name)
@@ -100,11 +109,12 @@ def _merge_extends(model: A.ModelDef, models: dict[str, A.ModelDef], errors: Col
                          chain[-1].span, did_you_mean(base_name, models) or
                          "define the base model in this file or import it")
             break
-        if base in chain:
+        if id(base) in seen:
             errors.error(f"'extends' cycle: {' -> '.join(m.name for m in chain)} -> {base.name}",
                          chain[-1].span)
             break
         chain.append(base)
+        seen.add(id(base))
     vars_: dict[str, A.Assign] = {}
     blocks: dict[str, A.BlockDef] = {}
     stacks: dict[str, A.StackDef] = {}

@@ -79,6 +79,8 @@ def elaborate_moe(b, u):
     gated = o.act in GATED
     params = {"router.weight": (o.experts, d)}
     names = ("gate", "up", "down") if gated else ("up", "down")
+    # a tensor per expert matrix: ask before making 10**8 of them
+    b.make_room((o.experts + o.shared) * len(names) * (2 if o.bias else 1), u.span)
     for prefix, count in (("experts", o.experts), ("shared", o.shared)):
         for i in range(count):
             for n in names:

@@ -10,13 +10,37 @@ from __future__ import annotations
 from pathlib import Path
 
 from strata.dsl.ast import SpecFile
-from strata.errors import Diagnostic, Span, SpecError, UsageError
+from strata.errors import Diagnostic, Span, SpecError
 
 YAML_SUFFIXES = (".yaml", ".yml")
 
 
+def clean_text(text: str, file: str = "<string>") -> str:
+    r"""Spec text as both surfaces read it: a leading UTF-8 byte order mark dropped
+    (as YAML does), CR LF and lone CR line endings made LF (so line numbers and
+    comments end where an editor shows them).  A lone surrogate (only Python
+    callers can pass one) is a located error: no file can hold it.
+
+        >>> clean_text("\ufeffmodel m {}\r\r")
+        'model m {}\n\n'
+    """
+    text = text.removeprefix("\ufeff")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        line = text.count("\n", 0, e.start) + 1
+        col = e.start - (text.rfind("\n", 0, e.start) + 1) + 1
+        raise SpecError([Diagnostic(f"the text holds a lone surrogate {text[e.start]!r}, which "
+                                    "no UTF-8 file can", Span(file, line, col),
+                                    "pass text decoded from UTF-8")]) from None
+    return text
+
+
 def load_text(text: str, file: str = "<string>") -> SpecFile:
     """Parse spec text; the surface is chosen by the file's suffix (.yaml/.yml or text)."""
+    text = clean_text(text, file)
     if file.endswith(YAML_SUFFIXES):
         from strata.dsl.yaml_loader import parse_yaml
 
@@ -27,18 +51,13 @@ def load_text(text: str, file: str = "<string>") -> SpecFile:
 
 
 def read_source(path: str | Path) -> str:
-    """A spec file's text; a missing or unreadable file is a usage error."""
-    p = Path(path)
+    """A spec file's text (see `clean_text`); a missing or unreadable file, or one
+    that is not a regular file of at most `strata.io.MAX_TEXT_BYTES`, is a usage error."""
+    from strata.io import read_regular
+
+    data = read_regular(path, what="spec file")
     try:
-        data = p.read_bytes()
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise UsageError(f"{path}: is a directory, not a spec file") from None
-    except OSError as e:
-        raise UsageError(f"{path}: cannot read ({e.strerror})") from None
-    try:
-        return data.decode("utf-8")
+        return clean_text(data.decode("utf-8"), str(path))
     except UnicodeDecodeError as e:
         line = data[:e.start].count(b"\n") + 1
         col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1

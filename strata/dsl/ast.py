@@ -261,6 +261,35 @@ class SpecFile(Node):
     path: SkipJsonSchema[str | None] = Field(default=None, exclude=True, repr=False)
 
 
+# How deeply definitions, statements and expressions may nest, counted in AST
+# levels (a model's stack's statement is level 3).  Every stage after the parser
+# (formatter, YAML writer, evaluator, builder, code generators) walks the tree
+# recursively; this bound keeps them all well inside Python's recursion limit.
+# Real specs nest about 8 levels.
+MAX_DEPTH = 100
+
+
+def too_deep(root: Node, limit: int = MAX_DEPTH):
+    """The span of the first node nested more than `limit` levels below `root`
+    (or of its nearest ancestor that has a span), else None.  Iterative.
+
+        >>> from strata.dsl.parser import parse
+        >>> too_deep(parse("model m { d = -(-(-1)) }"), 4)   # spec, model, assign, -, -, -
+        Span(file='<string>', line=1, col=19, end_line=1, end_col=21)
+    """
+    todo = [(root, 0, root.span)]
+    while todo:
+        node, depth, where = todo.pop()
+        where = node.span or where
+        if depth > limit:
+            return where
+        for name in type(node).model_fields:
+            value = getattr(node, name)
+            if isinstance(value, Node):
+                todo.append((value, depth + 1, where))
+            elif isinstance(value, list):
+                todo += [(x, depth + 1, where) for x in value if isinstance(x, Node)]
+    return None
 
 
 def walk_exprs(expr: Any):

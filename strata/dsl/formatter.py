@@ -31,8 +31,8 @@ The guarantees: `parse(format_spec(x)) == x` and formatting is idempotent.
 
 from __future__ import annotations
 
-import json
 import math
+import re
 
 from strata.dsl import ast as A
 
@@ -120,8 +120,25 @@ def format_number(n: A.Num) -> str:
 
 
 def format_string(value: str) -> str:
-    """A double-quoted string literal that the grammar reads back as `value`."""
-    return json.dumps(value, ensure_ascii=False)
+    """A double-quoted string literal that the grammar reads back as `value`, every
+    character that is not printable written as an escape: the one way strata puts
+    untrusted text (a string value, an import path, a folder name) into spec text.
+
+        >>> print(format_string('a "b"\\n\\u202e'))
+        "a \\"b\\"\\n\\u202e"
+    """
+    out = []
+    for c in value:
+        if c in '"\\':
+            out.append("\\" + c)
+        elif c.isprintable():
+            out.append(c)
+        else:
+            out.append(_ESCAPES.get(c) or ascii(c)[1:-1])  # \x1b, \u2028, \U000e0001
+    return '"' + "".join(out) + '"'
+
+
+_ESCAPES = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
 
 def format_args(args: list, kwargs: list) -> str:
@@ -134,7 +151,12 @@ def format_args(args: list, kwargs: list) -> str:
 def _comment_lines(node: A.Stmt, pad: str) -> list[str]:
     if node.comment is None:
         return []
-    return [pad + ("# " + line if line else "#") for line in node.comment.split("\n")]
+    # Any line break the parser counts (CR too) starts a new `#` line: a comment
+    # read from YAML must not end early and let its text be read as statements.
+    return [pad + ("# " + line if line else "#") for line in _LINE_BREAK.split(node.comment)]
+
+
+_LINE_BREAK = re.compile("\r\n|\r|\n")
 
 
 def format_use(u: A.Use) -> str:
@@ -289,37 +311,35 @@ def format_spec(spec: A.SpecFile) -> str:
 
 
 def unkept_comments(source: str, spec: A.SpecFile, file: str = "<string>") -> list:
-    """Where `source` (.arch text) has comments that no statement of `spec` holds.
+    """Where `source` (.arch text) has comments that rewriting it would drop or
+    move out of their block.
 
-    The parser gives each comment to the statement after it (or to the one-line
-    statement it trails), so a comment after the file's last statement has no
-    owner: rewriting the file would drop it.
+    The parser gives each comment to the statement after it (`comment_owners`).
+    A comment after the file's last statement has none; one before a block's
+    closing `}` would be given to a statement outside the block.  Both are
+    reported rather than lost or moved.
 
     >>> from strata.dsl.parser import parse
-    >>> src = "# kept\\nmodel m {}\\n# lost\\n"
+    >>> src = "# kept\\nmodel m {\\n  d = 1\\n  # end of m\\n}\\n# lost\\n"
     >>> [str(s) for s in unkept_comments(src, parse(src), "m.arch")]
-    ['m.arch:3:1']
+    ['m.arch:4:3', 'm.arch:6:1']
     """
+    import bisect
+
     from strata.dsl import parser as P
     from strata.errors import Span
 
     P._comments.clear()
-    for _ in P._lark().lex(source):
-        pass
+    closes = [(t.line, t.column) for t in P._lark().lex(source) if t.type == "RBRACE"]
     comments, P._comments[:] = list(P._comments), []
-    stmts = [n for n in _statements(spec) if n.span is not None]
-    last = max(((n.span.line, n.span.col) for n in stmts), default=(0, 0))
-    # a trailing comment on a one-line statement's line belongs to that statement
-    one_line = {n.span.line for n in stmts if n.span.end_line == n.span.line}
-    return [Span(file, c.line, c.column) for c in comments
-            if (c.line, c.column) > last and c.line not in one_line]
-
-
-def _statements(node):
-    if isinstance(node, A.Stmt):
-        yield node
-    for name in type(node).model_fields:
-        value = getattr(node, name)
-        for x in value if isinstance(value, list) else [value]:
-            if isinstance(x, (A.Stmt, A.SpecFile)):
-                yield from _statements(x)
+    lost = []
+    for c, owner in zip(comments, P.comment_owners(spec, comments)):
+        at = (c.line, c.column)
+        if owner is not None and (owner.span.line, owner.span.col) > at:
+            i = bisect.bisect_right(closes, at)  # the first `}` after the comment
+            if i == len(closes) or closes[i] > (owner.span.line, owner.span.col):
+                continue  # its owner is inside the same block
+        elif owner is not None:
+            continue  # a trailing comment of the statement on its line
+        lost.append(Span(file, c.line, c.column))
+    return lost

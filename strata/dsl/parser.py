@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import ast as pyast
 import bisect
+import warnings
 from functools import lru_cache
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer_NonRecursive, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from strata.dsl import ast as A
 from strata.errors import Diagnostic, Span, SpecError
 
 GRAMMAR = Path(__file__).with_name("grammar.lark")
+# The longest integer literal (either surface): 10**18 is already past any
+# model, and Python refuses to convert past 4,300 digits.
+MAX_INT_DIGITS = 100
 
 # How lark's token names read in an error message.
 _TOKEN_WORDS = {
@@ -66,7 +70,7 @@ def _span(file: str, meta_or_tok) -> Span:
 
 
 @v_args(meta=True)
-class _ToAST(Transformer):
+class _ToAST(Transformer_NonRecursive):
     """One method per grammar rule alias; each returns an AST node with its span.
 
     Nodes are made with `model_construct`: the grammar already guarantees their
@@ -101,10 +105,10 @@ class _ToAST(Transformer):
         return spec
 
     def import_all(self, meta, c):
-        return A.Import.model_construct(path=_unquote(c[0]), names=None, span=self._s(meta))
+        return A.Import.model_construct(path=_unquote(c[0], self.file), names=None, span=self._s(meta))
 
     def import_names(self, meta, c):
-        return A.Import.model_construct(path=_unquote(c[0]), names=c[1], span=self._s(meta))
+        return A.Import.model_construct(path=_unquote(c[0], self.file), names=c[1], span=self._s(meta))
 
     def name_list(self, meta, c):
         return [str(t) for t in c]
@@ -216,11 +220,17 @@ class _ToAST(Transformer):
     def number(self, meta, c):
         text = str(c[0])
         clean = text.replace("_", "")
-        value = float(clean) if any(ch in clean for ch in ".eE") else int(clean)
+        if any(ch in clean for ch in ".eE"):
+            value = float(clean)  # 1e999 is inf: the evaluator says it is not finite
+        elif len(clean) > MAX_INT_DIGITS:  # past this, int() and str() get slow, then refuse
+            raise _Dup(_span(self.file, c[0]), f"a number with {len(clean):,} digits is too long "
+                       f"(at most {MAX_INT_DIGITS})", "no model dimension or count needs more")
+        else:
+            value = int(clean)
         return A.Num.model_construct(value=value, text=text, span=self._s(meta))
 
     def string(self, meta, c):
-        return A.Str.model_construct(value=_unquote(c[0]), span=self._s(meta))
+        return A.Str.model_construct(value=_unquote(c[0], self.file), span=self._s(meta))
 
     def true(self, meta, c):
         return A.Const.model_construct(value=True, span=self._s(meta))
@@ -253,8 +263,28 @@ class _Dup(Exception):
         self.span, self.message, self.hint = span, message, hint
 
 
-def _unquote(tok: Token | str) -> str:
-    return pyast.literal_eval(str(tok))
+_ESCAPES_HINT = ("escapes are \\\\ \\\" \\' \\n \\t \\r \\xHH \\uHHHH \\UHHHHHHHH and \\N{NAME}; "
+                 "write \\\\ for a backslash")
+
+
+def _unquote(tok: Token, file: str) -> str:
+    """The value of a string literal, with Python's escapes.  A malformed or
+    unknown escape, or one that makes a lone surrogate, is a located error."""
+    span = _span(file, tok)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # an unknown escape (`\q`) warns, then is kept as is
+            value = pyast.literal_eval(str(tok))
+    except (SyntaxError, ValueError, Warning) as e:
+        why = str(getattr(e, "msg", None) or e)
+        why = why.rpartition(": ")[2] if "codec can't decode" in why else why
+        raise _Dup(span, f"bad escape in a string: {why}", _ESCAPES_HINT) from None
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise _Dup(span, f"the escape for {value[e.start]!r} makes a lone surrogate, which no "
+                   "UTF-8 text can hold", "write the character itself, or its \\U escape") from None
+    return value
 
 
 def _describe_token(tok: Token) -> str:
@@ -306,38 +336,45 @@ def _syntax_error(e: UnexpectedInput, file: str, text: str) -> Diagnostic:
     return Diagnostic(msg, Span(file, line, col, line, end), hint)
 
 
-def _attach_comments(spec: A.SpecFile, comments: list[Token]) -> None:
-    """Give each comment to the first statement that starts after it, so `fmt`
-    and `convert` carry comments along instead of dropping them."""
+def comment_owners(spec: A.SpecFile, comments: list[Token]) -> list:
+    """The statement each comment belongs to (None: no statement follows it):
+    the first statement that starts after it, except that a trailing comment
+    (`d = 768  # why`) belongs to the statement that starts and ends on its line."""
     owners: list[tuple[tuple[int, int], A.Stmt]] = []
-
-    def visit(node):
+    todo: list = [spec]
+    while todo:  # every statement and definition with a span (iterative: specs may nest deeply)
+        node = todo.pop()
         if isinstance(node, A.Stmt) and node.span is not None:
             owners.append(((node.span.line, node.span.col), node))
         for name in type(node).model_fields:
             v = getattr(node, name)
-            for x in (v if isinstance(v, list) else [v]):
-                if isinstance(x, (A.Stmt, A.SpecFile)):
-                    visit(x)
-
-    visit(spec)
+            todo += [x for x in (v if isinstance(v, list) else [v]) if isinstance(x, (A.Stmt, A.SpecFile))]
     owners.sort(key=lambda t: t[0])
     keys = [k for k, _ in owners]
+    out = []
     for tok in comments:
         i = bisect.bisect_right(keys, (tok.line, tok.column))
-        # A trailing comment (`d = 768  # why`) belongs to the statement that
-        # starts and ends on its line, not to the next one.
         if i > 0 and keys[i - 1][0] == tok.line and owners[i - 1][1].span.end_line == tok.line:
             i -= 1
+        out.append(owners[i][1] if i < len(owners) else None)
+    return out
+
+
+def _attach_comments(spec: A.SpecFile, comments: list[Token]) -> None:
+    """Give each comment to the statement it belongs to (`comment_owners`), so
+    `fmt` and `convert` carry comments along instead of dropping them."""
+    for tok, node in zip(comments, comment_owners(spec, comments)):
         text = str(tok)[1:]
-        text = text[1:] if text.startswith(" ") else text
-        if i < len(owners):
-            node = owners[i][1]
+        text = text.removeprefix(" ")
+        if node is not None:
             node.comment = text if node.comment is None else node.comment + "\n" + text
 
 
 def parse(text: str, file: str = "<string>") -> A.SpecFile:
     """Parse .arch text into a `SpecFile`; raise `SpecError` on a syntax mistake."""
+    from strata.dsl import clean_text
+
+    text = clean_text(text, file)
     _comments.clear()
     try:
         tree = _lark().parse(text)
@@ -360,5 +397,15 @@ def parse(text: str, file: str = "<string>") -> A.SpecFile:
                             {file: text}) from None
         raise
     spec.path = file
+    check_depth(spec, file, text)
     _attach_comments(spec, list(_comments))
     return spec
+
+
+def check_depth(spec: A.SpecFile, file: str, text: str) -> None:
+    """Refuse a spec nested deeper than `ast.MAX_DEPTH` levels (both surfaces)."""
+    where = A.too_deep(spec)
+    if where is not None:
+        raise SpecError([Diagnostic(f"the spec nests more than {A.MAX_DEPTH} levels deep here",
+                                    where, "split deep expressions into variables and deep "
+                                    "bodies into blocks")], {file: text})

@@ -411,6 +411,10 @@ class _Reader:
 
 def parse_yaml(text: str, file: str = "<string>") -> A.SpecFile:
     """Read the YAML surface into a `SpecFile`; every mistake is a located `SpecError`."""
+    from strata.dsl import clean_text
+    from strata.dsl.parser import check_depth
+
+    text = clean_text(text, file)
     root = compose(text, file)
     reader = _Reader(file, text)
     try:
@@ -421,4 +425,5 @@ def parse_yaml(text: str, file: str = "<string>") -> A.SpecFile:
         reader.errors.append(Diagnostic("the spec is nested too deeply to read", Span(file, 1, 1)))
     if reader.errors:
         raise SpecError(list(reader.errors), {file: text})
+    check_depth(spec, file, text)
     return spec

@@ -23,7 +23,7 @@ from lark import Lark
 from lark.exceptions import UnexpectedInput, VisitError
 
 from strata.dsl import ast as A
-from strata.dsl.parser import GRAMMAR, _Dup, _syntax_error, _ToAST
+from strata.dsl.parser import GRAMMAR, MAX_INT_DIGITS, _Dup, _syntax_error, _ToAST
 from strata.errors import Diagnostic, Span, SpecError, did_you_mean
 
 TAG = "tag:yaml.org,2002:"
@@ -34,6 +34,9 @@ KEYWORDS = frozenset({"model", "block", "stack", "residual", "parallel", "seq", 
                       "as", "import", "from", "extends", "passes", "train", "if", "else", "and",
                       "or", "not", "true", "false", "none"})
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+# YAML nesting: a statement level of the AST is up to three YAML levels (a
+# mapping, its body list, the statement); past this the AST would be too deep anyway.
+MAX_YAML_DEPTH = 3 * A.MAX_DEPTH
 # Words that start a construct statement in the YAML form (for "did you mean").
 STATEMENT_WORDS = ("residual", "parallel", "seq", "branch", "repeat", "let")
 
@@ -125,16 +128,28 @@ def read_scalar(tag: str, text: str, where: Where | None = None) -> A.Node:
     if tag == NULL:
         return A.Const(value=None, span=span)
     if tag == BOOL:
-        return A.Const(value=yaml.constructor.SafeConstructor.bool_values[text.lower()], span=span)
+        value = yaml.constructor.SafeConstructor.bool_values.get(text.lower())
+        if value is None:  # only an explicit `!!bool maybe` gets here
+            raise Bad(f"'{text}' is not a YAML boolean", span, "write true or false")
+        return A.Const(value=value, span=span)
     e = parse_expression(text)
     if e is not None:
         return place(e, where)
     if tag in (INT, FLOAT):
         node = yaml.ScalarNode(tag, text)
         c = yaml.constructor.SafeConstructor()
-        v = c.construct_yaml_int(node) if tag == INT else c.construct_yaml_float(node)
+        shown = text if len(text) <= 30 else text[:24] + "..."
+        if tag == INT and len(text.lstrip("+-")) > MAX_INT_DIGITS + 2:  # 2: a 0x or 0b
+            raise Bad(f"the integer {shown} is too long (at most {MAX_INT_DIGITS} digits)", span,
+                      "no model dimension or count needs more")
+        try:  # YAML's own spellings: 0x1f, 0b101, 0777, 1:30, .inf; explicit !!int / !!float
+            v = c.construct_yaml_int(node) if tag == INT else c.construct_yaml_float(node)
+        except (ValueError, OverflowError):
+            raise Bad(f"'{shown}' is not {'an integer' if tag == INT else 'a number'}", span) from None
+        if isinstance(v, int) and abs(v) >= 10 ** MAX_INT_DIGITS:  # 0b + 340 digits
+            raise Bad(f"the integer {shown} is too large (at most {MAX_INT_DIGITS} digits)", span)
         if not math.isfinite(v):
-            raise Bad(f"{text} is not a finite number", span)
+            raise Bad(f"{shown} is not a finite number", span)
         num = A.Num(value=abs(v), span=span)
         return A.UnaryOp(op="-", operand=num, span=span) if math.copysign(1, v) < 0 else num
     return A.Str(value=text, span=span)
@@ -157,7 +172,10 @@ def read_statement(where: Where) -> A.Node:
 # ------------------------------------------------------------------ composing
 
 class _Composer(yaml.SafeLoader):
-    """Node tree only; anchors, aliases and unknown tags are refused where they start."""
+    """Node tree only; anchors, aliases and unknown tags are refused where they start,
+    and so is nesting past MAX_YAML_DEPTH (PyYAML composes recursively)."""
+
+    _depth = 0
 
     def compose_node(self, parent, index):
         ev = self.peek_event()
@@ -168,7 +186,21 @@ class _Composer(yaml.SafeLoader):
             raise Bad(f"anchor '&{ev.anchor}' is not allowed", where, "write each value out in full")
         if getattr(ev, "tag", None) not in (None, *_STANDARD_TAGS):
             raise Bad(f"tag '{ev.tag}' is not allowed", where, "remove the tag: values are plain YAML")
-        return super().compose_node(parent, index)
+        if self._depth >= MAX_YAML_DEPTH and isinstance(ev, (yaml.MappingStartEvent,
+                                                              yaml.SequenceStartEvent)):
+            raise Bad(f"the YAML nests more than {MAX_YAML_DEPTH} levels deep here", where,
+                      "split deep bodies into blocks")
+        if isinstance(ev, yaml.ScalarEvent):
+            try:  # a "\ud800" escape makes a lone surrogate: no file can hold it
+                ev.value.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise Bad(f"the escape for {ev.value[e.start]!r} makes a lone surrogate, which no "
+                          "UTF-8 text can hold", where, "write the character itself") from None
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def node_span(file: str, node) -> Span:

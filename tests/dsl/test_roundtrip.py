@@ -69,15 +69,18 @@ def test_convert_reports_spec_errors(tmp_path, capsys):
     assert not out.exists()
 
 
-def test_convert_warns_about_yaml_comments(tmp_path, capsys):
+def test_convert_refuses_to_drop_yaml_comments(tmp_path, capsys):
     from strata.cli import main
 
     f = tmp_path / "c.yaml"
     f.write_text("# a spec\nmodels: {m: {}}\n")
-    assert main(["convert", str(f)]) == 0
+    assert main(["convert", str(f), "-o", str(tmp_path / "c.arch")]) == 1
     captured = capsys.readouterr()
-    assert captured.out == "model m {}\n"
-    assert captured.err.startswith(f"{f}:1:1: warning: this comment is not carried over")
+    assert captured.out == "" and not (tmp_path / "c.arch").exists()
+    assert captured.err.startswith(f"{f}:1:1: error: convert would drop this comment")
+    f.write_text("models: {m: {}}\n")
+    assert main(["convert", str(f)]) == 0
+    assert capsys.readouterr().out == "model m {}\n"
 
 
 def test_duplicate_names_cannot_be_written_as_yaml():

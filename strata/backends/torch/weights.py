@@ -1,6 +1,9 @@
 """Save and load weights as safetensors, and only safetensors.
 
-Tied weights are stored once, under the name they are tied to (as the model's
+The checkpoint's header is checked in full before a tensor is read
+(`strata.safetensors_file`); a malformed or truncated file is one WeightsError.
+A tensor of another dtype than the model's is refused unless a cast is asked
+for.  Tied weights are stored once, under the name they are tied to (as the model's
 `state_dict()` gives them, like `safetensors.torch.save_model`).  A checkpoint
 that does not fit is refused with every missing, unexpected and mismatched
 name; a pickle (`torch.save`) file is refused outright, since loading one can
@@ -11,18 +14,14 @@ run arbitrary code.
 
 from __future__ import annotations
 
-import json
-import os
-import struct
 from pathlib import Path
 
 import torch
 
 from strata.io import atomic_output
+from strata.safetensors_file import WeightsError, read_header
 
-
-class WeightsError(ValueError):
-    """A checkpoint that cannot be loaded into this model (the message says why)."""
+__all__ = ["WeightsError", "WeightsMismatchError", "checkpoint_shapes", "load_weights", "save_weights"]
 
 
 class WeightsMismatchError(WeightsError):
@@ -51,32 +50,11 @@ def _unwrap(model):
     return getattr(model, "_orig_mod", model)  # torch.compile's wrapper
 
 
-def _check_format(path: Path) -> None:
-    try:
-        with open(path, "rb") as f:
-            head = f.read(9)
-    except FileNotFoundError:
-        raise WeightsError(f"{path}: no such file") from None
-    if head[:2] == b"PK" or head[:1] == b"\x80":
-        raise WeightsError(f"{path}: this is a pickle checkpoint (torch.save); strata loads only "
-                           "safetensors, because unpickling can run arbitrary code. Convert it once, "
-                           "in a process you trust: safetensors.torch.save_file(torch.load(path), "
-                           "'model.safetensors')")
-    if len(head) < 9 or head[8:9] != b"{":
-        raise WeightsError(f"{path}: not a safetensors file")
-    (n,) = struct.unpack("<Q", head[:8])
-    if n > os.path.getsize(path):
-        raise WeightsError(f"{path}: not a safetensors file (bad header length)")
-
-
 def checkpoint_shapes(path: str | Path) -> dict[str, tuple]:
-    """Names and shapes in a safetensors file, without reading the tensors."""
-    path = Path(path)
-    _check_format(path)
-    with open(path, "rb") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(n))
-    return {k: tuple(v["shape"]) for k, v in header.items() if k != "__metadata__"}
+    """Names and shapes in a safetensors file, without reading the tensors (the
+    header is checked in full: `strata.safetensors_file.read_header`)."""
+    tensors, _ = read_header(path)
+    return {k: t.shape for k, t in tensors.items()}
 
 
 def tied_names(model: torch.nn.Module) -> dict[str, str]:
@@ -154,18 +132,55 @@ def load_state(model: torch.nn.Module, tensors: dict, *, strict: bool = True) ->
     return model
 
 
-def load_weights(model: torch.nn.Module, path: str | Path, *, strict: bool = True) -> torch.nn.Module:
+def _model_dtypes(model: torch.nn.Module, in_spec_names: bool) -> dict[str, torch.dtype]:
+    """The dtype the model holds under each checkpoint name (tied names included)."""
+    state = _model_state(model)
+    if in_spec_names:
+        from strata.backends.torch.spec_names import to_spec_names
+
+        meta = {k: torch.empty(v.shape, device="meta", dtype=v.dtype) for k, v in state.items()}
+        state = to_spec_names(model.strata_graph, meta)
+    out = {k: v.dtype for k, v in state.items()}
+    for k, src in tied_names(model).items():
+        if src in out:
+            out[k] = out[src]
+    return out
+
+
+def _name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def load_weights(model: torch.nn.Module, path: str | Path, *, strict: bool = True,
+                 cast: bool = False) -> torch.nn.Module:
     """Load a safetensors checkpoint into `model` (in place); return the model.
 
     The checkpoint may be in the model's own names or in the spec's (as
     `save_weights` and training write them), whatever passes the model has;
-    names and shapes are checked before any tensor is read."""
+    names and shapes are checked before any tensor is read.  A tensor whose
+    dtype differs from the model's (integers or booleans into float weights,
+    float64 into float32, bfloat16 into float32) is refused unless `cast=True`
+    asks for the conversion."""
     from safetensors.torch import load_file
 
     path = Path(path)
     model = _unwrap(model)
-    in_spec = _fit(model, checkpoint_shapes(path), strict, str(path))
-    _load(model, load_file(str(path)), in_spec, strict)
+    header, _ = read_header(path)
+    in_spec = _fit(model, {k: t.shape for k, t in header.items()}, strict, str(path))
+    dtypes = _model_dtypes(model, in_spec)
+    wrong = [f"{k} is {t.torch_dtype}, the model's is {_name(dtypes[k])}"
+             for k, t in header.items() if k in dtypes and t.torch_dtype != _name(dtypes[k])]
+    if wrong and not cast:
+        raise WeightsError(f"{path}: {len(wrong)} tensor(s) have another dtype than the model: "
+                           f"{'; '.join(wrong[:4])}{' ...' if len(wrong) > 4 else ''}; pass "
+                           "cast=True (--cast) to convert them, or build the model in that dtype")
+    try:
+        tensors = load_file(str(path))
+    except Exception as e:  # SafetensorError: the file changed since its header was checked
+        raise WeightsError(f"{path}: cannot read the tensors ({e})") from None
+    if wrong:  # cast=True: each to the model's dtype, before any fusing concatenates them
+        tensors = {k: v.to(dtypes[k]) if k in dtypes else v for k, v in tensors.items()}
+    _load(model, tensors, in_spec, strict)
     return model
 
 

@@ -14,11 +14,37 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from strata.interop.hf.config import Config, HFImportError, family, header, hf_to_spec
+from strata.interop.hf import bert, gpt2, llama
+from strata.interop.hf.config import (
+    Config,
+    HFImportError,
+    family,
+    hf_to_spec,
+    spec_text,
+)
 
-__all__ = ["HFImportError", "hf_to_spec", "import_hf", "read_config"]
+__all__ = ["FAMILIES", "HFImportError", "hf_to_spec", "import_hf", "read_config"]
 
+# Every family module (see config.py for what one holds); a new family is one
+# more module here.
+FAMILIES = (gpt2, bert, llama)
 DTYPES = ("float32", "float16", "bfloat16")
+
+
+def read_json(path: Path, what: str):
+    """A JSON file of the folder: a regular file of bounded size, parsed; any
+    problem is one line naming the file."""
+    from strata.errors import UsageError
+    from strata.io import read_regular
+
+    try:
+        data = read_regular(path, what=what)
+    except UsageError as e:
+        raise HFImportError(str(e)) from None
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise HFImportError(f"{path}: not valid JSON ({str(e)[:80]})") from None
 
 
 def read_config(src: Path) -> dict:
@@ -28,13 +54,10 @@ def read_config(src: Path) -> dict:
         raise HFImportError(f"{src}: not a folder; give the Hugging Face model folder "
                             "(config.json + model.safetensors)")
     path = src / "config.json"
-    if not path.is_file():
+    if not path.exists():
         raise HFImportError(f"{src}: no config.json; is this a Hugging Face model folder "
                             "(as written by save_pretrained)?")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise HFImportError(f"{path}: not valid JSON ({e})") from None
+    return read_json(path, "config.json")
 
 
 def _problems(title: str, problems: list[str]) -> HFImportError:
@@ -42,11 +65,30 @@ def _problems(title: str, problems: list[str]) -> HFImportError:
     return HFImportError(f"{title}: {shown}")
 
 
+def _check_output(out: Path, inputs: list[Path]) -> tuple[Path, Path]:
+    """OUT must be a folder (or not exist yet); neither output may be one of the
+    files the import reads."""
+    from strata.io import same_file
+
+    if out.exists() and not out.is_dir():
+        raise HFImportError(f"{out}: exists and is not a folder; -o names the folder to write "
+                            "model.arch and weights.safetensors into")
+    arch_path, weights_path = out / "model.arch", out / "weights.safetensors"
+    for written in (arch_path, weights_path):
+        if written.is_dir():
+            raise HFImportError(f"{written}: is a directory; remove it or choose another -o")
+        for read in inputs:
+            if same_file(written, read):
+                raise HFImportError(f"{written}: is {read}, which the import reads; "
+                                    "choose another -o")
+    return arch_path, weights_path
+
+
 def import_hf(src_dir: str | Path, out_dir: str | Path, *, dtype: str | None = None
               ) -> tuple[Path, Path]:
     """Convert a Hugging Face folder to OUT/model.arch + OUT/weights.safetensors.
 
-    Every tensor name and shape is checked against the spec's state_dict before
+    Every tensor name, shape and dtype is checked against the spec before
     anything is written; both files are written atomically.
 
         >>> import_hf("hf/gpt2", "out/gpt2")  # doctest: +SKIP
@@ -65,31 +107,32 @@ def import_hf(src_dir: str | Path, out_dir: str | Path, *, dtype: str | None = N
     fam = family(cfg.model_type)
     fam.spec(cfg, fam.layout(cfg, None))  # refuse an unsupported config before reading tensors
     ckpt = W.Checkpoint(src)
+    arch_path, weights_path = _check_output(out, [src / "config.json", *ckpt.paths()])
     keys = ckpt.keys()
     lay = fam.layout(cfg, keys)
-    body = fam.spec(cfg, lay)
-    text = header(cfg, str(src.resolve())) + body
-
-    arch_path, weights_path = out / "model.arch", out / "weights.safetensors"
+    source = str(src.resolve())
+    text = spec_text(cfg, lay, source=source)
     try:
         g = build_text(text, str(arch_path))
-    except SpecError as e:  # a bug in the importer, not in the user's folder
-        raise HFImportError(f"the generated spec does not build ({e.diagnostics[0].message}); "
-                            "please report this with the config.json") from None
+    except SpecError as e:
+        raise HFImportError(f"the spec made from config.json does not build: "
+                            f"{e.diagnostics[0].message} (if config.json is sound, please report "
+                            "this)") from None
     expected = state_dict_shapes(g)
     mapping = fam.mapping(cfg, lay, keys)
     problems = W.check(W.convert(ckpt, mapping, meta=True), expected)  # shapes only, no data
     if problems:
         raise _problems("the checkpoint does not match the generated spec", problems)
+    W.check_float(ckpt, mapping)
 
     # The parameter count goes in the header; a comment moves no span that matters.
-    text = header(cfg, str(src.resolve())) + f"# {g.graph['parameters']:,} parameters.\n" + body
+    text = spec_text(cfg, lay, source=source, parameters=g.graph["parameters"])
     tensors = W.convert(ckpt, mapping)
     if dtype is not None:
         import torch
 
         tensors = {k: v.to(getattr(torch, dtype)) for k, v in tensors.items()}
-    meta = {"format": "pt", "source": str(src), "converter": "strata import-hf",
+    meta = {"format": "pt", "source": source, "converter": "strata import-hf",
             "model_type": str(cfg.model_type)}
     try:
         out.mkdir(parents=True, exist_ok=True)

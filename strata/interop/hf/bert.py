@@ -12,14 +12,25 @@ unless tie_word_embeddings is false), the next-sentence head
 from __future__ import annotations
 
 from strata.interop.hf.config import (
+    MAX_LAYERS,
     Config,
     HFImportError,
     activation,
     check_architecture,
-    num,
+)
+from strata.interop.hf.spec_ast import (
+    block,
+    branch,
+    model,
+    ref,
+    repeat,
+    residual,
+    stack,
+    use,
 )
 from strata.interop.hf.weights import Mapping
 
+MODEL_TYPES = ("bert",)
 # architecture -> (pooler, mlm, nsp, classifier) it has when the tensors cannot tell
 ARCHITECTURES = {
     "BertModel": (True, False, False, False),
@@ -29,6 +40,7 @@ ARCHITECTURES = {
     "BertForSequenceClassification": (True, False, False, True),
 }
 PREFIX = "bert."
+MAX_LABELS = 1_000_000
 
 
 def layout(cfg: Config, keys: set[str] | None) -> dict:
@@ -45,83 +57,81 @@ def layout(cfg: Config, keys: set[str] | None) -> dict:
             "classifier": cls, "prefix": p}
 
 
+def _labels(cfg: Config) -> int:
+    """How many classes: id2label's size (an object), else num_labels (default 2)."""
+    labels = cfg.raw.get("id2label")
+    if labels is not None and not isinstance(labels, dict):
+        raise HFImportError(f"config.json: 'id2label' should be an object, got {type(labels).__name__}")
+    if labels:
+        if len(labels) > MAX_LABELS:
+            raise HFImportError(f"config.json: 'id2label' has {len(labels):,} labels "
+                                f"(at most {MAX_LABELS:,})")
+        return len(labels)
+    return cfg.int("num_labels", default=2, high=MAX_LABELS)
+
+
 def _options(cfg: Config) -> dict:
     cfg.refuse_if("position_embedding_type", lambda v: v != "absolute",
                   "strata's BERT uses absolute (learned) positions")
     cfg.refuse_if("is_decoder", bool, "strata imports BERT as an encoder")
     cfg.refuse_if("add_cross_attention", bool, "strata imports BERT as an encoder")
-    d = cfg.positive("hidden_size")
-    heads = cfg.positive("num_attention_heads")
+    d = cfg.int("hidden_size")
+    heads = cfg.int("num_attention_heads")
     if d % heads:
         raise HFImportError(f"config.json: num_attention_heads ({heads}) does not divide "
                             f"hidden_size ({d})")
-    labels = cfg.get("id2label")
+    p = cfg.probability("hidden_dropout_prob", 0.1)
     return {
-        "vocab": cfg.positive("vocab_size"), "ctx": cfg.positive("max_position_embeddings"), "d": d,
-        "heads": heads, "depth": cfg.positive("num_hidden_layers"),
-        "hidden": cfg.positive("intermediate_size"), "types": cfg.positive("type_vocab_size"),
-        "eps": float(cfg.get("layer_norm_eps", 1e-12)),
+        "vocab": cfg.int("vocab_size"), "ctx": cfg.int("max_position_embeddings"), "d": d,
+        "heads": heads, "depth": cfg.int("num_hidden_layers", high=MAX_LAYERS),
+        "hidden": cfg.int("intermediate_size"), "types": cfg.int("type_vocab_size"),
+        "eps": cfg.float("layer_norm_eps", default=1e-12, low_open=True, high=1.0),
         "act": activation(cfg, "hidden_act", "gelu"),
-        "p": float(cfg.get("hidden_dropout_prob", 0.1)),
-        "p_attn": float(cfg.get("attention_probs_dropout_prob", 0.1)),
-        "p_cls": float(cfg.get("classifier_dropout", cfg.get("hidden_dropout_prob", 0.1))),
-        "labels": len(labels) if isinstance(labels, dict) and labels else cfg.get("num_labels", 2),
-        "tied": bool(cfg.get("tie_word_embeddings", True)),
+        "p": p,
+        "p_attn": cfg.probability("attention_probs_dropout_prob", 0.1),
+        "p_cls": cfg.probability("classifier_dropout", p),
+        "labels": _labels(cfg),
+        "tied": cfg.bool("tie_word_embeddings", True),
     }
 
 
-def spec(cfg: Config, lay: dict) -> str:
+def spec(cfg: Config, lay: dict):
     o = _options(cfg)
-    pd = "; dropout(p)" if o["p"] else ""
-    attn = "attention(heads, dropout=p_attn)" if o["p_attn"] else "attention(heads)"
     heads = [k for k in ("pooler", "mlm", "nsp", "classifier") if lay[k]]
     if (lay["nsp"] or lay["classifier"]) and not lay["pooler"] or lay["nsp"] and lay["classifier"]:
         raise HFImportError(f"unsupported BERT checkpoint: heads {', '.join(heads)} in an "
                             "unexpected combination")
-    tail = []
+    drop = [use("dropout", ref("p"))] if o["p"] else []
+    attn = use("attention", ref("heads"), dropout=ref("p_attn")) if o["p_attn"] else \
+        use("attention", ref("heads"))
+    eps = {"eps": ref("eps")}
+    layer = block(
+        "layer",
+        residual(attn, *drop),
+        use("layernorm", alias="attention_norm", **eps),
+        residual(use("mlp", ref("hidden"), act=ref(o["act"])), *drop),
+        use("layernorm", alias="output_norm", **eps))
+    body = [use("embedding", ref("vocab"), ref("d"), alias="word_embeddings"),
+            use("position", ref("learned"), ref("ctx"), alias="position_embeddings"),
+            use("token_types", ref("types"), alias="token_type_embeddings"),
+            use("layernorm", alias="embeddings_norm", **eps), *drop,
+            repeat(ref("depth"), "layer", "layer")]
     if lay["nsp"]:
-        tail.append("branch { pooler; nsp_head(2) } as nsp")
+        body.append(branch(use("pooler"), use("nsp_head", 2), alias="nsp"))
     elif lay["classifier"]:
-        drop = "dropout(p_cls); " if o["p_cls"] else ""
-        tail.append(f"branch {{ pooler; {drop}classifier({o['labels']}) }} as logits")
+        cls_drop = [use("dropout", ref("p_cls"))] if o["p_cls"] else []
+        body.append(branch(use("pooler"), *cls_drop, use("classifier", o["labels"]), alias="logits"))
     elif lay["pooler"]:
-        tail.append("branch { pooler } as pooled")
+        body.append(branch(use("pooler"), alias="pooled"))
     if lay["mlm"]:
-        target = "tie=word_embeddings" if o["tied"] else "vocab"
-        tail.append(f"mlm_head({target}, act={o['act']}, eps=eps)")
-    body = "".join(f"    {t}\n" for t in tail)
-    return f"""\
-model bert {{
-  vocab  = {o['vocab']}
-  ctx    = {o['ctx']}
-  types  = {o['types']}
-  d      = {o['d']}
-  heads  = {o['heads']}
-  depth  = {o['depth']}
-  hidden = {o['hidden']}
-  eps    = {num(o['eps'])}
-  p      = {num(o['p'])}
-  p_attn = {num(o['p_attn'])}
-{f"  p_cls  = {num(o['p_cls'])}" + chr(10) if lay['classifier'] else ""}\
-
-  block layer {{
-    residual {{ {attn}{pd} }}
-    layernorm(eps=eps) as attention_norm
-    residual {{ mlp(hidden, act={o['act']}){pd} }}
-    layernorm(eps=eps) as output_norm
-  }}
-
-  stack encoder(tokens) {{
-    embedding(vocab, d) as word_embeddings
-    position(learned, ctx) as position_embeddings
-    token_types(types) as token_type_embeddings
-    layernorm(eps=eps) as embeddings_norm
-{"    dropout(p)" + chr(10) if o['p'] else ""}\
-    repeat(depth) layer as layer
-{body}\
-  }}
-}}
-"""
+        target = {"tie": ref("word_embeddings")} if o["tied"] else {}
+        vocab = [] if o["tied"] else [ref("vocab")]
+        body.append(use("mlm_head", *vocab, **target, act=ref(o["act"]), eps=ref("eps")))
+    variables = [(k, o[k]) for k in ("vocab", "ctx", "types", "d", "heads", "depth", "hidden",
+                                     "eps", "p", "p_attn")]
+    if lay["classifier"]:
+        variables.append(("p_cls", o["p_cls"]))
+    return model("bert", variables, [layer], [stack("encoder", ["tokens"], *body)])
 
 
 def _norm(keys: set[str], base: str) -> tuple[str, str]:

@@ -1,9 +1,21 @@
-"""Hugging Face `config.json` -> strata spec text.
+"""Hugging Face `config.json` -> strata spec, from checked values only.
 
-Each supported `model_type` has a family module (gpt2, bert, llama) that turns
-the config into `.arch` text and renames the checkpoint's tensors.  This file
-holds what they share: reading options, refusing the ones strata cannot
-express, formatting numbers for the spec, and the dispatch on `model_type`.
+A config.json comes from whoever published the model, so nothing in it is
+pasted into the spec.  `Config` hands out each option type- and range-checked
+(ints are ints, floats finite, words from a known set), naming the key when one
+is wrong; each family module turns the checked values into the spec's AST
+(`strata.interop.hf.spec_ast`), and strata's formatter writes the text.  The
+only free text in the result, the source folder, goes into a comment through
+the formatter's string escaping.
+
+A family module (gpt2.py, bert.py, llama.py) holds:
+
+    MODEL_TYPES    the config.json model_type values it imports
+    layout(cfg, keys) -> dict        which heads / prefixes the checkpoint has
+    spec(cfg, layout) -> ModelDef    the model, built with spec_ast
+    mapping(cfg, layout, keys)       strata tensor name <- HF tensor name
+
+and is listed in FAMILIES below.
 
     >>> text = hf_to_spec({"model_type": "gpt2", "n_layer": 2, "n_embd": 64, "n_head": 4,
     ...                    "vocab_size": 100, "n_positions": 32})
@@ -13,9 +25,15 @@ express, formatting numbers for the spec, and the dispatch on `model_type`.
 
 from __future__ import annotations
 
+import math
+import re
 from typing import Any
 
+from strata.compiler.elaborate import MAX_REPEAT
+from strata.compiler.options import MAX_DIM
 from strata.errors import UsageError
+
+MAX_LAYERS = MAX_REPEAT  # an import accepts what the spec language accepts
 
 
 class HFImportError(UsageError):
@@ -23,57 +41,125 @@ class HFImportError(UsageError):
     The message is one line that says what and what to do instead."""
 
 
+_MISSING = object()
+
+
+def show(value: Any, limit: int = 40) -> str:
+    """A config value as an error message quotes it: repr, cut short."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def check_architecture(arch: str | None, supported, family: str) -> None:
     """Refuse a checkpoint whose `architectures` entry this family cannot import."""
     if arch is not None and arch not in supported:
-        raise HFImportError(f"unsupported architecture {arch!r} for {family}: strata imports "
+        raise HFImportError(f"unsupported architecture {show(arch)} for {family}: strata imports "
                             f"{', '.join(supported)}")
 
 
 class Config:
-    """A config.json dict with typed, checked access.  `get` reads an option
-    that may be absent; `need` one that must be there."""
+    """A config.json object with checked access.  Every accessor names the key
+    (dotted inside nested objects) when the value is absent or wrong.
 
-    def __init__(self, raw: dict[str, Any]):
+        >>> cfg = Config({"model_type": "gpt2", "n_layer": "2", "eps": float("nan")})
+        >>> cfg.positive("n_layer")
+        Traceback (most recent call last):
+        strata.interop.hf.config.HFImportError: config.json: 'n_layer' should be a positive integer, got '2'
+    """
+
+    def __init__(self, raw: Any, where: str = ""):
         if not isinstance(raw, dict):
-            raise HFImportError("config.json does not hold a JSON object")
-        self.raw = raw
-        self.model_type = raw.get("model_type")
+            raise HFImportError(f"config.json{': ' + repr(where) if where else ''} should be a "
+                                f"JSON object, got {type(raw).__name__}")
+        self.raw, self.where = raw, where
+        self.model_type = raw.get("model_type") if not where else None
+        if self.model_type is not None and not isinstance(self.model_type, str):
+            raise HFImportError(f"config.json: 'model_type' should be a string, got "
+                                f"{show(self.model_type)}")
 
-    def get(self, name: str, default: Any = None) -> Any:
-        v = self.raw.get(name, default)
-        return default if v is None else v
+    def key(self, name: str) -> str:
+        return f"{self.where}.{name}" if self.where else name
 
-    def need(self, name: str, *aliases: str) -> Any:
-        for n in (name, *aliases):
+    def _fail(self, name: str, want: str, value: Any) -> HFImportError:
+        return HFImportError(f"config.json: '{self.key(name)}' should be {want}, got {show(value)}")
+
+    def has(self, name: str) -> bool:
+        """Present and not null."""
+        return self.raw.get(name) is not None
+
+    def _first(self, names: tuple[str, ...], default: Any) -> tuple[str, Any]:
+        for n in names:
             if self.raw.get(n) is not None:
-                return self.raw[n]
-        raise HFImportError(f"config.json of a {self.model_type} model has no '{name}'")
+                return n, self.raw[n]
+        if default is _MISSING:
+            kind = f"a {self.model_type} model" if self.model_type else "this model"
+            raise HFImportError(f"config.json of {kind} has no '{self.key(names[0])}'")
+        return names[0], default
 
-    def positive(self, name: str, *aliases: str) -> int:
-        v = self.need(name, *aliases)
-        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-            raise HFImportError(f"config.json: '{name}' should be a positive integer, got {v!r}")
+    def int(self, *names: str, default: Any = _MISSING, low: int = 1, high: int = MAX_DIM - 1) -> int:
+        """An integer in [low, high] (JSON true/false and 2.0 are not integers);
+        the first of `names` present (aliases), else `default`."""
+        name, v = self._first(names, default)
+        if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high:
+            want = "a positive integer" if low == 1 else f"an integer >= {low}"
+            raise self._fail(name, want + (f" (at most {high:,})" if not isinstance(v, bool)
+                                           and isinstance(v, int) and v > high else ""), v)
         return v
+
+    def positive(self, *names: str, default: Any = _MISSING) -> int:
+        return self.int(*names, default=default)
+
+    def float(self, *names: str, default: Any = _MISSING, low: float = 0.0, high: float = math.inf,
+              low_open: bool = False, high_open: bool = False) -> float:
+        """A finite number in the interval (ints accepted: JSON writes 1e4 as 10000)."""
+        name, v = self._first(names, default)
+        ok = not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
+        ok = ok and (low < v if low_open else low <= v) and (v < high if high_open else v <= high)
+        if not ok:
+            lo, hi = "(" if low_open else "[", ")" if high_open or high == math.inf else "]"
+            raise self._fail(name, f"a finite number in {lo}{low:g}, {high:g}{hi}", v)
+        return float(v)
+
+    def probability(self, name: str, default: float) -> float:
+        """A dropout probability, in [0, 1)."""
+        return self.float(name, default=default, high=1.0, high_open=True)
+
+    def bool(self, name: str, default: bool) -> bool:
+        """JSON true or false (not "yes", not 1)."""
+        _, v = self._first((name,), default)
+        if not isinstance(v, bool):
+            raise self._fail(name, "true or false", v)
+        return v
+
+    def word(self, name: str, table: dict[str, str], default: Any = _MISSING, what: str = "") -> str:
+        """One of the known strings `table` maps (HF's word -> strata's word)."""
+        _, v = self._first((name,), default)
+        if not isinstance(v, str) or v not in table:
+            raise HFImportError(f"unsupported option {self.key(name)}={show(v)} in config.json: "
+                                f"{what or 'strata supports'} {', '.join(sorted(table))}")
+        return table[v]
+
+    def object(self, name: str) -> "Config | None":
+        """A nested JSON object (None when absent or null)."""
+        if not self.has(name):
+            return None
+        return Config(self.raw[name], self.key(name))
 
     def refuse_if(self, name: str, bad, why: str) -> None:
         """Refuse when option `name` is present and `bad(value)` holds."""
-        if name in self.raw and self.raw[name] is not None and bad(self.raw[name]):
-            raise HFImportError(f"unsupported option {name}={self.raw[name]!r} in config.json: {why}")
+        if self.has(name) and bad(self.raw[name]):
+            raise HFImportError(f"unsupported option {self.key(name)}={show(self.raw[name])} in "
+                                f"config.json: {why}")
 
     @property
     def architecture(self) -> str | None:
-        archs = self.raw.get("architectures") or []
-        return archs[0] if archs else None
-
-
-def num(x: float | int) -> str:
-    """A number as the spec writes it: 10000.0 -> 10000, 1e-05 -> 1e-05."""
-    if isinstance(x, bool):
-        raise HFImportError(f"expected a number, got {x!r}")
-    if isinstance(x, float) and x.is_integer() and abs(x) < 1e15:
-        return str(int(x))
-    return repr(x)
+        """The first `architectures` entry (a string), or None."""
+        archs = self.raw.get("architectures")
+        if archs is None or archs == []:
+            return None
+        if not isinstance(archs, list) or not all(isinstance(a, str) for a in archs):
+            raise self._fail("architectures", "a list of class names", archs)
+        return archs[0]
 
 
 # Hugging Face activation names (ACT2FN keys) -> strata's mlp activations.
@@ -86,12 +172,9 @@ GATED_ACTIVATIONS = {"silu": "swiglu", "swish": "swiglu", "gelu": "geglu"}
 
 
 def activation(cfg: Config, name: str, default: str, *, gated: bool = False) -> str:
-    act = cfg.get(name, default)
     table = GATED_ACTIVATIONS if gated else ACTIVATIONS
-    if not isinstance(act, str) or act not in table:
-        raise HFImportError(f"unsupported option {name}={act!r} in config.json: strata's "
-                            f"{'gated ' if gated else ''}MLP supports {', '.join(sorted(table))}")
-    return table[act]
+    return cfg.word(name, table, default,
+                    f"strata's {'gated ' if gated else ''}MLP supports")
 
 
 def rope(cfg: Config) -> tuple[float, float]:
@@ -99,59 +182,79 @@ def rope(cfg: Config) -> tuple[float, float]:
     `rope_theta` / `rope_scaling` / `partial_rotary_factor` or the newer
     `rope_parameters` dict.  Scaled variants (linear, dynamic, yarn, llama3, ...)
     are refused: strata's rotary is the unscaled one."""
-    params = cfg.raw.get("rope_parameters")
+    params = cfg.object("rope_parameters")
+    where = cfg
     if params is not None:
-        if not isinstance(params, dict):
-            raise HFImportError("config.json: 'rope_parameters' should be an object")
-        if "full_attention" in params or "sliding_attention" in params:
+        if params.has("full_attention") or params.has("sliding_attention"):
             raise HFImportError("unsupported option rope_parameters per layer type in config.json: "
                                 "strata uses one rotary setting for all layers")
-        kind = params.get("rope_type", params.get("type", "default"))
+        kind = params.raw.get("rope_type", params.raw.get("type", "default"))
         if kind != "default":
-            raise HFImportError(f"unsupported option rope_parameters.rope_type={kind!r} in "
+            raise HFImportError(f"unsupported option rope_parameters.rope_type={show(kind)} in "
                                 "config.json: strata supports only unscaled rotary ('default')")
-        base = params.get("rope_theta", cfg.get("rope_theta", 10000.0))
-        fraction = params.get("partial_rotary_factor", cfg.get("partial_rotary_factor", 1.0))
+        where = params if params.has("rope_theta") else cfg
+        base = where.float("rope_theta", default=10000.0, low=0, low_open=True)
+        where = params if params.has("partial_rotary_factor") else cfg
     else:
         scaling = cfg.raw.get("rope_scaling")
         if scaling is not None:
             kind = scaling.get("rope_type", scaling.get("type")) if isinstance(scaling, dict) else scaling
             if kind != "default":
-                raise HFImportError(f"unsupported option rope_scaling type {kind!r} in config.json: "
-                                    "strata supports only unscaled rotary ('default')")
-        base = cfg.get("rope_theta", 10000.0)
-        fraction = cfg.get("partial_rotary_factor", 1.0)
-    if isinstance(base, bool) or not isinstance(base, (int, float)) or base <= 0:
-        raise HFImportError(f"config.json: rope_theta should be a positive number, got {base!r}")
-    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
-        raise HFImportError(f"config.json: partial_rotary_factor should be in (0, 1], got {fraction!r}")
-    return float(base), float(fraction)
+                raise HFImportError(f"unsupported option rope_scaling type {show(kind)} in "
+                                    "config.json: strata supports only unscaled rotary ('default')")
+        base = cfg.float("rope_theta", default=10000.0, low=0, low_open=True)
+    fraction = where.float("partial_rotary_factor", default=1.0, low=0, low_open=True, high=1.0)
+    return base, fraction
 
 
-def header(cfg: Config, source: str | None) -> str:
-    """The comment block that opens a generated spec: where it came from."""
-    lines = ["# Imported from Hugging Face by `strata import-hf`."]
+# A transformers version as config.json records it ("4.45.0", "4.46.0.dev0").
+_VERSION = re.compile(r"[0-9][0-9A-Za-z.+-]{0,31}\Z")
+
+
+def header(cfg: Config, source: str | None, parameters: int | None = None) -> str:
+    """The comment that opens a generated spec: where it came from.  The folder is
+    written as a spec string literal (every unprintable character escaped), the
+    rest are checked words."""
+    from strata.dsl.formatter import format_string
+
+    lines = ["Imported from Hugging Face by `strata import-hf`."]
     if source:
-        lines.append(f"# Source: {source}")
+        lines.append(f"Source: {format_string(source)}")
     what = cfg.architecture or "(no architectures entry)"
     ver = cfg.raw.get("transformers_version")
-    lines.append(f"# model_type: {cfg.model_type}, architecture: {what}"
+    ver = ver if isinstance(ver, str) and _VERSION.match(ver) else None
+    lines.append(f"model_type: {cfg.model_type}, architecture: {what}"
                  + (f", transformers {ver}" if ver else ""))
-    return "\n".join(lines) + "\n"
+    if parameters is not None:
+        lines.append(f"{parameters:,} parameters.")
+    return "\n".join(lines)
 
 
 def family(model_type: Any):
     """The family module that handles `model_type`."""
-    from strata.interop.hf import bert, gpt2, llama
+    from strata.interop.hf import FAMILIES
 
-    table = {"gpt2": gpt2, "bert": bert, "llama": llama, "mistral": llama}
+    table = {t: fam for fam in FAMILIES for t in fam.MODEL_TYPES}
     if model_type not in table:
         if model_type is None:
             raise HFImportError("config.json has no 'model_type'; is this a Hugging Face "
                                 "transformers model folder?")
-        raise HFImportError(f"unsupported model_type {model_type!r}: strata imports "
+        raise HFImportError(f"unsupported model_type {show(model_type)}: strata imports "
                             f"{', '.join(sorted(table))}")
     return table[model_type]
+
+
+def spec_text(cfg: Config, lay: dict, *, source: str | None = None,
+              parameters: int | None = None) -> str:
+    """The .arch text of the spec for `cfg`: the family builds the AST, the
+    formatter writes it (so nothing from config.json is pasted as text)."""
+    from strata.dsl import ast as A
+    from strata.dsl.formatter import format_spec
+
+    fam = family(cfg.model_type)
+    model = fam.spec(cfg, lay)
+    model.comment = header(cfg, source, parameters)
+    return format_spec(A.SpecFile(models=[model]))
 
 
 def hf_to_spec(config: dict, *, keys: set[str] | None = None, source: str | None = None) -> str:
@@ -169,4 +272,4 @@ def hf_to_spec(config: dict, *, keys: set[str] | None = None, source: str | None
     """
     cfg = Config(config)
     fam = family(cfg.model_type)
-    return header(cfg, source) + fam.spec(cfg, fam.layout(cfg, keys))
+    return spec_text(cfg, fam.layout(cfg, keys), source=source)

@@ -8,14 +8,16 @@ import transposes them and splits c_attn into q, k, v.
 from __future__ import annotations
 
 from strata.interop.hf.config import (
+    MAX_LAYERS,
     Config,
     HFImportError,
     activation,
     check_architecture,
-    num,
 )
+from strata.interop.hf.spec_ast import block, model, ref, repeat, residual, stack, use
 from strata.interop.hf.weights import Mapping, rows, transpose
 
+MODEL_TYPES = ("gpt2",)
 ARCHITECTURES = {"GPT2Model": False, "GPT2LMHeadModel": True}  # -> has an LM head
 PREFIX = "transformer."
 
@@ -28,7 +30,7 @@ def layout(cfg: Config, keys: set[str] | None) -> dict:
         head = ARCHITECTURES[arch]
     else:
         head = prefixed or (keys is None)
-    tied = bool(cfg.get("tie_word_embeddings", True))
+    tied = cfg.bool("tie_word_embeddings", True)
     if keys is not None and "lm_head.weight" in keys:
         head = True
     return {"head": head, "tied": tied, "prefix": PREFIX if prefixed else ""}
@@ -37,61 +39,46 @@ def layout(cfg: Config, keys: set[str] | None) -> dict:
 def _options(cfg: Config) -> dict:
     cfg.refuse_if("scale_attn_by_inverse_layer_idx", bool, "strata's attention has one logit scale")
     cfg.refuse_if("add_cross_attention", bool, "a GPT-2 with cross-attention is not a GPT-2 LM")
-    d = cfg.positive("n_embd", "hidden_size")
-    heads = cfg.positive("n_head", "num_attention_heads")
+    d = cfg.int("n_embd", "hidden_size")
+    heads = cfg.int("n_head", "num_attention_heads")
     if d % heads:
         raise HFImportError(f"config.json: n_head ({heads}) does not divide n_embd ({d})")
     return {
-        "vocab": cfg.positive("vocab_size"), "ctx": cfg.positive("n_positions", "max_position_embeddings"),
-        "d": d, "heads": heads, "depth": cfg.positive("n_layer", "num_hidden_layers"),
-        "hidden": cfg.positive("n_inner") if cfg.get("n_inner") is not None else 4 * d,
-        "eps": float(cfg.get("layer_norm_epsilon", 1e-5)),
+        "vocab": cfg.int("vocab_size"), "ctx": cfg.int("n_positions", "max_position_embeddings"),
+        "d": d, "heads": heads, "depth": cfg.int("n_layer", "num_hidden_layers", high=MAX_LAYERS),
+        "hidden": cfg.int("n_inner", default=4 * d),
+        "eps": cfg.float("layer_norm_epsilon", default=1e-5, low_open=True, high=1.0),
         "act": activation(cfg, "activation_function", "gelu_new"),
-        "scaled": bool(cfg.get("scale_attn_weights", True)),
-        "p_embd": float(cfg.get("embd_pdrop", 0.1)), "p_attn": float(cfg.get("attn_pdrop", 0.1)),
-        "p_resid": float(cfg.get("resid_pdrop", 0.1)),
+        "scaled": cfg.bool("scale_attn_weights", True),
+        "p_embd": cfg.probability("embd_pdrop", 0.1), "p_attn": cfg.probability("attn_pdrop", 0.1),
+        "p_resid": cfg.probability("resid_pdrop", 0.1),
     }
 
 
-def spec(cfg: Config, lay: dict) -> str:
+def spec(cfg: Config, lay: dict):
     o = _options(cfg)
-    rd = "; dropout(p_resid)" if o["p_resid"] else ""
-    attn = ["heads", "causal=true"]
+    drop = [use("dropout", ref("p_resid"))] if o["p_resid"] else []
+    attn = {"causal": True}
     if not o["scaled"]:
-        attn.append("scale=1")
+        attn["scale"] = 1
     if o["p_attn"]:
-        attn.append("dropout=p_attn")
-    head = ""
+        attn["dropout"] = ref("p_attn")
+    eps = {"eps": ref("eps")}
+    layer = block(
+        "layer",
+        residual(use("layernorm", alias="ln_1", **eps), use("attention", ref("heads"), **attn), *drop),
+        residual(use("layernorm", alias="ln_2", **eps),
+                 use("mlp", ref("hidden"), act=ref(o["act"])), *drop))
+    body = [use("embedding", ref("vocab"), ref("d"), alias="wte"),
+            use("position", ref("learned"), ref("ctx"), alias="wpe")]
+    if o["p_embd"]:
+        body.append(use("dropout", ref("p_embd")))
+    body += [repeat(ref("depth"), "layer", "h"), use("layernorm", alias="ln_f", **eps)]
     if lay["head"]:
-        head = "    lm_head(tie=wte)\n" if lay["tied"] else "    lm_head(vocab)\n"
-    return f"""\
-model gpt2 {{
-  vocab   = {o['vocab']}
-  ctx     = {o['ctx']}
-  d       = {o['d']}
-  heads   = {o['heads']}
-  depth   = {o['depth']}
-  hidden  = {o['hidden']}
-  eps     = {num(o['eps'])}
-  p_embd  = {num(o['p_embd'])}
-  p_attn  = {num(o['p_attn'])}
-  p_resid = {num(o['p_resid'])}
-
-  block layer {{
-    residual {{ layernorm(eps=eps) as ln_1; attention({', '.join(attn)}){rd} }}
-    residual {{ layernorm(eps=eps) as ln_2; mlp(hidden, act={o['act']}){rd} }}
-  }}
-
-  stack decoder(tokens) {{
-    embedding(vocab, d) as wte
-    position(learned, ctx) as wpe
-{"    dropout(p_embd)" + chr(10) if o['p_embd'] else ""}\
-    repeat(depth) layer as h
-    layernorm(eps=eps) as ln_f
-{head}\
-  }}
-}}
-"""
+        body.append(use("lm_head", tie=ref("wte")) if lay["tied"] else use("lm_head", ref("vocab")))
+    variables = [(k, o[k]) for k in ("vocab", "ctx", "d", "heads", "depth", "hidden", "eps",
+                                     "p_embd", "p_attn", "p_resid")]
+    return model("gpt2", variables, [layer], [stack("decoder", ["tokens"], *body)])
 
 
 def mapping(cfg: Config, lay: dict, keys: set[str]) -> Mapping:

@@ -10,15 +10,17 @@ uses, so every weight is a plain rename.
 from __future__ import annotations
 
 from strata.interop.hf.config import (
+    MAX_LAYERS,
     Config,
     HFImportError,
     activation,
     check_architecture,
-    num,
     rope,
 )
+from strata.interop.hf.spec_ast import block, model, ref, repeat, residual, stack, use
 from strata.interop.hf.weights import Mapping
 
+MODEL_TYPES = ("llama", "mistral")
 ARCHITECTURES = {"LlamaModel": False, "LlamaForCausalLM": True,
                  "MistralModel": False, "MistralForCausalLM": True}
 PREFIX = "model."
@@ -31,18 +33,18 @@ def layout(cfg: Config, keys: set[str] | None) -> dict:
     head = ARCHITECTURES[arch] if arch is not None else (prefixed or keys is None)
     if keys is not None and "lm_head.weight" in keys:
         head = True
-    tied = bool(cfg.get("tie_word_embeddings", False))
+    tied = cfg.bool("tie_word_embeddings", False)
     return {"head": head, "tied": tied, "prefix": PREFIX if prefixed else ""}
 
 
 def _options(cfg: Config) -> dict:
-    d = cfg.positive("hidden_size")
-    heads = cfg.positive("num_attention_heads")
-    kv = cfg.positive("num_key_value_heads") if cfg.get("num_key_value_heads") else heads
+    d = cfg.int("hidden_size")
+    heads = cfg.int("num_attention_heads")
+    kv = cfg.int("num_key_value_heads", default=heads)
     if heads % kv:
         raise HFImportError(f"config.json: num_key_value_heads ({kv}) does not divide "
                             f"num_attention_heads ({heads})")
-    head_dim = cfg.positive("head_dim") if cfg.get("head_dim") is not None else None
+    head_dim = cfg.int("head_dim") if cfg.has("head_dim") else None
     if head_dim is None:
         if d % heads:
             raise HFImportError(f"config.json: num_attention_heads ({heads}) does not divide "
@@ -50,75 +52,60 @@ def _options(cfg: Config) -> dict:
         head_dim = d // heads
     base, fraction = rope(cfg)
     # Llama configs may carry a sliding_window that LlamaAttention never uses.
-    window = cfg.get("sliding_window") if cfg.model_type == "mistral" else None
-    if window is not None:
-        window = cfg.positive("sliding_window")
+    window = cfg.int("sliding_window") if cfg.model_type == "mistral" and cfg.has("sliding_window") \
+        else None
     return {
-        "vocab": cfg.positive("vocab_size"), "ctx": cfg.get("max_position_embeddings"), "d": d,
-        "heads": heads, "kv_heads": kv, "head_dim": head_dim,
-        "depth": cfg.positive("num_hidden_layers"), "hidden": cfg.positive("intermediate_size"),
-        "eps": float(cfg.get("rms_norm_eps", 1e-6)),
+        "vocab": cfg.int("vocab_size"),
+        "ctx": cfg.int("max_position_embeddings") if cfg.has("max_position_embeddings") else None,
+        "d": d, "heads": heads, "kv_heads": kv, "head_dim": head_dim,
+        "depth": cfg.int("num_hidden_layers", high=MAX_LAYERS), "hidden": cfg.int("intermediate_size"),
+        "eps": cfg.float("rms_norm_eps", default=1e-6, low_open=True, high=1.0),
         "act": activation(cfg, "hidden_act", "silu", gated=True),
-        "attn_bias": bool(cfg.get("attention_bias", False)),
-        "mlp_bias": bool(cfg.get("mlp_bias", False)),
-        "p_attn": float(cfg.get("attention_dropout", 0.0)),
+        "attn_bias": cfg.bool("attention_bias", False),
+        "mlp_bias": cfg.bool("mlp_bias", False),
+        "p_attn": cfg.probability("attention_dropout", 0.0),
         "base": base, "fraction": fraction, "window": window,
     }
 
 
-def spec(cfg: Config, lay: dict) -> str:
+def spec(cfg: Config, lay: dict):
     o = _options(cfg)
     variables = [("vocab", o["vocab"])]
     if o["ctx"]:
         variables.append(("ctx", o["ctx"]))
     variables += [("d", o["d"]), ("heads", o["heads"])]
-    attn = ["heads"]
+    attn = {}
     if o["kv_heads"] != o["heads"]:
         variables.append(("kv_heads", o["kv_heads"]))
-        attn.append("kv_heads=kv_heads")
+        attn["kv_heads"] = ref("kv_heads")
     if o["head_dim"] != o["d"] // o["heads"] or o["d"] % o["heads"]:
         variables.append(("head_dim", o["head_dim"]))
-        attn.append("head_dim=head_dim")
-    attn.append("causal=true")
+        attn["head_dim"] = ref("head_dim")
+    attn["causal"] = True
     if o["window"]:
         variables.append(("window", o["window"]))
-        attn.append("window=window")
-    attn.append(f"bias={'true' if o['attn_bias'] else 'false'}")
+        attn["window"] = ref("window")
+    attn["bias"] = o["attn_bias"]
     if o["p_attn"]:
-        variables.append(("p_attn", num(o["p_attn"])))
-        attn.append("dropout=p_attn")
-    variables += [("depth", o["depth"]), ("hidden", o["hidden"]), ("eps", num(o["eps"]))]
-    width = max(len(k) for k, _ in variables)
-    assigns = "\n".join(f"  {k.ljust(width)} = {v}" for k, v in variables)
-    pos = f"position(rotary, base={num(o['base'])}"
-    pos += f", fraction={num(o['fraction'])})" if o["fraction"] != 1 else ")"
-    head = ""
+        variables.append(("p_attn", o["p_attn"]))
+        attn["dropout"] = ref("p_attn")
+    variables += [("depth", o["depth"]), ("hidden", o["hidden"]), ("eps", o["eps"])]
+    rotary = {"base": o["base"]}
+    if o["fraction"] != 1:
+        rotary["fraction"] = o["fraction"]
+    layer = block(
+        "layer",
+        residual(use("rmsnorm", eps=ref("eps"), alias="input_norm"),
+                 use("attention", ref("heads"), **attn)),
+        residual(use("rmsnorm", eps=ref("eps"), alias="post_attention_norm"),
+                 use("mlp", ref("hidden"), act=ref(o["act"]), bias=o["mlp_bias"])))
+    body = [use("embedding", ref("vocab"), ref("d"), alias="embed"),
+            use("position", ref("rotary"), **rotary),
+            repeat(ref("depth"), "layer", "layers"),
+            use("rmsnorm", eps=ref("eps"), alias="norm")]
     if lay["head"]:
-        head = "    lm_head(tie=embed)\n" if lay["tied"] else "    lm_head(vocab)\n"
-    return f"""\
-model {cfg.model_type} {{
-{assigns}
-
-  block layer {{
-    residual {{
-      rmsnorm(eps=eps) as input_norm
-      attention({', '.join(attn)})
-    }}
-    residual {{
-      rmsnorm(eps=eps) as post_attention_norm
-      mlp(hidden, act={o['act']}, bias={'true' if o['mlp_bias'] else 'false'})
-    }}
-  }}
-
-  stack decoder(tokens) {{
-    embedding(vocab, d) as embed
-    {pos}
-    repeat(depth) layer as layers
-    rmsnorm(eps=eps) as norm
-{head}\
-  }}
-}}
-"""
+        body.append(use("lm_head", tie=ref("embed")) if lay["tied"] else use("lm_head", ref("vocab")))
+    return model(cfg.model_type, variables, [layer], [stack("decoder", ["tokens"], *body)])
 
 
 def mapping(cfg: Config, lay: dict, keys: set[str]) -> Mapping:

@@ -12,13 +12,15 @@ used; `check` compares the result to the spec's `state_dict_shapes`.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Callable
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import TYPE_CHECKING, Callable
 
 from strata.interop.hf.config import HFImportError
 from strata.io import atomic_output
+
+if TYPE_CHECKING:
+    from strata.safetensors_file import TensorInfo
 
 SINGLE = "model.safetensors"
 INDEX = "model.safetensors.index.json"
@@ -35,22 +37,21 @@ def _torch():
 
 
 class Checkpoint:
-    """The tensors of a Hugging Face model folder, read lazily by name."""
+    """The tensors of a Hugging Face model folder, read lazily by name.
+
+    A sharded index must be `{"weight_map": {tensor: shard file}}` with every
+    shard a plain file name or relative path inside the folder (no `..`, no
+    absolute path); every file is a regular file whose safetensors header is
+    checked in full (`strata.safetensors_file.read_header`) before a tensor is read."""
 
     def __init__(self, folder: str | Path):
         folder = Path(folder)
         self.folder = folder
-        if (folder / INDEX).is_file():
-            try:
-                index = json.loads((folder / INDEX).read_text())
-                weight_map = index["weight_map"]
-            except (OSError, ValueError, KeyError, TypeError) as e:
-                raise HFImportError(f"{folder / INDEX}: not a safetensors index ({e})") from None
-            self.files = {k: folder / v for k, v in weight_map.items()}
-            for shard in sorted(set(self.files.values())):
-                if not shard.is_file():
-                    raise HFImportError(f"{shard}: shard named in {INDEX} is missing")
-        elif (folder / SINGLE).is_file():
+        if (folder / INDEX).exists():
+            from strata.interop.hf import read_json
+
+            self.files = {k: folder / v for k, v in _weight_map(read_json(folder / INDEX, INDEX)).items()}
+        elif (folder / SINGLE).exists():
             self.files = None
         else:
             pickles = [p.name for p in folder.glob("*.bin")] + [p.name for p in folder.glob("*.pt")]
@@ -59,7 +60,13 @@ class Checkpoint:
                                     "strata reads safetensors only (never pickle): re-save with "
                                     "save_pretrained(..., safe_serialization=True)")
             raise HFImportError(f"{folder}: no {SINGLE} or {INDEX}")
-        self._shapes: dict[str, tuple] | None = None
+        self._headers: dict[str, TensorInfo] | None = None
+
+    def paths(self) -> list[Path]:
+        """Every file the checkpoint is read from."""
+        if self.files is None:
+            return [self.folder / SINGLE]
+        return sorted(set(self.files.values()))
 
     def _open(self, path: Path):
         from safetensors import safe_open
@@ -69,36 +76,80 @@ class Checkpoint:
         except Exception as e:  # SafetensorError, OSError: a user's broken file
             raise HFImportError(f"{path}: cannot read safetensors ({e})") from None
 
+    def headers(self) -> dict[str, TensorInfo]:
+        """Every tensor's name, dtype and shape, from the checked headers only."""
+        if self._headers is None:
+            from strata.safetensors_file import WeightsError, read_header
+
+            headers: dict[str, TensorInfo] = {}
+            for path in self.paths():
+                try:
+                    tensors, _ = read_header(path)
+                except WeightsError as e:
+                    raise HFImportError(f"cannot read safetensors: {e}") from None
+                names = set(tensors)
+                if self.files is not None:  # a shard holds what the index says it does
+                    names = {k for k, p in self.files.items() if p == path}
+                    if missing := sorted(names - set(tensors)):
+                        raise HFImportError(f"{path}: lacks {len(missing)} tensor(s) {INDEX} puts "
+                                            f"there: {', '.join(missing[:4])}")
+                headers.update({k: tensors[k] for k in names})
+            self._headers = headers
+        return self._headers
+
     def shapes(self) -> dict[str, tuple]:
-        """Every tensor's name and shape, read from the headers only."""
-        if self._shapes is None:
-            _torch()
-            shapes = {}
-            by_file: dict[Path, list[str]] = {}
-            if self.files is None:
-                by_file[self.folder / SINGLE] = []
-            else:
-                for k, p in self.files.items():
-                    by_file.setdefault(p, []).append(k)
-            for path in by_file:
-                with self._open(path) as f:
-                    for k in f.keys():
-                        shapes[k] = tuple(f.get_slice(k).get_shape())
-            self._shapes = shapes
-        return self._shapes
+        return {k: t.shape for k, t in self.headers().items()}
 
     def keys(self) -> set[str]:
-        return set(self.shapes())
+        return set(self.headers())
 
     def meta(self, name: str):
         import torch
 
-        return torch.empty(self.shapes()[name], device="meta")
+        _torch()
+        return torch.empty(self.headers()[name].shape, device="meta")
 
     def get(self, name: str):
         path = self.folder / SINGLE if self.files is None else self.files[name]
         with self._open(path) as f:
-            return f.get_tensor(name)
+            try:
+                return f.get_tensor(name)
+            except Exception as e:  # the file changed since its header was checked
+                raise HFImportError(f"{path}: cannot read tensor {name!r} ({e})") from None
+
+
+def _weight_map(index) -> dict[str, str]:
+    """The index's tensor -> shard map, each shard a relative path inside the folder."""
+    where = f"{INDEX}: "
+    if not isinstance(index, dict) or not isinstance(index.get("weight_map"), dict):
+        raise HFImportError(f"{where}'weight_map' should be an object of tensor name -> shard file")
+    out = {}
+    for name, shard in index["weight_map"].items():
+        if not isinstance(shard, str) or not shard:
+            raise HFImportError(f"{where}'weight_map.{name}' should be a shard file name, got "
+                                f"{type(shard).__name__}")
+        parts = PurePosixPath(shard).parts
+        if (PurePosixPath(shard).is_absolute() or PureWindowsPath(shard).drive or "\\" in shard
+                or ".." in parts or "\0" in shard):
+            raise HFImportError(f"{where}'weight_map.{name}' = {shard!r} is outside the model "
+                                "folder; shards must be files inside it")
+        out[name] = shard
+    return out
+
+
+def check_float(ckpt: Checkpoint, mapping: "Mapping") -> None:
+    """Every tensor the spec takes must hold floating-point numbers: integer or
+    boolean data in a weight is a broken or hostile checkpoint, not a model."""
+    from strata.safetensors_file import FLOAT_DTYPES
+
+    headers = ckpt.headers()
+    bad = sorted({theirs for theirs, _ in mapping.renames.values()
+                  if headers[theirs].dtype not in FLOAT_DTYPES})
+    if bad:
+        shown = ", ".join(f"{k} ({headers[k].torch_dtype})" for k in bad[:4])
+        raise HFImportError(f"{len(bad)} checkpoint tensor(s) that should be floating-point "
+                            f"weights hold {headers[bad[0]].torch_dtype} data: {shown}"
+                            f"{' ...' if len(bad) > 4 else ''}")
 
 
 Transform = Callable[["object"], "object"]

@@ -1,0 +1,161 @@
+"""Issue 11, item 3: bounded work and memory — limits count what elaboration
+really makes, imports read only regular files of bounded size, `extends`
+chains are linear, and `strata.compile` refuses a model that cannot fit in CPU
+memory before allocating it.  (Compile, diagram and --unfold being linear in
+the number of layers is tested with the code generator and the diagrams.)"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tests.hostile.harness import (
+    ROOT,
+    SPEC,
+    check_all,
+    ok,
+    run_batch,
+    spec_error,
+    usage_error,
+)
+
+
+def _stack(body: str) -> str:
+    return f"model m {{\n  stack s(tokens) {{\n    embedding(10, 4)\n    {body}\n  }}\n}}\n"
+
+
+def _fifo(name):
+    return lambda folder: os.mkfifo(folder / name)
+
+
+def _sparse(name, size):
+    def make(folder):
+        with open(folder / name, "wb") as f:
+            f.truncate(size)  # a hole: no disk, but a file this large
+    return make
+
+
+def _link(name, target):
+    return lambda folder: os.symlink(target, folder / name)
+
+
+@pytest.mark.slow
+def test_work_is_bounded_before_it_is_spent(tmp_path):
+    chain = "model m0 { d = 4\n stack s(tokens) { embedding(10, d) } }\n" + "".join(
+        f"model m{i} extends m{i - 1} {{ v{i} = {i} }}\n" for i in range(1, 3000))
+    cases = [
+        spec_error("moe_1e8_experts", ["check", "a.arch"], "a.arch:4:5",
+                   "the model would have more than 1,000,000 parameter tensors (300,000,000 here)",
+                   files={"a.arch": _stack("moe(16, experts=10**8)")}, seconds=10),
+        spec_error("moe_experts_times_layers", ["check", "a.arch"], "a.arch:4:",
+                   "parameter tensors", seconds=20,
+                   files={"a.arch": _stack("repeat(1000) { moe(16, experts=20000) }")}),
+        spec_error("repeat_1e9", ["check", "a.arch"], "a.arch:4:12",
+                   "repeat count 1,000,000,000 is too large (at most 10,000)",
+                   files={"a.arch": _stack("repeat(10**9) { layernorm }")}, seconds=10),
+        spec_error("nested_repeats", ["check", "a.arch"], "a.arch:4:",
+                   "the model has more than 100,000 operations", seconds=20,
+                   files={"a.arch": _stack("repeat(10000) { repeat(10000) { layernorm } }")}),
+        spec_error("power_tower", ["check", "a.arch"], "a.arch:2:",
+                   "number too large", seconds=5,
+                   files={"a.arch": SPEC.replace("d = 4", "d = 10 ** 10 ** 10 ** 10")}),
+        ok("extends_chain_3000", ["check", "a.arch"], files={"a.arch": chain}, seconds=10),
+        spec_error("import_dev_zero", ["check", "a.arch"], "a.arch:1:1",
+                   "cannot import '/dev/zero': not a regular file (a character device)",
+                   files={"a.arch": 'import "/dev/zero"\n' + SPEC}, seconds=5),
+        spec_error("import_fifo", ["check", "a.arch"], "a.arch:1:1",
+                   "cannot import 'pipe.arch': not a regular file (a FIFO)",
+                   files={"a.arch": 'import "pipe.arch"\n' + SPEC}, setup=_fifo("pipe.arch"),
+                   seconds=5),
+        spec_error("import_link_to_dev_zero", ["check", "a.arch"], "a.arch:1:1",
+                   "cannot import 'z.arch': not a regular file", files={"a.arch": 'import "z.arch"\n'
+                                                                        + SPEC},
+                   setup=_link("z.arch", "/dev/zero"), seconds=5),
+        spec_error("import_huge_file", ["check", "a.arch"], "a.arch:1:1",
+                   "cannot import 'big.arch': 17,000,000 bytes is too large for a spec file",
+                   files={"a.arch": 'import "big.arch"\n' + SPEC},
+                   setup=_sparse("big.arch", 17_000_000), seconds=5),
+        spec_error("import_directory", ["check", "a.arch"], "a.arch:1:1",
+                   "cannot import 'dir.arch': is a directory",
+                   files={"a.arch": 'import "dir.arch"\n' + SPEC, "dir.arch/x": ""}, seconds=5),
+        usage_error("spec_is_fifo", ["check", "pipe.arch"], "pipe.arch: not a regular file (a FIFO)",
+                    setup=_fifo("pipe.arch"), seconds=5),
+        usage_error("spec_is_dev_zero", ["fmt", "/dev/zero"], "/dev/zero: not a regular file",
+                    seconds=5),
+        usage_error("spec_is_huge", ["convert", "big.arch"], "big.arch: 17,000,000 bytes is too large",
+                    setup=_sparse("big.arch", 17_000_000), seconds=5),
+        usage_error("config_is_fifo", ["import-hf", "hf", "-o", "out"],
+                    "config.json: not a regular file (a FIFO)",
+                    setup=lambda f: ((f / "hf").mkdir(), os.mkfifo(f / "hf" / "config.json")),
+                    seconds=5),
+        usage_error("config_is_huge", ["import-hf", "hf", "-o", "out"],
+                    "config.json: 17,000,000 bytes is too large for a config.json",
+                    setup=lambda f: ((f / "hf").mkdir(), _sparse("hf/config.json", 17_000_000)(f)),
+                    seconds=5),
+    ]
+    # Memory: the front end must answer all of these inside 1 GB of address space.
+    run_batch(cases, tmp_path, memory_mb=1024)
+    check_all(cases)
+
+
+def test_extends_chain_is_linear():
+    """Checking a chain of n models that each extend the last costs O(n): the
+    2,400-model chain takes at most ~4x (plus noise) the 600-model one."""
+    import time
+
+    from strata.compiler import build_text
+
+    def seconds(n):
+        text = "model m0 { d = 4\n stack s(tokens) { embedding(10, d) } }\n" + "".join(
+            f"model m{i} extends m{i - 1} {{ v{i} = {i} }}\n" for i in range(1, n))
+        best = float("inf")
+        for _ in range(3):
+            t = time.perf_counter()
+            build_text(text, "chain.arch")
+            best = min(best, time.perf_counter() - t)
+        return best
+
+    small, large = seconds(600), seconds(2400)
+    assert large < 8 * small + 0.05, (small, large)
+
+
+@pytest.mark.slow
+def test_compile_refuses_a_model_that_cannot_fit_in_cpu_memory():
+    """Before a byte is allocated, with its size and the way out; device="meta" builds it."""
+    pytest.importorskip("torch")
+    code = textwrap.dedent(f"""
+        import resource, strata
+        from strata.resources import TooLargeError
+        limit = 3 * 2 ** 30
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        spec = {str(ROOT / "specs" / "llama2_70b.arch")!r}
+        try:
+            strata.compile(spec)
+        except TooLargeError as e:
+            print("REFUSED", e)
+        m = strata.compile(spec, device="meta")
+        print("META", sum(p.numel() for p in m.parameters()))
+        small = strata.compile({str(ROOT / "specs" / "tiny_shakespeare.arch")!r})
+        print("SMALL", type(small).__name__)
+        # a 1.2B-parameter model (4.8 GB of float32) does not fit under a 3 GB rlimit
+        big = "model b {{ stack s(tokens) {{ embedding(300000, 4096) }} }}"
+        try:
+            strata.compile(big)
+        except MemoryError as e:
+            print("REFUSED2", e)
+    """)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.splitlines()
+    refused = next(x for x in lines if x.startswith("REFUSED "))
+    assert "llama2_70b (68,976,648,192 parameters) needs 275.9 GB" in refused
+    assert 'device="meta"' in refused
+    assert "META 68976648192" in lines
+    assert "SMALL" in done.stdout
+    assert "b (1,228,800,000 parameters) needs 4.9 GB" in done.stdout
