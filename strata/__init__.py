@@ -5,8 +5,10 @@
     >>> g.graph["parameters"]
     124439808
 
-The public API — `load`, `build`, `compile`, `diagram` — is imported lazily:
-`import strata` is cheap and never imports torch; `strata.compile` does.
+The public API — `load`, `build`, `check`, `summary`, `convert`, `fmt`,
+`compile`, `generate_source`, `diagram`, `import_hf` — is what the command line
+calls; it is imported lazily: `import strata` is cheap and never imports torch;
+`strata.compile` does.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["load", "build", "compile", "diagram", "SpecError"]
+__all__ = ["load", "build", "check", "summary", "convert", "fmt", "compile", "generate_source",
+           "diagram", "import_hf", "SpecError"]
 
 from strata.errors import SpecError  # noqa: E402
 
@@ -33,14 +36,59 @@ def build(spec: Any, *, model: str | None = None):
     return as_graph(spec, model=model)
 
 
-def __getattr__(name: str):
-    # compile and diagram pull in torch / renderers: import them on first use.
-    if name == "compile":
-        from strata.api import compile
+def check(spec: Any, *, model: str | None = None) -> dict:
+    """Check a spec (path or text) and report every mistake (SpecError); return its
+    name and parameter count.  The fast path: no networkx, no torch.
 
-        return compile
+        >>> check("specs/gpt2.arch")
+        {'name': 'gpt2', 'parameters': 124439808}
+    """
+    from strata.compiler import build_file, build_text
+    from strata.io import is_spec_path
+
+    build_one = build_file if is_spec_path(spec) else build_text
+    g = build_one(spec, model=model, networkx=False)
+    return {"name": g.graph["name"], "parameters": g.graph["parameters"]}
+
+
+def summary(spec: Any, *, model: str | None = None) -> dict:
+    """Modules, kinds, shapes, parameters, FLOPs and memory of a spec, as data
+    (what `strata summary --json` prints)."""
+    from strata.compiler.summary import summary_dict
+
+    return summary_dict(build(spec, model=model))
+
+
+def convert(path: str, to: str | None = None) -> str:
+    """The spec file at `path` in the other surface (or `to`: arch | yaml), every
+    comment kept (a SpecError names one that could not be)."""
+    from strata.dsl import read_source
+    from strata.dsl.rewrite import rewrite, surface_of
+
+    to = to or ("arch" if surface_of(path) == "yaml" else "yaml")
+    return rewrite(read_source(path), path, to, "convert")
+
+
+def fmt(path: str) -> str:
+    """The spec file at `path` in canonical form (same surface, comments kept)."""
+    from strata.dsl import read_source
+    from strata.dsl.rewrite import rewrite
+
+    return rewrite(read_source(path), path, None, "fmt")
+
+
+def __getattr__(name: str):
+    # These pull in torch, renderers or the importer: import them on first use.
+    if name in ("compile", "generate_source"):
+        import strata.api
+
+        return getattr(strata.api, name)
     if name == "diagram":
         from strata.backends.diagram import diagram
 
         return diagram
+    if name == "import_hf":
+        from strata.interop import import_hf
+
+        return import_hf
     raise AttributeError(f"module 'strata' has no attribute {name!r}")

@@ -12,40 +12,42 @@ import argparse
 import os
 import sys
 
+import strata
 from strata.errors import SpecError, UsageError, visible
 from strata.io import same_file, write_atomic
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 
-def _cmd_check(args) -> int:
-    from strata.compiler import build_file
+def _spec_path(spec: str):
+    """The command line's spec argument is always a file, whatever its name."""
+    from pathlib import Path
 
-    graph = build_file(args.spec, model=args.model, networkx=False)
-    print(f"{args.spec}: ok ({graph.graph['name']}, {graph.graph['parameters']:,} parameters)")
+    return Path(spec)
+
+
+def _cmd_check(args) -> int:
+    info = strata.check(_spec_path(args.spec), model=args.model)
+    print(f"{args.spec}: ok ({info['name']}, {info['parameters']:,} parameters)")
     return EXIT_OK
 
 
 def _cmd_summary(args) -> int:
-    from strata.compiler import build_file
-    from strata.compiler.summary import summary_dict, print_summary
-
-    graph = build_file(args.spec, model=args.model)
     if args.json:
         import json
 
-        print(json.dumps(summary_dict(graph), indent=2))
+        print(json.dumps(strata.summary(_spec_path(args.spec), model=args.model), indent=2))
     else:
-        print_summary(graph, depth=args.depth)
+        from strata.compiler.summary import print_summary
+
+        print_summary(strata.build(_spec_path(args.spec), model=args.model), depth=args.depth)
     return EXIT_OK
 
 
 def _cmd_ir(args) -> int:
-    from strata.compiler import build_file
     from strata.compiler.ir import format_table
 
-    graph = build_file(args.spec, model=args.model)
-    print(format_table(graph))
+    print(format_table(strata.build(_spec_path(args.spec), model=args.model)))
     return EXIT_OK
 
 
@@ -57,12 +59,11 @@ def _refuse_own_input(output: str | None, spec: str) -> None:
 
 
 def _cmd_compile(args) -> int:
-    from strata.api import generate_source
     from strata.backends.torch import CodegenError
 
     _refuse_own_input(args.output, args.spec)
     try:
-        source = generate_source(args.spec, model=args.model)
+        source = strata.generate_source(_spec_path(args.spec), model=args.model)
     except CodegenError as e:
         print(f"{args.spec}: error: {e}", file=sys.stderr)
         return EXIT_SPEC
@@ -77,14 +78,14 @@ def _cmd_compile(args) -> int:
 def _cmd_diagram(args) -> int:
     from pathlib import Path
 
-    from strata.backends.diagram import SUFFIX_FORMAT, diagram
+    from strata.backends.diagram import SUFFIX_FORMAT
     from strata.backends.diagram.graphviz import DotMissing
 
     _refuse_own_input(args.output, args.spec)
     suffix = Path(args.output).suffix if args.output else ""
     fmt = args.format or SUFFIX_FORMAT.get(suffix) or "mermaid"
     try:  # DotMissing: no `dot` binary (svg, png) or no graphviz python package
-        d = diagram(args.spec, format=fmt, level=args.level, direction=args.direction,
+        d = strata.diagram(_spec_path(args.spec), format=fmt, level=args.level, direction=args.direction,
                     unfold=args.unfold, after_passes=args.after_passes, model=args.model)
         data = d.render()
     except DotMissing as e:
@@ -100,56 +101,19 @@ def _cmd_diagram(args) -> int:
 
 
 def _cmd_import_hf(args) -> int:
-    from strata.interop import import_hf
-
-    arch, weights = import_hf(args.src, args.output, dtype=args.dtype)
+    arch, weights = strata.import_hf(args.src, args.output, dtype=args.dtype)
     print(f"wrote {arch} and {weights}")
     return EXIT_OK
 
 
-def _surface_text(spec, surface: str) -> str:
-    from strata.dsl.formatter import format_spec
-    from strata.dsl.yaml_writer import to_yaml
-
-    return to_yaml(spec) if surface == "yaml" else format_spec(spec)
-
-
-def _unkept_comments(source: str, spec, path: str) -> list:
-    """Comments the AST does not hold (YAML `#` comments; .arch comments after the
-    last statement): a rewrite would drop them."""
-    from strata.dsl import YAML_SUFFIXES
-    from strata.dsl.formatter import unkept_comments
-    from strata.dsl.yaml_nodes import yaml_comments
-
-    if path.endswith(YAML_SUFFIXES):
-        return yaml_comments(source, path)
-    return unkept_comments(source, spec, path)
-
-
-def _refuse_lost_comments(source: str, spec, path: str, command: str) -> None:
-    """`fmt` and `convert` keep every comment or write nothing."""
-    from strata.dsl import YAML_SUFFIXES
-    from strata.errors import Diagnostic
-
-    if lost := _unkept_comments(source, spec, path):
-        hint = ("move it under a 'comment:' key of its statement" if path.endswith(YAML_SUFFIXES)
-                else "move it above a statement of its own block")
-        raise SpecError([Diagnostic(f"{command} would drop this comment", lost[0], hint)],
-                        {path: source})
-
-
 def _cmd_convert(args) -> int:
-    from strata.dsl import YAML_SUFFIXES, load_text, read_source
+    from strata.dsl import YAML_SUFFIXES
 
     _refuse_own_input(args.output, args.spec)
-    source = read_source(args.spec)
-    spec = load_text(source, args.spec)
-    is_yaml = args.spec.endswith(YAML_SUFFIXES)
-    to = args.to or ("arch" if is_yaml else "yaml")
-    if args.output and not args.to:
+    to = args.to
+    if args.output and not to:
         to = "yaml" if args.output.endswith(YAML_SUFFIXES) else "arch"
-    _refuse_lost_comments(source, spec, args.spec, "convert")
-    text = _surface_text(spec, to)
+    text = strata.convert(args.spec, to)
     if args.output:
         write_atomic(args.output, text)
     else:
@@ -158,17 +122,13 @@ def _cmd_convert(args) -> int:
 
 
 def _cmd_fmt(args) -> int:
-    from strata.dsl import YAML_SUFFIXES, load_text, read_source
+    from strata.dsl import read_source
 
     changed = 0
     for path in args.files:
-        source = read_source(path)
-        spec = load_text(source, path)  # a file with mistakes raises here, untouched
-        is_yaml = path.endswith(YAML_SUFFIXES)
-        text = _surface_text(spec, "yaml" if is_yaml else "arch")
-        if text == source:
+        text = strata.fmt(path)  # a file with mistakes, or whose comments would be lost, raises
+        if text == read_source(path):
             continue
-        _refuse_lost_comments(source, spec, path, "fmt")
         changed += 1
         if args.check:
             print(f"would reformat {path}")
