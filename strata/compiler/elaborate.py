@@ -8,15 +8,19 @@ reports every independent error.
 
 from __future__ import annotations
 
-from collections import Counter
-from dataclasses import dataclass, field
-from typing import NamedTuple
-
 from strata.compiler import ir
 from strata.compiler.evaluate import Env, EvalError, evaluate
-from strata.compiler.names import check_input_name, check_module_name, check_output_name
+from strata.compiler.names import (
+    check_input_name,
+    check_module_name,
+    check_output_name,
+    plan_names,
+    repeats_block,
+    take_name,
+)
 from strata.compiler.options import bind_options
 from strata.compiler.resolve import ResolvedModel
+from strata.compiler.scope import Scope, StackState, Tensor
 from strata.compiler.symbolic import symbolic
 from strata.components import COMPONENTS, Use
 from strata.dsl import ast as A
@@ -27,38 +31,6 @@ MAX_REPEAT = 10_000           # layers in one repeat
 MAX_NODES = 100_000           # IR nodes in one model: ~5,000 transformer layers
 MAX_TENSORS = 1_000_000       # parameter tensors in one model (a MoE layer has 3 per expert)
 MAX_PARAMETERS = 10 ** 15     # a quadrillion parameters fits on no machine
-
-
-class Tensor(NamedTuple):
-    node: str
-    shape: tuple
-    dtype: str
-    # Each dimension in the spec's symbols (strata.compiler.symbolic): ("axis", "B"),
-    # ("var", "d"), ... or None where it has no symbolic form.
-    sym: tuple = ()
-
-
-@dataclass
-class StackState:
-    name: str
-    seq: str                                       # the sequence symbol: T, S, ...
-    positions: dict = field(default_factory=lambda: {"type": "none"})
-    inputs: dict[str, Tensor] = field(default_factory=dict)
-    memory: dict[str, Tensor] = field(default_factory=dict)
-
-
-@dataclass
-class Scope:
-    path: str
-    env: Env
-    stack: StackState
-    plan: dict[str, int] = field(default_factory=dict)     # default name -> how many uses
-    counters: Counter = field(default_factory=Counter)
-    used: dict[str, object] = field(default_factory=dict)  # name -> span of its first use
-    blocks_active: tuple[str, ...] = ()
-
-    def join(self, name: str) -> str:
-        return f"{self.path}.{name}" if self.path else name
 
 
 class _Fatal(Exception):
@@ -152,60 +124,6 @@ class Elaborator:
                         did_you_mean(name, list(sc.stack.memory) + list(built))
                         or f"declare it: stack {sc.stack.name}(tokens, {name} = encoder)")
 
-    # ------------------------------------------------------------ naming
-    def _default_name(self, stmt) -> str | None:
-        if isinstance(stmt, A.Use):
-            if stmt.name in self.m.blocks:
-                return stmt.name
-            spec = COMPONENTS.get(stmt.name)
-            return spec.default_name if spec else stmt.name
-        if isinstance(stmt, A.Repeat):
-            if self._repeats_block(stmt):
-                return stmt.body[0].name
-            return "layers"
-        if isinstance(stmt, A.Branch):
-            return None
-        return None
-
-    def _repeats_block(self, s: A.Repeat) -> bool:
-        """`repeat(n) layer`: each instance *is* the block; any other body is
-        a scope of its own per instance (`h.0.attn`, `h.1.attn`, ...)."""
-        return len(s.body) == 1 and isinstance(s.body[0], A.Use) and s.body[0].name in self.m.blocks
-
-    def _plan(self, body: list) -> dict[str, int]:
-        counts: Counter = Counter()
-
-        def visit(stmts):
-            for s in stmts:
-                if isinstance(s, (A.Use, A.Repeat)) and s.alias is None:
-                    n = self._default_name(s)
-                    if n:
-                        counts[n] += 1
-                if isinstance(s, (A.Residual, A.Parallel, A.Seq, A.Branch)):
-                    visit(s.body)
-
-        visit(body)
-        return dict(counts)
-
-    def _name(self, stmt, sc: Scope) -> str:
-        if stmt.alias is not None:
-            name = stmt.alias
-        else:
-            base = self._default_name(stmt) or "module"
-            if sc.plan.get(base, 0) > 1:
-                sc.counters[base] += 1
-                name = f"{base}_{sc.counters[base]}"
-            else:
-                name = base
-        check_module_name(name, stmt.span)
-        if name in sc.used:
-            first = sc.used[name]
-            raise EvalError(f"the name '{name}' is already used in '{sc.path}'", stmt.span,
-                            f"first used at line {first.line}; pick another with `as NAME`"
-                            if first else "pick another with `as NAME`")
-        sc.used[name] = stmt.span
-        return name
-
     # ------------------------------------------------------------ statements
     def walk(self, body: list, x: Tensor, sc: Scope) -> Tensor:
         for stmt in body:
@@ -221,7 +139,7 @@ class Elaborator:
             sc.env.syms[s.name] = symbolic(s.value, sc.env)
             return x
         if isinstance(s, A.Use):
-            return self.use(s, x, sc, sc.join(self._name(s, sc)))
+            return self.use(s, x, sc, sc.join(take_name(s, sc, self.m.blocks)))
         if isinstance(s, A.Residual):
             if not s.body:
                 raise EvalError("'residual' needs at least one statement", s.span)
@@ -319,7 +237,7 @@ class Elaborator:
                                     f"write {s.name}({p.name}=...)")
                 env.values[p.name] = evaluate(p.default, env, words=True)
                 env.syms[p.name] = symbolic(p.default, env)
-        inner = Scope(path, env, sc.stack, plan=self._plan(bdef.body),
+        inner = Scope(path, env, sc.stack, plan=plan_names(bdef.body, self.m.blocks),
                       blocks_active=sc.blocks_active + (s.name,))
         self.g.graph["scopes"][path] = {"kind": "block", "block": s.name, "parent": sc.path}
         y = self.walk(bdef.body, x, inner)
@@ -334,9 +252,9 @@ class Elaborator:
         if n > MAX_REPEAT:
             raise EvalError(f"repeat count {n:,} is too large (at most {MAX_REPEAT:,})", s.count.span,
                             "no model this deep could exist on any machine")
-        name = self._name(s, sc)
+        name = take_name(s, sc, self.m.blocks)
         group = sc.join(name)
-        single = self._repeats_block(s)
+        single = repeats_block(s, self.m.blocks)
         block = s.body[0].name if single else None
         index = s.index or "index"
         self.g.graph["scopes"][group] = {"kind": "repeat", "block": block, "count": n,
@@ -351,7 +269,7 @@ class Elaborator:
                 use = s.body[0]
                 x = self._walk_one(lambda: self.block(use, x, inner, path), x, use)
             else:
-                inner.plan = self._plan(s.body)
+                inner.plan = plan_names(s.body, self.m.blocks)
                 self.g.graph["scopes"][path] = {"kind": "block", "block": None, "parent": group}
                 x = self.walk(s.body, x, inner)
             instances.append(path)
@@ -431,7 +349,7 @@ class Elaborator:
         for extra in token_inputs[1:]:
             self.stack_input(st, extra.name)
         sc = Scope(sd.name, env.child({i.name: i.name for i in sd.inputs if i.source}), st,
-                   plan=self._plan(sd.body))
+                   plan=plan_names(sd.body, self.m.blocks))
         sc.used = {i.name: i.span for i in sd.inputs}
         self.g.graph["scopes"][sd.name] = {"kind": "stack", "block": None, "parent": ""}
         y = self.walk(sd.body, x, sc)

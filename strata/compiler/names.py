@@ -1,8 +1,10 @@
-"""Names a spec gives that become Python names in generated code.
+"""Module names: how each module is named, and the names Python refuses.
 
-Module names (`as NAME`, stack names) become attributes of PyTorch modules and
-the keys of their state dicts, so a name Python or `nn.Module` already uses is
-refused where the spec writes it, at check time.  (Variable names are not
+A module is named by the spec's `as NAME`, else by its component's (or block's)
+default name, numbered when one scope uses it more than once (`drop_1`,
+`drop_2`).  Module names (and stack names) become attributes of PyTorch modules
+and the keys of their state dicts, so a name Python or `nn.Module` already uses
+is refused where the spec writes it, at check time.  (Variable names are not
 refused: the generated `Config` maps them to safe identifiers.)
 
     >>> check_module_name("ln_f", None)
@@ -15,11 +17,13 @@ refused: the generated `Config` maps them to safe identifiers.)
 from __future__ import annotations
 
 import keyword
+from collections import Counter
 
+from strata.dsl import ast as A
 from strata.errors import EvalError
 
 __all__ = ["FORWARD_NAMES", "MODULE_ATTRIBUTES", "check_input_name", "check_module_name",
-           "check_output_name"]
+           "check_output_name", "default_name", "plan_names", "repeats_block", "take_name"]
 
 # nn.Module's own attributes (torch 2.x: dir(nn.Module) and what __init__ sets),
 # plus those strata's generated classes add.  Names starting with "_" are all
@@ -76,3 +80,62 @@ def check_output_name(name: str, span) -> None:
     if name in FORWARD_NAMES:
         raise EvalError(f"'{name}' cannot name an output: the generated forward() uses it", span,
                         "name the branch with `as NAME`")
+
+
+def repeats_block(s: A.Repeat, blocks: dict) -> bool:
+    """`repeat(n) layer`: each instance *is* the block; any other body is
+    a scope of its own per instance (`h.0.attn`, `h.1.attn`, ...)."""
+    return len(s.body) == 1 and isinstance(s.body[0], A.Use) and s.body[0].name in blocks
+
+
+def default_name(stmt, blocks: dict) -> str | None:
+    """The name a statement's module gets without `as NAME`."""
+    from strata.components import COMPONENTS
+
+    if isinstance(stmt, A.Use):
+        if stmt.name in blocks:
+            return stmt.name
+        spec = COMPONENTS.get(stmt.name)
+        return spec.default_name if spec else stmt.name
+    if isinstance(stmt, A.Repeat):
+        return stmt.body[0].name if repeats_block(stmt, blocks) else "layers"
+    return None
+
+
+def plan_names(body: list, blocks: dict) -> dict[str, int]:
+    """How many statements of a scope take each default name (two or more are numbered)."""
+    counts: Counter = Counter()
+
+    def visit(stmts):
+        for s in stmts:
+            if isinstance(s, (A.Use, A.Repeat)) and s.alias is None:
+                n = default_name(s, blocks)
+                if n:
+                    counts[n] += 1
+            if isinstance(s, (A.Residual, A.Parallel, A.Seq, A.Branch)):
+                visit(s.body)
+
+    visit(body)
+    return dict(counts)
+
+
+def take_name(stmt, sc, blocks: dict) -> str:
+    """Name `stmt`'s module in scope `sc` (its `plan`, `counters`, `used`); a name
+    used twice in one scope, or one Python refuses, is a located error."""
+    if stmt.alias is not None:
+        name = stmt.alias
+    else:
+        base = default_name(stmt, blocks) or "module"
+        if sc.plan.get(base, 0) > 1:
+            sc.counters[base] += 1
+            name = f"{base}_{sc.counters[base]}"
+        else:
+            name = base
+    check_module_name(name, stmt.span)
+    if name in sc.used:
+        first = sc.used[name]
+        raise EvalError(f"the name '{name}' is already used in '{sc.path}'", stmt.span,
+                        f"first used at line {first.line}; pick another with `as NAME`"
+                        if first else "pick another with `as NAME`")
+    sc.used[name] = stmt.span
+    return name
