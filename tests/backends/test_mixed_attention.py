@@ -7,7 +7,9 @@ import sys
 
 import pytest
 
-torch = pytest.importorskip("torch")
+from tests.optional import require
+
+torch = require("torch")
 
 from strata.api import compile, generate_source
 from strata.compiler import as_graph as build_graph

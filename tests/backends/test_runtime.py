@@ -6,7 +6,9 @@ import math
 
 import pytest
 
-torch = pytest.importorskip("torch")
+from tests.optional import require
+
+torch = require("torch")
 
 from strata.api import compile, generate_source
 from strata.backends.torch import runtime as R

@@ -7,10 +7,11 @@ import inspect
 
 import pytest
 
+from strata import api
 from tests.interop.models import MODELS
+from tests.optional import require
 
-torch = pytest.importorskip("torch")
-api = pytest.importorskip("strata.api", reason="the torch codegen (strata.api.compile) is not there yet")
+torch = require("torch")
 
 ATOL = 1e-4
 T = 12  # longer than the Mistral test model's sliding window (4)
