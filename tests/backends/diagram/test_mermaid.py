@@ -139,6 +139,7 @@ def _with_passes():
     return build_text(text, str(ROOT / "specs" / "llama2_7b_passes.arch"))
 
 
+@pytest.mark.slow  # one headless Chromium for all diagrams: about 12 s
 def test_mermaid_js_renders_every_diagram(rendered):
     items, results = rendered
     results = {k: v for k, v in results.items() if k != "broken"}
@@ -148,6 +149,7 @@ def test_mermaid_js_renders_every_diagram(rendered):
     assert all(v["svg_bytes"] > 1000 for v in results.values())
 
 
+@pytest.mark.slow  # shares the Chromium run above
 def test_mermaid_js_reports_errors(rendered):
     _, results = rendered
     assert not results["broken"]["ok"] and "Parse error" in results["broken"]["error"]
