@@ -50,12 +50,15 @@ class _Scopes:
         self.last: dict[str, str] = {}
         for n, d in g.nodes(data=True):
             p = sum(prod(s) for s in d["params"].values())
-            parts = n.split(".")
-            for k in range(1, len(parts) + 1):
-                prefix = ".".join(parts[:k])
+            i = n.find(".")
+            while True:  # every prefix of n at a dot, and n itself
+                prefix = n if i < 0 else n[:i]
                 if prefix in self.params:
                     self.params[prefix] += p
                     self.last[prefix] = n
+                if i < 0:
+                    break
+                i = n.find(".", i + 1)
 
 
 def summary_dict(g: nx.MultiDiGraph) -> dict:

@@ -68,13 +68,18 @@ class Fold:
 
     def instances(self, n: str) -> dict[str, str]:
         """repeat group -> the instance of it that holds n."""
-        out = {}
-        parts = n.split(".")
-        for k in range(1, len(parts) + 1):
-            p = ".".join(parts[:k])
-            if p in self.group:
-                out[self.group[p]] = p
-        return out
+        out: dict[str, str] = {}
+        if not self.group:
+            return out
+        i = n.find(".")
+        while True:
+            p = n if i < 0 else n[:i]
+            group = self.group.get(p)
+            if group is not None:
+                out[group] = p
+            if i < 0:
+                return out
+            i = n.find(".", i + 1)
 
     def crosses(self, u: str, v: str) -> bool:
         """u -> v is the layer-to-layer chain of a repeat that folding turns into a

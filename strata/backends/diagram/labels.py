@@ -187,11 +187,12 @@ def annotations(g: nx.MultiDiGraph, members: list[str]) -> list[str]:
 # ------------------------------------------------------------------ totals under a path
 
 class Totals:
-    """Parameters at or under every module path, and the attention / MLP
-    components under it, from one pass over the graph, so that labelling every
-    layer of a deep model stays linear in its size."""
+    """Parameters at or under every scope (stack, block, repeat, repeat instance),
+    and the attention / MLP components under it, from one pass over the graph,
+    so that labelling every layer of a deep model stays linear in its size."""
 
     def __init__(self, g: nx.MultiDiGraph):
+        scopes = g.graph["scopes"]
         self._own: dict[str, int] = {}
         self._under: dict[str, int] = {}
         for n, d in g.nodes(data=True):
@@ -200,27 +201,35 @@ class Totals:
                 continue
             self._own[n] = p
             for prefix in _prefixes(n):
-                self._under[prefix] = self._under.get(prefix, 0) + p
+                if prefix in scopes:
+                    self._under[prefix] = self._under.get(prefix, 0) + p
         self._parts: dict[str, list[str]] = {}
         for c, info in g.graph["components"].items():
             if info["category"] in ("attention", "mlp"):
                 for prefix in _prefixes(c)[:-1]:
-                    self._parts.setdefault(prefix, []).append(c)
+                    if prefix in scopes:
+                        self._parts.setdefault(prefix, []).append(c)
 
-    def params(self, path: str, *, inclusive: bool = True) -> int:
-        """Parameters of the nodes under `path` (and of `path` itself if inclusive)."""
-        total = self._under.get(path, 0)
-        return total if inclusive else total - self._own.get(path, 0)
+    def params(self, scope: str, *, inclusive: bool = True) -> int:
+        """Parameters of the nodes under `scope` (and of a node named `scope` itself
+        if inclusive)."""
+        total = self._under.get(scope, 0)
+        return total if inclusive else total - self._own.get(scope, 0)
 
-    def parts(self, path: str) -> list[str]:
-        """The attention and MLP components strictly under `path`, in spec order."""
-        return self._parts.get(path, [])
+    def parts(self, scope: str) -> list[str]:
+        """The attention and MLP components under `scope`, in spec order."""
+        return self._parts.get(scope, [])
 
 
 def _prefixes(path: str) -> list[str]:
     """'a.b.c' -> ['a', 'a.b', 'a.b.c']."""
-    parts = path.split(".")
-    return [".".join(parts[:k]) for k in range(1, len(parts) + 1)]
+    out = []
+    i = path.find(".")
+    while i >= 0:
+        out.append(path[:i])
+        i = path.find(".", i + 1)
+    out.append(path)
+    return out
 
 
 # ------------------------------------------------------------------ titles and boxes
