@@ -31,3 +31,14 @@ def test_import_error_inside_an_installed_package_fails(tmp_path, monkeypatch):
 def test_strata_is_never_optional():
     with pytest.raises(ValueError, match="part of strata"):
         require("strata.api")
+
+
+def test_no_test_uses_importorskip():
+    """pytest.importorskip would turn a broken import into a skip: use tests.optional.require."""
+    from pathlib import Path
+
+    tests = Path(__file__).resolve().parent
+    users = [str(p.relative_to(tests)) for p in tests.rglob("*.py")
+             if p.name != "optional.py" and p != Path(__file__).resolve()
+             and "pytest.importorskip(" in p.read_text(encoding="utf-8")]
+    assert not users, f"use tests.optional.require instead of pytest.importorskip in {users}"

@@ -2,8 +2,8 @@
 Self-Attention", "Feed Forward"), parameter counts (124.4M), the marks passes
 leave (int8, pruned 50%, low-rank r=64) and the palette of the legend.
 
-Every component kind's title and detail line live in one table,
-`COMPONENT_LABELS`, keyed by the registry's kind.
+A component's title and detail line come from its registration in
+`strata.components` (next to its options, elaboration and lowering).
 
     >>> human_count(124_439_808)
     '124.4M'
@@ -13,13 +13,13 @@ Every component kind's title and detail line live in one table,
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from math import prod
 
 import networkx as nx
 
 from strata.backends.diagram.fold import Fold
+from strata.components import COMPONENTS
+from strata.components.feedforward import ACT_NAMES
 
 MAX_LINE = 48  # characters per label line; longer user names are cut with "…"
 
@@ -40,8 +40,6 @@ PALETTE: dict[str, tuple[str, str, str]] = {
     "teacher": ("Teacher (distillation)", "#ffe0f0", "#b8487f"),
 }
 
-ACTS = {"relu": "ReLU", "gelu": "GELU", "gelu_tanh": "GELU (tanh)", "silu": "SiLU",
-        "tanh": "tanh", "swiglu": "SwiGLU", "geglu": "GeGLU"}
 
 
 def human_count(n: float) -> str:
@@ -63,64 +61,17 @@ def _params(g: nx.MultiDiGraph, nodes) -> int:
 
 # ------------------------------------------------------------------ component labels
 
-@dataclass(frozen=True)
-class ComponentLabel:
-    """How boxes of one component kind are titled; `detail` is the third line
-    at block and op level (None: no detail line).  Both take the component's
-    evaluated options."""
-
-    title: Callable[[dict], str]
-    detail: Callable[[dict], str | None] = lambda o: None
-
-
-def _named(title: str) -> ComponentLabel:
-    return ComponentLabel(lambda o: title)
-
-
-def _heads(o: dict) -> str:
-    kv = o.get("kv_heads") or o["heads"]
-    s = f"{o['heads']} heads" + (f", {kv} kv (GQA)" if kv != o["heads"] else "")
-    return s + (f", window {o['window']}" if o.get("window") else "")
-
-
-POSITION_TITLES = {"learned": "Learned Positions", "sinusoidal": "Positional Encoding",
-                   "rotary": "Rotary Positions", "alibi": "ALiBi", "none": "No Positions"}
-
-COMPONENT_LABELS: dict[str, ComponentLabel] = {
-    "embedding": _named("Token Embedding"),
-    "position": ComponentLabel(lambda o: POSITION_TITLES.get(o["kind"], o["kind"])),
-    "token_types": _named("Token Types"),
-    "attention": ComponentLabel(
-        lambda o: "Masked Self-Attention" if o.get("causal") else "Self-Attention", _heads),
-    "cross_attention": ComponentLabel(lambda o: "Encoder-Decoder Attention", _heads),
-    "mlp": ComponentLabel(lambda o: "Feed Forward",
-                          lambda o: f"{ACTS.get(o['act'], o['act'])}, hidden {o['hidden']}"),
-    "moe": ComponentLabel(lambda o: "Mixture of Experts",
-                          lambda o: f"{o['experts']} experts, top-{o['top_k']}"),
-    "layernorm": _named("LayerNorm"),
-    "rmsnorm": _named("RMSNorm"),
-    "dropout": ComponentLabel(lambda o: "Dropout", lambda o: f"p={o['p']}"),
-    "linear": _named("Linear"),
-    "activation": ComponentLabel(lambda o: "Activation", lambda o: ACTS.get(o["fn"], o["fn"])),
-    "lm_head": _named("LM Head"),
-    "classifier": _named("Classifier"),
-    "pooler": _named("Pooler"),
-    "mlm_head": _named("MLM Head"),
-    "nsp_head": _named("NSP Head"),
-}
-
-
-def _component_label(c: dict) -> ComponentLabel:
-    return COMPONENT_LABELS.get(c["kind"]) or _named(c["kind"])
-
-
 def component_title(c: dict) -> str:
-    """The human title of a component (`g.graph["components"][path]`)."""
-    return _component_label(c).title(c["options"])
+    """The human title of a component (`g.graph["components"][path]`), as its
+    registration in `strata.components` gives it from its options."""
+    comp = COMPONENTS.get(c["kind"])
+    return comp.title(c["options"]) if comp else c["kind"]
 
 
 def component_detail(c: dict) -> str | None:
-    return _component_label(c).detail(c["options"])
+    """The detail line of a component's box ("SwiGLU, hidden 11008"), or None."""
+    comp = COMPONENTS.get(c["kind"])
+    return comp.detail(c["options"]) if comp else None
 
 
 # ------------------------------------------------------------------ op labels
@@ -135,7 +86,7 @@ def _op_detail(d: dict) -> str:
     if op == "norm":
         return "RMSNorm" if a.get("type") == "rms" else "LayerNorm"
     if op == "activation":
-        return ACTS.get(a["fn"], a["fn"])
+        return ACT_NAMES.get(a["fn"], a["fn"])
     if op == "embedding":
         return {"token": "Embedding", "position": "Position", "token_type": "Token types"
                 }.get(a.get("role"), "Embedding") + (f" ({a['type']})" if a.get("type") else "")

@@ -1,5 +1,5 @@
-"""Box and cluster text (strata/backends/diagram/labels.py): the component
-table, counts, cutting, pass marks, totals under a path."""
+"""Box and cluster text (strata/backends/diagram/labels.py): component titles
+from their registrations, counts, cutting, pass marks, totals under a scope."""
 
 from __future__ import annotations
 
@@ -8,10 +8,7 @@ import typing
 import pytest
 
 from strata.backends.diagram.labels import (
-    ACTS,
-    COMPONENT_LABELS,
     MAX_LINE,
-    POSITION_TITLES,
     Totals,
     annotations,
     component_detail,
@@ -20,7 +17,7 @@ from strata.backends.diagram.labels import (
     human_count,
 )
 from strata.compiler import build_text
-from strata.dsl import registry
+from strata.components import COMPONENTS
 from strata.passes import apply_passes
 from tests.render.specs import graph
 
@@ -31,13 +28,17 @@ def test_human_count(n, text):
     assert human_count(n) == text
 
 
-def test_every_component_kind_has_a_label():
-    assert set(COMPONENT_LABELS) == set(registry.COMPONENTS)
+@pytest.mark.parametrize("kind", sorted(COMPONENTS))
+def test_every_component_kind_has_a_title(kind):
+    options = {"kind": "rotary", "heads": 2, "act": "gelu", "hidden": 8, "experts": 2, "top_k": 1,
+               "p": 0.1, "fn": "relu"}
+    assert component_title({"kind": kind, "options": options}).strip()
 
 
-def test_every_position_kind_and_activation_has_a_name():
-    assert set(POSITION_TITLES) == set(typing.get_args(registry.Position.model_fields["kind"].annotation))
-    assert set(typing.get_args(registry.Activation)) <= set(ACTS)
+def test_every_position_kind_has_a_title():
+    kinds = typing.get_args(COMPONENTS["position"].options.model_fields["kind"].annotation)
+    for kind in kinds:
+        assert component_title({"kind": "position", "options": {"kind": kind}}) != kind
 
 
 @pytest.mark.parametrize("kind, options, title, detail", [
