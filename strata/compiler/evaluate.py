@@ -114,11 +114,16 @@ def _num(v: Any, span, what: str) -> int | float:
     if isinstance(v, Word):
         raise EvalError(f"undefined variable '{v.text}'", v.span or span)
     if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise EvalError(f"{what} needs a number, got {describe(v)}", span)
+        raise EvalError(f"{what} needs a number, got {describe_value(v)}", span)
     return v
 
 
-def describe(v: Any) -> str:
+def describe_value(v: Any) -> str:
+    """A value as an error message names it, in the spec's own words.
+
+    >>> describe_value(None), describe_value(True), describe_value("gelu"), describe_value(3.5)
+    ('none', 'true', 'the string "gelu"', '3.5')
+    """
     if v is None:
         return "none"
     if isinstance(v, bool):

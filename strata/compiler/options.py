@@ -16,7 +16,14 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from strata.compiler.evaluate import CallValue, Env, EvalError, Word, describe, evaluate
+from strata.compiler.evaluate import (
+    CallValue,
+    Env,
+    EvalError,
+    Word,
+    describe_value,
+    evaluate,
+)
 from strata.dsl import ast as A
 from strata.errors import did_you_mean
 
@@ -118,7 +125,7 @@ def bind_options(spec, args: list, kwargs: list, env: Env, span, label: str,
                             f"positional arguments: {', '.join(spec.positional)}") from None
         got = values.get(loc)
         msg = e["msg"].replace("Input should be", "should be").replace("Value error, ", "")
-        raise EvalError(f"option '{loc}' of '{label}' {msg}, got {describe(got)}"
+        raise EvalError(f"option '{loc}' of '{label}' {msg}, got {describe_value(got)}"
                         if loc else f"'{label}': {msg}", where) from None
 
 

@@ -1,7 +1,9 @@
 """`strata summary`: modules, kinds, output shapes, parameters, FLOPs, memory.
 
 The table folds repeats ("decoder.h × 12") and lists one instance's modules
-beneath; the JSON lists every module unfolded.
+beneath; a repeat whose layers differ (alternating windows) lists one instance
+per variant under a heading naming the layers it stands for ("[0,2,…,22] × 12").
+The JSON lists every module unfolded.
 
     >>> from strata.compiler import build_file
     >>> s = summary_dict(build_file("specs/tiny_shakespeare.arch"))
@@ -16,7 +18,9 @@ from math import prod
 import networkx as nx
 
 from strata.compiler.cost import analyze
-from strata.compiler.ir import format_shape, output_shape, repeat_groups, scope_nodes
+from strata.compiler.ir import format_shape, output_shape, repeat_groups
+
+Row = tuple[str, str, str, str]  # module, kind, output shape, parameters
 
 
 def _component_rows(g: nx.MultiDiGraph) -> list[dict]:
@@ -36,17 +40,38 @@ def _component_rows(g: nx.MultiDiGraph) -> list[dict]:
     return rows
 
 
+class _Scopes:
+    """Parameters at or under, and the last node of, every repeat and repeat instance,
+    from one pass over the graph (so a 2000-layer summary stays linear)."""
+
+    def __init__(self, g: nx.MultiDiGraph, groups: list[dict]):
+        paths = {r["path"] for r in groups} | {i for r in groups for i in r["instances"]}
+        self.params: dict[str, int] = dict.fromkeys(paths, 0)
+        self.last: dict[str, str] = {}
+        for n, d in g.nodes(data=True):
+            p = sum(prod(s) for s in d["params"].values())
+            i = n.find(".")
+            while True:  # every prefix of n at a dot, and n itself
+                prefix = n if i < 0 else n[:i]
+                if prefix in self.params:
+                    self.params[prefix] += p
+                    self.last[prefix] = n
+                if i < 0:
+                    break
+                i = n.find(".", i + 1)
+
+
 def summary_dict(g: nx.MultiDiGraph) -> dict:
     """Everything `strata summary --json` prints."""
     a = analyze(g)
+    groups = repeat_groups(g)
+    scopes = _Scopes(g, groups)
     repeats = []
-    for r in repeat_groups(g):
-        each = sum(prod(s) for n in scope_nodes(g, r["instances"][0])
-                   for s in g.nodes[n]["params"].values())
-        total = sum(prod(s) for n in scope_nodes(g, r["path"]) for s in g.nodes[n]["params"].values())
+    for r in groups:
         repeats.append({"path": r["path"], "block": r["block"], "count": r["count"],
-                        "uniform": r["uniform"], "parameters_each": each if r["uniform"] else None,
-                        "parameters": total})
+                        "uniform": r["uniform"],
+                        "parameters_each": scopes.params[r["instances"][0]] if r["uniform"] else None,
+                        "parameters": scopes.params[r["path"]]})
     return {
         "name": g.graph["name"],
         **a,
@@ -75,42 +100,94 @@ def _bytes(n: float) -> str:
     return f"{int(n)} B"
 
 
-def summary_rows(g: nx.MultiDiGraph, depth: int | None = None) -> list[tuple[str, str, str, str]]:
-    """(module, kind, output shape, parameters) rows with repeats folded."""
-    rows = _component_rows(g)
+def index_ranges(indices: list[int]) -> str:
+    """Layer indices, short: a run as a-b, four or more evenly spaced as a,b,…,z.
+
+    >>> index_ranges([0, 2, 4, 6, 8]), index_ranges([1, 2, 3, 7]), index_ranges([0, 3, 6])
+    ('0,2,…,8', '1-3,7', '0,3,6')
+    """
+    out, i = [], 0
+    while i < len(indices):
+        j = i + 1  # indices[i:j] is evenly spaced
+        if j < len(indices):
+            step = indices[j] - indices[i]
+            while j < len(indices) and indices[j] - indices[j - 1] == step:
+                j += 1
+            if step == 1 and j - i >= 3:
+                out.append(f"{indices[i]}-{indices[j - 1]}")
+                i = j
+                continue
+            if j - i >= 4:
+                out.append(f"{indices[i]},{indices[i + 1]},…,{indices[j - 1]}")
+                i = j
+                continue
+        out.append(str(indices[i]))
+        i += 1
+    return ",".join(out)
+
+
+def summary_rows(g: nx.MultiDiGraph, depth: int | None = None) -> list[Row]:
+    """(module, kind, output shape, parameters) rows with repeats folded: a repeat's
+    row, then the modules of its first instance (of each variant, under a heading
+    naming its layers) indented beneath; nested repeats fold the same way."""
     groups = repeat_groups(g)
-    out: list[tuple[str, str, str, str]] = []
-    shown_groups: set[str] = set()
-    for r in rows:
-        path = r["path"]
-        grp = next((x for x in groups if path.startswith(x["path"] + ".")), None)
-        if grp is not None:
-            rest = path[len(grp["path"]) + 1:]
-            idx, _, sub = rest.partition(".")
-            if grp["path"] not in shown_groups:
-                shown_groups.add(grp["path"])
-                total = sum(prod(s) for n in scope_nodes(g, grp["path"])
-                            for s in g.nodes[n]["params"].values())
-                each = total // grp["count"] if grp["uniform"] else None
-                note = f"{total:,}" + (f"  ({each:,} each)" if each is not None else "")
-                shape = output_shape(g, scope_nodes(g, grp["instances"][-1])[-1])
-                out.append((f"{grp['path']} × {grp['count']}", grp["block"], format_shape(shape), note))
-            variant = next(v for v in grp["variants"] if f"{grp['path']}.{idx}" in v)
-            if f"{grp['path']}.{idx}" != variant[0] or not sub:
+    scopes = _Scopes(g, groups)
+    instance_of: dict[str, tuple[dict, list[str]]] = {}  # instance -> (its group, its variant)
+    for r in groups:
+        for variant in r["variants"]:
+            for inst in variant:
+                instance_of[inst] = (r, variant)
+    out: list[Row] = []
+    shown: set[str] = set()  # repeat and variant headings already emitted
+
+    def visible(path: str) -> bool:
+        return depth is None or path.count(".") + 1 <= depth
+
+    for row in _component_rows(g):
+        path = row["path"]
+        parts = path.split(".")
+        indent, anchor, drawn = "", None, True  # anchor: innermost instance on the path
+        for k in range(1, len(parts)):
+            inst = ".".join(parts[:k])
+            if inst not in instance_of:
                 continue
-            label = f"  .{sub}" if grp["uniform"] else f"  [{_indices(variant, grp['path'])}].{sub}"
-            if depth is not None and path.count(".") + 1 > depth:
-                continue
-            out.append((label, r["kind"], format_shape(tuple(r["output_shape"] or ())), _params(r)))
-            continue
-        if depth is not None and path.count(".") + 1 > depth:
-            continue
-        out.append((path, r["kind"], format_shape(tuple(r["output_shape"] or ())), _params(r)))
+            r, variant = instance_of[inst]
+            if inst != variant[0]:
+                drawn = False  # another instance of its variant stands for it
+                break
+            if r["path"] not in shown:
+                shown.add(r["path"])
+                if visible(r["path"]):
+                    out.append(_group_row(g, r, scopes, _relative(r["path"], anchor, indent)))
+            indent += "  "
+            if not r["uniform"]:
+                if inst not in shown:
+                    shown.add(inst)
+                    if visible(inst):
+                        idx = index_ranges([int(v.rpartition(".")[2]) for v in variant])
+                        many = len(variant) > 1
+                        out.append((f"{indent}[{idx}]" + f" × {len(variant)}" * many, r["block"],
+                                    "", f"{scopes.params[inst]:,}" + " each" * many))
+                indent += "  "
+            anchor = inst
+        if drawn and visible(path):
+            out.append((_relative(path, anchor, indent), row["kind"],
+                        format_shape(tuple(row["output_shape"] or ())), _params(row)))
     return out
 
 
-def _indices(variant: list[str], group: str) -> str:
-    return ",".join(v[len(group) + 1:] for v in variant)
+def _relative(path: str, anchor: str | None, indent: str) -> str:
+    """`decoder.h.0.attn` under the instance `decoder.h.0` -> `  .attn`."""
+    return path if anchor is None else f"{indent}.{path[len(anchor) + 1:]}"
+
+
+def _group_row(g: nx.MultiDiGraph, r: dict, scopes: _Scopes, label: str) -> Row:
+    total = scopes.params[r["path"]]
+    each = total // r["count"] if r["uniform"] else None
+    note = f"{total:,}" + (f"  ({each:,} each)" if each is not None else "")
+    last = scopes.last.get(r["instances"][-1])
+    shape = output_shape(g, last) if last else None
+    return (f"{label} × {r['count']}", r["block"], format_shape(shape), note)
 
 
 def _params(r: dict) -> str:
@@ -121,17 +198,21 @@ def _params(r: dict) -> str:
 
 
 def print_summary(g: nx.MultiDiGraph, depth: int | None = None, console=None) -> None:
+    """The table and totals on `console` (a rich Console; default: stdout)."""
     from rich.console import Console
     from rich.table import Table
 
     console = console or Console()
     a = analyze(g)
     t = Table(title=f"{g.graph['name']}", title_justify="left", show_lines=False)
-    t.add_column("module")
+    rows = summary_rows(g, depth)
+    # A narrow terminal wraps the module column rather than cutting it with "…":
+    # a module's name never vanishes.
+    t.add_column("module", overflow="fold")
     t.add_column("kind")
     t.add_column("output shape")
     t.add_column("parameters", justify="right")
-    for row in summary_rows(g, depth):
+    for row in rows:
         t.add_row(*row)
     console.print(t)
     m = a["memory"]

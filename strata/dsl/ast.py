@@ -8,7 +8,7 @@ equal to its round trip through the other surface.
     >>> from strata.dsl.parser import parse
     >>> spec = parse("model m { d = 4*8 }", "m.arch")
     >>> spec.models[0].vars[0].value
-    BinOp(op='*', left=Num(value=4), right=Num(value=8))
+    BinOp(kind='binop', op='*', left=Num(kind='num', value=4), right=Num(kind='num', value=8))
 
 Shape of the tree (text form in comments):
 

@@ -1,6 +1,8 @@
-"""Small specs and weight mappings shared by the backend tests."""
+"""Small specs and helpers shared by the backend tests."""
 
 from __future__ import annotations
+
+import tempfile
 
 import torch
 
@@ -64,39 +66,18 @@ model tiny {
 """
 
 
-def gpt2_state_from_hf(hf_sd: dict, n_layer: int) -> dict:
-    """HF GPT2LMHeadModel names -> strata names (Conv1D weights transposed, c_attn split)."""
-    out = {"decoder.wte.weight": hf_sd["transformer.wte.weight"],
-           "decoder.wpe.weight": hf_sd["transformer.wpe.weight"],
-           "decoder.ln_f.weight": hf_sd["transformer.ln_f.weight"],
-           "decoder.ln_f.bias": hf_sd["transformer.ln_f.bias"]}
-    for i in range(n_layer):
-        src, dst = f"transformer.h.{i}.", f"decoder.h.{i}."
-        for ln in ("ln_1", "ln_2"):
-            out[dst + ln + ".weight"] = hf_sd[src + ln + ".weight"]
-            out[dst + ln + ".bias"] = hf_sd[src + ln + ".bias"]
-        w = hf_sd[src + "attn.c_attn.weight"].t()
-        b = hf_sd[src + "attn.c_attn.bias"]
-        for name, wp, bp in zip("qkv", w.chunk(3, 0), b.chunk(3, 0)):
-            out[dst + f"attn.{name}.weight"], out[dst + f"attn.{name}.bias"] = wp, bp
-        for s, d in (("attn.c_proj", "attn.o"), ("mlp.c_fc", "mlp.up"), ("mlp.c_proj", "mlp.down")):
-            out[dst + d + ".weight"] = hf_sd[src + s + ".weight"].t()
-            out[dst + d + ".bias"] = hf_sd[src + s + ".bias"]
-    return {k: v.contiguous() for k, v in out.items()}
+def hf_state_in_strata_names(hf_model) -> dict:
+    """The weights of a Hugging Face model under strata's state_dict keys, renamed
+    by `strata.interop.import_hf` itself (save_pretrained to a temporary folder,
+    import, read back), so the tests hold no second copy of the families' maps."""
+    from safetensors.torch import load_file
 
+    from strata.interop import import_hf
 
-def llama_state_from_hf(hf_sd: dict, n_layer: int) -> dict:
-    out = {"decoder.embed.weight": hf_sd["model.embed_tokens.weight"],
-           "decoder.norm.weight": hf_sd["model.norm.weight"],
-           "decoder.lm_head.weight": hf_sd["lm_head.weight"]}
-    names = {"input_layernorm": "input_norm", "post_attention_layernorm": "post_attention_norm",
-             "self_attn.q_proj": "attn.q", "self_attn.k_proj": "attn.k", "self_attn.v_proj": "attn.v",
-             "self_attn.o_proj": "attn.o", "mlp.gate_proj": "mlp.gate", "mlp.up_proj": "mlp.up",
-             "mlp.down_proj": "mlp.down"}
-    for i in range(n_layer):
-        for s, d in names.items():
-            out[f"decoder.layers.{i}.{d}.weight"] = hf_sd[f"model.layers.{i}.{s}.weight"]
-    return out
+    with tempfile.TemporaryDirectory() as tmp:
+        hf_model.save_pretrained(f"{tmp}/hf")
+        _, weights = import_hf(f"{tmp}/hf", f"{tmp}/strata")
+        return load_file(str(weights))
 
 
 def greedy_no_cache(model, ids: torch.Tensor, n: int) -> torch.Tensor:

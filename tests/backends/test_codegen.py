@@ -11,6 +11,7 @@ import pytest
 
 from strata.api import generate_source
 from strata.cli import main
+from tests.optional import require
 
 GOLDEN = Path(__file__).parent / "golden"
 REFRESH = os.environ.get("STRATA_REFRESH_GOLDEN") == "1"
@@ -100,7 +101,7 @@ def test_shape_comments_only_where_the_shape_changes():
 
 
 def test_emitted_file_runs_without_strata(tmp_path):
-    pytest.importorskip("torch")
+    require("torch")
     out = tmp_path / "model.py"
     assert main(["compile", "specs/tiny_shakespeare.arch", "-o", str(out)]) == 0
     script = (

@@ -6,8 +6,9 @@ import glob
 import inspect
 
 import pytest
+from tests.optional import require
 
-torch = pytest.importorskip("torch")
+torch = require("torch")
 
 from strata.api import compile, generate_source
 from strata.backends.torch.weights import tied_names
@@ -174,6 +175,7 @@ def test_moe_matches_naive_routing():
     torch.testing.assert_close(y.reshape(-1, 32), ref, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.slow  # torch.compile (dynamo start-up): a few seconds
 def test_torch_compile_fullgraph_no_graph_breaks():
     import torch._dynamo
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from tests.optional import require
 
-torch = pytest.importorskip("torch")
+torch = require("torch")
 
 from strata.api import compile, generate_source
 from strata.backends.torch.loader import load_source

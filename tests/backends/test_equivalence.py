@@ -6,17 +6,14 @@ import math
 
 import pytest
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+from tests.optional import require
+
+torch = require("torch")
+transformers = require("transformers")
 
 from strata.api import compile
 from strata.backends.torch.weights import load_state
-from tests.backends.helpers import (
-    GPT2_SPEC,
-    LLAMA_SPEC,
-    gpt2_state_from_hf,
-    llama_state_from_hf,
-)
+from tests.backends.helpers import GPT2_SPEC, LLAMA_SPEC, hf_state_in_strata_names
 
 ATOL = 1e-4
 
@@ -29,7 +26,7 @@ def test_gpt2_matches_hf():
                      resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
     hf = GPT2LMHeadModel(cfg).eval()
     model = compile(GPT2_SPEC.format(vocab=97, ctx=32, d=64, heads=4, depth=2)).eval()
-    load_state(model, gpt2_state_from_hf(hf.state_dict(), 2))
+    load_state(model, hf_state_in_strata_names(hf))
     ids = torch.randint(0, 97, (2, 20))
     with torch.no_grad():
         want = hf(ids).logits
@@ -52,7 +49,7 @@ def _llama_pair(kv_heads=2, window=None):
     spec = LLAMA_SPEC.format(vocab=101, d=64, heads=4, kv_heads=kv_heads, depth=2, hidden=96,
                              base=10000, window=f", window={window}" if window else "")
     model = compile(spec).eval()
-    load_state(model, llama_state_from_hf(hf.state_dict(), 2))
+    load_state(model, hf_state_in_strata_names(hf))
     return hf.eval(), model
 
 

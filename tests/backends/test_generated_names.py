@@ -6,9 +6,9 @@ from __future__ import annotations
 import keyword
 import sys
 
-import pytest
+from tests.optional import require
 
-torch = pytest.importorskip("torch")
+torch = require("torch")
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

@@ -7,7 +7,9 @@ import sys
 
 import pytest
 
-torch = pytest.importorskip("torch")
+from tests.optional import require
+
+torch = require("torch")
 
 from strata.api import compile, generate_source
 from strata.compiler import as_graph as build_graph
@@ -218,6 +220,7 @@ def test_chunked_cache_logits_match_full_forward():
     torch.testing.assert_close(torch.cat(parts, 1), full, atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow  # torch.compile (dynamo start-up): a few seconds
 def test_torch_compile_fullgraph_with_per_layer_masks():
     import torch._dynamo
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 
-import pytest
 
-torch = pytest.importorskip("torch")
+from tests.optional import require
+
+torch = require("torch")
 
 from strata.api import compile, generate_source
 from strata.backends.torch import runtime as R

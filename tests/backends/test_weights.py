@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("safetensors")
+from tests.optional import require
+
+torch = require("torch")
+require("safetensors")
 
 from safetensors.torch import save_file
 
 from strata.api import compile, load_weights, save_weights
-from strata.backends.torch.weights import WeightsError, WeightsMismatchError, checkpoint_shapes
+from strata.backends.torch.weights import (
+    WeightsError,
+    WeightsMismatchError,
+    checkpoint_shapes,
+)
 from tests.backends.helpers import TINY_SPEC
 
 

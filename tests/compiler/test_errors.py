@@ -191,6 +191,7 @@ def test_astronomical_number():
     located(err, "number too large", 3)
 
 
+@pytest.mark.slow  # elaborates 5000 layers before the total is known: ~3 s
 def test_model_too_large_in_total():
     err = errors_of(GOOD_LAYER.replace("d = 64", "d = 2**20").replace("repeat(2)", "repeat(5000)")
                     .replace("mlp(4*d)", "mlp(64*d)"))

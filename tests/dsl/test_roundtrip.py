@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 
 from strata.dsl.formatter import format_expr, format_spec
@@ -22,6 +23,7 @@ def test_expression_text_round_trip(e):
     assert format_expr(parse_expression(text)) == text
 
 
+@pytest.mark.slow  # 100 random specs through both surfaces: about 6 s
 @FAST
 @given(S.specs)
 def test_text_yaml_text_round_trip(spec):

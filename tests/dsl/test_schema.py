@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 import yaml
 
 from strata.cli import main
@@ -14,6 +13,7 @@ from strata.dsl.schema import DRAFT, yaml_json_schema
 from strata.dsl.yaml_writer import to_yaml
 from tests.dsl.test_formatter import CANONICAL
 from tests.dsl.test_yaml_loader import GPT
+from tests.optional import require
 
 
 def test_schema_lists_components_options_and_passes():
@@ -32,7 +32,7 @@ def test_schema_lists_components_options_and_passes():
 
 
 def test_schema_validates_written_yaml():
-    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema = require("jsonschema")
     s = yaml_json_schema()
     jsonschema.Draft202012Validator.check_schema(s)
     v = jsonschema.Draft202012Validator(s)

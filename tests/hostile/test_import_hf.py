@@ -22,6 +22,7 @@ from strata.dsl import load_text
 from strata.dsl.formatter import format_spec
 from strata.interop import HFImportError, hf_to_spec
 from tests.hostile.harness import check_all, ok, run_batch, usage_error
+from tests.optional import require
 
 GPT2 = {"model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "n_layer": 1, "n_embd": 8,
         "n_head": 2, "vocab_size": 10, "n_positions": 4}
@@ -37,7 +38,7 @@ BASES = {"gpt2": GPT2, "llama": LLAMA, "mistral": {**LLAMA, "model_type": "mistr
 
 def gpt2_tensors(cfg: dict, dtype=None) -> dict:
     """A GPT2LMHeadModel checkpoint's tensors (HF names, Conv1D [in, out] layout)."""
-    torch = pytest.importorskip("torch")
+    torch = require("torch")
     d, v, n = cfg["n_embd"], cfg["vocab_size"], cfg["n_positions"]
     t = {"transformer.wte.weight": (v, d), "transformer.wpe.weight": (n, d),
          "transformer.ln_f.weight": (d,), "transformer.ln_f.bias": (d,)}
@@ -195,7 +196,7 @@ def _comments(spec):
 # ------------------------------------------------------------ whole folders
 
 def test_folder_name_goes_into_a_comment_escaped(tmp_path):
-    pytest.importorskip("safetensors")
+    require("safetensors")
     name = 'hf"\nmodel evil { stack s(t) { embedding(2, 2) } }\n\u202e'
     cases = [ok("hostile_folder_name", ["import-hf", name, "-o", "out"], files=folder(name=name),
                 outputs=("out/model.arch", "out/weights.safetensors"))]
@@ -208,9 +209,10 @@ def test_folder_name_goes_into_a_comment_escaped(tmp_path):
     assert "\n model evil" not in arch and "\nmodel evil" not in arch
 
 
+@pytest.mark.slow  # writes and imports a dozen checkpoints: ~4 s
 def test_folders_that_are_refused(tmp_path):
-    pytest.importorskip("safetensors")
-    torch = pytest.importorskip("torch")
+    require("safetensors")
+    torch = require("torch")
     good = gpt2_tensors(GPT2)
     index = "hf/model.safetensors.index.json"
 

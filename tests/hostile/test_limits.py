@@ -22,6 +22,7 @@ from tests.hostile.harness import (
     spec_error,
     usage_error,
 )
+from tests.optional import require
 
 
 def _stack(body: str) -> str:
@@ -126,7 +127,7 @@ def test_extends_chain_is_linear():
 @pytest.mark.slow
 def test_compile_refuses_a_model_that_cannot_fit_in_cpu_memory():
     """Before a byte is allocated, with its size and the way out; device="meta" builds it."""
-    pytest.importorskip("torch")
+    require("torch")
     code = textwrap.dedent(f"""
         import resource, strata
         from strata.resources import TooLargeError

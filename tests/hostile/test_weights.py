@@ -10,9 +10,10 @@ import os
 import struct
 
 import pytest
+from tests.optional import require
 
-torch = pytest.importorskip("torch")
-st = pytest.importorskip("safetensors.torch")
+torch = require("torch")
+st = require("safetensors.torch")
 
 from hypothesis import given, settings
 from hypothesis import strategies as hst

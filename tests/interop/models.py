@@ -3,11 +3,11 @@
 
 from __future__ import annotations
 
-import pytest
+from tests.optional import require
 
 
 def _transformers():
-    return pytest.importorskip("transformers")
+    return require("transformers")
 
 
 def _gpt2(**kw):
@@ -56,7 +56,7 @@ MODELS = {
 
 
 def make_model(name: str):
-    torch = pytest.importorskip("torch")
+    torch = require("torch")
     cls_name, config = MODELS[name]
     torch.manual_seed(0)
     cfg = config()

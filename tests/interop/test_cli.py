@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from strata.cli import main
+from tests.optional import require
 
 
 def run(argv, capsys):
@@ -64,7 +63,7 @@ def test_pickle_only_folder_refused(tmp_path, capsys):
 
 
 def test_corrupt_safetensors(tmp_path, capsys):
-    pytest.importorskip("torch")
+    require("torch")
     cfg = {"model_type": "gpt2", "n_layer": 1, "n_embd": 8, "n_head": 2, "vocab_size": 10,
            "n_positions": 4}
     (tmp_path / "config.json").write_text(json.dumps(cfg))

@@ -11,9 +11,10 @@ from strata.compiler import build_file
 from strata.compiler.ir import state_dict_shapes
 from strata.interop import HFImportError, import_hf
 from tests.interop.models import MODELS
+from tests.optional import require
 
-torch = pytest.importorskip("torch")
-st = pytest.importorskip("safetensors.torch")
+torch = require("torch")
+st = require("safetensors.torch")
 
 
 def hf_parameters(model) -> int:

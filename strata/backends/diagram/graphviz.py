@@ -1,4 +1,4 @@
-"""Graphviz (dot) diagrams from the graph IR (via `diagram_model.describe`).
+"""Graphviz (dot) diagrams from the graph IR (via `layout.describe`).
 
 A cluster per scope (stack, repeat, block; components at op level), HTML-like
 labels with every piece of user text HTML-escaped, colours by component kind
@@ -19,7 +19,7 @@ import subprocess
 
 import networkx as nx
 
-from strata.backends.diagram.layout import Diagram, describe
+from strata.backends.diagram.layout import Layout, describe
 
 INSTALL_HINT = ("the Graphviz `dot` program is needed for svg/png output: install it with "
                 "`apt-get install graphviz` (Debian/Ubuntu) or `brew install graphviz` (macOS), "
@@ -53,8 +53,8 @@ def _html(lines: list[str], bold_first: bool = True) -> str:
     return "<" + "<BR/>".join(parts) + ">"
 
 
-def render(d: Diagram) -> str:
-    """The dot source of a described diagram."""
+def render(d: Layout) -> str:
+    """The dot source of a layout."""
     gv = _graphviz()
     dot = gv.Digraph("strata")
     dot.attr(rankdir=d.direction, label=_html([d.title]), labelloc="t", fontname="Helvetica",
@@ -65,9 +65,11 @@ def render(d: Diagram) -> str:
         dot.comment = (dot.comment or "") + f"warning: {w}\n"
     fills = {k: (fill, stroke) for k, _, fill, stroke in d.legend}
 
+    tree = d.tree()
+
     def emit(parent_graph, cluster):
-        subs, nodes = d.children(cluster)
-        for n in nodes:
+        subs, boxes = tree.get(cluster, ([], []))
+        for n in boxes:
             fill, stroke = fills.get(n.kind, ("#ffffff", "#777777"))
             extra = {"style": "filled"} if n.shape == "circle" else {}
             if n.shape == "stadium":
@@ -92,7 +94,7 @@ def render(d: Diagram) -> str:
         dot.node("legend", f'<<TABLE BORDER="1" COLOR="#bbbbbb" CELLBORDER="0" CELLSPACING="3" '
                            f'CELLPADDING="2"><TR><TD COLSPAN="2"><B>Legend</B></TD></TR>{rows}'
                            f'</TABLE>>', shape="plaintext", style="", fontsize="9")
-    for e in d.edges:
+    for e in d.arrows:
         attrs = dict(EDGE_STYLES[e.role])
         if e.label:
             attrs["label"] = _html([e.label], False)

@@ -2,19 +2,24 @@
 Self-Attention", "Feed Forward"), parameter counts (124.4M), the marks passes
 leave (int8, pruned 50%, low-rank r=64) and the palette of the legend.
 
+A component's title and detail line come from its registration in
+`strata.components` (next to its options, elaboration and lowering).
+
     >>> human_count(124_439_808)
     '124.4M'
+    >>> component_title({"kind": "attention", "options": {"causal": True}})
+    'Masked Self-Attention'
 """
 
 from __future__ import annotations
 
 from math import prod
-from typing import TYPE_CHECKING
 
 import networkx as nx
 
-if TYPE_CHECKING:  # pragma: no cover
-    from strata.backends.diagram.layout import _Fold
+from strata.backends.diagram.fold import Fold
+from strata.components import COMPONENTS
+from strata.components.feedforward import ACT_NAMES
 
 MAX_LINE = 48  # characters per label line; longer user names are cut with "…"
 
@@ -35,9 +40,6 @@ PALETTE: dict[str, tuple[str, str, str]] = {
     "teacher": ("Teacher (distillation)", "#ffe0f0", "#b8487f"),
 }
 
-ACTS = {"relu": "ReLU", "gelu": "GELU", "gelu_tanh": "GELU (tanh)", "silu": "SiLU",
-        "tanh": "tanh", "swiglu": "SwiGLU", "geglu": "GeGLU"}
-
 
 
 def human_count(n: float) -> str:
@@ -57,42 +59,22 @@ def _params(g: nx.MultiDiGraph, nodes) -> int:
     return sum(prod(s) for n in nodes for s in g.nodes[n]["params"].values())
 
 
-# ------------------------------------------------------------------ folding
+# ------------------------------------------------------------------ component labels
 
-def componentmodel_title(c: dict) -> str:
-    kind, o = c["kind"], c["options"]
-    if kind == "attention":
-        return "Masked Self-Attention" if o.get("causal") else "Self-Attention"
-    if kind == "cross_attention":
-        return "Encoder-Decoder Attention"
-    if kind == "position":
-        return {"learned": "Learned Positions", "sinusoidal": "Positional Encoding",
-                "rotary": "Rotary Positions", "alibi": "ALiBi", "none": "No Positions"}[o["kind"]]
-    return {"mlp": "Feed Forward", "moe": "Mixture of Experts", "layernorm": "LayerNorm",
-            "rmsnorm": "RMSNorm", "embedding": "Token Embedding", "token_types": "Token Types",
-            "dropout": "Dropout", "linear": "Linear", "activation": "Activation",
-            "lm_head": "LM Head", "classifier": "Classifier", "pooler": "Pooler",
-            "mlm_head": "MLM Head", "nsp_head": "NSP Head"}.get(kind, kind)
+def component_title(c: dict) -> str:
+    """The human title of a component (`g.graph["components"][path]`), as its
+    registration in `strata.components` gives it from its options."""
+    comp = COMPONENTS.get(c["kind"])
+    return comp.title(c["options"]) if comp else c["kind"]
 
 
 def component_detail(c: dict) -> str | None:
-    kind, o = c["kind"], c["options"]
-    if kind in ("attention", "cross_attention"):
-        kv = o.get("kv_heads") or o["heads"]
-        s = f"{o['heads']} heads" + (f", {kv} kv (GQA)" if kv != o["heads"] else "")
-        if o.get("window"):
-            s += f", window {o['window']}"
-        return s
-    if kind == "mlp":
-        return f"{ACTS.get(o['act'], o['act'])}, hidden {o['hidden']}"
-    if kind == "moe":
-        return f"{o['experts']} experts, top-{o['top_k']}"
-    if kind == "dropout":
-        return f"p={o['p']}"
-    if kind == "activation":
-        return ACTS.get(o["fn"], o["fn"])
-    return None
+    """The detail line of a component's box ("SwiGLU, hidden 11008"), or None."""
+    comp = COMPONENTS.get(c["kind"])
+    return comp.detail(c["options"]) if comp else None
 
+
+# ------------------------------------------------------------------ op labels
 
 def _op_detail(d: dict) -> str:
     a, op = d["attrs"], d["op"]
@@ -104,7 +86,7 @@ def _op_detail(d: dict) -> str:
     if op == "norm":
         return "RMSNorm" if a.get("type") == "rms" else "LayerNorm"
     if op == "activation":
-        return ACTS.get(a["fn"], a["fn"])
+        return ACT_NAMES.get(a["fn"], a["fn"])
     if op == "embedding":
         return {"token": "Embedding", "position": "Position", "token_type": "Token types"
                 }.get(a.get("role"), "Embedding") + (f" ({a['type']})" if a.get("type") else "")
@@ -153,7 +135,56 @@ def annotations(g: nx.MultiDiGraph, members: list[str]) -> list[str]:
     return out
 
 
-# ------------------------------------------------------------------ describe
+# ------------------------------------------------------------------ totals under a path
+
+class Totals:
+    """Parameters at or under every scope (stack, block, repeat, repeat instance),
+    and the attention / MLP components under it, from one pass over the graph,
+    so that labelling every layer of a deep model stays linear in its size."""
+
+    def __init__(self, g: nx.MultiDiGraph):
+        scopes = g.graph["scopes"]
+        self._own: dict[str, int] = {}
+        self._under: dict[str, int] = {}
+        for n, d in g.nodes(data=True):
+            p = sum(prod(s) for s in d["params"].values())
+            if not p:
+                continue
+            self._own[n] = p
+            for prefix in _prefixes(n):
+                if prefix in scopes:
+                    self._under[prefix] = self._under.get(prefix, 0) + p
+        self._parts: dict[str, list[str]] = {}
+        for c, info in g.graph["components"].items():
+            if info["category"] in ("attention", "mlp"):
+                for prefix in _prefixes(c)[:-1]:
+                    if prefix in scopes:
+                        self._parts.setdefault(prefix, []).append(c)
+
+    def params(self, scope: str, *, inclusive: bool = True) -> int:
+        """Parameters of the nodes under `scope` (and of a node named `scope` itself
+        if inclusive)."""
+        total = self._under.get(scope, 0)
+        return total if inclusive else total - self._own.get(scope, 0)
+
+    def parts(self, scope: str) -> list[str]:
+        """The attention and MLP components under `scope`, in spec order."""
+        return self._parts.get(scope, [])
+
+
+def _prefixes(path: str) -> list[str]:
+    """'a.b.c' -> ['a', 'a.b', 'a.b.c']."""
+    out = []
+    i = path.find(".")
+    while i >= 0:
+        out.append(path[:i])
+        i = path.find(".", i + 1)
+    out.append(path)
+    return out
+
+
+# ------------------------------------------------------------------ titles and boxes
+
 def model_title(g: nx.MultiDiGraph) -> str:
     t = f"{g.graph['name']} · {human_count(g.graph['parameters'])} parameters"
     dist = g.graph.get("distill")
@@ -161,6 +192,17 @@ def model_title(g: nx.MultiDiGraph) -> str:
         ratio = dist["teacher_parameters"] / max(g.graph["parameters"], 1)
         t += f" · student of {dist.get('teacher_name')} ({ratio:.1f}× smaller)"
     return t
+
+
+def teacher_lines(dist: dict) -> list[str]:
+    """The teacher box of a distilled model: its name over up to three lines, its size."""
+    who = dist.get("teacher_name") or dist["teacher"]
+    text = " ".join(f"Teacher: {who}".split())
+    lines = [text[i:i + MAX_LINE] for i in range(0, min(len(text), 3 * MAX_LINE), MAX_LINE)]
+    lines[-1] = cut(text[(len(lines) - 1) * MAX_LINE:])
+    if dist.get("teacher_parameters"):
+        lines.append(f"{human_count(dist['teacher_parameters'])} parameters")
+    return lines
 
 
 def _short(target: str, here: str) -> str:
@@ -184,23 +226,24 @@ def _wrap(parts: list[str], sep: str) -> list[str]:
     return [cut(x) for x in lines + [cur]]
 
 
-def cluster_lines(g, key, kind, fold: _Fold, every) -> list[str]:
+def cluster_lines(g: nx.MultiDiGraph, key: str, kind: str, fold: Fold, totals: Totals
+                  ) -> list[str]:
+    """The title lines of the cluster drawn for scope `key` (kind: stack | repeat |
+    instance | component | block)."""
     name = key.rpartition(".")[2]
     if kind == "stack":
         stack = next(s for s in g.graph["stacks"] if s["name"] == key)
-        lines = [cut(key)]
         pos = stack.get("positions", {}).get("type")
-        nodes = [n for n in g.nodes if n == key or n.startswith(key + ".")]
-        extra = f"{human_count(_params(g, nodes))} parameters"
+        extra = f"{human_count(totals.params(key))} parameters"
         if pos in ("rotary", "alibi"):
             extra += f" · {'rotary' if pos == 'rotary' else 'ALiBi'} positions"
-        return lines + [extra]
+        return [cut(key), extra]
     if kind == "repeat":
         s = g.graph["scopes"][key]
         block = s.get("block") or name
-        rep = next((r for r in g.graph["repeats"] if r["path"] == key), None)
-        per = _params(g, [n for n in g.nodes if n.startswith(rep["instances"][0] + ".")]) if rep else 0
-        total = _params(g, [n for n in g.nodes if n.startswith(key + ".")])
+        first = fold.first.get(key)
+        per = totals.params(first, inclusive=False) if first else 0
+        total = totals.params(key, inclusive=False)
         lines = [cut(f"{name}: {block} × {s['count']}")]
         if per:
             lines.append(f"{human_count(per)} per layer · {human_count(total)} total")
@@ -215,52 +258,33 @@ def cluster_lines(g, key, kind, fold: _Fold, every) -> list[str]:
         return lines
     if kind == "component":
         c = g.graph["components"][key]
-        return [cut(f"{componentmodel_title(c)} · {name}")]
+        return [cut(f"{component_title(c)} · {name}")]
     block = g.graph["scopes"].get(key, {}).get("block")
     return [cut(name if not block or block == name else f"{name}: {block}")]
 
 
-def unit_label(g, u, members, every, level, fold: _Fold) -> tuple[list[str], str, str]:
+def box_label(g: nx.MultiDiGraph, u: str, members: list[str], every: list[str], level: str,
+              fold: Fold, totals: Totals) -> tuple[list[str], str, str]:
+    """(lines, palette kind, shape) of the box drawn for unit `u`: `members` are
+    the IR nodes of the drawn instance, `every` all the IR nodes it stands for."""
     comps = g.graph["components"]
     scopes = g.graph["scopes"]
-    notes = annotations(g, members)
+    notes = [cut(", ".join(n))] if (n := annotations(g, members)) else []
     tied = sorted({_short(t.rpartition(".")[0], u) for n in members
                    for t in g.nodes[n]["tied"].values()})
     tied_note = [cut(f"tied to {', '.join(tied)}")] if tied else []
     if scopes.get(u, {}).get("kind") == "repeat" or (level == "model" and u in scopes
                                                      and scopes[u]["kind"] != "stack"):
-        s = scopes[u]
-        name = u.rpartition(".")[2]
-        count = s.get("count", 1)
-        block = s.get("block") or name
-        if u in fold.group:  # an unfolded repeat instance: h.3
-            block = f"{fold.group[u].rpartition('.')[2]}.{name}: {block}"
-        lines = [cut(f"{block} × {count}" if count > 1 else block)]
-        first = (next((r["instances"][0] for r in g.graph["repeats"] if r["path"] == u), u))
-        inside = [c for c, info in comps.items() if c.startswith(first + ".")
-                  and info["category"] in ("attention", "mlp")]
-        if inside:
-            lines.extend(_wrap([componentmodel_title(comps[c]) for c in inside], " → "))
-        per = _params(g, [n for n in every if n.startswith(first + ".") or n == first])
-        total = _params(g, every)
-        if total:
-            lines.append(f"{human_count(per)} per layer · {human_count(total)} total"
-                         if count > 1 else human_count(total))
-        return lines + [cut(", ".join(notes))] * bool(notes), "block", "box"
+        return _block_lines(g, u, every, fold, totals) + notes, "block", "box"
     if u in comps:
         c = comps[u]
-        name = u.rpartition(".")[2]
-        lines = [cut(componentmodel_title(c))]
-        detail = component_detail(c) if level != "model" else None
         p = _params(g, members)
-        second = name + (f" · {human_count(p)}" if p else "")
-        lines.append(cut(second))
+        lines = [cut(component_title(c)), cut(u.rpartition(".")[2] + (f" · {human_count(p)}" if p else ""))]
+        detail = component_detail(c) if level != "model" else None
         if detail:
             lines.append(cut(detail))
         kind = c["category"] if c["category"] in PALETTE else "linear"
-        if c["kind"] in ("pooler", "mlm_head", "nsp_head", "lm_head", "classifier"):
-            kind = "head"
-        return lines + tied_note + [cut(", ".join(notes))] * bool(notes), kind, "box"
+        return lines + tied_note + notes, kind, "box"
     if u in g:
         nd = g.nodes[u]
         if nd["op"] == "add":
@@ -268,12 +292,33 @@ def unit_label(g, u, members, every, level, fold: _Fold) -> tuple[list[str], str
         if nd["op"] == "input":
             return ["Input sequence", cut(nd["attrs"].get("name", u.rpartition(".")[2]))], "io", \
                 "stadium"
-        name = u.rpartition(".")[2]
         p = _params(g, [u])
-        lines = [cut(name), cut(_op_detail(nd))]
-        if p:
-            lines.append(human_count(p))
-        return lines + tied_note + [cut(", ".join(notes))] * bool(notes), kind_of_node(nd), "box"
+        lines = [cut(u.rpartition(".")[2]), cut(_op_detail(nd))] + ([human_count(p)] if p else [])
+        return lines + tied_note + notes, kind_of_node(nd), "box"
     # a group of ops without a component (model level: a block used once)
     p = _params(g, every)
     return [cut(u.rpartition(".")[2])] + ([human_count(p)] if p else []), "block", "box"
+
+
+def _block_lines(g: nx.MultiDiGraph, u: str, every: list[str], fold: Fold, totals: Totals
+                 ) -> list[str]:
+    """A repeat or a block drawn as one box (model level): "layer × 12", the
+    attention and MLP titles of one layer, parameters per layer and in total."""
+    s = g.graph["scopes"][u]
+    name = u.rpartition(".")[2]
+    count = s.get("count", 1)
+    block = s.get("block") or name
+    if u in fold.group:  # an unfolded repeat instance: h.3
+        block = f"{fold.group[u].rpartition('.')[2]}.{name}: {block}"
+    lines = [cut(f"{block} × {count}" if count > 1 else block)]
+    first = fold.first.get(u, u)
+    inside = totals.parts(first)
+    if inside:
+        comps = g.graph["components"]
+        lines.extend(_wrap([component_title(comps[c]) for c in inside], " → "))
+    total = _params(g, every)
+    if total:
+        per = totals.params(first)
+        lines.append(f"{human_count(per)} per layer · {human_count(total)} total"
+                     if count > 1 else human_count(total))
+    return lines

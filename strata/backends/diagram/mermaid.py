@@ -1,4 +1,4 @@
-"""Mermaid flowcharts from the graph IR (via `diagram_model.describe`).
+"""Mermaid flowcharts from the graph IR (via `layout.describe`).
 
 Safety rules, so that any spec renders and none makes mermaid draw its error box:
 - ids are generated (n0, c0, l0): user text never becomes an id or a keyword;
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import networkx as nx
 
-from strata.backends.diagram.layout import LEVELS, Diagram, describe
+from strata.backends.diagram.layout import LEVELS, Layout, describe
 
 MAX_TEXT = 50_000   # mermaid's default maxTextSize
 MAX_EDGES = 500     # mermaid's default maxEdges
@@ -62,17 +62,19 @@ def _title(text: str) -> str:
     return safe.strip() or "model"
 
 
-def render(d: Diagram) -> str:
-    """The mermaid text of a described diagram."""
+def render(d: Layout) -> str:
+    """The mermaid text of a layout."""
     out = ["---", f'title: "{_title(d.title)}"', "---",
            f"%% strata diagram, level={d.level}", f"flowchart {d.direction}"]
     for w in d.warnings:
         out.append(f"%% warning: {w}")
 
+    tree = d.tree()
+
     def emit(cluster, indent):
-        subs, nodes = d.children(cluster)
+        subs, boxes = tree.get(cluster, ([], []))
         pad = "  " * indent
-        for n in nodes:
+        for n in boxes:
             a, b = SHAPES[n.shape]
             out.append(f"{pad}{n.id}{a}{_label(n.lines)}{b}")
         for c in subs:
@@ -89,7 +91,7 @@ def render(d: Diagram) -> str:
             out.append(f'    l{i}["{escape(label)}"]')
         out.append("  end")
     styles: dict[str, list[int]] = {}
-    for i, e in enumerate(d.edges):
+    for i, e in enumerate(d.arrows):
         arrow = ARROWS[e.role]
         if e.label:
             out.append(f'  {e.src} {arrow}|"{escape(e.label)}"| {e.dst}')
@@ -100,7 +102,7 @@ def render(d: Diagram) -> str:
     for role, idx in styles.items():
         out.append(f"  linkStyle {','.join(map(str, idx))} {LINK_STYLES[role]}")
     classes: dict[str, list[str]] = {}
-    for n in d.nodes:
+    for n in d.boxes:
         classes.setdefault(n.kind, []).append(n.id)
     for i, (kind, _, _, _) in enumerate(d.legend):
         classes.setdefault(kind, []).append(f"l{i}")
@@ -114,8 +116,8 @@ def render(d: Diagram) -> str:
     return "\n".join(out) + "\n"
 
 
-def fits(text: str, d: Diagram) -> bool:
-    return len(text) <= MAX_TEXT and len(d.edges) <= MAX_EDGES
+def fits(text: str, d: Layout) -> bool:
+    return len(text) <= MAX_TEXT and len(d.arrows) <= MAX_EDGES
 
 
 def to_mermaid(g: nx.MultiDiGraph, level: str = "block", *, direction: str = "TB",
@@ -136,5 +138,5 @@ def to_mermaid(g: nx.MultiDiGraph, level: str = "block", *, direction: str = "TB
             return text
         what = f"level {lv}" + (" unfolded" if uf else "")
         warnings.append(f"{what} exceeds mermaid's limits ({len(text):,} characters, "
-                        f"{len(d.edges)} edges); drawn coarser")
+                        f"{len(d.arrows)} edges); drawn coarser")
     return text  # the model level of any model fits; kept for safety

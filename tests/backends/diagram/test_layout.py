@@ -1,44 +1,40 @@
-"""The renderer-independent diagram description: levels, folding, labels,
-annotations, the encoder-decoder and seed pictures."""
+"""The renderer-independent layout (strata/backends/diagram/layout.py): levels,
+folding, labels, annotations, the encoder-decoder and seed pictures, and
+linear work in the number of layers."""
 
 from __future__ import annotations
 
 import pytest
 
-from strata.backends.diagram.layout import describe, human_count
+from strata.backends.diagram.layout import Box, Cluster, Layout, describe
+from strata.compiler import build_text
 from strata.passes import apply_passes
 from tests.render.specs import LEVELS, graph, variants_graph
 
 
 def _labels(d):
-    return ["\n".join(n.lines) for n in d.nodes]
+    return ["\n".join(b.lines) for b in d.boxes]
 
 
-def _node(d, key):
-    return next(n for n in d.nodes if n.key == key)
-
-
-@pytest.mark.parametrize("n, text", [(124_439_808, "124.4M"), (7_087_872, "7.1M"), (512, "512"),
-                                     (6_738_415_616, "6.7B"), (1536, "1.5K")])
-def test_human_count(n, text):
-    assert human_count(n) == text
+def _box(d, key):
+    return next(b for b in d.boxes if b.key == key)
 
 
 def test_model_level_folds_the_repeat_with_parameters():
     d = describe(graph("gpt2"), "model")
-    h = _node(d, "decoder.h")
+    h = _box(d, "decoder.h")
     assert h.lines[0] == "layer × 12"
     assert "7.1M per layer · 85.1M total" in h.lines
     assert d.title == "gpt2 · 124.4M parameters"
-    assert [e.role for e in d.edges].count("tied") == 1
+    assert [e.role for e in d.arrows].count("tied") == 1
 
 
 def test_encoder_decoder_shows_both_stacks_and_the_memory_edge():
     d = describe(graph("transformer_base"), "model")
     assert [c.key for c in d.clusters] == ["encoder", "decoder"]
-    mem = [e for e in d.edges if e.role == "memory"]
+    mem = [e for e in d.arrows if e.role == "memory"]
     assert len(mem) == 1
-    ids = {n.id: n.key for n in d.nodes}
+    ids = {n.id: n.key for n in d.boxes}
     assert ids[mem[0].src] == "encoder.norm" and ids[mem[0].dst] == "decoder.layers"
     assert mem[0].label == "memory [B, S, 512]"
 
@@ -49,23 +45,23 @@ def test_block_level_components_residuals_and_folding():
     for title in ("Self-Attention", "Masked Self-Attention", "Encoder-Decoder Attention",
                   "Feed Forward", "LayerNorm", "⊕"):
         assert title in text
-    assert not any(".layers.1." in n.key for n in d.nodes)  # one instance drawn
+    assert not any(".layers.1." in n.key for n in d.boxes)  # one instance drawn
     rep = next(c for c in d.clusters if c.key == "decoder.layers")
     assert rep.lines[0] == "layers: decoder_layer × 6"
-    residual = [e for e in d.edges if e.role == "residual"]
+    residual = [e for e in d.arrows if e.role == "residual"]
     assert len(residual) == 2 + 3  # encoder layer: 2 skips, decoder layer: 3
     # the cross-attention reads the encoder once, from the drawn instance
-    assert sum(e.role == "memory" for e in d.edges) == 1
+    assert sum(e.role == "memory" for e in d.arrows) == 1
 
 
 def test_op_level_every_op_and_unfold():
     g = graph("llama2_7b")
     folded = describe(g, "op")
-    keys = {n.key for n in folded.nodes}
+    keys = {n.key for n in folded.boxes}
     assert {"decoder.layers.0.attn.q", "decoder.layers.0.attn.core", "decoder.layers.0.mlp.mul"} <= keys
     assert not any(k.startswith("decoder.layers.1.") for k in keys)
     unfolded = describe(g, "op", unfold=True)
-    assert sum(k.key.startswith("decoder.layers.31.") for k in unfolded.nodes) > 5
+    assert sum(k.key.startswith("decoder.layers.31.") for k in unfolded.boxes) > 5
     assert any(c.key == "decoder.layers.31" for c in unfolded.clusters)
     assert "rotary positions" in folded.clusters[0].lines[1]
     assert "32 heads" in "\n".join(_labels(describe(g, "block")))
@@ -78,8 +74,8 @@ def test_gqa_detail():
 
 def test_deterministic_ids():
     a, b = describe(graph("bert_base"), "op"), describe(graph("bert_base"), "op")
-    assert [(n.id, n.key) for n in a.nodes] == [(n.id, n.key) for n in b.nodes]
-    assert [n.id for n in a.nodes] == [f"n{i}" for i in range(len(a.nodes))]
+    assert [(n.id, n.key) for n in a.boxes] == [(n.id, n.key) for n in b.boxes]
+    assert [n.id for n in a.boxes] == [f"n{i}" for i in range(len(a.boxes))]
 
 
 def test_bert_branch_output():
@@ -97,12 +93,10 @@ def test_seed_picture():
     assert "int8" in text
     assert d.title == "transformer_seed · 15.0M parameters · student of transformer_base (4.2× smaller)"
     assert _labels(d).count("Input sequence\nsrc") == 1 and "Output sequence" in _labels(d)
-    assert any(e.role == "distill" for e in d.edges)
+    assert any(e.role == "distill" for e in d.arrows)
 
 
 def test_pass_annotations():
-    from strata.compiler import build_text
-
     g = build_text('''
     model m { d = 64
       stack s(ids) { embedding(100, d); attention(4, causal=true); mlp(256, act=swiglu) as mlp
@@ -125,10 +119,10 @@ def _connected(d) -> bool:
     import networkx as nx
 
     h = nx.DiGraph()
-    h.add_nodes_from(n.id for n in d.nodes if n.kind != "teacher")
-    h.add_edges_from((e.src, e.dst) for e in d.edges if e.role in ("data", "residual", "memory"))
-    ins = [n.id for n in d.nodes if n.lines[0] == "Input sequence"]
-    outs = [n.id for n in d.nodes if n.key.startswith("<output:")]
+    h.add_nodes_from(n.id for n in d.boxes if n.kind != "teacher")
+    h.add_edges_from((e.src, e.dst) for e in d.arrows if e.role in ("data", "residual", "memory"))
+    ins = [n.id for n in d.boxes if n.lines[0] == "Input sequence"]
+    outs = [n.id for n in d.boxes if n.key.startswith("<output:")]
     reach = set(ins).union(*(nx.descendants(h, i) for i in ins))
     back = set(outs).union(*(nx.ancestors(h, o) for o in outs))
     return nx.is_directed_acyclic_graph(h) and reach == back == set(h.nodes)
@@ -153,4 +147,35 @@ def test_variants_are_drawn_once_each():
 
 def test_unfold_draws_every_instance():
     d = describe(graph("gpt2"), "model", unfold=True)
-    assert [n.lines[0] for n in d.nodes if n.kind == "block"] == [f"h.{i}: layer" for i in range(12)]
+    assert [n.lines[0] for n in d.boxes if n.kind == "block"] == [f"h.{i}: layer" for i in range(12)]
+
+
+def test_tree_nests_clusters_and_boxes_in_order():
+    d = Layout("t", "op", boxes=[Box("n0", "a", ["a"], "io"), Box("n1", "b", ["b"], "io", cluster="c1"),
+                                 Box("n2", "c", ["c"], "io", cluster="c0")],
+               clusters=[Cluster("c0", "s", ["s"]), Cluster("c1", "s.h", ["h"], parent="c0")])
+    tree = d.tree()
+    assert [c.id for c in tree[None][0]] == ["c0"] and [b.id for b in tree[None][1]] == ["n0"]
+    assert [c.id for c in tree["c0"][0]] == ["c1"] and [b.id for b in tree["c0"][1]] == ["n2"]
+    assert tree["c1"] == ([], [d.boxes[1]])
+
+
+DEEP = '''
+model deep {{
+  block layer {{ residual {{ layernorm; attention(2, causal=true) }} residual {{ layernorm; mlp(16) }} }}
+  stack decoder(tokens) {{ embedding(16, 8) as wte; repeat({n}) layer as h; lm_head(tie=wte) }}
+}}
+'''
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_deep_model_unfolded_draws_every_layer_once(level):
+    # the work is linear in the layers (benchmarks/diagram.py --layers 2000 times it)
+    g = build_text(DEEP.format(n=300))
+    d = describe(g, level, unfold=True)
+    layer_boxes = {b.key.split(".")[2] for b in d.boxes if b.key.startswith("decoder.h.")}
+    assert layer_boxes == {str(i) for i in range(300)}
+    assert len({b.id for b in d.boxes}) == len(d.boxes)
+    folded = describe(g, level)
+    assert not any(b.key.startswith("decoder.h.1") for b in folded.boxes)
+    assert _connected(d) and _connected(folded)

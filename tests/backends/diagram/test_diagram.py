@@ -1,4 +1,5 @@
-"""`strata.backends.diagram.diagram` and the `strata diagram` command."""
+"""The entry point (strata/backends/diagram/__init__.py): `diagram()`, the `Diagram`
+it returns, and the `strata diagram` command."""
 
 from __future__ import annotations
 

@@ -7,8 +7,14 @@ import re
 
 import pytest
 
-from strata.backends.diagram.layout import DCluster, DEdge, Diagram, DNode
-from strata.backends.diagram.mermaid import MAX_EDGES, MAX_TEXT, escape, render, to_mermaid
+from strata.backends.diagram.layout import Arrow, Box, Cluster, Layout
+from strata.backends.diagram.mermaid import (
+    MAX_EDGES,
+    MAX_TEXT,
+    escape,
+    render,
+    to_mermaid,
+)
 from strata.passes import apply_passes
 from tests.render import mermaid_js
 from tests.render.golden import check_golden
@@ -85,9 +91,9 @@ def test_limits_fall_back_with_a_warning():
 
 
 def test_huge_diagram_falls_back_to_coarser_level():
-    nodes = [DNode(f"n{i}", f"k{i}", ["x" * 40, "y" * 40], "linear") for i in range(900)]
-    edges = [DEdge(f"n{i}", f"n{i + 1}", "[B, T, 4096]") for i in range(899)]
-    d = Diagram("t", "op", nodes=nodes, edges=edges, clusters=[DCluster("c0", "s", ["s"])])
+    boxes = [Box(f"n{i}", f"k{i}", ["x" * 40, "y" * 40], "linear") for i in range(900)]
+    arrows = [Arrow(f"n{i}", f"n{i + 1}", "[B, T, 4096]") for i in range(899)]
+    d = Layout("t", "op", boxes=boxes, arrows=arrows, clusters=[Cluster("c0", "s", ["s"])])
     assert len(render(d)) > MAX_TEXT  # what to_mermaid must avoid emitting
 
 
@@ -133,6 +139,7 @@ def _with_passes():
     return build_text(text, str(ROOT / "specs" / "llama2_7b_passes.arch"))
 
 
+@pytest.mark.slow  # one headless Chromium for all diagrams: about 12 s
 def test_mermaid_js_renders_every_diagram(rendered):
     items, results = rendered
     results = {k: v for k, v in results.items() if k != "broken"}
@@ -142,6 +149,7 @@ def test_mermaid_js_renders_every_diagram(rendered):
     assert all(v["svg_bytes"] > 1000 for v in results.values())
 
 
+@pytest.mark.slow  # shares the Chromium run above
 def test_mermaid_js_reports_errors(rendered):
     _, results = rendered
     assert not results["broken"]["ok"] and "Parse error" in results["broken"]["error"]
