@@ -47,7 +47,7 @@ def node_flops(g: nx.MultiDiGraph, n: str, ctx: int) -> int:
         return 2 * 2 * span * a["heads"] * a["head_dim"]
     if d["op"] == "moe":
         dim = output_shape(g, n)[-1]
-        mats = 3 if a["act"] in ("swiglu", "geglu") else 2
+        mats = 3 if a.get("gated") else 2
         expert = 2 * mats * dim * a["hidden"]
         return 2 * dim * a["experts"] + (a["top_k"] + a["shared"]) * expert
     return 0
