@@ -126,11 +126,9 @@ def init_weights(model, residual=(), layers=1, zeros=()):
 def generate(model, ids, max_new_tokens, temperature=0.0, top_k=None, src=None):
     """Append `max_new_tokens` tokens to `ids` (B, T): greedy when temperature is 0,
     else sampled from softmax(logits / temperature), from the top_k most likely
-    when top_k is given.  Keys and values are cached (`model.new_cache()`).  An
-    encoder-decoder takes its source `src` (B, S), encoded once; `ids` is then the
-    decoder's prompt (its start token)."""
+    when top_k is given.  Keys and values are cached (`model.new_cache()`)."""
     cache = model.new_cache()
-    first = () if src is None else (src,)
+    first = () if src is None else (src,)  # an encoder-decoder's source, encoded once
     logits = model(*first, ids, cache=cache)[:, -1, :]  # (B, vocab)
     for i in range(max_new_tokens):
         if temperature == 0:
