@@ -85,6 +85,9 @@ def elaborate_position(b, u):
                     attrs={"role": "position", "type": o.kind, "ctx": o.ctx, "dim": d,
                            "offset": o.offset}, params=params, span=u.span, sym=x.sym)
     # rotary / alibi / relative / none change how the stack's attentions see positions.
+    if o.kind == "relative" and o.max_distance <= o.buckets // 2:
+        raise EvalError(f"max_distance ({o.max_distance}) must exceed buckets // 2 ({o.buckets // 2}): "
+                        "distances below that each have their own bucket", u.span)
     stack = u.sc.stack
     if o.kind != "none" and stack.positions["type"] != "none":
         raise EvalError(f"a second position({o.kind}) in stack '{stack.name}'", u.span,
@@ -95,9 +98,6 @@ def elaborate_position(b, u):
     # T5's table [buckets, heads], shared by all layers of the stack.  Its size is known
     # when the first self-attention says how many heads it has (`relative_heads`).
     stack.positions.update(buckets=o.buckets, max_distance=o.max_distance, heads=None)
-    if o.max_distance <= o.buckets // 2:
-        raise EvalError(f"max_distance ({o.max_distance}) must exceed buckets // 2 ({o.buckets // 2}): "
-                        "distances below that each have their own bucket", u.span)
     b.op(u.path, "embedding", [x], (), u.sc, comp=u.path, kind="position",
          attrs={"role": "relative_position", "type": "relative", "buckets": o.buckets,
                 "max_distance": o.max_distance, "heads": None, "bidirectional": None},
