@@ -55,7 +55,7 @@ def elaborate_attention(b, u, memory=None):
                             "positive", u.span, "adjust position(rotary, fraction=...)")
         rope = {"base": pos["base"], "dims": rot}
     if pos["type"] == "relative":
-        relative_heads(b, u.sc.stack, heads, o.causal, u.span)
+        relative_heads(b, u.sc.stack, heads, o.causal, u.span, u.syms.get("heads"))
     out_bias = o.bias if o.out_bias is None else o.out_bias
     kw = dict(u=u, kind="attention")
     q = linear(b, f"{u.path}.q", x, heads * hd, bias=o.bias, attrs={"role": "q"}, **kw)

@@ -106,7 +106,7 @@ def elaborate_position(b, u):
     return x
 
 
-def relative_heads(b, stack, heads: int, causal: bool, span) -> None:
+def relative_heads(b, stack, heads: int, causal: bool, span, heads_sym=None) -> None:
     """A self-attention of a stack with position(relative): the first one sizes the shared
     table [buckets, heads] and its direction (T5: bidirectional in the encoder, causal in
     the decoder); the others must agree."""
@@ -118,6 +118,8 @@ def relative_heads(b, stack, heads: int, causal: bool, span) -> None:
         node["params"]["weight"] = (pos["buckets"], heads)
         seq = node.get("seq", "T")
         node["out_shape"] = (1, heads, seq, seq)  # the bias, read by the stack's attentions
+        if heads_sym is not None and pos["path"] in b.components:  # so the table reads config.heads
+            b.components[pos["path"]]["syms"]["heads"] = heads_sym
     elif pos["heads"] != heads or node["attrs"]["bidirectional"] == causal:
         raise EvalError(f"position(relative) in stack '{stack.name}' is one table shared by its "
                         f"self-attentions, sized for {pos['heads']} "
@@ -175,7 +177,7 @@ def torch_position(ctx, c):
         return Lowered(f"{ctx.runtime('ALiBi')}({alibi})", mask and f"{c.module}({mask}, {c.extras['start']}, {dtype})")
     if o["kind"] == "relative" and c.node()["attrs"]["heads"]:
         a = c.node()["attrs"]
-        args = ctx.call_args([(a["heads"], None)],
+        args = ctx.call_args([(a["heads"], c.syms.get("heads"))],
                              [("buckets", a["buckets"], c.syms.get("buckets"), 32),
                               ("max_distance", a["max_distance"], c.syms.get("max_distance"), 128),
                               ("bidirectional", a["bidirectional"], None, True)])
