@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-torch = pytest.importorskip("torch")
+from tests.optional import require
+
+torch = require("torch")
 
 import strata.api as api
 

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.optional import require
+
 from strata.compiler import build_file
 from strata.compiler.ir import lint
 
@@ -79,7 +81,7 @@ def test_mixtral_active_parameters():
                                   "mixtral_8x7b.arch", "falcon_7b.arch", "opt_125m.arch", "qwen2_0_5b.arch"])
 def test_compiled_on_meta_has_the_published_count(name):
     """The PyTorch module strata compiles has the same count, built on the meta device."""
-    pytest.importorskip("torch")
+    require("torch")
     import strata.api as api
 
     model = api.compile(SPECS / name, device="meta")

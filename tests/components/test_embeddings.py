@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import pytest
 
+from tests.optional import require
+
 from strata.compiler import build_text
 from strata.errors import SpecError
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+torch = require("torch")
+transformers = require("transformers")
 
 import strata.api as api
 from strata.backends.torch import runtime as R

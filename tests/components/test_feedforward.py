@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+from tests.optional import require
+
+torch = require("torch")
+transformers = require("transformers")
 
 import strata.api as api
 from strata.backends.torch.weights import load_state

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-torch = pytest.importorskip("torch")
+from tests.optional import require
+
+torch = require("torch")
 
 import strata.api as api
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
+from tests.optional import require
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+torch = require("torch")
+transformers = require("transformers")
 
 import strata.api as api
 from strata.compiler import build_text

@@ -9,12 +9,14 @@ import json
 
 import pytest
 
+from tests.optional import require
+
 from strata.compiler import build_text
 from strata.interop import HFImportError, hf_to_spec, import_hf
 
-torch = pytest.importorskip("torch")
-st = pytest.importorskip("safetensors.torch")
-transformers = pytest.importorskip("transformers")
+torch = require("torch")
+st = require("safetensors.torch")
+transformers = require("transformers")
 
 import strata.api as api
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import pytest
 
+from tests.optional import require
+
 from tests.interop.models import MODELS
 
-torch = pytest.importorskip("torch")
-api = pytest.importorskip("strata.api")
+torch = require("torch")
+import strata.api as api
 
 NEW = 10
 LM = [n for n, (cls, _) in MODELS.items() if cls.endswith(("ForCausalLM", "LMHeadModel", "ConditionalGeneration"))]
