@@ -111,3 +111,11 @@ def test_encoder_decoder_wiring():
     assert src == "encoder.norm"
     assert g.nodes["decoder.embed"]["tied"] == {"weight": "encoder.embed.weight"}
     assert g.nodes["decoder.lm_head"]["tied"] == {"weight": "encoder.embed.weight"}
+
+
+@pytest.mark.parametrize("name", [n for n in SHIPPED if n.endswith(".arch")])
+def test_shipped_spec_is_in_canonical_form(name, capsys):
+    from strata.cli import main
+
+    assert main(["fmt", "--check", str(SPECS / name)]) == 0
+    capsys.readouterr()
