@@ -189,7 +189,8 @@ def torch_attention(ctx, c):
     o = c.node("o")["attrs"]
     opts = c.options
     base, source = attention_class(core, qk_norm=c.facts.get("qk_norm", False), fused=c.facts.get("fused"),
-                                   mask=c.stack.mask and not core["cross"], cache=c.stack.cache,
+                                   mask=c.stack.memory_mask if core["cross"] else c.stack.mask,
+                                   cache=c.stack.cache,
                                    runtime=ctx.runtime)
     cls = ctx.define(base, source)
     s = c.syms

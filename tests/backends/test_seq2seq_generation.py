@@ -110,3 +110,20 @@ def test_sampling_uses_the_cache_too(model):
     src, tgt = torch.randint(0, 61, (2, 6)), torch.zeros(2, 1, dtype=torch.long)
     out = model.generate(src, tgt, 8, temperature=0.8, top_k=5)
     assert out.shape == (2, 9) and torch.equal(out[:, :1], tgt)
+
+
+def test_padded_source_gives_each_row_its_own_result(model):
+    """attention_mask pads the source: the encoder's self-attention and every
+    cross-attention skip the padding, so a padded row decodes as it does alone."""
+    torch.manual_seed(5)
+    short, long = torch.randint(1, 61, (1, 5)), torch.randint(1, 61, (1, 8))
+    src = torch.cat([torch.cat([short, torch.zeros(1, 3, dtype=torch.long)], dim=1), long])
+    mask = torch.tensor([[1] * 5 + [0] * 3, [1] * 8])
+    tgt = torch.randint(0, 61, (2, 1))
+    got = model.generate(src, tgt, 8, attention_mask=mask)
+    assert torch.equal(got[:1], model.generate(short, tgt[:1], 8))
+    assert torch.equal(got[1:], model.generate(long, tgt[1:], 8))
+    with torch.no_grad():
+        alone = model(short, got[:1])
+        torch.testing.assert_close(model(src, got, attention_mask=mask)[:1], alone, atol=1e-5, rtol=0)
+        assert (model(src, got)[:1] - alone).abs().max() > 1e-4  # the padding matters without the mask

@@ -55,3 +55,22 @@ def test_greedy_generation_matches_hf(name, imported, monkeypatch):
             assert torch.equal(got, uncached(ours, prompt, NEW))
     assert torch.equal(got, want), f"{name}: strata {got.tolist()} vs HF {want.tolist()}"
     assert len(set(got[:, -NEW:].flatten().tolist())) >= 3  # not one token over and over
+
+
+@pytest.mark.parametrize("name", ["t5", "t5_v1_1"])
+def test_padded_t5_matches_hf(name, imported, monkeypatch):
+    """A batch with a padded source: logits and greedy tokens as HF's with attention_mask."""
+    arch, weights, hf = imported(name)
+    ours = api.compile(arch, weights=weights).eval()
+    monkeypatch.setattr(hf.generation_config, "eos_token_id", None)
+    torch.manual_seed(3)
+    src = torch.randint(2, 100, (2, 9))
+    mask = torch.ones_like(src)
+    src[0, 6:], mask[0, 6:] = 0, 0
+    tgt = torch.randint(2, 100, (2, 5))
+    start = torch.full((2, 1), hf.config.decoder_start_token_id)
+    with torch.no_grad():
+        want = hf(input_ids=src, attention_mask=mask, decoder_input_ids=tgt).logits
+        torch.testing.assert_close(ours(src, tgt, attention_mask=mask), want, atol=1e-4, rtol=0)
+        want = hf.generate(src, attention_mask=mask, max_new_tokens=NEW, do_sample=False, pad_token_id=0)
+    assert torch.equal(ours.generate(src, start, NEW, attention_mask=mask), want)

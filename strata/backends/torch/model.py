@@ -11,6 +11,8 @@ and the whole file.
 
 from __future__ import annotations
 
+import textwrap
+
 import networkx as nx
 
 from strata.backends.torch import pysafe
@@ -34,7 +36,8 @@ def stack_class(em: Emitter, st: dict, class_names: set[str]) -> str:
     required, optional = stack_inputs(ix, st)
     memory = list(st["memory"])
     params = ["self"] + required + memory + [f"{i}=None" for i in optional]
-    params += ["attention_mask=None"] * info.padding + ["cache=None", "start_pos=0"] * info.cache
+    params += ["attention_mask=None"] * info.padding + ["memory_mask=None"] * info.memory_mask
+    params += ["cache=None", "start_pos=0"] * info.cache
     plan = plan_scope(ix, name, ["x"] + required + optional + memory)
     init, body, uses_config = em.scope_lines(plan)
     if info.positions and info.positions not in ix.g:  # rotary / alibi live at the stack
@@ -55,6 +58,9 @@ def stack_class(em: Emitter, st: dict, class_names: set[str]) -> str:
         pre.append(f"        rope = self.{info.positions.rsplit('.', 1)[1]}(positions)  # cos, sin: (T, {info.rope['dims']})")
     for kind, var in info.masks.items() if info.mask else ():
         pre += mask_lines(em, info, kind, var, tok, start)
+    if info.memory_mask:  # which encoder positions are tokens: the cross-attentions' keys
+        pre += ["        if memory_mask is not None:  # (B, S): 1 = token, 0 = padding",
+                "            memory_mask = memory_mask[:, None, None, :].bool()  # (B, 1, 1, S)"]
     doc = f'    """The `{pysafe.text(name)}` stack."""'
     lines = ["class {name}(nn.Module):", doc, "", "    def __init__(self, config):",
              "        super().__init__()"] + ["        self.config = config"] * uses_config
@@ -86,7 +92,11 @@ def mask_lines(em: Emitter, info, kind: tuple, var: str, tok: str, start: str) -
     if info.bias:  # the position's module turns the mask into a bias: its torch hook says how
         module = f"self.{info.positions.rsplit('.', 1)[1]}"
         lowered = em.component(info.positions, module, [], {"mask": call, "start": start}, _hook(em))
-        return [f"        {var} = {lowered.call}  # (B or 1, heads, T, S) bias"]
+        line = f"        {var} = {lowered.call}  # (B or 1, heads, T, S) bias"
+        if len(line) <= 110:
+            return [line]
+        lowered = em.component(info.positions, module, [], {"mask": var, "start": start}, _hook(em))
+        return [f"        {var} = {call}", f"        {var} = {lowered.call}  # (B or 1, heads, T, S) bias"]
     conds = (["start_pos > 0"] if info.cache else []) + ([f"T > {window}"] if window else []) + \
         (["attention_mask is not None"] if info.padding else [])
     if not conds:
@@ -140,7 +150,9 @@ def model_class(em: Emitter, stack_classes: dict[str, str]) -> tuple[str, bool]:
     info = ix.info[last["name"]]
     params = ["self"] + [top(s, i) for s in ins for i in ins[s][0]] + \
         [f"{top(s, i)}=None" for s in ins for i in ins[s][1]]
-    params += ["attention_mask=None"] * (single and info.padding)
+    # attention_mask: the padding of an encoder's (or encoder-decoder's source) tokens
+    padded = (single and info.padding) or info.memory_mask
+    params += ["attention_mask=None"] * padded
     params += ["cache=None", "start_pos=None"] * info.cache
     params.append("return_dict=False")
     init = ["    def __init__(self, config):", "        super().__init__()", "        self.config = config"]
@@ -172,7 +184,8 @@ def model_class(em: Emitter, stack_classes: dict[str, str]) -> tuple[str, bool]:
         req, opt = ins[name]
         call = [top(name, i) for i in req] + [out_var[src] for src in s["memory"].values()]
         call += [f"{i}={top(name, i)}" for i in opt]
-        call += ["attention_mask=attention_mask"] * (single and ix.info[name].padding)
+        call += ["attention_mask=attention_mask"] * (padded and ix.info[name].padding)
+        call += ["memory_mask=attention_mask"] * ix.info[name].memory_mask
         call += ["cache=cache", "start_pos=start_pos"] * ix.info[name].cache
         mine = [b for b in branches if ix.outputs[b].startswith(name + ".")]
         if s is not last and info.cache and not mine:  # an encoder: run once while generating
@@ -212,12 +225,17 @@ def model_class(em: Emitter, stack_classes: dict[str, str]) -> tuple[str, bool]:
                f"        return {cache}()"]
         if generates:
             generate = em.out.runtime("generate")
-            gen += ["", f"    def generate(self, {src}, {tgt}, max_new_tokens, temperature=0.0, top_k=None):",
-                    f'        """Append max_new_tokens tokens to the decoder\'s {tgt} (B, T: its start token) '
-                    'given',
-                    f'        the source {src}: greedy at temperature 0, else sampled (from the top_k most',
-                    '        likely); the source is encoded once, keys and values are cached."""',
-                    f"        return {generate}(self, {tgt}, max_new_tokens, temperature, top_k, src={src})"]
+            mask = ", attention_mask=None" if padded else ""
+            doc = (f"Append max_new_tokens tokens to the decoder's {tgt} (B, T: its start token) given the "
+                   f"source {src}" + (" (attention_mask: 1 for its tokens, 0 for padding)" if padded else "")
+                   + ": greedy at temperature 0, else sampled (from the top_k most likely); the source is "
+                   "encoded once, keys and values are cached.")
+            lines = textwrap.wrap(doc, 84)
+            lines[0], lines[-1] = '"""' + lines[0], lines[-1] + '"""'
+            gen += ["", f"    def generate(self, {src}, {tgt}, max_new_tokens, temperature=0.0, top_k=None{mask}):",
+                    *("        " + line for line in lines),
+                    f"        return {generate}(self, {tgt}, max_new_tokens, temperature, top_k, src={src}"
+                    + (", attention_mask=attention_mask)" if padded else ")")]
     doc = f'    """{pysafe.text(g.graph["name"])}: {g.graph.get("parameters", 0):,} parameters."""'
     body = ["class {name}(nn.Module):", doc, "", *init, "", *fwd, *gen]
     base = pysafe.class_name(g.graph["name"])

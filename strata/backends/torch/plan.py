@@ -27,7 +27,8 @@ class CodegenError(Exception):
 
 
 # Variables a forward may use for its own purposes: values get other names.
-RESERVED = frozenset({"pos", "positions", "rope", "mask", "cache", "start_pos", "attention_mask", "T", "B",
+RESERVED = frozenset({"pos", "positions", "rope", "mask", "cache", "start_pos", "attention_mask", "memory_mask",
+                      "T", "B",
                       "self", "layer", "layer_mask", "config", "return_dict"})
 
 
@@ -39,6 +40,7 @@ class StackInfo:
     alibi: int | None = None         # heads, when ALiBi
     cache: bool = False              # decoder-only, or an encoder-decoder's decoder: a KV cache argument
     padding: bool = False            # an attention_mask argument
+    memory_mask: bool = False        # an encoder-decoder's decoder: the encoder's padding, for cross-attention
     mask: bool = False               # attentions take a mask argument
     positions: str | None = None     # path of its position component that lives at the stack
     bias: bool = False               # that position adds a bias to attention logits (ALiBi, relative)
@@ -135,6 +137,8 @@ def is_decoder_of(ix: IRIndex, st: dict) -> bool:
 def stack_info(ix: IRIndex, st: dict) -> StackInfo:
     name = st["name"]
     info = StackInfo(name)
+    info.memory_mask = is_decoder_of(ix, st) and any(
+        ix.g.nodes[n]["op"] == "attention" and ix.g.nodes[n]["attrs"]["cross"] for n in ix.members.get(name, ()))
     for path, c in ix.comps.items():
         if c["scope"] == name and c.get("facts", {}).get("at_stack"):  # rotary, alibi, relative
             info.positions = path
@@ -152,7 +156,8 @@ def stack_info(ix: IRIndex, st: dict) -> StackInfo:
     info.rope = selfs[0]["rope"]
     info.alibi = selfs[0]["heads"] if selfs[0]["alibi"] else None
     info.cache = info.causal and (single or is_decoder_of(ix, st))
-    info.padding = single and not info.causal
+    encoder = any(is_decoder_of(ix, t) for t in ix.stacks.values() if name in t["memory"].values())
+    info.padding = not info.causal and (single or encoder)
     info.mask = bool(info.cache or info.padding or any(w for _, w in kinds) or info.bias)
     info.masks = {k: mask_name(k, kinds) for k in kinds}
     return info
@@ -200,13 +205,14 @@ def extras(ix: IRIndex, path: str) -> list[str]:
     out = list(mems)
     if has_self:
         out += ["rope"] * bool(info.rope) + mask_params(ix, path)
+    out += ["memory_mask"] * (info.memory_mask and has_cross)
     return out + ["cache"] * (info.cache and (has_self or has_cross))
 
 
 def component_extras(ix: IRIndex, path: str, masks: dict) -> dict[str, str]:
     """What the component at `path` is passed besides its inputs: `pos` for added
     positions; rotary cos/sin, its mask and the cache for a self-attention; the
-    cache for a cross-attention."""
+    encoder's padding mask and the cache for a cross-attention."""
     info = ix.info[path.split(".")[0]]
     node = ix.g.nodes[path] if path in ix.g else None
     if node is not None and node["op"] == "embedding" and node["attrs"].get("role") == "position":
@@ -214,8 +220,9 @@ def component_extras(ix: IRIndex, path: str, masks: dict) -> dict[str, str]:
     core = f"{path}.core"
     if core not in ix.g:
         return {}
-    if ix.g.nodes[core]["attrs"]["cross"]:  # keys and values of the encoder's output, cached once
-        return {"cache": "cache"} if info.cache else {}
+    if ix.g.nodes[core]["attrs"]["cross"]:  # the encoder's padding; its keys and values, cached once
+        return {k: v for k, v, use in (("mask", "memory_mask", info.memory_mask), ("cache", "cache", info.cache))
+                if use}
     a = ix.g.nodes[core]["attrs"]
     out = {}
     if info.rope:

@@ -157,13 +157,13 @@ def init_weights(model, residual=(), layers=1, zeros=()):
 
 
 @torch.no_grad()
-def generate(model, ids, max_new_tokens, temperature=0.0, top_k=None, src=None):
+def generate(model, ids, max_new_tokens, temperature=0.0, top_k=None, src=None, **inputs):
     """Append `max_new_tokens` tokens to `ids` (B, T): greedy when temperature is 0,
     else sampled from softmax(logits / temperature), from the top_k most likely
     when top_k is given.  Keys and values are cached (`model.new_cache()`)."""
     cache = model.new_cache()
     first = () if src is None else (src,)  # an encoder-decoder's source, encoded once
-    logits = model(*first, ids, cache=cache)[:, -1, :]  # (B, vocab)
+    logits = model(*first, ids, cache=cache, **inputs)[:, -1, :]  # (B, vocab)
     for i in range(max_new_tokens):
         if temperature == 0:
             nxt = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
@@ -175,7 +175,7 @@ def generate(model, ids, max_new_tokens, temperature=0.0, top_k=None, src=None):
             nxt = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1)
         ids = torch.cat((ids, nxt), dim=1)
         if i + 1 < max_new_tokens:
-            logits = model(*first, nxt, cache=cache)[:, -1, :]
+            logits = model(*first, nxt, cache=cache, **inputs)[:, -1, :]
     return ids
 
 
@@ -247,9 +247,10 @@ class Encoder(nn.Module):
         self.norm = RMSNorm(config.d, eps=config.eps)
         self.drop_2 = nn.Dropout(config.p)
 
-    def forward(self, src):
+    def forward(self, src, attention_mask=None):
         T = src.shape[1]
-        mask = self.rel_pos(make_mask(T, 0, src.device, causal=False), 0)  # (B or 1, heads, T, S) bias
+        mask = make_mask(T, 0, src.device, causal=False, padding=attention_mask)
+        mask = self.rel_pos(mask, 0)  # (B or 1, heads, T, S) bias
         x = self.embed(src)  # (B, S, d)
         x = self.drop_1(x)
         for layer in self.layers:
@@ -300,7 +301,7 @@ class CrossAttention(nn.Module):
         self.v = nn.Linear(d, self.kv_heads * self.head_dim, bias=bias)
         self.o = nn.Linear(heads * self.head_dim, d, bias=bias if out_bias is None else out_bias)
 
-    def forward(self, x, memory, cache=None):
+    def forward(self, x, memory, mask=None, cache=None):
         B, T, _ = x.shape
         q = self.q(x).view(B, T, self.heads, self.head_dim).transpose(1, 2)  # (B, heads, T, head_dim)
         if cache is not None:
@@ -308,7 +309,8 @@ class CrossAttention(nn.Module):
         else:
             k, v = self.keys_values(memory)
         y = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.dropout if self.training else 0.0, scale=self.scale)
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
+            scale=self.scale)
         y = y.transpose(1, 2).reshape(B, T, self.heads * self.head_dim)  # (B, T, heads * head_dim)
         return self.o(y)
 
@@ -334,9 +336,9 @@ class DecoderLayer(nn.Module):
         self.mlp = MLP(config.d, config.d_ff, bias=False)
         self.drop_3 = nn.Dropout(config.p)
 
-    def forward(self, x, memory, mask=None, cache=None):
+    def forward(self, x, memory, mask=None, memory_mask=None, cache=None):
         x = x + self.drop_1(self.attn(self.attn_norm(x), mask=mask, cache=cache))
-        x = x + self.drop_2(self.cross_attn(self.cross_attn_norm(x), memory, cache=cache))
+        x = x + self.drop_2(self.cross_attn(self.cross_attn_norm(x), memory, mask=memory_mask, cache=cache))
         x = x + self.drop_3(self.mlp(self.mlp_norm(x)))
         return x
 
@@ -355,13 +357,15 @@ class Decoder(nn.Module):
         self.drop_2 = nn.Dropout(config.p)
         self.lm_head = nn.Linear(config.d, config.vocab, bias=False)  # weight tied to encoder.embed.weight
 
-    def forward(self, tgt, memory, cache=None, start_pos=0):
+    def forward(self, tgt, memory, memory_mask=None, cache=None, start_pos=0):
         T = tgt.shape[1]
         mask = self.rel_pos(make_mask(T, start_pos, tgt.device), start_pos)  # (B or 1, heads, T, S) bias
+        if memory_mask is not None:  # (B, S): 1 = token, 0 = padding
+            memory_mask = memory_mask[:, None, None, :].bool()  # (B, 1, 1, S)
         x = self.embed(tgt)  # (B, T, d)
         x = self.drop_1(x)
         for layer in self.layers:
-            x = layer(x, memory=memory, mask=mask, cache=cache)
+            x = layer(x, memory=memory, mask=mask, memory_mask=memory_mask, cache=cache)
         x = self.lm_head(self.drop_2(self.norm(x)) * self.config.d ** (-0.5))  # (B, T, vocab)
         return x
 
@@ -378,27 +382,28 @@ class T5_Small(nn.Module):
         self.decoder.lm_head.weight = self.encoder.embed.weight  # tied: one Parameter
         init_weights(self, residual=(".attn.o.weight", ".cross_attn.o.weight", ".mlp.down.weight"), layers=config.depth)
 
-    def forward(self, src, tgt, cache=None, start_pos=None, return_dict=False):
+    def forward(self, src, tgt, attention_mask=None, cache=None, start_pos=None, return_dict=False):
         past = cache.start() if cache is not None else 0
         start_pos = past if start_pos is None else start_pos
         if cache is None or cache.memory is None:
-            memory = self.encoder(src)
+            memory = self.encoder(src, attention_mask=attention_mask)
         else:
             memory = cache.memory  # encoded at the first step
         if cache is not None:
             cache.memory = memory
-        logits = self.decoder(tgt, memory, cache=cache, start_pos=start_pos)
+        logits = self.decoder(tgt, memory, memory_mask=attention_mask, cache=cache, start_pos=start_pos)
         return {"output": logits} if return_dict else logits
 
     def new_cache(self):
         """An empty EncoderDecoderCache: model(src, tgt, cache=cache), then model(src, next_ids, cache=cache)."""
         return EncoderDecoderCache()
 
-    def generate(self, src, tgt, max_new_tokens, temperature=0.0, top_k=None):
-        """Append max_new_tokens tokens to the decoder's tgt (B, T: its start token) given
-        the source src: greedy at temperature 0, else sampled (from the top_k most
-        likely); the source is encoded once, keys and values are cached."""
-        return generate(self, tgt, max_new_tokens, temperature, top_k, src=src)
+    def generate(self, src, tgt, max_new_tokens, temperature=0.0, top_k=None, attention_mask=None):
+        """Append max_new_tokens tokens to the decoder's tgt (B, T: its start token) given the
+        source src (attention_mask: 1 for its tokens, 0 for padding): greedy at temperature
+        0, else sampled (from the top_k most likely); the source is encoded once, keys and
+        values are cached."""
+        return generate(self, tgt, max_new_tokens, temperature, top_k, src=src, attention_mask=attention_mask)
 
 
 def build(config=None, **changes):

@@ -85,13 +85,13 @@ def init_weights(model, residual=(), layers=1, zeros=()):
 
 
 @torch.no_grad()
-def generate(model, ids, max_new_tokens, temperature=0.0, top_k=None, src=None):
+def generate(model, ids, max_new_tokens, temperature=0.0, top_k=None, src=None, **inputs):
     """Append `max_new_tokens` tokens to `ids` (B, T): greedy when temperature is 0,
     else sampled from softmax(logits / temperature), from the top_k most likely
     when top_k is given.  Keys and values are cached (`model.new_cache()`)."""
     cache = model.new_cache()
     first = () if src is None else (src,)  # an encoder-decoder's source, encoded once
-    logits = model(*first, ids, cache=cache)[:, -1, :]  # (B, vocab)
+    logits = model(*first, ids, cache=cache, **inputs)[:, -1, :]  # (B, vocab)
     for i in range(max_new_tokens):
         if temperature == 0:
             nxt = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
@@ -103,7 +103,7 @@ def generate(model, ids, max_new_tokens, temperature=0.0, top_k=None, src=None):
             nxt = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1)
         ids = torch.cat((ids, nxt), dim=1)
         if i + 1 < max_new_tokens:
-            logits = model(*first, nxt, cache=cache)[:, -1, :]
+            logits = model(*first, nxt, cache=cache, **inputs)[:, -1, :]
     return ids
 
 

@@ -123,13 +123,13 @@ def init_weights(model, residual=(), layers=1, zeros=()):
 
 
 @torch.no_grad()
-def generate(model, ids, max_new_tokens, temperature=0.0, top_k=None, src=None):
+def generate(model, ids, max_new_tokens, temperature=0.0, top_k=None, src=None, **inputs):
     """Append `max_new_tokens` tokens to `ids` (B, T): greedy when temperature is 0,
     else sampled from softmax(logits / temperature), from the top_k most likely
     when top_k is given.  Keys and values are cached (`model.new_cache()`)."""
     cache = model.new_cache()
     first = () if src is None else (src,)  # an encoder-decoder's source, encoded once
-    logits = model(*first, ids, cache=cache)[:, -1, :]  # (B, vocab)
+    logits = model(*first, ids, cache=cache, **inputs)[:, -1, :]  # (B, vocab)
     for i in range(max_new_tokens):
         if temperature == 0:
             nxt = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
@@ -141,7 +141,7 @@ def generate(model, ids, max_new_tokens, temperature=0.0, top_k=None, src=None):
             nxt = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1)
         ids = torch.cat((ids, nxt), dim=1)
         if i + 1 < max_new_tokens:
-            logits = model(*first, nxt, cache=cache)[:, -1, :]
+            logits = model(*first, nxt, cache=cache, **inputs)[:, -1, :]
     return ids
 
 
@@ -158,13 +158,13 @@ class SelfAttention(nn.Module):
         self.v = nn.Linear(d, self.kv_heads * self.head_dim, bias=bias)
         self.o = nn.Linear(heads * self.head_dim, d, bias=bias if out_bias is None else out_bias)
 
-    def forward(self, x):
+    def forward(self, x, mask=None):
         B, T, _ = x.shape
         q = self.q(x).view(B, T, self.heads, self.head_dim).transpose(1, 2)  # (B, heads, T, head_dim)
         k = self.k(x).view(B, T, self.kv_heads, self.head_dim).transpose(1, 2)  # (B, kv_heads, T, head_dim)
         v = self.v(x).view(B, T, self.kv_heads, self.head_dim).transpose(1, 2)
         y = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.dropout if self.training else 0.0)
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
         y = y.transpose(1, 2).reshape(B, T, self.heads * self.head_dim)  # (B, T, heads * head_dim)
         return self.o(y)
 
@@ -193,8 +193,8 @@ class EncoderLayer(nn.Module):
         self.drop_2 = nn.Dropout(config.p)
         self.ff_norm = nn.LayerNorm(config.d)
 
-    def forward(self, x):
-        x = self.self_attn_norm(x + self.drop_1(self.attn(x)))
+    def forward(self, x, mask=None):
+        x = self.self_attn_norm(x + self.drop_1(self.attn(x, mask=mask)))
         x = self.ff_norm(x + self.drop_2(self.mlp(x)))
         return x
 
@@ -211,13 +211,16 @@ class Encoder(nn.Module):
         self.layers = nn.ModuleList([EncoderLayer(config) for _ in range(config.depth)])
         self.norm = nn.LayerNorm(config.d)
 
-    def forward(self, src):
+    def forward(self, src, attention_mask=None):
         T = src.shape[1]
         positions = torch.arange(T, device=src.device)
+        mask = None
+        if attention_mask is not None:  # None when attention needs no mask: SDPA's fast path
+            mask = make_mask(T, 0, src.device, causal=False, padding=attention_mask)
         x = self.embed(src) * math.sqrt(self.config.d)  # (B, S, d)
         x = self.drop(x + self.pos(positions, x.dtype))
         for layer in self.layers:
-            x = layer(x)
+            x = layer(x, mask=mask)
         x = self.norm(x)
         return x
 
@@ -262,7 +265,7 @@ class CrossAttention(nn.Module):
         self.v = nn.Linear(d, self.kv_heads * self.head_dim, bias=bias)
         self.o = nn.Linear(heads * self.head_dim, d, bias=bias if out_bias is None else out_bias)
 
-    def forward(self, x, memory, cache=None):
+    def forward(self, x, memory, mask=None, cache=None):
         B, T, _ = x.shape
         q = self.q(x).view(B, T, self.heads, self.head_dim).transpose(1, 2)  # (B, heads, T, head_dim)
         if cache is not None:
@@ -270,7 +273,7 @@ class CrossAttention(nn.Module):
         else:
             k, v = self.keys_values(memory)
         y = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.dropout if self.training else 0.0)
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
         y = y.transpose(1, 2).reshape(B, T, self.heads * self.head_dim)  # (B, T, heads * head_dim)
         return self.o(y)
 
@@ -296,9 +299,9 @@ class DecoderLayer(nn.Module):
         self.drop_3 = nn.Dropout(config.p)
         self.ff_norm = nn.LayerNorm(config.d)
 
-    def forward(self, x, memory, mask=None, cache=None):
+    def forward(self, x, memory, mask=None, memory_mask=None, cache=None):
         x = self.self_attn_norm(x + self.drop_1(self.attn(x, mask=mask, cache=cache)))
-        x = self.cross_attn_norm(x + self.drop_2(self.cross_attn(x, memory, cache=cache)))
+        x = self.cross_attn_norm(x + self.drop_2(self.cross_attn(x, memory, mask=memory_mask, cache=cache)))
         x = self.ff_norm(x + self.drop_3(self.mlp(x)))
         return x
 
@@ -316,15 +319,17 @@ class Decoder(nn.Module):
         self.norm = nn.LayerNorm(config.d)
         self.lm_head = nn.Linear(config.d, config.vocab, bias=False)  # weight tied to encoder.embed.weight
 
-    def forward(self, tgt, memory, cache=None, start_pos=0):
+    def forward(self, tgt, memory, memory_mask=None, cache=None, start_pos=0):
         T = tgt.shape[1]
         positions = torch.arange(start_pos, start_pos + T, device=tgt.device)
         # None when causal attention needs no mask: SDPA's fast path
         mask = make_mask(T, start_pos, tgt.device) if start_pos > 0 else None
+        if memory_mask is not None:  # (B, S): 1 = token, 0 = padding
+            memory_mask = memory_mask[:, None, None, :].bool()  # (B, 1, 1, S)
         x = self.embed(tgt) * math.sqrt(self.config.d)  # (B, T, d)
         x = self.drop(x + self.pos(positions, x.dtype))
         for layer in self.layers:
-            x = layer(x, memory=memory, mask=mask, cache=cache)
+            x = layer(x, memory=memory, mask=mask, memory_mask=memory_mask, cache=cache)
         x = self.lm_head(self.norm(x))  # (B, T, vocab)
         return x
 
@@ -341,27 +346,28 @@ class TransformerBase(nn.Module):
         self.decoder.lm_head.weight = self.encoder.embed.weight  # tied: one Parameter
         init_weights(self, residual=(".attn.o.weight", ".cross_attn.o.weight", ".mlp.down.weight"), layers=config.depth)
 
-    def forward(self, src, tgt, cache=None, start_pos=None, return_dict=False):
+    def forward(self, src, tgt, attention_mask=None, cache=None, start_pos=None, return_dict=False):
         past = cache.start() if cache is not None else 0
         start_pos = past if start_pos is None else start_pos
         if cache is None or cache.memory is None:
-            memory = self.encoder(src)
+            memory = self.encoder(src, attention_mask=attention_mask)
         else:
             memory = cache.memory  # encoded at the first step
         if cache is not None:
             cache.memory = memory
-        logits = self.decoder(tgt, memory, cache=cache, start_pos=start_pos)
+        logits = self.decoder(tgt, memory, memory_mask=attention_mask, cache=cache, start_pos=start_pos)
         return {"output": logits} if return_dict else logits
 
     def new_cache(self):
         """An empty EncoderDecoderCache: model(src, tgt, cache=cache), then model(src, next_ids, cache=cache)."""
         return EncoderDecoderCache()
 
-    def generate(self, src, tgt, max_new_tokens, temperature=0.0, top_k=None):
-        """Append max_new_tokens tokens to the decoder's tgt (B, T: its start token) given
-        the source src: greedy at temperature 0, else sampled (from the top_k most
-        likely); the source is encoded once, keys and values are cached."""
-        return generate(self, tgt, max_new_tokens, temperature, top_k, src=src)
+    def generate(self, src, tgt, max_new_tokens, temperature=0.0, top_k=None, attention_mask=None):
+        """Append max_new_tokens tokens to the decoder's tgt (B, T: its start token) given the
+        source src (attention_mask: 1 for its tokens, 0 for padding): greedy at temperature
+        0, else sampled (from the top_k most likely); the source is encoded once, keys and
+        values are cached."""
+        return generate(self, tgt, max_new_tokens, temperature, top_k, src=src, attention_mask=attention_mask)
 
 
 def build(config=None, **changes):
