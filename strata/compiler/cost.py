@@ -47,10 +47,22 @@ def node_flops(g: nx.MultiDiGraph, n: str, ctx: int) -> int:
         return 2 * 2 * span * a["heads"] * a["head_dim"]
     if d["op"] == "moe":
         dim = output_shape(g, n)[-1]
-        mats = 3 if a["act"] in ("swiglu", "geglu") else 2
+        mats = 3 if a.get("gated") else 2
         expert = 2 * mats * dim * a["hidden"]
         return 2 * dim * a["experts"] + (a["top_k"] + a["shared"]) * expert
     return 0
+
+
+def inactive_parameters(g: nx.MultiDiGraph) -> int:
+    """Parameters a token does not use: in each MoE, the experts its router does not
+    pick (experts - top_k of them); shared experts and the router are always used."""
+    out = 0
+    for _, d in g.nodes(data=True):
+        if d["op"] == "moe":
+            a = d["attrs"]
+            expert = sum(prod(s) for k, s in d["params"].items() if k.startswith("experts.0."))
+            out += (a["experts"] - a["top_k"]) * expert
+    return out
 
 
 def analyze(g: nx.MultiDiGraph) -> dict:
@@ -68,6 +80,8 @@ def analyze(g: nx.MultiDiGraph) -> dict:
         "parameters": params,
         "trainable_parameters": params,
         "non_embedding_parameters": params - embedding,
+        # what one token runs through: a mixture of experts uses top_k of its experts
+        "active_parameters": params - inactive_parameters(g),
         "seq_len": ctx,
         "flops_per_token": flops,
         "training_flops_per_token": 3 * flops,

@@ -68,6 +68,8 @@ def _to_plain(v: Any, span, field: str, words: tuple[str, ...], refs: bool, acce
                         f"'{v.text}' is not a valid {field}", v.span or span, hint)
     if isinstance(v, CallValue):
         return v.as_dict()
+    if v is None and "none" in words:  # the constant `none` is also the word: position(none)
+        return "none"
     if isinstance(v, bool) or v is None:
         return v
     if isinstance(v, int) and abs(v) >= MAX_DIM:

@@ -23,6 +23,9 @@ class Library:
 
     blocks: dict[str, A.BlockDef] = field(default_factory=dict)
     models: dict[str, A.ModelDef] = field(default_factory=dict)
+    # id(model) -> the Library of the file that defines it: an imported model's
+    # `extends` and blocks are those of its own file (its base comes along with it)
+    homes: dict[int, "Library"] = field(default_factory=dict)
 
 
 @dataclass
@@ -79,7 +82,9 @@ def _load_imports(spec: A.SpecFile, sources: dict[str, str], errors: Collector,
                 sub.blocks[b.name] = b
             for m in sub_spec.models:
                 sub.models[m.name] = m
+                sub.homes[id(m)] = sub
             cache[key] = sub
+        lib.homes.update(sub.homes)
         if imp.names is None:
             lib.blocks.update(sub.blocks)
             lib.models.update(sub.models)
@@ -95,18 +100,21 @@ def _load_imports(spec: A.SpecFile, sources: dict[str, str], errors: Collector,
     return lib
 
 
-def _merge_extends(model: A.ModelDef, models: dict[str, A.ModelDef], errors: Collector):
-    """Walk the `extends` chain: base first, each derived model overriding by name.
-    Linear in the chain's length (models are compared by identity: `==` on AST
-    nodes compares whole dumps)."""
+def _merge_extends(model: A.ModelDef, lib: Library, errors: Collector):
+    """Walk the `extends` chain: base first, each derived model overriding by name,
+    each base looked up in the file that names it.  Linear in the chain's length
+    (models are compared by identity: `==` on AST nodes compares whole dumps).
+    Returns (vars, blocks, stacks, blocks of the chain's files)."""
     chain = [model]
     seen = {id(model)}
     while chain[-1].extends:
         base_name = chain[-1].extends
+        models = lib.homes.get(id(chain[-1]), lib).models
         base = models.get(base_name)
         if base is None:
+            others = [m for m in models if m != chain[-1].name]
             errors.error(f"model '{chain[-1].name}' extends unknown model '{base_name}'",
-                         chain[-1].span, did_you_mean(base_name, models) or
+                         chain[-1].span, did_you_mean(base_name, others) or
                          "define the base model in this file or import it")
             break
         if id(base) in seen:
@@ -118,14 +126,16 @@ def _merge_extends(model: A.ModelDef, models: dict[str, A.ModelDef], errors: Col
     vars_: dict[str, A.Assign] = {}
     blocks: dict[str, A.BlockDef] = {}
     stacks: dict[str, A.StackDef] = {}
+    home_blocks: dict[str, A.BlockDef] = {}
     for m in reversed(chain):
+        home_blocks.update(lib.homes.get(id(m), lib).blocks)
         for v in m.vars:
             vars_[v.name] = v
         for b in m.blocks:
             blocks[b.name] = b
         for s in m.stacks:
             stacks[s.name] = s
-    return list(vars_.values()), blocks, list(stacks.values())
+    return list(vars_.values()), blocks, list(stacks.values()), home_blocks
 
 
 def _check_duplicates(model: A.ModelDef, spec: A.SpecFile, errors: Collector) -> None:
@@ -154,6 +164,7 @@ def resolve_model(spec: A.SpecFile, sources: dict[str, str], model: str | None =
         lib.blocks[b.name] = b
     for m in spec.models:
         lib.models[m.name] = m
+        lib.homes[id(m)] = lib
     file = spec.path or "<string>"
     if model is not None:
         chosen = next((m for m in spec.models if m.name == model), None) or lib.models.get(model)
@@ -169,9 +180,8 @@ def resolve_model(spec: A.SpecFile, sources: dict[str, str], model: str | None =
                                     "add `model NAME { ... }` (blocks alone cannot be built)")],
                         sources)
     _check_duplicates(chosen, spec, errors)
-    vars_, local_blocks, stacks = _merge_extends(chosen, lib.models, errors)
-    blocks = dict(lib.blocks)
-    blocks.update(local_blocks)
+    vars_, local_blocks, stacks, home_blocks = _merge_extends(chosen, lib, errors)
+    blocks = {**home_blocks, **lib.blocks, **local_blocks}
     if own:
         errors.raise_if_any(sources)
     return ResolvedModel(chosen.name, chosen, vars_, blocks, stacks, spec.passes, spec.train, sources,

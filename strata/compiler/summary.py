@@ -216,10 +216,12 @@ def print_summary(g: nx.MultiDiGraph, depth: int | None = None, console=None) ->
         t.add_row(*row)
     console.print(t)
     m = a["memory"]
+    n = a["active_parameters"]  # a mixture of experts runs top_k of them per token
+    active = f"active per token     {n:,} ({human(n)}, top_k experts)\n" if n != a["parameters"] else ""
     console.print(
         f"parameters           {a['parameters']:,} ({human(a['parameters'])})\n"
         f"trainable            {a['trainable_parameters']:,}\n"
-        f"non-embedding        {a['non_embedding_parameters']:,}\n"
+        f"non-embedding        {a['non_embedding_parameters']:,}\n{active}"
         f"FLOPs per token      {human(a['flops_per_token'])} forward, "
         f"{human(a['training_flops_per_token'])} training (at T={a['seq_len']})\n"
         f"weights              {_bytes(m['weights_fp32_bytes'])} fp32, "

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pydantic import Field, PositiveFloat, PositiveInt
 
 from strata.components.base import Component, EvalError, Lowered, Options, format_shape, hidden, linear
+from strata.components.embeddings import relative_heads
 
 
 class Attention(Options):
@@ -53,6 +54,8 @@ def elaborate_attention(b, u, memory=None):
             raise EvalError(f"rotary positions rotate {rot} of {hd} head dims; it must be even and "
                             "positive", u.span, "adjust position(rotary, fraction=...)")
         rope = {"base": pos["base"], "dims": rot}
+    if pos["type"] == "relative":
+        relative_heads(b, u.sc.stack, heads, o.causal, u.span, u.syms.get("heads"))
     out_bias = o.bias if o.out_bias is None else o.out_bias
     kw = dict(u=u, kind="attention")
     q = linear(b, f"{u.path}.q", x, heads * hd, bias=o.bias, attrs={"role": "q"}, **kw)
@@ -67,7 +70,8 @@ def elaborate_attention(b, u, memory=None):
     attrs = {"heads": heads, "kv_heads": kv, "head_dim": hd,
              "causal": o.causal if memory is None else False, "window": o.window,
              "dropout": o.dropout, "softcap": o.softcap, "scale": o.scale, "rope": rope,
-             "alibi": pos["type"] == "alibi", "cross": memory is not None}
+             "alibi": pos["type"] == "alibi", "relative": pos["type"] == "relative",
+             "cross": memory is not None}
     core = b.op(f"{u.path}.core", "attention", [q, k, v], x.shape[:-1] + (heads * hd,), u.sc,
                 comp=u.path, kind="attention", attrs=attrs, span=u.span, sym=x.sym[:-1] + (None,))
     u.facts.update(cross=memory is not None, qk_norm=o.qk_norm, fused=None)
@@ -119,9 +123,9 @@ def attention_class(core: dict, *, qk_norm: bool, fused: str | None, mask: bool,
     init.append(f"        self.o = nn.Linear({q_width}, d, bias=bias if out_bias is None else out_bias)")
 
     params = ["self", "x"] + ["memory"] * cross + ["rope=None"] * bool(rope) + ["mask=None"] * mask
-    params += ["cache=None"] * (cache and not cross)
+    params += ["cache=None"] * cache
     fwd = [f"    def forward({', '.join(params)}):", "        B, T, _ = x.shape"]
-    if cross:
+    if cross and not cache:
         fwd.append("        S = memory.shape[1]")
     sizes = "[self.heads * self.head_dim, self.kv_heads * self.head_dim, self.kv_heads * self.head_dim]"
     heads_t = ".view(B, T, self.heads, self.head_dim).transpose(1, 2)  # (B, heads, T, head_dim)"
@@ -132,10 +136,19 @@ def attention_class(core: dict, *, qk_norm: bool, fused: str | None, mask: bool,
     else:
         fwd.append(f"        q = self.q(x){heads_t}")
         if fused == "kv":
-            fwd += [f"        k, v = self.kv({src}).chunk(2, dim=-1)",
-                    f"        k = k{kv_t}", f"        v = v{kv_t.split('  #')[0]}"]
+            kv = [f"        k, v = self.kv({src}).chunk(2, dim=-1)",
+                  f"        k = k{kv_t}", f"        v = v{kv_t.split('  #')[0]}"]
         else:
-            fwd += [f"        k = self.k({src}){kv_t}", f"        v = self.v({src}){kv_t.split('  #')[0]}"]
+            kv = [f"        k = self.k({src}){kv_t}", f"        v = self.v({src}){kv_t.split('  #')[0]}"]
+        if cross and cache:  # keys and values of the encoder's output: computed once while generating
+            fwd += ["        if cache is not None:",
+                    "            k, v = cache.cross_kv(self.keys_values, memory)",
+                    "        else:",
+                    "            k, v = self.keys_values(memory)"]
+            helper = ["", "    def keys_values(self, memory):", "        B, S, _ = memory.shape"] + kv + \
+                ["        return k, v"]
+        else:
+            fwd += kv
     if qk_norm:  # over head_dim, per head
         fwd.append("        q, k = self.q_norm(q), self.k_norm(k)")
     if rope:
@@ -160,6 +173,8 @@ def attention_class(core: dict, *, qk_norm: bool, fused: str | None, mask: bool,
             fwd.append("            " + ", ".join(kw[2:]) + ")")
     fwd += ["        y = y.transpose(1, 2).reshape(B, T, self.heads * self.head_dim)  # (B, T, heads * head_dim)",
             "        return self.o(y)"]
+    if cross and cache and fused != "qkv":
+        fwd += helper
     doc = ("Queries from the stream, keys and values from the encoder's output" if cross else
            f"{'Causal m' if causal else 'M'}ulti-head self-attention"
            + (" with grouped key/value heads" if gqa else "") + (", rotary positions" if rope else "")
@@ -174,7 +189,8 @@ def torch_attention(ctx, c):
     o = c.node("o")["attrs"]
     opts = c.options
     base, source = attention_class(core, qk_norm=c.facts.get("qk_norm", False), fused=c.facts.get("fused"),
-                                   mask=c.stack.mask and not core["cross"], cache=c.stack.cache,
+                                   mask=c.stack.memory_mask if core["cross"] else c.stack.mask,
+                                   cache=c.stack.cache,
                                    runtime=ctx.runtime)
     cls = ctx.define(base, source)
     s = c.syms

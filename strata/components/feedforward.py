@@ -8,8 +8,10 @@ from pydantic import Field, PositiveInt
 
 from strata.components.base import Component, EvalError, Lowered, Options, activation, hidden, linear
 
-Activation = Literal["relu", "gelu", "gelu_tanh", "silu", "tanh", "swiglu", "geglu"]
-GATED = {"swiglu": "silu", "geglu": "gelu"}  # gated activation -> activation of its gate
+Activation = Literal["relu", "gelu", "gelu_tanh", "silu", "tanh", "swiglu", "geglu", "geglu_tanh"]
+# gated activation -> activation of its gate: geglu_tanh is Gemma's and T5 v1.1's
+# GELU gate with the tanh approximation (HF's gelu_pytorch_tanh / gelu_new)
+GATED = {"swiglu": "silu", "geglu": "gelu", "geglu_tanh": "gelu_tanh"}
 
 # An activation applied to a Python expression in generated code.
 ACT = {
@@ -89,7 +91,7 @@ def elaborate_moe(b, u):
                 if o.bias:
                     params[f"{prefix}.{i}.{n}.bias"] = (shape[0],)
     attrs = {"hidden": o.hidden, "experts": o.experts, "top_k": o.top_k, "shared": o.shared,
-             "act": o.act, "bias": o.bias, "normalize": o.normalize}
+             "act": o.act, "gated": gated, "bias": o.bias, "normalize": o.normalize}
     u.facts.update(gated=gated)
     return b.op(u.path, "moe", [x], x.shape, u.sc, comp=u.path, kind="mlp", attrs=attrs, params=params,
                 span=u.span, sym=x.sym)
@@ -101,7 +103,7 @@ def mlp_class(fn: str, *, gated: bool, dropout: bool, fused: bool = False) -> tu
     """(preferred class name, class source): down(act(up(x))), or
     down(act(gate(x)) * up(x)) when gated."""
     if gated:
-        base = {"silu": "SwiGLU", "gelu": "GeGLU"}.get(fn, "GatedMLP")
+        base = {"silu": "SwiGLU", "gelu": "GeGLU", "gelu_tanh": "GeGLU"}.get(fn, "GatedMLP")
         doc = f"Gated feed-forward: down({fn}(gate(x)) * up(x))."
     else:
         base, doc = "MLP", f"Feed-forward: down({fn}(up(x)))."
@@ -181,7 +183,7 @@ def torch_moe(ctx, c):
 
 
 ACT_NAMES = {"relu": "ReLU", "gelu": "GELU", "gelu_tanh": "GELU (tanh)", "silu": "SiLU",
-             "tanh": "tanh", "swiglu": "SwiGLU", "geglu": "GeGLU"}
+             "tanh": "tanh", "swiglu": "SwiGLU", "geglu": "GeGLU", "geglu_tanh": "GeGLU (tanh)"}
 
 COMPONENTS = [
     Component("mlp", MLP, ("hidden",), "mlp", "mlp", elaborate_mlp, torch_mlp,

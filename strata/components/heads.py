@@ -19,6 +19,8 @@ class LMHead(Options):
     tie: str | None = Field(None, description="embedding whose weight is reused")
     bias: bool = False
     softcap: PositiveFloat | None = Field(None, description="tanh soft-capping of the logits")
+    scale: PositiveFloat | None = Field(None, description="multiply the input by this first (T5's "
+                                        "d ** -0.5 before its tied head)")
 
 
 class Classifier(Options):
@@ -29,7 +31,7 @@ class Classifier(Options):
 class Pooler(Options):
     """First token -> dense -> tanh (BERT's pooler): [B, T, d] -> [B, d]."""
 
-    act: Literal["tanh", "gelu", "relu", "none"] = "tanh"
+    act: Literal["tanh", "gelu", "gelu_tanh", "relu", "silu", "none"] = "tanh"
 
 
 class MLMHead(Options):
@@ -76,7 +78,8 @@ def elaborate_lm_head(b, u):
     if u.o.bias:
         params["bias"] = (vocab,)
     return b.op(u.path, "linear", [x], x.shape[:-1] + (vocab,), u.sc, comp=u.path, kind="head",
-                attrs={"in": d, "out": vocab, "bias": u.o.bias, "role": "lm_head", "softcap": u.o.softcap},
+                attrs={"in": d, "out": vocab, "bias": u.o.bias, "role": "lm_head", "softcap": u.o.softcap,
+                       "scale": u.o.scale},
                 params=params, tied=tied, span=u.span, sym=x.sym[:-1] + (vsym,))
 
 
@@ -126,8 +129,11 @@ def elaborate_nsp_head(b, u):
 # ----------------------------------------------------------------- torch
 
 def torch_lm_head(ctx, c):
-    call = f"{c.module}({c.ins[0]})"
-    a = c.node()["attrs"] if c.node() else {}
+    a = c.node()["attrs"] if c.node() else c.options  # low_rank replaced the node: options say it
+    x = c.ins[0]
+    if a.get("scale"):  # T5 rescales the stream before its tied head
+        x = f"{x} * {ctx.forward_arg(a['scale'], c.syms.get('scale'))}"
+    call = f"{c.module}({x})"
     if a.get("softcap"):
         cap = ctx.forward_arg(a["softcap"], c.syms.get("softcap"))
         call = f"{cap} * torch.tanh({call} / {cap})"  # logit soft-capping

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import PositiveFloat
+from pydantic import Field, PositiveFloat
 
 from strata.components.base import Component, Lowered, Options, hidden
 
@@ -13,7 +13,11 @@ class LayerNorm(Options):
 
 
 class RMSNorm(Options):
+    """x / rms(x) * weight, in float32."""
+
     eps: PositiveFloat = 1e-6
+    unit_offset: bool = Field(False, description="scale by 1 + weight, the weight starting at 0 "
+                              "(Gemma; HF's Gemma RMSNorm)")
 
 
 def elaborate_layernorm(b, u):
@@ -26,8 +30,11 @@ def elaborate_layernorm(b, u):
 
 def elaborate_rmsnorm(b, u):
     d = hidden(u.x, "rmsnorm", u.span)
+    if u.o.unit_offset:  # initialised to 0, not 1: the scale is 1 + weight
+        u.facts["zero_init"] = ["weight"]
     return b.op(u.path, "norm", [u.x], u.x.shape, u.sc, comp=u.path, kind="norm",
-                attrs={"type": "rms", "eps": u.o.eps}, params={"weight": (d,)}, span=u.span, sym=u.x.sym)
+                attrs={"type": "rms", "eps": u.o.eps, "unit_offset": u.o.unit_offset},
+                params={"weight": (d,)}, span=u.span, sym=u.x.sym)
 
 
 def torch_layernorm(ctx, c):
@@ -40,12 +47,13 @@ def torch_layernorm(ctx, c):
 def torch_rmsnorm(ctx, c):
     a = c.node()["attrs"]
     args = ctx.call_args([(c.d, c.d_sym)], [("eps", a["eps"], c.syms.get("eps"), 1e-6)])
-    return Lowered(f"{ctx.runtime('RMSNorm')}({args})", f"{c.module}({c.ins[0]})")
+    cls = ctx.runtime("OffsetRMSNorm" if a.get("unit_offset") else "RMSNorm")
+    return Lowered(f"{cls}({args})", f"{c.module}({c.ins[0]})")
 
 
 COMPONENTS = [
     Component("layernorm", LayerNorm, (), "ln", "norm", elaborate_layernorm, torch_layernorm,
               lambda o: "LayerNorm"),
     Component("rmsnorm", RMSNorm, (), "norm", "norm", elaborate_rmsnorm, torch_rmsnorm,
-              lambda o: "RMSNorm"),
+              lambda o: "RMSNorm", lambda o: "scale 1 + w" if o.get("unit_offset") else None),
 ]

@@ -24,6 +24,12 @@ GRAMMAR = Path(__file__).with_name("grammar.lark")
 # model, and Python refuses to convert past 4,300 digits.
 MAX_INT_DIGITS = 100
 
+# The text form's reserved words: never names, in either surface (lark's contextual
+# lexer would read `as block` as a name, so the transformer refuses them).
+KEYWORDS = frozenset({"model", "block", "stack", "residual", "parallel", "seq", "branch", "repeat",
+                      "as", "import", "from", "extends", "passes", "train", "if", "else", "and",
+                      "or", "not", "true", "false", "none"})
+
 # How lark's token names read in an error message.
 _TOKEN_WORDS = {
     "NAME": "a name", "NUMBER": "a number", "STRING": "a string", "LBRACE": "'{'",
@@ -83,6 +89,13 @@ class _ToAST(Transformer_NonRecursive):
     def _s(self, meta):
         return _span(self.file, meta) if not getattr(meta, "empty", False) else None
 
+    def _name(self, tok, what: str = "name") -> str:
+        """A name the spec defines or uses as a name: never a keyword (as in YAML)."""
+        if tok in KEYWORDS:
+            raise _Dup(_span(self.file, tok), f"'{tok}' is a keyword and cannot be a {what}",
+                       f"choose another name, e.g. {tok}_")
+        return str(tok)
+
     # ---- top level
     def start(self, meta, items):
         spec = A.SpecFile.model_construct(path=self.file)
@@ -111,21 +124,24 @@ class _ToAST(Transformer_NonRecursive):
         return A.Import.model_construct(path=_unquote(c[0], self.file), names=c[1], span=self._s(meta))
 
     def name_list(self, meta, c):
-        return [str(t) for t in c]
+        return [self._name(t, "imported name") for t in c]
 
     def block_def(self, meta, c):
         name, params, *body = c
-        return A.BlockDef.model_construct(name=str(name), params=params or [], body=body, span=self._s(meta))
+        return A.BlockDef.model_construct(name=self._name(name, "block name"), params=params or [], body=body,
+                                          span=self._s(meta))
 
     def params(self, meta, c):
         return [p for p in c if p is not None]
 
     def param(self, meta, c):
-        return A.Param.model_construct(name=str(c[0]), default=c[1], span=self._s(meta))
+        return A.Param.model_construct(name=self._name(c[0], "parameter name"), default=c[1], span=self._s(meta))
 
     def model_def(self, meta, c):
         name, extends, *items = c
-        m = A.ModelDef.model_construct(name=str(name), extends=str(extends) if extends else None, span=self._s(meta))
+        m = A.ModelDef.model_construct(name=self._name(name, "model name"),
+                                       extends=self._name(extends, "model name") if extends else None,
+                                       span=self._s(meta))
         for it in items:
             if isinstance(it, A.Assign):
                 m.vars.append(it)
@@ -139,10 +155,13 @@ class _ToAST(Transformer_NonRecursive):
         name, *rest = c
         inputs = [x for x in rest if isinstance(x, A.StackInput)]
         body = [x for x in rest if not isinstance(x, A.StackInput)]
-        return A.StackDef.model_construct(name=str(name), inputs=inputs, body=body, span=self._s(meta))
+        return A.StackDef.model_construct(name=self._name(name, "stack name"), inputs=inputs, body=body,
+                                          span=self._s(meta))
 
     def stack_input(self, meta, c):
-        return A.StackInput.model_construct(name=str(c[0]), source=str(c[1]) if c[1] else None, span=self._s(meta))
+        return A.StackInput.model_construct(name=self._name(c[0], "input name"),
+                                            source=self._name(c[1], "stack name") if c[1] else None,
+                                            span=self._s(meta))
 
     def passes(self, meta, c):
         return A.Passes.model_construct(items=list(c), span=self._s(meta))
@@ -152,15 +171,16 @@ class _ToAST(Transformer_NonRecursive):
 
     # ---- statements
     def assign(self, meta, c):
-        return A.Assign.model_construct(name=str(c[0]), value=c[1], span=self._s(meta))
+        return A.Assign.model_construct(name=self._name(c[0], "variable name"), value=c[1], span=self._s(meta))
 
     def use(self, meta, c):
         name, arglist, alias = c
         args, kwargs = arglist or ([], [])
-        return A.Use.model_construct(name=str(name), args=args, kwargs=kwargs, alias=alias, span=self._s(meta))
+        return A.Use.model_construct(name=self._name(name, "component name"), args=args, kwargs=kwargs,
+                                     alias=alias, span=self._s(meta))
 
     def alias(self, meta, c):
-        return str(c[0])
+        return self._name(c[0])
 
     def arglist(self, meta, c):
         args, kwargs = [], []
@@ -179,7 +199,7 @@ class _ToAST(Transformer_NonRecursive):
         return args, kwargs
 
     def keyword(self, meta, c):
-        return A.Keyword.model_construct(name=str(c[0]), value=c[1], span=self._s(meta))
+        return A.Keyword.model_construct(name=self._name(c[0], "option name"), value=c[1], span=self._s(meta))
 
     def residual(self, meta, c):
         return A.Residual.model_construct(body=list(c), span=self._s(meta))
@@ -196,13 +216,15 @@ class _ToAST(Transformer_NonRecursive):
 
     def repeat(self, meta, c):
         count, index, body, alias = c
-        return A.Repeat.model_construct(count=count, index=str(index) if index else None, body=body,
+        return A.Repeat.model_construct(count=count, index=self._name(index, "index name") if index else None,
+                                        body=body,
                         alias=alias, span=self._s(meta))
 
     def repeat_use(self, meta, c):
         name, arglist = c
         args, kwargs = arglist or ([], [])
-        return [A.Use.model_construct(name=str(name), args=args, kwargs=kwargs, span=self._s(meta))]
+        return [A.Use.model_construct(name=self._name(name, "component name"), args=args, kwargs=kwargs,
+                                      span=self._s(meta))]
 
     def repeat_block(self, meta, c):
         return list(c)

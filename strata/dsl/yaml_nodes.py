@@ -23,16 +23,12 @@ from lark import Lark
 from lark.exceptions import UnexpectedInput, VisitError
 
 from strata.dsl import ast as A
-from strata.dsl.parser import GRAMMAR, MAX_INT_DIGITS, _Dup, _syntax_error, _ToAST
+from strata.dsl.parser import GRAMMAR, KEYWORDS, MAX_INT_DIGITS, _Dup, _syntax_error, _ToAST  # noqa: F401 (KEYWORDS re-exported)
 from strata.errors import Diagnostic, Span, SpecError, did_you_mean
 
 TAG = "tag:yaml.org,2002:"
 STR, INT, FLOAT, BOOL, NULL = (TAG + t for t in ("str", "int", "float", "bool", "null"))
 _STANDARD_TAGS = {STR, INT, FLOAT, BOOL, NULL, TAG + "seq", TAG + "map", "!"}
-# The text form's reserved words: never names, in either surface.
-KEYWORDS = frozenset({"model", "block", "stack", "residual", "parallel", "seq", "branch", "repeat",
-                      "as", "import", "from", "extends", "passes", "train", "if", "else", "and",
-                      "or", "not", "true", "false", "none"})
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 # YAML nesting: a statement level of the AST is up to three YAML levels (a
 # mapping, its body list, the statement); past this the AST would be too deep anyway.

@@ -1,5 +1,6 @@
 """Interop with other model formats.  Today: Hugging Face transformers folders
-(GPT-2, BERT, Llama, Mistral) -> strata spec + strata-named safetensors.
+(GPT-2, BERT, Llama, Mistral, GPT-NeoX, Qwen2, OPT, Mixtral, Phi, Falcon, Gemma 2, T5) ->
+strata spec + strata-named safetensors.
 
     >>> from strata.interop import hf_to_spec
     >>> print(hf_to_spec({"model_type": "gpt2", "n_layer": 1, "n_embd": 8, "n_head": 2,

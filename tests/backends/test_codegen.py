@@ -43,7 +43,7 @@ passes {{ {passes} }}
 PASSES = {"fuse_qkv": "fuse_qkv", "fuse_mlp": "fuse_mlp",
           "quantize": 'quantize(int8_dynamic, on="mlp")', "prune": 'prune(0.5, on="mlp")',
           "low_rank": 'low_rank(8, on="decoder.proj")', "distill": 'distill("teacher.arch")'}
-SPECS = ["gpt2", "llama2_7b", "bert_base", "transformer_base", "tiny_shakespeare"]
+SPECS = ["gpt2", "llama2_7b", "bert_base", "transformer_base", "tiny_shakespeare", "t5_small", "gemma2_2b"]
 
 
 def check_golden(name: str, src: str) -> None:

@@ -128,6 +128,25 @@ def test_imports_blocks_from_another_file(tmp_path):
     assert "s.h.1.mlp.down" in g
 
 
+def test_an_imported_model_brings_its_base_and_blocks(tmp_path):
+    """`extends` is looked up in the file that writes it: importing gpt2_medium brings
+    gpt2 and the file's blocks along, even when the importer has its own gpt2."""
+    (tmp_path / "base.arch").write_text(
+        "block layer { residual { layernorm; mlp(4*d) } }\n"
+        "model gpt2 { vocab = 50\n d = 16\n depth = 2\n"
+        " stack decoder(tokens) { embedding(vocab, d) as wte; repeat(depth) layer as h; lm_head(tie=wte) } }\n"
+        "model gpt2_medium extends gpt2 { d = 32 }\n")
+    (tmp_path / "m.arch").write_text('from "base.arch" import gpt2_medium\n'
+                                     "model gpt2 { d = 1 }\n"
+                                     "model mine extends gpt2_medium { depth = 1 }\n")
+    from strata.compiler import build_file
+
+    g = build_file(tmp_path / "m.arch")
+    assert g.graph["name"] == "mine" and g.graph["vars"]["d"] == 32
+    assert g.graph["parameters"] == 50 * 32 + 2 * 32 + 32 * 128 + 128 + 128 * 32 + 32
+    assert build_file(tmp_path / "m.arch", model="gpt2_medium").graph["vars"]["depth"] == 2
+
+
 def test_pass_selectors():
     g = build("repeat(2) { residual { layernorm; attention(heads) }; residual { mlp(2*d) } } as h")
     assert select(g, "attention") == ["s.h.0.attn", "s.h.1.attn"]
@@ -140,3 +159,12 @@ def test_ir_table_lists_nodes_in_spec_order():
     lines = format_table(g).splitlines()
     assert lines[2].startswith("s.tokens") and lines[3].startswith("s.emb")
     assert "s.lm_head" in lines[5] and "weight->s.emb.weight" in lines[5]
+
+
+def test_the_word_none_where_an_option_lists_it():
+    """`position(none)` and `pooler(act=none)`: the constant none is also the word."""
+    g = build_text("model m { stack s(t) { embedding(10, 8); position(none); pooler(act=none) } }")
+    assert g.graph["components"]["s.pos"]["options"]["kind"] == "none"
+    assert g.graph["components"]["s.pooler"]["options"]["act"] == "none"
+    g = build_text("model m { stack s(t) { embedding(10, 8); attention(2, window=none) } }")
+    assert g.nodes["s.attn.core"]["attrs"]["window"] is None

@@ -284,6 +284,11 @@ def test_extends_unknown_base():
     located(err, "extends unknown model 'c'", 2)
 
 
+def test_extends_hint_never_names_the_model_itself():
+    err = errors_of("model gpt2_medium extends gpt { d = 1 }\n")
+    located(err, "extends unknown model 'gpt'", 1, hint="define the base model in this file or import it")
+
+
 def test_rendering_format():
     err = errors_of(GOOD_LAYER.replace("mlp(4*d)", "mlp(4*dd)"))
     text = str(err)
@@ -365,3 +370,13 @@ def test_duplicate_definitions(text, message, line):
 ])
 def test_distill_teacher_must_exist(teacher, message):
     located(errors_of(GOOD_LAYER + f"passes {{\n  distill(teacher={teacher})\n}}\n"), message, 18)
+
+
+def test_two_stack_positions_in_one_stack():
+    """A second position(rotary) would be built with its own size and never used."""
+    err = errors_of("model m {\n  stack s(t) {\n    embedding(10, 8)\n    position(rotary)\n"
+                    "    position(rotary, fraction=0.5)\n    attention(2, causal=true)\n  }\n}\n")
+    located(err, "a second position(rotary) in stack 's'", 5, col=5,
+            hint="the stack already has position(rotary); keep one")
+    err = errors_of("model m { stack s(t) { embedding(10, 8); position(alibi)\n position(relative) } }")
+    located(err, "a second position(relative) in stack 's'", 2)

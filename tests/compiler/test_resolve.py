@@ -103,8 +103,6 @@ def test_extends_a_model_from_an_imported_file(tmp_path):
     assert build_file(p).graph["parameters"] == 160
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 item 5: an imported model's own `extends` base "
-                                       "is not brought along ('extends unknown model')")
 def test_importing_a_model_that_extends_another(tmp_path):
     write(tmp_path, "zoo.arch", "model base { d = 4\n stack s(t) { embedding(10, d) as e; lm_head(tie=e) } }\n"
                                 "model wide extends base { d = 16 }\n")

@@ -117,3 +117,29 @@ def test_syntax_errors_are_located(text, where):
     d = e.value.diagnostics[0]
     assert (d.span.line, d.span.col) == where, str(e.value)
     assert str(e.value).startswith(f"s.arch:{where[0]}:{where[1]}: error: ")
+
+
+@pytest.mark.parametrize("text,where,word", [
+    ("model m { stack s(t) { embedding(10, 8) as block } }", (1, 44), "block"),
+    ("model m { stack s(t) { repeat(2, model) { layernorm } } }", (1, 34), "model"),
+    ("model m { none = 3 }", (1, 11), "none"),
+    ("model m { stack s(t, from = e) { layernorm } }", (1, 22), "from"),
+    ("block train(d) { layernorm }", (1, 7), "train"),
+])
+def test_keywords_are_never_names(text, where, word):
+    """The text form refuses a keyword where it defines a name, as the YAML form does
+    (so `strata convert` never writes YAML that does not load)."""
+    with pytest.raises(SpecError) as e:
+        parse(text, "k.arch")
+    d = e.value.diagnostics[0]
+    assert (d.span.line, d.span.col) == where
+    assert d.message.startswith(f"'{word}' is a keyword and cannot be a")
+    assert d.hint == f"choose another name, e.g. {word}_"
+
+
+def test_a_name_like_a_keyword_converts_both_ways():
+    from strata.dsl.yaml_loader import parse_yaml
+    from strata.dsl.yaml_writer import to_yaml
+
+    ok = parse("model m { stack s(t) { layernorm as block_; repeat(2, model_) { layernorm } as as_ } }")
+    assert parse_yaml(to_yaml(ok), "k.yaml") == ok

@@ -33,7 +33,19 @@ BERT = {"model_type": "bert", "architectures": ["BertModel"], "vocab_size": 10, 
         "max_position_embeddings": 4, "type_vocab_size": 2}
 # One small valid config per model_type every family imports: the property test
 # below runs over all of them (a new family adds its own here).
-BASES = {"gpt2": GPT2, "llama": LLAMA, "mistral": {**LLAMA, "model_type": "mistral"}, "bert": BERT}
+BASES = {"gpt2": GPT2, "llama": LLAMA, "mistral": {**LLAMA, "model_type": "mistral"}, "bert": BERT,
+         "gpt_neox": {**LLAMA, "model_type": "gpt_neox", "architectures": ["GPTNeoXForCausalLM"],
+                      "rotary_pct": 0.5},
+         "qwen2": {**LLAMA, "model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"]},
+         "opt": {**LLAMA, "model_type": "opt", "architectures": ["OPTForCausalLM"], "ffn_dim": 12,
+                 "max_position_embeddings": 8},
+         "mixtral": {**LLAMA, "model_type": "mixtral", "architectures": ["MixtralForCausalLM"],
+                     "num_local_experts": 2, "num_experts_per_tok": 1},
+         "phi": {**LLAMA, "model_type": "phi", "architectures": ["PhiForCausalLM"]},
+         "falcon": {**LLAMA, "model_type": "falcon", "architectures": ["FalconForCausalLM"]},
+         "gemma2": {**LLAMA, "model_type": "gemma2", "architectures": ["Gemma2ForCausalLM"], "head_dim": 4},
+         "t5": {"model_type": "t5", "architectures": ["T5ForConditionalGeneration"], "vocab_size": 10,
+                "d_model": 8, "d_kv": 4, "d_ff": 12, "num_layers": 1, "num_heads": 2}}
 
 
 def gpt2_tensors(cfg: dict, dtype=None) -> dict:
@@ -122,7 +134,17 @@ _KEYS = sorted({k for c in BASES.values() for k in c} | {
     "attention_probs_dropout_prob", "classifier_dropout", "tie_word_embeddings",
     "scale_attn_weights", "num_key_value_heads", "head_dim", "sliding_window", "rope_theta",
     "rope_scaling", "rope_parameters", "partial_rotary_factor", "attention_bias", "mlp_bias",
-    "max_position_embeddings", "id2label", "num_labels", "transformers_version", "model_type"})
+    "max_position_embeddings", "id2label", "num_labels", "transformers_version", "model_type",
+    # the families of issue 9
+    "rotary_pct", "rotary_emb_base", "use_parallel_residual", "hidden_dropout", "use_sliding_window",
+    "max_window_layers", "layer_types", "word_embed_proj_dim", "do_layer_norm_before",
+    "_remove_final_layer_norm", "enable_bias", "ffn_dim", "dropout", "layer_norm_elementwise_affine",
+    "num_local_experts", "num_experts_per_tok", "router_jitter_noise", "qk_layernorm", "alibi",
+    "new_decoder_architecture", "multi_query", "parallel_attn", "num_kv_heads", "num_ln_in_parallel_attn",
+    "bias", "ffn_hidden_size", "hidden_activation", "query_pre_attn_scalar", "attn_logit_softcapping",
+    "final_logit_softcapping", "use_bidirectional_attention", "d_model", "d_kv", "d_ff", "num_layers",
+    "num_decoder_layers", "num_heads", "relative_attention_num_buckets", "relative_attention_max_distance",
+    "dropout_rate", "feed_forward_proj", "scale_decoder_outputs"})
 _json = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(-2, 2 ** 70), st.floats(),
               st.text(max_size=30), st.sampled_from(["gelu", "silu", "default", "absolute", "\n",

@@ -38,9 +38,9 @@ def test_bad_json(tmp_path, capsys):
 
 
 def test_unsupported_model_type(tmp_path, capsys):
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "t5"}))
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "mamba"}))
     code, _, err = run(["import-hf", str(tmp_path), "-o", str(tmp_path / "o")], capsys)
-    _assert_one_line_error(code, err, "unsupported model_type 't5'")
+    _assert_one_line_error(code, err, "unsupported model_type 'mamba'")
 
 
 def test_unsupported_rope_scaling(tmp_path, capsys):

@@ -124,7 +124,7 @@ def test_bert_heads_from_architecture():
     ({**LLAMA, "rope_scaling": {"type": "dynamic", "factor": 2.0}}, "rope_scaling type 'dynamic'"),
     ({**LLAMA, "rope_parameters": {"rope_type": "llama3", "rope_theta": 5e5}},
      "rope_parameters.rope_type='llama3'"),
-    ({**LLAMA, "hidden_act": "gelu_pytorch_tanh"}, "hidden_act='gelu_pytorch_tanh'"),
+    ({**LLAMA, "hidden_act": "quick_gelu"}, "hidden_act='quick_gelu'"),
     ({**LLAMA, "num_key_value_heads": 3}, "num_key_value_heads (3) does not divide"),
     ({**LLAMA, "architectures": ["LlamaForSequenceClassification"]}, "unsupported architecture"),
     ({**GPT2, "scale_attn_by_inverse_layer_idx": True}, "scale_attn_by_inverse_layer_idx=True"),
@@ -134,7 +134,8 @@ def test_bert_heads_from_architecture():
     ({**BERT, "is_decoder": True}, "is_decoder=True"),
     ({**GPT2, "vocab_size": None}, "has no 'vocab_size'"),
     ({**GPT2, "n_layer": "2"}, "'n_layer' should be a positive integer"),
-    ({"model_type": "t5"}, "unsupported model_type 't5': strata imports bert, gpt2, llama, mistral"),
+    ({"model_type": "mamba"}, "unsupported model_type 'mamba': strata imports bert, falcon, gemma2, gpt2, "
+     "gpt_neox, llama, mistral, mixtral, opt, phi, qwen2, t5"),
     ({"n_layer": 2}, "no 'model_type'"),
 ])
 def test_refused(config, message):

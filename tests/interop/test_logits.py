@@ -17,8 +17,10 @@ ATOL = 1e-4
 T = 12  # longer than the Mistral test model's sliding window (4)
 
 
-def hf_outputs(name, model, ids, token_types):
+def hf_outputs(name, model, ids, token_types, tgt=None):
     """The HF outputs, keyed by the strata output (branch) names the import gives them."""
+    if tgt is not None:  # an encoder-decoder (T5)
+        return {"output": model(input_ids=ids, decoder_input_ids=tgt).logits}
     if not name.startswith("bert"):
         out = model(ids)
         return {"output": out.logits if hasattr(out, "logits") else out.last_hidden_state}
@@ -40,9 +42,10 @@ def test_outputs_match_hf(name, imported):
     ids = torch.randint(0, 100, (2, T))
     token_types = torch.randint(0, 2, (2, T))
     kw = {"token_type_ids": token_types} if name.startswith("bert") else {}
+    tgt = torch.randint(0, 100, (2, T - 3)) if model.config.is_encoder_decoder else None
     with torch.no_grad():
-        want = hf_outputs(name, model, ids, token_types)
-        got = ours(ids, return_dict=True, **kw)
+        want = hf_outputs(name, model, ids, token_types, tgt)
+        got = ours(ids, *([] if tgt is None else [tgt]), return_dict=True, **kw)
     assert set(want) <= set(got)
     for key, ref in want.items():
         assert got[key].shape == ref.shape, key

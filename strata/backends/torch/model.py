@@ -11,6 +11,8 @@ and the whole file.
 
 from __future__ import annotations
 
+import textwrap
+
 import networkx as nx
 
 from strata.backends.torch import pysafe
@@ -34,7 +36,8 @@ def stack_class(em: Emitter, st: dict, class_names: set[str]) -> str:
     required, optional = stack_inputs(ix, st)
     memory = list(st["memory"])
     params = ["self"] + required + memory + [f"{i}=None" for i in optional]
-    params += ["attention_mask=None"] * info.padding + ["cache=None", "start_pos=0"] * info.cache
+    params += ["attention_mask=None"] * info.padding + ["memory_mask=None"] * info.memory_mask
+    params += ["cache=None", "start_pos=0"] * info.cache
     plan = plan_scope(ix, name, ["x"] + required + optional + memory)
     init, body, uses_config = em.scope_lines(plan)
     if info.positions and info.positions not in ix.g:  # rotary / alibi live at the stack
@@ -55,6 +58,9 @@ def stack_class(em: Emitter, st: dict, class_names: set[str]) -> str:
         pre.append(f"        rope = self.{info.positions.rsplit('.', 1)[1]}(positions)  # cos, sin: (T, {info.rope['dims']})")
     for kind, var in info.masks.items() if info.mask else ():
         pre += mask_lines(em, info, kind, var, tok, start)
+    if info.memory_mask:  # which encoder positions are tokens: the cross-attentions' keys
+        pre += ["        if memory_mask is not None:  # (B, S): 1 = token, 0 = padding",
+                "            memory_mask = memory_mask[:, None, None, :].bool()  # (B, 1, 1, S)"]
     doc = f'    """The `{pysafe.text(name)}` stack."""'
     lines = ["class {name}(nn.Module):", doc, "", "    def __init__(self, config):",
              "        super().__init__()"] + ["        self.config = config"] * uses_config
@@ -83,11 +89,14 @@ def mask_lines(em: Emitter, info, kind: tuple, var: str, tok: str, start: str) -
     if info.padding:
         args.append("padding=attention_mask")
     call = f"{make}({', '.join(args)})"
-    if info.alibi:
-        emb = next(p for p, c in em.ix.comps.items() if c["scope"] == info.name and c["kind"] == "embedding")
-        alibi = info.positions.rsplit(".", 1)[1]
-        return [f"        {var} = self.{alibi}({call}, {start}, self.{emb.rsplit('.', 1)[1]}.weight.dtype)"
-                "  # (B or 1, heads, T, S) bias"]
+    if info.bias:  # the position's module turns the mask into a bias: its torch hook says how
+        module = f"self.{info.positions.rsplit('.', 1)[1]}"
+        lowered = em.component(info.positions, module, [], {"mask": call, "start": start}, _hook(em))
+        line = f"        {var} = {lowered.call}  # (B or 1, heads, T, S) bias"
+        if len(line) <= 110:
+            return [line]
+        lowered = em.component(info.positions, module, [], {"mask": var, "start": start}, _hook(em))
+        return [f"        {var} = {call}", f"        {var} = {lowered.call}  # (B or 1, heads, T, S) bias"]
     conds = (["start_pos > 0"] if info.cache else []) + ([f"T > {window}"] if window else []) + \
         (["attention_mask is not None"] if info.padding else [])
     if not conds:
@@ -111,6 +120,18 @@ def residual_suffixes(ix: IRIndex) -> list[str]:
     return sorted(out)
 
 
+def zero_suffixes(ix: IRIndex) -> list[str]:
+    """Names of the weights that start at 0 (components record `zero_init` facts: a
+    norm whose scale is 1 + weight): `.name.weight` where no other weight ends so."""
+    zero = {f"{path}.{k}" for path, c in ix.comps.items() for k in c.get("facts", {}).get("zero_init", ())}
+    others = [f"{n}.{k}" for n in ix.order for k in ix.g.nodes[n]["params"] if f"{n}.{k}" not in zero]
+    out = set()
+    for key in zero:
+        short = "." + ".".join(key.split(".")[-2:])
+        out.add(short if not any(o.endswith(short) for o in others) else key)
+    return sorted(out)
+
+
 def model_class(em: Emitter, stack_classes: dict[str, str]) -> tuple[str, bool]:
     """The model class; returns (its name, whether it generates with a KV cache)."""
     ix, g = em.ix, em.ix.g
@@ -129,8 +150,10 @@ def model_class(em: Emitter, stack_classes: dict[str, str]) -> tuple[str, bool]:
     info = ix.info[last["name"]]
     params = ["self"] + [top(s, i) for s in ins for i in ins[s][0]] + \
         [f"{top(s, i)}=None" for s in ins for i in ins[s][1]]
-    params += ["attention_mask=None"] * (single and info.padding)
-    params += ["cache=None", "start_pos=None"] * (single and info.cache)
+    # attention_mask: the padding of an encoder's (or encoder-decoder's source) tokens
+    padded = (single and info.padding) or info.memory_mask
+    params += ["attention_mask=None"] * padded
+    params += ["cache=None", "start_pos=None"] * info.cache
     params.append("return_dict=False")
     init = ["    def __init__(self, config):", "        super().__init__()", "        self.config = config"]
     init += [f"        self.{s['name']} = {stack_classes[s['name']]}(config)" for s in stacks]
@@ -139,10 +162,12 @@ def model_class(em: Emitter, stack_classes: dict[str, str]) -> tuple[str, bool]:
     depth = max(g.graph["repeats"], key=lambda r: r["count"], default=None)
     layers = em.values.expr(depth["count"], depth.get("count_sym")) if depth else "1"
     init_fn = em.out.runtime("init_weights")
-    init.append(f"        {init_fn}(self, residual={pysafe.literal(tuple(residual_suffixes(ix)))}, layers={layers})")
+    zeros = zero_suffixes(ix)
+    init.append(f"        {init_fn}(self, residual={pysafe.literal(tuple(residual_suffixes(ix)))}, layers={layers}"
+                + (f", zeros={pysafe.literal(tuple(zeros))})" if zeros else ")"))
 
     fwd = [f"    def forward({', '.join(params)}):"]
-    if single and info.cache:
+    if info.cache:
         fwd += ["        past = cache.start() if cache is not None else 0",
                 "        start_pos = past if start_pos is None else start_pos"]
     branches = [k for k in ix.outputs if k != "output"]
@@ -159,17 +184,29 @@ def model_class(em: Emitter, stack_classes: dict[str, str]) -> tuple[str, bool]:
         req, opt = ins[name]
         call = [top(name, i) for i in req] + [out_var[src] for src in s["memory"].values()]
         call += [f"{i}={top(name, i)}" for i in opt]
-        call += ["attention_mask=attention_mask"] * (single and ix.info[name].padding)
-        call += ["cache=cache", "start_pos=start_pos"] * (single and ix.info[name].cache)
+        call += ["attention_mask=attention_mask"] * (padded and ix.info[name].padding)
+        call += ["memory_mask=attention_mask"] * ix.info[name].memory_mask
+        call += ["cache=cache", "start_pos=start_pos"] * ix.info[name].cache
         mine = [b for b in branches if ix.outputs[b].startswith(name + ".")]
+        if s is not last and info.cache and not mine:  # an encoder: run once while generating
+            fwd += ["        if cache is None or cache.memory is None:",
+                    f"            {var} = self.{name}({', '.join(call)})",
+                    "        else:",
+                    f"            {var} = cache.memory  # encoded at the first step",
+                    "        if cache is not None:",
+                    f"            cache.memory = {var}"]
+            continue
         fwd.append(f"        {', '.join([var] + mine)} = self.{name}({', '.join(call)})")
     main = out_var[last["name"]]
     result = ", ".join([f'"output": {main}'] + [f"{pysafe.literal(b)}: {b}" for b in branches])
     fwd += [f"        return {{{result}}} if return_dict else {main}"]
 
-    generates = single and info.cache and g.nodes[last["output"]]["attrs"].get("role") == "lm_head"
+    generates = info.cache and g.nodes[last["output"]]["attrs"].get("role") == "lm_head"
+    seq2seq = not single
+    if seq2seq and [len(ins[s["name"]][0]) for s in stacks] != [1] * len(stacks):
+        generates = False  # generate() passes one source and one target input
     gen = []
-    if generates:
+    if generates and not seq2seq:
         cache, generate = em.out.runtime("KVCache"), em.out.runtime("generate")
         gen = ["", "    def new_cache(self):",
                f'        """An empty {cache}: model(ids, cache=cache), then model(next_ids, cache=cache)."""',
@@ -178,6 +215,27 @@ def model_class(em: Emitter, stack_classes: dict[str, str]) -> tuple[str, bool]:
                '        """Append max_new_tokens tokens to ids (B, T): greedy at temperature 0, else',
                '        sampled (from the top_k most likely); keys and values are cached."""',
                f"        return {generate}(self, ids, max_new_tokens, temperature, top_k)"]
+    elif seq2seq and info.cache:
+        em.out.runtime("KVCache")
+        cache = em.out.runtime("EncoderDecoderCache")
+        src, tgt = (top(s["name"], ins[s["name"]][0][0]) for s in (stacks[0], last))
+        gen = ["", "    def new_cache(self):",
+               f'        """An empty {cache}: model({src}, {tgt}, cache=cache), then model({src}, next_ids, '
+               'cache=cache)."""',
+               f"        return {cache}()"]
+        if generates:
+            generate = em.out.runtime("generate")
+            mask = ", attention_mask=None" if padded else ""
+            doc = (f"Append max_new_tokens tokens to the decoder's {tgt} (B, T: its start token) given the "
+                   f"source {src}" + (" (attention_mask: 1 for its tokens, 0 for padding)" if padded else "")
+                   + ": greedy at temperature 0, else sampled (from the top_k most likely); the source is "
+                   "encoded once, keys and values are cached.")
+            lines = textwrap.wrap(doc, 84)
+            lines[0], lines[-1] = '"""' + lines[0], lines[-1] + '"""'
+            gen += ["", f"    def generate(self, {src}, {tgt}, max_new_tokens, temperature=0.0, top_k=None{mask}):",
+                    *("        " + line for line in lines),
+                    f"        return {generate}(self, {tgt}, max_new_tokens, temperature, top_k, src={src}"
+                    + (", attention_mask=attention_mask)" if padded else ")")]
     doc = f'    """{pysafe.text(g.graph["name"])}: {g.graph.get("parameters", 0):,} parameters."""'
     body = ["class {name}(nn.Module):", doc, "", *init, "", *fwd, *gen]
     base = pysafe.class_name(g.graph["name"])

@@ -27,7 +27,8 @@ class CodegenError(Exception):
 
 
 # Variables a forward may use for its own purposes: values get other names.
-RESERVED = frozenset({"pos", "positions", "rope", "mask", "cache", "start_pos", "attention_mask", "T", "B",
+RESERVED = frozenset({"pos", "positions", "rope", "mask", "cache", "start_pos", "attention_mask", "memory_mask",
+                      "T", "B",
                       "self", "layer", "layer_mask", "config", "return_dict"})
 
 
@@ -37,10 +38,12 @@ class StackInfo:
     causal: bool = False             # all its self-attentions are causal
     rope: dict | None = None         # {"base", "dims"} of its rotary positions
     alibi: int | None = None         # heads, when ALiBi
-    cache: bool = False              # decoder-only: a KV cache argument
+    cache: bool = False              # decoder-only, or an encoder-decoder's decoder: a KV cache argument
     padding: bool = False            # an attention_mask argument
+    memory_mask: bool = False        # an encoder-decoder's decoder: the encoder's padding, for cross-attention
     mask: bool = False               # attentions take a mask argument
-    positions: str | None = None     # path of its rotary / alibi component
+    positions: str | None = None     # path of its position component that lives at the stack
+    bias: bool = False               # that position adds a bias to attention logits (ALiBi, relative)
     uses_pos: bool = False           # the forward computes `pos`
     # (causal, window) of its self-attentions -> the stack's mask variable, in order of
     # first use: `mask` alone, or `mask` and `local_mask` when layers alternate
@@ -123,14 +126,24 @@ def mask_name(kind: tuple, kinds: list[tuple]) -> str:
     return name
 
 
+def is_decoder_of(ix: IRIndex, st: dict) -> bool:
+    """`st` is the last of two stacks and reads the other as memory (an encoder-decoder's
+    decoder, whose cache keeps the encoder's output)."""
+    others = [s for s in ix.stacks if s != st["name"]]
+    return (len(others) == 1 and st["name"] == ix.g.graph["stacks"][-1]["name"]
+            and set(others) <= set(st["memory"].values()))
+
+
 def stack_info(ix: IRIndex, st: dict) -> StackInfo:
     name = st["name"]
     info = StackInfo(name)
+    info.memory_mask = is_decoder_of(ix, st) and any(
+        ix.g.nodes[n]["op"] == "attention" and ix.g.nodes[n]["attrs"]["cross"] for n in ix.members.get(name, ()))
     for path, c in ix.comps.items():
-        if c["scope"] == name and c["kind"] == "position" and c["options"]["kind"] in ("rotary", "alibi"):
+        if c["scope"] == name and c.get("facts", {}).get("at_stack"):  # rotary, alibi, relative
             info.positions = path
-    info.uses_pos = any(c["scope"] == name and c["kind"] == "position" and c["options"]["kind"] != "none"
-                        for c in ix.comps.values())
+            info.bias = bool(c["facts"].get("attention_bias"))
+    info.uses_pos = any(c["scope"] == name and c.get("facts", {}).get("uses_pos") for c in ix.comps.values())
     selfs = _self_attentions(ix, name)
     if not selfs:
         return info
@@ -142,9 +155,10 @@ def stack_info(ix: IRIndex, st: dict) -> StackInfo:
     info.causal = all(c for c, _ in kinds)
     info.rope = selfs[0]["rope"]
     info.alibi = selfs[0]["heads"] if selfs[0]["alibi"] else None
-    info.cache = single and info.causal
-    info.padding = single and not info.causal
-    info.mask = bool(info.cache or info.padding or any(w for _, w in kinds) or info.alibi)
+    info.cache = info.causal and (single or is_decoder_of(ix, st))
+    encoder = any(is_decoder_of(ix, t) for t in ix.stacks.values() if name in t["memory"].values())
+    info.padding = not info.causal and (single or encoder)
+    info.mask = bool(info.cache or info.padding or any(w for _, w in kinds) or info.bias)
     info.masks = {k: mask_name(k, kinds) for k in kinds}
     return info
 
@@ -178,31 +192,37 @@ def extras(ix: IRIndex, path: str) -> list[str]:
     """The arguments beyond the stream that the scope (or repeat) at `path` needs."""
     stack = path.split(".")[0]
     info = ix.info[stack]
-    mems, has_self = [], False
+    mems, has_self, has_cross = [], False, False
     for n in ix.members.get(path, ()):
         d = ix.g.nodes[n]
-        if d["op"] == "attention" and not d["attrs"]["cross"]:
-            has_self = True
+        if d["op"] == "attention":
+            has_self = has_self or not d["attrs"]["cross"]
+            has_cross = has_cross or d["attrs"]["cross"]
         for src, _ in ir.operands(ix.g, n):
             m = memory_name(ix, src, stack)
             if m and m not in mems:
                 mems.append(m)
     out = list(mems)
     if has_self:
-        out += ["rope"] * bool(info.rope) + mask_params(ix, path) + ["cache"] * info.cache
-    return out
+        out += ["rope"] * bool(info.rope) + mask_params(ix, path)
+    out += ["memory_mask"] * (info.memory_mask and has_cross)
+    return out + ["cache"] * (info.cache and (has_self or has_cross))
 
 
 def component_extras(ix: IRIndex, path: str, masks: dict) -> dict[str, str]:
     """What the component at `path` is passed besides its inputs: `pos` for added
-    positions; rotary cos/sin, its mask and the cache for a self-attention."""
+    positions; rotary cos/sin, its mask and the cache for a self-attention; the
+    encoder's padding mask and the cache for a cross-attention."""
     info = ix.info[path.split(".")[0]]
     node = ix.g.nodes[path] if path in ix.g else None
     if node is not None and node["op"] == "embedding" and node["attrs"].get("role") == "position":
         return {"pos": "positions"}
     core = f"{path}.core"
-    if core not in ix.g or ix.g.nodes[core]["attrs"]["cross"]:
+    if core not in ix.g:
         return {}
+    if ix.g.nodes[core]["attrs"]["cross"]:  # the encoder's padding; its keys and values, cached once
+        return {k: v for k, v, use in (("mask", "memory_mask", info.memory_mask), ("cache", "cache", info.cache))
+                if use}
     a = ix.g.nodes[core]["attrs"]
     out = {}
     if info.rope:

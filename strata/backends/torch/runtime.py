@@ -39,6 +39,29 @@ class KVCache:
         return k, v
 
 
+class EncoderDecoderCache(KVCache):
+    """A decoder's KV cache that also keeps what does not change while it generates:
+    the encoder's output (`memory`) and each cross-attention's keys and values of it,
+    computed at the first step, in call order."""
+
+    def __init__(self):
+        super().__init__()
+        self.memory = None
+        self.cross = []  # [(k, v)], each (B, kv_heads, S, head_dim)
+        self.cross_index = 0
+
+    def start(self):
+        self.cross_index = 0
+        return super().start()
+
+    def cross_kv(self, compute, memory):
+        """This cross-attention's keys and values: `compute(memory)` at the first step, then kept."""
+        if self.cross_index == len(self.cross):
+            self.cross.append(compute(memory))
+        self.cross_index += 1
+        return self.cross[self.cross_index - 1]
+
+
 def make_mask(T, start_pos, device, causal=True, window=None, padding=None):
     """Which keys each query may attend to: (B or 1, 1, T, S) bool, True = attend.
     Queries sit at positions start_pos .. start_pos + T - 1 of S = start_pos + T keys."""
@@ -93,6 +116,21 @@ class RMSNorm(nn.Module):
         h = x.float()
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * h.to(x.dtype)
+
+
+class OffsetRMSNorm(nn.Module):
+    """x / rms(x) * (1 + weight), all in float32 (Gemma): the scale is stored as its
+    offset from 1, so the weight starts at 0."""
+
+    def __init__(self, d, eps=1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.zeros(d))
+
+    def forward(self, x):
+        h = x.float()
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (h * (1.0 + self.weight.float())).to(x.dtype)
 
 
 class RotaryEmbedding(nn.Module):
@@ -152,16 +190,50 @@ class ALiBi(nn.Module):
         return bias[None].masked_fill(~keep, float("-inf")).to(dtype)  # (B or 1, heads, T, S)
 
 
-def init_weights(model, residual=(), layers=1):
+class RelativePositionBias(nn.Module):
+    """T5's relative position bias: the distance from a query to a key falls in one of
+    `buckets` (one per distance up to half of them, then logarithmic up to
+    max_distance; split by direction when bidirectional), and each bucket has a
+    learned bias per head.  One table serves every layer of the stack."""
+
+    def __init__(self, heads, buckets=32, max_distance=128, bidirectional=True):
+        super().__init__()
+        self.buckets, self.max_distance, self.bidirectional = buckets, max_distance, bidirectional
+        self.weight = nn.Parameter(torch.zeros(buckets, heads))
+
+    def bucket(self, rel):
+        """rel = key position - query position -> bucket ids (T5's _relative_position_bucket)."""
+        n, out = self.buckets, 0
+        if self.bidirectional:
+            n //= 2
+            out = (rel > 0).long() * n  # keys after the query get the upper half
+            rel = rel.abs()
+        else:
+            rel = -rel.clamp(max=0)  # a causal query sees no later keys
+        exact = n // 2
+        far = exact + (torch.log(rel.float() / exact) / math.log(self.max_distance / exact)
+                       * (n - exact)).long()
+        return out + torch.where(rel < exact, rel, far.clamp(max=n - 1))
+
+    def forward(self, keep, start_pos):
+        T, S = keep.shape[-2:]
+        q = torch.arange(start_pos, start_pos + T, device=keep.device)[:, None]
+        k = torch.arange(S, device=keep.device)[None, :]
+        bias = F.embedding(self.bucket(k - q), self.weight).permute(2, 0, 1)  # (heads, T, S)
+        return bias[None].masked_fill(~keep, float("-inf"))  # (B or 1, heads, T, S)
+
+
+def init_weights(model, residual=(), layers=1, zeros=()):
     """Initialise `model` in place: weights ~ N(0, 0.02), biases 0, norm scales 1;
     weights whose names end with one of `residual` (the projections that write
-    into the residual stream) ~ N(0, 0.02 / sqrt(2 * layers)), as GPT-2 does.
+    into the residual stream) ~ N(0, 0.02 / sqrt(2 * layers)), as GPT-2 does, and
+    those ending with one of `zeros` (scales stored as an offset from 1) 0.
     Draws from torch's global generator in parameter order (tied weights once);
     a model on the meta device (structure only) has nothing to initialise."""
     for name, p in model.named_parameters():
         if p.is_meta:
             continue
-        if name.endswith("bias"):
+        if name.endswith("bias") or name.endswith(zeros):
             nn.init.zeros_(p)
         elif p.dim() == 1:
             nn.init.ones_(p)
@@ -172,12 +244,13 @@ def init_weights(model, residual=(), layers=1):
 
 
 @torch.no_grad()
-def generate(model, ids, max_new_tokens, temperature=0.0, top_k=None):
+def generate(model, ids, max_new_tokens, temperature=0.0, top_k=None, src=None, **inputs):
     """Append `max_new_tokens` tokens to `ids` (B, T): greedy when temperature is 0,
     else sampled from softmax(logits / temperature), from the top_k most likely
     when top_k is given.  Keys and values are cached (`model.new_cache()`)."""
     cache = model.new_cache()
-    logits = model(ids, cache=cache)[:, -1, :]  # (B, vocab)
+    first = () if src is None else (src,)  # an encoder-decoder's source, encoded once
+    logits = model(*first, ids, cache=cache, **inputs)[:, -1, :]  # (B, vocab)
     for i in range(max_new_tokens):
         if temperature == 0:
             nxt = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
@@ -189,5 +262,5 @@ def generate(model, ids, max_new_tokens, temperature=0.0, top_k=None):
             nxt = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1)
         ids = torch.cat((ids, nxt), dim=1)
         if i + 1 < max_new_tokens:
-            logits = model(nxt, cache=cache)[:, -1, :]
+            logits = model(*first, nxt, cache=cache, **inputs)[:, -1, :]
     return ids

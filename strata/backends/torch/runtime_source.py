@@ -25,11 +25,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 """
 
-# The order definitions appear in a generated file.
-ORDER = ("KVCache", "make_mask", "apply_rotary", "softcapped_attention", "RMSNorm", "RotaryEmbedding",
-         "SinusoidalPositions", "ALiBi", "init_weights", "generate")
-
-
 @functools.lru_cache(maxsize=1)
 def _definitions() -> dict[str, str]:
     path = Path(__file__).with_name("runtime.py")
@@ -42,6 +37,11 @@ def _definitions() -> dict[str, str]:
             start = min([node.lineno] + [d.lineno for d in node.decorator_list]) - 1
             out[node.name] = "".join(lines[start:node.end_lineno])
     return out
+
+
+# The order definitions appear in a generated file: runtime.py's own (a helper is
+# added by writing it there).
+ORDER = tuple(_definitions())
 
 
 def source(name: str) -> str:

@@ -5,7 +5,9 @@ strata spec and a strata-named safetensors checkpoint.
     *.safetensors ──family.mapping (rename / transpose / split)──► tensors ─┘ checked
                                                                   └──► weights.safetensors
 
-Families: gpt2.py (GPT-2), bert.py (BERT), llama.py (Llama, Mistral).
+Families: gpt2.py (GPT-2), bert.py (BERT), llama.py (Llama, Mistral), gpt_neox.py
+(GPT-NeoX, Pythia), qwen2.py, opt.py, mixtral.py, phi.py, falcon.py, gemma2.py,
+t5.py; decoder.py holds what the decoder families share.
 Never imports transformers; torch only when tensors are read.
 """
 
@@ -14,7 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from strata.interop.hf import bert, gpt2, llama
+from strata.interop.hf import bert, falcon, gemma2, gpt2, gpt_neox, llama, mixtral, opt, phi, qwen2, t5
 from strata.interop.hf.config import (
     Config,
     HFImportError,
@@ -27,7 +29,7 @@ __all__ = ["FAMILIES", "HFImportError", "hf_to_spec", "import_hf", "read_config"
 
 # Every family module (see config.py for what one holds); a new family is one
 # more module here.
-FAMILIES = (gpt2, bert, llama)
+FAMILIES = (gpt2, bert, llama, gpt_neox, qwen2, opt, mixtral, phi, falcon, gemma2, t5)
 DTYPES = ("float32", "float16", "bfloat16")
 
 

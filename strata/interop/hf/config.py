@@ -168,7 +168,8 @@ ACTIVATIONS = {
     "gelu_fast": "gelu_tanh", "relu": "relu", "silu": "silu", "swish": "silu", "tanh": "tanh",
 }
 # For Llama-style gated MLPs: act(gate) * up -> the gated activation strata names.
-GATED_ACTIVATIONS = {"silu": "swiglu", "swish": "swiglu", "gelu": "geglu"}
+GATED_ACTIVATIONS = {"silu": "swiglu", "swish": "swiglu", "gelu": "geglu", "gelu_pytorch_tanh": "geglu_tanh",
+                     "gelu_new": "geglu_tanh"}
 
 
 def activation(cfg: Config, name: str, default: str, *, gated: bool = False) -> str:
@@ -177,13 +178,16 @@ def activation(cfg: Config, name: str, default: str, *, gated: bool = False) -> 
                     f"strata's {'gated ' if gated else ''}MLP supports")
 
 
-def rope(cfg: Config) -> tuple[float, float]:
+def rope(cfg: Config, *, base_key: str = "rope_theta", fraction_key: str = "partial_rotary_factor",
+         fraction_default: float = 1.0) -> tuple[float, float]:
     """(base, fraction) of rotary positions, from either the older top-level
     `rope_theta` / `rope_scaling` / `partial_rotary_factor` or the newer
     `rope_parameters` dict.  Scaled variants (linear, dynamic, yarn, llama3, ...)
-    are refused: strata's rotary is the unscaled one."""
+    are refused: strata's rotary is the unscaled one.  A family whose older
+    configs name them otherwise (GPT-NeoX's rotary_emb_base, rotary_pct) gives
+    those keys and its own default fraction."""
     params = cfg.object("rope_parameters")
-    where = cfg
+    top_base = "rope_theta" if cfg.has("rope_theta") else base_key
     if params is not None:
         if params.has("full_attention") or params.has("sliding_attention"):
             raise HFImportError("unsupported option rope_parameters per layer type in config.json: "
@@ -192,9 +196,12 @@ def rope(cfg: Config) -> tuple[float, float]:
         if kind != "default":
             raise HFImportError(f"unsupported option rope_parameters.rope_type={show(kind)} in "
                                 "config.json: strata supports only unscaled rotary ('default')")
-        where = params if params.has("rope_theta") else cfg
-        base = where.float("rope_theta", default=10000.0, low=0, low_open=True)
-        where = params if params.has("partial_rotary_factor") else cfg
+        if params.has("rope_theta"):
+            base = params.float("rope_theta", low=0, low_open=True)
+        else:
+            base = cfg.float(top_base, default=10000.0, low=0, low_open=True)
+        if params.has("partial_rotary_factor"):
+            return base, params.float("partial_rotary_factor", low=0, low_open=True, high=1.0)
     else:
         scaling = cfg.raw.get("rope_scaling")
         if scaling is not None:
@@ -202,8 +209,9 @@ def rope(cfg: Config) -> tuple[float, float]:
             if kind != "default":
                 raise HFImportError(f"unsupported option rope_scaling type {show(kind)} in "
                                     "config.json: strata supports only unscaled rotary ('default')")
-        base = cfg.float("rope_theta", default=10000.0, low=0, low_open=True)
-    fraction = where.float("partial_rotary_factor", default=1.0, low=0, low_open=True, high=1.0)
+        base = cfg.float(top_base, default=10000.0, low=0, low_open=True)
+    key = "partial_rotary_factor" if cfg.has("partial_rotary_factor") else fraction_key
+    fraction = cfg.float(key, default=fraction_default, low=0, low_open=True, high=1.0)
     return base, fraction
 
 

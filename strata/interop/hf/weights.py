@@ -168,6 +168,22 @@ def rows(start: int, stop: int, *, then: Transform | None = None) -> Transform:
     return f
 
 
+def pick(index: list[int], *, then: Transform | None = None) -> Transform:
+    """Rows picked by index along dim 0 (after `then`): q, k or v out of a qkv
+    projection whose rows interleave them per head (GPT-NeoX, Falcon)."""
+    def f(t):
+        t = then(t) if then else t
+        return t[index].contiguous()
+    return f
+
+
+def select(i: int) -> Transform:
+    """Entry i along dim 0: one expert of stacked expert weights [experts, ...]."""
+    def f(t):
+        return t[i].contiguous()
+    return f
+
+
 @dataclass
 class Mapping:
     """strata key -> (HF key, transform or None); HF keys to drop silently

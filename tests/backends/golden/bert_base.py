@@ -40,16 +40,17 @@ def make_mask(T, start_pos, device, causal=True, window=None, padding=None):
     return keep
 
 
-def init_weights(model, residual=(), layers=1):
+def init_weights(model, residual=(), layers=1, zeros=()):
     """Initialise `model` in place: weights ~ N(0, 0.02), biases 0, norm scales 1;
     weights whose names end with one of `residual` (the projections that write
-    into the residual stream) ~ N(0, 0.02 / sqrt(2 * layers)), as GPT-2 does.
+    into the residual stream) ~ N(0, 0.02 / sqrt(2 * layers)), as GPT-2 does, and
+    those ending with one of `zeros` (scales stored as an offset from 1) 0.
     Draws from torch's global generator in parameter order (tied weights once);
     a model on the meta device (structure only) has nothing to initialise."""
     for name, p in model.named_parameters():
         if p.is_meta:
             continue
-        if name.endswith("bias"):
+        if name.endswith("bias") or name.endswith(zeros):
             nn.init.zeros_(p)
         elif p.dim() == 1:
             nn.init.ones_(p)

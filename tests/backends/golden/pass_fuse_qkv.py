@@ -102,16 +102,17 @@ class RotaryEmbedding(nn.Module):
         return emb.cos(), emb.sin()  # float32; apply_rotary casts
 
 
-def init_weights(model, residual=(), layers=1):
+def init_weights(model, residual=(), layers=1, zeros=()):
     """Initialise `model` in place: weights ~ N(0, 0.02), biases 0, norm scales 1;
     weights whose names end with one of `residual` (the projections that write
-    into the residual stream) ~ N(0, 0.02 / sqrt(2 * layers)), as GPT-2 does.
+    into the residual stream) ~ N(0, 0.02 / sqrt(2 * layers)), as GPT-2 does, and
+    those ending with one of `zeros` (scales stored as an offset from 1) 0.
     Draws from torch's global generator in parameter order (tied weights once);
     a model on the meta device (structure only) has nothing to initialise."""
     for name, p in model.named_parameters():
         if p.is_meta:
             continue
-        if name.endswith("bias"):
+        if name.endswith("bias") or name.endswith(zeros):
             nn.init.zeros_(p)
         elif p.dim() == 1:
             nn.init.ones_(p)
@@ -122,12 +123,13 @@ def init_weights(model, residual=(), layers=1):
 
 
 @torch.no_grad()
-def generate(model, ids, max_new_tokens, temperature=0.0, top_k=None):
+def generate(model, ids, max_new_tokens, temperature=0.0, top_k=None, src=None, **inputs):
     """Append `max_new_tokens` tokens to `ids` (B, T): greedy when temperature is 0,
     else sampled from softmax(logits / temperature), from the top_k most likely
     when top_k is given.  Keys and values are cached (`model.new_cache()`)."""
     cache = model.new_cache()
-    logits = model(ids, cache=cache)[:, -1, :]  # (B, vocab)
+    first = () if src is None else (src,)  # an encoder-decoder's source, encoded once
+    logits = model(*first, ids, cache=cache, **inputs)[:, -1, :]  # (B, vocab)
     for i in range(max_new_tokens):
         if temperature == 0:
             nxt = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
@@ -139,7 +141,7 @@ def generate(model, ids, max_new_tokens, temperature=0.0, top_k=None):
             nxt = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1)
         ids = torch.cat((ids, nxt), dim=1)
         if i + 1 < max_new_tokens:
-            logits = model(nxt, cache=cache)[:, -1, :]
+            logits = model(*first, nxt, cache=cache, **inputs)[:, -1, :]
     return ids
 
 

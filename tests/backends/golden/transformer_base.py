@@ -25,6 +25,69 @@ class Config:
     p: float = 0.1
 
 
+class KVCache:
+    """Keys and values of the positions seen so far, one entry per self-attention
+    in call order.  The model calls `start()` at every forward."""
+
+    def __init__(self):
+        self.layers = []  # [(k, v)], each (B, kv_heads, S, head_dim)
+        self.index = 0
+
+    def start(self):
+        """Begin a forward pass; returns how many positions are cached."""
+        self.index = 0
+        return self.layers[0][0].shape[2] if self.layers else 0
+
+    def update(self, k, v):
+        """Append this layer's new keys and values; return all of them."""
+        if self.index < len(self.layers):
+            past_k, past_v = self.layers[self.index]
+            k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
+            self.layers[self.index] = (k, v)
+        else:
+            self.layers.append((k, v))
+        self.index += 1
+        return k, v
+
+
+class EncoderDecoderCache(KVCache):
+    """A decoder's KV cache that also keeps what does not change while it generates:
+    the encoder's output (`memory`) and each cross-attention's keys and values of it,
+    computed at the first step, in call order."""
+
+    def __init__(self):
+        super().__init__()
+        self.memory = None
+        self.cross = []  # [(k, v)], each (B, kv_heads, S, head_dim)
+        self.cross_index = 0
+
+    def start(self):
+        self.cross_index = 0
+        return super().start()
+
+    def cross_kv(self, compute, memory):
+        """This cross-attention's keys and values: `compute(memory)` at the first step, then kept."""
+        if self.cross_index == len(self.cross):
+            self.cross.append(compute(memory))
+        self.cross_index += 1
+        return self.cross[self.cross_index - 1]
+
+
+def make_mask(T, start_pos, device, causal=True, window=None, padding=None):
+    """Which keys each query may attend to: (B or 1, 1, T, S) bool, True = attend.
+    Queries sit at positions start_pos .. start_pos + T - 1 of S = start_pos + T keys."""
+    S = start_pos + T
+    q = torch.arange(start_pos, S, device=device)[:, None]
+    k = torch.arange(S, device=device)[None, :]
+    keep = k <= q if causal else torch.ones(T, S, dtype=torch.bool, device=device)
+    if window is not None:  # sliding window: keys less than `window` positions away
+        keep = keep & ((q - k).abs() < window)  # (causal: only the last `window`, this one included)
+    keep = keep[None, None]
+    if padding is not None:  # (B, S): 1 = token, 0 = padding
+        keep = keep & padding[:, None, None, :].bool()
+    return keep
+
+
 class SinusoidalPositions(nn.Module):
     """sin / cos positions of "Attention Is All You Need": even dims sin, odd cos."""
 
@@ -39,16 +102,17 @@ class SinusoidalPositions(nn.Module):
         return torch.stack((angles.sin(), angles.cos()), dim=-1).flatten(1).to(dtype)  # (T, d)
 
 
-def init_weights(model, residual=(), layers=1):
+def init_weights(model, residual=(), layers=1, zeros=()):
     """Initialise `model` in place: weights ~ N(0, 0.02), biases 0, norm scales 1;
     weights whose names end with one of `residual` (the projections that write
-    into the residual stream) ~ N(0, 0.02 / sqrt(2 * layers)), as GPT-2 does.
+    into the residual stream) ~ N(0, 0.02 / sqrt(2 * layers)), as GPT-2 does, and
+    those ending with one of `zeros` (scales stored as an offset from 1) 0.
     Draws from torch's global generator in parameter order (tied weights once);
     a model on the meta device (structure only) has nothing to initialise."""
     for name, p in model.named_parameters():
         if p.is_meta:
             continue
-        if name.endswith("bias"):
+        if name.endswith("bias") or name.endswith(zeros):
             nn.init.zeros_(p)
         elif p.dim() == 1:
             nn.init.ones_(p)
@@ -56,6 +120,29 @@ def init_weights(model, residual=(), layers=1):
             nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * layers))
         else:
             nn.init.normal_(p, mean=0.0, std=0.02)
+
+
+@torch.no_grad()
+def generate(model, ids, max_new_tokens, temperature=0.0, top_k=None, src=None, **inputs):
+    """Append `max_new_tokens` tokens to `ids` (B, T): greedy when temperature is 0,
+    else sampled from softmax(logits / temperature), from the top_k most likely
+    when top_k is given.  Keys and values are cached (`model.new_cache()`)."""
+    cache = model.new_cache()
+    first = () if src is None else (src,)  # an encoder-decoder's source, encoded once
+    logits = model(*first, ids, cache=cache, **inputs)[:, -1, :]  # (B, vocab)
+    for i in range(max_new_tokens):
+        if temperature == 0:
+            nxt = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
+        else:
+            logits = logits / temperature
+            if top_k is not None:
+                kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
+                logits = logits.masked_fill(logits < kth, float("-inf"))
+            nxt = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1)
+        ids = torch.cat((ids, nxt), dim=1)
+        if i + 1 < max_new_tokens:
+            logits = model(*first, nxt, cache=cache, **inputs)[:, -1, :]
+    return ids
 
 
 class SelfAttention(nn.Module):
@@ -71,13 +158,13 @@ class SelfAttention(nn.Module):
         self.v = nn.Linear(d, self.kv_heads * self.head_dim, bias=bias)
         self.o = nn.Linear(heads * self.head_dim, d, bias=bias if out_bias is None else out_bias)
 
-    def forward(self, x):
+    def forward(self, x, mask=None):
         B, T, _ = x.shape
         q = self.q(x).view(B, T, self.heads, self.head_dim).transpose(1, 2)  # (B, heads, T, head_dim)
         k = self.k(x).view(B, T, self.kv_heads, self.head_dim).transpose(1, 2)  # (B, kv_heads, T, head_dim)
         v = self.v(x).view(B, T, self.kv_heads, self.head_dim).transpose(1, 2)
         y = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.dropout if self.training else 0.0)
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
         y = y.transpose(1, 2).reshape(B, T, self.heads * self.head_dim)  # (B, T, heads * head_dim)
         return self.o(y)
 
@@ -106,8 +193,8 @@ class EncoderLayer(nn.Module):
         self.drop_2 = nn.Dropout(config.p)
         self.ff_norm = nn.LayerNorm(config.d)
 
-    def forward(self, x):
-        x = self.self_attn_norm(x + self.drop_1(self.attn(x)))
+    def forward(self, x, mask=None):
+        x = self.self_attn_norm(x + self.drop_1(self.attn(x, mask=mask)))
         x = self.ff_norm(x + self.drop_2(self.mlp(x)))
         return x
 
@@ -124,13 +211,16 @@ class Encoder(nn.Module):
         self.layers = nn.ModuleList([EncoderLayer(config) for _ in range(config.depth)])
         self.norm = nn.LayerNorm(config.d)
 
-    def forward(self, src):
+    def forward(self, src, attention_mask=None):
         T = src.shape[1]
         positions = torch.arange(T, device=src.device)
+        mask = None
+        if attention_mask is not None:  # None when attention needs no mask: SDPA's fast path
+            mask = make_mask(T, 0, src.device, causal=False, padding=attention_mask)
         x = self.embed(src) * math.sqrt(self.config.d)  # (B, S, d)
         x = self.drop(x + self.pos(positions, x.dtype))
         for layer in self.layers:
-            x = layer(x)
+            x = layer(x, mask=mask)
         x = self.norm(x)
         return x
 
@@ -148,13 +238,16 @@ class CausalSelfAttention(nn.Module):
         self.v = nn.Linear(d, self.kv_heads * self.head_dim, bias=bias)
         self.o = nn.Linear(heads * self.head_dim, d, bias=bias if out_bias is None else out_bias)
 
-    def forward(self, x):
+    def forward(self, x, mask=None, cache=None):
         B, T, _ = x.shape
         q = self.q(x).view(B, T, self.heads, self.head_dim).transpose(1, 2)  # (B, heads, T, head_dim)
         k = self.k(x).view(B, T, self.kv_heads, self.head_dim).transpose(1, 2)  # (B, kv_heads, T, head_dim)
         v = self.v(x).view(B, T, self.kv_heads, self.head_dim).transpose(1, 2)
+        if cache is not None:
+            k, v = cache.update(k, v)  # (B, kv_heads, S, head_dim): cached and new positions
         y = F.scaled_dot_product_attention(
-            q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
+            q, k, v, attn_mask=mask, is_causal=mask is None,
+            dropout_p=self.dropout if self.training else 0.0)
         y = y.transpose(1, 2).reshape(B, T, self.heads * self.head_dim)  # (B, T, heads * head_dim)
         return self.o(y)
 
@@ -172,16 +265,23 @@ class CrossAttention(nn.Module):
         self.v = nn.Linear(d, self.kv_heads * self.head_dim, bias=bias)
         self.o = nn.Linear(heads * self.head_dim, d, bias=bias if out_bias is None else out_bias)
 
-    def forward(self, x, memory):
+    def forward(self, x, memory, mask=None, cache=None):
         B, T, _ = x.shape
-        S = memory.shape[1]
         q = self.q(x).view(B, T, self.heads, self.head_dim).transpose(1, 2)  # (B, heads, T, head_dim)
-        k = self.k(memory).view(B, S, self.kv_heads, self.head_dim).transpose(1, 2)  # (B, kv_heads, S, head_dim)
-        v = self.v(memory).view(B, S, self.kv_heads, self.head_dim).transpose(1, 2)
+        if cache is not None:
+            k, v = cache.cross_kv(self.keys_values, memory)
+        else:
+            k, v = self.keys_values(memory)
         y = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.dropout if self.training else 0.0)
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
         y = y.transpose(1, 2).reshape(B, T, self.heads * self.head_dim)  # (B, T, heads * head_dim)
         return self.o(y)
+
+    def keys_values(self, memory):
+        B, S, _ = memory.shape
+        k = self.k(memory).view(B, S, self.kv_heads, self.head_dim).transpose(1, 2)  # (B, kv_heads, S, head_dim)
+        v = self.v(memory).view(B, S, self.kv_heads, self.head_dim).transpose(1, 2)
+        return k, v
 
 
 class DecoderLayer(nn.Module):
@@ -199,9 +299,9 @@ class DecoderLayer(nn.Module):
         self.drop_3 = nn.Dropout(config.p)
         self.ff_norm = nn.LayerNorm(config.d)
 
-    def forward(self, x, memory):
-        x = self.self_attn_norm(x + self.drop_1(self.attn(x)))
-        x = self.cross_attn_norm(x + self.drop_2(self.cross_attn(x, memory)))
+    def forward(self, x, memory, mask=None, memory_mask=None, cache=None):
+        x = self.self_attn_norm(x + self.drop_1(self.attn(x, mask=mask, cache=cache)))
+        x = self.cross_attn_norm(x + self.drop_2(self.cross_attn(x, memory, mask=memory_mask, cache=cache)))
         x = self.ff_norm(x + self.drop_3(self.mlp(x)))
         return x
 
@@ -219,13 +319,17 @@ class Decoder(nn.Module):
         self.norm = nn.LayerNorm(config.d)
         self.lm_head = nn.Linear(config.d, config.vocab, bias=False)  # weight tied to encoder.embed.weight
 
-    def forward(self, tgt, memory):
+    def forward(self, tgt, memory, memory_mask=None, cache=None, start_pos=0):
         T = tgt.shape[1]
-        positions = torch.arange(T, device=tgt.device)
+        positions = torch.arange(start_pos, start_pos + T, device=tgt.device)
+        # None when causal attention needs no mask: SDPA's fast path
+        mask = make_mask(T, start_pos, tgt.device) if start_pos > 0 else None
+        if memory_mask is not None:  # (B, S): 1 = token, 0 = padding
+            memory_mask = memory_mask[:, None, None, :].bool()  # (B, 1, 1, S)
         x = self.embed(tgt) * math.sqrt(self.config.d)  # (B, T, d)
         x = self.drop(x + self.pos(positions, x.dtype))
         for layer in self.layers:
-            x = layer(x, memory=memory)
+            x = layer(x, memory=memory, mask=mask, memory_mask=memory_mask, cache=cache)
         x = self.lm_head(self.norm(x))  # (B, T, vocab)
         return x
 
@@ -242,10 +346,28 @@ class TransformerBase(nn.Module):
         self.decoder.lm_head.weight = self.encoder.embed.weight  # tied: one Parameter
         init_weights(self, residual=(".attn.o.weight", ".cross_attn.o.weight", ".mlp.down.weight"), layers=config.depth)
 
-    def forward(self, src, tgt, return_dict=False):
-        memory = self.encoder(src)
-        logits = self.decoder(tgt, memory)
+    def forward(self, src, tgt, attention_mask=None, cache=None, start_pos=None, return_dict=False):
+        past = cache.start() if cache is not None else 0
+        start_pos = past if start_pos is None else start_pos
+        if cache is None or cache.memory is None:
+            memory = self.encoder(src, attention_mask=attention_mask)
+        else:
+            memory = cache.memory  # encoded at the first step
+        if cache is not None:
+            cache.memory = memory
+        logits = self.decoder(tgt, memory, memory_mask=attention_mask, cache=cache, start_pos=start_pos)
         return {"output": logits} if return_dict else logits
+
+    def new_cache(self):
+        """An empty EncoderDecoderCache: model(src, tgt, cache=cache), then model(src, next_ids, cache=cache)."""
+        return EncoderDecoderCache()
+
+    def generate(self, src, tgt, max_new_tokens, temperature=0.0, top_k=None, attention_mask=None):
+        """Append max_new_tokens tokens to the decoder's tgt (B, T: its start token) given the
+        source src (attention_mask: 1 for its tokens, 0 for padding): greedy at temperature
+        0, else sampled (from the top_k most likely); the source is encoded once, keys and
+        values are cached."""
+        return generate(self, tgt, max_new_tokens, temperature, top_k, src=src, attention_mask=attention_mask)
 
 
 def build(config=None, **changes):

@@ -1,0 +1,84 @@
+"""What the decoder families share: attention sizes, which layers slide a window,
+an LM head, checkpoint prefixes.  Each reads checked values through `Config`.
+
+    >>> cfg = Config({"model_type": "qwen2", "num_hidden_layers": 4, "sliding_window": 8,
+    ...               "layer_types": ["full_attention", "full_attention",
+    ...                               "sliding_attention", "sliding_attention"]})
+    >>> from strata.dsl.formatter import format_expr
+    >>> format_expr(window_option(cfg, "layer_types", 4))
+    'window if i >= 2 else none'
+"""
+
+from __future__ import annotations
+
+from strata.interop.hf.config import Config, HFImportError, show
+from strata.interop.hf.spec_ast import binop, cond, ref, use
+
+MAX_PERIOD = 8  # layer patterns repeating with a longer period are refused
+
+
+def heads(cfg: Config, d: int, *, heads_key: str = "num_attention_heads",
+          kv_key: str | None = "num_key_value_heads", head_dim_key: str | None = "head_dim"
+          ) -> tuple[int, int, int]:
+    """(heads, kv_heads, head_dim), checked: kv_heads divides heads; without an
+    explicit head_dim, heads divides d."""
+    n = cfg.int(heads_key)
+    kv = cfg.int(kv_key, default=n) if kv_key else n
+    if n % kv:
+        raise HFImportError(f"config.json: {kv_key} ({kv}) does not divide {heads_key} ({n})")
+    if head_dim_key and cfg.has(head_dim_key):
+        return n, kv, cfg.int(head_dim_key)
+    if d % n:
+        raise HFImportError(f"config.json: {heads_key} ({n}) does not divide hidden_size ({d})"
+                            + (f" and there is no {head_dim_key}" if head_dim_key else ""))
+    return n, kv, d // n
+
+
+def sliding_layers(cfg: Config, key: str, depth: int) -> list[bool]:
+    """Which layers use the sliding window, from `layer_types` (a list of
+    "full_attention" / "sliding_attention", one per layer)."""
+    types = cfg.raw.get(key)
+    if not isinstance(types, list) or len(types) != depth or not all(
+            t in ("full_attention", "sliding_attention") for t in types):
+        raise HFImportError(f"config.json: '{key}' should list 'full_attention' or "
+                            f"'sliding_attention' for each of the {depth} layers, got {show(types)}")
+    return [t == "sliding_attention" for t in types]
+
+
+def window_option(cfg: Config, key: str, depth: int, sliding: list[bool] | None = None):
+    """The `window=` option of the layer with index `i`: `window` on every layer, none,
+    or an expression of `i` for a pattern a spec can say (from layer k on; every
+    p-th layer).  None when no layer slides; a pattern with no short rule is refused."""
+    sliding = sliding_layers(cfg, key, depth) if sliding is None else sliding
+    if not any(sliding):
+        return None
+    if all(sliding):
+        return ref("window")
+    first = sliding.index(True)
+    if all(sliding[first:]):
+        return cond(binop(">=", ref("i"), first), ref("window"), None)
+    for p in range(2, MAX_PERIOD + 1):
+        if all(sliding[j] == sliding[j % p] for j in range(depth)):
+            hits = [r for r in range(p) if sliding[r]]
+            test = binop("==", binop("%", ref("i"), p), hits[0])
+            for r in hits[1:]:
+                test = binop("or", test, binop("==", binop("%", ref("i"), p), r))
+            return cond(test, ref("window"), None)
+    raise HFImportError(f"unsupported option {key} in config.json: strata's spec gives the sliding "
+                        f"layers by a rule of the layer index (all, from layer k on, or every p-th "
+                        f"layer, p <= {MAX_PERIOD})")
+
+
+def lm_head(lay: dict, embed: str, **options):
+    """The LM head statement: tied to `embed`, or its own weight."""
+    if lay["tied"]:
+        return use("lm_head", tie=ref(embed), **options)
+    return use("lm_head", ref("vocab"), **options)
+
+
+def prefix(keys: set[str] | None, *candidates: str) -> str:
+    """The first of `candidates` some tensor name starts with ("" when none does, or
+    when the names are not known)."""
+    if keys is None:
+        return candidates[0] if candidates else ""
+    return next((p for p in candidates if any(k.startswith(p) for k in keys)), "")

@@ -1,0 +1,104 @@
+"""Qwen2 (`model_type: qwen2`): Qwen2Model and Qwen2ForCausalLM checkpoints.
+
+Llama's decoder with biases on the q, k and v projections (not on o), and a
+sliding window on the layers `layer_types` names (`use_sliding_window`; from
+`max_window_layers` on in older configs).  Every weight is a plain rename.
+"""
+
+from __future__ import annotations
+
+from strata.interop.hf.config import MAX_LAYERS, Config, activation, check_architecture, rope
+from strata.interop.hf.decoder import heads, lm_head, prefix, window_option
+from strata.interop.hf.spec_ast import block, model, ref, repeat, residual, stack, use
+from strata.interop.hf.weights import Mapping
+
+MODEL_TYPES = ("qwen2",)
+ARCHITECTURES = {"Qwen2Model": False, "Qwen2ForCausalLM": True}
+
+
+def layout(cfg: Config, keys: set[str] | None) -> dict:
+    arch = cfg.architecture
+    check_architecture(arch, ARCHITECTURES, "qwen2")
+    p = prefix(keys, "model.")
+    head = ARCHITECTURES[arch] if arch is not None else (keys is None or p == "model.")
+    if keys is not None and "lm_head.weight" in keys:
+        head = True
+    return {"head": head, "tied": cfg.bool("tie_word_embeddings", False), "prefix": p}
+
+
+def _options(cfg: Config) -> dict:
+    d = cfg.int("hidden_size")
+    n, kv, hd = heads(cfg, d)
+    depth = cfg.int("num_hidden_layers", high=MAX_LAYERS)
+    base, fraction = rope(cfg)
+    window = None
+    if cfg.bool("use_sliding_window", False):
+        if cfg.has("layer_types"):
+            window = window_option(cfg, "layer_types", depth)
+        else:  # older configs: layers from max_window_layers on slide
+            k = cfg.int("max_window_layers", default=depth, low=0, high=MAX_LAYERS)
+            window = window_option(cfg, "max_window_layers", depth, [i >= k for i in range(depth)])
+    return {"vocab": cfg.int("vocab_size"),
+            "ctx": cfg.int("max_position_embeddings") if cfg.has("max_position_embeddings") else None,
+            "d": d, "heads": n, "kv_heads": kv, "head_dim": hd, "depth": depth,
+            "hidden": cfg.int("intermediate_size"),
+            "eps": cfg.float("rms_norm_eps", default=1e-6, low_open=True, high=1.0),
+            "act": activation(cfg, "hidden_act", "silu", gated=True),
+            "p_attn": cfg.probability("attention_dropout", 0.0), "base": base, "fraction": fraction,
+            "window": window,
+            "window_size": cfg.int("sliding_window") if window is not None else None}
+
+
+def spec(cfg: Config, lay: dict):
+    o = _options(cfg)
+    variables = [("vocab", o["vocab"])] + ([("ctx", o["ctx"])] if o["ctx"] else [])
+    variables += [("d", o["d"]), ("heads", o["heads"])]
+    attn = {}
+    if o["kv_heads"] != o["heads"]:
+        variables.append(("kv_heads", o["kv_heads"]))
+        attn["kv_heads"] = ref("kv_heads")
+    if o["head_dim"] * o["heads"] != o["d"]:
+        variables.append(("head_dim", o["head_dim"]))
+        attn["head_dim"] = ref("head_dim")
+    attn.update(causal=True, bias=True, out_bias=False)
+    if o["window"] is not None:
+        variables.append(("window", o["window_size"]))
+        attn["window"] = o["window"]
+    if o["p_attn"]:
+        variables.append(("p_attn", o["p_attn"]))
+        attn["dropout"] = ref("p_attn")
+    variables += [("depth", o["depth"]), ("hidden", o["hidden"]), ("eps", o["eps"])]
+    rotary = {"base": o["base"]} | ({"fraction": o["fraction"]} if o["fraction"] != 1 else {})
+    layer = block(
+        "layer",
+        residual(use("rmsnorm", eps=ref("eps"), alias="input_norm"), use("attention", ref("heads"), **attn)),
+        residual(use("rmsnorm", eps=ref("eps"), alias="post_attention_norm"),
+                 use("mlp", ref("hidden"), act=ref(o["act"]), bias=False)))
+    indexed = o["window"] is not None and o["window"] != ref("window")
+    body = [use("embedding", ref("vocab"), ref("d"), alias="embed"), use("position", ref("rotary"), **rotary),
+            repeat(ref("depth"), "layer", "layers", index="i" if indexed else None),
+            use("rmsnorm", eps=ref("eps"), alias="norm")]
+    if lay["head"]:
+        body.append(lm_head(lay, "embed"))
+    return model("qwen2", variables, [layer], [stack("decoder", ["tokens"], *body)])
+
+
+def mapping(cfg: Config, lay: dict, keys: set[str]) -> Mapping:
+    o, p = _options(cfg), lay["prefix"]
+    extra = {"lm_head.weight"} if lay["tied"] else set()
+    m = Mapping(ignore=lambda k: k.endswith(".rotary_emb.inv_freq") or k in extra)
+    m.add("decoder.embed.weight", f"{p}embed_tokens.weight")
+    for i in range(o["depth"]):
+        src, dst = f"{p}layers.{i}", f"decoder.layers.{i}"
+        m.add(f"{dst}.input_norm.weight", f"{src}.input_layernorm.weight")
+        m.add(f"{dst}.post_attention_norm.weight", f"{src}.post_attention_layernorm.weight")
+        for ours, theirs in (("q", "q_proj"), ("k", "k_proj"), ("v", "v_proj"), ("o", "o_proj")):
+            m.add(f"{dst}.attn.{ours}.weight", f"{src}.self_attn.{theirs}.weight")
+            if ours != "o":
+                m.add(f"{dst}.attn.{ours}.bias", f"{src}.self_attn.{theirs}.bias")
+        for name in ("gate", "up", "down"):
+            m.add(f"{dst}.mlp.{name}.weight", f"{src}.mlp.{name}_proj.weight")
+    m.add("decoder.norm.weight", f"{p}norm.weight")
+    if lay["head"] and not lay["tied"]:
+        m.add("decoder.lm_head.weight", "lm_head.weight")
+    return m
