@@ -6,6 +6,8 @@ from __future__ import annotations
 import keyword
 import sys
 
+import pytest
+
 from tests.optional import require
 
 torch = require("torch")
@@ -67,12 +69,14 @@ def test_any_names_give_a_module_that_only_builds(var, block, module, model, sta
 
 def test_python_keywords_as_spec_names_are_mapped():
     """Model, block and variable names Python reserves are legal in a spec."""
-    g = build_text("model None { lambda = 8\n self = 2\n block class { mlp(self * lambda) }\n"
+    g = build_text("model None { lambda = 8\n self = 2\n __init__ = 3\n __dict__ = 1\n"
+                   "  block class { mlp(self * lambda + __init__ * __dict__) }\n"
                    "  stack s(tokens) { embedding(11, lambda); class as body; lm_head(11) } }")
     source = generate_source(g)
     assert "class None_(nn.Module):" in source and "class Class(nn.Module):" in source
     assert "    lambda_: int = 8" in source and "    self_: int = 2" in source
-    assert "MLP(config.lambda_, config.self_ * config.lambda_)" in source
+    assert "    v__init__: int = 3" in source and "    v__dict__: int = 1" in source
+    assert "MLP(config.lambda_, config.self_ * config.lambda_ + config.v__init__ * config.v__dict__)" in source
     net = load_source(source).build(lambda_=4)
     assert net(torch.zeros(1, 2, dtype=torch.long)).shape == (1, 2, 11)
 
@@ -86,3 +90,17 @@ def test_a_file_name_cannot_end_the_docstring():
     imports = [n for n in tree.body if type(n).__name__ in ("Import", "ImportFrom")]
     assert [getattr(n, "module", None) or n.names[0].name for n in imports] == \
         ["math", "dataclasses", "torch", "torch.nn", "torch.nn.functional"]
+
+
+@pytest.mark.parametrize("name", TRICKY)
+def test_each_tricky_name_as_variable_block_and_model(name):
+    """The names Python treats specially, deterministically (the property test samples them)."""
+    spec = (f"model {name} {{\n  {name} = 8\n  block {name} {{ mlp(2 * {name}) }}\n"
+            f"  stack s(tokens) {{ embedding(11, {name}); {name} as body; lm_head(11) }}\n}}")
+    try:
+        g = build_text(spec, "names.arch")
+    except SpecError as e:
+        assert all(d.span is not None for d in e.diagnostics), str(e)
+        return
+    module = load_source(generate_source(g, origin=name))
+    assert module.build()(torch.zeros(1, 2, dtype=torch.long)).shape == (1, 2, 11)

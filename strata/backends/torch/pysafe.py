@@ -54,10 +54,11 @@ def text(s: object) -> str:
 
 
 def identifier(name: str, taken: set[str] | frozenset[str] = frozenset()) -> str:
-    """A valid Python identifier for `name`, not a keyword, `self`, nor in `taken`."""
+    """A valid Python identifier for `name`, not a keyword, `self`, a dunder or a
+    name Python mangles (`__x` becomes `v__x`), nor in `taken`."""
     out = "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_" for c in str(name)) or "_"
-    if out[0].isdigit():
-        out = "_" + out
+    if out[0].isdigit() or out.startswith("__"):  # no dunder (`__init__`), no name mangling
+        out = "v" + out
     while keyword.iskeyword(out) or out == "self" or out in taken:
         out += "_"
     return out
