@@ -26,9 +26,10 @@ def _pass_span(g):
     return next((p.get("span") for p in g.graph.get("passes", []) if p["name"] == "distill"), None)
 
 
-def load_teacher(g, objective, device: str, weights: str | None = None):
+def load_teacher(g, objective, device: str, weights: str | None = None, spec_graph=None):
     """(teacher nn.Module, its Loss, the tokenizer.json of the run it came from or
-    None).  `weights` (from the command line) wins over the pass's `weights=`."""
+    None).  g: the student's IR after passes; `weights` (from the command line)
+    wins over the pass's `weights=`; spec_graph (before passes) locates errors."""
     from strata import api
     from strata.train.run import resolve_weights
 
@@ -48,11 +49,15 @@ def load_teacher(g, objective, device: str, weights: str | None = None):
         w = Path(info["weights"])
         weights = str(w if w.is_absolute() else base / w)
     if weights is None:
+        span = _pass_span(spec_graph if spec_graph is not None else g)
+        sources = {}
+        if span is not None and Path(span.file).is_file():
+            sources[span.file] = Path(span.file).read_text()
         raise SpecError([Diagnostic(
             f"distill: the teacher ({teacher}) has no weights, and an untrained teacher has "
-            "nothing to teach", _pass_span(g),
+            "nothing to teach", span,
             "train the teacher first, then give distill(..., weights=\"RUN_DIR\") or "
-            "--teacher-weights RUN_DIR")])
+            "--teacher-weights RUN_DIR")], sources)
     file, tokenizer = resolve_weights(weights)
     net = api.compile(source, model=model_name, device=device)
     api.load_weights(net, file)

@@ -66,16 +66,15 @@ class Loop:
         kind = "cuda" if self.device.startswith("cuda") else "cpu"
         return torch.autocast(kind, dtype=getattr(torch, dt))
 
-    def _counts(self, batches: list[dict], loss) -> dict[str, float]:
-        names = loss.term_names
-        c = torch.zeros(len(names), dtype=torch.float64)
+    @staticmethod
+    def _counts(batches: list[dict], loss) -> dict[str, float]:
+        """Items each term sums over in the whole global batch: every rank holds the
+        global batch (before taking its rows), so no communication is needed."""
+        out = dict.fromkeys(loss.term_names, 0.0)
         for b in batches:
-            got = loss.counts(b)
-            c += torch.tensor([float(got[n]) for n in names], dtype=torch.float64)
-        if self.dist.on:
-            dev = "cuda" if self.device.startswith("cuda") else "cpu"
-            c = self.dist.sum(c.to(dev)).cpu()
-        return dict(zip(names, c.tolist()))
+            for n, c in loss.counts(b).items():
+                out[n] += c
+        return out
 
     def step(self, s: int) -> None:
         cfg, d = self.cfg, self.dist
@@ -152,8 +151,8 @@ class Loop:
         from strata.train.checkpoint import find_checkpoint
 
         ckpt = find_checkpoint(self.metrics.path.parent) if self.dist.main else None
-        kept = (f"the last good checkpoint, step {ckpt.step} ({ckpt.path}), is kept: continue from "
-                "it with --resume" if ckpt else "no checkpoint was written before it")
+        kept = (f"The last good checkpoint, step {ckpt.step} ({ckpt.path}), is kept: continue from "
+                "it with --resume" if ckpt else "No checkpoint was written before it")
         return (f"step {step}: the training loss is {loss}; stopped. {kept}, after lowering the "
                 "learning rate (--set 'optimizer=adamw(lr=...)') or setting grad_clip")
 
@@ -161,6 +160,9 @@ class Loop:
         from strata.train.evaluate import score
 
         got = score(self.model, self.eval_loss, self.sampler, self.device, self.dist, self.autocast)
+        for m in self.model.modules():  # FSDP2 keeps the root unsharded after a forward
+            if hasattr(m, "reshard") and hasattr(m, "unshard"):  # with no backward: shard it again
+                m.reshard()
         val = got["loss"]
         rec = {"step": step, "val_loss": _finite(val)}
         if self.perplexity:

@@ -80,8 +80,16 @@ def _smooth(ys: list[float], k: float = 0.9) -> list[float]:
 
 
 def plot_losses(records: list[dict], path: Path, title: str) -> None:
-    """Training loss (raw and smoothed) and validation loss against step, as a PNG."""
-    import matplotlib
+    """Training loss (raw and smoothed) and validation loss against step, as a PNG
+    (skipped, once with a note, when matplotlib is not installed)."""
+    try:
+        import matplotlib
+    except ImportError:
+        if not getattr(plot_losses, "warned", False):
+            plot_losses.warned = True
+            print(f"note: no {path.name}: install matplotlib (pip install 'strata[train]') "
+                  "for the loss curve", file=sys.stderr)
+        return
 
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure

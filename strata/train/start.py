@@ -229,7 +229,8 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
         if "distill" in net.strata_graph.graph:
             from strata.train.distill import load_teacher
 
-            teacher, t_loss, teacher_tok = load_teacher(net.strata_graph, obj, device, teacher_weights)
+            teacher, t_loss, teacher_tok = load_teacher(net.strata_graph, obj, device, teacher_weights,
+                                                        spec_graph=g)
         tok = _tokenizer(cfg, obj, limit, texts, out, ckpt, reuse or teacher_tok, d)
         if d.main and not (ckpt is not None and (out / TOKENIZER).is_file()):
             write_atomic(out / TOKENIZER, tok.dumps())

@@ -1,0 +1,76 @@
+"""Generation: the KV-cached path gives the tokens of full recomputation;
+generating past the model's positions keeps going; runs generate and evaluate
+from the command line."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import strata
+from strata.cli import main
+from strata.train.generate import generate_ids
+from tests.train.helpers import BERT_PRETRAIN, GPT, text, write
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("gen")
+    spec, data = write(tmp / "g.arch", GPT), write(tmp / "a.txt", text())
+    return strata.train(spec, data=str(data), out=tmp / "r", steps=40, progress=False)
+
+
+def test_cache_and_no_cache_agree(run):
+    model = run.model
+    prompt = torch.tensor([run.tokenizer.encode("the cat sat").tolist()] * 2)
+    a = generate_ids(model, prompt, 15, temperature=0.0, cache=True)
+    b = generate_ids(model, prompt, 15, temperature=0.0, cache=False)
+    assert torch.equal(a, b) and a.shape == (2, 11 + 15)
+    torch.manual_seed(7)
+    c = generate_ids(model, prompt, 15, temperature=1.0, top_k=5, cache=True)
+    torch.manual_seed(7)
+    d = generate_ids(model, prompt, 15, temperature=1.0, top_k=5, cache=False)
+    assert torch.equal(c, d)
+
+
+def test_generation_past_the_models_positions(run):
+    out = run.generate("the ", tokens=60, temperature=0.0)  # ctx is 32
+    assert out.startswith("the ") and len(out) == 64
+    assert run.generate("the ", tokens=20, seed=3) == run.generate("the ", tokens=20, seed=3)
+
+
+def test_cli_generate_and_eval(run, capsys):
+    assert main(["generate", str(run.path), "--prompt", "the cat", "--tokens", "12", "--seed", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("the cat") and len(out.rstrip("\n")) >= 19
+    assert main(["eval", str(run.path)]) == 0
+    line = capsys.readouterr().out
+    assert "(validation split): loss" in line and "perplexity" in line
+    other = write(run.path.parent / "other.txt", text(500, seed=5))
+    assert main(["eval", str(run.path), "--data", str(other), "--json"]) == 0
+    assert '"perplexity"' in capsys.readouterr().out
+
+
+def test_eval_matches_a_direct_computation(run):
+    import torch.nn.functional as F
+
+    res = run.evaluate()
+    ids = torch.from_numpy(run.tokenizer.encode(text()).astype("int64"))
+    val = ids[len(ids) - int(len(ids) * 0.1):]
+    n = (len(val) - 1) // 16
+    x = val[: n * 16].view(n, 16)
+    y = val[1: n * 16 + 1].view(n, 16)
+    with torch.no_grad():
+        want = F.cross_entropy(run.model(x).flatten(0, 1), y.flatten()).item()
+    assert res["count"] == n * 16 and abs(res["loss"] - want) < 1e-5
+
+
+def test_generate_errors(run, tmp_path, capsys):
+    assert main(["generate", str(tmp_path)]) == 2
+    assert "not a run folder" in capsys.readouterr().err
+    assert main(["generate", str(run.path), "--prompt", "Zebra!"]) == 2
+    assert "never saw: '!' 'Z'" in capsys.readouterr().err
+    bert = strata.train(write(tmp_path / "b.arch", BERT_PRETRAIN), data=str(write(tmp_path / "a.txt", text())),
+                        out=tmp_path / "b", steps=2, progress=False)
+    assert main(["generate", str(bert.path)]) == 2
+    assert "a mlm model does not generate text" in capsys.readouterr().err
