@@ -16,6 +16,7 @@ are -100 where nothing is predicted.
 from __future__ import annotations
 
 import math
+
 import numpy as np
 
 from strata.train.dataset import Examples

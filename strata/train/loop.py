@@ -122,15 +122,16 @@ class Loop:
         names = self.loss.term_names
         sums = torch.stack([p[1] for p in self._pending])
         norms = [p[4] for p in self._pending]
-        sums = self.dist.sum(sums).cpu().tolist()
+        sums = self.dist.sum(sums).cpu().tolist()   # waits for the device: the window ends here
         norms = [float(n) if n is not None else None for n in norms]
+        now = time.perf_counter()
+        per_step = (now - self._t_window) / len(self._pending)  # training time, evaluations excluded
+        self._t_window = now
         for (step, _, counts, lr, _, tokens, t), row, norm in zip(self._pending, sums, norms):
             parts = {n: row[i] / max(counts[n], 1.0) for i, n in enumerate(names)}
             loss = sum(parts.values())
-            dt = t - self._t_prev
-            self._t_prev = t
             rec = {"step": step, "train_loss": _finite(loss), "lr": lr,
-                   "tokens_per_s": round(tokens / dt, 1) if dt > 0 else None,
+                   "tokens_per_s": round(tokens / per_step, 1) if per_step > 0 else None,
                    "time": round(t - self._t0, 3)}
             if len(parts) > 1:
                 rec.update({f"{n}_loss": _finite(v) for n, v in parts.items()})
@@ -178,7 +179,7 @@ class Loop:
     def run(self) -> None:
         cfg = self.cfg
         steps = cfg["steps"]
-        self._t0 = self._t_prev = time.perf_counter()
+        self._t0 = self._t_window = time.perf_counter()
         flush_every = 10 if self.device.startswith("cuda") else 1
         self.model.train()
         s = self.start
@@ -202,5 +203,7 @@ class Loop:
             if do_eval:
                 self.metrics.flush(force=True)
                 self.on_eval()
+            if do_eval or do_ckpt or is_best:
+                self._t_window = time.perf_counter()
         self.flush()
         self.metrics.flush(force=True)

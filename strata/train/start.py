@@ -17,7 +17,7 @@ import torch
 from strata.errors import UsageError
 from strata.io import write_atomic
 from strata.train import checkpoint as C
-from strata.train.data import text_source, read_examples
+from strata.train.data import read_examples, text_source
 from strata.train.distributed import Dist, wrap
 from strata.train.heads import choose_objective, model_limits
 from strata.train.metrics import MetricsLog, Progress, plot_losses
@@ -144,13 +144,33 @@ def _init_weights(net, path, d: Dist, progress: bool) -> None:
          + (f"; new: {', '.join(new[:6])}{' ...' if len(new) > 6 else ''}" if new else ""))
 
 
-def _opt_state_fits(osd: dict, net) -> bool:
-    want = {k: tuple(p.shape) for k, p in net.named_parameters() if p.requires_grad}
-    for name, st in osd["state"].items():
-        t = st.get("exp_avg", st.get("momentum_buffer"))
-        if name not in want or (isinstance(t, torch.Tensor) and tuple(t.shape) != want[name]):
-            return False
-    return True
+def _data(obj, data, d: Dist, progress: bool):
+    """(texts for the tokenizer, what the dataset reads, what run.json records)."""
+    if obj.name in ("causal_lm", "mlm"):
+        src = text_source(data).check()
+        _say(d, progress, f"data: {src.name} ({src.chars:,} characters)")
+        return src.texts, src, {"name": src.name, "sha256": src.digest, "characters": src.chars,
+                                "builtin": src.builtin, "path": str(Path(data).resolve()) if data else None}
+    records, digest = read_examples(data, obj.name, obj.classes)
+    fields = [k for k in ("source", "target", "text") if k in records[0]]
+    _say(d, progress, f"data: {data} ({len(records):,} examples)")
+    return (lambda: (r[k] for r in records for k in fields)), (records, digest, str(data)), {
+        "name": str(data), "sha256": digest, "examples": len(records), "path": str(Path(data).resolve())}
+
+
+def _write_info(out: Path, info: dict, resumed: bool, start: int, d: Dist) -> None:
+    """run.json, with the history of the run's starts (a resume adds one)."""
+    if not d.main:
+        return
+    old = {}
+    if resumed:
+        try:
+            old = json.loads((out / RUN_JSON).read_text())
+        except (OSError, ValueError):
+            old = {}
+    info["history"] = [*old.get("history", []), {"start_step": start, "world_size": d.world,
+                                                 "time": time.strftime("%Y-%m-%dT%H:%M:%S")}]
+    write_atomic(out / RUN_JSON, json.dumps(info, indent=1) + "\n")
 
 
 def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
@@ -202,29 +222,12 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
         if init is not None:
             init_file, reuse = resolve_weights(init)
         teacher_tok = None
-        if obj.name in ("causal_lm", "mlm"):
-            source = text_source(data).check()
-            texts, payload, data_info = source.texts, source, {
-                "name": source.name, "sha256": source.digest, "characters": source.chars,
-                "builtin": source.builtin, "path": str(Path(data).resolve()) if data else None}
-            _say(d, progress, f"data: {source.name} ({source.chars:,} characters)")
-        else:
-            records, digest = read_examples(data, obj.name, obj.classes)
-            fields = [k for k in ("source", "target", "text") if k in records[0]]
-            texts = lambda: (r[k] for r in records for k in fields)  # noqa: E731
-            payload = (records, digest, str(data))
-            data_info = {"name": str(data), "sha256": digest, "examples": len(records),
-                         "path": str(Path(data).resolve())}
-            _say(d, progress, f"data: {data} ({len(records):,} examples)")
+        texts, payload, data_info = _data(obj, data, d, progress)
 
         # the model
         torch.manual_seed(cfg["seed"])
         g_run = _with_dropout(g, cfg["dropout"])
         net = api.compile(g_run, device=device)
-        if not is_spec_path(spec) and isinstance(spec, str):
-            spec_text = spec
-        else:
-            spec_text = None
         teacher = None
         if "distill" in net.strata_graph.graph:
             from strata.train.distill import load_teacher
@@ -259,37 +262,19 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
         opt = make_optimizer(list(net.named_parameters()), cfg["optimizer"], device)
         scaler = torch.amp.GradScaler("cuda") if cfg["dtype"] == "float16" else None
 
-        from torch.distributed.checkpoint.state_dict import (StateDictOptions,
-                                                             get_model_state_dict,
-                                                             get_optimizer_state_dict,
-                                                             set_optimizer_state_dict)
+        from strata.train.state import TrainState
 
-        full = StateDictOptions(full_state_dict=True, cpu_offload=True) if d.on else StateDictOptions()
+        state = TrainState(out, net, opt, d, device, fsdp_graph=g_run if fsdp and d.on else None,
+                           say=lambda text: _say(d, progress, text))
         start, best = 0, None
         if ckpt is not None:
-            osd, rng = ckpt.optimizer()
-            if _opt_state_fits(osd, net):
-                set_optimizer_state_dict(net, opt, osd,
-                                         options=StateDictOptions(full_state_dict=True) if d.on else None)
-            else:
-                _say(d, progress, "resume: the optimizer state does not fit the model (its passes or "
-                     "frozen parts changed); the optimizer starts afresh")
-            key = f"torch/{d.rank}"
-            if key in rng:
-                torch.set_rng_state(rng[key])
-            else:
-                torch.manual_seed(cfg["seed"] * 1000 + d.rank + ckpt.step)
-            if device.startswith("cuda") and f"cuda/{d.rank}" in rng:
-                torch.cuda.set_rng_state(rng[f"cuda/{d.rank}"])
-            start, best = ckpt.step, ckpt.state.get("best_val")
-            _say(d, progress, f"resume: from step {start} ({ckpt.path})")
+            start, best = state.restore(ckpt, cfg["seed"])
         elif d.rank:
             torch.manual_seed(cfg["seed"] * 1000 + d.rank)  # other dropout masks than rank 0's
-
         info = {"format": "strata-run", "version": 1,
                 "spec": str(Path(spec).resolve()) if is_spec_path(spec) else None,
-                "spec_text": spec_text, "model": model, "name": g.graph["name"],
-                "parameters": g.graph["parameters"],
+                "spec_text": spec if isinstance(spec, str) and not is_spec_path(spec) else None,
+                "model": model, "name": g.graph["name"], "parameters": g.graph["parameters"],
                 "objective": {"name": obj.name, "output": obj.output, "nsp": obj.nsp,
                               "classes": obj.classes},
                 "settings": {k: v for k, v in cfg.items() if k != "data_base"},
@@ -297,46 +282,14 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
                 "init": str(init_file) if init_file else None, "frozen": len(frozen),
                 "world_size": d.world, "device": device, "compile": compile, "fsdp": fsdp,
                 "torch": torch.__version__, "strata": __import__("strata").__version__}
-        if d.main:
-            old = {}
-            if ckpt is not None:
-                try:
-                    old = json.loads((out / RUN_JSON).read_text())
-                except (OSError, ValueError):
-                    old = {}
-            info["history"] = [*old.get("history", []),
-                               {"start_step": start, "world_size": d.world,
-                                "time": time.strftime("%Y-%m-%dT%H:%M:%S")}]
-            write_atomic(out / RUN_JSON, json.dumps(info, indent=1) + "\n")
-
+        _write_info(out, info, ckpt is not None, start, d)
         metrics = MetricsLog(out / METRICS, d.main, resume_step=start if ckpt is not None else None)
         bar = Progress(cfg["steps"], start, progress and d.main)
-        shadow = api.compile(g_run, device="meta") if fsdp and d.on else None
 
         def save(step: int, best_val, is_best: bool) -> None:
-            osd = get_optimizer_state_dict(net, opt, options=full)
-            rng = {f"torch/{r}": t for r, t in enumerate(d.gather(torch.get_rng_state()))}
-            if device.startswith("cuda"):
-                rng.update({f"cuda/{r}": t for r, t in
-                            enumerate(d.gather(torch.cuda.get_rng_state().to(device)))})
-            if shadow is not None:
-                sd = get_model_state_dict(net, options=full)
-                if d.main:
-                    shadow.load_state_dict(sd, assign=True)
-            if d.main:
-                def write(path):
-                    api.save_weights(shadow if shadow is not None else net, path)
-
-                state = {"best_val": best_val, "world_size": d.world, "seed": cfg["seed"],
-                         "objective": obj.name,
-                         "data": {"position": "step", "next_step": step,
-                                  "sampler": type(sampler).__name__}}
-                rel = C.save_checkpoint(out, step, write, osd, rng, state)
-                C.set_pointer(out, "latest", rel)
-                if is_best:
-                    C.set_pointer(out, "best", rel, val_loss=best_val)
-                C.prune(out)
-            d.barrier()
+            state.save(step, best_val, is_best, {
+                "seed": cfg["seed"], "objective": obj.name,
+                "data": {"position": "step", "next_step": step, "sampler": type(sampler).__name__}})
 
         def on_eval() -> None:
             if d.main:
@@ -357,11 +310,8 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
             loop.run()
         finally:
             bar.close()
+        state.save_final(out / FINAL)
         if d.main:
-            if shadow is not None:
-                api.save_weights(shadow, out / FINAL)
-            else:
-                api.save_weights(net, out / FINAL)
             plot_losses(metrics.records, out / PLOT, f"{g.graph['name']} · {obj.name}")
         d.barrier()
         return Run(out, info, model=None if fsdp else net, tokenizer=tok)

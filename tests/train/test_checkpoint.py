@@ -30,6 +30,7 @@ def _train(spec, data, out, **kw):
     return strata.train(spec, data=str(data), out=out, progress=False, **kw)
 
 
+@pytest.mark.slow
 def test_crash_while_writing_a_checkpoint_keeps_the_previous_one(setup, tmp_path, monkeypatch):
     import safetensors.torch as st
 
@@ -86,7 +87,8 @@ def test_only_latest_and_best_are_kept(setup, tmp_path):
     spec, data = setup
     run = _train(spec, data, tmp_path / "r", steps=20)
     kept = sorted(p.name for p in (run.path / "checkpoints").iterdir())
-    named = {json.loads((run.path / f).read_text())["path"].split("/")[1] for f in ("latest.json", "best.json")}
+    named = {json.loads((run.path / f).read_text())["path"].split("/")[1]
+             for f in ("latest.json", "best.json")}
     assert set(kept) == named and "step-00000020" in kept
 
 

@@ -74,7 +74,8 @@ def test_jsonl_missing_key_names_file_and_line(tmp_path, capsys):
     spec = write(tmp_path / "s.arch", SEQ2SEQ)
     rows = [{"source": "a b", "target": "A B"}] * 4 + [{"source": "c"}]
     data = write(tmp_path / "p.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
-    assert f"{data}:5: missing key 'target' (seq2seq needs {{\"source\", \"target\"}})" in _fails(capsys, spec, data)
+    line = _fails(capsys, spec, data)
+    assert f"{data}:5: missing key 'target' (seq2seq needs {{\"source\", \"target\"}})" in line
 
 
 def test_jsonl_bad_json_and_bad_types(tmp_path, capsys):

@@ -70,7 +70,8 @@ def test_generate_errors(run, tmp_path, capsys):
     assert "not a run folder" in capsys.readouterr().err
     assert main(["generate", str(run.path), "--prompt", "Zebra!"]) == 2
     assert "never saw: '!' 'Z'" in capsys.readouterr().err
-    bert = strata.train(write(tmp_path / "b.arch", BERT_PRETRAIN), data=str(write(tmp_path / "a.txt", text())),
-                        out=tmp_path / "b", steps=2, progress=False)
+    data = write(tmp_path / "a.txt", text())
+    bert = strata.train(write(tmp_path / "b.arch", BERT_PRETRAIN), data=str(data), out=tmp_path / "b",
+                        steps=2, progress=False)
     assert main(["generate", str(bert.path)]) == 2
     assert "a mlm model does not generate text" in capsys.readouterr().err

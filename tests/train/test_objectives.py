@@ -10,8 +10,17 @@ import strata
 from strata.compiler import build_text
 from strata.errors import SpecError, UsageError
 from strata.train.heads import choose_objective
-from tests.train.helpers import (BERT_CLASSIFY, BERT_PRETRAIN, GPT, SEQ2SEQ, labels_jsonl, metrics,
-                                 pairs_jsonl, text, write)
+from tests.train.helpers import (
+    BERT_CLASSIFY,
+    BERT_PRETRAIN,
+    GPT,
+    SEQ2SEQ,
+    labels_jsonl,
+    metrics,
+    pairs_jsonl,
+    text,
+    write,
+)
 
 
 def _falls(run, term="train_loss", frac=0.8):
@@ -51,6 +60,7 @@ def test_seq2seq_loss_falls_and_generates(tmp_path):
     assert isinstance(out, str) and len(out) <= 10
 
 
+@pytest.mark.slow
 def test_classification_fine_tunes_from_pretrained_weights(tmp_path):
     data = write(tmp_path / "a.txt", text())
     pre = strata.train(write(tmp_path / "b.arch", BERT_PRETRAIN), data=str(data), out=tmp_path / "pre",
@@ -69,6 +79,7 @@ def test_classification_fine_tunes_from_pretrained_weights(tmp_path):
     assert res["accuracy"] > 0.5 and res["count"] == 30
 
 
+@pytest.mark.slow
 def test_distillation_loss_falls(tmp_path):
     data = write(tmp_path / "a.txt", text())
     teacher = strata.train(write(tmp_path / "teacher.arch", GPT), data=str(data), out=tmp_path / "t",
@@ -124,5 +135,6 @@ def test_objective_override_and_errors():
     with pytest.raises(UsageError, match="no head to train"):
         choose_objective(build_text("model m { stack s(t) { embedding(10, 8); attention(2) } }"))
     with pytest.raises(SpecError) as e:  # an lm_head on bidirectional attention would cheat
-        choose_objective(build_text("model m { stack s(t) { embedding(10, 8) as e\n attention(2)\n lm_head(tie=e) } }"))
+        choose_objective(build_text("model m { stack s(t) { embedding(10, 8) as e\n attention(2)\n"
+                                    " lm_head(tie=e) } }"))
     assert "<string>:2:2" in str(e.value) and "not causal" in str(e.value)

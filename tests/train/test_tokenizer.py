@@ -10,8 +10,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from strata.errors import UsageError
-from strata.train.tokenizer import (SPECIALS, BPETokenizer, ByteTokenizer, CharTokenizer,
-                                    fit_tokenizer, load_tokenizer, tokenizer_from_json)
+from strata.train.tokenizer import (
+    SPECIALS,
+    BPETokenizer,
+    ByteTokenizer,
+    CharTokenizer,
+    fit_tokenizer,
+    load_tokenizer,
+    tokenizer_from_json,
+)
 from tests.train.helpers import text
 
 
