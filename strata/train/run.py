@@ -73,6 +73,16 @@ class Run:
             raise UsageError(f"{f}: unreadable ({e})") from None
         if not isinstance(info, dict) or info.get("format") != "strata-run":
             raise UsageError(f"{f}: not a strata run description")
+        obj, settings = info.get("objective"), info.get("settings")
+        if not isinstance(obj, dict) or set(obj) != {"name", "output", "nsp", "classes"} \
+                or not isinstance(settings, dict) or not isinstance(info.get("data"), dict):
+            raise UsageError(f"{f}: damaged (objective, settings or data missing)")
+        try:
+            from strata.dsl.registry import TrainConfig
+
+            TrainConfig.model_validate({k: v for k, v in settings.items() if k in TrainConfig.model_fields})
+        except ValueError as e:
+            raise UsageError(f"{f}: damaged settings ({e})") from None
         return cls(path, info)
 
     def __repr__(self) -> str:

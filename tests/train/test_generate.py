@@ -4,6 +4,8 @@ from the command line."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -75,3 +77,18 @@ def test_generate_errors(run, tmp_path, capsys):
                         steps=2, progress=False)
     assert main(["generate", str(bert.path)]) == 2
     assert "a mlm model does not generate text" in capsys.readouterr().err
+
+
+def test_damaged_run_json(run, tmp_path, capsys):
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(run.path, bad)
+    info = json.loads((bad / "run.json").read_text())
+    info["settings"]["batch"] = -1
+    (bad / "run.json").write_text(json.dumps(info))
+    assert main(["eval", str(bad)]) == 2
+    assert "run.json: damaged settings" in capsys.readouterr().err
+    (bad / "run.json").write_text('{"format": "strata-run", "objective": []}')
+    assert main(["generate", str(bad)]) == 2
+    assert "damaged (objective, settings or data missing)" in capsys.readouterr().err
