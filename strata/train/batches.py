@@ -160,7 +160,8 @@ class ExampleBatches:
                     "labels": ex.labels[idx]}
         src = [np.concatenate([ex.get("source", i)[:self.T - 1], [self.eos]]) for i in idx]
         tgt = [ex.get("target", i)[:self.T - 1] for i in idx]
-        return {"src": self._pad(src, self.pad),
+        src = self._pad(src, self.pad)
+        return {"src": src, "attention_mask": (src != self.pad).astype(np.int64),
                 "tgt": self._pad([np.concatenate([[self.bos], t]) for t in tgt], self.pad),
                 "labels": self._pad([np.concatenate([t, [self.eos]]) for t in tgt], IGNORE)}
 

@@ -1,8 +1,8 @@
 """Text generation from a trained run: the model's own KV-cached `generate` for
 decoder-only models (greedy at temperature 0, else sampled from the top_k),
 continued by re-reading the last ctx tokens once the prompt and the new tokens
-outgrow the model's positions (as nanoGPT does); step-by-step decoding for
-encoder-decoder models.
+outgrow the model's positions (as nanoGPT does); for encoder-decoder models
+their cached `generate(src, tgt, n)`, cut at the first [EOS].
 
     >>> ids = generate_ids(model, prompt_ids, 50, temperature=0.8, top_k=40)   # doctest: +SKIP
 """
@@ -47,13 +47,17 @@ def generate_ids(model, ids: torch.Tensor, n: int, temperature: float = 0.0,
 @torch.no_grad()
 def _seq2seq(model, src: torch.Tensor, n: int, temperature: float, top_k: int | None,
              bos: int, eos: int, ctx: int | None) -> list[int]:
+    """The target for one source, up to its first [EOS]: the model's own cached
+    `generate(src, tgt, n)`, else step by step."""
+    n = n if ctx is None else min(n, ctx - 1)
     tgt = torch.tensor([[bos]], dtype=torch.long)
-    for _ in range(n if ctx is None else min(n, ctx - 1)):
-        nxt = pick(model(src, tgt)[:, -1, :], temperature, top_k)
-        if int(nxt) == eos:
-            break
-        tgt = torch.cat([tgt, nxt], dim=1)
-    return tgt[0, 1:].tolist()
+    if hasattr(model, "generate"):
+        out = model.generate(src, tgt, n, temperature=temperature, top_k=top_k)[0, 1:].tolist()
+    else:
+        for _ in range(n):
+            tgt = torch.cat([tgt, pick(model(src, tgt)[:, -1, :], temperature, top_k)], dim=1)
+        out = tgt[0, 1:].tolist()
+    return out[:out.index(eos)] if eos in out else out
 
 
 def generate_text(run, prompt: str, tokens: int, temperature: float, top_k: int | None,

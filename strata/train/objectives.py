@@ -66,6 +66,8 @@ class Loss:
         want_dict = self.obj.output != "output" or bool(self.obj.nsp)
         kw = {"return_dict": True} if want_dict else {}
         if name == "seq2seq":
+            if "attention_mask" in b and "attention_mask" in self.kwargs:
+                kw["attention_mask"] = b["attention_mask"]  # the source's padding
             out = model(b["src"], b["tgt"], **kw)
         else:
             if "token_type_ids" in b and "token_type_ids" in self.kwargs:
