@@ -6,6 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.optional import require
+
+torch = require("torch")
+
 from strata.train.batches import ExampleBatches, LMWindows, MaskedWindows, SequentialWindows, rows_of
 from strata.train.dataset import Examples
 from strata.train.tokenizer import SPECIALS, CharTokenizer

@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 import pickle
 
+from tests.optional import require
+
+torch = require("torch")
+
 import pytest
-import torch
 
 import strata
 from strata.backends.torch.weights import WeightsError

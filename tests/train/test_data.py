@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import json
 
+from tests.optional import require
+
+torch = require("torch")
+
 import numpy as np
 import pytest
 

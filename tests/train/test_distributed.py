@@ -8,6 +8,10 @@ import os
 import subprocess
 import sys
 
+from tests.optional import require
+
+torch = require("torch")
+
 import pytest
 
 from tests.train.helpers import GPT, ROOT, cli, losses, metrics, text, write

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import re
 
+from tests.optional import require
+
+torch = require("torch")
+
 import pytest
 
 from strata.compiler import build_text

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import json
 
+from tests.optional import require
+
+torch = require("torch")
+
 import pytest
-import torch
 
 import strata
 from strata.cli import main

@@ -4,7 +4,10 @@ from the model's heads; the distillation loss is zero when teacher = student."""
 from __future__ import annotations
 
 import pytest
-import torch
+
+from tests.optional import require
+
+torch = require("torch")
 
 import strata
 from strata.compiler import build_text
@@ -30,6 +33,7 @@ def _falls(run, term="train_loss", frac=0.8):
 
 
 def test_causal_lm_loss_falls(tmp_path):
+    require("matplotlib")  # loss.png
     data = write(tmp_path / "a.txt", text())
     run = strata.train(write(tmp_path / "g.arch", GPT), data=str(data), out=tmp_path / "r",
                        progress=False)

@@ -10,6 +10,10 @@ import signal
 import subprocess
 import time
 
+from tests.optional import require
+
+torch = require("torch")
+
 import pytest
 
 from tests.train.helpers import GPT, ROOT, STRATA, cli, losses, text, write

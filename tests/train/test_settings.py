@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from tests.optional import require
+
+torch = require("torch")
+
 from strata.cli import main
 from strata.compiler import build_text
 from strata.errors import SpecError, UsageError

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import json
 
+from tests.optional import require
+
+torch = require("torch")
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -55,6 +59,7 @@ def test_byte_round_trip(s):
 
 
 def test_bpe_trains_saves_and_reloads(tmp_path):
+    require("tokenizers")
     tok = fit_tokenizer("bpe", lambda: iter([text(2000)]), "causal_lm", limit=400, vocab_size=300)
     assert isinstance(tok, BPETokenizer) and 280 < tok.vocab_size <= 300  # merges run out
     s = "the big red cat sat on the mat.\nand ran far.\n"
