@@ -47,7 +47,7 @@ def test_sigkill_then_resume_gives_identical_losses(tmp_path):
     r = cli(*args, "--out", tmp_path / "straight")
     assert r.returncode == 0, r.stderr
     resumed, straight = losses(tmp_path / "killed"), losses(tmp_path / "straight")
-    assert len(straight) == 150 + 150 // 25 + 1  # + the final evaluation
+    assert len(straight) == 150 + 150 // 25  # one line per step, one per evaluation (150: the last)
     assert resumed == straight
     history = json.loads((tmp_path / "killed" / "run.json").read_text())["history"]
     assert [h["start_step"] for h in history] == [0, step]
