@@ -1,5 +1,6 @@
 # Two commands do everything on a fresh machine (see README):
-#   make demo   set up .venv, then check, summarize, compile and draw specs/gpt2.arch (into out/)
+#   make demo   set up .venv, then check, summarize, compile and draw specs/gpt2.arch (into out/),
+#               and train specs/tiny_shakespeare.arch for about a minute on the built-in corpus
 #   make test   set up .venv (+ mermaid for diagram tests), then run the whole test suite
 PYTHON ?= python3
 VENV   ?= .venv
@@ -24,6 +25,9 @@ setup: $(VENV)/.installed
 
 OUT    ?= out
 NAME   := $(basename $(notdir $(SPEC)))
+# The training part of the demo: ~1 minute on 2 CPU cores, no download.
+DEMO_TRAIN ?= specs/tiny_shakespeare.arch
+DEMO_STEPS ?= 1200
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/strata check $(SPEC)
@@ -36,6 +40,8 @@ demo: $(VENV)/.installed
 	$(PY) -c "import sys, torch; sys.path.insert(0, '$(OUT)'); import $(NAME) as m; \
 	  model = m.build().eval(); ids = torch.randint(0, 100, (1, 16)); \
 	  print('$(OUT)/$(NAME).py: build() ->', type(model).__name__, 'logits', tuple(model(ids).shape))"
+	$(VENV)/bin/strata train $(DEMO_TRAIN) --steps $(DEMO_STEPS) --out $(OUT)/demo-run --overwrite
+	$(VENV)/bin/strata generate $(OUT)/demo-run --prompt "The " --tokens 300 --seed 1
 
 test: $(VENV)/.installed node_modules/.installed
 	$(PY) -m pytest

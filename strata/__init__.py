@@ -6,9 +6,9 @@
     124439808
 
 The public API — `load`, `build`, `check`, `summary`, `convert`, `fmt`,
-`compile`, `generate_source`, `diagram`, `import_hf` — is what the command line
-calls; it is imported lazily: `import strata` is cheap and never imports torch;
-`strata.compile` does.
+`compile`, `generate_source`, `diagram`, `import_hf`, `train` — is what the
+command line calls; it is imported lazily: `import strata` is cheap and never
+imports torch; `strata.compile` and `strata.train` do.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 __all__ = ["load", "build", "check", "summary", "convert", "fmt", "compile", "generate_source",
-           "diagram", "import_hf", "SpecError"]
+           "diagram", "import_hf", "train", "SpecError"]
 
 from strata.errors import SpecError  # noqa: E402
 
@@ -91,4 +91,8 @@ def __getattr__(name: str):
         from strata.interop import import_hf
 
         return import_hf
+    if name == "train":  # the package strata.train, callable: strata.train(spec, steps=100)
+        import strata.train
+
+        return strata.train
     raise AttributeError(f"module 'strata' has no attribute {name!r}")

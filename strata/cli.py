@@ -13,7 +13,7 @@ import os
 import sys
 
 import strata
-from strata.errors import SpecError, UsageError, visible
+from strata.errors import SpecError, TrainingError, UsageError, visible
 from strata.io import same_file, write_atomic
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
@@ -151,9 +151,127 @@ def _cmd_schema(args) -> int:
     return EXIT_OK
 
 
+def _weights_errors():
+    """Weights that do not fit (or are not safetensors) are the user's to fix: exit 2."""
+    import contextlib
+
+    from strata.backends.torch.weights import WeightsError
+
+    @contextlib.contextmanager
+    def guard():
+        try:
+            yield
+        except WeightsError as e:
+            raise UsageError(str(e)) from None
+    return guard()
+
+
+def _cmd_train(args) -> int:
+    flags = {"data": args.data, "steps": args.steps, "seed": args.seed,
+             "checkpoint_every": args.checkpoint_every, "eval_every": args.eval_every}
+    main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 speaks for all
+    try:
+        with _weights_errors():
+            run = strata.train.train(
+                _spec_path(args.spec), model=args.model, out=args.out, resume=args.resume,
+                overwrite=args.overwrite, init=args.init, objective=args.objective, freeze=args.freeze,
+                teacher_weights=args.teacher_weights, device=args.device, compile=args.compile,
+                fsdp=args.fsdp, sets=args.set or (), progress=not args.quiet,
+                **{k: v for k, v in flags.items() if v is not None})
+    except (SpecError, TrainingError):
+        if main_rank:
+            raise
+        return EXIT_SPEC
+    except UsageError:
+        if main_rank:
+            raise
+        return EXIT_USAGE
+    if main_rank:
+        val = f", val loss {run.val_loss:.4f}" if run.val_loss is not None else ""
+        print(f"{run.path}: step {run.step}{val}; weights {run.weights()}")
+    return EXIT_OK
+
+
+def _cmd_generate(args) -> int:
+    from strata.train import Run
+
+    with _weights_errors():
+        text = Run.open(args.run).generate(args.prompt, tokens=args.tokens, temperature=args.temperature,
+                                           top_k=args.top_k, seed=args.seed)
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    return EXIT_OK
+
+
+def _cmd_eval(args) -> int:
+    from strata.train import Run
+
+    with _weights_errors():
+        r = Run.open(args.run).evaluate(args.data, which=args.checkpoint, max_batches=args.max_batches)
+    line = f"{r['data']}: loss {r['loss']:.4f}"
+    if "perplexity" in r:
+        line += f", perplexity {r['perplexity']:.2f}"
+    if Run.open(args.run).objective.name == "classify":
+        line += f", accuracy {r['accuracy']:.2%}"
+    if args.json:
+        import json
+
+        print(json.dumps(r, indent=2))
+    else:
+        print(f"{line} ({r['count']:,} {'examples' if 'perplexity' not in r else 'predictions'})")
+    return EXIT_OK
+
+
 def _add_spec(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", help="a .arch or .yaml spec file")
     p.add_argument("--model", help="which model of the file (default: the last one)")
+
+
+def _add_train_commands(sub) -> None:
+    p = sub.add_parser("train", help="train a spec as its train { } section says")
+    _add_spec(p)
+    p.add_argument("--data", help="a text file, a folder of them, or JSON Lines "
+                   "(default: the spec's data, else a built-in corpus)")
+    p.add_argument("--steps", type=int, help="optimizer steps")
+    p.add_argument("--out", help="the run folder (default: runs/MODEL)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its latest checkpoint (or start it)")
+    p.add_argument("--overwrite", action="store_true", help="start the run in --out over")
+    p.add_argument("--init", metavar="WEIGHTS", help="start from these weights (a .safetensors file "
+                   "or a run folder) where names fit, e.g. to fine-tune a pretrained encoder")
+    p.add_argument("--freeze", action="append", metavar="SELECTOR",
+                   help="do not train these modules (a path glob like encoder.layer.* or a kind)")
+    p.add_argument("--objective", choices=["causal_lm", "mlm", "seq2seq", "classify"],
+                   help="default: from the model's heads")
+    p.add_argument("--teacher-weights", metavar="WEIGHTS",
+                   help="the distillation teacher's weights (file or run folder)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--checkpoint-every", type=int, metavar="N")
+    p.add_argument("--eval-every", type=int, metavar="N")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override a train setting, written as in the spec: --set batch=16 "
+                        "--set 'optimizer=adamw(lr=3e-4)'")
+    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when there is one)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--fsdp", action="store_true", help="under torchrun: shard with FSDP2 instead of DDP")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("generate", help="write text with a trained run's model")
+    p.add_argument("run", help="the run folder")
+    p.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
+    p.add_argument("--tokens", type=int, default=200, help="how many tokens to add")
+    p.add_argument("--temperature", type=float, default=0.8, help="0 picks the likeliest token")
+    p.add_argument("--top-k", type=int, help="sample from the k likeliest tokens")
+    p.add_argument("--seed", type=int)
+    p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser("eval", help="validation loss and perplexity of a trained run")
+    p.add_argument("run", help="the run folder")
+    p.add_argument("--data", help="evaluate on all of this file instead of the run's validation split")
+    p.add_argument("--checkpoint", choices=["final", "latest", "best"], default="final")
+    p.add_argument("--max-batches", type=int, metavar="N", help="stop after N batches")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_eval)
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -214,6 +332,8 @@ def make_parser() -> argparse.ArgumentParser:
                    help="change nothing; exit 1 when a file would be reformatted")
     p.set_defaults(func=_cmd_fmt)
 
+    _add_train_commands(sub)
+
     p = sub.add_parser("schema", help="print the JSON Schema of the YAML surface (for editors)")
     p.add_argument("-o", "--output", help="write here (atomically) instead of stdout")
     p.set_defaults(func=_cmd_schema)
@@ -243,6 +363,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as e:
         print(visible(f"strata: error: {e}"), file=sys.stderr)
         return EXIT_USAGE
+    except TrainingError as e:
+        print(visible(f"strata: error: {e}"), file=sys.stderr)
+        return EXIT_SPEC
     except BrokenPipeError:
         return EXIT_OK
     except KeyboardInterrupt:

@@ -71,6 +71,11 @@ class UsageError(Exception):
     """The command line itself is wrong (exit code 2): missing file, bad flag value."""
 
 
+class TrainingError(Exception):
+    """A training run stopped on its own account (exit code 1): the loss went NaN,
+    a resumed run does not fit its checkpoint.  The message says what is kept."""
+
+
 def did_you_mean(name: str, candidates: Iterable[str]) -> str | None:
     """A hint naming the closest candidate, or None when nothing is close."""
     close = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)

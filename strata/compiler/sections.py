@@ -15,7 +15,7 @@ from strata.dsl import ast as A
 from strata.dsl.registry import PASSES, TRAIN_CALLS, TrainConfig
 from strata.errors import Collector, did_you_mean
 
-__all__ = ["check_passes", "check_train"]
+__all__ = ["check_passes", "check_train", "train_value", "validate_train"]
 
 
 def _teacher_exists(teacher: str, use: A.Use, g, models, errors: Collector) -> bool:
@@ -67,43 +67,60 @@ def check_passes(passes: A.Passes | None, g, errors: Collector, models) -> None:
         g.graph["passes"].append({"name": use.name, "options": opts.model_dump(), "span": use.span})
 
 
+def train_value(a: A.Assign, env: Env, errors: Collector):
+    """(True, value) of one `train { }` setting (an optimizer or schedule call
+    becomes {"type": ..., options}), or (False, None) after reporting a mistake to
+    `errors`.  `strata train --set key=value` goes through here too."""
+    try:
+        v = evaluate(a.value, env, words=True, calls=frozenset(TRAIN_CALLS))
+        v = v.text if hasattr(v, "text") else v
+    except EvalError as e:
+        errors.error(e.message, e.span or a.span, e.hint)
+        return False, None
+    if a.name not in TrainConfig.model_fields:
+        errors.error(f"unknown train setting '{a.name}'", a.span,
+                     did_you_mean(a.name, TrainConfig.model_fields))
+        return False, None
+    if a.name in ("optimizer", "schedule"):
+        table = TRAIN_CALLS
+        if not hasattr(v, "func") or v.func not in table:
+            kinds = ("adamw", "sgd") if a.name == "optimizer" else ("cosine", "constant", "linear")
+            errors.error(f"{a.name} should be one of {', '.join(k + '(...)' for k in kinds)}",
+                         a.value.span or a.span)
+            return False, None
+        try:
+            opts = table[v.func].model_validate(dict(v.kwargs))
+        except ValidationError as e:
+            first = e.errors()[0]
+            errors.error(f"{v.func}: {'.'.join(map(str, first['loc']))} {first['msg']}",
+                         a.value.span or a.span)
+            return False, None
+        v = {"type": v.func, **opts.model_dump()}
+    return True, v
+
+
+def validate_train(values: dict, spans: dict, errors: Collector, where=None) -> dict | None:
+    """All settings together through `TrainConfig`; each mistake is reported at
+    the span its value came from (`where` for a missing one)."""
+    try:
+        cfg = TrainConfig.model_validate(values)
+    except ValidationError as e:
+        for err in e.errors():
+            loc = err["loc"][0] if err["loc"] else None
+            errors.error(f"train setting '{loc}': {err['msg']}", spans.get(loc, where))
+        return None
+    return cfg.model_dump()
+
+
 def check_train(train: A.Train | None, g, errors: Collector) -> None:
     if train is None:
         return
     env = Env(values=dict(g.graph["vars"]))
     values, spans = {}, {}
     for a in train.items:
-        try:
-            v = evaluate(a.value, env, words=True, calls=frozenset(TRAIN_CALLS))
-            v = v.text if hasattr(v, "text") else v
-        except EvalError as e:
-            errors.error(e.message, e.span or a.span, e.hint)
-            continue
-        if a.name not in TrainConfig.model_fields:
-            errors.error(f"unknown train setting '{a.name}'", a.span,
-                         did_you_mean(a.name, TrainConfig.model_fields))
-            continue
-        if a.name in ("optimizer", "schedule"):
-            table = TRAIN_CALLS
-            if not hasattr(v, "func") or v.func not in table:
-                kinds = ("adamw", "sgd") if a.name == "optimizer" else ("cosine", "constant", "linear")
-                errors.error(f"{a.name} should be one of {', '.join(k + '(...)' for k in kinds)}",
-                             a.value.span or a.span)
-                continue
-            try:
-                opts = table[v.func].model_validate(dict(v.kwargs))
-            except ValidationError as e:
-                first = e.errors()[0]
-                errors.error(f"{v.func}: {'.'.join(map(str, first['loc']))} {first['msg']}",
-                             a.value.span or a.span)
-                continue
-            v = {"type": v.func, **opts.model_dump()}
-        values[a.name], spans[a.name] = v, a.span
-    try:
-        cfg = TrainConfig.model_validate(values)
-    except ValidationError as e:
-        for err in e.errors():
-            loc = err["loc"][0] if err["loc"] else None
-            errors.error(f"train setting '{loc}': {err['msg']}", spans.get(loc, train.span))
-        return
-    g.graph["train"] = cfg.model_dump()
+        ok, v = train_value(a, env, errors)
+        if ok:
+            values[a.name], spans[a.name] = v, a.span
+    cfg = validate_train(values, spans, errors, train.span)
+    if cfg is not None:
+        g.graph["train"] = cfg

@@ -1,0 +1,69 @@
+"""Validation loss after 2000 steps on Tiny Shakespeare: `strata train
+specs/tiny_shakespeare.arch` (batch 12 x context 64, its train section) against
+the figure nanoGPT publishes for this CPU configuration, 1.88.
+
+    python benchmarks/train_quality.py [--data PATH] [--steps 2000] [--threads 2] [--reference]
+
+Prints the validation loss strata logs at the end of training (its fixed
+evaluation set: 20 batches of 12 x 64 tokens, like nanoGPT's eval_iters=20),
+the loss over the whole validation split (`strata eval`, every token once),
+and with --reference the hand-written nanoGPT-style loop's (eval_iters=200).
+Needs ../shared/data/tinyshakespeare.txt (or --data); says so and exits 0
+without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import torch
+from train_loop import SPEC, char_bins, nanogpt_loop, shakespeare
+
+import strata
+import strata.train
+
+TARGET = 1.88
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=None)
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, default=None, help="run folder (default: a temporary one)")
+    ap.add_argument("--reference", action="store_true", help="also train the hand-written loop")
+    args = ap.parse_args()
+    data = args.data or shakespeare()
+    if data is None:
+        print("benchmarks/train_quality.py: no tinyshakespeare.txt in ../shared/data; give --data")
+        return 0
+    torch.set_num_threads(args.threads)
+    out = args.out or Path(tempfile.mkdtemp(prefix="strata-quality-")) / "run"
+    t = time.perf_counter()
+    run = strata.train(str(SPEC), data=str(data), steps=args.steps, out=out, overwrite=True)
+    wall = time.perf_counter() - t
+    full = run.evaluate()
+    print(f"tiny_shakespeare, {args.steps} steps, B=12, T=64, {args.threads} threads, {data}")
+    print(f"  strata       val loss {run.val_loss:.4f} (20 batches)   {full['loss']:.4f} (whole split, "
+          f"{full['count']:,} tokens)   {wall:.0f} s")
+    if args.reference:
+        tmp = Path(tempfile.mkdtemp(prefix="strata-quality-ref-"))
+        train_bin, val_bin, vocab = char_bins(data, tmp)
+        t = time.perf_counter()
+        ref = nanogpt_loop(train_bin, args.steps, vocab, val_bin=val_bin)
+        print(f"  handwritten  val loss {ref['val']:.4f} (200 batches)   {time.perf_counter() - t:.0f} s")
+    ok = run.val_loss <= TARGET and full["loss"] <= TARGET
+    print(f"  target <= {TARGET}: {'met' if ok else 'NOT met'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""Token ids of a run's data, cached as memory-mapped arrays in the run folder
+(`cache/`, keyed by the data's hash and the tokenizer), split into training and
+validation parts the same way every time.
+
+Text (language-model objectives): one stream of ids, the first 1 - val_fraction
+for training and the rest for validation, as nanoGPT splits its data.
+Examples (JSON Lines): a fixed permutation (seed 0, whatever the run's seed)
+puts ceil(val_fraction * n) of them aside for validation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from strata.io import atomic_output, write_atomic
+from strata.train.data import FIELDS, DataError, TextSource
+from strata.train.tokenizer import Tokenizer
+
+__all__ = ["TokenStream", "Examples", "token_stream", "tokenize_examples"]
+
+
+def _dtype(vocab: int):
+    return np.uint16 if vocab <= 1 << 16 else np.uint32
+
+
+def _key(digest: str, tok: Tokenizer, what: str) -> str:
+    return hashlib.sha256(f"{what}\0{digest}\0{tok.dumps()}".encode()).hexdigest()[:20]
+
+
+def _open_cached(path: Path, dtype, vocab: int) -> np.ndarray | None:
+    """A cached id file, or None when it is missing or does not hold valid ids."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return None
+    if size == 0 or size % np.dtype(dtype).itemsize:
+        return None
+    arr = np.memmap(path, dtype=dtype, mode="r")
+    if int(arr.max()) >= vocab:
+        return None
+    return arr
+
+
+@dataclass
+class TokenStream:
+    """All ids of a text source, and where validation starts."""
+
+    ids: np.ndarray        # (N,) uint16 / uint32, memory-mapped
+    split: int             # ids[:split] train, ids[split:] validation
+
+    @property
+    def train(self) -> np.ndarray:
+        return self.ids[:self.split]
+
+    @property
+    def val(self) -> np.ndarray:
+        return self.ids[self.split:]
+
+
+def token_stream(src: TextSource, tok: Tokenizer, cache: Path | None, val_fraction: float,
+                 need: int, writer: bool = True) -> TokenStream:
+    """Tokenize `src` (or map the cached ids); check each split holds at least
+    `need` ids (one training window).  Only the `writer` (rank 0) writes the cache."""
+    dtype = _dtype(tok.vocab_size)
+    ids = None
+    path = cache / f"tokens-{_key(src.digest, tok, 'text')}.{np.dtype(dtype).name}" if cache else None
+    if path is not None:
+        ids = _open_cached(path, dtype, tok.vocab_size)
+    if ids is None:
+        parts = [tok.encode(t).astype(dtype) for t in src.texts()]
+        ids = np.concatenate(parts) if parts else np.zeros(0, dtype)
+        if path is not None and writer and len(ids):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_output(path) as tmp:
+                ids.tofile(tmp)
+    n = len(ids)
+    n_val = int(n * val_fraction)
+    split = n - n_val
+    if split < need or n_val < need:
+        raise DataError(
+            f"{src.name}: too short: {src.chars:,} characters make {n:,} tokens, "
+            f"{split:,} for training and {n_val:,} for validation (val_fraction {val_fraction}); "
+            f"each needs at least context + 1 = {need} tokens: give more text or a shorter context")
+    return TokenStream(ids, split)
+
+
+@dataclass
+class Examples:
+    """Tokenized examples: for each field a flat id array and offsets (n + 1,)."""
+
+    fields: dict[str, tuple[np.ndarray, np.ndarray]]
+    labels: np.ndarray | None    # (n,) int64 for classification
+    train_idx: np.ndarray        # example indices of each split
+    val_idx: np.ndarray
+
+    def get(self, name: str, i: int) -> np.ndarray:
+        flat, off = self.fields[name]
+        return np.asarray(flat[off[i]:off[i + 1]], dtype=np.int64)
+
+    def length(self, name: str, idx: np.ndarray) -> np.ndarray:
+        off = self.fields[name][1]
+        return off[idx + 1] - off[idx]
+
+
+def tokenize_examples(records: list[dict], digest: str, objective: str, tok: Tokenizer,
+                      cache: Path | None, val_fraction: float, name: str,
+                      writer: bool = True) -> Examples:
+    dtype = _dtype(tok.vocab_size)
+    fields = {}
+    key = _key(digest, tok, objective)
+    for fname in FIELDS[objective]:
+        if fname == "label":
+            continue
+        path = cache / f"{fname}-{key}.{np.dtype(dtype).name}" if cache else None
+        meta = path.with_suffix(path.suffix + ".json") if path else None
+        flat = _open_cached(path, dtype, tok.vocab_size) if path else None
+        off = None
+        if flat is not None:
+            try:
+                off = np.asarray(json.loads(meta.read_text())["offsets"], dtype=np.int64)
+            except (OSError, ValueError, KeyError, TypeError):
+                off = None
+            if off is None or len(off) != len(records) + 1 or off[-1] != len(flat) \
+                    or (np.diff(off) < 0).any():
+                flat = None
+        if flat is None:
+            parts = [tok.encode(r[fname]).astype(dtype) for r in records]
+            off = np.zeros(len(parts) + 1, dtype=np.int64)
+            off[1:] = np.cumsum([len(p) for p in parts])
+            flat = np.concatenate(parts) if parts else np.zeros(0, dtype)
+            if path is not None and writer:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with atomic_output(path) as tmp:
+                    flat.tofile(tmp)
+                write_atomic(meta, json.dumps({"offsets": off.tolist()}))
+        fields[fname] = (flat, off)
+    labels = np.array([r["label"] for r in records], dtype=np.int64) if objective == "classify" else None
+    n = len(records)
+    if n < 2:
+        raise DataError(f"{name}: {n} example; need at least 2 (one to train on, one to validate)")
+    order = np.random.default_rng(0).permutation(n)
+    n_val = min(n - 1, max(1, math.ceil(n * val_fraction)))
+    return Examples(fields, labels, train_idx=np.sort(order[n_val:]), val_idx=np.sort(order[:n_val]))

@@ -1,0 +1,102 @@
+"""Validation: loss (and perplexity, accuracy) over a fixed set of batches.
+
+`score` is what the loop runs at each evaluation (on every rank, its rows of
+each batch, summed over ranks); `evaluate_run` is `strata eval RUN_DIR`: the
+final model on the whole validation split of the run's data, every token once,
+or on all of another file.
+
+    >>> Run.open("runs/tiny_shakespeare").evaluate()          # doctest: +SKIP
+    {'loss': 1.47, 'perplexity': 4.35, 'tokens': 111488, ...}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from strata.errors import UsageError
+from strata.train.batches import rows_of
+
+__all__ = ["score", "evaluate_run"]
+
+
+@torch.no_grad()
+def score(model, loss, sampler, device: str, dist=None, autocast=contextlib.nullcontext) -> dict:
+    """{"loss", per-term "<name>_loss", "accuracy", "count"} over sampler.eval_batch(i)."""
+    rank, world = (dist.rank, dist.world) if dist is not None else (0, 1)
+    names = loss.term_names
+    was = model.training
+    model.eval()
+    sums = torch.zeros(len(names) + 1, dtype=torch.float64, device=device)
+    counts = torch.zeros(len(names) + 1, dtype=torch.float64, device=device)
+    for i in range(sampler.eval_count()):
+        b = sampler.eval_batch(i)
+        rows = rows_of(len(next(iter(b.values()))), rank, world)
+        if rows.stop <= rows.start:
+            continue  # a last, short batch: this rank has no rows
+        bt = {k: torch.from_numpy(np.ascontiguousarray(v[rows])).to(device) for k, v in b.items()}
+        with autocast():
+            out = loss.forward(model, bt)
+            terms = loss.terms(out, bt)
+        c = loss.counts({k: v[rows] for k, v in b.items()})
+        sums += torch.stack([terms[k].double() for k in names] + [loss.correct(out, bt).double()])
+        counts += torch.tensor([c[k] for k in names] + [c[names[0]]], dtype=torch.float64, device=device)
+    model.train(was)
+    if dist is not None:
+        dist.sum(sums), dist.sum(counts)
+    sums, counts = sums.cpu().tolist(), counts.cpu().tolist()
+    parts = {k: sums[i] / max(counts[i], 1.0) for i, k in enumerate(names)}
+    out = {"loss": sum(parts.values()), "accuracy": sums[-1] / max(counts[-1], 1.0),
+           "count": int(counts[0])}
+    if len(parts) > 1:
+        out.update({f"{k}_loss": v for k, v in parts.items()})
+    return out
+
+
+def evaluate_run(run, data: str | None = None, *, which: str = "final", device: str = "cpu",
+                 max_batches: int | None = None) -> dict:
+    from strata.train.batches import ExampleBatches, MaskedWindows, SequentialWindows
+    from strata.train.data import read_examples, text_source
+    from strata.train.dataset import token_stream, tokenize_examples
+    from strata.train.objectives import Loss
+    from strata.train.run import CACHE
+
+    obj, cfg, tok = run.objective, run.settings, run.tokenizer
+    T, B = cfg["context"], cfg["batch"]
+    model = run.load_model(which, device=device)
+    own = data is None
+    if own:
+        info = run.info["data"]
+        data = None if info.get("builtin") else info.get("path")
+        if not info.get("builtin") and not (data and Path(data).exists()):
+            raise UsageError(f"{run.path}: its data ({info.get('name')}) is gone; give --data")
+    cache = run.path / CACHE if own else None
+    if obj.name in ("causal_lm", "mlm"):
+        src = text_source(data).check()
+        if own:
+            ids = token_stream(src, tok, cache, cfg["val_fraction"], 1, writer=False).val
+        else:
+            ids = np.concatenate([tok.encode(t) for t in src.texts()])
+        if len(ids) < T + 1:
+            raise UsageError(f"{src.name}: {len(ids)} tokens; evaluation needs at least context + 1 "
+                             f"= {T + 1}")
+        sampler = SequentialWindows(ids, T, B, max_batches) if obj.name == "causal_lm" else \
+            MaskedWindows(ids, ids, T, B, 0, max_batches or max(1, len(ids) // (B * T)), tok, bool(obj.nsp))
+        what = f"{src.name}" + (" (validation split)" if own else "")
+    else:
+        records, digest = read_examples(data, obj.name, obj.classes)
+        ex = tokenize_examples(records, digest, obj.name, tok, cache, cfg["val_fraction"], str(data),
+                               writer=False)
+        if not own:
+            ex.val_idx = np.arange(len(records))
+        sampler = ExampleBatches(ex, obj.name, T, B, 0, max_batches or 1 << 62, tok)
+        what = f"{data}" + (" (validation split)" if own else "")
+    result = score(model, Loss(obj, model), sampler, device)
+    result["data"] = what
+    if obj.name != "classify":
+        result["perplexity"] = math.exp(min(result["loss"], 700.0))
+    return result

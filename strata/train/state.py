@@ -1,0 +1,100 @@
+"""Everything a checkpoint holds, saved from and restored into the model as the
+loop runs it: plain, DDP, or sharded with FSDP2 (full state dicts either way,
+so N processes' checkpoint resumes on M).
+
+    state = TrainState(run_dir, net, opt, dist, device, fsdp_graph=None)
+    start, best = state.restore(ckpt, seed)      # weights were loaded before wrapping
+    state.save(step, best, is_best, {"data": ...})
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_optimizer_state_dict,
+)
+
+from strata.train import checkpoint as C
+from strata.train.distributed import Dist
+
+__all__ = ["TrainState"]
+
+
+def _opt_state_fits(osd: dict, net) -> bool:
+    want = {k: tuple(p.shape) for k, p in net.named_parameters() if p.requires_grad}
+    for name, st in osd["state"].items():
+        t = st.get("exp_avg", st.get("momentum_buffer"))
+        if name not in want or (isinstance(t, torch.Tensor) and tuple(t.shape) != want[name]):
+            return False
+    return True
+
+
+class TrainState:
+    def __init__(self, out: Path, net, opt, d: Dist, device: str, fsdp_graph=None, say=print):
+        from strata import api
+
+        self.out, self.net, self.opt, self.d, self.device, self.say = out, net, opt, d, device, say
+        self.full = StateDictOptions(full_state_dict=True, cpu_offload=True) if d.on else StateDictOptions()
+        # FSDP2 shards the parameters in place: a meta-device twin takes the gathered
+        # full state dict so that `save_weights` (spec names, ties once) can write it.
+        self.shadow = api.compile(fsdp_graph, device="meta") if fsdp_graph is not None else None
+
+    def restore(self, ckpt: C.Checkpoint, seed: int) -> tuple[int, float | None]:
+        """Optimizer state and RNG states of `ckpt`; (step, best validation loss)."""
+        d = self.d
+        osd, rng = ckpt.optimizer()
+        if _opt_state_fits(osd, self.net):
+            set_optimizer_state_dict(self.net, self.opt, osd,
+                                     options=StateDictOptions(full_state_dict=True) if d.on else None)
+        else:
+            self.say("resume: the optimizer state does not fit the model (its passes or frozen parts "
+                     "changed); the optimizer starts afresh")
+        if f"torch/{d.rank}" in rng:
+            torch.set_rng_state(rng[f"torch/{d.rank}"])
+        else:  # more processes than the checkpoint had
+            torch.manual_seed(seed * 1000 + d.rank + ckpt.step)
+        if self.device.startswith("cuda") and f"cuda/{d.rank}" in rng:
+            torch.cuda.set_rng_state(rng[f"cuda/{d.rank}"])
+        self.say(f"resume: from step {ckpt.step} ({ckpt.path})")
+        return ckpt.step, ckpt.state.get("best_val")
+
+    def _weights_model(self):
+        if self.shadow is not None:
+            sd = get_model_state_dict(self.net, options=self.full)  # every rank takes part
+            if self.d.main:
+                self.shadow.load_state_dict(sd, assign=True)
+            return self.shadow
+        return self.net
+
+    def save(self, step: int, best_val: float | None, is_best: bool, extra: dict) -> None:
+        """A checkpoint of `step` (collective: every rank calls it; rank 0 writes)."""
+        from strata import api
+
+        d = self.d
+        osd = get_optimizer_state_dict(self.net, self.opt, options=self.full)
+        rng = {f"torch/{r}": t for r, t in enumerate(d.gather(torch.get_rng_state()))}
+        if self.device.startswith("cuda"):
+            rng.update({f"cuda/{r}": t for r, t in
+                        enumerate(d.gather(torch.cuda.get_rng_state().to(self.device)))})
+        model = self._weights_model()
+        if d.main:
+            state = {"best_val": best_val, "world_size": d.world, **extra}
+            rel = C.save_checkpoint(self.out, step, lambda p: api.save_weights(model, p), osd, rng, state)
+            C.set_pointer(self.out, "latest", rel)
+            if is_best:
+                C.set_pointer(self.out, "best", rel, val_loss=best_val)
+            C.prune(self.out)
+        d.barrier()
+
+    def save_final(self, path: Path) -> None:
+        """The weights at the end of the run (after the last checkpoint, so the FSDP
+        twin already holds them)."""
+        from strata import api
+
+        if self.d.main:
+            api.save_weights(self.shadow if self.shadow is not None else self.net, path)

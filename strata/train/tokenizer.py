@@ -1,0 +1,264 @@
+"""Tokenizers a run trains on its data and keeps in its folder (`tokenizer.json`):
+char (nanoGPT's: one id per character), byte (256 ids), and BPE (byte-level,
+trained with the `tokenizers` library).  Each reserves the special tokens its
+objective needs (`[MASK]`, `[CLS]`, ...) at the lowest ids.
+
+    >>> tok = CharTokenizer.fit(["hello"], specials=[], limit=65)
+    >>> tok.vocab_size, tok.decode(tok.encode("hole").tolist())
+    (4, 'hole')
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from strata.errors import UsageError
+
+__all__ = ["SPECIALS", "Tokenizer", "CharTokenizer", "ByteTokenizer", "BPETokenizer",
+           "fit_tokenizer", "load_tokenizer", "tokenizer_from_json"]
+
+# Special tokens per objective, at ids 0, 1, ...: a causal LM needs none, so a
+# char-level model's ids are exactly nanoGPT's (the sorted characters).
+SPECIALS = {
+    "causal_lm": [],
+    "mlm": ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"],
+    "seq2seq": ["[PAD]", "[UNK]", "[BOS]", "[EOS]"],
+    "classify": ["[PAD]", "[UNK]", "[CLS]", "[SEP]"],
+}
+UNK = "[UNK]"
+MAX_VOCAB = 1 << 24  # far past any real vocabulary; bounds what a tokenizer.json may claim
+
+
+class Tokenizer:
+    """text <-> ids.  `specials` occupy ids 0..len(specials)-1."""
+
+    kind = ""
+
+    def __init__(self, specials: list[str]):
+        self.specials = list(specials)
+
+    @property
+    def vocab_size(self) -> int:
+        raise NotImplementedError
+
+    def special(self, name: str) -> int:
+        """The id of a special token such as "[MASK]"."""
+        return self.specials.index(name)
+
+    @property
+    def unk(self) -> int | None:
+        return self.specials.index(UNK) if UNK in self.specials else None
+
+    def encode(self, text: str) -> np.ndarray:
+        raise NotImplementedError
+
+    def decode(self, ids: Iterable[int]) -> str:
+        raise NotImplementedError
+
+    def to_json(self) -> dict:
+        raise NotImplementedError
+
+    def dumps(self) -> str:
+        return json.dumps({"format": "strata-tokenizer", "version": 1, "type": self.kind,
+                           "specials": self.specials, **self.to_json()}, ensure_ascii=False)
+
+
+class CharTokenizer(Tokenizer):
+    """One id per character: the specials, then the characters in sorted order.
+    When the data has more distinct characters than the model's vocabulary holds,
+    the most frequent ones are kept and the rest read as `[UNK]`."""
+
+    kind = "char"
+
+    def __init__(self, chars: list[str], specials: list[str]):
+        super().__init__(specials)
+        self.chars = list(chars)
+        k = len(self.specials)
+        cps = np.array([ord(c) for c in self.chars], dtype=np.int64)
+        order = np.argsort(cps)
+        self._cps = cps[order]                     # sorted code points
+        self._ids = (order + k).astype(np.int64)   # their ids
+        self._table = [""] * k + self.chars
+        if self.unk is not None:
+            self._table[self.unk] = "\ufffd"
+
+    @classmethod
+    def fit(cls, texts: Iterable[str], specials: list[str], limit: int) -> "CharTokenizer":
+        counts: Counter = Counter()
+        for t in texts:
+            counts.update(t)
+        specials = list(specials)
+        room = limit - len(specials)
+        if len(counts) > room and UNK not in specials:
+            specials.append(UNK)
+            room -= 1
+        kept = [c for c, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:max(room, 0)]]
+        tok = cls(sorted(kept), specials)
+        tok.dropped = len(counts) - len(kept)
+        tok.dropped_count = sum(n for c, n in counts.items() if c not in set(kept))
+        return tok
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.specials) + len(self.chars)
+
+    def encode(self, text: str) -> np.ndarray:
+        cps = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4").astype(np.int64)
+        if not len(cps):
+            return np.zeros(0, dtype=np.int64)
+        pos = np.searchsorted(self._cps, cps).clip(0, max(len(self._cps) - 1, 0))
+        found = self._cps[pos] == cps if len(self._cps) else np.zeros(len(cps), bool)
+        ids = np.where(found, self._ids[pos] if len(self._ids) else 0, -1)
+        if not found.all():
+            if self.unk is None:
+                missing = sorted({chr(c) for c in cps[~found][:1000]})
+                raise UsageError("the text has characters the tokenizer never saw: "
+                                 + " ".join(repr(c) for c in missing[:10]))
+            ids[~found] = self.unk
+        return ids
+
+    def decode(self, ids: Iterable[int]) -> str:
+        t = self._table
+        return "".join(t[i] if 0 <= i < len(t) else "\ufffd" for i in ids)
+
+    def to_json(self) -> dict:
+        return {"chars": "".join(self.chars)}
+
+
+class ByteTokenizer(Tokenizer):
+    """The UTF-8 bytes: specials, then 256 ids."""
+
+    kind = "byte"
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.specials) + 256
+
+    def encode(self, text: str) -> np.ndarray:
+        return np.frombuffer(text.encode("utf-8", "surrogatepass"), dtype=np.uint8).astype(np.int64) \
+            + len(self.specials)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        k = len(self.specials)
+        return bytes(i - k for i in ids if k <= i < k + 256).decode("utf-8", "replace")
+
+    def to_json(self) -> dict:
+        return {}
+
+
+class BPETokenizer(Tokenizer):
+    """Byte-level BPE (GPT-2's scheme) from the `tokenizers` library."""
+
+    kind = "bpe"
+
+    def __init__(self, hf, specials: list[str]):
+        super().__init__(specials)
+        self.hf = hf
+
+    @classmethod
+    def fit(cls, texts: Iterable[str], specials: list[str], vocab_size: int) -> "BPETokenizer":
+        from tokenizers import Tokenizer as HF
+        from tokenizers import decoders, models, pre_tokenizers, trainers
+
+        hf = HF(models.BPE())
+        hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        hf.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(specials),
+                                      initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                      show_progress=False)
+        hf.train_from_iterator(texts, trainer=trainer)
+        return cls(hf, specials)
+
+    @property
+    def vocab_size(self) -> int:
+        return self.hf.get_vocab_size()
+
+    def encode(self, text: str) -> np.ndarray:
+        # Line by line: byte-level pre-tokenisation never merges across a newline,
+        # so the ids are those of the whole text, and encode_batch uses every core.
+        lines = text.splitlines(keepends=True)
+        out = [np.asarray(e.ids, dtype=np.int64) for e in self.hf.encode_batch(lines)]
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self.hf.decode(list(ids), skip_special_tokens=True)
+
+    def to_json(self) -> dict:
+        return {"tokenizer": json.loads(self.hf.to_str())}
+
+
+def fit_tokenizer(kind: str, texts, objective: str, limit: int, vocab_size: int | None) -> Tokenizer:
+    """Train a tokenizer of `kind` on `texts` (a callable giving a fresh iterator of
+    strings) for a model whose vocabulary holds `limit` ids."""
+    specials = SPECIALS[objective]
+    if kind == "char":
+        return CharTokenizer.fit(texts(), specials, limit)
+    need = len(specials) + 256
+    if kind == "byte":
+        if limit < need:
+            raise UsageError(f"tokenizer byte needs a vocabulary of at least {need} ids "
+                             f"({len(specials)} special + 256 bytes); the model has {limit}")
+        return ByteTokenizer(specials)
+    size = vocab_size or limit
+    if size > limit:
+        raise UsageError(f"vocab_size = {size} is more than the model's vocabulary ({limit})")
+    if size < need:
+        raise UsageError(f"tokenizer bpe needs a vocabulary of at least {need} ids "
+                         f"({len(specials)} special + 256 byte tokens); the model has {limit}: "
+                         "use tokenizer = char, or a larger vocab in the spec")
+    return BPETokenizer.fit(texts(), specials, size)
+
+
+def tokenizer_from_json(text: str, where: str) -> Tokenizer:
+    """A tokenizer from its JSON (as `Tokenizer.dumps` writes it); UsageError naming
+    `where` when it is not one."""
+    def bad(why: str):
+        return UsageError(f"{where}: not a strata tokenizer ({why})")
+
+    try:
+        d = json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise bad(f"invalid JSON: {e}") from None
+    if not isinstance(d, dict) or d.get("format") != "strata-tokenizer":
+        raise bad("no 'format': 'strata-tokenizer'")
+    specials = d.get("specials")
+    if not isinstance(specials, list) or not all(isinstance(s, str) for s in specials) \
+            or len(set(specials)) != len(specials) or len(specials) > 64:
+        raise bad("'specials' should be a short list of distinct strings")
+    kind = d.get("type")
+    if kind == "char":
+        chars = d.get("chars")
+        if not isinstance(chars, str) or len(set(chars)) != len(chars) or len(chars) > MAX_VOCAB:
+            raise bad("'chars' should be a string of distinct characters")
+        return CharTokenizer(list(chars), specials)
+    if kind == "byte":
+        return ByteTokenizer(specials)
+    if kind == "bpe":
+        from tokenizers import Tokenizer as HF
+
+        try:
+            hf = HF.from_str(json.dumps(d.get("tokenizer")))
+        except Exception as e:  # the library's own parse error, whatever its type
+            raise bad(f"BPE model: {e}") from None
+        if hf.get_vocab_size() > MAX_VOCAB:
+            raise bad("vocabulary too large")
+        return BPETokenizer(hf, specials)
+    raise bad(f"unknown type {kind!r}")
+
+
+def load_tokenizer(path: str | Path) -> Tokenizer:
+    path = Path(path)
+    try:
+        if path.stat().st_size > 256 << 20:
+            raise UsageError(f"{path}: too large for a tokenizer")
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"{path}: cannot read ({e})") from None
+    return tokenizer_from_json(text, str(path))

@@ -1,0 +1,113 @@
+"""Checkpoints: a crash in the middle of writing one leaves the previous one
+whole and loadable; weights are in the spec's own names; nothing is unpickled."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+from tests.optional import require
+
+torch = require("torch")
+
+import pytest
+
+import strata
+from strata.backends.torch.weights import WeightsError
+from strata.errors import UsageError
+from strata.train.checkpoint import find_checkpoint
+from tests.train.helpers import GPT, losses, text, write
+
+
+class Killed(BaseException):
+    """Stands for the process dying (not an Exception: nothing may catch it)."""
+
+
+@pytest.fixture
+def setup(tmp_path):
+    return write(tmp_path / "g.arch", GPT), write(tmp_path / "a.txt", text())
+
+
+def _train(spec, data, out, **kw):
+    kw = {"steps": 15, "checkpoint_every": 5, "eval_every": 5, **kw}
+    return strata.train(spec, data=str(data), out=out, progress=False, **kw)
+
+
+@pytest.mark.slow
+def test_crash_while_writing_a_checkpoint_keeps_the_previous_one(setup, tmp_path, monkeypatch):
+    import safetensors.torch as st
+
+    spec, data = setup
+    real, calls = st.save_file, []
+
+    def dying(tensors, filename, metadata=None):
+        calls.append(filename)
+        if len(calls) == 4:  # step 10: model.safetensors, then die halfway through optimizer.safetensors
+            real(tensors, filename, metadata=metadata)
+            with open(filename, "r+b") as f:
+                f.truncate(f.seek(0, 2) // 2)
+            raise Killed
+        return real(tensors, filename, metadata=metadata)
+
+    monkeypatch.setattr(st, "save_file", dying)
+    with pytest.raises(Killed):
+        _train(spec, data, tmp_path / "r")
+    monkeypatch.setattr(st, "save_file", real)
+    run = tmp_path / "r"
+    ckpt = find_checkpoint(run)
+    assert ckpt.step == 5 and json.loads((run / "latest.json").read_text())["step"] == 5
+    assert (run / "checkpoints/step-00000010/model.safetensors").exists()
+    assert not (run / "checkpoints/step-00000010/state.json").exists()
+    model = strata.compile(str(spec), weights=ckpt.weights)     # the previous checkpoint loads
+    assert torch.isfinite(model(torch.zeros(1, 4, dtype=torch.long))).all()
+    osd, rng = ckpt.optimizer()
+    assert "torch/0" in rng and all("exp_avg" in s for s in osd["state"].values())
+    # and the run continues from it as if nothing had happened
+    _train(spec, data, run, resume=True)
+    _train(spec, data, tmp_path / "straight")
+    assert losses(run) == losses(tmp_path / "straight")
+
+
+def test_weights_are_in_the_specs_names_and_load_with_or_without_passes(setup, tmp_path):
+    spec, data = setup
+    run = _train(spec, data, tmp_path / "r")
+    from safetensors import safe_open
+
+    with safe_open(str(run.weights()), "pt") as f:
+        names = set(f.keys())
+    assert "decoder.h.0.attn.q.weight" in names and not any("qkv" in n for n in names)
+    assert "decoder.lm_head.weight" not in names  # tied: stored once
+    ids = torch.randint(0, 128, (2, 16))
+    fused = strata.compile(str(spec), weights=run.weights()).eval()   # passes { fuse_qkv }
+    plain = strata.compile(str(spec), passes=[], weights=run.path / "model.safetensors").eval()
+    torch.testing.assert_close(fused(ids), plain(ids))
+    torch.testing.assert_close(fused(ids), run.model(ids))
+    best = find_checkpoint(run.path, "best")
+    assert best is not None and best.state["best_val"] == min(r[2] for r in losses(run.path) if r[2])
+
+
+def test_only_latest_and_best_are_kept(setup, tmp_path):
+    spec, data = setup
+    run = _train(spec, data, tmp_path / "r", steps=20)
+    kept = sorted(p.name for p in (run.path / "checkpoints").iterdir())
+    named = {json.loads((run.path / f).read_text())["path"].split("/")[1]
+             for f in ("latest.json", "best.json")}
+    assert set(kept) == named and "step-00000020" in kept
+
+
+def test_hostile_pointer_and_pickled_optimizer(setup, tmp_path):
+    spec, data = setup
+    run = _train(spec, data, tmp_path / "r")
+    (run.path / "latest.json").write_text(json.dumps({"step": 5, "path": "../../../etc"}))
+    with pytest.raises(UsageError, match="not a checkpoint pointer"):
+        find_checkpoint(run.path)
+    (run.path / "latest.json").write_text(json.dumps({"step": 15, "path": "checkpoints/step-00000015"}))
+    opt = run.path / "checkpoints/step-00000015/optimizer.safetensors"
+    opt.write_bytes(pickle.dumps({"state": {}}))
+    with pytest.raises(UsageError, match="wrong size; the checkpoint is damaged"):
+        find_checkpoint(run.path)
+    state = json.loads((opt.parent / "state.json").read_text())
+    state["files"]["optimizer.safetensors"] = opt.stat().st_size
+    (opt.parent / "state.json").write_text(json.dumps(state))
+    with pytest.raises(WeightsError, match="pickle"):
+        find_checkpoint(run.path).optimizer()

@@ -1,0 +1,75 @@
+"""torchrun: 2 gloo processes on CPU log the loss curve of 1 process with the same
+seed and global batch (DDP and FSDP2); only rank 0 writes; a checkpoint from 2
+processes resumes on 1."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from tests.optional import require
+
+torch = require("torch")
+
+import pytest
+
+from tests.train.helpers import GPT, ROOT, cli, losses, metrics, text, write
+
+pytestmark = pytest.mark.slow
+
+ARGS = ["--steps", "8", "--eval-every", "4", "--checkpoint-every", "4", "--set", "eval_steps=2",
+        "--set", "schedule=constant(warmup=2)", "-q"]
+
+
+def torchrun(n: int, *args) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
+           "-m", "strata", *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+
+
+def _files(d):
+    return sorted(str(p.relative_to(d)) for p in d.rglob("*") if "cache" not in p.parts)
+
+
+def _close(a, b, tol=1e-5):
+    assert [x[0] for x in a] == [x[0] for x in b]
+    for (s, ta, va), (_, tb, vb) in zip(a, b):
+        for x, y in ((ta, tb), (va, vb)):
+            assert (x is None) == (y is None) and (x is None or abs(x - y) < tol * max(1, abs(x))), (s, x, y)
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("ddp")
+    spec, data = write(tmp / "g.arch", GPT), write(tmp / "a.txt", text())
+    r = cli("train", spec, "--data", data, "--out", tmp / "one", *ARGS)
+    assert r.returncode == 0, r.stderr
+    return spec, data, tmp
+
+
+@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
+def test_two_processes_equal_one(single, mode):
+    spec, data, tmp = single
+    out = tmp / mode
+    fsdp = ["--fsdp"] if mode == "fsdp" else []
+    r = torchrun(2, "train", spec, "--data", data, "--out", out, *ARGS, *fsdp)
+    assert r.returncode == 0, r.stderr[-3000:]
+    _close(losses(tmp / "one"), losses(out))
+    # only rank 0 wrote: one line per step, the same files as one process, no stray temporaries
+    assert [m["step"] for m in metrics(out) if "train_loss" in m] == list(range(1, 9))
+    assert _files(out) == _files(tmp / "one")
+    assert r.stdout.count("step 8") == 1
+
+
+def test_checkpoint_from_two_processes_resumes_on_one(single):
+    spec, data, tmp = single
+    r = torchrun(2, "train", spec, "--data", data, "--out", tmp / "two-then-one", *ARGS)
+    assert r.returncode == 0, r.stderr[-3000:]
+    more = [a if a != "8" else "12" for a in ARGS]  # constant schedule: 8 steps, then 4 more
+    r = cli("train", spec, "--data", data, "--out", tmp / "two-then-one", *more, "--resume")
+    assert r.returncode == 0, r.stderr
+    r = cli("train", spec, "--data", data, "--out", tmp / "one-12", *more)
+    assert r.returncode == 0, r.stderr
+    _close(losses(tmp / "one-12"), losses(tmp / "two-then-one"))

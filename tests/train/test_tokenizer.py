@@ -1,0 +1,97 @@
+"""Tokenizers: nanoGPT's char ids, bytes, BPE from the tokenizers library; saved
+and reloaded exactly; a hostile tokenizer.json is refused with its name."""
+
+from __future__ import annotations
+
+import json
+
+from tests.optional import require
+
+torch = require("torch")
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from strata.errors import UsageError
+from strata.train.tokenizer import (
+    SPECIALS,
+    BPETokenizer,
+    ByteTokenizer,
+    CharTokenizer,
+    fit_tokenizer,
+    load_tokenizer,
+    tokenizer_from_json,
+)
+from tests.train.helpers import text
+
+
+def test_char_ids_are_nanogpts():
+    data = "First Citizen:\nBefore we proceed any further, hear me speak.\n"
+    tok = CharTokenizer.fit([data], [], limit=65)
+    chars = sorted(set(data))  # nanoGPT: stoi = {ch: i for i, ch in enumerate(sorted(set(data)))}
+    assert tok.encode(data).tolist() == [chars.index(c) for c in data]
+    assert tok.decode(tok.encode(data).tolist()) == data and tok.unk is None
+    with pytest.raises(UsageError, match="never saw: 'Z'"):
+        tok.encode("Zebra")
+
+
+def test_char_overflow_keeps_the_most_frequent():
+    tok = CharTokenizer.fit(["aaaabbbcc" + "xyz"], [], limit=4)
+    assert tok.vocab_size == 4 and tok.specials == ["[UNK]"] and tok.chars == ["a", "b", "c"]
+    assert tok.decode(tok.encode("abz").tolist()) == "ab\ufffd"
+    assert tok.dropped == 3
+
+
+def test_specials_come_first():
+    tok = CharTokenizer.fit(["hello"], SPECIALS["mlm"], limit=64)
+    assert [tok.special(s) for s in SPECIALS["mlm"]] == [0, 1, 2, 3, 4]
+    assert tok.encode("h").tolist() == [5 + sorted("helo").index("h")]
+    assert tok.decode([2, 5, 3]) == "e"  # specials decode to nothing
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.text(max_size=50))
+def test_byte_round_trip(s):
+    tok = ByteTokenizer(SPECIALS["seq2seq"])
+    ids = tok.encode(s)
+    assert tok.vocab_size == 260 and (ids >= 4).all() and tok.decode(ids.tolist()) == s
+
+
+def test_bpe_trains_saves_and_reloads(tmp_path):
+    require("tokenizers")
+    tok = fit_tokenizer("bpe", lambda: iter([text(2000)]), "causal_lm", limit=400, vocab_size=300)
+    assert isinstance(tok, BPETokenizer) and 280 < tok.vocab_size <= 300  # merges run out
+    s = "the big red cat sat on the mat.\nand ran far.\n"
+    ids = tok.encode(s)
+    assert len(ids) < len(s) / 2 and tok.decode(ids.tolist()) == s
+    (tmp_path / "t.json").write_text(tok.dumps())
+    again = load_tokenizer(tmp_path / "t.json")
+    assert again.encode(s).tolist() == ids.tolist()
+    with pytest.raises(UsageError, match="at least 256"):
+        fit_tokenizer("bpe", lambda: iter(["ab"]), "causal_lm", limit=100, vocab_size=None)
+
+
+@pytest.mark.parametrize("kind", ["char", "byte"])
+def test_save_and_load_are_exact(kind, tmp_path):
+    tok = fit_tokenizer(kind, lambda: iter(["héllo wörld\n"]), "mlm", limit=300, vocab_size=None)
+    again = tokenizer_from_json(tok.dumps(), "t.json")
+    assert again.specials == tok.specials and again.encode("wörld").tolist() == tok.encode("wörld").tolist()
+
+
+@pytest.mark.parametrize("doc,why", [
+    ("not json", "invalid JSON"),
+    ("[1]", "no 'format'"),
+    ('{"format": "strata-tokenizer", "type": "char", "specials": [1], "chars": "ab"}', "specials"),
+    ('{"format": "strata-tokenizer", "type": "char", "specials": [], "chars": "aa"}', "distinct"),
+    ('{"format": "strata-tokenizer", "type": "wordpiece", "specials": []}', "unknown type"),
+    ('{"format": "strata-tokenizer", "type": "bpe", "specials": [], "tokenizer": {"x": 1}}', "BPE model"),
+])
+def test_hostile_tokenizer_json(doc, why, tmp_path):
+    p = tmp_path / "tokenizer.json"
+    p.write_text(doc)
+    with pytest.raises(UsageError, match=why) as e:
+        load_tokenizer(p)
+    assert str(e.value).startswith(f"{p}: not a strata tokenizer")
+    deep = json.dumps({"format": "strata-tokenizer", "type": "char", "specials": [], "chars": "a"})
+    assert tokenizer_from_json(deep, "t").vocab_size == 1
