@@ -58,8 +58,10 @@ def _apply_passes(g, passes):
     return apply_passes(g)
 
 
-def generate_source(spec_or_path: Any, *, model: str | None = None, passes=None) -> str:
+def generate_source(spec_or_path: Any, *, model: str | None = None, passes=None,
+                    origin: str | None = None) -> str:
     """Readable PyTorch source for a spec; it defines `build()` and needs only torch.
+    `origin` names the spec file in its docstring when `spec_or_path` is a graph.
 
         >>> src = generate_source("specs/gpt2.arch", passes=["fuse_qkv"])   # doctest: +SKIP
     """
@@ -67,7 +69,7 @@ def generate_source(spec_or_path: Any, *, model: str | None = None, passes=None)
     from strata.compiler import as_graph
 
     g = _apply_passes(as_graph(spec_or_path, model=model), passes)
-    return gen(g, origin=_origin(spec_or_path))
+    return gen(g, origin=origin or _origin(spec_or_path))
 
 
 def compile(spec_or_path: Any, *, passes=None, weights: str | Path | None = None,

@@ -18,8 +18,8 @@ from strata.passes.base import PassError
 if TYPE_CHECKING:  # networkx is imported when a graph is rebuilt, not by `strata check`
     import networkx as nx
 
-__all__ = ["PassError", "copy_graph", "fuse_linears", "recount", "rename_output", "reorder",
-           "select", "selected_nodes", "splice", "tie_targets"]
+__all__ = ["PassError", "copy_graph", "fold_layers", "fuse_linears", "recount", "rename_output",
+           "reorder", "select", "selected_nodes", "splice", "tie_targets", "weight_linears"]
 
 
 def copy_graph(g: nx.MultiDiGraph) -> nx.MultiDiGraph:
@@ -132,3 +132,27 @@ def fuse_linears(g: nx.MultiDiGraph, parts: list[str], new_id: str, role: str) -
         for _, dst, d in list(g.out_edges(p, data=True)):
             g.add_edge(split_id, dst, **{**d, "part": i})
     return splice(g, parts, parts[0], [new_id, split_id])
+
+
+def fold_layers(g: nx.MultiDiGraph, marked: dict[str, object]) -> dict[str, object]:
+    """node -> value, with layer indices folded into `*` where every instance
+    of a repeat has the node with the same value (`decoder.h.*.mlp.up`), in
+    the spec's order."""
+    out = dict(marked)
+    for r in g.graph["repeats"]:
+        insts = r["instances"]
+        if len(insts) < 2 or not all(i.rpartition(".")[0] == r["path"] for i in insts):
+            continue
+        by_suffix: dict[str, dict[str, object]] = {}
+        for n, v in out.items():
+            for inst in insts:
+                if n.startswith(inst + "."):
+                    by_suffix.setdefault(n[len(inst) + 1:], {})[inst] = v
+        for suffix, seen in by_suffix.items():
+            values = list(seen.values())
+            if len(seen) == len(insts) and all(v == values[0] for v in values):
+                for inst in insts:
+                    del out[f"{inst}.{suffix}"]
+                out[f"{r['path']}.*.{suffix}"] = values[0]
+    index = {n: i for i, n in enumerate(g.nodes)}  # the spec's order: the first instance's place
+    return dict(sorted(out.items(), key=lambda kv: index.get(kv[0].replace("*", "0"), len(index))))

@@ -194,3 +194,12 @@ def _factor(g: "nx.MultiDiGraph", n: str, rank: int) -> "nx.MultiDiGraph":
         g.add_edge(b, dst, **e)
     rename_output(g, n, b)
     return splice(g, [n], n, [a, b])
+
+
+def explicit_low_rank(g: "nx.MultiDiGraph", record: dict) -> list[str]:
+    """low_rank passes with the ranks an energy fraction chose, one per rank and
+    module pattern (`low_rank(48, on="decoder.h.*.mlp.up")`): what a spec writes."""
+    from strata.passes._rewrite import fold_layers
+
+    folded = fold_layers(g, {n: f["rank"] for n, f in record["factored"].items()})
+    return [f'low_rank({r}, on="{n}")' for n, r in folded.items()]

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from strata.backends.torch import pysafe
+from strata.passes._rewrite import fold_layers as patterns
 
 __all__ = ["PassLowering", "lower_passes"]
 
@@ -60,30 +61,6 @@ class PassLowering:
 
     def __bool__(self) -> bool:
         return bool(self.tables)
-
-
-def patterns(g, marked: dict[str, object]) -> dict[str, object]:
-    """node -> value, with layer indices folded into `*` where every instance
-    of a repeat has the node with the same value."""
-    out = dict(marked)
-    for r in g.graph["repeats"]:
-        insts = r["instances"]
-        if len(insts) < 2:
-            continue
-        by_suffix: dict[str, dict[str, object]] = {}
-        for n, v in out.items():
-            for inst in insts:
-                if n.startswith(inst + "."):
-                    by_suffix.setdefault(n[len(inst) + 1:], {})[inst] = v
-        for suffix, seen in by_suffix.items():
-            values = list(seen.values())
-            if len(seen) == len(insts) and all(v == values[0] for v in values) \
-                    and all(i.rpartition(".")[0] == r["path"] for i in insts):
-                for inst in insts:
-                    del out[f"{inst}.{suffix}"]
-                out[f"{r['path']}.*.{suffix}"] = values[0]
-    index = {n: i for i, n in enumerate(g.nodes)}  # the spec's order: the first instance's place
-    return dict(sorted(out.items(), key=lambda kv: index.get(kv[0].replace("*", "0"), len(index))))
 
 
 def _table(name: str, comment: str, rows: dict[str, str]) -> str:
