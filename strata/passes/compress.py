@@ -98,7 +98,7 @@ def compress(spec: str | Path, weights: str | Path, out: str | Path, *, passes: 
     import torch
     from safetensors.torch import load_file
 
-    from strata.backends.torch.compile import _spec_fit, compile_graph
+    from strata.backends.torch.compile import _device_problems, _spec_fit, compile_graph
     from strata.backends.torch.weights import checkpoint_shapes, save_weights
     from strata.compiler import build_file, build_text
     from strata.compiler.cost import weight_bytes
@@ -128,6 +128,7 @@ def compress(spec: str | Path, weights: str | Path, out: str | Path, *, passes: 
                          f"{Path(spec).name}")
     calib = load_calibration(calibration, g0, tokenizer) if calibration is not None else None
     g, state = transform(g0, dict(tensors), calibration=calib)
+    _device_problems(g, None)  # what cannot run here is refused before anything is written
     kept, notes, structured, lora = _classify(g)
     for a in reversed(lora):  # merged: the compressed model is for serving
         state = make_pass("lora", a["options"]).revert(a["record"], state)

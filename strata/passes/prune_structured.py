@@ -42,6 +42,10 @@ def shrink(graph: "nx.MultiDiGraph", amount: float, on: str | None, label: str):
     for c in comps:
         out[c] = _mlp(g, c, amount, label) if g.graph["components"][c]["kind"] == "mlp" \
             else _attention(g, c, amount, label)
+        if out[c]["keep"] == out[c]["of"]:
+            what = "MLP neurons" if out[c]["kind"] == "mlp" else "key/value head groups"
+            raise PassError(f"{label}: removes nothing from '{c}': {amount:g} of its {out[c]['of']} "
+                            f"{what} rounds to none (select other layers, or prune more)")
         _reshape_edges(g, c)
     before = sum(r["of"] for r in out.values())
     return g, {"components": out, "units": before, "removed": sum(r["of"] - r["keep"] for r in out.values())}
