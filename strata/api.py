@@ -74,7 +74,7 @@ def generate_source(spec_or_path: Any, *, model: str | None = None, passes=None,
 
 def compile(spec_or_path: Any, *, passes=None, weights: str | Path | None = None,
             device=None, dtype=None, model: str | None = None, calibration=None,
-            quantize: bool = True, cast: bool = False):
+            quantize: bool | str = True, cast: bool = False):
     """Build a spec into an `nn.Module` (from generated source), with its passes
     applied to the weights: `weights` (safetensors, in the spec's own names or the
     compiled model's; cast to the model's dtype only when `cast=True`) go through
@@ -88,7 +88,8 @@ def compile(spec_or_path: Any, *, passes=None, weights: str | Path | None = None
     the spec's syntax, or {"name", "options"} dicts), [] none.  calibration: token
     ids (N, T) or a file (.safetensors of ids, or text) for the passes that read
     activations (Wanda, activation-aware low rank).  quantize=False keeps float
-    weights (training with QAT prepares the model itself).  `device="meta"`
+    weights (training with QAT prepares the model itself); quantize="torch_compile"
+    picks the kernels that are fastest once the model is torch.compile'd.  `device="meta"`
     builds the structure without allocating (for 70B specs); on the CPU a model
     whose parameters do not fit in the memory available is refused before
     anything is allocated (`strata.resources.TooLargeError`).

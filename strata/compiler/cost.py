@@ -63,15 +63,20 @@ def inactive_parameters(g: nx.MultiDiGraph) -> int:
     return out
 
 
-def node_weight_bytes(d: dict) -> int:
+def node_weight_bytes(d: dict, g: nx.MultiDiGraph | None = None) -> int:
     """Bytes of one node's parameters as the compiled model holds them: fp32, or a
     quantized linear's weight in torchao's layout (int8: one byte a weight and an
     fp32 scale + int8 zero point per row; int4: half a byte a weight and a bf16
     scale and zero point per group, its bias in bf16; fp8: one byte a weight and
-    an fp32 scale per row)."""
+    an fp32 scale per row).  A tied head that is quantized holds its own copy."""
     a = d["attrs"]
     total = 0
-    for k, s in d["params"].items():
+    params = dict(d["params"])
+    if a.get("quant_scheme") and "weight" in d["tied"] and g is not None:
+        # a tied head quantized on its own: a copy of the embedding at the head's precision
+        node, _, name = d["tied"]["weight"].rpartition(".")
+        params["weight"] = g.nodes[node]["params"][name]
+    for k, s in params.items():
         n = prod(s)
         q = a.get("quant_scheme") if d["op"] == "linear" else None
         if q is None or k.startswith("lora_"):
@@ -91,7 +96,7 @@ def node_weight_bytes(d: dict) -> int:
 
 def weight_bytes(g: nx.MultiDiGraph) -> int:
     """Bytes of all parameters as compiled (quantized linears at their precision)."""
-    return sum(node_weight_bytes(d) for _, d in g.nodes(data=True))
+    return sum(node_weight_bytes(d, g) for _, d in g.nodes(data=True))
 
 
 def trainable(g: nx.MultiDiGraph) -> int:

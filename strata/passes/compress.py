@@ -152,7 +152,7 @@ def compress(spec: str | Path, weights: str | Path, out: str | Path, *, passes: 
     before = param_count(g0)
     rep = {
         "spec": str(spec), "weights": str(weights), "model": g0.graph["name"],
-        "passes": [{"pass": p["name"], "options": p["options"], "report": line}
+        "passes": [{"pass": p["name"], "options": p["options"], "report": line, **_details(p["record"])}
                    for p, line in zip(g.graph["applied"], report(g))],
         "written_passes": kept, "notes": notes,
         "parameters": {"before": before, "after": param_count(small.strata_graph)},
@@ -165,6 +165,21 @@ def compress(spec: str | Path, weights: str | Path, out: str | Path, *, passes: 
     }
     write_atomic(out / "report.json", json.dumps(rep, indent=2) + "\n")
     return CompressResult(out, rep)
+
+
+def _details(record: dict) -> dict:
+    """The per-layer figures of a pass's record worth keeping: low-rank errors,
+    densities after masks, ranks, and heads / neurons kept."""
+    out = {}
+    if record.get("error"):
+        out["relative_error"] = record["error"]
+    if record.get("density"):
+        out["density"] = record["density"]
+    if record.get("factored"):
+        out["ranks"] = {n: f["rank"] for n, f in record["factored"].items()}
+    if record.get("components"):
+        out["kept"] = {c: {"kept": r["keep"], "of": r["of"]} for c, r in record["components"].items()}
+    return out
 
 
 def _plain(g0):

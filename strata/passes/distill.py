@@ -26,9 +26,9 @@ if TYPE_CHECKING:
 class DistillOptions(Options):
     """Train this (student) model against a teacher spec's logits."""
 
-    teacher: str
-    temperature: PositiveFloat = 2.0
-    alpha: float = Field(0.5, ge=0, le=1)
+    teacher: str = Field(description="a spec file (relative to this one) or a model of this file")
+    temperature: PositiveFloat = Field(2.0, description="softens both distributions")
+    alpha: float = Field(0.5, ge=0, le=1, description="weight of the distillation loss against the task's")
     weights: str | None = Field(None, description="teacher weights (.safetensors)")
 
 

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 class LoRAOptions(Options):
     """Add trainable low-rank adapters (LoRA) to linear layers; the rest freezes."""
 
-    rank: PositiveInt
+    rank: PositiveInt = Field(description="the adapters' rank r")
     alpha: PositiveFloat | None = Field(None, description="scale alpha / rank; default: rank (scale 1)")
     dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the adapter's input")
     on: str | None = Field(None, description="module path glob or component kind; default all")

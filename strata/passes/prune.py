@@ -40,7 +40,8 @@ class PruneOptions(Options):
     semi-structured sparsity (CUDA sm80+)."""
 
     amount: float = Field(gt=0, lt=1, description="the fraction removed")
-    method: Literal["magnitude", "wanda", "structured", "2:4"] = "magnitude"
+    method: Literal["magnitude", "wanda", "structured", "2:4"] = Field(
+        "magnitude", description="smallest |W|; smallest |W|*||X|| per row; whole heads and neurons; 2 of 4")
     scope: Literal["layer", "global"] = Field("layer", description="magnitude: one threshold per "
                                                "layer or one over all selected layers")
     on: str | None = Field(None, description="module path glob or component kind; default all")

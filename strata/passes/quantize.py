@@ -21,8 +21,11 @@ kernel for the device the model is on (strata/backends/torch/runtime_passes.py):
 
 `qat=true` asks `strata train` to train with fake quantization of the same
 scheme (torchao QATConfig prepare -> train -> convert; strata/passes/qat.py).
-Tied heads are skipped (their weight is the embedding's); the weight bytes the
-summary prints are those of torchao's layout (strata.compiler.cost.weight_bytes).
+A tied head (its weight is the embedding's) is quantized only when the
+selector names it (`on="decoder.lm_head"`): it then multiplies by a quantized
+copy while the embedding lookup keeps the float table, so the bytes grow by the
+copy.  The weight bytes the summary prints are those of torchao's layout
+(strata.compiler.cost.weight_bytes).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from pydantic import Field
 
 from strata.components.base import Options
 from strata.compiler.cost import node_weight_bytes
-from strata.passes._rewrite import PassError, copy_graph, weight_linears
+from strata.passes._rewrite import PassError, copy_graph, selected_nodes, weight_linears
 from strata.passes.base import Pass
 
 if TYPE_CHECKING:
@@ -51,7 +54,8 @@ class QuantizeOptions(Options):
     """Quantize the weights of linear layers (int8 dynamic, int8 / int4 weight-only,
     fp8 on CUDA sm89+); `qat=true` trains with fake quantization first."""
 
-    scheme: Literal["int8_dynamic", "int8_weight", "int4_weight", "fp8"]
+    scheme: Literal["int8_dynamic", "int8_weight", "int4_weight", "fp8"] = Field(
+        description="int8 weights and activations; int8 or int4 weights only; fp8 (CUDA sm89+)")
     on: str | None = Field(None, description="module path glob or component kind; default all")
     group_size: Literal[32, 64, 128, 256] = Field(128, description="int4_weight: weights per scale "
                                                   "along the input (torchao's sizes)")
@@ -87,6 +91,8 @@ class Quantize(Pass):
         o = self.o
         g = copy_graph(graph)
         nodes = weight_linears(g, o.on)
+        if o.on is not None:  # a tied head named by the selector runs on an int8 copy of the embedding
+            nodes += [n for n in selected_nodes(g, o.on) if "weight" in g.nodes[n]["tied"]]
         adapted = [n for n in nodes if g.nodes[n]["attrs"].get("lora")]
         if adapted:
             raise PassError(f"{self.label()}: '{adapted[0]}' carries LoRA adapters; merge them first "
@@ -95,19 +101,19 @@ class Quantize(Pass):
             raise PassError(f"{self.label()}: the selection holds no linear layer of its own "
                             "(a tied head's weight is the embedding's)")
         if o.scheme == "int4_weight":
-            bad = [n for n in nodes if g.nodes[n]["params"]["weight"][1] % o.group_size]
+            bad = [n for n in nodes if g.nodes[n]["attrs"]["in"] % o.group_size]
             if bad:
-                widths = {g.nodes[n]["params"]["weight"][1] for n in nodes}
+                widths = {g.nodes[n]["attrs"]["in"] for n in nodes}
                 common = 0
                 for w in widths:
                     common = gcd(common, w)
                 fits = [s for s in (256, 128, 64, 32) if common % s == 0]
                 raise PassError(
-                    f"{self.label()}: '{bad[0]}' has {g.nodes[bad[0]]['params']['weight'][1]} input "
+                    f"{self.label()}: '{bad[0]}' has {g.nodes[bad[0]]['attrs']['in']} input "
                     f"features, not a multiple of group_size={o.group_size}"
                     + (f"; group_size={fits[0]} fits every selected layer" if fits else
                        "; no int4 group size fits every selected layer: select fewer layers"))
-        before = sum(node_weight_bytes(g.nodes[n]) for n in nodes)
+        before = sum(node_weight_bytes(g.nodes[n], g) for n in nodes)
         label, bits = SCHEMES[o.scheme]
         for n in nodes:
             a = g.nodes[n]["attrs"]
@@ -116,11 +122,16 @@ class Quantize(Pass):
                 a["group_size"] = o.group_size
             if o.qat:
                 a["qat"] = True
-        after = sum(node_weight_bytes(g.nodes[n]) for n in nodes)
-        return self.done(g, {"linears": nodes, "bytes_before": before, "bytes_after": after})
+        after = sum(node_weight_bytes(g.nodes[n], g) for n in nodes)
+        tied = [n for n in nodes if "weight" in g.nodes[n]["tied"]]
+        return self.done(g, {"linears": nodes, "tied": tied, "bytes_before": before, "bytes_after": after})
 
     def report(self, record: dict) -> str:
         n = len(record["linears"])
         mib = 2 ** 20
-        return (f"quantize ({self.o.scheme}): {n} linear{'s' * (n != 1)}, "
-                f"{record['bytes_before'] / mib:.1f} MiB -> {record['bytes_after'] / mib:.1f} MiB")
+        s = (f"quantize ({self.o.scheme}): {n} linear{'s' * (n != 1)}, "
+             f"{record['bytes_before'] / mib:.1f} MiB -> {record['bytes_after'] / mib:.1f} MiB")
+        if record.get("tied"):
+            s += (f" (the tied {', '.join(record['tied'])} multiplies by a quantized copy of its "
+                  "embedding, which stays float)")
+        return s

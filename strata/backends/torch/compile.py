@@ -154,7 +154,7 @@ def compile_graph(g0, *, origin=None, weights=None, device=None, dtype=None, cal
             if fn is None:
                 continue
             try:
-                fn(net)
+                fn(net, torch_compile=True) if step == "quantize" and quantize == "torch_compile" else fn(net)
             except RuntimeError as e:
                 raise UsageError(f"{step}: {e}") from None
         net.strata_report += list(getattr(net, "sparsity", [])) + list(getattr(net, "quantization", []))

@@ -105,12 +105,13 @@ def lower_passes(g, out) -> PassLowering:
         low.tables.append(_table("QUANTIZE", "quantize: these linears' kernels (* = any layer)", rows))
         fn = _need(out, "quantize_linears")
         low.after.append(
-            "def quantize(model):\n"
+            "def quantize(model, torch_compile=False):\n"
             '    """Quantize the linears of QUANTIZE in place, with the fastest kernel for the\n'
-            "    device the model is on; call it once float weights are loaded:\n"
+            "    device the model is on (torch_compile=True: the fastest once torch.compile\n"
+            "    fuses it); call it once float weights are loaded:\n"
             "    `model.load_state_dict(...); quantize(model)`.  model.quantization names the\n"
             '    kernels that ran."""\n'
-            f"    return {fn}(model, QUANTIZE)\n")
+            f"    return {fn}(model, QUANTIZE, torch_compile)\n")
     sparse = g.graph.get("sparse_2_4") or []
     if sparse:
         low.tables.append("SPARSE_2_4 = [  # prune(method=\"2:4\"): two of every four weights kept\n"

@@ -108,8 +108,11 @@ def _model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
         return {k: v for k, v in model.state_dict().items() if k not in ties}
     state = {k: v for k, v in model.state_dict().items() if k not in ties
              and not any(k.startswith(q + ".") for q in quantized)}
+    g = getattr(model, "strata_graph", None)
     for q in quantized:
         w, b = _dequantized(model.get_submodule(q))
+        if g is not None and q in g and "weight" in g.nodes[q]["tied"]:
+            continue  # a tied head's quantized copy: its float weight is the embedding's
         state[f"{q}.weight"] = w
         if b is not None:
             state[f"{q}.bias"] = b
