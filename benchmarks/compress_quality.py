@@ -25,9 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +35,7 @@ from _timing import interleaved
 import strata.api
 from strata.compiler.cost import weight_bytes
 
+ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "specs" / "tiny_shakespeare.arch"
 CTX, BATCH = 64, 12
 

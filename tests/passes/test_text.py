@@ -67,7 +67,7 @@ def test_cli_pass_on_summary_compile_diagram(gpt, capsys, tmp_path):
     assert "prune (structured): 256 of 512 MLP neurons removed" in out
     assert main(["compile", str(gpt), "--pass", 'quantize(int8_dynamic, on="mlp")']) == 0
     src = capsys.readouterr().out
-    assert "def quantize(model):" in src and f"from {gpt}" in src
+    assert "def quantize(model, torch_compile=False):" in src and f"from {gpt}" in src
     assert main(["diagram", str(gpt), "--pass", 'quantize(int8_dynamic, on="mlp")', "--level", "block"]) == 0
     assert "int8" in capsys.readouterr().out
     assert main(["summary", str(gpt), "--pass", "quantize(int9)"]) == 1

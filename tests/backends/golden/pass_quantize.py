@@ -206,12 +206,13 @@ def _ao_dynamic():
     return quantize_dynamic, per_channel_dynamic_qconfig, engine
 
 
-def _quantize(model, scheme, group_size, names, device):
+def _quantize(model, scheme, group_size, names, device, torch_compile=False):
     """Quantize the linears `names` of `model` with `scheme`; return the kernel used."""
     import warnings
 
     chosen = set(names)
-    if scheme == "int8_dynamic" and device.type == "cpu" and (ao := _ao_dynamic()) is not None:
+    eager_cpu = device.type == "cpu" and not torch_compile  # torch.compile fuses torchao's best
+    if scheme == "int8_dynamic" and eager_cpu and (ao := _ao_dynamic()) is not None:
         quantize_dynamic, qconfig, engine = ao
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -249,17 +250,18 @@ def _quantize(model, scheme, group_size, names, device):
     return kernel
 
 
-def quantize_linears(model, table):
+def quantize_linears(model, table, torch_compile=False):
     """Quantize the linears named in `table` (path -> dict(scheme, group_size)) in
-    place, with the fastest kernel for the device the model is on; records the
-    kernels in `model.quantization` and returns the model."""
+    place, with the fastest kernel for the device the model is on (in eager mode,
+    or under torch.compile when `torch_compile`); records the kernels in
+    `model.quantization` and returns the model."""
     groups = {}
     for name, _, q in named_linears(model, table):
         groups.setdefault((q["scheme"], q.get("group_size")), []).append(name)
     device = next(model.parameters()).device
     used = []
     for (scheme, group_size), names in groups.items():
-        kernel = _quantize(model, scheme, group_size, names, device)
+        kernel = _quantize(model, scheme, group_size, names, device, torch_compile)
         used.append(f"{scheme}: {len(names)} linear{'s' * (len(names) != 1)} on {kernel}")
     model.quantization = used
     return model
@@ -384,9 +386,10 @@ def build(config=None, **changes):
     return TinyLlama(replace(config or Config(), **changes))
 
 
-def quantize(model):
+def quantize(model, torch_compile=False):
     """Quantize the linears of QUANTIZE in place, with the fastest kernel for the
-    device the model is on; call it once float weights are loaded:
+    device the model is on (torch_compile=True: the fastest once torch.compile
+    fuses it); call it once float weights are loaded:
     `model.load_state_dict(...); quantize(model)`.  model.quantization names the
     kernels that ran."""
-    return quantize_linears(model, QUANTIZE)
+    return quantize_linears(model, QUANTIZE, torch_compile)
