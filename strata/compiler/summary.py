@@ -247,5 +247,8 @@ def print_summary(g: nx.MultiDiGraph, depth: int | None = None, console=None) ->
         f"training state       {_bytes(m['training_fp32_bytes'])} (fp32 weights, grads, AdamW)\n"
         f"KV cache             {_bytes(m['kv_cache_bf16_bytes_per_token'])} per token (bf16)",
         highlight=False)
-    for line in pass_reports(g):
-        console.print(f"pass                 {line}", highlight=False, soft_wrap=True)
+    for line in pass_reports(g):  # wrapped under its text, within 80 columns
+        import textwrap
+
+        console.print(textwrap.fill(line, 80, initial_indent="pass                 ",
+                                    subsequent_indent=" " * 21), highlight=False, soft_wrap=True)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
 
-torch = pytest.importorskip("torch")
+from tests.optional import require
+
+torch = require("torch")
 
 from strata.api import compile, save_weights  # noqa: E402
 

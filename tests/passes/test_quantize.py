@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import pytest
 
+from tests.optional import require
 from tests.passes.helpers import LLAMA, ids, logits, spec_file, sqnr, torch, weights
 
-pytest.importorskip("torchao")
+require("torchao")
 
 from strata.api import compile, generate_source, load_weights, save_weights  # noqa: E402
 from strata.backends.torch.weights import WeightsError  # noqa: E402
