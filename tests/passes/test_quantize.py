@@ -122,3 +122,25 @@ def test_the_seed_spec_is_int8_when_compiled():
     assert len(q) == 48 and all(n.endswith("lm_head") for n in linears if n not in q)
     src = torch.randint(0, 100, (1, 7))
     assert net(src, src).shape[:2] == (1, 7)
+
+
+def test_generated_file_quantizes_without_strata(llama, tmp_path):
+    """The written file builds, quantizes (torch.ao on CPU: torch alone) and runs
+    where strata is not installed."""
+    import subprocess
+    import sys
+
+    from strata.cli import main
+
+    spec, _ = llama
+    out = tmp_path / "model.py"
+    assert main(["compile", str(spec), "--pass", 'quantize(int8_dynamic, on="mlp")', "-o", str(out)]) == 0
+    script = ("import sys\nsys.modules['strata'] = None\nimport torch, model\n"
+              "m = model.quantize(model.build().eval())\n"
+              "assert m(torch.zeros(1, 5, dtype=torch.long)).shape == (1, 5, 96)\n"
+              "print(m.quantization[0])\n")
+    code = f"import sys; sys.path.insert(0, {str(tmp_path)!r}); exec({script!r})"
+    r = subprocess.run([sys.executable, "-I", "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=120, check=False)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("int8_dynamic: 6 linears on torch.ao dynamic int8")
