@@ -32,13 +32,28 @@ def qat_linears(model) -> dict[str, tuple[str, int | None]]:
             for n, d in g.nodes(data=True) if d["op"] == "linear" and d["attrs"].get("qat")}
 
 
-def _configs(scheme: str, group_size: int | None):
-    import torch
+def _qat_api():
+    """torchao's QAT module, imported as quietly as torchao.quantization (its
+    import registers enums with torch's pytree, which logs a warning each)."""
+    import logging
 
     from strata.backends.torch.runtime_passes import _torchao
 
-    _torchao()  # quiet import of torchao.quantization (and a clear error without it)
-    from torchao.quantization.qat import IntxFakeQuantizeConfig
+    _torchao()  # a clear error without torchao
+    quiet = logging.getLogger("torch.utils._pytree")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        import torchao.quantization.qat as qat
+    finally:
+        quiet.setLevel(level)
+    return qat
+
+
+def _configs(scheme: str, group_size: int | None):
+    import torch
+
+    IntxFakeQuantizeConfig = _qat_api().IntxFakeQuantizeConfig
 
     if scheme == "int8_dynamic":
         return (IntxFakeQuantizeConfig(torch.int8, "per_token", is_symmetric=False),
