@@ -24,9 +24,14 @@ MAX_ROWS = 64        # calibration rows (Wanda's paper uses 128 sequences; a few
 BATCH = 8            # rows per forward
 
 
+MAX_LENGTH = 512     # tokens per calibration row, at most
+
+
 def _context(g) -> int:
-    v = g.graph["vars"].get("ctx")
-    return v if isinstance(v, int) and v > 0 else 512
+    """The row length: the model's positions (ctx, or its learned table), at most MAX_LENGTH."""
+    from strata.compiler.cost import seq_len
+
+    return min(seq_len(g), MAX_LENGTH)
 
 
 def _vocab(g) -> int | None:

@@ -56,3 +56,14 @@ def test_a_quantizing_spec_trains_in_float(tmp_path):
                        eval_every=4, progress=False)
     assert run.val_loss is not None
     assert type(run.model.decoder.h[0].mlp.up.weight) is torch.nn.Parameter
+
+
+def test_compress_calibrates_on_text_with_the_runs_tokenizer(tmp_path):
+    from strata.passes.compress import compress
+
+    spec, data = _spec(tmp_path, "fuse_qkv"), write(tmp_path / "a.txt", text())
+    run = strata.train(spec, data=str(data), out=tmp_path / "r", steps=4, eval_every=4, progress=False)
+    r = compress(spec, run.weights(), tmp_path / "out", passes=['prune(0.5, method=wanda, on="mlp")'],
+                 calibration=str(data), tokenizer=str(run.path / "tokenizer.json")).report
+    assert r["passes"][-1]["report"].startswith("prune (wanda): 8,192 weights zeroed in 4 linears")
+    assert all(d == 0.5 for d in r["passes"][-1]["density"].values())
