@@ -52,11 +52,12 @@ def check(spec: Any, *, model: str | None = None) -> dict:
 
 
 def summary(spec: Any, *, model: str | None = None) -> dict:
-    """Modules, kinds, shapes, parameters, FLOPs and memory of a spec, as data
-    (what `strata summary --json` prints)."""
+    """Modules, kinds, shapes, parameters, FLOPs and memory of a spec after its
+    passes, as data (what `strata summary --json` prints)."""
     from strata.compiler.summary import summary_dict
+    from strata.passes import apply_passes
 
-    return summary_dict(build(spec, model=model))
+    return summary_dict(apply_passes(build(spec, model=model)))  # the model as compiled
 
 
 def convert(path: str, to: str | None = None) -> str:

@@ -21,22 +21,36 @@ def _origin(spec_or_path: Any) -> str | None:
     return str(spec_or_path) if is_spec_path(spec_or_path) else None
 
 
-def _pass_entry(p) -> dict:
+def _pass_entries(g, passes) -> list[dict]:
+    """Pass entries from text in the spec's syntax ("fuse_qkv",
+    'quantize(int8_dynamic, on="mlp")', located errors) or {"name", "options"} dicts."""
     from strata.dsl.registry import PASSES
 
-    if isinstance(p, str):
-        p = {"name": p, "options": {}}
-    spec = PASSES.get(p["name"])
-    if spec is None:
-        raise ValueError(f"unknown pass {p['name']!r}; passes: {', '.join(PASSES)}")
-    return {"name": p["name"], "options": spec.options(**p.get("options", {})).model_dump()}
+    out = []
+    for i, p in enumerate(passes):
+        if isinstance(p, str):
+            from strata.passes.text import parse_pass_texts
+
+            out += parse_pass_texts([p], g, file=f"<passes[{i}]>")
+            continue
+        spec = PASSES.get(p["name"])
+        if spec is None:
+            raise ValueError(f"unknown pass {p['name']!r}; passes: {', '.join(PASSES)}")
+        out.append({"name": p["name"], "options": spec.options(**p.get("options", {})).model_dump()})
+    return out
+
+
+def _with_passes(g, passes):
+    """The graph with `passes` (None: the spec's own; [] none) to apply."""
+    if passes is not None:
+        g.graph["passes"] = _pass_entries(g, passes)
+    return g
 
 
 def _apply_passes(g, passes):
-    """Run the spec's passes, or `passes` instead when given (names or
-    {"name", "options"} dicts; [] runs none)."""
-    if passes is not None:
-        g.graph["passes"] = [_pass_entry(p) for p in passes]
+    """Run the spec's passes, or `passes` instead when given (text or
+    {"name", "options"} dicts; [] runs none).  Graph only: no weights."""
+    g = _with_passes(g, passes)
     if not g.graph.get("passes"):
         return g
     from strata.passes import apply_passes
@@ -44,58 +58,49 @@ def _apply_passes(g, passes):
     return apply_passes(g)
 
 
-def generate_source(spec_or_path: Any, *, model: str | None = None, passes=None) -> str:
+def generate_source(spec_or_path: Any, *, model: str | None = None, passes=None,
+                    origin: str | None = None) -> str:
     """Readable PyTorch source for a spec; it defines `build()` and needs only torch.
+    `origin` names the spec file in its docstring when `spec_or_path` is a graph.
 
-        >>> src = generate_source("specs/gpt2.arch")   # doctest: +SKIP
+        >>> src = generate_source("specs/gpt2.arch", passes=["fuse_qkv"])   # doctest: +SKIP
     """
     from strata.backends.torch import generate_source as gen
     from strata.compiler import as_graph
 
     g = _apply_passes(as_graph(spec_or_path, model=model), passes)
-    return gen(g, origin=_origin(spec_or_path))
+    return gen(g, origin=origin or _origin(spec_or_path))
 
 
 def compile(spec_or_path: Any, *, passes=None, weights: str | Path | None = None,
-            device=None, dtype=None, model: str | None = None, cast: bool = False):
-    """Build a spec into an `nn.Module` (from generated source), optionally load
-    safetensors `weights` (cast to the model's dtype only when `cast=True`) and
-    move it to `device` / `dtype`.
+            device=None, dtype=None, model: str | None = None, calibration=None,
+            quantize: bool | str = True, cast: bool = False):
+    """Build a spec into an `nn.Module` (from generated source), with its passes
+    applied to the weights: `weights` (safetensors, in the spec's own names or the
+    compiled model's; cast to the model's dtype only when `cast=True`) go through
+    every pass; quantization then runs on them.
 
         >>> m = compile("specs/tiny_shakespeare.arch", device="cpu")   # doctest: +SKIP
+        >>> q = compile("specs/gpt2.arch", weights="gpt2.safetensors",
+        ...             passes=['quantize(int8_dynamic, on="mlp")'])  # doctest: +SKIP
 
-    `device="meta"` builds the structure without allocating (for 70B specs); on
-    the CPU a model whose parameters do not fit in the memory available is
-    refused before anything is allocated (`strata.resources.TooLargeError`).
+    passes: None runs the spec's `passes { }`, a list runs those instead (text in
+    the spec's syntax, or {"name", "options"} dicts), [] none.  calibration: token
+    ids (N, T) or a file (.safetensors of ids, or text) for the passes that read
+    activations (Wanda, activation-aware low rank).  quantize=False keeps float
+    weights (training with QAT prepares the model itself); quantize="torch_compile"
+    picks the kernels that are fastest once the model is torch.compile'd.  `device="meta"`
+    builds the structure without allocating (for 70B specs); on the CPU a model
+    whose parameters do not fit in the memory available is refused before
+    anything is allocated (`strata.resources.TooLargeError`).
+    `model.strata_report` says what each pass did and which kernels run.
     """
-    import torch
-
-    from strata.backends.torch.loader import load_source
+    from strata.backends.torch.compile import compile_graph
     from strata.compiler import as_graph
 
-    g = _apply_passes(as_graph(spec_or_path, model=model), passes)
-    from strata.backends.torch import generate_source as gen
-
-    source = gen(g, origin=_origin(spec_or_path))
-    module = load_source(source, g.graph["name"])
-    if device is None or torch.device(device).type == "cpu":
-        from strata.resources import check_fits
-
-        n = g.graph["parameters"]  # built in the default dtype first, whatever `dtype` says
-        check_fits(n * torch.get_default_dtype().itemsize, f"{g.graph['name']} ({n:,} parameters)",
-                   'build it with device="meta" to inspect it without allocating')
-    if device is not None:
-        with torch.device(device):
-            net = module.build()
-    else:
-        net = module.build()
-    if dtype is not None:
-        net = net.to(dtype=dtype)
-    net.strata_source = source
-    net.strata_graph = g
-    if weights is not None:
-        load_weights(net, weights, cast=cast)
-    return net
+    g0 = _with_passes(as_graph(spec_or_path, model=model), passes)
+    return compile_graph(g0, origin=_origin(spec_or_path), weights=weights, device=device,
+                         dtype=dtype, calibration=calibration, quantize=quantize, cast=cast)
 
 
 def load_weights(model, path: str | Path, *, strict: bool = True, cast: bool = False):

@@ -32,15 +32,28 @@ def _cmd_check(args) -> int:
     return EXIT_OK
 
 
+def _graph(args):
+    """The spec's IR with the --pass passes appended to its own (parsed in the
+    spec's syntax; a mistake is located in the flag's text)."""
+    graph = strata.build(_spec_path(args.spec), model=args.model)
+    if getattr(args, "passes", None):
+        from strata.passes.text import parse_pass_texts
+
+        graph.graph["passes"] = list(graph.graph["passes"]) + parse_pass_texts(args.passes, graph)
+    return graph
+
+
 def _cmd_summary(args) -> int:
+    graph = _graph(args)  # strata.summary runs its passes: the model as compiled
     if args.json:
         import json
 
-        print(json.dumps(strata.summary(_spec_path(args.spec), model=args.model), indent=2))
+        print(json.dumps(strata.summary(graph), indent=2))
     else:
         from strata.compiler.summary import print_summary
+        from strata.passes import apply_passes
 
-        print_summary(strata.build(_spec_path(args.spec), model=args.model), depth=args.depth)
+        print_summary(apply_passes(graph), depth=args.depth)
     return EXIT_OK
 
 
@@ -63,7 +76,7 @@ def _cmd_compile(args) -> int:
 
     _refuse_own_input(args.output, args.spec)
     try:
-        source = strata.generate_source(_spec_path(args.spec), model=args.model)
+        source = strata.generate_source(_graph(args), origin=args.spec)
     except CodegenError as e:
         print(f"{args.spec}: error: {e}", file=sys.stderr)
         return EXIT_SPEC
@@ -85,8 +98,8 @@ def _cmd_diagram(args) -> int:
     suffix = Path(args.output).suffix if args.output else ""
     fmt = args.format or SUFFIX_FORMAT.get(suffix) or "mermaid"
     try:  # DotMissing: no `dot` binary (svg, png) or no graphviz python package
-        d = strata.diagram(_spec_path(args.spec), format=fmt, level=args.level, direction=args.direction,
-                    unfold=args.unfold, after_passes=args.after_passes, model=args.model)
+        d = strata.diagram(_graph(args), format=fmt, level=args.level, direction=args.direction,
+                           unfold=args.unfold, after_passes=args.after_passes or bool(args.passes))
         data = d.render()
     except DotMissing as e:
         raise UsageError(str(e)) from None
@@ -221,6 +234,25 @@ def _cmd_eval(args) -> int:
     return EXIT_OK
 
 
+def _cmd_passes(args) -> int:
+    from strata.passes.listing import describe_passes
+
+    sys.stdout.write(describe_passes())
+    return EXIT_OK
+
+
+def _cmd_compress(args) -> int:
+    from strata.passes.compress import compress
+
+    _refuse_own_input(args.output, args.spec)
+    with _weights_errors():
+        result = compress(args.spec, args.weights, args.output, passes=args.passes or [], model=args.model,
+                          calibration=args.calibration, tokenizer=args.tokenizer, overwrite=args.overwrite)
+    for line in result.lines():
+        print(line)
+    return EXIT_OK
+
+
 def _add_spec(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", help="a .arch or .yaml spec file")
     p.add_argument("--model", help="which model of the file (default: the last one)")
@@ -274,6 +306,12 @@ def _add_train_commands(sub) -> None:
     p.set_defaults(func=_cmd_eval)
 
 
+def _add_pass(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pass", dest="passes", action="append", metavar="PASS",
+                   help="apply this pass after the spec's own, in the spec's syntax, e.g. "
+                        "--pass 'quantize(int8_dynamic, on=\"mlp\")' (repeatable; `strata passes` lists them)")
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="strata", description="Declarative model assembly for transformer language models.")
@@ -288,6 +326,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--depth", type=int, default=None,
                    help="show modules down to this path depth (default: all, repeats folded)")
+    _add_pass(p)
     p.set_defaults(func=_cmd_summary)
 
     p = sub.add_parser("ir", help="print the graph IR as a table")
@@ -297,6 +336,7 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compile", help="write a spec as readable PyTorch source (runs with torch alone)")
     _add_spec(p)
     p.add_argument("-o", "--output", help="write to this .py file (atomically) instead of stdout")
+    _add_pass(p)
     p.set_defaults(func=_cmd_compile)
 
     p = sub.add_parser("diagram", help="draw a spec as Mermaid or Graphviz (dot, svg, png)")
@@ -310,7 +350,23 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--after-passes", action="store_true",
                    help="apply the spec's passes first (fused, quantized, low-rank, distill)")
     p.add_argument("-o", "--output", help="write to this file (atomically) instead of stdout")
+    _add_pass(p)
     p.set_defaults(func=_cmd_diagram)
+
+    p = sub.add_parser("passes", help="list every pass with its options")
+    p.set_defaults(func=_cmd_passes)
+
+    p = sub.add_parser("compress", help="apply passes to a checkpoint: a smaller spec, its weights, a report")
+    _add_spec(p)
+    p.add_argument("--weights", required=True, help="the spec's weights (.safetensors, in its own names)")
+    _add_pass(p)
+    p.add_argument("--calibration", help="token ids (.safetensors) or text (with --tokenizer) for "
+                   "Wanda and activation-aware low rank")
+    p.add_argument("--tokenizer", help="the tokenizer.json of the run that trained the weights "
+                   "(to read text calibration data)")
+    p.add_argument("-o", "--output", required=True, help="folder for model.arch, weights.safetensors, report.json")
+    p.add_argument("--overwrite", action="store_true", help="replace the files of an earlier compress in OUT")
+    p.set_defaults(func=_cmd_compress)
 
     p = sub.add_parser("import-hf", help="import a Hugging Face model folder as a spec + weights")
     p.add_argument("src", help="folder with config.json and model.safetensors (or a sharded index)")

@@ -38,9 +38,7 @@ def node_flops(g: nx.MultiDiGraph, n: str, ctx: int) -> int:
     """Forward FLOPs per token of one node."""
     d = g.nodes[n]
     a = d["attrs"]
-    if d["op"] == "linear":
-        if a.get("rank"):
-            return 2 * a["rank"] * (a["in"] + a["out"])
+    if d["op"] == "linear":  # a low-rank pair is two linears: 2*in*r + 2*r*out
         return 2 * a["in"] * a["out"]
     if d["op"] == "attention":
         span = min(ctx, a["window"]) if a.get("window") else ctx
@@ -65,6 +63,49 @@ def inactive_parameters(g: nx.MultiDiGraph) -> int:
     return out
 
 
+def node_weight_bytes(d: dict, g: nx.MultiDiGraph | None = None) -> int:
+    """Bytes of one node's parameters as the compiled model holds them: fp32, or a
+    quantized linear's weight in torchao's layout (int8: one byte a weight and an
+    fp32 scale + int8 zero point per row; int4: half a byte a weight and a bf16
+    scale and zero point per group, its bias in bf16; fp8: one byte a weight and
+    an fp32 scale per row).  A tied head that is quantized holds its own copy."""
+    a = d["attrs"]
+    total = 0
+    params = dict(d["params"])
+    if a.get("quant_scheme") and "weight" in d["tied"] and g is not None:
+        # a tied head quantized on its own: a copy of the embedding at the head's precision
+        node, _, name = d["tied"]["weight"].rpartition(".")
+        params["weight"] = g.nodes[node]["params"][name]
+    for k, s in params.items():
+        n = prod(s)
+        q = a.get("quant_scheme") if d["op"] == "linear" else None
+        if q is None or k.startswith("lora_"):
+            total += 4 * n
+        elif k == "weight":
+            rows = s[0]
+            if q == "int4_weight":
+                total += n // 2 + (n // a["group_size"]) * 2 * 2
+            elif q == "fp8":
+                total += n + rows * 4
+            else:
+                total += n + rows * (4 + 1)
+        else:  # bias
+            total += (2 if q == "int4_weight" else 4) * n
+    return total
+
+
+def weight_bytes(g: nx.MultiDiGraph) -> int:
+    """Bytes of all parameters as compiled (quantized linears at their precision)."""
+    return sum(node_weight_bytes(d, g) for _, d in g.nodes(data=True))
+
+
+def trainable(g: nx.MultiDiGraph) -> int:
+    """Parameters that train: only the adapters when the lora pass added some."""
+    lora = sum(prod(s) for _, d in g.nodes(data=True) for k, s in d["params"].items()
+               if k.startswith("lora_"))
+    return lora or sum(prod(s) for _, d in g.nodes(data=True) for s in d["params"].values())
+
+
 def analyze(g: nx.MultiDiGraph) -> dict:
     """Totals for the whole model: parameters, FLOPs per token, memory."""
     ctx = seq_len(g)
@@ -78,7 +119,8 @@ def analyze(g: nx.MultiDiGraph) -> dict:
             kv_per_token += 2 * d["attrs"]["kv_heads"] * d["attrs"]["head_dim"]
     return {
         "parameters": params,
-        "trainable_parameters": params,
+        "trainable_parameters": trainable(g),
+        "nonzero_parameters": g.graph.get("nonzero_parameters", params),
         "non_embedding_parameters": params - embedding,
         # what one token runs through: a mixture of experts uses top_k of its experts
         "active_parameters": params - inactive_parameters(g),
@@ -86,6 +128,7 @@ def analyze(g: nx.MultiDiGraph) -> dict:
         "flops_per_token": flops,
         "training_flops_per_token": 3 * flops,
         "memory": {
+            "weights_bytes": weight_bytes(g),  # as compiled: quantized layers at their precision
             "weights_fp32_bytes": params * 4,
             "weights_bf16_bytes": params * 2,
             # weights + grads + AdamW's two moments, all fp32

@@ -81,8 +81,19 @@ def summary_dict(g: nx.MultiDiGraph) -> dict:
         "outputs": dict(g.graph["outputs"]),
         "repeats": repeats,
         "passes": [{"name": p["name"], "options": p["options"]} for p in g.graph["passes"]],
+        "applied": [{"name": p["name"], "options": p["options"], "report": r}
+                    for p, r in zip(g.graph.get("applied", []), pass_reports(g))],
         "modules": _component_rows(g),
     }
+
+
+def pass_reports(g: nx.MultiDiGraph) -> list[str]:
+    """What each applied pass did (strata.passes.report), when any ran."""
+    if not g.graph.get("applied"):
+        return []
+    from strata.passes import report
+
+    return report(g)
 
 
 def human(n: float) -> str:
@@ -218,14 +229,26 @@ def print_summary(g: nx.MultiDiGraph, depth: int | None = None, console=None) ->
     m = a["memory"]
     n = a["active_parameters"]  # a mixture of experts runs top_k of them per token
     active = f"active per token     {n:,} ({human(n)}, top_k experts)\n" if n != a["parameters"] else ""
+    quantized = m["weights_bytes"] != m["weights_fp32_bytes"]
+    nonzero = (f"nonzero              {a['nonzero_parameters']:,} "
+               f"({a['nonzero_parameters'] / max(a['parameters'], 1):.1%}: pruned weights are zeros)\n"
+               if a["nonzero_parameters"] != a["parameters"] else "")
+    weights = (f"{_bytes(m['weights_bytes'])} as compiled (quantized linears), "
+               f"{_bytes(m['weights_fp32_bytes'])} fp32" if quantized else
+               f"{_bytes(m['weights_fp32_bytes'])} fp32, {_bytes(m['weights_bf16_bytes'])} bf16")
     console.print(
         f"parameters           {a['parameters']:,} ({human(a['parameters'])})\n"
         f"trainable            {a['trainable_parameters']:,}\n"
+        + nonzero +
         f"non-embedding        {a['non_embedding_parameters']:,}\n{active}"
         f"FLOPs per token      {human(a['flops_per_token'])} forward, "
         f"{human(a['training_flops_per_token'])} training (at T={a['seq_len']})\n"
-        f"weights              {_bytes(m['weights_fp32_bytes'])} fp32, "
-        f"{_bytes(m['weights_bf16_bytes'])} bf16\n"
+        f"weights              {weights}\n"
         f"training state       {_bytes(m['training_fp32_bytes'])} (fp32 weights, grads, AdamW)\n"
         f"KV cache             {_bytes(m['kv_cache_bf16_bytes_per_token'])} per token (bf16)",
         highlight=False)
+    for line in pass_reports(g):  # wrapped under its text, within 80 columns
+        import textwrap
+
+        console.print(textwrap.fill(line, 80, initial_indent="pass                 ",
+                                    subsequent_indent=" " * 21), highlight=False, soft_wrap=True)

@@ -45,31 +45,9 @@ def torch_dropout(ctx, c):
 
 
 def linear_module(ctx, c, *, out_sym=None) -> str:
-    """nn.Linear for a linear-like component, or the low-rank pair the low_rank
-    pass made of it (b(a(x)), W = B A)."""
-    rank = c.facts.get("low_rank")
-    if rank:
-        a, b = c.node("a")["attrs"], c.node("b")["attrs"]
-        cls = ctx.define("LowRankLinear", LOW_RANK_SOURCE)
-        args = ctx.call_args([(a["in"], c.d_sym), (rank, None), (b["out"], out_sym)],
-                             [("bias", bool(b.get("bias")), None, False)])
-        return f"{cls}({args})"
+    """nn.Linear for a linear-like component (a low_rank pass factors it in build())."""
     a = c.node()["attrs"]
     return f"nn.Linear({ctx.call_args([(a['in'], c.d_sym), (a['out'], out_sym)], [('bias', bool(a['bias']), c.syms.get('bias'), True)])})"
-
-
-LOW_RANK_SOURCE = '''\
-class {name}(nn.Module):
-    """A linear layer factored to rank r by the low_rank pass: b(a(x)), W = B A."""
-
-    def __init__(self, d_in, rank, d_out, bias=False):
-        super().__init__()
-        self.a = nn.Linear(d_in, rank, bias=False)
-        self.b = nn.Linear(rank, d_out, bias=bias)
-
-    def forward(self, x):
-        return self.b(self.a(x))
-'''
 
 
 def torch_linear(ctx, c):

@@ -1,7 +1,8 @@
 """The registry of passes and train settings, each with its option schema.
 
 The same schemas validate both surfaces and feed `strata schema`; components
-are registered in `strata.components` (re-exported here as COMPONENTS).
+are registered in `strata.components` (re-exported here as COMPONENTS), passes
+in `strata.passes` (one file per pass; PASSES is read from them).
 
     >>> PASSES["quantize"].options(scheme="int8_dynamic").group_size
     128
@@ -9,6 +10,7 @@ are registered in `strata.components` (re-exported here as COMPONENTS).
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -17,53 +19,10 @@ from pydantic import Field, PositiveFloat, PositiveInt
 from strata.components import COMPONENTS, GATED, Options  # noqa: F401 - re-exported
 
 # Components (the vocabulary of model bodies) are defined in strata/components/,
-# one module per family; passes and train settings are here.
+# one module per family; passes in strata/passes/, one file per pass; train
+# settings are here.
 
 # ------------------------------------------------------------------ passes
-
-class FuseQKV(Options):
-    """Fuse the q, k, v projections of each attention into one matmul."""
-
-    on: str | None = Field(None, description="module path glob or component kind; default all")
-
-
-class FuseMLP(Options):
-    """Fuse the gate and up projections of gated MLPs into one matmul."""
-
-    on: str | None = None
-
-
-class Quantize(Options):
-    """Quantize the weights of linear layers."""
-
-    scheme: Literal["int8_dynamic", "int8_weight", "int4_weight", "fp8"]
-    on: str | None = None
-    group_size: PositiveInt = 128
-
-
-class Prune(Options):
-    """Zero a fraction of weights (magnitude) or remove whole rows (structured)."""
-
-    amount: float = Field(gt=0, lt=1)
-    method: Literal["magnitude", "structured"] = "magnitude"
-    on: str | None = None
-
-
-class LowRank(Options):
-    """Replace a linear layer W [out, in] by two factors of rank r (SVD on load)."""
-
-    rank: PositiveInt
-    on: str | None = None
-
-
-class Distill(Options):
-    """Train this (student) model against a teacher spec's logits."""
-
-    teacher: str
-    temperature: PositiveFloat = 2.0
-    alpha: float = Field(0.5, ge=0, le=1)
-    weights: str | None = Field(None, description="teacher weights (.safetensors)")
-
 
 @dataclass(frozen=True)
 class PassSpec:
@@ -76,14 +35,31 @@ class PassSpec:
         return (self.options.__doc__ or "").strip()
 
 
-PASSES: dict[str, PassSpec] = {p.name: p for p in [
-    PassSpec("fuse_qkv", FuseQKV, ()),
-    PassSpec("fuse_mlp", FuseMLP, ()),
-    PassSpec("quantize", Quantize, ("scheme",)),
-    PassSpec("prune", Prune, ("amount",)),
-    PassSpec("low_rank", LowRank, ("rank",)),
-    PassSpec("distill", Distill, ("teacher",)),
-]}
+class _Passes(Mapping):
+    """name -> PassSpec, built from the pass classes of `strata.passes` (one
+    file per pass holds its options) on first use: `strata.passes` imports the
+    compiler, which imports this module, so the import waits until a lookup."""
+
+    _table: dict[str, PassSpec] | None = None
+
+    def _load(self) -> dict[str, PassSpec]:
+        if self._table is None:
+            from strata.passes import REGISTRY
+
+            self._table = {n: PassSpec(n, p.options, p.positional) for n, p in REGISTRY.items()}
+        return self._table
+
+    def __getitem__(self, name: str) -> PassSpec:
+        return self._load()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._load())
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+
+PASSES: Mapping[str, PassSpec] = _Passes()
 
 
 # ------------------------------------------------------------------ train

@@ -1,5 +1,6 @@
-"""IR-level passes: each a frozen dataclass with `name`, its options and
-`run(graph) -> graph`, returning a new graph that passes `ir.lint`.
+"""Passes: one file per pass, each a `Pass` class holding its options schema,
+its graph rewrite, its weight transform and its report (see base.py).  The
+registry below is what specs, `strata passes` and `strata schema` read.
 
     >>> from strata.compiler import build_text
     >>> g = build_text('''
@@ -8,54 +9,95 @@
     >>> h = apply_passes(g)
     >>> "s.attn.qkv" in h, h.graph["parameters"] == g.graph["parameters"]
     (True, True)
+    >>> report(h)
+    ['fuse_qkv: fused 3 q/k/v projections into 1 matmul']
 
-The pipeline, in the order a spec lists its passes:
+The pipeline runs in the order a spec lists its passes; each pass records what
+it did in g.graph["applied"], which is how a checkpoint is carried across the
+passes later (strata/passes/weights.py).
 """
 
 from __future__ import annotations
 
-import networkx as nx
+from typing import TYPE_CHECKING
 
-from strata.compiler import ir
-from strata.passes._rewrite import PassError
+from strata.passes.base import Pass, PassContext, PassError
 from strata.passes.distill import Distill
 from strata.passes.fuse_mlp import FuseMLP
 from strata.passes.fuse_qkv import FuseQKV
+from strata.passes.lora import LoRA
 from strata.passes.low_rank import LowRank
 from strata.passes.prune import Prune
 from strata.passes.quantize import Quantize
-from strata.errors import Diagnostic, SpecError
 
-__all__ = ["REGISTRY", "PassError", "apply_passes", "make_pass"]
+if TYPE_CHECKING:
+    import networkx as nx
 
-REGISTRY = {
-    "fuse_qkv": FuseQKV,    # q, k, v projections -> one qkv matmul + split
-    "fuse_mlp": FuseMLP,    # gate, up projections -> one gate_up matmul + split
-    "quantize": Quantize,   # mark linears int8 / int4 / fp8
-    "prune": Prune,         # mark linears pruned (fraction)
-    "low_rank": LowRank,    # W [out, in] -> B [out, r] A [r, in]
-    "distill": Distill,     # record the teacher (graph unchanged)
-}
+__all__ = ["REGISTRY", "Pass", "PassContext", "PassError", "apply_passes", "make_pass", "report"]
 
-
-def make_pass(name: str, options: dict):
-    """A pass object from its registry name and validated options."""
-    return REGISTRY[name](**options)
+REGISTRY: dict[str, type[Pass]] = {p.name: p for p in [
+    FuseQKV,    # q, k, v projections -> one qkv matmul + split
+    FuseMLP,    # gate, up projections -> one gate_up matmul + split
+    Quantize,   # int8 dynamic / int8, int4 weight-only / fp8 kernels after loading
+    Prune,      # magnitude / Wanda masks, structured heads and neurons, 2:4
+    LowRank,    # W [out, in] -> B [out, r] A [r, in] by truncated SVD
+    LoRA,       # trainable low-rank adapters; the rest frozen
+    Distill,    # record the teacher (graph unchanged; strata train distills)
+]}
 
 
-def apply_passes(g: nx.MultiDiGraph, *, lint: bool = True) -> nx.MultiDiGraph:
-    """Apply g.graph["passes"] in order; the result records them in
-    g.graph["applied"] and has an empty `passes` list."""
-    todo = list(g.graph.get("passes", []))
-    applied = list(g.graph.get("applied", []))
-    for p in todo:
+def make_pass(name: str, options: dict) -> Pass:
+    """A pass object from its registry name and options (validated here)."""
+    cls = REGISTRY[name]
+    return cls(cls.options(**options))
+
+
+def _spec_error(e: PassError, entry: dict):
+    from strata.errors import Diagnostic, SpecError
+
+    sources = {}
+    if "source" in entry:
+        sources[entry["source"][0]] = entry["source"][1]
+    elif entry.get("span") is not None and entry["span"].file:
         try:
-            g = make_pass(p["name"], p["options"]).run(g)
+            from pathlib import Path
+
+            sources[entry["span"].file] = Path(entry["span"].file).read_text(encoding="utf-8")
+        except OSError:
+            pass
+    return SpecError([Diagnostic(str(e), entry.get("span"))], sources)
+
+
+def apply_passes(g: "nx.MultiDiGraph", *, lint: bool = True, ctx: PassContext | None = None,
+                 on_pass=None) -> "nx.MultiDiGraph":
+    """Apply g.graph["passes"] in order; the result records them in
+    g.graph["applied"] (with what each did) and has an empty `passes` list.
+    `ctx` carries weights and calibration data for the passes that use them;
+    `on_pass(p, before, after)` is called after each pass (the weight pipeline)."""
+    from strata.compiler import ir
+
+    todo = list(g.graph.get("passes", []))
+    if not todo:
+        return g
+    if "spec_params" not in g.graph:  # the shapes a checkpoint in the spec's own names has
+        g.graph["spec_params"] = ir.state_dict_shapes(g)
+    ctx = ctx or PassContext()
+    for entry in todo:
+        p = make_pass(entry["name"], entry["options"])
+        ctx.graph = g
+        try:
+            h = p.run(g, ctx)
+            if on_pass is not None:
+                on_pass(p, g, h)
         except PassError as e:
-            raise SpecError([Diagnostic(str(e), p.get("span"))]) from None
+            raise _spec_error(e, entry) from None
         if lint:
-            ir.lint(g)
-        applied.append({k: v for k, v in p.items() if k != "span"})
+            ir.lint(h)
+        g = h
     g.graph["passes"] = []
-    g.graph["applied"] = applied
     return g
+
+
+def report(g: "nx.MultiDiGraph") -> list[str]:
+    """One line per applied pass: what it did."""
+    return [make_pass(a["name"], a["options"]).report(a["record"]) for a in g.graph.get("applied", [])]

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable
-
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from strata.compiler import ir
 from strata.compiler.select import select
+from strata.passes.base import PassError
 
+if TYPE_CHECKING:  # networkx is imported when a graph is rebuilt, not by `strata check`
+    import networkx as nx
 
-class PassError(Exception):
-    """A pass cannot apply to this graph (a spec mistake the person can fix)."""
+__all__ = ["PassError", "copy_graph", "fold_layers", "fuse_linears", "recount", "rename_output",
+           "reorder", "select", "selected_nodes", "splice", "tie_targets", "weight_linears"]
 
 
 def copy_graph(g: nx.MultiDiGraph) -> nx.MultiDiGraph:
@@ -37,8 +39,18 @@ def selected_nodes(g: nx.MultiDiGraph, on: str | None, op: str = "linear") -> li
     return out
 
 
+def weight_linears(g: nx.MultiDiGraph, on: str | None) -> list[str]:
+    """Selected linears that own their weight: a tied head's weight belongs to
+    the embedding it is tied to, so passes leave it alone."""
+    tied = tie_targets(g)
+    return [n for n in selected_nodes(g, on) if "weight" in g.nodes[n]["params"]
+            and f"{n}.weight" not in tied]
+
+
 def reorder(g: nx.MultiDiGraph, order: Iterable[str]) -> nx.MultiDiGraph:
     """A copy of `g` whose nodes are inserted in `order` (every node exactly once)."""
+    import networkx as nx
+
     h = nx.MultiDiGraph()
     h.graph.update(g.graph)
     for n in order:
@@ -85,6 +97,10 @@ def recount(g: nx.MultiDiGraph) -> nx.MultiDiGraph:
     return g
 
 
+# Marks of earlier passes a rewritten linear keeps (quantize marks, prune density).
+CARRIED = ("quant", "quant_scheme", "quant_bits", "group_size", "density", "prune_method")
+
+
 def fuse_linears(g: nx.MultiDiGraph, parts: list[str], new_id: str, role: str) -> nx.MultiDiGraph:
     """Replace linears `parts` (same input, same in-width) by one linear `new_id`
     whose weight stacks theirs [sum(out), in], followed by a `split` op
@@ -101,9 +117,11 @@ def fuse_linears(g: nx.MultiDiGraph, parts: list[str], new_id: str, role: str) -
         params["bias"] = (total,)
     roles = [g.nodes[p]["attrs"].get("role", p.rpartition(".")[2]) for p in parts]
     shape_out = e_in["shape"][:-1] + (total,)
+    marks = {k: v for k, v in first["attrs"].items() if k in CARRIED
+             and all(g.nodes[p]["attrs"].get(k) == v for p in parts)}
     ir.add_node(g, new_id, "linear", scope=first["scope"], component=first["component"],
                 kind=first["kind"], span=first["span"],
-                attrs={"in": d_in, "out": total, "bias": bias, "role": role, "fused": roles},
+                attrs={"in": d_in, "out": total, "bias": bias, "role": role, "fused": roles, **marks},
                 params=params)
     split_id = f"{new_id}_split"
     ir.add_node(g, split_id, "split", scope=first["scope"], component=first["component"],
@@ -114,3 +132,27 @@ def fuse_linears(g: nx.MultiDiGraph, parts: list[str], new_id: str, role: str) -
         for _, dst, d in list(g.out_edges(p, data=True)):
             g.add_edge(split_id, dst, **{**d, "part": i})
     return splice(g, parts, parts[0], [new_id, split_id])
+
+
+def fold_layers(g: nx.MultiDiGraph, marked: dict[str, object]) -> dict[str, object]:
+    """node -> value, with layer indices folded into `*` where every instance
+    of a repeat has the node with the same value (`decoder.h.*.mlp.up`), in
+    the spec's order."""
+    out = dict(marked)
+    for r in g.graph["repeats"]:
+        insts = r["instances"]
+        if len(insts) < 2 or not all(i.rpartition(".")[0] == r["path"] for i in insts):
+            continue
+        by_suffix: dict[str, dict[str, object]] = {}
+        for n, v in out.items():
+            for inst in insts:
+                if n.startswith(inst + "."):
+                    by_suffix.setdefault(n[len(inst) + 1:], {})[inst] = v
+        for suffix, seen in by_suffix.items():
+            values = list(seen.values())
+            if len(seen) == len(insts) and all(v == values[0] for v in values):
+                for inst in insts:
+                    del out[f"{inst}.{suffix}"]
+                out[f"{r['path']}.*.{suffix}"] = values[0]
+    index = {n: i for i, n in enumerate(g.nodes)}  # the spec's order: the first instance's place
+    return dict(sorted(out.items(), key=lambda kv: index.get(kv[0].replace("*", "0"), len(index))))

@@ -4,22 +4,35 @@ g.graph["distill"] = {teacher, temperature, alpha, weights, teacher_name,
 teacher_parameters}.  The teacher is a spec path (relative to this spec's
 file) or the name of another model in the same file; when it builds, its name
 and parameter count are recorded so diagrams can draw "teacher → student".
-The graph itself is unchanged.
+The graph itself is unchanged; `strata train` runs the distillation.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import networkx as nx
+from pydantic import Field, PositiveFloat
 
+from strata.components.base import Options
 from strata.errors import SpecError, UsageError
+from strata.passes._rewrite import copy_graph
+from strata.passes.base import Pass
 
-from strata.passes._rewrite import copy_graph, recount
+if TYPE_CHECKING:
+    import networkx as nx
 
 
-def _spec_file(g: nx.MultiDiGraph) -> str | None:
+class DistillOptions(Options):
+    """Train this (student) model against a teacher spec's logits."""
+
+    teacher: str = Field(description="a spec file (relative to this one) or a model of this file")
+    temperature: PositiveFloat = Field(2.0, description="softens both distributions")
+    alpha: float = Field(0.5, ge=0, le=1, description="weight of the distillation loss against the task's")
+    weights: str | None = Field(None, description="teacher weights (.safetensors)")
+
+
+def _spec_file(g: "nx.MultiDiGraph") -> str | None:
     for s in g.graph["stacks"]:
         span = s.get("span")
         if span is not None and getattr(span, "file", None):
@@ -27,7 +40,7 @@ def _spec_file(g: nx.MultiDiGraph) -> str | None:
     return None
 
 
-def _teacher(g: nx.MultiDiGraph, teacher: str) -> tuple[str | None, int | None]:
+def _teacher(g: "nx.MultiDiGraph", teacher: str) -> tuple[str | None, int | None]:
     from strata.compiler import build_file
 
     here = _spec_file(g)
@@ -46,18 +59,20 @@ def _teacher(g: nx.MultiDiGraph, teacher: str) -> tuple[str | None, int | None]:
     return t.graph["name"], t.graph["parameters"]
 
 
-@dataclass(frozen=True)
-class Distill:
-    teacher: str
-    temperature: float = 2.0
-    alpha: float = 0.5
-    weights: str | None = None
-    name: str = "distill"
+class Distill(Pass):
+    name = "distill"
+    options = DistillOptions
+    positional = ("teacher",)
 
-    def run(self, graph: nx.MultiDiGraph) -> nx.MultiDiGraph:
+    def run(self, graph: "nx.MultiDiGraph", ctx=None) -> "nx.MultiDiGraph":
         g = copy_graph(graph)
-        name, params = _teacher(g, self.teacher)
-        g.graph["distill"] = {"teacher": self.teacher, "temperature": self.temperature,
-                              "alpha": self.alpha, "weights": self.weights,
+        o = self.o
+        name, params = _teacher(g, o.teacher)
+        g.graph["distill"] = {"teacher": o.teacher, "temperature": o.temperature,
+                              "alpha": o.alpha, "weights": o.weights,
                               "teacher_name": name, "teacher_parameters": params}
-        return recount(g)
+        return self.done(g, {"teacher_name": name, "teacher_parameters": params})
+
+    def report(self, record: dict) -> str:
+        who = record["teacher_name"] or self.o.teacher
+        return f"distill: trains against {who} (temperature {self.o.temperature}, alpha {self.o.alpha})"

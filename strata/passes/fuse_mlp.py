@@ -1,32 +1,48 @@
 """fuse_mlp: one matmul for the gate and up projections of gated MLPs (SwiGLU,
 GeGLU): gate_up = x [Wg; Wu]^T, then split into gate and up.  Parameter count
-is unchanged; the checkpoint transform concatenates the weights along dim 0."""
+is unchanged; the weight transform concatenates along dim 0 (and splits back)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import networkx as nx
+from pydantic import Field
 
 from strata.compiler import ir
-from strata.passes._rewrite import copy_graph, fuse_linears, recount, select
+from strata.components.base import Options
+from strata.passes._fusion import FusionPass
+from strata.passes._rewrite import copy_graph, fuse_linears, select
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 
-@dataclass(frozen=True)
-class FuseMLP:
-    on: str | None = None
-    name: str = "fuse_mlp"
+class FuseMLPOptions(Options):
+    """Fuse the gate and up projections of gated MLPs into one matmul."""
 
-    def run(self, graph: nx.MultiDiGraph) -> nx.MultiDiGraph:
+    on: str | None = Field(None, description="module path glob or component kind; default all")
+
+
+class FuseMLP(FusionPass):
+    name = "fuse_mlp"
+    options = FuseMLPOptions
+    what = "gate/up projections"
+
+    def run(self, graph: "nx.MultiDiGraph", ctx=None) -> "nx.MultiDiGraph":
         g = copy_graph(graph)
-        comps = [c for c in select(g, self.on) if g.graph["components"].get(c, {}).get("kind")
+        comps = [c for c in select(g, self.o.on) if g.graph["components"].get(c, {}).get("kind")
                  == "mlp"]
+        fused = {}
         for comp in comps:
             gate, up = f"{comp}.gate", f"{comp}.up"
             if gate not in g or up not in g:
                 continue  # not gated: nothing to fuse
+            if any(g.nodes[n]["op"] != "linear" or g.nodes[n]["attrs"].get("lora") for n in (gate, up)):
+                continue
             if ir.operands(g, gate)[0][0] != ir.operands(g, up)[0][0]:
                 continue
+            sizes = [g.nodes[gate]["attrs"]["out"], g.nodes[up]["attrs"]["out"]]
             g = fuse_linears(g, [gate, up], f"{comp}.gate_up", "gate_up")
             g.graph["components"][comp].setdefault("facts", {})["fused"] = "gate_up"
-        return recount(g)
+            fused[f"{comp}.gate_up"] = {"parts": [gate, up], "sizes": sizes}
+        return self.done(g, {"fused": fused})

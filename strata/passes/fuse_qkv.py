@@ -4,41 +4,55 @@
 
 Projections are fused when they read the same tensor: all three in
 self-attention, k and v (as `kv`) in cross-attention.  Parameter count is
-unchanged; the checkpoint transform concatenates the weights along dim 0.
+unchanged; the weight transform concatenates along dim 0 (and splits back).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import networkx as nx
+from pydantic import Field
 
 from strata.compiler import ir
-from strata.passes._rewrite import copy_graph, fuse_linears, recount, select
+from strata.components.base import Options
+from strata.passes._fusion import FusionPass
+from strata.passes._rewrite import copy_graph, fuse_linears, select
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 ROLES = ("q", "k", "v")
 
 
-@dataclass(frozen=True)
-class FuseQKV:
-    on: str | None = None
-    name: str = "fuse_qkv"
+class FuseQKVOptions(Options):
+    """Fuse the q, k, v projections of each attention into one matmul."""
 
-    def run(self, graph: nx.MultiDiGraph) -> nx.MultiDiGraph:
+    on: str | None = Field(None, description="module path glob or component kind; default all")
+
+
+class FuseQKV(FusionPass):
+    name = "fuse_qkv"
+    options = FuseQKVOptions
+    what = "q/k/v projections"
+
+    def run(self, graph: "nx.MultiDiGraph", ctx=None) -> "nx.MultiDiGraph":
         g = copy_graph(graph)
-        comps = [c for c in select(g, self.on) if g.graph["components"].get(c, {}).get("category")
+        comps = [c for c in select(g, self.o.on) if g.graph["components"].get(c, {}).get("category")
                  == "attention"]
+        fused = {}
         for comp in comps:
             by_src: dict[str, list[str]] = {}
             for r in ROLES:
                 n = f"{comp}.{r}"
-                if n in g and g.nodes[n]["op"] == "linear":
+                if n in g and g.nodes[n]["op"] == "linear" and not g.nodes[n]["attrs"].get("lora"):
                     (src, _), = ir.operands(g, n)
                     by_src.setdefault(src, []).append(n)
             for parts in by_src.values():
                 if len(parts) < 2:
                     continue
                 role = "".join(g.nodes[p]["attrs"]["role"] for p in parts)
+                sizes = [g.nodes[p]["attrs"]["out"] for p in parts]
                 g = fuse_linears(g, parts, f"{comp}.{role}", role)
                 g.graph["components"][comp].setdefault("facts", {})["fused"] = role
-        return recount(g)
+                fused[f"{comp}.{role}"] = {"parts": parts, "sizes": sizes}
+        return self.done(g, {"fused": fused})

@@ -5,73 +5,201 @@
 The original node is removed; `<name>.a` takes its input and `<name>.b` (which
 keeps the bias) feeds its consumers, so state_dict keys read `q.a.weight`,
 `q.b.weight`, `q.b.bias`.  Parameters change by r*(in + out) - in*out per layer.
-Layers where r >= min(in, out) (no saving) and tied weights are left alone.
+
+The weights are carried over by truncated SVD, W ~ U_r S_r V_r^T with
+B = U_r S_r^1/2 and A = S_r^1/2 V_r^T: the best rank-r approximation in the
+Frobenius norm (Eckart-Young), whose relative error sqrt(sum_{i>r} s_i^2) / ||W||
+is reported per layer.  `energy=f` picks, per layer, the smallest rank keeping
+a fraction f of sum s_i^2 (so it needs the weights).  `activation_aware=true`
+(ASVD, Yuan et al. 2023) first scales W's input channels by the mean |x| the
+calibration data sends into them, so the SVD keeps what the activations use:
+W S = U S' V^T, A = S'^1/2 V^T S^-1.
+
+Layers where the factors hold no fewer parameters than W, and tied weights,
+are left alone; a selection that leaves nothing to factor is an error.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import networkx as nx
+from pydantic import Field, PositiveInt, model_validator
 
 from strata.compiler import ir
+from strata.components.base import Options
 from strata.passes._rewrite import (
+    CARRIED,
     PassError,
     copy_graph,
-    recount,
     rename_output,
-    selected_nodes,
     splice,
-    tie_targets,
+    weight_linears,
 )
+from strata.passes.base import Pass
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+ASVD_ALPHA = 0.5  # the exponent of ASVD's activation scaling (the paper's default)
 
 
-@dataclass(frozen=True)
-class LowRank:
-    rank: int
-    on: str | None = None
-    name: str = "low_rank"
+class LowRankOptions(Options):
+    """Replace linear layers W [out, in] by two factors B [out, r] A [r, in], the
+    truncated SVD of the weights, to a rank or a retained-energy fraction."""
 
-    def run(self, graph: nx.MultiDiGraph) -> nx.MultiDiGraph:
+    rank: PositiveInt | None = Field(None, description="the rank of every factored layer")
+    energy: float | None = Field(None, gt=0, le=1, description="per layer, the smallest rank keeping "
+                                 "this fraction of the squared singular values (needs weights)")
+    on: str | None = Field(None, description="module path glob or component kind; default all")
+    activation_aware: bool = Field(False, description="ASVD: scale input channels by calibration "
+                                   "activations before the SVD (needs calibration data)")
+
+    @model_validator(mode="after")
+    def _one_size(self):
+        if (self.rank is None) == (self.energy is None):
+            raise ValueError("give either rank or energy")
+        return self
+
+
+def _scales(stats: dict) -> "object":
+    """ASVD's per-input-channel scale: (mean |x|)^alpha, kept away from zero."""
+    s = (stats["abs"] / max(stats["n"], 1)).clamp_min(1e-6) ** ASVD_ALPHA
+    return s / s.mean()
+
+
+def _svd(w, scale=None):
+    import torch
+
+    m = w.float() if scale is None else w.float() * scale[None, :]
+    return torch.linalg.svd(m, full_matrices=False)
+
+
+class LowRank(Pass):
+    name = "low_rank"
+    options = LowRankOptions
+    positional = ("rank",)
+
+    def run(self, graph: "nx.MultiDiGraph", ctx=None) -> "nx.MultiDiGraph":
+        from strata.passes.base import PassContext
+
+        ctx = ctx or PassContext()
         g = copy_graph(graph)
-        tied = tie_targets(g)
-        done = 0
-        for n in selected_nodes(g, self.on):
-            d = g.nodes[n]
-            if "weight" not in d["params"] or f"{n}.weight" in tied:
+        nodes = [n for n in weight_linears(g, self.o.on) if not g.nodes[n]["attrs"].get("lora")]
+        if not nodes:
+            raise PassError(f"{self.label()}: the selection holds no linear layer of its own "
+                            "(tied heads and layers with adapters are left alone)")
+        scales = {}
+        if self.o.activation_aware:
+            stats = ctx.activation_stats(nodes, "low_rank(activation_aware=true)")
+            scales = {n: _scales(stats[n]) for n in nodes}
+            ctx.cache[self] = scales
+        factored, skipped = {}, 0
+        for n in nodes:
+            out, d_in = g.nodes[n]["params"]["weight"]
+            r = self.o.rank if self.o.rank is not None else self._energy_rank(n, ctx, scales.get(n))
+            if r * (out + d_in) >= out * d_in or r >= min(out, d_in):
+                skipped += 1
                 continue
-            out, d_in = d["params"]["weight"]
-            if self.rank >= min(out, d_in):
-                continue
-            g = self._factor(g, n, out, d_in)
-            comp = g.graph["components"].get(n)
-            if comp is not None:  # the whole component is this linear: a LowRankLinear
-                comp.setdefault("facts", {})["low_rank"] = self.rank
-            done += 1
-        if not done:
-            raise PassError(f"low_rank(rank={self.rank}): no selected linear layer is larger than "
-                            f"rank {self.rank} in both dimensions")
-        return recount(g)
+            g = _factor(g, n, r)
+            factored[n] = {"rank": r, "in": d_in, "out": out}
+        if not factored:
+            raise PassError(f"{self.label()}: no selected linear layer gets smaller at "
+                            + (f"rank {self.o.rank}" if self.o.rank else f"energy {self.o.energy}")
+                            + " (the factors would hold as many parameters as the layer)")
+        return self.done(g, {"factored": factored, "skipped": skipped, "error": {}})
 
-    def _factor(self, g, n, out, d_in):
-        d = g.nodes[n]
-        (src, e_in), = ir.operands(g, n)
-        a, b = f"{n}.a", f"{n}.b"
-        base = {"in": d_in, "out": out, "rank": self.rank, "role": d["attrs"].get("role")}
-        common = {"scope": d["scope"], "component": d["component"], "kind": d["kind"],
-                  "span": d["span"]}
-        ir.add_node(g, a, "linear", attrs={**base, "in": d_in, "out": self.rank, "bias": False,
-                                           "low_rank": "a"},
-                    params={"weight": (self.rank, d_in)}, **common)
-        params_b = {"weight": (out, self.rank)}
-        if "bias" in d["params"]:
-            params_b["bias"] = d["params"]["bias"]
-        attrs_b = {k: v for k, v in d["attrs"].items() if k not in ("in",)}
-        ir.add_node(g, b, "linear", attrs={**attrs_b, "in": self.rank, "rank": self.rank,
-                                           "low_rank": "b"}, params=params_b, **common)
-        ir.connect(g, src, a, e_in["shape"], e_in["dtype"], 0)
-        ir.connect(g, a, b, e_in["shape"][:-1] + (self.rank,), "float", 0)
-        for _, dst, e in list(g.out_edges(n, data=True)):
-            g.add_edge(b, dst, **e)
-        rename_output(g, n, b)
-        return splice(g, [n], n, [a, b])
+    def _energy_rank(self, n: str, ctx, scale) -> int:
+        import torch
+
+        w = ctx.need_state(f"low_rank(energy={self.o.energy})")[f"{n}.weight"]
+        s2 = _svd(w, scale).S.double() ** 2
+        kept = torch.cumsum(s2, 0) / s2.sum()
+        return int(torch.searchsorted(kept, torch.tensor(self.o.energy, dtype=kept.dtype)).item()) + 1
+
+    def convert(self, record: dict, state: dict, ctx) -> dict:
+        out = dict(state)
+        scales = ctx.cache.get(self, {}) if ctx is not None else {}
+        if self.o.activation_aware and not scales:
+            stats_nodes = list(record["factored"])
+            if ctx is None or ctx.graph is None:
+                raise PassError("low_rank(activation_aware=true) needs calibration data when the "
+                                "weights load: compile(spec, weights=..., calibration=...)")
+            scales = {n: _scales(s) for n, s in ctx.activation_stats(stats_nodes, "low_rank").items()}
+        for n, f in record["factored"].items():
+            w = out.pop(f"{n}.weight", None)
+            if w is None:
+                continue
+            r, scale = f["rank"], scales.get(n)
+            u, s, vh = _svd(w, scale)
+            root = s[:r].sqrt()
+            b = u[:, :r] * root                    # B [out, r]
+            a = root[:, None] * vh[:r]             # A [r, in]
+            if scale is not None:
+                a = a / scale[None, :]
+            out[f"{n}.b.weight"], out[f"{n}.a.weight"] = b.to(w.dtype), a.to(w.dtype)
+            if f"{n}.bias" in out:
+                out[f"{n}.b.bias"] = out.pop(f"{n}.bias")
+            err = (w.float() - b @ a).norm() / w.float().norm().clamp_min(1e-12)
+            record["error"][n] = round(float(err), 6)
+        return out
+
+    def revert(self, record: dict, state: dict) -> dict:
+        out = dict(state)
+        for n in record["factored"]:
+            b, a = out.pop(f"{n}.b.weight", None), out.pop(f"{n}.a.weight", None)
+            if b is None or a is None:
+                continue
+            out[f"{n}.weight"] = (b.float() @ a.float()).to(b.dtype)
+            if f"{n}.b.bias" in out:
+                out[f"{n}.bias"] = out.pop(f"{n}.b.bias")
+        return out
+
+    def report(self, record: dict) -> str:
+        f = record["factored"]
+        ranks = sorted({x["rank"] for x in f.values()})
+        before = sum(x["in"] * x["out"] for x in f.values())
+        after = sum(x["rank"] * (x["in"] + x["out"]) for x in f.values())
+        rank = f"rank {ranks[0]}" if len(ranks) == 1 else f"ranks {ranks[0]}-{ranks[-1]}"
+        s = (f"low_rank: factored {len(f)} linear{'s' * (len(f) != 1)} ({rank}): "
+             f"{before:,} -> {after:,} weights")
+        errs = list(record["error"].values())
+        if errs:
+            s += f", relative error mean {sum(errs) / len(errs):.3f}, max {max(errs):.3f}"
+        if record["skipped"]:
+            s += f"; {record['skipped']} left whole (no saving)"
+        return s
+
+
+def _factor(g: "nx.MultiDiGraph", n: str, rank: int) -> "nx.MultiDiGraph":
+    d = g.nodes[n]
+    out, d_in = d["params"]["weight"]
+    (src, e_in), = ir.operands(g, n)
+    a, b = f"{n}.a", f"{n}.b"
+    marks = {k: v for k, v in d["attrs"].items() if k in CARRIED}
+    common = {"scope": d["scope"], "component": d["component"], "kind": d["kind"], "span": d["span"]}
+    ir.add_node(g, a, "linear", attrs={"in": d_in, "out": rank, "bias": False, "rank": rank,
+                                       "low_rank": "a", "role": d["attrs"].get("role"), **marks},
+                params={"weight": (rank, d_in)}, **common)
+    params_b = {"weight": (out, rank)}
+    if "bias" in d["params"]:
+        params_b["bias"] = d["params"]["bias"]
+    attrs_b = {k: v for k, v in d["attrs"].items() if k != "in"}
+    ir.add_node(g, b, "linear", attrs={**attrs_b, "in": rank, "rank": rank, "low_rank": "b"},
+                params=params_b, **common)
+    if "sym" in d:
+        g.nodes[b]["sym"] = d["sym"]
+    ir.connect(g, src, a, e_in["shape"], e_in["dtype"], 0)
+    ir.connect(g, a, b, e_in["shape"][:-1] + (rank,), "float", 0)
+    for _, dst, e in list(g.out_edges(n, data=True)):
+        g.add_edge(b, dst, **e)
+    rename_output(g, n, b)
+    return splice(g, [n], n, [a, b])
+
+
+def explicit_low_rank(g: "nx.MultiDiGraph", record: dict) -> list[str]:
+    """low_rank passes with the ranks an energy fraction chose, one per rank and
+    module pattern (`low_rank(48, on="decoder.h.*.mlp.up")`): what a spec writes."""
+    from strata.passes._rewrite import fold_layers
+
+    folded = fold_layers(g, {n: f["rank"] for n, f in record["factored"].items()})
+    return [f'low_rank({r}, on="{n}")' for n, r in folded.items()]

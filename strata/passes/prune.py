@@ -1,35 +1,144 @@
-"""prune: mark linear layers for pruning: attrs["pruned"] = amount (the fraction
-of weights zeroed, magnitude) or of rows removed (structured), and
-attrs["prune_method"].  Shapes stay (zeros are stored), so `parameters` is
-unchanged; g.graph["nonzero_parameters"] counts what remains."""
+"""prune: remove weights.  Four methods, each doing what it says:
+
+    magnitude   zero the `amount` fraction of smallest |W|, per layer
+                (scope=layer) or over all selected layers at once (scope=global)
+    wanda       zero, in each output row, the `amount` fraction of smallest
+                |W_ij| * ||X_j|| (Sun et al. 2023), X from calibration batches
+    structured  remove whole attention heads (key/value groups under GQA) and
+                MLP neurons: the dimensions shrink in the IR, the summary, the
+                diagram and the generated code, so the model gets faster
+    2:4         keep the 2 largest of every 4 consecutive weights, for the
+                semi-structured sparse kernels of CUDA GPUs (compute capability
+                >= 8.0); refused elsewhere, where it would only store zeros
+
+Masks are baked into the weights (zeros; the kept weights are unchanged) when
+they load, so a checkpoint saved from the pruned model is an ordinary one.
+Structured pruning keeps the most important heads / neurons (largest weight
+norms); its checkpoint transform gathers their rows and columns, and saving
+scatters them back into the spec's own shapes with zeros elsewhere: the pruned
+model computes exactly what that masked model computes.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from math import prod
+from typing import TYPE_CHECKING, Literal
 
-import networkx as nx
+from pydantic import Field
 
-from strata.passes._rewrite import copy_graph, recount, selected_nodes
+from strata.components.base import Options
+from strata.passes._rewrite import PassError, copy_graph, weight_linears
+from strata.passes.base import Pass
+from strata.passes import prune_structured as S
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 
-@dataclass(frozen=True)
-class Prune:
-    amount: float
-    method: str = "magnitude"
-    on: str | None = None
-    name: str = "prune"
+class PruneOptions(Options):
+    """Prune weights: magnitude or Wanda masks (zeros in the weights), structured
+    removal of attention heads and MLP neurons (smaller dimensions), or 2:4
+    semi-structured sparsity (CUDA sm80+)."""
 
-    def run(self, graph: nx.MultiDiGraph) -> nx.MultiDiGraph:
+    amount: float = Field(gt=0, lt=1, description="the fraction removed")
+    method: Literal["magnitude", "wanda", "structured", "2:4"] = Field(
+        "magnitude", description="smallest |W|; smallest |W|*||X|| per row; whole heads and neurons; 2 of 4")
+    scope: Literal["layer", "global"] = Field("layer", description="magnitude: one threshold per "
+                                               "layer or one over all selected layers")
+    on: str | None = Field(None, description="module path glob or component kind; default all")
+
+
+def _masked_count(numel: int, amount: float) -> int:
+    return int(numel * amount)
+
+
+class Prune(Pass):
+    name = "prune"
+    options = PruneOptions
+    positional = ("amount",)
+
+    @property
+    def acts_on_values(self) -> bool:  # masks change weight values; structured only shapes
+        return self.o.method != "structured"
+
+    def run(self, graph: "nx.MultiDiGraph", ctx=None) -> "nx.MultiDiGraph":
+        o = self.o
+        if o.method == "structured":
+            g, record = S.shrink(graph, o.amount, o.on, self.label())
+            return self.done(g, record)
+        if o.method == "2:4" and o.amount != 0.5:
+            raise PassError(f"{self.label()}: 2:4 sparsity removes exactly half the weights; "
+                            "write prune(0.5, method=\"2:4\")")
+        if o.scope == "global" and o.method != "magnitude":
+            raise PassError(f"{self.label()}: scope=global ranks magnitudes across layers; "
+                            f"{o.method} compares weights within a layer")
         g = copy_graph(graph)
+        nodes = [n for n in weight_linears(g, o.on) if not g.nodes[n]["attrs"].get("lora")]
+        if not nodes:
+            raise PassError(f"{self.label()}: the selection holds no linear layer of its own")
         removed = 0
-        for n in selected_nodes(g, self.on):
-            d = g.nodes[n]
-            if "weight" not in d["params"]:
-                continue
-            d["attrs"].update(pruned=self.amount, prune_method=self.method)
-            removed += int(prod(d["params"]["weight"]) * self.amount)
-        g = recount(g)
-        g.graph["nonzero_parameters"] = g.graph.get("nonzero_parameters",
-                                                    g.graph["parameters"]) - removed
-        return g
+        for n in nodes:
+            a = g.nodes[n]["attrs"]
+            out, d_in = g.nodes[n]["params"]["weight"]
+            if o.method == "2:4" and d_in % 4:
+                raise PassError(f"{self.label()}: '{n}' has {d_in} input features, not a multiple of 4")
+            # what is left of the layer: an earlier prune's density times this one's
+            a["density"] = round(a.get("density", 1.0) * (1 - o.amount), 6)
+            a["prune_method"] = o.method
+            removed += _masked_count(out * d_in, o.amount)
+        g.graph["nonzero_parameters"] = g.graph.get("nonzero_parameters", g.graph["parameters"]) - removed
+        if o.method == "2:4":
+            g.graph["sparse_2_4"] = sorted(set(g.graph.get("sparse_2_4", [])) | set(nodes))
+        return self.done(g, {"layers": nodes, "removed": removed, "density": {}})
+
+    def convert(self, record: dict, state: dict, ctx) -> dict:
+        if self.o.method == "structured":
+            return S.gather(record, state)
+        import torch
+
+        out = dict(state)
+        nodes = [n for n in record["layers"] if f"{n}.weight" in out]
+        amount = self.o.amount
+        if self.o.method == "wanda":
+            norms = {n: s["sq"].sqrt() for n, s in ctx.activation_stats(nodes, self.label()).items()}
+        masks = {}
+        if self.o.method == "magnitude" and self.o.scope == "global":
+            scores = torch.cat([out[f"{n}.weight"].abs().flatten().float() for n in nodes])
+            k = _masked_count(scores.numel(), amount)
+            flat = torch.ones(scores.numel(), dtype=torch.bool)
+            flat[scores.argsort()[:k]] = False
+            for n, piece in zip(nodes, flat.split([out[f"{n}.weight"].numel() for n in nodes])):
+                masks[n] = piece.view_as(out[f"{n}.weight"])
+        for n in nodes:
+            w = out[f"{n}.weight"]
+            if n in masks:
+                keep = masks[n]
+            elif self.o.method == "magnitude":
+                keep = torch.ones(w.numel(), dtype=torch.bool)
+                keep[w.abs().flatten().float().argsort()[:_masked_count(w.numel(), amount)]] = False
+                keep = keep.view_as(w)
+            elif self.o.method == "wanda":  # per output row, as Wanda compares
+                score = w.abs().float() * norms[n][None, :].to(w.device)
+                k = _masked_count(w.shape[1], amount)
+                keep = torch.ones_like(w, dtype=torch.bool)
+                keep.scatter_(1, score.argsort(dim=1)[:, :k], False)
+            else:  # 2:4: the two largest of every four consecutive weights in a row
+                groups = w.abs().float().view(w.shape[0], -1, 4)
+                keep = torch.zeros_like(groups, dtype=torch.bool)
+                keep.scatter_(2, groups.topk(2, dim=2).indices, True)
+                keep = keep.view_as(w)
+            out[f"{n}.weight"] = w * keep.to(w.dtype)
+            record["density"][n] = round(float(keep.float().mean()), 6)
+        return out
+
+    def revert(self, record: dict, state: dict) -> dict:
+        return S.scatter(record, state) if self.o.method == "structured" else state
+
+    def report(self, record: dict) -> str:
+        if self.o.method == "structured":
+            return S.report(record)
+        n = len(record["layers"])
+        s = f"prune ({self.o.method}): {record['removed']:,} weights zeroed in {n} linear{'s' * (n != 1)}"
+        d = list(record["density"].values())
+        if d:
+            s += f", density {min(d):.3f}" + (f"-{max(d):.3f}" if max(d) != min(d) else "")
+        return s

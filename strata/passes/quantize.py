@@ -1,50 +1,137 @@
-"""quantize: mark linear layers' weights for quantization.
+"""quantize: run chosen linear layers on integer (or fp8) weights.
 
-Annotates attrs["quant"] (int8 | int4 | fp8), attrs["quant_scheme"] and, for
-int4, attrs["group_size"]; the torch backend lowers the marks (torchao).
-Parameter count is unchanged; g.graph["weight_bytes"] records the size of the
-weights at their new precision (fp32 elsewhere).  Tied heads are skipped: their
-weight belongs to the embedding.
+The pass marks the linears (attrs quant, quant_scheme, group_size); the torch
+backend writes them into the generated file as a `QUANTIZE` table and a
+`quantize(model)` step that runs after float weights are loaded, picking the
+kernel for the device the model is on (strata/backends/torch/runtime_passes.py):
+
+    int8_dynamic  int8 weights, activations quantized per token at run time.
+                  CPU: torch.ao's dynamic quantized linear (fbgemm / x86), about
+                  3x faster than fp32 in eager mode; torchao's
+                  Int8DynamicActivationInt8WeightConfig elsewhere (and on CPU
+                  when torch.ao's is gone), which is fast under torch.compile.
+    int8_weight   int8 weights, float activations (torchao Int8WeightOnlyConfig):
+                  a quarter of the memory, the speed of the float matmul.
+    int4_weight   int4 weights in groups of `group_size` along the input (torchao:
+                  Int4WeightOnlyConfig on CUDA, PrototypeInt4WeightOnlyConfig on
+                  CPU), bf16 activations inside the layer.
+    fp8           fp8 weights and activations (torchao
+                  Float8DynamicActivationFloat8WeightConfig), CUDA compute
+                  capability >= 8.9 only; refused elsewhere with the alternative.
+
+`qat=true` asks `strata train` to train with fake quantization of the same
+scheme (torchao QATConfig prepare -> train -> convert; strata/passes/qat.py).
+A tied head (its weight is the embedding's) is quantized only when the
+selector names it (`on="decoder.lm_head"`): it then multiplies by a quantized
+copy while the embedding lookup keeps the float table, so the bytes grow by the
+copy.  The weight bytes the summary prints are those of torchao's layout
+(strata.compiler.cost.weight_bytes).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from math import prod
+from math import gcd
+from typing import TYPE_CHECKING, Literal
 
-import networkx as nx
+from pydantic import Field
 
-from strata.passes._rewrite import copy_graph, recount, selected_nodes
+from strata.components.base import Options
+from strata.compiler.cost import node_weight_bytes
+from strata.passes._rewrite import PassError, copy_graph, selected_nodes, weight_linears
+from strata.passes.base import Pass
 
-BITS = {"int8_dynamic": ("int8", 8), "int8_weight": ("int8", 8), "int4_weight": ("int4", 4),
-        "fp8": ("fp8", 8)}
+if TYPE_CHECKING:
+    import networkx as nx
+
+SCHEMES = {"int8_dynamic": ("int8", 8), "int8_weight": ("int8", 8), "int4_weight": ("int4", 4),
+           "fp8": ("fp8", 8)}
+
+# Where each scheme has a kernel (the refusal says why and what to use instead).
+FP8_CAPABILITY = (8, 9)
 
 
-def weight_bytes(g: nx.MultiDiGraph) -> int:
-    total = 0.0
-    for _, d in g.nodes(data=True):
-        bits = d["attrs"].get("quant_bits", 32)
-        for k, s in d["params"].items():
-            total += prod(s) * (bits if k == "weight" else 32) / 8
-    return int(total)
+class QuantizeOptions(Options):
+    """Quantize the weights of linear layers (int8 dynamic, int8 / int4 weight-only,
+    fp8 on CUDA sm89+); `qat=true` trains with fake quantization first."""
+
+    scheme: Literal["int8_dynamic", "int8_weight", "int4_weight", "fp8"] = Field(
+        description="int8 weights and activations; int8 or int4 weights only; fp8 (CUDA sm89+)")
+    on: str | None = Field(None, description="module path glob or component kind; default all")
+    group_size: Literal[32, 64, 128, 256] = Field(128, description="int4_weight: weights per scale "
+                                                  "along the input (torchao's sizes)")
+    qat: bool = Field(False, description="strata train trains with fake quantization of this scheme")
 
 
-@dataclass(frozen=True)
-class Quantize:
-    scheme: str
-    on: str | None = None
-    group_size: int = 128
-    name: str = "quantize"
+def device_problem(scheme: str, device) -> str | None:
+    """Why `scheme` cannot run on `device` (a torch.device or name), or None."""
+    kind = getattr(device, "type", str(device).split(":")[0])
+    if kind == "meta":
+        return None
+    if scheme == "fp8":
+        if kind != "cuda":
+            return (f"fp8 quantization needs a CUDA GPU of compute capability >= 8.9 (Ada, Hopper); "
+                    f"this model is on {kind}: use int8_dynamic or int8_weight")
+        import torch
 
-    def run(self, graph: nx.MultiDiGraph) -> nx.MultiDiGraph:
+        cap = torch.cuda.get_device_capability(device)
+        if cap < FP8_CAPABILITY:
+            return (f"fp8 quantization needs compute capability >= 8.9; this GPU has "
+                    f"{cap[0]}.{cap[1]}: use int8_dynamic or int8_weight")
+    if scheme == "int4_weight" and kind not in ("cpu", "cuda"):
+        return f"int4_weight has kernels for cpu and cuda, not {kind}: use int8_weight"
+    return None
+
+
+class Quantize(Pass):
+    name = "quantize"
+    options = QuantizeOptions
+    positional = ("scheme",)
+
+    def run(self, graph: "nx.MultiDiGraph", ctx=None) -> "nx.MultiDiGraph":
+        o = self.o
         g = copy_graph(graph)
-        label, bits = BITS[self.scheme]
-        for n in selected_nodes(g, self.on):
+        nodes = weight_linears(g, o.on)
+        if o.on is not None:  # a tied head named by the selector runs on an int8 copy of the embedding
+            nodes += [n for n in selected_nodes(g, o.on) if "weight" in g.nodes[n]["tied"]]
+        adapted = [n for n in nodes if g.nodes[n]["attrs"].get("lora")]
+        if adapted:
+            raise PassError(f"{self.label()}: '{adapted[0]}' carries LoRA adapters; merge them first "
+                            "(strata.passes.adapters.merge_lora) or quantize before adding adapters")
+        if not nodes:
+            raise PassError(f"{self.label()}: the selection holds no linear layer of its own "
+                            "(a tied head's weight is the embedding's)")
+        if o.scheme == "int4_weight":
+            bad = [n for n in nodes if g.nodes[n]["attrs"]["in"] % o.group_size]
+            if bad:
+                widths = {g.nodes[n]["attrs"]["in"] for n in nodes}
+                common = 0
+                for w in widths:
+                    common = gcd(common, w)
+                fits = [s for s in (256, 128, 64, 32) if common % s == 0]
+                raise PassError(
+                    f"{self.label()}: '{bad[0]}' has {g.nodes[bad[0]]['attrs']['in']} input "
+                    f"features, not a multiple of group_size={o.group_size}"
+                    + (f"; group_size={fits[0]} fits every selected layer" if fits else
+                       "; no int4 group size fits every selected layer: select fewer layers"))
+        before = sum(node_weight_bytes(g.nodes[n], g) for n in nodes)
+        label, bits = SCHEMES[o.scheme]
+        for n in nodes:
             a = g.nodes[n]["attrs"]
-            if "weight" not in g.nodes[n]["params"]:
-                continue
-            a.update(quant=label, quant_scheme=self.scheme, quant_bits=bits)
-            if self.scheme == "int4_weight":
-                a["group_size"] = self.group_size
-        g.graph["weight_bytes"] = weight_bytes(g)
-        return recount(g)
+            a.update(quant=label, quant_scheme=o.scheme, quant_bits=bits)
+            if o.scheme == "int4_weight":
+                a["group_size"] = o.group_size
+            if o.qat:
+                a["qat"] = True
+        after = sum(node_weight_bytes(g.nodes[n], g) for n in nodes)
+        tied = [n for n in nodes if "weight" in g.nodes[n]["tied"]]
+        return self.done(g, {"linears": nodes, "tied": tied, "bytes_before": before, "bytes_after": after})
+
+    def report(self, record: dict) -> str:
+        n = len(record["linears"])
+        mib = 2 ** 20
+        s = (f"quantize ({self.o.scheme}): {n} linear{'s' * (n != 1)}, "
+             f"{record['bytes_before'] / mib:.1f} MiB -> {record['bytes_after'] / mib:.1f} MiB")
+        if record.get("tied"):
+            s += (f" (the tied {', '.join(record['tied'])} multiplies by a quantized copy of its "
+                  "embedding, which stays float)")
+        return s

@@ -227,7 +227,7 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
         # the model
         torch.manual_seed(cfg["seed"])
         g_run = _with_dropout(g, cfg["dropout"])
-        net = api.compile(g_run, device=device)
+        net = api.compile(g_run, device=device, quantize=False)  # quantized when the weights are compiled
         teacher = None
         if "distill" in net.strata_graph.graph:
             from strata.train.distill import load_teacher
@@ -243,6 +243,10 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
         if ckpt is not None:
             api.load_weights(net, ckpt.weights)
         frozen = _freeze(net, freeze)
+        from strata.passes.training import finish_training, prepare_for_training
+
+        for line in prepare_for_training(net):  # LoRA: adapters only; QAT: fake quantization
+            _say(d, progress, line)
 
         from strata.train.objectives import Loss
 
@@ -311,6 +315,8 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
         finally:
             bar.close()
         state.save_final(out / FINAL)
+        if not fsdp:
+            finish_training(net)
         if d.main:
             plot_losses(metrics.records, out / PLOT, f"{g.graph['name']} · {obj.name}")
         d.barrier()

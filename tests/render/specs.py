@@ -29,7 +29,7 @@ model end {
 }
 passes {
   distill(teacher)
-  quantize(int4_weight)
+  quantize(int8_weight)
   prune(0.5)
   low_rank(2, on="linear")
   fuse_qkv

@@ -113,7 +113,7 @@ def kind_of_node(d: dict) -> str:
 
 
 def annotations(g: nx.MultiDiGraph, members: list[str]) -> list[str]:
-    """Marks left by passes on any of `members`: fused, int8, pruned %, low-rank r."""
+    """Marks left by passes on any of `members`: fused, int8, pruned %, low-rank r, LoRA r."""
     out: list[str] = []
     seen = set()
 
@@ -127,11 +127,14 @@ def annotations(g: nx.MultiDiGraph, members: list[str]) -> list[str]:
         if a.get("fused"):
             add(f"fused {'+'.join(a['fused'])}")
         if a.get("quant"):
-            add(a["quant"])
-        if a.get("pruned"):
-            add(f"pruned {a['pruned'] * 100:g}%")
+            add(a["quant"] + (" (QAT)" if a.get("qat") else ""))
+        if a.get("density") is not None:  # the prune pass: what is left of the weights
+            add(f"pruned {round((1 - a['density']) * 100, 4):g}%"
+                + (" 2:4" if a.get("prune_method") == "2:4" else ""))
         if a.get("low_rank") == "a":
             add(f"low-rank r={a['rank']}")
+        if a.get("lora"):
+            add(f"LoRA r={a['lora']['rank']}")
     return out
 
 

@@ -51,9 +51,18 @@ class ComponentView:
     out_sym = property(lambda self: self.comp.get("out_sym"))
 
     def node(self, rel: str | None = None) -> dict | None:
-        """The IR node of the component itself, or `<path>.<rel>`."""
+        """The IR node of the component itself, or `<path>.<rel>`; a linear the
+        low_rank pass split into `.a` and `.b` is seen whole (build() factors it)."""
         n = self.path if rel is None else f"{self.path}.{rel}"
-        return self.ix.g.nodes[n] if n in self.ix.g else None
+        g = self.ix.g
+        if n in g:
+            return g.nodes[n]
+        a, b = g.nodes.get(f"{n}.a"), g.nodes.get(f"{n}.b")
+        if a is None or b is None or b["attrs"].get("low_rank") != "b":
+            return None
+        attrs = {k: v for k, v in b["attrs"].items() if k not in ("low_rank", "rank")}
+        attrs["in"] = a["attrs"]["in"]
+        return {**b, "attrs": attrs, "params": {**b["params"], "weight": (attrs["out"], attrs["in"])}}
 
     @property
     def d(self) -> int:
@@ -103,18 +112,7 @@ class Emitter:
     values: Values
     block_classes: dict = field(default_factory=dict)   # (signature, extras) -> class name
 
-    def check_plain(self, path: str) -> None:
-        """Low-rank factors are lowered only for whole linear components."""
-        kind = self.ix.comps[path]["kind"]
-        for n in self.ix.members.get(path, [path] if path in self.ix.g else []):
-            rank = self.ix.g.nodes[n]["attrs"].get("low_rank")
-            if rank and (n.rpartition(".")[0] != path or kind not in (
-                    "linear", "lm_head", "classifier", "nsp_head")):
-                raise CodegenError(f"'{n}': the torch backend lowers low_rank only on linear, "
-                                   "lm_head and classifier components")
-
     def component(self, path: str, module: str, ins: list[str], extra: dict, hx: HookContext):
-        self.check_plain(path)
         c = self.ix.comps[path]
         spec = COMPONENTS.get(c["kind"])
         if spec is None:

@@ -1,4 +1,5 @@
-"""The source of `runtime.py`'s definitions, for copying into generated files.
+"""The source of the definitions in `runtime.py` and `runtime_passes.py`, for
+copying into generated files.
 
 Read with `ast` from the file itself (no import, so `strata compile` never
 imports torch): what a generated file carries is exactly the tested code.
@@ -25,21 +26,26 @@ import torch.nn as nn
 import torch.nn.functional as F
 """
 
+# runtime.py, then runtime_passes.py (what the passes lower to)
+FILES = ("runtime.py", "runtime_passes.py")
+
+
 @functools.lru_cache(maxsize=1)
 def _definitions() -> dict[str, str]:
-    path = Path(__file__).with_name("runtime.py")
-    text = path.read_text(encoding="utf-8")
-    tree = ast.parse(text, str(path))
-    lines = text.splitlines(keepends=True)
     out = {}
-    for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
-            start = min([node.lineno] + [d.lineno for d in node.decorator_list]) - 1
-            out[node.name] = "".join(lines[start:node.end_lineno])
+    for name in FILES:
+        path = Path(__file__).with_name(name)
+        text = path.read_text(encoding="utf-8")
+        tree = ast.parse(text, str(path))
+        lines = text.splitlines(keepends=True)
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+                start = min([node.lineno] + [d.lineno for d in node.decorator_list]) - 1
+                out[node.name] = "".join(lines[start:node.end_lineno])
     return out
 
 
-# The order definitions appear in a generated file: runtime.py's own (a helper is
+# The order definitions appear in a generated file: the files' own (a helper is
 # added by writing it there).
 ORDER = tuple(_definitions())
 

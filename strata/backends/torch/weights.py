@@ -70,40 +70,89 @@ def tied_names(model: torch.nn.Module) -> dict[str, str]:
     return ties
 
 
+def _quantized(model: torch.nn.Module) -> list[str]:
+    """Modules whose weight is no longer a float Parameter (the quantize pass ran)."""
+    out = []
+    for name, m in model.named_modules():
+        w = getattr(m, "weight", None)
+        if callable(w) and hasattr(m, "_packed_params"):  # torch.ao dynamic quantized linear
+            out.append(name)
+        elif isinstance(w, torch.Tensor) and type(w) not in (torch.Tensor, torch.nn.Parameter) \
+                and type(w.data) is not torch.Tensor:  # a torchao tensor subclass
+            out.append(name)
+    return out
+
+
+def _dequantized(m: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The float weight and bias a quantized linear computes with."""
+    if callable(m.weight):  # torch.ao: packed int8 weight and a float bias
+        return m.weight().dequantize(), m.bias()
+    w = m.weight
+    dtype = getattr(m, "act_dtype", torch.float32)
+    try:
+        dense = w.dequantize()
+    except (NotImplementedError, RuntimeError):  # no dequantize: read W off the layer, y(I) = W^T
+        eye = torch.eye(w.shape[1], device=w.device, dtype=torch.bfloat16 if dtype != w.dtype else dtype)
+        with torch.no_grad():
+            dense = torch.nn.functional.linear(eye, w).T
+    bias = m.bias.detach().to(dtype) if m.bias is not None else None
+    return dense.to(dtype), bias
+
+
 def _model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The model's tensors, each shared tensor once (under its first name)."""
+    """The model's tensors, each shared tensor once (under its first name); a
+    quantized linear gives the float weight it computes with."""
     ties = tied_names(model)
-    return {k: v for k, v in model.state_dict().items() if k not in ties}
+    quantized = _quantized(model)
+    if not quantized:
+        return {k: v for k, v in model.state_dict().items() if k not in ties}
+    state = {k: v for k, v in model.state_dict().items() if k not in ties
+             and not any(k.startswith(q + ".") for q in quantized)}
+    g = getattr(model, "strata_graph", None)
+    for q in quantized:
+        w, b = _dequantized(model.get_submodule(q))
+        if g is not None and q in g and "weight" in g.nodes[q]["tied"]:
+            continue  # a tied head's quantized copy: its float weight is the embedding's
+        state[f"{q}.weight"] = w
+        if b is not None:
+            state[f"{q}.bias"] = b
+    return state
 
 
 def _spec_shapes(model: torch.nn.Module) -> dict[str, tuple] | None:
     """The shapes of the model's weights in the spec's own names, when its passes
-    renamed any (None: the model's names are the spec's)."""
+    ran (None: no pass ran, the model's names are the spec's)."""
     g = getattr(model, "strata_graph", None)
-    if g is None:
+    if g is None or "spec_params" not in g.graph:
         return None
-    from strata.backends.torch.spec_names import to_spec_names
-
-    meta = {k: torch.empty(v.shape, device="meta", dtype=v.dtype) for k, v in _model_state(model).items()}
-    spec = to_spec_names(g, meta)
-    return None if spec.keys() == meta.keys() else {k: tuple(v.shape) for k, v in spec.items()}
+    return {k: tuple(v) for k, v in g.graph["spec_params"].items()}
 
 
-def _fit(model: torch.nn.Module, have: dict[str, tuple], strict: bool, where: str) -> bool:
-    """Check names and shapes `have` against `model` (raising WeightsMismatchError);
-    return True when they are the spec's own names rather than the model's."""
-    tied = tied_names(model)
-    want = {k: tuple(v.shape) for k, v in _model_state(model).items()}
-    spec = _spec_shapes(model)
-    in_spec_names = spec is not None and not any(k in want and k not in spec for k in have)
-    if in_spec_names:
-        want = spec
-    missing = {k: s for k, s in want.items() if k not in have}
+def _problems(want: dict, have: dict, tied: dict) -> tuple[dict, dict, dict]:
+    missing = {k: s for k, s in want.items() if k not in have and k not in tied}
     unexpected = {k: s for k, s in have.items() if k not in want and k not in tied}
     mismatched = {k: (want[k], have[k]) for k in want if k in have and want[k] != have[k]}
     for k, src in tied.items():
         if k in have and src in want and have[k] != want[src]:
             mismatched[k] = (want[src], have[k])
+    return missing, unexpected, mismatched
+
+
+def _fit(model: torch.nn.Module, have: dict[str, tuple], strict: bool, where: str) -> bool:
+    """Check names and shapes `have` against `model` (raising WeightsMismatchError);
+    return True when they are the spec's own names rather than the model's (the
+    reading that fits better; the spec's when both fit, since carrying weights
+    through a pass that keeps names, a mask, changes nothing already masked)."""
+    tied = tied_names(model)
+    want = {k: tuple(v.shape) for k, v in _model_state(model).items()}
+    spec = _spec_shapes(model)
+    found = _problems(want, have, tied)
+    in_spec_names = False
+    if spec is not None:
+        as_spec = _problems(spec, have, tied)
+        if sum(map(len, as_spec)) <= sum(map(len, found)):
+            found, in_spec_names = as_spec, True
+    missing, unexpected, mismatched = found
     if mismatched or (strict and (missing or unexpected)):
         raise WeightsMismatchError(missing, unexpected, mismatched, where)
     return in_spec_names
@@ -114,8 +163,12 @@ def _load(model: torch.nn.Module, tensors: dict, in_spec_names: bool, strict: bo
     tensors = {k: v for k, v in tensors.items() if k not in tied}
     if in_spec_names:
         from strata.backends.torch.spec_names import to_model_names
+        from strata.passes import PassError
 
-        tensors = to_model_names(model.strata_graph, tensors)
+        try:
+            tensors = to_model_names(model.strata_graph, tensors)
+        except PassError as e:
+            raise WeightsError(str(e)) from None
     for k, src in tied.items():  # a tied name takes the tensor it is tied to
         if src in tensors:
             tensors[k] = tensors[src]
@@ -123,10 +176,17 @@ def _load(model: torch.nn.Module, tensors: dict, in_spec_names: bool, strict: bo
         model.load_state_dict(tensors, strict=strict)
 
 
+def _refuse_quantized(model: torch.nn.Module) -> None:
+    if _quantized(model):
+        raise WeightsError("this model is quantized: load float weights before quantizing "
+                           "(strata.compile(spec, weights=...) loads, then quantizes)")
+
+
 def load_state(model: torch.nn.Module, tensors: dict, *, strict: bool = True) -> torch.nn.Module:
     """Load an in-memory state dict (the spec's names or the model's, tied weights
     once or twice) into `model`, checked like `load_weights`; return the model."""
     model = _unwrap(model)
+    _refuse_quantized(model)
     in_spec = _fit(model, {k: tuple(v.shape) for k, v in tensors.items()}, strict, "<state dict>")
     _load(model, dict(tensors), in_spec, strict)
     return model
@@ -135,12 +195,10 @@ def load_state(model: torch.nn.Module, tensors: dict, *, strict: bool = True) ->
 def _model_dtypes(model: torch.nn.Module, in_spec_names: bool) -> dict[str, torch.dtype]:
     """The dtype the model holds under each checkpoint name (tied names included)."""
     state = _model_state(model)
-    if in_spec_names:
-        from strata.backends.torch.spec_names import to_spec_names
-
-        meta = {k: torch.empty(v.shape, device="meta", dtype=v.dtype) for k, v in state.items()}
-        state = to_spec_names(model.strata_graph, meta)
     out = {k: v.dtype for k, v in state.items()}
+    if in_spec_names:  # a name the passes changed holds the model's float dtype
+        floats = [v.dtype for v in state.values() if v.is_floating_point()]
+        out = {k: out.get(k, floats[0] if floats else torch.float32) for k in _spec_shapes(model)}
     for k, src in tied_names(model).items():
         if src in out:
             out[k] = out[src]
@@ -165,6 +223,7 @@ def load_weights(model: torch.nn.Module, path: str | Path, *, strict: bool = Tru
 
     path = Path(path)
     model = _unwrap(model)
+    _refuse_quantized(model)
     header, _ = read_header(path)
     in_spec = _fit(model, {k: t.shape for k, t in header.items()}, strict, str(path))
     dtypes = _model_dtypes(model, in_spec)

@@ -70,7 +70,7 @@ def test_annotations_of_passes_once_each():
       stack s(ids) { embedding(100, d); attention(4, causal=true); mlp(256, act=swiglu) as mlp
                      lm_head(100) }
     }
-    passes { fuse_qkv; quantize(int4_weight, on="mlp"); prune(0.25, on="s.lm_head") }'''))
+    passes { fuse_qkv; quantize(int4_weight, on="mlp", group_size=64); prune(0.25, on="s.lm_head") }'''))
     assert annotations(g, [n for n in g.nodes if n.startswith("s.mlp.")]) == ["int4"]
     assert annotations(g, [n for n in g.nodes if n.startswith("s.attn.")]) == ["fused q+k+v"]
     assert annotations(g, ["s.lm_head"]) == ["pruned 25%"]

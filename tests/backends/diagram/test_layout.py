@@ -102,7 +102,7 @@ def test_pass_annotations():
       stack s(ids) { embedding(100, d); attention(4, causal=true); mlp(256, act=swiglu) as mlp
                      lm_head(100) }
     }
-    passes { fuse_qkv; fuse_mlp; quantize(int4_weight, on="mlp"); prune(0.25, on="attention")
+    passes { fuse_qkv; fuse_mlp; quantize(int4_weight, on="mlp", group_size=64); prune(0.25, on="attention")
              low_rank(8, on="s.lm_head") }''')
     text = "\n".join(_labels(describe(apply_passes(g), "block")))
     assert "fused q+k+v" in text and "fused gate+up" in text and "int4" in text

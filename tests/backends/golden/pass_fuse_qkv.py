@@ -2,6 +2,9 @@
 
 Runs with PyTorch alone: `model = build()` at the spec's sizes, or
 `build(Config(...))` / `build(name=value, ...)` to change them.  Regenerate rather than edit.
+
+Passes, in order:
+    fuse_qkv  -- one matmul for q, k, v (qkv / kv)
 """
 
 import math

@@ -2,6 +2,9 @@
 
 Runs with PyTorch alone: `model = build()` at the spec's sizes, or
 `build(Config(...))` / `build(name=value, ...)` to change them.  Regenerate rather than edit.
+
+Passes, in order:
+    low_rank(8, on=\"decoder.proj\")  -- LOW_RANK; build() factorizes
 """
 
 import math
@@ -145,6 +148,59 @@ def generate(model, ids, max_new_tokens, temperature=0.0, top_k=None, src=None, 
     return ids
 
 
+def named_linears(model, table):
+    """[(name, module, value)] for the modules whose name matches a pattern of
+    `table` (`*` = one layer index); every pattern must match something."""
+    found, used = [], set()
+    for name, module in model.named_modules():
+        for pattern, value in table.items():
+            parts, have = pattern.split("."), name.split(".")
+            if len(parts) == len(have) and all(p == h or (p == "*" and h.isdigit()) for p, h in zip(parts, have)):
+                found.append((name, module, value))
+                used.add(pattern)
+    missing = [p for p in table if p not in used]
+    if missing:
+        raise RuntimeError(f"no module named {missing[0]!r} in this model: it was not built from this file")
+    return found
+
+
+def set_module(model, name, module):
+    """Put `module` at dotted path `name` (layer indices included) of `model`."""
+    parent, _, attr = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, attr, module)
+
+
+class LowRankLinear(nn.Module):
+    """A linear layer factored to rank r by the low_rank pass: b(a(x)), W = B A."""
+
+    def __init__(self, d_in, rank, d_out, bias=False):
+        super().__init__()
+        self.a = nn.Linear(d_in, rank, bias=False)
+        self.b = nn.Linear(rank, d_out, bias=bias)
+
+    def forward(self, x):
+        return self.b(self.a(x))
+
+
+def factorize(model, ranks):
+    """Replace each linear named in `ranks` (path -> rank) by a LowRankLinear; the
+    factors start random with the product's spread equal to the layer's (loading
+    a checkpoint replaces them by its truncated SVD)."""
+    for name, linear, rank in named_linears(model, ranks):
+        w = linear.weight
+        low = LowRankLinear(linear.in_features, rank, linear.out_features, bias=linear.bias is not None)
+        low = low.to(device=w.device, dtype=w.dtype)
+        if w.device.type != "meta":
+            with torch.no_grad():
+                std = math.sqrt(float(w.std()) / math.sqrt(rank))  # std(B A) = std(W)
+                low.a.weight.normal_(0.0, std)
+                low.b.weight.normal_(0.0, std)
+                if linear.bias is not None:
+                    low.b.bias.copy_(linear.bias)
+        set_module(model, name, low)
+    return model
+
+
 class CausalSelfAttention(nn.Module):
     """Causal multi-head self-attention with grouped key/value heads, rotary positions."""
 
@@ -202,18 +258,6 @@ class Layer(nn.Module):
         return x
 
 
-class LowRankLinear(nn.Module):
-    """A linear layer factored to rank r by the low_rank pass: b(a(x)), W = B A."""
-
-    def __init__(self, d_in, rank, d_out, bias=False):
-        super().__init__()
-        self.a = nn.Linear(d_in, rank, bias=False)
-        self.b = nn.Linear(rank, d_out, bias=bias)
-
-    def forward(self, x):
-        return self.b(self.a(x))
-
-
 class Decoder(nn.Module):
     """The `decoder` stack."""
 
@@ -223,7 +267,7 @@ class Decoder(nn.Module):
         self.embed = nn.Embedding(config.vocab, config.d)
         self.layers = nn.ModuleList([Layer(config) for _ in range(config.depth)])
         self.norm = RMSNorm(config.d)
-        self.proj = LowRankLinear(config.d, 8, config.d, bias=True)
+        self.proj = nn.Linear(config.d, config.d)
         self.lm_head = nn.Linear(config.d, config.vocab, bias=False)
 
     def forward(self, tokens, cache=None, start_pos=0):
@@ -264,6 +308,13 @@ class TinyLlama(nn.Module):
         return generate(self, ids, max_new_tokens, temperature, top_k)
 
 
+LOW_RANK = {  # low_rank: these linears become b(a(x)), of this rank (* = any layer)
+    "decoder.proj": 8,
+}
+
+
 def build(config=None, **changes):
     """The tiny_llama model: Config's sizes, with `changes` applied."""
-    return TinyLlama(replace(config or Config(), **changes))
+    model = TinyLlama(replace(config or Config(), **changes))
+    factorize(model, LOW_RANK)
+    return model

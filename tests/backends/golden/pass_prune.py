@@ -2,6 +2,9 @@
 
 Runs with PyTorch alone: `model = build()` at the spec's sizes, or
 `build(Config(...))` / `build(name=value, ...)` to change them.  Regenerate rather than edit.
+
+Passes, in order:
+    prune(0.5, on=\"mlp\")  -- the zeros are in the weights
 """
 
 import math

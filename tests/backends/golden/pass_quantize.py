@@ -2,6 +2,9 @@
 
 Runs with PyTorch alone: `model = build()` at the spec's sizes, or
 `build(Config(...))` / `build(name=value, ...)` to change them.  Regenerate rather than edit.
+
+Passes, in order:
+    quantize(int8_dynamic, on=\"mlp\")  -- QUANTIZE; quantize(model) once weights are loaded
 """
 
 import math
@@ -145,6 +148,125 @@ def generate(model, ids, max_new_tokens, temperature=0.0, top_k=None, src=None, 
     return ids
 
 
+def named_linears(model, table):
+    """[(name, module, value)] for the modules whose name matches a pattern of
+    `table` (`*` = one layer index); every pattern must match something."""
+    found, used = [], set()
+    for name, module in model.named_modules():
+        for pattern, value in table.items():
+            parts, have = pattern.split("."), name.split(".")
+            if len(parts) == len(have) and all(p == h or (p == "*" and h.isdigit()) for p, h in zip(parts, have)):
+                found.append((name, module, value))
+                used.add(pattern)
+    missing = [p for p in table if p not in used]
+    if missing:
+        raise RuntimeError(f"no module named {missing[0]!r} in this model: it was not built from this file")
+    return found
+
+
+def _torchao():
+    """torchao's quantization API, imported quietly (its CUDA-only extensions log
+    a warning each on a CPU build)."""
+    import logging
+
+    quiet = [logging.getLogger(n) for n in ("torchao", "torch.utils._pytree")]
+    levels = [q.level for q in quiet]
+    for q in quiet:
+        q.setLevel(logging.ERROR)
+    try:
+        import torchao.quantization as tq
+    except ImportError:
+        raise RuntimeError("quantization needs torchao: pip install torchao") from None
+    finally:
+        for q, level in zip(quiet, levels):
+            q.setLevel(level)
+    return tq
+
+
+def _in_dtype(module, dtype):
+    """Run `module` in `dtype` (int4 / fp8 kernels take bf16 activations) and give
+    its output back in the caller's dtype."""
+    module.register_forward_pre_hook(lambda m, args: (args[0].to(dtype),) + tuple(args[1:]))
+    module.register_forward_hook(lambda m, args, out: out.to(m.act_dtype))
+
+
+def _ao_dynamic():
+    """torch.ao's dynamic quantization, where it exists and has a CPU engine."""
+    import warnings
+
+    engine = torch.backends.quantized.engine
+    if engine not in ("x86", "fbgemm"):
+        return None
+    with warnings.catch_warnings():  # torch.ao.quantization warns that it is deprecated
+        warnings.simplefilter("ignore")
+        try:
+            from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
+        except ImportError:
+            return None
+    return quantize_dynamic, per_channel_dynamic_qconfig, engine
+
+
+def _quantize(model, scheme, group_size, names, device, torch_compile=False):
+    """Quantize the linears `names` of `model` with `scheme`; return the kernel used."""
+    import warnings
+
+    chosen = set(names)
+    eager_cpu = device.type == "cpu" and not torch_compile  # torch.compile fuses torchao's best
+    if scheme == "int8_dynamic" and eager_cpu and (ao := _ao_dynamic()) is not None:
+        quantize_dynamic, qconfig, engine = ao
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            quantize_dynamic(model, {n: qconfig for n in names}, dtype=torch.qint8, inplace=True)
+        return f"torch.ao dynamic int8 ({engine}, per-channel weights)"
+    tq = _torchao()
+    if scheme == "int8_dynamic":
+        config, kernel = tq.Int8DynamicActivationInt8WeightConfig(set_inductor_config=False), \
+            "torchao Int8DynamicActivationInt8WeightConfig"
+    elif scheme == "int8_weight":
+        config, kernel = tq.Int8WeightOnlyConfig(set_inductor_config=False), "torchao Int8WeightOnlyConfig"
+    elif scheme == "int4_weight" and device.type == "cuda":
+        config = tq.Int4WeightOnlyConfig(group_size=group_size, int4_packing_format="tile_packed_to_4d")
+        kernel = f"torchao Int4WeightOnlyConfig (tinygemm, group {group_size}, bf16 activations)"
+    elif scheme == "int4_weight":
+        from torchao.prototype.quantization.int4 import PrototypeInt4WeightOnlyConfig
+
+        config = PrototypeInt4WeightOnlyConfig(group_size=group_size, set_inductor_config=False)
+        kernel = f"torchao PrototypeInt4WeightOnlyConfig (CPU, group {group_size}, bf16 activations)"
+    elif scheme == "fp8":
+        if device.type != "cuda" or torch.cuda.get_device_capability(device) < (8, 9):
+            raise RuntimeError("fp8 quantization needs a CUDA GPU of compute capability >= 8.9 "
+                               "(Ada, Hopper): use int8_dynamic or int8_weight")
+        config, kernel = tq.Float8DynamicActivationFloat8WeightConfig(set_inductor_config=False), \
+            "torchao Float8DynamicActivationFloat8WeightConfig"
+    else:
+        raise RuntimeError(f"unknown quantization scheme {scheme!r}")
+    if scheme in ("int4_weight", "fp8"):  # these kernels take bf16 weights and activations
+        for name in names:
+            m = model.get_submodule(name)
+            m.act_dtype = m.weight.dtype
+            m.to(torch.bfloat16)
+            _in_dtype(m, torch.bfloat16)
+    tq.quantize_(model, config, filter_fn=lambda m, fqn: fqn in chosen)
+    return kernel
+
+
+def quantize_linears(model, table, torch_compile=False):
+    """Quantize the linears named in `table` (path -> dict(scheme, group_size)) in
+    place, with the fastest kernel for the device the model is on (in eager mode,
+    or under torch.compile when `torch_compile`); records the kernels in
+    `model.quantization` and returns the model."""
+    groups = {}
+    for name, _, q in named_linears(model, table):
+        groups.setdefault((q["scheme"], q.get("group_size")), []).append(name)
+    device = next(model.parameters()).device
+    used = []
+    for (scheme, group_size), names in groups.items():
+        kernel = _quantize(model, scheme, group_size, names, device, torch_compile)
+        used.append(f"{scheme}: {len(names)} linear{'s' * (len(names) != 1)} on {kernel}")
+    model.quantization = used
+    return model
+
+
 class CausalSelfAttention(nn.Module):
     """Causal multi-head self-attention with grouped key/value heads, rotary positions."""
 
@@ -252,6 +374,22 @@ class TinyLlama(nn.Module):
         return generate(self, ids, max_new_tokens, temperature, top_k)
 
 
+QUANTIZE = {  # quantize: these linears' kernels (* = any layer)
+    "decoder.layers.*.mlp.gate": dict(scheme="int8_dynamic"),
+    "decoder.layers.*.mlp.up": dict(scheme="int8_dynamic"),
+    "decoder.layers.*.mlp.down": dict(scheme="int8_dynamic"),
+}
+
+
 def build(config=None, **changes):
     """The tiny_llama model: Config's sizes, with `changes` applied."""
     return TinyLlama(replace(config or Config(), **changes))
+
+
+def quantize(model, torch_compile=False):
+    """Quantize the linears of QUANTIZE in place, with the fastest kernel for the
+    device the model is on (torch_compile=True: the fastest once torch.compile
+    fuses it); call it once float weights are loaded:
+    `model.load_state_dict(...); quantize(model)`.  model.quantization names the
+    kernels that ran."""
+    return quantize_linears(model, QUANTIZE, torch_compile)

@@ -1,0 +1,112 @@
+"""What a pass is: one class per pass, in one file per pass, holding everything
+every stage needs of it.
+
+    name, positional, options     how a spec calls it and the schema of its options
+                                  (the registry, `strata schema`, the reference)
+    run(g, ctx) -> g              the graph rewrite; records what it did on the new
+                                  graph (`g.graph["applied"][-1]["record"]`)
+    convert(record, state, ctx)   the weight transform: a state dict in the names of
+                                  the graph before the pass -> the names after it
+    revert(record, state)         its inverse, where one exists (checkpoints are
+                                  written in the spec's own names)
+    report(record) -> str         one line saying what it did
+
+`run` never imports torch (summary, diagrams and `strata compile` stay
+torch-free); `convert` / `revert` import it when they are called.  A record is
+plain data (lists, numbers, strings) so it travels with the graph.
+
+    >>> from strata.passes import make_pass
+    >>> make_pass("quantize", {"scheme": "int8_dynamic"}).o.group_size
+    128
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from strata.components.base import Options
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+__all__ = ["Pass", "PassContext", "PassError"]
+
+
+class PassError(Exception):
+    """A pass cannot apply to this graph (a spec mistake the person can fix)."""
+
+
+@dataclass
+class PassContext:
+    """What a pass may use beyond the graph: the weights flowing through the
+    pipeline (in the names of the graph the pass receives, or None when the
+    model is compiled without weights) and calibration token ids."""
+
+    state: dict | None = None            # name -> tensor
+    calibration: Any = None              # LongTensor (N, T) of token ids, or None
+    graph: Any = None                    # the graph the current pass receives
+    cache: dict = field(default_factory=dict)
+
+    def need_state(self, what: str):
+        if self.state is None:
+            raise PassError(f"{what} is chosen from the weights: compile with weights "
+                            "(strata.compile(spec, weights=...), strata compress --weights)")
+        return self.state
+
+    def activation_stats(self, nodes: list[str], what: str) -> dict:
+        """Per input feature of each linear in `nodes`: {"sq": sum of x^2, "abs":
+        sum of |x|, "n": rows seen}, over the calibration batches run through the
+        model of `self.graph` with `self.state`."""
+        if self.calibration is None:
+            raise PassError(f"{what} weighs the weights by activations: give calibration "
+                            "data (strata compress --calibration FILE, compile(..., calibration=ids))")
+        from strata.passes.calibration import activation_stats
+
+        return activation_stats(self.graph, self.need_state(what), self.calibration, nodes)
+
+
+class Pass:
+    """A pass with validated options `o`.  Subclasses set name, options,
+    positional and override run (and convert / revert / report)."""
+
+    name: ClassVar[str]
+    options: ClassVar[type[Options]]
+    positional: ClassVar[tuple[str, ...]] = ()
+    # The pass changes weight values (masks), not only names and shapes: a model
+    # compiled without weights gets the spec's initial weights sent through it.
+    acts_on_values: ClassVar[bool] = False
+
+    def __init__(self, options: Options | None = None, **kw):
+        self.o = options if options is not None else self.options(**kw)
+
+    @classmethod
+    def doc(cls) -> str:
+        return (cls.options.__doc__ or "").strip()
+
+    def run(self, g: "nx.MultiDiGraph", ctx: PassContext | None = None) -> "nx.MultiDiGraph":
+        raise NotImplementedError
+
+    def convert(self, record: dict, state: dict, ctx: PassContext) -> dict:
+        return state
+
+    def revert(self, record: dict, state: dict) -> dict:
+        return state
+
+    def report(self, record: dict) -> str:
+        return self.name
+
+    # ---------------------------------------------------------------- helpers
+    def done(self, g: "nx.MultiDiGraph", record: dict) -> "nx.MultiDiGraph":
+        """Record this pass (its options and what it did) on the graph it returns."""
+        from strata.passes._rewrite import recount
+
+        g.graph["applied"] = list(g.graph.get("applied", [])) + [
+            {"name": self.name, "options": self.o.model_dump(), "record": record}]
+        return recount(g)
+
+    def label(self) -> str:
+        """The pass as a spec writes it: quantize(int8_dynamic, on="mlp")."""
+        from strata.passes.text import pass_text
+
+        return pass_text(self.name, self.o.model_dump())

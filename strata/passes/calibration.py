@@ -1,0 +1,132 @@
+"""Calibration data for the passes that look at activations (Wanda pruning,
+activation-aware low rank): a few batches of token ids run through the model
+as it stands before the pass, with the inputs of chosen linears summed per
+feature.
+
+    ids: a LongTensor (N, T); a .safetensors file holding one integer tensor
+    (N, T) (key `tokens` or `input_ids` when it holds several); or a text file
+    with the tokenizer the model was trained with (`tokenizer=`, a strata train
+    run's tokenizer.json).  At most MAX_ROWS rows of at most the model's
+    context are used.
+
+    >>> # stats = activation_stats(g, state, ids, ["decoder.h.0.mlp.up"])
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from strata.errors import UsageError
+
+__all__ = ["MAX_ROWS", "activation_stats", "load_calibration"]
+
+MAX_ROWS = 64        # calibration rows (Wanda's paper uses 128 sequences; a few dozen suffice here)
+BATCH = 8            # rows per forward
+
+
+MAX_LENGTH = 512     # tokens per calibration row, at most
+
+
+def _context(g) -> int:
+    """The row length: the model's positions (ctx, or its learned table), at most MAX_LENGTH."""
+    from strata.compiler.cost import seq_len
+
+    return min(seq_len(g), MAX_LENGTH)
+
+
+def _vocab(g) -> int | None:
+    for _, d in g.nodes(data=True):
+        if d["op"] == "embedding" and d["attrs"].get("role") == "token":
+            return d["params"]["weight"][0]
+    return None
+
+
+def load_calibration(src, g, tokenizer=None):
+    """Token ids (N, T) from a tensor, a safetensors file or a text file, checked
+    against the model's vocabulary and cut to MAX_ROWS rows of its context."""
+    import torch
+
+    T = _context(g)
+    if isinstance(src, torch.Tensor):
+        ids = src
+    else:
+        path = Path(src)
+        if not path.is_file():
+            raise UsageError(f"{path}: no such calibration file")
+        if path.suffix == ".safetensors":
+            from strata.backends.torch.weights import checkpoint_shapes
+            from safetensors.torch import load_file
+
+            checkpoint_shapes(path)
+            tensors = load_file(str(path))
+            ints = {k: v for k, v in tensors.items() if not v.is_floating_point()}
+            key = next((k for k in ("tokens", "input_ids", "ids") if k in ints), None)
+            if key is None and len(ints) == 1:
+                key = next(iter(ints))
+            if key is None:
+                raise UsageError(f"{path}: expected one integer tensor of token ids (or one named tokens)")
+            ids = ints[key]
+        else:
+            ids = _encode_text(path, tokenizer, T)
+    if ids.dim() == 1:
+        ids = ids[: (ids.numel() // T) * T].view(-1, T) if ids.numel() >= T else ids[None]
+    if ids.dim() != 2 or ids.numel() == 0 or ids.is_floating_point():
+        raise UsageError(f"calibration data must be token ids (N, T), got {tuple(ids.shape)} {ids.dtype}")
+    ids = ids[:MAX_ROWS, :T].long()
+    vocab = _vocab(g)
+    if vocab is not None and (int(ids.max()) >= vocab or int(ids.min()) < 0):
+        raise UsageError(f"calibration ids run from {int(ids.min())} to {int(ids.max())}; the model's "
+                         f"vocabulary has {vocab}: tokenize with the model's own tokenizer")
+    return ids
+
+
+def _encode_text(path: Path, tokenizer, T: int):
+    import torch
+
+    if tokenizer is None:
+        raise UsageError(f"{path}: text calibration needs the tokenizer the model was trained with "
+                         "(--tokenizer RUN/tokenizer.json), or token ids as .safetensors")
+    try:
+        from strata.train.tokenizer import load_tokenizer
+    except ImportError:
+        raise UsageError("text calibration reads a strata train tokenizer, and strata.train is not "
+                         "installed here: give token ids as .safetensors") from None
+    tok = load_tokenizer(tokenizer)
+    with open(path, encoding="utf-8", errors="replace") as f:
+        text = f.read(MAX_ROWS * T * 8)  # bounded: enough characters for MAX_ROWS rows
+    return torch.as_tensor(tok.encode(text), dtype=torch.long)
+
+
+def activation_stats(g, state: dict, ids, nodes: list[str]) -> dict:
+    """{node: {"sq": sum x^2, "abs": sum |x|, "n": rows}} per input feature of each
+    linear in `nodes`, over `ids` run through the model of graph `g` holding `state`."""
+    import torch
+
+    from strata.backends.torch import generate_source
+    from strata.backends.torch.loader import load_source
+    from strata.backends.torch.weights import load_state
+
+    g = g.copy()
+    g.graph = {**g.graph, "passes": []}
+    net = load_source(generate_source(g), g.graph["name"]).build()
+    net.strata_graph = g
+    load_state(net, state)
+    net.eval()
+    stats: dict[str, dict] = {}
+    hooks = []
+    for n in nodes:
+        def hook(mod, args, out, n=n):
+            x = args[0].detach().float().reshape(-1, args[0].shape[-1])
+            s = stats.setdefault(n, {"sq": torch.zeros(x.shape[1]), "abs": torch.zeros(x.shape[1]), "n": 0})
+            s["sq"] += (x * x).sum(0)
+            s["abs"] += x.abs().sum(0)
+            s["n"] += x.shape[0]
+        hooks.append(net.get_submodule(n).register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            for i in range(0, ids.shape[0], BATCH):
+                net(ids[i:i + BATCH])
+    finally:
+        for h in hooks:
+            h.remove()
+    return stats

@@ -1,0 +1,188 @@
+"""`strata compress SPEC --weights W [--pass ...] -o OUT/`: a checkpoint through
+the passes, written as a spec again.
+
+    OUT/model.arch          the compressed model's spec (strata/passes/spec_writer.py)
+    OUT/weights.safetensors its weights, in its own names (what save_weights writes)
+    OUT/report.json         what each pass did, parameters and bytes before / after,
+                            logits SQNR of the compressed model against the original
+
+`strata check / summary / diagram / compile / train` take OUT/model.arch like
+any spec; compiling it with OUT/weights.safetensors gives the compressed model.
+
+    >>> # compress("gpt2.arch", "gpt2.safetensors", "out/", passes=['quantize(int8_dynamic)'])
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from strata.errors import UsageError
+
+__all__ = ["CompressResult", "compress"]
+
+FILES = ("model.arch", "weights.safetensors", "report.json")
+SQNR_TOKENS = (2, 64)  # rows, length of the random ids the logits are compared on without calibration
+
+
+@dataclass
+class CompressResult:
+    out: Path
+    report: dict = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        r = self.report
+        out = [f"wrote {self.out / f}" for f in FILES]
+        out += [f"  {p['report']}" for p in r["passes"]]
+        p, b = r["parameters"], r["weight_bytes"]
+        out.append(f"  parameters {p['before']:,} -> {p['after']:,}; weights {b['before'] / 2**20:.1f} MiB "
+                   f"-> {b['compiled'] / 2**20:.1f} MiB compiled ({b['file'] / 2**20:.1f} MiB on disk)")
+        sqnr = r["logits"]["sqnr_db"]
+        out.append(f"  logits SQNR {sqnr:.1f} dB against the original" if sqnr is not None
+                   else "  logits equal to the original's")
+        return out
+
+
+def _sqnr(ref, y) -> float | None:
+    """Signal-to-quantization-noise ratio in dB (None when the two are equal)."""
+    err = (ref.float() - y.float()).norm()
+    if err == 0:
+        return None
+    return round(float(20 * (ref.float().norm() / err).log10()), 2)
+
+
+def _classify(g) -> tuple[list[str], list[str], list[dict], list[dict]]:
+    """(passes kept in the new spec, notes on what the weights now hold,
+    structured records, lora entries to merge)."""
+    from strata.passes import make_pass
+    from strata.passes.low_rank import explicit_low_rank
+    from strata.passes.text import pass_text
+
+    kept, notes, structured, lora = [], [], [], []
+    for a in g.graph.get("applied", []):
+        p = make_pass(a["name"], a["options"])
+        label, line = pass_text(a["name"], a["options"]), p.report(a["record"])
+        method = a["options"].get("method")
+        if a["name"] == "prune" and method == "structured":
+            structured.append(a["record"])
+            notes.append(f"{label}: the sizes below are the pruned ones")
+        elif a["name"] == "prune" and method != "2:4":
+            notes.append(f"{label}: the zeros are in its weights ({line.split(': ', 1)[1]})")
+        elif a["name"] == "lora":
+            lora.append(a)
+            notes.append(f"{label}: the adapters are merged into its weights")
+        elif a["name"] == "low_rank" and a["options"].get("energy") is not None:
+            kept += explicit_low_rank(g, a["record"])
+        else:
+            kept.append(label)
+    return kept, notes, structured, lora
+
+
+def _ids(g, calibration):
+    import torch
+
+    if calibration is not None:
+        return calibration[:SQNR_TOKENS[0]]
+    from strata.passes.calibration import _context, _vocab
+
+    gen = torch.Generator().manual_seed(0)
+    T = min(_context(g), SQNR_TOKENS[1])
+    return torch.randint(0, _vocab(g) or 2, (SQNR_TOKENS[0], T), generator=gen)
+
+
+def compress(spec: str | Path, weights: str | Path, out: str | Path, *, passes: list[str] = (),
+             model: str | None = None, calibration=None, tokenizer=None, overwrite: bool = False
+             ) -> CompressResult:
+    """Run the spec's passes and `passes` on `weights`; write OUT (see the module docstring)."""
+    import torch
+    from safetensors.torch import load_file
+
+    from strata.backends.torch.compile import _device_problems, _spec_fit, compile_graph
+    from strata.backends.torch.weights import checkpoint_shapes, save_weights
+    from strata.compiler import build_file, build_text
+    from strata.compiler.cost import weight_bytes
+    from strata.compiler.ir import param_count
+    from strata.io import write_atomic
+    from strata.passes import make_pass, report
+    from strata.passes.calibration import load_calibration
+    from strata.passes.spec_writer import compressed_spec
+    from strata.passes.text import parse_pass_texts
+    from strata.passes.weights import transform
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out}: exists and is not a folder")
+    clash = [f for f in FILES if (out / f).exists()]
+    if clash and not overwrite:
+        raise UsageError(f"{out / clash[0]} exists: --overwrite replaces it, or -o names another folder")
+    g0 = build_file(spec, model=model)
+    g0.graph["passes"] = list(g0.graph["passes"]) + parse_pass_texts(list(passes), g0)
+    if not g0.graph["passes"]:
+        raise UsageError("no passes to apply: the spec has no passes { } and no --pass was given")
+    checkpoint_shapes(weights)
+    tensors = load_file(str(weights))
+    if not _spec_fit(g0, tensors):
+        raise UsageError(f"{weights}: compress reads weights in the spec's own names and shapes (as "
+                         "save_weights, strata train and import-hf write them); these do not fit "
+                         f"{Path(spec).name}")
+    calib = load_calibration(calibration, g0, tokenizer) if calibration is not None else None
+    g, state = transform(g0, dict(tensors), calibration=calib)
+    _device_problems(g, None)  # what cannot run here is refused before anything is written
+    kept, notes, structured, lora = _classify(g)
+    for a in reversed(lora):  # merged: the compressed model is for serving
+        state = make_pass("lora", a["options"]).revert(a["record"], state)
+    out.mkdir(parents=True, exist_ok=True)
+    arch = out / "model.arch"
+    text = compressed_spec(spec, model, g0, g, structured, kept, notes, out)
+    g_out = build_text(text, str(arch))
+    net = compile_graph(g_out, quantize=False)
+    from strata.backends.torch.weights import load_state
+
+    load_state(net, state)
+    write_atomic(arch, text)
+    save_weights(net, out / "weights.safetensors")
+
+    ids = _ids(g0, calib)
+    base = compile_graph(_plain(g0))
+    load_state(base, tensors)
+    small = compile_graph(build_file(arch), weights=out / "weights.safetensors")
+    with torch.no_grad():
+        ref, got = base.eval()(ids), small.eval()(ids)
+    before = param_count(g0)
+    rep = {
+        "spec": str(spec), "weights": str(weights), "model": g0.graph["name"],
+        "passes": [{"pass": p["name"], "options": p["options"], "report": line, **_details(p["record"])}
+                   for p, line in zip(g.graph["applied"], report(g))],
+        "written_passes": kept, "notes": notes,
+        "parameters": {"before": before, "after": param_count(small.strata_graph)},
+        "nonzero_parameters": int(sum(int((v != 0).sum()) for v in state.values() if v.is_floating_point())),
+        "weight_bytes": {"before": before * 4, "compiled": weight_bytes(small.strata_graph),
+                         "file": (out / "weights.safetensors").stat().st_size},
+        "kernels": [x for x in small.strata_report if ": " in x and " on " in x],
+        "logits": {"sqnr_db": _sqnr(ref, got), "ids": list(ids.shape),
+                   "max_abs_diff": round(float((ref - got).abs().max()), 6)},
+    }
+    write_atomic(out / "report.json", json.dumps(rep, indent=2) + "\n")
+    return CompressResult(out, rep)
+
+
+def _details(record: dict) -> dict:
+    """The per-layer figures of a pass's record worth keeping: low-rank errors,
+    densities after masks, ranks, and heads / neurons kept."""
+    out = {}
+    if record.get("error"):
+        out["relative_error"] = record["error"]
+    if record.get("density"):
+        out["density"] = record["density"]
+    if record.get("factored"):
+        out["ranks"] = {n: f["rank"] for n, f in record["factored"].items()}
+    if record.get("components"):
+        out["kept"] = {c: {"kept": r["keep"], "of": r["of"]} for c, r in record["components"].items()}
+    return out
+
+
+def _plain(g0):
+    g = g0.copy()
+    g.graph = {**g0.graph, "passes": []}
+    return g

@@ -1,0 +1,100 @@
+"""lora: low-rank adapters on linear layers (Hu et al. 2021).
+
+    y = x W^T + b + (alpha / r) * dropout(x) A^T B^T,   A [r, in], B [out, r]
+
+W and b stay frozen; only A and B train under `strata train`.  The IR keeps
+each adapted linear and adds its two parameters (`<name>.lora_a`,
+`<name>.lora_b`: state_dict keys `decoder.h.0.attn.q.lora_a`), so parameter
+counts, the summary's trainable count and the generated `LoRALinear`s agree.
+B starts at zero, so an adapted model computes what the base model computes.
+
+Saving a model with adapters writes the spec's own names: the adapters merged
+into W (W + alpha/r * B A), which is what the model computes;
+`strata.passes.adapters` saves and loads the adapters on their own, and merges
+them into a plain model.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from pydantic import Field, PositiveFloat, PositiveInt
+
+from strata.components.base import Options
+from strata.passes._rewrite import PassError, copy_graph, weight_linears
+from strata.passes.base import Pass
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+
+class LoRAOptions(Options):
+    """Add trainable low-rank adapters (LoRA) to linear layers; the rest freezes."""
+
+    rank: PositiveInt = Field(description="the adapters' rank r")
+    alpha: PositiveFloat | None = Field(None, description="scale alpha / rank; default: rank (scale 1)")
+    dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the adapter's input")
+    on: str | None = Field(None, description="module path glob or component kind; default all")
+
+
+class LoRA(Pass):
+    name = "lora"
+    options = LoRAOptions
+    positional = ("rank",)
+
+    @property
+    def alpha(self) -> float:
+        return float(self.o.alpha if self.o.alpha is not None else self.o.rank)
+
+    def run(self, graph: "nx.MultiDiGraph", ctx=None) -> "nx.MultiDiGraph":
+        o = self.o
+        g = copy_graph(graph)
+        nodes = weight_linears(g, o.on)
+        if not nodes:
+            raise PassError(f"{self.label()}: the selection holds no linear layer of its own")
+        for n in nodes:
+            d = g.nodes[n]
+            if d["attrs"].get("quant"):
+                raise PassError(f"{self.label()}: '{n}' is quantized; list lora before quantize "
+                                "(and merge the adapters before quantizing)")
+            if d["attrs"].get("lora"):
+                raise PassError(f"{self.label()}: '{n}' already has adapters")
+            out, d_in = d["params"]["weight"]
+            d["params"]["lora_a"] = (o.rank, d_in)
+            d["params"]["lora_b"] = (out, o.rank)
+            d["attrs"]["lora"] = {"rank": o.rank, "alpha": self.alpha, "dropout": o.dropout}
+        added = sum(o.rank * sum(g.nodes[n]["params"]["weight"]) for n in nodes)
+        return self.done(g, {"linears": nodes, "adapter_parameters": added})
+
+    def convert(self, record: dict, state: dict, ctx) -> dict:
+        """Fresh adapters (A as nn.Linear initialises, B zero) where the state has none."""
+        import torch
+
+        out = dict(state)
+        for n in record["linears"]:
+            w = out.get(f"{n}.weight")
+            if w is None or f"{n}.lora_a" in out:
+                continue
+            a = torch.empty(self.o.rank, w.shape[1], dtype=w.dtype, device=w.device)
+            torch.nn.init.kaiming_uniform_(a, a=math.sqrt(5))
+            out[f"{n}.lora_a"] = a
+            out[f"{n}.lora_b"] = torch.zeros(w.shape[0], self.o.rank, dtype=w.dtype, device=w.device)
+        return out
+
+    def revert(self, record: dict, state: dict) -> dict:
+        """Merge: W + alpha/r * B A, adapters dropped."""
+        out = dict(state)
+        scale = self.alpha / self.o.rank
+        for n in record["linears"]:
+            a, b = out.pop(f"{n}.lora_a", None), out.pop(f"{n}.lora_b", None)
+            if a is None or b is None or f"{n}.weight" not in out:
+                continue
+            w = out[f"{n}.weight"]
+            out[f"{n}.weight"] = (w.float() + scale * (b.float() @ a.float())).to(w.dtype)
+        return out
+
+    def report(self, record: dict) -> str:
+        n = len(record["linears"])
+        return (f"lora: rank-{self.o.rank} adapters (alpha {self.alpha:g}) on {n} linear"
+                f"{'s' * (n != 1)}: {record['adapter_parameters']:,} trainable parameters")

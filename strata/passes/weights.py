@@ -1,0 +1,59 @@
+"""Weights through passes (torch).
+
+A checkpoint is in the spec's own names: those of the spec compiled with
+`passes=[]`.  Each applied pass recorded what it did (g.graph["applied"]), and
+its `convert` / `revert` carry a state dict across it, so a whole pipeline is
+replayed in order one way and undone in reverse the other:
+
+    spec names ──convert, pass by pass──► the compiled model's names and shapes
+    model names ──revert, last pass first──► spec names
+
+`transform` runs the passes themselves with the weights flowing through, for
+the passes that choose from the weights (structured pruning keeps the largest
+heads, `low_rank(energy=...)` picks ranks, Wanda and ASVD read calibration
+activations).
+
+    >>> # g, state = transform(build_file("m.arch"), load_file("w.safetensors"))
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from strata.passes import PassContext, apply_passes, make_pass
+
+if TYPE_CHECKING:
+    import networkx as nx
+    import torch
+
+__all__ = ["to_model_names", "to_spec_names", "transform"]
+
+
+def transform(g0: "nx.MultiDiGraph", state: dict | None, *, calibration=None
+              ) -> tuple["nx.MultiDiGraph", dict | None]:
+    """Apply g0's passes with `state` (in g0's names, or None) flowing through;
+    return the graph after them and the state in its names."""
+    ctx = PassContext(state=state, calibration=calibration)
+
+    def step(p, before, after):
+        if ctx.state is not None:
+            ctx.state = p.convert(after.graph["applied"][-1]["record"], ctx.state, ctx)
+
+    g = apply_passes(g0, ctx=ctx, on_pass=step)
+    return g, ctx.state
+
+
+def to_model_names(g: "nx.MultiDiGraph", state: dict[str, "torch.Tensor"], *, calibration=None
+                   ) -> dict[str, "torch.Tensor"]:
+    """A spec-named state dict in the names (and shapes) of the model compiled from `g`."""
+    ctx = PassContext(calibration=calibration)
+    for a in g.graph.get("applied", []):
+        state = make_pass(a["name"], a["options"]).convert(a["record"], state, ctx)
+    return state
+
+
+def to_spec_names(g: "nx.MultiDiGraph", state: dict[str, "torch.Tensor"]) -> dict[str, "torch.Tensor"]:
+    """The compiled model's state dict in the spec's own names (passes undone)."""
+    for a in reversed(g.graph.get("applied", [])):
+        state = make_pass(a["name"], a["options"]).revert(a["record"], state)
+    return state

@@ -1,0 +1,119 @@
+"""strata compress: the compressed model is a spec again; it checks, it loads its
+weights, it computes what the passes made, and its report says so."""
+
+from __future__ import annotations
+
+import json
+
+
+from tests.passes.helpers import GPT, LLAMA, ids, spec_file, torch, weights
+
+from strata.api import compile
+from strata.cli import main
+from strata.passes.compress import compress
+from strata.passes.weights import transform
+
+
+def _transformed(spec, w, passes):
+    """The model the passes make, straight from the pipeline (for comparison)."""
+    from safetensors.torch import load_file
+
+    from strata.backends.torch.compile import compile_graph
+    from strata.backends.torch.weights import load_state
+    from strata.compiler import build_file
+    from strata.passes.text import parse_pass_texts
+
+    g0 = build_file(spec)
+    g0.graph["passes"] = parse_pass_texts(passes, g0)
+    g, state = transform(g0, dict(load_file(str(w))))
+    net = compile_graph(g, quantize=False)
+    load_state(net, state)
+    return net.eval()
+
+
+def test_structured_and_low_rank_written_as_a_spec(tmp_path, capsys):
+    spec = spec_file(tmp_path, LLAMA)
+    w = weights(tmp_path, spec)
+    passes = ["prune(0.5, method=structured)", 'low_rank(energy=0.6, on="decoder.layers.*.mlp.down")']
+    out = tmp_path / "out"
+    assert main(["compress", str(spec), "--weights", str(w), "-o", str(out)]
+                + [a for p in passes for a in ("--pass", p)]) == 0
+    printed = capsys.readouterr().out
+    assert f"wrote {out / 'model.arch'}" in printed and "logits SQNR" in printed
+    text = (out / "model.arch").read_text()
+    assert "mlp(64, act=swiglu, bias=false)" in text
+    assert "attention(2, kv_heads=1, causal=true, bias=false, head_dim=16)" in text
+    assert "low_rank(" in text and "energy" not in text  # the ranks the energy chose
+    assert "prune(" not in text.split("passes {")[1]  # the sizes say it
+    assert main(["check", str(out / "model.arch")]) == 0
+    capsys.readouterr()
+    x = ids(96)
+    small = compile(out / "model.arch", weights=out / "weights.safetensors").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(small(x), _transformed(spec, w, passes)(x), atol=1e-5, rtol=1e-5)
+    report = json.loads((out / "report.json").read_text())
+    assert report["parameters"]["after"] < report["parameters"]["before"]
+    assert [p["pass"] for p in report["passes"]] == ["prune", "low_rank"]
+    assert report["logits"]["sqnr_db"] is not None
+
+
+def test_quantized_and_masked(tmp_path):
+    spec = spec_file(tmp_path, GPT)
+    w = weights(tmp_path, spec)
+    out = tmp_path / "q"
+    r = compress(spec, w, out, passes=['prune(0.5, on="mlp")', 'quantize(int8_dynamic, on="mlp")']).report
+    text = (out / "model.arch").read_text()
+    assert 'quantize(int8_dynamic, on="mlp")' in text and "the zeros are in its weights" in text
+    assert r["weight_bytes"]["compiled"] < r["weight_bytes"]["before"]
+    assert r["nonzero_parameters"] < r["parameters"]["after"]
+    assert any("int8_dynamic" in k for k in r["kernels"])
+    assert r["logits"]["sqnr_db"] > 10
+    from strata.compiler import build_file
+    from strata.compiler.cost import weight_bytes
+    from strata.passes import apply_passes
+
+    assert weight_bytes(apply_passes(build_file(out / "model.arch"))) == r["weight_bytes"]["compiled"]
+
+
+def test_a_selection_a_spec_cannot_write_is_refused(tmp_path, capsys):
+    spec = spec_file(tmp_path, GPT)
+    w = weights(tmp_path, spec)
+    code = main(["compress", str(spec), "--weights", str(w), "-o", str(tmp_path / "o"),
+                 "--pass", 'prune(0.5, method=structured, on="decoder.h.0.mlp")'])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "strata: error: compress: structured pruning selected some uses" in err and "decoder.h.1.mlp" in err
+    assert not (tmp_path / "o" / "model.arch").exists()
+
+
+def test_refusals(tmp_path, capsys):
+    spec = spec_file(tmp_path, GPT)
+    w = weights(tmp_path, spec)
+    assert main(["compress", str(spec), "--weights", str(w), "-o", str(tmp_path / "o")]) == 2
+    assert "no passes to apply" in capsys.readouterr().err
+    assert main(["compress", str(spec), "--weights", str(w), "-o", str(tmp_path / "o"), "--pass", "quantize(fp8)"]) == 2
+    assert "fp8 quantization needs a CUDA GPU" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+    other = spec_file(tmp_path, LLAMA, "l.arch")
+    assert main(["compress", str(other), "--weights", str(w), "-o", str(tmp_path / "o2"), "--pass", "fuse_qkv"]) == 2
+    assert "do not fit l.arch" in capsys.readouterr().err
+    out = tmp_path / "o3"
+    assert main(["compress", str(spec), "--weights", str(w), "-o", str(out), "--pass", "fuse_qkv"]) == 0
+    assert main(["compress", str(spec), "--weights", str(w), "-o", str(out), "--pass", "fuse_qkv"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_imports_and_paths_are_resolved(tmp_path):
+    """A spec that imports and extends another becomes one file; train data and a
+    distill teacher stay reachable from the new folder."""
+    (tmp_path / "base.arch").write_text(GPT)
+    (tmp_path / "data.txt").write_text("hello")
+    spec = spec_file(tmp_path, 'import "base.arch"\nmodel small extends tiny_gpt { depth = 1 }\n'
+                     'passes { distill("base.arch") }\ntrain { data = "data.txt" }\n', "small.arch")
+    w = weights(tmp_path, spec)
+    out = tmp_path / "nested" / "out"
+    compress(spec, w, out, passes=["prune(0.5, method=structured)"])
+    text = (out / "model.arch").read_text()
+    assert "import" not in text and "extends" not in text and "model small {" in text
+    assert 'distill("../../base.arch")' in text and 'data = "../../data.txt"' in text
+    assert main(["check", str(out / "model.arch")]) == 0

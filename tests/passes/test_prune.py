@@ -1,0 +1,175 @@
+"""prune: masks are exact and keep the other weights as they were; Wanda ranks
+by |W| * ||X||; structured pruning shrinks the model everywhere and the pruned
+model computes what the masked model computes; 2:4 says where it runs."""
+
+from __future__ import annotations
+
+import pytest
+from safetensors.torch import load_file
+
+from tests.passes.helpers import GPT, LLAMA, ids, logits, spec_file, torch, weights
+
+from strata.api import compile, generate_source, save_weights
+from strata.compiler import build_file
+from strata.compiler.summary import summary_dict
+from strata.errors import SpecError, UsageError
+from strata.passes import apply_passes
+from strata.passes.text import parse_pass_texts
+from strata.passes.weights import transform
+
+
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory):
+    d = tmp_path_factory.mktemp("p")
+    spec = spec_file(d, LLAMA)
+    return spec, weights(d, spec)
+
+
+def _run(spec, w, text, calibration=None):
+    g = build_file(spec)
+    g.graph["passes"] = parse_pass_texts([text], g)
+    return transform(g, dict(load_file(str(w))), calibration=calibration)
+
+
+MLP = [f"decoder.layers.{i}.mlp.{r}.weight" for i in range(2) for r in ("gate", "up", "down")]
+
+
+def test_magnitude_per_layer_density_is_exact_and_kept_weights_unchanged(llama):
+    spec, w = llama
+    before = load_file(str(w))
+    _, after = _run(spec, w, 'prune(0.3, on="mlp")')
+    for k in MLP:
+        a, b = after[k], before[k]
+        zeros = int((a == 0).sum())
+        assert zeros == int(b.numel() * 0.3)
+        kept = a != 0
+        assert torch.equal(a[kept], b[kept])                        # untouched
+        assert a.abs()[kept].min() >= b.abs()[~kept].max()          # the smallest went
+    assert torch.equal(after["decoder.layers.0.attn.q.weight"], before["decoder.layers.0.attn.q.weight"])
+
+
+def test_magnitude_global_uses_one_threshold(llama):
+    spec, w = llama
+    before = load_file(str(w))
+    _, after = _run(spec, w, 'prune(0.5, scope=global, on="mlp")')
+    removed = torch.cat([before[k][after[k] == 0].abs() for k in MLP])
+    kept = torch.cat([after[k][after[k] != 0].abs() for k in MLP])
+    assert removed.numel() == int(sum(before[k].numel() for k in MLP) * 0.5)
+    assert kept.min() >= removed.max()
+    densities = [float((after[k] != 0).float().mean()) for k in MLP]
+    assert max(densities) - min(densities) > 0.05  # layers differ: one threshold, not one per layer
+
+
+def test_wanda_ranks_rows_by_weight_times_activation_norm(llama):
+    spec, w = llama
+    calib = ids(96, rows=4, length=32, seed=3)
+    before = load_file(str(w))
+    g, after = _run(spec, w, 'prune(0.5, method=wanda, on="decoder.layers.1.mlp.down")', calib)
+    from strata.passes.calibration import activation_stats
+
+    g0 = build_file(spec)
+    norms = activation_stats(g0, before, calib, ["decoder.layers.1.mlp.down"])["decoder.layers.1.mlp.down"]["sq"].sqrt()
+    W = before["decoder.layers.1.mlp.down.weight"]
+    score = W.abs() * norms[None, :]
+    expect = torch.ones_like(W, dtype=torch.bool)
+    expect.scatter_(1, score.argsort(dim=1)[:, : W.shape[1] // 2], False)
+    assert torch.equal(after["decoder.layers.1.mlp.down.weight"] != 0, expect)
+    assert ((after["decoder.layers.1.mlp.down.weight"] != 0).sum(1) == W.shape[1] // 2).all()  # per row
+
+
+def test_wanda_without_calibration_says_what_it_needs(llama):
+    spec, w = llama
+    with pytest.raises(SpecError, match="wanda.*weighs the weights by activations: give calibration data"):
+        _run(spec, w, "prune(0.5, method=wanda)")
+
+
+def test_structured_shrinks_ir_summary_diagram_and_code(llama):
+    spec, _ = llama
+    text = 'prune(0.5, method=structured)'
+    g = build_file(spec)
+    g.graph["passes"] = parse_pass_texts([text], g)
+    h = apply_passes(g)
+    mods = {m["path"]: m for m in summary_dict(h)["modules"]}
+    # GQA 4 heads / 2 kv heads: one of the two key/value groups goes (2 query heads with it)
+    assert h.graph["components"]["decoder.layers.0.attn"]["options"]["heads"] == 2
+    assert mods["decoder.layers.0.mlp"]["parameters"] == 3 * 64 * 64  # hidden 128 -> 64
+    assert h.graph["parameters"] < g.graph["parameters"]
+    src = generate_source(spec, passes=[text])
+    assert "SwiGLU(config.d, 64, bias=False)" in src
+    assert "CausalSelfAttention(config.d, 2, kv_heads=1, head_dim=16, bias=False)" in src
+    from strata.backends.diagram import diagram
+
+    labels = diagram(h, level="block").source
+    assert "2 heads, 1 kv #40;GQA#41;" in labels and "hidden 64" in labels
+
+
+def test_structured_that_removes_nothing_is_an_error(llama):
+    spec, _ = llama
+    g = build_file(spec)
+    g.graph["passes"] = parse_pass_texts(["prune(0.2, method=structured)"], g)
+    with pytest.raises(SpecError, match="removes nothing from 'decoder.layers.0.attn': 0.2 of its 2 "
+                                        "key/value head groups rounds to none"):
+        apply_passes(g)
+
+
+def test_pruned_model_equals_the_masked_model(llama, tmp_path):
+    """The spec's own model with the removed rows and columns zeroed computes
+    exactly what the smaller model computes."""
+    spec, w = llama
+    x = ids(96)
+    got, net = logits(spec, w, x, passes=["fuse_qkv", "fuse_mlp", "prune(0.5, method=structured)"])
+    assert net.get_submodule("decoder.layers.0.mlp.gate_up").weight.shape == (128, 64)
+    save_weights(net, tmp_path / "masked.safetensors")
+    masked = load_file(str(tmp_path / "masked.safetensors"))
+    down = masked["decoder.layers.0.mlp.down.weight"]
+    assert int((down.abs().sum(0) == 0).sum()) == 64  # half the neurons are zero columns
+    plain, _ = logits(spec, tmp_path / "masked.safetensors", x, passes=[])
+    torch.testing.assert_close(plain, got, atol=1e-5, rtol=0)
+
+
+def test_structured_keeps_the_largest_neurons(llama):
+    spec, w = llama
+    before = load_file(str(w))
+    g, after = _run(spec, w, 'prune(0.5, method=structured, on="decoder.layers.0.mlp")')
+    rec = g.graph["applied"][-1]["record"]["components"]["decoder.layers.0.mlp"]
+    up, gate = before["decoder.layers.0.mlp.up.weight"], before["decoder.layers.0.mlp.gate.weight"]
+    down = before["decoder.layers.0.mlp.down.weight"]
+    score = up.norm(dim=1) * gate.norm(dim=1) * down.norm(dim=0)
+    assert rec["kept"] == sorted(score.topk(64).indices.tolist())
+    torch.testing.assert_close(after["decoder.layers.0.mlp.down.weight"], down[:, rec["kept"]])
+
+
+def test_structured_heads_in_plain_attention(tmp_path):
+    spec = spec_file(tmp_path, GPT)
+    w = weights(tmp_path, spec)
+    x = ids(80)
+    got, net = logits(spec, w, x, passes=['prune(0.5, method=structured, on="attention")'])
+    assert net.decoder.h[0].attn.q.weight.shape == (32, 64)  # 2 of 4 heads of 16
+    save_weights(net, tmp_path / "s.safetensors")
+    plain, _ = logits(spec, tmp_path / "s.safetensors", x, passes=[])
+    torch.testing.assert_close(plain, got, atol=1e-5, rtol=0)
+
+
+def test_structured_after_low_rank_is_refused(llama):
+    spec, _ = llama
+    g = build_file(spec)
+    g.graph["passes"] = parse_pass_texts(['low_rank(8, on="mlp")', "prune(0.5, method=structured)"], g)
+    with pytest.raises(SpecError, match="list prune\\(method=structured\\) before low_rank"):
+        apply_passes(g)
+
+
+def test_two_four_masks_and_is_refused_off_cuda(llama):
+    spec, w = llama
+    _, after = _run(spec, w, 'prune(0.5, method="2:4", on="mlp")')
+    for k in MLP:
+        groups = (after[k] != 0).view(after[k].shape[0], -1, 4).sum(-1)
+        assert (groups == 2).all()
+    with pytest.raises(UsageError, match=r"2:4.*compute capability >= 8.0, not on cpu.*structured"):
+        compile(spec, weights=w, passes=['prune(0.5, method="2:4", on="mlp")'])
+
+
+def test_compiled_without_weights_a_pruned_spec_holds_zeros(llama):
+    spec, _ = llama
+    net = compile(spec, passes=['prune(0.5, on="mlp")'])
+    wt = net.decoder.layers[0].mlp.up.weight
+    assert int((wt == 0).sum()) == wt.numel() // 2

@@ -1,0 +1,146 @@
+"""quantize: the compiled linears really run quantized kernels, the logits stay
+close, the summary's bytes are the compiled model's, and what cannot run on
+this device says so in one line."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.optional import require
+from tests.passes.helpers import LLAMA, ids, logits, spec_file, sqnr, torch, weights
+
+require("torchao")
+
+from strata.api import compile, generate_source, load_weights, save_weights  # noqa: E402
+from strata.backends.torch.weights import WeightsError  # noqa: E402
+from strata.compiler import build_file  # noqa: E402
+from strata.compiler.cost import weight_bytes  # noqa: E402
+from strata.errors import SpecError, UsageError  # noqa: E402
+from strata.passes import apply_passes  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def llama(tmp_path_factory):
+    d = tmp_path_factory.mktemp("q")
+    spec = spec_file(d, LLAMA)
+    return spec, weights(d, spec)
+
+
+def _linears(net, kind):
+    return [n for n, m in net.named_modules() if type(m).__name__ == kind]
+
+
+def test_int8_dynamic_runs_int8_kernels_within_30_db(llama):
+    spec, w = llama
+    x = ids(96)
+    ref, _ = logits(spec, w, x, passes=[])
+    got, net = logits(spec, w, x, passes=['quantize(int8_dynamic, on="decoder.layers.*")'])
+    assert sqnr(ref, got) >= 30
+    on_cpu = _linears(net, "Linear")  # torch.ao's DynamicQuantizedLinear is `Linear` in torch.ao.nn
+    quantized = [n for n in on_cpu if "quantized" in type(net.get_submodule(n)).__module__]
+    assert len(quantized) == 2 * 7  # q, k, v, o, gate, up, down of both layers
+    assert all(type(net.get_submodule(n)).__name__ == "Linear" and "quantized" not in
+               type(net.get_submodule(n)).__module__ for n in ("decoder.lm_head",))  # not selected
+    assert any("int8_dynamic: 14 linears on" in r for r in net.strata_report)
+
+
+@pytest.mark.parametrize("scheme, floor", [("int8_weight", 30), ("int4_weight", 17)])
+def test_weight_only_schemes(llama, scheme, floor):
+    spec, w = llama
+    x = ids(96)
+    ref, _ = logits(spec, w, x, passes=[])
+    got, net = logits(spec, w, x, passes=[f'quantize({scheme}, group_size=32)'])
+    assert sqnr(ref, got) >= floor
+    weight = net.get_submodule("decoder.layers.0.mlp.down").weight
+    assert type(weight).__name__ in ("Int8Tensor", "Int4OpaqueTensor")
+    assert got.dtype == torch.float32  # int4 runs bf16 inside the layer, the model stays float
+
+
+@pytest.mark.parametrize("scheme", ["int8_weight", "int4_weight"])
+def test_summary_bytes_are_the_compiled_models(llama, scheme):
+    """cost.weight_bytes counts torchao's layout: the bytes of the compiled tensors."""
+    spec, w = llama
+    p = f'quantize({scheme}, group_size=32)'
+    net = compile(spec, passes=[p], weights=w)
+    total = 0
+    for t in list(net.parameters()) + list(net.buffers()):
+        if hasattr(t, "__tensor_flatten__"):
+            names, _ = t.__tensor_flatten__()
+            total += sum(getattr(t, n).numel() * getattr(t, n).element_size() for n in names)
+        else:
+            total += t.numel() * t.element_size()
+    assert weight_bytes(net.strata_graph) == total
+    assert total < 0.4 * weight_bytes(build_file(spec))
+
+
+def test_generated_file_quantizes_after_loading(llama):
+    spec, _ = llama
+    src = generate_source(spec, passes=['quantize(int8_dynamic, on="mlp")'])
+    assert 'QUANTIZE = {' in src and '"decoder.layers.*.mlp.gate": dict(scheme="int8_dynamic"),' in src
+    assert src.index("def build(") < src.index("def quantize(model, torch_compile=False):")
+    assert "return quantize_linears(model, QUANTIZE, torch_compile)" in src
+    assert "import torchao" in src  # inside the helper: the file imports without it
+
+
+def test_fp8_is_refused_on_cpu_with_the_alternative(llama):
+    spec, w = llama
+    with pytest.raises(UsageError, match=r"fp8 quantization needs a CUDA GPU of compute capability >= 8.9.*"
+                                         r"use int8_dynamic or int8_weight"):
+        compile(spec, passes=["quantize(fp8)"], weights=w)
+
+
+def test_int4_group_size_must_divide_the_inputs(tmp_path):
+    spec = spec_file(tmp_path, LLAMA.replace("mlp(128,", "mlp(96,"))
+    g = build_file(spec)
+    g.graph["passes"] = []
+    from strata.passes.text import parse_pass_texts
+
+    g.graph["passes"] = parse_pass_texts(['quantize(int4_weight, group_size=64, on="mlp")'], g)
+    with pytest.raises(SpecError, match="'decoder.layers.0.mlp.down' has 96 input features, not a "
+                                        "multiple of group_size=64; group_size=32 fits"):
+        apply_passes(g)
+
+
+def test_a_quantized_model_saves_floats_and_refuses_loading(llama, tmp_path):
+    spec, w = llama
+    x = ids(96)
+    got, net = logits(spec, w, x, passes=["quantize(int8_weight)"])
+    save_weights(net, tmp_path / "q.safetensors")  # the dequantized weights it computes with
+    plain, _ = logits(spec, tmp_path / "q.safetensors", x, passes=[])
+    assert sqnr(got, plain) > 60
+    again, _ = logits(spec, tmp_path / "q.safetensors", x, passes=["quantize(int8_weight)"])
+    assert sqnr(got, again) > 35  # quantized again: within int8's own rounding
+    with pytest.raises(WeightsError, match="this model is quantized"):
+        load_weights(net, w)
+
+
+def test_the_seed_spec_is_int8_when_compiled():
+    """specs/transformer_seed.arch says int8: its compiled attention and MLP linears are."""
+    net = compile("specs/transformer_seed.arch")
+    q = [n for n, m in net.named_modules() if type(m).__module__.endswith("quantized.dynamic.modules.linear")]
+    linears = [n for n, m in net.named_modules() if isinstance(m, torch.nn.Linear)]
+    assert len(q) == 48 and all(n.endswith("lm_head") for n in linears if n not in q)
+    src = torch.randint(0, 100, (1, 7))
+    assert net(src, src).shape[:2] == (1, 7)
+
+
+def test_generated_file_quantizes_without_strata(llama, tmp_path):
+    """The written file builds, quantizes (torch.ao on CPU: torch alone) and runs
+    where strata is not installed."""
+    import subprocess
+    import sys
+
+    from strata.cli import main
+
+    spec, _ = llama
+    out = tmp_path / "model.py"
+    assert main(["compile", str(spec), "--pass", 'quantize(int8_dynamic, on="mlp")', "-o", str(out)]) == 0
+    script = ("import sys\nsys.modules['strata'] = None\nimport torch, model\n"
+              "m = model.quantize(model.build().eval())\n"
+              "assert m(torch.zeros(1, 5, dtype=torch.long)).shape == (1, 5, 96)\n"
+              "print(m.quantization[0])\n")
+    code = f"import sys; sys.path.insert(0, {str(tmp_path)!r}); exec({script!r})"
+    r = subprocess.run([sys.executable, "-I", "-c", code], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=120, check=False)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("int8_dynamic: 6 linears on torch.ao dynamic int8")
