@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # networkx is imported when a graph is rebuilt, not by `strat
     import networkx as nx
 
 __all__ = ["PassError", "copy_graph", "fold_layers", "fuse_linears", "recount", "rename_output",
-           "reorder", "select", "selected_nodes", "splice", "tie_targets", "weight_linears"]
+           "reorder", "select", "selected_nodes", "splice", "Splices", "tie_targets", "weight_linears"]
 
 
 def copy_graph(g: nx.MultiDiGraph) -> nx.MultiDiGraph:
@@ -75,6 +75,34 @@ def splice(g: nx.MultiDiGraph, old: Iterable[str], at: str, new: list[str]) -> n
     return reorder(g, order)
 
 
+class Splices:
+    """Replacements a pass makes, put in place in one reorder when it ends: a
+    reorder copies the graph, so one per replacement made passes quadratic in the
+    number of layers.  Until `apply`, the old nodes stay where they are."""
+
+    def __init__(self) -> None:
+        self.at: dict[str, list[str]] = {}
+        self.old: set[str] = set()
+
+    def add(self, old: Iterable[str], at: str, new: list[str]) -> None:
+        self.at[at] = list(new)
+        self.old |= set(old)
+
+    def apply(self, g: nx.MultiDiGraph) -> nx.MultiDiGraph:
+        if not self.at:
+            return g
+        new = {n for nodes in self.at.values() for n in nodes}
+        order = []
+        for n in g.nodes:
+            if n in self.at:
+                order.extend(self.at[n])
+            if n in self.old or n in new:
+                continue
+            order.append(n)
+        g.remove_nodes_from(self.old)
+        return reorder(g, order)
+
+
 def rename_output(g: nx.MultiDiGraph, old: str, new: str) -> None:
     """Point graph-level references (outputs, stack outputs) at a replacement node."""
     for k, v in g.graph["outputs"].items():
@@ -101,11 +129,13 @@ def recount(g: nx.MultiDiGraph) -> nx.MultiDiGraph:
 CARRIED = ("quant", "quant_scheme", "quant_bits", "group_size", "density", "prune_method")
 
 
-def fuse_linears(g: nx.MultiDiGraph, parts: list[str], new_id: str, role: str) -> nx.MultiDiGraph:
+def fuse_linears(g: nx.MultiDiGraph, parts: list[str], new_id: str, role: str,
+                 splices: Splices | None = None) -> nx.MultiDiGraph:
     """Replace linears `parts` (same input, same in-width) by one linear `new_id`
     whose weight stacks theirs [sum(out), in], followed by a `split` op
     (attrs.sizes); each out-edge of the split carries `part`, the index of the
-    slice it carries.  Returns a new graph order; `g` is modified."""
+    slice it carries.  With `splices`, the replacement is recorded there (apply
+    it when the pass ends) and `g` returned; else a new graph order is returned."""
     first = g.nodes[parts[0]]
     (src, e_in), = ir.operands(g, parts[0])
     sizes = [g.nodes[p]["attrs"]["out"] for p in parts]
@@ -131,6 +161,9 @@ def fuse_linears(g: nx.MultiDiGraph, parts: list[str], new_id: str, role: str) -
     for i, p in enumerate(parts):
         for _, dst, d in list(g.out_edges(p, data=True)):
             g.add_edge(split_id, dst, **{**d, "part": i})
+    if splices is not None:
+        splices.add(parts, parts[0], [new_id, split_id])
+        return g
     return splice(g, parts, parts[0], [new_id, split_id])
 
 

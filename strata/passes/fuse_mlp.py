@@ -11,7 +11,7 @@ from pydantic import Field
 from strata.compiler import ir
 from strata.components.base import Options
 from strata.passes._fusion import FusionPass
-from strata.passes._rewrite import copy_graph, fuse_linears, select
+from strata.passes._rewrite import Splices, copy_graph, fuse_linears, select
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -32,7 +32,7 @@ class FuseMLP(FusionPass):
         g = copy_graph(graph)
         comps = [c for c in select(g, self.o.on) if g.graph["components"].get(c, {}).get("kind")
                  == "mlp"]
-        fused = {}
+        fused, splices = {}, Splices()
         for comp in comps:
             gate, up = f"{comp}.gate", f"{comp}.up"
             if gate not in g or up not in g:
@@ -42,7 +42,7 @@ class FuseMLP(FusionPass):
             if ir.operands(g, gate)[0][0] != ir.operands(g, up)[0][0]:
                 continue
             sizes = [g.nodes[gate]["attrs"]["out"], g.nodes[up]["attrs"]["out"]]
-            g = fuse_linears(g, [gate, up], f"{comp}.gate_up", "gate_up")
+            g = fuse_linears(g, [gate, up], f"{comp}.gate_up", "gate_up", splices)
             g.graph["components"][comp].setdefault("facts", {})["fused"] = "gate_up"
             fused[f"{comp}.gate_up"] = {"parts": [gate, up], "sizes": sizes}
-        return self.done(g, {"fused": fused})
+        return self.done(splices.apply(g), {"fused": fused})

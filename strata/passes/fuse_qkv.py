@@ -16,7 +16,7 @@ from pydantic import Field
 from strata.compiler import ir
 from strata.components.base import Options
 from strata.passes._fusion import FusionPass
-from strata.passes._rewrite import copy_graph, fuse_linears, select
+from strata.passes._rewrite import Splices, copy_graph, fuse_linears, select
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -39,7 +39,7 @@ class FuseQKV(FusionPass):
         g = copy_graph(graph)
         comps = [c for c in select(g, self.o.on) if g.graph["components"].get(c, {}).get("category")
                  == "attention"]
-        fused = {}
+        fused, splices = {}, Splices()
         for comp in comps:
             by_src: dict[str, list[str]] = {}
             for r in ROLES:
@@ -52,7 +52,7 @@ class FuseQKV(FusionPass):
                     continue
                 role = "".join(g.nodes[p]["attrs"]["role"] for p in parts)
                 sizes = [g.nodes[p]["attrs"]["out"] for p in parts]
-                g = fuse_linears(g, parts, f"{comp}.{role}", role)
+                g = fuse_linears(g, parts, f"{comp}.{role}", role, splices)
                 g.graph["components"][comp].setdefault("facts", {})["fused"] = role
                 fused[f"{comp}.{role}"] = {"parts": parts, "sizes": sizes}
-        return self.done(g, {"fused": fused})
+        return self.done(splices.apply(g), {"fused": fused})

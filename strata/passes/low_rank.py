@@ -30,9 +30,9 @@ from strata.components.base import Options
 from strata.passes._rewrite import (
     CARRIED,
     PassError,
+    Splices,
     copy_graph,
     rename_output,
-    splice,
     weight_linears,
 )
 from strata.passes.base import Pass
@@ -93,20 +93,20 @@ class LowRank(Pass):
             stats = ctx.activation_stats(nodes, "low_rank(activation_aware=true)")
             scales = {n: _scales(stats[n]) for n in nodes}
             ctx.cache[self] = scales
-        factored, skipped = {}, 0
+        factored, skipped, splices = {}, 0, Splices()
         for n in nodes:
             out, d_in = g.nodes[n]["params"]["weight"]
             r = self.o.rank if self.o.rank is not None else self._energy_rank(n, ctx, scales.get(n))
             if r * (out + d_in) >= out * d_in or r >= min(out, d_in):
                 skipped += 1
                 continue
-            g = _factor(g, n, r)
+            g = _factor(g, n, r, splices)
             factored[n] = {"rank": r, "in": d_in, "out": out}
         if not factored:
             raise PassError(f"{self.label()}: no selected linear layer gets smaller at "
                             + (f"rank {self.o.rank}" if self.o.rank else f"energy {self.o.energy}")
                             + " (the factors would hold as many parameters as the layer)")
-        return self.done(g, {"factored": factored, "skipped": skipped, "error": {}})
+        return self.done(splices.apply(g), {"factored": factored, "skipped": skipped, "error": {}})
 
     def _energy_rank(self, n: str, ctx, scale) -> int:
         import torch
@@ -170,7 +170,7 @@ class LowRank(Pass):
         return s
 
 
-def _factor(g: "nx.MultiDiGraph", n: str, rank: int) -> "nx.MultiDiGraph":
+def _factor(g: "nx.MultiDiGraph", n: str, rank: int, splices: Splices) -> "nx.MultiDiGraph":
     d = g.nodes[n]
     out, d_in = d["params"]["weight"]
     (src, e_in), = ir.operands(g, n)
@@ -193,7 +193,8 @@ def _factor(g: "nx.MultiDiGraph", n: str, rank: int) -> "nx.MultiDiGraph":
     for _, dst, e in list(g.out_edges(n, data=True)):
         g.add_edge(b, dst, **e)
     rename_output(g, n, b)
-    return splice(g, [n], n, [a, b])
+    splices.add([n], n, [a, b])
+    return g
 
 
 def explicit_low_rank(g: "nx.MultiDiGraph", record: dict) -> list[str]:
