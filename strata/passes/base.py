@@ -22,6 +22,7 @@ plain data (lists, numbers, strings) so it travels with the graph.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -66,7 +67,7 @@ class PassContext:
         return activation_stats(self.graph, self.need_state(what), self.calibration, nodes)
 
 
-class Pass:
+class Pass(ABC):
     """A pass with validated options `o`.  Subclasses set name, options,
     positional and override run (and convert / revert / report)."""
 
@@ -84,8 +85,9 @@ class Pass:
     def doc(cls) -> str:
         return (cls.options.__doc__ or "").strip()
 
+    @abstractmethod
     def run(self, g: "nx.MultiDiGraph", ctx: PassContext | None = None) -> "nx.MultiDiGraph":
-        raise NotImplementedError
+        """The rewritten graph (a copy; `g` is never changed)."""
 
     def convert(self, record: dict, state: dict, ctx: PassContext) -> dict:
         return state

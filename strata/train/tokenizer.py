@@ -11,6 +11,7 @@ objective needs (`[MASK]`, `[CLS]`, ...) at the lowest ids.
 from __future__ import annotations
 
 import json
+from abc import ABC, abstractmethod
 from collections import Counter
 from pathlib import Path
 from typing import Iterable
@@ -34,7 +35,7 @@ UNK = "[UNK]"
 MAX_VOCAB = 1 << 24  # far past any real vocabulary; bounds what a tokenizer.json may claim
 
 
-class Tokenizer:
+class Tokenizer(ABC):
     """text <-> ids.  `specials` occupy ids 0..len(specials)-1."""
 
     kind = ""
@@ -43,8 +44,9 @@ class Tokenizer:
         self.specials = list(specials)
 
     @property
+    @abstractmethod
     def vocab_size(self) -> int:
-        raise NotImplementedError
+        """How many ids it uses (specials included)."""
 
     def special(self, name: str) -> int:
         """The id of a special token such as "[MASK]"."""
@@ -54,14 +56,17 @@ class Tokenizer:
     def unk(self) -> int | None:
         return self.specials.index(UNK) if UNK in self.specials else None
 
+    @abstractmethod
     def encode(self, text: str) -> np.ndarray:
-        raise NotImplementedError
+        """`text` as token ids."""
 
+    @abstractmethod
     def decode(self, ids: Iterable[int]) -> str:
-        raise NotImplementedError
+        """Token ids back to text."""
 
+    @abstractmethod
     def to_json(self) -> dict:
-        raise NotImplementedError
+        """What the run folder keeps to rebuild this tokenizer."""
 
     def dumps(self) -> str:
         return json.dumps({"format": "strata-tokenizer", "version": 1, "type": self.kind,
