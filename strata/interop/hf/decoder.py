@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from strata.interop.hf.config import Config, HFImportError, show
 from strata.interop.hf.spec_ast import binop, cond, ref, use
+from strata.interop.hf.weights import Mapping
 
 MAX_PERIOD = 8  # layer patterns repeating with a longer period are refused
 
@@ -82,3 +83,51 @@ def prefix(keys: set[str] | None, *candidates: str) -> str:
     if keys is None:
         return candidates[0] if candidates else ""
     return next((p for p in candidates if any(k.startswith(p) for k in keys)), "")
+
+
+def attention_sizes(o: dict, variables: list) -> dict:
+    """The attention options kv_heads / head_dim where they differ from what
+    `attention(heads)` assumes (kv_heads = heads, head_dim = d // heads), each
+    declared as a model variable in `variables`."""
+    attn = {}
+    if o["kv_heads"] != o["heads"]:
+        variables.append(("kv_heads", o["kv_heads"]))
+        attn["kv_heads"] = ref("kv_heads")
+    if o["head_dim"] * o["heads"] != o["d"]:
+        variables.append(("head_dim", o["head_dim"]))
+        attn["head_dim"] = ref("head_dim")
+    return attn
+
+
+def llama_mapping(lay: dict) -> Mapping:
+    """The start of a mapping for Llama's checkpoint layout (Llama, Mistral, Qwen2,
+    Mixtral, Gemma 2): rotary caches and a tied head's copy of the embedding
+    ignored, the embedding mapped."""
+    extra = {"lm_head.weight"} if lay["tied"] else set()
+    m = Mapping(ignore=lambda k: k.endswith(".rotary_emb.inv_freq") or k in extra)
+    m.add("decoder.embed.weight", f"{lay['prefix']}embed_tokens.weight")
+    return m
+
+
+def map_self_attention(m: Mapping, src: str, dst: str, biased: str = "") -> None:
+    """self_attn.{q,k,v,o}_proj -> attn.{q,k,v,o}; biases for the projections in `biased`."""
+    for name in "qkvo":
+        m.add(f"{dst}.attn.{name}.weight", f"{src}.self_attn.{name}_proj.weight")
+        if name in biased:
+            m.add(f"{dst}.attn.{name}.bias", f"{src}.self_attn.{name}_proj.bias")
+
+
+def map_gated_mlp(m: Mapping, src: str, dst: str, bias: bool = False) -> None:
+    """mlp.{gate,up,down}_proj -> mlp.{gate,up,down}."""
+    for name in ("gate", "up", "down"):
+        m.add(f"{dst}.mlp.{name}.weight", f"{src}.mlp.{name}_proj.weight")
+        if bias:
+            m.add(f"{dst}.mlp.{name}.bias", f"{src}.mlp.{name}_proj.bias")
+
+
+def map_norm_and_head(m: Mapping, lay: dict) -> Mapping:
+    """The final `norm` and, when the checkpoint has its own, the LM head."""
+    m.add("decoder.norm.weight", f"{lay['prefix']}norm.weight")
+    if lay["head"] and not lay["tied"]:
+        m.add("decoder.lm_head.weight", "lm_head.weight")
+    return m

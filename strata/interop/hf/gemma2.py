@@ -12,7 +12,16 @@ weight is a plain rename.
 from __future__ import annotations
 
 from strata.interop.hf.config import MAX_LAYERS, Config, activation, check_architecture, rope
-from strata.interop.hf.decoder import heads, lm_head, prefix, window_option
+from strata.interop.hf.decoder import (
+    heads,
+    llama_mapping,
+    lm_head,
+    map_gated_mlp,
+    map_norm_and_head,
+    map_self_attention,
+    prefix,
+    window_option,
+)
 from strata.interop.hf.spec_ast import binop, block, call, model, neg, ref, repeat, residual, stack, use
 from strata.interop.hf.weights import Mapping
 
@@ -102,20 +111,11 @@ def spec(cfg: Config, lay: dict):
 
 def mapping(cfg: Config, lay: dict, keys: set[str]) -> Mapping:
     o, p = _options(cfg), lay["prefix"]
-    extra = {"lm_head.weight"} if lay["tied"] else set()
-    m = Mapping(ignore=lambda k: k.endswith(".rotary_emb.inv_freq") or k in extra)
-    m.add("decoder.embed.weight", f"{p}embed_tokens.weight")
+    m = llama_mapping(lay)
     for i in range(o["depth"]):
         src, dst = f"{p}layers.{i}", f"decoder.layers.{i}"
         for name in ("input", "post_attention", "pre_feedforward", "post_feedforward"):
             m.add(f"{dst}.{name}_norm.weight", f"{src}.{name}_layernorm.weight")
-        for ours, theirs in (("q", "q_proj"), ("k", "k_proj"), ("v", "v_proj"), ("o", "o_proj")):
-            m.add(f"{dst}.attn.{ours}.weight", f"{src}.self_attn.{theirs}.weight")
-            if o["bias"]:
-                m.add(f"{dst}.attn.{ours}.bias", f"{src}.self_attn.{theirs}.bias")
-        for name in ("gate", "up", "down"):
-            m.add(f"{dst}.mlp.{name}.weight", f"{src}.mlp.{name}_proj.weight")
-    m.add("decoder.norm.weight", f"{p}norm.weight")
-    if lay["head"] and not lay["tied"]:
-        m.add("decoder.lm_head.weight", "lm_head.weight")
-    return m
+        map_self_attention(m, src, dst, "qkvo" if o["bias"] else "")
+        map_gated_mlp(m, src, dst)
+    return map_norm_and_head(m, lay)

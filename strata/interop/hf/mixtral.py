@@ -12,7 +12,15 @@ save_pretrained writes) or stacked (`mlp.experts.gate_up_proj` [experts,
 from __future__ import annotations
 
 from strata.interop.hf.config import MAX_LAYERS, Config, activation, check_architecture, rope
-from strata.interop.hf.decoder import heads, lm_head, prefix
+from strata.interop.hf.decoder import (
+    attention_sizes,
+    heads,
+    llama_mapping,
+    lm_head,
+    map_norm_and_head,
+    map_self_attention,
+    prefix,
+)
 from strata.interop.hf.spec_ast import block, model, ref, repeat, residual, stack, use
 from strata.interop.hf.weights import Mapping, rows, select
 
@@ -54,13 +62,7 @@ def spec(cfg: Config, lay: dict):
     o = _options(cfg)
     variables = [("vocab", o["vocab"])] + ([("ctx", o["ctx"])] if o["ctx"] else [])
     variables += [("d", o["d"]), ("heads", o["heads"])]
-    attn = {}
-    if o["kv_heads"] != o["heads"]:
-        variables.append(("kv_heads", o["kv_heads"]))
-        attn["kv_heads"] = ref("kv_heads")
-    if o["head_dim"] * o["heads"] != o["d"]:
-        variables.append(("head_dim", o["head_dim"]))
-        attn["head_dim"] = ref("head_dim")
+    attn = attention_sizes(o, variables)
     attn.update(causal=True)
     if o["window"]:
         variables.append(("window", o["window"]))
@@ -87,15 +89,12 @@ def spec(cfg: Config, lay: dict):
 def mapping(cfg: Config, lay: dict, keys: set[str]) -> Mapping:
     o, p = _options(cfg), lay["prefix"]
     h = o["hidden"]
-    extra = {"lm_head.weight"} if lay["tied"] else set()
-    m = Mapping(ignore=lambda k: k.endswith(".rotary_emb.inv_freq") or k in extra)
-    m.add("decoder.embed.weight", f"{p}embed_tokens.weight")
+    m = llama_mapping(lay)
     for i in range(o["depth"]):
         src, dst = f"{p}layers.{i}", f"decoder.layers.{i}"
         m.add(f"{dst}.input_norm.weight", f"{src}.input_layernorm.weight")
         m.add(f"{dst}.post_attention_norm.weight", f"{src}.post_attention_layernorm.weight")
-        for ours, theirs in (("q", "q_proj"), ("k", "k_proj"), ("v", "v_proj"), ("o", "o_proj")):
-            m.add(f"{dst}.attn.{ours}.weight", f"{src}.self_attn.{theirs}.weight")
+        map_self_attention(m, src, dst)
         moe = f"{dst}.moe"
         if lay["stacked"]:
             m.add(f"{moe}.router.weight", f"{src}.mlp.gate.weight")
@@ -110,7 +109,4 @@ def mapping(cfg: Config, lay: dict, keys: set[str]) -> Mapping:
             for e in range(o["experts"]):
                 for ours, theirs in (("gate", "w1"), ("up", "w3"), ("down", "w2")):
                     m.add(f"{moe}.experts.{e}.{ours}.weight", f"{src}.block_sparse_moe.experts.{e}.{theirs}.weight")
-    m.add("decoder.norm.weight", f"{p}norm.weight")
-    if lay["head"] and not lay["tied"]:
-        m.add("decoder.lm_head.weight", "lm_head.weight")
-    return m
+    return map_norm_and_head(m, lay)

@@ -8,7 +8,17 @@ sliding window on the layers `layer_types` names (`use_sliding_window`; from
 from __future__ import annotations
 
 from strata.interop.hf.config import MAX_LAYERS, Config, activation, check_architecture, rope
-from strata.interop.hf.decoder import heads, lm_head, prefix, window_option
+from strata.interop.hf.decoder import (
+    attention_sizes,
+    heads,
+    llama_mapping,
+    lm_head,
+    map_gated_mlp,
+    map_norm_and_head,
+    map_self_attention,
+    prefix,
+    window_option,
+)
 from strata.interop.hf.spec_ast import block, model, ref, repeat, residual, stack, use
 from strata.interop.hf.weights import Mapping
 
@@ -53,13 +63,7 @@ def spec(cfg: Config, lay: dict):
     o = _options(cfg)
     variables = [("vocab", o["vocab"])] + ([("ctx", o["ctx"])] if o["ctx"] else [])
     variables += [("d", o["d"]), ("heads", o["heads"])]
-    attn = {}
-    if o["kv_heads"] != o["heads"]:
-        variables.append(("kv_heads", o["kv_heads"]))
-        attn["kv_heads"] = ref("kv_heads")
-    if o["head_dim"] * o["heads"] != o["d"]:
-        variables.append(("head_dim", o["head_dim"]))
-        attn["head_dim"] = ref("head_dim")
+    attn = attention_sizes(o, variables)
     attn.update(causal=True, bias=True, out_bias=False)
     if o["window"] is not None:
         variables.append(("window", o["window_size"]))
@@ -85,20 +89,11 @@ def spec(cfg: Config, lay: dict):
 
 def mapping(cfg: Config, lay: dict, keys: set[str]) -> Mapping:
     o, p = _options(cfg), lay["prefix"]
-    extra = {"lm_head.weight"} if lay["tied"] else set()
-    m = Mapping(ignore=lambda k: k.endswith(".rotary_emb.inv_freq") or k in extra)
-    m.add("decoder.embed.weight", f"{p}embed_tokens.weight")
+    m = llama_mapping(lay)
     for i in range(o["depth"]):
         src, dst = f"{p}layers.{i}", f"decoder.layers.{i}"
         m.add(f"{dst}.input_norm.weight", f"{src}.input_layernorm.weight")
         m.add(f"{dst}.post_attention_norm.weight", f"{src}.post_attention_layernorm.weight")
-        for ours, theirs in (("q", "q_proj"), ("k", "k_proj"), ("v", "v_proj"), ("o", "o_proj")):
-            m.add(f"{dst}.attn.{ours}.weight", f"{src}.self_attn.{theirs}.weight")
-            if ours != "o":
-                m.add(f"{dst}.attn.{ours}.bias", f"{src}.self_attn.{theirs}.bias")
-        for name in ("gate", "up", "down"):
-            m.add(f"{dst}.mlp.{name}.weight", f"{src}.mlp.{name}_proj.weight")
-    m.add("decoder.norm.weight", f"{p}norm.weight")
-    if lay["head"] and not lay["tied"]:
-        m.add("decoder.lm_head.weight", "lm_head.weight")
-    return m
+        map_self_attention(m, src, dst, "qkv")
+        map_gated_mlp(m, src, dst)
+    return map_norm_and_head(m, lay)
