@@ -66,9 +66,9 @@ class ComponentView:
 
     @property
     def d(self) -> int:
-        first = self.ix.members.get(self.path, [self.path])[0] if self.path not in self.ix.g else self.path
-        ins = ir.operands(self.ix.g, first)
-        return ins[0][1]["shape"][-1]
+        """The width of the stream flowing in."""
+        first = self.path if self.path in self.ix.g else self.ix.members[self.path][0]
+        return ir.operands(self.ix.g, first)[0][1]["shape"][-1]
 
     @property
     def d_sym(self):
@@ -82,15 +82,14 @@ class HookContext:
 
     out: SourceFile
     values: Values
-    forward_config: list = field(default_factory=list)  # set when a forward reads self.config
+    reads_config: bool = False   # a forward line reads self.config: __init__ must keep it
 
     def arg(self, value, sym=None) -> str:
         return self.values.expr(value, sym)
 
     def forward_arg(self, value, sym=None) -> str:
         text = self.values.expr(value, sym, prefix="self.config.")
-        if "self.config." in text:
-            self.forward_config.append(True)
+        self.reads_config = self.reads_config or "self.config." in text
         return text
 
     def call_args(self, positional, keywords) -> str:
@@ -188,7 +187,7 @@ class Emitter:
         lines += self.flush(pending)
         fwd = [self.line(t, e, c) for t, e, c in lines]
         fwd.append(f"        return {', '.join(plan.returns)}")
-        return init, fwd, bool(hx.forward_config)
+        return init, fwd, hx.reads_config
 
     @staticmethod
     def flush(pending: dict) -> list:
