@@ -114,6 +114,18 @@ def test_a_quantized_model_saves_floats_and_refuses_loading(llama, tmp_path):
         load_weights(net, w)
 
 
+def test_an_int4_model_saves_the_weights_it_computes_with(llama, tmp_path):
+    """torchao's int4 CPU tensors have no dequantize(): the weight is read off the
+    layer (W = linear(I, W)^T), so the float checkpoint reproduces the int4 model."""
+    spec, _ = llama
+    w = tmp_path / "w.safetensors"
+    x = ids(96)
+    got, net = logits(spec, None, x, passes=["quantize(int4_weight, group_size=32)"])
+    save_weights(net, w)
+    plain, _ = logits(spec, w, x, passes=[])
+    assert sqnr(got, plain) > 40
+
+
 def test_the_seed_spec_is_int8_when_compiled():
     """specs/transformer_seed.arch says int8: its compiled attention and MLP linears are."""
     net = compile("specs/transformer_seed.arch")

@@ -91,7 +91,8 @@ def _dequantized(m: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]
     dtype = getattr(m, "act_dtype", torch.float32)
     try:
         dense = w.dequantize()
-    except (NotImplementedError, RuntimeError):  # no dequantize: read W off the layer, y(I) = W^T
+    except (NotImplementedError, RuntimeError):
+        # torchao's int4 CPU tensors have no dequantize(): read W off the layer, W = linear(I, W)^T
         eye = torch.eye(w.shape[1], device=w.device, dtype=torch.bfloat16 if dtype != w.dtype else dtype)
         with torch.no_grad():
             dense = torch.nn.functional.linear(eye, w).T
