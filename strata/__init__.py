@@ -6,7 +6,8 @@
     124439808
 
 The public API — `load`, `build`, `check`, `summary`, `convert`, `fmt`,
-`compile`, `generate_source`, `diagram`, `import_hf`, `train` — is what the
+`compile`, `compress`, `generate_source`, `diagram`, `import_hf`, `train`,
+`open_model` — is what the
 command line calls; it is imported lazily: `import strata` is cheap and never
 imports torch; `strata.compile` and `strata.train` do.
 """
@@ -16,8 +17,8 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["load", "build", "check", "summary", "convert", "fmt", "compile", "generate_source",
-           "diagram", "import_hf", "train", "SpecError"]
+__all__ = ["load", "build", "check", "summary", "convert", "fmt", "compile", "compress",
+           "generate_source", "diagram", "import_hf", "train", "open_model", "SpecError"]
 
 from strata.errors import SpecError  # noqa: E402
 
@@ -80,10 +81,14 @@ def fmt(path: str) -> str:
 
 def __getattr__(name: str):
     # These pull in torch, renderers or the importer: import them on first use.
-    if name in ("compile", "generate_source"):
+    if name in ("compile", "compress", "generate_source"):
         import strata.api
 
         return getattr(strata.api, name)
+    if name == "open_model":  # a run folder, a compress output, or a spec with weights -> Run
+        from strata.train.sources import open_source
+
+        return open_source
     if name == "diagram":
         from strata.backends.diagram import diagram
 

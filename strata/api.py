@@ -12,13 +12,34 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["compile", "generate_source", "load_weights", "save_weights"]
+__all__ = ["compile", "compress", "generate_source", "load_weights", "save_weights", "source_of"]
 
 
 def _origin(spec_or_path: Any) -> str | None:
     from strata.io import is_spec_path
 
     return str(spec_or_path) if is_spec_path(spec_or_path) else None
+
+
+def source_of(spec_or_folder: Any, weights=None, model: str | None = None):
+    """(spec, weights file or None, model, the `strata.train.sources.Weights` or
+    None) for what a user has: a spec (with weights: a .safetensors file, a run
+    folder or a compress output folder), or such a folder alone, which names both
+    its spec and its weights."""
+    from strata.train.sources import resolve_weights
+
+    if isinstance(spec_or_folder, (str, Path)) and "\n" not in str(spec_or_folder) \
+            and Path(spec_or_folder).is_dir():
+        if weights is not None:
+            from strata.errors import UsageError
+
+            raise UsageError(f"{spec_or_folder} is a folder with its own weights; weights go with a spec file")
+        w = resolve_weights(spec_or_folder)
+        return w.spec, w.file, model or w.model, w
+    if weights is None:
+        return spec_or_folder, None, model, None
+    w = resolve_weights(weights)
+    return spec_or_folder, w.file, model, w
 
 
 def _pass_entries(g, passes) -> list[dict]:
@@ -98,9 +119,47 @@ def compile(spec_or_path: Any, *, passes=None, weights: str | Path | None = None
     from strata.backends.torch.compile import compile_graph
     from strata.compiler import as_graph
 
+    if not hasattr(spec_or_path, "graph"):  # a run / compress output folder, or weights as a folder
+        spec_or_path, weights, model, _ = source_of(spec_or_path, weights, model)
     g0 = _with_passes(as_graph(spec_or_path, model=model), passes)
     return compile_graph(g0, origin=_origin(spec_or_path), weights=weights, device=device,
                          dtype=dtype, calibration=calibration, quantize=quantize, cast=cast)
+
+
+def compress(source: Any, out: str | Path, *, weights=None, passes=(), model: str | None = None,
+             calibration=None, tokenizer=None, overwrite: bool = False):
+    """`strata compress`: a model's weights through its passes (and `passes`),
+    written to OUT as a smaller spec, its weights and a report, whole or not at
+    all.  source: a spec file with `weights` (a .safetensors file or a run folder),
+    or a run folder / compress output folder alone.  The run's tokenizer and
+    objective go along, so `strata eval OUT` and `strata generate OUT` work.
+
+        >>> r = compress("runs/tiny_shakespeare", "out/int8",
+        ...              passes=['quantize(int8_dynamic)'])   # doctest: +SKIP
+    """
+    from strata.errors import UsageError
+    from strata.io import is_spec_path
+    from strata.passes.compress import compress as run
+    from strata.train.run import Run, is_run
+    from strata.train.sources import compress_report
+
+    spec, file, model, w = source_of(source, weights, model)
+    if file is None:
+        raise UsageError(f"{source}: a spec needs its weights: --weights RUN_DIR, a compress output "
+                         "folder or a .safetensors file")
+    if spec is None or not is_spec_path(spec):
+        where = w.folder if w is not None and w.folder is not None else source
+        raise UsageError(f"{where}: compress needs the spec as a file (this run's was given as text); "
+                         "give the spec file and --weights")
+    source_run = None
+    if w is not None and w.folder is not None and is_run(w.folder):
+        info = Run.open(w.folder).info
+        source_run = {"path": str(w.folder.resolve()), **{k: info[k] for k in ("objective", "settings", "data")}}
+    elif w is not None and w.folder is not None:  # a compress output compressed again
+        source_run = compress_report(w.folder).get("source_run")
+    tok = tokenizer or (w.tokenizer if w is not None else None)
+    return run(spec, file, out, passes=list(passes), model=model, calibration=calibration, tokenizer=tok,
+               overwrite=overwrite, source_run=source_run)
 
 
 def load_weights(model, path: str | Path, *, strict: bool = True, cast: bool = False):

@@ -14,7 +14,7 @@ import sys
 
 import strata
 from strata.errors import SpecError, TrainingError, UsageError, visible
-from strata.io import same_file, write_atomic
+from strata.io import is_spec_path, same_file, write_atomic
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
@@ -32,10 +32,10 @@ def _cmd_check(args) -> int:
     return EXIT_OK
 
 
-def _graph(args):
+def _graph(args, spec=None):
     """The spec's IR with the --pass passes appended to its own (parsed in the
     spec's syntax; a mistake is located in the flag's text)."""
-    graph = strata.build(_spec_path(args.spec), model=args.model)
+    graph = strata.build(spec if spec is not None else _spec_path(args.spec), model=args.model)
     if getattr(args, "passes", None):
         from strata.passes.text import parse_pass_texts
 
@@ -75,8 +75,14 @@ def _cmd_compile(args) -> int:
     from strata.backends.torch import CodegenError
 
     _refuse_own_input(args.output, args.spec)
+    spec, origin = None, args.spec
+    if os.path.isdir(args.spec):  # a run or compress output folder: the spec it was made from
+        from strata.api import source_of
+
+        spec, _, args.model, _ = source_of(args.spec, model=args.model)
+        origin = spec if is_spec_path(spec) else args.spec
     try:
-        source = strata.generate_source(_graph(args), origin=args.spec)
+        source = strata.generate_source(_graph(args, spec), origin=origin)
     except CodegenError as e:
         print(f"{args.spec}: error: {e}", file=sys.stderr)
         return EXIT_SPEC
@@ -206,24 +212,25 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_generate(args) -> int:
-    from strata.train import Run
+    from strata.train.sources import open_source
 
     with _weights_errors():
-        text = Run.open(args.run).generate(args.prompt, tokens=args.tokens, temperature=args.temperature,
+        text = open_source(args.run, args.weights, args.model).generate(args.prompt, tokens=args.tokens, temperature=args.temperature,
                                            top_k=args.top_k, seed=args.seed)
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return EXIT_OK
 
 
 def _cmd_eval(args) -> int:
-    from strata.train import Run
+    from strata.train.sources import open_source
 
     with _weights_errors():
-        r = Run.open(args.run).evaluate(args.data, which=args.checkpoint, max_batches=args.max_batches)
+        source = open_source(args.run, args.weights, args.model)
+        r = source.evaluate(args.data, which=args.checkpoint, max_batches=args.max_batches)
     line = f"{r['data']}: loss {r['loss']:.4f}"
     if "perplexity" in r:
         line += f", perplexity {r['perplexity']:.2f}"
-    if Run.open(args.run).objective.name == "classify":
+    if source.objective.name == "classify":
         line += f", accuracy {r['accuracy']:.2%}"
     if args.json:
         import json
@@ -242,15 +249,24 @@ def _cmd_passes(args) -> int:
 
 
 def _cmd_compress(args) -> int:
-    from strata.passes.compress import compress
+    from strata.api import compress
 
     _refuse_own_input(args.output, args.spec)
     with _weights_errors():
-        result = compress(args.spec, args.weights, args.output, passes=args.passes or [], model=args.model,
-                          calibration=args.calibration, tokenizer=args.tokenizer, overwrite=args.overwrite)
+        result = compress(args.spec, args.output, weights=args.weights, passes=args.passes or [],
+                          model=args.model, calibration=args.calibration, tokenizer=args.tokenizer,
+                          overwrite=args.overwrite)
     for line in result.lines():
         print(line)
     return EXIT_OK
+
+
+def _add_source(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", metavar="SOURCE", help="a run folder, a strata compress output folder, or a "
+                   "spec file with --weights")
+    p.add_argument("--weights", help="with a spec file: its weights (a run folder, a compress output "
+                   "folder or a .safetensors file)")
+    p.add_argument("--model", help="with a spec file: which model of it (default: the last one)")
 
 
 def _add_spec(p: argparse.ArgumentParser) -> None:
@@ -289,7 +305,7 @@ def _add_train_commands(sub) -> None:
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("generate", help="write text with a trained run's model")
-    p.add_argument("run", help="the run folder")
+    _add_source(p)
     p.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
     p.add_argument("--tokens", type=int, default=200, help="how many tokens to add")
     p.add_argument("--temperature", type=float, default=0.8, help="0 picks the likeliest token")
@@ -298,7 +314,7 @@ def _add_train_commands(sub) -> None:
     p.set_defaults(func=_cmd_generate)
 
     p = sub.add_parser("eval", help="validation loss and perplexity of a trained run")
-    p.add_argument("run", help="the run folder")
+    _add_source(p)
     p.add_argument("--data", help="evaluate on all of this file instead of the run's validation split")
     p.add_argument("--checkpoint", choices=["final", "latest", "best"], default="final")
     p.add_argument("--max-batches", type=int, metavar="N", help="stop after N batches")
@@ -334,7 +350,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_ir)
 
     p = sub.add_parser("compile", help="write a spec as readable PyTorch source (runs with torch alone)")
-    _add_spec(p)
+    p.add_argument("spec", metavar="SOURCE", help="a .arch or .yaml spec file, or a run / compress "
+                   "output folder (its spec)")
+    p.add_argument("--model", help="which model of the file (default: the last one)")
     p.add_argument("-o", "--output", help="write to this .py file (atomically) instead of stdout")
     _add_pass(p)
     p.set_defaults(func=_cmd_compile)
@@ -357,8 +375,11 @@ def make_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_passes)
 
     p = sub.add_parser("compress", help="apply passes to a checkpoint: a smaller spec, its weights, a report")
-    _add_spec(p)
-    p.add_argument("--weights", required=True, help="the spec's weights (.safetensors, in its own names)")
+    p.add_argument("spec", metavar="SOURCE", help="a run folder, a compress output folder, or a spec file "
+                   "(with --weights)")
+    p.add_argument("--model", help="which model of the spec file (default: the last one)")
+    p.add_argument("--weights", help="the spec's weights: a run folder, a compress output folder or a "
+                   ".safetensors file in the spec's own names")
     _add_pass(p)
     p.add_argument("--calibration", help="token ids (.safetensors) or text (with --tokenizer) for "
                    "Wanda and activation-aware low rank")

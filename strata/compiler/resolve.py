@@ -26,6 +26,10 @@ class Library:
     # id(model) -> the Library of the file that defines it: an imported model's
     # `extends` and blocks are those of its own file (its base comes along with it)
     homes: dict[int, "Library"] = field(default_factory=dict)
+    # the file's own `train { }` and `passes { }`: what a model extending one of
+    # its models inherits (see `_inherited_sections`)
+    train: A.Train | None = None
+    passes: A.Passes | None = None
 
 
 @dataclass
@@ -78,6 +82,7 @@ def _load_imports(spec: A.SpecFile, sources: dict[str, str], errors: Collector,
                 continue
             sources[shown] = text
             sub = _load_imports(sub_spec, sources, errors, loading + (key,), cache)
+            sub.train, sub.passes = sub_spec.train, sub_spec.passes
             for b in sub_spec.blocks:
                 sub.blocks[b.name] = b
             for m in sub_spec.models:
@@ -104,7 +109,7 @@ def _merge_extends(model: A.ModelDef, lib: Library, errors: Collector):
     """Walk the `extends` chain: base first, each derived model overriding by name,
     each base looked up in the file that names it.  Linear in the chain's length
     (models are compared by identity: `==` on AST nodes compares whole dumps).
-    Returns (vars, blocks, stacks, blocks of the chain's files)."""
+    Returns (vars, blocks, stacks, blocks of the chain's files, the chain)."""
     chain = [model]
     seen = {id(model)}
     while chain[-1].extends:
@@ -135,7 +140,32 @@ def _merge_extends(model: A.ModelDef, lib: Library, errors: Collector):
             blocks[b.name] = b
         for s in m.stacks:
             stacks[s.name] = s
-    return list(vars_.values()), blocks, list(stacks.values()), home_blocks
+    return list(vars_.values()), blocks, list(stacks.values()), home_blocks, chain
+
+
+def _inherited_sections(chain: list[A.ModelDef], lib: Library) -> tuple[A.Train | None, A.Passes | None]:
+    """The `train { }` and `passes { }` a model runs with.  The files of its
+    `extends` chain are read base first, each once, the file that was given last:
+    train settings merge key by key (a derived file's `steps = 5` keeps its base
+    file's optimizer); a `passes { }` section replaces its base file's whole (an
+    empty one removes them), since passes run in order and one cannot be
+    overridden alone."""
+    files: list[Library] = []
+    for m in reversed(chain):
+        home = lib.homes.get(id(m), lib)
+        if not any(f is home for f in files):
+            files.append(home)
+    if not any(f is lib for f in files):
+        files.append(lib)
+    items: dict[str, A.Assign] = {}
+    span = None
+    for f in files:
+        if f.train is not None:
+            items.update({a.name: a for a in f.train.items})
+            span = f.train.span
+    train = A.Train(items=list(items.values()), span=span) if span is not None else None
+    passes = next((f.passes for f in reversed(files) if f.passes is not None), None)
+    return train, passes
 
 
 def _check_duplicates(model: A.ModelDef, spec: A.SpecFile, errors: Collector) -> None:
@@ -160,6 +190,7 @@ def resolve_model(spec: A.SpecFile, sources: dict[str, str], model: str | None =
     own = errors is None
     errors = errors if errors is not None else Collector()
     lib = _load_imports(spec, sources, errors, (str(Path(spec.path or "").resolve()),), {})
+    lib.train, lib.passes = spec.train, spec.passes
     for b in spec.blocks:
         lib.blocks[b.name] = b
     for m in spec.models:
@@ -180,9 +211,10 @@ def resolve_model(spec: A.SpecFile, sources: dict[str, str], model: str | None =
                                     "add `model NAME { ... }` (blocks alone cannot be built)")],
                         sources)
     _check_duplicates(chosen, spec, errors)
-    vars_, local_blocks, stacks, home_blocks = _merge_extends(chosen, lib, errors)
+    vars_, local_blocks, stacks, home_blocks, chain = _merge_extends(chosen, lib, errors)
     blocks = {**home_blocks, **lib.blocks, **local_blocks}
+    train, passes = _inherited_sections(chain, lib)
     if own:
         errors.raise_if_any(sources)
-    return ResolvedModel(chosen.name, chosen, vars_, blocks, stacks, spec.passes, spec.train, sources,
+    return ResolvedModel(chosen.name, chosen, vars_, blocks, stacks, passes, train, sources,
                          tuple(lib.models))

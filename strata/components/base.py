@@ -22,7 +22,7 @@ backends read facts, never node names.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, ClassVar, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
@@ -36,6 +36,11 @@ class Options(BaseModel):
     """The options of one component, pass or train setting (validated by pydantic)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+    # Options that name files: option -> the endings that make a value a path
+    # (empty: any string).  They are resolved against the folder of the file the
+    # option is written in (strata.compiler.paths), never the current folder.
+    paths: ClassVar[dict[str, tuple[str, ...]]] = {}
 
 
 class Use(NamedTuple):

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import Field, PositiveFloat, PositiveInt
+from pydantic import Field, PositiveFloat, PositiveInt, field_validator
 
 from strata.components import COMPONENTS, GATED, Options  # noqa: F401 - re-exported
 
@@ -105,8 +105,10 @@ class TrainConfig(Options):
     context: PositiveInt | None = Field(None, description="default: the model's ctx")
     steps: PositiveInt = 1000
     accumulate: PositiveInt = 1
-    optimizer: dict = Field(default_factory=lambda: {"type": "adamw"})
-    schedule: dict = Field(default_factory=lambda: {"type": "constant"})
+    optimizer: dict = Field(default_factory=lambda: _call("adamw", OPTIMIZERS, {}),
+                            description="adamw(lr=3e-4, betas=(0.9, 0.999), weight_decay=0, eps=1e-8)")
+    schedule: dict = Field(default_factory=lambda: _call("constant", SCHEDULES, {}),
+                           description="constant(warmup=0)")
     grad_clip: PositiveFloat | None = None
     dropout: float | None = Field(None, ge=0, lt=1, description="override every dropout")
     seed: int = 0
@@ -115,6 +117,27 @@ class TrainConfig(Options):
     checkpoint_every: PositiveInt = 500
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     val_fraction: float = Field(0.1, gt=0, lt=1)
+
+    # Every optimizer / schedule value carries all its options, whether it came
+    # from the spec, --set, a keyword or run.json, so nothing downstream has to
+    # know a default ("adamw" alone once crashed the optimizer for want of lr).
+    @field_validator("optimizer")
+    @classmethod
+    def _optimizer(cls, v: dict) -> dict:
+        return _call(v.get("type"), OPTIMIZERS, v)
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, v: dict) -> dict:
+        return _call(v.get("type"), SCHEDULES, v)
+
+
+def _call(kind, table: dict[str, type[Options]], value: dict) -> dict:
+    """{"type": kind, every option} of an optimizer or schedule value."""
+    if kind not in table:
+        raise ValueError(f"'type' should be one of {', '.join(table)}")
+    options = table[kind].model_validate({k: x for k, x in value.items() if k != "type"})
+    return {"type": kind, **options.model_dump()}
 
 
 # Names the evaluator turns into structured values in the train section.

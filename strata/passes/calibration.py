@@ -18,7 +18,7 @@ from pathlib import Path
 
 from strata.errors import UsageError
 
-__all__ = ["MAX_ROWS", "activation_stats", "load_calibration"]
+__all__ = ["MAX_ROWS", "activation_stats", "load_calibration", "model_inputs"]
 
 MAX_ROWS = 64        # calibration rows (Wanda's paper uses 128 sequences; a few dozen suffice here)
 BATCH = 8            # rows per forward
@@ -39,6 +39,13 @@ def _vocab(g) -> int | None:
         if d["op"] == "embedding" and d["attrs"].get("role") == "token":
             return d["params"]["weight"][0]
     return None
+
+
+def model_inputs(g, ids) -> tuple:
+    """The positional inputs of the compiled model of `g` for token ids (N, T):
+    one per stack that reads tokens (an encoder-decoder reads `model(src, tgt)`;
+    the same ids serve as both, which is all calibration and comparisons need)."""
+    return tuple(ids for s in g.graph["stacks"] if s["inputs"]) or (ids,)
 
 
 def load_calibration(src, g, tokenizer=None):
@@ -125,7 +132,7 @@ def activation_stats(g, state: dict, ids, nodes: list[str]) -> dict:
     try:
         with torch.no_grad():
             for i in range(0, ids.shape[0], BATCH):
-                net(ids[i:i + BATCH])
+                net(*model_inputs(g, ids[i:i + BATCH]))
     finally:
         for h in hooks:
             h.remove()

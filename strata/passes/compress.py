@@ -4,7 +4,12 @@ the passes, written as a spec again.
     OUT/model.arch          the compressed model's spec (strata/passes/spec_writer.py)
     OUT/weights.safetensors its weights, in its own names (what save_weights writes)
     OUT/report.json         what each pass did, parameters and bytes before / after,
-                            logits SQNR of the compressed model against the original
+                            logits SQNR of the compressed model against the original,
+                            and the run the weights came from (its objective, settings, data)
+    OUT/tokenizer.json      the tokenizer of that run, when there is one
+
+The folder is written whole or not at all: everything is made in a temporary
+folder beside OUT, then moved into place (a failure leaves OUT as it was).
 
 `strata check / summary / diagram / compile / train` take OUT/model.arch like
 any spec; compiling it with OUT/weights.safetensors gives the compressed model.
@@ -15,14 +20,19 @@ any spec; compiling it with OUT/weights.safetensors gives the compressed model.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from strata.errors import UsageError
+from strata.io import read_regular, write_atomic
 
 __all__ = ["CompressResult", "compress"]
 
 FILES = ("model.arch", "weights.safetensors", "report.json")
+TOKENIZER = "tokenizer.json"  # a copy of the run's, so eval / generate read text with it
 SQNR_TOKENS = (2, 64)  # rows, length of the random ids the logits are compared on without calibration
 
 
@@ -33,7 +43,7 @@ class CompressResult:
 
     def lines(self) -> list[str]:
         r = self.report
-        out = [f"wrote {self.out / f}" for f in FILES]
+        out = [f"wrote {self.out / f}" for f in FILES + (TOKENIZER,) if (self.out / f).is_file()]
         out += [f"  {p['report']}" for p in r["passes"]]
         p, b = r["parameters"], r["weight_bytes"]
         out.append(f"  parameters {p['before']:,} -> {p['after']:,}; weights {b['before'] / 2**20:.1f} MiB "
@@ -79,6 +89,19 @@ def _classify(g) -> tuple[list[str], list[str], list[dict], list[dict]]:
     return kept, notes, structured, lora
 
 
+def _publish(tmp: Path, out: Path) -> None:
+    """Move the finished files of `tmp` into `out`: one rename when `out` is new;
+    else file by file, dropping what an earlier compress wrote and this one did not."""
+    if not out.exists():
+        os.rename(tmp, out)
+        return
+    for f in FILES + (TOKENIZER,):
+        if (tmp / f).exists():
+            os.replace(tmp / f, out / f)
+        elif f == TOKENIZER:
+            (out / f).unlink(missing_ok=True)
+
+
 def _ids(g, calibration):
     import torch
 
@@ -92,28 +115,26 @@ def _ids(g, calibration):
 
 
 def compress(spec: str | Path, weights: str | Path, out: str | Path, *, passes: list[str] = (),
-             model: str | None = None, calibration=None, tokenizer=None, overwrite: bool = False
-             ) -> CompressResult:
-    """Run the spec's passes and `passes` on `weights`; write OUT (see the module docstring)."""
-    import torch
+             model: str | None = None, calibration=None, tokenizer=None, overwrite: bool = False,
+             source_run: dict | None = None) -> CompressResult:
+    """Run the spec's passes and `passes` on `weights` (a .safetensors file); write
+    OUT (see the module docstring).  tokenizer: the tokenizer.json of the run the
+    weights came from (read calibration text with it; copied into OUT);
+    source_run: that run's objective, settings and data, kept in report.json."""
     from safetensors.torch import load_file
 
-    from strata.backends.torch.compile import _device_problems, _spec_fit, compile_graph
-    from strata.backends.torch.weights import checkpoint_shapes, save_weights
-    from strata.compiler import build_file, build_text
-    from strata.compiler.cost import weight_bytes
-    from strata.compiler.ir import param_count
-    from strata.io import write_atomic
-    from strata.passes import make_pass, report
+    from strata.backends.torch.compile import _device_problems, _spec_fit
+    from strata.backends.torch.weights import checkpoint_shapes
+    from strata.compiler import build_file
+    from strata.passes import make_pass
     from strata.passes.calibration import load_calibration
-    from strata.passes.spec_writer import compressed_spec
     from strata.passes.text import parse_pass_texts
     from strata.passes.weights import transform
 
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: exists and is not a folder")
-    clash = [f for f in FILES if (out / f).exists()]
+    clash = [f for f in FILES + (TOKENIZER,) if (out / f).exists()]
     if clash and not overwrite:
         raise UsageError(f"{out / clash[0]} exists: --overwrite replaces it, or -o names another folder")
     g0 = build_file(spec, model=model)
@@ -132,25 +153,56 @@ def compress(spec: str | Path, weights: str | Path, out: str | Path, *, passes: 
     kept, notes, structured, lora = _classify(g)
     for a in reversed(lora):  # merged: the compressed model is for serving
         state = make_pass("lora", a["options"]).revert(a["record"], state)
-    out.mkdir(parents=True, exist_ok=True)
-    arch = out / "model.arch"
-    text = compressed_spec(spec, model, g0, g, structured, kept, notes, out)
-    g_out = build_text(text, str(arch))
-    net = compile_graph(g_out, quantize=False)
-    from strata.backends.torch.weights import load_state
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(tmp, 0o777 & ~mask)  # renamed to OUT: a folder as mkdir would make it
+    try:
+        rep = _write(tmp, out, spec, weights, model, g0, g, state, tensors, calib, kept, notes, structured)
+        if tokenizer is not None:
+            write_atomic(tmp / TOKENIZER, read_regular(tokenizer, 256 << 20, "tokenizer"))
+        rep["source_run"] = source_run
+        rep["tokenizer"] = TOKENIZER if tokenizer is not None else None
+        write_atomic(tmp / "report.json", json.dumps(rep, indent=2) + "\n")
+        _publish(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return CompressResult(out, rep)
 
+
+def _write(tmp: Path, out: Path, spec, weights, model, g0, g, state, tensors, calib, kept, notes,
+           structured) -> dict:
+    """model.arch and weights.safetensors into `tmp` (paths in the spec written
+    relative to `out`, its final place, a sibling of `tmp`), checked by compiling
+    them back; the report's figures."""
+    import torch
+
+    from strata.backends.torch.compile import compile_graph
+    from strata.backends.torch.weights import load_state, save_weights
+    from strata.compiler import build_file, build_text
+    from strata.compiler.cost import weight_bytes
+    from strata.compiler.ir import param_count
+    from strata.passes import report
+    from strata.passes.calibration import model_inputs
+    from strata.passes.spec_writer import compressed_spec
+
+    arch = tmp / "model.arch"
+    text = compressed_spec(spec, model, g0, g, structured, kept, notes, out)
+    net = compile_graph(build_text(text, str(arch)), quantize=False)
     load_state(net, state)
     write_atomic(arch, text)
-    save_weights(net, out / "weights.safetensors")
+    save_weights(net, tmp / "weights.safetensors")
 
     ids = _ids(g0, calib)
     base = compile_graph(_plain(g0))
     load_state(base, tensors)
-    small = compile_graph(build_file(arch), weights=out / "weights.safetensors")
+    small = compile_graph(build_file(arch), weights=tmp / "weights.safetensors")
     with torch.no_grad():
-        ref, got = base.eval()(ids), small.eval()(ids)
+        ref, got = base.eval()(*model_inputs(g0, ids)), small.eval()(*model_inputs(g0, ids))
+    ref, got = (ref, got) if isinstance(ref, torch.Tensor) else (_first(ref), _first(got))
     before = param_count(g0)
-    rep = {
+    return {
         "spec": str(spec), "weights": str(weights), "model": g0.graph["name"],
         "passes": [{"pass": p["name"], "options": p["options"], "report": line, **_details(p["record"])}
                    for p, line in zip(g.graph["applied"], report(g))],
@@ -158,13 +210,16 @@ def compress(spec: str | Path, weights: str | Path, out: str | Path, *, passes: 
         "parameters": {"before": before, "after": param_count(small.strata_graph)},
         "nonzero_parameters": int(sum(int((v != 0).sum()) for v in state.values() if v.is_floating_point())),
         "weight_bytes": {"before": before * 4, "compiled": weight_bytes(small.strata_graph),
-                         "file": (out / "weights.safetensors").stat().st_size},
+                         "file": (tmp / "weights.safetensors").stat().st_size},
         "kernels": [x for x in small.strata_report if ": " in x and " on " in x],
         "logits": {"sqnr_db": _sqnr(ref, got), "ids": list(ids.shape),
                    "max_abs_diff": round(float((ref - got).abs().max()), 6)},
     }
-    write_atomic(out / "report.json", json.dumps(rep, indent=2) + "\n")
-    return CompressResult(out, rep)
+
+
+def _first(outputs):
+    """The main output of a model with several (a dict or tuple of tensors)."""
+    return next(iter(outputs.values())) if isinstance(outputs, dict) else outputs[0]
 
 
 def _details(record: dict) -> dict:

@@ -29,7 +29,10 @@ class DistillOptions(Options):
     teacher: str = Field(description="a spec file (relative to this one) or a model of this file")
     temperature: PositiveFloat = Field(2.0, description="softens both distributions")
     alpha: float = Field(0.5, ge=0, le=1, description="weight of the distillation loss against the task's")
-    weights: str | None = Field(None, description="teacher weights (.safetensors)")
+    weights: str | None = Field(None, description="teacher weights: a run folder, a compress output "
+                                "folder or a .safetensors file")
+
+    paths = {"teacher": (".arch", ".yaml", ".yml"), "weights": ()}
 
 
 def _spec_file(g: "nx.MultiDiGraph") -> str | None:

@@ -188,7 +188,7 @@ def read_examples(data: str | os.PathLike | None, objective: str, classes: int |
     (strings; `label` an int in [0, classes)), plus the file's sha256."""
     keys = FIELDS[objective]
     need = "{" + ", ".join(f'"{k}"' for k in keys) + "}"
-    if data is None:
+    if data is None:  # strata.train.tasks.examples gives the built-in task instead
         raise DataError(f"{objective} trains on JSON Lines of {need}: give one with --data")
     path = Path(data)
     if path.is_dir():

@@ -18,6 +18,7 @@ from strata.errors import Diagnostic, SpecError, UsageError
 from strata.train.heads import choose_objective
 from strata.train.objectives import Loss, kd_sum
 from strata.train.settings import spec_file
+from strata.train.sources import resolve_weights
 
 __all__ = ["DistillLoss", "load_teacher"]
 
@@ -31,7 +32,6 @@ def load_teacher(g, objective, device: str, weights: str | None = None, spec_gra
     None).  g: the student's IR after passes; `weights` (from the command line)
     wins over the pass's `weights=`; spec_graph (before passes) locates errors."""
     from strata import api
-    from strata.train.run import resolve_weights
 
     info = g.graph["distill"]
     here = spec_file(g)
@@ -58,7 +58,8 @@ def load_teacher(g, objective, device: str, weights: str | None = None, spec_gra
             "nothing to teach", span,
             "train the teacher first, then give distill(..., weights=\"RUN_DIR\") or "
             "--teacher-weights RUN_DIR")], sources)
-    file, tokenizer = resolve_weights(weights)
+    w = resolve_weights(weights)
+    file, tokenizer = w.file, w.tokenizer
     net = api.compile(source, model=model_name, device=device)
     api.load_weights(net, file)
     net.eval()

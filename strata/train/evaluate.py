@@ -60,10 +60,11 @@ def score(model, loss, sampler, device: str, dist=None, autocast=contextlib.null
 def evaluate_run(run, data: str | None = None, *, which: str = "final", device: str = "cpu",
                  max_batches: int | None = None) -> dict:
     from strata.train.batches import ExampleBatches, MaskedWindows, SequentialWindows
-    from strata.train.data import read_examples, text_source
+    from strata.train.data import text_source
     from strata.train.dataset import token_stream, tokenize_examples
     from strata.train.objectives import Loss
     from strata.train.run import CACHE
+    from strata.train.tasks import BUILTIN_TASKS, examples
 
     obj, cfg, tok = run.objective, run.settings, run.tokenizer
     T, B = cfg["context"], cfg["batch"]
@@ -88,13 +89,14 @@ def evaluate_run(run, data: str | None = None, *, which: str = "final", device: 
             MaskedWindows(ids, ids, T, B, 0, max_batches or max(1, len(ids) // (B * T)), tok, bool(obj.nsp))
         what = f"{src.name}" + (" (validation split)" if own else "")
     else:
-        records, digest = read_examples(data, obj.name, obj.classes)
+        records, digest = examples(data, obj.name, obj.classes)
         ex = tokenize_examples(records, digest, obj.name, tok, cache, cfg["val_fraction"], str(data),
                                writer=False)
         if not own:
             ex.val_idx = np.arange(len(records))
         sampler = ExampleBatches(ex, obj.name, T, B, 0, max_batches or 1 << 62, tok)
-        what = f"{data}" + (" (validation split)" if own else "")
+        what = (f"{data}" if data is not None else BUILTIN_TASKS[obj.name]) + \
+            (" (validation split)" if own else "")
     result = score(model, Loss(obj, model), sampler, device)
     result["data"] = what
     if obj.name != "classify":

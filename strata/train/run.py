@@ -26,7 +26,7 @@ from strata.train.checkpoint import find_checkpoint
 from strata.train.heads import Objective
 from strata.train.metrics import read_metrics
 
-__all__ = ["Run", "resolve_weights", "RUN_JSON", "TOKENIZER", "METRICS", "PLOT", "FINAL", "CACHE"]
+__all__ = ["Run", "is_run", "RUN_JSON", "TOKENIZER", "METRICS", "PLOT", "FINAL", "CACHE"]
 
 RUN_JSON, TOKENIZER, METRICS, PLOT, FINAL, CACHE = (
     "run.json", "tokenizer.json", "metrics.jsonl", "loss.png", "model.safetensors", "cache")
@@ -36,28 +36,17 @@ def is_run(path: Path) -> bool:
     return (Path(path) / RUN_JSON).is_file()
 
 
-def resolve_weights(path: str | Path) -> tuple[Path, Path | None]:
-    """(weights file, tokenizer.json of the run it belongs to or None) for a
-    weights file or a run folder (whose final, else latest, weights are taken)."""
-    p = Path(path)
-    if p.is_dir():
-        if not is_run(p):
-            raise UsageError(f"{p}: a folder, but not a run folder (it has no {RUN_JSON})")
-        return Run.open(p).weights("final"), p / TOKENIZER
-    if not p.exists():
-        raise UsageError(f"{p}: no such file")
-    for parent in list(p.resolve().parents)[:3]:
-        if is_run(parent) and (parent / TOKENIZER).is_file():
-            return p, parent / TOKENIZER
-    return p, None
-
-
 class Run:
     """A training run on disk (and, right after `strata.train`, its model in memory)."""
 
-    def __init__(self, path: str | Path, info: dict, model=None, tokenizer=None):
+    def __init__(self, path: str | Path, info: dict, model=None, tokenizer=None,
+                 weights_file: Path | None = None, tokenizer_file: Path | None = None):
+        """weights_file / tokenizer_file: for what is not a run folder (a compress
+        output, a spec with weights; see strata.train.sources): its one set of
+        weights and the tokenizer they came with."""
         self.path, self.info = Path(path), info
         self._model, self._tokenizer = model, tokenizer
+        self.weights_file, self.tokenizer_file = weights_file, tokenizer_file
 
     @classmethod
     def open(cls, path: str | Path) -> "Run":
@@ -119,6 +108,11 @@ class Run:
     def weights(self, which: str = "final") -> Path:
         """The weights file: "final" (the end of the run; else the latest
         checkpoint), "latest" or "best" checkpoint."""
+        if self.weights_file is not None:
+            if which != "final":
+                raise UsageError(f"{self.path}: one set of weights ({self.weights_file.name}); "
+                                 f"no {which} checkpoint")
+            return self.weights_file
         if which == "final" and (self.path / FINAL).is_file():
             return self.path / FINAL
         ckpt = find_checkpoint(self.path, "best" if which == "best" else "latest")
@@ -140,7 +134,10 @@ class Run:
         if self._tokenizer is None:
             from strata.train.tokenizer import load_tokenizer
 
-            self._tokenizer = load_tokenizer(self.path / TOKENIZER)
+            if self.weights_file is not None and self.tokenizer_file is None:
+                raise UsageError(f"{self.path}: no tokenizer came with these weights: give weights "
+                                 "from a run folder (or compress a run folder) to read and write text")
+            self._tokenizer = load_tokenizer(self.tokenizer_file or self.path / TOKENIZER)
         return self._tokenizer
 
     def load_model(self, which: str = "final", device: str = "cpu"):
@@ -148,9 +145,9 @@ class Run:
         from strata import api
         from strata.backends.torch.weights import WeightsError
 
-        net = api.compile(self.spec_source(), model=self.info.get("model"), device=device)
-        try:
-            api.load_weights(net, self.weights(which))
+        try:  # the float weights go in first; the spec's passes (quantization) then run on them
+            net = api.compile(self.spec_source(), model=self.info.get("model"), device=device,
+                              weights=self.weights(which))
         except WeightsError as e:
             raise UsageError(f"{e}\n(has the spec changed since the run?)") from None
         return net.eval()

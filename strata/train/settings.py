@@ -90,11 +90,10 @@ def _python_value(name: str, value, env: Env):
 
 
 def resolve_settings(g, sets: list[str] | tuple = (), overrides: dict | None = None) -> dict:
-    """The merged, validated settings (a `TrainConfig` dump) and, under "data_base",
-    the folder a relative `data` path is read from (the spec's for the spec's own)."""
+    """The merged, validated settings (a `TrainConfig` dump).  A `data` path from
+    the spec is already absolute (resolved against the file that names it); one
+    from --set or a keyword is relative to the current folder."""
     values = dict(g.graph.get("train") or TrainConfig().model_dump())
-    here = spec_file(g)
-    base = here.parent if here is not None and values.get("data") else None
     env = Env(values=dict(g.graph["vars"]))
     spans: dict = {}
     sources: dict = {}
@@ -105,8 +104,6 @@ def resolve_settings(g, sets: list[str] | tuple = (), overrides: dict | None = N
         errors.raise_if_any({SET: text})
         values[node.name], spans[node.name] = v, node.value.span or node.span
         sources[SET] = text
-        if node.name == "data":
-            base = None
     for name, value in (overrides or {}).items():
         if name not in TrainConfig.model_fields:
             raise UsageError(f"unknown train setting '{name}'"
@@ -115,8 +112,6 @@ def resolve_settings(g, sets: list[str] | tuple = (), overrides: dict | None = N
             continue
         values[name] = _python_value(name, value, env)
         spans.pop(name, None)
-        if name == "data":
-            base = None
     errors = Collector()
     cfg = validate_train(values, spans, errors)
     if errors:
@@ -124,5 +119,4 @@ def resolve_settings(g, sets: list[str] | tuple = (), overrides: dict | None = N
         if located:
             raise SpecError(located, sources)
         raise UsageError(errors.items[0].message)
-    cfg["data_base"] = str(base) if base is not None else None
     return cfg

@@ -17,11 +17,13 @@ import torch
 from strata.errors import UsageError
 from strata.io import write_atomic
 from strata.train import checkpoint as C
-from strata.train.data import read_examples, text_source
+from strata.train.data import text_source
+from strata.train.tasks import BUILTIN_TASKS, examples
 from strata.train.distributed import Dist, wrap
 from strata.train.heads import choose_objective, model_limits
 from strata.train.metrics import MetricsLog, Progress, plot_losses
-from strata.train.run import CACHE, FINAL, METRICS, PLOT, RUN_JSON, TOKENIZER, Run, is_run, resolve_weights
+from strata.train.run import CACHE, FINAL, METRICS, PLOT, RUN_JSON, TOKENIZER, Run, is_run
+from strata.train.sources import resolve_weights
 from strata.train.settings import resolve_settings
 from strata.train.tokenizer import SPECIALS
 
@@ -151,11 +153,13 @@ def _data(obj, data, d: Dist, progress: bool):
         _say(d, progress, f"data: {src.name} ({src.chars:,} characters)")
         return src.texts, src, {"name": src.name, "sha256": src.digest, "characters": src.chars,
                                 "builtin": src.builtin, "path": str(Path(data).resolve()) if data else None}
-    records, digest = read_examples(data, obj.name, obj.classes)
+    records, digest = examples(data, obj.name, obj.classes)
     fields = [k for k in ("source", "target", "text") if k in records[0]]
-    _say(d, progress, f"data: {data} ({len(records):,} examples)")
-    return (lambda: (r[k] for r in records for k in fields)), (records, digest, str(data)), {
-        "name": str(data), "sha256": digest, "examples": len(records), "path": str(Path(data).resolve())}
+    name = str(data) if data is not None else BUILTIN_TASKS[obj.name]
+    _say(d, progress, f"data: {name} ({len(records):,} examples)")
+    return (lambda: (r[k] for r in records for k in fields)), (records, digest, name), {
+        "name": name, "sha256": digest, "examples": len(records), "builtin": data is None,
+        "path": str(Path(data).resolve()) if data is not None else None}
 
 
 def _write_info(out: Path, info: dict, resumed: bool, start: int, d: Dist) -> None:
@@ -215,12 +219,11 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
 
         # data and tokenizer
         data = cfg["data"]
-        if data is not None and cfg["data_base"] and not Path(data).is_absolute():
-            data = str(Path(cfg["data_base"]) / data)
         reuse = None
         init_file = None
         if init is not None:
-            init_file, reuse = resolve_weights(init)
+            w = resolve_weights(init)
+            init_file, reuse = w.file, w.tokenizer
         teacher_tok = None
         texts, payload, data_info = _data(obj, data, d, progress)
 
@@ -281,7 +284,7 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
                 "model": model, "name": g.graph["name"], "parameters": g.graph["parameters"],
                 "objective": {"name": obj.name, "output": obj.output, "nsp": obj.nsp,
                               "classes": obj.classes},
-                "settings": {k: v for k, v in cfg.items() if k != "data_base"},
+                "settings": cfg,
                 "data": data_info, "tokenizer": {"type": tok.kind, "vocab_size": tok.vocab_size},
                 "init": str(init_file) if init_file else None, "frozen": len(frozen),
                 "world_size": d.world, "device": device, "compile": compile, "fsdp": fsdp,

@@ -1,0 +1,142 @@
+"""What a user has, as a model to use — one rule for every command that reads
+weights (`eval`, `generate`, `compress`, `compile`, `train --init`, `distill`):
+
+    RUN/                   a run folder (run.json): its spec, final (else latest) weights, tokenizer
+    OUT/                   a `strata compress` output folder: model.arch + weights.safetensors
+                           (+ tokenizer.json and the run it came from, when it came from a run)
+    FILE.safetensors       weights alone (the tokenizer of the run folder they sit in, if any)
+    SPEC --weights W       a spec with any of the above as its weights
+
+    >>> w = resolve_weights("runs/tiny_shakespeare")          # doctest: +SKIP
+    >>> w.file, w.tokenizer                                   # doctest: +SKIP
+    (PosixPath('runs/tiny_shakespeare/model.safetensors'), PosixPath('runs/tiny_shakespeare/tokenizer.json'))
+    >>> open_source("out/compressed").evaluate()              # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from strata.errors import UsageError
+from strata.io import read_regular
+from strata.train.run import RUN_JSON, TOKENIZER, Run, is_run
+
+__all__ = ["Weights", "COMPRESSED_SPEC", "COMPRESSED_WEIGHTS", "REPORT", "is_compressed",
+           "resolve_weights", "open_source", "compress_report"]
+
+COMPRESSED_SPEC, COMPRESSED_WEIGHTS, REPORT = "model.arch", "weights.safetensors", "report.json"
+
+
+@dataclass(frozen=True)
+class Weights:
+    file: Path                 # the .safetensors file
+    tokenizer: Path | None     # tokenizer.json of the run (or compress output) they belong to
+    folder: Path | None        # that run or compress output folder
+    spec: str | None           # the spec they fit: the run's (path or text) or OUT/model.arch
+    model: str | None          # which model of that spec
+
+
+def is_compressed(path: str | Path) -> bool:
+    """A `strata compress` output folder: model.arch and weights.safetensors."""
+    p = Path(path)
+    return (p / COMPRESSED_SPEC).is_file() and (p / COMPRESSED_WEIGHTS).is_file() and not is_run(p)
+
+
+def _tokenizer_in(folder: Path) -> Path | None:
+    return folder / TOKENIZER if (folder / TOKENIZER).is_file() else None
+
+
+def resolve_weights(path: str | Path) -> Weights:
+    """The weights a user means by `path`: a run folder's final (else latest)
+    weights, a compress output folder's, or a .safetensors file."""
+    p = Path(path)
+    if p.is_dir():
+        if is_run(p):
+            run = Run.open(p)
+            return Weights(run.weights("final"), _tokenizer_in(p), p, run.spec_source(), run.info.get("model"))
+        if is_compressed(p):
+            return Weights(p / COMPRESSED_WEIGHTS, _tokenizer_in(p), p, str(p / COMPRESSED_SPEC), None)
+        raise UsageError(f"{p}: a folder, but neither a run folder ({RUN_JSON}) nor a strata compress "
+                         f"output ({COMPRESSED_SPEC} + {COMPRESSED_WEIGHTS})")
+    if not p.exists():
+        raise UsageError(f"{p}: no such file or folder")
+    for parent in list(p.resolve().parents)[:3]:  # RUN/model.safetensors, RUN/checkpoints/step-N/...
+        if is_run(parent):
+            return Weights(p, _tokenizer_in(parent), parent, None, None)
+    return Weights(p, None, None, None, None)
+
+
+def compress_report(folder: Path) -> dict:
+    """report.json of a compress output (empty when absent); damaged is an error."""
+    f = folder / REPORT
+    if not f.exists():
+        return {}
+    try:
+        rep = json.loads(read_regular(f, 64 << 20, "report"))
+    except ValueError as e:
+        raise UsageError(f"{f}: unreadable ({e})") from None
+    if not isinstance(rep, dict):
+        raise UsageError(f"{f}: not a strata compress report")
+    return rep
+
+
+def _from_spec(spec: str, model: str | None, weights: Weights, origin: Path, source_run: dict | None) -> Run:
+    """A Run-like handle for a spec and weights that no run folder describes:
+    objective from the heads, settings from the spec's train section (or the
+    run the weights came from), data as those settings say."""
+    from strata.compiler import as_graph
+    from strata.train.heads import choose_objective, model_limits
+    from strata.train.settings import resolve_settings
+
+    g = as_graph(spec, model=model)
+    if source_run is not None:
+        objective, settings, data = source_run["objective"], source_run["settings"], source_run["data"]
+    else:
+        obj = choose_objective(g)
+        objective = {"name": obj.name, "output": obj.output, "nsp": obj.nsp, "classes": obj.classes}
+        settings = resolve_settings(g)
+        settings["context"] = settings["context"] or model_limits(g)[1] or g.graph["vars"].get("ctx")
+        path = settings["data"]
+        data = {"name": path or "built-in corpus", "builtin": path is None,
+                "path": str(Path(path).resolve()) if path else None}
+    info = {"format": "strata-run", "version": 1, "spec": str(Path(spec).resolve()), "spec_text": None,
+            "model": model, "name": g.graph["name"], "parameters": g.graph["parameters"],
+            "objective": objective, "settings": settings, "data": data}
+    return Run(origin, info, weights_file=weights.file, tokenizer_file=weights.tokenizer)
+
+
+def _source_run(weights: Weights, report: dict | None = None) -> dict | None:
+    """objective / settings / data of the run the weights came from, if any."""
+    if report and isinstance(report.get("source_run"), dict):
+        src = report["source_run"]
+        if all(isinstance(src.get(k), dict) for k in ("objective", "settings", "data")):
+            return src
+    if weights.folder is not None and is_run(weights.folder):
+        info = Run.open(weights.folder).info
+        return {k: info[k] for k in ("objective", "settings", "data")}
+    return None
+
+
+def open_source(path: str | Path, weights: str | Path | None = None, model: str | None = None) -> Run:
+    """A `Run` for what `strata eval` / `strata generate` were given: a run folder,
+    a compress output folder, or a spec file with `weights` (any of the above)."""
+    p = Path(path)
+    if p.is_dir():
+        if weights is not None:
+            raise UsageError(f"{p} is a folder with its own weights; --weights goes with a spec file")
+        if is_run(p):
+            return Run.open(p)
+        if is_compressed(p):
+            w = resolve_weights(p)
+            return _from_spec(w.spec, None, w, p, _source_run(w, compress_report(p)))
+        raise UsageError(f"{p}: neither a run folder ({RUN_JSON}) nor a strata compress output "
+                         f"({COMPRESSED_SPEC} + {COMPRESSED_WEIGHTS})")
+    if not p.exists():
+        raise UsageError(f"{p}: no such run folder or spec file")
+    if weights is None:
+        raise UsageError(f"{p}: a spec needs its weights: --weights RUN_DIR, a compress output folder "
+                         "or a .safetensors file")
+    w = resolve_weights(weights)
+    return _from_spec(str(p), model, w, w.folder or p.parent, _source_run(w))
