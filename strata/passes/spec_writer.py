@@ -90,19 +90,19 @@ def _sizes(g0, g, record: dict) -> dict:
 
 
 def _relative(value: str, src_dir: Path, out_dir: Path) -> str:
-    p = Path(value)
-    if p.is_absolute():
-        return value
-    return os.path.relpath((src_dir / p).resolve(), out_dir.resolve())
+    """A path written in `src_dir` (or absolute, as checked specs hold them),
+    relative to the new spec's folder, so the compressed spec moves with it."""
+    return os.path.relpath((src_dir / value).resolve(), out_dir.resolve())
 
 
 def _rebase_train(train: A.Train | None, src_dir: Path, out_dir: Path) -> A.Train | None:
     if train is None:
         return None
     train = train.model_copy(deep=True)
-    for a in train.items:
+    for a in train.items:  # each written in its own file (inherited ones in the base's)
         if a.name == "data" and isinstance(a.value, A.Str):
-            a.value = A.Str(value=_relative(a.value.value, src_dir, out_dir))
+            here = Path(a.span.file).parent if a.span and a.span.file else src_dir
+            a.value = A.Str(value=_relative(a.value.value, here, out_dir))
     return train
 
 

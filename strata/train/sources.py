@@ -44,6 +44,11 @@ def is_compressed(path: str | Path) -> bool:
     return (p / COMPRESSED_SPEC).is_file() and (p / COMPRESSED_WEIGHTS).is_file() and not is_run(p)
 
 
+def _neither(p: Path) -> str:
+    return (f"{p}: not a run folder (no {RUN_JSON}) and not a strata compress output (no "
+            f"{COMPRESSED_SPEC} + {COMPRESSED_WEIGHTS})")
+
+
 def _tokenizer_in(folder: Path) -> Path | None:
     return folder / TOKENIZER if (folder / TOKENIZER).is_file() else None
 
@@ -58,8 +63,7 @@ def resolve_weights(path: str | Path) -> Weights:
             return Weights(run.weights("final"), _tokenizer_in(p), p, run.spec_source(), run.info.get("model"))
         if is_compressed(p):
             return Weights(p / COMPRESSED_WEIGHTS, _tokenizer_in(p), p, str(p / COMPRESSED_SPEC), None)
-        raise UsageError(f"{p}: a folder, but neither a run folder ({RUN_JSON}) nor a strata compress "
-                         f"output ({COMPRESSED_SPEC} + {COMPRESSED_WEIGHTS})")
+        raise UsageError(_neither(p))
     if not p.exists():
         raise UsageError(f"{p}: no such file or folder")
     for parent in list(p.resolve().parents)[:3]:  # RUN/model.safetensors, RUN/checkpoints/step-N/...
@@ -131,8 +135,7 @@ def open_source(path: str | Path, weights: str | Path | None = None, model: str 
         if is_compressed(p):
             w = resolve_weights(p)
             return _from_spec(w.spec, None, w, p, _source_run(w, compress_report(p)))
-        raise UsageError(f"{p}: neither a run folder ({RUN_JSON}) nor a strata compress output "
-                         f"({COMPRESSED_SPEC} + {COMPRESSED_WEIGHTS})")
+        raise UsageError(_neither(p))
     if not p.exists():
         raise UsageError(f"{p}: no such run folder or spec file")
     if weights is None:

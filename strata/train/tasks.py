@@ -2,11 +2,12 @@
 data is given, so every objective trains on a fresh machine with no download
 (as the language-model objectives do on the built-in corpus).
 
-Both are made from the lines of the built-in corpus (Python's documentation
-topics) that hold 4 to 12 plain words, in the corpus's order, each line once:
+Both are made from runs of plain words of the built-in corpus (Python's
+documentation topics), cut into pieces of 4 to 12 words, in the corpus's order,
+each piece once:
 
     seq2seq    {"source": "the words of a line", "target": "line a of words the"}
-    classify   {"text": "the words of a line", "label": min(words // 4, classes - 1)}
+    classify   {"text": "the words of a line", "label": (words - 4) * classes // 9}
 
 Reversing the word order needs the encoder (the decoder cannot guess it) and
 cross-attention that finds the right source position: a small but real
@@ -31,20 +32,32 @@ BUILTIN_TASKS = {"seq2seq": "built-in task: reverse the words of a line of the b
                  "classify": "built-in task: the length class of a line of the built-in corpus"}
 MAX_EXAMPLES = 20_000
 _WORDS = re.compile(r"[A-Za-z][A-Za-z,.']*")
+LINE_WORDS = (4, 12)
 
 
 def _lines() -> list[str]:
-    seen, out = set(), []
+    """Runs of plain words of the corpus, cut into pieces of lo..hi words (the
+    length cycles, so every length is there), each piece once, in order."""
+    lo, hi = LINE_WORDS
+    seen, out, k = set(), [], 0
     for raw in builtin_text().splitlines():
-        words = raw.split()
-        if not 4 <= len(words) <= 12 or not all(_WORDS.fullmatch(w) for w in words):
-            continue
-        line = " ".join(words)
-        if line not in seen:
-            seen.add(line)
-            out.append(line)
-            if len(out) == MAX_EXAMPLES:
-                break
+        run: list[str] = []
+        for w in raw.split() + [""]:
+            if _WORDS.fullmatch(w):
+                run.append(w)
+                continue
+            while len(run) >= lo:
+                n = lo + k % (hi - lo + 1)
+                if len(run) < n:
+                    n = len(run) if len(run) <= hi else n
+                piece, run = " ".join(run[:n]), run[n:]
+                k += 1
+                if piece not in seen:
+                    seen.add(piece)
+                    out.append(piece)
+                    if len(out) == MAX_EXAMPLES:
+                        return out
+            run = []
     return out
 
 
@@ -54,8 +67,8 @@ def builtin_examples(objective: str, classes: int | None = None) -> tuple[list[d
     if objective == "seq2seq":
         records = [{"source": s, "target": " ".join(s.split()[::-1])} for s in lines]
     else:
-        top = (classes or 2) - 1
-        records = [{"text": s, "label": min(len(s.split()) // 4, top)} for s in lines]
+        n, (lo, hi) = classes or 2, LINE_WORDS
+        records = [{"text": s, "label": (len(s.split()) - lo) * n // (hi - lo + 1)} for s in lines]
     h = hashlib.sha256("".join(json.dumps(r) + "\n" for r in records).encode())
     return records, h.hexdigest()
 

@@ -109,8 +109,25 @@ def test_classification_needs_jsonl(tmp_path, capsys):
     assert "is a folder; classify trains on one JSON Lines file" in _fails(capsys, spec, tmp_path)
     line = _fails(capsys, spec, write(tmp_path / "a.txt", text(100)))
     assert "a.txt: not JSON Lines (line 1 is not a JSON object)" in line
-    code = main(["train", str(spec), "--out", str(tmp_path / "r"), "-q"])
-    assert code == 2 and "give one with --data" in capsys.readouterr().err
+
+
+
+def test_no_data_trains_on_the_builtin_task(tmp_path, capsys):
+    """A classifier (or a seq2seq model) given no data trains on the built-in task,
+    as a language model trains on the built-in corpus: nothing to download."""
+    from strata.train.tasks import builtin_examples
+
+    spec = write(tmp_path / "c.arch", BERT_CLASSIFY)
+    code = main(["train", str(spec), "--out", str(tmp_path / "r"), "-q", "--steps", "2"])
+    assert code == 0, capsys.readouterr().err
+    info = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert info["data"]["builtin"] and info["data"]["name"].startswith("built-in task")
+    records, _ = builtin_examples("classify", 3)
+    assert len(records) > 1000 and {r["label"] for r in records} == {0, 1, 2}
+    records, _ = builtin_examples("seq2seq")
+    assert all(r["target"].split() == r["source"].split()[::-1] for r in records)
+    assert main(["eval", str(tmp_path / "r")]) == 0
+    assert "built-in task: the length class" in capsys.readouterr().out
 
 
 def test_vocabulary_too_small_for_the_tokenizer(tmp_path, capsys):
