@@ -46,6 +46,9 @@ if TYPE_CHECKING:
 SCHEMES = {"int8_dynamic": ("int8", 8), "int8_weight": ("int8", 8), "int4_weight": ("int4", 4),
            "fp8": ("fp8", 8)}
 
+# torchao packs int4 weights in tiles of 16 output rows (CPU and CUDA kernels).
+INT4_ROWS = 16
+
 # Where each scheme has a kernel (the refusal says why and what to use instead).
 FP8_CAPABILITY = (8, 9)
 
@@ -60,6 +63,8 @@ class QuantizeOptions(Options):
     group_size: Literal[32, 64, 128, 256] = Field(128, description="int4_weight: weights per scale "
                                                   "along the input (torchao's sizes)")
     qat: bool = Field(False, description="strata train trains with fake quantization of this scheme")
+    strict: bool = Field(False, description="int4_weight: refuse a layer whose width is not a multiple "
+                         "of group_size instead of keeping it in float")
 
 
 def device_problem(scheme: str, device) -> str | None:
@@ -100,19 +105,23 @@ class Quantize(Pass):
         if not nodes:
             raise PassError(f"{self.label()}: the selection holds no linear layer of its own "
                             "(a tied head's weight is the embedding's)")
+        kept: dict[str, str] = {}
         if o.scheme == "int4_weight":
             bad = [n for n in nodes if g.nodes[n]["attrs"]["in"] % o.group_size]
-            if bad:
-                widths = {g.nodes[n]["attrs"]["in"] for n in nodes}
-                common = 0
-                for w in widths:
-                    common = gcd(common, w)
-                fits = [s for s in (256, 128, 64, 32) if common % s == 0]
-                raise PassError(
-                    f"{self.label()}: '{bad[0]}' has {g.nodes[bad[0]]['attrs']['in']} input "
-                    f"features, not a multiple of group_size={o.group_size}"
-                    + (f"; group_size={fits[0]} fits every selected layer" if fits else
-                       "; no int4 group size fits every selected layer: select fewer layers"))
+            if bad and (o.strict or len(bad) == len(nodes)):
+                raise PassError(self._misfit(g, nodes, bad))
+            for n in bad:  # as llm-compressor's `ignore`: these stay float, and the report says so
+                kept[n] = f"width {g.nodes[n]['attrs']['in']} is not a multiple of {o.group_size}"
+            for n in nodes:  # torchao's int4 packing takes whole tiles of output rows
+                out = g.nodes[n]["attrs"]["out"]
+                if n not in kept and out % INT4_ROWS:
+                    if o.strict:
+                        raise PassError(f"{self.label()}: '{n}' has {out} output features; int4 "
+                                        f"kernels need a multiple of {INT4_ROWS}")
+                    kept[n] = f"{out} outputs is not a multiple of {INT4_ROWS}"
+            nodes = [n for n in nodes if n not in kept]
+            if not nodes:
+                raise PassError(f"{self.label()}: no selected layer fits int4 ({next(iter(kept.values()))})")
         before = sum(node_weight_bytes(g.nodes[n], g) for n in nodes)
         label, bits = SCHEMES[o.scheme]
         for n in nodes:
@@ -124,13 +133,32 @@ class Quantize(Pass):
                 a["qat"] = True
         after = sum(node_weight_bytes(g.nodes[n], g) for n in nodes)
         tied = [n for n in nodes if "weight" in g.nodes[n]["tied"]]
-        return self.done(g, {"linears": nodes, "tied": tied, "bytes_before": before, "bytes_after": after})
+        return self.done(g, {"linears": nodes, "tied": tied, "bytes_before": before, "bytes_after": after,
+                             "kept_float": kept})
+
+    def _misfit(self, g, nodes: list[str], bad: list[str]) -> str:
+        o = self.o
+        widths = {g.nodes[n]["attrs"]["in"] for n in nodes}
+        common = 0
+        for w in widths:
+            common = gcd(common, w)
+        fits = [s for s in (256, 128, 64, 32) if common % s == 0]
+        return (f"{self.label()}: '{bad[0]}' has {g.nodes[bad[0]]['attrs']['in']} input "
+                f"features, not a multiple of group_size={o.group_size}"
+                + (f"; group_size={fits[0]} fits every selected layer" if fits else
+                   "; no int4 group size fits every selected layer: select fewer layers")
+                + ("" if o.strict else " (no selected layer fits, so nothing would be quantized)"))
 
     def report(self, record: dict) -> str:
         n = len(record["linears"])
         mib = 2 ** 20
         s = (f"quantize ({self.o.scheme}): {n} linear{'s' * (n != 1)}, "
              f"{record['bytes_before'] / mib:.1f} MiB -> {record['bytes_after'] / mib:.1f} MiB")
+        kept = record.get("kept_float") or {}
+        if kept:
+            reasons = sorted(set(kept.values()))
+            s += (f"; {len(kept)} linear{'s' * (len(kept) != 1)} kept in float: {', '.join(reasons[:3])}"
+                  + (" ..." if len(reasons) > 3 else ""))
         if record.get("tied"):
             s += (f" (the tied {', '.join(record['tied'])} multiplies by a quantized copy of its "
                   "embedding, which stays float)")

@@ -89,16 +89,35 @@ def test_fp8_is_refused_on_cpu_with_the_alternative(llama):
         compile(spec, passes=["quantize(fp8)"], weights=w)
 
 
-def test_int4_group_size_must_divide_the_inputs(tmp_path):
-    spec = spec_file(tmp_path, LLAMA.replace("mlp(128,", "mlp(96,"))
-    g = build_file(spec)
-    g.graph["passes"] = []
+def test_int4_layers_that_do_not_fit_stay_float_unless_strict(tmp_path):
+    """A linear whose width is not a multiple of the group size is kept in float and
+    listed (llm-compressor's `ignore`); strict=true refuses as before, and so does a
+    selection in which no layer fits."""
+    from strata.passes import report
     from strata.passes.text import parse_pass_texts
 
-    g.graph["passes"] = parse_pass_texts(['quantize(int4_weight, group_size=64, on="mlp")'], g)
+    spec = spec_file(tmp_path, LLAMA.replace("mlp(128,", "mlp(96,"))
+
+    def run(text):
+        g = build_file(spec)
+        g.graph["passes"] = parse_pass_texts([text], g)
+        return apply_passes(g)
+
+    g = run('quantize(int4_weight, group_size=64, on="mlp")')
+    rec = g.graph["applied"][0]["record"]
+    assert set(rec["kept_float"]) == {"decoder.layers.0.mlp.down", "decoder.layers.1.mlp.down"}
+    assert not set(rec["kept_float"]) & set(rec["linears"]) and rec["linears"]
+    assert "2 linears kept in float: width 96 is not a multiple of 64" in report(g)[0]
+    assert "quant" not in g.nodes["decoder.layers.0.mlp.down"]["attrs"]
+    assert g.nodes["decoder.layers.0.mlp.up"]["attrs"]["quant"] == "int4"
     with pytest.raises(SpecError, match="'decoder.layers.0.mlp.down' has 96 input features, not a "
                                         "multiple of group_size=64; group_size=32 fits"):
-        apply_passes(g)
+        run('quantize(int4_weight, group_size=64, on="mlp", strict=true)')
+    with pytest.raises(SpecError, match="no selected layer fits"):
+        run('quantize(int4_weight, group_size=64, on="decoder.layers.*.mlp.down")')
+    got, net = logits(spec, None, ids(96), passes=['quantize(int4_weight, group_size=64, on="mlp")'])
+    assert torch.isfinite(got).all()
+    assert type(net.get_submodule("decoder.layers.0.mlp.down")) is torch.nn.Linear
 
 
 def test_a_quantized_model_saves_floats_and_refuses_loading(llama, tmp_path):

@@ -1,0 +1,153 @@
+"""Every feature with every other, as a user composes them: specs of one's own in
+one's own folder (tests/matrix_specs.py) × every pass family × the commands in
+the order a user runs them:
+
+    train (a few steps) -> train --resume -> eval -> generate -> compress
+    -> compile the compressed output and run it -> eval the compressed output
+
+Each cell succeeds, or a command gives a clean refusal: exit 1 or 2 with one
+line that says why (never an internal error, never a traceback).  Cells that
+must succeed are listed; the rest may refuse only for the reason given.
+
+The fast subset (each spec with a few passes, each pass on some spec) runs in
+`make test`; the whole product is marked `slow` and runs with `pytest -m slow`
+(see docs/testing in the README).  A hypothesis test draws random small specs
+and passes through the same sequence.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import itertools
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.matrix_specs import PASSES, SPECS, write_spec, write_teacher
+from tests.optional import require
+
+torch = require("torch")
+require("torchao")
+
+from strata.cli import main  # noqa: E402
+
+# Refusals a cell may give, by pass: (command, pattern of the one-line reason).
+MAY_REFUSE = {
+    "2:4": ("train", r"2:4 .*(CUDA|GPU)"),
+    "wanda": ("train", r"calibration"),
+}
+# Objectives that do not write text refuse `generate`, saying so.
+NO_TEXT = r"does not generate text"
+
+FAST = [("plain", "none"), ("plain", "int8_dynamic"), ("derived", "distill+int8"), ("derived", "lora"),
+        ("llama", "int4_weight"), ("llama", "structured"), ("llama", "qat"), ("encdec", "int8_dynamic"),
+        ("encdec", "low_rank"), ("mlm", "magnitude"), ("mlm", "int8_weight"), ("classify", "distill"),
+        ("classify", "wanda"), ("plain", "2:4")]
+ALL = [c for c in itertools.product(SPECS, PASSES) if c not in FAST]
+
+
+def strata(*args) -> tuple[int, str, str]:
+    """`strata ARGS` in this process: (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in args])
+    return code, out.getvalue(), err.getvalue()
+
+
+def clean_refusal(code: int, err: str) -> bool:
+    """Exit 1 or 2 with a located or one-line error; never an internal error."""
+    if code not in (1, 2) or "internal error" in err or "Traceback" in err:
+        return False
+    lines = [x for x in err.strip().splitlines() if x.strip()]
+    return code == 1 or len(lines) == 1
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("user")
+
+
+_TEACHERS: dict[tuple[Path, str], Path] = {}
+
+
+def teacher(root: Path, name: str) -> Path:
+    """The spec trained as a teacher, once per module: root/teachers/NAME-run."""
+    key = (root, name)
+    if key not in _TEACHERS:
+        spec = write_teacher(root, name)
+        run = root / "teachers" / f"{name}-run"
+        code, _, err = strata("train", spec, "--out", run, "--steps", 2, "-q")
+        assert code == 0, err
+        _TEACHERS[key] = run
+    return _TEACHERS[key]
+
+
+def model_inputs(net) -> tuple:
+    """Token ids for every stack that reads tokens (src, tgt for an encoder-decoder)."""
+    n = sum(1 for s in net.strata_graph.graph["stacks"] if s["inputs"])
+    return tuple(torch.randint(0, 200, (1, 8)) for _ in range(max(n, 1)))
+
+
+def run_cell(root: Path, spec_name: str, pass_name: str) -> list[str]:
+    """The commands of one cell, in order; returns what each did ("ok" or the
+    refusal).  Fails on an internal error, a messy refusal, or an unexpected one."""
+    if pass_name.startswith("distill"):
+        teacher(root, spec_name)
+    cell = f"{spec_name}-{pass_name.replace(':', '_').replace('+', '_')}"
+    spec = write_spec(root, spec_name, PASSES[pass_name], stem=cell)
+    run, comp = root / "runs" / cell, root / "compressed" / cell
+    steps: list[str] = []
+
+    def step(what: str, *args) -> bool:
+        code, out, err = strata(*args)
+        if code == 0:
+            steps.append(f"{what}: ok")
+            return True
+        assert clean_refusal(code, err), f"{cell}: {what}: exit {code}\n{err}"
+        allowed = MAY_REFUSE.get(pass_name)
+        if what == "generate" and re.search(NO_TEXT, err):
+            steps.append(f"{what}: refused ({err.strip()})")
+            return False
+        assert allowed and allowed[0] == what and re.search(allowed[1], err), \
+            f"{cell}: {what} refused unexpectedly:\n{err}"
+        steps.append(f"{what}: refused ({err.strip()})")
+        return False
+
+    if not step("train", "train", spec, "--out", run, "--steps", 2, "-q"):
+        return steps
+    step("resume", "train", spec, "--out", run, "--resume", "--steps", 3, "-q")
+    step("eval", "eval", run, "--max-batches", 2)
+    step("generate", "generate", run, "--tokens", 4, "--temperature", 0)
+    extra = ["--pass", "quantize(int8_dynamic)"] if not PASSES[pass_name] else []
+    if not step("compress", "compress", run, "-o", comp, *extra):
+        return steps
+    assert step("compile", "compile", comp, "-o", root / "compressed" / f"{cell}.py")
+    import strata as api
+
+    net = api.compile(comp).eval()
+    with torch.no_grad():
+        out = net(*model_inputs(net))
+    first = out if isinstance(out, torch.Tensor) else next(iter(out.values()))
+    assert torch.isfinite(first).all(), cell
+    steps.append("run compressed: ok")
+    step("eval compressed", "eval", comp, "--max-batches", 2)
+    return steps
+
+
+@pytest.mark.parametrize("spec_name,pass_name", FAST, ids=[f"{s}-{p}" for s, p in FAST])
+def test_matrix_fast(root, spec_name, pass_name):
+    steps = run_cell(root, spec_name, pass_name)
+    if pass_name not in MAY_REFUSE:
+        assert all(s.endswith(": ok") or s.startswith("generate: refused") for s in steps), steps
+        assert len(steps) >= 8, steps
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec_name,pass_name", ALL, ids=[f"{s}-{p}" for s, p in ALL])
+def test_matrix_whole(root, spec_name, pass_name):
+    steps = run_cell(root, spec_name, pass_name)
+    if pass_name not in MAY_REFUSE:
+        assert all(s.endswith(": ok") or s.startswith("generate: refused") for s in steps), steps
+        assert len(steps) >= 8, steps
