@@ -127,12 +127,16 @@ def compile(spec_or_path: Any, *, passes=None, weights: str | Path | None = None
 
 
 def compress(source: Any, out: str | Path, *, weights=None, passes=(), model: str | None = None,
-             calibration=None, tokenizer=None, overwrite: bool = False):
+             calibration=None, tokenizer=None, overwrite: bool = False, evaluate: bool | str = False,
+             max_batches: int | None = None):
     """`strata compress`: a model's weights through its passes (and `passes`),
     written to OUT as a smaller spec, its weights and a report, whole or not at
     all.  source: a spec file with `weights` (a .safetensors file or a run folder),
     or a run folder / compress output folder alone.  The run's tokenizer and
     objective go along, so `strata eval OUT` and `strata generate OUT` work.
+    evaluate=True (or a data file) measures the original and the compressed
+    model as `strata eval` does (on the run's validation split, or on all of
+    that file; at most `max_batches`) into the report's "eval".
 
         >>> r = compress("runs/tiny_shakespeare", "out/int8",
         ...              passes=['quantize(int8_dynamic)'])   # doctest: +SKIP
@@ -158,8 +162,21 @@ def compress(source: Any, out: str | Path, *, weights=None, passes=(), model: st
     elif w is not None and w.folder is not None:  # a compress output compressed again
         source_run = compress_report(w.folder).get("source_run")
     tok = tokenizer or (w.tokenizer if w is not None else None)
-    return run(spec, file, out, passes=list(passes), model=model, calibration=calibration, tokenizer=tok,
-               overwrite=overwrite, source_run=source_run)
+    result = run(spec, file, out, passes=list(passes), model=model, calibration=calibration,
+                 tokenizer=tok, overwrite=overwrite, source_run=source_run)
+    if evaluate:
+        import json
+
+        from strata.io import write_atomic
+        from strata.train.sources import open_source
+
+        data = evaluate if isinstance(evaluate, (str, Path)) else None
+        original = open_source(w.folder) if w.folder is not None and is_run(w.folder) else \
+            open_source(spec, weights=file, model=model)
+        result.report["eval"] = {"original": original.evaluate(data, max_batches=max_batches),
+                                 "compressed": open_source(result.out).evaluate(data, max_batches=max_batches)}
+        write_atomic(result.out / "report.json", json.dumps(result.report, indent=2) + "\n")
+    return result
 
 
 def load_weights(model, path: str | Path, *, strict: bool = True, cast: bool = False):

@@ -255,7 +255,8 @@ def _cmd_compress(args) -> int:
     with _weights_errors():
         result = compress(args.spec, args.output, weights=args.weights, passes=args.passes or [],
                           model=args.model, calibration=args.calibration, tokenizer=args.tokenizer,
-                          overwrite=args.overwrite)
+                          overwrite=args.overwrite, evaluate=args.eval or False,
+                          max_batches=args.max_batches)
     for line in result.lines():
         print(line)
     return EXIT_OK
@@ -387,6 +388,10 @@ def make_parser() -> argparse.ArgumentParser:
                    "(to read text calibration data)")
     p.add_argument("-o", "--output", required=True, help="folder for model.arch, weights.safetensors, report.json")
     p.add_argument("--overwrite", action="store_true", help="replace the files of an earlier compress in OUT")
+    p.add_argument("--eval", nargs="?", const=True, metavar="DATA",
+                   help="measure the original and the compressed model as strata eval does (on the "
+                        "run's validation split, or on all of DATA) into the report")
+    p.add_argument("--max-batches", type=int, metavar="N", help="with --eval: at most N batches")
     p.set_defaults(func=_cmd_compress)
 
     p = sub.add_parser("import-hf", help="import a Hugging Face model folder as a spec + weights")

@@ -135,7 +135,7 @@ PASSES = {
     "magnitude": "prune(0.5)",
     "wanda": "prune(0.5, method=wanda)",
     "structured": 'prune(0.5, method=structured, on="mlp")',
-    "2:4": "prune(0.5, method=2:4)",
+    "2:4": 'prune(0.5, method="2:4")',
     "low_rank": "low_rank(4)",
     "lora": "lora(4)",
     "qat": "quantize(int8_dynamic, qat=true)",

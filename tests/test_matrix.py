@@ -33,10 +33,12 @@ require("torchao")
 
 from strata.cli import main  # noqa: E402
 
-# Refusals a cell may give, by pass: (command, pattern of the one-line reason).
+# Refusals a cell may give, by pass: (commands, pattern of the one-line reason).
+# 2:4 trains (in float, masks held) but runs only on sm80+ GPUs; Wanda needs
+# activations, which compress reads from calibration data.
 MAY_REFUSE = {
-    "2:4": ("train", r"2:4 .*(CUDA|GPU)"),
-    "wanda": ("train", r"calibration"),
+    "2:4": ({"eval", "generate", "compress"}, r"2:4.*compute capability >= 8\.0, not on cpu"),
+    "wanda": ({"train", "compress"}, r"calibration"),
 }
 # Objectives that do not write text refuse `generate`, saying so.
 NO_TEXT = r"does not generate text"
@@ -110,7 +112,7 @@ def run_cell(root: Path, spec_name: str, pass_name: str) -> list[str]:
         if what == "generate" and re.search(NO_TEXT, err):
             steps.append(f"{what}: refused ({err.strip()})")
             return False
-        assert allowed and allowed[0] == what and re.search(allowed[1], err), \
+        assert allowed and what in allowed[0] and re.search(allowed[1], err), \
             f"{cell}: {what} refused unexpectedly:\n{err}"
         steps.append(f"{what}: refused ({err.strip()})")
         return False

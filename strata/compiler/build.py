@@ -39,6 +39,7 @@ def build(spec: A.SpecFile, *, model: str | None = None, sources: dict[str, str]
     try:
         resolved = resolve_model(spec, sources, model, errors)
         g = elaborate(resolved, errors)
+        g.graph["file"] = spec.path or "<string>"  # the root: paths in the spec are relative to it
         check_passes(resolved.passes, g, errors, resolved.models)
         check_train(resolved.train, g, errors)
     except RecursionError:

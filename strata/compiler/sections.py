@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from strata.compiler.evaluate import Env, EvalError, evaluate
 from strata.compiler.options import bind_options
-from strata.compiler.paths import folder_of, resolve_option_paths, resolve_path
+from strata.compiler.paths import folder_of, located, resolve_option_paths, resolve_path
 from strata.compiler.select import select
 from strata.dsl import ast as A
 from strata.dsl.registry import PASSES, TRAIN_CALLS, TrainConfig
@@ -26,10 +26,10 @@ def _teacher_exists(teacher: str, use: A.Use, g, models, errors: Collector) -> b
     span = next((k.value.span for k in use.kwargs if k.name == "teacher"),
                 use.args[0].span if use.args else use.span)
     if teacher.endswith((".arch", ".yaml", ".yml")):
-        if not Path(teacher).is_file():
+        if not located(teacher, g).is_file():
             here = folder_of(use.span.file if use.span else None)
-            errors.error(f"distill: teacher spec '{Path(teacher).name}' not found at {teacher}", span,
-                         f"the path is relative to {here}/, the folder of the file it is written in")
+            errors.error(f"distill: teacher spec '{Path(teacher).name}' not found at {located(teacher, g)}",
+                         span, f"the path is relative to {here}/, the folder of the file it is written in")
             return False
         return True
     if teacher == g.graph["name"]:
@@ -57,7 +57,7 @@ def check_passes(passes: A.Passes | None, g, errors: Collector, models) -> None:
         except EvalError as e:
             errors.error(e.message, e.span or use.span, e.hint)
             continue
-        opts = resolve_option_paths(opts, use.span.file if use.span else None)
+        opts = resolve_option_paths(opts, use.span.file if use.span else None, g.graph.get("file"))
         if use.name == "distill" and not _teacher_exists(opts.teacher, use, g, models, errors):
             continue
         on = getattr(opts, "on", None)
@@ -124,7 +124,7 @@ def check_train(train: A.Train | None, g, errors: Collector) -> None:
         ok, v = train_value(a, env, errors)
         if ok:
             if a.name == "data" and isinstance(v, str):  # read from the file that names it
-                v = resolve_path(v, a.span.file if a.span else None)
+                v = resolve_path(v, a.span.file if a.span else None, g.graph.get("file"))
             values[a.name], spans[a.name] = v, a.span
     cfg = validate_train(values, spans, errors, train.span)
     if cfg is not None:

@@ -51,6 +51,11 @@ class CompressResult:
         sqnr = r["logits"]["sqnr_db"]
         out.append(f"  logits SQNR {sqnr:.1f} dB against the original" if sqnr is not None
                    else "  logits equal to the original's")
+        if r.get("eval"):
+            o, c = r["eval"]["original"], r["eval"]["compressed"]
+            metric = "perplexity" if "perplexity" in o else "loss"
+            out.append(f"  {o['data']}: {metric} {o[metric]:.4g} -> {c[metric]:.4g} "
+                       f"(loss {o['loss']:.4f} -> {c['loss']:.4f}, {c['count']:,} predictions)")
         return out
 
 

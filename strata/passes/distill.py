@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field, PositiveFloat
 
+from strata.compiler.paths import located
 from strata.components.base import Options
 from strata.errors import SpecError, UsageError
 from strata.passes._rewrite import copy_graph
@@ -35,24 +36,13 @@ class DistillOptions(Options):
     paths = {"teacher": (".arch", ".yaml", ".yml"), "weights": ()}
 
 
-def _spec_file(g: "nx.MultiDiGraph") -> str | None:
-    for s in g.graph["stacks"]:
-        span = s.get("span")
-        if span is not None and getattr(span, "file", None):
-            return span.file
-    return None
-
-
 def _teacher(g: "nx.MultiDiGraph", teacher: str) -> tuple[str | None, int | None]:
     from strata.compiler import build_file
 
-    here = _spec_file(g)
+    here = g.graph.get("file")
     try:
         if teacher.endswith((".arch", ".yaml", ".yml")):
-            path = Path(teacher)
-            if not path.is_absolute() and here:
-                path = Path(here).parent / path
-            t = build_file(path)
+            t = build_file(located(teacher, g))
         elif here and Path(here).exists():
             t = build_file(here, model=teacher)
         else:

@@ -88,22 +88,8 @@ def parse_pass_texts(texts: list[str], g, file: str = "--pass") -> list[dict]:
         finally:
             g.graph["passes"] = saved
         errors.raise_if_any({file: text})
-        entries += [{**_absolute(p), "source": (file, text)} for p in found]
+        entries += [{**p, "source": (file, text)} for p in found]
     return entries
-
-
-def _absolute(entry: dict) -> dict:
-    """A file a pass names from the command line is relative to the current folder
-    (in a spec, to the spec's): made absolute so the pass finds it from either."""
-    from pathlib import Path
-
-    opts = dict(entry["options"])
-    for key in ("teacher", "weights"):
-        v = opts.get(key)
-        if isinstance(v, str) and v.endswith((".arch", ".yaml", ".yml", ".safetensors")) \
-                and not Path(v).is_absolute():
-            opts[key] = str(Path(v).resolve())
-    return {**entry, "options": opts}
 
 
 def _value(v: Any) -> str:

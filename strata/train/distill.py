@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from strata.compiler.paths import located
 from strata.errors import Diagnostic, SpecError, UsageError
 from strata.train.heads import choose_objective
 from strata.train.objectives import Loss, kd_sum
@@ -35,19 +36,16 @@ def load_teacher(g, objective, device: str, weights: str | None = None, spec_gra
 
     info = g.graph["distill"]
     here = spec_file(g)
-    base = here.parent if here is not None else Path(".")
     teacher = info["teacher"]
     if teacher.endswith((".arch", ".yaml", ".yml")):
-        path = Path(teacher) if Path(teacher).is_absolute() else base / teacher
-        source, model_name = str(path), None
+        source, model_name = str(located(teacher, g)), None
     elif here is not None:
         source, model_name = str(here), teacher
     else:
         raise UsageError(f"distill: teacher '{teacher}' is a model of the spec file, but the spec "
                          "was given as text; give it as a file")
     if weights is None and info.get("weights"):
-        w = Path(info["weights"])
-        weights = str(w if w.is_absolute() else base / w)
+        weights = str(located(info["weights"], g))
     if weights is None:
         span = _pass_span(spec_graph if spec_graph is not None else g)
         sources = {}
@@ -64,6 +62,7 @@ def load_teacher(g, objective, device: str, weights: str | None = None, spec_gra
     api.load_weights(net, file)
     net.eval()
     net.requires_grad_(False)
+    net.strata_weights = file
     t_obj = choose_objective(net.strata_graph, objective.name)
     return net, Loss(t_obj, net), tokenizer
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from lark.exceptions import UnexpectedInput
 
 from strata.compiler.evaluate import Env
+from strata.compiler.paths import located
 from strata.compiler.sections import train_value, validate_train
 from strata.dsl import ast as A
 from strata.dsl.registry import TrainConfig
@@ -31,12 +32,9 @@ _CALL_OPTIONS = {"lr": "optimizer", "learning_rate": "optimizer", "betas": "opti
 
 
 def spec_file(g) -> Path | None:
-    """The file the spec was read from (None for spec text)."""
-    for s in g.graph["stacks"]:
-        f = getattr(s.get("span"), "file", None)
-        if f and not f.startswith("<") and Path(f).is_file():
-            return Path(f)
-    return None
+    """The file the spec was built from (None for spec text)."""
+    f = g.graph.get("file")
+    return Path(f) if f and not f.startswith("<") and Path(f).is_file() else None
 
 
 def _parse_set(text: str):
@@ -91,9 +89,11 @@ def _python_value(name: str, value, env: Env):
 
 def resolve_settings(g, sets: list[str] | tuple = (), overrides: dict | None = None) -> dict:
     """The merged, validated settings (a `TrainConfig` dump).  A `data` path from
-    the spec is already absolute (resolved against the file that names it); one
-    from --set or a keyword is relative to the current folder."""
+    the spec is made usable from the current folder (strata.compiler.paths); one
+    from --set or a keyword is relative to the current folder already."""
     values = dict(g.graph.get("train") or TrainConfig().model_dump())
+    if values.get("data"):
+        values["data"] = str(located(values["data"], g))
     env = Env(values=dict(g.graph["vars"]))
     spans: dict = {}
     sources: dict = {}
@@ -115,8 +115,8 @@ def resolve_settings(g, sets: list[str] | tuple = (), overrides: dict | None = N
     errors = Collector()
     cfg = validate_train(values, spans, errors)
     if errors:
-        located = [d for d in errors.items if d.span is not None]
-        if located:
-            raise SpecError(located, sources)
+        placed = [d for d in errors.items if d.span is not None]
+        if placed:
+            raise SpecError(placed, sources)
         raise UsageError(errors.items[0].message)
     return cfg

@@ -237,6 +237,8 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
 
             teacher, t_loss, teacher_tok = load_teacher(net.strata_graph, obj, device, teacher_weights,
                                                         spec_graph=g)
+            _say(d, progress, f"distill: teacher {teacher.strata_graph.graph['name']} "
+                 f"({teacher.strata_graph.graph['parameters']:,} parameters), weights {teacher.strata_weights}")
         tok = _tokenizer(cfg, obj, limit, texts, out, ckpt, reuse or teacher_tok, d)
         if d.main and not (ckpt is not None and (out / TOKENIZER).is_file()):
             write_atomic(out / TOKENIZER, tok.dumps())
