@@ -207,7 +207,9 @@ def _cmd_train(args) -> int:
 
 def _cmd_generate(args) -> int:
     from strata.train import Run
+    from strata.train.generate import check_sampling
 
+    check_sampling(args.tokens, args.temperature, args.top_k, args.seed)  # before loading anything
     with _weights_errors():
         text = Run.open(args.run).generate(args.prompt, tokens=args.tokens, temperature=args.temperature,
                                            top_k=args.top_k, seed=args.seed)
@@ -218,6 +220,8 @@ def _cmd_generate(args) -> int:
 def _cmd_eval(args) -> int:
     from strata.train import Run
 
+    if args.max_batches is not None and args.max_batches < 1:
+        raise UsageError(f"--max-batches should be at least 1 (got {args.max_batches})")
     with _weights_errors():
         r = Run.open(args.run).evaluate(args.data, which=args.checkpoint, max_batches=args.max_batches)
     line = f"{r['data']}: loss {r['loss']:.4f}"

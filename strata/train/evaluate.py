@@ -65,6 +65,8 @@ def evaluate_run(run, data: str | None = None, *, which: str = "final", device: 
     from strata.train.objectives import Loss
     from strata.train.run import CACHE
 
+    if max_batches is not None and max_batches < 1:
+        raise UsageError(f"--max-batches should be at least 1 (got {max_batches})")
     obj, cfg, tok = run.objective, run.settings, run.tokenizer
     T, B = cfg["context"], cfg["batch"]
     model = run.load_model(which, device=device)
@@ -96,6 +98,8 @@ def evaluate_run(run, data: str | None = None, *, which: str = "final", device: 
         sampler = ExampleBatches(ex, obj.name, T, B, 0, max_batches or 1 << 62, tok)
         what = f"{data}" + (" (validation split)" if own else "")
     result = score(model, Loss(obj, model), sampler, device)
+    if result["count"] == 0:
+        raise UsageError(f"{what}: no predictions to score (no batch holds a target)")
     result["data"] = what
     if obj.name != "classify":
         result["perplexity"] = math.exp(min(result["loss"], 700.0))

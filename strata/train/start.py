@@ -21,7 +21,9 @@ from strata.train.data import read_examples, text_source
 from strata.train.distributed import Dist, wrap
 from strata.train.heads import choose_objective, model_limits
 from strata.train.metrics import MetricsLog, Progress, plot_losses
-from strata.train.run import CACHE, FINAL, METRICS, PLOT, RUN_JSON, TOKENIZER, Run, is_run, resolve_weights
+from strata.train.folder import MANIFEST, claim
+from strata.train.records import RunInfo, read_run_json
+from strata.train.run import CACHE, FINAL, METRICS, PLOT, RUN_JSON, TOKENIZER, Run, resolve_weights
 from strata.train.settings import resolve_settings
 from strata.train.tokenizer import SPECIALS
 
@@ -47,33 +49,20 @@ def _with_dropout(g, p: float | None):
 
 
 def _prepare_folder(out: Path, d: Dist, resume: bool, overwrite: bool):
-    existing = is_run(out)
-    if existing and not (resume or overwrite):
-        raise UsageError(f"{out} already holds a run: --resume continues it, --overwrite starts it "
-                         "over, or --out names another folder")
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"{out}: exists and is not a folder")
-    if out.exists() and not existing and any(out.iterdir()) and not overwrite:
-        raise UsageError(f"{out}: the folder is not empty and holds no run; --out a new folder")
-    ckpt = C.find_checkpoint(out) if (resume and existing) else None
-    if d.main:
-        if overwrite and existing:
-            import shutil
-
-            for name in (C.DIR,):
-                shutil.rmtree(out / name, ignore_errors=True)
-            for name in (C.LATEST, C.BEST, METRICS, PLOT, FINAL, RUN_JSON, TOKENIZER):
-                (out / name).unlink(missing_ok=True)
-        out.mkdir(parents=True, exist_ok=True)
+    """(the run's lock or None, the checkpoint to resume from or None): rank 0
+    locks and claims the folder (`strata.train.folder`), the others follow."""
+    lock, ckpt = claim(out, resume, overwrite) if d.main else (None, None)
     d.barrier()
-    return ckpt
+    if not d.main and resume:
+        ckpt = C.find_checkpoint(out)
+    return lock, ckpt
 
 
 def _tokenizer(cfg, obj, limit, texts, out: Path, ckpt, reuse: Path | None, d: Dist):
     from strata.train.tokenizer import fit_tokenizer, load_tokenizer, tokenizer_from_json
 
-    if (out / TOKENIZER).is_file() and ckpt is not None:
-        tok = load_tokenizer(out / TOKENIZER)
+    if os.path.lexists(out / TOKENIZER) and ckpt is not None:
+        tok = load_tokenizer(out / TOKENIZER, follow=False)
     elif reuse is not None:
         tok = load_tokenizer(reuse)
     else:
@@ -162,15 +151,11 @@ def _write_info(out: Path, info: dict, resumed: bool, start: int, d: Dist) -> No
     """run.json, with the history of the run's starts (a resume adds one)."""
     if not d.main:
         return
-    old = {}
-    if resumed:
-        try:
-            old = json.loads((out / RUN_JSON).read_text())
-        except (OSError, ValueError):
-            old = {}
-    info["history"] = [*old.get("history", []), {"start_step": start, "world_size": d.world,
-                                                 "time": time.strftime("%Y-%m-%dT%H:%M:%S")}]
-    write_atomic(out / RUN_JSON, json.dumps(info, indent=1) + "\n")
+    old = read_run_json(out / RUN_JSON) if resumed else None
+    history = [h.model_dump() for h in old.history] if isinstance(old, RunInfo) else []
+    info["history"] = [*history, {"start_step": start, "world_size": d.world,
+                                  "time": time.strftime("%Y-%m-%dT%H:%M:%S")}]
+    write_atomic(out / RUN_JSON, json.dumps(info, indent=1) + "\n", follow=False)
 
 
 def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
@@ -192,6 +177,7 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     d = Dist.from_env(device)
+    lock = None
     try:
         device = d.device(device)
         g = as_graph(spec, model=model)
@@ -209,7 +195,7 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
         if cfg["dtype"] == "float16" and not device.startswith("cuda"):
             raise UsageError("dtype float16 needs a GPU; use bfloat16 or float32 on a CPU")
         out = Path(out or Path("runs") / g.graph["name"])
-        ckpt = _prepare_folder(out, d, resume, overwrite)
+        lock, ckpt = _prepare_folder(out, d, resume, overwrite)
         if resume and ckpt is None:
             _say(d, progress, f"{out}: no checkpoint yet; starting at step 0")
 
@@ -235,8 +221,8 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
             teacher, t_loss, teacher_tok = load_teacher(net.strata_graph, obj, device, teacher_weights,
                                                         spec_graph=g)
         tok = _tokenizer(cfg, obj, limit, texts, out, ckpt, reuse or teacher_tok, d)
-        if d.main and not (ckpt is not None and (out / TOKENIZER).is_file()):
-            write_atomic(out / TOKENIZER, tok.dumps())
+        if d.main and not (ckpt is not None and os.path.lexists(out / TOKENIZER)):
+            write_atomic(out / TOKENIZER, tok.dumps(), follow=False)
         sampler = _dataset(cfg, obj, context, tok, payload, out, d)
         if init_file is not None and ckpt is None:
             _init_weights(net, init_file, d, progress)
@@ -275,7 +261,7 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
             start, best = state.restore(ckpt, cfg["seed"])
         elif d.rank:
             torch.manual_seed(cfg["seed"] * 1000 + d.rank)  # other dropout masks than rank 0's
-        info = {"format": "strata-run", "version": 1,
+        info = {"format": "strata-run", "version": 1, "status": "ready", "files": list(MANIFEST),
                 "spec": str(Path(spec).resolve()) if is_spec_path(spec) else None,
                 "spec_text": spec if isinstance(spec, str) and not is_spec_path(spec) else None,
                 "model": model, "name": g.graph["name"], "parameters": g.graph["parameters"],
@@ -310,16 +296,19 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
                     cfg=cfg, dist=d, device=device, metrics=metrics, progress=bar, save=save,
                     on_eval=on_eval, start=start, best=best, perplexity=obj.name != "classify",
                     ddp=d.on and not fsdp, scaler=scaler)
-        try:
-            loop.run()
-        finally:
-            bar.close()
-        state.save_final(out / FINAL)
+        with state.writes():  # a full disk or `ulimit -f`: one line naming the checkpoint kept
+            try:
+                loop.run()
+            finally:
+                bar.close()
+            state.save_final(out / FINAL)
+            if d.main:
+                plot_losses(metrics.records, out / PLOT, f"{g.graph['name']} · {obj.name}")
         if not fsdp:
             finish_training(net)
-        if d.main:
-            plot_losses(metrics.records, out / PLOT, f"{g.graph['name']} · {obj.name}")
         d.barrier()
         return Run(out, info, model=None if fsdp else net, tokenizer=tok)
     finally:
+        if lock is not None:
+            lock.release()
         d.close()
