@@ -161,7 +161,7 @@ def _read(run: Path, pointer: str) -> Checkpoint | None:
     p = run / pointer
     if not os.path.lexists(p):
         return None
-    ptr = read_record(p, Pointer, 1 << 16)
+    ptr = read_record(p, Pointer, 1 << 16, "not a checkpoint pointer")
     folder = run / ptr.path
     if not (_real_folder(run / DIR) and _real_folder(folder)):
         raise UsageError(f"{folder}: not a checkpoint folder strata wrote (missing, or a symlink); "

@@ -56,6 +56,12 @@ def _open_cached(path: Path, dtype, vocab: int) -> np.ndarray | None:
 
 
 
+def _check_cache(cache: Path | None) -> None:
+    """The run's cache/ is read and written only as a real folder inside the run."""
+    if cache is not None and os.path.lexists(cache):
+        own_folder(cache)
+
+
 @dataclass
 class TokenStream:
     """All ids of a text source, and where validation starts."""
@@ -78,6 +84,7 @@ def token_stream(src: TextSource, tok: Tokenizer, cache: Path | None, val_fracti
     `need` ids (one training window).  Only the `writer` (rank 0) writes the cache."""
     dtype = _dtype(tok.vocab_size)
     ids = None
+    _check_cache(cache)
     path = cache / f"tokens-{_key(src.digest, tok, 'text')}.{np.dtype(dtype).name}" if cache else None
     if path is not None:
         ids = _open_cached(path, dtype, tok.vocab_size)
@@ -122,6 +129,7 @@ def tokenize_examples(records: list[dict], digest: str, objective: str, tok: Tok
                       writer: bool = True) -> Examples:
     dtype = _dtype(tok.vocab_size)
     fields = {}
+    _check_cache(cache)
     key = _key(digest, tok, objective)
     for fname in FIELDS[objective]:
         if fname == "label":

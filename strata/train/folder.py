@@ -1,8 +1,9 @@
 """Run folders are owned: what `strata train` may do to the folder `--out` names.
 
-- A lock (`run.lock`, an flock held for the life of the run; the kernel drops
-  it when the process dies, so a killed run never leaves a stale lock): a
-  second writer is refused with one line naming the holder's pid.
+- A lock (`run.lock`, an flock held for the life of the run and removed at its
+  end; the kernel drops the flock when the process dies, so a killed run's
+  leftover file locks nothing): a second writer is refused with one line
+  naming the holder's pid.
 - The folder is claimed in one step: run.json is written first, as a stub
   (`"status": "started"`), so a run stopped at any point after that — short
   data, a crash before the first step — is a run that `--resume` (or the same
@@ -17,7 +18,7 @@
 
     lock, ckpt = claim(Path("runs/x"), resume=True, overwrite=False)
     ...
-    lock.release()
+    lock.release()          # at the end of the run, however it ends
 """
 
 from __future__ import annotations
@@ -85,32 +86,41 @@ class RunLock:
     def acquire(cls, folder: Path) -> "RunLock":
         path = folder / LOCK
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-        created = not os.path.lexists(path)
-        try:
-            fd = os.open(path, flags | os.O_NONBLOCK, 0o644)
-        except OSError as e:
-            kind = "is a symlink" if os.path.islink(path) else f"cannot be opened ({e.strerror})"
-            raise UsageError(f"{path}: the run's lock file {kind}; move it away") from None
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            raise UsageError(f"{path}: the run's lock file is not a regular file; move it away")
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-            os.close(fd)
-            raise UsageError(f"{folder}: in use by another strata train (pid {holder[:20]}); "
-                             "wait for it to finish, or --out another folder") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        return cls(fd, path, created)
+        for _ in range(100):  # the holder may remove the file between our open and flock
+            created = not os.path.lexists(path)
+            try:
+                fd = os.open(path, flags | os.O_NONBLOCK, 0o644)
+            except OSError as e:
+                kind = "is a symlink" if os.path.islink(path) else f"cannot be opened ({e.strerror})"
+                raise UsageError(f"{path}: the run's lock file {kind}; move it away") from None
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                os.close(fd)
+                raise UsageError(f"{path}: the run's lock file is not a regular file; move it away")
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+                os.close(fd)
+                raise UsageError(f"{folder}: in use by another strata train (pid {holder[:20]}); "
+                                 "wait for it to finish, or --out another folder") from None
+            try:
+                now = os.lstat(path)
+            except FileNotFoundError:
+                now = None
+            if now is not None and (now.st_ino, now.st_dev) == (st.st_ino, st.st_dev):
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+                return cls(fd, path, created)
+            os.close(fd)  # we locked a file its holder had just removed: take the new one
+        raise UsageError(f"{path}: cannot take the run's lock (it keeps changing)")
 
-    def release(self, remove: bool = False) -> None:
-        """Unlock; `remove`: also delete the lock file when this process made it
-        (a refused start leaves the folder as it found it)."""
+    def release(self, refused: bool = False) -> None:
+        """Remove the lock file, then unlock.  A refused start removes it only if
+        it made it, so the folder is left as it was found."""
         if self.fd is None:
             return
-        if remove and self.created:
+        if self.created or not refused:
             with contextlib.suppress(OSError):
                 self.path.unlink()
         os.close(self.fd)
@@ -163,7 +173,7 @@ def claim(out: Path, resume: bool, overwrite: bool) -> tuple[RunLock, C.Checkpoi
     try:
         ckpt = _take(out, resume, overwrite)
     except BaseException:
-        lock.release(remove=True)
+        lock.release(refused=True)
         if made:
             with contextlib.suppress(OSError):
                 out.rmdir()
@@ -176,8 +186,8 @@ def _take(out: Path, resume: bool, overwrite: bool) -> C.Checkpoint | None:
     held = _entries(out)
     if "run.json" not in held:
         if held:
-            raise UsageError(f"{out}: the folder holds files and no run (no run.json); strata "
-                             "writes only into an empty folder or its own run: --out a new folder")
+            raise UsageError(f"{out}: the folder is not empty and holds no run (no run.json); "
+                             "strata writes only into an empty folder or its own run: --out a new folder")
         _write_stub(out)
         return None
     info = read_run_json(run_json)

@@ -123,13 +123,14 @@ def _first_error(e: ValidationError) -> str:
     return f"'{key}': {err['msg']}"
 
 
-def read_record(path: Path, model: type[BaseModel], limit: int = 1 << 20) -> BaseModel:
+def read_record(path: Path, model: type[BaseModel], limit: int = 1 << 20,
+                what: str = "damaged") -> BaseModel:
     """`path` (a run's own JSON file) parsed and validated by `model`."""
     data = read_json(path, limit)
     try:
         return model.model_validate(data)
     except ValidationError as e:
-        raise UsageError(f"{path}: damaged: {_first_error(e)}") from None
+        raise UsageError(f"{path}: {what}: {_first_error(e)}") from None
 
 
 def read_json(path: Path, limit: int = 1 << 20):
@@ -158,7 +159,7 @@ def read_run_json(path: Path) -> RunInfo | RunStub:
         try:
             cfg = TrainConfig.model_validate(known, strict=True).model_dump()
         except ValidationError as e:
-            raise UsageError(f"{path}: damaged: settings.{_first_error(e)[1:]}") from None
+            raise UsageError(f"{path}: damaged: 'settings.{_first_error(e)[1:]}") from None
         if not isinstance(cfg["context"], int):
             raise UsageError(f"{path}: damaged: 'settings.context': should be the run's context length")
         info.settings = {**info.settings, **cfg}

@@ -133,16 +133,14 @@ def _init_weights(net, path, d: Dist, progress: bool) -> None:
          + (f"; new: {', '.join(new[:6])}{' ...' if len(new) > 6 else ''}" if new else ""))
 
 
-def _data(obj, data, d: Dist, progress: bool):
+def _data(obj, data):
     """(texts for the tokenizer, what the dataset reads, what run.json records)."""
     if obj.name in ("causal_lm", "mlm"):
         src = text_source(data).check()
-        _say(d, progress, f"data: {src.name} ({src.chars:,} characters)")
         return src.texts, src, {"name": src.name, "sha256": src.digest, "characters": src.chars,
                                 "builtin": src.builtin, "path": str(Path(data).resolve()) if data else None}
     records, digest = read_examples(data, obj.name, obj.classes)
     fields = [k for k in ("source", "target", "text") if k in records[0]]
-    _say(d, progress, f"data: {data} ({len(records):,} examples)")
     return (lambda: (r[k] for r in records for k in fields)), (records, digest, str(data)), {
         "name": str(data), "sha256": digest, "examples": len(records), "path": str(Path(data).resolve())}
 
@@ -195,11 +193,8 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
         if cfg["dtype"] == "float16" and not device.startswith("cuda"):
             raise UsageError("dtype float16 needs a GPU; use bfloat16 or float32 on a CPU")
         out = Path(out or Path("runs") / g.graph["name"])
-        lock, ckpt = _prepare_folder(out, d, resume, overwrite)
-        if resume and ckpt is None:
-            _say(d, progress, f"{out}: no checkpoint yet; starting at step 0")
 
-        # data and tokenizer
+        # data and tokenizer (read and checked before the run folder is touched)
         data = cfg["data"]
         if data is not None and cfg["data_base"] and not Path(data).is_absolute():
             data = str(Path(cfg["data_base"]) / data)
@@ -208,7 +203,13 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
         if init is not None:
             init_file, reuse = resolve_weights(init)
         teacher_tok = None
-        texts, payload, data_info = _data(obj, data, d, progress)
+        texts, payload, data_info = _data(obj, data)
+        lock, ckpt = _prepare_folder(out, d, resume, overwrite)
+        size = (f"{data_info['characters']:,} characters" if "characters" in data_info
+                else f"{data_info['examples']:,} examples")
+        _say(d, progress, f"data: {data_info['name']} ({size})")
+        if resume and ckpt is None:
+            _say(d, progress, f"{out}: no checkpoint yet; starting at step 0")
 
         # the model
         torch.manual_seed(cfg["seed"])
@@ -272,8 +273,8 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
                 "init": str(init_file) if init_file else None, "frozen": len(frozen),
                 "world_size": d.world, "device": device, "compile": compile, "fsdp": fsdp,
                 "torch": torch.__version__, "strata": __import__("strata").__version__}
-        _write_info(out, info, ckpt is not None, start, d)
         metrics = MetricsLog(out / METRICS, d.main, resume_step=start if ckpt is not None else None)
+        _write_info(out, info, ckpt is not None, start, d)
         bar = Progress(cfg["steps"], start, progress and d.main)
 
         def save(step: int, best_val, is_best: bool) -> None:
