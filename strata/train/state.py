@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -126,7 +127,9 @@ class TrainState:
         try:
             yield
         except (OSError, SafetensorError, UsageError) as e:
-            reason = getattr(e, "strerror", None) or str(e).splitlines()[0][:300]
+            code = re.search(r"os error (\d+)", str(e))  # safetensors' own I/O error
+            reason = (getattr(e, "strerror", None) or (os.strerror(int(code[1])) if code else None)
+                      or str(e).splitlines()[0][:300])
             try:
                 ckpt = C.find_checkpoint(self.out)
             except UsageError:
