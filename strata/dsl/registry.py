@@ -119,7 +119,7 @@ class TrainConfig(TrainOptions):
     schedule: dict = Field(default_factory=lambda: {"type": "constant"})
     grad_clip: PositiveFloat | None = None
     dropout: float | None = Field(None, ge=0, lt=1, description="override every dropout")
-    seed: int = Field(0, ge=0, le=2 ** 63 - 1, description="what torch.manual_seed takes")
+    seed: int = Field(0, ge=0, le=2 ** 63 - 1, description="0 to 2**63 - 1 (what torch.manual_seed takes)")
     eval_every: PositiveInt = 200
     eval_steps: PositiveInt = 20
     checkpoint_every: PositiveInt = 500
