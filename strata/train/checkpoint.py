@@ -186,7 +186,8 @@ def find_checkpoint(run: Path, which: str = "latest") -> Checkpoint | None:
 
 
 def prune(run: Path, keep: int = 1) -> None:
-    """Delete checkpoints other than the `keep` newest and the ones the pointers name."""
+    """Delete checkpoints other than the `keep` newest and the ones the pointers name,
+    and the temporary folders of checkpoints a killed run did not finish."""
     run = Path(run)
     named = set()
     for p in (LATEST, BEST):
@@ -197,4 +198,7 @@ def prune(run: Path, keep: int = 1) -> None:
     folders = sorted((run / DIR).glob("step-*"))
     for f in folders[:max(len(folders) - keep, 0)]:
         if f"{DIR}/{f.name}" not in named and f.is_dir() and not f.is_symlink():
+            shutil.rmtree(f, ignore_errors=True)
+    for f in (run / DIR).glob(".step-*"):  # called between saves: none is being written
+        if f.is_dir() and not f.is_symlink():
             shutil.rmtree(f, ignore_errors=True)

@@ -51,8 +51,17 @@ def _with_dropout(g, p: float | None):
 def _prepare_folder(out: Path, d: Dist, resume: bool, overwrite: bool):
     """(the run's lock or None, the checkpoint to resume from or None): rank 0
     locks and claims the folder (`strata.train.folder`), the others follow."""
-    lock, ckpt = claim(out, resume, overwrite) if d.main else (None, None)
-    d.barrier()
+    lock, ckpt, refused = None, None, None
+    if d.main:
+        try:
+            lock, ckpt = claim(out, resume, overwrite)
+        except UsageError as e:
+            if not d.on:
+                raise
+            refused = e
+    said = d.share_bytes(b"no:" + str(refused).encode() if refused else b"ok").decode()
+    if said.startswith("no:"):  # every rank stops with rank 0's refusal (none waits for it)
+        raise refused or UsageError(said[3:])
     if not d.main and resume:
         ckpt = C.find_checkpoint(out)
     return lock, ckpt
