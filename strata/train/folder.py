@@ -34,7 +34,7 @@ from pathlib import Path
 from strata.errors import UsageError
 from strata.io import write_atomic
 from strata.train import checkpoint as C
-from strata.train.records import FORMAT, RunInfo, RunStub, dump, read_run_json
+from strata.train.records import FORMAT, RunStub, dump, read_run_json
 
 __all__ = ["LOCK", "MANIFEST", "RunLock", "claim", "own_folder", "own_file"]
 
@@ -100,9 +100,10 @@ class RunLock:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
-                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+                pid = re.match(rb"\d{1,10}", os.pread(fd, 16, 0))
                 os.close(fd)
-                raise UsageError(f"{folder}: in use by another strata train (pid {holder[:20]}); "
+                holder = pid[0].decode() if pid else "unknown"
+                raise UsageError(f"{folder}: in use by another strata train (pid {holder}); "
                                  "wait for it to finish, or --out another folder") from None
             try:
                 now = os.lstat(path)
@@ -208,7 +209,3 @@ def _take(out: Path, resume: bool, overwrite: bool) -> C.Checkpoint | None:
 def _write_stub(out: Path) -> None:
     write_atomic(out / "run.json", dump({"format": FORMAT, "version": 1, "status": "started",
                                          "files": list(MANIFEST)}), follow=False)
-
-
-def is_ready(info) -> bool:
-    return isinstance(info, RunInfo)
