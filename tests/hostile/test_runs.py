@@ -334,3 +334,29 @@ def test_a_full_disk_during_a_checkpoint_names_the_checkpoint_kept(trained, tmp_
     r = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stderr
     assert json.loads((tmp_path / "run" / "latest.json").read_text())["step"] == 4
+
+
+def test_a_full_disk_names_the_checkpoint_kept(trained, tmp_path, monkeypatch):
+    """ENOSPC from safetensors' writer, in process: the same one line."""
+    import errno
+
+    import safetensors.torch as st
+
+    from strata.errors import TrainingError
+    from strata.train import train
+
+    shutil.copytree(trained, tmp_path / "run")
+
+    def full(*_, **__):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(st, "save_file", full)
+    with pytest.raises(TrainingError) as e:
+        train(trained.parent / "t.arch", data=str(trained.parent / "a.txt"), out=tmp_path / "run",
+              resume=True, steps=3, progress=False)
+    assert str(e.value) == (f"{tmp_path / 'run'}: cannot write the run's files (No space left on "
+                            f"device); the last complete checkpoint, step 2 ({tmp_path / 'run' / STEP}"
+                            "), is kept: free some space (or raise the file-size limit) and continue "
+                            "with --resume")
+    assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == ["step-00000002"]
+    assert not (tmp_path / "run" / "run.lock").exists()
