@@ -212,11 +212,14 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_generate(args) -> int:
+    from strata.train.generate import check_sampling
     from strata.train.sources import open_source
 
+    check_sampling(args.tokens, args.temperature, args.top_k, args.seed)  # before loading anything
     with _weights_errors():
-        text = open_source(args.run, args.weights, args.model).generate(args.prompt, tokens=args.tokens, temperature=args.temperature,
-                                           top_k=args.top_k, seed=args.seed)
+        source = open_source(args.run, args.weights, args.model)
+        text = source.generate(args.prompt, tokens=args.tokens, temperature=args.temperature,
+                               top_k=args.top_k, seed=args.seed)
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return EXIT_OK
 
@@ -224,6 +227,8 @@ def _cmd_generate(args) -> int:
 def _cmd_eval(args) -> int:
     from strata.train.sources import open_source
 
+    if args.max_batches is not None and args.max_batches < 1:
+        raise UsageError(f"--max-batches should be at least 1 (got {args.max_batches})")
     with _weights_errors():
         source = open_source(args.run, args.weights, args.model)
         r = source.evaluate(args.data, which=args.checkpoint, max_batches=args.max_batches)

@@ -6,12 +6,16 @@ specs, imported weights, checkpoints — goes through `atomic_output` /
 fsynced, renamed over the destination, then the folder fsynced.  A crash at any
 instant leaves either the old file or the new one, never half of either.  New
 files get the user's umask (like `open(..., "w")`); a replaced file keeps its
-mode; a symlink is followed, so the link stays and its target is rewritten.
+mode; a symlink is followed, so the link stays and its target is rewritten —
+except with `follow=False` (every file of a run folder), where the new file
+replaces the link itself and nothing outside the folder changes.
 
 Every file strata reads as text — specs, their imports, a Hugging Face
 `config.json` — goes through `read_regular`: a regular file only (never a FIFO,
 a device such as /dev/zero, or a folder), and at most a size cap, so a hostile
-path cannot hang strata or fill its memory.
+path cannot hang strata or fill its memory.  `open_regular` is the same check
+for a file read in pieces or memory-mapped (training data, cached token ids);
+`follow=False` (a run's own files) refuses a symlink as well.
 
 `is_spec_path` is the one rule for telling a spec path from spec text.
 
@@ -32,8 +36,8 @@ from typing import Iterator
 
 from strata.errors import UsageError
 
-__all__ = ["MAX_TEXT_BYTES", "SPEC_SUFFIXES", "atomic_output", "is_spec_path", "read_regular",
-           "same_file", "write_atomic"]
+__all__ = ["MAX_TEXT_BYTES", "SPEC_SUFFIXES", "atomic_output", "is_spec_path", "open_regular",
+           "read_regular", "same_file", "write_atomic"]
 
 SPEC_SUFFIXES = (".arch", ".yaml", ".yml")
 # The largest text file strata reads (a spec, an import, a config.json).  The
@@ -51,22 +55,29 @@ def is_spec_path(spec: object) -> bool:
     return spec.endswith(SPEC_SUFFIXES) or os.path.isfile(spec)
 
 
-def read_regular(path: str | os.PathLike, limit: int = MAX_TEXT_BYTES, what: str = "file") -> bytes:
-    """The bytes of a regular file of at most `limit` bytes; anything else is a
-    UsageError naming the path.  Opened without blocking and checked on the open
-    descriptor, so a FIFO, a device or a swapped-in link cannot hang or flood it.
+def open_regular(path: str | os.PathLike, what: str = "file", follow: bool = True) -> int:
+    """A descriptor open for reading on a regular file; anything else is a
+    UsageError naming the path.  Opened without blocking (a FIFO never hangs
+    the open) and checked on the descriptor (a swapped-in link cannot slip
+    past); follow=False refuses a symlink too.  The caller closes it.
 
-        >>> read_regular("/dev/zero")
+        >>> open_regular("/dev/zero")
         Traceback (most recent call last):
         strata.errors.UsageError: /dev/zero: not a regular file (a character device)
     """
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    if not follow:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(path, flags)
     except FileNotFoundError:
         raise UsageError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise UsageError(f"{path}: is a directory, not a {what}") from None
     except OSError as e:
+        if not follow and os.path.islink(path):  # ELOOP from O_NOFOLLOW
+            raise UsageError(f"{path}: is a symlink; strata reads only the files it wrote "
+                             "there itself (remove the link)") from None
         raise UsageError(f"{path}: cannot read ({e.strerror})") from None
     try:
         st = os.fstat(fd)
@@ -74,6 +85,25 @@ def read_regular(path: str | os.PathLike, limit: int = MAX_TEXT_BYTES, what: str
             raise UsageError(f"{path}: is a directory, not a {what}")
         if not stat.S_ISREG(st.st_mode):
             raise UsageError(f"{path}: not a regular file ({_kind(st.st_mode)})")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_regular(path: str | os.PathLike, limit: int = MAX_TEXT_BYTES, what: str = "file",
+                 follow: bool = True) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes; anything else is a
+    UsageError naming the path (see `open_regular`).
+
+        >>> read_regular("/dev/zero")
+        Traceback (most recent call last):
+        strata.errors.UsageError: /dev/zero: not a regular file (a character device)
+    """
+    fd = open_regular(path, what, follow)
+    try:
+        st = os.fstat(fd)
         if st.st_size > limit:
             raise UsageError(f"{path}: {st.st_size:,} bytes is too large for a {what} "
                              f"(at most {limit:,})")
@@ -116,13 +146,14 @@ def _umask_mode() -> int:
     return 0o666 & ~umask
 
 
-def _target(path: str | os.PathLike) -> Path:
-    """Where the bytes really go: symlinks followed; the folder must exist and the
-    target must not be a folder (UsageError otherwise, naming the path)."""
+def _target(path: str | os.PathLike, follow: bool = True) -> Path:
+    """Where the bytes really go: symlinks followed (unless follow=False: then
+    the link itself is replaced); the folder must exist and the target must not
+    be a folder (UsageError otherwise, naming the path)."""
     path = Path(path)
-    if path.is_symlink():
+    if follow and path.is_symlink():
         path = Path(os.path.realpath(path))
-    if path.is_dir():
+    if path.is_dir() and not path.is_symlink():
         raise UsageError(f"{path}: is a directory; give a file name to write")
     folder = path.parent
     if not folder.is_dir():
@@ -142,8 +173,9 @@ def _fsync_dir(folder: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; on a clean exit it replaces `path`.
+def atomic_output(path: str | os.PathLike, follow: bool = True) -> Iterator[Path]:
+    """Yield a temporary path next to `path`; on a clean exit it replaces `path`
+    (with follow=False a symlink at `path` is replaced, never written through).
 
         >>> import tempfile, pathlib
         >>> out = pathlib.Path(tempfile.mkdtemp()) / "a.txt"
@@ -152,9 +184,10 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
         >>> out.read_text()
         'hello'
     """
-    path = _target(path)
+    path = _target(path, follow)
     try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
+        st = os.stat(path) if follow else os.lstat(path)
+        mode = stat.S_IMODE(st.st_mode) if stat.S_ISREG(st.st_mode) else _umask_mode()
     except FileNotFoundError:
         mode = _umask_mode()
     try:
@@ -177,11 +210,11 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     _fsync_dir(path.parent)
 
 
-def write_atomic(path: str | os.PathLike, data: bytes | str) -> Path:
+def write_atomic(path: str | os.PathLike, data: bytes | str, follow: bool = True) -> Path:
     """Write `data` (text is UTF-8, newlines as given) to `path` atomically; return the path."""
     if isinstance(data, str):
         data = data.encode("utf-8")
-    with atomic_output(path) as tmp:
+    with atomic_output(path, follow) as tmp:
         try:
             tmp.write_bytes(data)
         except OSError as e:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, PositiveFloat, PositiveInt, field_validator
+from pydantic import ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
 
 from strata.components import COMPONENTS, GATED, Options  # noqa: F401 - re-exported
 
@@ -64,29 +64,39 @@ PASSES: Mapping[str, PassSpec] = _Passes()
 
 # ------------------------------------------------------------------ train
 
-class AdamW(Options):
+Beta = Annotated[float, Field(ge=0, lt=1)]   # a moment's decay: 1 would never forget
+
+
+class TrainOptions(Options):
+    """Options of the train section: numbers are finite (an infinite learning rate
+    or clip is a typo, and would only show up as a NaN loss)."""
+
+    model_config = ConfigDict(**Options.model_config, allow_inf_nan=False)
+
+
+class AdamW(TrainOptions):
     lr: PositiveFloat = 3e-4
-    betas: tuple[float, float] = (0.9, 0.999)
+    betas: tuple[Beta, Beta] = (0.9, 0.999)
     weight_decay: float = Field(0.0, ge=0)
     eps: PositiveFloat = 1e-8
 
 
-class SGD(Options):
+class SGD(TrainOptions):
     lr: PositiveFloat
     momentum: float = Field(0.0, ge=0)
     weight_decay: float = Field(0.0, ge=0)
 
 
-class Cosine(Options):
+class Cosine(TrainOptions):
     warmup: int = Field(0, ge=0)
     min_lr: float = Field(0.0, ge=0)
 
 
-class Constant(Options):
+class Constant(TrainOptions):
     warmup: int = Field(0, ge=0)
 
 
-class LinearSchedule(Options):
+class LinearSchedule(TrainOptions):
     warmup: int = Field(0, ge=0)
     min_lr: float = Field(0.0, ge=0)
 
@@ -95,7 +105,7 @@ OPTIMIZERS: dict[str, type[Options]] = {"adamw": AdamW, "sgd": SGD}
 SCHEDULES: dict[str, type[Options]] = {"cosine": Cosine, "constant": Constant, "linear": LinearSchedule}
 
 
-class TrainConfig(Options):
+class TrainConfig(TrainOptions):
     """The `train { ... }` section (executed by `strata train`)."""
 
     data: str | None = Field(None, description="a text file to train on")
@@ -111,7 +121,7 @@ class TrainConfig(Options):
                            description="constant(warmup=0)")
     grad_clip: PositiveFloat | None = None
     dropout: float | None = Field(None, ge=0, lt=1, description="override every dropout")
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2 ** 63 - 1, description="0 to 2**63 - 1 (what torch.manual_seed takes)")
     eval_every: PositiveInt = 200
     eval_steps: PositiveInt = 20
     checkpoint_every: PositiveInt = 500

@@ -8,17 +8,22 @@
     RUN/latest.json             {"step": 500, "path": "checkpoints/step-00000500"}
     RUN/best.json               the same for the lowest validation loss
 
-Each file is written atomically (`strata.io`), `state.json` last; then the
-pointer switches.  A crash at any instant leaves `latest.json` naming a
-complete checkpoint: the previous one until the new one is whole.  Nothing is
-ever unpickled: tensors are safetensors, the rest JSON.
+A checkpoint is written into a fresh temporary folder (`checkpoints/.step-N.XXXX`),
+`state.json` last, which is then renamed to `step-N`; then the pointer
+switches.  A crash at any instant leaves `latest.json` naming a complete
+checkpoint: the previous one until the new one is whole.  Nothing is written
+through a link planted in the run, and nothing is read through one: pointers
+and state.json are read through their schemas (`strata.train.records`).
+Nothing is ever unpickled: tensors are safetensors, the rest JSON.
 """
 
 from __future__ import annotations
 
 import json
-import re
+import os
 import shutil
+import stat
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,13 +31,13 @@ import torch
 
 from strata.errors import UsageError
 from strata.io import atomic_output, write_atomic
+from strata.train.records import CheckpointState, Pointer, read_record
 
 __all__ = ["Checkpoint", "save_checkpoint", "find_checkpoint", "set_pointer", "prune"]
 
 DIR = "checkpoints"
 LATEST, BEST = "latest.json", "best.json"
 FILES = ("model.safetensors", "optimizer.safetensors")
-_NAME = re.compile(r"checkpoints/step-\d{8}\Z")
 
 
 def _jsonable(v):
@@ -53,31 +58,54 @@ def save_checkpoint(run: Path, step: int, write_weights, optim: dict, rng: dict[
     from safetensors.torch import save_file
 
     rel = f"{DIR}/step-{step:08d}"
-    folder = run / rel
-    folder.mkdir(parents=True, exist_ok=True)
-    write_weights(folder / FILES[0])
-    tensors, scalars = {}, {}
-    for name, entry in optim.get("state", {}).items():
-        for k, v in entry.items():
-            if isinstance(v, torch.Tensor):
-                tensors[f"state/{name}/{k}"] = v.detach().cpu().contiguous()
+    final = run / rel
+    parent = final.parent
+    if not os.path.lexists(parent):
+        parent.mkdir()
+    if not _real_folder(parent):
+        raise UsageError(f"{parent}: a symlink or not a folder; strata writes checkpoints only "
+                         "into the folder it made (move it away)")
+    folder = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=parent))
+    try:
+        write_weights(folder / FILES[0])
+        tensors, scalars = {}, {}
+        for name, entry in optim.get("state", {}).items():
+            for k, v in entry.items():
+                if isinstance(v, torch.Tensor):
+                    tensors[f"state/{name}/{k}"] = v.detach().cpu().contiguous()
+                else:
+                    scalars[f"{name}/{k}"] = _jsonable(v)
+        for k, v in rng.items():
+            tensors[f"rng/{k}"] = v.detach().cpu().contiguous()
+        with atomic_output(folder / FILES[1]) as tmp:
+            save_file(tensors, str(tmp))
+        groups = [{k: _jsonable(v) for k, v in g.items()} for g in optim.get("param_groups", [])]
+        manifest = {"step": step, **state, "param_groups": groups, "optimizer_scalars": scalars,
+                    "files": {f: (folder / f).stat().st_size for f in FILES}}
+        write_atomic(folder / "state.json", json.dumps(manifest, indent=1) + "\n")
+        os.chmod(folder, 0o777 & ~_umask())
+        if os.path.lexists(final):  # a leftover of a run stopped before its pointer moved
+            if final.is_dir() and not final.is_symlink():
+                shutil.rmtree(final)
             else:
-                scalars[f"{name}/{k}"] = _jsonable(v)
-    for k, v in rng.items():
-        tensors[f"rng/{k}"] = v.detach().cpu().contiguous()
-    with atomic_output(folder / FILES[1]) as tmp:
-        save_file(tensors, str(tmp))
-    groups = [{k: _jsonable(v) for k, v in g.items()} for g in optim.get("param_groups", [])]
-    manifest = {"step": step, **state, "param_groups": groups, "optimizer_scalars": scalars,
-                "files": {f: (folder / f).stat().st_size for f in FILES}}
-    write_atomic(folder / "state.json", json.dumps(manifest, indent=1) + "\n")
+                final.unlink()
+        os.replace(folder, final)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     return rel
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def set_pointer(run: Path, which: str, rel: str, **extra) -> None:
     step = int(rel.rsplit("-", 1)[1])
     write_atomic(run / (LATEST if which == "latest" else BEST),
-                 json.dumps({"step": step, "path": rel, **extra}) + "\n")
+                 json.dumps({"step": step, "path": rel, **extra}) + "\n", follow=False)
 
 
 @dataclass
@@ -122,28 +150,34 @@ class Checkpoint:
         return {"state": state, "param_groups": groups}, rng
 
 
+def _real_folder(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
 def _read(run: Path, pointer: str) -> Checkpoint | None:
     p = run / pointer
-    try:
-        ptr = json.loads(p.read_text())
-    except FileNotFoundError:
+    if not os.path.lexists(p):
         return None
-    except (OSError, ValueError) as e:
-        raise UsageError(f"{p}: unreadable ({e}); the checkpoints themselves are in {run / DIR}") from None
-    rel = ptr.get("path") if isinstance(ptr, dict) else None
-    if not isinstance(rel, str) or not _NAME.match(rel):
-        raise UsageError(f"{p}: not a checkpoint pointer (no 'path': 'checkpoints/step-N')")
-    folder = run / rel
-    try:
-        state = json.loads((folder / "state.json").read_text())
-    except (OSError, ValueError) as e:
-        raise UsageError(f"{folder}: incomplete checkpoint ({e})") from None
-    if not isinstance(state, dict) or not isinstance(state.get("step"), int):
-        raise UsageError(f"{folder}/state.json: no step")
-    for f, size in (state.get("files") or {}).items():
-        if f in FILES and (not (folder / f).is_file() or (folder / f).stat().st_size != size):
-            raise UsageError(f"{folder / f}: missing or of the wrong size; the checkpoint is damaged")
-    return Checkpoint(folder, state)
+    ptr = read_record(p, Pointer, 1 << 16, "not a checkpoint pointer")
+    folder = run / ptr.path
+    if not (_real_folder(run / DIR) and _real_folder(folder)):
+        raise UsageError(f"{folder}: not a checkpoint folder strata wrote (missing, or a symlink); "
+                         f"{p} names it")
+    state = read_record(folder / "state.json", CheckpointState, 64 << 20)
+    for f, size in state.files.items():
+        q = folder / f
+        if f in FILES:
+            try:
+                st = os.lstat(q)
+            except OSError:
+                st = None
+            if st is None or not stat.S_ISREG(st.st_mode) or st.st_size != size:
+                raise UsageError(f"{q}: missing, not a regular file or of the wrong size; "
+                                 "the checkpoint is damaged")
+    return Checkpoint(folder, state.model_dump(exclude_unset=True))
 
 
 def find_checkpoint(run: Path, which: str = "latest") -> Checkpoint | None:
@@ -152,15 +186,19 @@ def find_checkpoint(run: Path, which: str = "latest") -> Checkpoint | None:
 
 
 def prune(run: Path, keep: int = 1) -> None:
-    """Delete checkpoints other than the `keep` newest and the ones the pointers name."""
+    """Delete checkpoints other than the `keep` newest and the ones the pointers name,
+    and the temporary folders of checkpoints a killed run did not finish."""
     run = Path(run)
     named = set()
     for p in (LATEST, BEST):
         try:
-            named.add(json.loads((run / p).read_text())["path"])
-        except (OSError, ValueError, KeyError, TypeError):
+            named.add(read_record(run / p, Pointer, 1 << 16).path)
+        except UsageError:
             pass
     folders = sorted((run / DIR).glob("step-*"))
     for f in folders[:max(len(folders) - keep, 0)]:
         if f"{DIR}/{f.name}" not in named and f.is_dir() and not f.is_symlink():
+            shutil.rmtree(f, ignore_errors=True)
+    for f in (run / DIR).glob(".step-*"):  # called between saves: none is being written
+        if f.is_dir() and not f.is_symlink():
             shutil.rmtree(f, ignore_errors=True)

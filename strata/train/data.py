@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Iterator
 
 from strata.errors import UsageError
+from strata.io import open_regular
 
 __all__ = ["DataError", "TextSource", "text_source", "read_examples", "FIELDS"]
 
@@ -87,14 +88,12 @@ def builtin_text() -> str:
 
 
 def _open(path: Path):
+    """A regular file open for reading: a FIFO, a socket or a device (/dev/zero)
+    is refused with the reason, without blocking in open()."""
     try:
-        return open(path, "rb")
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a folder") from None
-    except OSError as e:
-        raise DataError(f"{path}: cannot read ({e.strerror})") from None
+        return os.fdopen(open_regular(path, "data file"), "rb")
+    except UsageError as e:
+        raise DataError(str(e).replace("is a directory, not a data file", "is a folder")) from None
 
 
 def _binary(path: Path, offset: int) -> DataError:
@@ -204,11 +203,13 @@ def read_examples(data: str | os.PathLike | None, objective: str, classes: int |
             rec = json.loads(line)
         except RecursionError:
             raise DataError(f"{where}: not valid JSON (nested too deeply)") from None
-        except ValueError as e:
+        except json.JSONDecodeError as e:
             if not out and no == 1 and not line.lstrip().startswith("{"):
                 raise DataError(f"{path}: not JSON Lines (line 1 is not a JSON object); "
                                 f"{objective} trains on records like {need}") from None
             raise DataError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
+        except ValueError:  # an integer past Python's 4,300 digits
+            raise DataError(f"{where}: a number with too many digits") from None
         if not isinstance(rec, dict):
             raise DataError(f"{where}: a record should be a JSON object like {need}")
         for k in keys:
@@ -221,9 +222,11 @@ def read_examples(data: str | os.PathLike | None, objective: str, classes: int |
                 if isinstance(v, bool) or not isinstance(v, int):
                     raise DataError(f"{where}: 'label' should be an integer class id, "
                                     f"got {json.dumps(v)[:40]}")
-                if classes is not None and not 0 <= v < classes:
-                    raise DataError(f"{where}: label {v} is out of range: the classifier has "
-                                    f"{classes} classes (0 to {classes - 1})")
+                if not 0 <= v < (classes if classes is not None else 1 << 31):
+                    shown = str(v) if abs(v) < 10 ** 12 else f"{str(v)[:8]}... ({len(str(v))} digits)"
+                    has = f"{classes} classes (0 to {classes - 1})" if classes else "fewer classes"
+                    raise DataError(f"{where}: label {shown} is out of range: the classifier has "
+                                    f"{has}")
             elif not isinstance(v, str):
                 raise DataError(f"{where}: '{k}' should be a string, got {json.dumps(v)[:40]}")
             elif not v.strip():

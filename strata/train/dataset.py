@@ -13,13 +13,16 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from strata.io import atomic_output, write_atomic
+from strata.errors import UsageError
+from strata.io import atomic_output, open_regular, read_regular, write_atomic
 from strata.train.data import FIELDS, DataError, TextSource
+from strata.train.folder import own_folder
 from strata.train.tokenizer import Tokenizer
 
 __all__ = ["TokenStream", "Examples", "token_stream", "tokenize_examples"]
@@ -34,17 +37,29 @@ def _key(digest: str, tok: Tokenizer, what: str) -> str:
 
 
 def _open_cached(path: Path, dtype, vocab: int) -> np.ndarray | None:
-    """A cached id file, or None when it is missing or does not hold valid ids."""
+    """A cached id file, or None when it is missing or does not hold valid ids.
+    Only a regular file inside the run is mapped (never through a symlink, never
+    a FIFO or a device): anything else is rebuilt, and replaced when written."""
     try:
-        size = path.stat().st_size
-    except OSError:
+        fd = open_regular(path, "cache file", follow=False)
+    except UsageError:
         return None
-    if size == 0 or size % np.dtype(dtype).itemsize:
-        return None
-    arr = np.memmap(path, dtype=dtype, mode="r")
+    with os.fdopen(fd, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size == 0 or size % np.dtype(dtype).itemsize:
+            return None
+        arr = np.memmap(f, dtype=dtype, mode="r")
     if int(arr.max()) >= vocab:
         return None
     return arr
+
+
+
+
+def _check_cache(cache: Path | None) -> None:
+    """The run's cache/ is read and written only as a real folder inside the run."""
+    if cache is not None and os.path.lexists(cache):
+        own_folder(cache)
 
 
 @dataclass
@@ -69,6 +84,7 @@ def token_stream(src: TextSource, tok: Tokenizer, cache: Path | None, val_fracti
     `need` ids (one training window).  Only the `writer` (rank 0) writes the cache."""
     dtype = _dtype(tok.vocab_size)
     ids = None
+    _check_cache(cache)
     path = cache / f"tokens-{_key(src.digest, tok, 'text')}.{np.dtype(dtype).name}" if cache else None
     if path is not None:
         ids = _open_cached(path, dtype, tok.vocab_size)
@@ -76,8 +92,8 @@ def token_stream(src: TextSource, tok: Tokenizer, cache: Path | None, val_fracti
         parts = [tok.encode(t).astype(dtype) for t in src.texts()]
         ids = np.concatenate(parts) if parts else np.zeros(0, dtype)
         if path is not None and writer and len(ids):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_output(path) as tmp:
+            own_folder(path.parent)
+            with atomic_output(path, follow=False) as tmp:
                 ids.tofile(tmp)
     n = len(ids)
     n_val = int(n * val_fraction)
@@ -113,6 +129,7 @@ def tokenize_examples(records: list[dict], digest: str, objective: str, tok: Tok
                       writer: bool = True) -> Examples:
     dtype = _dtype(tok.vocab_size)
     fields = {}
+    _check_cache(cache)
     key = _key(digest, tok, objective)
     for fname in FIELDS[objective]:
         if fname == "label":
@@ -123,10 +140,13 @@ def tokenize_examples(records: list[dict], digest: str, objective: str, tok: Tok
         off = None
         if flat is not None:
             try:
-                off = np.asarray(json.loads(meta.read_text())["offsets"], dtype=np.int64)
-            except (OSError, ValueError, KeyError, TypeError):
+                raw = read_regular(meta, 1 << 30, "cache file", follow=False)
+                off = np.asarray(json.loads(raw)["offsets"], dtype=np.int64)
+                if off.ndim != 1:
+                    off = None
+            except (UsageError, ValueError, KeyError, TypeError, OverflowError, RecursionError):
                 off = None
-            if off is None or len(off) != len(records) + 1 or off[-1] != len(flat) \
+            if off is None or len(off) != len(records) + 1 or off[0] != 0 or off[-1] != len(flat) \
                     or (np.diff(off) < 0).any():
                 flat = None
         if flat is None:
@@ -135,10 +155,10 @@ def tokenize_examples(records: list[dict], digest: str, objective: str, tok: Tok
             off[1:] = np.cumsum([len(p) for p in parts])
             flat = np.concatenate(parts) if parts else np.zeros(0, dtype)
             if path is not None and writer:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                with atomic_output(path) as tmp:
+                own_folder(path.parent)
+                with atomic_output(path, follow=False) as tmp:
                     flat.tofile(tmp)
-                write_atomic(meta, json.dumps({"offsets": off.tolist()}))
+                write_atomic(meta, json.dumps({"offsets": off.tolist()}), follow=False)
         fields[fname] = (flat, off)
     labels = np.array([r["label"] for r in records], dtype=np.int64) if objective == "classify" else None
     n = len(records)

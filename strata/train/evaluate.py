@@ -66,6 +66,8 @@ def evaluate_run(run, data: str | None = None, *, which: str = "final", device: 
     from strata.train.run import CACHE
     from strata.train.tasks import BUILTIN_TASKS, examples
 
+    if max_batches is not None and max_batches < 1:
+        raise UsageError(f"--max-batches should be at least 1 (got {max_batches})")
     obj, cfg, tok = run.objective, run.settings, run.tokenizer
     T, B = cfg["context"], cfg["batch"]
     model = run.load_model(which, device=device)
@@ -98,6 +100,8 @@ def evaluate_run(run, data: str | None = None, *, which: str = "final", device: 
         what = (f"{data}" if data is not None else BUILTIN_TASKS[obj.name]) + \
             (" (validation split)" if own else "")
     result = score(model, Loss(obj, model), sampler, device)
+    if result["count"] == 0:
+        raise UsageError(f"{what}: no predictions to score (no batch holds a target)")
     result["data"] = what
     if obj.name != "classify":
         result["perplexity"] = math.exp(min(result["loss"], 700.0))

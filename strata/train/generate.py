@@ -9,12 +9,28 @@ their cached `generate(src, tgt, n)`, cut at the first [EOS].
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
 from strata.errors import UsageError
 
-__all__ = ["generate_ids", "generate_text", "pick"]
+__all__ = ["check_sampling", "generate_ids", "generate_text", "pick", "MAX_SEED"]
+
+MAX_SEED = 2 ** 63 - 1  # what torch.manual_seed takes
+
+
+def check_sampling(tokens: int, temperature: float, top_k: int | None, seed: int | None) -> None:
+    """The flags of `strata generate`, checked before anything is loaded."""
+    if tokens < 0:
+        raise UsageError("--tokens should be 0 or more")
+    if not math.isfinite(temperature) or temperature < 0:
+        raise UsageError(f"--temperature should be a finite number, 0 (greedy) or more; got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise UsageError("--top-k should be at least 1")
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise UsageError(f"--seed should be from 0 to 2**63 - 1 ({MAX_SEED:,})")
 
 
 def pick(logits: torch.Tensor, temperature: float, top_k: int | None) -> torch.Tensor:
@@ -68,12 +84,7 @@ def generate_text(run, prompt: str, tokens: int, temperature: float, top_k: int 
     if obj.name not in ("causal_lm", "seq2seq"):
         raise UsageError(f"{run.path}: a {obj.name} model does not generate text; "
                          f"`strata eval {run.path}` measures it")
-    if tokens < 0:
-        raise UsageError("--tokens should be 0 or more")
-    if temperature < 0:
-        raise UsageError("--temperature should be 0 (greedy) or more")
-    if top_k is not None and top_k < 1:
-        raise UsageError("--top-k should be at least 1")
+    check_sampling(tokens, temperature, top_k, seed)
     tok, model = run.tokenizer, run.model
     _, ctx = model_limits(model.strata_graph)
     if seed is not None:

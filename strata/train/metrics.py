@@ -15,27 +15,37 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
 
-from strata.io import atomic_output, write_atomic
+from strata.io import atomic_output, read_regular, write_atomic
 
 __all__ = ["MetricsLog", "plot_losses", "Progress", "read_metrics"]
 
+MAX_METRICS = 1 << 30   # ~5 million steps of lines; a run's metrics.jsonl is read whole
+
+
+def _number(v) -> bool:
+    return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+
 
 def read_metrics(path: Path) -> list[dict]:
+    """The records of a run's metrics.jsonl (a regular file inside the run, never
+    through a link): lines that are not a record with an integer step and
+    numeric losses are skipped (a torn or hand-edited line)."""
     out = []
-    try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         return out
+    text = read_regular(path, MAX_METRICS, "metrics file", follow=False).decode("utf-8", "replace")
     for line in text.splitlines():
         try:
             rec = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
-        if isinstance(rec, dict) and isinstance(rec.get("step"), int):
+        if isinstance(rec, dict) and type(rec.get("step")) is int and rec["step"] >= 0 \
+                and all(_number(v) for k, v in rec.items() if k.endswith(("_loss", "_ppl", "lr"))):
             out.append(rec)
     return out
 
@@ -66,7 +76,7 @@ class MetricsLog:
         now = time.perf_counter()
         if not force and now - self._last < max(5.0, 50 * self._cost):
             return
-        write_atomic(self.path, "\n".join(self.lines) + ("\n" if self.lines else ""))
+        write_atomic(self.path, "\n".join(self.lines) + ("\n" if self.lines else ""), follow=False)
         self._last = time.perf_counter()
         self._cost = self._last - now
 
@@ -113,7 +123,7 @@ def plot_losses(records: list[dict], path: Path, title: str) -> None:
     if train or val:
         ax.legend()
     fig.tight_layout()
-    with atomic_output(path) as tmp:
+    with atomic_output(path, follow=False) as tmp:
         fig.savefig(tmp, format="png")
 
 

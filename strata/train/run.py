@@ -17,14 +17,16 @@ generate` / `strata eval` open.
 
 from __future__ import annotations
 
-import json
+import os
 from functools import cached_property
 from pathlib import Path
 
 from strata.errors import UsageError
 from strata.train.checkpoint import find_checkpoint
+from strata.train.folder import own_file
 from strata.train.heads import Objective
 from strata.train.metrics import read_metrics
+from strata.train.records import RunStub, read_run_json
 
 __all__ = ["Run", "is_run", "RUN_JSON", "TOKENIZER", "METRICS", "PLOT", "FINAL", "CACHE"]
 
@@ -33,7 +35,7 @@ RUN_JSON, TOKENIZER, METRICS, PLOT, FINAL, CACHE = (
 
 
 def is_run(path: Path) -> bool:
-    return (Path(path) / RUN_JSON).is_file()
+    return os.path.lexists(Path(path) / RUN_JSON)
 
 
 class Run:
@@ -50,29 +52,19 @@ class Run:
 
     @classmethod
     def open(cls, path: str | Path) -> "Run":
+        """The run in `path`; its run.json is read through its schema (one line
+        naming the key when a value is missing or of the wrong type)."""
         path = Path(path)
         f = path / RUN_JSON
         if not path.is_dir():
             raise UsageError(f"{path}: no such run folder")
-        try:
-            info = json.loads(f.read_text())
-        except FileNotFoundError:
-            raise UsageError(f"{path}: not a run folder (no {RUN_JSON}); strata train writes one") from None
-        except (OSError, ValueError) as e:
-            raise UsageError(f"{f}: unreadable ({e})") from None
-        if not isinstance(info, dict) or info.get("format") != "strata-run":
-            raise UsageError(f"{f}: not a strata run description")
-        obj, settings = info.get("objective"), info.get("settings")
-        if not isinstance(obj, dict) or set(obj) != {"name", "output", "nsp", "classes"} \
-                or not isinstance(settings, dict) or not isinstance(info.get("data"), dict):
-            raise UsageError(f"{f}: damaged (objective, settings or data missing)")
-        try:
-            from strata.dsl.registry import TrainConfig
-
-            TrainConfig.model_validate({k: v for k, v in settings.items() if k in TrainConfig.model_fields})
-        except ValueError as e:
-            raise UsageError(f"{f}: damaged settings ({e})") from None
-        return cls(path, info)
+        if not os.path.lexists(f):
+            raise UsageError(f"{path}: not a run folder (no {RUN_JSON}); strata train writes one")
+        info = read_run_json(f)
+        if isinstance(info, RunStub):
+            raise UsageError(f"{path}: the run was set up but never trained (stopped before its "
+                             "first step); run its `strata train ... --resume` to start it")
+        return cls(path, info.model_dump(exclude_unset=True) | {"settings": info.settings})
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, step={self.step}, val_loss={self.val_loss})"
@@ -113,12 +105,12 @@ class Run:
                 raise UsageError(f"{self.path}: one set of weights ({self.weights_file.name}); "
                                  f"no {which} checkpoint")
             return self.weights_file
-        if which == "final" and (self.path / FINAL).is_file():
-            return self.path / FINAL
+        if which == "final" and os.path.lexists(self.path / FINAL):
+            return own_file(self.path / FINAL)
         ckpt = find_checkpoint(self.path, "best" if which == "best" else "latest")
         if ckpt is None:
             raise UsageError(f"{self.path}: no {which} weights yet (no checkpoint written)")
-        return ckpt.weights
+        return own_file(ckpt.weights)
 
     # ------------------------------------------------------------ using it
     def spec_source(self) -> str:
@@ -137,7 +129,7 @@ class Run:
             if self.weights_file is not None and self.tokenizer_file is None:
                 raise UsageError(f"{self.path}: no tokenizer came with these weights: give weights "
                                  "from a run folder (or compress a run folder) to read and write text")
-            self._tokenizer = load_tokenizer(self.tokenizer_file or self.path / TOKENIZER)
+            self._tokenizer = load_tokenizer(self.tokenizer_file or self.path / TOKENIZER, follow=False)
         return self._tokenizer
 
     def load_model(self, which: str = "final", device: str = "cpu"):
@@ -150,7 +142,24 @@ class Run:
                               weights=self.weights(which))
         except WeightsError as e:
             raise UsageError(f"{e}\n(has the spec changed since the run?)") from None
+        self.check_tokenizer(net.strata_graph)
         return net.eval()
+
+    def check_tokenizer(self, g) -> None:
+        """The run's tokenizer fits the model (as `strata train` checks): no id past
+        its vocabulary, and the special tokens its objective needs."""
+        from strata.train.heads import model_limits
+        from strata.train.tokenizer import SPECIALS
+
+        limit, _ = model_limits(g)
+        tok = self.tokenizer
+        if tok.vocab_size > limit:
+            raise UsageError(f"{self.path / TOKENIZER}: {tok.vocab_size:,} ids; the model's vocabulary "
+                             f"holds {limit:,} (is this the run's own tokenizer?)")
+        missing = [s for s in SPECIALS.get(self.objective.name, ()) if s not in tok.specials]
+        if missing:
+            raise UsageError(f"{self.path / TOKENIZER}: lacks {', '.join(missing)}, which "
+                             f"{self.objective.name} needs")
 
     @cached_property
     def model(self):

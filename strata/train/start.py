@@ -22,7 +22,9 @@ from strata.train.tasks import BUILTIN_TASKS, examples
 from strata.train.distributed import Dist, wrap
 from strata.train.heads import choose_objective, model_limits
 from strata.train.metrics import MetricsLog, Progress, plot_losses
-from strata.train.run import CACHE, FINAL, METRICS, PLOT, RUN_JSON, TOKENIZER, Run, is_run
+from strata.train.folder import MANIFEST, claim
+from strata.train.records import RunInfo, read_run_json
+from strata.train.run import CACHE, FINAL, METRICS, PLOT, RUN_JSON, TOKENIZER, Run
 from strata.train.sources import resolve_weights
 from strata.train.settings import resolve_settings
 from strata.train.tokenizer import SPECIALS
@@ -49,33 +51,29 @@ def _with_dropout(g, p: float | None):
 
 
 def _prepare_folder(out: Path, d: Dist, resume: bool, overwrite: bool):
-    existing = is_run(out)
-    if existing and not (resume or overwrite):
-        raise UsageError(f"{out} already holds a run: --resume continues it, --overwrite starts it "
-                         "over, or --out names another folder")
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"{out}: exists and is not a folder")
-    if out.exists() and not existing and any(out.iterdir()) and not overwrite:
-        raise UsageError(f"{out}: the folder is not empty and holds no run; --out a new folder")
-    ckpt = C.find_checkpoint(out) if (resume and existing) else None
+    """(the run's lock or None, the checkpoint to resume from or None): rank 0
+    locks and claims the folder (`strata.train.folder`), the others follow."""
+    lock, ckpt, refused = None, None, None
     if d.main:
-        if overwrite and existing:
-            import shutil
-
-            for name in (C.DIR,):
-                shutil.rmtree(out / name, ignore_errors=True)
-            for name in (C.LATEST, C.BEST, METRICS, PLOT, FINAL, RUN_JSON, TOKENIZER):
-                (out / name).unlink(missing_ok=True)
-        out.mkdir(parents=True, exist_ok=True)
-    d.barrier()
-    return ckpt
+        try:
+            lock, ckpt = claim(out, resume, overwrite)
+        except UsageError as e:
+            if not d.on:
+                raise
+            refused = e
+    said = d.share_bytes(b"no:" + str(refused).encode() if refused else b"ok").decode()
+    if said.startswith("no:"):  # every rank stops with rank 0's refusal (none waits for it)
+        raise refused or UsageError(said[3:])
+    if not d.main and resume:
+        ckpt = C.find_checkpoint(out)
+    return lock, ckpt
 
 
 def _tokenizer(cfg, obj, limit, texts, out: Path, ckpt, reuse: Path | None, d: Dist):
     from strata.train.tokenizer import fit_tokenizer, load_tokenizer, tokenizer_from_json
 
-    if (out / TOKENIZER).is_file() and ckpt is not None:
-        tok = load_tokenizer(out / TOKENIZER)
+    if os.path.lexists(out / TOKENIZER) and ckpt is not None:
+        tok = load_tokenizer(out / TOKENIZER, follow=False)
     elif reuse is not None:
         tok = load_tokenizer(reuse)
     else:
@@ -146,17 +144,15 @@ def _init_weights(net, path, d: Dist, progress: bool) -> None:
          + (f"; new: {', '.join(new[:6])}{' ...' if len(new) > 6 else ''}" if new else ""))
 
 
-def _data(obj, data, d: Dist, progress: bool):
+def _data(obj, data):
     """(texts for the tokenizer, what the dataset reads, what run.json records)."""
     if obj.name in ("causal_lm", "mlm"):
         src = text_source(data).check()
-        _say(d, progress, f"data: {src.name} ({src.chars:,} characters)")
         return src.texts, src, {"name": src.name, "sha256": src.digest, "characters": src.chars,
                                 "builtin": src.builtin, "path": str(Path(data).resolve()) if data else None}
     records, digest = examples(data, obj.name, obj.classes)
     fields = [k for k in ("source", "target", "text") if k in records[0]]
     name = str(data) if data is not None else BUILTIN_TASKS[obj.name]
-    _say(d, progress, f"data: {name} ({len(records):,} examples)")
     return (lambda: (r[k] for r in records for k in fields)), (records, digest, name), {
         "name": name, "sha256": digest, "examples": len(records), "builtin": data is None,
         "path": str(Path(data).resolve()) if data is not None else None}
@@ -166,15 +162,11 @@ def _write_info(out: Path, info: dict, resumed: bool, start: int, d: Dist) -> No
     """run.json, with the history of the run's starts (a resume adds one)."""
     if not d.main:
         return
-    old = {}
-    if resumed:
-        try:
-            old = json.loads((out / RUN_JSON).read_text())
-        except (OSError, ValueError):
-            old = {}
-    info["history"] = [*old.get("history", []), {"start_step": start, "world_size": d.world,
-                                                 "time": time.strftime("%Y-%m-%dT%H:%M:%S")}]
-    write_atomic(out / RUN_JSON, json.dumps(info, indent=1) + "\n")
+    old = read_run_json(out / RUN_JSON) if resumed else None
+    history = [h.model_dump() for h in old.history] if isinstance(old, RunInfo) else []
+    info["history"] = [*history, {"start_step": start, "world_size": d.world,
+                                  "time": time.strftime("%Y-%m-%dT%H:%M:%S")}]
+    write_atomic(out / RUN_JSON, json.dumps(info, indent=1) + "\n", follow=False)
 
 
 def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
@@ -196,6 +188,7 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
 
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     d = Dist.from_env(device)
+    lock = None
     try:
         device = d.device(device)
         g = as_graph(spec, model=model)
@@ -213,11 +206,8 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
         if cfg["dtype"] == "float16" and not device.startswith("cuda"):
             raise UsageError("dtype float16 needs a GPU; use bfloat16 or float32 on a CPU")
         out = Path(out or Path("runs") / g.graph["name"])
-        ckpt = _prepare_folder(out, d, resume, overwrite)
-        if resume and ckpt is None:
-            _say(d, progress, f"{out}: no checkpoint yet; starting at step 0")
 
-        # data and tokenizer
+        # data and tokenizer (read and checked before the run folder is touched)
         data = cfg["data"]
         reuse = None
         init_file = None
@@ -225,7 +215,13 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
             w = resolve_weights(init)
             init_file, reuse = w.file, w.tokenizer
         teacher_tok = None
-        texts, payload, data_info = _data(obj, data, d, progress)
+        texts, payload, data_info = _data(obj, data)
+        lock, ckpt = _prepare_folder(out, d, resume, overwrite)
+        size = (f"{data_info['characters']:,} characters" if "characters" in data_info
+                else f"{data_info['examples']:,} examples")
+        _say(d, progress, f"data: {data_info['name']} ({size})")
+        if resume and ckpt is None:
+            _say(d, progress, f"{out}: no checkpoint yet; starting at step 0")
 
         # the model
         torch.manual_seed(cfg["seed"])
@@ -240,8 +236,8 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
             _say(d, progress, f"distill: teacher {teacher.strata_graph.graph['name']} "
                  f"({teacher.strata_graph.graph['parameters']:,} parameters), weights {teacher.strata_weights}")
         tok = _tokenizer(cfg, obj, limit, texts, out, ckpt, reuse or teacher_tok, d)
-        if d.main and not (ckpt is not None and (out / TOKENIZER).is_file()):
-            write_atomic(out / TOKENIZER, tok.dumps())
+        if d.main and not (ckpt is not None and os.path.lexists(out / TOKENIZER)):
+            write_atomic(out / TOKENIZER, tok.dumps(), follow=False)
         sampler = _dataset(cfg, obj, context, tok, payload, out, d)
         if init_file is not None and ckpt is None:
             _init_weights(net, init_file, d, progress)
@@ -280,7 +276,7 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
             start, best = state.restore(ckpt, cfg["seed"])
         elif d.rank:
             torch.manual_seed(cfg["seed"] * 1000 + d.rank)  # other dropout masks than rank 0's
-        info = {"format": "strata-run", "version": 1,
+        info = {"format": "strata-run", "version": 1, "status": "ready", "files": list(MANIFEST),
                 "spec": str(Path(spec).resolve()) if is_spec_path(spec) else None,
                 "spec_text": spec if isinstance(spec, str) and not is_spec_path(spec) else None,
                 "model": model, "name": g.graph["name"], "parameters": g.graph["parameters"],
@@ -291,8 +287,8 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
                 "init": str(init_file) if init_file else None, "frozen": len(frozen),
                 "world_size": d.world, "device": device, "compile": compile, "fsdp": fsdp,
                 "torch": torch.__version__, "strata": __import__("strata").__version__}
-        _write_info(out, info, ckpt is not None, start, d)
         metrics = MetricsLog(out / METRICS, d.main, resume_step=start if ckpt is not None else None)
+        _write_info(out, info, ckpt is not None, start, d)
         bar = Progress(cfg["steps"], start, progress and d.main)
 
         def save(step: int, best_val, is_best: bool) -> None:
@@ -315,16 +311,19 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
                     cfg=cfg, dist=d, device=device, metrics=metrics, progress=bar, save=save,
                     on_eval=on_eval, start=start, best=best, perplexity=obj.name != "classify",
                     ddp=d.on and not fsdp, scaler=scaler)
-        try:
-            loop.run()
-        finally:
-            bar.close()
-        state.save_final(out / FINAL)
+        with state.writes():  # a full disk or `ulimit -f`: one line naming the checkpoint kept
+            try:
+                loop.run()
+            finally:
+                bar.close()
+            state.save_final(out / FINAL)
+            if d.main:
+                plot_losses(metrics.records, out / PLOT, f"{g.graph['name']} · {obj.name}")
         if not fsdp:
             finish_training(net)
-        if d.main:
-            plot_losses(metrics.records, out / PLOT, f"{g.graph['name']} · {obj.name}")
         d.barrier()
         return Run(out, info, model=None if fsdp else net, tokenizer=tok)
     finally:
+        if lock is not None:
+            lock.release()
         d.close()

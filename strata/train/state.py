@@ -5,10 +5,16 @@ so N processes' checkpoint resumes on M).
     state = TrainState(run_dir, net, opt, dist, device, fsdp_graph=None)
     start, best = state.restore(ckpt, seed)      # weights were loaded before wrapping
     state.save(step, best, is_best, {"data": ...})
+    with state.writes():                        # a full disk: one line naming the checkpoint kept
+        loop.run()
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import tempfile
 from pathlib import Path
 
 import torch
@@ -19,6 +25,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
+from strata.errors import TrainingError, UsageError
 from strata.train import checkpoint as C
 from strata.train.distributed import Dist
 
@@ -93,8 +100,42 @@ class TrainState:
 
     def save_final(self, path: Path) -> None:
         """The weights at the end of the run (after the last checkpoint, so the FSDP
-        twin already holds them)."""
+        twin already holds them), written to a fresh file renamed onto `path`: a
+        symlink planted there is replaced, never written through."""
         from strata import api
 
         if self.d.main:
-            api.save_weights(self.shadow if self.shadow is not None else self.net, path)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            os.close(fd)
+            mask = os.umask(0)
+            os.umask(mask)
+            os.chmod(tmp, 0o666 & ~mask)  # the mode the new file keeps: the user's umask
+            try:
+                api.save_weights(self.shadow if self.shadow is not None else self.net, tmp)
+                os.replace(tmp, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+
+    @contextlib.contextmanager
+    def writes(self):
+        """A write that fails — a full disk, the file-size limit (ulimit -f), a
+        quota — is one line naming the checkpoint that is kept, not a traceback."""
+        from safetensors import SafetensorError
+
+        try:
+            yield
+        except (OSError, SafetensorError, UsageError) as e:
+            code = re.search(r"os error (\d+)", str(e))  # safetensors' own I/O error
+            reason = (getattr(e, "strerror", None) or (os.strerror(int(code[1])) if code else None)
+                      or str(e).splitlines()[0][:300])
+            try:
+                ckpt = C.find_checkpoint(self.out)
+            except UsageError:
+                ckpt = None
+            kept = (f"the last complete checkpoint, step {ckpt.step} ({ckpt.path}), is kept: free "
+                    "some space (or raise the file-size limit) and continue with --resume"
+                    if ckpt else "no checkpoint had been written yet")
+            raise TrainingError(f"{self.out}: cannot write the run's files ({reason}); "
+                                f"{kept}") from None

@@ -256,14 +256,14 @@ def tokenizer_from_json(text: str, where: str) -> Tokenizer:
     raise bad(f"unknown type {kind!r}")
 
 
-def load_tokenizer(path: str | Path) -> Tokenizer:
-    path = Path(path)
+def load_tokenizer(path: str | Path, follow: bool = True) -> Tokenizer:
+    """A tokenizer.json (a regular file of at most 256 MiB; follow=False, for a
+    run's own, refuses a symlink too)."""
+    from strata.io import read_regular
+
+    raw = read_regular(path, 256 << 20, "tokenizer", follow=follow)
     try:
-        if path.stat().st_size > 256 << 20:
-            raise UsageError(f"{path}: too large for a tokenizer")
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as e:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
         raise UsageError(f"{path}: cannot read ({e})") from None
     return tokenizer_from_json(text, str(path))

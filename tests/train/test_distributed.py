@@ -73,3 +73,13 @@ def test_checkpoint_from_two_processes_resumes_on_one(single):
     r = cli("train", spec, "--data", data, "--out", tmp / "one-12", *more)
     assert r.returncode == 0, r.stderr
     _close(losses(tmp / "one-12"), losses(tmp / "two-then-one"))
+
+
+def test_a_refused_start_stops_every_process(single):
+    """Rank 0 claims the run folder; when it refuses (here: a run is already there),
+    the other ranks stop with the same one line instead of waiting for it."""
+    spec, data, tmp = single
+    r = torchrun(2, "train", spec, "--data", data, "--out", tmp / "one", *ARGS)
+    assert r.returncode != 0
+    assert r.stderr.count("already holds a run: --resume continues it") == 1, r.stderr[-3000:]
+    assert "internal error" not in r.stderr  # (torchrun itself reports the failed ranks)

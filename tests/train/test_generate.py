@@ -91,10 +91,10 @@ def test_damaged_run_json(run, tmp_path, capsys):
     info["settings"]["batch"] = -1
     (bad / "run.json").write_text(json.dumps(info))
     assert main(["eval", str(bad)]) == 2
-    assert "run.json: damaged settings" in capsys.readouterr().err
-    (bad / "run.json").write_text('{"format": "strata-run", "objective": []}')
+    assert "run.json: damaged: 'settings.batch': Input should be greater than 0" in capsys.readouterr().err
+    (bad / "run.json").write_text('{"format": "strata-run", "version": 1, "objective": []}')
     assert main(["generate", str(bad)]) == 2
-    assert "damaged (objective, settings or data missing)" in capsys.readouterr().err
+    assert "run.json: damaged: 'name': Field required" in capsys.readouterr().err
 
 
 def test_seq2seq_padding_does_not_change_a_row(tmp_path):

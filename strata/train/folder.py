@@ -1,0 +1,211 @@
+"""Run folders are owned: what `strata train` may do to the folder `--out` names.
+
+- A lock (`run.lock`, an flock held for the life of the run and removed at its
+  end; the kernel drops the flock when the process dies, so a killed run's
+  leftover file locks nothing): a second writer is refused with one line
+  naming the holder's pid.
+- The folder is claimed in one step: run.json is written first, as a stub
+  (`"status": "started"`), so a run stopped at any point after that — short
+  data, a crash before the first step — is a run that `--resume` (or the same
+  command again) starts over, never "a folder that holds no run".
+- strata writes only into an empty folder or its own run.  run.json lists the
+  names strata writes there (`files`); `--overwrite` removes those (never
+  following a link) and nothing else, so the user's files in a run folder
+  survive, and a folder that is not a run is refused unless it is empty.
+- Every file written inside the run replaces what is at its name (a planted
+  symlink is replaced, not written through): `strata.io.write_atomic(...,
+  follow=False)`; subfolders must be real folders (`own_folder`).
+
+    lock, ckpt = claim(Path("runs/x"), resume=True, overwrite=False)
+    ...
+    lock.release()          # at the end of the run, however it ends
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import shutil
+import stat
+from pathlib import Path
+
+from strata.errors import UsageError
+from strata.io import write_atomic
+from strata.train import checkpoint as C
+from strata.train.records import FORMAT, RunStub, dump, read_run_json
+
+__all__ = ["LOCK", "MANIFEST", "RunLock", "claim", "own_folder", "own_file"]
+
+LOCK = "run.lock"
+# Every name strata writes at the top of a run folder (run.json lists them).
+MANIFEST = ("run.json", "tokenizer.json", "metrics.jsonl", "loss.png", "model.safetensors",
+            C.LATEST, C.BEST, C.DIR, "cache", LOCK)
+# What strata writes inside its two subfolders (temporary files of atomic writes too).
+_OWN_ENTRIES = {C.DIR: re.compile(r"\A(\.?step-\d{8}(\.[\w-]+)?)\Z"),
+                "cache": re.compile(r"\A(\w+-[0-9a-f]{20}\.uint(16|32)(\.json)?|\..+\.tmp)\Z")}
+_TEMP = re.compile(r"\A\..+\.tmp\Z")
+
+
+def own_folder(path: Path) -> Path:
+    """`path` as a real folder inside the run (made if missing); a symlink or a
+    file there is refused, so nothing is written outside the run."""
+    try:
+        path.mkdir(exist_ok=True)
+        st = os.lstat(path)
+    except OSError as e:
+        raise UsageError(f"{path}: cannot make the folder ({e.strerror})") from None
+    if not stat.S_ISDIR(st.st_mode):
+        what = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a folder"
+        raise UsageError(f"{path}: {what}; strata writes only into folders it made itself "
+                         "(move it away, or --out a new folder)")
+    return path
+
+
+def own_file(path: Path) -> Path:
+    """`path` if it is a regular file (not a symlink) — a run's weights are read
+    only from inside the run."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    if not stat.S_ISREG(st.st_mode):
+        what = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a regular file"
+        raise UsageError(f"{path}: {what}; strata reads only the files it wrote there itself")
+    return path
+
+
+class RunLock:
+    """An exclusive flock on RUN/run.lock, which holds the holder's pid."""
+
+    def __init__(self, fd: int, path: Path, created: bool):
+        self.fd, self.path, self.created = fd, path, created
+
+    @classmethod
+    def acquire(cls, folder: Path) -> "RunLock":
+        path = folder / LOCK
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        for _ in range(100):  # the holder may remove the file between our open and flock
+            created = not os.path.lexists(path)
+            try:
+                fd = os.open(path, flags | os.O_NONBLOCK, 0o644)
+            except OSError as e:
+                kind = "is a symlink" if os.path.islink(path) else f"cannot be opened ({e.strerror})"
+                raise UsageError(f"{path}: the run's lock file {kind}; move it away") from None
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                os.close(fd)
+                raise UsageError(f"{path}: the run's lock file is not a regular file; move it away")
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                pid = re.match(rb"\d{1,10}", os.pread(fd, 16, 0))
+                os.close(fd)
+                holder = pid[0].decode() if pid else "unknown"
+                raise UsageError(f"{folder}: in use by another strata train (pid {holder}); "
+                                 "wait for it to finish, or --out another folder") from None
+            try:
+                now = os.lstat(path)
+            except FileNotFoundError:
+                now = None
+            if now is not None and (now.st_ino, now.st_dev) == (st.st_ino, st.st_dev):
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+                return cls(fd, path, created)
+            os.close(fd)  # we locked a file its holder had just removed: take the new one
+        raise UsageError(f"{path}: cannot take the run's lock (it keeps changing)")
+
+    def release(self, refused: bool = False) -> None:
+        """Remove the lock file, then unlock.  A refused start removes it only if
+        it made it, so the folder is left as it was found."""
+        if self.fd is None:
+            return
+        if self.created or not refused:
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+        os.close(self.fd)
+        self.fd = None
+
+
+def _entries(folder: Path) -> set[str]:
+    """What the folder holds, besides strata's lock and half-written temporary files."""
+    return {n for n in os.listdir(folder) if n != LOCK and not _TEMP.match(n)}
+
+
+def _remove_own(folder: Path, names) -> None:
+    """Remove the files strata wrote (names from its manifest), never through a
+    link; in its subfolders only entries of strata's own naming."""
+    for name in names:
+        if name not in MANIFEST or name in (LOCK, "run.json"):
+            continue
+        p = folder / name
+        try:
+            st = os.lstat(p)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISDIR(st.st_mode) and name in _OWN_ENTRIES:
+            for entry in os.listdir(p):
+                q = p / entry
+                if not _OWN_ENTRIES[name].match(entry):
+                    continue
+                if q.is_dir() and not q.is_symlink():
+                    shutil.rmtree(q)
+                else:
+                    q.unlink()
+            with contextlib.suppress(OSError):  # the user's own files in it stay, with it
+                p.rmdir()
+        elif not stat.S_ISDIR(st.st_mode):
+            p.unlink()
+
+
+def claim(out: Path, resume: bool, overwrite: bool) -> tuple[RunLock, C.Checkpoint | None]:
+    """Lock `out` and make it this run's (rank 0 only): (the held lock, the
+    checkpoint to resume from or None).  Refusals are one line and leave the
+    folder as they found it."""
+    if os.path.lexists(out) and not out.is_dir():
+        raise UsageError(f"{out}: exists and is not a folder")
+    made = not out.exists()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"{out}: cannot make the run folder ({e.strerror})") from None
+    lock = RunLock.acquire(out)
+    try:
+        ckpt = _take(out, resume, overwrite)
+    except BaseException:
+        lock.release(refused=True)
+        if made:
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
+    return lock, ckpt
+
+
+def _take(out: Path, resume: bool, overwrite: bool) -> C.Checkpoint | None:
+    run_json = out / "run.json"
+    held = _entries(out)
+    if "run.json" not in held:
+        if held:
+            raise UsageError(f"{out}: the folder is not empty and holds no run (no run.json); "
+                             "strata writes only into an empty folder or its own run: --out a new folder")
+        _write_stub(out)
+        return None
+    info = read_run_json(run_json)
+    if isinstance(info, RunStub):      # set up, never trained: start it (again)
+        _remove_own(out, info.files)
+        _write_stub(out)
+        return None
+    if resume:
+        return C.find_checkpoint(out)
+    if not overwrite:
+        raise UsageError(f"{out} already holds a run: --resume continues it, --overwrite starts it "
+                         "over, or --out names another folder")
+    _write_stub(out)  # first: a crash while removing leaves a run that --resume starts over
+    _remove_own(out, info.files if info.files is not None else MANIFEST)
+    return None
+
+
+def _write_stub(out: Path) -> None:
+    write_atomic(out / "run.json", dump({"format": FORMAT, "version": 1, "status": "started",
+                                         "files": list(MANIFEST)}), follow=False)
