@@ -2,12 +2,13 @@
 #   make demo   set up .venv, then check, summarize, compile and draw specs/gpt2.arch (into out/),
 #               and train specs/tiny_shakespeare.arch for about a minute on the built-in corpus
 #   make test   set up .venv (+ mermaid for diagram tests), then run the whole test suite
+#   make seed   the seed's pipeline end to end (examples/seed/: train, distill, int8, eval, generate, draw)
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 SPEC   ?= specs/gpt2.arch
 
-.PHONY: demo test setup clean
+.PHONY: demo test seed setup clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +43,10 @@ demo: $(VENV)/.installed
 	  print('$(OUT)/$(NAME).py: build() ->', type(model).__name__, 'logits', tuple(model(ids).shape))"
 	$(VENV)/bin/strata train $(DEMO_TRAIN) --steps $(DEMO_STEPS) --out $(OUT)/demo-run --overwrite
 	$(VENV)/bin/strata generate $(OUT)/demo-run --prompt "The " --tokens 300 --seed 1
+
+# The seed's pipeline (examples/seed/run.sh): teacher -> distilled student -> int8 -> eval, generate, diagram.
+seed: $(VENV)/.installed
+	STRATA=$(VENV)/bin/strata OUT=$(OUT)/seed bash examples/seed/run.sh
 
 test: $(VENV)/.installed node_modules/.installed
 	$(PY) -m pytest

@@ -242,7 +242,8 @@ def _cmd_eval(args) -> int:
 
         print(json.dumps(r, indent=2))
     else:
-        print(f"{line} ({r['count']:,} {'examples' if 'perplexity' not in r else 'predictions'})")
+        print(f"{line} ({r['count']:,} {'examples' if 'perplexity' not in r else 'predictions'} "
+              f"in {r['seconds']:.2f} s)")
     return EXIT_OK
 
 

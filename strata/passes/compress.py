@@ -55,7 +55,8 @@ class CompressResult:
             o, c = r["eval"]["original"], r["eval"]["compressed"]
             metric = "perplexity" if "perplexity" in o else "loss"
             out.append(f"  {o['data']}: {metric} {o[metric]:.4g} -> {c[metric]:.4g} "
-                       f"(loss {o['loss']:.4f} -> {c['loss']:.4f}, {c['count']:,} predictions)")
+                       f"(loss {o['loss']:.4f} -> {c['loss']:.4f}, {c['count']:,} predictions; "
+                       f"{o['seconds']:.2f} s -> {c['seconds']:.2f} s)")
         return out
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -99,7 +100,9 @@ def evaluate_run(run, data: str | None = None, *, which: str = "final", device: 
         sampler = ExampleBatches(ex, obj.name, T, B, 0, max_batches or 1 << 62, tok)
         what = (f"{data}" if data is not None else BUILTIN_TASKS[obj.name]) + \
             (" (validation split)" if own else "")
+    started = time.perf_counter()
     result = score(model, Loss(obj, model), sampler, device)
+    result["seconds"] = round(time.perf_counter() - started, 4)  # the forward passes, data included
     if result["count"] == 0:
         raise UsageError(f"{what}: no predictions to score (no batch holds a target)")
     result["data"] = what
