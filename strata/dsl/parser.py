@@ -17,6 +17,7 @@ from lark import Lark, Token, Transformer_NonRecursive, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from strata.dsl import ast as A
+from strata.dsl.recovery import recover
 from strata.errors import Diagnostic, Span, SpecError
 
 GRAMMAR = Path(__file__).with_name("grammar.lark")
@@ -85,6 +86,17 @@ class _ToAST(Transformer_NonRecursive):
     def __init__(self, file: str):
         super().__init__()
         self.file = file
+        self.errors: list[Diagnostic] = []  # every mistake found; the tree is still built
+
+    def _err(self, span, message: str, hint: str | None = None) -> None:
+        self.errors.append(Diagnostic(message, span, hint))
+
+    def _str(self, tok) -> str | None:
+        try:
+            return _unquote(tok, self.file)
+        except _Dup as e:
+            self._err(e.span, e.message, e.hint)
+            return None
 
     def _s(self, meta):
         return _span(self.file, meta) if not getattr(meta, "empty", False) else None
@@ -92,8 +104,8 @@ class _ToAST(Transformer_NonRecursive):
     def _name(self, tok, what: str = "name") -> str:
         """A name the spec defines or uses as a name: never a keyword (as in YAML)."""
         if tok in KEYWORDS:
-            raise _Dup(_span(self.file, tok), f"'{tok}' is a keyword and cannot be a {what}",
-                       f"choose another name, e.g. {tok}_")
+            self._err(_span(self.file, tok), f"'{tok}' is a keyword and cannot be a {what}",
+                      f"choose another name, e.g. {tok}_")
         return str(tok)
 
     # ---- top level
@@ -101,27 +113,29 @@ class _ToAST(Transformer_NonRecursive):
         spec = A.SpecFile.model_construct(path=self.file)
         for it in items:
             if isinstance(it, A.Import):
-                spec.imports.append(it)
+                if it.path is not None:  # None: its path has a mistake, reported
+                    spec.imports.append(it)
             elif isinstance(it, A.BlockDef):
                 spec.blocks.append(it)
             elif isinstance(it, A.ModelDef):
                 spec.models.append(it)
             elif isinstance(it, A.Passes):
                 if spec.passes is not None:
-                    raise _Dup(it.span, "a second 'passes' section",
-                               "merge the two passes sections into one")
+                    self._err(it.span, "a second 'passes' section", "merge the two passes sections into one")
+                    continue
                 spec.passes = it
             elif isinstance(it, A.Train):
                 if spec.train is not None:
-                    raise _Dup(it.span, "a second 'train' section", "merge the two train sections into one")
+                    self._err(it.span, "a second 'train' section", "merge the two train sections into one")
+                    continue
                 spec.train = it
         return spec
 
     def import_all(self, meta, c):
-        return A.Import.model_construct(path=_unquote(c[0], self.file), names=None, span=self._s(meta))
+        return A.Import.model_construct(path=self._str(c[0]), names=None, span=self._s(meta))
 
     def import_names(self, meta, c):
-        return A.Import.model_construct(path=_unquote(c[0], self.file), names=c[1], span=self._s(meta))
+        return A.Import.model_construct(path=self._str(c[0]), names=c[1], span=self._s(meta))
 
     def name_list(self, meta, c):
         return [self._name(t, "imported name") for t in c]
@@ -189,11 +203,12 @@ class _ToAST(Transformer_NonRecursive):
                 continue
             if isinstance(a, A.Keyword):
                 if any(k.name == a.name for k in kwargs):
-                    raise _Dup(a.span, f"option '{a.name}' is given twice", "keep one of them")
+                    self._err(a.span, f"option '{a.name}' is given twice", "keep one of them")
+                    continue
                 kwargs.append(a)
             elif kwargs:
-                raise _Dup(a.span, "a positional argument follows a keyword argument",
-                           "put positional arguments first")
+                self._err(a.span, "a positional argument follows a keyword argument",
+                          "put positional arguments first")
             else:
                 args.append(a)
         return args, kwargs
@@ -245,14 +260,15 @@ class _ToAST(Transformer_NonRecursive):
         if any(ch in clean for ch in ".eE"):
             value = float(clean)  # 1e999 is inf: the evaluator says it is not finite
         elif len(clean) > MAX_INT_DIGITS:  # past this, int() and str() get slow, then refuse
-            raise _Dup(_span(self.file, c[0]), f"a number with {len(clean):,} digits is too long "
-                       f"(at most {MAX_INT_DIGITS})", "no model dimension or count needs more")
+            self._err(_span(self.file, c[0]), f"a number with {len(clean):,} digits is too long "
+                      f"(at most {MAX_INT_DIGITS})", "no model dimension or count needs more")
+            value = 0
         else:
             value = int(clean)
         return A.Num.model_construct(value=value, text=text, span=self._s(meta))
 
     def string(self, meta, c):
-        return A.Str.model_construct(value=_unquote(c[0], self.file), span=self._s(meta))
+        return A.Str.model_construct(value=self._str(c[0]) or "", span=self._s(meta))
 
     def true(self, meta, c):
         return A.Const.model_construct(value=True, span=self._s(meta))
@@ -392,42 +408,52 @@ def _attach_comments(spec: A.SpecFile, comments: list[Token]) -> None:
             node.comment = text if node.comment is None else node.comment + "\n" + text
 
 
-def parse(text: str, file: str = "<string>") -> A.SpecFile:
-    """Parse .arch text into a `SpecFile`; raise `SpecError` on a syntax mistake."""
+def parse_recovering(text: str, file: str = "<string>") -> tuple[A.SpecFile | None, list[Diagnostic]]:
+    """Parse .arch text, reporting every syntax error (`strata.dsl.recovery`):
+    the AST of what parses (None when nothing does) and the diagnostics, in
+    source order.  A statement dropped by recovery is named in the spec's
+    `dropped` set, so the checker need not report its names as undefined."""
     from strata.dsl import clean_text
 
     text = clean_text(text, file)
-    _comments.clear()
-    try:
-        tree = _lark().parse(text)
-        spec = _ToAST(file).transform(tree)
-    except UnexpectedInput as e:
-        raise SpecError([_syntax_error(e, file, text)], {file: text}) from None
-    except _Dup as e:
-        raise SpecError([Diagnostic(e.message, e.span, e.hint)], {file: text}) from None
-    except RecursionError:
-        raise SpecError([Diagnostic("the spec is nested too deeply to read", Span(file, 1, 1),
-                                    "split deeply nested expressions into variables")],
-                        {file: text}) from None
-    except Exception as e:  # lark wraps Transformer errors in VisitError
-        inner = getattr(e, "orig_exc", None)
-        if isinstance(inner, _Dup):
-            raise SpecError([Diagnostic(inner.message, inner.span, inner.hint)], {file: text}) from None
-        if isinstance(inner, RecursionError):
-            raise SpecError([Diagnostic("the spec is nested too deeply to read", Span(file, 1, 1),
-                                        "split deeply nested expressions into variables")],
-                            {file: text}) from None
-        raise
-    spec.path = file
-    check_depth(spec, file, text)
-    _attach_comments(spec, list(_comments))
+    result = recover(_lark(), text, file, _comments, lambda e, t: _syntax_error(e, file, t))
+    diags = list(result.diagnostics)
+    spec = None
+    if result.tree is not None:
+        try:
+            builder = _ToAST(file)
+            spec = builder.transform(result.tree)
+            diags += builder.errors
+        except RecursionError:
+            return None, diags + [Diagnostic("the spec is nested too deeply to read", Span(file, 1, 1),
+                                             "split deeply nested expressions into variables")]
+        spec.path = file
+        spec.dropped = result.dropped
+        where = A.too_deep(spec)
+        if where is not None:
+            return None, diags + [_too_deep(where)]
+        _attach_comments(spec, list(_comments))
+    return spec, sorted(diags, key=lambda d: (d.span.line, d.span.col) if d.span else (0, 0))
+
+
+def parse(text: str, file: str = "<string>") -> A.SpecFile:
+    """Parse .arch text into a `SpecFile`; raise `SpecError` with every syntax mistake."""
+    from strata.dsl import clean_text
+
+    text = clean_text(text, file)
+    spec, diags = parse_recovering(text, file)
+    if diags or spec is None:
+        raise SpecError(diags, {file: text})
     return spec
+
+
+def _too_deep(where: Span) -> Diagnostic:
+    return Diagnostic(f"the spec nests more than {A.MAX_DEPTH} levels deep here", where,
+                      "split deep expressions into variables and deep bodies into blocks")
 
 
 def check_depth(spec: A.SpecFile, file: str, text: str) -> None:
     """Refuse a spec nested deeper than `ast.MAX_DEPTH` levels (both surfaces)."""
     where = A.too_deep(spec)
     if where is not None:
-        raise SpecError([Diagnostic(f"the spec nests more than {A.MAX_DEPTH} levels deep here",
-                                    where, "split deep expressions into variables and deep "
-                                    "bodies into blocks")], {file: text})
+        raise SpecError([_too_deep(where)], {file: text})
