@@ -5,9 +5,11 @@ The grammar is LALR(1) with no statement separator, so lark stops at the
 first token it cannot shift.  This driver lexes the whole file first, feeds
 the tokens to lark's parser one by one, and keeps a snapshot of the parser's
 stacks at every statement boundary (a token that starts a line, or follows
-`;`, `{` or `}`).  On an error it drops the fewest statements that let the
-parse go on: it restores the latest snapshot from which the tokens after a
-later boundary parse past the error, and goes on from there.
+`;`, `{` or `}`).  On an error it first tries to put one token right (drop
+the operator an unfinished line ends with, drop a stray `)`, add a missing
+`,`), so the checker sees what was meant; failing that, it drops the fewest
+statements that let the parse go on: it restores the latest snapshot from
+which the tokens after a later boundary parse past the error.
 
 Two mistakes are reported where the author made them rather than where lark
 notices them:
@@ -23,7 +25,7 @@ notices them:
     >>> from strata.dsl.parser import parse_recovering
     >>> spec, diags = parse_recovering("model m {\\n  d = 4096 +\\n  heads = 12\\n}\\n", "m.arch")
     >>> [(d.span.line, d.message) for d in diags], [v.name for v in spec.models[0].vars]
-    ([(2, "the line ends after '+'; expected a value")], ['heads'])
+    ([(2, "the line ends after '+'; expected a value")], ['d', 'heads'])
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable
 
-from lark import Lark, Token
+from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 from lark.parsers.lalr_parser_state import ParserState
 
@@ -55,38 +57,60 @@ class Recovered:
 
 
 def lex_all(lark: Lark, text: str, file: str, comments: list,
-            describe: Callable[[UnexpectedInput, str], Diagnostic]) -> tuple[list[Token], list[Diagnostic]]:
+            describe: Callable[[UnexpectedInput, str], Diagnostic]) -> tuple[list[Token], list[Diagnostic], set[int]]:
     """Every token of `text`; a character no token starts with is reported and
-    blanked (a stray quote blanks the rest of its line), and lexing goes on."""
+    blanked (a stray quote blanks the rest of its line), and lexing goes on.
+    Also returns the offsets blanked."""
     diags: list[Diagnostic] = []
+    blanked: set[int] = set()
     while True:
         comments.clear()
         try:
-            return list(lark.lex(text)), diags
+            return list(lark.lex(text)), diags, blanked
         except UnexpectedCharacters as e:
             diags.append(describe(e, text))
             pos = e.pos_in_stream
+            blanked.add(pos)
             end = pos + 1
             if text[pos] in "'\"":
                 nl = text.find("\n", pos)
                 end = len(text) if nl < 0 else nl
             text = text[:pos] + " " * (end - pos) + text[end:]
             if len(diags) >= MAX_ERRORS:
-                return [], diags
+                return [], diags, blanked
+
+
+def _snapshot(ps: ParserState) -> tuple:
+    """The parser's stacks, restorable.  lark's tree builder extends the children
+    list of a `__x_star` helper tree on the value stack in place (left recursion),
+    so their lengths are saved too: restoring cuts them back."""
+    kids = [(v, len(v.children)) for v in ps.value_stack
+            if isinstance(v, Tree) and str(v.data).startswith("__")]
+    return list(ps.state_stack), list(ps.value_stack), kids
 
 
 class _Driver:
     def __init__(self, lark: Lark, toks: list[Token], file: str, text: str,
-                 describe: Callable[[UnexpectedInput, str], Diagnostic]):
-        self.toks, self.file, self.text, self.describe = toks, file, text, describe
-        self.conf = lark.parse_interactive("").parser_state.parse_conf
-        self.lexer = lark.parse_interactive("").parser_state.lexer
-        self.boundary = [i == 0 or t.line != toks[i - 1].end_line or toks[i - 1].type in ("SEMICOLON", "LBRACE",
-                         "RBRACE") or t.type == "RBRACE" for i, t in enumerate(toks)]
+                 describe: Callable[[UnexpectedInput, str], Diagnostic], blanked: set[int]):
+        self.file, self.text, self.describe, self.blanked = file, text, describe, blanked
+        interactive = lark.parse_interactive("")
+        self.conf, self.lexer = interactive.parser_state.parse_conf, interactive.parser_state.lexer
+        self.set_tokens(toks)
 
-    def state(self, snap=None) -> ParserState:
+    def set_tokens(self, toks: list[Token]) -> None:
+        self.toks = toks
+        self.boundary = [i == 0 or t.line != toks[i - 1].end_line or t.type == "RBRACE"
+                         or toks[i - 1].type in ("SEMICOLON", "LBRACE", "RBRACE") for i, t in enumerate(toks)]
+
+    def state(self, snap=None) -> ParserState | None:
+        """A parser at `snap` (the start when None); None when an earlier restore
+        cut a list back past where `snap` had it (it cannot be restored)."""
         if snap is None:
             return ParserState(self.conf, self.lexer)
+        if any(len(tree.children) < n for tree, n in snap[2]):
+            return None
+        for tree, n in snap[2]:
+            del tree.children[n:]
         return ParserState(self.conf, self.lexer, list(snap[0]), list(snap[1]))
 
     def feed(self, ps: ParserState, tok: Token):
@@ -99,20 +123,37 @@ class _Driver:
         return ps.feed_token(tok, tok.type == "$END")
 
     def end_token(self) -> Token:
-        last = self.toks[-1] if self.toks else None
-        if last is None:
+        if not self.toks:
             return Token("$END", "", 0, 1, 1)
-        return Token.new_borrow_pos("$END", "", last)
+        return Token.new_borrow_pos("$END", "", self.toks[-1])
 
-    def trial(self, snap, start: int, through: int) -> bool:
-        """Does the parse go on from `snap` fed tokens[start:], past index `through`?"""
+    def next_boundary(self, i: int) -> int:
+        return next((x for x in range(i + 1, len(self.toks)) if self.boundary[x]), len(self.toks))
+
+    def trial(self, snap, toks: list[Token], upto: int) -> bool:
+        """Does the parse go on from `snap` through toks[:upto] (and the end of
+        the file, when they reach it)?"""
         ps = self.state(snap)
-        stop = min(len(self.toks), max(through + 1, start + TRIAL) + TRIAL)
+        if ps is None:
+            return False
         try:
-            for t in self.toks[start:stop]:
+            for t in toks[:upto]:
                 self.feed(ps, t)
-            if stop == len(self.toks):
+            if upto >= len(toks):
                 self.feed(ps, self.end_token())
+        except UnexpectedInput:
+            return False
+        return True
+
+    def accepts(self, snap, kind: str) -> bool:
+        """Would the parser at `snap` take a token of this kind (reductions included)?"""
+        if kind not in self.conf.states[snap[0][-1]]:
+            return False
+        ps = self.state(snap)
+        if ps is None:
+            return False
+        try:
+            ps.feed_token(Token(kind, "}" if kind == "RBRACE" else ""), kind == "$END")
         except UnexpectedInput:
             return False
         return True
@@ -120,6 +161,8 @@ class _Driver:
     def close_at_end(self, snap):
         """The tree from `snap` with every open `{` closed at the end of the file, or None."""
         ps = self.state(snap)
+        if ps is None:
+            return None
         end = self.end_token()
         try:
             for _ in range(len(ps.state_stack) + 1):
@@ -135,24 +178,24 @@ class _Driver:
         ps = self.state()
         snaps: dict[int, tuple] = {}
         order: list[int] = []
-        i, n = 0, len(self.toks)
+        i = 0
         while True:
-            if i == n:
-                snap = (list(ps.state_stack), list(ps.value_stack))
+            if i == len(self.toks):
+                snap = _snapshot(ps)
                 try:
                     out.tree = self.feed(ps, self.end_token())
                     return out
                 except UnexpectedToken as e:
-                    out.diagnostics.append(self.describe(e, self.text))
+                    out.diagnostics.append(self.located(e, None, i))
                     for j in [None] + order[::-1][:BACK]:
                         out.tree = self.close_at_end(snap if j is None else snaps[j])
                         if out.tree is not None:
                             if j is not None:
-                                out.dropped |= self.defined(j, n)
+                                out.dropped |= self.defined(j, len(self.toks))
                             return out
                     return out
             if self.boundary[i]:
-                snaps[i] = (list(ps.state_stack), list(ps.value_stack))
+                snaps[i] = _snapshot(ps)
                 order.append(i)
             try:
                 self.feed(ps, self.toks[i])
@@ -160,10 +203,21 @@ class _Driver:
                 continue
             except UnexpectedToken as e:
                 err = e
+            j = self.statement_start(i, order, snaps)
+            diag = self.located(err, j, i)
+            if diag is not None:
+                out.diagnostics.append(diag)
+            if len(out.diagnostics) >= MAX_ERRORS:
+                return out
+            repaired = self.repair(err, j, i, snaps) if j is not None else None
+            if repaired is not None:  # one token put right: go on from the statement's start
+                self.set_tokens(repaired)
+                ps = self.state(snaps[j])
+                order = [x for x in order if x < j]
+                i = j
+                continue
             found = self.resume_point(i, order, snaps)
-            out.diagnostics.append(self.unfinished_line(found[0] if found else None, i)
-                                   or self.describe(err, self.text))
-            if found is None or len(out.diagnostics) >= MAX_ERRORS:
+            if found is None:
                 return out
             j, k = found
             out.dropped |= self.defined(j, k)
@@ -171,38 +225,110 @@ class _Driver:
             order = [x for x in order if x < j]
             i = k
 
+    def statement_start(self, i: int, order: list[int], snaps: dict) -> int | None:
+        """The latest boundary before the error at i where a statement starts: the
+        parser there could also close the body (`}`) or end the file."""
+        for x in [x for x in order if x <= i][::-1][:BACK]:
+            if self.accepts(snaps[x], "RBRACE") or self.accepts(snaps[x], "$END"):
+                return x
+        return next((x for x in reversed(order) if x <= i), None)
+
+    def repair(self, err: UnexpectedToken, j: int, i: int, snaps: dict) -> list[Token] | None:
+        """The tokens with one token deleted or inserted so that the statement
+        from boundary j parses on past the error at i, or None.  Tried: drop the
+        operator an unfinished line ends with, drop a stray `)` `}` `,` `;`, add a
+        missing `,` between arguments."""
+        t = self.toks[i]
+        tries: list[tuple[list[Token], int]] = []  # (tokens, where the error token is now)
+        m = self.dangling(j, i)
+        if m is not None:
+            tries.append((self.toks[:m] + self.toks[m + 1:], i - 1))
+        if t.type in ("RPAR", "RBRACE", "COMMA", "SEMICOLON"):
+            tries.append((self.toks[:i] + self.toks[i + 1:], i))
+        if "COMMA" in err.expected and t.type in ("NAME", "NUMBER", "STRING") and i > 0:
+            comma = Token.new_borrow_pos("COMMA", ",", self.toks[i - 1])
+            tries.append((self.toks[:i] + [comma] + self.toks[i:], i + 1))
+        for toks, at in tries:
+            # through the end of the error token's line: a mistake on the next
+            # line is the next error's, not a sign this repair is wrong
+            line = toks[at].line if at < len(toks) else None
+            upto = next((x for x in range(at + 1, len(toks)) if toks[x].line != line), len(toks))
+            if self.trial(snaps[j], toks[j:], upto - j):
+                return toks
+        return None
+
     def resume_point(self, i: int, order: list[int], snaps: dict) -> tuple[int, int] | None:
         """(restore, resume): the latest boundary j to go back to and the first
-        boundary k > j from which the tokens parse on past the error at i."""
+        boundary k > j from which the tokens parse on past the error at i, up to
+        the next boundary after it."""
         before = [x for x in order if x <= i][-BACK:]
         after = [x for x in range(i + 1, len(self.toks)) if self.boundary[x]][:FORWARD]
-        for k in [x for x in before if x > before[0]] + after + [len(self.toks)]:
-            for j in reversed([x for x in before if x < k]):
+        for j in reversed(before):  # latest first: restores only cut lists back
+            for k in [x for x in before if x > j] + after + [len(self.toks)]:
+                upto = max(self.next_boundary(max(k, i)), k + 1)
                 if k == len(self.toks):
                     if self.close_at_end(snaps[j]) is not None:
                         return j, k
-                elif self.trial(snaps[j], k, i):
+                elif self.trial(snaps[j], self.toks[k:], upto - k):
                     return j, k
         return None
 
-    def unfinished_line(self, j: int | None, i: int) -> Diagnostic | None:
-        """The error, placed at the end of a line that ends in an operator when the
-        statement went on to the next line from there (outside any brackets)."""
-        start = j if j is not None else max(0, i - 1)
+    def dangling(self, j: int, i: int) -> int | None:
+        """The operator that ends a line of the statement from j to the error at i,
+        outside brackets (`d = 4096 +` read on into the next line), or None."""
         depth = 0
-        for m in range(start, min(i, len(self.toks) - 1) + 1):
-            t = self.toks[m]
-            depth += t.type == "LPAR"
-            depth -= t.type == "RPAR"
-            nxt = self.toks[m + 1] if m + 1 < len(self.toks) else None
-            if (t.type in CONTINUES and depth <= 0 and m < i and nxt is not None
-                    and nxt.line > t.end_line):
+        for m in range(j, min(i, len(self.toks))):
+            t, nxt = self.toks[m], self.toks[m + 1]
+            depth += (t.type == "LPAR") - (t.type == "RPAR")
+            if t.type in CONTINUES and depth <= 0 and nxt.line > t.end_line:
+                return m
+        return None
+
+    def unclosed_paren(self, j: int, i: int) -> Token | None:
+        """A `(` of the statement from j left open on an earlier line than the error at i."""
+        opened: list[Token] = []
+        for t in self.toks[j:i]:
+            if t.type == "LPAR":
+                opened.append(t)
+            elif t.type == "RPAR" and opened:
+                opened.pop()
+        at = self.toks[i] if i < len(self.toks) else None
+        if opened and (at is None or at.line > opened[-1].line):
+            return opened[-1]
+        return None
+
+    def located(self, err: UnexpectedToken, j: int | None, i: int) -> Diagnostic | None:
+        """The diagnostic for the error at token i (statement from boundary j), where
+        the author made the mistake; None when a character lexing dropped explains it."""
+        tok = self.toks[i] if i < len(self.toks) else None
+        if tok is not None and any(b < tok.start_pos and self.text.rfind("\n", 0, tok.start_pos) < b
+                                   for b in self.blanked):
+            return None
+        if j is not None:
+            m = self.dangling(j, i)
+            if m is not None:
+                t = self.toks[m]
                 what = "a name" if t.type == "DOT" else "a value"
                 return Diagnostic(f"the line ends after '{t}'; expected {what}",
                                   Span(self.file, t.end_line, t.end_column, t.end_line, t.end_column + 1),
                                   "finish the expression on this line, or put it in ( ) to go on "
                                   "to the next")
-        return None
+            p = self.unclosed_paren(j, i)
+            if p is not None:
+                return Diagnostic("this '(' is not closed", Span(self.file, p.line, p.column, p.line,
+                                                                 p.column + 1),
+                                  "add ')' where what it groups ends")
+        d = self.describe(err, self.text)
+        if tok is None:  # the end of the file: name the innermost '{' left open
+            opened: list[Token] = []
+            for t in self.toks:
+                if t.type == "LBRACE":
+                    opened.append(t)
+                elif t.type == "RBRACE" and opened:
+                    opened.pop()
+            if opened:
+                d = Diagnostic(d.message, d.span, f"the '{{' on line {opened[-1].line} is not closed")
+        return d
 
     def defined(self, j: int, k: int) -> set[str]:
         """Names that the dropped tokens [j, k) define (`d = ...`, `block b`, `stack s`)."""
@@ -268,13 +394,13 @@ def close_by_indent(toks: list[Token], file: str) -> tuple[list[Token], list[Dia
 def recover(lark: Lark, text: str, file: str, comments: list,
             describe: Callable[[UnexpectedInput, str], Diagnostic]) -> Recovered:
     """Parse `text` reporting every syntax error (see the module's docstring)."""
-    toks, lex_errors = lex_all(lark, text, file, comments, describe)
+    toks, lex_errors, blanked = lex_all(lark, text, file, comments, describe)
     kept = list(comments)
-    result = _Driver(lark, toks, file, text, describe).run()
+    result = _Driver(lark, toks, file, text, describe, blanked).run()
     if result.diagnostics:
         fixed, brace_errors = close_by_indent(toks, file)
         if brace_errors:
-            result = _Driver(lark, fixed, file, text, describe).run()
+            result = _Driver(lark, fixed, file, text, describe, blanked).run()
             result.diagnostics = brace_errors + result.diagnostics
     comments[:] = kept
     result.diagnostics = lex_errors + result.diagnostics
