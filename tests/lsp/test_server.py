@@ -108,6 +108,13 @@ async def test_definition_across_an_import_and_references(client: LanguageClient
     refs = await client.text_document_references_async(T.ReferenceParams(
         context=T.ReferenceContext(include_declaration=True), text_document=doc, position=T.Position(2, 2)))
     assert sorted((r.range.start.line, r.range.start.character) for r in refs) == [(2, 2), (4, 18)]
+    # the imported file changes on disk and is saved: the importer is checked again
+    (tmp_path / "blocks.arch").write_text("block layer {\n  residual { layernorm; mlp(64, act=gelux) }\n}\n")
+    client.text_document_did_save(T.DidSaveTextDocumentParams(
+        T.TextDocumentIdentifier(uri=(tmp_path / "blocks.arch").as_uri())))
+    diags = await _diagnostics(client, uri)
+    assert len(diags) == 1 and "'gelux' is not a valid act" in diags[0].message
+    assert "blocks.arch:2:" in diags[0].message
 
 
 @pytest.mark.asyncio
