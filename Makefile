@@ -7,7 +7,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 SPEC   ?= specs/gpt2.arch
 
-.PHONY: demo test setup clean
+.PHONY: demo test setup clean vscode
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,14 @@ $(VENV)/.installed: pyproject.toml
 node_modules/.installed: package.json
 	@if command -v npm >/dev/null && npm ci --silent --no-audit --no-fund; then touch $@; \
 	else echo "warning: npm ci failed or npm is missing: Mermaid rendering tests will be skipped"; fi
+
+# The VS Code extension (editors/vscode): its grammar test runs in the test suite; `make vscode` packages it.
+editors/vscode/node_modules/.installed: editors/vscode/package.json
+	@if command -v npm >/dev/null && (cd editors/vscode && npm ci --silent --no-audit --no-fund); then touch $@; \
+	else echo "warning: npm ci failed or npm is missing: the editor extension's tests will be skipped"; fi
+
+vscode: editors/vscode/node_modules/.installed
+	cd editors/vscode && npm test && npm run package
 
 setup: $(VENV)/.installed
 
@@ -43,8 +51,8 @@ demo: $(VENV)/.installed
 	$(VENV)/bin/strata train $(DEMO_TRAIN) --steps $(DEMO_STEPS) --out $(OUT)/demo-run --overwrite
 	$(VENV)/bin/strata generate $(OUT)/demo-run --prompt "The " --tokens 300 --seed 1
 
-test: $(VENV)/.installed node_modules/.installed
+test: $(VENV)/.installed node_modules/.installed editors/vscode/node_modules/.installed
 	$(PY) -m pytest
 
 clean:
-	rm -rf $(VENV) node_modules
+	rm -rf $(VENV) node_modules editors/vscode/node_modules

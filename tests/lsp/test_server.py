@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-pytest_lsp = pytest.importorskip("pytest_lsp")
-T = pytest.importorskip("lsprotocol.types")
+from tests.optional import require  # noqa: E402
+
+pytest_lsp = require("pytest_lsp")
+T = require("lsprotocol.types")
 
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities  # noqa: E402
 
