@@ -186,7 +186,10 @@ class Document:
 
     # ------------------------------------------------------------ completion
     def completion(self, line: int, col: int) -> list[Item]:
-        """What may be written at (line, col) 0-based."""
+        """What may be written at (line, col) 0-based.  Nothing in YAML files: there
+        yaml-language-server completes from `strata schema` (docs/editors.md)."""
+        if self.uri_path.endswith(YAML_SUFFIXES):
+            return []
         before = self.line(line)[:col]
         where = _context(self.text, self.offset(line, col))
         if where.call is not None:

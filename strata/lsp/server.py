@@ -18,6 +18,7 @@ from pygls.lsp.server import LanguageServer
 from pygls.uris import from_fs_path, to_fs_path
 
 from strata.compiler.symbolic import text as sym_text
+from strata.dsl import read_source
 from strata.dsl.rewrite import rewrite
 from strata.errors import Diagnostic, SpecError
 from strata.lsp.features import Document, Item, is_spec_file
@@ -56,9 +57,9 @@ class StrataServer(LanguageServer):
         except SpecError as e:  # text no file can hold (a lone surrogate): its own diagnostic
             self.publish(uri, path, e.diagnostics)
             return self.docs.get(uri)
+        doc.warm()  # before publishing: a client asks for hovers as soon as it has diagnostics
         self.docs[uri] = doc
         self.publish(uri, path, doc.analysis.diagnostics)
-        doc.warm()
         return doc
 
     def publish(self, uri: str, path: str, diags: list[Diagnostic]) -> None:
@@ -261,9 +262,9 @@ def workspace_symbols(ls: StrataServer, params: T.WorkspaceSymbolParams) -> list
                     continue
                 seen += 1
                 path = os.path.join(base, f)
-                try:
-                    ix = Index.of(Path(path).read_text(encoding="utf-8", errors="replace"), path)
-                except Exception:  # a file that does not even read is skipped, not fatal
+                try:  # bounded: a regular file of at most strata.io.MAX_TEXT_BYTES
+                    ix = Index.of(read_source(path), path)
+                except Exception:  # a file that does not read or parse is skipped, not fatal
                     continue
                 for d in ix.defs:
                     if d.kind in ("model", "block", "stack") and query in d.name.lower():

@@ -43,3 +43,10 @@ def test_the_server_modules_do_not_import_torch():
             "from strata.lsp.features import Document; Document.of(open('specs/gpt2.arch').read(), 'g.arch')"
             ".hover(12, 30); assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_yaml_specs_hover_like_text_specs():
+    doc = Document.of(open("specs/gpt2.yaml").read(), "specs/gpt2.yaml")
+    assert "parameters: 2,362,368 each" in doc.hover(17, 17)  # {attention: heads, ...}
+    assert doc.hover(9, 7).startswith("**var** `d` = `768`")
+    assert doc.completion(17, 30) == []  # YAML completion is the JSON Schema's
