@@ -200,7 +200,13 @@ class Document:
                 m = re.search(r"(\w+)\s*=\s*\w*$", before)
                 if m and m.group(1) in opts.model_fields:
                     return _values(opts, m.group(1))
-                return _options(opts) + self._variables(line)
+                positional: list[Item] = []
+                if "(" in before:  # in the n-th positional slot: the words that option takes
+                    slot = before[before.rindex("(") + 1:]
+                    n = slot.count(",")
+                    if "=" not in slot and n < len(table[name].positional):
+                        positional = _values(opts, table[name].positional[n])
+                return positional + _options(opts) + self._variables(line)
             if where.section == "train" and name in TRAIN_CALLS:
                 return _options(TRAIN_CALLS[name])
             return self._variables(line)

@@ -26,7 +26,9 @@ def test_completion_by_context():
     labels = {i.label for i in doc.completion(20, 4)}  # a statement of the stack
     assert {"attention", "mlp", "layer", "residual", "repeat"} <= labels
     assert {"d", "heads"} <= {i.label for i in doc.completion(17, 21)}  # an argument
-    assert "scheme=" in {i.label for i in doc.completion(26, 11)}  # inside quantize(
+    inside = {i.label for i in doc.completion(26, 11)}  # inside quantize(
+    assert {"scheme=", "int8_dynamic"} <= inside  # its options, and the words of its first
+    assert {"learned", "rotary", "alibi"} <= {i.label for i in doc.completion(18, 13)}  # position(
     assert {"int8_dynamic", "int4_weight"} <= {i.label for i in Document.of(
         GPT2 + "passes {\n  quantize(scheme=\n}\n", "g.arch").completion(26, 18)}
 
