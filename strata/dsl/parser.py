@@ -14,10 +14,10 @@ from functools import lru_cache
 from pathlib import Path
 
 from lark import Lark, Token, Transformer_NonRecursive, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from strata.dsl import ast as A
 from strata.dsl.recovery import recover
+from strata.dsl.syntax_errors import syntax_error as _syntax_error
 from strata.errors import Diagnostic, Span, SpecError
 
 GRAMMAR = Path(__file__).with_name("grammar.lark")
@@ -30,15 +30,6 @@ MAX_INT_DIGITS = 100
 KEYWORDS = frozenset({"model", "block", "stack", "residual", "parallel", "seq", "branch", "repeat",
                       "as", "import", "from", "extends", "passes", "train", "if", "else", "and",
                       "or", "not", "true", "false", "none"})
-
-# How lark's token names read in an error message.
-_TOKEN_WORDS = {
-    "NAME": "a name", "NUMBER": "a number", "STRING": "a string", "LBRACE": "'{'",
-    "RBRACE": "'}'", "LPAR": "'('", "RPAR": "')'", "COMMA": "','", "EQUAL": "'='",
-    "SEMICOLON": "';'", "DOT": "'.'", "ADD_OP": "'+' or '-'", "MUL_OP": "'*', '/', '//' or '%'",
-    "POW": "'**'", "COMP_OP": "a comparison", "$END": "the end of the file",
-}
-
 
 # Comments are %ignore'd by the grammar; the lexer hands each one to this list.
 _comments: list[Token] = []
@@ -323,55 +314,6 @@ def _unquote(tok: Token, file: str) -> str:
         raise _Dup(span, f"the escape for {value[e.start]!r} makes a lone surrogate, which no "
                    "UTF-8 text can hold", "write the character itself, or its \\U escape") from None
     return value
-
-
-def _describe_token(tok: Token) -> str:
-    if tok.type == "$END":
-        return "the end of the file"
-    return f"'{tok}'"
-
-
-def _expected_words(expected) -> str:
-    words = sorted({_TOKEN_WORDS.get(e, f"'{e.lower()}'" if e.isupper() and len(e) < 9 else e)
-                    for e in expected if not e.startswith("__")})
-    if len(words) > 6:
-        return ""
-    return " or ".join(words) if len(words) <= 2 else ", ".join(words[:-1]) + " or " + words[-1]
-
-
-def _syntax_error(e: UnexpectedInput, file: str, text: str) -> Diagnostic:
-    line, col = getattr(e, "line", 1) or 1, getattr(e, "column", 1) or 1
-    if isinstance(e, UnexpectedCharacters):
-        ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else "?"
-        hint = None
-        if ch == "'" or ch == '"':
-            hint = "close the string on the same line"
-        return Diagnostic(f"unexpected character {ch!r}", Span(file, line, col, line, col + 1), hint)
-    if isinstance(e, UnexpectedEOF):
-        lines = text.splitlines() or [""]
-        line, col = len(lines), len(lines[-1]) + 1
-        return Diagnostic("unexpected end of file", Span(file, line, col),
-                          "a '{' or '(' is not closed" if text.count("{") > text.count("}")
-                          or text.count("(") > text.count(")") else None)
-    assert isinstance(e, UnexpectedToken)
-    tok = e.token
-    want = _expected_words(e.expected)
-    msg = "unexpected end of file" if tok.type == "$END" else f"unexpected {_describe_token(tok)}"
-    if want:
-        msg += f"; expected {want}"
-    hint = None
-    if tok.type == "$END":
-        lines = text.splitlines() or [""]
-        line, col = len(lines), len(lines[-1]) + 1
-        hint = "a '{' is not closed" if text.count("{") > text.count("}") else None
-    elif str(tok) in ("=",) and "EQUAL" not in e.expected:
-        hint = "options are written name=value inside the parentheses of a component"
-    elif tok.type == "NAME" and "RPAR" in e.expected and "COMMA" in e.expected:
-        hint = "separate arguments with ','"
-    elif tok.type == "RBRACE" and text.count("{") < text.count("}"):
-        hint = "this '}' closes nothing"
-    end = getattr(tok, "end_column", None)
-    return Diagnostic(msg, Span(file, line, col, line, end), hint)
 
 
 def comment_owners(spec: A.SpecFile, comments: list[Token]) -> list:
