@@ -49,3 +49,22 @@ def test_client_script_parses():
     if shutil.which("node") is None:
         pytest.skip("node is not installed")
     subprocess.run(["node", "--check", str(EXT / "extension.js")], check=True)
+
+
+def test_extension_packages_with_vsce(tmp_path):
+    """What `make vscode` ships: the manifest, grammar, client and its runtime
+    dependency, packaged by vsce from the npm packages alone (no network)."""
+    import zipfile
+
+    _node_or_skip()
+    vsce = EXT / "node_modules" / "@vscode" / "vsce" / "vsce"
+    if not vsce.is_file():
+        pytest.skip("vsce is not installed (make test installs it)")
+    out = tmp_path / "strata.vsix"
+    subprocess.run(["node", str(vsce), "package", "--allow-missing-repository", "--skip-license",
+                    "--out", str(out)], cwd=EXT, check=True, capture_output=True, text=True)
+    names = set(zipfile.ZipFile(out).namelist())
+    assert {"extension/package.json", "extension/extension.js", "extension/syntaxes/strata.tmLanguage.json",
+            "extension/language-configuration.json"} <= names
+    assert any(n.startswith("extension/node_modules/vscode-languageclient/") for n in names)
+    assert not any(n.startswith("extension/test/") or "vscode-textmate" in n for n in names)
