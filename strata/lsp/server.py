@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from pathlib import Path
 
 from lsprotocol import types as T
@@ -271,6 +272,30 @@ def workspace_symbols(ls: StrataServer, params: T.WorkspaceSymbolParams) -> list
                         out.append(T.SymbolInformation(name=d.name, kind=_SYMBOL_KINDS[d.kind],
                                                        location=_location(path, d.at, len(d.name)),
                                                        container_name=d.scope or None))
+    return out
+
+
+@server.feature(T.TEXT_DOCUMENT_CODE_ACTION,
+                T.CodeActionOptions(code_action_kinds=[T.CodeActionKind.QuickFix]))
+def code_actions(ls: StrataServer, params: T.CodeActionParams) -> list[T.CodeAction]:
+    """A quick fix for each "did you mean 'x'?" hint: the misspelled name (the
+    quoted name of the message that is written where the diagnostic starts)
+    replaced by the suggestion."""
+    lines = ls.workspace.get_text_document(params.text_document.uri).source.split("\n")
+    out = []
+    for d in params.context.diagnostics:
+        want = re.search(r"hint: did you mean '([^']+)'\?", d.message)
+        start = d.range.start
+        if want is None or d.source != "strata" or start.line >= len(lines):
+            continue
+        written = lines[start.line][start.character:]
+        for wrong in re.findall(r"'([A-Za-z_][\w.]*)'", d.message.split("\nhint:")[0]):
+            if re.match(rf"{re.escape(wrong)}\b", written):
+                edit = T.TextEdit(range=_range((start.line, start.character), len(wrong)), new_text=want.group(1))
+                out.append(T.CodeAction(title=f"Change '{wrong}' to '{want.group(1)}'",
+                                        kind=T.CodeActionKind.QuickFix, diagnostics=[d], is_preferred=True,
+                                        edit=T.WorkspaceEdit(changes={params.text_document.uri: [edit]})))
+                break
     return out
 
 

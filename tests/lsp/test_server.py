@@ -58,6 +58,14 @@ async def test_diagnostics_on_open_and_change(client: LanguageClient, tmp_path):
     assert [(d.range.start.line, d.range.start.character) for d in diags] == [(6, 15), (12, 42), (13, 41)]
     assert diags[0].message.startswith("the line ends after '+'") and "\nhint: " in diags[0].message
     assert all(d.severity == T.DiagnosticSeverity.Error and d.source == "strata" for d in diags)
+    # a quick fix for the misspelled activation, from the checker's hint
+    actions = await client.text_document_code_action_async(T.CodeActionParams(
+        text_document=T.TextDocumentIdentifier(uri=uri), range=diags[2].range,
+        context=T.CodeActionContext(diagnostics=[diags[2]])))
+    fix, = actions
+    edit, = fix.edit.changes[uri]
+    assert (fix.title, edit.new_text) == ("Change 'gelu_tan' to 'gelu_tanh'", "gelu_tanh")
+    assert (edit.range.start.line, edit.range.start.character, edit.range.end.character) == (13, 41, 49)
     fixed = THREE.replace("768 +", "768")
     client.text_document_did_change(T.DidChangeTextDocumentParams(
         T.VersionedTextDocumentIdentifier(uri=uri, version=2),
