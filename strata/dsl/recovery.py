@@ -45,8 +45,11 @@ CONTINUES = {"ADD_OP", "MUL_OP", "POW", "COMP_OP", "EQUAL", "OR", "AND", "NOT", 
 MAX_ERRORS = 50
 # How far recovery looks: boundaries back (restore points) and forward (resume points).
 BACK, FORWARD = 8, 24
-# Tokens fed past the error before a recovery counts as good.
-TRIAL = 3
+# Tokens fed past the error before a recovery counts as good; at most MAX_TRIAL fed.
+TRIAL, MAX_TRIAL = 3, 400
+# A character no token starts with re-lexes the file from the start: at most this
+# many times in a file over LONG characters.
+LONG, LONG_LEX_ERRORS = 1_000_000, 5
 
 
 @dataclass
@@ -76,7 +79,7 @@ def lex_all(lark: Lark, text: str, file: str, comments: list,
                 nl = text.find("\n", pos)
                 end = len(text) if nl < 0 else nl
             text = text[:pos] + " " * (end - pos) + text[end:]
-            if len(diags) >= MAX_ERRORS:
+            if len(diags) >= (MAX_ERRORS if len(text) < LONG else LONG_LEX_ERRORS):
                 return [], diags, blanked
 
 
@@ -130,16 +133,19 @@ class _Driver:
     def next_boundary(self, i: int) -> int:
         return next((x for x in range(i + 1, len(self.toks)) if self.boundary[x]), len(self.toks))
 
-    def trial(self, snap, toks: list[Token], upto: int) -> bool:
-        """Does the parse go on from `snap` through toks[:upto] (and the end of
-        the file, when they reach it)?"""
+    def trial(self, snap, toks: list[Token], start: int, stop: int) -> bool:
+        """Does the parse go on from `snap` through toks[start:stop] (and the end
+        of the file, when they reach it)?  At most MAX_TRIAL tokens are tried: a
+        statement that long parsing so far is a good sign (and the bound keeps
+        recovery linear on a one-line file of 10^5 tokens)."""
+        stop = min(stop, start + MAX_TRIAL, len(toks))
         ps = self.state(snap)
         if ps is None:
             return False
         try:
-            for t in toks[:upto]:
-                self.feed(ps, t)
-            if upto >= len(toks):
+            for x in range(start, stop):
+                self.feed(ps, toks[x])
+            if stop >= len(toks):
                 self.feed(ps, self.end_token())
         except UnexpectedInput:
             return False
@@ -249,11 +255,14 @@ class _Driver:
             comma = Token.new_borrow_pos("COMMA", ",", self.toks[i - 1])
             tries.append((self.toks[:i] + [comma] + self.toks[i:], i + 1))
         for toks, at in tries:
-            # through the end of the error token's line: a mistake on the next
-            # line is the next error's, not a sign this repair is wrong
+            # through the end of the error token's statement or line, whichever
+            # comes first: a mistake after it is the next error's, not a sign
+            # this repair is wrong
             line = toks[at].line if at < len(toks) else None
-            upto = next((x for x in range(at + 1, len(toks)) if toks[x].line != line), len(toks))
-            if self.trial(snaps[j], toks[j:], upto - j):
+            upto = next((x for x in range(at + 1, min(len(toks), at + MAX_TRIAL))
+                         if toks[x].line != line or toks[x].type == "RBRACE"
+                         or toks[x - 1].type in ("SEMICOLON", "LBRACE", "RBRACE")), len(toks))
+            if self.trial(snaps[j], toks, j, upto):
                 return toks
         return None
 
@@ -269,7 +278,7 @@ class _Driver:
                 if k == len(self.toks):
                     if self.close_at_end(snaps[j]) is not None:
                         return j, k
-                elif self.trial(snaps[j], self.toks[k:], upto - k):
+                elif self.trial(snaps[j], self.toks, k, upto):
                     return j, k
         return None
 

@@ -111,3 +111,18 @@ def test_cli_check_reports_every_syntax_error(tmp_path, capsys):
     assert [line.split(": error: ")[0].rpartition("b.arch:")[2] for line in err.splitlines()
             if ": error: " in line] == ["2:13", "6:13", "8:4"]
     assert err.rstrip().endswith("3 errors")
+
+
+def test_recovery_work_is_bounded_on_hostile_input():
+    """A file of 2,000 broken statements reports MAX_ERRORS of them; a one-line
+    statement of 50,000 tokens is tried only MAX_TRIAL tokens at a time."""
+    import time
+
+    from strata.dsl.recovery import MAX_ERRORS
+
+    start = time.perf_counter()
+    _, diags = parse_recovering("model m {\n" + "  d = 1 +\n  e = )\n" * 2000 + "}\n", "h.arch")
+    assert len(diags) == MAX_ERRORS
+    _, diags = parse_recovering("model m { d = " + " 1" * 50_000 + " }", "h.arch")
+    assert [d.message for d in diags] == ["unexpected '1'"]
+    assert time.perf_counter() - start < 30  # seconds, on a loaded 2-core machine; about 1 s unloaded
