@@ -8,7 +8,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 SPEC   ?= specs/gpt2.arch
 
-.PHONY: demo test seed setup clean
+.PHONY: demo test seed setup clean vscode
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,14 @@ $(VENV)/.installed: pyproject.toml
 node_modules/.installed: package.json
 	@if command -v npm >/dev/null && npm ci --silent --no-audit --no-fund; then touch $@; \
 	else echo "warning: npm ci failed or npm is missing: Mermaid rendering tests will be skipped"; fi
+
+# The VS Code extension (editors/vscode): its grammar test runs in the test suite; `make vscode` packages it.
+editors/vscode/node_modules/.installed: editors/vscode/package.json
+	@if command -v npm >/dev/null && (cd editors/vscode && npm ci --silent --no-audit --no-fund); then touch $@; \
+	else echo "warning: npm ci failed or npm is missing: the editor extension's tests will be skipped"; fi
+
+vscode: editors/vscode/node_modules/.installed
+	cd editors/vscode && npm test && npm run package
 
 setup: $(VENV)/.installed
 
@@ -48,8 +56,8 @@ demo: $(VENV)/.installed
 seed: $(VENV)/.installed
 	STRATA=$(VENV)/bin/strata OUT=$(OUT)/seed bash examples/seed/run.sh
 
-test: $(VENV)/.installed node_modules/.installed
+test: $(VENV)/.installed node_modules/.installed editors/vscode/node_modules/.installed
 	$(PY) -m pytest
 
 clean:
-	rm -rf $(VENV) node_modules
+	rm -rf $(VENV) node_modules editors/vscode/node_modules

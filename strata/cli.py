@@ -170,6 +170,12 @@ def _cmd_schema(args) -> int:
     return EXIT_OK
 
 
+def _cmd_lsp(args) -> int:
+    from strata.lsp import serve
+
+    return serve()
+
+
 def _weights_errors():
     """Weights that do not fit (or are not safetensors) are the user's to fix: exit 2."""
     import contextlib
@@ -421,6 +427,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_fmt)
 
     _add_train_commands(sub)
+
+    p = sub.add_parser("lsp", help="run the language server on stdin/stdout (for editors)")
+    p.set_defaults(func=_cmd_lsp)
 
     p = sub.add_parser("schema", help="print the JSON Schema of the YAML surface (for editors)")
     p.add_argument("-o", "--output", help="write here (atomically) instead of stdout")

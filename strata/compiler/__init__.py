@@ -16,7 +16,7 @@
     48
 """
 
-from strata.compiler.build import as_graph, build, build_file, build_text
+from strata.compiler.build import Analysis, analyze_text, as_graph, build, build_file, build_text
 from strata.compiler.select import select
 
-__all__ = ["as_graph", "build", "build_file", "build_text", "select"]
+__all__ = ["Analysis", "analyze_text", "as_graph", "build", "build_file", "build_text", "select"]

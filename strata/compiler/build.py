@@ -11,6 +11,7 @@ into graph ops, check its passes and train sections.  Never imports torch.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,23 +20,24 @@ from strata.compiler.ir import to_networkx
 from strata.compiler.resolve import resolve_model
 from strata.compiler.sections import check_passes, check_train
 from strata.dsl import ast as A
-from strata.dsl import clean_text, load_text, read_source
-from strata.errors import Collector, Span, SpecError
+from strata.dsl import clean_text, load_text_recovering, read_source
+from strata.errors import Collector, Diagnostic, Span, SpecError
 
 if TYPE_CHECKING:
     import networkx as nx
 
-__all__ = ["as_graph", "build", "build_file", "build_text"]
+# The checker's findings that a syntax error explains by itself: recovery dropped
+# the definition (a model or stack with a mistake in its first line).
+ABSENT = ("the file defines no model", "model '")
+
+__all__ = ["Analysis", "analyze_text", "as_graph", "build", "build_file", "build_text"]
 
 
-def build(spec: A.SpecFile, *, model: str | None = None, sources: dict[str, str] | None = None,
-          networkx: bool = True) -> "nx.MultiDiGraph":
-    """Build the IR of one model of a parsed spec (imports resolved from its path).
-
-    networkx=False returns the builder's plain-dict graph (`ir.Staging`, same
-    `graph` data and nodes): enough for `strata check`, without importing networkx."""
-    sources = dict(sources or {})
+def _build(spec: A.SpecFile, model: str | None, sources: dict[str, str]):
+    """(the plain-dict graph, or None where the model could not be elaborated;
+    every mistake found)."""
     errors = Collector()
+    g = None
     try:
         resolved = resolve_model(spec, sources, model, errors)
         g = elaborate(resolved, errors)
@@ -45,19 +47,70 @@ def build(spec: A.SpecFile, *, model: str | None = None, sources: dict[str, str]
     except RecursionError:
         errors.error("the spec is nested too deeply to build", Span(spec.path or "<string>", 1, 1),
                      "split deeply nested expressions or blocks")
+    return g, errors
+
+
+def build(spec: A.SpecFile, *, model: str | None = None, sources: dict[str, str] | None = None,
+          networkx: bool = True) -> "nx.MultiDiGraph":
+    """Build the IR of one model of a parsed spec (imports resolved from its path).
+
+    networkx=False returns the builder's plain-dict graph (`ir.Staging`, same
+    `graph` data and nodes): enough for `strata check`, without importing networkx."""
+    sources = dict(sources or {})
+    g, errors = _build(spec, model, sources)
     errors.raise_if_any(sources)
     return to_networkx(g) if networkx else g
 
 
+@dataclass
+class Analysis:
+    """What the checker knows of one spec text, mistakes or not (the language
+    server's view): the AST of what parses, the graph where the model could be
+    built (partial when it has mistakes), and every diagnostic in source order."""
+
+    spec: A.SpecFile | None
+    graph: object | None                  # ir.Staging: plain dicts, no networkx
+    diagnostics: list[Diagnostic]
+    sources: dict[str, str] = field(default_factory=dict)
+
+
+def analyze_text(text: str, file: str = "<string>", *, model: str | None = None) -> Analysis:
+    """Check spec text and keep going past its mistakes: syntax errors (every
+    one, `strata.dsl.recovery`) and the checker's findings on what parses,
+    less those about names that only a dropped statement defined.
+
+        >>> a = analyze_text("model m {\\n  d = 8 +\\n  stack s(tokens) { embedding(10, d) }\\n}\\n", "m.arch")
+        >>> [(d.span.line, d.message) for d in a.diagnostics]
+        [(2, "the line ends after '+'; expected a value")]
+    """
+    text = clean_text(text, file)  # the sources errors are shown from: as parsed
+    sources = {file: text}
+    spec, diags = load_text_recovering(text, file)
+    g = None
+    if spec is not None:
+        try:
+            g, errors = _build(spec, model, sources)
+            found = errors.items
+        except SpecError as e:  # a mistake that stops the build (no model, unknown --model)
+            sources.update(e.sources)
+            found = e.diagnostics
+        if diags:  # after a syntax error: not what only the dropped statements would have given
+            dropped = [f"'{n}'" for n in spec.dropped]
+            found = [d for d in found if not any(n in d.message for n in dropped)
+                     and not d.message.startswith(ABSENT)]
+        diags = diags + found
+    diags.sort(key=lambda d: (d.span is None, d.span.file if d.span else "", d.span.line if d.span else 0,
+                              d.span.col if d.span else 0))
+    return Analysis(spec, g, diags, sources)
+
+
 def build_text(text: str, file: str = "<string>", *, model: str | None = None,
                networkx: bool = True) -> "nx.MultiDiGraph":
-    try:
-        text = clean_text(text, file)  # the sources errors are shown from: as parsed
-        spec = load_text(text, file)
-    except SpecError as e:
-        e.sources.setdefault(file, text)
-        raise
-    return build(spec, model=model, sources={file: text}, networkx=networkx)
+    """Parse and build spec text; raise SpecError with every mistake found."""
+    a = analyze_text(text, file, model=model)
+    if a.diagnostics:
+        raise SpecError(a.diagnostics, a.sources)
+    return to_networkx(a.graph) if networkx else a.graph
 
 
 def build_file(path: str | Path, *, model: str | None = None, networkx: bool = True) -> "nx.MultiDiGraph":

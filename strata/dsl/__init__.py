@@ -50,6 +50,28 @@ def load_text(text: str, file: str = "<string>") -> SpecFile:
     return parse(text, file)
 
 
+def load_text_recovering(text: str, file: str = "<string>") -> tuple[SpecFile | None, list[Diagnostic]]:
+    """Parse spec text reporting every syntax error: (the AST of what parses, or
+    None; the diagnostics).  The YAML surface reports its mistakes together
+    already; the text surface recovers after each (`strata.dsl.recovery`).
+
+        >>> spec, diags = load_text_recovering("model m { d = }\\nmodel n { e = 1 }", "m.arch")
+        >>> [m.name for m in spec.models], [d.message for d in diags]
+        (['m', 'n'], ["unexpected '}'"])
+    """
+    text = clean_text(text, file)
+    if file.endswith(YAML_SUFFIXES):
+        from strata.dsl.yaml_loader import parse_yaml
+
+        try:
+            return parse_yaml(text, file), []
+        except SpecError as e:
+            return None, list(e.diagnostics)
+    from strata.dsl.parser import parse_recovering
+
+    return parse_recovering(text, file)
+
+
 def read_source(path: str | Path) -> str:
     """A spec file's text (see `clean_text`); a missing or unreadable file, or one
     that is not a regular file of at most `strata.io.MAX_TEXT_BYTES`, is a usage error."""

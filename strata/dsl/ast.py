@@ -259,6 +259,9 @@ class SpecFile(Node):
     train: Train | None = None
     # The file this came from; not part of equality.
     path: SkipJsonSchema[str | None] = Field(default=None, exclude=True, repr=False)
+    # Names defined by statements that syntax-error recovery dropped: the checker
+    # does not call them undefined (one mistake, one error).
+    dropped: SkipJsonSchema[set[str]] = Field(default_factory=set, exclude=True, repr=False)
 
 
 # How deeply definitions, statements and expressions may nest, counted in AST

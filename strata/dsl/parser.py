@@ -14,9 +14,10 @@ from functools import lru_cache
 from pathlib import Path
 
 from lark import Lark, Token, Transformer_NonRecursive, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 from strata.dsl import ast as A
+from strata.dsl.recovery import recover
+from strata.dsl.syntax_errors import syntax_error as _syntax_error
 from strata.errors import Diagnostic, Span, SpecError
 
 GRAMMAR = Path(__file__).with_name("grammar.lark")
@@ -29,15 +30,6 @@ MAX_INT_DIGITS = 100
 KEYWORDS = frozenset({"model", "block", "stack", "residual", "parallel", "seq", "branch", "repeat",
                       "as", "import", "from", "extends", "passes", "train", "if", "else", "and",
                       "or", "not", "true", "false", "none"})
-
-# How lark's token names read in an error message.
-_TOKEN_WORDS = {
-    "NAME": "a name", "NUMBER": "a number", "STRING": "a string", "LBRACE": "'{'",
-    "RBRACE": "'}'", "LPAR": "'('", "RPAR": "')'", "COMMA": "','", "EQUAL": "'='",
-    "SEMICOLON": "';'", "DOT": "'.'", "ADD_OP": "'+' or '-'", "MUL_OP": "'*', '/', '//' or '%'",
-    "POW": "'**'", "COMP_OP": "a comparison", "$END": "the end of the file",
-}
-
 
 # Comments are %ignore'd by the grammar; the lexer hands each one to this list.
 _comments: list[Token] = []
@@ -85,6 +77,17 @@ class _ToAST(Transformer_NonRecursive):
     def __init__(self, file: str):
         super().__init__()
         self.file = file
+        self.errors: list[Diagnostic] = []  # every mistake found; the tree is still built
+
+    def _err(self, span, message: str, hint: str | None = None) -> None:
+        self.errors.append(Diagnostic(message, span, hint))
+
+    def _str(self, tok) -> str | None:
+        try:
+            return _unquote(tok, self.file)
+        except _Dup as e:
+            self._err(e.span, e.message, e.hint)
+            return None
 
     def _s(self, meta):
         return _span(self.file, meta) if not getattr(meta, "empty", False) else None
@@ -92,8 +95,8 @@ class _ToAST(Transformer_NonRecursive):
     def _name(self, tok, what: str = "name") -> str:
         """A name the spec defines or uses as a name: never a keyword (as in YAML)."""
         if tok in KEYWORDS:
-            raise _Dup(_span(self.file, tok), f"'{tok}' is a keyword and cannot be a {what}",
-                       f"choose another name, e.g. {tok}_")
+            self._err(_span(self.file, tok), f"'{tok}' is a keyword and cannot be a {what}",
+                      f"choose another name, e.g. {tok}_")
         return str(tok)
 
     # ---- top level
@@ -101,27 +104,29 @@ class _ToAST(Transformer_NonRecursive):
         spec = A.SpecFile.model_construct(path=self.file)
         for it in items:
             if isinstance(it, A.Import):
-                spec.imports.append(it)
+                if it.path is not None:  # None: its path has a mistake, reported
+                    spec.imports.append(it)
             elif isinstance(it, A.BlockDef):
                 spec.blocks.append(it)
             elif isinstance(it, A.ModelDef):
                 spec.models.append(it)
             elif isinstance(it, A.Passes):
                 if spec.passes is not None:
-                    raise _Dup(it.span, "a second 'passes' section",
-                               "merge the two passes sections into one")
+                    self._err(it.span, "a second 'passes' section", "merge the two passes sections into one")
+                    continue
                 spec.passes = it
             elif isinstance(it, A.Train):
                 if spec.train is not None:
-                    raise _Dup(it.span, "a second 'train' section", "merge the two train sections into one")
+                    self._err(it.span, "a second 'train' section", "merge the two train sections into one")
+                    continue
                 spec.train = it
         return spec
 
     def import_all(self, meta, c):
-        return A.Import.model_construct(path=_unquote(c[0], self.file), names=None, span=self._s(meta))
+        return A.Import.model_construct(path=self._str(c[0]), names=None, span=self._s(meta))
 
     def import_names(self, meta, c):
-        return A.Import.model_construct(path=_unquote(c[0], self.file), names=c[1], span=self._s(meta))
+        return A.Import.model_construct(path=self._str(c[0]), names=c[1], span=self._s(meta))
 
     def name_list(self, meta, c):
         return [self._name(t, "imported name") for t in c]
@@ -189,11 +194,12 @@ class _ToAST(Transformer_NonRecursive):
                 continue
             if isinstance(a, A.Keyword):
                 if any(k.name == a.name for k in kwargs):
-                    raise _Dup(a.span, f"option '{a.name}' is given twice", "keep one of them")
+                    self._err(a.span, f"option '{a.name}' is given twice", "keep one of them")
+                    continue
                 kwargs.append(a)
             elif kwargs:
-                raise _Dup(a.span, "a positional argument follows a keyword argument",
-                           "put positional arguments first")
+                self._err(a.span, "a positional argument follows a keyword argument",
+                          "put positional arguments first")
             else:
                 args.append(a)
         return args, kwargs
@@ -245,14 +251,15 @@ class _ToAST(Transformer_NonRecursive):
         if any(ch in clean for ch in ".eE"):
             value = float(clean)  # 1e999 is inf: the evaluator says it is not finite
         elif len(clean) > MAX_INT_DIGITS:  # past this, int() and str() get slow, then refuse
-            raise _Dup(_span(self.file, c[0]), f"a number with {len(clean):,} digits is too long "
-                       f"(at most {MAX_INT_DIGITS})", "no model dimension or count needs more")
+            self._err(_span(self.file, c[0]), f"a number with {len(clean):,} digits is too long "
+                      f"(at most {MAX_INT_DIGITS})", "no model dimension or count needs more")
+            value = 0
         else:
             value = int(clean)
         return A.Num.model_construct(value=value, text=text, span=self._s(meta))
 
     def string(self, meta, c):
-        return A.Str.model_construct(value=_unquote(c[0], self.file), span=self._s(meta))
+        return A.Str.model_construct(value=self._str(c[0]) or "", span=self._s(meta))
 
     def true(self, meta, c):
         return A.Const.model_construct(value=True, span=self._s(meta))
@@ -309,55 +316,6 @@ def _unquote(tok: Token, file: str) -> str:
     return value
 
 
-def _describe_token(tok: Token) -> str:
-    if tok.type == "$END":
-        return "the end of the file"
-    return f"'{tok}'"
-
-
-def _expected_words(expected) -> str:
-    words = sorted({_TOKEN_WORDS.get(e, f"'{e.lower()}'" if e.isupper() and len(e) < 9 else e)
-                    for e in expected if not e.startswith("__")})
-    if len(words) > 6:
-        return ""
-    return " or ".join(words) if len(words) <= 2 else ", ".join(words[:-1]) + " or " + words[-1]
-
-
-def _syntax_error(e: UnexpectedInput, file: str, text: str) -> Diagnostic:
-    line, col = getattr(e, "line", 1) or 1, getattr(e, "column", 1) or 1
-    if isinstance(e, UnexpectedCharacters):
-        ch = text[e.pos_in_stream] if e.pos_in_stream < len(text) else "?"
-        hint = None
-        if ch == "'" or ch == '"':
-            hint = "close the string on the same line"
-        return Diagnostic(f"unexpected character {ch!r}", Span(file, line, col, line, col + 1), hint)
-    if isinstance(e, UnexpectedEOF):
-        lines = text.splitlines() or [""]
-        line, col = len(lines), len(lines[-1]) + 1
-        return Diagnostic("unexpected end of file", Span(file, line, col),
-                          "a '{' or '(' is not closed" if text.count("{") > text.count("}")
-                          or text.count("(") > text.count(")") else None)
-    assert isinstance(e, UnexpectedToken)
-    tok = e.token
-    want = _expected_words(e.expected)
-    msg = "unexpected end of file" if tok.type == "$END" else f"unexpected {_describe_token(tok)}"
-    if want:
-        msg += f"; expected {want}"
-    hint = None
-    if tok.type == "$END":
-        lines = text.splitlines() or [""]
-        line, col = len(lines), len(lines[-1]) + 1
-        hint = "a '{' is not closed" if text.count("{") > text.count("}") else None
-    elif str(tok) in ("=",) and "EQUAL" not in e.expected:
-        hint = "options are written name=value inside the parentheses of a component"
-    elif tok.type == "NAME" and "RPAR" in e.expected and "COMMA" in e.expected:
-        hint = "separate arguments with ','"
-    elif tok.type == "RBRACE" and text.count("{") < text.count("}"):
-        hint = "this '}' closes nothing"
-    end = getattr(tok, "end_column", None)
-    return Diagnostic(msg, Span(file, line, col, line, end), hint)
-
-
 def comment_owners(spec: A.SpecFile, comments: list[Token]) -> list:
     """The statement each comment belongs to (None: no statement follows it):
     the first statement that starts after it, except that a trailing comment
@@ -392,42 +350,52 @@ def _attach_comments(spec: A.SpecFile, comments: list[Token]) -> None:
             node.comment = text if node.comment is None else node.comment + "\n" + text
 
 
-def parse(text: str, file: str = "<string>") -> A.SpecFile:
-    """Parse .arch text into a `SpecFile`; raise `SpecError` on a syntax mistake."""
+def parse_recovering(text: str, file: str = "<string>") -> tuple[A.SpecFile | None, list[Diagnostic]]:
+    """Parse .arch text, reporting every syntax error (`strata.dsl.recovery`):
+    the AST of what parses (None when nothing does) and the diagnostics, in
+    source order.  A statement dropped by recovery is named in the spec's
+    `dropped` set, so the checker need not report its names as undefined."""
     from strata.dsl import clean_text
 
     text = clean_text(text, file)
-    _comments.clear()
-    try:
-        tree = _lark().parse(text)
-        spec = _ToAST(file).transform(tree)
-    except UnexpectedInput as e:
-        raise SpecError([_syntax_error(e, file, text)], {file: text}) from None
-    except _Dup as e:
-        raise SpecError([Diagnostic(e.message, e.span, e.hint)], {file: text}) from None
-    except RecursionError:
-        raise SpecError([Diagnostic("the spec is nested too deeply to read", Span(file, 1, 1),
-                                    "split deeply nested expressions into variables")],
-                        {file: text}) from None
-    except Exception as e:  # lark wraps Transformer errors in VisitError
-        inner = getattr(e, "orig_exc", None)
-        if isinstance(inner, _Dup):
-            raise SpecError([Diagnostic(inner.message, inner.span, inner.hint)], {file: text}) from None
-        if isinstance(inner, RecursionError):
-            raise SpecError([Diagnostic("the spec is nested too deeply to read", Span(file, 1, 1),
-                                        "split deeply nested expressions into variables")],
-                            {file: text}) from None
-        raise
-    spec.path = file
-    check_depth(spec, file, text)
-    _attach_comments(spec, list(_comments))
+    result = recover(_lark(), text, file, _comments, lambda e, t: _syntax_error(e, file, t))
+    diags = list(result.diagnostics)
+    spec = None
+    if result.tree is not None:
+        try:
+            builder = _ToAST(file)
+            spec = builder.transform(result.tree)
+            diags += builder.errors
+        except RecursionError:
+            return None, diags + [Diagnostic("the spec is nested too deeply to read", Span(file, 1, 1),
+                                             "split deeply nested expressions into variables")]
+        spec.path = file
+        spec.dropped = result.dropped
+        where = A.too_deep(spec)
+        if where is not None:
+            return None, diags + [_too_deep(where)]
+        _attach_comments(spec, list(_comments))
+    return spec, sorted(diags, key=lambda d: (d.span.line, d.span.col) if d.span else (0, 0))
+
+
+def parse(text: str, file: str = "<string>") -> A.SpecFile:
+    """Parse .arch text into a `SpecFile`; raise `SpecError` with every syntax mistake."""
+    from strata.dsl import clean_text
+
+    text = clean_text(text, file)
+    spec, diags = parse_recovering(text, file)
+    if diags or spec is None:
+        raise SpecError(diags, {file: text})
     return spec
+
+
+def _too_deep(where: Span) -> Diagnostic:
+    return Diagnostic(f"the spec nests more than {A.MAX_DEPTH} levels deep here", where,
+                      "split deep expressions into variables and deep bodies into blocks")
 
 
 def check_depth(spec: A.SpecFile, file: str, text: str) -> None:
     """Refuse a spec nested deeper than `ast.MAX_DEPTH` levels (both surfaces)."""
     where = A.too_deep(spec)
     if where is not None:
-        raise SpecError([Diagnostic(f"the spec nests more than {A.MAX_DEPTH} levels deep here",
-                                    where, "split deep expressions into variables and deep "
-                                    "bodies into blocks")], {file: text})
+        raise SpecError([_too_deep(where)], {file: text})

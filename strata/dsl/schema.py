@@ -19,6 +19,7 @@ documented in `strata.dsl.yaml_loader`.  Point an editor at the output:
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
@@ -203,8 +204,43 @@ class Spec(_Y):
     train: Train | TrainLong | None = None
 
 
-def yaml_json_schema() -> dict:
-    """The JSON Schema of the YAML surface, as a dict ready for `json.dumps`."""
+def _block_uses(blocks: Mapping[str, Sequence[str]] | None) -> dict:
+    """A statement that uses a block: {name: args, param: value, as:, comment:}.
+
+    Without `blocks`, any name that is not a component or a construct (the
+    schema cannot know a file's blocks); with them (name -> parameter names,
+    `spec_blocks`), exactly those blocks with exactly their parameters."""
+    if blocks is None:
+        return {"type": "object", "minProperties": 1, "description": "a use of a block",
+                "properties": {"as": _NAME, "comment": {"type": "string"}},
+                "additionalProperties": _ARGS,
+                "not": {"anyOf": [{"required": [c]} for c in ("residual", "parallel", "seq", "branch",
+                                                               "repeat", "let", *sorted(COMPONENTS))]}}
+    return {"anyOf": [{"type": "object", "description": f"a use of block '{name}'", "required": [name],
+                       "properties": {name: _ARGS, "as": _NAME, "comment": {"type": "string"},
+                                      **{p: _EXPR for p in params}},
+                       "additionalProperties": False}
+                      for name, params in sorted(blocks.items()) if name not in COMPONENTS]
+            or [{"not": {}}]}
+
+
+def spec_blocks(spec) -> dict[str, list[str]]:
+    """name -> parameter names of every block a parsed spec defines (file-level and
+    in its models), for `yaml_json_schema(blocks=...)`."""
+    found = {b.name: [p.name for p in b.params] for b in spec.blocks}
+    for m in spec.models:
+        found.update({b.name: [p.name for p in b.params] for b in m.blocks})
+    return found
+
+
+def yaml_json_schema(blocks: Mapping[str, Sequence[str]] | None = None) -> dict:
+    """The JSON Schema of the YAML surface, as a dict ready for `json.dumps`.
+
+    Every mapping is closed (`additionalProperties: false`) except where the
+    spec names things: variables, blocks, stacks, parameters.  A statement
+    keyed by a component takes only that component's options; one keyed by
+    any other name is a block use, checked exactly when `blocks` (the file's
+    blocks and their parameters, `spec_blocks`) is given."""
     uses = [_use_model("use", c.name, c.options, c.doc) for c in COMPONENTS.values()]
     passes = [_use_model("pass", p.name, p.options, p.doc) for p in PASSES.values()]
     constructs = [Residual, Parallel, Seq, Branch, Repeat, Let]
@@ -212,13 +248,8 @@ def yaml_json_schema() -> dict:
     _, top = models_json_schema([(m, "validation") for m in models], ref_template="#/$defs/{model}")
     defs = top["$defs"]
     words = {"type": "string", "description": "a statement in the text form, e.g. layernorm"}
-    block_use = {"type": "object", "minProperties": 1, "description": "a use of a block",
-                 "properties": {"as": _NAME, "comment": {"type": "string"}},
-                 "additionalProperties": _ARGS,
-                 "not": {"anyOf": [{"required": [c]} for c in ("residual", "parallel", "seq",
-                                                                "branch", "repeat", "let")]}}
     defs["statement"] = {"anyOf": [{"anyOf": [{"enum": sorted(COMPONENTS)}, words]},
-                                   *[_ref(m.__name__) for m in constructs + uses], block_use]}
+                                   *[_ref(m.__name__) for m in constructs + uses], _block_uses(blocks)]}
     defs["pass"] = {"anyOf": [{"anyOf": [{"enum": sorted(PASSES)}, words]},
                               *[_ref(m.__name__) for m in passes]]}
     spec = defs.pop("Spec")

@@ -65,12 +65,16 @@ def parse_snippet(text: str, start: str, file: str):
         c = _snippet_comments[0]
         raise Bad("a '#' comment inside a statement string", Span(file, c.line, c.column),
                   "put it under a 'comment:' key")
+    builder = _ToAST(file)
     try:
-        node = _ToAST(file).transform(tree)
+        node = builder.transform(tree)
     except VisitError as e:
         if isinstance(e.orig_exc, _Dup):
             raise Bad(e.orig_exc.message, e.orig_exc.span, e.orig_exc.hint) from None
         raise
+    if builder.errors:  # the first of the snippet's mistakes (a snippet is one value or statement)
+        first = builder.errors[0]
+        raise Bad(first.message, first.span, first.hint)
     return node[0] if isinstance(node, list) else node
 
 

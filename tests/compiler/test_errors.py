@@ -56,8 +56,13 @@ def test_good_spec_builds():
 
 
 def test_syntax_error_points_at_token():
+    err = errors_of("model m {\n  d = 3 * }\n")
+    located(err, "unexpected '}'", 2, 11)
+
+
+def test_unfinished_line_is_reported_on_its_own_line():
     err = errors_of("model m {\n  d = 3 +\n}\n")
-    located(err, "unexpected '}'", 3, 1)
+    located(err, "the line ends after '+'", 2, 10)
 
 
 def test_syntax_error_unclosed_brace():

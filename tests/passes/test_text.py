@@ -44,7 +44,7 @@ def test_pass_text_round_trips(gpt, tmp_path, monkeypatch, text):
 @pytest.mark.parametrize("text, where, message", [
     ("quantize(int9)", 10, "'int9' is not a valid scheme"),
     ('quantize(int8_dynamic, on="mlpp")', 27, 'selector "mlpp" matches no module'),
-    ('quantize(int8_dynamic', 22, "unexpected end"),
+    ('quantize(int8_dynamic', 9, "this '(' is not closed"),
     ("prunee(0.5)", 1, "unknown pass 'prunee'"),
     ("prune(1.5)", 7, "amount"),
 ])

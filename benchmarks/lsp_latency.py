@@ -1,0 +1,98 @@
+"""`strata lsp` latency from a warm server: a change to its diagnostics, hover on a
+component, completion of a component's options.  The real server runs as a
+subprocess and is driven over stdio by pygls's client, as an editor would.
+
+Goals (issue 18): hover and completion under 50 ms, diagnostics under 300 ms
+(the server waits DEBOUNCE_S = 0.15 s after a change before checking, so a
+burst of keystrokes is one check; the figure includes that wait).
+
+    python benchmarks/lsp_latency.py [--runs 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from lsprotocol import types as T
+from pygls.lsp.client import LanguageClient
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _where(text: str, word: str, shift: int) -> T.Position:
+    """The position `shift` characters into the first `word` of `text`."""
+    for i, line in enumerate(text.split("\n")):
+        col = line.find(word)
+        if col >= 0:
+            return T.Position(i, col + shift)
+    raise SystemExit(f"no {word!r} in the spec")
+
+
+async def measure(path: Path, runs: int) -> dict[str, float]:
+    client = LanguageClient("bench", "1")
+    arrived: asyncio.Queue = asyncio.Queue()
+
+    @client.feature(T.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    def _diagnostics(params: T.PublishDiagnosticsParams) -> None:
+        arrived.put_nowait((time.perf_counter(), params.diagnostics))
+
+    await client.start_io(sys.executable, "-m", "strata", "lsp")
+    await client.initialize_async(T.InitializeParams(capabilities=T.ClientCapabilities(),
+                                                     root_uri=path.parent.as_uri()))
+    client.initialized(T.InitializedParams())
+    text = path.read_text()
+    uri = path.as_uri()
+    start = time.perf_counter()
+    client.text_document_did_open(T.DidOpenTextDocumentParams(T.TextDocumentItem(uri, "strata", 1, text)))
+    t, diags = await arrived.get()
+    assert not diags, diags
+    out = {"open": t - start}
+    doc = T.TextDocumentIdentifier(uri=uri)
+    hover_at, complete_at = _where(text, "attention(", 3), _where(text, "mlp(", 4)
+    changes, hovers, completions = [], [], []
+    for i in range(runs):
+        edited = text + "\n" * (i % 2)  # a change that keeps the spec as it is
+        start = time.perf_counter()
+        client.text_document_did_change(T.DidChangeTextDocumentParams(
+            T.VersionedTextDocumentIdentifier(uri=uri, version=i + 2),
+            [T.TextDocumentContentChangeWholeDocument(text=edited)]))
+        t, _ = await arrived.get()
+        changes.append(t - start)
+        start = time.perf_counter()
+        hover = await client.text_document_hover_async(T.HoverParams(doc, hover_at))
+        hovers.append(time.perf_counter() - start)
+        assert hover and "parameters" in hover.contents.value, hover
+        start = time.perf_counter()
+        items = await client.text_document_completion_async(T.CompletionParams(doc, complete_at))
+        completions.append(time.perf_counter() - start)
+        assert any(it.label == "act=" for it in items.items)
+    await client.shutdown_async(None)
+    client.exit(None)
+    await client.stop()
+    return {**out, "change→diagnostics": statistics.median(changes), "hover": statistics.median(hovers),
+            "completion": statistics.median(completions)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=15)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        deep = Path(tmp) / "gpt2_2000_layers.arch"
+        deep.write_text((ROOT / "specs/gpt2.arch").read_text().replace("depth = 12", "depth = 2000"))
+        specs = [ROOT / "specs/gpt2.arch", ROOT / "specs/llama2_70b.arch", deep]
+        print(f"{'spec':28} {'open':>9} {'change→diagnostics':>20} {'hover':>9} {'completion':>11}   (medians of {args.runs})")
+        for spec in specs:
+            r = asyncio.run(measure(spec, args.runs))
+            print(f"{spec.name:28} {r['open'] * 1000:7.0f} ms {r['change→diagnostics'] * 1000:17.0f} ms "
+                  f"{r['hover'] * 1000:6.1f} ms {r['completion'] * 1000:8.1f} ms")
+
+
+if __name__ == "__main__":
+    main()

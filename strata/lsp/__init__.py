@@ -1,0 +1,24 @@
+"""`strata lsp`: a language server for .arch and strata YAML files (optional
+extra `strata[lsp]`: pygls and lsprotocol).
+
+    features.py  hover, completion, definitions: plain data over the checker's analysis
+    index.py     where each name of a file is defined and used
+    server.py    the LSP wiring (pygls): diagnostics, hover, completion, definition,
+                 references, rename, symbols, formatting, inlay hints
+"""
+
+from __future__ import annotations
+
+from strata.errors import UsageError
+
+
+def serve() -> int:
+    """Run the server on stdin/stdout (what `strata lsp` does)."""
+    try:
+        import lsprotocol  # noqa: F401
+        import pygls  # noqa: F401
+    except ImportError:
+        raise UsageError("the language server needs pygls: pip install 'strata[lsp]'") from None
+    from strata.lsp.server import main
+
+    return main()

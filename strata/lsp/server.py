@@ -1,0 +1,348 @@
+"""`strata lsp`: the Language Server Protocol over stdio (pygls), a thin layer
+over the checker's own analysis (`strata.lsp.features`).
+
+Diagnostics are published on open and, debounced, after each change; a file
+that imports a changed or saved file is checked again.  Positions: lines and
+columns 0-based; columns count characters of the line (UTF-16 only differs
+past the Basic Multilingual Plane).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from pathlib import Path
+
+from lsprotocol import types as T
+from pygls.lsp.server import LanguageServer
+from pygls.uris import from_fs_path, to_fs_path
+
+from strata.compiler.symbolic import text as sym_text
+from strata.dsl import read_source
+from strata.dsl.rewrite import rewrite
+from strata.errors import Diagnostic, SpecError
+from strata.lsp.features import Document, Item, is_spec_file
+from strata.lsp.index import Index
+
+# Wait this long after a keystroke before checking (a burst of typing is one check).
+DEBOUNCE_S = 0.15
+# Workspace symbols: at most this many spec files are read.
+MAX_WORKSPACE_FILES = 2000
+
+_ITEM_KINDS = {"component": T.CompletionItemKind.Class, "block": T.CompletionItemKind.Module,
+               "option": T.CompletionItemKind.Property, "value": T.CompletionItemKind.EnumMember,
+               "variable": T.CompletionItemKind.Variable, "pass": T.CompletionItemKind.Function,
+               "keyword": T.CompletionItemKind.Keyword}
+_SYMBOL_KINDS = {"model": T.SymbolKind.Class, "block": T.SymbolKind.Function, "stack": T.SymbolKind.Module,
+                 "var": T.SymbolKind.Variable, "param": T.SymbolKind.TypeParameter, "alias": T.SymbolKind.Field,
+                 "index": T.SymbolKind.Variable, "import": T.SymbolKind.Namespace}
+
+
+class StrataServer(LanguageServer):
+    def __init__(self) -> None:
+        super().__init__("strata-lsp", "1")
+        self.docs: dict[str, Document] = {}       # uri -> latest analysis
+        self.pending: dict[str, asyncio.Task] = {}
+        self.inlay_hints = False
+
+    def path_of(self, uri: str) -> str:
+        return to_fs_path(uri) or uri
+
+    def check(self, uri: str) -> Document:
+        """Analyse the open text of `uri` and publish its diagnostics."""
+        text = self.workspace.get_text_document(uri).source
+        path = self.path_of(uri)
+        try:
+            doc = Document.of(text, path)
+        except SpecError as e:  # text no file can hold (a lone surrogate): its own diagnostic
+            self.publish(uri, path, e.diagnostics)
+            return self.docs.get(uri)
+        doc.warm()  # before publishing: a client asks for hovers as soon as it has diagnostics
+        self.docs[uri] = doc
+        self.publish(uri, path, doc.analysis.diagnostics)
+        return doc
+
+    def publish(self, uri: str, path: str, diags: list[Diagnostic]) -> None:
+        out = []
+        for d in diags:
+            if d.span is None or d.span.file != path:
+                where = f" ({d.span})" if d.span else ""
+                rng = T.Range(T.Position(0, 0), T.Position(0, 0))
+                message = d.message + where
+            else:
+                line, col = d.span.line - 1, d.span.col - 1
+                end_line = (d.span.end_line or d.span.line) - 1
+                end_col = (d.span.end_col or d.span.col + 1) - 1
+                if (end_line, end_col) <= (line, col):
+                    end_line, end_col = line, col + 1
+                rng = T.Range(T.Position(line, col), T.Position(end_line, end_col))
+                message = d.message
+            if d.hint:
+                message += f"\nhint: {d.hint}"
+            severity = T.DiagnosticSeverity.Warning if d.severity == "warning" else T.DiagnosticSeverity.Error
+            out.append(T.Diagnostic(range=rng, message=message, severity=severity, source="strata"))
+        self.text_document_publish_diagnostics(T.PublishDiagnosticsParams(uri=uri, diagnostics=out))
+
+    def dependents(self, uri: str) -> list[str]:
+        """Open documents that import the file at `uri` (directly)."""
+        target = Path(self.path_of(uri)).resolve()
+        out = []
+        for other, doc in self.docs.items():
+            spec = doc.analysis.spec
+            if other == uri or spec is None:
+                continue
+            base = Path(doc.uri_path).parent
+            if any((base / imp.path).resolve() == target for imp in spec.imports):
+                out.append(other)
+        return out
+
+    def schedule(self, uri: str) -> None:
+        """Check `uri` after DEBOUNCE_S unless another change comes first."""
+        old = self.pending.pop(uri, None)
+        if old is not None:
+            old.cancel()
+
+        async def later():
+            await asyncio.sleep(DEBOUNCE_S)
+            self.pending.pop(uri, None)
+            self.check(uri)
+            for other in self.dependents(uri):
+                self.check(other)
+
+        self.pending[uri] = asyncio.ensure_future(later())
+
+    def document(self, uri: str) -> Document | None:
+        """The analysis of `uri`, made now if a change is still waiting."""
+        if uri in self.pending or uri not in self.docs:
+            task = self.pending.pop(uri, None)
+            if task is not None:
+                task.cancel()
+            if uri in self.workspace.text_documents:
+                return self.check(uri)
+        return self.docs.get(uri)
+
+
+server = StrataServer()
+
+
+def _range(at: tuple[int, int], length: int) -> T.Range:
+    return T.Range(T.Position(*at), T.Position(at[0], at[1] + length))
+
+
+@server.feature(T.TEXT_DOCUMENT_DID_OPEN)
+def did_open(ls: StrataServer, params: T.DidOpenTextDocumentParams) -> None:
+    ls.check(params.text_document.uri)
+
+
+@server.feature(T.TEXT_DOCUMENT_DID_CHANGE)
+def did_change(ls: StrataServer, params: T.DidChangeTextDocumentParams) -> None:
+    ls.schedule(params.text_document.uri)
+
+
+@server.feature(T.TEXT_DOCUMENT_DID_SAVE)
+def did_save(ls: StrataServer, params: T.DidSaveTextDocumentParams) -> None:
+    for other in ls.dependents(params.text_document.uri):
+        ls.check(other)
+
+
+@server.feature(T.TEXT_DOCUMENT_DID_CLOSE)
+def did_close(ls: StrataServer, params: T.DidCloseTextDocumentParams) -> None:
+    uri = params.text_document.uri
+    ls.docs.pop(uri, None)
+    task = ls.pending.pop(uri, None)
+    if task is not None:
+        task.cancel()
+    ls.text_document_publish_diagnostics(T.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
+
+
+@server.feature(T.TEXT_DOCUMENT_HOVER)
+def hover(ls: StrataServer, params: T.HoverParams) -> T.Hover | None:
+    doc = ls.document(params.text_document.uri)
+    if doc is None:
+        return None
+    text = doc.hover(params.position.line, params.position.character)
+    if text is None:
+        return None
+    return T.Hover(contents=T.MarkupContent(kind=T.MarkupKind.Markdown, value=text))
+
+
+@server.feature(T.TEXT_DOCUMENT_COMPLETION, T.CompletionOptions(trigger_characters=["(", ",", "=", " "]))
+def completion(ls: StrataServer, params: T.CompletionParams) -> T.CompletionList:
+    doc = ls.document(params.text_document.uri)
+    items: list[Item] = doc.completion(params.position.line, params.position.character) if doc else []
+    return T.CompletionList(is_incomplete=False, items=[
+        T.CompletionItem(label=i.label, kind=_ITEM_KINDS.get(i.kind), detail=i.detail or None,
+                         documentation=T.MarkupContent(kind=T.MarkupKind.Markdown, value=i.doc) if i.doc else None,
+                         insert_text=i.insert) for i in items])
+
+
+def _location(path: str, at: tuple[int, int], length: int) -> T.Location:
+    return T.Location(uri=from_fs_path(path) or path, range=_range(at, length))
+
+
+@server.feature(T.TEXT_DOCUMENT_DEFINITION)
+def definition(ls: StrataServer, params: T.DefinitionParams) -> list[T.Location]:
+    doc = ls.document(params.text_document.uri)
+    if doc is None:
+        return []
+    return [_location(path, d.at, len(d.name))
+            for path, d in doc.definition(params.position.line, params.position.character)]
+
+
+@server.feature(T.TEXT_DOCUMENT_REFERENCES)
+def references(ls: StrataServer, params: T.ReferenceParams) -> list[T.Location]:
+    doc = ls.document(params.text_document.uri)
+    if doc is None:
+        return []
+    n = doc.index.at(params.position.line, params.position.character)
+    if n is None:
+        return []
+    defs = doc.index.resolve(n)
+    if not defs:
+        return []
+    found = doc.index.references(defs[0])
+    if not params.context.include_declaration:
+        found = found[1:]
+    return [_location(doc.uri_path, r.at, len(r.name)) for r in found]
+
+
+@server.feature(T.TEXT_DOCUMENT_RENAME)
+def rename(ls: StrataServer, params: T.RenameParams) -> T.WorkspaceEdit | None:
+    doc = ls.document(params.text_document.uri)
+    if doc is None:
+        return None
+    n = doc.index.at(params.position.line, params.position.character)
+    defs = doc.index.resolve(n) if n is not None else []
+    if not defs or defs[0].kind not in ("var", "param", "index", "block", "alias", "stack", "model"):
+        return None
+    edits = [T.TextEdit(range=_range(r.at, len(r.name)), new_text=params.new_name)
+             for r in doc.index.references(defs[0])]
+    return T.WorkspaceEdit(changes={params.text_document.uri: edits})
+
+
+@server.feature(T.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
+def document_symbols(ls: StrataServer, params: T.DocumentSymbolParams) -> list[T.DocumentSymbol]:
+    doc = ls.document(params.text_document.uri)
+    if doc is None:
+        return []
+    return _symbols(doc.index)
+
+
+def _symbols(ix: Index) -> list[T.DocumentSymbol]:
+    """Models hold their variables, blocks and stacks; file-level blocks stand alone."""
+    tops: list[T.DocumentSymbol] = []
+    by_model: dict[str, T.DocumentSymbol] = {}
+    for d in ix.defs:
+        if d.kind not in ("model", "block", "stack", "var") or "/" in d.scope:
+            continue
+        rng = _range(d.at, len(d.name))
+        sym = T.DocumentSymbol(name=d.name, kind=_SYMBOL_KINDS[d.kind], range=rng, selection_range=rng,
+                               detail=d.kind, children=[])
+        if d.kind == "model":
+            by_model[d.name] = sym
+            tops.append(sym)
+        elif d.scope in by_model:
+            by_model[d.scope].children.append(sym)
+        else:
+            tops.append(sym)
+    return tops
+
+
+@server.feature(T.WORKSPACE_SYMBOL)
+def workspace_symbols(ls: StrataServer, params: T.WorkspaceSymbolParams) -> list[T.SymbolInformation]:
+    out: list[T.SymbolInformation] = []
+    query = params.query.lower()
+    seen = 0
+    for folder in ls.workspace.folders.values():
+        root = to_fs_path(folder.uri)
+        for base, dirs, files in os.walk(root or "."):
+            dirs[:] = [x for x in dirs if not x.startswith(".") and x != "node_modules"]
+            for f in files:
+                if not is_spec_file(f) or seen >= MAX_WORKSPACE_FILES:
+                    continue
+                seen += 1
+                path = os.path.join(base, f)
+                try:  # bounded: a regular file of at most strata.io.MAX_TEXT_BYTES
+                    ix = Index.of(read_source(path), path)
+                except Exception:  # a file that does not read or parse is skipped, not fatal
+                    continue
+                for d in ix.defs:
+                    if d.kind in ("model", "block", "stack") and query in d.name.lower():
+                        out.append(T.SymbolInformation(name=d.name, kind=_SYMBOL_KINDS[d.kind],
+                                                       location=_location(path, d.at, len(d.name)),
+                                                       container_name=d.scope or None))
+    return out
+
+
+@server.feature(T.TEXT_DOCUMENT_CODE_ACTION,
+                T.CodeActionOptions(code_action_kinds=[T.CodeActionKind.QuickFix]))
+def code_actions(ls: StrataServer, params: T.CodeActionParams) -> list[T.CodeAction]:
+    """A quick fix for each "did you mean 'x'?" hint: the misspelled name (the
+    quoted name of the message that is written where the diagnostic starts)
+    replaced by the suggestion."""
+    lines = ls.workspace.get_text_document(params.text_document.uri).source.split("\n")
+    out = []
+    for d in params.context.diagnostics:
+        want = re.search(r"hint: did you mean '([^']+)'\?", d.message)
+        start = d.range.start
+        if want is None or d.source != "strata" or start.line >= len(lines):
+            continue
+        written = lines[start.line][start.character:]
+        for wrong in re.findall(r"'([A-Za-z_][\w.]*)'", d.message.split("\nhint:")[0]):
+            if re.match(rf"{re.escape(wrong)}\b", written):
+                edit = T.TextEdit(range=_range((start.line, start.character), len(wrong)), new_text=want.group(1))
+                out.append(T.CodeAction(title=f"Change '{wrong}' to '{want.group(1)}'",
+                                        kind=T.CodeActionKind.QuickFix, diagnostics=[d], is_preferred=True,
+                                        edit=T.WorkspaceEdit(changes={params.text_document.uri: [edit]})))
+                break
+    return out
+
+
+@server.feature(T.TEXT_DOCUMENT_FORMATTING)
+def formatting(ls: StrataServer, params: T.DocumentFormattingParams) -> list[T.TextEdit]:
+    """`strata fmt` of the open text; nothing while the file has mistakes (or
+    comments fmt would drop)."""
+    uri = params.text_document.uri
+    text = ls.workspace.get_text_document(uri).source
+    try:
+        new = rewrite(text, ls.path_of(uri), None, "fmt")
+    except SpecError:
+        return []
+    if new == text:
+        return []
+    lines = text.split("\n")
+    end = T.Position(len(lines) - 1, len(lines[-1]))
+    return [T.TextEdit(range=T.Range(T.Position(0, 0), end), new_text=new)]
+
+
+@server.feature(T.INITIALIZE)
+def initialize(ls: StrataServer, params: T.InitializeParams) -> None:
+    opts = params.initialization_options or {}
+    ls.inlay_hints = bool(isinstance(opts, dict) and opts.get("inlayHints"))
+
+
+@server.feature(T.TEXT_DOCUMENT_INLAY_HINT)
+def inlay_hints(ls: StrataServer, params: T.InlayHintParams) -> list[T.InlayHint]:
+    """The output shape after each component line (off unless the client's
+    initializationOptions say {"inlayHints": true})."""
+    doc = ls.document(params.text_document.uri) if ls.inlay_hints else None
+    if doc is None or doc.analysis.graph is None:
+        return []
+    comps = doc.analysis.graph.graph["components"]
+    out = []
+    for (line, _), paths in sorted(doc.components().items()):
+        if not (params.range.start.line <= line <= params.range.end.line):
+            continue
+        sym = comps[paths[0]].get("out_sym")
+        if sym:
+            label = "→ [" + ", ".join(sym_text(s) for s in sym) + "]"
+            out.append(T.InlayHint(position=T.Position(line, len(doc.line(line))), label=label,
+                                   padding_left=True))
+    return out
+
+
+def main() -> int:
+    """Serve LSP over stdin/stdout until the client says exit."""
+    server.start_io()
+    return 0

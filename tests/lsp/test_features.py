@@ -1,0 +1,54 @@
+"""The language server's answers as plain data (no server): hover, completion,
+definitions, on the checker's own analysis."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from strata.lsp.features import Document, _context
+
+GPT2 = open("specs/gpt2.arch").read()
+
+
+def test_hover_reads_the_graph_the_checker_built():
+    doc = Document.of(GPT2, "specs/gpt2.arch")
+    text = doc.hover(17, 5)  # embedding(vocab, d) as wte
+    assert "**embedding** `decoder.wte`" in text and "parameters: 38,597,376" in text
+    assert "`[B, T, d]`" in text
+    assert doc.hover(4, 3).startswith("**var** `vocab` = `50257`")
+    passes = Document.of(GPT2 + "passes {\n  quantize(int8_dynamic)\n}\n", "g.arch")
+    assert passes.hover(26, 4).startswith("**pass quantize**")
+
+
+def test_completion_by_context():
+    doc = Document.of(GPT2 + "passes {\n  quantize(\n}\n", "g.arch")
+    labels = {i.label for i in doc.completion(20, 4)}  # a statement of the stack
+    assert {"attention", "mlp", "layer", "residual", "repeat"} <= labels
+    assert {"d", "heads"} <= {i.label for i in doc.completion(17, 21)}  # an argument
+    inside = {i.label for i in doc.completion(26, 11)}  # inside quantize(
+    assert {"scheme=", "int8_dynamic"} <= inside  # its options, and the words of its first
+    assert {"learned", "rotary", "alibi"} <= {i.label for i in doc.completion(18, 13)}  # position(
+    assert {"int8_dynamic", "int4_weight"} <= {i.label for i in Document.of(
+        GPT2 + "passes {\n  quantize(scheme=\n}\n", "g.arch").completion(26, 18)}
+
+
+def test_context_survives_a_file_that_does_not_parse():
+    text = 'model m {\n  stack s(t) {\n    mlp(4 * d, act="x(", '
+    where = _context(text, len(text))
+    assert (where.section, where.call) == ("body", "mlp")
+    assert _context("passes { ", 9).section == "passes"
+
+
+def test_the_server_modules_do_not_import_torch():
+    code = ("import sys, strata.lsp.server, strata.lsp.features; "
+            "from strata.lsp.features import Document; Document.of(open('specs/gpt2.arch').read(), 'g.arch')"
+            ".hover(12, 30); assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_yaml_specs_hover_like_text_specs():
+    doc = Document.of(open("specs/gpt2.yaml").read(), "specs/gpt2.yaml")
+    assert "parameters: 2,362,368 each" in doc.hover(17, 17)  # {attention: heads, ...}
+    assert doc.hover(9, 7).startswith("**var** `d` = `768`")
+    assert doc.completion(17, 30) == []  # YAML completion is the JSON Schema's

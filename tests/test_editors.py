@@ -1,0 +1,70 @@
+"""editors/vscode: the extension's manifest points at files that exist, its
+TextMate grammar gives each token of the shipped specs the right scope
+(vscode-textmate, as VS Code runs it), and its client script is valid."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+EXT = Path(__file__).resolve().parents[1] / "editors" / "vscode"
+
+
+def test_manifest_is_consistent():
+    pkg = json.loads((EXT / "package.json").read_text())
+    lang, = pkg["contributes"]["languages"]
+    grammar, = pkg["contributes"]["grammars"]
+    assert lang["extensions"] == [".arch"] and grammar["language"] == lang["id"]
+    assert (EXT / lang["configuration"]).is_file() and (EXT / pkg["main"]).is_file()
+    tm = json.loads((EXT / grammar["path"]).read_text())
+    assert tm["scopeName"] == grammar["scopeName"]
+    for name in tm["repository"]:  # every rule is used, every include exists
+        assert f'"#{name}"' in (EXT / grammar["path"]).read_text()
+    for ref in re.findall(r'"include": "#(\w+)"', (EXT / grammar["path"]).read_text()):
+        assert ref in tm["repository"]
+    assert pkg["contributes"]["configuration"]["properties"]["strata.server.command"]["default"] == ["strata", "lsp"]
+
+
+def _node_or_skip():
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed")
+    if not (EXT / "node_modules" / "vscode-textmate").is_dir():
+        pytest.skip("the extension's npm packages are not installed (make test installs them)")
+
+
+def test_grammar_scopes_the_shipped_specs():
+    _node_or_skip()
+    specs = sorted(str(p) for p in (EXT.parents[1] / "specs").glob("*.arch"))
+    r = subprocess.run(["node", "test/grammar.test.js", *specs], cwd=EXT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.startswith("ok: ")
+
+
+def test_client_script_parses():
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed")
+    subprocess.run(["node", "--check", str(EXT / "extension.js")], check=True)
+
+
+def test_extension_packages_with_vsce(tmp_path):
+    """What `make vscode` ships: the manifest, grammar, client and its runtime
+    dependency, packaged by vsce from the npm packages alone (no network)."""
+    import zipfile
+
+    _node_or_skip()
+    vsce = EXT / "node_modules" / "@vscode" / "vsce" / "vsce"
+    if not vsce.is_file():
+        pytest.skip("vsce is not installed (make test installs it)")
+    out = tmp_path / "strata.vsix"
+    subprocess.run(["node", str(vsce), "package", "--allow-missing-repository", "--skip-license",
+                    "--out", str(out)], cwd=EXT, check=True, capture_output=True, text=True)
+    names = set(zipfile.ZipFile(out).namelist())
+    assert {"extension/package.json", "extension/extension.js", "extension/syntaxes/strata.tmLanguage.json",
+            "extension/language-configuration.json"} <= names
+    assert any(n.startswith("extension/node_modules/vscode-languageclient/") for n in names)
+    assert not any(n.startswith("extension/test/") or "vscode-textmate" in n for n in names)
