@@ -46,7 +46,7 @@ PNGS = {
     "llama2_7b.op.mermaid": ("llama2_7b", "op", "mermaid", {}),
     "transformer_seed.model.passes.graphviz": ("transformer_seed", "model", "graphviz",
                                                {"after_passes": True}),
-    "t5_small.block.LR.mermaid": ("t5_small", "block", "mermaid", {"direction": "LR"}),
+    "t5_small.model.LR.mermaid": ("t5_small", "model", "mermaid", {"direction": "LR"}),
 }
 
 

@@ -113,7 +113,11 @@
 
   window.strataCollisions = (svg, renderer) => {
     const items = renderer === "mermaid" ? mermaidItems(svg) : graphvizItems(svg);
-    for (const k of ["nodes", "titles", "labels"]) items[k] = items[k].filter((b) => !empty(b.r));
+    // nothing to collide with: an empty box, or a blank title (a subgraph whose title
+    // strata draws as a node of its own)
+    for (const k of ["nodes", "titles", "labels"]) {
+      items[k] = items[k].filter((b) => !empty(b.r) && (k !== "titles" || b.text));
+    }
     const collisions = [];
     const add = (kind, a, b) => collisions.push({ kind, a: a.text || a.id, b: b.text || b.id });
     const pairs = (kind, xs, ys, same) => {
@@ -132,6 +136,11 @@
     pairs("label-title", items.labels, items.titles, false);
     const titleGrid = grid(items.titles);
     for (const e of items.edges) {
+      const pr = rect(e.path);
+      const touches = (r) => pr.x0 <= r.x1 && r.x0 <= pr.x1 && pr.y0 <= r.y1 && r.y0 <= pr.y1;
+      if (!titleGrid.near(pr).some((j) => touches(items.titles[j].r))) {
+        continue; // the path's bounding box misses every title: no need to sample it
+      }
       const hit = new Set();
       for (const p of samples(e.path)) {
         for (const j of titleGrid.at(p)) {

@@ -100,7 +100,7 @@ def draw(name: str, g, level: str, renderer: str, **kw) -> Drawing:
 
 
 def measure(drawings: list[Drawing], png: dict[str, Path] | None = None,
-            timeout: float = 600) -> dict[str, dict]:
+            timeout: float = 1800) -> dict[str, dict]:
     """Lay out every drawing in one Chromium and measure it: name -> {"ok", "error",
     "ms" (browser time), "items", "collisions": [{"kind", "a", "b"}]}; `png` maps
     names to screenshots to write."""

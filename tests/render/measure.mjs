@@ -5,7 +5,7 @@
 //           text: Mermaid source (drawn by mermaid.js), or the SVG `dot -Tsvg` wrote.
 // OUT.json: [{"name", "ok", "error", "ms", "items", "collisions"}]; ms is the time the
 //           browser took to draw it (mermaid.render and insertion; insertion alone for SVG).
-import { readFileSync, writeFileSync, mkdtempSync, rmSync } from "node:fs";
+import { appendFileSync, readFileSync, writeFileSync, mkdtempSync, rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -67,6 +67,10 @@ try {
     }, { it, i: i++ });
     if (r.ok && it.png) await page.locator("#host").screenshot({ path: it.png });
     results.push({ name: it.name, error: null, ...r });
+    // progress, for a long batch: STRATA_MEASURE_LOG=FILE
+    if (process.env.STRATA_MEASURE_LOG) {
+      appendFileSync(process.env.STRATA_MEASURE_LOG, `${it.name} ${r.ms?.toFixed(0)} ms\n`);
+    }
   }
   writeFileSync(output, JSON.stringify(results));
 } finally {

@@ -19,7 +19,9 @@ import subprocess
 
 import networkx as nx
 
+from strata.backends.diagram.labels import CLUSTER_STYLE, TEXT
 from strata.backends.diagram.layout import Layout, describe
+from strata.backends.diagram.titles import title_id, title_links
 
 INSTALL_HINT = ("the Graphviz `dot` program is needed for svg/png output: install it with "
                 "`apt-get install graphviz` (Debian/Ubuntu) or `brew install graphviz` (macOS), "
@@ -59,7 +61,8 @@ def render(d: Layout) -> str:
     dot = gv.Digraph("strata")
     dot.attr(rankdir=d.direction, label=_html([d.title]), labelloc="t", fontname="Helvetica",
              newrank="true", nodesep="0.3", ranksep="0.35")
-    dot.attr("node", fontname="Helvetica", fontsize="11", style="filled,rounded", shape="box")
+    dot.attr("node", fontname="Helvetica", fontsize="11", style="filled,rounded", shape="box",
+             fontcolor=TEXT)
     dot.attr("edge", fontname="Helvetica", fontsize="9", color="#333333")
     for w in d.warnings:
         dot.comment = (dot.comment or "") + f"warning: {w}\n"
@@ -78,22 +81,28 @@ def render(d: Layout) -> str:
                               shape=SHAPES[n.shape], fillcolor=fill, color=stroke, **extra)
         for c in subs:
             with parent_graph.subgraph(name=f"cluster_{c.id}") as sg:
-                repeat = c.kind in ("repeat", "instance")
-                sg.attr(label=_html(c.lines), style="rounded,filled" if repeat else "rounded",
-                        fillcolor="#f3f6fb" if repeat else "white",
-                        color="#5a6f94" if repeat else "#999999",
-                        penwidth="2" if repeat else "1", fontname="Helvetica", fontsize="11")
+                # The title is a text node at the cluster's top (titles.py says why).
+                fill, stroke, width, dashed = CLUSTER_STYLE.get(c.kind, CLUSTER_STYLE["block"])
+                sg.attr(label="", style="rounded,filled" + (",dashed" if dashed else ""),
+                        fillcolor=fill, color=stroke, penwidth=str(width))
+                sg.node(title_id(c.id), _html(c.lines), shape="plaintext", style="",
+                        margin="0.02", fontcolor=TEXT)
                 emit(sg, c.id)
 
     emit(dot, None)
     if d.legend:
-        # One table node: compact, and it does not take part in the layout's ranks.
-        rows = "".join(f'<TR><TD BGCOLOR="{fill}" COLOR="{stroke}" BORDER="1" WIDTH="18"></TD>'
-                       f'<TD ALIGN="LEFT">{html.escape(label)}</TD></TR>'
-                       for _, label, fill, stroke in d.legend)
-        dot.node("legend", f'<<TABLE BORDER="1" COLOR="#bbbbbb" CELLBORDER="0" CELLSPACING="3" '
-                           f'CELLPADDING="2"><TR><TD COLSPAN="2"><B>Legend</B></TD></TR>{rows}'
-                           f'</TABLE>>', shape="plaintext", style="", fontsize="9")
+        # One table node, each kind a cell drawn like its boxes; it is a node, so
+        # the layout keeps arrows and other boxes off it.
+        frame, edge, _, _ = CLUSTER_STYLE["legend"]
+        cells = [f'<TD BGCOLOR="{fill}" COLOR="{stroke}" BORDER="1" STYLE="ROUNDED">'
+                 f'{html.escape(label)}</TD>' for _, label, fill, stroke in d.legend]
+        cells.insert(0, "<TD><B>Legend</B></TD>")
+        # across the flow: a column beside a top-to-bottom drawing, a row under a left-to-right one
+        rows = "".join(cells) if d.direction == "LR" else "</TR><TR>".join(cells)
+        dot.node("legend", f'<<TABLE BORDER="1" COLOR="{edge}" BGCOLOR="{frame}" '
+                           f'CELLBORDER="0" CELLSPACING="4" CELLPADDING="4" STYLE="ROUNDED">'
+                           f'<TR>{rows}</TR></TABLE>>',
+                 shape="plaintext", style="", fontcolor=TEXT)
     for e in d.arrows:
         attrs = dict(EDGE_STYLES[e.role])
         if e.label:
@@ -101,6 +110,8 @@ def render(d: Layout) -> str:
         if e.role in ("tied", "distill"):
             attrs["constraint"] = "false"
         dot.edge(e.src, e.dst, **attrs)
+    for a, b in title_links(d):  # no weight: the arrows stay straight, the title moves aside
+        dot.edge(a, b, style="invis", weight="0")
     return dot.source
 
 
