@@ -55,12 +55,35 @@ def _html(lines: list[str], bold_first: bool = True) -> str:
     return "<" + "<BR/>".join(parts) + ">"
 
 
+LEGEND_ROW = 5  # legend entries a row under a top-to-bottom drawing's title
+
+
+def _heading(d: Layout) -> str:
+    """The drawing's title and, under it, the legend: boxes drawn like the boxes
+    they stand for.  As the graph's label it sits outside the layout, so it never
+    widens a rank nor meets an arrow.  A left-to-right drawing gets one row."""
+    title = f"<B>{html.escape(d.title, quote=True)}</B>"
+    if not d.legend:
+        return f"<{title}>"
+    frame, edge, _, _ = CLUSTER_STYLE["legend"]
+    cells = [f'<TD BGCOLOR="{fill}" COLOR="{stroke}" BORDER="1" STYLE="ROUNDED">'
+             f'<FONT POINT-SIZE="11">{html.escape(label)}</FONT></TD>'
+             for _, label, fill, stroke in d.legend]
+    per = len(cells) if d.direction == "LR" else LEGEND_ROW
+    rows = "".join(f"<TR>{''.join(cells[i:i + per])}</TR>" for i in range(0, len(cells), per))
+    legend = (f'<TABLE BORDER="1" COLOR="{edge}" BGCOLOR="{frame}" CELLBORDER="0" CELLSPACING="4" '
+              f'CELLPADDING="3" STYLE="ROUNDED"><TR><TD COLSPAN="{per}"><FONT POINT-SIZE="11">'
+              f'<B>Legend</B></FONT></TD></TR>{rows}</TABLE>')
+    return (f'<<TABLE BORDER="0" CELLSPACING="6"><TR><TD>{title}</TD></TR>'
+            f"<TR><TD>{legend}</TD></TR></TABLE>>")
+
+
 def render(d: Layout) -> str:
     """The dot source of a layout."""
     gv = _graphviz()
     dot = gv.Digraph("strata")
-    dot.attr(rankdir=d.direction, label=_html([d.title]), labelloc="t", fontname="Helvetica",
-             newrank="true", nodesep="0.3", ranksep="0.35")
+    dot.attr(rankdir=d.direction, label=_heading(d), labelloc="t", fontname="Helvetica",
+             newrank="true", nodesep="0.3", ranksep="0.35", fontcolor=TEXT)
     dot.attr("node", fontname="Helvetica", fontsize="11", style="filled,rounded", shape="box",
              fontcolor=TEXT)
     dot.attr("edge", fontname="Helvetica", fontsize="9", color="#333333")
@@ -90,19 +113,6 @@ def render(d: Layout) -> str:
                 emit(sg, c.id)
 
     emit(dot, None)
-    if d.legend:
-        # One table node, each kind a cell drawn like its boxes; it is a node, so
-        # the layout keeps arrows and other boxes off it.
-        frame, edge, _, _ = CLUSTER_STYLE["legend"]
-        cells = [f'<TD BGCOLOR="{fill}" COLOR="{stroke}" BORDER="1" STYLE="ROUNDED">'
-                 f'{html.escape(label)}</TD>' for _, label, fill, stroke in d.legend]
-        cells.insert(0, "<TD><B>Legend</B></TD>")
-        # across the flow: a column beside a top-to-bottom drawing, a row under a left-to-right one
-        rows = "".join(cells) if d.direction == "LR" else "</TR><TR>".join(cells)
-        dot.node("legend", f'<<TABLE BORDER="1" COLOR="{edge}" BGCOLOR="{frame}" '
-                           f'CELLBORDER="0" CELLSPACING="4" CELLPADDING="4" STYLE="ROUNDED">'
-                           f'<TR>{rows}</TR></TABLE>>',
-                 shape="plaintext", style="", fontcolor=TEXT)
     for e in d.arrows:
         attrs = dict(EDGE_STYLES[e.role])
         if e.label:

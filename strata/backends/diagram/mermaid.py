@@ -10,7 +10,7 @@ Safety rules, so that any spec renders and none makes mermaid draw its error box
 
     >>> from strata.compiler import build_text
     >>> g = build_text('model m { stack s(ids) { embedding(10, 4) as wte; lm_head(tie=wte) } }')
-    >>> print(to_mermaid(g, "model").splitlines()[4])
+    >>> print(to_mermaid(g, "model").splitlines()[7])
     flowchart TB
 """
 
@@ -35,9 +35,11 @@ LINK_STYLES = {"residual": "stroke:#555555,stroke-dasharray:6 4",
                "tied": "stroke:#c98a3c,stroke-dasharray:2 3",
                "distill": "stroke:#b8487f,stroke-dasharray:6 3,stroke-width:2px"}
 WRAP = 360  # px before mermaid wraps a label line: a 48-character line (labels.MAX_LINE) fits
-# The legend runs across the flow: a column beside a top-to-bottom drawing, a row
-# under a left-to-right one (unlinked boxes share a rank, which runs across).
-LEGEND_DIRECTION = {"TB": "LR", "LR": "TB"}
+# The legend's boxes, LEGEND_ROW to a rank: unlinked boxes share a rank, and an
+# invisible link from each to the one LEGEND_ROW later starts the next rank, so
+# the legend is a short block of rows (TB) or columns (LR), not a band that
+# stretches the drawing's first rank.
+LEGEND_ROW = 5
 SHAPES = {"box": ('["', '"]'), "round": ('("', '")'), "stadium": ('(["', '"])'),
           "circle": ('(("', '"))')}
 
@@ -77,6 +79,17 @@ def _title(text: str) -> str:
     return safe.strip() or "model"
 
 
+def legend_links(n: int) -> list[tuple[str, str]]:
+    """Invisible links that wrap n legend boxes into ranks of LEGEND_ROW: each box
+    before the last rank to the box under it (or the last box, so none floats).
+
+    >>> legend_links(7)
+    [('l0', 'l5'), ('l1', 'l6'), ('l2', 'l6'), ('l3', 'l6'), ('l4', 'l6')]
+    """
+    last_rank = (n - 1) // LEGEND_ROW * LEGEND_ROW if n else 0
+    return [(f"l{i}", f"l{min(i + LEGEND_ROW, n - 1)}") for i in range(last_rank)]
+
+
 def render(d: Layout) -> str:
     """The mermaid text of a layout."""
     out = ["---", f'title: "{_title(d.title)}"', "config:", "  flowchart:",
@@ -105,7 +118,7 @@ def render(d: Layout) -> str:
     emit(None, 1)
     if d.legend:
         out.append('  subgraph lg["<b>Legend</b>"]')
-        out.append(f"    direction {LEGEND_DIRECTION[d.direction]}")
+        out.append(f"    direction {d.direction}")
         for i, (kind, label, _, _) in enumerate(d.legend):
             out.append(f'    l{i}["{escape(label)}"]')
         out.append("  end")
@@ -119,8 +132,9 @@ def render(d: Layout) -> str:
         if e.role in LINK_STYLES:
             styles.setdefault(e.role, []).append(i)
     links = title_links(d)  # after the arrows: linkStyle counts links in order
+    links += legend_links(len(d.legend))
     if links:
-        out.append("  %% invisible: each cluster's title stays at its top")
+        out.append("  %% invisible: each cluster's title stays at its top; the legend in rows")
     for a, b in links:
         out.append(f"  {a} ~~~ {b}")
     for role, idx in styles.items():
@@ -145,7 +159,7 @@ def render(d: Layout) -> str:
 
 
 def fits(text: str, d: Layout) -> bool:
-    links = len(d.arrows) + len(title_links(d))  # mermaid counts the invisible ones too
+    links = len(d.arrows) + len(title_links(d)) + len(legend_links(len(d.legend)))  # invisible too
     return len(text) <= MAX_TEXT and links <= MAX_EDGES
 
 
