@@ -1,8 +1,9 @@
 """Graphviz (dot) diagrams from the graph IR (via `layout.describe`).
 
-A cluster per scope (stack, repeat, block; components at op level), HTML-like
-labels with every piece of user text HTML-escaped, colours by component kind
-and a legend.  `to_dot` needs only the `graphviz` python package; `render_bytes`
+A cluster per scope (stack, repeat, block; components at op level) whose title is
+a text node at its top (titles.py), HTML-like labels with every piece of user
+text HTML-escaped, colours by component kind and cluster kind, and a legend in
+the heading.  `to_dot` needs only the `graphviz` python package; `render_bytes`
 (svg, png) needs the `dot` binary and raises `DotMissing` with an install hint.
 
     >>> from strata.compiler import build_text

@@ -1,12 +1,16 @@
 """Mermaid flowcharts from the graph IR (via `layout.describe`).
 
 Safety rules, so that any spec renders and none makes mermaid draw its error box:
-- ids are generated (n0, c0, l0): user text never becomes an id or a keyword;
+- ids are generated (n0, c0, t_c0, l0): user text never becomes an id or a keyword;
 - every label is quoted, and characters mermaid or HTML would read
   (`" # < > & [ ] { } ( ) | `` `) become entity codes (`#quot;`, `#35;`, ...);
 - the text stays within mermaid's defaults (maxTextSize 50,000 characters,
   maxEdges 500): too large a diagram is folded, then drawn a level coarser,
-  with a `%% warning:` comment saying so.
+  with a `%% warning:` comment saying so (invisible links count as edges).
+
+A cluster's title is a text node `t_cN` at its top (titles.py), the subgraph's own
+title blank; clusters are styled from `labels.CLUSTER_STYLE`, never mermaid's
+default yellow; the front matter sets `wrappingWidth` so label lines stay whole.
 
     >>> from strata.compiler import build_text
     >>> g = build_text('model m { stack s(ids) { embedding(10, 4) as wte; lm_head(tie=wte) } }')

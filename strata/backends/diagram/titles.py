@@ -8,6 +8,7 @@ at the top of the cluster, held there by invisible links:
 
     title -> every entry box of the cluster  (a box no arrow inside the cluster reaches)
     source -> title for every box outside the cluster with an arrow into it
+    outer title -> inner title               (an entry box of both: nested clusters)
 
 so the title takes a rank of its own between the arrows' sources and the entry
 boxes, and the layout routes those arrows beside it, never through it.  Arrows
