@@ -71,9 +71,11 @@ def _heading(d: Layout) -> str:
              f'<FONT POINT-SIZE="11">{html.escape(label)}</FONT></TD>'
              for _, label, fill, stroke in d.legend]
     per = len(cells) if d.direction == "LR" else LEGEND_ROW
-    rows = "".join(f"<TR>{''.join(cells[i:i + per])}</TR>" for i in range(0, len(cells), per))
-    legend = (f'<TABLE BORDER="1" COLOR="{edge}" BGCOLOR="{frame}" CELLBORDER="0" CELLSPACING="4" '
-              f'CELLPADDING="3" STYLE="ROUNDED"><TR><TD COLSPAN="{per}"><FONT POINT-SIZE="11">'
+    # each row a table of its own, so that its boxes are as wide as their labels
+    rows = "".join(f'<TR><TD><TABLE BORDER="0" CELLSPACING="4"><TR>{"".join(cells[i:i + per])}'
+                   f"</TR></TABLE></TD></TR>" for i in range(0, len(cells), per))
+    legend = (f'<TABLE BORDER="1" COLOR="{edge}" BGCOLOR="{frame}" CELLBORDER="0" CELLSPACING="0" '
+              f'CELLPADDING="3" STYLE="ROUNDED"><TR><TD><FONT POINT-SIZE="11">'
               f'<B>Legend</B></FONT></TD></TR>{rows}</TABLE>')
     return (f'<<TABLE BORDER="0" CELLSPACING="6"><TR><TD>{title}</TD></TR>'
             f"<TR><TD>{legend}</TD></TR></TABLE>>")
