@@ -51,9 +51,19 @@ def torch_rmsnorm(ctx, c):
     return Lowered(f"{cls}({args})", f"{c.module}({c.ins[0]})")
 
 
+def _detail(default_eps: float):
+    """A norm's diagram detail: ε where it is not the family's default, Gemma's offset."""
+    def detail(o: dict) -> str | None:
+        parts = [f"ε={o['eps']:g}"] if o.get("eps", default_eps) != default_eps else []
+        if o.get("unit_offset"):
+            parts.append("scale 1 + w")
+        return ", ".join(parts) or None
+    return detail
+
+
 COMPONENTS = [
     Component("layernorm", LayerNorm, (), "ln", "norm", elaborate_layernorm, torch_layernorm,
-              lambda o: "LayerNorm"),
+              lambda o: "LayerNorm", _detail(LayerNorm.model_fields["eps"].default)),
     Component("rmsnorm", RMSNorm, (), "norm", "norm", elaborate_rmsnorm, torch_rmsnorm,
-              lambda o: "RMSNorm", lambda o: "scale 1 + w" if o.get("unit_offset") else None),
+              lambda o: "RMSNorm", _detail(RMSNorm.model_fields["eps"].default)),
 ]

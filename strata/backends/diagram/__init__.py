@@ -2,7 +2,7 @@
 
     >>> d = diagram('''
     ... model m { stack s(ids) { embedding(10, 4) as wte; lm_head(tie=wte) } }''', level="model")
-    >>> d.source.splitlines()[4]
+    >>> d.source.splitlines()[7]
     'flowchart TB'
     >>> d._repr_markdown_().startswith("```mermaid")
     True

@@ -1,8 +1,9 @@
 """Graphviz (dot) diagrams from the graph IR (via `layout.describe`).
 
-A cluster per scope (stack, repeat, block; components at op level), HTML-like
-labels with every piece of user text HTML-escaped, colours by component kind
-and a legend.  `to_dot` needs only the `graphviz` python package; `render_bytes`
+A cluster per scope (stack, repeat, block; components at op level) whose title is
+a text node at its top (titles.py), HTML-like labels with every piece of user
+text HTML-escaped, colours by component kind and cluster kind, and a legend in
+the heading.  `to_dot` needs only the `graphviz` python package; `render_bytes`
 (svg, png) needs the `dot` binary and raises `DotMissing` with an install hint.
 
     >>> from strata.compiler import build_text
@@ -19,7 +20,9 @@ import subprocess
 
 import networkx as nx
 
+from strata.backends.diagram.labels import CLUSTER_STYLE, TEXT
 from strata.backends.diagram.layout import Layout, describe
+from strata.backends.diagram.titles import title_id, title_links
 
 INSTALL_HINT = ("the Graphviz `dot` program is needed for svg/png output: install it with "
                 "`apt-get install graphviz` (Debian/Ubuntu) or `brew install graphviz` (macOS), "
@@ -53,13 +56,39 @@ def _html(lines: list[str], bold_first: bool = True) -> str:
     return "<" + "<BR/>".join(parts) + ">"
 
 
+LEGEND_ROW = 5  # legend entries a row under a top-to-bottom drawing's title
+
+
+def _heading(d: Layout) -> str:
+    """The drawing's title and, under it, the legend: boxes drawn like the boxes
+    they stand for.  As the graph's label it sits outside the layout, so it never
+    widens a rank nor meets an arrow.  A left-to-right drawing gets one row."""
+    title = f"<B>{html.escape(d.title, quote=True)}</B>"
+    if not d.legend:
+        return f"<{title}>"
+    frame, edge, _, _ = CLUSTER_STYLE["legend"]
+    cells = [f'<TD BGCOLOR="{fill}" COLOR="{stroke}" BORDER="1" STYLE="ROUNDED">'
+             f'<FONT POINT-SIZE="11">{html.escape(label)}</FONT></TD>'
+             for _, label, fill, stroke in d.legend]
+    per = len(cells) if d.direction == "LR" else LEGEND_ROW
+    # each row a table of its own, so that its boxes are as wide as their labels
+    rows = "".join(f'<TR><TD><TABLE BORDER="0" CELLSPACING="4"><TR>{"".join(cells[i:i + per])}'
+                   f"</TR></TABLE></TD></TR>" for i in range(0, len(cells), per))
+    legend = (f'<TABLE BORDER="1" COLOR="{edge}" BGCOLOR="{frame}" CELLBORDER="0" CELLSPACING="0" '
+              f'CELLPADDING="3" STYLE="ROUNDED"><TR><TD><FONT POINT-SIZE="11">'
+              f'<B>Legend</B></FONT></TD></TR>{rows}</TABLE>')
+    return (f'<<TABLE BORDER="0" CELLSPACING="6"><TR><TD>{title}</TD></TR>'
+            f"<TR><TD>{legend}</TD></TR></TABLE>>")
+
+
 def render(d: Layout) -> str:
     """The dot source of a layout."""
     gv = _graphviz()
     dot = gv.Digraph("strata")
-    dot.attr(rankdir=d.direction, label=_html([d.title]), labelloc="t", fontname="Helvetica",
-             newrank="true", nodesep="0.3", ranksep="0.35")
-    dot.attr("node", fontname="Helvetica", fontsize="11", style="filled,rounded", shape="box")
+    dot.attr(rankdir=d.direction, label=_heading(d), labelloc="t", fontname="Helvetica",
+             newrank="true", nodesep="0.3", ranksep="0.35", fontcolor=TEXT)
+    dot.attr("node", fontname="Helvetica", fontsize="11", style="filled,rounded", shape="box",
+             fontcolor=TEXT)
     dot.attr("edge", fontname="Helvetica", fontsize="9", color="#333333")
     for w in d.warnings:
         dot.comment = (dot.comment or "") + f"warning: {w}\n"
@@ -78,22 +107,15 @@ def render(d: Layout) -> str:
                               shape=SHAPES[n.shape], fillcolor=fill, color=stroke, **extra)
         for c in subs:
             with parent_graph.subgraph(name=f"cluster_{c.id}") as sg:
-                repeat = c.kind in ("repeat", "instance")
-                sg.attr(label=_html(c.lines), style="rounded,filled" if repeat else "rounded",
-                        fillcolor="#f3f6fb" if repeat else "white",
-                        color="#5a6f94" if repeat else "#999999",
-                        penwidth="2" if repeat else "1", fontname="Helvetica", fontsize="11")
+                # The title is a text node at the cluster's top (titles.py says why).
+                fill, stroke, width, dashed = CLUSTER_STYLE.get(c.kind, CLUSTER_STYLE["block"])
+                sg.attr(label="", style="rounded,filled" + (",dashed" if dashed else ""),
+                        fillcolor=fill, color=stroke, penwidth=str(width))
+                sg.node(title_id(c.id), _html(c.lines), shape="plaintext", style="",
+                        margin="0.02", fontcolor=TEXT)
                 emit(sg, c.id)
 
     emit(dot, None)
-    if d.legend:
-        # One table node: compact, and it does not take part in the layout's ranks.
-        rows = "".join(f'<TR><TD BGCOLOR="{fill}" COLOR="{stroke}" BORDER="1" WIDTH="18"></TD>'
-                       f'<TD ALIGN="LEFT">{html.escape(label)}</TD></TR>'
-                       for _, label, fill, stroke in d.legend)
-        dot.node("legend", f'<<TABLE BORDER="1" COLOR="#bbbbbb" CELLBORDER="0" CELLSPACING="3" '
-                           f'CELLPADDING="2"><TR><TD COLSPAN="2"><B>Legend</B></TD></TR>{rows}'
-                           f'</TABLE>>', shape="plaintext", style="", fontsize="9")
     for e in d.arrows:
         attrs = dict(EDGE_STYLES[e.role])
         if e.label:
@@ -101,6 +123,8 @@ def render(d: Layout) -> str:
         if e.role in ("tied", "distill"):
             attrs["constraint"] = "false"
         dot.edge(e.src, e.dst, **attrs)
+    for a, b in title_links(d):  # no weight: the arrows stay straight, the title moves aside
+        dot.edge(a, b, style="invis", weight="0")
     return dot.source
 
 

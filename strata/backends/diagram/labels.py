@@ -19,9 +19,11 @@ import networkx as nx
 
 from strata.backends.diagram.fold import Fold
 from strata.components import COMPONENTS
+from strata.components.embeddings import Position
 from strata.components.feedforward import ACT_NAMES
 
-MAX_LINE = 48  # characters per label line; longer user names are cut with "…"
+MAX_LINE = 48
+ROPE_THETA = Position.model_fields["base"].default  # a stack's title names any other base  # characters per label line; longer user names are cut with "…"
 
 # kind -> (legend label, fill, stroke)
 PALETTE: dict[str, tuple[str, str, str]] = {
@@ -40,6 +42,17 @@ PALETTE: dict[str, tuple[str, str, str]] = {
     "teacher": ("Teacher (distillation)", "#ffe0f0", "#b8487f"),
 }
 
+# cluster kind -> (fill, stroke, stroke width, dashed): quieter than the boxes, a
+# repeat in the "Repeated block" colours; both renderers draw clusters with these.
+CLUSTER_STYLE: dict[str, tuple[str, str, int, bool]] = {
+    "stack": ("#fafafa", "#999999", 1, False),
+    "repeat": ("#f3f6fb", "#5a6f94", 2, False),
+    "instance": ("#f3f6fb", "#5a6f94", 2, False),
+    "block": ("#ffffff", "#b3b3b3", 1, False),
+    "component": ("#ffffff", "#bbbbbb", 1, True),
+    "legend": ("#ffffff", "#bbbbbb", 1, False),
+}
+TEXT = "#111111"  # every label's colour
 
 
 def human_count(n: float) -> str:
@@ -240,6 +253,9 @@ def cluster_lines(g: nx.MultiDiGraph, key: str, kind: str, fold: Fold, totals: T
         extra = f"{human_count(totals.params(key))} parameters"
         if pos in ("rotary", "alibi"):
             extra += f" · {'rotary' if pos == 'rotary' else 'ALiBi'} positions"
+            base = stack["positions"].get("base")
+            if pos == "rotary" and base is not None and base != ROPE_THETA:
+                extra += f" θ={base:,.0f}" if base == int(base) else f" θ={base:g}"
         return [cut(key), extra]
     if kind == "repeat":
         s = g.graph["scopes"][key]

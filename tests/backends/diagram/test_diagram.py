@@ -105,6 +105,15 @@ def test_docs_show_the_current_seed_picture():
         for level in ("model", "block", "op"):
             assert f"img/{name}.{level}.svg" in text
             assert (ROOT / "docs" / "img" / f"{name}.{level}.svg").exists()
+    for png in ("gpt2.block.mermaid", "gpt2.block.graphviz", "llama2_7b.op.mermaid",
+                "transformer_seed.model.passes.graphviz", "t5_small.model.LR.mermaid"):
+        assert f"img/{png}.png" in text and (ROOT / "docs" / "img" / f"{png}.png").exists()
+
+
+def test_readme_shows_the_current_gpt2_picture():
+    readme = (ROOT / "README.md").read_text()
+    assert diagram(GPT2, level="model", format="markdown").markdown() in readme, \
+        "README.md is stale: paste `strata diagram specs/gpt2.arch --level model --format markdown`"
 
 
 def test_cli_missing_graphviz_package(monkeypatch, capsys):
