@@ -99,6 +99,10 @@ def run_cell(root: Path, spec_name: str, pass_name: str) -> list[str]:
         teacher(root, spec_name)
     cell = f"{spec_name}-{pass_name.replace(':', '_').replace('+', '_')}"
     spec = write_spec(root, spec_name, PASSES[pass_name], stem=cell)
+    return run_spec(root, cell, spec, pass_name)
+
+
+def run_spec(root: Path, cell: str, spec: Path, pass_name: str) -> list[str]:
     run, comp = root / "runs" / cell, root / "compressed" / cell
     steps: list[str] = []
 
@@ -153,3 +157,58 @@ def test_matrix_whole(root, spec_name, pass_name):
     if pass_name not in MAY_REFUSE:
         assert all(s.endswith(": ok") or s.startswith("generate: refused") for s in steps), steps
         assert len(steps) >= 8, steps
+
+
+# ------------------------------------------------------------------ random specs
+
+hypothesis = pytest.importorskip("hypothesis")
+st = hypothesis.strategies
+
+RANDOM_PASSES = ["none", "int8_dynamic", "int8_weight", "int4_weight", "magnitude", "low_rank", "lora", "qat"]
+
+
+@st.composite
+def small_decoders(draw) -> str:
+    """A small decoder-only spec drawn from the choices a user makes: norm, position
+    encoding, heads and grouped KV heads, MLP activation, depth, tied head."""
+    d = draw(st.sampled_from([16, 32]))
+    heads = draw(st.sampled_from([1, 2, 4]))
+    kv = draw(st.sampled_from([h for h in (1, 2, 4) if heads % h == 0]))
+    norm = draw(st.sampled_from(["layernorm", "rmsnorm"]))
+    pos = draw(st.sampled_from(["learned", "sinusoidal", "rotary"]))
+    act = draw(st.sampled_from(["gelu", "relu", "swiglu"]))
+    depth = draw(st.integers(1, 2))
+    tied = draw(st.booleans())
+    position = f"position({pos}, ctx)" if pos != "rotary" else "position(rotary)"
+    head = "lm_head(tie=embed)" if tied else "lm_head(vocab, bias=false)"
+    return f"""model drawn {{
+  vocab = 300
+  ctx = 32
+  d = {d}
+  block layer {{
+    residual {{ {norm}; attention({heads}, kv_heads={kv}, causal=true) }}
+    residual {{ {norm}; mlp(2 * d, act={act}) }}
+  }}
+  stack decoder(tokens) {{
+    embedding(vocab, d) as embed
+    {position}
+    repeat({depth}) layer as layers
+    {norm}
+    {head}
+  }}
+}}
+"""
+
+
+@pytest.mark.slow
+@hypothesis.settings(max_examples=6, deadline=None, derandomize=True,
+                     suppress_health_check=list(hypothesis.HealthCheck))
+@hypothesis.given(spec=small_decoders(), pass_name=st.sampled_from(RANDOM_PASSES))
+def test_matrix_random_specs(tmp_path_factory, spec, pass_name):
+    root = tmp_path_factory.mktemp("drawn")
+    (root / "work").mkdir()
+    path = root / "work" / "drawn.arch"
+    passes = PASSES[pass_name]
+    path.write_text(spec + (f"passes {{\n  {passes}\n}}\n" if passes else ""))
+    steps = run_spec(root, f"drawn-{pass_name}", path, pass_name)
+    assert all(s.endswith(": ok") for s in steps) and len(steps) == 8, (spec, pass_name, steps)
