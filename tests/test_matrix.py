@@ -10,9 +10,9 @@ line that says why (never an internal error, never a traceback).  Cells that
 must succeed are listed; the rest may refuse only for the reason given.
 
 The fast subset (each spec with a few passes, each pass on some spec) runs in
-`make test`; the whole product is marked `slow` and runs with `pytest -m slow`
-(see docs/testing in the README).  A hypothesis test draws random small specs
-and passes through the same sequence.
+`make test`; the whole product and a hypothesis test that draws random small
+specs through the same commands are marked `matrix` and run with
+`pytest -m matrix` (excluded by default in pyproject.toml: ~15 minutes).
 """
 
 from __future__ import annotations
@@ -142,21 +142,22 @@ def run_spec(root: Path, cell: str, spec: Path, pass_name: str) -> list[str]:
     return steps
 
 
+def check_cell(root: Path, spec_name: str, pass_name: str) -> None:
+    steps = run_cell(root, spec_name, pass_name)
+    if pass_name not in MAY_REFUSE:
+        assert all(s.endswith(": ok") or s.startswith("generate: refused") for s in steps), steps
+        assert len(steps) >= 8, steps
+
+
 @pytest.mark.parametrize("spec_name,pass_name", FAST, ids=[f"{s}-{p}" for s, p in FAST])
 def test_matrix_fast(root, spec_name, pass_name):
-    steps = run_cell(root, spec_name, pass_name)
-    if pass_name not in MAY_REFUSE:
-        assert all(s.endswith(": ok") or s.startswith("generate: refused") for s in steps), steps
-        assert len(steps) >= 8, steps
+    check_cell(root, spec_name, pass_name)
 
 
-@pytest.mark.slow
+@pytest.mark.matrix
 @pytest.mark.parametrize("spec_name,pass_name", ALL, ids=[f"{s}-{p}" for s, p in ALL])
 def test_matrix_whole(root, spec_name, pass_name):
-    steps = run_cell(root, spec_name, pass_name)
-    if pass_name not in MAY_REFUSE:
-        assert all(s.endswith(": ok") or s.startswith("generate: refused") for s in steps), steps
-        assert len(steps) >= 8, steps
+    check_cell(root, spec_name, pass_name)
 
 
 # ------------------------------------------------------------------ random specs
@@ -200,7 +201,7 @@ def small_decoders(draw) -> str:
 """
 
 
-@pytest.mark.slow
+@pytest.mark.matrix
 @hypothesis.settings(max_examples=6, deadline=None, derandomize=True,
                      suppress_health_check=list(hypothesis.HealthCheck))
 @hypothesis.given(spec=small_decoders(), pass_name=st.sampled_from(RANDOM_PASSES))

@@ -15,17 +15,9 @@ torch = require("torch")
 from strata.cli import main  # noqa: E402
 from strata.compiler import build_file  # noqa: E402
 from strata.train.settings import resolve_settings  # noqa: E402
-from tests.matrix_specs import ENCDEC, PLAIN  # noqa: E402
+from tests.matrix_specs import BASE, ENCDEC, PLAIN  # noqa: E402
 
-TEACHER = PLAIN.replace("model plain", "model teacher") + """\
-train {
-  data = "corpus.txt"
-  tokenizer = byte
-  batch = 4
-  optimizer = adamw(lr=2e-3, weight_decay=0.1)
-  schedule = cosine(warmup=1, min_lr=1e-4)
-}
-"""
+TEACHER = BASE.replace("model base", "model teacher")  # with its own train section and data
 
 
 def cli(capsys, *args) -> tuple[int, str, str]:
