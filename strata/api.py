@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from strata.errors import UsageError
+
 __all__ = ["compile", "compress", "generate_source", "load_weights", "save_weights", "source_of"]
 
 
@@ -31,10 +33,11 @@ def source_of(spec_or_folder: Any, weights=None, model: str | None = None):
     if isinstance(spec_or_folder, (str, Path)) and "\n" not in str(spec_or_folder) \
             and Path(spec_or_folder).is_dir():
         if weights is not None:
-            from strata.errors import UsageError
-
             raise UsageError(f"{spec_or_folder} is a folder with its own weights; weights go with a spec file")
         w = resolve_weights(spec_or_folder)
+        if w.spec is None:
+            raise UsageError(f"{spec_or_folder}: the spec this run was trained from is gone; give the spec "
+                             "file and the folder as its weights")
         return w.spec, w.file, model or w.model, w
     if weights is None:
         return spec_or_folder, None, model, None
@@ -141,7 +144,6 @@ def compress(source: Any, out: str | Path, *, weights=None, passes=(), model: st
         >>> r = compress("runs/tiny_shakespeare", "out/int8",
         ...              passes=['quantize(int8_dynamic)'])   # doctest: +SKIP
     """
-    from strata.errors import UsageError
     from strata.io import is_spec_path
     from strata.passes.compress import compress as run
     from strata.train.run import Run, is_run

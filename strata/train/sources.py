@@ -60,7 +60,11 @@ def resolve_weights(path: str | Path) -> Weights:
     if p.is_dir():
         if is_run(p):
             run = Run.open(p)
-            return Weights(run.weights("final"), _tokenizer_in(p), p, run.spec_source(), run.info.get("model"))
+            try:  # --init and a teacher's weights need no spec; compress and compile say when it is gone
+                spec = run.spec_source()
+            except UsageError:
+                spec = None
+            return Weights(run.weights("final"), _tokenizer_in(p), p, spec, run.info.get("model"))
         if is_compressed(p):
             return Weights(p / COMPRESSED_WEIGHTS, _tokenizer_in(p), p, str(p / COMPRESSED_SPEC), None)
         raise UsageError(_neither(p))
