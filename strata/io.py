@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import stat
 import tempfile
 from pathlib import Path
@@ -36,8 +37,8 @@ from typing import Iterator
 
 from strata.errors import UsageError
 
-__all__ = ["MAX_TEXT_BYTES", "SPEC_SUFFIXES", "atomic_output", "is_spec_path", "open_regular",
-           "read_regular", "same_file", "write_atomic"]
+__all__ = ["MAX_TEXT_BYTES", "SPEC_SUFFIXES", "atomic_folder", "atomic_output", "is_spec_path",
+           "open_regular", "read_regular", "same_file", "write_atomic"]
 
 SPEC_SUFFIXES = (".arch", ".yaml", ".yml")
 # The largest text file strata reads (a spec, an import, a config.json).  The
@@ -220,3 +221,44 @@ def write_atomic(path: str | os.PathLike, data: bytes | str, follow: bool = True
         except OSError as e:
             raise UsageError(f"{path}: cannot write ({e.strerror})") from None
     return Path(path)
+
+
+@contextlib.contextmanager
+def atomic_folder(out: str | os.PathLike, names: tuple[str, ...]) -> Iterator[Path]:
+    """Yield an empty temporary folder beside `out` to write the files `names`
+    into; on a clean exit they land in `out` — by one rename when `out` is new,
+    else each replacing its namesake (a link is replaced, never written through)
+    and a name not written this time removed — so a command's output folder is
+    whole or as it was.  Other files in `out` are never touched.
+
+        >>> import tempfile, pathlib
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "result"
+        >>> with atomic_folder(out, ("a.txt",)) as tmp:
+        ...     _ = (tmp / "a.txt").write_text("whole")
+        >>> sorted(p.name for p in out.iterdir())
+        ['a.txt']
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out}: exists and is not a folder")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    except OSError as e:
+        raise UsageError(f"{out}: cannot create the output folder ({e.strerror})") from None
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # renamed to `out`: a folder as mkdir would have made it
+    try:
+        yield tmp
+        if not out.exists():
+            os.rename(tmp, out)
+        else:
+            for name in names:
+                if (tmp / name).exists():
+                    os.replace(tmp / name, out / name)
+                elif os.path.lexists(out / name):
+                    os.unlink(out / name)
+        _fsync_dir(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -20,14 +20,11 @@ any spec; compiling it with OUT/weights.safetensors gives the compressed model.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from strata.errors import UsageError
-from strata.io import read_regular, write_atomic
+from strata.io import atomic_folder, read_regular, write_atomic
 
 __all__ = ["CompressResult", "compress"]
 
@@ -95,19 +92,6 @@ def _classify(g) -> tuple[list[str], list[str], list[dict], list[dict]]:
     return kept, notes, structured, lora
 
 
-def _publish(tmp: Path, out: Path) -> None:
-    """Move the finished files of `tmp` into `out`: one rename when `out` is new;
-    else file by file, dropping what an earlier compress wrote and this one did not."""
-    if not out.exists():
-        os.rename(tmp, out)
-        return
-    for f in FILES + (TOKENIZER,):
-        if (tmp / f).exists():
-            os.replace(tmp / f, out / f)
-        elif f == TOKENIZER:
-            (out / f).unlink(missing_ok=True)
-
-
 def _ids(g, calibration):
     import torch
 
@@ -159,21 +143,13 @@ def compress(spec: str | Path, weights: str | Path, out: str | Path, *, passes: 
     kept, notes, structured, lora = _classify(g)
     for a in reversed(lora):  # merged: the compressed model is for serving
         state = make_pass("lora", a["options"]).revert(a["record"], state)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, 0o777 & ~mask)  # renamed to OUT: a folder as mkdir would make it
-    try:
+    with atomic_folder(out, FILES + (TOKENIZER,)) as tmp:
         rep = _write(tmp, out, spec, weights, model, g0, g, state, tensors, calib, kept, notes, structured)
         if tokenizer is not None:
             write_atomic(tmp / TOKENIZER, read_regular(tokenizer, 256 << 20, "tokenizer"))
         rep["source_run"] = source_run
         rep["tokenizer"] = TOKENIZER if tokenizer is not None else None
         write_atomic(tmp / "report.json", json.dumps(rep, indent=2) + "\n")
-        _publish(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return CompressResult(out, rep)
 
 

@@ -91,7 +91,7 @@ def import_hf(src_dir: str | Path, out_dir: str | Path, *, dtype: str | None = N
     """Convert a Hugging Face folder to OUT/model.arch + OUT/weights.safetensors.
 
     Every tensor name, shape and dtype is checked against the spec before
-    anything is written; both files are written atomically.
+    anything is written; the folder gets both files or neither.
 
         >>> import_hf("hf/gpt2", "out/gpt2")  # doctest: +SKIP
         (PosixPath('out/gpt2/model.arch'), PosixPath('out/gpt2/weights.safetensors'))
@@ -100,7 +100,8 @@ def import_hf(src_dir: str | Path, out_dir: str | Path, *, dtype: str | None = N
     from strata.compiler.ir import state_dict_shapes
     from strata.errors import SpecError
     from strata.interop.hf import weights as W
-    from strata.io import write_atomic
+    from strata.errors import UsageError
+    from strata.io import atomic_folder, write_atomic
 
     if dtype is not None and dtype not in DTYPES:
         raise HFImportError(f"unknown dtype {dtype!r}: choose one of {', '.join(DTYPES)}")
@@ -136,10 +137,10 @@ def import_hf(src_dir: str | Path, out_dir: str | Path, *, dtype: str | None = N
         tensors = {k: v.to(getattr(torch, dtype)) for k, v in tensors.items()}
     meta = {"format": "pt", "source": source, "converter": "strata import-hf",
             "model_type": str(cfg.model_type)}
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise HFImportError(f"{out}: cannot create the output folder ({e.strerror})") from None
-    W.save(tensors, weights_path, meta)
-    write_atomic(arch_path, text)
+    try:  # both files or neither: made beside OUT, moved in last
+        with atomic_folder(out, (arch_path.name, weights_path.name)) as tmp:
+            W.save(tensors, tmp / weights_path.name, meta)
+            write_atomic(tmp / arch_path.name, text)
+    except UsageError as e:
+        raise HFImportError(str(e)) from None
     return arch_path, weights_path
