@@ -73,7 +73,7 @@ def test_passes_are_inherited_whole_and_replaced_whole(folders):
         assert [p["name"] for p in build_file("work/s.arch").graph["passes"]] == names
 
 
-def test_distill_paths_resolve_against_the_file_that_writes_them(folders, capsys):
+def test_distill_paths_resolve_against_the_file_that_writes_them(folders, capsys, monkeypatch):
     """In specs/lib.arch, distill("teacher.arch", weights="runs/teacher") names
     specs/teacher.arch and specs/runs/teacher, whoever extends it from work/."""
     code, _, err = cli(capsys, "train", "specs/teacher.arch", "--out", "specs/runs/teacher", "--steps", 2, "-q")
@@ -89,10 +89,15 @@ def test_distill_paths_resolve_against_the_file_that_writes_them(folders, capsys
     g = build_file("work/student.arch")
     assert g.graph["passes"][0]["options"]["teacher"] == "../specs/teacher.arch"
     assert g.graph["passes"][0]["options"]["weights"] == "../specs/runs/teacher"
-    # run from another folder: the run's spec still finds its teacher
+    # from another folder, the run's spec still finds its teacher, and resumes with it
     (folders / "elsewhere").mkdir()
-    code, _, err = cli(capsys, "eval", folders / "work" / "runs" / "student", "--max-batches", 1)
+    monkeypatch.chdir(folders / "elsewhere")
+    run = folders / "work" / "runs" / "student"
+    code, _, err = cli(capsys, "eval", run, "--max-batches", 1)
     assert code == 0, err
+    code, _, err = cli(capsys, "train", folders / "work" / "student.arch", "--out", run, "--resume",
+                       "--steps", 3)
+    assert code == 0 and "distill: teacher teacher" in err, err
 
 
 def test_a_quantized_run_evaluates_and_generates(folders, capsys):
