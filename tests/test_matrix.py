@@ -34,11 +34,12 @@ require("torchao")
 from strata.cli import main  # noqa: E402
 
 # Refusals a cell may give, by pass: (commands, pattern of the one-line reason).
-# 2:4 trains (in float, masks held) but runs only on sm80+ GPUs; Wanda needs
-# activations, which compress reads from calibration data.
+# 2:4 trains (in float, masks held) but runs only on sm80+ GPUs, fp8 only on
+# sm89+ GPUs; Wanda needs activations, which compress reads from calibration data.
 MAY_REFUSE = {
     "2:4": ({"eval", "generate", "compress"}, r"2:4.*compute capability >= 8\.0, not on cpu"),
     "wanda": ({"train", "compress"}, r"calibration"),
+    "fp8": ({"train", "resume", "eval", "generate", "compress"}, r"fp8 quantization needs a CUDA GPU"),
 }
 # Objectives that do not write text refuse `generate`, saying so.
 NO_TEXT = r"does not generate text"
@@ -46,7 +47,7 @@ NO_TEXT = r"does not generate text"
 FAST = [("plain", "none"), ("plain", "int8_dynamic"), ("derived", "distill+int8"), ("derived", "lora"),
         ("llama", "int4_weight"), ("llama", "structured"), ("llama", "qat"), ("encdec", "int8_dynamic"),
         ("encdec", "low_rank"), ("mlm", "magnitude"), ("mlm", "int8_weight"), ("classify", "distill"),
-        ("classify", "wanda"), ("plain", "2:4")]
+        ("classify", "wanda"), ("plain", "2:4"), ("llama", "fp8")]
 ALL = [c for c in itertools.product(SPECS, PASSES) if c not in FAST]
 
 
