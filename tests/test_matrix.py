@@ -163,7 +163,7 @@ def test_matrix_whole(root, spec_name, pass_name):
 
 # ------------------------------------------------------------------ random specs
 
-hypothesis = pytest.importorskip("hypothesis")
+hypothesis = require("hypothesis")
 st = hypothesis.strategies
 
 RANDOM_PASSES = ["none", "int8_dynamic", "int8_weight", "int4_weight", "magnitude", "low_rank", "lora", "qat"]
