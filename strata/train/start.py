@@ -284,6 +284,8 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
                 "settings": {k: v for k, v in cfg.items() if k != "data_base"},
                 "data": data_info, "tokenizer": {"type": tok.kind, "vocab_size": tok.vocab_size},
                 "init": str(init_file) if init_file else None, "frozen": len(frozen),
+                # where the distill teacher's weights came from (generate --speculate loads it)
+                "teacher_weights": str(Path(teacher_weights).resolve()) if teacher_weights else None,
                 "world_size": d.world, "device": device, "compile": compile, "fsdp": fsdp,
                 "torch": torch.__version__, "strata": __import__("strata").__version__}
         _write_info(out, info, ckpt is not None, start, d)
