@@ -79,6 +79,72 @@ def gpt2(args) -> None:
                 print(f"  ratio {ours_k} / {hf_k}: {t[ours_k] / t[hf_k]:.3f}")
 
 
+TEACHER = """
+model {name} {{
+  vocab = 128
+  ctx   = 256
+  d     = 128
+  heads = 4
+  depth = {depth}
+  block layer {{
+    residual {{ layernorm; attention(heads, causal=true) }}
+    residual {{ layernorm; mlp(4 * d) }}
+  }}
+  stack decoder(tokens) {{
+    embedding(vocab, d) as wte
+    position(learned, ctx) as wpe
+    repeat(depth) layer as h
+    layernorm as ln_f
+    lm_head(tie=wte)
+  }}
+}}
+passes {{ fuse_qkv{distill} }}
+train {{
+  tokenizer = char
+  batch     = 16
+  context   = 128
+  optimizer = adamw(lr=2e-3, betas=(0.9, 0.99), weight_decay=0.1)
+  schedule  = cosine(warmup=20, min_lr=2e-4)
+  grad_clip = 1.0
+}}
+"""
+
+
+def speculative(args) -> None:
+    from strata.backends.torch.speculative import speculative_generate
+
+    with tempfile.TemporaryDirectory() as d:
+        t = time.perf_counter()
+        teacher_spec = os.path.join(d, "teacher.arch")
+        with open(teacher_spec, "w") as f:
+            f.write(TEACHER.format(name="teacher", depth=12, distill=""))
+        teacher = strata.train(teacher_spec, out=os.path.join(d, "t"), steps=args.train_steps, progress=False)
+        student_spec = os.path.join(d, "student.arch")
+        with open(student_spec, "w") as f:
+            f.write(TEACHER.format(name="student", depth=2, distill=f'; distill("teacher.arch", weights="{teacher.path}")'))
+        student = strata.train(student_spec, out=os.path.join(d, "s"), steps=args.train_steps, progress=False)
+        print(f"trained a 12-layer teacher (val loss {teacher.val_loss:.3f}) and a 2-layer distilled student "
+              f"(val loss {student.val_loss:.3f}) on the built-in corpus, {args.train_steps} steps each, in "
+              f"{time.perf_counter() - t:.0f} s")
+        tm, sm, tok = teacher.model, student.model, teacher.tokenizer
+    prompt = torch.tensor(tok.encode("The ").tolist(), dtype=torch.long)[None]
+    n = args.spec_tokens
+    want = tm.generate(prompt, n)
+    got, stats = speculative_generate(tm, sm, prompt, n, k=args.k)
+    assert torch.equal(got, want), "speculative decoding changed the teacher's greedy output"
+    runs = {"teacher greedy": lambda: tm.generate(prompt, n),
+            "speculative": lambda: speculative_generate(tm, sm, prompt, n, k=args.k),
+            "student greedy": lambda: sm.generate(prompt, n)}
+    t = interleaved(runs, reps=args.rounds, inner=1, warmup=1)
+    print(f"Speculative decoding, greedy, prompt {prompt.shape[1]} tokens, {n} new tokens, k from {args.k} "
+          f"(adaptive), {args.threads} threads, median of {args.rounds} rounds; output identical to the teacher's")
+    for k, v in t.items():
+        print(f"  {k:16s} {v * 1e3:8.1f} ms  {n / v:7.1f} tokens/s")
+    print(f"  draft acceptance {stats.acceptance:.1%} ({stats.accepted} of {stats.proposed}), "
+          f"{stats.rounds} teacher forwards for {n} tokens")
+    print(f"  speed-up speculative / teacher: {t['teacher greedy'] / t['speculative']:.2f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
@@ -86,8 +152,13 @@ def main() -> None:
     ap.add_argument("--new", type=int, nargs="+", default=[48, 256])
     ap.add_argument("--part", choices=["gpt2", "speculative", "all"], default="all")
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile contenders")
+    ap.add_argument("--train-steps", type=int, default=300, help="training steps of teacher and student")
+    ap.add_argument("--spec-tokens", type=int, default=200, help="new tokens for speculative decoding")
+    ap.add_argument("--k", type=int, default=4, help="draft tokens a round to start with")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.part in ("speculative", "all"):
+        speculative(args)
     if args.part in ("gpt2", "all"):
         gpt2(args)
 
