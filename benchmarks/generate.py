@@ -101,8 +101,8 @@ model {name} {{
 passes {{ fuse_qkv{distill} }}
 train {{
   tokenizer = char
-  batch     = 16
-  context   = 128
+  batch     = 8
+  context   = 64
   optimizer = adamw(lr=2e-3, betas=(0.9, 0.99), weight_decay=0.1)
   schedule  = cosine(warmup=20, min_lr=2e-4)
   grad_clip = 1.0
@@ -152,7 +152,7 @@ def main() -> None:
     ap.add_argument("--new", type=int, nargs="+", default=[48, 256])
     ap.add_argument("--part", choices=["gpt2", "speculative", "all"], default="all")
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile contenders")
-    ap.add_argument("--train-steps", type=int, default=300, help="training steps of teacher and student")
+    ap.add_argument("--train-steps", type=int, default=200, help="training steps of teacher and student")
     ap.add_argument("--spec-tokens", type=int, default=200, help="new tokens for speculative decoding")
     ap.add_argument("--k", type=int, default=4, help="draft tokens a round to start with")
     args = ap.parse_args()

@@ -143,9 +143,9 @@ def generate(model, ids, max_new_tokens, temperature=0.0, top_k=None, src=None, 
     max_new_tokens positions, or one that grows (static=False); compile=True runs
     the one-token step compiled (torch.compile, fullgraph; once per model)."""
     cache = model.new_cache(ids.shape[1] + max_new_tokens if static else None)
-    step = model  # compiled once per model, its sizes symbolic: no recompiling per token or length
-    if compile:
-        step = model.__dict__.setdefault("compiled_step", torch.compile(model, fullgraph=True, dynamic=True))
+    if compile and "compiled_step" not in model.__dict__:  # once per model (not a submodule: not in its state)
+        model.__dict__["compiled_step"] = torch.compile(model, fullgraph=True, dynamic=True)  # sizes symbolic
+    step = model.__dict__["compiled_step"] if compile else model
     first = () if src is None else (src,)  # an encoder-decoder's source, encoded once
     logits = model(*first, ids, cache=cache, **inputs)[:, -1, :]  # (B, vocab)
     for i in range(max_new_tokens):
