@@ -121,7 +121,8 @@ def speculative(args) -> None:
         teacher = strata.train(teacher_spec, out=os.path.join(d, "t"), steps=args.train_steps, progress=False)
         student_spec = os.path.join(d, "student.arch")
         with open(student_spec, "w") as f:
-            f.write(TEACHER.format(name="student", depth=2, distill=f'; distill("teacher.arch", weights="{teacher.path}")'))
+            distill = f'; distill("teacher.arch", weights="{teacher.path}")'
+            f.write(TEACHER.format(name="student", depth=2, distill=distill))
         student = strata.train(student_spec, out=os.path.join(d, "s"), steps=args.train_steps, progress=False)
         print(f"trained a 12-layer teacher (val loss {teacher.val_loss:.3f}) and a 2-layer distilled student "
               f"(val loss {student.val_loss:.3f}) on the built-in corpus, {args.train_steps} steps each, in "

@@ -136,9 +136,12 @@ def test_static_and_growing_caches_agree(model):
 
 
 @pytest.mark.slow
-def test_compiled_step_decodes_as_eager(model):
+def test_compiled_step_decodes_as_eager(model, request):
     """The encoder runs once (eager, at the prefill); the compiled step reads its cached
-    output and cross-attention keys and values."""
+    output and cross-attention keys and values.  T5 only (relative bias, the most
+    the step computes): compiling takes minutes on a busy 2-core CPU."""
+    if request.node.callspec.params["model"] != "t5":
+        pytest.skip("one encoder-decoder compiled is enough")
     torch.manual_seed(6)
     src, tgt = torch.randint(0, 61, (2, 9)), torch.randint(0, 61, (2, 1))
     assert torch.equal(model.generate(src, tgt, 6, compile=True), model.generate(src, tgt, 6))
