@@ -157,6 +157,7 @@ def main() -> None:
     ap.add_argument("--spec-tokens", type=int, default=200, help="new tokens for speculative decoding")
     ap.add_argument("--k", type=int, default=4, help="draft tokens a round to start with")
     args = ap.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # each figure as it comes (runs take minutes)
     torch.set_num_threads(args.threads)
     if args.part in ("speculative", "all"):
         speculative(args)
