@@ -67,7 +67,7 @@ def verify(draft_tokens: torch.Tensor, p: torch.Tensor, q: torch.Tensor | None,
         agree = (best[:k] == draft_tokens).long()
         n = int(agree.cumprod(0).sum())
         return n, int(best[n])
-    idx = torch.arange(k)
+    idx = torch.arange(k, device=p.device)
     ratio = p[idx, draft_tokens] / q[idx, draft_tokens]  # q > 0 where the draft sampled
     u = torch.rand(k, generator=generator, device=p.device)
     ok = (u < ratio).long()  # u < min(1, ratio)
@@ -116,7 +116,7 @@ def speculative_generate(target, draft, ids: torch.Tensor, max_new_tokens: int, 
         n_draft = min(k, left - 1)  # the round's own token always comes on top
         drafts, qs = [], []
         if n_draft > 0:
-            feed = seq[d_cache.end:]  # what the draft has not read yet (1 or 2 tokens)
+            feed = seq[d_cache.end:]  # what the draft has not read yet (the prompt, then 1 or 2 tokens)
             logits = _logits(draft, torch.tensor([feed], device=ids.device), d_cache)[-1:]
             for j in range(n_draft):
                 if greedy:
