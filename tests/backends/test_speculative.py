@@ -62,6 +62,15 @@ class Scripted(torch.nn.Module):
         return torch.nn.functional.one_hot(torch.tensor([nxt]), self.vocab).float() * 10  # (1, T, vocab)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Hundreds of tiny forwards: one thread (two wait on each other on a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def pair():
     return tiny(0, depth=2), tiny(1, depth=1)
