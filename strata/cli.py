@@ -221,12 +221,18 @@ def _cmd_generate(args) -> int:
     from strata.train.generate import check_sampling
     from strata.train.sources import open_source
 
+    from strata.train.generate import GenerationStats
+
     check_sampling(args.tokens, args.temperature, args.top_k, args.seed)  # before loading anything
+    stats = GenerationStats()
     with _weights_errors():
         source = open_source(args.run, args.weights, args.model)
         text = source.generate(args.prompt, tokens=args.tokens, temperature=args.temperature,
-                               top_k=args.top_k, seed=args.seed)
+                               top_k=args.top_k, seed=args.seed, compile=args.compile,
+                               draft=args.draft, speculate=args.speculate, k=args.k, stats=stats)
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    if not args.quiet:  # the numbers on stderr: stdout stays the text
+        print(f"strata: {stats.line()}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -324,6 +330,14 @@ def _add_train_commands(sub) -> None:
     p.add_argument("--temperature", type=float, default=0.8, help="0 picks the likeliest token")
     p.add_argument("--top-k", type=int, help="sample from the k likeliest tokens")
     p.add_argument("--seed", type=int)
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the one-token decoding step (compiles once, then faster)")
+    p.add_argument("--draft", metavar="RUN", help="speculative decoding: RUN (a smaller model with the "
+                   "same tokenizer) drafts tokens, this run's model verifies them")
+    p.add_argument("--speculate", action="store_true", help="speculative decoding with the pair the spec "
+                   "declares: this run (a distill student) drafts, its teacher verifies")
+    p.add_argument("--k", type=int, default=4, help="draft tokens a round to start with (1..8; it adapts)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no timing line on stderr")
     p.set_defaults(func=_cmd_generate)
 
     p = sub.add_parser("eval", help="validation loss and perplexity of a trained run")

@@ -164,7 +164,8 @@ def attention_class(core: dict, *, qk_norm: bool, fused: str | None, mask: bool,
         fwd.append(f"        y = {fn}(q, k, v, {'mask' if mask else 'None'}, {causal}, {scale_expr}, "
                    f"self.softcap, {drop})")
     else:
-        kw = ["attn_mask=mask", "is_causal=mask is None"] if mask and causal else \
+        # one query (a decoding step) sees every cached key: no mask, and not is_causal (SDPA aligns it top-left)
+        kw = ["attn_mask=mask", "is_causal=mask is None and T > 1"] if mask and causal else \
             ["attn_mask=mask"] if mask else ["is_causal=True"] if causal else []
         kw += [f"dropout_p={drop}"] + ["scale=self.scale"] * scale + ["enable_gqa=True"] * gqa
         fwd += ["        y = F.scaled_dot_product_attention(",

@@ -2,7 +2,9 @@
 decoder-only models (greedy at temperature 0, else sampled from the top_k),
 continued by re-reading the last ctx tokens once the prompt and the new tokens
 outgrow the model's positions (as nanoGPT does); for encoder-decoder models
-their cached `generate(src, tgt, n)`, cut at the first [EOS].
+their cached `generate(src, tgt, n)`, cut at the first [EOS].  Optionally the
+one-token step compiled, or speculative decoding with a draft model
+(strata.backends.torch.speculative); `GenerationStats` says how fast it went.
 
     >>> ids = generate_ids(model, prompt_ids, 50, temperature=0.8, top_k=40)   # doctest: +SKIP
 """
@@ -10,13 +12,16 @@ their cached `generate(src, tgt, n)`, cut at the first [EOS].
 from __future__ import annotations
 
 import math
+import time
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from strata.backends.torch.speculative import speculative_generate
 from strata.errors import UsageError
 
-__all__ = ["check_sampling", "generate_ids", "generate_text", "pick", "MAX_SEED"]
+__all__ = ["GenerationStats", "check_sampling", "generate_ids", "generate_text", "pick", "MAX_SEED"]
 
 MAX_SEED = 2 ** 63 - 1  # what torch.manual_seed takes
 
@@ -33,6 +38,32 @@ def check_sampling(tokens: int, temperature: float, top_k: int | None, seed: int
         raise UsageError(f"--seed should be from 0 to 2**63 - 1 ({MAX_SEED:,})")
 
 
+@dataclass
+class GenerationStats:
+    """How one generation went: new tokens, seconds (compilation excluded), the
+    compilation's seconds, and speculative decoding's draft tokens."""
+
+    tokens: int = 0
+    seconds: float = 0.0
+    compile_seconds: float | None = None
+    proposed: int | None = None
+    accepted: int | None = None
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+    def line(self) -> str:
+        """`48 tokens in 1.20 s, 40.0 tokens/s; ...` (what `strata generate` prints to stderr)."""
+        out = f"{self.tokens} tokens in {self.seconds:.2f} s, {self.tokens_per_second:.1f} tokens/s"
+        if self.compile_seconds is not None:
+            out += f"; compiling the decoding step took {self.compile_seconds:.1f} s (not counted)"
+        if self.proposed is not None:
+            rate = self.accepted / self.proposed if self.proposed else 0.0
+            out += f"; draft acceptance {rate:.0%} ({self.accepted} of {self.proposed} draft tokens)"
+        return out
+
+
 def pick(logits: torch.Tensor, temperature: float, top_k: int | None) -> torch.Tensor:
     """The next token for each row of logits (B, vocab) -> (B, 1), as the
     generated model's `generate` picks it."""
@@ -47,12 +78,21 @@ def pick(logits: torch.Tensor, temperature: float, top_k: int | None) -> torch.T
 
 @torch.no_grad()
 def generate_ids(model, ids: torch.Tensor, n: int, temperature: float = 0.0,
-                 top_k: int | None = None, ctx: int | None = None, cache: bool = True) -> torch.Tensor:
+                 top_k: int | None = None, ctx: int | None = None, cache: bool = True, *,
+                 compile: bool = False, draft=None, k: int = 4, stats: GenerationStats | None = None
+                 ) -> torch.Tensor:
     """ids (B, T) followed by n new tokens.  cache=False recomputes every step
-    (the reference the cached path is tested against)."""
+    (the reference the cached path is tested against); compile=True compiles the
+    one-token step; `draft` (a smaller model with the same vocabulary) drafts
+    k tokens a round for speculative decoding (B = 1), which fills `stats`."""
     first = n if ctx is None else max(min(n, ctx - ids.shape[1]), 0)
-    if cache and first and hasattr(model, "generate"):
-        ids = model.generate(ids, first, temperature=temperature, top_k=top_k)
+    if draft is not None and first:
+        ids, spec = speculative_generate(model, draft, ids, first, temperature, top_k, k=k)
+        n -= first
+        if stats is not None:
+            stats.proposed, stats.accepted = spec.proposed, spec.accepted
+    elif cache and first and hasattr(model, "generate"):
+        ids = model.generate(ids, first, temperature=temperature, top_k=top_k, compile=compile)
         n -= first
     for _ in range(n):
         window = ids if ctx is None else ids[:, -ctx:]
@@ -62,13 +102,13 @@ def generate_ids(model, ids: torch.Tensor, n: int, temperature: float = 0.0,
 
 @torch.no_grad()
 def _seq2seq(model, src: torch.Tensor, n: int, temperature: float, top_k: int | None,
-             bos: int, eos: int, ctx: int | None) -> list[int]:
+             bos: int, eos: int, ctx: int | None, compile: bool = False) -> list[int]:
     """The target for one source, up to its first [EOS]: the model's own cached
     `generate(src, tgt, n)`, else step by step."""
     n = n if ctx is None else min(n, ctx - 1)
     tgt = torch.tensor([[bos]], dtype=torch.long)
     if hasattr(model, "generate"):
-        out = model.generate(src, tgt, n, temperature=temperature, top_k=top_k)[0, 1:].tolist()
+        out = model.generate(src, tgt, n, temperature=temperature, top_k=top_k, compile=compile)[0, 1:].tolist()
     else:
         for _ in range(n):
             tgt = torch.cat([tgt, pick(model(src, tgt)[:, -1, :], temperature, top_k)], dim=1)
@@ -77,7 +117,11 @@ def _seq2seq(model, src: torch.Tensor, n: int, temperature: float, top_k: int | 
 
 
 def generate_text(run, prompt: str, tokens: int, temperature: float, top_k: int | None,
-                  seed: int | None) -> str:
+                  seed: int | None, *, compile: bool = False, draft: str | None = None,
+                  speculate: bool = False, k: int = 4, stats: GenerationStats | None = None) -> str:
+    """The run's text after `prompt`; with `draft` (another run) or `speculate` (the
+    spec's distill teacher verifies, this run drafts), by speculative decoding.
+    `stats`, when given, receives the speed (and the draft's acceptance)."""
     from strata.train.heads import model_limits
 
     obj = run.objective
@@ -85,19 +129,43 @@ def generate_text(run, prompt: str, tokens: int, temperature: float, top_k: int 
         raise UsageError(f"{run.path}: a {obj.name} model does not generate text; "
                          f"`strata eval {run.path}` measures it")
     check_sampling(tokens, temperature, top_k, seed)
-    tok, model = run.tokenizer, run.model
-    _, ctx = model_limits(model.strata_graph)
+    if not 1 <= k <= 8:
+        raise UsageError("--k (draft tokens a round, to start with) should be within 1 .. 8")
+    if (draft is not None or speculate) and compile:
+        raise UsageError("--compile and speculative decoding do not combine yet; pick one")
+    stats = GenerationStats() if stats is None else stats
+    tok, model, drafter = run.tokenizer, run.model, None
+    if draft is not None or speculate:
+        from strata.train.speculate import speculative_pair
+
+        model, drafter = speculative_pair(run, draft, speculate)
+    limits = [model_limits(m.strata_graph)[1] for m in (model, drafter) if m is not None]
+    ctx = min((c for c in limits if c is not None), default=None)  # positions both models have
+    ids = tok.encode(prompt)
+    if obj.name == "causal_lm" and len(ids) == 0:
+        raise UsageError("the prompt is empty after tokenizing; give at least one character")
+    x = torch.tensor(ids, dtype=torch.long)[None]
+    if obj.name == "causal_lm" and ctx is not None and x.shape[1] > ctx:
+        x = x[:, -ctx:]  # the model reads at most ctx tokens
+    if compile and hasattr(model, "generate"):  # compile (greedy, a few tokens) before the seed and the clock
+        t = time.perf_counter()
+        if obj.name == "seq2seq":
+            model.generate(torch.tensor([[tok.special("[EOS]")]]), torch.tensor([[tok.special("[BOS]")]]), 3,
+                           compile=True)
+        else:
+            model.generate(x[:, max(0, x.shape[1] + 3 - ctx):] if ctx else x, 3, compile=True)
+        stats.compile_seconds = time.perf_counter() - t
     if seed is not None:
         torch.manual_seed(seed)
-    ids = tok.encode(prompt)
+    t = time.perf_counter()
     if obj.name == "seq2seq":
         src = torch.tensor([[*ids[: (ctx or len(ids) + 1) - 1], tok.special("[EOS]")]], dtype=torch.long)
         out = _seq2seq(model, src, tokens, temperature, top_k, tok.special("[BOS]"),
-                       tok.special("[EOS]"), ctx)
-        return tok.decode(out)
-    if len(ids) == 0:
-        raise UsageError("the prompt is empty after tokenizing; give at least one character")
-    x = torch.tensor(ids, dtype=torch.long)[None]
-    if ctx is not None and x.shape[1] > ctx:
-        x = x[:, -ctx:]  # the model reads at most ctx tokens
-    return tok.decode(generate_ids(model, x, tokens, temperature, top_k, ctx)[0].tolist())
+                       tok.special("[EOS]"), ctx, compile)
+        new = out
+    else:
+        out = generate_ids(model, x, tokens, temperature, top_k, ctx, compile=compile, draft=drafter, k=k,
+                           stats=stats)[0].tolist()
+        new = out[x.shape[1]:]
+    stats.seconds, stats.tokens = time.perf_counter() - t, len(new)
+    return tok.decode(out)

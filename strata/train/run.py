@@ -166,11 +166,14 @@ class Run:
         return (self._model.eval() if self._model is not None else self.load_model())
 
     def generate(self, prompt: str = "\n", tokens: int = 200, temperature: float = 0.8,
-                 top_k: int | None = None, seed: int | None = None) -> str:
-        """Text the model writes after `prompt` (KV-cached; causal LM and seq2seq runs)."""
+                 top_k: int | None = None, seed: int | None = None, **options) -> str:
+        """Text the model writes after `prompt` (KV-cached; causal LM and seq2seq runs).
+        options: compile=True (the one-token step compiled), draft="RUN" or speculate=True
+        (speculative decoding), k (draft tokens a round, to start), stats (a GenerationStats
+        to fill); see strata.train.generate.generate_text."""
         from strata.train.generate import generate_text
 
-        return generate_text(self, prompt, tokens, temperature, top_k, seed)
+        return generate_text(self, prompt, tokens, temperature, top_k, seed, **options)
 
     def evaluate(self, data: str | None = None, **kw) -> dict:
         """Validation loss (and perplexity / accuracy) of the final model on the run's

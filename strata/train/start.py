@@ -285,6 +285,8 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
                 "settings": cfg,
                 "data": data_info, "tokenizer": {"type": tok.kind, "vocab_size": tok.vocab_size},
                 "init": str(init_file) if init_file else None, "frozen": len(frozen),
+                # where the distill teacher's weights came from (generate --speculate loads it)
+                "teacher_weights": str(Path(teacher_weights).resolve()) if teacher_weights else None,
                 "world_size": d.world, "device": device, "compile": compile, "fsdp": fsdp,
                 "torch": torch.__version__, "strata": __import__("strata").__version__}
         metrics = MetricsLog(out / METRICS, d.main, resume_step=start if ckpt is not None else None)

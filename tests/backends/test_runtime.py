@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 
 from tests.optional import require
 
@@ -36,6 +37,74 @@ def test_kv_cache_appends_per_layer_in_call_order():
     assert k.shape == (1, 2, 4, 4) and torch.equal(k[:, :, 3], torch.ones(1, 2, 4))
     k, _ = cache.update(torch.zeros(1, 2, 1, 4), torch.zeros(1, 2, 1, 4))
     assert torch.equal(k[:, :, :3], 2 * k0)  # the second layer's own keys
+
+
+def test_static_kv_cache_writes_in_place_and_crops():
+    cache = R.KVCache(max_len=6)
+    assert cache.start() == 0
+    k0 = torch.arange(24.0).view(1, 2, 3, 4)
+    k, v = cache.update(k0, -k0)
+    buffer = cache.layers[0][0]
+    assert buffer.shape == (1, 2, 6, 4) and torch.equal(k, k0) and torch.equal(v, -k0)
+    assert cache.start() == 3
+    k, _ = cache.update(torch.ones(1, 2, 2, 4), torch.ones(1, 2, 2, 4))
+    assert k.shape == (1, 2, 5, 4) and k.data_ptr() == buffer.data_ptr()  # a view of the one buffer
+    assert torch.equal(k[:, :, :3], k0) and torch.equal(k[:, :, 3:], torch.ones(1, 2, 2, 4))
+    cache.crop(4)  # the last position rejected: the next token is written over it
+    assert cache.start() == 4
+    k, _ = cache.update(torch.zeros(1, 2, 1, 4), torch.zeros(1, 2, 1, 4))
+    assert k.shape == (1, 2, 5, 4) and torch.equal(k[:, :, 4], torch.zeros(1, 2, 4))
+    growing = R.KVCache()
+    growing.start()
+    growing.update(k0, k0)
+    growing.crop(1)
+    growing.start()
+    k, _ = growing.update(k0[:, :, :1], k0[:, :, :1])
+    assert torch.equal(k, torch.cat([k0[:, :, :1], k0[:, :, :1]], dim=2))
+
+
+def test_static_and_growing_caches_decode_alike():
+    torch.manual_seed(0)
+    model = compile("specs/tiny_shakespeare.arch").eval()
+    ids = torch.randint(0, 65, (2, 5))
+    assert torch.equal(R.generate(model, ids, 8), R.generate(model, ids, 8, static=False))
+    torch.manual_seed(3)
+    a = R.generate(model, ids, 6, temperature=1.0, top_k=8)
+    torch.manual_seed(3)
+    assert torch.equal(a, R.generate(model, ids, 6, temperature=1.0, top_k=8, static=False))
+
+
+TINY = """
+model tiny {
+  d = 8
+  block layer { residual { layernorm; attention(2, causal=true) } residual { layernorm; mlp(2 * d) } }
+  stack decoder(tokens) {
+    embedding(11, d) as wte
+    position(learned, 32) as wpe
+    repeat(1) layer as h
+    lm_head(tie=wte)
+  }
+}
+"""
+
+
+@pytest.mark.slow
+def test_compiled_step_compiles_once():
+    """torch.compile on the one-token step: one graph, no recompiling per token, for a
+    longer generation, or another prompt length (the sizes are symbolic)."""
+    from torch._dynamo.utils import counters
+
+    torch.manual_seed(0)
+    model = compile(TINY).eval()
+    ids = torch.randint(0, 11, (1, 3))
+    counters.clear()
+    assert torch.equal(model.generate(ids, 4, compile=True), model.generate(ids, 4))
+    assert counters["stats"]["unique_graphs"] == 1
+    counters.clear()
+    longer = torch.randint(0, 11, (1, 5))
+    assert torch.equal(model.generate(longer, 12, compile=True), model.generate(longer, 12))
+    assert counters["stats"]["unique_graphs"] == 0 and not counters["recompiles"]
+    assert "compiled_step" not in dict(model.named_modules())  # not a submodule: the state dict is the model's
 
 
 def test_make_mask_causal_window_and_padding():

@@ -127,3 +127,21 @@ def test_padded_source_gives_each_row_its_own_result(model):
         alone = model(short, got[:1])
         torch.testing.assert_close(model(src, got, attention_mask=mask)[:1], alone, atol=1e-5, rtol=0)
         assert (model(src, got)[:1] - alone).abs().max() > 1e-4  # the padding matters without the mask
+
+
+def test_static_and_growing_caches_agree(model):
+    torch.manual_seed(5)
+    src, tgt = torch.randint(0, 61, (2, 9)), torch.randint(0, 61, (2, 2))
+    assert torch.equal(model.generate(src, tgt, 10), model.generate(src, tgt, 10, static=False))
+
+
+@pytest.mark.slow
+def test_compiled_step_decodes_as_eager(model, request):
+    """The encoder runs once (eager, at the prefill); the compiled step reads its cached
+    output and cross-attention keys and values.  T5 only (relative bias, the most
+    the step computes): compiling takes minutes on a busy 2-core CPU."""
+    if request.node.callspec.params["model"] != "t5":
+        pytest.skip("one encoder-decoder compiled is enough")
+    torch.manual_seed(6)
+    src, tgt = torch.randint(0, 61, (2, 9)), torch.randint(0, 61, (2, 1))
+    assert torch.equal(model.generate(src, tgt, 6, compile=True), model.generate(src, tgt, 6))

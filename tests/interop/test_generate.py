@@ -1,6 +1,7 @@
-"""Generation from imported checkpoints: strata's cached greedy decoding gives the
-tokens of its own uncached decoding and of Hugging Face's `generate` (greedy),
-for every family with an LM head, T5 included (encoder-decoder)."""
+"""Generation from imported checkpoints: strata's cached greedy decoding (static
+cache and growing cache) gives the tokens of its own uncached decoding and of
+Hugging Face's `generate` (greedy), for every family with an LM head, T5 included
+(encoder-decoder)."""
 
 from __future__ import annotations
 
@@ -43,16 +44,18 @@ def test_greedy_generation_matches_hf(name, imported, monkeypatch):
         if hf.config.is_encoder_decoder:
             src = torch.randint(2, 100, (2, 9))
             start = torch.full((2, 1), hf.config.decoder_start_token_id)
-            got = ours.generate(src, start, NEW)
+            got = ours.generate(src, start, NEW)  # the static cache
             assert torch.equal(got, uncached(ours, start, NEW, src=src))
+            assert torch.equal(got, ours.generate(src, start, NEW, static=False))
             if name in NO_HF_GENERATE:
                 return
             want = hf.generate(src, **kw)
         else:
             prompt = torch.randint(2, 100, (2, 5))
             want = hf.generate(prompt, attention_mask=torch.ones_like(prompt), **kw)
-            got = ours.generate(prompt, NEW)
+            got = ours.generate(prompt, NEW)  # the static cache
             assert torch.equal(got, uncached(ours, prompt, NEW))
+            assert torch.equal(got, ours.generate(prompt, NEW, static=False))
     assert torch.equal(got, want), f"{name}: strata {got.tolist()} vs HF {want.tolist()}"
     assert len(set(got[:, -NEW:].flatten().tolist())) >= 3  # not one token over and over
 

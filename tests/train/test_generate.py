@@ -122,3 +122,14 @@ def test_seq2seq_padding_does_not_change_a_row(tmp_path):
     assert both["src"].shape[1] > alone["src"].shape[1]  # row 0 is padded in the pair
     with torch.no_grad():
         torch.testing.assert_close(loss.forward(net, both)["output"][:1], loss.forward(net, alone)["output"])
+
+
+@pytest.mark.slow
+def test_cli_generate_compiled(run, capsys):
+    """--compile: the same greedy text, and the compilation's time said apart."""
+    args = ["generate", str(run.path), "--prompt", "the cat", "--tokens", "12", "--temperature", "0"]
+    assert main(args) == 0
+    want = capsys.readouterr().out
+    assert main(args + ["--compile"]) == 0
+    out = capsys.readouterr()
+    assert out.out == want and "compiling the decoding step took" in out.err and "tokens/s" in out.err

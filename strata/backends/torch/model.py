@@ -98,7 +98,8 @@ def mask_lines(em: Emitter, info, kind: tuple, var: str, tok: str, start: str) -
             return [line]
         lowered = em.component(info.positions, module, [], {"mask": var, "start": start}, _hook(em))
         return [f"        {var} = {call}", f"        {var} = {lowered.call}  # (B or 1, heads, T, S) bias"]
-    conds = (["start_pos > 0"] if info.cache else []) + ([f"T > {window}"] if window else []) + \
+    # a one-token decoding step needs none either (all its keys are visible)
+    conds = ([f"start_pos > 0{'' if window else ' and T > 1'}"] if info.cache else []) + ([f"T > {window}"] if window else []) + \
         (["attention_mask is not None"] if info.padding else [])
     if not conds:
         return [f"        {var} = None  # full attention needs no mask"]
@@ -211,33 +212,38 @@ def model_class(em: Emitter, stack_classes: dict[str, str]) -> tuple[str, bool]:
     gen = []
     if generates and not seq2seq:
         cache, generate = em.out.runtime("KVCache"), em.out.runtime("generate")
-        gen = ["", "    def new_cache(self):",
-               f'        """An empty {cache}: model(ids, cache=cache), then model(next_ids, cache=cache)."""',
-               f"        return {cache}()", "",
-               "    def generate(self, ids, max_new_tokens, temperature=0.0, top_k=None):",
-               '        """Append max_new_tokens tokens to ids (B, T): greedy at temperature 0, else',
-               '        sampled (from the top_k most likely); keys and values are cached."""',
-               f"        return {generate}(self, ids, max_new_tokens, temperature, top_k)"]
+        gen = ["", "    def new_cache(self, max_len=None):",
+               f'        """An empty {cache} (static with max_len): model(ids, cache=cache), then model(next_ids, '
+               'cache=cache)."""',
+               f"        return {cache}(max_len)", "",
+               "    def generate(self, ids, max_new_tokens, temperature=0.0, top_k=None, static=True, compile=False):",
+               '        """Append max_new_tokens tokens to ids (B, T): greedy at temperature 0, else sampled (from the',
+               '        top_k most likely); keys and values cached (static: preallocated); compile: a compiled step."""',
+               f"        return {generate}(self, ids, max_new_tokens, temperature, top_k, static=static, "
+               "compile=compile)"]
     elif seq2seq and info.cache:
         em.out.runtime("KVCache")
         cache = em.out.runtime("EncoderDecoderCache")
         src, tgt = (top(s["name"], ins[s["name"]][0][0]) for s in (stacks[0], last))
-        gen = ["", "    def new_cache(self):",
-               f'        """An empty {cache}: model({src}, {tgt}, cache=cache), then model({src}, next_ids, '
-               'cache=cache)."""',
-               f"        return {cache}()"]
+        gen = ["", "    def new_cache(self, max_len=None):",
+               f'        """An empty {cache} (static with max_len): model({src}, {tgt}, cache=cache), then '
+               'with next ids."""',
+               f"        return {cache}(max_len)"]
         if generates:
             generate = em.out.runtime("generate")
             mask = ", attention_mask=None" if padded else ""
             doc = (f"Append max_new_tokens tokens to the decoder's {tgt} (B, T: its start token) given the "
                    f"source {src}" + (" (attention_mask: 1 for its tokens, 0 for padding)" if padded else "")
                    + ": greedy at temperature 0, else sampled (from the top_k most likely); the source is "
-                   "encoded once, keys and values are cached.")
+                   "encoded once, keys and values are cached (static: preallocated), the one-token step compiled "
+                   "if asked.")
             lines = textwrap.wrap(doc, 84)
             lines[0], lines[-1] = '"""' + lines[0], lines[-1] + '"""'
-            gen += ["", f"    def generate(self, {src}, {tgt}, max_new_tokens, temperature=0.0, top_k=None{mask}):",
+            gen += ["", f"    def generate(self, {src}, {tgt}, max_new_tokens, temperature=0.0, top_k=None{mask},",
+                    "                 static=True, compile=False):",
                     *("        " + line for line in lines),
-                    f"        return {generate}(self, {tgt}, max_new_tokens, temperature, top_k, src={src}"
+                    f"        return {generate}(self, {tgt}, max_new_tokens, temperature, top_k, src={src},",
+                    " " * (16 + len(generate)) + "static=static, compile=compile"
                     + (", attention_mask=attention_mask)" if padded else ")")]
     doc = f'    """{pysafe.text(g.graph["name"])}: {g.graph.get("parameters", 0):,} parameters."""'
     body = ["class {name}(nn.Module):", doc, "", *init, "", *fwd, *gen]

@@ -26,28 +26,37 @@ class Config:
 
 
 class KVCache:
-    """Keys and values of the positions seen so far, one entry per self-attention
-    in call order.  The model calls `start()` at every forward."""
+    """Keys and values of the positions seen so far, per self-attention in call order (the
+    model calls `start()` at every forward).  Static with max_len: (B, kv_heads, max_len,
+    head_dim) per layer, written in place; else grown by torch.cat (no memory unused)."""
 
-    def __init__(self):
-        self.layers = []  # [(k, v)], each (B, kv_heads, S, head_dim)
-        self.index = 0
+    def __init__(self, max_len=None):
+        self.max_len, self.layers, self.index, self.length, self.end = max_len, [], 0, 0, 0
 
     def start(self):
         """Begin a forward pass; returns how many positions are cached."""
-        self.index = 0
-        return self.layers[0][0].shape[2] if self.layers else 0
+        self.index, self.length = 0, self.end
+        return self.length
 
     def update(self, k, v):
-        """Append this layer's new keys and values; return all of them."""
-        if self.index < len(self.layers):
-            past_k, past_v = self.layers[self.index]
-            k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
-            self.layers[self.index] = (k, v)
+        """Add this layer's new keys and values (B, kv_heads, T, head_dim); return all of them."""
+        end = self.end = self.length + k.shape[2]
+        if self.index == len(self.layers):
+            size = (*k.shape[:2], self.max_len or 0, k.shape[3])
+            self.layers.append((k.new_zeros(size), v.new_zeros(size)))
+        past_k, past_v = self.layers[self.index]
+        if self.max_len is None:
+            past_k = torch.cat([past_k[:, :, :self.length], k], dim=2)
+            past_v = torch.cat([past_v[:, :, :self.length], v], dim=2)
+            self.layers[self.index] = (past_k, past_v)
         else:
-            self.layers.append((k, v))
+            past_k[:, :, self.length:end], past_v[:, :, self.length:end] = k, v
         self.index += 1
-        return k, v
+        return past_k[:, :, :end], past_v[:, :, :end]
+
+    def crop(self, length):
+        """Forget the positions from `length` on (the draft tokens a verifier rejected)."""
+        self.length = self.end = min(length, self.end)
 
 
 class EncoderDecoderCache(KVCache):
@@ -55,8 +64,8 @@ class EncoderDecoderCache(KVCache):
     the encoder's output (`memory`) and each cross-attention's keys and values of it,
     computed at the first step, in call order."""
 
-    def __init__(self):
-        super().__init__()
+    def __init__(self, max_len=None):
+        super().__init__(max_len)
         self.memory = None
         self.cross = []  # [(k, v)], each (B, kv_heads, S, head_dim)
         self.cross_index = 0
@@ -123,11 +132,17 @@ def init_weights(model, residual=(), layers=1, zeros=()):
 
 
 @torch.no_grad()
-def generate(model, ids, max_new_tokens, temperature=0.0, top_k=None, src=None, **inputs):
+def generate(model, ids, max_new_tokens, temperature=0.0, top_k=None, src=None, static=True, compile=False,
+             **inputs):
     """Append `max_new_tokens` tokens to `ids` (B, T): greedy when temperature is 0,
     else sampled from softmax(logits / temperature), from the top_k most likely
-    when top_k is given.  Keys and values are cached (`model.new_cache()`)."""
-    cache = model.new_cache()
+    when top_k is given.  Keys and values are cached: in a static cache of T +
+    max_new_tokens positions, or one that grows (static=False); compile=True runs
+    the one-token step compiled (torch.compile, fullgraph; once per model)."""
+    cache = model.new_cache(ids.shape[1] + max_new_tokens if static else None)
+    if compile and "compiled_step" not in model.__dict__:  # once per model (not a submodule: not in its state)
+        model.__dict__["compiled_step"] = torch.compile(model, fullgraph=True, dynamic=True)  # sizes symbolic
+    step = model.__dict__["compiled_step"] if compile else model
     first = () if src is None else (src,)  # an encoder-decoder's source, encoded once
     logits = model(*first, ids, cache=cache, **inputs)[:, -1, :]  # (B, vocab)
     for i in range(max_new_tokens):
@@ -141,7 +156,7 @@ def generate(model, ids, max_new_tokens, temperature=0.0, top_k=None, src=None, 
             nxt = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1)
         ids = torch.cat((ids, nxt), dim=1)
         if i + 1 < max_new_tokens:
-            logits = model(*first, nxt, cache=cache, **inputs)[:, -1, :]
+            logits = step(*first, nxt, cache=cache, **inputs)[:, -1, :]
     return ids
 
 
@@ -246,7 +261,7 @@ class CausalSelfAttention(nn.Module):
         if cache is not None:
             k, v = cache.update(k, v)  # (B, kv_heads, S, head_dim): cached and new positions
         y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=mask is None,
+            q, k, v, attn_mask=mask, is_causal=mask is None and T > 1,
             dropout_p=self.dropout if self.training else 0.0)
         y = y.transpose(1, 2).reshape(B, T, self.heads * self.head_dim)  # (B, T, heads * head_dim)
         return self.o(y)
@@ -323,7 +338,7 @@ class Decoder(nn.Module):
         T = tgt.shape[1]
         positions = torch.arange(start_pos, start_pos + T, device=tgt.device)
         # None when causal attention needs no mask: SDPA's fast path
-        mask = make_mask(T, start_pos, tgt.device) if start_pos > 0 else None
+        mask = make_mask(T, start_pos, tgt.device) if start_pos > 0 and T > 1 else None
         if memory_mask is not None:  # (B, S): 1 = token, 0 = padding
             memory_mask = memory_mask[:, None, None, :].bool()  # (B, 1, 1, S)
         x = self.embed(tgt) * math.sqrt(self.config.d)  # (B, T, d)
@@ -358,16 +373,18 @@ class TransformerBase(nn.Module):
         logits = self.decoder(tgt, memory, memory_mask=attention_mask, cache=cache, start_pos=start_pos)
         return {"output": logits} if return_dict else logits
 
-    def new_cache(self):
-        """An empty EncoderDecoderCache: model(src, tgt, cache=cache), then model(src, next_ids, cache=cache)."""
-        return EncoderDecoderCache()
+    def new_cache(self, max_len=None):
+        """An empty EncoderDecoderCache (static with max_len): model(src, tgt, cache=cache), then with next ids."""
+        return EncoderDecoderCache(max_len)
 
-    def generate(self, src, tgt, max_new_tokens, temperature=0.0, top_k=None, attention_mask=None):
+    def generate(self, src, tgt, max_new_tokens, temperature=0.0, top_k=None, attention_mask=None,
+                 static=True, compile=False):
         """Append max_new_tokens tokens to the decoder's tgt (B, T: its start token) given the
         source src (attention_mask: 1 for its tokens, 0 for padding): greedy at temperature
         0, else sampled (from the top_k most likely); the source is encoded once, keys and
-        values are cached."""
-        return generate(self, tgt, max_new_tokens, temperature, top_k, src=src, attention_mask=attention_mask)
+        values are cached (static: preallocated), the one-token step compiled if asked."""
+        return generate(self, tgt, max_new_tokens, temperature, top_k, src=src,
+                        static=static, compile=compile, attention_mask=attention_mask)
 
 
 def build(config=None, **changes):

@@ -1,0 +1,67 @@
+"""The two models of speculative decoding for a run: the run's model verifies and
+another run drafts (`strata generate TEACHER_RUN --draft STUDENT_RUN`), or the run
+is the draft and its spec's `distill(teacher, ...)` names the model that verifies
+(`strata generate STUDENT_RUN --speculate`).  Refused, with the reason, when the two
+do not share a tokenizer and a vocabulary.
+
+    >>> target, draft = speculative_pair(Run.open("runs/student"), speculate=True)   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from strata.errors import UsageError
+from strata.train.heads import model_limits
+
+__all__ = ["speculative_pair"]
+
+
+def speculative_pair(run, draft: str | None = None, speculate: bool = False):
+    """(target model, draft model): both causal LMs reading the run's tokenizer."""
+    from strata.train.run import Run
+
+    if (draft is None) == (not speculate):
+        raise UsageError("give either --draft RUN (a smaller model) or --speculate (the spec's distill teacher)")
+    if run.objective.name != "causal_lm":
+        raise UsageError(f"{run.path}: speculative decoding is for causal LM runs, not {run.objective.name}")
+    if draft is not None:
+        other = Run.open(draft)
+        if other.objective.name != "causal_lm":
+            raise UsageError(f"{other.path}: a {other.objective.name} run cannot draft; it must be a causal LM")
+        _same_tokenizer(run.tokenizer.dumps(), other.tokenizer.dumps(), f"{run.path}", f"{other.path}")
+        target, drafter = run.model, other.model
+    else:
+        target, tok_file = _teacher(run)
+        drafter = run.model
+        if tok_file is not None and Path(tok_file).is_file():
+            from strata.train.tokenizer import load_tokenizer
+
+            _same_tokenizer(load_tokenizer(tok_file).dumps(), run.tokenizer.dumps(), "the teacher", f"{run.path}")
+    tv, dv = (model_limits(m.strata_graph)[0] for m in (target, drafter))
+    if tv != dv:
+        raise UsageError(f"the draft's vocabulary ({dv:,}) is not the target's ({tv:,}): speculative "
+                         "decoding verifies the draft's tokens, so both need the same tokenizer")
+    return target, drafter
+
+
+def _same_tokenizer(a: str, b: str, a_name: str, b_name: str) -> None:
+    if a != b:
+        raise UsageError(f"{a_name} and {b_name} use different tokenizers: speculative decoding verifies "
+                         "the draft's token ids, so the draft must be trained with the target's "
+                         "tokenizer (as distill does)")
+
+
+def _teacher(run):
+    """(the teacher model of the run's `distill` pass, its run's tokenizer.json or None)."""
+    from strata.train.distill import load_teacher
+    from strata.train.heads import Objective
+
+    g = run.model.strata_graph
+    if "distill" not in g.graph:
+        raise UsageError(f"{run.path}: its spec has no distill(teacher, ...) pass, so it names no teacher; "
+                         "give the target with `strata generate TEACHER_RUN --draft "
+                         f"{run.path}`")
+    obj = Objective(**run.info["objective"])
+    teacher, _, tok_file = load_teacher(g, obj, "cpu", run.info.get("teacher_weights"))
+    return teacher, tok_file

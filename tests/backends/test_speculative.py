@@ -1,0 +1,171 @@
+"""strata/backends/torch/speculative.py: greedy speculative decoding gives the target's
+greedy tokens whatever the draft proposes (k = 1..8, every draft rejected, every one
+accepted); sampled, the rejection rule keeps the target's distribution (chi-square
+over many draws on a toy vocabulary); a draft with another vocabulary is refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.optional import require
+
+torch = require("torch")
+
+import strata.api as api
+from strata.backends.torch.runtime import KVCache
+from strata.backends.torch.speculative import speculative_generate, verify
+
+SPEC = """
+model tiny {{
+  vocab = {vocab}
+  d = 16
+  block layer {{
+    residual {{ layernorm; attention(2, causal=true) }}
+    residual {{ layernorm; mlp(4 * d) }}
+  }}
+  stack decoder(tokens) {{
+    embedding(vocab, d) as wte
+    position(learned, 64) as wpe
+    repeat({depth}) layer as h
+    layernorm as ln_f
+    lm_head(vocab)
+  }}
+}}
+"""
+
+
+def tiny(seed: int, depth: int = 2, vocab: int = 23):
+    torch.manual_seed(seed)
+    model = api.compile(SPEC.format(vocab=vocab, depth=depth)).eval()
+    with torch.no_grad():  # sharper than N(0, 0.02): greedy tokens that vary
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.normal_(0, 0.8)
+    return model
+
+
+class Scripted(torch.nn.Module):
+    """A draft that proposes, at every position, `table[position + 1] + shift` (mod vocab):
+    shift 0 with the target's own tokens as table = every draft accepted; shift 1 = none."""
+
+    def __init__(self, table: list[int], vocab: int, shift: int):
+        super().__init__()
+        self.table, self.vocab, self.shift = table, vocab, shift
+
+    def new_cache(self, max_len=None):
+        return KVCache(max_len)
+
+    def forward(self, tokens, cache=None):
+        start, T = cache.start(), tokens.shape[1]
+        cache.update(torch.zeros(1, 1, T, 1), torch.zeros(1, 1, T, 1))  # only its length counts
+        nxt = [(self.table[min(start + j + 1, len(self.table) - 1)] + self.shift) % self.vocab for j in range(T)]
+        return torch.nn.functional.one_hot(torch.tensor([nxt]), self.vocab).float() * 10  # (1, T, vocab)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Hundreds of tiny forwards: one thread (two wait on each other on a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def pair():
+    return tiny(0, depth=2), tiny(1, depth=1)
+
+
+@pytest.mark.parametrize("k", range(1, 9))
+def test_greedy_equals_the_targets_greedy(pair, k):
+    target, draft = pair
+    prompt = torch.randint(0, 23, (1, 4), generator=torch.Generator().manual_seed(k))
+    want = target.generate(prompt, 20)
+    assert len(set(want[0, 4:].tolist())) >= 2  # not one token over and over
+    for adaptive in (True, False):
+        got, stats = speculative_generate(target, draft, prompt, 20, k=k, adaptive=adaptive)
+        assert torch.equal(got, want), (k, adaptive)
+        assert stats.accepted <= stats.proposed and stats.rounds >= 20 / (8 + 1)
+    table = want[0].tolist()
+    for shift, rate in ((0, 1.0), (1, 0.0)):  # every draft token accepted; every one rejected
+        got, stats = speculative_generate(target, Scripted(table, 23, shift), prompt, 20, k=k, adaptive=False)
+        assert torch.equal(got, want) and stats.acceptance == rate, (k, shift, stats)
+        if shift == 0:  # k drafts and the target's own token a round
+            assert stats.rounds == -(-20 // (k + 1))
+        else:
+            assert stats.rounds == 20 and stats.proposed == sum(min(k, left - 1) for left in range(1, 21))
+
+
+def test_growing_caches_and_a_one_token_prompt(pair):
+    target, draft = pair
+    prompt = torch.tensor([[3]])
+    want = target.generate(prompt, 12, static=False)
+    assert torch.equal(want, target.generate(prompt, 12))
+    got, _ = speculative_generate(target, draft, prompt, 12, k=3)
+    assert torch.equal(got, want)
+    assert torch.equal(speculative_generate(target, draft, prompt, 0)[0], prompt)
+
+
+def chi_square(counts: torch.Tensor, probs: torch.Tensor) -> float:
+    expected = probs * counts.sum()
+    return float(((counts - expected) ** 2 / expected).sum())
+
+
+# chi-square critical value, 4 degrees of freedom, p = 0.001: a correct sampler fails 1 time in 1000
+CRITICAL_4 = 18.47
+
+
+def test_the_rejection_rule_keeps_the_targets_distribution():
+    """One round with k = 3 on a 5-token vocabulary: the first token out (a kept draft
+    token, or one from the residual max(0, p - q)) is distributed as p."""
+    g = torch.Generator().manual_seed(0)
+    p = torch.tensor([[0.5, 0.2, 0.15, 0.1, 0.05]] * 4)   # (k + 1, vocab): the target
+    q = torch.tensor([[0.1, 0.1, 0.2, 0.3, 0.3]] * 3)     # (k, vocab): a poor draft
+    counts = torch.zeros(5)
+    n = 10000
+    for _ in range(n):
+        drafts = torch.multinomial(q[0], 3, replacement=True, generator=g)
+        kept, nxt = verify(drafts, p, q, g)
+        counts[int(drafts[0]) if kept > 0 else nxt] += 1
+    assert chi_square(counts, p[0]) < CRITICAL_4
+    # the draft distribution itself is far off: the test can fail
+    assert chi_square(torch.bincount(torch.multinomial(q[0], n, replacement=True, generator=g), minlength=5).float(),
+                      p[0]) > 100 * CRITICAL_4
+
+
+class Unigram(torch.nn.Module):
+    """A model whose next-token distribution is softmax(logits) whatever the context."""
+
+    def __init__(self, logits: list[float]):
+        super().__init__()
+        self.logits = torch.tensor(logits)
+
+    def new_cache(self, max_len=None):
+        return KVCache(max_len)
+
+    def forward(self, tokens, cache=None):
+        cache.start()
+        cache.update(torch.zeros(1, 1, tokens.shape[1], 1), torch.zeros(1, 1, tokens.shape[1], 1))
+        return self.logits.expand(1, tokens.shape[1], -1)
+
+
+def test_speculative_sampling_draws_from_the_target():
+    target, draft = Unigram([2.0, 1.0, 0.5, 0.0, -1.0]), Unigram([-1.0, 0.0, 0.5, 1.0, 2.0])
+    g = torch.Generator().manual_seed(1)
+    counts = torch.zeros(5)
+    for _ in range(300):
+        out, _ = speculative_generate(target, draft, torch.tensor([[0]]), 12, temperature=1.0, k=4, generator=g)
+        counts += torch.bincount(out[0, 1:], minlength=5)
+    assert chi_square(counts, torch.softmax(target.logits, -1)) < CRITICAL_4
+    # temperature and top_k shape both distributions: top_k=2 keeps the target's two likeliest
+    out, stats = speculative_generate(target, draft, torch.tensor([[0]]), 40, temperature=0.7, top_k=2,
+                                      generator=g)
+    assert set(out[0, 1:].tolist()) <= {0, 1} and stats.proposed > 0
+
+
+def test_a_draft_with_another_vocabulary_is_refused(pair):
+    target, _ = pair
+    with pytest.raises(ValueError, match=r"draft's vocabulary \(31\) is not the target's \(23\)"):
+        speculative_generate(target, tiny(2, depth=1, vocab=31), torch.tensor([[1, 2]]), 5)
+    with pytest.raises(ValueError, match="one sequence"):
+        speculative_generate(target, target, torch.zeros(2, 3, dtype=torch.long), 5)

@@ -1,0 +1,69 @@
+"""Speculative decoding from runs (strata/train/speculate.py): `strata generate
+TEACHER --draft STUDENT` and `strata generate STUDENT --speculate` (the pair the
+student's distill pass declares) write the teacher's greedy text, past the models'
+positions too, and print the speed and the draft's acceptance; a draft with another
+tokenizer, or a run without a teacher, is refused with the reason."""
+
+from __future__ import annotations
+
+from tests.optional import require
+
+torch = require("torch")
+
+import pytest
+
+import strata
+from strata.cli import main
+from strata.train.generate import GenerationStats
+from tests.train.helpers import GPT, text, write
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("spec")
+    data = write(tmp / "a.txt", text())
+    teacher = strata.train(write(tmp / "teacher.arch", GPT), data=str(data), out=tmp / "t", steps=30,
+                           progress=False)
+    student = GPT.replace("tiny_gpt", "student").replace("repeat(2)", "repeat(1)").replace(
+        "passes { fuse_qkv }", f'passes {{ distill("teacher.arch", weights="{teacher.path}") }}')
+    student = strata.train(write(tmp / "student.arch", student), data=str(data), out=tmp / "s", steps=10,
+                           progress=False)
+    return teacher, student
+
+
+def _generate(capsys, *argv):
+    assert main(["generate", *argv]) == 0, capsys.readouterr().err
+    out = capsys.readouterr()
+    return out.out, out.err
+
+
+def test_draft_and_speculate_write_the_teachers_greedy_text(pair, capsys):
+    teacher, student = pair
+    args = ["--prompt", "the cat", "--tokens", "40", "--temperature", "0"]  # ctx is 32: goes past it
+    want, err = _generate(capsys, str(teacher.path), *args)
+    assert "tokens/s" in err and "acceptance" not in err
+    got, err = _generate(capsys, str(teacher.path), *args, "--draft", str(student.path), "--k", "3")
+    assert got == want and "40 tokens in" in err and "draft acceptance" in err
+    got, err = _generate(capsys, str(student.path), *args, "--speculate")
+    assert got == want and "draft acceptance" in err
+    stats = GenerationStats()
+    assert teacher.generate("the cat", tokens=20, temperature=0, draft=str(student.path), stats=stats) == \
+        teacher.generate("the cat", tokens=20, temperature=0)
+    assert stats.tokens == 20 and 0 <= stats.accepted <= stats.proposed and stats.tokens_per_second > 0
+    # sampling: reproducible with a seed
+    a = teacher.generate("the ", tokens=15, seed=4, draft=str(student.path))
+    assert a == teacher.generate("the ", tokens=15, seed=4, draft=str(student.path)) and len(a) == 19
+
+
+def test_refusals(pair, tmp_path, capsys):
+    teacher, student = pair
+    other = strata.train(write(tmp_path / "o.arch", GPT), data=str(write(tmp_path / "o.txt", "XYZ QRS.\n" * 300)),
+                         out=tmp_path / "o", steps=2, progress=False)
+    assert main(["generate", str(teacher.path), "--draft", str(other.path), "-q"]) == 2
+    assert "use different tokenizers" in capsys.readouterr().err
+    assert main(["generate", str(teacher.path), "--speculate"]) == 2
+    assert "no distill(teacher, ...) pass" in capsys.readouterr().err
+    assert main(["generate", str(student.path), "--speculate", "--k", "9"]) == 2
+    assert "--k" in capsys.readouterr().err
+    assert main(["generate", str(student.path), "--speculate", "--compile"]) == 2
+    assert "do not combine" in capsys.readouterr().err
