@@ -29,6 +29,7 @@ import os
 import re
 import shutil
 import stat
+import time
 from pathlib import Path
 
 from strata.errors import UsageError
@@ -100,7 +101,12 @@ class RunLock:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
-                pid = re.match(rb"\d{1,10}", os.pread(fd, 16, 0))
+                pid = None
+                for _ in range(50):  # the holder writes its pid just after it locks: wait up to 0.5 s
+                    pid = re.match(rb"\d{1,10}", os.pread(fd, 16, 0))
+                    if pid:
+                        break
+                    time.sleep(0.01)
                 os.close(fd)
                 holder = pid[0].decode() if pid else "unknown"
                 raise UsageError(f"{folder}: in use by another strata train (pid {holder}); "
