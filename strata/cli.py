@@ -44,6 +44,9 @@ def _graph(args, spec=None):
 
 
 def _cmd_summary(args) -> int:
+    if args.depth is not None and args.depth < 2:  # depth 1 is a stack, which has no row of its own
+        raise UsageError(f"--depth counts module path parts: 2 shows each stack's components "
+                         f"(decoder.wte, decoder.h × 12), 3 one level inside; got {args.depth}")
     graph = _graph(args)  # strata.summary runs its passes: the model as compiled
     if args.json:
         import json

@@ -81,6 +81,19 @@ def test_depth_limits_rows_by_path_depth():
                      "decoder.ln_f", "decoder.lm_head"]
 
 
+def test_depth_below_two_is_refused_with_what_it_counts(capsys):
+    """--depth 1 once printed an empty table: a stack has no row of its own."""
+    from pathlib import Path
+
+    from strata.cli import main
+
+    gpt2 = str(Path(__file__).resolve().parents[2] / "specs" / "gpt2.arch")
+    assert main(["summary", gpt2, "--depth", "1"]) == 2
+    assert "--depth counts module path parts: 2 shows each stack's components" in capsys.readouterr().err
+    assert main(["summary", gpt2, "--depth", "2"]) == 0
+    assert "decoder.h × 12" in capsys.readouterr().out
+
+
 def _module_column(text: str) -> str:
     """The first column of the table's body, its wrapped lines joined, spaces dropped."""
     cells = [line.split("│")[1] for line in text.splitlines() if line.startswith("│")]
