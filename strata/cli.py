@@ -1,8 +1,10 @@
 """The `strata` command line: thin; each subcommand calls the public API.
 
-Exit codes: 0 success, 1 spec errors (printed as FILE:LINE:COL: error: ...),
-2 usage errors (bad flags, missing files), 3 an internal error (a bug in
-strata: a one-line report, never a bare traceback).  No traceback reaches the
+The commands that make and use trained weights (train, generate, eval) live
+in strata/cli_train.py.  Exit codes (strata.errors): 0 success, 1 spec errors
+(printed as FILE:LINE:COL: error: ...), 2 usage errors (bad flags, missing
+files), 3 an internal error (a bug in strata: a one-line report, never a bare
+traceback).  No traceback reaches the
 user for a mistake in a spec or any other input.
 """
 
@@ -13,10 +15,11 @@ import os
 import sys
 
 import strata
-from strata.errors import SpecError, TrainingError, UsageError, visible
+from strata.cli_train import add_spec, add_train_commands, weights_errors
+from strata.errors import (EXIT_INTERNAL, EXIT_OK, EXIT_SPEC, EXIT_USAGE, SpecError, TrainingError,
+                           UsageError, visible)
 from strata.io import is_spec_path, same_file, write_atomic
 
-EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 
 def _spec_path(spec: str):
@@ -179,89 +182,6 @@ def _cmd_lsp(args) -> int:
     return serve()
 
 
-def _weights_errors():
-    """Weights that do not fit (or are not safetensors) are the user's to fix: exit 2."""
-    import contextlib
-
-    from strata.backends.torch.weights import WeightsError
-
-    @contextlib.contextmanager
-    def guard():
-        try:
-            yield
-        except WeightsError as e:
-            raise UsageError(str(e)) from None
-    return guard()
-
-
-def _cmd_train(args) -> int:
-    flags = {"data": args.data, "steps": args.steps, "seed": args.seed,
-             "checkpoint_every": args.checkpoint_every, "eval_every": args.eval_every}
-    main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 speaks for all
-    try:
-        with _weights_errors():
-            run = strata.train.train(
-                _spec_path(args.spec), model=args.model, out=args.out, resume=args.resume,
-                overwrite=args.overwrite, init=args.init, objective=args.objective, freeze=args.freeze,
-                teacher_weights=args.teacher_weights, device=args.device, compile=args.compile,
-                fsdp=args.fsdp, sets=args.set or (), progress=not args.quiet,
-                **{k: v for k, v in flags.items() if v is not None})
-    except (SpecError, TrainingError):
-        if main_rank:
-            raise
-        return EXIT_SPEC
-    except UsageError:
-        if main_rank:
-            raise
-        return EXIT_USAGE
-    if main_rank:
-        val = f", val loss {run.val_loss:.4f}" if run.val_loss is not None else ""
-        print(f"{run.path}: step {run.step}{val}; weights {run.weights()}")
-    return EXIT_OK
-
-
-def _cmd_generate(args) -> int:
-    from strata.train.generate import check_sampling
-    from strata.train.sources import open_source
-
-    from strata.train.generate import GenerationStats
-
-    check_sampling(args.tokens, args.temperature, args.top_k, args.seed)  # before loading anything
-    stats = GenerationStats()
-    with _weights_errors():
-        source = open_source(args.run, args.weights, args.model)
-        text = source.generate(args.prompt, tokens=args.tokens, temperature=args.temperature,
-                               top_k=args.top_k, seed=args.seed, compile=args.compile,
-                               draft=args.draft, speculate=args.speculate, k=args.k, stats=stats)
-    sys.stdout.write(text if text.endswith("\n") else text + "\n")
-    if not args.quiet:  # the numbers on stderr: stdout stays the text
-        print(f"strata: {stats.line()}", file=sys.stderr)
-    return EXIT_OK
-
-
-def _cmd_eval(args) -> int:
-    from strata.train.sources import open_source
-
-    if args.max_batches is not None and args.max_batches < 1:
-        raise UsageError(f"--max-batches should be at least 1 (got {args.max_batches})")
-    with _weights_errors():
-        source = open_source(args.run, args.weights, args.model)
-        r = source.evaluate(args.data, which=args.checkpoint, max_batches=args.max_batches)
-    line = f"{r['data']}: loss {r['loss']:.4f}"
-    if "perplexity" in r:
-        line += f", perplexity {r['perplexity']:.2f}"
-    if source.objective.name == "classify":
-        line += f", accuracy {r['accuracy']:.2%}"
-    if args.json:
-        import json
-
-        print(json.dumps(r, indent=2))
-    else:
-        print(f"{line} ({r['count']:,} {'examples' if 'perplexity' not in r else 'predictions'} "
-              f"in {r['seconds']:.2f} s)")
-    return EXIT_OK
-
-
 def _cmd_passes(args) -> int:
     from strata.passes.listing import describe_passes
 
@@ -273,7 +193,7 @@ def _cmd_compress(args) -> int:
     from strata.api import compress
 
     _refuse_own_input(args.output, args.spec)
-    with _weights_errors():
+    with weights_errors():
         result = compress(args.spec, args.output, weights=args.weights, passes=args.passes or [],
                           model=args.model, calibration=args.calibration, tokenizer=args.tokenizer,
                           overwrite=args.overwrite, evaluate=args.eval or False,
@@ -281,75 +201,6 @@ def _cmd_compress(args) -> int:
     for line in result.lines():
         print(line)
     return EXIT_OK
-
-
-def _add_source(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run", metavar="SOURCE", help="a run folder, a strata compress output folder, or a "
-                   "spec file with --weights")
-    p.add_argument("--weights", help="with a spec file: its weights (a run folder, a compress output "
-                   "folder or a .safetensors file)")
-    p.add_argument("--model", help="with a spec file: which model of it (default: the last one)")
-
-
-def _add_spec(p: argparse.ArgumentParser) -> None:
-    p.add_argument("spec", help="a .arch or .yaml spec file")
-    p.add_argument("--model", help="which model of the file (default: the last one)")
-
-
-def _add_train_commands(sub) -> None:
-    p = sub.add_parser("train", help="train a spec as its train { } section says")
-    _add_spec(p)
-    p.add_argument("--data", help="a text file, a folder of them, or JSON Lines "
-                   "(default: the spec's data, else a built-in corpus)")
-    p.add_argument("--steps", type=int, help="optimizer steps")
-    p.add_argument("--out", help="the run folder (default: runs/MODEL)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the run in --out from its latest checkpoint (or start it)")
-    p.add_argument("--overwrite", action="store_true", help="start the run in --out over")
-    p.add_argument("--init", metavar="WEIGHTS", help="start from these weights (a .safetensors file "
-                   "or a run folder) where names fit, e.g. to fine-tune a pretrained encoder")
-    p.add_argument("--freeze", action="append", metavar="SELECTOR",
-                   help="do not train these modules (a path glob like encoder.layer.* or a kind)")
-    p.add_argument("--objective", choices=["causal_lm", "mlm", "seq2seq", "classify"],
-                   help="default: from the model's heads")
-    p.add_argument("--teacher-weights", metavar="WEIGHTS",
-                   help="the distillation teacher's weights (file or run folder)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--checkpoint-every", type=int, metavar="N")
-    p.add_argument("--eval-every", type=int, metavar="N")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="override a train setting, written as in the spec: --set batch=16 "
-                        "--set 'optimizer=adamw(lr=3e-4)'")
-    p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda when there is one)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model")
-    p.add_argument("--fsdp", action="store_true", help="under torchrun: shard with FSDP2 instead of DDP")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
-    p.set_defaults(func=_cmd_train)
-
-    p = sub.add_parser("generate", help="write text with a trained run's model")
-    _add_source(p)
-    p.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
-    p.add_argument("--tokens", type=int, default=200, help="how many tokens to add")
-    p.add_argument("--temperature", type=float, default=0.8, help="0 picks the likeliest token")
-    p.add_argument("--top-k", type=int, help="sample from the k likeliest tokens")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--compile", action="store_true",
-                   help="torch.compile the one-token decoding step (compiles once, then faster)")
-    p.add_argument("--draft", metavar="RUN", help="speculative decoding: RUN (a smaller model with the "
-                   "same tokenizer) drafts tokens, this run's model verifies them")
-    p.add_argument("--speculate", action="store_true", help="speculative decoding with the pair the spec "
-                   "declares: this run (a distill student) drafts, its teacher verifies")
-    p.add_argument("--k", type=int, default=4, help="draft tokens a round to start with (1..8; it adapts)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no timing line on stderr")
-    p.set_defaults(func=_cmd_generate)
-
-    p = sub.add_parser("eval", help="validation loss and perplexity of a trained run")
-    _add_source(p)
-    p.add_argument("--data", help="evaluate on all of this file instead of the run's validation split")
-    p.add_argument("--checkpoint", choices=["final", "latest", "best"], default="final")
-    p.add_argument("--max-batches", type=int, metavar="N", help="stop after N batches")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_cmd_eval)
 
 
 def _add_pass(p: argparse.ArgumentParser) -> None:
@@ -364,11 +215,11 @@ def make_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("check", help="check a spec and report every mistake")
-    _add_spec(p)
+    add_spec(p)
     p.set_defaults(func=_cmd_check)
 
     p = sub.add_parser("summary", help="modules, shapes, parameters, FLOPs and memory of a spec")
-    _add_spec(p)
+    add_spec(p)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--depth", type=int, default=None,
                    help="show modules down to this path depth (default: all, repeats folded)")
@@ -376,7 +227,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_summary)
 
     p = sub.add_parser("ir", help="print the graph IR as a table")
-    _add_spec(p)
+    add_spec(p)
     p.set_defaults(func=_cmd_ir)
 
     p = sub.add_parser("compile", help="write a spec as readable PyTorch source (runs with torch alone)")
@@ -388,7 +239,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_compile)
 
     p = sub.add_parser("diagram", help="draw a spec as Mermaid or Graphviz (dot, svg, png)")
-    _add_spec(p)
+    add_spec(p)
     p.add_argument("--format", choices=["mermaid", "markdown", "dot", "svg", "png"],
                    help="default: from the -o suffix (.mmd .md .gv .svg .png), else mermaid")
     p.add_argument("--level", choices=["model", "block", "op"], default="block",
@@ -443,7 +294,7 @@ def make_parser() -> argparse.ArgumentParser:
                    help="change nothing; exit 1 when a file would be reformatted")
     p.set_defaults(func=_cmd_fmt)
 
-    _add_train_commands(sub)
+    add_train_commands(sub)
 
     p = sub.add_parser("lsp", help="run the language server on stdin/stdout (for editors)")
     p.set_defaults(func=_cmd_lsp)

@@ -20,6 +20,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable
 
+# The command line's exit codes, by kind of mistake: a spec's (SpecError, and a
+# training run stopped by TrainingError), a usage error (UsageError), a bug.
+EXIT_OK, EXIT_SPEC, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+
 
 @dataclass(frozen=True)
 class Span:
