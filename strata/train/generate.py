@@ -87,7 +87,7 @@ def generate_ids(model, ids: torch.Tensor, n: int, temperature: float = 0.0,
     k tokens a round for speculative decoding (B = 1), which fills `stats`."""
     first = n if ctx is None else max(min(n, ctx - ids.shape[1]), 0)
     if draft is not None and first:
-        ids, spec = speculative_generate(model, draft, ids, first, temperature, top_k, k=k)
+        ids, spec = speculative_generate(model, draft, ids, first, temperature, top_k, k=k, compile=compile)
         n -= first
         if stats is not None:
             stats.proposed, stats.accepted = spec.proposed, spec.accepted
@@ -131,8 +131,6 @@ def generate_text(run, prompt: str, tokens: int, temperature: float, top_k: int 
     check_sampling(tokens, temperature, top_k, seed)
     if not 1 <= k <= 8:
         raise UsageError("--k (draft tokens a round, to start with) should be within 1 .. 8")
-    if (draft is not None or speculate) and compile:
-        raise UsageError("--compile and speculative decoding do not combine yet; pick one")
     stats = GenerationStats() if stats is None else stats
     tok, model, drafter = run.tokenizer, run.model, None
     if draft is not None or speculate:
@@ -149,7 +147,9 @@ def generate_text(run, prompt: str, tokens: int, temperature: float, top_k: int 
         x = x[:, -ctx:]  # the model reads at most ctx tokens
     if compile and hasattr(model, "generate"):  # compile (greedy, a few tokens) before the seed and the clock
         t = time.perf_counter()
-        if obj.name == "seq2seq":
+        if drafter is not None:  # both models' steps, and the target's verifying step (k + 1 tokens)
+            speculative_generate(model, drafter, x[:, -1:], 2 * k + 2, k=k, compile=True)
+        elif obj.name == "seq2seq":
             model.generate(torch.tensor([[tok.special("[EOS]")]]), torch.tensor([[tok.special("[BOS]")]]), 3,
                            compile=True)
         else:

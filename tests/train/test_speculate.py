@@ -13,6 +13,7 @@ torch = require("torch")
 import pytest
 
 import strata
+from strata.backends.torch.speculative import speculative_generate
 from strata.cli import main
 from strata.train.generate import GenerationStats
 from tests.train.helpers import GPT, text, write
@@ -65,5 +66,23 @@ def test_refusals(pair, tmp_path, capsys):
     assert "no distill(teacher, ...) pass" in capsys.readouterr().err
     assert main(["generate", str(student.path), "--speculate", "--k", "9"]) == 2
     assert "--k" in capsys.readouterr().err
-    assert main(["generate", str(student.path), "--speculate", "--compile"]) == 2
-    assert "do not combine" in capsys.readouterr().err
+
+
+def test_compiled_speculative_decoding_is_the_teachers_greedy_text(pair, capsys):
+    """--compile with --draft: both models' steps compiled once (the target's verify
+    step reads 1 .. k + 1 tokens; sizes are symbolic), the text still the teacher's."""
+    from torch._dynamo.utils import counters
+
+    teacher, student = pair
+    args = ["--prompt", "the cat", "--tokens", "24", "--temperature", "0"]
+    want, _ = _generate(capsys, str(teacher.path), *args)
+    counters.clear()
+    got, err = _generate(capsys, str(teacher.path), *args, "--draft", str(student.path), "--compile")
+    assert got == want and "compiling the decoding step took" in err and "draft acceptance" in err
+    t, d = teacher.model.eval(), student.model.eval()
+    ids = torch.tensor([[3, 4, 5]])
+    want = speculative_generate(t, d, ids, 16, compile=False)[0]
+    assert torch.equal(speculative_generate(t, d, ids, 16, compile=True)[0], want)
+    graphs = counters["stats"]["unique_graphs"]
+    assert torch.equal(speculative_generate(t, d, ids, 16, compile=True, k=2)[0], want)
+    assert counters["stats"]["unique_graphs"] == graphs  # other draft lengths: nothing recompiled
