@@ -11,7 +11,11 @@ Part 2, speculative decoding: a 12-layer teacher and a 2-layer student trained
 teacher's greedy decoding against speculative decoding with the student as draft
 (output checked identical).
 
-    python benchmarks/generate.py [--threads 2] [--rounds 3] [--part gpt2|speculative|all]
+Part 3 (`--part seed`), speculative decoding on the seed example's pair (an
+encoder-decoder teacher and its distilled student, from `make seed`: out/seed/):
+the teacher's greedy reversal of validation lines against the student drafting.
+
+    python benchmarks/generate.py [--threads 2] [--rounds 3] [--part gpt2|speculative|seed|all]
 
 Prints median times over the rounds (the contenders take turns) and the ratios.
 """
@@ -146,12 +150,48 @@ def speculative(args) -> None:
     print(f"  speed-up speculative / teacher: {t['teacher greedy'] / t['speculative']:.2f}x")
 
 
+def seed(args) -> None:
+    from strata.backends.torch.speculative import speculative_generate
+    from strata.train.run import Run
+    from strata.train.tasks import builtin_examples
+
+    teacher, student = (Run.open(os.path.join(args.seed_runs, n)) for n in ("teacher", "student"))
+    tm, sm, tok = teacher.model.eval(), student.model.eval(), teacher.tokenizer
+    bos, eos = tok.special("[BOS]"), tok.special("[EOS]")
+    records, _ = builtin_examples("seq2seq")  # the validation split is the tail
+    lines = [r["source"] for r in records[-200:] if 20 <= len(r["source"]) <= 60][: args.seed_lines]
+    srcs = [torch.tensor([[*tok.encode(line), eos]]) for line in lines]
+    start = torch.tensor([[bos]])
+    n = max(s.shape[1] for s in srcs) + 2  # the reversal and its [EOS]
+    stats = []
+    for src in srcs:
+        got, st = speculative_generate(tm, sm, start, n, k=args.k, src=src)
+        assert torch.equal(got, tm.generate(src, start, n)), "speculative decoding changed the teacher's output"
+        stats.append(st)
+    runs = {"teacher greedy": lambda: [tm.generate(src, start, n) for src in srcs],
+            "speculative": lambda: [speculative_generate(tm, sm, start, n, k=args.k, src=src) for src in srcs],
+            "student greedy": lambda: [sm.generate(src, start, n) for src in srcs]}
+    t = interleaved(runs, reps=args.rounds, inner=1, warmup=1)
+    total = n * len(srcs)
+    acc = sum(s.accepted for s in stats) / max(sum(s.proposed for s in stats), 1)
+    print(f"Speculative decoding on the seed pair ({args.seed_runs}: teacher, student), greedy, "
+          f"{len(srcs)} validation lines, {n} target tokens each, {args.threads} threads, median of "
+          f"{args.rounds} rounds; output identical to the teacher's")
+    for k, v in t.items():
+        print(f"  {k:16s} {v * 1e3:8.1f} ms  {total / v:7.1f} tokens/s")
+    print(f"  draft acceptance {acc:.1%}; speed-up speculative / teacher: "
+          f"{t['teacher greedy'] / t['speculative']:.2f}x; student / teacher time: "
+          f"{t['student greedy'] / t['teacher greedy']:.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--new", type=int, nargs="+", default=[48, 256])
-    ap.add_argument("--part", choices=["gpt2", "speculative", "all"], default="all")
+    ap.add_argument("--part", choices=["gpt2", "speculative", "seed", "all"], default="all")
+    ap.add_argument("--seed-runs", default="out/seed", help="the folder `make seed` wrote (--part seed)")
+    ap.add_argument("--seed-lines", type=int, default=20, help="validation lines to reverse (--part seed)")
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile contenders")
     ap.add_argument("--train-steps", type=int, default=200, help="training steps of teacher and student")
     ap.add_argument("--spec-tokens", type=int, default=200, help="new tokens for speculative decoding")
@@ -163,6 +203,8 @@ def main() -> None:
         speculative(args)
     if args.part in ("gpt2", "all"):
         gpt2(args)
+    if args.part in ("seed", "all") and os.path.isdir(os.path.join(args.seed_runs, "teacher")):
+        seed(args)
 
 
 if __name__ == "__main__":

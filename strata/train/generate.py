@@ -102,12 +102,18 @@ def generate_ids(model, ids: torch.Tensor, n: int, temperature: float = 0.0,
 
 @torch.no_grad()
 def _seq2seq(model, src: torch.Tensor, n: int, temperature: float, top_k: int | None,
-             bos: int, eos: int, ctx: int | None, compile: bool = False) -> list[int]:
+             bos: int, eos: int, ctx: int | None, compile: bool = False, draft=None, k: int = 4,
+             stats: GenerationStats | None = None) -> list[int]:
     """The target for one source, up to its first [EOS]: the model's own cached
-    `generate(src, tgt, n)`, else step by step."""
+    `generate(src, tgt, n)` (speculative with a `draft`), else step by step."""
     n = n if ctx is None else min(n, ctx - 1)
     tgt = torch.tensor([[bos]], dtype=torch.long)
-    if hasattr(model, "generate"):
+    if draft is not None and n:
+        out, spec = speculative_generate(model, draft, tgt, n, temperature, top_k, k=k, compile=compile, src=src)
+        out = out[0, 1:].tolist()
+        if stats is not None:
+            stats.proposed, stats.accepted = spec.proposed, spec.accepted
+    elif hasattr(model, "generate"):
         out = model.generate(src, tgt, n, temperature=temperature, top_k=top_k, compile=compile)[0, 1:].tolist()
     else:
         for _ in range(n):
@@ -147,8 +153,10 @@ def generate_text(run, prompt: str, tokens: int, temperature: float, top_k: int 
         x = x[:, -ctx:]  # the model reads at most ctx tokens
     if compile and hasattr(model, "generate"):  # compile (greedy, a few tokens) before the seed and the clock
         t = time.perf_counter()
-        if drafter is not None:  # both models' steps, and the target's verifying step (k + 1 tokens)
-            speculative_generate(model, drafter, x[:, -1:], 2 * k + 2, k=k, compile=True)
+        if drafter is not None:  # both models' one-token steps
+            src = torch.tensor([[tok.special("[EOS]")]]) if obj.name == "seq2seq" else None
+            start = torch.tensor([[tok.special("[BOS]")]]) if src is not None else x[:, -1:]
+            speculative_generate(model, drafter, start, 2 * k + 2, k=k, compile=True, src=src)
         elif obj.name == "seq2seq":
             model.generate(torch.tensor([[tok.special("[EOS]")]]), torch.tensor([[tok.special("[BOS]")]]), 3,
                            compile=True)
@@ -161,7 +169,7 @@ def generate_text(run, prompt: str, tokens: int, temperature: float, top_k: int 
     if obj.name == "seq2seq":
         src = torch.tensor([[*ids[: (ctx or len(ids) + 1) - 1], tok.special("[EOS]")]], dtype=torch.long)
         out = _seq2seq(model, src, tokens, temperature, top_k, tok.special("[BOS]"),
-                       tok.special("[EOS]"), ctx, compile)
+                       tok.special("[EOS]"), ctx, compile, drafter, k, stats)
         new = out
     else:
         out = generate_ids(model, x, tokens, temperature, top_k, ctx, compile=compile, draft=drafter, k=k,

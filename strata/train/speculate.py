@@ -18,17 +18,20 @@ __all__ = ["speculative_pair"]
 
 
 def speculative_pair(run, draft: str | None = None, speculate: bool = False):
-    """(target model, draft model): both causal LMs reading the run's tokenizer."""
+    """(target model, draft model): both causal LMs, or both encoder-decoders, reading
+    the run's tokenizer."""
     from strata.train.run import Run
 
     if (draft is None) == (not speculate):
         raise UsageError("give either --draft RUN (a smaller model) or --speculate (the spec's distill teacher)")
-    if run.objective.name != "causal_lm":
-        raise UsageError(f"{run.path}: speculative decoding is for causal LM runs, not {run.objective.name}")
+    kind = run.objective.name
+    if kind not in ("causal_lm", "seq2seq"):
+        raise UsageError(f"{run.path}: speculative decoding is for causal LM and seq2seq runs, not {kind}")
     if draft is not None:
         other = Run.open(draft)
-        if other.objective.name != "causal_lm":
-            raise UsageError(f"{other.path}: a {other.objective.name} run cannot draft; it must be a causal LM")
+        if other.objective.name != kind:
+            raise UsageError(f"{other.path}: a {other.objective.name} run cannot draft for a {kind} run; "
+                             "both must be the same kind")
         _same_tokenizer(run.tokenizer.dumps(), other.tokenizer.dumps(), f"{run.path}", f"{other.path}")
         target, drafter = run.model, other.model
     else:

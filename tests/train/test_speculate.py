@@ -86,3 +86,25 @@ def test_compiled_speculative_decoding_is_the_teachers_greedy_text(pair, capsys)
     graphs = counters["stats"]["unique_graphs"]
     assert torch.equal(speculative_generate(t, d, ids, 16, compile=True, k=2)[0], want)
     assert counters["stats"]["unique_graphs"] == graphs  # other draft lengths: nothing recompiled
+
+
+def test_seq2seq_pair_of_the_seed_example(tmp_path, capsys):
+    """The seed's encoder-decoder teacher and its distilled student: --draft and
+    --speculate give the teacher's greedy reversal (each model encodes the source
+    once; the student drafts the target)."""
+    import shutil
+    from pathlib import Path
+
+    seed = Path(__file__).resolve().parents[2] / "examples" / "seed"
+    for name in ("teacher.arch", "student.arch"):
+        shutil.copy(seed / name, tmp_path / name)
+    small = dict(batch=4, eval_steps=1, eval_every=100)
+    teacher = strata.train(tmp_path / "teacher.arch", out=tmp_path / "t", steps=12, progress=False, **small)
+    student = strata.train(tmp_path / "student.arch", out=tmp_path / "s", steps=4, progress=False, **small,
+                           teacher_weights=str(teacher.path))
+    args = ["--prompt", "the quick brown fox", "--tokens", "30", "--temperature", "0"]
+    want, _ = _generate(capsys, str(teacher.path), *args)
+    got, err = _generate(capsys, str(teacher.path), *args, "--draft", str(student.path), "--k", "2")
+    assert got == want and "draft acceptance" in err
+    got, err = _generate(capsys, str(student.path), *args, "--speculate")
+    assert got == want and "draft acceptance" in err

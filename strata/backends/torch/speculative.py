@@ -81,29 +81,32 @@ def verify(draft_tokens: torch.Tensor, p: torch.Tensor, q: torch.Tensor | None,
     return n, int(torch.multinomial(dist, 1, generator=generator))
 
 
-def _logits(model, tokens: torch.Tensor, cache, compile: bool = False) -> torch.Tensor:
+def _logits(model, tokens: torch.Tensor, cache, compile: bool = False, src: tuple = ()) -> torch.Tensor:
     """(T, vocab) for tokens (1, T) read after the cache.  compile=True runs one-token
     reads through the model's compiled step (the one `model.generate(compile=True)`
     makes and keeps under the same key, so the two share one compilation); reads of
     several tokens stay eager: a generated attention chooses SDPA's is_causal from T,
-    which a graph with symbolic T cannot pass on as a bool."""
+    which a graph with symbolic T cannot pass on as a bool.  src: () or (an encoder-
+    decoder's source,), encoded at the first read and kept in the cache."""
     if compile and tokens.shape[-1] == 1:
         if "compiled_step" not in model.__dict__:  # not a submodule: not in the model's state
             model.__dict__["compiled_step"] = torch.compile(model, fullgraph=True, dynamic=True)
         model = model.__dict__["compiled_step"]
-    return model(tokens, cache=cache)[0]
+    return model(*src, tokens, cache=cache)[0]
 
 
 @torch.no_grad()
 def speculative_generate(target, draft, ids: torch.Tensor, max_new_tokens: int, temperature: float = 0.0,
                          top_k: int | None = None, k: int = 4, max_k: int = 8, adaptive: bool = True,
-                         generator: torch.Generator | None = None, compile: bool = False
-                         ) -> tuple[torch.Tensor, SpeculativeStats]:
+                         generator: torch.Generator | None = None, compile: bool = False,
+                         src: torch.Tensor | None = None) -> tuple[torch.Tensor, SpeculativeStats]:
     """ids (1, T) followed by max_new_tokens tokens of the target's, drafted by `draft`;
     returns (ids, stats).  k draft tokens a round (adapting within 1 .. max_k unless
     adaptive=False).  The two must share a vocabulary (the same tokenizer).
     compile=True runs the one-token steps compiled (torch.compile, fullgraph): the
-    draft's k a round, and the target's when it reads one token alone."""
+    draft's k a round, and the target's when it reads one token alone.  For two
+    encoder-decoders, `src` (1, S) is the source both read and ids the target's
+    start (its [BOS])."""
     if ids.dim() != 2 or ids.shape[0] != 1:
         raise ValueError(f"speculative decoding takes one sequence (1, T), not {tuple(ids.shape)}")
     if ids.shape[1] == 0:
@@ -120,8 +123,9 @@ def speculative_generate(target, draft, ids: torch.Tensor, max_new_tokens: int, 
     # Both caches hold all tokens but the last; each round feeds the target that last
     # token and the draft's k, so it scores the k drafts and one more.
     seq = ids[0].tolist()
+    first = () if src is None else (src,)
     if len(seq) > 1:
-        target(ids[:, :-1], cache=t_cache)
+        target(*first, ids[:, :-1], cache=t_cache)
     stats = SpeculativeStats()
     while len(seq) - ids.shape[1] < max_new_tokens:
         left = max_new_tokens - (len(seq) - ids.shape[1])
@@ -129,7 +133,7 @@ def speculative_generate(target, draft, ids: torch.Tensor, max_new_tokens: int, 
         drafts, qs = [], []
         if n_draft > 0:
             feed = seq[d_cache.end:]  # what the draft has not read yet (the prompt, then 1 or 2 tokens)
-            logits = _logits(draft, torch.tensor([feed], device=ids.device), d_cache, compile)[-1:]
+            logits = _logits(draft, torch.tensor([feed], device=ids.device), d_cache, compile, first)[-1:]
             for j in range(n_draft):
                 if greedy:
                     tok = logits.argmax(dim=-1)
@@ -139,9 +143,9 @@ def speculative_generate(target, draft, ids: torch.Tensor, max_new_tokens: int, 
                     qs.append(q[0])
                 drafts.append(int(tok))
                 if j + 1 < n_draft:
-                    logits = _logits(draft, tok[None], d_cache, compile)
+                    logits = _logits(draft, tok[None], d_cache, compile, first)
         fed = torch.tensor([[seq[-1]] + drafts], device=ids.device)
-        t_logits = _logits(target, fed, t_cache, compile)  # (n_draft + 1, vocab)
+        t_logits = _logits(target, fed, t_cache, compile, first)  # (n_draft + 1, vocab)
         if n_draft and t_logits.shape[-1] != logits.shape[-1]:
             raise ValueError(f"the draft's vocabulary ({logits.shape[-1]:,}) is not the target's "
                              f"({t_logits.shape[-1]:,}): speculative decoding needs the same tokenizer")
