@@ -1,0 +1,206 @@
+"""The ASGI app of `strata serve` (starlette): the page, its bundled assets,
+the served folder's files (read-only, under the root only), and one
+WebSocket per page.
+
+WebSocket messages, JSON both ways:
+
+    page -> server   {"type": "open", "file": NAME, "toggled": [KEY...], "after": false}
+                     {"type": "edit", "text": TEXT}       written to disk (atomic), then checked
+                     {"type": "view", "toggled": [...], "after": true}   fold / passes changed
+                     {"type": "run", "names": [RUN...]}  watch these runs' curves
+    server -> page   {"type": "text", "file", "text"}     the file changed on disk
+                     {"type": "view", ...render.Checked.view}
+                     {"type": "runs", "runs": [runs.run_view...]}
+                     {"type": "error", "message"}
+
+Checking runs in one worker thread for the whole server (a hostile spec
+holds one thread, bounded by the compiler's own limits, never the event
+loop); edits that arrive while one is checked are coalesced to the newest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from pathlib import Path
+
+import anyio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from strata.errors import UsageError
+from strata.serve.files import Refused, Root
+from strata.serve.render import Checked
+from strata.serve.runs import find_runs, run_view
+from strata.serve.watch import Watcher
+
+STATIC = Path(__file__).parent / "static"
+MAX_MESSAGE = 1 << 24   # bytes of one WebSocket message (a spec is at most strata.io.MAX_TEXT_BYTES)
+MAX_TOGGLED = 10_000
+
+
+class Workbench:
+    """Shared by every page: the root, the last check of each file, the watcher."""
+
+    def __init__(self, root: Root):
+        self.root = root
+        self.checked: dict[str, Checked] = {}     # file name -> its last check
+        self.limiter = anyio.CapacityLimiter(1)   # one check at a time
+        self.watcher = Watcher(root)
+
+    async def check(self, name: str, text: str) -> Checked:
+        last = self.checked.get(name)
+        if last is not None and last.text == text:
+            return last
+        path = str(self.root.resolve(name))
+        c = await anyio.to_thread.run_sync(Checked.of, text, path, self.root.path, limiter=self.limiter)
+        self.checked[name] = c
+        return c
+
+    async def view(self, c: Checked, toggled: set[str], after: bool) -> dict:
+        v = await anyio.to_thread.run_sync(c.view, toggled, after, limiter=self.limiter)
+        return {"type": "view", **v, "file": self.root.name_of(c.name) or c.name}
+
+
+def create_app(root: Root) -> Starlette:
+    bench = Workbench(root)
+
+    async def index(request: Request) -> Response:
+        return FileResponse(STATIC / "index.html")
+
+    async def listing(request: Request) -> Response:
+        return JSONResponse({"root": str(root.path), "file": root.file, "specs": root.specs(),
+                             "runs": find_runs(root)})
+
+    async def raw(request: Request) -> Response:
+        """A file of the served folder, as text (nothing outside it, nothing but regular files)."""
+        try:
+            return PlainTextResponse(root.read_text(request.path_params["name"]))
+        except (Refused, UsageError) as e:
+            return PlainTextResponse(f"refused: {e}\n", status_code=403)
+
+    async def missing(request: Request) -> Response:
+        return PlainTextResponse("not found\n", status_code=404)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        task = asyncio.create_task(bench.watcher.run())
+        yield
+        bench.watcher.stop()
+        task.cancel()
+
+    routes = [Route("/", index), Route("/api/files", listing), Route("/files/{name:path}", raw),
+              WebSocketRoute("/ws", lambda ws: Page(bench, ws).run()),
+              Mount("/static", StaticFiles(directory=STATIC)), Route("/{rest:path}", missing)]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+class Page:
+    """One open page: which file, which folds, before or after passes."""
+
+    def __init__(self, bench: Workbench, ws: WebSocket):
+        self.bench, self.ws = bench, ws
+        self.file: str | None = None
+        self.text = ""
+        self.toggled: set[str] = set()
+        self.after = False
+        self.runs: list[str] = []
+        self.wake = asyncio.Event()   # something to check or draw
+        self.dirty = False
+
+    async def run(self) -> None:
+        await self.ws.accept()
+        changes = self.bench.watcher.subscribe()
+        worker = asyncio.create_task(self.work())
+        disk = asyncio.create_task(self.follow(changes))
+        try:
+            while True:
+                raw = await self.ws.receive_text()
+                if len(raw) > MAX_MESSAGE:
+                    await self.send({"type": "error", "message": "message too large"})
+                    continue
+                try:
+                    await self.handle(json.loads(raw))
+                except (Refused, UsageError, ValueError, TypeError, KeyError) as e:
+                    await self.send({"type": "error", "message": str(e)})
+        except WebSocketDisconnect:
+            pass
+        finally:
+            self.bench.watcher.unsubscribe(changes)
+            worker.cancel()
+            disk.cancel()
+
+    async def send(self, msg: dict) -> None:
+        try:
+            await self.ws.send_text(json.dumps(msg))
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+
+    async def handle(self, msg: dict) -> None:
+        kind = msg.get("type")
+        if "toggled" in msg:
+            self.toggled = {str(k) for k in list(msg["toggled"])[:MAX_TOGGLED]}
+        if "after" in msg:
+            self.after = bool(msg["after"])
+        if kind == "open":
+            self.file = str(msg["file"])
+            self.text = self.bench.root.read_text(self.file)
+            await self.send({"type": "text", "file": self.file, "text": self.text})
+        elif kind == "edit" and self.file is not None:
+            text = str(msg["text"])
+            if text != self.text:
+                self.text = text
+                self.bench.root.write_text(self.file, text)
+        elif kind == "run":
+            self.runs = [str(n) for n in list(msg["names"])[:20]]
+            await self.send_runs()
+            return
+        elif kind != "view":
+            return
+        self.dirty = True
+        self.wake.set()
+
+    async def work(self) -> None:
+        """Check and draw the newest text; edits made meanwhile wait for the next round."""
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            if not self.dirty or self.file is None:
+                continue
+            self.dirty = False
+            c = await self.bench.check(self.file, self.text)
+            if self.dirty:  # a newer edit came in: check that one instead
+                continue
+            await self.send(await self.bench.view(c, set(self.toggled), self.after))
+
+    async def follow(self, changes: asyncio.Queue) -> None:
+        """The served folder changed on disk: a new text for the open file, new curves."""
+        while True:
+            names = await changes.get()
+            if self.file in names:
+                try:
+                    text = self.bench.root.read_text(self.file)
+                except (Refused, UsageError):
+                    continue  # deleted or replaced by something else: keep the page's text
+                if text != self.text:
+                    self.text = text
+                    await self.send({"type": "text", "file": self.file, "text": text})
+                    self.dirty = True
+                    self.wake.set()
+            if self.runs and any(n.rpartition("/")[0] in self.runs or (n == "metrics.jsonl" and "." in self.runs)
+                                 or n.endswith("metrics.jsonl") for n in names):
+                await self.send_runs()
+
+    async def send_runs(self) -> None:
+        views = []
+        for name in self.runs:
+            try:
+                views.append(await anyio.to_thread.run_sync(run_view, self.bench.root, name))
+            except (Refused, UsageError) as e:
+                await self.send({"type": "error", "message": str(e)})
+        await self.send({"type": "runs", "runs": views})
