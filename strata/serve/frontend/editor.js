@@ -38,7 +38,7 @@ export function create(parent, {doc, language, onChange}) {
     state: EditorState.create({
       doc,
       extensions: [
-        lineNumbers(), highlightActiveLine(), history(), bracketMatching(), lintGutter(),
+        lineNumbers(), highlightActiveLine(), EditorView.lineWrapping, history(), bracketMatching(), lintGutter(),
         keymap.of([...defaultKeymap, ...historyKeymap]),
         StreamLanguage.define(mode), syntaxHighlighting(defaultHighlightStyle),
         EditorView.updateListener.of((u) => {
