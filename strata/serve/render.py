@@ -15,15 +15,33 @@ it for one page's folds and before/after-passes choice.  Never imports torch.
 from __future__ import annotations
 
 import copy
+import gc
+from contextlib import contextmanager
 from pathlib import Path
 from dataclasses import dataclass, field
 
+from strata.backends.diagram.layout import describe
+from strata.compiler import ir
 from strata.compiler.cost import analyze
 from strata.compiler.ir import to_networkx
 from strata.compiler.summary import human, pass_reports, summary_rows
 from strata.errors import Diagnostic, SpecError
 from strata.lsp.features import Document
 from strata.serve.svg import draw
+
+
+@contextmanager
+def no_gc():
+    """The cyclic collector paused while a check or a drawing allocates its 10^5
+    small objects (as the language server does, strata.lsp.features): a
+    collection in the middle walks them all; nothing here makes cycles."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def diagnostic_json(d: Diagnostic, file: str) -> dict:
@@ -45,11 +63,17 @@ class Checked:
     diagnostics: list[dict]
     graph: object | None                      # networkx IR when the spec has no errors
     _after: tuple | None = field(default=None, repr=False)
+    _fixed: dict = field(default_factory=dict, repr=False)  # id(graph) -> what no fold changes
 
     @classmethod
     def of(cls, text: str, name: str, root: Path | None = None) -> "Checked":
         """`name`: the spec's path (imports are relative to it); `root`: the served
         folder, which an import may not leave."""
+        with no_gc():
+            return cls._of(text, name, root)
+
+    @classmethod
+    def _of(cls, text: str, name: str, root: Path | None) -> "Checked":
         try:
             doc = Document.of(text, name)
         except SpecError as e:  # text no file can hold (a lone surrogate)
@@ -76,6 +100,10 @@ class Checked:
         return self._after
 
     def view(self, toggled: set[str], after: bool) -> dict:
+        with no_gc():
+            return self._view(toggled, after)
+
+    def _view(self, toggled: set[str], after: bool) -> dict:
         out = {"file": self.name, "diagnostics": list(self.diagnostics), "ok": self.graph is not None,
                "after": after}
         if self.graph is None:
@@ -87,8 +115,13 @@ class Checked:
             if g is None:
                 out["ok"] = False
                 return out
-        d = draw(g, toggled)
-        out.update(svg=d.text, info={k: self.info(g, k) for k in d.keys}, **summary(g))
+        fixed = self._fixed.get(id(g))
+        if fixed is None:  # the repeat groups, the unfolded layout and the summary: once per graph
+            groups = ir.repeat_groups(g)
+            fixed = self._fixed[id(g)] = {"groups": groups, "summary": summary(g, groups),
+                                          "layout": describe(g, "block", unfold=True, groups=groups)}
+        d = draw(g, toggled, groups=fixed["groups"], layout=fixed["layout"])
+        out.update(svg=d.text, info={k: self.info(g, k) for k in d.keys}, **fixed["summary"])
         out["passes"] = passes(self.graph, g if after else None)
         return out
 
@@ -107,10 +140,10 @@ class Checked:
                 else None, "parameters": None}
 
 
-def summary(g) -> dict:
+def summary(g, groups: list[dict] | None = None) -> dict:
     """The summary table (`strata summary`'s rows) and its totals."""
     a = analyze(g)
-    return {"rows": [list(r) for r in summary_rows(g)],
+    return {"rows": [list(r) for r in summary_rows(g, groups=groups)],
             "totals": {"parameters": a["parameters"], "parameters_human": human(a["parameters"]),
                        "trainable": a["trainable_parameters"],
                        "flops_per_token": human(a["flops_per_token"]),

@@ -32,6 +32,7 @@ import networkx as nx
 
 from strata.backends.diagram.fold import Fold
 from strata.backends.diagram.layout import PALETTE, Layout, describe
+from strata.compiler import ir
 
 LINE, PAD, GAP, CHAR = 15, 12, 22, 6.6   # px: a text line, frame padding, gap between items, a character
 MIN_BOX = 120
@@ -64,15 +65,19 @@ class Drawing:
     height: float
 
 
-def draw(g: nx.MultiDiGraph, toggled: set[str], level: str = "block") -> Drawing:
-    layout = describe(g, level, unfold=True)
-    return _Drawer(g, layout, toggled).run()
+def draw(g: nx.MultiDiGraph, toggled: set[str], level: str = "block", groups: list[dict] | None = None,
+         layout: Layout | None = None) -> Drawing:
+    """`groups` (`ir.repeat_groups(g)`) and `layout` (`describe(g, level, unfold=True)`):
+    when the caller has them already (they do not change with the folds)."""
+    groups = ir.repeat_groups(g) if groups is None else groups
+    layout = describe(g, level, unfold=True, groups=groups) if layout is None else layout
+    return _Drawer(g, layout, toggled, groups).run()
 
 
 class _Drawer:
-    def __init__(self, g: nx.MultiDiGraph, layout: Layout, toggled: set[str]):
+    def __init__(self, g: nx.MultiDiGraph, layout: Layout, toggled: set[str], groups: list[dict]):
         self.layout, self.toggled = layout, toggled
-        self.fold = Fold(g, unfold=False)
+        self.fold = Fold(g, unfold=False, groups=groups)
         self.tree = layout.tree()
         self.cluster = {c.id: c for c in layout.clusters}
         self.box_of_key = {b.key: b.id for b in layout.boxes}
