@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from strata.compiler import build_file
@@ -81,3 +82,12 @@ def test_never_imports_torch():
             "assert v['ok'] and v['totals']['parameters'] == 68_976_648_192, v['diagnostics']; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=SPECS.parent)
+
+
+def test_a_hostile_spec_is_bounded_as_by_the_cli():
+    """The same limits as `strata check`: refused before the work, located."""
+    text = "model m {\n  stack s(ids) {\n    embedding(10, 8)\n    repeat(10 ** 9) { mlp(8) }\n  }\n}\n"
+    t = time.monotonic()
+    v = Checked.of(text, "m.arch").view(set(), after=False)
+    assert time.monotonic() - t < 5 and not v["ok"]
+    assert [(d["line"], "10,000" in d["message"]) for d in v["diagnostics"]] == [(4, True)]
