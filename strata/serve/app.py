@@ -112,6 +112,22 @@ class Page:
         self.runs: list[str] = []
         self.wake = asyncio.Event()   # something to check or draw
         self.dirty = False
+        self.saving: asyncio.Task | None = None
+
+    async def save(self) -> None:
+        """Write the page's newest text to disk (atomic, fsynced: in a thread of its
+        own, beside the check rather than before it); edits made meanwhile are
+        written next, so the file ends as the page's last text."""
+        try:
+            while True:
+                name, text = self.file, self.text
+                await anyio.to_thread.run_sync(self.bench.root.write_text, name, text)
+                if (name, text) == (self.file, self.text):
+                    return
+        except (Refused, UsageError, OSError) as e:
+            await self.send({"type": "error", "message": f"not saved: {e}"})
+        finally:
+            self.saving = None
 
     async def run(self) -> None:
         await self.ws.accept()
@@ -155,7 +171,7 @@ class Page:
             text = str(msg["text"])
             if text != self.text:
                 self.text = text
-                self.bench.root.write_text(self.file, text)
+                self.saving = self.saving or asyncio.create_task(self.save())
         elif kind == "run":
             self.runs = [str(n) for n in list(msg["names"])[:20]]
             await self.send_runs()
