@@ -8,9 +8,11 @@ WebSocket messages, JSON both ways:
                      {"type": "edit", "text": TEXT}       written to disk (atomic), then checked
                      {"type": "view", "toggled": [...], "after": true}   fold / passes changed
                      {"type": "run", "names": [RUN...]}  watch these runs' curves
+                     {"type": "sample", "run", "prompt", "tokens", "temperature"}   strata generate
     server -> page   {"type": "text", "file", "text"}     the file changed on disk
                      {"type": "view", ...render.Checked.view}
                      {"type": "runs", "runs": [runs.run_view...]}
+                     {"type": "sample", "run", "text" | "error"}
                      {"type": "error", "message"}
 
 Checking runs in one worker thread for the whole server (a hostile spec
@@ -37,6 +39,7 @@ from strata.errors import UsageError
 from strata.serve.files import Refused, Root
 from strata.serve.render import Checked
 from strata.serve.runs import find_runs, run_view
+from strata.serve.samples import sample
 from strata.serve.watch import Watcher
 
 STATIC = Path(__file__).parent / "static"
@@ -51,6 +54,7 @@ class Workbench:
         self.root = root
         self.checked: dict[str, Checked] = {}     # file name -> its last check
         self.limiter = anyio.CapacityLimiter(1)   # one check at a time
+        self.sampling = anyio.Lock()              # one sample at a time (a model on the CPU)
         self.watcher = Watcher(root)
 
     async def check(self, name: str, text: str) -> Checked:
@@ -172,6 +176,9 @@ class Page:
             if text != self.text:
                 self.text = text
                 self.saving = self.saving or asyncio.create_task(self.save())
+        elif kind == "sample":
+            asyncio.create_task(self.sample(msg))
+            return
         elif kind == "run":
             self.runs = [str(n) for n in list(msg["names"])[:20]]
             await self.send_runs()
@@ -211,6 +218,19 @@ class Page:
             if self.runs and any(n.rpartition("/")[0] in self.runs or (n == "metrics.jsonl" and "." in self.runs)
                                  or n.endswith("metrics.jsonl") for n in names):
                 await self.send_runs()
+
+    async def sample(self, msg: dict) -> None:
+        """`strata generate` on a run of the folder; a second request waits its turn."""
+        run = str(msg.get("run", ""))
+        seed = msg.get("seed")
+        async with self.bench.sampling:
+            try:
+                out = await anyio.to_thread.run_sync(
+                    sample, self.bench.root, run, str(msg.get("prompt", "")), int(msg.get("tokens", 100)),
+                    float(msg.get("temperature", 0.8)), seed if isinstance(seed, int) else None)
+            except (Refused, ValueError, TypeError) as e:
+                out = {"run": run, "error": str(e)}
+        await self.send({"type": "sample", **out})
 
     async def send_runs(self) -> None:
         views = []

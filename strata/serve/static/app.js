@@ -18,6 +18,7 @@
       if (m.type === "text") onText(m);
       else if (m.type === "view") onView(m);
       else if (m.type === "runs") onRuns(m);
+      else if (m.type === "sample") onSample(m);
       else if (m.type === "error") status(m.message);
     };
   }
@@ -127,6 +128,18 @@
     $("run-settings").textContent = m.runs.map((r) => `${r.name}\n${JSON.stringify(r.settings, null, 2)}`).join("\n\n");
   }
 
+  $("sample-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    $("sample-out").textContent = "generating…";
+    $("sample-out").className = "busy";
+    send({type: "sample", run: $("sample-run").value, prompt: $("sample-prompt").value,
+          tokens: +$("sample-tokens").value, temperature: +$("sample-temperature").value});
+  });
+  function onSample(m) {
+    $("sample-out").className = m.error ? "error" : "done";
+    $("sample-out").textContent = m.error ? `${m.run}: ${m.error}` : `${m.run} (${m.seconds} s):\n${m.text}`;
+  }
+
   fetch("/api/files").then((r) => r.json()).then((f) => {
     const sel = $("file");
     for (const s of f.specs) sel.add(new Option(s, s));
@@ -139,6 +152,7 @@
       l.firstChild.onchange = pickRuns;
       l.append(" " + r);
       list.appendChild(l);
+      $("sample-run").add(new Option(r, r));
     });
     const want = new URLSearchParams(location.search).get("file");
     const first = f.specs.includes(want) ? want : (f.file || f.specs[0]);
