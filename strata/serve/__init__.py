@@ -8,6 +8,7 @@ of runs, all from one local page.  See docs/serve.md.
     svg.py     strata's diagram layout drawn as SVG with per-click folds
     runs.py    metrics.jsonl curves and run.json settings of the runs under the folder
     samples.py strata generate on a run, on request (the only lazy torch import)
+    compare.py two specs side by side: their numbers and summary rows, aligned
     watch.py   watchfiles: changes on disk fanned out to the open pages
     app.py     the starlette app: the page, its bundled assets, the WebSocket
     static/    index.html, app.js, style.css and the CodeMirror 6 bundle (frontend/ builds it)

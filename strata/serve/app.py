@@ -9,10 +9,12 @@ WebSocket messages, JSON both ways:
                      {"type": "view", "toggled": [...], "after": true}   fold / passes changed
                      {"type": "run", "names": [RUN...]}  watch these runs' curves
                      {"type": "sample", "run", "prompt", "tokens", "temperature"}   strata generate
+                     {"type": "compare", "a": NAME, "b": NAME}   two specs side by side
     server -> page   {"type": "text", "file", "text"}     the file changed on disk
                      {"type": "view", ...render.Checked.view}
                      {"type": "runs", "runs": [runs.run_view...]}
                      {"type": "sample", "run", "text" | "error"}
+                     {"type": "compare", "a": view, "b": view, "diff": compare.diff}
                      {"type": "error", "message"}
 
 Checking runs in one worker thread for the whole server (a hostile spec
@@ -36,6 +38,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from strata.errors import UsageError
+from strata.serve.compare import diff
 from strata.serve.files import Refused, Root
 from strata.serve.render import Checked
 from strata.serve.runs import find_runs, run_view
@@ -114,6 +117,7 @@ class Page:
         self.toggled: set[str] = set()
         self.after = False
         self.runs: list[str] = []
+        self.pair: tuple[str, str] | None = None   # the two specs compared
         self.wake = asyncio.Event()   # something to check or draw
         self.dirty = False
         self.saving: asyncio.Task | None = None
@@ -176,6 +180,10 @@ class Page:
             if text != self.text:
                 self.text = text
                 self.saving = self.saving or asyncio.create_task(self.save())
+        elif kind == "compare":
+            self.pair = (str(msg["a"]), str(msg["b"]))
+            await self.send_compare()
+            return
         elif kind == "sample":
             asyncio.create_task(self.sample(msg))
             return
@@ -215,6 +223,8 @@ class Page:
                     await self.send({"type": "text", "file": self.file, "text": text})
                     self.dirty = True
                     self.wake.set()
+            if self.pair and names & set(self.pair):
+                await self.send_compare()
             if self.runs and any(n.rpartition("/")[0] in self.runs or (n == "metrics.jsonl" and "." in self.runs)
                                  or n.endswith("metrics.jsonl") for n in names):
                 await self.send_runs()
@@ -231,6 +241,23 @@ class Page:
             except (Refused, ValueError, TypeError) as e:
                 out = {"run": run, "error": str(e)}
         await self.send({"type": "sample", **out})
+
+    async def send_compare(self) -> None:
+        """Both specs as on disk, folded, before or after passes as the page shows
+        them, and the difference of their numbers and structure."""
+        views = []
+        for name in self.pair:
+            try:
+                c = await self.bench.check(name, self.bench.root.read_text(name))
+            except (Refused, UsageError) as e:
+                await self.send({"type": "error", "message": str(e)})
+                return
+            views.append(await self.bench.view(c, set(), self.after))
+        a, b = views
+        out = {"type": "compare", "a": a, "b": b}
+        if a["ok"] and b["ok"]:
+            out["diff"] = diff(a, b)
+        await self.send(out)
 
     async def send_runs(self) -> None:
         views = []

@@ -149,8 +149,10 @@ def summary(g, groups: list[dict] | None = None) -> dict:
                        "flops_per_token": human(a["flops_per_token"]),
                        "training_flops_per_token": human(a["training_flops_per_token"]),
                        "seq_len": a["seq_len"],
+                       "flops": a["flops_per_token"],
                        "weights_fp32_bytes": a["memory"]["weights_fp32_bytes"],
-                       "weights_bytes": a["memory"]["weights_bytes"]}}
+                       "weights_bytes": a["memory"]["weights_bytes"],
+                       "kv_cache_bytes_per_token": a["memory"]["kv_cache_bf16_bytes_per_token"]}}
 
 
 def passes(before, after) -> list[dict]:

@@ -25,6 +25,7 @@ closed box that toggles carries `data-toggle`.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from html import escape
 
@@ -34,6 +35,8 @@ from strata.backends.diagram.fold import Fold
 from strata.backends.diagram.layout import PALETTE, Layout, describe
 from strata.compiler import ir
 
+_DRAWINGS = itertools.count()  # marker ids unique per drawing: a page shows several SVGs at once,
+                               # and url(#id) resolves to the first in the document (maybe a hidden one)
 LINE, PAD, GAP, CHAR = 15, 12, 22, 6.6   # px: a text line, frame padding, gap between items, a character
 MIN_BOX = 120
 
@@ -194,11 +197,12 @@ class _Drawer:
         frames: list[str] = []
         boxes: list[str] = []
         self._emit(top, frames, boxes, 0)
+        self.marker = f"arrow{next(_DRAWINGS)}"
         arrows = self._arrows()
         right = max([top.w] + [a[1] for a in arrows]) + 20
         head = (f'<svg xmlns="http://www.w3.org/2000/svg" class="diagram" width="{right:.0f}" '
                 f'height="{top.h + 10:.0f}" viewBox="-5 -5 {right + 5:.0f} {top.h + 10:.0f}">'
-                '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
+                f'<defs><marker id="{self.marker}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
                 'markerHeight="7" orient="auto-start-reverse"><path d="M0,0L10,5L0,10z" fill="#555"/>'
                 '</marker></defs>')
         body = "".join(frames) + "".join(a[0] for a in arrows) + "".join(boxes)
@@ -262,12 +266,12 @@ class _Drawer:
             if pos[d] == pos[s] + 1 and a.role == "data":
                 x1, y1, x2, y2 = A.x + A.w / 2, A.y + A.h, B.x + B.w / 2, B.y
                 out.append((f'<path class="arrow" d="M{x1:.1f},{y1:.1f}L{x2:.1f},{y2:.1f}" '
-                            f'stroke="#555" fill="none" marker-end="url(#arrow)"{style}/>', 0))
+                            f'stroke="#555" fill="none" marker-end="url(#{self.marker})"{style}/>', 0))
                 continue
             n = lane[s] = lane.get(s, 0) + 1
             bend = max(A.x + A.w, B.x + B.w) + 30 + 12 * n
             y1, y2 = A.y + A.h / 2, B.y + B.h / 2
             out.append((f'<path class="arrow {a.role}" d="M{A.x + A.w:.1f},{y1:.1f}C{bend:.1f},{y1:.1f} '
                         f'{bend:.1f},{y2:.1f} {B.x + B.w:.1f},{y2:.1f}" stroke="#777" fill="none" '
-                        f'marker-end="url(#arrow)"{style}/>', bend))
+                        f'marker-end="url(#{self.marker})"{style}/>', bend))
         return out

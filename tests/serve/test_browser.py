@@ -172,6 +172,21 @@ def test_a_run_chart_grows_with_metrics(served):
     page.click("#tab-spec")
 
 
+def test_two_specs_compared(served):
+    page = served["page"]
+    page.click("#tab-compare")
+    page.select_option("#compare-a", "gpt2.arch")
+    page.select_option("#compare-b", "tiny_shakespeare.arch")
+    page.locator("#compare-rows tr.changed", has_text="decoder.h × 4").wait_for()
+    params = page.locator("#compare-totals tr", has_text="parameters").first.inner_text().split("\t")
+    assert params == ["parameters", "124,439,808", "809,856", "0.0065×"]
+    row = page.locator("#compare-rows tr.changed", has_text="decoder.h × 4").inner_text().split("\t")
+    assert row[1] == "decoder.h × 12" and row[5] == "decoder.h × 4"
+    assert page.locator("#compare-svg-a svg").count() == 1 and page.locator("#compare-svg-b svg").count() == 1
+    page.screenshot(path=served["shots"] / "compare.png")
+    page.click("#tab-spec")
+
+
 def raw_get(served, target: str) -> tuple[int, bytes]:
     """A request sent as written: no client tidies `..` away."""
     with socket.create_connection((served["host"], served["port"]), timeout=5) as s:

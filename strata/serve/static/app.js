@@ -19,6 +19,7 @@
       else if (m.type === "view") onView(m);
       else if (m.type === "runs") onRuns(m);
       else if (m.type === "sample") onSample(m);
+      else if (m.type === "compare") onCompare(m);
       else if (m.type === "error") status(m.message);
     };
   }
@@ -100,7 +101,11 @@
   });
   $("diagram").addEventListener("mouseleave", () => { $("tip").hidden = true; });
 
-  $("after").addEventListener("change", (ev) => { state.after = ev.target.checked; send(viewMsg("view")); });
+  $("after").addEventListener("change", (ev) => {
+    state.after = ev.target.checked;
+    send(viewMsg("view"));
+    if (!$("compare-view").hidden) compare();
+  });
   $("file").addEventListener("change", (ev) => openFile(ev.target.value));
 
   function openFile(name) {
@@ -112,12 +117,41 @@
   }
 
   // ---------------------------------------------------------------- runs
-  function showTab(runs) {
-    $("spec-view").hidden = runs; $("runs-view").hidden = !runs;
-    $("tab-spec").classList.toggle("on", !runs); $("tab-runs").classList.toggle("on", runs);
+  function showTab(which) {
+    for (const t of ["spec", "compare", "runs"]) {
+      $(t + "-view").hidden = t !== which;
+      $("tab-" + t).classList.toggle("on", t === which);
+    }
+    if (which === "compare") compare();
   }
-  $("tab-spec").onclick = () => showTab(false);
-  $("tab-runs").onclick = () => showTab(true);
+  $("tab-spec").onclick = () => showTab("spec");
+  $("tab-compare").onclick = () => showTab("compare");
+  $("tab-runs").onclick = () => showTab("runs");
+
+  // ---------------------------------------------------------------- compare two specs
+  function compare() { send({type: "compare", a: $("compare-a").value, b: $("compare-b").value, after: state.after}); }
+  $("compare-a").onchange = compare;
+  $("compare-b").onchange = compare;
+  function onCompare(m) {
+    const ths = $("compare-totals").tHead.rows[0].cells;
+    ths[1].textContent = m.a.file; ths[2].textContent = m.b.file;
+    const tt = $("compare-totals").tBodies[0], tr = $("compare-rows").tBodies[0];
+    tt.innerHTML = ""; tr.innerHTML = "";
+    $("compare-svg-a").innerHTML = m.a.ok ? m.a.svg : `<p class="error">${m.a.file}: ${m.a.diagnostics.length} problem(s)</p>`;
+    $("compare-svg-b").innerHTML = m.b.ok ? m.b.svg : `<p class="error">${m.b.file}: ${m.b.diagnostics.length} problem(s)</p>`;
+    if (!m.diff) return;
+    const n = (x) => typeof x === "number" ? x.toLocaleString("en-US") : String(x);
+    for (const t of m.diff.totals) {
+      const r = tt.insertRow();
+      for (const c of [t.name, n(t.a), n(t.b), t.ratio === null ? "" : t.ratio + "×"]) r.insertCell().textContent = c;
+    }
+    for (const row of m.diff.rows) {
+      const r = tr.insertRow();
+      r.className = row.status;
+      r.insertCell().textContent = {same: "", changed: "≠", added: "+", removed: "−"}[row.status];
+      for (const side of [row.a, row.b]) for (let i = 0; i < 4; i++) r.insertCell().textContent = side ? side[i] : "";
+    }
+  }
 
   function pickRuns() {
     state.runs = [...document.querySelectorAll("#run-list input:checked")].map((i) => i.value);
@@ -158,7 +192,9 @@
     const first = f.specs.includes(want) ? want : (f.file || f.specs[0]);
     if (first) { sel.value = first; state.file = first; }
     state.runs = f.runs.slice(0, 8);
-    if (!first && f.runs.length) showTab(true);
+    for (const id of ["compare-a", "compare-b"]) for (const x of f.specs) $(id).add(new Option(x, x));
+    if (f.specs.length > 1) $("compare-b").value = f.specs[1];
+    if (!first && f.runs.length) showTab("runs");
     connect();
   });
 })();
