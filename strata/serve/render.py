@@ -20,7 +20,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from dataclasses import dataclass, field
 
-from strata.backends.diagram.layout import describe
 from strata.compiler import ir
 from strata.compiler.cost import analyze
 from strata.compiler.ir import to_networkx
@@ -116,11 +115,10 @@ class Checked:
                 out["ok"] = False
                 return out
         fixed = self._fixed.get(id(g))
-        if fixed is None:  # the repeat groups, the unfolded layout and the summary: once per graph
+        if fixed is None:  # the repeat groups, the layouts and the summary: once per graph
             groups = ir.repeat_groups(g)
-            fixed = self._fixed[id(g)] = {"groups": groups, "summary": summary(g, groups),
-                                          "layout": describe(g, "block", unfold=True, groups=groups)}
-        d = draw(g, toggled, groups=fixed["groups"], layout=fixed["layout"])
+            fixed = self._fixed[id(g)] = {"groups": groups, "summary": summary(g, groups), "layouts": {}}
+        d = draw(g, toggled, groups=fixed["groups"], layouts=fixed["layouts"])
         out.update(svg=d.text, info={k: self.info(g, k) for k in d.keys}, **fixed["summary"])
         out["passes"] = passes(self.graph, g if after else None)
         return out

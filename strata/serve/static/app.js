@@ -28,8 +28,8 @@
     if (!state.editor) {
       const lang = /\.ya?ml$/.test(m.file) ? "yaml" : "arch";
       state.editor = StrataEditor.create($("editor"), {doc: m.text, language: lang, onChange: (text) => {
-        clearTimeout(state.timer);  // type on; checked 120 ms after the last key
-        state.timer = setTimeout(() => { status("checking…"); send({...viewMsg("edit"), text}); }, 120);
+        clearTimeout(state.timer);  // a burst of keys is one edit; the server checks only the newest
+        state.timer = setTimeout(() => { status("checking…"); send({...viewMsg("edit"), text}); }, 50);
       }});
     } else StrataEditor.setText(state.editor, m.text);
   }
