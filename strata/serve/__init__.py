@@ -10,6 +10,7 @@ of runs, all from one local page.  See docs/serve.md.
     samples.py strata generate on a run, on request (the only lazy torch import)
     compare.py two specs side by side: their numbers and summary rows, aligned
     watch.py   watchfiles: changes on disk fanned out to the open pages
+    guard.py   only the page itself is answered (Host and WebSocket Origin checked)
     app.py     the starlette app: the page, its bundled assets, the WebSocket
     static/    index.html, app.js, style.css and the CodeMirror 6 bundle (frontend/ builds it)
 """
@@ -45,7 +46,7 @@ def serve(path: str = ".", *, host: str = "127.0.0.1", port: int = 8765, open_br
         print(f"strata serve: warning: listening on {host}: anyone who can reach this machine can read "
               "and edit the specs under the served folder", file=sys.stderr)
     root = Root(path)
-    config = uvicorn.Config(create_app(root), host=host, port=port, log_level="warning", ws_max_size=1 << 24)
+    config = uvicorn.Config(create_app(root, host), host=host, port=port, log_level="warning", ws_max_size=1 << 24)
     server = uvicorn.Server(config)
 
     async def announce():  # the URL once the socket is bound (port 0 picks a free one)

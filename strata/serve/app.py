@@ -31,6 +31,7 @@ from pathlib import Path
 
 import anyio
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route, WebSocketRoute
@@ -40,6 +41,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from strata.errors import UsageError
 from strata.serve.compare import diff
 from strata.serve.files import Refused, Root
+from strata.serve.guard import LOCAL_NAMES, LocalOnly
 from strata.serve.render import Checked
 from strata.serve.runs import find_runs, run_view
 from strata.serve.samples import sample
@@ -74,7 +76,8 @@ class Workbench:
         return {"type": "view", **v, "file": self.root.name_of(c.name) or c.name}
 
 
-def create_app(root: Root) -> Starlette:
+def create_app(root: Root, host: str = "127.0.0.1") -> Starlette:
+    """The app for `root`, answering requests addressed to `host` (or a loopback name)."""
     bench = Workbench(root)
 
     async def index(request: Request) -> Response:
@@ -104,7 +107,8 @@ def create_app(root: Root) -> Starlette:
     routes = [Route("/", index), Route("/api/files", listing), Route("/files/{name:path}", raw),
               WebSocketRoute("/ws", lambda ws: Page(bench, ws).run()),
               Mount("/static", StaticFiles(directory=STATIC)), Route("/{rest:path}", missing)]
-    return Starlette(routes=routes, lifespan=lifespan)
+    names = LOCAL_NAMES | {host.lower() if ":" not in host else f"[{host.lower()}]"}
+    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(LocalOnly, names=names)])
 
 
 class Page:

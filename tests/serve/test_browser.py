@@ -187,13 +187,17 @@ def test_two_specs_compared(served):
     page.click("#tab-spec")
 
 
-def raw_get(served, target: str) -> tuple[int, bytes]:
+def raw_get(served, target: str, headers: str = "") -> tuple[int, bytes]:
     """A request sent as written: no client tidies `..` away."""
+    host = headers if "Host:" in headers else f"Host: {served['host']}:{served['port']}\r\n{headers}"
+    close = "" if "Connection:" in headers else "Connection: close\r\n"
     with socket.create_connection((served["host"], served["port"]), timeout=5) as s:
-        s.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        s.sendall(f"GET {target} HTTP/1.1\r\n{host}{close}\r\n".encode())
         data = b""
         while chunk := s.recv(65536):
             data += chunk
+            if data.startswith(b"HTTP/1.1 101 ") and b"\r\n\r\n" in data:
+                break  # a WebSocket accepted: the connection stays open
     return int(data.split(b" ", 2)[1]), data
 
 
@@ -203,6 +207,18 @@ def raw_get(served, target: str) -> tuple[int, bytes]:
 def test_nothing_outside_the_folder_is_served(served, target, status):
     code, body = raw_get(served, target)
     assert code == status and b"root:" not in body and b"import" not in body
+
+
+def test_other_pages_are_refused(served):
+    """DNS rebinding (another Host) and cross-site WebSocket hijacking (another Origin)."""
+    code, body = raw_get(served, "/files/tiny_shakespeare.arch", "Host: evil.example\r\n")
+    assert code == 403 and b"fuse_qkv" not in body
+    upgrade = ("Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n")
+    code, _ = raw_get(served, "/ws", upgrade + "Origin: http://evil.example\r\n")
+    assert code == 403
+    code, _ = raw_get(served, "/ws", upgrade + f"Origin: http://{served['host']}:{served['port']}\r\n")
+    assert code == 101
 
 
 def test_a_file_inside_is_served(served):
