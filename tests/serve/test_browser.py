@@ -50,7 +50,7 @@ def replace(path: Path, text: str) -> None:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     folder = tmp_path_factory.mktemp("served")
-    for name in ("gpt2.arch", "tiny_shakespeare.arch"):
+    for name in ("gpt2.arch", "gpt2.yaml", "tiny_shakespeare.arch"):
         shutil.copy(ROOT / "specs" / name, folder / name)
     (folder / "runs" / "r1").mkdir(parents=True)
     (folder / "runs" / "r1" / "metrics.jsonl").write_text(metrics(20))
@@ -105,6 +105,18 @@ def test_hover_shows_the_parameters_the_summary_prints(served):
     tip.wait_for(state="visible")
     assert f"parameters: {params} each" in tip.inner_text() and "spec line 13" in tip.inner_text()
     page.screenshot(path=served["shots"] / "hover.png")
+    page.click('g.node[data-key="decoder.h.0.attn"]')  # jumps to the line it comes from
+    assert "attention(heads, causal=true" in page.locator(".cm-activeLine").inner_text()
+
+
+def test_a_yaml_spec_is_drawn_and_coloured(served):
+    page = served["page"]
+    page.select_option("#file", "gpt2.yaml")
+    page.locator('text.toggle[data-toggle="decoder.h"]', has_text="layer × 12").wait_for()
+    page.wait_for_function("document.querySelector('.cm-content').innerText.includes('models:')")
+    assert page.locator(".cm-content span").count() > 20  # the YAML mode's tokens
+    page.select_option("#file", "gpt2.arch")
+    page.wait_for_function("document.querySelector('.cm-content').innerText.includes('model gpt2')")
 
 
 def test_a_typo_is_located_within_a_second_and_fixing_it_clears_it(served):
