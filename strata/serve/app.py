@@ -50,6 +50,7 @@ from strata.serve.watch import Watcher
 STATIC = Path(__file__).parent / "static"
 MAX_MESSAGE = 1 << 24   # bytes of one WebSocket message (a spec is at most strata.io.MAX_TEXT_BYTES)
 MAX_TOGGLED = 10_000
+MAX_CHECKED = 8         # files whose last check is kept
 
 
 class Workbench:
@@ -63,12 +64,15 @@ class Workbench:
         self.watcher = Watcher(root)
 
     async def check(self, name: str, text: str) -> Checked:
-        last = self.checked.get(name)
+        last = self.checked.pop(name, None)
         if last is not None and last.text == text:
+            self.checked[name] = last  # now the most recently used
             return last
         path = str(self.root.resolve(name))
         c = await anyio.to_thread.run_sync(Checked.of, text, path, self.root.path, limiter=self.limiter)
         self.checked[name] = c
+        while len(self.checked) > MAX_CHECKED:  # a 70B graph is tens of MB: keep the last few files
+            self.checked.pop(next(iter(self.checked)))
         return c
 
     async def view(self, c: Checked, toggled: set[str], after: bool) -> dict:
@@ -229,8 +233,7 @@ class Page:
                     self.wake.set()
             if self.pair and names & set(self.pair):
                 await self.send_compare()
-            if self.runs and any(n.rpartition("/")[0] in self.runs or (n == "metrics.jsonl" and "." in self.runs)
-                                 or n.endswith("metrics.jsonl") for n in names):
+            if self.runs and any(n.endswith(("metrics.jsonl", "run.json")) for n in names):
                 await self.send_runs()
 
     async def sample(self, msg: dict) -> None:

@@ -15,6 +15,7 @@ it for one page's folds and before/after-passes choice.  Never imports torch.
 from __future__ import annotations
 
 import copy
+from math import prod
 import gc
 from contextlib import contextmanager
 from pathlib import Path
@@ -134,8 +135,22 @@ class Checked:
             params, _ = self.doc._cost([key]) if key in self.doc.analysis.graph.graph["components"] \
                 else (None, None)
             return {"text": text, "line": span.line, "parameters": params}
-        return {"text": f"`{key}`", "line": span.line if span is not None and span.file == self.name
-                else None, "parameters": None}
+        line = span.line if span is not None and span.file == self.name else None
+        if key in g.nodes:  # an op of its own: a residual ⊕, an input
+            d = g.nodes[key]
+            shape = ir.output_shape(g, key)
+            what = f"{d['op']} ({d['attrs']['why']})" if d["attrs"].get("why") else d["op"]
+            return {"text": f"**{what}** `{key}`" + (f"\n\n- output: `{ir.format_shape(shape)}`" if shape else ""),
+                    "line": line, "parameters": None}
+        scope = g.graph["scopes"].get(key)
+        if scope is not None:  # a closed stack, block or layer: what is inside it
+            prefix = key + "."
+            params = sum(prod(x) for n, d in g.nodes(data=True) if n.startswith(prefix)
+                         for x in d["params"].values())
+            block = f" ({scope['block']})" if scope.get("block") else ""
+            return {"text": f"**{scope['kind']}**{block} `{key}`\n\n- parameters: {params:,}\n\nclick to open",
+                    "line": line, "parameters": params}
+        return {"text": f"`{key}`", "line": line, "parameters": None}
 
 
 def summary(g, groups: list[dict] | None = None) -> dict:

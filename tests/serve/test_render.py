@@ -91,3 +91,11 @@ def test_a_hostile_spec_is_bounded_as_by_the_cli():
     v = Checked.of(text, "m.arch").view(set(), after=False)
     assert time.monotonic() - t < 5 and not v["ok"]
     assert [(d["line"], "10,000" in d["message"]) for d in v["diagnostics"]] == [(4, True)]
+
+
+def test_hover_on_a_closed_layer_and_an_add():
+    c = Checked.of(GPT2, "gpt2.arch")
+    layer = c.view({"decoder.h"}, after=False)["info"]["decoder.h.3"]
+    assert layer["parameters"] == 7_087_872 and "**block** (layer)" in layer["text"]
+    add = c.view(set(), after=False)["info"]["decoder.h.0.add_1"]
+    assert add["text"] == "**add (residual)** `decoder.h.0.add_1`\n\n- output: `[B, T, 768]`"
