@@ -152,13 +152,19 @@ class Page:
         disk = asyncio.create_task(self.follow(changes))
         try:
             while True:
-                raw = await self.ws.receive_text()
-                if len(raw) > MAX_MESSAGE:
-                    await self.send({"type": "error", "message": "message too large"})
+                message = await self.ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                raw = message.get("text")
+                if raw is None or len(raw) > MAX_MESSAGE:
+                    await self.send({"type": "error", "message": "expected a JSON text message"})
                     continue
                 try:
-                    await self.handle(json.loads(raw))
-                except (Refused, UsageError, ValueError, TypeError, KeyError) as e:
+                    msg = json.loads(raw)
+                    if not isinstance(msg, dict):
+                        raise ValueError("expected a JSON object")
+                    await self.handle(msg)
+                except (Refused, UsageError, ValueError, TypeError, KeyError, RecursionError) as e:
                     await self.send({"type": "error", "message": str(e)})
         except WebSocketDisconnect:
             pass
