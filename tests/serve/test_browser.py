@@ -113,10 +113,10 @@ def test_a_yaml_spec_is_drawn_and_coloured(served):
     page = served["page"]
     page.select_option("#file", "gpt2.yaml")
     page.locator('text.toggle[data-toggle="decoder.h"]', has_text="layer × 12").wait_for()
-    page.wait_for_function("document.querySelector('.cm-content').innerText.includes('models:')")
+    page.wait_for_function("document.querySelector('.cm-content')?.innerText.includes('models:')")
     assert page.locator(".cm-content span").count() > 20  # the YAML mode's tokens
     page.select_option("#file", "gpt2.arch")
-    page.wait_for_function("document.querySelector('.cm-content').innerText.includes('model gpt2')")
+    page.wait_for_function("document.querySelector('.cm-content')?.innerText.includes('model gpt2')")
 
 
 def test_a_typo_is_located_within_a_second_and_fixing_it_clears_it(served):

@@ -40,7 +40,7 @@ def test_a_sample_from_a_real_run_over_the_websocket(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     strata.train.train(tmp_path / "tiny.arch", out=tmp_path / "runs" / "a", data=str(tmp_path / "data.txt"),
                        steps=1, progress=False)
-    with testclient.TestClient(create_app(Root(tmp_path))) as client:
+    with testclient.TestClient(create_app(Root(tmp_path), host="testserver")) as client:
         assert client.get("/api/files").json()["runs"] == ["runs/a"]
         with client.websocket_connect("/ws") as ws:
             ws.send_text(json.dumps({"type": "sample", "run": "runs/a", "prompt": "the ", "tokens": 8,
