@@ -182,6 +182,12 @@ def _cmd_lsp(args) -> int:
     return serve()
 
 
+def _cmd_serve(args) -> int:
+    from strata.serve import serve
+
+    return serve(args.path, host=args.host, port=args.port, open_browser=args.open)
+
+
 def _cmd_passes(args) -> int:
     from strata.passes.listing import describe_passes
 
@@ -298,6 +304,14 @@ def make_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("lsp", help="run the language server on stdin/stdout (for editors)")
     p.set_defaults(func=_cmd_lsp)
+    p = sub.add_parser("serve", help="a live workbench in the browser: edit a spec, see its diagram, "
+                                     "errors, summary and runs")
+    p.add_argument("path", nargs="?", default=".", help="a spec, a folder of specs, or a run folder")
+    p.add_argument("--port", type=int, default=8765, help="port (0: a free one; default 8765)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; "
+                                                       "another one is warned about)")
+    p.add_argument("--open", action="store_true", help="open the page in a browser")
+    p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("schema", help="print the JSON Schema of the YAML surface (for editors)")
     p.add_argument("-o", "--output", help="write here (atomically) instead of stdout")

@@ -137,11 +137,13 @@ def index_ranges(indices: list[int]) -> str:
     return ",".join(out)
 
 
-def summary_rows(g: nx.MultiDiGraph, depth: int | None = None) -> list[Row]:
+def summary_rows(g: nx.MultiDiGraph, depth: int | None = None, groups: list[dict] | None = None
+                 ) -> list[Row]:
     """(module, kind, output shape, parameters) rows with repeats folded: a repeat's
     row, then the modules of its first instance (of each variant, under a heading
-    naming its layers) indented beneath; nested repeats fold the same way."""
-    groups = repeat_groups(g)
+    naming its layers) indented beneath; nested repeats fold the same way.
+    `groups`: `repeat_groups(g)` when the caller has it already."""
+    groups = repeat_groups(g) if groups is None else groups
     scopes = _Scopes(g, groups)
     instance_of: dict[str, tuple[dict, list[str]]] = {}  # instance -> (its group, its variant)
     for r in groups:

@@ -23,7 +23,9 @@ from strata.compiler import ir
 class Fold:
     """Maps the nodes of repeat instances onto the instance drawn for them."""
 
-    def __init__(self, g: nx.MultiDiGraph, unfold: bool):
+    def __init__(self, g: nx.MultiDiGraph, unfold: bool, groups: list[dict] | None = None):
+        """groups: `ir.repeat_groups(g)` when the caller has it already (a 70B
+        model's signatures take ~0.1 s to compute)."""
         self.rep: dict[str, str] = {}       # instance path -> drawn instance path
         self.group: dict[str, str] = {}     # instance path -> repeat group path
         self.count: dict[str, int] = {}     # drawn instance -> how many it stands for
@@ -31,7 +33,7 @@ class Fold:
         self.index: dict[str, int] = {}     # instance -> its position in the repeat
         self.members: dict[str, list[str]] = {}  # drawn instance -> the instances it stands for
         self.first: dict[str, str] = {}     # group -> its first instance
-        for r in ir.repeat_groups(g):
+        for r in ir.repeat_groups(g) if groups is None else groups:
             self.uniform[r["path"]] = r["uniform"]
             self.first[r["path"]] = r["instances"][0]
             self.index.update((inst, i) for i, inst in enumerate(r["instances"]))

@@ -110,13 +110,14 @@ class Layout:
 
 
 def describe(g: nx.MultiDiGraph, level: str = "block", *, direction: str = "TB",
-             unfold: bool = False) -> Layout:
-    """The layout of `g` at `level` (model | block | op)."""
+             unfold: bool = False, groups: list[dict] | None = None) -> Layout:
+    """The layout of `g` at `level` (model | block | op); `groups`: `ir.repeat_groups(g)`
+    when the caller has it already."""
     if level not in LEVELS:
         raise ValueError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
-    fold = Fold(g, unfold)
+    fold = Fold(g, unfold, groups)
     order = ir.topo_order(g)
     units = choose_units(g, order, level, fold, unfold)
     clusters = choose_clusters(g, level, fold, units, unfold)
