@@ -53,9 +53,11 @@ class Document:
     _nodes: dict | None = field(default=None, repr=False)
 
     @classmethod
-    def of(cls, text: str, path: str) -> "Document":
+    def of(cls, text: str, path: str, open_texts: dict[str, str] | None = None) -> "Document":
+        """`open_texts`: resolved path -> the editor's text of the files open in it,
+        read instead of the disk where this file imports them."""
         with _no_gc():
-            a = analyze_text(text, path)
+            a = analyze_text(text, path, open_texts=open_texts)
         return cls(path, a.sources.get(path, text), a, Index.of(a.sources.get(path, text), path, a.spec))
 
     # ------------------------------------------------------------ components built from each use

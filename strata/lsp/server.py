@@ -2,7 +2,8 @@
 over the checker's own analysis (`strata.lsp.features`).
 
 Diagnostics are published on open and, debounced, after each change; a file
-that imports a changed or saved file is checked again.  Positions: lines and
+that imports a changed, saved or closed file (directly or not) is checked
+again, and its imports read the editor's open buffers, not only the disk.  Positions: lines and
 columns 0-based; columns count characters of the line (UTF-16 only differs
 past the Basic Multilingual Plane).
 """
@@ -19,7 +20,7 @@ from pygls.lsp.server import LanguageServer
 from pygls.uris import from_fs_path, to_fs_path
 
 from strata.compiler.symbolic import text as sym_text
-from strata.dsl import read_source
+from strata.dsl import clean_text, read_source
 from strata.dsl.rewrite import rewrite
 from strata.errors import Diagnostic, SpecError
 from strata.lsp.features import Document, Item, is_spec_file
@@ -54,7 +55,7 @@ class StrataServer(LanguageServer):
         text = self.workspace.get_text_document(uri).source
         path = self.path_of(uri)
         try:
-            doc = Document.of(text, path)
+            doc = Document.of(text, path, self.open_texts(uri))
         except SpecError as e:  # text no file can hold (a lone surrogate): its own diagnostic
             self.publish(uri, path, e.diagnostics)
             return self.docs.get(uri)
@@ -84,18 +85,38 @@ class StrataServer(LanguageServer):
             out.append(T.Diagnostic(range=rng, message=message, severity=severity, source="strata"))
         self.text_document_publish_diagnostics(T.PublishDiagnosticsParams(uri=uri, diagnostics=out))
 
-    def dependents(self, uri: str) -> list[str]:
-        """Open documents that import the file at `uri` (directly)."""
-        target = Path(self.path_of(uri)).resolve()
-        out = []
-        for other, doc in self.docs.items():
-            spec = doc.analysis.spec
-            if other == uri or spec is None:
+    def open_texts(self, uri: str) -> dict[str, str]:
+        """Resolved path -> text of the other spec files open in the editor: an
+        import reads the buffer (saved or not), as the user sees it."""
+        out = {}
+        for other, td in list(self.workspace.text_documents.items()):
+            path = self.path_of(other)
+            if other == uri or not is_spec_file(path):
                 continue
-            base = Path(doc.uri_path).parent
-            if any((base / imp.path).resolve() == target for imp in spec.imports):
-                out.append(other)
+            try:
+                out[str(Path(path).resolve())] = clean_text(td.source, path)
+            except SpecError:  # text no file can hold: the import reads the disk
+                continue
         return out
+
+    def dependents(self, uri: str) -> list[str]:
+        """Open documents that import the file at `uri`, directly or through
+        other files (those nearest first)."""
+        found: list[str] = []
+        targets = {Path(self.path_of(uri)).resolve()}
+        while True:
+            more = []
+            for other, doc in self.docs.items():
+                spec = doc.analysis.spec
+                if other == uri or other in found or spec is None:
+                    continue
+                base = Path(doc.uri_path).parent
+                if any((base / imp.path).resolve() in targets for imp in spec.imports):
+                    more.append(other)
+            if not more:
+                return found
+            found += more
+            targets = {Path(self.path_of(o)).resolve() for o in more}
 
     def schedule(self, uri: str) -> None:
         """Check `uri` after DEBOUNCE_S unless another change comes first."""
@@ -149,11 +170,14 @@ def did_save(ls: StrataServer, params: T.DidSaveTextDocumentParams) -> None:
 @server.feature(T.TEXT_DOCUMENT_DID_CLOSE)
 def did_close(ls: StrataServer, params: T.DidCloseTextDocumentParams) -> None:
     uri = params.text_document.uri
+    dependents = ls.dependents(uri)
     ls.docs.pop(uri, None)
     task = ls.pending.pop(uri, None)
     if task is not None:
         task.cancel()
     ls.text_document_publish_diagnostics(T.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
+    for other in dependents:  # they import the file on disk again, not the closed buffer
+        ls.check(other)
 
 
 @server.feature(T.TEXT_DOCUMENT_HOVER)
