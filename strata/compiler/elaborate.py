@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from strata.compiler import ir
 from strata.compiler.evaluate import Env, EvalError, evaluate
+from strata.compiler.fold import Folder, Template, reads
 from strata.compiler.names import (
     check_input_name,
     check_module_name,
@@ -42,6 +43,7 @@ class Elaborator:
         self.m = model
         self.errors = errors
         self.g = ir.new_graph(model.name, staging=True)
+        self.g.folded = 0  # repeat instances copied, not elaborated (strata.compiler.fold)
         self.components: dict[str, dict] = self.g.graph["components"]
         self.tensors = 0  # parameter tensors made so far (MAX_TENSORS)
 
@@ -259,9 +261,14 @@ class Elaborator:
         index = s.index or "index"
         self.g.graph["scopes"][group] = {"kind": "repeat", "block": block, "count": n,
                                          "parent": sc.path}
-        instances = []
-        for i in range(n):
+        # instances 2.. are copies of 0 where 0 and 1 agree (strata.compiler.fold)
+        folder = Folder(self, sc.stack) if n > 2 and not reads(s.body, self.m.blocks, index) else None
+        seen: list = []  # (mark, piece, input, output) of instances 0 and 1
+        instances: list[str] = []
+        i = 0
+        while i < n:
             path = f"{group}.{i}"
+            mark, x_in = (folder.mark(), x) if folder is not None and i < 2 else (None, x)
             env = sc.env.child({index: i})
             inner = Scope(path, env, sc.stack, blocks_active=sc.blocks_active)
             before = self.g.number_of_nodes()
@@ -275,10 +282,35 @@ class Elaborator:
             instances.append(path)
             if self.g.number_of_nodes() == before and i == 0 and self.errors:
                 break  # the body failed; do not repeat the same error n times
+            i += 1
+            if mark is not None:
+                seen.append((mark, folder.piece(mark), x_in, x))
+            if len(seen) == 2:
+                (m0, p0, x0, y0), (m1, p1, _, y1) = seen
+                seen = []
+                template = folder.agree(m0, p0, x0, y0, m1, p1, y1, f"{group}.0")
+                if template is not None:
+                    x, i = self._copies(folder, template, x, group, i, n, instances)
         self.g.graph["repeats"].append({"path": group, "block": block or name, "count": n,
                                         "count_sym": symbolic(s.count, sc.env),
                                         "instances": instances, "span": s.span})
         return x
+
+    def _copies(self, folder: Folder, template: Template, x: Tensor, group: str, i: int, n: int,
+                instances: list[str]) -> tuple[Tensor, int]:
+        """Instances i.. of `group`, fed x, as copies of instance 0's `template`;
+        stops before one that would pass MAX_NODES or MAX_TENSORS, so
+        elaborating it reports that as usual.  -> (output, next i)."""
+        while i < n:
+            if self.g.number_of_nodes() + len(template.nodes) > MAX_NODES or \
+                    self.tensors + template.tensors > MAX_TENSORS:
+                break
+            piece, x = template.make(f"{group}.{i}", x.node)
+            folder.add(piece)
+            instances.append(f"{group}.{i}")
+            self.g.folded += 1
+            i += 1
+        return x, i
 
     def _walk_one(self, fn, x: Tensor, stmt) -> Tensor:
         try:

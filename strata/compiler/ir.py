@@ -91,6 +91,12 @@ class Staging:
         self.edges.append(e)
         self._in.setdefault(v, []).append(e)
 
+    def add_edges(self, edges: list[tuple[str, str, dict]]) -> None:
+        """add_edge for each (u, v, attr) (attr is kept, not copied)."""
+        self.edges += edges
+        for e in edges:
+            self._in.setdefault(e[1], []).append(e)
+
     def in_edges(self, n: str, data: bool = False):
         return [e if data else e[:2] for e in self._in.get(n, [])]
 
