@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from strata.compiler import ir
 from strata.compiler.evaluate import Env, EvalError, evaluate
-from strata.compiler.fold import Folder, Template, reads
+from strata.compiler.fold import Folder, reads
 from strata.compiler.names import (
     check_input_name,
     check_module_name,
@@ -290,27 +290,11 @@ class Elaborator:
                 seen = []
                 template = folder.agree(m0, p0, x0, y0, m1, p1, y1, f"{group}.0")
                 if template is not None:
-                    x, i = self._copies(folder, template, x, group, i, n, instances)
+                    x, i = folder.copies(template, x, group, i, n, instances, MAX_NODES, MAX_TENSORS)
         self.g.graph["repeats"].append({"path": group, "block": block or name, "count": n,
                                         "count_sym": symbolic(s.count, sc.env),
                                         "instances": instances, "span": s.span})
         return x
-
-    def _copies(self, folder: Folder, template: Template, x: Tensor, group: str, i: int, n: int,
-                instances: list[str]) -> tuple[Tensor, int]:
-        """Instances i.. of `group`, fed x, as copies of instance 0's `template`;
-        stops before one that would pass MAX_NODES or MAX_TENSORS, so
-        elaborating it reports that as usual.  -> (output, next i)."""
-        while i < n:
-            if self.g.number_of_nodes() + len(template.nodes) > MAX_NODES or \
-                    self.tensors + template.tensors > MAX_TENSORS:
-                break
-            piece, x = template.make(f"{group}.{i}", x.node)
-            folder.add(piece)
-            instances.append(f"{group}.{i}")
-            self.g.folded += 1
-            i += 1
-        return x, i
 
     def _walk_one(self, fn, x: Tensor, stmt) -> Tensor:
         try:

@@ -128,6 +128,22 @@ class Folder:
                 and copy.scopes == p1.scopes and y == y1)
         return t if same else None
 
+    def copies(self, template: "Template", x: Tensor, group: str, i: int, n: int, instances: list[str],
+               max_nodes: int, max_tensors: int) -> tuple[Tensor, int]:
+        """Instances i.. of `group`, fed x, as copies of instance 0's `template`;
+        stops before one that would pass max_nodes or max_tensors, so
+        elaborating it reports that as usual.  -> (output, next i)."""
+        g = self.g
+        while i < n:
+            if len(g.nodes) + len(template.nodes) > max_nodes or self.e.tensors + template.tensors > max_tensors:
+                break
+            piece, x = template.make(f"{group}.{i}", x.node)
+            self.add(piece)
+            instances.append(f"{group}.{i}")
+            g.folded += 1
+            i += 1
+        return x, i
+
     def add(self, p: Piece) -> None:
         g = self.g
         before = len(g.nodes)
@@ -151,16 +167,18 @@ class Template:
         self.n, self.x_in, self.tensors = len(old), x_in, p.tensors
         self.is_path = lambda s: s == old or s.startswith(old + ".")
         self.nodes = [(n[self.n:], self._compile(d)) for n, d in p.nodes]
-        self.edges = [(u, v, d) for u, v, d in p.edges]
+        # (source: None = the instance's input, a suffix = inside it, else as is; target suffix; data)
+        self.edges = [(None if u == x_in else u[self.n:] if self.is_path(u) else u, v[self.n:],
+                       self.is_path(u) and u != x_in, d) for u, v, d in p.edges]
         self.components = [(k[self.n:], self._compile(d)) for k, d in p.components]
         self.scopes = [(k[self.n:], self._compile(d)) for k, d in p.scopes]
         self.y = self._compile(y)
 
     def make(self, new: str, x_new: str) -> tuple[Piece, Tensor]:
         """(instance `new`'s piece, fed from node x_new; its output)."""
-        n, path = self.n, _Path(new, self.n)
-        edges = [(x_new if u == self.x_in else new + u[n:] if self.is_path(u) else u, new + v[n:], dict(d))
-                 for u, v, d in self.edges]
+        path = _Path(new, self.n)
+        edges = [(x_new if u is None else new + u if inside else u, new + v, d.copy())
+                 for u, v, inside, d in self.edges]
         piece = Piece([(new + k, f(path)) for k, f in self.nodes], edges,
                       [(new + k, f(path)) for k, f in self.components],
                       [(new + k, f(path)) for k, f in self.scopes], self.tensors)

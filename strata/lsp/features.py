@@ -76,22 +76,23 @@ class Document:
         return self._components
 
     def warm(self) -> None:
-        """Build the maps hover reads (one pass over the graph each), so the first
+        """Build the map hover reads (one pass over the components), so the first
         hover after a check is as quick as the next."""
         with _no_gc():
             self.components()
-            if self.analysis.graph is not None and self._components:
-                self._cost(next(iter(self._components.values())))
 
     def _cost(self, paths: list[str]) -> tuple[int, int]:
-        """(parameters, forward FLOPs per token) of the first module of `paths`."""
+        """(parameters, forward FLOPs per token) of the first module of `paths`:
+        its nodes are those under its path (one scan of the graph's keys, ~10^4)."""
         g = self.analysis.graph
-        if self._nodes is None:  # component path -> its nodes, in one pass over the graph
+        if self._nodes is None:
             self._nodes = {}
-            for n, d in g.nodes.items():  # (a Mapping in both graph kinds; no list of 10^5 pairs)
-                if d.get("component"):
-                    self._nodes.setdefault(d["component"], []).append(n)
-        nodes = self._nodes.get(paths[0], [])
+        path = paths[0]
+        if path not in self._nodes:
+            under = path + "."
+            self._nodes[path] = [n for n in g.nodes if (n == path or n.startswith(under))
+                                 and g.nodes[n].get("component") == path]
+        nodes = self._nodes[path]
         params = sum(prod(s) for n in nodes for s in g.nodes[n]["params"].values())
         ctx = seq_len(g)
         return params, sum(node_flops(g, n, ctx) for n in nodes)
