@@ -26,21 +26,11 @@ from strata.components import COMPONENTS
 from strata.dsl import YAML_SUFFIXES, read_source
 from strata.dsl.registry import PASSES, TRAIN_CALLS, TrainConfig
 from strata.lsp.index import Index, Name
+from strata.lsp.items import Item
+from strata.lsp.yaml_complete import complete as complete_yaml
 
 # Statement words a body accepts besides components and blocks.
 CONSTRUCTS = ("residual", "parallel", "seq", "branch", "repeat")
-
-
-@dataclass
-class Item:
-    """One completion: label, kind (component, block, option, value, variable, pass,
-    keyword), a one-line detail, documentation, and the text to insert."""
-
-    label: str
-    kind: str
-    detail: str = ""
-    doc: str = ""
-    insert: str | None = None
 
 
 @dataclass
@@ -189,10 +179,10 @@ class Document:
 
     # ------------------------------------------------------------ completion
     def completion(self, line: int, col: int) -> list[Item]:
-        """What may be written at (line, col) 0-based.  Nothing in YAML files: there
-        yaml-language-server completes from `strata schema` (docs/editors.md)."""
+        """What may be written at (line, col) 0-based (in a YAML file: the keys
+        and words its JSON Schema allows there, `strata.lsp.yaml_complete`)."""
         if self.uri_path.endswith(YAML_SUFFIXES):
-            return []
+            return complete_yaml(self.text, line, col)
         before = self.line(line)[:col]
         where = _context(self.text, self.offset(line, col))
         if where.call is not None:

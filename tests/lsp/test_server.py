@@ -185,3 +185,23 @@ async def test_an_importer_follows_the_unsaved_edits_of_what_it_imports(client: 
     assert (tmp_path / "base.arch").read_text() == base_text  # nothing was saved
     client.text_document_did_close(T.DidCloseTextDocumentParams(T.TextDocumentIdentifier(uri=base)))
     assert await _diagnostics_of(client, main) == []  # the file on disk again
+
+
+@pytest.mark.asyncio
+async def test_yaml_completion_from_the_schema(client: LanguageClient, tmp_path):
+    """In a half-written YAML spec: the options of the component at the cursor,
+    then the words of `act:`."""
+    text = ("models:\n  m:\n    vars: {d: 16}\n    stacks:\n      s:\n        inputs: [tokens]\n        body:\n"
+            "          - {embedding: [10, d]}\n          - {mlp: 64, act: ")
+    path = tmp_path / "m.yaml"
+    path.write_text(text)
+    uri = path.as_uri()
+    client.text_document_did_open(T.DidOpenTextDocumentParams(
+        T.TextDocumentItem(uri=uri, language_id="yaml", version=1, text=text)))
+    assert await _diagnostics_of(client, uri)  # half written: a mistake
+    doc = T.TextDocumentIdentifier(uri=uri)
+    items = await client.text_document_completion_async(T.CompletionParams(doc, T.Position(8, 28)))
+    assert {"gelu", "swiglu", "gelu_tanh"} <= {i.label for i in items.items}
+    items = await client.text_document_completion_async(T.CompletionParams(doc, T.Position(8, 22)))
+    act, = [i for i in items.items if i.label == "act"]
+    assert act.kind == T.CompletionItemKind.Property and "default 'gelu'" in act.detail
