@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from strata.compiler import ir
 from strata.compiler.evaluate import Env, EvalError, evaluate
-from strata.compiler.fold import Folder, reads
+from strata.compiler.fold import Folder, FoldCache, reads
 from strata.compiler.names import (
     check_input_name,
     check_module_name,
@@ -39,11 +39,13 @@ class _Fatal(Exception):
 
 
 class Elaborator:
-    def __init__(self, model: ResolvedModel, errors: Collector):
+    def __init__(self, model: ResolvedModel, errors: Collector, cache: FoldCache | None = None):
         self.m = model
+        self.cache = cache
         self.errors = errors
         self.g = ir.new_graph(model.name, staging=True)
         self.g.folded = 0  # repeat instances copied, not elaborated (strata.compiler.fold)
+        self.g.reused = 0  # of those, taken from the cache's last build
         self.components: dict[str, dict] = self.g.graph["components"]
         self.tensors = 0  # parameter tensors made so far (MAX_TENSORS)
 
@@ -262,7 +264,7 @@ class Elaborator:
         self.g.graph["scopes"][group] = {"kind": "repeat", "block": block, "count": n,
                                          "parent": sc.path}
         # instances 2.. are copies of 0 where 0 and 1 agree (strata.compiler.fold)
-        folder = Folder(self, sc.stack) if n > 2 and not reads(s.body, self.m.blocks, index) else None
+        folder = Folder(self, sc.stack, self.cache) if n > 2 and not reads(s.body, self.m.blocks, index) else None
         seen: list = []  # (mark, piece, input, output) of instances 0 and 1
         instances: list[str] = []
         i = 0
@@ -375,10 +377,10 @@ class Elaborator:
                                        "positions": st.positions, "span": sd.span})
 
 
-def elaborate(model: ResolvedModel, errors: Collector) -> ir.Staging:
+def elaborate(model: ResolvedModel, errors: Collector, cache: FoldCache | None = None) -> ir.Staging:
     """Elaborate `model` into a Staging graph (`ir.to_networkx` makes it the IR);
-    mistakes go to `errors` (the caller raises)."""
-    b = Elaborator(model, errors)
+    mistakes go to `errors` (the caller raises).  `cache`: see strata.compiler.fold."""
+    b = Elaborator(model, errors, cache)
     env = Env.of_assigns(model.vars)
     env.is_model = True
     for v in model.vars:  # report every bad variable, even unused ones

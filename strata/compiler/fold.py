@@ -91,10 +91,11 @@ def _last(d: dict, n: int) -> list:
 class Folder:
     """Records instances 0 and 1 of one repeat and, where they agree, makes the rest."""
 
-    def __init__(self, elab, state) -> None:
+    def __init__(self, elab, state, cache: "FoldCache | None" = None) -> None:
         self.e = elab
         self.g = elab.g
         self.state = state  # the StackState
+        self.cache = cache
 
     def others(self) -> tuple:
         st, gg = self.state, self.g.graph
@@ -132,16 +133,31 @@ class Folder:
                max_nodes: int, max_tensors: int) -> tuple[Tensor, int]:
         """Instances i.. of `group`, fed x, as copies of instance 0's `template`;
         stops before one that would pass max_nodes or max_tensors, so
-        elaborating it reports that as usual.  -> (output, next i)."""
+        elaborating it reports that as usual.  With a cache, the copies an
+        earlier build made are taken again: whole where instance 0 is as it
+        was (an edit elsewhere costs no copy), else node by node where that
+        node of instance 0 is (an edit inside the block makes anew only the
+        nodes it changed).  -> (output, next i)."""
         g = self.g
+        before, old = self.cache.take(group) if self.cache is not None else (None, [])
+        same = template.same_as(before) if before is not None else None
+        made = []
         while i < n:
             if len(g.nodes) + len(template.nodes) > max_nodes or self.e.tensors + template.tensors > max_tensors:
                 break
-            piece, x = template.make(f"{group}.{i}", x.node)
+            if i - 2 < len(old) and same is True:
+                piece, x = old[i - 2]
+                g.reused += 1
+            else:
+                piece, x = template.make(f"{group}.{i}", x.node, old[i - 2][0] if i - 2 < len(old) and same
+                                         else None, same)
+            made.append((piece, x))
             self.add(piece)
             instances.append(f"{group}.{i}")
             g.folded += 1
             i += 1
+        if self.cache is not None:
+            self.cache.keep(group, template, made)
         return x, i
 
     def add(self, p: Piece) -> None:
@@ -156,6 +172,22 @@ class Folder:
         self.e.tensors += p.tensors
 
 
+class FoldCache:
+    """The copies of the last build, by repeat path, for the next build of the
+    same file (the language server checks after each edit).  The graphs of two
+    builds then share the copies' data: for a reader that changes neither."""
+
+    def __init__(self) -> None:
+        self._by_group: dict[str, tuple["Template", list]] = {}
+
+    def take(self, group: str) -> tuple["Template | None", list]:
+        """(the template of the last build, the (piece, output) of its instances 2..)."""
+        return self._by_group.get(group, (None, []))
+
+    def keep(self, group: str, template: "Template", made: list) -> None:
+        self._by_group[group] = (template, made)
+
+
 class Template:
     """Instance 0 compiled into a maker of instance i: which values hold a path
     under `old` (renamed), which containers are mutable (made anew, as
@@ -164,6 +196,7 @@ class Template:
     dict copies."""
 
     def __init__(self, p: Piece, old: str, x_in: str, y: Tensor) -> None:
+        self.source = (p.nodes, p.edges, p.components, p.scopes, p.tensors, old, x_in, y)  # what it was made of
         self.n, self.x_in, self.tensors = len(old), x_in, p.tensors
         self.is_path = lambda s: s == old or s.startswith(old + ".")
         self.nodes = [(n[self.n:], self._compile(d)) for n, d in p.nodes]
@@ -174,14 +207,43 @@ class Template:
         self.scopes = [(k[self.n:], self._compile(d)) for k, d in p.scopes]
         self.y = self._compile(y)
 
-    def make(self, new: str, x_new: str) -> tuple[Piece, Tensor]:
-        """(instance `new`'s piece, fed from node x_new; its output)."""
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Template) and self.source == other.source
+
+    __hash__ = None
+
+    def same_as(self, before: "Template") -> "bool | _Same | None":
+        """True: all as `before`; _Same: which nodes, edges, components and scopes
+        are (the same list positions and paths; the others differ); None: nothing."""
+        if self == before:
+            return True
+        a, b = self.source, before.source
+        if a[5:7] != b[5:7] or [len(x) for x in a[:4]] != [len(x) for x in b[:4]]:
+            return None
+        same = _Same(*([x == y for x, y in zip(a[k], b[k])] for k in range(4)))
+        return same if any(map(any, (same.nodes, same.edges, same.components, same.scopes))) else None
+
+    def make(self, new: str, x_new: str, old: Piece | None = None, same: "_Same | None" = None
+             ) -> tuple[Piece, Tensor]:
+        """(instance `new`'s piece, fed from node x_new; its output).  Where
+        `same` says a node (edge, ...) of instance 0 is as it was, the one of
+        `old` (this instance in the last build) is taken instead of made."""
         path = _Path(new, self.n)
-        edges = [(x_new if u is None else new + u if inside else u, new + v, d.copy())
-                 for u, v, inside, d in self.edges]
-        piece = Piece([(new + k, f(path)) for k, f in self.nodes], edges,
-                      [(new + k, f(path)) for k, f in self.components],
-                      [(new + k, f(path)) for k, f in self.scopes], self.tensors)
+        if old is None or same is None:
+            edges = [(x_new if u is None else new + u if inside else u, new + v, d.copy())
+                     for u, v, inside, d in self.edges]
+            piece = Piece([(new + k, f(path)) for k, f in self.nodes], edges,
+                          [(new + k, f(path)) for k, f in self.components],
+                          [(new + k, f(path)) for k, f in self.scopes], self.tensors)
+            return piece, self.y(path)
+        edges = [e if keep and u is not None else (x_new if u is None else new + u if inside else u, new + v, d.copy())
+                 for (u, v, inside, d), e, keep in zip(self.edges, old.edges, same.edges)]
+        piece = Piece([o if keep else (new + k, f(path)) for (k, f), o, keep in zip(self.nodes, old.nodes, same.nodes)],
+                      edges,
+                      [o if keep else (new + k, f(path))
+                       for (k, f), o, keep in zip(self.components, old.components, same.components)],
+                      [o if keep else (new + k, f(path)) for (k, f), o, keep in zip(self.scopes, old.scopes, same.scopes)],
+                      self.tensors)
         return piece, self.y(path)
 
     def _compile(self, v: Any):
@@ -222,6 +284,16 @@ class Template:
 
 def _copy(d: dict, _path) -> dict:
     return d.copy()
+
+
+@dataclass
+class _Same:
+    """Which items of instance 0 are as in the last build (by position)."""
+
+    nodes: list[bool]
+    edges: list[bool]
+    components: list[bool]
+    scopes: list[bool]
 
 
 class _Path:

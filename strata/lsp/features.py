@@ -21,6 +21,7 @@ from pathlib import Path
 
 from strata.compiler import Analysis, analyze_text
 from strata.compiler.cost import node_flops, seq_len
+from strata.compiler.fold import FoldCache
 from strata.compiler.symbolic import text as sym_text
 from strata.components import COMPONENTS
 from strata.dsl import YAML_SUFFIXES, read_source
@@ -43,11 +44,13 @@ class Document:
     _nodes: dict | None = field(default=None, repr=False)
 
     @classmethod
-    def of(cls, text: str, path: str, open_texts: dict[str, str] | None = None) -> "Document":
+    def of(cls, text: str, path: str, open_texts: dict[str, str] | None = None,
+           cache: FoldCache | None = None) -> "Document":
         """`open_texts`: resolved path -> the editor's text of the files open in it,
-        read instead of the disk where this file imports them."""
+        read instead of the disk where this file imports them; `cache`: this
+        file's, kept from check to check (unchanged layers are not made again)."""
         with _no_gc():
-            a = analyze_text(text, path, open_texts=open_texts)
+            a = analyze_text(text, path, open_texts=open_texts, cache=cache)
         return cls(path, a.sources.get(path, text), a, Index.of(a.sources.get(path, text), path, a.spec))
 
     # ------------------------------------------------------------ components built from each use

@@ -20,6 +20,7 @@ from lsprotocol import types as T
 from pygls.lsp.server import LanguageServer
 from pygls.uris import from_fs_path, to_fs_path
 
+from strata.compiler.fold import FoldCache
 from strata.compiler.symbolic import text as sym_text
 from strata.dsl import clean_text, read_source
 from strata.dsl.rewrite import rewrite
@@ -51,6 +52,7 @@ class StrataServer(LanguageServer):
         self.pending: dict[str, asyncio.Task] = {}
         self.inlay_hints = False
         self.checks = 0
+        self.caches: dict[str, FoldCache] = {}   # uri -> its layers of the last check
 
     def path_of(self, uri: str) -> str:
         return to_fs_path(uri) or uri
@@ -60,7 +62,7 @@ class StrataServer(LanguageServer):
         text = self.workspace.get_text_document(uri).source
         path = self.path_of(uri)
         try:
-            doc = Document.of(text, path, self.open_texts(uri))
+            doc = Document.of(text, path, self.open_texts(uri), self.caches.setdefault(uri, FoldCache()))
         except SpecError as e:  # text no file can hold (a lone surrogate): its own diagnostic
             self.publish(uri, path, e.diagnostics)
             return self.docs.get(uri)
@@ -187,6 +189,7 @@ def did_close(ls: StrataServer, params: T.DidCloseTextDocumentParams) -> None:
     uri = params.text_document.uri
     dependents = ls.dependents(uri)
     ls.docs.pop(uri, None)
+    ls.caches.pop(uri, None)
     task = ls.pending.pop(uri, None)
     if task is not None:
         task.cancel()
