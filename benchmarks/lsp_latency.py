@@ -89,6 +89,32 @@ async def measure(path: Path, runs: int) -> dict[str, float]:
             "completion": statistics.median(completions)}
 
 
+def check_cpu(path: Path, runs: int) -> dict[str, float]:
+    """The check alone, in this process: the CPU seconds (time.process_time, so
+    less bent by other processes on a busy machine than wall time) of what the
+    server does per change, without and with its per-file cache of layers."""
+    import gc
+
+    from strata.compiler.fold import FoldCache
+    from strata.lsp.features import Document
+
+    text, name = path.read_text(), str(path)
+    out = {}
+    for kind in ("no cache", "outside", "in a layer"):
+        cache = None if kind == "no cache" else FoldCache()
+        Document.of(text, name, cache=cache).warm()
+        times = []
+        for i in range(runs):
+            edited = text.replace("mlp(", "mlp(2 + ", 1) if kind == "in a layer" and i % 2 == 0 \
+                else text + "\n" * (i % 2)
+            start = time.process_time()
+            Document.of(edited, name, cache=cache).warm()
+            gc.freeze()  # as the server does after each check
+            times.append(time.process_time() - start)
+        out[kind] = statistics.median(times)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=15)
@@ -106,6 +132,13 @@ def main() -> None:
             r = asyncio.run(measure(spec, args.runs))
             print(f"{spec.name:24} {r['open'] * 1000:5.0f} ms {'':21}{r['change→diagnostics'] * 1000:5.0f} ms "
                   f"{r['inside'] * 1000:8.0f} ms {r['hover'] * 1000:6.1f} ms {r['completion'] * 1000:8.1f} ms")
+        print(f"\nthe check alone, CPU time (medians of {args.runs}):   no cache    outside  in a layer")
+        for spec in specs:
+            if args.only and args.only not in spec.name:
+                continue
+            c = check_cpu(spec, args.runs)
+            print(f"{spec.name:46} {c['no cache'] * 1000:6.0f} ms {c['outside'] * 1000:7.0f} ms "
+                  f"{c['in a layer'] * 1000:8.0f} ms")
 
 
 if __name__ == "__main__":
