@@ -121,8 +121,8 @@ class Folder:
         if not p0.nodes or len(self.e.errors.items) != m1.errors or self.others() != m1.others \
                 or m1.others != m0.others or p0.tensors != p1.tensors:
             return None
-        if not all(n.startswith(old + ".") or n == old for n, _ in p0.nodes):
-            return None  # it made nodes outside its own scope
+        if not all(n.startswith(old + ".") or n == old for n, _ in p0.nodes + [(y0.node, None)]):
+            return None  # it made nodes outside its own scope, or its output is not its own
         t = Template(p0, old, x0.node, y0)
         copy, y = t.make(old.rpartition(".")[0] + ".1", y0.node)
         same = (copy.nodes == p1.nodes and copy.edges == p1.edges and copy.components == p1.components
