@@ -45,6 +45,20 @@ def test_grammar_scopes_the_shipped_specs():
     assert r.stdout.startswith("ok: ")
 
 
+def test_grammar_scopes_the_docs_code_blocks():
+    """The docs' ```arch blocks (README and docs/*.md) tokenize with the
+    grammar, every word scoped: the highlighting a TextMate-grammar
+    highlighter (VS Code's Markdown preview, Shiki) gives them."""
+    _node_or_skip()
+    root = EXT.parents[1]
+    docs = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    blocks = sum(len(re.findall(r"^```arch[ \t]*\n", d.read_text(), re.M)) for d in docs)
+    assert blocks >= 10
+    r = subprocess.run(["node", "test/grammar.test.js", *map(str, docs)], cwd=EXT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.strip().endswith(f"{blocks} specs or code blocks")
+
+
 def test_client_script_parses():
     if shutil.which("node") is None:
         pytest.skip("node is not installed")

@@ -11,11 +11,13 @@ into graph ops, check its passes and train sections.  Never imports torch.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from strata.compiler.elaborate import elaborate
+from strata.compiler.fold import FoldCache
 from strata.compiler.ir import to_networkx
 from strata.compiler.resolve import resolve_model
 from strata.compiler.sections import check_passes, check_train
@@ -33,14 +35,15 @@ ABSENT = ("the file defines no model", "model '")
 __all__ = ["Analysis", "analyze_text", "as_graph", "build", "build_file", "build_text"]
 
 
-def _build(spec: A.SpecFile, model: str | None, sources: dict[str, str]):
+def _build(spec: A.SpecFile, model: str | None, sources: dict[str, str],
+           open_texts: Mapping[str, str] | None = None, cache: FoldCache | None = None):
     """(the plain-dict graph, or None where the model could not be elaborated;
     every mistake found)."""
     errors = Collector()
     g = None
     try:
-        resolved = resolve_model(spec, sources, model, errors)
-        g = elaborate(resolved, errors)
+        resolved = resolve_model(spec, sources, model, errors, open_texts)
+        g = elaborate(resolved, errors, cache)
         g.graph["file"] = spec.path or "<string>"  # the root: paths in the spec are relative to it
         check_passes(resolved.passes, g, errors, resolved.models)
         check_train(resolved.train, g, errors)
@@ -74,10 +77,15 @@ class Analysis:
     sources: dict[str, str] = field(default_factory=dict)
 
 
-def analyze_text(text: str, file: str = "<string>", *, model: str | None = None) -> Analysis:
+def analyze_text(text: str, file: str = "<string>", *, model: str | None = None,
+                 open_texts: Mapping[str, str] | None = None, cache: FoldCache | None = None) -> Analysis:
     """Check spec text and keep going past its mistakes: syntax errors (every
     one, `strata.dsl.recovery`) and the checker's findings on what parses,
-    less those about names that only a dropped statement defined.
+    less those about names that only a dropped statement defined.  Imported
+    files whose resolved path is in `open_texts` are read from there (an
+    editor's unsaved buffers), the others from disk.  `cache` (one per file,
+    kept between calls) lets a repeat's layers come from the last call where
+    they are unchanged (`strata.compiler.fold`); the graphs then share data.
 
         >>> a = analyze_text("model m {\\n  d = 8 +\\n  stack s(tokens) { embedding(10, d) }\\n}\\n", "m.arch")
         >>> [(d.span.line, d.message) for d in a.diagnostics]
@@ -89,7 +97,7 @@ def analyze_text(text: str, file: str = "<string>", *, model: str | None = None)
     g = None
     if spec is not None:
         try:
-            g, errors = _build(spec, model, sources)
+            g, errors = _build(spec, model, sources, open_texts, cache)
             found = errors.items
         except SpecError as e:  # a mistake that stops the build (no model, unknown --model)
             sources.update(e.sources)

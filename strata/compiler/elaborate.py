@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from strata.compiler import ir
 from strata.compiler.evaluate import Env, EvalError, evaluate
+from strata.compiler.fold import Folder, FoldCache, reads
 from strata.compiler.names import (
     check_input_name,
     check_module_name,
@@ -38,10 +39,13 @@ class _Fatal(Exception):
 
 
 class Elaborator:
-    def __init__(self, model: ResolvedModel, errors: Collector):
+    def __init__(self, model: ResolvedModel, errors: Collector, cache: FoldCache | None = None):
         self.m = model
+        self.cache = cache
         self.errors = errors
         self.g = ir.new_graph(model.name, staging=True)
+        self.g.folded = 0  # repeat instances copied, not elaborated (strata.compiler.fold)
+        self.g.reused = 0  # of those, taken from the cache's last build
         self.components: dict[str, dict] = self.g.graph["components"]
         self.tensors = 0  # parameter tensors made so far (MAX_TENSORS)
 
@@ -259,9 +263,14 @@ class Elaborator:
         index = s.index or "index"
         self.g.graph["scopes"][group] = {"kind": "repeat", "block": block, "count": n,
                                          "parent": sc.path}
-        instances = []
-        for i in range(n):
+        # instances 2.. are copies of 0 where 0 and 1 agree (strata.compiler.fold)
+        folder = Folder(self, sc.stack, self.cache) if n > 2 and not reads(s.body, self.m.blocks, index) else None
+        seen: list = []  # (mark, piece, input, output) of instances 0 and 1
+        instances: list[str] = []
+        i = 0
+        while i < n:
             path = f"{group}.{i}"
+            mark, x_in = (folder.mark(), x) if folder is not None and i < 2 else (None, x)
             env = sc.env.child({index: i})
             inner = Scope(path, env, sc.stack, blocks_active=sc.blocks_active)
             before = self.g.number_of_nodes()
@@ -275,6 +284,15 @@ class Elaborator:
             instances.append(path)
             if self.g.number_of_nodes() == before and i == 0 and self.errors:
                 break  # the body failed; do not repeat the same error n times
+            i += 1
+            if mark is not None:
+                seen.append((mark, folder.piece(mark), x_in, x))
+            if len(seen) == 2:
+                (m0, p0, x0, y0), (m1, p1, _, y1) = seen
+                seen = []
+                template = folder.agree(m0, p0, x0, y0, m1, p1, y1, f"{group}.0")
+                if template is not None:
+                    x, i = folder.copies(template, x, group, i, n, instances, MAX_NODES, MAX_TENSORS)
         self.g.graph["repeats"].append({"path": group, "block": block or name, "count": n,
                                         "count_sym": symbolic(s.count, sc.env),
                                         "instances": instances, "span": s.span})
@@ -359,10 +377,10 @@ class Elaborator:
                                        "positions": st.positions, "span": sd.span})
 
 
-def elaborate(model: ResolvedModel, errors: Collector) -> ir.Staging:
+def elaborate(model: ResolvedModel, errors: Collector, cache: FoldCache | None = None) -> ir.Staging:
     """Elaborate `model` into a Staging graph (`ir.to_networkx` makes it the IR);
-    mistakes go to `errors` (the caller raises)."""
-    b = Elaborator(model, errors)
+    mistakes go to `errors` (the caller raises).  `cache`: see strata.compiler.fold."""
+    b = Elaborator(model, errors, cache)
     env = Env.of_assigns(model.vars)
     env.is_model = True
     for v in model.vars:  # report every bad variable, even unused ones

@@ -73,6 +73,7 @@ class Staging:
         self.nodes = _NodeView()
         self.edges: list[tuple[str, str, dict]] = []
         self._in: dict[str, list[tuple[str, str, dict]]] = {}
+        self._indexed = 0  # edges[:_indexed] are in _in (add_edges defers the rest to in_edges)
 
     def __contains__(self, n: object) -> bool:
         return n in self.nodes
@@ -89,9 +90,20 @@ class Staging:
     def add_edge(self, u: str, v: str, **attr) -> None:
         e = (u, v, attr)
         self.edges.append(e)
-        self._in.setdefault(v, []).append(e)
+        if self._indexed == len(self.edges) - 1:
+            self._in.setdefault(v, []).append(e)
+            self._indexed += 1
+
+    def add_edges(self, edges: list[tuple[str, str, dict]]) -> None:
+        """add_edge for each (u, v, attr) (attr is kept, not copied); indexed by
+        target only when in_edges is next asked (a repeat's copies: 10^4 edges)."""
+        self.edges += edges
 
     def in_edges(self, n: str, data: bool = False):
+        if self._indexed < len(self.edges):
+            for e in self.edges[self._indexed:]:
+                self._in.setdefault(e[1], []).append(e)
+            self._indexed = len(self.edges)
         return [e if data else e[:2] for e in self._in.get(n, [])]
 
 

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,7 +47,10 @@ class ResolvedModel:
 
 
 def _load_imports(spec: A.SpecFile, sources: dict[str, str], errors: Collector,
-                  loading: tuple[str, ...], cache: dict[str, Library]) -> Library:
+                  loading: tuple[str, ...], cache: dict[str, Library],
+                  open_texts: Mapping[str, str] | None = None) -> Library:
+    """`open_texts`: resolved path -> text read instead of the file (the
+    unsaved buffers of an editor: the language server's view)."""
     lib = Library()
     here = Path(spec.path or ".").parent
     for imp in spec.imports:
@@ -60,7 +64,7 @@ def _load_imports(spec: A.SpecFile, sources: dict[str, str], errors: Collector,
             sub = cache[key]
         else:
             try:  # a regular file of bounded size only: never a FIFO or /dev/zero
-                text = read_source(target)
+                text = open_texts[key] if open_texts and key in open_texts else read_source(target)
             except UsageError as e:
                 why = str(e).rpartition(": ")[2] if str(e).startswith(str(target)) else str(e)
                 errors.error(f"cannot import '{imp.path}': {why}", imp.span,
@@ -81,7 +85,7 @@ def _load_imports(spec: A.SpecFile, sources: dict[str, str], errors: Collector,
                     errors.error(d.message, d.span, d.hint)
                 continue
             sources[shown] = text
-            sub = _load_imports(sub_spec, sources, errors, loading + (key,), cache)
+            sub = _load_imports(sub_spec, sources, errors, loading + (key,), cache, open_texts)
             sub.train, sub.passes = sub_spec.train, sub_spec.passes
             for b in sub_spec.blocks:
                 sub.blocks[b.name] = b
@@ -185,11 +189,12 @@ def _check_duplicates(model: A.ModelDef, spec: A.SpecFile, errors: Collector) ->
 
 
 def resolve_model(spec: A.SpecFile, sources: dict[str, str], model: str | None = None,
-                  errors: Collector | None = None) -> ResolvedModel:
-    """Pick the model (by name, else the file's last), with imports and bases merged."""
+                  errors: Collector | None = None, open_texts: Mapping[str, str] | None = None) -> ResolvedModel:
+    """Pick the model (by name, else the file's last), with imports and bases
+    merged; an imported file whose resolved path is in `open_texts` is read from there."""
     own = errors is None
     errors = errors if errors is not None else Collector()
-    lib = _load_imports(spec, sources, errors, (str(Path(spec.path or "").resolve()),), {})
+    lib = _load_imports(spec, sources, errors, (str(Path(spec.path or "").resolve()),), {}, open_texts)
     lib.train, lib.passes = spec.train, spec.passes
     for b in spec.blocks:
         lib.blocks[b.name] = b

@@ -3,6 +3,8 @@ extra `strata[lsp]`: pygls and lsprotocol).
 
     features.py  hover, completion, definitions: plain data over the checker's analysis
     index.py     where each name of a file is defined and used
+    yaml_complete.py  completion in YAML files, from the strict JSON Schema
+    items.py     a completion item
     server.py    the LSP wiring (pygls): diagnostics, hover, completion, definition,
                  references, rename, symbols, formatting, inlay hints
 """

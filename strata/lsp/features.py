@@ -21,26 +21,17 @@ from pathlib import Path
 
 from strata.compiler import Analysis, analyze_text
 from strata.compiler.cost import node_flops, seq_len
+from strata.compiler.fold import FoldCache
 from strata.compiler.symbolic import text as sym_text
 from strata.components import COMPONENTS
 from strata.dsl import YAML_SUFFIXES, read_source
 from strata.dsl.registry import PASSES, TRAIN_CALLS, TrainConfig
 from strata.lsp.index import Index, Name
+from strata.lsp.items import Item
+from strata.lsp.yaml_complete import complete as complete_yaml
 
 # Statement words a body accepts besides components and blocks.
 CONSTRUCTS = ("residual", "parallel", "seq", "branch", "repeat")
-
-
-@dataclass
-class Item:
-    """One completion: label, kind (component, block, option, value, variable, pass,
-    keyword), a one-line detail, documentation, and the text to insert."""
-
-    label: str
-    kind: str
-    detail: str = ""
-    doc: str = ""
-    insert: str | None = None
 
 
 @dataclass
@@ -53,9 +44,13 @@ class Document:
     _nodes: dict | None = field(default=None, repr=False)
 
     @classmethod
-    def of(cls, text: str, path: str) -> "Document":
+    def of(cls, text: str, path: str, open_texts: dict[str, str] | None = None,
+           cache: FoldCache | None = None) -> "Document":
+        """`open_texts`: resolved path -> the editor's text of the files open in it,
+        read instead of the disk where this file imports them; `cache`: this
+        file's, kept from check to check (unchanged layers are not made again)."""
         with _no_gc():
-            a = analyze_text(text, path)
+            a = analyze_text(text, path, open_texts=open_texts, cache=cache)
         return cls(path, a.sources.get(path, text), a, Index.of(a.sources.get(path, text), path, a.spec))
 
     # ------------------------------------------------------------ components built from each use
@@ -74,22 +69,23 @@ class Document:
         return self._components
 
     def warm(self) -> None:
-        """Build the maps hover reads (one pass over the graph each), so the first
+        """Build the map hover reads (one pass over the components), so the first
         hover after a check is as quick as the next."""
         with _no_gc():
             self.components()
-            if self.analysis.graph is not None and self._components:
-                self._cost(next(iter(self._components.values())))
 
     def _cost(self, paths: list[str]) -> tuple[int, int]:
-        """(parameters, forward FLOPs per token) of the first module of `paths`."""
+        """(parameters, forward FLOPs per token) of the first module of `paths`:
+        its nodes are those under its path (one scan of the graph's keys, ~10^4)."""
         g = self.analysis.graph
-        if self._nodes is None:  # component path -> its nodes, in one pass over the graph
+        if self._nodes is None:
             self._nodes = {}
-            for n, d in g.nodes.items():  # (a Mapping in both graph kinds; no list of 10^5 pairs)
-                if d.get("component"):
-                    self._nodes.setdefault(d["component"], []).append(n)
-        nodes = self._nodes.get(paths[0], [])
+        path = paths[0]
+        if path not in self._nodes:
+            under = path + "."
+            self._nodes[path] = [n for n in g.nodes if (n == path or n.startswith(under))
+                                 and g.nodes[n].get("component") == path]
+        nodes = self._nodes[path]
         params = sum(prod(s) for n in nodes for s in g.nodes[n]["params"].values())
         ctx = seq_len(g)
         return params, sum(node_flops(g, n, ctx) for n in nodes)
@@ -186,10 +182,10 @@ class Document:
 
     # ------------------------------------------------------------ completion
     def completion(self, line: int, col: int) -> list[Item]:
-        """What may be written at (line, col) 0-based.  Nothing in YAML files: there
-        yaml-language-server completes from `strata schema` (docs/editors.md)."""
+        """What may be written at (line, col) 0-based (in a YAML file: the keys
+        and words its JSON Schema allows there, `strata.lsp.yaml_complete`)."""
         if self.uri_path.endswith(YAML_SUFFIXES):
-            return []
+            return complete_yaml(self.text, line, col)
         before = self.line(line)[:col]
         where = _context(self.text, self.offset(line, col))
         if where.call is not None:

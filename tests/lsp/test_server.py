@@ -154,3 +154,54 @@ async def test_a_2000_layer_spec_answers_hover_quickly(client: LanguageClient, t
     hover = await client.text_document_hover_async(T.HoverParams(doc, T.Position(12, 30)))
     assert time.perf_counter() - start < 0.2
     assert "(2000 uses)" in hover.contents.value
+
+
+async def _diagnostics_of(client: LanguageClient, uri: str) -> list:
+    """The next diagnostics published for `uri` (others' are skipped)."""
+    while True:
+        got = await client.wait_for_notification(T.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+        if got.uri == uri:
+            return list(got.diagnostics)
+
+
+@pytest.mark.asyncio
+async def test_an_importer_follows_the_unsaved_edits_of_what_it_imports(client: LanguageClient, tmp_path):
+    """main imports mid, mid imports base: an edit to base in the editor (not
+    saved) is seen by both; closing base's buffer goes back to the disk."""
+    base_text = "block inner {\n  residual { layernorm; mlp(64) }\n}\n"
+    base = _open(client, tmp_path / "base.arch", base_text)
+    await _diagnostics_of(client, base)
+    mid = _open(client, tmp_path / "mid.arch", 'from "base.arch" import inner\nmodel mid {\n  stack s(tokens) {\n'
+                "    embedding(10, 16) as wte\n    repeat(2) inner\n    lm_head(tie=wte)\n  }\n}\n")
+    await _diagnostics_of(client, mid)
+    main = _open(client, tmp_path / "m.arch", 'from "mid.arch" import mid\nmodel m extends mid { }\n')
+    assert await _diagnostics_of(client, main) == []
+    client.text_document_did_change(T.DidChangeTextDocumentParams(
+        T.VersionedTextDocumentIdentifier(uri=base, version=2),
+        [T.TextDocumentContentChangeWholeDocument(text=base_text.replace("mlp(64)", "mlp(64, act=gelux)"))]))
+    diags = await _diagnostics_of(client, main)
+    assert len(diags) == 1 and "'gelux' is not a valid act" in diags[0].message
+    assert "base.arch:2:" in diags[0].message
+    assert (tmp_path / "base.arch").read_text() == base_text  # nothing was saved
+    client.text_document_did_close(T.DidCloseTextDocumentParams(T.TextDocumentIdentifier(uri=base)))
+    assert await _diagnostics_of(client, main) == []  # the file on disk again
+
+
+@pytest.mark.asyncio
+async def test_yaml_completion_from_the_schema(client: LanguageClient, tmp_path):
+    """In a half-written YAML spec: the options of the component at the cursor,
+    then the words of `act:`."""
+    text = ("models:\n  m:\n    vars: {d: 16}\n    stacks:\n      s:\n        inputs: [tokens]\n        body:\n"
+            "          - {embedding: [10, d]}\n          - {mlp: 64, act: ")
+    path = tmp_path / "m.yaml"
+    path.write_text(text)
+    uri = path.as_uri()
+    client.text_document_did_open(T.DidOpenTextDocumentParams(
+        T.TextDocumentItem(uri=uri, language_id="yaml", version=1, text=text)))
+    assert await _diagnostics_of(client, uri)  # half written: a mistake
+    doc = T.TextDocumentIdentifier(uri=uri)
+    items = await client.text_document_completion_async(T.CompletionParams(doc, T.Position(8, 28)))
+    assert {"gelu", "swiglu", "gelu_tanh"} <= {i.label for i in items.items}
+    items = await client.text_document_completion_async(T.CompletionParams(doc, T.Position(8, 22)))
+    act, = [i for i in items.items if i.label == "act"]
+    assert act.kind == T.CompletionItemKind.Property and "default 'gelu'" in act.detail

@@ -1,6 +1,8 @@
 // Tokenizes specs with the TextMate grammar (vscode-textmate + oniguruma, what
 // VS Code itself runs) and checks the scopes of the tokens that matter.
-// Usage: node test/grammar.test.js [spec.arch ...]   (exit 1 on a wrong scope)
+// Usage: node test/grammar.test.js [spec.arch | doc.md ...]   (exit 1 on a wrong scope)
+// A Markdown file is checked by its ```arch code blocks: the same grammar
+// highlights the docs (any TextMate-grammar highlighter, e.g. Shiki, takes it).
 "use strict";
 
 const fs = require("fs");
@@ -58,6 +60,11 @@ function tokens(grammar, text) {
   return out;
 }
 
+// The ```arch fenced code blocks of a Markdown text.
+function archBlocks(md) {
+  return [...md.matchAll(/^```arch[ \t]*\n([\s\S]*?)^```[ \t]*$/gm)].map((m) => m[1]);
+}
+
 registry.loadGrammar("source.strata").then((grammar) => {
   let failed = 0;
   for (const [line, word, scope] of EXPECT) {
@@ -68,15 +75,20 @@ registry.loadGrammar("source.strata").then((grammar) => {
         JSON.stringify(hits.map((t) => [t.text, t.scopes.slice(1)])));
     }
   }
-  // every spec given tokenizes without an unscoped word (only spaces may stay plain)
+  // every spec (or docs code block) given tokenizes without an unscoped word
+  // (only spaces may stay plain)
+  let blocks = 0;
   for (const file of process.argv.slice(2)) {
-    for (const t of tokens(grammar, fs.readFileSync(file, "utf8"))) {
+    const text = fs.readFileSync(file, "utf8");
+    const sources = file.endsWith(".md") ? archBlocks(text) : [text];
+    blocks += sources.length;
+    for (const t of sources.flatMap((s) => tokens(grammar, s))) {
       if (t.scopes.length === 1 && /\S/.test(t.text)) {
         failed++;
         console.error(`FAIL ${file}: ${JSON.stringify(t.text)} in ${JSON.stringify(t.line)} has no scope`);
       }
     }
   }
-  console.log(failed ? `${failed} failed` : `ok: ${EXPECT.length} scopes, ${process.argv.length - 2} specs`);
+  console.log(failed ? `${failed} failed` : `ok: ${EXPECT.length} scopes, ${blocks} specs or code blocks`);
   process.exit(failed ? 1 : 0);
 });
