@@ -73,7 +73,10 @@ def test_linear_in_the_layers():
     times = {}
     for n in (200, 400):
         d = describe(build_text(spec.replace("N", str(n))), "op", unfold=True)
-        t = time.perf_counter()
-        title_links(d)
-        times[n] = time.perf_counter() - t
+        runs = []
+        for _ in range(3):  # the fastest of three: a busy machine stalls single runs
+            t = time.perf_counter()
+            title_links(d)
+            runs.append(time.perf_counter() - t)
+        times[n] = min(runs)
     assert times[400] < 4 * times[200] + 0.05, times  # quadratic would be 4x
