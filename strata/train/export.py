@@ -1,0 +1,152 @@
+"""`strata export SOURCE --to hf -o OUT/`: a strata model as a Hugging Face folder.
+
+SOURCE is what every command that reads weights takes (strata.train.sources): a
+run folder, a `strata compress` output folder, or a spec with `--weights`.
+
+    OUT/config.json              the family's own config (model_type, architectures, ...)
+    OUT/model.safetensors        the weights in the family's names and layouts
+    OUT/generation_config.json   the special token ids generation uses
+    OUT/tokenizer.json           the source's tokenizer as a fast tokenizer (when it has one)
+    OUT/tokenizer_config.json
+
+A spec is exported as a family when a config of that family imports to the
+very same spec (strata.interop.hf.export); any other is refused with the
+reason.  OUT is written whole or not at all (strata.io.atomic_folder).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from strata.errors import UsageError
+from strata.interop.hf.config import HFImportError
+
+TARGETS = ("hf",)
+CONFIG, WEIGHTS, GENERATION = "config.json", "model.safetensors", "generation_config.json"
+
+
+class ExportError(UsageError):
+    """A model the target cannot take: one line naming the component and the reason."""
+
+
+def _spec_model(spec: str, model: str | None):
+    """The AST of the model being exported and its built graph."""
+    from strata.compiler import as_graph
+    from strata.dsl import load_file, load_text
+    from strata.io import is_spec_path
+
+    g = as_graph(spec, model=model)
+    tree = load_file(spec) if is_spec_path(spec) else load_text(spec)
+    name = g.graph["name"]
+    found = [m for m in tree.models if m.name == name]
+    if not found:
+        raise ExportError(f"model {name}: its definition is not in the spec file itself "
+                          "(imported or extended); it is not a Hugging Face family")
+    return found[0], g
+
+
+def _weights(g, path: Path) -> dict:
+    """The float tensors in the spec's names, checked against the spec."""
+    from safetensors.torch import load_file
+
+    from strata.compiler.ir import state_dict_shapes
+    from strata.interop.hf.weights import check
+
+    tensors = load_file(str(path))
+    quantized = sorted(k for k, v in tensors.items() if not v.is_floating_point())
+    if quantized:
+        raise ExportError(f"{quantized[0]}: quantized weights ({tensors[quantized[0]].dtype}); export "
+                          "of quantized models (compressed-tensors) is not supported yet: export the "
+                          "float model")
+    problems = check(tensors, state_dict_shapes(g))
+    if problems:
+        raise ExportError(f"{path}: the weights do not fit the spec: {'; '.join(problems[:3])}")
+    return tensors
+
+
+def _generation_ids(match, tok) -> dict:
+    """bos / eos / pad ids: the tokenizer's specials, else none (so generate() stops
+    only where strata's would: at the token count)."""
+    from strata.train.tokenizer_hf import special_ids
+
+    ids = {"bos_token_id": None, "eos_token_id": None, "pad_token_id": None}
+    if tok is not None:
+        ids.update({k: v for k, v in special_ids(tok).items() if k in ids})
+    if match.config.get("model_type") == "t5":  # the decoder starts from pad, as T5's does
+        start = ids["pad_token_id"] if ids["pad_token_id"] is not None else 0
+        ids["decoder_start_token_id"] = start
+        ids["pad_token_id"] = start
+    return ids
+
+
+def export_hf(spec: str, weights: Path, tokenizer: Path | None, out: Path, model: str | None = None) -> Path:
+    """Write OUT for `spec` (its `model`) with `weights` and, if any, `tokenizer`."""
+    from strata.interop.hf.export import architecture, hf_tensors, match_family, rotary_facts
+    from strata.interop.hf.weights import save
+    from strata.io import atomic_folder, write_atomic
+
+    spec_model, g = _spec_model(spec, model)
+    if g.graph.get("passes"):
+        names = ", ".join(p["name"] for p in g.graph["passes"])
+        raise ExportError(f"model {g.graph['name']}: passes {{ {names} }}: a Hugging Face family "
+                          "config cannot express them; export the model before its passes")
+    match = match_family(spec_model, dict(g.graph["vars"]), rotary_facts(g))
+    if isinstance(match, str):
+        raise ExportError(f"model {g.graph['name']}: {match}")
+    tensors = _weights(g, weights)
+    try:
+        hf = hf_tensors(match, tensors)
+    except HFImportError as e:
+        raise ExportError(str(e)) from None
+    dtypes = {v.dtype for v in hf.values()}
+    dtype = str(dtypes.pop()).removeprefix("torch.") if len(dtypes) == 1 else "float32"
+    tok = None
+    if tokenizer is not None:
+        from strata.train.tokenizer import load_tokenizer
+
+        tok = load_tokenizer(tokenizer)
+    gen = _generation_ids(match, tok)
+    config = {**match.config, "architectures": [architecture(match)], "dtype": dtype, **gen}
+    files = {CONFIG: json.dumps(config, indent=2, sort_keys=True) + "\n",
+             GENERATION: json.dumps({k: v for k, v in gen.items() if v is not None} |
+                                    {"_from_model_config": True}, indent=2, sort_keys=True) + "\n"}
+    if tok is not None:
+        from strata.train.tokenizer_hf import tokenizer_files
+
+        files.update(tokenizer_files(tok, g.graph["vars"].get("ctx")))
+    meta = {"format": "pt", "converter": "strata export"}
+    with atomic_folder(out, (WEIGHTS, *files)) as tmp:
+        save({k: v.contiguous() for k, v in hf.items()}, tmp / WEIGHTS, meta)
+        for name, text in files.items():
+            write_atomic(tmp / name, text)
+    return out
+
+
+def export(source, *, to: str = "hf", out, weights=None, model: str | None = None) -> Path:
+    """`strata.export`: SOURCE (run folder, compress output, or spec + weights) -> OUT."""
+    from strata.train.sources import resolve_weights
+
+    if to not in TARGETS:
+        raise UsageError(f"unknown export target {to!r}: choose one of {', '.join(TARGETS)}")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out}: exists and is not a folder; -o names the folder to write")
+    src = Path(source)
+    if src.is_dir():  # a run or compress output folder names its spec and weights
+        if weights is not None:
+            raise UsageError(f"{src} is a folder with its own weights; --weights goes with a spec file")
+        w = resolve_weights(src)
+        if w.spec is None:
+            raise UsageError(f"{src}: the spec these weights were trained from is gone; give the spec "
+                             "file and the folder as --weights")
+        spec, model = w.spec, model or w.model
+    else:
+        if not src.exists():
+            raise UsageError(f"{src}: no such run folder or spec file")
+        if weights is None:
+            raise UsageError(f"{src}: a spec needs its weights: --weights RUN_DIR, a compress output "
+                             "folder or a .safetensors file")
+        w = resolve_weights(weights)
+        spec = str(src)
+    return export_hf(spec, w.file, w.tokenizer, out, model)
