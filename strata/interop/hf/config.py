@@ -215,6 +215,9 @@ def rope(cfg: Config, *, base_key: str = "rope_theta", fraction_key: str = "part
     return base, fraction
 
 
+NULL = object()  # export: a config value written as JSON null (None: the key left out)
+
+
 def rope_parameters(facts: dict) -> dict | None:
     """The `rope_parameters` config.json entry for a rotary base and fraction
     (export: the inverse of `rope`)."""

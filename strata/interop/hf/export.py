@@ -20,9 +20,10 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
-from strata.interop.hf.config import Config, HFImportError, spec_text
+from strata.interop.hf.config import NULL, Config, HFImportError, spec_text
 
-MAX_TRIES = 400  # re-imports one match may run (each is a few milliseconds)
+MAX_TRIES = 2000
+ROUNDS = 3  # re-imports one match may run (each is a few milliseconds)
 
 
 @dataclass
@@ -74,9 +75,11 @@ def export_layout(fam, cfg: Config) -> dict:
     """The family's layout as transformers' `save_pretrained` writes it: a model
     with a head keeps its base model under the family's prefix."""
     lay = fam.layout(cfg, None)
-    prefix = getattr(fam, "EXPORT_PREFIX", None)
-    if prefix is not None and "prefix" in lay:
-        lay["prefix"] = prefix if lay.get("head", True) else ""
+    prefixes = getattr(fam, "EXPORT_PREFIX", None)  # (with a head, the base model alone)
+    if prefixes is not None and "prefix" in lay:
+        arch = cfg.architecture or ""
+        base = arch.endswith("Model") and not arch.endswith("LMHeadModel")
+        lay["prefix"] = prefixes[1] if base else prefixes[0]
     lay.update(getattr(fam, "EXPORT_LAYOUT", {}))
     return lay
 
@@ -97,24 +100,33 @@ def match_family(model, variables: dict, facts: dict) -> FamilyMatch | str:
         return f"variable(s) {', '.join(unknown)} have no {model.name} config key"
     config = {"model_type": model.name}
     config.update({keys[v]: val for v, val in variables.items() if v in keys})
-    best, tries = None, 0
-    for key, candidates in fam.EXPORT_CHOICES.items():
-        options = candidates(variables, facts) if callable(candidates) else candidates
-        scored = []
-        for value in options:
-            trial = dict(config)
-            if value is None:
-                trial.pop(key, None)
-            else:
-                trial[key] = value
-            got, _ = _reimport(fam, trial)
-            tries += 1
-            scored.append((_distance(got, want), len(scored), trial))
-            if tries > MAX_TRIES:
-                break
-        if scored:
-            best = min(scored)
-            config = best[2]
+    # a key whose variable the spec lacks: the family default, or 0 (a dropout the
+    # import leaves out when it is 0), or null (an option the config turns off)
+    choices = {k: [None, 0.0, NULL] for v, k in keys.items() if v not in variables}
+    choices.update(fam.EXPORT_CHOICES)
+    tries = 0
+    for _ in range(ROUNDS):  # options interact (a head and its tie): go round until nothing moves
+        before = dict(config)
+        for key, candidates in choices.items():
+            options = candidates(variables, facts) if callable(candidates) else candidates
+            scored = []
+            for value in options:
+                trial = dict(config)
+                pairs = zip(key, value) if isinstance(key, tuple) else [(key, value)]
+                for k, val in pairs:  # a tuple of keys takes a tuple of values together
+                    if val is None:
+                        trial.pop(k, None)
+                    else:
+                        trial[k] = None if val is NULL else val
+                got, _ = _reimport(fam, trial)
+                tries += 1
+                scored.append((_distance(got, want), len(scored), trial))
+                if tries > MAX_TRIES:
+                    break
+            if scored:
+                config = min(scored, key=lambda s: s[:2])[2]
+        if config == before or _reimport(fam, config)[0] == want:
+            break
     got, lay = _reimport(fam, config)
     if got != want:
         diff = [ln.strip() for ln in difflib.unified_diff(got or [], want, lineterm="", n=0)

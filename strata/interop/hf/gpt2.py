@@ -24,7 +24,7 @@ PREFIX = "transformer."
 
 # Export (export.py) runs this module backwards: spec variable -> config key, and
 # the candidates of the keys that shape the spec; the importer picks.
-EXPORT_PREFIX = PREFIX
+EXPORT_PREFIX = (PREFIX, "")
 EXPORT_KEYS = {"vocab": "vocab_size", "ctx": "n_positions", "d": "n_embd", "heads": "n_head",
                "depth": "n_layer", "hidden": "n_inner", "eps": "layer_norm_epsilon",
                "p_embd": "embd_pdrop", "p_attn": "attn_pdrop", "p_resid": "resid_pdrop"}

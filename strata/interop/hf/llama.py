@@ -36,7 +36,7 @@ PREFIX = "model."
 
 # Export (export.py) runs this module backwards: spec variable -> config key, and
 # the candidates of the keys that shape the spec; the importer picks.
-EXPORT_PREFIX = PREFIX
+EXPORT_PREFIX = (PREFIX, "")
 EXPORT_KEYS = {"vocab": "vocab_size", "ctx": "max_position_embeddings", "d": "hidden_size",
                "heads": "num_attention_heads", "kv_heads": "num_key_value_heads", "head_dim": "head_dim",
                "window": "sliding_window", "p_attn": "attention_dropout", "depth": "num_hidden_layers",
