@@ -55,6 +55,28 @@ def rotary_facts(g) -> dict:
     return {"base": None, "fraction": None}
 
 
+class _FloatKeys(Config):
+    """A Config that notes which top-level keys the importer reads as numbers
+    (`float`, `probability`): export writes them as floats (3.0, not the 3 a
+    spec's arithmetic gives), as transformers' typed configs insist."""
+
+    def __init__(self, raw, where: str = ""):
+        super().__init__(raw, where)
+        self.floats: set[str] = set()
+
+    def float(self, *names, **kw):
+        self.floats.update(names)
+        return super().float(*names, **kw)
+
+
+def _as_floats(fam, config: dict, lay: dict) -> dict:
+    cfg = _FloatKeys(config)
+    spec_text(cfg, lay)
+    cfg.floats -= set(getattr(fam, "EXPORT_INTS", ()))  # numbers the importer reads but HF types int
+    return {k: float(v) if k in cfg.floats and isinstance(v, int) and not isinstance(v, bool) else v
+            for k, v in config.items()}
+
+
 def _reimport(fam, config: dict) -> tuple[list[str] | None, dict | None]:
     try:
         cfg = Config(config)
@@ -89,6 +111,7 @@ def match_family(model, variables: dict, facts: dict) -> FamilyMatch | str:
     from strata.interop.hf import FAMILIES
 
     want = _canonical(model_text(model))
+    facts = {**facts, "model_type": model.name}
     fams = [f for f in FAMILIES if model.name in f.MODEL_TYPES]
     if not fams:
         return (f"model {model.name!r} is not named after a family import-hf knows "
@@ -133,7 +156,7 @@ def match_family(model, variables: dict, facts: dict) -> FamilyMatch | str:
                 if ln[:1] in "+-" and not ln.startswith(("+++", "---"))]
         return (f"no {model.name} config gives this spec (closest differs at: "
                 f"{'; '.join(diff[:3])}{' ...' if len(diff) > 3 else ''})")
-    return FamilyMatch(fam, config, lay)
+    return FamilyMatch(fam, _as_floats(fam, config, lay), lay)
 
 
 def hf_tensors(match: FamilyMatch, tensors: dict) -> dict:

@@ -38,6 +38,7 @@ EXPORT_KEYS = {"vocab": "vocab_size", "ctx": "max_position_embeddings", "d": "hi
                "query_scalar": "query_pre_attn_scalar", "softcap": "attn_logit_softcapping",
                "window": "sliding_window", "p_attn": "attention_dropout", "depth": "num_hidden_layers",
                "hidden": "intermediate_size", "eps": "rms_norm_eps", "final_softcap": "final_logit_softcapping"}
+EXPORT_INTS = {"query_pre_attn_scalar"}  # Gemma2Config types it int
 EXPORT_CHOICES = {"architectures": [["Gemma2ForCausalLM"], ["Gemma2Model"]],
                   "tie_word_embeddings": [True, False], "hidden_activation": list(GATED_ACTIVATIONS),
                   "attention_bias": [False, True], "rope_parameters": lambda v, f: [rope_parameters(f)],
