@@ -48,8 +48,8 @@ def hf_tokenizer(tok: Tokenizer):
         vocab = {s: i for i, s in enumerate(tok.specials)}
         vocab.update({c: i + k for i, c in enumerate(tok.chars)})
         hf = HF(models.WordLevel(vocab, unk_token="[UNK]" if tok.unk is not None else None))
-        # every character its own word; (?s) so a newline is one too
-        hf.pre_tokenizer = pre_tokenizers.Split(Regex(r"(?s)."), behavior="isolated")
+        # every character its own word, a newline too
+        hf.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
         hf.decoder = decoders.Fuse()
     elif isinstance(tok, ByteTokenizer):
         vocab = {s: i for i, s in enumerate(tok.specials)}
