@@ -126,3 +126,24 @@ def test_cli_export(tmp_path, imported, capsys):
     assert "config.json" in capsys.readouterr().out
     assert {p.name for p in (tmp_path / "hf").iterdir()} == {
         "config.json", "model.safetensors", "generation_config.json"}
+
+
+def test_docs_export_commands_run(tmp_path, hf_folder, monkeypatch):
+    """The commands docs/interop.md's Export section shows, run as written."""
+    import re
+    import shlex
+    import shutil
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "interop.md").read_text()
+    section = text[text.index("## Export"):text.index("## Families and options")]
+    commands = [ln for block in re.findall(r"```sh\n(.*?)```", section, re.S) for ln in block.splitlines()]
+    assert commands
+    src, _ = hf_folder("gpt2")
+    shutil.copytree(src, tmp_path / "hf" / "gpt2")
+    monkeypatch.chdir(tmp_path)
+    for cmd in commands:
+        argv = shlex.split(cmd)
+        assert argv[0] == "strata" and main(argv[1:]) == 0, cmd
+    model = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "out" / "gpt2-hf")
+    assert type(model).__name__ == "GPT2LMHeadModel"
