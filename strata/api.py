@@ -189,11 +189,13 @@ def export(source: Any, out: str | Path, *, to: str = "hf", weights=None, model:
         >>> strata.export("runs/tiny", "out/hf")   # doctest: +SKIP
         PosixPath('out/hf')
 
-    A spec that is none of the families import-hf knows, or that has passes, is
-    refused (`strata.train.export.ExportError`, one line naming the reason)."""
+    A spec of a family import-hf knows becomes that family's folder; any other
+    spec a repository with custom code (`trust_remote_code=True`).  What the
+    target cannot take is refused (`strata.train.export_code.ExportError`, one
+    line naming the component and the reason) and nothing is written."""
     from strata.train.export import export as run_export
 
-    return run_export(source, to=to, out=out, weights=weights, model=model)
+    return run_export(source, to=to, out=out, weights=weights, model=model)[0]
 
 
 def load_weights(model, path: str | Path, *, strict: bool = True, cast: bool = False):

@@ -133,7 +133,9 @@ def _cmd_import_hf(args) -> int:
 
 def _cmd_export(args) -> int:
     out = strata.export(args.source, args.output, to=args.to, weights=args.weights, model=args.model)
-    print(f"wrote {out}/ ({', '.join(sorted(p.name for p in out.iterdir() if p.is_file()))})")
+    custom = (out / "configuration_strata.py").is_file()
+    print(f"wrote {out}/ ({', '.join(sorted(p.name for p in out.iterdir() if p.is_file()))})"
+          + ("; custom code: load with trust_remote_code=True" if custom else ""))
     return EXIT_OK
 
 

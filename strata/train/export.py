@@ -21,13 +21,10 @@ from pathlib import Path
 
 from strata.errors import UsageError
 from strata.interop.hf.config import HFImportError
+from strata.train.export_code import ExportError, code_files
 
 TARGETS = ("hf",)
 CONFIG, WEIGHTS, GENERATION = "config.json", "model.safetensors", "generation_config.json"
-
-
-class ExportError(UsageError):
-    """A model the target cannot take: one line naming the component and the reason."""
 
 
 def _spec_model(spec: str, model: str | None):
@@ -40,10 +37,7 @@ def _spec_model(spec: str, model: str | None):
     tree = load_file(spec) if is_spec_path(spec) else load_text(spec)
     name = g.graph["name"]
     found = [m for m in tree.models if m.name == name]
-    if not found:
-        raise ExportError(f"model {name}: its definition is not in the spec file itself "
-                          "(imported or extended); it is not a Hugging Face family")
-    return found[0], g
+    return (found[0] if found else None), g
 
 
 def _weights(g, path: Path) -> dict:
@@ -65,7 +59,7 @@ def _weights(g, path: Path) -> dict:
     return tensors
 
 
-def _generation_ids(match, tok) -> dict:
+def _generation_ids(model_type: str, tok) -> dict:
     """bos / eos / pad ids: the tokenizer's specials, else none (so generate() stops
     only where strata's would: at the token count)."""
     from strata.train.tokenizer_hf import special_ids
@@ -73,44 +67,61 @@ def _generation_ids(match, tok) -> dict:
     ids = {"bos_token_id": None, "eos_token_id": None, "pad_token_id": None}
     if tok is not None:
         ids.update({k: v for k, v in special_ids(tok).items() if k in ids})
-    if match.config.get("model_type") == "t5":  # the decoder starts from pad, as T5's does
+    if model_type == "t5":  # the decoder starts from pad, as T5's does
         start = ids["pad_token_id"] if ids["pad_token_id"] is not None else 0
         ids["decoder_start_token_id"] = start
         ids["pad_token_id"] = start
     return ids
 
 
-def export_hf(spec: str, weights: Path, tokenizer: Path | None, out: Path, model: str | None = None) -> Path:
-    """Write OUT for `spec` (its `model`) with `weights` and, if any, `tokenizer`."""
-    from strata.interop.hf.export import architecture, hf_tensors, match_family, rotary_facts
+def _causal(g) -> bool:
+    from strata.train.heads import choose_objective
+
+    try:
+        return choose_objective(g).name == "causal_lm"
+    except UsageError:  # no head strata trains: the outputs as they are
+        return False
+
+
+def export_hf(spec: str, weights: Path, tokenizer: Path | None, out: Path, model: str | None = None
+              ) -> tuple[Path, str | None]:
+    """Write OUT for `spec` (its `model`) with `weights` and, if any, `tokenizer`.
+    Returns OUT and, when the spec is no family (custom code), why not."""
+    from strata.interop.hf.export import FamilyMatch, architecture, hf_tensors, match_family, rotary_facts
     from strata.interop.hf.weights import save
     from strata.io import atomic_folder, write_atomic
 
     spec_model, g = _spec_model(spec, model)
     if g.graph.get("passes"):
         names = ", ".join(p["name"] for p in g.graph["passes"])
-        raise ExportError(f"model {g.graph['name']}: passes {{ {names} }}: a Hugging Face family "
-                          "config cannot express them; export the model before its passes")
-    match = match_family(spec_model, dict(g.graph["vars"]), rotary_facts(g))
-    if isinstance(match, str):
-        raise ExportError(f"model {g.graph['name']}: {match}")
-    tensors = _weights(g, weights)
-    try:
-        hf = hf_tensors(match, tensors)
-    except HFImportError as e:
-        raise ExportError(str(e)) from None
+        match = f"passes {{ {names} }}: no family config expresses them"
+    elif spec_model is None:
+        match = "its definition is not in the spec file itself (imported or extended)"
+    else:
+        match = match_family(spec_model, dict(g.graph["vars"]), rotary_facts(g))
+    if isinstance(match, FamilyMatch):
+        tensors = _weights(g, weights)
+        try:
+            hf = hf_tensors(match, tensors)
+        except HFImportError as e:
+            raise ExportError(str(e)) from None
+        config, files, note = {**match.config, "architectures": [architecture(match)]}, {}, None
+    else:  # any other spec: the generated module as custom code
+        _weights(g, weights)
+        files, hf = code_files(g, weights, _causal(g))
+        config, note = json.loads(files.pop("_config")), match
     dtypes = {v.dtype for v in hf.values()}
-    dtype = str(dtypes.pop()).removeprefix("torch.") if len(dtypes) == 1 else "float32"
+    config["dtype"] = str(dtypes.pop()).removeprefix("torch.") if len(dtypes) == 1 else "float32"
     tok = None
     if tokenizer is not None:
         from strata.train.tokenizer import load_tokenizer
 
         tok = load_tokenizer(tokenizer)
-    gen = _generation_ids(match, tok)
-    config = {**match.config, "architectures": [architecture(match)], "dtype": dtype, **gen}
-    files = {CONFIG: json.dumps(config, indent=2, sort_keys=True) + "\n",
-             GENERATION: json.dumps({k: v for k, v in gen.items() if v is not None} |
-                                    {"_from_model_config": True}, indent=2, sort_keys=True) + "\n"}
+    gen = _generation_ids(config["model_type"], tok)
+    config.update(gen)
+    files[CONFIG] = json.dumps(config, indent=2, sort_keys=True) + "\n"
+    files[GENERATION] = json.dumps({k: v for k, v in gen.items() if v is not None} |
+                                   {"_from_model_config": True}, indent=2, sort_keys=True) + "\n"
     if tok is not None:
         from strata.train.tokenizer_hf import tokenizer_files
 
@@ -120,11 +131,13 @@ def export_hf(spec: str, weights: Path, tokenizer: Path | None, out: Path, model
         save({k: v.contiguous() for k, v in hf.items()}, tmp / WEIGHTS, meta)
         for name, text in files.items():
             write_atomic(tmp / name, text)
-    return out
+    return out, note
 
 
-def export(source, *, to: str = "hf", out, weights=None, model: str | None = None) -> Path:
-    """`strata.export`: SOURCE (run folder, compress output, or spec + weights) -> OUT."""
+def export(source, *, to: str = "hf", out, weights=None, model: str | None = None
+           ) -> tuple[Path, str | None]:
+    """`strata.export`: SOURCE (run folder, compress output, or spec + weights) -> OUT;
+    returns OUT and, for custom code, why the spec is no family."""
     from strata.train.sources import resolve_weights
 
     if to not in TARGETS:
