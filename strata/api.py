@@ -181,10 +181,12 @@ def compress(source: Any, out: str | Path, *, weights=None, passes=(), model: st
     return result
 
 
-def export(source: Any, out: str | Path, *, to: str = "hf", weights=None, model: str | None = None) -> Path:
+def export(source: Any, out: str | Path, *, to: str = "hf", weights=None, model: str | None = None,
+           int8: bool = False) -> Path:
     """`strata export`: a run folder, a compress output folder, or a spec with
     `weights`, as a Hugging Face folder `out` (config.json, model.safetensors,
-    generation_config.json, tokenizer.json) that transformers loads alone.
+    generation_config.json, tokenizer.json) that transformers loads alone; with
+    to="onnx", ONNX files for ONNX Runtime (int8=True: its dynamic quantization).
 
         >>> strata.export("runs/tiny", "out/hf")   # doctest: +SKIP
         PosixPath('out/hf')
@@ -195,7 +197,7 @@ def export(source: Any, out: str | Path, *, to: str = "hf", weights=None, model:
     line naming the component and the reason) and nothing is written."""
     from strata.train.export import export as run_export
 
-    return run_export(source, to=to, out=out, weights=weights, model=model)[0]
+    return run_export(source, to=to, out=out, weights=weights, model=model, int8=int8)[0]
 
 
 def load_weights(model, path: str | Path, *, strict: bool = True, cast: bool = False):

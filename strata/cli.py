@@ -132,7 +132,8 @@ def _cmd_import_hf(args) -> int:
 
 
 def _cmd_export(args) -> int:
-    out = strata.export(args.source, args.output, to=args.to, weights=args.weights, model=args.model)
+    out = strata.export(args.source, args.output, to=args.to, weights=args.weights, model=args.model,
+                        int8=args.int8)
     custom = (out / "configuration_strata.py").is_file()
     print(f"wrote {out}/ ({', '.join(sorted(p.name for p in out.iterdir() if p.is_file()))})"
           + ("; custom code: load with trust_remote_code=True" if custom else ""))
@@ -289,9 +290,11 @@ def make_parser() -> argparse.ArgumentParser:
                    help="convert the weights to this dtype (default: keep the checkpoint's)")
     p.set_defaults(func=_cmd_import_hf)
 
-    p = sub.add_parser("export", help="write a model as a Hugging Face folder transformers loads")
+    p = sub.add_parser("export", help="write a model as a Hugging Face folder or ONNX Runtime files")
     p.add_argument("source", help="a run folder, a strata compress output folder, or a spec (with --weights)")
-    p.add_argument("--to", choices=["hf"], default="hf", help="the target format (default: hf)")
+    p.add_argument("--to", choices=["hf", "onnx"], default="hf",
+                   help="hf: a Hugging Face folder; onnx: ONNX Runtime files (default: hf)")
+    p.add_argument("--int8", action="store_true", help="with --to onnx: ONNX Runtime's dynamic int8 quantization")
     p.add_argument("-o", "--output", required=True, help="folder to write (whole or not at all)")
     p.add_argument("--weights", help="the spec's weights: a run folder, compress output or .safetensors")
     p.add_argument("--model", help="which model of a spec with several")

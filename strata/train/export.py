@@ -23,7 +23,7 @@ from strata.errors import UsageError
 from strata.interop.hf.config import HFImportError
 from strata.train.export_code import ExportError, code_files
 
-TARGETS = ("hf",)
+TARGETS = ("hf", "onnx")
 CONFIG, WEIGHTS, GENERATION = "config.json", "model.safetensors", "generation_config.json"
 
 
@@ -134,7 +134,7 @@ def export_hf(spec: str, weights: Path, tokenizer: Path | None, out: Path, model
     return out, note
 
 
-def export(source, *, to: str = "hf", out, weights=None, model: str | None = None
+def export(source, *, to: str = "hf", out, weights=None, model: str | None = None, int8: bool = False
            ) -> tuple[Path, str | None]:
     """`strata.export`: SOURCE (run folder, compress output, or spec + weights) -> OUT;
     returns OUT and, for custom code, why the spec is no family."""
@@ -142,6 +142,8 @@ def export(source, *, to: str = "hf", out, weights=None, model: str | None = Non
 
     if to not in TARGETS:
         raise UsageError(f"unknown export target {to!r}: choose one of {', '.join(TARGETS)}")
+    if int8 and to != "onnx":
+        raise UsageError("--int8 is ONNX Runtime's dynamic quantization: it goes with --to onnx")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: exists and is not a folder; -o names the folder to write")
@@ -162,4 +164,10 @@ def export(source, *, to: str = "hf", out, weights=None, model: str | None = Non
                              "folder or a .safetensors file")
         w = resolve_weights(weights)
         spec = str(src)
+    if to == "onnx":
+        from strata.train.export_onnx import export_onnx
+
+        _, g = _spec_model(spec, model)
+        _weights(g, w.file)
+        return export_onnx(g, w.file, w.tokenizer, out, _causal(g), int8=int8), None
     return export_hf(spec, w.file, w.tokenizer, out, model)
