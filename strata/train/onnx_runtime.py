@@ -18,7 +18,7 @@ from strata.train.export_onnx import DECODER, INFO, MODEL, TOKENIZER
 class OnnxModel:
     """The sessions of an exported folder."""
 
-    def __init__(self, folder: str | Path):
+    def __init__(self, folder: str | Path, threads: int | None = None):
         from strata.io import read_regular
 
         folder = Path(folder)
@@ -35,6 +35,8 @@ class OnnxModel:
 
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
+        if threads:
+            opts.intra_op_num_threads = threads
         self.folder = folder
         self.prefill = ort.InferenceSession(str(folder / MODEL), opts, providers=["CPUExecutionProvider"])
         self.step = None

@@ -24,13 +24,32 @@ pytestmark = pytest.mark.slow  # each export traces the model twice (about 20 s 
 ONE_LAYER = GPT.replace("repeat(2)", "repeat(1)")
 
 
+def doc_commands() -> list[list[str]]:
+    """The commands docs/interop.md's ONNX section shows."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "interop.md").read_text()
+    section = doc[doc.index("### ONNX"):doc.index("## Families and options")]
+    return [shlex.split(ln) for block in re.findall(r"```onnx\n(.*?)```", section, re.S)
+            for ln in block.splitlines()]
+
+
 @pytest.fixture(scope="module")
 def run_and_export(tmp_path_factory):
+    """A 1-layer run at runs/tiny, exported by the docs' own command (run in its folder)."""
+    import contextlib
+
     tmp = tmp_path_factory.mktemp("onnx")
     data = write(tmp / "d.txt", text(400))
-    run = strata.train(write(tmp / "g.arch", ONE_LAYER), data=str(data), out=tmp / "run", steps=2, progress=False)
-    out = api.export(run.path, tmp / "onnx", to="onnx")
-    return run, out
+    run = strata.train(write(tmp / "g.arch", ONE_LAYER), data=str(data), out=tmp / "runs" / "tiny", steps=2,
+                       progress=False)
+    export = doc_commands()[0]
+    assert export[:2] == ["strata", "export"]
+    with contextlib.chdir(tmp):
+        assert main(export[1:]) == 0
+    return run, tmp / export[export.index("-o") + 1]
 
 
 def test_outputs_match_with_and_without_cache(run_and_export):
@@ -88,3 +107,14 @@ def test_onnx_runtime_refusals(run_and_export, tmp_path, capsys):
     assert "not a strata ONNX export" in capsys.readouterr().err
     assert main(["export", str(run.path), "--to", "hf", "--int8", "-o", str(tmp_path / "x")]) != 0
     assert "--int8" in capsys.readouterr().err and not (tmp_path / "x").exists()
+
+
+def test_docs_onnx_commands_run(run_and_export, monkeypatch, capsys):
+    """The docs' generate command, in the folder the fixture ran their export in."""
+    run, out = run_and_export
+    generate = doc_commands()[1]
+    assert generate[:2] == ["strata", "generate"]
+    monkeypatch.chdir(out.parents[1])
+    capsys.readouterr()
+    assert main(generate[1:]) == 0
+    assert capsys.readouterr().out.startswith("the cat")
