@@ -1,17 +1,19 @@
-"""`strata export SOURCE --to hf -o OUT/`: a strata model as a Hugging Face folder.
+"""`strata export SOURCE --to hf|onnx -o OUT/`: a strata model leaves strata.
 
 SOURCE is what every command that reads weights takes (strata.train.sources): a
 run folder, a `strata compress` output folder, or a spec with `--weights`.
 
+--to hf, a spec of an import-hf family (strata.interop.hf.export decides):
     OUT/config.json              the family's own config (model_type, architectures, ...)
     OUT/model.safetensors        the weights in the family's names and layouts
     OUT/generation_config.json   the special token ids generation uses
     OUT/tokenizer.json           the source's tokenizer as a fast tokenizer (when it has one)
     OUT/tokenizer_config.json
+--to hf, any other spec: the same with custom code (strata.train.export_code).
+--to onnx: ONNX Runtime files (strata.train.export_onnx).
 
-A spec is exported as a family when a config of that family imports to the
-very same spec (strata.interop.hf.export); any other is refused with the
-reason.  OUT is written whole or not at all (strata.io.atomic_folder).
+What a target cannot take is refused in one line (ExportError); OUT is written
+whole or not at all (strata.io.atomic_folder).
 """
 
 from __future__ import annotations

@@ -29,7 +29,8 @@ class ExportError(UsageError):
 
 
 def remote_file(name: str) -> str:
-    return resources.files("strata.interop.hf.remote_code").joinpath(name).read_text()
+    """A file of strata/interop/hf/remote_code (package data: never imported here)."""
+    return resources.files("strata.interop.hf").joinpath("remote_code", name).read_text()
 
 
 def code_files(g, weights_file, causal: bool) -> tuple[dict[str, str], dict]:
