@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 import strata
-from strata import api
 from strata.cli import main
 from tests.optional import require
 from tests.train.helpers import GPT, text, write
