@@ -116,3 +116,16 @@ def test_quantized_spec_is_refused(tmp_path, capsys):
 def test_unknown_target(tmp_path, capsys, target):
     with pytest.raises(SystemExit):
         main(["export", "x", "--to", target, "-o", str(tmp_path / "o")])
+
+
+def test_compress_output_exports(tmp_path):
+    """A float compress output (pruned) goes out like any spec and loads."""
+    net, _ = _export(tmp_path, CUSTOM, "custom")
+    api.compress(tmp_path / "custom.arch", tmp_path / "c", weights=tmp_path / "custom.safetensors",
+                 passes=['prune(0.5, on="mlp")'])
+    out = api.export(tmp_path / "c", tmp_path / "c-hf")
+    hf = transformers.AutoModelForCausalLM.from_pretrained(out, trust_remote_code=True).eval()
+    ref = api.compile(tmp_path / "c").eval()
+    ids = torch.randint(0, 50, (1, 8), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        torch.testing.assert_close(hf(ids).logits, ref(ids), atol=1e-5, rtol=0)
