@@ -6,7 +6,7 @@
     124439808
 
 The public API — `load`, `build`, `check`, `summary`, `convert`, `fmt`,
-`compile`, `compress`, `generate_source`, `diagram`, `import_hf`, `train`,
+`compile`, `compress`, `generate_source`, `diagram`, `import_hf`, `export`, `train`,
 `open_model` — is what the
 command line calls; it is imported lazily: `import strata` is cheap and never
 imports torch; `strata.compile` and `strata.train` do.
@@ -18,7 +18,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 __all__ = ["load", "build", "check", "summary", "convert", "fmt", "compile", "compress",
-           "generate_source", "diagram", "import_hf", "train", "open_model", "SpecError"]
+           "generate_source", "diagram", "import_hf", "export", "train", "open_model", "SpecError"]
 
 from strata.errors import SpecError  # noqa: E402
 
@@ -81,7 +81,7 @@ def fmt(path: str) -> str:
 
 def __getattr__(name: str):
     # These pull in torch, renderers or the importer: import them on first use.
-    if name in ("compile", "compress", "generate_source"):
+    if name in ("compile", "compress", "generate_source", "export"):
         import strata.api
 
         return getattr(strata.api, name)

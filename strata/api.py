@@ -14,7 +14,7 @@ from typing import Any
 
 from strata.errors import UsageError
 
-__all__ = ["compile", "compress", "generate_source", "load_weights", "save_weights", "source_of"]
+__all__ = ["compile", "compress", "export", "generate_source", "load_weights", "save_weights", "source_of"]
 
 
 def _origin(spec_or_path: Any) -> str | None:
@@ -179,6 +179,25 @@ def compress(source: Any, out: str | Path, *, weights=None, passes=(), model: st
                                  "compressed": open_source(result.out).evaluate(data, max_batches=max_batches)}
         write_atomic(result.out / "report.json", json.dumps(result.report, indent=2) + "\n")
     return result
+
+
+def export(source: Any, out: str | Path, *, to: str = "hf", weights=None, model: str | None = None,
+           int8: bool = False) -> Path:
+    """`strata export`: a run folder, a compress output folder, or a spec with
+    `weights`, as a Hugging Face folder `out` (config.json, model.safetensors,
+    generation_config.json, tokenizer.json) that transformers loads alone; with
+    to="onnx", ONNX files for ONNX Runtime (int8=True: its dynamic quantization).
+
+        >>> strata.export("runs/tiny", "out/hf")   # doctest: +SKIP
+        PosixPath('out/hf')
+
+    A spec of a family import-hf knows becomes that family's folder; any other
+    spec a repository with custom code (`trust_remote_code=True`).  What the
+    target cannot take is refused (`strata.train.export_code.ExportError`, one
+    line naming the component and the reason) and nothing is written."""
+    from strata.train.export import export as run_export
+
+    return run_export(source, to=to, out=out, weights=weights, model=model, int8=int8)[0]
 
 
 def load_weights(model, path: str | Path, *, strict: bool = True, cast: bool = False):

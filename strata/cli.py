@@ -131,6 +131,15 @@ def _cmd_import_hf(args) -> int:
     return EXIT_OK
 
 
+def _cmd_export(args) -> int:
+    out = strata.export(args.source, args.output, to=args.to, weights=args.weights, model=args.model,
+                        int8=args.int8)
+    custom = (out / "configuration_strata.py").is_file()
+    print(f"wrote {out}/ ({', '.join(sorted(p.name for p in out.iterdir() if p.is_file()))})"
+          + ("; custom code: load with trust_remote_code=True" if custom else ""))
+    return EXIT_OK
+
+
 def _cmd_convert(args) -> int:
     from strata.dsl import YAML_SUFFIXES
 
@@ -286,6 +295,16 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"],
                    help="convert the weights to this dtype (default: keep the checkpoint's)")
     p.set_defaults(func=_cmd_import_hf)
+
+    p = sub.add_parser("export", help="write a model as a Hugging Face folder or ONNX Runtime files")
+    p.add_argument("source", help="a run folder, a strata compress output folder, or a spec (with --weights)")
+    p.add_argument("--to", choices=["hf", "onnx"], default="hf",
+                   help="hf: a Hugging Face folder; onnx: ONNX Runtime files (default: hf)")
+    p.add_argument("--int8", action="store_true", help="with --to onnx: ONNX Runtime's dynamic int8 quantization")
+    p.add_argument("-o", "--output", required=True, help="folder to write (whole or not at all)")
+    p.add_argument("--weights", help="the spec's weights: a run folder, compress output or .safetensors")
+    p.add_argument("--model", help="which model of a spec with several")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("convert", help="convert a spec between the .arch and YAML surfaces (comments kept)")
     p.add_argument("spec", help="a .arch or .yaml spec file")

@@ -67,6 +67,8 @@ def _cmd_generate(args) -> int:
     from strata.train.sources import open_source
 
     check_sampling(args.tokens, args.temperature, args.top_k, args.seed)  # before loading anything
+    if args.runtime == "onnx":
+        return _generate_onnx(args)
     stats = GenerationStats()
     with weights_errors():
         source = open_source(args.run, args.weights, args.model)
@@ -76,6 +78,20 @@ def _cmd_generate(args) -> int:
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
     if not args.quiet:  # the numbers on stderr: stdout stays the text
         print(f"strata: {stats.line()}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _generate_onnx(args) -> int:
+    """`--runtime onnx`: SOURCE is a `strata export --to onnx` folder; greedy only."""
+    from strata.train.onnx_runtime import generate_onnx
+
+    if args.temperature != 0 or args.top_k is not None:
+        raise UsageError("--runtime onnx decodes greedily: give --temperature 0 (and no --top-k)")
+    if args.compile or args.draft or args.speculate or args.weights:
+        raise UsageError("--runtime onnx runs the exported folder as it is: no --weights, --compile, "
+                         "--draft or --speculate")
+    text = generate_onnx(args.run, args.prompt, args.tokens)
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return EXIT_OK
 
 
@@ -155,6 +171,8 @@ def add_train_commands(sub) -> None:
     p.add_argument("--speculate", action="store_true", help="speculative decoding with the pair the spec "
                    "declares: this run (a distill student) drafts, its teacher verifies")
     p.add_argument("--k", type=int, default=4, help="draft tokens a round to start with (1..8; it adapts)")
+    p.add_argument("--runtime", choices=["torch", "onnx"], default="torch",
+                   help="onnx: SOURCE is a `strata export --to onnx` folder, run by ONNX Runtime (greedy)")
     p.add_argument("-q", "--quiet", action="store_true", help="no timing line on stderr")
     p.set_defaults(func=_cmd_generate)
 

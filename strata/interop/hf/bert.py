@@ -11,6 +11,7 @@ unless tie_word_embeddings is false), the next-sentence head
 
 from __future__ import annotations
 
+from strata.interop.hf.config import ACTIVATIONS
 from strata.interop.hf.config import (
     MAX_LAYERS,
     Config,
@@ -41,6 +42,16 @@ ARCHITECTURES = {
 }
 PREFIX = "bert."
 MAX_LABELS = 1_000_000
+
+# Export (export.py) runs this module backwards: spec variable -> config key, and
+# the candidates of the keys that shape the spec; the importer picks.
+EXPORT_PREFIX = ("bert.", "")
+EXPORT_KEYS = {"vocab": "vocab_size", "ctx": "max_position_embeddings", "types": "type_vocab_size",
+               "d": "hidden_size", "heads": "num_attention_heads", "depth": "num_hidden_layers",
+               "hidden": "intermediate_size", "eps": "layer_norm_eps", "p": "hidden_dropout_prob",
+               "p_attn": "attention_probs_dropout_prob", "p_cls": "classifier_dropout"}
+EXPORT_CHOICES = {"tie_word_embeddings": [True, False], "hidden_act": list(ACTIVATIONS),
+                  "architectures": [[a] for a in ARCHITECTURES]}
 
 
 def layout(cfg: Config, keys: set[str] | None) -> dict:

@@ -215,6 +215,19 @@ def rope(cfg: Config, *, base_key: str = "rope_theta", fraction_key: str = "part
     return base, fraction
 
 
+NULL = object()  # export: a config value written as JSON null (None: the key left out)
+
+
+def rope_parameters(facts: dict) -> dict | None:
+    """The `rope_parameters` config.json entry for a rotary base and fraction
+    (export: the inverse of `rope`)."""
+    if facts.get("base") is None:
+        return None
+    params = {"rope_type": "default", "rope_theta": facts["base"]}
+    params["partial_rotary_factor"] = facts["fraction"]
+    return params
+
+
 # A transformers version as config.json records it ("4.45.0", "4.46.0.dev0").
 _VERSION = re.compile(r"[0-9][0-9A-Za-z.+-]{0,31}\Z")
 

@@ -70,6 +70,20 @@ def window_option(cfg: Config, key: str, depth: int, sliding: list[bool] | None 
                         f"layer, p <= {MAX_PERIOD})")
 
 
+def layer_patterns(variables: dict, facts: dict) -> list:
+    """Export's candidates for `layer_types`: none, and each pattern `window_option`
+    can say (all, from layer k on, every other layer), for `depth` layers."""
+    depth = variables.get("depth")
+    if not isinstance(depth, int) or depth > MAX_PATTERN_DEPTH:
+        return [None]
+    rules = [lambda i: True, lambda i: False, lambda i: i % 2 == 0, lambda i: i % 2 == 1]
+    rules += [lambda i, k=k: i >= k for k in range(1, depth)]
+    return [None] + [["sliding_attention" if r(i) else "full_attention" for i in range(depth)] for r in rules]
+
+
+MAX_PATTERN_DEPTH = 256  # export tries layer patterns only for stacks up to this deep
+
+
 def lm_head(lay: dict, embed: str, **options):
     """The LM head statement: tied to `embed`, or its own weight."""
     if lay["tied"]:

@@ -13,6 +13,7 @@ q, k and v as the architecture lays them out; the import picks each one's rows:
 
 from __future__ import annotations
 
+from strata.interop.hf.config import ACTIVATIONS, rope_parameters
 from strata.interop.hf.config import MAX_LAYERS, Config, HFImportError, activation, check_architecture, rope
 from strata.interop.hf.decoder import heads, lm_head, prefix
 from strata.interop.hf.spec_ast import block, binop, model, parallel, ref, repeat, residual, seq, stack, use
@@ -20,6 +21,19 @@ from strata.interop.hf.weights import Mapping, pick
 
 MODEL_TYPES = ("falcon",)
 ARCHITECTURES = {"FalconModel": False, "FalconForCausalLM": True}
+
+# Export (export.py) runs this module backwards: spec variable -> config key, and
+# the candidates of the keys that shape the spec; the importer picks.
+EXPORT_PREFIX = ("transformer.", "")
+EXPORT_KEYS = {"vocab": "vocab_size", "ctx": "max_position_embeddings", "d": "hidden_size",
+               "heads": "num_attention_heads", "kv_heads": "num_kv_heads", "depth": "num_hidden_layers",
+               "eps": "layer_norm_epsilon", "p": "hidden_dropout", "p_attn": "attention_dropout",
+               "hidden": "ffn_hidden_size"}
+EXPORT_CHOICES = {"architectures": [["FalconForCausalLM"], ["FalconModel"]], "alibi": [False],
+                  "multi_query": [True, False], "parallel_attn": [True, False],
+                  "new_decoder_architecture": [False, True], "num_ln_in_parallel_attn": [None, 1, 2],
+                  "tie_word_embeddings": [True, False], "activation": list(ACTIVATIONS),
+                  "bias": [False, True], "rope_parameters": lambda v, f: [rope_parameters(f)]}
 
 
 def layout(cfg: Config, keys: set[str] | None) -> dict:

@@ -11,6 +11,8 @@ weight is a plain rename.
 
 from __future__ import annotations
 
+from strata.interop.hf.config import GATED_ACTIVATIONS, NULL, rope_parameters
+from strata.interop.hf.decoder import layer_patterns
 from strata.interop.hf.config import MAX_LAYERS, Config, activation, check_architecture, rope
 from strata.interop.hf.decoder import (
     heads,
@@ -27,6 +29,23 @@ from strata.interop.hf.weights import Mapping
 
 MODEL_TYPES = ("gemma2",)
 ARCHITECTURES = {"Gemma2Model": False, "Gemma2ForCausalLM": True}
+
+# Export (export.py) runs this module backwards: spec variable -> config key, and
+# the candidates of the keys that shape the spec; the importer picks.
+EXPORT_PREFIX = ("model.", "")
+EXPORT_KEYS = {"vocab": "vocab_size", "ctx": "max_position_embeddings", "d": "hidden_size",
+               "heads": "num_attention_heads", "kv_heads": "num_key_value_heads", "head_dim": "head_dim",
+               "query_scalar": "query_pre_attn_scalar", "softcap": "attn_logit_softcapping",
+               "window": "sliding_window", "p_attn": "attention_dropout", "depth": "num_hidden_layers",
+               "hidden": "intermediate_size", "eps": "rms_norm_eps", "final_softcap": "final_logit_softcapping"}
+EXPORT_INTS = {"query_pre_attn_scalar"}  # Gemma2Config types it int
+EXPORT_CHOICES = {"architectures": [["Gemma2ForCausalLM"], ["Gemma2Model"]],
+                  "tie_word_embeddings": [True, False], "hidden_activation": list(GATED_ACTIVATIONS),
+                  "attention_bias": [False, True], "rope_parameters": lambda v, f: [rope_parameters(f)],
+                  "layer_types": layer_patterns,
+                  # Gemma2Config's defaults cap the logits; a spec without a cap says null
+                  "attn_logit_softcapping": lambda v, f: [v.get("softcap", NULL)],
+                  "final_logit_softcapping": lambda v, f: [v.get("final_softcap", NULL)]}
 
 
 def layout(cfg: Config, keys: set[str] | None) -> dict:

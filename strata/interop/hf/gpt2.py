@@ -8,6 +8,7 @@ import transposes them and splits c_attn into q, k, v.
 from __future__ import annotations
 
 from strata.interop.hf.config import (
+    ACTIVATIONS,
     MAX_LAYERS,
     Config,
     HFImportError,
@@ -20,6 +21,16 @@ from strata.interop.hf.weights import Mapping, rows, transpose
 MODEL_TYPES = ("gpt2",)
 ARCHITECTURES = {"GPT2Model": False, "GPT2LMHeadModel": True}  # -> has an LM head
 PREFIX = "transformer."
+
+# Export (export.py) runs this module backwards: spec variable -> config key, and
+# the candidates of the keys that shape the spec; the importer picks.
+EXPORT_PREFIX = (PREFIX, "")
+EXPORT_KEYS = {"vocab": "vocab_size", "ctx": "n_positions", "d": "n_embd", "heads": "n_head",
+               "depth": "n_layer", "hidden": "n_inner", "eps": "layer_norm_epsilon",
+               "p_embd": "embd_pdrop", "p_attn": "attn_pdrop", "p_resid": "resid_pdrop"}
+EXPORT_CHOICES = {"architectures": [[a] for a in reversed(ARCHITECTURES)],
+                  "tie_word_embeddings": [True, False],
+                  "activation_function": list(ACTIVATIONS), "scale_attn_weights": [True, False]}
 
 
 def layout(cfg: Config, keys: set[str] | None) -> dict:

@@ -8,6 +8,7 @@ h*3*hd ... of head h: its q, then k, then v): the import picks each one's rows.
 
 from __future__ import annotations
 
+from strata.interop.hf.config import ACTIVATIONS, rope_parameters
 from strata.interop.hf.config import MAX_LAYERS, Config, activation, check_architecture, rope
 from strata.interop.hf.decoder import heads, lm_head, prefix
 from strata.interop.hf.spec_ast import block, model, parallel, ref, repeat, residual, seq, stack, use
@@ -15,6 +16,17 @@ from strata.interop.hf.weights import Mapping, pick
 
 MODEL_TYPES = ("gpt_neox",)
 ARCHITECTURES = {"GPTNeoXModel": False, "GPTNeoXForCausalLM": True}
+
+# Export (export.py) runs this module backwards: spec variable -> config key, and
+# the candidates of the keys that shape the spec; the importer picks.
+EXPORT_PREFIX = ("gpt_neox.", "")
+EXPORT_KEYS = {"vocab": "vocab_size", "ctx": "max_position_embeddings", "d": "hidden_size",
+               "heads": "num_attention_heads", "depth": "num_hidden_layers", "hidden": "intermediate_size",
+               "eps": "layer_norm_eps", "p": "hidden_dropout", "p_attn": "attention_dropout"}
+EXPORT_CHOICES = {"architectures": [["GPTNeoXForCausalLM"], ["GPTNeoXModel"]],
+                  "tie_word_embeddings": [False, True], "hidden_act": list(ACTIVATIONS),
+                  "use_parallel_residual": [True, False], "attention_bias": [True, False],
+                  "rope_parameters": lambda v, f: [rope_parameters(f)]}
 
 
 def layout(cfg: Config, keys: set[str] | None) -> dict:

@@ -10,12 +10,14 @@ uses, so every weight is a plain rename.
 from __future__ import annotations
 
 from strata.interop.hf.config import (
+    GATED_ACTIVATIONS,
     MAX_LAYERS,
     Config,
     HFImportError,
     activation,
     check_architecture,
     rope,
+    rope_parameters,
 )
 from strata.interop.hf.decoder import (
     attention_sizes,
@@ -31,6 +33,19 @@ MODEL_TYPES = ("llama", "mistral")
 ARCHITECTURES = {"LlamaModel": False, "LlamaForCausalLM": True,
                  "MistralModel": False, "MistralForCausalLM": True}
 PREFIX = "model."
+NAMES = {"llama": "Llama", "mistral": "Mistral"}  # model_type -> class name prefix
+
+# Export (export.py) runs this module backwards: spec variable -> config key, and
+# the candidates of the keys that shape the spec; the importer picks.
+EXPORT_PREFIX = (PREFIX, "")
+EXPORT_KEYS = {"vocab": "vocab_size", "ctx": "max_position_embeddings", "d": "hidden_size",
+               "heads": "num_attention_heads", "kv_heads": "num_key_value_heads", "head_dim": "head_dim",
+               "window": "sliding_window", "p_attn": "attention_dropout", "depth": "num_hidden_layers",
+               "hidden": "intermediate_size", "eps": "rms_norm_eps"}
+EXPORT_CHOICES = {"architectures": lambda v, f: [[f"{NAMES[f['model_type']]}{c}"] for c in ("ForCausalLM", "Model")],
+                  "tie_word_embeddings": [False, True], "hidden_act": list(GATED_ACTIVATIONS),
+                  "attention_bias": [False, True], "mlp_bias": [False, True],
+                  "rope_parameters": lambda v, f: [rope_parameters(f)]}
 
 
 def layout(cfg: Config, keys: set[str] | None) -> dict:

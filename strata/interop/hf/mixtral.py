@@ -11,6 +11,7 @@ save_pretrained writes) or stacked (`mlp.experts.gate_up_proj` [experts,
 
 from __future__ import annotations
 
+from strata.interop.hf.config import GATED_ACTIVATIONS, rope_parameters
 from strata.interop.hf.config import MAX_LAYERS, Config, activation, check_architecture, rope
 from strata.interop.hf.decoder import (
     attention_sizes,
@@ -27,6 +28,18 @@ from strata.interop.hf.weights import Mapping, rows, select
 MODEL_TYPES = ("mixtral",)
 ARCHITECTURES = {"MixtralModel": False, "MixtralForCausalLM": True}
 MAX_EXPERTS = 4096
+
+# Export (export.py) runs this module backwards: spec variable -> config key, and
+# the candidates of the keys that shape the spec; the importer picks.
+EXPORT_PREFIX = ("model.", "")
+EXPORT_KEYS = {"vocab": "vocab_size", "ctx": "max_position_embeddings", "d": "hidden_size",
+               "heads": "num_attention_heads", "kv_heads": "num_key_value_heads", "head_dim": "head_dim",
+               "window": "sliding_window", "p_attn": "attention_dropout", "depth": "num_hidden_layers",
+               "hidden": "intermediate_size", "experts": "num_local_experts", "top_k": "num_experts_per_tok",
+               "eps": "rms_norm_eps"}
+EXPORT_CHOICES = {"architectures": [["MixtralForCausalLM"], ["MixtralModel"]],
+                  "tie_word_embeddings": [False, True], "hidden_act": list(GATED_ACTIVATIONS),
+                  "rope_parameters": lambda v, f: [rope_parameters(f)]}
 
 
 def layout(cfg: Config, keys: set[str] | None) -> dict:

@@ -10,6 +10,7 @@ embedding.  Every weight is a plain rename.
 
 from __future__ import annotations
 
+from strata.interop.hf.config import ACTIVATIONS
 from strata.interop.hf.config import MAX_LAYERS, Config, activation, check_architecture
 from strata.interop.hf.decoder import heads, lm_head, prefix
 from strata.interop.hf.spec_ast import block, model, ref, repeat, residual, stack, use
@@ -18,6 +19,16 @@ from strata.interop.hf.weights import Mapping
 MODEL_TYPES = ("opt",)
 ARCHITECTURES = {"OPTModel": False, "OPTForCausalLM": True}
 OFFSET = 2  # OPTLearnedPositionalEmbedding's rows before position 0
+
+# Export (export.py) runs this module backwards: spec variable -> config key, and
+# the candidates of the keys that shape the spec; the importer picks.
+EXPORT_PREFIX = ("model.decoder.", "decoder.")
+EXPORT_KEYS = {"vocab": "vocab_size", "ctx": "max_position_embeddings", "d": "hidden_size",
+               "width": "word_embed_proj_dim", "heads": "num_attention_heads", "depth": "num_hidden_layers",
+               "hidden": "ffn_dim", "p": "dropout", "p_attn": "attention_dropout"}
+EXPORT_CHOICES = {"architectures": [["OPTForCausalLM"], ["OPTModel"]], "tie_word_embeddings": [True, False],
+                  "activation_function": list(ACTIVATIONS), "enable_bias": [True, False],
+                  "do_layer_norm_before": [True, False], "_remove_final_layer_norm": [None, True]}
 
 
 def layout(cfg: Config, keys: set[str] | None) -> dict:

@@ -8,6 +8,7 @@ rename.
 
 from __future__ import annotations
 
+from strata.interop.hf.config import ACTIVATIONS, rope_parameters
 from strata.interop.hf.config import MAX_LAYERS, Config, activation, check_architecture, rope
 from strata.interop.hf.decoder import heads, lm_head, prefix
 from strata.interop.hf.spec_ast import block, model, parallel, ref, repeat, residual, seq, stack, use
@@ -15,6 +16,16 @@ from strata.interop.hf.weights import Mapping
 
 MODEL_TYPES = ("phi",)
 ARCHITECTURES = {"PhiModel": False, "PhiForCausalLM": True}
+
+# Export (export.py) runs this module backwards: spec variable -> config key, and
+# the candidates of the keys that shape the spec; the importer picks.
+EXPORT_PREFIX = ("model.", "")
+EXPORT_KEYS = {"vocab": "vocab_size", "ctx": "max_position_embeddings", "d": "hidden_size",
+               "heads": "num_attention_heads", "kv_heads": "num_key_value_heads", "depth": "num_hidden_layers",
+               "hidden": "intermediate_size", "eps": "layer_norm_eps", "p_embd": "embd_pdrop",
+               "p_attn": "attention_dropout", "p_resid": "resid_pdrop"}
+EXPORT_CHOICES = {"architectures": [["PhiForCausalLM"], ["PhiModel"]], "tie_word_embeddings": [False, True],
+                  "hidden_act": list(ACTIVATIONS), "rope_parameters": lambda v, f: [rope_parameters(f)]}
 
 
 def layout(cfg: Config, keys: set[str] | None) -> dict:

@@ -7,6 +7,8 @@ sliding window on the layers `layer_types` names (`use_sliding_window`; from
 
 from __future__ import annotations
 
+from strata.interop.hf.config import GATED_ACTIVATIONS, rope_parameters
+from strata.interop.hf.decoder import layer_patterns
 from strata.interop.hf.config import MAX_LAYERS, Config, activation, check_architecture, rope
 from strata.interop.hf.decoder import (
     attention_sizes,
@@ -24,6 +26,18 @@ from strata.interop.hf.weights import Mapping
 
 MODEL_TYPES = ("qwen2",)
 ARCHITECTURES = {"Qwen2Model": False, "Qwen2ForCausalLM": True}
+
+# Export (export.py) runs this module backwards: spec variable -> config key, and
+# the candidates of the keys that shape the spec; the importer picks.
+EXPORT_PREFIX = ("model.", "")
+EXPORT_KEYS = {"vocab": "vocab_size", "ctx": "max_position_embeddings", "d": "hidden_size",
+               "heads": "num_attention_heads", "kv_heads": "num_key_value_heads", "head_dim": "head_dim",
+               "window": "sliding_window", "p_attn": "attention_dropout", "depth": "num_hidden_layers",
+               "hidden": "intermediate_size", "eps": "rms_norm_eps"}
+EXPORT_CHOICES = {"architectures": [["Qwen2ForCausalLM"], ["Qwen2Model"]], "tie_word_embeddings": [False, True],
+                  "hidden_act": list(GATED_ACTIVATIONS), "rope_parameters": lambda v, f: [rope_parameters(f)],
+                  ("use_sliding_window", "layer_types"): lambda v, f: [
+                      (False, None), *((True, p) for p in layer_patterns(v, f) if p)]}
 
 
 def layout(cfg: Config, keys: set[str] | None) -> dict:

@@ -35,6 +35,17 @@ MODEL_TYPES = ("t5",)
 ARCHITECTURES = {"T5ForConditionalGeneration": (True, True), "T5Model": (True, False),
                  "T5EncoderModel": (False, False)}
 
+# Export (export.py) runs this module backwards: spec variable -> config key, and
+# the candidates of the keys that shape the spec; the importer picks.
+EXPORT_KEYS = {"vocab": "vocab_size", "d": "d_model", "heads": "num_heads", "d_kv": "d_kv", "d_ff": "d_ff",
+               "depth": "num_layers", "decoder_depth": "num_decoder_layers", "eps": "layer_norm_epsilon",
+               "p": "dropout_rate", "buckets": "relative_attention_num_buckets",
+               "max_distance": "relative_attention_max_distance"}
+EXPORT_CHOICES = {"architectures": [[a] for a in ARCHITECTURES], "tie_word_embeddings": [True, False],
+                  "feed_forward_proj": list(ACTIVATIONS) + [f"gated-{a}" for a in GATED_ACTIVATIONS
+                                                           if a != "gelu_new"],
+                  "scale_decoder_outputs": [None, True, False]}
+
 
 def layout(cfg: Config, keys: set[str] | None) -> dict:
     arch = cfg.architecture

@@ -154,34 +154,79 @@ def check_float(ckpt: Checkpoint, mapping: "Mapping") -> None:
 
 Transform = Callable[["object"], "object"]
 
+# Each transform is a small object: called, it takes a strata tensor out of a
+# Hugging Face one; `source_shape(shape)` gives the least HF shape a result of
+# `shape` can come from, so `unconvert` (export) can put tensors back.
 
-def transpose(t):
+
+@dataclass(frozen=True)
+class _Transpose:
     """GPT-2's Conv1D keeps weights [in, out]; strata's linear is [out, in]."""
-    return t.t().contiguous()
+
+    def __call__(self, t):
+        return t.t().contiguous()
+
+    def source_shape(self, shape: tuple) -> tuple:
+        return tuple(reversed(shape))
+
+
+transpose = _Transpose()
+
+
+@dataclass(frozen=True)
+class _Rows:
+    start: int
+    stop: int
+    then: Transform | None = None
+
+    def __call__(self, t):
+        t = self.then(t) if self.then else t
+        return t[self.start:self.stop].contiguous()
+
+    def source_shape(self, shape: tuple) -> tuple:
+        inner = (self.stop, *shape[1:])
+        return self.then.source_shape(inner) if self.then else inner
 
 
 def rows(start: int, stop: int, *, then: Transform | None = None) -> Transform:
     """A slice [start:stop] along dim 0 (after `then`), e.g. q / k / v out of a fused qkv."""
-    def f(t):
-        t = then(t) if then else t
-        return t[start:stop].contiguous()
-    return f
+    return _Rows(start, stop, then)
+
+
+@dataclass(frozen=True)
+class _Pick:
+    index: tuple
+    then: Transform | None = None
+
+    def __call__(self, t):
+        t = self.then(t) if self.then else t
+        return t[list(self.index)].contiguous()
+
+    def source_shape(self, shape: tuple) -> tuple:
+        inner = (max(self.index) + 1, *shape[1:])
+        return self.then.source_shape(inner) if self.then else inner
 
 
 def pick(index: list[int], *, then: Transform | None = None) -> Transform:
     """Rows picked by index along dim 0 (after `then`): q, k or v out of a qkv
     projection whose rows interleave them per head (GPT-NeoX, Falcon)."""
-    def f(t):
-        t = then(t) if then else t
-        return t[index].contiguous()
-    return f
+    return _Pick(tuple(index), then)
+
+
+@dataclass(frozen=True)
+class _Select:
+    i: int
+
+    def __call__(self, t):
+        return t[self.i].contiguous()
+
+    def source_shape(self, shape: tuple) -> tuple:
+        return (self.i + 1, *shape)
 
 
 def select(i: int) -> Transform:
     """Entry i along dim 0: one expert of stacked expert weights [experts, ...]."""
-    def f(t):
-        return t[i].contiguous()
-    return f
+    return _Select(i)
 
 
 @dataclass
@@ -217,6 +262,44 @@ def convert(ckpt: Checkpoint, mapping: Mapping, *, meta: bool = False) -> dict:
             cache = {theirs: ckpt.meta(theirs) if meta else ckpt.get(theirs)}
         t = cache[theirs]
         out[ours] = fn(t) if fn else t
+    return out
+
+
+def unconvert(tensors: dict, mapping: Mapping) -> dict:
+    """The inverse of `convert` (export): Hugging Face tensors from strata's.
+
+    Every transform only moves elements, so each HF tensor is put back by index:
+    the transform applied to `arange(numel)` in the HF shape says where each
+    strata element came from.  Every element of every HF tensor must be written
+    (a mapping that drops part of one cannot be inverted); values are copied, so
+    the result is bit-exact."""
+    import torch
+
+    parts: dict[str, list] = {}
+    for ours, (theirs, fn) in mapping.renames.items():
+        if ours not in tensors:
+            raise HFImportError(f"the weights lack {ours}, which the Hugging Face layout needs")
+        parts.setdefault(theirs, []).append((tensors[ours], fn))
+    out = {}
+    for theirs, got in parts.items():
+        if len(got) == 1 and got[0][1] is None:
+            out[theirs] = got[0][0].contiguous()
+            continue
+        shapes = [fn.source_shape(tuple(t.shape)) for t, fn in got]
+        shape = tuple(max(s[i] for s in shapes) for i in range(len(shapes[0])))
+        numel = 1
+        for n in shape:
+            numel *= n
+        where = torch.arange(numel).reshape(shape)
+        flat = torch.empty(numel, dtype=got[0][0].dtype)
+        seen = torch.zeros(numel, dtype=torch.bool)
+        for t, fn in got:
+            idx = fn(where).reshape(-1)
+            flat[idx] = t.reshape(-1)
+            seen[idx] = True
+        if not bool(seen.all()):
+            raise HFImportError(f"{theirs}: the strata weights fill only part of it; cannot export")
+        out[theirs] = flat.reshape(shape)
     return out
 
 

@@ -1,0 +1,175 @@
+"""`strata export SOURCE --to hf|onnx -o OUT/`: a strata model leaves strata.
+
+SOURCE is what every command that reads weights takes (strata.train.sources): a
+run folder, a `strata compress` output folder, or a spec with `--weights`.
+
+--to hf, a spec of an import-hf family (strata.interop.hf.export decides):
+    OUT/config.json              the family's own config (model_type, architectures, ...)
+    OUT/model.safetensors        the weights in the family's names and layouts
+    OUT/generation_config.json   the special token ids generation uses
+    OUT/tokenizer.json           the source's tokenizer as a fast tokenizer (when it has one)
+    OUT/tokenizer_config.json
+--to hf, any other spec: the same with custom code (strata.train.export_code).
+--to onnx: ONNX Runtime files (strata.train.export_onnx).
+
+What a target cannot take is refused in one line (ExportError); OUT is written
+whole or not at all (strata.io.atomic_folder).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from strata.errors import UsageError
+from strata.interop.hf.config import HFImportError
+from strata.train.export_code import ExportError, code_files
+
+TARGETS = ("hf", "onnx")
+CONFIG, WEIGHTS, GENERATION = "config.json", "model.safetensors", "generation_config.json"
+
+
+def _spec_model(spec: str, model: str | None):
+    """The AST of the model being exported and its built graph."""
+    from strata.compiler import as_graph
+    from strata.dsl import load_file, load_text
+    from strata.io import is_spec_path
+
+    g = as_graph(spec, model=model)
+    tree = load_file(spec) if is_spec_path(spec) else load_text(spec)
+    name = g.graph["name"]
+    found = [m for m in tree.models if m.name == name]
+    return (found[0] if found else None), g
+
+
+def _weights(g, path: Path) -> dict:
+    """The float tensors in the spec's names, checked against the spec."""
+    from safetensors.torch import load_file
+
+    from strata.compiler.ir import state_dict_shapes
+    from strata.interop.hf.weights import check
+
+    tensors = load_file(str(path))
+    quantized = sorted(k for k, v in tensors.items() if not v.is_floating_point())
+    if quantized:
+        raise ExportError(f"{quantized[0]}: quantized weights ({tensors[quantized[0]].dtype}); export "
+                          "of quantized models (compressed-tensors) is not supported yet: export the "
+                          "float model")
+    problems = check(tensors, state_dict_shapes(g))
+    if problems:
+        raise ExportError(f"{path}: the weights do not fit the spec: {'; '.join(problems[:3])}")
+    return tensors
+
+
+def _generation_ids(model_type: str, tok) -> dict:
+    """bos / eos / pad ids: the tokenizer's specials, else none (so generate() stops
+    only where strata's would: at the token count)."""
+    from strata.train.tokenizer_hf import special_ids
+
+    ids = {"bos_token_id": None, "eos_token_id": None, "pad_token_id": None}
+    if tok is not None:
+        ids.update({k: v for k, v in special_ids(tok).items() if k in ids})
+    if model_type == "t5":  # the decoder starts from pad, as T5's does
+        start = ids["pad_token_id"] if ids["pad_token_id"] is not None else 0
+        ids["decoder_start_token_id"] = start
+        ids["pad_token_id"] = start
+    return ids
+
+
+def _causal(g) -> bool:
+    from strata.train.heads import choose_objective
+
+    try:
+        return choose_objective(g).name == "causal_lm"
+    except UsageError:  # no head strata trains: the outputs as they are
+        return False
+
+
+def export_hf(spec: str, weights: Path, tokenizer: Path | None, out: Path, model: str | None = None
+              ) -> tuple[Path, str | None]:
+    """Write OUT for `spec` (its `model`) with `weights` and, if any, `tokenizer`.
+    Returns OUT and, when the spec is no family (custom code), why not."""
+    from strata.interop.hf.export import FamilyMatch, architecture, hf_tensors, match_family, rotary_facts
+    from strata.interop.hf.weights import save
+    from strata.io import atomic_folder, write_atomic
+
+    spec_model, g = _spec_model(spec, model)
+    if g.graph.get("passes"):
+        names = ", ".join(p["name"] for p in g.graph["passes"])
+        match = f"passes {{ {names} }}: no family config expresses them"
+    elif spec_model is None:
+        match = "its definition is not in the spec file itself (imported or extended)"
+    else:
+        match = match_family(spec_model, dict(g.graph["vars"]), rotary_facts(g))
+    if isinstance(match, FamilyMatch):
+        tensors = _weights(g, weights)
+        try:
+            hf = hf_tensors(match, tensors)
+        except HFImportError as e:
+            raise ExportError(str(e)) from None
+        config, files, note = {**match.config, "architectures": [architecture(match)]}, {}, None
+    else:  # any other spec: the generated module as custom code
+        _weights(g, weights)
+        files, hf = code_files(g, weights, _causal(g))
+        config, note = json.loads(files.pop("_config")), match
+    dtypes = {v.dtype for v in hf.values()}
+    config["dtype"] = str(dtypes.pop()).removeprefix("torch.") if len(dtypes) == 1 else "float32"
+    tok = None
+    if tokenizer is not None:
+        from strata.train.tokenizer import load_tokenizer
+
+        tok = load_tokenizer(tokenizer)
+    gen = _generation_ids(config["model_type"], tok)
+    config.update(gen)
+    files[CONFIG] = json.dumps(config, indent=2, sort_keys=True) + "\n"
+    files[GENERATION] = json.dumps({k: v for k, v in gen.items() if v is not None} |
+                                   {"_from_model_config": True}, indent=2, sort_keys=True) + "\n"
+    if tok is not None:
+        from strata.train.tokenizer_hf import tokenizer_files
+
+        files.update(tokenizer_files(tok, g.graph["vars"].get("ctx")))
+    meta = {"format": "pt", "converter": "strata export"}
+    with atomic_folder(out, (WEIGHTS, *files)) as tmp:
+        save({k: v.contiguous() for k, v in hf.items()}, tmp / WEIGHTS, meta)
+        for name, text in files.items():
+            write_atomic(tmp / name, text)
+    return out, note
+
+
+def export(source, *, to: str = "hf", out, weights=None, model: str | None = None, int8: bool = False
+           ) -> tuple[Path, str | None]:
+    """`strata.export`: SOURCE (run folder, compress output, or spec + weights) -> OUT;
+    returns OUT and, for custom code, why the spec is no family."""
+    from strata.train.sources import resolve_weights
+
+    if to not in TARGETS:
+        raise UsageError(f"unknown export target {to!r}: choose one of {', '.join(TARGETS)}")
+    if int8 and to != "onnx":
+        raise UsageError("--int8 is ONNX Runtime's dynamic quantization: it goes with --to onnx")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out}: exists and is not a folder; -o names the folder to write")
+    src = Path(source)
+    if src.is_dir():  # a run or compress output folder names its spec and weights
+        if weights is not None:
+            raise UsageError(f"{src} is a folder with its own weights; --weights goes with a spec file")
+        w = resolve_weights(src)
+        if w.spec is None:
+            raise UsageError(f"{src}: the spec these weights were trained from is gone; give the spec "
+                             "file and the folder as --weights")
+        spec, model = w.spec, model or w.model
+    else:
+        if not src.exists():
+            raise UsageError(f"{src}: no such run folder or spec file")
+        if weights is None:
+            raise UsageError(f"{src}: a spec needs its weights: --weights RUN_DIR, a compress output "
+                             "folder or a .safetensors file")
+        w = resolve_weights(weights)
+        spec = str(src)
+    if to == "onnx":
+        from strata.train.export_onnx import export_onnx
+
+        _, g = _spec_model(spec, model)
+        _weights(g, w.file)
+        return export_onnx(g, w.file, w.tokenizer, out, _causal(g), int8=int8), None
+    return export_hf(spec, w.file, w.tokenizer, out, model)

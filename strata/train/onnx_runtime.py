@@ -1,0 +1,95 @@
+"""Running a `strata export --to onnx` folder with ONNX Runtime:
+`strata generate OUT --runtime onnx`.  Greedy decoding with the cache: the
+prompt through model.onnx (logits + present keys / values), then one token at a
+time through decoder_with_past.onnx.  numpy in, numpy out; no torch.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from strata.errors import UsageError
+from strata.train.export_onnx import DECODER, INFO, MODEL, TOKENIZER
+
+
+class OnnxModel:
+    """The sessions of an exported folder."""
+
+    def __init__(self, folder: str | Path, threads: int | None = None):
+        from strata.io import read_regular
+
+        folder = Path(folder)
+        if not (folder / INFO).is_file():
+            raise UsageError(f"{folder}: not a strata ONNX export (no {INFO}); make one with "
+                             f"`strata export SOURCE --to onnx -o {folder}`")
+        try:
+            self.info = json.loads(read_regular(folder / INFO, 1 << 20, "onnx.json"))
+        except ValueError as e:
+            raise UsageError(f"{folder / INFO}: unreadable ({e})") from None
+        if not isinstance(self.info, dict) or self.info.get("format") != "strata-onnx":
+            raise UsageError(f"{folder / INFO}: not a strata ONNX export")
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        if threads:
+            opts.intra_op_num_threads = threads
+        self.folder = folder
+        self.prefill = ort.InferenceSession(str(folder / MODEL), opts, providers=["CPUExecutionProvider"])
+        self.step = None
+        if self.info.get("causal"):
+            self.step = ort.InferenceSession(str(folder / DECODER), opts, providers=["CPUExecutionProvider"])
+        self.layers = int(self.info.get("layers", 0))
+
+    def forward(self, ids: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        """logits (B, T, vocab) and the present keys / values of ids (B, T); a
+        one-token input runs as two (position 0 attends only to itself)."""
+        one = ids.shape[1] == 1
+        run = np.concatenate([ids, ids], 1) if one else ids
+        logits, *present = self.prefill.run(None, {"input_ids": run.astype(np.int64)})
+        if one:
+            logits, present = logits[:, :1], [p[:, :, :1] for p in present]
+        return logits, present
+
+    def decode(self, ids: np.ndarray, past: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        feeds = {"input_ids": ids.astype(np.int64)}
+        feeds.update({f"past.{i}.{kv}": past[2 * i + j] for i in range(self.layers) for j, kv in enumerate("kv")})
+        logits, *present = self.step.run(None, feeds)
+        return logits, present
+
+    def greedy(self, ids: np.ndarray, tokens: int) -> np.ndarray:
+        """ids (B, T) followed by `tokens` greedy tokens, the cache carried along."""
+        if self.step is None:
+            raise UsageError(f"{self.folder}: the exported model has no LM head; it does not generate")
+        ctx = self.info.get("context")
+        if isinstance(ctx, int) and ids.shape[1] + tokens > ctx:
+            raise UsageError(f"{ids.shape[1]} prompt + {tokens} new tokens is more than the model's "
+                             f"{ctx} positions")
+        logits, past = self.forward(ids)
+        out = [ids]
+        for i in range(tokens):
+            nxt = logits[:, -1].argmax(-1)[:, None]
+            out.append(nxt)
+            if i + 1 < tokens:
+                logits, past = self.decode(nxt, past)
+        return np.concatenate(out, 1)
+
+
+def generate_onnx(folder: str | Path, prompt: str, tokens: int) -> str:
+    """`prompt` and the text greedy decoding adds (the folder's own tokenizer), as
+    `strata generate` writes it."""
+    from strata.train.tokenizer import load_tokenizer
+
+    folder = Path(folder)
+    model = OnnxModel(folder)
+    if not (folder / TOKENIZER).is_file():
+        raise UsageError(f"{folder}: no {TOKENIZER} (the export's source had no tokenizer)")
+    tok = load_tokenizer(folder / TOKENIZER)
+    ids = tok.encode(prompt)
+    if len(ids) == 0:
+        raise UsageError("the prompt is empty after tokenizing; give at least one character")
+    seq = model.greedy(np.asarray(ids, dtype=np.int64)[None], tokens)
+    return tok.decode(seq[0].tolist())

@@ -1,0 +1,33 @@
+"""strata's tokenizers as Hugging Face fast tokenizers: AutoTokenizer loads the
+exported files alone, and ids and text are strata's."""
+
+from __future__ import annotations
+
+import pytest
+
+from strata.train.tokenizer import fit_tokenizer
+from strata.train.tokenizer_hf import tokenizer_files
+from tests.optional import require
+
+transformers = require("transformers")
+
+TEXTS = ["First Citizen:\nBefore we proceed any further, hear me speak.\n",
+         "All: Speak, speak. — café ☃\n\nSecond line\twith a tab  and spaces "]
+
+
+@pytest.mark.parametrize("kind,objective", [("char", "causal_lm"), ("byte", "causal_lm"),
+                                            ("bpe", "causal_lm"), ("char", "mlm"), ("bpe", "seq2seq")])
+def test_round_trip(kind, objective, tmp_path):
+    tok = fit_tokenizer(kind, lambda: iter(TEXTS), objective, 400, 300 if kind == "bpe" else None)
+    for name, text in tokenizer_files(tok, 64).items():
+        (tmp_path / name).write_text(text)
+    hf = transformers.AutoTokenizer.from_pretrained(tmp_path)
+    assert len(hf) == tok.vocab_size
+    for text in TEXTS:
+        ids = tok.encode(text).tolist()
+        assert hf.encode(text, add_special_tokens=False) == ids
+        assert hf.decode(ids) == tok.decode(ids) == text
+    for s in tok.specials:  # the specials keep their ids and roles
+        assert hf.convert_tokens_to_ids(s) == tok.special(s)
+    if "[MASK]" in tok.specials:
+        assert hf.mask_token == "[MASK]" and hf.pad_token == "[PAD]"
