@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from strata.errors import UsageError
-from strata.train.heads import model_limits
+from strata.train.limits import model_limits
 
 __all__ = ["speculative_pair"]
 
@@ -23,11 +23,11 @@ def speculative_pair(run, draft: str | None = None, speculate: bool = False):
 
     if (draft is None) == (not speculate):
         raise UsageError("give either --draft RUN (a smaller model) or --speculate (the spec's distill teacher)")
-    if run.objective.name != "causal_lm":
+    if not run.objective.drafts:
         raise UsageError(f"{run.path}: speculative decoding is for causal LM runs, not {run.objective.name}")
     if draft is not None:
         other = Run.open(draft)
-        if other.objective.name != "causal_lm":
+        if not other.objective.drafts:
             raise UsageError(f"{other.path}: a {other.objective.name} run cannot draft; it must be a causal LM")
         _same_tokenizer(run.tokenizer.dumps(), other.tokenizer.dumps(), f"{run.path}", f"{other.path}")
         target, drafter = run.model, other.model
@@ -54,14 +54,12 @@ def _same_tokenizer(a: str, b: str, a_name: str, b_name: str) -> None:
 
 def _teacher(run):
     """(the teacher model of the run's `distill` pass, its run's tokenizer.json or None)."""
-    from strata.train.distill import load_teacher
-    from strata.train.heads import Objective
+    from strata.train.objectives.distill import load_teacher  # lazy: it reads sources, which read runs
 
     g = run.model.strata_graph
     if "distill" not in g.graph:
         raise UsageError(f"{run.path}: its spec has no distill(teacher, ...) pass, so it names no teacher; "
                          "give the target with `strata generate TEACHER_RUN --draft "
                          f"{run.path}`")
-    obj = Objective(**run.info["objective"])
-    teacher, _, tok_file = load_teacher(g, obj, "cpu", run.info.get("teacher_weights"))
+    teacher, _, tok_file = load_teacher(g, run.objective, "cpu", run.info.get("teacher_weights"))
     return teacher, tok_file
