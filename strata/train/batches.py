@@ -13,7 +13,7 @@ epochs, and every window in order.
     >>> s = SequentialWindows(np.arange(100) % 50, context=8, batch=4)
     >>> b = s.eval_batch(0)
     >>> s.eval_count(), b["tokens"].shape, bool((b["labels"][:, :-1] == b["tokens"][:, 1:]).all())
-    (4, (4, 8), True)
+    (3, (4, 8), True)
 """
 
 from __future__ import annotations
