@@ -248,11 +248,10 @@ def _run_info(p: _Plan, spec, model, data_info, tok, init_file, frozen, teacher_
             "torch": torch.__version__, "strata": __import__("strata").__version__}
 
 
-def _loop(p: _Plan, runner, net, task, loss, sampler, opt, scaler, state, tok, start: int, best,
-          resumed: bool, d: Dist, device: str, fsdp: bool, progress: bool) -> None:
+def _loop(p: _Plan, runner, net, task, loss, sampler, opt, scaler, state, tok, metrics: MetricsLog,
+          start: int, best, d: Dist, device: str, fsdp: bool, progress: bool) -> None:
     """The loop to the last step; the final weights and the loss plot."""
     cfg, out, obj, name = p.cfg, p.out, p.obj, p.g.graph["name"]
-    metrics = MetricsLog(out / METRICS, d.main, resume_step=start if resumed else None)
     bar = Progress(cfg["steps"], start, progress and d.main)
 
     def save(step: int, best_val, is_best: bool) -> None:
@@ -327,8 +326,10 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
             torch.manual_seed(p.cfg["seed"] * 1000 + d.rank)  # other dropout masks than rank 0's
         info = _run_info(p, spec, model, data_info, tok, w.file if w else None, frozen, teacher_weights,
                          d, device, compile, fsdp)
+        # metrics.jsonl is opened (a planted link refused) before run.json is touched
+        metrics = MetricsLog(p.out / METRICS, d.main, resume_step=start if ckpt is not None else None)
         _write_info(p.out, info, ckpt is not None, start, d)
-        _loop(p, runner, net, task, loss, sampler, opt, scaler, state, tok, start, best, ckpt is not None,
+        _loop(p, runner, net, task, loss, sampler, opt, scaler, state, tok, metrics, start, best,
               d, device, fsdp, progress)
         if not fsdp:
             finish_training(net)
