@@ -21,6 +21,7 @@ import torch
 
 from strata.errors import TrainingError
 from strata.train.batches import rows_of
+from strata.train.checkpoint import find_checkpoint
 from strata.train.distributed import Dist
 from strata.train.metrics import MetricsLog, Progress
 from strata.train.optim import lr_at
@@ -149,8 +150,6 @@ class Loop:
         self.metrics.flush()
 
     def _nan_message(self, step: int, loss: float) -> str:
-        from strata.train.checkpoint import find_checkpoint
-
         ckpt = find_checkpoint(self.metrics.path.parent) if self.dist.main else None
         kept = (f"The last good checkpoint, step {ckpt.step} ({ckpt.path}), is kept: continue from "
                 "it with --resume" if ckpt else "No checkpoint was written before it")

@@ -30,6 +30,7 @@ from strata.train.models import compile_model
 from strata.train.objectives import OBJECTIVES, Objective, objective_from_json
 from strata.train.metrics import read_metrics
 from strata.train.records import RunStub, read_run_json
+from strata.train.tokenizer import load_tokenizer
 
 __all__ = ["Run", "is_run", "RUN_JSON", "TOKENIZER", "METRICS", "PLOT", "FINAL", "CACHE"]
 
@@ -130,8 +131,6 @@ class Run:
     @property
     def tokenizer(self):
         if self._tokenizer is None:
-            from strata.train.tokenizer import load_tokenizer
-
             if self.weights_file is not None and self.tokenizer_file is None:
                 raise UsageError(f"{self.path}: no tokenizer came with these weights: give weights "
                                  "from a run folder (or compress a run folder) to read and write text")

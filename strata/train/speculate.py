@@ -13,6 +13,7 @@ from pathlib import Path
 
 from strata.errors import UsageError
 from strata.train.limits import model_limits
+from strata.train.tokenizer import load_tokenizer
 
 __all__ = ["speculative_pair"]
 
@@ -35,8 +36,6 @@ def speculative_pair(run, draft: str | None = None, speculate: bool = False):
         target, tok_file = _teacher(run)
         drafter = run.model
         if tok_file is not None and Path(tok_file).is_file():
-            from strata.train.tokenizer import load_tokenizer
-
             _same_tokenizer(load_tokenizer(tok_file).dumps(), run.tokenizer.dumps(), "the teacher", f"{run.path}")
     tv, dv = (model_limits(m.strata_graph)[0] for m in (target, drafter))
     if tv != dv:

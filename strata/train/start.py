@@ -39,6 +39,7 @@ from strata.train.loop import Loop
 from strata.train.metrics import MetricsLog, Progress, plot_losses
 from strata.train.models import checkpoint_shapes, compile_model, load_weights
 from strata.train.objectives import Loss, choose_objective
+from strata.train.objectives.distill import DistillLoss, load_teacher
 from strata.train.optim import make_optimizer
 from strata.train.records import RunInfo, read_run_json
 from strata.train.run import CACHE, FINAL, METRICS, PLOT, RUN_JSON, TOKENIZER, Run
@@ -193,8 +194,6 @@ def _model(p: _Plan, device: str, teacher_weights, d: Dist, progress: bool):
     net = compile_model(g_run, device=device, quantize=False)  # quantized when the weights are compiled
     if "distill" not in net.strata_graph.graph:
         return g_run, net, None
-    from strata.train.objectives.distill import load_teacher  # lazy: only distillation reads a teacher
-
     teacher = load_teacher(net.strata_graph, p.obj, device, teacher_weights, spec_graph=p.g)
     t = teacher[0]
     _say(d, progress, f"distill: teacher {t.strata_graph.graph['name']} "
@@ -219,8 +218,6 @@ def _optimize(p: _Plan, net, teacher, frozen, d: Dist, device: str, fsdp: bool, 
     """(what the loop calls, the objective's Loss, the training Loss, optimizer, grad scaler)."""
     task = loss = Loss(p.obj, net)
     if teacher is not None:
-        from strata.train.objectives.distill import DistillLoss  # lazy: as load_teacher
-
         info = net.strata_graph.graph["distill"]
         loss = DistillLoss(task, teacher[0], teacher[1], info["temperature"], info["alpha"])
     unused = bool(set(net.strata_graph.graph["outputs"]) - p.obj.uses) or bool(frozen)
