@@ -106,7 +106,7 @@ def _cmd_eval(args) -> int:
     line = f"{r['data']}: loss {r['loss']:.4f}"
     if "perplexity" in r:
         line += f", perplexity {r['perplexity']:.2f}"
-    if source.objective.name == "classify":
+    if source.objective.accuracy:
         line += f", accuracy {r['accuracy']:.2%}"
     if args.json:
         import json
@@ -141,8 +141,8 @@ def add_train_commands(sub) -> None:
                    "or a run folder) where names fit, e.g. to fine-tune a pretrained encoder")
     p.add_argument("--freeze", action="append", metavar="SELECTOR",
                    help="do not train these modules (a path glob like encoder.layer.* or a kind)")
-    p.add_argument("--objective", choices=["causal_lm", "mlm", "seq2seq", "classify"],
-                   help="default: from the model's heads")
+    p.add_argument("--objective", help="one the model's heads allow (default: the main output's; "
+                   "docs/training.md lists them)")
     p.add_argument("--teacher-weights", metavar="WEIGHTS",
                    help="the distillation teacher's weights (file or run folder)")
     p.add_argument("--seed", type=int)

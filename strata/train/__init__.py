@@ -5,23 +5,31 @@
     >>> run.val_loss, run.generate("ROMEO:", tokens=80)                # doctest: +SKIP
 
     settings.py    train section + --set + flags -> one validated dict
-    heads.py       the objective, from the model's heads
+    objectives/    one module per objective (its heads, tokens, data, batches, loss, generation),
+                   the registry that picks one from the model's heads, distillation around any
+    limits.py      the vocabulary and positions a model allows
     data.py        text files / folders / the built-in corpus / JSON Lines, checked
+    tasks.py       the built-in corpus's lines the built-in example tasks are made from
     tokenizer.py   char, byte, BPE (tokenizers), saved in the run folder
     dataset.py     token ids, cached memory-mapped, train / validation split
     batches.py     batches as a pure function of (seed, step): exact resume, any world size
-    objectives.py  losses (causal LM, masked LM + NSP, seq2seq, classification)
-    distill.py     the teacher and the distillation loss
+    models.py      the models a run compiles and the weights it loads (from the backend)
     optim.py       AdamW / SGD, warmup + cosine / linear / constant
     loop.py        micro-steps, accumulation, clipping, evaluation, checkpoints
-    checkpoint.py  atomic checkpoints, latest / best pointers
+    validation.py  validation loss / perplexity / accuracy; `strata eval`
+    checkpoint.py  atomic checkpoints, latest / best pointers; state.py: what they hold
     metrics.py     metrics.jsonl, loss.png, the progress bar
     distributed.py torchrun: DDP, FSDP2
-    run.py         the run folder and `Run`; generate.py, evaluate.py use it
-    start.py       `train()`: all of the above in order
+    run.py         the run folder and `Run`; generate.py, validation.py, speculate.py use it
+    sources.py     what a user has (run folder, compress output, weights) as a `Run`
+    start.py       `train()`: all of the above in order, one function per stage
 
 `strata.train` is this package and is also callable: `strata.train(spec, ...)`
-is `strata.train.train(spec, ...)`.
+is `strata.train.train(spec, ...)`.  The package's class is swapped for a
+callable one because importing any submodule (`strata.train.run`) binds the
+name `strata.train` to the package, so a plain function of that name in
+`strata/__init__.py` would be replaced by the module the first time one is
+imported; only renaming the package would avoid it.
 """
 
 from __future__ import annotations

@@ -26,15 +26,12 @@ from typing import Iterator
 from strata.errors import UsageError
 from strata.io import open_regular
 
-__all__ = ["DataError", "TextSource", "text_source", "read_examples", "FIELDS"]
+__all__ = ["DataError", "TextSource", "text_source", "read_examples"]
 
 CHUNK = 4 << 20           # bytes read at a time
 MAX_LINE = 16 << 20       # longest JSON Lines record
 MAX_FILES = 100_000       # files in a data folder
 BUILTIN = "built-in corpus (pydoc_data.topics)"
-
-# The keys each example objective needs in a JSON Lines record.
-FIELDS = {"seq2seq": ("source", "target"), "classify": ("text", "label")}
 
 
 class DataError(UsageError):
@@ -182,12 +179,13 @@ def _jsonl_lines(path: Path) -> Iterator[tuple[int, str]]:
                 raise _binary(path, f.tell() - len(raw) + e.start) from None
 
 
-def read_examples(data: str | os.PathLike | None, objective: str, classes: int | None = None):
-    """Examples from a JSON Lines file: a list of dicts with the objective's keys
-    (strings; `label` an int in [0, classes)), plus the file's sha256."""
-    keys = FIELDS[objective]
+def read_examples(data: str | os.PathLike | None, keys: tuple[str, ...], objective: str,
+                  classes: int | None = None):
+    """Examples from a JSON Lines file: a list of dicts with the keys an objective
+    reads (strings; `label` an int in [0, classes)), plus the file's sha256;
+    `objective` names it in the messages."""
     need = "{" + ", ".join(f'"{k}"' for k in keys) + "}"
-    if data is None:  # strata.train.tasks.examples gives the built-in task instead
+    if data is None:  # the objective's built-in task is read instead
         raise DataError(f"{objective} trains on JSON Lines of {need}: give one with --data")
     path = Path(data)
     if path.is_dir():

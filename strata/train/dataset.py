@@ -21,7 +21,7 @@ import numpy as np
 
 from strata.errors import UsageError
 from strata.io import atomic_output, open_regular, read_regular, write_atomic
-from strata.train.data import FIELDS, DataError, TextSource
+from strata.train.data import DataError, TextSource
 from strata.train.folder import own_folder
 from strata.train.tokenizer import Tokenizer
 
@@ -124,14 +124,17 @@ class Examples:
         return off[idx + 1] - off[idx]
 
 
-def tokenize_examples(records: list[dict], digest: str, objective: str, tok: Tokenizer,
-                      cache: Path | None, val_fraction: float, name: str,
+def tokenize_examples(records: list[dict], digest: str, objective: str, keys: tuple[str, ...],
+                      tok: Tokenizer, cache: Path | None, val_fraction: float, name: str,
                       writer: bool = True) -> Examples:
+    """The text fields of `records` as ids (cached under a key of the data, the
+    tokenizer and `objective`'s name), an integer "label" field as labels, and
+    the train / validation split."""
     dtype = _dtype(tok.vocab_size)
     fields = {}
     _check_cache(cache)
     key = _key(digest, tok, objective)
-    for fname in FIELDS[objective]:
+    for fname in keys:
         if fname == "label":
             continue
         path = cache / f"{fname}-{key}.{np.dtype(dtype).name}" if cache else None
@@ -160,7 +163,7 @@ def tokenize_examples(records: list[dict], digest: str, objective: str, tok: Tok
                     flat.tofile(tmp)
                 write_atomic(meta, json.dumps({"offsets": off.tolist()}), follow=False)
         fields[fname] = (flat, off)
-    labels = np.array([r["label"] for r in records], dtype=np.int64) if objective == "classify" else None
+    labels = np.array([r["label"] for r in records], dtype=np.int64) if "label" in keys else None
     n = len(records)
     if n < 2:
         raise DataError(f"{name}: {n} example; need at least 2 (one to train on, one to validate)")

@@ -1,10 +1,11 @@
 """Text generation from a trained run: the model's own KV-cached `generate` for
 decoder-only models (greedy at temperature 0, else sampled from the top_k),
 continued by re-reading the last ctx tokens once the prompt and the new tokens
-outgrow the model's positions (as nanoGPT does); for encoder-decoder models
-their cached `generate(src, tgt, n)`, cut at the first [EOS].  Optionally the
-one-token step compiled, or speculative decoding with a draft model
+outgrow the model's positions (as nanoGPT does).  Optionally the one-token step
+compiled, or speculative decoding with a draft model
 (strata.backends.torch.speculative); `GenerationStats` says how fast it went.
+`generate_text` asks the run's objective whether and how it generates
+(strata/train/objectives/: `prompt_ids`, `warm_up`, `continue_ids`).
 
     >>> ids = generate_ids(model, prompt_ids, 50, temperature=0.8, top_k=40)   # doctest: +SKIP
 """
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 
 from strata.backends.torch.speculative import speculative_generate
 from strata.errors import UsageError
+from strata.train.limits import model_limits
 
 __all__ = ["GenerationStats", "check_sampling", "generate_ids", "generate_text", "pick", "MAX_SEED"]
 
@@ -100,38 +102,14 @@ def generate_ids(model, ids: torch.Tensor, n: int, temperature: float = 0.0,
     return ids
 
 
-@torch.no_grad()
-def _seq2seq(model, src: torch.Tensor, n: int, temperature: float, top_k: int | None,
-             bos: int, eos: int, ctx: int | None, compile: bool = False, draft=None, k: int = 4,
-             stats: GenerationStats | None = None) -> list[int]:
-    """The target for one source, up to its first [EOS]: the model's own cached
-    `generate(src, tgt, n)` (speculative with a `draft`), else step by step."""
-    n = n if ctx is None else min(n, ctx - 1)
-    tgt = torch.tensor([[bos]], dtype=torch.long)
-    if draft is not None and n:
-        out, spec = speculative_generate(model, draft, tgt, n, temperature, top_k, k=k, compile=compile, src=src)
-        out = out[0, 1:].tolist()
-        if stats is not None:
-            stats.proposed, stats.accepted = spec.proposed, spec.accepted
-    elif hasattr(model, "generate"):
-        out = model.generate(src, tgt, n, temperature=temperature, top_k=top_k, compile=compile)[0, 1:].tolist()
-    else:
-        for _ in range(n):
-            tgt = torch.cat([tgt, pick(model(src, tgt)[:, -1, :], temperature, top_k)], dim=1)
-        out = tgt[0, 1:].tolist()
-    return out[:out.index(eos)] if eos in out else out
-
-
 def generate_text(run, prompt: str, tokens: int, temperature: float, top_k: int | None,
                   seed: int | None, *, compile: bool = False, draft: str | None = None,
                   speculate: bool = False, k: int = 4, stats: GenerationStats | None = None) -> str:
     """The run's text after `prompt`; with `draft` (another run) or `speculate` (the
     spec's distill teacher verifies, this run drafts), by speculative decoding.
     `stats`, when given, receives the speed (and the draft's acceptance)."""
-    from strata.train.heads import model_limits
-
     obj = run.objective
-    if obj.name not in ("causal_lm", "seq2seq"):
+    if not obj.generates:
         raise UsageError(f"{run.path}: a {obj.name} model does not generate text; "
                          f"`strata eval {run.path}` measures it")
     check_sampling(tokens, temperature, top_k, seed)
@@ -145,35 +123,15 @@ def generate_text(run, prompt: str, tokens: int, temperature: float, top_k: int 
         model, drafter = speculative_pair(run, draft, speculate)
     limits = [model_limits(m.strata_graph)[1] for m in (model, drafter) if m is not None]
     ctx = min((c for c in limits if c is not None), default=None)  # positions both models have
-    ids = tok.encode(prompt)
-    if obj.name == "causal_lm" and len(ids) == 0:
-        raise UsageError("the prompt is empty after tokenizing; give at least one character")
-    x = torch.tensor(ids, dtype=torch.long)[None]
-    if obj.name == "causal_lm" and ctx is not None and x.shape[1] > ctx:
-        x = x[:, -ctx:]  # the model reads at most ctx tokens
+    x = obj.prompt_ids(tok.encode(prompt), tok, ctx)
     if compile and hasattr(model, "generate"):  # compile (greedy, a few tokens) before the seed and the clock
         t = time.perf_counter()
-        if drafter is not None:  # both models' one-token steps
-            src = torch.tensor([[tok.special("[EOS]")]]) if obj.name == "seq2seq" else None
-            start = torch.tensor([[tok.special("[BOS]")]]) if src is not None else x[:, -1:]
-            speculative_generate(model, drafter, start, 2 * k + 2, k=k, compile=True, src=src)
-        elif obj.name == "seq2seq":
-            model.generate(torch.tensor([[tok.special("[EOS]")]]), torch.tensor([[tok.special("[BOS]")]]), 3,
-                           compile=True)
-        else:
-            model.generate(x[:, max(0, x.shape[1] + 3 - ctx):] if ctx else x, 3, compile=True)
+        obj.warm_up(model, tok, x, ctx, draft=drafter, k=k)
         stats.compile_seconds = time.perf_counter() - t
     if seed is not None:
         torch.manual_seed(seed)
     t = time.perf_counter()
-    if obj.name == "seq2seq":
-        src = torch.tensor([[*ids[: (ctx or len(ids) + 1) - 1], tok.special("[EOS]")]], dtype=torch.long)
-        out = _seq2seq(model, src, tokens, temperature, top_k, tok.special("[BOS]"),
-                       tok.special("[EOS]"), ctx, compile, drafter, k, stats)
-        new = out
-    else:
-        out = generate_ids(model, x, tokens, temperature, top_k, ctx, compile=compile, draft=drafter, k=k,
-                           stats=stats)[0].tolist()
-        new = out[x.shape[1]:]
+    out, new = obj.continue_ids(model, tok, x, tokens, temperature, top_k, ctx, compile=compile,
+                                draft=drafter, k=k, stats=stats)
     stats.seconds, stats.tokens = time.perf_counter() - t, len(new)
     return tok.decode(out)

@@ -21,9 +21,11 @@ import torch
 
 from strata.errors import TrainingError
 from strata.train.batches import rows_of
+from strata.train.checkpoint import find_checkpoint
 from strata.train.distributed import Dist
 from strata.train.metrics import MetricsLog, Progress
 from strata.train.optim import lr_at
+from strata.train.validation import score
 
 __all__ = ["Loop"]
 
@@ -41,8 +43,8 @@ def _finite(x: float) -> float | None:
 class Loop:
     model: torch.nn.Module               # what is called: the net, DDP(net) or FSDP-sharded net
     params: list                         # parameters that train
-    loss: Any                            # objectives.Loss or distill.DistillLoss
-    eval_loss: Any                       # the task's Loss (validation reports the task)
+    loss: Any                            # objectives.Loss or objectives.distill.DistillLoss
+    eval_loss: Any                       # the objective's Loss (validation reports the objective)
     sampler: Any
     opt: torch.optim.Optimizer
     cfg: dict
@@ -54,7 +56,6 @@ class Loop:
     on_eval: Callable[[], None] = lambda: None
     start: int = 0
     best: float | None = None
-    perplexity: bool = True
     ddp: bool = False
     scaler: Any = None
     _pending: list = field(default_factory=list)
@@ -149,8 +150,6 @@ class Loop:
         self.metrics.flush()
 
     def _nan_message(self, step: int, loss: float) -> str:
-        from strata.train.checkpoint import find_checkpoint
-
         ckpt = find_checkpoint(self.metrics.path.parent) if self.dist.main else None
         kept = (f"The last good checkpoint, step {ckpt.step} ({ckpt.path}), is kept: continue from "
                 "it with --resume" if ckpt else "No checkpoint was written before it")
@@ -158,17 +157,15 @@ class Loop:
                 "learning rate (--set 'optimizer=adamw(lr=...)') or setting grad_clip")
 
     def evaluate(self, step: int) -> float:
-        from strata.train.evaluate import score
-
         got = score(self.model, self.eval_loss, self.sampler, self.device, self.dist, self.autocast)
         for m in self.model.modules():  # FSDP2 keeps the root unsharded after a forward
             if hasattr(m, "reshard") and hasattr(m, "unshard"):  # with no backward: shard it again
                 m.reshard()
         val = got["loss"]
         rec = {"step": step, "val_loss": _finite(val)}
-        if self.perplexity:
+        if self.eval_loss.obj.perplexity:
             rec["val_ppl"] = _finite(math.exp(min(val, 700.0)))
-        if self.eval_loss.obj.name == "classify":
+        if self.eval_loss.obj.accuracy:
             rec["val_accuracy"] = got["accuracy"]
         rec.update({f"val_{k}": _finite(v) for k, v in got.items() if k.endswith("_loss")})
         rec["time"] = round(time.perf_counter() - self._t0, 3)

@@ -27,7 +27,6 @@ __all__ = ["RunInfo", "RunStub", "Pointer", "CheckpointState", "read_record", "r
 
 FORMAT = "strata-run"
 MAX_STEP = 2 ** 53           # steps are JSON numbers: exact up to 2**53
-OBJECTIVES = Literal["causal_lm", "mlm", "seq2seq", "classify"]
 
 
 class _Record(BaseModel):
@@ -37,7 +36,7 @@ class _Record(BaseModel):
 
 class ObjectiveInfo(_Record):
     model_config = ConfigDict(strict=True, extra="forbid")
-    name: OBJECTIVES
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")   # a registered one: `Run.open` checks
     output: str
     nsp: str | None = None
     classes: int | None = Field(None, ge=1, le=10 ** 6)

@@ -22,11 +22,15 @@ from functools import cached_property
 from pathlib import Path
 
 from strata.errors import UsageError
+from strata.safetensors_file import WeightsError
 from strata.train.checkpoint import find_checkpoint
 from strata.train.folder import own_file
-from strata.train.heads import Objective
+from strata.train.limits import model_limits
+from strata.train.models import compile_model
+from strata.train.objectives import OBJECTIVES, Objective, objective_from_json
 from strata.train.metrics import read_metrics
 from strata.train.records import RunStub, read_run_json
+from strata.train.tokenizer import load_tokenizer
 
 __all__ = ["Run", "is_run", "RUN_JSON", "TOKENIZER", "METRICS", "PLOT", "FINAL", "CACHE"]
 
@@ -64,6 +68,9 @@ class Run:
         if isinstance(info, RunStub):
             raise UsageError(f"{path}: the run was set up but never trained (stopped before its "
                              "first step); run its `strata train ... --resume` to start it")
+        if info.objective.name not in OBJECTIVES:
+            raise UsageError(f"{f}: damaged: 'objective.name': unknown objective "
+                             f"'{info.objective.name}' (objectives: {', '.join(OBJECTIVES)})")
         return cls(path, info.model_dump(exclude_unset=True) | {"settings": info.settings})
 
     def __repr__(self) -> str:
@@ -72,7 +79,7 @@ class Run:
     # ------------------------------------------------------------ what it did
     @property
     def objective(self) -> Objective:
-        return Objective(**self.info["objective"])
+        return objective_from_json(self.info["objective"])
 
     @property
     def settings(self) -> dict:
@@ -124,8 +131,6 @@ class Run:
     @property
     def tokenizer(self):
         if self._tokenizer is None:
-            from strata.train.tokenizer import load_tokenizer
-
             if self.weights_file is not None and self.tokenizer_file is None:
                 raise UsageError(f"{self.path}: no tokenizer came with these weights: give weights "
                                  "from a run folder (or compress a run folder) to read and write text")
@@ -134,12 +139,9 @@ class Run:
 
     def load_model(self, which: str = "final", device: str = "cpu"):
         """The trained model (eval mode), compiled from the run's spec."""
-        from strata import api
-        from strata.backends.torch.weights import WeightsError
-
         try:  # the float weights go in first; the spec's passes (quantization) then run on them
-            net = api.compile(self.spec_source(), model=self.info.get("model"), device=device,
-                              weights=self.weights(which))
+            net = compile_model(self.spec_source(), model=self.info.get("model"), device=device,
+                                weights=self.weights(which))
         except WeightsError as e:
             raise UsageError(f"{e}\n(has the spec changed since the run?)") from None
         self.check_tokenizer(net.strata_graph)
@@ -148,15 +150,12 @@ class Run:
     def check_tokenizer(self, g) -> None:
         """The run's tokenizer fits the model (as `strata train` checks): no id past
         its vocabulary, and the special tokens its objective needs."""
-        from strata.train.heads import model_limits
-        from strata.train.tokenizer import SPECIALS
-
         limit, _ = model_limits(g)
         tok = self.tokenizer
         if tok.vocab_size > limit:
             raise UsageError(f"{self.path / TOKENIZER}: {tok.vocab_size:,} ids; the model's vocabulary "
                              f"holds {limit:,} (is this the run's own tokenizer?)")
-        missing = [s for s in SPECIALS.get(self.objective.name, ()) if s not in tok.specials]
+        missing = [s for s in self.objective.specials if s not in tok.specials]
         if missing:
             raise UsageError(f"{self.path / TOKENIZER}: lacks {', '.join(missing)}, which "
                              f"{self.objective.name} needs")
@@ -178,6 +177,6 @@ class Run:
     def evaluate(self, data: str | None = None, **kw) -> dict:
         """Validation loss (and perplexity / accuracy) of the final model on the run's
         validation split, or on all of `data`."""
-        from strata.train.evaluate import evaluate_run
+        from strata.train.validation import evaluate_run
 
         return evaluate_run(self, data, **kw)

@@ -21,6 +21,8 @@ from pathlib import Path
 
 from strata.errors import UsageError
 from strata.io import read_regular
+from strata.train.limits import model_limits
+from strata.train.objectives import choose_objective
 from strata.train.run import RUN_JSON, TOKENIZER, Run, is_run
 
 __all__ = ["Weights", "COMPRESSED_SPEC", "COMPRESSED_WEIGHTS", "REPORT", "is_compressed",
@@ -95,7 +97,6 @@ def _from_spec(spec: str, model: str | None, weights: Weights, origin: Path, sou
     objective from the heads, settings from the spec's train section (or the
     run the weights came from), data as those settings say."""
     from strata.compiler import as_graph
-    from strata.train.heads import choose_objective, model_limits
     from strata.train.settings import resolve_settings
 
     g = as_graph(spec, model=model)
@@ -103,7 +104,7 @@ def _from_spec(spec: str, model: str | None, weights: Weights, origin: Path, sou
         objective, settings, data = source_run["objective"], source_run["settings"], source_run["data"]
     else:
         obj = choose_objective(g)
-        objective = {"name": obj.name, "output": obj.output, "nsp": obj.nsp, "classes": obj.classes}
+        objective = obj.to_json()
         settings = resolve_settings(g)
         settings["context"] = settings["context"] or model_limits(g)[1] or g.graph["vars"].get("ctx")
         path = settings["data"]

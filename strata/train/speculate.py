@@ -12,7 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from strata.errors import UsageError
-from strata.train.heads import model_limits
+from strata.train.limits import model_limits
+from strata.train.tokenizer import load_tokenizer
 
 __all__ = ["speculative_pair"]
 
@@ -24,13 +25,13 @@ def speculative_pair(run, draft: str | None = None, speculate: bool = False):
 
     if (draft is None) == (not speculate):
         raise UsageError("give either --draft RUN (a smaller model) or --speculate (the spec's distill teacher)")
-    kind = run.objective.name
-    if kind not in ("causal_lm", "seq2seq"):
-        raise UsageError(f"{run.path}: speculative decoding is for causal LM and seq2seq runs, not {kind}")
+    kind = run.objective
+    if not kind.drafts:
+        raise UsageError(f"{run.path}: speculative decoding is for models that generate text (a causal LM, an encoder-decoder), not {kind.name}")
     if draft is not None:
         other = Run.open(draft)
-        if other.objective.name != kind:
-            raise UsageError(f"{other.path}: a {other.objective.name} run cannot draft for a {kind} run; "
+        if type(other.objective) is not type(kind):
+            raise UsageError(f"{other.path}: a {other.objective.name} run cannot draft for a {kind.name} run; "
                              "both must be the same kind")
         _same_tokenizer(run.tokenizer.dumps(), other.tokenizer.dumps(), f"{run.path}", f"{other.path}")
         target, drafter = run.model, other.model
@@ -38,8 +39,6 @@ def speculative_pair(run, draft: str | None = None, speculate: bool = False):
         target, tok_file = _teacher(run)
         drafter = run.model
         if tok_file is not None and Path(tok_file).is_file():
-            from strata.train.tokenizer import load_tokenizer
-
             _same_tokenizer(load_tokenizer(tok_file).dumps(), run.tokenizer.dumps(), "the teacher", f"{run.path}")
     tv, dv = (model_limits(m.strata_graph)[0] for m in (target, drafter))
     if tv != dv:
@@ -57,14 +56,12 @@ def _same_tokenizer(a: str, b: str, a_name: str, b_name: str) -> None:
 
 def _teacher(run):
     """(the teacher model of the run's `distill` pass, its run's tokenizer.json or None)."""
-    from strata.train.distill import load_teacher
-    from strata.train.heads import Objective
+    from strata.train.objectives.distill import load_teacher  # lazy: it reads sources, which read runs
 
     g = run.model.strata_graph
     if "distill" not in g.graph:
         raise UsageError(f"{run.path}: its spec has no distill(teacher, ...) pass, so it names no teacher; "
                          "give the target with `strata generate TEACHER_RUN --draft "
                          f"{run.path}`")
-    obj = Objective(**run.info["objective"])
-    teacher, _, tok_file = load_teacher(g, obj, "cpu", run.info.get("teacher_weights"))
+    teacher, _, tok_file = load_teacher(g, run.objective, "cpu", run.info.get("teacher_weights"))
     return teacher, tok_file

@@ -28,6 +28,7 @@ from torch.distributed.checkpoint.state_dict import (
 from strata.errors import TrainingError, UsageError
 from strata.train import checkpoint as C
 from strata.train.distributed import Dist
+from strata.train.models import compile_model, save_weights
 
 __all__ = ["TrainState"]
 
@@ -43,13 +44,11 @@ def _opt_state_fits(osd: dict, net) -> bool:
 
 class TrainState:
     def __init__(self, out: Path, net, opt, d: Dist, device: str, fsdp_graph=None, say=print):
-        from strata import api
-
         self.out, self.net, self.opt, self.d, self.device, self.say = out, net, opt, d, device, say
         self.full = StateDictOptions(full_state_dict=True, cpu_offload=True) if d.on else StateDictOptions()
         # FSDP2 shards the parameters in place: a meta-device twin takes the gathered
         # full state dict so that `save_weights` (spec names, ties once) can write it.
-        self.shadow = api.compile(fsdp_graph, device="meta") if fsdp_graph is not None else None
+        self.shadow = compile_model(fsdp_graph, device="meta") if fsdp_graph is not None else None
 
     def restore(self, ckpt: C.Checkpoint, seed: int) -> tuple[int, float | None]:
         """Optimizer state and RNG states of `ckpt`; (step, best validation loss)."""
@@ -80,8 +79,6 @@ class TrainState:
 
     def save(self, step: int, best_val: float | None, is_best: bool, extra: dict) -> None:
         """A checkpoint of `step` (collective: every rank calls it; rank 0 writes)."""
-        from strata import api
-
         d = self.d
         osd = get_optimizer_state_dict(self.net, self.opt, options=self.full)
         rng = {f"torch/{r}": t for r, t in enumerate(d.gather(torch.get_rng_state()))}
@@ -91,7 +88,7 @@ class TrainState:
         model = self._weights_model()
         if d.main:
             state = {"best_val": best_val, "world_size": d.world, **extra}
-            rel = C.save_checkpoint(self.out, step, lambda p: api.save_weights(model, p), osd, rng, state)
+            rel = C.save_checkpoint(self.out, step, lambda p: save_weights(model, p), osd, rng, state)
             C.set_pointer(self.out, "latest", rel)
             if is_best:
                 C.set_pointer(self.out, "best", rel, val_loss=best_val)
@@ -102,8 +99,6 @@ class TrainState:
         """The weights at the end of the run (after the last checkpoint, so the FSDP
         twin already holds them), written to a fresh file renamed onto `path`: a
         symlink planted there is replaced, never written through."""
-        from strata import api
-
         if self.d.main:
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
             os.close(fd)
@@ -111,7 +106,7 @@ class TrainState:
             os.umask(mask)
             os.chmod(tmp, 0o666 & ~mask)  # the mode the new file keeps: the user's umask
             try:
-                api.save_weights(self.shadow if self.shadow is not None else self.net, tmp)
+                save_weights(self.shadow if self.shadow is not None else self.net, tmp)
                 os.replace(tmp, path)
             except BaseException:
                 with contextlib.suppress(OSError):

@@ -1,20 +1,14 @@
-"""Built-in example tasks: what seq2seq and classification train on when no
-data is given, so every objective trains on a fresh machine with no download
-(as the language-model objectives do on the built-in corpus).
+"""The material of the built-in example tasks: what an example objective trains
+on when no data is given, so every objective trains on a fresh machine with no
+download (as the text objectives do on the built-in corpus).
 
-Both are made from runs of plain words of the built-in corpus (Python's
-documentation topics), cut into pieces of 4 to 12 words, in the corpus's order,
-each piece once:
+Runs of plain words of the built-in corpus (Python's documentation topics), cut
+into pieces of 4 to 12 words, in the corpus's order, each piece once; each
+example objective makes its records from them (seq2seq.py reverses the words,
+classify.py labels the length).
 
-    seq2seq    {"source": "the words of a line", "target": "line a of words the"}
-    classify   {"text": "the words of a line", "label": (words - 4) * classes // 9}
-
-Reversing the word order needs the encoder (the decoder cannot guess it) and
-cross-attention that finds the right source position: a small but real
-sequence task.  The length class needs the pooled sequence.
-
-    >>> records, digest = builtin_examples("seq2seq")
-    >>> r = records[0]; r["target"].split() == r["source"].split()[::-1]
+    >>> lines = corpus_lines()
+    >>> all(4 <= len(s.split()) <= 12 for s in lines[:100])
     True
 """
 
@@ -24,18 +18,16 @@ import hashlib
 import json
 import re
 
-from strata.train.data import builtin_text, read_examples
+from strata.train.data import builtin_text
 
-__all__ = ["BUILTIN_TASKS", "builtin_examples", "examples"]
+__all__ = ["LINE_WORDS", "corpus_lines", "records_digest"]
 
-BUILTIN_TASKS = {"seq2seq": "built-in task: reverse the words of a line of the built-in corpus",
-                 "classify": "built-in task: the length class of a line of the built-in corpus"}
 MAX_EXAMPLES = 20_000
 _WORDS = re.compile(r"[A-Za-z][A-Za-z,.']*")
 LINE_WORDS = (4, 12)
 
 
-def _lines() -> list[str]:
+def corpus_lines() -> list[str]:
     """Runs of plain words of the corpus, cut into pieces of lo..hi words (the
     length cycles, so every length is there), each piece once, in order."""
     lo, hi = LINE_WORDS
@@ -61,20 +53,6 @@ def _lines() -> list[str]:
     return out
 
 
-def builtin_examples(objective: str, classes: int | None = None) -> tuple[list[dict], str]:
-    """(records, sha256 of them as JSON Lines) of the built-in task for `objective`."""
-    lines = _lines()
-    if objective == "seq2seq":
-        records = [{"source": s, "target": " ".join(s.split()[::-1])} for s in lines]
-    else:
-        n, (lo, hi) = classes or 2, LINE_WORDS
-        records = [{"text": s, "label": (len(s.split()) - lo) * n // (hi - lo + 1)} for s in lines]
-    h = hashlib.sha256("".join(json.dumps(r) + "\n" for r in records).encode())
-    return records, h.hexdigest()
-
-
-def examples(data, objective: str, classes: int | None = None) -> tuple[list[dict], str]:
-    """The examples of `data` (a JSON Lines file), or of the built-in task when None."""
-    if data is None:
-        return builtin_examples(objective, classes)
-    return read_examples(data, objective, classes)
+def records_digest(records: list[dict]) -> str:
+    """sha256 of the records as JSON Lines (what a file of them would hash to)."""
+    return hashlib.sha256("".join(json.dumps(r) + "\n" for r in records).encode()).hexdigest()

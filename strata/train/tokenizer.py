@@ -20,17 +20,9 @@ import numpy as np
 
 from strata.errors import UsageError
 
-__all__ = ["SPECIALS", "Tokenizer", "CharTokenizer", "ByteTokenizer", "BPETokenizer",
+__all__ = ["Tokenizer", "CharTokenizer", "ByteTokenizer", "BPETokenizer",
            "fit_tokenizer", "load_tokenizer", "tokenizer_from_json"]
 
-# Special tokens per objective, at ids 0, 1, ...: a causal LM needs none, so a
-# char-level model's ids are exactly nanoGPT's (the sorted characters).
-SPECIALS = {
-    "causal_lm": [],
-    "mlm": ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"],
-    "seq2seq": ["[PAD]", "[UNK]", "[BOS]", "[EOS]"],
-    "classify": ["[PAD]", "[UNK]", "[CLS]", "[SEP]"],
-}
 UNK = "[UNK]"
 MAX_VOCAB = 1 << 24  # far past any real vocabulary; bounds what a tokenizer.json may claim
 
@@ -197,10 +189,12 @@ class BPETokenizer(Tokenizer):
         return {"tokenizer": json.loads(self.hf.to_str())}
 
 
-def fit_tokenizer(kind: str, texts, objective: str, limit: int, vocab_size: int | None) -> Tokenizer:
+def fit_tokenizer(kind: str, texts, specials, limit: int, vocab_size: int | None) -> Tokenizer:
     """Train a tokenizer of `kind` on `texts` (a callable giving a fresh iterator of
-    strings) for a model whose vocabulary holds `limit` ids."""
-    specials = SPECIALS[objective]
+    strings) for a model whose vocabulary holds `limit` ids, the objective's
+    `specials` at ids 0, 1, ... (a causal LM has none, so a char-level model's
+    ids are exactly nanoGPT's: the sorted characters)."""
+    specials = list(specials)
     if kind == "char":
         return CharTokenizer.fit(texts(), specials, limit)
     need = len(specials) + 256

@@ -10,9 +10,13 @@ from tests.optional import require
 
 torch = require("torch")
 
-from strata.train.batches import ExampleBatches, LMWindows, MaskedWindows, SequentialWindows, rows_of
+from strata.train.batches import SequentialWindows, rows_of
+from strata.train.objectives import Classify, MaskedLM
+from strata.train.objectives.causal_lm import LMWindows
+from strata.train.objectives.classify import ClassifyBatches
+from strata.train.objectives.masked_lm import MaskedWindows
 from strata.train.dataset import Examples
-from strata.train.tokenizer import SPECIALS, CharTokenizer
+from strata.train.tokenizer import CharTokenizer
 
 
 def test_rows_partition_any_world_size():
@@ -43,7 +47,7 @@ def test_sequential_windows_cover_each_token_once():
 
 @pytest.mark.parametrize("nsp", [False, True])
 def test_masking_statistics(nsp):
-    tok = CharTokenizer(list("abcdefghij"), SPECIALS["mlm"])
+    tok = CharTokenizer(list("abcdefghij"), list(MaskedLM.specials))
     data = np.random.default_rng(0).integers(5, 15, 20000)
     s = MaskedWindows(data, data, context=32, batch=512, seed=0, eval_steps=1, tok=tok, nsp=nsp)
     b = s.train_batch(0, 0)
@@ -63,7 +67,7 @@ def test_masking_statistics(nsp):
 
 
 def test_next_sentence_pairs_continue_or_jump():
-    tok = CharTokenizer([chr(i) for i in range(200)], SPECIALS["mlm"])
+    tok = CharTokenizer([chr(i) for i in range(200)], list(MaskedLM.specials))
     data = np.arange(5, 205)  # every id once: a continuation is visible as consecutive ids
     s = MaskedWindows(data, data, context=20, batch=64, seed=1, eval_steps=1, tok=tok, nsp=True,
                       mask_prob=1e-9)
@@ -75,11 +79,11 @@ def test_next_sentence_pairs_continue_or_jump():
 
 def test_example_batches_visit_every_example_each_epoch():
     n = 10
-    tok = CharTokenizer([chr(65 + i) for i in range(n)], SPECIALS["classify"])
+    tok = CharTokenizer([chr(65 + i) for i in range(n)], list(Classify.specials))
     flat = np.arange(n) + 4                       # example i is the single token i + 4
     ex = Examples({"text": (flat, np.arange(n + 1))}, np.arange(n) % 3,
                   train_idx=np.arange(n), val_idx=np.arange(0))
-    s = ExampleBatches(ex, "classify", context=8, batch=4, seed=0, eval_steps=1, tok=tok)
+    s = ClassifyBatches(ex, context=8, batch=4, seed=0, eval_steps=1, tok=tok)
     seen = [int(i) for step in range(5) for i in s.train_batch(step, 0)["tokens"][:, 1] - 4]
     assert sorted(seen[:10]) == list(range(10)) and sorted(seen[10:20]) == list(range(10))
     assert seen[:10] != seen[10:20]               # a fresh order each epoch

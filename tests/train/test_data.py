@@ -115,16 +115,16 @@ def test_classification_needs_jsonl(tmp_path, capsys):
 def test_no_data_trains_on_the_builtin_task(tmp_path, capsys):
     """A classifier (or a seq2seq model) given no data trains on the built-in task,
     as a language model trains on the built-in corpus: nothing to download."""
-    from strata.train.tasks import builtin_examples
+    from strata.train.objectives import Classify, Seq2Seq
 
     spec = write(tmp_path / "c.arch", BERT_CLASSIFY)
     code = main(["train", str(spec), "--out", str(tmp_path / "r"), "-q", "--steps", "2"])
     assert code == 0, capsys.readouterr().err
     info = json.loads((tmp_path / "r" / "run.json").read_text())
     assert info["data"]["builtin"] and info["data"]["name"].startswith("built-in task")
-    records, _ = builtin_examples("classify", 3)
+    records = Classify(classes=3).builtin_examples()
     assert len(records) > 1000 and {r["label"] for r in records} == {0, 1, 2}
-    records, _ = builtin_examples("seq2seq")
+    records = Seq2Seq().builtin_examples()
     assert all(r["target"].split() == r["source"].split()[::-1] for r in records)
     assert main(["eval", str(tmp_path / "r")]) == 0
     assert "built-in task: the length class" in capsys.readouterr().out
@@ -157,10 +157,10 @@ def test_examples_split_is_fixed(tmp_path):
 
     rows = [{"text": f"example {i}", "label": i % 3} for i in range(50)]
     p = write(tmp_path / "c.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
-    recs, digest = read_examples(p, "classify", 3)
+    recs, digest = read_examples(p, ("text", "label"), "classify", 3)
     tok = CharTokenizer.fit([r["text"] for r in recs], ["[PAD]", "[UNK]", "[CLS]", "[SEP]"], 100)
-    a = tokenize_examples(recs, digest, "classify", tok, tmp_path / "cache", 0.1, str(p))
-    b = tokenize_examples(recs, digest, "classify", tok, tmp_path / "cache", 0.1, str(p))  # cached
+    a = tokenize_examples(recs, digest, "classify", ("text", "label"), tok, tmp_path / "cache", 0.1, str(p))
+    b = tokenize_examples(recs, digest, "classify", ("text", "label"), tok, tmp_path / "cache", 0.1, str(p))  # cached
     assert len(a.val_idx) == 5 and len(a.train_idx) == 45
     assert np.array_equal(a.val_idx, b.val_idx) and not set(a.val_idx) & set(a.train_idx)
     assert [tok.decode(b.get("text", i)) for i in range(3)] == ["example 0", "example 1", "example 2"]

@@ -12,7 +12,7 @@ torch = require("torch")
 import pytest
 
 from strata.compiler import build_text
-from strata.train.heads import choose_objective
+from strata.train.objectives import choose_objective
 from tests.train.helpers import ROOT
 
 DOC = (ROOT / "docs" / "training.md").read_text()

@@ -99,26 +99,25 @@ def test_damaged_run_json(run, tmp_path, capsys):
 
 def test_seq2seq_padding_does_not_change_a_row(tmp_path):
     """A source padded inside a batch gives the logits it gives alone (the mask reaches the model)."""
-    from strata.train.batches import ExampleBatches
     from strata.train.dataset import Examples
-    from strata.train.heads import choose_objective
-    from strata.train.objectives import Loss
-    from strata.train.tokenizer import SPECIALS, CharTokenizer
+    from strata.train.objectives import Loss, Seq2Seq, choose_objective
+    from strata.train.objectives.seq2seq import Seq2SeqBatches
+    from strata.train.tokenizer import CharTokenizer
     from tests.train.helpers import SEQ2SEQ
 
     import numpy as np
 
-    tok = CharTokenizer(list("abcdef"), SPECIALS["seq2seq"])
+    tok = CharTokenizer(list("abcdef"), list(Seq2Seq.specials))
     src = [tok.encode("abc"), tok.encode("abcdefabcdef")]
     tgt = [tok.encode("cba"), tok.encode("fed")]
     flat = lambda parts: (np.concatenate(parts), np.cumsum([0] + [len(p) for p in parts]))  # noqa: E731
     ex = Examples({"source": flat(src), "target": flat(tgt)}, None, np.arange(2), np.arange(2))
-    s = ExampleBatches(ex, "seq2seq", context=16, batch=2, seed=0, eval_steps=1, tok=tok)
+    s = Seq2SeqBatches(ex, context=16, batch=2, seed=0, eval_steps=1, tok=tok)
     torch.manual_seed(0)
     net = strata.compile(SEQ2SEQ).eval()
     loss = Loss(choose_objective(net.strata_graph), net)
     both = {k: torch.from_numpy(v) for k, v in s.eval_batch(0).items()}
-    alone = {k: torch.from_numpy(v) for k, v in s._make(np.array([0])).items()}
+    alone = {k: torch.from_numpy(v) for k, v in s.make(np.array([0])).items()}
     assert both["src"].shape[1] > alone["src"].shape[1]  # row 0 is padded in the pair
     with torch.no_grad():
         torch.testing.assert_close(loss.forward(net, both)["output"][:1], loss.forward(net, alone)["output"])

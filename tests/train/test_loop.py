@@ -80,9 +80,9 @@ def test_weight_decay_only_on_matrices():
 
 def test_accumulation_divides_by_the_whole_global_batch(tmp_path):
     """batch 8 x 2 micro-steps: the gradient is the mean over all 16 rows."""
-    from strata.train.batches import LMWindows
+    from strata.train.objectives.causal_lm import LMWindows
     from strata.train.distributed import Dist
-    from strata.train.heads import choose_objective
+    from strata.train.objectives import choose_objective
     from strata.train.loop import Loop
     from strata.train.objectives import Loss
 

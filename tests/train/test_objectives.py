@@ -12,7 +12,7 @@ torch = require("torch")
 import strata
 from strata.compiler import build_text
 from strata.errors import SpecError, UsageError
-from strata.train.heads import choose_objective
+from strata.train.objectives import choose_objective
 from tests.train.helpers import (
     BERT_CLASSIFY,
     BERT_PRETRAIN,
@@ -98,7 +98,7 @@ def test_distillation_loss_falls(tmp_path):
 
 
 def test_distillation_loss_is_zero_for_identical_teacher_and_student(tmp_path):
-    from strata.train.distill import DistillLoss
+    from strata.train.objectives.distill import DistillLoss
     from strata.train.objectives import Loss
 
     torch.manual_seed(0)

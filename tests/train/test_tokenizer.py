@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from strata.errors import UsageError
+from strata.train.objectives import CausalLM, MaskedLM, Seq2Seq
 from strata.train.tokenizer import (
-    SPECIALS,
     BPETokenizer,
     ByteTokenizer,
     CharTokenizer,
@@ -44,8 +44,8 @@ def test_char_overflow_keeps_the_most_frequent():
 
 
 def test_specials_come_first():
-    tok = CharTokenizer.fit(["hello"], SPECIALS["mlm"], limit=64)
-    assert [tok.special(s) for s in SPECIALS["mlm"]] == [0, 1, 2, 3, 4]
+    tok = CharTokenizer.fit(["hello"], list(MaskedLM.specials), limit=64)
+    assert [tok.special(s) for s in MaskedLM.specials] == [0, 1, 2, 3, 4]
     assert tok.encode("h").tolist() == [5 + sorted("helo").index("h")]
     assert tok.decode([2, 5, 3]) == "e"  # specials decode to nothing
 
@@ -53,14 +53,14 @@ def test_specials_come_first():
 @settings(max_examples=50, deadline=None)
 @given(st.text(max_size=50))
 def test_byte_round_trip(s):
-    tok = ByteTokenizer(SPECIALS["seq2seq"])
+    tok = ByteTokenizer(list(Seq2Seq.specials))
     ids = tok.encode(s)
     assert tok.vocab_size == 260 and (ids >= 4).all() and tok.decode(ids.tolist()) == s
 
 
 def test_bpe_trains_saves_and_reloads(tmp_path):
     require("tokenizers")
-    tok = fit_tokenizer("bpe", lambda: iter([text(2000)]), "causal_lm", limit=400, vocab_size=300)
+    tok = fit_tokenizer("bpe", lambda: iter([text(2000)]), CausalLM.specials, limit=400, vocab_size=300)
     assert isinstance(tok, BPETokenizer) and 280 < tok.vocab_size <= 300  # merges run out
     s = "the big red cat sat on the mat.\nand ran far.\n"
     ids = tok.encode(s)
@@ -69,12 +69,12 @@ def test_bpe_trains_saves_and_reloads(tmp_path):
     again = load_tokenizer(tmp_path / "t.json")
     assert again.encode(s).tolist() == ids.tolist()
     with pytest.raises(UsageError, match="at least 256"):
-        fit_tokenizer("bpe", lambda: iter(["ab"]), "causal_lm", limit=100, vocab_size=None)
+        fit_tokenizer("bpe", lambda: iter(["ab"]), CausalLM.specials, limit=100, vocab_size=None)
 
 
 @pytest.mark.parametrize("kind", ["char", "byte"])
 def test_save_and_load_are_exact(kind, tmp_path):
-    tok = fit_tokenizer(kind, lambda: iter(["héllo wörld\n"]), "mlm", limit=300, vocab_size=None)
+    tok = fit_tokenizer(kind, lambda: iter(["héllo wörld\n"]), MaskedLM.specials, limit=300, vocab_size=None)
     again = tokenizer_from_json(tok.dumps(), "t.json")
     assert again.specials == tok.specials and again.encode("wörld").tolist() == tok.encode("wörld").tolist()
 

@@ -1,4 +1,4 @@
-"""Distillation: the spec's `distill(teacher, weights=..., temperature=T, alpha=a)`
+"""Distillation, a wrapper of any objective: the spec's `distill(teacher, weights=..., temperature=T, alpha=a)`
 pass trains this (student) model against a teacher's logits:
 
     loss = a * KL(softmax(teacher / T) || softmax(student / T)) * T^2  +  (1 - a) * task loss
@@ -13,15 +13,25 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from strata.compiler.paths import located
 from strata.errors import Diagnostic, SpecError, UsageError
-from strata.train.heads import choose_objective
-from strata.train.objectives import Loss, kd_sum
+from strata.train.models import compile_model, load_weights
+from strata.train.objectives import Loss, choose_objective
+from strata.train.objectives.objective import IGNORE
 from strata.train.settings import spec_file
 from strata.train.sources import resolve_weights
 
-__all__ = ["DistillLoss", "load_teacher"]
+__all__ = ["DistillLoss", "kd_sum", "load_teacher"]
+
+
+def kd_sum(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
+    """sum over rows of KL(softmax(teacher/T) || softmax(student/T)) * T^2 (Hinton et al.);
+    student, teacher: (N, C)."""
+    s = F.log_softmax(student.float() / temperature, dim=-1)
+    t = F.log_softmax(teacher.float() / temperature, dim=-1)
+    return F.kl_div(s, t, log_target=True, reduction="sum") * temperature ** 2
 
 
 def _pass_span(g):
@@ -32,8 +42,6 @@ def load_teacher(g, objective, device: str, weights: str | None = None, spec_gra
     """(teacher nn.Module, its Loss, the tokenizer.json of the run it came from or
     None).  g: the student's IR after passes; `weights` (from the command line)
     wins over the pass's `weights=`; spec_graph (before passes) locates errors."""
-    from strata import api
-
     info = g.graph["distill"]
     here = spec_file(g)
     teacher = info["teacher"]
@@ -58,8 +66,8 @@ def load_teacher(g, objective, device: str, weights: str | None = None, spec_gra
             "--teacher-weights RUN_DIR")], sources)
     w = resolve_weights(weights)
     file, tokenizer = w.file, w.tokenizer
-    net = api.compile(source, model=model_name, device=device)
-    api.load_weights(net, file)
+    net = compile_model(source, model=model_name, device=device)
+    load_weights(net, file)
     net.eval()
     net.requires_grad_(False)
     net.strata_weights = file
@@ -94,7 +102,7 @@ class DistillLoss:
         if s_logits.shape[-1] != t_logits.shape[-1]:
             raise UsageError(f"distill: the teacher predicts {t_logits.shape[-1]} classes, the "
                              f"student {s_logits.shape[-1]}: they must share the vocabulary")
-        keep = labels != -100
+        keep = labels != IGNORE
         kd = kd_sum(s_logits[keep], t_logits[keep], self.T)
         return {"distill": self.alpha * kd, **{k: (1 - self.alpha) * v for k, v in task.items()}}
 

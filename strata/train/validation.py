@@ -21,6 +21,8 @@ import torch
 
 from strata.errors import UsageError
 from strata.train.batches import rows_of
+from strata.train.objectives import Loss
+from strata.train.run import CACHE
 
 __all__ = ["score", "evaluate_run"]
 
@@ -60,17 +62,9 @@ def score(model, loss, sampler, device: str, dist=None, autocast=contextlib.null
 
 def evaluate_run(run, data: str | None = None, *, which: str = "final", device: str = "cpu",
                  max_batches: int | None = None) -> dict:
-    from strata.train.batches import ExampleBatches, MaskedWindows, SequentialWindows
-    from strata.train.data import text_source
-    from strata.train.dataset import token_stream, tokenize_examples
-    from strata.train.objectives import Loss
-    from strata.train.run import CACHE
-    from strata.train.tasks import BUILTIN_TASKS, examples
-
     if max_batches is not None and max_batches < 1:
         raise UsageError(f"--max-batches should be at least 1 (got {max_batches})")
-    obj, cfg, tok = run.objective, run.settings, run.tokenizer
-    T, B = cfg["context"], cfg["batch"]
+    obj = run.objective
     model = run.load_model(which, device=device)
     own = data is None
     if own:
@@ -79,33 +73,13 @@ def evaluate_run(run, data: str | None = None, *, which: str = "final", device: 
         if not info.get("builtin") and not (data and Path(data).exists()):
             raise UsageError(f"{run.path}: its data ({info.get('name')}) is gone; give --data")
     cache = run.path / CACHE if own else None
-    if obj.name in ("causal_lm", "mlm"):
-        src = text_source(data).check()
-        if own:
-            ids = token_stream(src, tok, cache, cfg["val_fraction"], 1, writer=False).val
-        else:
-            ids = np.concatenate([tok.encode(t) for t in src.texts()])
-        if len(ids) < T + 1:
-            raise UsageError(f"{src.name}: {len(ids)} tokens; evaluation needs at least context + 1 "
-                             f"= {T + 1}")
-        sampler = SequentialWindows(ids, T, B, max_batches) if obj.name == "causal_lm" else \
-            MaskedWindows(ids, ids, T, B, 0, max_batches or max(1, len(ids) // (B * T)), tok, bool(obj.nsp))
-        what = f"{src.name}" + (" (validation split)" if own else "")
-    else:
-        records, digest = examples(data, obj.name, obj.classes)
-        ex = tokenize_examples(records, digest, obj.name, tok, cache, cfg["val_fraction"], str(data),
-                               writer=False)
-        if not own:
-            ex.val_idx = np.arange(len(records))
-        sampler = ExampleBatches(ex, obj.name, T, B, 0, max_batches or 1 << 62, tok)
-        what = (f"{data}" if data is not None else BUILTIN_TASKS[obj.name]) + \
-            (" (validation split)" if own else "")
+    sampler, what = obj.eval_sampler(data, run.tokenizer, run.settings, own, cache, max_batches)
     started = time.perf_counter()
     result = score(model, Loss(obj, model), sampler, device)
     result["seconds"] = round(time.perf_counter() - started, 4)  # the forward passes, data included
     if result["count"] == 0:
         raise UsageError(f"{what}: no predictions to score (no batch holds a target)")
     result["data"] = what
-    if obj.name != "classify":
+    if obj.perplexity:
         result["perplexity"] = math.exp(min(result["loss"], 700.0))
     return result

@@ -1,0 +1,27 @@
+"""The models a run compiles and the weights it reads and writes, straight from
+the backend (training sits below `strata.api`, so it never calls up into it):
+
+    compile_model(spec, weights=..., device=...)   strata.api.compile for a spec or an IR graph
+    load_weights(net, path), save_weights(net, path)   safetensors, spec names (the backend's)
+
+    >>> net = compile_model("specs/tiny_shakespeare.arch", device="cpu")   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from strata.backends.torch.compile import compile_graph
+from strata.backends.torch.weights import checkpoint_shapes, load_weights, save_weights
+from strata.compiler import as_graph
+from strata.io import is_spec_path
+
+__all__ = ["compile_model", "load_weights", "save_weights", "checkpoint_shapes"]
+
+
+def compile_model(spec, *, model: str | None = None, device=None, weights: str | Path | None = None,
+                  quantize: bool = True):
+    """The module for a spec (a file, text, or an IR graph) with its own passes,
+    `weights` (a .safetensors file) carried through them, as `strata.compile` builds it."""
+    return compile_graph(as_graph(spec, model=model), origin=str(spec) if is_spec_path(spec) else None,
+                         weights=weights, device=device, quantize=quantize)
