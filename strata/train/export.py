@@ -77,10 +77,10 @@ def _generation_ids(model_type: str, tok) -> dict:
 
 
 def _causal(g) -> bool:
-    from strata.train.heads import choose_objective
+    from strata.train.objectives import CausalLM, choose_objective
 
     try:
-        return choose_objective(g).name == "causal_lm"
+        return isinstance(choose_objective(g), CausalLM)
     except UsageError:  # no head strata trains: the outputs as they are
         return False
 
