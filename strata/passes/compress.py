@@ -80,11 +80,18 @@ def _classify(g) -> tuple[list[str], list[str], list[dict], list[dict]]:
         if a["name"] == "prune" and method == "structured":
             structured.append(a["record"])
             notes.append(f"{label}: the sizes below are the pruned ones")
+        elif a["name"] == "prune" and method == "sparsegpt" and a["options"].get("pattern") == "2:4":
+            kept.append(pass_text("prune", {"amount": 0.5, "method": "2:4"}))  # the kernels; zeros in place
+            notes.append(f"{label}: SparseGPT's 2:4 zeros and updated weights are in its weights")
         elif a["name"] == "prune" and method != "2:4":
             notes.append(f"{label}: the zeros are in its weights ({line.split(': ', 1)[1]})")
         elif a["name"] == "lora":
             lora.append(a)
             notes.append(f"{label}: the adapters are merged into its weights")
+        elif a["name"] == "quantize" and (method != "rtn" or a["options"].get("smooth") is not None):
+            plain = {**a["options"], "method": "rtn", "act_order": False, "smooth": None}
+            kept.append(pass_text("quantize", plain))  # the weights hold the method's choice already
+            notes.append(f"{label}: its weights are the method's, rounded to nearest when loaded")
         elif a["name"] == "low_rank" and a["options"].get("energy") is not None:
             kept += explicit_low_rank(g, a["record"])
         else:
