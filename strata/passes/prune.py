@@ -107,8 +107,10 @@ class Prune(Pass):
         if self.o.method == "structured":
             return S.gather(record, state)
         if self.o.method == "sparsegpt":
-            from strata.passes.methods.apply import calibrated_prune
+            from strata.passes.methods.apply import calibrated_prune, magnitude_masks
 
+            if ctx.graph is None:  # renaming a checkpoint (load_state): SparseGPT's zeros stay, as
+                return magnitude_masks(self.o, record, state)  # the same count of smallest
             return calibrated_prune(self.o, record, state, ctx)
         import torch
 

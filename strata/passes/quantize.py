@@ -175,7 +175,9 @@ class Quantize(Pass):
                             "apply to trained weights (strata compress)")
 
     def convert(self, record: dict, state: dict, ctx) -> dict:
-        if not self.calibrated:
+        # ctx.graph is None when a checkpoint is only renamed into the compiled
+        # model's names (load_state): the weights hold the method's choice already
+        if not self.calibrated or ctx.graph is None:
             return state
         from strata.passes.methods.apply import calibrated_quantize
 

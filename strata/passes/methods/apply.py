@@ -23,7 +23,7 @@ from strata.passes.methods.smoothquant import smooth_scale
 from strata.passes.methods.sparsegpt import sparsegpt
 from strata.passes.methods.stream import input_of, stream
 
-__all__ = ["calibrated_prune", "calibrated_quantize"]
+__all__ = ["calibrated_prune", "calibrated_quantize", "magnitude_masks"]
 
 AWQ_ROWS = 4096  # input rows AWQ's search multiplies (per input: [rows, in] floats)
 
@@ -96,6 +96,17 @@ def calibrated_quantize(o, record: dict, state: dict, ctx) -> dict:
         record["scales"] = scales
     record["skipped"] = skipped
     record["calibration"] = cost
+    return out
+
+
+def magnitude_masks(o, record: dict, state: dict) -> dict:
+    """The same count (or n:m pattern) of smallest weights zeroed: on weights
+    SparseGPT already pruned this keeps exactly its zeros."""
+    out = dict(state)
+    nm = tuple(int(v) for v in o.pattern.split(":")) if o.pattern else None
+    for n in record["layers"]:
+        if f"{n}.weight" in out:
+            out[f"{n}.weight"] = _magnitude(out[f"{n}.weight"], o.amount, nm)
     return out
 
 
