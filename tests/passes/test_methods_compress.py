@@ -120,3 +120,42 @@ def test_compress_with_calibration_on_the_command_line(tmp_path):
     assert record["relative_error"] and record["options"]["method"] == "gptq"
     small = compile(out / "model.arch", weights=out / "weights.safetensors")  # no calibration needed again
     assert small is not None
+
+
+def test_finetune_holds_masks_and_sizes_and_recovers(tmp_path, capsys):
+    from safetensors.torch import load_file, save_file
+
+    from strata.cli import main
+
+    spec = spec_file(tmp_path, LLAMA)
+    w = weights(tmp_path, spec)
+    g = torch.Generator().manual_seed(3)
+    save_file({"tokens": torch.randint(0, 96, (4000,), generator=g)}, str(tmp_path / "data.safetensors"))
+    passes = ['prune(0.25, method=structured, on="mlp")', 'prune(0.5, on="attention")']
+    plain, tuned = tmp_path / "plain", tmp_path / "tuned"
+    args = [str(spec), "--weights", str(w)] + [a for p in passes for a in ("--pass", p)]
+    assert main(["compress", *args, "-o", str(plain)]) == 0
+    assert main(["compress", *args, "-o", str(tuned), "--finetune", "40", "--data",
+                 str(tmp_path / "data.safetensors")]) == 0
+    assert "finetune 40 steps" in capsys.readouterr().out
+    assert (plain / "model.arch").read_text() == (tuned / "model.arch").read_text()  # sizes held
+    a, b = load_file(str(plain / "weights.safetensors")), load_file(str(tuned / "weights.safetensors"))
+    assert a.keys() == b.keys() and all(a[k].shape == b[k].shape for k in a)
+    for k in a:
+        if ".attn." in k and k.endswith("weight") and a[k].dim() == 2:
+            assert torch.equal(a[k] == 0, b[k] == 0) and float((a[k] == 0).float().mean()) >= 0.5  # masks held
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    f = json.loads((tuned / "report.json").read_text())["finetune"]
+    assert f["distill_loss"]["last"] < f["distill_loss"]["first"]
+    assert f["after"]["kl_to_original"] < 0.9 * f["before"]["kl_to_original"]  # closer to the original
+    assert f["held"]["masked_linears"] > 0
+
+
+def test_data_without_finetune_is_refused(tmp_path):
+    from strata.api import compress as api_compress
+    from strata.errors import UsageError
+
+    spec = spec_file(tmp_path, GPT)
+    w = weights(tmp_path, spec)
+    with pytest.raises(UsageError, match="--finetune"):
+        api_compress(spec, tmp_path / "o", weights=w, passes=["prune(0.5)"], data="x.txt")
