@@ -1,10 +1,11 @@
 """Calibrated compression methods against round to nearest / magnitude, on a
 model trained here.
 
-    python benchmarks/compress_methods.py [--train-seconds 240] [--threads 2] [--cache DIR]
+    python benchmarks/compress_methods.py [--train-seconds 600] [--threads 1] [--cache DIR]
 
-Trains a small Llama-like model (RMSNorm, rotary, SwiGLU; 4 layers, d=256,
-BPE vocabulary of 2048 from the `tokenizers` library) on Tiny Shakespeare for
+Trains a small Llama-like model (RMSNorm, rotary, SwiGLU; 4 layers, d=128,
+1.1 M parameters, BPE vocabulary of 1024 from the `tokenizers` library, context
+64) on Tiny Shakespeare for
 a fixed time, caches it (DIR, default ~/.cache/strata-bench/compress_methods),
 then compiles it with each method through `strata.compile(spec, weights=...,
 passes=[...], calibration=ids)` and prints one table: validation perplexity
@@ -33,16 +34,16 @@ from _timing import interleaved
 import strata.api
 
 ROOT = Path(__file__).resolve().parents[1]
-VOCAB, CTX, BATCH = 2048, 128, 16
+VOCAB, CTX, BATCH = 1024, 64, 16
 SPEC = f"""
 model bench_llama {{
   vocab = {VOCAB}
-  d     = 256
+  d     = 128
   heads = 4
   depth = 4
   block layer {{
     residual {{ rmsnorm; attention(heads, causal=true, bias=false) }}
-    residual {{ rmsnorm; mlp(768, act=swiglu, bias=false) }}
+    residual {{ rmsnorm; mlp(384, act=swiglu, bias=false) }}
   }}
   stack decoder(tokens) {{
     embedding(vocab, d) as embed
@@ -115,6 +116,32 @@ def perplexity(model, batch):
     return math.exp(total / (batch.shape[0] * CTX))
 
 
+def as_stored(spec, w, p, calib):
+    """The model with float32 weights exactly on the scheme's grid (what a packed
+    checkpoint computes): GPTQ's weights as it chose them, the others rounded to
+    nearest here; None for int8_dynamic (its activations are rounded too)."""
+    from strata.passes.methods.grid import Grid
+
+    if "int8_dynamic" in p:
+        return None
+    m = strata.api.compile(spec, weights=w, passes=[p], calibration=calib, quantize=False).eval()
+    if "method=gptq" in p:
+        return m
+    with torch.no_grad():
+        for n, d in m.strata_graph.nodes(data=True):
+            a = d["attrs"]
+            if a.get("quant_scheme"):
+                lin = m.get_submodule(n)
+                lin.weight.copy_(Grid(a["quant_scheme"], a.get("group_size")).rtn(lin.weight).weight)
+    return m
+
+
+def ratio(inc: float, plain: float) -> str:
+    """The method's perplexity increase over the plain method's (meaningless when
+    the plain method does not raise perplexity)."""
+    return f"{inc / plain:.2f}x" if plain > 1e-4 else "n/a (plain: no increase)"
+
+
 def sqnr(ref, got) -> float:
     return float(20 * torch.log10(ref.norm() / (ref - got.float()).norm()))
 
@@ -138,9 +165,10 @@ ROWS = [
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--train-seconds", type=float, default=240)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--calibration", type=int, default=32, help="calibration rows of 128 tokens")
+    ap.add_argument("--train-seconds", type=float, default=600)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--calibration", type=int, default=32, help="calibration rows of 64 tokens")
+    ap.add_argument("--finetune", type=int, default=300, help="steps of strata compress --finetune")
     ap.add_argument("--cache", default=str(Path.home() / ".cache" / "strata-bench" / "compress_methods"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -172,7 +200,9 @@ def main() -> None:
         cal = rec.get("calibration")
         with torch.no_grad():
             s = sqnr(ref, m(batch[:8, :-1]))
+        stored = as_stored(spec, w, p, calib if plain else None) if p.startswith("quantize") else None
         results[label] = {"ppl": perplexity(m, batch), "sqnr": s, "model": m,
+                          "stored": perplexity(stored, batch) if stored is not None else None,
                           "per_block": cal["seconds_per_block"] if cal else None, "compile": seconds}
         print(f"  {label}: ppl {results[label]['ppl']:.3f} ({seconds:.1f} s)", flush=True)
     lat = {}
@@ -184,16 +214,44 @@ def main() -> None:
                 lat[label] = t["method"] / t["plain"]
     print(f"\nfloat perplexity {p0:.3f} on {batch.shape[0]} windows of {CTX} tokens; calibration "
           f"{calib.shape[0]} x {CTX} tokens; {args.threads} threads\n")
-    print("| method | perplexity | change | increase vs plain | logits SQNR dB | calib s/block | "
-          "latency vs plain |")
-    print("|---|---|---|---|---|---|---|")
+    print("| method | perplexity | change | increase vs plain | logits SQNR dB | on the grid in fp32: change | "
+          "increase vs plain | calib s/block | latency vs plain |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for label, _, plain in ROWS:
         r = results[label]
         inc = r["ppl"] / p0 - 1
-        vs = f"{inc / (results[plain]['ppl'] / p0 - 1):.2f}x" if plain else "1 (plain)"
+        vs = ratio(inc, results[plain]["ppl"] / p0 - 1) if plain else "1 (plain)"
         cal = f"{r['per_block']:.2f}" if r["per_block"] is not None else "-"
         la = f"{lat[label]:.2f}x" if label in lat else "1"
-        print(f"| {label} | {r['ppl']:.3f} | {100 * inc:+.2f}% | {vs} | {r['sqnr']:.1f} | {cal} | {la} |")
+        g_inc, g_vs = "-", "-"
+        if r["stored"] is not None:
+            g = r["stored"] / p0 - 1
+            g_inc = f"{100 * g:+.2f}%"
+            g_vs = ratio(g, results[plain]["stored"] / p0 - 1) if plain else "1 (plain)"
+        print(f"| {label} | {r['ppl']:.3f} | {100 * inc:+.2f}% | {vs} | {r['sqnr']:.1f} | {g_inc} | {g_vs} | "
+              f"{cal} | {la} |")
+    recovery(spec, w, torch.cat([train_ids, val]), cache, args.finetune)
+
+
+def recovery(spec, w, ids, cache, steps):
+    """30 % of the MLP neurons removed, then `strata compress --finetune`: held-out
+    perplexity (the last 10 % of the text) of the original, before and after."""
+    import tempfile
+
+    from safetensors.torch import save_file
+
+    with tempfile.TemporaryDirectory(dir=cache) as tmp:
+        data = Path(tmp) / "ids.safetensors"
+        save_file({"tokens": ids}, str(data))
+        t = time.perf_counter()
+        r = strata.api.compress(spec, Path(tmp) / "out", weights=w, passes=['prune(0.3, method=structured, on="mlp")'],
+                                finetune=steps, data=str(data)).report
+    f = r["finetune"]
+    o, b, a = (f[k]["perplexity"] for k in ("teacher", "before", "after"))
+    print(f"\nprune(0.3, method=structured, on=\"mlp\") --finetune {steps} ({time.perf_counter() - t:.0f} s, "
+          f"{f['held_out']['rows']} held-out rows of {f['held_out']['tokens']} tokens): perplexity original "
+          f"{o:.3f}, pruned {b:.3f} ({100 * (b / o - 1):+.2f}%), after {steps} steps {a:.3f} "
+          f"({100 * (a / o - 1):+.2f}%)")
 
 
 if __name__ == "__main__":
