@@ -167,6 +167,12 @@ def compress(source: Any, out: str | Path, *, weights=None, passes=(), model: st
     elif w is not None and w.folder is not None:  # a compress output compressed again
         source_run = compress_report(w.folder).get("source_run")
     tok = tokenizer or (w.tokenizer if w is not None else None)
+    if calibration is not None and not hasattr(calibration, "shape") and (
+            str(calibration) == "builtin" or Path(calibration).is_dir()):
+        from strata.passes.calibration import MAX_LENGTH, MAX_ROWS
+        from strata.train.recover import calibration_ids
+
+        calibration = calibration_ids(calibration, tok, MAX_ROWS * MAX_LENGTH * 8)
     tune = None
     if finetune is not None:
         from strata.train.recover import finetuner

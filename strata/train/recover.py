@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from strata.errors import UsageError
 from strata.train.objectives import kd_sum
 
-__all__ = ["finetuner"]
+__all__ = ["calibration_ids", "finetuner"]
 
 MAX_CHARS = 16 << 20   # text read for fine-tuning, at most
 BATCH = 8              # rows per step
@@ -53,6 +53,27 @@ def _text(data, source_run) -> str:
         if size >= MAX_CHARS:
             break
     return "".join(parts)
+
+
+def calibration_ids(src, tokenizer, max_chars: int) -> torch.Tensor:
+    """Token ids (1-D) of calibration text that is not a file: "builtin" (the
+    built-in corpus) or a run folder (the text it trained on), read with the
+    run's tokenizer, at most `max_chars` characters."""
+    from strata.train.run import Run, is_run
+
+    if tokenizer is None:
+        raise UsageError(f"--calibration {src}: text is read with the tokenizer the model was trained "
+                         "with: give --tokenizer RUN/tokenizer.json")
+    run = None
+    if str(src) != "builtin":
+        if not is_run(src):
+            raise UsageError(f"{src}: a folder, and not a strata train run: --calibration takes a run "
+                             "folder (its data), a file, or builtin")
+        run = {"data": Run.open(src).info.get("data") or {}}
+    from strata.train.tokenizer import load_tokenizer
+
+    text = _text(None, run)[:max_chars]
+    return torch.as_tensor(load_tokenizer(tokenizer).encode(text), dtype=torch.long)
 
 
 def _token_ids(data, tokenizer, source_run) -> torch.Tensor:

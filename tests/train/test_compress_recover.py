@@ -1,5 +1,6 @@
-"""strata compress on a trained run with a calibrated method, --finetune from the
-run's own data and tokenizer, and --eval: one folder, every figure in the report."""
+"""strata compress on a trained run with a calibrated method calibrated on the
+run's own data (--calibration RUN), --finetune from that data and tokenizer, and
+--eval: one folder, every figure in the report."""
 
 from __future__ import annotations
 
@@ -15,14 +16,11 @@ from tests.matrix_specs import PLAIN  # noqa: E402
 
 
 def test_calibrated_finetuned_and_evaluated_from_a_run(tmp_path, monkeypatch, capsys):
-    from strata.train.data import builtin_text
-
     monkeypatch.chdir(tmp_path)
     Path("p.arch").write_text(PLAIN)
-    Path("calib.txt").write_text(builtin_text()[:20_000])
     assert main(["train", "p.arch", "--out", "r", "--steps", "2", "-q"]) == 0
     capsys.readouterr()
-    code = main(["compress", "r", "--calibration", "calib.txt", "--pass", "prune(0.5, method=sparsegpt)",
+    code = main(["compress", "r", "--calibration", "r", "--pass", "prune(0.5, method=sparsegpt)",
                  "--finetune", "3", "--eval", "--max-batches", "2", "-o", "small"])
     out, err = capsys.readouterr()
     assert code == 0, err
