@@ -131,7 +131,7 @@ def compile(spec_or_path: Any, *, passes=None, weights: str | Path | None = None
 
 def compress(source: Any, out: str | Path, *, weights=None, passes=(), model: str | None = None,
              calibration=None, tokenizer=None, overwrite: bool = False, evaluate: bool | str = False,
-             max_batches: int | None = None):
+             max_batches: int | None = None, finetune: int | None = None, data=None):
     """`strata compress`: a model's weights through its passes (and `passes`),
     written to OUT as a smaller spec, its weights and a report, whole or not at
     all.  source: a spec file with `weights` (a .safetensors file or a run folder),
@@ -139,7 +139,10 @@ def compress(source: Any, out: str | Path, *, weights=None, passes=(), model: st
     objective go along, so `strata eval OUT` and `strata generate OUT` work.
     evaluate=True (or a data file) measures the original and the compressed
     model as `strata eval` does (on the run's validation split, or on all of
-    that file; at most `max_batches`) into the report's "eval".
+    that file; at most `max_batches`) into the report's "eval".  finetune=STEPS
+    distills the original into the compressed model first (strata.train.recover;
+    `data`: its text or token ids, default the run's data), masks and shrunk
+    dimensions held; the report's "finetune" has the quality before and after.
 
         >>> r = compress("runs/tiny_shakespeare", "out/int8",
         ...              passes=['quantize(int8_dynamic)'])   # doctest: +SKIP
@@ -164,8 +167,21 @@ def compress(source: Any, out: str | Path, *, weights=None, passes=(), model: st
     elif w is not None and w.folder is not None:  # a compress output compressed again
         source_run = compress_report(w.folder).get("source_run")
     tok = tokenizer or (w.tokenizer if w is not None else None)
+    if calibration is not None and not hasattr(calibration, "shape") and (
+            str(calibration) == "builtin" or Path(calibration).is_dir()):
+        from strata.passes.calibration import MAX_LENGTH, MAX_ROWS
+        from strata.train.recover import calibration_ids
+
+        calibration = calibration_ids(calibration, tok, MAX_ROWS * MAX_LENGTH * 8)
+    tune = None
+    if finetune is not None:
+        from strata.train.recover import finetuner
+
+        tune = finetuner(finetune, data=data, tokenizer=tok, source_run=source_run)
+    elif data is not None:
+        raise UsageError("--data is the fine-tuning text: it goes with --finetune STEPS")
     result = run(spec, file, out, passes=list(passes), model=model, calibration=calibration,
-                 tokenizer=tok, overwrite=overwrite, source_run=source_run)
+                 tokenizer=tok, overwrite=overwrite, source_run=source_run, tune=tune)
     if evaluate:
         import json
 

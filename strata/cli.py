@@ -212,7 +212,7 @@ def _cmd_compress(args) -> int:
         result = compress(args.spec, args.output, weights=args.weights, passes=args.passes or [],
                           model=args.model, calibration=args.calibration, tokenizer=args.tokenizer,
                           overwrite=args.overwrite, evaluate=args.eval or False,
-                          max_batches=args.max_batches)
+                          max_batches=args.max_batches, finetune=args.finetune, data=args.data)
     for line in result.lines():
         print(line)
     return EXIT_OK
@@ -277,8 +277,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="the spec's weights: a run folder, a compress output folder or a "
                    ".safetensors file in the spec's own names")
     _add_pass(p)
-    p.add_argument("--calibration", help="token ids (.safetensors) or text (with --tokenizer) for "
-                   "Wanda and activation-aware low rank")
+    p.add_argument("--calibration", help="token ids (.safetensors), text (read with the run's tokenizer), "
+                   "a run folder (the text it trained on) or builtin (the built-in corpus) for Wanda, "
+                   "activation-aware low rank, GPTQ, AWQ, SmoothQuant and SparseGPT")
     p.add_argument("--tokenizer", help="the tokenizer.json of the run that trained the weights "
                    "(to read text calibration data)")
     p.add_argument("-o", "--output", required=True, help="folder for model.arch, weights.safetensors, report.json")
@@ -287,6 +288,10 @@ def make_parser() -> argparse.ArgumentParser:
                    help="measure the original and the compressed model as strata eval does (on the "
                         "run's validation split, or on all of DATA) into the report")
     p.add_argument("--max-batches", type=int, metavar="N", help="with --eval: at most N batches")
+    p.add_argument("--finetune", type=int, metavar="STEPS", help="distill the original into the compressed "
+                   "model for STEPS steps before writing it (pruned weights and shrunk sizes held)")
+    p.add_argument("--data", help="with --finetune: text (read with the run's tokenizer) or token ids "
+                   "(.safetensors); default the run's data, else the built-in corpus")
     p.set_defaults(func=_cmd_compress)
 
     p = sub.add_parser("import-hf", help="import a Hugging Face model folder as a spec + weights")

@@ -48,6 +48,16 @@ class PassContext:
     calibration: Any = None              # LongTensor (N, T) of token ids, or None
     graph: Any = None                    # the graph the current pass receives
     cache: dict = field(default_factory=dict)
+    # linear name -> strata.passes.methods.grid.QuantizedWeight: the integers,
+    # scales and zero points a calibrated method (GPTQ) chose, for a packer
+    quantized: dict = field(default_factory=dict)
+
+    def need_calibration(self, what: str) -> None:
+        """Refuse a method that reads activations when the weights flow through
+        without calibration data (a graph-only run, summary or diagram, passes)."""
+        if self.state is not None and self.calibration is None:
+            raise PassError(f"{what} reads activations: give calibration data (strata compress "
+                            "--calibration FILE, compile(..., calibration=ids))")
 
     def need_state(self, what: str):
         if self.state is None:

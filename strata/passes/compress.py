@@ -48,6 +48,11 @@ class CompressResult:
         sqnr = r["logits"]["sqnr_db"]
         out.append(f"  logits SQNR {sqnr:.1f} dB against the original" if sqnr is not None
                    else "  logits equal to the original's")
+        if r.get("finetune"):
+            f = r["finetune"]
+            out.append(f"  finetune {f['steps']} steps ({f['seconds']:.0f} s), distilled from the original: "
+                       f"held-out perplexity {f['before']['perplexity']:.4g} -> {f['after']['perplexity']:.4g} "
+                       f"(original {f['teacher']['perplexity']:.4g})")
         if r.get("eval"):
             o, c = r["eval"]["original"], r["eval"]["compressed"]
             metric = "perplexity" if "perplexity" in o else "loss"
@@ -80,11 +85,18 @@ def _classify(g) -> tuple[list[str], list[str], list[dict], list[dict]]:
         if a["name"] == "prune" and method == "structured":
             structured.append(a["record"])
             notes.append(f"{label}: the sizes below are the pruned ones")
+        elif a["name"] == "prune" and method == "sparsegpt" and a["options"].get("pattern") == "2:4":
+            kept.append(pass_text("prune", {"amount": 0.5, "method": "2:4"}))  # the kernels; zeros in place
+            notes.append(f"{label}: SparseGPT's 2:4 zeros and updated weights are in its weights")
         elif a["name"] == "prune" and method != "2:4":
             notes.append(f"{label}: the zeros are in its weights ({line.split(': ', 1)[1]})")
         elif a["name"] == "lora":
             lora.append(a)
             notes.append(f"{label}: the adapters are merged into its weights")
+        elif a["name"] == "quantize" and (method != "rtn" or a["options"].get("smooth") is not None):
+            plain = {**a["options"], "method": "rtn", "act_order": False, "smooth": None}
+            kept.append(pass_text("quantize", plain))  # the weights hold the method's choice already
+            notes.append(f"{label}: its weights are the method's, rounded to nearest when loaded")
         elif a["name"] == "low_rank" and a["options"].get("energy") is not None:
             kept += explicit_low_rank(g, a["record"])
         else:
@@ -106,11 +118,14 @@ def _ids(g, calibration):
 
 def compress(spec: str | Path, weights: str | Path, out: str | Path, *, passes: list[str] = (),
              model: str | None = None, calibration=None, tokenizer=None, overwrite: bool = False,
-             source_run: dict | None = None) -> CompressResult:
+             source_run: dict | None = None, tune=None) -> CompressResult:
     """Run the spec's passes and `passes` on `weights` (a .safetensors file); write
     OUT (see the module docstring).  tokenizer: the tokenizer.json of the run the
     weights came from (read calibration text with it; copied into OUT);
-    source_run: that run's objective, settings and data, kept in report.json."""
+    source_run: that run's objective, settings and data, kept in report.json;
+    tune(student, teacher, g0, g) -> dict: trains the compressed model (float
+    weights, in place) before it is written (strata.train.recover), its
+    figures kept as report.json's "finetune"."""
     from safetensors.torch import load_file
 
     from strata.backends.torch.compile import _device_problems, _spec_fit
@@ -144,7 +159,7 @@ def compress(spec: str | Path, weights: str | Path, out: str | Path, *, passes: 
     for a in reversed(lora):  # merged: the compressed model is for serving
         state = make_pass("lora", a["options"]).revert(a["record"], state)
     with atomic_folder(out, FILES + (TOKENIZER,)) as tmp:
-        rep = _write(tmp, out, spec, weights, model, g0, g, state, tensors, calib, kept, notes, structured)
+        rep = _write(tmp, out, spec, weights, model, g0, g, state, tensors, calib, kept, notes, structured, tune)
         if tokenizer is not None:
             write_atomic(tmp / TOKENIZER, read_regular(tokenizer, 256 << 20, "tokenizer"))
         rep["source_run"] = source_run
@@ -154,7 +169,7 @@ def compress(spec: str | Path, weights: str | Path, out: str | Path, *, passes: 
 
 
 def _write(tmp: Path, out: Path, spec, weights, model, g0, g, state, tensors, calib, kept, notes,
-           structured) -> dict:
+           structured, tune=None) -> dict:
     """model.arch and weights.safetensors into `tmp` (paths in the spec written
     relative to `out`, its final place, a sibling of `tmp`), checked by compiling
     them back; the report's figures."""
@@ -173,12 +188,13 @@ def _write(tmp: Path, out: Path, spec, weights, model, g0, g, state, tensors, ca
     text = compressed_spec(spec, model, g0, g, structured, kept, notes, out)
     net = compile_graph(build_text(text, str(arch)), quantize=False)
     load_state(net, state)
+    base = compile_graph(_plain(g0))
+    load_state(base, tensors)
+    tuned = tune(net, base, g0, net.strata_graph) if tune is not None else None
     write_atomic(arch, text)
     save_weights(net, tmp / "weights.safetensors")
 
     ids = _ids(g0, calib)
-    base = compile_graph(_plain(g0))
-    load_state(base, tensors)
     small = compile_graph(build_file(arch), weights=tmp / "weights.safetensors")
     with torch.no_grad():
         ref, got = base.eval()(*model_inputs(g0, ids)), small.eval()(*model_inputs(g0, ids))
@@ -196,6 +212,7 @@ def _write(tmp: Path, out: Path, spec, weights, model, g0, g, state, tensors, ca
         "kernels": [x for x in small.strata_report if ": " in x and " on " in x],
         "logits": {"sqnr_db": _sqnr(ref, got), "ids": list(ids.shape),
                    "max_abs_diff": round(float((ref - got).abs().max()), 6)},
+        **({"finetune": tuned} if tuned is not None else {}),
     }
 
 

@@ -7,6 +7,10 @@
     structured  remove whole attention heads (key/value groups under GQA) and
                 MLP neurons: the dimensions shrink in the IR, the summary, the
                 diagram and the generated code, so the model gets faster
+    sparsegpt   SparseGPT (Frantar & Alistarh 2023): the `amount` fraction (or,
+                with pattern="2:4", 2 of every 4) removed where the calibration
+                Hessian says it costs least, the weights left updated to make up
+                for it (strata/passes/methods/sparsegpt.py; --calibration data)
     2:4         keep the 2 largest of every 4 consecutive weights, for the
                 semi-structured sparse kernels of CUDA GPUs (compute capability
                 >= 8.0); refused elsewhere, where it would only store zeros
@@ -40,8 +44,11 @@ class PruneOptions(Options):
     semi-structured sparsity (CUDA sm80+)."""
 
     amount: float = Field(gt=0, lt=1, description="the fraction removed")
-    method: Literal["magnitude", "wanda", "structured", "2:4"] = Field(
-        "magnitude", description="smallest |W|; smallest |W|*||X|| per row; whole heads and neurons; 2 of 4")
+    method: Literal["magnitude", "wanda", "structured", "2:4", "sparsegpt"] = Field(
+        "magnitude", description="smallest |W|; smallest |W|*||X|| per row; whole heads and neurons; 2 of 4; "
+        "SparseGPT's masks and weight update (reads --calibration data)")
+    pattern: Literal["2:4", "4:8"] | None = Field(None, description="sparsegpt: remove n of every m "
+                                                  "consecutive weights of a row (semi-structured)")
     scope: Literal["layer", "global"] = Field("layer", description="magnitude: one threshold per "
                                                "layer or one over all selected layers")
     on: str | None = Field(None, description="module path glob or component kind; default all")
@@ -68,6 +75,11 @@ class Prune(Pass):
         if o.method == "2:4" and o.amount != 0.5:
             raise PassError(f"{self.label()}: 2:4 sparsity removes exactly half the weights; "
                             "write prune(0.5, method=\"2:4\")")
+        if o.pattern is not None and (o.method != "sparsegpt" or o.amount != 0.5):
+            raise PassError(f"{self.label()}: pattern= is SparseGPT's n:m mask, which removes half the "
+                            "weights: write prune(0.5, method=sparsegpt, pattern=\"2:4\")")
+        if o.method == "sparsegpt" and ctx is not None:
+            ctx.need_calibration(self.label())
         if o.scope == "global" and o.method != "magnitude":
             raise PassError(f"{self.label()}: scope=global ranks magnitudes across layers; "
                             f"{o.method} compares weights within a layer")
@@ -79,20 +91,27 @@ class Prune(Pass):
         for n in nodes:
             a = g.nodes[n]["attrs"]
             out, d_in = g.nodes[n]["params"]["weight"]
-            if o.method == "2:4" and d_in % 4:
-                raise PassError(f"{self.label()}: '{n}' has {d_in} input features, not a multiple of 4")
+            m = 4 if o.method == "2:4" else int(o.pattern.split(":")[1]) if o.pattern else 1
+            if d_in % m:
+                raise PassError(f"{self.label()}: '{n}' has {d_in} input features, not a multiple of {m}")
             # what is left of the layer: an earlier prune's density times this one's
             a["density"] = round(a.get("density", 1.0) * (1 - o.amount), 6)
             a["prune_method"] = o.method
             removed += _masked_count(out * d_in, o.amount)
         g.graph["nonzero_parameters"] = g.graph.get("nonzero_parameters", g.graph["parameters"]) - removed
-        if o.method == "2:4":
+        if o.method == "2:4" or o.pattern == "2:4":  # the semi-structured kernels run it
             g.graph["sparse_2_4"] = sorted(set(g.graph.get("sparse_2_4", [])) | set(nodes))
         return self.done(g, {"layers": nodes, "removed": removed, "density": {}})
 
     def convert(self, record: dict, state: dict, ctx) -> dict:
         if self.o.method == "structured":
             return S.gather(record, state)
+        if self.o.method == "sparsegpt":
+            from strata.passes.methods.apply import calibrated_prune, magnitude_masks
+
+            if ctx.graph is None:  # renaming a checkpoint (load_state): SparseGPT's zeros stay, as
+                return magnitude_masks(self.o, record, state)  # the same count of smallest
+            return calibrated_prune(self.o, record, state, ctx)
         import torch
 
         out = dict(state)
@@ -141,4 +160,9 @@ class Prune(Pass):
         d = list(record["density"].values())
         if d:
             s += f", density {min(d):.3f}" + (f"-{max(d):.3f}" if max(d) != min(d) else "")
+        errors = record.get("error") or {}
+        if errors:
+            e = sum(v["sparsegpt"] for v in errors.values()) / len(errors)
+            r = sum(v["magnitude"] for v in errors.values()) / len(errors)
+            s += f"; output error {e:.4f} (magnitude mask: {r:.4f}) on the calibration data"
         return s

@@ -19,6 +19,17 @@ kernel for the device the model is on (strata/backends/torch/runtime_passes.py):
                   Float8DynamicActivationFloat8WeightConfig), CUDA compute
                   capability >= 8.9 only; refused elsewhere with the alternative.
 
+Calibrated methods (strata/passes/methods/; calibration data required):
+
+    method=gptq     int4_weight / int8_weight: GPTQ's column-by-column rounding
+                    with error feedback (act_order=true: inputs by decreasing
+                    activation energy)
+    method=awq      int4_weight / int8_weight: AWQ's activation-aware scales,
+                    folded into the norm before the linears
+    smooth=alpha    int8_dynamic: SmoothQuant's migration of activation
+                    outliers into the weights, folded into the norm
+    method=rtn      round to nearest (the default; no calibration)
+
 `qat=true` asks `strata train` to train with fake quantization of the same
 scheme (torchao QATConfig prepare -> train -> convert; strata/passes/qat.py).
 A tied head (its weight is the embedding's) is quantized only when the
@@ -65,6 +76,11 @@ class QuantizeOptions(Options):
     qat: bool = Field(False, description="strata train trains with fake quantization of this scheme")
     strict: bool = Field(False, description="int4_weight: refuse a layer whose width is not a multiple "
                          "of group_size instead of keeping it in float")
+    method: Literal["rtn", "gptq", "awq"] = Field("rtn", description="round to nearest; GPTQ; AWQ "
+                                                   "(the last two read --calibration data)")
+    act_order: bool = Field(False, description="gptq: quantize the inputs of most activation energy first")
+    smooth: float | None = Field(None, gt=0, lt=1, description="int8_dynamic: SmoothQuant migration "
+                                 "strength alpha (reads --calibration data)")
 
 
 def device_problem(scheme: str, device) -> str | None:
@@ -94,6 +110,9 @@ class Quantize(Pass):
 
     def run(self, graph: "nx.MultiDiGraph", ctx=None) -> "nx.MultiDiGraph":
         o = self.o
+        self._check_method()
+        if ctx is not None and self.calibrated:
+            ctx.need_calibration(self.label())
         g = copy_graph(graph)
         nodes = weight_linears(g, o.on)
         if o.on is not None:  # a tied head named by the selector runs on an int8 copy of the embedding
@@ -136,6 +155,34 @@ class Quantize(Pass):
         return self.done(g, {"linears": nodes, "tied": tied, "bytes_before": before, "bytes_after": after,
                              "kept_float": kept})
 
+    @property
+    def calibrated(self) -> bool:
+        return self.o.method != "rtn" or self.o.smooth is not None
+
+    def _check_method(self) -> None:
+        o = self.o
+        if o.method != "rtn" and o.scheme not in ("int4_weight", "int8_weight"):
+            raise PassError(f"{self.label()}: method={o.method} chooses weights on an int4_weight or "
+                            f"int8_weight grid, not {o.scheme}" + (
+                                "; for int8_dynamic, smooth=0.5 (SmoothQuant)" if o.scheme == "int8_dynamic" else ""))
+        if o.smooth is not None and o.scheme != "int8_dynamic":
+            raise PassError(f"{self.label()}: smooth= migrates activation outliers for int8_dynamic, whose "
+                            f"activations are quantized; {o.scheme} keeps them float")
+        if o.act_order and o.method != "gptq":
+            raise PassError(f"{self.label()}: act_order is GPTQ's column order: write method=gptq")
+        if o.qat and self.calibrated:
+            raise PassError(f"{self.label()}: qat trains with plain rounding; calibrated methods "
+                            "apply to trained weights (strata compress)")
+
+    def convert(self, record: dict, state: dict, ctx) -> dict:
+        # ctx.graph is None when a checkpoint is only renamed into the compiled
+        # model's names (load_state): the weights hold the method's choice already
+        if not self.calibrated or ctx.graph is None:
+            return state
+        from strata.passes.methods.apply import calibrated_quantize
+
+        return calibrated_quantize(self.o, record, state, ctx)
+
     def _misfit(self, g, nodes: list[str], bad: list[str]) -> str:
         o = self.o
         widths = {g.nodes[n]["attrs"]["in"] for n in nodes}
@@ -152,13 +199,23 @@ class Quantize(Pass):
     def report(self, record: dict) -> str:
         n = len(record["linears"])
         mib = 2 ** 20
-        s = (f"quantize ({self.o.scheme}): {n} linear{'s' * (n != 1)}, "
+        how = f"{self.o.scheme}, {self.o.method}" if self.o.method != "rtn" else self.o.scheme
+        how += f", smooth {self.o.smooth}" if self.o.smooth is not None else ""
+        s = (f"quantize ({how}): {n} linear{'s' * (n != 1)}, "
              f"{record['bytes_before'] / mib:.1f} MiB -> {record['bytes_after'] / mib:.1f} MiB")
         kept = record.get("kept_float") or {}
         if kept:
             reasons = sorted(set(kept.values()))
             s += (f"; {len(kept)} linear{'s' * (len(kept) != 1)} kept in float: {', '.join(reasons[:3])}"
                   + (" ..." if len(reasons) > 3 else ""))
+        errors = record.get("error") or {}
+        if errors:
+            e = sum(v[self.o.method] for v in errors.values()) / len(errors)
+            r = sum(v["rtn"] for v in errors.values()) / len(errors)
+            s += f"; output error {e:.4f} (rounding to nearest: {r:.4f}) on the calibration data"
+        if record.get("skipped"):
+            why = sorted(set(record["skipped"].values()))
+            s += f"; {len(record['skipped'])} left to plain rounding: {'; '.join(why)}"
         if record.get("tied"):
             s += (f" (the tied {', '.join(record['tied'])} multiplies by a quantized copy of its "
                   "embedding, which stays float)")

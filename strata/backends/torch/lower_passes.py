@@ -38,7 +38,8 @@ WHERE = {"fuse_qkv": "one matmul for q, k, v (qkv / kv)", "fuse_mlp": "one matmu
          "low_rank": "LOW_RANK; build() factorizes", "lora": "LORA; build() adds the adapters",
          "distill": "strata train distills", "magnitude": "the zeros are in the weights",
          "wanda": "the zeros are in the weights", "structured": "the sizes are the pruned ones",
-         "2:4": "SPARSE_2_4; sparsify(model) once weights are loaded"}
+         "2:4": "SPARSE_2_4; sparsify(model) once weights are loaded",
+         "sparsegpt": "the zeros and updated weights are in the weights"}
 
 
 def pass_lines(g) -> list[str]:

@@ -1,0 +1,134 @@
+"""The calibrated methods as the weight transforms of the quantize and prune
+passes: each streams the calibration data block by block (stream.py) and
+rewrites the state dict in place; the pass's record gets what was done.
+
+    quantize(..., method=gptq)   weights := GPTQ's choice on the scheme's grid;
+                                 the integers go to ctx.quantized[linear]
+    quantize(..., method=awq)    W := W diag(s), norm := norm / s (AWQ's search)
+    quantize(..., smooth=a)      W := W diag(s), norm := norm / s (SmoothQuant)
+    prune(..., method=sparsegpt) W := SparseGPT's pruned and updated weights
+
+Errors recorded per linear are relative output errors on the calibration
+inputs, sqrt(tr(D H D^T) / tr(W H W^T)) with D the change to W, for the method
+and for the plain rounding / magnitude mask it replaces.
+"""
+
+from __future__ import annotations
+
+from strata.passes.methods.awq import awq_scale
+from strata.passes.methods.fold import apply_scale, norm_groups
+from strata.passes.methods.gptq import gptq
+from strata.passes.methods.grid import Grid
+from strata.passes.methods.smoothquant import smooth_scale
+from strata.passes.methods.sparsegpt import sparsegpt
+from strata.passes.methods.stream import input_of, stream
+
+__all__ = ["calibrated_prune", "calibrated_quantize", "magnitude_masks"]
+
+AWQ_ROWS = 4096  # input rows AWQ's search multiplies (per input: [rows, in] floats)
+
+
+def _rel(W, D, H) -> float:
+    W, D = W.double(), D.double()
+    den = float(((W @ H) * W).sum())
+    return round((float(((D @ H) * D).sum()) / den) ** 0.5, 6) if den > 0 else 0.0
+
+
+def _magnitude(W, amount: float, nm):
+    import torch
+
+    if nm is not None:
+        groups = W.abs().view(W.shape[0], -1, nm[1])
+        keep = torch.zeros_like(groups, dtype=torch.bool)
+        keep.scatter_(2, groups.topk(nm[1] - nm[0], dim=2).indices, True)
+        return W * keep.view_as(W)
+    keep = torch.ones(W.numel(), dtype=torch.bool)
+    keep[W.abs().flatten().argsort()[:int(W.numel() * amount)]] = False
+    return W * keep.view_as(W)
+
+
+def calibrated_quantize(o, record: dict, state: dict, ctx) -> dict:
+    """The quantize pass's transform for method=gptq / awq or smooth=alpha (options `o`)."""
+    g, out = ctx.graph, dict(state)
+    nodes = [n for n in record["linears"] if f"{n}.weight" in out]
+    grid = Grid(o.scheme, o.group_size)
+    ids = ctx.calibration
+    skipped: dict[str, str] = {}
+    if o.method == "gptq":
+        errors: dict[str, dict] = {}
+
+        def handle(block, stats):
+            for n in block:
+                s = stats[input_of(g, n)]
+                if s["n"] == 0:
+                    skipped[n] = "no calibration input reached it"
+                    continue
+                W = out[f"{n}.weight"]
+                qw = gptq(W, s["H"], grid, act_order=o.act_order)
+                errors[n] = {"gptq": _rel(W, W.double() - qw.weight.double(), s["H"]),
+                             "rtn": _rel(W, W.double() - grid.rtn(W).weight.double(), s["H"])}
+                out[f"{n}.weight"] = qw.weight
+                ctx.quantized[n] = qw
+        cost = stream(g, out, ids, nodes, handle)
+        record["error"] = errors
+    else:
+        groups, skipped = norm_groups(g, nodes, out)
+        chosen = {r for rs in groups.values() for r in rs if r in nodes}
+        scales: dict[str, dict] = {}
+
+        def handle(block, stats):
+            for norm, readers in groups.items():
+                sel = [r for r in readers if r in block]
+                if not sel:
+                    continue
+                s = stats[norm] if norm in stats else stats[input_of(g, sel[0])]
+                Ws = [out[f"{r}.weight"] for r in sel]
+                if o.method == "awq":
+                    scale, alpha, err, rtn = awq_scale(Ws, s["x"], s["mean"], grid)
+                    scales[norm] = {"alpha": alpha, "error": round(err, 6), "rtn_error": round(rtn, 6)}
+                else:
+                    scale = smooth_scale(Ws, s["absmax"], o.smooth)
+                    scales[norm] = {"alpha": o.smooth, "max_scale": round(float(scale.max()), 4),
+                                    "min_scale": round(float(scale.min()), 4)}
+                apply_scale(g, out, norm, readers, scale)
+        cost = stream(g, out, ids, sorted(chosen), handle, hessian=False,
+                      rows=AWQ_ROWS if o.method == "awq" else 0)
+        record["scales"] = scales
+    record["skipped"] = skipped
+    record["calibration"] = cost
+    return out
+
+
+def magnitude_masks(o, record: dict, state: dict) -> dict:
+    """The same count (or n:m pattern) of smallest weights zeroed: on weights
+    SparseGPT already pruned this keeps exactly its zeros."""
+    out = dict(state)
+    nm = tuple(int(v) for v in o.pattern.split(":")) if o.pattern else None
+    for n in record["layers"]:
+        if f"{n}.weight" in out:
+            out[f"{n}.weight"] = _magnitude(out[f"{n}.weight"], o.amount, nm)
+    return out
+
+
+def calibrated_prune(o, record: dict, state: dict, ctx) -> dict:
+    """The prune pass's transform for method=sparsegpt (options `o`)."""
+    g, out = ctx.graph, dict(state)
+    nodes = [n for n in record["layers"] if f"{n}.weight" in out]
+    nm = tuple(int(v) for v in o.pattern.split(":")) if o.pattern else None
+    errors: dict[str, dict] = {}
+
+    def handle(block, stats):
+        for n in block:
+            s = stats[input_of(g, n)]
+            W = out[f"{n}.weight"]
+            if s["n"] == 0:  # nothing to weigh by: the magnitude mask
+                out[f"{n}.weight"] = _magnitude(W, o.amount, nm)
+                continue
+            pruned, keep = sparsegpt(W, s["H"], o.amount, nm=nm)
+            errors[n] = {"sparsegpt": _rel(W, W.double() - pruned.double(), s["H"]),
+                         "magnitude": _rel(W, W.double() - _magnitude(W, o.amount, nm).double(), s["H"])}
+            out[f"{n}.weight"] = pruned
+            record["density"][n] = round(float(keep.float().mean()), 6)
+    record["calibration"] = stream(g, out, ctx.calibration, nodes, handle)
+    record["error"] = errors
+    return out

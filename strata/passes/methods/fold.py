@@ -1,0 +1,63 @@
+"""Where a per-input-channel scale s can be moved out of a linear exactly: into
+the norm that feeds it.  A norm's output y = x_hat * w (+ b) divided by s,
+times linears whose weights are multiplied by s column-wise, computes exactly
+what it did before:  (W diag(s)) (y / s) = W y.
+
+A norm qualifies when every node reading it is a plain linear whose weight is
+its own (not tied, no adapters, not factored): q / k / v after the attention
+norm, gate / up after the MLP norm (and all of them under a parallel block).
+Anything else reading the norm (a residual, a head tied to the embedding)
+would see the divided output, so such a linear is skipped, with the reason.
+
+    >>> # groups, skipped = norm_groups(g, ["decoder.h.0.attn.q", ...], state)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import networkx as nx
+
+__all__ = ["apply_scale", "norm_groups"]
+
+
+def _foldable(g, n, state) -> bool:
+    d = g.nodes[n]
+    return (d["op"] == "linear" and f"{n}.weight" in state and not d.get("tied")
+            and not d["attrs"].get("lora") and not d["attrs"].get("rank"))
+
+
+def norm_groups(g: "nx.MultiDiGraph", nodes: list[str], state: dict
+                ) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """({norm: every linear reading it}, {linear: why its scale cannot be folded})
+    for the linears `nodes`."""
+    groups: dict[str, list[str]] = {}
+    skipped: dict[str, str] = {}
+    for n in nodes:
+        preds = list(g.predecessors(n))
+        norm = preds[0] if len(preds) == 1 else None
+        if norm is None or g.nodes[norm]["op"] != "norm":
+            skipped[n] = "its input is not a norm's output (no scale to fold into)"
+        elif f"{norm}.weight" not in state:
+            skipped[n] = "the norm before it has no weight"
+        elif not all(_foldable(g, r, state) for r in g.successors(norm)):
+            skipped[n] = "the norm before it also feeds something other than plain linears"
+        elif norm not in groups:
+            groups[norm] = sorted(set(g.successors(norm)))
+    return groups, skipped
+
+
+def apply_scale(g, state: dict, norm: str, linears: list[str], s) -> None:
+    """Multiply the linears' weight columns by s [in] and divide the norm's
+    weight (and bias) by it, in `state` (in place); a unit-offset norm
+    (y = x_hat * (1 + w)) has its offset kept."""
+    offset = 1.0 if g.nodes[norm]["attrs"].get("unit_offset") else 0.0
+    w = state[f"{norm}.weight"]
+    state[f"{norm}.weight"] = ((w.double() + offset) / s - offset).to(w.dtype)
+    if f"{norm}.bias" in state:
+        b = state[f"{norm}.bias"]
+        state[f"{norm}.bias"] = (b.double() / s).to(b.dtype)
+    for n in linears:
+        W = state[f"{n}.weight"]
+        state[f"{n}.weight"] = (W.double() * s[None, :]).to(W.dtype)

@@ -1,0 +1,205 @@
+"""`strata compress ... --finetune STEPS [--data D]`: recover what compression
+lost by distilling the uncompressed model into the compressed one, in the same
+step that writes it.
+
+    teacher   the original model with its original weights, frozen, eval mode
+    student   the compressed model, float weights (before the runtime rounds
+              the quantized linears), trained STEPS AdamW steps on
+              KL(softmax(teacher) || softmax(student)) per next-token position
+    held      pruned weights stay zero (every exact zero in a linear's weight:
+              its mask is re-applied after each step and its gradient zeroed);
+              shrunk dimensions and low-rank factors are the student's shapes;
+              quantized linears keep their weights (GPTQ's are on the grid),
+              their biases and everything else train
+
+Data: D (a text file or folder read with the run's tokenizer, or token ids
+as .safetensors); without D, the text the source run trained on, else the
+built-in corpus.  The last 10 % of the ids are held out: the next-token loss
+and perplexity on them are reported before and after, with the teacher's.
+
+    >>> # tune = finetuner(300, data="input.txt", tokenizer="run/tokenizer.json")
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from strata.errors import UsageError
+from strata.train.objectives import kd_sum
+
+__all__ = ["calibration_ids", "finetuner"]
+
+MAX_CHARS = 16 << 20   # text read for fine-tuning, at most
+BATCH = 8              # rows per step
+MAX_LENGTH = 256       # tokens per row, at most
+EVAL_ROWS = 32         # held-out rows the before / after figures are measured on
+
+
+def _text(data, source_run) -> str:
+    from strata.train.data import text_source
+
+    if data is None and source_run and source_run.get("data", {}).get("name"):
+        name = source_run["data"]["name"]
+        data = None if not Path(name).exists() else name
+    parts, size = [], 0
+    for t in text_source(data).check().texts():
+        parts.append(t[: MAX_CHARS - size])
+        size += len(parts[-1])
+        if size >= MAX_CHARS:
+            break
+    return "".join(parts)
+
+
+def calibration_ids(src, tokenizer, max_chars: int) -> torch.Tensor:
+    """Token ids (1-D) of calibration text that is not a file: "builtin" (the
+    built-in corpus) or a run folder (the text it trained on), read with the
+    run's tokenizer, at most `max_chars` characters."""
+    from strata.train.run import Run, is_run
+
+    if tokenizer is None:
+        raise UsageError(f"--calibration {src}: text is read with the tokenizer the model was trained "
+                         "with: give --tokenizer RUN/tokenizer.json")
+    run = None
+    if str(src) != "builtin":
+        if not is_run(src):
+            raise UsageError(f"{src}: a folder, and not a strata train run: --calibration takes a run "
+                             "folder (its data), a file, or builtin")
+        run = {"data": Run.open(src).info.get("data") or {}}
+    from strata.train.tokenizer import load_tokenizer
+
+    text = _text(None, run)[:max_chars]
+    return torch.as_tensor(load_tokenizer(tokenizer).encode(text), dtype=torch.long)
+
+
+def _token_ids(data, tokenizer, source_run) -> torch.Tensor:
+    if data is not None and str(data).endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        from strata.backends.torch.weights import checkpoint_shapes
+
+        checkpoint_shapes(data)
+        ints = [v for v in load_file(str(data)).values() if not v.is_floating_point()]
+        if len(ints) != 1:
+            raise UsageError(f"{data}: expected one integer tensor of token ids")
+        return ints[0].flatten().long()
+    if tokenizer is None:
+        raise UsageError("--finetune reads text with the tokenizer the model was trained with: give "
+                         "--tokenizer RUN/tokenizer.json (or a run folder), or --data as token ids (.safetensors)")
+    from strata.train.tokenizer import load_tokenizer
+
+    return torch.as_tensor(load_tokenizer(tokenizer).encode(_text(data, source_run)), dtype=torch.long)
+
+
+def _logits(model, g, x):
+    from strata.passes.calibration import model_inputs
+
+    out = model(*model_inputs(g, x))
+    return out if isinstance(out, torch.Tensor) else (next(iter(out.values())) if isinstance(out, dict) else out[0])
+
+
+def _held(student, g) -> tuple[dict, list]:
+    """({param: keep mask} of the linears' pruned weights, the quantized linears' weights)."""
+    masks, frozen = {}, []
+    quantized = {n for n, d in g.nodes(data=True) if d["attrs"].get("quant_scheme")}
+    for name, mod in student.named_modules():
+        w = getattr(mod, "weight", None)
+        if not isinstance(mod, torch.nn.Linear) or w is None:
+            continue
+        if name in quantized:
+            frozen.append(w)
+        elif bool((w == 0).any()):
+            masks[w] = w != 0
+    return masks, frozen
+
+
+@torch.no_grad()
+def _quality(model, g, rows, teacher=None, g0=None) -> dict:
+    """Next-token loss and perplexity on the held-out rows, and (with the
+    teacher) the mean KL(teacher || model) per position: what distillation lowers."""
+    model.eval()
+    total, kl = 0.0, 0.0
+    for chunk in rows.split(BATCH):
+        logits = _logits(model, g, chunk[:, :-1])
+        flat = logits.reshape(-1, logits.shape[-1]).float()
+        total += float(F.cross_entropy(flat, chunk[:, 1:].reshape(-1), reduction="sum"))
+        if teacher is not None:
+            t = _logits(teacher, g0, chunk[:, :-1])
+            kl += float(kd_sum(flat, t.reshape(-1, t.shape[-1]), 1.0))
+    n = rows.shape[0] * (rows.shape[1] - 1)
+    out = {"loss": round(total / n, 5), "perplexity": round(math.exp(min(total / n, 50)), 4)}
+    if teacher is not None:
+        out["kl_to_original"] = round(kl / n, 6)
+    return out
+
+
+def finetuner(steps: int, *, data=None, tokenizer=None, source_run: dict | None = None, lr: float = 3e-4,
+              seed: int = 0):
+    """A `tune(student, teacher, g0, g)` for strata.passes.compress.compress: it
+    trains `student` in place and returns the report's "finetune" entry."""
+    if steps < 1:
+        raise UsageError(f"--finetune {steps}: give a number of steps >= 1")
+    if source_run and source_run.get("objective", {}).get("name") not in (None, "causal_lm"):
+        raise UsageError(f"--finetune distills next-token logits; this run's objective is "
+                         f"{source_run['objective']['name']}")
+
+    def tune(student, teacher, g0, g) -> dict:
+        from strata.passes.calibration import _context
+
+        T = min(_context(g0), MAX_LENGTH) + 1
+        ids = _token_ids(data, tokenizer, source_run)
+        vocab = _logits(teacher, g0, ids[None, :2]).shape[-1]
+        if int(ids.max()) >= vocab:
+            raise UsageError(f"--finetune data has token ids up to {int(ids.max())}; the model's vocabulary "
+                             f"has {vocab}: tokenize with the model's own tokenizer")
+        split = int(0.9 * len(ids))
+        if split < T + 1 or len(ids) - split < T:
+            raise UsageError(f"--finetune data: {len(ids):,} tokens; need at least {10 * (T + 1):,}")
+        train, held = ids[:split], ids[split:]
+        starts = torch.linspace(0, len(held) - T, min(EVAL_ROWS, max(1, (len(held) - T) // T + 1))).long()
+        rows = torch.stack([held[s:s + T] for s in starts.tolist()])
+        before = _quality(student, g, rows, teacher, g0)
+        masks, frozen = _held(student, g)
+        for p in frozen:
+            p.requires_grad_(False)
+        params = [p for p in student.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+        gen = torch.Generator().manual_seed(seed)
+        teacher.eval()
+        student.train()
+        started, losses = time.perf_counter(), []
+        for step in range(steps):
+            for group in opt.param_groups:  # warmup, then cosine to a tenth
+                group["lr"] = lr * min(1.0, (step + 1) / max(1, steps // 10)) * \
+                    max(0.1, 0.5 * (1 + math.cos(math.pi * step / steps)))
+            i = torch.randint(len(train) - T, (BATCH,), generator=gen)
+            x = torch.stack([train[j:j + T - 1] for j in i.tolist()])
+            with torch.no_grad():
+                t = _logits(teacher, g0, x)
+            s = _logits(student, g, x)
+            loss = kd_sum(s.reshape(-1, s.shape[-1]), t.reshape(-1, t.shape[-1]), 1.0) / x.numel()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            for p, keep in masks.items():
+                if p.grad is not None:
+                    p.grad.mul_(keep)
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            with torch.no_grad():
+                for p, keep in masks.items():
+                    p.mul_(keep)
+            losses.append(float(loss.detach()))
+        for p in frozen:
+            p.requires_grad_(True)
+        student.eval()
+        return {"steps": steps, "seconds": round(time.perf_counter() - started, 2),
+                "held_out": {"rows": int(rows.shape[0]), "tokens": int(rows.shape[1] - 1)},
+                "teacher": _quality(teacher, g0, rows), "before": before, "after": _quality(student, g, rows, teacher, g0),
+                "distill_loss": {"first": round(losses[0], 5), "last": round(sum(losses[-10:]) / len(losses[-10:]), 5)},
+                "held": {"masked_linears": len(masks), "quantized_linears_frozen": len(frozen)}}
+
+    return tune

@@ -1,0 +1,107 @@
+"""The calibrated methods on single layers: GPTQ against a plain reference,
+AWQ's and SparseGPT's errors against the plain methods they replace, exact
+densities and n:m patterns."""
+
+from __future__ import annotations
+
+from tests.passes.helpers import torch
+
+from strata.passes.methods.awq import awq_scale
+from strata.passes.methods.gptq import gptq
+from strata.passes.methods.grid import Grid
+from strata.passes.methods.smoothquant import smooth_scale
+from strata.passes.methods.sparsegpt import sparsegpt
+
+
+def _layer(out=48, d_in=64, rows=512, seed=0):
+    """A weight, inputs with correlated channels and a few outliers, and H = 2 X^T X / n."""
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(rows, d_in, generator=g, dtype=torch.float64) @ torch.randn(d_in, d_in, generator=g,
+                                                                                dtype=torch.float64)
+    X[:, :3] *= 8
+    W = torch.randn(out, d_in, generator=g, dtype=torch.float64)
+    return W, X, 2 * X.T @ X / rows
+
+
+def reference_gptq(W, H, grid, act_order=False, damp=0.01):
+    """GPTQ as the OBS update written out (Frantar et al. 2022, eq. 2-3): after
+    each column, the remaining columns take its error through H^-1, and H^-1
+    loses that column by Gaussian elimination.  No Cholesky, no lazy blocks."""
+    W, H = W.clone().double(), H.clone().double()
+    n = W.shape[1]
+    k = grid.columns(n)
+    order = torch.argsort(torch.diag(H), descending=True) if act_order else torch.arange(n)
+    fixed = [grid.params(W[:, c:c + k]) for c in range(0, n, k)]
+    H = H + damp * torch.diag(H).mean() * torch.eye(n, dtype=H.dtype)
+    Hinv = torch.linalg.inv(H)
+    Q = torch.zeros_like(W)
+    params = fixed[0]
+    for step, j in enumerate(order.tolist()):
+        if act_order or grid.group is None:
+            params = fixed[j // k]
+        elif j % k == 0:  # a group starts: its scale from the weights as they are now
+            params = grid.params(W[:, j:j + k])
+        q = grid.fake(W[:, j:j + 1], *params)
+        Q[:, j] = q[:, 0]
+        err = (W[:, j:j + 1] - q) / Hinv[j, j]
+        rest = order[step + 1:]
+        W[:, rest] -= err @ Hinv[j:j + 1, rest]
+        Hinv = Hinv - Hinv[:, j:j + 1] @ Hinv[j:j + 1, :] / Hinv[j, j]
+    return Q
+
+
+def _out_err(X, W, V):
+    return float((X @ (W - V).T).norm() / (X @ W.T).norm())
+
+
+def test_gptq_reproduces_the_reference():
+    W, X, H = _layer()
+    for scheme, group, act_order in [("int4_weight", 32, False), ("int4_weight", 32, True),
+                                     ("int8_weight", None, False), ("int8_weight", None, True)]:
+        grid = Grid(scheme, group)
+        got = gptq(W, H, grid, act_order=act_order)
+        ref = reference_gptq(W, H, grid, act_order)
+        same = (got.weight - ref).abs() < 1e-9
+        assert same.float().mean() > 0.995, (scheme, act_order, same.float().mean())
+        # on the grid: the integers, scales and zeros decode to the weight
+        assert got.q.min() >= grid.qmin and got.q.max() <= grid.qmax
+        rtn = grid.rtn(W).weight
+        assert _out_err(X, W, got.weight) < _out_err(X, W, rtn)
+
+
+def test_awq_scales_lower_the_error_of_rounding():
+    W, X, _ = _layer(d_in=64)
+    grid = Grid("int4_weight", 32)
+    s, alpha, err, rtn = awq_scale([W.float()], X.float(), X.abs().mean(0), grid)
+    assert alpha > 0 and err < rtn
+    ours = grid.rtn(W.float() * s.float()).weight / s.float()
+    assert _out_err(X.float(), W.float(), ours) < _out_err(X.float(), W.float(), grid.rtn(W.float()).weight)
+
+
+def test_smoothquant_scale_moves_the_range_into_the_weights():
+    W, X, _ = _layer()
+    s = smooth_scale([W], X.abs().amax(0), 0.5)
+    assert torch.allclose((X / s) @ (W * s).T, X @ W.T)  # exact in float
+    ratio = lambda v: float(v.max() / v.median())  # noqa: E731
+    assert ratio((X / s).abs().amax(0)) < ratio(X.abs().amax(0))  # outlier channels flattened
+
+
+def _magnitude_err(W, X, amount=None, nm=None):
+    if nm:
+        groups = W.abs().view(W.shape[0], -1, 4)
+        keep = torch.zeros_like(groups, dtype=torch.bool).scatter_(2, groups.topk(2, dim=2).indices, True)
+        return _out_err(X, W, W * keep.view_as(W))
+    keep = torch.ones(W.numel(), dtype=torch.bool)
+    keep[W.abs().flatten().argsort()[:int(W.numel() * amount)]] = False
+    return _out_err(X, W, W * keep.view_as(W))
+
+
+def test_sparsegpt_exact_density_and_smaller_error():
+    W, X, H = _layer(out=37, d_in=200)  # odd sizes: the count is still exact
+    for amount in (0.5, 0.3):
+        pruned, keep = sparsegpt(W, H, amount)
+        assert int((~keep).sum()) == int(W.numel() * amount) == int((pruned == 0).sum())
+        assert _out_err(X, W, pruned) <= _magnitude_err(W, X, amount)
+    pruned, keep = sparsegpt(W, H, 0.5, nm=(2, 4))
+    assert (keep.view(37, -1, 4).sum(2) == 2).all() and ((pruned != 0) == keep).all()
+    assert _out_err(X, W, pruned) <= _magnitude_err(W, X, nm=True)

@@ -1,0 +1,161 @@
+"""The calibrated methods through the pipeline and `strata compress`: float
+equivalence of the migrations, the integers GPTQ hands on, located refusals,
+and the command line in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.passes.helpers import GPT, LLAMA, ids, spec_file, sqnr, torch, weights
+
+from strata.api import compile
+from strata.errors import SpecError
+from strata.passes.compress import compress
+
+
+def _pipeline(spec, w, passes, calib):
+    from safetensors.torch import load_file
+
+    from strata.compiler import build_file
+    from strata.passes import PassContext, apply_passes
+    from strata.passes.text import parse_pass_texts
+
+    g0 = build_file(spec)
+    g0.graph["passes"] = parse_pass_texts(passes, g0)
+    ctx = PassContext(state=dict(load_file(str(w))), calibration=calib)
+
+    def step(p, before, after):
+        ctx.state = p.convert(after.graph["applied"][-1]["record"], ctx.state, ctx)
+
+    return apply_passes(g0, ctx=ctx, on_pass=step), ctx
+
+
+@pytest.mark.parametrize("text", [LLAMA, GPT])
+def test_migrations_leave_the_float_model_unchanged(tmp_path, text):
+    spec = spec_file(tmp_path, text)
+    w = weights(tmp_path, spec)
+    x = ids(80, rows=4, length=16)
+    base = compile(spec, passes=[], weights=w).eval()
+    for p in ["quantize(int8_dynamic, smooth=0.5)", "quantize(int4_weight, method=awq, group_size=32)"]:
+        g, ctx = _pipeline(spec, w, [p], x)
+        rec = g.graph["applied"][-1]["record"]
+        assert rec["scales"] and rec["skipped"]  # q/k/v and the MLP input folded; o and down not
+        net = compile(spec, passes=[], quantize=False)
+        from strata.backends.torch.weights import load_state
+
+        load_state(net, ctx.state)
+        with torch.no_grad():
+            torch.testing.assert_close(net.eval()(x), base(x), atol=1e-4, rtol=1e-4)
+        changed = [k for k in ctx.state if "norm" in k and not torch.equal(ctx.state[k], base.state_dict().get(
+            k, ctx.state[k]))]
+        assert changed or text == GPT
+
+
+def test_gptq_hands_on_integers_on_the_grid(tmp_path):
+    spec = spec_file(tmp_path, LLAMA)
+    w = weights(tmp_path, spec)
+    g, ctx = _pipeline(spec, w, ['quantize(int4_weight, method=gptq, group_size=32, act_order=true)'],
+                       ids(96, rows=8, length=32))
+    names = g.graph["applied"][-1]["record"]["linears"]
+    assert sorted(ctx.quantized) == sorted(names)
+    for n, qw in ctx.quantized.items():
+        assert torch.equal(qw.weight, ctx.state[f"{n}.weight"])
+        assert qw.q.dtype == torch.int8 and 0 <= int(qw.q.min()) and int(qw.q.max()) <= 15
+        s = qw.scale.repeat_interleave(32, 1)
+        z = qw.zero.repeat_interleave(32, 1)
+        torch.testing.assert_close((qw.q.float() - 8) * s + z, qw.weight)
+
+
+def test_gptq_and_sparsegpt_beat_the_plain_methods(tmp_path):
+    spec = spec_file(tmp_path, LLAMA)
+    w = weights(tmp_path, spec)
+    calib = ids(96, rows=8, length=32)
+    x = ids(96, rows=4, length=32, seed=5)
+    with torch.no_grad():
+        ref = compile(spec, passes=[], weights=w).eval()(x)
+        for plain, better in [("quantize(int4_weight, group_size=32)",
+                               "quantize(int4_weight, method=gptq, group_size=32)"),
+                              ("prune(0.5)", "prune(0.5, method=sparsegpt)")]:
+            a = compile(spec, passes=[plain], weights=w).eval()(x)
+            b = compile(spec, passes=[better], weights=w, calibration=calib).eval()(x)
+            assert sqnr(ref, b) > sqnr(ref, a), better
+
+
+def test_a_method_without_calibration_is_a_located_error(tmp_path):
+    spec = spec_file(tmp_path, GPT)
+    w = weights(tmp_path, spec)
+    for p in ["quantize(int4_weight, method=gptq, group_size=32)", "prune(0.5, method=sparsegpt)",
+              "quantize(int8_dynamic, smooth=0.5)"]:
+        with pytest.raises(SpecError) as e:
+            compress(spec, w, tmp_path / "out", passes=[p])
+        assert str(e.value).startswith("--pass:1:1: error:") and "--calibration" in str(e.value)
+    with pytest.raises(SpecError, match="int4_weight or int8_weight"):
+        compress(spec, w, tmp_path / "out", passes=["quantize(int8_dynamic, method=gptq)"])
+    assert not (tmp_path / "out").exists()
+
+
+def test_compress_with_calibration_on_the_command_line(tmp_path):
+    from safetensors.torch import save_file
+
+    spec = spec_file(tmp_path, LLAMA)
+    w = weights(tmp_path, spec)
+    save_file({"tokens": ids(96, rows=8, length=32)}, str(tmp_path / "calib.safetensors"))
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run([sys.executable, "-m", "strata", "compress", str(spec), "--weights", str(w),
+                           "--calibration", str(tmp_path / "calib.safetensors"), "-o", str(out),
+                           "--pass", "quantize(int4_weight, method=gptq, group_size=32)"],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "gptq" in proc.stdout and "rounding to nearest" in proc.stdout
+    text = (out / "model.arch").read_text()
+    assert "quantize(int4_weight, group_size=32)" in text and "method=gptq" not in text.split("passes {")[1]
+    report = json.loads((out / "report.json").read_text())
+    record = report["passes"][0]
+    assert record["relative_error"] and record["options"]["method"] == "gptq"
+    small = compile(out / "model.arch", weights=out / "weights.safetensors")  # no calibration needed again
+    assert small is not None
+
+
+def test_finetune_holds_masks_and_sizes_and_recovers(tmp_path, capsys):
+    from safetensors.torch import load_file, save_file
+
+    from strata.cli import main
+
+    spec = spec_file(tmp_path, LLAMA)
+    w = weights(tmp_path, spec)
+    g = torch.Generator().manual_seed(3)
+    save_file({"tokens": torch.randint(0, 96, (4000,), generator=g)}, str(tmp_path / "data.safetensors"))
+    passes = ['prune(0.25, method=structured, on="mlp")', 'prune(0.5, on="attention")']
+    plain, tuned = tmp_path / "plain", tmp_path / "tuned"
+    args = [str(spec), "--weights", str(w)] + [a for p in passes for a in ("--pass", p)]
+    assert main(["compress", *args, "-o", str(plain)]) == 0
+    assert main(["compress", *args, "-o", str(tuned), "--finetune", "40", "--data",
+                 str(tmp_path / "data.safetensors")]) == 0
+    assert "finetune 40 steps" in capsys.readouterr().out
+    assert (plain / "model.arch").read_text() == (tuned / "model.arch").read_text()  # sizes held
+    a, b = load_file(str(plain / "weights.safetensors")), load_file(str(tuned / "weights.safetensors"))
+    assert a.keys() == b.keys() and all(a[k].shape == b[k].shape for k in a)
+    for k in a:
+        if ".attn." in k and k.endswith("weight") and a[k].dim() == 2:
+            assert torch.equal(a[k] == 0, b[k] == 0) and float((a[k] == 0).float().mean()) >= 0.5  # masks held
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    f = json.loads((tuned / "report.json").read_text())["finetune"]
+    assert f["distill_loss"]["last"] < f["distill_loss"]["first"]
+    assert f["after"]["kl_to_original"] < 0.9 * f["before"]["kl_to_original"]  # closer to the original
+    assert f["held"]["masked_linears"] > 0
+
+
+def test_data_without_finetune_is_refused(tmp_path):
+    from strata.api import compress as api_compress
+    from strata.errors import UsageError
+
+    spec = spec_file(tmp_path, GPT)
+    w = weights(tmp_path, spec)
+    with pytest.raises(UsageError, match="--finetune"):
+        api_compress(spec, tmp_path / "o", weights=w, passes=["prune(0.5)"], data="x.txt")
