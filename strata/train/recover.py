@@ -30,7 +30,8 @@ import torch
 import torch.nn.functional as F
 
 from strata.errors import UsageError
-from strata.train.objectives import kd_sum
+from strata.train.objectives import CausalLM, objective_class
+from strata.train.objectives.distill import kd_sum
 
 __all__ = ["calibration_ids", "finetuner"]
 
@@ -143,9 +144,9 @@ def finetuner(steps: int, *, data=None, tokenizer=None, source_run: dict | None 
     trains `student` in place and returns the report's "finetune" entry."""
     if steps < 1:
         raise UsageError(f"--finetune {steps}: give a number of steps >= 1")
-    if source_run and source_run.get("objective", {}).get("name") not in (None, "causal_lm"):
-        raise UsageError(f"--finetune distills next-token logits; this run's objective is "
-                         f"{source_run['objective']['name']}")
+    name = (source_run or {}).get("objective", {}).get("name")
+    if name is not None and objective_class(name) is not CausalLM:
+        raise UsageError(f"--finetune distills next-token logits; this run's objective is {name}")
 
     def tune(student, teacher, g0, g) -> dict:
         from strata.passes.calibration import _context
