@@ -160,21 +160,26 @@ def _write(tmp: Path, out: Path, spec, weights, model, g0, g, state, tensors, ca
     them back; the report's figures."""
     import torch
 
-    from strata.backends.torch.compile import compile_graph
+    from strata.backends.torch.compile import compile_graph, run_kernels
+    from strata.backends.torch.packed import quantization_config
     from strata.backends.torch.weights import load_state, save_weights
     from strata.compiler import build_file, build_text
     from strata.compiler.cost import weight_bytes
     from strata.compiler.ir import param_count
     from strata.passes import report
     from strata.passes.calibration import model_inputs
+    from strata.passes.qparams import QUANTIZED
     from strata.passes.spec_writer import compressed_spec
 
     arch = tmp / "model.arch"
     text = compressed_spec(spec, model, g0, g, structured, kept, notes, out)
     net = compile_graph(build_text(text, str(arch)), quantize=False)
-    load_state(net, state)
+    # a calibration method's integers for a linear travel as state[linear + QUANTIZED]
+    qweights = {k.removesuffix(QUANTIZED): state[k] for k in state if k.endswith(QUANTIZED)}
+    load_state(net, {k: v for k, v in state.items() if not k.endswith(QUANTIZED)})
+    run_kernels(net.eval(), qweights=qweights)  # the compressed model, in memory
     write_atomic(arch, text)
-    save_weights(net, tmp / "weights.safetensors")
+    save_weights(net, tmp / "weights.safetensors", packed=True)  # what it computes with
 
     ids = _ids(g0, calib)
     base = compile_graph(_plain(g0))
@@ -182,7 +187,9 @@ def _write(tmp: Path, out: Path, spec, weights, model, g0, g, state, tensors, ca
     small = compile_graph(build_file(arch), weights=tmp / "weights.safetensors")
     with torch.no_grad():
         ref, got = base.eval()(*model_inputs(g0, ids)), small.eval()(*model_inputs(g0, ids))
+        mem = net(*model_inputs(g0, ids))
     ref, got = (ref, got) if isinstance(ref, torch.Tensor) else (_first(ref), _first(got))
+    mem = mem if isinstance(mem, torch.Tensor) else _first(mem)
     before = param_count(g0)
     return {
         "spec": str(spec), "weights": str(weights), "model": g0.graph["name"],
@@ -195,7 +202,11 @@ def _write(tmp: Path, out: Path, spec, weights, model, g0, g, state, tensors, ca
                          "file": (tmp / "weights.safetensors").stat().st_size},
         "kernels": [x for x in small.strata_report if ": " in x and " on " in x],
         "logits": {"sqnr_db": _sqnr(ref, got), "ids": list(ids.shape),
-                   "max_abs_diff": round(float((ref - got).abs().max()), 6)},
+                   "max_abs_diff": round(float((ref - got).abs().max()), 6),
+                   # the file loaded back computes what the compressed model in memory computed
+                   "loaded_equals_in_memory": bool(torch.equal(mem, got))},
+        "kept_float": {n: why for p in g.graph["applied"] for n, why in p["record"].get("kept_float", {}).items()},
+        "quantization_config": quantization_config(small.strata_graph),
     }
 
 

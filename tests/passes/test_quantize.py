@@ -77,8 +77,8 @@ def test_generated_file_quantizes_after_loading(llama):
     spec, _ = llama
     src = generate_source(spec, passes=['quantize(int8_dynamic, on="mlp")'])
     assert 'QUANTIZE = {' in src and '"decoder.layers.*.mlp.gate": dict(scheme="int8_dynamic"),' in src
-    assert src.index("def build(") < src.index("def quantize(model, torch_compile=False):")
-    assert "return quantize_linears(model, QUANTIZE, torch_compile)" in src
+    assert src.index("def build(") < src.index("def quantize(model, torch_compile=False, packed=None):")
+    assert "return quantize_linears(model, QUANTIZE, torch_compile, packed)" in src
     assert "import torchao" in src  # inside the helper: the file imports without it
 
 

@@ -226,6 +226,11 @@ def load_weights(model: torch.nn.Module, path: str | Path, *, strict: bool = Tru
     model = _unwrap(model)
     _refuse_quantized(model)
     header, _ = read_header(path)
+    from strata.backends.torch.packed import is_packed
+
+    if is_packed(header):
+        raise WeightsError(f"{path}: a compressed checkpoint (integers and scales): load it with "
+                           "strata.compile(spec, weights=...), which runs them in the kernels")
     in_spec = _fit(model, {k: t.shape for k, t in header.items()}, strict, str(path))
     dtypes = _model_dtypes(model, in_spec)
     wrong = [f"{k} is {t.torch_dtype}, the model's is {_name(dtypes[k])}"
@@ -244,12 +249,25 @@ def load_weights(model: torch.nn.Module, path: str | Path, *, strict: bool = Tru
     return model
 
 
-def save_weights(model: torch.nn.Module, path: str | Path, metadata: dict | None = None) -> None:
+def save_weights(model: torch.nn.Module, path: str | Path, metadata: dict | None = None, *,
+                 packed: bool | None = None) -> None:
     """Write the model's weights to a safetensors file (atomically), in the spec's
-    own names (passes undone) with each tied weight once."""
+    own names (passes undone) with each tied weight once; or, `packed` (the
+    default for a quantized model), as it computes: in its own names, quantized
+    linears as their integers and scales in the compressed-tensors layout, low-rank
+    layers as their factors (strata/backends/torch/packed.py)."""
     from safetensors.torch import save_file
 
     model = _unwrap(model)
+    if packed is None:
+        packed = bool(_quantized(model)) and hasattr(model, "strata_graph")
+    if packed:
+        from strata.backends.torch.packed import FORMAT, packed_state
+
+        state = packed_state(model)
+        with atomic_output(path) as tmp:
+            save_file(state, str(tmp), metadata={"format": "pt", **(metadata or {}), "compression": FORMAT})
+        return
     state = {k: v.detach().contiguous() for k, v in _model_state(model).items()}
     g = getattr(model, "strata_graph", None)
     if g is not None:
