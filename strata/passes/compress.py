@@ -170,6 +170,7 @@ def _write(tmp: Path, out: Path, spec, weights, model, g0, g, state, tensors, ca
     from strata.passes.calibration import model_inputs
     from strata.passes.qparams import QUANTIZED
     from strata.passes.spec_writer import compressed_spec
+    from strata.safetensors_file import tensor_bytes
 
     arch = tmp / "model.arch"
     text = compressed_spec(spec, model, g0, g, structured, kept, notes, out)
@@ -199,7 +200,9 @@ def _write(tmp: Path, out: Path, spec, weights, model, g0, g, state, tensors, ca
         "parameters": {"before": before, "after": param_count(small.strata_graph)},
         "nonzero_parameters": int(sum(int((v != 0).sum()) for v in state.values() if v.is_floating_point())),
         "weight_bytes": {"before": before * 4, "compiled": weight_bytes(small.strata_graph),
-                         "file": (tmp / "weights.safetensors").stat().st_size},
+                         "file": (tmp / "weights.safetensors").stat().st_size,
+                         # the file less its header: what `summary` prints for OUT/model.arch
+                         "file_tensors": tensor_bytes(tmp / "weights.safetensors")},
         "kernels": [x for x in small.strata_report if ": " in x and " on " in x],
         "logits": {"sqnr_db": _sqnr(ref, got), "ids": list(ids.shape),
                    "max_abs_diff": round(float((ref - got).abs().max()), 6),
