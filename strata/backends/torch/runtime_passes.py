@@ -244,7 +244,7 @@ def _quantize(model, scheme, group_size, names, device, torch_compile=False, pac
 
             act = QuantizeTensorToInt8Kwargs(granularity=PerRow()) if scheme == "int8_dynamic" else None
             w = Int8Tensor(qw.q, qw.scale.to(torch.float32), [1, qw.q.shape[1]], m.weight.dtype,
-                           zero_point=torch.zeros_like(qw.scale, dtype=torch.int8), act_quant_kwargs=act)
+                           act_quant_kwargs=act)
         m.weight = nn.Parameter(w, requires_grad=False)
     if ao is not None:
         return f"torch.ao dynamic int8 ({ao[2]}, per-channel weights)"
