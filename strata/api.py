@@ -175,8 +175,16 @@ def compress(source: Any, out: str | Path, *, weights=None, passes=(), model: st
         data = evaluate if isinstance(evaluate, (str, Path)) else None
         original = open_source(w.folder) if w.folder is not None and is_run(w.folder) else \
             open_source(spec, weights=file, model=model)
-        result.report["eval"] = {"original": original.evaluate(data, max_batches=max_batches),
-                                 "compressed": open_source(result.out).evaluate(data, max_batches=max_batches)}
+        from strata.passes.compress import forward_latency
+
+        small = open_source(result.out)
+        compressed = small.load_model()
+        result.report["eval"] = {
+            "original": original.evaluate(data, max_batches=max_batches),
+            "compressed": small.evaluate(data, max_batches=max_batches),
+            "bytes_on_disk": {"original": Path(file).stat().st_size,
+                              "compressed": (result.out / "weights.safetensors").stat().st_size},
+            "latency": forward_latency(original.load_model(), compressed, compressed.strata_graph)}
         write_atomic(result.out / "report.json", json.dumps(result.report, indent=2) + "\n")
     return result
 

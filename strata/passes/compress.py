@@ -26,7 +26,7 @@ from pathlib import Path
 from strata.errors import UsageError
 from strata.io import atomic_folder, read_regular, write_atomic
 
-__all__ = ["CompressResult", "compress"]
+__all__ = ["CompressResult", "compress", "eval_table", "forward_latency"]
 
 FILES = ("model.arch", "weights.safetensors", "report.json")
 TOKENIZER = "tokenizer.json"  # a copy of the run's, so eval / generate read text with it
@@ -49,12 +49,54 @@ class CompressResult:
         out.append(f"  logits SQNR {sqnr:.1f} dB against the original" if sqnr is not None
                    else "  logits equal to the original's")
         if r.get("eval"):
-            o, c = r["eval"]["original"], r["eval"]["compressed"]
-            metric = "perplexity" if "perplexity" in o else "loss"
-            out.append(f"  {o['data']}: {metric} {o[metric]:.4g} -> {c[metric]:.4g} "
-                       f"(loss {o['loss']:.4f} -> {c['loss']:.4f}, {c['count']:,} predictions; "
-                       f"{o['seconds']:.2f} s -> {c['seconds']:.2f} s)")
+            out += eval_table(r["eval"])
         return out
+
+
+def eval_table(e: dict) -> list[str]:
+    """The original and the compressed model side by side: quality, bytes on disk,
+    forward latency."""
+    o, c = e["original"], e["compressed"]
+    metric = "perplexity" if "perplexity" in o else "loss"
+    rows = [("", "original", "compressed", ""),
+            (metric, f"{o[metric]:.4g}", f"{c[metric]:.4g}", f"{c[metric] / o[metric]:.3f}x"),
+            ("loss", f"{o['loss']:.4f}", f"{c['loss']:.4f}", f"{c['count']:,} predictions, {o['data']}")]
+    if e.get("bytes_on_disk"):
+        b = e["bytes_on_disk"]
+        rows.append(("weights on disk", f"{b['original'] / 2**20:.2f} MiB", f"{b['compressed'] / 2**20:.2f} MiB",
+                     f"{b['compressed'] / b['original']:.3f}x"))
+    if e.get("latency"):
+        t = e["latency"]
+        rows.append(("forward", f"{t['original_ms']:.2f} ms", f"{t['compressed_ms']:.2f} ms",
+                     f"{t['ratio']:.2f}x (median of {t['repeats']}, side by side, "
+                     f"{t['batch'][0]}x{t['batch'][1]} tokens)"))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    return ["  " + f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}".rstrip()
+            for r in rows]
+
+
+def forward_latency(original, compressed, g, repeats: int = 10) -> dict:
+    """Milliseconds per forward pass of the two models on the same random batch
+    (SQNR_TOKENS), timed in turns so that both see the same machine load; medians."""
+    import statistics
+    import time
+
+    import torch
+
+    from strata.passes.calibration import model_inputs
+
+    x = model_inputs(g, _ids(g, None))
+    times: dict[str, list[float]] = {"original": [], "compressed": []}
+    with torch.no_grad():
+        for i in range(repeats + 2):  # two rounds of warm-up
+            for name, net in (("original", original), ("compressed", compressed)):
+                start = time.perf_counter()
+                net(*x)
+                if i >= 2:
+                    times[name].append((time.perf_counter() - start) * 1e3)
+    o, c = statistics.median(times["original"]), statistics.median(times["compressed"])
+    return {"original_ms": round(o, 3), "compressed_ms": round(c, 3), "ratio": round(c / o, 3),
+            "repeats": repeats, "batch": list(x[0].shape)}
 
 
 def _sqnr(ref, y) -> float | None:

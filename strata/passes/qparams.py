@@ -27,7 +27,7 @@ into generated files, whose `quantize(model)` uses them.
     >>> import torch
     >>> qw = rtn(torch.tensor([[1.0, -2.0], [0.5, 0.25]]), "int8_weight")
     >>> qw.q.tolist(), [round(s, 4) for s in qw.scale.flatten().tolist()]
-    ([[64, -128], [128, 64]], [0.0157, 0.0039])
+    ([[64, -127], [127, 64]], [0.0157, 0.0039])
 """
 
 from dataclasses import dataclass

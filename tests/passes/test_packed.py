@@ -123,10 +123,17 @@ def test_compress_then_eval_through_the_command_line(tmp_path, capsys, monkeypat
     monkeypatch.chdir(tmp_path)
     (tmp_path / "p.arch").write_text(PLAIN)
     assert main(["train", "p.arch", "--out", "r", "--steps", "2", "-q"]) == 0
-    assert main(["compress", "r", "--pass", "quantize(int4_weight, group_size=32)", "-o", "small"]) == 0
-    capsys.readouterr()
+    assert main(["compress", "r", "--pass", "quantize(int4_weight, group_size=32)", "-o", "small",
+                 "--eval", "--max-batches", "2"]) == 0
+    printed = capsys.readouterr().out
+    e = json.loads((tmp_path / "small" / "report.json").read_text())["eval"]
+    assert e["bytes_on_disk"]["compressed"] == (tmp_path / "small" / "weights.safetensors").stat().st_size
+    assert e["bytes_on_disk"]["compressed"] < e["bytes_on_disk"]["original"]
+    assert e["latency"]["original_ms"] > 0 and e["latency"]["compressed_ms"] > 0
+    assert "weights on disk" in printed and "side by side" in printed and "perplexity" in printed
     assert main(["eval", "small", "--max-batches", "2", "--json"]) == 0
     first = json.loads(capsys.readouterr().out)["loss"]
+    assert first == pytest.approx(e["compressed"]["loss"], rel=1e-6)
     assert main(["eval", "small", "--max-batches", "2", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["loss"] == first
     # hostile: packed integers that disagree with the spec are one line, not a traceback
