@@ -131,7 +131,7 @@ def compile(spec_or_path: Any, *, passes=None, weights: str | Path | None = None
 
 def compress(source: Any, out: str | Path, *, weights=None, passes=(), model: str | None = None,
              calibration=None, tokenizer=None, overwrite: bool = False, evaluate: bool | str = False,
-             max_batches: int | None = None):
+             max_batches: int | None = None, adapters: str = "merge"):
     """`strata compress`: a model's weights through its passes (and `passes`),
     written to OUT as a smaller spec, its weights and a report, whole or not at
     all.  source: a spec file with `weights` (a .safetensors file or a run folder),
@@ -139,7 +139,9 @@ def compress(source: Any, out: str | Path, *, weights=None, passes=(), model: st
     objective go along, so `strata eval OUT` and `strata generate OUT` work.
     evaluate=True (or a data file) measures the original and the compressed
     model as `strata eval` does (on the run's validation split, or on all of
-    that file; at most `max_batches`) into the report's "eval".
+    that file; at most `max_batches`) into the report's "eval", with both
+    files' bytes and their forward latency side by side.  adapters: "merge"
+    LoRA adapters into the weights, or "keep" them apart.
 
         >>> r = compress("runs/tiny_shakespeare", "out/int8",
         ...              passes=['quantize(int8_dynamic)'])   # doctest: +SKIP
@@ -165,7 +167,7 @@ def compress(source: Any, out: str | Path, *, weights=None, passes=(), model: st
         source_run = compress_report(w.folder).get("source_run")
     tok = tokenizer or (w.tokenizer if w is not None else None)
     result = run(spec, file, out, passes=list(passes), model=model, calibration=calibration,
-                 tokenizer=tok, overwrite=overwrite, source_run=source_run)
+                 tokenizer=tok, overwrite=overwrite, source_run=source_run, adapters=adapters)
     if evaluate:
         import json
 

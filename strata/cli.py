@@ -197,7 +197,7 @@ def _cmd_compress(args) -> int:
         result = compress(args.spec, args.output, weights=args.weights, passes=args.passes or [],
                           model=args.model, calibration=args.calibration, tokenizer=args.tokenizer,
                           overwrite=args.overwrite, evaluate=args.eval or False,
-                          max_batches=args.max_batches)
+                          max_batches=args.max_batches, adapters=args.adapters)
     for line in result.lines():
         print(line)
     return EXIT_OK
@@ -272,6 +272,8 @@ def make_parser() -> argparse.ArgumentParser:
                    help="measure the original and the compressed model as strata eval does (on the "
                         "run's validation split, or on all of DATA) into the report")
     p.add_argument("--max-batches", type=int, metavar="N", help="with --eval: at most N batches")
+    p.add_argument("--adapters", choices=("merge", "keep"), default="merge",
+                   help="LoRA adapters merged into the weights (default) or kept as adapters")
     p.set_defaults(func=_cmd_compress)
 
     p = sub.add_parser("import-hf", help="import a Hugging Face model folder as a spec + weights")

@@ -107,9 +107,10 @@ def _sqnr(ref, y) -> float | None:
     return round(float(20 * (ref.float().norm() / err).log10()), 2)
 
 
-def _classify(g) -> tuple[list[str], list[str], list[dict], list[dict]]:
+def _classify(g, adapters: str = "merge") -> tuple[list[str], list[str], list[dict], list[dict]]:
     """(passes kept in the new spec, notes on what the weights now hold,
-    structured records, lora entries to merge)."""
+    structured records, lora entries to merge; adapters="keep" keeps them as
+    adapters, the lora pass written in the new spec)."""
     from strata.passes import make_pass
     from strata.passes.low_rank import explicit_low_rank
     from strata.passes.text import pass_text
@@ -124,6 +125,8 @@ def _classify(g) -> tuple[list[str], list[str], list[dict], list[dict]]:
             notes.append(f"{label}: the sizes below are the pruned ones")
         elif a["name"] == "prune" and method != "2:4":
             notes.append(f"{label}: the zeros are in its weights ({line.split(': ', 1)[1]})")
+        elif a["name"] == "lora" and adapters == "keep":
+            kept.append(label)
         elif a["name"] == "lora":
             lora.append(a)
             notes.append(f"{label}: the adapters are merged into its weights")
@@ -148,11 +151,16 @@ def _ids(g, calibration):
 
 def compress(spec: str | Path, weights: str | Path, out: str | Path, *, passes: list[str] = (),
              model: str | None = None, calibration=None, tokenizer=None, overwrite: bool = False,
-             source_run: dict | None = None) -> CompressResult:
+             source_run: dict | None = None, adapters: str = "merge") -> CompressResult:
     """Run the spec's passes and `passes` on `weights` (a .safetensors file); write
     OUT (see the module docstring).  tokenizer: the tokenizer.json of the run the
     weights came from (read calibration text with it; copied into OUT);
-    source_run: that run's objective, settings and data, kept in report.json."""
+    source_run: that run's objective, settings and data, kept in report.json;
+    adapters: "merge" LoRA adapters into their base weights (one matmul a layer,
+    the serving form) or "keep" them as adapters (the base weights and lora_a /
+    lora_b stored apart, the lora pass written in the new spec)."""
+    if adapters not in ("merge", "keep"):
+        raise UsageError(f"adapters={adapters!r}: merge (into the weights) or keep (as adapters)")
     from safetensors.torch import load_file
 
     from strata.backends.torch.compile import _device_problems, _spec_fit
@@ -182,7 +190,7 @@ def compress(spec: str | Path, weights: str | Path, out: str | Path, *, passes: 
     calib = load_calibration(calibration, g0, tokenizer) if calibration is not None else None
     g, state = transform(g0, dict(tensors), calibration=calib)
     _device_problems(g, None)  # what cannot run here is refused before anything is written
-    kept, notes, structured, lora = _classify(g)
+    kept, notes, structured, lora = _classify(g, adapters)
     for a in reversed(lora):  # merged: the compressed model is for serving
         state = make_pass("lora", a["options"]).revert(a["record"], state)
     with atomic_folder(out, FILES + (TOKENIZER,)) as tmp:

@@ -5,6 +5,7 @@ the loaded model computes exactly what the compressed model in memory did."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -172,3 +173,21 @@ def test_rtn_integers_stand_for_the_weight():
         qw = rtn(w, scheme, gs)
         assert qw.q.dtype == torch.int8 and int(qw.q.min()) >= (-128 if gs is None else -8)
         assert float((qw.dequantize() - w).norm() / w.norm()) < tol
+
+
+def test_lora_adapters_merged_or_kept(gpt, tmp_path):
+    spec, w = gpt
+    x = ids(80)
+    got = {}
+    for adapters in ("merge", "keep"):
+        out = tmp_path / adapters
+        r = compress(spec, w, out, passes=['lora(4, on="attention")'], adapters=adapters).report
+        header, _ = read_header(out / "weights.safetensors")
+        has = any(k.endswith(".lora_a") for k in header)
+        assert has == (adapters == "keep")
+        written = re.search(r"passes \{[^}]*lora\(", (out / "model.arch").read_text())
+        assert bool(written) == (adapters == "keep")
+        assert r["logits"]["loaded_equals_in_memory"]
+        got[adapters] = _logits(compile(out / "model.arch", weights=out / "weights.safetensors"), x)
+    # B starts at zero, so either form computes the original model
+    assert torch.allclose(got["merge"], got["keep"], atol=1e-5)
