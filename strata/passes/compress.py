@@ -164,6 +164,7 @@ def compress(spec: str | Path, weights: str | Path, out: str | Path, *, passes: 
     from safetensors.torch import load_file
 
     from strata.backends.torch.compile import _device_problems, _spec_fit
+    from strata.backends.torch.packed import is_packed
     from strata.backends.torch.weights import checkpoint_shapes
     from strata.compiler import build_file
     from strata.passes import make_pass
@@ -181,8 +182,10 @@ def compress(spec: str | Path, weights: str | Path, out: str | Path, *, passes: 
     g0.graph["passes"] = list(g0.graph["passes"]) + parse_pass_texts(list(passes), g0)
     if not g0.graph["passes"]:
         raise UsageError("no passes to apply: the spec has no passes { } and no --pass was given")
-    checkpoint_shapes(weights)
-    tensors = load_file(str(weights))
+    if is_packed(checkpoint_shapes(weights)):  # a compressed checkpoint compressed again
+        tensors = _float_state(spec, model, weights)
+    else:
+        tensors = load_file(str(weights))
     if not _spec_fit(g0, tensors):
         raise UsageError(f"{weights}: compress reads weights in the spec's own names and shapes (as "
                          "save_weights, strata train and import-hf write them); these do not fit "
@@ -261,6 +264,18 @@ def _write(tmp: Path, out: Path, spec, weights, model, g0, g, state, tensors, ca
         "kept_float": {n: why for p in g.graph["applied"] for n, why in p["record"].get("kept_float", {}).items()},
         "quantization_config": quantization_config(small.strata_graph),
     }
+
+
+def _float_state(spec, model, weights) -> dict:
+    """A compressed checkpoint's model as float weights in its spec's own names
+    (quantized linears as the floats their integers stand for)."""
+    from strata.backends.torch.compile import compile_graph
+    from strata.backends.torch.spec_names import to_spec_names
+    from strata.backends.torch.weights import _model_state
+    from strata.compiler import build_file
+
+    net = compile_graph(build_file(spec, model=model), weights=weights, quantize=False)
+    return {k: v.detach().contiguous() for k, v in to_spec_names(net.strata_graph, _model_state(net)).items()}
 
 
 def _first(outputs):

@@ -191,3 +191,22 @@ def test_lora_adapters_merged_or_kept(gpt, tmp_path):
         got[adapters] = _logits(compile(out / "model.arch", weights=out / "weights.safetensors"), x)
     # B starts at zero, so either form computes the original model
     assert torch.allclose(got["merge"], got["keep"], atol=1e-5)
+
+
+def test_a_compressed_folder_compresses_again(gpt, tmp_path):
+    spec, w = gpt
+    compress(spec, w, tmp_path / "a", passes=["quantize(int8_weight)"])
+    r = compress(tmp_path / "a" / "model.arch", tmp_path / "a" / "weights.safetensors", tmp_path / "b",
+                 passes=["low_rank(16)"]).report
+    assert r["logits"]["loaded_equals_in_memory"]
+    header, _ = read_header(tmp_path / "b" / "weights.safetensors")
+    assert "decoder.h.0.attn.q.a.weight" in header
+
+
+def test_a_quantized_tied_head_round_trips(gpt, tmp_path):
+    spec, w = gpt
+    out = tmp_path / "out"
+    r = compress(spec, w, out, passes=['quantize(int8_weight, on="decoder.lm_head")']).report
+    assert r["logits"]["loaded_equals_in_memory"]
+    assert r["weight_bytes"]["file_tensors"] == analyze(apply_passes(build_file(out / "model.arch")))[
+        "memory"]["weights_bytes"]

@@ -229,8 +229,7 @@ def load_weights(model: torch.nn.Module, path: str | Path, *, strict: bool = Tru
     from strata.backends.torch.packed import is_packed
 
     if is_packed(header):
-        raise WeightsError(f"{path}: a compressed checkpoint (integers and scales): load it with "
-                           "strata.compile(spec, weights=...), which runs them in the kernels")
+        return _load_packed(model, path, strict)
     in_spec = _fit(model, {k: t.shape for k, t in header.items()}, strict, str(path))
     dtypes = _model_dtypes(model, in_spec)
     wrong = [f"{k} is {t.torch_dtype}, the model's is {_name(dtypes[k])}"
@@ -246,6 +245,32 @@ def load_weights(model: torch.nn.Module, path: str | Path, *, strict: bool = Tru
     if wrong:  # cast=True: each to the model's dtype, before any fusing concatenates them
         tensors = {k: v.to(dtypes[k]) if k in dtypes else v for k, v in tensors.items()}
     _load(model, tensors, in_spec, strict)
+    return model
+
+
+def _load_packed(model: torch.nn.Module, path: Path, strict: bool) -> torch.nn.Module:
+    """A compressed checkpoint into a float model (training from it, `--init`): each
+    quantized linear as the float weight its integers stand for.
+    `strata.compile(spec, weights=path)` runs the integers in the kernels instead."""
+    from safetensors.torch import load_file
+
+    from strata.backends.torch.packed import read_packed
+
+    g = getattr(model, "strata_graph", None)
+    if g is None:
+        raise WeightsError(f"{path}: a compressed checkpoint loads into a strata model "
+                           "(strata.compile(spec, weights=...))")
+    try:
+        tensors = load_file(str(path))
+    except Exception as e:  # SafetensorError: the file changed since its header was checked
+        raise WeightsError(f"{path}: cannot read the tensors ({e})") from None
+    qweights, rest = read_packed(tensors, g, str(path))
+    floats = [v.dtype for v in model.state_dict().values() if v.is_floating_point()]
+    dtype = floats[0] if floats else torch.float32
+    rest.update({f"{n}.weight": qw.dequantize(dtype) for n, qw in qweights.items()})
+    rest = {k: v.to(dtype) if v.is_floating_point() else v for k, v in rest.items()}
+    in_spec = _fit(model, {k: tuple(v.shape) for k, v in rest.items()}, strict, str(path))
+    _load(model, rest, in_spec, strict)
     return model
 
 
