@@ -131,7 +131,8 @@ def compile(spec_or_path: Any, *, passes=None, weights: str | Path | None = None
 
 def compress(source: Any, out: str | Path, *, weights=None, passes=(), model: str | None = None,
              calibration=None, tokenizer=None, overwrite: bool = False, evaluate: bool | str = False,
-             max_batches: int | None = None, finetune: int | None = None, data=None):
+             max_batches: int | None = None, finetune: int | None = None, data=None,
+             adapters: str = "merge"):
     """`strata compress`: a model's weights through its passes (and `passes`),
     written to OUT as a smaller spec, its weights and a report, whole or not at
     all.  source: a spec file with `weights` (a .safetensors file or a run folder),
@@ -139,10 +140,12 @@ def compress(source: Any, out: str | Path, *, weights=None, passes=(), model: st
     objective go along, so `strata eval OUT` and `strata generate OUT` work.
     evaluate=True (or a data file) measures the original and the compressed
     model as `strata eval` does (on the run's validation split, or on all of
-    that file; at most `max_batches`) into the report's "eval".  finetune=STEPS
+    that file; at most `max_batches`) into the report's "eval", with both
+    files' bytes and their forward latency side by side.  finetune=STEPS
     distills the original into the compressed model first (strata.train.recover;
     `data`: its text or token ids, default the run's data), masks and shrunk
     dimensions held; the report's "finetune" has the quality before and after.
+    adapters: "merge" LoRA adapters into the weights, or "keep" them apart.
 
         >>> r = compress("runs/tiny_shakespeare", "out/int8",
         ...              passes=['quantize(int8_dynamic)'])   # doctest: +SKIP
@@ -181,7 +184,7 @@ def compress(source: Any, out: str | Path, *, weights=None, passes=(), model: st
     elif data is not None:
         raise UsageError("--data is the fine-tuning text: it goes with --finetune STEPS")
     result = run(spec, file, out, passes=list(passes), model=model, calibration=calibration,
-                 tokenizer=tok, overwrite=overwrite, source_run=source_run, tune=tune)
+                 tokenizer=tok, overwrite=overwrite, source_run=source_run, tune=tune, adapters=adapters)
     if evaluate:
         import json
 
@@ -191,8 +194,16 @@ def compress(source: Any, out: str | Path, *, weights=None, passes=(), model: st
         data = evaluate if isinstance(evaluate, (str, Path)) else None
         original = open_source(w.folder) if w.folder is not None and is_run(w.folder) else \
             open_source(spec, weights=file, model=model)
-        result.report["eval"] = {"original": original.evaluate(data, max_batches=max_batches),
-                                 "compressed": open_source(result.out).evaluate(data, max_batches=max_batches)}
+        from strata.passes.compress import forward_latency
+
+        small = open_source(result.out)
+        compressed = small.load_model()
+        result.report["eval"] = {
+            "original": original.evaluate(data, max_batches=max_batches),
+            "compressed": small.evaluate(data, max_batches=max_batches),
+            "bytes_on_disk": {"original": Path(file).stat().st_size,
+                              "compressed": (result.out / "weights.safetensors").stat().st_size},
+            "latency": forward_latency(original.load_model(), compressed, compressed.strata_graph)}
         write_atomic(result.out / "report.json", json.dumps(result.report, indent=2) + "\n")
     return result
 

@@ -212,7 +212,8 @@ def _cmd_compress(args) -> int:
         result = compress(args.spec, args.output, weights=args.weights, passes=args.passes or [],
                           model=args.model, calibration=args.calibration, tokenizer=args.tokenizer,
                           overwrite=args.overwrite, evaluate=args.eval or False,
-                          max_batches=args.max_batches, finetune=args.finetune, data=args.data)
+                          max_batches=args.max_batches, finetune=args.finetune, data=args.data,
+                          adapters=args.adapters)
     for line in result.lines():
         print(line)
     return EXIT_OK
@@ -292,6 +293,8 @@ def make_parser() -> argparse.ArgumentParser:
                    "model for STEPS steps before writing it (pruned weights and shrunk sizes held)")
     p.add_argument("--data", help="with --finetune: text (read with the run's tokenizer) or token ids "
                    "(.safetensors); default the run's data, else the built-in corpus")
+    p.add_argument("--adapters", choices=("merge", "keep"), default="merge",
+                   help="LoRA adapters merged into the weights (default) or kept as adapters")
     p.set_defaults(func=_cmd_compress)
 
     p = sub.add_parser("import-hf", help="import a Hugging Face model folder as a spec + weights")

@@ -160,3 +160,9 @@ def header_shapes(path: str | Path) -> dict[str, tuple[int, ...]]:
     """Names and shapes in a safetensors file, without reading the tensors."""
     tensors, _ = read_header(path)
     return {k: t.shape for k, t in tensors.items()}
+
+
+def tensor_bytes(path: str | Path) -> int:
+    """Bytes of a safetensors file's tensors (the file less its header)."""
+    tensors, _ = read_header(path)
+    return sum(t.end - t.begin for t in tensors.values())

@@ -31,7 +31,7 @@ def test_the_seed_pipeline_runs(tmp_path):
     seed = tmp_path / "seed"
     report = json.loads((seed / "student-int8" / "report.json").read_text())
     assert report["source_run"]["objective"]["name"] == "seq2seq"
-    assert set(report["eval"]) == {"original", "compressed"}
+    assert set(report["eval"]) == {"original", "compressed", "bytes_on_disk", "latency"}
     student = json.loads((seed / "student" / "run.json").read_text())
     teacher = json.loads((seed / "teacher" / "run.json").read_text())
     # the student inherits the teacher file's train settings (tokenizer, optimizer, schedule)

@@ -64,11 +64,14 @@ def inactive_parameters(g: nx.MultiDiGraph) -> int:
 
 
 def node_weight_bytes(d: dict, g: nx.MultiDiGraph | None = None) -> int:
-    """Bytes of one node's parameters as the compiled model holds them: fp32, or a
-    quantized linear's weight in torchao's layout (int8: one byte a weight and an
-    fp32 scale + int8 zero point per row; int4: half a byte a weight and a bf16
-    scale and zero point per group, its bias in bf16; fp8: one byte a weight and
-    an fp32 scale per row).  A tied head that is quantized holds its own copy."""
+    """Bytes of one node's parameters as the compiled model holds them and a
+    compressed checkpoint stores them (the compressed-tensors layout,
+    strata/backends/torch/packed.py): fp32, or a quantized linear's integers --
+    int8: one byte a weight and an fp32 scale per row; int4: half a byte a weight
+    (8 to an int32), a bf16 scale and a 4-bit zero point per group (zero points
+    8 rows to an int32), its int64 [2] shape and its bias in bf16; fp8: one byte
+    a weight and an fp32 scale per row.  A tied head that is quantized holds its
+    own copy."""
     a = d["attrs"]
     total = 0
     params = dict(d["params"])
@@ -82,13 +85,12 @@ def node_weight_bytes(d: dict, g: nx.MultiDiGraph | None = None) -> int:
         if q is None or k.startswith("lora_"):
             total += 4 * n
         elif k == "weight":
-            rows = s[0]
+            rows, cols = s
             if q == "int4_weight":
-                total += n // 2 + (n // a["group_size"]) * 2 * 2
-            elif q == "fp8":
+                groups = cols // a["group_size"]
+                total += rows * -(-cols // 8) * 4 + rows * groups * 2 + -(-rows // 8) * groups * 4 + 2 * 8
+            else:  # int8 (fp8 alike): a byte a weight, an fp32 scale a row
                 total += n + rows * 4
-            else:
-                total += n + rows * (4 + 1)
         else:  # bias
             total += (2 if q == "int4_weight" else 4) * n
     return total

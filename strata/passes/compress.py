@@ -26,7 +26,7 @@ from pathlib import Path
 from strata.errors import UsageError
 from strata.io import atomic_folder, read_regular, write_atomic
 
-__all__ = ["CompressResult", "compress"]
+__all__ = ["CompressResult", "compress", "eval_table", "forward_latency"]
 
 FILES = ("model.arch", "weights.safetensors", "report.json")
 TOKENIZER = "tokenizer.json"  # a copy of the run's, so eval / generate read text with it
@@ -54,12 +54,54 @@ class CompressResult:
                        f"held-out perplexity {f['before']['perplexity']:.4g} -> {f['after']['perplexity']:.4g} "
                        f"(original {f['teacher']['perplexity']:.4g})")
         if r.get("eval"):
-            o, c = r["eval"]["original"], r["eval"]["compressed"]
-            metric = "perplexity" if "perplexity" in o else "loss"
-            out.append(f"  {o['data']}: {metric} {o[metric]:.4g} -> {c[metric]:.4g} "
-                       f"(loss {o['loss']:.4f} -> {c['loss']:.4f}, {c['count']:,} predictions; "
-                       f"{o['seconds']:.2f} s -> {c['seconds']:.2f} s)")
+            out += eval_table(r["eval"])
         return out
+
+
+def eval_table(e: dict) -> list[str]:
+    """The original and the compressed model side by side: quality, bytes on disk,
+    forward latency."""
+    o, c = e["original"], e["compressed"]
+    metric = "perplexity" if "perplexity" in o else "loss"
+    rows = [("", "original", "compressed", ""),
+            (metric, f"{o[metric]:.4g}", f"{c[metric]:.4g}", f"{c[metric] / o[metric]:.3f}x"),
+            ("loss", f"{o['loss']:.4f}", f"{c['loss']:.4f}", f"{c['count']:,} predictions, {o['data']}")]
+    if e.get("bytes_on_disk"):
+        b = e["bytes_on_disk"]
+        rows.append(("weights on disk", f"{b['original'] / 2**20:.2f} MiB", f"{b['compressed'] / 2**20:.2f} MiB",
+                     f"{b['compressed'] / b['original']:.3f}x"))
+    if e.get("latency"):
+        t = e["latency"]
+        rows.append(("forward", f"{t['original_ms']:.2f} ms", f"{t['compressed_ms']:.2f} ms",
+                     f"{t['ratio']:.2f}x (median of {t['repeats']}, side by side, "
+                     f"{t['batch'][0]}x{t['batch'][1]} tokens)"))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    return ["  " + f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]}".rstrip()
+            for r in rows]
+
+
+def forward_latency(original, compressed, g, repeats: int = 10) -> dict:
+    """Milliseconds per forward pass of the two models on the same random batch
+    (SQNR_TOKENS), timed in turns so that both see the same machine load; medians."""
+    import statistics
+    import time
+
+    import torch
+
+    from strata.passes.calibration import model_inputs
+
+    x = model_inputs(g, _ids(g, None))
+    times: dict[str, list[float]] = {"original": [], "compressed": []}
+    with torch.no_grad():
+        for i in range(repeats + 2):  # two rounds of warm-up
+            for name, net in (("original", original), ("compressed", compressed)):
+                start = time.perf_counter()
+                net(*x)
+                if i >= 2:
+                    times[name].append((time.perf_counter() - start) * 1e3)
+    o, c = statistics.median(times["original"]), statistics.median(times["compressed"])
+    return {"original_ms": round(o, 3), "compressed_ms": round(c, 3), "ratio": round(c / o, 3),
+            "repeats": repeats, "batch": list(x[0].shape)}
 
 
 def _sqnr(ref, y) -> float | None:
@@ -70,9 +112,10 @@ def _sqnr(ref, y) -> float | None:
     return round(float(20 * (ref.float().norm() / err).log10()), 2)
 
 
-def _classify(g) -> tuple[list[str], list[str], list[dict], list[dict]]:
+def _classify(g, adapters: str = "merge") -> tuple[list[str], list[str], list[dict], list[dict]]:
     """(passes kept in the new spec, notes on what the weights now hold,
-    structured records, lora entries to merge)."""
+    structured records, lora entries to merge; adapters="keep" keeps them as
+    adapters, the lora pass written in the new spec)."""
     from strata.passes import make_pass
     from strata.passes.low_rank import explicit_low_rank
     from strata.passes.text import pass_text
@@ -90,13 +133,15 @@ def _classify(g) -> tuple[list[str], list[str], list[dict], list[dict]]:
             notes.append(f"{label}: SparseGPT's 2:4 zeros and updated weights are in its weights")
         elif a["name"] == "prune" and method != "2:4":
             notes.append(f"{label}: the zeros are in its weights ({line.split(': ', 1)[1]})")
+        elif a["name"] == "lora" and adapters == "keep":
+            kept.append(label)
         elif a["name"] == "lora":
             lora.append(a)
             notes.append(f"{label}: the adapters are merged into its weights")
         elif a["name"] == "quantize" and (method != "rtn" or a["options"].get("smooth") is not None):
             plain = {**a["options"], "method": "rtn", "act_order": False, "smooth": None}
             kept.append(pass_text("quantize", plain))  # the weights hold the method's choice already
-            notes.append(f"{label}: its weights are the method's, rounded to nearest when loaded")
+            notes.append(f"{label}: its weights are the method's, stored as the integers it chose")
         elif a["name"] == "low_rank" and a["options"].get("energy") is not None:
             kept += explicit_low_rank(g, a["record"])
         else:
@@ -118,21 +163,28 @@ def _ids(g, calibration):
 
 def compress(spec: str | Path, weights: str | Path, out: str | Path, *, passes: list[str] = (),
              model: str | None = None, calibration=None, tokenizer=None, overwrite: bool = False,
-             source_run: dict | None = None, tune=None) -> CompressResult:
+             source_run: dict | None = None, adapters: str = "merge", tune=None) -> CompressResult:
     """Run the spec's passes and `passes` on `weights` (a .safetensors file); write
     OUT (see the module docstring).  tokenizer: the tokenizer.json of the run the
     weights came from (read calibration text with it; copied into OUT);
     source_run: that run's objective, settings and data, kept in report.json;
+    adapters: "merge" LoRA adapters into their base weights (one matmul a layer,
+    the serving form) or "keep" them as adapters (the base weights and lora_a /
+    lora_b stored apart, the lora pass written in the new spec);
     tune(student, teacher, g0, g) -> dict: trains the compressed model (float
     weights, in place) before it is written (strata.train.recover), its
     figures kept as report.json's "finetune"."""
+    if adapters not in ("merge", "keep"):
+        raise UsageError(f"adapters={adapters!r}: merge (into the weights) or keep (as adapters)")
     from safetensors.torch import load_file
 
     from strata.backends.torch.compile import _device_problems, _spec_fit
+    from strata.backends.torch.packed import is_packed
     from strata.backends.torch.weights import checkpoint_shapes
     from strata.compiler import build_file
     from strata.passes import make_pass
     from strata.passes.calibration import load_calibration
+    from strata.passes.qparams import QUANTIZED
     from strata.passes.text import parse_pass_texts
     from strata.passes.weights import transform
 
@@ -146,19 +198,23 @@ def compress(spec: str | Path, weights: str | Path, out: str | Path, *, passes: 
     g0.graph["passes"] = list(g0.graph["passes"]) + parse_pass_texts(list(passes), g0)
     if not g0.graph["passes"]:
         raise UsageError("no passes to apply: the spec has no passes { } and no --pass was given")
-    checkpoint_shapes(weights)
-    tensors = load_file(str(weights))
+    if is_packed(checkpoint_shapes(weights)):  # a compressed checkpoint compressed again
+        tensors = _float_state(spec, model, weights)
+    else:
+        tensors = load_file(str(weights))
     if not _spec_fit(g0, tensors):
         raise UsageError(f"{weights}: compress reads weights in the spec's own names and shapes (as "
                          "save_weights, strata train and import-hf write them); these do not fit "
                          f"{Path(spec).name}")
     calib = load_calibration(calibration, g0, tokenizer) if calibration is not None else None
-    g, state = transform(g0, dict(tensors), calibration=calib)
+    quantized: dict = {}  # a calibration method's integers (GPTQ), by linear
+    g, state = transform(g0, dict(tensors), calibration=calib, quantized=quantized)
     _device_problems(g, None)  # what cannot run here is refused before anything is written
-    kept, notes, structured, lora = _classify(g)
+    kept, notes, structured, lora = _classify(g, adapters)
     for a in reversed(lora):  # merged: the compressed model is for serving
         state = make_pass("lora", a["options"]).revert(a["record"], state)
     with atomic_folder(out, FILES + (TOKENIZER,)) as tmp:
+        state.update({f"{n}{QUANTIZED}": qw for n, qw in quantized.items() if f"{n}.weight" in state})
         rep = _write(tmp, out, spec, weights, model, g0, g, state, tensors, calib, kept, notes, structured, tune)
         if tokenizer is not None:
             write_atomic(tmp / TOKENIZER, read_regular(tokenizer, 256 << 20, "tokenizer"))
@@ -175,30 +231,40 @@ def _write(tmp: Path, out: Path, spec, weights, model, g0, g, state, tensors, ca
     them back; the report's figures."""
     import torch
 
-    from strata.backends.torch.compile import compile_graph
+    from strata.backends.torch.compile import compile_graph, run_kernels
+    from strata.backends.torch.packed import quantization_config
     from strata.backends.torch.weights import load_state, save_weights
     from strata.compiler import build_file, build_text
     from strata.compiler.cost import weight_bytes
     from strata.compiler.ir import param_count
     from strata.passes import report
     from strata.passes.calibration import model_inputs
+    from strata.passes.qparams import QUANTIZED
     from strata.passes.spec_writer import compressed_spec
+    from strata.safetensors_file import tensor_bytes
 
     arch = tmp / "model.arch"
     text = compressed_spec(spec, model, g0, g, structured, kept, notes, out)
     net = compile_graph(build_text(text, str(arch)), quantize=False)
+    # a calibration method's integers for a linear travel as state[linear + QUANTIZED]
+    qweights = {k.removesuffix(QUANTIZED): state[k] for k in state if k.endswith(QUANTIZED)}
+    state = {k: v for k, v in state.items() if not k.endswith(QUANTIZED)}
     load_state(net, state)
     base = compile_graph(_plain(g0))
     load_state(base, tensors)
+    # fine-tuning holds quantized linears' weights (their integers stay valid) and pruned zeros
     tuned = tune(net, base, g0, net.strata_graph) if tune is not None else None
+    run_kernels(net.eval(), qweights=qweights)  # the compressed model, in memory
     write_atomic(arch, text)
-    save_weights(net, tmp / "weights.safetensors")
+    save_weights(net, tmp / "weights.safetensors", packed=True)  # what it computes with
 
     ids = _ids(g0, calib)
     small = compile_graph(build_file(arch), weights=tmp / "weights.safetensors")
     with torch.no_grad():
         ref, got = base.eval()(*model_inputs(g0, ids)), small.eval()(*model_inputs(g0, ids))
+        mem = net(*model_inputs(g0, ids))
     ref, got = (ref, got) if isinstance(ref, torch.Tensor) else (_first(ref), _first(got))
+    mem = mem if isinstance(mem, torch.Tensor) else _first(mem)
     before = param_count(g0)
     return {
         "spec": str(spec), "weights": str(weights), "model": g0.graph["name"],
@@ -208,12 +274,30 @@ def _write(tmp: Path, out: Path, spec, weights, model, g0, g, state, tensors, ca
         "parameters": {"before": before, "after": param_count(small.strata_graph)},
         "nonzero_parameters": int(sum(int((v != 0).sum()) for v in state.values() if v.is_floating_point())),
         "weight_bytes": {"before": before * 4, "compiled": weight_bytes(small.strata_graph),
-                         "file": (tmp / "weights.safetensors").stat().st_size},
+                         "file": (tmp / "weights.safetensors").stat().st_size,
+                         # the file less its header: what `summary` prints for OUT/model.arch
+                         "file_tensors": tensor_bytes(tmp / "weights.safetensors")},
         "kernels": [x for x in small.strata_report if ": " in x and " on " in x],
         "logits": {"sqnr_db": _sqnr(ref, got), "ids": list(ids.shape),
-                   "max_abs_diff": round(float((ref - got).abs().max()), 6)},
+                   "max_abs_diff": round(float((ref - got).abs().max()), 6),
+                   # the file loaded back computes what the compressed model in memory computed
+                   "loaded_equals_in_memory": bool(torch.equal(mem, got))},
+        "kept_float": {n: why for p in g.graph["applied"] for n, why in p["record"].get("kept_float", {}).items()},
+        "quantization_config": quantization_config(small.strata_graph),
         **({"finetune": tuned} if tuned is not None else {}),
     }
+
+
+def _float_state(spec, model, weights) -> dict:
+    """A compressed checkpoint's model as float weights in its spec's own names
+    (quantized linears as the floats their integers stand for)."""
+    from strata.backends.torch.compile import compile_graph
+    from strata.backends.torch.spec_names import to_spec_names
+    from strata.backends.torch.weights import _model_state
+    from strata.compiler import build_file
+
+    net = compile_graph(build_file(spec, model=model), weights=weights, quantize=False)
+    return {k: v.detach().contiguous() for k, v in to_spec_names(net.strata_graph, _model_state(net)).items()}
 
 
 def _first(outputs):

@@ -10,8 +10,8 @@
 Each scheme trains against the rounding its kernel does: int8_dynamic, int8
 activations per token (asymmetric) and int8 weights per output row
 (symmetric); int8_weight, the weights only; int4_weight, int4 weights per
-group of `group_size` (asymmetric with a float zero point and bf16 scales, as
-the tinygemm-style kernels store them).  fp8 has no CPU path and is
+group of `group_size` (asymmetric with an integer zero point and bf16 scales,
+as strata.passes.qparams.rtn chooses them and compressed checkpoints store them).  fp8 has no CPU path and is
 refused where it cannot run.
 
     >>> # prepare_qat(model); train(model); convert_qat(model)
@@ -60,13 +60,9 @@ def _configs(scheme: str, group_size: int | None):
                 IntxFakeQuantizeConfig(torch.int8, "per_channel"))
     if scheme == "int8_weight":
         return None, IntxFakeQuantizeConfig(torch.int8, "per_channel")
-    if scheme == "int4_weight":  # tinygemm's numerics: asymmetric, float zero point, bf16 scales
-        from torchao.quantization.quant_primitives import ZeroPointDomain
-
+    if scheme == "int4_weight":  # strata.passes.qparams.rtn's: asymmetric, integer zero point, bf16 scales
         return None, IntxFakeQuantizeConfig(torch.int4, group_size=group_size, is_symmetric=False,
-                                            zero_point_domain=ZeroPointDomain.FLOAT,
-                                            scale_precision=torch.bfloat16,
-                                            zero_point_precision=torch.bfloat16)
+                                            scale_precision=torch.bfloat16)
     raise ValueError(f"quantize({scheme}, qat=true) has no fake quantization here: "
                      "QAT covers int8_dynamic, int8_weight and int4_weight")
 

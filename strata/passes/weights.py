@@ -29,10 +29,12 @@ if TYPE_CHECKING:
 __all__ = ["to_model_names", "to_spec_names", "transform"]
 
 
-def transform(g0: "nx.MultiDiGraph", state: dict | None, *, calibration=None
+def transform(g0: "nx.MultiDiGraph", state: dict | None, *, calibration=None, quantized: dict | None = None
               ) -> tuple["nx.MultiDiGraph", dict | None]:
     """Apply g0's passes with `state` (in g0's names, or None) flowing through;
-    return the graph after them and the state in its names."""
+    return the graph after them and the state in its names.  `quantized`, when
+    given, receives the integers a calibration method chose per linear
+    ({name: strata.passes.qparams.QuantizedWeight}: GPTQ's), for the packer."""
     ctx = PassContext(state=state, calibration=calibration)
 
     def step(p, before, after):
@@ -40,6 +42,8 @@ def transform(g0: "nx.MultiDiGraph", state: dict | None, *, calibration=None
             ctx.state = p.convert(after.graph["applied"][-1]["record"], ctx.state, ctx)
 
     g = apply_passes(g0, ctx=ctx, on_pass=step)
+    if quantized is not None:
+        quantized.update({n: qw.stored() for n, qw in ctx.quantized.items()})
     return g, ctx.state
 
 

@@ -20,8 +20,9 @@ def test_generated_files_carry_runtime_source_verbatim():
     for name in ("KVCache", "make_mask", "init_weights", "generate"):
         assert source(name) in src, name
     from strata.backends.torch import runtime_passes as RP
+    from strata.passes import qparams as QP
 
-    defined = {n for m in (R, RP) for n, v in vars(m).items()
+    defined = {n for m in (R, RP, QP) for n, v in vars(m).items()
                if callable(v) and getattr(v, "__module__", None) == m.__name__}
     assert set(ORDER) == defined  # every definition can be copied, in a known place
 

@@ -65,10 +65,11 @@ def test_gptq_hands_on_integers_on_the_grid(tmp_path):
     assert sorted(ctx.quantized) == sorted(names)
     for n, qw in ctx.quantized.items():
         assert torch.equal(qw.weight, ctx.state[f"{n}.weight"])
-        assert qw.q.dtype == torch.int8 and 0 <= int(qw.q.min()) and int(qw.q.max()) <= 15
+        assert qw.q.dtype == torch.int8 and -8 <= int(qw.q.min()) and int(qw.q.max()) <= 7
         s = qw.scale.repeat_interleave(32, 1)
         z = qw.zero.repeat_interleave(32, 1)
-        torch.testing.assert_close((qw.q.float() - 8) * s + z, qw.weight)
+        torch.testing.assert_close((qw.q.float() - z) * s, qw.weight)
+        assert torch.equal(qw.stored().dequantize(), qw.weight)  # what the packer stores decodes the same
 
 
 def test_gptq_and_sparsegpt_beat_the_plain_methods(tmp_path):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from strata.errors import UsageError
 
-__all__ = ["compile_graph"]
+__all__ = ["compile_graph", "run_kernels"]
 
 
 def _spec_fit(g0, tensors: dict) -> bool:
@@ -75,10 +75,13 @@ def _read(weights, dtype, cast: bool) -> dict:
     from strata.backends.torch.weights import WeightsError
     from strata.safetensors_file import read_header
 
+    from strata.backends.torch.packed import is_packed
+
     header, _ = read_header(weights)
     want = str(dtype or torch.get_default_dtype()).removeprefix("torch.")
-    wrong = [f"{k} is {t.torch_dtype}, the model's is {want}" for k, t in header.items()
-             if t.torch_dtype != want]
+    # a compressed checkpoint's integers and int4 biases are checked against the spec once read
+    wrong = [] if is_packed(header) else [f"{k} is {t.torch_dtype}, the model's is {want}"
+                                          for k, t in header.items() if t.torch_dtype != want]
     if wrong and not cast:
         raise WeightsError(f"{weights}: {len(wrong)} tensor(s) have another dtype than the model: "
                            f"{'; '.join(wrong[:4])}{' ...' if len(wrong) > 4 else ''}; pass "
@@ -103,9 +106,39 @@ def _check_fits(g, device) -> None:
                    'build it with device="meta" to inspect it without allocating')
 
 
+def state_dtype(dtype):
+    import torch
+
+    return dtype or torch.get_default_dtype()
+
+
+def _packed(g, tensors: dict, where: str, dtype) -> tuple[dict, dict]:
+    """A compressed checkpoint (the model's names): its quantized linears' integers
+    and its other tensors, each float one in the model's dtype (an int4 layer's
+    bf16 bias goes into the float model exactly and back to bf16 with the layer)."""
+    import torch
+
+    from strata.backends.torch.packed import read_packed
+    from strata.backends.torch.weights import WeightsError
+
+    int4 = {k.rpartition(".")[0] for k in tensors if k.endswith(".weight_packed")}
+    qweights, rest = read_packed(tensors, g, where)
+    want = dtype or torch.get_default_dtype()
+    for k, v in rest.items():
+        int4_bias = k.rpartition(".")[0] in int4 and k.endswith(".bias") and v.dtype == torch.bfloat16
+        if v.dtype != want and not int4_bias:
+            raise WeightsError(f"{where}: {k} is {str(v.dtype).removeprefix('torch.')}, the model's is "
+                               f"{str(want).removeprefix('torch.')}")
+    return qweights, {k: v.to(want) for k, v in rest.items()}
+
+
 def compile_graph(g0, *, origin=None, weights=None, device=None, dtype=None, calibration=None,
-                  quantize: bool = True, tokenizer=None, cast: bool = False):
-    """The module for graph `g0` (passes pending in g0.graph["passes"])."""
+                  quantize: bool = True, tokenizer=None, cast: bool = False, qweights=None):
+    """The module for graph `g0` (passes pending in g0.graph["passes"]); qweights:
+    {quantized linear (the model's name): QuantizedWeight} integers to run as given
+    (a calibration method's), the others rounded to nearest.  `weights` may be a
+    compressed checkpoint (strata/backends/torch/packed.py): its integers go
+    straight into the kernels."""
     import torch
 
     from strata.backends.torch import generate_source
@@ -113,8 +146,10 @@ def compile_graph(g0, *, origin=None, weights=None, device=None, dtype=None, cal
     from strata.backends.torch.weights import load_state
     from strata.passes import REGISTRY, apply_passes, make_pass
     from strata.passes import report as pass_report
+    from strata.backends.torch.packed import is_packed
     from strata.passes.weights import transform
 
+    qweights = dict(qweights or {})
     calib = None
     if calibration is not None:
         from strata.passes.calibration import load_calibration
@@ -125,8 +160,20 @@ def compile_graph(g0, *, origin=None, weights=None, device=None, dtype=None, cal
     values = any(make_pass(p["name"], p["options"]).acts_on_values for p in todo if p["name"] in REGISTRY)
     if todo and tensors is None and values and str(device) != "meta":
         tensors = _initial_state(g0, device, g0.graph["name"])
-    if todo and tensors is not None and _spec_fit(g0, tensors):
-        g, state = transform(g0, tensors, calibration=calib)
+    if tensors is not None and is_packed(tensors):
+        from strata.passes import PassContext
+
+        g = apply_passes(g0, ctx=PassContext(calibration=calib))
+        found, state = _packed(g, tensors, str(weights), dtype)
+        if quantize and str(device) != "meta":
+            qweights.update(found)
+        else:  # no kernels asked for: the float weights the integers stand for
+            state.update({f"{n}.weight": qw.dequantize(state_dtype(dtype)) for n, qw in found.items()})
+    elif todo and tensors is not None and _spec_fit(g0, tensors):
+        found = {}
+        g, state = transform(g0, tensors, calibration=calib, quantized=found)
+        if quantize and str(device) != "meta":
+            qweights.update(found)  # a calibration method's integers (GPTQ) run as it chose them
     else:
         from strata.passes import PassContext
 
@@ -146,16 +193,33 @@ def compile_graph(g0, *, origin=None, weights=None, device=None, dtype=None, cal
     net.strata_source = source
     net.strata_graph = g
     if state is not None:
+        if qweights:  # the integers replace these weights: the model's own stand in until then
+            own = net.state_dict()
+            state = {**{f"{n}.weight": own[f"{n}.weight"] for n in qweights if f"{n}.weight" in own}, **state}
         load_state(net, state)
     net.strata_report = pass_report(g)
     if quantize and str(device) != "meta":
-        for step in ("sparsify", "quantize"):
-            fn = getattr(module, step, None)
-            if fn is None:
-                continue
-            try:
-                fn(net, torch_compile=True) if step == "quantize" and quantize == "torch_compile" else fn(net)
-            except RuntimeError as e:
-                raise UsageError(f"{step}: {e}") from None
-        net.strata_report += list(getattr(net, "sparsity", [])) + list(getattr(net, "quantization", []))
+        run_kernels(net, torch_compile=quantize == "torch_compile", qweights=qweights)
+    return net
+
+
+def run_kernels(net, *, torch_compile: bool = False, qweights=None):
+    """The generated file's steps after loading, on a compiled model holding its
+    float weights: sparsify(model), then quantize(model) (qweights: {linear:
+    QuantizedWeight} integers to run as given); return the model."""
+    import inspect
+
+    module = inspect.getmodule(type(net))
+    for step in ("sparsify", "quantize"):
+        fn = getattr(module, step, None)
+        if fn is None:
+            continue
+        try:
+            if step == "quantize":
+                fn(net, torch_compile=torch_compile, packed=qweights)
+            else:
+                fn(net)
+        except RuntimeError as e:
+            raise UsageError(f"{step}: {e}") from None
+    net.strata_report += list(getattr(net, "sparsity", [])) + list(getattr(net, "quantization", []))
     return net

@@ -26,7 +26,8 @@ __all__ = ["PassLowering", "lower_passes"]
 NEEDS = {
     "factorize": ("named_linears", "set_module", "LowRankLinear", "factorize"),
     "add_adapters": ("named_linears", "set_module", "LoRALinear", "add_adapters"),
-    "quantize_linears": ("named_linears", "_torchao", "_in_dtype", "_ao_dynamic", "_quantize",
+    "quantize_linears": ("named_linears", "set_module", "_torchao", "_in_dtype", "_ao_dynamic",
+                         "QuantizedWeight", "rtn", "_ao_linear", "_int4_tensor", "_quantize",
                          "quantize_linears"),
     "sparsify_2_4": ("sparsify_2_4",),
 }
@@ -106,13 +107,14 @@ def lower_passes(g, out) -> PassLowering:
         low.tables.append(_table("QUANTIZE", "quantize: these linears' kernels (* = any layer)", rows))
         fn = _need(out, "quantize_linears")
         low.after.append(
-            "def quantize(model, torch_compile=False):\n"
+            "def quantize(model, torch_compile=False, packed=None):\n"
             '    """Quantize the linears of QUANTIZE in place, with the fastest kernel for the\n'
             "    device the model is on (torch_compile=True: the fastest once torch.compile\n"
             "    fuses it); call it once float weights are loaded:\n"
-            "    `model.load_state_dict(...); quantize(model)`.  model.quantization names the\n"
-            '    kernels that ran."""\n'
-            f"    return {fn}(model, QUANTIZE, torch_compile)\n")
+            "    `model.load_state_dict(...); quantize(model)`.  packed: {linear path:\n"
+            "    QuantizedWeight} integers to run as given (a compressed checkpoint's), the\n"
+            '    others rounded to nearest.  model.quantization names the kernels that ran."""\n'
+            f"    return {fn}(model, QUANTIZE, torch_compile, packed)\n")
     sparse = g.graph.get("sparse_2_4") or []
     if sparse:
         low.tables.append("SPARSE_2_4 = [  # prune(method=\"2:4\"): two of every four weights kept\n"

@@ -26,15 +26,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 """
 
-# runtime.py, then runtime_passes.py (what the passes lower to)
-FILES = ("runtime.py", "runtime_passes.py")
+# runtime.py, then runtime_passes.py (what the passes lower to), then the
+# quantization arithmetic the quantize step runs (strata/passes/qparams.py)
+FILES = ("runtime.py", "runtime_passes.py", "../../passes/qparams.py")
 
 
 @functools.lru_cache(maxsize=1)
 def _definitions() -> dict[str, str]:
     out = {}
     for name in FILES:
-        path = Path(__file__).with_name(name)
+        path = Path(__file__).parent / name
         text = path.read_text(encoding="utf-8")
         tree = ast.parse(text, str(path))
         lines = text.splitlines(keepends=True)

@@ -226,6 +226,10 @@ def load_weights(model: torch.nn.Module, path: str | Path, *, strict: bool = Tru
     model = _unwrap(model)
     _refuse_quantized(model)
     header, _ = read_header(path)
+    from strata.backends.torch.packed import is_packed
+
+    if is_packed(header):
+        return _load_packed(model, path, strict)
     in_spec = _fit(model, {k: t.shape for k, t in header.items()}, strict, str(path))
     dtypes = _model_dtypes(model, in_spec)
     wrong = [f"{k} is {t.torch_dtype}, the model's is {_name(dtypes[k])}"
@@ -244,12 +248,51 @@ def load_weights(model: torch.nn.Module, path: str | Path, *, strict: bool = Tru
     return model
 
 
-def save_weights(model: torch.nn.Module, path: str | Path, metadata: dict | None = None) -> None:
+def _load_packed(model: torch.nn.Module, path: Path, strict: bool) -> torch.nn.Module:
+    """A compressed checkpoint into a float model (training from it, `--init`): each
+    quantized linear as the float weight its integers stand for.
+    `strata.compile(spec, weights=path)` runs the integers in the kernels instead."""
+    from safetensors.torch import load_file
+
+    from strata.backends.torch.packed import read_packed
+
+    g = getattr(model, "strata_graph", None)
+    if g is None:
+        raise WeightsError(f"{path}: a compressed checkpoint loads into a strata model "
+                           "(strata.compile(spec, weights=...))")
+    try:
+        tensors = load_file(str(path))
+    except Exception as e:  # SafetensorError: the file changed since its header was checked
+        raise WeightsError(f"{path}: cannot read the tensors ({e})") from None
+    qweights, rest = read_packed(tensors, g, str(path))
+    floats = [v.dtype for v in model.state_dict().values() if v.is_floating_point()]
+    dtype = floats[0] if floats else torch.float32
+    rest.update({f"{n}.weight": qw.dequantize(dtype) for n, qw in qweights.items()})
+    rest = {k: v.to(dtype) if v.is_floating_point() else v for k, v in rest.items()}
+    in_spec = _fit(model, {k: tuple(v.shape) for k, v in rest.items()}, strict, str(path))
+    _load(model, rest, in_spec, strict)
+    return model
+
+
+def save_weights(model: torch.nn.Module, path: str | Path, metadata: dict | None = None, *,
+                 packed: bool | None = None) -> None:
     """Write the model's weights to a safetensors file (atomically), in the spec's
-    own names (passes undone) with each tied weight once."""
+    own names (passes undone) with each tied weight once; or, `packed` (the
+    default for a quantized model), as it computes: in its own names, quantized
+    linears as their integers and scales in the compressed-tensors layout, low-rank
+    layers as their factors (strata/backends/torch/packed.py)."""
     from safetensors.torch import save_file
 
     model = _unwrap(model)
+    if packed is None:
+        packed = bool(_quantized(model)) and hasattr(model, "strata_graph")
+    if packed:
+        from strata.backends.torch.packed import FORMAT, packed_state
+
+        state = packed_state(model)
+        with atomic_output(path) as tmp:
+            save_file(state, str(tmp), metadata={"format": "pt", **(metadata or {}), "compression": FORMAT})
+        return
     state = {k: v.detach().contiguous() for k, v in _model_state(model).items()}
     g = getattr(model, "strata_graph", None)
     if g is not None:

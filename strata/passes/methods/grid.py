@@ -1,28 +1,30 @@
-"""The integer grids the quantize schemes store, as torchao computes them from a
-float weight W [out, in] (round to nearest, "RTN"); GPTQ and AWQ choose weights
-on the same grid, so what they pick is what the kernels run.
+"""The integer grids the quantize schemes store (strata/passes/qparams.py: the
+compressed-tensors conventions the packer writes and the kernels run), for a
+float weight W [out, in]; GPTQ and AWQ choose weights on the same grid, so what
+they pick is what is stored and run.
 
-    int8_weight / int8_dynamic   symmetric per output row: scale = max|W_row| / 127.5,
-                                 q = clamp(round(W / scale), -128, 127), W ~ q * scale
-                                 (torchao Int8WeightOnlyConfig; torch.ao per-channel int8)
-    int4_weight                  asymmetric per group of `group_size` inputs, the
-                                 tinygemm layout: scale = (max - min) / 15, zero =
-                                 min + 8 * scale, q = clamp(round((W - zero) / scale) + 8, 0, 15),
-                                 W ~ (q - 8) * scale + zero
+    int8_weight / int8_dynamic   symmetric per output row: scale = max|W_row| / 127.5
+                                 (fp32), q = clamp(round(W / scale), -128, 127),
+                                 W ~ q * scale
+    int4_weight                  asymmetric per group of `group_size` inputs: lo, hi =
+                                 min(W, 0), max(W, 0); scale = (hi - lo) / 15 rounded
+                                 to bf16, zero = clamp(round(-lo / scale) - 8, -8, 7),
+                                 q = clamp(round(W / scale) + zero, -8, 7),
+                                 W ~ (q - zero) * scale
 
 `QuantizedWeight` is what a calibrated method hands on per linear: the integer
 values, the scales and zero points (None for symmetric schemes) and the float
-weight they decode to.  The float weight goes into the state dict (today's
-float path re-quantizes it with torchao); the integers are kept keyed by the
-linear's name (PassContext.quantized) for a packer that stores them as they are.
+weight they decode to.  The float weight goes into the state dict; the integers
+(`stored()`: qparams' QuantizedWeight) reach the packer through
+`transform(..., quantized=)`, so the file holds exactly the method's choice.
 
     >>> import torch
     >>> g = Grid("int4_weight", 4)
     >>> w = torch.tensor([[0.0, 6.0, 30.0, 11.0]])
-    >>> s, z = g.params(w)          # scale 2, zero 16
+    >>> s, z = g.params(w)          # scale 2, zero -8
     >>> q = g.quantize(w, s, z)
     >>> q.int().tolist(), g.dequantize(q, s, z).tolist()
-    ([[0, 3, 15, 6]], [[0.0, 6.0, 30.0, 12.0]])
+    ([[-8, -5, 7, -2]], [[0.0, 6.0, 30.0, 12.0]])
 """
 
 from __future__ import annotations
@@ -35,13 +37,13 @@ if TYPE_CHECKING:
 
 __all__ = ["Grid", "QuantizedWeight"]
 
-EPS = 1e-6  # torchao's smallest scale for these schemes
+EPS4 = 1e-6  # the smallest int4 scale (qparams.rtn); int8's is fp32's eps
 
 
 @dataclass
 class QuantizedWeight:
     """One linear's weight on its scheme's grid.  q: int8 [out, in] (int4 values
-    0..15 held in int8); scale, zero: float [out, in // group] (int8: [out, 1],
+    -8..7 held in int8); scale, zero: float [out, in // group] (int8: [out, 1],
     zero None); weight: the float [out, in] they decode to."""
 
     scheme: str
@@ -50,6 +52,18 @@ class QuantizedWeight:
     scale: "torch.Tensor"
     zero: "torch.Tensor | None"
     weight: "torch.Tensor"
+
+    def stored(self):
+        """The same integers as the packer and the kernels take them
+        (strata.passes.qparams.QuantizedWeight: int8 scales fp32, int4 scales
+        bf16 and zero points int8 — exact: the grid's values are those)."""
+        import torch
+
+        from strata.passes.qparams import QuantizedWeight as Stored
+
+        if self.zero is None:
+            return Stored(self.q, self.scale.to(torch.float32), None, self.q.shape[1], 8)
+        return Stored(self.q, self.scale.to(torch.bfloat16), self.zero.to(torch.int8), self.group_size, 4)
 
 
 class Grid:
@@ -62,17 +76,21 @@ class Grid:
         self.scheme = scheme
         self.symmetric = scheme != "int4_weight"
         self.group = group_size if scheme == "int4_weight" else None
-        self.qmin, self.qmax = (-128, 127) if self.symmetric else (0, 15)
+        self.qmin, self.qmax = (-128, 127) if self.symmetric else (-8, 7)
 
     def params(self, w: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor | None"]:
         """(scale, zero) of the columns `w` [out, k] as ONE group per row (k <= group):
-        each [out, 1]."""
+        each [out, 1], in w's dtype, with the values qparams.rtn stores."""
+        import torch
+
         if self.symmetric:
-            amax = w.abs().amax(dim=1, keepdim=True)
-            return (amax / ((self.qmax - self.qmin) / 2)).clamp(min=EPS), None
-        lo, hi = w.amin(dim=1, keepdim=True), w.amax(dim=1, keepdim=True)
-        scale = ((hi - lo) / (self.qmax - self.qmin)).clamp(min=EPS)
-        return scale, lo + scale * ((self.qmax + self.qmin + 1) / 2)
+            amax = w.abs().amax(dim=1, keepdim=True).to(torch.float32)
+            return (amax / 127.5).clamp(min=torch.finfo(torch.float32).eps).to(w.dtype), None
+        lo = w.amin(dim=1, keepdim=True).clamp(max=0.0).to(torch.float32)
+        hi = w.amax(dim=1, keepdim=True).clamp(min=0.0).to(torch.float32)
+        scale = ((hi - lo) / 15.0).clamp(min=EPS4).to(torch.bfloat16).to(torch.float32)
+        zero = ((-lo / scale).round() - 8).clamp(-8, 7)
+        return scale.to(w.dtype), zero.to(w.dtype)
 
     def quantize(self, w, scale, zero):
         """Integer values of `w` [out, k] with per-row (scale, zero) [out, 1]."""
@@ -80,13 +98,12 @@ class Grid:
 
         if self.symmetric:
             return torch.clamp(torch.round(w / scale), self.qmin, self.qmax)
-        mid = (self.qmax + self.qmin + 1) / 2
-        return torch.clamp(torch.round((w - zero) / scale) + mid, self.qmin, self.qmax)
+        return torch.clamp(torch.round(w / scale) + zero, self.qmin, self.qmax)
 
     def dequantize(self, q, scale, zero):
         if self.symmetric:
             return q * scale
-        return (q - (self.qmax + self.qmin + 1) / 2) * scale + zero
+        return (q - zero) * scale
 
     def fake(self, w, scale, zero):
         """`w` rounded to the grid (quantize then dequantize)."""

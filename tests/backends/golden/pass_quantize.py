@@ -179,6 +179,12 @@ def named_linears(model, table):
     return found
 
 
+def set_module(model, name, module):
+    """Put `module` at dotted path `name` (layer indices included) of `model`."""
+    parent, _, attr = name.rpartition(".")
+    setattr(model.get_submodule(parent) if parent else model, attr, module)
+
+
 def _torchao():
     """torchao's quantization API, imported quietly (its CUDA-only extensions log
     a warning each on a CPU build)."""
@@ -221,65 +227,169 @@ def _ao_dynamic():
     return quantize_dynamic, per_channel_dynamic_qconfig, engine
 
 
-def _quantize(model, scheme, group_size, names, device, torch_compile=False):
-    """Quantize the linears `names` of `model` with `scheme`; return the kernel used."""
+def _ao_linear(linear, qw):
+    """A torch.ao dynamic int8 linear running the integers `qw` (symmetric, per row)."""
     import warnings
 
+    with warnings.catch_warnings():  # torch.ao's quantized tensors warn that they are deprecated
+        warnings.simplefilter("ignore")
+        from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+        weight = torch._make_per_channel_quantized_tensor(
+            qw.q, qw.scale.flatten().to(torch.float64), torch.zeros(qw.q.shape[0], dtype=torch.int64), 0)
+        out = DynamicLinear(linear.in_features, linear.out_features, bias_=linear.bias is not None,
+                            dtype=torch.qint8)
+        out.set_weight_bias(weight, None if linear.bias is None else linear.bias.detach().float())
+    return out
+
+
+def _int4_tensor(qw, device, shape):
+    """torchao's int4 weight (tinygemm layout, bf16) running the integers `qw`:
+    tinygemm computes (u - 8) * scale + z with u = q + 8 in 0..15, so z = -zero * scale."""
+    from torchao.quantization.utils import pack_tinygemm_scales_and_zeros
+
+    u = qw.q.to(torch.int32) + 8                                               # (out, in), 0..15
+    scale = qw.scale.to(torch.bfloat16)                                        # (out, groups)
+    z = (-qw.zero.to(torch.float32) * scale.to(torch.float32)).to(torch.bfloat16)
+    block = [1, qw.group_size]
+    if device.type == "cpu":
+        from torchao.prototype.quantization.int4.int4_opaque_tensor import Int4OpaqueTensor
+
+        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(u.cpu(), 1)
+        return Int4OpaqueTensor(packed, pack_tinygemm_scales_and_zeros(scale, z, torch.bfloat16).cpu(),
+                                block, torch.Size(shape))
+    from torchao.quantization import Int4TilePackedTo4dTensor
+
+    n, k = shape  # the CUDA kernel takes inputs padded to 1024 and outputs to 8; pads compute 0
+    pn, pk = -n % 8, -k % 1024
+    u = F.pad(u, (0, pk, 0, pn), value=8)
+    scale = F.pad(scale, (0, pk // qw.group_size, 0, pn), value=1.0)
+    z = F.pad(z, (0, pk // qw.group_size, 0, pn), value=0.0)
+    u = u.to(device)
+    packed = torch.ops.aten._convert_weight_to_int4pack((u[:, ::2] << 4 | u[:, 1::2]).to(torch.uint8), 8)
+    return Int4TilePackedTo4dTensor(packed, pack_tinygemm_scales_and_zeros(scale, z, torch.bfloat16).to(device),
+                                    block, torch.Size(shape))
+
+
+def _quantize(model, scheme, group_size, names, device, torch_compile=False, packed=None):
+    """Run the linears `names` of `model` on `scheme`'s kernels, on the integers
+    packed[name] (a QuantizedWeight: a compressed checkpoint's, or a calibration
+    method's) or else on round-to-nearest ones (rtn); return the kernel used."""
+    packed = packed or {}
     chosen = set(names)
     eager_cpu = device.type == "cpu" and not torch_compile  # torch.compile fuses torchao's best
-    if scheme == "int8_dynamic" and eager_cpu and (ao := _ao_dynamic()) is not None:
-        quantize_dynamic, qconfig, engine = ao
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            quantize_dynamic(model, {n: qconfig for n in names}, dtype=torch.qint8, inplace=True)
-        return f"torch.ao dynamic int8 ({engine}, per-channel weights)"
-    tq = _torchao()
-    if scheme == "int8_dynamic":
-        config, kernel = tq.Int8DynamicActivationInt8WeightConfig(set_inductor_config=False), \
-            "torchao Int8DynamicActivationInt8WeightConfig"
-    elif scheme == "int8_weight":
-        config, kernel = tq.Int8WeightOnlyConfig(set_inductor_config=False), "torchao Int8WeightOnlyConfig"
-    elif scheme == "int4_weight" and device.type == "cuda":
-        config = tq.Int4WeightOnlyConfig(group_size=group_size, int4_packing_format="tile_packed_to_4d")
-        kernel = f"torchao Int4WeightOnlyConfig (tinygemm, group {group_size}, bf16 activations)"
-    elif scheme == "int4_weight":
-        from torchao.prototype.quantization.int4 import PrototypeInt4WeightOnlyConfig
-
-        config = PrototypeInt4WeightOnlyConfig(group_size=group_size, set_inductor_config=False)
-        kernel = f"torchao PrototypeInt4WeightOnlyConfig (CPU, group {group_size}, bf16 activations)"
-    elif scheme == "fp8":
+    if scheme == "fp8":
         if device.type != "cuda" or torch.cuda.get_device_capability(device) < (8, 9):
             raise RuntimeError("fp8 quantization needs a CUDA GPU of compute capability >= 8.9 "
                                "(Ada, Hopper): use int8_dynamic or int8_weight")
-        config, kernel = tq.Float8DynamicActivationFloat8WeightConfig(set_inductor_config=False), \
-            "torchao Float8DynamicActivationFloat8WeightConfig"
-    else:
-        raise RuntimeError(f"unknown quantization scheme {scheme!r}")
-    if scheme in ("int4_weight", "fp8"):  # these kernels take bf16 weights and activations
+        tq = _torchao()
         for name in names:
             m = model.get_submodule(name)
             m.act_dtype = m.weight.dtype
             m.to(torch.bfloat16)
             _in_dtype(m, torch.bfloat16)
-    tq.quantize_(model, config, filter_fn=lambda m, fqn: fqn in chosen)
-    return kernel
+        tq.quantize_(model, tq.Float8DynamicActivationFloat8WeightConfig(set_inductor_config=False),
+                     filter_fn=lambda m, fqn: fqn in chosen)
+        return "torchao Float8DynamicActivationFloat8WeightConfig"
+    if scheme not in ("int8_dynamic", "int8_weight", "int4_weight"):
+        raise RuntimeError(f"unknown quantization scheme {scheme!r}")
+    ao = _ao_dynamic() if scheme == "int8_dynamic" and eager_cpu else None
+    if ao is None:
+        tq = _torchao()
+    for name in names:
+        m = model.get_submodule(name)
+        qw = packed.get(name)
+        if qw is None:
+            qw = rtn(m.weight, scheme, group_size)
+        qw = QuantizedWeight(qw.q.to(m.weight.device), qw.scale.to(m.weight.device),
+                             None if qw.zero is None else qw.zero.to(m.weight.device), qw.group_size, qw.bits)
+        if ao is not None:
+            set_module(model, name, _ao_linear(m, qw))
+            continue
+        if scheme == "int4_weight":
+            m.act_dtype = m.weight.dtype
+            m.to(torch.bfloat16)
+            _in_dtype(m, torch.bfloat16)
+            w = _int4_tensor(qw, m.weight.device, tuple(m.weight.shape))
+        else:
+            from torchao.quantization.granularity import PerRow
+            from torchao.quantization.quantize_.workflows.int8.int8_tensor import (
+                Int8Tensor, QuantizeTensorToInt8Kwargs)
+
+            act = QuantizeTensorToInt8Kwargs(granularity=PerRow()) if scheme == "int8_dynamic" else None
+            w = Int8Tensor(qw.q, qw.scale.to(torch.float32), [1, qw.q.shape[1]], m.weight.dtype,
+                           act_quant_kwargs=act)
+        m.weight = nn.Parameter(w, requires_grad=False)
+    if ao is not None:
+        return f"torch.ao dynamic int8 ({ao[2]}, per-channel weights)"
+    if scheme == "int8_dynamic":
+        return "torchao Int8Tensor (dynamic int8 activations, per-row int8 weights)"
+    if scheme == "int8_weight":
+        return "torchao Int8Tensor (per-row int8 weights)"
+    where = "CPU" if device.type == "cpu" else "tinygemm"
+    return f"torchao int4 ({where}, group {group_size}, bf16 activations)"
 
 
-def quantize_linears(model, table, torch_compile=False):
+def quantize_linears(model, table, torch_compile=False, packed=None):
     """Quantize the linears named in `table` (path -> dict(scheme, group_size)) in
     place, with the fastest kernel for the device the model is on (in eager mode,
-    or under torch.compile when `torch_compile`); records the kernels in
-    `model.quantization` and returns the model."""
+    or under torch.compile when `torch_compile`); packed: {linear path:
+    QuantizedWeight} integers to run as given (a compressed checkpoint's), the
+    others rounded to nearest.  Records the kernels in `model.quantization` and
+    returns the model."""
     groups = {}
     for name, _, q in named_linears(model, table):
         groups.setdefault((q["scheme"], q.get("group_size")), []).append(name)
     device = next(model.parameters()).device
     used = []
     for (scheme, group_size), names in groups.items():
-        kernel = _quantize(model, scheme, group_size, names, device, torch_compile)
+        kernel = _quantize(model, scheme, group_size, names, device, torch_compile, packed)
         used.append(f"{scheme}: {len(names)} linear{'s' * (len(names) != 1)} on {kernel}")
     model.quantization = used
     return model
+
+
+@dataclass
+class QuantizedWeight:
+    """A linear's weight as integers: weight ~ (q - zero) * scale, each scale
+    (and zero) covering `group_size` inputs of one output row (group_size =
+    in_features: one per row).  q: int8 [out, in]; scale: [out, in / group_size];
+    zero: int8 like scale, or None (symmetric)."""
+
+    q: torch.Tensor
+    scale: torch.Tensor
+    zero: torch.Tensor | None
+    group_size: int
+    bits: int = 8
+
+    def dequantize(self, dtype=torch.float32):
+        """The float weight these integers stand for, [out, in]."""
+        q = self.q.to(torch.float32).unflatten(1, (-1, self.group_size))   # (out, groups, group)
+        if self.zero is not None:
+            q = q - self.zero.to(torch.float32).unsqueeze(-1)
+        return (q * self.scale.to(torch.float32).unsqueeze(-1)).flatten(1).to(dtype)
+
+
+def rtn(weight, scheme, group_size=None):
+    """Round-to-nearest integers for `weight` ([out, in], float) under `scheme`
+    (int8_dynamic / int8_weight: symmetric per row; int4_weight: asymmetric,
+    groups of `group_size` inputs)."""
+    w = weight.detach().to(torch.float32)
+    if scheme in ("int8_dynamic", "int8_weight"):
+        amax = w.abs().amax(dim=1, keepdim=True)                            # (out, 1)
+        scale = (amax / 127.5).clamp(min=torch.finfo(torch.float32).eps)
+        q = (w / scale).round().clamp(-128, 127).to(torch.int8)
+        return QuantizedWeight(q, scale, None, w.shape[1], 8)
+    if scheme != "int4_weight":
+        raise ValueError(f"no integer form for quantization scheme {scheme!r}")
+    g = w.unflatten(1, (-1, group_size))                                     # (out, groups, group)
+    lo = g.amin(dim=-1).clamp(max=0.0)
+    hi = g.amax(dim=-1).clamp(min=0.0)
+    scale = ((hi - lo) / 15.0).clamp(min=1e-6).to(torch.bfloat16)           # (out, groups)
+    s = scale.to(torch.float32)
+    zero = ((-lo / s).round() - 8).clamp(-8, 7)
+    q = ((g / s.unsqueeze(-1)).round() + zero.unsqueeze(-1)).clamp(-8, 7)
+    return QuantizedWeight(q.flatten(1).to(torch.int8), scale, zero.to(torch.int8), group_size, 4)
 
 
 class CausalSelfAttention(nn.Module):
@@ -401,10 +511,11 @@ def build(config=None, **changes):
     return TinyLlama(replace(config or Config(), **changes))
 
 
-def quantize(model, torch_compile=False):
+def quantize(model, torch_compile=False, packed=None):
     """Quantize the linears of QUANTIZE in place, with the fastest kernel for the
     device the model is on (torch_compile=True: the fastest once torch.compile
     fuses it); call it once float weights are loaded:
-    `model.load_state_dict(...); quantize(model)`.  model.quantization names the
-    kernels that ran."""
-    return quantize_linears(model, QUANTIZE, torch_compile)
+    `model.load_state_dict(...); quantize(model)`.  packed: {linear path:
+    QuantizedWeight} integers to run as given (a compressed checkpoint's), the
+    others rounded to nearest.  model.quantization names the kernels that ran."""
+    return quantize_linears(model, QUANTIZE, torch_compile, packed)

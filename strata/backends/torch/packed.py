@@ -1,0 +1,211 @@
+"""Compressed checkpoints: quantized linears stored as the integers they run on,
+in the `compressed-tensors` layout (what transformers and vLLM load).
+
+A packed file is in the compiled model's own names (the module that holds the
+integers: `decoder.h.0.attn.qkv`, a low-rank layer's `.a` / `.b` factors), like
+a compressed-tensors checkpoint, with per quantized linear:
+
+    int8_dynamic, int8_weight   NAME.weight        int8 [out, in]
+      (int-quantized)           NAME.weight_scale  fp32 [out, 1]
+    int4_weight                 NAME.weight_packed int32 [out, in / 8]   (8 values per int32)
+      (pack-quantized)          NAME.weight_scale  bf16 [out, in / group]
+                                NAME.weight_zero_point int32 [out / 8, in / group] (packed along rows)
+                                NAME.weight_shape  int64 [2]
+                                NAME.bias          bf16 (the int4 kernel's)
+
+and every other tensor as the model holds it.  The safetensors metadata says
+`compression: compressed-tensors` (`format` stays `pt`, as transformers wants);
+`strata compress` puts the `quantization_config` (the library's own json form)
+in OUT/report.json.
+
+    >>> # state = packed_state(model); qweights, rest = read_packed(tensors, model.strata_graph, path)
+"""
+
+from __future__ import annotations
+
+import torch
+
+from strata.passes.qparams import QuantizedWeight
+from strata.safetensors_file import WeightsError
+
+__all__ = ["FORMAT", "is_packed", "packed_state", "quantization_config", "read_packed"]
+
+FORMAT = "compressed-tensors"
+SUFFIXES = ("weight_scale", "weight_packed", "weight_zero_point", "weight_shape")
+
+
+def _ct():
+    """compressed-tensors' int32 packing, imported lazily (optional extra `compress`)."""
+    try:
+        from compressed_tensors.compressors.pack_quantized.helpers import pack_to_int32, unpack_from_int32
+    except ImportError:
+        raise WeightsError("compressed checkpoints need compressed-tensors: "
+                           "pip install 'strata[compress]'") from None
+    return pack_to_int32, unpack_from_int32
+
+
+def is_packed(names) -> bool:
+    """Whether a checkpoint with these tensor names holds packed (quantized) linears."""
+    return any(k.rsplit(".", 1)[-1] in SUFFIXES for k in names)
+
+
+def quantized_weight(m: torch.nn.Module, group_size: int | None) -> QuantizedWeight | None:
+    """The integers a quantized linear runs on, read back from its kernel (None:
+    not a kernel strata builds from integers, e.g. fp8)."""
+    if callable(getattr(m, "weight", None)) and hasattr(m, "_packed_params"):  # torch.ao dynamic int8
+        w = m.weight()
+        return QuantizedWeight(w.int_repr(), w.q_per_channel_scales().to(torch.float32).unsqueeze(1),
+                               None, w.shape[1], 8)
+    w = m.weight
+    name = type(w).__name__
+    if name == "Int8Tensor":
+        return QuantizedWeight(w.qdata, w.scale, None, w.shape[1], 8)
+    if name in ("Int4OpaqueTensor", "Int4TilePackedTo4dTensor"):
+        from torchao.quantization.utils import pack_tinygemm_scales_and_zeros, unpack_tinygemm_scales_and_zeros
+
+        n, k = w.shape
+        groups = k // group_size
+        scale, z = (t.squeeze(-1) for t in unpack_tinygemm_scales_and_zeros(w.scale_and_zero))
+        scale, z = scale[:n, :groups], z[:n, :groups]
+        # the integers u = q + 8 read off the kernel: with scale 1 and z 8 it computes u exactly
+        pad_n, pad_k = w.scale_and_zero.shape[1], w.scale_and_zero.shape[0]
+        unit = pack_tinygemm_scales_and_zeros(torch.ones(pad_n, pad_k, dtype=torch.bfloat16),
+                                              torch.full((pad_n, pad_k), 8.0, dtype=torch.bfloat16),
+                                              torch.bfloat16).to(w.device)
+        probe = type(w)(w.qdata, unit, w.block_size, w.shape)
+        eye = torch.eye(k, dtype=torch.bfloat16, device=w.device)
+        with torch.no_grad():
+            u = torch.nn.functional.linear(eye, probe).T                       # (out, in), 0..15
+        zero = (-z.float() / scale.float()).round()                             # z = -zero * scale in bf16
+        return QuantizedWeight((u.float() - 8).to(torch.int8).cpu(), scale.cpu(), zero.to(torch.int8).cpu(),
+                               group_size, 4)
+    return None
+
+
+def pack(name: str, qw: QuantizedWeight) -> dict[str, torch.Tensor]:
+    """The compressed-tensors tensors of one quantized linear."""
+    if qw.bits == 8:
+        return {f"{name}.weight": qw.q.contiguous(), f"{name}.weight_scale": qw.scale.contiguous()}
+    pack_to_int32, _ = _ct()
+    return {f"{name}.weight_packed": pack_to_int32(qw.q.cpu(), 4),
+            f"{name}.weight_scale": qw.scale.contiguous(),
+            f"{name}.weight_zero_point": pack_to_int32(qw.zero.cpu().contiguous(), 4, packed_dim=0),
+            f"{name}.weight_shape": torch.tensor(list(qw.q.shape), dtype=torch.int64)}
+
+
+def packed_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The model's tensors in its own names, each quantized linear as its packed
+    integers (tied weights once, under the first name)."""
+    from strata.backends.torch.weights import _quantized, tied_names
+
+    g = model.strata_graph
+    ties = tied_names(model)
+    quantized = _quantized(model)
+    out = {}
+    for q in quantized:
+        a = g.nodes[q]["attrs"] if q in g else {}
+        qw = quantized_weight(model.get_submodule(q), a.get("group_size"))
+        if qw is None:
+            raise WeightsError(f"{q}: {a.get('quant_scheme')} has no packed form yet; save the float "
+                               "model and quantize when compiling")
+        out.update(pack(q, qw))
+        bias = model.get_submodule(q).bias
+        bias = bias() if callable(bias) else bias
+        if bias is not None:
+            out[f"{q}.bias"] = bias.detach()
+    for k, v in model.state_dict().items():
+        if k in ties or any(k.startswith(q + ".") for q in quantized):
+            continue
+        out[k] = v.detach()
+    return {k: v.contiguous() for k, v in out.items()}
+
+
+def read_packed(tensors: dict, g, where: str) -> tuple[dict[str, QuantizedWeight], dict]:
+    """Split a packed checkpoint (in the model's names) into {linear: QuantizedWeight}
+    and the other tensors, checked against the quantized linears of `g` (the graph
+    after passes): a tensor that disagrees is one WeightsError naming it."""
+    marked = {n: d for n, d in g.nodes(data=True) if d["attrs"].get("quant_scheme")}
+    rest = dict(tensors)
+    out: dict[str, QuantizedWeight] = {}
+    for n, d in marked.items():
+        a = d["attrs"]
+        out[n] = _take(rest, n, a["quant_scheme"], _weight_shape(g, n), a.get("group_size"), where)
+    # a linear the spec runs in float but the file holds packed: its float weight is what the integers say
+    for n in sorted({k.rsplit(".", 1)[0] for k in rest if k.rsplit(".", 1)[-1] in SUFFIXES}):
+        if n not in g or "weight" not in g.nodes[n]["params"]:
+            raise WeightsError(f"{where}: {n} holds packed weights; the model has no linear {n}")
+        shape = _weight_shape(g, n)
+        scheme = "int4_weight" if f"{n}.weight_packed" in rest else "int8_weight"
+        scale = rest.get(f"{n}.weight_scale")
+        gs = shape[1] // scale.shape[-1] if scheme == "int4_weight" and scale is not None and scale.ndim == 2 \
+            and scale.shape[-1] and shape[1] % scale.shape[-1] == 0 else None
+        rest[f"{n}.weight"] = _take(rest, n, scheme, shape, gs, where).dequantize()
+    return out, rest
+
+
+def _weight_shape(g, n: str) -> tuple[int, int]:
+    d = g.nodes[n]
+    if "weight" in d["params"]:
+        return tuple(d["params"]["weight"])
+    node, _, name = d["tied"]["weight"].rpartition(".")  # a tied head's copy: the embedding's shape
+    return tuple(g.nodes[node]["params"][name])
+
+
+def _take(rest: dict, n: str, scheme: str, shape: tuple[int, int], gs: int | None, where: str) -> QuantizedWeight:
+    """Pop linear n's packed tensors from `rest`, checked against its [rows, cols]."""
+    rows, cols = shape
+    gs = gs or cols
+    want = ({f"{n}.weight": ((rows, cols), torch.int8), f"{n}.weight_scale": ((rows, 1), torch.float32)}
+            if scheme != "int4_weight" else
+            {f"{n}.weight_packed": ((rows, -(-cols // 8)), torch.int32),
+             f"{n}.weight_scale": ((rows, cols // gs), torch.bfloat16),
+             f"{n}.weight_zero_point": ((-(-rows // 8), cols // gs), torch.int32),
+             f"{n}.weight_shape": ((2,), torch.int64)})
+    for k, (s, dtype) in want.items():
+        t = rest.get(k)
+        if t is None:
+            raise WeightsError(f"{where}: {k} is missing: {n} is {scheme} in the spec; the file does "
+                               "not hold its packed weights")
+        if tuple(t.shape) != s or t.dtype != dtype:
+            raise WeightsError(f"{where}: {k} is {str(t.dtype).removeprefix('torch.')} "
+                               f"{list(t.shape)}; {n} ({scheme}, {rows}x{cols}) needs "
+                               f"{str(dtype).removeprefix('torch.')} {list(s)}")
+    if scheme != "int4_weight":
+        return QuantizedWeight(rest.pop(f"{n}.weight"), rest.pop(f"{n}.weight_scale"), None, cols, 8)
+    if rest[f"{n}.weight_shape"].tolist() != [rows, cols]:
+        raise WeightsError(f"{where}: {n}.weight_shape is {rest[f'{n}.weight_shape'].tolist()}; "
+                           f"the spec's {n} is {rows}x{cols}")
+    _, unpack_from_int32 = _ct()
+    q = unpack_from_int32(rest.pop(f"{n}.weight_packed"), 4, torch.Size((rows, cols)))
+    zero = unpack_from_int32(rest.pop(f"{n}.weight_zero_point"), 4, torch.Size((rows, cols // gs)), packed_dim=0)
+    rest.pop(f"{n}.weight_shape")
+    return QuantizedWeight(q, rest.pop(f"{n}.weight_scale"), zero, gs, 4)
+
+
+def quantization_config(g) -> dict | None:
+    """The compressed-tensors `quantization_config` (its own json form) for the
+    quantized linears of `g`, or None when none is quantized."""
+    try:
+        from compressed_tensors.quantization import QuantizationConfig, QuantizationScheme
+    except ImportError:
+        return None
+    groups: dict[tuple, list[str]] = {}
+    for n, d in g.nodes(data=True):
+        a = d["attrs"]
+        if a.get("quant_scheme") in ("int8_dynamic", "int8_weight", "int4_weight"):
+            groups.setdefault((a["quant_scheme"], a.get("group_size")), []).append(n)
+    if not groups:
+        return None
+    schemes = {}
+    for i, ((scheme, gs), names) in enumerate(sorted(groups.items(), key=str)):
+        if scheme == "int4_weight":
+            weights = dict(num_bits=4, type="int", symmetric=False, strategy="group", group_size=gs)
+        else:
+            weights = dict(num_bits=8, type="int", symmetric=True, strategy="channel")
+        acts = (dict(num_bits=8, type="int", symmetric=True, strategy="token", dynamic=True)
+                if scheme == "int8_dynamic" else None)
+        schemes[f"group_{i}"] = QuantizationScheme(targets=names, weights=weights, input_activations=acts)
+    fmt = "pack-quantized" if all(s == "int4_weight" for s, _ in groups) else \
+        "int-quantized" if all(s != "int4_weight" for s, _ in groups) else "mixed-precision"
+    cfg = QuantizationConfig(config_groups=schemes, format=fmt, quantization_status="compressed")
+    return cfg.model_dump(mode="json", exclude_none=True)
