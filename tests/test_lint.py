@@ -24,3 +24,20 @@ def test_generated_source_passes_ruff(tmp_path):
                         "--line-length", "120", str(tmp_path)], capture_output=True, text=True,
                        timeout=300, check=False)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_no_merge_conflict_markers():
+    """A merge left `<<<<<<< HEAD` in README's command table once; no tracked text file keeps one."""
+    files = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=False).stdout.split()
+    if not files:  # not a git checkout (an sdist): nothing to scan
+        return
+    found = []
+    for name in files:
+        path = ROOT / name
+        if path.suffix not in (".py", ".md", ".toml", ".arch", ".yaml", ".yml", ".json", ".js", ".txt", ".sh") \
+                or not path.is_file():
+            continue
+        for i, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            if line.startswith(("<<<<<<< ", ">>>>>>> ")) or line == "=======" and path.suffix != ".md":
+                found.append(f"{name}:{i}: {line}")
+    assert not found, "\n".join(found)
