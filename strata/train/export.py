@@ -56,6 +56,20 @@ def _weights(g, path: Path) -> dict:
                           "of quantized models (compressed-tensors) is not supported yet: export the "
                           "float model")
     problems = check(tensors, state_dict_shapes(g))
+    if problems and g.graph.get("passes"):
+        # a compress output stores the model's own names (after its passes, e.g. fused q/k/v):
+        # loaded into that model, then named as the spec names them
+        from strata.backends.torch.compile import compile_graph
+        from strata.backends.torch.spec_names import to_spec_names
+        from strata.backends.torch.weights import _model_state
+
+        try:
+            net = compile_graph(g, weights=path, quantize=False)
+        except (UsageError, ValueError, KeyError, RuntimeError):
+            pass  # neither naming fits: the spec's names are the ones to report
+        else:
+            tensors = {k: v.detach().contiguous() for k, v in to_spec_names(net.strata_graph, _model_state(net)).items()}
+            problems = check(tensors, state_dict_shapes(g))
     if problems:
         raise ExportError(f"{path}: the weights do not fit the spec: {'; '.join(problems[:3])}")
     return tensors

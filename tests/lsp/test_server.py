@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import os
 import sys
 import time
@@ -156,12 +158,16 @@ async def test_a_2000_layer_spec_answers_hover_quickly(client: LanguageClient, t
     assert "(2000 uses)" in hover.contents.value
 
 
-async def _diagnostics_of(client: LanguageClient, uri: str) -> list:
-    """The next diagnostics published for `uri` (others' are skipped)."""
-    while True:
-        got = await client.wait_for_notification(T.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
-        if got.uri == uri:
-            return list(got.diagnostics)
+async def _diagnostics_of(client: LanguageClient, uri: str, seen=None, timeout: float = 60.0) -> list:
+    """The diagnostics published for `uri` after `seen` (the list returned last
+    time; None: the first).  Polled, not awaited as "the next notification": the
+    server publishes for several files at once, and one that arrives between two
+    waits would be missed and the wait hang."""
+    deadline = time.monotonic() + timeout
+    while uri not in client.diagnostics or client.diagnostics[uri] is seen:
+        assert time.monotonic() < deadline, f"no diagnostics for {uri} within {timeout} s"
+        await asyncio.sleep(0.02)
+    return client.diagnostics[uri]
 
 
 @pytest.mark.asyncio
@@ -175,16 +181,17 @@ async def test_an_importer_follows_the_unsaved_edits_of_what_it_imports(client: 
                 "    embedding(10, 16) as wte\n    repeat(2) inner\n    lm_head(tie=wte)\n  }\n}\n")
     await _diagnostics_of(client, mid)
     main = _open(client, tmp_path / "m.arch", 'from "mid.arch" import mid\nmodel m extends mid { }\n')
-    assert await _diagnostics_of(client, main) == []
+    first = await _diagnostics_of(client, main)
+    assert list(first) == []
     client.text_document_did_change(T.DidChangeTextDocumentParams(
         T.VersionedTextDocumentIdentifier(uri=base, version=2),
         [T.TextDocumentContentChangeWholeDocument(text=base_text.replace("mlp(64)", "mlp(64, act=gelux)"))]))
-    diags = await _diagnostics_of(client, main)
+    diags = await _diagnostics_of(client, main, first)
     assert len(diags) == 1 and "'gelux' is not a valid act" in diags[0].message
     assert "base.arch:2:" in diags[0].message
     assert (tmp_path / "base.arch").read_text() == base_text  # nothing was saved
     client.text_document_did_close(T.DidCloseTextDocumentParams(T.TextDocumentIdentifier(uri=base)))
-    assert await _diagnostics_of(client, main) == []  # the file on disk again
+    assert list(await _diagnostics_of(client, main, diags)) == []  # the file on disk again
 
 
 @pytest.mark.asyncio
