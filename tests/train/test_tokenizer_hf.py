@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from strata.train.objectives import CausalLM, MaskedLM, Seq2Seq
 from strata.train.tokenizer import fit_tokenizer
 from strata.train.tokenizer_hf import tokenizer_files
 from tests.optional import require
@@ -15,10 +16,10 @@ TEXTS = ["First Citizen:\nBefore we proceed any further, hear me speak.\n",
          "All: Speak, speak. — café ☃\n\nSecond line\twith a tab  and spaces "]
 
 
-@pytest.mark.parametrize("kind,objective", [("char", "causal_lm"), ("byte", "causal_lm"),
-                                            ("bpe", "causal_lm"), ("char", "mlm"), ("bpe", "seq2seq")])
+@pytest.mark.parametrize("kind,objective", [("char", CausalLM), ("byte", CausalLM), ("bpe", CausalLM),
+                                            ("char", MaskedLM), ("bpe", Seq2Seq)])
 def test_round_trip(kind, objective, tmp_path):
-    tok = fit_tokenizer(kind, lambda: iter(TEXTS), objective, 400, 300 if kind == "bpe" else None)
+    tok = fit_tokenizer(kind, lambda: iter(TEXTS), objective.specials, 400, 300 if kind == "bpe" else None)
     for name, text in tokenizer_files(tok, 64).items():
         (tmp_path / name).write_text(text)
     hf = transformers.AutoTokenizer.from_pretrained(tmp_path)
