@@ -153,12 +153,12 @@ def speculative(args) -> None:
 def seed(args) -> None:
     from strata.backends.torch.speculative import speculative_generate
     from strata.train.run import Run
-    from strata.train.tasks import builtin_examples
+    from strata.train.objectives import Seq2Seq
 
     teacher, student = (Run.open(os.path.join(args.seed_runs, n)) for n in ("teacher", "student"))
     tm, sm, tok = teacher.model.eval(), student.model.eval(), teacher.tokenizer
     bos, eos = tok.special("[BOS]"), tok.special("[EOS]")
-    records, _ = builtin_examples("seq2seq")  # the validation split is the tail
+    records = Seq2Seq().builtin_examples()  # the validation split is the tail
     lines = [r["source"] for r in records[-200:] if 20 <= len(r["source"]) <= 60][: args.seed_lines]
     srcs = [torch.tensor([[*tok.encode(line), eos]]) for line in lines]
     start = torch.tensor([[bos]])
