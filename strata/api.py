@@ -1,8 +1,10 @@
 """The public Python API of the PyTorch backend.
 
+    >>> import torch
     >>> import strata.api as api
-    >>> model = api.compile("specs/tiny_shakespeare.arch")   # doctest: +SKIP
-    >>> logits = model(torch.zeros(1, 8, dtype=torch.long))  # doctest: +SKIP
+    >>> model = api.compile("specs/tiny_shakespeare.arch")
+    >>> model(torch.zeros(1, 8, dtype=torch.long)).shape
+    torch.Size([1, 8, 65])
 
 torch is imported only when a function here needs it.
 """
@@ -87,7 +89,9 @@ def generate_source(spec_or_path: Any, *, model: str | None = None, passes=None,
     """Readable PyTorch source for a spec; it defines `build()` and needs only torch.
     `origin` names the spec file in its docstring when `spec_or_path` is a graph.
 
-        >>> src = generate_source("specs/gpt2.arch", passes=["fuse_qkv"])   # doctest: +SKIP
+        >>> src = generate_source("specs/gpt2.arch", passes=["fuse_qkv"])
+        >>> "def build(config=None, **changes):" in src
+        True
     """
     from strata.backends.torch import generate_source as gen
     from strata.compiler import as_graph
@@ -104,9 +108,13 @@ def compile(spec_or_path: Any, *, passes=None, weights: str | Path | None = None
     compiled model's; cast to the model's dtype only when `cast=True`) go through
     every pass; quantization then runs on them.
 
-        >>> m = compile("specs/tiny_shakespeare.arch", device="cpu")   # doctest: +SKIP
-        >>> q = compile("specs/gpt2.arch", weights="gpt2.safetensors",
-        ...             passes=['quantize(int8_dynamic, on="mlp")'])  # doctest: +SKIP
+        >>> m = compile("specs/tiny_shakespeare.arch", device="cpu")
+        >>> q = compile("specs/tiny_shakespeare.arch", passes=['quantize(int8_dynamic, on="mlp")'])
+
+    and with weights of your own (`strata import-hf` writes these for GPT-2)::
+
+        q = compile("specs/gpt2.arch", weights="gpt2.safetensors",
+                    passes=['quantize(int8_dynamic, on="mlp")'])
 
     passes: None runs the spec's `passes { }`, a list runs those instead (text in
     the spec's syntax, or {"name", "options"} dicts), [] none.  calibration: token
@@ -147,8 +155,9 @@ def compress(source: Any, out: str | Path, *, weights=None, passes=(), model: st
     dimensions held; the report's "finetune" has the quality before and after.
     adapters: "merge" LoRA adapters into the weights, or "keep" them apart.
 
-        >>> r = compress("runs/tiny_shakespeare", "out/int8",
-        ...              passes=['quantize(int8_dynamic)'])   # doctest: +SKIP
+    After `strata train specs/tiny_shakespeare.arch`::
+
+        r = compress("runs/tiny_shakespeare", "out/int8", passes=['quantize(int8_dynamic)'])
     """
     from strata.io import is_spec_path
     from strata.passes.compress import compress as run
@@ -215,8 +224,9 @@ def export(source: Any, out: str | Path, *, to: str = "hf", weights=None, model:
     generation_config.json, tokenizer.json) that transformers loads alone; with
     to="onnx", ONNX files for ONNX Runtime (int8=True: its dynamic quantization).
 
-        >>> strata.export("runs/tiny", "out/hf")   # doctest: +SKIP
-        PosixPath('out/hf')
+    After `strata train SPEC --out runs/tiny`::
+
+        strata.export("runs/tiny", "out/hf")    # PosixPath('out/hf')
 
     A spec of a family import-hf knows becomes that family's folder; any other
     spec a repository with custom code (`trust_remote_code=True`).  What the

@@ -1,8 +1,10 @@
 """Training: a spec's `train { }` section, run.
 
-    >>> import strata
-    >>> run = strata.train("specs/tiny_shakespeare.arch", steps=200)   # doctest: +SKIP
-    >>> run.val_loss, run.generate("ROMEO:", tokens=80)                # doctest: +SKIP
+For example (a few minutes on a CPU)::
+
+    import strata
+    run = strata.train("specs/tiny_shakespeare.arch", steps=200)
+    run.val_loss, run.generate("ROMEO:", tokens=80)
 
     settings.py    train section + --set + flags -> one validated dict
     objectives/    one module per objective (its heads, tokens, data, batches, loss, generation),

@@ -4,7 +4,9 @@ the backend (training sits below `strata.api`, so it never calls up into it):
     compile_model(spec, weights=..., device=...)   strata.api.compile for a spec or an IR graph
     load_weights(net, path), save_weights(net, path)   safetensors, spec names (the backend's)
 
-    >>> net = compile_model("specs/tiny_shakespeare.arch", device="cpu")   # doctest: +SKIP
+    >>> net = compile_model("specs/tiny_shakespeare.arch", device="cpu")
+    >>> sum(p.numel() for p in net.parameters())
+    809856
 """
 
 from __future__ import annotations

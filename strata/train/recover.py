@@ -17,7 +17,9 @@ as .safetensors); without D, the text the source run trained on, else the
 built-in corpus.  The last 10 % of the ids are held out: the next-token loss
 and perplexity on them are reported before and after, with the teacher's.
 
-    >>> # tune = finetuner(300, data="input.txt", tokenizer="run/tokenizer.json")
+In code (the CLI builds the same from its flags)::
+
+    tune = finetuner(300, data="input.txt", tokenizer="run/tokenizer.json")
 """
 
 from __future__ import annotations

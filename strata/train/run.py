@@ -10,9 +10,11 @@ generate` / `strata eval` open.
       checkpoints/        step-NNNNNNNN/ (see strata.train.checkpoint); latest.json, best.json
       cache/              token ids of the data (memory-mapped), keyed by its hash
 
-    >>> run = Run.open("runs/tiny_shakespeare")                       # doctest: +SKIP
-    >>> run.val_loss, run.generate("ROMEO:", tokens=100)             # doctest: +SKIP
-    >>> model = strata.compile("specs/tiny_shakespeare.arch", weights=run.weights())  # doctest: +SKIP
+After `strata train specs/tiny_shakespeare.arch`::
+
+    run = Run.open("runs/tiny_shakespeare")
+    run.val_loss, run.generate("ROMEO:", tokens=100)
+    model = strata.compile("specs/tiny_shakespeare.arch", weights=run.weights())
 """
 
 from __future__ import annotations

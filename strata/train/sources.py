@@ -7,10 +7,11 @@ weights (`eval`, `generate`, `compress`, `compile`, `train --init`, `distill`):
     FILE.safetensors       weights alone (the tokenizer of the run folder they sit in, if any)
     SPEC --weights W       a spec with any of the above as its weights
 
-    >>> w = resolve_weights("runs/tiny_shakespeare")          # doctest: +SKIP
-    >>> w.file, w.tokenizer                                   # doctest: +SKIP
-    (PosixPath('runs/tiny_shakespeare/model.safetensors'), PosixPath('runs/tiny_shakespeare/tokenizer.json'))
-    >>> open_source("out/compressed").evaluate()              # doctest: +SKIP
+After `strata train specs/tiny_shakespeare.arch` and a `strata compress` to out/compressed::
+
+    w = resolve_weights("runs/tiny_shakespeare")
+    w.file, w.tokenizer    # runs/tiny_shakespeare/model.safetensors, .../tokenizer.json
+    open_source("out/compressed").evaluate()
 """
 
 from __future__ import annotations

@@ -286,8 +286,10 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
     """Train a spec as its `train { }` section says; keyword arguments override any
     setting (`steps=100`, `batch=4`, `optimizer="adamw(lr=1e-3)"`, `data="x.txt"`).
 
-        >>> run = strata.train("specs/tiny_shakespeare.arch", steps=50, out="runs/demo")  # doctest: +SKIP
-        >>> run.val_loss, run.generate("O Romeo", tokens=40)                              # doctest: +SKIP
+    For example::
+
+        run = strata.train("specs/tiny_shakespeare.arch", steps=50, out="runs/demo")
+        run.val_loss, run.generate("O Romeo", tokens=40)
 
     Under torchrun every process calls this and the loop is distributed (DDP, or
     FSDP2 with fsdp=True); only rank 0 writes.  Returns the `Run`."""

@@ -5,8 +5,10 @@ each batch, summed over ranks); `evaluate_run` is `strata eval RUN_DIR`: the
 final model on the whole validation split of the run's data, every token once,
 or on all of another file.
 
-    >>> Run.open("runs/tiny_shakespeare").evaluate()          # doctest: +SKIP
-    {'loss': 1.47, 'perplexity': 4.35, 'tokens': 111488, ...}
+After `strata train specs/tiny_shakespeare.arch`::
+
+    Run.open("runs/tiny_shakespeare").evaluate()
+    # {'loss': 1.47, 'perplexity': 4.35, 'tokens': 111488, ...}
 """
 
 from __future__ import annotations

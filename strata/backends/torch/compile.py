@@ -9,7 +9,10 @@ A pass that changes weight values (pruning masks) applied to a model compiled
 without weights gets the spec's own initial weights sent through it, so what
 the spec says is what the model holds.
 
-    >>> # net = compile_graph(build_file("m.arch"), weights="w.safetensors")
+    >>> from strata.compiler import build_file
+    >>> net = compile_graph(build_file("specs/tiny_shakespeare.arch"))
+    >>> type(net).__name__, net.strata_graph.graph["name"]
+    ('TinyShakespeare', 'tiny_shakespeare')
 """
 
 from __future__ import annotations

@@ -13,7 +13,13 @@ Fusions are exact both ways; a low-rank factorisation is the rank-r truncated
 SVD one way and the product B·A back; structured pruning gathers the kept
 heads / neurons and scatters them back among zeros; LoRA adapters are merged.
 
-    >>> # sd = to_spec_names(model.strata_graph, model.state_dict())
+    >>> import strata
+    >>> model = strata.compile("specs/tiny_shakespeare.arch", passes=["fuse_qkv"])
+    >>> [n for n in model.state_dict() if n.startswith("decoder.h.0.attn")][:1]
+    ['decoder.h.0.attn.qkv.weight']
+    >>> sd = to_spec_names(model.strata_graph, model.state_dict())
+    >>> sorted(n for n in sd if n.startswith("decoder.h.0.attn.") and n.endswith("weight"))
+    ['decoder.h.0.attn.k.weight', 'decoder.h.0.attn.o.weight', 'decoder.h.0.attn.q.weight', 'decoder.h.0.attn.v.weight']
 """
 
 from __future__ import annotations

@@ -9,7 +9,13 @@ that does not fit is refused with every missing, unexpected and mismatched
 name; a pickle (`torch.save`) file is refused outright, since loading one can
 run arbitrary code.
 
-    >>> # save_weights(model, "m.safetensors"); load_weights(model, "m.safetensors")
+    >>> import tempfile, pathlib
+    >>> import strata
+    >>> model = strata.compile("specs/tiny_shakespeare.arch")
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "m.safetensors"
+    >>> save_weights(model, path)
+    >>> load_weights(model, path) is model
+    True
 """
 
 from __future__ import annotations

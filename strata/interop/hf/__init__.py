@@ -93,8 +93,10 @@ def import_hf(src_dir: str | Path, out_dir: str | Path, *, dtype: str | None = N
     Every tensor name, shape and dtype is checked against the spec before
     anything is written; the folder gets both files or neither.
 
-        >>> import_hf("hf/gpt2", "out/gpt2")  # doctest: +SKIP
-        (PosixPath('out/gpt2/model.arch'), PosixPath('out/gpt2/weights.safetensors'))
+    With a Hugging Face folder at hf/gpt2::
+
+        import_hf("hf/gpt2", "out/gpt2")
+        # (PosixPath('out/gpt2/model.arch'), PosixPath('out/gpt2/weights.safetensors'))
     """
     from strata.compiler import build_text
     from strata.compiler.ir import state_dict_shapes
