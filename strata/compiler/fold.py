@@ -230,13 +230,13 @@ class Template:
         `old` (this instance in the last build) is taken instead of made."""
         path = _Path(new, self.n)
         if old is None or same is None:
-            edges = [(x_new if u is None else new + u if inside else u, new + v, d.copy())
+            edges = [(x_new if u is None else new + u if inside else u, new + v, ir.EdgeData(d))
                      for u, v, inside, d in self.edges]
             piece = Piece([(new + k, f(path)) for k, f in self.nodes], edges,
                           [(new + k, f(path)) for k, f in self.components],
                           [(new + k, f(path)) for k, f in self.scopes], self.tensors)
             return piece, self.y(path)
-        edges = [e if keep and u is not None else (x_new if u is None else new + u if inside else u, new + v, d.copy())
+        edges = [e if keep and u is not None else (x_new if u is None else new + u if inside else u, new + v, ir.EdgeData(d))
                  for (u, v, inside, d), e, keep in zip(self.edges, old.edges, same.edges)]
         piece = Piece([o if keep else (new + k, f(path)) for (k, f), o, keep in zip(self.nodes, old.nodes, same.nodes)],
                       edges,
@@ -251,7 +251,7 @@ class Template:
         t = type(v)
         if t is str:
             return (lambda p, s=v: p(s)) if self.is_path(v) else None
-        if t is dict:
+        if t is dict or t in _TYPED:  # the IR's own dicts (ir_types) copy as their type
             copies, fixes = [], []  # values that are dicts of their own, copied inline; the others
             for k, x in v.items():
                 f = self._compile(x)
@@ -263,7 +263,7 @@ class Template:
                 return functools.partial(_copy, v)
 
             def make_dict(p, v=v, copies=copies, fixes=fixes):
-                d = v.copy()
+                d = v.copy() if type(v) is dict else type(v)(v)
                 for k in copies:
                     d[k] = d[k].copy()
                 for k, f in fixes:
@@ -282,8 +282,11 @@ class Template:
         return None
 
 
+_TYPED = (ir.NodeData, ir.EdgeData)
+
+
 def _copy(d: dict, _path) -> dict:
-    return d.copy()
+    return d.copy() if type(d) is dict else type(d)(d)
 
 
 @dataclass

@@ -16,7 +16,9 @@ Edges carry `shape` (a tuple of ints and symbols such as "B", "T"), `dtype`
 of the destination: attention takes q=0, k=1, v=2).
 
 Graph-level data (`g.graph`): name, stacks, outputs, scopes, repeats,
-components, vars, passes, train, parameters.
+components, vars, passes, train, parameters.  Each of these keys, on the graph,
+a node and an edge, is a typed field (`g.graph.stacks`, `g.nodes[n].op`,
+`e.shape`) whose type and meaning are in strata/compiler/ir_types.py.
 
     >>> g = new_graph("m")
     >>> add_node(g, "s.ids", "input", scope="s", attrs={"name": "ids"})
@@ -29,6 +31,7 @@ from __future__ import annotations
 from math import prod
 from typing import TYPE_CHECKING, Any, Iterable
 
+from strata.compiler.ir_types import EdgeData, GraphData, NodeData, check_fields, ir_graph_class
 from strata.errors import format_shape  # noqa: F401 - re-exported
 
 if TYPE_CHECKING:  # networkx is imported where a graph is made: `strata check` needs none
@@ -69,7 +72,7 @@ class Staging:
     importing networkx."""
 
     def __init__(self) -> None:
-        self.graph: dict = {}
+        self.graph = GraphData()
         self.nodes = _NodeView()
         self.edges: list[tuple[str, str, dict]] = []
         self._in: dict[str, list[tuple[str, str, dict]]] = {}
@@ -85,10 +88,10 @@ class Staging:
         return len(self.nodes)
 
     def add_node(self, n: str, **attr) -> None:
-        self.nodes[n] = attr
+        self.nodes[n] = NodeData(attr)
 
     def add_edge(self, u: str, v: str, **attr) -> None:
-        e = (u, v, attr)
+        e = (u, v, EdgeData(attr))
         self.edges.append(e)
         if self._indexed == len(self.edges) - 1:
             self._in.setdefault(v, []).append(e)
@@ -113,7 +116,7 @@ def to_networkx(g: "Staging | nx.MultiDiGraph") -> "nx.MultiDiGraph":
 
     if isinstance(g, nx.MultiDiGraph):
         return g
-    out = nx.MultiDiGraph()
+    out = ir_graph_class()()
     out.graph.update(g.graph)
     out.add_nodes_from(g.nodes.items())
     out.add_edges_from(g.edges)
@@ -121,12 +124,7 @@ def to_networkx(g: "Staging | nx.MultiDiGraph") -> "nx.MultiDiGraph":
 
 
 def new_graph(name: str, staging: bool = False) -> "nx.MultiDiGraph | Staging":
-    if staging:
-        g = Staging()
-    else:
-        import networkx as nx
-
-        g = nx.MultiDiGraph()
+    g = Staging() if staging else ir_graph_class()()
     g.graph.update(name=name, stacks=[], outputs={}, scopes={}, repeats=[], components={},
                    vars={}, passes=[], train=None)
     return g
@@ -180,8 +178,10 @@ def lint(g: nx.MultiDiGraph) -> None:
     if not nx.is_directed_acyclic_graph(g):
         cycle = nx.find_cycle(g)
         raise IRError(f"the graph has a cycle through {cycle[0][0]!r}")
+    check_fields(g.graph, "the graph")
     keys = set()
     for n, d in g.nodes(data=True):
+        check_fields(d, f"node {n!r}")
         if d.get("op") not in OPS:
             raise IRError(f"node {n!r}: unknown op {d.get('op')!r}")
         if d["scope"] and not (n == d["scope"] or n.startswith(d["scope"] + ".")):
@@ -203,9 +203,8 @@ def lint(g: nx.MultiDiGraph) -> None:
         for k, target in d["tied"].items():
             if target not in keys:
                 raise IRError(f"node {n!r}: {k!r} is tied to {target!r}, which is not a parameter")
-    for _, _, e in g.edges(data=True):
-        if "shape" not in e or "dtype" not in e:
-            raise IRError("an edge without shape or dtype")
+    for u, v, e in g.edges(data=True):
+        check_fields(e, f"edge {u!r} -> {v!r}")
     for name, node in g.graph["outputs"].items():
         if node not in g:
             raise IRError(f"output {name!r} names a missing node {node!r}")

@@ -49,9 +49,7 @@ def weight_linears(g: nx.MultiDiGraph, on: str | None) -> list[str]:
 
 def reorder(g: nx.MultiDiGraph, order: Iterable[str]) -> nx.MultiDiGraph:
     """A copy of `g` whose nodes are inserted in `order` (every node exactly once)."""
-    import networkx as nx
-
-    h = nx.MultiDiGraph()
+    h = g.__class__()  # the IR's typed graph (strata.compiler.ir_types)
     h.graph.update(g.graph)
     for n in order:
         h.add_node(n, **g.nodes[n])

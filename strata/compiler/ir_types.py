@@ -1,0 +1,157 @@
+"""The IR's data, typed: what every key on the graph, a node and an edge means,
+in one place.
+
+A graph is a networkx MultiDiGraph whose attribute dicts are the classes below
+(`IRGraph` sets networkx's dict factories), so a reader writes `g.graph.stacks`,
+`g.nodes[n].op` and `e.shape` — a field with a type and a meaning — where it
+once wrote a string key.  They stay dicts: networkx, JSON and copies keep
+working, and `lint` checks every field's type after every pass.
+
+    >>> d = NodeData(op="linear", attrs={"in": 4, "out": 8}, scope="s", component="s.fc",
+    ...              kind="linear", params={"weight": (8, 4)}, tied={}, span=None)
+    >>> d.op, d.params["weight"], d.sym
+    ('linear', (8, 4), None)
+    >>> check_fields(d, "node s.fc")
+    >>> check_fields(NodeData(d, op=3), "node s.fc")
+    Traceback (most recent call last):
+    ...
+    strata.compiler.ir_types.IRTypeError: node s.fc: op is int, expected str
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = ["EdgeData", "GraphData", "IRTypeError", "NodeData", "check_fields", "ir_graph_class"]
+
+_MISSING = object()
+
+
+class IRTypeError(Exception):
+    """A field of the IR holds a value of the wrong type (a bug in strata)."""
+
+
+class Field:
+    """One key of an attribute dict, read and written as an attribute.
+
+    types: the accepted Python types (None allowed when `optional`); required
+    fields must be present once the owner is complete (lint checks it);
+    optional ones read as `default` when absent."""
+
+    def __init__(self, types: tuple[type, ...] | type, doc: str, *, optional: bool = False,
+                 default: Any = None):
+        self.types = types if isinstance(types, tuple) else (types,)
+        self.doc, self.optional, self.default = doc, optional, default
+        self.name = ""
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name = name
+        owner.FIELDS = {**getattr(owner, "FIELDS", {}), name: self}
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self
+        value = obj.get(self.name, _MISSING)
+        if value is _MISSING:
+            if self.optional:
+                return self.default
+            raise AttributeError(f"{owner.__name__} has no {self.name!r} yet")
+        return value
+
+    def __set__(self, obj, value) -> None:
+        obj[self.name] = value
+
+
+class _Typed(dict):
+    FIELDS: ClassVar[dict[str, Field]] = {}
+
+
+# ---------------------------------------------------------------- the graph
+
+class GraphData(_Typed):
+    """`g.graph`: the model as a whole."""
+
+    name = Field(str, "the model's name (`model NAME { }`)")
+    file = Field(str, "the spec file the model was read from ('<string>' for text)", optional=True)
+    stacks = Field(list, "the stacks in order: {name, input, output, seq, ...} each")
+    outputs = Field(dict, "output name -> the node that produces it")
+    scopes = Field(dict, "scope path -> {block, stack, ...}: the block instances")
+    repeats = Field(list, "{path, block, count, instances}: each `repeat` (`layer x 12`)")
+    components = Field(dict, "component path -> {kind, options, span, ...}: every instance")
+    vars = Field(dict, "the spec's variables, evaluated: name -> value")
+    var_syms = Field(dict, "the variables as symbolic expressions (for `config.d`)",
+                     optional=True, default=None)
+    passes = Field(list, "passes still to apply: {name, options, span} each")
+    applied = Field(list, "passes applied, in order: {name, options, record} each",
+                    optional=True, default=())
+    train = Field((dict, type(None)), "the `train { }` section, validated (None: none)")
+    parameters = Field(int, "parameter count (ties counted once)", optional=True, default=None)
+    nonzero_parameters = Field(int, "parameters left non-zero by unstructured pruning",
+                               optional=True, default=None)
+    spec_params = Field(dict, "state_dict key -> shape before any pass (a checkpoint's names)",
+                        optional=True, default=None)
+    distill = Field(dict, "the `distill(teacher, ...)` pass's settings, for training",
+                    optional=True, default=None)
+
+
+# ---------------------------------------------------------------- nodes
+
+class NodeData(_Typed):
+    """`g.nodes[n]`: one op.  Node ids are module paths (`decoder.h.3.attn.q`)."""
+
+    op = Field(str, "one of ir.OPS")
+    attrs = Field(dict, "the op's attributes (ir.ATTRS lists them per op)")
+    scope = Field(str, "the block instance (`decoder.h.3`) or stack holding it")
+    component = Field((str, type(None)), "the component instance (`decoder.h.3.attn`); None for "
+                      "structural ops (a residual `add`, a stack `input`)")
+    kind = Field(str, "the component kind (`attention`, `mlp`, ...; the op for structural ones)")
+    params = Field(dict, "local name -> shape; the state_dict key is f'{node}.{name}'")
+    tied = Field(dict, "local name -> the state_dict key it shares (not counted as parameters)")
+    span = Field(object, "where the spec wrote it (dsl Span), for errors", optional=True)
+    sym = Field(tuple, "the output shape as symbolic axes ((kind, value), ...)", optional=True)
+    out_shape = Field(tuple, "the shape produced where no edge carries it (outputs, a bias)",
+                      optional=True)
+    seq = Field((int, str), "a position embedding's sequence axis", optional=True)
+
+
+class EdgeData(_Typed):
+    """The data of an edge u -> v: the tensor flowing into v's operand `port`."""
+
+    shape = Field(tuple, "ints and symbols (`B`, `T`)")
+    dtype = Field(str, "'int64' for token ids, 'float' for activations")
+    port = Field(int, "the operand slot of the destination (attention: q=0, k=1, v=2)")
+    part = Field(int, "which part of a `split` (a fused projection) this edge carries",
+                 optional=True)
+
+
+def check_fields(d: _Typed, where: str) -> None:
+    """Raise IRTypeError when a required field is missing or any field has the wrong type."""
+    for name, f in type(d).FIELDS.items():
+        if name not in d:
+            if not f.optional:
+                raise IRTypeError(f"{where}: no {name!r}")
+            continue
+        value = d[name]
+        if value is None and (f.optional or type(None) in f.types):
+            continue
+        if not isinstance(value, f.types):
+            want = " or ".join(t.__name__ for t in f.types if t is not type(None))
+            raise IRTypeError(f"{where}: {name} is {type(value).__name__}, expected {want}")
+
+
+_CLASS: list = []
+
+
+def ir_graph_class():
+    """The networkx MultiDiGraph whose graph, node and edge dicts are typed
+    (built on first use: `strata check` never imports networkx)."""
+    if not _CLASS:
+        import networkx as nx
+
+        class IRGraph(nx.MultiDiGraph):
+            graph_attr_dict_factory = GraphData
+            node_attr_dict_factory = NodeData
+            edge_attr_dict_factory = EdgeData
+
+        _CLASS.append(IRGraph)
+    return _CLASS[0]
