@@ -12,7 +12,7 @@
     ... model tiny {
     ...   stack decoder(tokens) { embedding(10, 4) as wte; layernorm; lm_head(tie=wte) }
     ... }''')
-    >>> g.graph["parameters"]
+    >>> g.graph.parameters
     48
 """
 

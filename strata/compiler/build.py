@@ -5,7 +5,7 @@ into graph ops, check its passes and train sections.  Never imports torch.
     ... model tiny {
     ...   stack decoder(tokens) { embedding(10, 4) as wte; layernorm; lm_head(tie=wte) }
     ... }''')
-    >>> g.graph["parameters"]
+    >>> g.graph.parameters
     48
 """
 
@@ -44,7 +44,7 @@ def _build(spec: A.SpecFile, model: str | None, sources: dict[str, str],
     try:
         resolved = resolve_model(spec, sources, model, errors, open_texts)
         g = elaborate(resolved, errors, cache)
-        g.graph["file"] = spec.path or "<string>"  # the root: paths in the spec are relative to it
+        g.graph.file = spec.path or "<string>"  # the root: paths in the spec are relative to it
         check_passes(resolved.passes, g, errors, resolved.models)
         check_train(resolved.train, g, errors)
     except RecursionError:

@@ -46,7 +46,7 @@ class Elaborator:
         self.g = ir.new_graph(model.name, staging=True)
         self.g.folded = 0  # repeat instances copied, not elaborated (strata.compiler.fold)
         self.g.reused = 0  # of those, taken from the cache's last build
-        self.components: dict[str, dict] = self.g.graph["components"]
+        self.components: dict[str, dict] = self.g.graph.components
         self.tensors = 0  # parameter tensors made so far (MAX_TENSORS)
 
     # ------------------------------------------------------------ graph edits
@@ -64,7 +64,7 @@ class Elaborator:
         sym = tuple(sym) if len(sym) == len(out_shape) else (None,) * len(out_shape)
         ir.add_node(self.g, node_id, op, scope=sc.path, attrs=attrs, component=comp, kind=kind,
                     params=params, tied=tied, span=span)
-        self.g.nodes[node_id]["sym"] = sym
+        self.g.nodes[node_id].sym = sym
         for port, t in enumerate(inputs):
             ir.connect(self.g, t.node, node_id, t.shape, t.dtype, port)
         return Tensor(node_id, tuple(out_shape), "float", sym)
@@ -87,24 +87,24 @@ class Elaborator:
             path = path.rpartition(".")[0]
         candidates.append(ref)
         for c in candidates:
-            if c in self.g and "weight" in self.g.nodes[c]["params"]:
+            if c in self.g and "weight" in self.g.nodes[c].params:
                 return f"{c}.weight"
-            if c in self.g and "weight" in self.g.nodes[c]["tied"]:
-                return self.g.nodes[c]["tied"]["weight"]
-        known = [n.rpartition(".")[2] for n in self.g if "weight" in self.g.nodes[n]["params"]]
+            if c in self.g and "weight" in self.g.nodes[c].tied:
+                return self.g.nodes[c].tied["weight"]
+        known = [n.rpartition(".")[2] for n in self.g if "weight" in self.g.nodes[n].params]
         raise EvalError(f"{what}={ref}: no module '{ref}' with a weight defined before this point",
                         span, did_you_mean(ref.rpartition(".")[2], known)
                         or "name the embedding with `as NAME` and refer to that name")
 
     def param_shape(self, key: str) -> tuple:
         node, _, name = key.rpartition(".")
-        return self.g.nodes[node]["params"][name]
+        return self.g.nodes[node].params[name]
 
     def param_syms(self, key: str) -> tuple:
         """The symbolic dims of a weight [rows, cols] (only embeddings record them:
         their output's last dim and their `vocab` option)."""
         node = key.rpartition(".")[0]
-        comp = self.components.get(self.g.nodes[node]["component"] or "", {})
+        comp = self.components.get(self.g.nodes[node].component or "", {})
         return (comp.get("syms", {}).get("vocab"), self.g.nodes[node].get("sym", (None,))[-1])
 
     def stack_input(self, st: StackState, name: str, optional: bool = False) -> Tensor:
@@ -112,14 +112,14 @@ class Elaborator:
             nid = f"{st.name}.{name}"
             ir.add_node(self.g, nid, "input", scope=st.name,
                         attrs={"name": name, "dtype": "int64", "optional": optional})
-            self.g.nodes[nid]["sym"] = (("axis", "B"), ("axis", st.seq))
-            st.inputs[name] = Tensor(nid, ("B", st.seq), "int64", self.g.nodes[nid]["sym"])
+            self.g.nodes[nid].sym = (("axis", "B"), ("axis", st.seq))
+            st.inputs[name] = Tensor(nid, ("B", st.seq), "int64", self.g.nodes[nid].sym)
         return st.inputs[name]
 
     def resolve_memory(self, name: str, sc: Scope, span) -> Tensor:
         if name in sc.stack.memory:
             return sc.stack.memory[name]
-        built = {s["name"]: s for s in self.g.graph["stacks"]}
+        built = {s["name"]: s for s in self.g.graph.stacks}
         if name in built:
             s = built[name]
             return Tensor(s["output"], s["shape"], "float", s["sym"])
@@ -170,9 +170,9 @@ class Elaborator:
             y = self.walk(s.body, x, sc)
             if y.node == x.node:
                 raise EvalError("'branch' needs at least one statement", s.span)
-            name = s.alias or self.g.nodes[y.node]["component"].rpartition(".")[2]
+            name = s.alias or self.g.nodes[y.node].component.rpartition(".")[2]
             check_output_name(name, s.span)
-            self.g.graph["outputs"][name] = y.node
+            self.g.graph.outputs[name] = y.node
             return x
         if isinstance(s, A.Repeat):
             return self.repeat(s, x, sc)
@@ -243,7 +243,7 @@ class Elaborator:
                 env.syms[p.name] = symbolic(p.default, env)
         inner = Scope(path, env, sc.stack, plan=plan_names(bdef.body, self.m.blocks),
                       blocks_active=sc.blocks_active + (s.name,))
-        self.g.graph["scopes"][path] = {"kind": "block", "block": s.name, "parent": sc.path}
+        self.g.graph.scopes[path] = {"kind": "block", "block": s.name, "parent": sc.path}
         y = self.walk(bdef.body, x, inner)
         return y
 
@@ -261,7 +261,7 @@ class Elaborator:
         single = repeats_block(s, self.m.blocks)
         block = s.body[0].name if single else None
         index = s.index or "index"
-        self.g.graph["scopes"][group] = {"kind": "repeat", "block": block, "count": n,
+        self.g.graph.scopes[group] = {"kind": "repeat", "block": block, "count": n,
                                          "parent": sc.path}
         # instances 2.. are copies of 0 where 0 and 1 agree (strata.compiler.fold)
         folder = Folder(self, sc.stack, self.cache) if n > 2 and not reads(s.body, self.m.blocks, index) else None
@@ -279,7 +279,7 @@ class Elaborator:
                 x = self._walk_one(lambda: self.block(use, x, inner, path), x, use)
             else:
                 inner.plan = plan_names(s.body, self.m.blocks)
-                self.g.graph["scopes"][path] = {"kind": "block", "block": None, "parent": group}
+                self.g.graph.scopes[path] = {"kind": "block", "block": None, "parent": group}
                 x = self.walk(s.body, x, inner)
             instances.append(path)
             if self.g.number_of_nodes() == before and i == 0 and self.errors:
@@ -293,7 +293,7 @@ class Elaborator:
                 template = folder.agree(m0, p0, x0, y0, m1, p1, y1, f"{group}.0")
                 if template is not None:
                     x, i = folder.copies(template, x, group, i, n, instances, MAX_NODES, MAX_TENSORS)
-        self.g.graph["repeats"].append({"path": group, "block": block or name, "count": n,
+        self.g.graph.repeats.append({"path": group, "block": block or name, "count": n,
                                         "count_sym": symbolic(s.count, sc.env),
                                         "instances": instances, "span": s.span})
         return x
@@ -360,7 +360,7 @@ class Elaborator:
             return
         for inp in sd.inputs:
             if inp.source is not None:
-                out = next((s for s in self.g.graph["stacks"] if s["name"] == inp.source), None)
+                out = next((s for s in self.g.graph.stacks if s["name"] == inp.source), None)
                 if out is not None:
                     st.memory[inp.name] = Tensor(out["output"], out["shape"], "float", out["sym"])
         x = self.stack_input(st, token_inputs[0].name)
@@ -369,9 +369,9 @@ class Elaborator:
         sc = Scope(sd.name, env.child({i.name: i.name for i in sd.inputs if i.source}), st,
                    plan=plan_names(sd.body, self.m.blocks))
         sc.used = {i.name: i.span for i in sd.inputs}
-        self.g.graph["scopes"][sd.name] = {"kind": "stack", "block": None, "parent": ""}
+        self.g.graph.scopes[sd.name] = {"kind": "stack", "block": None, "parent": ""}
         y = self.walk(sd.body, x, sc)
-        self.g.graph["stacks"].append({"name": sd.name, "inputs": [i.name for i in token_inputs],
+        self.g.graph.stacks.append({"name": sd.name, "inputs": [i.name for i in token_inputs],
                                        "memory": {i.name: i.source for i in sd.inputs if i.source},
                                        "output": y.node, "shape": y.shape, "sym": y.sym, "seq": seq,
                                        "positions": st.positions, "span": sd.span})
@@ -385,21 +385,21 @@ def elaborate(model: ResolvedModel, errors: Collector, cache: FoldCache | None =
     env.is_model = True
     for v in model.vars:  # report every bad variable, even unused ones
         try:
-            b.g.graph["vars"][v.name] = env.lookup(v.name, v.span)
+            b.g.graph.vars[v.name] = env.lookup(v.name, v.span)
         except EvalError as e:
             errors.error(e.message, e.span or v.span, e.hint)
     # each variable in terms of the others (a number for `d = 768`), for generated configs
-    b.g.graph["var_syms"] = {v.name: symbolic(v.value, env) for v in model.vars}
+    b.g.graph.var_syms = {v.name: symbolic(v.value, env) for v in model.vars}
     try:
         b.stacks(env)
     except _Fatal:
         return b.g
-    if b.g.graph["stacks"]:
-        last = b.g.graph["stacks"][-1]
-        b.g.graph["outputs"] = {"output": last["output"], **b.g.graph["outputs"]}
+    if b.g.graph.stacks:
+        last = b.g.graph.stacks[-1]
+        b.g.graph.outputs = {"output": last["output"], **b.g.graph.outputs}
         b.g.nodes[last["output"]]["out_shape"] = last["shape"]
     total = ir.param_count(b.g)
-    b.g.graph["parameters"] = total
+    b.g.graph.parameters = total
     if total > MAX_PARAMETERS:
         errors.error(f"the model would have {total:,} parameters, more than any machine can hold",
                      model.model.span, "check the sizes and repeat counts")

@@ -104,14 +104,14 @@ class Folder:
 
     def mark(self) -> Mark:
         g = self.g
-        return Mark(len(g.nodes), len(g.edges), len(g.graph["components"]), len(g.graph["scopes"]),
+        return Mark(len(g.nodes), len(g.edges), len(g.graph.components), len(g.graph.scopes),
                     len(self.e.errors.items), self.e.tensors, self.others())
 
     def piece(self, m: Mark) -> Piece:
         g = self.g
         return Piece(_last(g.nodes, len(g.nodes) - m.nodes), g.edges[m.edges:],
-                     _last(g.graph["components"], len(g.graph["components"]) - m.components),
-                     _last(g.graph["scopes"], len(g.graph["scopes"]) - m.scopes),
+                     _last(g.graph.components, len(g.graph.components) - m.components),
+                     _last(g.graph.scopes, len(g.graph.scopes) - m.scopes),
                      self.e.tensors - m.tensors)
 
     def agree(self, m0: Mark, p0: Piece, x0: Tensor, y0: Tensor, m1: Mark, p1: Piece, y1: Tensor,
@@ -167,8 +167,8 @@ class Folder:
         if len(g.nodes) != before + len(p.nodes):
             raise ir.IRError(f"duplicate node id among {p.nodes[0][0]!r} ...")
         g.add_edges(p.edges)
-        g.graph["components"].update(p.components)
-        g.graph["scopes"].update(p.scopes)
+        g.graph.components.update(p.components)
+        g.graph.scopes.update(p.scopes)
         self.e.tensors += p.tensors
 
 

@@ -157,18 +157,18 @@ def operands(g: nx.MultiDiGraph, node: str) -> list[tuple[str, dict]]:
 def output_shape(g: nx.MultiDiGraph, node: str) -> tuple | None:
     """The shape a node produces (from any out-edge, or recorded for outputs)."""
     for _, _, d in g.out_edges(node, data=True):
-        return d["shape"]
+        return d.shape
     return g.nodes[node].get("out_shape")
 
 
 def param_count(g: nx.MultiDiGraph, nodes: Iterable[str] | None = None) -> int:
     nodes = g.nodes if nodes is None else nodes
-    return sum(prod(s) for n in nodes for s in g.nodes[n]["params"].values())
+    return sum(prod(s) for n in nodes for s in g.nodes[n].params.values())
 
 
 def state_dict_shapes(g: nx.MultiDiGraph) -> dict[str, tuple]:
     """Every parameter's state_dict key and shape, in graph order (ties excluded)."""
-    return {f"{n}.{k}": tuple(s) for n in g.nodes for k, s in g.nodes[n]["params"].items()}
+    return {f"{n}.{k}": tuple(s) for n in g.nodes for k, s in g.nodes[n].params.items()}
 
 
 def lint(g: nx.MultiDiGraph) -> None:
@@ -184,28 +184,28 @@ def lint(g: nx.MultiDiGraph) -> None:
         check_fields(d, f"node {n!r}")
         if d.get("op") not in OPS:
             raise IRError(f"node {n!r}: unknown op {d.get('op')!r}")
-        if d["scope"] and not (n == d["scope"] or n.startswith(d["scope"] + ".")):
-            raise IRError(f"node {n!r}: not inside its scope {d['scope']!r}")
-        if d["component"] and not (n == d["component"] or n.startswith(d["component"] + ".")):
-            raise IRError(f"node {n!r}: not inside its component {d['component']!r}")
-        ports = [e["port"] for _, _, e in g.in_edges(n, data=True)]
+        if d.scope and not (n == d.scope or n.startswith(d.scope + ".")):
+            raise IRError(f"node {n!r}: not inside its scope {d.scope!r}")
+        if d.component and not (n == d.component or n.startswith(d.component + ".")):
+            raise IRError(f"node {n!r}: not inside its component {d.component!r}")
+        ports = [e.port for _, _, e in g.in_edges(n, data=True)]
         if len(ports) != len(set(ports)):
             raise IRError(f"node {n!r}: two operands on one port")
-        if d["op"] == "input" and ports:
+        if d.op == "input" and ports:
             raise IRError(f"node {n!r}: an input has operands")
-        if d["op"] != "input" and not ports:
-            raise IRError(f"node {n!r}: op {d['op']} has no operands")
-        for k, s in d["params"].items():
+        if d.op != "input" and not ports:
+            raise IRError(f"node {n!r}: op {d.op} has no operands")
+        for k, s in d.params.items():
             if not all(isinstance(x, int) and x > 0 for x in s):
                 raise IRError(f"node {n!r}: parameter {k!r} has shape {s}")
             keys.add(f"{n}.{k}")
     for n, d in g.nodes(data=True):
-        for k, target in d["tied"].items():
+        for k, target in d.tied.items():
             if target not in keys:
                 raise IRError(f"node {n!r}: {k!r} is tied to {target!r}, which is not a parameter")
     for u, v, e in g.edges(data=True):
         check_fields(e, f"edge {u!r} -> {v!r}")
-    for name, node in g.graph["outputs"].items():
+    for name, node in g.graph.outputs.items():
         if node not in g:
             raise IRError(f"output {name!r} names a missing node {node!r}")
 
@@ -226,18 +226,18 @@ def format_table(g: nx.MultiDiGraph) -> str:
     for n in topo_order(g):
         d = g.nodes[n]
         ins = ", ".join(u for u, _ in operands(g, n))
-        params = " ".join(f"{k}{format_shape(s)}" for k, s in d["params"].items())
-        params += "".join(f" {k}->{t}" for k, t in d["tied"].items())
-        rows.append((n, d["op"], ins, format_shape(output_shape(g, n)), params.strip(),
-                     _fmt_attrs(d["attrs"])))
+        params = " ".join(f"{k}{format_shape(s)}" for k, s in d.params.items())
+        params += "".join(f" {k}->{t}" for k, t in d.tied.items())
+        rows.append((n, d.op, ins, format_shape(output_shape(g, n)), params.strip(),
+                     _fmt_attrs(d.attrs)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     lines = []
     for r in rows:
         lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
     lines.insert(1, "  ".join("-" * w for w in widths) + "  " + "-" * 5)
-    outs = ", ".join(f"{k}={v}" for k, v in g.graph["outputs"].items())
+    outs = ", ".join(f"{k}={v}" for k, v in g.graph.outputs.items())
     lines.append(f"\noutputs: {outs}")
-    for r in g.graph["repeats"]:
+    for r in g.graph.repeats:
         lines.append(f"repeat: {r['path']} = {r['block']} x {r['count']}")
     return "\n".join(line.rstrip() for line in lines)
 
@@ -275,10 +275,10 @@ def scope_signature(g: nx.MultiDiGraph, path: str, nodes: list[str] | None = Non
     sig = []
     for n in nodes:
         d = g.nodes[n]
-        ins = tuple((rel(u), e["port"]) for u, e in operands(g, n))
-        tied = tuple(sorted((k, "<tied>") for k in d["tied"]))
-        sig.append((rel(n), d["op"], tuple(sorted((k, repr(v)) for k, v in d["attrs"].items())),
-                    tuple(sorted(d["params"].items())), tied, ins))
+        ins = tuple((rel(u), e.port) for u, e in operands(g, n))
+        tied = tuple(sorted((k, "<tied>") for k in d.tied))
+        sig.append((rel(n), d.op, tuple(sorted((k, repr(v)) for k, v in d.attrs.items())),
+                    tuple(sorted(d.params.items())), tied, ins))
     return tuple(sig)
 
 
@@ -287,14 +287,14 @@ def repeat_groups(g: nx.MultiDiGraph) -> list[dict]:
     thing) and `variants` (instance paths grouped by signature, in order)."""
     out = []
     members: dict[str, list[str]] = {}
-    owner = {inst: r["path"] for r in g.graph["repeats"] for inst in r["instances"]}
+    owner = {inst: r["path"] for r in g.graph.repeats for inst in r["instances"]}
     for n in g.nodes:  # one pass: node -> the repeat instances containing it
         parts = n.split(".")
         for i in range(1, len(parts) + 1):
             p = ".".join(parts[:i])
             if p in owner:
                 members.setdefault(p, []).append(n)
-    for r in g.graph["repeats"]:
+    for r in g.graph.repeats:
         groups: dict[tuple, list[str]] = {}
         for inst in r["instances"]:
             groups.setdefault(scope_signature(g, inst, members.get(inst, [])), []).append(inst)

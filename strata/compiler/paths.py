@@ -7,7 +7,7 @@ folder of the spec given on the command line.  A path from the command line
 (`--set data=...`, `--pass 'distill(...)'`) is relative to the current folder.
 
 Checked specs hold every such path relative to the folder of the spec that was
-built (`g.graph["file"]`, "the root"): unchanged where the root itself writes
+built (`g.graph.file`, "the root"): unchanged where the root itself writes
 it, so reports, generated files and diagrams show what the user wrote, and
 `located(value, g)` finds it from any current folder.
 
@@ -47,7 +47,7 @@ def resolve_path(value: str, file: str | None, root: str | None) -> str:
 def located(value: str, g) -> Path:
     """The path a checked spec's value names, usable from the current folder."""
     p = Path(value)
-    return p if p.is_absolute() else folder_of(g.graph.get("file")) / p
+    return p if p.is_absolute() else folder_of(g.graph.file) / p
 
 
 def resolve_option_paths(options, file: str | None, root: str | None):

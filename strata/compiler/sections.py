@@ -1,5 +1,5 @@
 """Check a model's `passes { }` and `train { }` sections against the registry
-and record them on the graph (g.graph["passes"], g.graph["train"]); every
+and record them on the graph (g.graph.passes, g.graph.train); every
 mistake is located."""
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def _teacher_exists(teacher: str, use: A.Use, g, models, errors: Collector) -> b
                          span, f"the path is relative to {here}/, the folder of the file it is written in")
             return False
         return True
-    if teacher == g.graph["name"]:
+    if teacher == g.graph.name:
         errors.error("distill: a model cannot be its own teacher", span)
         return False
     if teacher not in models:
@@ -45,7 +45,7 @@ def _teacher_exists(teacher: str, use: A.Use, g, models, errors: Collector) -> b
 def check_passes(passes: A.Passes | None, g, errors: Collector, models) -> None:
     if passes is None:
         return
-    env = Env(values=dict(g.graph["vars"]))
+    env = Env(values=dict(g.graph.vars))
     for use in passes.items:
         spec = PASSES.get(use.name)
         if spec is None:
@@ -57,7 +57,7 @@ def check_passes(passes: A.Passes | None, g, errors: Collector, models) -> None:
         except EvalError as e:
             errors.error(e.message, e.span or use.span, e.hint)
             continue
-        opts = resolve_option_paths(opts, use.span.file if use.span else None, g.graph.get("file"))
+        opts = resolve_option_paths(opts, use.span.file if use.span else None, g.graph.file)
         if use.name == "distill" and not _teacher_exists(opts.teacher, use, g, models, errors):
             continue
         on = getattr(opts, "on", None)
@@ -67,7 +67,7 @@ def check_passes(passes: A.Passes | None, g, errors: Collector, models) -> None:
                          "selectors are module path globs (decoder.h.*.mlp) or component "
                          "kinds (attention, mlp)")
             continue
-        g.graph["passes"].append({"name": use.name, "options": opts.model_dump(), "span": use.span})
+        g.graph.passes.append({"name": use.name, "options": opts.model_dump(), "span": use.span})
 
 
 def train_value(a: A.Assign, env: Env, errors: Collector):
@@ -118,14 +118,14 @@ def validate_train(values: dict, spans: dict, errors: Collector, where=None) -> 
 def check_train(train: A.Train | None, g, errors: Collector) -> None:
     if train is None:
         return
-    env = Env(values=dict(g.graph["vars"]))
+    env = Env(values=dict(g.graph.vars))
     values, spans = {}, {}
     for a in train.items:
         ok, v = train_value(a, env, errors)
         if ok:
             if a.name == "data" and isinstance(v, str):  # read from the file that names it
-                v = resolve_path(v, a.span.file if a.span else None, g.graph.get("file"))
+                v = resolve_path(v, a.span.file if a.span else None, g.graph.file)
             values[a.name], spans[a.name] = v, a.span
     cfg = validate_train(values, spans, errors, train.span)
     if cfg is not None:
-        g.graph["train"] = cfg
+        g.graph.train = cfg

@@ -20,7 +20,7 @@ __all__ = ["select"]
 def select(g: "nx.MultiDiGraph", pattern: str | None) -> list[str]:
     """Component paths matched by a pass selector: a glob over module paths
     (`decoder.h.*.mlp`), or a component kind / category (`attention`, `mlp`)."""
-    comps = g.graph["components"]
+    comps = g.graph.components
     if pattern is None:
         return list(comps)
     out = []

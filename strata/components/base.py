@@ -15,7 +15,7 @@ the hooks need, so this package imports neither the compiler nor torch:
 
 Facts a backend needs about a lowered component (fused q/k/v, gated MLP,
 qk-norm, low-rank factors) are recorded by `elaborate` (and updated by
-passes) in `u.facts`, which lands in `g.graph["components"][path]["facts"]`;
+passes) in `u.facts`, which lands in `g.graph.components[path]["facts"]`;
 backends read facts, never node names.
 """
 

@@ -102,7 +102,7 @@ def elaborate_position(b, u):
          attrs={"role": "relative_position", "type": "relative", "buckets": o.buckets,
                 "max_distance": o.max_distance, "heads": None, "bidirectional": None},
          params={}, span=u.span)
-    b.g.nodes[u.path]["seq"] = x.shape[1]
+    b.g.nodes[u.path].seq = x.shape[1]
     return x
 
 
@@ -114,16 +114,16 @@ def relative_heads(b, stack, heads: int, causal: bool, span, heads_sym=None) -> 
     node = b.g.nodes[pos["path"]]
     if pos["heads"] is None:
         pos["heads"] = heads
-        node["attrs"].update(heads=heads, bidirectional=not causal)
-        node["params"]["weight"] = (pos["buckets"], heads)
+        node.attrs.update(heads=heads, bidirectional=not causal)
+        node.params["weight"] = (pos["buckets"], heads)
         seq = node.get("seq", "T")
-        node["out_shape"] = (1, heads, seq, seq)  # the bias, read by the stack's attentions
+        node.out_shape = (1, heads, seq, seq)  # the bias, read by the stack's attentions
         if heads_sym is not None and pos["path"] in b.components:  # so the table reads config.heads
             b.components[pos["path"]]["syms"]["heads"] = heads_sym
-    elif pos["heads"] != heads or node["attrs"]["bidirectional"] == causal:
+    elif pos["heads"] != heads or node.attrs["bidirectional"] == causal:
         raise EvalError(f"position(relative) in stack '{stack.name}' is one table shared by its "
                         f"self-attentions, sized for {pos['heads']} "
-                        f"{'bidirectional' if node['attrs']['bidirectional'] else 'causal'} heads; "
+                        f"{'bidirectional' if node.attrs['bidirectional'] else 'causal'} heads; "
                         f"this one has {heads} {'causal' if causal else 'bidirectional'} heads", span,
                         "give the stack's self-attentions the same heads and causal")
 

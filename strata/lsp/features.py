@@ -61,7 +61,7 @@ class Document:
             found: dict[tuple[int, int], list[str]] = {}
             g = self.analysis.graph
             if g is not None:
-                for path, c in g.graph["components"].items():
+                for path, c in g.graph.components.items():
                     sp = c.get("span")
                     if sp is not None and sp.file == self.uri_path:
                         found.setdefault((sp.line - 1, sp.col - 1), []).append(path)
@@ -86,7 +86,7 @@ class Document:
             self._nodes[path] = [n for n in g.nodes if (n == path or n.startswith(under))
                                  and g.nodes[n].get("component") == path]
         nodes = self._nodes[path]
-        params = sum(prod(s) for n in nodes for s in g.nodes[n]["params"].values())
+        params = sum(prod(s) for n in nodes for s in g.nodes[n].params.values())
         ctx = seq_len(g)
         return params, sum(node_flops(g, n, ctx) for n in nodes)
 
@@ -123,7 +123,7 @@ class Document:
         if not paths:
             return _hover_registry(use.name)
         g = self.analysis.graph
-        c = g.graph["components"][paths[0]]
+        c = g.graph.components[paths[0]]
         where = f"`{paths[0]}`" if len(paths) == 1 else f"`{paths[0]}` … `{paths[-1]}` ({len(paths)} uses)"
         shape = "[" + ", ".join(sym_text(s) for s in c["out_sym"]) + "]" if c.get("out_sym") else "?"
         params, flops = self._cost(paths)
@@ -140,7 +140,7 @@ class Document:
 
     def _hover_var(self, d: Name) -> str:
         g = self.analysis.graph
-        value = g.graph["vars"].get(d.name) if g is not None and d.kind == "var" else None
+        value = g.graph.vars.get(d.name) if g is not None and d.kind == "var" else None
         head = f"**{d.kind}** `{d.name}`" + (f" = `{value!r}`" if value is not None else "")
         return f"{head}\n\ndefined at line {d.at[0] + 1}:\n```\n{self.line(d.at[0]).strip()}\n```"
 

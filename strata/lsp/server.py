@@ -371,7 +371,7 @@ def inlay_hints(ls: StrataServer, params: T.InlayHintParams) -> list[T.InlayHint
     doc = ls.document(params.text_document.uri) if ls.inlay_hints else None
     if doc is None or doc.analysis.graph is None:
         return []
-    comps = doc.analysis.graph.graph["components"]
+    comps = doc.analysis.graph.graph.components
     out = []
     for (line, _), paths in sorted(doc.components().items()):
         if not (params.range.start.line <= line <= params.range.end.line):

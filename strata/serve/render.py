@@ -109,7 +109,7 @@ class Checked:
         if self.graph is None:
             return out
         g = self.graph
-        if after and g.graph["passes"]:
+        if after and g.graph.passes:
             g, found = self.after()
             out["diagnostics"] += found
             if g is None:
@@ -127,26 +127,26 @@ class Checked:
     def info(self, g, key: str) -> dict:
         """What hovering the box for IR path `key` shows, and the spec line it
         comes from (for a click): a component's hover is the language server's."""
-        comps = g.graph["components"]
+        comps = g.graph.components
         c = comps.get(key)
-        span = c.get("span") if c else g.graph["scopes"].get(key, {}).get("span")
+        span = c.get("span") if c else g.graph.scopes.get(key, {}).get("span")
         if c is not None and span is not None and span.file == self.name and self.doc is not None:
             text = self.doc.hover(span.line - 1, span.col - 1) or key
-            params, _ = self.doc._cost([key]) if key in self.doc.analysis.graph.graph["components"] \
+            params, _ = self.doc._cost([key]) if key in self.doc.analysis.graph.graph.components \
                 else (None, None)
             return {"text": text, "line": span.line, "parameters": params}
         line = span.line if span is not None and span.file == self.name else None
         if key in g.nodes:  # an op of its own: a residual ⊕, an input
             d = g.nodes[key]
             shape = ir.output_shape(g, key)
-            what = f"{d['op']} ({d['attrs']['why']})" if d["attrs"].get("why") else d["op"]
+            what = f"{d.op} ({d.attrs['why']})" if d.attrs.get("why") else d.op
             return {"text": f"**{what}** `{key}`" + (f"\n\n- output: `{ir.format_shape(shape)}`" if shape else ""),
                     "line": line, "parameters": None}
-        scope = g.graph["scopes"].get(key)
+        scope = g.graph.scopes.get(key)
         if scope is not None:  # a closed stack, block or layer: what is inside it
             prefix = key + "."
             params = sum(prod(x) for n, d in g.nodes(data=True) if n.startswith(prefix)
-                         for x in d["params"].values())
+                         for x in d.params.values())
             block = f" ({scope['block']})" if scope.get("block") else ""
             return {"text": f"**{scope['kind']}**{block} `{key}`\n\n- parameters: {params:,}\n\nclick to open",
                     "line": line, "parameters": params}
@@ -170,7 +170,7 @@ def summary(g, groups: list[dict] | None = None) -> dict:
 
 def passes(before, after) -> list[dict]:
     """Each of the spec's passes; after them, with what it did (its badge)."""
-    listed = before.graph["passes"]
+    listed = before.graph.passes
     reports = pass_reports(after) if after is not None else []
     return [{"name": p["name"], "options": {k: v for k, v in p["options"].items() if v is not None},
              "applied": after is not None, "report": reports[i] if i < len(reports) else None}
