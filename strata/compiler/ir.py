@@ -31,7 +31,7 @@ from __future__ import annotations
 from math import prod
 from typing import TYPE_CHECKING, Any, Iterable
 
-from strata.compiler.ir_types import EdgeData, GraphData, NodeData, check_fields, ir_graph_class
+from strata.compiler.ir_types import EdgeData, GraphData, NodeData, check_attrs, check_fields, ir_graph_class
 from strata.errors import format_shape  # noqa: F401 - re-exported
 
 if TYPE_CHECKING:  # networkx is imported where a graph is made: `strata check` needs none
@@ -182,6 +182,7 @@ def lint(g: nx.MultiDiGraph) -> None:
     keys = set()
     for n, d in g.nodes(data=True):
         check_fields(d, f"node {n!r}")
+        check_attrs(d.op, d.attrs, f"node {n!r}")
         if d.get("op") not in OPS:
             raise IRError(f"node {n!r}: unknown op {d.get('op')!r}")
         if d.scope and not (n == d.scope or n.startswith(d.scope + ".")):

@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-__all__ = ["EdgeData", "GraphData", "IRTypeError", "NodeData", "check_fields", "ir_graph_class"]
+__all__ = ["ATTRS", "EdgeData", "GraphData", "IRTypeError", "NodeData", "check_attrs", "check_fields",
+           "ir_graph_class"]
 
 _MISSING = object()
 
@@ -122,6 +123,62 @@ class EdgeData(_Typed):
     port = Field(int, "the operand slot of the destination (attention: q=0, k=1, v=2)")
     part = Field(int, "which part of a `split` (a fused projection) this edge carries",
                  optional=True)
+
+
+# ---------------------------------------------------------------- op attributes
+
+# node.attrs, per op: every key a node of that op may carry, and what it means.
+# A pass that marks nodes (quantize, prune, lora, ...) declares its keys here;
+# lint refuses a key no entry names (a typo, or a reader with no declared meaning).
+ATTRS: dict[str, dict[str, str]] = {
+    "input": {"name": "the input's name (`ids`, `token_type_ids`)", "dtype": "int64 | float",
+              "optional": "the model runs without it (a default is used)"},
+    "embedding": {
+        "role": "token (ids -> x) | position | token_type (x -> x + e) | relative_position",
+        "vocab": "rows of the table", "dim": "width", "ctx": "positions a learned table holds",
+        "type": "learned | sinusoidal | rope | alibi | relative", "scale": "output multiplier",
+        "offset": "index offset of a learned position table (OPT's 2)",
+        "buckets": "relative-position buckets (T5)", "max_distance": "relative distance cap (T5)",
+        "heads": "heads a relative bias serves", "bidirectional": "relative buckets both ways"},
+    "linear": {
+        "in": "input width", "out": "output width", "bias": "has a bias",
+        "role": "q | k | v | o | qkv | gate | up | down | head | ... (None: unnamed)",
+        "scale": "output multiplier (a head's logit scale)", "softcap": "tanh cap on the output",
+        "fused": "the projections a fusion merged, in order",
+        "quant": "the badge the quantize pass gives it (`int8`, `int4 g128`)",
+        "quant_scheme": "the scheme its kernel runs (int8_dynamic, int4_weight, ...)",
+        "quant_bits": "bits per weight of the scheme", "group_size": "weights per scale group",
+        "qat": "trained with fake quantization", "lora": "LoRA adapter {rank, alpha, dropout}",
+        "low_rank": "a | b: which factor of a low-rank pair (x -> a -> b)", "rank": "the factorisation's rank",
+        "density": "fraction of weights left non-zero by pruning", "prune_method": "how it was pruned"},
+    "norm": {"type": "layer | rms", "eps": "epsilon", "bias": "has a bias",
+             "unit_offset": "weight stored as w - 1 (Gemma)", "per_head": "normalises each head (qk-norm)"},
+    "attention": {
+        "heads": "query heads", "kv_heads": "key / value heads (GQA)", "head_dim": "width per head",
+        "causal": "masks the future", "cross": "keys and values from another stack",
+        "rope": "rotary settings {theta, dim, ...} or None", "alibi": "adds ALiBi biases",
+        "relative": "adds the stack's relative-position bias", "window": "sliding window or None",
+        "scale": "logit scale (None: 1/sqrt(head_dim))", "softcap": "tanh cap on the logits",
+        "dropout": "attention-probability dropout"},
+    "activation": {"fn": "gelu | relu | silu | ..."},
+    "add": {"why": "what the sum is (residual, parallel, ...) for labels"},
+    "mul": {"why": "what the product is (SwiGLU's gate, ...)"},
+    "dropout": {"p": "drop probability"},
+    "moe": {"experts": "routed experts", "top_k": "experts per token", "hidden": "expert width",
+            "act": "expert activation", "gated": "experts are gated MLPs", "bias": "has biases",
+            "normalize": "top-k weights renormalised", "shared": "always-on shared experts"},
+    "pool": {"mode": "which token stands for the sequence (first: [CLS])"},
+    "split": {"sizes": "widths of the parts", "parts": "the names of the parts"},
+}
+
+
+def check_attrs(op: str, attrs: dict, where: str) -> None:
+    """Raise IRTypeError when `attrs` holds a key ATTRS does not declare for `op`."""
+    known = ATTRS.get(op, {})
+    for k in attrs:
+        if k not in known:
+            raise IRTypeError(f"{where}: attribute {k!r} is not one a {op!r} node has "
+                              "(declare it in strata/compiler/ir_types.py ATTRS)")
 
 
 def check_fields(d: _Typed, where: str) -> None:
