@@ -24,6 +24,7 @@ from pathlib import Path
 from strata.errors import UsageError
 from strata.interop.hf.config import HFImportError
 from strata.train.export_code import ExportError, code_files
+from strata.train.export_quantized import SUFFIXES, family_tensors, only_quantize, read_packed_checkpoint
 
 TARGETS = ("hf", "onnx")
 CONFIG, WEIGHTS, GENERATION = "config.json", "model.safetensors", "generation_config.json"
@@ -108,14 +109,22 @@ def export_hf(spec: str, weights: Path, tokenizer: Path | None, out: Path, model
     from strata.io import atomic_folder, write_atomic
 
     spec_model, g = _spec_model(spec, model)
-    if g.graph.get("passes"):
+    packed = read_packed_checkpoint(g, weights)
+    if g.graph.get("passes") and not (packed is not None and only_quantize(g)):
         names = ", ".join(p["name"] for p in g.graph["passes"])
         match = f"passes {{ {names} }}: no family config expresses them"
     elif spec_model is None:
         match = "its definition is not in the spec file itself (imported or extended)"
     else:
         match = match_family(spec_model, dict(g.graph["vars"]), rotary_facts(g))
-    if isinstance(match, FamilyMatch):
+    quantization = None
+    if isinstance(match, FamilyMatch) and packed is not None:
+        hf, quantization = family_tensors(match, packed)
+        config, files, note = {**match.config, "architectures": [architecture(match)]}, {}, None
+    elif packed is not None:
+        raise ExportError(f"model {g.graph['name']}: quantized, and no family ({match}); custom code "
+                          "cannot carry quantized linears yet: export the float model")
+    elif isinstance(match, FamilyMatch):
         tensors = _weights(g, weights)
         try:
             hf = hf_tensors(match, tensors)
@@ -126,8 +135,10 @@ def export_hf(spec: str, weights: Path, tokenizer: Path | None, out: Path, model
         _weights(g, weights)
         files, hf = code_files(g, weights, _causal(g))
         config, note = json.loads(files.pop("_config")), match
-    dtypes = {v.dtype for v in hf.values()}
+    dtypes = {v.dtype for k, v in hf.items() if v.is_floating_point() and k.rsplit(".", 1)[-1] not in SUFFIXES[1:]}
     config["dtype"] = str(dtypes.pop()).removeprefix("torch.") if len(dtypes) == 1 else "float32"
+    if quantization is not None:
+        config["quantization_config"] = quantization
     tok = None
     if tokenizer is not None:
         from strata.train.tokenizer import load_tokenizer
