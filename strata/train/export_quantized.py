@@ -121,6 +121,12 @@ def family_tensors(match, packed: PackedCheckpoint) -> tuple[dict, dict]:
         formats.add(group["format"])
     cfg["format"] = formats.pop() if len(formats) == 1 else "mixed-precision"
     if any(g["weights"].get("symmetric") is False for g in cfg["config_groups"].values()):
+        if len(cfg["config_groups"]) > 1:
+            raise ExportError(
+                f"{next(n for n, s in packed.quantized.items() if s == 'int4_weight')}: int4_weight beside "
+                "other schemes: transformers cannot load an asymmetric int4 group among others (its "
+                "compressed route mis-shapes the zero point, its dequantizing route takes one scheme for "
+                "the whole model); quantize with one int4 group, or int8 schemes alone")
         # transformers (5.25, compressed-tensors 0.20.1) builds an asymmetric group's
         # zero point unpacked ([out, groups]) before loading and then refuses the
         # packed [out / 8, groups] one the format defines: its load-time
