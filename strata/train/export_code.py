@@ -4,8 +4,8 @@ Face repository with custom code, loaded with `trust_remote_code=True`.
     OUT/strata_model.py           the readable module `strata compile` writes (torch alone;
                                   its runtime helpers copied in, every spec string escaped
                                   by strata.backends.torch.pysafe)
-    OUT/configuration_strata.py   StrataConfig (a PretrainedConfig)     } copied verbatim from
-    OUT/modeling_strata.py        StrataForCausalLM / StrataModel       } strata/interop/hf/remote_code
+    OUT/configuration_strata.py   StrataConfig (a PretrainedConfig)     } copied from strata/interop/hf/
+    OUT/modeling_strata.py        StrataForCausalLM / StrataModel       } remote_code (+ a hash line)
     OUT/config.json               model_type "strata", auto_map, strata_variables (the spec's)
     OUT/model.safetensors         the generated module's weights under `model.`
 
@@ -15,6 +15,7 @@ to `AutoModel`, whose output holds every output of the spec by name.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from importlib import resources
 
@@ -35,6 +36,8 @@ def remote_file(name: str) -> str:
 
 def code_files(g, weights_file, causal: bool) -> tuple[dict[str, str], dict]:
     """(file name -> text, tensors) of the custom-code repository for graph `g`."""
+    import torch
+
     from strata.backends.torch.compile import compile_graph
     from strata.backends.torch.source import config_fields
 
@@ -54,10 +57,20 @@ def code_files(g, weights_file, causal: bool) -> tuple[dict[str, str], dict]:
     variables = {f.name: f.value for f in fields if f.derived is None}
     arch = "StrataForCausalLM" if causal else "StrataModel"
     auto = "AutoModelForCausalLM" if causal else "AutoModel"
-    config = {"model_type": "strata", "architectures": [arch],
+    layers = 0
+    if causal and hasattr(net, "new_cache"):  # how many self-attentions one step caches
+        cache = net.new_cache(None)
+        with torch.no_grad():
+            net(torch.zeros(1, 1, dtype=torch.long), cache=cache)
+        layers = len(cache.layers)
+    config = {"model_type": "strata", "architectures": [arch], "num_hidden_layers": layers,
               "auto_map": {"AutoConfig": "configuration_strata.StrataConfig",
                            auto: f"modeling_strata.{arch}"},
               "strata_variables": variables, "strata_outputs": list(g.graph.get("outputs", {}) or ["output"]),
               "strata_model": g.graph["name"]}
     files = {SOURCE: source, **{name: remote_file(name) for name in REMOTE}}
+    # transformers registers a remote model class under its config class, and a config
+    # class is one per file hash: two exports' identical configuration files would
+    # make the second load build the first one's model.  This line makes each its own.
+    files[REMOTE[0]] += f"\n# for strata_model.py sha256:{hashlib.sha256(source.encode()).hexdigest()}\n"
     return files | {"_config": json.dumps(config)}, tensors
