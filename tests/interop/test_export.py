@@ -129,15 +129,20 @@ def test_docs_export_commands_run(tmp_path, hf_folder, monkeypatch):
     import shutil
     from pathlib import Path
 
+    require("compressed_tensors")  # the quantized example's export
     text = (Path(__file__).resolve().parents[2] / "docs" / "interop.md").read_text()
     section = text[text.index("## Export"):text.index("## Families and options")]
     commands = [ln for block in re.findall(r"```sh\n(.*?)```", section, re.S) for ln in block.splitlines()]
     assert commands
-    src, _ = hf_folder("gpt2")
-    shutil.copytree(src, tmp_path / "hf" / "gpt2")
+    for name, folder in (("gpt2", "gpt2"), ("llama_gqa", "llama")):
+        src, _ = hf_folder(name)
+        shutil.copytree(src, tmp_path / "hf" / folder)
     monkeypatch.chdir(tmp_path)
     for cmd in commands:
         argv = shlex.split(cmd)
         assert argv[0] == "strata" and main(argv[1:]) == 0, cmd
     model = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "out" / "gpt2-hf")
     assert type(model).__name__ == "GPT2LMHeadModel"
+    model = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "out" / "llama-w8a8-hf")
+    config = json.loads((tmp_path / "out" / "llama-w8a8-hf" / "config.json").read_text())
+    assert type(model).__name__ == "LlamaForCausalLM" and config["quantization_config"]["format"] == "int-quantized"
