@@ -121,9 +121,6 @@ def export_hf(spec: str, weights: Path, tokenizer: Path | None, out: Path, model
     if isinstance(match, FamilyMatch) and packed is not None:
         hf, quantization = family_tensors(match, packed)
         config, files, note = {**match.config, "architectures": [architecture(match)]}, {}, None
-    elif packed is not None:
-        raise ExportError(f"model {g.graph['name']}: quantized, and no family ({match}); custom code "
-                          "cannot carry quantized linears yet: export the float model")
     elif isinstance(match, FamilyMatch):
         tensors = _weights(g, weights)
         try:
@@ -132,9 +129,11 @@ def export_hf(spec: str, weights: Path, tokenizer: Path | None, out: Path, model
             raise ExportError(str(e)) from None
         config, files, note = {**match.config, "architectures": [architecture(match)]}, {}, None
     else:  # any other spec: the generated module as custom code
-        _weights(g, weights)
-        files, hf = code_files(g, weights, _causal(g))
+        if packed is None:
+            _weights(g, weights)
+        files, hf = code_files(g, weights, _causal(g), packed)
         config, note = json.loads(files.pop("_config")), match
+        quantization = config.pop("quantization_config", None)
     dtypes = {v.dtype for k, v in hf.items() if v.is_floating_point() and k.rsplit(".", 1)[-1] not in SUFFIXES[1:]}
     config["dtype"] = str(dtypes.pop()).removeprefix("torch.") if len(dtypes) == 1 else "float32"
     if quantization is not None:

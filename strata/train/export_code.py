@@ -34,22 +34,37 @@ def remote_file(name: str) -> str:
     return resources.files("strata.interop.hf").joinpath("remote_code", name).read_text()
 
 
-def code_files(g, weights_file, causal: bool) -> tuple[dict[str, str], dict]:
-    """(file name -> text, tensors) of the custom-code repository for graph `g`."""
+def code_files(g, weights_file, causal: bool, packed=None) -> tuple[dict[str, str], dict]:
+    """(file name -> text, tensors) of the custom-code repository for graph `g`;
+    packed: its compressed checkpoint (strata.train.export_quantized), whose
+    quantized linears go out in the compressed-tensors form, on the module
+    compiled without the quantize passes."""
     import torch
 
     from strata.backends.torch.compile import compile_graph
     from strata.backends.torch.source import config_fields
 
-    net = compile_graph(g, weights=weights_file, quantize=False)
+    quantization = None
+    if packed is not None:
+        from strata.backends.torch.weights import tied_names
+        from strata.train.export_quantized import code_tensors
+
+        g = g.copy()
+        g.graph["passes"] = [p for p in g.graph.get("passes", []) if p["name"] != "quantize"]
+        net = compile_graph(g, quantize=False)
+        tensors, quantization = code_tensors(packed, net.state_dict(), tied_names(net))
+    else:
+        net = compile_graph(g, weights=weights_file, quantize=False)
     source = net.strata_source
     for step in ("quantize", "sparsify"):  # kernels outside torch: not a self-contained file
         if f"\ndef {step}(" in source:
             names = ", ".join(p["name"] for p in g.graph.get("passes", []))
             raise ExportError(f"model {g.graph['name']}: passes {{ {names} }}: {step} kernels need "
-                              "strata (torchao) at load time; export the model before that pass")
-    tensors = {f"model.{k}": v.detach().clone().contiguous() for k, v in net.state_dict().items()}
-    bad = sorted(k for k, v in tensors.items() if not v.is_floating_point())
+                              "strata (torchao) at load time; export its `strata compress` output (compressed-tensors) "
+                              "or the model before that pass")
+    if packed is None:
+        tensors = {f"model.{k}": v.detach().clone().contiguous() for k, v in net.state_dict().items()}
+    bad = sorted(k for k, v in tensors.items() if not v.is_floating_point()) if packed is None else []
     if bad:
         raise ExportError(f"{bad[0]}: quantized weights ({tensors[bad[0]].dtype}); export of quantized "
                           "models is not supported yet: export the float model")
@@ -68,6 +83,8 @@ def code_files(g, weights_file, causal: bool) -> tuple[dict[str, str], dict]:
                            auto: f"modeling_strata.{arch}"},
               "strata_variables": variables, "strata_outputs": list(g.graph.get("outputs", {}) or ["output"]),
               "strata_model": g.graph["name"]}
+    if quantization is not None:
+        config["quantization_config"] = quantization
     files = {SOURCE: source, **{name: remote_file(name) for name in REMOTE}}
     # transformers registers a remote model class under its config class, and a config
     # class is one per file hash: two exports' identical configuration files would

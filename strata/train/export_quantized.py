@@ -70,10 +70,38 @@ def read_packed_checkpoint(g0, path: Path) -> PackedCheckpoint | None:
         raise ExportError(str(e)) from None
     floats = {k: v for k, v in rest.items()}
     floats.update({f"{n}.weight": qw.dequantize() for n, qw in qweights.items()})
-    problems = check(floats, state_dict_shapes(g0))
-    if problems:
-        raise ExportError(f"{path}: the weights do not fit the spec: {'; '.join(problems[:3])}")
+    if only_quantize(g0):  # the model's names are the spec's
+        problems = check(floats, state_dict_shapes(g0))
+        if problems:
+            raise ExportError(f"{path}: the weights do not fit the spec: {'; '.join(problems[:3])}")
     return PackedCheckpoint(g, marked, tensors, floats)
+
+
+def code_tensors(packed: PackedCheckpoint, state: dict, ties: dict) -> tuple[dict, dict]:
+    """(the custom-code repository's tensors, the quantization_config) for the
+    float module whose state dict is `state` (the spec's other passes applied,
+    the quantize passes not): each quantized linear's integers under `model.`,
+    every other tensor from the checkpoint.  ties: tied name -> saved name."""
+    import torch
+
+    where = {k.rsplit(".", 1)[0] for k in packed.tensors if k.rsplit(".", 1)[-1] in SUFFIXES[1:]}
+    out = {}
+    for n in packed.quantized:
+        if f"{n}.weight" not in state:
+            raise ExportError(f"{n}: quantized, and the module without its quantize pass has no linear {n}")
+        out.update(_module_tensors(f"model.{n}", packed.quantized[n], {
+            s: packed.tensors[f"{n}.{s}"] for s in SUFFIXES if f"{n}.{s}" in packed.tensors}))
+    for k, v in state.items():
+        owner = k.rsplit(".", 1)[0]
+        if owner in packed.quantized and k.endswith(".weight"):
+            continue
+        t = packed.tensors.get(k, packed.tensors.get(ties.get(k, k)))
+        if t is None or owner in where - set(packed.quantized) or tuple(t.shape) != tuple(v.shape):
+            got = "missing" if t is None else f"{list(t.shape)}"
+            raise ExportError(f"{k}: the compressed checkpoint's is {got}; the model's is {list(v.shape)}")
+        out[f"model.{k}"] = (t.to(v.dtype) if t.is_floating_point() else t).clone()  # (a tie: its own copy)
+    cfg = _config(packed, {n: f"model.{n}" for n in packed.quantized})
+    return {k: v.contiguous() for k, v in out.items()}, cfg
 
 
 def family_tensors(match, packed: PackedCheckpoint) -> tuple[dict, dict]:
@@ -81,7 +109,6 @@ def family_tensors(match, packed: PackedCheckpoint) -> tuple[dict, dict]:
     the compressed-tensors quantization_config, targets in the family's names)."""
     import torch
 
-    from strata.backends.torch.packed import quantization_config
     from strata.interop.hf.config import Config, HFImportError
     from strata.interop.hf.weights import unconvert
 
@@ -110,6 +137,14 @@ def family_tensors(match, packed: PackedCheckpoint) -> tuple[dict, dict]:
     for n, module in modules.items():
         out.update(_module_tensors(module, packed.quantized[n], {
             s: packed.tensors[f"{n}.{s}"] for s in SUFFIXES if f"{n}.{s}" in packed.tensors}))
+    return out, _config(packed, modules)
+
+
+def _config(packed: PackedCheckpoint, modules: dict) -> dict:
+    """The compressed-tensors quantization_config, targets named by `modules`
+    (linear -> module name in the exported model)."""
+    from strata.backends.torch.packed import quantization_config
+
     cfg = quantization_config(packed.graph)
     if cfg is None:
         raise ExportError("the quantization config needs compressed-tensors: pip install 'strata[compress]'")
@@ -133,7 +168,7 @@ def family_tensors(match, packed: PackedCheckpoint) -> tuple[dict, dict]:
         # dequantization reads the format right.  On CPU the compressed route
         # decompresses at the first forward anyway; vLLM does not read the key.
         cfg["dequantize"] = True
-    return out, cfg
+    return cfg
 
 
 # The compressed-tensors format of each scheme: the one transformers decompresses

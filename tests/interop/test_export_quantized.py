@@ -74,3 +74,28 @@ def test_int4_among_other_schemes_is_refused(imported, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code != 0 and "int4_weight beside other schemes" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "hf").exists()
+
+
+@pytest.mark.parametrize("scheme", ["int8_weight", "int4_weight, group_size=32"])
+def test_quantized_custom_code(scheme, tmp_path):
+    """A spec no family has (fused q/k/v, ALiBi, a parallel block): the module
+    without its quantize pass as custom code, the fused qkv's integers under
+    `model.`; transformers loads it (trust_remote_code) and generates."""
+    from tests.interop.test_export_code import CUSTOM
+    from tests.train.helpers import write
+
+    spec = write(tmp_path / "m.arch", CUSTOM)
+    torch.manual_seed(0)
+    net = api.compile(spec).eval()
+    api.save_weights(net, tmp_path / "w.safetensors")
+    api.compress(spec, tmp_path / "c", weights=tmp_path / "w.safetensors", passes=[f"quantize({scheme})"])
+    out = api.export(tmp_path / "c", tmp_path / "hf")
+    q = json.loads((out / "config.json").read_text())["quantization_config"]
+    assert "model.decoder.h.0.attn.qkv" in q["config_groups"]["group_0"]["targets"]
+    hf = transformers.AutoModelForCausalLM.from_pretrained(out, trust_remote_code=True).eval()
+    ids = torch.randint(0, 50, (2, 10), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        got, ours, floats = hf(ids).logits, api.compile(tmp_path / "c").eval()(ids), net(ids)
+    diff, error = (got - ours).abs().max().item(), (ours - floats).abs().max().item()
+    assert diff < (1e-4 if scheme == "int8_weight" else 0.1 * error)
+    assert hf.generate(ids[:1], max_new_tokens=4, do_sample=False).shape == (1, 14)
