@@ -82,8 +82,6 @@ def code_tensors(packed: PackedCheckpoint, state: dict, ties: dict) -> tuple[dic
     float module whose state dict is `state` (the spec's other passes applied,
     the quantize passes not): each quantized linear's integers under `model.`,
     every other tensor from the checkpoint.  ties: tied name -> saved name."""
-    import torch
-
     where = {k.rsplit(".", 1)[0] for k in packed.tensors if k.rsplit(".", 1)[-1] in SUFFIXES[1:]}
     out = {}
     for n in packed.quantized:
