@@ -10,6 +10,8 @@ run folder, a `strata compress` output folder, or a spec with `--weights`.
     OUT/tokenizer.json           the source's tokenizer as a fast tokenizer (when it has one)
     OUT/tokenizer_config.json
 --to hf, any other spec: the same with custom code (strata.train.export_code).
+--to hf, a quantized compress output: either, its integers in the compressed-tensors
+    form and config.json's quantization_config (strata.train.export_quantized).
 --to onnx: ONNX Runtime files (strata.train.export_onnx).
 
 What a target cannot take is refused in one line (ExportError); OUT is written

@@ -1,6 +1,9 @@
-"""`strata export --to hf` of a quantized `strata compress` output: the family's
-own folder with its quantized linears in the compressed-tensors form, which
-transformers loads with the `compressed-tensors` package (and vLLM serves).
+"""`strata export --to hf` of a quantized `strata compress` output, its
+quantized linears in the compressed-tensors form, which transformers loads with
+the `compressed-tensors` package (and vLLM serves, for a family): a family
+spec whose passes are quantize passes alone becomes the family's own folder
+(`family_tensors`); any other spec custom code, the module compiled without its
+quantize passes and the integers under its own names (`code_tensors`).
 
     compress output (packed, model names)              Hugging Face folder
     decoder.layers.0.attn.q.weight        int8   ──►   model.layers.0.self_attn.q_proj.weight        (int-quantized)
