@@ -55,9 +55,9 @@ def _weights(g, path: Path) -> dict:
     tensors = load_file(str(path))
     quantized = sorted(k for k, v in tensors.items() if not v.is_floating_point())
     if quantized:
-        raise ExportError(f"{quantized[0]}: quantized weights ({tensors[quantized[0]].dtype}); export "
-                          "of quantized models (compressed-tensors) is not supported yet: export the "
-                          "float model")
+        raise ExportError(f"{quantized[0]}: quantized weights ({tensors[quantized[0]].dtype}); ONNX "
+                          "Runtime takes the float model (--int8 quantizes it its own way); --to hf "
+                          "takes a quantized compress output")
     problems = check(tensors, state_dict_shapes(g))
     if problems and g.graph.get("passes"):
         # a compress output stores the model's own names (after its passes, e.g. fused q/k/v):

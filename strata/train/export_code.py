@@ -66,8 +66,8 @@ def code_files(g, weights_file, causal: bool, packed=None) -> tuple[dict[str, st
         tensors = {f"model.{k}": v.detach().clone().contiguous() for k, v in net.state_dict().items()}
     bad = sorted(k for k, v in tensors.items() if not v.is_floating_point()) if packed is None else []
     if bad:
-        raise ExportError(f"{bad[0]}: quantized weights ({tensors[bad[0]].dtype}); export of quantized "
-                          "models is not supported yet: export the float model")
+        raise ExportError(f"{bad[0]}: quantized weights ({tensors[bad[0]].dtype}) that are not a "
+                          "`strata compress` output's packed form: export the float model")
     fields = config_fields(g.graph["vars"], g.graph.get("var_syms", {}))
     variables = {f.name: f.value for f in fields if f.derived is None}
     arch = "StrataForCausalLM" if causal else "StrataModel"

@@ -99,3 +99,13 @@ def test_quantized_custom_code(scheme, tmp_path):
     diff, error = (got - ours).abs().max().item(), (ours - floats).abs().max().item()
     assert diff < (1e-4 if scheme == "int8_weight" else 0.1 * error)
     assert hf.generate(ids[:1], max_new_tokens=4, do_sample=False).shape == (1, 14)
+
+
+def test_onnx_of_a_quantized_output_is_refused(imported, tmp_path, capsys):
+    arch, weights, _ = imported("llama_gqa")
+    api.compress(arch, tmp_path / "c", weights=weights, passes=["quantize(int8_weight)"])
+    capsys.readouterr()
+    code = main(["export", str(tmp_path / "c"), "--to", "onnx", "-o", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code != 0 and len(err.strip().splitlines()) == 1 and "ONNX Runtime takes the float model" in err
+    assert not (tmp_path / "o").exists()
