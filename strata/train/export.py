@@ -10,6 +10,8 @@ run folder, a `strata compress` output folder, or a spec with `--weights`.
     OUT/tokenizer.json           the source's tokenizer as a fast tokenizer (when it has one)
     OUT/tokenizer_config.json
 --to hf, any other spec: the same with custom code (strata.train.export_code).
+--to hf, a quantized compress output: either, its integers in the compressed-tensors
+    form and config.json's quantization_config (strata.train.export_quantized).
 --to onnx: ONNX Runtime files (strata.train.export_onnx).
 
 What a target cannot take is refused in one line (ExportError); OUT is written
@@ -24,6 +26,7 @@ from pathlib import Path
 from strata.errors import UsageError
 from strata.interop.hf.config import HFImportError
 from strata.train.export_code import ExportError, code_files
+from strata.train.export_quantized import SUFFIXES, family_tensors, only_quantize, read_packed_checkpoint
 
 TARGETS = ("hf", "onnx")
 CONFIG, WEIGHTS, GENERATION = "config.json", "model.safetensors", "generation_config.json"
@@ -52,9 +55,9 @@ def _weights(g, path: Path) -> dict:
     tensors = load_file(str(path))
     quantized = sorted(k for k, v in tensors.items() if not v.is_floating_point())
     if quantized:
-        raise ExportError(f"{quantized[0]}: quantized weights ({tensors[quantized[0]].dtype}); export "
-                          "of quantized models (compressed-tensors) is not supported yet: export the "
-                          "float model")
+        raise ExportError(f"{quantized[0]}: quantized weights ({tensors[quantized[0]].dtype}); ONNX "
+                          "Runtime takes the float model (--int8 quantizes it its own way); --to hf "
+                          "takes a quantized compress output")
     problems = check(tensors, state_dict_shapes(g))
     if problems and g.graph.get("passes"):
         # a compress output stores the model's own names (after its passes, e.g. fused q/k/v):
@@ -108,14 +111,19 @@ def export_hf(spec: str, weights: Path, tokenizer: Path | None, out: Path, model
     from strata.io import atomic_folder, write_atomic
 
     spec_model, g = _spec_model(spec, model)
-    if g.graph.get("passes"):
+    packed = read_packed_checkpoint(g, weights)
+    if g.graph.get("passes") and not (packed is not None and only_quantize(g)):
         names = ", ".join(p["name"] for p in g.graph["passes"])
         match = f"passes {{ {names} }}: no family config expresses them"
     elif spec_model is None:
         match = "its definition is not in the spec file itself (imported or extended)"
     else:
         match = match_family(spec_model, dict(g.graph["vars"]), rotary_facts(g))
-    if isinstance(match, FamilyMatch):
+    quantization = None
+    if isinstance(match, FamilyMatch) and packed is not None:
+        hf, quantization = family_tensors(match, packed)
+        config, files, note = {**match.config, "architectures": [architecture(match)]}, {}, None
+    elif isinstance(match, FamilyMatch):
         tensors = _weights(g, weights)
         try:
             hf = hf_tensors(match, tensors)
@@ -123,11 +131,15 @@ def export_hf(spec: str, weights: Path, tokenizer: Path | None, out: Path, model
             raise ExportError(str(e)) from None
         config, files, note = {**match.config, "architectures": [architecture(match)]}, {}, None
     else:  # any other spec: the generated module as custom code
-        _weights(g, weights)
-        files, hf = code_files(g, weights, _causal(g))
+        if packed is None:
+            _weights(g, weights)
+        files, hf = code_files(g, weights, _causal(g), packed)
         config, note = json.loads(files.pop("_config")), match
-    dtypes = {v.dtype for v in hf.values()}
+        quantization = config.pop("quantization_config", None)
+    dtypes = {v.dtype for k, v in hf.items() if v.is_floating_point() and k.rsplit(".", 1)[-1] not in SUFFIXES[1:]}
     config["dtype"] = str(dtypes.pop()).removeprefix("torch.") if len(dtypes) == 1 else "float32"
+    if quantization is not None:
+        config["quantization_config"] = quantization
     tok = None
     if tokenizer is not None:
         from strata.train.tokenizer import load_tokenizer

@@ -18,6 +18,7 @@ runs model.onnx on the token twice: position 0 sees only itself (causal).
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import types
 from pathlib import Path
@@ -69,6 +70,15 @@ def _step_module(net, layers: int):
     return Step().eval()
 
 
+def _example_length(g) -> int:
+    """The traced prompt's length: longer than every sliding window.  The generated
+    stack builds no mask while T fits the window (SDPA's causal fast path), a
+    Python branch the exporter answers once for the example; past the window the
+    mask it builds is right for every length."""
+    windows = [d["attrs"].get("window") or 0 for _, d in g.nodes(data=True) if d.get("op") == "attention"]
+    return max([4, *(w + 1 for w in windows)])
+
+
 def _names(layers: int, prefix: str) -> list[str]:
     return [f"{prefix}.{i}.{kv}" for i in range(layers) for kv in "kv"]
 
@@ -109,10 +119,15 @@ def export_onnx(g, weights: Path, tokenizer: Path | None, out: Path, causal: boo
         if f"\ndef {step}(" in net.strata_source:
             raise ExportError(f"model {name}: its {step} pass needs strata's kernels; export the float "
                               "model (and use --int8 for ONNX Runtime's own int8)")
+    inputs = [p.name for p in inspect.signature(net.forward).parameters.values()
+              if p.default is p.empty and p.kind is p.POSITIONAL_OR_KEYWORD]
+    if len(inputs) != 1:
+        raise ExportError(f"model {name}: {len(inputs)} inputs ({', '.join(inputs)}); the ONNX export takes "
+                          "one-input models (decoders, encoders), not encoder-decoders yet: export it --to hf")
     ctx = g.graph["vars"].get("ctx")
     top = int(ctx) if isinstance(ctx, int) and ctx >= 2 else MAX_SEQ
     batch, seq = torch.export.Dim("batch", max=1024), torch.export.Dim("seq", min=2, max=top)
-    ids = torch.zeros(2, 4, dtype=torch.long)
+    ids = torch.zeros(2, min(_example_length(g), top), dtype=torch.long)
     files = [MODEL]
     info = {"format": "strata-onnx", "version": 1, "model": name, "causal": causal, "context": ctx,
             "int8": int8, "files": {}}

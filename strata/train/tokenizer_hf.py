@@ -22,6 +22,10 @@ ROLES = {"[PAD]": "pad_token", "[UNK]": "unk_token", "[CLS]": "cls_token", "[SEP
          "[MASK]": "mask_token", "[BOS]": "bos_token", "[EOS]": "eos_token"}
 
 
+# what str.splitlines ends a line at (\r\n first: one end, as splitlines keeps it)
+LINE_END = r"\r\n|[\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]"
+
+
 def byte_alphabet() -> list[str]:
     """GPT-2's printable stand-in for each byte 0..255 (what ByteLevel maps bytes to)."""
     keep = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAC + 1)) + list(range(0xAE, 0xFF + 1))
@@ -43,7 +47,12 @@ def hf_tokenizer(tok: Tokenizer):
 
     k = len(tok.specials)
     if isinstance(tok, BPETokenizer):
-        return HF.from_str(tok.hf.to_str())
+        hf = HF.from_str(tok.hf.to_str())
+        # strata encodes line by line (str.splitlines, ends kept): "\n\n" is two
+        # pre-tokens there, one in a whole-text ByteLevel pass; split the same way first
+        hf.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(LINE_END), behavior="merged_with_previous"), hf.pre_tokenizer])
+        return hf
     if isinstance(tok, CharTokenizer):
         vocab = {s: i for i, s in enumerate(tok.specials)}
         vocab.update({c: i + k for i, c in enumerate(tok.chars)})

@@ -66,6 +66,49 @@ def test_custom_causal_lm(tmp_path):
     assert hf.generate(ids[:1], max_new_tokens=8, do_sample=False).tolist() == want.tolist()
 
 
+# Rotary positions, grouped keys / values and a sliding window (shorter than the
+# generated sequence): what a cache must get right besides ALiBi.
+ROTARY_WINDOW = """\
+model rw {
+  vocab = 50
+  d     = 32
+  heads = 4
+  block layer {
+    residual { rmsnorm; attention(heads, kv_heads=2, causal=true, window=5) }
+    residual { rmsnorm; mlp(2 * d, act=swiglu) }
+  }
+  stack decoder(tokens) {
+    embedding(vocab, d) as wte
+    position(rotary)
+    repeat(2) layer as h
+    rmsnorm as ln_f
+    lm_head(tie=wte)
+  }
+}
+"""
+
+
+@pytest.mark.parametrize("spec", [CUSTOM, ROTARY_WINDOW], ids=["alibi_parallel", "rotary_window"])
+def test_custom_generate_keeps_a_cache(tmp_path, spec):
+    """generate() feeds the generated module one new token per step (a DynamicCache
+    holds the rest) and picks the tokens it picks without a cache, for a batch."""
+    net, out = _export(tmp_path, spec, "custom")
+    hf = transformers.AutoModelForCausalLM.from_pretrained(out, trust_remote_code=True).eval()
+    seen = []
+    hf.model.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape[1]))
+    ids = torch.randint(0, 50, (2, 7), generator=torch.Generator().manual_seed(4))
+    cached = hf.generate(ids, max_new_tokens=10, do_sample=False)
+    assert seen == [7] + [1] * 9
+    seen.clear()
+    full = hf.generate(ids, max_new_tokens=10, do_sample=False, use_cache=False)
+    assert seen == list(range(7, 17)) and cached.tolist() == full.tolist()
+    with torch.no_grad():
+        assert cached.tolist() == net.generate(ids, 10).tolist()
+    with torch.no_grad():  # the cache's last step is the whole sequence's last position
+        step = hf(cached[:, -1:], cache=transformers.DynamicCache())  # (an empty cache: position 0)
+        assert step.cache.get_seq_length() == 1
+
+
 def test_custom_classifier(tmp_path):
     net, out = _export(tmp_path, BERT_CLASSIFY, "cls")
     assert "AutoModel" in json.loads((out / "config.json").read_text())["auto_map"]
@@ -129,3 +172,15 @@ def test_compress_output_exports(tmp_path):
     ids = torch.randint(0, 50, (1, 8), generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         torch.testing.assert_close(hf(ids).logits, ref(ids), atol=1e-5, rtol=0)
+
+
+def test_same_folder_name_loads_its_own_model(tmp_path):
+    """Two exports in folders of one name, loaded in one process: each its own model
+    (transformers keys a remote class by its config class's file hash)."""
+    ids = torch.randint(0, 50, (1, 6), generator=torch.Generator().manual_seed(5))
+    for i, spec in enumerate((CUSTOM, ROTARY_WINDOW)):
+        (tmp_path / str(i)).mkdir()
+        net, out = _export(tmp_path / str(i), spec, "same")
+        hf = transformers.AutoModelForCausalLM.from_pretrained(out, trust_remote_code=True).eval()
+        with torch.no_grad():
+            torch.testing.assert_close(hf(ids).logits, net(ids), atol=1e-5, rtol=0)

@@ -50,8 +50,20 @@ EXPORT_KEYS = {"vocab": "vocab_size", "ctx": "max_position_embeddings", "types":
                "d": "hidden_size", "heads": "num_attention_heads", "depth": "num_hidden_layers",
                "hidden": "intermediate_size", "eps": "layer_norm_eps", "p": "hidden_dropout_prob",
                "p_attn": "attention_probs_dropout_prob", "p_cls": "classifier_dropout"}
-EXPORT_CHOICES = {"tie_word_embeddings": [True, False], "hidden_act": list(ACTIVATIONS),
-                  "architectures": [[a] for a in ARCHITECTURES]}
+# the head and its tie together: one at a time, an untied masked-LM head is as
+# far from BertModel's pooler as from a tied head, and the search stays put
+EXPORT_CHOICES = {"hidden_act": list(ACTIVATIONS),
+                  ("architectures", "tie_word_embeddings"): [([a], t) for a in ARCHITECTURES
+                                                             for t in (True, False)]}
+
+
+def export_copies(config: dict) -> dict[str, str]:
+    """An untied masked-LM checkpoint holds `cls.predictions.decoder.bias` (what the
+    forward adds) and `cls.predictions.bias` (saved, unused); the export mapping
+    writes the bias as the latter (a tied head's one name), so the former gets it too."""
+    if config.get("tie_word_embeddings") is False:
+        return {"cls.predictions.decoder.bias": "cls.predictions.bias"}
+    return {}
 
 
 def layout(cfg: Config, keys: set[str] | None) -> dict:

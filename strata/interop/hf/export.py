@@ -164,7 +164,13 @@ def hf_tensors(match: FamilyMatch, tensors: dict) -> dict:
     from strata.interop.hf.weights import unconvert
 
     m = match.family.mapping(Config(match.config), match.layout, set())
-    return unconvert(tensors, m)
+    out = unconvert(tensors, m)
+    # tensors transformers saves twice (one Parameter under two names): the copy too
+    copies = getattr(match.family, "export_copies", None)
+    for theirs, source in (copies(match.config) if copies else {}).items():
+        if source in out:
+            out[theirs] = out[source].clone()
+    return out
 
 
 def architecture(match: FamilyMatch) -> str:
