@@ -13,7 +13,7 @@ torch = require("torch")
 
 import strata.api as api
 from strata.backends.torch.runtime import KVCache
-from strata.backends.torch.speculative import speculative_generate, verify
+from strata.backends.torch.speculative import RoundCosts, speculative_generate, verify
 
 SPEC = """
 model tiny {{
@@ -104,6 +104,34 @@ def test_growing_caches_and_a_one_token_prompt(pair):
     got, _ = speculative_generate(target, draft, prompt, 12, k=3)
     assert torch.equal(got, want)
     assert torch.equal(speculative_generate(target, draft, prompt, 0)[0], prompt)
+
+
+def test_a_poor_draft_stops_drafting_and_a_good_one_does_not(pair):
+    """Adaptive k falls back to the target alone once the measured acceptance says no
+    k pays (every draft rejected: after the 8 rejections it needs as evidence), and
+    keeps drafting when every draft token is accepted; the output is the target's."""
+    target, _ = pair
+    prompt = torch.tensor([[1, 2, 3]])
+    want = target.generate(prompt, 40)
+    table = want[0].tolist()
+    got, stats = speculative_generate(target, Scripted(table, 23, 1), prompt, 40, k=4)
+    assert torch.equal(got, want)
+    assert stats.accepted == 0 and stats.stopped_drafting is not None and stats.proposed <= 8 * 4
+    assert stats.rounds == 40  # one token a round, drafted or not
+    got, stats = speculative_generate(target, Scripted(table, 23, 0), prompt, 40, k=4)
+    assert torch.equal(got, want) and stats.stopped_drafting is None and stats.acceptance == 1.0
+
+
+def test_round_costs_predict_the_speedup():
+    """(1 - a^(k+1)) / (1 - a) tokens a round for a verify forward and k draft steps."""
+    costs = RoundCosts(draft_s=1.0, draft_steps=10, verify_s=10.0, verifies=10, kept=8, rejected=2)
+    a = 0.8  # 8 kept, 2 rounds ended by a rejection
+    assert costs.acceptance() == pytest.approx(a)
+    assert costs.speedup(3) == pytest.approx((1 - a ** 4) / (1 - a) / (1 + 3 * 0.1))
+    assert costs.worth_drafting(8)
+    costly = RoundCosts(draft_s=6.0, draft_steps=10, verify_s=10.0, verifies=10, kept=4, rejected=6)
+    assert max(costly.speedup(k) for k in range(1, 9)) < 1 and not costly.worth_drafting(8)
+    assert RoundCosts(kept=0, rejected=7).worth_drafting(8)  # too little evidence yet
 
 
 def chi_square(counts: torch.Tensor, probs: torch.Tensor) -> float:

@@ -8,7 +8,9 @@ sampled, each accepted token passes the rejection rule
 
 so the output is distributed as the target's own sampling (p, q: the target's and
 draft's distributions after temperature and top_k).  k adapts as HF's assisted
-generation does: +2 after a round with every draft token accepted, -1 otherwise.
+generation does: +2 after a round with every draft token accepted, -1 otherwise;
+and drafting stops (the target decodes alone) once the measured acceptance and
+step costs say no k would beat plain decoding (`RoundCosts.worth_drafting`).
 
 Both models are generated strata models (their `new_cache(max_len)`: the caches
 are static, and `crop` drops what the target rejected).  Not copied into
@@ -21,12 +23,13 @@ generated files: it takes two models.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["SpeculativeStats", "probabilities", "speculative_generate", "verify"]
+__all__ = ["RoundCosts", "SpeculativeStats", "probabilities", "speculative_generate", "verify"]
 
 
 @dataclass
@@ -37,11 +40,49 @@ class SpeculativeStats:
     proposed: int = 0
     accepted: int = 0
     rounds: int = 0
+    stopped_drafting: int | None = None  # the new token at which drafting stopped (a poor draft)
 
     @property
     def acceptance(self) -> float:
         """Accepted / proposed draft tokens (0 when none were proposed)."""
         return self.accepted / self.proposed if self.proposed else 0.0
+
+
+@dataclass
+class RoundCosts:
+    """Seconds spent drafting (per draft step), verifying (per target forward) and
+    in between, and the draft's per-token acceptance, measured round by round: what
+    predicts whether drafting pays.  Under the usual model (Leviathan et al. 2023,
+    section 3) each draft token is accepted with probability a until the first
+    rejection, so a round of k drafts gives (1 - a^(k+1)) / (1 - a) tokens."""
+
+    draft_s: float = 0.0
+    draft_steps: int = 0
+    verify_s: float = 0.0
+    verifies: int = 0
+    other_s: float = 0.0
+    kept: int = 0
+    rejected: int = 0  # rounds that ended at a rejected draft token
+    samples: list = field(default_factory=list)
+
+    def acceptance(self) -> float:
+        """The per-token acceptance a: kept / (kept + rejections), the geometric model's estimate."""
+        return self.kept / (self.kept + self.rejected) if self.kept + self.rejected else 1.0
+
+    def speedup(self, k: int) -> float:
+        """Predicted tokens/s of k drafts a round over the target decoding alone (one
+        verify forward's time a token)."""
+        a = min(self.acceptance(), 0.999)
+        verify = self.verify_s / max(self.verifies, 1)
+        round_s = verify + self.other_s / max(self.verifies, 1) + k * self.draft_s / max(self.draft_steps, 1)
+        return (1 - a ** (k + 1)) / (1 - a) * verify / round_s
+
+    def worth_drafting(self, max_k: int, evidence: int = 8) -> bool:
+        """False once `evidence` draft tokens have been judged and no k in 1 .. max_k is
+        predicted faster than the target alone."""
+        if self.kept + self.rejected < evidence:
+            return True
+        return max(self.speedup(k) for k in range(1, max_k + 1)) > 1.0
 
 
 def probabilities(logits: torch.Tensor, temperature: float, top_k: int | None) -> torch.Tensor:
@@ -82,13 +123,14 @@ def verify(draft_tokens: torch.Tensor, p: torch.Tensor, q: torch.Tensor | None,
 
 
 def _logits(model, tokens: torch.Tensor, cache, compile: bool = False, src: tuple = ()) -> torch.Tensor:
-    """(T, vocab) for tokens (1, T) read after the cache.  compile=True runs one-token
-    reads through the model's compiled step (the one `model.generate(compile=True)`
-    makes and keeps under the same key, so the two share one compilation); reads of
-    several tokens stay eager: a generated attention chooses SDPA's is_causal from T,
-    which a graph with symbolic T cannot pass on as a bool.  src: () or (an encoder-
-    decoder's source,), encoded at the first read and kept in the cache."""
-    if compile and tokens.shape[-1] == 1:
+    """(T, vocab) for tokens (1, T) read after the cache.  compile=True runs every read
+    through the model's compiled step (the one `model.generate(compile=True)` makes
+    and keeps under the same key, so the two share one compilation): lengths are
+    symbolic, so a draft's k one-token steps, the target's verify reads of 2 .. k + 1
+    tokens and a first read of the prompt make a few graphs (one per branch the
+    attention and mask take on T > 1 and start_pos > 0), not one per length.  src: ()
+    or (an encoder-decoder's source,), encoded at the first read and kept in the cache."""
+    if compile:
         if "compiled_step" not in model.__dict__:  # not a submodule: not in the model's state
             model.__dict__["compiled_step"] = torch.compile(model, fullgraph=True, dynamic=True)
         model = model.__dict__["compiled_step"]
@@ -101,10 +143,12 @@ def speculative_generate(target, draft, ids: torch.Tensor, max_new_tokens: int, 
                          generator: torch.Generator | None = None, compile: bool = False,
                          src: torch.Tensor | None = None) -> tuple[torch.Tensor, SpeculativeStats]:
     """ids (1, T) followed by max_new_tokens tokens of the target's, drafted by `draft`;
-    returns (ids, stats).  k draft tokens a round (adapting within 1 .. max_k unless
-    adaptive=False).  The two must share a vocabulary (the same tokenizer).
-    compile=True runs the one-token steps compiled (torch.compile, fullgraph): the
-    draft's k a round, and the target's when it reads one token alone.  For two
+    returns (ids, stats).  k draft tokens a round, adapting within 1 .. max_k unless
+    adaptive=False; adaptive, drafting also stops when it would not pay (see
+    RoundCosts; stats.stopped_drafting says at which new token).  The two must share
+    a vocabulary (the same tokenizer).  compile=True runs the models' reads compiled
+    (torch.compile, fullgraph, symbolic lengths): the draft's steps and the target's
+    verify forwards.  For two
     encoder-decoders, `src` (1, S) is the source both read and ids the target's
     start (its [BOS])."""
     if ids.dim() != 2 or ids.shape[0] != 1:
@@ -126,8 +170,9 @@ def speculative_generate(target, draft, ids: torch.Tensor, max_new_tokens: int, 
     first = () if src is None else (src,)
     if len(seq) > 1:
         target(*first, ids[:, :-1], cache=t_cache)
-    stats = SpeculativeStats()
+    stats, costs = SpeculativeStats(), RoundCosts()
     while len(seq) - ids.shape[1] < max_new_tokens:
+        t0 = time.perf_counter()
         left = max_new_tokens - (len(seq) - ids.shape[1])
         n_draft = min(k, left - 1)  # the round's own token always comes on top
         drafts, qs = [], []
@@ -144,22 +189,36 @@ def speculative_generate(target, draft, ids: torch.Tensor, max_new_tokens: int, 
                 drafts.append(int(tok))
                 if j + 1 < n_draft:
                     logits = _logits(draft, tok[None], d_cache, compile, first)
+        t1 = time.perf_counter()
         fed = torch.tensor([[seq[-1]] + drafts], device=ids.device)
         t_logits = _logits(target, fed, t_cache, compile, first)  # (n_draft + 1, vocab)
         if n_draft and t_logits.shape[-1] != logits.shape[-1]:
             raise ValueError(f"the draft's vocabulary ({logits.shape[-1]:,}) is not the target's "
                              f"({t_logits.shape[-1]:,}): speculative decoding needs the same tokenizer")
-        p = t_logits if greedy else probabilities(t_logits, temperature, top_k)
-        kept, nxt = verify(torch.tensor(drafts, dtype=torch.long, device=ids.device), p,
-                           None if greedy else torch.stack(qs) if qs else p[:0], generator)
+        if not n_draft:  # the target alone (drafting stopped, or the last token)
+            nxt = int(t_logits[-1].argmax() if greedy else torch.multinomial(
+                probabilities(t_logits[-1], temperature, top_k), 1, generator=generator))
+            kept, t2 = 0, time.perf_counter()
+        else:
+            p = t_logits if greedy else probabilities(t_logits, temperature, top_k)
+            t2 = time.perf_counter()
+            kept, nxt = verify(torch.tensor(drafts, dtype=torch.long, device=ids.device), p,
+                               None if greedy else torch.stack(qs), generator)
         seq += drafts[:kept] + [nxt]
         stats.rounds += 1
         stats.proposed += n_draft
         stats.accepted += kept
         # keep what both have read of the accepted tokens (all but the newest)
         t_cache.crop(len(seq) - 1)
-        d_cache.crop(min(d_cache.end, len(seq) - 1))
+        if n_draft:
+            d_cache.crop(min(d_cache.end, len(seq) - 1))
         if adaptive and n_draft:
+            costs.draft_s, costs.draft_steps = costs.draft_s + t1 - t0, costs.draft_steps + n_draft
+            costs.verify_s, costs.verifies = costs.verify_s + t2 - t1, costs.verifies + 1
+            costs.other_s += time.perf_counter() - t2
+            costs.kept, costs.rejected = costs.kept + kept, costs.rejected + (kept < n_draft)
             k = min(k + 2, max_k) if kept == n_draft else max(k - 1, 1)
+            if not costs.worth_drafting(max_k):  # a poor draft: plain decoding from here on
+                k, stats.stopped_drafting = 0, len(seq) - ids.shape[1]
     return torch.tensor([seq[:ids.shape[1] + max_new_tokens]], device=ids.device), stats
 
