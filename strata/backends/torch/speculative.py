@@ -9,8 +9,9 @@ sampled, each accepted token passes the rejection rule
 so the output is distributed as the target's own sampling (p, q: the target's and
 draft's distributions after temperature and top_k).  k adapts as HF's assisted
 generation does: +2 after a round with every draft token accepted, -1 otherwise;
-and drafting stops (the target decodes alone) once the measured acceptance and
-step costs say no k would beat plain decoding (`RoundCosts.worth_drafting`).
+and, greedy, drafting stops (the target decodes alone) once the measured acceptance
+and step costs say no k would beat plain decoding (`RoundCosts.worth_drafting`; the
+first four rounds are plain, to time the target alone).
 
 Both models are generated strata models (their `new_cache(max_len)`: the caches
 are static, and `crop` drops what the target rejected).  Not copied into
@@ -23,6 +24,7 @@ generated files: it takes two models.
 
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import dataclass, field
 
@@ -50,37 +52,35 @@ class SpeculativeStats:
 
 @dataclass
 class RoundCosts:
-    """Seconds spent drafting (per draft step), verifying (per target forward) and
-    in between, and the draft's per-token acceptance, measured round by round: what
-    predicts whether drafting pays.  Under the usual model (Leviathan et al. 2023,
-    section 3) each draft token is accepted with probability a until the first
-    rejection, so a round of k drafts gives (1 - a^(k+1)) / (1 - a) tokens."""
+    """Seconds of plain rounds (the target alone: a one-token forward and its pick),
+    and of drafting rounds' draft steps and verify forward with bookkeeping, with the
+    draft's per-token acceptance, measured round by round: what predicts whether
+    drafting pays.  Medians, so one round that the OS preempted does not decide.
+    Under the usual model (Leviathan et al. 2023, section 3) each draft token is
+    accepted with probability a until the first rejection, so a round of k drafts
+    gives (1 - a^(k+1)) / (1 - a) tokens."""
 
-    draft_s: float = 0.0
-    draft_steps: int = 0
-    verify_s: float = 0.0
-    verifies: int = 0
-    other_s: float = 0.0
+    plain: list = field(default_factory=list)  # seconds of each plain round
+    draft_step: list = field(default_factory=list)  # seconds per draft step, each drafting round
+    verify: list = field(default_factory=list)  # seconds of each verify forward and its bookkeeping
     kept: int = 0
     rejected: int = 0  # rounds that ended at a rejected draft token
-    samples: list = field(default_factory=list)
 
     def acceptance(self) -> float:
         """The per-token acceptance a: kept / (kept + rejections), the geometric model's estimate."""
         return self.kept / (self.kept + self.rejected) if self.kept + self.rejected else 1.0
 
     def speedup(self, k: int) -> float:
-        """Predicted tokens/s of k drafts a round over the target decoding alone (one
-        verify forward's time a token)."""
+        """Predicted tokens/s of k drafts a round over the target decoding alone."""
         a = min(self.acceptance(), 0.999)
-        verify = self.verify_s / max(self.verifies, 1)
-        round_s = verify + self.other_s / max(self.verifies, 1) + k * self.draft_s / max(self.draft_steps, 1)
-        return (1 - a ** (k + 1)) / (1 - a) * verify / round_s
+        med = statistics.median
+        round_s = med(self.verify) + k * (med(self.draft_step) if self.draft_step else 0.0)
+        return (1 - a ** (k + 1)) / (1 - a) * med(self.plain) / round_s
 
-    def worth_drafting(self, max_k: int, evidence: int = 8) -> bool:
+    def worth_drafting(self, max_k: int, evidence: int = 4) -> bool:
         """False once `evidence` draft tokens have been judged and no k in 1 .. max_k is
-        predicted faster than the target alone."""
-        if self.kept + self.rejected < evidence:
+        predicted faster than the target alone (True while nothing is timed yet)."""
+        if self.kept + self.rejected < evidence or not self.plain or not self.verify:
             return True
         return max(self.speedup(k) for k in range(1, max_k + 1)) > 1.0
 
@@ -144,8 +144,8 @@ def speculative_generate(target, draft, ids: torch.Tensor, max_new_tokens: int, 
                          src: torch.Tensor | None = None) -> tuple[torch.Tensor, SpeculativeStats]:
     """ids (1, T) followed by max_new_tokens tokens of the target's, drafted by `draft`;
     returns (ids, stats).  k draft tokens a round, adapting within 1 .. max_k unless
-    adaptive=False; adaptive, drafting also stops when it would not pay (see
-    RoundCosts; stats.stopped_drafting says at which new token).  The two must share
+    adaptive=False; adaptive and greedy, drafting also stops when it would not pay
+    (see RoundCosts; stats.stopped_drafting says at which new token).  The two must share
     a vocabulary (the same tokenizer).  compile=True runs the models' reads compiled
     (torch.compile, fullgraph, symbolic lengths): the draft's steps and the target's
     verify forwards.  For two
@@ -171,10 +171,13 @@ def speculative_generate(target, draft, ids: torch.Tensor, max_new_tokens: int, 
     if len(seq) > 1:
         target(*first, ids[:, :-1], cache=t_cache)
     stats, costs = SpeculativeStats(), RoundCosts()
+    # adaptive: the first four rounds are plain, to time the target alone (the first
+    # may also prefill or encode: the next three's times are kept, a median of three)
+    probe = 4 if adaptive else 0
     while len(seq) - ids.shape[1] < max_new_tokens:
         t0 = time.perf_counter()
         left = max_new_tokens - (len(seq) - ids.shape[1])
-        n_draft = min(k, left - 1)  # the round's own token always comes on top
+        n_draft = min(k, left - 1) if stats.rounds >= probe else 0  # the round's own token always comes on top
         drafts, qs = [], []
         if n_draft > 0:
             feed = seq[d_cache.end:]  # what the draft has not read yet (the prompt, then 1 or 2 tokens)
@@ -198,10 +201,9 @@ def speculative_generate(target, draft, ids: torch.Tensor, max_new_tokens: int, 
         if not n_draft:  # the target alone (drafting stopped, or the last token)
             nxt = int(t_logits[-1].argmax() if greedy else torch.multinomial(
                 probabilities(t_logits[-1], temperature, top_k), 1, generator=generator))
-            kept, t2 = 0, time.perf_counter()
+            kept = 0
         else:
             p = t_logits if greedy else probabilities(t_logits, temperature, top_k)
-            t2 = time.perf_counter()
             kept, nxt = verify(torch.tensor(drafts, dtype=torch.long, device=ids.device), p,
                                None if greedy else torch.stack(qs), generator)
         seq += drafts[:kept] + [nxt]
@@ -212,13 +214,17 @@ def speculative_generate(target, draft, ids: torch.Tensor, max_new_tokens: int, 
         t_cache.crop(len(seq) - 1)
         if n_draft:
             d_cache.crop(min(d_cache.end, len(seq) - 1))
+        if adaptive and not n_draft and stats.rounds > 1:  # the first round may prefill or encode
+            costs.plain.append(time.perf_counter() - t0)
         if adaptive and n_draft:
-            costs.draft_s, costs.draft_steps = costs.draft_s + t1 - t0, costs.draft_steps + n_draft
-            costs.verify_s, costs.verifies = costs.verify_s + t2 - t1, costs.verifies + 1
-            costs.other_s += time.perf_counter() - t2
+            if stats.proposed > n_draft:  # not the draft's first round: that one also read the prompt / source
+                costs.draft_step.append((t1 - t0) / n_draft)
+            costs.verify.append(time.perf_counter() - t1)
             costs.kept, costs.rejected = costs.kept + kept, costs.rejected + (kept < n_draft)
             k = min(k + 2, max_k) if kept == n_draft else max(k - 1, 1)
-            if not costs.worth_drafting(max_k):  # a poor draft: plain decoding from here on
+            # greedy only: sampled, a seed must give the same text at every run, and a choice made
+            # on timings would change which random draws are made
+            if greedy and not costs.worth_drafting(max_k):  # a poor draft: plain decoding from here on
                 k, stats.stopped_drafting = 0, len(seq) - ids.shape[1]
     return torch.tensor([seq[:ids.shape[1] + max_new_tokens]], device=ids.device), stats
 
