@@ -127,7 +127,7 @@ def test_a_poor_draft_stops_drafting_and_a_good_one_does_not(pair):
 
 def test_round_costs_predict_the_speedup():
     """(1 - a^(k+1)) / (1 - a) tokens for a verify forward and k draft steps, against a
-    plain round's time a token (medians: one slow round does not decide)."""
+    plain round's time a token (the fastest rounds: one slow round does not decide)."""
     costs = RoundCosts(plain=[1.0, 9.0, 1.0], draft_step=[0.1, 0.1, 5.0], verify=[1.0, 1.0, 8.0], kept=8, rejected=2)
     a = 0.8  # 8 kept, 2 rounds ended by a rejection
     assert costs.acceptance() == pytest.approx(a)

@@ -24,7 +24,6 @@ generated files: it takes two models.
 
 from __future__ import annotations
 
-import statistics
 import time
 from dataclasses import dataclass, field
 
@@ -55,7 +54,8 @@ class RoundCosts:
     """Seconds of plain rounds (the target alone: a one-token forward and its pick),
     and of drafting rounds' draft steps and verify forward with bookkeeping, with the
     draft's per-token acceptance, measured round by round: what predicts whether
-    drafting pays.  Medians, so one round that the OS preempted does not decide.
+    drafting pays.  Minimums: waiting on a busy machine only adds time, so the
+    fastest round is the best estimate of each cost (one preempted round does not decide).
     Under the usual model (Leviathan et al. 2023, section 3) each draft token is
     accepted with probability a until the first rejection, so a round of k drafts
     gives (1 - a^(k+1)) / (1 - a) tokens."""
@@ -73,9 +73,8 @@ class RoundCosts:
     def speedup(self, k: int) -> float:
         """Predicted tokens/s of k drafts a round over the target decoding alone."""
         a = min(self.acceptance(), 0.999)
-        med = statistics.median
-        round_s = med(self.verify) + k * (med(self.draft_step) if self.draft_step else 0.0)
-        return (1 - a ** (k + 1)) / (1 - a) * med(self.plain) / round_s
+        round_s = min(self.verify) + k * (min(self.draft_step) if self.draft_step else 0.0)
+        return (1 - a ** (k + 1)) / (1 - a) * min(self.plain) / round_s
 
     def worth_drafting(self, max_k: int, evidence: int = 4) -> bool:
         """False once `evidence` draft tokens have been judged and no k in 1 .. max_k is
@@ -172,7 +171,7 @@ def speculative_generate(target, draft, ids: torch.Tensor, max_new_tokens: int, 
         target(*first, ids[:, :-1], cache=t_cache)
     stats, costs = SpeculativeStats(), RoundCosts()
     # adaptive: the first four rounds are plain, to time the target alone (the first
-    # may also prefill or encode: the next three's times are kept, a median of three)
+    # may also prefill or encode: the next three's times are kept)
     probe = 4 if adaptive else 0
     while len(seq) - ids.shape[1] < max_new_tokens:
         t0 = time.perf_counter()
