@@ -13,7 +13,8 @@ teacher's greedy decoding against speculative decoding with the student as draft
 
 Part 3 (`--part seed`), speculative decoding on the seed example's pair (an
 encoder-decoder teacher and its distilled student, from `make seed`: out/seed/):
-the teacher's greedy reversal of validation lines against the student drafting.
+the teacher's greedy reversal of validation lines against the student drafting,
+and against a poor draft (the student untrained: adaptive k stops drafting).
 
     python benchmarks/generate.py [--threads 2] [--rounds 3] [--part gpt2|speculative|seed|all]
 
@@ -23,6 +24,7 @@ Prints median times over the rounds (the contenders take turns) and the ratios.
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import sys
 import tempfile
@@ -168,12 +170,22 @@ def seed(args) -> None:
         got, st = speculative_generate(tm, sm, start, n, k=args.k, src=src)
         assert torch.equal(got, tm.generate(src, start, n)), "speculative decoding changed the teacher's output"
         stats.append(st)
+    # a poor draft: the student's architecture untrained (seed 0), so adaptive k should stop drafting
+    poor = copy.deepcopy(sm)  # ties kept: deepcopy shares what the model shares
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in poor.parameters():
+            p.normal_(0, 0.02) if p.dim() == 2 else p.zero_()
+    poor_stats = [speculative_generate(tm, poor, start, n, k=args.k, src=src)[1] for src in srcs]
     runs = {"teacher greedy": lambda: [tm.generate(src, start, n) for src in srcs],
             "speculative": lambda: [speculative_generate(tm, sm, start, n, k=args.k, src=src) for src in srcs],
-            "student greedy": lambda: [sm.generate(src, start, n) for src in srcs]}
+            "student greedy": lambda: [sm.generate(src, start, n) for src in srcs],
+            "poor draft": lambda: [speculative_generate(tm, poor, start, n, k=args.k, src=src) for src in srcs]}
     t = interleaved(runs, reps=args.rounds, inner=1, warmup=1)
     total = n * len(srcs)
     acc = sum(s.accepted for s in stats) / max(sum(s.proposed for s in stats), 1)
+    poor_acc = sum(s.accepted for s in poor_stats) / max(sum(s.proposed for s in poor_stats), 1)
+    stopped = sum(s.stopped_drafting is not None for s in poor_stats)
     print(f"Speculative decoding on the seed pair ({args.seed_runs}: teacher, student), greedy, "
           f"{len(srcs)} validation lines, {n} target tokens each, {args.threads} threads, median of "
           f"{args.rounds} rounds; output identical to the teacher's")
@@ -182,6 +194,8 @@ def seed(args) -> None:
     print(f"  draft acceptance {acc:.1%}; speed-up speculative / teacher: "
           f"{t['teacher greedy'] / t['speculative']:.2f}x; student / teacher time: "
           f"{t['student greedy'] / t['teacher greedy']:.2f}")
+    print(f"  poor draft (the student untrained): acceptance {poor_acc:.1%}, drafting stopped in {stopped} of "
+          f"{len(srcs)} lines; speed-up / teacher: {t['teacher greedy'] / t['poor draft']:.2f}x")
 
 
 def main() -> None:

@@ -164,14 +164,16 @@ def attention_class(core: dict, *, qk_norm: bool, fused: str | None, mask: bool,
         fwd.append(f"        y = {fn}(q, k, v, {'mask' if mask else 'None'}, {causal}, {scale_expr}, "
                    f"self.softcap, {drop})")
     else:
-        # one query (a decoding step) sees every cached key: no mask, and not is_causal (SDPA aligns it top-left)
-        kw = ["attn_mask=mask", "is_causal=mask is None and T > 1"] if mask and causal else \
-            ["attn_mask=mask"] if mask else ["is_causal=True"] if causal else []
-        kw += [f"dropout_p={drop}"] + ["scale=self.scale"] * scale + ["enable_gqa=True"] * gqa
-        fwd += ["        y = F.scaled_dot_product_attention(",
-                "            " + ", ".join(["q, k, v"] + kw[:2]) + ("," if kw[2:] else ")")]
-        if kw[2:]:
-            fwd.append("            " + ", ".join(kw[2:]) + ")")
+        extra = [f"dropout_p={drop}"] + ["scale=self.scale"] * scale + ["enable_gqa=True"] * gqa
+        if mask and causal:
+            # a Python branch, not is_causal=(mask is None and T > 1): torch.compile and the ONNX
+            # exporter see a length guard, not a symbolic bool SDPA cannot take.  One query (a
+            # decoding step) sees every cached key: no mask, and not is_causal (SDPA aligns it top-left)
+            fwd += ["        if mask is None and T > 1:"] + \
+                ["    " + line for line in _sdpa(["is_causal=True"], extra)] + \
+                ["        else:"] + ["    " + line for line in _sdpa(["attn_mask=mask"], extra)]
+        else:
+            fwd += _sdpa(["attn_mask=mask"] if mask else ["is_causal=True"] if causal else [], extra)
     fwd += ["        y = y.transpose(1, 2).reshape(B, T, self.heads * self.head_dim)  # (B, T, heads * head_dim)",
             "        return self.o(y)"]
     if cross and cache and fused != "qkv":
@@ -182,6 +184,14 @@ def attention_class(core: dict, *, qk_norm: bool, fused: str | None, mask: bool,
            + (", per-head RMSNorm on q and k" if qk_norm else "")
            + (", tanh-capped logits" if softcap else ""))
     return base, "\n".join(["class {name}(nn.Module):", f'    """{doc}."""', ""] + init + [""] + fwd) + "\n"
+
+
+def _sdpa(kw: list[str], extra: list[str]) -> list[str]:
+    """`y = F.scaled_dot_product_attention(q, k, v, ...)` over one or two lines."""
+    kw = kw + extra
+    lines = ["        y = F.scaled_dot_product_attention(",
+             "            " + ", ".join(["q, k, v"] + kw[:2]) + ("," if kw[2:] else ")")]
+    return lines + (["            " + ", ".join(kw[2:]) + ")"] if kw[2:] else [])
 
 
 def torch_attention(ctx, c):

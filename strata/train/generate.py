@@ -50,6 +50,7 @@ class GenerationStats:
     compile_seconds: float | None = None
     proposed: int | None = None
     accepted: int | None = None
+    stopped_drafting: int | None = None  # the new token where a poor draft stopped drafting
 
     @property
     def tokens_per_second(self) -> float:
@@ -63,6 +64,9 @@ class GenerationStats:
         if self.proposed is not None:
             rate = self.accepted / self.proposed if self.proposed else 0.0
             out += f"; draft acceptance {rate:.0%} ({self.accepted} of {self.proposed} draft tokens)"
+        if self.stopped_drafting is not None:
+            out += (f"; drafting stopped at new token {self.stopped_drafting} (at this acceptance the draft "
+                    "was slower than the target alone)")
         return out
 
 
@@ -93,6 +97,7 @@ def generate_ids(model, ids: torch.Tensor, n: int, temperature: float = 0.0,
         n -= first
         if stats is not None:
             stats.proposed, stats.accepted = spec.proposed, spec.accepted
+            stats.stopped_drafting = spec.stopped_drafting
     elif cache and first and hasattr(model, "generate"):
         ids = model.generate(ids, first, temperature=temperature, top_k=top_k, compile=compile)
         n -= first

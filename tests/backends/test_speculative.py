@@ -5,6 +5,8 @@ over many draws on a toy vocabulary); a draft with another vocabulary is refused
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.optional import require
@@ -13,7 +15,7 @@ torch = require("torch")
 
 import strata.api as api
 from strata.backends.torch.runtime import KVCache
-from strata.backends.torch.speculative import speculative_generate, verify
+from strata.backends.torch.speculative import RoundCosts, speculative_generate, verify
 
 SPEC = """
 model tiny {{
@@ -48,15 +50,16 @@ class Scripted(torch.nn.Module):
     """A draft that proposes, at every position, `table[position + 1] + shift` (mod vocab):
     shift 0 with the target's own tokens as table = every draft accepted; shift 1 = none."""
 
-    def __init__(self, table: list[int], vocab: int, shift: int):
+    def __init__(self, table: list[int], vocab: int, shift: int, pause: float = 0.0):
         super().__init__()
-        self.table, self.vocab, self.shift = table, vocab, shift
+        self.table, self.vocab, self.shift, self.pause = table, vocab, shift, pause  # pause: seconds a step
 
     def new_cache(self, max_len=None):
         return KVCache(max_len)
 
     def forward(self, tokens, cache=None):
         start, T = cache.start(), tokens.shape[1]
+        time.sleep(self.pause)  # a draft step that costs something (a real draft does)
         cache.update(torch.zeros(1, 1, T, 1), torch.zeros(1, 1, T, 1))  # only its length counts
         nxt = [(self.table[min(start + j + 1, len(self.table) - 1)] + self.shift) % self.vocab for j in range(T)]
         return torch.nn.functional.one_hot(torch.tensor([nxt]), self.vocab).float() * 10  # (1, T, vocab)
@@ -104,6 +107,36 @@ def test_growing_caches_and_a_one_token_prompt(pair):
     got, _ = speculative_generate(target, draft, prompt, 12, k=3)
     assert torch.equal(got, want)
     assert torch.equal(speculative_generate(target, draft, prompt, 0)[0], prompt)
+
+
+def test_a_poor_draft_stops_drafting_and_a_good_one_does_not(pair):
+    """Adaptive k falls back to the target alone once the measured acceptance says no
+    k pays (every draft rejected, each step 5 ms: after the 4 rejections it needs as evidence), and
+    keeps drafting when every draft token is accepted; the output is the target's."""
+    target, _ = pair
+    prompt = torch.tensor([[1, 2, 3]])
+    want = target.generate(prompt, 40)
+    table = want[0].tolist()
+    got, stats = speculative_generate(target, Scripted(table, 23, 1, pause=0.005), prompt, 40, k=4)
+    assert torch.equal(got, want)
+    assert stats.accepted == 0 and stats.stopped_drafting is not None and stats.proposed <= 4 + 3 + 2 + 1 + 1
+    assert stats.rounds == 40  # one token a round, drafted or not
+    got, stats = speculative_generate(target, Scripted(table, 23, 0), prompt, 40, k=4)
+    assert torch.equal(got, want) and stats.stopped_drafting is None and stats.acceptance == 1.0
+
+
+def test_round_costs_predict_the_speedup():
+    """(1 - a^(k+1)) / (1 - a) tokens for a verify forward and k draft steps, against a
+    plain round's time a token (the fastest rounds: one slow round does not decide)."""
+    costs = RoundCosts(plain=[1.0, 9.0, 1.0], draft_step=[0.1, 0.1, 5.0], verify=[1.0, 1.0, 8.0], kept=8, rejected=2)
+    a = 0.8  # 8 kept, 2 rounds ended by a rejection
+    assert costs.acceptance() == pytest.approx(a)
+    assert costs.speedup(3) == pytest.approx((1 - a ** 4) / (1 - a) / (1 + 3 * 0.1))
+    assert costs.worth_drafting(8)
+    costly = RoundCosts(plain=[1.0], draft_step=[0.6], verify=[1.0], kept=4, rejected=6)
+    assert max(costly.speedup(k) for k in range(1, 9)) < 1 and not costly.worth_drafting(8)
+    assert RoundCosts(plain=[1.0], verify=[1.0], kept=0, rejected=3).worth_drafting(8)  # too little evidence
+    assert RoundCosts(verify=[1.0], kept=0, rejected=9).worth_drafting(8)  # no plain round timed yet
 
 
 def chi_square(counts: torch.Tensor, probs: torch.Tensor) -> float:

@@ -69,8 +69,9 @@ def test_refusals(pair, tmp_path, capsys):
 
 
 def test_compiled_speculative_decoding_is_the_teachers_greedy_text(pair, capsys):
-    """--compile with --draft: both models' steps compiled once (the target's verify
-    step reads 1 .. k + 1 tokens; sizes are symbolic), the text still the teacher's."""
+    """--compile with --draft: both models' reads compiled (the target's verify
+    reads 2 .. k + 1 tokens; sizes are symbolic: a few graphs, not one per k), the
+    text still the teacher's."""
     from torch._dynamo.utils import counters
 
     teacher, student = pair
@@ -82,10 +83,12 @@ def test_compiled_speculative_decoding_is_the_teachers_greedy_text(pair, capsys)
     t, d = teacher.model.eval(), student.model.eval()
     ids = torch.tensor([[3, 4, 5]])
     want = speculative_generate(t, d, ids, 16, compile=False)[0]
-    assert torch.equal(speculative_generate(t, d, ids, 16, compile=True)[0], want)
-    graphs = counters["stats"]["unique_graphs"]
-    assert torch.equal(speculative_generate(t, d, ids, 16, compile=True, k=2)[0], want)
-    assert counters["stats"]["unique_graphs"] == graphs  # other draft lengths: nothing recompiled
+    counters.clear()
+    for k in (4, 2, 3, 1):
+        assert torch.equal(speculative_generate(t, d, ids, 16, compile=True, k=k)[0], want)
+    # bounded, not one graph per length: a model's one-token steps, its reads of several
+    # tokens at the start and after cached ones (the attention's and the mask's branches)
+    assert counters["stats"]["unique_graphs"] <= 6, dict(counters["stats"])
 
 
 def test_seq2seq_pair_of_the_seed_example(tmp_path, capsys):

@@ -8,7 +8,10 @@ sampled, each accepted token passes the rejection rule
 
 so the output is distributed as the target's own sampling (p, q: the target's and
 draft's distributions after temperature and top_k).  k adapts as HF's assisted
-generation does: +2 after a round with every draft token accepted, -1 otherwise.
+generation does: +2 after a round with every draft token accepted, -1 otherwise;
+and, greedy, drafting stops (the target decodes alone) once the measured acceptance
+and step costs say no k would beat plain decoding (`RoundCosts.worth_drafting`; the
+first four rounds are plain, to time the target alone).
 
 Both models are generated strata models (their `new_cache(max_len)`: the caches
 are static, and `crop` drops what the target rejected).  Not copied into
@@ -21,12 +24,13 @@ generated files: it takes two models.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["SpeculativeStats", "probabilities", "speculative_generate", "verify"]
+__all__ = ["RoundCosts", "SpeculativeStats", "probabilities", "speculative_generate", "verify"]
 
 
 @dataclass
@@ -37,11 +41,47 @@ class SpeculativeStats:
     proposed: int = 0
     accepted: int = 0
     rounds: int = 0
+    stopped_drafting: int | None = None  # the new token at which drafting stopped (a poor draft)
 
     @property
     def acceptance(self) -> float:
         """Accepted / proposed draft tokens (0 when none were proposed)."""
         return self.accepted / self.proposed if self.proposed else 0.0
+
+
+@dataclass
+class RoundCosts:
+    """Seconds of plain rounds (the target alone: a one-token forward and its pick),
+    and of drafting rounds' draft steps and verify forward with bookkeeping, with the
+    draft's per-token acceptance, measured round by round: what predicts whether
+    drafting pays.  Minimums: waiting on a busy machine only adds time, so the
+    fastest round is the best estimate of each cost (one preempted round does not decide).
+    Under the usual model (Leviathan et al. 2023, section 3) each draft token is
+    accepted with probability a until the first rejection, so a round of k drafts
+    gives (1 - a^(k+1)) / (1 - a) tokens."""
+
+    plain: list = field(default_factory=list)  # seconds of each plain round
+    draft_step: list = field(default_factory=list)  # seconds per draft step, each drafting round
+    verify: list = field(default_factory=list)  # seconds of each verify forward and its bookkeeping
+    kept: int = 0
+    rejected: int = 0  # rounds that ended at a rejected draft token
+
+    def acceptance(self) -> float:
+        """The per-token acceptance a: kept / (kept + rejections), the geometric model's estimate."""
+        return self.kept / (self.kept + self.rejected) if self.kept + self.rejected else 1.0
+
+    def speedup(self, k: int) -> float:
+        """Predicted tokens/s of k drafts a round over the target decoding alone."""
+        a = min(self.acceptance(), 0.999)
+        round_s = min(self.verify) + k * (min(self.draft_step) if self.draft_step else 0.0)
+        return (1 - a ** (k + 1)) / (1 - a) * min(self.plain) / round_s
+
+    def worth_drafting(self, max_k: int, evidence: int = 4) -> bool:
+        """False once `evidence` draft tokens have been judged and no k in 1 .. max_k is
+        predicted faster than the target alone (True while nothing is timed yet)."""
+        if self.kept + self.rejected < evidence or not self.plain or not self.verify:
+            return True
+        return max(self.speedup(k) for k in range(1, max_k + 1)) > 1.0
 
 
 def probabilities(logits: torch.Tensor, temperature: float, top_k: int | None) -> torch.Tensor:
@@ -82,13 +122,14 @@ def verify(draft_tokens: torch.Tensor, p: torch.Tensor, q: torch.Tensor | None,
 
 
 def _logits(model, tokens: torch.Tensor, cache, compile: bool = False, src: tuple = ()) -> torch.Tensor:
-    """(T, vocab) for tokens (1, T) read after the cache.  compile=True runs one-token
-    reads through the model's compiled step (the one `model.generate(compile=True)`
-    makes and keeps under the same key, so the two share one compilation); reads of
-    several tokens stay eager: a generated attention chooses SDPA's is_causal from T,
-    which a graph with symbolic T cannot pass on as a bool.  src: () or (an encoder-
-    decoder's source,), encoded at the first read and kept in the cache."""
-    if compile and tokens.shape[-1] == 1:
+    """(T, vocab) for tokens (1, T) read after the cache.  compile=True runs every read
+    through the model's compiled step (the one `model.generate(compile=True)` makes
+    and keeps under the same key, so the two share one compilation): lengths are
+    symbolic, so a draft's k one-token steps, the target's verify reads of 2 .. k + 1
+    tokens and a first read of the prompt make a few graphs (one per branch the
+    attention and mask take on T > 1 and start_pos > 0), not one per length.  src: ()
+    or (an encoder-decoder's source,), encoded at the first read and kept in the cache."""
+    if compile:
         if "compiled_step" not in model.__dict__:  # not a submodule: not in the model's state
             model.__dict__["compiled_step"] = torch.compile(model, fullgraph=True, dynamic=True)
         model = model.__dict__["compiled_step"]
@@ -101,10 +142,12 @@ def speculative_generate(target, draft, ids: torch.Tensor, max_new_tokens: int, 
                          generator: torch.Generator | None = None, compile: bool = False,
                          src: torch.Tensor | None = None) -> tuple[torch.Tensor, SpeculativeStats]:
     """ids (1, T) followed by max_new_tokens tokens of the target's, drafted by `draft`;
-    returns (ids, stats).  k draft tokens a round (adapting within 1 .. max_k unless
-    adaptive=False).  The two must share a vocabulary (the same tokenizer).
-    compile=True runs the one-token steps compiled (torch.compile, fullgraph): the
-    draft's k a round, and the target's when it reads one token alone.  For two
+    returns (ids, stats).  k draft tokens a round, adapting within 1 .. max_k unless
+    adaptive=False; adaptive and greedy, drafting also stops when it would not pay
+    (see RoundCosts; stats.stopped_drafting says at which new token).  The two must share
+    a vocabulary (the same tokenizer).  compile=True runs the models' reads compiled
+    (torch.compile, fullgraph, symbolic lengths): the draft's steps and the target's
+    verify forwards.  For two
     encoder-decoders, `src` (1, S) is the source both read and ids the target's
     start (its [BOS])."""
     if ids.dim() != 2 or ids.shape[0] != 1:
@@ -126,10 +169,14 @@ def speculative_generate(target, draft, ids: torch.Tensor, max_new_tokens: int, 
     first = () if src is None else (src,)
     if len(seq) > 1:
         target(*first, ids[:, :-1], cache=t_cache)
-    stats = SpeculativeStats()
+    stats, costs = SpeculativeStats(), RoundCosts()
+    # adaptive: the first four rounds are plain, to time the target alone (the first
+    # may also prefill or encode: the next three's times are kept)
+    probe = 4 if adaptive else 0
     while len(seq) - ids.shape[1] < max_new_tokens:
+        t0 = time.perf_counter()
         left = max_new_tokens - (len(seq) - ids.shape[1])
-        n_draft = min(k, left - 1)  # the round's own token always comes on top
+        n_draft = min(k, left - 1) if stats.rounds >= probe else 0  # the round's own token always comes on top
         drafts, qs = [], []
         if n_draft > 0:
             feed = seq[d_cache.end:]  # what the draft has not read yet (the prompt, then 1 or 2 tokens)
@@ -144,22 +191,39 @@ def speculative_generate(target, draft, ids: torch.Tensor, max_new_tokens: int, 
                 drafts.append(int(tok))
                 if j + 1 < n_draft:
                     logits = _logits(draft, tok[None], d_cache, compile, first)
+        t1 = time.perf_counter()
         fed = torch.tensor([[seq[-1]] + drafts], device=ids.device)
         t_logits = _logits(target, fed, t_cache, compile, first)  # (n_draft + 1, vocab)
         if n_draft and t_logits.shape[-1] != logits.shape[-1]:
             raise ValueError(f"the draft's vocabulary ({logits.shape[-1]:,}) is not the target's "
                              f"({t_logits.shape[-1]:,}): speculative decoding needs the same tokenizer")
-        p = t_logits if greedy else probabilities(t_logits, temperature, top_k)
-        kept, nxt = verify(torch.tensor(drafts, dtype=torch.long, device=ids.device), p,
-                           None if greedy else torch.stack(qs) if qs else p[:0], generator)
+        if not n_draft:  # the target alone (drafting stopped, or the last token)
+            nxt = int(t_logits[-1].argmax() if greedy else torch.multinomial(
+                probabilities(t_logits[-1], temperature, top_k), 1, generator=generator))
+            kept = 0
+        else:
+            p = t_logits if greedy else probabilities(t_logits, temperature, top_k)
+            kept, nxt = verify(torch.tensor(drafts, dtype=torch.long, device=ids.device), p,
+                               None if greedy else torch.stack(qs), generator)
         seq += drafts[:kept] + [nxt]
         stats.rounds += 1
         stats.proposed += n_draft
         stats.accepted += kept
         # keep what both have read of the accepted tokens (all but the newest)
         t_cache.crop(len(seq) - 1)
-        d_cache.crop(min(d_cache.end, len(seq) - 1))
+        if n_draft:
+            d_cache.crop(min(d_cache.end, len(seq) - 1))
+        if adaptive and not n_draft and stats.rounds > 1:  # the first round may prefill or encode
+            costs.plain.append(time.perf_counter() - t0)
         if adaptive and n_draft:
+            if stats.proposed > n_draft:  # not the draft's first round: that one also read the prompt / source
+                costs.draft_step.append((t1 - t0) / n_draft)
+            costs.verify.append(time.perf_counter() - t1)
+            costs.kept, costs.rejected = costs.kept + kept, costs.rejected + (kept < n_draft)
             k = min(k + 2, max_k) if kept == n_draft else max(k - 1, 1)
+            # greedy only: sampled, a seed must give the same text at every run, and a choice made
+            # on timings would change which random draws are made
+            if greedy and not costs.worth_drafting(max_k):  # a poor draft: plain decoding from here on
+                k, stats.stopped_drafting = 0, len(seq) - ids.shape[1]
     return torch.tensor([seq[:ids.shape[1] + max_new_tokens]], device=ids.device), stats
 

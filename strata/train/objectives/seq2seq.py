@@ -61,6 +61,7 @@ def generate_target(model, src: torch.Tensor, n: int, temperature: float, top_k:
         out = out[0, 1:].tolist()
         if stats is not None:
             stats.proposed, stats.accepted = spec.proposed, spec.accepted
+            stats.stopped_drafting = spec.stopped_drafting
     elif hasattr(model, "generate"):
         out = model.generate(src, tgt, n, temperature=temperature, top_k=top_k, compile=compile)[0, 1:].tolist()
     else:

@@ -184,9 +184,12 @@ class CausalSelfAttention(nn.Module):
         q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
         if cache is not None:
             k, v = cache.update(k, v)  # (B, kv_heads, S, head_dim): cached and new positions
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=mask is None and T > 1,
-            dropout_p=self.dropout if self.training else 0.0)
+        if mask is None and T > 1:
+            y = F.scaled_dot_product_attention(
+                q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
+        else:
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
         y = y.transpose(1, 2).reshape(B, T, self.heads * self.head_dim)  # (B, T, heads * head_dim)
         return self.o(y)
 
