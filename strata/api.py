@@ -151,7 +151,7 @@ def compress(source: Any, out: str | Path, *, weights=None, passes=(), model: st
         ...              passes=['quantize(int8_dynamic)'])   # doctest: +SKIP
     """
     from strata.io import is_spec_path
-    from strata.passes.compress import compress as run
+    from strata.backends.torch.workflows.compress import compress as run
     from strata.train.run import Run, is_run
     from strata.train.sources import compress_report
 
@@ -172,7 +172,7 @@ def compress(source: Any, out: str | Path, *, weights=None, passes=(), model: st
     tok = tokenizer or (w.tokenizer if w is not None else None)
     if calibration is not None and not hasattr(calibration, "shape") and (
             str(calibration) == "builtin" or Path(calibration).is_dir()):
-        from strata.passes.calibration import MAX_LENGTH, MAX_ROWS
+        from strata.backends.torch.workflows.calibration import MAX_LENGTH, MAX_ROWS
         from strata.train.recover import calibration_ids
 
         calibration = calibration_ids(calibration, tok, MAX_ROWS * MAX_LENGTH * 8)
@@ -194,7 +194,7 @@ def compress(source: Any, out: str | Path, *, weights=None, passes=(), model: st
         data = evaluate if isinstance(evaluate, (str, Path)) else None
         original = open_source(w.folder) if w.folder is not None and is_run(w.folder) else \
             open_source(spec, weights=file, model=model)
-        from strata.passes.compress import forward_latency
+        from strata.backends.torch.workflows.compress import forward_latency
 
         small = open_source(result.out)
         compressed = small.load_model()

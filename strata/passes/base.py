@@ -72,7 +72,7 @@ class PassContext:
         if self.calibration is None:
             raise PassError(f"{what} weighs the weights by activations: give calibration "
                             "data (strata compress --calibration FILE, compile(..., calibration=ids))")
-        from strata.passes.calibration import activation_stats
+        from strata.backends.torch.workflows.calibration import activation_stats
 
         return activation_stats(self.graph, self.need_state(what), self.calibration, nodes)
 

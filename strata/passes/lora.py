@@ -10,7 +10,7 @@ B starts at zero, so an adapted model computes what the base model computes.
 
 Saving a model with adapters writes the spec's own names: the adapters merged
 into W (W + alpha/r * B A), which is what the model computes;
-`strata.passes.adapters` saves and loads the adapters on their own, and merges
+`strata.backends.torch.workflows.adapters` saves and loads the adapters on their own, and merges
 them into a plain model.
 """
 

@@ -31,7 +31,7 @@ Calibrated methods (strata/passes/methods/; calibration data required):
     method=rtn      round to nearest (the default; no calibration)
 
 `qat=true` asks `strata train` to train with fake quantization of the same
-scheme (torchao QATConfig prepare -> train -> convert; strata/passes/qat.py).
+scheme (torchao QATConfig prepare -> train -> convert; strata/backends/torch/workflows/qat.py).
 A tied head (its weight is the embedding's) is quantized only when the
 selector names it (`on="decoder.lm_head"`): it then multiplies by a quantized
 copy while the embedding lookup keeps the float table, so the bytes grow by the
@@ -120,7 +120,7 @@ class Quantize(Pass):
         adapted = [n for n in nodes if g.nodes[n]["attrs"].get("lora")]
         if adapted:
             raise PassError(f"{self.label()}: '{adapted[0]}' carries LoRA adapters; merge them first "
-                            "(strata.passes.adapters.merge_lora) or quantize before adding adapters")
+                            "(strata.backends.torch.workflows.adapters.merge_lora) or quantize before adding adapters")
         if not nodes:
             raise PassError(f"{self.label()}: the selection holds no linear layer of its own "
                             "(a tied head's weight is the embedding's)")

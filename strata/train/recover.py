@@ -97,7 +97,7 @@ def _token_ids(data, tokenizer, source_run) -> torch.Tensor:
 
 
 def _logits(model, g, x):
-    from strata.passes.calibration import model_inputs
+    from strata.backends.torch.workflows.calibration import model_inputs
 
     out = model(*model_inputs(g, x))
     return out if isinstance(out, torch.Tensor) else (next(iter(out.values())) if isinstance(out, dict) else out[0])
@@ -140,7 +140,7 @@ def _quality(model, g, rows, teacher=None, g0=None) -> dict:
 
 def finetuner(steps: int, *, data=None, tokenizer=None, source_run: dict | None = None, lr: float = 3e-4,
               seed: int = 0):
-    """A `tune(student, teacher, g0, g)` for strata.passes.compress.compress: it
+    """A `tune(student, teacher, g0, g)` for strata.backends.torch.workflows.compress.compress: it
     trains `student` in place and returns the report's "finetune" entry."""
     if steps < 1:
         raise UsageError(f"--finetune {steps}: give a number of steps >= 1")
@@ -149,7 +149,7 @@ def finetuner(steps: int, *, data=None, tokenizer=None, source_run: dict | None 
         raise UsageError(f"--finetune distills next-token logits; this run's objective is {name}")
 
     def tune(student, teacher, g0, g) -> dict:
-        from strata.passes.calibration import _context
+        from strata.backends.torch.workflows.calibration import _context
 
         T = min(_context(g0), MAX_LENGTH) + 1
         ids = _token_ids(data, tokenizer, source_run)

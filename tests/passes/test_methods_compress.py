@@ -15,7 +15,7 @@ from tests.passes.helpers import GPT, LLAMA, ids, spec_file, sqnr, torch, weight
 
 from strata.api import compile
 from strata.errors import SpecError
-from strata.passes.compress import compress
+from strata.backends.torch.workflows.compress import compress
 
 
 def _pipeline(spec, w, passes, calib):

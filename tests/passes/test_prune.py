@@ -65,7 +65,7 @@ def test_wanda_ranks_rows_by_weight_times_activation_norm(llama):
     calib = ids(96, rows=4, length=32, seed=3)
     before = load_file(str(w))
     g, after = _run(spec, w, 'prune(0.5, method=wanda, on="decoder.layers.1.mlp.down")', calib)
-    from strata.passes.calibration import activation_stats
+    from strata.backends.torch.workflows.calibration import activation_stats
 
     g0 = build_file(spec)
     norms = activation_stats(g0, before, calib, ["decoder.layers.1.mlp.down"])["decoder.layers.1.mlp.down"]["sq"].sqrt()

@@ -59,7 +59,7 @@ def test_a_quantizing_spec_trains_in_float(tmp_path):
 
 
 def test_compress_calibrates_on_text_with_the_runs_tokenizer(tmp_path):
-    from strata.passes.compress import compress
+    from strata.backends.torch.workflows.compress import compress
 
     spec, data = _spec(tmp_path, "fuse_qkv"), write(tmp_path / "a.txt", text())
     run = strata.train(spec, data=str(data), out=tmp_path / "r", steps=4, eval_every=4, progress=False)

@@ -152,7 +152,7 @@ def compile_graph(g0, *, origin=None, weights=None, device=None, dtype=None, cal
     qweights = dict(qweights or {})
     calib = None
     if calibration is not None:
-        from strata.passes.calibration import load_calibration
+        from strata.backends.torch.workflows.calibration import load_calibration
 
         calib = load_calibration(calibration, g0, tokenizer)
     tensors = _read(weights, dtype, cast) if weights is not None else None

@@ -21,7 +21,7 @@ from strata.passes.methods.gptq import gptq
 from strata.passes.methods.grid import Grid
 from strata.passes.methods.smoothquant import smooth_scale
 from strata.passes.methods.sparsegpt import sparsegpt
-from strata.passes.methods.stream import input_of, stream
+from strata.backends.torch.workflows.stream import input_of, stream
 
 __all__ = ["calibrated_prune", "calibrated_quantize", "magnitude_masks"]
 

@@ -74,7 +74,7 @@ def stream(g: "nx.MultiDiGraph", state: dict, ids, nodes: list[str], handle, *, 
     import torch
 
     from strata.backends.torch.weights import load_state
-    from strata.passes.calibration import BATCH, model_inputs
+    from strata.backends.torch.workflows.calibration import BATCH, model_inputs
 
     net = _net(g, state)
     started = time.perf_counter()

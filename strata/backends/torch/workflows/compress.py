@@ -88,7 +88,7 @@ def forward_latency(original, compressed, g, repeats: int = 10) -> dict:
 
     import torch
 
-    from strata.passes.calibration import model_inputs
+    from strata.backends.torch.workflows.calibration import model_inputs
 
     x = model_inputs(g, _ids(g, None))
     times: dict[str, list[float]] = {"original": [], "compressed": []}
@@ -154,7 +154,7 @@ def _ids(g, calibration):
 
     if calibration is not None:
         return calibration[:SQNR_TOKENS[0]]
-    from strata.passes.calibration import _context, _vocab
+    from strata.backends.torch.workflows.calibration import _context, _vocab
 
     gen = torch.Generator().manual_seed(0)
     T = min(_context(g), SQNR_TOKENS[1])
@@ -183,7 +183,7 @@ def compress(spec: str | Path, weights: str | Path, out: str | Path, *, passes: 
     from strata.backends.torch.weights import checkpoint_shapes
     from strata.compiler import build_file
     from strata.passes import make_pass
-    from strata.passes.calibration import load_calibration
+    from strata.backends.torch.workflows.calibration import load_calibration
     from strata.passes.qparams import QUANTIZED
     from strata.passes.text import parse_pass_texts
     from strata.passes.weights import transform
@@ -238,7 +238,7 @@ def _write(tmp: Path, out: Path, spec, weights, model, g0, g, state, tensors, ca
     from strata.compiler.cost import weight_bytes
     from strata.compiler.ir import param_count
     from strata.passes import report
-    from strata.passes.calibration import model_inputs
+    from strata.backends.torch.workflows.calibration import model_inputs
     from strata.passes.qparams import QUANTIZED
     from strata.passes.spec_writer import compressed_spec
     from strata.safetensors_file import tensor_bytes
