@@ -171,7 +171,10 @@ def compress(source: Any, out: str | Path, *, weights=None, passes=(), model: st
         source_run = compress_report(w.folder).get("source_run")
     tok = tokenizer or (w.tokenizer if w is not None else None)
     if calibration is not None and not hasattr(calibration, "shape") and (
-            str(calibration) == "builtin" or Path(calibration).is_dir()):
+            str(calibration) == "builtin" or Path(calibration).is_dir() or (
+                Path(calibration).is_file() and Path(calibration).suffix != ".safetensors")):
+        # text is tokenized here, with the run's tokenizer (the train layer's): the
+        # compress workflow below the train layer takes token ids
         from strata.backends.torch.workflows.calibration import MAX_LENGTH, MAX_ROWS
         from strata.train.recover import calibration_ids
 

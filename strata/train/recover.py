@@ -57,11 +57,19 @@ def _text(data, source_run) -> str:
 
 
 def calibration_ids(src, tokenizer, max_chars: int) -> torch.Tensor:
-    """Token ids (1-D) of calibration text that is not a file: "builtin" (the
-    built-in corpus) or a run folder (the text it trained on), read with the
-    run's tokenizer, at most `max_chars` characters."""
+    """Token ids (1-D) of calibration text: a text file, "builtin" (the built-in
+    corpus) or a run folder (the text it trained on), read with the run's
+    tokenizer, at most `max_chars` characters."""
     from strata.train.run import Run, is_run
+    from strata.train.tokenizer import load_tokenizer
 
+    if Path(src).is_file():
+        if tokenizer is None:
+            raise UsageError(f"{src}: text calibration needs the tokenizer the model was trained with "
+                             "(--tokenizer RUN/tokenizer.json), or token ids as .safetensors")
+        with open(src, encoding="utf-8", errors="replace") as f:
+            text = f.read(max_chars)  # bounded before it is tokenized
+        return torch.as_tensor(load_tokenizer(tokenizer).encode(text), dtype=torch.long)
     if tokenizer is None:
         raise UsageError(f"--calibration {src}: text is read with the tokenizer the model was trained "
                          "with: give --tokenizer RUN/tokenizer.json")
@@ -71,8 +79,6 @@ def calibration_ids(src, tokenizer, max_chars: int) -> torch.Tensor:
             raise UsageError(f"{src}: a folder, and not a strata train run: --calibration takes a run "
                              "folder (its data), a file, or builtin")
         run = {"data": Run.open(src).info.get("data") or {}}
-    from strata.train.tokenizer import load_tokenizer
-
     text = _text(None, run)[:max_chars]
     return torch.as_tensor(load_tokenizer(tokenizer).encode(text), dtype=torch.long)
 

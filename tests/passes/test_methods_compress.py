@@ -27,7 +27,9 @@ def _pipeline(spec, w, passes, calib):
 
     g0 = build_file(spec)
     g0.graph["passes"] = parse_pass_texts(passes, g0)
-    ctx = PassContext(state=dict(load_file(str(w))), calibration=calib)
+    from strata.backends.torch.workflows.runner import RUNNER
+
+    ctx = PassContext(state=dict(load_file(str(w))), calibration=calib, runner=RUNNER)
 
     def step(p, before, after):
         ctx.state = p.convert(after.graph["applied"][-1]["record"], ctx.state, ctx)

@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 from tests.passes.helpers import GPT, LLAMA, ids, logits, spec_file, torch, weights
 
 from strata.api import compile, generate_source, save_weights
+from strata.backends.torch.workflows.runner import RUNNER
 from strata.compiler import build_file
 from strata.compiler.summary import summary_dict
 from strata.errors import SpecError, UsageError
@@ -28,7 +29,7 @@ def llama(tmp_path_factory):
 def _run(spec, w, text, calibration=None):
     g = build_file(spec)
     g.graph["passes"] = parse_pass_texts([text], g)
-    return transform(g, dict(load_file(str(w))), calibration=calibration)
+    return transform(g, dict(load_file(str(w))), calibration=calibration, runner=RUNNER)
 
 
 MLP = [f"decoder.layers.{i}.mlp.{r}.weight" for i in range(2) for r in ("gate", "up", "down")]

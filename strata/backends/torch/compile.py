@@ -147,6 +147,7 @@ def compile_graph(g0, *, origin=None, weights=None, device=None, dtype=None, cal
     from strata.passes import REGISTRY, apply_passes, make_pass
     from strata.passes import report as pass_report
     from strata.backends.torch.packed import is_packed
+    from strata.backends.torch.workflows.runner import RUNNER
     from strata.passes.weights import transform
 
     qweights = dict(qweights or {})
@@ -163,7 +164,7 @@ def compile_graph(g0, *, origin=None, weights=None, device=None, dtype=None, cal
     if tensors is not None and is_packed(tensors):
         from strata.passes import PassContext
 
-        g = apply_passes(g0, ctx=PassContext(calibration=calib))
+        g = apply_passes(g0, ctx=PassContext(calibration=calib, runner=RUNNER))
         found, state = _packed(g, tensors, str(weights), dtype)
         if quantize and str(device) != "meta":
             qweights.update(found)
@@ -171,13 +172,13 @@ def compile_graph(g0, *, origin=None, weights=None, device=None, dtype=None, cal
             state.update({f"{n}.weight": qw.dequantize(state_dtype(dtype)) for n, qw in found.items()})
     elif todo and tensors is not None and _spec_fit(g0, tensors):
         found = {}
-        g, state = transform(g0, tensors, calibration=calib, quantized=found)
+        g, state = transform(g0, tensors, calibration=calib, runner=RUNNER, quantized=found)
         if quantize and str(device) != "meta":
             qweights.update(found)  # a calibration method's integers (GPTQ) run as it chose them
     else:
         from strata.passes import PassContext
 
-        g, state = apply_passes(g0, ctx=PassContext(calibration=calib)), tensors
+        g, state = apply_passes(g0, ctx=PassContext(calibration=calib, runner=RUNNER)), tensors
     if quantize:
         _device_problems(g, device)
     source = generate_source(g, origin=origin)

@@ -88,20 +88,17 @@ def load_calibration(src, g, tokenizer=None):
 
 
 def _encode_text(path: Path, tokenizer, T: int):
+    """Token ids of a text file read with `tokenizer`, a loaded tokenizer (its
+    `encode(text)`): loading one is the train layer's (strata.compress reads a
+    run's tokenizer.json and hands text calibration here as ids)."""
     import torch
 
-    if tokenizer is None:
+    if tokenizer is None or isinstance(tokenizer, (str, Path)):
         raise UsageError(f"{path}: text calibration needs the tokenizer the model was trained with "
                          "(--tokenizer RUN/tokenizer.json), or token ids as .safetensors")
-    try:
-        from strata.train.tokenizer import load_tokenizer
-    except ImportError:
-        raise UsageError("text calibration reads a strata train tokenizer, and strata.train is not "
-                         "installed here: give token ids as .safetensors") from None
-    tok = load_tokenizer(tokenizer)
     with open(path, encoding="utf-8", errors="replace") as f:
         text = f.read(MAX_ROWS * T * 8)  # bounded: enough characters for MAX_ROWS rows
-    return torch.as_tensor(tok.encode(text), dtype=torch.long)
+    return torch.as_tensor(tokenizer.encode(text), dtype=torch.long)
 
 
 def activation_stats(g, state: dict, ids, nodes: list[str]) -> dict:

@@ -184,6 +184,7 @@ def compress(spec: str | Path, weights: str | Path, out: str | Path, *, passes: 
     from strata.compiler import build_file
     from strata.passes import make_pass
     from strata.backends.torch.workflows.calibration import load_calibration
+    from strata.backends.torch.workflows.runner import RUNNER
     from strata.passes.qparams import QUANTIZED
     from strata.passes.text import parse_pass_texts
     from strata.passes.weights import transform
@@ -208,7 +209,7 @@ def compress(spec: str | Path, weights: str | Path, out: str | Path, *, passes: 
                          f"{Path(spec).name}")
     calib = load_calibration(calibration, g0, tokenizer) if calibration is not None else None
     quantized: dict = {}  # a calibration method's integers (GPTQ), by linear
-    g, state = transform(g0, dict(tensors), calibration=calib, quantized=quantized)
+    g, state = transform(g0, dict(tensors), calibration=calib, runner=RUNNER, quantized=quantized)
     _device_problems(g, None)  # what cannot run here is refused before anything is written
     kept, notes, structured, lora = _classify(g, adapters)
     for a in reversed(lora):  # merged: the compressed model is for serving
