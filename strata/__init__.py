@@ -56,9 +56,10 @@ def summary(spec: Any, *, model: str | None = None) -> dict:
     """Modules, kinds, shapes, parameters, FLOPs and memory of a spec after its
     passes, as data (what `strata summary --json` prints)."""
     from strata.compiler.summary import summary_dict
-    from strata.passes import apply_passes
+    from strata.passes import apply_passes, report
 
-    return summary_dict(apply_passes(build(spec, model=model)))  # the model as compiled
+    g = apply_passes(build(spec, model=model))  # the model as compiled
+    return summary_dict(g, report(g))
 
 
 def convert(path: str, to: str | None = None) -> str:

@@ -57,9 +57,10 @@ def _cmd_summary(args) -> int:
         print(json.dumps(strata.summary(graph), indent=2))
     else:
         from strata.compiler.summary import print_summary
-        from strata.passes import apply_passes
+        from strata.passes import apply_passes, report
 
-        print_summary(apply_passes(graph), depth=args.depth)
+        g = apply_passes(graph)
+        print_summary(g, depth=args.depth, reports=report(g))
     return EXIT_OK
 
 
