@@ -21,6 +21,15 @@ __all__ = ["load", "build", "check", "summary", "convert", "fmt", "compile", "co
            "generate_source", "diagram", "import_hf", "export", "train", "open_model", "SpecError"]
 
 from strata.errors import SpecError  # noqa: E402
+from strata.plugins import PASSES as _PASSES  # noqa: E402
+
+
+def _load_passes() -> None:
+    import strata.passes  # noqa: F401 - registers every pass in strata.plugins.PASSES
+
+
+# The dsl and the compiler read the pass table; the passes fill it (strata/plugins.py).
+_PASSES.add_loader(_load_passes)
 
 
 def load(path: str):

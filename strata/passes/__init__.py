@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from strata.passes.base import Pass, PassContext, PassError
+from strata.plugins import PASSES, PassSpec
 from strata.passes.distill import Distill
 from strata.passes.fuse_mlp import FuseMLP
 from strata.passes.fuse_qkv import FuseQKV
@@ -44,6 +45,8 @@ REGISTRY: dict[str, type[Pass]] = {p.name: p for p in [
     LoRA,       # trainable low-rank adapters; the rest frozen
     Distill,    # record the teacher (graph unchanged; strata train distills)
 ]}
+for _p in REGISTRY.values():  # what the dsl and the compiler read of each (strata/plugins.py)
+    PASSES.register(_p.name, PassSpec(_p.name, _p.options, _p.positional))
 
 
 def make_pass(name: str, options: dict) -> Pass:
