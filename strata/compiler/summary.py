@@ -13,6 +13,7 @@ The JSON lists every module unfolded.
 
 from __future__ import annotations
 
+import textwrap
 from math import prod
 
 import networkx as nx
@@ -206,8 +207,8 @@ def _params(r: dict) -> str:
 def print_summary(g: nx.MultiDiGraph, depth: int | None = None, console=None, reports: list[str] = ()) -> None:
     """The table and totals on `console` (a rich Console; default: stdout), and
     `reports`, what each applied pass did (see summary_dict)."""
-    from rich.console import Console
-    from rich.table import Table
+    from rich.console import Console  # lazy: startup
+    from rich.table import Table  # lazy: startup
 
     console = console or Console()
     a = analyze(g)
@@ -244,7 +245,5 @@ def print_summary(g: nx.MultiDiGraph, depth: int | None = None, console=None, re
         f"KV cache             {_bytes(m['kv_cache_bf16_bytes_per_token'])} per token (bf16)",
         highlight=False)
     for line in reports:  # wrapped under its text, within 80 columns
-        import textwrap
-
         console.print(textwrap.fill(line, 80, initial_indent="pass                 ",
                                     subsequent_indent=" " * 21), highlight=False, soft_wrap=True)

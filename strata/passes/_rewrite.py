@@ -11,6 +11,8 @@ import copy
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+import networkx as nx
+
 from strata.compiler import ir
 from strata.compiler.select import select
 from strata.passes.base import PassError
@@ -49,8 +51,6 @@ def weight_linears(g: nx.MultiDiGraph, on: str | None) -> list[str]:
 
 def reorder(g: nx.MultiDiGraph, order: Iterable[str]) -> nx.MultiDiGraph:
     """A copy of `g` whose nodes are inserted in `order` (every node exactly once)."""
-    import networkx as nx
-
     h = nx.MultiDiGraph()
     h.graph.update(g.graph)
     for n in order:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from strata.components.base import Options
+from strata.passes.text import pass_text
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -138,7 +139,7 @@ class Pass(ABC):
     # ---------------------------------------------------------------- helpers
     def done(self, g: "nx.MultiDiGraph", record: dict) -> "nx.MultiDiGraph":
         """Record this pass (its options and what it did) on the graph it returns."""
-        from strata.passes._rewrite import recount
+        from strata.passes._rewrite import recount  # lazy: cycle
 
         g.graph["applied"] = list(g.graph.get("applied", [])) + [
             {"name": self.name, "options": self.o.model_dump(), "record": record}]
@@ -146,6 +147,4 @@ class Pass(ABC):
 
     def label(self) -> str:
         """The pass as a spec writes it: quantize(int8_dynamic, on="mlp")."""
-        from strata.passes.text import pass_text
-
         return pass_text(self.name, self.o.model_dump())

@@ -69,7 +69,7 @@ class LoRA(Pass):
 
     def convert(self, record: dict, state: dict, ctx) -> dict:
         """Fresh adapters (A as nn.Linear initialises, B zero) where the state has none."""
-        import torch
+        import torch  # lazy: torch
 
         out = dict(state)
         for n in record["linears"]:

@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 from importlib import resources
 
+from strata.backends.torch.compile import compile_graph
+from strata.backends.torch.source import config_fields
 from strata.errors import UsageError
 
 REMOTE = ("configuration_strata.py", "modeling_strata.py")
@@ -35,9 +37,6 @@ def remote_file(name: str) -> str:
 
 def code_files(g, weights_file, causal: bool) -> tuple[dict[str, str], dict]:
     """(file name -> text, tensors) of the custom-code repository for graph `g`."""
-    from strata.backends.torch.compile import compile_graph
-    from strata.backends.torch.source import config_fields
-
     net = compile_graph(g, weights=weights_file, quantize=False)
     source = net.strata_source
     for step in ("quantize", "sparsify"):  # kernels outside torch: not a self-contained file

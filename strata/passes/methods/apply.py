@@ -17,12 +17,12 @@ and for the plain rounding / magnitude mask it replaces.
 from __future__ import annotations
 
 from strata.passes.methods.awq import awq_scale
+from strata.passes.methods.blocks import input_of
 from strata.passes.methods.fold import apply_scale, norm_groups
 from strata.passes.methods.gptq import gptq
 from strata.passes.methods.grid import Grid
 from strata.passes.methods.smoothquant import smooth_scale
 from strata.passes.methods.sparsegpt import sparsegpt
-from strata.passes.methods.blocks import input_of
 
 __all__ = ["calibrated_prune", "calibrated_quantize", "magnitude_masks"]
 
@@ -36,7 +36,7 @@ def _rel(W, D, H) -> float:
 
 
 def _magnitude(W, amount: float, nm):
-    import torch
+    import torch  # lazy: torch
 
     if nm is not None:
         groups = W.abs().view(W.shape[0], -1, nm[1])

@@ -18,6 +18,9 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from strata.backends.torch import generate_source
+from strata.backends.torch.loader import load_source
+from strata.backends.torch.workflows.calibration import BATCH, model_inputs
 from strata.passes.methods.blocks import block_of, blocks, input_of
 
 if TYPE_CHECKING:
@@ -31,9 +34,7 @@ class _Stop(Exception):
 
 
 def _net(g, state):
-    from strata.backends.torch import generate_source
-    from strata.backends.torch.loader import load_source
-    from strata.backends.torch.weights import load_state
+    from strata.backends.torch.weights import load_state  # lazy: torch
 
     g = g.copy()
     g.graph = {**g.graph, "passes": []}
@@ -48,10 +49,9 @@ def stream(g: "nx.MultiDiGraph", state: dict, ids, nodes: list[str], handle, *, 
     """Run `handle(block_nodes, stats)` block by block (see the module docstring);
     stats[input node] = {"H", "mean", "absmax", "n", "x"} ("n" 0: the input never ran).  Returns {"blocks",
     "seconds_per_block", "rows"}."""
-    import torch
+    import torch  # lazy: torch
 
-    from strata.backends.torch.weights import load_state
-    from strata.backends.torch.workflows.calibration import BATCH, model_inputs
+    from strata.backends.torch.weights import load_state  # lazy: torch
 
     net = _net(g, state)
     started = time.perf_counter()
