@@ -131,7 +131,7 @@ def main() -> None:
                          ("low rank 1/2 MLP", [rank_half])):  # fp32 + steps: the control
         tuned = strata.api.compile(SPEC, weights=w, passes=["fuse_qkv"] + passes)
         models[f"{name} + {args.finetune} steps"] = train(tuned, train_ids, args.finetune, 3e-4, seed=1, warmup=10)
-    from strata.passes.qat import convert_qat, prepare_qat
+    from strata.backends.torch.workflows.qat import convert_qat, prepare_qat
 
     qat = strata.api.compile(SPEC, weights=w, passes=["fuse_qkv", "quantize(int4_weight, group_size=32, qat=true)"],
                              quantize=False)

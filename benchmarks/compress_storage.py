@@ -27,7 +27,7 @@ from strata.api import compile, save_weights
 from strata.compiler import build_file
 from strata.compiler.cost import analyze
 from strata.passes import apply_passes
-from strata.passes.compress import compress
+from strata.backends.torch.workflows.compress import compress
 from strata.safetensors_file import read_header, tensor_bytes
 
 ROOT = Path(__file__).resolve().parents[1]

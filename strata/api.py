@@ -11,17 +11,17 @@ torch is imported only when a function here needs it.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from strata.errors import UsageError
+from strata.io import is_spec_path, write_atomic
 
 __all__ = ["compile", "compress", "export", "generate_source", "load_weights", "save_weights", "source_of"]
 
 
 def _origin(spec_or_path: Any) -> str | None:
-    from strata.io import is_spec_path
-
     return str(spec_or_path) if is_spec_path(spec_or_path) else None
 
 
@@ -30,7 +30,7 @@ def source_of(spec_or_folder: Any, weights=None, model: str | None = None):
     None) for what a user has: a spec (with weights: a .safetensors file, a run
     folder or a compress output folder), or such a folder alone, which names both
     its spec and its weights."""
-    from strata.train.sources import resolve_weights
+    from strata.train.sources import resolve_weights  # lazy: torch
 
     if isinstance(spec_or_folder, (str, Path)) and "\n" not in str(spec_or_folder) \
             and Path(spec_or_folder).is_dir():
@@ -50,12 +50,12 @@ def source_of(spec_or_folder: Any, weights=None, model: str | None = None):
 def _pass_entries(g, passes) -> list[dict]:
     """Pass entries from text in the spec's syntax ("fuse_qkv",
     'quantize(int8_dynamic, on="mlp")', located errors) or {"name", "options"} dicts."""
-    from strata.dsl.registry import PASSES
+    from strata.dsl.registry import PASSES  # lazy: startup
 
     out = []
     for i, p in enumerate(passes):
         if isinstance(p, str):
-            from strata.passes.text import parse_pass_texts
+            from strata.passes.text import parse_pass_texts  # lazy: startup
 
             out += parse_pass_texts([p], g, file=f"<passes[{i}]>")
             continue
@@ -79,7 +79,7 @@ def _apply_passes(g, passes):
     g = _with_passes(g, passes)
     if not g.graph.get("passes"):
         return g
-    from strata.passes import apply_passes
+    from strata.passes import apply_passes  # lazy: startup
 
     return apply_passes(g)
 
@@ -93,8 +93,8 @@ def generate_source(spec_or_path: Any, *, model: str | None = None, passes=None,
         >>> "def build(config=None, **changes):" in src
         True
     """
-    from strata.backends.torch import generate_source as gen
-    from strata.compiler import as_graph
+    from strata.backends.torch import generate_source as gen  # lazy: startup
+    from strata.compiler import as_graph  # lazy: startup
 
     g = _apply_passes(as_graph(spec_or_path, model=model), passes)
     return gen(g, origin=origin or _origin(spec_or_path))
@@ -127,8 +127,8 @@ def compile(spec_or_path: Any, *, passes=None, weights: str | Path | None = None
     anything is allocated (`strata.resources.TooLargeError`).
     `model.strata_report` says what each pass did and which kernels run.
     """
-    from strata.backends.torch.compile import compile_graph
-    from strata.compiler import as_graph
+    from strata.backends.torch.compile import compile_graph  # lazy: startup
+    from strata.compiler import as_graph  # lazy: startup
 
     if not hasattr(spec_or_path, "graph"):  # a run / compress output folder, or weights as a folder
         spec_or_path, weights, model, _ = source_of(spec_or_path, weights, model)
@@ -159,10 +159,9 @@ def compress(source: Any, out: str | Path, *, weights=None, passes=(), model: st
 
         r = compress("runs/tiny_shakespeare", "out/int8", passes=['quantize(int8_dynamic)'])
     """
-    from strata.io import is_spec_path
-    from strata.passes.compress import compress as run
-    from strata.train.run import Run, is_run
-    from strata.train.sources import compress_report
+    from strata.backends.torch.workflows.compress import compress as run  # lazy: startup
+    from strata.train.run import Run, is_run  # lazy: torch
+    from strata.train.sources import compress_report  # lazy: torch
 
     spec, file, model, w = source_of(source, weights, model)
     if file is None:
@@ -180,14 +179,17 @@ def compress(source: Any, out: str | Path, *, weights=None, passes=(), model: st
         source_run = compress_report(w.folder).get("source_run")
     tok = tokenizer or (w.tokenizer if w is not None else None)
     if calibration is not None and not hasattr(calibration, "shape") and (
-            str(calibration) == "builtin" or Path(calibration).is_dir()):
-        from strata.passes.calibration import MAX_LENGTH, MAX_ROWS
-        from strata.train.recover import calibration_ids
+            str(calibration) == "builtin" or Path(calibration).is_dir() or (
+                Path(calibration).is_file() and Path(calibration).suffix != ".safetensors")):
+        # text is tokenized here, with the run's tokenizer (the train layer's): the
+        # compress workflow below the train layer takes token ids
+        from strata.backends.torch.workflows.calibration import MAX_LENGTH, MAX_ROWS  # lazy: startup
+        from strata.train.recover import calibration_ids  # lazy: torch
 
         calibration = calibration_ids(calibration, tok, MAX_ROWS * MAX_LENGTH * 8)
     tune = None
     if finetune is not None:
-        from strata.train.recover import finetuner
+        from strata.train.recover import finetuner  # lazy: torch
 
         tune = finetuner(finetune, data=data, tokenizer=tok, source_run=source_run)
     elif data is not None:
@@ -195,15 +197,12 @@ def compress(source: Any, out: str | Path, *, weights=None, passes=(), model: st
     result = run(spec, file, out, passes=list(passes), model=model, calibration=calibration,
                  tokenizer=tok, overwrite=overwrite, source_run=source_run, tune=tune, adapters=adapters)
     if evaluate:
-        import json
-
-        from strata.io import write_atomic
-        from strata.train.sources import open_source
+        from strata.train.sources import open_source  # lazy: torch
 
         data = evaluate if isinstance(evaluate, (str, Path)) else None
         original = open_source(w.folder) if w.folder is not None and is_run(w.folder) else \
             open_source(spec, weights=file, model=model)
-        from strata.passes.compress import forward_latency
+        from strata.backends.torch.workflows.compress import forward_latency  # lazy: startup
 
         small = open_source(result.out)
         compressed = small.load_model()
@@ -232,7 +231,7 @@ def export(source: Any, out: str | Path, *, to: str = "hf", weights=None, model:
     spec a repository with custom code (`trust_remote_code=True`).  What the
     target cannot take is refused (`strata.train.export_code.ExportError`, one
     line naming the component and the reason) and nothing is written."""
-    from strata.train.export import export as run_export
+    from strata.train.export import export as run_export  # lazy: torch
 
     return run_export(source, to=to, out=out, weights=weights, model=model, int8=int8)[0]
 
@@ -240,13 +239,13 @@ def export(source: Any, out: str | Path, *, to: str = "hf", weights=None, model:
 def load_weights(model, path: str | Path, *, strict: bool = True, cast: bool = False):
     """Load a safetensors checkpoint into `model`; refuses pickles, misfits and
     (unless `cast=True`) tensors of another dtype than the model's (WeightsError)."""
-    from strata.backends.torch.weights import load_weights as load
+    from strata.backends.torch.weights import load_weights as load  # lazy: torch
 
     return load(model, path, strict=strict, cast=cast)
 
 
 def save_weights(model, path: str | Path) -> None:
     """Save `model`'s weights as safetensors (tied weights once)."""
-    from strata.backends.torch.weights import save_weights as save
+    from strata.backends.torch.weights import save_weights as save  # lazy: torch
 
     save(model, path)

@@ -11,21 +11,21 @@ user for a mistake in a spec or any other input.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+from pathlib import Path
 
 import strata
+from strata.api import compress, source_of
+from strata.backends.diagram import SUFFIX_FORMAT
 from strata.cli_train import add_spec, add_train_commands, weights_errors
-from strata.errors import (EXIT_INTERNAL, EXIT_OK, EXIT_SPEC, EXIT_USAGE, SpecError, TrainingError,
-                           UsageError, visible)
+from strata.errors import EXIT_INTERNAL, EXIT_OK, EXIT_SPEC, EXIT_USAGE, SpecError, TrainingError, UsageError, visible
 from strata.io import is_spec_path, same_file, write_atomic
-
 
 
 def _spec_path(spec: str):
     """The command line's spec argument is always a file, whatever its name."""
-    from pathlib import Path
-
     return Path(spec)
 
 
@@ -40,7 +40,7 @@ def _graph(args, spec=None):
     spec's syntax; a mistake is located in the flag's text)."""
     graph = strata.build(spec if spec is not None else _spec_path(args.spec), model=args.model)
     if getattr(args, "passes", None):
-        from strata.passes.text import parse_pass_texts
+        from strata.passes.text import parse_pass_texts  # lazy: startup
 
         graph.graph["passes"] = list(graph.graph["passes"]) + parse_pass_texts(args.passes, graph)
     return graph
@@ -52,19 +52,18 @@ def _cmd_summary(args) -> int:
                          f"(decoder.wte, decoder.h × 12), 3 one level inside; got {args.depth}")
     graph = _graph(args)  # strata.summary runs its passes: the model as compiled
     if args.json:
-        import json
-
         print(json.dumps(strata.summary(graph), indent=2))
     else:
-        from strata.compiler.summary import print_summary
-        from strata.passes import apply_passes
+        from strata.compiler.summary import print_summary  # lazy: startup
+        from strata.passes import apply_passes, report  # lazy: startup
 
-        print_summary(apply_passes(graph), depth=args.depth)
+        g = apply_passes(graph)
+        print_summary(g, depth=args.depth, reports=report(g))
     return EXIT_OK
 
 
 def _cmd_ir(args) -> int:
-    from strata.compiler.ir import format_table
+    from strata.compiler.ir import format_table  # lazy: startup
 
     print(format_table(strata.build(_spec_path(args.spec), model=args.model)))
     return EXIT_OK
@@ -78,13 +77,11 @@ def _refuse_own_input(output: str | None, spec: str) -> None:
 
 
 def _cmd_compile(args) -> int:
-    from strata.backends.torch import CodegenError
+    from strata.backends.torch import CodegenError  # lazy: startup
 
     _refuse_own_input(args.output, args.spec)
     spec, origin = None, args.spec
     if os.path.isdir(args.spec):  # a run or compress output folder: the spec it was made from
-        from strata.api import source_of
-
         spec, _, args.model, _ = source_of(args.spec, model=args.model)
         origin = spec if is_spec_path(spec) else args.spec
     try:
@@ -101,10 +98,7 @@ def _cmd_compile(args) -> int:
 
 
 def _cmd_diagram(args) -> int:
-    from pathlib import Path
-
-    from strata.backends.diagram import SUFFIX_FORMAT
-    from strata.backends.diagram.graphviz import DotMissing
+    from strata.backends.diagram.graphviz import DotMissing  # lazy: startup
 
     _refuse_own_input(args.output, args.spec)
     suffix = Path(args.output).suffix if args.output else ""
@@ -141,7 +135,7 @@ def _cmd_export(args) -> int:
 
 
 def _cmd_convert(args) -> int:
-    from strata.dsl import YAML_SUFFIXES
+    from strata.dsl import YAML_SUFFIXES  # lazy: startup
 
     _refuse_own_input(args.output, args.spec)
     to = args.to
@@ -156,7 +150,7 @@ def _cmd_convert(args) -> int:
 
 
 def _cmd_fmt(args) -> int:
-    from strata.dsl import read_source
+    from strata.dsl import read_source  # lazy: startup
 
     changed = 0
     for path in args.files:
@@ -173,9 +167,7 @@ def _cmd_fmt(args) -> int:
 
 
 def _cmd_schema(args) -> int:
-    import json
-
-    from strata.dsl.schema import yaml_json_schema
+    from strata.dsl.schema import yaml_json_schema  # lazy: startup
 
     text = json.dumps(yaml_json_schema(), indent=2) + "\n"
     if args.output:
@@ -186,27 +178,25 @@ def _cmd_schema(args) -> int:
 
 
 def _cmd_lsp(args) -> int:
-    from strata.lsp import serve
+    from strata.lsp import serve  # lazy: optional
 
     return serve()
 
 
 def _cmd_serve(args) -> int:
-    from strata.serve import serve
+    from strata.serve import serve  # lazy: optional
 
     return serve(args.path, host=args.host, port=args.port, open_browser=args.open)
 
 
 def _cmd_passes(args) -> int:
-    from strata.passes.listing import describe_passes
+    from strata.passes.listing import describe_passes  # lazy: startup
 
     sys.stdout.write(describe_passes())
     return EXIT_OK
 
 
 def _cmd_compress(args) -> int:
-    from strata.api import compress
-
     _refuse_own_input(args.output, args.spec)
     with weights_errors():
         result = compress(args.spec, args.output, weights=args.weights, passes=args.passes or [],

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import sys
 from pathlib import Path
@@ -63,8 +64,8 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_generate(args) -> int:
-    from strata.train.generate import GenerationStats, check_sampling
-    from strata.train.sources import open_source
+    from strata.train.generate import GenerationStats, check_sampling  # lazy: torch
+    from strata.train.sources import open_source  # lazy: torch
 
     check_sampling(args.tokens, args.temperature, args.top_k, args.seed)  # before loading anything
     if args.runtime == "onnx":
@@ -83,7 +84,7 @@ def _cmd_generate(args) -> int:
 
 def _generate_onnx(args) -> int:
     """`--runtime onnx`: SOURCE is a `strata export --to onnx` folder; greedy only."""
-    from strata.train.onnx_runtime import generate_onnx
+    from strata.train.onnx_runtime import generate_onnx  # lazy: torch
 
     if args.temperature != 0 or args.top_k is not None:
         raise UsageError("--runtime onnx decodes greedily: give --temperature 0 (and no --top-k)")
@@ -96,7 +97,7 @@ def _generate_onnx(args) -> int:
 
 
 def _cmd_eval(args) -> int:
-    from strata.train.sources import open_source
+    from strata.train.sources import open_source  # lazy: torch
 
     if args.max_batches is not None and args.max_batches < 1:
         raise UsageError(f"--max-batches should be at least 1 (got {args.max_batches})")
@@ -109,8 +110,6 @@ def _cmd_eval(args) -> int:
     if source.objective.accuracy:
         line += f", accuracy {r['accuracy']:.2%}"
     if args.json:
-        import json
-
         print(json.dumps(r, indent=2))
     else:
         print(f"{line} ({r['count']:,} {'examples' if 'perplexity' not in r else 'predictions'} "

@@ -37,7 +37,7 @@ def available_memory() -> int:
         except (ValueError, OSError, AttributeError):
             return 2 ** 62  # unknown: do not refuse
     try:
-        import resource
+        import resource  # lazy: optional
     except ImportError:  # pragma: no cover - not POSIX
         return avail
     # statm fields: 0 the whole address space, 5 data + stack (what RLIMIT_DATA counts)

@@ -24,6 +24,7 @@ from strata.compiler.sections import check_passes, check_train
 from strata.dsl import ast as A
 from strata.dsl import clean_text, load_text_recovering, read_source
 from strata.errors import Collector, Diagnostic, Span, SpecError
+from strata.io import is_spec_path
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -131,8 +132,6 @@ def as_graph(spec, *, model: str | None = None) -> "nx.MultiDiGraph":
     """The IR of `spec`: a path (str or Path, told apart from text by
     `strata.io.is_spec_path`), spec text, a parsed SpecFile, or an IR graph
     (returned as it is)."""
-    from strata.io import is_spec_path
-
     if isinstance(spec, A.SpecFile):
         return build(spec, model=model)
     if is_spec_path(spec):

@@ -112,7 +112,7 @@ class Staging:
 
 def to_networkx(g: "Staging | nx.MultiDiGraph") -> "nx.MultiDiGraph":
     """The IR as a networkx MultiDiGraph (a Staging graph is converted)."""
-    import networkx as nx
+    import networkx as nx  # lazy: startup
 
     if isinstance(g, nx.MultiDiGraph):
         return g
@@ -173,7 +173,7 @@ def state_dict_shapes(g: nx.MultiDiGraph) -> dict[str, tuple]:
 
 def lint(g: nx.MultiDiGraph) -> None:
     """Check the IR's invariants; raise IRError naming the offending node."""
-    import networkx as nx
+    import networkx as nx  # lazy: startup
 
     if not nx.is_directed_acyclic_graph(g):
         cycle = nx.find_cycle(g)
@@ -251,7 +251,7 @@ def _order_key(g: nx.MultiDiGraph):
 
 def topo_order(g: nx.MultiDiGraph) -> list[str]:
     """Nodes in topological order, ties broken by the order the spec wrote them."""
-    import networkx as nx
+    import networkx as nx  # lazy: startup
 
     return list(nx.lexicographical_topological_sort(g, key=_order_key(g)))
 

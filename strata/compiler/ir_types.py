@@ -203,7 +203,7 @@ def ir_graph_class():
     """The networkx MultiDiGraph whose graph, node and edge dicts are typed
     (built on first use: `strata check` never imports networkx)."""
     if not _CLASS:
-        import networkx as nx
+        import networkx as nx  # lazy: startup
 
         class IRGraph(nx.MultiDiGraph):
             graph_attr_dict_factory = GraphData

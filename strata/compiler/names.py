@@ -19,6 +19,7 @@ from __future__ import annotations
 import keyword
 from collections import Counter
 
+from strata.components import COMPONENTS
 from strata.dsl import ast as A
 from strata.errors import EvalError
 
@@ -90,8 +91,6 @@ def repeats_block(s: A.Repeat, blocks: dict) -> bool:
 
 def default_name(stmt, blocks: dict) -> str | None:
     """The name a statement's module gets without `as NAME`."""
-    from strata.components import COMPONENTS
-
     if isinstance(stmt, A.Use):
         if stmt.name in blocks:
             return stmt.name

@@ -13,6 +13,7 @@ The JSON lists every module unfolded.
 
 from __future__ import annotations
 
+import textwrap
 from math import prod
 
 import networkx as nx
@@ -61,8 +62,10 @@ class _Scopes:
                 i = n.find(".", i + 1)
 
 
-def summary_dict(g: nx.MultiDiGraph) -> dict:
-    """Everything `strata summary --json` prints."""
+def summary_dict(g: nx.MultiDiGraph, reports: list[str] = ()) -> dict:
+    """Everything `strata summary --json` prints; `reports`: one line per applied
+    pass, what it did (strata.passes.report(g): the caller's, as the compiler
+    sits below the passes)."""
     a = analyze(g)
     groups = repeat_groups(g)
     scopes = _Scopes(g, groups)
@@ -82,18 +85,9 @@ def summary_dict(g: nx.MultiDiGraph) -> dict:
         "repeats": repeats,
         "passes": [{"name": p["name"], "options": p["options"]} for p in g.graph["passes"]],
         "applied": [{"name": p["name"], "options": p["options"], "report": r}
-                    for p, r in zip(g.graph.get("applied", []), pass_reports(g))],
+                    for p, r in zip(g.graph.get("applied", []), reports)],
         "modules": _component_rows(g),
     }
-
-
-def pass_reports(g: nx.MultiDiGraph) -> list[str]:
-    """What each applied pass did (strata.passes.report), when any ran."""
-    if not g.graph.get("applied"):
-        return []
-    from strata.passes import report
-
-    return report(g)
 
 
 def human(n: float) -> str:
@@ -210,10 +204,11 @@ def _params(r: dict) -> str:
     return s
 
 
-def print_summary(g: nx.MultiDiGraph, depth: int | None = None, console=None) -> None:
-    """The table and totals on `console` (a rich Console; default: stdout)."""
-    from rich.console import Console
-    from rich.table import Table
+def print_summary(g: nx.MultiDiGraph, depth: int | None = None, console=None, reports: list[str] = ()) -> None:
+    """The table and totals on `console` (a rich Console; default: stdout), and
+    `reports`, what each applied pass did (see summary_dict)."""
+    from rich.console import Console  # lazy: startup
+    from rich.table import Table  # lazy: startup
 
     console = console or Console()
     a = analyze(g)
@@ -249,8 +244,6 @@ def print_summary(g: nx.MultiDiGraph, depth: int | None = None, console=None) ->
         f"training state       {_bytes(m['training_fp32_bytes'])} (fp32 weights, grads, AdamW)\n"
         f"KV cache             {_bytes(m['kv_cache_bf16_bytes_per_token'])} per token (bf16)",
         highlight=False)
-    for line in pass_reports(g):  # wrapped under its text, within 80 columns
-        import textwrap
-
+    for line in reports:  # wrapped under its text, within 80 columns
         console.print(textwrap.fill(line, 80, initial_indent="pass                 ",
                                     subsequent_indent=" " * 21), highlight=False, soft_wrap=True)

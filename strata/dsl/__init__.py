@@ -11,6 +11,7 @@ from pathlib import Path
 
 from strata.dsl.ast import SpecFile
 from strata.errors import Diagnostic, Span, SpecError
+from strata.io import read_regular
 
 YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -42,10 +43,10 @@ def load_text(text: str, file: str = "<string>") -> SpecFile:
     """Parse spec text; the surface is chosen by the file's suffix (.yaml/.yml or text)."""
     text = clean_text(text, file)
     if file.endswith(YAML_SUFFIXES):
-        from strata.dsl.yaml_loader import parse_yaml
+        from strata.dsl.yaml_loader import parse_yaml  # lazy: startup
 
         return parse_yaml(text, file)
-    from strata.dsl.parser import parse
+    from strata.dsl.parser import parse  # lazy: startup
 
     return parse(text, file)
 
@@ -61,13 +62,13 @@ def load_text_recovering(text: str, file: str = "<string>") -> tuple[SpecFile | 
     """
     text = clean_text(text, file)
     if file.endswith(YAML_SUFFIXES):
-        from strata.dsl.yaml_loader import parse_yaml
+        from strata.dsl.yaml_loader import parse_yaml  # lazy: startup
 
         try:
             return parse_yaml(text, file), []
         except SpecError as e:
             return None, list(e.diagnostics)
-    from strata.dsl.parser import parse_recovering
+    from strata.dsl.parser import parse_recovering  # lazy: startup
 
     return parse_recovering(text, file)
 
@@ -75,8 +76,6 @@ def load_text_recovering(text: str, file: str = "<string>") -> tuple[SpecFile | 
 def read_source(path: str | Path) -> str:
     """A spec file's text (see `clean_text`); a missing or unreadable file, or one
     that is not a regular file of at most `strata.io.MAX_TEXT_BYTES`, is a usage error."""
-    from strata.io import read_regular
-
     data = read_regular(path, what="spec file")
     try:
         return clean_text(data.decode("utf-8"), str(path))

@@ -31,10 +31,12 @@ The guarantees: `parse(format_spec(x)) == x` and formatting is idempotent.
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 
 from strata.dsl import ast as A
+from strata.errors import Span
 
 INDENT = "  "
 WIDTH = 100  # a construct whose simple body fits in this many columns stays on one line
@@ -324,10 +326,7 @@ def unkept_comments(source: str, spec: A.SpecFile, file: str = "<string>") -> li
     >>> [str(s) for s in unkept_comments(src, parse(src), "m.arch")]
     ['m.arch:4:3', 'm.arch:6:1']
     """
-    import bisect
-
-    from strata.dsl import parser as P
-    from strata.errors import Span
+    from strata.dsl import parser as P  # lazy: startup
 
     P._comments.clear()
     closes = [(t.line, t.column) for t in P._lark().lex(source) if t.type == "RBRACE"]

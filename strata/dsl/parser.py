@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import ast as pyast
 import bisect
+import hashlib
+import os
 import warnings
 from functools import lru_cache
 from pathlib import Path
 
+import lark
 from lark import Lark, Token, Transformer_NonRecursive, v_args
 
 from strata.dsl import ast as A
+from strata.dsl import clean_text
 from strata.dsl.recovery import recover
 from strata.dsl.syntax_errors import syntax_error as _syntax_error
 from strata.errors import Diagnostic, Span, SpecError
@@ -39,11 +43,6 @@ def _cache_file(grammar: str) -> str | bool:
     """Where lark keeps the compiled LALR tables (2-3x faster start-up): a
     private per-user directory, never a shared temp dir, since lark loads the
     file with pickle.  No cache when that directory cannot be made."""
-    import hashlib
-    import os
-
-    import lark
-
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "strata"
     try:
         base.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -355,8 +354,6 @@ def parse_recovering(text: str, file: str = "<string>") -> tuple[A.SpecFile | No
     the AST of what parses (None when nothing does) and the diagnostics, in
     source order.  A statement dropped by recovery is named in the spec's
     `dropped` set, so the checker need not report its names as undefined."""
-    from strata.dsl import clean_text
-
     text = clean_text(text, file)
     result = recover(_lark(), text, file, _comments, lambda e, t: _syntax_error(e, file, t))
     diags = list(result.diagnostics)
@@ -380,8 +377,6 @@ def parse_recovering(text: str, file: str = "<string>") -> tuple[A.SpecFile | No
 
 def parse(text: str, file: str = "<string>") -> A.SpecFile:
     """Parse .arch text into a `SpecFile`; raise `SpecError` with every syntax mistake."""
-    from strata.dsl import clean_text
-
     text = clean_text(text, file)
     spec, diags = parse_recovering(text, file)
     if diags or spec is None:

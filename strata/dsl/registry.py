@@ -1,8 +1,10 @@
-"""The registry of passes and train settings, each with its option schema.
+"""The registry of components, passes and train settings, each with its option schema.
 
 The same schemas validate both surfaces and feed `strata schema`; components
 are registered in `strata.components` (re-exported here as COMPONENTS), passes
-in `strata.passes` (one file per pass; PASSES is read from them).
+in `strata.plugins` (re-exported as PASSES: strata.passes, one file per pass,
+fills it as it is imported — the dsl never imports the passes), train
+settings here (TrainConfig, read by strata.train).
 
     >>> PASSES["quantize"].options(scheme="int8_dynamic").group_size
     128
@@ -10,57 +12,16 @@ in `strata.passes` (one file per pass; PASSES is read from them).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
 
 from strata.components import COMPONENTS, GATED, Options  # noqa: F401 - re-exported
+from strata.plugins import PASSES, PassSpec  # noqa: F401 - re-exported
 
 # Components (the vocabulary of model bodies) are defined in strata/components/,
 # one module per family; passes in strata/passes/, one file per pass; train
 # settings are here.
-
-# ------------------------------------------------------------------ passes
-
-@dataclass(frozen=True)
-class PassSpec:
-    name: str
-    options: type[Options]
-    positional: tuple[str, ...]
-
-    @property
-    def doc(self) -> str:
-        return (self.options.__doc__ or "").strip()
-
-
-class _Passes(Mapping):
-    """name -> PassSpec, built from the pass classes of `strata.passes` (one
-    file per pass holds its options) on first use: `strata.passes` imports the
-    compiler, which imports this module, so the import waits until a lookup."""
-
-    _table: dict[str, PassSpec] | None = None
-
-    def _load(self) -> dict[str, PassSpec]:
-        if self._table is None:
-            from strata.passes import REGISTRY
-
-            self._table = {n: PassSpec(n, p.options, p.positional) for n, p in REGISTRY.items()}
-        return self._table
-
-    def __getitem__(self, name: str) -> PassSpec:
-        return self._load()[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._load())
-
-    def __len__(self) -> int:
-        return len(self._load())
-
-
-PASSES: Mapping[str, PassSpec] = _Passes()
-
 
 # ------------------------------------------------------------------ train
 

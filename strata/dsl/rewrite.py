@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from strata.dsl import YAML_SUFFIXES, load_text
 from strata.dsl.ast import SpecFile
+from strata.dsl.formatter import format_spec, unkept_comments
 from strata.errors import Diagnostic, SpecError
 
 __all__ = ["rewrite", "surface_of", "surface_text"]
@@ -30,8 +31,7 @@ def surface_of(path: str) -> str:
 
 def surface_text(spec: SpecFile, surface: str) -> str:
     """The canonical text of `spec` in `surface` (arch | yaml)."""
-    from strata.dsl.formatter import format_spec
-    from strata.dsl.yaml_writer import to_yaml
+    from strata.dsl.yaml_writer import to_yaml  # lazy: startup
 
     return to_yaml(spec) if surface == "yaml" else format_spec(spec)
 
@@ -39,8 +39,7 @@ def surface_text(spec: SpecFile, surface: str) -> str:
 def _unkept_comments(source: str, spec: SpecFile, path: str) -> list:
     """Comments the AST does not hold (YAML `#` comments; .arch comments after the
     last statement of a block): a rewrite would drop them."""
-    from strata.dsl.formatter import unkept_comments
-    from strata.dsl.yaml_nodes import yaml_comments
+    from strata.dsl.yaml_nodes import yaml_comments  # lazy: startup
 
     if surface_of(path) == "yaml":
         return yaml_comments(source, path)

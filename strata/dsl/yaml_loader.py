@@ -72,6 +72,8 @@ from __future__ import annotations
 import yaml
 
 from strata.dsl import ast as A
+from strata.dsl import clean_text
+from strata.dsl.parser import check_depth
 from strata.dsl.yaml_nodes import (
     KEYWORDS,
     NAME,
@@ -411,9 +413,6 @@ class _Reader:
 
 def parse_yaml(text: str, file: str = "<string>") -> A.SpecFile:
     """Read the YAML surface into a `SpecFile`; every mistake is a located `SpecError`."""
-    from strata.dsl import clean_text
-    from strata.dsl.parser import check_depth
-
     text = clean_text(text, file)
     root = compose(text, file)
     reader = _Reader(file, text)

@@ -17,10 +17,10 @@ from strata.errors import UsageError
 def serve() -> int:
     """Run the server on stdin/stdout (what `strata lsp` does)."""
     try:
-        import lsprotocol  # noqa: F401
-        import pygls  # noqa: F401
+        import lsprotocol  # noqa: F401  # lazy: optional
+        import pygls  # noqa: F401  # lazy: optional
     except ImportError:
         raise UsageError("the language server needs pygls: pip install 'strata[lsp]'") from None
-    from strata.lsp.server import main
+    from strata.lsp.server import main  # lazy: optional
 
     return main()

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from strata.compiler import ir
+from strata.errors import Diagnostic, SpecError
 from strata.passes.base import Pass, PassContext, PassError
 from strata.passes.distill import Distill
 from strata.passes.fuse_mlp import FuseMLP
@@ -29,6 +31,7 @@ from strata.passes.lora import LoRA
 from strata.passes.low_rank import LowRank
 from strata.passes.prune import Prune
 from strata.passes.quantize import Quantize
+from strata.plugins import PASSES, PassSpec
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -44,6 +47,8 @@ REGISTRY: dict[str, type[Pass]] = {p.name: p for p in [
     LoRA,       # trainable low-rank adapters; the rest frozen
     Distill,    # record the teacher (graph unchanged; strata train distills)
 ]}
+for _p in REGISTRY.values():  # what the dsl and the compiler read of each (strata/plugins.py)
+    PASSES.register(_p.name, PassSpec(_p.name, _p.options, _p.positional))
 
 
 def make_pass(name: str, options: dict) -> Pass:
@@ -53,14 +58,12 @@ def make_pass(name: str, options: dict) -> Pass:
 
 
 def _spec_error(e: PassError, entry: dict):
-    from strata.errors import Diagnostic, SpecError
-
     sources = {}
     if "source" in entry:
         sources[entry["source"][0]] = entry["source"][1]
     elif entry.get("span") is not None and entry["span"].file:
         try:
-            from pathlib import Path
+            from pathlib import Path  # lazy: optional
 
             sources[entry["span"].file] = Path(entry["span"].file).read_text(encoding="utf-8")
         except OSError:
@@ -74,8 +77,6 @@ def apply_passes(g: "nx.MultiDiGraph", *, lint: bool = True, ctx: PassContext | 
     g.graph["applied"] (with what each did) and has an empty `passes` list.
     `ctx` carries weights and calibration data for the passes that use them;
     `on_pass(p, before, after)` is called after each pass (the weight pipeline)."""
-    from strata.compiler import ir
-
     todo = list(g.graph.get("passes", []))
     if not todo:
         return g

@@ -19,7 +19,7 @@ class FusionPass(Pass):
     what = "projections"
 
     def convert(self, record: dict, state: dict, ctx) -> dict:
-        import torch
+        import torch  # lazy: torch
 
         out = dict(state)
         for node, f in record["fused"].items():

@@ -11,6 +11,8 @@ import copy
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+import networkx as nx
+
 from strata.compiler import ir
 from strata.compiler.select import select
 from strata.passes.base import PassError

@@ -24,14 +24,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from strata.components.base import Options
+from strata.passes.text import pass_text
 
 if TYPE_CHECKING:
     import networkx as nx
 
-__all__ = ["Pass", "PassContext", "PassError"]
+__all__ = ["Pass", "PassContext", "PassError", "Runner"]
 
 
 class PassError(Exception):
@@ -42,10 +43,15 @@ class PassError(Exception):
 class PassContext:
     """What a pass may use beyond the graph: the weights flowing through the
     pipeline (in the names of the graph the pass receives, or None when the
-    model is compiled without weights) and calibration token ids."""
+    model is compiled without weights), calibration token ids, and the runner
+    that measures activations on them (the backend hands it in: passes never
+    import the backend that compiles and runs models)."""
 
     state: dict | None = None            # name -> tensor
     calibration: Any = None              # LongTensor (N, T) of token ids, or None
+    # what runs the model of a graph on the calibration ids (a Runner:
+    # strata.backends.torch.workflows.runner.RUNNER); given with `calibration`
+    runner: "Runner | None" = None
     graph: Any = None                    # the graph the current pass receives
     cache: dict = field(default_factory=dict)
     # linear name -> strata.passes.methods.grid.QuantizedWeight: the integers,
@@ -72,9 +78,31 @@ class PassContext:
         if self.calibration is None:
             raise PassError(f"{what} weighs the weights by activations: give calibration "
                             "data (strata compress --calibration FILE, compile(..., calibration=ids))")
-        from strata.passes.calibration import activation_stats
+        return self._runner(what).activation_stats(self.graph, self.need_state(what), self.calibration, nodes)
 
-        return activation_stats(self.graph, self.need_state(what), self.calibration, nodes)
+    def stream(self, state: dict, nodes: list[str], handle, **kw) -> dict:
+        """The calibration ids streamed block by block through the model of
+        `self.graph` holding `state`, `handle(block, stats)` called after each
+        (Runner.stream; kw: hessian, rows)."""
+        return self._runner("streaming calibration").stream(self.graph, state, self.calibration, nodes,
+                                                            handle, **kw)
+
+    def _runner(self, what: str) -> "Runner":
+        if self.runner is None:  # a caller's mistake, not a spec's: calibration came without its runner
+            raise TypeError(f"{what}: PassContext(calibration=...) needs runner= (the backend's, "
+                            "strata.backends.torch.workflows.runner.RUNNER)")
+        return self.runner
+
+
+class Runner(Protocol):
+    """Runs the model of a graph on calibration ids (the backend implements it)."""
+
+    def activation_stats(self, g: "nx.MultiDiGraph", state: dict, ids: Any, nodes: list[str]) -> dict:
+        """{node: {"sq", "abs", "n"}} per input feature of each linear in `nodes`."""
+
+    def stream(self, g: "nx.MultiDiGraph", state: dict, ids: Any, nodes: list[str], handle, *,
+               hessian: bool = True, rows: int = 0) -> dict:
+        """`handle(block_nodes, stats)` block by block; {"blocks", "seconds_per_block", "rows"}."""
 
 
 class Pass(ABC):
@@ -111,7 +139,7 @@ class Pass(ABC):
     # ---------------------------------------------------------------- helpers
     def done(self, g: "nx.MultiDiGraph", record: dict) -> "nx.MultiDiGraph":
         """Record this pass (its options and what it did) on the graph it returns."""
-        from strata.passes._rewrite import recount
+        from strata.passes._rewrite import recount  # lazy: cycle
 
         g.graph["applied"] = list(g.graph.get("applied", [])) + [
             {"name": self.name, "options": self.o.model_dump(), "record": record}]
@@ -119,6 +147,4 @@ class Pass(ABC):
 
     def label(self) -> str:
         """The pass as a spec writes it: quantize(int8_dynamic, on="mlp")."""
-        from strata.passes.text import pass_text
-
         return pass_text(self.name, self.o.model_dump())

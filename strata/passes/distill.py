@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field, PositiveFloat
 
+from strata.compiler import build_file
 from strata.compiler.paths import located
 from strata.components.base import Options
 from strata.errors import SpecError, UsageError
@@ -37,8 +38,6 @@ class DistillOptions(Options):
 
 
 def _teacher(g: "nx.MultiDiGraph", teacher: str) -> tuple[str | None, int | None]:
-    from strata.compiler import build_file
-
     here = g.graph.get("file")
     try:
         if teacher.endswith((".arch", ".yaml", ".yml")):

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import textwrap
 
+from strata.compiler.options import _literal_words
+from strata.passes import REGISTRY
+
 __all__ = ["describe_passes"]
 
 
@@ -20,9 +23,6 @@ def _default(f) -> str:
 
 def describe_passes() -> str:
     """One block per pass: its call form, what it does, its options."""
-    from strata.compiler.options import _literal_words
-    from strata.passes import REGISTRY
-
     out = []
     for name, cls in REGISTRY.items():
         fields = cls.options.model_fields

@@ -10,7 +10,7 @@ B starts at zero, so an adapted model computes what the base model computes.
 
 Saving a model with adapters writes the spec's own names: the adapters merged
 into W (W + alpha/r * B A), which is what the model computes;
-`strata.passes.adapters` saves and loads the adapters on their own, and merges
+`strata.backends.torch.workflows.adapters` saves and loads the adapters on their own, and merges
 them into a plain model.
 """
 
@@ -69,7 +69,7 @@ class LoRA(Pass):
 
     def convert(self, record: dict, state: dict, ctx) -> dict:
         """Fresh adapters (A as nn.Linear initialises, B zero) where the state has none."""
-        import torch
+        import torch  # lazy: torch
 
         out = dict(state)
         for n in record["linears"]:

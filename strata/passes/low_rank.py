@@ -32,10 +32,11 @@ from strata.passes._rewrite import (
     PassError,
     Splices,
     copy_graph,
+    fold_layers,
     rename_output,
     weight_linears,
 )
-from strata.passes.base import Pass
+from strata.passes.base import Pass, PassContext
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -68,7 +69,7 @@ def _scales(stats: dict) -> "object":
 
 
 def _svd(w, scale=None):
-    import torch
+    import torch  # lazy: torch
 
     m = w.float() if scale is None else w.float() * scale[None, :]
     return torch.linalg.svd(m, full_matrices=False)
@@ -80,8 +81,6 @@ class LowRank(Pass):
     positional = ("rank",)
 
     def run(self, graph: "nx.MultiDiGraph", ctx=None) -> "nx.MultiDiGraph":
-        from strata.passes.base import PassContext
-
         ctx = ctx or PassContext()
         g = copy_graph(graph)
         nodes = [n for n in weight_linears(g, self.o.on) if not g.nodes[n]["attrs"].get("lora")]
@@ -109,7 +108,7 @@ class LowRank(Pass):
         return self.done(splices.apply(g), {"factored": factored, "skipped": skipped, "error": {}})
 
     def _energy_rank(self, n: str, ctx, scale) -> int:
-        import torch
+        import torch  # lazy: torch
 
         w = ctx.need_state(f"low_rank(energy={self.o.energy})")[f"{n}.weight"]
         s2 = _svd(w, scale).S.double() ** 2
@@ -200,7 +199,5 @@ def _factor(g: "nx.MultiDiGraph", n: str, rank: int, splices: Splices) -> "nx.Mu
 def explicit_low_rank(g: "nx.MultiDiGraph", record: dict) -> list[str]:
     """low_rank passes with the ranks an energy fraction chose, one per rank and
     module pattern (`low_rank(48, on="decoder.h.*.mlp.up")`): what a spec writes."""
-    from strata.passes._rewrite import fold_layers
-
     folded = fold_layers(g, {n: f["rank"] for n, f in record["factored"].items()})
     return [f'low_rank({r}, on="{n}")' for n, r in folded.items()]

@@ -30,9 +30,10 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field
 
 from strata.components.base import Options
+from strata.passes import prune_structured as S
 from strata.passes._rewrite import PassError, copy_graph, weight_linears
 from strata.passes.base import Pass
-from strata.passes import prune_structured as S
+from strata.passes.methods.apply import calibrated_prune, magnitude_masks
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -107,12 +108,10 @@ class Prune(Pass):
         if self.o.method == "structured":
             return S.gather(record, state)
         if self.o.method == "sparsegpt":
-            from strata.passes.methods.apply import calibrated_prune, magnitude_masks
-
             if ctx.graph is None:  # renaming a checkpoint (load_state): SparseGPT's zeros stay, as
                 return magnitude_masks(self.o, record, state)  # the same count of smallest
             return calibrated_prune(self.o, record, state, ctx)
-        import torch
+        import torch  # lazy: torch
 
         out = dict(state)
         nodes = [n for n in record["layers"] if f"{n}.weight" in out]

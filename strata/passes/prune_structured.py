@@ -164,7 +164,7 @@ def _reshape_edges(g, c: str) -> None:
 def _importance(rec: dict, state: dict) -> "object":
     """One score per unit (MLP neuron / key-value group): the product of the
     norms of what it reads and writes (rows in, columns out)."""
-    import torch
+    import torch  # lazy: torch
 
     score = torch.ones(rec["of"], dtype=torch.float64)
     for n, blocks in rec["rows"].items():
@@ -183,7 +183,7 @@ def _importance(rec: dict, state: dict) -> "object":
 
 def _index(rec: dict, blocks, per_unit: list[int]) -> "object":
     """Row (or column) indices of the kept units within each block, concatenated."""
-    import torch
+    import torch  # lazy: torch
 
     kept = torch.tensor(rec["kept"])
     out = []
@@ -197,7 +197,7 @@ def _per(rec: dict, n: str, key: str, blocks) -> list[int]:
 
 
 def gather(record: dict, state: dict) -> dict:
-    import torch
+    import torch  # lazy: torch
 
     out = dict(state)
     for rec in record["components"].values():
@@ -217,7 +217,7 @@ def gather(record: dict, state: dict) -> dict:
 
 
 def scatter(record: dict, state: dict) -> dict:
-    import torch
+    import torch  # lazy: torch
 
     out = dict(state)
     for rec in record["components"].values():

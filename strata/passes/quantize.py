@@ -31,7 +31,7 @@ Calibrated methods (strata/passes/methods/; calibration data required):
     method=rtn      round to nearest (the default; no calibration)
 
 `qat=true` asks `strata train` to train with fake quantization of the same
-scheme (torchao QATConfig prepare -> train -> convert; strata/passes/qat.py).
+scheme (torchao QATConfig prepare -> train -> convert; strata/backends/torch/workflows/qat.py).
 A tied head (its weight is the embedding's) is quantized only when the
 selector names it (`on="decoder.lm_head"`): it then multiplies by a quantized
 copy while the embedding lookup keeps the float table, so the bytes grow by the
@@ -46,10 +46,11 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from strata.components.base import Options
 from strata.compiler.cost import node_weight_bytes
+from strata.components.base import Options
 from strata.passes._rewrite import PassError, copy_graph, selected_nodes, weight_linears
 from strata.passes.base import Pass
+from strata.passes.methods.apply import calibrated_quantize
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -92,7 +93,7 @@ def device_problem(scheme: str, device) -> str | None:
         if kind != "cuda":
             return (f"fp8 quantization needs a CUDA GPU of compute capability >= 8.9 (Ada, Hopper); "
                     f"this model is on {kind}: use int8_dynamic or int8_weight")
-        import torch
+        import torch  # lazy: torch
 
         cap = torch.cuda.get_device_capability(device)
         if cap < FP8_CAPABILITY:
@@ -120,7 +121,7 @@ class Quantize(Pass):
         adapted = [n for n in nodes if g.nodes[n]["attrs"].get("lora")]
         if adapted:
             raise PassError(f"{self.label()}: '{adapted[0]}' carries LoRA adapters; merge them first "
-                            "(strata.passes.adapters.merge_lora) or quantize before adding adapters")
+                            "(strata.backends.torch.workflows.adapters.merge_lora) or quantize before adding adapters")
         if not nodes:
             raise PassError(f"{self.label()}: the selection holds no linear layer of its own "
                             "(a tied head's weight is the embedding's)")
@@ -179,8 +180,6 @@ class Quantize(Pass):
         # model's names (load_state): the weights hold the method's choice already
         if not self.calibrated or ctx.graph is None:
             return state
-        from strata.passes.methods.apply import calibrated_quantize
-
         return calibrated_quantize(self.o, record, state, ctx)
 
     def _misfit(self, g, nodes: list[str], bad: list[str]) -> str:

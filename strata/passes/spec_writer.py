@@ -22,7 +22,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from strata.compiler.resolve import resolve_model
+from strata.components import COMPONENTS
 from strata.dsl import ast as A
+from strata.dsl import load_text, read_source
+from strata.dsl.formatter import format_spec
 from strata.errors import UsageError
 
 __all__ = ["compressed_spec"]
@@ -109,11 +113,7 @@ def _rebase_train(train: A.Train | None, src_dir: Path, out_dir: Path) -> A.Trai
 def compressed_spec(spec_path: str | Path, model: str | None, g0, g, structured: list[dict],
                     kept: list[str], notes: list[str], out_dir: str | Path) -> str:
     """The .arch text of the compressed model (see the module docstring)."""
-    from strata.compiler.resolve import resolve_model
-    from strata.components import COMPONENTS
-    from strata.dsl import load_text, read_source
-    from strata.dsl.formatter import format_spec
-    from strata.dsl.parser import parse
+    from strata.dsl.parser import parse  # lazy: startup
 
     spec_path, out_dir = Path(spec_path), Path(out_dir)
     text = read_source(spec_path)
@@ -148,8 +148,7 @@ def _rebase_distill(text: str, src_dir: Path, out_dir: Path) -> str:
     """A distill pass's teacher / weights paths, relative to the new file."""
     if not text.startswith("distill("):
         return text
-    from strata.dsl.formatter import format_spec
-    from strata.dsl.parser import parse
+    from strata.dsl.parser import parse  # lazy: startup
 
     use = parse("passes {\n" + text + "\n}", "<pass>").passes.items[0]
     for i, a in enumerate(use.args):

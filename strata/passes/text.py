@@ -19,6 +19,10 @@ import json
 import re
 from typing import Any
 
+from pydantic import BaseModel
+
+from strata.compiler.options import _literal_words
+from strata.compiler.sections import check_passes
 from strata.errors import Collector, Diagnostic, Span, SpecError
 
 __all__ = ["parse_pass_texts", "pass_text"]
@@ -48,8 +52,6 @@ def _in_text(d: Diagnostic, text: str) -> Diagnostic:
 
 def _shift(node: Any) -> None:
     """Move every span of a parsed `passes {` wrapper up one line (onto the string)."""
-    from pydantic import BaseModel
-
     if isinstance(node, list):
         for x in node:
             _shift(x)
@@ -65,8 +67,7 @@ def _shift(node: Any) -> None:
 def parse_pass_texts(texts: list[str], g, file: str = "--pass") -> list[dict]:
     """Pass entries ({"name", "options", "span", "source"}) for `texts`, checked
     against graph `g` (selectors must match); raises SpecError located in the text."""
-    from strata.compiler.sections import check_passes
-    from strata.dsl.parser import parse
+    from strata.dsl.parser import parse  # lazy: startup
 
     entries: list[dict] = []
     for text in texts:
@@ -105,7 +106,7 @@ def _value(v: Any) -> str:
 def pass_text(name: str, options: dict) -> str:
     """A pass as a spec writes it: its positional option, then the options that
     differ from their defaults (strings quoted, enum words bare)."""
-    from strata.passes import REGISTRY
+    from strata.passes import REGISTRY  # lazy: cycle
 
     cls = REGISTRY[name]
     fields = cls.options.model_fields
@@ -121,8 +122,6 @@ def pass_text(name: str, options: dict) -> str:
 
 
 def _is_word(cls, field: str) -> bool:
-    from strata.compiler.options import _literal_words
-
     return bool(_literal_words(cls.options, field))
 
 

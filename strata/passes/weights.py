@@ -29,13 +29,14 @@ if TYPE_CHECKING:
 __all__ = ["to_model_names", "to_spec_names", "transform"]
 
 
-def transform(g0: "nx.MultiDiGraph", state: dict | None, *, calibration=None, quantized: dict | None = None
-              ) -> tuple["nx.MultiDiGraph", dict | None]:
+def transform(g0: "nx.MultiDiGraph", state: dict | None, *, calibration=None, runner=None,
+              quantized: dict | None = None) -> tuple["nx.MultiDiGraph", dict | None]:
     """Apply g0's passes with `state` (in g0's names, or None) flowing through;
     return the graph after them and the state in its names.  `quantized`, when
     given, receives the integers a calibration method chose per linear
-    ({name: strata.passes.qparams.QuantizedWeight}: GPTQ's), for the packer."""
-    ctx = PassContext(state=state, calibration=calibration)
+    ({name: strata.passes.qparams.QuantizedWeight}: GPTQ's), for the packer.
+    `runner` runs the model on the calibration ids (PassContext.runner)."""
+    ctx = PassContext(state=state, calibration=calibration, runner=runner)
 
     def step(p, before, after):
         if ctx.state is not None:
@@ -47,10 +48,10 @@ def transform(g0: "nx.MultiDiGraph", state: dict | None, *, calibration=None, qu
     return g, ctx.state
 
 
-def to_model_names(g: "nx.MultiDiGraph", state: dict[str, "torch.Tensor"], *, calibration=None
-                   ) -> dict[str, "torch.Tensor"]:
+def to_model_names(g: "nx.MultiDiGraph", state: dict[str, "torch.Tensor"], *, calibration=None,
+                   runner=None) -> dict[str, "torch.Tensor"]:
     """A spec-named state dict in the names (and shapes) of the model compiled from `g`."""
-    ctx = PassContext(calibration=calibration)
+    ctx = PassContext(calibration=calibration, runner=runner)
     for a in g.graph.get("applied", []):
         state = make_pass(a["name"], a["options"]).convert(a["record"], state, ctx)
     return state

@@ -17,9 +17,11 @@ of runs, all from one local page.  See docs/serve.md.
 
 from __future__ import annotations
 
+import os
 import sys
 
 from strata.errors import UsageError
+from strata.serve.files import Root
 
 LOCAL = ("127.0.0.1", "localhost", "::1")
 
@@ -27,16 +29,13 @@ LOCAL = ("127.0.0.1", "localhost", "::1")
 def serve(path: str = ".", *, host: str = "127.0.0.1", port: int = 8765, open_browser: bool = False) -> int:
     """Serve `path` (a spec, a folder of specs, a run folder) until interrupted."""
     try:
-        import starlette  # noqa: F401
-        import uvicorn
-        import watchfiles  # noqa: F401
+        import starlette  # noqa: F401  # lazy: optional
+        import uvicorn  # lazy: optional
+        import watchfiles  # noqa: F401  # lazy: optional
     except ImportError:
         raise UsageError("strata serve needs starlette, uvicorn and watchfiles: "
                          "pip install 'strata[serve]'") from None
-    import os
-
-    from strata.serve.app import create_app
-    from strata.serve.files import Root
+    from strata.serve.app import create_app  # lazy: optional
 
     if not os.path.exists(path):
         raise UsageError(f"{path}: no such file or folder")
@@ -50,7 +49,7 @@ def serve(path: str = ".", *, host: str = "127.0.0.1", port: int = 8765, open_br
     server = uvicorn.Server(config)
 
     async def announce():  # the URL once the socket is bound (port 0 picks a free one)
-        import asyncio
+        import asyncio  # lazy: startup
 
         while not server.started:
             await asyncio.sleep(0.02)
@@ -59,18 +58,18 @@ def serve(path: str = ".", *, host: str = "127.0.0.1", port: int = 8765, open_br
         url = f"http://{shown}:{bound[1]}/"
         print(f"strata serve: {root.path} at {url}", flush=True)
         if open_browser:
-            import webbrowser
+            import webbrowser  # lazy: startup
 
             webbrowser.open(url)
 
     async def main():
-        import asyncio
+        import asyncio  # lazy: startup
 
         task = asyncio.create_task(announce())
         await server.serve()
         task.cancel()
 
-    import asyncio
+    import asyncio  # lazy: startup
 
     asyncio.run(main())
     return 0

@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 from strata.compiler import ir
 from strata.compiler.cost import analyze
 from strata.compiler.ir import to_networkx
-from strata.compiler.summary import human, pass_reports, summary_rows
+from strata.compiler.summary import human, summary_rows
 from strata.errors import Diagnostic, SpecError
 from strata.lsp.features import Document
+from strata.passes import apply_passes, report
 from strata.serve.svg import draw
 
 
@@ -91,8 +92,6 @@ class Checked:
     def after(self) -> tuple[object | None, list[dict]]:
         """The graph after the spec's passes, and the mistakes the passes found."""
         if self._after is None:
-            from strata.passes import apply_passes
-
             try:
                 self._after = (apply_passes(copy.deepcopy(self.graph)), [])
             except SpecError as e:
@@ -171,7 +170,7 @@ def summary(g, groups: list[dict] | None = None) -> dict:
 def passes(before, after) -> list[dict]:
     """Each of the spec's passes; after them, with what it did (its badge)."""
     listed = before.graph.passes
-    reports = pass_reports(after) if after is not None else []
+    reports = report(after) if after is not None else []
     return [{"name": p["name"], "options": {k: v for k, v in p["options"].items() if v is not None},
              "applied": after is not None, "report": reports[i] if i < len(reports) else None}
             for i, p in enumerate(listed)]

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from strata.backends.torch.weights import checkpoint_shapes
 from strata.errors import UsageError
 from strata.io import atomic_output, write_atomic
 from strata.train.records import CheckpointState, Pointer, read_record
@@ -55,7 +56,7 @@ def save_checkpoint(run: Path, step: int, write_weights, optim: dict, rng: dict[
 
     write_weights(path) writes the model's weights; optim is a full optimizer
     state dict keyed by parameter name ({"state": {name: {...}}, "param_groups": [...]})."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save_file  # lazy: torch
 
     rel = f"{DIR}/step-{step:08d}"
     final = run / rel
@@ -123,9 +124,7 @@ class Checkpoint:
 
     def optimizer(self) -> tuple[dict, dict[str, torch.Tensor]]:
         """(optimizer state dict keyed by parameter name, RNG states)."""
-        from safetensors.torch import load_file
-
-        from strata.backends.torch.weights import checkpoint_shapes
+        from safetensors.torch import load_file  # lazy: torch
 
         checkpoint_shapes(self.path / FILES[1])  # refuses anything but safetensors
         flat = load_file(str(self.path / FILES[1]))

@@ -77,7 +77,7 @@ class TextSource:
 
 def builtin_text() -> str:
     try:
-        from pydoc_data.topics import topics
+        from pydoc_data.topics import topics  # lazy: startup
     except ImportError:
         raise DataError("no data given, and this Python lacks the built-in corpus (pydoc_data); "
                         "give a text file with --data") from None

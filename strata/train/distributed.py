@@ -94,7 +94,7 @@ def wrap(net: torch.nn.Module, d: Dist, g, *, fsdp: bool, find_unused: bool):
     if not d.on:
         return net
     if fsdp:
-        from torch.distributed.fsdp import fully_shard
+        from torch.distributed.fsdp import fully_shard  # lazy: torch
 
         for path, s in g.graph["scopes"].items():
             if s["kind"] == "block":
@@ -104,7 +104,7 @@ def wrap(net: torch.nn.Module, d: Dist, g, *, fsdp: bool, find_unused: bool):
                     pass
         fully_shard(net)
         return net
-    from torch.nn.parallel import DistributedDataParallel as DDP
+    from torch.nn.parallel import DistributedDataParallel as DDP  # lazy: torch
 
     ids = [d.local_rank] if next(net.parameters()).is_cuda else None
     return DDP(net, device_ids=ids, find_unused_parameters=find_unused)

@@ -23,10 +23,25 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from strata.backends.torch.compile import compile_graph
+from strata.backends.torch.spec_names import to_spec_names
+from strata.backends.torch.weights import _model_state
+from strata.compiler import as_graph
+from strata.compiler.ir import state_dict_shapes
+from strata.dsl import load_file as load_spec_file
+from strata.dsl import load_text
 from strata.errors import UsageError
 from strata.interop.hf.config import HFImportError
+from strata.interop.hf.export import FamilyMatch, architecture, hf_tensors, match_family, rotary_facts
+from strata.interop.hf.weights import check, save
+from strata.io import atomic_folder, is_spec_path, write_atomic
 from strata.train.export_code import ExportError, code_files
 from strata.train.export_quantized import SUFFIXES, family_tensors, only_quantize, read_packed_checkpoint
+from strata.train.export_onnx import export_onnx
+from strata.train.objectives import CausalLM, choose_objective
+from strata.train.sources import resolve_weights
+from strata.train.tokenizer import load_tokenizer
+from strata.train.tokenizer_hf import special_ids, tokenizer_files
 
 TARGETS = ("hf", "onnx")
 CONFIG, WEIGHTS, GENERATION = "config.json", "model.safetensors", "generation_config.json"
@@ -34,12 +49,8 @@ CONFIG, WEIGHTS, GENERATION = "config.json", "model.safetensors", "generation_co
 
 def _spec_model(spec: str, model: str | None):
     """The AST of the model being exported and its built graph."""
-    from strata.compiler import as_graph
-    from strata.dsl import load_file, load_text
-    from strata.io import is_spec_path
-
     g = as_graph(spec, model=model)
-    tree = load_file(spec) if is_spec_path(spec) else load_text(spec)
+    tree = load_spec_file(spec) if is_spec_path(spec) else load_text(spec)
     name = g.graph["name"]
     found = [m for m in tree.models if m.name == name]
     return (found[0] if found else None), g
@@ -47,10 +58,7 @@ def _spec_model(spec: str, model: str | None):
 
 def _weights(g, path: Path) -> dict:
     """The float tensors in the spec's names, checked against the spec."""
-    from safetensors.torch import load_file
-
-    from strata.compiler.ir import state_dict_shapes
-    from strata.interop.hf.weights import check
+    from safetensors.torch import load_file  # lazy: torch
 
     tensors = load_file(str(path))
     quantized = sorted(k for k, v in tensors.items() if not v.is_floating_point())
@@ -62,10 +70,6 @@ def _weights(g, path: Path) -> dict:
     if problems and g.graph.get("passes"):
         # a compress output stores the model's own names (after its passes, e.g. fused q/k/v):
         # loaded into that model, then named as the spec names them
-        from strata.backends.torch.compile import compile_graph
-        from strata.backends.torch.spec_names import to_spec_names
-        from strata.backends.torch.weights import _model_state
-
         try:
             net = compile_graph(g, weights=path, quantize=False)
         except (UsageError, ValueError, KeyError, RuntimeError):
@@ -81,8 +85,6 @@ def _weights(g, path: Path) -> dict:
 def _generation_ids(model_type: str, tok) -> dict:
     """bos / eos / pad ids: the tokenizer's specials, else none (so generate() stops
     only where strata's would: at the token count)."""
-    from strata.train.tokenizer_hf import special_ids
-
     ids = {"bos_token_id": None, "eos_token_id": None, "pad_token_id": None}
     if tok is not None:
         ids.update({k: v for k, v in special_ids(tok).items() if k in ids})
@@ -94,8 +96,6 @@ def _generation_ids(model_type: str, tok) -> dict:
 
 
 def _causal(g) -> bool:
-    from strata.train.objectives import CausalLM, choose_objective
-
     try:
         return isinstance(choose_objective(g), CausalLM)
     except UsageError:  # no head strata trains: the outputs as they are
@@ -106,10 +106,6 @@ def export_hf(spec: str, weights: Path, tokenizer: Path | None, out: Path, model
               ) -> tuple[Path, str | None]:
     """Write OUT for `spec` (its `model`) with `weights` and, if any, `tokenizer`.
     Returns OUT and, when the spec is no family (custom code), why not."""
-    from strata.interop.hf.export import FamilyMatch, architecture, hf_tensors, match_family, rotary_facts
-    from strata.interop.hf.weights import save
-    from strata.io import atomic_folder, write_atomic
-
     spec_model, g = _spec_model(spec, model)
     packed = read_packed_checkpoint(g, weights)
     if g.graph.get("passes") and not (packed is not None and only_quantize(g)):
@@ -142,8 +138,6 @@ def export_hf(spec: str, weights: Path, tokenizer: Path | None, out: Path, model
         config["quantization_config"] = quantization
     tok = None
     if tokenizer is not None:
-        from strata.train.tokenizer import load_tokenizer
-
         tok = load_tokenizer(tokenizer)
     gen = _generation_ids(config["model_type"], tok)
     config.update(gen)
@@ -151,8 +145,6 @@ def export_hf(spec: str, weights: Path, tokenizer: Path | None, out: Path, model
     files[GENERATION] = json.dumps({k: v for k, v in gen.items() if v is not None} |
                                    {"_from_model_config": True}, indent=2, sort_keys=True) + "\n"
     if tok is not None:
-        from strata.train.tokenizer_hf import tokenizer_files
-
         files.update(tokenizer_files(tok, g.graph["vars"].get("ctx")))
     meta = {"format": "pt", "converter": "strata export"}
     with atomic_folder(out, (WEIGHTS, *files)) as tmp:
@@ -166,8 +158,6 @@ def export(source, *, to: str = "hf", out, weights=None, model: str | None = Non
            ) -> tuple[Path, str | None]:
     """`strata.export`: SOURCE (run folder, compress output, or spec + weights) -> OUT;
     returns OUT and, for custom code, why the spec is no family."""
-    from strata.train.sources import resolve_weights
-
     if to not in TARGETS:
         raise UsageError(f"unknown export target {to!r}: choose one of {', '.join(TARGETS)}")
     if int8 and to != "onnx":
@@ -193,8 +183,6 @@ def export(source, *, to: str = "hf", out, weights=None, model: str | None = Non
         w = resolve_weights(weights)
         spec = str(src)
     if to == "onnx":
-        from strata.train.export_onnx import export_onnx
-
         _, g = _spec_model(spec, model)
         _weights(g, w.file)
         return export_onnx(g, w.file, w.tokenizer, out, _causal(g), int8=int8), None

@@ -19,14 +19,17 @@ import hashlib
 import json
 from importlib import resources
 
-from strata.errors import UsageError
+import torch
+
+from strata.backends.torch.compile import compile_graph
+from strata.backends.torch.source import config_fields
+from strata.backends.torch.weights import tied_names
+from strata.train.export_quantized import ExportError, code_tensors
 
 REMOTE = ("configuration_strata.py", "modeling_strata.py")
 SOURCE = "strata_model.py"
 
 
-class ExportError(UsageError):
-    """A model the target cannot take: one line naming the component and the reason."""
 
 
 def remote_file(name: str) -> str:
@@ -39,16 +42,8 @@ def code_files(g, weights_file, causal: bool, packed=None) -> tuple[dict[str, st
     packed: its compressed checkpoint (strata.train.export_quantized), whose
     quantized linears go out in the compressed-tensors form, on the module
     compiled without the quantize passes."""
-    import torch
-
-    from strata.backends.torch.compile import compile_graph
-    from strata.backends.torch.source import config_fields
-
     quantization = None
     if packed is not None:
-        from strata.backends.torch.weights import tied_names
-        from strata.train.export_quantized import code_tensors
-
         g = g.copy()
         g.graph["passes"] = [p for p in g.graph.get("passes", []) if p["name"] != "quantize"]
         net = compile_graph(g, quantize=False)

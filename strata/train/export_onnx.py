@@ -23,6 +23,11 @@ import json
 import types
 from pathlib import Path
 
+import torch
+import torch.nn.functional as F
+
+from strata.backends.torch.compile import compile_graph
+from strata.io import atomic_folder, write_atomic
 from strata.train.export_code import ExportError
 
 MODEL, DECODER, INFO, TOKENIZER = "model.onnx", "decoder_with_past.onnx", "onnx.json", "tokenizer.json"
@@ -34,8 +39,6 @@ def _decided_causal_flag(net):
     """During export, the generated module's `F.scaled_dot_product_attention` gets
     `is_causal` as a Python bool (the exporter's length symbols make it a SymBool,
     which the operator refuses); everything else in `F` is untouched."""
-    import torch.nn.functional as F
-
     def sdpa(*args, is_causal=False, **kw):
         return F.scaled_dot_product_attention(*args, is_causal=bool(is_causal), **kw)
 
@@ -52,8 +55,6 @@ def _decided_causal_flag(net):
 
 def _step_module(net, layers: int):
     """The module with its cache as tensors: (input_ids, *past) -> (logits, *present)."""
-    import torch
-
     class Step(torch.nn.Module):
         def __init__(self):
             super().__init__()
@@ -84,8 +85,6 @@ def _names(layers: int, prefix: str) -> list[str]:
 
 
 def _export(module, args, path: Path, inputs, outputs, dynamic, what: str) -> None:
-    import torch
-
     try:
         with torch.no_grad():
             torch.onnx.export(module, args, str(path), dynamo=True, input_names=inputs, output_names=outputs,
@@ -99,7 +98,7 @@ def _export(module, args, path: Path, inputs, outputs, dynamic, what: str) -> No
 def quantize_int8(folder: Path, files: list[str]) -> None:
     """ONNX Runtime's dynamic quantization of each file, in place (int8 weights,
     activations quantized on the fly)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization import QuantType, quantize_dynamic  # lazy: optional
 
     for f in files:
         q = folder / f"{f}.int8"
@@ -108,11 +107,6 @@ def quantize_int8(folder: Path, files: list[str]) -> None:
 
 
 def export_onnx(g, weights: Path, tokenizer: Path | None, out: Path, causal: bool, int8: bool = False) -> Path:
-    import torch
-
-    from strata.backends.torch.compile import compile_graph
-    from strata.io import atomic_folder, write_atomic
-
     net = compile_graph(g, weights=weights, quantize=False).eval()
     name = g.graph["name"]
     for step in ("quantize", "sparsify"):

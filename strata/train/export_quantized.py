@@ -26,7 +26,20 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from strata.train.export_code import ExportError
+import torch
+from safetensors.torch import load_file
+
+from strata.backends.torch.packed import is_packed, quantization_config, read_packed
+from strata.compiler.ir import state_dict_shapes
+from strata.errors import UsageError
+from strata.interop.hf.config import Config, HFImportError
+from strata.interop.hf.weights import check, unconvert
+from strata.passes import PassContext, apply_passes
+from strata.safetensors_file import WeightsError
+
+class ExportError(UsageError):
+    """A model the target cannot take: one line naming the component and the reason."""
+
 
 # the schemes whose integers strata packs (strata.backends.torch.packed)
 SCHEMES = ("int8_dynamic", "int8_weight", "int4_weight")
@@ -50,13 +63,7 @@ def only_quantize(g) -> bool:
 def read_packed_checkpoint(g0, path: Path) -> PackedCheckpoint | None:
     """The packed checkpoint at `path` for graph `g0` (passes pending), or None
     when it is a float one."""
-    from safetensors.torch import load_file
 
-    from strata.backends.torch.packed import is_packed, read_packed
-    from strata.compiler.ir import state_dict_shapes
-    from strata.interop.hf.weights import check
-    from strata.passes import PassContext, apply_passes
-    from strata.safetensors_file import WeightsError
 
     tensors = load_file(str(path))
     if not is_packed(tensors):
@@ -108,10 +115,7 @@ def code_tensors(packed: PackedCheckpoint, state: dict, ties: dict) -> tuple[dic
 def family_tensors(match, packed: PackedCheckpoint) -> tuple[dict, dict]:
     """(the family's tensors, quantized ones as compressed-tensors stores them;
     the compressed-tensors quantization_config, targets in the family's names)."""
-    import torch
 
-    from strata.interop.hf.config import Config, HFImportError
-    from strata.interop.hf.weights import unconvert
 
     m = match.family.mapping(Config(match.config), match.layout, set())
     users: dict[str, int] = {}
@@ -144,7 +148,6 @@ def family_tensors(match, packed: PackedCheckpoint) -> tuple[dict, dict]:
 def _config(packed: PackedCheckpoint, modules: dict) -> dict:
     """The compressed-tensors quantization_config, targets named by `modules`
     (linear -> module name in the exported model)."""
-    from strata.backends.torch.packed import quantization_config
 
     cfg = quantization_config(packed.graph)
     if cfg is None:
@@ -184,10 +187,9 @@ def _module_tensors(module: str, scheme: str, t: dict) -> dict:
     """One quantized linear's tensors under its Hugging Face module name, in its
     scheme's compressed-tensors format (strata stores int8_weight as int8
     [out, in]: packed here into int32, 4 per word, as pack-quantized holds it)."""
-    import torch
 
     if scheme == "int8_weight":
-        from compressed_tensors.compressors.pack_quantized.helpers import pack_to_int32
+        from compressed_tensors.compressors.pack_quantized.helpers import pack_to_int32  # lazy: optional
 
         q = t.pop("weight")
         t.update(weight_packed=pack_to_int32(q, 8), weight_shape=torch.tensor(list(q.shape), dtype=torch.int64))

@@ -123,7 +123,7 @@ def generate_text(run, prompt: str, tokens: int, temperature: float, top_k: int 
     stats = GenerationStats() if stats is None else stats
     tok, model, drafter = run.tokenizer, run.model, None
     if draft is not None or speculate:
-        from strata.train.speculate import speculative_pair
+        from strata.train.speculate import speculative_pair  # lazy: cycle
 
         model, drafter = speculative_pair(run, draft, speculate)
     limits = [model_limits(m.strata_graph)[1] for m in (model, drafter) if m is not None]

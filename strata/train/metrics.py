@@ -93,7 +93,7 @@ def plot_losses(records: list[dict], path: Path, title: str) -> None:
     """Training loss (raw and smoothed) and validation loss against step, as a PNG
     (skipped, once with a note, when matplotlib is not installed)."""
     try:
-        import matplotlib
+        import matplotlib  # lazy: optional
     except ImportError:
         if not getattr(plot_losses, "warned", False):
             plot_losses.warned = True
@@ -102,7 +102,7 @@ def plot_losses(records: list[dict], path: Path, title: str) -> None:
         return
 
     matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # lazy: optional
 
     train = [(r["step"], r["train_loss"]) for r in records
              if "train_loss" in r and math.isfinite(r["train_loss"])]
@@ -145,9 +145,9 @@ class Progress:
         self.bar = None
         self.last_val = None
         if self.live:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
-            from rich.progress import Progress as Bar
+            from rich.console import Console  # lazy: startup
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn  # lazy: startup
+            from rich.progress import Progress as Bar  # lazy: startup
 
             self.bar = Bar(TextColumn("step"), MofNCompleteColumn(), BarColumn(),
                            TextColumn("{task.fields[info]}"), TextColumn("eta"), TimeRemainingColumn(),

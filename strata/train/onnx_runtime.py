@@ -12,15 +12,15 @@ from pathlib import Path
 import numpy as np
 
 from strata.errors import UsageError
+from strata.io import read_regular
 from strata.train.export_onnx import DECODER, INFO, MODEL, TOKENIZER
+from strata.train.tokenizer import load_tokenizer
 
 
 class OnnxModel:
     """The sessions of an exported folder."""
 
     def __init__(self, folder: str | Path, threads: int | None = None):
-        from strata.io import read_regular
-
         folder = Path(folder)
         if not (folder / INFO).is_file():
             raise UsageError(f"{folder}: not a strata ONNX export (no {INFO}); make one with "
@@ -31,7 +31,7 @@ class OnnxModel:
             raise UsageError(f"{folder / INFO}: unreadable ({e})") from None
         if not isinstance(self.info, dict) or self.info.get("format") != "strata-onnx":
             raise UsageError(f"{folder / INFO}: not a strata ONNX export")
-        import onnxruntime as ort
+        import onnxruntime as ort  # lazy: optional
 
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
@@ -81,8 +81,6 @@ class OnnxModel:
 def generate_onnx(folder: str | Path, prompt: str, tokens: int) -> str:
     """`prompt` and the text greedy decoding adds (the folder's own tokenizer), as
     `strata generate` writes it."""
-    from strata.train.tokenizer import load_tokenizer
-
     folder = Path(folder)
     model = OnnxModel(folder)
     if not (folder / TOKENIZER).is_file():

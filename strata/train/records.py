@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from strata.dsl.registry import TrainConfig
 from strata.errors import UsageError
 from strata.io import read_regular
 
@@ -143,8 +144,6 @@ def read_json(path: Path, limit: int = 1 << 20):
 def read_run_json(path: Path) -> RunInfo | RunStub:
     """run.json: a `RunStub` while the run is set up, else a `RunInfo` whose
     settings passed `TrainConfig` (and say the context length)."""
-    from strata.dsl.registry import TrainConfig
-
     data = read_json(path, 64 << 20)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise UsageError(f"{path}: not a strata run description (no \"format\": \"{FORMAT}\")")

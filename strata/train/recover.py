@@ -31,9 +31,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from strata.backends.torch.weights import checkpoint_shapes
+from strata.backends.torch.workflows.calibration import _context, model_inputs
 from strata.errors import UsageError
+from strata.train.data import text_source
 from strata.train.objectives import CausalLM, objective_class
 from strata.train.objectives.distill import kd_sum
+from strata.train.run import Run, is_run
+from strata.train.tokenizer import load_tokenizer
 
 __all__ = ["calibration_ids", "finetuner"]
 
@@ -44,8 +49,6 @@ EVAL_ROWS = 32         # held-out rows the before / after figures are measured o
 
 
 def _text(data, source_run) -> str:
-    from strata.train.data import text_source
-
     if data is None and source_run and source_run.get("data", {}).get("name"):
         name = source_run["data"]["name"]
         data = None if not Path(name).exists() else name
@@ -59,11 +62,16 @@ def _text(data, source_run) -> str:
 
 
 def calibration_ids(src, tokenizer, max_chars: int) -> torch.Tensor:
-    """Token ids (1-D) of calibration text that is not a file: "builtin" (the
-    built-in corpus) or a run folder (the text it trained on), read with the
-    run's tokenizer, at most `max_chars` characters."""
-    from strata.train.run import Run, is_run
-
+    """Token ids (1-D) of calibration text: a text file, "builtin" (the built-in
+    corpus) or a run folder (the text it trained on), read with the run's
+    tokenizer, at most `max_chars` characters."""
+    if Path(src).is_file():
+        if tokenizer is None:
+            raise UsageError(f"{src}: text calibration needs the tokenizer the model was trained with "
+                             "(--tokenizer RUN/tokenizer.json), or token ids as .safetensors")
+        with open(src, encoding="utf-8", errors="replace") as f:
+            text = f.read(max_chars)  # bounded before it is tokenized
+        return torch.as_tensor(load_tokenizer(tokenizer).encode(text), dtype=torch.long)
     if tokenizer is None:
         raise UsageError(f"--calibration {src}: text is read with the tokenizer the model was trained "
                          "with: give --tokenizer RUN/tokenizer.json")
@@ -73,17 +81,13 @@ def calibration_ids(src, tokenizer, max_chars: int) -> torch.Tensor:
             raise UsageError(f"{src}: a folder, and not a strata train run: --calibration takes a run "
                              "folder (its data), a file, or builtin")
         run = {"data": Run.open(src).info.get("data") or {}}
-    from strata.train.tokenizer import load_tokenizer
-
     text = _text(None, run)[:max_chars]
     return torch.as_tensor(load_tokenizer(tokenizer).encode(text), dtype=torch.long)
 
 
 def _token_ids(data, tokenizer, source_run) -> torch.Tensor:
     if data is not None and str(data).endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        from strata.backends.torch.weights import checkpoint_shapes
+        from safetensors.torch import load_file  # lazy: torch
 
         checkpoint_shapes(data)
         ints = [v for v in load_file(str(data)).values() if not v.is_floating_point()]
@@ -93,14 +97,10 @@ def _token_ids(data, tokenizer, source_run) -> torch.Tensor:
     if tokenizer is None:
         raise UsageError("--finetune reads text with the tokenizer the model was trained with: give "
                          "--tokenizer RUN/tokenizer.json (or a run folder), or --data as token ids (.safetensors)")
-    from strata.train.tokenizer import load_tokenizer
-
     return torch.as_tensor(load_tokenizer(tokenizer).encode(_text(data, source_run)), dtype=torch.long)
 
 
 def _logits(model, g, x):
-    from strata.passes.calibration import model_inputs
-
     out = model(*model_inputs(g, x))
     return out if isinstance(out, torch.Tensor) else (next(iter(out.values())) if isinstance(out, dict) else out[0])
 
@@ -142,7 +142,7 @@ def _quality(model, g, rows, teacher=None, g0=None) -> dict:
 
 def finetuner(steps: int, *, data=None, tokenizer=None, source_run: dict | None = None, lr: float = 3e-4,
               seed: int = 0):
-    """A `tune(student, teacher, g0, g)` for strata.passes.compress.compress: it
+    """A `tune(student, teacher, g0, g)` for strata.backends.torch.workflows.compress.compress: it
     trains `student` in place and returns the report's "finetune" entry."""
     if steps < 1:
         raise UsageError(f"--finetune {steps}: give a number of steps >= 1")
@@ -151,8 +151,6 @@ def finetuner(steps: int, *, data=None, tokenizer=None, source_run: dict | None 
         raise UsageError(f"--finetune distills next-token logits; this run's objective is {name}")
 
     def tune(student, teacher, g0, g) -> dict:
-        from strata.passes.calibration import _context
-
         T = min(_context(g0), MAX_LENGTH) + 1
         ids = _token_ids(data, tokenizer, source_run)
         vocab = _logits(teacher, g0, ids[None, :2]).shape[-1]

@@ -28,9 +28,9 @@ from strata.safetensors_file import WeightsError
 from strata.train.checkpoint import find_checkpoint
 from strata.train.folder import own_file
 from strata.train.limits import model_limits
+from strata.train.metrics import read_metrics
 from strata.train.models import compile_model
 from strata.train.objectives import OBJECTIVES, Objective, objective_from_json
-from strata.train.metrics import read_metrics
 from strata.train.records import RunStub, read_run_json
 from strata.train.tokenizer import load_tokenizer
 
@@ -172,13 +172,13 @@ class Run:
         options: compile=True (the one-token step compiled), draft="RUN" or speculate=True
         (speculative decoding), k (draft tokens a round, to start), stats (a GenerationStats
         to fill); see strata.train.generate.generate_text."""
-        from strata.train.generate import generate_text
+        from strata.train.generate import generate_text  # lazy: cycle
 
         return generate_text(self, prompt, tokens, temperature, top_k, seed, **options)
 
     def evaluate(self, data: str | None = None, **kw) -> dict:
         """Validation loss (and perplexity / accuracy) of the final model on the run's
         validation split, or on all of `data`."""
-        from strata.train.validation import evaluate_run
+        from strata.train.validation import evaluate_run  # lazy: cycle
 
         return evaluate_run(self, data, **kw)

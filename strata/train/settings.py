@@ -19,7 +19,7 @@ from strata.compiler.evaluate import Env
 from strata.compiler.paths import located
 from strata.compiler.sections import train_value, validate_train
 from strata.dsl import ast as A
-from strata.dsl.registry import TrainConfig
+from strata.dsl.registry import TRAIN_CALLS, TrainConfig
 from strata.errors import Collector, Diagnostic, Span, SpecError, UsageError, did_you_mean
 
 __all__ = ["resolve_settings", "spec_file"]
@@ -38,8 +38,8 @@ def spec_file(g) -> Path | None:
 
 
 def _parse_set(text: str):
-    from strata.dsl.parser import _syntax_error
-    from strata.dsl.yaml_nodes import Bad, parse_snippet
+    from strata.dsl.parser import _syntax_error  # lazy: startup
+    from strata.dsl.yaml_nodes import Bad, parse_snippet  # lazy: startup
 
     if "=" not in text:
         raise SpecError([Diagnostic("expected key=value", Span(SET, 1, 1, 1, len(text) + 1),
@@ -74,8 +74,6 @@ def _python_value(name: str, value, env: Env):
             raise UsageError(f"{name}={value!r}: {errors.items[0].message}")
         return v
     if name in ("optimizer", "schedule") and isinstance(value, dict):
-        from strata.dsl.registry import TRAIN_CALLS
-
         kind = value.get("type")
         if kind not in TRAIN_CALLS:
             raise UsageError(f"{name}: 'type' should be one of {', '.join(TRAIN_CALLS)}")

@@ -20,11 +20,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from strata.compiler import as_graph
 from strata.errors import UsageError
 from strata.io import read_regular
 from strata.train.limits import model_limits
 from strata.train.objectives import choose_objective
 from strata.train.run import RUN_JSON, TOKENIZER, Run, is_run
+from strata.train.settings import resolve_settings
 
 __all__ = ["Weights", "COMPRESSED_SPEC", "COMPRESSED_WEIGHTS", "REPORT", "is_compressed",
            "resolve_weights", "open_source", "compress_report"]
@@ -97,9 +99,6 @@ def _from_spec(spec: str, model: str | None, weights: Weights, origin: Path, sou
     """A Run-like handle for a spec and weights that no run folder describes:
     objective from the heads, settings from the spec's train section (or the
     run the weights came from), data as those settings say."""
-    from strata.compiler import as_graph
-    from strata.train.settings import resolve_settings
-
     g = as_graph(spec, model=model)
     if source_run is not None:
         objective, settings, data = source_run["objective"], source_run["settings"], source_run["data"]

@@ -13,6 +13,8 @@ from pathlib import Path
 
 from strata.errors import UsageError
 from strata.train.limits import model_limits
+from strata.train.objectives.distill import load_teacher
+from strata.train.run import Run
 from strata.train.tokenizer import load_tokenizer
 
 __all__ = ["speculative_pair"]
@@ -21,8 +23,6 @@ __all__ = ["speculative_pair"]
 def speculative_pair(run, draft: str | None = None, speculate: bool = False):
     """(target model, draft model): both causal LMs, or both encoder-decoders, reading
     the run's tokenizer."""
-    from strata.train.run import Run
-
     if (draft is None) == (not speculate):
         raise UsageError("give either --draft RUN (a smaller model) or --speculate (the spec's distill teacher)")
     kind = run.objective
@@ -56,8 +56,6 @@ def _same_tokenizer(a: str, b: str, a_name: str, b_name: str) -> None:
 
 def _teacher(run):
     """(the teacher model of the run's `distill` pass, its run's tokenizer.json or None)."""
-    from strata.train.objectives.distill import load_teacher  # lazy: it reads sources, which read runs
-
     g = run.model.strata_graph
     if "distill" not in g.graph:
         raise UsageError(f"{run.path}: its spec has no distill(teacher, ...) pass, so it names no teacher; "

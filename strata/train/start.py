@@ -30,7 +30,7 @@ from strata.compiler import as_graph
 from strata.compiler.select import select
 from strata.errors import UsageError
 from strata.io import is_spec_path, write_atomic
-from strata.passes.training import finish_training, prepare_for_training
+from strata.backends.torch.workflows.training import finish_training, prepare_for_training
 from strata.train import checkpoint as C
 from strata.train.distributed import Dist, wrap
 from strata.train.folder import MANIFEST, claim

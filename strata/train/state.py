@@ -117,7 +117,7 @@ class TrainState:
     def writes(self):
         """A write that fails — a full disk, the file-size limit (ulimit -f), a
         quota — is one line naming the checkpoint that is kept, not a traceback."""
-        from safetensors import SafetensorError
+        from safetensors import SafetensorError  # lazy: torch
 
         try:
             yield

@@ -19,6 +19,7 @@ from typing import Iterable
 import numpy as np
 
 from strata.errors import UsageError
+from strata.io import read_regular
 
 __all__ = ["Tokenizer", "CharTokenizer", "ByteTokenizer", "BPETokenizer",
            "fit_tokenizer", "load_tokenizer", "tokenizer_from_json"]
@@ -159,8 +160,8 @@ class BPETokenizer(Tokenizer):
 
     @classmethod
     def fit(cls, texts: Iterable[str], specials: list[str], vocab_size: int) -> "BPETokenizer":
-        from tokenizers import Tokenizer as HF
-        from tokenizers import decoders, models, pre_tokenizers, trainers
+        from tokenizers import Tokenizer as HF  # lazy: optional
+        from tokenizers import decoders, models, pre_tokenizers, trainers  # lazy: optional
 
         hf = HF(models.BPE())
         hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -238,7 +239,7 @@ def tokenizer_from_json(text: str, where: str) -> Tokenizer:
     if kind == "byte":
         return ByteTokenizer(specials)
     if kind == "bpe":
-        from tokenizers import Tokenizer as HF
+        from tokenizers import Tokenizer as HF  # lazy: optional
 
         try:
             hf = HF.from_str(json.dumps(d.get("tokenizer")))
@@ -253,8 +254,6 @@ def tokenizer_from_json(text: str, where: str) -> Tokenizer:
 def load_tokenizer(path: str | Path, follow: bool = True) -> Tokenizer:
     """A tokenizer.json (a regular file of at most 256 MiB; follow=False, for a
     run's own, refuses a symlink too)."""
-    from strata.io import read_regular
-
     raw = read_regular(path, 256 << 20, "tokenizer", follow=follow)
     try:
         text = raw.decode("utf-8")

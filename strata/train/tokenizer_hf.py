@@ -41,9 +41,13 @@ def byte_alphabet() -> list[str]:
 
 def hf_tokenizer(tok: Tokenizer):
     """A `tokenizers.Tokenizer` giving the same ids as `tok`."""
-    from tokenizers import Regex
-    from tokenizers import Tokenizer as HF
-    from tokenizers import decoders, models, pre_tokenizers
+    from tokenizers import (  # lazy: optional
+        Regex,  # lazy: optional
+        decoders,
+        models,
+        pre_tokenizers,
+    )
+    from tokenizers import Tokenizer as HF  # lazy: optional
 
     k = len(tok.specials)
     if isinstance(tok, BPETokenizer):
@@ -69,7 +73,7 @@ def hf_tokenizer(tok: Tokenizer):
     else:  # pragma: no cover - every strata tokenizer is one of the three
         raise TypeError(type(tok).__name__)
     if tok.specials:
-        from tokenizers import AddedToken
+        from tokenizers import AddedToken  # lazy: optional
 
         hf.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in tok.specials])
     return hf

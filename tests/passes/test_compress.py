@@ -10,7 +10,7 @@ from tests.passes.helpers import GPT, LLAMA, ids, spec_file, torch, weights
 
 from strata.api import compile
 from strata.cli import main
-from strata.passes.compress import compress
+from strata.backends.torch.workflows.compress import compress
 from strata.passes.weights import transform
 
 

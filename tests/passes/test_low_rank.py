@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 from tests.passes.helpers import LLAMA, ids, logits, spec_file, torch, weights
 
 from strata.api import generate_source, save_weights
+from strata.backends.torch.workflows.runner import RUNNER
 from strata.compiler import build_file
 from strata.errors import SpecError
 from strata.passes import PassContext, apply_passes, make_pass
@@ -28,7 +29,7 @@ def llama(tmp_path_factory):
 def _run(spec, w, texts, calibration=None):
     g = build_file(spec)
     g.graph["passes"] = parse_pass_texts(texts, g)
-    return transform(g, dict(load_file(str(w))), calibration=calibration)
+    return transform(g, dict(load_file(str(w))), calibration=calibration, runner=RUNNER)
 
 
 def test_error_is_the_svd_optimum_for_the_rank(llama):

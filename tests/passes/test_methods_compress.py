@@ -15,7 +15,7 @@ from tests.passes.helpers import GPT, LLAMA, ids, spec_file, sqnr, torch, weight
 
 from strata.api import compile
 from strata.errors import SpecError
-from strata.passes.compress import compress
+from strata.backends.torch.workflows.compress import compress
 
 
 def _pipeline(spec, w, passes, calib):
@@ -27,7 +27,9 @@ def _pipeline(spec, w, passes, calib):
 
     g0 = build_file(spec)
     g0.graph["passes"] = parse_pass_texts(passes, g0)
-    ctx = PassContext(state=dict(load_file(str(w))), calibration=calib)
+    from strata.backends.torch.workflows.runner import RUNNER
+
+    ctx = PassContext(state=dict(load_file(str(w))), calibration=calib, runner=RUNNER)
 
     def step(p, before, after):
         ctx.state = p.convert(after.graph["applied"][-1]["record"], ctx.state, ctx)

@@ -17,7 +17,7 @@ from strata.cli import main
 from strata.compiler import build_file
 from strata.compiler.cost import analyze
 from strata.passes import apply_passes
-from strata.passes.compress import compress
+from strata.backends.torch.workflows.compress import compress
 from strata.passes.qparams import rtn
 from strata.safetensors_file import read_header, tensor_bytes
 

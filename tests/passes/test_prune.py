@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 from tests.passes.helpers import GPT, LLAMA, ids, logits, spec_file, torch, weights
 
 from strata.api import compile, generate_source, save_weights
+from strata.backends.torch.workflows.runner import RUNNER
 from strata.compiler import build_file
 from strata.compiler.summary import summary_dict
 from strata.errors import SpecError, UsageError
@@ -28,7 +29,7 @@ def llama(tmp_path_factory):
 def _run(spec, w, text, calibration=None):
     g = build_file(spec)
     g.graph["passes"] = parse_pass_texts([text], g)
-    return transform(g, dict(load_file(str(w))), calibration=calibration)
+    return transform(g, dict(load_file(str(w))), calibration=calibration, runner=RUNNER)
 
 
 MLP = [f"decoder.layers.{i}.mlp.{r}.weight" for i in range(2) for r in ("gate", "up", "down")]
@@ -65,7 +66,7 @@ def test_wanda_ranks_rows_by_weight_times_activation_norm(llama):
     calib = ids(96, rows=4, length=32, seed=3)
     before = load_file(str(w))
     g, after = _run(spec, w, 'prune(0.5, method=wanda, on="decoder.layers.1.mlp.down")', calib)
-    from strata.passes.calibration import activation_stats
+    from strata.backends.torch.workflows.calibration import activation_stats
 
     g0 = build_file(spec)
     norms = activation_stats(g0, before, calib, ["decoder.layers.1.mlp.down"])["decoder.layers.1.mlp.down"]["sq"].sqrt()

@@ -13,7 +13,7 @@ require("torchao")
 
 from strata.api import compile, save_weights  # noqa: E402
 from strata.backends.torch.weights import checkpoint_shapes  # noqa: E402
-from strata.passes.qat import convert_qat, prepare_qat  # noqa: E402
+from strata.backends.torch.workflows.qat import convert_qat, prepare_qat  # noqa: E402
 
 
 @pytest.mark.parametrize("scheme", ["int8_dynamic", "int4_weight"])

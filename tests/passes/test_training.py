@@ -59,11 +59,11 @@ def test_a_quantizing_spec_trains_in_float(tmp_path):
 
 
 def test_compress_calibrates_on_text_with_the_runs_tokenizer(tmp_path):
-    from strata.passes.compress import compress
+    from strata.api import compress
 
     spec, data = _spec(tmp_path, "fuse_qkv"), write(tmp_path / "a.txt", text())
     run = strata.train(spec, data=str(data), out=tmp_path / "r", steps=4, eval_every=4, progress=False)
-    r = compress(spec, run.weights(), tmp_path / "out", passes=['prune(0.5, method=wanda, on="mlp")'],
+    r = compress(spec, tmp_path / "out", weights=run.weights(), passes=['prune(0.5, method=wanda, on="mlp")'],
                  calibration=str(data), tokenizer=str(run.path / "tokenizer.json")).report
     assert r["passes"][-1]["report"].startswith("prune (wanda): 8,192 weights zeroed in 4 linears")
     assert all(d == 0.5 for d in r["passes"][-1]["density"].values())

@@ -133,7 +133,7 @@ def test_compress_of_an_encoder_decoder_and_what_it_writes(folders, capsys):
 def test_compress_writes_its_folder_whole_or_not_at_all(folders, capsys, monkeypatch):
     (folders / "work" / "p.arch").write_text(PLAIN)
     assert cli(capsys, "train", "work/p.arch", "--out", "r", "--steps", 2, "-q")[0] == 0
-    import strata.passes.compress as C
+    import strata.backends.torch.workflows.compress as C
 
     def broken(*a, **k):
         raise RuntimeError("disk on fire")

@@ -48,7 +48,7 @@ class Diagram:
     def _repr_svg_(self) -> str | None:
         if self.syntax != "dot":
             return None  # Mermaid is shown through _repr_markdown_ (Jupyter renders it)
-        from strata.backends.diagram.graphviz import DotMissing, render_bytes
+        from strata.backends.diagram.graphviz import DotMissing, render_bytes  # lazy: startup
 
         try:
             return render_bytes(self.source, "svg").decode()
@@ -65,7 +65,7 @@ class Diagram:
         if self.syntax != "dot":
             raise UsageError(f"{fmt} output is drawn by Graphviz: use format='dot' (or --format "
                              f"{fmt}), not {self.format}")
-        from strata.backends.diagram.graphviz import render_bytes
+        from strata.backends.diagram.graphviz import render_bytes  # lazy: startup
 
         return render_bytes(self.source, fmt)
 
@@ -86,10 +86,10 @@ def diagram(spec, *, format: str = "mermaid", level: str = "block", direction: s
     format: mermaid | markdown | dot | svg | png (svg/png are dot rendered by Graphviz)
     level: model | block | op;  direction: TB | LR;  unfold: draw every repeat instance;
     after_passes: apply the spec's passes first (fused, quantized, low-rank ... marks)."""
-    from strata.backends.diagram import graphviz as gv
-    from strata.backends.diagram import mermaid as mm
-    from strata.backends.diagram.layout import DIRECTIONS, LEVELS
-    from strata.compiler import as_graph
+    from strata.backends.diagram import graphviz as gv  # lazy: startup
+    from strata.backends.diagram import mermaid as mm  # lazy: startup
+    from strata.backends.diagram.layout import DIRECTIONS, LEVELS  # lazy: startup
+    from strata.compiler import as_graph  # lazy: startup
 
     if format not in FORMATS:
         raise UsageError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
@@ -99,7 +99,7 @@ def diagram(spec, *, format: str = "mermaid", level: str = "block", direction: s
         raise UsageError(f"direction must be one of {', '.join(DIRECTIONS)}, got {direction!r}")
     g = as_graph(spec, model=model)
     if after_passes:
-        from strata.passes import apply_passes  # spec mistakes raise SpecError
+        from strata.passes import apply_passes  # spec mistakes raise SpecError  # lazy: startup
 
         g = apply_passes(g)
     if format in ("mermaid", "markdown"):

@@ -42,7 +42,7 @@ class DotMissing(RuntimeError):
 
 def _graphviz():
     try:
-        import graphviz
+        import graphviz  # lazy: optional
     except ImportError:
         raise DotMissing("the `graphviz` python package is needed for dot output: "
                          "pip install 'strata[diagrams]'") from None

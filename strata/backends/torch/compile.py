@@ -19,15 +19,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from strata.backends.torch import generate_source
+from strata.backends.torch.loader import load_source
+from strata.backends.torch.workflows.calibration import load_calibration
+from strata.backends.torch.workflows.runner import RUNNER
+from strata.compiler.ir import state_dict_shapes
 from strata.errors import UsageError
+from strata.passes import REGISTRY, PassContext, apply_passes, make_pass
+from strata.passes import report as pass_report
+from strata.passes.quantize import device_problem
+from strata.passes.weights import transform
+from strata.resources import check_fits
+from strata.safetensors_file import read_header
 
 __all__ = ["compile_graph", "run_kernels"]
 
 
 def _spec_fit(g0, tensors: dict) -> bool:
     """Whether `tensors` are in the names and shapes of g0 (the spec's own)."""
-    from strata.compiler.ir import state_dict_shapes
-
     want = state_dict_shapes(g0)
     tied = {f"{n}.{k}" for n, d in g0.nodes(data=True) for k in d["tied"]}
     have = {k: tuple(v.shape) for k, v in tensors.items() if k not in tied}
@@ -35,15 +44,13 @@ def _spec_fit(g0, tensors: dict) -> bool:
 
 
 def _device_problems(g, device) -> None:
-    from strata.passes.quantize import device_problem
-
     where = device if device is not None else "cpu"
     for n, d in g.nodes(data=True):
         why = device_problem(d["attrs"].get("quant_scheme") or "", where) if d["attrs"].get("quant_scheme") else None
         if why:
             raise UsageError(f"{n}: {why}")
     if g.graph.get("sparse_2_4") and str(where).split(":")[0] != "meta":
-        import torch
+        import torch  # lazy: torch
 
         dev = torch.device(where)
         if dev.type != "cuda" or torch.cuda.get_device_capability(dev) < (8, 0):
@@ -54,10 +61,7 @@ def _device_problems(g, device) -> None:
 
 def _initial_state(g0, device, module_name: str):
     """The spec's own model (no passes), freshly initialised: its state dict."""
-    import torch
-
-    from strata.backends.torch import generate_source
-    from strata.backends.torch.loader import load_source
+    import torch  # lazy: torch
 
     plain = g0.copy()
     plain.graph = {**g0.graph, "passes": []}
@@ -72,13 +76,11 @@ def _read(weights, dtype, cast: bool) -> dict:
     """The checkpoint's tensors, header checked first; a tensor of another dtype
     than the model's is refused unless `cast` (then converted, before any pass
     concatenates or factors it)."""
-    import torch
-    from safetensors.torch import load_file
+    import torch  # lazy: torch
+    from safetensors.torch import load_file  # lazy: torch
 
-    from strata.backends.torch.weights import WeightsError
-    from strata.safetensors_file import read_header
-
-    from strata.backends.torch.packed import is_packed
+    from strata.backends.torch.packed import is_packed  # lazy: torch
+    from strata.backends.torch.weights import WeightsError  # lazy: torch
 
     header, _ = read_header(weights)
     want = str(dtype or torch.get_default_dtype()).removeprefix("torch.")
@@ -99,18 +101,16 @@ def _read(weights, dtype, cast: bool) -> dict:
 
 
 def _check_fits(g, device) -> None:
-    import torch
+    import torch  # lazy: torch
 
     if device is None or torch.device(device).type == "cpu":
-        from strata.resources import check_fits
-
         n = g.graph["parameters"]  # built in the default dtype first, whatever `dtype` says
         check_fits(n * torch.get_default_dtype().itemsize, f"{g.graph['name']} ({n:,} parameters)",
                    'build it with device="meta" to inspect it without allocating')
 
 
 def state_dtype(dtype):
-    import torch
+    import torch  # lazy: torch
 
     return dtype or torch.get_default_dtype()
 
@@ -119,10 +119,10 @@ def _packed(g, tensors: dict, where: str, dtype) -> tuple[dict, dict]:
     """A compressed checkpoint (the model's names): its quantized linears' integers
     and its other tensors, each float one in the model's dtype (an int4 layer's
     bf16 bias goes into the float model exactly and back to bf16 with the layer)."""
-    import torch
+    import torch  # lazy: torch
 
-    from strata.backends.torch.packed import read_packed
-    from strata.backends.torch.weights import WeightsError
+    from strata.backends.torch.packed import read_packed  # lazy: torch
+    from strata.backends.torch.weights import WeightsError  # lazy: torch
 
     int4 = {k.rpartition(".")[0] for k in tensors if k.endswith(".weight_packed")}
     qweights, rest = read_packed(tensors, g, where)
@@ -142,21 +142,14 @@ def compile_graph(g0, *, origin=None, weights=None, device=None, dtype=None, cal
     (a calibration method's), the others rounded to nearest.  `weights` may be a
     compressed checkpoint (strata/backends/torch/packed.py): its integers go
     straight into the kernels."""
-    import torch
+    import torch  # lazy: torch
 
-    from strata.backends.torch import generate_source
-    from strata.backends.torch.loader import load_source
-    from strata.backends.torch.weights import load_state
-    from strata.passes import REGISTRY, apply_passes, make_pass
-    from strata.passes import report as pass_report
-    from strata.backends.torch.packed import is_packed
-    from strata.passes.weights import transform
+    from strata.backends.torch.packed import is_packed  # lazy: torch
+    from strata.backends.torch.weights import load_state  # lazy: torch
 
     qweights = dict(qweights or {})
     calib = None
     if calibration is not None:
-        from strata.passes.calibration import load_calibration
-
         calib = load_calibration(calibration, g0, tokenizer)
     tensors = _read(weights, dtype, cast) if weights is not None else None
     todo = g0.graph.get("passes", [])
@@ -164,9 +157,7 @@ def compile_graph(g0, *, origin=None, weights=None, device=None, dtype=None, cal
     if todo and tensors is None and values and str(device) != "meta":
         tensors = _initial_state(g0, device, g0.graph["name"])
     if tensors is not None and is_packed(tensors):
-        from strata.passes import PassContext
-
-        g = apply_passes(g0, ctx=PassContext(calibration=calib))
+        g = apply_passes(g0, ctx=PassContext(calibration=calib, runner=RUNNER))
         found, state = _packed(g, tensors, str(weights), dtype)
         if quantize and str(device) != "meta":
             qweights.update(found)
@@ -174,13 +165,11 @@ def compile_graph(g0, *, origin=None, weights=None, device=None, dtype=None, cal
             state.update({f"{n}.weight": qw.dequantize(state_dtype(dtype)) for n, qw in found.items()})
     elif todo and tensors is not None and _spec_fit(g0, tensors):
         found = {}
-        g, state = transform(g0, tensors, calibration=calib, quantized=found)
+        g, state = transform(g0, tensors, calibration=calib, runner=RUNNER, quantized=found)
         if quantize and str(device) != "meta":
             qweights.update(found)  # a calibration method's integers (GPTQ) run as it chose them
     else:
-        from strata.passes import PassContext
-
-        g, state = apply_passes(g0, ctx=PassContext(calibration=calib)), tensors
+        g, state = apply_passes(g0, ctx=PassContext(calibration=calib, runner=RUNNER)), tensors
     if quantize:
         _device_problems(g, device)
     source = generate_source(g, origin=origin)
@@ -210,7 +199,7 @@ def run_kernels(net, *, torch_compile: bool = False, qweights=None):
     """The generated file's steps after loading, on a compiled model holding its
     float weights: sparsify(model), then quantize(model) (qweights: {linear:
     QuantizedWeight} integers to run as given); return the model."""
-    import inspect
+    import inspect  # lazy: startup
 
     module = inspect.getmodule(type(net))
     for step in ("sparsify", "quantize"):

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from strata.backends.torch import pysafe
 from strata.passes._rewrite import fold_layers as patterns
+from strata.passes.text import pass_text
 
 __all__ = ["PassLowering", "lower_passes"]
 
@@ -45,8 +46,6 @@ WHERE = {"fuse_qkv": "one matmul for q, k, v (qkv / kv)", "fuse_mlp": "one matmu
 
 def pass_lines(g) -> list[str]:
     """One docstring line per applied pass: as the spec writes it, and where it is."""
-    from strata.passes.text import pass_text
-
     out = []
     for a in g.graph.get("applied", []):
         label = pass_text(a["name"], a["options"])

@@ -16,7 +16,7 @@ import textwrap
 import networkx as nx
 
 from strata.backends.torch import pysafe
-from strata.backends.torch.emit import Emitter
+from strata.backends.torch.emit import Emitter, HookContext
 from strata.backends.torch.lower_passes import lower_passes, pass_lines
 from strata.backends.torch.plan import IRIndex, index_ir, plan_scope, stack_inputs
 from strata.backends.torch.runtime_source import HEADER, ORDER, source
@@ -73,8 +73,6 @@ def stack_class(em: Emitter, st: dict, class_names: set[str]) -> str:
 
 
 def _hook(em: Emitter):
-    from strata.backends.torch.emit import HookContext
-
     return HookContext(em.out, em.values)
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import torch
 
+from strata.backends.torch.weights import _quantized, tied_names
 from strata.passes.qparams import QuantizedWeight
 from strata.safetensors_file import WeightsError
 
@@ -37,7 +38,10 @@ SUFFIXES = ("weight_scale", "weight_packed", "weight_zero_point", "weight_shape"
 def _ct():
     """compressed-tensors' int32 packing, imported lazily (optional extra `compress`)."""
     try:
-        from compressed_tensors.compressors.pack_quantized.helpers import pack_to_int32, unpack_from_int32
+        from compressed_tensors.compressors.pack_quantized.helpers import (  # lazy: torch
+            pack_to_int32,
+            unpack_from_int32,
+        )
     except ImportError:
         raise WeightsError("compressed checkpoints need compressed-tensors: "
                            "pip install 'strata[compress]'") from None
@@ -61,7 +65,10 @@ def quantized_weight(m: torch.nn.Module, group_size: int | None) -> QuantizedWei
     if name == "Int8Tensor":
         return QuantizedWeight(w.qdata, w.scale, None, w.shape[1], 8)
     if name in ("Int4OpaqueTensor", "Int4TilePackedTo4dTensor"):
-        from torchao.quantization.utils import pack_tinygemm_scales_and_zeros, unpack_tinygemm_scales_and_zeros
+        from torchao.quantization.utils import (  # lazy: torch
+            pack_tinygemm_scales_and_zeros,
+            unpack_tinygemm_scales_and_zeros,
+        )
 
         n, k = w.shape
         groups = k // group_size
@@ -96,8 +103,6 @@ def pack(name: str, qw: QuantizedWeight) -> dict[str, torch.Tensor]:
 def packed_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The model's tensors in its own names, each quantized linear as its packed
     integers (tied weights once, under the first name)."""
-    from strata.backends.torch.weights import _quantized, tied_names
-
     g = model.strata_graph
     ties = tied_names(model)
     quantized = _quantized(model)
@@ -186,7 +191,7 @@ def quantization_config(g) -> dict | None:
     """The compressed-tensors `quantization_config` (its own json form) for the
     quantized linears of `g`, or None when none is quantized."""
     try:
-        from compressed_tensors.quantization import QuantizationConfig, QuantizationScheme
+        from compressed_tensors.quantization import QuantizationConfig, QuantizationScheme  # lazy: torch
     except ImportError:
         return None
     groups: dict[tuple, list[str]] = {}

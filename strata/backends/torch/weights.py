@@ -24,7 +24,9 @@ from pathlib import Path
 
 import torch
 
+from strata.backends.torch.spec_names import to_model_names, to_spec_names
 from strata.io import atomic_output
+from strata.passes import PassError
 from strata.safetensors_file import WeightsError, read_header
 
 __all__ = ["WeightsError", "WeightsMismatchError", "checkpoint_shapes", "load_weights", "save_weights"]
@@ -169,9 +171,6 @@ def _load(model: torch.nn.Module, tensors: dict, in_spec_names: bool, strict: bo
     tied = tied_names(model)
     tensors = {k: v for k, v in tensors.items() if k not in tied}
     if in_spec_names:
-        from strata.backends.torch.spec_names import to_model_names
-        from strata.passes import PassError
-
         try:
             tensors = to_model_names(model.strata_graph, tensors)
         except PassError as e:
@@ -226,13 +225,13 @@ def load_weights(model: torch.nn.Module, path: str | Path, *, strict: bool = Tru
     dtype differs from the model's (integers or booleans into float weights,
     float64 into float32, bfloat16 into float32) is refused unless `cast=True`
     asks for the conversion."""
-    from safetensors.torch import load_file
+    from safetensors.torch import load_file  # lazy: torch
 
     path = Path(path)
     model = _unwrap(model)
     _refuse_quantized(model)
     header, _ = read_header(path)
-    from strata.backends.torch.packed import is_packed
+    from strata.backends.torch.packed import is_packed  # lazy: cycle
 
     if is_packed(header):
         return _load_packed(model, path, strict)
@@ -258,9 +257,9 @@ def _load_packed(model: torch.nn.Module, path: Path, strict: bool) -> torch.nn.M
     """A compressed checkpoint into a float model (training from it, `--init`): each
     quantized linear as the float weight its integers stand for.
     `strata.compile(spec, weights=path)` runs the integers in the kernels instead."""
-    from safetensors.torch import load_file
+    from safetensors.torch import load_file  # lazy: torch
 
-    from strata.backends.torch.packed import read_packed
+    from strata.backends.torch.packed import read_packed  # lazy: cycle
 
     g = getattr(model, "strata_graph", None)
     if g is None:
@@ -287,13 +286,13 @@ def save_weights(model: torch.nn.Module, path: str | Path, metadata: dict | None
     default for a quantized model), as it computes: in its own names, quantized
     linears as their integers and scales in the compressed-tensors layout, low-rank
     layers as their factors (strata/backends/torch/packed.py)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save_file  # lazy: torch
 
     model = _unwrap(model)
     if packed is None:
         packed = bool(_quantized(model)) and hasattr(model, "strata_graph")
     if packed:
-        from strata.backends.torch.packed import FORMAT, packed_state
+        from strata.backends.torch.packed import FORMAT, packed_state  # lazy: cycle
 
         state = packed_state(model)
         with atomic_output(path) as tmp:
@@ -302,8 +301,6 @@ def save_weights(model: torch.nn.Module, path: str | Path, metadata: dict | None
     state = {k: v.detach().contiguous() for k, v in _model_state(model).items()}
     g = getattr(model, "strata_graph", None)
     if g is not None:
-        from strata.backends.torch.spec_names import to_spec_names
-
         state = {k: v.contiguous() for k, v in to_spec_names(g, state).items()}
     seen: dict[int, str] = {}
     for k in list(state):  # any sharing the model did not declare: keep the first name

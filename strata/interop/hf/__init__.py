@@ -16,6 +16,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from strata.compiler import build_text
+from strata.compiler.ir import state_dict_shapes
+from strata.errors import SpecError, UsageError
 from strata.interop.hf import bert, falcon, gemma2, gpt2, gpt_neox, llama, mixtral, opt, phi, qwen2, t5
 from strata.interop.hf.config import (
     Config,
@@ -24,6 +27,7 @@ from strata.interop.hf.config import (
     hf_to_spec,
     spec_text,
 )
+from strata.io import atomic_folder, read_regular, same_file, write_atomic
 
 __all__ = ["FAMILIES", "HFImportError", "hf_to_spec", "import_hf", "read_config"]
 
@@ -36,9 +40,6 @@ DTYPES = ("float32", "float16", "bfloat16")
 def read_json(path: Path, what: str):
     """A JSON file of the folder: a regular file of bounded size, parsed; any
     problem is one line naming the file."""
-    from strata.errors import UsageError
-    from strata.io import read_regular
-
     try:
         data = read_regular(path, what=what)
     except UsageError as e:
@@ -70,8 +71,6 @@ def _problems(title: str, problems: list[str]) -> HFImportError:
 def _check_output(out: Path, inputs: list[Path]) -> tuple[Path, Path]:
     """OUT must be a folder (or not exist yet); neither output may be one of the
     files the import reads."""
-    from strata.io import same_file
-
     if out.exists() and not out.is_dir():
         raise HFImportError(f"{out}: exists and is not a folder; -o names the folder to write "
                             "model.arch and weights.safetensors into")
@@ -98,12 +97,7 @@ def import_hf(src_dir: str | Path, out_dir: str | Path, *, dtype: str | None = N
         import_hf("hf/gpt2", "out/gpt2")
         # (PosixPath('out/gpt2/model.arch'), PosixPath('out/gpt2/weights.safetensors'))
     """
-    from strata.compiler import build_text
-    from strata.compiler.ir import state_dict_shapes
-    from strata.errors import SpecError
-    from strata.interop.hf import weights as W
-    from strata.errors import UsageError
-    from strata.io import atomic_folder, write_atomic
+    from strata.interop.hf import weights as W  # lazy: cycle
 
     if dtype is not None and dtype not in DTYPES:
         raise HFImportError(f"unknown dtype {dtype!r}: choose one of {', '.join(DTYPES)}")
@@ -134,7 +128,7 @@ def import_hf(src_dir: str | Path, out_dir: str | Path, *, dtype: str | None = N
     text = spec_text(cfg, lay, source=source, parameters=g.graph["parameters"])
     tensors = W.convert(ckpt, mapping)
     if dtype is not None:
-        import torch
+        import torch  # lazy: torch
 
         tensors = {k: v.to(getattr(torch, dtype)) for k, v in tensors.items()}
     meta = {"format": "pt", "source": source, "converter": "strata import-hf",

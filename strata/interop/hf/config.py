@@ -31,6 +31,8 @@ from typing import Any
 
 from strata.compiler.elaborate import MAX_REPEAT
 from strata.compiler.options import MAX_DIM
+from strata.dsl import ast as A
+from strata.dsl.formatter import format_spec, format_string
 from strata.errors import UsageError
 
 MAX_LAYERS = MAX_REPEAT  # an import accepts what the spec language accepts
@@ -236,8 +238,6 @@ def header(cfg: Config, source: str | None, parameters: int | None = None) -> st
     """The comment that opens a generated spec: where it came from.  The folder is
     written as a spec string literal (every unprintable character escaped), the
     rest are checked words."""
-    from strata.dsl.formatter import format_string
-
     lines = ["Imported from Hugging Face by `strata import-hf`."]
     if source:
         lines.append(f"Source: {format_string(source)}")
@@ -253,7 +253,7 @@ def header(cfg: Config, source: str | None, parameters: int | None = None) -> st
 
 def family(model_type: Any):
     """The family module that handles `model_type`."""
-    from strata.interop.hf import FAMILIES
+    from strata.interop.hf import FAMILIES  # lazy: cycle
 
     table = {t: fam for fam in FAMILIES for t in fam.MODEL_TYPES}
     if model_type not in table:
@@ -269,9 +269,6 @@ def spec_text(cfg: Config, lay: dict, *, source: str | None = None,
               parameters: int | None = None) -> str:
     """The .arch text of the spec for `cfg`: the family builds the AST, the
     formatter writes it (so nothing from config.json is pasted as text)."""
-    from strata.dsl import ast as A
-    from strata.dsl.formatter import format_spec
-
     fam = family(cfg.model_type)
     model = fam.spec(cfg, lay)
     model.comment = header(cfg, source, parameters)

@@ -20,7 +20,10 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
+from strata.dsl import ast as A
+from strata.dsl.formatter import format_spec
 from strata.interop.hf.config import NULL, Config, HFImportError, spec_text
+from strata.interop.hf.weights import unconvert
 
 MAX_TRIES = 2000
 ROUNDS = 3  # re-imports one match may run (each is a few milliseconds)
@@ -40,9 +43,6 @@ def _canonical(text: str) -> list[str]:
 
 def model_text(model) -> str:
     """The formatted text of one model definition (an AST `ModelDef`)."""
-    from strata.dsl import ast as A
-    from strata.dsl.formatter import format_spec
-
     return format_spec(A.SpecFile(models=[model.model_copy(update={"comment": None})]))
 
 
@@ -108,7 +108,7 @@ def export_layout(fam, cfg: Config) -> dict:
 
 def match_family(model, variables: dict, facts: dict) -> FamilyMatch | str:
     """The family config that imports to exactly this model, or why there is none."""
-    from strata.interop.hf import FAMILIES
+    from strata.interop.hf import FAMILIES  # lazy: cycle
 
     want = _canonical(model_text(model))
     facts = {**facts, "model_type": model.name}
@@ -161,8 +161,6 @@ def match_family(model, variables: dict, facts: dict) -> FamilyMatch | str:
 
 def hf_tensors(match: FamilyMatch, tensors: dict) -> dict:
     """strata's state dict -> the family's own tensor names and layouts."""
-    from strata.interop.hf.weights import unconvert
-
     m = match.family.mapping(Config(match.config), match.layout, set())
     out = unconvert(tensors, m)
     # tensors transformers saves twice (one Parameter under two names): the copy too

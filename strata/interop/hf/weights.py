@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Callable
 
 from strata.interop.hf.config import HFImportError
 from strata.io import atomic_output
+from strata.safetensors_file import FLOAT_DTYPES, WeightsError, read_header
 
 if TYPE_CHECKING:
     from strata.safetensors_file import TensorInfo
@@ -28,8 +29,8 @@ INDEX = "model.safetensors.index.json"
 
 def _torch():
     try:
-        import torch  # noqa: F401
-        from safetensors import torch as st
+        import torch  # noqa: F401  # lazy: torch
+        from safetensors import torch as st  # lazy: torch
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise HFImportError(f"importing weights needs torch and safetensors ({e.name} is missing): "
                             "pip install 'strata[torch]'") from None
@@ -48,7 +49,7 @@ class Checkpoint:
         folder = Path(folder)
         self.folder = folder
         if (folder / INDEX).exists():
-            from strata.interop.hf import read_json
+            from strata.interop.hf import read_json  # lazy: cycle
 
             self.files = {k: folder / v for k, v in _weight_map(read_json(folder / INDEX, INDEX)).items()}
         elif (folder / SINGLE).exists():
@@ -69,7 +70,7 @@ class Checkpoint:
         return sorted(set(self.files.values()))
 
     def _open(self, path: Path):
-        from safetensors import safe_open
+        from safetensors import safe_open  # lazy: torch
 
         try:
             return safe_open(str(path), framework="pt")
@@ -79,8 +80,6 @@ class Checkpoint:
     def headers(self) -> dict[str, TensorInfo]:
         """Every tensor's name, dtype and shape, from the checked headers only."""
         if self._headers is None:
-            from strata.safetensors_file import WeightsError, read_header
-
             headers: dict[str, TensorInfo] = {}
             for path in self.paths():
                 try:
@@ -104,7 +103,7 @@ class Checkpoint:
         return set(self.headers())
 
     def meta(self, name: str):
-        import torch
+        import torch  # lazy: torch
 
         _torch()
         return torch.empty(self.headers()[name].shape, device="meta")
@@ -140,8 +139,6 @@ def _weight_map(index) -> dict[str, str]:
 def check_float(ckpt: Checkpoint, mapping: "Mapping") -> None:
     """Every tensor the spec takes must hold floating-point numbers: integer or
     boolean data in a weight is a broken or hostile checkpoint, not a model."""
-    from strata.safetensors_file import FLOAT_DTYPES
-
     headers = ckpt.headers()
     bad = sorted({theirs for theirs, _ in mapping.renames.values()
                   if headers[theirs].dtype not in FLOAT_DTYPES})
@@ -273,7 +270,7 @@ def unconvert(tensors: dict, mapping: Mapping) -> dict:
     strata element came from.  Every element of every HF tensor must be written
     (a mapping that drops part of one cannot be inverted); values are copied, so
     the result is bit-exact."""
-    import torch
+    import torch  # lazy: torch
 
     parts: dict[str, list] = {}
     for ours, (theirs, fn) in mapping.renames.items():

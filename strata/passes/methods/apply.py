@@ -1,5 +1,6 @@
 """The calibrated methods as the weight transforms of the quantize and prune
-passes: each streams the calibration data block by block (stream.py) and
+passes: each streams the calibration data block by block (ctx.stream: the
+backend's strata/backends/torch/workflows/stream.py) and
 rewrites the state dict in place; the pass's record gets what was done.
 
     quantize(..., method=gptq)   weights := GPTQ's choice on the scheme's grid;
@@ -16,12 +17,12 @@ and for the plain rounding / magnitude mask it replaces.
 from __future__ import annotations
 
 from strata.passes.methods.awq import awq_scale
+from strata.passes.methods.blocks import input_of
 from strata.passes.methods.fold import apply_scale, norm_groups
 from strata.passes.methods.gptq import gptq
 from strata.passes.methods.grid import Grid
 from strata.passes.methods.smoothquant import smooth_scale
 from strata.passes.methods.sparsegpt import sparsegpt
-from strata.passes.methods.stream import input_of, stream
 
 __all__ = ["calibrated_prune", "calibrated_quantize", "magnitude_masks"]
 
@@ -35,7 +36,7 @@ def _rel(W, D, H) -> float:
 
 
 def _magnitude(W, amount: float, nm):
-    import torch
+    import torch  # lazy: torch
 
     if nm is not None:
         groups = W.abs().view(W.shape[0], -1, nm[1])
@@ -52,7 +53,6 @@ def calibrated_quantize(o, record: dict, state: dict, ctx) -> dict:
     g, out = ctx.graph, dict(state)
     nodes = [n for n in record["linears"] if f"{n}.weight" in out]
     grid = Grid(o.scheme, o.group_size)
-    ids = ctx.calibration
     skipped: dict[str, str] = {}
     if o.method == "gptq":
         errors: dict[str, dict] = {}
@@ -69,7 +69,7 @@ def calibrated_quantize(o, record: dict, state: dict, ctx) -> dict:
                              "rtn": _rel(W, W.double() - grid.rtn(W).weight.double(), s["H"])}
                 out[f"{n}.weight"] = qw.weight
                 ctx.quantized[n] = qw
-        cost = stream(g, out, ids, nodes, handle)
+        cost = ctx.stream(out, nodes, handle)
         record["error"] = errors
     else:
         groups, skipped = norm_groups(g, nodes, out)
@@ -91,8 +91,8 @@ def calibrated_quantize(o, record: dict, state: dict, ctx) -> dict:
                     scales[norm] = {"alpha": o.smooth, "max_scale": round(float(scale.max()), 4),
                                     "min_scale": round(float(scale.min()), 4)}
                 apply_scale(g, out, norm, readers, scale)
-        cost = stream(g, out, ids, sorted(chosen), handle, hessian=False,
-                      rows=AWQ_ROWS if o.method == "awq" else 0)
+        cost = ctx.stream(out, sorted(chosen), handle, hessian=False,
+                           rows=AWQ_ROWS if o.method == "awq" else 0)
         record["scales"] = scales
     record["skipped"] = skipped
     record["calibration"] = cost
@@ -129,6 +129,6 @@ def calibrated_prune(o, record: dict, state: dict, ctx) -> dict:
                          "magnitude": _rel(W, W.double() - _magnitude(W, o.amount, nm).double(), s["H"])}
             out[f"{n}.weight"] = pruned
             record["density"][n] = round(float(keep.float().mean()), 6)
-    record["calibration"] = stream(g, out, ctx.calibration, nodes, handle)
+    record["calibration"] = ctx.stream(out, nodes, handle)
     record["error"] = errors
     return out

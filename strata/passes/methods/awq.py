@@ -34,7 +34,7 @@ def awq_scale(Ws: list["torch.Tensor"], x: "torch.Tensor", x_mean: "torch.Tensor
               ) -> tuple["torch.Tensor", float, float, float]:
     """(s [in], alpha, error with s, error of plain rounding) for the weights `Ws`
     (each [out_i, in]) reading rows x [n, in] whose mean |x| per channel is x_mean."""
-    import torch
+    import torch  # lazy: torch
 
     x = x.float()
     ref = [x @ W.float().T for W in Ws]

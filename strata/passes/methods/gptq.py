@@ -35,7 +35,7 @@ BLOCK = 128  # columns per lazy batch when the grid has no groups
 def gptq(W: "torch.Tensor", H: "torch.Tensor", grid: Grid, *, act_order: bool = False,
          damp: float = 0.01) -> QuantizedWeight:
     """W [out, in] quantized on `grid` against the Hessian H [in, in]."""
-    import torch
+    import torch  # lazy: torch
 
     dtype = W.dtype
     W = W.double().clone()

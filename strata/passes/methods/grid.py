@@ -57,9 +57,9 @@ class QuantizedWeight:
         """The same integers as the packer and the kernels take them
         (strata.passes.qparams.QuantizedWeight: int8 scales fp32, int4 scales
         bf16 and zero points int8 — exact: the grid's values are those)."""
-        import torch
+        import torch  # lazy: torch
 
-        from strata.passes.qparams import QuantizedWeight as Stored
+        from strata.passes.qparams import QuantizedWeight as Stored  # lazy: torch
 
         if self.zero is None:
             return Stored(self.q, self.scale.to(torch.float32), None, self.q.shape[1], 8)
@@ -81,7 +81,7 @@ class Grid:
     def params(self, w: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor | None"]:
         """(scale, zero) of the columns `w` [out, k] as ONE group per row (k <= group):
         each [out, 1], in w's dtype, with the values qparams.rtn stores."""
-        import torch
+        import torch  # lazy: torch
 
         if self.symmetric:
             amax = w.abs().amax(dim=1, keepdim=True).to(torch.float32)
@@ -94,7 +94,7 @@ class Grid:
 
     def quantize(self, w, scale, zero):
         """Integer values of `w` [out, k] with per-row (scale, zero) [out, 1]."""
-        import torch
+        import torch  # lazy: torch
 
         if self.symmetric:
             return torch.clamp(torch.round(w / scale), self.qmin, self.qmax)
@@ -115,7 +115,7 @@ class Grid:
 
     def rtn(self, w: "torch.Tensor") -> QuantizedWeight:
         """Round to nearest: what torchao stores for `w` [out, in]."""
-        import torch
+        import torch  # lazy: torch
 
         k = self.columns(w.shape[1])
         qs, ss, zs = [], [], []
@@ -129,7 +129,7 @@ class Grid:
 
     def pack(self, q, scale, zero, dtype) -> QuantizedWeight:
         """A QuantizedWeight from integer values [out, in] and per-group scale, zero [out, groups]."""
-        import torch
+        import torch  # lazy: torch
 
         k = q.shape[1] // scale.shape[1]
         s = scale.repeat_interleave(k, dim=1)

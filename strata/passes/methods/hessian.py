@@ -22,7 +22,7 @@ def inverse_factor(H: "torch.Tensor", W: "torch.Tensor", damp: float = 0.01
                    ) -> tuple["torch.Tensor", "torch.Tensor"]:
     """(U, dead): U the upper Cholesky factor of (H + damp * mean(diag H) I)^-1,
     float64 [in, in]; dead a bool [in] of the columns to zero in W."""
-    import torch
+    import torch  # lazy: torch
 
     H = H.double().clone()
     dead = torch.diag(H) == 0

@@ -22,7 +22,7 @@ __all__ = ["smooth_scale"]
 def smooth_scale(Ws: list["torch.Tensor"], x_absmax: "torch.Tensor", alpha: float) -> "torch.Tensor":
     """s [in] (float64) for the weights `Ws` (each [out_i, in]) reading inputs of
     per-channel max |x| `x_absmax`."""
-    import torch
+    import torch  # lazy: torch
 
     w_absmax = torch.stack([W.double().abs().amax(dim=0) for W in Ws]).amax(dim=0)
     s = x_absmax.double().clamp(min=1e-5) ** alpha / w_absmax.clamp(min=1e-5) ** (1 - alpha)

@@ -32,7 +32,7 @@ def sparsegpt(W: "torch.Tensor", H: "torch.Tensor", amount: float, *, nm: tuple[
     """(W' [out, in] with its zeros, keep mask [out, in] bool).  nm=(n, m): n of
     every m consecutive weights in a row removed (2:4 is (2, 4)); else the
     fraction `amount` of all weights."""
-    import torch
+    import torch  # lazy: torch
 
     dtype = W.dtype
     W = W.double().clone()

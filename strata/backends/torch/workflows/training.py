@@ -13,15 +13,15 @@ quantization gone), so compiling the spec on them quantizes as its passes say.
 
 from __future__ import annotations
 
+from strata.backends.torch.workflows.adapters import lora_parameters, mark_trainable
+from strata.backends.torch.workflows.qat import convert_qat, prepare_qat, qat_linears
+
 __all__ = ["finish_training", "prepare_for_training"]
 
 
 def prepare_for_training(net) -> list[str]:
     """Freeze all but LoRA adapters and fake-quantize the qat=true linears of
     `net` (in place); return one line per thing done, for the log."""
-    from strata.passes.adapters import lora_parameters, mark_trainable
-    from strata.passes.qat import prepare_qat, qat_linears
-
     lines = []
     if lora_parameters(net):
         names = mark_trainable(net)
@@ -36,6 +36,4 @@ def prepare_for_training(net) -> list[str]:
 def finish_training(net) -> None:
     """After the last step: the fake-quantized linears run their real kernels."""
     if getattr(net, "qat_prepared", None):
-        from strata.passes.qat import convert_qat
-
         convert_qat(net)

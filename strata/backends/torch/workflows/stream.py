@@ -18,45 +18,23 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
+from strata.backends.torch import generate_source
+from strata.backends.torch.loader import load_source
+from strata.backends.torch.workflows.calibration import BATCH, model_inputs
+from strata.passes.methods.blocks import block_of, blocks, input_of
+
 if TYPE_CHECKING:
     import networkx as nx
 
-__all__ = ["blocks", "stream"]
+__all__ = ["stream"]
 
 
 class _Stop(Exception):
     """Raised by the hook on a block once it has run: the rest of the model is not needed."""
 
 
-def block_of(name: str) -> str:
-    """The block a node belongs to: its path up to the first repeat index
-    ("decoder.h.3.attn.q" -> "decoder.h.3"), or the node itself outside repeats."""
-    parts = name.split(".")
-    for i, p in enumerate(parts):
-        if p.isdigit():
-            return ".".join(parts[:i + 1])
-    return name
-
-
-def blocks(g: "nx.MultiDiGraph", nodes: list[str]) -> list[list[str]]:
-    """`nodes` grouped by block, blocks in the graph's (topological) order."""
-    order = {n: i for i, n in enumerate(g.nodes)}
-    out: dict[str, list[str]] = {}
-    for n in sorted(nodes, key=order.__getitem__):
-        out.setdefault(block_of(n), []).append(n)
-    return list(out.values())
-
-
-def input_of(g, n: str) -> str:
-    """The node whose output a linear reads (linears reading the same node share statistics)."""
-    preds = list(g.predecessors(n))
-    return preds[0] if len(preds) == 1 else n
-
-
 def _net(g, state):
-    from strata.backends.torch import generate_source
-    from strata.backends.torch.loader import load_source
-    from strata.backends.torch.weights import load_state
+    from strata.backends.torch.weights import load_state  # lazy: torch
 
     g = g.copy()
     g.graph = {**g.graph, "passes": []}
@@ -71,10 +49,9 @@ def stream(g: "nx.MultiDiGraph", state: dict, ids, nodes: list[str], handle, *, 
     """Run `handle(block_nodes, stats)` block by block (see the module docstring);
     stats[input node] = {"H", "mean", "absmax", "n", "x"} ("n" 0: the input never ran).  Returns {"blocks",
     "seconds_per_block", "rows"}."""
-    import torch
+    import torch  # lazy: torch
 
-    from strata.backends.torch.weights import load_state
-    from strata.passes.calibration import BATCH, model_inputs
+    from strata.backends.torch.weights import load_state  # lazy: torch
 
     net = _net(g, state)
     started = time.perf_counter()

@@ -20,11 +20,26 @@ any spec; compiling it with OUT/weights.safetensors gives the compressed model.
 from __future__ import annotations
 
 import json
+import statistics
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from strata.backends.torch.compile import _device_problems, _spec_fit, compile_graph, run_kernels
+from strata.backends.torch.spec_names import to_spec_names
+from strata.backends.torch.workflows.calibration import _context, _vocab, load_calibration, model_inputs
+from strata.backends.torch.workflows.runner import RUNNER
+from strata.compiler import build_file, build_text
+from strata.compiler.cost import weight_bytes
+from strata.compiler.ir import param_count
 from strata.errors import UsageError
 from strata.io import atomic_folder, read_regular, write_atomic
+from strata.passes import make_pass, report
+from strata.passes.low_rank import explicit_low_rank
+from strata.passes.spec_writer import compressed_spec
+from strata.passes.text import parse_pass_texts, pass_text
+from strata.passes.weights import transform
+from strata.safetensors_file import tensor_bytes
 
 __all__ = ["CompressResult", "compress", "eval_table", "forward_latency"]
 
@@ -83,12 +98,7 @@ def eval_table(e: dict) -> list[str]:
 def forward_latency(original, compressed, g, repeats: int = 10) -> dict:
     """Milliseconds per forward pass of the two models on the same random batch
     (SQNR_TOKENS), timed in turns so that both see the same machine load; medians."""
-    import statistics
-    import time
-
-    import torch
-
-    from strata.passes.calibration import model_inputs
+    import torch  # lazy: torch
 
     x = model_inputs(g, _ids(g, None))
     times: dict[str, list[float]] = {"original": [], "compressed": []}
@@ -116,10 +126,6 @@ def _classify(g, adapters: str = "merge") -> tuple[list[str], list[str], list[di
     """(passes kept in the new spec, notes on what the weights now hold,
     structured records, lora entries to merge; adapters="keep" keeps them as
     adapters, the lora pass written in the new spec)."""
-    from strata.passes import make_pass
-    from strata.passes.low_rank import explicit_low_rank
-    from strata.passes.text import pass_text
-
     kept, notes, structured, lora = [], [], [], []
     for a in g.graph.get("applied", []):
         p = make_pass(a["name"], a["options"])
@@ -150,12 +156,10 @@ def _classify(g, adapters: str = "merge") -> tuple[list[str], list[str], list[di
 
 
 def _ids(g, calibration):
-    import torch
+    import torch  # lazy: torch
 
     if calibration is not None:
         return calibration[:SQNR_TOKENS[0]]
-    from strata.passes.calibration import _context, _vocab
-
     gen = torch.Generator().manual_seed(0)
     T = min(_context(g), SQNR_TOKENS[1])
     return torch.randint(0, _vocab(g) or 2, (SQNR_TOKENS[0], T), generator=gen)
@@ -176,17 +180,11 @@ def compress(spec: str | Path, weights: str | Path, out: str | Path, *, passes: 
     figures kept as report.json's "finetune"."""
     if adapters not in ("merge", "keep"):
         raise UsageError(f"adapters={adapters!r}: merge (into the weights) or keep (as adapters)")
-    from safetensors.torch import load_file
+    from safetensors.torch import load_file  # lazy: torch
 
-    from strata.backends.torch.compile import _device_problems, _spec_fit
-    from strata.backends.torch.packed import is_packed
-    from strata.backends.torch.weights import checkpoint_shapes
-    from strata.compiler import build_file
-    from strata.passes import make_pass
-    from strata.passes.calibration import load_calibration
-    from strata.passes.qparams import QUANTIZED
-    from strata.passes.text import parse_pass_texts
-    from strata.passes.weights import transform
+    from strata.backends.torch.packed import is_packed  # lazy: torch
+    from strata.backends.torch.weights import checkpoint_shapes  # lazy: torch
+    from strata.passes.qparams import QUANTIZED  # lazy: torch
 
     out = Path(out)
     if out.exists() and not out.is_dir():
@@ -208,7 +206,7 @@ def compress(spec: str | Path, weights: str | Path, out: str | Path, *, passes: 
                          f"{Path(spec).name}")
     calib = load_calibration(calibration, g0, tokenizer) if calibration is not None else None
     quantized: dict = {}  # a calibration method's integers (GPTQ), by linear
-    g, state = transform(g0, dict(tensors), calibration=calib, quantized=quantized)
+    g, state = transform(g0, dict(tensors), calibration=calib, runner=RUNNER, quantized=quantized)
     _device_problems(g, None)  # what cannot run here is refused before anything is written
     kept, notes, structured, lora = _classify(g, adapters)
     for a in reversed(lora):  # merged: the compressed model is for serving
@@ -229,19 +227,11 @@ def _write(tmp: Path, out: Path, spec, weights, model, g0, g, state, tensors, ca
     """model.arch and weights.safetensors into `tmp` (paths in the spec written
     relative to `out`, its final place, a sibling of `tmp`), checked by compiling
     them back; the report's figures."""
-    import torch
+    import torch  # lazy: torch
 
-    from strata.backends.torch.compile import compile_graph, run_kernels
-    from strata.backends.torch.packed import quantization_config
-    from strata.backends.torch.weights import load_state, save_weights
-    from strata.compiler import build_file, build_text
-    from strata.compiler.cost import weight_bytes
-    from strata.compiler.ir import param_count
-    from strata.passes import report
-    from strata.passes.calibration import model_inputs
-    from strata.passes.qparams import QUANTIZED
-    from strata.passes.spec_writer import compressed_spec
-    from strata.safetensors_file import tensor_bytes
+    from strata.backends.torch.packed import quantization_config  # lazy: torch
+    from strata.backends.torch.weights import load_state, save_weights  # lazy: torch
+    from strata.passes.qparams import QUANTIZED  # lazy: torch
 
     arch = tmp / "model.arch"
     text = compressed_spec(spec, model, g0, g, structured, kept, notes, out)
@@ -291,10 +281,7 @@ def _write(tmp: Path, out: Path, spec, weights, model, g0, g, state, tensors, ca
 def _float_state(spec, model, weights) -> dict:
     """A compressed checkpoint's model as float weights in its spec's own names
     (quantized linears as the floats their integers stand for)."""
-    from strata.backends.torch.compile import compile_graph
-    from strata.backends.torch.spec_names import to_spec_names
-    from strata.backends.torch.weights import _model_state
-    from strata.compiler import build_file
+    from strata.backends.torch.weights import _model_state  # lazy: torch
 
     net = compile_graph(build_file(spec, model=model), weights=weights, quantize=False)
     return {k: v.detach().contiguous() for k, v in to_spec_names(net.strata_graph, _model_state(net)).items()}

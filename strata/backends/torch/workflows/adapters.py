@@ -15,6 +15,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from strata.backends.torch import generate_source
+from strata.backends.torch.loader import load_source
+from strata.compiler.ir import param_count
+from strata.io import atomic_output
+from strata.passes import make_pass
+
 __all__ = ["lora_parameters", "load_adapters", "mark_trainable", "merge_lora", "save_adapters"]
 
 SUFFIXES = (".lora_a", ".lora_b")
@@ -44,8 +50,6 @@ def _without_lora(g):
         if d["attrs"].get("lora"):
             h.nodes[n].update(attrs={k: v for k, v in d["attrs"].items() if k != "lora"},
                               params={k: v for k, v in d["params"].items() if not k.startswith("lora_")})
-    from strata.compiler.ir import param_count
-
     h.graph["parameters"] = param_count(h)
     return h
 
@@ -53,12 +57,9 @@ def _without_lora(g):
 def merge_lora(model):
     """A new model without adapters whose weights are W + alpha/r * B A: it
     computes exactly what `model` computes (dropout aside)."""
-    import torch
+    import torch  # lazy: torch
 
-    from strata.backends.torch import generate_source
-    from strata.backends.torch.loader import load_source
-    from strata.backends.torch.weights import _model_state, load_state
-    from strata.passes import make_pass
+    from strata.backends.torch.weights import _model_state, load_state  # lazy: torch
 
     g = getattr(model, "strata_graph", None)
     entries = [a for a in (g.graph.get("applied", []) if g is not None else []) if a["name"] == "lora"]
@@ -81,9 +82,7 @@ def merge_lora(model):
 
 def save_adapters(model, path: str | Path) -> None:
     """Write only the adapters (safetensors, atomically), with their ranks and scales."""
-    from safetensors.torch import save_file
-
-    from strata.io import atomic_output
+    from safetensors.torch import save_file  # lazy: torch
 
     adapters = {n: p.detach().contiguous() for n, p in lora_parameters(model).items()}
     if not adapters:
@@ -98,10 +97,10 @@ def save_adapters(model, path: str | Path) -> None:
 def load_adapters(model, path: str | Path):
     """Load adapters saved by save_adapters into `model` (compiled with the same
     lora pass); names, shapes and ranks are checked first.  Returns the model."""
-    import torch
-    from safetensors.torch import load_file
+    import torch  # lazy: torch
+    from safetensors.torch import load_file  # lazy: torch
 
-    from strata.backends.torch.weights import WeightsError, WeightsMismatchError, checkpoint_shapes
+    from strata.backends.torch.weights import WeightsError, WeightsMismatchError, checkpoint_shapes  # lazy: torch
 
     have = checkpoint_shapes(path)
     want = {n: tuple(p.shape) for n, p in lora_parameters(model).items()}

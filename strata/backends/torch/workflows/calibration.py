@@ -16,6 +16,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from strata.backends.torch import generate_source
+from strata.backends.torch.loader import load_source
+from strata.compiler.cost import seq_len
 from strata.errors import UsageError
 
 __all__ = ["MAX_ROWS", "activation_stats", "load_calibration", "model_inputs"]
@@ -29,8 +32,6 @@ MAX_LENGTH = 512     # tokens per calibration row, at most
 
 def _context(g) -> int:
     """The row length: the model's positions (ctx, or its learned table), at most MAX_LENGTH."""
-    from strata.compiler.cost import seq_len
-
     return min(seq_len(g), MAX_LENGTH)
 
 
@@ -51,7 +52,7 @@ def model_inputs(g, ids) -> tuple:
 def load_calibration(src, g, tokenizer=None):
     """Token ids (N, T) from a tensor, a safetensors file or a text file, checked
     against the model's vocabulary and cut to MAX_ROWS rows of its context."""
-    import torch
+    import torch  # lazy: torch
 
     T = _context(g)
     if isinstance(src, torch.Tensor):
@@ -61,8 +62,9 @@ def load_calibration(src, g, tokenizer=None):
         if not path.is_file():
             raise UsageError(f"{path}: no such calibration file")
         if path.suffix == ".safetensors":
-            from strata.backends.torch.weights import checkpoint_shapes
-            from safetensors.torch import load_file
+            from safetensors.torch import load_file  # lazy: torch
+
+            from strata.backends.torch.weights import checkpoint_shapes  # lazy: torch
 
             checkpoint_shapes(path)
             tensors = load_file(str(path))
@@ -88,30 +90,25 @@ def load_calibration(src, g, tokenizer=None):
 
 
 def _encode_text(path: Path, tokenizer, T: int):
-    import torch
+    """Token ids of a text file read with `tokenizer`, a loaded tokenizer (its
+    `encode(text)`): loading one is the train layer's (strata.compress reads a
+    run's tokenizer.json and hands text calibration here as ids)."""
+    import torch  # lazy: torch
 
-    if tokenizer is None:
+    if tokenizer is None or isinstance(tokenizer, (str, Path)):
         raise UsageError(f"{path}: text calibration needs the tokenizer the model was trained with "
                          "(--tokenizer RUN/tokenizer.json), or token ids as .safetensors")
-    try:
-        from strata.train.tokenizer import load_tokenizer
-    except ImportError:
-        raise UsageError("text calibration reads a strata train tokenizer, and strata.train is not "
-                         "installed here: give token ids as .safetensors") from None
-    tok = load_tokenizer(tokenizer)
     with open(path, encoding="utf-8", errors="replace") as f:
         text = f.read(MAX_ROWS * T * 8)  # bounded: enough characters for MAX_ROWS rows
-    return torch.as_tensor(tok.encode(text), dtype=torch.long)
+    return torch.as_tensor(tokenizer.encode(text), dtype=torch.long)
 
 
 def activation_stats(g, state: dict, ids, nodes: list[str]) -> dict:
     """{node: {"sq": sum x^2, "abs": sum |x|, "n": rows}} per input feature of each
     linear in `nodes`, over `ids` run through the model of graph `g` holding `state`."""
-    import torch
+    import torch  # lazy: torch
 
-    from strata.backends.torch import generate_source
-    from strata.backends.torch.loader import load_source
-    from strata.backends.torch.weights import load_state
+    from strata.backends.torch.weights import load_state  # lazy: torch
 
     g = g.copy()
     g.graph = {**g.graph, "passes": []}

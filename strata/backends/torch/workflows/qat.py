@@ -19,6 +19,9 @@ refused where it cannot run.
 
 from __future__ import annotations
 
+import logging
+import sys
+
 __all__ = ["convert_qat", "prepare_qat", "qat_linears"]
 
 
@@ -35,23 +38,21 @@ def qat_linears(model) -> dict[str, tuple[str, int | None]]:
 def _qat_api():
     """torchao's QAT module, imported as quietly as torchao.quantization (its
     import registers enums with torch's pytree, which logs a warning each)."""
-    import logging
-
-    from strata.backends.torch.runtime_passes import _torchao
+    from strata.backends.torch.runtime_passes import _torchao  # lazy: torch
 
     _torchao()  # a clear error without torchao
     quiet = logging.getLogger("torch.utils._pytree")
     level = quiet.level
     quiet.setLevel(logging.ERROR)
     try:
-        import torchao.quantization.qat as qat
+        import torchao.quantization.qat as qat  # lazy: torch
     finally:
         quiet.setLevel(level)
     return qat
 
 
 def _configs(scheme: str, group_size: int | None):
-    import torch
+    import torch  # lazy: torch
 
     IntxFakeQuantizeConfig = _qat_api().IntxFakeQuantizeConfig
 
@@ -77,8 +78,8 @@ def prepare_qat(model):
         groups.setdefault(key, set()).add(name)
     for (scheme, group_size), names in groups.items():
         act, weight = _configs(scheme, group_size)
-        from torchao.quantization import quantize_
-        from torchao.quantization.qat import QATConfig
+        from torchao.quantization import quantize_  # lazy: torch
+        from torchao.quantization.qat import QATConfig  # lazy: torch
 
         quantize_(model, QATConfig(activation_config=act, weight_config=weight, step="prepare"),
                   filter_fn=lambda m, fqn, names=names: fqn in names)
@@ -89,10 +90,8 @@ def prepare_qat(model):
 def convert_qat(model, quantize: bool = True):
     """Plain linears again (fake quantization removed), then, unless quantize=False,
     the generated file's quantize(model) step: the real kernels."""
-    import sys
-
-    from torchao.quantization import quantize_
-    from torchao.quantization.qat import QATConfig
+    from torchao.quantization import quantize_  # lazy: torch
+    from torchao.quantization.qat import QATConfig  # lazy: torch
 
     names = set(getattr(model, "qat_prepared", []))
     if not names:
