@@ -49,6 +49,10 @@ class _Passes(Mapping):
             self._table = {n: PassSpec(n, p.options, p.positional) for n, p in REGISTRY.items()}
         return self._table
 
+    def reload(self) -> None:
+        """Read the pass classes again (strata.passes.register added one)."""
+        self._table = None
+
     def __getitem__(self, name: str) -> PassSpec:
         return self._load()[name]
 

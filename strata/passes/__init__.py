@@ -1,6 +1,8 @@
 """Passes: one file per pass, each a `Pass` class holding its options schema,
-its graph rewrite, its weight transform and its report (see base.py).  The
-registry below is what specs, `strata passes` and `strata schema` read.
+its graph rewrite, its weight transform, its report and the hooks of every
+later stage (lowering, diagram badges, cost, training, compressed storage; see
+base.py).  The registry below is what specs, `strata passes`, `strata schema`
+and those stages read; `register(cls)` adds a pass defined elsewhere.
 
     >>> from strata.compiler import build_text
     >>> g = build_text('''
@@ -21,7 +23,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from strata.passes.base import Pass, PassContext, PassError
+from strata.compiler import cost
+from strata.dsl.registry import PASSES
+from strata.passes.base import Pass, PassContext, PassError, Stored
 from strata.passes.distill import Distill
 from strata.passes.fuse_mlp import FuseMLP
 from strata.passes.fuse_qkv import FuseQKV
@@ -33,7 +37,8 @@ from strata.passes.quantize import Quantize
 if TYPE_CHECKING:
     import networkx as nx
 
-__all__ = ["REGISTRY", "Pass", "PassContext", "PassError", "apply_passes", "make_pass", "report"]
+__all__ = ["REGISTRY", "Pass", "PassContext", "PassError", "Stored", "apply_passes", "make_pass", "register",
+           "report"]
 
 REGISTRY: dict[str, type[Pass]] = {p.name: p for p in [
     FuseQKV,    # q, k, v projections -> one qkv matmul + split
@@ -44,6 +49,15 @@ REGISTRY: dict[str, type[Pass]] = {p.name: p for p in [
     LoRA,       # trainable low-rank adapters; the rest frozen
     Distill,    # record the teacher (graph unchanged; strata train distills)
 ]}
+cost.PASSES = REGISTRY  # the cost model asks the passes' hooks (the compiler cannot import them)
+
+
+def register(cls: type[Pass]) -> type[Pass]:
+    """Add a pass class to the registry (specs, the CLI, schema and every stage's
+    hooks see it); returns it, so it can decorate the class."""
+    REGISTRY[cls.name] = cls
+    PASSES.reload()
+    return cls
 
 
 def make_pass(name: str, options: dict) -> Pass:

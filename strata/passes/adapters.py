@@ -15,9 +15,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-__all__ = ["lora_parameters", "load_adapters", "mark_trainable", "merge_lora", "save_adapters"]
+from strata.passes.lora import SUFFIXES
 
-SUFFIXES = (".lora_a", ".lora_b")
+__all__ = ["lora_parameters", "load_adapters", "mark_trainable", "merge_lora", "save_adapters"]
 
 
 def lora_parameters(model) -> dict:

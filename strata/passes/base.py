@@ -11,6 +11,26 @@ every stage needs of it.
                                   written in the spec's own names)
     report(record) -> str         one line saying what it did
 
+and a hook for every later stage, so that a pass is one file (each defaults to
+"nothing to do"; the stage that calls a hook passes in what it needs, as the
+torch emitter does for a component's `torch` hook):
+
+    where() -> str                  its line in the generated file's docstring:
+                                    what it became there
+    lower(g, low)                   (class) its tables, build() steps and after-load
+                                    functions in the generated file (`low`: the
+                                    torch emitter's PassLowering)
+    badges(attrs) -> [str]          (class) the marks it left on an IR node, for a
+                                    diagram's box ("int8", "LoRA r=8")
+    weight_bytes(d, params)         (class) bytes of a node's weights it stores
+                                    otherwise than fp32, or None (the cost model)
+    trainable(g) -> int | None      (class) the parameters that train, when it
+                                    restricts them (summary's "trainable")
+    prepare_training(net) -> [str]  (class) what `strata train` does to the compiled
+    finish_training(net)            model before the first step / after the last
+    stored(entry, g, adapters)      how `strata compress` writes it: kept in the new
+                                    spec, a note, sizes, or merged into the weights
+
 `run` never imports torch (summary, diagrams and `strata compile` stay
 torch-free); `convert` / `revert` import it when they are called.  A record is
 plain data (lists, numbers, strings) so it travels with the graph.
@@ -31,7 +51,7 @@ from strata.components.base import Options
 if TYPE_CHECKING:
     import networkx as nx
 
-__all__ = ["Pass", "PassContext", "PassError"]
+__all__ = ["Pass", "PassContext", "PassError", "Stored"]
 
 
 class PassError(Exception):
@@ -77,6 +97,16 @@ class PassContext:
         return activation_stats(self.graph, self.need_state(what), self.calibration, nodes)
 
 
+@dataclass
+class Stored:
+    """How `strata compress` writes one applied pass (strata/passes/compress.py)."""
+
+    kept: list[str] = field(default_factory=list)   # passes written in the compressed spec
+    notes: list[str] = field(default_factory=list)  # comments: what its weights now hold
+    structured: dict | None = None   # a record whose sizes the written spec takes
+    merge: bool = False              # reverted into the weights before they are written
+
+
 class Pass(ABC):
     """A pass with validated options `o`.  Subclasses set name, options,
     positional and override run (and convert / revert / report)."""
@@ -107,6 +137,52 @@ class Pass(ABC):
 
     def report(self, record: dict) -> str:
         return self.name
+
+    # ------------------------------------------------------ the later stages' hooks
+    # What the pass became in the generated file (a docstring line after its text).
+    lowered: ClassVar[str] = "a graph rewrite: the file is the rewritten model"
+
+    def where(self) -> str:
+        return self.lowered
+
+    @classmethod
+    def lower(cls, g: "nx.MultiDiGraph", low) -> None:
+        """Add to the generated file what the uses of this pass in `g` need there:
+        `low.at_build(table, step, helpers)` (a table and a line of build()) or
+        `low.after_load(table, function, helpers)` (a function to call once
+        weights are loaded); `low.table`, `low.literal`, `low.patterns` help."""
+
+    @classmethod
+    def badges(cls, attrs: dict) -> list[str]:
+        """Marks this pass left on a node with these attributes (diagram boxes)."""
+        return []
+
+    @classmethod
+    def weight_bytes(cls, d: dict, params: dict) -> int | None:
+        """Bytes of node `d`'s parameters `params` (name -> shape) as the compiled
+        model holds them, when this pass stores them otherwise than fp32; None
+        when it does not (strata.compiler.cost)."""
+        return None
+
+    @classmethod
+    def trainable(cls, g: "nx.MultiDiGraph") -> int | None:
+        """Parameters that train, when this pass restricts them (None: all)."""
+        return None
+
+    @classmethod
+    def prepare_training(cls, net) -> list[str]:
+        """Before `strata train`'s first step, on the compiled model (in place);
+        one line per thing done, for the log."""
+        return []
+
+    @classmethod
+    def finish_training(cls, net) -> None:
+        """After the last step, on the compiled model (in place)."""
+
+    def stored(self, entry: dict, g: "nx.MultiDiGraph", adapters: str = "merge") -> Stored:
+        """How `strata compress` writes this applied pass (`entry`, an item of
+        g.graph["applied"]): by default the pass is written again in the new spec."""
+        return Stored(kept=[self.label()])
 
     # ---------------------------------------------------------------- helpers
     def done(self, g: "nx.MultiDiGraph", record: dict) -> "nx.MultiDiGraph":

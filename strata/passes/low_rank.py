@@ -32,10 +32,11 @@ from strata.passes._rewrite import (
     PassError,
     Splices,
     copy_graph,
+    fold_layers,
     rename_output,
     weight_linears,
 )
-from strata.passes.base import Pass
+from strata.passes.base import Pass, Stored
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -169,6 +170,31 @@ class LowRank(Pass):
             s += f"; {record['skipped']} left whole (no saving)"
         return s
 
+    # ------------------------------------------------------------------ later stages
+    lowered = "LOW_RANK; build() factorizes"
+
+    @classmethod
+    def lower(cls, g, low) -> None:
+        """LOW_RANK = {linear: rank}; build() factors those linears (the file's
+        model is made whole, so weights load in either form)."""
+        ranks = {n.rpartition(".")[0]: d["attrs"]["rank"] for n, d in g.nodes(data=True)
+                 if d["op"] == "linear" and d["attrs"].get("low_rank") == "a"}
+        if ranks:
+            rows = {k: str(v) for k, v in low.patterns(g, ranks).items()}
+            low.at_build(low.table("LOW_RANK", "low_rank: these linears become b(a(x)), of this rank "
+                                   "(* = any layer)", rows), "    {fn}(model, LOW_RANK)",
+                         ("named_linears", "set_module", "LowRankLinear", "factorize"))
+
+    @classmethod
+    def badges(cls, attrs: dict) -> list[str]:
+        return [f"low-rank r={attrs['rank']}"] if attrs.get("low_rank") == "a" else []
+
+    def stored(self, entry, g, adapters="merge") -> Stored:
+        """Ranks an energy fraction chose are written as the ranks themselves."""
+        if self.o.energy is None:
+            return Stored(kept=[self.label()])
+        return Stored(kept=explicit_low_rank(g, entry["record"]))
+
 
 def _factor(g: "nx.MultiDiGraph", n: str, rank: int, splices: Splices) -> "nx.MultiDiGraph":
     d = g.nodes[n]
@@ -200,7 +226,5 @@ def _factor(g: "nx.MultiDiGraph", n: str, rank: int, splices: Splices) -> "nx.Mu
 def explicit_low_rank(g: "nx.MultiDiGraph", record: dict) -> list[str]:
     """low_rank passes with the ranks an energy fraction chose, one per rank and
     module pattern (`low_rank(48, on="decoder.h.*.mlp.up")`): what a spec writes."""
-    from strata.passes._rewrite import fold_layers
-
     folded = fold_layers(g, {n: f["rank"] for n, f in record["factored"].items()})
     return [f'low_rank({r}, on="{n}")' for n, r in folded.items()]
