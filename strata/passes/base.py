@@ -30,6 +30,7 @@ torch emitter does for a component's `torch` hook):
     finish_training(net)            model before the first step / after the last
     stored(entry, g, adapters)      how `strata compress` writes it: kept in the new
                                     spec, a note, sizes, or merged into the weights
+    details(record) -> dict         its per-layer figures in compress's report.json
 
 `run` never imports torch (summary, diagrams and `strata compile` stay
 torch-free); `convert` / `revert` import it when they are called.  A record is
@@ -178,6 +179,11 @@ class Pass(ABC):
     @classmethod
     def finish_training(cls, net) -> None:
         """After the last step, on the compiled model (in place)."""
+
+    def details(self, record: dict) -> dict:
+        """The per-layer figures of its record worth keeping in compress's
+        report.json (a record's "error": per-layer errors on calibration data)."""
+        return {"relative_error": record["error"]} if record.get("error") else {}
 
     def stored(self, entry: dict, g: "nx.MultiDiGraph", adapters: str = "merge") -> Stored:
         """How `strata compress` writes this applied pass (`entry`, an item of

@@ -219,7 +219,7 @@ def _write(tmp: Path, out: Path, spec, weights, model, g0, g, state, tensors, ca
     from strata.compiler import build_file, build_text
     from strata.compiler.cost import weight_bytes
     from strata.compiler.ir import param_count
-    from strata.passes import report
+    from strata.passes import make_pass, report
     from strata.passes.calibration import model_inputs
     from strata.passes.qparams import QUANTIZED
     from strata.passes.spec_writer import compressed_spec
@@ -250,7 +250,8 @@ def _write(tmp: Path, out: Path, spec, weights, model, g0, g, state, tensors, ca
     before = param_count(g0)
     return {
         "spec": str(spec), "weights": str(weights), "model": g0.graph["name"],
-        "passes": [{"pass": p["name"], "options": p["options"], "report": line, **_details(p["record"])}
+        "passes": [{"pass": p["name"], "options": p["options"], "report": line,
+                    **make_pass(p["name"], p["options"]).details(p["record"])}
                    for p, line in zip(g.graph["applied"], report(g))],
         "written_passes": kept, "notes": notes,
         "parameters": {"before": before, "after": param_count(small.strata_graph)},
@@ -285,21 +286,6 @@ def _float_state(spec, model, weights) -> dict:
 def _first(outputs):
     """The main output of a model with several (a dict or tuple of tensors)."""
     return next(iter(outputs.values())) if isinstance(outputs, dict) else outputs[0]
-
-
-def _details(record: dict) -> dict:
-    """The per-layer figures of a pass's record worth keeping: low-rank errors,
-    densities after masks, ranks, and heads / neurons kept."""
-    out = {}
-    if record.get("error"):
-        out["relative_error"] = record["error"]
-    if record.get("density"):
-        out["density"] = record["density"]
-    if record.get("factored"):
-        out["ranks"] = {n: f["rank"] for n, f in record["factored"].items()}
-    if record.get("components"):
-        out["kept"] = {c: {"kept": r["keep"], "of": r["of"]} for c, r in record["components"].items()}
-    return out
 
 
 def _plain(g0):

@@ -189,6 +189,10 @@ class LowRank(Pass):
     def badges(cls, attrs: dict) -> list[str]:
         return [f"low-rank r={attrs['rank']}"] if attrs.get("low_rank") == "a" else []
 
+    def details(self, record: dict) -> dict:
+        return {**super().details(record), "ranks": {n: f["rank"] for n, f in record["factored"].items()}} \
+            if record.get("factored") else super().details(record)
+
     def stored(self, entry, g, adapters="merge") -> Stored:
         """Ranks an energy fraction chose are written as the ranks themselves."""
         if self.o.energy is None:

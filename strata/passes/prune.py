@@ -200,6 +200,15 @@ class Prune(Pass):
         return [f"pruned {round((1 - attrs['density']) * 100, 4):g}%"
                 + (" 2:4" if attrs.get("prune_method") == "2:4" else "")]
 
+    def details(self, record: dict) -> dict:
+        """Densities after masks; heads and neurons kept by structured pruning."""
+        out = super().details(record)
+        if record.get("density"):
+            out["density"] = record["density"]
+        if record.get("components"):
+            out["kept"] = {c: {"kept": r["keep"], "of": r["of"]} for c, r in record["components"].items()}
+        return out
+
     def stored(self, entry, g, adapters="merge") -> Stored:
         """Masks are zeros in the weights (2:4 keeps its kernels); structured
         pruning is the written sizes."""

@@ -63,22 +63,24 @@ class PassLowering:
         lines += [f"    {pysafe.literal(k)}: {v}," for k, v in rows.items()]
         return "\n".join(lines) + "\n}\n"
 
-    def runtime(self, helpers: tuple[str, ...]) -> str:
+    def runtime(self, helpers: tuple[str, ...]) -> str | None:
         """Mark the runtime helpers (strata/backends/torch/runtime_passes.py) to copy
-        into the file, in order; the last one's name."""
+        into the file, in order; the last one's name (None: none needed)."""
         for h in helpers:
             self.out.runtime(h)
-        return helpers[-1]
+        return helpers[-1] if helpers else None
 
-    def at_build(self, table: str, step: str, helpers: tuple[str, ...]) -> None:
-        """A table and one line of build() (`{fn}` in `step` names the last helper)."""
+    def at_build(self, table: str, step: str, helpers: tuple[str, ...] = ()) -> None:
+        """A table and lines of build() (`{fn}` in `step` names the last helper)."""
+        fn = self.runtime(helpers)
         self.build_tables.append(table)
-        self.build_steps.append(step.replace("{fn}", self.runtime(helpers)))
+        self.build_steps.append(step.replace("{fn}", fn) if fn else step)
 
-    def after_load(self, table: str, function: str, helpers: tuple[str, ...]) -> None:
+    def after_load(self, table: str, function: str, helpers: tuple[str, ...] = ()) -> None:
         """A table and a function to call once weights are loaded (`{fn}` as above)."""
+        fn = self.runtime(helpers)
         self.after_tables.append(table)
-        self.after.append(function.replace("{fn}", self.runtime(helpers)))
+        self.after.append(function.replace("{fn}", fn) if fn else function)
 
 
 def lower_passes(g, out) -> PassLowering:
