@@ -20,6 +20,7 @@ torch emitter does for a component's `torch` hook):
     lower(g, low)                   (class) its tables, build() steps and after-load
                                     functions in the generated file (`low`: the
                                     torch emitter's PassLowering)
+    device_problem(g, device)       (class) why its kernels cannot run on a device
     badges(attrs) -> [str]          (class) the marks it left on an IR node, for a
                                     diagram's box ("int8", "LoRA r=8")
     weight_bytes(d, params)         (class) bytes of a node's weights it stores
@@ -157,6 +158,12 @@ class Pass(ABC):
     def badges(cls, attrs: dict) -> list[str]:
         """Marks this pass left on a node with these attributes (diagram boxes)."""
         return []
+
+    @classmethod
+    def device_problem(cls, g: "nx.MultiDiGraph", device) -> str | None:
+        """Why the kernels it asks for cannot run on `device` (a torch.device or
+        name), or None; the model is refused before anything runs."""
+        return None
 
     @classmethod
     def weight_bytes(cls, d: dict, params: dict) -> int | None:

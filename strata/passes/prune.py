@@ -194,6 +194,20 @@ class Prune(Pass):
             "    return {fn}(model, SPARSE_2_4)\n", ("sparsify_2_4",))
 
     @classmethod
+    def device_problem(cls, g, device) -> str | None:
+        """2:4 kernels: CUDA compute capability >= 8.0."""
+        if not g.graph.get("sparse_2_4") or str(device).split(":")[0] == "meta":
+            return None
+        import torch
+
+        dev = torch.device(device)
+        if dev.type != "cuda" or torch.cuda.get_device_capability(dev) < (8, 0):
+            return ("prune(method=\"2:4\") runs on the semi-structured sparse kernels of CUDA GPUs "
+                    f"of compute capability >= 8.0, not on {dev.type}; on this device use "
+                    "prune(method=structured) for speed or magnitude for sparsity")
+        return None
+
+    @classmethod
     def badges(cls, attrs: dict) -> list[str]:
         if attrs.get("density") is None:  # what is left of the weights
             return []

@@ -249,6 +249,14 @@ class Quantize(Pass):
              "_ao_linear", "_int4_tensor", "_quantize", "quantize_linears"))
 
     @classmethod
+    def device_problem(cls, g, device) -> str | None:
+        for n, d in g.nodes(data=True):
+            why = device_problem(d["attrs"]["quant_scheme"], device) if d["attrs"].get("quant_scheme") else None
+            if why:
+                return f"{n}: {why}"
+        return None
+
+    @classmethod
     def badges(cls, attrs: dict) -> list[str]:
         return [attrs["quant"] + (" (QAT)" if attrs.get("qat") else "")] if attrs.get("quant") else []
 

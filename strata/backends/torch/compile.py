@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from strata.errors import UsageError
+from strata.passes import REGISTRY
 
 __all__ = ["compile_graph", "run_kernels"]
 
@@ -32,21 +33,14 @@ def _spec_fit(g0, tensors: dict) -> bool:
 
 
 def _device_problems(g, device) -> None:
-    from strata.passes.quantize import device_problem
-
+    """Refuse a model whose passes have no kernel on `device` (each pass's
+    `device_problem` hook says why)."""
     where = device if device is not None else "cpu"
-    for n, d in g.nodes(data=True):
-        why = device_problem(d["attrs"].get("quant_scheme") or "", where) if d["attrs"].get("quant_scheme") else None
+    names = {a["name"] for a in g.graph.get("applied", [])}
+    for name, cls in REGISTRY.items():
+        why = cls.device_problem(g, where) if name in names else None
         if why:
-            raise UsageError(f"{n}: {why}")
-    if g.graph.get("sparse_2_4") and str(where).split(":")[0] != "meta":
-        import torch
-
-        dev = torch.device(where)
-        if dev.type != "cuda" or torch.cuda.get_device_capability(dev) < (8, 0):
-            raise UsageError("prune(method=\"2:4\") runs on the semi-structured sparse kernels of CUDA GPUs "
-                             f"of compute capability >= 8.0, not on {dev.type}; on this device use "
-                             "prune(method=structured) for speed or magnitude for sparsity")
+            raise UsageError(why)
 
 
 def _initial_state(g0, device, module_name: str):
