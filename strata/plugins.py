@@ -48,6 +48,9 @@ class Plugins(Mapping):
     def register(self, name: str, entry: Any) -> None:
         self._table[name] = entry
 
+    def unregister(self, name: str) -> None:
+        self._table.pop(name, None)
+
     def add_loader(self, load: Callable[[], None]) -> None:
         self._loaders.append(load)
 

@@ -22,6 +22,12 @@ from strata.compiler.ir import output_shape
 
 BYTES = {"float32": 4, "bfloat16": 2, "int8": 1}
 
+# name -> pass class: strata.passes sets this to its REGISTRY when it is imported
+# (the compiler sits below the passes and cannot import them; a graph with
+# applied passes has been through them).  A pass answers for the weights it
+# stores otherwise than fp32 (`weight_bytes`) and for what trains (`trainable`).
+PASSES: dict = {}
+
 
 def seq_len(g: nx.MultiDiGraph) -> int:
     """The sequence length FLOPs are counted at: the model's `ctx`, else the
@@ -65,35 +71,20 @@ def inactive_parameters(g: nx.MultiDiGraph) -> int:
 
 def node_weight_bytes(d: dict, g: nx.MultiDiGraph | None = None) -> int:
     """Bytes of one node's parameters as the compiled model holds them and a
-    compressed checkpoint stores them (the compressed-tensors layout,
-    strata/backends/torch/packed.py): fp32, or a quantized linear's integers --
-    int8: one byte a weight and an fp32 scale per row; int4: half a byte a weight
-    (8 to an int32), a bf16 scale and a 4-bit zero point per group (zero points
-    8 rows to an int32), its int64 [2] shape and its bias in bf16; fp8: one byte
-    a weight and an fp32 scale per row.  A tied head that is quantized holds its
-    own copy."""
-    a = d["attrs"]
-    total = 0
+    compressed checkpoint stores them: fp32, unless a pass stores them otherwise
+    (its `weight_bytes` hook: a quantized linear's integers).  A tied head that a
+    pass stores otherwise holds its own copy of the embedding."""
     params = dict(d["params"])
-    if a.get("quant_scheme") and "weight" in d["tied"] and g is not None:
-        # a tied head quantized on its own: a copy of the embedding at the head's precision
+    if "weight" in d["tied"] and g is not None:
         node, _, name = d["tied"]["weight"].rpartition(".")
-        params["weight"] = g.nodes[node]["params"][name]
-    for k, s in params.items():
-        n = prod(s)
-        q = a.get("quant_scheme") if d["op"] == "linear" else None
-        if q is None or k.startswith("lora_"):
-            total += 4 * n
-        elif k == "weight":
-            rows, cols = s
-            if q == "int4_weight":
-                groups = cols // a["group_size"]
-                total += rows * -(-cols // 8) * 4 + rows * groups * 2 + -(-rows // 8) * groups * 4 + 2 * 8
-            else:  # int8 (fp8 alike): a byte a weight, an fp32 scale a row
-                total += n + rows * 4
-        else:  # bias
-            total += (2 if q == "int4_weight" else 4) * n
-    return total
+        own = {**params, "weight": g.nodes[node]["params"][name]}
+    else:
+        own = params
+    for p in PASSES.values():
+        b = p.weight_bytes(d, own)
+        if b is not None:
+            return b
+    return sum(4 * prod(s) for s in params.values())
 
 
 def weight_bytes(g: nx.MultiDiGraph) -> int:
@@ -102,10 +93,13 @@ def weight_bytes(g: nx.MultiDiGraph) -> int:
 
 
 def trainable(g: nx.MultiDiGraph) -> int:
-    """Parameters that train: only the adapters when the lora pass added some."""
-    lora = sum(prod(s) for _, d in g.nodes(data=True) for k, s in d["params"].items()
-               if k.startswith("lora_"))
-    return lora or sum(prod(s) for _, d in g.nodes(data=True) for s in d["params"].values())
+    """Parameters that train: all, unless a pass restricts them (its `trainable`
+    hook: only the adapters when the lora pass added some)."""
+    for p in PASSES.values():
+        n = p.trainable(g)
+        if n is not None:
+            return n
+    return sum(prod(s) for _, d in g.nodes(data=True) for s in d["params"].values())
 
 
 def analyze(g: nx.MultiDiGraph) -> dict:

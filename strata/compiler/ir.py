@@ -31,6 +31,7 @@ from __future__ import annotations
 from math import prod
 from typing import TYPE_CHECKING, Any, Iterable
 
+from strata.components import COMPONENTS
 from strata.compiler.ir_types import EdgeData, GraphData, NodeData, check_attrs, check_fields, ir_graph_class
 from strata.errors import format_shape  # noqa: F401 - re-exported
 
@@ -182,7 +183,8 @@ def lint(g: nx.MultiDiGraph) -> None:
     keys = set()
     for n, d in g.nodes(data=True):
         check_fields(d, f"node {n!r}")
-        check_attrs(d.op, d.attrs, f"node {n!r}")
+        comp = COMPONENTS.get(d.kind)
+        check_attrs(d.op, d.attrs, f"node {n!r}", comp.attrs if comp is not None else None)
         if d.get("op") not in OPS:
             raise IRError(f"node {n!r}: unknown op {d.get('op')!r}")
         if d.scope and not (n == d.scope or n.startswith(d.scope + ".")):

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-__all__ = ["ATTRS", "EdgeData", "GraphData", "IRTypeError", "NodeData", "check_attrs", "check_fields",
+__all__ = ["ATTRS", "EdgeData", "GraphData", "IRTypeError", "NodeData", "PASS_MARKS", "check_attrs", "check_fields",
            "ir_graph_class"]
 
 _MISSING = object()
@@ -172,13 +172,20 @@ ATTRS: dict[str, dict[str, str]] = {
 }
 
 
-def check_attrs(op: str, attrs: dict, where: str) -> None:
-    """Raise IRTypeError when `attrs` holds a key ATTRS does not declare for `op`."""
+# Marks passes registered later declare (Pass.marks; strata.passes fills it).
+PASS_MARKS: dict[str, str] = {}
+
+
+def check_attrs(op: str, attrs: dict, where: str, extra: dict | None = None) -> None:
+    """Raise IRTypeError when `attrs` holds a key ATTRS does not declare for `op`
+    (nor `extra`, those the node's component declares, Component.attrs, nor a
+    registered pass's Pass.marks)."""
     known = ATTRS.get(op, {})
     for k in attrs:
-        if k not in known:
+        if k not in known and k not in PASS_MARKS and not (extra and k in extra):
             raise IRTypeError(f"{where}: attribute {k!r} is not one a {op!r} node has "
-                              "(declare it in strata/compiler/ir_types.py ATTRS)")
+                              "(declare it in strata/compiler/ir_types.py ATTRS, "
+                              "its component's `attrs` or its pass's `marks`)")
 
 
 def check_fields(d: _Typed, where: str) -> None:

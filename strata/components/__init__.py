@@ -1,7 +1,8 @@
 """Every component a spec can use, one module per family; each registers its
 options, elaboration, PyTorch lowering and diagram title in one `Component`
 (see `base.py`).  Adding a component = writing it in its family's module (or a
-new module listed here) plus its tests.
+new module listed here) plus its tests; `register(component)` adds one defined
+elsewhere (tests/recipes/test_component_recipe.py).
 
     >>> spec = COMPONENTS["attention"]
     >>> spec.positional, spec.default_name
@@ -16,8 +17,15 @@ from strata.components import attention, embeddings, feedforward, heads, layers,
 from strata.components.base import Component, Lowered, Options, Use
 from strata.components.feedforward import GATED
 
-__all__ = ["COMPONENTS", "GATED", "Component", "Lowered", "Options", "Use"]
+__all__ = ["COMPONENTS", "GATED", "Component", "Lowered", "Options", "Use", "register"]
 
 # In the order the language reference lists them.
 COMPONENTS: dict[str, Component] = {c.name: c for family in (
     embeddings, attention, feedforward, norms, layers, heads) for c in family.COMPONENTS}
+
+
+def register(component: Component) -> Component:
+    """Add a component to the vocabulary (parsing, checking, every stage's hooks
+    and the schema read COMPONENTS); returns it."""
+    COMPONENTS[component.name] = component
+    return component

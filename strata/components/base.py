@@ -77,6 +77,9 @@ class Component:
     title: Callable[[dict], str]     # how a diagram names a use, from its options: "Feed Forward"
     detail: Callable[[dict], str | None] = lambda o: None  # a diagram's second line: "SwiGLU, hidden 11008"
     refs: frozenset[str] = field(default_factory=frozenset)  # options naming modules / stacks
+    # attrs its nodes carry beyond their op's own (strata/compiler/ir_types.py ATTRS):
+    # name -> meaning; ir.lint accepts them on nodes of this kind
+    attrs: dict[str, str] = field(default_factory=dict)
 
     @property
     def doc(self) -> str:

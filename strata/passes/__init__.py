@@ -1,6 +1,8 @@
 """Passes: one file per pass, each a `Pass` class holding its options schema,
-its graph rewrite, its weight transform and its report (see base.py).  The
-registry below is what specs, `strata passes` and `strata schema` read.
+its graph rewrite, its weight transform, its report and the hooks of every
+later stage (lowering, diagram badges, cost, training, compressed storage; see
+base.py).  The registry below is what specs, `strata passes`, `strata schema`
+and those stages read; `register(cls)` adds a pass defined elsewhere.
 
     >>> from strata.compiler import build_text
     >>> g = build_text('''
@@ -21,9 +23,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from strata.compiler import ir
+from strata.compiler import cost, ir
+from strata.compiler.ir_types import PASS_MARKS
 from strata.errors import Diagnostic, SpecError
-from strata.passes.base import Pass, PassContext, PassError
+from strata.passes.base import Pass, PassContext, PassError, Stored
 from strata.passes.distill import Distill
 from strata.passes.fuse_mlp import FuseMLP
 from strata.passes.fuse_qkv import FuseQKV
@@ -36,7 +39,8 @@ from strata.plugins import PASSES, PassSpec
 if TYPE_CHECKING:
     import networkx as nx
 
-__all__ = ["REGISTRY", "Pass", "PassContext", "PassError", "apply_passes", "make_pass", "report"]
+__all__ = ["REGISTRY", "Pass", "PassContext", "PassError", "Stored", "apply_passes", "make_pass", "register", "unregister",
+           "report"]
 
 REGISTRY: dict[str, type[Pass]] = {p.name: p for p in [
     FuseQKV,    # q, k, v projections -> one qkv matmul + split
@@ -49,6 +53,25 @@ REGISTRY: dict[str, type[Pass]] = {p.name: p for p in [
 ]}
 for _p in REGISTRY.values():  # what the dsl and the compiler read of each (strata/plugins.py)
     PASSES.register(_p.name, PassSpec(_p.name, _p.options, _p.positional))
+    PASS_MARKS.update(_p.marks)
+cost.PASSES = REGISTRY  # the cost model asks the passes' hooks (the compiler cannot import them)
+
+
+def register(cls: type[Pass]) -> type[Pass]:
+    """Add a pass class to the registry (specs, the CLI, schema and every stage's
+    hooks see it); returns it, so it can decorate the class."""
+    REGISTRY[cls.name] = cls
+    PASSES.register(cls.name, PassSpec(cls.name, cls.options, cls.positional))
+    PASS_MARKS.update(cls.marks)
+    return cls
+
+
+def unregister(cls: type[Pass]) -> None:
+    """Take a pass added by `register` out again (its marks with it)."""
+    REGISTRY.pop(cls.name, None)
+    PASSES.unregister(cls.name)
+    for k in cls.marks:
+        PASS_MARKS.pop(k, None)
 
 
 def make_pass(name: str, options: dict) -> Pass:

@@ -44,3 +44,7 @@ class FusionPass(Pass):
         n = len(record["fused"])
         parts = sum(len(f["parts"]) for f in record["fused"].values())
         return f"{self.name}: fused {parts} {self.what} into {n} matmul{'s' * (n != 1)}"
+
+    @classmethod
+    def badges(cls, attrs: dict) -> list[str]:
+        return [f"fused {'+'.join(attrs['fused'])}"] if attrs.get("fused") else []

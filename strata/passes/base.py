@@ -11,6 +11,28 @@ every stage needs of it.
                                   written in the spec's own names)
     report(record) -> str         one line saying what it did
 
+and a hook for every later stage, so that a pass is one file (each defaults to
+"nothing to do"; the stage that calls a hook passes in what it needs, as the
+torch emitter does for a component's `torch` hook):
+
+    where() -> str                  its line in the generated file's docstring:
+                                    what it became there
+    lower(g, low)                   (class) its tables, build() steps and after-load
+                                    functions in the generated file (`low`: the
+                                    torch emitter's PassLowering)
+    device_problem(g, device)       (class) why its kernels cannot run on a device
+    badges(attrs) -> [str]          (class) the marks it left on an IR node, for a
+                                    diagram's box ("int8", "LoRA r=8")
+    weight_bytes(d, params)         (class) bytes of a node's weights it stores
+                                    otherwise than fp32, or None (the cost model)
+    trainable(g) -> int | None      (class) the parameters that train, when it
+                                    restricts them (summary's "trainable")
+    prepare_training(net, kit) -> [str]  (class) what `strata train` does to the compiled
+    finish_training(net, kit)       model before the first step / after the last
+    stored(entry, g, adapters)      how `strata compress` writes it: kept in the new
+                                    spec, a note, sizes, or merged into the weights
+    details(record) -> dict         its per-layer figures in compress's report.json
+
 `run` never imports torch (summary, diagrams and `strata compile` stay
 torch-free); `convert` / `revert` import it when they are called.  A record is
 plain data (lists, numbers, strings) so it travels with the graph.
@@ -32,7 +54,7 @@ from strata.passes.text import pass_text
 if TYPE_CHECKING:
     import networkx as nx
 
-__all__ = ["Pass", "PassContext", "PassError", "Runner"]
+__all__ = ["Pass", "PassContext", "PassError", "Runner", "Stored"]
 
 
 class PassError(Exception):
@@ -105,6 +127,16 @@ class Runner(Protocol):
         """`handle(block_nodes, stats)` block by block; {"blocks", "seconds_per_block", "rows"}."""
 
 
+@dataclass
+class Stored:
+    """How `strata compress` writes one applied pass (strata/passes/compress.py)."""
+
+    kept: list[str] = field(default_factory=list)   # passes written in the compressed spec
+    notes: list[str] = field(default_factory=list)  # comments: what its weights now hold
+    structured: dict | None = None   # a record whose sizes the written spec takes
+    merge: bool = False              # reverted into the weights before they are written
+
+
 class Pass(ABC):
     """A pass with validated options `o`.  Subclasses set name, options,
     positional and override run (and convert / revert / report)."""
@@ -115,6 +147,9 @@ class Pass(ABC):
     # The pass changes weight values (masks), not only names and shapes: a model
     # compiled without weights gets the spec's initial weights sent through it.
     acts_on_values: ClassVar[bool] = False
+    # Keys it adds to nodes' attrs, with their meaning, where the IR's own
+    # declarations (strata/compiler/ir_types.py ATTRS) do not hold them yet.
+    marks: ClassVar[dict[str, str]] = {}
 
     def __init__(self, options: Options | None = None, **kw):
         self.o = options if options is not None else self.options(**kw)
@@ -135,6 +170,64 @@ class Pass(ABC):
 
     def report(self, record: dict) -> str:
         return self.name
+
+    # ------------------------------------------------------ the later stages' hooks
+    # What the pass became in the generated file (a docstring line after its text).
+    lowered: ClassVar[str] = "a graph rewrite: the file is the rewritten model"
+
+    def where(self) -> str:
+        return self.lowered
+
+    @classmethod
+    def lower(cls, g: "nx.MultiDiGraph", low) -> None:
+        """Add to the generated file what the uses of this pass in `g` need there:
+        `low.at_build(table, step, helpers)` (a table and a line of build()) or
+        `low.after_load(table, function, helpers)` (a function to call once
+        weights are loaded); `low.table`, `low.literal`, `low.patterns` help."""
+
+    @classmethod
+    def badges(cls, attrs: dict) -> list[str]:
+        """Marks this pass left on a node with these attributes (diagram boxes)."""
+        return []
+
+    @classmethod
+    def device_problem(cls, g: "nx.MultiDiGraph", device) -> str | None:
+        """Why the kernels it asks for cannot run on `device` (a torch.device or
+        name), or None; the model is refused before anything runs."""
+        return None
+
+    @classmethod
+    def weight_bytes(cls, d: dict, params: dict) -> int | None:
+        """Bytes of node `d`'s parameters `params` (name -> shape) as the compiled
+        model holds them, when this pass stores them otherwise than fp32; None
+        when it does not (strata.compiler.cost)."""
+        return None
+
+    @classmethod
+    def trainable(cls, g: "nx.MultiDiGraph") -> int | None:
+        """Parameters that train, when this pass restricts them (None: all)."""
+        return None
+
+    @classmethod
+    def prepare_training(cls, net, kit) -> list[str]:
+        """Before `strata train`'s first step, on the compiled model (in place);
+        one line per thing done, for the log.  kit: the backend's training
+        workflows (strata.backends.torch.workflows.training.KIT)."""
+        return []
+
+    @classmethod
+    def finish_training(cls, net, kit) -> None:
+        """After the last step, on the compiled model (in place)."""
+
+    def details(self, record: dict) -> dict:
+        """The per-layer figures of its record worth keeping in compress's
+        report.json (a record's "error": per-layer errors on calibration data)."""
+        return {"relative_error": record["error"]} if record.get("error") else {}
+
+    def stored(self, entry: dict, g: "nx.MultiDiGraph", adapters: str = "merge") -> Stored:
+        """How `strata compress` writes this applied pass (`entry`, an item of
+        g.graph["applied"]): by default the pass is written again in the new spec."""
+        return Stored(kept=[self.label()])
 
     # ---------------------------------------------------------------- helpers
     def done(self, g: "nx.MultiDiGraph", record: dict) -> "nx.MultiDiGraph":

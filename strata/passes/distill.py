@@ -54,6 +54,7 @@ def _teacher(g: "nx.MultiDiGraph", teacher: str) -> tuple[str | None, int | None
 class Distill(Pass):
     name = "distill"
     options = DistillOptions
+    lowered = "strata train distills"
     positional = ("teacher",)
 
     def run(self, graph: "nx.MultiDiGraph", ctx=None) -> "nx.MultiDiGraph":

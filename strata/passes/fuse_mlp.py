@@ -26,6 +26,7 @@ class FuseMLPOptions(Options):
 class FuseMLP(FusionPass):
     name = "fuse_mlp"
     options = FuseMLPOptions
+    lowered = "one matmul for gate and up"
     what = "gate/up projections"
 
     def run(self, graph: "nx.MultiDiGraph", ctx=None) -> "nx.MultiDiGraph":

@@ -33,6 +33,7 @@ class FuseQKVOptions(Options):
 class FuseQKV(FusionPass):
     name = "fuse_qkv"
     options = FuseQKVOptions
+    lowered = "one matmul for q, k, v (qkv / kv)"
     what = "q/k/v projections"
 
     def run(self, graph: "nx.MultiDiGraph", ctx=None) -> "nx.MultiDiGraph":

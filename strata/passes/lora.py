@@ -23,10 +23,14 @@ from pydantic import Field, PositiveFloat, PositiveInt
 
 from strata.components.base import Options
 from strata.passes._rewrite import PassError, copy_graph, weight_linears
-from strata.passes.base import Pass
+from strata.passes.base import Pass, Stored
 
 if TYPE_CHECKING:
     import networkx as nx
+
+
+# The adapters' parameter names end so (state_dict keys: decoder.h.0.attn.q.lora_a).
+SUFFIXES = (".lora_a", ".lora_b")
 
 
 class LoRAOptions(Options):
@@ -98,3 +102,44 @@ class LoRA(Pass):
         n = len(record["linears"])
         return (f"lora: rank-{self.o.rank} adapters (alpha {self.alpha:g}) on {n} linear"
                 f"{'s' * (n != 1)}: {record['adapter_parameters']:,} trainable parameters")
+
+    # ------------------------------------------------------------------ later stages
+    lowered = "LORA; build() adds the adapters"
+
+    @classmethod
+    def lower(cls, g, low) -> None:
+        """LORA = {linear: dict(rank, alpha, dropout)}; build() adds the adapters."""
+        adapters = {n: d["attrs"]["lora"] for n, d in g.nodes(data=True)
+                    if d["op"] == "linear" and d["attrs"].get("lora")}
+        if adapters:
+            rows = {k: "dict(rank={rank}, alpha={alpha}, dropout={dropout})".format(**v)
+                    for k, v in low.patterns(g, adapters).items()}
+            low.at_build(low.table("LORA", "lora: trainable adapters on these linears (* = any layer)", rows),
+                         "    {fn}(model, LORA)", ("named_linears", "set_module", "LoRALinear", "add_adapters"))
+
+    @classmethod
+    def badges(cls, attrs: dict) -> list[str]:
+        return [f"LoRA r={attrs['lora']['rank']}"] if attrs.get("lora") else []
+
+    @classmethod
+    def trainable(cls, g) -> int | None:
+        """Only the adapters train."""
+        return sum(math.prod(s) for _, d in g.nodes(data=True) for k, s in d["params"].items()
+                   if k.startswith("lora_")) or None
+
+    @classmethod
+    def prepare_training(cls, net, kit) -> list[str]:
+        """Freeze all but the adapters (workflows.adapters.mark_trainable does the same)."""
+        names = [n for n, _ in net.named_parameters() if n.endswith(SUFFIXES)]
+        if not names:
+            return []
+        for n, p in net.named_parameters():
+            p.requires_grad_(n.endswith(SUFFIXES))
+        n = sum(p.numel() for p in net.parameters() if p.requires_grad)
+        return [f"lora: only the adapters train ({len(names)} tensors, {n:,} parameters)"]
+
+    def stored(self, entry, g, adapters="merge") -> Stored:
+        """Merged into the weights (the serving form), or kept as adapters."""
+        if adapters == "keep":
+            return Stored(kept=[self.label()])
+        return Stored(notes=[f"{self.label()}: the adapters are merged into its weights"], merge=True)

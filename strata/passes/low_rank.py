@@ -36,7 +36,7 @@ from strata.passes._rewrite import (
     rename_output,
     weight_linears,
 )
-from strata.passes.base import Pass, PassContext
+from strata.passes.base import Pass, PassContext, Stored
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -167,6 +167,35 @@ class LowRank(Pass):
         if record["skipped"]:
             s += f"; {record['skipped']} left whole (no saving)"
         return s
+
+    # ------------------------------------------------------------------ later stages
+    lowered = "LOW_RANK; build() factorizes"
+
+    @classmethod
+    def lower(cls, g, low) -> None:
+        """LOW_RANK = {linear: rank}; build() factors those linears (the file's
+        model is made whole, so weights load in either form)."""
+        ranks = {n.rpartition(".")[0]: d["attrs"]["rank"] for n, d in g.nodes(data=True)
+                 if d["op"] == "linear" and d["attrs"].get("low_rank") == "a"}
+        if ranks:
+            rows = {k: str(v) for k, v in low.patterns(g, ranks).items()}
+            low.at_build(low.table("LOW_RANK", "low_rank: these linears become b(a(x)), of this rank "
+                                   "(* = any layer)", rows), "    {fn}(model, LOW_RANK)",
+                         ("named_linears", "set_module", "LowRankLinear", "factorize"))
+
+    @classmethod
+    def badges(cls, attrs: dict) -> list[str]:
+        return [f"low-rank r={attrs['rank']}"] if attrs.get("low_rank") == "a" else []
+
+    def details(self, record: dict) -> dict:
+        return {**super().details(record), "ranks": {n: f["rank"] for n, f in record["factored"].items()}} \
+            if record.get("factored") else super().details(record)
+
+    def stored(self, entry, g, adapters="merge") -> Stored:
+        """Ranks an energy fraction chose are written as the ranks themselves."""
+        if self.o.energy is None:
+            return Stored(kept=[self.label()])
+        return Stored(kept=explicit_low_rank(g, entry["record"]))
 
 
 def _factor(g: "nx.MultiDiGraph", n: str, rank: int, splices: Splices) -> "nx.MultiDiGraph":

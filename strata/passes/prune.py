@@ -30,10 +30,11 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field
 
 from strata.components.base import Options
-from strata.passes import prune_structured as S
 from strata.passes._rewrite import PassError, copy_graph, weight_linears
-from strata.passes.base import Pass
+from strata.passes import prune_structured as S
+from strata.passes.base import Pass, Stored
 from strata.passes.methods.apply import calibrated_prune, magnitude_masks
+from strata.passes.text import pass_text
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -165,3 +166,72 @@ class Prune(Pass):
             r = sum(v["magnitude"] for v in errors.values()) / len(errors)
             s += f"; output error {e:.4f} (magnitude mask: {r:.4f}) on the calibration data"
         return s
+
+    # ------------------------------------------------------------------ later stages
+    WHERE = {"magnitude": "the zeros are in the weights", "wanda": "the zeros are in the weights",
+             "structured": "the sizes are the pruned ones",
+             "2:4": "SPARSE_2_4; sparsify(model) once weights are loaded",
+             "sparsegpt": "the zeros and updated weights are in the weights"}
+
+    def where(self) -> str:
+        return self.WHERE[self.o.method]
+
+    @classmethod
+    def lower(cls, g, low) -> None:
+        """2:4 masks: SPARSE_2_4 and sparsify(model), run once the pruned weights
+        are loaded (other masks are zeros in the weights; structured pruning
+        changed the sizes themselves)."""
+        sparse = g.graph.get("sparse_2_4") or []
+        if not sparse:
+            return
+        low.after_load(
+            "SPARSE_2_4 = [  # prune(method=\"2:4\"): two of every four weights kept\n"
+            + "".join(f"    {low.literal(n)},\n" for n in sparse) + "]\n",
+            "def sparsify(model):\n"
+            '    """Run the 2:4-pruned linears of SPARSE_2_4 on semi-structured sparse kernels\n'
+            '    (CUDA compute capability >= 8.0); call it once the pruned weights are loaded."""\n'
+            "    return {fn}(model, SPARSE_2_4)\n", ("sparsify_2_4",))
+
+    @classmethod
+    def device_problem(cls, g, device) -> str | None:
+        """2:4 kernels: CUDA compute capability >= 8.0."""
+        if not g.graph.get("sparse_2_4") or str(device).split(":")[0] == "meta":
+            return None
+        import torch  # lazy: torch
+
+        dev = torch.device(device)
+        if dev.type != "cuda" or torch.cuda.get_device_capability(dev) < (8, 0):
+            return ("prune(method=\"2:4\") runs on the semi-structured sparse kernels of CUDA GPUs "
+                    f"of compute capability >= 8.0, not on {dev.type}; on this device use "
+                    "prune(method=structured) for speed or magnitude for sparsity")
+        return None
+
+    @classmethod
+    def badges(cls, attrs: dict) -> list[str]:
+        if attrs.get("density") is None:  # what is left of the weights
+            return []
+        return [f"pruned {round((1 - attrs['density']) * 100, 4):g}%"
+                + (" 2:4" if attrs.get("prune_method") == "2:4" else "")]
+
+    def details(self, record: dict) -> dict:
+        """Densities after masks; heads and neurons kept by structured pruning."""
+        out = super().details(record)
+        if record.get("density"):
+            out["density"] = record["density"]
+        if record.get("components"):
+            out["kept"] = {c: {"kept": r["keep"], "of": r["of"]} for c, r in record["components"].items()}
+        return out
+
+    def stored(self, entry, g, adapters="merge") -> Stored:
+        """Masks are zeros in the weights (2:4 keeps its kernels); structured
+        pruning is the written sizes."""
+        label, method = self.label(), self.o.method
+        if method == "structured":
+            return Stored(notes=[f"{label}: the sizes below are the pruned ones"], structured=entry["record"])
+        if method == "sparsegpt" and self.o.pattern == "2:4":  # the kernels; zeros in place
+            return Stored(kept=[pass_text("prune", {"amount": 0.5, "method": "2:4"})],
+                          notes=[f"{label}: SparseGPT's 2:4 zeros and updated weights are in its weights"])
+        if method != "2:4":
+            line = self.report(entry["record"])
+            return Stored(notes=[f"{label}: the zeros are in its weights ({line.split(': ', 1)[1]})"])
+        return Stored(kept=[label])

@@ -41,7 +41,7 @@ copy.  The weight bytes the summary prints are those of torchao's layout
 
 from __future__ import annotations
 
-from math import gcd
+from math import gcd, prod
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
@@ -49,8 +49,9 @@ from pydantic import Field
 from strata.compiler.cost import node_weight_bytes
 from strata.components.base import Options
 from strata.passes._rewrite import PassError, copy_graph, selected_nodes, weight_linears
-from strata.passes.base import Pass
+from strata.passes.base import Pass, Stored
 from strata.passes.methods.apply import calibrated_quantize
+from strata.passes.text import pass_text
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -219,3 +220,90 @@ class Quantize(Pass):
             s += (f" (the tied {', '.join(record['tied'])} multiplies by a quantized copy of its "
                   "embedding, which stays float)")
         return s
+
+    # ------------------------------------------------------------------ later stages
+    lowered = "QUANTIZE; quantize(model) once weights are loaded"
+
+    @classmethod
+    def lower(cls, g, low) -> None:
+        """QUANTIZE = {linear: dict(scheme, group_size)} and quantize(model), which
+        the compiled model runs once its float weights are loaded."""
+        quant = {n: (d["attrs"]["quant_scheme"], d["attrs"].get("group_size")) for n, d in g.nodes(data=True)
+                 if d["op"] == "linear" and d["attrs"].get("quant_scheme")}
+        if not quant:
+            return
+        rows = {k: f"dict(scheme={low.literal(s)}" + (f", group_size={gs})" if s == "int4_weight" else ")")
+                for k, (s, gs) in low.patterns(g, quant).items()}
+        low.after_load(
+            low.table("QUANTIZE", "quantize: these linears' kernels (* = any layer)", rows),
+            "def quantize(model, torch_compile=False, packed=None):\n"
+            '    """Quantize the linears of QUANTIZE in place, with the fastest kernel for the\n'
+            "    device the model is on (torch_compile=True: the fastest once torch.compile\n"
+            "    fuses it); call it once float weights are loaded:\n"
+            "    `model.load_state_dict(...); quantize(model)`.  packed: {linear path:\n"
+            "    QuantizedWeight} integers to run as given (a compressed checkpoint's), the\n"
+            '    others rounded to nearest.  model.quantization names the kernels that ran."""\n'
+            "    return {fn}(model, QUANTIZE, torch_compile, packed)\n",
+            ("named_linears", "set_module", "_torchao", "_in_dtype", "_ao_dynamic", "QuantizedWeight", "rtn",
+             "_ao_linear", "_int4_tensor", "_quantize", "quantize_linears"))
+
+    @classmethod
+    def device_problem(cls, g, device) -> str | None:
+        for n, d in g.nodes(data=True):
+            why = device_problem(d["attrs"]["quant_scheme"], device) if d["attrs"].get("quant_scheme") else None
+            if why:
+                return f"{n}: {why}"
+        return None
+
+    @classmethod
+    def badges(cls, attrs: dict) -> list[str]:
+        return [attrs["quant"] + (" (QAT)" if attrs.get("qat") else "")] if attrs.get("quant") else []
+
+    @classmethod
+    def weight_bytes(cls, d: dict, params: dict) -> int | None:
+        """The compressed-tensors layout (strata/backends/torch/packed.py): int8, a
+        byte a weight and an fp32 scale per row; int4, half a byte a weight (8 to an
+        int32), a bf16 scale and a 4-bit zero point per group (zero points 8 rows to
+        an int32), its int64 [2] shape and its bias in bf16; fp8, as int8."""
+        a = d["attrs"]
+        q = a.get("quant_scheme") if d["op"] == "linear" else None
+        if q is None:
+            return None
+        total = 0
+        for k, s in params.items():
+            n = prod(s)
+            if k.startswith("lora_"):
+                total += 4 * n
+            elif k == "weight":
+                rows, cols = s
+                if q == "int4_weight":
+                    groups = cols // a["group_size"]
+                    total += rows * -(-cols // 8) * 4 + rows * groups * 2 + -(-rows // 8) * groups * 4 + 2 * 8
+                else:  # int8 (fp8 alike): a byte a weight, an fp32 scale a row
+                    total += n + rows * 4
+            else:  # bias
+                total += (2 if q == "int4_weight" else 4) * n
+        return total
+
+    @classmethod
+    def prepare_training(cls, net, kit) -> list[str]:
+        """qat=true: the marked linears train with fake quantization of their scheme."""
+        if not kit.qat_linears(net):
+            return []
+        kit.prepare_qat(net)
+        return [f"qat: {len(net.qat_prepared)} linears train with fake quantization"]
+
+    @classmethod
+    def finish_training(cls, net, kit) -> None:
+        """After the last step the fake-quantized linears run their real kernels."""
+        if getattr(net, "qat_prepared", None):
+            kit.convert_qat(net)
+
+    def stored(self, entry, g, adapters="merge") -> Stored:
+        """A calibrated method's weights are stored as the integers it chose, under a
+        plain quantize pass (rounding them again changes nothing)."""
+        if not self.calibrated:
+            return Stored(kept=[self.label()])
+        plain = pass_text(self.name, {**self.o.model_dump(), "method": "rtn", "act_order": False, "smooth": None})
+        return Stored(kept=[plain], notes=[f"{self.label()}: its weights are the method's, stored as the "
+                                           "integers it chose"])

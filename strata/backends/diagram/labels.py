@@ -21,6 +21,7 @@ from strata.backends.diagram.fold import Fold
 from strata.components import COMPONENTS
 from strata.components.embeddings import Position
 from strata.components.feedforward import ACT_NAMES
+from strata.passes import REGISTRY
 
 MAX_LINE = 48
 ROPE_THETA = Position.model_fields["base"].default  # a stack's title names any other base  # characters per label line; longer user names are cut with "…"
@@ -126,28 +127,15 @@ def kind_of_node(d: dict) -> str:
 
 
 def annotations(g: nx.MultiDiGraph, members: list[str]) -> list[str]:
-    """Marks left by passes on any of `members`: fused, int8, pruned %, low-rank r, LoRA r."""
+    """Marks left by passes on any of `members`: fused, int8, pruned %, low-rank r,
+    LoRA r (each pass's `badges` hook, in the registry's order)."""
     out: list[str] = []
-    seen = set()
-
-    def add(s):
-        if s not in seen:
-            seen.add(s)
-            out.append(s)
-
+    names = {a["name"] for a in g.graph.get("applied", [])}
+    passes = [cls for name, cls in REGISTRY.items() if name in names]
     for n in members:
         a = g.nodes[n]["attrs"]
-        if a.get("fused"):
-            add(f"fused {'+'.join(a['fused'])}")
-        if a.get("quant"):
-            add(a["quant"] + (" (QAT)" if a.get("qat") else ""))
-        if a.get("density") is not None:  # the prune pass: what is left of the weights
-            add(f"pruned {round((1 - a['density']) * 100, 4):g}%"
-                + (" 2:4" if a.get("prune_method") == "2:4" else ""))
-        if a.get("low_rank") == "a":
-            add(f"low-rank r={a['rank']}")
-        if a.get("lora"):
-            add(f"LoRA r={a['lora']['rank']}")
+        for cls in passes:
+            out += [s for s in cls.badges(a) if s not in out]
     return out
 
 

@@ -27,7 +27,6 @@ from strata.compiler.ir import state_dict_shapes
 from strata.errors import UsageError
 from strata.passes import REGISTRY, PassContext, apply_passes, make_pass
 from strata.passes import report as pass_report
-from strata.passes.quantize import device_problem
 from strata.passes.weights import transform
 from strata.resources import check_fits
 from strata.safetensors_file import read_header
@@ -44,19 +43,14 @@ def _spec_fit(g0, tensors: dict) -> bool:
 
 
 def _device_problems(g, device) -> None:
+    """Refuse a model whose passes have no kernel on `device` (each pass's
+    `device_problem` hook says why)."""
     where = device if device is not None else "cpu"
-    for n, d in g.nodes(data=True):
-        why = device_problem(d["attrs"].get("quant_scheme") or "", where) if d["attrs"].get("quant_scheme") else None
+    names = {a["name"] for a in g.graph.get("applied", [])}
+    for name, cls in REGISTRY.items():
+        why = cls.device_problem(g, where) if name in names else None
         if why:
-            raise UsageError(f"{n}: {why}")
-    if g.graph.get("sparse_2_4") and str(where).split(":")[0] != "meta":
-        import torch  # lazy: torch
-
-        dev = torch.device(where)
-        if dev.type != "cuda" or torch.cuda.get_device_capability(dev) < (8, 0):
-            raise UsageError("prune(method=\"2:4\") runs on the semi-structured sparse kernels of CUDA GPUs "
-                             f"of compute capability >= 8.0, not on {dev.type}; on this device use "
-                             "prune(method=structured) for speed or magnitude for sparsity")
+            raise UsageError(why)
 
 
 def _initial_state(g0, device, module_name: str):

@@ -20,10 +20,9 @@ from strata.backends.torch.loader import load_source
 from strata.compiler.ir import param_count
 from strata.io import atomic_output
 from strata.passes import make_pass
+from strata.passes.lora import SUFFIXES
 
 __all__ = ["lora_parameters", "load_adapters", "mark_trainable", "merge_lora", "save_adapters"]
-
-SUFFIXES = (".lora_a", ".lora_b")
 
 
 def lora_parameters(model) -> dict:

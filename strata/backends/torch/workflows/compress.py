@@ -35,9 +35,8 @@ from strata.compiler.ir import param_count
 from strata.errors import UsageError
 from strata.io import atomic_folder, read_regular, write_atomic
 from strata.passes import make_pass, report
-from strata.passes.low_rank import explicit_low_rank
 from strata.passes.spec_writer import compressed_spec
-from strata.passes.text import parse_pass_texts, pass_text
+from strata.passes.text import parse_pass_texts
 from strata.passes.weights import transform
 from strata.safetensors_file import tensor_bytes
 
@@ -124,35 +123,19 @@ def _sqnr(ref, y) -> float | None:
 
 def _classify(g, adapters: str = "merge") -> tuple[list[str], list[str], list[dict], list[dict]]:
     """(passes kept in the new spec, notes on what the weights now hold,
-    structured records, lora entries to merge; adapters="keep" keeps them as
+    structured records, applied entries to merge into the weights): each pass
+    says how it is stored (its `stored` hook; adapters="keep" keeps LoRA's
     adapters, the lora pass written in the new spec)."""
-    kept, notes, structured, lora = [], [], [], []
+    kept, notes, structured, merge = [], [], [], []
     for a in g.graph.get("applied", []):
-        p = make_pass(a["name"], a["options"])
-        label, line = pass_text(a["name"], a["options"]), p.report(a["record"])
-        method = a["options"].get("method")
-        if a["name"] == "prune" and method == "structured":
-            structured.append(a["record"])
-            notes.append(f"{label}: the sizes below are the pruned ones")
-        elif a["name"] == "prune" and method == "sparsegpt" and a["options"].get("pattern") == "2:4":
-            kept.append(pass_text("prune", {"amount": 0.5, "method": "2:4"}))  # the kernels; zeros in place
-            notes.append(f"{label}: SparseGPT's 2:4 zeros and updated weights are in its weights")
-        elif a["name"] == "prune" and method != "2:4":
-            notes.append(f"{label}: the zeros are in its weights ({line.split(': ', 1)[1]})")
-        elif a["name"] == "lora" and adapters == "keep":
-            kept.append(label)
-        elif a["name"] == "lora":
-            lora.append(a)
-            notes.append(f"{label}: the adapters are merged into its weights")
-        elif a["name"] == "quantize" and (method != "rtn" or a["options"].get("smooth") is not None):
-            plain = {**a["options"], "method": "rtn", "act_order": False, "smooth": None}
-            kept.append(pass_text("quantize", plain))  # the weights hold the method's choice already
-            notes.append(f"{label}: its weights are the method's, stored as the integers it chose")
-        elif a["name"] == "low_rank" and a["options"].get("energy") is not None:
-            kept += explicit_low_rank(g, a["record"])
-        else:
-            kept.append(label)
-    return kept, notes, structured, lora
+        s = make_pass(a["name"], a["options"]).stored(a, g, adapters)
+        kept += s.kept
+        notes += s.notes
+        if s.structured is not None:
+            structured.append(s.structured)
+        if s.merge:
+            merge.append(a)
+    return kept, notes, structured, merge
 
 
 def _ids(g, calibration):
@@ -208,9 +191,9 @@ def compress(spec: str | Path, weights: str | Path, out: str | Path, *, passes: 
     quantized: dict = {}  # a calibration method's integers (GPTQ), by linear
     g, state = transform(g0, dict(tensors), calibration=calib, runner=RUNNER, quantized=quantized)
     _device_problems(g, None)  # what cannot run here is refused before anything is written
-    kept, notes, structured, lora = _classify(g, adapters)
-    for a in reversed(lora):  # merged: the compressed model is for serving
-        state = make_pass("lora", a["options"]).revert(a["record"], state)
+    kept, notes, structured, merge = _classify(g, adapters)
+    for a in reversed(merge):  # merged (LoRA's adapters): the compressed model is for serving
+        state = make_pass(a["name"], a["options"]).revert(a["record"], state)
     with atomic_folder(out, FILES + (TOKENIZER,)) as tmp:
         state.update({f"{n}{QUANTIZED}": qw for n, qw in quantized.items() if f"{n}.weight" in state})
         rep = _write(tmp, out, spec, weights, model, g0, g, state, tensors, calib, kept, notes, structured, tune)
@@ -258,7 +241,8 @@ def _write(tmp: Path, out: Path, spec, weights, model, g0, g, state, tensors, ca
     before = param_count(g0)
     return {
         "spec": str(spec), "weights": str(weights), "model": g0.graph["name"],
-        "passes": [{"pass": p["name"], "options": p["options"], "report": line, **_details(p["record"])}
+        "passes": [{"pass": p["name"], "options": p["options"], "report": line,
+                    **make_pass(p["name"], p["options"]).details(p["record"])}
                    for p, line in zip(g.graph["applied"], report(g))],
         "written_passes": kept, "notes": notes,
         "parameters": {"before": before, "after": param_count(small.strata_graph)},
@@ -290,21 +274,6 @@ def _float_state(spec, model, weights) -> dict:
 def _first(outputs):
     """The main output of a model with several (a dict or tuple of tensors)."""
     return next(iter(outputs.values())) if isinstance(outputs, dict) else outputs[0]
-
-
-def _details(record: dict) -> dict:
-    """The per-layer figures of a pass's record worth keeping: low-rank errors,
-    densities after masks, ranks, and heads / neurons kept."""
-    out = {}
-    if record.get("error"):
-        out["relative_error"] = record["error"]
-    if record.get("density"):
-        out["density"] = record["density"]
-    if record.get("factored"):
-        out["ranks"] = {n: f["rank"] for n, f in record["factored"].items()}
-    if record.get("components"):
-        out["kept"] = {c: {"kept": r["keep"], "of": r["of"]} for c, r in record["components"].items()}
-    return out
 
 
 def _plain(g0):

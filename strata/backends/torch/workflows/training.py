@@ -1,4 +1,6 @@
-"""What a spec's passes ask of training (`strata train` calls these):
+"""What a spec's passes ask of training (`strata train` calls these): each
+applied pass's `prepare_training` / `finish_training` hooks (strata/passes/base.py),
+for instance
 
     lora(...)                only the adapters train (the rest is frozen)
     quantize(..., qat=true)  the marked linears train with fake quantization of
@@ -13,27 +15,32 @@ quantization gone), so compiling the spec on them quantizes as its passes say.
 
 from __future__ import annotations
 
-from strata.backends.torch.workflows.adapters import lora_parameters, mark_trainable
-from strata.backends.torch.workflows.qat import convert_qat, prepare_qat, qat_linears
+from types import SimpleNamespace
 
-__all__ = ["finish_training", "prepare_for_training"]
+from strata.backends.torch.workflows import qat
+from strata.passes import REGISTRY
+
+__all__ = ["KIT", "finish_training", "prepare_for_training"]
+
+# What the passes' training hooks may use of this layer (a pass never imports
+# the backend): the QAT workflow on compiled models.
+KIT = SimpleNamespace(prepare_qat=qat.prepare_qat, qat_linears=qat.qat_linears, convert_qat=qat.convert_qat)
+
+
+def _applied(net) -> list:
+    """The classes of the passes applied to `net`, once each, in the spec's order."""
+    names = dict.fromkeys(a["name"] for a in net.strata_graph.graph.get("applied", []))
+    return [REGISTRY[name] for name in names]
 
 
 def prepare_for_training(net) -> list[str]:
-    """Freeze all but LoRA adapters and fake-quantize the qat=true linears of
-    `net` (in place); return one line per thing done, for the log."""
-    lines = []
-    if lora_parameters(net):
-        names = mark_trainable(net)
-        n = sum(p.numel() for p in net.parameters() if p.requires_grad)
-        lines.append(f"lora: only the adapters train ({len(names)} tensors, {n:,} parameters)")
-    if qat_linears(net):
-        prepare_qat(net)
-        lines.append(f"qat: {len(net.qat_prepared)} linears train with fake quantization")
-    return lines
+    """Each applied pass prepares `net` for training (in place); one line per
+    thing done, for the log."""
+    return [line for cls in _applied(net) for line in cls.prepare_training(net, KIT)]
 
 
 def finish_training(net) -> None:
-    """After the last step: the fake-quantized linears run their real kernels."""
-    if getattr(net, "qat_prepared", None):
-        convert_qat(net)
+    """After the last step, each applied pass finishes (fake quantization gives
+    way to the real kernels)."""
+    for cls in _applied(net):
+        cls.finish_training(net, KIT)
