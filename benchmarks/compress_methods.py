@@ -34,16 +34,17 @@ from _timing import interleaved
 import strata.api
 
 ROOT = Path(__file__).resolve().parents[1]
-VOCAB, CTX, BATCH = 1024, 64, 16
+VOCAB, CTX, BATCH = 4096, 256, 8
+NAME = f"llama_d256x8_v{VOCAB}_c{CTX}"  # the cached files' prefix: a new shape trains anew
 SPEC = f"""
 model bench_llama {{
   vocab = {VOCAB}
-  d     = 128
-  heads = 4
-  depth = 4
+  d     = 256
+  heads = 8
+  depth = 8
   block layer {{
     residual {{ rmsnorm; attention(heads, causal=true, bias=false) }}
-    residual {{ rmsnorm; mlp(384, act=swiglu, bias=false) }}
+    residual {{ rmsnorm; mlp(1024, act=swiglu, bias=false) }}
   }}
   stack decoder(tokens) {{
     embedding(vocab, d) as embed
@@ -67,7 +68,7 @@ def tokenize(cache: Path):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     text = data_file().read_text(encoding="utf-8")
-    path = cache / "tokenizer.json"
+    path = cache / f"tokenizer_{VOCAB}.json"
     if path.is_file():
         tok = Tokenizer.from_file(str(path))
     else:
@@ -82,7 +83,7 @@ def tokenize(cache: Path):
     return ids[:n], ids[n:]
 
 
-def train(model, data, seconds, lr=1e-3):
+def train(model, data, seconds, lr=2e-3):
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
     g = torch.Generator().manual_seed(0)
     model.train()
@@ -90,7 +91,7 @@ def train(model, data, seconds, lr=1e-3):
     while time.perf_counter() - start < seconds:
         frac = (time.perf_counter() - start) / seconds
         for group in opt.param_groups:
-            group["lr"] = lr * min(1.0, (steps + 1) / 50) * max(0.1, 0.5 * (1 + math.cos(math.pi * frac)))
+            group["lr"] = lr * min(1.0, (steps + 1) / 30) * max(0.1, 0.5 * (1 + math.cos(math.pi * frac)))
         i = torch.randint(len(data) - CTX - 1, (BATCH,), generator=g)
         x = torch.stack([data[j:j + CTX + 1] for j in i.tolist()])
         loss = F.cross_entropy(model(x[:, :-1]).reshape(-1, VOCAB), x[:, 1:].reshape(-1))
@@ -167,6 +168,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--train-seconds", type=float, default=600)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--train-only", action="store_true", help="train (or find) the cached model and stop")
     ap.add_argument("--calibration", type=int, default=32, help="calibration rows of 64 tokens")
     ap.add_argument("--finetune", type=int, default=300, help="steps of strata compress --finetune")
     ap.add_argument("--cache", default=str(Path.home() / ".cache" / "strata-bench" / "compress_methods"))
@@ -174,15 +176,17 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
-    spec = cache / "bench_llama.arch"
+    spec = cache / f"{NAME}.arch"
     spec.write_text(SPEC)
     train_ids, val = tokenize(cache)
-    w = cache / f"weights_{int(args.train_seconds)}s.safetensors"
+    w = cache / f"{NAME}_{int(args.train_seconds)}s.safetensors"
     if not w.is_file():
         torch.manual_seed(0)
         model, steps = train(strata.api.compile(spec), train_ids, args.train_seconds)
         strata.api.save_weights(model, w)
         print(f"trained {steps} steps in {args.train_seconds:.0f} s -> {w}", flush=True)
+    if args.train_only:
+        return
     calib = windows(train_ids, args.calibration)[:, :CTX]
     batch = windows(val, 64)
     base = strata.api.compile(spec, weights=w).eval()
