@@ -50,13 +50,16 @@ def awq_scale(Ws: list["torch.Tensor"], x: "torch.Tensor", x_mean: "torch.Tensor
     import torch
 
     x = x.float()
-    ref = [x @ W.float().T for W in Ws]
+    G = x.T @ x  # [in, in]: || x D^T ||^2 = sum((D G) * D), one product per alpha instead of n rows
     best = None
     for i in range(GRID):
         alpha = i / GRID
         s = x_mean.float().clamp(min=1e-4) ** alpha
         s = s / (s.max() * s.min()).sqrt()
-        err = sum(float(((x / s) @ _fake(grid, W.float() * s).T - r).pow(2).sum()) for W, r in zip(Ws, ref))
+        err = 0.0
+        for W in Ws:
+            D = _fake(grid, W.float() * s) / s - W.float()
+            err += float(((D @ G) * D).sum())
         if i == 0:
             rtn = err
         if best is None or err < best[2]:
