@@ -1,18 +1,24 @@
 """Calibrated compression methods against round to nearest / magnitude, on a
 model trained here.
 
-    python benchmarks/compress_methods.py [--train-seconds 600] [--threads 1] [--cache DIR]
+    python benchmarks/compress_methods.py [--size 1m|10m] [--train-seconds 600] [--threads 1]
+        [--calibration 128] [--rows WORDS] [--finetune 300] [--no-table] [--cache DIR]
 
-Trains a small Llama-like model (RMSNorm, rotary, SwiGLU; 4 layers, d=128,
-1.1 M parameters, BPE vocabulary of 1024 from the `tokenizers` library, context
-64) on Tiny Shakespeare for
-a fixed time, caches it (DIR, default ~/.cache/strata-bench/compress_methods),
-then compiles it with each method through `strata.compile(spec, weights=...,
-passes=[...], calibration=ids)` and prints one table: validation perplexity
-and its change, the method's increase over the plain method's, logits SQNR
-against the float model, calibration seconds per block and forward latency
-relative to the plain method.  The data file is read from $STRATA_DATA,
-../shared/data/ (beside the checkout) or /work/shared/data/.
+Trains a small Llama-like model (RMSNorm, rotary, SwiGLU; --size 1m: 4 layers,
+d=128, 1.1 M parameters, BPE vocabulary of 1024 from the `tokenizers` library,
+context 64; --size 10m: 8 layers, d=256, 10.5 M parameters, vocabulary 4096,
+context 256) on Tiny Shakespeare for a fixed time, caches it (DIR, default
+~/.cache/strata-bench/compress_methods; a rerun skips training), then compiles
+it with each method through `strata.compile(spec, weights=..., passes=[...],
+calibration=ids)` (128 rows of the context, streamed block by block) and
+prints one table, all rows from this run: validation perplexity and its
+change, the method's increase over the plain method's, logits SQNR against the
+float model, the packed file's bytes and the quantized layers' bytes against
+their float32 bytes, compile seconds per layer and peak memory (RSS above the
+level before, sampled) side by side with the plain method, and forward latency
+against the float model (interleaved in one process).  Then `strata compress
+--finetune` on 30 % structured MLP pruning.  The data file is read from
+$STRATA_DATA, ../shared/data/ (beside the checkout) or /work/shared/data/.
 """
 
 from __future__ import annotations
@@ -34,16 +40,33 @@ from _timing import interleaved
 import strata.api
 
 ROOT = Path(__file__).resolve().parents[1]
-VOCAB, CTX, BATCH = 1024, 64, 16
-SPEC = f"""
+# Model sizes: (vocab, context, batch, d, heads, depth, mlp, int4 group sizes
+# of the table: the first is one group per row on the d-wide inputs).  "10m" is
+# the issue's size; on 2 shared CPU cores it made 55 steps in 1200 s (22 s a
+# step), far from trained, so the recorded table is the "1m" model's.
+SIZES = {
+    "1m": (1024, 64, 16, 128, 4, 4, 384, (128, 32)),
+    "10m": (4096, 256, 8, 256, 8, 8, 1024, (256, 128)),
+}
+VOCAB = CTX = BATCH = 0
+NAME = SPEC = ""
+GROUPS: tuple = ()
+
+
+def configure(size: str) -> None:
+    """Set the module's shape constants and spec for one of SIZES."""
+    global VOCAB, CTX, BATCH, NAME, SPEC, GROUPS
+    VOCAB, CTX, BATCH, d, heads, depth, mlp, GROUPS = SIZES[size]
+    NAME = f"llama_d{d}x{depth}_v{VOCAB}_c{CTX}"  # the cached files' prefix: a new shape trains anew
+    SPEC = f"""
 model bench_llama {{
   vocab = {VOCAB}
-  d     = 128
-  heads = 4
-  depth = 4
+  d     = {d}
+  heads = {heads}
+  depth = {depth}
   block layer {{
     residual {{ rmsnorm; attention(heads, causal=true, bias=false) }}
-    residual {{ rmsnorm; mlp(384, act=swiglu, bias=false) }}
+    residual {{ rmsnorm; mlp({mlp}, act=swiglu, bias=false) }}
   }}
   stack decoder(tokens) {{
     embedding(vocab, d) as embed
@@ -67,7 +90,7 @@ def tokenize(cache: Path):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     text = data_file().read_text(encoding="utf-8")
-    path = cache / "tokenizer.json"
+    path = cache / f"tokenizer_{VOCAB}.json"
     if path.is_file():
         tok = Tokenizer.from_file(str(path))
     else:
@@ -82,7 +105,7 @@ def tokenize(cache: Path):
     return ids[:n], ids[n:]
 
 
-def train(model, data, seconds, lr=1e-3):
+def train(model, data, seconds, lr=2e-3):
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
     g = torch.Generator().manual_seed(0)
     model.train()
@@ -90,7 +113,7 @@ def train(model, data, seconds, lr=1e-3):
     while time.perf_counter() - start < seconds:
         frac = (time.perf_counter() - start) / seconds
         for group in opt.param_groups:
-            group["lr"] = lr * min(1.0, (steps + 1) / 50) * max(0.1, 0.5 * (1 + math.cos(math.pi * frac)))
+            group["lr"] = lr * min(1.0, (steps + 1) / 30) * max(0.1, 0.5 * (1 + math.cos(math.pi * frac)))
         i = torch.randint(len(data) - CTX - 1, (BATCH,), generator=g)
         x = torch.stack([data[j:j + CTX + 1] for j in i.tolist()])
         loss = F.cross_entropy(model(x[:, :-1]).reshape(-1, VOCAB), x[:, 1:].reshape(-1))
@@ -116,26 +139,6 @@ def perplexity(model, batch):
     return math.exp(total / (batch.shape[0] * CTX))
 
 
-def as_stored(spec, w, p, calib):
-    """The model with float32 weights exactly on the scheme's grid (what a packed
-    checkpoint computes): GPTQ's weights as it chose them, the others rounded to
-    nearest here; None for int8_dynamic (its activations are rounded too)."""
-    from strata.passes.methods.grid import Grid
-
-    if "int8_dynamic" in p:
-        return None
-    m = strata.api.compile(spec, weights=w, passes=[p], calibration=calib, quantize=False).eval()
-    if "method=gptq" in p:
-        return m
-    with torch.no_grad():
-        for n, d in m.strata_graph.nodes(data=True):
-            a = d["attrs"]
-            if a.get("quant_scheme"):
-                lin = m.get_submodule(n)
-                lin.weight.copy_(Grid(a["quant_scheme"], a.get("group_size")).rtn(lin.weight).weight)
-    return m
-
-
 def ratio(inc: float, plain: float) -> str:
     """The method's perplexity increase over the plain method's (meaningless when
     the plain method does not raise perplexity)."""
@@ -146,91 +149,164 @@ def sqnr(ref, got) -> float:
     return float(20 * torch.log10(ref.norm() / (ref - got.float()).norm()))
 
 
-# (row label, passes, the plain method it is measured against)
-ROWS = [
-    ("int4 g128 rtn", "quantize(int4_weight, group_size=128)", None),
-    ("int4 g128 gptq", "quantize(int4_weight, group_size=128, method=gptq, act_order=true)", "int4 g128 rtn"),
-    ("int4 g128 awq", "quantize(int4_weight, group_size=128, method=awq)", "int4 g128 rtn"),
-    ("int4 g32 rtn", "quantize(int4_weight, group_size=32)", None),
-    ("int4 g32 gptq", "quantize(int4_weight, group_size=32, method=gptq, act_order=true)", "int4 g32 rtn"),
-    ("int4 g32 awq", "quantize(int4_weight, group_size=32, method=awq)", "int4 g32 rtn"),
-    ("int8 weight rtn", "quantize(int8_weight)", None),
-    ("int8 weight gptq", "quantize(int8_weight, method=gptq)", "int8 weight rtn"),
-    ("int8 dynamic", "quantize(int8_dynamic)", None),
-    ("int8 dynamic smooth 0.5", "quantize(int8_dynamic, smooth=0.5)", "int8 dynamic"),
-    ("prune 50% magnitude", "prune(0.5)", None),
-    ("prune 50% sparsegpt", "prune(0.5, method=sparsegpt)", "prune 50% magnitude"),
-]
+class PeakRSS:
+    """The process's peak resident memory above its level at entry, sampled
+    every 5 ms by a thread (torch's CPU allocations are not seen by tracemalloc)."""
+
+    def __enter__(self):
+        import threading
+
+        import psutil
+
+        self.proc, self.base, self.peak, self.stop = psutil.Process(), 0, 0, threading.Event()
+        self.base = self.peak = self.proc.memory_info().rss
+
+        def sample():
+            while not self.stop.wait(0.005):
+                self.peak = max(self.peak, self.proc.memory_info().rss)
+        self.thread = threading.Thread(target=sample, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+        self.peak = max(self.peak, self.proc.memory_info().rss)
+        self.mib = (self.peak - self.base) / 2**20
+
+
+def file_bytes(model, path: Path) -> tuple[int, int, int]:
+    """(file bytes, bytes of the quantized linears' tensors in it, their float32
+    bytes) for `model` saved as strata stores it (packed when quantized)."""
+    from safetensors import safe_open
+
+    strata.api.save_weights(model, path)
+    lin = {n: d["params"]["weight"] for n, d in model.strata_graph.nodes(data=True)
+           if d["attrs"].get("quant_scheme")}
+    packed = 0
+    with safe_open(str(path), "pt") as f:
+        for k in f.keys():
+            if any(k.startswith(n + ".weight") for n in lin):
+                t = f.get_slice(k)
+                packed += math.prod(t.get_shape()) * {"I8": 1, "U8": 1, "BF16": 2, "F16": 2, "F32": 4,
+                                                       "I32": 4, "I64": 8}[t.get_dtype()]
+    return path.stat().st_size, packed, sum(4 * math.prod(shape) for shape in lin.values())
+
+
+def table_rows() -> list[tuple[str, str, str | None]]:
+    """(row label, passes, the plain method it is measured against)."""
+    out = []
+    for g in GROUPS:
+        q = f"quantize(int4_weight, group_size={g}"
+        out += [(f"int4 g{g} rtn", q + ")", None),
+                (f"int4 g{g} gptq", q + ", method=gptq, act_order=true)", f"int4 g{g} rtn"),
+                (f"int4 g{g} awq", q + ", method=awq)", f"int4 g{g} rtn")]
+    return out + [
+        ("int8 weight rtn", "quantize(int8_weight)", None),
+        ("int8 weight gptq", "quantize(int8_weight, method=gptq)", "int8 weight rtn"),
+        ("int8 dynamic", "quantize(int8_dynamic)", None),
+        ("int8 dynamic smooth 0.5", "quantize(int8_dynamic, smooth=0.5)", "int8 dynamic"),
+        ("prune 50% magnitude", "prune(0.5)", None),
+        ("prune 50% sparsegpt", "prune(0.5, method=sparsegpt)", "prune 50% magnitude"),
+    ]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", choices=sorted(SIZES), default="1m")
     ap.add_argument("--train-seconds", type=float, default=600)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--calibration", type=int, default=32, help="calibration rows of 64 tokens")
-    ap.add_argument("--finetune", type=int, default=300, help="steps of strata compress --finetune")
+    ap.add_argument("--train-only", action="store_true", help="train (or find) the cached model and stop")
+    ap.add_argument("--calibration", type=int, default=128, help="calibration rows of the model's context")
+    ap.add_argument("--rows", default="", help="only the table rows whose label contains one of these "
+                    "comma-separated words")
+    ap.add_argument("--finetune", type=int, default=300, help="steps of strata compress --finetune (0: skip)")
+    ap.add_argument("--no-table", action="store_true", help="the --finetune figure only")
     ap.add_argument("--cache", default=str(Path.home() / ".cache" / "strata-bench" / "compress_methods"))
     args = ap.parse_args()
+    configure(args.size)
     torch.set_num_threads(args.threads)
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
-    spec = cache / "bench_llama.arch"
+    spec = cache / f"{NAME}.arch"
     spec.write_text(SPEC)
     train_ids, val = tokenize(cache)
-    w = cache / f"weights_{int(args.train_seconds)}s.safetensors"
+    w = cache / f"{NAME}_{int(args.train_seconds)}s.safetensors"
     if not w.is_file():
         torch.manual_seed(0)
         model, steps = train(strata.api.compile(spec), train_ids, args.train_seconds)
         strata.api.save_weights(model, w)
         print(f"trained {steps} steps in {args.train_seconds:.0f} s -> {w}", flush=True)
+    if args.train_only:
+        return
+    if not args.no_table:
+        table(spec, w, train_ids, val, cache, args)
+    if args.finetune:
+        recovery(spec, w, torch.cat([train_ids, val]), cache, args.finetune)
+
+
+@torch.no_grad()
+def outliers(model, ids) -> float:
+    """How far the largest input channel of the norms' readers (q/k/v, gate/up)
+    stands out: the largest max|x| over channels / the median channel's, the
+    worst over the model (SmoothQuant's premise is a ratio of 10 and more)."""
+    worst, hooks = 0.0, []
+
+    def hook(mod, args, out):
+        nonlocal worst
+        m = args[0].abs().reshape(-1, args[0].shape[-1]).amax(0)
+        worst = max(worst, float(m.max() / m.median()))
+    for n, d in model.strata_graph.nodes(data=True):
+        if d["attrs"].get("role") in ("q", "gate"):
+            hooks.append(model.get_submodule(n).register_forward_hook(hook))
+    model(ids)
+    for h in hooks:
+        h.remove()
+    return worst
+
+
+def table(spec, w, train_ids, val, cache, args) -> None:
     calib = windows(train_ids, args.calibration)[:, :CTX]
     batch = windows(val, 64)
     base = strata.api.compile(spec, weights=w).eval()
+    depth = sum(1 for n in base.strata_graph.nodes if n.endswith(".mlp.down"))
     print(f"model: {sum(p.numel() for p in base.parameters()):,} parameters", flush=True)
     with torch.no_grad():
         ref = base(batch[:8, :-1]).float()
     p0 = perplexity(base, batch)
+    float_bytes = file_bytes(base, cache / "float.safetensors")[0]
     x1 = batch[:1, :-1]
+    words = [r for r in args.rows.split(",") if r]
+    rows = [r for r in table_rows() if not words or any(wd in r[0] for wd in words)]
+    strata.api.compile(spec, weights=w, passes=[rows[0][1]])  # warm-up: first-use allocations out of the peaks
     results = {}
-    for label, p, plain in ROWS:
-        t = time.perf_counter()
-        m = strata.api.compile(spec, weights=w, passes=[p], calibration=calib if plain else None).eval()
-        seconds = time.perf_counter() - t
-        rec = m.strata_graph.graph["applied"][-1]["record"]
-        cal = rec.get("calibration")
+    for label, p, plain in rows:
+        with PeakRSS() as mem:
+            t = time.perf_counter()
+            m = strata.api.compile(spec, weights=w, passes=[p], calibration=calib if plain else None).eval()
+            seconds = time.perf_counter() - t
         with torch.no_grad():
             s = sqnr(ref, m(batch[:8, :-1]))
-        stored = as_stored(spec, w, p, calib if plain else None) if p.startswith("quantize") else None
-        results[label] = {"ppl": perplexity(m, batch), "sqnr": s, "model": m,
-                          "stored": perplexity(stored, batch) if stored is not None else None,
-                          "per_block": cal["seconds_per_block"] if cal else None, "compile": seconds}
-        print(f"  {label}: ppl {results[label]['ppl']:.3f} ({seconds:.1f} s)", flush=True)
-    lat = {}
-    with torch.no_grad():
-        for label, _, plain in ROWS:
-            if plain is not None:
-                a, b = results[plain]["model"], results[label]["model"]
-                t = interleaved({"plain": lambda a=a: a(x1), "method": lambda b=b: b(x1)}, reps=3, inner=3)
-                lat[label] = t["method"] / t["plain"]
-    print(f"\nfloat perplexity {p0:.3f} on {batch.shape[0]} windows of {CTX} tokens; calibration "
-          f"{calib.shape[0]} x {CTX} tokens; {args.threads} threads\n")
-    print("| method | perplexity | change | increase vs plain | logits SQNR dB | on the grid in fp32: change | "
-          "increase vs plain | calib s/block | latency vs plain |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for label, _, plain in ROWS:
+            t = interleaved({"float": lambda: base(x1), "method": lambda m=m: m(x1)}, reps=3, inner=2, warmup=2)
+        size, packed, fl = file_bytes(m, cache / "row.safetensors")
+        results[label] = {"ppl": perplexity(m, batch), "sqnr": s, "seconds": seconds, "mib": mem.mib,
+                          "latency": t["method"] / t["float"], "bytes": size,
+                          "layer_ratio": packed / fl if fl else None}
+        del m
+        print(f"  {label}: ppl {results[label]['ppl']:.3f} ({seconds:.1f} s, {mem.mib:.0f} MiB)", flush=True)
+    print(f"\nfloat perplexity {p0:.3f} on {batch.shape[0]} windows of {CTX} tokens, {float_bytes:,} bytes; "
+          f"calibration {calib.shape[0]} x {CTX} tokens; {args.threads} threads; {depth} layers; "
+          f"largest activation channel / median (q, gate inputs): {outliers(base, batch[:8, :-1]):.1f}\n")
+    print("| method | perplexity | change | increase vs plain | logits SQNR dB | file bytes | quantized layers' "
+          "bytes vs float | compile s / layer | peak MiB | latency vs float |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for label, _, plain in rows:
         r = results[label]
         inc = r["ppl"] / p0 - 1
-        vs = ratio(inc, results[plain]["ppl"] / p0 - 1) if plain else "1 (plain)"
-        cal = f"{r['per_block']:.2f}" if r["per_block"] is not None else "-"
-        la = f"{lat[label]:.2f}x" if label in lat else "1"
-        g_inc, g_vs = "-", "-"
-        if r["stored"] is not None:
-            g = r["stored"] / p0 - 1
-            g_inc = f"{100 * g:+.2f}%"
-            g_vs = ratio(g, results[plain]["stored"] / p0 - 1) if plain else "1 (plain)"
-        print(f"| {label} | {r['ppl']:.3f} | {100 * inc:+.2f}% | {vs} | {r['sqnr']:.1f} | {g_inc} | {g_vs} | "
-              f"{cal} | {la} |")
-    recovery(spec, w, torch.cat([train_ids, val]), cache, args.finetune)
+        vs = ratio(inc, results[plain]["ppl"] / p0 - 1) if plain in results else "1 (plain)" if not plain else "-"
+        lr = f"{r['layer_ratio']:.3f}" if r["layer_ratio"] is not None else "-"
+        print(f"| {label} | {r['ppl']:.3f} | {100 * inc:+.2f}% | {vs} | {r['sqnr']:.1f} | {r['bytes']:,} | {lr} | "
+              f"{r['seconds'] / depth:.2f} | {r['mib']:.0f} | {r['latency']:.2f}x |")
 
 
 def recovery(spec, w, ids, cache, steps):

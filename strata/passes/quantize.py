@@ -25,7 +25,7 @@ Calibrated methods (strata/passes/methods/; calibration data required):
                     with error feedback (act_order=true: inputs by decreasing
                     activation energy)
     method=awq      int4_weight / int8_weight: AWQ's activation-aware scales,
-                    folded into the norm before the linears
+                    folded into the norm (or linear) before, and its clipping
     smooth=alpha    int8_dynamic: SmoothQuant's migration of activation
                     outliers into the weights, folded into the norm
     method=rtn      round to nearest (the default; no calibration)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from tests.passes.helpers import torch
 
-from strata.passes.methods.awq import awq_scale
+from strata.passes.methods.awq import awq_clip, awq_scale
 from strata.passes.methods.gptq import gptq
 from strata.passes.methods.grid import Grid
 from strata.passes.methods.smoothquant import smooth_scale
@@ -76,6 +76,17 @@ def test_awq_scales_lower_the_error_of_rounding():
     assert alpha > 0 and err < rtn
     ours = grid.rtn(W.float() * s.float()).weight / s.float()
     assert _out_err(X.float(), W.float(), ours) < _out_err(X.float(), W.float(), grid.rtn(W.float()).weight)
+
+
+def test_awq_clip_lowers_the_error_of_rounding():
+    W, X, _ = _layer(d_in=64)
+    W = W.float()
+    W[::5, 7] *= 6  # a few large weights stretch their groups' ranges
+    grid = Grid("int4_weight", 32)
+    clipped, err, plain = awq_clip(W, X.float(), grid)
+    assert err < plain and (clipped.abs() <= W.abs()).all() and not torch.equal(clipped, W)
+    rtn = grid.rtn(W).weight
+    assert _out_err(X.float(), W, grid.rtn(clipped).weight) < _out_err(X.float(), W, rtn)
 
 
 def test_smoothquant_scale_moves_the_range_into_the_weights():

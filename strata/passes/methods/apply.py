@@ -5,7 +5,8 @@ rewrites the state dict in place; the pass's record gets what was done.
 
     quantize(..., method=gptq)   weights := GPTQ's choice on the scheme's grid;
                                  the integers go to ctx.quantized[linear]
-    quantize(..., method=awq)    W := W diag(s), norm := norm / s (AWQ's search)
+    quantize(..., method=awq)    W := W diag(s), norm := norm / s (AWQ's search), and
+                                 down / o likewise with up / v; then W := AWQ's clipping
     quantize(..., smooth=a)      W := W diag(s), norm := norm / s (SmoothQuant)
     prune(..., method=sparsegpt) W := SparseGPT's pruned and updated weights
 
@@ -16,9 +17,9 @@ and for the plain rounding / magnitude mask it replaces.
 
 from __future__ import annotations
 
-from strata.passes.methods.awq import awq_scale
+from strata.passes.methods.awq import awq_clip, awq_scale
 from strata.passes.methods.blocks import input_of
-from strata.passes.methods.fold import apply_scale, norm_groups
+from strata.passes.methods.fold import apply_pair, apply_scale, linear_pairs, norm_groups
 from strata.passes.methods.gptq import gptq
 from strata.passes.methods.grid import Grid
 from strata.passes.methods.smoothquant import smooth_scale
@@ -72,28 +73,57 @@ def calibrated_quantize(o, record: dict, state: dict, ctx) -> dict:
         cost = ctx.stream(out, nodes, handle)
         record["error"] = errors
     else:
+        awq = o.method == "awq"
         groups, skipped = norm_groups(g, nodes, out)
+        pairs = linear_pairs(g, nodes, out) if awq else {}  # {down: up, o: v}
+        for n in pairs:
+            skipped.pop(n, None)
         chosen = {r for rs in groups.values() for r in rs if r in nodes}
         scales: dict[str, dict] = {}
+        clips: dict[str, dict] = {}
 
         def handle(block, stats):
+            xs = {}  # AWQ: each linear's input rows as it reads them after the scales
             for norm, readers in groups.items():
                 sel = [r for r in readers if r in block]
                 if not sel:
                     continue
                 s = stats[norm] if norm in stats else stats[input_of(g, sel[0])]
                 Ws = [out[f"{r}.weight"] for r in sel]
-                if o.method == "awq":
+                if awq:
                     scale, alpha, err, rtn = awq_scale(Ws, s["x"], s["mean"], grid)
                     scales[norm] = {"alpha": alpha, "error": round(err, 6), "rtn_error": round(rtn, 6)}
+                    xs.update({r: s["x"] / scale.float() for r in sel})
                 else:
                     scale = smooth_scale(Ws, s["absmax"], o.smooth)
                     scales[norm] = {"alpha": o.smooth, "max_scale": round(float(scale.max()), 4),
                                     "min_scale": round(float(scale.min()), 4)}
                 apply_scale(g, out, norm, readers, scale)
-        cost = ctx.stream(out, sorted(chosen), handle, hessian=False,
-                           rows=AWQ_ROWS if o.method == "awq" else 0)
+            if not awq:
+                return
+            for n in block:
+                s = stats[input_of(g, n)]
+                if s["n"] == 0:
+                    skipped[n] = "no calibration input reached it"
+                    continue
+                xs.setdefault(n, s["x"])
+                if n in pairs:
+                    scale, alpha, err, rtn = awq_scale([out[f"{n}.weight"]], s["x"], s["mean"], grid)
+                    scales[n] = {"alpha": alpha, "error": round(err, 6), "rtn_error": round(rtn, 6),
+                                 "folded_into": pairs[n]}
+                    apply_pair(out, pairs[n], n, scale)
+                    xs[n] = s["x"] / scale.float()
+            for n in block:
+                if n in xs and g.nodes[n]["attrs"].get("role") not in ("q", "k"):
+                    W = out[f"{n}.weight"]
+                    clipped, err, plain = awq_clip(W, xs[n], grid)
+                    out[f"{n}.weight"] = clipped.to(W.dtype)
+                    clips[n] = {"error": round(err, 6), "rtn_error": round(plain, 6)}
+        cost = ctx.stream(out, nodes if awq else sorted(chosen), handle, hessian=False,
+                          rows=AWQ_ROWS if awq else 0)
         record["scales"] = scales
+        if awq:
+            record["clip"] = clips
     record["skipped"] = skipped
     record["calibration"] = cost
     return out

@@ -8,8 +8,19 @@ relative error; the inverse scale is folded into the norm before the linears
         || grid(W diag(s)) diag(1/s) x - W x ||^2     on calibration rows x
     (alpha = 0 is plain round to nearest, so the choice is never worse on them)
 
-The search is AWQ's scale search (auto_scale); its weight clipping search is
-not done here.  The chosen weights then go through the scheme's own rounding.
+That is AWQ's scale search (auto_scale), made for every norm's readers and
+for the linear pairs whose scale folds exactly into the producer (up -> down,
+v -> o; fold.py).  Then its clipping search (auto_clip), for every linear but
+q and k (whose error the softmax amplifies, as the reference skips them):
+
+    per output row and group, m = max|w| * (1 - i/20), i = 0 .. 10
+    chosen to minimise  || grid(clamp(w, -m, m)) x - w x ||^2   on 512 rows x
+
+The clipped weights then go through the scheme's own rounding, so what is
+stored is round to nearest of the chosen float weights.  The loss is the
+linear's output error; the reference measures it at the output of the module
+around the linears (the whole attention or MLP) — a simplification noted in
+docs/passes.md.
 """
 
 from __future__ import annotations
@@ -21,9 +32,11 @@ from strata.passes.methods.grid import Grid
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["awq_scale"]
+__all__ = ["awq_clip", "awq_scale"]
 
-GRID = 20  # alphas tried: 0, 1/20, ... 19/20, as AutoAWQ
+GRID = 20  # alphas tried: 0, 1/20, ... 19/20, as AutoAWQ; clip ratios in steps of 1/20
+MAX_SHRINK = 0.5  # clipping goes down to half the range at most (llm-awq's max_shrink)
+CLIP_ROWS = 512  # input rows the clipping search weighs by (llm-awq's n_sample_token)
 
 
 def _fake(grid: Grid, W):
@@ -37,15 +50,46 @@ def awq_scale(Ws: list["torch.Tensor"], x: "torch.Tensor", x_mean: "torch.Tensor
     import torch  # lazy: torch
 
     x = x.float()
-    ref = [x @ W.float().T for W in Ws]
+    G = x.T @ x  # [in, in]: || x D^T ||^2 = sum((D G) * D), one product per alpha instead of n rows
     best = None
     for i in range(GRID):
         alpha = i / GRID
         s = x_mean.float().clamp(min=1e-4) ** alpha
         s = s / (s.max() * s.min()).sqrt()
-        err = sum(float(((x / s) @ _fake(grid, W.float() * s).T - r).pow(2).sum()) for W, r in zip(Ws, ref))
+        err = 0.0
+        for W in Ws:
+            D = _fake(grid, W.float() * s) / s - W.float()
+            err += float(((D @ G) * D).sum())
         if i == 0:
             rtn = err
         if best is None or err < best[2]:
             best = (s, alpha, err)
     return best[0].to(torch.float64), best[1], best[2], rtn
+
+
+def awq_clip(W: "torch.Tensor", x: "torch.Tensor", grid: Grid) -> tuple["torch.Tensor", float, float]:
+    """(W clipped per output row and group [out, in], error, error unclipped):
+    the clipping that minimises the output error of rounding on rows x [n, in]."""
+    import torch
+
+    W = W.float()
+    x = x.float()[:: max(1, x.shape[0] // CLIP_ROWS)][:CLIP_ROWS]
+    out, d_in = W.shape
+    k = grid.columns(d_in)
+    wg = W.view(out, d_in // k, k)                                  # [out, G, k]
+    xg = x.view(x.shape[0], d_in // k, k)                           # [n, G, k]
+    ref = torch.einsum("ogk,ngk->ogn", wg, xg)                      # per-group partial outputs
+    top = wg.abs().amax(dim=2, keepdim=True)                        # [out, G, 1]
+    best_err = torch.full((out, d_in // k), float("inf"))
+    best = top.clone()
+    for i in range(int(MAX_SHRINK * GRID) + 1):
+        m = top * (1 - i / GRID)
+        q = grid.rtn(torch.maximum(torch.minimum(wg, m), -m).view(out, d_in)).weight.view(out, -1, k)
+        err = (torch.einsum("ogk,ngk->ogn", q, xg) - ref).pow(2).mean(dim=2)
+        if i == 0:
+            plain = float(err.sum())
+        better = err < best_err
+        best_err = torch.where(better, err, best_err)
+        best = torch.where(better[..., None], m, best)
+    clipped = torch.maximum(torch.minimum(wg, best), -best).view(out, d_in)
+    return clipped, float(best_err.sum()), plain

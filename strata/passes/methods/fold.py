@@ -9,7 +9,15 @@ norm, gate / up after the MLP norm (and all of them under a parallel block).
 Anything else reading the norm (a residual, a head tied to the embedding)
 would see the divided output, so such a linear is skipped, with the reason.
 
+The same holds between two linears when the second's input channels are the
+first's output channels, each passed on linearly (AWQ scales these too):
+down after up in a gated MLP (y = act(gate) * up, linear in up's rows) and
+o after v in attention with as many key/value heads as heads (softmax(q k) v
+mixes v's rows, never its channels).  Up's / v's rows (and bias) are divided
+by s, down's / o's columns multiplied by it.
+
     >>> # groups, skipped = norm_groups(g, ["decoder.h.0.attn.q", ...], state)
+    >>> # pairs = linear_pairs(g, ["decoder.h.0.mlp.down", ...], state)  # {down: up}
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import networkx as nx
 
-__all__ = ["apply_scale", "norm_groups"]
+__all__ = ["apply_pair", "apply_scale", "linear_pairs", "norm_groups"]
 
 
 def _foldable(g, n, state) -> bool:
@@ -61,3 +69,45 @@ def apply_scale(g, state: dict, norm: str, linears: list[str], s) -> None:
     for n in linears:
         W = state[f"{n}.weight"]
         state[f"{n}.weight"] = (W.double() * s[None, :]).to(W.dtype)
+
+
+def _producer(g, n: str) -> str | None:
+    """The linear whose output channels are `n`'s input channels one for one, or None."""
+    preds = list(g.predecessors(n))
+    if len(preds) != 1 or list(g.successors(preds[0])) != [n]:
+        return None
+    p, d = preds[0], g.nodes[preds[0]]
+    if d["op"] == "mul":
+        role = "up"
+    elif d["op"] == "attention" and d["attrs"].get("kv_heads", d["attrs"].get("heads")) == d["attrs"].get("heads"):
+        role = "v"
+    else:
+        return None
+    ups = [u for u in g.predecessors(p) if g.nodes[u]["op"] == "linear" and g.nodes[u]["attrs"].get("role") == role]
+    if len(ups) != 1 or list(g.successors(ups[0])) != [p]:
+        return None
+    return ups[0]
+
+
+def linear_pairs(g: "nx.MultiDiGraph", nodes: list[str], state: dict) -> dict[str, str]:
+    """{consumer: producer} for the linears `nodes` whose input scale folds into
+    the linear before them (down <- up, o <- v)."""
+    pairs = {}
+    for n in nodes:
+        p = _producer(g, n) if _foldable(g, n, state) else None
+        if p is not None and _foldable(g, p, state) and \
+                state[f"{p}.weight"].shape[0] == state[f"{n}.weight"].shape[1]:
+            pairs[n] = p
+    return pairs
+
+
+def apply_pair(state: dict, producer: str, consumer: str, s) -> None:
+    """Divide the producer's rows (and bias) by s [channels], multiply the
+    consumer's columns by it, in `state` (in place)."""
+    W = state[f"{producer}.weight"]
+    state[f"{producer}.weight"] = (W.double() / s[:, None]).to(W.dtype)
+    if f"{producer}.bias" in state:
+        b = state[f"{producer}.bias"]
+        state[f"{producer}.bias"] = (b.double() / s).to(b.dtype)
+    W = state[f"{consumer}.weight"]
+    state[f"{consumer}.weight"] = (W.double() * s[None, :]).to(W.dtype)

@@ -23,7 +23,7 @@ from strata.errors import UsageError
 
 __all__ = ["MAX_ROWS", "activation_stats", "load_calibration", "model_inputs"]
 
-MAX_ROWS = 64        # calibration rows (Wanda's paper uses 128 sequences; a few dozen suffice here)
+MAX_ROWS = 128       # calibration rows of the model's context (GPTQ, AWQ and Wanda use 128 sequences)
 BATCH = 8            # rows per forward
 
 
