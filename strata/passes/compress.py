@@ -41,7 +41,12 @@ class CompressResult:
     def lines(self) -> list[str]:
         r = self.report
         out = [f"wrote {self.out / f}" for f in FILES + (TOKENIZER,) if (self.out / f).is_file()]
-        out += [f"  {p['report']}" for p in r["passes"]]
+        for p in r["passes"]:
+            out.append(f"  {p['report']}")
+            layers = p.get("auto", {}).get("layers", {})  # quantize(auto): each linear's choice
+            w = max(map(len, layers), default=0)
+            out += [f"    {n:<{w}}  {x['scheme']:<11} {x['bits']:6.2f} bits  KL " +
+                    ", ".join(f"{s} {v:.3g}" for s, v in x["kl"].items()) for n, x in layers.items()]
         p, b = r["parameters"], r["weight_bytes"]
         out.append(f"  parameters {p['before']:,} -> {p['after']:,}; weights {b['before'] / 2**20:.1f} MiB "
                    f"-> {b['compiled'] / 2**20:.1f} MiB compiled ({b['file'] / 2**20:.1f} MiB on disk)")
@@ -118,6 +123,7 @@ def _classify(g, adapters: str = "merge") -> tuple[list[str], list[str], list[di
     adapters, the lora pass written in the new spec)."""
     from strata.passes import make_pass
     from strata.passes.low_rank import explicit_low_rank
+    from strata.passes.quant_budget import explicit_passes
     from strata.passes.text import pass_text
 
     kept, notes, structured, lora = [], [], [], []
@@ -138,6 +144,9 @@ def _classify(g, adapters: str = "merge") -> tuple[list[str], list[str], list[di
         elif a["name"] == "lora":
             lora.append(a)
             notes.append(f"{label}: the adapters are merged into its weights")
+        elif a["name"] == "quantize" and a["options"]["scheme"] == "auto":
+            kept += explicit_passes(g, a["record"], a["options"]["group_size"])
+            notes.append(f"{label}: the scheme it chose for each linear (report.json: passes[].auto)")
         elif a["name"] == "quantize" and (method != "rtn" or a["options"].get("smooth") is not None):
             plain = {**a["options"], "method": "rtn", "act_order": False, "smooth": None}
             kept.append(pass_text("quantize", plain))  # the weights hold the method's choice already
@@ -315,6 +324,8 @@ def _details(record: dict) -> dict:
         out["density"] = record["density"]
     if record.get("factored"):
         out["ranks"] = {n: f["rank"] for n, f in record["factored"].items()}
+    if record.get("auto"):  # quantize(auto): the scheme, bits and sensitivity of each linear
+        out["auto"] = record["auto"]
     if record.get("components"):
         out["kept"] = {c: {"kept": r["keep"], "of": r["of"]} for c, r in record["components"].items()}
     return out
