@@ -61,7 +61,9 @@ def check_passes(passes: A.Passes | None, g, errors: Collector, models) -> None:
         if use.name == "distill" and not _teacher_exists(opts.teacher, use, g, models, errors):
             continue
         on = getattr(opts, "on", None)
-        if on is not None and not select(g, on):
+        # a selector may name what an earlier pass makes (fuse_qkv's attn.qkv, low_rank's .a):
+        # then the pass itself refuses an empty selection when it runs
+        if on is not None and not select(g, on) and not g.graph["passes"]:
             span = next((k.value.span for k in use.kwargs if k.name == "on"), use.span)
             errors.error(f"pass '{use.name}': selector \"{on}\" matches no module", span,
                          "selectors are module path globs (decoder.h.*.mlp) or component "

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from strata.compiler.select import select
 from strata.passes.base import Pass, PassContext, PassError
 from strata.passes.distill import Distill
 from strata.passes.fuse_mlp import FuseMLP
@@ -86,6 +87,10 @@ def apply_passes(g: "nx.MultiDiGraph", *, lint: bool = True, ctx: PassContext | 
         p = make_pass(entry["name"], entry["options"])
         ctx.graph = g
         try:
+            on = entry["options"].get("on")
+            if on is not None and not select(g, on):  # it named what no earlier pass made either
+                raise PassError(f"pass '{p.name}': selector \"{on}\" matches no module (selectors are "
+                                "module path globs like decoder.h.*.mlp, or component kinds like attention)")
             h = p.run(g, ctx)
             if on_pass is not None:
                 on_pass(p, g, h)
