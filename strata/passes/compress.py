@@ -153,6 +153,9 @@ def _classify(g, adapters: str = "merge") -> tuple[list[str], list[str], list[di
             notes.append(f"{label}: its weights are the method's, stored as the integers it chose")
         elif a["name"] == "low_rank" and a["options"].get("energy") is not None:
             kept += explicit_low_rank(g, a["record"])
+        elif a["name"] == "low_rank" and a["options"].get("activation_aware"):
+            kept.append(pass_text("low_rank", {**a["options"], "activation_aware": False}))
+            notes.append(f"{label}: its weights hold the activation-aware factors")
         else:
             kept.append(label)
     return kept, notes, structured, lora

@@ -14,7 +14,8 @@ next-token distribution when that linear alone is quantized to that scheme,
 strata/passes/methods/sensitivity.py; float scores 0) under the budget: a
 multiple-choice knapsack, solved exactly by dynamic programming over the bytes
 above the cheapest assignment, in at most UNITS steps (each layer's extra bytes
-rounded up to whole steps, so the chosen assignment always keeps the budget).
+rounded up to whole steps, so the chosen assignment always keeps the budget; the
+bytes the rounding leaves are then spent greedily).
 NVIDIA Model Optimizer's `auto_quantize` is the anchor: its `kl_div` method
 scores the same way (one layer quantized at a time, KL of the logits), and it
 searches the assignment under an `effective_bits` constraint.
@@ -91,7 +92,22 @@ def choose(costs: dict[str, dict[str, int]], scores: dict[str, dict[str, float]]
         s = picks[i][c]
         out[n] = s
         c -= -(-(costs[n][s] - base[n]) // unit)
-    return {n: out[n] for n in names}
+    return _polish(costs, scores, budget, {n: out[n] for n in names})
+
+
+def _polish(costs, scores, budget: int, choice: dict[str, str]) -> dict[str, str]:
+    """Spend the bytes the rounding to steps left unused: while some layer can move
+    to a scheme of lower score within the budget, make the move of largest gain."""
+    left = budget - sum(costs[n][s] for n, s in choice.items())
+    while True:
+        moves = [(scores[n][choice[n]] - scores[n][s], -(costs[n][s] - costs[n][choice[n]]), n, s)
+                 for n in choice for s in costs[n]
+                 if scores[n][s] < scores[n][choice[n]] and costs[n][s] - costs[n][choice[n]] <= left]
+        if not moves:
+            return choice
+        _, _, n, s = max(moves)
+        left -= costs[n][s] - costs[n][choice[n]]
+        choice[n] = s
 
 
 def explicit_passes(g: "nx.MultiDiGraph", record: dict, group_size: int) -> list[str]:
