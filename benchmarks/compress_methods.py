@@ -307,6 +307,37 @@ def table(spec, w, train_ids, val, cache, args) -> None:
         lr = f"{r['layer_ratio']:.3f}" if r["layer_ratio"] is not None else "-"
         print(f"| {label} | {r['ppl']:.3f} | {100 * inc:+.2f}% | {vs} | {r['sqnr']:.1f} | {r['bytes']:,} | {lr} | "
               f"{r['seconds'] / depth:.2f} | {r['mib']:.0f} | {r['latency']:.2f}x |")
+    mixed_precision(spec, w, calib, batch, p0)
+
+
+# budgets between uniform int4 (4.16 stored bits at group 128, 4.63 at 32) and int8 (8 + 32/in)
+AUTO = ["quantize(auto, bits=4.5)", "quantize(auto, bits=5, group_size=32)", "quantize(auto, bits=6)"]
+
+
+def mixed_precision(spec, w, calib, batch, p0):
+    """quantize(auto, bits=B) beside the uniform schemes around it: the stored bits
+    per weight each reaches and its perplexity change (one table)."""
+    rows = ([("int4 g128 rtn (uniform)", "quantize(int4_weight, group_size=128)"),
+             ("int4 g32 rtn (uniform)", "quantize(int4_weight, group_size=32)")]
+            + [(p.removeprefix("quantize(").removesuffix(")"), p) for p in AUTO]
+            + [("int8 weight rtn (uniform)", "quantize(int8_weight)")])
+    print("\n| quantize | stored bits / weight | perplexity | change | linears int4 / int8 / float | compile s |")
+    print("|---|---|---|---|---|---|")
+    for label, p in rows:
+        t = time.perf_counter()
+        m = strata.api.compile(spec, weights=w, passes=[p], calibration=calib).eval()
+        seconds = time.perf_counter() - t
+        g = m.strata_graph
+        rec = g.graph["applied"][-1]["record"]
+        auto = rec.get("auto")
+        names = list(auto["layers"]) if auto else rec["linears"]
+        weights = sum(math.prod(g.nodes[n]["params"]["weight"]) for n in names)
+        bits = auto["achieved"] if auto else 8 * rec["bytes_after"] / weights  # the benchmark's linears have no bias
+        schemes = [g.nodes[n]["attrs"].get("quant_scheme", "float") for n in names]
+        split = " / ".join(str(schemes.count(s)) for s in ("int4_weight", "int8_weight", "float"))
+        ppl = perplexity(m, batch)
+        print(f"| {label} | {bits:.2f} | {ppl:.3f} | {100 * (ppl / p0 - 1):+.2f}% | {split} | {seconds:.1f} |",
+              flush=True)
 
 
 def recovery(spec, w, ids, cache, steps):

@@ -270,7 +270,7 @@ def make_parser() -> argparse.ArgumentParser:
     _add_pass(p)
     p.add_argument("--calibration", help="token ids (.safetensors), text (read with the run's tokenizer), "
                    "a run folder (the text it trained on) or builtin (the built-in corpus) for Wanda, "
-                   "activation-aware low rank, GPTQ, AWQ, SmoothQuant and SparseGPT")
+                   "activation-aware low rank, GPTQ, AWQ, SmoothQuant, SparseGPT and quantize(auto)")
     p.add_argument("--tokenizer", help="the tokenizer.json of the run that trained the weights "
                    "(to read text calibration data)")
     p.add_argument("-o", "--output", required=True, help="folder for model.arch, weights.safetensors, report.json")

@@ -70,3 +70,8 @@ class Plugins(Mapping):
 
 
 PASSES: Mapping[str, PassSpec] = Plugins()
+
+# The graph-only rewrite of a spec's passes, g -> g' (strata.passes puts
+# apply_passes here): the compiler's checks ask it whether a selector names a
+# module an earlier pass makes, without importing the passes.
+GRAPH_PASSES: list[Callable[[Any], Any]] = []

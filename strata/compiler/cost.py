@@ -87,6 +87,23 @@ def node_weight_bytes(d: dict, g: nx.MultiDiGraph | None = None) -> int:
     return sum(4 * prod(s) for s in params.values())
 
 
+def stored_weight_bytes(rows: int, cols: int, scheme: str | None, group_size: int | None = None) -> int:
+    """Bytes of one linear's weight [rows, cols] with its scales and zero points as
+    stored under `scheme` (None: fp32).  int4: 8 values to an int32, a bf16 scale and
+    a 4-bit zero point per group (zero points 8 rows to an int32), its int64 [2]
+    shape; int8 (fp8 alike): a byte a weight and an fp32 scale a row.
+
+        >>> stored_weight_bytes(16, 128, "int4_weight", 128), stored_weight_bytes(16, 128, "int8_weight")
+        (1080, 2112)
+    """
+    if scheme is None:
+        return 4 * rows * cols
+    if scheme == "int4_weight":
+        groups = cols // group_size
+        return rows * -(-cols // 8) * 4 + rows * groups * 2 + -(-rows // 8) * groups * 4 + 2 * 8
+    return rows * cols + rows * 4
+
+
 def weight_bytes(g: nx.MultiDiGraph) -> int:
     """Bytes of all parameters as compiled (quantized linears at their precision)."""
     return sum(node_weight_bytes(d, g) for _, d in g.nodes(data=True))

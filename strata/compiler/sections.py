@@ -8,6 +8,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+import strata.plugins as plugins
+from strata.compiler import ir
 from strata.compiler.evaluate import Env, EvalError, evaluate
 from strata.compiler.options import bind_options
 from strata.compiler.paths import folder_of, located, resolve_option_paths, resolve_path
@@ -42,6 +44,22 @@ def _teacher_exists(teacher: str, use: A.Use, g, models, errors: Collector) -> b
     return True
 
 
+def _made_by_earlier(g, on: str) -> bool:
+    """Whether selector `on` names a module the spec's earlier passes make: they
+    rewrite the graph (graph only, torch-free; strata.passes hands the rewrite
+    down as plugins.GRAPH_PASSES) and the selector is tried on the result."""
+    rewrite = plugins.GRAPH_PASSES[0] if plugins.GRAPH_PASSES else None
+    if not g.graph.passes or rewrite is None:
+        return False
+    h = ir.to_networkx(g)
+    h = h.copy() if h is g else h
+    try:
+        h = rewrite(h)
+    except Exception:  # noqa: BLE001 - an earlier pass that cannot apply says so itself when it runs
+        return False
+    return bool(select(h, on))
+
+
 def check_passes(passes: A.Passes | None, g, errors: Collector, models) -> None:
     if passes is None:
         return
@@ -61,7 +79,8 @@ def check_passes(passes: A.Passes | None, g, errors: Collector, models) -> None:
         if use.name == "distill" and not _teacher_exists(opts.teacher, use, g, models, errors):
             continue
         on = getattr(opts, "on", None)
-        if on is not None and not select(g, on):
+        # a selector may name what an earlier pass makes (fuse_qkv's attn.qkv, low_rank's .a)
+        if on is not None and not select(g, on) and not _made_by_earlier(g, on):
             span = next((k.value.span for k in use.kwargs if k.name == "on"), use.span)
             errors.error(f"pass '{use.name}': selector \"{on}\" matches no module", span,
                          "selectors are module path globs (decoder.h.*.mlp) or component "

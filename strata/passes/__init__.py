@@ -27,6 +27,8 @@ from strata.compiler import cost, ir
 from strata.compiler.ir_types import PASS_MARKS
 from strata.errors import Diagnostic, SpecError
 from strata.passes.base import Pass, PassContext, PassError, Stored
+import strata.plugins as plugins
+from strata.compiler.select import select
 from strata.passes.distill import Distill
 from strata.passes.fuse_mlp import FuseMLP
 from strata.passes.fuse_qkv import FuseQKV
@@ -54,6 +56,7 @@ REGISTRY: dict[str, type[Pass]] = {p.name: p for p in [
 for _p in REGISTRY.values():  # what the dsl and the compiler read of each (strata/plugins.py)
     PASSES.register(_p.name, PassSpec(_p.name, _p.options, _p.positional))
     PASS_MARKS.update(_p.marks)
+plugins.GRAPH_PASSES[:] = [lambda g: apply_passes(g, lint=False)]  # the compiler's selector check
 cost.PASSES = REGISTRY  # the cost model asks the passes' hooks (the compiler cannot import them)
 
 
@@ -110,6 +113,10 @@ def apply_passes(g: "nx.MultiDiGraph", *, lint: bool = True, ctx: PassContext | 
         p = make_pass(entry["name"], entry["options"])
         ctx.graph = g
         try:
+            on = entry["options"].get("on")
+            if on is not None and not select(g, on):  # it named what no earlier pass made either
+                raise PassError(f"pass '{p.name}': selector \"{on}\" matches no module (selectors are "
+                                "module path globs like decoder.h.*.mlp, or component kinds like attention)")
             h = p.run(g, ctx)
             if on_pass is not None:
                 on_pass(p, g, h)

@@ -102,6 +102,11 @@ class PassContext:
                             "data (strata compress --calibration FILE, compile(..., calibration=ids))")
         return self._runner(what).activation_stats(self.graph, self.need_state(what), self.calibration, nodes)
 
+    def sensitivity(self, g, schemes: dict[str, list[str]], group_size: int) -> tuple[dict, dict]:
+        """How far the model's next-token distribution moves when each linear alone
+        is rounded to each scheme (Runner.sensitivity; quantize(auto))."""
+        return self._runner("sensitivity").sensitivity(g, self.state, self.calibration, schemes, group_size)
+
     def stream(self, state: dict, nodes: list[str], handle, **kw) -> dict:
         """The calibration ids streamed block by block through the model of
         `self.graph` holding `state`, `handle(block, stats)` called after each
@@ -125,6 +130,10 @@ class Runner(Protocol):
     def stream(self, g: "nx.MultiDiGraph", state: dict, ids: Any, nodes: list[str], handle, *,
                hessian: bool = True, rows: int = 0) -> dict:
         """`handle(block_nodes, stats)` block by block; {"blocks", "seconds_per_block", "rows"}."""
+
+    def sensitivity(self, g: "nx.MultiDiGraph", state: dict, ids: Any, schemes: dict[str, list[str]],
+                    group_size: int) -> tuple[dict, dict]:
+        """({linear: {scheme: mean KL}}, {"rows", "forwards", "seconds"})."""
 
 
 @dataclass

@@ -37,6 +37,7 @@ from strata.passes._rewrite import (
     weight_linears,
 )
 from strata.passes.base import Pass, PassContext, Stored
+from strata.passes.text import pass_text
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -192,10 +193,14 @@ class LowRank(Pass):
             if record.get("factored") else super().details(record)
 
     def stored(self, entry, g, adapters="merge") -> Stored:
-        """Ranks an energy fraction chose are written as the ranks themselves."""
-        if self.o.energy is None:
-            return Stored(kept=[self.label()])
-        return Stored(kept=explicit_low_rank(g, entry["record"]))
+        """Ranks an energy fraction chose are written as the ranks themselves; the
+        factors activation-aware SVD chose are in the weights, so the written pass
+        reads no activations when the output is loaded again."""
+        if self.o.energy is not None:
+            return Stored(kept=explicit_low_rank(g, entry["record"]))
+        if self.o.activation_aware:
+            return Stored(kept=[pass_text(self.name, {**self.o.model_dump(), "activation_aware": False})])
+        return Stored(kept=[self.label()])
 
 
 def _factor(g: "nx.MultiDiGraph", n: str, rank: int, splices: Splices) -> "nx.MultiDiGraph":

@@ -30,6 +30,10 @@ Calibrated methods (strata/passes/methods/; calibration data required):
                     outliers into the weights, folded into the norm
     method=rtn      round to nearest (the default; no calibration)
 
+    auto, bits=B    each linear int4_weight, int8_weight or float, chosen from
+                    its sensitivity on the calibration data under an average of
+                    B stored bits per weight (strata/passes/quant_budget.py)
+
 `qat=true` asks `strata train` to train with fake quantization of the same
 scheme (torchao QATConfig prepare -> train -> convert; strata/backends/torch/workflows/qat.py).
 A tied head (its weight is the embedding's) is quantized only when the
@@ -41,16 +45,18 @@ copy.  The weight bytes the summary prints are those of torchao's layout
 
 from __future__ import annotations
 
+import math
 from math import gcd, prod
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from strata.compiler.cost import node_weight_bytes
+from strata.compiler.cost import node_weight_bytes, stored_weight_bytes
 from strata.components.base import Options
 from strata.passes._rewrite import PassError, copy_graph, selected_nodes, weight_linears
 from strata.passes.base import Pass, Stored
 from strata.passes.methods.apply import calibrated_quantize
+from strata.passes.quant_budget import FLOAT, average_bits, candidates, choose, explicit_passes
 from strata.passes.text import pass_text
 
 if TYPE_CHECKING:
@@ -70,8 +76,9 @@ class QuantizeOptions(Options):
     """Quantize the weights of linear layers (int8 dynamic, int8 / int4 weight-only,
     fp8 on CUDA sm89+); `qat=true` trains with fake quantization first."""
 
-    scheme: Literal["int8_dynamic", "int8_weight", "int4_weight", "fp8"] = Field(
-        description="int8 weights and activations; int8 or int4 weights only; fp8 (CUDA sm89+)")
+    scheme: Literal["int8_dynamic", "int8_weight", "int4_weight", "fp8", "auto"] = Field(
+        description="int8 weights and activations; int8 or int4 weights only; fp8 (CUDA sm89+); "
+        "auto: each linear int4, int8 or float by its sensitivity, under bits= (reads --calibration data)")
     on: str | None = Field(None, description="module path glob or component kind; default all")
     group_size: Literal[32, 64, 128, 256] = Field(128, description="int4_weight: weights per scale "
                                                   "along the input (torchao's sizes)")
@@ -83,6 +90,19 @@ class QuantizeOptions(Options):
     act_order: bool = Field(False, description="gptq: quantize the inputs of most activation energy first")
     smooth: float | None = Field(None, gt=0, lt=1, description="int8_dynamic: SmoothQuant migration "
                                  "strength alpha (reads --calibration data)")
+    bits: float | None = Field(None, gt=0, le=32, description="auto: the average stored bits per weight "
+                               "of the selected linears (int4 ~4.16 at group 128, int8 ~8, float 32)")
+
+    @model_validator(mode="after")
+    def _budget(self):
+        if self.scheme == "auto" and self.bits is None:
+            raise ValueError("quantize(auto) needs bits=, the average stored bits per weight (e.g. bits=4.5)")
+        if self.scheme != "auto" and self.bits is not None:
+            raise ValueError(f"bits= is the budget of quantize(auto); {self.scheme} fixes the bits")
+        if self.scheme == "auto" and (self.method != "rtn" or self.smooth is not None or self.qat):
+            raise ValueError("quantize(auto) chooses among round-to-nearest int4, int8 and float; "
+                             "method=, smooth= and qat= apply to one fixed scheme")
+        return self
 
 
 def device_problem(scheme: str, device) -> str | None:
@@ -117,7 +137,7 @@ class Quantize(Pass):
             ctx.need_calibration(self.label())
         g = copy_graph(graph)
         nodes = weight_linears(g, o.on)
-        if o.on is not None:  # a tied head named by the selector runs on an int8 copy of the embedding
+        if o.on is not None and o.scheme != "auto":  # a tied head named by the selector runs on an int8 copy
             nodes += [n for n in selected_nodes(g, o.on) if "weight" in g.nodes[n]["tied"]]
         adapted = [n for n in nodes if g.nodes[n]["attrs"].get("lora")]
         if adapted:
@@ -126,20 +146,19 @@ class Quantize(Pass):
         if not nodes:
             raise PassError(f"{self.label()}: the selection holds no linear layer of its own "
                             "(a tied head's weight is the embedding's)")
+        if o.scheme == "auto":
+            return self._auto(graph, g, nodes, ctx)
         kept: dict[str, str] = {}
         if o.scheme == "int4_weight":
             bad = [n for n in nodes if g.nodes[n]["attrs"]["in"] % o.group_size]
             if bad and (o.strict or len(bad) == len(nodes)):
                 raise PassError(self._misfit(g, nodes, bad))
-            for n in bad:  # as llm-compressor's `ignore`: these stay float, and the report says so
-                kept[n] = f"width {g.nodes[n]['attrs']['in']} is not a multiple of {o.group_size}"
-            for n in nodes:  # torchao's int4 packing takes whole tiles of output rows
-                out = g.nodes[n]["attrs"]["out"]
-                if n not in kept and out % INT4_ROWS:
-                    if o.strict:
-                        raise PassError(f"{self.label()}: '{n}' has {out} output features; int4 "
-                                        f"kernels need a multiple of {INT4_ROWS}")
-                    kept[n] = f"{out} outputs is not a multiple of {INT4_ROWS}"
+            # as llm-compressor's `ignore`: these stay float, and the report says so
+            kept = self._int4_misfits(g, nodes)
+            rows = [n for n in kept if n not in bad]  # torchao's int4 packing takes whole tiles of rows
+            if rows and o.strict:
+                raise PassError(f"{self.label()}: '{rows[0]}' has {g.nodes[rows[0]]['attrs']['out']} output "
+                                f"features; int4 kernels need a multiple of {INT4_ROWS}")
             nodes = [n for n in nodes if n not in kept]
             if not nodes:
                 raise PassError(f"{self.label()}: no selected layer fits int4 ({next(iter(kept.values()))})")
@@ -156,6 +175,58 @@ class Quantize(Pass):
         tied = [n for n in nodes if "weight" in g.nodes[n]["tied"]]
         return self.done(g, {"linears": nodes, "tied": tied, "bytes_before": before, "bytes_after": after,
                              "kept_float": kept})
+
+    def _int4_misfits(self, g, nodes: list[str]) -> dict[str, str]:
+        """{linear: why int4 cannot hold it} (a width not a multiple of the group size,
+        or outputs not whole tiles of torchao's packing)."""
+        out = {}
+        for n in nodes:
+            a = g.nodes[n]["attrs"]
+            if a["in"] % self.o.group_size:
+                out[n] = f"width {a['in']} is not a multiple of {self.o.group_size}"
+            elif a["out"] % INT4_ROWS:
+                out[n] = f"{a['out']} outputs is not a multiple of {INT4_ROWS}"
+        return out
+
+    def _auto(self, graph, g, nodes: list[str], ctx) -> "nx.MultiDiGraph":
+        """quantize(auto, bits=B): each linear's scheme by its sensitivity under the
+        budget (strata/passes/quant_budget.py)."""
+        o = self.o
+        no_int4 = self._int4_misfits(g, nodes)
+        costs = candidates(g, nodes, o.group_size, no_int4)
+        weights = sum(prod(g.nodes[n]["params"]["weight"]) for n in nodes)
+        budget = int(o.bits * weights / 8)
+        cheapest = {n: min(c, key=c.get) for n, c in costs.items()}
+        least = average_bits(costs, cheapest, weights)
+        if sum(costs[n][s] for n, s in cheapest.items()) > budget:
+            raise PassError(
+                f"{self.label()}: no assignment fits {o.bits:g} bits per weight; the least these "
+                f"{len(nodes)} linears can take is {least:.3f} (every one int4 with group_size={o.group_size}"
+                + (f", {len(no_int4)} int8 as int4 cannot hold them: {next(iter(no_int4.values()))})"
+                   if no_int4 else ")") + f": write bits={math.ceil(least * 100) / 100:g} or more")
+        if ctx is None or ctx.state is None:
+            raise PassError(f"{self.label()} chooses each linear's scheme from the weights and calibration "
+                            "data: strata compress SPEC --weights W --calibration DATA (or compile(spec, "
+                            "weights=..., calibration=ids)); its model.arch names the choice per layer")
+        ctx.need_calibration(self.label())
+        scores, info = ctx.sensitivity(graph, {n: [s for s in costs[n] if s != FLOAT] for n in nodes},
+                                       o.group_size)
+        choice = choose(costs, {n: {**scores[n], FLOAT: 0.0} for n in nodes}, budget)
+        before = sum(node_weight_bytes(g.nodes[n], g) for n in nodes)
+        for n, scheme in choice.items():
+            if scheme != FLOAT:
+                label, bits = SCHEMES[scheme]
+                g.nodes[n]["attrs"].update(quant=label, quant_scheme=scheme, quant_bits=bits,
+                                           **({"group_size": o.group_size} if scheme == "int4_weight" else {}))
+        after = sum(node_weight_bytes(g.nodes[n], g) for n in nodes)
+        layers = {n: {"scheme": s, "bits": round(8 * costs[n][s] / prod(g.nodes[n]["params"]["weight"]), 4),
+                      "kl": {k: float(f"{v:.6g}") for k, v in scores[n].items()}} for n, s in choice.items()}
+        return self.done(g, {"linears": [n for n in nodes if choice[n] != FLOAT], "tied": [],
+                             "bytes_before": before, "bytes_after": after, "kept_float": {},
+                             "auto": {"bits": o.bits, "achieved": round(average_bits(costs, choice, weights), 4),
+                                      "least": round(least, 4), "layers": layers, "no_int4": no_int4,
+                                      "score": "mean KL of the next-token distribution, that linear alone "
+                                               "rounded", **info}})
 
     @property
     def calibrated(self) -> bool:
@@ -199,6 +270,16 @@ class Quantize(Pass):
     def report(self, record: dict) -> str:
         n = len(record["linears"])
         mib = 2 ** 20
+        if record.get("auto"):
+            a = record["auto"]
+            counts: dict[str, int] = {}
+            for x in a["layers"].values():
+                counts[x["scheme"]] = counts.get(x["scheme"], 0) + 1
+            return (f"quantize (auto, {a['bits']:g} bits): {len(a['layers'])} linears: "
+                    + ", ".join(f"{c} {s}" for s, c in sorted(counts.items()))
+                    + f"; {a['achieved']:.2f} bits per weight (least {a['least']:.2f}), "
+                    f"{record['bytes_before'] / mib:.1f} MiB -> {record['bytes_after'] / mib:.1f} MiB; "
+                    f"chosen by KL on {a['rows']} calibration rows ({a['forwards']} forwards)")
         how = f"{self.o.scheme}, {self.o.method}" if self.o.method != "rtn" else self.o.scheme
         how += f", smooth {self.o.smooth}" if self.o.smooth is not None else ""
         s = (f"quantize ({how}): {n} linear{'s' * (n != 1)}, "
@@ -275,12 +356,7 @@ class Quantize(Pass):
             if k.startswith("lora_"):
                 total += 4 * n
             elif k == "weight":
-                rows, cols = s
-                if q == "int4_weight":
-                    groups = cols // a["group_size"]
-                    total += rows * -(-cols // 8) * 4 + rows * groups * 2 + -(-rows // 8) * groups * 4 + 2 * 8
-                else:  # int8 (fp8 alike): a byte a weight, an fp32 scale a row
-                    total += n + rows * 4
+                total += stored_weight_bytes(s[0], s[1], q, a.get("group_size"))
             else:  # bias
                 total += (2 if q == "int4_weight" else 4) * n
         return total
@@ -299,9 +375,22 @@ class Quantize(Pass):
         if getattr(net, "qat_prepared", None):
             kit.convert_qat(net)
 
+    def details(self, record: dict) -> dict:
+        """Per-layer errors, and for quantize(auto) the scheme, bits and
+        sensitivity of each linear."""
+        out = super().details(record)
+        if record.get("auto"):
+            out["auto"] = record["auto"]
+        return out
+
     def stored(self, entry, g, adapters="merge") -> Stored:
         """A calibrated method's weights are stored as the integers it chose, under a
-        plain quantize pass (rounding them again changes nothing)."""
+        plain quantize pass (rounding them again changes nothing); quantize(auto)
+        as the plain passes of the scheme it chose for each linear."""
+        if self.o.scheme == "auto":
+            return Stored(kept=explicit_passes(g, entry["record"], self.o.group_size),
+                          notes=[f"{self.label()}: the scheme it chose for each linear "
+                                 "(report.json: passes[].auto)"])
         if not self.calibrated:
             return Stored(kept=[self.label()])
         plain = pass_text(self.name, {**self.o.model_dump(), "method": "rtn", "act_order": False, "smooth": None})

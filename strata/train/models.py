@@ -14,11 +14,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from strata.backends.torch.compile import compile_graph
-from strata.backends.torch.weights import checkpoint_shapes, load_weights, save_weights
+from strata.backends.torch.spec_names import to_spec_names
+from strata.backends.torch.weights import _model_state, checkpoint_shapes, load_fitting, load_weights, save_weights
 from strata.compiler import as_graph
 from strata.io import is_spec_path
 
-__all__ = ["compile_model", "load_weights", "save_weights", "checkpoint_shapes"]
+__all__ = ["compile_model", "float_state", "load_fitting", "load_weights", "save_weights", "checkpoint_shapes"]
 
 
 def compile_model(spec, *, model: str | None = None, device=None, weights: str | Path | None = None,
@@ -27,3 +28,11 @@ def compile_model(spec, *, model: str | None = None, device=None, weights: str |
     `weights` (a .safetensors file) carried through them, as `strata.compile` builds it."""
     return compile_graph(as_graph(spec, model=model), origin=str(spec) if is_spec_path(spec) else None,
                          weights=weights, device=device, quantize=quantize)
+
+
+def float_state(spec, weights: str | Path) -> dict:
+    """The model of `spec` with `weights` (a compress output's) as float tensors in
+    the spec's own names: low-rank factors multiplied back, integers dequantized,
+    so they fit the uncompressed spec as well as the compressed one."""
+    net = compile_model(spec, weights=weights, quantize=False)
+    return {k: v.detach().contiguous() for k, v in to_spec_names(net.strata_graph, _model_state(net)).items()}

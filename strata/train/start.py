@@ -37,14 +37,14 @@ from strata.train.folder import MANIFEST, claim
 from strata.train.limits import model_limits
 from strata.train.loop import Loop
 from strata.train.metrics import MetricsLog, Progress, plot_losses
-from strata.train.models import checkpoint_shapes, compile_model, load_weights
+from strata.train.models import checkpoint_shapes, compile_model, float_state, load_fitting, load_weights
 from strata.train.objectives import Loss, choose_objective
 from strata.train.objectives.distill import DistillLoss, load_teacher
 from strata.train.optim import make_optimizer
 from strata.train.records import RunInfo, read_run_json
 from strata.train.run import CACHE, FINAL, METRICS, PLOT, RUN_JSON, TOKENIZER, Run
 from strata.train.settings import resolve_settings
-from strata.train.sources import resolve_weights
+from strata.train.sources import COMPRESSED_SPEC, COMPRESSED_WEIGHTS, is_compressed, resolve_weights
 from strata.train.state import TrainState
 from strata.train.tokenizer import fit_tokenizer, load_tokenizer, tokenizer_from_json
 
@@ -139,10 +139,17 @@ def _freeze(net, selectors) -> list[str]:
 
 def _init_weights(net, path, d: Dist, progress: bool) -> None:
     """Load pretrained weights where names and shapes fit; report what did not."""
-    have = set(checkpoint_shapes(path))
-    load_weights(net, path, strict=False)
+    path = Path(path)
     names = {k for k, _ in net.named_parameters()}
-    new = sorted(k for k in names if k not in have)
+    if is_compressed(path.parent) and path.name == COMPRESSED_WEIGHTS:
+        # a compress output holds its model's own tensors (low-rank factors, integers):
+        # read them as the float weights they stand for, in the spec's own names, which
+        # fit the spec it was compressed from as well as its own model.arch
+        new = sorted(load_fitting(net, float_state(path.parent / COMPRESSED_SPEC, path)))
+    else:
+        have = set(checkpoint_shapes(path))
+        load_weights(net, path, strict=False)
+        new = sorted(k for k in names if k not in have)
     _say(d, progress, f"init: {path}: {len(names) - len(new)} of {len(names)} weights loaded"
          + (f"; new: {', '.join(new[:6])}{' ...' if len(new) > 6 else ''}" if new else ""))
 

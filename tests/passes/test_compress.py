@@ -117,3 +117,17 @@ def test_imports_and_paths_are_resolved(tmp_path):
     assert "import" not in text and "extends" not in text and "model small {" in text
     assert 'distill("../../base.arch")' in text and 'data = "../../data.txt"' in text
     assert main(["check", str(out / "model.arch")]) == 0
+
+
+def test_written_passes_that_name_fused_layers_or_read_activations_load_again(tmp_path):
+    """low_rank(energy) after fuse_qkv writes ranks for attn.qkv, which only the fused
+    graph has; low_rank(activation_aware=true) is written without it (its factors are
+    in the weights): both outputs compile back and compute the compressed model."""
+    spec = spec_file(tmp_path, LLAMA)
+    w = weights(tmp_path, spec)
+    for i, passes in enumerate([["fuse_qkv", "low_rank(energy=0.6)"], ["low_rank(8, activation_aware=true)"]]):
+        out = tmp_path / f"out{i}"
+        r = compress(spec, w, out, passes=passes, calibration=ids(96, rows=2, length=16)).report
+        assert r["logits"]["loaded_equals_in_memory"]
+        written = (out / "model.arch").read_text().split("passes {")[1]
+        assert "energy" not in written and "activation_aware" not in written

@@ -23,7 +23,7 @@ from strata.safetensors_file import read_header, tensor_bytes
 
 SCHEMES = ["quantize(int8_dynamic)", "quantize(int8_weight)", "quantize(int4_weight, group_size=32)",
            "fuse_qkv\nquantize(int4_weight, group_size=32)", "low_rank(16)", "prune(0.5, method=structured)",
-           'lora(4, on="attention")']
+           'lora(4, on="attention")', "quantize(auto, bits=6, group_size=32)"]
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +42,12 @@ def _logits(net, x):
 def test_the_file_loads_into_the_kernels_and_computes_exactly_the_compressed_model(gpt, tmp_path, passes):
     spec, w = gpt
     out = tmp_path / "out"
-    r = compress(spec, w, out, passes=passes.split("\n")).report
+    calib = ids(80, rows=4, length=32, seed=3) if "auto" in passes else None  # auto's sensitivity reads it
+    r = compress(spec, w, out, passes=passes.split("\n"), calibration=calib).report
     x = ids(80)
     # in memory: the spec with its passes, compiled from the float weights (round-to-nearest integers)
-    mem = _logits(compile(spec, weights=w, passes=passes.split("\n")), x) if "lora" not in passes else None
+    mem = _logits(compile(spec, weights=w, passes=passes.split("\n"), calibration=calib), x) \
+        if "lora" not in passes else None
     loaded = compile(out / "model.arch", weights=out / "weights.safetensors")
     got = _logits(loaded, x)
     assert r["logits"]["loaded_equals_in_memory"]
@@ -56,7 +58,8 @@ def test_the_file_loads_into_the_kernels_and_computes_exactly_the_compressed_mod
         == tensor_bytes(out / "weights.safetensors") == r["weight_bytes"]["file_tensors"]
     if "quantize" in passes:
         assert r["quantization_config"]["quant_method"] == "compressed-tensors"
-        assert r["quantization_config"]["format"] == ("pack-quantized" if "int4" in passes else "int-quantized")
+        assert r["quantization_config"]["format"] == ("pack-quantized" if "int4" in passes else "mixed-precision"
+                                                      if "auto" in passes else "int-quantized")
         assert any(type(m.weight).__name__ != "Parameter" or hasattr(m, "_packed_params")
                    for m in loaded.modules() if hasattr(m, "weight") and not isinstance(m, torch.nn.Embedding))
 

@@ -58,7 +58,7 @@ def _initial_state(g0, device, module_name: str):
     import torch  # lazy: torch
 
     plain = g0.copy()
-    plain.graph = {**g0.graph, "passes": []}
+    plain.graph = type(g0.graph)({**g0.graph, "passes": []})
     _check_fits(plain, device)
     mod = load_source(generate_source(plain), module_name)
     with torch.device(device or "cpu"):

@@ -167,7 +167,7 @@ def _fit(model: torch.nn.Module, have: dict[str, tuple], strict: bool, where: st
     return in_spec_names
 
 
-def _load(model: torch.nn.Module, tensors: dict, in_spec_names: bool, strict: bool) -> None:
+def _load(model: torch.nn.Module, tensors: dict, in_spec_names: bool, strict: bool) -> list[str]:
     tied = tied_names(model)
     tensors = {k: v for k, v in tensors.items() if k not in tied}
     if in_spec_names:
@@ -179,7 +179,7 @@ def _load(model: torch.nn.Module, tensors: dict, in_spec_names: bool, strict: bo
         if src in tensors:
             tensors[k] = tensors[src]
     with torch.no_grad():
-        model.load_state_dict(tensors, strict=strict)
+        return model.load_state_dict(tensors, strict=strict).missing_keys
 
 
 def _refuse_quantized(model: torch.nn.Module) -> None:
@@ -196,6 +196,17 @@ def load_state(model: torch.nn.Module, tensors: dict, *, strict: bool = True) ->
     in_spec = _fit(model, {k: tuple(v.shape) for k, v in tensors.items()}, strict, "<state dict>")
     _load(model, dict(tensors), in_spec, strict)
     return model
+
+
+def load_fitting(model: torch.nn.Module, tensors: dict) -> list[str]:
+    """Load the tensors of an in-memory state dict (the spec's names or the model's)
+    whose names fit `model` (shapes must); return the model's parameters left as
+    they were (`strata train --init`)."""
+    model = _unwrap(model)
+    _refuse_quantized(model)
+    in_spec = _fit(model, {k: tuple(v.shape) for k, v in tensors.items()}, False, "<state dict>")
+    missing = set(_load(model, dict(tensors), in_spec, False))
+    return [k for k, _ in model.named_parameters() if k in missing]
 
 
 def _model_dtypes(model: torch.nn.Module, in_spec_names: bool) -> dict[str, torch.dtype]:

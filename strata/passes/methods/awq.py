@@ -70,7 +70,7 @@ def awq_scale(Ws: list["torch.Tensor"], x: "torch.Tensor", x_mean: "torch.Tensor
 def awq_clip(W: "torch.Tensor", x: "torch.Tensor", grid: Grid) -> tuple["torch.Tensor", float, float]:
     """(W clipped per output row and group [out, in], error, error unclipped):
     the clipping that minimises the output error of rounding on rows x [n, in]."""
-    import torch
+    import torch  # lazy: torch
 
     W = W.float()
     x = x.float()[:: max(1, x.shape[0] // CLIP_ROWS)][:CLIP_ROWS]

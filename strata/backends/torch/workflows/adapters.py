@@ -43,7 +43,7 @@ def mark_trainable(model) -> list[str]:
 def _without_lora(g):
     """The graph with the lora passes undone (their parameters and marks dropped)."""
     h = g.copy()
-    h.graph = {**g.graph, "applied": [a for a in g.graph.get("applied", []) if a["name"] != "lora"]}
+    h.graph = type(g.graph)({**g.graph, "applied": [a for a in g.graph.get("applied", []) if a["name"] != "lora"]})
     for n in h.nodes:
         d = h.nodes[n]
         if d["attrs"].get("lora"):

@@ -111,7 +111,7 @@ def activation_stats(g, state: dict, ids, nodes: list[str]) -> dict:
     from strata.backends.torch.weights import load_state  # lazy: torch
 
     g = g.copy()
-    g.graph = {**g.graph, "passes": []}
+    g.graph = type(g.graph)({**g.graph, "passes": []})
     net = load_source(generate_source(g), g.graph["name"]).build()
     net.strata_graph = g
     load_state(net, state)

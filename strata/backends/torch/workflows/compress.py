@@ -55,7 +55,12 @@ class CompressResult:
     def lines(self) -> list[str]:
         r = self.report
         out = [f"wrote {self.out / f}" for f in FILES + (TOKENIZER,) if (self.out / f).is_file()]
-        out += [f"  {p['report']}" for p in r["passes"]]
+        for p in r["passes"]:
+            out.append(f"  {p['report']}")
+            layers = p.get("auto", {}).get("layers", {})  # quantize(auto): each linear's choice
+            w = max(map(len, layers), default=0)
+            out += [f"    {n:<{w}}  {x['scheme']:<11} {x['bits']:6.2f} bits  KL " +
+                    ", ".join(f"{s} {v:.3g}" for s, v in x["kl"].items()) for n, x in layers.items()]
         p, b = r["parameters"], r["weight_bytes"]
         out.append(f"  parameters {p['before']:,} -> {p['after']:,}; weights {b['before'] / 2**20:.1f} MiB "
                    f"-> {b['compiled'] / 2**20:.1f} MiB compiled ({b['file'] / 2**20:.1f} MiB on disk)")
@@ -278,5 +283,5 @@ def _first(outputs):
 
 def _plain(g0):
     g = g0.copy()
-    g.graph = {**g0.graph, "passes": []}
+    g.graph = type(g0.graph)({**g0.graph, "passes": []})
     return g

@@ -10,6 +10,7 @@ transforms) never import the backend.
 from __future__ import annotations
 
 from strata.backends.torch.workflows.calibration import activation_stats
+from strata.backends.torch.workflows.sensitivity import sensitivity
 from strata.backends.torch.workflows.stream import stream
 
 __all__ = ["RUNNER"]
@@ -20,6 +21,7 @@ class _TorchRunner:
 
     activation_stats = staticmethod(activation_stats)
     stream = staticmethod(stream)
+    sensitivity = staticmethod(sensitivity)
 
 
 RUNNER = _TorchRunner()

@@ -37,7 +37,7 @@ def _net(g, state):
     from strata.backends.torch.weights import load_state  # lazy: torch
 
     g = g.copy()
-    g.graph = {**g.graph, "passes": []}
+    g.graph = type(g.graph)({**g.graph, "passes": []})
     net = load_source(generate_source(g), g.graph["name"]).build()
     net.strata_graph = g
     load_state(net, state)

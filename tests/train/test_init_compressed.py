@@ -1,0 +1,44 @@
+"""`strata train --init OUT/` from a compress output, in a user's order: train a
+spec, compress it with low_rank (and low_rank + int8), then train from the
+output, both the compressed spec and the spec it came from.  The output's
+tensors are its model's own (factors, integers); --init reads them as the
+float weights they stand for, so every weight loads (it used to leave the
+factored layers at random, or refuse the packed ones)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.optional import require
+
+torch = require("torch")
+
+from safetensors.torch import load_file  # noqa: E402
+
+from strata.cli import main  # noqa: E402
+from tests.matrix_specs import PLAIN  # noqa: E402
+
+
+def _init_line(err: str) -> str:
+    return next(line for line in err.splitlines() if line.startswith("init: "))
+
+
+def test_train_from_a_low_rank_compress_output(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    Path("p.arch").write_text(PLAIN + "train {\n  tokenizer = char\n  batch = 2\n  context = 16\n}\n")
+    assert main(["train", "p.arch", "--out", "r", "--steps", "1", "-q"]) == 0
+    assert main(["compress", "r", "--pass", 'low_rank(8, on="mlp")', "--pass", "quantize(int8_weight)",
+                 "-o", "small"]) == 0
+    capsys.readouterr()
+    # the spec it came from (the compressed spec loaded before too)
+    assert main(["train", "p.arch", "--init", "small", "--out", "t", "--steps", "1",
+                 "--set", "optimizer=sgd(lr=1e-12)"]) == 0
+    cap = capsys.readouterr()
+    line = _init_line(cap.out + cap.err)
+    loaded, of = line.split(": ")[2].split(" weights")[0].split(" of ")
+    assert loaded == of and "new:" not in line, line
+    # lr ~ 0: the trained weights are the init's; in the spec's names the int8 factors multiply back
+    w, f = load_file("t/model.safetensors"), load_file("small/weights.safetensors")
+    n = "decoder.h.0.mlp.up"
+    a, b = (f[f"{n}.{x}.weight"].float() * f[f"{n}.{x}.weight_scale"] for x in "ab")
+    assert torch.allclose(w[f"{n}.weight"], b @ a, atol=1e-5)
