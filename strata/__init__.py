@@ -2,7 +2,7 @@
 
     >>> import strata
     >>> g = strata.build("specs/gpt2.arch")
-    >>> g.graph["parameters"]
+    >>> g.graph.parameters
     124439808
 
 The public API — `load`, `build`, `check`, `summary`, `convert`, `fmt`,
@@ -58,7 +58,7 @@ def check(spec: Any, *, model: str | None = None) -> dict:
 
     build_one = build_file if is_spec_path(spec) else build_text
     g = build_one(spec, model=model, networkx=False)
-    return {"name": g.graph["name"], "parameters": g.graph["parameters"]}
+    return {"name": g.graph.name, "parameters": g.graph.parameters}
 
 
 def summary(spec: Any, *, model: str | None = None) -> dict:

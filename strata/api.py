@@ -69,7 +69,7 @@ def _pass_entries(g, passes) -> list[dict]:
 def _with_passes(g, passes):
     """The graph with `passes` (None: the spec's own; [] none) to apply."""
     if passes is not None:
-        g.graph["passes"] = _pass_entries(g, passes)
+        g.graph.passes = _pass_entries(g, passes)
     return g
 
 

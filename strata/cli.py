@@ -42,7 +42,7 @@ def _graph(args, spec=None):
     if getattr(args, "passes", None):
         from strata.passes.text import parse_pass_texts  # lazy: startup
 
-        graph.graph["passes"] = list(graph.graph["passes"]) + parse_pass_texts(args.passes, graph)
+        graph.graph.passes = list(graph.graph.passes) + parse_pass_texts(args.passes, graph)
     return graph
 
 

@@ -54,7 +54,7 @@ LAZY = {
 # (backends/torch/runtime_source.py): a function brings its own imports, and a
 # comment added here would change every generated file.
 COPIED = {"strata/backends/torch/runtime.py", "strata/backends/torch/runtime_passes.py", "strata/passes/qparams.py"}
-CYCLES_LEFT = 12
+CYCLES_LEFT = 10
 
 
 def layer_of(module: str) -> int:

@@ -32,7 +32,7 @@ PASSES: dict = {}
 def seq_len(g: nx.MultiDiGraph) -> int:
     """The sequence length FLOPs are counted at: the model's `ctx`, else the
     longest learned/sinusoidal position table, else 2048."""
-    v = g.graph["vars"].get("ctx")
+    v = g.graph.vars.get("ctx")
     if isinstance(v, int) and not isinstance(v, bool) and v > 0:
         return v
     ctxs = [d["attrs"].get("ctx") for _, d in g.nodes(data=True) if d["op"] == "embedding"]
@@ -77,7 +77,7 @@ def node_weight_bytes(d: dict, g: nx.MultiDiGraph | None = None) -> int:
     params = dict(d["params"])
     if "weight" in d["tied"] and g is not None:
         node, _, name = d["tied"]["weight"].rpartition(".")
-        own = {**params, "weight": g.nodes[node]["params"][name]}
+        own = {**params, "weight": g.nodes[node].params[name]}
     else:
         own = params
     for p in PASSES.values():

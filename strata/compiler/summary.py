@@ -30,10 +30,10 @@ def _component_rows(g: nx.MultiDiGraph) -> list[dict]:
     for n, d in g.nodes(data=True):
         if d["component"]:
             by_comp.setdefault(d["component"], []).append(n)
-    for path, c in g.graph["components"].items():
+    for path, c in g.graph.components.items():
         nodes = by_comp.get(path, [])
-        params = sum(prod(s) for n in nodes for s in g.nodes[n]["params"].values())
-        tied = sorted({t for n in nodes for t in g.nodes[n]["tied"].values()})
+        params = sum(prod(s) for n in nodes for s in g.nodes[n].params.values())
+        tied = sorted({t for n in nodes for t in g.nodes[n].tied.values()})
         shape = output_shape(g, nodes[-1]) if nodes else None
         rows.append({"path": path, "kind": c["kind"], "parameters": params,
                      "output_shape": [str(x) if isinstance(x, str) else x for x in shape]
@@ -76,14 +76,14 @@ def summary_dict(g: nx.MultiDiGraph, reports: list[str] = ()) -> dict:
                         "parameters_each": scopes.params[r["instances"][0]] if r["uniform"] else None,
                         "parameters": scopes.params[r["path"]]})
     return {
-        "name": g.graph["name"],
+        "name": g.graph.name,
         **a,
         "stacks": [{"name": s["name"], "inputs": s["inputs"], "memory": s["memory"],
                     "output_shape": [str(x) if isinstance(x, str) else x for x in s["shape"]]}
-                   for s in g.graph["stacks"]],
-        "outputs": dict(g.graph["outputs"]),
+                   for s in g.graph.stacks],
+        "outputs": dict(g.graph.outputs),
         "repeats": repeats,
-        "passes": [{"name": p["name"], "options": p["options"]} for p in g.graph["passes"]],
+        "passes": [{"name": p["name"], "options": p["options"]} for p in g.graph.passes],
         "applied": [{"name": p["name"], "options": p["options"], "report": r}
                     for p, r in zip(g.graph.get("applied", []), reports)],
         "modules": _component_rows(g),

@@ -9,13 +9,13 @@ and those stages read; `register(cls)` adds a pass defined elsewhere.
     ... model m { stack s(ids) { embedding(10, 8); attention(2); lm_head(10) } }
     ... passes { fuse_qkv }''')
     >>> h = apply_passes(g)
-    >>> "s.attn.qkv" in h, h.graph["parameters"] == g.graph["parameters"]
+    >>> "s.attn.qkv" in h, h.graph.parameters == g.graph.parameters
     (True, True)
     >>> report(h)
     ['fuse_qkv: fused 3 q/k/v projections into 1 matmul']
 
 The pipeline runs in the order a spec lists its passes; each pass records what
-it did in g.graph["applied"], which is how a checkpoint is carried across the
+it did in g.graph.applied, which is how a checkpoint is carried across the
 passes later (strata/passes/weights.py).
 """
 
@@ -99,15 +99,15 @@ def _spec_error(e: PassError, entry: dict):
 
 def apply_passes(g: "nx.MultiDiGraph", *, lint: bool = True, ctx: PassContext | None = None,
                  on_pass=None) -> "nx.MultiDiGraph":
-    """Apply g.graph["passes"] in order; the result records them in
-    g.graph["applied"] (with what each did) and has an empty `passes` list.
+    """Apply g.graph.passes in order; the result records them in
+    g.graph.applied (with what each did) and has an empty `passes` list.
     `ctx` carries weights and calibration data for the passes that use them;
     `on_pass(p, before, after)` is called after each pass (the weight pipeline)."""
     todo = list(g.graph.get("passes", []))
     if not todo:
         return g
     if "spec_params" not in g.graph:  # the shapes a checkpoint in the spec's own names has
-        g.graph["spec_params"] = ir.state_dict_shapes(g)
+        g.graph.spec_params = ir.state_dict_shapes(g)
     ctx = ctx or PassContext()
     for entry in todo:
         p = make_pass(entry["name"], entry["options"])
@@ -125,7 +125,7 @@ def apply_passes(g: "nx.MultiDiGraph", *, lint: bool = True, ctx: PassContext | 
         if lint:
             ir.lint(h)
         g = h
-    g.graph["passes"] = []
+    g.graph.passes = []
     return g
 
 

@@ -45,7 +45,7 @@ def weight_linears(g: nx.MultiDiGraph, on: str | None) -> list[str]:
     """Selected linears that own their weight: a tied head's weight belongs to
     the embedding it is tied to, so passes leave it alone."""
     tied = tie_targets(g)
-    return [n for n in selected_nodes(g, on) if "weight" in g.nodes[n]["params"]
+    return [n for n in selected_nodes(g, on) if "weight" in g.nodes[n].params
             and f"{n}.weight" not in tied]
 
 
@@ -105,14 +105,14 @@ class Splices:
 
 def rename_output(g: nx.MultiDiGraph, old: str, new: str) -> None:
     """Point graph-level references (outputs, stack outputs) at a replacement node."""
-    for k, v in g.graph["outputs"].items():
+    for k, v in g.graph.outputs.items():
         if v == old:
-            g.graph["outputs"][k] = new
-    for s in g.graph["stacks"]:
+            g.graph.outputs[k] = new
+    for s in g.graph.stacks:
         if s["output"] == old:
             s["output"] = new
     if "out_shape" in g.nodes[old]:
-        g.nodes[new]["out_shape"] = g.nodes[old]["out_shape"]
+        g.nodes[new].out_shape = g.nodes[old].out_shape
 
 
 def tie_targets(g: nx.MultiDiGraph) -> set[str]:
@@ -121,7 +121,7 @@ def tie_targets(g: nx.MultiDiGraph) -> set[str]:
 
 
 def recount(g: nx.MultiDiGraph) -> nx.MultiDiGraph:
-    g.graph["parameters"] = ir.param_count(g)
+    g.graph.parameters = ir.param_count(g)
     return g
 
 
@@ -138,17 +138,17 @@ def fuse_linears(g: nx.MultiDiGraph, parts: list[str], new_id: str, role: str,
     it when the pass ends) and `g` returned; else a new graph order is returned."""
     first = g.nodes[parts[0]]
     (src, e_in), = ir.operands(g, parts[0])
-    sizes = [g.nodes[p]["attrs"]["out"] for p in parts]
+    sizes = [g.nodes[p].attrs["out"] for p in parts]
     d_in = first["attrs"]["in"]
-    bias = any("bias" in g.nodes[p]["params"] for p in parts)
+    bias = any("bias" in g.nodes[p].params for p in parts)
     total = sum(sizes)
     params = {"weight": (total, d_in)}
     if bias:
         params["bias"] = (total,)
-    roles = [g.nodes[p]["attrs"].get("role", p.rpartition(".")[2]) for p in parts]
+    roles = [g.nodes[p].attrs.get("role", p.rpartition(".")[2]) for p in parts]
     shape_out = e_in["shape"][:-1] + (total,)
     marks = {k: v for k, v in first["attrs"].items() if k in CARRIED
-             and all(g.nodes[p]["attrs"].get(k) == v for p in parts)}
+             and all(g.nodes[p].attrs.get(k) == v for p in parts)}
     ir.add_node(g, new_id, "linear", scope=first["scope"], component=first["component"],
                 kind=first["kind"], span=first["span"],
                 attrs={"in": d_in, "out": total, "bias": bias, "role": role, "fused": roles, **marks},
@@ -172,7 +172,7 @@ def fold_layers(g: nx.MultiDiGraph, marked: dict[str, object]) -> dict[str, obje
     of a repeat has the node with the same value (`decoder.h.*.mlp.up`), in
     the spec's order."""
     out = dict(marked)
-    for r in g.graph["repeats"]:
+    for r in g.graph.repeats:
         insts = r["instances"]
         if len(insts) < 2 or not all(i.rpartition(".")[0] == r["path"] for i in insts):
             continue

@@ -4,7 +4,7 @@ every stage needs of it.
     name, positional, options     how a spec calls it and the schema of its options
                                   (the registry, `strata schema`, the reference)
     run(g, ctx) -> g              the graph rewrite; records what it did on the new
-                                  graph (`g.graph["applied"][-1]["record"]`)
+                                  graph (`g.graph.applied[-1]["record"]`)
     convert(record, state, ctx)   the weight transform: a state dict in the names of
                                   the graph before the pass -> the names after it
     revert(record, state)         its inverse, where one exists (checkpoints are
@@ -48,6 +48,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+from strata.compiler.ir import param_count
 from strata.components.base import Options
 from strata.passes.text import pass_text
 
@@ -235,17 +236,16 @@ class Pass(ABC):
 
     def stored(self, entry: dict, g: "nx.MultiDiGraph", adapters: str = "merge") -> Stored:
         """How `strata compress` writes this applied pass (`entry`, an item of
-        g.graph["applied"]): by default the pass is written again in the new spec."""
+        g.graph.applied): by default the pass is written again in the new spec."""
         return Stored(kept=[self.label()])
 
     # ---------------------------------------------------------------- helpers
     def done(self, g: "nx.MultiDiGraph", record: dict) -> "nx.MultiDiGraph":
         """Record this pass (its options and what it did) on the graph it returns."""
-        from strata.passes._rewrite import recount  # lazy: cycle
-
-        g.graph["applied"] = list(g.graph.get("applied", [])) + [
+        g.graph.applied = list(g.graph.get("applied", [])) + [
             {"name": self.name, "options": self.o.model_dump(), "record": record}]
-        return recount(g)
+        g.graph.parameters = param_count(g)
+        return g
 
     def label(self) -> str:
         """The pass as a spec writes it: quantize(int8_dynamic, on="mlp")."""

@@ -1,6 +1,6 @@
 """distill: record the teacher this (student) model trains against.
 
-g.graph["distill"] = {teacher, temperature, alpha, weights, teacher_name,
+g.graph.distill = {teacher, temperature, alpha, weights, teacher_name,
 teacher_parameters}.  The teacher is a spec path (relative to this spec's
 file) or the name of another model in the same file; when it builds, its name
 and parameter count are recorded so diagrams can draw "teacher → student".
@@ -38,7 +38,7 @@ class DistillOptions(Options):
 
 
 def _teacher(g: "nx.MultiDiGraph", teacher: str) -> tuple[str | None, int | None]:
-    here = g.graph.get("file")
+    here = g.graph.file
     try:
         if teacher.endswith((".arch", ".yaml", ".yml")):
             t = build_file(located(teacher, g))
@@ -48,7 +48,7 @@ def _teacher(g: "nx.MultiDiGraph", teacher: str) -> tuple[str | None, int | None
             return None, None
     except (SpecError, UsageError):  # the teacher's own mistakes show when it is checked itself
         return None, None
-    return t.graph["name"], t.graph["parameters"]
+    return t.graph.name, t.graph.parameters
 
 
 class Distill(Pass):
@@ -61,7 +61,7 @@ class Distill(Pass):
         g = copy_graph(graph)
         o = self.o
         name, params = _teacher(g, o.teacher)
-        g.graph["distill"] = {"teacher": o.teacher, "temperature": o.temperature,
+        g.graph.distill = {"teacher": o.teacher, "temperature": o.temperature,
                               "alpha": o.alpha, "weights": o.weights,
                               "teacher_name": name, "teacher_parameters": params}
         return self.done(g, {"teacher_name": name, "teacher_parameters": params})

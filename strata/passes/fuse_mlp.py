@@ -31,19 +31,19 @@ class FuseMLP(FusionPass):
 
     def run(self, graph: "nx.MultiDiGraph", ctx=None) -> "nx.MultiDiGraph":
         g = copy_graph(graph)
-        comps = [c for c in select(g, self.o.on) if g.graph["components"].get(c, {}).get("kind")
+        comps = [c for c in select(g, self.o.on) if g.graph.components.get(c, {}).get("kind")
                  == "mlp"]
         fused, splices = {}, Splices()
         for comp in comps:
             gate, up = f"{comp}.gate", f"{comp}.up"
             if gate not in g or up not in g:
                 continue  # not gated: nothing to fuse
-            if any(g.nodes[n]["op"] != "linear" or g.nodes[n]["attrs"].get("lora") for n in (gate, up)):
+            if any(g.nodes[n].op != "linear" or g.nodes[n].attrs.get("lora") for n in (gate, up)):
                 continue
             if ir.operands(g, gate)[0][0] != ir.operands(g, up)[0][0]:
                 continue
-            sizes = [g.nodes[gate]["attrs"]["out"], g.nodes[up]["attrs"]["out"]]
+            sizes = [g.nodes[gate].attrs["out"], g.nodes[up].attrs["out"]]
             g = fuse_linears(g, [gate, up], f"{comp}.gate_up", "gate_up", splices)
-            g.graph["components"][comp].setdefault("facts", {})["fused"] = "gate_up"
+            g.graph.components[comp].setdefault("facts", {})["fused"] = "gate_up"
             fused[f"{comp}.gate_up"] = {"parts": [gate, up], "sizes": sizes}
         return self.done(splices.apply(g), {"fused": fused})

@@ -38,22 +38,22 @@ class FuseQKV(FusionPass):
 
     def run(self, graph: "nx.MultiDiGraph", ctx=None) -> "nx.MultiDiGraph":
         g = copy_graph(graph)
-        comps = [c for c in select(g, self.o.on) if g.graph["components"].get(c, {}).get("category")
+        comps = [c for c in select(g, self.o.on) if g.graph.components.get(c, {}).get("category")
                  == "attention"]
         fused, splices = {}, Splices()
         for comp in comps:
             by_src: dict[str, list[str]] = {}
             for r in ROLES:
                 n = f"{comp}.{r}"
-                if n in g and g.nodes[n]["op"] == "linear" and not g.nodes[n]["attrs"].get("lora"):
+                if n in g and g.nodes[n].op == "linear" and not g.nodes[n].attrs.get("lora"):
                     (src, _), = ir.operands(g, n)
                     by_src.setdefault(src, []).append(n)
             for parts in by_src.values():
                 if len(parts) < 2:
                     continue
-                role = "".join(g.nodes[p]["attrs"]["role"] for p in parts)
-                sizes = [g.nodes[p]["attrs"]["out"] for p in parts]
+                role = "".join(g.nodes[p].attrs["role"] for p in parts)
+                sizes = [g.nodes[p].attrs["out"] for p in parts]
                 g = fuse_linears(g, parts, f"{comp}.{role}", role, splices)
-                g.graph["components"][comp].setdefault("facts", {})["fused"] = role
+                g.graph.components[comp].setdefault("facts", {})["fused"] = role
                 fused[f"{comp}.{role}"] = {"parts": parts, "sizes": sizes}
         return self.done(splices.apply(g), {"fused": fused})

@@ -68,7 +68,7 @@ class LoRA(Pass):
             d["params"]["lora_a"] = (o.rank, d_in)
             d["params"]["lora_b"] = (out, o.rank)
             d["attrs"]["lora"] = {"rank": o.rank, "alpha": self.alpha, "dropout": o.dropout}
-        added = sum(o.rank * sum(g.nodes[n]["params"]["weight"]) for n in nodes)
+        added = sum(o.rank * sum(g.nodes[n].params["weight"]) for n in nodes)
         return self.done(g, {"linears": nodes, "adapter_parameters": added})
 
     def convert(self, record: dict, state: dict, ctx) -> dict:

@@ -84,7 +84,7 @@ class LowRank(Pass):
     def run(self, graph: "nx.MultiDiGraph", ctx=None) -> "nx.MultiDiGraph":
         ctx = ctx or PassContext()
         g = copy_graph(graph)
-        nodes = [n for n in weight_linears(g, self.o.on) if not g.nodes[n]["attrs"].get("lora")]
+        nodes = [n for n in weight_linears(g, self.o.on) if not g.nodes[n].attrs.get("lora")]
         if not nodes:
             raise PassError(f"{self.label()}: the selection holds no linear layer of its own "
                             "(tied heads and layers with adapters are left alone)")
@@ -95,7 +95,7 @@ class LowRank(Pass):
             ctx.cache[self] = scales
         factored, skipped, splices = {}, 0, Splices()
         for n in nodes:
-            out, d_in = g.nodes[n]["params"]["weight"]
+            out, d_in = g.nodes[n].params["weight"]
             r = self.o.rank if self.o.rank is not None else self._energy_rank(n, ctx, scales.get(n))
             if r * (out + d_in) >= out * d_in or r >= min(out, d_in):
                 skipped += 1
@@ -220,7 +220,7 @@ def _factor(g: "nx.MultiDiGraph", n: str, rank: int, splices: Splices) -> "nx.Mu
     ir.add_node(g, b, "linear", attrs={**attrs_b, "in": rank, "rank": rank, "low_rank": "b"},
                 params=params_b, **common)
     if "sym" in d:
-        g.nodes[b]["sym"] = d["sym"]
+        g.nodes[b].sym = d["sym"]
     ir.connect(g, src, a, e_in["shape"], e_in["dtype"], 0)
     ir.connect(g, a, b, e_in["shape"][:-1] + (rank,), "float", 0)
     for _, dst, e in list(g.out_edges(n, data=True)):

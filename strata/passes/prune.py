@@ -86,13 +86,13 @@ class Prune(Pass):
             raise PassError(f"{self.label()}: scope=global ranks magnitudes across layers; "
                             f"{o.method} compares weights within a layer")
         g = copy_graph(graph)
-        nodes = [n for n in weight_linears(g, o.on) if not g.nodes[n]["attrs"].get("lora")]
+        nodes = [n for n in weight_linears(g, o.on) if not g.nodes[n].attrs.get("lora")]
         if not nodes:
             raise PassError(f"{self.label()}: the selection holds no linear layer of its own")
         removed = 0
         for n in nodes:
-            a = g.nodes[n]["attrs"]
-            out, d_in = g.nodes[n]["params"]["weight"]
+            a = g.nodes[n].attrs
+            out, d_in = g.nodes[n].params["weight"]
             m = 4 if o.method == "2:4" else int(o.pattern.split(":")[1]) if o.pattern else 1
             if d_in % m:
                 raise PassError(f"{self.label()}: '{n}' has {d_in} input features, not a multiple of {m}")
@@ -100,7 +100,7 @@ class Prune(Pass):
             a["density"] = round(a.get("density", 1.0) * (1 - o.amount), 6)
             a["prune_method"] = o.method
             removed += _masked_count(out * d_in, o.amount)
-        g.graph["nonzero_parameters"] = g.graph.get("nonzero_parameters", g.graph["parameters"]) - removed
+        g.graph.nonzero_parameters = g.graph.get("nonzero_parameters", g.graph.parameters) - removed
         if o.method == "2:4" or o.pattern == "2:4":  # the semi-structured kernels run it
             g.graph["sparse_2_4"] = sorted(set(g.graph.get("sparse_2_4", [])) | set(nodes))
         return self.done(g, {"layers": nodes, "removed": removed, "density": {}})

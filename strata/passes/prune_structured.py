@@ -33,14 +33,14 @@ def _keep(n: int, amount: float) -> int:
 
 def shrink(graph: "nx.MultiDiGraph", amount: float, on: str | None, label: str):
     g = copy_graph(graph)
-    comps = [c for c in select(g, on) if g.graph["components"].get(c, {}).get("kind")
+    comps = [c for c in select(g, on) if g.graph.components.get(c, {}).get("kind")
              in ("mlp", "attention", "cross_attention")]
     if not comps:
         raise PassError(f"{label}: structured pruning removes attention heads and MLP neurons; "
                         "the selection holds no attention or mlp")
     out = {}
     for c in comps:
-        out[c] = _mlp(g, c, amount, label) if g.graph["components"][c]["kind"] == "mlp" \
+        out[c] = _mlp(g, c, amount, label) if g.graph.components[c]["kind"] == "mlp" \
             else _attention(g, c, amount, label)
         if out[c]["keep"] == out[c]["of"]:
             what = "MLP neurons" if out[c]["kind"] == "mlp" else "key/value head groups"
@@ -52,10 +52,10 @@ def shrink(graph: "nx.MultiDiGraph", amount: float, on: str | None, label: str):
 
 
 def _need(g, node: str, c: str, label: str):
-    if node not in g or g.nodes[node]["op"] != "linear":
+    if node not in g or g.nodes[node].op != "linear":
         raise PassError(f"{label}: '{c}' was already rewritten (factored or adapted); "
                         "list prune(method=structured) before low_rank and lora")
-    if g.nodes[node]["attrs"].get("lora"):
+    if g.nodes[node].attrs.get("lora"):
         raise PassError(f"{label}: '{node}' carries adapters; list prune before lora")
     return g.nodes[node]
 
@@ -71,7 +71,7 @@ def _resize(d: dict, out: int | None = None, d_in: int | None = None) -> None:
 
 
 def _mlp(g, c: str, amount: float, label: str) -> dict:
-    comp = g.graph["components"][c]
+    comp = g.graph.components[c]
     hidden = comp["options"]["hidden"]
     k = _keep(hidden, amount)
     fused = comp.get("facts", {}).get("fused") == "gate_up"
@@ -81,7 +81,7 @@ def _mlp(g, c: str, amount: float, label: str) -> dict:
     for n in rows:
         _resize(g.nodes[n], out=2 * k if fused else k)
     if fused:
-        g.nodes[f"{c}.gate_up_split"]["attrs"]["sizes"] = [k, k]
+        g.nodes[f"{c}.gate_up_split"].attrs["sizes"] = [k, k]
     _resize(g.nodes[f"{c}.down"], d_in=k)
     comp["options"] = {**comp["options"], "hidden": k}
     comp["syms"] = {s: v for s, v in comp.get("syms", {}).items() if s != "hidden"}
@@ -92,8 +92,8 @@ def _mlp(g, c: str, amount: float, label: str) -> dict:
 
 
 def _attention(g, c: str, amount: float, label: str) -> dict:
-    comp = g.graph["components"][c]
-    core = g.nodes[f"{c}.core"]["attrs"]
+    comp = g.graph.components[c]
+    core = g.nodes[f"{c}.core"].attrs
     if core.get("alibi"):
         raise PassError(f"{label}: ALiBi's slopes depend on each head's index; pruning heads "
                         f"of '{c}' would change them (prune its MLP instead)")
@@ -117,7 +117,7 @@ def _attention(g, c: str, amount: float, label: str) -> dict:
     for n, (role, _) in rows.items():
         _resize(g.nodes[n], out=sum(new_w[r] for r in role))
     if fused in ("qkv", "kv"):
-        g.nodes[f"{c}.{fused}_split"]["attrs"]["sizes"] = [new_w[r] for r in fused]
+        g.nodes[f"{c}.{fused}_split"].attrs["sizes"] = [new_w[r] for r in fused]
     _resize(g.nodes[f"{c}.o"], d_in=kh * hd)
     core.update(heads=kh, kv_heads=keep_kv)
     opts = dict(comp["options"])
@@ -148,7 +148,7 @@ def _width(g, n: str, e: dict) -> int | None:
 def _reshape_edges(g, c: str) -> None:
     """Recompute the last dim of every edge leaving a node of component `c`,
     in topological order, and forget symbolic widths that no longer hold."""
-    members = [n for n in ir.topo_order(g) if g.nodes[n]["component"] == c]
+    members = [n for n in ir.topo_order(g) if g.nodes[n].component == c]
     for n in members:
         for _, _, key, e in list(g.out_edges(n, keys=True, data=True)):
             w = _width(g, n, e)
@@ -156,7 +156,7 @@ def _reshape_edges(g, c: str) -> None:
                 g.edges[n, _, key]["shape"] = e["shape"][:-1] + (w,)
                 sym = g.nodes[n].get("sym")
                 if sym:
-                    g.nodes[n]["sym"] = tuple(sym[:-1]) + (None,)
+                    g.nodes[n].sym = tuple(sym[:-1]) + (None,)
 
 
 # ---------------------------------------------------------------- weights (torch)

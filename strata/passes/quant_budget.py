@@ -49,7 +49,7 @@ def candidates(g: "nx.MultiDiGraph", nodes: list[str], group_size: int, no_int4:
     """{linear: {scheme: stored bytes of its weight}}; int4 only for linears not in `no_int4`."""
     out = {}
     for n in nodes:
-        rows, cols = g.nodes[n]["params"]["weight"]
+        rows, cols = g.nodes[n].params["weight"]
         c = {} if n in no_int4 else {"int4_weight": stored_weight_bytes(rows, cols, "int4_weight", group_size)}
         c["int8_weight"] = stored_weight_bytes(rows, cols, "int8_weight")
         c[FLOAT] = stored_weight_bytes(rows, cols, None)

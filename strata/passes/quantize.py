@@ -138,8 +138,8 @@ class Quantize(Pass):
         g = copy_graph(graph)
         nodes = weight_linears(g, o.on)
         if o.on is not None and o.scheme != "auto":  # a tied head named by the selector runs on an int8 copy
-            nodes += [n for n in selected_nodes(g, o.on) if "weight" in g.nodes[n]["tied"]]
-        adapted = [n for n in nodes if g.nodes[n]["attrs"].get("lora")]
+            nodes += [n for n in selected_nodes(g, o.on) if "weight" in g.nodes[n].tied]
+        adapted = [n for n in nodes if g.nodes[n].attrs.get("lora")]
         if adapted:
             raise PassError(f"{self.label()}: '{adapted[0]}' carries LoRA adapters; merge them first "
                             "(strata.backends.torch.workflows.adapters.merge_lora) or quantize before adding adapters")
@@ -150,7 +150,7 @@ class Quantize(Pass):
             return self._auto(graph, g, nodes, ctx)
         kept: dict[str, str] = {}
         if o.scheme == "int4_weight":
-            bad = [n for n in nodes if g.nodes[n]["attrs"]["in"] % o.group_size]
+            bad = [n for n in nodes if g.nodes[n].attrs["in"] % o.group_size]
             if bad and (o.strict or len(bad) == len(nodes)):
                 raise PassError(self._misfit(g, nodes, bad))
             # as llm-compressor's `ignore`: these stay float, and the report says so
@@ -165,14 +165,14 @@ class Quantize(Pass):
         before = sum(node_weight_bytes(g.nodes[n], g) for n in nodes)
         label, bits = SCHEMES[o.scheme]
         for n in nodes:
-            a = g.nodes[n]["attrs"]
+            a = g.nodes[n].attrs
             a.update(quant=label, quant_scheme=o.scheme, quant_bits=bits)
             if o.scheme == "int4_weight":
                 a["group_size"] = o.group_size
             if o.qat:
                 a["qat"] = True
         after = sum(node_weight_bytes(g.nodes[n], g) for n in nodes)
-        tied = [n for n in nodes if "weight" in g.nodes[n]["tied"]]
+        tied = [n for n in nodes if "weight" in g.nodes[n].tied]
         return self.done(g, {"linears": nodes, "tied": tied, "bytes_before": before, "bytes_after": after,
                              "kept_float": kept})
 
@@ -181,7 +181,7 @@ class Quantize(Pass):
         or outputs not whole tiles of torchao's packing)."""
         out = {}
         for n in nodes:
-            a = g.nodes[n]["attrs"]
+            a = g.nodes[n].attrs
             if a["in"] % self.o.group_size:
                 out[n] = f"width {a['in']} is not a multiple of {self.o.group_size}"
             elif a["out"] % INT4_ROWS:
@@ -194,7 +194,7 @@ class Quantize(Pass):
         o = self.o
         no_int4 = self._int4_misfits(g, nodes)
         costs = candidates(g, nodes, o.group_size, no_int4)
-        weights = sum(prod(g.nodes[n]["params"]["weight"]) for n in nodes)
+        weights = sum(prod(g.nodes[n].params["weight"]) for n in nodes)
         budget = int(o.bits * weights / 8)
         cheapest = {n: min(c, key=c.get) for n, c in costs.items()}
         least = average_bits(costs, cheapest, weights)
@@ -216,10 +216,10 @@ class Quantize(Pass):
         for n, scheme in choice.items():
             if scheme != FLOAT:
                 label, bits = SCHEMES[scheme]
-                g.nodes[n]["attrs"].update(quant=label, quant_scheme=scheme, quant_bits=bits,
+                g.nodes[n].attrs.update(quant=label, quant_scheme=scheme, quant_bits=bits,
                                            **({"group_size": o.group_size} if scheme == "int4_weight" else {}))
         after = sum(node_weight_bytes(g.nodes[n], g) for n in nodes)
-        layers = {n: {"scheme": s, "bits": round(8 * costs[n][s] / prod(g.nodes[n]["params"]["weight"]), 4),
+        layers = {n: {"scheme": s, "bits": round(8 * costs[n][s] / prod(g.nodes[n].params["weight"]), 4),
                       "kl": {k: float(f"{v:.6g}") for k, v in scores[n].items()}} for n, s in choice.items()}
         return self.done(g, {"linears": [n for n in nodes if choice[n] != FLOAT], "tied": [],
                              "bytes_before": before, "bytes_after": after, "kept_float": {},
@@ -256,7 +256,7 @@ class Quantize(Pass):
 
     def _misfit(self, g, nodes: list[str], bad: list[str]) -> str:
         o = self.o
-        widths = {g.nodes[n]["attrs"]["in"] for n in nodes}
+        widths = {g.nodes[n].attrs["in"] for n in nodes}
         common = 0
         for w in widths:
             common = gcd(common, w)

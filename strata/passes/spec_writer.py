@@ -14,7 +14,9 @@ A size is written into the use that declared it, which every instance of that
 use shares: a structured selection must therefore cover every instance (all
 layers of a repeat) with the same result, or it cannot be written as a spec.
 
-    >>> # text = compressed_spec("gpt2.arch", None, g_after, ["quantize(int8_dynamic)"], notes, "out/")
+In code::
+
+    text = compressed_spec("gpt2.arch", None, g_after, ["quantize(int8_dynamic)"], notes, "out/")
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ def _sizes(g0, g, record: dict) -> dict:
     checked to be uniform over every component written at that span."""
     by_span: dict = {}
     for path, rec in record["components"].items():
-        comp = g.graph["components"][path]
+        comp = g.graph.components[path]
         o = comp["options"]
         change = {"hidden": o["hidden"]} if rec["kind"] == "mlp" else \
             {"heads": o["heads"], "head_dim": o["head_dim"], "kv_heads": o.get("kv_heads")}
@@ -85,7 +87,7 @@ def _sizes(g0, g, record: dict) -> dict:
             raise UsageError(f"compress: '{path}' is pruned to other sizes than the other uses of "
                              f"{span}; a spec writes one size there")
         by_span[span] = (comp["kind"], change)
-    for path, comp in g0.graph["components"].items():
+    for path, comp in g0.graph.components.items():
         if comp["span"] in by_span and path not in record["components"]:
             raise UsageError(f"compress: structured pruning selected some uses of {comp['span']} but not "
                              f"'{path}'; a spec writes one size there: select every layer (e.g. "

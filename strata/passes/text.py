@@ -23,6 +23,7 @@ from pydantic import BaseModel
 
 from strata.compiler.options import _literal_words
 from strata.compiler.sections import check_passes
+from strata.dsl.registry import PASSES
 from strata.errors import Collector, Diagnostic, Span, SpecError
 
 __all__ = ["parse_pass_texts", "pass_text"]
@@ -81,13 +82,13 @@ def parse_pass_texts(texts: list[str], g, file: str = "--pass") -> list[dict]:
         passes = spec.passes
         _shift(passes)
         errors = Collector()
-        saved = g.graph["passes"]
-        g.graph["passes"] = []
+        saved = g.graph.passes
+        g.graph.passes = []
         try:
             check_passes(passes, g, errors, ())
-            found = g.graph["passes"]
+            found = g.graph.passes
         finally:
-            g.graph["passes"] = saved
+            g.graph.passes = saved
         errors.raise_if_any({file: text})
         entries += [{**p, "source": (file, text)} for p in found]
     return entries
@@ -106,9 +107,7 @@ def _value(v: Any) -> str:
 def pass_text(name: str, options: dict) -> str:
     """A pass as a spec writes it: its positional option, then the options that
     differ from their defaults (strings quoted, enum words bare)."""
-    from strata.passes import REGISTRY  # lazy: cycle
-
-    cls = REGISTRY[name]
+    cls = PASSES[name]  # its options and positional (strata.plugins: no cycle with strata.passes)
     fields = cls.options.model_fields
     args, kwargs = [], []
     for k, f in fields.items():

@@ -1,7 +1,7 @@
 """Weights through passes (torch).
 
 A checkpoint is in the spec's own names: those of the spec compiled with
-`passes=[]`.  Each applied pass recorded what it did (g.graph["applied"]), and
+`passes=[]`.  Each applied pass recorded what it did (g.graph.applied), and
 its `convert` / `revert` carry a state dict across it, so a whole pipeline is
 replayed in order one way and undone in reverse the other:
 
@@ -13,7 +13,9 @@ the passes that choose from the weights (structured pruning keeps the largest
 heads, `low_rank(energy=...)` picks ranks, Wanda and ASVD read calibration
 activations).
 
-    >>> # g, state = transform(build_file("m.arch"), load_file("w.safetensors"))
+In code::
+
+    g, state = transform(build_file("m.arch"), load_file("w.safetensors"))
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def transform(g0: "nx.MultiDiGraph", state: dict | None, *, calibration=None, ru
 
     def step(p, before, after):
         if ctx.state is not None:
-            ctx.state = p.convert(after.graph["applied"][-1]["record"], ctx.state, ctx)
+            ctx.state = p.convert(after.graph.applied[-1]["record"], ctx.state, ctx)
 
     g = apply_passes(g0, ctx=ctx, on_pass=step)
     if quantized is not None:

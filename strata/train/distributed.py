@@ -96,7 +96,7 @@ def wrap(net: torch.nn.Module, d: Dist, g, *, fsdp: bool, find_unused: bool):
     if fsdp:
         from torch.distributed.fsdp import fully_shard  # lazy: torch
 
-        for path, s in g.graph["scopes"].items():
+        for path, s in g.graph.scopes.items():
             if s["kind"] == "block":
                 try:
                     fully_shard(net.get_submodule(path))

@@ -51,7 +51,7 @@ def _spec_model(spec: str, model: str | None):
     """The AST of the model being exported and its built graph."""
     g = as_graph(spec, model=model)
     tree = load_spec_file(spec) if is_spec_path(spec) else load_text(spec)
-    name = g.graph["name"]
+    name = g.graph.name
     found = [m for m in tree.models if m.name == name]
     return (found[0] if found else None), g
 
@@ -109,12 +109,12 @@ def export_hf(spec: str, weights: Path, tokenizer: Path | None, out: Path, model
     spec_model, g = _spec_model(spec, model)
     packed = read_packed_checkpoint(g, weights)
     if g.graph.get("passes") and not (packed is not None and only_quantize(g)):
-        names = ", ".join(p["name"] for p in g.graph["passes"])
+        names = ", ".join(p["name"] for p in g.graph.passes)
         match = f"passes {{ {names} }}: no family config expresses them"
     elif spec_model is None:
         match = "its definition is not in the spec file itself (imported or extended)"
     else:
-        match = match_family(spec_model, dict(g.graph["vars"]), rotary_facts(g))
+        match = match_family(spec_model, dict(g.graph.vars), rotary_facts(g))
     quantization = None
     if isinstance(match, FamilyMatch) and packed is not None:
         hf, quantization = family_tensors(match, packed)
@@ -145,7 +145,7 @@ def export_hf(spec: str, weights: Path, tokenizer: Path | None, out: Path, model
     files[GENERATION] = json.dumps({k: v for k, v in gen.items() if v is not None} |
                                    {"_from_model_config": True}, indent=2, sort_keys=True) + "\n"
     if tok is not None:
-        files.update(tokenizer_files(tok, g.graph["vars"].get("ctx")))
+        files.update(tokenizer_files(tok, g.graph.vars.get("ctx")))
     meta = {"format": "pt", "converter": "strata export"}
     with atomic_folder(out, (WEIGHTS, *files)) as tmp:
         save({k: v.contiguous() for k, v in hf.items()}, tmp / WEIGHTS, meta)

@@ -45,7 +45,7 @@ def code_files(g, weights_file, causal: bool, packed=None) -> tuple[dict[str, st
     quantization = None
     if packed is not None:
         g = g.copy()
-        g.graph["passes"] = [p for p in g.graph.get("passes", []) if p["name"] != "quantize"]
+        g.graph.passes = [p for p in g.graph.get("passes", []) if p["name"] != "quantize"]
         net = compile_graph(g, quantize=False)
         tensors, quantization = code_tensors(packed, net.state_dict(), tied_names(net))
     else:
@@ -63,7 +63,7 @@ def code_files(g, weights_file, causal: bool, packed=None) -> tuple[dict[str, st
     if bad:
         raise ExportError(f"{bad[0]}: quantized weights ({tensors[bad[0]].dtype}) that are not a "
                           "`strata compress` output's packed form: export the float model")
-    fields = config_fields(g.graph["vars"], g.graph.get("var_syms", {}))
+    fields = config_fields(g.graph.vars, g.graph.get("var_syms", {}))
     variables = {f.name: f.value for f in fields if f.derived is None}
     arch = "StrataForCausalLM" if causal else "StrataModel"
     auto = "AutoModelForCausalLM" if causal else "AutoModel"
@@ -77,7 +77,7 @@ def code_files(g, weights_file, causal: bool, packed=None) -> tuple[dict[str, st
               "auto_map": {"AutoConfig": "configuration_strata.StrataConfig",
                            auto: f"modeling_strata.{arch}"},
               "strata_variables": variables, "strata_outputs": list(g.graph.get("outputs", {}) or ["output"]),
-              "strata_model": g.graph["name"]}
+              "strata_model": g.graph.name}
     if quantization is not None:
         config["quantization_config"] = quantization
     files = {SOURCE: source, **{name: remote_file(name) for name in REMOTE}}

@@ -108,7 +108,7 @@ def quantize_int8(folder: Path, files: list[str]) -> None:
 
 def export_onnx(g, weights: Path, tokenizer: Path | None, out: Path, causal: bool, int8: bool = False) -> Path:
     net = compile_graph(g, weights=weights, quantize=False).eval()
-    name = g.graph["name"]
+    name = g.graph.name
     for step in ("quantize", "sparsify"):
         if f"\ndef {step}(" in net.strata_source:
             raise ExportError(f"model {name}: its {step} pass needs strata's kernels; export the float "
@@ -118,7 +118,7 @@ def export_onnx(g, weights: Path, tokenizer: Path | None, out: Path, causal: boo
     if len(inputs) != 1:
         raise ExportError(f"model {name}: {len(inputs)} inputs ({', '.join(inputs)}); the ONNX export takes "
                           "one-input models (decoders, encoders), not encoder-decoders yet: export it --to hf")
-    ctx = g.graph["vars"].get("ctx")
+    ctx = g.graph.vars.get("ctx")
     top = int(ctx) if isinstance(ctx, int) and ctx >= 2 else MAX_SEQ
     batch, seq = torch.export.Dim("batch", max=1024), torch.export.Dim("seq", min=2, max=top)
     ids = torch.zeros(2, min(_example_length(g), top), dtype=torch.long)

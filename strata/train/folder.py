@@ -34,7 +34,7 @@ from pathlib import Path
 
 from strata.errors import UsageError
 from strata.io import write_atomic
-from strata.train import checkpoint as C
+from strata.train.checkpoint import BEST, Checkpoint, DIR, LATEST, find_checkpoint
 from strata.train.records import FORMAT, RunStub, dump, read_run_json
 
 __all__ = ["LOCK", "MANIFEST", "RunLock", "claim", "own_folder", "own_file"]
@@ -42,9 +42,9 @@ __all__ = ["LOCK", "MANIFEST", "RunLock", "claim", "own_folder", "own_file"]
 LOCK = "run.lock"
 # Every name strata writes at the top of a run folder (run.json lists them).
 MANIFEST = ("run.json", "tokenizer.json", "metrics.jsonl", "loss.png", "model.safetensors",
-            C.LATEST, C.BEST, C.DIR, "cache", LOCK)
+            LATEST, BEST, DIR, "cache", LOCK)
 # What strata writes inside its two subfolders (temporary files of atomic writes too).
-_OWN_ENTRIES = {C.DIR: re.compile(r"\A(\.?step-\d{8}(\.[\w-]+)?)\Z"),
+_OWN_ENTRIES = {DIR: re.compile(r"\A(\.?step-\d{8}(\.[\w-]+)?)\Z"),
                 "cache": re.compile(r"\A(\w+-[0-9a-f]{20}\.uint(16|32)(\.json)?|\..+\.tmp)\Z")}
 _TEMP = re.compile(r"\A\..+\.tmp\Z")
 
@@ -165,7 +165,7 @@ def _remove_own(folder: Path, names) -> None:
             p.unlink()
 
 
-def claim(out: Path, resume: bool, overwrite: bool) -> tuple[RunLock, C.Checkpoint | None]:
+def claim(out: Path, resume: bool, overwrite: bool) -> tuple[RunLock, Checkpoint | None]:
     """Lock `out` and make it this run's (rank 0 only): (the held lock, the
     checkpoint to resume from or None).  Refusals are one line and leave the
     folder as they found it."""
@@ -188,7 +188,7 @@ def claim(out: Path, resume: bool, overwrite: bool) -> tuple[RunLock, C.Checkpoi
     return lock, ckpt
 
 
-def _take(out: Path, resume: bool, overwrite: bool) -> C.Checkpoint | None:
+def _take(out: Path, resume: bool, overwrite: bool) -> Checkpoint | None:
     run_json = out / "run.json"
     held = _entries(out)
     if "run.json" not in held:
@@ -203,7 +203,7 @@ def _take(out: Path, resume: bool, overwrite: bool) -> C.Checkpoint | None:
         _write_stub(out)
         return None
     if resume:
-        return C.find_checkpoint(out)
+        return find_checkpoint(out)
     if not overwrite:
         raise UsageError(f"{out} already holds a run: --resume continues it, --overwrite starts it "
                          "over, or --out names another folder")

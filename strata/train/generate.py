@@ -7,7 +7,9 @@ compiled, or speculative decoding with a draft model
 `generate_text` asks the run's objective whether and how it generates
 (strata/train/objectives/: `prompt_ids`, `warm_up`, `continue_ids`).
 
-    >>> ids = generate_ids(model, prompt_ids, 50, temperature=0.8, top_k=40)   # doctest: +SKIP
+In code::
+
+    ids = generate_ids(model, prompt_ids, 50, temperature=0.8, top_k=40)
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ def model_limits(g) -> tuple[int, int | None]:
     """(vocabulary every token embedding and vocabulary head holds, longest
     sequence its positions allow or None)."""
     vocab, ctx = [], []
-    for c in g.graph["components"].values():
+    for c in g.graph.components.values():
         o = c["options"]
         if c["kind"] == "embedding":
             vocab.append(o["vocab"])

@@ -33,7 +33,7 @@ _CALL_OPTIONS = {"lr": "optimizer", "learning_rate": "optimizer", "betas": "opti
 
 def spec_file(g) -> Path | None:
     """The file the spec was built from (None for spec text)."""
-    f = g.graph.get("file")
+    f = g.graph.file
     return Path(f) if f and not f.startswith("<") and Path(f).is_file() else None
 
 
@@ -92,7 +92,7 @@ def resolve_settings(g, sets: list[str] | tuple = (), overrides: dict | None = N
     values = dict(g.graph.get("train") or TrainConfig().model_dump())
     if values.get("data"):
         values["data"] = str(located(values["data"], g))
-    env = Env(values=dict(g.graph["vars"]))
+    env = Env(values=dict(g.graph.vars))
     spans: dict = {}
     sources: dict = {}
     for text in sets:

@@ -106,12 +106,12 @@ def _from_spec(spec: str, model: str | None, weights: Weights, origin: Path, sou
         obj = choose_objective(g)
         objective = obj.to_json()
         settings = resolve_settings(g)
-        settings["context"] = settings["context"] or model_limits(g)[1] or g.graph["vars"].get("ctx")
+        settings["context"] = settings["context"] or model_limits(g)[1] or g.graph.vars.get("ctx")
         path = settings["data"]
         data = {"name": path or "built-in corpus", "builtin": path is None,
                 "path": str(Path(path).resolve()) if path else None}
     info = {"format": "strata-run", "version": 1, "spec": str(Path(spec).resolve()), "spec_text": None,
-            "model": model, "name": g.graph["name"], "parameters": g.graph["parameters"],
+            "model": model, "name": g.graph.name, "parameters": g.graph.parameters,
             "objective": objective, "settings": settings, "data": data}
     return Run(origin, info, weights_file=weights.file, tokenizer_file=weights.tokenizer)
 

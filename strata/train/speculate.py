@@ -4,7 +4,9 @@ is the draft and its spec's `distill(teacher, ...)` names the model that verifie
 (`strata generate STUDENT_RUN --speculate`).  Refused, with the reason, when the two
 do not share a tokenizer and a vocabulary.
 
-    >>> target, draft = speculative_pair(Run.open("runs/student"), speculate=True)   # doctest: +SKIP
+In code::
+
+    target, draft = speculative_pair(Run.open("runs/student"), speculate=True)
 """
 
 from __future__ import annotations

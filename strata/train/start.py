@@ -31,7 +31,7 @@ from strata.compiler.select import select
 from strata.errors import UsageError
 from strata.io import is_spec_path, write_atomic
 from strata.backends.torch.workflows.training import finish_training, prepare_for_training
-from strata.train import checkpoint as C
+from strata.train.checkpoint import find_checkpoint
 from strata.train.distributed import Dist, wrap
 from strata.train.folder import MANIFEST, claim
 from strata.train.limits import model_limits
@@ -84,7 +84,7 @@ def _prepare_folder(out: Path, d: Dist, resume: bool, overwrite: bool):
     if said.startswith("no:"):  # every rank stops with rank 0's refusal (none waits for it)
         raise refused or UsageError(said[3:])
     if not d.main and resume:
-        ckpt = C.find_checkpoint(out)
+        ckpt = find_checkpoint(out)
     return lock, ckpt
 
 
@@ -181,7 +181,7 @@ def _plan(spec, model, sets, settings, objective, out, d: Dist, device: str) -> 
     cfg = resolve_settings(g, sets, settings)
     obj = choose_objective(g, objective)
     limit, ctx = model_limits(g)
-    context = cfg["context"] or ctx or g.graph["vars"].get("ctx")
+    context = cfg["context"] or ctx or g.graph.vars.get("ctx")
     if not context:
         raise UsageError("no context length: set train { context = ... } or --set context=N")
     if ctx and context > ctx:
@@ -191,7 +191,7 @@ def _plan(spec, model, sets, settings, objective, out, d: Dist, device: str) -> 
         raise UsageError(f"batch = {cfg['batch']} cannot be split over {d.world} processes")
     if cfg["dtype"] == "float16" and not device.startswith("cuda"):
         raise UsageError("dtype float16 needs a GPU; use bfloat16 or float32 on a CPU")
-    return _Plan(g, cfg, obj, limit, Path(out or Path("runs") / g.graph["name"]))
+    return _Plan(g, cfg, obj, limit, Path(out or Path("runs") / g.graph.name))
 
 
 def _model(p: _Plan, device: str, teacher_weights, d: Dist, progress: bool):
@@ -225,9 +225,9 @@ def _optimize(p: _Plan, net, teacher, frozen, d: Dist, device: str, fsdp: bool, 
     """(what the loop calls, the objective's Loss, the training Loss, optimizer, grad scaler)."""
     task = loss = Loss(p.obj, net)
     if teacher is not None:
-        info = net.strata_graph.graph["distill"]
+        info = net.strata_graph.graph.distill
         loss = DistillLoss(task, teacher[0], teacher[1], info["temperature"], info["alpha"])
-    unused = bool(set(net.strata_graph.graph["outputs"]) - p.obj.uses) or bool(frozen)
+    unused = bool(set(net.strata_graph.graph.outputs) - p.obj.uses) or bool(frozen)
     wrapped = wrap(net, d, net.strata_graph, fsdp=fsdp, find_unused=unused)
     runner = torch.compile(wrapped) if compile else wrapped
     opt = make_optimizer(list(net.named_parameters()), p.cfg["optimizer"], device)
@@ -242,7 +242,7 @@ def _run_info(p: _Plan, spec, model, data_info, tok, init_file, frozen, teacher_
     return {"format": "strata-run", "version": 1, "status": "ready", "files": list(MANIFEST),
             "spec": str(Path(spec).resolve()) if is_spec_path(spec) else None,
             "spec_text": spec if isinstance(spec, str) and not is_spec_path(spec) else None,
-            "model": model, "name": g.graph["name"], "parameters": g.graph["parameters"],
+            "model": model, "name": g.graph.name, "parameters": g.graph.parameters,
             "objective": p.obj.to_json(), "settings": p.cfg,
             "data": data_info, "tokenizer": {"type": tok.kind, "vocab_size": tok.vocab_size},
             "init": str(init_file) if init_file else None, "frozen": len(frozen),
@@ -255,7 +255,7 @@ def _run_info(p: _Plan, spec, model, data_info, tok, init_file, frozen, teacher_
 def _loop(p: _Plan, runner, net, task, loss, sampler, opt, scaler, state, tok, metrics: MetricsLog,
           start: int, best, d: Dist, device: str, fsdp: bool, progress: bool) -> None:
     """The loop to the last step; the final weights and the loss plot."""
-    cfg, out, obj, name = p.cfg, p.out, p.obj, p.g.graph["name"]
+    cfg, out, obj, name = p.cfg, p.out, p.obj, p.g.graph.name
     bar = Progress(cfg["steps"], start, progress and d.main)
 
     def save(step: int, best_val, is_best: bool) -> None:

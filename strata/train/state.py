@@ -26,7 +26,7 @@ from torch.distributed.checkpoint.state_dict import (
 )
 
 from strata.errors import TrainingError, UsageError
-from strata.train import checkpoint as C
+from strata.train.checkpoint import Checkpoint, find_checkpoint, prune, save_checkpoint, set_pointer
 from strata.train.distributed import Dist
 from strata.train.models import compile_model, save_weights
 
@@ -50,7 +50,7 @@ class TrainState:
         # full state dict so that `save_weights` (spec names, ties once) can write it.
         self.shadow = compile_model(fsdp_graph, device="meta") if fsdp_graph is not None else None
 
-    def restore(self, ckpt: C.Checkpoint, seed: int) -> tuple[int, float | None]:
+    def restore(self, ckpt: Checkpoint, seed: int) -> tuple[int, float | None]:
         """Optimizer state and RNG states of `ckpt`; (step, best validation loss)."""
         d = self.d
         osd, rng = ckpt.optimizer()
@@ -88,11 +88,11 @@ class TrainState:
         model = self._weights_model()
         if d.main:
             state = {"best_val": best_val, "world_size": d.world, **extra}
-            rel = C.save_checkpoint(self.out, step, lambda p: save_weights(model, p), osd, rng, state)
-            C.set_pointer(self.out, "latest", rel)
+            rel = save_checkpoint(self.out, step, lambda p: save_weights(model, p), osd, rng, state)
+            set_pointer(self.out, "latest", rel)
             if is_best:
-                C.set_pointer(self.out, "best", rel, val_loss=best_val)
-            C.prune(self.out)
+                set_pointer(self.out, "best", rel, val_loss=best_val)
+            prune(self.out)
         d.barrier()
 
     def save_final(self, path: Path) -> None:
@@ -126,7 +126,7 @@ class TrainState:
             reason = (getattr(e, "strerror", None) or (os.strerror(int(code[1])) if code else None)
                       or str(e).splitlines()[0][:300])
             try:
-                ckpt = C.find_checkpoint(self.out)
+                ckpt = find_checkpoint(self.out)
             except UsageError:
                 ckpt = None
             kept = (f"the last complete checkpoint, step {ckpt.step} ({ckpt.path}), is kept: free "

@@ -106,4 +106,4 @@ def diagram(spec, *, format: str = "mermaid", level: str = "block", direction: s
         src = mm.to_mermaid(g, level, direction=direction, unfold=unfold)
     else:
         src = gv.to_dot(g, level, direction=direction, unfold=unfold)
-    return Diagram(src, format, level, g.graph["name"])
+    return Diagram(src, format, level, g.graph.name)

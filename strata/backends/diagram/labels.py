@@ -70,13 +70,13 @@ def cut(s: str) -> str:
 
 
 def _params(g: nx.MultiDiGraph, nodes) -> int:
-    return sum(prod(s) for n in nodes for s in g.nodes[n]["params"].values())
+    return sum(prod(s) for n in nodes for s in g.nodes[n].params.values())
 
 
 # ------------------------------------------------------------------ component labels
 
 def component_title(c: dict) -> str:
-    """The human title of a component (`g.graph["components"][path]`), as its
+    """The human title of a component (`g.graph.components[path]`), as its
     registration in `strata.components` gives it from its options."""
     comp = COMPONENTS.get(c["kind"])
     return comp.title(c["options"]) if comp else c["kind"]
@@ -133,7 +133,7 @@ def annotations(g: nx.MultiDiGraph, members: list[str]) -> list[str]:
     names = {a["name"] for a in g.graph.get("applied", [])}
     passes = [cls for name, cls in REGISTRY.items() if name in names]
     for n in members:
-        a = g.nodes[n]["attrs"]
+        a = g.nodes[n].attrs
         for cls in passes:
             out += [s for s in cls.badges(a) if s not in out]
     return out
@@ -147,7 +147,7 @@ class Totals:
     so that labelling every layer of a deep model stays linear in its size."""
 
     def __init__(self, g: nx.MultiDiGraph):
-        scopes = g.graph["scopes"]
+        scopes = g.graph.scopes
         self._own: dict[str, int] = {}
         self._under: dict[str, int] = {}
         for n, d in g.nodes(data=True):
@@ -159,7 +159,7 @@ class Totals:
                 if prefix in scopes:
                     self._under[prefix] = self._under.get(prefix, 0) + p
         self._parts: dict[str, list[str]] = {}
-        for c, info in g.graph["components"].items():
+        for c, info in g.graph.components.items():
             if info["category"] in ("attention", "mlp"):
                 for prefix in _prefixes(c)[:-1]:
                     if prefix in scopes:
@@ -191,9 +191,9 @@ def _prefixes(path: str) -> list[str]:
 
 def model_title(g: nx.MultiDiGraph) -> str:
     t = f"{g.graph['name']} · {human_count(g.graph['parameters'])} parameters"
-    dist = g.graph.get("distill")
+    dist = g.graph.distill
     if dist and dist.get("teacher_parameters"):
-        ratio = dist["teacher_parameters"] / max(g.graph["parameters"], 1)
+        ratio = dist["teacher_parameters"] / max(g.graph.parameters, 1)
         t += f" · student of {dist.get('teacher_name')} ({ratio:.1f}× smaller)"
     return t
 
@@ -236,7 +236,7 @@ def cluster_lines(g: nx.MultiDiGraph, key: str, kind: str, fold: Fold, totals: T
     instance | component | block)."""
     name = key.rpartition(".")[2]
     if kind == "stack":
-        stack = next(s for s in g.graph["stacks"] if s["name"] == key)
+        stack = next(s for s in g.graph.stacks if s["name"] == key)
         pos = stack.get("positions", {}).get("type")
         extra = f"{human_count(totals.params(key))} parameters"
         if pos in ("rotary", "alibi"):
@@ -246,7 +246,7 @@ def cluster_lines(g: nx.MultiDiGraph, key: str, kind: str, fold: Fold, totals: T
                 extra += f" θ={base:,.0f}" if base == int(base) else f" θ={base:g}"
         return [cut(key), extra]
     if kind == "repeat":
-        s = g.graph["scopes"][key]
+        s = g.graph.scopes[key]
         block = s.get("block") or name
         first = fold.first.get(key)
         per = totals.params(first, inclusive=False) if first else 0
@@ -264,9 +264,9 @@ def cluster_lines(g: nx.MultiDiGraph, key: str, kind: str, fold: Fold, totals: T
             lines.append(cut("instances " + ", ".join(idx)))
         return lines
     if kind == "component":
-        c = g.graph["components"][key]
+        c = g.graph.components[key]
         return [cut(f"{component_title(c)} · {name}")]
-    block = g.graph["scopes"].get(key, {}).get("block")
+    block = g.graph.scopes.get(key, {}).get("block")
     return [cut(name if not block or block == name else f"{name}: {block}")]
 
 
@@ -274,11 +274,11 @@ def box_label(g: nx.MultiDiGraph, u: str, members: list[str], every: list[str], 
               fold: Fold, totals: Totals) -> tuple[list[str], str, str]:
     """(lines, palette kind, shape) of the box drawn for unit `u`: `members` are
     the IR nodes of the drawn instance, `every` all the IR nodes it stands for."""
-    comps = g.graph["components"]
-    scopes = g.graph["scopes"]
+    comps = g.graph.components
+    scopes = g.graph.scopes
     notes = [cut(", ".join(n))] if (n := annotations(g, members)) else []
     tied = sorted({_short(t.rpartition(".")[0], u) for n in members
-                   for t in g.nodes[n]["tied"].values()})
+                   for t in g.nodes[n].tied.values()})
     tied_note = [cut(f"tied to {', '.join(tied)}")] if tied else []
     if scopes.get(u, {}).get("kind") == "repeat" or (level == "model" and u in scopes
                                                      and scopes[u]["kind"] != "stack"):
@@ -311,7 +311,7 @@ def _block_lines(g: nx.MultiDiGraph, u: str, every: list[str], fold: Fold, total
                  ) -> list[str]:
     """A repeat or a block drawn as one box (model level): "layer × 12", the
     attention and MLP titles of one layer, parameters per layer and in total."""
-    s = g.graph["scopes"][u]
+    s = g.graph.scopes[u]
     name = u.rpartition(".")[2]
     count = s.get("count", 1)
     block = s.get("block") or name
@@ -321,7 +321,7 @@ def _block_lines(g: nx.MultiDiGraph, u: str, every: list[str], fold: Fold, total
     first = fold.first.get(u, u)
     inside = totals.parts(first)
     if inside:
-        comps = g.graph["components"]
+        comps = g.graph.components
         lines.extend(_wrap([component_title(comps[c]) for c in inside], " → "))
     total = _params(g, every)
     if total:

@@ -148,7 +148,7 @@ def choose_units(g: nx.MultiDiGraph, order: list[str], level: str, fold: Fold,
                  unfold: bool) -> Units:
     """model: a stack's top-level module (a repeat instance too, when unfolded);
     block: the component (or the node, for ⊕ and inputs); op: the node."""
-    scopes = g.graph["scopes"]
+    scopes = g.graph.scopes
 
     def unit(n: str) -> str:
         f = fold(n)
@@ -160,7 +160,7 @@ def choose_units(g: nx.MultiDiGraph, order: list[str], level: str, fold: Fold,
             if unfold and scopes.get(u, {}).get("kind") == "repeat" and len(parts) > 2:
                 u = ".".join(parts[:3])
             return u
-        return g.nodes[f]["component"] or f
+        return g.nodes[f].component or f
 
     units = Units(level)
     for n in order:
@@ -180,7 +180,7 @@ def choose_clusters(g: nx.MultiDiGraph, level: str, fold: Fold, units: Units, un
     below model level repeats, drawn repeat instances and blocks; at op level
     also the components of more than one op."""
     kinds: dict[str, str] = {}
-    for path, s in g.graph["scopes"].items():
+    for path, s in g.graph.scopes.items():
         if s["kind"] == "stack":
             kinds[path] = "stack"
         elif level == "model":
@@ -194,7 +194,7 @@ def choose_clusters(g: nx.MultiDiGraph, level: str, fold: Fold, units: Units, un
             kinds[path] = "block"
     if level == "op":
         holding = {p for u in units.drawn for p in _proper_prefixes(u)}
-        for c in g.graph["components"]:
+        for c in g.graph.components:
             if fold(c) == c and len(units.every.get(c, [])) != 1 and c in holding:
                 kinds[c] = "component"
     return kinds
@@ -266,7 +266,7 @@ def wire_arrows(layout: Layout, g: nx.MultiDiGraph, order: list[str], units: Uni
     residual skips dashed, a stack reading another's output (memory) bold.
     Edges from one repeat instance to the next are not drawn when folded."""
     seen: dict[tuple[str, str], Arrow] = {}
-    stacks = {s["name"] for s in g.graph["stacks"]}
+    stacks = {s["name"] for s in g.graph.stacks}
     pos = {n: i for i, n in enumerate(order)}
     for u, v, e in sorted(g.edges(data=True), key=lambda t: (pos[t[1]], t[2]["port"], pos[t[0]])):
         if fold.crosses(u, v):
@@ -296,7 +296,7 @@ def _is_skip(g: nx.MultiDiGraph, v: str, e: dict) -> bool:
 
 def add_outputs(layout: Layout, g: nx.MultiDiGraph, units: Units, ids: Ids) -> None:
     """A stadium box per model output, inside its stack, with the output's shape."""
-    for name, node in g.graph["outputs"].items():
+    for name, node in g.graph.outputs.items():
         if node not in units.of:
             continue
         key = f"<output:{name}>"
@@ -316,7 +316,7 @@ def add_ties(layout: Layout, g: nx.MultiDiGraph, order: list[str], units: Units,
     """A dotted line from a weight's owner to each box that shares it."""
     seen: set[tuple[str, str]] = set()
     for n in order:
-        for target in g.nodes[n]["tied"].values():
+        for target in g.nodes[n].tied.values():
             src = target.rpartition(".")[0]
             if src not in units.of:
                 continue
@@ -329,7 +329,7 @@ def add_ties(layout: Layout, g: nx.MultiDiGraph, order: list[str], units: Units,
 def add_teacher(layout: Layout, g: nx.MultiDiGraph, ids: Ids) -> None:
     """The distillation teacher (after passes): a box outside every stack, and an
     arrow to the model's output."""
-    dist = g.graph.get("distill")
+    dist = g.graph.distill
     if not dist:
         return
     teacher = Box(ids.new_box("<teacher>"), "<teacher>", teacher_lines(dist), "teacher", "round")

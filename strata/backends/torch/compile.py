@@ -11,7 +11,7 @@ the spec says is what the model holds.
 
     >>> from strata.compiler import build_file
     >>> net = compile_graph(build_file("specs/tiny_shakespeare.arch"))
-    >>> type(net).__name__, net.strata_graph.graph["name"]
+    >>> type(net).__name__, net.strata_graph.graph.name
     ('TinyShakespeare', 'tiny_shakespeare')
 """
 
@@ -98,7 +98,7 @@ def _check_fits(g, device) -> None:
     import torch  # lazy: torch
 
     if device is None or torch.device(device).type == "cpu":
-        n = g.graph["parameters"]  # built in the default dtype first, whatever `dtype` says
+        n = g.graph.parameters  # built in the default dtype first, whatever `dtype` says
         check_fits(n * torch.get_default_dtype().itemsize, f"{g.graph['name']} ({n:,} parameters)",
                    'build it with device="meta" to inspect it without allocating')
 
@@ -131,7 +131,7 @@ def _packed(g, tensors: dict, where: str, dtype) -> tuple[dict, dict]:
 
 def compile_graph(g0, *, origin=None, weights=None, device=None, dtype=None, calibration=None,
                   quantize: bool = True, tokenizer=None, cast: bool = False, qweights=None):
-    """The module for graph `g0` (passes pending in g0.graph["passes"]); qweights:
+    """The module for graph `g0` (passes pending in g0.graph.passes); qweights:
     {quantized linear (the model's name): QuantizedWeight} integers to run as given
     (a calibration method's), the others rounded to nearest.  `weights` may be a
     compressed checkpoint (strata/backends/torch/packed.py): its integers go
@@ -149,7 +149,7 @@ def compile_graph(g0, *, origin=None, weights=None, device=None, dtype=None, cal
     todo = g0.graph.get("passes", [])
     values = any(make_pass(p["name"], p["options"]).acts_on_values for p in todo if p["name"] in REGISTRY)
     if todo and tensors is None and values and str(device) != "meta":
-        tensors = _initial_state(g0, device, g0.graph["name"])
+        tensors = _initial_state(g0, device, g0.graph.name)
     if tensors is not None and is_packed(tensors):
         g = apply_passes(g0, ctx=PassContext(calibration=calib, runner=RUNNER))
         found, state = _packed(g, tensors, str(weights), dtype)
@@ -167,7 +167,7 @@ def compile_graph(g0, *, origin=None, weights=None, device=None, dtype=None, cal
     if quantize:
         _device_problems(g, device)
     source = generate_source(g, origin=origin)
-    module = load_source(source, g.graph["name"])
+    module = load_source(source, g.graph.name)
     _check_fits(g, device)
     if device is not None:
         with torch.device(device):

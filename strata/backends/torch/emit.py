@@ -225,7 +225,7 @@ class Emitter:
             return f"self.{u.attr}({', '.join([args[0]] + ([call_extras] if call_extras else []))})"
         lowered = self.component(u.path, f"self.{u.attr}", args, dict(u.extras), hx)
         if lowered.ctor is not None:
-            tied = self.ix.g.nodes[u.path]["tied"] if u.path in self.ix.g else {}
+            tied = self.ix.g.nodes[u.path].tied if u.path in self.ix.g else {}
             note = lowered.note or (f"weight tied to {pysafe.text(tied['weight'])}" if "weight" in tied else None)
             init.append(f"        self.{u.attr} = {lowered.ctor}" + (f"  # {note}" if note else ""))
         return lowered.call

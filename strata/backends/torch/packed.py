@@ -18,7 +18,9 @@ and every other tensor as the model holds it.  The safetensors metadata says
 `strata compress` puts the `quantization_config` (the library's own json form)
 in OUT/report.json.
 
-    >>> # state = packed_state(model); qweights, rest = read_packed(tensors, model.strata_graph, path)
+In code::
+
+    state = packed_state(model); qweights, rest = read_packed(tensors, model.strata_graph, path)
 """
 
 from __future__ import annotations
@@ -108,7 +110,7 @@ def packed_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     quantized = _quantized(model)
     out = {}
     for q in quantized:
-        a = g.nodes[q]["attrs"] if q in g else {}
+        a = g.nodes[q].attrs if q in g else {}
         qw = quantized_weight(model.get_submodule(q), a.get("group_size"))
         if qw is None:
             raise WeightsError(f"{q}: {a.get('quant_scheme')} has no packed form yet; save the float "
@@ -137,7 +139,7 @@ def read_packed(tensors: dict, g, where: str) -> tuple[dict[str, QuantizedWeight
         out[n] = _take(rest, n, a["quant_scheme"], _weight_shape(g, n), a.get("group_size"), where)
     # a linear the spec runs in float but the file holds packed: its float weight is what the integers say
     for n in sorted({k.rsplit(".", 1)[0] for k in rest if k.rsplit(".", 1)[-1] in SUFFIXES}):
-        if n not in g or "weight" not in g.nodes[n]["params"]:
+        if n not in g or "weight" not in g.nodes[n].params:
             raise WeightsError(f"{where}: {n} holds packed weights; the model has no linear {n}")
         shape = _weight_shape(g, n)
         scheme = "int4_weight" if f"{n}.weight_packed" in rest else "int8_weight"
@@ -153,7 +155,7 @@ def _weight_shape(g, n: str) -> tuple[int, int]:
     if "weight" in d["params"]:
         return tuple(d["params"]["weight"])
     node, _, name = d["tied"]["weight"].rpartition(".")  # a tied head's copy: the embedding's shape
-    return tuple(g.nodes[node]["params"][name])
+    return tuple(g.nodes[node].params[name])
 
 
 def _take(rest: dict, n: str, scheme: str, shape: tuple[int, int], gs: int | None, where: str) -> QuantizedWeight:

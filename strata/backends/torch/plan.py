@@ -97,11 +97,11 @@ def index_ir(g: nx.MultiDiGraph) -> IRIndex:
         parts = n.split(".")
         for i in range(1, len(parts)):
             members.setdefault(".".join(parts[:i]), []).append(n)
-    outputs = g.graph["outputs"]
-    ix = IRIndex(g, order, {n: i for i, n in enumerate(order)}, members, g.graph["scopes"],
-                 g.graph["components"], {s["name"]: s for s in g.graph["stacks"]}, outputs,
+    outputs = g.graph.outputs
+    ix = IRIndex(g, order, {n: i for i, n in enumerate(order)}, members, g.graph.scopes,
+                 g.graph.components, {s["name"]: s for s in g.graph.stacks}, outputs,
                  {v: k for k, v in outputs.items() if k != "output"},
-                 {r["path"]: r for r in g.graph["repeats"]})
+                 {r["path"]: r for r in g.graph.repeats})
     ix.info = {name: stack_info(ix, s) for name, s in ix.stacks.items()}
     return ix
 
@@ -130,7 +130,7 @@ def is_decoder_of(ix: IRIndex, st: dict) -> bool:
     """`st` is the last of two stacks and reads the other as memory (an encoder-decoder's
     decoder, whose cache keeps the encoder's output)."""
     others = [s for s in ix.stacks if s != st["name"]]
-    return (len(others) == 1 and st["name"] == ix.g.graph["stacks"][-1]["name"]
+    return (len(others) == 1 and st["name"] == ix.g.graph.stacks[-1]["name"]
             and set(others) <= set(st["memory"].values()))
 
 
@@ -138,7 +138,7 @@ def stack_info(ix: IRIndex, st: dict) -> StackInfo:
     name = st["name"]
     info = StackInfo(name)
     info.memory_mask = is_decoder_of(ix, st) and any(
-        ix.g.nodes[n]["op"] == "attention" and ix.g.nodes[n]["attrs"]["cross"] for n in ix.members.get(name, ()))
+        ix.g.nodes[n].op == "attention" and ix.g.nodes[n].attrs["cross"] for n in ix.members.get(name, ()))
     for path, c in ix.comps.items():
         if c["scope"] == name and c.get("facts", {}).get("at_stack"):  # rotary, alibi, relative
             info.positions = path
@@ -220,10 +220,10 @@ def component_extras(ix: IRIndex, path: str, masks: dict) -> dict[str, str]:
     core = f"{path}.core"
     if core not in ix.g:
         return {}
-    if ix.g.nodes[core]["attrs"]["cross"]:  # the encoder's padding; its keys and values, cached once
+    if ix.g.nodes[core].attrs["cross"]:  # the encoder's padding; its keys and values, cached once
         return {k: v for k, v, use in (("mask", "memory_mask", info.memory_mask), ("cache", "cache", info.cache))
                 if use}
-    a = ix.g.nodes[core]["attrs"]
+    a = ix.g.nodes[core].attrs
     out = {}
     if info.rope:
         out["rope"] = "rope"
@@ -242,7 +242,7 @@ def _unit_key(ix: IRIndex, scope: str, n: str) -> tuple[str, str]:
             return ("repeat" if ix.scopes[p]["kind"] == "repeat" else "block"), p
         if p in ix.comps:
             return "comp", p
-    return ("input" if ix.g.nodes[n]["op"] == "input" else "add"), n
+    return ("input" if ix.g.nodes[n].op == "input" else "add"), n
 
 
 def units(ix: IRIndex, scope: str) -> list[Unit]:
@@ -270,7 +270,7 @@ def units(ix: IRIndex, scope: str) -> list[Unit]:
             raise CodegenError(f"'{u.path}' produces {len(outs)} values ({', '.join(outs)}); "
                                "a unit must produce one")
         u.out = outs[0] if outs else u.nodes[-1]
-        if u.kind == "add" and ix.g.nodes[u.path]["op"] != "add":
+        if u.kind == "add" and ix.g.nodes[u.path].op != "add":
             raise CodegenError(f"'{u.path}': op '{ix.g.nodes[u.path]['op']}' outside a component")
     first = {u.path: ix.index[u.nodes[0]] for u in by_key.values()}
     by_path = {u.path: u for u in by_key.values()}
@@ -310,7 +310,7 @@ def plan_scope(ix: IRIndex, scope: str, params: list[str]) -> ScopePlan:
             if src not in inside and src not in env:
                 env[src] = memory_name(ix, src, stack) or "x"
         if u.kind == "input":
-            env[u.path] = ix.g.nodes[u.path]["attrs"]["name"]
+            env[u.path] = ix.g.nodes[u.path].attrs["name"]
     last: dict[str, int] = {}
     for i, u in enumerate(us):
         for src in u.ins:
@@ -321,7 +321,7 @@ def plan_scope(ix: IRIndex, scope: str, params: list[str]) -> ScopePlan:
             last[u.out] = end
     scope_out = ix.stacks[stack]["output"] if scope == stack else us[-1].out
     last[scope_out] = end
-    inputs = {ix.g.nodes[u.path]["attrs"]["name"] for u in us if u.kind == "input"}
+    inputs = {ix.g.nodes[u.path].attrs["name"] for u in us if u.kind == "input"}
     reserved = RESERVED | set(info.masks.values()) | (set(params) - {"x"}) | inputs
     masks = scope_masks(ix, scope, params)
     planned = []
@@ -368,8 +368,8 @@ def plan_scope(ix: IRIndex, scope: str, params: list[str]) -> ScopePlan:
 def stack_inputs(ix: IRIndex, st: dict) -> tuple[list[str], list[str]]:
     """(required, optional) token inputs of a stack: declared ones, then those
     components added (`token_type_ids`)."""
-    extra = [ix.g.nodes[n]["attrs"]["name"] for n in ix.members.get(st["name"], ())
-             if ix.g.nodes[n]["op"] == "input"]
+    extra = [ix.g.nodes[n].attrs["name"] for n in ix.members.get(st["name"], ())
+             if ix.g.nodes[n].op == "input"]
     names = list(st["inputs"]) + [i for i in extra if i not in st["inputs"]]
     optional = [i for i in names if ix.g.nodes[f"{st['name']}.{i}"]["attrs"].get("optional")]
     return [i for i in names if i not in optional], optional

@@ -4,7 +4,7 @@ A checkpoint is written in the names of the spec compiled with `passes=[]`
 (`decoder.h.0.attn.q.weight`, ...), so it survives adding or removing a pass.
 Each pass holds its own weight transform and its inverse (strata/passes/, one
 file per pass); the IR after the passes records what each did
-(g.graph["applied"]), and these two functions replay them:
+(g.graph.applied), and these two functions replay them:
 
     spec names ──to_model_names──► the compiled model's names
     model names ──to_spec_names──► spec names

@@ -17,9 +17,10 @@ Both models are generated strata models (their `new_cache(max_len)`: the caches
 are static, and `crop` drops what the target rejected).  Not copied into
 generated files: it takes two models.
 
-    >>> ids, stats = speculative_generate(teacher, student, prompt, 64)   # doctest: +SKIP
-    >>> stats.acceptance                                                  # doctest: +SKIP
-    0.81
+In code::
+
+    ids, stats = speculative_generate(teacher, student, prompt, 64)
+    stats.acceptance    # 0.81
 """
 
 from __future__ import annotations

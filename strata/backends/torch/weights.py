@@ -120,7 +120,7 @@ def _model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     g = getattr(model, "strata_graph", None)
     for q in quantized:
         w, b = _dequantized(model.get_submodule(q))
-        if g is not None and q in g and "weight" in g.nodes[q]["tied"]:
+        if g is not None and q in g and "weight" in g.nodes[q].tied:
             continue  # a tied head's quantized copy: its float weight is the embedding's
         state[f"{q}.weight"] = w
         if b is not None:
@@ -134,7 +134,7 @@ def _spec_shapes(model: torch.nn.Module) -> dict[str, tuple] | None:
     g = getattr(model, "strata_graph", None)
     if g is None or "spec_params" not in g.graph:
         return None
-    return {k: tuple(v) for k, v in g.graph["spec_params"].items()}
+    return {k: tuple(v) for k, v in g.graph.spec_params.items()}
 
 
 def _problems(want: dict, have: dict, tied: dict) -> tuple[dict, dict, dict]:

@@ -125,7 +125,7 @@ def import_hf(src_dir: str | Path, out_dir: str | Path, *, dtype: str | None = N
     W.check_float(ckpt, mapping)
 
     # The parameter count goes in the header; a comment moves no span that matters.
-    text = spec_text(cfg, lay, source=source, parameters=g.graph["parameters"])
+    text = spec_text(cfg, lay, source=source, parameters=g.graph.parameters)
     tensors = W.convert(ckpt, mapping)
     if dtype is not None:
         import torch  # lazy: torch

@@ -114,7 +114,7 @@ def calibrated_quantize(o, record: dict, state: dict, ctx) -> dict:
                     apply_pair(out, pairs[n], n, scale)
                     xs[n] = s["x"] / scale.float()
             for n in block:
-                if n in xs and g.nodes[n]["attrs"].get("role") not in ("q", "k"):
+                if n in xs and g.nodes[n].attrs.get("role") not in ("q", "k"):
                     W = out[f"{n}.weight"]
                     clipped, err, plain = awq_clip(W, xs[n], grid)
                     out[f"{n}.weight"] = clipped.to(W.dtype)

@@ -16,8 +16,10 @@ o after v in attention with as many key/value heads as heads (softmax(q k) v
 mixes v's rows, never its channels).  Up's / v's rows (and bias) are divided
 by s, down's / o's columns multiplied by it.
 
-    >>> # groups, skipped = norm_groups(g, ["decoder.h.0.attn.q", ...], state)
-    >>> # pairs = linear_pairs(g, ["decoder.h.0.mlp.down", ...], state)  # {down: up}
+In code::
+
+    groups, skipped = norm_groups(g, ["decoder.h.0.attn.q", ...], state)
+    pairs = linear_pairs(g, ["decoder.h.0.mlp.down", ...], state)  # {down: up}
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def norm_groups(g: "nx.MultiDiGraph", nodes: list[str], state: dict
     for n in nodes:
         preds = list(g.predecessors(n))
         norm = preds[0] if len(preds) == 1 else None
-        if norm is None or g.nodes[norm]["op"] != "norm":
+        if norm is None or g.nodes[norm].op != "norm":
             skipped[n] = "its input is not a norm's output (no scale to fold into)"
         elif f"{norm}.weight" not in state:
             skipped[n] = "the norm before it has no weight"
@@ -60,7 +62,7 @@ def apply_scale(g, state: dict, norm: str, linears: list[str], s) -> None:
     """Multiply the linears' weight columns by s [in] and divide the norm's
     weight (and bias) by it, in `state` (in place); a unit-offset norm
     (y = x_hat * (1 + w)) has its offset kept."""
-    offset = 1.0 if g.nodes[norm]["attrs"].get("unit_offset") else 0.0
+    offset = 1.0 if g.nodes[norm].attrs.get("unit_offset") else 0.0
     w = state[f"{norm}.weight"]
     state[f"{norm}.weight"] = ((w.double() + offset) / s - offset).to(w.dtype)
     if f"{norm}.bias" in state:
@@ -83,7 +85,7 @@ def _producer(g, n: str) -> str | None:
         role = "v"
     else:
         return None
-    ups = [u for u in g.predecessors(p) if g.nodes[u]["op"] == "linear" and g.nodes[u]["attrs"].get("role") == role]
+    ups = [u for u in g.predecessors(p) if g.nodes[u].op == "linear" and g.nodes[u].attrs.get("role") == role]
     if len(ups) != 1 or list(g.successors(ups[0])) != [p]:
         return None
     return ups[0]

@@ -67,7 +67,7 @@ class CausalLM(TextObjective):
 
     @classmethod
     def detect(cls, g, heads):
-        if len(g.graph["stacks"]) > 1 and any(s["memory"] for s in g.graph["stacks"]):
+        if len(g.graph.stacks) > 1 and any(s["memory"] for s in g.graph.stacks):
             return None  # an encoder-decoder: seq2seq
         return next((cls(output=n) for n, (kind, _, _) in heads.items() if kind == "lm_head"), None)
 

@@ -58,7 +58,7 @@ class Classify(ExampleObjective):
     def detect(cls, g, heads):
         for name, (kind, path, rank) in heads.items():
             if kind == "classifier" and rank == 2:  # on the pooled sequence, not per token
-                return cls(output=name, classes=g.graph["components"][path]["options"]["classes"])
+                return cls(output=name, classes=g.graph.components[path]["options"]["classes"])
         return None
 
     @property

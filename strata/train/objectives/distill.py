@@ -42,7 +42,7 @@ def load_teacher(g, objective, device: str, weights: str | None = None, spec_gra
     """(teacher nn.Module, its Loss, the tokenizer.json of the run it came from or
     None).  g: the student's IR after passes; `weights` (from the command line)
     wins over the pass's `weights=`; spec_graph (before passes) locates errors."""
-    info = g.graph["distill"]
+    info = g.graph.distill
     here = spec_file(g)
     teacher = info["teacher"]
     if teacher.endswith((".arch", ".yaml", ".yml")):

@@ -46,11 +46,11 @@ Heads = dict[str, tuple[str, str, int]]
 
 def heads_of(g) -> Heads:
     """The model's outputs and the heads that make them."""
-    comps = g.graph["components"]
+    comps = g.graph.components
     out = {}
-    for name, node in g.graph["outputs"].items():
+    for name, node in g.graph.outputs.items():
         path = g.nodes[node].get("component") or node
-        kind = comps.get(path, {}).get("kind", g.nodes[node]["op"])
+        kind = comps.get(path, {}).get("kind", g.nodes[node].op)
         ranks = [len(d["shape"]) for _, _, d in g.in_edges(node, data=True) if d.get("shape")]
         out[name] = (kind, path, ranks[0] if ranks else 3)
     return out
@@ -58,7 +58,7 @@ def heads_of(g) -> Heads:
 
 def noncausal(g, stack: str | None = None) -> str | None:
     """The first attention (inside `stack`, when given) that is not causal."""
-    for path, c in g.graph["components"].items():
+    for path, c in g.graph.components.items():
         if c["kind"] == "attention" and not c["options"].get("causal") \
                 and (stack is None or path.startswith(stack + ".")):
             return path
@@ -66,7 +66,7 @@ def noncausal(g, stack: str | None = None) -> str | None:
 
 
 def located(g, path: str, message: str, hint: str) -> SpecError:
-    span = g.graph["components"][path].get("span")
+    span = g.graph.components[path].get("span")
     return SpecError([Diagnostic(message, span, hint)])
 
 

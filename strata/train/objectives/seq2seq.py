@@ -84,12 +84,12 @@ class Seq2Seq(ExampleObjective):
 
     @classmethod
     def detect(cls, g, heads):
-        if not (len(g.graph["stacks"]) > 1 and any(s["memory"] for s in g.graph["stacks"])):
+        if not (len(g.graph.stacks) > 1 and any(s["memory"] for s in g.graph.stacks)):
             return None
         return next((cls(output=n) for n, (kind, _, _) in heads.items() if kind == "lm_head"), None)
 
     def check(self, g) -> None:
-        if bad := noncausal(g, g.graph["stacks"][-1]["name"]):
+        if bad := noncausal(g, g.graph.stacks[-1]["name"]):
             raise located(g, bad, f"{self.name}: the decoder's self-attention at {bad} is not causal",
                           "give it causal=true")
 

@@ -7,7 +7,9 @@ folding the adapters into plain weights, and saving / loading them alone.
     save_adapters(model, "adapters.safetensors")   # a few MB, not the model
     plain = merge_lora(model)               # W + alpha/r * B A: a model without adapters
 
-    >>> # load_adapters(strata.compile(spec, passes=[...]), "adapters.safetensors")
+In code::
+
+    load_adapters(strata.compile(spec, passes=[...]), "adapters.safetensors")
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ def _without_lora(g):
         if d["attrs"].get("lora"):
             h.nodes[n].update(attrs={k: v for k, v in d["attrs"].items() if k != "lora"},
                               params={k: v for k, v in d["params"].items() if not k.startswith("lora_")})
-    h.graph["parameters"] = param_count(h)
+    h.graph.parameters = param_count(h)
     return h
 
 
@@ -69,7 +71,7 @@ def merge_lora(model):
         state = make_pass("lora", a["options"]).revert(a["record"], state)
     h = _without_lora(g)
     source = generate_source(h)
-    module = load_source(source, h.graph["name"])
+    module = load_source(source, h.graph.name)
     p = next(model.parameters())
     with torch.device(p.device):
         net = module.build()

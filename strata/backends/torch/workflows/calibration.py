@@ -9,7 +9,9 @@ feature.
     run's tokenizer.json).  At most MAX_ROWS rows of at most the model's
     context are used.
 
-    >>> # stats = activation_stats(g, state, ids, ["decoder.h.0.mlp.up"])
+In code::
+
+    stats = activation_stats(g, state, ids, ["decoder.h.0.mlp.up"])
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def model_inputs(g, ids) -> tuple:
     """The positional inputs of the compiled model of `g` for token ids (N, T):
     one per stack that reads tokens (an encoder-decoder reads `model(src, tgt)`;
     the same ids serve as both, which is all calibration and comparisons need)."""
-    return tuple(ids for s in g.graph["stacks"] if s["inputs"]) or (ids,)
+    return tuple(ids for s in g.graph.stacks if s["inputs"]) or (ids,)
 
 
 def load_calibration(src, g, tokenizer=None):
@@ -112,7 +114,7 @@ def activation_stats(g, state: dict, ids, nodes: list[str]) -> dict:
 
     g = g.copy()
     g.graph = type(g.graph)({**g.graph, "passes": []})
-    net = load_source(generate_source(g), g.graph["name"]).build()
+    net = load_source(generate_source(g), g.graph.name).build()
     net.strata_graph = g
     load_state(net, state)
     net.eval()

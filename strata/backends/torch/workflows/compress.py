@@ -14,7 +14,9 @@ folder beside OUT, then moved into place (a failure leaves OUT as it was).
 `strata check / summary / diagram / compile / train` take OUT/model.arch like
 any spec; compiling it with OUT/weights.safetensors gives the compressed model.
 
-    >>> # compress("gpt2.arch", "gpt2.safetensors", "out/", passes=['quantize(int8_dynamic)'])
+In code::
+
+    compress("gpt2.arch", "gpt2.safetensors", "out/", passes=['quantize(int8_dynamic)'])
 """
 
 from __future__ import annotations
@@ -181,8 +183,8 @@ def compress(spec: str | Path, weights: str | Path, out: str | Path, *, passes: 
     if clash and not overwrite:
         raise UsageError(f"{out / clash[0]} exists: --overwrite replaces it, or -o names another folder")
     g0 = build_file(spec, model=model)
-    g0.graph["passes"] = list(g0.graph["passes"]) + parse_pass_texts(list(passes), g0)
-    if not g0.graph["passes"]:
+    g0.graph.passes = list(g0.graph.passes) + parse_pass_texts(list(passes), g0)
+    if not g0.graph.passes:
         raise UsageError("no passes to apply: the spec has no passes { } and no --pass was given")
     if is_packed(checkpoint_shapes(weights)):  # a compressed checkpoint compressed again
         tensors = _float_state(spec, model, weights)
@@ -245,10 +247,10 @@ def _write(tmp: Path, out: Path, spec, weights, model, g0, g, state, tensors, ca
     mem = mem if isinstance(mem, torch.Tensor) else _first(mem)
     before = param_count(g0)
     return {
-        "spec": str(spec), "weights": str(weights), "model": g0.graph["name"],
+        "spec": str(spec), "weights": str(weights), "model": g0.graph.name,
         "passes": [{"pass": p["name"], "options": p["options"], "report": line,
                     **make_pass(p["name"], p["options"]).details(p["record"])}
-                   for p, line in zip(g.graph["applied"], report(g))],
+                   for p, line in zip(g.graph.applied, report(g))],
         "written_passes": kept, "notes": notes,
         "parameters": {"before": before, "after": param_count(small.strata_graph)},
         "nonzero_parameters": int(sum(int((v != 0).sum()) for v in state.values() if v.is_floating_point())),
@@ -261,7 +263,7 @@ def _write(tmp: Path, out: Path, spec, weights, model, g0, g, state, tensors, ca
                    "max_abs_diff": round(float((ref - got).abs().max()), 6),
                    # the file loaded back computes what the compressed model in memory computed
                    "loaded_equals_in_memory": bool(torch.equal(mem, got))},
-        "kept_float": {n: why for p in g.graph["applied"] for n, why in p["record"].get("kept_float", {}).items()},
+        "kept_float": {n: why for p in g.graph.applied for n, why in p["record"].get("kept_float", {}).items()},
         "quantization_config": quantization_config(small.strata_graph),
         **({"finetune": tuned} if tuned is not None else {}),
     }

@@ -14,7 +14,9 @@ group of `group_size` (asymmetric with an integer zero point and bf16 scales,
 as strata.passes.qparams.rtn chooses them and compressed checkpoints store them).  fp8 has no CPU path and is
 refused where it cannot run.
 
-    >>> # prepare_qat(model); train(model); convert_qat(model)
+In code::
+
+    prepare_qat(model); train(model); convert_qat(model)
 """
 
 from __future__ import annotations

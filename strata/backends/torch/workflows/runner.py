@@ -4,7 +4,10 @@ RUNNER in with it, so the passes (torch-free graph rewrites and weight
 transforms) never import the backend.
 
     >>> from strata.passes import PassContext
-    >>> # ctx = PassContext(state=state, calibration=ids, runner=RUNNER)
+
+In code::
+
+    ctx = PassContext(state=state, calibration=ids, runner=RUNNER)
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ LOGITS = 1 << 23      # logits held per forward, at most (rows x length x vocab 
 def _net(g, state):
     g = g.copy()
     g.graph = type(g.graph)({**g.graph, "passes": []})
-    net = load_source(generate_source(g), g.graph["name"]).build()
+    net = load_source(generate_source(g), g.graph.name).build()
     net.strata_graph = g
     load_state(net, state)
     return net.eval()

@@ -10,7 +10,9 @@ max |x| [in] (and, when asked, up to `rows` input rows for AWQ's search).  Then
 `handle(block, stats)` rewrites the block's weights in the state; the model
 takes them before the next block is measured.
 
-    >>> # seconds = stream(g, state, ids, nodes, handle, hessian=True)
+In code::
+
+    seconds = stream(g, state, ids, nodes, handle, hessian=True)
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def _net(g, state):
 
     g = g.copy()
     g.graph = type(g.graph)({**g.graph, "passes": []})
-    net = load_source(generate_source(g), g.graph["name"]).build()
+    net = load_source(generate_source(g), g.graph.name).build()
     net.strata_graph = g
     load_state(net, state)
     return net.eval()

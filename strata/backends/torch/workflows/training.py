@@ -10,7 +10,9 @@ The model is compiled with `quantize=False` for training (float weights); the
 trained weights are saved in the spec's own names (adapters merged, fake
 quantization gone), so compiling the spec on them quantizes as its passes say.
 
-    >>> # lines = prepare_for_training(net); ...train...; finish_training(net)
+In code::
+
+    lines = prepare_for_training(net); ...train...; finish_training(net)
 """
 
 from __future__ import annotations
