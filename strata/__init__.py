@@ -96,7 +96,7 @@ def __getattr__(name: str):
 
         return getattr(strata.api, name)
     if name == "open_model":  # a run folder, a compress output, or a spec with weights -> Run
-        from strata.train.sources import open_source  # lazy: torch
+        from strata.train.run import open_source  # lazy: torch
 
         return open_source
     if name == "diagram":

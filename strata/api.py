@@ -197,7 +197,7 @@ def compress(source: Any, out: str | Path, *, weights=None, passes=(), model: st
     result = run(spec, file, out, passes=list(passes), model=model, calibration=calibration,
                  tokenizer=tok, overwrite=overwrite, source_run=source_run, tune=tune, adapters=adapters)
     if evaluate:
-        from strata.train.sources import open_source  # lazy: torch
+        from strata.train.run import open_source  # lazy: torch
 
         data = evaluate if isinstance(evaluate, (str, Path)) else None
         original = open_source(w.folder) if w.folder is not None and is_run(w.folder) else \

@@ -65,7 +65,7 @@ def _cmd_train(args) -> int:
 
 def _cmd_generate(args) -> int:
     from strata.train.generate import GenerationStats, check_sampling  # lazy: torch
-    from strata.train.sources import open_source  # lazy: torch
+    from strata.train.run import open_source  # lazy: torch
 
     check_sampling(args.tokens, args.temperature, args.top_k, args.seed)  # before loading anything
     if args.runtime == "onnx":
@@ -97,7 +97,7 @@ def _generate_onnx(args) -> int:
 
 
 def _cmd_eval(args) -> int:
-    from strata.train.sources import open_source  # lazy: torch
+    from strata.train.run import open_source  # lazy: torch
 
     if args.max_batches is not None and args.max_batches < 1:
         raise UsageError(f"--max-batches should be at least 1 (got {args.max_batches})")

@@ -111,10 +111,13 @@ def generate_ids(model, ids: torch.Tensor, n: int, temperature: float = 0.0,
 
 def generate_text(run, prompt: str, tokens: int, temperature: float, top_k: int | None,
                   seed: int | None, *, compile: bool = False, draft: str | None = None,
-                  speculate: bool = False, k: int = 4, stats: GenerationStats | None = None) -> str:
+                  speculate: bool = False, k: int = 4, stats: GenerationStats | None = None,
+                  pair=None) -> str:
     """The run's text after `prompt`; with `draft` (another run) or `speculate` (the
     spec's distill teacher verifies, this run drafts), by speculative decoding.
-    `stats`, when given, receives the speed (and the draft's acceptance)."""
+    `stats`, when given, receives the speed (and the draft's acceptance).  pair:
+    (run, draft, speculate) -> (target, draft model), what `Run.generate` passes
+    (strata.train.speculate.speculative_pair, a layer above this module)."""
     obj = run.objective
     if not obj.generates:
         raise UsageError(f"{run.path}: a {obj.name} model does not generate text; "
@@ -125,9 +128,7 @@ def generate_text(run, prompt: str, tokens: int, temperature: float, top_k: int 
     stats = GenerationStats() if stats is None else stats
     tok, model, drafter = run.tokenizer, run.model, None
     if draft is not None or speculate:
-        from strata.train.speculate import speculative_pair  # lazy: cycle
-
-        model, drafter = speculative_pair(run, draft, speculate)
+        model, drafter = pair(run, draft, speculate)
     limits = [model_limits(m.strata_graph)[1] for m in (model, drafter) if m is not None]
     ctx = min((c for c in limits if c is not None), default=None)  # positions both models have
     x = obj.prompt_ids(tok.encode(prompt), tok, ctx)

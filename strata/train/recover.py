@@ -37,7 +37,7 @@ from strata.errors import UsageError
 from strata.train.data import text_source
 from strata.train.objectives import CausalLM, objective_class
 from strata.train.objectives.distill import kd_sum
-from strata.train.run import Run, is_run
+from strata.train.run_folder import RunFolder, is_run
 from strata.train.tokenizer import load_tokenizer
 
 __all__ = ["calibration_ids", "finetuner"]
@@ -80,7 +80,7 @@ def calibration_ids(src, tokenizer, max_chars: int) -> torch.Tensor:
         if not is_run(src):
             raise UsageError(f"{src}: a folder, and not a strata train run: --calibration takes a run "
                              "folder (its data), a file, or builtin")
-        run = {"data": Run.open(src).info.get("data") or {}}
+        run = {"data": RunFolder.open(src).info.get("data") or {}}
     text = _text(None, run)[:max_chars]
     return torch.as_tensor(load_tokenizer(tokenizer).encode(text), dtype=torch.long)
 

@@ -1,170 +1,30 @@
-"""A run folder, and `Run`, the handle `strata.train` returns and `strata
-generate` / `strata eval` open.
-
-    RUN/
-      run.json            the spec, objective, settings, data and tokenizer of the run
-      tokenizer.json      the tokenizer trained on the data (generate / eval reuse it)
-      metrics.jsonl       one line per optimizer step, one per evaluation
-      loss.png            the loss curve
-      model.safetensors   the final weights, in the spec's own names
-      checkpoints/        step-NNNNNNNN/ (see strata.train.checkpoint); latest.json, best.json
-      cache/              token ids of the data (memory-mapped), keyed by its hash
+"""`Run`, the handle `strata.train` returns and `strata generate` / `strata eval`
+open: a run folder (strata.train.run_folder) and what uses its model.
 
 After `strata train specs/tiny_shakespeare.arch`::
 
     run = Run.open("runs/tiny_shakespeare")
     run.val_loss, run.generate("ROMEO:", tokens=100)
     model = strata.compile("specs/tiny_shakespeare.arch", weights=run.weights())
+    open_source("out/compressed").evaluate()     # a compress output, or a spec with --weights
 """
 
 from __future__ import annotations
 
-import os
-from functools import cached_property
 from pathlib import Path
 
 from strata.errors import UsageError
-from strata.safetensors_file import WeightsError
-from strata.train.checkpoint import find_checkpoint
-from strata.train.folder import own_file
-from strata.train.limits import model_limits
-from strata.train.metrics import read_metrics
-from strata.train.models import compile_model
-from strata.train.objectives import OBJECTIVES, Objective, objective_from_json
-from strata.train.records import RunStub, read_run_json
-from strata.train.tokenizer import load_tokenizer
+from strata.train.generate import generate_text
+from strata.train.run_folder import CACHE, FINAL, METRICS, PLOT, RUN_JSON, TOKENIZER, RunFolder, is_run
+from strata.train.sources import compress_report, is_compressed, neither, resolve_weights, source_run, spec_info
+from strata.train.speculate import speculative_pair
+from strata.train.validation import evaluate_run
 
-__all__ = ["Run", "is_run", "RUN_JSON", "TOKENIZER", "METRICS", "PLOT", "FINAL", "CACHE"]
-
-RUN_JSON, TOKENIZER, METRICS, PLOT, FINAL, CACHE = (
-    "run.json", "tokenizer.json", "metrics.jsonl", "loss.png", "model.safetensors", "cache")
+__all__ = ["Run", "open_source", "is_run", "RUN_JSON", "TOKENIZER", "METRICS", "PLOT", "FINAL", "CACHE"]
 
 
-def is_run(path: Path) -> bool:
-    return os.path.lexists(Path(path) / RUN_JSON)
-
-
-class Run:
+class Run(RunFolder):
     """A training run on disk (and, right after `strata.train`, its model in memory)."""
-
-    def __init__(self, path: str | Path, info: dict, model=None, tokenizer=None,
-                 weights_file: Path | None = None, tokenizer_file: Path | None = None):
-        """weights_file / tokenizer_file: for what is not a run folder (a compress
-        output, a spec with weights; see strata.train.sources): its one set of
-        weights and the tokenizer they came with."""
-        self.path, self.info = Path(path), info
-        self._model, self._tokenizer = model, tokenizer
-        self.weights_file, self.tokenizer_file = weights_file, tokenizer_file
-
-    @classmethod
-    def open(cls, path: str | Path) -> "Run":
-        """The run in `path`; its run.json is read through its schema (one line
-        naming the key when a value is missing or of the wrong type)."""
-        path = Path(path)
-        f = path / RUN_JSON
-        if not path.is_dir():
-            raise UsageError(f"{path}: no such run folder")
-        if not os.path.lexists(f):
-            raise UsageError(f"{path}: not a run folder (no {RUN_JSON}); strata train writes one")
-        info = read_run_json(f)
-        if isinstance(info, RunStub):
-            raise UsageError(f"{path}: the run was set up but never trained (stopped before its "
-                             "first step); run its `strata train ... --resume` to start it")
-        if info.objective.name not in OBJECTIVES:
-            raise UsageError(f"{f}: damaged: 'objective.name': unknown objective "
-                             f"'{info.objective.name}' (objectives: {', '.join(OBJECTIVES)})")
-        return cls(path, info.model_dump(exclude_unset=True) | {"settings": info.settings})
-
-    def __repr__(self) -> str:
-        return f"Run({str(self.path)!r}, step={self.step}, val_loss={self.val_loss})"
-
-    # ------------------------------------------------------------ what it did
-    @property
-    def objective(self) -> Objective:
-        return objective_from_json(self.info["objective"])
-
-    @property
-    def settings(self) -> dict:
-        return self.info["settings"]
-
-    @property
-    def metrics(self) -> list[dict]:
-        return read_metrics(self.path / METRICS)
-
-    @property
-    def step(self) -> int:
-        steps = [r["step"] for r in self.metrics if "train_loss" in r]
-        return steps[-1] if steps else 0
-
-    @property
-    def val_loss(self) -> float | None:
-        vals = [r["val_loss"] for r in self.metrics if r.get("val_loss") is not None]
-        return vals[-1] if vals else None
-
-    @property
-    def best_val_loss(self) -> float | None:
-        vals = [r["val_loss"] for r in self.metrics if r.get("val_loss") is not None]
-        return min(vals) if vals else None
-
-    def weights(self, which: str = "final") -> Path:
-        """The weights file: "final" (the end of the run; else the latest
-        checkpoint), "latest" or "best" checkpoint."""
-        if self.weights_file is not None:
-            if which != "final":
-                raise UsageError(f"{self.path}: one set of weights ({self.weights_file.name}); "
-                                 f"no {which} checkpoint")
-            return self.weights_file
-        if which == "final" and os.path.lexists(self.path / FINAL):
-            return own_file(self.path / FINAL)
-        ckpt = find_checkpoint(self.path, "best" if which == "best" else "latest")
-        if ckpt is None:
-            raise UsageError(f"{self.path}: no {which} weights yet (no checkpoint written)")
-        return own_file(ckpt.weights)
-
-    # ------------------------------------------------------------ using it
-    def spec_source(self) -> str:
-        spec = self.info.get("spec")
-        if spec and Path(spec).is_file():
-            return spec
-        if self.info.get("spec_text"):
-            return self.info["spec_text"]
-        raise UsageError(f"{self.path}: its spec {spec} is gone; the run needs it to build the model")
-
-    @property
-    def tokenizer(self):
-        if self._tokenizer is None:
-            if self.weights_file is not None and self.tokenizer_file is None:
-                raise UsageError(f"{self.path}: no tokenizer came with these weights: give weights "
-                                 "from a run folder (or compress a run folder) to read and write text")
-            self._tokenizer = load_tokenizer(self.tokenizer_file or self.path / TOKENIZER, follow=False)
-        return self._tokenizer
-
-    def load_model(self, which: str = "final", device: str = "cpu"):
-        """The trained model (eval mode), compiled from the run's spec."""
-        try:  # the float weights go in first; the spec's passes (quantization) then run on them
-            net = compile_model(self.spec_source(), model=self.info.get("model"), device=device,
-                                weights=self.weights(which))
-        except WeightsError as e:
-            raise UsageError(f"{e}\n(has the spec changed since the run?)") from None
-        self.check_tokenizer(net.strata_graph)
-        return net.eval()
-
-    def check_tokenizer(self, g) -> None:
-        """The run's tokenizer fits the model (as `strata train` checks): no id past
-        its vocabulary, and the special tokens its objective needs."""
-        limit, _ = model_limits(g)
-        tok = self.tokenizer
-        if tok.vocab_size > limit:
-            raise UsageError(f"{self.path / TOKENIZER}: {tok.vocab_size:,} ids; the model's vocabulary "
-                             f"holds {limit:,} (is this the run's own tokenizer?)")
-        missing = [s for s in self.objective.specials if s not in tok.specials]
-        if missing:
-            raise UsageError(f"{self.path / TOKENIZER}: lacks {', '.join(missing)}, which "
-                             f"{self.objective.name} needs")
-
-    @cached_property
-    def model(self):
-        return (self._model.eval() if self._model is not None else self.load_model())
 
     def generate(self, prompt: str = "\n", tokens: int = 200, temperature: float = 0.8,
                  top_k: int | None = None, seed: int | None = None, **options) -> str:
@@ -172,13 +32,37 @@ class Run:
         options: compile=True (the one-token step compiled), draft="RUN" or speculate=True
         (speculative decoding), k (draft tokens a round, to start), stats (a GenerationStats
         to fill); see strata.train.generate.generate_text."""
-        from strata.train.generate import generate_text  # lazy: cycle
-
-        return generate_text(self, prompt, tokens, temperature, top_k, seed, **options)
+        return generate_text(self, prompt, tokens, temperature, top_k, seed, pair=speculative_pair, **options)
 
     def evaluate(self, data: str | None = None, **kw) -> dict:
         """Validation loss (and perplexity / accuracy) of the final model on the run's
         validation split, or on all of `data`."""
-        from strata.train.validation import evaluate_run  # lazy: cycle
-
         return evaluate_run(self, data, **kw)
+
+
+def open_source(path: str | Path, weights: str | Path | None = None, model: str | None = None) -> Run:
+    """A `Run` for what `strata eval` / `strata generate` were given: a run folder,
+    a compress output folder, or a spec file with `weights` (any of those; see
+    strata.train.sources)."""
+    p = Path(path)
+    if p.is_dir():
+        if weights is not None:
+            raise UsageError(f"{p} is a folder with its own weights; --weights goes with a spec file")
+        if is_run(p):
+            return Run.open(p)
+        if is_compressed(p):
+            w = resolve_weights(p)
+            return _from_spec(w.spec, None, w, p, source_run(w, compress_report(p)))
+        raise UsageError(neither(p))
+    if not p.exists():
+        raise UsageError(f"{p}: no such run folder or spec file")
+    if weights is None:
+        raise UsageError(f"{p}: a spec needs its weights: --weights RUN_DIR, a compress output folder "
+                         "or a .safetensors file")
+    w = resolve_weights(weights)
+    return _from_spec(str(p), model, w, w.folder or p.parent, source_run(w))
+
+
+def _from_spec(spec: str, model: str | None, weights, origin: Path, source: dict | None) -> Run:
+    """A Run-like handle for a spec and weights that no run folder describes."""
+    return Run(origin, spec_info(spec, model, source), weights_file=weights.file, tokenizer_file=weights.tokenizer)

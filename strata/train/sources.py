@@ -11,7 +11,10 @@ After `strata train specs/tiny_shakespeare.arch` and a `strata compress` to out/
 
     w = resolve_weights("runs/tiny_shakespeare")
     w.file, w.tokenizer    # runs/tiny_shakespeare/model.safetensors, .../tokenizer.json
-    open_source("out/compressed").evaluate()
+
+`strata.train.run.open_source` turns any of them into a `Run` (`strata eval`,
+`strata generate`); this module is below it, so distillation can resolve a
+teacher's weights without the modules that generate and evaluate.
 """
 
 from __future__ import annotations
@@ -25,11 +28,11 @@ from strata.errors import UsageError
 from strata.io import read_regular
 from strata.train.limits import model_limits
 from strata.train.objectives import choose_objective
-from strata.train.run import RUN_JSON, TOKENIZER, Run, is_run
+from strata.train.run_folder import RUN_JSON, TOKENIZER, RunFolder, is_run
 from strata.train.settings import resolve_settings
 
 __all__ = ["Weights", "COMPRESSED_SPEC", "COMPRESSED_WEIGHTS", "REPORT", "is_compressed",
-           "resolve_weights", "open_source", "compress_report"]
+           "resolve_weights", "compress_report", "spec_info", "source_run", "neither"]
 
 COMPRESSED_SPEC, COMPRESSED_WEIGHTS, REPORT = "model.arch", "weights.safetensors", "report.json"
 
@@ -49,7 +52,7 @@ def is_compressed(path: str | Path) -> bool:
     return (p / COMPRESSED_SPEC).is_file() and (p / COMPRESSED_WEIGHTS).is_file() and not is_run(p)
 
 
-def _neither(p: Path) -> str:
+def neither(p: Path) -> str:
     return (f"{p}: not a run folder (no {RUN_JSON}) and not a strata compress output (no "
             f"{COMPRESSED_SPEC} + {COMPRESSED_WEIGHTS})")
 
@@ -64,7 +67,7 @@ def resolve_weights(path: str | Path) -> Weights:
     p = Path(path)
     if p.is_dir():
         if is_run(p):
-            run = Run.open(p)
+            run = RunFolder.open(p)
             try:  # --init and a teacher's weights need no spec; compress and compile say when it is gone
                 spec = run.spec_source()
             except UsageError:
@@ -72,7 +75,7 @@ def resolve_weights(path: str | Path) -> Weights:
             return Weights(run.weights("final"), _tokenizer_in(p), p, spec, run.info.get("model"))
         if is_compressed(p):
             return Weights(p / COMPRESSED_WEIGHTS, _tokenizer_in(p), p, str(p / COMPRESSED_SPEC), None)
-        raise UsageError(_neither(p))
+        raise UsageError(neither(p))
     if not p.exists():
         raise UsageError(f"{p}: no such file or folder")
     for parent in list(p.resolve().parents)[:3]:  # RUN/model.safetensors, RUN/checkpoints/step-N/...
@@ -95,13 +98,13 @@ def compress_report(folder: Path) -> dict:
     return rep
 
 
-def _from_spec(spec: str, model: str | None, weights: Weights, origin: Path, source_run: dict | None) -> Run:
-    """A Run-like handle for a spec and weights that no run folder describes:
-    objective from the heads, settings from the spec's train section (or the
-    run the weights came from), data as those settings say."""
+def spec_info(spec: str, model: str | None, source: dict | None) -> dict:
+    """The run.json a run folder would have, for a spec and weights that no run
+    folder describes: objective from the heads, settings from the spec's train
+    section (or `source`, the run the weights came from), data as those settings say."""
     g = as_graph(spec, model=model)
-    if source_run is not None:
-        objective, settings, data = source_run["objective"], source_run["settings"], source_run["data"]
+    if source is not None:
+        objective, settings, data = source["objective"], source["settings"], source["data"]
     else:
         obj = choose_objective(g)
         objective = obj.to_json()
@@ -110,41 +113,18 @@ def _from_spec(spec: str, model: str | None, weights: Weights, origin: Path, sou
         path = settings["data"]
         data = {"name": path or "built-in corpus", "builtin": path is None,
                 "path": str(Path(path).resolve()) if path else None}
-    info = {"format": "strata-run", "version": 1, "spec": str(Path(spec).resolve()), "spec_text": None,
+    return {"format": "strata-run", "version": 1, "spec": str(Path(spec).resolve()), "spec_text": None,
             "model": model, "name": g.graph.name, "parameters": g.graph.parameters,
             "objective": objective, "settings": settings, "data": data}
-    return Run(origin, info, weights_file=weights.file, tokenizer_file=weights.tokenizer)
 
 
-def _source_run(weights: Weights, report: dict | None = None) -> dict | None:
+def source_run(weights: Weights, report: dict | None = None) -> dict | None:
     """objective / settings / data of the run the weights came from, if any."""
     if report and isinstance(report.get("source_run"), dict):
         src = report["source_run"]
         if all(isinstance(src.get(k), dict) for k in ("objective", "settings", "data")):
             return src
     if weights.folder is not None and is_run(weights.folder):
-        info = Run.open(weights.folder).info
+        info = RunFolder.open(weights.folder).info
         return {k: info[k] for k in ("objective", "settings", "data")}
     return None
-
-
-def open_source(path: str | Path, weights: str | Path | None = None, model: str | None = None) -> Run:
-    """A `Run` for what `strata eval` / `strata generate` were given: a run folder,
-    a compress output folder, or a spec file with `weights` (any of the above)."""
-    p = Path(path)
-    if p.is_dir():
-        if weights is not None:
-            raise UsageError(f"{p} is a folder with its own weights; --weights goes with a spec file")
-        if is_run(p):
-            return Run.open(p)
-        if is_compressed(p):
-            w = resolve_weights(p)
-            return _from_spec(w.spec, None, w, p, _source_run(w, compress_report(p)))
-        raise UsageError(_neither(p))
-    if not p.exists():
-        raise UsageError(f"{p}: no such run folder or spec file")
-    if weights is None:
-        raise UsageError(f"{p}: a spec needs its weights: --weights RUN_DIR, a compress output folder "
-                         "or a .safetensors file")
-    w = resolve_weights(weights)
-    return _from_spec(str(p), model, w, w.folder or p.parent, _source_run(w))

@@ -16,7 +16,7 @@ from pathlib import Path
 from strata.errors import UsageError
 from strata.train.limits import model_limits
 from strata.train.objectives.distill import load_teacher
-from strata.train.run import Run
+from strata.train.run_folder import RunFolder
 from strata.train.tokenizer import load_tokenizer
 
 __all__ = ["speculative_pair"]
@@ -31,7 +31,7 @@ def speculative_pair(run, draft: str | None = None, speculate: bool = False):
     if not kind.drafts:
         raise UsageError(f"{run.path}: speculative decoding is for models that generate text (a causal LM, an encoder-decoder), not {kind.name}")
     if draft is not None:
-        other = Run.open(draft)
+        other = RunFolder.open(draft)
         if type(other.objective) is not type(kind):
             raise UsageError(f"{other.path}: a {other.objective.name} run cannot draft for a {kind.name} run; "
                              "both must be the same kind")

@@ -24,7 +24,7 @@ import torch
 from strata.errors import UsageError
 from strata.train.batches import rows_of
 from strata.train.objectives import Loss
-from strata.train.run import CACHE
+from strata.train.run_folder import CACHE
 
 __all__ = ["score", "evaluate_run"]
 
