@@ -8,7 +8,7 @@ reports every independent error.
 
 from __future__ import annotations
 
-from strata.compiler import ir
+import strata.compiler.ir as ir
 from strata.compiler.evaluate import Env, EvalError, evaluate
 from strata.compiler.fold import Folder, FoldCache, reads
 from strata.compiler.names import (

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-from strata.compiler import ir
+import strata.compiler.ir as ir
 from strata.compiler.scope import Tensor
 from strata.dsl import ast as A
 

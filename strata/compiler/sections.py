@@ -9,7 +9,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 import strata.plugins as plugins
-from strata.compiler import ir
+import strata.compiler.ir as ir
 from strata.compiler.evaluate import Env, EvalError, evaluate
 from strata.compiler.options import bind_options
 from strata.compiler.paths import folder_of, located, resolve_option_paths, resolve_path

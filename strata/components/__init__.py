@@ -13,7 +13,12 @@ elsewhere (tests/recipes/test_component_recipe.py).
 
 from __future__ import annotations
 
-from strata.components import attention, embeddings, feedforward, heads, layers, norms
+import strata.components.attention as attention
+import strata.components.embeddings as embeddings
+import strata.components.feedforward as feedforward
+import strata.components.heads as heads
+import strata.components.layers as layers
+import strata.components.norms as norms
 from strata.components.base import Component, Lowered, Options, Use
 from strata.components.feedforward import GATED
 

@@ -35,7 +35,7 @@ import bisect
 import math
 import re
 
-from strata.dsl import ast as A
+import strata.dsl.ast as A
 from strata.errors import Span
 
 INDENT = "  "
@@ -326,7 +326,7 @@ def unkept_comments(source: str, spec: A.SpecFile, file: str = "<string>") -> li
     >>> [str(s) for s in unkept_comments(src, parse(src), "m.arch")]
     ['m.arch:4:3', 'm.arch:6:1']
     """
-    from strata.dsl import parser as P  # lazy: startup
+    import strata.dsl.parser as P  # lazy: startup
 
     P._comments.clear()
     closes = [(t.line, t.column) for t in P._lark().lex(source) if t.type == "RBRACE"]

@@ -18,8 +18,8 @@ from pathlib import Path
 import lark
 from lark import Lark, Token, Transformer_NonRecursive, v_args
 
-from strata.dsl import ast as A
-from strata.dsl import clean_text
+import strata.dsl.ast as A
+from strata.dsl.clean import clean_text
 from strata.dsl.recovery import recover
 from strata.dsl.syntax_errors import syntax_error as _syntax_error
 from strata.errors import Diagnostic, Span, SpecError

@@ -71,8 +71,8 @@ from __future__ import annotations
 
 import yaml
 
-from strata.dsl import ast as A
-from strata.dsl import clean_text
+import strata.dsl.ast as A
+from strata.dsl.clean import clean_text
 from strata.dsl.parser import check_depth
 from strata.dsl.yaml_nodes import (
     KEYWORDS,

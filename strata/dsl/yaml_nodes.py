@@ -22,7 +22,7 @@ import yaml
 from lark import Lark
 from lark.exceptions import UnexpectedInput, VisitError
 
-from strata.dsl import ast as A
+import strata.dsl.ast as A
 from strata.dsl.parser import GRAMMAR, KEYWORDS, MAX_INT_DIGITS, _Dup, _syntax_error, _ToAST  # noqa: F401 (KEYWORDS re-exported)
 from strata.errors import Diagnostic, Span, SpecError, did_you_mean
 

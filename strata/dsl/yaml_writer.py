@@ -25,7 +25,7 @@ from __future__ import annotations
 import yaml
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
-from strata.dsl import ast as A
+import strata.dsl.ast as A
 from strata.dsl.formatter import format_expr, format_use
 from strata.dsl.yaml_nodes import (
     BOOL,

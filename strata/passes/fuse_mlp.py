@@ -12,6 +12,7 @@ from strata.compiler import ir
 from strata.components.base import Options
 from strata.passes._fusion import FusionPass
 from strata.passes._rewrite import Splices, copy_graph, fuse_linears, select
+from strata.passes.lora import LoRA
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -38,7 +39,7 @@ class FuseMLP(FusionPass):
             gate, up = f"{comp}.gate", f"{comp}.up"
             if gate not in g or up not in g:
                 continue  # not gated: nothing to fuse
-            if any(g.nodes[n].op != "linear" or g.nodes[n].attrs.get("lora") for n in (gate, up)):
+            if any(g.nodes[n].op != "linear" or LoRA.adapter(g.nodes[n].attrs) for n in (gate, up)):
                 continue
             if ir.operands(g, gate)[0][0] != ir.operands(g, up)[0][0]:
                 continue

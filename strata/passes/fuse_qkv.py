@@ -17,6 +17,7 @@ from strata.compiler import ir
 from strata.components.base import Options
 from strata.passes._fusion import FusionPass
 from strata.passes._rewrite import Splices, copy_graph, fuse_linears, select
+from strata.passes.lora import LoRA
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -45,7 +46,7 @@ class FuseQKV(FusionPass):
             by_src: dict[str, list[str]] = {}
             for r in ROLES:
                 n = f"{comp}.{r}"
-                if n in g and g.nodes[n].op == "linear" and not g.nodes[n].attrs.get("lora"):
+                if n in g and g.nodes[n].op == "linear" and not LoRA.adapter(g.nodes[n].attrs):
                     (src, _), = ir.operands(g, n)
                     by_src.setdefault(src, []).append(n)
             for parts in by_src.values():

@@ -121,6 +121,18 @@ class LoRA(Pass):
     def badges(cls, attrs: dict) -> list[str]:
         return [f"LoRA r={attrs['lora']['rank']}"] if attrs.get("lora") else []
 
+    # What the other passes and the backend read of an adapted linear's marks.
+    @classmethod
+    def adapter(cls, attrs: dict) -> dict | None:
+        """{rank, alpha, dropout} of the adapter this pass put on a linear, or None."""
+        return attrs.get("lora")
+
+    @classmethod
+    def unadapted(cls, attrs: dict, params: dict) -> tuple[dict, dict]:
+        """(attrs, params) of an adapted linear without its adapter."""
+        return ({k: v for k, v in attrs.items() if k != "lora"},
+                {k: v for k, v in params.items() if "." + k not in SUFFIXES})
+
     @classmethod
     def trainable(cls, g) -> int | None:
         """Only the adapters train."""

@@ -38,6 +38,7 @@ from strata.passes._rewrite import (
 )
 from strata.passes.base import Pass, PassContext, Stored
 from strata.passes.text import pass_text
+from strata.passes.lora import LoRA
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -84,7 +85,7 @@ class LowRank(Pass):
     def run(self, graph: "nx.MultiDiGraph", ctx=None) -> "nx.MultiDiGraph":
         ctx = ctx or PassContext()
         g = copy_graph(graph)
-        nodes = [n for n in weight_linears(g, self.o.on) if not g.nodes[n].attrs.get("lora")]
+        nodes = [n for n in weight_linears(g, self.o.on) if not LoRA.adapter(g.nodes[n].attrs)]
         if not nodes:
             raise PassError(f"{self.label()}: the selection holds no linear layer of its own "
                             "(tied heads and layers with adapters are left alone)")
@@ -187,6 +188,20 @@ class LowRank(Pass):
     @classmethod
     def badges(cls, attrs: dict) -> list[str]:
         return [f"low-rank r={attrs['rank']}"] if attrs.get("low_rank") == "a" else []
+
+    # What the emitter and the other passes read of the factors' marks.
+    @classmethod
+    def factor(cls, attrs: dict) -> str | None:
+        """"a" or "b" for a factor of a linear this pass split (x -> a -> b), else None."""
+        return attrs.get("low_rank")
+
+    @classmethod
+    def whole(cls, a_attrs: dict, b_attrs: dict) -> dict:
+        """The attrs of the linear before it was split into `a` and `b` (the
+        generated model initialises it whole; build() factors it)."""
+        attrs = {k: v for k, v in b_attrs.items() if k not in ("low_rank", "rank")}
+        attrs["in"] = a_attrs["in"]
+        return attrs
 
     def details(self, record: dict) -> dict:
         return {**super().details(record), "ranks": {n: f["rank"] for n, f in record["factored"].items()}} \

@@ -31,10 +31,11 @@ from pydantic import Field
 
 from strata.components.base import Options
 from strata.passes._rewrite import PassError, copy_graph, weight_linears
-from strata.passes import prune_structured as S
+import strata.passes.prune_structured as S
 from strata.passes.base import Pass, Stored
 from strata.passes.methods.apply import calibrated_prune, magnitude_masks
 from strata.passes.text import pass_text
+from strata.passes.lora import LoRA
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -86,7 +87,7 @@ class Prune(Pass):
             raise PassError(f"{self.label()}: scope=global ranks magnitudes across layers; "
                             f"{o.method} compares weights within a layer")
         g = copy_graph(graph)
-        nodes = [n for n in weight_linears(g, o.on) if not g.nodes[n].attrs.get("lora")]
+        nodes = [n for n in weight_linears(g, o.on) if not LoRA.adapter(g.nodes[n].attrs)]
         if not nodes:
             raise PassError(f"{self.label()}: the selection holds no linear layer of its own")
         removed = 0

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from strata.compiler import ir
 from strata.passes._rewrite import PassError, copy_graph, select
+from strata.passes.lora import LoRA
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -55,7 +56,7 @@ def _need(g, node: str, c: str, label: str):
     if node not in g or g.nodes[node].op != "linear":
         raise PassError(f"{label}: '{c}' was already rewritten (factored or adapted); "
                         "list prune(method=structured) before low_rank and lora")
-    if g.nodes[node].attrs.get("lora"):
+    if LoRA.adapter(g.nodes[node].attrs):
         raise PassError(f"{label}: '{node}' carries adapters; list prune before lora")
     return g.nodes[node]
 

@@ -58,6 +58,7 @@ from strata.passes.base import Pass, Stored
 from strata.passes.methods.apply import calibrated_quantize
 from strata.passes.quant_budget import FLOAT, average_bits, candidates, choose, explicit_passes
 from strata.passes.text import pass_text
+from strata.passes.lora import LoRA
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -139,7 +140,7 @@ class Quantize(Pass):
         nodes = weight_linears(g, o.on)
         if o.on is not None and o.scheme != "auto":  # a tied head named by the selector runs on an int8 copy
             nodes += [n for n in selected_nodes(g, o.on) if "weight" in g.nodes[n].tied]
-        adapted = [n for n in nodes if g.nodes[n].attrs.get("lora")]
+        adapted = [n for n in nodes if LoRA.adapter(g.nodes[n].attrs)]
         if adapted:
             raise PassError(f"{self.label()}: '{adapted[0]}' carries LoRA adapters; merge them first "
                             "(strata.backends.torch.workflows.adapters.merge_lora) or quantize before adding adapters")
@@ -339,6 +340,19 @@ class Quantize(Pass):
     @classmethod
     def badges(cls, attrs: dict) -> list[str]:
         return [attrs["quant"] + (" (QAT)" if attrs.get("qat") else "")] if attrs.get("quant") else []
+
+    # What the later stages read of a linear's marks (packed storage, QAT, export,
+    # recovery), so that only this file knows their keys.
+    @classmethod
+    def scheme_of(cls, attrs: dict) -> tuple[str, int | None] | None:
+        """(scheme, weights per scale group or None) of a linear this pass
+        quantized; None for one it left alone."""
+        return (attrs["quant_scheme"], attrs.get("group_size")) if attrs.get("quant_scheme") else None
+
+    @classmethod
+    def fake_quantized(cls, attrs: dict) -> tuple[str, int | None] | None:
+        """(scheme, group size) of a linear trained with fake quantization (qat=true)."""
+        return cls.scheme_of(attrs) if attrs.get("qat") else None
 
     @classmethod
     def weight_bytes(cls, d: dict, params: dict) -> int | None:

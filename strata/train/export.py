@@ -25,7 +25,7 @@ from pathlib import Path
 
 from strata.backends.torch.compile import compile_graph
 from strata.backends.torch.spec_names import to_spec_names
-from strata.backends.torch.weights import _model_state
+from strata.backends.torch.model_tensors import model_state
 from strata.compiler import as_graph
 from strata.compiler.ir import state_dict_shapes
 from strata.dsl import load_file as load_spec_file
@@ -75,7 +75,7 @@ def _weights(g, path: Path) -> dict:
         except (UsageError, ValueError, KeyError, RuntimeError):
             pass  # neither naming fits: the spec's names are the ones to report
         else:
-            tensors = {k: v.detach().contiguous() for k, v in to_spec_names(net.strata_graph, _model_state(net)).items()}
+            tensors = {k: v.detach().contiguous() for k, v in to_spec_names(net.strata_graph, model_state(net)).items()}
             problems = check(tensors, state_dict_shapes(g))
     if problems:
         raise ExportError(f"{path}: the weights do not fit the spec: {'; '.join(problems[:3])}")

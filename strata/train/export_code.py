@@ -23,7 +23,7 @@ import torch
 
 from strata.backends.torch.compile import compile_graph
 from strata.backends.torch.source import config_fields
-from strata.backends.torch.weights import tied_names
+from strata.backends.torch.model_tensors import tied_names
 from strata.train.export_quantized import ExportError, code_tensors
 
 REMOTE = ("configuration_strata.py", "modeling_strata.py")

@@ -35,6 +35,7 @@ from strata.errors import UsageError
 from strata.interop.hf.config import Config, HFImportError
 from strata.interop.hf.weights import check, unconvert
 from strata.passes import PassContext, apply_passes
+from strata.passes.quantize import Quantize
 from strata.safetensors_file import WeightsError
 
 class ExportError(UsageError):
@@ -69,7 +70,7 @@ def read_packed_checkpoint(g0, path: Path) -> PackedCheckpoint | None:
     if not is_packed(tensors):
         return None
     g = apply_passes(g0, ctx=PassContext())
-    marked = {n: d["attrs"]["quant_scheme"] for n, d in g.nodes(data=True) if d["attrs"].get("quant_scheme")}
+    marked = {n: s[0] for n, d in g.nodes(data=True) if (s := Quantize.scheme_of(d["attrs"]))}
     for n, scheme in marked.items():
         if scheme not in SCHEMES:
             raise ExportError(f"{n}: quantize({scheme}) has no compressed-tensors form strata writes "

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from strata.backends.torch.compile import compile_graph
 from strata.backends.torch.spec_names import to_spec_names
-from strata.backends.torch.weights import _model_state, checkpoint_shapes, load_fitting, load_weights, save_weights
+from strata.backends.torch.model_tensors import model_state
+from strata.backends.torch.weights import checkpoint_shapes, load_fitting, load_weights, save_weights
 from strata.compiler import as_graph
 from strata.io import is_spec_path
 
@@ -35,4 +36,4 @@ def float_state(spec, weights: str | Path) -> dict:
     the spec's own names: low-rank factors multiplied back, integers dequantized,
     so they fit the uncompressed spec as well as the compressed one."""
     net = compile_model(spec, weights=weights, quantize=False)
-    return {k: v.detach().contiguous() for k, v in to_spec_names(net.strata_graph, _model_state(net)).items()}
+    return {k: v.detach().contiguous() for k, v in to_spec_names(net.strata_graph, model_state(net)).items()}

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from strata.backends.torch.weights import checkpoint_shapes
 from strata.backends.torch.workflows.calibration import _context, model_inputs
 from strata.errors import UsageError
+from strata.passes.quantize import Quantize
 from strata.train.data import text_source
 from strata.train.objectives import CausalLM, objective_class
 from strata.train.objectives.distill import kd_sum
@@ -108,7 +109,7 @@ def _logits(model, g, x):
 def _held(student, g) -> tuple[dict, list]:
     """({param: keep mask} of the linears' pruned weights, the quantized linears' weights)."""
     masks, frozen = {}, []
-    quantized = {n for n, d in g.nodes(data=True) if d["attrs"].get("quant_scheme")}
+    quantized = {n for n, d in g.nodes(data=True) if Quantize.scheme_of(d["attrs"])}
     for name, mod in student.named_modules():
         w = getattr(mod, "weight", None)
         if not isinstance(mod, torch.nn.Linear) or w is None:

@@ -11,7 +11,7 @@ from tests.optional import require
 torch = require("torch")
 
 from strata.api import compile, generate_source
-from strata.backends.torch.weights import tied_names
+from strata.backends.torch.model_tensors import tied_names
 from strata.compiler import as_graph as build_graph
 from strata.compiler import ir
 from tests.backends.helpers import LLAMA_SPEC, TINY_SPEC, greedy_no_cache

@@ -86,8 +86,8 @@ def diagram(spec, *, format: str = "mermaid", level: str = "block", direction: s
     format: mermaid | markdown | dot | svg | png (svg/png are dot rendered by Graphviz)
     level: model | block | op;  direction: TB | LR;  unfold: draw every repeat instance;
     after_passes: apply the spec's passes first (fused, quantized, low-rank ... marks)."""
-    from strata.backends.diagram import graphviz as gv  # lazy: startup
-    from strata.backends.diagram import mermaid as mm  # lazy: startup
+    import strata.backends.diagram.graphviz as gv  # lazy: startup
+    import strata.backends.diagram.mermaid as mm  # lazy: startup
     from strata.backends.diagram.layout import DIRECTIONS, LEVELS  # lazy: startup
     from strata.compiler import as_graph  # lazy: startup
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from strata.backends.torch import pysafe
+import strata.backends.torch.pysafe as pysafe
 from strata.backends.torch.plan import (
     CodegenError,
     IRIndex,
@@ -25,6 +25,7 @@ from strata.backends.torch.plan import (
 from strata.backends.torch.source import SourceFile, Values, shape_text
 from strata.compiler import ir
 from strata.components import COMPONENTS
+from strata.passes.low_rank import LowRank
 
 MAX_INLINE = 96  # characters of code on one line before a value gets its own line
 
@@ -58,10 +59,9 @@ class ComponentView:
         if n in g:
             return g.nodes[n]
         a, b = g.nodes.get(f"{n}.a"), g.nodes.get(f"{n}.b")
-        if a is None or b is None or b["attrs"].get("low_rank") != "b":
+        if a is None or b is None or LowRank.factor(b["attrs"]) != "b":
             return None
-        attrs = {k: v for k, v in b["attrs"].items() if k not in ("low_rank", "rank")}
-        attrs["in"] = a["attrs"]["in"]
+        attrs = LowRank.whole(a["attrs"], b["attrs"])
         return {**b, "attrs": attrs, "params": {**b["params"], "weight": (attrs["out"], attrs["in"])}}
 
     @property

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from strata.backends.torch import pysafe
+import strata.backends.torch.pysafe as pysafe
 from strata.passes import REGISTRY, make_pass
 from strata.passes._rewrite import fold_layers
 

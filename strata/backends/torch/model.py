@@ -15,13 +15,14 @@ import textwrap
 
 import networkx as nx
 
-from strata.backends.torch import pysafe
+import strata.backends.torch.pysafe as pysafe
 from strata.backends.torch.emit import Emitter, HookContext
 from strata.backends.torch.lower_passes import lower_passes, pass_lines
 from strata.backends.torch.plan import IRIndex, index_ir, plan_scope, stack_inputs
 from strata.backends.torch.runtime_source import HEADER, ORDER, source
 from strata.backends.torch.source import SourceFile, Values, config_fields
 from strata.compiler import symbolic as S
+from strata.passes.low_rank import LowRank
 
 __all__ = ["generate_source"]
 
@@ -116,7 +117,7 @@ def residual_suffixes(ix: IRIndex) -> list[str]:
     for n, d in ix.g.nodes(data=True):
         if d["op"] == "linear" and d["attrs"].get("role") in ("o", "down") and d["component"]:
             comp = d["component"].rsplit(".", 1)[-1]
-            if d["attrs"].get("low_rank"):  # initialised whole, factored by build() after
+            if LowRank.factor(d["attrs"]):  # initialised whole, factored by build() after
                 n = n.rpartition(".")[0]
             out.add(f".{comp}{n[len(d['component']):]}.weight")
     return sorted(out)

@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import torch
 
-from strata.backends.torch.weights import _quantized, tied_names
+from strata.backends.torch.model_tensors import quantized_modules, tied_names
 from strata.passes.qparams import QuantizedWeight
+from strata.passes.quantize import Quantize
 from strata.safetensors_file import WeightsError
 
 __all__ = ["FORMAT", "is_packed", "packed_state", "quantization_config", "read_packed"]
@@ -107,13 +108,13 @@ def packed_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     integers (tied weights once, under the first name)."""
     g = model.strata_graph
     ties = tied_names(model)
-    quantized = _quantized(model)
+    quantized = quantized_modules(model)
     out = {}
     for q in quantized:
-        a = g.nodes[q].attrs if q in g else {}
-        qw = quantized_weight(model.get_submodule(q), a.get("group_size"))
+        scheme, group_size = (Quantize.scheme_of(g.nodes[q].attrs) if q in g else None) or (None, None)
+        qw = quantized_weight(model.get_submodule(q), group_size)
         if qw is None:
-            raise WeightsError(f"{q}: {a.get('quant_scheme')} has no packed form yet; save the float "
+            raise WeightsError(f"{q}: {scheme} has no packed form yet; save the float "
                                "model and quantize when compiling")
         out.update(pack(q, qw))
         bias = model.get_submodule(q).bias
@@ -131,12 +132,11 @@ def read_packed(tensors: dict, g, where: str) -> tuple[dict[str, QuantizedWeight
     """Split a packed checkpoint (in the model's names) into {linear: QuantizedWeight}
     and the other tensors, checked against the quantized linears of `g` (the graph
     after passes): a tensor that disagrees is one WeightsError naming it."""
-    marked = {n: d for n, d in g.nodes(data=True) if d["attrs"].get("quant_scheme")}
+    marked = {n: s for n, d in g.nodes(data=True) if (s := Quantize.scheme_of(d["attrs"]))}
     rest = dict(tensors)
     out: dict[str, QuantizedWeight] = {}
-    for n, d in marked.items():
-        a = d["attrs"]
-        out[n] = _take(rest, n, a["quant_scheme"], _weight_shape(g, n), a.get("group_size"), where)
+    for n, (scheme, group_size) in marked.items():
+        out[n] = _take(rest, n, scheme, _weight_shape(g, n), group_size, where)
     # a linear the spec runs in float but the file holds packed: its float weight is what the integers say
     for n in sorted({k.rsplit(".", 1)[0] for k in rest if k.rsplit(".", 1)[-1] in SUFFIXES}):
         if n not in g or "weight" not in g.nodes[n].params:
@@ -198,9 +198,9 @@ def quantization_config(g) -> dict | None:
         return None
     groups: dict[tuple, list[str]] = {}
     for n, d in g.nodes(data=True):
-        a = d["attrs"]
-        if a.get("quant_scheme") in ("int8_dynamic", "int8_weight", "int4_weight"):
-            groups.setdefault((a["quant_scheme"], a.get("group_size")), []).append(n)
+        s = Quantize.scheme_of(d["attrs"])
+        if s is not None and s[0] in ("int8_dynamic", "int8_weight", "int4_weight"):
+            groups.setdefault(s, []).append(n)
     if not groups:
         return None
     schemes = {}

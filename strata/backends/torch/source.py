@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from strata.backends.torch import pysafe
+import strata.backends.torch.pysafe as pysafe
 from strata.backends.torch.runtime_source import ORDER
 from strata.compiler import symbolic as S
 

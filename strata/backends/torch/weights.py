@@ -24,6 +24,8 @@ from pathlib import Path
 
 import torch
 
+from strata.backends.torch.model_tensors import model_state, quantized_modules, tied_names
+from strata.backends.torch.packed import FORMAT, is_packed, packed_state, read_packed
 from strata.backends.torch.spec_names import to_model_names, to_spec_names
 from strata.io import atomic_output
 from strata.passes import PassError
@@ -65,69 +67,6 @@ def checkpoint_shapes(path: str | Path) -> dict[str, tuple]:
     return {k: t.shape for k, t in tensors.items()}
 
 
-def tied_names(model: torch.nn.Module) -> dict[str, str]:
-    """Tied state-dict names -> the name the shared tensor is saved under (the
-    first in state-dict order: the embedding a head is tied to)."""
-    ties = dict(getattr(model, "tied_weights", {}))
-    first: dict[int, str] = {}
-    for k, v in model.state_dict(keep_vars=True).items():
-        if id(v) in first:
-            ties[k] = first[id(v)]
-        else:
-            first[id(v)] = k
-    return ties
-
-
-def _quantized(model: torch.nn.Module) -> list[str]:
-    """Modules whose weight is no longer a float Parameter (the quantize pass ran)."""
-    out = []
-    for name, m in model.named_modules():
-        w = getattr(m, "weight", None)
-        if callable(w) and hasattr(m, "_packed_params"):  # torch.ao dynamic quantized linear
-            out.append(name)
-        elif isinstance(w, torch.Tensor) and type(w) not in (torch.Tensor, torch.nn.Parameter) \
-                and type(w.data) is not torch.Tensor:  # a torchao tensor subclass
-            out.append(name)
-    return out
-
-
-def _dequantized(m: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The float weight and bias a quantized linear computes with."""
-    if callable(m.weight):  # torch.ao: packed int8 weight and a float bias
-        return m.weight().dequantize(), m.bias()
-    w = m.weight
-    dtype = getattr(m, "act_dtype", torch.float32)
-    try:
-        dense = w.dequantize()
-    except (NotImplementedError, RuntimeError):
-        # torchao's int4 CPU tensors have no dequantize(): read W off the layer, W = linear(I, W)^T
-        eye = torch.eye(w.shape[1], device=w.device, dtype=torch.bfloat16 if dtype != w.dtype else dtype)
-        with torch.no_grad():
-            dense = torch.nn.functional.linear(eye, w).T
-    bias = m.bias.detach().to(dtype) if m.bias is not None else None
-    return dense.to(dtype), bias
-
-
-def _model_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The model's tensors, each shared tensor once (under its first name); a
-    quantized linear gives the float weight it computes with."""
-    ties = tied_names(model)
-    quantized = _quantized(model)
-    if not quantized:
-        return {k: v for k, v in model.state_dict().items() if k not in ties}
-    state = {k: v for k, v in model.state_dict().items() if k not in ties
-             and not any(k.startswith(q + ".") for q in quantized)}
-    g = getattr(model, "strata_graph", None)
-    for q in quantized:
-        w, b = _dequantized(model.get_submodule(q))
-        if g is not None and q in g and "weight" in g.nodes[q].tied:
-            continue  # a tied head's quantized copy: its float weight is the embedding's
-        state[f"{q}.weight"] = w
-        if b is not None:
-            state[f"{q}.bias"] = b
-    return state
-
-
 def _spec_shapes(model: torch.nn.Module) -> dict[str, tuple] | None:
     """The shapes of the model's weights in the spec's own names, when its passes
     ran (None: no pass ran, the model's names are the spec's)."""
@@ -153,7 +92,7 @@ def _fit(model: torch.nn.Module, have: dict[str, tuple], strict: bool, where: st
     reading that fits better; the spec's when both fit, since carrying weights
     through a pass that keeps names, a mask, changes nothing already masked)."""
     tied = tied_names(model)
-    want = {k: tuple(v.shape) for k, v in _model_state(model).items()}
+    want = {k: tuple(v.shape) for k, v in model_state(model).items()}
     spec = _spec_shapes(model)
     found = _problems(want, have, tied)
     in_spec_names = False
@@ -183,7 +122,7 @@ def _load(model: torch.nn.Module, tensors: dict, in_spec_names: bool, strict: bo
 
 
 def _refuse_quantized(model: torch.nn.Module) -> None:
-    if _quantized(model):
+    if quantized_modules(model):
         raise WeightsError("this model is quantized: load float weights before quantizing "
                            "(strata.compile(spec, weights=...) loads, then quantizes)")
 
@@ -211,7 +150,7 @@ def load_fitting(model: torch.nn.Module, tensors: dict) -> list[str]:
 
 def _model_dtypes(model: torch.nn.Module, in_spec_names: bool) -> dict[str, torch.dtype]:
     """The dtype the model holds under each checkpoint name (tied names included)."""
-    state = _model_state(model)
+    state = model_state(model)
     out = {k: v.dtype for k, v in state.items()}
     if in_spec_names:  # a name the passes changed holds the model's float dtype
         floats = [v.dtype for v in state.values() if v.is_floating_point()]
@@ -242,8 +181,6 @@ def load_weights(model: torch.nn.Module, path: str | Path, *, strict: bool = Tru
     model = _unwrap(model)
     _refuse_quantized(model)
     header, _ = read_header(path)
-    from strata.backends.torch.packed import is_packed  # lazy: cycle
-
     if is_packed(header):
         return _load_packed(model, path, strict)
     in_spec = _fit(model, {k: t.shape for k, t in header.items()}, strict, str(path))
@@ -269,8 +206,6 @@ def _load_packed(model: torch.nn.Module, path: Path, strict: bool) -> torch.nn.M
     quantized linear as the float weight its integers stand for.
     `strata.compile(spec, weights=path)` runs the integers in the kernels instead."""
     from safetensors.torch import load_file  # lazy: torch
-
-    from strata.backends.torch.packed import read_packed  # lazy: cycle
 
     g = getattr(model, "strata_graph", None)
     if g is None:
@@ -301,15 +236,13 @@ def save_weights(model: torch.nn.Module, path: str | Path, metadata: dict | None
 
     model = _unwrap(model)
     if packed is None:
-        packed = bool(_quantized(model)) and hasattr(model, "strata_graph")
+        packed = bool(quantized_modules(model)) and hasattr(model, "strata_graph")
     if packed:
-        from strata.backends.torch.packed import FORMAT, packed_state  # lazy: cycle
-
         state = packed_state(model)
         with atomic_output(path) as tmp:
             save_file(state, str(tmp), metadata={"format": "pt", **(metadata or {}), "compression": FORMAT})
         return
-    state = {k: v.detach().contiguous() for k, v in _model_state(model).items()}
+    state = {k: v.detach().contiguous() for k, v in model_state(model).items()}
     g = getattr(model, "strata_graph", None)
     if g is not None:
         state = {k: v.contiguous() for k, v in to_spec_names(g, state).items()}

@@ -13,41 +13,19 @@ Never imports transformers; torch only when tensors are read.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from strata.compiler import build_text
 from strata.compiler.ir import state_dict_shapes
 from strata.errors import SpecError, UsageError
-from strata.interop.hf import bert, falcon, gemma2, gpt2, gpt_neox, llama, mixtral, opt, phi, qwen2, t5
-from strata.interop.hf.config import (
-    Config,
-    HFImportError,
-    family,
-    hf_to_spec,
-    spec_text,
-)
-from strata.io import atomic_folder, read_regular, same_file, write_atomic
+import strata.interop.hf.weights as W
+from strata.interop.hf.config import Config, HFImportError, read_json
+from strata.interop.hf.families import FAMILIES, family, hf_to_spec, spec_text
+from strata.io import atomic_folder, same_file, write_atomic
 
 __all__ = ["FAMILIES", "HFImportError", "hf_to_spec", "import_hf", "read_config"]
 
-# Every family module (see config.py for what one holds); a new family is one
-# more module here.
-FAMILIES = (gpt2, bert, llama, gpt_neox, qwen2, opt, mixtral, phi, falcon, gemma2, t5)
 DTYPES = ("float32", "float16", "bfloat16")
-
-
-def read_json(path: Path, what: str):
-    """A JSON file of the folder: a regular file of bounded size, parsed; any
-    problem is one line naming the file."""
-    try:
-        data = read_regular(path, what=what)
-    except UsageError as e:
-        raise HFImportError(str(e)) from None
-    try:
-        return json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as e:
-        raise HFImportError(f"{path}: not valid JSON ({str(e)[:80]})") from None
 
 
 def read_config(src: Path) -> dict:
@@ -97,8 +75,6 @@ def import_hf(src_dir: str | Path, out_dir: str | Path, *, dtype: str | None = N
         import_hf("hf/gpt2", "out/gpt2")
         # (PosixPath('out/gpt2/model.arch'), PosixPath('out/gpt2/weights.safetensors'))
     """
-    from strata.interop.hf import weights as W  # lazy: cycle
-
     if dtype is not None and dtype not in DTYPES:
         raise HFImportError(f"unknown dtype {dtype!r}: choose one of {', '.join(DTYPES)}")
     src, out = Path(src_dir), Path(out_dir)

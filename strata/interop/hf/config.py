@@ -15,25 +15,22 @@ A family module (gpt2.py, bert.py, llama.py) holds:
     spec(cfg, layout) -> ModelDef    the model, built with spec_ast
     mapping(cfg, layout, keys)       strata tensor name <- HF tensor name
 
-and is listed in FAMILIES below.
-
-    >>> text = hf_to_spec({"model_type": "gpt2", "n_layer": 2, "n_embd": 64, "n_head": 4,
-    ...                    "vocab_size": 100, "n_positions": 32})
-    >>> "mlp(hidden, act=gelu_tanh)" in text
-    True
+and is listed in FAMILIES (families.py, which turns a config into spec text).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
+from pathlib import Path
 from typing import Any
 
 from strata.compiler.elaborate import MAX_REPEAT
 from strata.compiler.options import MAX_DIM
-from strata.dsl import ast as A
-from strata.dsl.formatter import format_spec, format_string
+from strata.dsl.formatter import format_string
 from strata.errors import UsageError
+from strata.io import read_regular
 
 MAX_LAYERS = MAX_REPEAT  # an import accepts what the spec language accepts
 
@@ -251,43 +248,14 @@ def header(cfg: Config, source: str | None, parameters: int | None = None) -> st
     return "\n".join(lines)
 
 
-def family(model_type: Any):
-    """The family module that handles `model_type`."""
-    from strata.interop.hf import FAMILIES  # lazy: cycle
-
-    table = {t: fam for fam in FAMILIES for t in fam.MODEL_TYPES}
-    if model_type not in table:
-        if model_type is None:
-            raise HFImportError("config.json has no 'model_type'; is this a Hugging Face "
-                                "transformers model folder?")
-        raise HFImportError(f"unsupported model_type {show(model_type)}: strata imports "
-                            f"{', '.join(sorted(table))}")
-    return table[model_type]
-
-
-def spec_text(cfg: Config, lay: dict, *, source: str | None = None,
-              parameters: int | None = None) -> str:
-    """The .arch text of the spec for `cfg`: the family builds the AST, the
-    formatter writes it (so nothing from config.json is pasted as text)."""
-    fam = family(cfg.model_type)
-    model = fam.spec(cfg, lay)
-    model.comment = header(cfg, source, parameters)
-    return format_spec(A.SpecFile(models=[model]))
-
-
-def hf_to_spec(config: dict, *, keys: set[str] | None = None, source: str | None = None) -> str:
-    """The strata spec (.arch text) of a Hugging Face config.json dict.
-
-    `keys`, the checkpoint's tensor names where known, decides which heads the
-    checkpoint holds (e.g. BERT's pooler / MLM head); without it the config's
-    `architectures` entry decides.
-
-        >>> spec = hf_to_spec({"model_type": "llama", "vocab_size": 100, "hidden_size": 64,
-        ...     "num_attention_heads": 4, "num_key_value_heads": 2, "num_hidden_layers": 2,
-        ...     "intermediate_size": 96})
-        >>> "kv_heads = 2" in spec
-        True
-    """
-    cfg = Config(config)
-    fam = family(cfg.model_type)
-    return spec_text(cfg, fam.layout(cfg, keys), source=source)
+def read_json(path: Path, what: str):
+    """A JSON file of the folder: a regular file of bounded size, parsed; any
+    problem is one line naming the file."""
+    try:
+        data = read_regular(path, what=what)
+    except UsageError as e:
+        raise HFImportError(str(e)) from None
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise HFImportError(f"{path}: not valid JSON ({str(e)[:80]})") from None

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 from strata.dsl import ast as A
 from strata.dsl.formatter import format_spec
-from strata.interop.hf.config import NULL, Config, HFImportError, spec_text
+from strata.interop.hf.config import NULL, Config, HFImportError
+from strata.interop.hf.families import FAMILIES, spec_text
 from strata.interop.hf.weights import unconvert
 
 MAX_TRIES = 2000
@@ -108,8 +109,6 @@ def export_layout(fam, cfg: Config) -> dict:
 
 def match_family(model, variables: dict, facts: dict) -> FamilyMatch | str:
     """The family config that imports to exactly this model, or why there is none."""
-    from strata.interop.hf import FAMILIES  # lazy: cycle
-
     want = _canonical(model_text(model))
     facts = {**facts, "model_type": model.name}
     fams = [f for f in FAMILIES if model.name in f.MODEL_TYPES]

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING, Callable
 
-from strata.interop.hf.config import HFImportError
+from strata.interop.hf.config import HFImportError, read_json
 from strata.io import atomic_output
 from strata.safetensors_file import FLOAT_DTYPES, WeightsError, read_header
 
@@ -49,8 +49,6 @@ class Checkpoint:
         folder = Path(folder)
         self.folder = folder
         if (folder / INDEX).exists():
-            from strata.interop.hf import read_json  # lazy: cycle
-
             self.files = {k: folder / v for k, v in _weight_map(read_json(folder / INDEX, INDEX)).items()}
         elif (folder / SINGLE).exists():
             self.files = None

@@ -26,6 +26,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from strata.passes.lora import LoRA
+from strata.passes.low_rank import LowRank
+
 if TYPE_CHECKING:
     import networkx as nx
 
@@ -35,7 +38,7 @@ __all__ = ["apply_pair", "apply_scale", "linear_pairs", "norm_groups"]
 def _foldable(g, n, state) -> bool:
     d = g.nodes[n]
     return (d["op"] == "linear" and f"{n}.weight" in state and not d.get("tied")
-            and not d["attrs"].get("lora") and not d["attrs"].get("rank"))
+            and not LoRA.adapter(d["attrs"]) and not LowRank.factor(d["attrs"]))
 
 
 def norm_groups(g: "nx.MultiDiGraph", nodes: list[str], state: dict

@@ -22,7 +22,7 @@ from strata.backends.torch.loader import load_source
 from strata.compiler.ir import param_count
 from strata.io import atomic_output
 from strata.passes import make_pass
-from strata.passes.lora import SUFFIXES
+from strata.passes.lora import SUFFIXES, LoRA
 
 __all__ = ["lora_parameters", "load_adapters", "mark_trainable", "merge_lora", "save_adapters"]
 
@@ -48,9 +48,9 @@ def _without_lora(g):
     h.graph = type(g.graph)({**g.graph, "applied": [a for a in g.graph.get("applied", []) if a["name"] != "lora"]})
     for n in h.nodes:
         d = h.nodes[n]
-        if d["attrs"].get("lora"):
-            h.nodes[n].update(attrs={k: v for k, v in d["attrs"].items() if k != "lora"},
-                              params={k: v for k, v in d["params"].items() if not k.startswith("lora_")})
+        if LoRA.adapter(d["attrs"]):
+            attrs, params = LoRA.unadapted(d["attrs"], d["params"])
+            h.nodes[n].update(attrs=attrs, params=params)
     h.graph.parameters = param_count(h)
     return h
 
@@ -60,13 +60,14 @@ def merge_lora(model):
     computes exactly what `model` computes (dropout aside)."""
     import torch  # lazy: torch
 
-    from strata.backends.torch.weights import _model_state, load_state  # lazy: torch
+    from strata.backends.torch.model_tensors import model_state  # lazy: torch
+    from strata.backends.torch.weights import load_state  # lazy: torch
 
     g = getattr(model, "strata_graph", None)
     entries = [a for a in (g.graph.get("applied", []) if g is not None else []) if a["name"] == "lora"]
     if not entries:
         raise ValueError("the model has no lora pass to merge")
-    state = {k: v.detach() for k, v in _model_state(model).items()}
+    state = {k: v.detach() for k, v in model_state(model).items()}
     for a in reversed(entries):
         state = make_pass("lora", a["options"]).revert(a["record"], state)
     h = _without_lora(g)
@@ -89,7 +90,7 @@ def save_adapters(model, path: str | Path) -> None:
     if not adapters:
         raise ValueError("the model has no LoRA adapters to save")
     g = model.strata_graph
-    meta = {n: d["attrs"]["lora"] for n, d in g.nodes(data=True) if d["attrs"].get("lora")}
+    meta = {n: a for n, d in g.nodes(data=True) if (a := LoRA.adapter(d["attrs"]))}
     with atomic_output(path) as tmp:
         save_file(adapters, str(tmp), metadata={"format": "pt", "strata": "lora adapters",
                                                 "lora": json.dumps(meta, sort_keys=True)})

@@ -272,10 +272,10 @@ def _write(tmp: Path, out: Path, spec, weights, model, g0, g, state, tensors, ca
 def _float_state(spec, model, weights) -> dict:
     """A compressed checkpoint's model as float weights in its spec's own names
     (quantized linears as the floats their integers stand for)."""
-    from strata.backends.torch.weights import _model_state  # lazy: torch
+    from strata.backends.torch.model_tensors import model_state  # lazy: torch
 
     net = compile_graph(build_file(spec, model=model), weights=weights, quantize=False)
-    return {k: v.detach().contiguous() for k, v in to_spec_names(net.strata_graph, _model_state(net)).items()}
+    return {k: v.detach().contiguous() for k, v in to_spec_names(net.strata_graph, model_state(net)).items()}
 
 
 def _first(outputs):

@@ -24,6 +24,8 @@ from __future__ import annotations
 import logging
 import sys
 
+from strata.passes.quantize import Quantize
+
 __all__ = ["convert_qat", "prepare_qat", "qat_linears"]
 
 
@@ -33,8 +35,7 @@ def qat_linears(model) -> dict[str, tuple[str, int | None]]:
     g = getattr(model, "strata_graph", None)
     if g is None:
         raise ValueError("not a strata model: compile it with strata.compile")
-    return {n: (d["attrs"]["quant_scheme"], d["attrs"].get("group_size"))
-            for n, d in g.nodes(data=True) if d["op"] == "linear" and d["attrs"].get("qat")}
+    return {n: s for n, d in g.nodes(data=True) if d["op"] == "linear" and (s := Quantize.fake_quantized(d["attrs"]))}
 
 
 def _qat_api():

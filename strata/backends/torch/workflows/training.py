@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from strata.backends.torch.workflows import qat
+import strata.backends.torch.workflows.qat as qat
 from strata.passes import REGISTRY
 
 __all__ = ["KIT", "finish_training", "prepare_for_training"]
