@@ -22,6 +22,7 @@ into windows) and `ExampleObjective` (trains on JSON Lines examples).
 from __future__ import annotations
 
 import inspect
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import ClassVar
@@ -78,7 +79,7 @@ def accepts(model) -> set[str]:
 
 
 @dataclass(frozen=True)
-class Objective:
+class Objective(ABC):
     output: str = "output"    # the model output the loss reads
 
     name: ClassVar[str] = ""
@@ -116,24 +117,25 @@ class Objective:
         return cls(**{k: v for k, v in d.items() if k in names})
 
     # ------------------------------------------------------------ data
+    @abstractmethod
     def read_data(self, data) -> tuple:
         """(callable giving the texts the tokenizer is fitted on, what `dataset`
         reads, run.json's "data" record)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def dataset(self, payload, tok, cache: Path | None, val_fraction: float, context: int,
                 writer: bool):
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def train_sampler(self, data, tok, cfg: dict, context: int):
         """Batches of the training run: train_batch(step, micro), eval_count(), eval_batch(i)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def eval_sampler(self, data, tok, cfg: dict, own: bool, cache: Path | None,
                      max_batches: int | None):
         """(batches of `strata eval`, what they are read from): the run's own
         validation split (own=True) or all of `data`."""
-        raise NotImplementedError
 
     # ------------------------------------------------------------ loss
     @property
@@ -184,7 +186,8 @@ class Objective:
 
     def continue_ids(self, model, tok, x: torch.Tensor, n: int, temperature: float,
                      top_k: int | None, ctx: int | None, **options) -> tuple[list[int], list[int]]:
-        """(ids to decode, the new ones among them)."""
+        """(ids to decode, the new ones among them).  Only an objective that
+        generates (generates=True) has it, so it is not abstract."""
         raise NotImplementedError
 
 
@@ -201,9 +204,9 @@ class TextObjective(Objective):
     def dataset(self, src, tok, cache, val_fraction, context, writer):
         return token_stream(src, tok, cache, val_fraction, context + self.window_extra, writer)
 
+    @abstractmethod
     def eval_windows(self, ids, tok, context: int, batch: int, max_batches: int | None):
         """Batches of `strata eval` over the token ids `ids`."""
-        raise NotImplementedError
 
     def eval_sampler(self, data, tok, cfg, own, cache, max_batches):
         T, B = cfg["context"], cfg["batch"]
@@ -230,9 +233,9 @@ class ExampleObjective(Objective):
         """How many values an integer "label" field takes (None: no bound)."""
         return None
 
+    @abstractmethod
     def builtin_examples(self) -> list[dict]:
         """The built-in task's records (from `strata.train.tasks.corpus_lines`)."""
-        raise NotImplementedError
 
     def examples(self, data) -> tuple[list[dict], str]:
         """(records, sha256) of `data` (a JSON Lines file), or of the built-in task when None."""
@@ -254,8 +257,9 @@ class ExampleObjective(Objective):
         return tokenize_examples(records, digest, self.name, self.fields, tok, cache, val_fraction,
                                  name, writer)
 
+    @abstractmethod
     def batches(self, ex, context: int, batch: int, seed: int, eval_steps: int, tok, accumulate: int = 1):
-        raise NotImplementedError
+        ...
 
     def train_sampler(self, data, tok, cfg, context):
         return self.batches(data, context, cfg["batch"], cfg["seed"], cfg["eval_steps"], tok,
