@@ -216,10 +216,20 @@ def _add_pass(p: argparse.ArgumentParser) -> None:
 
 
 def make_parser() -> argparse.ArgumentParser:
+    """The command line, a stage per group of commands (in `strata --help`'s order)."""
     parser = argparse.ArgumentParser(
         prog="strata", description="Declarative model assembly for transformer language models.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _spec_commands(sub)
+    _compress_command(sub)
+    _file_commands(sub)
+    add_train_commands(sub)
+    _front_end_commands(sub)
+    return parser
 
+
+def _spec_commands(sub) -> None:
+    """What reads a spec without weights: check, summary, ir, compile, diagram, passes."""
     p = sub.add_parser("check", help="check a spec and report every mistake")
     add_spec(p)
     p.set_defaults(func=_cmd_check)
@@ -261,6 +271,8 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("passes", help="list every pass with its options")
     p.set_defaults(func=_cmd_passes)
 
+
+def _compress_command(sub) -> None:
     p = sub.add_parser("compress", help="apply passes to a checkpoint: a smaller spec, its weights, a report")
     p.add_argument("spec", metavar="SOURCE", help="a run folder, a compress output folder, or a spec file "
                    "(with --weights)")
@@ -287,6 +299,9 @@ def make_parser() -> argparse.ArgumentParser:
                    help="LoRA adapters merged into the weights (default) or kept as adapters")
     p.set_defaults(func=_cmd_compress)
 
+
+def _file_commands(sub) -> None:
+    """Conversions of files: import-hf, export, convert, fmt."""
     p = sub.add_parser("import-hf", help="import a Hugging Face model folder as a spec + weights")
     p.add_argument("src", help="folder with config.json and model.safetensors (or a sharded index)")
     p.add_argument("-o", "--output", required=True, help="folder to write model.arch and weights.safetensors")
@@ -317,8 +332,9 @@ def make_parser() -> argparse.ArgumentParser:
                    help="change nothing; exit 1 when a file would be reformatted")
     p.set_defaults(func=_cmd_fmt)
 
-    add_train_commands(sub)
 
+def _front_end_commands(sub) -> None:
+    """The editor's and the browser's: lsp, serve, schema."""
     p = sub.add_parser("lsp", help="run the language server on stdin/stdout (for editors)")
     p.set_defaults(func=_cmd_lsp)
     p = sub.add_parser("serve", help="a live workbench in the browser: edit a spec, see its diagram, "
@@ -333,8 +349,6 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schema", help="print the JSON Schema of the YAML surface (for editors)")
     p.add_argument("-o", "--output", help="write here (atomically) instead of stdout")
     p.set_defaults(func=_cmd_schema)
-
-    return parser
 
 
 def _escape_undecodable_output() -> None:

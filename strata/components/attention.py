@@ -94,11 +94,35 @@ def attention_class(core: dict, *, qk_norm: bool, fused: str | None, mask: bool,
                     runtime) -> tuple[str, str]:
     """(preferred class name, class source with `{name}`) for one attention variant:
     only the code this variant runs (rotary, GQA, qk-norm, mask, cache, soft-capping)."""
-    cross, causal, rope = core["cross"], core["causal"], core["rope"] and not core["cross"]
-    gqa = core["kv_heads"] < core["heads"]
-    base = "CrossAttention" if cross else "CausalSelfAttention" if causal else "SelfAttention"
-    scale, softcap = core["scale"] is not None, core["softcap"] is not None
-    src, S = ("memory", "S") if cross else ("x", "T")
+    v = _Variant(core, qk_norm, fused, mask, cache)
+    base = "CrossAttention" if v.cross else "CausalSelfAttention" if v.causal else "SelfAttention"
+    init = _attention_init(v, runtime)
+    project, helper = _attention_projections(v)
+    fwd = project + _attention_core(v, runtime)
+    if v.cross and cache and fused != "qkv":
+        fwd += helper
+    doc = ("Queries from the stream, keys and values from the encoder's output" if v.cross else
+           f"{'Causal m' if v.causal else 'M'}ulti-head self-attention"
+           + (" with grouped key/value heads" if v.gqa else "") + (", rotary positions" if v.rope else "")
+           + (", per-head RMSNorm on q and k" if qk_norm else "")
+           + (", tanh-capped logits" if v.softcap else ""))
+    return base, "\n".join(["class {name}(nn.Module):", f'    """{doc}."""', ""] + init + [""] + fwd) + "\n"
+
+
+class _Variant:
+    """What one attention variant does, read off its IR core and the emitter's facts."""
+
+    def __init__(self, core: dict, qk_norm: bool, fused: str | None, mask: bool, cache: bool):
+        self.cross, self.causal, self.rope = core["cross"], core["causal"], core["rope"] and not core["cross"]
+        self.gqa = core["kv_heads"] < core["heads"]
+        self.scale, self.softcap = core["scale"] is not None, core["softcap"] is not None
+        self.src, self.S = ("memory", "S") if self.cross else ("x", "T")
+        self.qk_norm, self.fused, self.mask, self.cache = qk_norm, fused, mask, cache
+
+
+def _attention_init(v: _Variant, runtime) -> list[str]:
+    """__init__: the projections (fused by fuse_qkv or not), qk-norm, the output."""
+    scale, softcap = v.scale, v.softcap
     init = ["    def __init__(self, d, heads, kv_heads=None, head_dim=None, bias=True, out_bias=None, "
             "dropout=0.0" + (", scale=None" if scale else "") + (", softcap=None" if softcap else "") + "):",
             "        super().__init__()",
@@ -107,22 +131,28 @@ def attention_class(core: dict, *, qk_norm: bool, fused: str | None, mask: bool,
             "        self.dropout = dropout"]
     init += ["        self.scale = scale"] * scale + ["        self.softcap = softcap"] * softcap
     q_width, kv_width = "heads * self.head_dim", "self.kv_heads * self.head_dim"
-    if fused == "qkv":  # the fuse_qkv pass: one matmul for q, k and v
+    if v.fused == "qkv":  # the fuse_qkv pass: one matmul for q, k and v
         init.append("        self.qkv = nn.Linear(d, (heads + 2 * self.kv_heads) * self.head_dim, bias=bias)")
     else:
         init.append(f"        self.q = nn.Linear(d, {q_width}, bias=bias)")
-        if fused == "kv":  # the fuse_qkv pass on cross-attention: one matmul for k and v
+        if v.fused == "kv":  # the fuse_qkv pass on cross-attention: one matmul for k and v
             init.append(f"        self.kv = nn.Linear(d, 2 * {kv_width}, bias=bias)")
         else:
             init += [f"        self.k = nn.Linear(d, {kv_width}, bias=bias)",
                      f"        self.v = nn.Linear(d, {kv_width}, bias=bias)"]
-    if qk_norm:
+    if v.qk_norm:
         rms = runtime("RMSNorm")
         init += [f"        self.q_norm = {rms}(self.head_dim, eps=1e-6)",
                  f"        self.k_norm = {rms}(self.head_dim, eps=1e-6)"]
     init.append(f"        self.o = nn.Linear({q_width}, d, bias=bias if out_bias is None else out_bias)")
+    return init
 
-    params = ["self", "x"] + ["memory"] * cross + ["rope=None"] * bool(rope) + ["mask=None"] * mask
+
+def _attention_projections(v: _Variant) -> tuple[list[str], list[str]]:
+    """(forward's first lines: q, k, v in heads; keys_values, the helper a cached
+    cross-attention computes the encoder's keys and values with once)."""
+    cross, cache, fused, src, S = v.cross, v.cache, v.fused, v.src, v.S
+    params = ["self", "x"] + ["memory"] * cross + ["rope=None"] * bool(v.rope) + ["mask=None"] * v.mask
     params += ["cache=None"] * cache
     fwd = [f"    def forward({', '.join(params)}):", "        B, T, _ = x.shape"]
     if cross and not cache:
@@ -130,42 +160,49 @@ def attention_class(core: dict, *, qk_norm: bool, fused: str | None, mask: bool,
     sizes = "[self.heads * self.head_dim, self.kv_heads * self.head_dim, self.kv_heads * self.head_dim]"
     heads_t = ".view(B, T, self.heads, self.head_dim).transpose(1, 2)  # (B, heads, T, head_dim)"
     kv_t = f".view(B, {S}, self.kv_heads, self.head_dim).transpose(1, 2)  # (B, kv_heads, {S}, head_dim)"
+    helper: list[str] = []
     if fused == "qkv":
         fwd += [f"        q, k, v = self.qkv(x).split({sizes}, dim=-1)",
                 f"        q = q{heads_t}", f"        k = k{kv_t}", f"        v = v{kv_t.split('  #')[0]}"]
+        return fwd, helper
+    fwd.append(f"        q = self.q(x){heads_t}")
+    if fused == "kv":
+        kv = [f"        k, v = self.kv({src}).chunk(2, dim=-1)",
+              f"        k = k{kv_t}", f"        v = v{kv_t.split('  #')[0]}"]
     else:
-        fwd.append(f"        q = self.q(x){heads_t}")
-        if fused == "kv":
-            kv = [f"        k, v = self.kv({src}).chunk(2, dim=-1)",
-                  f"        k = k{kv_t}", f"        v = v{kv_t.split('  #')[0]}"]
-        else:
-            kv = [f"        k = self.k({src}){kv_t}", f"        v = self.v({src}){kv_t.split('  #')[0]}"]
-        if cross and cache:  # keys and values of the encoder's output: computed once while generating
-            fwd += ["        if cache is not None:",
-                    "            k, v = cache.cross_kv(self.keys_values, memory)",
-                    "        else:",
-                    "            k, v = self.keys_values(memory)"]
-            helper = ["", "    def keys_values(self, memory):", "        B, S, _ = memory.shape"] + kv + \
-                ["        return k, v"]
-        else:
-            fwd += kv
-    if qk_norm:  # over head_dim, per head
+        kv = [f"        k = self.k({src}){kv_t}", f"        v = self.v({src}){kv_t.split('  #')[0]}"]
+    if cross and cache:  # keys and values of the encoder's output: computed once while generating
+        fwd += ["        if cache is not None:",
+                "            k, v = cache.cross_kv(self.keys_values, memory)",
+                "        else:",
+                "            k, v = self.keys_values(memory)"]
+        helper = ["", "    def keys_values(self, memory):", "        B, S, _ = memory.shape"] + kv + \
+            ["        return k, v"]
+    else:
+        fwd += kv
+    return fwd, helper
+
+
+def _attention_core(v: _Variant, runtime) -> list[str]:
+    """forward's rest: qk-norm, rotary, the cache, SDPA (or soft-capped attention), the output."""
+    fwd = []
+    if v.qk_norm:  # over head_dim, per head
         fwd.append("        q, k = self.q_norm(q), self.k_norm(k)")
-    if rope:
+    if v.rope:
         rot = runtime("apply_rotary")
         fwd.append(f"        q, k = {rot}(q, *rope), {rot}(k, *rope)")
-    if cache and not cross:
+    if v.cache and not v.cross:
         fwd += ["        if cache is not None:",
                 "            k, v = cache.update(k, v)  # (B, kv_heads, S, head_dim): cached and new positions"]
     drop = "self.dropout if self.training else 0.0"
-    scale_expr = "self.scale" if scale else "1.0 / math.sqrt(self.head_dim)"
-    if softcap:
+    scale_expr = "self.scale" if v.scale else "1.0 / math.sqrt(self.head_dim)"
+    if v.softcap:
         fn = runtime("softcapped_attention")
-        fwd.append(f"        y = {fn}(q, k, v, {'mask' if mask else 'None'}, {causal}, {scale_expr}, "
+        fwd.append(f"        y = {fn}(q, k, v, {'mask' if v.mask else 'None'}, {v.causal}, {scale_expr}, "
                    f"self.softcap, {drop})")
     else:
-        extra = [f"dropout_p={drop}"] + ["scale=self.scale"] * scale + ["enable_gqa=True"] * gqa
-        if mask and causal:
+        extra = [f"dropout_p={drop}"] + ["scale=self.scale"] * v.scale + ["enable_gqa=True"] * v.gqa
+        if v.mask and v.causal:
             # a Python branch, not is_causal=(mask is None and T > 1): torch.compile and the ONNX
             # exporter see a length guard, not a symbolic bool SDPA cannot take.  One query (a
             # decoding step) sees every cached key: no mask, and not is_causal (SDPA aligns it top-left)
@@ -173,17 +210,9 @@ def attention_class(core: dict, *, qk_norm: bool, fused: str | None, mask: bool,
                 ["    " + line for line in _sdpa(["is_causal=True"], extra)] + \
                 ["        else:"] + ["    " + line for line in _sdpa(["attn_mask=mask"], extra)]
         else:
-            fwd += _sdpa(["attn_mask=mask"] if mask else ["is_causal=True"] if causal else [], extra)
-    fwd += ["        y = y.transpose(1, 2).reshape(B, T, self.heads * self.head_dim)  # (B, T, heads * head_dim)",
-            "        return self.o(y)"]
-    if cross and cache and fused != "qkv":
-        fwd += helper
-    doc = ("Queries from the stream, keys and values from the encoder's output" if cross else
-           f"{'Causal m' if causal else 'M'}ulti-head self-attention"
-           + (" with grouped key/value heads" if gqa else "") + (", rotary positions" if rope else "")
-           + (", per-head RMSNorm on q and k" if qk_norm else "")
-           + (", tanh-capped logits" if softcap else ""))
-    return base, "\n".join(["class {name}(nn.Module):", f'    """{doc}."""', ""] + init + [""] + fwd) + "\n"
+            fwd += _sdpa(["attn_mask=mask"] if v.mask else ["is_causal=True"] if v.causal else [], extra)
+    return fwd + ["        y = y.transpose(1, 2).reshape(B, T, self.heads * self.head_dim)  # (B, T, heads * head_dim)",
+                  "        return self.o(y)"]
 
 
 def _sdpa(kw: list[str], extra: list[str]) -> list[str]:

@@ -136,30 +136,47 @@ def zero_suffixes(ix: IRIndex) -> list[str]:
 
 
 def model_class(em: Emitter, stack_classes: dict[str, str]) -> tuple[str, bool]:
-    """The model class; returns (its name, whether it generates with a KV cache)."""
+    """The model class; returns (its name, whether it generates with a KV cache).
+    Its parts, in the file's order: __init__, forward, then new_cache / generate."""
+    g = em.ix.g
+    io = _ModelInputs(em.ix)
+    init = _model_init(em, stack_classes)
+    fwd = _model_forward(em, io)
+    gen, generates = _model_generate(em, io)
+    doc = f'    """{pysafe.text(g.graph.name)}: {g.graph.get("parameters", 0):,} parameters."""'
+    body = ["class {name}(nn.Module):", doc, "", *init, "", *fwd, *gen]
+    base = pysafe.class_name(g.graph.name)
+    if base in em.out.taken:
+        base += "Model"
+    return em.out.define(base, "\n".join(body) + "\n"), generates
+
+
+class _ModelInputs:
+    """The model's inputs: each stack's (required, optional) inputs, named by
+    stack where two stacks share one (`encoder_ids`, `decoder_ids`)."""
+
+    def __init__(self, ix: IRIndex):
+        self.stacks = ix.g.graph.stacks
+        self.single, self.last = len(self.stacks) == 1, self.stacks[-1]
+        self.ins = {s["name"]: stack_inputs(ix, s) for s in self.stacks}
+        self.counts: dict[str, int] = {}
+        for req, opt in self.ins.values():
+            for i in req + opt:
+                self.counts[i] = self.counts.get(i, 0) + 1
+        self.info = ix.info[self.last["name"]]
+        # attention_mask: the padding of an encoder's (or encoder-decoder's source) tokens
+        self.padded = (self.single and self.info.padding) or self.info.memory_mask
+
+    def top(self, stack: str, i: str) -> str:  # inputs two stacks share are told apart by stack
+        return f"{stack}_{i}" if self.counts[i] > 1 else i
+
+
+def _model_init(em: Emitter, stack_classes: dict[str, str]) -> list[str]:
+    """__init__: the stacks, the tied weights (one Parameter), the initialisation."""
     ix, g = em.ix, em.ix.g
-    stacks = g.graph.stacks
-    single, last = len(stacks) == 1, stacks[-1]
     ties = [(f"{n}.{k}", t) for n in ix.order for k, t in g.nodes[n].tied.items()]
-    ins = {s["name"]: stack_inputs(ix, s) for s in stacks}
-    counts: dict[str, int] = {}
-    for req, opt in ins.values():
-        for i in req + opt:
-            counts[i] = counts.get(i, 0) + 1
-
-    def top(stack, i):  # inputs two stacks share are told apart by stack
-        return f"{stack}_{i}" if counts[i] > 1 else i
-
-    info = ix.info[last["name"]]
-    params = ["self"] + [top(s, i) for s in ins for i in ins[s][0]] + \
-        [f"{top(s, i)}=None" for s in ins for i in ins[s][1]]
-    # attention_mask: the padding of an encoder's (or encoder-decoder's source) tokens
-    padded = (single and info.padding) or info.memory_mask
-    params += ["attention_mask=None"] * padded
-    params += ["cache=None", "start_pos=None"] * info.cache
-    params.append("return_dict=False")
     init = ["    def __init__(self, config):", "        super().__init__()", "        self.config = config"]
-    init += [f"        self.{s['name']} = {stack_classes[s['name']]}(config)" for s in stacks]
+    init += [f"        self.{s['name']} = {stack_classes[s['name']]}(config)" for s in g.graph.stacks]
     for dst, src in ties:
         init.append(f"        self.{attr_path(dst)} = self.{attr_path(src)}  # tied: one Parameter")
     depth = max(g.graph.repeats, key=lambda r: r["count"], default=None)
@@ -168,18 +185,29 @@ def model_class(em: Emitter, stack_classes: dict[str, str]) -> tuple[str, bool]:
     zeros = zero_suffixes(ix)
     init.append(f"        {init_fn}(self, residual={pysafe.literal(tuple(residual_suffixes(ix)))}, layers={layers}"
                 + (f", zeros={pysafe.literal(tuple(zeros))})" if zeros else ")"))
+    return init
 
+
+def _model_forward(em: Emitter, io: _ModelInputs) -> list[str]:
+    """forward: each stack in order, an encoder's output into its decoder's memory
+    (run once while generating), the outputs as a tensor or a dict."""
+    ix, g, info, ins, top, last = em.ix, em.ix.g, io.info, io.ins, io.top, io.last
+    params = ["self"] + [top(s, i) for s in ins for i in ins[s][0]] + \
+        [f"{top(s, i)}=None" for s in ins for i in ins[s][1]]
+    params += ["attention_mask=None"] * io.padded
+    params += ["cache=None", "start_pos=None"] * info.cache
+    params.append("return_dict=False")
     fwd = [f"    def forward({', '.join(params)}):"]
     if info.cache:
         fwd += ["        past = cache.start() if cache is not None else 0",
                 "        start_pos = past if start_pos is None else start_pos"]
     branches = [k for k in ix.outputs if k != "output"]
     out_var: dict[str, str] = {}
-    for s in stacks:
+    for s in io.stacks:
         name = s["name"]
-        consumers = [m for t in stacks for m, src in t["memory"].items() if src == name]
+        consumers = [m for t in io.stacks for m, src in t["memory"].items() if src == name]
         if s is last:
-            lm = g.nodes[s["output"]]["attrs"].get("role") == "lm_head" and "logits" not in branches
+            lm = g.nodes[s["output"]].attrs.get("role") == "lm_head" and "logits" not in branches
             var = "logits" if lm else "x"
         else:
             var = consumers[0] if consumers else f"{name}_out"
@@ -187,7 +215,7 @@ def model_class(em: Emitter, stack_classes: dict[str, str]) -> tuple[str, bool]:
         req, opt = ins[name]
         call = [top(name, i) for i in req] + [out_var[src] for src in s["memory"].values()]
         call += [f"{i}={top(name, i)}" for i in opt]
-        call += ["attention_mask=attention_mask"] * (padded and ix.info[name].padding)
+        call += ["attention_mask=attention_mask"] * (io.padded and ix.info[name].padding)
         call += ["memory_mask=attention_mask"] * ix.info[name].memory_mask
         call += ["cache=cache", "start_pos=start_pos"] * ix.info[name].cache
         mine = [b for b in branches if ix.outputs[b].startswith(name + ".")]
@@ -202,54 +230,57 @@ def model_class(em: Emitter, stack_classes: dict[str, str]) -> tuple[str, bool]:
         fwd.append(f"        {', '.join([var] + mine)} = self.{name}({', '.join(call)})")
     main = out_var[last["name"]]
     result = ", ".join([f'"output": {main}'] + [f"{pysafe.literal(b)}: {b}" for b in branches])
-    fwd += [f"        return {{{result}}} if return_dict else {main}"]
+    return fwd + [f"        return {{{result}}} if return_dict else {main}"]
 
-    generates = info.cache and g.nodes[last["output"]]["attrs"].get("role") == "lm_head"
-    seq2seq = not single
-    if seq2seq and [len(ins[s["name"]][0]) for s in stacks] != [1] * len(stacks):
+
+def _model_generate(em: Emitter, io: _ModelInputs) -> tuple[list[str], bool]:
+    """(new_cache and generate, where the model caches keys and values; whether it generates)."""
+    g, info, stacks, last = em.ix.g, io.info, io.stacks, io.last
+    generates = info.cache and g.nodes[last["output"]].attrs.get("role") == "lm_head"
+    seq2seq = not io.single
+    if seq2seq and [len(io.ins[s["name"]][0]) for s in stacks] != [1] * len(stacks):
         generates = False  # generate() passes one source and one target input
-    gen = []
     if generates and not seq2seq:
         cache, generate = em.out.runtime("KVCache"), em.out.runtime("generate")
-        gen = ["", "    def new_cache(self, max_len=None):",
-               f'        """An empty {cache} (static with max_len): model(ids, cache=cache), then model(next_ids, '
-               'cache=cache)."""',
-               f"        return {cache}(max_len)", "",
-               "    def generate(self, ids, max_new_tokens, temperature=0.0, top_k=None, static=True, compile=False):",
-               '        """Append max_new_tokens tokens to ids (B, T): greedy at temperature 0, else sampled (from the',
-               '        top_k most likely); keys and values cached (static: preallocated); compile: a compiled step."""',
-               f"        return {generate}(self, ids, max_new_tokens, temperature, top_k, static=static, "
-               "compile=compile)"]
-    elif seq2seq and info.cache:
-        em.out.runtime("KVCache")
-        cache = em.out.runtime("EncoderDecoderCache")
-        src, tgt = (top(s["name"], ins[s["name"]][0][0]) for s in (stacks[0], last))
-        gen = ["", "    def new_cache(self, max_len=None):",
-               f'        """An empty {cache} (static with max_len): model({src}, {tgt}, cache=cache), then '
-               'with next ids."""',
-               f"        return {cache}(max_len)"]
-        if generates:
-            generate = em.out.runtime("generate")
-            mask = ", attention_mask=None" if padded else ""
-            doc = (f"Append max_new_tokens tokens to the decoder's {tgt} (B, T: its start token) given the "
-                   f"source {src}" + (" (attention_mask: 1 for its tokens, 0 for padding)" if padded else "")
-                   + ": greedy at temperature 0, else sampled (from the top_k most likely); the source is "
-                   "encoded once, keys and values are cached (static: preallocated), the one-token step compiled "
-                   "if asked.")
-            lines = textwrap.wrap(doc, 84)
-            lines[0], lines[-1] = '"""' + lines[0], lines[-1] + '"""'
-            gen += ["", f"    def generate(self, {src}, {tgt}, max_new_tokens, temperature=0.0, top_k=None{mask},",
-                    "                 static=True, compile=False):",
-                    *("        " + line for line in lines),
-                    f"        return {generate}(self, {tgt}, max_new_tokens, temperature, top_k, src={src},",
-                    " " * (16 + len(generate)) + "static=static, compile=compile"
-                    + (", attention_mask=attention_mask)" if padded else ")")]
-    doc = f'    """{pysafe.text(g.graph.name)}: {g.graph.get("parameters", 0):,} parameters."""'
-    body = ["class {name}(nn.Module):", doc, "", *init, "", *fwd, *gen]
-    base = pysafe.class_name(g.graph.name)
-    if base in em.out.taken:
-        base += "Model"
-    return em.out.define(base, "\n".join(body) + "\n"), generates
+        return ["", "    def new_cache(self, max_len=None):",
+                f'        """An empty {cache} (static with max_len): model(ids, cache=cache), then model(next_ids, '
+                'cache=cache)."""',
+                f"        return {cache}(max_len)", "",
+                "    def generate(self, ids, max_new_tokens, temperature=0.0, top_k=None, static=True, compile=False):",
+                '        """Append max_new_tokens tokens to ids (B, T): greedy at temperature 0, else sampled (from the',
+                '        top_k most likely); keys and values cached (static: preallocated); compile: a compiled step."""',
+                f"        return {generate}(self, ids, max_new_tokens, temperature, top_k, static=static, "
+                "compile=compile)"], generates
+    if not (seq2seq and info.cache):
+        return [], generates
+    em.out.runtime("KVCache")
+    cache = em.out.runtime("EncoderDecoderCache")
+    src, tgt = (io.top(s["name"], io.ins[s["name"]][0][0]) for s in (stacks[0], last))
+    gen = ["", "    def new_cache(self, max_len=None):",
+           f'        """An empty {cache} (static with max_len): model({src}, {tgt}, cache=cache), then '
+           'with next ids."""',
+           f"        return {cache}(max_len)"]
+    if generates:
+        gen += _seq2seq_generate(em, src, tgt, io.padded)
+    return gen, generates
+
+
+def _seq2seq_generate(em: Emitter, src: str, tgt: str, padded: bool) -> list[str]:
+    generate = em.out.runtime("generate")
+    mask = ", attention_mask=None" if padded else ""
+    doc = (f"Append max_new_tokens tokens to the decoder's {tgt} (B, T: its start token) given the "
+           f"source {src}" + (" (attention_mask: 1 for its tokens, 0 for padding)" if padded else "")
+           + ": greedy at temperature 0, else sampled (from the top_k most likely); the source is "
+           "encoded once, keys and values are cached (static: preallocated), the one-token step compiled "
+           "if asked.")
+    lines = textwrap.wrap(doc, 84)
+    lines[0], lines[-1] = '"""' + lines[0], lines[-1] + '"""'
+    return ["", f"    def generate(self, {src}, {tgt}, max_new_tokens, temperature=0.0, top_k=None{mask},",
+            "                 static=True, compile=False):",
+            *("        " + line for line in lines),
+            f"        return {generate}(self, {tgt}, max_new_tokens, temperature, top_k, src={src},",
+            " " * (16 + len(generate)) + "static=static, compile=compile"
+            + (", attention_mask=attention_mask)" if padded else ")")]
 
 
 def config_class(fields) -> str:
