@@ -35,7 +35,7 @@ def seq_len(g: nx.MultiDiGraph) -> int:
     v = g.graph.vars.get("ctx")
     if isinstance(v, int) and not isinstance(v, bool) and v > 0:
         return v
-    ctxs = [d["attrs"].get("ctx") for _, d in g.nodes(data=True) if d["op"] == "embedding"]
+    ctxs = [d.attrs.get("ctx") for _, d in g.nodes(data=True) if d.op == "embedding"]
     ctxs = [c for c in ctxs if isinstance(c, int)]
     return max(ctxs) if ctxs else 2048
 
@@ -62,9 +62,9 @@ def inactive_parameters(g: nx.MultiDiGraph) -> int:
     pick (experts - top_k of them); shared experts and the router are always used."""
     out = 0
     for _, d in g.nodes(data=True):
-        if d["op"] == "moe":
-            a = d["attrs"]
-            expert = sum(prod(s) for k, s in d["params"].items() if k.startswith("experts.0."))
+        if d.op == "moe":
+            a = d.attrs
+            expert = sum(prod(s) for k, s in d.params.items() if k.startswith("experts.0."))
             out += (a["experts"] - a["top_k"]) * expert
     return out
 
@@ -116,20 +116,20 @@ def trainable(g: nx.MultiDiGraph) -> int:
         n = p.trainable(g)
         if n is not None:
             return n
-    return sum(prod(s) for _, d in g.nodes(data=True) for s in d["params"].values())
+    return sum(prod(s) for _, d in g.nodes(data=True) for s in d.params.values())
 
 
 def analyze(g: nx.MultiDiGraph) -> dict:
     """Totals for the whole model: parameters, FLOPs per token, memory."""
     ctx = seq_len(g)
-    params = sum(prod(s) for _, d in g.nodes(data=True) for s in d["params"].values())
-    embedding = sum(prod(s) for _, d in g.nodes(data=True) if d["op"] == "embedding"
-                    for s in d["params"].values())
+    params = sum(prod(s) for _, d in g.nodes(data=True) for s in d.params.values())
+    embedding = sum(prod(s) for _, d in g.nodes(data=True) if d.op == "embedding"
+                    for s in d.params.values())
     flops = sum(node_flops(g, n, ctx) for n in g.nodes)
     kv_per_token = 0  # K and V elements cached per token, all layers
     for _, d in g.nodes(data=True):
-        if d["op"] == "attention" and not d["attrs"].get("cross"):
-            kv_per_token += 2 * d["attrs"]["kv_heads"] * d["attrs"]["head_dim"]
+        if d.op == "attention" and not d.attrs.get("cross"):
+            kv_per_token += 2 * d.attrs["kv_heads"] * d.attrs["head_dim"]
     return {
         "parameters": params,
         "trainable_parameters": trainable(g),

@@ -28,8 +28,8 @@ def _component_rows(g: nx.MultiDiGraph) -> list[dict]:
     rows = []
     by_comp: dict[str, list[str]] = {}
     for n, d in g.nodes(data=True):
-        if d["component"]:
-            by_comp.setdefault(d["component"], []).append(n)
+        if d.component:
+            by_comp.setdefault(d.component, []).append(n)
     for path, c in g.graph.components.items():
         nodes = by_comp.get(path, [])
         params = sum(prod(s) for n in nodes for s in g.nodes[n].params.values())
@@ -50,7 +50,7 @@ class _Scopes:
         self.params: dict[str, int] = dict.fromkeys(paths, 0)
         self.last: dict[str, str] = {}
         for n, d in g.nodes(data=True):
-            p = sum(prod(s) for s in d["params"].values())
+            p = sum(prod(s) for s in d.params.values())
             i = n.find(".")
             while True:  # every prefix of n at a dot, and n itself
                 prefix = n if i < 0 else n[:i]

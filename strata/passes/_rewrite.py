@@ -34,9 +34,9 @@ def selected_nodes(g: nx.MultiDiGraph, on: str | None, op: str = "linear") -> li
     picked = set(select(g, on))
     out = []
     for n, d in g.nodes(data=True):
-        if d["op"] != op:
+        if d.op != op:
             continue
-        if n in picked or (d["component"] in picked):
+        if n in picked or (d.component in picked):
             out.append(n)
     return out
 
@@ -117,7 +117,7 @@ def rename_output(g: nx.MultiDiGraph, old: str, new: str) -> None:
 
 def tie_targets(g: nx.MultiDiGraph) -> set[str]:
     """state_dict keys other nodes are tied to (their shapes must not change)."""
-    return {t for _, d in g.nodes(data=True) for t in d["tied"].values()}
+    return {t for _, d in g.nodes(data=True) for t in d.tied.values()}
 
 
 def recount(g: nx.MultiDiGraph) -> nx.MultiDiGraph:

@@ -109,8 +109,8 @@ class LoRA(Pass):
     @classmethod
     def lower(cls, g, low) -> None:
         """LORA = {linear: dict(rank, alpha, dropout)}; build() adds the adapters."""
-        adapters = {n: d["attrs"]["lora"] for n, d in g.nodes(data=True)
-                    if d["op"] == "linear" and d["attrs"].get("lora")}
+        adapters = {n: d.attrs["lora"] for n, d in g.nodes(data=True)
+                    if d.op == "linear" and d.attrs.get("lora")}
         if adapters:
             rows = {k: "dict(rank={rank}, alpha={alpha}, dropout={dropout})".format(**v)
                     for k, v in low.patterns(g, adapters).items()}
@@ -136,7 +136,7 @@ class LoRA(Pass):
     @classmethod
     def trainable(cls, g) -> int | None:
         """Only the adapters train."""
-        return sum(math.prod(s) for _, d in g.nodes(data=True) for k, s in d["params"].items()
+        return sum(math.prod(s) for _, d in g.nodes(data=True) for k, s in d.params.items()
                    if k.startswith("lora_")) or None
 
     @classmethod

@@ -177,8 +177,8 @@ class LowRank(Pass):
     def lower(cls, g, low) -> None:
         """LOW_RANK = {linear: rank}; build() factors those linears (the file's
         model is made whole, so weights load in either form)."""
-        ranks = {n.rpartition(".")[0]: d["attrs"]["rank"] for n, d in g.nodes(data=True)
-                 if d["op"] == "linear" and d["attrs"].get("low_rank") == "a"}
+        ranks = {n.rpartition(".")[0]: d.attrs["rank"] for n, d in g.nodes(data=True)
+                 if d.op == "linear" and d.attrs.get("low_rank") == "a"}
         if ranks:
             rows = {k: str(v) for k, v in low.patterns(g, ranks).items()}
             low.at_build(low.table("LOW_RANK", "low_rank: these linears become b(a(x)), of this rank "

@@ -310,8 +310,8 @@ class Quantize(Pass):
     def lower(cls, g, low) -> None:
         """QUANTIZE = {linear: dict(scheme, group_size)} and quantize(model), which
         the compiled model runs once its float weights are loaded."""
-        quant = {n: (d["attrs"]["quant_scheme"], d["attrs"].get("group_size")) for n, d in g.nodes(data=True)
-                 if d["op"] == "linear" and d["attrs"].get("quant_scheme")}
+        quant = {n: (d.attrs["quant_scheme"], d.attrs.get("group_size")) for n, d in g.nodes(data=True)
+                 if d.op == "linear" and d.attrs.get("quant_scheme")}
         if not quant:
             return
         rows = {k: f"dict(scheme={low.literal(s)}" + (f", group_size={gs})" if s == "int4_weight" else ")")
@@ -332,7 +332,7 @@ class Quantize(Pass):
     @classmethod
     def device_problem(cls, g, device) -> str | None:
         for n, d in g.nodes(data=True):
-            why = device_problem(d["attrs"]["quant_scheme"], device) if d["attrs"].get("quant_scheme") else None
+            why = device_problem(d.attrs["quant_scheme"], device) if d.attrs.get("quant_scheme") else None
             if why:
                 return f"{n}: {why}"
         return None

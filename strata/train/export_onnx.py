@@ -76,7 +76,7 @@ def _example_length(g) -> int:
     stack builds no mask while T fits the window (SDPA's causal fast path), a
     Python branch the exporter answers once for the example; past the window the
     mask it builds is right for every length."""
-    windows = [d["attrs"].get("window") or 0 for _, d in g.nodes(data=True) if d.get("op") == "attention"]
+    windows = [d.attrs.get("window") or 0 for _, d in g.nodes(data=True) if d.get("op") == "attention"]
     return max([4, *(w + 1 for w in windows)])
 
 

@@ -70,7 +70,7 @@ def read_packed_checkpoint(g0, path: Path) -> PackedCheckpoint | None:
     if not is_packed(tensors):
         return None
     g = apply_passes(g0, ctx=PassContext())
-    marked = {n: s[0] for n, d in g.nodes(data=True) if (s := Quantize.scheme_of(d["attrs"]))}
+    marked = {n: s[0] for n, d in g.nodes(data=True) if (s := Quantize.scheme_of(d.attrs))}
     for n, scheme in marked.items():
         if scheme not in SCHEMES:
             raise ExportError(f"{n}: quantize({scheme}) has no compressed-tensors form strata writes "

@@ -109,7 +109,7 @@ def _logits(model, g, x):
 def _held(student, g) -> tuple[dict, list]:
     """({param: keep mask} of the linears' pruned weights, the quantized linears' weights)."""
     masks, frozen = {}, []
-    quantized = {n for n, d in g.nodes(data=True) if Quantize.scheme_of(d["attrs"])}
+    quantized = {n for n, d in g.nodes(data=True) if Quantize.scheme_of(d.attrs)}
     for name, mod in student.named_modules():
         w = getattr(mod, "weight", None)
         if not isinstance(mod, torch.nn.Linear) or w is None:

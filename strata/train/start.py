@@ -62,10 +62,10 @@ def _with_dropout(g, p: float | None):
         return g
     g = g.copy()
     for _, node in g.nodes(data=True):
-        if node["op"] == "dropout":
-            node["attrs"] = {**node["attrs"], "p": p}
-        elif node["op"] == "attention" and "dropout" in node["attrs"]:
-            node["attrs"] = {**node["attrs"], "dropout": p}
+        if node.op == "dropout":
+            node["attrs"] = {**node.attrs, "p": p}
+        elif node.op == "attention" and "dropout" in node.attrs:
+            node["attrs"] = {**node.attrs, "dropout": p}
     return g
 
 

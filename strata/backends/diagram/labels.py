@@ -151,7 +151,7 @@ class Totals:
         self._own: dict[str, int] = {}
         self._under: dict[str, int] = {}
         for n, d in g.nodes(data=True):
-            p = sum(prod(s) for s in d["params"].values())
+            p = sum(prod(s) for s in d.params.values())
             if not p:
                 continue
             self._own[n] = p

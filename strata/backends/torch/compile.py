@@ -37,7 +37,7 @@ __all__ = ["compile_graph", "run_kernels"]
 def _spec_fit(g0, tensors: dict) -> bool:
     """Whether `tensors` are in the names and shapes of g0 (the spec's own)."""
     want = state_dict_shapes(g0)
-    tied = {f"{n}.{k}" for n, d in g0.nodes(data=True) for k in d["tied"]}
+    tied = {f"{n}.{k}" for n, d in g0.nodes(data=True) for k in d.tied}
     have = {k: tuple(v.shape) for k, v in tensors.items() if k not in tied}
     return have == want
 

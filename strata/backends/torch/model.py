@@ -115,11 +115,11 @@ def residual_suffixes(ix: IRIndex) -> list[str]:
     """Names of the projections that write into the residual stream (init scales them)."""
     out = set()
     for n, d in ix.g.nodes(data=True):
-        if d["op"] == "linear" and d["attrs"].get("role") in ("o", "down") and d["component"]:
-            comp = d["component"].rsplit(".", 1)[-1]
-            if LowRank.factor(d["attrs"]):  # initialised whole, factored by build() after
+        if d.op == "linear" and d.attrs.get("role") in ("o", "down") and d.component:
+            comp = d.component.rsplit(".", 1)[-1]
+            if LowRank.factor(d.attrs):  # initialised whole, factored by build() after
                 n = n.rpartition(".")[0]
-            out.add(f".{comp}{n[len(d['component']):]}.weight")
+            out.add(f".{comp}{n[len(d.component):]}.weight")
     return sorted(out)
 
 

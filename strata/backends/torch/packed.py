@@ -132,7 +132,7 @@ def read_packed(tensors: dict, g, where: str) -> tuple[dict[str, QuantizedWeight
     """Split a packed checkpoint (in the model's names) into {linear: QuantizedWeight}
     and the other tensors, checked against the quantized linears of `g` (the graph
     after passes): a tensor that disagrees is one WeightsError naming it."""
-    marked = {n: s for n, d in g.nodes(data=True) if (s := Quantize.scheme_of(d["attrs"]))}
+    marked = {n: s for n, d in g.nodes(data=True) if (s := Quantize.scheme_of(d.attrs))}
     rest = dict(tensors)
     out: dict[str, QuantizedWeight] = {}
     for n, (scheme, group_size) in marked.items():
@@ -198,7 +198,7 @@ def quantization_config(g) -> dict | None:
         return None
     groups: dict[tuple, list[str]] = {}
     for n, d in g.nodes(data=True):
-        s = Quantize.scheme_of(d["attrs"])
+        s = Quantize.scheme_of(d.attrs)
         if s is not None and s[0] in ("int8_dynamic", "int8_weight", "int4_weight"):
             groups.setdefault(s, []).append(n)
     if not groups:

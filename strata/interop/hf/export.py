@@ -50,8 +50,8 @@ def model_text(model) -> str:
 def rotary_facts(g) -> dict:
     """The rotary base and fraction of the first attention (None when unrotated)."""
     for _, a in g.nodes(data=True):
-        if a.get("op") == "attention" and a["attrs"].get("rope"):
-            rope, hd = a["attrs"]["rope"], a["attrs"]["head_dim"]
+        if a.get("op") == "attention" and a.attrs.get("rope"):
+            rope, hd = a.attrs["rope"], a.attrs["head_dim"]
             return {"base": float(rope["base"]), "fraction": rope["dims"] / hd}
     return {"base": None, "fraction": None}
 

@@ -90,7 +90,7 @@ def save_adapters(model, path: str | Path) -> None:
     if not adapters:
         raise ValueError("the model has no LoRA adapters to save")
     g = model.strata_graph
-    meta = {n: a for n, d in g.nodes(data=True) if (a := LoRA.adapter(d["attrs"]))}
+    meta = {n: a for n, d in g.nodes(data=True) if (a := LoRA.adapter(d.attrs))}
     with atomic_output(path) as tmp:
         save_file(adapters, str(tmp), metadata={"format": "pt", "strata": "lora adapters",
                                                 "lora": json.dumps(meta, sort_keys=True)})

@@ -35,7 +35,7 @@ def qat_linears(model) -> dict[str, tuple[str, int | None]]:
     g = getattr(model, "strata_graph", None)
     if g is None:
         raise ValueError("not a strata model: compile it with strata.compile")
-    return {n: s for n, d in g.nodes(data=True) if d["op"] == "linear" and (s := Quantize.fake_quantized(d["attrs"]))}
+    return {n: s for n, d in g.nodes(data=True) if d.op == "linear" and (s := Quantize.fake_quantized(d.attrs))}
 
 
 def _qat_api():
