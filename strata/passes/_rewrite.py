@@ -15,7 +15,7 @@ import networkx as nx
 
 from strata.compiler import ir
 from strata.compiler.select import select
-from strata.passes.base import PassError
+from strata.passes.base import PassError, carried_marks
 
 if TYPE_CHECKING:  # networkx is imported when a graph is rebuilt, not by `strata check`
     import networkx as nx
@@ -125,10 +125,6 @@ def recount(g: nx.MultiDiGraph) -> nx.MultiDiGraph:
     return g
 
 
-# Marks of earlier passes a rewritten linear keeps (quantize marks, prune density).
-CARRIED = ("quant", "quant_scheme", "quant_bits", "group_size", "density", "prune_method")
-
-
 def fuse_linears(g: nx.MultiDiGraph, parts: list[str], new_id: str, role: str,
                  splices: Splices | None = None) -> nx.MultiDiGraph:
     """Replace linears `parts` (same input, same in-width) by one linear `new_id`
@@ -147,7 +143,8 @@ def fuse_linears(g: nx.MultiDiGraph, parts: list[str], new_id: str, role: str,
         params["bias"] = (total,)
     roles = [g.nodes[p].attrs.get("role", p.rpartition(".")[2]) for p in parts]
     shape_out = e_in["shape"][:-1] + (total,)
-    marks = {k: v for k, v in first["attrs"].items() if k in CARRIED
+    carried = carried_marks()
+    marks = {k: v for k, v in first["attrs"].items() if k in carried
              and all(g.nodes[p].attrs.get(k) == v for p in parts)}
     ir.add_node(g, new_id, "linear", scope=first["scope"], component=first["component"],
                 kind=first["kind"], span=first["span"],

@@ -23,6 +23,11 @@ torch emitter does for a component's `torch` hook):
     device_problem(g, device)       (class) why its kernels cannot run on a device
     badges(attrs) -> [str]          (class) the marks it left on an IR node, for a
                                     diagram's box ("int8", "LoRA r=8")
+    carried, holds(attrs)           (class) its marks a later rewrite keeps on a linear;
+                                    why its marks keep a later pass off the weights
+                                    ("quantized"); other stages read its marks only
+                                    through its own class methods (Quantize.scheme_of,
+                                    LowRank.factor, LoRA.adapter), never by key
     weight_bytes(d, params)         (class) bytes of a node's weights it stores
                                     otherwise than fp32, or None (the cost model)
     trainable(g) -> int | None      (class) the parameters that train, when it
@@ -55,7 +60,7 @@ from strata.passes.text import pass_text
 if TYPE_CHECKING:
     import networkx as nx
 
-__all__ = ["Pass", "PassContext", "PassError", "Runner", "Stored"]
+__all__ = ["Pass", "PassContext", "PassError", "Runner", "Stored", "carried_marks", "held_by"]
 
 
 class PassError(Exception):
@@ -160,6 +165,9 @@ class Pass(ABC):
     # Keys it adds to nodes' attrs, with their meaning, where the IR's own
     # declarations (strata/compiler/ir_types.py ATTRS) do not hold them yet.
     marks: ClassVar[dict[str, str]] = {}
+    # Its marks a linear keeps when a later pass rewrites it (fuses it with
+    # others that carry the same values, factors it): see carried_marks().
+    carried: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, options: Options | None = None, **kw):
         self.o = options if options is not None else self.options(**kw)
@@ -199,6 +207,12 @@ class Pass(ABC):
     def badges(cls, attrs: dict) -> list[str]:
         """Marks this pass left on a node with these attributes (diagram boxes)."""
         return []
+
+    @classmethod
+    def holds(cls, attrs: dict) -> str | None:
+        """Why this pass's marks on a linear keep a later pass from changing its
+        weights ("quantized"), or None (see held_by)."""
+        return None
 
     @classmethod
     def device_problem(cls, g: "nx.MultiDiGraph", device) -> str | None:
@@ -250,3 +264,23 @@ class Pass(ABC):
     def label(self) -> str:
         """The pass as a spec writes it: quantize(int8_dynamic, on="mlp")."""
         return pass_text(self.name, self.o.model_dump())
+
+
+def _pass_classes():
+    todo = list(Pass.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        yield cls
+        todo += cls.__subclasses__()
+
+
+def carried_marks() -> set[str]:
+    """The marks of every pass class defined so far that a rewritten linear keeps
+    (each pass says which of its own: Pass.carried)."""
+    return {k for cls in _pass_classes() for k in cls.carried}
+
+
+def held_by(attrs: dict) -> str | None:
+    """Why a linear's weights are no longer float values a later pass may change
+    ("quantized"), as the pass whose marks it carries says (Pass.holds); None if free."""
+    return next((why for cls in _pass_classes() if (why := cls.holds(attrs))), None)

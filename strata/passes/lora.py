@@ -23,7 +23,7 @@ from pydantic import Field, PositiveFloat, PositiveInt
 
 from strata.components.base import Options
 from strata.passes._rewrite import PassError, copy_graph, weight_linears
-from strata.passes.base import Pass, Stored
+from strata.passes.base import Pass, Stored, held_by
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -59,8 +59,8 @@ class LoRA(Pass):
             raise PassError(f"{self.label()}: the selection holds no linear layer of its own")
         for n in nodes:
             d = g.nodes[n]
-            if d["attrs"].get("quant"):
-                raise PassError(f"{self.label()}: '{n}' is quantized; list lora before quantize "
+            if why := held_by(d["attrs"]):
+                raise PassError(f"{self.label()}: '{n}' is {why}; list lora before quantize "
                                 "(and merge the adapters before quantizing)")
             if d["attrs"].get("lora"):
                 raise PassError(f"{self.label()}: '{n}' already has adapters")

@@ -28,7 +28,6 @@ from pydantic import Field, PositiveInt, model_validator
 from strata.compiler import ir
 from strata.components.base import Options
 from strata.passes._rewrite import (
-    CARRIED,
     PassError,
     Splices,
     copy_graph,
@@ -36,7 +35,7 @@ from strata.passes._rewrite import (
     rename_output,
     weight_linears,
 )
-from strata.passes.base import Pass, PassContext, Stored
+from strata.passes.base import Pass, PassContext, Stored, carried_marks
 from strata.passes.text import pass_text
 from strata.passes.lora import LoRA
 
@@ -223,7 +222,8 @@ def _factor(g: "nx.MultiDiGraph", n: str, rank: int, splices: Splices) -> "nx.Mu
     out, d_in = d["params"]["weight"]
     (src, e_in), = ir.operands(g, n)
     a, b = f"{n}.a", f"{n}.b"
-    marks = {k: v for k, v in d["attrs"].items() if k in CARRIED}
+    carried = carried_marks()
+    marks = {k: v for k, v in d["attrs"].items() if k in carried}
     common = {"scope": d["scope"], "component": d["component"], "kind": d["kind"], "span": d["span"]}
     ir.add_node(g, a, "linear", attrs={"in": d_in, "out": rank, "bias": False, "rank": rank,
                                        "low_rank": "a", "role": d["attrs"].get("role"), **marks},

@@ -65,6 +65,7 @@ class Prune(Pass):
     name = "prune"
     options = PruneOptions
     positional = ("amount",)
+    carried = ("density", "prune_method")  # what is left of a fused or factored linear's weights
 
     @property
     def acts_on_values(self) -> bool:  # masks change weight values; structured only shapes

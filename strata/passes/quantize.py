@@ -130,6 +130,7 @@ class Quantize(Pass):
     name = "quantize"
     options = QuantizeOptions
     positional = ("scheme",)
+    carried = ("quant", "quant_scheme", "quant_bits", "group_size")  # a fused or factored linear stays quantized
 
     def run(self, graph: "nx.MultiDiGraph", ctx=None) -> "nx.MultiDiGraph":
         o = self.o
@@ -342,7 +343,11 @@ class Quantize(Pass):
         return [attrs["quant"] + (" (QAT)" if attrs.get("qat") else "")] if attrs.get("quant") else []
 
     # What the later stages read of a linear's marks (packed storage, QAT, export,
-    # recovery), so that only this file knows their keys.
+    # recovery, other passes), so that only this file knows their keys.
+    @classmethod
+    def holds(cls, attrs: dict) -> str | None:
+        return "quantized" if attrs.get("quant") else None
+
     @classmethod
     def scheme_of(cls, attrs: dict) -> tuple[str, int | None] | None:
         """(scheme, weights per scale group or None) of a linear this pass
