@@ -43,13 +43,13 @@ def seq_len(g: nx.MultiDiGraph) -> int:
 def node_flops(g: nx.MultiDiGraph, n: str, ctx: int) -> int:
     """Forward FLOPs per token of one node."""
     d = g.nodes[n]
-    a = d["attrs"]
-    if d["op"] == "linear":  # a low-rank pair is two linears: 2*in*r + 2*r*out
+    a = d.attrs
+    if d.op == "linear":  # a low-rank pair is two linears: 2*in*r + 2*r*out
         return 2 * a["in"] * a["out"]
-    if d["op"] == "attention":
+    if d.op == "attention":
         span = min(ctx, a["window"]) if a.get("window") else ctx
         return 2 * 2 * span * a["heads"] * a["head_dim"]
-    if d["op"] == "moe":
+    if d.op == "moe":
         dim = output_shape(g, n)[-1]
         mats = 3 if a.get("gated") else 2
         expert = 2 * mats * dim * a["hidden"]

@@ -135,7 +135,7 @@ def fuse_linears(g: nx.MultiDiGraph, parts: list[str], new_id: str, role: str,
     first = g.nodes[parts[0]]
     (src, e_in), = ir.operands(g, parts[0])
     sizes = [g.nodes[p].attrs["out"] for p in parts]
-    d_in = first["attrs"]["in"]
+    d_in = first.attrs["in"]
     bias = any("bias" in g.nodes[p].params for p in parts)
     total = sum(sizes)
     params = {"weight": (total, d_in)}
@@ -144,15 +144,15 @@ def fuse_linears(g: nx.MultiDiGraph, parts: list[str], new_id: str, role: str,
     roles = [g.nodes[p].attrs.get("role", p.rpartition(".")[2]) for p in parts]
     shape_out = e_in["shape"][:-1] + (total,)
     carried = carried_marks()
-    marks = {k: v for k, v in first["attrs"].items() if k in carried
+    marks = {k: v for k, v in first.attrs.items() if k in carried
              and all(g.nodes[p].attrs.get(k) == v for p in parts)}
-    ir.add_node(g, new_id, "linear", scope=first["scope"], component=first["component"],
-                kind=first["kind"], span=first["span"],
+    ir.add_node(g, new_id, "linear", scope=first.scope, component=first.component,
+                kind=first.kind, span=first["span"],
                 attrs={"in": d_in, "out": total, "bias": bias, "role": role, "fused": roles, **marks},
                 params=params)
     split_id = f"{new_id}_split"
-    ir.add_node(g, split_id, "split", scope=first["scope"], component=first["component"],
-                kind=first["kind"], span=first["span"], attrs={"sizes": sizes, "parts": roles})
+    ir.add_node(g, split_id, "split", scope=first.scope, component=first.component,
+                kind=first.kind, span=first["span"], attrs={"sizes": sizes, "parts": roles})
     ir.connect(g, src, new_id, e_in["shape"], e_in["dtype"], 0)
     ir.connect(g, new_id, split_id, shape_out, "float", 0)
     for i, p in enumerate(parts):

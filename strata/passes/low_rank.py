@@ -219,19 +219,19 @@ class LowRank(Pass):
 
 def _factor(g: "nx.MultiDiGraph", n: str, rank: int, splices: Splices) -> "nx.MultiDiGraph":
     d = g.nodes[n]
-    out, d_in = d["params"]["weight"]
+    out, d_in = d.params["weight"]
     (src, e_in), = ir.operands(g, n)
     a, b = f"{n}.a", f"{n}.b"
     carried = carried_marks()
-    marks = {k: v for k, v in d["attrs"].items() if k in carried}
-    common = {"scope": d["scope"], "component": d["component"], "kind": d["kind"], "span": d["span"]}
+    marks = {k: v for k, v in d.attrs.items() if k in carried}
+    common = {"scope": d.scope, "component": d.component, "kind": d.kind, "span": d["span"]}
     ir.add_node(g, a, "linear", attrs={"in": d_in, "out": rank, "bias": False, "rank": rank,
-                                       "low_rank": "a", "role": d["attrs"].get("role"), **marks},
+                                       "low_rank": "a", "role": d.attrs.get("role"), **marks},
                 params={"weight": (rank, d_in)}, **common)
     params_b = {"weight": (out, rank)}
-    if "bias" in d["params"]:
-        params_b["bias"] = d["params"]["bias"]
-    attrs_b = {k: v for k, v in d["attrs"].items() if k != "in"}
+    if "bias" in d.params:
+        params_b["bias"] = d.params["bias"]
+    attrs_b = {k: v for k, v in d.attrs.items() if k != "in"}
     ir.add_node(g, b, "linear", attrs={**attrs_b, "in": rank, "rank": rank, "low_rank": "b"},
                 params=params_b, **common)
     if "sym" in d:

@@ -136,12 +136,12 @@ def _attention(g, c: str, amount: float, label: str) -> dict:
 
 def _width(g, n: str, e: dict) -> int | None:
     d = g.nodes[n]
-    if d["op"] == "linear":
-        return d["attrs"]["out"]
-    if d["op"] == "split":
-        return d["attrs"]["sizes"][e.get("part", 0)]
-    if d["op"] == "attention":
-        return d["attrs"]["heads"] * d["attrs"]["head_dim"]
+    if d.op == "linear":
+        return d.attrs["out"]
+    if d.op == "split":
+        return d.attrs["sizes"][e.get("part", 0)]
+    if d.op == "attention":
+        return d.attrs["heads"] * d.attrs["head_dim"]
     ins = ir.operands(g, n)
     return ins[0][1]["shape"][-1] if ins else None
 

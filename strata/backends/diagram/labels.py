@@ -294,10 +294,10 @@ def box_label(g: nx.MultiDiGraph, u: str, members: list[str], every: list[str], 
         return lines + tied_note + notes, kind, "box"
     if u in g:
         nd = g.nodes[u]
-        if nd["op"] == "add":
+        if nd.op == "add":
             return ["⊕"], "residual", "circle"
-        if nd["op"] == "input":
-            return ["Input sequence", cut(nd["attrs"].get("name", u.rpartition(".")[2]))], "io", \
+        if nd.op == "input":
+            return ["Input sequence", cut(nd.attrs.get("name", u.rpartition(".")[2]))], "io", \
                 "stadium"
         p = _params(g, [u])
         lines = [cut(u.rpartition(".")[2]), cut(_op_detail(nd))] + ([human_count(p)] if p else [])

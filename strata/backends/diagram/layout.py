@@ -291,7 +291,7 @@ def wire_arrows(layout: Layout, g: nx.MultiDiGraph, order: list[str], units: Uni
 def _is_skip(g: nx.MultiDiGraph, v: str, e: dict) -> bool:
     """e -> v is the skip input (port 0) of a residual add."""
     dv = g.nodes[v]
-    return dv["op"] == "add" and dv["attrs"].get("why") == "residual" and e["port"] == 0
+    return dv.op == "add" and dv.attrs.get("why") == "residual" and e["port"] == 0
 
 
 def add_outputs(layout: Layout, g: nx.MultiDiGraph, units: Units, ids: Ids) -> None:

@@ -206,7 +206,7 @@ class Emitter:
         shape = ir.output_shape(self.ix.g, node)
         if shape is None:
             ins = ir.operands(self.ix.g, node)
-            shape = ins[0][1]["shape"] if ins and d["op"] in ("activation", "dropout", "norm") else None
+            shape = ins[0][1]["shape"] if ins and d.op in ("activation", "dropout", "norm") else None
         sym = d.get("sym")
         if shape is None or sym is None or len(sym) != len(shape):
             return None

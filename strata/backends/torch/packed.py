@@ -152,9 +152,9 @@ def read_packed(tensors: dict, g, where: str) -> tuple[dict[str, QuantizedWeight
 
 def _weight_shape(g, n: str) -> tuple[int, int]:
     d = g.nodes[n]
-    if "weight" in d["params"]:
-        return tuple(d["params"]["weight"])
-    node, _, name = d["tied"]["weight"].rpartition(".")  # a tied head's copy: the embedding's shape
+    if "weight" in d.params:
+        return tuple(d.params["weight"])
+    node, _, name = d.tied["weight"].rpartition(".")  # a tied head's copy: the embedding's shape
     return tuple(g.nodes[node].params[name])
 
 

@@ -195,9 +195,9 @@ def extras(ix: IRIndex, path: str) -> list[str]:
     mems, has_self, has_cross = [], False, False
     for n in ix.members.get(path, ()):
         d = ix.g.nodes[n]
-        if d["op"] == "attention":
-            has_self = has_self or not d["attrs"]["cross"]
-            has_cross = has_cross or d["attrs"]["cross"]
+        if d.op == "attention":
+            has_self = has_self or not d.attrs["cross"]
+            has_cross = has_cross or d.attrs["cross"]
         for src, _ in ir.operands(ix.g, n):
             m = memory_name(ix, src, stack)
             if m and m not in mems:

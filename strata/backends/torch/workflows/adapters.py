@@ -48,8 +48,8 @@ def _without_lora(g):
     h.graph = type(g.graph)({**g.graph, "applied": [a for a in g.graph.get("applied", []) if a["name"] != "lora"]})
     for n in h.nodes:
         d = h.nodes[n]
-        if LoRA.adapter(d["attrs"]):
-            attrs, params = LoRA.unadapted(d["attrs"], d["params"])
+        if LoRA.adapter(d.attrs):
+            attrs, params = LoRA.unadapted(d.attrs, d.params)
             h.nodes[n].update(attrs=attrs, params=params)
     h.graph.parameters = param_count(h)
     return h
