@@ -160,6 +160,27 @@ def compress(source: Any, out: str | Path, *, weights=None, passes=(), model: st
         r = compress("runs/tiny_shakespeare", "out/int8", passes=['quantize(int8_dynamic)'])
     """
     from strata.backends.torch.workflows.compress import compress as run  # lazy: startup
+
+    spec, file, model, w, source_run = _compress_source(source, weights, model)
+    tok = tokenizer or (w.tokenizer if w is not None else None)
+    calibration = _calibration_ids(calibration, tok)
+    tune = None
+    if finetune is not None:
+        from strata.train.recover import finetuner  # lazy: torch
+
+        tune = finetuner(finetune, data=data, tokenizer=tok, source_run=source_run)
+    elif data is not None:
+        raise UsageError("--data is the fine-tuning text: it goes with --finetune STEPS")
+    result = run(spec, file, out, passes=list(passes), model=model, calibration=calibration,
+                 tokenizer=tok, overwrite=overwrite, source_run=source_run, tune=tune, adapters=adapters)
+    if evaluate:
+        _evaluate_compressed(result, spec, file, model, w, evaluate, max_batches)
+    return result
+
+
+def _compress_source(source, weights, model):
+    """(spec file, weights file, model, what the weights were resolved from, the
+    run they came from: its objective, settings and data, or None)."""
     from strata.train.run import Run, is_run  # lazy: torch
     from strata.train.sources import compress_report  # lazy: torch
 
@@ -177,7 +198,12 @@ def compress(source: Any, out: str | Path, *, weights=None, passes=(), model: st
         source_run = {"path": str(w.folder.resolve()), **{k: info[k] for k in ("objective", "settings", "data")}}
     elif w is not None and w.folder is not None:  # a compress output compressed again
         source_run = compress_report(w.folder).get("source_run")
-    tok = tokenizer or (w.tokenizer if w is not None else None)
+    return spec, file, model, w, source_run
+
+
+def _calibration_ids(calibration, tok):
+    """Calibration given as text (a file, a run folder, builtin) as token ids;
+    token ids (a tensor, a .safetensors file) or None as given."""
     if calibration is not None and not hasattr(calibration, "shape") and (
             str(calibration) == "builtin" or Path(calibration).is_dir() or (
                 Path(calibration).is_file() and Path(calibration).suffix != ".safetensors")):
@@ -186,34 +212,28 @@ def compress(source: Any, out: str | Path, *, weights=None, passes=(), model: st
         from strata.backends.torch.workflows.calibration import MAX_LENGTH, MAX_ROWS  # lazy: startup
         from strata.train.recover import calibration_ids  # lazy: torch
 
-        calibration = calibration_ids(calibration, tok, MAX_ROWS * MAX_LENGTH * 8)
-    tune = None
-    if finetune is not None:
-        from strata.train.recover import finetuner  # lazy: torch
+        return calibration_ids(calibration, tok, MAX_ROWS * MAX_LENGTH * 8)
+    return calibration
 
-        tune = finetuner(finetune, data=data, tokenizer=tok, source_run=source_run)
-    elif data is not None:
-        raise UsageError("--data is the fine-tuning text: it goes with --finetune STEPS")
-    result = run(spec, file, out, passes=list(passes), model=model, calibration=calibration,
-                 tokenizer=tok, overwrite=overwrite, source_run=source_run, tune=tune, adapters=adapters)
-    if evaluate:
-        from strata.train.run import open_source  # lazy: torch
 
-        data = evaluate if isinstance(evaluate, (str, Path)) else None
-        original = open_source(w.folder) if w.folder is not None and is_run(w.folder) else \
-            open_source(spec, weights=file, model=model)
-        from strata.backends.torch.workflows.compress import forward_latency  # lazy: startup
+def _evaluate_compressed(result, spec, file, model, w, evaluate, max_batches) -> None:
+    """The report's "eval": both models as `strata eval` measures them, their
+    files' bytes and forward latency; report.json written again."""
+    from strata.backends.torch.workflows.compress import forward_latency  # lazy: startup
+    from strata.train.run import is_run, open_source  # lazy: torch
 
-        small = open_source(result.out)
-        compressed = small.load_model()
-        result.report["eval"] = {
-            "original": original.evaluate(data, max_batches=max_batches),
-            "compressed": small.evaluate(data, max_batches=max_batches),
-            "bytes_on_disk": {"original": Path(file).stat().st_size,
-                              "compressed": (result.out / "weights.safetensors").stat().st_size},
-            "latency": forward_latency(original.load_model(), compressed, compressed.strata_graph)}
-        write_atomic(result.out / "report.json", json.dumps(result.report, indent=2) + "\n")
-    return result
+    data = evaluate if isinstance(evaluate, (str, Path)) else None
+    original = open_source(w.folder) if w.folder is not None and is_run(w.folder) else \
+        open_source(spec, weights=file, model=model)
+    small = open_source(result.out)
+    compressed = small.load_model()
+    result.report["eval"] = {
+        "original": original.evaluate(data, max_batches=max_batches),
+        "compressed": small.evaluate(data, max_batches=max_batches),
+        "bytes_on_disk": {"original": Path(file).stat().st_size,
+                          "compressed": (result.out / "weights.safetensors").stat().st_size},
+        "latency": forward_latency(original.load_model(), compressed, compressed.strata_graph)}
+    write_atomic(result.out / "report.json", json.dumps(result.report, indent=2) + "\n")
 
 
 def export(source: Any, out: str | Path, *, to: str = "hf", weights=None, model: str | None = None,

@@ -95,37 +95,52 @@ def legend_links(n: int) -> list[tuple[str, str]]:
 
 
 def render(d: Layout) -> str:
-    """The mermaid text of a layout."""
+    """The mermaid text of a layout: header, boxes in their clusters, the legend,
+    arrows (then the invisible links, which linkStyle counts after them), styles."""
     out = ["---", f'title: "{_title(d.title)}"', "config:", "  flowchart:",
            f"    wrappingWidth: {WRAP}", "---",
            f"%% strata diagram, level={d.level}", f"flowchart {d.direction}"]
     for w in d.warnings:
         out.append(f"%% warning: {w}")
-
-    tree = d.tree()
-
-    # A cluster's title is a text node at its top (titles.py says why); the
-    # subgraph's own title stays blank.
-    def emit(cluster, indent):
-        subs, boxes = tree.get(cluster, ([], []))
-        pad = "  " * indent
-        for n in boxes:
-            a, b = SHAPES[n.shape]
-            out.append(f"{pad}{n.id}{a}{_label(n.lines)}{b}")
-        for c in subs:
-            out.append(f'{pad}subgraph {c.id}[" "]')
-            out.append(f"{pad}  direction {d.direction}")
-            out.append(f'{pad}  {title_id(c.id)}["{_label(c.lines, True)}"]')
-            emit(c.id, indent + 1)
-            out.append(f"{pad}end")
-
-    emit(None, 1)
+    _boxes(d, d.tree(), None, 1, out)
     if d.legend:
         out.append('  subgraph lg["<b>Legend</b>"]')
         out.append(f"    direction {d.direction}")
         for i, (kind, label, _, _) in enumerate(d.legend):
             out.append(f'    l{i}["{escape(label)}"]')
         out.append("  end")
+    styles = _arrows(d, out)
+    links = title_links(d)  # after the arrows: linkStyle counts links in order
+    links += legend_links(len(d.legend))
+    if links:
+        out.append("  %% invisible: each cluster's title stays at its top; the legend in rows")
+    for a, b in links:
+        out.append(f"  {a} ~~~ {b}")
+    for role, idx in styles.items():
+        out.append(f"  linkStyle {','.join(map(str, idx))} {LINK_STYLES[role]}")
+    _classes(d, out)
+    return "\n".join(out) + "\n"
+
+
+def _boxes(d: Layout, tree: dict, cluster, indent: int, out: list[str]) -> None:
+    """The boxes of `cluster`, then its sub-clusters (recursively).  A cluster's
+    title is a text node at its top (titles.py says why); the subgraph's own
+    title stays blank."""
+    subs, boxes = tree.get(cluster, ([], []))
+    pad = "  " * indent
+    for n in boxes:
+        a, b = SHAPES[n.shape]
+        out.append(f"{pad}{n.id}{a}{_label(n.lines)}{b}")
+    for c in subs:
+        out.append(f'{pad}subgraph {c.id}[" "]')
+        out.append(f"{pad}  direction {d.direction}")
+        out.append(f'{pad}  {title_id(c.id)}["{_label(c.lines, True)}"]')
+        _boxes(d, tree, c.id, indent + 1, out)
+        out.append(f"{pad}end")
+
+
+def _arrows(d: Layout, out: list[str]) -> dict[str, list[int]]:
+    """The arrows; returns {role: the indices of its links} for linkStyle."""
     styles: dict[str, list[int]] = {}
     for i, e in enumerate(d.arrows):
         arrow = ARROWS[e.role]
@@ -135,14 +150,11 @@ def render(d: Layout) -> str:
             out.append(f"  {e.src} {arrow} {e.dst}")
         if e.role in LINK_STYLES:
             styles.setdefault(e.role, []).append(i)
-    links = title_links(d)  # after the arrows: linkStyle counts links in order
-    links += legend_links(len(d.legend))
-    if links:
-        out.append("  %% invisible: each cluster's title stays at its top; the legend in rows")
-    for a, b in links:
-        out.append(f"  {a} ~~~ {b}")
-    for role, idx in styles.items():
-        out.append(f"  linkStyle {','.join(map(str, idx))} {LINK_STYLES[role]}")
+    return styles
+
+
+def _classes(d: Layout, out: list[str]) -> None:
+    """Colours: one class per kind of box (and its legend entry), cluster styles."""
     classes: dict[str, list[str]] = {}
     for n in d.boxes:
         classes.setdefault(n.kind, []).append(n.id)
@@ -159,7 +171,6 @@ def render(d: Layout) -> str:
         out.append(f"  style {c.id} {_cluster_style(c.kind)}")
     if d.legend:
         out.append(f"  style lg {_cluster_style('legend')}")
-    return "\n".join(out) + "\n"
 
 
 def fits(text: str, d: Layout) -> bool:
