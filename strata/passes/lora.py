@@ -59,15 +59,15 @@ class LoRA(Pass):
             raise PassError(f"{self.label()}: the selection holds no linear layer of its own")
         for n in nodes:
             d = g.nodes[n]
-            if why := held_by(d["attrs"]):
+            if why := held_by(d.attrs):
                 raise PassError(f"{self.label()}: '{n}' is {why}; list lora before quantize "
                                 "(and merge the adapters before quantizing)")
-            if d["attrs"].get("lora"):
+            if d.attrs.get("lora"):
                 raise PassError(f"{self.label()}: '{n}' already has adapters")
-            out, d_in = d["params"]["weight"]
-            d["params"]["lora_a"] = (o.rank, d_in)
-            d["params"]["lora_b"] = (out, o.rank)
-            d["attrs"]["lora"] = {"rank": o.rank, "alpha": self.alpha, "dropout": o.dropout}
+            out, d_in = d.params["weight"]
+            d.params["lora_a"] = (o.rank, d_in)
+            d.params["lora_b"] = (out, o.rank)
+            d.attrs["lora"] = {"rank": o.rank, "alpha": self.alpha, "dropout": o.dropout}
         added = sum(o.rank * sum(g.nodes[n].params["weight"]) for n in nodes)
         return self.done(g, {"linears": nodes, "adapter_parameters": added})
 

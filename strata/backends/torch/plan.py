@@ -107,8 +107,8 @@ def index_ir(g: nx.MultiDiGraph) -> IRIndex:
 
 
 def _self_attentions(ix: IRIndex, path: str) -> list[dict]:
-    return [d["attrs"] for n in ix.members.get(path, ())
-            if (d := ix.g.nodes[n])["op"] == "attention" and not d["attrs"]["cross"]]
+    return [d.attrs for n in ix.members.get(path, ())
+            if (d := ix.g.nodes[n]).op == "attention" and not d.attrs["cross"]]
 
 
 def mask_name(kind: tuple, kinds: list[tuple]) -> str:
