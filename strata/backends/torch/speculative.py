@@ -9,8 +9,8 @@ sampled, each accepted token passes the rejection rule
 so the output is distributed as the target's own sampling (p, q: the target's and
 draft's distributions after temperature and top_k).  k adapts as HF's assisted
 generation does: +2 after a round with every draft token accepted, -1 otherwise;
-and, greedy, drafting stops (the target decodes alone) once the measured acceptance
-and step costs say no k would beat plain decoding (`RoundCosts.worth_drafting`; the
+and, greedy (or sampled with no seed fixed), drafting stops (the target decodes alone)
+once the measured acceptance and step costs say no k would beat plain decoding (`RoundCosts.worth_drafting`; the
 first four rounds are plain, to time the target alone).
 
 Both models are generated strata models (their `new_cache(max_len)`: the caches
@@ -141,12 +141,18 @@ def _logits(model, tokens: torch.Tensor, cache, compile: bool = False, src: tupl
 def speculative_generate(target, draft, ids: torch.Tensor, max_new_tokens: int, temperature: float = 0.0,
                          top_k: int | None = None, k: int = 4, max_k: int = 8, adaptive: bool = True,
                          generator: torch.Generator | None = None, compile: bool = False,
-                         src: torch.Tensor | None = None) -> tuple[torch.Tensor, SpeculativeStats]:
+                         src: torch.Tensor | None = None, stop_drafting: bool | None = None
+                         ) -> tuple[torch.Tensor, SpeculativeStats]:
     """ids (1, T) followed by max_new_tokens tokens of the target's, drafted by `draft`;
     returns (ids, stats).  k draft tokens a round, adapting within 1 .. max_k unless
     adaptive=False; adaptive and greedy, drafting also stops when it would not pay
     (see RoundCosts; stats.stopped_drafting says at which new token).  The two must share
-    a vocabulary (the same tokenizer).  compile=True runs the models' reads compiled
+    a vocabulary (the same tokenizer).  stop_drafting: whether a poor draft may stop
+    (None: greedy only).  Sampled, stopping keeps the target's distribution (a round
+    either verifies drafts by the rejection rule or samples the target alone), but a
+    choice made on timings changes which random draws are made, so a fixed seed would
+    no longer give the same text: pass True only when no seed is fixed (as `strata
+    generate` without --seed does).  compile=True runs the models' reads compiled
     (torch.compile, fullgraph, symbolic lengths): the draft's steps and the target's
     verify forwards.  For two
     encoder-decoders, `src` (1, S) is the source both read and ids the target's
@@ -162,6 +168,7 @@ def speculative_generate(target, draft, ids: torch.Tensor, max_new_tokens: int, 
         raise ValueError(f"the draft's vocabulary ({dv:,}) is not the target's ({tv:,}): speculative "
                          "decoding needs the same tokenizer")
     greedy = temperature == 0
+    stop_drafting = greedy if stop_drafting is None else stop_drafting
     size = ids.shape[1] + max_new_tokens
     t_cache, d_cache = target.new_cache(size), draft.new_cache(size)
     # Both caches hold all tokens but the last; each round feeds the target that last
@@ -222,9 +229,9 @@ def speculative_generate(target, draft, ids: torch.Tensor, max_new_tokens: int, 
             costs.verify.append(time.perf_counter() - t1)
             costs.kept, costs.rejected = costs.kept + kept, costs.rejected + (kept < n_draft)
             k = min(k + 2, max_k) if kept == n_draft else max(k - 1, 1)
-            # greedy only: sampled, a seed must give the same text at every run, and a choice made
-            # on timings would change which random draws are made
-            if greedy and not costs.worth_drafting(max_k):  # a poor draft: plain decoding from here on
+            # by default greedy only: sampled, a seed must give the same text at every run, and a
+            # choice made on timings would change which random draws are made
+            if stop_drafting and not costs.worth_drafting(max_k):  # a poor draft: plain decoding from here on
                 k, stats.stopped_drafting = 0, len(seq) - ids.shape[1]
     return torch.tensor([seq[:ids.shape[1] + max_new_tokens]], device=ids.device), stats
 
