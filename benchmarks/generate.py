@@ -185,6 +185,13 @@ def seed(args) -> None:
             "speculative": lambda: [speculative_generate(tm, sm, start, n, k=args.k, src=src) for src in srcs],
             "student greedy": lambda: [sm.generate(src, start, n) for src in srcs],
             "poor draft": lambda: [speculative_generate(tm, poor, start, n, k=args.k, src=src) for src in srcs]}
+    if not args.no_compile:  # both read through their compiled steps (compiled here, before the clock)
+        for src in srcs:
+            assert torch.equal(speculative_generate(tm, sm, start, n, k=args.k, src=src, compile=True)[0],
+                               tm.generate(src, start, n, compile=True)), "compiled: the teacher's output changed"
+        runs["teacher compiled"] = lambda: [tm.generate(src, start, n, compile=True) for src in srcs]
+        runs["spec. compiled"] = lambda: [speculative_generate(tm, sm, start, n, k=args.k, src=src, compile=True)
+                                          for src in srcs]
     t = interleaved(runs, reps=args.rounds, inner=1, warmup=1)
     total = n * len(srcs)
     acc = sum(s.accepted for s in stats) / max(sum(s.proposed for s in stats), 1)
@@ -200,6 +207,8 @@ def seed(args) -> None:
           f"{t['student greedy'] / t['teacher greedy']:.2f}")
     print(f"  poor draft (the student untrained): acceptance {poor_acc:.1%}, drafting stopped in {stopped} of "
           f"{len(srcs)} lines; speed-up / teacher: {t['teacher greedy'] / t['poor draft']:.2f}x")
+    if "teacher compiled" in t:
+        print(f"  compiled: speed-up speculative / teacher: {t['teacher compiled'] / t['spec. compiled']:.2f}x")
 
 
 def main() -> None:
