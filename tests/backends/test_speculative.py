@@ -138,6 +138,9 @@ def test_round_costs_predict_the_speedup():
     assert max(costly.speedup(k) for k in range(1, 9)) < 1 and not costly.worth_drafting(8)
     assert RoundCosts(plain=[1.0], verify=[1.0], kept=0, rejected=3).worth_drafting(8)  # too little evidence
     assert RoundCosts(verify=[1.0], kept=0, rejected=9).worth_drafting(8)  # no plain round timed yet
+    assert costs.best_k(8) == max(range(1, 9), key=costs.speedup)
+    assert RoundCosts(plain=[1.0], verify=[1.0], kept=0, rejected=1).best_k(8) == 1  # nothing accepted: k = 1
+    assert RoundCosts(plain=[1.0], draft_step=[0.01], verify=[1.0], kept=20, rejected=0).best_k(8) == 8
 
 
 def chi_square(counts: torch.Tensor, probs: torch.Tensor) -> float:

@@ -7,11 +7,13 @@ sampled, each accepted token passes the rejection rule
     accept x ~ q with probability min(1, p(x) / q(x)), else draw from norm(max(0, p - q))
 
 so the output is distributed as the target's own sampling (p, q: the target's and
-draft's distributions after temperature and top_k).  k adapts as HF's assisted
-generation does: +2 after a round with every draft token accepted, -1 otherwise;
-and, greedy (or sampled with no seed fixed), drafting stops (the target decodes alone)
-once the measured acceptance and step costs say no k would beat plain decoding (`RoundCosts.worth_drafting`; the
-first four rounds are plain, to time the target alone).
+draft's distributions after temperature and top_k).  Greedy (or sampled with no
+seed fixed), k adapts to what the measured step costs and acceptance predict
+fastest (`RoundCosts.best_k`), and drafting stops (the target decodes alone) once
+they say no k would beat plain decoding (`RoundCosts.worth_drafting`; the first
+four rounds are plain, to time the target alone); otherwise k adapts as HF's
+assisted generation does (+2 after a round with every draft token accepted, -1
+otherwise).
 
 Both models are generated strata models (their `new_cache(max_len)`: the caches
 are static, and `crop` drops what the target rejected).  Not copied into
@@ -77,6 +79,11 @@ class RoundCosts:
         round_s = min(self.verify) + k * (min(self.draft_step) if self.draft_step else 0.0)
         return (1 - a ** (k + 1)) / (1 - a) * min(self.plain) / round_s
 
+    def best_k(self, max_k: int) -> int:
+        """The k in 1 .. max_k predicted fastest (the smallest of equals: a draft not yet
+        timed counts as free, and with no draft token accepted every k yields one token)."""
+        return max(range(1, max_k + 1), key=lambda k: (self.speedup(k), -k))
+
     def worth_drafting(self, max_k: int, evidence: int = 4) -> bool:
         """False once `evidence` draft tokens have been judged and no k in 1 .. max_k is
         predicted faster than the target alone (True while nothing is timed yet)."""
@@ -137,6 +144,21 @@ def _logits(model, tokens: torch.Tensor, cache, compile: bool = False, src: tupl
     return model(*src, tokens, cache=cache)[0]
 
 
+def _decode_alone(target, last: int, n: int, cache, compile: bool, src: tuple, temperature: float,
+                  top_k: int | None, generator: torch.Generator | None, device) -> list[int]:
+    """n tokens of the target's after `last` (the cache holds every token before it), one
+    step each, picked as a plain round picks them (the same draws when sampling)."""
+    tok, out = torch.tensor([[last]], device=device), []
+    for _ in range(n):
+        logits = _logits(target, tok, cache, compile, src)[-1]  # (vocab,)
+        if temperature == 0:
+            tok = logits.argmax().view(1, 1)
+        else:
+            tok = torch.multinomial(probabilities(logits, temperature, top_k), 1, generator=generator).view(1, 1)
+        out.append(tok)
+    return torch.cat(out).flatten().tolist()
+
+
 @torch.no_grad()
 def speculative_generate(target, draft, ids: torch.Tensor, max_new_tokens: int, temperature: float = 0.0,
                          top_k: int | None = None, k: int = 4, max_k: int = 8, adaptive: bool = True,
@@ -184,6 +206,11 @@ def speculative_generate(target, draft, ids: torch.Tensor, max_new_tokens: int, 
     while len(seq) - ids.shape[1] < max_new_tokens:
         t0 = time.perf_counter()
         left = max_new_tokens - (len(seq) - ids.shape[1])
+        if stats.stopped_drafting is not None:  # the target alone from here, without the rounds' bookkeeping
+            seq += _decode_alone(target, seq[-1], left, t_cache, compile, first, temperature, top_k, generator,
+                                 ids.device)
+            stats.rounds += left  # one target forward a token
+            break
         n_draft = min(k, left - 1) if stats.rounds >= probe else 0  # the round's own token always comes on top
         drafts, qs = [], []
         if n_draft > 0:
@@ -228,9 +255,12 @@ def speculative_generate(target, draft, ids: torch.Tensor, max_new_tokens: int, 
                 costs.draft_step.append((t1 - t0) / n_draft)
             costs.verify.append(time.perf_counter() - t1)
             costs.kept, costs.rejected = costs.kept + kept, costs.rejected + (kept < n_draft)
-            k = min(k + 2, max_k) if kept == n_draft else max(k - 1, 1)
-            # by default greedy only: sampled, a seed must give the same text at every run, and a
-            # choice made on timings would change which random draws are made
+            # choices made on timings: by default greedy only (sampled, a seed must give the same
+            # text at every run, and they would change which random draws are made)
+            if stop_drafting:  # the k the measured costs and acceptance predict fastest
+                k = costs.best_k(max_k)
+            else:  # as HF's assisted generation
+                k = min(k + 2, max_k) if kept == n_draft else max(k - 1, 1)
             if stop_drafting and not costs.worth_drafting(max_k):  # a poor draft: plain decoding from here on
                 k, stats.stopped_drafting = 0, len(seq) - ids.shape[1]
     return torch.tensor([seq[:ids.shape[1] + max_new_tokens]], device=ids.device), stats
