@@ -2,8 +2,9 @@
 
 Part 1, GPT-2 small (random weights; HF's GPT2LMHeadModel and its `import-hf`, so
 the same weights), greedy, one 16-token prompt, 48 and 256 new tokens: strata
-eager with the static cache (the imported spec as is, and with `passes { fuse_qkv }`
-added), strata with its growing cache, strata with the compiled one-token step, HF `generate` eager, and HF with a static cache and
+eager with the static cache (the imported spec as is, and with `passes {
+fuse_qkv }` added), strata with its growing cache, strata with the compiled
+one-token step, HF `generate` eager, and HF with a static cache and
 torch.compile.  Every contender must give the same tokens as strata eager.
 
 Part 2, speculative decoding: a 12-layer teacher and a 2-layer student trained
@@ -14,7 +15,8 @@ teacher's greedy decoding against speculative decoding with the student as draft
 Part 3 (`--part seed`), speculative decoding on the seed example's pair (an
 encoder-decoder teacher and its distilled student, from `make seed`: out/seed/):
 the teacher's greedy reversal of validation lines against the student drafting,
-and against a poor draft (the student untrained: adaptive k stops drafting).
+and against a poor draft (the student untrained: adaptive k stops drafting);
+unless --no-compile, also both with their compiled steps.
 
     python benchmarks/generate.py [--threads 2] [--rounds 3] [--part gpt2|speculative|seed|all]
 
