@@ -111,7 +111,7 @@ class VocabLinear(nn.Linear):
             if torch.is_grad_enabled():
                 self.__dict__.pop("weight_t", None)
             return F.linear(x, w, self.bias)
-        key = (w.data_ptr(), w._version, w.dtype)  # a plain attribute, not in the model's state:
+        key = (w.data_ptr(), w._version, w.dtype)  # weight_t = (key, copy): not in the state_dict
         if getattr(self, "weight_t", (None,))[0] != key:
             self.__dict__["weight_t"] = (key, w.t().contiguous())
         y = x[:, 0] @ self.weight_t[1] if self.bias is None else torch.addmm(self.bias, x[:, 0], self.weight_t[1])
