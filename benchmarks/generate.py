@@ -10,7 +10,7 @@ torch.compile.  Every contender must give the same tokens as strata eager.
 Part 2, speculative decoding: a 12-layer teacher and a 2-layer student trained
 (briefly) on the built-in corpus, the student distilled from the teacher; the
 teacher's greedy decoding against speculative decoding with the student as draft
-(output checked identical).
+(output checked identical), and with a poor draft (the student untrained).
 
 Part 3 (`--part seed`), speculative decoding on the seed example's pair (an
 encoder-decoder teacher and its distilled student, from `make seed`: out/seed/):
@@ -145,9 +145,12 @@ def speculative(args) -> None:
     want = tm.generate(prompt, n)
     got, stats = speculative_generate(tm, sm, prompt, n, k=args.k)
     assert torch.equal(got, want), "speculative decoding changed the teacher's greedy output"
+    poor = untrained(sm)
+    poor_stats = speculative_generate(tm, poor, prompt, n, k=args.k)[1]
     runs = {"teacher greedy": lambda: tm.generate(prompt, n),
             "speculative": lambda: speculative_generate(tm, sm, prompt, n, k=args.k),
-            "student greedy": lambda: sm.generate(prompt, n)}
+            "student greedy": lambda: sm.generate(prompt, n),
+            "poor draft": lambda: speculative_generate(tm, poor, prompt, n, k=args.k)}
     t = interleaved(runs, reps=args.rounds, inner=1, warmup=1)
     print(f"Speculative decoding, greedy, prompt {prompt.shape[1]} tokens, {n} new tokens, k from {args.k} "
           f"(adaptive), {args.threads} threads, median of {args.rounds} rounds; output identical to the teacher's")
@@ -156,6 +159,18 @@ def speculative(args) -> None:
     print(f"  draft acceptance {stats.acceptance:.1%} ({stats.accepted} of {stats.proposed}), "
           f"{stats.rounds} teacher forwards for {n} tokens")
     print(f"  speed-up speculative / teacher: {t['teacher greedy'] / t['speculative']:.2f}x")
+    print(f"  poor draft (the student untrained): acceptance {poor_stats.acceptance:.1%}, drafting stopped at "
+          f"new token {poor_stats.stopped_drafting}; speed-up / teacher: {t['teacher greedy'] / t['poor draft']:.2f}x")
+
+
+def untrained(model):
+    """`model`'s architecture with fresh N(0, 0.02) weights (seed 0): a poor draft."""
+    poor = copy.deepcopy(model)  # ties kept: deepcopy shares what the model shares
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in poor.parameters():
+            p.normal_(0, 0.02) if p.dim() == 2 else p.zero_()
+    return poor
 
 
 def seed(args) -> None:
@@ -176,12 +191,7 @@ def seed(args) -> None:
         got, st = speculative_generate(tm, sm, start, n, k=args.k, src=src)
         assert torch.equal(got, tm.generate(src, start, n)), "speculative decoding changed the teacher's output"
         stats.append(st)
-    # a poor draft: the student's architecture untrained (seed 0), so adaptive k should stop drafting
-    poor = copy.deepcopy(sm)  # ties kept: deepcopy shares what the model shares
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for p in poor.parameters():
-            p.normal_(0, 0.02) if p.dim() == 2 else p.zero_()
+    poor = untrained(sm)  # so adaptive k should stop drafting
     poor_stats = [speculative_generate(tm, poor, start, n, k=args.k, src=src)[1] for src in srcs]
     runs = {"teacher greedy": lambda: [tm.generate(src, start, n) for src in srcs],
             "speculative": lambda: [speculative_generate(tm, sm, start, n, k=args.k, src=src) for src in srcs],
