@@ -102,12 +102,13 @@ class VocabLinear(nn.Linear):
     """nn.Linear to the vocabulary.  Decoding on a CPU (no grad, x (B, 1, d)), it reads a
     transposed copy of the weight (d, vocab), kept until the weight changes: MKL's one-row
     product is faster in that layout, and this is a step's largest matmul.  Costs the
-    head's memory again while decoding; training drops the copy."""
+    head's memory again while decoding; training drops the copy.  A quantized weight
+    (a tensor subclass) keeps its own kernel."""
 
     def forward(self, x):
         w = self.weight
         if (torch.compiler.is_compiling() or torch.is_grad_enabled() or x.dim() != 3 or x.shape[1] != 1
-                or w.device.type != "cpu"):
+                or w.device.type != "cpu" or type(w.data) is not torch.Tensor):  # not a quantized weight
             if torch.is_grad_enabled():
                 self.__dict__.pop("weight_t", None)
             return F.linear(x, w, self.bias)
