@@ -134,10 +134,11 @@ def test_round_costs_predict_the_speedup():
     assert costs.acceptance() == pytest.approx(a)
     assert costs.speedup(3) == pytest.approx((1 - a ** 4) / (1 - a) / (1 + 3 * 0.1))
     assert costs.worth_drafting(8)
-    costly = RoundCosts(plain=[1.0], draft_step=[0.6], verify=[1.0], kept=4, rejected=6)
+    costly = RoundCosts(plain=[1.0], draft_step=[0.6], verify=[1.0, 1.0], kept=4, rejected=6)
     assert max(costly.speedup(k) for k in range(1, 9)) < 1 and not costly.worth_drafting(8)
     assert RoundCosts(plain=[1.0], verify=[1.0], kept=0, rejected=3).worth_drafting(8)  # too little evidence
-    assert RoundCosts(verify=[1.0], kept=0, rejected=9).worth_drafting(8)  # no plain round timed yet
+    assert RoundCosts(verify=[1.0, 1.0], kept=0, rejected=9).worth_drafting(8)  # no plain round timed yet
+    assert RoundCosts(plain=[1.0], verify=[20.0], kept=4, rejected=0).worth_drafting(8)  # one drafting round
     assert costs.best_k(8) == max(range(1, 9), key=costs.speedup)
     assert RoundCosts(plain=[1.0], verify=[1.0], kept=0, rejected=1).best_k(8) == 1  # nothing accepted: k = 1
     assert RoundCosts(plain=[1.0], draft_step=[0.01], verify=[1.0], kept=20, rejected=0).best_k(8) == 8

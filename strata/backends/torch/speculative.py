@@ -85,9 +85,10 @@ class RoundCosts:
         return max(range(1, max_k + 1), key=lambda k: (self.speedup(k), -k))
 
     def worth_drafting(self, max_k: int, evidence: int = 4) -> bool:
-        """False once `evidence` draft tokens have been judged and no k in 1 .. max_k is
-        predicted faster than the target alone (True while nothing is timed yet)."""
-        if self.kept + self.rejected < evidence or not self.plain or not self.verify:
+        """False once `evidence` draft tokens have been judged over two drafting rounds or
+        more and no k in 1 .. max_k is predicted faster than the target alone (True while
+        less is timed: one slow first verify, on a busy machine, does not decide)."""
+        if self.kept + self.rejected < evidence or not self.plain or len(self.verify) < 2:
             return True
         return max(self.speedup(k) for k in range(1, max_k + 1)) > 1.0
 
