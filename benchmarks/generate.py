@@ -2,19 +2,21 @@
 
 Part 1, GPT-2 small (random weights; HF's GPT2LMHeadModel and its `import-hf`, so
 the same weights), greedy, one 16-token prompt, 48 and 256 new tokens: strata
-eager with the static cache, strata with its growing cache, strata with the
-compiled one-token step, HF `generate` eager, and HF with a static cache and
+eager with the static cache (the imported spec as is, and with `passes {
+fuse_qkv }` added), strata with its growing cache, strata with the compiled
+one-token step, HF `generate` eager, and HF with a static cache and
 torch.compile.  Every contender must give the same tokens as strata eager.
 
 Part 2, speculative decoding: a 12-layer teacher and a 2-layer student trained
 (briefly) on the built-in corpus, the student distilled from the teacher; the
 teacher's greedy decoding against speculative decoding with the student as draft
-(output checked identical).
+(output checked identical), and with a poor draft (the student untrained).
 
 Part 3 (`--part seed`), speculative decoding on the seed example's pair (an
 encoder-decoder teacher and its distilled student, from `make seed`: out/seed/):
 the teacher's greedy reversal of validation lines against the student drafting,
-and against a poor draft (the student untrained: adaptive k stops drafting).
+and against a poor draft (the student untrained: adaptive k stops drafting);
+unless --no-compile, also both with their compiled steps.
 
     python benchmarks/generate.py [--threads 2] [--rounds 3] [--part gpt2|speculative|seed|all]
 
@@ -50,6 +52,9 @@ def gpt2(args) -> None:
         hf.save_pretrained(d)
         arch, weights = import_hf(d, os.path.join(d, "out"))
         ours = strata.api.compile(arch, weights=weights).eval()
+        with open(arch, "a", encoding="utf-8") as f:  # what a user adds for speed: q, k, v as one matmul (as HF's c_attn)
+            f.write("\npasses { fuse_qkv }\n")
+        fused = strata.api.compile(arch, weights=weights).eval()
     prompt = torch.randint(0, 50257, (1, 16))
     kw = dict(do_sample=False, pad_token_id=0, attention_mask=torch.ones_like(prompt))
     hf_compiled = None
@@ -60,6 +65,7 @@ def gpt2(args) -> None:
         hf_compiled.forward = torch.compile(hf_compiled.forward, fullgraph=True)
     for new in args.new:
         runs = {"strata static": lambda: ours.generate(prompt, new),
+                "strata fuse_qkv": lambda: fused.generate(prompt, new),
                 "strata growing": lambda: ours.generate(prompt, new, static=False),
                 "hf eager": lambda: hf.generate(prompt, max_new_tokens=new, **kw)}
         if not args.no_compile:
@@ -79,7 +85,7 @@ def gpt2(args) -> None:
               f"median of {args.rounds} rounds")
         for k, v in t.items():
             print(f"  {k:16s} {v * 1e3:8.1f} ms  {new / v:6.1f} tokens/s")
-        for ours_k, hf_k in (("strata static", "hf eager"), ("strata compiled", "hf eager"),
+        for ours_k, hf_k in (("strata static", "hf eager"), ("strata fuse_qkv", "hf eager"), ("strata compiled", "hf eager"),
                              ("strata compiled", "hf compiled"), ("strata growing", "hf eager")):
             if ours_k in t and hf_k in t:
                 print(f"  ratio {ours_k} / {hf_k}: {t[ours_k] / t[hf_k]:.3f}")
@@ -139,9 +145,12 @@ def speculative(args) -> None:
     want = tm.generate(prompt, n)
     got, stats = speculative_generate(tm, sm, prompt, n, k=args.k)
     assert torch.equal(got, want), "speculative decoding changed the teacher's greedy output"
+    poor = untrained(sm)
+    poor_stats = speculative_generate(tm, poor, prompt, n, k=args.k)[1]
     runs = {"teacher greedy": lambda: tm.generate(prompt, n),
             "speculative": lambda: speculative_generate(tm, sm, prompt, n, k=args.k),
-            "student greedy": lambda: sm.generate(prompt, n)}
+            "student greedy": lambda: sm.generate(prompt, n),
+            "poor draft": lambda: speculative_generate(tm, poor, prompt, n, k=args.k)}
     t = interleaved(runs, reps=args.rounds, inner=1, warmup=1)
     print(f"Speculative decoding, greedy, prompt {prompt.shape[1]} tokens, {n} new tokens, k from {args.k} "
           f"(adaptive), {args.threads} threads, median of {args.rounds} rounds; output identical to the teacher's")
@@ -150,6 +159,18 @@ def speculative(args) -> None:
     print(f"  draft acceptance {stats.acceptance:.1%} ({stats.accepted} of {stats.proposed}), "
           f"{stats.rounds} teacher forwards for {n} tokens")
     print(f"  speed-up speculative / teacher: {t['teacher greedy'] / t['speculative']:.2f}x")
+    print(f"  poor draft (the student untrained): acceptance {poor_stats.acceptance:.1%}, drafting stopped at "
+          f"new token {poor_stats.stopped_drafting}; speed-up / teacher: {t['teacher greedy'] / t['poor draft']:.2f}x")
+
+
+def untrained(model):
+    """`model`'s architecture with fresh N(0, 0.02) weights (seed 0): a poor draft."""
+    poor = copy.deepcopy(model)  # ties kept: deepcopy shares what the model shares
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in poor.parameters():
+            p.normal_(0, 0.02) if p.dim() == 2 else p.zero_()
+    return poor
 
 
 def seed(args) -> None:
@@ -170,17 +191,19 @@ def seed(args) -> None:
         got, st = speculative_generate(tm, sm, start, n, k=args.k, src=src)
         assert torch.equal(got, tm.generate(src, start, n)), "speculative decoding changed the teacher's output"
         stats.append(st)
-    # a poor draft: the student's architecture untrained (seed 0), so adaptive k should stop drafting
-    poor = copy.deepcopy(sm)  # ties kept: deepcopy shares what the model shares
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for p in poor.parameters():
-            p.normal_(0, 0.02) if p.dim() == 2 else p.zero_()
+    poor = untrained(sm)  # so adaptive k should stop drafting
     poor_stats = [speculative_generate(tm, poor, start, n, k=args.k, src=src)[1] for src in srcs]
     runs = {"teacher greedy": lambda: [tm.generate(src, start, n) for src in srcs],
             "speculative": lambda: [speculative_generate(tm, sm, start, n, k=args.k, src=src) for src in srcs],
             "student greedy": lambda: [sm.generate(src, start, n) for src in srcs],
             "poor draft": lambda: [speculative_generate(tm, poor, start, n, k=args.k, src=src) for src in srcs]}
+    if not args.no_compile:  # both read through their compiled steps (compiled here, before the clock)
+        for src in srcs:
+            assert torch.equal(speculative_generate(tm, sm, start, n, k=args.k, src=src, compile=True)[0],
+                               tm.generate(src, start, n, compile=True)), "compiled: the teacher's output changed"
+        runs["teacher compiled"] = lambda: [tm.generate(src, start, n, compile=True) for src in srcs]
+        runs["spec. compiled"] = lambda: [speculative_generate(tm, sm, start, n, k=args.k, src=src, compile=True)
+                                          for src in srcs]
     t = interleaved(runs, reps=args.rounds, inner=1, warmup=1)
     total = n * len(srcs)
     acc = sum(s.accepted for s in stats) / max(sum(s.proposed for s in stats), 1)
@@ -196,6 +219,8 @@ def seed(args) -> None:
           f"{t['student greedy'] / t['teacher greedy']:.2f}")
     print(f"  poor draft (the student untrained): acceptance {poor_acc:.1%}, drafting stopped in {stopped} of "
           f"{len(srcs)} lines; speed-up / teacher: {t['teacher greedy'] / t['poor draft']:.2f}x")
+    if "teacher compiled" in t:
+        print(f"  compiled: speed-up speculative / teacher: {t['teacher compiled'] / t['spec. compiled']:.2f}x")
 
 
 def main() -> None:

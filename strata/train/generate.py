@@ -87,15 +87,17 @@ def pick(logits: torch.Tensor, temperature: float, top_k: int | None) -> torch.T
 @torch.no_grad()
 def generate_ids(model, ids: torch.Tensor, n: int, temperature: float = 0.0,
                  top_k: int | None = None, ctx: int | None = None, cache: bool = True, *,
-                 compile: bool = False, draft=None, k: int = 4, stats: GenerationStats | None = None
-                 ) -> torch.Tensor:
+                 compile: bool = False, draft=None, k: int = 4, stats: GenerationStats | None = None,
+                 stop_drafting: bool | None = None) -> torch.Tensor:
     """ids (B, T) followed by n new tokens.  cache=False recomputes every step
     (the reference the cached path is tested against); compile=True compiles the
     one-token step; `draft` (a smaller model with the same vocabulary) drafts
-    k tokens a round for speculative decoding (B = 1), which fills `stats`."""
+    k tokens a round for speculative decoding (B = 1), which fills `stats`; stop_drafting:
+    whether a poor draft may stop drafting (None: greedy only; see speculative_generate)."""
     first = n if ctx is None else max(min(n, ctx - ids.shape[1]), 0)
     if draft is not None and first:
-        ids, spec = speculative_generate(model, draft, ids, first, temperature, top_k, k=k, compile=compile)
+        ids, spec = speculative_generate(model, draft, ids, first, temperature, top_k, k=k, compile=compile,
+                                         stop_drafting=stop_drafting)
         n -= first
         if stats is not None:
             stats.proposed, stats.accepted = spec.proposed, spec.accepted
@@ -139,7 +141,9 @@ def generate_text(run, prompt: str, tokens: int, temperature: float, top_k: int 
     if seed is not None:
         torch.manual_seed(seed)
     t = time.perf_counter()
+    # a poor draft stops drafting when greedy, or sampled with no seed fixed (a choice made on
+    # timings changes which random draws are made: a seed would no longer reproduce the text)
     out, new = obj.continue_ids(model, tok, x, tokens, temperature, top_k, ctx, compile=compile,
-                                draft=drafter, k=k, stats=stats)
+                                draft=drafter, k=k, stats=stats, stop_drafting=temperature == 0 or seed is None)
     stats.seconds, stats.tokens = time.perf_counter() - t, len(new)
     return tok.decode(out)

@@ -73,7 +73,8 @@ def test_golden_per_pass(tmp_path, name):
 def test_gpt2_reads_like_nanogpt():
     src = generate_source("specs/gpt2.arch")
     lines = src.splitlines()
-    assert len(lines) <= 240  # 220 before the static KV cache, crop and the compiled step (runtime helpers)
+    # 220 before the static KV cache, crop and the compiled step; 258 with the decoding head (runtime helpers)
+    assert len(lines) <= 265
     for line in ("class CausalSelfAttention(nn.Module):", "class MLP(nn.Module):",
                  "class Layer(nn.Module):", "class Decoder(nn.Module):", "class Gpt2(nn.Module):",
                  "    d: int = 768", "self.h = nn.ModuleList([Layer(config) for _ in range(config.depth)])",

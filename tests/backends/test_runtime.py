@@ -108,6 +108,26 @@ def test_compiled_step_compiles_once():
     assert "compiled_step" not in dict(model.named_modules())  # not a submodule: the state dict is the model's
 
 
+def test_vocab_linear_decodes_from_a_transposed_copy_kept_until_the_weight_changes():
+    torch.manual_seed(0)
+    head = R.VocabLinear(16, 50, bias=True)
+    x = torch.randn(3, 1, 16)
+    with torch.no_grad():
+        y = head(x)  # one position per sequence: the copy is made
+        assert "weight_t" in head.__dict__ and "weight_t" not in head.state_dict()
+        torch.testing.assert_close(y, torch.nn.functional.linear(x, head.weight, head.bias))
+        copy = head.weight_t[1]
+        head(x)
+        assert head.weight_t[1] is copy  # kept between steps
+        head.weight.add_(1.0)  # an in-place update (an optimizer step) bumps the version
+        torch.testing.assert_close(head(x), torch.nn.functional.linear(x, head.weight, head.bias))
+        assert head.weight_t[1] is not copy
+        many = torch.randn(2, 5, 16)  # several positions (a prompt): plain F.linear
+        assert torch.equal(head(many), torch.nn.functional.linear(many, head.weight, head.bias))
+    y = head(x)  # with grad (training): F.linear, and the copy is dropped
+    assert y.requires_grad and "weight_t" not in head.__dict__
+
+
 def test_make_mask_causal_window_and_padding():
     m = R.make_mask(3, 2, "cpu")  # queries at 2, 3, 4 of 5 keys
     assert m.shape == (1, 1, 3, 5)

@@ -59,7 +59,8 @@ class Scripted(torch.nn.Module):
 
     def forward(self, tokens, cache=None):
         start, T = cache.start(), tokens.shape[1]
-        time.sleep(self.pause)  # a draft step that costs something (a real draft does)
+        if self.pause:  # a draft step that costs something (a real draft does); sleep(0) would yield the CPU
+            time.sleep(self.pause)
         cache.update(torch.zeros(1, 1, T, 1), torch.zeros(1, 1, T, 1))  # only its length counts
         nxt = [(self.table[min(start + j + 1, len(self.table) - 1)] + self.shift) % self.vocab for j in range(T)]
         return torch.nn.functional.one_hot(torch.tensor([nxt]), self.vocab).float() * 10  # (1, T, vocab)
@@ -133,10 +134,14 @@ def test_round_costs_predict_the_speedup():
     assert costs.acceptance() == pytest.approx(a)
     assert costs.speedup(3) == pytest.approx((1 - a ** 4) / (1 - a) / (1 + 3 * 0.1))
     assert costs.worth_drafting(8)
-    costly = RoundCosts(plain=[1.0], draft_step=[0.6], verify=[1.0], kept=4, rejected=6)
+    costly = RoundCosts(plain=[1.0], draft_step=[0.6], verify=[1.0, 1.0], kept=4, rejected=6)
     assert max(costly.speedup(k) for k in range(1, 9)) < 1 and not costly.worth_drafting(8)
     assert RoundCosts(plain=[1.0], verify=[1.0], kept=0, rejected=3).worth_drafting(8)  # too little evidence
-    assert RoundCosts(verify=[1.0], kept=0, rejected=9).worth_drafting(8)  # no plain round timed yet
+    assert RoundCosts(verify=[1.0, 1.0], kept=0, rejected=9).worth_drafting(8)  # no plain round timed yet
+    assert RoundCosts(plain=[1.0], verify=[20.0], kept=4, rejected=0).worth_drafting(8)  # one drafting round
+    assert costs.best_k(8) == max(range(1, 9), key=costs.speedup)
+    assert RoundCosts(plain=[1.0], verify=[1.0], kept=0, rejected=1).best_k(8) == 1  # nothing accepted: k = 1
+    assert RoundCosts(plain=[1.0], draft_step=[0.01], verify=[1.0], kept=20, rejected=0).best_k(8) == 8
 
 
 def chi_square(counts: torch.Tensor, probs: torch.Tensor) -> float:
@@ -169,15 +174,17 @@ def test_the_rejection_rule_keeps_the_targets_distribution():
 class Unigram(torch.nn.Module):
     """A model whose next-token distribution is softmax(logits) whatever the context."""
 
-    def __init__(self, logits: list[float]):
+    def __init__(self, logits: list[float], pause: float = 0.0):
         super().__init__()
-        self.logits = torch.tensor(logits)
+        self.logits, self.pause = torch.tensor(logits), pause  # pause: seconds a step
 
     def new_cache(self, max_len=None):
         return KVCache(max_len)
 
     def forward(self, tokens, cache=None):
         cache.start()
+        if self.pause:
+            time.sleep(self.pause)
         cache.update(torch.zeros(1, 1, tokens.shape[1], 1), torch.zeros(1, 1, tokens.shape[1], 1))
         return self.logits.expand(1, tokens.shape[1], -1)
 
@@ -194,6 +201,24 @@ def test_speculative_sampling_draws_from_the_target():
     out, stats = speculative_generate(target, draft, torch.tensor([[0]]), 40, temperature=0.7, top_k=2,
                                       generator=g)
     assert set(out[0, 1:].tolist()) <= {0, 1} and stats.proposed > 0
+
+
+def test_sampling_stops_a_poor_draft_only_when_asked_and_keeps_the_targets_distribution():
+    """Sampled, a poor draft (slow, and far from the target) stops drafting only with
+    stop_drafting=True (by default a seed reproduces the text, so no choice is made on
+    timings); the tokens are still distributed as the target's."""
+    target, poor = Unigram([2.0, 1.0, 0.5, 0.0, -1.0]), Unigram([-1.0, 0.0, 0.5, 1.0, 2.0], pause=0.002)
+    g = torch.Generator().manual_seed(2)
+    _, stats = speculative_generate(target, poor, torch.tensor([[0]]), 40, temperature=1.0, generator=g)
+    assert stats.stopped_drafting is None and stats.proposed > 20
+    counts, stopped = torch.zeros(5), 0
+    for _ in range(150):
+        out, stats = speculative_generate(target, poor, torch.tensor([[0]]), 24, temperature=1.0, generator=g,
+                                          stop_drafting=True)
+        counts += torch.bincount(out[0, 1:], minlength=5)
+        stopped += stats.stopped_drafting is not None
+    assert stopped > 100  # each run judges a few draft tokens, then the target samples alone
+    assert chi_square(counts, torch.softmax(target.logits, -1)) < CRITICAL_4
 
 
 def test_a_draft_with_another_vocabulary_is_refused(pair):

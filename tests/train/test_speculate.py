@@ -111,3 +111,21 @@ def test_seq2seq_pair_of_the_seed_example(tmp_path, capsys):
     assert got == want and "draft acceptance" in err
     got, err = _generate(capsys, str(student.path), *args, "--speculate")
     assert got == want and "draft acceptance" in err
+
+
+def test_sampling_lets_a_poor_draft_stop_only_without_a_seed(pair, monkeypatch):
+    """Stopping on timings changes which random draws are made: allowed when sampling
+    with no seed, not with one (the seed reproduces the text), always when greedy."""
+    import strata.train.generate as gen
+
+    teacher, student = pair
+    seen = []
+
+    def spy(*args, stop_drafting=None, **kwargs):
+        seen.append(stop_drafting)
+        return speculative_generate(*args, stop_drafting=stop_drafting, **kwargs)
+
+    monkeypatch.setattr(gen, "speculative_generate", spy)
+    for seed, temperature in ((None, 1.0), (4, 1.0), (4, 0.0)):
+        teacher.generate("the ", tokens=6, seed=seed, temperature=temperature, draft=str(student.path))
+    assert seen == [True, False, True]

@@ -113,6 +113,27 @@ def softcapped_attention(q, k, v, mask, causal, scale, softcap, dropout):
     return att @ v  # (B, heads, T, head_dim)
 
 
+class VocabLinear(nn.Linear):
+    """nn.Linear to the vocabulary.  Decoding on a CPU (no grad, x (B, 1, d)), it reads a
+    transposed copy of the weight (d, vocab), kept until the weight changes: MKL's one-row
+    product is faster in that layout, and this is a step's largest matmul.  Costs the
+    head's memory again while decoding; training drops the copy.  A quantized weight
+    (a tensor subclass) keeps its own kernel."""
+
+    def forward(self, x):
+        w = self.weight
+        if (torch.compiler.is_compiling() or torch.is_grad_enabled() or x.dim() != 3 or x.shape[1] != 1
+                or w.device.type != "cpu" or type(w.data) is not torch.Tensor):  # not a quantized weight
+            if torch.is_grad_enabled():
+                self.__dict__.pop("weight_t", None)
+            return F.linear(x, w, self.bias)
+        key = (w.data_ptr(), w._version, w.dtype)  # weight_t = (key, copy): not in the state_dict
+        if getattr(self, "weight_t", (None,))[0] != key:
+            self.__dict__["weight_t"] = (key, w.t().contiguous())
+        y = x[:, 0] @ self.weight_t[1] if self.bias is None else torch.addmm(self.bias, x[:, 0], self.weight_t[1])
+        return y[:, None]  # (B, 1, vocab)
+
+
 class RMSNorm(nn.Module):
     """x / rms(x) * weight, computed in float32 (as Llama)."""
 

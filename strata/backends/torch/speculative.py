@@ -7,11 +7,13 @@ sampled, each accepted token passes the rejection rule
     accept x ~ q with probability min(1, p(x) / q(x)), else draw from norm(max(0, p - q))
 
 so the output is distributed as the target's own sampling (p, q: the target's and
-draft's distributions after temperature and top_k).  k adapts as HF's assisted
-generation does: +2 after a round with every draft token accepted, -1 otherwise;
-and, greedy, drafting stops (the target decodes alone) once the measured acceptance
-and step costs say no k would beat plain decoding (`RoundCosts.worth_drafting`; the
-first four rounds are plain, to time the target alone).
+draft's distributions after temperature and top_k).  Greedy (or sampled with no
+seed fixed), k adapts to what the measured step costs and acceptance predict
+fastest (`RoundCosts.best_k`), and drafting stops (the target decodes alone) once
+they say no k would beat plain decoding (`RoundCosts.worth_drafting`; the first
+four rounds are plain, to time the target alone); otherwise k adapts as HF's
+assisted generation does (+2 after a round with every draft token accepted, -1
+otherwise).
 
 Both models are generated strata models (their `new_cache(max_len)`: the caches
 are static, and `crop` drops what the target rejected).  Not copied into
@@ -77,10 +79,16 @@ class RoundCosts:
         round_s = min(self.verify) + k * (min(self.draft_step) if self.draft_step else 0.0)
         return (1 - a ** (k + 1)) / (1 - a) * min(self.plain) / round_s
 
+    def best_k(self, max_k: int) -> int:
+        """The k in 1 .. max_k predicted fastest (the smallest of equals: a draft not yet
+        timed counts as free, and with no draft token accepted every k yields one token)."""
+        return max(range(1, max_k + 1), key=lambda k: (self.speedup(k), -k))
+
     def worth_drafting(self, max_k: int, evidence: int = 4) -> bool:
-        """False once `evidence` draft tokens have been judged and no k in 1 .. max_k is
-        predicted faster than the target alone (True while nothing is timed yet)."""
-        if self.kept + self.rejected < evidence or not self.plain or not self.verify:
+        """False once `evidence` draft tokens have been judged over two drafting rounds or
+        more and no k in 1 .. max_k is predicted faster than the target alone (True while
+        less is timed: one slow first verify, on a busy machine, does not decide)."""
+        if self.kept + self.rejected < evidence or not self.plain or len(self.verify) < 2:
             return True
         return max(self.speedup(k) for k in range(1, max_k + 1)) > 1.0
 
@@ -137,16 +145,37 @@ def _logits(model, tokens: torch.Tensor, cache, compile: bool = False, src: tupl
     return model(*src, tokens, cache=cache)[0]
 
 
+def _decode_alone(target, last: int, n: int, cache, compile: bool, src: tuple, temperature: float,
+                  top_k: int | None, generator: torch.Generator | None, device) -> list[int]:
+    """n tokens of the target's after `last` (the cache holds every token before it), one
+    step each, picked as a plain round picks them (the same draws when sampling)."""
+    tok, out = torch.tensor([[last]], device=device), []
+    for _ in range(n):
+        logits = _logits(target, tok, cache, compile, src)[-1]  # (vocab,)
+        if temperature == 0:
+            tok = logits.argmax().view(1, 1)
+        else:
+            tok = torch.multinomial(probabilities(logits, temperature, top_k), 1, generator=generator).view(1, 1)
+        out.append(tok)
+    return torch.cat(out).flatten().tolist()
+
+
 @torch.no_grad()
 def speculative_generate(target, draft, ids: torch.Tensor, max_new_tokens: int, temperature: float = 0.0,
                          top_k: int | None = None, k: int = 4, max_k: int = 8, adaptive: bool = True,
                          generator: torch.Generator | None = None, compile: bool = False,
-                         src: torch.Tensor | None = None) -> tuple[torch.Tensor, SpeculativeStats]:
+                         src: torch.Tensor | None = None, stop_drafting: bool | None = None
+                         ) -> tuple[torch.Tensor, SpeculativeStats]:
     """ids (1, T) followed by max_new_tokens tokens of the target's, drafted by `draft`;
     returns (ids, stats).  k draft tokens a round, adapting within 1 .. max_k unless
     adaptive=False; adaptive and greedy, drafting also stops when it would not pay
     (see RoundCosts; stats.stopped_drafting says at which new token).  The two must share
-    a vocabulary (the same tokenizer).  compile=True runs the models' reads compiled
+    a vocabulary (the same tokenizer).  stop_drafting: whether a poor draft may stop
+    (None: greedy only).  Sampled, stopping keeps the target's distribution (a round
+    either verifies drafts by the rejection rule or samples the target alone), but a
+    choice made on timings changes which random draws are made, so a fixed seed would
+    no longer give the same text: pass True only when no seed is fixed (as `strata
+    generate` without --seed does).  compile=True runs the models' reads compiled
     (torch.compile, fullgraph, symbolic lengths): the draft's steps and the target's
     verify forwards.  For two
     encoder-decoders, `src` (1, S) is the source both read and ids the target's
@@ -162,6 +191,7 @@ def speculative_generate(target, draft, ids: torch.Tensor, max_new_tokens: int, 
         raise ValueError(f"the draft's vocabulary ({dv:,}) is not the target's ({tv:,}): speculative "
                          "decoding needs the same tokenizer")
     greedy = temperature == 0
+    stop_drafting = greedy if stop_drafting is None else stop_drafting
     size = ids.shape[1] + max_new_tokens
     t_cache, d_cache = target.new_cache(size), draft.new_cache(size)
     # Both caches hold all tokens but the last; each round feeds the target that last
@@ -177,6 +207,11 @@ def speculative_generate(target, draft, ids: torch.Tensor, max_new_tokens: int, 
     while len(seq) - ids.shape[1] < max_new_tokens:
         t0 = time.perf_counter()
         left = max_new_tokens - (len(seq) - ids.shape[1])
+        if stats.stopped_drafting is not None:  # the target alone from here, without the rounds' bookkeeping
+            seq += _decode_alone(target, seq[-1], left, t_cache, compile, first, temperature, top_k, generator,
+                                 ids.device)
+            stats.rounds += left  # one target forward a token
+            break
         n_draft = min(k, left - 1) if stats.rounds >= probe else 0  # the round's own token always comes on top
         drafts, qs = [], []
         if n_draft > 0:
@@ -221,10 +256,13 @@ def speculative_generate(target, draft, ids: torch.Tensor, max_new_tokens: int, 
                 costs.draft_step.append((t1 - t0) / n_draft)
             costs.verify.append(time.perf_counter() - t1)
             costs.kept, costs.rejected = costs.kept + kept, costs.rejected + (kept < n_draft)
-            k = min(k + 2, max_k) if kept == n_draft else max(k - 1, 1)
-            # greedy only: sampled, a seed must give the same text at every run, and a choice made
-            # on timings would change which random draws are made
-            if greedy and not costs.worth_drafting(max_k):  # a poor draft: plain decoding from here on
+            # choices made on timings: by default greedy only (sampled, a seed must give the same
+            # text at every run, and they would change which random draws are made)
+            if stop_drafting:  # the k the measured costs and acceptance predict fastest
+                k = costs.best_k(max_k)
+            else:  # as HF's assisted generation
+                k = min(k + 2, max_k) if kept == n_draft else max(k - 1, 1)
+            if stop_drafting and not costs.worth_drafting(max_k):  # a poor draft: plain decoding from here on
                 k, stats.stopped_drafting = 0, len(seq) - ids.shape[1]
     return torch.tensor([seq[:ids.shape[1] + max_new_tokens]], device=ids.device), stats
 

@@ -50,14 +50,15 @@ class Seq2SeqBatches(ExampleBatches):
 @torch.no_grad()
 def generate_target(model, src: torch.Tensor, n: int, temperature: float, top_k: int | None,
                     bos: int, eos: int, ctx: int | None, compile: bool = False, draft=None, k: int = 4,
-                    stats=None) -> list[int]:
+                    stats=None, stop_drafting: bool | None = None) -> list[int]:
     """The target for one source, up to its first [EOS]: the model's own cached
     `generate(src, tgt, n)` (speculative with a `draft`: each model encodes the source
     once, the draft proposes the target), else step by step."""
     n = n if ctx is None else min(n, ctx - 1)
     tgt = torch.tensor([[bos]], dtype=torch.long)
     if draft is not None and n:
-        out, spec = speculative_generate(model, draft, tgt, n, temperature, top_k, k=k, compile=compile, src=src)
+        out, spec = speculative_generate(model, draft, tgt, n, temperature, top_k, k=k, compile=compile, src=src,
+                                         stop_drafting=stop_drafting)
         out = out[0, 1:].tolist()
         if stats is not None:
             stats.proposed, stats.accepted = spec.proposed, spec.accepted
@@ -118,7 +119,7 @@ class Seq2Seq(ExampleObjective):
             model.generate(src, start, 3, compile=True)
 
     def continue_ids(self, model, tok, x, n, temperature, top_k, ctx, compile=False, draft=None, k=4,
-                     stats=None):
+                     stats=None, stop_drafting=None):
         out = generate_target(model, x, n, temperature, top_k, tok.special("[BOS]"), tok.special("[EOS]"),
-                              ctx, compile, draft, k, stats)
+                              ctx, compile, draft, k, stats, stop_drafting)
         return out, out

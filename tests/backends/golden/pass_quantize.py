@@ -84,6 +84,27 @@ def apply_rotary(x, cos, sin):
     return rotated if x_pass.shape[-1] == 0 else torch.cat((rotated, x_pass), dim=-1)
 
 
+class VocabLinear(nn.Linear):
+    """nn.Linear to the vocabulary.  Decoding on a CPU (no grad, x (B, 1, d)), it reads a
+    transposed copy of the weight (d, vocab), kept until the weight changes: MKL's one-row
+    product is faster in that layout, and this is a step's largest matmul.  Costs the
+    head's memory again while decoding; training drops the copy.  A quantized weight
+    (a tensor subclass) keeps its own kernel."""
+
+    def forward(self, x):
+        w = self.weight
+        if (torch.compiler.is_compiling() or torch.is_grad_enabled() or x.dim() != 3 or x.shape[1] != 1
+                or w.device.type != "cpu" or type(w.data) is not torch.Tensor):  # not a quantized weight
+            if torch.is_grad_enabled():
+                self.__dict__.pop("weight_t", None)
+            return F.linear(x, w, self.bias)
+        key = (w.data_ptr(), w._version, w.dtype)  # weight_t = (key, copy): not in the state_dict
+        if getattr(self, "weight_t", (None,))[0] != key:
+            self.__dict__["weight_t"] = (key, w.t().contiguous())
+        y = x[:, 0] @ self.weight_t[1] if self.bias is None else torch.addmm(self.bias, x[:, 0], self.weight_t[1])
+        return y[:, None]  # (B, 1, vocab)
+
+
 class RMSNorm(nn.Module):
     """x / rms(x) * weight, computed in float32 (as Llama)."""
 
@@ -464,7 +485,7 @@ class Decoder(nn.Module):
         self.layers = nn.ModuleList([Layer(config) for _ in range(config.depth)])
         self.norm = RMSNorm(config.d)
         self.proj = nn.Linear(config.d, config.d)
-        self.lm_head = nn.Linear(config.d, config.vocab, bias=False)
+        self.lm_head = VocabLinear(config.d, config.vocab, bias=False)
 
     def forward(self, tokens, cache=None, start_pos=0):
         T = tokens.shape[1]

@@ -97,6 +97,27 @@ def make_mask(T, start_pos, device, causal=True, window=None, padding=None):
     return keep
 
 
+class VocabLinear(nn.Linear):
+    """nn.Linear to the vocabulary.  Decoding on a CPU (no grad, x (B, 1, d)), it reads a
+    transposed copy of the weight (d, vocab), kept until the weight changes: MKL's one-row
+    product is faster in that layout, and this is a step's largest matmul.  Costs the
+    head's memory again while decoding; training drops the copy.  A quantized weight
+    (a tensor subclass) keeps its own kernel."""
+
+    def forward(self, x):
+        w = self.weight
+        if (torch.compiler.is_compiling() or torch.is_grad_enabled() or x.dim() != 3 or x.shape[1] != 1
+                or w.device.type != "cpu" or type(w.data) is not torch.Tensor):  # not a quantized weight
+            if torch.is_grad_enabled():
+                self.__dict__.pop("weight_t", None)
+            return F.linear(x, w, self.bias)
+        key = (w.data_ptr(), w._version, w.dtype)  # weight_t = (key, copy): not in the state_dict
+        if getattr(self, "weight_t", (None,))[0] != key:
+            self.__dict__["weight_t"] = (key, w.t().contiguous())
+        y = x[:, 0] @ self.weight_t[1] if self.bias is None else torch.addmm(self.bias, x[:, 0], self.weight_t[1])
+        return y[:, None]  # (B, 1, vocab)
+
+
 class SinusoidalPositions(nn.Module):
     """sin / cos positions of "Attention Is All You Need": even dims sin, odd cos."""
 
@@ -335,7 +356,7 @@ class Decoder(nn.Module):
         self.drop = nn.Dropout(config.p)
         self.layers = nn.ModuleList([DecoderLayer(config) for _ in range(config.depth)])
         self.norm = nn.LayerNorm(config.d)
-        self.lm_head = nn.Linear(config.d, config.vocab, bias=False)  # weight tied to encoder.embed.weight
+        self.lm_head = VocabLinear(config.d, config.vocab, bias=False)  # weight tied to encoder.embed.weight
 
     def forward(self, tgt, memory, memory_mask=None, cache=None, start_pos=0):
         T = tgt.shape[1]
