@@ -249,6 +249,8 @@ def main() -> None:
                     "comma-separated words")
     ap.add_argument("--finetune", type=int, default=300, help="steps of strata compress --finetune (0: skip)")
     ap.add_argument("--no-table", action="store_true", help="the --finetune figure only")
+    ap.add_argument("--cost-only", action="store_true", help="the calibration cost (streamed against "
+                    "from the start) only")
     ap.add_argument("--cache", default=str(Path.home() / ".cache" / "strata-bench" / "compress_methods"))
     args = ap.parse_args()
     configure(args.size)
@@ -266,6 +268,11 @@ def main() -> None:
         strata.api.save_weights(model, w)
         print(f"trained {steps} steps in {args.train_seconds:.0f} s -> {w}", flush=True)
     if args.train_only:
+        return
+    if args.cost_only:
+        base = strata.api.compile(spec, weights=w)
+        depth = sum(1 for n in base.strata_graph.nodes if n.endswith(".mlp.down"))
+        calibration_cost(spec, w, windows(train_ids, args.calibration)[:, :CTX], depth)
         return
     if not args.no_table:
         table(spec, w, train_ids, val, cache, args)
@@ -336,6 +343,33 @@ def table(spec, w, train_ids, val, cache, args) -> None:
         print(f"| {label} | {r['ppl']:.3f} | {100 * inc:+.2f}% | {vs} | {r['sqnr']:.1f} | {r['bytes']:,} | {lr} | "
               f"{r['seconds'] / depth:.2f} | {r['mib']:.0f} | {r['latency']:.2f}x |")
     mixed_precision(spec, w, calib, batch, p0)
+    calibration_cost(spec, w, calib, depth)
+
+
+def calibration_cost(spec, w, calib, depth, reps=2):
+    """Seconds per layer of the whole compile with GPTQ (int4, the first group
+    size), calibration streamed (each block measured, then run once more
+    compressed for the next block's inputs) against running the model from the
+    embedding for every block (replay=False: the former, quadratic in depth),
+    interleaved in this process; the best of `reps` each."""
+    import functools
+
+    from strata.backends.torch.workflows import runner, stream
+
+    p = f"quantize(int4_weight, group_size={GROUPS[0]}, method=gptq)"
+    best = {True: math.inf, False: math.inf}
+    for _ in range(reps):
+        for replay in (True, False):
+            runner.RUNNER.stream = functools.partial(stream.stream, replay=replay)
+            try:
+                t = time.perf_counter()
+                strata.api.compile(spec, weights=w, passes=[p], calibration=calib)
+                best[replay] = min(best[replay], time.perf_counter() - t)
+            finally:
+                del runner.RUNNER.stream  # back to the class's
+    print(f"\ncalibration cost, {p}, {calib.shape[0]} x {calib.shape[1]} tokens, {depth} layers: "
+          f"streamed {best[True] / depth:.2f} s / layer, from the start for every block "
+          f"{best[False] / depth:.2f} s / layer ({best[False] / best[True]:.2f}x)", flush=True)
 
 
 # budgets between uniform int4 (4.16 stored bits at group 128, 4.63 at 32) and int8 (8 + 32/in)
