@@ -174,17 +174,16 @@ def stream(g: "nx.MultiDiGraph", state: dict, ids, nodes: list[str], handle, *, 
             stats[key] = {"n": 0, "x": []}
 
             def hook(mod, args, out, key=key):
-                # one batch's products in float32 (as GPTQ's reference), summed over batches in float64
-                x = args[0].detach().float().reshape(-1, args[0].shape[-1])
+                x = args[0].detach().double().reshape(-1, args[0].shape[-1])
                 s = stats[key]
                 if s["n"] == 0:
                     s["H"] = torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64) if hessian else None
                     s["sum"] = torch.zeros(x.shape[1], dtype=torch.float64)
                     s["absmax"] = torch.zeros(x.shape[1], dtype=torch.float64)
                 if hessian:
-                    s["H"] += (x.T @ x).double()
-                s["sum"] += x.abs().sum(0).double()
-                s["absmax"] = torch.maximum(s["absmax"], x.abs().amax(0).double())
+                    s["H"] += x.T @ x
+                s["sum"] += x.abs().sum(0)
+                s["absmax"] = torch.maximum(s["absmax"], x.abs().amax(0))
                 s["n"] += x.shape[0]
                 have = sum(r.shape[0] for r in s["x"])
                 if have < rows:
