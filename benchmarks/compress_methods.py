@@ -281,10 +281,11 @@ def main() -> None:
 
 
 @torch.no_grad()
-def outliers(model, ids) -> float:
-    """How far the largest input channel of the norms' readers (q/k/v, gate/up)
-    stands out: the largest max|x| over channels / the median channel's, the
-    worst over the model (SmoothQuant's premise is a ratio of 10 and more)."""
+def outliers(model, ids, roles=("q", "gate")) -> float:
+    """How far the largest input channel of the linears of `roles` (default the
+    norms' readers, q/k/v and gate/up; ("down",) for SwiGLU's product) stands
+    out: the largest max|x| over channels / the median channel's, the worst
+    over the model (SmoothQuant's premise is a ratio of 10 and more)."""
     worst, hooks = 0.0, []
 
     def hook(mod, args, out):
@@ -292,7 +293,7 @@ def outliers(model, ids) -> float:
         m = args[0].abs().reshape(-1, args[0].shape[-1]).amax(0)
         worst = max(worst, float(m.max() / m.median()))
     for n, d in model.strata_graph.nodes(data=True):
-        if d["attrs"].get("role") in ("q", "gate"):
+        if d["attrs"].get("role") in roles:
             hooks.append(model.get_submodule(n).register_forward_hook(hook))
     model(ids)
     for h in hooks:
@@ -316,10 +317,10 @@ def table(spec, w, train_ids, val, cache, args) -> None:
     strata.api.compile(spec, weights=w, passes=[rows[0][1]])  # warm-up: first-use allocations out of the peaks
     results = {}
     for label, p, plain in rows:
-        with PeakRSS() as mem:
-            t = time.perf_counter()
+        with PeakRSS() as mem:  # CPU seconds of this process: the other sessions' load does not count
+            t = time.process_time()
             m = strata.api.compile(spec, weights=w, passes=[p], calibration=calib if plain else None).eval()
-            seconds = time.perf_counter() - t
+            seconds = time.process_time() - t
         with torch.no_grad():
             s = sqnr(ref, m(batch[:8, :-1]))
             t = interleaved({"float": lambda: base(x1), "method": lambda m=m: m(x1)}, reps=3, inner=2, warmup=2)
@@ -331,9 +332,10 @@ def table(spec, w, train_ids, val, cache, args) -> None:
         print(f"  {label}: ppl {results[label]['ppl']:.3f} ({seconds:.1f} s, {mem.mib:.0f} MiB)", flush=True)
     print(f"\nfloat perplexity {p0:.3f} on {batch.shape[0]} windows of {CTX} tokens, {float_bytes:,} bytes; "
           f"calibration {calib.shape[0]} x {CTX} tokens; {args.threads} threads; {depth} layers; "
-          f"largest activation channel / median (q, gate inputs): {outliers(base, batch[:8, :-1]):.1f}\n")
+          f"largest activation channel / median: q, gate inputs {outliers(base, batch[:8, :-1]):.1f}, "
+          f"down inputs {outliers(base, batch[:8, :-1], ('down',)):.1f}\n")
     print("| method | perplexity | change | increase vs plain | logits SQNR dB | file bytes | quantized layers' "
-          "bytes vs float | compile s / layer | peak MiB | latency vs float |")
+          "bytes vs float | compile CPU s / layer | peak MiB | latency vs float |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for label, _, plain in rows:
         r = results[label]
@@ -351,7 +353,9 @@ def calibration_cost(spec, w, calib, depth, reps=2):
     size), calibration streamed (each block measured, then run once more
     compressed for the next block's inputs) against running the model from the
     embedding for every block (replay=False: the former, quadratic in depth),
-    interleaved in this process; the best of `reps` each."""
+    interleaved in this process; the best of `reps` each, in CPU seconds of
+    this process (at 1 thread its work; wall time on the shared machine moves
+    by more than the difference)."""
     import functools
 
     from strata.backends.torch.workflows import runner, stream
@@ -362,14 +366,14 @@ def calibration_cost(spec, w, calib, depth, reps=2):
         for replay in (True, False):
             runner.RUNNER.stream = functools.partial(stream.stream, replay=replay)
             try:
-                t = time.perf_counter()
+                t = time.process_time()
                 strata.api.compile(spec, weights=w, passes=[p], calibration=calib)
-                best[replay] = min(best[replay], time.perf_counter() - t)
+                best[replay] = min(best[replay], time.process_time() - t)
             finally:
                 del runner.RUNNER.stream  # back to the class's
     print(f"\ncalibration cost, {p}, {calib.shape[0]} x {calib.shape[1]} tokens, {depth} layers: "
-          f"streamed {best[True] / depth:.2f} s / layer, from the start for every block "
-          f"{best[False] / depth:.2f} s / layer ({best[False] / best[True]:.2f}x)", flush=True)
+          f"streamed {best[True] / depth:.2f} CPU s / layer, from the start for every block "
+          f"{best[False] / depth:.2f} CPU s / layer ({best[False] / best[True]:.2f}x)", flush=True)
 
 
 # budgets between uniform int4 (4.16 stored bits at group 128, 4.63 at 32) and int8 (8 + 32/in)
