@@ -2,12 +2,13 @@
 model trained here.
 
     python benchmarks/compress_methods.py [--size 1m|10m] [--train-seconds 600] [--threads 1]
-        [--calibration 128] [--rows WORDS] [--finetune 300] [--no-table] [--cache DIR]
+        [--calibration 128] [--rows WORDS] [--finetune 300] [--no-table] [--cost-only] [--cache DIR]
 
 Trains a small Llama-like model (RMSNorm, rotary, SwiGLU; --size 1m: 4 layers,
 d=128, 1.1 M parameters, BPE vocabulary of 1024 from the `tokenizers` library,
 context 64; --size 10m: 8 layers, d=256, 10.5 M parameters, vocabulary 4096,
-context 256) on Tiny Shakespeare for a fixed time, caches it (DIR, default
+context 128, the held-out loss picking the kept step) on Tiny Shakespeare for
+a fixed time, caches it (DIR, default
 ~/.cache/strata-bench/compress_methods; a rerun skips training), then compiles
 it with each method through `strata.compile(spec, weights=..., passes=[...],
 calibration=ids)` (128 rows of the context, streamed block by block) and
@@ -16,7 +17,9 @@ change, the method's increase over the plain method's, logits SQNR against the
 float model, the packed file's bytes and the quantized layers' bytes against
 their float32 bytes, compile seconds per layer and peak memory (RSS above the
 level before, sampled) side by side with the plain method, and forward latency
-against the float model (interleaved in one process).  Then `strata compress
+against the float model (interleaved in one process); quantize(auto) beside the
+uniform schemes; the calibration cost streamed against running the model from
+the start for every block (--cost-only: that alone).  Then `strata compress
 --finetune` on 30 % structured MLP pruning.  The data file is read from
 $STRATA_DATA, ../shared/data/ (beside the checkout) or /work/shared/data/.
 """
