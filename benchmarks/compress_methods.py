@@ -2,12 +2,13 @@
 model trained here.
 
     python benchmarks/compress_methods.py [--size 1m|10m] [--train-seconds 600] [--threads 1]
-        [--calibration 128] [--rows WORDS] [--finetune 300] [--no-table] [--cache DIR]
+        [--calibration 128] [--rows WORDS] [--finetune 300] [--no-table] [--cost-only] [--cache DIR]
 
 Trains a small Llama-like model (RMSNorm, rotary, SwiGLU; --size 1m: 4 layers,
 d=128, 1.1 M parameters, BPE vocabulary of 1024 from the `tokenizers` library,
 context 64; --size 10m: 8 layers, d=256, 10.5 M parameters, vocabulary 4096,
-context 256) on Tiny Shakespeare for a fixed time, caches it (DIR, default
+context 128, the held-out loss picking the kept step) on Tiny Shakespeare for
+a fixed time, caches it (DIR, default
 ~/.cache/strata-bench/compress_methods; a rerun skips training), then compiles
 it with each method through `strata.compile(spec, weights=..., passes=[...],
 calibration=ids)` (128 rows of the context, streamed block by block) and
@@ -16,7 +17,9 @@ change, the method's increase over the plain method's, logits SQNR against the
 float model, the packed file's bytes and the quantized layers' bytes against
 their float32 bytes, compile seconds per layer and peak memory (RSS above the
 level before, sampled) side by side with the plain method, and forward latency
-against the float model (interleaved in one process).  Then `strata compress
+against the float model (interleaved in one process); quantize(auto) beside the
+uniform schemes; the calibration cost streamed against running the model from
+the start for every block (--cost-only: that alone).  Then `strata compress
 --finetune` on 30 % structured MLP pruning.  The data file is read from
 $STRATA_DATA, ../shared/data/ (beside the checkout) or /work/shared/data/.
 """
@@ -41,22 +44,26 @@ import strata.api
 
 ROOT = Path(__file__).resolve().parents[1]
 # Model sizes: (vocab, context, batch, d, heads, depth, mlp, int4 group sizes
-# of the table: the first is one group per row on the d-wide inputs).  "10m" is
-# the issue's size; on 2 shared CPU cores it made 55 steps in 1200 s (22 s a
-# step), far from trained, so the recorded table is the "1m" model's.
+# of the table: the first is one group per row on the d-wide inputs, peak
+# learning rate).  "10m" is the issue's size: context 128 × batch 16 (2,048
+# tokens a step, 1.2 s at 1 thread on a quiet core; context 256 × 8 cost the
+# same per token and made 55 steps in 1,200 s under load); Tiny Shakespeare is
+# 310 k training tokens at this vocabulary, so a 10 M model overfits after a
+# few epochs and the held-out loss picks the kept weights (train()).
 SIZES = {
-    "1m": (1024, 64, 16, 128, 4, 4, 384, (128, 32)),
-    "10m": (4096, 256, 8, 256, 8, 8, 1024, (256, 128)),
+    "1m": (1024, 64, 16, 128, 4, 4, 384, (128, 32), 2e-3),
+    "10m": (4096, 128, 16, 256, 8, 8, 1024, (256, 128, 32), 1e-3),
 }
 VOCAB = CTX = BATCH = 0
+LR = 0.0
 NAME = SPEC = ""
 GROUPS: tuple = ()
 
 
 def configure(size: str) -> None:
     """Set the module's shape constants and spec for one of SIZES."""
-    global VOCAB, CTX, BATCH, NAME, SPEC, GROUPS
-    VOCAB, CTX, BATCH, d, heads, depth, mlp, GROUPS = SIZES[size]
+    global VOCAB, CTX, BATCH, NAME, SPEC, GROUPS, LR
+    VOCAB, CTX, BATCH, d, heads, depth, mlp, GROUPS, LR = SIZES[size]
     NAME = f"llama_d{d}x{depth}_v{VOCAB}_c{CTX}"  # the cached files' prefix: a new shape trains anew
     SPEC = f"""
 model bench_llama {{
@@ -105,12 +112,20 @@ def tokenize(cache: Path):
     return ids[:n], ids[n:]
 
 
-def train(model, data, seconds, lr=2e-3):
+def train(model, data, seconds, val=None, every=50):
+    """AdamW for `seconds` (warm-up 30 steps, cosine to 0.1 of LR over the time).
+    With `val`, the held-out loss on 32 windows every `every` steps picks the
+    weights returned (the best seen): a small corpus overfits a 10 M model."""
+    lr = LR
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.1)
     g = torch.Generator().manual_seed(0)
+    probe = windows(val, 32) if val is not None else None
+    best = (math.inf, None, 0)
     model.train()
     start, steps = time.perf_counter(), 0
     while time.perf_counter() - start < seconds:
+        if probe is not None and steps % every == 0:
+            best = checkpoint(model, probe, steps, start, best)
         frac = (time.perf_counter() - start) / seconds
         for group in opt.param_groups:
             group["lr"] = lr * min(1.0, (steps + 1) / 30) * max(0.1, 0.5 * (1 + math.cos(math.pi * frac)))
@@ -122,7 +137,22 @@ def train(model, data, seconds, lr=2e-3):
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         steps += 1
+    if probe is not None:
+        best = checkpoint(model, probe, steps, start, best)
+        model.load_state_dict(best[1])
+        print(f"kept the weights of step {best[2]} (held-out perplexity {math.exp(best[0]):.2f})", flush=True)
     return model.eval(), steps
+
+
+def checkpoint(model, probe, steps, start, best):
+    """Held-out loss now; (loss, state, step) of the best so far."""
+    model.eval()
+    loss = math.log(perplexity(model, probe))
+    model.train()
+    print(f"step {steps} {time.perf_counter() - start:.0f} s held-out perplexity {math.exp(loss):.2f}", flush=True)
+    if loss < best[0]:
+        return loss, {k: v.detach().clone() for k, v in model.state_dict().items()}, steps
+    return best
 
 
 def windows(val, n):
@@ -222,6 +252,8 @@ def main() -> None:
                     "comma-separated words")
     ap.add_argument("--finetune", type=int, default=300, help="steps of strata compress --finetune (0: skip)")
     ap.add_argument("--no-table", action="store_true", help="the --finetune figure only")
+    ap.add_argument("--cost-only", action="store_true", help="the calibration cost (streamed against "
+                    "from the start) only")
     ap.add_argument("--cache", default=str(Path.home() / ".cache" / "strata-bench" / "compress_methods"))
     args = ap.parse_args()
     configure(args.size)
@@ -234,10 +266,16 @@ def main() -> None:
     w = cache / f"{NAME}_{int(args.train_seconds)}s.safetensors"
     if not w.is_file():
         torch.manual_seed(0)
-        model, steps = train(strata.api.compile(spec), train_ids, args.train_seconds)
+        model, steps = train(strata.api.compile(spec), train_ids, args.train_seconds,
+                             val=val if args.size != "1m" else None)  # the cached 1m weights predate the pick
         strata.api.save_weights(model, w)
         print(f"trained {steps} steps in {args.train_seconds:.0f} s -> {w}", flush=True)
     if args.train_only:
+        return
+    if args.cost_only:
+        base = strata.api.compile(spec, weights=w)
+        depth = sum(1 for n in base.strata_graph.nodes if n.endswith(".mlp.down"))
+        calibration_cost(spec, w, windows(train_ids, args.calibration)[:, :CTX], depth)
         return
     if not args.no_table:
         table(spec, w, train_ids, val, cache, args)
@@ -246,10 +284,11 @@ def main() -> None:
 
 
 @torch.no_grad()
-def outliers(model, ids) -> float:
-    """How far the largest input channel of the norms' readers (q/k/v, gate/up)
-    stands out: the largest max|x| over channels / the median channel's, the
-    worst over the model (SmoothQuant's premise is a ratio of 10 and more)."""
+def outliers(model, ids, roles=("q", "gate")) -> float:
+    """How far the largest input channel of the linears of `roles` (default the
+    norms' readers, q/k/v and gate/up; ("down",) for SwiGLU's product) stands
+    out: the largest max|x| over channels / the median channel's, the worst
+    over the model (SmoothQuant's premise is a ratio of 10 and more)."""
     worst, hooks = 0.0, []
 
     def hook(mod, args, out):
@@ -257,7 +296,7 @@ def outliers(model, ids) -> float:
         m = args[0].abs().reshape(-1, args[0].shape[-1]).amax(0)
         worst = max(worst, float(m.max() / m.median()))
     for n, d in model.strata_graph.nodes(data=True):
-        if d["attrs"].get("role") in ("q", "gate"):
+        if d["attrs"].get("role") in roles:
             hooks.append(model.get_submodule(n).register_forward_hook(hook))
     model(ids)
     for h in hooks:
@@ -281,10 +320,10 @@ def table(spec, w, train_ids, val, cache, args) -> None:
     strata.api.compile(spec, weights=w, passes=[rows[0][1]])  # warm-up: first-use allocations out of the peaks
     results = {}
     for label, p, plain in rows:
-        with PeakRSS() as mem:
-            t = time.perf_counter()
+        with PeakRSS() as mem:  # CPU seconds of this process: the other sessions' load does not count
+            t = time.process_time()
             m = strata.api.compile(spec, weights=w, passes=[p], calibration=calib if plain else None).eval()
-            seconds = time.perf_counter() - t
+            seconds = time.process_time() - t
         with torch.no_grad():
             s = sqnr(ref, m(batch[:8, :-1]))
             t = interleaved({"float": lambda: base(x1), "method": lambda m=m: m(x1)}, reps=3, inner=2, warmup=2)
@@ -296,9 +335,10 @@ def table(spec, w, train_ids, val, cache, args) -> None:
         print(f"  {label}: ppl {results[label]['ppl']:.3f} ({seconds:.1f} s, {mem.mib:.0f} MiB)", flush=True)
     print(f"\nfloat perplexity {p0:.3f} on {batch.shape[0]} windows of {CTX} tokens, {float_bytes:,} bytes; "
           f"calibration {calib.shape[0]} x {CTX} tokens; {args.threads} threads; {depth} layers; "
-          f"largest activation channel / median (q, gate inputs): {outliers(base, batch[:8, :-1]):.1f}\n")
+          f"largest activation channel / median: q, gate inputs {outliers(base, batch[:8, :-1]):.1f}, "
+          f"down inputs {outliers(base, batch[:8, :-1], ('down',)):.1f}\n")
     print("| method | perplexity | change | increase vs plain | logits SQNR dB | file bytes | quantized layers' "
-          "bytes vs float | compile s / layer | peak MiB | latency vs float |")
+          "bytes vs float | compile CPU s / layer | peak MiB | latency vs float |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for label, _, plain in rows:
         r = results[label]
@@ -308,6 +348,35 @@ def table(spec, w, train_ids, val, cache, args) -> None:
         print(f"| {label} | {r['ppl']:.3f} | {100 * inc:+.2f}% | {vs} | {r['sqnr']:.1f} | {r['bytes']:,} | {lr} | "
               f"{r['seconds'] / depth:.2f} | {r['mib']:.0f} | {r['latency']:.2f}x |")
     mixed_precision(spec, w, calib, batch, p0)
+    calibration_cost(spec, w, calib, depth)
+
+
+def calibration_cost(spec, w, calib, depth, reps=2):
+    """Seconds per layer of the whole compile with GPTQ (int4, the first group
+    size), calibration streamed (each block measured, then run once more
+    compressed for the next block's inputs) against running the model from the
+    embedding for every block (replay=False: the former, quadratic in depth),
+    interleaved in this process; the best of `reps` each, in CPU seconds of
+    this process (at 1 thread its work; wall time on the shared machine moves
+    by more than the difference)."""
+    import functools
+
+    from strata.backends.torch.workflows import runner, stream
+
+    p = f"quantize(int4_weight, group_size={GROUPS[0]}, method=gptq)"
+    best = {True: math.inf, False: math.inf}
+    for _ in range(reps):
+        for replay in (True, False):
+            runner.RUNNER.stream = functools.partial(stream.stream, replay=replay)
+            try:
+                t = time.process_time()
+                strata.api.compile(spec, weights=w, passes=[p], calibration=calib)
+                best[replay] = min(best[replay], time.process_time() - t)
+            finally:
+                del runner.RUNNER.stream  # back to the class's
+    print(f"\ncalibration cost, {p}, {calib.shape[0]} x {calib.shape[1]} tokens, {depth} layers: "
+          f"streamed {best[True] / depth:.2f} CPU s / layer, from the start for every block "
+          f"{best[False] / depth:.2f} CPU s / layer ({best[False] / best[True]:.2f}x)", flush=True)
 
 
 # budgets between uniform int4 (4.16 stored bits at group 128, 4.63 at 32) and int8 (8 + 32/in)

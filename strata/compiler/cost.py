@@ -91,16 +91,19 @@ def stored_weight_bytes(rows: int, cols: int, scheme: str | None, group_size: in
     """Bytes of one linear's weight [rows, cols] with its scales and zero points as
     stored under `scheme` (None: fp32).  int4: 8 values to an int32, a bf16 scale and
     a 4-bit zero point per group (zero points 8 rows to an int32), its int64 [2]
-    shape; int8 (fp8 alike): a byte a weight and an fp32 scale a row.
+    shape; int8 weight-only: 4 values to an int32, an fp32 scale a row, its shape
+    (pack-quantized); int8 dynamic (fp8 alike): a byte a weight and an fp32 scale a row.
 
         >>> stored_weight_bytes(16, 128, "int4_weight", 128), stored_weight_bytes(16, 128, "int8_weight")
-        (1080, 2112)
+        (1080, 2128)
     """
     if scheme is None:
         return 4 * rows * cols
     if scheme == "int4_weight":
         groups = cols // group_size
         return rows * -(-cols // 8) * 4 + rows * groups * 2 + -(-rows // 8) * groups * 4 + 2 * 8
+    if scheme == "int8_weight":
+        return rows * -(-cols // 4) * 4 + rows * 4 + 2 * 8
     return rows * cols + rows * 4
 
 

@@ -135,7 +135,7 @@ class Runner(Protocol):
 
     def stream(self, g: "nx.MultiDiGraph", state: dict, ids: Any, nodes: list[str], handle, *,
                hessian: bool = True, rows: int = 0) -> dict:
-        """`handle(block_nodes, stats)` block by block; {"blocks", "seconds_per_block", "rows"}."""
+        """`handle(block_nodes, stats)` block by block; {"blocks", "seconds_per_block", "rows", "replay"}."""
 
     def sensitivity(self, g: "nx.MultiDiGraph", state: dict, ids: Any, schemes: dict[str, list[str]],
                     group_size: int) -> tuple[dict, dict]:

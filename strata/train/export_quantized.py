@@ -8,7 +8,8 @@ quantize passes and the integers under its own names (`code_tensors`).
     compress output (packed, model names)              Hugging Face folder
     decoder.layers.0.attn.q.weight        int8   ──►   model.layers.0.self_attn.q_proj.weight        (int-quantized)
     decoder.layers.0.attn.q.weight_scale  fp32   ──►   model.layers.0.self_attn.q_proj.weight_scale
-    decoder.layers.0.mlp.up.weight_packed int32  ──►   model.layers.0.mlp.up_proj.weight_packed      (pack-quantized)
+    decoder.layers.0.mlp.up.weight_packed int32  ──►   model.layers.0.mlp.up_proj.weight_packed      (pack-quantized:
+      int8_weight, int4_weight)
       .weight_scale bf16, .weight_zero_point int32, .weight_shape int64   ──►   the same suffixes
     every float tensor                           ──►   the family's names (strata.interop.hf.weights.unconvert)
     config.json                                  ──►   + quantization_config, targets in the family's names
@@ -29,7 +30,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from strata.backends.torch.packed import is_packed, quantization_config, read_packed
+from strata.backends.torch.packed import ct_format, is_packed, quantization_config, read_packed
 from strata.compiler.ir import state_dict_shapes
 from strata.errors import UsageError
 from strata.interop.hf.config import Config, HFImportError
@@ -153,13 +154,8 @@ def _config(packed: PackedCheckpoint, modules: dict) -> dict:
     cfg = quantization_config(packed.graph)
     if cfg is None:
         raise ExportError("the quantization config needs compressed-tensors: pip install 'strata[compress]'")
-    formats = set()
-    for group in cfg["config_groups"].values():
-        scheme = packed.quantized[group["targets"][0]]
+    for group in cfg["config_groups"].values():  # the formats are the file's (packed.ct_format)
         group["targets"] = [modules[t] for t in group["targets"]]
-        group["format"] = FORMATS[scheme]  # each group says its own: compressed-tensors reads it per module
-        formats.add(group["format"])
-    cfg["format"] = formats.pop() if len(formats) == 1 else "mixed-precision"
     if any(g["weights"].get("symmetric") is False for g in cfg["config_groups"].values()):
         if len(cfg["config_groups"]) > 1:
             raise ExportError(
@@ -176,20 +172,14 @@ def _config(packed: PackedCheckpoint, modules: dict) -> dict:
     return cfg
 
 
-# The compressed-tensors format of each scheme: the one transformers decompresses
-# and vLLM has a kernel for (W8A8 int: int-quantized; weight-only int8 / int4:
-# pack-quantized, 4 / 8 values per int32).  compressed-tensors infers the same
-# from the scheme when a group names none (infer_module_format), so the folder
-# also loads where a reader ignores the per-group field.
-FORMATS = {"int8_dynamic": "int-quantized", "int8_weight": "pack-quantized", "int4_weight": "pack-quantized"}
-
-
 def _module_tensors(module: str, scheme: str, t: dict) -> dict:
     """One quantized linear's tensors under its Hugging Face module name, in its
-    scheme's compressed-tensors format (strata stores int8_weight as int8
-    [out, in]: packed here into int32, 4 per word, as pack-quantized holds it)."""
+    scheme's compressed-tensors format (packed.ct_format: what strata stores; a
+    file from before strata packed int8_weight, int8 [out, in], is packed here
+    into int32, 4 per word, as pack-quantized holds it).  compressed-tensors
+    infers the same format from the scheme when a group names none."""
 
-    if scheme == "int8_weight":
+    if ct_format(scheme) == "pack-quantized" and "weight" in t:
         from compressed_tensors.compressors.pack_quantized.helpers import pack_to_int32  # lazy: optional
 
         q = t.pop("weight")

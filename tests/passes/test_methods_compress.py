@@ -51,11 +51,11 @@ def test_migrations_leave_the_float_model_unchanged(tmp_path, text, monkeypatch)
         g, ctx = _pipeline(spec, w, [p], x)
         rec = g.graph["applied"][-1]["record"]
         assert rec["scales"]
-        if "smooth" in p:  # q/k/v and the MLP input folded; o and down not
+        if "smooth" in p:  # q/k/v and the MLP input folded; o (llama: GQA) and down (gpt: GELU) not
             assert rec["skipped"]
-        else:  # AWQ also scales down into up (llama) and o into v (gpt: as many kv heads as heads)
-            pair = "up" if text == LLAMA else "v"
-            assert any(v.get("folded_into", "").endswith("." + pair) for v in rec["scales"].values())
+        # both also scale down into up (llama) and o into v (gpt: as many kv heads as heads)
+        pair = "up" if text == LLAMA else "v"
+        assert any(v.get("folded_into", "").endswith("." + pair) for v in rec["scales"].values())
         net = compile(spec, passes=[], quantize=False)
         from strata.backends.torch.weights import load_state
 

@@ -58,8 +58,16 @@ def test_the_file_loads_into_the_kernels_and_computes_exactly_the_compressed_mod
         == tensor_bytes(out / "weights.safetensors") == r["weight_bytes"]["file_tensors"]
     if "quantize" in passes:
         assert r["quantization_config"]["quant_method"] == "compressed-tensors"
-        assert r["quantization_config"]["format"] == ("pack-quantized" if "int4" in passes else "mixed-precision"
-                                                      if "auto" in passes else "int-quantized")
+        cfg = r["quantization_config"]
+        assert cfg["format"] == ("int-quantized" if "dynamic" in passes else "pack-quantized")
+        # each group's format is what the file stores for its targets (int8_weight too: pack-quantized)
+        header, _ = read_header(out / "weights.safetensors")
+        for group in cfg["config_groups"].values():
+            for t in group["targets"]:
+                packed, plain = header.get(f"{t}.weight_packed"), header.get(f"{t}.weight")
+                stored = "pack-quantized" if packed and packed.dtype == "I32" else \
+                    "int-quantized" if plain and plain.dtype == "I8" else None
+                assert stored == group["format"], (t, group["format"])
         assert any(type(m.weight).__name__ != "Parameter" or hasattr(m, "_packed_params")
                    for m in loaded.modules() if hasattr(m, "weight") and not isinstance(m, torch.nn.Embedding))
 
@@ -75,6 +83,29 @@ def test_save_weights_of_a_quantized_model_round_trips_exactly(gpt, tmp_path):
         assert not any(t.torch_dtype == "float32" for k, t in header.items() if k.endswith(".attn.q.weight"))
         again = compile(spec, weights=tmp_path / "q.safetensors", passes=[f"quantize({scheme})"])
         assert torch.equal(_logits(net, x), _logits(again, x))
+
+
+def test_an_int8_weight_file_of_the_earlier_layout_still_loads(gpt, tmp_path):
+    """int8_weight was stored int8 [out, in] (int-quantized's layout) before it was
+    packed 4 to an int32: such a file computes the same."""
+    from compressed_tensors.compressors.pack_quantized.helpers import unpack_from_int32
+    from safetensors.torch import load_file, save_file
+
+    spec, w = gpt
+    net = compile(spec, weights=w, passes=["quantize(int8_weight)"])
+    save_weights(net, tmp_path / "q.safetensors")
+    new = load_file(str(tmp_path / "q.safetensors"))
+    old = {}
+    for k, v in new.items():
+        if k.endswith(".weight_packed"):
+            n = k.removesuffix("_packed")
+            old[n] = unpack_from_int32(v, 8, torch.Size(new[n + "_shape"].tolist())).to(torch.int8)
+        elif not k.endswith(".weight_shape"):
+            old[k] = v
+    assert any(v.dtype == torch.int8 for v in old.values())
+    save_file(old, str(tmp_path / "old.safetensors"), metadata={"format": "pt", "compression": "compressed-tensors"})
+    again = compile(spec, weights=tmp_path / "old.safetensors", passes=["quantize(int8_weight)"])
+    assert torch.equal(_logits(net, ids(80)), _logits(again, ids(80)))
 
 
 def _layer_ratio(out, report) -> float:
@@ -203,7 +234,7 @@ def test_a_compressed_folder_compresses_again(gpt, tmp_path):
                  passes=["low_rank(16)"]).report
     assert r["logits"]["loaded_equals_in_memory"]
     header, _ = read_header(tmp_path / "b" / "weights.safetensors")
-    assert "decoder.h.0.attn.q.a.weight" in header
+    assert "decoder.h.0.attn.q.a.weight_packed" in header  # the factors stay int8_weight (pack-quantized)
 
 
 def test_a_quantized_tied_head_round_trips(gpt, tmp_path):

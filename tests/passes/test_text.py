@@ -88,8 +88,10 @@ def test_summary_prints_the_compiled_weight_bytes(gpt, capsys):
     n_lin = 2 * (4 * 64 * 64 + 2 * 64 * 256)
     rows = 2 * (4 * 64 + 256 + 64)
     biases = 2 * (4 * 64 + 256 + 64)
-    # int8 weights and an fp32 scale a row (compressed-tensors), fp32 biases
-    assert s["memory"]["weights_bytes"] == (s["parameters"] - n_lin - biases) * 4 + n_lin + rows * 4 + biases * 4
+    # int8 weights (4 to an int32), an fp32 scale a row, an int64 [2] shape a linear (compressed-tensors'
+    # pack-quantized), fp32 biases
+    assert s["memory"]["weights_bytes"] == (s["parameters"] - n_lin - biases) * 4 + n_lin + rows * 4 + biases * 4 \
+        + 12 * 16
     assert s["applied"][0]["report"].startswith("quantize (int8_weight): 12 linears")
 
 

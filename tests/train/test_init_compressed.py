@@ -40,5 +40,9 @@ def test_train_from_a_low_rank_compress_output(tmp_path, monkeypatch, capsys):
     # lr ~ 0: the trained weights are the init's; in the spec's names the int8 factors multiply back
     w, f = load_file("t/model.safetensors"), load_file("small/weights.safetensors")
     n = "decoder.h.0.mlp.up"
-    a, b = (f[f"{n}.{x}.weight"].float() * f[f"{n}.{x}.weight_scale"] for x in "ab")
+    from compressed_tensors.compressors.pack_quantized.helpers import unpack_from_int32
+
+    # int8_weight as compressed-tensors' pack-quantized: 4 integers to an int32
+    a, b = (unpack_from_int32(f[f"{n}.{x}.weight_packed"], 8, torch.Size(f[f"{n}.{x}.weight_shape"].tolist()))
+            .float() * f[f"{n}.{x}.weight_scale"] for x in "ab")
     assert torch.allclose(w[f"{n}.weight"], b @ a, atol=1e-5)

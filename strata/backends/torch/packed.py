@@ -5,13 +5,20 @@ A packed file is in the compiled model's own names (the module that holds the
 integers: `decoder.h.0.attn.qkv`, a low-rank layer's `.a` / `.b` factors), like
 a compressed-tensors checkpoint, with per quantized linear:
 
-    int8_dynamic, int8_weight   NAME.weight        int8 [out, in]
+    int8_dynamic                NAME.weight        int8 [out, in]
       (int-quantized)           NAME.weight_scale  fp32 [out, 1]
+    int8_weight                 NAME.weight_packed int32 [out, in / 4]   (4 values per int32)
+      (pack-quantized)          NAME.weight_scale  fp32 [out, 1]
+                                NAME.weight_shape  int64 [2]
     int4_weight                 NAME.weight_packed int32 [out, in / 8]   (8 values per int32)
       (pack-quantized)          NAME.weight_scale  bf16 [out, in / group]
                                 NAME.weight_zero_point int32 [out / 8, in / group] (packed along rows)
                                 NAME.weight_shape  int64 [2]
                                 NAME.bias          bf16 (the int4 kernel's)
+
+(`ct_format` decides each scheme's format, for the file, the report's
+quantization_config and `strata export --to hf` alike; a file from before
+int8_weight was packed, NAME.weight int8, still loads.)
 
 and every other tensor as the model holds it.  The safetensors metadata says
 `compression: compressed-tensors` (`format` stays `pt`, as transformers wants);
@@ -32,10 +39,23 @@ from strata.passes.qparams import QuantizedWeight
 from strata.passes.quantize import Quantize
 from strata.safetensors_file import WeightsError
 
-__all__ = ["FORMAT", "is_packed", "packed_state", "quantization_config", "read_packed"]
+__all__ = ["FORMAT", "ct_format", "is_packed", "packed_state", "quantization_config", "read_packed"]
 
 FORMAT = "compressed-tensors"
 SUFFIXES = ("weight_scale", "weight_packed", "weight_zero_point", "weight_shape")
+# The compressed-tensors format of each scheme: the one transformers decompresses
+# and vLLM has a kernel for (W8A8 int: int-quantized; weight-only int8 / int4,
+# W8A16 / W4A16: pack-quantized, 4 / 8 values per int32).
+_FORMATS = {"int8_dynamic": "int-quantized", "int8_weight": "pack-quantized", "int4_weight": "pack-quantized"}
+
+
+def ct_format(scheme: str) -> str:
+    """The compressed-tensors format a quantized linear of `scheme` is stored in.
+
+    >>> ct_format("int8_weight"), ct_format("int8_dynamic")
+    ('pack-quantized', 'int-quantized')
+    """
+    return _FORMATS[scheme]
 
 
 def _ct():
@@ -92,11 +112,15 @@ def quantized_weight(m: torch.nn.Module, group_size: int | None) -> QuantizedWei
     return None
 
 
-def pack(name: str, qw: QuantizedWeight) -> dict[str, torch.Tensor]:
-    """The compressed-tensors tensors of one quantized linear."""
-    if qw.bits == 8:
+def pack(name: str, qw: QuantizedWeight, scheme: str) -> dict[str, torch.Tensor]:
+    """The compressed-tensors tensors of one quantized linear of `scheme`."""
+    if ct_format(scheme) == "int-quantized":
         return {f"{name}.weight": qw.q.contiguous(), f"{name}.weight_scale": qw.scale.contiguous()}
     pack_to_int32, _ = _ct()
+    if qw.bits == 8:  # symmetric: no zero point
+        return {f"{name}.weight_packed": pack_to_int32(qw.q.cpu().contiguous(), 8),
+                f"{name}.weight_scale": qw.scale.contiguous(),
+                f"{name}.weight_shape": torch.tensor(list(qw.q.shape), dtype=torch.int64)}
     return {f"{name}.weight_packed": pack_to_int32(qw.q.cpu(), 4),
             f"{name}.weight_scale": qw.scale.contiguous(),
             f"{name}.weight_zero_point": pack_to_int32(qw.zero.cpu().contiguous(), 4, packed_dim=0),
@@ -116,7 +140,7 @@ def packed_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
         if qw is None:
             raise WeightsError(f"{q}: {scheme} has no packed form yet; save the float "
                                "model and quantize when compiling")
-        out.update(pack(q, qw))
+        out.update(pack(q, qw, a.get("quant_scheme") or ("int4_weight" if qw.bits == 4 else "int8_dynamic")))
         bias = model.get_submodule(q).bias
         bias = bias() if callable(bias) else bias
         if bias is not None:
@@ -142,7 +166,7 @@ def read_packed(tensors: dict, g, where: str) -> tuple[dict[str, QuantizedWeight
         if n not in g or "weight" not in g.nodes[n].params:
             raise WeightsError(f"{where}: {n} holds packed weights; the model has no linear {n}")
         shape = _weight_shape(g, n)
-        scheme = "int4_weight" if f"{n}.weight_packed" in rest else "int8_weight"
+        scheme = "int4_weight" if f"{n}.weight_zero_point" in rest else "int8_weight"  # int4 is asymmetric
         scale = rest.get(f"{n}.weight_scale")
         gs = shape[1] // scale.shape[-1] if scheme == "int4_weight" and scale is not None and scale.ndim == 2 \
             and scale.shape[-1] and shape[1] % scale.shape[-1] == 0 else None
@@ -162,8 +186,12 @@ def _take(rest: dict, n: str, scheme: str, shape: tuple[int, int], gs: int | Non
     """Pop linear n's packed tensors from `rest`, checked against its [rows, cols]."""
     rows, cols = shape
     gs = gs or cols
-    want = ({f"{n}.weight": ((rows, cols), torch.int8), f"{n}.weight_scale": ((rows, 1), torch.float32)}
-            if scheme != "int4_weight" else
+    int8 = scheme != "int4_weight"
+    int8_packed = int8 and f"{n}.weight_packed" in rest  # int8_weight as pack-quantized stores it
+    want = ({f"{n}.weight_packed": ((rows, -(-cols // 4)), torch.int32), f"{n}.weight_shape": ((2,), torch.int64),
+             f"{n}.weight_scale": ((rows, 1), torch.float32)} if int8_packed else
+            {f"{n}.weight": ((rows, cols), torch.int8), f"{n}.weight_scale": ((rows, 1), torch.float32)}
+            if int8 else
             {f"{n}.weight_packed": ((rows, -(-cols // 8)), torch.int32),
              f"{n}.weight_scale": ((rows, cols // gs), torch.bfloat16),
              f"{n}.weight_zero_point": ((-(-rows // 8), cols // gs), torch.int32),
@@ -177,12 +205,16 @@ def _take(rest: dict, n: str, scheme: str, shape: tuple[int, int], gs: int | Non
             raise WeightsError(f"{where}: {k} is {str(t.dtype).removeprefix('torch.')} "
                                f"{list(t.shape)}; {n} ({scheme}, {rows}x{cols}) needs "
                                f"{str(dtype).removeprefix('torch.')} {list(s)}")
-    if scheme != "int4_weight":
+    if int8 and not int8_packed:
         return QuantizedWeight(rest.pop(f"{n}.weight"), rest.pop(f"{n}.weight_scale"), None, cols, 8)
     if rest[f"{n}.weight_shape"].tolist() != [rows, cols]:
         raise WeightsError(f"{where}: {n}.weight_shape is {rest[f'{n}.weight_shape'].tolist()}; "
                            f"the spec's {n} is {rows}x{cols}")
     _, unpack_from_int32 = _ct()
+    if int8:
+        q = unpack_from_int32(rest.pop(f"{n}.weight_packed"), 8, torch.Size((rows, cols))).to(torch.int8)
+        rest.pop(f"{n}.weight_shape")
+        return QuantizedWeight(q, rest.pop(f"{n}.weight_scale"), None, cols, 8)
     q = unpack_from_int32(rest.pop(f"{n}.weight_packed"), 4, torch.Size((rows, cols)))
     zero = unpack_from_int32(rest.pop(f"{n}.weight_zero_point"), 4, torch.Size((rows, cols // gs)), packed_dim=0)
     rest.pop(f"{n}.weight_shape")
@@ -211,8 +243,10 @@ def quantization_config(g) -> dict | None:
             weights = dict(num_bits=8, type="int", symmetric=True, strategy="channel")
         acts = (dict(num_bits=8, type="int", symmetric=True, strategy="token", dynamic=True)
                 if scheme == "int8_dynamic" else None)
-        schemes[f"group_{i}"] = QuantizationScheme(targets=names, weights=weights, input_activations=acts)
-    fmt = "pack-quantized" if all(s == "int4_weight" for s, _ in groups) else \
-        "int-quantized" if all(s != "int4_weight" for s, _ in groups) else "mixed-precision"
+        # each group says its own format: compressed-tensors reads it per module
+        schemes[f"group_{i}"] = QuantizationScheme(targets=names, weights=weights, input_activations=acts,
+                                                   format=ct_format(scheme))
+    formats = {ct_format(s) for s, _ in groups}
+    fmt = formats.pop() if len(formats) == 1 else "mixed-precision"
     cfg = QuantizationConfig(config_groups=schemes, format=fmt, quantization_status="compressed")
     return cfg.model_dump(mode="json", exclude_none=True)

@@ -7,7 +7,8 @@ rewrites the state dict in place; the pass's record gets what was done.
                                  the integers go to ctx.quantized[linear]
     quantize(..., method=awq)    W := W diag(s), norm := norm / s (AWQ's search), and
                                  down / o likewise with up / v; then W := AWQ's clipping
-    quantize(..., smooth=a)      W := W diag(s), norm := norm / s (SmoothQuant)
+    quantize(..., smooth=a)      W := W diag(s), norm := norm / s (SmoothQuant), and
+                                 down / o likewise with up / v
     prune(..., method=sparsegpt) W := SparseGPT's pruned and updated weights
 
 Errors recorded per linear are relative output errors on the calibration
@@ -75,7 +76,7 @@ def calibrated_quantize(o, record: dict, state: dict, ctx) -> dict:
     else:
         awq = o.method == "awq"
         groups, skipped = norm_groups(g, nodes, out)
-        pairs = linear_pairs(g, nodes, out) if awq else {}  # {down: up, o: v}
+        pairs = linear_pairs(g, nodes, out)  # {down: up, o: v}: a scale folds exactly into the producer
         for n in pairs:
             skipped.pop(n, None)
         chosen = {r for rs in groups.values() for r in rs if r in nodes}
@@ -99,12 +100,17 @@ def calibrated_quantize(o, record: dict, state: dict, ctx) -> dict:
                     scales[norm] = {"alpha": o.smooth, "max_scale": round(float(scale.max()), 4),
                                     "min_scale": round(float(scale.min()), 4)}
                 apply_scale(g, out, norm, readers, scale)
-            if not awq:
-                return
             for n in block:
                 s = stats[input_of(g, n)]
                 if s["n"] == 0:
                     skipped[n] = "no calibration input reached it"
+                    continue
+                if not awq:  # SmoothQuant: down's input (act(gate) * up) is where SwiGLU's outliers are
+                    if n in pairs:
+                        scale = smooth_scale([out[f"{n}.weight"]], s["absmax"], o.smooth)
+                        scales[n] = {"alpha": o.smooth, "max_scale": round(float(scale.max()), 4),
+                                     "min_scale": round(float(scale.min()), 4), "folded_into": pairs[n]}
+                        apply_pair(out, pairs[n], n, scale)
                     continue
                 xs.setdefault(n, s["x"])
                 if n in pairs:
@@ -113,13 +119,15 @@ def calibrated_quantize(o, record: dict, state: dict, ctx) -> dict:
                                  "folded_into": pairs[n]}
                     apply_pair(out, pairs[n], n, scale)
                     xs[n] = s["x"] / scale.float()
+            if not awq:
+                return
             for n in block:
                 if n in xs and g.nodes[n].attrs.get("role") not in ("q", "k"):
                     W = out[f"{n}.weight"]
                     clipped, err, plain = awq_clip(W, xs[n], grid)
                     out[f"{n}.weight"] = clipped.to(W.dtype)
                     clips[n] = {"error": round(err, 6), "rtn_error": round(plain, 6)}
-        cost = ctx.stream(out, nodes if awq else sorted(chosen), handle, hessian=False,
+        cost = ctx.stream(out, nodes if awq else sorted(chosen | set(pairs)), handle, hessian=False,
                           rows=AWQ_ROWS if awq else 0)
         record["scales"] = scales
         if awq:

@@ -1,18 +1,32 @@
 """Calibration streamed block by block, so memory holds one block's statistics
-and never the whole model's activations.
+and its input activations, never the whole model's, and each block runs a
+bounded number of times (cost linear in depth).
 
 For each transformer block holding selected linears, in model order: the
-calibration ids run through the model as it stands (the blocks before it
-already compressed, as GPTQ and SparseGPT do), stopped as soon as that block
-has run; hooks on its linears accumulate, per distinct input (q, k and v share
-one), the Hessian H = 2 X^T X / n [in, in] and per-channel mean |x| and
+calibration ids run through the model as it stands, stopped as soon as that
+block has run; hooks on its linears accumulate, per distinct input (q, k and v
+share one), the Hessian H = 2 X^T X / n [in, in] and per-channel mean |x| and
 max |x| [in] (and, when asked, up to `rows` input rows for AWQ's search).  Then
-`handle(block, stats)` rewrites the block's weights in the state; the model
-takes them before the next block is measured.
+`handle(block, stats)` rewrites the block's weights in the state, the model
+takes them, and the block runs once more, compressed, on the same inputs: its
+outputs [rows, T, d] are kept (GPTQ's sequential mode: each block is measured
+on what the compressed blocks before it produce).
+
+Replay: in the next passes through a repeat (`decoder.layers`), the block that
+produced the kept outputs returns them instead of computing, and the blocks
+before it return their input untouched (the generated loop `x = layer(x, ...)`
+hands each block's output to the next one only; the first pass checks that the
+replayed tensor is the one the next block reads, and a repeat that is not such
+a chain is run in full).  So block i costs two block forwards (measure,
+then compress and propagate) plus the embedding, where running the model from
+the start for every block cost i + 1.  A repeat's kept outputs are dropped
+when `handle` rewrites a block already replayed (nothing in strata's methods
+does: their folds stay inside a block).  `replay=False` runs the model from
+the start for every block (the former, quadratic cost; the same results).
 
 In code::
 
-    seconds = stream(g, state, ids, nodes, handle, hessian=True)
+    cost = stream(g, state, ids, nodes, handle, hessian=True)
 """
 
 from __future__ import annotations
@@ -46,11 +60,101 @@ def _net(g, state):
     return net.eval()
 
 
+def _chains(g) -> dict[str, tuple[str, int]]:
+    """{repeat instance path: (repeat path, index)} for the top-level repeats
+    (the blocks `block_of` names)."""
+    out = {}
+    for r in g.graph.repeats:
+        if not any(p.isdigit() for p in r["path"].split(".")):
+            out.update({inst: (r["path"], i) for i, inst in enumerate(r["instances"])})
+    return out
+
+
+class _Replay:
+    """Per repeat path: the index of the last block whose outputs are kept, and
+    those outputs per batch; installs the skipping forwards for one pass."""
+
+    def __init__(self, net, g):
+        self.net, self.chains, self.kept, self.broken = net, _chains(g), {}, set()
+        self.members: dict[str, list[str]] = {}
+        for inst, (path, _) in self.chains.items():
+            self.members.setdefault(path, []).append(inst)
+
+    def install(self, current: str, batch: list[int]) -> list:
+        """Skip what the kept outputs stand for, for a pass stopping at `current`;
+        `batch[0]` is the batch index the pass is at.  Returns undo handles."""
+        undo = []
+        here = self.chains.get(current)
+        for path, (last, outs) in list(self.kept.items()):
+            if here is not None and here[0] == path and here[1] <= last:
+                del self.kept[path]  # an earlier block again: run it in full
+                continue
+            for inst in self.members[path][:last + 1]:
+                mod = self.net.get_submodule(inst)
+                if self.chains[inst][1] == last:
+                    mod.forward = lambda *a, outs=outs, **k: outs[batch[0]]
+                else:
+                    mod.forward = lambda x, *a, **k: x
+                undo.append(mod)
+            if last + 1 < len(self.members[path]):  # the next block must read exactly the replayed tensor
+                def check(mod, args, outs=outs, path=path):
+                    if not args or args[0] is not outs[batch[0]]:
+                        self.broken.add(path)
+                undo.append(self.net.get_submodule(self.members[path][last + 1]).register_forward_pre_hook(check))
+        return undo
+
+    def drop_stale(self, changed: set[str]) -> None:
+        """Forget kept outputs that a rewrite of a block at or before them made stale."""
+        for path, (last, _) in list(self.kept.items()):
+            if any(k.startswith(inst + ".") for inst in self.members[path][:last + 1] for k in changed):
+                del self.kept[path]
+
+
+def _run(net, g, batches, stop_at: str, replay: _Replay | None, capture: bool = False):
+    """One pass of the batches through `net`, each stopped once `stop_at` has
+    run; with `capture`, that module's output per batch.  None when a replayed
+    repeat turned out not to be a chain (the caller runs the pass again)."""
+    import torch  # lazy: torch
+
+    batch, outs, undo = [0], [], []
+    try:
+        stop = net.get_submodule(stop_at)
+    except AttributeError:
+        stop = None
+    if stop is not None:
+        def halt(mod, args, out):
+            if capture:
+                outs.append(out)
+            raise _Stop
+        undo.append(stop.register_forward_hook(halt))
+    if replay is not None:
+        undo += replay.install(stop_at, batch)
+    try:
+        with torch.no_grad():
+            for i, inputs in enumerate(batches):
+                batch[0] = i
+                try:
+                    net(*inputs)
+                except _Stop:
+                    pass
+    finally:
+        for u in undo:
+            if isinstance(u, torch.nn.Module):
+                del u.forward  # back to the class's forward
+            else:
+                u.remove()
+    if replay is not None and replay.broken & set(replay.kept):
+        for path in replay.broken:
+            replay.kept.pop(path, None)
+        return None
+    return outs
+
+
 def stream(g: "nx.MultiDiGraph", state: dict, ids, nodes: list[str], handle, *, hessian: bool = True,
-           rows: int = 0) -> dict:
+           rows: int = 0, replay: bool = True) -> dict:
     """Run `handle(block_nodes, stats)` block by block (see the module docstring);
     stats[input node] = {"H", "mean", "absmax", "n", "x"} ("n" 0: the input never ran).  Returns {"blocks",
-    "seconds_per_block", "rows"}."""
+    "seconds_per_block", "rows", "replay"}."""
     import torch  # lazy: torch
 
     from strata.backends.torch.weights import load_state  # lazy: torch
@@ -58,7 +162,9 @@ def stream(g: "nx.MultiDiGraph", state: dict, ids, nodes: list[str], handle, *, 
     net = _net(g, state)
     started = time.perf_counter()
     groups = blocks(g, nodes)
-    for block in groups:
+    batches = [model_inputs(g, ids[i:i + BATCH]) for i in range(0, ids.shape[0], BATCH)]
+    kept = _Replay(net, g) if replay else None
+    for b, block in enumerate(groups):
         stats: dict[str, dict] = {}
         hooks = []
         for n in block:
@@ -83,21 +189,12 @@ def stream(g: "nx.MultiDiGraph", state: dict, ids, nodes: list[str], handle, *, 
                 if have < rows:
                     s["x"].append(x[: rows - have].float())
             hooks.append(net.get_submodule(n).register_forward_hook(hook))
-        try:  # stop the forward once this block has run
-            stop = net.get_submodule(block_of(block[0]))
-        except AttributeError:
-            stop = None
-        if stop is not None:
-            def halt(mod, args, out):
-                raise _Stop
-            hooks.append(stop.register_forward_hook(halt))
+        name = block_of(block[0])
         try:
-            with torch.no_grad():
-                for i in range(0, ids.shape[0], BATCH):
-                    try:
-                        net(*model_inputs(g, ids[i:i + BATCH]))
-                    except _Stop:
-                        pass
+            while _run(net, g, batches, name, kept) is None:  # a repeat that is no chain: again, in full
+                for s in stats.values():
+                    s.clear()
+                    s.update({"n": 0, "x": []})
         finally:
             for h in hooks:
                 h.remove()
@@ -109,8 +206,19 @@ def stream(g: "nx.MultiDiGraph", state: dict, ids, nodes: list[str], handle, *, 
                 s["H"] *= 2 / n
             s["mean"] = s.pop("sum") / n
             s["x"] = torch.cat(s["x"]) if s["x"] else None
+        before = dict(state)
         handle(block, stats)
-        load_state(net, state)
+        changed = {k for k, v in state.items() if before.get(k) is not v}
+        load_state(net, {k: state[k] for k in changed}, strict=False)
+        if kept is None:
+            continue
+        kept.drop_stale(changed)
+        if name in kept.chains and kept.chains[name][0] not in kept.broken and b + 1 < len(groups):  # propagate: the compressed block's outputs
+            outs = _run(net, g, batches, name, kept, capture=True)
+            while outs is None:
+                outs = _run(net, g, batches, name, kept, capture=True)
+            if len(outs) == len(batches):
+                kept.kept[kept.chains[name][0]] = (kept.chains[name][1], outs)
     seconds = time.perf_counter() - started
     return {"blocks": len(groups), "seconds_per_block": round(seconds / max(len(groups), 1), 4),
-            "rows": int(ids.shape[0])}
+            "rows": int(ids.shape[0]), "replay": bool(replay)}

@@ -1,0 +1,108 @@
+"""Streaming calibration (strata/backends/torch/workflows/stream.py): replaying
+the compressed blocks' outputs gives exactly what running the model from the
+start for every block gives, and each block runs a bounded number of times."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.passes.helpers import LLAMA, ids, spec_file, torch, weights
+
+from strata.backends.torch.workflows.stream import stream
+from strata.compiler import build_file
+
+# the seed's encoder-decoder: decoder blocks read the encoder's output as memory
+SEQ2SEQ = """
+model tiny_t5 {
+  vocab = 64
+  ctx   = 32
+  d     = 32
+  heads = 2
+  depth = 3
+  block enc_layer {
+    residual { layernorm; attention(heads) }
+    residual { layernorm; mlp(64) }
+  }
+  block dec_layer {
+    residual { layernorm; attention(heads, causal=true) }
+    residual { layernorm; cross_attention(heads, memory) }
+    residual { layernorm; mlp(64) }
+  }
+  stack encoder(src) {
+    embedding(vocab, d) as embed
+    position(learned, ctx) as pos
+    repeat(depth) enc_layer as layers
+    layernorm as norm
+  }
+  stack decoder(tgt, memory=encoder) {
+    embedding(vocab, d) as embed
+    position(learned, ctx) as pos
+    repeat(depth) dec_layer as layers
+    layernorm as norm
+    lm_head(vocab)
+  }
+}
+"""
+
+# every other layer a sliding window: the generated loop zips the layers with their masks
+WINDOWS = LLAMA.replace("depth = 2", "depth = 4").replace(
+    "attention(heads, kv_heads=2, causal=true, bias=false)",
+    "attention(heads, kv_heads=2, causal=true, bias=false, window=8 if i % 2 == 0 else none)").replace(
+    "repeat(depth) layer", "repeat(depth, i) layer")
+
+
+def _run(g, state, x, replay):
+    """Each block's Hessians and the state after a handle that rounds the block's
+    weights (so later blocks see the compressed ones), and how often each linear ran."""
+    from safetensors.torch import load_file
+
+    state = dict(load_file(str(state)))
+    nodes = [n for n, d in g.nodes(data=True) if d["op"] == "linear" and f"{n}.weight" in state]
+    seen, calls = {}, {}
+
+    def handle(block, stats):
+        for k, s in stats.items():
+            seen[k] = s["H"].clone() if s["n"] else None
+        for n in block:
+            state[f"{n}.weight"] = (state[f"{n}.weight"] * 8).round() / 8
+
+    import strata.backends.torch.workflows.stream as mod
+
+    build = mod._net
+
+    def counted(g, st):
+        net = build(g, st)
+        for n in nodes:
+            net.get_submodule(n).register_forward_hook(
+                lambda m, a, o, n=n: calls.__setitem__(n, calls.get(n, 0) + 1))
+        return net
+    mod._net = counted
+    try:
+        cost = stream(g, state, x, nodes, handle, replay=replay)
+    finally:
+        mod._net = build
+    return seen, state, calls, cost
+
+
+@pytest.mark.parametrize("text", [LLAMA.replace("depth = 2", "depth = 4"), SEQ2SEQ, WINDOWS])
+def test_replay_equals_running_from_the_start_at_linear_cost(tmp_path, text):
+    spec = spec_file(tmp_path, text)
+    w = weights(tmp_path, spec)
+    g = build_file(spec)
+    x = ids(64, rows=12, length=16)  # two batches of 8
+    fast = _run(g, w, x, replay=True)
+    slow = _run(g, w, x, replay=False)
+    assert fast[3]["replay"] and not slow[3]["replay"]
+    assert fast[0].keys() == slow[0].keys() and len(fast[0]) > 4
+    for k in fast[0]:
+        torch.testing.assert_close(fast[0][k], slow[0][k], rtol=0, atol=0)
+    for k in slow[1]:
+        assert torch.equal(fast[1][k], slow[1][k]), k
+    blocks = {n.rsplit(".", 2)[0] if ".layers." in n else n for n in fast[2]}
+    batches = 2
+    deepest = max((n for n in fast[2] if ".layers." in n), key=lambda n: int(n.split(".layers.")[1].split(".")[0]))
+    # replayed: a block runs to be measured and once more compressed (its outputs kept), whatever its depth
+    assert fast[2][deepest] <= 2 * batches, (deepest, fast[2][deepest])
+    first = next(n for n in fast[2] if ".layers.0." in n)
+    assert fast[2][first] <= 2 * batches and slow[2][first] > 2 * batches  # from the start: once per later block
+    assert len(blocks) > 3
