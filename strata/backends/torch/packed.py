@@ -140,7 +140,7 @@ def packed_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
         if qw is None:
             raise WeightsError(f"{q}: {scheme} has no packed form yet; save the float "
                                "model and quantize when compiling")
-        out.update(pack(q, qw, a.get("quant_scheme") or ("int4_weight" if qw.bits == 4 else "int8_dynamic")))
+        out.update(pack(q, qw, scheme or ("int4_weight" if qw.bits == 4 else "int8_dynamic")))
         bias = model.get_submodule(q).bias
         bias = bias() if callable(bias) else bias
         if bias is not None:
