@@ -95,7 +95,7 @@ def check_cpu(path: Path, runs: int) -> dict[str, float]:
     server does per change, without and with its per-file cache of layers."""
     import gc
 
-    from strata.compiler.fold import FoldCache
+    from strata.compiler.repeat_copy import FoldCache
     from strata.lsp.features import Document
 
     text, name = path.read_text(), str(path)

@@ -259,13 +259,13 @@ def export(source: Any, out: str | Path, *, to: str = "hf", weights=None, model:
 def load_weights(model, path: str | Path, *, strict: bool = True, cast: bool = False):
     """Load a safetensors checkpoint into `model`; refuses pickles, misfits and
     (unless `cast=True`) tensors of another dtype than the model's (WeightsError)."""
-    from strata.backends.torch.weights import load_weights as load  # lazy: torch
+    from strata.backends.torch.weights_file import load_weights as load  # lazy: torch
 
     return load(model, path, strict=strict, cast=cast)
 
 
 def save_weights(model, path: str | Path) -> None:
     """Save `model`'s weights as safetensors (tied weights once)."""
-    from strata.backends.torch.weights import save_weights as save  # lazy: torch
+    from strata.backends.torch.weights_file import save_weights as save  # lazy: torch
 
     save(model, path)

@@ -26,7 +26,7 @@ def add_spec(p: argparse.ArgumentParser) -> None:
 
 def weights_errors():
     """Weights that do not fit (or are not safetensors) are the user's to fix: exit 2."""
-    from strata.backends.torch.weights import WeightsError  # lazy: torch
+    from strata.backends.torch.weights_file import WeightsError  # lazy: torch
 
     @contextlib.contextmanager
     def guard():

@@ -27,7 +27,7 @@ __all__ = ["PASSES", "PassSpec", "Plugins"]
 @dataclass(frozen=True)
 class PassSpec:
     """What a spec may write of a pass: its name, options schema (a pydantic
-    model, strata.components.base.Options) and positional options."""
+    model, strata.components.component_base.Options) and positional options."""
 
     name: str
     options: Any

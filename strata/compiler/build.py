@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from strata.compiler.elaborate import elaborate
-from strata.compiler.fold import FoldCache
+from strata.compiler.repeat_copy import FoldCache
 from strata.compiler.ir import to_networkx
 from strata.compiler.resolve import resolve_model
 from strata.compiler.sections import check_passes, check_train
@@ -86,7 +86,7 @@ def analyze_text(text: str, file: str = "<string>", *, model: str | None = None,
     files whose resolved path is in `open_texts` are read from there (an
     editor's unsaved buffers), the others from disk.  `cache` (one per file,
     kept between calls) lets a repeat's layers come from the last call where
-    they are unchanged (`strata.compiler.fold`); the graphs then share data.
+    they are unchanged (`strata.compiler.repeat_copy`); the graphs then share data.
 
         >>> a = analyze_text("model m {\\n  d = 8 +\\n  stack s(tokens) { embedding(10, d) }\\n}\\n", "m.arch")
         >>> [(d.span.line, d.message) for d in a.diagnostics]

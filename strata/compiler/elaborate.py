@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import strata.compiler.ir as ir
 from strata.compiler.evaluate import Env, EvalError, evaluate
-from strata.compiler.fold import Folder, FoldCache, reads
+from strata.compiler.repeat_copy import Folder, FoldCache, reads
 from strata.compiler.names import (
     check_input_name,
     check_module_name,
@@ -44,7 +44,7 @@ class Elaborator:
         self.cache = cache
         self.errors = errors
         self.g = ir.new_graph(model.name, staging=True)
-        self.g.folded = 0  # repeat instances copied, not elaborated (strata.compiler.fold)
+        self.g.folded = 0  # repeat instances copied, not elaborated (strata.compiler.repeat_copy)
         self.g.reused = 0  # of those, taken from the cache's last build
         self.components: dict[str, dict] = self.g.graph.components
         self.tensors = 0  # parameter tensors made so far (MAX_TENSORS)
@@ -263,7 +263,7 @@ class Elaborator:
         index = s.index or "index"
         self.g.graph.scopes[group] = {"kind": "repeat", "block": block, "count": n,
                                          "parent": sc.path}
-        # instances 2.. are copies of 0 where 0 and 1 agree (strata.compiler.fold)
+        # instances 2.. are copies of 0 where 0 and 1 agree (strata.compiler.repeat_copy)
         folder = Folder(self, sc.stack, self.cache) if n > 2 and not reads(s.body, self.m.blocks, index) else None
         seen: list = []  # (mark, piece, input, output) of instances 0 and 1
         instances: list[str] = []
@@ -379,7 +379,7 @@ class Elaborator:
 
 def elaborate(model: ResolvedModel, errors: Collector, cache: FoldCache | None = None) -> ir.Staging:
     """Elaborate `model` into a Staging graph (`ir.to_networkx` makes it the IR);
-    mistakes go to `errors` (the caller raises).  `cache`: see strata.compiler.fold."""
+    mistakes go to `errors` (the caller raises).  `cache`: see strata.compiler.repeat_copy."""
     b = Elaborator(model, errors, cache)
     env = Env.of_assigns(model.vars)
     env.is_model = True

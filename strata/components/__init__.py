@@ -1,6 +1,6 @@
 """Every component a spec can use, one module per family; each registers its
 options, elaboration, PyTorch lowering and diagram title in one `Component`
-(see `base.py`).  Adding a component = writing it in its family's module (or a
+(see `component_base.py`).  Adding a component = writing it in its family's module (or a
 new module listed here) plus its tests; `register(component)` adds one defined
 elsewhere (tests/recipes/test_component_recipe.py).
 
@@ -19,7 +19,7 @@ import strata.components.feedforward as feedforward
 import strata.components.heads as heads
 import strata.components.layers as layers
 import strata.components.norms as norms
-from strata.components.base import Component, Lowered, Options, Use
+from strata.components.component_base import Component, Lowered, Options, Use
 from strata.components.feedforward import GATED
 
 __all__ = ["COMPONENTS", "GATED", "Component", "Lowered", "Options", "Use", "register"]

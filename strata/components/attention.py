@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pydantic import Field, PositiveFloat, PositiveInt
 
-from strata.components.base import Component, EvalError, Lowered, Options, format_shape, hidden, linear
+from strata.components.component_base import Component, EvalError, Lowered, Options, format_shape, hidden, linear
 from strata.components.embeddings import relative_heads
 
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt
 
-from strata.components.base import Component, EvalError, Lowered, Options, format_shape, hidden
+from strata.components.component_base import Component, EvalError, Lowered, Options, format_shape, hidden
 
 
 class Embedding(Options):

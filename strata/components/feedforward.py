@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, PositiveInt
 
-from strata.components.base import Component, EvalError, Lowered, Options, activation, hidden, linear
+from strata.components.component_base import Component, EvalError, Lowered, Options, activation, hidden, linear
 
 Activation = Literal["relu", "gelu", "gelu_tanh", "silu", "tanh", "swiglu", "geglu", "geglu_tanh"]
 # gated activation -> activation of its gate: geglu_tanh is Gemma's and T5 v1.1's

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, PositiveFloat, PositiveInt
 
-from strata.components.base import Component, EvalError, Lowered, Options, activation, format_shape, hidden, linear
+from strata.components.component_base import Component, EvalError, Lowered, Options, activation, format_shape, hidden, linear
 from strata.components.feedforward import act
 from strata.components.layers import linear_module
 

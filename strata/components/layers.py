@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, PositiveInt
 
-from strata.components.base import Component, Lowered, Options, activation, hidden, linear
+from strata.components.component_base import Component, Lowered, Options, activation, hidden, linear
 from strata.components.feedforward import ACT_NAMES, act
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, PositiveFloat
 
-from strata.components.base import Component, Lowered, Options, hidden
+from strata.components.component_base import Component, Lowered, Options, hidden
 
 
 class LayerNorm(Options):

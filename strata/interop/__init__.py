@@ -1,6 +1,6 @@
 """Interop with other model formats: Hugging Face transformers folders
 (GPT-2, BERT, Llama, Mistral, GPT-NeoX, Qwen2, OPT, Mixtral, Phi, Falcon, Gemma 2, T5) ->
-strata spec + strata-named safetensors, and back (hf/export.py: the importer run
+strata spec + strata-named safetensors, and back (hf/family_export.py: the importer run
 backwards; `strata export` in strata.train.export writes the folder).
 
     >>> from strata.interop import hf_to_spec

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from strata.compiler import Analysis, analyze_text
 from strata.compiler.cost import node_flops, seq_len
-from strata.compiler.fold import FoldCache
+from strata.compiler.repeat_copy import FoldCache
 from strata.compiler.symbolic import text as sym_text
 from strata.components import COMPONENTS
 from strata.dsl import YAML_SUFFIXES, read_source

@@ -20,7 +20,7 @@ from lsprotocol import types as T
 from pygls.lsp.server import LanguageServer
 from pygls.uris import from_fs_path, to_fs_path
 
-from strata.compiler.fold import FoldCache
+from strata.compiler.repeat_copy import FoldCache
 from strata.compiler.symbolic import text as sym_text
 from strata.dsl import clean_text, read_source
 from strata.dsl.rewrite import rewrite

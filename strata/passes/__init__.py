@@ -1,7 +1,7 @@
 """Passes: one file per pass, each a `Pass` class holding its options schema,
 its graph rewrite, its weight transform, its report and the hooks of every
 later stage (lowering, diagram badges, cost, training, compressed storage; see
-base.py).  The registry below is what specs, `strata passes`, `strata schema`
+pass_base.py).  The registry below is what specs, `strata passes`, `strata schema`
 and those stages read; `register(cls)` adds a pass defined elsewhere.
 
     >>> from strata.compiler import build_text
@@ -16,7 +16,7 @@ and those stages read; `register(cls)` adds a pass defined elsewhere.
 
 The pipeline runs in the order a spec lists its passes; each pass records what
 it did in g.graph.applied, which is how a checkpoint is carried across the
-passes later (strata/passes/weights.py).
+passes later (strata/passes/weight_transfer.py).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from strata.compiler import cost, ir
 from strata.compiler.ir_types import PASS_MARKS
 from strata.errors import Diagnostic, SpecError
-from strata.passes.base import Pass, PassContext, PassError, Stored
+from strata.passes.pass_base import Pass, PassContext, PassError, Stored
 import strata.plugins as plugins
 from strata.compiler.select import select
 from strata.passes.distill import Distill

@@ -8,7 +8,7 @@ exact weight transform, concatenation one way and splitting back.
 
 from __future__ import annotations
 
-from strata.passes.base import Pass
+from strata.passes.pass_base import Pass
 
 SUFFIXES = ("weight", "bias")
 

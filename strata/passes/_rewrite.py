@@ -15,7 +15,7 @@ import networkx as nx
 
 from strata.compiler import ir
 from strata.compiler.select import select
-from strata.passes.base import PassError, carried_marks
+from strata.passes.pass_base import PassError, carried_marks
 
 if TYPE_CHECKING:  # networkx is imported when a graph is rebuilt, not by `strata check`
     import networkx as nx

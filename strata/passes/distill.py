@@ -16,10 +16,10 @@ from pydantic import Field, PositiveFloat
 
 from strata.compiler import build_file
 from strata.compiler.paths import located
-from strata.components.base import Options
+from strata.components.component_base import Options
 from strata.errors import SpecError, UsageError
 from strata.passes._rewrite import copy_graph
-from strata.passes.base import Pass
+from strata.passes.pass_base import Pass
 
 if TYPE_CHECKING:
     import networkx as nx

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from pydantic import Field
 
 from strata.compiler import ir
-from strata.components.base import Options
+from strata.components.component_base import Options
 from strata.passes._fusion import FusionPass
 from strata.passes._rewrite import Splices, copy_graph, fuse_linears, select
 from strata.passes.lora import LoRA

@@ -21,9 +21,9 @@ from typing import TYPE_CHECKING
 
 from pydantic import Field, PositiveFloat, PositiveInt
 
-from strata.components.base import Options
+from strata.components.component_base import Options
 from strata.passes._rewrite import PassError, copy_graph, weight_linears
-from strata.passes.base import Pass, Stored, held_by
+from strata.passes.pass_base import Pass, Stored, held_by
 
 if TYPE_CHECKING:
     import networkx as nx

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from pydantic import Field, PositiveInt, model_validator
 
 from strata.compiler import ir
-from strata.components.base import Options
+from strata.components.component_base import Options
 from strata.passes._rewrite import (
     PassError,
     Splices,
@@ -35,7 +35,7 @@ from strata.passes._rewrite import (
     rename_output,
     weight_linears,
 )
-from strata.passes.base import Pass, PassContext, Stored, carried_marks
+from strata.passes.pass_base import Pass, PassContext, Stored, carried_marks
 from strata.passes.text import pass_text
 from strata.passes.lora import LoRA
 

@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from strata.components.base import Options
+from strata.components.component_base import Options
 from strata.passes._rewrite import PassError, copy_graph, weight_linears
 import strata.passes.prune_structured as S
-from strata.passes.base import Pass, Stored
+from strata.passes.pass_base import Pass, Stored
 from strata.passes.methods.apply import calibrated_prune, magnitude_masks
 from strata.passes.text import pass_text
 from strata.passes.lora import LoRA

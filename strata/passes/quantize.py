@@ -52,9 +52,9 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field, model_validator
 
 from strata.compiler.cost import node_weight_bytes, stored_weight_bytes
-from strata.components.base import Options
+from strata.components.component_base import Options
 from strata.passes._rewrite import PassError, copy_graph, selected_nodes, weight_linears
-from strata.passes.base import Pass, Stored
+from strata.passes.pass_base import Pass, Stored
 from strata.passes.methods.apply import calibrated_quantize
 from strata.passes.quant_budget import FLOAT, average_bits, candidates, choose, explicit_passes
 from strata.passes.text import pass_text

@@ -26,7 +26,7 @@ def sample(root: Root, run: str, prompt: str, tokens: int, temperature: float, s
     if not math.isfinite(temperature) or not 0 <= temperature <= 10:
         return {"run": run, "error": f"temperature should be 0 (greedy) to 10, got {temperature}"}
     folder = root.resolve(run)  # Refused outside the served folder
-    from strata.backends.torch.weights import WeightsError  # lazy: torch
+    from strata.backends.torch.weights_file import WeightsError  # lazy: torch
     from strata.train.run import open_source  # lazy: torch
 
     t = time.perf_counter()

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from strata.backends.torch.weights import checkpoint_shapes
+from strata.backends.torch.weights_file import checkpoint_shapes
 from strata.errors import UsageError
 from strata.io import atomic_output, write_atomic
 from strata.train.records import CheckpointState, Pointer, read_record

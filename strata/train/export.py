@@ -3,7 +3,7 @@
 SOURCE is what every command that reads weights takes (strata.train.sources): a
 run folder, a `strata compress` output folder, or a spec with `--weights`.
 
---to hf, a spec of an import-hf family (strata.interop.hf.export decides):
+--to hf, a spec of an import-hf family (strata.interop.hf.family_export decides):
     OUT/config.json              the family's own config (model_type, architectures, ...)
     OUT/model.safetensors        the weights in the family's names and layouts
     OUT/generation_config.json   the special token ids generation uses
@@ -32,8 +32,8 @@ from strata.dsl import load_file as load_spec_file
 from strata.dsl import load_text
 from strata.errors import UsageError
 from strata.interop.hf.config import HFImportError
-from strata.interop.hf.export import FamilyMatch, architecture, hf_tensors, match_family, rotary_facts
-from strata.interop.hf.weights import check, save
+from strata.interop.hf.family_export import FamilyMatch, architecture, hf_tensors, match_family, rotary_facts
+from strata.interop.hf.checkpoint_reader import check, save
 from strata.io import atomic_folder, is_spec_path, write_atomic
 from strata.train.export_code import ExportError, code_files
 from strata.train.export_quantized import SUFFIXES, family_tensors, only_quantize, read_packed_checkpoint

@@ -11,7 +11,7 @@ quantize passes and the integers under its own names (`code_tensors`).
     decoder.layers.0.mlp.up.weight_packed int32  ──►   model.layers.0.mlp.up_proj.weight_packed      (pack-quantized:
       int8_weight, int4_weight)
       .weight_scale bf16, .weight_zero_point int32, .weight_shape int64   ──►   the same suffixes
-    every float tensor                           ──►   the family's names (strata.interop.hf.weights.unconvert)
+    every float tensor                           ──►   the family's names (strata.interop.hf.checkpoint_reader.unconvert)
     config.json                                  ──►   + quantization_config, targets in the family's names
 
 A quantized linear keeps its integers only where the family stores it as one
@@ -34,7 +34,7 @@ from strata.backends.torch.packed import ct_format, is_packed, quantization_conf
 from strata.compiler.ir import state_dict_shapes
 from strata.errors import UsageError
 from strata.interop.hf.config import Config, HFImportError
-from strata.interop.hf.weights import check, unconvert
+from strata.interop.hf.checkpoint_reader import check, unconvert
 from strata.passes import PassContext, apply_passes
 from strata.passes.quantize import Quantize
 from strata.safetensors_file import WeightsError

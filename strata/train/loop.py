@@ -43,7 +43,7 @@ def _finite(x: float) -> float | None:
 class Loop:
     model: torch.nn.Module               # what is called: the net, DDP(net) or FSDP-sharded net
     params: list                         # parameters that train
-    loss: Any                            # objectives.Loss or objectives.distill.DistillLoss
+    loss: Any                            # objectives.Loss or objectives.distillation.DistillLoss
     eval_loss: Any                       # the objective's Loss (validation reports the objective)
     sampler: Any
     opt: torch.optim.Optimizer

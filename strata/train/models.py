@@ -16,7 +16,7 @@ from pathlib import Path
 from strata.backends.torch.compile import compile_graph
 from strata.backends.torch.spec_names import to_spec_names
 from strata.backends.torch.model_tensors import model_state
-from strata.backends.torch.weights import checkpoint_shapes, load_fitting, load_weights, save_weights
+from strata.backends.torch.weights_file import checkpoint_shapes, load_fitting, load_weights, save_weights
 from strata.compiler import as_graph
 from strata.io import is_spec_path
 

@@ -31,13 +31,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from strata.backends.torch.weights import checkpoint_shapes
+from strata.backends.torch.weights_file import checkpoint_shapes
 from strata.backends.torch.workflows.calibration import _context, model_inputs
 from strata.errors import UsageError
 from strata.passes.quantize import Quantize
 from strata.train.data import text_source
 from strata.train.objectives import CausalLM, objective_class
-from strata.train.objectives.distill import kd_sum
+from strata.train.objectives.distillation import kd_sum
 from strata.train.run_folder import RunFolder, is_run
 from strata.train.tokenizer import load_tokenizer
 

@@ -39,7 +39,7 @@ from strata.train.loop import Loop
 from strata.train.metrics import MetricsLog, Progress, plot_losses
 from strata.train.models import checkpoint_shapes, compile_model, float_state, load_fitting, load_weights
 from strata.train.objectives import Loss, choose_objective
-from strata.train.objectives.distill import DistillLoss, load_teacher
+from strata.train.objectives.distillation import DistillLoss, load_teacher
 from strata.train.optim import make_optimizer
 from strata.train.records import RunInfo, read_run_json
 from strata.train.run import CACHE, FINAL, METRICS, PLOT, RUN_JSON, TOKENIZER, Run

@@ -12,7 +12,7 @@ torch = require("torch")
 transformers = require("transformers")
 
 from strata.api import compile
-from strata.backends.torch.weights import load_state
+from strata.backends.torch.weights_file import load_state
 from tests.backends.helpers import GPT2_SPEC, LLAMA_SPEC, hf_state_in_strata_names
 
 ATOL = 1e-4

@@ -12,7 +12,7 @@ require("safetensors")
 from safetensors.torch import save_file
 
 from strata.api import compile, load_weights, save_weights
-from strata.backends.torch.weights import (
+from strata.backends.torch.weights_file import (
     WeightsError,
     WeightsMismatchError,
     checkpoint_shapes,

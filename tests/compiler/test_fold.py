@@ -1,4 +1,4 @@
-"""strata.compiler.fold: a repeat's instances copied from the first give the
+"""strata.compiler.repeat_copy: a repeat's instances copied from the first give the
 same graph, node for node and in the same order, and the same mistakes, as
 elaborating each one; and copying happens where the instances agree."""
 
@@ -76,7 +76,7 @@ def test_a_cache_takes_unchanged_layers_from_the_last_build():
     """The language server's incremental check: after an edit that leaves the
     layers as they were, no layer is made again; after one inside the block,
     every copy is made anew.  The graphs equal those built without a cache."""
-    from strata.compiler.fold import FoldCache
+    from strata.compiler.repeat_copy import FoldCache
 
     deep = GPT2.replace("depth = 12", "depth = 200")
     cache = FoldCache()

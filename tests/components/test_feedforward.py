@@ -11,7 +11,7 @@ torch = require("torch")
 transformers = require("transformers")
 
 import strata.api as api
-from strata.backends.torch.weights import load_state
+from strata.backends.torch.weights_file import load_state
 from strata.compiler import build_text
 from strata.compiler.cost import analyze
 

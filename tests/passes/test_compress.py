@@ -11,7 +11,7 @@ from tests.passes.helpers import GPT, LLAMA, ids, spec_file, torch, weights
 from strata.api import compile
 from strata.cli import main
 from strata.backends.torch.workflows.compress import compress
-from strata.passes.weights import transform
+from strata.passes.weight_transfer import transform
 
 
 def _transformed(spec, w, passes):
@@ -19,7 +19,7 @@ def _transformed(spec, w, passes):
     from safetensors.torch import load_file
 
     from strata.backends.torch.compile import compile_graph
-    from strata.backends.torch.weights import load_state
+    from strata.backends.torch.weights_file import load_state
     from strata.compiler import build_file
     from strata.passes.text import parse_pass_texts
 

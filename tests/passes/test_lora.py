@@ -9,7 +9,7 @@ import pytest
 from tests.passes.helpers import GPT, ids, logits, spec_file, torch, weights
 
 from strata.api import compile, generate_source, save_weights
-from strata.backends.torch.weights import WeightsMismatchError, checkpoint_shapes
+from strata.backends.torch.weights_file import WeightsMismatchError, checkpoint_shapes
 from strata.compiler.summary import summary_dict
 from strata.backends.torch.workflows.adapters import load_adapters, lora_parameters, mark_trainable, merge_lora, save_adapters
 

@@ -16,7 +16,7 @@ from strata.compiler import build_file
 from strata.errors import SpecError
 from strata.passes import PassContext, apply_passes, make_pass
 from strata.passes.text import parse_pass_texts
-from strata.passes.weights import transform
+from strata.passes.weight_transfer import transform
 
 
 @pytest.fixture(scope="module")

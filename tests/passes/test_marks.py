@@ -10,7 +10,7 @@ from pathlib import Path
 
 from strata.compiler import build_text
 from strata.passes import apply_passes
-from strata.passes.base import carried_marks, held_by
+from strata.passes.pass_base import carried_marks, held_by
 from strata.passes.low_rank import LowRank
 from strata.passes.lora import LoRA
 from strata.passes.quantize import Quantize

@@ -57,7 +57,7 @@ def test_migrations_leave_the_float_model_unchanged(tmp_path, text, monkeypatch)
         pair = "up" if text == LLAMA else "v"
         assert any(v.get("folded_into", "").endswith("." + pair) for v in rec["scales"].values())
         net = compile(spec, passes=[], quantize=False)
-        from strata.backends.torch.weights import load_state
+        from strata.backends.torch.weights_file import load_state
 
         load_state(net, ctx.state)
         with torch.no_grad():

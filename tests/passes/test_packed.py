@@ -12,7 +12,7 @@ import pytest
 from tests.passes.helpers import GPT, LLAMA, ids, spec_file, torch, weights
 
 from strata.api import compile
-from strata.backends.torch.weights import WeightsError, save_weights
+from strata.backends.torch.weights_file import WeightsError, save_weights
 from strata.cli import main
 from strata.compiler import build_file
 from strata.compiler.cost import analyze

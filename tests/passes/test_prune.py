@@ -16,7 +16,7 @@ from strata.compiler.summary import summary_dict
 from strata.errors import SpecError, UsageError
 from strata.passes import apply_passes
 from strata.passes.text import parse_pass_texts
-from strata.passes.weights import transform
+from strata.passes.weight_transfer import transform
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from tests.passes.helpers import LLAMA, ids, spec_file, sqnr, torch, weights
 require("torchao")
 
 from strata.api import compile, save_weights  # noqa: E402
-from strata.backends.torch.weights import checkpoint_shapes  # noqa: E402
+from strata.backends.torch.weights_file import checkpoint_shapes  # noqa: E402
 from strata.backends.torch.workflows.qat import convert_qat, prepare_qat  # noqa: E402
 
 

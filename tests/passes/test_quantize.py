@@ -12,7 +12,7 @@ from tests.passes.helpers import LLAMA, ids, logits, spec_file, sqnr, torch, wei
 require("torchao")
 
 from strata.api import compile, generate_source, load_weights, save_weights  # noqa: E402
-from strata.backends.torch.weights import WeightsError  # noqa: E402
+from strata.backends.torch.weights_file import WeightsError  # noqa: E402
 from strata.compiler import build_file  # noqa: E402
 from strata.compiler.cost import weight_bytes  # noqa: E402
 from strata.errors import SpecError, UsageError  # noqa: E402

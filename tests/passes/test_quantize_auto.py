@@ -72,7 +72,7 @@ def _graph(spec, w, passes, calib):
     from safetensors.torch import load_file
 
     from strata.backends.torch.workflows.runner import RUNNER
-    from strata.passes.weights import transform
+    from strata.passes.weight_transfer import transform
 
     g0 = build_file(spec)
     g0.graph["passes"] = parse_pass_texts(passes, g0)

@@ -11,7 +11,7 @@ require("torchao")
 
 import strata  # noqa: E402
 from strata.api import compile  # noqa: E402
-from strata.backends.torch.weights import checkpoint_shapes  # noqa: E402
+from strata.backends.torch.weights_file import checkpoint_shapes  # noqa: E402
 from tests.train.helpers import GPT, text, write  # noqa: E402
 
 

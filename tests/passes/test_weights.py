@@ -1,4 +1,4 @@
-"""Checkpoints through passes (strata/passes/weights.py): any pipeline takes
+"""Checkpoints through passes (strata/passes/weight_transfer.py): any pipeline takes
 weights in the spec's own names, and the model it compiles saves them back in
 those names; the plain spec then computes what the compiled model computes."""
 
@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from tests.passes.helpers import GPT, LLAMA, ids, logits, spec_file, torch, weights
 
 from strata.api import compile, save_weights
-from strata.backends.torch.weights import checkpoint_shapes
+from strata.backends.torch.weights_file import checkpoint_shapes
 
 # Passes whose result the spec's own model reproduces exactly from the saved
 # checkpoint: fusions (split back), adapters (merged), structured pruning (the

@@ -17,7 +17,7 @@ from pydantic import Field
 
 import strata
 from strata.components import COMPONENTS, Component, Lowered, Options, register
-from strata.components.base import hidden
+from strata.components.component_base import hidden
 from tests.optional import require
 from tests.train.helpers import GPT, text, write
 

@@ -23,7 +23,7 @@ import pytest
 from pydantic import Field
 
 import strata
-from strata.components.base import Options
+from strata.components.component_base import Options
 from strata.passes import REGISTRY, Pass, PassError, register, unregister
 from strata.passes._rewrite import copy_graph, weight_linears
 from tests.optional import require

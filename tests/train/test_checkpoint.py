@@ -13,7 +13,7 @@ torch = require("torch")
 import pytest
 
 import strata
-from strata.backends.torch.weights import WeightsError
+from strata.backends.torch.weights_file import WeightsError
 from strata.errors import UsageError
 from strata.train.checkpoint import find_checkpoint
 from tests.train.helpers import GPT, losses, text, write

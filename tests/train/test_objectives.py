@@ -98,7 +98,7 @@ def test_distillation_loss_falls(tmp_path):
 
 
 def test_distillation_loss_is_zero_for_identical_teacher_and_student(tmp_path):
-    from strata.train.objectives.distill import DistillLoss
+    from strata.train.objectives.distillation import DistillLoss
     from strata.train.objectives import Loss
 
     torch.manual_seed(0)

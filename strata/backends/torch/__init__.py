@@ -5,7 +5,7 @@
     source.py          the file being written; values as `config.d` expressions
     pysafe.py          the one place spec text becomes Python (escaping, identifiers)
     runtime.py         KV cache, masks, positions, init, generation: real code, copied in
-    loader.py          exec generated source as a module;  weights.py  safetensors in and out
+    loader.py          exec generated source as a module;  weights_file.py  safetensors in and out
 
     >>> from strata.compiler import build_text
     >>> from strata.backends.torch import generate_source

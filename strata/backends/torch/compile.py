@@ -1,7 +1,7 @@
 """From a graph with passes to a running module, weights carried through:
 
     read the checkpoint (names and shapes checked before a tensor is read)
-    run the passes with the weights flowing through them (strata/passes/weights.py)
+    run the passes with the weights flowing through them (strata/passes/weight_transfer.py)
     generate the source, build on the device, load the transformed weights
     quantize(model) / sparsify(model): the generated file's steps after loading
 
@@ -27,7 +27,7 @@ from strata.compiler.ir import state_dict_shapes
 from strata.errors import UsageError
 from strata.passes import REGISTRY, PassContext, apply_passes, make_pass
 from strata.passes import report as pass_report
-from strata.passes.weights import transform
+from strata.passes.weight_transfer import transform
 from strata.resources import check_fits
 from strata.safetensors_file import read_header
 
@@ -74,7 +74,7 @@ def _read(weights, dtype, cast: bool) -> dict:
     from safetensors.torch import load_file  # lazy: torch
 
     from strata.backends.torch.packed import is_packed  # lazy: torch
-    from strata.backends.torch.weights import WeightsError  # lazy: torch
+    from strata.backends.torch.weights_file import WeightsError  # lazy: torch
 
     header, _ = read_header(weights)
     want = str(dtype or torch.get_default_dtype()).removeprefix("torch.")
@@ -116,7 +116,7 @@ def _packed(g, tensors: dict, where: str, dtype) -> tuple[dict, dict]:
     import torch  # lazy: torch
 
     from strata.backends.torch.packed import read_packed  # lazy: torch
-    from strata.backends.torch.weights import WeightsError  # lazy: torch
+    from strata.backends.torch.weights_file import WeightsError  # lazy: torch
 
     int4 = {k.rpartition(".")[0] for k in tensors if k.endswith(".weight_packed")}
     qweights, rest = read_packed(tensors, g, where)
@@ -139,7 +139,7 @@ def compile_graph(g0, *, origin=None, weights=None, device=None, dtype=None, cal
     import torch  # lazy: torch
 
     from strata.backends.torch.packed import is_packed  # lazy: torch
-    from strata.backends.torch.weights import load_state  # lazy: torch
+    from strata.backends.torch.weights_file import load_state  # lazy: torch
 
     qweights = dict(qweights or {})
     calib = None

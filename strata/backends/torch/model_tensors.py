@@ -1,6 +1,6 @@
 """The tensors a compiled model computes with, each once: tied weights under the
 name they are tied to, and a quantized linear as the float weight it stands for.
-Saving (weights.py) and packing (packed.py) both read them.
+Saving (weights_file.py) and packing (packed.py) both read them.
 """
 
 from __future__ import annotations

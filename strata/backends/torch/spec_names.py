@@ -24,6 +24,6 @@ heads / neurons and scatters them back among zeros; LoRA adapters are merged.
 
 from __future__ import annotations
 
-from strata.passes.weights import to_model_names, to_spec_names
+from strata.passes.weight_transfer import to_model_names, to_spec_names
 
 __all__ = ["to_model_names", "to_spec_names"]

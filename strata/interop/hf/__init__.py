@@ -18,7 +18,7 @@ from pathlib import Path
 from strata.compiler import build_text
 from strata.compiler.ir import state_dict_shapes
 from strata.errors import SpecError, UsageError
-import strata.interop.hf.weights as W
+import strata.interop.hf.checkpoint_reader as W
 from strata.interop.hf.config import Config, HFImportError, read_json
 from strata.interop.hf.families import FAMILIES, family, hf_to_spec, spec_text
 from strata.io import atomic_folder, same_file, write_atomic

@@ -29,7 +29,7 @@ from strata.interop.hf.spec_ast import (
     stack,
     use,
 )
-from strata.interop.hf.weights import Mapping
+from strata.interop.hf.checkpoint_reader import Mapping
 
 MODEL_TYPES = ("bert",)
 # architecture -> (pooler, mlm, nsp, classifier) it has when the tensors cannot tell
@@ -43,7 +43,7 @@ ARCHITECTURES = {
 PREFIX = "bert."
 MAX_LABELS = 1_000_000
 
-# Export (export.py) runs this module backwards: spec variable -> config key, and
+# Export (family_export.py) runs this module backwards: spec variable -> config key, and
 # the candidates of the keys that shape the spec; the importer picks.
 EXPORT_PREFIX = ("bert.", "")
 EXPORT_KEYS = {"vocab": "vocab_size", "ctx": "max_position_embeddings", "types": "type_vocab_size",

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from strata.interop.hf.config import Config, HFImportError, show
 from strata.interop.hf.spec_ast import binop, cond, ref, use
-from strata.interop.hf.weights import Mapping
+from strata.interop.hf.checkpoint_reader import Mapping
 
 MAX_PERIOD = 8  # layer patterns repeating with a longer period are refused
 

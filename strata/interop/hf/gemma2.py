@@ -25,12 +25,12 @@ from strata.interop.hf.decoder import (
     window_option,
 )
 from strata.interop.hf.spec_ast import binop, block, call, model, neg, ref, repeat, residual, stack, use
-from strata.interop.hf.weights import Mapping
+from strata.interop.hf.checkpoint_reader import Mapping
 
 MODEL_TYPES = ("gemma2",)
 ARCHITECTURES = {"Gemma2Model": False, "Gemma2ForCausalLM": True}
 
-# Export (export.py) runs this module backwards: spec variable -> config key, and
+# Export (family_export.py) runs this module backwards: spec variable -> config key, and
 # the candidates of the keys that shape the spec; the importer picks.
 EXPORT_PREFIX = ("model.", "")
 EXPORT_KEYS = {"vocab": "vocab_size", "ctx": "max_position_embeddings", "d": "hidden_size",

@@ -16,13 +16,13 @@ from strata.interop.hf.config import (
     check_architecture,
 )
 from strata.interop.hf.spec_ast import block, model, ref, repeat, residual, stack, use
-from strata.interop.hf.weights import Mapping, rows, transpose
+from strata.interop.hf.checkpoint_reader import Mapping, rows, transpose
 
 MODEL_TYPES = ("gpt2",)
 ARCHITECTURES = {"GPT2Model": False, "GPT2LMHeadModel": True}  # -> has an LM head
 PREFIX = "transformer."
 
-# Export (export.py) runs this module backwards: spec variable -> config key, and
+# Export (family_export.py) runs this module backwards: spec variable -> config key, and
 # the candidates of the keys that shape the spec; the importer picks.
 EXPORT_PREFIX = (PREFIX, "")
 EXPORT_KEYS = {"vocab": "vocab_size", "ctx": "n_positions", "d": "n_embd", "heads": "n_head",

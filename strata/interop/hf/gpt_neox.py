@@ -12,12 +12,12 @@ from strata.interop.hf.config import ACTIVATIONS, rope_parameters
 from strata.interop.hf.config import MAX_LAYERS, Config, activation, check_architecture, rope
 from strata.interop.hf.decoder import heads, lm_head, prefix
 from strata.interop.hf.spec_ast import block, model, parallel, ref, repeat, residual, seq, stack, use
-from strata.interop.hf.weights import Mapping, pick
+from strata.interop.hf.checkpoint_reader import Mapping, pick
 
 MODEL_TYPES = ("gpt_neox",)
 ARCHITECTURES = {"GPTNeoXModel": False, "GPTNeoXForCausalLM": True}
 
-# Export (export.py) runs this module backwards: spec variable -> config key, and
+# Export (family_export.py) runs this module backwards: spec variable -> config key, and
 # the candidates of the keys that shape the spec; the importer picks.
 EXPORT_PREFIX = ("gpt_neox.", "")
 EXPORT_KEYS = {"vocab": "vocab_size", "ctx": "max_position_embeddings", "d": "hidden_size",

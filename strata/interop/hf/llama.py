@@ -27,7 +27,7 @@ from strata.interop.hf.decoder import (
     map_self_attention,
 )
 from strata.interop.hf.spec_ast import block, model, ref, repeat, residual, stack, use
-from strata.interop.hf.weights import Mapping
+from strata.interop.hf.checkpoint_reader import Mapping
 
 MODEL_TYPES = ("llama", "mistral")
 ARCHITECTURES = {"LlamaModel": False, "LlamaForCausalLM": True,
@@ -35,7 +35,7 @@ ARCHITECTURES = {"LlamaModel": False, "LlamaForCausalLM": True,
 PREFIX = "model."
 NAMES = {"llama": "Llama", "mistral": "Mistral"}  # model_type -> class name prefix
 
-# Export (export.py) runs this module backwards: spec variable -> config key, and
+# Export (family_export.py) runs this module backwards: spec variable -> config key, and
 # the candidates of the keys that shape the spec; the importer picks.
 EXPORT_PREFIX = (PREFIX, "")
 EXPORT_KEYS = {"vocab": "vocab_size", "ctx": "max_position_embeddings", "d": "hidden_size",

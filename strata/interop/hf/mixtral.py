@@ -23,13 +23,13 @@ from strata.interop.hf.decoder import (
     prefix,
 )
 from strata.interop.hf.spec_ast import block, model, ref, repeat, residual, stack, use
-from strata.interop.hf.weights import Mapping, rows, select
+from strata.interop.hf.checkpoint_reader import Mapping, rows, select
 
 MODEL_TYPES = ("mixtral",)
 ARCHITECTURES = {"MixtralModel": False, "MixtralForCausalLM": True}
 MAX_EXPERTS = 4096
 
-# Export (export.py) runs this module backwards: spec variable -> config key, and
+# Export (family_export.py) runs this module backwards: spec variable -> config key, and
 # the candidates of the keys that shape the spec; the importer picks.
 EXPORT_PREFIX = ("model.", "")
 EXPORT_KEYS = {"vocab": "vocab_size", "ctx": "max_position_embeddings", "d": "hidden_size",

@@ -14,13 +14,13 @@ from strata.interop.hf.config import ACTIVATIONS
 from strata.interop.hf.config import MAX_LAYERS, Config, activation, check_architecture
 from strata.interop.hf.decoder import heads, lm_head, prefix
 from strata.interop.hf.spec_ast import block, model, ref, repeat, residual, stack, use
-from strata.interop.hf.weights import Mapping
+from strata.interop.hf.checkpoint_reader import Mapping
 
 MODEL_TYPES = ("opt",)
 ARCHITECTURES = {"OPTModel": False, "OPTForCausalLM": True}
 OFFSET = 2  # OPTLearnedPositionalEmbedding's rows before position 0
 
-# Export (export.py) runs this module backwards: spec variable -> config key, and
+# Export (family_export.py) runs this module backwards: spec variable -> config key, and
 # the candidates of the keys that shape the spec; the importer picks.
 EXPORT_PREFIX = ("model.decoder.", "decoder.")
 EXPORT_KEYS = {"vocab": "vocab_size", "ctx": "max_position_embeddings", "d": "hidden_size",

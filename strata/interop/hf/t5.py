@@ -28,14 +28,14 @@ from strata.interop.hf.config import (
     show,
 )
 from strata.interop.hf.spec_ast import binop, block, model, neg, ref, repeat, residual, stack, use
-from strata.interop.hf.weights import Mapping
+from strata.interop.hf.checkpoint_reader import Mapping
 
 MODEL_TYPES = ("t5",)
 # architecture -> (decoder, LM head)
 ARCHITECTURES = {"T5ForConditionalGeneration": (True, True), "T5Model": (True, False),
                  "T5EncoderModel": (False, False)}
 
-# Export (export.py) runs this module backwards: spec variable -> config key, and
+# Export (family_export.py) runs this module backwards: spec variable -> config key, and
 # the candidates of the keys that shape the spec; the importer picks.
 EXPORT_KEYS = {"vocab": "vocab_size", "d": "d_model", "heads": "num_heads", "d_kv": "d_kv", "d_ff": "d_ff",
                "depth": "num_layers", "decoder_depth": "num_decoder_layers", "eps": "layer_norm_epsilon",

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from strata.passes.methods.awq import awq_clip, awq_scale
 from strata.passes.methods.blocks import input_of
-from strata.passes.methods.fold import apply_pair, apply_scale, linear_pairs, norm_groups
+from strata.passes.methods.scale_fold import apply_pair, apply_scale, linear_pairs, norm_groups
 from strata.passes.methods.gptq import gptq
 from strata.passes.methods.grid import Grid
 from strata.passes.methods.smoothquant import smooth_scale

@@ -1,7 +1,7 @@
 """AWQ (Lin et al. 2023): before rounding, scale up the input channels that
 carry large activations, so that their weights land on the grid with less
 relative error; the inverse scale is folded into the norm before the linears
-(fold.py), so the float model is unchanged and only the rounding differs.
+(scale_fold.py), so the float model is unchanged and only the rounding differs.
 
     s = mean|x|^alpha, normalised to sqrt(max * min) = 1
     alpha in 0, 0.05 .. 0.95 chosen to minimise  sum over the linears reading x of
@@ -10,7 +10,7 @@ relative error; the inverse scale is folded into the norm before the linears
 
 That is AWQ's scale search (auto_scale), made for every norm's readers and
 for the linear pairs whose scale folds exactly into the producer (up -> down,
-v -> o; fold.py).  Then its clipping search (auto_clip), for every linear but
+v -> o; scale_fold.py).  Then its clipping search (auto_clip), for every linear but
 q and k (whose error the softmax amplifies, as the reference skips them):
 
     per output row and group, m = max|w| * (1 - i/20), i = 0 .. 10

@@ -5,7 +5,7 @@ range.  With migration strength alpha:
 
     s_j = max|x_j|^alpha / max_i |W_ij|^(1 - alpha)     (over every linear reading x)
 
-s is folded into the norm before the linears (fold.py): the float model
+s is folded into the norm before the linears (scale_fold.py): the float model
 computes exactly what it did; only the quantized one changes.
 """
 

@@ -4,7 +4,7 @@
     masked_lm.py   masked LM, + next-sentence prediction (mlm_head, nsp_head)
     seq2seq.py     source -> target (lm_head on a decoder with memory)
     classify.py    sequence classification (classifier on a pooled [B, d])
-    distill.py     distillation: a teacher's logits, wrapped around any of them
+    distillation.py distillation: a teacher's logits, wrapped around any of them
     objective.py   what an objective declares; loss.py: its losses for one model
 
 Adding an objective is one module (a subclass of `TextObjective` or

@@ -61,7 +61,7 @@ def merge_lora(model):
     import torch  # lazy: torch
 
     from strata.backends.torch.model_tensors import model_state  # lazy: torch
-    from strata.backends.torch.weights import load_state  # lazy: torch
+    from strata.backends.torch.weights_file import load_state  # lazy: torch
 
     g = getattr(model, "strata_graph", None)
     entries = [a for a in (g.graph.get("applied", []) if g is not None else []) if a["name"] == "lora"]
@@ -102,7 +102,7 @@ def load_adapters(model, path: str | Path):
     import torch  # lazy: torch
     from safetensors.torch import load_file  # lazy: torch
 
-    from strata.backends.torch.weights import WeightsError, WeightsMismatchError, checkpoint_shapes  # lazy: torch
+    from strata.backends.torch.weights_file import WeightsError, WeightsMismatchError, checkpoint_shapes  # lazy: torch
 
     have = checkpoint_shapes(path)
     want = {n: tuple(p.shape) for n, p in lora_parameters(model).items()}

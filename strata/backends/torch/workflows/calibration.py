@@ -66,7 +66,7 @@ def load_calibration(src, g, tokenizer=None):
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file  # lazy: torch
 
-            from strata.backends.torch.weights import checkpoint_shapes  # lazy: torch
+            from strata.backends.torch.weights_file import checkpoint_shapes  # lazy: torch
 
             checkpoint_shapes(path)
             tensors = load_file(str(path))
@@ -110,7 +110,7 @@ def activation_stats(g, state: dict, ids, nodes: list[str]) -> dict:
     linear in `nodes`, over `ids` run through the model of graph `g` holding `state`."""
     import torch  # lazy: torch
 
-    from strata.backends.torch.weights import load_state  # lazy: torch
+    from strata.backends.torch.weights_file import load_state  # lazy: torch
 
     g = g.copy()
     g.graph = type(g.graph)({**g.graph, "passes": []})

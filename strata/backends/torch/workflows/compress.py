@@ -39,7 +39,7 @@ from strata.io import atomic_folder, read_regular, write_atomic
 from strata.passes import make_pass, report
 from strata.passes.spec_writer import compressed_spec
 from strata.passes.text import parse_pass_texts
-from strata.passes.weights import transform
+from strata.passes.weight_transfer import transform
 from strata.safetensors_file import tensor_bytes
 
 __all__ = ["CompressResult", "compress", "eval_table", "forward_latency"]
@@ -173,7 +173,7 @@ def compress(spec: str | Path, weights: str | Path, out: str | Path, *, passes: 
     from safetensors.torch import load_file  # lazy: torch
 
     from strata.backends.torch.packed import is_packed  # lazy: torch
-    from strata.backends.torch.weights import checkpoint_shapes  # lazy: torch
+    from strata.backends.torch.weights_file import checkpoint_shapes  # lazy: torch
     from strata.passes.qparams import QUANTIZED  # lazy: torch
 
     out = Path(out)
@@ -220,7 +220,7 @@ def _write(tmp: Path, out: Path, spec, weights, model, g0, g, state, tensors, ca
     import torch  # lazy: torch
 
     from strata.backends.torch.packed import quantization_config  # lazy: torch
-    from strata.backends.torch.weights import load_state, save_weights  # lazy: torch
+    from strata.backends.torch.weights_file import load_state, save_weights  # lazy: torch
     from strata.passes.qparams import QUANTIZED  # lazy: torch
 
     arch = tmp / "model.arch"

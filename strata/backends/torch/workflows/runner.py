@@ -20,7 +20,7 @@ __all__ = ["RUNNER"]
 
 
 class _TorchRunner:
-    """strata.passes.base.Runner over the generated PyTorch model."""
+    """strata.passes.pass_base.Runner over the generated PyTorch model."""
 
     activation_stats = staticmethod(activation_stats)
     stream = staticmethod(stream)

@@ -23,7 +23,7 @@ import torch
 
 from strata.backends.torch import generate_source
 from strata.backends.torch.loader import load_source
-from strata.backends.torch.weights import load_state
+from strata.backends.torch.weights_file import load_state
 from strata.backends.torch.workflows.calibration import model_inputs
 from strata.passes.qparams import rtn
 

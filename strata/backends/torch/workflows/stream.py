@@ -50,7 +50,7 @@ class _Stop(Exception):
 
 
 def _net(g, state):
-    from strata.backends.torch.weights import load_state  # lazy: torch
+    from strata.backends.torch.weights_file import load_state  # lazy: torch
 
     g = g.copy()
     g.graph = type(g.graph)({**g.graph, "passes": []})
@@ -157,7 +157,7 @@ def stream(g: "nx.MultiDiGraph", state: dict, ids, nodes: list[str], handle, *, 
     "seconds_per_block", "rows", "replay"}."""
     import torch  # lazy: torch
 
-    from strata.backends.torch.weights import load_state  # lazy: torch
+    from strata.backends.torch.weights_file import load_state  # lazy: torch
 
     net = _net(g, state)
     started = time.perf_counter()

@@ -1,5 +1,5 @@
 """What a spec's passes ask of training (`strata train` calls these): each
-applied pass's `prepare_training` / `finish_training` hooks (strata/passes/base.py),
+applied pass's `prepare_training` / `finish_training` hooks (strata/passes/pass_base.py),
 for instance
 
     lora(...)                only the adapters train (the rest is frozen)

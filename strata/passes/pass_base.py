@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from strata.compiler.ir import param_count
-from strata.components.base import Options
+from strata.components.component_base import Options
 from strata.passes.text import pass_text
 
 if TYPE_CHECKING:

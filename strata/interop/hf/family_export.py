@@ -24,7 +24,7 @@ from strata.dsl import ast as A
 from strata.dsl.formatter import format_spec
 from strata.interop.hf.config import NULL, Config, HFImportError
 from strata.interop.hf.families import FAMILIES, spec_text
-from strata.interop.hf.weights import unconvert
+from strata.interop.hf.checkpoint_reader import unconvert
 
 MAX_TRIES = 2000
 ROUNDS = 3  # re-imports one match may run (each is a few milliseconds)
