@@ -130,7 +130,7 @@ class Quantize(Pass):
     name = "quantize"
     options = QuantizeOptions
     positional = ("scheme",)
-    carried = ("quant", "quant_scheme", "quant_bits", "group_size")  # a fused or factored linear stays quantized
+    carried = ("quant", "quant_scheme", "quant_bits", "group_size", "qat")  # a fused or factored linear stays quantized (and trains so)
 
     def run(self, graph: "nx.MultiDiGraph", ctx=None) -> "nx.MultiDiGraph":
         o = self.o

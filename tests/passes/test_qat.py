@@ -54,3 +54,15 @@ def test_prepare_needs_a_qat_pass(tmp_path):
     net = compile(spec, passes=["quantize(int8_weight)"], quantize=False)
     with pytest.raises(ValueError, match="qat=true"):
         prepare_qat(net)
+
+
+def test_a_linear_fused_after_qat_trains_fake_quantized_too(tmp_path):
+    """fuse_qkv after quantize(qat=true): the fused q, k, v linear keeps the qat
+    mark (Quantize.carried), so prepare fake-quantizes it like the others."""
+    spec = spec_file(tmp_path, LLAMA)
+    net = compile(spec, passes=["quantize(int8_weight, qat=true)", "fuse_qkv"], quantize=False)
+    node = net.strata_graph.nodes["decoder.layers.0.attn.qkv"]
+    assert node.attrs["qat"] and node.attrs["quant_scheme"] == "int8_weight"
+    prepare_qat(net)
+    assert type(net.decoder.layers[0].attn.qkv).__name__ == "FakeQuantizedLinear"
+    assert type(net.decoder.layers[0].mlp.up).__name__ == "FakeQuantizedLinear"
