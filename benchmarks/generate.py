@@ -36,25 +36,17 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import torch
+from _gpt2 import random_gpt2
 from _timing import interleaved
 
 import strata.api
-from strata.interop import import_hf
 
 
 def gpt2(args) -> None:
-    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformers import GPT2LMHeadModel
 
-    torch.manual_seed(0)
-    hf = GPT2LMHeadModel(GPT2Config(attn_implementation="sdpa")).eval()
-    hf.generation_config.eos_token_id = None  # always max_new_tokens
-    with tempfile.TemporaryDirectory() as d:
-        hf.save_pretrained(d)
-        arch, weights = import_hf(d, os.path.join(d, "out"))
-        ours = strata.api.compile(arch, weights=weights).eval()
-        with open(arch, "a", encoding="utf-8") as f:  # what a user adds for speed: q, k, v as one matmul (as HF's c_attn)
-            f.write("\npasses { fuse_qkv }\n")
-        fused = strata.api.compile(arch, weights=weights).eval()
+    # the second: what a user adds for speed, q, k, v as one matmul (as HF's c_attn)
+    hf, ours, fused = random_gpt2("passes { fuse_qkv }")
     prompt = torch.randint(0, 50257, (1, 16))
     kw = dict(do_sample=False, pad_token_id=0, attention_mask=torch.ones_like(prompt))
     hf_compiled = None

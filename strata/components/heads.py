@@ -138,10 +138,7 @@ def torch_lm_head(ctx, c):
         cap = ctx.forward_arg(a["softcap"], c.syms.get("softcap"))
         call = f"{cap} * torch.tanh({call} / {cap})"  # logit soft-capping
     out_sym = c.out_sym[-1] if c.out_sym else None
-    module = linear_module(ctx, c, out_sym=out_sym)
-    if module.startswith("nn.Linear("):  # decoding on a CPU reads a transposed copy (runtime.VocabLinear)
-        module = ctx.runtime("VocabLinear") + module[len("nn.Linear"):]
-    return Lowered(module, call)
+    return Lowered(linear_module(ctx, c, out_sym=out_sym), call)
 
 
 def torch_classifier(ctx, c):

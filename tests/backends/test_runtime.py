@@ -108,24 +108,38 @@ def test_compiled_step_compiles_once():
     assert "compiled_step" not in dict(model.named_modules())  # not a submodule: the state dict is the model's
 
 
-def test_vocab_linear_decodes_from_a_transposed_copy_kept_until_the_weight_changes():
+def test_decoding_on_a_cpu_stores_linear_weights_column_major_in_place(tmp_path):
+    """generate() restrides each float linear weight (strides (1, out)): the same
+    Parameters (tied ones stay one), values and state dict; the tokens equal
+    recomputing the whole sequence; the model still saves, reloads and trains."""
+    from strata.api import save_weights
+
     torch.manual_seed(0)
-    head = R.VocabLinear(16, 50, bias=True)
-    x = torch.randn(3, 1, 16)
+    model = compile(TINY).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    params = dict(model.named_parameters())
+    ids = torch.randint(0, 11, (2, 3))
     with torch.no_grad():
-        y = head(x)  # one position per sequence: the copy is made
-        assert "weight_t" in head.__dict__ and "weight_t" not in head.state_dict()
-        torch.testing.assert_close(y, torch.nn.functional.linear(x, head.weight, head.bias))
-        copy = head.weight_t[1]
-        head(x)
-        assert head.weight_t[1] is copy  # kept between steps
-        head.weight.add_(1.0)  # an in-place update (an optimizer step) bumps the version
-        torch.testing.assert_close(head(x), torch.nn.functional.linear(x, head.weight, head.bias))
-        assert head.weight_t[1] is not copy
-        many = torch.randn(2, 5, 16)  # several positions (a prompt): plain F.linear
-        assert torch.equal(head(many), torch.nn.functional.linear(many, head.weight, head.bias))
-    y = head(x)  # with grad (training): F.linear, and the copy is dropped
-    assert y.requires_grad and "weight_t" not in head.__dict__
+        want = ids
+        for _ in range(5):
+            want = torch.cat([want, model(want)[:, -1].argmax(-1, keepdim=True)], dim=1)
+    assert torch.equal(model.generate(ids, 5), want)
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears and all(m.weight.stride() == (1, m.weight.shape[0]) for m in linears)
+    assert model.decoder.lm_head.weight is model.decoder.wte.weight  # still tied
+    assert dict(model.named_parameters()) == params
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    save_weights(model, tmp_path / "w.safetensors")  # strata's saver writes contiguous copies
+    again = compile(TINY, weights=tmp_path / "w.safetensors").eval()
+    assert all(torch.equal(v, before[k]) for k, v in again.state_dict().items())
+    strides = [m.weight.stride() for m in linears]
+    assert torch.equal(model.generate(ids, 5), want)  # a second call restrides nothing
+    assert [m.weight.stride() for m in linears] == strides
+    model.train()  # training takes the layout: a step runs and moves the weights
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    torch.nn.functional.cross_entropy(model(ids).flatten(0, 1), ids.flatten()).backward()
+    opt.step()
+    assert not torch.equal(model.decoder.lm_head.weight, before["decoder.lm_head.weight"])
 
 
 def test_make_mask_causal_window_and_padding():

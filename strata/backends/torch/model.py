@@ -241,6 +241,7 @@ def _model_generate(em: Emitter, io: _ModelInputs) -> tuple[list[str], bool]:
     if seq2seq and [len(io.ins[s["name"]][0]) for s in stacks] != [1] * len(stacks):
         generates = False  # generate() passes one source and one target input
     if generates and not seq2seq:
+        em.out.runtime("decode_layout")
         cache, generate = em.out.runtime("KVCache"), em.out.runtime("generate")
         return ["", "    def new_cache(self, max_len=None):",
                 f'        """An empty {cache} (static with max_len): model(ids, cache=cache), then model(next_ids, '
@@ -266,6 +267,7 @@ def _model_generate(em: Emitter, io: _ModelInputs) -> tuple[list[str], bool]:
 
 
 def _seq2seq_generate(em: Emitter, src: str, tgt: str, padded: bool) -> list[str]:
+    em.out.runtime("decode_layout")
     generate = em.out.runtime("generate")
     mask = ", attention_mask=None" if padded else ""
     doc = (f"Append max_new_tokens tokens to the decoder's {tgt} (B, T: its start token) given the "

@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from strata.backends.torch.runtime import decode_layout
+
 __all__ = ["RoundCosts", "SpeculativeStats", "probabilities", "speculative_generate", "verify"]
 
 
@@ -192,6 +194,9 @@ def speculative_generate(target, draft, ids: torch.Tensor, max_new_tokens: int, 
                          "decoding needs the same tokenizer")
     greedy = temperature == 0
     stop_drafting = greedy if stop_drafting is None else stop_drafting
+    if ids.device.type == "cpu":
+        decode_layout(target)
+        decode_layout(draft)
     size = ids.shape[1] + max_new_tokens
     t_cache, d_cache = target.new_cache(size), draft.new_cache(size)
     # Both caches hold all tokens but the last; each round feeds the target that last
