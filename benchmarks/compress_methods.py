@@ -14,7 +14,8 @@ a fixed time, caches it (DIR, default
 it with each method through `strata.compile(spec, weights=..., passes=[...],
 calibration=ids)` (128 rows of the context, streamed block by block) and
 prints one table, all rows from this run: validation perplexity and its
-change, the method's increase over the plain method's, logits SQNR against the
+change, the method's increase over the plain method's, the mean KL divergence per
+token from the float model's predictions (and over the plain method's), logits SQNR against the
 float model, the packed file's bytes and the quantized layers' bytes against
 their float32 bytes, compile seconds per layer and peak memory (RSS above the
 level before, sampled) side by side with the plain method, and forward latency
@@ -173,11 +174,26 @@ def heldout_halves(val):
 
 @torch.no_grad()
 def perplexity(model, batch):
-    total = 0.0
-    for chunk in batch.split(16):
-        total += float(F.cross_entropy(model(chunk[:, :-1]).reshape(-1, VOCAB).float(),
-                                       chunk[:, 1:].reshape(-1), reduction="sum"))
-    return math.exp(total / (batch.shape[0] * CTX))
+    return scores(model, batch)[0]
+
+
+@torch.no_grad()
+def scores(model, batch, ref=None):
+    """(perplexity on batch [n, CTX + 1]; the mean KL divergence per token, in nats,
+    from the reference log-probabilities `ref` [n, CTX, vocab] to the model's, or
+    None; the model's log-probabilities).  KL measures how far a method moves the
+    model's predictions whether or not the text rewards the move: on an overfit
+    model, held-out perplexity can fall under rounding noise, KL cannot."""
+    total, kl, logps = 0.0, 0.0, []
+    for i, chunk in enumerate(batch.split(16)):
+        logp = F.log_softmax(model(chunk[:, :-1]).float(), dim=-1)  # [16, CTX, vocab]
+        total += float(F.nll_loss(logp.reshape(-1, VOCAB), chunk[:, 1:].reshape(-1), reduction="sum"))
+        if ref is not None:
+            r = ref[16 * i:16 * i + chunk.shape[0]]
+            kl += float((r.exp() * (r - logp)).sum())
+        logps.append(logp)
+    n = batch.shape[0] * CTX
+    return math.exp(total / n), (kl / n if ref is not None else None), torch.cat(logps)
 
 
 def ratio(inc: float, plain: float) -> str:
@@ -324,7 +340,7 @@ def table(spec, w, train_ids, batch, cache, args) -> None:
     print(f"model: {sum(p.numel() for p in base.parameters()):,} parameters", flush=True)
     with torch.no_grad():
         ref = base(batch[:8, :-1]).float()
-    p0 = perplexity(base, batch)
+    p0, _, ref_logp = scores(base, batch)
     float_bytes = file_bytes(base, cache / "float.safetensors")[0]
     x1 = batch[:1, :-1]
     words = [r for r in args.rows.split(",") if r]
@@ -340,7 +356,8 @@ def table(spec, w, train_ids, batch, cache, args) -> None:
             s = sqnr(ref, m(batch[:8, :-1]))
             t = interleaved({"float": lambda: base(x1), "method": lambda m=m: m(x1)}, reps=3, inner=2, warmup=2)
         size, packed, fl = file_bytes(m, cache / "row.safetensors")
-        results[label] = {"ppl": perplexity(m, batch), "sqnr": s, "seconds": seconds, "mib": mem.mib,
+        ppl, kl, _ = scores(m, batch, ref_logp)
+        results[label] = {"ppl": ppl, "kl": kl, "sqnr": s, "seconds": seconds, "mib": mem.mib,
                           "latency": t["method"] / t["float"], "bytes": size,
                           "layer_ratio": packed / fl if fl else None}
         del m
@@ -349,15 +366,18 @@ def table(spec, w, train_ids, batch, cache, args) -> None:
           f"calibration {calib.shape[0]} x {CTX} tokens; {args.threads} threads; {depth} layers; "
           f"largest activation channel / median: q, gate inputs {outliers(base, batch[:8, :-1]):.1f}, "
           f"down inputs {outliers(base, batch[:8, :-1], ('down',)):.1f}\n")
-    print("| method | perplexity | change | increase vs plain | logits SQNR dB | file bytes | quantized layers' "
-          "bytes vs float | compile CPU s / layer | peak MiB | latency vs float |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| method | perplexity | change | increase vs plain | KL vs float, nats / token | KL vs plain | "
+          "logits SQNR dB | file bytes | quantized layers' bytes vs float | compile CPU s / layer | peak MiB | "
+          "latency vs float |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for label, _, plain in rows:
         r = results[label]
         inc = r["ppl"] / p0 - 1
         vs = ratio(inc, results[plain]["ppl"] / p0 - 1) if plain in results else "1 (plain)" if not plain else "-"
         lr = f"{r['layer_ratio']:.3f}" if r["layer_ratio"] is not None else "-"
-        print(f"| {label} | {r['ppl']:.3f} | {100 * inc:+.2f}% | {vs} | {r['sqnr']:.1f} | {r['bytes']:,} | {lr} | "
+        kl_vs = f"{r['kl'] / results[plain]['kl']:.2f}x" if plain in results else "1 (plain)" if not plain else "-"
+        print(f"| {label} | {r['ppl']:.3f} | {100 * inc:+.2f}% | {vs} | {r['kl']:.5f} | {kl_vs} | {r['sqnr']:.1f} | "
+              f"{r['bytes']:,} | {lr} | "
               f"{r['seconds'] / depth:.2f} | {r['mib']:.0f} | {r['latency']:.2f}x |")
     mixed_precision(spec, w, calib, batch, p0)
     calibration_cost(spec, w, calib, depth)

@@ -111,7 +111,8 @@ def test_compiled_step_compiles_once():
 def test_decoding_on_a_cpu_stores_linear_weights_column_major_in_place(tmp_path):
     """generate() restrides each float linear weight (strides (1, out)): the same
     Parameters (tied ones stay one), values and state dict; the tokens equal
-    recomputing the whole sequence; the model still saves, reloads and trains."""
+    recomputing the whole sequence; the model still saves, reloads and trains, on
+    the tokens it generated too."""
     from strata.api import save_weights
 
     torch.manual_seed(0)
@@ -135,9 +136,11 @@ def test_decoding_on_a_cpu_stores_linear_weights_column_major_in_place(tmp_path)
     strides = [m.weight.stride() for m in linears]
     assert torch.equal(model.generate(ids, 5), want)  # a second call restrides nothing
     assert [m.weight.stride() for m in linears] == strides
-    model.train()  # training takes the layout: a step runs and moves the weights
+    out = model.generate(ids, 5)  # decoded in inference mode, returned as an ordinary tensor
+    assert not out.is_inference() and not any(p.is_inference() for p in model.parameters())
+    model.train()  # training takes the layout (and the generated tokens): a step runs and moves the weights
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    torch.nn.functional.cross_entropy(model(ids).flatten(0, 1), ids.flatten()).backward()
+    torch.nn.functional.cross_entropy(model(out).flatten(0, 1), out.flatten()).backward()
     opt.step()
     assert not torch.equal(model.decoder.lm_head.weight, before["decoder.lm_head.weight"])
 

@@ -88,7 +88,7 @@ def test_greedy_equals_the_targets_greedy(pair, k):
     assert len(set(want[0, 4:].tolist())) >= 2  # not one token over and over
     for adaptive in (True, False):
         got, stats = speculative_generate(target, draft, prompt, 20, k=k, adaptive=adaptive)
-        assert torch.equal(got, want), (k, adaptive)
+        assert torch.equal(got, want) and not got.is_inference(), (k, adaptive)
         assert stats.accepted <= stats.proposed and stats.rounds >= 20 / (8 + 1)
     table = want[0].tolist()
     for shift, rate in ((0, 1.0), (1, 0.0)):  # every draft token accepted; every one rejected

@@ -157,28 +157,31 @@ def generate(model, ids, max_new_tokens, temperature=0.0, top_k=None, src=None, 
     when top_k is given.  Keys and values are cached: in a static cache of T +
     max_new_tokens positions, or one that grows (static=False); compile=True runs
     the one-token step compiled (torch.compile, fullgraph; once per model).  On a
-    CPU the linear weights are stored column-major first (decode_layout)."""
+    CPU the linear weights are stored column-major first (decode_layout).  The
+    steps run in inference mode (less bookkeeping per op than no_grad); what is
+    returned is an ordinary tensor, usable as a training input."""
     if ids.device.type == "cpu":
-        decode_layout(model)
+        decode_layout(model)  # outside inference mode: the parameters stay ordinary tensors
     cache = model.new_cache(ids.shape[1] + max_new_tokens if static else None)
     if compile and "compiled_step" not in model.__dict__:  # once per model (not a submodule: not in its state)
         model.__dict__["compiled_step"] = torch.compile(model, fullgraph=True, dynamic=True)  # sizes symbolic
     step = model.__dict__["compiled_step"] if compile else model
     first = () if src is None else (src,)  # an encoder-decoder's source, encoded once
-    logits = model(*first, ids, cache=cache, **inputs)[:, -1, :]  # (B, vocab)
-    for i in range(max_new_tokens):
-        if temperature == 0:
-            nxt = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
-        else:
-            logits = logits / temperature
-            if top_k is not None:
-                kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
-                logits = logits.masked_fill(logits < kth, float("-inf"))
-            nxt = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1)
-        ids = torch.cat((ids, nxt), dim=1)
-        if i + 1 < max_new_tokens:
-            logits = step(*first, nxt, cache=cache, **inputs)[:, -1, :]
-    return ids
+    with torch.inference_mode():
+        logits = model(*first, ids, cache=cache, **inputs)[:, -1, :]  # (B, vocab)
+        for i in range(max_new_tokens):
+            if temperature == 0:
+                nxt = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
+            else:
+                logits = logits / temperature
+                if top_k is not None:
+                    kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
+                    logits = logits.masked_fill(logits < kth, float("-inf"))
+                nxt = torch.multinomial(F.softmax(logits, dim=-1), num_samples=1)
+            ids = torch.cat((ids, nxt), dim=1)
+            if i + 1 < max_new_tokens:
+                logits = step(*first, nxt, cache=cache, **inputs)[:, -1, :]
+    return ids.clone()  # outside inference mode: an ordinary tensor
 
 
 class CausalSelfAttention(nn.Module):
