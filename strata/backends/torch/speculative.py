@@ -197,78 +197,87 @@ def speculative_generate(target, draft, ids: torch.Tensor, max_new_tokens: int, 
     if ids.device.type == "cpu":
         decode_layout(target)
         decode_layout(draft)
-    with torch.inference_mode():  # less bookkeeping per op than no_grad; the result is made outside it
-        size = ids.shape[1] + max_new_tokens
-        t_cache, d_cache = target.new_cache(size), draft.new_cache(size)
-        # Both caches hold all tokens but the last; each round feeds the target that last
-        # token and the draft's k, so it scores the k drafts and one more.
-        seq = ids[0].tolist()
-        first = () if src is None else (src,)
-        if len(seq) > 1:
-            target(*first, ids[:, :-1], cache=t_cache)
-        stats, costs = SpeculativeStats(), RoundCosts()
-        # adaptive: the first four rounds are plain, to time the target alone (the first
-        # may also prefill or encode: the next three's times are kept)
-        probe = 4 if adaptive else 0
-        while len(seq) - ids.shape[1] < max_new_tokens:
-            t0 = time.perf_counter()
-            left = max_new_tokens - (len(seq) - ids.shape[1])
-            if stats.stopped_drafting is not None:  # the target alone from here, without the rounds' bookkeeping
-                seq += _decode_alone(target, seq[-1], left, t_cache, compile, first, temperature, top_k, generator,
-                                     ids.device)
-                stats.rounds += left  # one target forward a token
-                break
-            n_draft = min(k, left - 1) if stats.rounds >= probe else 0  # the round's own token always comes on top
-            drafts, qs = [], []
-            if n_draft > 0:
-                feed = seq[d_cache.end:]  # what the draft has not read yet (the prompt, then 1 or 2 tokens)
-                logits = _logits(draft, torch.tensor([feed], device=ids.device), d_cache, compile, first)[-1:]
-                for j in range(n_draft):
-                    if greedy:
-                        tok = logits.argmax(dim=-1)
-                    else:
-                        q = probabilities(logits, temperature, top_k)  # (1, vocab)
-                        tok = torch.multinomial(q, 1, generator=generator)[0]
-                        qs.append(q[0])
-                    drafts.append(int(tok))
-                    if j + 1 < n_draft:
-                        logits = _logits(draft, tok[None], d_cache, compile, first)
-            t1 = time.perf_counter()
-            fed = torch.tensor([[seq[-1]] + drafts], device=ids.device)
-            t_logits = _logits(target, fed, t_cache, compile, first)  # (n_draft + 1, vocab)
-            if n_draft and t_logits.shape[-1] != logits.shape[-1]:
-                raise ValueError(f"the draft's vocabulary ({logits.shape[-1]:,}) is not the target's "
-                                 f"({t_logits.shape[-1]:,}): speculative decoding needs the same tokenizer")
-            if not n_draft:  # the target alone (drafting stopped, or the last token)
-                nxt = int(t_logits[-1].argmax() if greedy else torch.multinomial(
-                    probabilities(t_logits[-1], temperature, top_k), 1, generator=generator))
-                kept = 0
-            else:
-                p = t_logits if greedy else probabilities(t_logits, temperature, top_k)
-                kept, nxt = verify(torch.tensor(drafts, dtype=torch.long, device=ids.device), p,
-                                   None if greedy else torch.stack(qs), generator)
-            seq += drafts[:kept] + [nxt]
-            stats.rounds += 1
-            stats.proposed += n_draft
-            stats.accepted += kept
-            # keep what both have read of the accepted tokens (all but the newest)
-            t_cache.crop(len(seq) - 1)
-            if n_draft:
-                d_cache.crop(min(d_cache.end, len(seq) - 1))
-            if adaptive and not n_draft and stats.rounds > 1:  # the first round may prefill or encode
-                costs.plain.append(time.perf_counter() - t0)
-            if adaptive and n_draft:
-                if stats.proposed > n_draft:  # not the draft's first round: that one also read the prompt / source
-                    costs.draft_step.append((t1 - t0) / n_draft)
-                costs.verify.append(time.perf_counter() - t1)
-                costs.kept, costs.rejected = costs.kept + kept, costs.rejected + (kept < n_draft)
-                # choices made on timings: by default greedy only (sampled, a seed must give the same
-                # text at every run, and they would change which random draws are made)
-                if stop_drafting:  # the k the measured costs and acceptance predict fastest
-                    k = costs.best_k(max_k)
-                else:  # as HF's assisted generation
-                    k = min(k + 2, max_k) if kept == n_draft else max(k - 1, 1)
-                if stop_drafting and not costs.worth_drafting(max_k):  # a poor draft: plain decoding from here on
-                    k, stats.stopped_drafting = 0, len(seq) - ids.shape[1]
+    # the rounds in inference mode (less bookkeeping per op than no_grad); the result is made outside it
+    seq, stats = _rounds(target, draft, ids, max_new_tokens, temperature, top_k, k, max_k, adaptive, generator,
+                         compile, src, greedy, stop_drafting)
     return torch.tensor([seq[:ids.shape[1] + max_new_tokens]], device=ids.device), stats
+
+
+@torch.inference_mode()
+def _rounds(target, draft, ids, max_new_tokens, temperature, top_k, k, max_k, adaptive, generator, compile,
+            src, greedy, stop_drafting) -> tuple[list[int], SpeculativeStats]:
+    """speculative_generate's rounds, its arguments checked: (the token ids, prompt first, stats)."""
+    size = ids.shape[1] + max_new_tokens
+    t_cache, d_cache = target.new_cache(size), draft.new_cache(size)
+    # Both caches hold all tokens but the last; each round feeds the target that last
+    # token and the draft's k, so it scores the k drafts and one more.
+    seq = ids[0].tolist()
+    first = () if src is None else (src,)
+    if len(seq) > 1:
+        target(*first, ids[:, :-1], cache=t_cache)
+    stats, costs = SpeculativeStats(), RoundCosts()
+    # adaptive: the first four rounds are plain, to time the target alone (the first
+    # may also prefill or encode: the next three's times are kept)
+    probe = 4 if adaptive else 0
+    while len(seq) - ids.shape[1] < max_new_tokens:
+        t0 = time.perf_counter()
+        left = max_new_tokens - (len(seq) - ids.shape[1])
+        if stats.stopped_drafting is not None:  # the target alone from here, without the rounds' bookkeeping
+            seq += _decode_alone(target, seq[-1], left, t_cache, compile, first, temperature, top_k, generator,
+                                 ids.device)
+            stats.rounds += left  # one target forward a token
+            break
+        n_draft = min(k, left - 1) if stats.rounds >= probe else 0  # the round's own token always comes on top
+        drafts, qs = [], []
+        if n_draft > 0:
+            feed = seq[d_cache.end:]  # what the draft has not read yet (the prompt, then 1 or 2 tokens)
+            logits = _logits(draft, torch.tensor([feed], device=ids.device), d_cache, compile, first)[-1:]
+            for j in range(n_draft):
+                if greedy:
+                    tok = logits.argmax(dim=-1)
+                else:
+                    q = probabilities(logits, temperature, top_k)  # (1, vocab)
+                    tok = torch.multinomial(q, 1, generator=generator)[0]
+                    qs.append(q[0])
+                drafts.append(int(tok))
+                if j + 1 < n_draft:
+                    logits = _logits(draft, tok[None], d_cache, compile, first)
+        t1 = time.perf_counter()
+        fed = torch.tensor([[seq[-1]] + drafts], device=ids.device)
+        t_logits = _logits(target, fed, t_cache, compile, first)  # (n_draft + 1, vocab)
+        if n_draft and t_logits.shape[-1] != logits.shape[-1]:
+            raise ValueError(f"the draft's vocabulary ({logits.shape[-1]:,}) is not the target's "
+                             f"({t_logits.shape[-1]:,}): speculative decoding needs the same tokenizer")
+        if not n_draft:  # the target alone (drafting stopped, or the last token)
+            nxt = int(t_logits[-1].argmax() if greedy else torch.multinomial(
+                probabilities(t_logits[-1], temperature, top_k), 1, generator=generator))
+            kept = 0
+        else:
+            p = t_logits if greedy else probabilities(t_logits, temperature, top_k)
+            kept, nxt = verify(torch.tensor(drafts, dtype=torch.long, device=ids.device), p,
+                               None if greedy else torch.stack(qs), generator)
+        seq += drafts[:kept] + [nxt]
+        stats.rounds += 1
+        stats.proposed += n_draft
+        stats.accepted += kept
+        # keep what both have read of the accepted tokens (all but the newest)
+        t_cache.crop(len(seq) - 1)
+        if n_draft:
+            d_cache.crop(min(d_cache.end, len(seq) - 1))
+        if adaptive and not n_draft and stats.rounds > 1:  # the first round may prefill or encode
+            costs.plain.append(time.perf_counter() - t0)
+        if adaptive and n_draft:
+            if stats.proposed > n_draft:  # not the draft's first round: that one also read the prompt / source
+                costs.draft_step.append((t1 - t0) / n_draft)
+            costs.verify.append(time.perf_counter() - t1)
+            costs.kept, costs.rejected = costs.kept + kept, costs.rejected + (kept < n_draft)
+            # choices made on timings: by default greedy only (sampled, a seed must give the same
+            # text at every run, and they would change which random draws are made)
+            if stop_drafting:  # the k the measured costs and acceptance predict fastest
+                k = costs.best_k(max_k)
+            else:  # as HF's assisted generation
+                k = min(k + 2, max_k) if kept == n_draft else max(k - 1, 1)
+            if stop_drafting and not costs.worth_drafting(max_k):  # a poor draft: plain decoding from here on
+                k, stats.stopped_drafting = 0, len(seq) - ids.shape[1]
+    return seq, stats
 
