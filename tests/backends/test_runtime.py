@@ -75,6 +75,35 @@ def test_static_and_growing_caches_decode_alike():
     assert torch.equal(a, R.generate(model, ids, 6, temperature=1.0, top_k=8, static=False))
 
 
+def _head(model):
+    """The model's LM head module."""
+    return next(model.get_submodule(n) for n, d in model.strata_graph.nodes(data=True)
+                if d["attrs"].get("role") == "lm_head")
+
+
+@pytest.mark.parametrize("spec", ["specs/tiny_shakespeare.arch", "examples/seed/teacher.arch"])
+def test_a_generating_model_reads_the_prompt_for_its_last_logits_only(spec):
+    """logits_to_keep=k (as HF's): the LM head reads the last k positions (0: all);
+    generate reads the prompt with k=1, so the head runs on one position there."""
+    torch.manual_seed(0)
+    model = compile(spec).eval()
+    ids = torch.randint(0, 65, (2, 7))  # vocabularies 65 and 128
+    first = (torch.randint(0, 65, (2, 5)),) if "teacher" in spec else ()  # an encoder-decoder's source
+    with torch.no_grad():
+        full = model(*first, ids)
+        assert torch.equal(model(*first, ids, logits_to_keep=0), full)
+        for k in (1, 3):
+            assert torch.allclose(model(*first, ids, logits_to_keep=k), full[:, -k:], atol=1e-6)
+    seen = []
+    hook = _head(model).register_forward_hook(lambda m, args, out: seen.append(args[0].shape[1]))
+    try:
+        out = R.generate(model, ids, 3, src=first[0] if first else None)
+    finally:
+        hook.remove()
+    assert seen == [1, 1, 1]  # the prompt's read, then two one-token steps
+    assert torch.equal(out, R.generate(model, ids, 3, src=first[0] if first else None, static=False))
+
+
 TINY = """
 model tiny {
   d = 8

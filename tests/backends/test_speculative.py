@@ -57,13 +57,14 @@ class Scripted(torch.nn.Module):
     def new_cache(self, max_len=None):
         return KVCache(max_len)
 
-    def forward(self, tokens, cache=None):
+    def forward(self, tokens, cache=None, logits_to_keep=0):  # as a strata model's: 0 = every position
         start, T = cache.start(), tokens.shape[1]
         if self.pause:  # a draft step that costs something (a real draft does); sleep(0) would yield the CPU
             time.sleep(self.pause)
         cache.update(torch.zeros(1, 1, T, 1), torch.zeros(1, 1, T, 1))  # only its length counts
         nxt = [(self.table[min(start + j + 1, len(self.table) - 1)] + self.shift) % self.vocab for j in range(T)]
-        return torch.nn.functional.one_hot(torch.tensor([nxt]), self.vocab).float() * 10  # (1, T, vocab)
+        out = torch.nn.functional.one_hot(torch.tensor([nxt]), self.vocab).float() * 10  # (1, T, vocab)
+        return out[:, -logits_to_keep:]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -181,12 +182,12 @@ class Unigram(torch.nn.Module):
     def new_cache(self, max_len=None):
         return KVCache(max_len)
 
-    def forward(self, tokens, cache=None):
+    def forward(self, tokens, cache=None, logits_to_keep=0):
         cache.start()
         if self.pause:
             time.sleep(self.pause)
         cache.update(torch.zeros(1, 1, tokens.shape[1], 1), torch.zeros(1, 1, tokens.shape[1], 1))
-        return self.logits.expand(1, tokens.shape[1], -1)
+        return self.logits.expand(1, tokens.shape[1], -1)[:, -logits_to_keep:]
 
 
 def test_speculative_sampling_draws_from_the_target():

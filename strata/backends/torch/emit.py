@@ -9,6 +9,7 @@ source; a shape comment marks a line whose output shape differs from its input.
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass, field
 
 import strata.backends.torch.pysafe as pysafe
@@ -28,6 +29,13 @@ from strata.components import COMPONENTS
 from strata.passes.low_rank import LowRank
 
 MAX_INLINE = 96  # characters of code on one line before a value gets its own line
+
+
+def _operand(expr: str) -> str:
+    """`expr` as the operand of a subscript: a name, call, attribute or subscript as
+    it is, anything else (a sum, a product) in parentheses."""
+    node = ast.parse(expr, mode="eval").body
+    return expr if isinstance(node, (ast.Name, ast.Call, ast.Attribute, ast.Subscript)) else f"({expr})"
 
 
 @dataclass
@@ -171,6 +179,11 @@ class Emitter:
                     lines.append((u.target, args[0], None))
                 lines.append(("for", self.repeat_loop(u), None))
                 continue
+            if u.out is not None and u.out == plan.keep_logits:  # generating: the last positions' logits only
+                lines += self.flush(pending)
+                lines.append((u.target, f"{_operand(args[0])}[:, -logits_to_keep:]",
+                              "the last logits_to_keep positions (0: all)"))
+                args[0] = u.target
             expr = self.unit_expr(u, args, init, hx)
             if expr is None:
                 continue

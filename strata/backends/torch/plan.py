@@ -28,7 +28,7 @@ class CodegenError(Exception):
 
 # Variables a forward may use for its own purposes: values get other names.
 RESERVED = frozenset({"pos", "positions", "rope", "mask", "cache", "start_pos", "attention_mask", "memory_mask",
-                      "T", "B",
+                      "logits_to_keep", "T", "B",
                       "self", "layer", "layer_mask", "config", "return_dict"})
 
 
@@ -73,6 +73,7 @@ class ScopePlan:
     units: list[Unit]
     returns: list[str]               # variables returned (the output, then branch outputs)
     masks: dict                      # (causal, window) -> variable holding that mask here
+    keep_logits: str | None = None   # the LM head whose input keeps the last logits_to_keep positions
 
 
 @dataclass

@@ -277,6 +277,7 @@ def generate(model, ids, max_new_tokens, temperature=0.0, top_k=None, src=None, 
     max_new_tokens positions, or one that grows (static=False); compile=True runs
     the one-token step compiled (torch.compile, fullgraph; once per model).  On a
     CPU the linear weights are stored column-major first (decode_layout).  The
+    prompt is read for its last position's logits only (logits_to_keep=1).  The
     steps run in inference mode (less bookkeeping per op than no_grad); what is
     returned is an ordinary tensor, usable as a training input."""
     if ids.device.type == "cpu":
@@ -287,7 +288,7 @@ def generate(model, ids, max_new_tokens, temperature=0.0, top_k=None, src=None, 
     step = model.__dict__["compiled_step"] if compile else model
     first = () if src is None else (src,)  # an encoder-decoder's source, encoded once
     with torch.inference_mode():
-        logits = model(*first, ids, cache=cache, **inputs)[:, -1, :]  # (B, vocab)
+        logits = model(*first, ids, cache=cache, logits_to_keep=1, **inputs)[:, -1, :]  # (B, vocab): the prompt's last
         for i in range(max_new_tokens):
             if temperature == 0:
                 nxt = logits.argmax(dim=-1, keepdim=True)  # (B, 1)

@@ -214,7 +214,7 @@ def _rounds(target, draft, ids, max_new_tokens, temperature, top_k, k, max_k, ad
     seq = ids[0].tolist()
     first = () if src is None else (src,)
     if len(seq) > 1:
-        target(*first, ids[:, :-1], cache=t_cache)
+        target(*first, ids[:, :-1], cache=t_cache, logits_to_keep=1)  # the cache is what is wanted
     stats, costs = SpeculativeStats(), RoundCosts()
     # adaptive: the first four rounds are plain, to time the target alone (the first
     # may also prefill or encode: the next three's times are kept)

@@ -159,6 +159,7 @@ def generate(model, ids, max_new_tokens, temperature=0.0, top_k=None, src=None, 
     max_new_tokens positions, or one that grows (static=False); compile=True runs
     the one-token step compiled (torch.compile, fullgraph; once per model).  On a
     CPU the linear weights are stored column-major first (decode_layout).  The
+    prompt is read for its last position's logits only (logits_to_keep=1).  The
     steps run in inference mode (less bookkeeping per op than no_grad); what is
     returned is an ordinary tensor, usable as a training input."""
     if ids.device.type == "cpu":
@@ -169,7 +170,7 @@ def generate(model, ids, max_new_tokens, temperature=0.0, top_k=None, src=None, 
     step = model.__dict__["compiled_step"] if compile else model
     first = () if src is None else (src,)  # an encoder-decoder's source, encoded once
     with torch.inference_mode():
-        logits = model(*first, ids, cache=cache, **inputs)[:, -1, :]  # (B, vocab)
+        logits = model(*first, ids, cache=cache, logits_to_keep=1, **inputs)[:, -1, :]  # (B, vocab): the prompt's last
         for i in range(max_new_tokens):
             if temperature == 0:
                 nxt = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
@@ -258,7 +259,7 @@ class Decoder(nn.Module):
         self.proj = nn.Linear(config.d, config.d)
         self.lm_head = nn.Linear(config.d, config.vocab, bias=False)
 
-    def forward(self, tokens, cache=None, start_pos=0):
+    def forward(self, tokens, cache=None, start_pos=0, logits_to_keep=0):
         T = tokens.shape[1]
         positions = torch.arange(start_pos, start_pos + T, device=tokens.device)
         rope = self.pos(positions)  # cos, sin: (T, 8)
@@ -267,7 +268,8 @@ class Decoder(nn.Module):
         x = self.embed(tokens)  # (B, T, d)
         for layer in self.layers:
             x = layer(x, rope=rope, mask=mask, cache=cache)
-        x = self.lm_head(self.proj(self.norm(x)))  # (B, T, vocab)
+        x = self.proj(self.norm(x))[:, -logits_to_keep:]  # the last logits_to_keep positions (0: all)
+        x = self.lm_head(x)  # (B, T, vocab)
         return x
 
 
@@ -280,10 +282,10 @@ class TinyLlama(nn.Module):
         self.decoder = Decoder(config)
         init_weights(self, residual=(".attn.o.weight", ".mlp.down.weight"), layers=config.depth)
 
-    def forward(self, tokens, cache=None, start_pos=None, return_dict=False):
+    def forward(self, tokens, cache=None, start_pos=None, logits_to_keep=0, return_dict=False):
         past = cache.start() if cache is not None else 0
         start_pos = past if start_pos is None else start_pos
-        logits = self.decoder(tokens, cache=cache, start_pos=start_pos)
+        logits = self.decoder(tokens, cache=cache, start_pos=start_pos, logits_to_keep=logits_to_keep)
         return {"output": logits} if return_dict else logits
 
     def new_cache(self, max_len=None):

@@ -190,6 +190,7 @@ def generate(model, ids, max_new_tokens, temperature=0.0, top_k=None, src=None, 
     max_new_tokens positions, or one that grows (static=False); compile=True runs
     the one-token step compiled (torch.compile, fullgraph; once per model).  On a
     CPU the linear weights are stored column-major first (decode_layout).  The
+    prompt is read for its last position's logits only (logits_to_keep=1).  The
     steps run in inference mode (less bookkeeping per op than no_grad); what is
     returned is an ordinary tensor, usable as a training input."""
     if ids.device.type == "cpu":
@@ -200,7 +201,7 @@ def generate(model, ids, max_new_tokens, temperature=0.0, top_k=None, src=None, 
     step = model.__dict__["compiled_step"] if compile else model
     first = () if src is None else (src,)  # an encoder-decoder's source, encoded once
     with torch.inference_mode():
-        logits = model(*first, ids, cache=cache, **inputs)[:, -1, :]  # (B, vocab)
+        logits = model(*first, ids, cache=cache, logits_to_keep=1, **inputs)[:, -1, :]  # (B, vocab): the prompt's last
         for i in range(max_new_tokens):
             if temperature == 0:
                 nxt = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
@@ -399,7 +400,7 @@ class Decoder(nn.Module):
         self.drop_2 = nn.Dropout(config.p)
         self.lm_head = nn.Linear(config.d, config.vocab, bias=False)  # weight tied to encoder.embed.weight
 
-    def forward(self, tgt, memory, memory_mask=None, cache=None, start_pos=0):
+    def forward(self, tgt, memory, memory_mask=None, cache=None, start_pos=0, logits_to_keep=0):
         T = tgt.shape[1]
         mask = self.rel_pos(make_mask(T, start_pos, tgt.device), start_pos)  # (B or 1, heads, T, S) bias
         if memory_mask is not None:  # (B, S): 1 = token, 0 = padding
@@ -408,7 +409,8 @@ class Decoder(nn.Module):
         x = self.drop_1(x)
         for layer in self.layers:
             x = layer(x, memory=memory, mask=mask, memory_mask=memory_mask, cache=cache)
-        x = self.lm_head(self.drop_2(self.norm(x)) * self.config.d ** (-0.5))  # (B, T, vocab)
+        x = self.drop_2(self.norm(x))[:, -logits_to_keep:]  # the last logits_to_keep positions (0: all)
+        x = self.lm_head(x * self.config.d ** (-0.5))  # (B, T, vocab)
         return x
 
 
@@ -424,7 +426,7 @@ class T5_Small(nn.Module):
         self.decoder.lm_head.weight = self.encoder.embed.weight  # tied: one Parameter
         init_weights(self, residual=(".attn.o.weight", ".cross_attn.o.weight", ".mlp.down.weight"), layers=config.depth)
 
-    def forward(self, src, tgt, attention_mask=None, cache=None, start_pos=None, return_dict=False):
+    def forward(self, src, tgt, attention_mask=None, cache=None, start_pos=None, logits_to_keep=0, return_dict=False):
         past = cache.start() if cache is not None else 0
         start_pos = past if start_pos is None else start_pos
         if cache is None or cache.memory is None:
@@ -433,7 +435,7 @@ class T5_Small(nn.Module):
             memory = cache.memory  # encoded at the first step
         if cache is not None:
             cache.memory = memory
-        logits = self.decoder(tgt, memory, memory_mask=attention_mask, cache=cache, start_pos=start_pos)
+        logits = self.decoder(tgt, memory, memory_mask=attention_mask, cache=cache, start_pos=start_pos, logits_to_keep=logits_to_keep)
         return {"output": logits} if return_dict else logits
 
     def new_cache(self, max_len=None):
