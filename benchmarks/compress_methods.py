@@ -285,6 +285,7 @@ def table_rows() -> list[tuple[str, str, str | None]]:
         q = f"quantize(int4_weight, group_size={g}"
         out += [(f"int4 g{g} rtn", q + ")", None),
                 (f"int4 g{g} gptq", q + ", method=gptq, act_order=true)", f"int4 g{g} rtn"),
+                (f"int4 g{g} gptq mse", q + ", method=gptq, act_order=true, observer=mse)", f"int4 g{g} rtn"),
                 (f"int4 g{g} awq", q + ", method=awq)", f"int4 g{g} rtn")]
     return out + [
         ("int8 weight rtn", "quantize(int8_weight)", None),

@@ -23,7 +23,8 @@ Calibrated methods (strata/passes/methods/; calibration data required):
 
     method=gptq     int4_weight / int8_weight: GPTQ's column-by-column rounding
                     with error feedback (act_order=true: inputs by decreasing
-                    activation energy)
+                    activation energy; observer=mse: each group's range shrunk
+                    to round it with the least error)
     method=awq      int4_weight / int8_weight: AWQ's activation-aware scales,
                     folded into the norm (or linear) before, and its clipping
     smooth=alpha    int8_dynamic: SmoothQuant's migration of activation
@@ -89,6 +90,9 @@ class QuantizeOptions(Options):
     method: Literal["rtn", "gptq", "awq"] = Field("rtn", description="round to nearest; GPTQ; AWQ "
                                                    "(the last two read --calibration data)")
     act_order: bool = Field(False, description="gptq: quantize the inputs of most activation energy first")
+    observer: Literal["minmax", "mse"] = Field("minmax", description="gptq: each group's range, its min and "
+                                               "max, or the shrink of them that rounds it with the least "
+                                               "error (mse)")
     smooth: float | None = Field(None, gt=0, lt=1, description="int8_dynamic: SmoothQuant migration "
                                  "strength alpha (reads --calibration data)")
     bits: float | None = Field(None, gt=0, le=32, description="auto: the average stored bits per weight "
@@ -245,6 +249,9 @@ class Quantize(Pass):
                             f"activations are quantized; {o.scheme} keeps them float")
         if o.act_order and o.method != "gptq":
             raise PassError(f"{self.label()}: act_order is GPTQ's column order: write method=gptq")
+        if o.observer != "minmax" and o.method != "gptq":
+            raise PassError(f"{self.label()}: observer={o.observer} chooses GPTQ's group ranges: write "
+                            "method=gptq" + (" (awq searches its own clipping)" if o.method == "awq" else ""))
         if o.qat and self.calibrated:
             raise PassError(f"{self.label()}: qat trains with plain rounding; calibrated methods "
                             "apply to trained weights (strata compress)")

@@ -23,15 +23,17 @@ def _layer(out=48, d_in=64, rows=512, seed=0):
     return W, X, 2 * X.T @ X / rows
 
 
-def reference_gptq(W, H, grid, act_order=False, damp=0.01):
+def reference_gptq(W, H, grid, act_order=False, damp=0.01, params=None):
     """GPTQ as the OBS update written out (Frantar et al. 2022, eq. 2-3): after
     each column, the remaining columns take its error through H^-1, and H^-1
-    loses that column by Gaussian elimination.  No Cholesky, no lazy blocks."""
+    loses that column by Gaussian elimination.  No Cholesky, no lazy blocks.
+    params: how a group's (scale, zero) is found (default its min and max)."""
     W, H = W.clone().double(), H.clone().double()
     n = W.shape[1]
     k = grid.columns(n)
+    params_of = params or grid.params
     order = torch.argsort(torch.diag(H), descending=True) if act_order else torch.arange(n)
-    fixed = [grid.params(W[:, c:c + k]) for c in range(0, n, k)]
+    fixed = [params_of(W[:, c:c + k]) for c in range(0, n, k)]
     H = H + damp * torch.diag(H).mean() * torch.eye(n, dtype=H.dtype)
     Hinv = torch.linalg.inv(H)
     Q = torch.zeros_like(W)
@@ -40,7 +42,7 @@ def reference_gptq(W, H, grid, act_order=False, damp=0.01):
         if act_order or grid.group is None:
             params = fixed[j // k]
         elif j % k == 0:  # a group starts: its scale from the weights as they are now
-            params = grid.params(W[:, j:j + k])
+            params = params_of(W[:, j:j + k])
         q = grid.fake(W[:, j:j + 1], *params)
         Q[:, j] = q[:, 0]
         err = (W[:, j:j + 1] - q) / Hinv[j, j]
@@ -67,6 +69,49 @@ def test_gptq_reproduces_the_reference():
         assert got.q.min() >= grid.qmin and got.q.max() <= grid.qmax
         rtn = grid.rtn(W).weight
         assert _out_err(X, W, got.weight) < _out_err(X, W, rtn)
+
+
+def _mse_search(grid, w):
+    """The reference Quantizer(mse=True)'s search written out: 80 shrinks of the range,
+    the one of least sum |error|^2.4 per row, 1 on ties."""
+    best, out = None, None
+    for i in range(80):
+        s, z = grid.params(w * (1 - i / 100))
+        err = (grid.fake(w, s, z) - w).abs().float().pow(2.4).sum(1)
+        if best is None:
+            best, out = err, (s.clone(), None if z is None else z.clone())
+            continue
+        better = err < best
+        best = torch.where(better, err, best)
+        out[0][better] = s[better]
+        if z is not None:
+            out[1][better] = z[better]
+    return out
+
+
+def test_gptq_mse_observer_shrinks_each_range_to_the_least_rounding_error():
+    W, X, H = _layer()
+    W[::5, 7] *= 6  # a few large weights stretch their rows' ranges
+    for scheme, group in [("int4_weight", 32), ("int8_weight", None)]:
+        grid = Grid(scheme, group)
+        k = grid.columns(W.shape[1])
+        for c in range(0, W.shape[1], k):
+            w = W[:, c:c + k]
+            (s0, z0), (s1, z1) = grid.params(w), grid.mse_params(w)
+            ref = _mse_search(grid, w)
+            assert torch.equal(s1, ref[0]) and (z1 is None or torch.equal(z1, ref[1]))
+
+            def err(s, z, w=w):
+                return (grid.fake(w, s, z) - w).abs().pow(2.4).sum(1)
+            assert (err(s1, z1) <= err(s0, z0)).all() and (err(s1, z1) < err(s0, z0)).any()
+            assert (s1 <= s0).all()  # shrunk, never widened
+        for act_order in (False, True):
+            got = gptq(W, H, grid, act_order=act_order, observer="mse")
+            want = reference_gptq(W, H, grid, act_order, params=grid.mse_params)
+            assert ((got.weight - want).abs() < 1e-9).float().mean() > 0.995, (scheme, act_order)
+            assert got.q.min() >= grid.qmin and got.q.max() <= grid.qmax
+            plain = gptq(W, H, grid, act_order=act_order)
+            assert not torch.equal(got.weight, plain.weight)
 
 
 def test_awq_scales_lower_the_error_of_rounding():

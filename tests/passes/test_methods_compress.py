@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -67,10 +68,11 @@ def test_migrations_leave_the_float_model_unchanged(tmp_path, text, monkeypatch)
         assert changed or text == GPT
 
 
-def test_gptq_hands_on_integers_on_the_grid(tmp_path):
+@pytest.mark.parametrize("observer", ["", ", observer=mse"])
+def test_gptq_hands_on_integers_on_the_grid(tmp_path, observer):
     spec = spec_file(tmp_path, LLAMA)
     w = weights(tmp_path, spec)
-    g, ctx = _pipeline(spec, w, ['quantize(int4_weight, method=gptq, group_size=32, act_order=true)'],
+    g, ctx = _pipeline(spec, w, [f'quantize(int4_weight, method=gptq, group_size=32, act_order=true{observer})'],
                        ids(96, rows=8, length=32))
     names = g.graph["applied"][-1]["record"]["linears"]
     assert sorted(ctx.quantized) == sorted(names)
@@ -108,6 +110,12 @@ def test_a_method_without_calibration_is_a_located_error(tmp_path):
         assert str(e.value).startswith("--pass:1:1: error:") and "--calibration" in str(e.value)
     with pytest.raises(SpecError, match="int4_weight or int8_weight"):
         compress(spec, w, tmp_path / "out", passes=["quantize(int8_dynamic, method=gptq)"])
+    for p, hint in [("quantize(int4_weight, group_size=32, observer=mse)", "write method=gptq$"),
+                    ("quantize(int4_weight, method=awq, observer=mse)", "awq searches its own clipping")]:
+        with pytest.raises(SpecError) as e:
+            compress(spec, w, tmp_path / "out", passes=[p])
+        assert str(e.value).startswith("--pass:1:1: error:") and "observer=mse" in str(e.value)
+        assert any(re.search(hint, line) for line in str(e.value).splitlines()), str(e.value)
     assert not (tmp_path / "out").exists()
 
 

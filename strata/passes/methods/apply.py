@@ -66,7 +66,7 @@ def calibrated_quantize(o, record: dict, state: dict, ctx) -> dict:
                     skipped[n] = "no calibration input reached it"
                     continue
                 W = out[f"{n}.weight"]
-                qw = gptq(W, s["H"], grid, act_order=o.act_order)
+                qw = gptq(W, s["H"], grid, act_order=o.act_order, observer=o.observer)
                 errors[n] = {"gptq": _rel(W, W.double() - qw.weight.double(), s["H"]),
                              "rtn": _rel(W, W.double() - grid.rtn(W).weight.double(), s["H"])}
                 out[f"{n}.weight"] = qw.weight

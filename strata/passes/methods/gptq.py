@@ -15,6 +15,8 @@ weights before any update ("static groups"), as a group's columns are no longer
 contiguous in that order.  Without it a group's scale is taken when the walk
 reaches its first column (B is the group size), as the reference does.  The
 grid is the scheme's own (grid.py): what comes out is exactly representable.
+observer="mse" picks each group's range as the reference's
+`Quantizer(mse=True)` does (Grid.mse_params) instead of its min and max.
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ BLOCK = 128  # columns per lazy batch when the grid has no groups
 
 
 def gptq(W: "torch.Tensor", H: "torch.Tensor", grid: Grid, *, act_order: bool = False,
-         damp: float = 0.01) -> QuantizedWeight:
-    """W [out, in] quantized on `grid` against the Hessian H [in, in]."""
+         damp: float = 0.01, observer: str = "minmax") -> QuantizedWeight:
+    """W [out, in] quantized on `grid` against the Hessian H [in, in]; observer="mse"
+    takes each group's range from Grid.mse_params instead of its min and max."""
     import torch  # lazy: torch
 
     dtype = W.dtype
@@ -44,8 +47,9 @@ def gptq(W: "torch.Tensor", H: "torch.Tensor", grid: Grid, *, act_order: bool = 
     W[:, torch.diag(H) == 0] = 0  # dead inputs (inverse_factor says so again)
     k = grid.columns(cols)
     static = act_order or grid.group is None  # scales fixed from the weights before updates
+    params = grid.mse_params if observer == "mse" else grid.params
     if static:
-        groups = [grid.params(W[:, c:c + k]) for c in range(0, cols, k)]
+        groups = [params(W[:, c:c + k]) for c in range(0, cols, k)]
     perm = torch.argsort(torch.diag(H), descending=True) if act_order else torch.arange(cols)
     if act_order:
         W, H = W[:, perm], H[perm][:, perm]
@@ -57,7 +61,7 @@ def gptq(W: "torch.Tensor", H: "torch.Tensor", grid: Grid, *, act_order: bool = 
     for i1 in range(0, cols, step):
         i2 = min(i1 + step, cols)
         if not static:  # the group starts here: its scale from the weights as updated so far
-            s, z = grid.params(W[:, i1:i2])
+            s, z = params(W[:, i1:i2])
             scale[:, i1 // k] = s[:, 0]
             if zero is not None:
                 zero[:, i1 // k] = z[:, 0]

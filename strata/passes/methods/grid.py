@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = ["Grid", "QuantizedWeight"]
 
 EPS4 = 1e-6  # the smallest int4 scale (qparams.rtn); int8's is fp32's eps
+MSE_GRID, MSE_MAX_SHRINK, MSE_NORM = 100, 0.8, 2.4  # GPTQ's reference Quantizer(mse=True)
 
 
 @dataclass
@@ -91,6 +92,27 @@ class Grid:
         scale = ((hi - lo) / 15.0).clamp(min=EPS4).to(torch.bfloat16).to(torch.float32)
         zero = ((-lo / scale).round() - 8).clamp(-8, 7)
         return scale.to(w.dtype), zero.to(w.dtype)
+
+    def mse_params(self, w: "torch.Tensor") -> tuple["torch.Tensor", "torch.Tensor | None"]:
+        """params() of the range shrunk by the factor (1, 0.99, .. 0.21) that rounds each
+        row of `w` [out, k] with the least sum |error|^2.4: the search of GPTQ's
+        reference `Quantizer(mse=True)` (grid 100, maxshrink 0.8, norm 2.4) and
+        llm-compressor's mse observer.  Shrinking clips the largest weights so that
+        the rest fall on a finer grid; 1 is tried first, so the error is never
+        above min/max's."""
+        import torch  # lazy: torch
+
+        best_s, best_z = self.params(w)
+        best = (self.fake(w, best_s, best_z) - w).abs().float().pow(MSE_NORM).sum(1, keepdim=True)
+        for i in range(1, int(MSE_MAX_SHRINK * MSE_GRID)):
+            s, z = self.params(w * (1 - i / MSE_GRID))  # the range scaled: min, max and absmax alike
+            err = (self.fake(w, s, z) - w).abs().float().pow(MSE_NORM).sum(1, keepdim=True)
+            better = err < best
+            best = torch.where(better, err, best)
+            best_s = torch.where(better, s, best_s)
+            if best_z is not None:
+                best_z = torch.where(better, z, best_z)
+        return best_s, best_z
 
     def quantize(self, w, scale, zero):
         """Integer values of `w` [out, k] with per-row (scale, zero) [out, 1]."""
