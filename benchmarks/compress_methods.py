@@ -47,6 +47,7 @@ import torch.nn.functional as F
 from _timing import interleaved
 
 import strata.api
+from strata.backends.torch.workflows.calibration import MAX_ROWS
 
 ROOT = Path(__file__).resolve().parents[1]
 # Model sizes: (vocab, context, batch, d, heads, depth, mlp, int4 group sizes
@@ -297,6 +298,14 @@ def table_rows() -> list[tuple[str, str, str | None]]:
     ]
 
 
+def calibration_rows(text: str) -> int:
+    """--calibration: strata reads at most MAX_ROWS rows, so more would only change which are read."""
+    n = int(text)
+    if not 1 <= n <= MAX_ROWS:
+        raise argparse.ArgumentTypeError(f"{n} rows: strata calibrates on 1 to {MAX_ROWS} rows (MAX_ROWS)")
+    return n
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", choices=sorted(SIZES), default="1m")
@@ -305,7 +314,8 @@ def main() -> None:
     ap.add_argument("--train-seconds", type=float, default=600)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--train-only", action="store_true", help="train (or find) the cached model and stop")
-    ap.add_argument("--calibration", type=int, default=128, help="calibration rows of the model's context")
+    ap.add_argument("--calibration", type=calibration_rows, default=128,
+                    help="calibration rows of the model's context, 1 to 128 (strata reads at most MAX_ROWS)")
     ap.add_argument("--rows", default="", help="only the table rows whose label contains one of these "
                     "comma-separated words")
     ap.add_argument("--finetune", type=int, default=300, help="steps of strata compress --finetune (0: skip)")
