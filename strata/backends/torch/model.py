@@ -80,7 +80,7 @@ def keeps_logits(ix: IRIndex, stack: str) -> bool:
     """Whether `stack`'s forward (and the model's) takes `logits_to_keep`, as HF's
     models do: it is the last stack, it caches keys and values, and it ends in the
     LM head, so a generating model reads the prompt for its last position's
-    logits only (the head of a 50 k vocabulary is a fifth of GPT-2 small's work
+    logits only (the head of a 50 k vocabulary is nearly a third of GPT-2 small's work
     per position)."""
     g = ix.g
     st = g.graph.stacks[-1]
