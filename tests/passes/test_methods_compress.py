@@ -100,6 +100,21 @@ def test_gptq_and_sparsegpt_beat_the_plain_methods(tmp_path):
             assert sqnr(ref, b) > sqnr(ref, a), better
 
 
+def test_calibration_rows_beyond_the_cap_are_thinned_evenly(tmp_path):
+    from strata.backends.torch.workflows.calibration import MAX_ROWS, load_calibration
+    from strata.compiler import build_file
+
+    g = build_file(spec_file(tmp_path, LLAMA))  # vocabulary 96, context 64
+    i = torch.arange(300)
+    rows = torch.stack([i // 96, i % 96] * 8, dim=1)  # (300, 16): row i spells i in base 96
+    ids = load_calibration(rows.clone(), g)
+    assert ids.shape == (MAX_ROWS, 16)
+    got = ids[:, 0] * 96 + ids[:, 1]  # which rows were kept
+    assert torch.equal(got, torch.linspace(0, 299, MAX_ROWS).round().long())
+    assert int(got[0]) == 0 and int(got[-1]) == 299 and len(set(got.tolist())) == MAX_ROWS
+    assert torch.equal(load_calibration(rows[:100].clone(), g), rows[:100])  # under the cap: as given
+
+
 def test_a_method_without_calibration_is_a_located_error(tmp_path):
     spec = spec_file(tmp_path, GPT)
     w = weights(tmp_path, spec)

@@ -7,7 +7,7 @@ feature.
     (N, T) (key `tokens` or `input_ids` when it holds several); or a text file
     with the tokenizer the model was trained with (`tokenizer=`, a strata train
     run's tokenizer.json).  At most MAX_ROWS rows of at most the model's
-    context are used.
+    context are used, spread evenly over the rows given.
 
 In code::
 
@@ -53,7 +53,9 @@ def model_inputs(g, ids) -> tuple:
 
 def load_calibration(src, g, tokenizer=None):
     """Token ids (N, T) from a tensor, a safetensors file or a text file, checked
-    against the model's vocabulary and cut to MAX_ROWS rows of its context."""
+    against the model's vocabulary and cut to rows of its context; more than
+    MAX_ROWS rows are thinned to MAX_ROWS spread evenly over them (the first and
+    the last kept), so rows given in text order sample all of it."""
     import torch  # lazy: torch
 
     T = _context(g)
@@ -83,7 +85,9 @@ def load_calibration(src, g, tokenizer=None):
         ids = ids[: (ids.numel() // T) * T].view(-1, T) if ids.numel() >= T else ids[None]
     if ids.dim() != 2 or ids.numel() == 0 or ids.is_floating_point():
         raise UsageError(f"calibration data must be token ids (N, T), got {tuple(ids.shape)} {ids.dtype}")
-    ids = ids[:MAX_ROWS, :T].long()
+    ids = ids[:, :T].long()
+    if ids.shape[0] > MAX_ROWS:  # thinned evenly: rows from all of what was given, not only its start
+        ids = ids[torch.linspace(0, ids.shape[0] - 1, MAX_ROWS).round().long()]
     vocab = _vocab(g)
     if vocab is not None and (int(ids.max()) >= vocab or int(ids.min()) < 0):
         raise UsageError(f"calibration ids run from {int(ids.min())} to {int(ids.max())}; the model's "
