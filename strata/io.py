@@ -38,7 +38,7 @@ from typing import Iterator
 from strata.errors import UsageError
 
 __all__ = ["MAX_TEXT_BYTES", "SPEC_SUFFIXES", "atomic_folder", "atomic_output", "is_spec_path",
-           "open_regular", "read_regular", "same_file", "write_atomic"]
+           "open_regular", "read_regular", "read_spread", "same_file", "spread_text", "write_atomic"]
 
 SPEC_SUFFIXES = (".arch", ".yaml", ".yml")
 # The largest text file strata reads (a spec, an import, a config.json).  The
@@ -118,6 +118,45 @@ def read_regular(path: str | os.PathLike, limit: int = MAX_TEXT_BYTES, what: str
         if size > limit:
             raise UsageError(f"{path}: more than {limit:,} bytes is too large for a {what}")
         return b"".join(chunks)
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read ({e.strerror})") from None
+    finally:
+        os.close(fd)
+
+
+def spread_text(text: str, limit: int, pieces: int = 128) -> str:
+    """All of `text` when it holds at most `limit` characters, else `pieces`
+    pieces of limit // pieces characters spread evenly from its start to its
+    end, one per line: a bounded sample of all of it (calibration data), not
+    its beginning.
+
+        >>> spread_text("abcdefghij", 4, pieces=2)
+        'ab\\nij'
+    """
+    if len(text) <= limit:
+        return text
+    size = limit // pieces
+    step = (len(text) - size) / (pieces - 1)
+    return "\n".join(text[round(i * step):round(i * step) + size] for i in range(pieces))
+
+
+def read_spread(path: str | os.PathLike, limit: int, pieces: int = 128, what: str = "file") -> str:
+    """A regular text file as `spread_text` samples a text, reading at most
+    `limit` bytes of it: the pieces are read where they lie, and a character
+    cut at a piece's edge is dropped (invalid UTF-8 inside reads as U+FFFD)."""
+    fd = open_regular(path, what)
+    try:
+        size = os.fstat(fd).st_size
+        if size <= limit:
+            chunks = []
+            while chunk := os.read(fd, limit - sum(map(len, chunks))):  # at most limit: the file may grow
+                chunks.append(chunk)
+            return b"".join(chunks).decode("utf-8", errors="replace")
+        piece = limit // pieces
+        step = (size - piece) / (pieces - 1)
+        parts = [os.pread(fd, piece, round(i * step)).decode("utf-8", errors="replace").strip("\ufffd")
+                 for i in range(pieces)]
+        return "\n".join(parts)
     except OSError as e:
         raise UsageError(f"{path}: cannot read ({e.strerror})") from None
     finally:

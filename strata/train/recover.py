@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from strata.backends.torch.weights_file import checkpoint_shapes
 from strata.backends.torch.workflows.calibration import _context, model_inputs
 from strata.errors import UsageError
+from strata.io import read_spread, spread_text
 from strata.passes.quantize import Quantize
 from strata.train.data import text_source
 from strata.train.objectives import CausalLM, objective_class
@@ -47,6 +48,7 @@ MAX_CHARS = 16 << 20   # text read for fine-tuning, at most
 BATCH = 8              # rows per step
 MAX_LENGTH = 256       # tokens per row, at most
 EVAL_ROWS = 32         # held-out rows the before / after figures are measured on
+PIECES = 128           # calibration text longer than asked for is read in this many spread pieces
 
 
 def _text(data, source_run) -> str:
@@ -65,13 +67,14 @@ def _text(data, source_run) -> str:
 def calibration_ids(src, tokenizer, max_chars: int) -> torch.Tensor:
     """Token ids (1-D) of calibration text: a text file, "builtin" (the built-in
     corpus) or a run folder (the text it trained on), read with the run's
-    tokenizer, at most `max_chars` characters."""
+    tokenizer: all of it when it fits in `max_chars` characters, else pieces
+    spread over all of it (strata.io.spread_text), so that a large file or corpus is
+    sampled from start to end and not only at its beginning."""
     if Path(src).is_file():
         if tokenizer is None:
             raise UsageError(f"{src}: text calibration needs the tokenizer the model was trained with "
                              "(--tokenizer RUN/tokenizer.json), or token ids as .safetensors")
-        with open(src, encoding="utf-8", errors="replace") as f:
-            text = f.read(max_chars)  # bounded before it is tokenized
+        text = read_spread(src, max_chars, PIECES, "calibration file")  # bounded before it is tokenized
         return torch.as_tensor(load_tokenizer(tokenizer).encode(text), dtype=torch.long)
     if tokenizer is None:
         raise UsageError(f"--calibration {src}: text is read with the tokenizer the model was trained "
@@ -82,7 +85,7 @@ def calibration_ids(src, tokenizer, max_chars: int) -> torch.Tensor:
             raise UsageError(f"{src}: a folder, and not a strata train run: --calibration takes a run "
                              "folder (its data), a file, or builtin")
         run = {"data": RunFolder.open(src).info.get("data") or {}}
-    text = _text(None, run)[:max_chars]
+    text = spread_text(_text(None, run), max_chars, PIECES)
     return torch.as_tensor(load_tokenizer(tokenizer).encode(text), dtype=torch.long)
 
 

@@ -32,3 +32,27 @@ def test_calibrated_finetuned_and_evaluated_from_a_run(tmp_path, monkeypatch, ca
     ev = report["eval"]
     assert ev["original"]["perplexity"] > 0 and ev["compressed"]["perplexity"] > 0
     assert report["passes"][0]["density"]
+
+
+def test_calibration_text_is_sampled_from_start_to_end(tmp_path):
+    """A text longer than asked for is read in pieces spread over all of it (bytes
+    read bounded), not cut at its start; a short one is read whole."""
+    from strata.io import spread_text
+    from strata.train.recover import PIECES, calibration_ids
+    from strata.train.tokenizer import ByteTokenizer
+
+    tok = tmp_path / "tokenizer.json"
+    tok.write_text(ByteTokenizer([]).dumps())
+    lines = "".join(f"line {i:05d} é\n" for i in range(4000))  # 64 KB, a 2-byte character a line
+    f = tmp_path / "big.txt"
+    f.write_text(lines, encoding="utf-8")
+    ids = calibration_ids(f, tok, max_chars=PIECES * 40)
+    text = bytes(ids.tolist()).decode("utf-8")  # the byte tokenizer: ids are the bytes
+    assert len(ids) <= PIECES * 41 and "\ufffd" not in text  # bounded; cut characters dropped
+    seen = sorted({int(w) for w in text.replace("\n", " ").split() if w.isdigit() and len(w) == 5})
+    assert seen[0] == 0 and seen[-1] == 3999 and len(seen) >= PIECES  # start, end and between
+    small = tmp_path / "small.txt"
+    small.write_text(lines[:3000], encoding="utf-8")
+    assert bytes(calibration_ids(small, tok, max_chars=PIECES * 40).tolist()).decode() == lines[:3000]
+    spread = spread_text(lines, PIECES * 40, PIECES)  # a run's text, in memory
+    assert spread.startswith("line 00000") and spread.endswith("line 03999 é\n") and len(spread) < PIECES * 41

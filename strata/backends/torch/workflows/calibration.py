@@ -22,6 +22,7 @@ from strata.backends.torch import generate_source
 from strata.backends.torch.loader import load_source
 from strata.compiler.cost import seq_len
 from strata.errors import UsageError
+from strata.io import read_spread
 
 __all__ = ["MAX_ROWS", "activation_stats", "load_calibration", "model_inputs"]
 
@@ -104,8 +105,8 @@ def _encode_text(path: Path, tokenizer, T: int):
     if tokenizer is None or isinstance(tokenizer, (str, Path)):
         raise UsageError(f"{path}: text calibration needs the tokenizer the model was trained with "
                          "(--tokenizer RUN/tokenizer.json), or token ids as .safetensors")
-    with open(path, encoding="utf-8", errors="replace") as f:
-        text = f.read(MAX_ROWS * T * 8)  # bounded: enough characters for MAX_ROWS rows
+    # bounded: enough characters for MAX_ROWS rows, in pieces spread over the whole file
+    text = read_spread(path, MAX_ROWS * T * 8, MAX_ROWS, "calibration file")
     return torch.as_tensor(tokenizer.encode(text), dtype=torch.long)
 
 
