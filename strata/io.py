@@ -135,8 +135,8 @@ def spread_text(text: str, limit: int, pieces: int = 128) -> str:
     """
     if len(text) <= limit:
         return text
-    size = limit // pieces
-    step = (len(text) - size) / (pieces - 1)
+    size = max(1, limit // pieces)
+    step = (len(text) - size) / max(1, pieces - 1)
     return "\n".join(text[round(i * step):round(i * step) + size] for i in range(pieces))
 
 
@@ -152,8 +152,8 @@ def read_spread(path: str | os.PathLike, limit: int, pieces: int = 128, what: st
             while chunk := os.read(fd, limit - sum(map(len, chunks))):  # at most limit: the file may grow
                 chunks.append(chunk)
             return b"".join(chunks).decode("utf-8", errors="replace")
-        piece = limit // pieces
-        step = (size - piece) / (pieces - 1)
+        piece = max(1, limit // pieces)
+        step = (size - piece) / max(1, pieces - 1)
         parts = [os.pread(fd, piece, round(i * step)).decode("utf-8", errors="replace").strip("\ufffd")
                  for i in range(pieces)]
         return "\n".join(parts)
