@@ -419,6 +419,7 @@ class Quantize(Pass):
                                  "(report.json: passes[].auto)"])
         if not self.calibrated:
             return Stored(kept=[self.label()])
-        plain = pass_text(self.name, {**self.o.model_dump(), "method": "rtn", "act_order": False, "smooth": None})
+        plain = pass_text(self.name, {**self.o.model_dump(), "method": "rtn", "act_order": False, "observer": "minmax",
+                                        "smooth": None})
         return Stored(kept=[plain], notes=[f"{self.label()}: its weights are the method's, stored as the "
                                            "integers it chose"])

@@ -157,6 +157,23 @@ def test_compress_with_calibration_on_the_command_line(tmp_path):
     assert small is not None
 
 
+def test_a_gptq_compress_output_reloads_whatever_its_options(tmp_path):
+    """OUT/model.arch writes the plain scheme: none of GPTQ's own options (act_order,
+    observer) is left for a spec whose method is round to nearest to refuse."""
+    spec = spec_file(tmp_path, LLAMA)
+    w = weights(tmp_path, spec)
+    out = tmp_path / "out"
+    compress(spec, w, out, calibration=ids(96, rows=8, length=32),
+             passes=["quantize(int4_weight, method=gptq, group_size=32, act_order=true, observer=mse)"])
+    written = (out / "model.arch").read_text().split("passes {")[1]
+    assert "quantize(int4_weight, group_size=32)" in written and "observer" not in written
+    x = ids(96, rows=2, length=16, seed=4)
+    small = compile(out / "model.arch", weights=out / "weights.safetensors").eval()
+    again = compile(out / "model.arch", weights=out / "weights.safetensors").eval()
+    with torch.no_grad():
+        assert torch.equal(small(x), again(x))
+
+
 def test_finetune_holds_masks_and_sizes_and_recovers(tmp_path, capsys):
     from safetensors.torch import load_file, save_file
 
