@@ -75,6 +75,8 @@ def calibration_ids(src, tokenizer, max_chars: int) -> torch.Tensor:
             raise UsageError(f"{src}: text calibration needs the tokenizer the model was trained with "
                              "(--tokenizer RUN/tokenizer.json), or token ids as .safetensors")
         text = read_spread(src, max_chars, PIECES, "calibration file")  # bounded before it is tokenized
+        if not text.strip():
+            raise UsageError(f"{src}: no text to calibrate on")
         return torch.as_tensor(load_tokenizer(tokenizer).encode(text), dtype=torch.long)
     if tokenizer is None:
         raise UsageError(f"--calibration {src}: text is read with the tokenizer the model was trained "

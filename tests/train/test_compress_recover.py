@@ -7,11 +7,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.optional import require
 
 torch = require("torch")
 
 from strata.cli import main  # noqa: E402
+from strata.errors import UsageError  # noqa: E402
 from tests.matrix_specs import PLAIN  # noqa: E402
 
 
@@ -56,3 +59,8 @@ def test_calibration_text_is_sampled_from_start_to_end(tmp_path):
     assert bytes(calibration_ids(small, tok, max_chars=PIECES * 40).tolist()).decode() == lines[:3000]
     spread = spread_text(lines, PIECES * 40, PIECES)  # a run's text, in memory
     assert spread.startswith("line 00000") and spread.endswith("line 03999 é\n") and len(spread) < PIECES * 41
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n")
+    with pytest.raises(UsageError, match="empty.txt: no text to calibrate on"):
+        calibration_ids(empty, tok, max_chars=PIECES * 40)
+

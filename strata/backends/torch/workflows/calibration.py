@@ -65,7 +65,7 @@ def load_calibration(src, g, tokenizer=None):
     else:
         path = Path(src)
         if not path.is_file():
-            raise UsageError(f"{path}: no such calibration file")
+            raise UsageError(f"{path}: " + ("not a regular file" if path.exists() else "no such calibration file"))
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file  # lazy: torch
 
@@ -107,6 +107,8 @@ def _encode_text(path: Path, tokenizer, T: int):
                          "(--tokenizer RUN/tokenizer.json), or token ids as .safetensors")
     # bounded: enough characters for MAX_ROWS rows, in pieces spread over the whole file
     text = read_spread(path, MAX_ROWS * T * 8, MAX_ROWS, "calibration file")
+    if not text.strip():
+        raise UsageError(f"{path}: no text to calibrate on")
     return torch.as_tensor(tokenizer.encode(text), dtype=torch.long)
 
 
