@@ -18,7 +18,8 @@
 Masks are baked into the weights (zeros; the kept weights are unchanged) when
 they load, so a checkpoint saved from the pruned model is an ordinary one.
 Structured pruning keeps the most important heads / neurons (largest weight
-norms); its checkpoint transform gathers their rows and columns, and saving
+norms; with activation_aware=true, the largest expected output on calibration
+data); its checkpoint transform gathers their rows and columns, and saving
 scatters them back into the spec's own shapes with zeros elsewhere: the pruned
 model computes exactly what that masked model computes.
 """
@@ -55,6 +56,9 @@ class PruneOptions(Options):
     scope: Literal["layer", "global"] = Field("layer", description="magnitude: one threshold per "
                                                "layer or one over all selected layers")
     on: str | None = Field(None, description="module path glob or component kind; default all")
+    activation_aware: bool = Field(False, description="structured: keep the heads and neurons whose "
+                                   "outputs carry most on calibration data instead of those with the "
+                                   "largest weights (needs calibration data)")
 
 
 def _masked_count(numel: int, amount: float) -> int:
@@ -73,7 +77,12 @@ class Prune(Pass):
 
     def run(self, graph: "nx.MultiDiGraph", ctx=None) -> "nx.MultiDiGraph":
         o = self.o
+        if o.activation_aware and o.method != "structured":
+            raise PassError(f"{self.label()}: activation_aware chooses which heads and neurons "
+                            "method=structured keeps; wanda and sparsegpt read activations already")
         if o.method == "structured":
+            if o.activation_aware and ctx is not None:
+                ctx.need_calibration(self.label())
             g, record = S.shrink(graph, o.amount, o.on, self.label())
             return self.done(g, record)
         if o.method == "2:4" and o.amount != 0.5:
@@ -109,7 +118,11 @@ class Prune(Pass):
 
     def convert(self, record: dict, state: dict, ctx) -> dict:
         if self.o.method == "structured":
-            return S.gather(record, state)
+            stats = None
+            if self.o.activation_aware and ctx is not None and ctx.graph is not None:
+                readers = sorted({n for r in record["components"].values() for n in r["cols"]})
+                stats = ctx.activation_stats(readers, self.label())
+            return S.gather(record, state, stats, chosen=self.o.activation_aware)
         if self.o.method == "sparsegpt":
             if ctx.graph is None:  # renaming a checkpoint (load_state): SparseGPT's zeros stay, as
                 return magnitude_masks(self.o, record, state)  # the same count of smallest

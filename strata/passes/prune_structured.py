@@ -5,8 +5,9 @@ down columns), an attention keeps `keep` heads (under GQA, `keep` key/value
 groups with their query heads) with head_dim unchanged; the component's options
 say so, so the summary, the diagram and the generated code show the smaller
 model.  Every layer of a selection keeps the same count, so a repeat stays one
-class; which neurons / heads stay is chosen per layer from the weights
-(largest norms) when they load, and recorded:
+class; which neurons / heads stay is chosen per layer when the weights load —
+from the weights (largest norms), or with calibration statistics from what each
+unit adds to the output it writes (activation_aware) — and recorded:
 
     record = {"components": {"decoder.h.0.mlp": {"kind": "mlp", "of": 3072,
               "keep": 2150, "kept": [indices] or None, "linears": {...}}}}
@@ -182,6 +183,26 @@ def _importance(rec: dict, state: dict) -> "object":
     return score
 
 
+def _output_importance(rec: dict, state: dict, stats: dict) -> "object | None":
+    """One score per unit from calibration: the expected norm of what it adds to
+    the output of the linears reading it (down for an MLP neuron, o for a
+    key/value group's heads), sqrt(sum over its columns c of E[x_c^2] ||W[:, c]||^2)
+    — the activation importance of Minitron (Muralidharan et al. 2024), weighted
+    by the columns that carry it out.  None when no calibration row reached them."""
+    import torch  # lazy: torch
+
+    score = torch.zeros(rec["of"], dtype=torch.float64)
+    for n, blocks in rec["cols"].items():
+        s = stats.get(n)
+        if s is None or not s["n"]:
+            return None
+        w = state[f"{n}.weight"].double()
+        carried = w.pow(2).sum(0) * (s["sq"].double().to(w.device) / s["n"])  # [in]
+        for off, size in blocks:
+            score += carried[off:off + size].reshape(rec["of"], -1).sum(1).cpu()
+    return score.sqrt()
+
+
 def _index(rec: dict, blocks, per_unit: list[int]) -> "object":
     """Row (or column) indices of the kept units within each block, concatenated."""
     import torch  # lazy: torch
@@ -197,15 +218,26 @@ def _per(rec: dict, n: str, key: str, blocks) -> list[int]:
     return rec.get(f"unit_{key}", {}).get(n, [rec.get("unit", 1)] * len(blocks))
 
 
-def gather(record: dict, state: dict) -> dict:
+def gather(record: dict, state: dict, stats: dict | None = None, chosen: bool = False) -> dict:
+    """The kept units' rows and columns of `state` (the spec's shapes -> the
+    pruned ones).  Which units: by `stats` (calibration statistics of the
+    linears reading the units: activation importance) when given, else those
+    already chosen (`chosen`: an activation-aware choice is not redone from the
+    weights when a checkpoint is renamed later), else by weight norms."""
     import torch  # lazy: torch
 
     out = dict(state)
     for rec in record["components"].values():
         if not all(f"{n}.weight" in out for n in list(rec["rows"]) + list(rec["cols"])):
             continue
-        score = _importance(rec, out)
-        rec["kept"] = sorted(torch.topk(score, rec["keep"]).indices.tolist())
+        score = _output_importance(rec, out, stats) if stats is not None else None
+        if score is None and chosen:
+            if rec["kept"] is None:
+                raise PassError("prune(method=structured, activation_aware=true) chooses from calibration "
+                                "data when the weights load: compile(spec, weights=..., calibration=...)")
+        else:
+            rec["kept"] = sorted(torch.topk(score if score is not None else _importance(rec, out),
+                                            rec["keep"]).indices.tolist())
         for n, blocks in rec["rows"].items():
             idx = _index(rec, blocks, _per(rec, n, "rows", blocks))
             out[f"{n}.weight"] = out[f"{n}.weight"][idx].clone()

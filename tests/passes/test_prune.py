@@ -140,6 +140,63 @@ def test_structured_keeps_the_largest_neurons(llama):
     torch.testing.assert_close(after["decoder.layers.0.mlp.down.weight"], down[:, rec["kept"]])
 
 
+def _carried(stats, w, n, units):
+    """sqrt(sum over each unit's columns c of E[x_c^2] ||W[:, c]||^2): what each
+    unit adds to the output of `n`, written out."""
+    s = stats[n]
+    per_col = w.double().pow(2).sum(0) * s["sq"].double() / s["n"]
+    return per_col.view(units, -1).sum(1).sqrt()
+
+
+def test_structured_activation_aware_keeps_what_carries_most_on_calibration_data(llama):
+    spec, w = llama
+    calib = ids(96, rows=4, length=32, seed=3)
+    before = load_file(str(w))
+    text = 'prune(0.5, method=structured, on="decoder.layers.1.*", activation_aware=true)'
+    g, after = _run(spec, w, text, calib)
+    from strata.backends.torch.workflows.calibration import activation_stats
+
+    readers = ["decoder.layers.1.mlp.down", "decoder.layers.1.attn.o"]
+    stats = activation_stats(build_file(spec), before, calib, readers)
+    comps = g.graph["applied"][-1]["record"]["components"]
+    down = before["decoder.layers.1.mlp.down.weight"]
+    neurons = _carried(stats, down, "decoder.layers.1.mlp.down", 128)
+    assert comps["decoder.layers.1.mlp"]["kept"] == sorted(neurons.topk(64).indices.tolist())
+    torch.testing.assert_close(after["decoder.layers.1.mlp.down.weight"],
+                               down[:, comps["decoder.layers.1.mlp"]["kept"]])
+    # 4 heads of 16 in 2 key/value groups: a group is o's 32 columns of its two query heads
+    groups = _carried(stats, before["decoder.layers.1.attn.o.weight"], "decoder.layers.1.attn.o", 2)
+    assert comps["decoder.layers.1.attn"]["kept"] == [int(groups.argmax())]
+    # the choice differs from the weight norms' on these weights, or the test would prove nothing
+    _, by_norm = _run(spec, w, 'prune(0.5, method=structured, on="decoder.layers.1.mlp")')
+    assert not torch.equal(by_norm["decoder.layers.1.mlp.down.weight"], after["decoder.layers.1.mlp.down.weight"])
+
+
+def test_structured_activation_aware_saves_and_reloads_its_own_choice(llama, tmp_path):
+    """The masked checkpoint is the smaller model's, and loading it back into the
+    pruned model reuses the choice instead of redoing it from the weight norms."""
+    from strata.api import load_weights
+
+    spec, w = llama
+    x = ids(96)
+    p = ['prune(0.5, method=structured, activation_aware=true)']
+    got, net = logits(spec, w, x, passes=p, calibration=ids(96, rows=4, length=32, seed=3))
+    save_weights(net, tmp_path / "masked.safetensors")
+    plain, _ = logits(spec, tmp_path / "masked.safetensors", x, passes=[])
+    torch.testing.assert_close(plain, got, atol=1e-5, rtol=0)
+    load_weights(net, tmp_path / "masked.safetensors")
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), got, atol=0, rtol=0)
+
+
+def test_structured_activation_aware_needs_calibration_and_structured(llama):
+    spec, w = llama
+    with pytest.raises(SpecError, match="activation_aware=true.*reads activations: give calibration data"):
+        _run(spec, w, "prune(0.5, method=structured, activation_aware=true)")
+    with pytest.raises(SpecError, match="activation_aware chooses which heads and neurons method=structured keeps"):
+        _run(spec, w, "prune(0.5, activation_aware=true)", ids(96))
+
+
 def test_structured_heads_in_plain_attention(tmp_path):
     spec = spec_file(tmp_path, GPT)
     w = weights(tmp_path, spec)
