@@ -140,7 +140,7 @@ def compile(spec_or_path: Any, *, passes=None, weights: str | Path | None = None
 def compress(source: Any, out: str | Path, *, weights=None, passes=(), model: str | None = None,
              calibration=None, tokenizer=None, overwrite: bool = False, evaluate: bool | str = False,
              max_batches: int | None = None, finetune: int | None = None, data=None,
-             adapters: str = "merge"):
+             finetune_lr: float | None = None, adapters: str = "merge"):
     """`strata compress`: a model's weights through its passes (and `passes`),
     written to OUT as a smaller spec, its weights and a report, whole or not at
     all.  source: a spec file with `weights` (a .safetensors file or a run folder),
@@ -152,7 +152,8 @@ def compress(source: Any, out: str | Path, *, weights=None, passes=(), model: st
     files' bytes and their forward latency side by side.  finetune=STEPS
     distills the original into the compressed model first (strata.train.recover;
     `data`: its text or token ids, default the run's data), masks and shrunk
-    dimensions held; the report's "finetune" has the quality before and after.
+    dimensions held; the report's "finetune" has the quality before and after
+    (finetune_lr: AdamW's peak learning rate, default strata.train.recover.LR).
     adapters: "merge" LoRA adapters into the weights, or "keep" them apart.
 
     After `strata train specs/tiny_shakespeare.arch`::
@@ -168,9 +169,10 @@ def compress(source: Any, out: str | Path, *, weights=None, passes=(), model: st
     if finetune is not None:
         from strata.train.recover import finetuner  # lazy: torch
 
-        tune = finetuner(finetune, data=data, tokenizer=tok, source_run=source_run)
-    elif data is not None:
-        raise UsageError("--data is the fine-tuning text: it goes with --finetune STEPS")
+        tune = finetuner(finetune, data=data, tokenizer=tok, source_run=source_run,
+                         **({"lr": finetune_lr} if finetune_lr is not None else {}))
+    elif data is not None or finetune_lr is not None:
+        raise UsageError(f"{'--data' if data is not None else '--finetune-lr'} goes with --finetune STEPS")
     result = run(spec, file, out, passes=list(passes), model=model, calibration=calibration,
                  tokenizer=tok, overwrite=overwrite, source_run=source_run, tune=tune, adapters=adapters)
     if evaluate:

@@ -203,7 +203,7 @@ def _cmd_compress(args) -> int:
                           model=args.model, calibration=args.calibration, tokenizer=args.tokenizer,
                           overwrite=args.overwrite, evaluate=args.eval or False,
                           max_batches=args.max_batches, finetune=args.finetune, data=args.data,
-                          adapters=args.adapters)
+                          finetune_lr=args.finetune_lr, adapters=args.adapters)
     for line in result.lines():
         print(line)
     return EXIT_OK
@@ -295,6 +295,8 @@ def _compress_command(sub) -> None:
                    "model for STEPS steps before writing it (pruned weights and shrunk sizes held)")
     p.add_argument("--data", help="with --finetune: text (read with the run's tokenizer) or token ids "
                    "(.safetensors); default the run's data, else the built-in corpus")
+    p.add_argument("--finetune-lr", type=float, metavar="LR", help="with --finetune: AdamW's peak "
+                   "learning rate (default 3e-4)")
     p.add_argument("--adapters", choices=("merge", "keep"), default="merge",
                    help="LoRA adapters merged into the weights (default) or kept as adapters")
     p.set_defaults(func=_cmd_compress)

@@ -4,8 +4,11 @@ step that writes it.
 
     teacher   the original model with its original weights, frozen, eval mode
     student   the compressed model, float weights (before the runtime rounds
-              the quantized linears), trained STEPS AdamW steps on
-              KL(softmax(teacher) || softmax(student)) per next-token position
+              the quantized linears), trained STEPS AdamW steps (peak lr
+              LR unless given) on KL(softmax(teacher) || softmax(student)) per
+              next-token position, each step 2,048 tokens (at least 8 rows) in
+              rows of the length the source run trained at (its `context`),
+              else the model's ctx, at most 256
     held      pruned weights stay zero (every exact zero in a linear's weight:
               its mask is re-applied after each step and its gradient zeroed);
               shrunk dimensions and low-rank factors are the student's shapes;
@@ -32,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from strata.backends.torch.weights_file import checkpoint_shapes
-from strata.backends.torch.workflows.calibration import _context, model_inputs
+from strata.backends.torch.workflows.calibration import model_inputs, row_length, trained_context
 from strata.errors import UsageError
 from strata.io import read_spread, spread_text
 from strata.passes.quantize import Quantize
@@ -45,7 +48,9 @@ from strata.train.tokenizer import load_tokenizer
 __all__ = ["calibration_ids", "finetuner"]
 
 MAX_CHARS = 16 << 20   # text read for fine-tuning, at most
-BATCH = 8              # rows per step
+BATCH = 8              # rows per step, at least
+STEP_TOKENS = 2048     # tokens per step: rows of a short context are more rows (2048 // length)
+LR = 3e-4              # AdamW's peak learning rate, by default
 MAX_LENGTH = 256       # tokens per row, at most
 EVAL_ROWS = 32         # held-out rows the before / after figures are measured on
 PIECES = 128           # calibration text longer than asked for is read in this many spread pieces
@@ -146,18 +151,20 @@ def _quality(model, g, rows, teacher=None, g0=None) -> dict:
     return out
 
 
-def finetuner(steps: int, *, data=None, tokenizer=None, source_run: dict | None = None, lr: float = 3e-4,
+def finetuner(steps: int, *, data=None, tokenizer=None, source_run: dict | None = None, lr: float = LR,
               seed: int = 0):
     """A `tune(student, teacher, g0, g)` for strata.backends.torch.workflows.compress.compress: it
     trains `student` in place and returns the report's "finetune" entry."""
     if steps < 1:
         raise UsageError(f"--finetune {steps}: give a number of steps >= 1")
+    if not (isinstance(lr, (int, float)) and 0 < lr <= 1):
+        raise UsageError(f"--finetune-lr {lr}: give a learning rate in (0, 1]")
     name = (source_run or {}).get("objective", {}).get("name")
     if name is not None and objective_class(name) is not CausalLM:
         raise UsageError(f"--finetune distills next-token logits; this run's objective is {name}")
 
     def tune(student, teacher, g0, g) -> dict:
-        T = min(_context(g0), MAX_LENGTH) + 1
+        T = min(row_length(g0, trained_context(source_run)), MAX_LENGTH) + 1
         ids = _token_ids(data, tokenizer, source_run)
         vocab = _logits(teacher, g0, ids[None, :2]).shape[-1]
         if int(ids.max()) >= vocab:
@@ -170,6 +177,7 @@ def finetuner(steps: int, *, data=None, tokenizer=None, source_run: dict | None 
         starts = torch.linspace(0, len(held) - T, min(EVAL_ROWS, max(1, (len(held) - T) // T + 1))).long()
         rows = torch.stack([held[s:s + T] for s in starts.tolist()])
         before = _quality(student, g, rows, teacher, g0)
+        per_step = max(BATCH, STEP_TOKENS // (T - 1))
         masks, frozen = _held(student, g)
         for p in frozen:
             p.requires_grad_(False)
@@ -183,7 +191,7 @@ def finetuner(steps: int, *, data=None, tokenizer=None, source_run: dict | None 
             for group in opt.param_groups:  # warmup, then cosine to a tenth
                 group["lr"] = lr * min(1.0, (step + 1) / max(1, steps // 10)) * \
                     max(0.1, 0.5 * (1 + math.cos(math.pi * step / steps)))
-            i = torch.randint(len(train) - T, (BATCH,), generator=gen)
+            i = torch.randint(len(train) - T, (per_step,), generator=gen)
             x = torch.stack([train[j:j + T - 1] for j in i.tolist()])
             with torch.no_grad():
                 t = _logits(teacher, g0, x)
@@ -203,7 +211,8 @@ def finetuner(steps: int, *, data=None, tokenizer=None, source_run: dict | None 
         for p in frozen:
             p.requires_grad_(True)
         student.eval()
-        return {"steps": steps, "seconds": round(time.perf_counter() - started, 2),
+        return {"steps": steps, "seconds": round(time.perf_counter() - started, 2), "lr": lr,
+                "batch": {"rows": per_step, "tokens": T - 1},
                 "held_out": {"rows": int(rows.shape[0]), "tokens": int(rows.shape[1] - 1)},
                 "teacher": _quality(teacher, g0, rows), "before": before, "after": _quality(student, g, rows, teacher, g0),
                 "distill_loss": {"first": round(losses[0], 5), "last": round(sum(losses[-10:]) / len(losses[-10:]), 5)},

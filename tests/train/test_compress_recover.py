@@ -64,3 +64,39 @@ def test_calibration_text_is_sampled_from_start_to_end(tmp_path):
     with pytest.raises(UsageError, match="empty.txt: no text to calibrate on"):
         calibration_ids(empty, tok, max_chars=PIECES * 40)
 
+
+
+def test_finetune_and_calibration_rows_have_the_length_the_run_trained_at(tmp_path, monkeypatch, capsys):
+    """A run trained at context 16 on a spec whose ctx is 32: fine-tuning and
+    calibration read rows of 16 tokens (rows of 32 would read positions the
+    weights never trained at), 2,048 tokens a step; --finetune-lr is used."""
+    from strata.backends.torch.workflows.calibration import load_calibration, row_length, trained_context
+    from strata.compiler import build_file
+
+    monkeypatch.chdir(tmp_path)
+    Path("p.arch").write_text(PLAIN)
+    assert main(["train", "p.arch", "--out", "r", "--steps", "2", "--set", "context=16", "-q"]) == 0
+    capsys.readouterr()
+    code = main(["compress", "r", "--pass", 'prune(0.5, method=structured, on="mlp")',
+                 "--finetune", "2", "--finetune-lr", "1e-3", "-o", "small"])
+    assert code == 0, capsys.readouterr().err
+    f = json.loads(Path("small/report.json").read_text())["finetune"]
+    assert f["batch"] == {"rows": 128, "tokens": 16} and f["lr"] == 1e-3
+    assert f["held_out"]["tokens"] == 16
+    run = json.loads(Path("r/run.json").read_text())
+    assert trained_context(run) == 16
+    g = build_file("p.arch")
+    assert row_length(g, 16) == 16 and row_length(g, None) == 32 and row_length(g, 64) == 32
+    assert load_calibration(torch.zeros(3, 40, dtype=torch.long), g, trained=16).shape == (3, 16)
+
+
+def test_finetune_lr_goes_with_finetune(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    Path("p.arch").write_text(PLAIN)
+    assert main(["train", "p.arch", "--out", "r", "--steps", "1", "-q"]) == 0
+    capsys.readouterr()
+    assert main(["compress", "r", "--pass", "prune(0.5)", "--finetune-lr", "1e-3", "-o", "o"]) != 0
+    assert "--finetune-lr goes with --finetune STEPS" in capsys.readouterr().err
+    assert main(["compress", "r", "--pass", "prune(0.5)", "--finetune", "2", "--finetune-lr", "0",
+                 "-o", "o"]) != 0
+    assert "--finetune-lr 0" in capsys.readouterr().err

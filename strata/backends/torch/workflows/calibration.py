@@ -24,7 +24,7 @@ from strata.compiler.cost import seq_len
 from strata.errors import UsageError
 from strata.io import read_spread
 
-__all__ = ["MAX_ROWS", "activation_stats", "load_calibration", "model_inputs"]
+__all__ = ["MAX_ROWS", "activation_stats", "load_calibration", "model_inputs", "row_length", "trained_context"]
 
 MAX_ROWS = 128       # calibration rows of the model's context (GPTQ, AWQ and Wanda use 128 sequences)
 BATCH = 8            # rows per forward
@@ -34,8 +34,23 @@ MAX_LENGTH = 512     # tokens per calibration row, at most
 
 
 def _context(g) -> int:
-    """The row length: the model's positions (ctx, or its learned table), at most MAX_LENGTH."""
+    """The model's positions (ctx, or its learned table), at most MAX_LENGTH."""
     return min(seq_len(g), MAX_LENGTH)
+
+
+def trained_context(source_run: dict | None) -> int | None:
+    """The sequence length the weights were trained at: a run's `context`
+    setting (kept in a compress output's report as its source run), else None."""
+    v = ((source_run or {}).get("settings") or {}).get("context")
+    return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else None
+
+
+def row_length(g, trained: int | None = None) -> int:
+    """Tokens per calibration or fine-tuning row: the length the model was
+    trained at when known (a rotary model without `ctx` says nothing else, and
+    rows longer than its training read positions it never saw), else its
+    positions; at most MAX_LENGTH."""
+    return min(trained, _context(g)) if trained else _context(g)
 
 
 def _vocab(g) -> int | None:
@@ -52,14 +67,15 @@ def model_inputs(g, ids) -> tuple:
     return tuple(ids for s in g.graph.stacks if s["inputs"]) or (ids,)
 
 
-def load_calibration(src, g, tokenizer=None):
+def load_calibration(src, g, tokenizer=None, trained: int | None = None):
     """Token ids (N, T) from a tensor, a safetensors file or a text file, checked
-    against the model's vocabulary and cut to rows of its context; more than
+    against the model's vocabulary and cut to rows of its context (of the length
+    it was trained at, `trained`, when shorter: row_length); more than
     MAX_ROWS rows are thinned to MAX_ROWS spread evenly over them (the first and
     the last kept), so rows given in text order sample all of it."""
     import torch  # lazy: torch
 
-    T = _context(g)
+    T = row_length(g, trained)
     if isinstance(src, torch.Tensor):
         ids = src
     else:

@@ -29,7 +29,8 @@ from pathlib import Path
 
 from strata.backends.torch.compile import _device_problems, _spec_fit, compile_graph, run_kernels
 from strata.backends.torch.spec_names import to_spec_names
-from strata.backends.torch.workflows.calibration import _context, _vocab, load_calibration, model_inputs
+from strata.backends.torch.workflows.calibration import _context, _vocab, load_calibration, model_inputs, \
+    trained_context
 from strata.backends.torch.workflows.runner import RUNNER
 from strata.compiler import build_file, build_text
 from strata.compiler.cost import weight_bytes
@@ -194,7 +195,8 @@ def compress(spec: str | Path, weights: str | Path, out: str | Path, *, passes: 
         raise UsageError(f"{weights}: compress reads weights in the spec's own names and shapes (as "
                          "save_weights, strata train and import-hf write them); these do not fit "
                          f"{Path(spec).name}")
-    calib = load_calibration(calibration, g0, tokenizer) if calibration is not None else None
+    calib = load_calibration(calibration, g0, tokenizer, trained_context(source_run)) \
+        if calibration is not None else None
     quantized: dict = {}  # a calibration method's integers (GPTQ), by linear
     g, state = transform(g0, dict(tensors), calibration=calib, runner=RUNNER, quantized=quantized)
     _device_problems(g, None)  # what cannot run here is refused before anything is written
