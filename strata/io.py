@@ -71,6 +71,8 @@ def open_regular(path: str | os.PathLike, what: str = "file", follow: bool = Tru
         flags |= getattr(os, "O_NOFOLLOW", 0)
     try:
         fd = os.open(path, flags)
+    except ValueError:  # a NUL character: no file has such a name
+        raise UsageError(f"{path}: no such file (a path cannot hold a NUL character)") from None
     except FileNotFoundError:
         raise UsageError(f"{path}: no such file") from None
     except IsADirectoryError:

@@ -54,6 +54,10 @@ def _load_imports(spec: A.SpecFile, sources: dict[str, str], errors: Collector,
     lib = Library()
     here = Path(spec.path or ".").parent
     for imp in spec.imports:
+        if "\0" in imp.path:  # no file name holds one; the OS calls would raise ValueError
+            errors.error(f"cannot import '{imp.path}': a path cannot hold a NUL character",
+                         imp.span, "remove the \\x00 from the path")
+            continue
         target = (here / imp.path).resolve()
         key = str(target)
         if key in loading:

@@ -166,6 +166,8 @@ class Document:
         todo = [(Path(self.uri_path).parent, imp.path) for imp in spec.imports]
         while todo and len(seen) < 64:
             base, rel = todo.pop(0)
+            if "\0" in rel:  # the checker reports it; resolve() would raise ValueError
+                continue
             path = (base / rel).resolve()
             if str(path) in seen:
                 continue

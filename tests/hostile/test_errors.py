@@ -46,6 +46,15 @@ def test_spec_text_errors_are_located(tmp_path):
                    files={"a.arch": with_var(r'"\ud800"')}),
         spec_error("import_path_escape", ["check", "a.arch"], "a.arch:1:8", "bad escape in a string",
                    files={"a.arch": 'import "\\x0"\n' + SPEC}),
+        spec_error("import_path_nul", ["check", "a.arch"], "a.arch:1:1",
+                   r"cannot import 'a\x00b': a path cannot hold a NUL character",
+                   files={"a.arch": 'import "a\\x00b"\n' + SPEC}),
+        spec_error("from_import_path_nul", ["compile", "a.arch"], "a.arch:1:1",
+                   "a path cannot hold a NUL character",
+                   files={"a.arch": 'from "a\\0b" import x\n' + SPEC}),
+        spec_error("yaml_import_path_nul", ["check", "a.yaml"], "a.yaml:1:11",
+                   "a path cannot hold a NUL character",
+                   files={"a.yaml": 'imports: ["a\\0b"]\n' + SPEC_YAML}),
         spec_error("integer_past_digit_limit", ["check", "a.arch"], "a.arch:2:7",
                    "a number with 5,000 digits is too long (at most 100)",
                    files={"a.arch": with_var("9" * 5000)}),
@@ -205,3 +214,17 @@ def test_the_last_line_of_defence(monkeypatch, capsys):
 
     with pytest.raises(KeyError):
         cli.main(["schema"])
+
+
+def test_a_path_with_a_nul_is_a_usage_error():
+    """No file name holds a NUL; the OS calls raise ValueError on one, the one
+    reader (strata.io.open_regular) answers as for any missing file."""
+    import pytest
+
+    import strata
+    from strata.errors import UsageError
+    from strata.io import read_regular
+
+    for call in (lambda: strata.check("a\0b.arch"), lambda: read_regular("x\0")):
+        with pytest.raises(UsageError, match="a path cannot hold a NUL character"):
+            call()

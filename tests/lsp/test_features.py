@@ -52,3 +52,12 @@ def test_yaml_specs_hover_like_text_specs():
     assert "parameters: 2,362,368 each" in doc.hover(17, 17)  # {attention: heads, ...}
     assert doc.hover(9, 7).startswith("**var** `d` = `768`")
     assert doc.completion(17, 30) == []  # YAML completion is the JSON Schema's
+
+
+def test_go_to_definition_past_an_import_path_with_a_nul(tmp_path):
+    """The checker reports the path; finding a definition skips it (resolve() would
+    raise ValueError on the NUL)."""
+    text = 'import "a\\x00b"\nmodel m { stack s(tokens) { embedding(10, 4); foo } }\n'
+    doc = Document.of(text, str(tmp_path / "x.arch"))
+    assert "a path cannot hold a NUL character" in doc.analysis.diagnostics[0].message
+    assert doc.definition(1, 47) == []
