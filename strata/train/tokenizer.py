@@ -230,11 +230,15 @@ def tokenizer_from_json(text: str, where: str) -> Tokenizer:
     if not isinstance(specials, list) or not all(isinstance(s, str) for s in specials) \
             or len(set(specials)) != len(specials) or len(specials) > 64:
         raise bad("'specials' should be a short list of distinct strings")
+    if not all(_is_text(s) for s in specials):
+        raise bad("'specials' holds a lone surrogate escape, which no text can hold")
     kind = d.get("type")
     if kind == "char":
         chars = d.get("chars")
         if not isinstance(chars, str) or len(set(chars)) != len(chars) or len(chars) > MAX_VOCAB:
             raise bad("'chars' should be a string of distinct characters")
+        if not _is_text(chars):
+            raise bad("'chars' holds a lone surrogate escape, which no text can hold")
         return CharTokenizer(list(chars), specials)
     if kind == "byte":
         return ByteTokenizer(specials)
@@ -249,6 +253,16 @@ def tokenizer_from_json(text: str, where: str) -> Tokenizer:
             raise bad("vocabulary too large")
         return BPETokenizer(hf, specials)
     raise bad(f"unknown type {kind!r}")
+
+
+def _is_text(s: str) -> bool:
+    """Whether `s` is text UTF-8 can hold (JSON's "\\ud800" decodes to a lone
+    surrogate, which every later encode -- the run's cache key, a write -- refuses)."""
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def load_tokenizer(path: str | Path, follow: bool = True) -> Tokenizer:

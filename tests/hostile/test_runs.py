@@ -303,6 +303,11 @@ def test_internal_errors_are_one_line_errors(trained, tmp_path):
                                  "tokenizer.json: 200 ids; the model's vocabulary holds 128",
                                  setup=with_run(trained, lambda f: (f / "run" / "tokenizer.json")
                                                 .write_text(tok200))))
+        # a lone surrogate (JSON "\\ud800") in the characters: once a UnicodeEncodeError in eval
+        cases.append(usage_error(f"{cmd}_tokenizer_lone_surrogate", [cmd, "run"],
+                                 "tokenizer.json: not a strata tokenizer ('chars' holds a lone surrogate",
+                                 setup=with_run(trained, lambda f: (f / "run" / "tokenizer.json").write_text(
+                                     tok200.replace('"chars": "', '"chars": "\\ud800')))))
     run_batch(cases, tmp_path, timeout=600)
     check_all(cases)
 

@@ -86,6 +86,9 @@ def test_save_and_load_are_exact(kind, tmp_path):
     ('{"format": "strata-tokenizer", "type": "char", "specials": [], "chars": "aa"}', "distinct"),
     ('{"format": "strata-tokenizer", "type": "wordpiece", "specials": []}', "unknown type"),
     ('{"format": "strata-tokenizer", "type": "bpe", "specials": [], "tokenizer": {"x": 1}}', "BPE model"),
+    # JSON's \ud800 is a lone surrogate: no text holds one (the run's cache key once crashed on it)
+    ('{"format": "strata-tokenizer", "type": "char", "specials": [], "chars": "a\\ud800b"}', "'chars' holds a lone"),
+    ('{"format": "strata-tokenizer", "type": "byte", "specials": ["\\udfff"]}', "'specials' holds a lone"),
 ])
 def test_hostile_tokenizer_json(doc, why, tmp_path):
     p = tmp_path / "tokenizer.json"
