@@ -28,6 +28,9 @@ from strata.train.limits import model_limits
 __all__ = ["GenerationStats", "check_sampling", "generate_ids", "generate_text", "pick", "MAX_SEED"]
 
 MAX_SEED = 2 ** 63 - 1  # what torch.manual_seed takes
+# Below this a temperature samples as greedy decoding picks (a logit gap of 1e-4 is
+# e**-100 apart), and below float32's least number (1.4e-45) it is 0 in the division.
+MIN_TEMPERATURE = 1e-6
 
 
 def check_sampling(tokens: int, temperature: float, top_k: int | None, seed: int | None) -> None:
@@ -36,6 +39,8 @@ def check_sampling(tokens: int, temperature: float, top_k: int | None, seed: int
         raise UsageError("--tokens should be 0 or more")
     if not math.isfinite(temperature) or temperature < 0:
         raise UsageError(f"--temperature should be a finite number, 0 (greedy) or more; got {temperature}")
+    if 0 < temperature < MIN_TEMPERATURE:
+        raise UsageError(f"--temperature should be 0 (greedy) or at least {MIN_TEMPERATURE:g}; got {temperature:g}")
     if top_k is not None and top_k < 1:
         raise UsageError("--top-k should be at least 1")
     if seed is not None and not 0 <= seed <= MAX_SEED:
@@ -77,7 +82,7 @@ def pick(logits: torch.Tensor, temperature: float, top_k: int | None) -> torch.T
     generated model's `generate` picks it."""
     if temperature == 0:
         return logits.argmax(dim=-1, keepdim=True)
-    logits = logits / temperature
+    logits = (logits - logits.amax(dim=-1, keepdim=True)) / temperature  # max 0: a tiny temperature gives -inf, not NaN
     if top_k is not None:
         kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -111,6 +116,16 @@ def generate_ids(model, ids: torch.Tensor, n: int, temperature: float = 0.0,
     return ids
 
 
+def _check_finite(model, where) -> None:
+    """Weights holding NaN or infinity (a diverged run) make every next-token
+    probability NaN: said in one line before generating, not a sampler's RuntimeError."""
+    bad = [k for k, v in model.named_parameters()  # plain float tensors (not a quantized kernel's)
+           if type(v.data) is torch.Tensor and v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise UsageError(f"{where}: {len(bad)} weight tensor(s) hold NaN or infinity ({', '.join(bad[:3])}"
+                         f"{', ...' if len(bad) > 3 else ''}); such a model cannot generate (did its training diverge?)")
+
+
 def generate_text(run, prompt: str, tokens: int, temperature: float, top_k: int | None,
                   seed: int | None, *, compile: bool = False, draft: str | None = None,
                   speculate: bool = False, k: int = 4, stats: GenerationStats | None = None,
@@ -131,6 +146,9 @@ def generate_text(run, prompt: str, tokens: int, temperature: float, top_k: int 
     tok, model, drafter = run.tokenizer, run.model, None
     if draft is not None or speculate:
         model, drafter = pair(run, draft, speculate)
+    for m, name in ((model, run.path), (drafter, "the draft model")):
+        if m is not None:
+            _check_finite(m, name)
     limits = [model_limits(m.strata_graph)[1] for m in (model, drafter) if m is not None]
     ctx = min((c for c in limits if c is not None), default=None)  # positions both models have
     x = obj.prompt_ids(tok.encode(prompt), tok, ctx)

@@ -132,3 +132,56 @@ def test_cli_generate_compiled(run, capsys):
     assert main(args + ["--compile"]) == 0
     out = capsys.readouterr()
     assert out.out == want and "compiling the decoding step took" in out.err and "tokens/s" in out.err
+
+
+def test_sampling_at_a_small_temperature_never_makes_nan():
+    """Logits / temperature once overflowed to inf, and softmax(inf - inf) made NaN
+    (torch.multinomial's RuntimeError): every sampler shifts the logits to a
+    maximum of 0 first, which leaves softmax unchanged."""
+    from strata.backends.torch.runtime import generate
+    from strata.backends.torch.speculative import probabilities
+    from strata.train.generate import pick
+
+    logits = torch.tensor([[3e37, 0.0, -3e37], [0.0, 2e37, 1e37]])
+    for top_k in (None, 2):
+        assert pick(logits, 1e-6, top_k).view(-1).tolist() == [0, 1]
+        torch.testing.assert_close(probabilities(logits, 1e-6, top_k),
+                                   torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]))
+    model = strata.compile("model m { stack s(tokens) { embedding(16, 8) as e; residual { attention(2, "
+                           "causal=true) }; layernorm as ln; lm_head(tie=e) } }")
+    with torch.no_grad():
+        model.s.ln.weight.fill_(1e37)  # logits of about 1e37: / 1e-6 is past float32's largest
+    torch.manual_seed(0)
+    out = generate(model, torch.tensor([[3, 4]]), 4, temperature=1e-6, top_k=3)
+    assert out.shape == (1, 6)
+
+
+def test_generate_refuses_a_tiny_temperature_and_weights_that_are_not_finite(run, tmp_path, capsys):
+    """A temperature under 1e-6 (1e-300 is 0 in float32: 0 / 0) and NaN weights (every
+    probability NaN) are one-line errors, not the sampler's RuntimeError."""
+    from safetensors.torch import load_file, save_file
+
+    assert main(["generate", str(run.path), "--temperature", "1e-300", "--tokens", "2", "-q"]) == 2
+    assert "--temperature should be 0 (greedy) or at least 1e-06; got 1e-300" in capsys.readouterr().err
+    import shutil
+
+    bad = tmp_path / "bad"
+    shutil.copytree(run.path, bad)
+    w = load_file(bad / "model.safetensors")
+    name = sorted(w)[0]
+    w[name] = torch.full_like(w[name], float("nan"))
+    save_file(w, bad / "model.safetensors")
+    assert main(["generate", str(bad), "--tokens", "2", "--temperature", "0.8", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"strata: error: {bad}: ") and "hold NaN or infinity" in err
+    assert "did its training diverge?" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_quantized_compress_output_generates(run, tmp_path, capsys):
+    """The finite-weights check reads plain float parameters only (a quantized
+    kernel's packed weights are not tensors it can test)."""
+    out = tmp_path / "q"
+    assert main(["compress", str(run.path), "--pass", "quantize(int8_dynamic)", "-o", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["generate", str(out), "--tokens", "3", "--temperature", "0", "-q"]) == 0
+    assert len(capsys.readouterr().out) >= 4  # the prompt (a newline) and 3 tokens

@@ -98,7 +98,8 @@ class RoundCosts:
 def probabilities(logits: torch.Tensor, temperature: float, top_k: int | None) -> torch.Tensor:
     """softmax(logits / temperature) over the top_k most likely (..., vocab): what the
     sampler draws from (float32)."""
-    logits = logits.float() / temperature
+    logits = logits.float()
+    logits = (logits - logits.amax(dim=-1, keepdim=True)) / temperature  # max 0: a tiny temperature gives -inf, not NaN
     if top_k is not None:
         kth = torch.topk(logits, min(top_k, logits.size(-1))).values[..., [-1]]
         logits = logits.masked_fill(logits < kth, float("-inf"))

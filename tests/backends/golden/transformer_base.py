@@ -172,7 +172,7 @@ def generate(model, ids, max_new_tokens, temperature=0.0, top_k=None, src=None, 
             if temperature == 0:
                 nxt = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
             else:
-                logits = logits / temperature
+                logits = (logits - logits.amax(dim=-1, keepdim=True)) / temperature  # max 0: a tiny temperature gives -inf, not NaN
                 if top_k is not None:
                     kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
                     logits = logits.masked_fill(logits < kth, float("-inf"))
