@@ -34,7 +34,8 @@ from strata.backends.torch.workflows.training import finish_training, prepare_fo
 from strata.train.checkpoint import find_checkpoint
 from strata.train.distributed import Dist, wrap
 from strata.train.folder import MANIFEST, claim
-from strata.train.limits import model_limits
+from strata.resources import check_fits
+from strata.train.limits import model_limits, step_memory
 from strata.train.loop import Loop
 from strata.train.metrics import MetricsLog, Progress, plot_losses
 from strata.train.models import checkpoint_shapes, compile_model, float_state, load_fitting, load_weights
@@ -191,6 +192,10 @@ def _plan(spec, model, sets, settings, objective, out, d: Dist, device: str) -> 
         raise UsageError(f"batch = {cfg['batch']} cannot be split over {d.world} processes")
     if cfg["dtype"] == "float16" and not device.startswith("cuda"):
         raise UsageError("dtype float16 needs a GPU; use bfloat16 or float32 on a CPU")
+    if device == "cpu":  # a batch that cannot fit is refused before any of it is allocated
+        check_fits(step_memory(g, cfg["batch"], context, d.world),
+                   f"a training step of batch {cfg['batch']:,} x context {context:,}",
+                   "lower batch (raise accumulate to keep the tokens a step)")
     return _Plan(g, cfg, obj, limit, Path(out or Path("runs") / g.graph.name))
 
 

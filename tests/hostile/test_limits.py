@@ -166,3 +166,22 @@ def test_compile_refuses_a_model_that_cannot_fit_in_cpu_memory():
     assert "META 68976648192" in lines
     assert "SMALL" in done.stdout
     assert "b (1,228,800,000 parameters) needs 4.9 GB" in done.stdout
+
+
+def test_a_training_batch_that_cannot_fit_is_refused_before_anything_is_written(tmp_path):
+    """`batch = 10**9` once printed the training line, then ended in "out of memory"
+    (or swapped) allocating it: on a CPU, a step's least memory (strata.train.limits.
+    step_memory) is checked first, and no run folder is made."""
+    require("torch")
+    spec = ("model t { stack s(tokens) { embedding(16, 8) as wte; position(learned, 8); "
+            "lm_head(tie=wte) } }\ntrain { batch = 2  context = 8  steps = 1 }\n")
+    train = ["train", "t.arch", "--data", "a.txt", "--out", "run", "-q", "--device", "cpu"]
+    files = {"t.arch": spec, "a.txt": "the cat sat on the mat.\n" * 40}
+    cases = [
+        usage_error("batch_1e9", [*train, "--set", "batch=10**9"], "a training step of batch "
+                    "1,000,000,000 x context 8 needs 320.0 GB, more than the", files=files, seconds=20),
+        usage_error("batch_1e9_in_spec", train, "lower batch (raise accumulate",
+                    files={**files, "t.arch": spec.replace("batch = 2", "batch = 10**9")}, seconds=20),
+    ]
+    run_batch(cases, tmp_path, memory_mb=3072)
+    check_all(cases)
