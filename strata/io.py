@@ -268,9 +268,10 @@ def write_atomic(path: str | os.PathLike, data: bytes | str, follow: bool = True
 def atomic_folder(out: str | os.PathLike, names: tuple[str, ...]) -> Iterator[Path]:
     """Yield an empty temporary folder beside `out` to write the files `names`
     into; on a clean exit they land in `out` — by one rename when `out` is new,
-    else each replacing its namesake (a link is replaced, never written through)
-    and a name not written this time removed — so a command's output folder is
-    whole or as it was.  Other files in `out` are never touched.
+    else each file written replacing its namesake (a link is replaced, never
+    written through) and a name of `names` not written this time removed — so a
+    command's output folder is whole or as it was.  Other files in `out` are
+    never touched.
 
         >>> import tempfile, pathlib
         >>> out = pathlib.Path(tempfile.mkdtemp()) / "result"
@@ -294,11 +295,12 @@ def atomic_folder(out: str | os.PathLike, names: tuple[str, ...]) -> Iterator[Pa
         yield tmp
         if not out.exists():
             os.rename(tmp, out)
-        else:
+        else:  # every file written lands (a side file such as ONNX's external data too)
+            written = sorted(p.name for p in tmp.iterdir())
+            for name in written:
+                os.replace(tmp / name, out / name)
             for name in names:
-                if (tmp / name).exists():
-                    os.replace(tmp / name, out / name)
-                elif os.path.lexists(out / name):
+                if name not in written and os.path.lexists(out / name):
                     os.unlink(out / name)
         _fsync_dir(out)
     finally:

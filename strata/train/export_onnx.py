@@ -125,7 +125,9 @@ def export_onnx(g, weights: Path, tokenizer: Path | None, out: Path, causal: boo
     files = [MODEL]
     info = {"format": "strata-onnx", "version": 1, "model": name, "causal": causal, "context": ctx,
             "int8": int8, "files": {}}
-    with atomic_folder(out, (MODEL, DECODER, INFO, TOKENIZER)) as tmp, _decided_causal_flag(net):
+    # every name it may write, the exporter's external data (NAME.data) too: an earlier export's are replaced
+    names = (MODEL, DECODER, INFO, TOKENIZER, MODEL + ".data", DECODER + ".data")
+    with atomic_folder(out, names) as tmp, _decided_causal_flag(net):
         if causal:
             cache = net.new_cache(None)
             with torch.no_grad():

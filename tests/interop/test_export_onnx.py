@@ -117,3 +117,15 @@ def test_docs_onnx_commands_run(run_and_export, monkeypatch, capsys):
     capsys.readouterr()
     assert main(generate[1:]) == 0
     assert capsys.readouterr().out.startswith("the cat")
+
+
+def test_export_into_an_existing_folder_keeps_the_external_data(run_and_export, tmp_path, capsys):
+    """Into a folder that already exists (made by the user, or an earlier export)
+    model.onnx.data once never landed: the files did not run."""
+    run, _ = run_and_export
+    out = tmp_path / "made"
+    out.mkdir()
+    assert main(["export", str(run.path), "--to", "onnx", "-o", str(out)]) == 0
+    assert (out / "model.onnx.data").is_file() and (out / "decoder_with_past.onnx.data").is_file()
+    capsys.readouterr()
+    assert main(["generate", str(out), "--runtime", "onnx", "--tokens", "3", "--temperature", "0", "-q"]) == 0
