@@ -129,3 +129,42 @@ def test_export_into_an_existing_folder_keeps_the_external_data(run_and_export, 
     assert (out / "model.onnx.data").is_file() and (out / "decoder_with_past.onnx.data").is_file()
     capsys.readouterr()
     assert main(["generate", str(out), "--runtime", "onnx", "--tokens", "3", "--temperature", "0", "-q"]) == 0
+
+
+def test_a_damaged_export_is_one_line(run_and_export, tmp_path, capsys):
+    """Each of these once reached ONNX Runtime and ended in an internal error (a
+    FIFO would have hung its open)."""
+    import os
+    import shutil
+
+    _, out = run_and_export
+
+    def garbage(f):
+        (f / "model.onnx").write_text("junk")
+
+    def tokenizer_too_large(f):
+        tok = json.loads((f / "tokenizer.json").read_text())
+        tok["chars"] = "".join(chr(0x100 + i) for i in range(300))
+        (f / "tokenizer.json").write_text(json.dumps(tok))
+
+    def layers(f):
+        info = json.loads((f / "onnx.json").read_text())
+        (f / "onnx.json").write_text(json.dumps({**info, "layers": 3}))
+
+    cases = {
+        "garbage": (garbage, "model.onnx: ONNX Runtime cannot load it ("),
+        "no_data": (lambda f: (f / "model.onnx.data").unlink(), "model.onnx: ONNX Runtime cannot load it ("),
+        "fifo": (lambda f: ((f / "decoder_with_past.onnx").unlink(), os.mkfifo(f / "decoder_with_past.onnx")),
+                 "decoder_with_past.onnx: not a regular file (a FIFO)"),
+        "layers": (layers, "its inputs are not the 3 layers' keys and values onnx.json names"),
+        "layers_text": (lambda f: (f / "onnx.json").write_text(json.dumps(
+            {**json.loads((f / "onnx.json").read_text()), "layers": "1"})), "onnx.json: damaged"),
+        "tokenizer": (tokenizer_too_large, "tokenizer.json: 300 ids; the model's vocabulary holds"),
+    }
+    for name, (damage, message) in cases.items():
+        f = shutil.copytree(out, tmp_path / name)
+        damage(f)
+        code = main(["generate", str(f), "--runtime", "onnx", "--tokens", "2", "--temperature", "0", "-q"])
+        err = capsys.readouterr().err
+        assert code == 2 and err.startswith("strata: error: ") and message in err, (name, err)
+        assert len(err.strip().splitlines()) == 1, (name, err)
