@@ -239,7 +239,7 @@ def _evaluate_compressed(result, spec, file, model, w, evaluate, max_batches) ->
 
 
 def export(source: Any, out: str | Path, *, to: str = "hf", weights=None, model: str | None = None,
-           int8: bool = False) -> Path:
+           int8: bool = False, overwrite: bool = False) -> Path:
     """`strata export`: a run folder, a compress output folder, or a spec with
     `weights`, as a Hugging Face folder `out` (config.json, model.safetensors,
     generation_config.json, tokenizer.json) that transformers loads alone; with
@@ -252,10 +252,12 @@ def export(source: Any, out: str | Path, *, to: str = "hf", weights=None, model:
     A spec of a family import-hf knows becomes that family's folder; any other
     spec a repository with custom code (`trust_remote_code=True`).  What the
     target cannot take is refused (`strata.train.export_code.ExportError`, one
-    line naming the component and the reason) and nothing is written."""
+    line naming the component and the reason) and nothing is written.  A file
+    the export would write that is already in `out` is replaced only with
+    `overwrite=True`, and `out` is never the folder of the export's input."""
     from strata.train.export import export as run_export  # lazy: torch
 
-    return run_export(source, to=to, out=out, weights=weights, model=model, int8=int8)[0]
+    return run_export(source, to=to, out=out, weights=weights, model=model, int8=int8, overwrite=overwrite)[0]
 
 
 def load_weights(model, path: str | Path, *, strict: bool = True, cast: bool = False):

@@ -127,7 +127,7 @@ def _cmd_import_hf(args) -> int:
 
 def _cmd_export(args) -> int:
     out = strata.export(args.source, args.output, to=args.to, weights=args.weights, model=args.model,
-                        int8=args.int8)
+                        int8=args.int8, overwrite=args.overwrite)
     custom = (out / "configuration_strata.py").is_file()
     print(f"wrote {out}/ ({', '.join(sorted(p.name for p in out.iterdir() if p.is_file()))})"
           + ("; custom code: load with trust_remote_code=True" if custom else ""))
@@ -317,6 +317,7 @@ def _file_commands(sub) -> None:
                    help="hf: a Hugging Face folder; onnx: ONNX Runtime files (default: hf)")
     p.add_argument("--int8", action="store_true", help="with --to onnx: ONNX Runtime's dynamic int8 quantization")
     p.add_argument("-o", "--output", required=True, help="folder to write (whole or not at all)")
+    p.add_argument("--overwrite", action="store_true", help="replace the files of an earlier export in OUT")
     p.add_argument("--weights", help="the spec's weights: a run folder, compress output or .safetensors")
     p.add_argument("--model", help="which model of a spec with several")
     p.set_defaults(func=_cmd_export)

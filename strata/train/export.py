@@ -21,6 +21,7 @@ whole or not at all (strata.io.atomic_folder).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from strata.backends.torch.compile import compile_graph
@@ -34,9 +35,10 @@ from strata.errors import UsageError
 from strata.interop.hf.config import HFImportError
 from strata.interop.hf.family_export import FamilyMatch, architecture, hf_tensors, match_family, rotary_facts
 from strata.interop.hf.checkpoint_reader import check, save
-from strata.io import atomic_folder, is_spec_path, write_atomic
-from strata.train.export_code import ExportError, code_files
+from strata.io import atomic_folder, is_spec_path, same_file, write_atomic
+from strata.train.export_code import REMOTE, SOURCE, ExportError, code_files
 from strata.train.export_quantized import SUFFIXES, family_tensors, only_quantize, read_packed_checkpoint
+from strata.train.export_onnx import FILES as ONNX_FILES
 from strata.train.export_onnx import export_onnx
 from strata.train.objectives import CausalLM, choose_objective
 from strata.train.sources import resolve_weights
@@ -45,6 +47,8 @@ from strata.train.tokenizer_hf import special_ids, tokenizer_files
 
 TARGETS = ("hf", "onnx")
 CONFIG, WEIGHTS, GENERATION = "config.json", "model.safetensors", "generation_config.json"
+# every name --to hf may write (the custom code's files and the tokenizer's among them)
+HF_FILES = (CONFIG, WEIGHTS, GENERATION, *REMOTE, SOURCE, "tokenizer.json", "tokenizer_config.json")
 
 
 def _spec_model(spec: str, model: str | None):
@@ -154,10 +158,26 @@ def export_hf(spec: str, weights: Path, tokenizer: Path | None, out: Path, model
     return out, note
 
 
-def export(source, *, to: str = "hf", out, weights=None, model: str | None = None, int8: bool = False
-           ) -> tuple[Path, str | None]:
+def _check_out(out: Path, names: tuple[str, ...], inputs: list, overwrite: bool) -> None:
+    """OUT is never an input's folder (a run's model.safetensors and tokenizer.json
+    are names an export writes), and a file of `names` already there is replaced
+    only with `overwrite` (the user's own Hugging Face download, say)."""
+    if not out.is_dir():
+        return
+    for p in inputs:
+        if p is not None and (same_file(out, p) or any(same_file(out / n, p) for n in names)):
+            raise UsageError(f"{out}: holds this export's input {p}; writing there would destroy it "
+                             "(give another -o)")
+    clash = [n for n in names if os.path.lexists(out / n)]
+    if clash and not overwrite:
+        raise UsageError(f"{out / clash[0]} exists: --overwrite replaces it, or -o names another folder")
+
+
+def export(source, *, to: str = "hf", out, weights=None, model: str | None = None, int8: bool = False,
+           overwrite: bool = False) -> tuple[Path, str | None]:
     """`strata.export`: SOURCE (run folder, compress output, or spec + weights) -> OUT;
-    returns OUT and, for custom code, why the spec is no family."""
+    returns OUT and, for custom code, why the spec is no family.  overwrite: replace
+    the files an earlier export left in OUT (never an input's)."""
     if to not in TARGETS:
         raise UsageError(f"unknown export target {to!r}: choose one of {', '.join(TARGETS)}")
     if int8 and to != "onnx":
@@ -182,6 +202,8 @@ def export(source, *, to: str = "hf", out, weights=None, model: str | None = Non
                              "folder or a .safetensors file")
         w = resolve_weights(weights)
         spec = str(src)
+    _check_out(out, ONNX_FILES if to == "onnx" else HF_FILES,
+               [src if src.is_dir() else None, w.file, w.tokenizer], overwrite)
     if to == "onnx":
         _, g = _spec_model(spec, model)
         _weights(g, w.file)

@@ -31,6 +31,8 @@ from strata.io import atomic_folder, write_atomic
 from strata.train.export_code import ExportError
 
 MODEL, DECODER, INFO, TOKENIZER = "model.onnx", "decoder_with_past.onnx", "onnx.json", "tokenizer.json"
+# every name an export writes, the exporter's external data (NAME.data) too
+FILES = (MODEL, DECODER, INFO, TOKENIZER, MODEL + ".data", DECODER + ".data")
 MAX_SEQ = 4096  # the longest sequence the graphs accept when the spec names no context
 
 
@@ -125,9 +127,7 @@ def export_onnx(g, weights: Path, tokenizer: Path | None, out: Path, causal: boo
     files = [MODEL]
     info = {"format": "strata-onnx", "version": 1, "model": name, "causal": causal, "context": ctx,
             "int8": int8, "files": {}}
-    # every name it may write, the exporter's external data (NAME.data) too: an earlier export's are replaced
-    names = (MODEL, DECODER, INFO, TOKENIZER, MODEL + ".data", DECODER + ".data")
-    with atomic_folder(out, names) as tmp, _decided_causal_flag(net):
+    with atomic_folder(out, FILES) as tmp, _decided_causal_flag(net):  # an earlier export's replaced
         if causal:
             cache = net.new_cache(None)
             with torch.no_grad():

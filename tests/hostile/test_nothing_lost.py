@@ -113,3 +113,37 @@ def test_outputs_have_the_users_umask_and_replaced_files_keep_their_mode(tmp_pat
     assert mode("m.py") == 0o640 and mode("a.yaml") == 0o640
     assert mode("kept.yaml") == 0o600 and mode("a.arch") == 0o664
     assert (tmp_path / "a.arch").read_text() == CANONICAL
+
+
+def test_export_writes_over_no_input_and_no_file_without_overwrite(tmp_path):
+    """`strata export RUN -o RUN` once replaced the run's model.safetensors and
+    tokenizer.json with the Hugging Face files (the run then failed to load), and an
+    export into a folder holding the user's config.json replaced it silently."""
+    from tests.optional import require
+
+    require("torch")
+    from strata import api
+
+    spec = "model t { stack s(tokens) { embedding(16, 8) as wte; lm_head(tie=wte) } }\n"
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "t.arch").write_text(spec)
+    api.save_weights(api.compile(spec), tmp_path / "src" / "model.safetensors")
+    inputs = {"t.arch": spec, "w/model.safetensors": (tmp_path / "src" / "model.safetensors").read_bytes()}
+    export = ["export", "t.arch", "--weights", "w/model.safetensors"]
+    written = ("hf/config.json", "hf/generation_config.json", "hf/model.safetensors", "hf/configuration_strata.py",
+               "hf/modeling_strata.py", "hf/strata_model.py")
+    cases = [
+        usage_error("onto_its_weights", [*export, "-o", "w", "--overwrite"],
+                    "w: holds this export's input w/model.safetensors; writing there would destroy it",
+                    files=inputs),
+        usage_error("onto_the_users_config", [*export, "-o", "hf"],
+                    "hf/config.json exists: --overwrite replaces it, or -o names another folder",
+                    files={**inputs, "hf/config.json": "{\"mine\": 1}"}),
+        ok("overwrite_replaces_only_its_own", [*export, "-o", "hf", "--overwrite"],
+           files={**inputs, "hf/config.json": "{\"mine\": 1}", "hf/notes.txt": "mine"}, outputs=written),
+        ok("into_an_empty_folder", [*export, "-o", "hf"], files=inputs,
+           setup=lambda f: (f / "hf").mkdir(), outputs=written),
+    ]
+    run_batch(cases, tmp_path / "cases", memory_mb=4096)
+    check_all(cases)
+    assert (cases[2].folder / "hf" / "notes.txt").read_text() == "mine"
