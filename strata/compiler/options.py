@@ -47,12 +47,37 @@ def _literal_words(schema: type[BaseModel], field: str) -> tuple[str, ...]:
 
 
 def _accepts_str(schema: type[BaseModel], field: str) -> bool:
+    return _accepts(schema, field, str)
+
+
+def _accepts(schema: type[BaseModel], field: str, kind: type) -> bool:
+    """Whether the field's annotation names `kind` (or, for str, a word of a Literal)."""
     ann = schema.model_fields[field].annotation
 
     def visit(t) -> bool:
-        return t is str or any(visit(a) for a in typing.get_args(t))
+        if t is kind or t is typing.Any:
+            return True
+        if typing.get_origin(t) is typing.Literal:
+            return any(type(a) is kind for a in typing.get_args(t))
+        return any(visit(a) for a in typing.get_args(t))
 
     return visit(ann)
+
+
+def coerced(schema: type[BaseModel], field: str, v: Any) -> str | None:
+    """What is wrong with `v` for `field` when pydantic's lax mode would turn it
+    into a number (the string "2" into 2, true into 1), else None: a string or a
+    boolean is refused where the field takes neither (an integral float such as
+    d / 64 = 12.0 still passes as the integer it is).
+
+        >>> from strata.dsl.registry import COMPONENTS
+        >>> coerced(COMPONENTS["attention"].options, "heads", "2")
+        'should be a number, got the string "2"'
+    """
+    for kind in (str, bool):
+        if type(v) is kind and field in schema.model_fields and not _accepts(schema, field, kind):
+            return f"should be a number, got {describe_value(v)}"
+    return None
 
 
 def _to_plain(v: Any, span, field: str, words: tuple[str, ...], refs: bool, accepts_str: bool):
@@ -110,6 +135,8 @@ def bind_options(spec, args: list, kwargs: list, env: Env, span, label: str,
         else:
             v = evaluate(expr, env, words=bool(words) or is_ref or _accepts_str(schema, name))
         values[name] = _to_plain(v, espan, name, words, is_ref, _accepts_str(schema, name))
+        if problem := coerced(schema, name, values[name]):
+            raise EvalError(f"option '{name}' of '{label}' {problem}", espan)
         spans[name] = espan
     if extra:
         values.update(extra)

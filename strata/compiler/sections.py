@@ -11,7 +11,7 @@ from pydantic import ValidationError
 import strata.plugins as plugins
 import strata.compiler.ir as ir
 from strata.compiler.evaluate import Env, EvalError, evaluate
-from strata.compiler.options import bind_options
+from strata.compiler.options import bind_options, coerced
 from strata.compiler.paths import folder_of, located, resolve_option_paths, resolve_path
 from strata.compiler.select import select
 from strata.dsl import ast as A
@@ -110,6 +110,10 @@ def train_value(a: A.Assign, env: Env, errors: Collector):
             errors.error(f"{a.name} should be one of {', '.join(k + '(...)' for k in kinds)}",
                          a.value.span or a.span)
             return False, None
+        for k, x in v.kwargs:  # "1e-3" or true would pass as numbers (lax mode)
+            if problem := coerced(table[v.func], k, x):
+                errors.error(f"{v.func}: {k} {problem}", a.value.span or a.span)
+                return False, None
         try:
             opts = table[v.func].model_validate(dict(v.kwargs))
         except ValidationError as e:
@@ -124,6 +128,11 @@ def train_value(a: A.Assign, env: Env, errors: Collector):
 def validate_train(values: dict, spans: dict, errors: Collector, where=None) -> dict | None:
     """All settings together through `TrainConfig`; each mistake is reported at
     the span its value came from (`where` for a missing one)."""
+    wrong = {k: p for k, v in values.items() if (p := coerced(TrainConfig, k, v))}  # "8" or true as numbers
+    for k, problem in wrong.items():
+        errors.error(f"train setting '{k}' {problem}", spans.get(k, where))
+    if wrong:
+        return None
     try:
         cfg = TrainConfig.model_validate(values)
     except ValidationError as e:

@@ -96,6 +96,21 @@ def test_wrong_type():
     located(err, "option 'causal' of 'attention'", 6)
 
 
+@pytest.mark.parametrize("value,said", [('"2"', 'the string "2"'), ("true", "true"), ("false", "false")])
+def test_a_string_or_boolean_is_no_number(value, said):
+    """pydantic's lax mode once took attention("2") as 2 heads and attention(true)
+    as 1 (an integral float, d / 2 = 2.0, still passes as the integer it is)."""
+    err = errors_of(GOOD_LAYER.replace("attention(heads,", f"attention({value},"))
+    located(err, f"option 'heads' of 'attention' should be a number, got {said}", 6, 37)
+    assert build_text(GOOD_LAYER.replace("attention(heads,", "attention(d / 16,")).graph["parameters"] > 0
+    for section, wrong, message in (
+            ('train { batch = "8" }', 9, 'train setting \'batch\' should be a number, got the string "8"'),
+            ("train { steps = true }", 9, "train setting 'steps' should be a number, got true"),
+            ('train { optimizer = adamw(lr="1e-3") }', 21, 'adamw: lr should be a number, got the string "1e-3"'),
+            ('passes { low_rank("2") }', 19, "option 'rank' of 'low_rank' should be a number")):
+        located(errors_of(GOOD_LAYER + section + "\n"), message, 17, wrong)
+
+
 def test_bad_enum_word():
     err = errors_of(GOOD_LAYER.replace("mlp(4*d)", "mlp(4*d, act=gelux)"))
     located(err, "'gelux' is not a valid act", 7, hint="did you mean 'gelu'?")
