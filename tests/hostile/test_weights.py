@@ -158,3 +158,13 @@ def test_dtype_is_checked_in_spec_names_too(tmp_path):
     ids = torch.randint(0, 10, (1, 5))
     plain.load_state_dict({k: v.to(torch.float32) for k, v in st.load_file(str(path)).items()})
     torch.testing.assert_close(fused.eval()(ids), plain.eval()(ids))
+
+
+def test_a_checkpoint_that_does_not_fit_is_named(tmp_path):
+    """The names-and-shapes message once began `<state dict>:` for a file given
+    to strata.compile (and so to eval, generate and compress of a run)."""
+    path = _checkpoint(tmp_path, lambda v: v[:3] if v.dim() == 2 else v)
+    with pytest.raises(WeightsError) as e:
+        compile(SPEC, weights=path)
+    assert str(e.value).startswith(f"{path}: the checkpoint does not fit the model")
+    assert "s.wte.weight model [10, 4] checkpoint [3, 4]" in str(e.value)

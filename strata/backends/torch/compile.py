@@ -17,6 +17,7 @@ the spec says is what the model holds.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from strata.backends.torch import generate_source
@@ -182,7 +183,7 @@ def compile_graph(g0, *, origin=None, weights=None, device=None, dtype=None, cal
         if qweights:  # the integers replace these weights: the model's own stand in until then
             own = net.state_dict()
             state = {**{f"{n}.weight": own[f"{n}.weight"] for n in qweights if f"{n}.weight" in own}, **state}
-        load_state(net, state)
+        load_state(net, state, where=str(weights) if isinstance(weights, (str, os.PathLike)) else "<state dict>")
     net.strata_report = pass_report(g)
     if quantize and str(device) != "meta":
         run_kernels(net, torch_compile=quantize == "torch_compile", qweights=qweights)

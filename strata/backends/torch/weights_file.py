@@ -127,12 +127,14 @@ def _refuse_quantized(model: torch.nn.Module) -> None:
                            "(strata.compile(spec, weights=...) loads, then quantizes)")
 
 
-def load_state(model: torch.nn.Module, tensors: dict, *, strict: bool = True) -> torch.nn.Module:
+def load_state(model: torch.nn.Module, tensors: dict, *, strict: bool = True,
+               where: str = "<state dict>") -> torch.nn.Module:
     """Load an in-memory state dict (the spec's names or the model's, tied weights
-    once or twice) into `model`, checked like `load_weights`; return the model."""
+    once or twice) into `model`, checked like `load_weights`; return the model.
+    `where`: the file the tensors came from, for the message when they do not fit."""
     model = _unwrap(model)
     _refuse_quantized(model)
-    in_spec = _fit(model, {k: tuple(v.shape) for k, v in tensors.items()}, strict, "<state dict>")
+    in_spec = _fit(model, {k: tuple(v.shape) for k, v in tensors.items()}, strict, where)
     _load(model, dict(tensors), in_spec, strict)
     return model
 
