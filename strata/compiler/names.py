@@ -41,9 +41,11 @@ MODULE_ATTRIBUTES = frozenset({
     "register_state_dict_post_hook", "register_state_dict_pre_hook", "requires_grad_",
     "set_extra_state", "set_submodule", "share_memory", "state_dict", "to", "to_empty", "train",
     "training", "type", "xpu", "zero_grad",
-    # strata's generated classes
-    "config", "generate", "new_cache",
+    # strata's generated classes, and what strata.compile sets on the model it returns
+    "config", "generate", "new_cache", "compiled_step",
 })
+# strata.compile sets strata_graph, strata_source, strata_report, ... on the model
+STRATA_PREFIX = "strata_"
 
 
 def check_module_name(name: str, span, what: str = "a module") -> None:
@@ -57,11 +59,18 @@ def check_module_name(name: str, span, what: str = "a module") -> None:
     if name in MODULE_ATTRIBUTES:
         raise EvalError(f"'{name}' cannot name {what}: every PyTorch module has an attribute "
                         f"'{name}'", span, "pick another name with `as NAME`")
+    if name.startswith(STRATA_PREFIX):
+        raise EvalError(f"'{name}' cannot name {what}: names starting with '{STRATA_PREFIX}' are the "
+                        "attributes strata sets on a compiled model (strata_graph, strata_source)", span,
+                        "pick another name with `as NAME`")
 
 
-# Names the generated forward() methods use for their own values.
+# Names the generated forward() and generate() methods use for their own values
+# and parameters (and the runtime's generate(), which the method calls).
 FORWARD_NAMES = frozenset({"self", "x", "h", "T", "B", "pos", "positions", "rope", "mask", "cache", "start_pos",
-                           "attention_mask", "layer", "layer_mask", "config", "return_dict", "past"})
+                           "attention_mask", "layer", "layer_mask", "config", "return_dict", "past",
+                           "logits_to_keep", "memory_mask", "max_new_tokens", "temperature", "top_k", "static",
+                           "compile", "generate"})
 
 
 def check_input_name(name: str, span) -> None:

@@ -23,7 +23,10 @@ from strata.errors import SpecError
 TRICKY = keyword.kwlist + ["self", "config", "training", "forward", "state_dict", "__init__",
                            "__dict__", "build", "Config", "nn", "torch", "F", "math", "replace",
                            "dataclass", "KVCache", "generate", "x", "h", "pos", "mask", "T", "B",
-                           "layer", "logits", "cache", "_private", "Layers", "M"]
+                           "layer", "logits", "cache", "_private", "Layers", "M",
+                           # the generated methods' own parameters, and what strata.compile sets
+                           "logits_to_keep", "memory_mask", "max_new_tokens", "temperature", "top_k",
+                           "static", "compile", "start_pos", "strata_graph", "strata_source", "compiled_step"]
 PLAIN = st.from_regex(r"[A-Za-z][A-Za-z0-9_]{0,8}", fullmatch=True)
 NAMES = st.one_of(st.sampled_from(TRICKY), PLAIN, PLAIN, PLAIN)
 FILE_NAMES = st.text(min_size=1, max_size=30)  # quotes, newlines, backslashes, surrogates, """
@@ -65,6 +68,16 @@ def test_any_names_give_a_module_that_only_builds(var, block, module, model, sta
         seen, EVENTS = EVENTS, None
     assert seen == [], seen
     assert net(torch.zeros(1, 3, dtype=torch.long)).shape == (1, 3, 11)
+    assert net.generate(torch.zeros(1, 3, dtype=torch.long), 2).shape == (1, 5)
+
+
+@pytest.mark.parametrize("name", ["logits_to_keep", "temperature", "top_k", "static", "generate"])
+def test_an_input_named_like_a_generate_parameter_is_refused_or_runs(name):
+    """The property test's draws rarely hit these; each once gave a duplicate argument."""
+    spec = (f"model m {{ stack s({name}) {{ embedding(11, 8); residual {{ attention(2, causal=true) }}; "
+            "lm_head(11) }} }}")
+    with pytest.raises(SpecError, match="cannot name a stack input"):
+        build_text(spec, "names.arch")
 
 
 def test_python_keywords_as_spec_names_are_mapped():
