@@ -117,3 +117,22 @@ def test_each_tricky_name_as_variable_block_and_model(name):
         return
     module = load_source(generate_source(g, origin=name))
     assert module.build()(torch.zeros(1, 2, dtype=torch.long)).shape == (1, 2, 11)
+
+
+def test_an_encoder_branch_named_like_the_decoders_memory_is_not_the_memory():
+    """forward() once read `memory, memory = self.enc(src)`: the decoder attended to
+    the branch's output instead of the encoder's (same shape: silently another
+    model).  Renaming the branch must change nothing but the output's key."""
+    import strata
+
+    spec = ("model m {{ stack enc(src) {{ embedding(16, 8); branch {{ layernorm }} as {b}; "
+            "residual {{ attention(2) }} }}\n stack dec(tgt, memory = enc) {{ embedding(16, 8); "
+            "residual {{ cross_attention(2, memory) }}; lm_head(16) }} }}")
+    torch.manual_seed(0)
+    a = strata.compile(spec.format(b="memory")).eval()
+    b = strata.compile(spec.format(b="pooled")).eval()
+    b.load_state_dict(a.state_dict())
+    src, tgt = torch.randint(0, 16, (2, 5)), torch.randint(0, 16, (2, 3))
+    out_a, out_b = a(src, tgt, return_dict=True), b(src, tgt, return_dict=True)
+    torch.testing.assert_close(out_a["output"], out_b["output"])
+    torch.testing.assert_close(out_a["memory"], out_b["pooled"])

@@ -219,6 +219,9 @@ def _model_forward(em: Emitter, io: _ModelInputs) -> list[str]:
         fwd += ["        past = cache.start() if cache is not None else 0",
                 "        start_pos = past if start_pos is None else start_pos"]
     branches = [k for k in ix.outputs if k != "output"]
+    # a stack's output variable is named apart from the branch outputs and the parameters
+    # (an encoder's branch named like the decoder's memory once replaced that memory)
+    taken = set(branches) | {p.split("=")[0] for p in params}
     out_var: dict[str, str] = {}
     for s in io.stacks:
         name = s["name"]
@@ -228,6 +231,9 @@ def _model_forward(em: Emitter, io: _ModelInputs) -> list[str]:
             var = "logits" if lm else "x"
         else:
             var = consumers[0] if consumers else f"{name}_out"
+        while var in taken:
+            var += "_out"
+        taken.add(var)
         out_var[name] = var
         req, opt = ins[name]
         call = [top(name, i) for i in req] + [out_var[src] for src in s["memory"].values()]
