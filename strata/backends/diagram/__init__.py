@@ -48,11 +48,11 @@ class Diagram:
     def _repr_svg_(self) -> str | None:
         if self.syntax != "dot":
             return None  # Mermaid is shown through _repr_markdown_ (Jupyter renders it)
-        from strata.backends.diagram.graphviz import DotMissing, render_bytes  # lazy: startup
+        from strata.backends.diagram.graphviz import DotFailed, DotMissing, render_bytes  # lazy: startup
 
         try:
             return render_bytes(self.source, "svg").decode()
-        except DotMissing:
+        except (DotMissing, DotFailed):  # the markdown (dot source) is shown instead
             return None
 
     def render(self, fmt: str | None = None) -> bytes:

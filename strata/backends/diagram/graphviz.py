@@ -23,6 +23,7 @@ import networkx as nx
 from strata.backends.diagram.labels import CLUSTER_STYLE, TEXT
 from strata.backends.diagram.layout import Layout, describe
 from strata.backends.diagram.titles import title_id, title_links
+from strata.errors import UsageError
 
 INSTALL_HINT = ("the Graphviz `dot` program is needed for svg/png output: install it with "
                 "`apt-get install graphviz` (Debian/Ubuntu) or `brew install graphviz` (macOS), "
@@ -38,6 +39,11 @@ SHAPES = {"box": "box", "round": "box", "stadium": "box", "circle": "circle"}
 
 class DotMissing(RuntimeError):
     """The `dot` binary (or the graphviz python package) is not installed."""
+
+
+class DotFailed(UsageError):
+    """`dot` ran and could not draw the diagram (out of memory or time on a huge
+    unfolded model, say): one line, with what draws a smaller diagram."""
 
 
 def _graphviz():
@@ -143,8 +149,13 @@ def render_bytes(source: str, fmt: str, timeout: float = 120) -> bytes:
     exe = dot_binary()
     if exe is None:
         raise DotMissing(INSTALL_HINT)
-    r = subprocess.run([exe, f"-T{fmt}"], input=source.encode(), capture_output=True,
-                       timeout=timeout, check=False)
+    smaller = "a smaller drawing: leave out --unfold, or --level block or model"
+    try:
+        r = subprocess.run([exe, f"-T{fmt}"], input=source.encode(), capture_output=True,
+                           timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise DotFailed(f"dot (Graphviz) did not finish drawing in {timeout:g} s; {smaller}") from None
     if r.returncode != 0:
-        raise RuntimeError(f"dot failed: {r.stderr.decode(errors='replace').strip()}")
+        why = (r.stderr.decode(errors="replace").strip().splitlines() or [f"exit {r.returncode}"])[0]
+        raise DotFailed(f"dot (Graphviz) could not draw the diagram ({why}); {smaller}")
     return r.stdout

@@ -79,3 +79,24 @@ def test_missing_dot_gives_install_hint(monkeypatch):
 @needs_dot
 def test_render_png():
     assert render_bytes(to_dot(graph("gpt2"), "model"), "png").startswith(b"\x89PNG")
+
+
+def test_dot_that_fails_or_runs_too_long_is_one_line(monkeypatch, tmp_path, capsys):
+    """dot out of memory on a huge unfolded model (or past its timeout) once ended
+    in RuntimeError / TimeoutExpired: an internal error of the command line."""
+    from strata.backends.diagram.graphviz import DotFailed
+    from strata.cli import main
+
+    fake = tmp_path / "dot"
+    fake.write_text("#!/bin/sh\ncat > /dev/null\necho 'dot: out of memory' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(gv.shutil, "which", lambda name: str(fake))
+    with pytest.raises(DotFailed, match=r"could not draw the diagram \(dot: out of memory\); a smaller"):
+        render_bytes("digraph { a }", "svg")
+    assert main(["diagram", "specs/gpt2.arch", "--unfold", "-o", str(tmp_path / "g.svg")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("strata: error: dot (Graphviz) could not draw") and len(err.splitlines()) == 1
+    assert not (tmp_path / "g.svg").exists()
+    fake.write_text("#!/bin/sh\nsleep 5\n")
+    with pytest.raises(DotFailed, match="did not finish drawing in 0.5 s"):
+        render_bytes("digraph { a }", "svg", timeout=0.5)
