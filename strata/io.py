@@ -197,6 +197,15 @@ def _target(path: str | os.PathLike, follow: bool = True) -> Path:
         path = Path(os.path.realpath(path))
     if path.is_dir() and not path.is_symlink():
         raise UsageError(f"{path}: is a directory; give a file name to write")
+    try:
+        mode = (os.stat(path) if follow else os.lstat(path)).st_mode
+    except (OSError, ValueError):
+        mode = None  # nothing there yet (or no such path: the folder check below says so)
+    # The rename would put a regular file in place of /dev/null (root may rename over
+    # a device) or of a FIFO: only the link replaced in a run folder (follow=False) is meant.
+    if mode is not None and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)) \
+            and (follow or stat.S_ISCHR(mode) or stat.S_ISBLK(mode)):
+        raise UsageError(f"{path}: not a regular file ({_kind(mode)}); strata writes only regular files")
     folder = path.parent
     if not folder.is_dir():
         raise UsageError(f"{path}: the folder {folder} does not exist")

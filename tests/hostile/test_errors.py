@@ -162,6 +162,10 @@ def test_output_paths_are_one_line_errors(tmp_path):
                         files={"a.arch": SPEC, "dir/keep": ""}),
             usage_error(f"{name}_unwritable", [*cmd, "-o", f"{UNWRITABLE}/x.out"],
                         f"{UNWRITABLE}/x.out", files={"a.arch": SPEC}, setup=make_unwritable),
+            # the rename once put a regular file in the FIFO's place (and, for root, in /dev/null's)
+            usage_error(f"{name}_onto_fifo", [*cmd, "-o", "pipe"],
+                        "pipe: not a regular file (a FIFO); strata writes only regular files",
+                        files={"a.arch": SPEC}, setup=lambda f: os.mkfifo(f / "pipe")),
         ]
     cases += [
         usage_error("fmt_unwritable_folder", ["fmt", f"{UNWRITABLE}/a.arch"], "",
@@ -228,3 +232,20 @@ def test_a_path_with_a_nul_is_a_usage_error():
     for call in (lambda: strata.check("a\0b.arch"), lambda: read_regular("x\0")):
         with pytest.raises(UsageError, match="a path cannot hold a NUL character"):
             call()
+
+
+def test_an_output_that_is_a_device_is_refused_before_anything_is_written():
+    """`-o /dev/null` (a link to it too) once wrote a temporary file in /dev and
+    renamed it over the device: root's /dev/null became a regular file.  Only the
+    check is called here (it writes nothing), so the test is safe with or without
+    the fix."""
+    import pytest
+
+    from strata.errors import UsageError
+    from strata.io import _target
+
+    for path in ("/dev/null", "/dev/zero"):
+        with pytest.raises(UsageError, match=f"^{path}: not a regular file \\(a character device\\)"):
+            _target(path)
+        with pytest.raises(UsageError, match="a character device"):
+            _target(path, follow=False)
