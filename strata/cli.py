@@ -389,6 +389,10 @@ def main(argv: list[str] | None = None) -> int:
     except MemoryError:
         print("strata: error: out of memory", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as e:  # what the system says of a path it was given (a name too long, ...)
+        where = f"{e.filename}: " if e.filename is not None else ""
+        print(visible(f"strata: error: {where}{e.strerror or e}"), file=sys.stderr)
+        return EXIT_USAGE
     except Exception as e:  # the last line of defence: a bug in strata, never a user's mistake
         if os.environ.get("STRATA_TRACEBACK"):
             raise

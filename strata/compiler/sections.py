@@ -28,9 +28,13 @@ def _teacher_exists(teacher: str, use: A.Use, g, models, errors: Collector) -> b
     span = next((k.value.span for k in use.kwargs if k.name == "teacher"),
                 use.args[0].span if use.args else use.span)
     if teacher.endswith((".arch", ".yaml", ".yml")):
-        if not located(teacher, g).is_file():
+        try:
+            found, why = located(teacher, g).is_file(), "not found"
+        except OSError as e:  # a name too long for the file system, say (is_file raises, not False)
+            found, why = False, f"cannot be read ({e.strerror})"
+        if not found:
             here = folder_of(use.span.file if use.span else None)
-            errors.error(f"distill: teacher spec '{Path(teacher).name}' not found at {located(teacher, g)}",
+            errors.error(f"distill: teacher spec '{Path(teacher).name}' {why} at {located(teacher, g)}",
                          span, f"the path is relative to {here}/, the folder of the file it is written in")
             return False
         return True

@@ -249,3 +249,29 @@ def test_an_output_that_is_a_device_is_refused_before_anything_is_written():
             _target(path)
         with pytest.raises(UsageError, match="a character device"):
             _target(path, follow=False)
+
+
+def test_a_name_too_long_for_the_file_system_is_one_line(tmp_path):
+    """pathlib's exists() / is_dir() raise on ENAMETOOLONG (a part over 255 bytes)
+    instead of answering False: every command given such a path once ended in an
+    internal error; a spec's distill("...") in a located one."""
+    from tests.optional import require
+
+    require("torch")
+    long = "d" * 300
+    spec = "model m {\n  stack s(tokens) { embedding(10, 4) as wte; lm_head(tie=wte) }\n}\n"
+    cases = [
+        usage_error("check", ["check", long + ".arch"], "File name too long"),
+        usage_error("compile_out", ["compile", "a.arch", "-o", long + "/m.py"], "File name too long",
+                    files={"a.arch": spec}),
+        usage_error("train_data", ["train", "a.arch", "--data", long, "--out", "r", "-q", "--set", "context=4"],
+                    "File name too long", files={"a.arch": spec}),
+        usage_error("eval", ["eval", long], "File name too long"),
+        usage_error("export", ["export", long, "-o", "o"], "File name too long"),
+        usage_error("import_hf", ["import-hf", long, "-o", "o"], "File name too long"),
+        spec_error("distill", ["check", "a.arch"], "a.arch:4:18",
+                   f"distill: teacher spec '{long}.arch' cannot be read (File name too long)",
+                   files={"a.arch": spec + f'passes {{ distill("{long}.arch") }}\n'}),
+    ]
+    run_batch(cases, tmp_path, memory_mb=4096)
+    check_all(cases)
