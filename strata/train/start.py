@@ -177,6 +177,21 @@ class _Plan:
     out: Path               # the run folder
 
 
+def _check_device(device: str) -> None:
+    """A device torch knows and this machine has, before anything is read or written
+    (--device quantum, or cuda:9 with no ninth GPU, once failed after the run began)."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise UsageError(f"--device {device}: not a device (cpu, cuda, cuda:1, mps)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: this machine has no CUDA GPU that torch can use")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise UsageError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise UsageError(f"--device {device}: this machine has no MPS device")
+
+
 def _plan(spec, model, sets, settings, objective, out, d: Dist, device: str) -> _Plan:
     g = as_graph(spec, model=model)
     cfg = resolve_settings(g, sets, settings)
@@ -306,6 +321,7 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
     Under torchrun every process calls this and the loop is distributed (DDP, or
     FSDP2 with fsdp=True); only rank 0 writes.  Returns the `Run`."""
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    _check_device(device)
     d = Dist.from_env(device)
     lock = None
     try:

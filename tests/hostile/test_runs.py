@@ -269,6 +269,11 @@ def test_internal_errors_are_one_line_errors(trained, tmp_path):
                     files=INPUTS),
         usage_error("train_seed_huge", [*train, "--seed", str(2 ** 63)], "train setting 'seed'",
                     files=INPUTS),
+        # once a RuntimeError / AssertionError from torch after the data was read
+        usage_error("train_device_unknown", [*train, "--device", "quantum"],
+                    "--device quantum: not a device (cpu, cuda, cuda:1, mps)", files=INPUTS),
+        usage_error("train_device_missing_gpu", [*train, "--device", "cuda:99"], "--device cuda:99: this machine has",
+                    files=INPUTS),
         spec_error("train_betas", [*train, "--set", "optimizer=adamw(betas=(0.9, 1.5))"], "--set:1:",
                    "betas.1 Input should be less than 1", files=INPUTS),
         spec_error("spec_betas", train, "t.arch:5:21", "betas.0 Input should be greater than or equal to 0",
