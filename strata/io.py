@@ -192,11 +192,14 @@ def _target(path: str | os.PathLike, follow: bool = True) -> Path:
     """Where the bytes really go: symlinks followed (unless follow=False: then
     the link itself is replaced); the folder must exist and the target must not
     be a folder (UsageError otherwise, naming the path)."""
+    written = os.fspath(path)
     path = Path(path)
     if follow and path.is_symlink():
         path = Path(os.path.realpath(path))
     if path.is_dir() and not path.is_symlink():
         raise UsageError(f"{path}: is a directory; give a file name to write")
+    if isinstance(written, str) and written.endswith(("/", os.sep)):  # Path("sub/") is "sub": a file
+        raise UsageError(f"{written}: names a folder, which does not exist; give a file name to write")
     try:
         mode = (os.stat(path) if follow else os.lstat(path)).st_mode
     except (OSError, ValueError):

@@ -160,6 +160,10 @@ def test_output_paths_are_one_line_errors(tmp_path):
             usage_error(f"{name}_onto_directory", [*cmd, "-o", "dir"],
                         "dir: is a directory; give a file name to write",
                         files={"a.arch": SPEC, "dir/keep": ""}),
+            # once wrote a file named `new` (Path drops the slash)
+            usage_error(f"{name}_onto_a_new_folder", [*cmd, "-o", "new/"],
+                        "new/: names a folder, which does not exist; give a file name to write",
+                        files={"a.arch": SPEC}),
             usage_error(f"{name}_unwritable", [*cmd, "-o", f"{UNWRITABLE}/x.out"],
                         f"{UNWRITABLE}/x.out", files={"a.arch": SPEC}, setup=make_unwritable),
             # the rename once put a regular file in the FIFO's place (and, for root, in /dev/null's)
