@@ -97,9 +97,16 @@ def test_spec_text_errors_are_located(tmp_path):
                           + "block b300 { layernorm }\n"
                           "model m { stack s(tokens) { embedding(10, 4); b0 } }\n"}),
     ]
+    # digits of other scripts once read as numbers: Bengali four (looks like 8) built d = 4
+    for name, digit in (("bengali_four", "\u09ea"), ("fullwidth_four", "\uff14")):
+        cases.append(spec_error(f"digit_{name}", ["check", "a.arch"], "a.arch:2:", "",
+                                files={"a.arch": SPEC.replace("d = 4", f"d = {digit}")}))
     # the parse-only mistakes are still located mistakes with a caret under the source line
     run_batch(cases, tmp_path)
     check_all(cases)
+    for c in cases:
+        if c.name.startswith("digit_"):
+            assert "a.arch:2:7: error: unexpected character" in c.result["err"], c.result["err"]
     bom = next(c for c in cases if c.name == "utf8_bom_columns")
     assert "^" in bom.result["err"] and "\ufeff" not in bom.result["err"]
     cr = next(c for c in cases if c.name == "cr_only_line_endings")
