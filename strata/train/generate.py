@@ -22,7 +22,9 @@ import torch
 import torch.nn.functional as F
 
 from strata.backends.torch.speculative import speculative_generate
+from strata.compiler.cost import analyze
 from strata.errors import UsageError
+from strata.resources import check_fits
 from strata.train.limits import model_limits
 
 __all__ = ["GenerationStats", "check_sampling", "generate_ids", "generate_text", "pick", "MAX_SEED"]
@@ -126,6 +128,21 @@ def _check_finite(model, where) -> None:
                          f"{', ...' if len(bad) > 3 else ''}); such a model cannot generate (did its training diverge?)")
 
 
+def _check_cache_fits(models, positions: int, tokens: int) -> None:
+    """Generation preallocates each model's keys and values for every position: a
+    model without a position limit asked for 10**8 tokens would allocate them all
+    (25 GB for a 2-layer toy); refused first, as strata.compile refuses weights."""
+    need = 0
+    for m in models:
+        p = next(m.parameters(), None)
+        if p is None or p.device.type != "cpu":
+            continue  # another device's memory is its own to refuse
+        per_token = analyze(m.strata_graph)["memory"]["kv_cache_bf16_bytes_per_token"] // 2 * p.element_size()
+        need += per_token * positions
+    check_fits(need, f"--tokens {tokens:,}: the KV cache of {positions:,} positions",
+               "generate fewer tokens")
+
+
 def generate_text(run, prompt: str, tokens: int, temperature: float, top_k: int | None,
                   seed: int | None, *, compile: bool = False, draft: str | None = None,
                   speculate: bool = False, k: int = 4, stats: GenerationStats | None = None,
@@ -152,6 +169,9 @@ def generate_text(run, prompt: str, tokens: int, temperature: float, top_k: int 
     limits = [model_limits(m.strata_graph)[1] for m in (model, drafter) if m is not None]
     ctx = min((c for c in limits if c is not None), default=None)  # positions both models have
     x = obj.prompt_ids(tok.encode(prompt), tok, ctx)
+    # the static KV cache holds prompt + new positions (up to ctx where the positions end)
+    positions = x.shape[-1] + (tokens if ctx is None else min(tokens, ctx))
+    _check_cache_fits([m for m in (model, drafter) if m is not None], positions, tokens)
     if compile and hasattr(model, "generate"):  # compile (greedy, a few tokens) before the seed and the clock
         t = time.perf_counter()
         obj.warm_up(model, tok, x, ctx, draft=drafter, k=k)

@@ -185,3 +185,18 @@ def test_a_quantized_compress_output_generates(run, tmp_path, capsys):
     capsys.readouterr()
     assert main(["generate", str(out), "--tokens", "3", "--temperature", "0", "-q"]) == 0
     assert len(capsys.readouterr().out) >= 4  # the prompt (a newline) and 3 tokens
+
+
+def test_a_kv_cache_that_cannot_fit_is_refused_before_it_is_allocated(tmp_path, capsys):
+    """A model without a position limit preallocates keys and values for every new
+    token: --tokens 10**8 once asked the allocator for 25 GB a tensor (an internal
+    error, or the machine's memory)."""
+    spec = write(tmp_path / "r.arch", "model r { stack s(tokens) { embedding(128, 64) as wte; residual { rmsnorm; "
+                 "attention(4, causal=true) }; position(rotary); lm_head(tie=wte) } }\n")
+    data = write(tmp_path / "a.txt", text())
+    run = strata.train(spec, data=str(data), out=tmp_path / "run", steps=1, batch=2, context=8, progress=False)
+    capsys.readouterr()
+    assert main(["generate", str(run.path), "--tokens", str(10 ** 12), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("strata: error: --tokens 1,000,000,000,000: the KV cache of ") and "generate fewer" in err
+    assert main(["generate", str(run.path), "--tokens", "3", "-q"]) == 0
