@@ -173,6 +173,7 @@ class Elaborator:
             name = s.alias or self.g.nodes[y.node].component.rpartition(".")[2]
             check_output_name(name, s.span)
             self.g.graph.outputs[name] = y.node
+            self.g.nodes[y.node]["out_shape"] = y.shape  # no edge leaves a branch's output
             return x
         if isinstance(s, A.Repeat):
             return self.repeat(s, x, sc)

@@ -135,3 +135,27 @@ def test_summary_dict_counts_each_and_total():
     assert len(s["modules"]) == 3 + 12 * 6 + 2
     alt = summary_dict(build_text(ALTERNATING))["repeats"][0]
     assert alt["uniform"] is False and alt["parameters_each"] is None
+
+
+BRANCHED = '''
+model pretrain {
+  d = 16
+  stack encoder(tokens) {
+    embedding(50, d) as wte
+    residual { layernorm; attention(2) }
+    branch { pooler; nsp_head } as nsp
+    mlm_head(tie=wte)
+  }
+}
+'''
+
+
+def test_a_branch_output_shows_its_shape():
+    """A branch's last node has no out-edge: its shape was read from none ([] in
+    the table, null in the JSON) until the branch recorded it."""
+    g = build_text(BRANCHED)
+    rows = {r[0]: r for r in summary_rows(g)}
+    assert rows["encoder.nsp_head"][2] == "[B, 2]"
+    assert rows["encoder.pooler"][2] == "[B, 16]"
+    mods = {m["path"]: m for m in summary_dict(g)["modules"]}
+    assert mods["encoder.nsp_head"]["output_shape"] == ["B", 2]
