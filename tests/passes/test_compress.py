@@ -131,3 +131,21 @@ def test_written_passes_that_name_fused_layers_or_read_activations_load_again(tm
         assert r["logits"]["loaded_equals_in_memory"]
         written = (out / "model.arch").read_text().split("passes {")[1]
         assert "energy" not in written and "activation_aware" not in written
+
+
+def test_eval_table_shows_a_classifiers_accuracy_and_a_language_models_perplexity():
+    """--eval's table: a classifier (no perplexity) had two rows named 'loss' and
+    counted 'predictions'; perplexity printed as 4 digits ('15' for 15.00)."""
+    from strata.backends.torch.workflows.compress import eval_table
+
+    cls = {"original": {"loss": 1.0656, "accuracy": 0.625, "count": 8, "data": "task"},
+           "compressed": {"loss": 1.0655, "accuracy": 0.5, "count": 8, "data": "task"}}
+    rows = eval_table(cls)
+    assert [r.split()[0] for r in rows[1:]] == ["accuracy", "loss"]
+    assert "62.50%" in rows[1] and "50.00%" in rows[1] and "0.800x" in rows[1]
+    assert rows[2].endswith("8 examples, task")
+    lm = {"original": {"loss": 2.7077, "perplexity": 14.995, "accuracy": 0.3, "count": 9, "data": "d"},
+          "compressed": {"loss": 2.708, "perplexity": 15.0, "accuracy": 0.3, "count": 9, "data": "d"}}
+    rows = eval_table(lm)
+    assert [r.split()[0] for r in rows[1:]] == ["perplexity", "loss"]
+    assert "15.00" in rows[1] and rows[2].endswith("9 predictions, d")

@@ -84,10 +84,15 @@ def eval_table(e: dict) -> list[str]:
     """The original and the compressed model side by side: quality, bytes on disk,
     forward latency."""
     o, c = e["original"], e["compressed"]
-    metric = "perplexity" if "perplexity" in o else "loss"
-    rows = [("", "original", "compressed", ""),
-            (metric, f"{o[metric]:.4g}", f"{c[metric]:.4g}", f"{c[metric] / o[metric]:.3f}x"),
-            ("loss", f"{o['loss']:.4f}", f"{c['loss']:.4f}", f"{c['count']:,} predictions, {o['data']}")]
+    rows = [("", "original", "compressed", "")]
+    if "perplexity" in o:  # a language model: as `strata eval` prints it
+        rows.append(("perplexity", f"{o['perplexity']:.2f}", f"{c['perplexity']:.2f}",
+                     f"{c['perplexity'] / o['perplexity']:.3f}x"))
+    elif "accuracy" in o:  # a classifier: its loss is the row below
+        rows.append(("accuracy", f"{o['accuracy']:.2%}", f"{c['accuracy']:.2%}",
+                     f"{c['accuracy'] / o['accuracy']:.3f}x" if o["accuracy"] else ""))
+    unit = "predictions" if "perplexity" in o else "examples"
+    rows.append(("loss", f"{o['loss']:.4f}", f"{c['loss']:.4f}", f"{c['count']:,} {unit}, {o['data']}"))
     if e.get("bytes_on_disk"):
         b = e["bytes_on_disk"]
         rows.append(("weights on disk", f"{b['original'] / 2**20:.2f} MiB", f"{b['compressed'] / 2**20:.2f} MiB",
