@@ -24,12 +24,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from strata.compiler.evaluate import Env
 from strata.compiler.resolve import resolve_model
+from strata.compiler.sections import train_value
 from strata.components import COMPONENTS
 from strata.dsl import ast as A
 from strata.dsl import load_text, read_source
 from strata.dsl.formatter import format_spec
-from strata.errors import UsageError
+from strata.errors import Collector, UsageError
 
 __all__ = ["compressed_spec"]
 
@@ -101,14 +103,20 @@ def _relative(value: str, src_dir: Path, out_dir: Path) -> str:
     return os.path.relpath((src_dir / value).resolve(), out_dir.resolve())
 
 
-def _rebase_train(train: A.Train | None, src_dir: Path, out_dir: Path) -> A.Train | None:
+def _rebase_train(train: A.Train | None, src_dir: Path, out_dir: Path, variables: dict) -> A.Train | None:
     if train is None:
         return None
     train = train.model_copy(deep=True)
+    env = Env(values=dict(variables))
     for a in train.items:  # each written in its own file (inherited ones in the base's)
-        if a.name == "data" and isinstance(a.value, A.Str):
+        if a.name != "data":
+            continue
+        # a path as the checker reads it: "corpus.txt", or the bare word corpus.txt
+        # (what YAML's `data: corpus.txt` is)
+        ok, value = train_value(a, env, Collector())
+        if ok and isinstance(value, str):
             here = Path(a.span.file).parent if a.span and a.span.file else src_dir
-            a.value = A.Str(value=_relative(a.value.value, here, out_dir))
+            a.value = A.Str(value=_relative(value, here, out_dir))
     return train
 
 
@@ -142,7 +150,7 @@ def compressed_spec(spec_path: str | Path, model: str | None, g0, g, structured:
                         + [f"  {n}" for n in notes])
     m = A.ModelDef(name=r.name, vars=[v.model_copy(deep=True) for v in r.vars], blocks=blocks,
                    stacks=stacks, comment=comment)
-    out = A.SpecFile(models=[m], passes=passes, train=_rebase_train(r.train, src_dir, out_dir))
+    out = A.SpecFile(models=[m], passes=passes, train=_rebase_train(r.train, src_dir, out_dir, g0.graph.vars))
     return format_spec(out)
 
 

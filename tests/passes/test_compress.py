@@ -4,6 +4,7 @@ weights, it computes what the passes made, and its report says so."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 
 from tests.passes.helpers import GPT, LLAMA, ids, spec_file, torch, weights
@@ -117,6 +118,32 @@ def test_imports_and_paths_are_resolved(tmp_path):
     assert "import" not in text and "extends" not in text and "model small {" in text
     assert 'distill("../../base.arch")' in text and 'data = "../../data.txt"' in text
     assert main(["check", str(out / "model.arch")]) == 0
+
+
+def test_a_data_path_written_as_a_bare_word_is_made_relative_too(tmp_path):
+    """YAML's `data: corpus.txt` (and the .arch word `data = corpus.txt`) is a
+    word, not a string: it was written into OUT/model.arch unchanged, so training
+    OUT/model.arch looked for OUT/corpus.txt."""
+    from strata.compiler import build_file
+    from strata.train.settings import resolve_settings
+
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "corpus.txt").write_text("hello")
+    (lib / "base.yaml").write_text(
+        "models:\n  base:\n    vars: {d: 16}\n    stacks:\n      decoder:\n"
+        "        inputs: [tokens]\n        body:\n          - {embedding: [40, d], as: wte}\n"
+        "          - residual: [layernorm, {attention: 2, causal: true}]\n"
+        "          - {lm_head: null, tie: wte}\ntrain:\n  data: corpus.txt\n")
+    (tmp_path / "work").mkdir()
+    spec = spec_file(tmp_path / "work", 'import "../lib/base.yaml"\nmodel derived extends base { d = 32 }\n',
+                     "derived.arch")
+    w = weights(tmp_path, spec)
+    out = tmp_path / "nested" / "out"
+    compress(spec, w, out, passes=["quantize(int8_dynamic)"])
+    assert 'data = "../../lib/corpus.txt"' in (out / "model.arch").read_text()
+    data = resolve_settings(build_file(out / "model.arch"))["data"]
+    assert Path(data).resolve() == (lib / "corpus.txt").resolve()
 
 
 def test_written_passes_that_name_fused_layers_or_read_activations_load_again(tmp_path):
