@@ -225,8 +225,9 @@ def _evaluate_compressed(result, spec, file, model, w, evaluate, max_batches) ->
     from strata.train.run import is_run, open_source  # lazy: torch
 
     data = evaluate if isinstance(evaluate, (str, Path)) else None
+    # a run or a compress output brings its tokenizer and its run's data; a file alone neither
     original = open_source(w.folder) if w.folder is not None and is_run(w.folder) else \
-        open_source(spec, weights=file, model=model)
+        open_source(spec, weights=w.folder if w.folder is not None else file, model=model)
     small = open_source(result.out)
     compressed = small.load_model()
     result.report["eval"] = {

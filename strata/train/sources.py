@@ -119,7 +119,10 @@ def spec_info(spec: str, model: str | None, source: dict | None) -> dict:
 
 
 def source_run(weights: Weights, report: dict | None = None) -> dict | None:
-    """objective / settings / data of the run the weights came from, if any."""
+    """objective / settings / data of the run the weights came from, if any (a
+    compress output's, from its report)."""
+    if report is None and weights.folder is not None and is_compressed(weights.folder):
+        report = compress_report(weights.folder)
     if report and isinstance(report.get("source_run"), dict):
         src = report["source_run"]
         if all(isinstance(src.get(k), dict) for k in ("objective", "settings", "data")):

@@ -100,3 +100,26 @@ def test_finetune_lr_goes_with_finetune(tmp_path, monkeypatch, capsys):
     assert main(["compress", "r", "--pass", "prune(0.5)", "--finetune", "2", "--finetune-lr", "0",
                  "-o", "o"]) != 0
     assert "--finetune-lr 0" in capsys.readouterr().err
+
+
+def test_a_compress_output_compressed_again_evaluates_with_its_runs_tokenizer_and_data(
+        tmp_path, monkeypatch, capsys):
+    """`strata compress OUT --eval` opened the original as OUT/model.arch with the
+    weights file alone ("no tokenizer came with these weights"), and `strata eval
+    OUT/model.arch --weights OUT` read the built-in corpus, not the run's --data."""
+    from tests.train.helpers import text, write
+
+    monkeypatch.chdir(tmp_path)
+    Path("p.arch").write_text(PLAIN)
+    write(tmp_path / "mine.txt", text(1500))
+    assert main(["train", "p.arch", "--data", "mine.txt", "--out", "r", "--steps", "2", "-q"]) == 0
+    assert main(["compress", "r", "--pass", 'prune(0.5, method=structured, on="mlp")', "-o", "a"]) == 0
+    capsys.readouterr()
+    assert main(["eval", "a/model.arch", "--weights", "a", "--max-batches", "1"]) == 0
+    assert "mine.txt (validation split)" in capsys.readouterr().out
+    code = main(["compress", "a", "--pass", "quantize(int8_dynamic)", "--eval", "--max-batches", "1",
+                 "-o", "b"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    ev = json.loads(Path("b/report.json").read_text())["eval"]
+    assert "mine.txt" in ev["original"]["data"] and ev["original"]["data"] == ev["compressed"]["data"]
