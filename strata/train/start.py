@@ -146,7 +146,7 @@ def _init_weights(net, path, d: Dist, progress: bool) -> None:
         # a compress output holds its model's own tensors (low-rank factors, integers):
         # read them as the float weights they stand for, in the spec's own names, which
         # fit the spec it was compressed from as well as its own model.arch
-        new = sorted(load_fitting(net, float_state(path.parent / COMPRESSED_SPEC, path)))
+        new = sorted(load_fitting(net, float_state(path.parent / COMPRESSED_SPEC, path), str(path)))
     else:
         have = set(checkpoint_shapes(path))
         load_weights(net, path, strict=False)

@@ -46,3 +46,17 @@ def test_train_from_a_low_rank_compress_output(tmp_path, monkeypatch, capsys):
     a, b = (unpack_from_int32(f[f"{n}.{x}.weight_packed"], 8, torch.Size(f[f"{n}.{x}.weight_shape"].tolist()))
             .float() * f[f"{n}.{x}.weight_scale"] for x in "ab")
     assert torch.allclose(w[f"{n}.weight"], b @ a, atol=1e-5)
+
+
+def test_a_compress_output_that_does_not_fit_is_named_in_the_error(tmp_path, monkeypatch, capsys):
+    """--init from a structured-pruned output into the unpruned spec: the error
+    named '<state dict>', not the file the user gave."""
+    monkeypatch.chdir(tmp_path)
+    Path("p.arch").write_text(PLAIN + "train {\n  tokenizer = char\n  batch = 2\n  context = 16\n}\n")
+    assert main(["train", "p.arch", "--out", "r", "--steps", "1", "-q"]) == 0
+    assert main(["compress", "r", "--pass", 'prune(0.5, method=structured, on="mlp")', "-o", "small"]) == 0
+    capsys.readouterr()
+    assert main(["train", "p.arch", "--init", "small", "--out", "t", "--steps", "1", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "small/weights.safetensors: the checkpoint does not fit the model" in err, err
+    assert "<state dict>" not in err

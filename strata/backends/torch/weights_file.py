@@ -139,13 +139,13 @@ def load_state(model: torch.nn.Module, tensors: dict, *, strict: bool = True,
     return model
 
 
-def load_fitting(model: torch.nn.Module, tensors: dict) -> list[str]:
+def load_fitting(model: torch.nn.Module, tensors: dict, where: str = "<state dict>") -> list[str]:
     """Load the tensors of an in-memory state dict (the spec's names or the model's)
     whose names fit `model` (shapes must); return the model's parameters left as
-    they were (`strata train --init`)."""
+    they were (`strata train --init`).  `where`: the file they came from, for errors."""
     model = _unwrap(model)
     _refuse_quantized(model)
-    in_spec = _fit(model, {k: tuple(v.shape) for k, v in tensors.items()}, False, "<state dict>")
+    in_spec = _fit(model, {k: tuple(v.shape) for k, v in tensors.items()}, False, where)
     missing = set(_load(model, dict(tensors), in_spec, False))
     return [k for k, _ in model.named_parameters() if k in missing]
 
