@@ -166,7 +166,8 @@ def add_train_commands(sub) -> None:
     p.add_argument("--compile", action="store_true",
                    help="torch.compile the one-token decoding step (compiles once, then faster)")
     p.add_argument("--draft", metavar="RUN", help="speculative decoding: RUN (a smaller model with the "
-                   "same tokenizer) drafts tokens, this run's model verifies them")
+                   "same tokenizer: a run folder or a compress output) drafts tokens, this run's model "
+                   "verifies them")
     p.add_argument("--speculate", action="store_true", help="speculative decoding with the pair the spec "
                    "declares: this run (a distill student) drafts, its teacher verifies")
     p.add_argument("--k", type=int, default=4, help="draft tokens a round to start with (1..8; it adapts)")

@@ -32,12 +32,18 @@ class Run(RunFolder):
         options: compile=True (the one-token step compiled), draft="RUN" or speculate=True
         (speculative decoding), k (draft tokens a round, to start), stats (a GenerationStats
         to fill); see strata.train.generate.generate_text."""
-        return generate_text(self, prompt, tokens, temperature, top_k, seed, pair=speculative_pair, **options)
+        return generate_text(self, prompt, tokens, temperature, top_k, seed, pair=_pair, **options)
 
     def evaluate(self, data: str | None = None, **kw) -> dict:
         """Validation loss (and perplexity / accuracy) of the final model on the run's
         validation split, or on all of `data`."""
         return evaluate_run(self, data, **kw)
+
+
+def _pair(run, draft, speculate):
+    """speculative_pair with the draft opened as any source is: a run folder or a
+    compress output (a quantized student drafts as well as its run does)."""
+    return speculative_pair(run, None if draft is None else open_source(draft), speculate)
 
 
 def open_source(path: str | Path, weights: str | Path | None = None, model: str | None = None) -> Run:

@@ -22,16 +22,17 @@ from strata.train.tokenizer import load_tokenizer
 __all__ = ["speculative_pair"]
 
 
-def speculative_pair(run, draft: str | None = None, speculate: bool = False):
+def speculative_pair(run, draft=None, speculate: bool = False):
     """(target model, draft model): both causal LMs, or both encoder-decoders, reading
-    the run's tokenizer."""
+    the run's tokenizer.  draft: a run folder's path, or an opened source (a Run:
+    strata.train.run.open_source, which also opens a compress output)."""
     if (draft is None) == (not speculate):
         raise UsageError("give either --draft RUN (a smaller model) or --speculate (the spec's distill teacher)")
     kind = run.objective
     if not kind.drafts:
         raise UsageError(f"{run.path}: speculative decoding is for models that generate text (a causal LM, an encoder-decoder), not {kind.name}")
     if draft is not None:
-        other = RunFolder.open(draft)
+        other = RunFolder.open(draft) if isinstance(draft, (str, Path)) else draft
         if type(other.objective) is not type(kind):
             raise UsageError(f"{other.path}: a {other.objective.name} run cannot draft for a {kind.name} run; "
                              "both must be the same kind")

@@ -56,6 +56,20 @@ def test_draft_and_speculate_write_the_teachers_greedy_text(pair, capsys):
     assert a == teacher.generate("the ", tokens=15, seed=4, draft=str(student.path)) and len(a) == 19
 
 
+def test_a_compress_output_drafts(pair, tmp_path, capsys):
+    """--draft OUT (the student quantized by strata compress) was refused as 'not a
+    run folder'; the draft opens as every source does, and the text stays the
+    teacher's greedy text."""
+    teacher, student = pair
+    out = tmp_path / "small"
+    assert main(["compress", str(student.path), "--pass", "quantize(int8_dynamic)", "-o", str(out)]) == 0
+    capsys.readouterr()
+    args = ["--prompt", "the cat", "--tokens", "20", "--temperature", "0"]
+    want, _ = _generate(capsys, str(teacher.path), *args)
+    got, err = _generate(capsys, str(teacher.path), *args, "--draft", str(out))
+    assert got == want and "draft acceptance" in err
+
+
 def test_refusals(pair, tmp_path, capsys):
     teacher, student = pair
     other = strata.train(write(tmp_path / "o.arch", GPT), data=str(write(tmp_path / "o.txt", "XYZ QRS.\n" * 300)),
