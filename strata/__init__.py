@@ -71,14 +71,21 @@ def summary(spec: Any, *, model: str | None = None) -> dict:
     return summary_dict(g, report(g))
 
 
-def convert(path: str, to: str | None = None) -> str:
+def convert(path: str, to: str | None = None, out: str | None = None) -> str:
     """The spec file at `path` in the other surface (or `to`: arch | yaml), every
-    comment kept (a SpecError names one that could not be)."""
+    comment kept (a SpecError names one that could not be).  `out`: the file it
+    will be written to; relative paths in it (imports, train data, distill's
+    files) are rewritten to mean the same from there."""
     from strata.dsl import read_source  # lazy: startup
     from strata.dsl.rewrite import rewrite, surface_of  # lazy: startup
 
     to = to or ("arch" if surface_of(path) == "yaml" else "yaml")
-    return rewrite(read_source(path), path, to, "convert")
+    moved = None
+    if out is not None:
+        from strata.compiler.paths import moved_spec  # lazy: startup
+
+        moved = lambda spec: moved_spec(spec, path, out)  # noqa: E731
+    return rewrite(read_source(path), path, to, "convert", moved)
 
 
 def fmt(path: str) -> str:

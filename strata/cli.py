@@ -141,7 +141,7 @@ def _cmd_convert(args) -> int:
     to = args.to
     if args.output and not to:
         to = "yaml" if args.output.endswith(YAML_SUFFIXES) else "arch"
-    text = strata.convert(args.spec, to)
+    text = strata.convert(args.spec, to, args.output)
     if args.output:
         write_atomic(args.output, text)
     else:

@@ -24,7 +24,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["folder_of", "located", "resolve_path", "resolve_option_paths"]
+from strata.compiler.evaluate import Env, EvalError, evaluate
+from strata.dsl import ast as A
+from strata.dsl.registry import PASSES
+
+__all__ = ["folder_of", "located", "moved_spec", "resolve_path", "resolve_option_paths"]
 
 
 def folder_of(file: str | None) -> Path:
@@ -59,3 +63,49 @@ def resolve_option_paths(options, file: str | None, root: str | None):
         if isinstance(v, str) and v and (not endings or v.endswith(endings)):
             changes[key] = resolve_path(v, file, root)
     return options.model_copy(update=changes) if changes else options
+
+
+def _moved(value: str, src_dir: Path, out_dir: Path) -> str:
+    if Path(value).is_absolute():
+        return value
+    return Path(os.path.relpath((src_dir / value).resolve(), out_dir.resolve())).as_posix()
+
+
+def moved_spec(spec, src: str | Path, out: str | Path):
+    """A copy of `spec` (an ast.SpecFile read from file `src`) to be written as file
+    `out`: every relative path it writes — imports, `train { data }` (quoted or a
+    bare word), a pass's file options (distill's teacher and weights) — made
+    relative to `out`'s folder, so the file means the same there (`strata convert
+    -o`).  Absolute paths, and a spec written into its own folder, are unchanged."""
+    src_dir, out_dir = folder_of(str(src)), folder_of(str(out))
+    if src_dir.resolve() == out_dir.resolve():
+        return spec
+    spec = spec.model_copy(deep=True)
+    for i in spec.imports:
+        i.path = _moved(i.path, src_dir, out_dir)
+    variables = {v.name for m in spec.models for v in m.vars}
+    for a in spec.train.items if spec.train else []:
+        if a.name != "data" or (isinstance(a.value, A.Name) and a.value.id in variables):
+            continue
+        try:
+            value = evaluate(a.value, Env(values={}), words=True)
+        except EvalError:
+            continue
+        value = value.text if hasattr(value, "text") else value
+        if isinstance(value, str):
+            a.value = A.Str(value=_moved(value, src_dir, out_dir), span=a.value.span)
+    for use in spec.passes.items if spec.passes else []:
+        entry = PASSES.get(use.name)
+        paths = getattr(entry.options, "paths", {}) if entry is not None else {}
+        named = list(zip(entry.positional, use.args)) if entry is not None else []
+        for name, holder, value in ([(n, None, v) for n, v in named]
+                                    + [(k.name, k, k.value) for k in use.kwargs]):
+            if name not in paths or not isinstance(value, A.Str) or \
+                    (paths[name] and not value.value.endswith(paths[name])):
+                continue  # a model of the same file (teacher=small) is no path
+            new = A.Str(value=_moved(value.value, src_dir, out_dir), span=value.span)
+            if holder is None:
+                use.args[use.args.index(value)] = new
+            else:
+                holder.value = new
+    return spec

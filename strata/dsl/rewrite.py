@@ -46,11 +46,13 @@ def _unkept_comments(source: str, spec: SpecFile, path: str) -> list:
     return unkept_comments(source, spec, path)
 
 
-def rewrite(source: str, path: str, to: str | None = None, command: str = "convert") -> str:
+def rewrite(source: str, path: str, to: str | None = None, command: str = "convert",
+            change=None) -> str:
     """`source` (the text of `path`) in surface `to` (default: the file's own), or a
-    located SpecError when that would drop a comment or the spec has mistakes."""
+    located SpecError when that would drop a comment or the spec has mistakes.
+    `change`: SpecFile -> SpecFile before writing (convert -o: paths moved)."""
     spec = load_text(source, path)  # a file with mistakes raises here
-    text = surface_text(spec, to or surface_of(path))
+    text = surface_text(change(spec) if change else spec, to or surface_of(path))
     if text != source and (lost := _unkept_comments(source, spec, path)):
         hint = ("move it under a 'comment:' key of its statement" if surface_of(path) == "yaml"
                 else "move it above a statement of its own block")

@@ -60,6 +60,36 @@ def test_convert_both_directions(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["back.arch", "m.arch", "m.yaml"]
 
 
+def test_convert_into_another_folder_moves_the_relative_paths(tmp_path, capsys):
+    """`convert work/x.arch -o elsewhere/deeper/x.yaml` copied `import "../lib/base.arch"`,
+    train data and distill's files as written, so the written file imported a file
+    that is not there; they now mean, from the new folder, what they meant."""
+    from strata.cli import main
+
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "work").mkdir()
+    (tmp_path / "lib" / "base.arch").write_text(
+        "model base {\n  d = 16\n  stack decoder(tokens) { embedding(40, d) as wte; lm_head(tie=wte) }\n}\n")
+    spec = tmp_path / "work" / "x.arch"
+    spec.write_text('import "../lib/base.arch"\nmodel x extends base { d = 8 }\n'
+                    'passes { distill("../lib/base.arch", weights="runs/t", alpha=0.2) }\n'
+                    'train { data = corpus.txt }\n')
+    out = tmp_path / "elsewhere" / "deeper" / "x.yaml"
+    out.parent.mkdir(parents=True)
+    assert main(["convert", str(spec), "-o", str(out)]) == 0
+    moved = parse_yaml(out.read_text(), str(out))
+    assert moved.imports[0].path == "../../lib/base.arch"
+    assert moved.train.items[0].value.value == "../../work/corpus.txt"
+    use = moved.passes.items[0]
+    assert use.args[0].value == "../../lib/base.arch" and use.kwargs[0].value.value == "../../work/runs/t"
+    assert main(["check", str(out)]) == 0
+    back = tmp_path / "work" / "y.arch"  # the same folder: as written
+    assert main(["convert", str(out), "-o", str(back)]) == 0
+    assert 'import "../lib/base.arch"' in back.read_text()
+    assert main(["convert", str(spec)]) == 0  # to stdout: as written
+    assert "../lib/base.arch" in capsys.readouterr().out
+
+
 def test_convert_reports_spec_errors(tmp_path, capsys):
     from strata.cli import main
 
