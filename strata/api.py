@@ -12,6 +12,7 @@ torch is imported only when a function here needs it.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +187,8 @@ def _compress_source(source, weights, model):
     from strata.train.run import Run, is_run  # lazy: torch
     from strata.train.sources import compress_report  # lazy: torch
 
+    if isinstance(source, (str, Path)) and "\n" not in str(source) and not os.path.lexists(source):
+        raise UsageError(f"{source}: no such run folder or spec file")
     spec, file, model, w = source_of(source, weights, model)
     if file is None:
         raise UsageError(f"{source}: a spec needs its weights: --weights RUN_DIR, a compress output "

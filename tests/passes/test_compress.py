@@ -176,3 +176,16 @@ def test_eval_table_shows_a_classifiers_accuracy_and_a_language_models_perplexit
     rows = eval_table(lm)
     assert [r.split()[0] for r in rows[1:]] == ["perplexity", "loss"]
     assert "15.00" in rows[1] and rows[2].endswith("9 predictions, d")
+
+
+def test_a_source_that_does_not_exist_is_named_as_such(tmp_path, capsys):
+    """`compress nothere -o OUT` said 'a spec needs its weights', and with
+    --weights RUN blamed the run ('compress needs the spec as a file')."""
+    spec = spec_file(tmp_path, GPT)
+    w = weights(tmp_path, spec)
+    missing = str(tmp_path / "nothere.arch")
+    for extra in ([], ["--weights", str(w)]):
+        assert main(["compress", missing, *extra, "-o", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert err.strip() == f"strata: error: {missing}: no such run folder or spec file", err
+    assert not (tmp_path / "out").exists()
