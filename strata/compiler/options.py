@@ -24,6 +24,7 @@ from strata.compiler.evaluate import (
     describe_value,
     evaluate,
 )
+from strata.compiler.paths import path_hint
 from strata.dsl import ast as A
 from strata.errors import did_you_mean
 
@@ -133,7 +134,10 @@ def bind_options(spec, args: list, kwargs: list, env: Env, span, label: str,
         if is_ref and isinstance(expr, A.Name):
             v: Any = Word(expr.id)
         else:
-            v = evaluate(expr, env, words=bool(words) or is_ref or _accepts_str(schema, name))
+            try:
+                v = evaluate(expr, env, words=bool(words) or is_ref or _accepts_str(schema, name))
+            except EvalError as e:
+                raise (path_hint(e, expr) if name in getattr(schema, "paths", {}) else e) from None
         values[name] = _to_plain(v, espan, name, words, is_ref, _accepts_str(schema, name))
         if problem := coerced(schema, name, values[name]):
             raise EvalError(f"option '{name}' of '{label}' {problem}", espan)

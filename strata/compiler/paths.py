@@ -26,9 +26,10 @@ from pathlib import Path
 
 from strata.compiler.evaluate import Env, EvalError, evaluate
 from strata.dsl import ast as A
+from strata.dsl.formatter import format_expr
 from strata.dsl.registry import PASSES
 
-__all__ = ["folder_of", "located", "moved_spec", "resolve_path", "resolve_option_paths"]
+__all__ = ["folder_of", "located", "moved_spec", "path_hint", "resolve_path", "resolve_option_paths"]
 
 
 def folder_of(file: str | None) -> Path:
@@ -109,3 +110,15 @@ def moved_spec(spec, src: str | Path, out: str | Path):
             else:
                 holder.value = new
     return spec
+
+
+def path_hint(e: EvalError, expr) -> EvalError:
+    """`e` (a path option's value did not evaluate: `data/x.txt` reads as `data`
+    divided by `x.txt`) with the hint to quote the path, in the surface it was
+    written in (YAML's quotes hold the text; the spec's make it a string)."""
+    if e.hint is not None or not isinstance(expr, A.BinOp):
+        return e
+    text = format_expr(expr).replace(" ", "")
+    file = getattr(getattr(expr, "span", None), "file", None) or ""
+    quoted = f"'\"{text}\"'" if file.endswith((".yaml", ".yml")) else f'"{text}"'
+    return EvalError(e.message, e.span, f"a path is a string: write {quoted}")

@@ -12,7 +12,7 @@ import strata.plugins as plugins
 import strata.compiler.ir as ir
 from strata.compiler.evaluate import Env, EvalError, evaluate
 from strata.compiler.options import bind_options, coerced
-from strata.compiler.paths import folder_of, located, resolve_option_paths, resolve_path
+from strata.compiler.paths import folder_of, located, path_hint, resolve_option_paths, resolve_path
 from strata.compiler.select import select
 from strata.dsl import ast as A
 from strata.dsl.registry import PASSES, TRAIN_CALLS, TrainConfig
@@ -101,6 +101,8 @@ def train_value(a: A.Assign, env: Env, errors: Collector):
         v = evaluate(a.value, env, words=True, calls=frozenset(TRAIN_CALLS))
         v = v.text if hasattr(v, "text") else v
     except EvalError as e:
+        if a.name == "data":
+            e = path_hint(e, a.value)
         errors.error(e.message, e.span or a.span, e.hint)
         return False, None
     if a.name not in TrainConfig.model_fields:

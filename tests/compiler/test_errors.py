@@ -121,6 +121,21 @@ def test_undefined_variable():
     located(err, "undefined variable 'dd'", 7, 33, hint="did you mean 'd'?")
 
 
+def test_an_unquoted_path_says_to_quote_it():
+    """`data/x.txt` reads as `data` divided by `x.txt`: 'undefined variable' alone
+    left a YAML user (`data: data/x.txt`, as YAML writes strings) with no way on."""
+    err = errors_of(GOOD_LAYER + "train { data = data/x.txt }\n")
+    located(err, "undefined variable 'data'", 17, 16, hint='a path is a string: write "data/x.txt"')
+    yml = ("models:\n  m:\n    vars: {d: 8}\n    stacks:\n      decoder:\n        inputs: [tokens]\n"
+           "        body: [{embedding: [10, d], as: wte}, {lm_head: null, tie: wte}]\n"
+           "passes:\n  - {distill: t/x.arch, weights: runs/t}\ntrain:\n  data: data/x.txt\n")
+    err = errors_of(yml, "spec.yaml")
+    located(err, "undefined variable 't'", 9, 15, hint="""write '"t/x.arch"'""")
+    located(err, "undefined variable 'data'", 11, 9, hint="""write '"data/x.txt"'""")
+    err = errors_of(GOOD_LAYER.replace("mlp(4*d)", "mlp(4*dd/2)"))  # not a path: no such hint
+    assert "path" not in (err.diagnostics[0].hint or "")
+
+
 def test_division_by_zero():
     err = errors_of(GOOD_LAYER.replace("heads = 4", "heads = 4 // (d - 64)"))
     located(err, "division by zero", 4)
