@@ -162,7 +162,9 @@ def compress(source: Any, out: str | Path, *, weights=None, passes=(), model: st
         r = compress("runs/tiny_shakespeare", "out/int8", passes=['quantize(int8_dynamic)'])
     """
     from strata.backends.torch.workflows.compress import compress as run  # lazy: startup
+    from strata.train.folder import not_a_run  # lazy: torch
 
+    not_a_run(out, "compress")
     spec, file, model, w, source_run = _compress_source(source, weights, model)
     tok = tokenizer or (w.tokenizer if w is not None else None)
     calibration = _calibration_ids(calibration, tok)

@@ -40,6 +40,7 @@ from strata.train.export_code import REMOTE, SOURCE, ExportError, code_files
 from strata.train.export_quantized import SUFFIXES, family_tensors, only_quantize, read_packed_checkpoint
 from strata.train.export_onnx import FILES as ONNX_FILES
 from strata.train.export_onnx import export_onnx
+from strata.train.folder import not_a_run
 from strata.train.objectives import CausalLM, choose_objective
 from strata.train.sources import resolve_weights
 from strata.train.tokenizer import load_tokenizer
@@ -185,6 +186,7 @@ def export(source, *, to: str = "hf", out, weights=None, model: str | None = Non
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: exists and is not a folder; -o names the folder to write")
+    not_a_run(out, "export")
     src = Path(source)
     if src.is_dir():  # a run or compress output folder names its spec and weights
         if weights is not None:

@@ -37,7 +37,7 @@ from strata.io import write_atomic
 from strata.train.checkpoint import BEST, Checkpoint, DIR, LATEST, find_checkpoint
 from strata.train.records import FORMAT, RunStub, dump, read_run_json
 
-__all__ = ["LOCK", "MANIFEST", "RunLock", "claim", "own_folder", "own_file"]
+__all__ = ["LOCK", "MANIFEST", "RunLock", "claim", "not_a_run", "own_folder", "own_file"]
 
 LOCK = "run.lock"
 # Every name strata writes at the top of a run folder (run.json lists them).
@@ -215,3 +215,12 @@ def _take(out: Path, resume: bool, overwrite: bool) -> Checkpoint | None:
 def _write_stub(out: Path) -> None:
     write_atomic(out / "run.json", dump({"format": FORMAT, "version": 1, "status": "started",
                                          "files": list(MANIFEST)}), follow=False)
+
+
+def not_a_run(out: str | os.PathLike, command: str) -> None:
+    """Refuse to let `command` (compress, export) write its files into a run
+    folder: they would replace the run's own (its model.safetensors, its
+    tokenizer.json), --overwrite or not; the run belongs to strata train."""
+    if os.path.lexists(Path(out) / "run.json"):
+        raise UsageError(f"{out}: holds a training run (run.json); strata {command} would replace the "
+                         f"run's files: -o names a folder of its own")

@@ -134,6 +134,25 @@ def test_run_folder_with_tokenizer(tmp_path, capsys):
     assert got == prompt + want or got == want
 
 
+def test_a_run_folder_is_no_output(tmp_path, capsys):
+    """`export RUN_A -o RUN_B` (and `compress ... -o RUN_B --overwrite`) replaced
+    RUN_B's model.safetensors and tokenizer.json with another model's: the run
+    no longer evaluated.  A run folder is refused as an output, untouched."""
+    data = write(tmp_path / "d.txt", text(400))
+    spec = write(tmp_path / "g.arch", GPT)
+    a = strata.train(spec, data=str(data), out=tmp_path / "a", steps=1, progress=False)
+    b = strata.train(spec, data=str(data), out=tmp_path / "b", steps=1, progress=False, seed=1)
+    before = {p.name: p.read_bytes() for p in b.path.iterdir() if p.is_file()}
+    for argv in (["export", str(a.path), "-o", str(b.path)],
+                 ["export", str(a.path), "--to", "onnx", "-o", str(b.path)],
+                 ["compress", str(a.path), "--pass", "quantize(int8_dynamic)", "-o", str(b.path),
+                  "--overwrite"]):
+        capsys.readouterr()
+        assert main(argv) == 2
+        assert "holds a training run (run.json)" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in b.path.iterdir() if p.is_file()} == before
+
+
 def test_mismatched_weights_are_refused(tmp_path, capsys):
     _, _ = _export(tmp_path, CUSTOM, "custom")
     other = write(tmp_path / "other.arch", CUSTOM.replace("d     = 32", "d     = 64"))
