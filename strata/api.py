@@ -230,9 +230,14 @@ def _evaluate_compressed(result, spec, file, model, w, evaluate, max_batches) ->
     from strata.train.run import is_run, open_source  # lazy: torch
 
     data = evaluate if isinstance(evaluate, (str, Path)) else None
-    # a run or a compress output brings its tokenizer and its run's data; a file alone neither
-    original = open_source(w.folder) if w.folder is not None and is_run(w.folder) else \
-        open_source(spec, weights=w.folder if w.folder is not None else file, model=model)
+    # the weights that were compressed: a run's final ones as the run (its spec and settings),
+    # a checkpoint file of the run as itself (the run's tokenizer and data come along), a
+    # compress output from its folder (its run's tokenizer and data)
+    final = w.folder is not None and is_run(w.folder) and \
+        Path(file).resolve() == Path(open_source(w.folder).weights()).resolve()
+    original = open_source(w.folder) if final else \
+        open_source(spec, weights=w.folder if w.folder is not None and not is_run(w.folder) else file,
+                    model=model)
     small = open_source(result.out)
     compressed = small.load_model()
     result.report["eval"] = {

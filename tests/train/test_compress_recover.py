@@ -123,3 +123,25 @@ def test_a_compress_output_compressed_again_evaluates_with_its_runs_tokenizer_an
     assert code == 0, err
     ev = json.loads(Path("b/report.json").read_text())["eval"]
     assert "mine.txt" in ev["original"]["data"] and ev["original"]["data"] == ev["compressed"]["data"]
+
+
+def test_eval_compares_with_the_weights_that_were_compressed(tmp_path, monkeypatch, capsys):
+    """`compress SPEC --weights RUN/checkpoints/step-N/model.safetensors --eval`
+    measured the run's final weights as the "original": a checkpoint's own
+    difference from the final read as the compression's loss."""
+    from safetensors.torch import load_file, save_file
+
+    monkeypatch.chdir(tmp_path)
+    Path("p.arch").write_text(PLAIN)
+    assert main(["train", "p.arch", "--out", "r", "--steps", "2", "-q"]) == 0
+    other = Path("r/checkpoints/mine.safetensors")  # weights of the run that are not its final ones
+    save_file({k: v * 0.5 if k.endswith("weight") else v for k, v in load_file("r/model.safetensors").items()},
+              str(other))
+    capsys.readouterr()
+    assert main(["eval", "p.arch", "--weights", str(other), "--max-batches", "1", "--json"]) == 0
+    want = json.loads(capsys.readouterr().out)["loss"]
+    assert main(["compress", "p.arch", "--weights", str(other), "--pass", "fuse_qkv", "--eval",
+                 "--max-batches", "1", "-o", "small"]) == 0
+    ev = json.loads(Path("small/report.json").read_text())["eval"]
+    assert ev["original"]["loss"] == pytest.approx(want, abs=1e-6)
+    assert ev["compressed"]["loss"] == pytest.approx(want, abs=1e-4)  # fuse_qkv is exact
