@@ -176,10 +176,17 @@ def compress(source: Any, out: str | Path, *, weights=None, passes=(), model: st
                          **({"lr": finetune_lr} if finetune_lr is not None else {}))
     elif data is not None or finetune_lr is not None:
         raise UsageError(f"{'--data' if data is not None else '--finetune-lr'} goes with --finetune STEPS")
+    original = None
+    if evaluate:  # the original measured first: a mistake in the data stops before OUT is written
+        from strata.compiler import build_file  # lazy: startup
+        from strata.passes.text import parse_pass_texts  # lazy: startup
+
+        parse_pass_texts(list(passes), build_file(spec, model=model))  # a pass's mistake before a long eval
+        original = _evaluate_original(spec, file, model, w, evaluate, max_batches)
     result = run(spec, file, out, passes=list(passes), model=model, calibration=calibration,
                  tokenizer=tok, overwrite=overwrite, source_run=source_run, tune=tune, adapters=adapters)
     if evaluate:
-        _evaluate_compressed(result, spec, file, model, w, evaluate, max_batches)
+        _evaluate_compressed(result, original, file, evaluate, max_batches)
     return result
 
 
@@ -223,10 +230,8 @@ def _calibration_ids(calibration, tok):
     return calibration
 
 
-def _evaluate_compressed(result, spec, file, model, w, evaluate, max_batches) -> None:
-    """The report's "eval": both models as `strata eval` measures them, their
-    files' bytes and forward latency; report.json written again."""
-    from strata.backends.torch.workflows.compress import forward_latency  # lazy: startup
+def _evaluate_original(spec, file, model, w, evaluate, max_batches):
+    """(the original as a Run, its figures as `strata eval` measures them)."""
     from strata.train.run import is_run, open_source  # lazy: torch
 
     data = evaluate if isinstance(evaluate, (str, Path)) else None
@@ -238,10 +243,22 @@ def _evaluate_compressed(result, spec, file, model, w, evaluate, max_batches) ->
     original = open_source(w.folder) if final else \
         open_source(spec, weights=w.folder if w.folder is not None and not is_run(w.folder) else file,
                     model=model)
+    return original, original.evaluate(data, max_batches=max_batches)
+
+
+def _evaluate_compressed(result, original, file, evaluate, max_batches) -> None:
+    """The report's "eval": both models as `strata eval` measures them (the
+    original's from `_evaluate_original`), their files' bytes and forward
+    latency; report.json written again."""
+    from strata.backends.torch.workflows.compress import forward_latency  # lazy: startup
+    from strata.train.run import open_source  # lazy: torch
+
+    data = evaluate if isinstance(evaluate, (str, Path)) else None
+    original, figures = original
     small = open_source(result.out)
     compressed = small.load_model()
     result.report["eval"] = {
-        "original": original.evaluate(data, max_batches=max_batches),
+        "original": figures,
         "compressed": small.evaluate(data, max_batches=max_batches),
         "bytes_on_disk": {"original": Path(file).stat().st_size,
                           "compressed": (result.out / "weights.safetensors").stat().st_size},

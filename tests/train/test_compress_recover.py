@@ -145,3 +145,17 @@ def test_eval_compares_with_the_weights_that_were_compressed(tmp_path, monkeypat
     ev = json.loads(Path("small/report.json").read_text())["eval"]
     assert ev["original"]["loss"] == pytest.approx(want, abs=1e-6)
     assert ev["compressed"]["loss"] == pytest.approx(want, abs=1e-4)  # fuse_qkv is exact
+
+
+def test_eval_data_that_cannot_be_read_stops_before_anything_is_written(tmp_path, monkeypatch, capsys):
+    """`compress ... --eval MISSING` wrote OUT and then failed on the data, so the
+    same command again needed --overwrite; the original is measured first."""
+    monkeypatch.chdir(tmp_path)
+    Path("p.arch").write_text(PLAIN)
+    assert main(["train", "p.arch", "--out", "r", "--steps", "1", "-q"]) == 0
+    Path("bin.txt").write_bytes(b"\x00\xff" * 50)
+    for data, why in (("missing.txt", "no such file"), ("bin.txt", "not a UTF-8 text file")):
+        capsys.readouterr()
+        assert main(["compress", "r", "--pass", "quantize(int8_dynamic)", "--eval", data, "-o", "small"]) == 2
+        assert why in capsys.readouterr().err
+        assert not Path("small").exists()
