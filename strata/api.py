@@ -176,6 +176,8 @@ def compress(source: Any, out: str | Path, *, weights=None, passes=(), model: st
                          **({"lr": finetune_lr} if finetune_lr is not None else {}))
     elif data is not None or finetune_lr is not None:
         raise UsageError(f"{'--data' if data is not None else '--finetune-lr'} goes with --finetune STEPS")
+    if max_batches is not None and not evaluate:
+        raise UsageError("--max-batches bounds what --eval measures: it goes with --eval")
     original = None
     if evaluate:  # the original measured first: a mistake in the data stops before OUT is written
         from strata.compiler import build_file  # lazy: startup

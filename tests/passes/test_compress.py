@@ -189,3 +189,14 @@ def test_a_source_that_does_not_exist_is_named_as_such(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.strip() == f"strata: error: {missing}: no such run folder or spec file", err
     assert not (tmp_path / "out").exists()
+
+
+def test_max_batches_without_eval_is_refused(tmp_path, capsys):
+    """--max-batches bounds --eval; alone it was silently ignored (as --data
+    without --finetune is refused, so is this)."""
+    spec = spec_file(tmp_path, GPT)
+    w = weights(tmp_path, spec)
+    assert main(["compress", str(spec), "--weights", str(w), "--pass", "fuse_qkv", "--max-batches", "2",
+                 "-o", str(tmp_path / "out")]) == 2
+    assert "--max-batches bounds what --eval measures" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
