@@ -70,8 +70,10 @@ class GenerationStats:
         out = f"{self.tokens} tokens in {self.seconds:.2f} s, {self.tokens_per_second:.1f} tokens/s"
         if self.compile_seconds is not None:
             out += f"; compiling the decoding step took {self.compile_seconds:.1f} s (not counted)"
-        if self.proposed is not None:
-            rate = self.accepted / self.proposed if self.proposed else 0.0
+        if self.proposed == 0:  # not "0% (0 of 0)": nothing was drafted to accept
+            out += "; no token drafted (too few new tokens: the first rounds time the target alone)"
+        elif self.proposed is not None:
+            rate = self.accepted / self.proposed
             out += f"; draft acceptance {rate:.0%} ({self.accepted} of {self.proposed} draft tokens)"
         if self.stopped_drafting is not None:
             out += (f"; drafting stopped at new token {self.stopped_drafting} (at this acceptance the draft "

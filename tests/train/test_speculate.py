@@ -143,3 +143,13 @@ def test_sampling_lets_a_poor_draft_stop_only_without_a_seed(pair, monkeypatch):
     for seed, temperature in ((None, 1.0), (4, 1.0), (4, 0.0)):
         teacher.generate("the ", tokens=6, seed=seed, temperature=temperature, draft=str(student.path))
     assert seen == [True, False, True]
+
+
+def test_a_generation_too_short_to_draft_says_so():
+    """Five new tokens are all plain rounds (they time the target): the line said
+    'draft acceptance 0% (0 of 0 draft tokens)', a draft that never got a turn
+    read as one that was always wrong."""
+    line = GenerationStats(tokens=5, seconds=0.5, proposed=0, accepted=0).line()
+    assert "0%" not in line and "no token drafted" in line
+    line = GenerationStats(tokens=20, seconds=0.5, proposed=8, accepted=2).line()
+    assert "draft acceptance 25% (2 of 8 draft tokens)" in line
