@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import strata
-from strata.api import compress, source_of
+from strata.api import compress
 from strata.backends.diagram import SUFFIX_FORMAT
 from strata.cli_train import add_spec, add_train_commands, weights_errors
 from strata.errors import EXIT_INTERNAL, EXIT_OK, EXIT_SPEC, EXIT_USAGE, SpecError, TrainingError, UsageError, visible
@@ -82,7 +82,10 @@ def _cmd_compile(args) -> int:
     _refuse_own_input(args.output, args.spec)
     spec, origin = None, args.spec
     if os.path.isdir(args.spec):  # a run or compress output folder: the spec it was made from
-        spec, _, args.model, _ = source_of(args.spec, model=args.model)
+        from strata.train.sources import folder_spec  # lazy: torch
+
+        spec, model = folder_spec(args.spec)
+        args.model = args.model or model
         origin = spec if is_spec_path(spec) else args.spec
     try:
         source = strata.generate_source(_graph(args, spec), origin=origin)

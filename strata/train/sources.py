@@ -31,7 +31,7 @@ from strata.train.objectives import choose_objective
 from strata.train.run_folder import RUN_JSON, TOKENIZER, RunFolder, is_run
 from strata.train.settings import resolve_settings
 
-__all__ = ["Weights", "COMPRESSED_SPEC", "COMPRESSED_WEIGHTS", "REPORT", "is_compressed",
+__all__ = ["Weights", "COMPRESSED_SPEC", "folder_spec", "COMPRESSED_WEIGHTS", "REPORT", "is_compressed",
            "resolve_weights", "compress_report", "spec_info", "source_run", "neither"]
 
 COMPRESSED_SPEC, COMPRESSED_WEIGHTS, REPORT = "model.arch", "weights.safetensors", "report.json"
@@ -82,6 +82,19 @@ def resolve_weights(path: str | Path) -> Weights:
         if is_run(parent):
             return Weights(p, _tokenizer_in(parent), parent, None, None)
     return Weights(p, None, None, None, None)
+
+
+def folder_spec(path: str | Path) -> tuple[str, str | None]:
+    """(spec, model) of a run folder or a compress output: what `strata compile`
+    needs of it, weights or not (a run stopped before its first checkpoint has
+    none yet, and its spec is still its spec)."""
+    p = Path(path)
+    if is_run(p):
+        run = RunFolder.open(p)
+        return run.spec_source(), run.info.get("model")
+    if is_compressed(p):
+        return str(p / COMPRESSED_SPEC), None
+    raise UsageError(neither(p))
 
 
 def compress_report(folder: Path) -> dict:

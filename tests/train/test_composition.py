@@ -194,3 +194,20 @@ def test_every_command_takes_what_the_user_has(folders, capsys):
     Path("empty").mkdir()
     code, _, err = cli(capsys, "eval", "empty")
     assert code == 2 and "not a run folder" in err and "not a strata compress output" in err
+
+
+def test_compile_of_a_run_with_no_weights_yet_writes_its_spec(tmp_path, monkeypatch, capsys):
+    """A run stopped before its first checkpoint has its spec and no weights:
+    `strata compile RUN` said 'no final weights yet', though it writes source only."""
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    Path("p.arch").write_text(PLAIN)
+    assert cli(capsys, "train", "p.arch", "--out", "r", "--steps", "1", "-q")[0] == 0
+    for name in ("model.safetensors", "latest.json", "best.json"):  # as if killed before step 1
+        Path("r", name).unlink()
+    shutil.rmtree("r/checkpoints")
+    assert "no final weights yet" in cli(capsys, "eval", "r")[2]
+    code, _, err = cli(capsys, "compile", "r", "-o", "r.py")
+    assert code == 0, err
+    assert "class Plain(" in Path("r.py").read_text()
