@@ -40,3 +40,44 @@ def test_another_host_is_refused(tmp_path):
     with testclient.TestClient(create_app(Root(tmp_path))) as client:  # TestClient says Host: testserver
         r = client.get("/api/files")
         assert r.status_code == 403 and "refused" in r.text
+
+
+def test_the_pages_own_earlier_save_does_not_undo_a_newer_edit(tmp_path, monkeypatch):
+    """The watcher reports the page's first save while its second is still being
+    written (a slow disk): the page keeps what was typed since, and so does the file."""
+    import time
+
+    from strata.serve.app import create_app
+
+    base = (SPECS / "tiny_shakespeare.arch").read_text()
+    (tmp_path / "a.arch").write_text(base)
+    first, second = base + "# one\n", base + "# one two\n"
+    write = Root.write_text
+
+    def slow(self, name, text):
+        if text == second:
+            time.sleep(1.0)  # the watcher's batch for `first` arrives meanwhile
+        write(self, name, text)
+
+    monkeypatch.setattr(Root, "write_text", slow)
+    with testclient.TestClient(create_app(Root(tmp_path), host="testserver")) as client:
+        with client.websocket_connect("/ws") as ws:
+            ws.send_text(json.dumps({"type": "open", "file": "a.arch"}))
+            assert json.loads(ws.receive_text())["type"] == "text"
+            ws.send_text(json.dumps({"type": "edit", "text": first}))
+            deadline = time.monotonic() + 10
+            while (tmp_path / "a.arch").read_text() != first and time.monotonic() < deadline:
+                time.sleep(0.01)
+            ws.send_text(json.dumps({"type": "edit", "text": second}))
+            while (tmp_path / "a.arch").read_text() != second and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(0.3)  # a save of `first` taken as another editor's would be on disk by now
+            assert (tmp_path / "a.arch").read_text() == second
+            ws.send_text(json.dumps({"type": "open", "file": "a.arch"}))
+            texts = []
+            while not texts or texts[-1] != second:
+                m = json.loads(ws.receive_text())
+                if m["type"] == "text":
+                    texts.append(m["text"])
+            assert texts == [second]  # the page was never sent `first` back
+
