@@ -255,7 +255,7 @@ class Page:
                 out = await anyio.to_thread.run_sync(
                     sample, self.bench.root, run, str(msg.get("prompt", "")), int(msg.get("tokens", 100)),
                     float(msg.get("temperature", 0.8)), seed if isinstance(seed, int) else None)
-            except (Refused, ValueError, TypeError) as e:
+            except (Refused, ValueError, TypeError, OverflowError) as e:  # OverflowError: int(1e400)
                 out = {"run": run, "error": str(e)}
         await self.send({"type": "sample", **out})
 

@@ -81,3 +81,15 @@ def test_the_pages_own_earlier_save_does_not_undo_a_newer_edit(tmp_path, monkeyp
                     texts.append(m["text"])
             assert texts == [second]  # the page was never sent `first` back
 
+
+def test_a_sample_with_numbers_json_cannot_hold_as_ints_is_answered(tmp_path):
+    from strata.serve.app import create_app
+
+    with testclient.TestClient(create_app(Root(tmp_path), host="testserver")) as client:
+        with client.websocket_connect("/ws") as ws:
+            for tokens in ("1e400", "-1e400", "NaN"):
+                ws.send_text('{"type": "sample", "run": "bad", "tokens": %s}' % tokens)
+                ws.send_text('{"type": "sample", "run": "next", "tokens": 0}')  # answered either way
+                m = json.loads(ws.receive_text())
+                assert m["type"] == "sample" and m["run"] == "bad" and m["error"], m
+                assert json.loads(ws.receive_text())["run"] == "next"
