@@ -44,6 +44,13 @@ def test_generation_past_the_models_positions(run):
     assert run.generate("the ", tokens=20, seed=3) == run.generate("the ", tokens=20, seed=3)
 
 
+def test_a_prompt_longer_than_the_positions_is_printed_whole(run):
+    prompt = "the cat sat on the mat and the dog sat on the log"  # 49 characters; ctx is 32
+    out = run.generate(prompt, tokens=10, temperature=0.0)
+    assert out.startswith(prompt) and len(out) == len(prompt) + 10
+    assert out[len(prompt):] == run.generate(prompt[-32:], tokens=10, temperature=0.0)[32:]  # read: the last 32
+
+
 def test_cli_generate_and_eval(run, capsys):
     assert main(["generate", str(run.path), "--prompt", "the cat", "--tokens", "12", "--seed", "1"]) == 0
     out = capsys.readouterr().out

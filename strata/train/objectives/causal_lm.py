@@ -87,8 +87,7 @@ class CausalLM(TextObjective):
     def prompt_ids(self, ids, tok, ctx):
         if len(ids) == 0:
             raise UsageError("the prompt is empty after tokenizing; give at least one character")
-        x = torch.tensor(ids, dtype=torch.long)[None]
-        return x[:, -ctx:] if ctx is not None and x.shape[1] > ctx else x  # it reads at most ctx tokens
+        return torch.tensor(ids, dtype=torch.long)[None]  # all of it: the text printed starts with it
 
     def warm_up(self, model, tok, x, ctx, draft=None, k=4):
         if draft is not None:  # both models' one-token steps
@@ -97,5 +96,6 @@ class CausalLM(TextObjective):
             model.generate(x[:, max(0, x.shape[1] + 3 - ctx):] if ctx else x, 3, compile=True)
 
     def continue_ids(self, model, tok, x, n, temperature, top_k, ctx, **options):
-        out = generate_ids(model, x, n, temperature, top_k, ctx, **options)[0].tolist()
-        return out, out[x.shape[1]:]
+        cut = x.shape[1] - ctx if ctx is not None and x.shape[1] > ctx else 0  # the model reads at most ctx
+        new = generate_ids(model, x[:, cut:], n, temperature, top_k, ctx, **options)[0, x.shape[1] - cut:].tolist()
+        return x[0].tolist() + new, new
