@@ -96,14 +96,17 @@ def pick(logits: torch.Tensor, temperature: float, top_k: int | None) -> torch.T
 @torch.no_grad()
 def generate_ids(model, ids: torch.Tensor, n: int, temperature: float = 0.0,
                  top_k: int | None = None, ctx: int | None = None, cache: bool = True, *,
-                 compile: bool = False, draft=None, k: int = 4, stats: GenerationStats | None = None,
-                 stop_drafting: bool | None = None) -> torch.Tensor:
-    """ids (B, T) followed by n new tokens.  cache=False recomputes every step
+                 compile: bool = False, draft=None, draft_ctx: int | None = None, k: int = 4,
+                 stats: GenerationStats | None = None, stop_drafting: bool | None = None) -> torch.Tensor:
+    """ids (B, T) followed by n new tokens; ctx: the model's positions (past them it
+    re-reads the last ctx tokens).  cache=False recomputes every step
     (the reference the cached path is tested against); compile=True compiles the
-    one-token step; `draft` (a smaller model with the same vocabulary) drafts
-    k tokens a round for speculative decoding (B = 1), which fills `stats`; stop_drafting:
-    whether a poor draft may stop drafting (None: greedy only; see speculative_generate)."""
-    first = n if ctx is None else max(min(n, ctx - ids.shape[1]), 0)
+    one-token step; `draft` (a smaller model with the same vocabulary, draft_ctx
+    positions) drafts k tokens a round for speculative decoding (B = 1) while the text
+    fits both models, which fills `stats`; stop_drafting: whether a poor draft may stop
+    drafting (None: greedy only; see speculative_generate)."""
+    both = min((c for c in (ctx, draft_ctx) if c is not None), default=None)
+    first = n if both is None else max(min(n, both - ids.shape[1]), 0)
     if draft is not None and first:
         ids, spec = speculative_generate(model, draft, ids, first, temperature, top_k, k=k, compile=compile,
                                          stop_drafting=stop_drafting)
@@ -111,7 +114,8 @@ def generate_ids(model, ids: torch.Tensor, n: int, temperature: float = 0.0,
         if stats is not None:
             stats.proposed, stats.accepted = spec.proposed, spec.accepted
             stats.stopped_drafting = spec.stopped_drafting
-    elif cache and first and hasattr(model, "generate"):
+    first = n if ctx is None else max(min(n, ctx - ids.shape[1]), 0)  # the model alone, up to its positions
+    if cache and first and hasattr(model, "generate"):
         ids = model.generate(ids, first, temperature=temperature, top_k=top_k, compile=compile)
         n -= first
     for _ in range(n):
@@ -168,8 +172,8 @@ def generate_text(run, prompt: str, tokens: int, temperature: float, top_k: int 
     for m, name in ((model, run.path), (drafter, "the draft model")):
         if m is not None:
             _check_finite(m, name)
-    limits = [model_limits(m.strata_graph)[1] for m in (model, drafter) if m is not None]
-    ctx = min((c for c in limits if c is not None), default=None)  # positions both models have
+    own, draft_ctx = (None if m is None else model_limits(m.strata_graph)[1] for m in (model, drafter))
+    ctx = min((c for c in (own, draft_ctx) if c is not None), default=None)  # positions both models have
     x = obj.prompt_ids(tok.encode(prompt), tok, ctx)
     # the static KV cache holds prompt + new positions (up to ctx where the positions end)
     positions = x.shape[-1] + (tokens if ctx is None else min(tokens, ctx))
@@ -183,7 +187,9 @@ def generate_text(run, prompt: str, tokens: int, temperature: float, top_k: int 
     t = time.perf_counter()
     # a poor draft stops drafting when greedy, or sampled with no seed fixed (a choice made on
     # timings changes which random draws are made: a seed would no longer reproduce the text)
-    out, new = obj.continue_ids(model, tok, x, tokens, temperature, top_k, ctx, compile=compile,
-                                draft=drafter, k=k, stats=stats, stop_drafting=temperature == 0 or seed is None)
+    # the model reads its own positions (`own`); a draft with fewer drafts only while the text fits it
+    out, new = obj.continue_ids(model, tok, x, tokens, temperature, top_k, own, compile=compile,
+                                draft=drafter, draft_ctx=draft_ctx, k=k, stats=stats,
+                                stop_drafting=temperature == 0 or seed is None)
     stats.seconds, stats.tokens = time.perf_counter() - t, len(new)
     return tok.decode(out)

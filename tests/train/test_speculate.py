@@ -70,6 +70,18 @@ def test_a_compress_output_drafts(pair, tmp_path, capsys):
     assert got == want and "draft acceptance" in err
 
 
+def test_a_draft_with_fewer_positions_does_not_shorten_what_the_target_reads(pair, tmp_path):
+    """The draft (ctx 16) drafts while the text fits it; the target (ctx 32) goes on
+    alone, still reading up to 32 tokens: its own greedy text."""
+    teacher, _ = pair
+    short = GPT.replace("tiny_gpt", "short").replace("position(learned, 32)", "position(learned, 16)")
+    draft = strata.train(write(tmp_path / "short.arch", short), data=str(teacher.path.parent / "a.txt"),
+                         out=tmp_path / "short", steps=1, progress=False)
+    for prompt in ("the cat", "the cat sat on the mat and the"):  # 7 and 30 characters: under and past 16
+        want = teacher.generate(prompt, tokens=30, temperature=0)
+        assert teacher.generate(prompt, tokens=30, temperature=0, draft=str(draft.path)) == want
+
+
 def test_refusals(pair, tmp_path, capsys):
     teacher, student = pair
     other = strata.train(write(tmp_path / "o.arch", GPT), data=str(write(tmp_path / "o.txt", "XYZ QRS.\n" * 300)),

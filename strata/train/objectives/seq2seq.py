@@ -119,7 +119,8 @@ class Seq2Seq(ExampleObjective):
             model.generate(src, start, 3, compile=True)
 
     def continue_ids(self, model, tok, x, n, temperature, top_k, ctx, compile=False, draft=None, k=4,
-                     stats=None, stop_drafting=None):
+                     stats=None, stop_drafting=None, draft_ctx=None):
+        ctx = min((c for c in (ctx, draft_ctx) if c is not None), default=None)  # both decoders' positions
         out = generate_target(model, x, n, temperature, top_k, tok.special("[BOS]"), tok.special("[EOS]"),
                               ctx, compile, draft, k, stats, stop_drafting)
         return out, out
