@@ -37,13 +37,13 @@ __all__ = ["Analysis", "analyze_text", "as_graph", "build", "build_file", "build
 
 
 def _build(spec: A.SpecFile, model: str | None, sources: dict[str, str],
-           open_texts: Mapping[str, str] | None = None, cache: FoldCache | None = None):
+           open_texts: Mapping[str, str] | None = None, cache: FoldCache | None = None, within=None):
     """(the plain-dict graph, or None where the model could not be elaborated;
     every mistake found)."""
     errors = Collector()
     g = None
     try:
-        resolved = resolve_model(spec, sources, model, errors, open_texts)
+        resolved = resolve_model(spec, sources, model, errors, open_texts, within)
         g = elaborate(resolved, errors, cache)
         g.graph.file = spec.path or "<string>"  # the root: paths in the spec are relative to it
         check_passes(resolved.passes, g, errors, resolved.models)
@@ -79,7 +79,8 @@ class Analysis:
 
 
 def analyze_text(text: str, file: str = "<string>", *, model: str | None = None,
-                 open_texts: Mapping[str, str] | None = None, cache: FoldCache | None = None) -> Analysis:
+                 open_texts: Mapping[str, str] | None = None, cache: FoldCache | None = None,
+                 within: Path | None = None) -> Analysis:
     """Check spec text and keep going past its mistakes: syntax errors (every
     one, `strata.dsl.recovery`) and the checker's findings on what parses,
     less those about names that only a dropped statement defined.  Imported
@@ -87,6 +88,7 @@ def analyze_text(text: str, file: str = "<string>", *, model: str | None = None,
     editor's unsaved buffers), the others from disk.  `cache` (one per file,
     kept between calls) lets a repeat's layers come from the last call where
     they are unchanged (`strata.compiler.repeat_copy`); the graphs then share data.
+    `within` (a resolved folder): an import that leaves it is an error, never read.
 
         >>> a = analyze_text("model m {\\n  d = 8 +\\n  stack s(tokens) { embedding(10, d) }\\n}\\n", "m.arch")
         >>> [(d.span.line, d.message) for d in a.diagnostics]
@@ -98,7 +100,7 @@ def analyze_text(text: str, file: str = "<string>", *, model: str | None = None,
     g = None
     if spec is not None:
         try:
-            g, errors = _build(spec, model, sources, open_texts, cache)
+            g, errors = _build(spec, model, sources, open_texts, cache, within)
             found = errors.items
         except SpecError as e:  # a mistake that stops the build (no model, unknown --model)
             sources.update(e.sources)

@@ -48,9 +48,11 @@ class ResolvedModel:
 
 def _load_imports(spec: A.SpecFile, sources: dict[str, str], errors: Collector,
                   loading: tuple[str, ...], cache: dict[str, Library],
-                  open_texts: Mapping[str, str] | None = None) -> Library:
+                  open_texts: Mapping[str, str] | None = None, within: Path | None = None) -> Library:
     """`open_texts`: resolved path -> text read instead of the file (the
-    unsaved buffers of an editor: the language server's view)."""
+    unsaved buffers of an editor: the language server's view); `within`: a
+    resolved folder no import may leave (strata serve's): one that does is an
+    error, and the file is not read."""
     lib = Library()
     here = Path(spec.path or ".").parent
     for imp in spec.imports:
@@ -60,6 +62,10 @@ def _load_imports(spec: A.SpecFile, sources: dict[str, str], errors: Collector,
             continue
         target = (here / imp.path).resolve()
         key = str(target)
+        if within is not None and within not in target.parents:
+            errors.error(f"cannot import '{imp.path}': outside the served folder {within}", imp.span,
+                         "strata serve reads only files under the folder it serves")
+            continue
         if key in loading:
             chain = " -> ".join(Path(p).name for p in loading[loading.index(key):] + (key,))
             errors.error(f"import cycle: {chain}", imp.span, "move the shared blocks into a third file")
@@ -89,7 +95,7 @@ def _load_imports(spec: A.SpecFile, sources: dict[str, str], errors: Collector,
                     errors.error(d.message, d.span, d.hint)
                 continue
             sources[shown] = text
-            sub = _load_imports(sub_spec, sources, errors, loading + (key,), cache, open_texts)
+            sub = _load_imports(sub_spec, sources, errors, loading + (key,), cache, open_texts, within)
             sub.train, sub.passes = sub_spec.train, sub_spec.passes
             for b in sub_spec.blocks:
                 sub.blocks[b.name] = b
@@ -193,12 +199,14 @@ def _check_duplicates(model: A.ModelDef, spec: A.SpecFile, errors: Collector) ->
 
 
 def resolve_model(spec: A.SpecFile, sources: dict[str, str], model: str | None = None,
-                  errors: Collector | None = None, open_texts: Mapping[str, str] | None = None) -> ResolvedModel:
+                  errors: Collector | None = None, open_texts: Mapping[str, str] | None = None,
+                  within: Path | None = None) -> ResolvedModel:
     """Pick the model (by name, else the file's last), with imports and bases
-    merged; an imported file whose resolved path is in `open_texts` is read from there."""
+    merged; an imported file whose resolved path is in `open_texts` is read from there;
+    with `within` (a resolved folder), an import outside it is an error and not read."""
     own = errors is None
     errors = errors if errors is not None else Collector()
-    lib = _load_imports(spec, sources, errors, (str(Path(spec.path or "").resolve()),), {}, open_texts)
+    lib = _load_imports(spec, sources, errors, (str(Path(spec.path or "").resolve()),), {}, open_texts, within)
     lib.train, lib.passes = spec.train, spec.passes
     for b in spec.blocks:
         lib.blocks[b.name] = b

@@ -45,12 +45,13 @@ class Document:
 
     @classmethod
     def of(cls, text: str, path: str, open_texts: dict[str, str] | None = None,
-           cache: FoldCache | None = None) -> "Document":
+           cache: FoldCache | None = None, within: Path | None = None) -> "Document":
         """`open_texts`: resolved path -> the editor's text of the files open in it,
         read instead of the disk where this file imports them; `cache`: this
-        file's, kept from check to check (unchanged layers are not made again)."""
+        file's, kept from check to check (unchanged layers are not made again);
+        `within`: a resolved folder no import may leave (strata serve's)."""
         with _no_gc():
-            a = analyze_text(text, path, open_texts=open_texts, cache=cache)
+            a = analyze_text(text, path, open_texts=open_texts, cache=cache, within=within)
         return cls(path, a.sources.get(path, text), a, Index.of(a.sources.get(path, text), path, a.spec))
 
     # ------------------------------------------------------------ components built from each use

@@ -75,16 +75,11 @@ class Checked:
 
     @classmethod
     def _of(cls, text: str, name: str, root: Path | None) -> "Checked":
-        try:
-            doc = Document.of(text, name)
+        try:  # an import that leaves the root is an error at the import, and is never read
+            doc = Document.of(text, name, within=None if root is None else Path(root).resolve())
         except SpecError as e:  # text no file can hold (a lone surrogate)
             return cls(name, text, None, [diagnostic_json(d, name) for d in e.diagnostics], None)
         diags = [diagnostic_json(d, name) for d in doc.analysis.diagnostics]
-        for f in doc.analysis.sources if root is not None else ():
-            if f != name and root not in Path(f).resolve().parents:
-                diags.append({"line": 1, "col": 1, "end_line": None, "end_col": None, "severity": "error",
-                              "message": f"imports {f}, outside the served folder {root} (strata serve "
-                                         "reads only files under the folder it serves)"})
         errors = any(d["severity"] == "error" for d in diags)
         g = doc.analysis.graph
         return cls(name, text, doc, diags, None if errors or g is None else to_networkx(g))

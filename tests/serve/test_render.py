@@ -72,7 +72,21 @@ def test_an_import_outside_the_served_folder_is_refused(tmp_path):
     spec = SPECS / "llama2_70b.arch"
     c = Checked.of(spec.read_text(), str(spec), tmp_path)
     assert not c.view(set(), after=False)["ok"]
-    assert "outside the served folder" in c.diagnostics[-1]["message"]
+    assert any(d["line"] == 4 and d["message"].startswith("cannot import 'llama2_7b.arch': outside the served "
+                                                          "folder") for d in c.diagnostics), c.diagnostics
+
+
+def test_a_file_outside_the_served_folder_is_not_read_through_an_import(tmp_path):
+    """Its mistakes (the words of /etc/passwd, say) were shown on the page before the import was refused."""
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "secret.arch").write_text("hunter2:x:0:0 topsecret\nmodel leaked_name { d = 3 }\n")
+    (tmp_path / "served").mkdir()
+    for spec in ('import "../outside/secret.arch"\nmodel m extends leaked_name { }\n',
+                 f'from "{tmp_path}/outside/secret.arch" import nosuch\nmodel m {{ d = 3 }}\n'):
+        c = Checked.of(spec, str(tmp_path / "served" / "a.arch"), tmp_path / "served")
+        shown = " ".join(d["message"] for d in c.diagnostics)
+        assert "outside the served folder" in shown
+        assert not any(w in shown for w in ("hunter2", "topsecret", "secret.arch:")), shown
 
 
 def test_never_imports_torch():
