@@ -4,8 +4,9 @@ over the checker's own analysis (`strata.lsp.features`).
 Diagnostics are published on open and, debounced, after each change; a file
 that imports a changed, saved or closed file (directly or not) is checked
 again, and its imports read the editor's open buffers, not only the disk.  Positions: lines and
-columns 0-based; columns count characters of the line (UTF-16 only differs
-past the Basic Multilingual Plane).
+columns 0-based; the analysis counts columns in characters, the protocol in the
+negotiated units (UTF-16 code units unless the client offers another): `units`
+and `chars` convert at the edge, and differ only past the Basic Multilingual Plane.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from strata.compiler.repeat_copy import FoldCache
 from strata.compiler.symbolic import text as sym_text
 from strata.dsl import clean_text, read_source
 from strata.dsl.rewrite import rewrite
-from strata.errors import Diagnostic, SpecError
+from strata.errors import Diagnostic, SpecError, UsageError
 from strata.lsp.features import Document, Item, is_spec_file
 from strata.lsp.index import Index
 
@@ -57,6 +58,45 @@ class StrataServer(LanguageServer):
     def path_of(self, uri: str) -> str:
         return to_fs_path(uri) or uri
 
+    # ------------------------------------------------------------ columns: characters <-> client units
+    def lines_of(self, path: str) -> list[str]:
+        """The lines of a spec file as the analysis counts them: the editor's buffer
+        where it is open, else the disk (none when unreadable)."""
+        real = os.path.realpath(path)
+        for doc in list(self.docs.values()):
+            if doc.uri_path == path or os.path.realpath(doc.uri_path) == real:
+                return doc.text.split("\n")
+        try:
+            return clean_text(read_source(path), path).split("\n")
+        except (SpecError, UsageError, OSError, ValueError):
+            return []
+
+    def units(self, lines: list[str], line: int, col: int) -> T.Position:
+        """(line, column in characters) -> the client's Position."""
+        if 0 <= line < len(lines):
+            col = self.workspace.position_codec.client_num_units(lines[line][:col]) + max(col - len(lines[line]), 0)
+        return T.Position(line, col)
+
+    def chars(self, uri: str, pos: T.Position) -> tuple[int, int]:
+        """The client's Position in the open document `uri` -> (line, column in characters)."""
+        doc = self.docs.get(uri)
+        lines = doc.text.split("\n") if doc is not None else []
+        if not 0 <= pos.line < len(lines):
+            return pos.line, pos.character
+        impl, seen = self.workspace.position_codec.impl, 0
+        for i, c in enumerate(lines[pos.line]):
+            if seen >= pos.character:
+                return pos.line, i
+            seen += impl.code_units_for_char(c)
+        return pos.line, len(lines[pos.line]) + max(pos.character - seen, 0)
+
+    def range(self, lines: list[str], at: tuple[int, int], length: int) -> T.Range:
+        """The range of `length` characters from `at` (line, column in characters)."""
+        return T.Range(self.units(lines, *at), self.units(lines, at[0], at[1] + length))
+
+    def location(self, path: str, at: tuple[int, int], length: int) -> T.Location:
+        return T.Location(uri=from_fs_path(path) or path, range=self.range(self.lines_of(path), at, length))
+
     def check(self, uri: str) -> Document:
         """Analyse the open text of `uri` and publish its diagnostics."""
         text = self.workspace.get_text_document(uri).source
@@ -64,11 +104,11 @@ class StrataServer(LanguageServer):
         try:
             doc = Document.of(text, path, self.open_texts(uri), self.caches.setdefault(uri, FoldCache()))
         except SpecError as e:  # text no file can hold (a lone surrogate): its own diagnostic
-            self.publish(uri, path, e.diagnostics)
+            self.publish(uri, path, e.diagnostics, text.split("\n"))
             return self.docs.get(uri)
         doc.warm()  # before publishing: a client asks for hovers as soon as it has diagnostics
         self.docs[uri] = doc
-        self.publish(uri, path, doc.analysis.diagnostics)
+        self.publish(uri, path, doc.analysis.diagnostics, doc.text.split("\n"))
         self.checks += 1
         # What is alive now (the analyses: 10^5-10^6 objects for a deep spec) is
         # left out of the cyclic collector's scans: else each check is followed,
@@ -81,7 +121,8 @@ class StrataServer(LanguageServer):
             gc.freeze()
         return doc
 
-    def publish(self, uri: str, path: str, diags: list[Diagnostic]) -> None:
+    def publish(self, uri: str, path: str, diags: list[Diagnostic], lines: list[str]) -> None:
+        """`lines`: the text the spans count characters of."""
         out = []
         for d in diags:
             if d.span is None or d.span.file != path:
@@ -94,7 +135,7 @@ class StrataServer(LanguageServer):
                 end_col = (d.span.end_col or d.span.col + 1) - 1
                 if (end_line, end_col) <= (line, col):
                     end_line, end_col = line, col + 1
-                rng = T.Range(T.Position(line, col), T.Position(end_line, end_col))
+                rng = T.Range(self.units(lines, line, col), self.units(lines, end_line, end_col))
                 message = d.message
             if d.hint:
                 message += f"\nhint: {d.hint}"
@@ -164,10 +205,6 @@ class StrataServer(LanguageServer):
 server = StrataServer()
 
 
-def _range(at: tuple[int, int], length: int) -> T.Range:
-    return T.Range(T.Position(*at), T.Position(at[0], at[1] + length))
-
-
 @server.feature(T.TEXT_DOCUMENT_DID_OPEN)
 def did_open(ls: StrataServer, params: T.DidOpenTextDocumentParams) -> None:
     ls.check(params.text_document.uri)
@@ -203,7 +240,7 @@ def hover(ls: StrataServer, params: T.HoverParams) -> T.Hover | None:
     doc = ls.document(params.text_document.uri)
     if doc is None:
         return None
-    text = doc.hover(params.position.line, params.position.character)
+    text = doc.hover(*ls.chars(params.text_document.uri, params.position))
     if text is None:
         return None
     return T.Hover(contents=T.MarkupContent(kind=T.MarkupKind.Markdown, value=text))
@@ -212,15 +249,11 @@ def hover(ls: StrataServer, params: T.HoverParams) -> T.Hover | None:
 @server.feature(T.TEXT_DOCUMENT_COMPLETION, T.CompletionOptions(trigger_characters=["(", ",", "=", " "]))
 def completion(ls: StrataServer, params: T.CompletionParams) -> T.CompletionList:
     doc = ls.document(params.text_document.uri)
-    items: list[Item] = doc.completion(params.position.line, params.position.character) if doc else []
+    items: list[Item] = doc.completion(*ls.chars(params.text_document.uri, params.position)) if doc else []
     return T.CompletionList(is_incomplete=False, items=[
         T.CompletionItem(label=i.label, kind=_ITEM_KINDS.get(i.kind), detail=i.detail or None,
                          documentation=T.MarkupContent(kind=T.MarkupKind.Markdown, value=i.doc) if i.doc else None,
                          insert_text=i.insert) for i in items])
-
-
-def _location(path: str, at: tuple[int, int], length: int) -> T.Location:
-    return T.Location(uri=from_fs_path(path) or path, range=_range(at, length))
 
 
 @server.feature(T.TEXT_DOCUMENT_DEFINITION)
@@ -228,8 +261,8 @@ def definition(ls: StrataServer, params: T.DefinitionParams) -> list[T.Location]
     doc = ls.document(params.text_document.uri)
     if doc is None:
         return []
-    return [_location(path, d.at, len(d.name))
-            for path, d in doc.definition(params.position.line, params.position.character)]
+    return [ls.location(path, d.at, len(d.name))
+            for path, d in doc.definition(*ls.chars(params.text_document.uri, params.position))]
 
 
 @server.feature(T.TEXT_DOCUMENT_REFERENCES)
@@ -237,7 +270,7 @@ def references(ls: StrataServer, params: T.ReferenceParams) -> list[T.Location]:
     doc = ls.document(params.text_document.uri)
     if doc is None:
         return []
-    n = doc.index.at(params.position.line, params.position.character)
+    n = doc.index.at(*ls.chars(params.text_document.uri, params.position))
     if n is None:
         return []
     defs = doc.index.resolve(n)
@@ -246,7 +279,7 @@ def references(ls: StrataServer, params: T.ReferenceParams) -> list[T.Location]:
     found = doc.index.references(defs[0])
     if not params.context.include_declaration:
         found = found[1:]
-    return [_location(doc.uri_path, r.at, len(r.name)) for r in found]
+    return [ls.location(doc.uri_path, r.at, len(r.name)) for r in found]
 
 
 @server.feature(T.TEXT_DOCUMENT_RENAME)
@@ -254,11 +287,12 @@ def rename(ls: StrataServer, params: T.RenameParams) -> T.WorkspaceEdit | None:
     doc = ls.document(params.text_document.uri)
     if doc is None:
         return None
-    n = doc.index.at(params.position.line, params.position.character)
+    n = doc.index.at(*ls.chars(params.text_document.uri, params.position))
     defs = doc.index.resolve(n) if n is not None else []
     if not defs or defs[0].kind not in ("var", "param", "index", "block", "alias", "stack", "model"):
         return None
-    edits = [T.TextEdit(range=_range(r.at, len(r.name)), new_text=params.new_name)
+    lines = doc.text.split("\n")
+    edits = [T.TextEdit(range=ls.range(lines, r.at, len(r.name)), new_text=params.new_name)
              for r in doc.index.references(defs[0])]
     return T.WorkspaceEdit(changes={params.text_document.uri: edits})
 
@@ -268,17 +302,17 @@ def document_symbols(ls: StrataServer, params: T.DocumentSymbolParams) -> list[T
     doc = ls.document(params.text_document.uri)
     if doc is None:
         return []
-    return _symbols(doc.index)
+    return _symbols(ls, doc.index, doc.text.split("\n"))
 
 
-def _symbols(ix: Index) -> list[T.DocumentSymbol]:
+def _symbols(ls: StrataServer, ix: Index, lines: list[str]) -> list[T.DocumentSymbol]:
     """Models hold their variables, blocks and stacks; file-level blocks stand alone."""
     tops: list[T.DocumentSymbol] = []
     by_model: dict[str, T.DocumentSymbol] = {}
     for d in ix.defs:
         if d.kind not in ("model", "block", "stack", "var") or "/" in d.scope:
             continue
-        rng = _range(d.at, len(d.name))
+        rng = ls.range(lines, d.at, len(d.name))
         sym = T.DocumentSymbol(name=d.name, kind=_SYMBOL_KINDS[d.kind], range=rng, selection_range=rng,
                                detail=d.kind, children=[])
         if d.kind == "model":
@@ -306,13 +340,17 @@ def workspace_symbols(ls: StrataServer, params: T.WorkspaceSymbolParams) -> list
                 seen += 1
                 path = os.path.join(base, f)
                 try:  # bounded: a regular file of at most strata.io.MAX_TEXT_BYTES
-                    ix = Index.of(read_source(path), path)
+                    text = clean_text(read_source(path), path)
+                    ix = Index.of(text, path)
                 except Exception:  # a file that does not read or parse is skipped, not fatal
                     continue
+                lines = text.split("\n")
                 for d in ix.defs:
                     if d.kind in ("model", "block", "stack") and query in d.name.lower():
                         out.append(T.SymbolInformation(name=d.name, kind=_SYMBOL_KINDS[d.kind],
-                                                       location=_location(path, d.at, len(d.name)),
+                                                       location=T.Location(
+                                                           uri=from_fs_path(path) or path,
+                                                           range=ls.range(lines, d.at, len(d.name))),
                                                        container_name=d.scope or None))
     return out
 
@@ -323,17 +361,18 @@ def code_actions(ls: StrataServer, params: T.CodeActionParams) -> list[T.CodeAct
     """A quick fix for each "did you mean 'x'?" hint: the misspelled name (the
     quoted name of the message that is written where the diagnostic starts)
     replaced by the suggestion."""
-    lines = ls.workspace.get_text_document(params.text_document.uri).source.split("\n")
+    doc = ls.document(params.text_document.uri)
+    lines = doc.text.split("\n") if doc is not None else []
     out = []
     for d in params.context.diagnostics:
         want = re.search(r"hint: did you mean '([^']+)'\?", d.message)
-        start = d.range.start
-        if want is None or d.source != "strata" or start.line >= len(lines):
+        line, col = ls.chars(params.text_document.uri, d.range.start)
+        if want is None or d.source != "strata" or line >= len(lines):
             continue
-        written = lines[start.line][start.character:]
+        written = lines[line][col:]
         for wrong in re.findall(r"'([A-Za-z_][\w.]*)'", d.message.split("\nhint:")[0]):
             if re.match(rf"{re.escape(wrong)}\b", written):
-                edit = T.TextEdit(range=_range((start.line, start.character), len(wrong)), new_text=want.group(1))
+                edit = T.TextEdit(range=ls.range(lines, (line, col), len(wrong)), new_text=want.group(1))
                 out.append(T.CodeAction(title=f"Change '{wrong}' to '{want.group(1)}'",
                                         kind=T.CodeActionKind.QuickFix, diagnostics=[d], is_preferred=True,
                                         edit=T.WorkspaceEdit(changes={params.text_document.uri: [edit]})))
@@ -354,7 +393,7 @@ def formatting(ls: StrataServer, params: T.DocumentFormattingParams) -> list[T.T
     if new == text:
         return []
     lines = text.split("\n")
-    end = T.Position(len(lines) - 1, len(lines[-1]))
+    end = ls.units(lines, len(lines) - 1, len(lines[-1]))
     return [T.TextEdit(range=T.Range(T.Position(0, 0), end), new_text=new)]
 
 
@@ -372,6 +411,7 @@ def inlay_hints(ls: StrataServer, params: T.InlayHintParams) -> list[T.InlayHint
     if doc is None or doc.analysis.graph is None:
         return []
     comps = doc.analysis.graph.graph.components
+    lines = doc.text.split("\n")
     out = []
     for (line, _), paths in sorted(doc.components().items()):
         if not (params.range.start.line <= line <= params.range.end.line):
@@ -379,7 +419,7 @@ def inlay_hints(ls: StrataServer, params: T.InlayHintParams) -> list[T.InlayHint
         sym = comps[paths[0]].get("out_sym")
         if sym:
             label = "→ [" + ", ".join(sym_text(s) for s in sym) + "]"
-            out.append(T.InlayHint(position=T.Position(line, len(doc.line(line))), label=label,
+            out.append(T.InlayHint(position=ls.units(lines, line, len(lines[line])), label=label,
                                    padding_left=True))
     return out
 

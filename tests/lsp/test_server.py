@@ -212,3 +212,36 @@ async def test_yaml_completion_from_the_schema(client: LanguageClient, tmp_path)
     items = await client.text_document_completion_async(T.CompletionParams(doc, T.Position(8, 22)))
     act, = [i for i in items.items if i.label == "act"]
     assert act.kind == T.CompletionItemKind.Property and "default 'gelu'" in act.detail
+
+
+def _utf16(line: str, col: int) -> int:
+    return len(line[:col].encode("utf-16-le")) // 2
+
+
+@pytest.mark.asyncio
+async def test_positions_are_utf16_after_characters_outside_the_bmp(client: LanguageClient, tmp_path):
+    """The protocol counts UTF-16 code units: on a line with an emoji (two units) before it,
+    a mistake, a definition, a reference and a quick fix sit where the editor shows them,
+    and a position the client sends is read in the same units."""
+    text = ('model m {\n  note = "😀😀"; d = 16\n  stack s(tokens) {\n    embedding(10, d) as wte\n'
+            '    lm_head(tie=wte)\n  }\n}\ntrain { data = "😀.txt"; batch = 4; bacth = 3 }\n')
+    lines = text.split("\n")
+    uri = _open(client, tmp_path / "u.arch", text)
+    diag, = await _diagnostics(client, uri)
+    col = lines[7].index("bacth")
+    assert (diag.range.start.line, diag.range.start.character, diag.range.end.character) == (
+        7, _utf16(lines[7], col), _utf16(lines[7], lines[7].index(" }")))  # `bacth = 3`
+    doc = T.TextDocumentIdentifier(uri=uri)
+    fix, = await client.text_document_code_action_async(T.CodeActionParams(
+        text_document=doc, range=diag.range, context=T.CodeActionContext(diagnostics=[diag])))
+    edit, = fix.edit.changes[uri]
+    assert (edit.range.start.character, edit.new_text) == (_utf16(lines[7], col), "batch")
+    d_at = _utf16(lines[1], lines[1].index("d ="))  # 17 units, 15 characters
+    found = await client.text_document_definition_async(T.DefinitionParams(doc, T.Position(3, 18)))
+    assert [(f.range.start.line, f.range.start.character, f.range.end.character) for f in found] == [
+        (1, d_at, d_at + 1)]
+    hover = await client.text_document_hover_async(T.HoverParams(doc, T.Position(1, d_at)))
+    assert hover is not None and "`d` = `16`" in hover.contents.value
+    refs = await client.text_document_references_async(T.ReferenceParams(
+        context=T.ReferenceContext(include_declaration=True), text_document=doc, position=T.Position(1, d_at)))
+    assert sorted((r.range.start.line, r.range.start.character) for r in refs) == [(1, d_at), (3, 18)]
