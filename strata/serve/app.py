@@ -129,7 +129,7 @@ class Page:
         self.wake = asyncio.Event()   # something to check or draw
         self.dirty = False
         self.saving: asyncio.Task | None = None
-        self.written: tuple[str, str] | None = None   # (file, text) this page last wrote to disk
+        self.written: tuple[str, tuple] | None = None  # (file, Root.identity) of this page's last write
 
     async def save(self) -> None:
         """Write the page's newest text to disk (atomic, fsynced: in a thread of its
@@ -139,7 +139,7 @@ class Page:
             while True:
                 name, text = self.file, self.text
                 await anyio.to_thread.run_sync(self.bench.root.write_text, name, text)
-                self.written = (name, text)
+                self.written = (name, await anyio.to_thread.run_sync(self.bench.root.identity, name))
                 if (name, text) == (self.file, self.text):
                     return
         except (Refused, UsageError, OSError) as e:
@@ -231,12 +231,13 @@ class Page:
             names = await changes.get()
             if self.file in names:
                 try:
+                    mine = self.written == (self.file, self.bench.root.identity(self.file))
                     text = self.bench.root.read_text(self.file)
                 except (Refused, UsageError):
                     continue  # deleted or replaced by something else: keep the page's text
-                # the page's own earlier save, reported while a newer edit is on its way to disk:
-                # not another editor's change (taking it would undo what was typed since)
-                if text != self.text and (self.file, text) != self.written:
+                # the file as this page last wrote it (its own save, reported while a newer edit is on
+                # its way to disk) is not another editor's change: taking it would undo what was typed
+                if text != self.text and not mine:
                     self.text = text
                     await self.send({"type": "text", "file": self.file, "text": text})
                     self.dirty = True

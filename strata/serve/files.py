@@ -60,6 +60,15 @@ class Root:
             raise Refused(f"{name}: only spec files ({', '.join(SPEC_SUFFIXES)}) are written")
         write_atomic(path, text)
 
+    def identity(self, name: str) -> tuple[int, int, int] | None:
+        """(inode, mtime in ns, size) of the file: every atomic write (a new file renamed
+        over it) changes it, so a page tells its own last write from another editor's."""
+        try:
+            st = os.stat(self.resolve(name))
+        except OSError:
+            return None
+        return st.st_ino, st.st_mtime_ns, st.st_size
+
     def name_of(self, path: str | os.PathLike) -> str | None:
         """`path` relative to the root, or None when it is outside."""
         try:

@@ -82,6 +82,46 @@ def test_the_pages_own_earlier_save_does_not_undo_a_newer_edit(tmp_path, monkeyp
             assert texts == [second]  # the page was never sent `first` back
 
 
+def test_another_editor_writing_what_the_page_last_saved_still_reaches_the_page(tmp_path):
+    """The page's own save is told from another editor's by the file's identity, not its
+    text: the page saves A, another editor writes B, then A again -- the page shows A."""
+    import os
+    import time
+
+    from strata.serve.app import create_app
+
+    base = (SPECS / "tiny_shakespeare.arch").read_text()
+    path = tmp_path / "a.arch"
+    path.write_text(base)
+    mine, other = base + "# mine\n", base + "# other\n"
+
+    def elsewhere(text):  # as an editor saves: a temporary file renamed over it
+        (tmp_path / "a.arch.tmp").write_text(text)
+        os.replace(tmp_path / "a.arch.tmp", path)
+
+    def texts_sent(ws):  # the texts sent before the answer to a marker request (views skipped)
+        ws.send_text(json.dumps({"type": "run", "names": []}))
+        seen = []
+        while (m := json.loads(ws.receive_text()))["type"] != "runs":
+            seen += [m["text"]] if m["type"] == "text" else []
+        return seen
+
+    with testclient.TestClient(create_app(Root(tmp_path), host="testserver")) as client:
+        with client.websocket_connect("/ws") as ws:
+            ws.send_text(json.dumps({"type": "open", "file": "a.arch"}))
+            assert texts_sent(ws) == [base]
+            ws.send_text(json.dumps({"type": "edit", "text": mine}))
+            deadline = time.monotonic() + 10
+            while path.read_text() != mine and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(0.3)  # the watcher has reported the page's own save
+            assert texts_sent(ws) == []
+            for text in (other, mine):
+                elsewhere(text)
+                time.sleep(0.5)  # the watcher's batch (50 ms debounce) has been handled
+                assert texts_sent(ws) == [text]
+
+
 def test_a_sample_with_numbers_json_cannot_hold_as_ints_is_answered(tmp_path):
     from strata.serve.app import create_app
 
