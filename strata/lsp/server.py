@@ -18,12 +18,14 @@ import re
 from pathlib import Path
 
 from lsprotocol import types as T
+from pygls.exceptions import JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 from pygls.uris import from_fs_path, to_fs_path
 
 from strata.compiler.repeat_copy import FoldCache
 from strata.compiler.symbolic import text as sym_text
 from strata.dsl import clean_text, read_source
+from strata.dsl.parser import KEYWORDS
 from strata.dsl.rewrite import rewrite
 from strata.errors import Diagnostic, SpecError, UsageError
 from strata.lsp.features import Document, Item, is_spec_file
@@ -36,6 +38,8 @@ DEBOUNCE_S = 0.15
 GC_THAW = 64
 # Workspace symbols: at most this many spec files are read.
 MAX_WORKSPACE_FILES = 2000
+# The names one namespace holds: a rename may not make two of them one.
+_NAMESPACES = ({"var", "param", "index"}, {"block"}, {"model"}, {"stack", "alias"})
 
 _ITEM_KINDS = {"component": T.CompletionItemKind.Class, "block": T.CompletionItemKind.Module,
                "option": T.CompletionItemKind.Property, "value": T.CompletionItemKind.EnumMember,
@@ -291,6 +295,13 @@ def rename(ls: StrataServer, params: T.RenameParams) -> T.WorkspaceEdit | None:
     defs = doc.index.resolve(n) if n is not None else []
     if not defs or defs[0].kind not in ("var", "param", "index", "block", "alias", "stack", "model"):
         return None
+    new, d = params.new_name, defs[0]
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", new) or new in KEYWORDS:
+        raise JsonRpcInvalidParams(f"'{new}' is not a name: a letter or _, then letters, digits or _, "
+                                   "and not a keyword")
+    kinds = next(k for k in _NAMESPACES if d.kind in k)
+    if new != d.name and any(o.name == new and o.scope == d.scope and o.kind in kinds for o in doc.index.defs):
+        raise JsonRpcInvalidParams(f"'{new}' is already defined here: renaming '{d.name}' would make them one")
     lines = doc.text.split("\n")
     edits = [T.TextEdit(range=ls.range(lines, r.at, len(r.name)), new_text=params.new_name)
              for r in doc.index.references(defs[0])]
@@ -385,6 +396,8 @@ def formatting(ls: StrataServer, params: T.DocumentFormattingParams) -> list[T.T
     """`strata fmt` of the open text; nothing while the file has mistakes (or
     comments fmt would drop)."""
     uri = params.text_document.uri
+    if uri not in ls.workspace.text_documents:  # not open: pygls would read the path whole (/dev/zero)
+        return []
     text = ls.workspace.get_text_document(uri).source
     try:
         new = rewrite(text, ls.path_of(uri), None, "fmt")

@@ -245,3 +245,25 @@ async def test_positions_are_utf16_after_characters_outside_the_bmp(client: Lang
     refs = await client.text_document_references_async(T.ReferenceParams(
         context=T.ReferenceContext(include_declaration=True), text_document=doc, position=T.Position(1, d_at)))
     assert sorted((r.range.start.line, r.range.start.character) for r in refs) == [(1, d_at), (3, 18)]
+
+
+@pytest.mark.asyncio
+async def test_a_rename_to_what_is_not_a_free_name_is_refused(client: LanguageClient, tmp_path):
+    """'my var', '1abc' and a keyword would not parse, and a name already defined beside
+    it would silently make two variables one: an error the editor shows, no edit."""
+    from pygls.exceptions import JsonRpcInvalidParams
+
+    text = "model m {\n  d = 16\n  e = 2\n  stack s(tokens) {\n    embedding(10, d * e) as wte\n  }\n}\n"
+    uri = _open(client, tmp_path / "m.arch", text)
+    await _diagnostics(client, uri)
+    doc = T.TextDocumentIdentifier(uri=uri)
+    for name, why in (("my var", "is not a name"), ("1abc", "is not a name"), ("model", "is not a name"),
+                      ("e", "is already defined here")):
+        with pytest.raises(JsonRpcInvalidParams, match=why):
+            await client.text_document_rename_async(T.RenameParams(doc, T.Position(1, 2), name))
+    edit = await client.text_document_rename_async(T.RenameParams(doc, T.Position(1, 2), "wte"))  # a module name
+    assert len(edit.changes[uri]) == 2
+    # formatting a file the editor has not opened answers nothing (pygls would read the path whole)
+    never = T.TextDocumentIdentifier(uri=(tmp_path / "never.arch").as_uri())
+    assert not await client.text_document_formatting_async(T.DocumentFormattingParams(
+        never, T.FormattingOptions(tab_size=2, insert_spaces=True)))
