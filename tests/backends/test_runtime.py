@@ -241,3 +241,25 @@ def test_generate_with_cache_equals_recomputation():
     torch.manual_seed(1)
     sampled = R.generate(model, ids, 4, temperature=0.8, top_k=5)
     assert sampled.shape == (2, 9) and torch.equal(sampled[:, :5], ids)
+
+
+def test_a_tiny_temperature_samples_the_greedy_tokens():
+    """softmax(logits / T) for T -> 0 is the argmax: logits / 1e-44 overflowed to inf
+    and inf - inf made the probabilities nan (multinomial raised)."""
+    torch.manual_seed(0)
+    model = compile("specs/tiny_shakespeare.arch").eval()
+    ids = torch.randint(0, 65, (2, 5))
+    assert torch.equal(model.generate(ids, 6, temperature=1e-44), model.generate(ids, 6))
+    assert torch.equal(model.generate(ids, 6, temperature=1e-44, top_k=3), model.generate(ids, 6))
+
+
+@pytest.mark.parametrize("args,kw", [((torch.zeros(1, 0, dtype=torch.long), 3), {}),
+                                     ((torch.zeros(1, 4, dtype=torch.long), -1), {}),
+                                     ((torch.zeros(1, 4, dtype=torch.long), 3), {"temperature": 1.0, "top_k": 0}),
+                                     ((torch.zeros(1, 4, dtype=torch.long), 3), {"temperature": -1.0})])
+def test_generate_refuses_what_it_cannot_do_by_name(args, kw):
+    """An empty prompt, a negative count, top_k=0 or a negative temperature: a ValueError naming
+    the arguments, not an IndexError from inside the sampling (or a prompt token silently dropped)."""
+    model = compile("specs/tiny_shakespeare.arch").eval()
+    with pytest.raises(ValueError, match="max_new_tokens >= 0"):
+        model.generate(*args, **kw)

@@ -111,6 +111,21 @@ def test_growing_caches_and_a_one_token_prompt(pair):
     assert torch.equal(speculative_generate(target, draft, prompt, 0)[0], prompt)
 
 
+def test_a_tiny_temperature_samples_the_targets_greedy_tokens(pair):
+    target, draft = pair
+    prompt = torch.tensor([[3, 5]])
+    got, _ = speculative_generate(target, draft, prompt, 12, temperature=1e-44, k=3)
+    assert torch.equal(got, target.generate(prompt, 12))
+
+
+def test_arguments_it_cannot_use_are_refused(pair):
+    """max_new_tokens=-1 returned the prompt less its last token; top_k=0 raised an IndexError."""
+    target, draft = pair
+    for n, kw in ((-1, {}), (3, {"temperature": 1.0, "top_k": 0}), (3, {"temperature": -0.5})):
+        with pytest.raises(ValueError, match="max_new_tokens >= 0"):
+            speculative_generate(target, draft, torch.tensor([[3, 5]]), n, **kw)
+
+
 def test_a_poor_draft_stops_drafting_and_a_good_one_does_not(pair):
     """Adaptive k falls back to the target alone once the measured acceptance says no
     k pays (every draft rejected, each step 5 ms: after the 4 rejections it needs as evidence), and

@@ -189,6 +189,9 @@ def speculative_generate(target, draft, ids: torch.Tensor, max_new_tokens: int, 
         raise ValueError("speculative decoding needs a prompt of at least one token")
     if not 1 <= k <= max_k:
         raise ValueError(f"k should be within 1 .. max_k ({max_k}), not {k}")
+    if max_new_tokens < 0 or temperature < 0 or (top_k is not None and top_k < 1):
+        raise ValueError(f"max_new_tokens >= 0, temperature >= 0 and top_k >= 1 or None; got {max_new_tokens}, "
+                         f"{temperature}, {top_k}")
     dv, tv = (getattr(getattr(m, "config", None), "vocab", None) for m in (draft, target))
     if dv is not None and tv is not None and dv != tv:  # before any compute is spent
         raise ValueError(f"the draft's vocabulary ({dv:,}) is not the target's ({tv:,}): speculative "

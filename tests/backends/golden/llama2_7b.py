@@ -162,6 +162,9 @@ def generate(model, ids, max_new_tokens, temperature=0.0, top_k=None, src=None, 
     prompt is read for its last position's logits only (logits_to_keep=1).  The
     steps run in inference mode (less bookkeeping per op than no_grad); what is
     returned is an ordinary tensor, usable as a training input."""
+    if ids.shape[1] < 1 or max_new_tokens < 0 or temperature < 0 or (top_k is not None and top_k < 1):
+        raise ValueError(f"generate takes ids (B, T >= 1), max_new_tokens >= 0, temperature >= 0 and top_k >= 1 "
+                         f"or None; got {tuple(ids.shape)}, {max_new_tokens}, {temperature}, {top_k}")
     if ids.device.type == "cpu":
         decode_layout(model)  # outside inference mode: the parameters stay ordinary tensors
     cache = model.new_cache(ids.shape[1] + max_new_tokens if static else None)
