@@ -3,6 +3,7 @@ model trained here.
 
     python benchmarks/compress_methods.py [--size 1m|10m] [--corpus shakespeare|stdlib]
         [--train-seconds 600] [--threads 1] [--calibration 128] [--rows WORDS] [--finetune 300]
+        [--finetune-lr LR]
         [--no-table] [--cost-only] [--cache DIR]
 
 Trains a small Llama-like model (RMSNorm, rotary, SwiGLU; --size 1m: 4 layers,
@@ -25,7 +26,8 @@ before, sampled) side by side with the plain method, and forward latency
 against the float model (interleaved in one process); quantize(auto) beside the
 uniform schemes; the calibration cost streamed against running the model from
 the start for every block (--cost-only: that alone).  Then `strata compress
---finetune` on 30 % structured MLP pruning.  Tiny Shakespeare is read from
+--finetune` on 30 % structured MLP pruning, the neurons chosen by weight norms
+and by activations (activation_aware=true).  Tiny Shakespeare is read from
 $STRATA_DATA, ../shared/data/ (beside the checkout) or /work/shared/data/.
 """
 
@@ -75,6 +77,7 @@ def configure(size: str) -> None:
     SPEC = f"""
 model bench_llama {{
   vocab = {VOCAB}
+  ctx   = {CTX}
   d     = {d}
   heads = {heads}
   depth = {depth}
@@ -319,6 +322,7 @@ def main() -> None:
     ap.add_argument("--rows", default="", help="only the table rows whose label contains one of these "
                     "comma-separated words")
     ap.add_argument("--finetune", type=int, default=300, help="steps of strata compress --finetune (0: skip)")
+    ap.add_argument("--finetune-lr", type=float, default=None, help="its peak learning rate (default strata's)")
     ap.add_argument("--no-table", action="store_true", help="the --finetune figure only")
     ap.add_argument("--cost-only", action="store_true", help="the calibration cost (streamed against "
                     "from the start) only")
@@ -351,7 +355,8 @@ def main() -> None:
     if not args.no_table:
         table(spec, w, train_ids, held, cache, args)
     if args.finetune:
-        recovery(spec, w, torch.cat([train_ids, val]), cache, args.finetune)
+        recovery(spec, w, torch.cat([train_ids, val]), cache, args.finetune, args.finetune_lr,
+                 windows(train_ids, args.calibration)[:, :CTX])
 
 
 @torch.no_grad()
@@ -486,25 +491,28 @@ def mixed_precision(spec, w, calib, batch, p0, ref_logp):
               f"{seconds:.1f} |", flush=True)
 
 
-def recovery(spec, w, ids, cache, steps):
-    """30 % of the MLP neurons removed, then `strata compress --finetune`: held-out
-    perplexity (the last 10 % of the text) of the original, before and after."""
+def recovery(spec, w, ids, cache, steps, lr=None, calibration=None):
+    """30 % of the MLP neurons removed (chosen by weight norms, then with
+    activation_aware=true on `calibration`), then `strata compress --finetune`:
+    held-out perplexity (the last 10 % of the text) of the original, before and after."""
     import tempfile
 
     from safetensors.torch import save_file
 
-    with tempfile.TemporaryDirectory(dir=cache) as tmp:
-        data = Path(tmp) / "ids.safetensors"
-        save_file({"tokens": ids}, str(data))
-        t = time.perf_counter()
-        r = strata.api.compress(spec, Path(tmp) / "out", weights=w, passes=['prune(0.3, method=structured, on="mlp")'],
-                                finetune=steps, data=str(data)).report
-    f = r["finetune"]
-    o, b, a = (f[k]["perplexity"] for k in ("teacher", "before", "after"))
-    print(f"\nprune(0.3, method=structured, on=\"mlp\") --finetune {steps} ({time.perf_counter() - t:.0f} s, "
-          f"{f['held_out']['rows']} held-out rows of {f['held_out']['tokens']} tokens): perplexity original "
-          f"{o:.3f}, pruned {b:.3f} ({100 * (b / o - 1):+.2f}%), after {steps} steps {a:.3f} "
-          f"({100 * (a / o - 1):+.2f}%)")
+    for aware in (False, True):
+        p = f'prune(0.3, method=structured, on="mlp"{", activation_aware=true" if aware else ""})'
+        with tempfile.TemporaryDirectory(dir=cache) as tmp:
+            data = Path(tmp) / "ids.safetensors"
+            save_file({"tokens": ids}, str(data))
+            t = time.perf_counter()
+            r = strata.api.compress(spec, Path(tmp) / "out", weights=w, passes=[p], finetune=steps, data=str(data),
+                                    finetune_lr=lr, calibration=calibration if aware else None).report
+        f = r["finetune"]
+        o, b, a = (f[k]["perplexity"] for k in ("teacher", "before", "after"))
+        print(f"\n{p} --finetune {steps} (lr {f['lr']:g}, {f['batch']['rows']} x {f['batch']['tokens']} tokens a step; "
+              f"{time.perf_counter() - t:.0f} s; {f['held_out']['rows']} held-out rows of {f['held_out']['tokens']} "
+              f"tokens): perplexity original {o:.3f}, pruned {b:.3f} ({100 * (b / o - 1):+.2f}%), after {steps} steps "
+              f"{a:.3f} ({100 * (a / o - 1):+.2f}%)", flush=True)
 
 
 if __name__ == "__main__":
