@@ -123,7 +123,7 @@ def _cmd_diagram(args) -> int:
 
 
 def _cmd_import_hf(args) -> int:
-    arch, weights = strata.import_hf(args.src, args.output, dtype=args.dtype)
+    arch, weights = strata.import_hf(args.src, args.output, dtype=args.dtype, overwrite=args.overwrite)
     print(f"wrote {arch} and {weights}")
     return EXIT_OK
 
@@ -312,6 +312,8 @@ def _file_commands(sub) -> None:
     p.add_argument("-o", "--output", required=True, help="folder to write model.arch and weights.safetensors")
     p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"],
                    help="convert the weights to this dtype (default: keep the checkpoint's)")
+    p.add_argument("--overwrite", action="store_true", help="replace model.arch and weights.safetensors "
+                   "already in OUT (an earlier import's)")
     p.set_defaults(func=_cmd_import_hf)
 
     p = sub.add_parser("export", help="write a model as a Hugging Face folder or ONNX Runtime files")

@@ -81,6 +81,19 @@ def test_success(hf_folder, tmp_path, capsys):
     assert main(["check", str(out / "model.arch")]) == 0
 
 
+def test_files_already_in_out_are_replaced_only_with_overwrite(hf_folder, tmp_path, capsys):
+    """import-hf -o DIR replaced the user's own model.arch there without a word."""
+    folder, _ = hf_folder("gpt2")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "model.arch").write_text("# mine\n")
+    code, _, err = run(["import-hf", str(folder), "-o", str(out)], capsys)
+    _assert_one_line_error(code, err, "model.arch exists: --overwrite replaces it")
+    assert (out / "model.arch").read_text() == "# mine\n" and not (out / "weights.safetensors").exists()
+    code, _, _ = run(["import-hf", str(folder), "-o", str(out), "--overwrite"], capsys)
+    assert code == 0 and main(["check", str(out / "model.arch")]) == 0
+
+
 def test_never_imports_transformers(hf_folder, tmp_path):
     """transformers is a test dependency only; hf_to_spec does not even need torch."""
     import subprocess

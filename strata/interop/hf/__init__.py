@@ -13,6 +13,7 @@ Never imports transformers; torch only when tensors are read.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from strata.compiler import build_text
@@ -46,9 +47,10 @@ def _problems(title: str, problems: list[str]) -> HFImportError:
     return HFImportError(f"{title}: {shown}")
 
 
-def _check_output(out: Path, inputs: list[Path]) -> tuple[Path, Path]:
+def _check_output(out: Path, inputs: list[Path], overwrite: bool = False) -> tuple[Path, Path]:
     """OUT must be a folder (or not exist yet); neither output may be one of the
-    files the import reads."""
+    files the import reads, and one already there is replaced only with
+    `overwrite` (the user's own model.arch, or an earlier import)."""
     if out.exists() and not out.is_dir():
         raise HFImportError(f"{out}: exists and is not a folder; -o names the folder to write "
                             "model.arch and weights.safetensors into")
@@ -60,15 +62,19 @@ def _check_output(out: Path, inputs: list[Path]) -> tuple[Path, Path]:
             if same_file(written, read):
                 raise HFImportError(f"{written}: is {read}, which the import reads; "
                                     "choose another -o")
+    clash = [p for p in (arch_path, weights_path) if os.path.lexists(p)]
+    if clash and not overwrite:
+        raise HFImportError(f"{clash[0]} exists: --overwrite replaces it, or -o names another folder")
     return arch_path, weights_path
 
 
-def import_hf(src_dir: str | Path, out_dir: str | Path, *, dtype: str | None = None
-              ) -> tuple[Path, Path]:
+def import_hf(src_dir: str | Path, out_dir: str | Path, *, dtype: str | None = None,
+              overwrite: bool = False) -> tuple[Path, Path]:
     """Convert a Hugging Face folder to OUT/model.arch + OUT/weights.safetensors.
 
     Every tensor name, shape and dtype is checked against the spec before
-    anything is written; the folder gets both files or neither.
+    anything is written; the folder gets both files or neither.  Files of
+    those names already in OUT are replaced only with `overwrite=True`.
 
     With a Hugging Face folder at hf/gpt2::
 
@@ -82,7 +88,7 @@ def import_hf(src_dir: str | Path, out_dir: str | Path, *, dtype: str | None = N
     fam = family(cfg.model_type)
     fam.spec(cfg, fam.layout(cfg, None))  # refuse an unsupported config before reading tensors
     ckpt = W.Checkpoint(src)
-    arch_path, weights_path = _check_output(out, [src / "config.json", *ckpt.paths()])
+    arch_path, weights_path = _check_output(out, [src / "config.json", *ckpt.paths()], overwrite)
     keys = ckpt.keys()
     lay = fam.layout(cfg, keys)
     source = str(src.resolve())
