@@ -160,7 +160,7 @@ def generate_text(run, prompt: str, tokens: int, temperature: float, top_k: int 
     (strata.train.speculate.speculative_pair, a layer above this module)."""
     obj = run.objective
     if not obj.generates:
-        raise UsageError(f"{run.path}: a {obj.name} model does not generate text; "
+        raise UsageError(f"{run.path}: a model of the {obj.name} objective does not generate text; "
                          f"`strata eval {run.path}` measures it")
     check_sampling(tokens, temperature, top_k, seed)
     if not 1 <= k <= 8:

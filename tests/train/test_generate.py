@@ -86,7 +86,7 @@ def test_generate_errors(run, tmp_path, capsys):
     bert = strata.train(write(tmp_path / "b.arch", BERT_PRETRAIN), data=str(data), out=tmp_path / "b",
                         steps=2, progress=False)
     assert main(["generate", str(bert.path)]) == 2
-    assert "a mlm model does not generate text" in capsys.readouterr().err
+    assert "a model of the mlm objective does not generate text" in capsys.readouterr().err
 
 
 def test_damaged_run_json(run, tmp_path, capsys):

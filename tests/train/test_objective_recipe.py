@@ -73,7 +73,7 @@ def test_a_new_objective_trains_and_evaluates(echo, tmp_path):
     again = strata.open_model(run.path)                        # from run.json, through the registry
     result = again.evaluate(max_batches=2)
     assert result["loss"] < 0.8 * vals[0] and "perplexity" in result
-    with pytest.raises(UsageError, match="a echo model does not generate text"):
+    with pytest.raises(UsageError, match="a model of the echo objective does not generate text"):
         again.generate("ab", tokens=3)
     with pytest.raises(UsageError, match="it can train: causal_lm, echo"):  # the heads choose among all
         strata.train(spec, objective="mlm", out=tmp_path / "x", progress=False)
