@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from strata.passes.methods.awq import awq_clip, awq_scale
 from strata.passes.methods.blocks import input_of
-from strata.passes.methods.scale_fold import apply_pair, apply_scale, linear_pairs, norm_groups
+from strata.passes.methods.scale_fold import apply_pair, apply_scale, linear_pairs, norm_groups, \
+    unpaired_reason
 from strata.passes.methods.gptq import gptq
 from strata.passes.methods.grid import Grid
 from strata.passes.methods.smoothquant import smooth_scale
@@ -79,6 +80,8 @@ def calibrated_quantize(o, record: dict, state: dict, ctx) -> dict:
         pairs = linear_pairs(g, nodes, out)  # {down: up, o: v}: a scale folds exactly into the producer
         for n in pairs:
             skipped.pop(n, None)
+        for n in list(skipped):
+            skipped[n] = unpaired_reason(g, n) or skipped[n]
         chosen = {r for rs in groups.values() for r in rs if r in nodes}
         scales: dict[str, dict] = {}
         clips: dict[str, dict] = {}

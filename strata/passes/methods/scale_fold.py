@@ -32,7 +32,7 @@ from strata.passes.low_rank import LowRank
 if TYPE_CHECKING:
     import networkx as nx
 
-__all__ = ["apply_pair", "apply_scale", "linear_pairs", "norm_groups"]
+__all__ = ["apply_pair", "apply_scale", "linear_pairs", "norm_groups", "unpaired_reason"]
 
 
 def _foldable(g, n, state) -> bool:
@@ -74,6 +74,18 @@ def apply_scale(g, state: dict, norm: str, linears: list[str], s) -> None:
     for n in linears:
         W = state[f"{n}.weight"]
         state[f"{n}.weight"] = (W.double() * s[None, :]).to(W.dtype)
+
+
+def unpaired_reason(g, n: str) -> str | None:
+    """Why `n`, reading an attention's output, has no producer to fold a scale
+    into (None when that is not why): under GQA v's rows serve several heads."""
+    preds = list(g.predecessors(n))
+    if len(preds) == 1 and g.nodes[preds[0]]["op"] == "attention":
+        a = g.nodes[preds[0]]["attrs"]
+        if a.get("kv_heads", a.get("heads")) != a.get("heads"):
+            return (f"its input is attention with {a.get('kv_heads')} key/value heads for {a.get('heads')} "
+                    "heads: each row of v serves several heads, so no scale folds into it")
+    return None
 
 
 def _producer(g, n: str) -> str | None:
