@@ -16,7 +16,8 @@ weights predate the pick), the second half measures the table.  It
 caches the model (DIR, default ~/.cache/strata-bench/compress_methods; a rerun
 skips training), then compiles it with each method through
 `strata.compile(spec, weights=..., passes=[...], calibration=ids)` (128 rows
-of the context, streamed block by block) and prints one table, all rows from
+of the context, streamed block by block; int4 per channel, then in the size's
+groups) and prints one table, all rows from
 this run: validation perplexity and its change, the method's increase over the
 plain method's, the mean KL divergence per token from the float model's
 predictions (and over the plain method's), logits SQNR against the float
@@ -285,7 +286,7 @@ def file_bytes(model, path: Path) -> tuple[int, int, int]:
 def table_rows() -> list[tuple[str, str, str | None]]:
     """(row label, passes, the plain method it is measured against)."""
     out = []
-    for g in GROUPS:
+    for g in ("channel",) + GROUPS:  # channel: one scale and zero point a row, on every layer
         q = f"quantize(int4_weight, group_size={g}"
         out += [(f"int4 g{g} rtn", q + ")", None),
                 (f"int4 g{g} gptq", q + ", method=gptq, act_order=true)", f"int4 g{g} rtn"),

@@ -90,7 +90,8 @@ def node_weight_bytes(d: dict, g: nx.MultiDiGraph | None = None) -> int:
 def stored_weight_bytes(rows: int, cols: int, scheme: str | None, group_size: int | None = None) -> int:
     """Bytes of one linear's weight [rows, cols] with its scales and zero points as
     stored under `scheme` (None: fp32).  int4: 8 values to an int32, a bf16 scale and
-    a 4-bit zero point per group (zero points 8 rows to an int32), its int64 [2]
+    a 4-bit zero point per group of `group_size` inputs (None: one group a row),
+    zero points 8 rows to an int32, its int64 [2]
     shape; int8 weight-only: 4 values to an int32, an fp32 scale a row, its shape
     (pack-quantized); int8 dynamic (fp8 alike): a byte a weight and an fp32 scale a row.
 
@@ -100,7 +101,7 @@ def stored_weight_bytes(rows: int, cols: int, scheme: str | None, group_size: in
     if scheme is None:
         return 4 * rows * cols
     if scheme == "int4_weight":
-        groups = cols // group_size
+        groups = cols // (group_size or cols)
         return rows * -(-cols // 8) * 4 + rows * groups * 2 + -(-rows // 8) * groups * 4 + 2 * 8
     if scheme == "int8_weight":
         return rows * -(-cols // 4) * 4 + rows * 4 + 2 * 8

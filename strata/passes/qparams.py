@@ -7,7 +7,8 @@ the scales (and zero points) that bring them back.
     int8_dynamic  int8 [out, in]         fp32 [out, 1]             None           q * scale
     int8_weight   (symmetric, per output row; -128..127)
     int4_weight   int8 [out, in] -8..7   bf16 [out, in / group]    int8 -8..7     (q - zero) * scale
-                  (asymmetric, groups of `group_size` along the input)
+                  (asymmetric, groups of `group_size` along the input;
+                  group_size None: one group a row, per channel)
 
 These are the conventions of the `compressed-tensors` format (its symmetric
 int8 channel scheme and its asymmetric W4A16 group scheme: scale = range /
@@ -63,7 +64,7 @@ class QuantizedWeight:
 def rtn(weight, scheme, group_size=None):
     """Round-to-nearest integers for `weight` ([out, in], float) under `scheme`
     (int8_dynamic / int8_weight: symmetric per row; int4_weight: asymmetric,
-    groups of `group_size` inputs)."""
+    groups of `group_size` inputs, or one a row when it is None)."""
     w = weight.detach().to(torch.float32)
     if scheme in ("int8_dynamic", "int8_weight"):
         amax = w.abs().amax(dim=1, keepdim=True)                            # (out, 1)
@@ -72,6 +73,7 @@ def rtn(weight, scheme, group_size=None):
         return QuantizedWeight(q, scale, None, w.shape[1], 8)
     if scheme != "int4_weight":
         raise ValueError(f"no integer form for quantization scheme {scheme!r}")
+    group_size = group_size or w.shape[1]
     g = w.unflatten(1, (-1, group_size))                                     # (out, groups, group)
     lo = g.amin(dim=-1).clamp(max=0.0)
     hi = g.amax(dim=-1).clamp(min=0.0)

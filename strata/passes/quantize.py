@@ -12,7 +12,8 @@ kernel for the device the model is on (strata/backends/torch/runtime_passes.py):
                   when torch.ao's is gone), which is fast under torch.compile.
     int8_weight   int8 weights, float activations (torchao Int8WeightOnlyConfig):
                   a quarter of the memory, the speed of the float matmul.
-    int4_weight   int4 weights in groups of `group_size` along the input (torchao:
+    int4_weight   int4 weights in groups of `group_size` along the input, or one
+                  scale and zero point a row (group_size=channel) (torchao:
                   Int4WeightOnlyConfig on CUDA, PrototypeInt4WeightOnlyConfig on
                   CPU), bf16 activations inside the layer.
     fp8           fp8 weights and activations (torchao
@@ -67,8 +68,11 @@ if TYPE_CHECKING:
 SCHEMES = {"int8_dynamic": ("int8", 8), "int8_weight": ("int8", 8), "int4_weight": ("int4", 4),
            "fp8": ("fp8", 8)}
 
-# torchao packs int4 weights in tiles of 16 output rows (CPU and CUDA kernels).
+# torchao packs int4 weights in tiles of 16 output rows (CPU and CUDA kernels),
+# and takes groups of 32..256 inputs: a row of one group (per channel) runs as
+# equal groups of 32 or more, so its width must be a multiple of 32.
 INT4_ROWS = 16
+INT4_MIN_GROUP = 32
 
 # Where each scheme has a kernel (the refusal says why and what to use instead).
 FP8_CAPABILITY = (8, 9)
@@ -82,8 +86,9 @@ class QuantizeOptions(Options):
         description="int8 weights and activations; int8 or int4 weights only; fp8 (CUDA sm89+); "
         "auto: each linear int4, int8 or float by its sensitivity, under bits= (reads --calibration data)")
     on: str | None = Field(None, description="module path glob or component kind; default all")
-    group_size: Literal[32, 64, 128, 256] = Field(128, description="int4_weight: weights per scale "
-                                                  "along the input (torchao's sizes)")
+    group_size: Literal[32, 64, 128, 256, "channel"] = Field(
+        128, description="int4_weight: weights per scale along the input (torchao's sizes), or channel: "
+        "one scale and zero point per output row")
     qat: bool = Field(False, description="strata train trains with fake quantization of this scheme")
     strict: bool = Field(False, description="int4_weight: refuse a layer whose width is not a multiple "
                          "of group_size instead of keeping it in float")
@@ -156,7 +161,7 @@ class Quantize(Pass):
             return self._auto(graph, g, nodes, ctx)
         kept: dict[str, str] = {}
         if o.scheme == "int4_weight":
-            bad = [n for n in nodes if g.nodes[n].attrs["in"] % o.group_size]
+            bad = [n for n in nodes if g.nodes[n].attrs["in"] % self._divisor]
             if bad and (o.strict or len(bad) == len(nodes)):
                 raise PassError(self._misfit(g, nodes, bad))
             # as llm-compressor's `ignore`: these stay float, and the report says so
@@ -188,8 +193,9 @@ class Quantize(Pass):
         out = {}
         for n in nodes:
             a = g.nodes[n].attrs
-            if a["in"] % self.o.group_size:
-                out[n] = f"width {a['in']} is not a multiple of {self.o.group_size}"
+            if a["in"] % self._divisor:
+                out[n] = f"width {a['in']} is not a multiple of {self._divisor}" + (
+                    " (the int4 kernels' smallest group)" if self.o.group_size == "channel" else "")
             elif a["out"] % INT4_ROWS:
                 out[n] = f"{a['out']} outputs is not a multiple of {INT4_ROWS}"
         return out
@@ -199,7 +205,7 @@ class Quantize(Pass):
         budget (strata/passes/quant_budget.py)."""
         o = self.o
         no_int4 = self._int4_misfits(g, nodes)
-        costs = candidates(g, nodes, o.group_size, no_int4)
+        costs = candidates(g, nodes, self.group_option, no_int4)
         weights = sum(prod(g.nodes[n].params["weight"]) for n in nodes)
         budget = int(o.bits * weights / 8)
         cheapest = {n: min(c, key=c.get) for n, c in costs.items()}
@@ -216,14 +222,15 @@ class Quantize(Pass):
                             "weights=..., calibration=ids)); its model.arch names the choice per layer")
         ctx.need_calibration(self.label())
         scores, info = ctx.sensitivity(graph, {n: [s for s in costs[n] if s != FLOAT] for n in nodes},
-                                       o.group_size)
+                                       self.group_option)
         choice = choose(costs, {n: {**scores[n], FLOAT: 0.0} for n in nodes}, budget)
         before = sum(node_weight_bytes(g.nodes[n], g) for n in nodes)
         for n, scheme in choice.items():
             if scheme != FLOAT:
                 label, bits = SCHEMES[scheme]
-                g.nodes[n].attrs.update(quant=label, quant_scheme=scheme, quant_bits=bits,
-                                           **({"group_size": o.group_size} if scheme == "int4_weight" else {}))
+                a = g.nodes[n].attrs
+                a.update(quant=label, quant_scheme=scheme, quant_bits=bits,
+                         **({"group_size": o.group_size} if scheme == "int4_weight" else {}))
         after = sum(node_weight_bytes(g.nodes[n], g) for n in nodes)
         layers = {n: {"scheme": s, "bits": round(8 * costs[n][s] / prod(g.nodes[n].params["weight"]), 4),
                       "kl": {k: float(f"{v:.6g}") for k, v in scores[n].items()}} for n, s in choice.items()}
@@ -233,6 +240,16 @@ class Quantize(Pass):
                                       "least": round(least, 4), "layers": layers, "no_int4": no_int4,
                                       "score": "mean KL of the next-token distribution, that linear alone "
                                                "rounded", **info}})
+
+    @property
+    def group_option(self) -> int | None:
+        """Inputs per int4 scale as the arithmetic takes it (None: one group a row)."""
+        return None if self.o.group_size == "channel" else self.o.group_size
+
+    @property
+    def _divisor(self) -> int:
+        """What an int4 layer's width must be a multiple of."""
+        return INT4_MIN_GROUP if self.o.group_size == "channel" else self.o.group_size
 
     @property
     def calibrated(self) -> bool:
@@ -270,6 +287,11 @@ class Quantize(Pass):
         for w in widths:
             common = gcd(common, w)
         fits = [s for s in (256, 128, 64, 32) if common % s == 0]
+        if o.group_size == "channel":
+            return (f"{self.label()}: '{bad[0]}' has {g.nodes[bad[0]]['attrs']['in']} input features, "
+                    f"not a multiple of {INT4_MIN_GROUP}: the int4 kernels run a row as groups of "
+                    f"{INT4_MIN_GROUP} to 256" + ("" if o.strict else
+                                                  " (no selected layer fits, so nothing would be quantized)"))
         return (f"{self.label()}: '{bad[0]}' has {g.nodes[bad[0]]['attrs']['in']} input "
                 f"features, not a multiple of group_size={o.group_size}"
                 + (f"; group_size={fits[0]} fits every selected layer" if fits else
@@ -318,7 +340,7 @@ class Quantize(Pass):
     def lower(cls, g, low) -> None:
         """QUANTIZE = {linear: dict(scheme, group_size)} and quantize(model), which
         the compiled model runs once its float weights are loaded."""
-        quant = {n: (d.attrs["quant_scheme"], d.attrs.get("group_size")) for n, d in g.nodes(data=True)
+        quant = {n: cls.scheme_of(d.attrs) for n, d in g.nodes(data=True)
                  if d.op == "linear" and d.attrs.get("quant_scheme")}
         if not quant:
             return
@@ -358,8 +380,16 @@ class Quantize(Pass):
     @classmethod
     def scheme_of(cls, attrs: dict) -> tuple[str, int | None] | None:
         """(scheme, weights per scale group or None) of a linear this pass
-        quantized; None for one it left alone."""
-        return (attrs["quant_scheme"], attrs.get("group_size")) if attrs.get("quant_scheme") else None
+        quantized (per channel: its width); None for one it left alone."""
+        if not attrs.get("quant_scheme"):
+            return None
+        group = attrs.get("group_size")
+        return attrs["quant_scheme"], attrs["in"] if group == "channel" else group
+
+    @classmethod
+    def per_channel(cls, attrs: dict) -> bool:
+        """Whether an int4 linear has one scale a row (group_size=channel)."""
+        return attrs.get("quant_scheme") == "int4_weight" and attrs.get("group_size") == "channel"
 
     @classmethod
     def fake_quantized(cls, attrs: dict) -> tuple[str, int | None] | None:
@@ -382,7 +412,7 @@ class Quantize(Pass):
             if k.startswith("lora_"):
                 total += 4 * n
             elif k == "weight":
-                total += stored_weight_bytes(s[0], s[1], q, a.get("group_size"))
+                total += stored_weight_bytes(s[0], s[1], q, cls.scheme_of(a)[1])
             else:  # bias
                 total += (2 if q == "int4_weight" else 4) * n
         return total

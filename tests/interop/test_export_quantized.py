@@ -29,6 +29,7 @@ def _logits(model, hf=False):
     (["quantize(int8_weight)"], "pack-quantized"),
     (["quantize(int8_dynamic)"], "int-quantized"),
     (["quantize(int4_weight, group_size=32)"], "pack-quantized"),
+    (["quantize(int4_weight, group_size=channel)"], "pack-quantized"),
     (['quantize(int8_dynamic, on="attention")', 'quantize(int8_weight, on="mlp")'], "mixed-precision"),
 ])
 def test_quantized_llama_loads_in_transformers(passes, fmt, imported, tmp_path):

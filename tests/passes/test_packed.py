@@ -22,6 +22,7 @@ from strata.passes.qparams import rtn
 from strata.safetensors_file import read_header, tensor_bytes
 
 SCHEMES = ["quantize(int8_dynamic)", "quantize(int8_weight)", "quantize(int4_weight, group_size=32)",
+           "quantize(int4_weight, group_size=channel)",
            "fuse_qkv\nquantize(int4_weight, group_size=32)", "low_rank(16)", "prune(0.5, method=structured)",
            'lora(4, on="attention")', "quantize(auto, bits=6, group_size=32)"]
 
@@ -244,3 +245,51 @@ def test_a_quantized_tied_head_round_trips(gpt, tmp_path):
     assert r["logits"]["loaded_equals_in_memory"]
     assert r["weight_bytes"]["file_tensors"] == analyze(apply_passes(build_file(out / "model.arch")))[
         "memory"]["weights_bytes"]
+
+
+def test_per_channel_int4_stores_one_scale_a_row_in_the_channel_strategy(gpt, tmp_path):
+    """group_size=channel: a bf16 scale and a zero point per output row, which
+    compressed-tensors calls the channel strategy; the kernels run it as equal
+    groups, so the file computes what per-row rounding says."""
+    spec, w = gpt
+    out = tmp_path / "out"
+    r = compress(spec, w, out, passes=["quantize(int4_weight, group_size=channel)"]).report
+    header, _ = read_header(out / "weights.safetensors")
+    up = "decoder.h.0.mlp.up"
+    assert header[f"{up}.weight_scale"].shape == (256, 1) and header[f"{up}.weight_scale"].dtype == "BF16"
+    assert header[f"{up}.weight_zero_point"].shape == (32, 1)
+    down = header["decoder.h.0.mlp.down.weight_scale"]
+    assert down.shape == (64, 1)  # its 256 inputs: one group too
+    (group,) = r["quantization_config"]["config_groups"].values()
+    assert group["weights"]["strategy"] == "channel" and group["weights"].get("group_size") is None
+    # the loaded model's linear computes the per-row rounding of the float weight
+    net = compile(out / "model.arch", weights=out / "weights.safetensors")
+    floats = compile(spec, weights=w, passes=[])
+    x = torch.randn(3, 64, dtype=torch.bfloat16)
+    layer = floats.get_submodule(up)
+    want = x.float() @ rtn(layer.weight, "int4_weight", None).dequantize().T + layer.bias
+    with torch.no_grad():
+        got = net.get_submodule(up)(x).float()
+    torch.testing.assert_close(got, want, atol=0.05, rtol=0.02)
+    # and a per-row grid is coarser than one of 32 inputs: it rounds the weights worse
+    per_row = rtn(layer.weight, "int4_weight", None).dequantize()
+    grouped = rtn(layer.weight, "int4_weight", 32).dequantize()
+    assert (per_row - layer.weight).norm() > (grouped - layer.weight).norm()
+
+
+def test_per_channel_int4_keeps_widths_the_kernels_cannot_group_in_float(tmp_path, capsys):
+    spec = spec_file(tmp_path, LLAMA.replace("mlp(128", "mlp(112"))  # down reads 112 features
+    w = weights(tmp_path, spec)
+    out = tmp_path / "out"
+    assert main(["compress", str(spec), "--weights", str(w), "-o", str(out),
+                 "--pass", "quantize(int4_weight, group_size=channel)"]) == 0
+    printed = capsys.readouterr().out
+    assert "kept in float: width 112 is not a multiple of 32 (the int4 kernels' smallest group)" in printed
+    r = json.loads((out / "report.json").read_text())
+    assert sorted(r["kept_float"]) == ["decoder.layers.0.mlp.down", "decoder.layers.1.mlp.down"]
+    header, _ = read_header(out / "weights.safetensors")
+    assert header["decoder.layers.0.mlp.up.weight_scale"].shape == (112, 1)
+    assert main(["compress", str(spec), "--weights", str(w), "-o", str(tmp_path / "strict"),
+                 "--pass", "quantize(int4_weight, group_size=channel, strict=true)"]) != 0
+    err = capsys.readouterr().err
+    assert "112 input features, not a multiple of 32: the int4 kernels run a row as groups of 32 to 256" in err

@@ -16,11 +16,12 @@ from strata.backends.torch.weights_file import checkpoint_shapes  # noqa: E402
 from strata.backends.torch.workflows.qat import convert_qat, prepare_qat  # noqa: E402
 
 
-@pytest.mark.parametrize("scheme", ["int8_dynamic", "int4_weight"])
+@pytest.mark.parametrize("scheme", ["int8_dynamic", "int4_weight", "int4_weight, group_size=channel"])
 def test_prepare_train_convert(tmp_path, scheme):
     spec = spec_file(tmp_path, LLAMA)
     w = weights(tmp_path, spec)
-    p = f'quantize({scheme}, on="mlp", group_size=32, qat=true)'
+    p = f'quantize({scheme}, on="mlp", qat=true)' if "channel" in scheme else \
+        f'quantize({scheme}, on="mlp", group_size=32, qat=true)'
     net = compile(spec, passes=[p], weights=w, quantize=False)
     assert type(net.decoder.layers[0].mlp.up).__name__ == "Linear"
     prepare_qat(net)

@@ -11,7 +11,7 @@ a compressed-tensors checkpoint, with per quantized linear:
       (pack-quantized)          NAME.weight_scale  fp32 [out, 1]
                                 NAME.weight_shape  int64 [2]
     int4_weight                 NAME.weight_packed int32 [out, in / 8]   (8 values per int32)
-      (pack-quantized)          NAME.weight_scale  bf16 [out, in / group]
+      (pack-quantized)          NAME.weight_scale  bf16 [out, in / group]  ([out, 1] per channel)
                                 NAME.weight_zero_point int32 [out / 8, in / group] (packed along rows)
                                 NAME.weight_shape  int64 [2]
                                 NAME.bias          bf16 (the int4 kernel's)
@@ -232,12 +232,16 @@ def quantization_config(g) -> dict | None:
     for n, d in g.nodes(data=True):
         s = Quantize.scheme_of(d.attrs)
         if s is not None and s[0] in ("int8_dynamic", "int8_weight", "int4_weight"):
+            if Quantize.per_channel(d.attrs):
+                s = (s[0], "channel")  # one scale a row: compressed-tensors' channel strategy
             groups.setdefault(s, []).append(n)
     if not groups:
         return None
     schemes = {}
     for i, ((scheme, gs), names) in enumerate(sorted(groups.items(), key=str)):
-        if scheme == "int4_weight":
+        if scheme == "int4_weight" and gs == "channel":
+            weights = dict(num_bits=4, type="int", symmetric=False, strategy="channel")
+        elif scheme == "int4_weight":
             weights = dict(num_bits=4, type="int", symmetric=False, strategy="group", group_size=gs)
         else:
             weights = dict(num_bits=8, type="int", symmetric=True, strategy="channel")

@@ -177,7 +177,12 @@ def _int4_tensor(qw, device, shape):
     u = qw.q.to(torch.int32) + 8                                               # (out, in), 0..15
     scale = qw.scale.to(torch.bfloat16)                                        # (out, groups)
     z = (-qw.zero.to(torch.float32) * scale.to(torch.float32)).to(torch.bfloat16)
-    block = [1, qw.group_size]
+    # the kernels take groups of 32..256 inputs: a wider group (one a row, per
+    # channel) runs as equal groups of the largest of these that divides it
+    group = next(s for s in (256, 128, 64, 32, qw.group_size) if qw.group_size % s == 0)
+    scale = scale.repeat_interleave(qw.group_size // group, dim=1)             # (out, in / group)
+    z = z.repeat_interleave(qw.group_size // group, dim=1)
+    block = [1, group]
     if device.type == "cpu":
         from torchao.prototype.quantization.int4.int4_opaque_tensor import Int4OpaqueTensor
 
@@ -189,8 +194,8 @@ def _int4_tensor(qw, device, shape):
     n, k = shape  # the CUDA kernel takes inputs padded to 1024 and outputs to 8; pads compute 0
     pn, pk = -n % 8, -k % 1024
     u = F.pad(u, (0, pk, 0, pn), value=8)
-    scale = F.pad(scale, (0, pk // qw.group_size, 0, pn), value=1.0)
-    z = F.pad(z, (0, pk // qw.group_size, 0, pn), value=0.0)
+    scale = F.pad(scale, (0, pk // group, 0, pn), value=1.0)
+    z = F.pad(z, (0, pk // group, 0, pn), value=0.0)
     u = u.to(device)
     packed = torch.ops.aten._convert_weight_to_int4pack((u[:, ::2] << 4 | u[:, 1::2]).to(torch.uint8), 8)
     return Int4TilePackedTo4dTensor(packed, pack_tinygemm_scales_and_zeros(scale, z, torch.bfloat16).to(device),

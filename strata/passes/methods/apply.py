@@ -55,7 +55,7 @@ def calibrated_quantize(o, record: dict, state: dict, ctx) -> dict:
     """The quantize pass's transform for method=gptq / awq or smooth=alpha (options `o`)."""
     g, out = ctx.graph, dict(state)
     nodes = [n for n in record["linears"] if f"{n}.weight" in out]
-    grid = Grid(o.scheme, o.group_size)
+    grid = Grid(o.scheme, None if o.group_size == "channel" else o.group_size)
     skipped: dict[str, str] = {}
     if o.method == "gptq":
         errors: dict[str, dict] = {}

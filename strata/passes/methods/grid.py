@@ -64,7 +64,8 @@ class QuantizedWeight:
 
         if self.zero is None:
             return Stored(self.q, self.scale.to(torch.float32), None, self.q.shape[1], 8)
-        return Stored(self.q, self.scale.to(torch.bfloat16), self.zero.to(torch.int8), self.group_size, 4)
+        return Stored(self.q, self.scale.to(torch.bfloat16), self.zero.to(torch.int8),
+                      self.group_size or self.q.shape[1], 4)  # None: one group a row
 
 
 class Grid:
