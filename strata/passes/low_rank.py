@@ -35,7 +35,7 @@ from strata.passes._rewrite import (
     rename_output,
     weight_linears,
 )
-from strata.passes.pass_base import Pass, PassContext, Stored, carried_marks
+from strata.passes.pass_base import Pass, PassContext, Stored, carried_marks, drop_misfit_marks
 from strata.passes.text import pass_text
 from strata.passes.lora import LoRA
 
@@ -93,7 +93,7 @@ class LowRank(Pass):
             stats = ctx.activation_stats(nodes, "low_rank(activation_aware=true)")
             scales = {n: _scales(stats[n]) for n in nodes}
             ctx.cache[self] = scales
-        factored, skipped, splices = {}, 0, Splices()
+        factored, skipped, splices, dropped = {}, 0, Splices(), {}
         for n in nodes:
             out, d_in = g.nodes[n].params["weight"]
             r = self.o.rank if self.o.rank is not None else self._energy_rank(n, ctx, scales.get(n))
@@ -102,11 +102,15 @@ class LowRank(Pass):
                 continue
             g = _factor(g, n, r, splices)
             factored[n] = {"rank": r, "in": d_in, "out": out}
+            for f in (f"{n}.a", f"{n}.b"):  # a factor too narrow for the layer's kernel runs in float
+                if why := drop_misfit_marks(g.nodes[f].attrs):
+                    dropped[f] = why
         if not factored:
             raise PassError(f"{self.label()}: no selected linear layer gets smaller at "
                             + (f"rank {self.o.rank}" if self.o.rank else f"energy {self.o.energy}")
                             + " (the factors would hold as many parameters as the layer)")
-        return self.done(splices.apply(g), {"factored": factored, "skipped": skipped, "error": {}})
+        return self.done(splices.apply(g), {"factored": factored, "skipped": skipped, "error": {},
+                                            "kept_float": dropped})
 
     def _energy_rank(self, n: str, ctx, scale) -> int:
         import torch  # lazy: torch
@@ -167,6 +171,11 @@ class LowRank(Pass):
             s += f", relative error mean {sum(errs) / len(errs):.3f}, max {max(errs):.3f}"
         if record["skipped"]:
             s += f"; {record['skipped']} left whole (no saving)"
+        kept = record.get("kept_float") or {}
+        if kept:
+            reasons = sorted(set(kept.values()))
+            s += (f"; {len(kept)} factor{'s' * (len(kept) != 1)} kept in float: {', '.join(reasons[:3])}"
+                  + (" ..." if len(reasons) > 3 else ""))
         return s
 
     # ------------------------------------------------------------------ later stages

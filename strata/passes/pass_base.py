@@ -23,9 +23,13 @@ torch emitter does for a component's `torch` hook):
     device_problem(g, device)       (class) why its kernels cannot run on a device
     badges(attrs) -> [str]          (class) the marks it left on an IR node, for a
                                     diagram's box ("int8", "LoRA r=8")
-    carried, holds(attrs)           (class) its marks a later rewrite keeps on a linear;
+    carried, holds(attrs), misfit(attrs)
+                                    (class) its marks a later rewrite keeps on a linear;
                                     why its marks keep a later pass off the weights
-                                    ("quantized"); other stages read its marks only
+                                    ("quantized"); why they cannot stay on a linear
+                                    of the rewrite's new shape (an int4 factor 16
+                                    wide: the rewrite drops them and reports it);
+                                    other stages read its marks only
                                     through its own class methods (Quantize.scheme_of,
                                     LowRank.factor, LoRA.adapter), never by key
     weight_bytes(d, params)         (class) bytes of a node's weights it stores
@@ -60,7 +64,8 @@ from strata.passes.text import pass_text
 if TYPE_CHECKING:
     import networkx as nx
 
-__all__ = ["Pass", "PassContext", "PassError", "Runner", "Stored", "carried_marks", "held_by"]
+__all__ = ["Pass", "PassContext", "PassError", "Runner", "Stored", "carried_marks", "drop_misfit_marks",
+           "held_by"]
 
 
 class PassError(Exception):
@@ -215,6 +220,12 @@ class Pass(ABC):
         return None
 
     @classmethod
+    def misfit(cls, attrs: dict) -> str | None:
+        """Why this pass's marks cannot stay on a linear of these attrs (its in / out
+        as a later rewrite made them), or None (see drop_misfit_marks)."""
+        return None
+
+    @classmethod
     def device_problem(cls, g: "nx.MultiDiGraph", device) -> str | None:
         """Why the kernels it asks for cannot run on `device` (a torch.device or
         name), or None; the model is refused before anything runs."""
@@ -278,6 +289,18 @@ def carried_marks() -> set[str]:
     """The marks of every pass class defined so far that a rewritten linear keeps
     (each pass says which of its own: Pass.carried)."""
     return {k for cls in _pass_classes() for k in cls.carried}
+
+
+def drop_misfit_marks(attrs: dict) -> str | None:
+    """Remove from a rewritten linear's `attrs` (in place) the marks of each pass
+    that cannot hold its new shape (Pass.misfit); the reason, or None."""
+    for cls in _pass_classes():
+        why = cls.misfit(attrs)
+        if why:
+            for k in cls.carried:
+                attrs.pop(k, None)
+            return why
+    return None
 
 
 def held_by(attrs: dict) -> str | None:

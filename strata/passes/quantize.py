@@ -378,6 +378,20 @@ class Quantize(Pass):
         return "quantized" if attrs.get("quant") else None
 
     @classmethod
+    def misfit(cls, attrs: dict) -> str | None:
+        """An int4 linear whose new width is not whole groups, or whose outputs are
+        not whole tiles (a low-rank factor): it stays float."""
+        s = cls.scheme_of(attrs)
+        if s is None or s[0] != "int4_weight":
+            return None
+        group = INT4_MIN_GROUP if attrs.get("group_size") == "channel" else s[1]
+        if attrs["in"] % group:
+            return f"int4: width {attrs['in']} is not a multiple of {group}"
+        if attrs["out"] % INT4_ROWS:
+            return f"int4: {attrs['out']} outputs is not a multiple of {INT4_ROWS}"
+        return None
+
+    @classmethod
     def scheme_of(cls, attrs: dict) -> tuple[str, int | None] | None:
         """(scheme, weights per scale group or None) of a linear this pass
         quantized (per channel: its width); None for one it left alone."""

@@ -22,7 +22,7 @@ from strata.passes.qparams import rtn
 from strata.safetensors_file import read_header, tensor_bytes
 
 SCHEMES = ["quantize(int8_dynamic)", "quantize(int8_weight)", "quantize(int4_weight, group_size=32)",
-           "quantize(int4_weight, group_size=channel)",
+           "quantize(int4_weight, group_size=channel)", "quantize(int4_weight, group_size=channel)\nlow_rank(16)",
            "fuse_qkv\nquantize(int4_weight, group_size=32)", "low_rank(16)", "prune(0.5, method=structured)",
            'lora(4, on="attention")', "quantize(auto, bits=6, group_size=32)"]
 
@@ -293,3 +293,18 @@ def test_per_channel_int4_keeps_widths_the_kernels_cannot_group_in_float(tmp_pat
                  "--pass", "quantize(int4_weight, group_size=channel, strict=true)"]) != 0
     err = capsys.readouterr().err
     assert "112 input features, not a multiple of 32: the int4 kernels run a row as groups of 32 to 256" in err
+
+
+@pytest.mark.parametrize("group", ["32", "channel"])
+def test_low_rank_after_int4_keeps_factors_too_narrow_for_the_kernels_in_float(gpt, tmp_path, group):
+    """Factoring an int4 linear at rank 16 gives a B factor 16 inputs wide, which no
+    int4 group fits: it stays float and the report says so (it was an internal
+    error, or a refusal of the quantize pass, before)."""
+    spec, w = gpt
+    out = tmp_path / "out"
+    r = compress(spec, w, out, passes=[f"quantize(int4_weight, group_size={group})", "low_rank(16)"]).report
+    low = next(p for p in r["passes"] if p["pass"].startswith("low_rank"))
+    assert "kept in float: int4: width 16 is not a multiple of 32" in low["report"]
+    header, _ = read_header(out / "weights.safetensors")
+    assert header["decoder.h.0.mlp.up.b.weight"].torch_dtype == "float32"   # [256, 16]
+    assert "decoder.h.0.mlp.up.a.weight_packed" in header                  # [16, 64]: int4
