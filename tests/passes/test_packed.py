@@ -308,3 +308,26 @@ def test_low_rank_after_int4_keeps_factors_too_narrow_for_the_kernels_in_float(g
     header, _ = read_header(out / "weights.safetensors")
     assert header["decoder.h.0.mlp.up.b.weight"].torch_dtype == "float32"   # [256, 16]
     assert "decoder.h.0.mlp.up.a.weight_packed" in header                  # [16, 64]: int4
+
+
+@pytest.mark.parametrize("scheme", ["int8_dynamic", "int8_weight", "int4_weight, group_size=32"])
+def test_a_scale_holding_nan_or_infinity_is_refused(gpt, tmp_path, scheme):
+    """A packed file whose weight_scale holds NaN or infinity loaded silently (the model's
+    outputs NaN); it is one WeightsError naming the tensor, for the linears the spec runs
+    quantized and for one it runs in float alike."""
+    from safetensors.torch import load_file, save_file
+
+    spec, w = gpt
+    out = tmp_path / "out"
+    compress(spec, w, out, passes=[f"quantize({scheme})"])
+    clean = load_file(str(out / "weights.safetensors"))
+    name = "decoder.h.0.attn.q.weight_scale"
+    for bad in (float("nan"), float("inf")):
+        tensors = dict(clean)
+        tensors[name] = clean[name].clone()
+        tensors[name][1, 0] = bad
+        save_file(tensors, str(out / "weights.safetensors"), metadata={"format": "pt"})
+        with pytest.raises(WeightsError, match=rf"{name} holds NaN or infinity"):
+            compile(out / "model.arch", weights=out / "weights.safetensors")
+        with pytest.raises(WeightsError, match=rf"{name} holds NaN or infinity"):
+            compile(spec, weights=out / "weights.safetensors")  # the spec runs q in float

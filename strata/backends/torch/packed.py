@@ -205,6 +205,12 @@ def _take(rest: dict, n: str, scheme: str, shape: tuple[int, int], gs: int | Non
             raise WeightsError(f"{where}: {k} is {str(t.dtype).removeprefix('torch.')} "
                                f"{list(t.shape)}; {n} ({scheme}, {rows}x{cols}) needs "
                                f"{str(dtype).removeprefix('torch.')} {list(s)}")
+    # a scale multiplies every integer of its row or group: NaN or infinity there (a damaged
+    # file, or a diverged model compressed) would make the model's outputs NaN, unseen until used
+    scale = rest[f"{n}.weight_scale"]
+    if not bool(torch.isfinite(scale).all()):
+        raise WeightsError(f"{where}: {n}.weight_scale holds NaN or infinity; a scale must be a finite "
+                           "number (compress the model again from finite float weights)")
     if int8 and not int8_packed:
         return QuantizedWeight(rest.pop(f"{n}.weight"), rest.pop(f"{n}.weight_scale"), None, cols, 8)
     if rest[f"{n}.weight_shape"].tolist() != [rows, cols]:
