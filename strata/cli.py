@@ -19,6 +19,7 @@ from pathlib import Path
 import strata
 from strata.api import compress
 from strata.backends.diagram import SUFFIX_FORMAT
+from strata.cli_parser import Parser
 from strata.cli_train import add_spec, add_train_commands, weights_errors
 from strata.errors import EXIT_INTERNAL, EXIT_OK, EXIT_SPEC, EXIT_USAGE, SpecError, TrainingError, UsageError, visible
 from strata.io import is_spec_path, same_file, write_atomic
@@ -220,8 +221,7 @@ def _add_pass(p: argparse.ArgumentParser) -> None:
 
 def make_parser() -> argparse.ArgumentParser:
     """The command line, a stage per group of commands (in `strata --help`'s order)."""
-    parser = argparse.ArgumentParser(
-        prog="strata", description="Declarative model assembly for transformer language models.")
+    parser = Parser(prog="strata", description="Declarative model assembly for transformer language models.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _spec_commands(sub)
     _compress_command(sub)

@@ -75,3 +75,24 @@ def test_front_end_never_imports_torch():
             "assert 'torch' not in sys.modules, 'torch imported'")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
+
+
+def test_a_file_whose_name_starts_with_a_dash(tmp_path, capsys, monkeypatch):
+    """`strata check -a.arch`: argparse reads -a.arch as an option and said only
+    'the following arguments are required: spec'; the error says how to give the
+    file, and both ways work."""
+    monkeypatch.chdir(tmp_path)
+    Path("-a.arch").write_text(Path(GPT2).read_text())
+    for argv in (["check", "-a.arch"], ["summary", "-a.arch", "--json"], ["fmt", "--check", "-a.arch"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and "Traceback" not in err
+        assert "'-a.arch' starts with '-', so it was read as an option" in err, err
+        assert "write ./-a.arch, or put -- before it" in err
+    assert main(["check", "--", "-a.arch"]) == 0
+    assert main(["check", "./-a.arch"]) == 0
+    assert "124,439,808 parameters" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # an option misspelled is not a file: no hint
+        main(["check", "--nope", "x.arch"])
+    assert "read as an option" not in capsys.readouterr().err
