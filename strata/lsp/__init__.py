@@ -5,6 +5,7 @@ extra `strata[lsp]`: pygls and lsprotocol).
     index.py     where each name of a file is defined and used
     yaml_complete.py  completion in YAML files, from the strict JSON Schema
     items.py     a completion item
+    workspace.py the workspace's spec files, read within bounds (workspace symbols)
     server.py    the LSP wiring (pygls): diagnostics, hover, completion, definition,
                  references, rename, symbols, formatting, inlay hints
 """

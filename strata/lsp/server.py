@@ -30,14 +30,13 @@ from strata.dsl.rewrite import rewrite
 from strata.errors import Diagnostic, SpecError, UsageError
 from strata.lsp.features import Document, Item, is_spec_file
 from strata.lsp.index import Index
+from strata.lsp.workspace import spec_texts
 
 # Wait this long after a keystroke before checking (a burst of typing is one check).
 DEBOUNCE_S = 0.15
 # Every this many checks, the objects frozen out of the garbage collector's scans
 # (see StrataServer.check) are scanned again, so any cycle among them is freed.
 GC_THAW = 64
-# Workspace symbols: at most this many spec files are read.
-MAX_WORKSPACE_FILES = 2000
 # The names one namespace holds: a rename may not make two of them one.
 _NAMESPACES = ({"var", "param", "index"}, {"block"}, {"model"}, {"stack", "alias"})
 
@@ -338,31 +337,22 @@ def _symbols(ls: StrataServer, ix: Index, lines: list[str]) -> list[T.DocumentSy
 
 @server.feature(T.WORKSPACE_SYMBOL)
 def workspace_symbols(ls: StrataServer, params: T.WorkspaceSymbolParams) -> list[T.SymbolInformation]:
+    """Models, blocks and stacks of the workspace's spec files (bounded: strata.lsp.workspace)."""
     out: list[T.SymbolInformation] = []
     query = params.query.lower()
-    seen = 0
-    for folder in ls.workspace.folders.values():
-        root = to_fs_path(folder.uri)
-        for base, dirs, files in os.walk(root or "."):
-            dirs[:] = [x for x in dirs if not x.startswith(".") and x != "node_modules"]
-            for f in files:
-                if not is_spec_file(f) or seen >= MAX_WORKSPACE_FILES:
-                    continue
-                seen += 1
-                path = os.path.join(base, f)
-                try:  # bounded: a regular file of at most strata.io.MAX_TEXT_BYTES
-                    text = clean_text(read_source(path), path)
-                    ix = Index.of(text, path)
-                except Exception:  # a file that does not read or parse is skipped, not fatal
-                    continue
-                lines = text.split("\n")
-                for d in ix.defs:
-                    if d.kind in ("model", "block", "stack") and query in d.name.lower():
-                        out.append(T.SymbolInformation(name=d.name, kind=_SYMBOL_KINDS[d.kind],
-                                                       location=T.Location(
-                                                           uri=from_fs_path(path) or path,
-                                                           range=ls.range(lines, d.at, len(d.name))),
-                                                       container_name=d.scope or None))
+    roots = [to_fs_path(folder.uri) for folder in ls.workspace.folders.values()]
+    for path, text in spec_texts(roots):
+        try:
+            ix = Index.of(text, path)
+        except Exception:  # a file that does not parse is skipped, not fatal
+            continue
+        lines = text.split("\n")
+        for d in ix.defs:
+            if d.kind in ("model", "block", "stack") and query in d.name.lower():
+                out.append(T.SymbolInformation(name=d.name, kind=_SYMBOL_KINDS[d.kind],
+                                               location=T.Location(uri=from_fs_path(path) or path,
+                                                                   range=ls.range(lines, d.at, len(d.name))),
+                                               container_name=d.scope or None))
     return out
 
 
