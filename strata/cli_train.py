@@ -159,7 +159,8 @@ def add_train_commands(sub) -> None:
     p = sub.add_parser("generate", help="write text with a trained run's model")
     _add_source(p)
     p.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
-    p.add_argument("--tokens", type=int, default=200, help="how many tokens to add")
+    p.add_argument("--tokens", type=int, default=200, help="how many tokens to add (past the model's "
+                   "positions, each re-reads the last ctx tokens)")
     p.add_argument("--temperature", type=float, default=0.8, help="0 picks the likeliest token")
     p.add_argument("--top-k", type=int, help="sample from the k likeliest tokens")
     p.add_argument("--seed", type=int)

@@ -33,6 +33,9 @@ MAX_SEED = 2 ** 63 - 1  # what torch.manual_seed takes
 # Below this a temperature samples as greedy decoding picks (a logit gap of 1e-4 is
 # e**-100 apart), and below float32's least number (1.4e-45) it is 0 in the division.
 MIN_TEMPERATURE = 1e-6
+# Bytes a generated token id takes at the least: int64 in the ids tensor, and a pointer
+# in the list of ids that is decoded (a Python int and its characters come on top).
+OUTPUT_BYTES = 16
 
 
 def check_sampling(tokens: int, temperature: float, top_k: int | None, seed: int | None) -> None:
@@ -118,10 +121,15 @@ def generate_ids(model, ids: torch.Tensor, n: int, temperature: float = 0.0,
     if cache and first and hasattr(model, "generate"):
         ids = model.generate(ids, first, temperature=temperature, top_k=top_k, compile=compile)
         n -= first
-    for _ in range(n):
-        window = ids if ctx is None else ids[:, -ctx:]
-        ids = torch.cat([ids, pick(model(window)[:, -1, :], temperature, top_k)], dim=1)
-    return ids
+    if not n:
+        return ids
+    # the rest one token a step, each reading the last ctx tokens (all without ctx), written
+    # into one buffer: not the whole sequence copied at each token (quadratic past the positions)
+    out = torch.cat([ids, ids.new_empty(ids.shape[0], n)], dim=1)  # (B, T + n)
+    for t in range(ids.shape[1], out.shape[1]):
+        window = out[:, (0 if ctx is None else max(t - ctx, 0)):t]
+        out[:, t:t + 1] = pick(model(window)[:, -1, :], temperature, top_k)
+    return out
 
 
 def _check_finite(model, where) -> None:
@@ -134,18 +142,20 @@ def _check_finite(model, where) -> None:
                          f"{', ...' if len(bad) > 3 else ''}); such a model cannot generate (did its training diverge?)")
 
 
-def _check_cache_fits(models, positions: int, tokens: int) -> None:
+def _check_memory(models, positions: int, tokens: int, total: int) -> None:
     """Generation preallocates each model's keys and values for every position: a
     model without a position limit asked for 10**8 tokens would allocate them all
-    (25 GB for a 2-layer toy); refused first, as strata.compile refuses weights."""
-    need = 0
+    (25 GB for a 2-layer toy); and every model holds the text it writes, past its
+    positions too: `total` token ids, at OUTPUT_BYTES each at the least.  Refused
+    first when that cannot fit, as strata.compile refuses weights."""
+    need = OUTPUT_BYTES * total
     for m in models:
         p = next(m.parameters(), None)
         if p is None or p.device.type != "cpu":
             continue  # another device's memory is its own to refuse
         per_token = analyze(m.strata_graph)["memory"]["kv_cache_bf16_bytes_per_token"] // 2 * p.element_size()
         need += per_token * positions
-    check_fits(need, f"--tokens {tokens:,}: the KV cache of {positions:,} positions",
+    check_fits(need, f"--tokens {tokens:,}: the KV cache of {positions:,} positions and {total:,} token ids",
                "generate fewer tokens")
 
 
@@ -177,7 +187,8 @@ def generate_text(run, prompt: str, tokens: int, temperature: float, top_k: int 
     x = obj.prompt_ids(tok.encode(prompt), tok, ctx)
     # the static KV cache holds prompt + new positions (up to ctx where the positions end)
     positions = x.shape[-1] + (tokens if ctx is None else min(tokens, ctx))
-    _check_cache_fits([m for m in (model, drafter) if m is not None], positions, tokens)
+    written = x.shape[-1] + (tokens if ctx is None or obj.past_positions else min(tokens, ctx))
+    _check_memory([m for m in (model, drafter) if m is not None], positions, tokens, written)
     if compile and hasattr(model, "generate"):  # compile (greedy, a few tokens) before the seed and the clock
         t = time.perf_counter()
         obj.warm_up(model, tok, x, ctx, draft=drafter, k=k)

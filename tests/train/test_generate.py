@@ -207,3 +207,25 @@ def test_a_kv_cache_that_cannot_fit_is_refused_before_it_is_allocated(tmp_path, 
     err = capsys.readouterr().err
     assert err.startswith("strata: error: --tokens 1,000,000,000,000: the KV cache of ") and "generate fewer" in err
     assert main(["generate", str(run.path), "--tokens", "3", "-q"]) == 0
+
+
+def test_tokens_past_the_positions_are_bounded_before_they_are_spent(run, capsys):
+    """A model with learned positions caches at most ctx positions and goes on past them
+    by re-reading the last ctx tokens: --tokens 10**18 on it ran without end, holding
+    every token written (and copying all of them at each token).  The ids it would
+    hold are refused first; past the positions each token costs one window, not the
+    whole text so far."""
+    assert main(["generate", str(run.path), "--tokens", str(10 ** 18), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("strata: error: --tokens 1,000,000,000,000,000,000: the KV cache of ")
+    assert "1,000,000,000,000,000,001 token ids needs" in err and "generate fewer tokens" in err
+    assert len(err.strip().splitlines()) == 1
+    with pytest.raises(strata.errors.UsageError, match="token ids needs"):
+        run.generate("the ", tokens=10 ** 18)
+    # past ctx (32) without the cache: each step reads the last 32 tokens, as before
+    model, prompt = run.model, torch.tensor([run.tokenizer.encode("the cat sat").tolist()])
+    got = generate_ids(model, prompt, 40, temperature=0.0, ctx=32, cache=False)
+    want = prompt
+    for _ in range(40):
+        want = torch.cat([want, model(want[:, -32:])[:, -1:].argmax(-1)], dim=1)
+    assert torch.equal(got, want)

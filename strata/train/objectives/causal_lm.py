@@ -64,6 +64,7 @@ class CausalLM(TextObjective):
     window_extra = 1      # the window's next token is the last label
     generates = True
     drafts = True
+    past_positions = True
 
     @classmethod
     def detect(cls, g, heads):

@@ -12,6 +12,7 @@ An objective class declares
     term_names, counts, forward, terms, correct     its loss terms (sums) and accuracy
     perplexity, accuracy  which metrics its validation reports
     generates             whether `generate` writes text (prompt_ids / warm_up / continue_ids)
+    past_positions        whether that text goes on past the model's positions (ctx)
 
 and an instance is that objective bound to the model's outputs (`output`, and
 the fields a subclass adds: the classes, the next-sentence head).  Two bases
@@ -91,6 +92,7 @@ class Objective(ABC):
     accuracy: ClassVar[bool] = False         # validation reports accuracy
     generates: ClassVar[bool] = False        # `strata generate` writes text with it
     drafts: ClassVar[bool] = False           # speculative decoding can draft / verify with it
+    past_positions: ClassVar[bool] = False   # generation goes on past ctx (re-reading the last ctx tokens)
 
     # ------------------------------------------------------------ choice
     @classmethod
