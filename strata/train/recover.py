@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from pathlib import Path
 
 import torch
@@ -42,6 +43,7 @@ from strata.passes.quantize import Quantize
 from strata.train.data import text_source
 from strata.train.objectives import CausalLM, objective_class
 from strata.train.objectives.distillation import kd_sum
+from strata.train.records import MAX_STEP
 from strata.train.run_folder import RunFolder, is_run
 from strata.train.tokenizer import load_tokenizer
 
@@ -155,8 +157,9 @@ def finetuner(steps: int, *, data=None, tokenizer=None, source_run: dict | None 
               seed: int = 0):
     """A `tune(student, teacher, g0, g)` for strata.backends.torch.workflows.compress.compress: it
     trains `student` in place and returns the report's "finetune" entry."""
-    if steps < 1:
-        raise UsageError(f"--finetune {steps}: give a number of steps >= 1")
+    if not 1 <= steps <= MAX_STEP:
+        raise UsageError(f"--finetune {steps:,}: give a number of steps from 1 to 2**53 (the most a "
+                         "report records exactly, as a run's steps)")
     if not (isinstance(lr, (int, float)) and 0 < lr <= 1):
         raise UsageError(f"--finetune-lr {lr}: give a learning rate in (0, 1]")
     name = (source_run or {}).get("objective", {}).get("name")
@@ -186,7 +189,7 @@ def finetuner(steps: int, *, data=None, tokenizer=None, source_run: dict | None 
         gen = torch.Generator().manual_seed(seed)
         teacher.eval()
         student.train()
-        started, losses = time.perf_counter(), []
+        started, first, losses = time.perf_counter(), None, deque(maxlen=10)  # the first and the last 10
         for step in range(steps):
             for group in opt.param_groups:  # warmup, then cosine to a tenth
                 group["lr"] = lr * min(1.0, (step + 1) / max(1, steps // 10)) * \
@@ -208,6 +211,7 @@ def finetuner(steps: int, *, data=None, tokenizer=None, source_run: dict | None 
                 for p, keep in masks.items():
                     p.mul_(keep)
             losses.append(float(loss.detach()))
+            first = losses[0] if first is None else first
         for p in frozen:
             p.requires_grad_(True)
         student.eval()
@@ -215,7 +219,7 @@ def finetuner(steps: int, *, data=None, tokenizer=None, source_run: dict | None 
                 "batch": {"rows": per_step, "tokens": T - 1},
                 "held_out": {"rows": int(rows.shape[0]), "tokens": int(rows.shape[1] - 1)},
                 "teacher": _quality(teacher, g0, rows), "before": before, "after": _quality(student, g, rows, teacher, g0),
-                "distill_loss": {"first": round(losses[0], 5), "last": round(sum(losses[-10:]) / len(losses[-10:]), 5)},
+                "distill_loss": {"first": round(first, 5), "last": round(sum(losses) / len(losses), 5)},
                 "held": {"masked_linears": len(masks), "quantized_linears_frozen": len(frozen)}}
 
     return tune

@@ -102,6 +102,20 @@ def test_finetune_lr_goes_with_finetune(tmp_path, monkeypatch, capsys):
     assert "--finetune-lr 0" in capsys.readouterr().err
 
 
+def test_finetune_steps_are_bounded_before_anything_is_spent(tmp_path, monkeypatch, capsys):
+    """--finetune 10**18 compressed the model, then trained without end; it is refused
+    first, as 0 steps are (2**53: the most a report, like a run, records exactly)."""
+    monkeypatch.chdir(tmp_path)
+    Path("p.arch").write_text(PLAIN)
+    assert main(["train", "p.arch", "--out", "r", "--steps", "1", "-q"]) == 0
+    capsys.readouterr()
+    for steps in (10 ** 18, 2 ** 53 + 1, 0):
+        assert main(["compress", "r", "--pass", "prune(0.5)", "--finetune", str(steps), "-o", "o"]) == 2
+        err = capsys.readouterr().err
+        assert f"--finetune {steps:,}: give a number of steps from 1 to 2**53" in err
+        assert len(err.strip().splitlines()) == 1 and not Path("o").exists()
+
+
 def test_a_compress_output_compressed_again_evaluates_with_its_runs_tokenizer_and_data(
         tmp_path, monkeypatch, capsys):
     """`strata compress OUT --eval` opened the original as OUT/model.arch with the
