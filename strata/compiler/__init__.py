@@ -6,7 +6,7 @@
     build.py      the three in order: build, build_file, build_text
     ir.py         the graph IR, lint, tabular dump
     cost.py       parameters, FLOPs, memory;  summary.py  the `strata summary` table
-    select.py     pass selectors (`on=`)
+    select.py     pass selectors (`on=`);  positions.py  where a model's positions end
 
     >>> g = build_text('''
     ... model tiny {

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+from strata.compiler.positions import position_limits
 from strata.errors import UsageError
 
 __all__ = ["model_limits", "step_memory"]
@@ -16,15 +17,13 @@ __all__ = ["model_limits", "step_memory"]
 def model_limits(g) -> tuple[int, int | None]:
     """(vocabulary every token embedding and vocabulary head holds, longest
     sequence its positions allow or None)."""
-    vocab, ctx = [], []
+    vocab, ctx = [], [p.ctx for p in position_limits(g)]
     for c in g.graph.components.values():
         o = c["options"]
         if c["kind"] == "embedding":
             vocab.append(o["vocab"])
         elif c["kind"] in ("lm_head", "mlm_head") and o.get("vocab"):
             vocab.append(o["vocab"])
-        elif c["kind"] == "position" and o.get("ctx") and o["kind"] in ("learned", "sinusoidal"):
-            ctx.append(o["ctx"])
     if not vocab:
         raise UsageError(f"model {g.graph['name']} has no token embedding to train")
     return min(vocab), (min(ctx) if ctx else None)

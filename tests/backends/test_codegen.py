@@ -73,8 +73,9 @@ def test_golden_per_pass(tmp_path, name):
 def test_gpt2_reads_like_nanogpt():
     src = generate_source("specs/gpt2.arch")
     lines = src.splitlines()
-    # 220 before the static KV cache, crop and the compiled step; 258 with the decoding head (runtime helpers)
-    assert len(lines) <= 265
+    # 220 before the static KV cache, crop and the compiled step; 258 with the decoding head (runtime helpers);
+    # 273 with generate's check of the learned positions (a ValueError with the limit, not an IndexError)
+    assert len(lines) <= 273
     for line in ("class CausalSelfAttention(nn.Module):", "class MLP(nn.Module):",
                  "class Layer(nn.Module):", "class Decoder(nn.Module):", "class Gpt2(nn.Module):",
                  "    d: int = 768", "self.h = nn.ModuleList([Layer(config) for _ in range(config.depth)])",

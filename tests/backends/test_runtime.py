@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -263,3 +264,43 @@ def test_generate_refuses_what_it_cannot_do_by_name(args, kw):
     model = compile("specs/tiny_shakespeare.arch").eval()
     with pytest.raises(ValueError, match="max_new_tokens >= 0"):
         model.generate(*args, **kw)
+
+
+LEARNED = ("model m {{ vocab = 50  ctx = 8  d = 16\n"
+           "  stack decoder(tokens) {{ embedding(vocab, d) as wte; position(learned, ctx{off}) as wpe\n"
+           "    residual {{ layernorm; attention(2, causal=true) }}; layernorm; lm_head(tie=wte) }} }}\n")
+
+
+@pytest.mark.parametrize("offset", ["", ", offset=2"])
+def test_generate_past_learned_positions_is_a_value_error_with_the_limit(offset):
+    """model.generate asked to read past its learned position table raised a bare
+    IndexError ('index out of range in self') from the embedding; it says what it
+    would read and the limit.  Every token but the last new one is read, so 8
+    positions take a 3-token prompt and 6 new tokens."""
+    model = compile(LEARNED.format(off=offset)).eval()
+    ids = torch.tensor([[1, 2, 3]])
+    assert model.generate(ids, 6).shape == (1, 9)
+    assert model.generate(torch.ones(1, 8, dtype=torch.long), 1).shape == (1, 9)
+    with pytest.raises(ValueError, match=r"would read 9 tokens \(all but the last new one\); the model's "
+                                         r"learned positions hold 8, so it can read at most 8"):
+        model.generate(ids, 7)
+    with pytest.raises(ValueError, match="would read 9 tokens"):
+        model.generate(torch.ones(1, 9, dtype=torch.long), 0)
+    with pytest.raises(ValueError, match="hold 4"):  # the limit follows the config the model was built with
+        model.__class__(replace(model.config, ctx=4)).generate(ids, 3)
+
+
+def test_an_encoders_learned_positions_bound_the_source():
+    text = (LEARNED.format(off="").replace("stack decoder(tokens)", "stack encoder(src)")
+            .replace("; layernorm; lm_head(tie=wte) } }", "; layernorm } }").replace("causal=true", "")
+            .rstrip().removesuffix("}")
+            + "  stack decoder(tgt, memory = encoder) { embedding(vocab, d) as wte; position(learned, 2 * ctx)\n"
+              "    residual { layernorm; attention(2, causal=true) }; residual { cross_attention(2, memory) }\n"
+              "    layernorm; lm_head(tie=wte) } }\n")
+    model = compile(text).eval()
+    tgt = torch.tensor([[1]])
+    assert model.generate(torch.ones(1, 8, dtype=torch.long), tgt, 16).shape == (1, 17)
+    with pytest.raises(ValueError, match="would read 9 source tokens; the model's learned positions hold 8"):
+        model.generate(torch.ones(1, 9, dtype=torch.long), tgt, 2)
+    with pytest.raises(ValueError, match="would read 17 tokens .* hold 16"):
+        model.generate(torch.ones(1, 8, dtype=torch.long), tgt, 17)

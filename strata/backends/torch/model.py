@@ -22,6 +22,7 @@ from strata.backends.torch.plan import IRIndex, index_ir, plan_scope, stack_inpu
 from strata.backends.torch.runtime_source import HEADER, ORDER, source
 from strata.backends.torch.source import SourceFile, Values, config_fields
 from strata.compiler import symbolic as S
+from strata.compiler.positions import position_limits
 from strata.passes.low_rank import LowRank
 
 __all__ = ["generate_source"]
@@ -275,7 +276,7 @@ def _model_generate(em: Emitter, io: _ModelInputs) -> tuple[list[str], bool]:
                 '        """Append max_new_tokens tokens to ids (B, T): greedy at temperature 0, else sampled (from the',
                 '        top_k most likely); keys and values cached (static: preallocated); compile: a compiled step."""',
                 f"        return {generate}(self, ids, max_new_tokens, temperature, top_k, static=static, "
-                "compile=compile)"], generates
+                "compile=compile" + _limits(em, [("positions", last["name"])], 16 + len(generate)) + ")"], generates
     if not (seq2seq and info.cache):
         return [], generates
     em.out.runtime("KVCache")
@@ -286,11 +287,24 @@ def _model_generate(em: Emitter, io: _ModelInputs) -> tuple[list[str], bool]:
            'with next ids."""',
            f"        return {cache}(max_len)"]
     if generates:
-        gen += _seq2seq_generate(em, src, tgt, io.padded)
+        gen += _seq2seq_generate(em, src, tgt, io.padded, stacks[0]["name"], last["name"])
     return gen, generates
 
 
-def _seq2seq_generate(em: Emitter, src: str, tgt: str, padded: bool) -> list[str]:
+def _limits(em: Emitter, stacks: list[tuple[str, str]], indent: int) -> str:
+    """`,\n    positions=self.config.ctx`: generate()'s keyword for each (keyword, stack)
+    whose learned positions end (at the least of their ctx), on a line of its own."""
+    g, out = em.ix.g, []
+    for keyword, stack in stacks:
+        ends = [em.values.expr(g.nodes[p.path]["attrs"]["ctx"], em.ix.comps[p.path].get("syms", {}).get("ctx"),
+                               prefix="self.config.")
+                for p in position_limits(g) if p.kind == "learned" and p.stack == stack]
+        if ends:
+            out.append(f"{keyword}={ends[0]}" if len(ends) == 1 else f"{keyword}=min({', '.join(ends)})")
+    return f",\n{' ' * indent}{', '.join(out)}" if out else ""
+
+
+def _seq2seq_generate(em: Emitter, src: str, tgt: str, padded: bool, encoder: str, decoder: str) -> list[str]:
     em.out.runtime("decode_layout")
     generate = em.out.runtime("generate")
     mask = ", attention_mask=None" if padded else ""
@@ -306,7 +320,8 @@ def _seq2seq_generate(em: Emitter, src: str, tgt: str, padded: bool) -> list[str
             *("        " + line for line in lines),
             f"        return {generate}(self, {tgt}, max_new_tokens, temperature, top_k, src={src},",
             " " * (16 + len(generate)) + "static=static, compile=compile"
-            + (", attention_mask=attention_mask)" if padded else ")")]
+            + (", attention_mask=attention_mask" if padded else "")
+            + _limits(em, [("positions", decoder), ("src_positions", encoder)], 16 + len(generate)) + ")"]
 
 
 def config_class(fields) -> str:

@@ -149,7 +149,7 @@ def decode_layout(model):
 
 @torch.no_grad()
 def generate(model, ids, max_new_tokens, temperature=0.0, top_k=None, src=None, static=True, compile=False,
-             **inputs):
+             positions=None, src_positions=None, **inputs):
     """Append `max_new_tokens` tokens to `ids` (B, T): greedy when temperature is 0,
     else sampled from softmax(logits / temperature), from the top_k most likely
     when top_k is given.  Keys and values are cached: in a static cache of T +
@@ -158,10 +158,17 @@ def generate(model, ids, max_new_tokens, temperature=0.0, top_k=None, src=None, 
     CPU the linear weights are stored column-major first (decode_layout).  The
     prompt is read for its last position's logits only (logits_to_keep=1).  The
     steps run in inference mode (less bookkeeping per op than no_grad); what is
-    returned is an ordinary tensor, usable as a training input."""
+    returned is an ordinary tensor, usable as a training input.  positions, src_positions:
+    the rows of the learned position tables (of the tokens, of an encoder's source)."""
     if ids.shape[1] < 1 or max_new_tokens < 0 or temperature < 0 or (top_k is not None and top_k < 1):
         raise ValueError(f"generate takes ids (B, T >= 1), max_new_tokens >= 0, temperature >= 0 and top_k >= 1 "
                          f"or None; got {tuple(ids.shape)}, {max_new_tokens}, {temperature}, {top_k}")
+    reads = [(ids.shape[1] + max(max_new_tokens - 1, 0), positions, "tokens (all but the last new one)")]
+    reads += [(src.shape[1], src_positions, "source tokens")] if src is not None else []
+    for n, limit, what in reads:
+        if limit is not None and n > limit:
+            raise ValueError(f"generate would read {n} {what}; the model's learned positions hold "
+                             f"{limit}, so it can read at most {limit}")
     if ids.device.type == "cpu":
         decode_layout(model)  # outside inference mode: the parameters stay ordinary tensors
     cache = model.new_cache(ids.shape[1] + max_new_tokens if static else None)
