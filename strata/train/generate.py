@@ -183,15 +183,18 @@ def generate_text(run, prompt: str, tokens: int, temperature: float, top_k: int 
         if m is not None:
             _check_finite(m, name)
     own, draft_ctx = (None if m is None else model_limits(m.strata_graph)[1] for m in (model, drafter))
-    ctx = min((c for c in (own, draft_ctx) if c is not None), default=None)  # positions both models have
-    x = obj.prompt_ids(tok.encode(prompt), tok, ctx)
-    # the static KV cache holds prompt + new positions (up to ctx where the positions end)
-    positions = x.shape[-1] + (tokens if ctx is None else min(tokens, ctx))
-    written = x.shape[-1] + (tokens if ctx is None or obj.past_positions else min(tokens, ctx))
+    ids = tok.encode(prompt)
+    if len(ids) == 0:  # nothing to continue, and no source to translate (training refuses an empty one)
+        raise UsageError("the prompt is empty after tokenizing; give at least one character")
+    x = obj.prompt_ids(ids, tok, own)  # as the model reads it (a draft with fewer positions reads less)
+    # the static KV cache holds prompt + new positions (up to the model's ctx where its positions end)
+    positions = x.shape[-1] + (tokens if own is None else min(tokens, own))
+    written = x.shape[-1] + (tokens if own is None or obj.past_positions else min(tokens, own))
     _check_memory([m for m in (model, drafter) if m is not None], positions, tokens, written)
     if compile and hasattr(model, "generate"):  # compile (greedy, a few tokens) before the seed and the clock
         t = time.perf_counter()
-        obj.warm_up(model, tok, x, ctx, draft=drafter, k=k)
+        both = min((c for c in (own, draft_ctx) if c is not None), default=None)  # positions both models have
+        obj.warm_up(model, tok, x, both, draft=drafter, k=k)
         stats.compile_seconds = time.perf_counter() - t
     if seed is not None:
         torch.manual_seed(seed)

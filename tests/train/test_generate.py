@@ -229,3 +229,19 @@ def test_tokens_past_the_positions_are_bounded_before_they_are_spent(run, capsys
     for _ in range(40):
         want = torch.cat([want, model(want[:, -32:])[:, -1:].argmax(-1)], dim=1)
     assert torch.equal(got, want)
+
+
+def test_an_empty_prompt_is_refused_for_every_objective_that_generates(run, tmp_path, capsys):
+    """A causal LM refused an empty prompt (nothing to continue); an encoder-decoder
+    translated the source `[EOS]` alone, which training never shows it (an example's
+    source may not be empty).  Both refuse it, in one line, before generating."""
+    from tests.train.helpers import SEQ2SEQ
+
+    s2s = strata.train(write(tmp_path / "s.arch", SEQ2SEQ), out=tmp_path / "s", steps=1, progress=False)
+    for r in (run, s2s):
+        assert main(["generate", str(r.path), "--prompt", "", "-q"]) == 2
+        err = capsys.readouterr().err
+        assert err == "strata: error: the prompt is empty after tokenizing; give at least one character\n"
+        with pytest.raises(strata.errors.UsageError, match="the prompt is empty"):
+            r.generate("", tokens=3)
+    assert len(s2s.generate("the cat", tokens=3, temperature=0)) <= 3  # a source to translate: fine

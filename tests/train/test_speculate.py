@@ -165,3 +165,22 @@ def test_a_generation_too_short_to_draft_says_so():
     assert "0%" not in line and "no token drafted" in line
     line = GenerationStats(tokens=20, seconds=0.5, proposed=8, accepted=2).line()
     assert "draft acceptance 25% (2 of 8 draft tokens)" in line
+
+
+def test_a_seq2seq_draft_with_fewer_positions_changes_only_the_speed(tmp_path):
+    """An encoder-decoder draft of 8 positions for a target of 64: the source was cut
+    to 7 tokens and the target to 7 new ones for both models, so the target's text
+    depended on its draft.  The draft reads the source cut to its own positions and
+    drafts while the target fits them; the target reads all of its source and goes on
+    alone: its own greedy text."""
+    from tests.train.helpers import SEQ2SEQ
+
+    teacher = strata.train(write(tmp_path / "t.arch", SEQ2SEQ), out=tmp_path / "t", steps=1, progress=False)
+    short = SEQ2SEQ.replace("tiny_s2s", "short").replace("position(sinusoidal, 64)", "position(sinusoidal, 8)")
+    draft = strata.train(write(tmp_path / "s.arch", short), out=tmp_path / "s", steps=1, context=8,
+                         progress=False)
+    for prompt in ("the cat", "the cat sat on the mat and the dog ran far"):  # 7 and 42 characters: under and past 8
+        want = teacher.generate(prompt, tokens=30, temperature=0)
+        stats = GenerationStats()
+        assert teacher.generate(prompt, tokens=30, temperature=0, draft=str(draft.path), stats=stats) == want
+        assert len(want) > 7 and stats.proposed is not None  # drafted (while the text fit the draft)

@@ -167,8 +167,8 @@ def _decode_alone(target, last: int, n: int, cache, compile: bool, src: tuple, t
 def speculative_generate(target, draft, ids: torch.Tensor, max_new_tokens: int, temperature: float = 0.0,
                          top_k: int | None = None, k: int = 4, max_k: int = 8, adaptive: bool = True,
                          generator: torch.Generator | None = None, compile: bool = False,
-                         src: torch.Tensor | None = None, stop_drafting: bool | None = None
-                         ) -> tuple[torch.Tensor, SpeculativeStats]:
+                         src: torch.Tensor | None = None, stop_drafting: bool | None = None,
+                         draft_src: torch.Tensor | None = None) -> tuple[torch.Tensor, SpeculativeStats]:
     """ids (1, T) followed by max_new_tokens tokens of the target's, drafted by `draft`;
     returns (ids, stats).  k draft tokens a round, adapting within 1 .. max_k unless
     adaptive=False; adaptive and greedy, drafting also stops when it would not pay
@@ -182,7 +182,8 @@ def speculative_generate(target, draft, ids: torch.Tensor, max_new_tokens: int, 
     (torch.compile, fullgraph, symbolic lengths): the draft's steps and the target's
     verify forwards.  For two
     encoder-decoders, `src` (1, S) is the source both read and ids the target's
-    start (its [BOS])."""
+    start (its [BOS]); `draft_src`, when given, is the draft's own (a draft with fewer
+    positions reads the source cut to them: its tokens are only proposals)."""
     if ids.dim() != 2 or ids.shape[0] != 1:
         raise ValueError(f"speculative decoding takes one sequence (1, T), not {tuple(ids.shape)}")
     if ids.shape[1] == 0:
@@ -203,13 +204,13 @@ def speculative_generate(target, draft, ids: torch.Tensor, max_new_tokens: int, 
         decode_layout(draft)
     # the rounds in inference mode (less bookkeeping per op than no_grad); the result is made outside it
     seq, stats = _rounds(target, draft, ids, max_new_tokens, temperature, top_k, k, max_k, adaptive, generator,
-                         compile, src, greedy, stop_drafting)
+                         compile, src, greedy, stop_drafting, src if draft_src is None else draft_src)
     return torch.tensor([seq[:ids.shape[1] + max_new_tokens]], device=ids.device), stats
 
 
 @torch.inference_mode()
 def _rounds(target, draft, ids, max_new_tokens, temperature, top_k, k, max_k, adaptive, generator, compile,
-            src, greedy, stop_drafting) -> tuple[list[int], SpeculativeStats]:
+            src, greedy, stop_drafting, draft_src) -> tuple[list[int], SpeculativeStats]:
     """speculative_generate's rounds, its arguments checked: (the token ids, prompt first, stats)."""
     size = ids.shape[1] + max_new_tokens
     t_cache, d_cache = target.new_cache(size), draft.new_cache(size)
@@ -217,6 +218,7 @@ def _rounds(target, draft, ids, max_new_tokens, temperature, top_k, k, max_k, ad
     # token and the draft's k, so it scores the k drafts and one more.
     seq = ids[0].tolist()
     first = () if src is None else (src,)
+    draft_first = () if draft_src is None else (draft_src,)
     if len(seq) > 1:
         target(*first, ids[:, :-1], cache=t_cache, logits_to_keep=1)  # the cache is what is wanted
     stats, costs = SpeculativeStats(), RoundCosts()
@@ -235,7 +237,7 @@ def _rounds(target, draft, ids, max_new_tokens, temperature, top_k, k, max_k, ad
         drafts, qs = [], []
         if n_draft > 0:
             feed = seq[d_cache.end:]  # what the draft has not read yet (the prompt, then 1 or 2 tokens)
-            logits = _logits(draft, torch.tensor([feed], device=ids.device), d_cache, compile, first)[-1:]
+            logits = _logits(draft, torch.tensor([feed], device=ids.device), d_cache, compile, draft_first)[-1:]
             for j in range(n_draft):
                 if greedy:
                     tok = logits.argmax(dim=-1)
@@ -245,7 +247,7 @@ def _rounds(target, draft, ids, max_new_tokens, temperature, top_k, k, max_k, ad
                     qs.append(q[0])
                 drafts.append(int(tok))
                 if j + 1 < n_draft:
-                    logits = _logits(draft, tok[None], d_cache, compile, first)
+                    logits = _logits(draft, tok[None], d_cache, compile, draft_first)
         t1 = time.perf_counter()
         fed = torch.tensor([[seq[-1]] + drafts], device=ids.device)
         t_logits = _logits(target, fed, t_cache, compile, first)  # (n_draft + 1, vocab)

@@ -24,7 +24,6 @@ import numpy as np
 import torch
 
 from strata.backends.torch.speculative import speculative_generate
-from strata.errors import UsageError
 from strata.train.batches import EVAL, TRAIN, SequentialWindows, rng
 from strata.train.generate import generate_ids
 from strata.train.objectives.objective import TextObjective, located, noncausal
@@ -86,13 +85,11 @@ class CausalLM(TextObjective):
         return SequentialWindows(ids, context, batch, max_batches)
 
     def prompt_ids(self, ids, tok, ctx):
-        if len(ids) == 0:
-            raise UsageError("the prompt is empty after tokenizing; give at least one character")
         return torch.tensor(ids, dtype=torch.long)[None]  # all of it: the text printed starts with it
 
     def warm_up(self, model, tok, x, ctx, draft=None, k=4):
-        if draft is not None:  # both models' one-token steps
-            speculative_generate(model, draft, x[:, -1:], 2 * k + 2, k=k, compile=True)
+        if draft is not None:  # both models' one-token steps (within the positions both have)
+            speculative_generate(model, draft, x[:, -1:], min(2 * k + 2, (ctx or 2 * k + 3) - 1), k=k, compile=True)
         else:
             model.generate(x[:, max(0, x.shape[1] + 3 - ctx):] if ctx else x, 3, compile=True)
 

@@ -50,26 +50,36 @@ class Seq2SeqBatches(ExampleBatches):
 @torch.no_grad()
 def generate_target(model, src: torch.Tensor, n: int, temperature: float, top_k: int | None,
                     bos: int, eos: int, ctx: int | None, compile: bool = False, draft=None, k: int = 4,
-                    stats=None, stop_drafting: bool | None = None) -> list[int]:
+                    stats=None, stop_drafting: bool | None = None, draft_ctx: int | None = None) -> list[int]:
     """The target for one source, up to its first [EOS]: the model's own cached
     `generate(src, tgt, n)` (speculative with a `draft`: each model encodes the source
-    once, the draft proposes the target), else step by step."""
+    once, the draft proposes the target), else step by step.  ctx: the model's
+    positions (the target reads at most ctx - 1 new tokens after [BOS]); draft_ctx: the
+    draft's, which reads the source cut to them and drafts while the target fits them
+    (the model goes on alone): a smaller draft changes the speed, never the target."""
     n = n if ctx is None else min(n, ctx - 1)
     tgt = torch.tensor([[bos]], dtype=torch.long)
-    if draft is not None and n:
-        out, spec = speculative_generate(model, draft, tgt, n, temperature, top_k, k=k, compile=compile, src=src,
-                                         stop_drafting=stop_drafting)
-        out = out[0, 1:].tolist()
+    drafted = n if draft_ctx is None else max(min(n, draft_ctx - 1), 0)
+    if draft is not None and drafted:
+        tgt, spec = speculative_generate(model, draft, tgt, drafted, temperature, top_k, k=k, compile=compile,
+                                         src=src, draft_src=_cut(src, draft_ctx), stop_drafting=stop_drafting)
+        n = 0 if eos in tgt[0, 1:].tolist() else n - drafted
         if stats is not None:
             stats.proposed, stats.accepted = spec.proposed, spec.accepted
             stats.stopped_drafting = spec.stopped_drafting
-    elif hasattr(model, "generate"):
-        out = model.generate(src, tgt, n, temperature=temperature, top_k=top_k, compile=compile)[0, 1:].tolist()
+    if n and hasattr(model, "generate"):
+        tgt = model.generate(src, tgt, n, temperature=temperature, top_k=top_k, compile=compile)
     else:
         for _ in range(n):
             tgt = torch.cat([tgt, pick(model(src, tgt)[:, -1, :], temperature, top_k)], dim=1)
-        out = tgt[0, 1:].tolist()
+    out = tgt[0, 1:].tolist()
     return out[:out.index(eos)] if eos in out else out
+
+
+def _cut(src: torch.Tensor, ctx: int | None) -> torch.Tensor:
+    """A source (1, S) ending in [EOS], as a model of ctx positions reads it: its first
+    ctx - 1 tokens and the [EOS] (as `Seq2Seq.prompt_ids` cuts a prompt)."""
+    return src if ctx is None or src.shape[1] <= ctx else torch.cat([src[:, :max(ctx - 1, 0)], src[:, -1:]], dim=1)
 
 
 @dataclass(frozen=True)
@@ -109,18 +119,18 @@ class Seq2Seq(ExampleObjective):
 
     def prompt_ids(self, ids, tok, ctx):
         # the source: the prompt (cut to ctx - 1) and [EOS]
-        return torch.tensor([[*ids[: (ctx or len(ids) + 1) - 1], tok.special("[EOS]")]], dtype=torch.long)
+        return _cut(torch.tensor([[*ids, tok.special("[EOS]")]], dtype=torch.long), ctx)
 
     def warm_up(self, model, tok, x, ctx, draft=None, k=4):
         src, start = torch.tensor([[tok.special("[EOS]")]]), torch.tensor([[tok.special("[BOS]")]])
-        if draft is not None:  # both models' one-token steps
-            speculative_generate(model, draft, start, 2 * k + 2, k=k, compile=True, src=src)
+        if draft is not None:  # both models' one-token steps (within the positions both have)
+            speculative_generate(model, draft, start, min(2 * k + 2, (ctx or 2 * k + 3) - 1), k=k, compile=True,
+                                 src=src)
         else:
             model.generate(src, start, 3, compile=True)
 
     def continue_ids(self, model, tok, x, n, temperature, top_k, ctx, compile=False, draft=None, k=4,
                      stats=None, stop_drafting=None, draft_ctx=None):
-        ctx = min((c for c in (ctx, draft_ctx) if c is not None), default=None)  # both decoders' positions
         out = generate_target(model, x, n, temperature, top_k, tok.special("[BOS]"), tok.special("[EOS]"),
-                              ctx, compile, draft, k, stats, stop_drafting)
+                              ctx, compile, draft, k, stats, stop_drafting, draft_ctx)
         return out, out
