@@ -58,7 +58,9 @@ Statements (a body is a list of them):
 
 Values are expressions.  YAML numbers, strings and sequences are read as
 expressions of the text form (`4*d`, `1e-3`, `-1`, `[0.9, 0.99]` is a tuple);
-YAML true/false/null are true/false/none.  A string that is not an expression
+YAML true/false/null are true/false/none, while YAML 1.1's yes/no/on/off are
+names as in the text form.  A number is spelled as in the text form: unquoted
+`0x10`, `0o17`, `1:30`, `.inf` or `2d` are errors (the hint gives the decimal).  A string that is not an expression
 is a string value (`on: decoder.h.*.mlp.*`); to force a string write the text
 form's quotes inside YAML's: `act: '"gelu"'`.
 

@@ -6,10 +6,16 @@ non-standard tags are refused where they start.  A scalar's text is read with
 the text form's own grammar (`start="expr"` / `"stmt"`), its spans moved to
 where the scalar sits in the YAML file.
 
-    >>> read_scalar(INT, "-1").op, read_scalar(INT, "0x10").value
-    ('-', 16)
-    >>> read_scalar(STR, "decoder.h.*").kind
-    'str'
+Values mean what they mean in the text form, not what YAML 1.1 makes of them:
+only true/false (any case YAML 1.2 allows) are booleans, `yes`/`no`/`on`/`off`
+are names; a number is spelled as the text form spells it (`1000`, `1_000`,
+`1e3`, `0.5`), and YAML-only spellings (`0x10`, `0o17`, `1:30`, `.inf`) are
+located errors, as they are in a .arch file.
+
+    >>> read_scalar(INT, "-1").op, read_scalar(STR, "1e3").value
+    ('-', 1000.0)
+    >>> read_scalar(STR, "decoder.h.*").kind, read_scalar(STR, "yes").kind
+    ('str', 'name')
 """
 
 from __future__ import annotations
@@ -30,6 +36,11 @@ TAG = "tag:yaml.org,2002:"
 STR, INT, FLOAT, BOOL, NULL = (TAG + t for t in ("str", "int", "float", "bool", "null"))
 _STANDARD_TAGS = {STR, INT, FLOAT, BOOL, NULL, TAG + "seq", TAG + "map", "!"}
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+# A plain scalar starting like a number is a number of the text form or a mistake
+# (`0o17`, `2d`), never quietly a string.
+NUMBER_LIKE = re.compile(r"[-+]?\.?[0-9]")
+# YAML 1.2's booleans; YAML 1.1 also reads yes/no/on/off, which here are names.
+BOOL_WORDS = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
 # YAML nesting: a statement level of the AST is up to three YAML levels (a
 # mapping, its body list, the statement); past this the AST would be too deep anyway.
 MAX_YAML_DEPTH = 3 * A.MAX_DEPTH
@@ -123,7 +134,9 @@ def place(node, where: Where | None):
 
 def read_scalar(tag: str, text: str, where: Where | None = None) -> A.Node:
     """The expression a YAML scalar means: YAML null/bool as constants, anything the
-    text form reads as an expression, YAML's own numbers (`0x1f`), else a string."""
+    text form reads as an expression, else a string.  A plain scalar that starts like
+    a number (and any `!!int`/`!!float`) is read as the text form reads it or refused.
+    `where` None means a plain scalar (the writer asks how one would read back)."""
     span = where.span if where else None
     if tag == NULL:
         return A.Const(value=None, span=span)
@@ -132,27 +145,50 @@ def read_scalar(tag: str, text: str, where: Where | None = None) -> A.Node:
         if value is None:  # only an explicit `!!bool maybe` gets here
             raise Bad(f"'{text}' is not a YAML boolean", span, "write true or false")
         return A.Const(value=value, span=span)
+    plain = where is None or where.node.style is None
+    if tag in (INT, FLOAT) or (plain and NUMBER_LIKE.match(text)):
+        return place(_number(tag, text, where), where)
     e = parse_expression(text)
     if e is not None:
         return place(e, where)
-    if tag in (INT, FLOAT):
-        node = yaml.ScalarNode(tag, text)
-        c = yaml.constructor.SafeConstructor()
-        shown = text if len(text) <= 30 else text[:24] + "..."
-        if tag == INT and len(text.lstrip("+-")) > MAX_INT_DIGITS + 2:  # 2: a 0x or 0b
-            raise Bad(f"the integer {shown} is too long (at most {MAX_INT_DIGITS} digits)", span,
-                      "no model dimension or count needs more")
-        try:  # YAML's own spellings: 0x1f, 0b101, 0777, 1:30, .inf; explicit !!int / !!float
-            v = c.construct_yaml_int(node) if tag == INT else c.construct_yaml_float(node)
-        except (ValueError, OverflowError):
-            raise Bad(f"'{shown}' is not {'an integer' if tag == INT else 'a number'}", span) from None
-        if isinstance(v, int) and abs(v) >= 10 ** MAX_INT_DIGITS:  # 0b + 340 digits
-            raise Bad(f"the integer {shown} is too large (at most {MAX_INT_DIGITS} digits)", span)
-        if not math.isfinite(v):
-            raise Bad(f"{shown} is not a finite number", span)
-        num = A.Num(value=abs(v), span=span)
-        return A.UnaryOp(op="-", operand=num, span=span) if math.copysign(1, v) < 0 else num
     return A.Str(value=text, span=span)
+
+
+def _number(tag: str, text: str, where: Where | None) -> A.Node:
+    """`text` as the text form reads it, or the located error it would give there."""
+    span = where.span if where else None
+    try:
+        return parse_snippet(text, "expr", where.file if where else "<expr>")
+    except Bad as b:  # e.g. a number too long: the text form's own words
+        raise Bad(b.diagnostic.message, where.shift(b.diagnostic.span) if where else span,
+                  b.diagnostic.hint) from None
+    except (UnexpectedInput, RecursionError):
+        pass
+    shown = text if len(text) <= 30 else text[:24] + "..."
+    if text.lstrip("+-").lower() in (".inf", ".nan"):
+        raise Bad(f"{shown} is not a finite number", span)
+    value = _yaml_number(tag, text)
+    hint = (f"write {value}: numbers are written as in the text form" if value is not None
+            else "numbers are written as in the text form (1000, 1_000, 1e3, 0.5); quote text: "
+                 "'\"text\"'")
+    raise Bad(f"'{shown}' is not a number of the spec language", span, hint)
+
+
+def _yaml_number(tag: str, text: str) -> int | float | None:
+    """What YAML would have made of `text` (0x10, 0o17, 1:30), for the hint."""
+    clean = text.replace("_", "")
+    if len(clean) > MAX_INT_DIGITS:
+        return None
+    try:
+        if re.fullmatch(r"[-+]?0[xXoObB][0-9a-fA-F]+", clean):
+            return int(clean, 0)
+        if tag in (INT, FLOAT):
+            c, node = yaml.constructor.SafeConstructor(), yaml.ScalarNode(tag, text)
+            v = c.construct_yaml_int(node) if tag == INT else c.construct_yaml_float(node)
+            return v if math.isfinite(v) else None
+    except (ValueError, OverflowError):
+        pass
+    return None
 
 
 def read_statement(where: Where) -> A.Node:
@@ -173,9 +209,13 @@ def read_statement(where: Where) -> A.Node:
 
 class _Composer(yaml.SafeLoader):
     """Node tree only; anchors, aliases and unknown tags are refused where they start,
-    and so is nesting past MAX_YAML_DEPTH (PyYAML composes recursively)."""
+    and so is nesting past MAX_YAML_DEPTH (PyYAML composes recursively).  Only
+    YAML 1.2's true/false resolve to booleans (`on: x`, `causal: yes` are not true)."""
 
     _depth = 0
+    yaml_implicit_resolvers = {
+        ch: [(tag, BOOL_WORDS if tag == BOOL else rx) for tag, rx in rs]
+        for ch, rs in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 
     def compose_node(self, parent, index):
         ev = self.peek_event()

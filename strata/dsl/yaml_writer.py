@@ -17,7 +17,7 @@ refused with a SpecError).  The form is described in `strata.dsl.yaml_loader`.
 Block style for structure, flow style for single statements.  Every value is
 written so it reads back as the same expression: a tuple as a list; YAML's own
 numbers, booleans and null where they mean the same; else the formatter's text,
-quoted where YAML would read it otherwise (`'yes'`, `'"gelu"'`).
+quoted where YAML would read it otherwise (`'yes'`, `'"gelu"'`, `'0x10'`).
 """
 
 from __future__ import annotations
@@ -92,15 +92,16 @@ def _expr(e: A.Node) -> ScalarNode | SequenceNode:
     else:
         text = format_expr(e)
     tag = _RESOLVER.resolve(ScalarNode, text, (True, False))
-    if tag in _NATIVE:
+    if tag in _NATIVE or tag == STR:  # a plain `0o17` or `2d` is refused: quote it
         try:
             same = read_scalar(tag, text) == e
         except Bad:
             same = False
         if same:
-            return ScalarNode(tag, text)
-    # A str-tagged scalar that YAML would read otherwise is quoted by the emitter.
-    return _str(text, '"' if "\n" in text else None)
+            return ScalarNode(tag, text) if tag != STR else _str(text)
+    # A str-tagged scalar that YAML would read otherwise is quoted by the emitter;
+    # one the loader would refuse plain (`0o17`) is quoted here.
+    return _str(text, '"' if "\n" in text else "'" if tag == STR else None)
 
 
 # ------------------------------------------------------------------ statements

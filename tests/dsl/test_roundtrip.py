@@ -127,3 +127,11 @@ def test_duplicate_names_cannot_be_written_as_yaml():
 def test_a_use_named_comment():
     spec = parse("model m { stack s(t) { comment(1) as c } }")
     assert parse_yaml(to_yaml(spec)) == spec
+
+
+@pytest.mark.parametrize("value", ['"0o17"', '"2d"', '"0x10"', "on", "yes", "off", "true", "1e3", "0777"])
+def test_values_yaml_reads_otherwise_survive_the_yaml_surface(value):
+    """A string `0o17` must be written quoted (plain, the loader refuses it); a name
+    `on` reads back as the name (YAML 1.1 would read true)."""
+    spec = parse(f"model m {{ d = {value} }}")
+    assert parse_yaml(to_yaml(spec)) == spec

@@ -117,11 +117,14 @@ def test_imports_both_forms_and_comment():
     ("- {let: {x: -1}}", "x = -1"),
     ("- {let: 3}", "let(3)"),
     ("- {act: '\"gelu\"'}", 'act("gelu")'),
-    ("- {x: yes}", "x(true)"),
+    ("- {x: yes}", "x(yes)"),  # YAML 1.1's yes/no/on/off are names, as in the text form
     ("- {x: 'yes'}", "x(yes)"),
+    ("- {x: [on, off, no]}", "x(on, off, no)"),
+    ("- {x: True, y: FALSE}", "x(true, y=false)"),
     ("- {x: [[1, 2]]}", "x((1, 2))"),
     ("- {x: 1e-3}", "x(1e-3)"),
-    ("- {x: 0x10}", "x(16)"),
+    ("- {x: 1e3, y: 1_000, z: 0777}", "x(1e3, y=1_000, z=0777)"),  # the text form's numbers
+    ("- {x: '0x10'}", 'x("0x10")'),  # quoted: a string
     ("- {repeat: 2, body: [a, b]}", "repeat(2) { a; b }"),
     ("- {repeat: 2, body: {layer: [1]}, as: h}", "repeat(2) layer(1) as h"),
     ("- {residual: layernorm}", "residual { layernorm }"),
@@ -239,6 +242,13 @@ def test_several_independent_errors_are_collected():
     ("models: {m: {vars: {if: 1}}}", "'if' is a keyword"),
     ("models: {m: {vars: {2x: 1}}}", "'2x' is not a valid variable name"),
     ("models: {m: {vars: {d: .inf}}}", "not a finite number"),
+    # YAML-only number spellings: the located error, not YAML 1.1's value or a string
+    ("models: {m: {vars: {d: 0x10}}}", "'0x10' is not a number of the spec language"),
+    ("models: {m: {vars: {d: 0o17}}}", "hint: write 15"),
+    ("models: {m: {vars: {d: -0b11}}}", "hint: write -3"),
+    ("models: {m: {vars: {d: 1:30}}}", "hint: write 90"),
+    ("models: {m: {vars: {d: 2d}}}", "'2d' is not a number"),
+    ("models: {m: {vars: {d: " + "1" * 150 + "}}}", "150 digits is too long"),
     ("models: {m: {stacks: {s: {inputs: [t], body: ['layer norm']}}}}", "in statement 'layer norm'"),
     ("models: {m: {stacks: {s: {inputs: [t], body: ['a # b']}}}}", "'#' comment"),
     ("models: {m: {stacks: {s: {inputs: [t], body: [{x: {k: 1}}]}}}}", "must be a value or a list"),
