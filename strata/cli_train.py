@@ -137,7 +137,8 @@ def add_train_commands(sub) -> None:
                    help="continue the run in --out from its latest checkpoint (or start it)")
     p.add_argument("--overwrite", action="store_true", help="start the run in --out over")
     p.add_argument("--init", metavar="WEIGHTS", help="start from these weights (a .safetensors file "
-                   "or a run folder) where names fit, e.g. to fine-tune a pretrained encoder")
+                   "or a run folder) where names fit, e.g. to fine-tune a pretrained encoder; "
+                   "a weight of another shape is refused")
     p.add_argument("--freeze", action="append", metavar="SELECTOR",
                    help="do not train these modules (a path glob like encoder.layer.* or a kind)")
     p.add_argument("--objective", help="one the model's heads allow (default: the main output's; "

@@ -30,6 +30,7 @@ from strata.compiler import as_graph
 from strata.compiler.select import select
 from strata.errors import UsageError
 from strata.io import is_spec_path, write_atomic
+from strata.backends.torch.weights_file import WeightsError, WeightsMismatchError
 from strata.backends.torch.workflows.training import finish_training, prepare_for_training
 from strata.train.checkpoint import find_checkpoint
 from strata.train.distributed import Dist, wrap
@@ -139,18 +140,23 @@ def _freeze(net, selectors) -> list[str]:
 
 
 def _init_weights(net, path, d: Dist, progress: bool) -> None:
-    """Load pretrained weights where names and shapes fit; report what did not."""
+    """Load pretrained weights by name (in their own shape); report the new ones."""
     path = Path(path)
     names = {k for k, _ in net.named_parameters()}
-    if is_compressed(path.parent) and path.name == COMPRESSED_WEIGHTS:
-        # a compress output holds its model's own tensors (low-rank factors, integers):
-        # read them as the float weights they stand for, in the spec's own names, which
-        # fit the spec it was compressed from as well as its own model.arch
-        new = sorted(load_fitting(net, float_state(path.parent / COMPRESSED_SPEC, path), str(path)))
-    else:
-        have = set(checkpoint_shapes(path))
-        load_weights(net, path, strict=False)
-        new = sorted(k for k in names if k not in have)
+    try:
+        if is_compressed(path.parent) and path.name == COMPRESSED_WEIGHTS:
+            # a compress output holds its model's own tensors (low-rank factors, integers):
+            # read them as the float weights they stand for, in the spec's own names, which
+            # fit the spec it was compressed from as well as its own model.arch
+            new = sorted(load_fitting(net, float_state(path.parent / COMPRESSED_SPEC, path), str(path)))
+        else:
+            have = set(checkpoint_shapes(path))
+            load_weights(net, path, strict=False)
+            new = sorted(k for k in names if k not in have)
+    except WeightsMismatchError as e:  # a shape differs: starting it anew would lose it unsaid
+        raise WeightsError(f"{e}\n  --init takes a weight only in its own shape: train the spec "
+                           "the weights came from, or give a module that should start anew another "
+                           "name in the spec (e.g. classifier(3) as head3)") from None
     _say(d, progress, f"init: {path}: {len(names) - len(new)} of {len(names)} weights loaded"
          + (f"; new: {', '.join(new[:6])}{' ...' if len(new) > 6 else ''}" if new else ""))
 
