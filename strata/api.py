@@ -120,7 +120,10 @@ def compile(spec_or_path: Any, *, passes=None, weights: str | Path | None = None
     passes: None runs the spec's `passes { }`, a list runs those instead (text in
     the spec's syntax, or {"name", "options"} dicts), [] none.  calibration: token
     ids (N, T) or a file (.safetensors of ids, or text) for the passes that read
-    activations (Wanda, activation-aware low rank).  quantize=False keeps float
+    activations (Wanda, activation-aware low rank, GPTQ); with weights from a run
+    or a compress output, as `strata compress` takes it: text (a file, a run
+    folder, builtin) read with the run's tokenizer, rows cut to the context the
+    run trained at.  quantize=False keeps float
     weights (training with QAT prepares the model itself); quantize="torch_compile"
     picks the kernels that are fastest once the model is torch.compile'd.  `device="meta"`
     builds the structure without allocating (for 70B specs); on the CPU a model
@@ -131,11 +134,18 @@ def compile(spec_or_path: Any, *, passes=None, weights: str | Path | None = None
     from strata.backends.torch.compile import compile_graph  # lazy: startup
     from strata.compiler import as_graph  # lazy: startup
 
+    trained = None
     if not hasattr(spec_or_path, "graph"):  # a run / compress output folder, or weights as a folder
-        spec_or_path, weights, model, _ = source_of(spec_or_path, weights, model)
+        spec_or_path, weights, model, w = source_of(spec_or_path, weights, model)
+        if calibration is not None and w is not None:  # as strata compress calibrates
+            from strata.backends.torch.workflows.calibration import trained_context  # lazy: startup
+
+            trained = trained_context(_source_run(w))
+            calibration = _calibration_ids(calibration, w.tokenizer)
     g0 = _with_passes(as_graph(spec_or_path, model=model), passes)
     return compile_graph(g0, origin=_origin(spec_or_path), weights=weights, device=device,
-                         dtype=dtype, calibration=calibration, quantize=quantize, cast=cast)
+                         dtype=dtype, calibration=calibration, quantize=quantize, cast=cast,
+                         trained=trained)
 
 
 def compress(source: Any, out: str | Path, *, weights=None, passes=(), model: str | None = None,
@@ -195,9 +205,6 @@ def compress(source: Any, out: str | Path, *, weights=None, passes=(), model: st
 def _compress_source(source, weights, model):
     """(spec file, weights file, model, what the weights were resolved from, the
     run they came from: its objective, settings and data, or None)."""
-    from strata.train.run import Run, is_run  # lazy: torch
-    from strata.train.sources import compress_report  # lazy: torch
-
     if isinstance(source, (str, Path)) and "\n" not in str(source) and not os.path.lexists(source):
         raise UsageError(f"{source}: no such run folder or spec file")
     spec, file, model, w = source_of(source, weights, model)
@@ -208,13 +215,21 @@ def _compress_source(source, weights, model):
         where = w.folder if w is not None and w.folder is not None else source
         raise UsageError(f"{where}: compress needs the spec as a file (this run's was given as text); "
                          "give the spec file and --weights")
-    source_run = None
-    if w is not None and w.folder is not None and is_run(w.folder):
+    return spec, file, model, w, _source_run(w)
+
+
+def _source_run(w) -> dict | None:
+    """The run weights `w` were trained by: its objective, settings and data (a
+    compress output's report keeps its source run), or None."""
+    from strata.train.run import Run, is_run  # lazy: torch
+    from strata.train.sources import compress_report  # lazy: torch
+
+    if w is None or w.folder is None:
+        return None
+    if is_run(w.folder):
         info = Run.open(w.folder).info
-        source_run = {"path": str(w.folder.resolve()), **{k: info[k] for k in ("objective", "settings", "data")}}
-    elif w is not None and w.folder is not None:  # a compress output compressed again
-        source_run = compress_report(w.folder).get("source_run")
-    return spec, file, model, w, source_run
+        return {"path": str(w.folder.resolve()), **{k: info[k] for k in ("objective", "settings", "data")}}
+    return compress_report(w.folder).get("source_run")  # a compress output compressed again
 
 
 def _calibration_ids(calibration, tok):

@@ -173,3 +173,25 @@ def test_eval_data_that_cannot_be_read_stops_before_anything_is_written(tmp_path
         assert main(["compress", "r", "--pass", "quantize(int8_dynamic)", "--eval", data, "-o", "small"]) == 2
         assert why in capsys.readouterr().err
         assert not Path("small").exists()
+
+
+def test_the_api_calibrates_on_the_rows_strata_compress_does(tmp_path, monkeypatch, capsys):
+    """strata.compile(RUN, passes=[GPTQ], calibration=...) calibrated on rows of the
+    spec's ctx (32) where strata compress cut them to the run's context (16), and
+    could not read text at all: the two now give the same model, ids or text."""
+    import strata
+    from safetensors.torch import save_file
+
+    monkeypatch.chdir(tmp_path)
+    Path("p.arch").write_text(PLAIN)
+    assert main(["train", "p.arch", "--out", "r", "--steps", "2", "--set", "context=16", "-q"]) == 0
+    ids = torch.randint(0, 300, (8, 32), generator=torch.Generator().manual_seed(0))
+    save_file({"tokens": ids}, "ids.safetensors")
+    gptq, x = "quantize(int4_weight, method=gptq)", ids[:2, :16]
+    for calibration, out in ((ids, "a"), ("r", "b")):  # token ids; text: the run's data, its tokenizer
+        src = "ids.safetensors" if out == "a" else "r"
+        assert main(["compress", "r", "--calibration", src, "--pass", gptq, "-o", out]) == 0
+        api = strata.compile("r", passes=[gptq], calibration=calibration, device="cpu")
+        cli = strata.compile(out, device="cpu")
+        with torch.no_grad():
+            assert torch.equal(api(x), cli(x)), out

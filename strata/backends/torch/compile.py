@@ -131,10 +131,12 @@ def _packed(g, tensors: dict, where: str, dtype) -> tuple[dict, dict]:
 
 
 def compile_graph(g0, *, origin=None, weights=None, device=None, dtype=None, calibration=None,
-                  quantize: bool = True, tokenizer=None, cast: bool = False, qweights=None):
+                  quantize: bool = True, tokenizer=None, cast: bool = False, qweights=None,
+                  trained: int | None = None):
     """The module for graph `g0` (passes pending in g0.graph.passes); qweights:
     {quantized linear (the model's name): QuantizedWeight} integers to run as given
-    (a calibration method's), the others rounded to nearest.  `weights` may be a
+    (a calibration method's), the others rounded to nearest; trained: the context
+    the weights were trained at, which calibration rows are cut to (row_length).  `weights` may be a
     compressed checkpoint (strata/backends/torch/packed.py): its integers go
     straight into the kernels."""
     import torch  # lazy: torch
@@ -145,7 +147,7 @@ def compile_graph(g0, *, origin=None, weights=None, device=None, dtype=None, cal
     qweights = dict(qweights or {})
     calib = None
     if calibration is not None:
-        calib = load_calibration(calibration, g0, tokenizer)
+        calib = load_calibration(calibration, g0, tokenizer, trained)
     tensors = _read(weights, dtype, cast) if weights is not None else None
     todo = g0.graph.get("passes", [])
     values = any(make_pass(p["name"], p["options"]).acts_on_values for p in todo if p["name"] in REGISTRY)
