@@ -9,6 +9,13 @@ weight, int4 costs 4 + 16/group (its bf16 scale) + 4/group (its zero point), so
 the average over the selected linears weighted by their weights:
 Σ bytes <= B × Σ weights / 8.
 
+Only the linears that feed the main output are chosen for: a linear that feeds
+only a side output (a `branch { ... } as aux` head, a pooler) moves the main
+output's distribution not at all, so its score would be 0 and it would go to
+int4 unmeasured.  Those stay float, outside the budget, and the report lists
+them with the side outputs they feed (`side_only`); a plain quantize pass with
+`on=` quantizes them at a scheme of the user's choosing.
+
 The choice minimizes the summed sensitivity (the KL divergence of the model's
 next-token distribution when that linear alone is quantized to that scheme,
 strata/backends/torch/workflows/sensitivity.py; float scores 0) under the budget: a
@@ -38,10 +45,35 @@ from strata.passes.text import pass_text
 if TYPE_CHECKING:
     import networkx as nx
 
-__all__ = ["FLOAT", "UNITS", "average_bits", "candidates", "choose"]
+__all__ = ["FLOAT", "UNITS", "average_bits", "candidates", "choose", "side_note", "side_only"]
 
 FLOAT = "float"
 UNITS = 2048  # steps of the knapsack's capacity: exact when the spare bytes are fewer
+
+
+def side_only(g: "nx.MultiDiGraph", nodes: list[str]) -> dict[str, list[str]]:
+    """{linear: the side outputs it feeds} for the linears of `nodes` that do not
+    feed the main output (the one the sensitivity's KL is measured on)."""
+    import networkx as nx  # lazy: startup
+
+    outs = dict(g.graph.get("outputs") or {})
+    main = outs.get("output", next(iter(outs.values()), None))
+    if main is None:
+        return {}
+    feeds_main = nx.ancestors(g, main) | {main}
+    return {n: [k for k, v in outs.items() if v in nx.descendants(g, n) | {n}]
+            for n in nodes if n not in feeds_main}
+
+
+def side_note(side: dict[str, list[str]]) -> str:
+    """The report's words for the linears `side_only` left float ("" for none)."""
+    if not side:
+        return ""
+    outs = sorted({o for v in side.values() for o in v})
+    return (f"; {len(side)} linear{'s' * (len(side) != 1)} left float, outside the budget: "
+            f"{', '.join(list(side)[:4])}{' ...' if len(side) > 4 else ''} feed only the side "
+            f"output{'s' * (len(outs) != 1)} {', '.join(outs)}, which the main output's KL does not "
+            "measure (quantize them with a scheme and on=)")
 
 
 def candidates(g: "nx.MultiDiGraph", nodes: list[str], group_size: int, no_int4: dict[str, str]

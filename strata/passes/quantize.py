@@ -58,7 +58,8 @@ from strata.components.component_base import Options
 from strata.passes._rewrite import PassError, copy_graph, selected_nodes, weight_linears
 from strata.passes.pass_base import Pass, Stored
 from strata.passes.methods.apply import calibrated_quantize
-from strata.passes.quant_budget import FLOAT, average_bits, candidates, choose, explicit_passes
+from strata.passes.quant_budget import (FLOAT, average_bits, candidates, choose, explicit_passes, side_note,
+                                        side_only)
 from strata.passes.text import pass_text
 from strata.passes.lora import LoRA
 
@@ -202,8 +203,16 @@ class Quantize(Pass):
 
     def _auto(self, graph, g, nodes: list[str], ctx) -> "nx.MultiDiGraph":
         """quantize(auto, bits=B): each linear's scheme by its sensitivity under the
-        budget (strata/passes/quant_budget.py)."""
+        budget (strata/passes/quant_budget.py); linears that feed only side outputs,
+        which the main output's KL cannot score, stay float and are listed."""
         o = self.o
+        side = side_only(g, nodes)
+        nodes = [n for n in nodes if n not in side]
+        if not nodes:
+            n, outs = next(iter(side.items()))
+            raise PassError(f"{self.label()}: the selection feeds only side outputs ({', '.join(outs)} "
+                            f"from '{n}'), and auto scores a linear by the KL of the main output: quantize "
+                            f"them with a scheme, e.g. quantize(int8_weight, on=\"{n}\")")
         no_int4 = self._int4_misfits(g, nodes)
         costs = candidates(g, nodes, self.group_option, no_int4)
         weights = sum(prod(g.nodes[n].params["weight"]) for n in nodes)
@@ -238,6 +247,7 @@ class Quantize(Pass):
                              "bytes_before": before, "bytes_after": after, "kept_float": {},
                              "auto": {"bits": o.bits, "achieved": round(average_bits(costs, choice, weights), 4),
                                       "least": round(least, 4), "layers": layers, "no_int4": no_int4,
+                                      "side": side,
                                       "score": "mean KL of the next-token distribution, that linear alone "
                                                "rounded", **info}})
 
@@ -310,7 +320,8 @@ class Quantize(Pass):
                     + ", ".join(f"{c} {s}" for s, c in sorted(counts.items()))
                     + f"; {a['achieved']:.2f} bits per weight (least {a['least']:.2f}), "
                     f"{record['bytes_before'] / mib:.1f} MiB -> {record['bytes_after'] / mib:.1f} MiB; "
-                    f"chosen by KL on {a['rows']} calibration rows ({a['forwards']} forwards)")
+                    f"chosen by KL on {a['rows']} calibration rows ({a['forwards']} forwards)"
+                    + side_note(a.get("side") or {}))
         how = f"{self.o.scheme}, {self.o.method}" if self.o.method != "rtn" else self.o.scheme
         how += f", smooth {self.o.smooth}" if self.o.smooth is not None else ""
         s = (f"quantize ({how}): {n} linear{'s' * (n != 1)}, "

@@ -155,3 +155,26 @@ def test_compress_writes_the_choice_as_quantize_passes_and_reports_it(gpt, tmp_p
     badges = [next((b for b in ("int4", "int8") if b in ln), "float") for ln in text.splitlines() if "Linear" in ln]
     # each layer's badge names its scheme (float layers carry none), in the graph's order
     assert badges == [layers[n]["scheme"].removesuffix("_weight")[:5] for n in g if n in layers]
+
+
+SIDE = GPT.replace("    lm_head(tie=wte)", "    branch { linear(128) as side_proj; lm_head(vocab) as aux_head } as aux\n"
+                   "    lm_head(tie=wte)")
+
+
+def test_linears_that_feed_only_a_side_output_stay_float_and_are_named(tmp_path):
+    """A second head in a branch moves the main output's distribution not at all:
+    its KL was 0, so auto put it in int4 unmeasured (and counted it in the
+    budget).  It stays float, outside the budget, and the report says why."""
+    spec = spec_file(tmp_path, SIDE)
+    w = weights(tmp_path, spec)
+    res = compress(spec, w, tmp_path / "out", passes=[AUTO], calibration=ids(80, rows=2, length=16))
+    auto = res.report["passes"][-1]["auto"]
+    side = {"decoder.side_proj": ["aux"], "decoder.aux_head": ["aux"]}
+    assert auto["side"] == side and not set(side) & set(auto["layers"]) and len(auto["layers"]) == 12
+    g = apply_passes(build_file(tmp_path / "out" / "model.arch"))
+    assert all("quant_scheme" not in g.nodes[n]["attrs"] for n in side)
+    assert ("2 linears left float, outside the budget: decoder.side_proj, decoder.aux_head feed only the "
+            "side output aux") in "\n".join(res.lines())
+    with pytest.raises(SpecError, match=r"feeds only side outputs \(aux from 'decoder.aux_head'\).*"
+                                        r"quantize\(int8_weight, on=\"decoder.aux_head\"\)"):
+        _graph(spec, w, ['quantize(auto, bits=6, group_size=32, on="decoder.aux_head")'], ids(80))
