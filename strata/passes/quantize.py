@@ -47,7 +47,6 @@ copy.  The weight bytes the summary prints are those of torchao's layout
 
 from __future__ import annotations
 
-import math
 from math import gcd, prod
 from typing import TYPE_CHECKING, Literal
 
@@ -58,8 +57,8 @@ from strata.components.component_base import Options
 from strata.passes._rewrite import PassError, copy_graph, selected_nodes, weight_linears
 from strata.passes.pass_base import Pass, Stored
 from strata.passes.methods.apply import calibrated_quantize
-from strata.passes.quant_budget import (FLOAT, average_bits, candidates, choose, explicit_passes, side_note,
-                                        side_only)
+from strata.passes.quant_budget import explicit_passes
+from strata.passes.quantize_auto import auto_quantize, auto_report
 from strata.passes.text import pass_text
 from strata.passes.lora import LoRA
 
@@ -159,14 +158,14 @@ class Quantize(Pass):
             raise PassError(f"{self.label()}: the selection holds no linear layer of its own "
                             "(a tied head's weight is the embedding's)")
         if o.scheme == "auto":
-            return self._auto(graph, g, nodes, ctx)
+            return auto_quantize(self, graph, g, nodes, ctx)
         kept: dict[str, str] = {}
         if o.scheme == "int4_weight":
             bad = [n for n in nodes if g.nodes[n].attrs["in"] % self._divisor]
             if bad and (o.strict or len(bad) == len(nodes)):
                 raise PassError(self._misfit(g, nodes, bad))
             # as llm-compressor's `ignore`: these stay float, and the report says so
-            kept = self._int4_misfits(g, nodes)
+            kept = self.int4_misfits(g, nodes)
             rows = [n for n in kept if n not in bad]  # torchao's int4 packing takes whole tiles of rows
             if rows and o.strict:
                 raise PassError(f"{self.label()}: '{rows[0]}' has {g.nodes[rows[0]]['attrs']['out']} output "
@@ -175,20 +174,23 @@ class Quantize(Pass):
             if not nodes:
                 raise PassError(f"{self.label()}: no selected layer fits int4 ({next(iter(kept.values()))})")
         before = sum(node_weight_bytes(g.nodes[n], g) for n in nodes)
-        label, bits = SCHEMES[o.scheme]
         for n in nodes:
-            a = g.nodes[n].attrs
-            a.update(quant=label, quant_scheme=o.scheme, quant_bits=bits)
-            if o.scheme == "int4_weight":
-                a["group_size"] = o.group_size
-            if o.qat:
-                a["qat"] = True
+            self.mark(g.nodes[n].attrs, o.scheme)
         after = sum(node_weight_bytes(g.nodes[n], g) for n in nodes)
         tied = [n for n in nodes if "weight" in g.nodes[n].tied]
         return self.done(g, {"linears": nodes, "tied": tied, "bytes_before": before, "bytes_after": after,
                              "kept_float": kept})
 
-    def _int4_misfits(self, g, nodes: list[str]) -> dict[str, str]:
+    def mark(self, attrs: dict, scheme: str) -> None:
+        """Mark a linear's `attrs` to run on `scheme` (this pass's group size, qat)."""
+        label, bits = SCHEMES[scheme]
+        attrs.update(quant=label, quant_scheme=scheme, quant_bits=bits)
+        if scheme == "int4_weight":
+            attrs["group_size"] = self.o.group_size
+        if self.o.qat:
+            attrs["qat"] = True
+
+    def int4_misfits(self, g, nodes: list[str]) -> dict[str, str]:
         """{linear: why int4 cannot hold it} (a width not a multiple of the group size,
         or outputs not whole tiles of torchao's packing)."""
         out = {}
@@ -200,56 +202,6 @@ class Quantize(Pass):
             elif a["out"] % INT4_ROWS:
                 out[n] = f"{a['out']} outputs is not a multiple of {INT4_ROWS}"
         return out
-
-    def _auto(self, graph, g, nodes: list[str], ctx) -> "nx.MultiDiGraph":
-        """quantize(auto, bits=B): each linear's scheme by its sensitivity under the
-        budget (strata/passes/quant_budget.py); linears that feed only side outputs,
-        which the main output's KL cannot score, stay float and are listed."""
-        o = self.o
-        side = side_only(g, nodes)
-        nodes = [n for n in nodes if n not in side]
-        if not nodes:
-            n, outs = next(iter(side.items()))
-            raise PassError(f"{self.label()}: the selection feeds only side outputs ({', '.join(outs)} "
-                            f"from '{n}'), and auto scores a linear by the KL of the main output: quantize "
-                            f"them with a scheme, e.g. quantize(int8_weight, on=\"{n}\")")
-        no_int4 = self._int4_misfits(g, nodes)
-        costs = candidates(g, nodes, self.group_option, no_int4)
-        weights = sum(prod(g.nodes[n].params["weight"]) for n in nodes)
-        budget = int(o.bits * weights / 8)
-        cheapest = {n: min(c, key=c.get) for n, c in costs.items()}
-        least = average_bits(costs, cheapest, weights)
-        if sum(costs[n][s] for n, s in cheapest.items()) > budget:
-            raise PassError(
-                f"{self.label()}: no assignment fits {o.bits:g} bits per weight; the least these "
-                f"{len(nodes)} linears can take is {least:.3f} (every one int4 with group_size={o.group_size}"
-                + (f", {len(no_int4)} int8 as int4 cannot hold them: {next(iter(no_int4.values()))})"
-                   if no_int4 else ")") + f": write bits={math.ceil(least * 100) / 100:g} or more")
-        if ctx is None or ctx.state is None:
-            raise PassError(f"{self.label()} chooses each linear's scheme from the weights and calibration "
-                            "data: strata compress SPEC --weights W --calibration DATA (or compile(spec, "
-                            "weights=..., calibration=ids)); its model.arch names the choice per layer")
-        ctx.need_calibration(self.label())
-        scores, info = ctx.sensitivity(graph, {n: [s for s in costs[n] if s != FLOAT] for n in nodes},
-                                       self.group_option)
-        choice = choose(costs, {n: {**scores[n], FLOAT: 0.0} for n in nodes}, budget)
-        before = sum(node_weight_bytes(g.nodes[n], g) for n in nodes)
-        for n, scheme in choice.items():
-            if scheme != FLOAT:
-                label, bits = SCHEMES[scheme]
-                a = g.nodes[n].attrs
-                a.update(quant=label, quant_scheme=scheme, quant_bits=bits,
-                         **({"group_size": o.group_size} if scheme == "int4_weight" else {}))
-        after = sum(node_weight_bytes(g.nodes[n], g) for n in nodes)
-        layers = {n: {"scheme": s, "bits": round(8 * costs[n][s] / prod(g.nodes[n].params["weight"]), 4),
-                      "kl": {k: float(f"{v:.6g}") for k, v in scores[n].items()}} for n, s in choice.items()}
-        return self.done(g, {"linears": [n for n in nodes if choice[n] != FLOAT], "tied": [],
-                             "bytes_before": before, "bytes_after": after, "kept_float": {},
-                             "auto": {"bits": o.bits, "achieved": round(average_bits(costs, choice, weights), 4),
-                                      "least": round(least, 4), "layers": layers, "no_int4": no_int4,
-                                      "side": side,
-                                      "score": "mean KL of the next-token distribution, that linear alone "
-                                               "rounded", **info}})
 
     @property
     def group_option(self) -> int | None:
@@ -312,16 +264,7 @@ class Quantize(Pass):
         n = len(record["linears"])
         mib = 2 ** 20
         if record.get("auto"):
-            a = record["auto"]
-            counts: dict[str, int] = {}
-            for x in a["layers"].values():
-                counts[x["scheme"]] = counts.get(x["scheme"], 0) + 1
-            return (f"quantize (auto, {a['bits']:g} bits): {len(a['layers'])} linears: "
-                    + ", ".join(f"{c} {s}" for s, c in sorted(counts.items()))
-                    + f"; {a['achieved']:.2f} bits per weight (least {a['least']:.2f}), "
-                    f"{record['bytes_before'] / mib:.1f} MiB -> {record['bytes_after'] / mib:.1f} MiB; "
-                    f"chosen by KL on {a['rows']} calibration rows ({a['forwards']} forwards)"
-                    + side_note(a.get("side") or {}))
+            return auto_report(record)
         how = f"{self.o.scheme}, {self.o.method}" if self.o.method != "rtn" else self.o.scheme
         how += f", smooth {self.o.smooth}" if self.o.smooth is not None else ""
         s = (f"quantize ({how}): {n} linear{'s' * (n != 1)}, "
