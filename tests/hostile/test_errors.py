@@ -121,15 +121,17 @@ def test_yaml_errors_are_located(tmp_path):
 
     cases = [
         spec_error("yaml_huge_int", ["check", "a.yaml"], "a.yaml:5:10",
-                   "the integer 999999999999999999999999... is too long (at most 100 digits)",
+                   "a number with 5,000 digits is too long (at most 100)",  # the text form's words
                    files={"a.yaml": y("9" * 5000)}),
-        spec_error("yaml_huge_hex", ["convert", "a.yaml"], "a.yaml:5:10", "is too long",
+        # hex, octal: YAML 1.1 numbers the text form has not (strata/dsl yaml loader)
+        spec_error("yaml_huge_hex", ["convert", "a.yaml"], "a.yaml:5:10", "is not a number of the spec language",
                    files={"a.yaml": y("0x" + "f" * 5000)}),
-        spec_error("yaml_huge_negative_hex", ["check", "a.yaml"], "a.yaml:5:10", "is too long",
+        spec_error("yaml_huge_negative_hex", ["check", "a.yaml"], "a.yaml:5:10",
+                   "'-0xfffffffffffffffffffff...' is not a number of the spec language",
                    files={"a.yaml": y("-0x" + "f" * 400)}),
-        spec_error("yaml_huge_short_hex", ["check", "a.yaml"], "a.yaml:5:10", "is too large",
+        spec_error("yaml_huge_short_hex", ["check", "a.yaml"], "a.yaml:5:10", "is not a number of the spec language",
                    files={"a.yaml": y("0x" + "f" * 100)}),
-        spec_error("yaml_bad_octal", ["check", "a.yaml"], "a.yaml:5:10", "'0o9' is not an integer",
+        spec_error("yaml_bad_octal", ["check", "a.yaml"], "a.yaml:5:10", "'0o9' is not a number of the spec language",
                    files={"a.yaml": y("!!int 0o9")}),
         spec_error("yaml_bad_bool", ["check", "a.yaml"], "a.yaml:5:10",
                    "'maybe' is not a YAML boolean", files={"a.yaml": y("!!bool maybe")}),
