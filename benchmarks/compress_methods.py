@@ -303,6 +303,7 @@ def table_rows() -> list[tuple[str, str, str | None]]:
         ("int8 weight gptq", "quantize(int8_weight, method=gptq)", "int8 weight rtn"),
         ("int8 dynamic", "quantize(int8_dynamic)", None),
         ("int8 dynamic smooth 0.5", "quantize(int8_dynamic, smooth=0.5)", "int8 dynamic"),
+        ("int8 dynamic smooth 0.8", "quantize(int8_dynamic, smooth=0.8)", "int8 dynamic"),
         ("prune 50% magnitude", "prune(0.5)", None),
         ("prune 50% sparsegpt", "prune(0.5, method=sparsegpt)", "prune 50% magnitude"),
     ]
