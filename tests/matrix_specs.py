@@ -132,6 +132,7 @@ PASSES = {
     "int8_dynamic": "quantize(int8_dynamic)",
     "int8_weight": "quantize(int8_weight)",
     "int4_weight": "quantize(int4_weight, group_size=32)",
+    "int4_channel": "quantize(int4_weight, group_size=channel)",
     "fp8": "quantize(fp8)",
     "magnitude": "prune(0.5)",
     "wanda": "prune(0.5, method=wanda)",
