@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from strata.compiler import ir
 from strata.passes._rewrite import PassError, copy_graph, select
 from strata.passes.lora import LoRA
+from strata.passes.pass_base import drop_misfit_marks
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -40,7 +41,7 @@ def shrink(graph: "nx.MultiDiGraph", amount: float, on: str | None, label: str):
     if not comps:
         raise PassError(f"{label}: structured pruning removes attention heads and MLP neurons; "
                         "the selection holds no attention or mlp")
-    out = {}
+    out, dropped = {}, {}
     for c in comps:
         out[c] = _mlp(g, c, amount, label) if g.graph.components[c]["kind"] == "mlp" \
             else _attention(g, c, amount, label)
@@ -49,8 +50,12 @@ def shrink(graph: "nx.MultiDiGraph", amount: float, on: str | None, label: str):
             raise PassError(f"{label}: removes nothing from '{c}': {amount:g} of its {out[c]['of']} "
                             f"{what} rounds to none (select other layers, or prune more)")
         _reshape_edges(g, c)
+        for n in {**out[c]["rows"], **out[c]["cols"]}:  # an earlier pass's kernel may not hold the new width
+            if why := drop_misfit_marks(g.nodes[n].attrs):
+                dropped[n] = why
     before = sum(r["of"] for r in out.values())
-    return g, {"components": out, "units": before, "removed": sum(r["of"] - r["keep"] for r in out.values())}
+    return g, {"components": out, "units": before, "removed": sum(r["of"] - r["keep"] for r in out.values()),
+               "kept_float": dropped}
 
 
 def _need(g, node: str, c: str, label: str):
@@ -286,4 +291,9 @@ def report(record: dict) -> str:
             parts.append(f"{sum(r['of'] - r['keep'] for r in rs):,} of {sum(r['of'] for r in rs):,} "
                          f"{unit} removed in {len(rs)} layer{'s' * (len(rs) != 1)} "
                          f"({rs[0]['of']} -> {rs[0]['keep']} each)")
+    kept = record.get("kept_float") or {}
+    if kept:  # an earlier quantize's marks the new widths cannot hold
+        reasons = sorted(set(kept.values()))
+        parts.append(f"{len(kept)} linear{'s' * (len(kept) != 1)} kept in float: {', '.join(reasons[:3])}"
+                     + (" ..." if len(reasons) > 3 else ""))
     return "prune (structured): " + "; ".join(parts)

@@ -310,6 +310,24 @@ def test_low_rank_after_int4_keeps_factors_too_narrow_for_the_kernels_in_float(g
     assert "decoder.h.0.mlp.up.a.weight_packed" in header                  # [16, 64]: int4
 
 
+def test_structured_pruning_after_int4_keeps_layers_too_narrow_for_the_kernels_in_float(gpt, tmp_path):
+    """quantize(int4) then prune(structured) shrinks the MLP to 179 neurons: up's
+    179 outputs and down's 179 inputs no int4 kernel holds.  They ran in float, but
+    the marks stayed, so `strata summary` counted them as int4 and the report
+    listed none of them."""
+    spec, w = gpt
+    out = tmp_path / "out"
+    passes = ["quantize(int4_weight, group_size=32)", 'prune(0.3, method=structured, on="mlp")']
+    r = compress(spec, w, out, passes=passes).report
+    prune = next(p for p in r["passes"] if p["pass"].startswith("prune"))
+    assert "4 linears kept in float: int4: 179 outputs is not a multiple of 16, int4: width 179" \
+        in prune["report"]
+    assert set(r["kept_float"]) == {f"decoder.h.{i}.mlp.{n}" for i in (0, 1) for n in ("up", "down")}
+    g = apply_passes(build_file(spec_file(tmp_path, GPT + "passes {\n" + "\n".join(passes) + "\n}\n")))
+    assert not g.nodes["decoder.h.0.mlp.up"].attrs.get("quant")
+    assert analyze(g)["memory"]["weights_bytes"] == tensor_bytes(out / "weights.safetensors")
+
+
 @pytest.mark.parametrize("scheme", ["int8_dynamic", "int8_weight", "int4_weight, group_size=32"])
 def test_a_scale_holding_nan_or_infinity_is_refused(gpt, tmp_path, scheme):
     """A packed file whose weight_scale holds NaN or infinity loaded silently (the model's
