@@ -42,7 +42,13 @@ def transform(g0: "nx.MultiDiGraph", state: dict | None, *, calibration=None, ru
 
     def step(p, before, after):
         if ctx.state is not None:
+            held = {n: ctx.state.get(f"{n}.weight") for n in ctx.quantized}
             ctx.state = p.convert(after.graph.applied[-1]["record"], ctx.state, ctx)
+            # integers chosen for a weight a later pass changed (masked, gathered, fused,
+            # factored) no longer stand for it: it is rounded as it now is
+            for n, w in held.items():
+                if ctx.state.get(f"{n}.weight") is not w:
+                    del ctx.quantized[n]
 
     g = apply_passes(g0, ctx=ctx, on_pass=step)
     if quantized is not None:

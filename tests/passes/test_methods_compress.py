@@ -236,3 +236,37 @@ def test_per_channel_int4_methods_hand_on_one_scale_a_row_and_beat_rounding(tmp_
         plain = compile(spec, passes=["quantize(int4_weight, group_size=channel)"], weights=w).eval()(x)
         better = compile(spec, passes=[p], weights=w, calibration=calib).eval()(x)
     assert sqnr(ref, better) > sqnr(ref, plain)
+
+
+@pytest.mark.parametrize("later", ['prune(0.5, on="mlp")', 'prune(0.5, method=sparsegpt, on="mlp")',
+                                   'prune(0.25, method=structured, on="mlp")'])
+def test_a_pass_after_gptq_changes_what_runs(tmp_path, later):
+    """GPTQ's integers were handed to the kernels whatever a later pass did to the
+    weight: the masks of a later prune were lost (the file dense, its report saying
+    density 0.5), and a structured prune's smaller linears an internal error.  A
+    weight a later pass changes is now rounded as it then is."""
+    from safetensors.torch import load_file
+
+    from strata.backends.torch.packed import quantized_weight
+    from strata.backends.torch.workflows.runner import RUNNER
+    from strata.compiler import build_file
+    from strata.passes.qparams import QuantizedWeight
+    from strata.passes.text import parse_pass_texts
+    from strata.passes.weight_transfer import transform  # the pipeline compile and compress run
+
+    spec = spec_file(tmp_path, LLAMA)
+    w = weights(tmp_path, spec)
+    calib = ids(96, rows=8, length=32)
+    passes = ["quantize(int4_weight, method=gptq, group_size=32)", later]
+    g0 = build_file(spec)
+    g0.graph["passes"] = parse_pass_texts(passes, g0)
+    found: dict[str, QuantizedWeight] = {}
+    _, state = transform(g0, dict(load_file(str(w))), calibration=calib, runner=RUNNER, quantized=found)
+    assert "decoder.layers.0.attn.q" in found and not any(".mlp." in n for n in found)
+    out = tmp_path / "out"
+    r = compress(spec, w, out, passes=passes, calibration=calib).report
+    assert r["logits"]["loaded_equals_in_memory"]
+    if "structured" not in later:
+        net = compile(out / "model.arch", weights=out / "weights.safetensors")
+        up = quantized_weight(net.get_submodule("decoder.layers.0.mlp.up"), 32).dequantize()
+        assert float((up == 0).float().mean()) >= 0.5
