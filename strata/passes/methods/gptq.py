@@ -45,6 +45,9 @@ def gptq(W: "torch.Tensor", H: "torch.Tensor", grid: Grid, *, act_order: bool = 
     H = H.double()
     cols = W.shape[1]
     W[:, torch.diag(H) == 0] = 0  # dead inputs (inverse_factor says so again)
+    # a pruned weight's zeros stay zeros (0 is on every grid): the updates skip them,
+    # as llm-compressor's GPTQ does for a sparse weight
+    keep = (W != 0).to(W.dtype) if bool((W == 0).any()) else None
     k = grid.columns(cols)
     static = act_order or grid.group is None  # scales fixed from the weights before updates
     params = grid.mse_params if observer == "mse" else grid.params
@@ -53,6 +56,7 @@ def gptq(W: "torch.Tensor", H: "torch.Tensor", grid: Grid, *, act_order: bool = 
     perm = torch.argsort(torch.diag(H), descending=True) if act_order else torch.arange(cols)
     if act_order:
         W, H = W[:, perm], H[perm][:, perm]
+        keep = keep[:, perm] if keep is not None else None
     U, _ = inverse_factor(H, W, damp)
     Q = torch.zeros_like(W)
     step = k if not static else min(BLOCK, cols)
@@ -74,9 +78,9 @@ def gptq(W: "torch.Tensor", H: "torch.Tensor", grid: Grid, *, act_order: bool = 
             q = grid.quantize(w, s, z)
             Q[:, i1 + i] = q[:, 0]
             e = (w - grid.dequantize(q, s, z)) / U1[i, i]
-            W1[:, i:] -= e @ U1[i:i + 1, i:]
+            W1[:, i:] -= e @ U1[i:i + 1, i:] if keep is None else (e @ U1[i:i + 1, i:]) * keep[:, i1 + i:i2]
             E1[:, i] = e[:, 0]
-        W[:, i2:] -= E1 @ U[i1:i2, i2:]
+        W[:, i2:] -= E1 @ U[i1:i2, i2:] if keep is None else (E1 @ U[i1:i2, i2:]) * keep[:, i2:]
     if act_order:
         Q = Q[:, torch.argsort(perm)]
     if static:
