@@ -216,7 +216,11 @@ class Prune(Pass):
 
         dev = torch.device(device)
         if dev.type != "cuda" or torch.cuda.get_device_capability(dev) < (8, 0):
-            return ("prune(method=\"2:4\") runs on the semi-structured sparse kernels of CUDA GPUs "
+            said = next((pass_text(a["name"], a["options"]) for a in g.graph.get("applied", [])
+                         if a["name"] == cls.name and "2:4" in (a["options"].get("method"),
+                                                                a["options"].get("pattern"))),
+                        'prune(0.5, method="2:4")')  # the pass as the spec wrote it
+            return (f"{said} runs on the semi-structured sparse kernels of CUDA GPUs "
                     f"of compute capability >= 8.0, not on {dev.type}; on this device use "
                     "prune(method=structured) for speed or magnitude for sparsity")
         return None

@@ -226,6 +226,15 @@ def test_two_four_masks_and_is_refused_off_cuda(llama):
         compile(spec, weights=w, passes=['prune(0.5, method="2:4", on="mlp")'])
 
 
+def test_sparsegpt_two_four_off_cuda_is_refused_in_its_own_words(llama):
+    """The refusal named prune(method="2:4"), a pass the spec did not write."""
+    spec, w = llama
+    with pytest.raises(UsageError, match=r'^prune\(0.5, method=sparsegpt, pattern="2:4", on="mlp"\) '
+                                         r"runs on .* not on cpu"):
+        compile(spec, weights=w, passes=['prune(0.5, method=sparsegpt, pattern="2:4", on="mlp")'],
+                calibration=ids(96, rows=4, length=16))
+
+
 def test_compiled_without_weights_a_pruned_spec_holds_zeros(llama):
     spec, _ = llama
     net = compile(spec, passes=['prune(0.5, on="mlp")'])
