@@ -238,6 +238,23 @@ def test_a_compressed_folder_compresses_again(gpt, tmp_path):
     assert "decoder.h.0.attn.q.a.weight_packed" in header  # the factors stay int8_weight (pack-quantized)
 
 
+@pytest.mark.parametrize("first", ["low_rank(16)", 'lora(4, on="attention")'])
+def test_a_compressed_folder_of_float_factors_or_kept_adapters_compresses_again(gpt, tmp_path, first):
+    """A compress output stores low-rank factors and kept adapters in the model's
+    own names, unpacked: compressing it again was refused ('these do not fit
+    model.arch'), though a compress output is a source like any other."""
+    spec, w = gpt
+    compress(spec, w, tmp_path / "a", passes=[first], adapters="keep")
+    x = ids(80)
+    before = _logits(compile(tmp_path / "a" / "model.arch", weights=tmp_path / "a" / "weights.safetensors"), x)
+    r = compress(tmp_path / "a" / "model.arch", tmp_path / "a" / "weights.safetensors", tmp_path / "b",
+                 passes=['prune(0.5, on="decoder.h.0.mlp.*")']).report
+    assert r["logits"]["loaded_equals_in_memory"]
+    # the source's model is the one compressed: the first layer's MLP pruned, the rest as it was
+    after = _logits(compile(tmp_path / "b" / "model.arch", weights=tmp_path / "b" / "weights.safetensors"), x)
+    assert 5 < float(10 * torch.log10(before.pow(2).sum() / (before - after).pow(2).sum()))
+
+
 def test_a_quantized_tied_head_round_trips(gpt, tmp_path):
     spec, w = gpt
     out = tmp_path / "out"

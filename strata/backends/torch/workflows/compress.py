@@ -37,7 +37,7 @@ from strata.compiler.cost import weight_bytes
 from strata.compiler.ir import param_count
 from strata.errors import UsageError
 from strata.io import atomic_folder, read_regular, write_atomic
-from strata.passes import make_pass, report
+from strata.passes import apply_passes, make_pass, report
 from strata.passes.spec_writer import compressed_spec
 from strata.passes.text import parse_pass_texts
 from strata.passes.weight_transfer import transform
@@ -196,6 +196,10 @@ def compress(spec: str | Path, weights: str | Path, out: str | Path, *, passes: 
         tensors = _float_state(spec, model, weights)
     else:
         tensors = load_file(str(weights))
+        if not _spec_fit(g0, tensors) and _spec_fit(apply_passes(build_file(spec, model=model)), tensors):
+            # in the names of the spec's model after its passes (a compress output of float
+            # factors or kept adapters): the spec's own names, as a packed one's
+            tensors = _float_state(spec, model, weights)
     if not _spec_fit(g0, tensors):
         raise UsageError(f"{weights}: compress reads weights in the spec's own names and shapes (as "
                          "save_weights, strata train and import-hf write them); these do not fit "
