@@ -285,3 +285,17 @@ def test_gptq_after_a_prune_keeps_its_zeros(tmp_path, prune, order):
     for n in ("decoder.layers.0.mlp.up", "decoder.layers.1.mlp.down"):
         q = ctx.quantized[n].weight
         assert float((q == 0).double().mean()) >= 0.5, n
+
+
+def test_gptq_after_activation_aware_low_rank(tmp_path):
+    """GPTQ reloads each block's new weights into its streaming model; a part of the
+    state dict read as the spec's names went through the passes again, and
+    low_rank(activation_aware=true), with no calibration there, refused: 'needs
+    calibration data when the weights load' though --calibration was given."""
+    spec = spec_file(tmp_path, LLAMA)
+    w = weights(tmp_path, spec)
+    r = compress(spec, w, tmp_path / "out", calibration=ids(96, rows=8, length=32),
+                 passes=['low_rank(16, activation_aware=true, on="mlp")',
+                         "quantize(int8_weight, method=gptq)"]).report
+    assert r["logits"]["loaded_equals_in_memory"]
+    assert "21 linears" in next(p["report"] for p in r["passes"] if p["pass"] == "quantize")

@@ -128,14 +128,16 @@ def _refuse_quantized(model: torch.nn.Module) -> None:
 
 
 def load_state(model: torch.nn.Module, tensors: dict, *, strict: bool = True,
-               where: str = "<state dict>") -> torch.nn.Module:
+               where: str = "<state dict>", own_names: bool = False) -> torch.nn.Module:
     """Load an in-memory state dict (the spec's names or the model's, tied weights
     once or twice) into `model`, checked like `load_weights`; return the model.
-    `where`: the file the tensors came from, for the message when they do not fit."""
+    `where`: the file the tensors came from, for the message when they do not fit;
+    own_names: the tensors are in the model's own names (a part of its state dict,
+    which might read as the spec's too: not sent through the passes again)."""
     model = _unwrap(model)
     _refuse_quantized(model)
     in_spec = _fit(model, {k: tuple(v.shape) for k, v in tensors.items()}, strict, where)
-    _load(model, dict(tensors), in_spec, strict)
+    _load(model, dict(tensors), in_spec and not own_names, strict)
     return model
 
 

@@ -209,7 +209,7 @@ def stream(g: "nx.MultiDiGraph", state: dict, ids, nodes: list[str], handle, *, 
         before = dict(state)
         handle(block, stats)
         changed = {k for k, v in state.items() if before.get(k) is not v}
-        load_state(net, {k: state[k] for k in changed}, strict=False)
+        load_state(net, {k: state[k] for k in changed}, strict=False, own_names=True)
         if kept is None:
             continue
         kept.drop_stale(changed)
