@@ -107,8 +107,7 @@ class QuantizeOptions(Options):
     def _budget(self):
         if self.scheme == "auto" and self.bits is None:
             raise ValueError("quantize(auto) needs bits=, the average stored bits per weight (e.g. bits=4.5)")
-        # (not model_fields_set: a pass rebuilt from its dumped options names every field)
-        if self.group_size != 128 and self.scheme not in ("int4_weight", "auto"):
+        if "group_size" in self.model_fields_set and self.scheme not in ("int4_weight", "auto"):
             raise ValueError(f"group_size= is int4_weight's group of inputs; {self.scheme} has one scale "
                              "per output row")
         if self.scheme != "auto" and self.bits is not None:
