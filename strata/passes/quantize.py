@@ -107,9 +107,6 @@ class QuantizeOptions(Options):
     def _budget(self):
         if self.scheme == "auto" and self.bits is None:
             raise ValueError("quantize(auto) needs bits=, the average stored bits per weight (e.g. bits=4.5)")
-        if "group_size" in self.model_fields_set and self.scheme not in ("int4_weight", "auto"):
-            raise ValueError(f"group_size= is int4_weight's group of inputs; {self.scheme} has one scale "
-                             "per output row")
         if self.scheme != "auto" and self.bits is not None:
             raise ValueError(f"bits= is the budget of quantize(auto); {self.scheme} fixes the bits")
         if self.scheme == "auto" and (self.method != "rtn" or self.smooth is not None or self.qat):

@@ -129,10 +129,7 @@ def test_without_calibration_data_it_is_a_located_error(gpt, tmp_path):
 
 @pytest.mark.parametrize("text, why", [("quantize(auto)", "needs bits="),
                                        ("quantize(int8_weight, bits=4)", "budget of quantize\\(auto\\)"),
-                                       ("quantize(auto, bits=5, method=gptq)", "round-to-nearest"),
-                                       # int8 scales whole rows: a group size was silently ignored
-                                       ("quantize(int8_weight, group_size=channel)", "group_size= is int4_weight's"),
-                                       ("quantize(int8_dynamic, group_size=128)", "one scale per output row")])
+                                       ("quantize(auto, bits=5, method=gptq)", "round-to-nearest")])
 def test_options_that_do_not_go_together(gpt, text, why):
     spec, _ = gpt
     with pytest.raises(SpecError, match=why):
