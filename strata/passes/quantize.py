@@ -78,6 +78,18 @@ INT4_MIN_GROUP = 32
 FP8_CAPABILITY = (8, 9)
 
 
+def int4_unfit(attrs: dict, group_size) -> str | None:
+    """Why the int4 kernels cannot hold a linear of `attrs` (its in / out) in groups
+    of `group_size` (32..256, or "channel"), or None."""
+    divisor = INT4_MIN_GROUP if group_size == "channel" else group_size
+    if attrs["in"] % divisor:
+        return f"width {attrs['in']} is not a multiple of {divisor}" + (
+            " (the int4 kernels' smallest group)" if group_size == "channel" else "")
+    if attrs["out"] % INT4_ROWS:
+        return f"{attrs['out']} outputs is not a multiple of {INT4_ROWS}"
+    return None
+
+
 class QuantizeOptions(Options):
     """Quantize the weights of linear layers (int8 dynamic, int8 / int4 weight-only,
     fp8 on CUDA sm89+); `qat=true` trains with fake quantization first."""
@@ -193,15 +205,8 @@ class Quantize(Pass):
     def int4_misfits(self, g, nodes: list[str]) -> dict[str, str]:
         """{linear: why int4 cannot hold it} (a width not a multiple of the group size,
         or outputs not whole tiles of torchao's packing)."""
-        out = {}
-        for n in nodes:
-            a = g.nodes[n].attrs
-            if a["in"] % self._divisor:
-                out[n] = f"width {a['in']} is not a multiple of {self._divisor}" + (
-                    " (the int4 kernels' smallest group)" if self.o.group_size == "channel" else "")
-            elif a["out"] % INT4_ROWS:
-                out[n] = f"{a['out']} outputs is not a multiple of {INT4_ROWS}"
-        return out
+        return {n: why for n in nodes
+                if (why := int4_unfit(g.nodes[n].attrs, self.o.group_size))}
 
     @property
     def group_option(self) -> int | None:
@@ -335,15 +340,10 @@ class Quantize(Pass):
     def misfit(cls, attrs: dict) -> str | None:
         """An int4 linear whose new width is not whole groups, or whose outputs are
         not whole tiles (a low-rank factor): it stays float."""
-        s = cls.scheme_of(attrs)
-        if s is None or s[0] != "int4_weight":
+        if attrs.get("quant_scheme") != "int4_weight":
             return None
-        group = INT4_MIN_GROUP if attrs.get("group_size") == "channel" else s[1]
-        if attrs["in"] % group:
-            return f"int4: width {attrs['in']} is not a multiple of {group}"
-        if attrs["out"] % INT4_ROWS:
-            return f"int4: {attrs['out']} outputs is not a multiple of {INT4_ROWS}"
-        return None
+        why = int4_unfit(attrs, attrs.get("group_size"))
+        return f"int4: {why}" if why else None
 
     @classmethod
     def scheme_of(cls, attrs: dict) -> tuple[str, int | None] | None:
