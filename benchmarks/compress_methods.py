@@ -297,6 +297,8 @@ def table_rows() -> list[tuple[str, str, str | None]]:
         out += [(f"{label} rtn", q + ")", None),
                 (f"{label} gptq", q + ", method=gptq, act_order=true)", f"{label} rtn"),
                 (f"{label} gptq mse", q + ", method=gptq, act_order=true, observer=mse)", f"{label} rtn"),
+                (f"{label} gptq mse one pass", q + ", method=gptq, act_order=true, observer=mse, sequential=false)",
+                 f"{label} rtn"),
                 (f"{label} awq", q + ", method=awq)", f"{label} rtn")]
     return out + [
         ("int8 weight rtn", "quantize(int8_weight)", None),

@@ -121,7 +121,7 @@ class PassContext:
     def stream(self, state: dict, nodes: list[str], handle, **kw) -> dict:
         """The calibration ids streamed block by block through the model of
         `self.graph` holding `state`, `handle(block, stats)` called after each
-        (Runner.stream; kw: hessian, rows)."""
+        (Runner.stream; kw: hessian, rows, sequential)."""
         return self._runner("streaming calibration").stream(self.graph, state, self.calibration, nodes,
                                                             handle, **kw)
 
@@ -139,8 +139,9 @@ class Runner(Protocol):
         """{node: {"sq", "abs", "n"}} per input feature of each linear in `nodes`."""
 
     def stream(self, g: "nx.MultiDiGraph", state: dict, ids: Any, nodes: list[str], handle, *,
-               hessian: bool = True, rows: int = 0) -> dict:
-        """`handle(block_nodes, stats)` block by block; {"blocks", "seconds_per_block", "rows", "replay"}."""
+               hessian: bool = True, rows: int = 0, sequential: bool = False) -> dict:
+        """`handle(nodes, stats)` block by block (sequential: per distinct input inside
+        a block); {"blocks", "seconds_per_block", "rows", "replay", "sequential"}."""
 
     def sensitivity(self, g: "nx.MultiDiGraph", state: dict, ids: Any, schemes: dict[str, list[str]],
                     group_size: int) -> tuple[dict, dict]:

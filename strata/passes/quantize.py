@@ -25,7 +25,9 @@ Calibrated methods (strata/passes/methods/; calibration data required):
     method=gptq     int4_weight / int8_weight: GPTQ's column-by-column rounding
                     with error feedback (act_order=true: inputs by decreasing
                     activation energy; observer=mse: each group's range shrunk
-                    to round it with the least error)
+                    to round it with the least error; sequential=false: a block's
+                    linears measured at once in float, not each after the
+                    linears before it are quantized)
     method=awq      int4_weight / int8_weight: AWQ's activation-aware scales,
                     folded into the norm (or linear) before, and its clipping
     smooth=alpha    int8_dynamic: SmoothQuant's migration of activation
@@ -110,6 +112,9 @@ class QuantizeOptions(Options):
     observer: Literal["minmax", "mse"] = Field("minmax", description="gptq: each group's range, its min and "
                                                "max, or the shrink of them that rounds it with the least "
                                                "error (mse)")
+    sequential: bool | None = Field(None, description="gptq: inside a block, each linear's inputs measured "
+                                    "after the linears before it are quantized (q, k, v; o; gate, up; down); "
+                                    "true by default with method=gptq")
     smooth: float | None = Field(None, gt=0, lt=1, description="int8_dynamic: SmoothQuant migration "
                                  "strength alpha (reads --calibration data)")
     bits: float | None = Field(None, gt=0, le=32, description="auto: the average stored bits per weight "
@@ -233,6 +238,8 @@ class Quantize(Pass):
                             f"activations are quantized; {o.scheme} keeps them float")
         if o.act_order and o.method != "gptq":
             raise PassError(f"{self.label()}: act_order is GPTQ's column order: write method=gptq")
+        if o.sequential is not None and o.method != "gptq":
+            raise PassError(f"{self.label()}: sequential is GPTQ's order of measuring: write method=gptq")
         if o.observer != "minmax" and o.method != "gptq":
             raise PassError(f"{self.label()}: observer={o.observer} chooses GPTQ's group ranges: write "
                             "method=gptq" + (" (awq searches its own clipping)" if o.method == "awq" else ""))
@@ -418,6 +425,6 @@ class Quantize(Pass):
         if not self.calibrated:
             return Stored(kept=[self.label()])
         plain = pass_text(self.name, {**self.o.model_dump(), "method": "rtn", "act_order": False, "observer": "minmax",
-                                        "smooth": None})
+                                        "sequential": None, "smooth": None})
         return Stored(kept=[plain], notes=[f"{self.label()}: its weights are the method's, stored as the "
                                            "integers it chose"])

@@ -299,3 +299,30 @@ def test_gptq_after_activation_aware_low_rank(tmp_path):
                          "quantize(int8_weight, method=gptq)"]).report
     assert r["logits"]["loaded_equals_in_memory"]
     assert "21 linears" in next(p["report"] for p in r["passes"] if p["pass"] == "quantize")
+
+
+def test_gptq_measures_each_linear_after_those_before_it_by_default(tmp_path):
+    """GPTQ is sequential inside a block by default (AutoGPTQ's true_sequential):
+    q, k and v read the block's input either way, so they come out the same;
+    o, gate, up and down are fitted to what the quantized linears before them
+    produce, so they differ from the one-pass fit; sequential=false is the one pass."""
+    spec = spec_file(tmp_path, LLAMA)
+    w = weights(tmp_path, spec)
+    calib = ids(96, rows=8, length=32)
+    p = "quantize(int4_weight, method=gptq, group_size=32"
+    (g1, seq), (g2, one) = (_pipeline(spec, w, [p + extra], calib) for extra in (")", ", sequential=false)"))
+    assert g1.graph["applied"][-1]["record"]["calibration"]["sequential"] is True
+    assert g2.graph["applied"][-1]["record"]["calibration"]["sequential"] is False
+    first = [n for n in seq.quantized if n.endswith((".q", ".k", ".v")) and ".layers.0." in n]
+    later = [n for n in seq.quantized if ".layers.0." in n and n not in first]
+    assert len(first) == 3 and len(later) == 4
+    for n in first:
+        assert torch.equal(seq.state[f"{n}.weight"], one.state[f"{n}.weight"]), n
+    for n in later:
+        assert not torch.equal(seq.state[f"{n}.weight"], one.state[f"{n}.weight"]), n
+
+
+def test_sequential_is_gptqs_option(tmp_path):
+    spec = spec_file(tmp_path, LLAMA)
+    with pytest.raises(SpecError, match="sequential is GPTQ's"):
+        compile(spec, passes=["quantize(int4_weight, sequential=true)"])

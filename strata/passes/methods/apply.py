@@ -4,7 +4,8 @@ backend's strata/backends/torch/workflows/stream.py) and
 rewrites the state dict in place; the pass's record gets what was done.
 
     quantize(..., method=gptq)   weights := GPTQ's choice on the scheme's grid;
-                                 the integers go to ctx.quantized[linear]
+                                 the integers go to ctx.quantized[linear]; streamed
+                                 sequentially inside a block unless sequential=false
     quantize(..., method=awq)    W := W diag(s), norm := norm / s (AWQ's search), and
                                  down / o likewise with up / v; then W := AWQ's clipping
     quantize(..., smooth=a)      W := W diag(s), norm := norm / s (SmoothQuant), and
@@ -72,7 +73,7 @@ def calibrated_quantize(o, record: dict, state: dict, ctx) -> dict:
                              "rtn": _rel(W, W.double() - grid.rtn(W).weight.double(), s["H"])}
                 out[f"{n}.weight"] = qw.weight
                 ctx.quantized[n] = qw
-        cost = ctx.stream(out, nodes, handle)
+        cost = ctx.stream(out, nodes, handle, sequential=o.sequential is not False)
         record["error"] = errors
     else:
         awq = o.method == "awq"

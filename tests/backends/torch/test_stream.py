@@ -106,3 +106,37 @@ def test_replay_equals_running_from_the_start_at_linear_cost(tmp_path, text):
     first = next(n for n in fast[2] if ".layers.0." in n)
     assert fast[2][first] <= 2 * batches and slow[2][first] > 2 * batches  # from the start: once per later block
     assert len(blocks) > 3
+
+
+def test_sequential_measures_each_input_after_the_linears_before_it(tmp_path):
+    """sequential=True: one handle call per distinct input of a block in model
+    order (q, k, v; o; gate, up; down), each measured after the earlier calls'
+    rewrites: with v zeroed, o reads zeros; without it, o's statistics come
+    from the float block."""
+    from safetensors.torch import load_file
+
+    spec = spec_file(tmp_path, LLAMA)
+    g = build_file(spec)
+    x = ids(96, rows=4, length=16)
+
+    def run(sequential):
+        state = dict(load_file(str(weights(tmp_path, spec))))
+        nodes = [n for n, d in g.nodes(data=True) if d["op"] == "linear" and ".layers." in n]
+        calls, o_energy = [], {}
+
+        def handle(part, stats):
+            calls.append([n.rsplit(".", 1)[1] for n in part])
+            for n in part:
+                if n.endswith(".attn.v"):
+                    state[f"{n}.weight"] = torch.zeros_like(state[f"{n}.weight"])
+                if n.endswith(".attn.o"):
+                    o_energy[n] = float(stats[list(g.predecessors(n))[0]]["H"].abs().sum())
+        cost = stream(g, state, x, nodes, handle, sequential=sequential)
+        return calls, o_energy, cost
+
+    calls, energy, cost = run(True)
+    assert cost["sequential"]
+    assert calls[:4] == [["q", "k", "v"], ["o"], ["gate", "up"], ["down"]], calls
+    assert len(calls) == 8 and all(e == 0 for e in energy.values()) and len(energy) == 2
+    calls, energy, cost = run(False)
+    assert len(calls) == 2 and all(e > 0 for e in energy.values())

@@ -10,7 +10,10 @@ max |x| [in] (and, when asked, up to `rows` input rows for AWQ's search).  Then
 `handle(block, stats)` rewrites the block's weights in the state, the model
 takes them, and the block runs once more, compressed, on the same inputs: its
 outputs [rows, T, d] are kept (GPTQ's sequential mode: each block is measured
-on what the compressed blocks before it produce).
+on what the compressed blocks before it produce).  With `sequential=True`
+the block's linears are measured and handled per distinct input in model
+order (q, k, v; o; gate, up; down: AutoGPTQ's true_sequential), each group
+after the groups before it are rewritten: one block forward per group.
 
 Replay: in the next passes through a repeat (`decoder.layers`), the block that
 produced the kept outputs returns them instead of computing, and the blocks
@@ -26,7 +29,7 @@ the start for every block (the former, quadratic cost; the same results).
 
 In code::
 
-    cost = stream(g, state, ids, nodes, handle, hessian=True)
+    cost = stream(g, state, ids, nodes, handle, hessian=True, sequential=False)
 """
 
 from __future__ import annotations
@@ -150,13 +153,73 @@ def _run(net, g, batches, stop_at: str, replay: _Replay | None, capture: bool = 
     return outs
 
 
-def stream(g: "nx.MultiDiGraph", state: dict, ids, nodes: list[str], handle, *, hessian: bool = True,
-           rows: int = 0, replay: bool = True) -> dict:
-    """Run `handle(block_nodes, stats)` block by block (see the module docstring);
-    stats[input node] = {"H", "mean", "absmax", "n", "x"} ("n" 0: the input never ran).  Returns {"blocks",
-    "seconds_per_block", "rows", "replay"}."""
+def _stages(g, block: list[str], sequential: bool) -> list[list[str]]:
+    """The block's linears in the groups measured together: all at once, or
+    (sequential) one group per distinct input in model order (q, k, v; o; gate,
+    up; down), so that each is measured after those before it are rewritten."""
+    if not sequential:
+        return [block]
+    out: dict[str, list[str]] = {}
+    for n in block:
+        out.setdefault(input_of(g, n), []).append(n)
+    return list(out.values())
+
+
+def _measure(net, g, batches, name: str, nodes: list[str], kept, hessian: bool, rows: int) -> dict:
+    """stats[input node] for the linears `nodes`, from one pass of the batches
+    stopped once block `name` has run (see stream)."""
     import torch  # lazy: torch
 
+    stats: dict[str, dict] = {}
+    hooks = []
+    for n in nodes:
+        key = input_of(g, n)
+        if key in stats:
+            continue
+        stats[key] = {"n": 0, "x": []}
+
+        def hook(mod, args, out, key=key):
+            x = args[0].detach().double().reshape(-1, args[0].shape[-1])
+            s = stats[key]
+            if s["n"] == 0:
+                s["H"] = torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64) if hessian else None
+                s["sum"] = torch.zeros(x.shape[1], dtype=torch.float64)
+                s["absmax"] = torch.zeros(x.shape[1], dtype=torch.float64)
+            if hessian:
+                s["H"] += x.T @ x
+            s["sum"] += x.abs().sum(0)
+            s["absmax"] = torch.maximum(s["absmax"], x.abs().amax(0))
+            s["n"] += x.shape[0]
+            have = sum(r.shape[0] for r in s["x"])
+            if have < rows:
+                s["x"].append(x[: rows - have].float())
+        hooks.append(net.get_submodule(n).register_forward_hook(hook))
+    try:
+        while _run(net, g, batches, name, kept) is None:  # a repeat that is no chain: again, in full
+            for s in stats.values():
+                s.clear()
+                s.update({"n": 0, "x": []})
+    finally:
+        for h in hooks:
+            h.remove()
+    for s in stats.values():
+        if s["n"] == 0:  # never reached (the caller skips these linears)
+            continue
+        n = s["n"]
+        if s.get("H") is not None:
+            s["H"] *= 2 / n
+        s["mean"] = s.pop("sum") / n
+        s["x"] = torch.cat(s["x"]) if s["x"] else None
+    return stats
+
+
+def stream(g: "nx.MultiDiGraph", state: dict, ids, nodes: list[str], handle, *, hessian: bool = True,
+           rows: int = 0, replay: bool = True, sequential: bool = False) -> dict:
+    """Run `handle(nodes, stats)` block by block (see the module docstring);
+    stats[input node] = {"H", "mean", "absmax", "n", "x"} ("n" 0: the input never ran).
+    sequential: within a block, one call per distinct input (_stages), each
+    measured with the linears before it already rewritten.  Returns {"blocks",
+    "seconds_per_block", "rows", "replay", "sequential"}."""
     from strata.backends.torch.weights_file import load_state  # lazy: torch
 
     net = _net(g, state)
@@ -165,51 +228,15 @@ def stream(g: "nx.MultiDiGraph", state: dict, ids, nodes: list[str], handle, *, 
     batches = [model_inputs(g, ids[i:i + BATCH]) for i in range(0, ids.shape[0], BATCH)]
     kept = _Replay(net, g) if replay else None
     for b, block in enumerate(groups):
-        stats: dict[str, dict] = {}
-        hooks = []
-        for n in block:
-            key = input_of(g, n)
-            if key in stats:
-                continue
-            stats[key] = {"n": 0, "x": []}
-
-            def hook(mod, args, out, key=key):
-                x = args[0].detach().double().reshape(-1, args[0].shape[-1])
-                s = stats[key]
-                if s["n"] == 0:
-                    s["H"] = torch.zeros(x.shape[1], x.shape[1], dtype=torch.float64) if hessian else None
-                    s["sum"] = torch.zeros(x.shape[1], dtype=torch.float64)
-                    s["absmax"] = torch.zeros(x.shape[1], dtype=torch.float64)
-                if hessian:
-                    s["H"] += x.T @ x
-                s["sum"] += x.abs().sum(0)
-                s["absmax"] = torch.maximum(s["absmax"], x.abs().amax(0))
-                s["n"] += x.shape[0]
-                have = sum(r.shape[0] for r in s["x"])
-                if have < rows:
-                    s["x"].append(x[: rows - have].float())
-            hooks.append(net.get_submodule(n).register_forward_hook(hook))
         name = block_of(block[0])
-        try:
-            while _run(net, g, batches, name, kept) is None:  # a repeat that is no chain: again, in full
-                for s in stats.values():
-                    s.clear()
-                    s.update({"n": 0, "x": []})
-        finally:
-            for h in hooks:
-                h.remove()
-        for s in stats.values():
-            if s["n"] == 0:  # never reached (the caller skips these linears)
-                continue
-            n = s["n"]
-            if s.get("H") is not None:
-                s["H"] *= 2 / n
-            s["mean"] = s.pop("sum") / n
-            s["x"] = torch.cat(s["x"]) if s["x"] else None
-        before = dict(state)
-        handle(block, stats)
-        changed = {k for k, v in state.items() if before.get(k) is not v}
-        load_state(net, {k: state[k] for k in changed}, strict=False, own_names=True)
+        changed: set[str] = set()
+        for stage in _stages(g, block, sequential):
+            stats = _measure(net, g, batches, name, stage, kept, hessian, rows)
+            before = dict(state)
+            handle(stage, stats)
+            now = {k for k, v in state.items() if before.get(k) is not v}
+            load_state(net, {k: state[k] for k in now}, strict=False, own_names=True)
+            changed |= now
         if kept is None:
             continue
         kept.drop_stale(changed)
@@ -221,4 +248,4 @@ def stream(g: "nx.MultiDiGraph", state: dict, ids, nodes: list[str], handle, *, 
                 kept.kept[kept.chains[name][0]] = (kept.chains[name][1], outs)
     seconds = time.perf_counter() - started
     return {"blocks": len(groups), "seconds_per_block": round(seconds / max(len(groups), 1), 4),
-            "rows": int(ids.shape[0]), "replay": bool(replay)}
+            "rows": int(ids.shape[0]), "replay": bool(replay), "sequential": bool(sequential)}
