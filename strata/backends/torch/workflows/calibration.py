@@ -24,7 +24,8 @@ from strata.compiler.cost import seq_len
 from strata.errors import UsageError
 from strata.io import read_spread
 
-__all__ = ["MAX_ROWS", "activation_stats", "load_calibration", "model_inputs", "row_length", "trained_context"]
+__all__ = ["MAX_ROWS", "activation_stats", "held_out_rows", "load_calibration", "model_inputs", "row_length",
+           "trained_context"]
 
 MAX_ROWS = 128       # calibration rows of the model's context (GPTQ, AWQ and Wanda use 128 sequences)
 BATCH = 8            # rows per forward
@@ -73,6 +74,38 @@ def load_calibration(src, g, tokenizer=None, trained: int | None = None):
     it was trained at, `trained`, when shorter: row_length); more than
     MAX_ROWS rows are thinned to MAX_ROWS spread evenly over them (the first and
     the last kept), so rows given in text order sample all of it."""
+    ids = _all_rows(src, g, tokenizer, trained)
+    return ids[_kept(ids.shape[0])]
+
+
+def held_out_rows(src, g, n: int, tokenizer=None, trained: int | None = None):
+    """(load_calibration's ids, held out): held out is (ids (n', T), their row
+    numbers in the data), up to `n` rows of the same data that calibration
+    leaves out (spread evenly over those the thinning skipped), for measuring a
+    calibrated model on ids it was not fitted to; None when calibration keeps
+    every row (MAX_ROWS or fewer)."""
+    import torch  # lazy: torch
+
+    ids = _all_rows(src, g, tokenizer, trained)
+    kept = _kept(ids.shape[0])
+    skipped = sorted(set(range(ids.shape[0])) - set(kept.tolist()))
+    if not skipped:
+        return ids[kept], None
+    pick = torch.linspace(0, len(skipped) - 1, min(n, len(skipped))).round().long().tolist()
+    rows = [skipped[i] for i in pick]
+    return ids[kept], (ids[rows], rows)
+
+
+def _kept(n: int):
+    """The rows of n that calibration uses: all, or MAX_ROWS spread evenly over
+    them (the first and the last kept)."""
+    import torch  # lazy: torch
+
+    return torch.arange(n) if n <= MAX_ROWS else torch.linspace(0, n - 1, MAX_ROWS).round().long()
+
+
+def _all_rows(src, g, tokenizer, trained):
+    """load_calibration's rows before they are thinned."""
     import torch  # lazy: torch
 
     T = row_length(g, trained)
@@ -103,8 +136,6 @@ def load_calibration(src, g, tokenizer=None, trained: int | None = None):
     if ids.dim() != 2 or ids.numel() == 0 or ids.is_floating_point():
         raise UsageError(f"calibration data must be token ids (N, T), got {tuple(ids.shape)} {ids.dtype}")
     ids = ids[:, :T].long()
-    if ids.shape[0] > MAX_ROWS:  # thinned evenly: rows from all of what was given, not only its start
-        ids = ids[torch.linspace(0, ids.shape[0] - 1, MAX_ROWS).round().long()]
     vocab = _vocab(g)
     if vocab is not None and (int(ids.max()) >= vocab or int(ids.min()) < 0):
         raise UsageError(f"calibration ids run from {int(ids.min())} to {int(ids.max())}; the model's "

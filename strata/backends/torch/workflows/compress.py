@@ -29,7 +29,7 @@ from pathlib import Path
 
 from strata.backends.torch.compile import _device_problems, _spec_fit, compile_graph, run_kernels
 from strata.backends.torch.spec_names import to_spec_names
-from strata.backends.torch.workflows.calibration import _context, _vocab, load_calibration, model_inputs, \
+from strata.backends.torch.workflows.calibration import MAX_ROWS, _context, _vocab, held_out_rows, model_inputs, \
     trained_context
 from strata.backends.torch.workflows.runner import RUNNER
 from strata.compiler import build_file, build_text
@@ -47,7 +47,8 @@ __all__ = ["CompressResult", "compress", "eval_table", "forward_latency"]
 
 FILES = ("model.arch", "weights.safetensors", "report.json")
 TOKENIZER = "tokenizer.json"  # a copy of the run's, so eval / generate read text with it
-SQNR_TOKENS = (2, 64)  # rows, length of the random ids the logits are compared on without calibration
+# rows, length of the random ids the logits are compared on without held-out calibration rows
+SQNR_TOKENS = (2, 64)
 
 
 @dataclass
@@ -68,8 +69,9 @@ class CompressResult:
         out.append(f"  parameters {p['before']:,} -> {p['after']:,}; weights {b['before'] / 2**20:.1f} MiB "
                    f"-> {b['compiled'] / 2**20:.1f} MiB compiled ({b['file'] / 2**20:.1f} MiB on disk)")
         sqnr = r["logits"]["sqnr_db"]
-        out.append(f"  logits SQNR {sqnr:.1f} dB against the original" if sqnr is not None
-                   else "  logits equal to the original's")
+        on = r["logits"].get("ids_from", "random ids")
+        out.append(f"  logits SQNR {sqnr:.1f} dB against the original, on {on}" if sqnr is not None
+                   else f"  logits equal to the original's, on {on}")
         if r.get("finetune"):
             f = r["finetune"]
             out.append(f"  finetune {f['steps']} steps ({f['seconds']:.0f} s), distilled from the original: "
@@ -112,7 +114,7 @@ def forward_latency(original, compressed, g, repeats: int = 10) -> dict:
     (SQNR_TOKENS), timed in turns so that both see the same machine load; medians."""
     import torch  # lazy: torch
 
-    x = model_inputs(g, _ids(g, None))
+    x = model_inputs(g, _ids(g))
     times: dict[str, list[float]] = {"original": [], "compressed": []}
     with torch.no_grad():
         for i in range(repeats + 2):  # two rounds of warm-up
@@ -151,11 +153,10 @@ def _classify(g, adapters: str = "merge") -> tuple[list[str], list[str], list[di
     return kept, notes, structured, merge
 
 
-def _ids(g, calibration):
+def _ids(g):
+    """SQNR_TOKENS of random ids (seeded: the same on every run)."""
     import torch  # lazy: torch
 
-    if calibration is not None:
-        return calibration[:SQNR_TOKENS[0]]
     gen = torch.Generator().manual_seed(0)
     T = min(_context(g), SQNR_TOKENS[1])
     return torch.randint(0, _vocab(g) or 2, (SQNR_TOKENS[0], T), generator=gen)
@@ -204,8 +205,10 @@ def compress(spec: str | Path, weights: str | Path, out: str | Path, *, passes: 
         raise UsageError(f"{weights}: compress reads weights in the spec's own names and shapes (as "
                          "save_weights, strata train and import-hf write them); these do not fit "
                          f"{Path(spec).name}")
-    calib = load_calibration(calibration, g0, tokenizer, trained_context(source_run)) \
-        if calibration is not None else None
+    # the logits are compared on rows calibration did not fit to (on its own rows GPTQ reads
+    # several dB better than on any others), else on random ids
+    calib, held = held_out_rows(calibration, g0, SQNR_TOKENS[0], tokenizer, trained_context(source_run)) \
+        if calibration is not None else (None, None)
     quantized: dict = {}  # a calibration method's integers (GPTQ), by linear
     g, state = transform(g0, dict(tensors), calibration=calib, runner=RUNNER, quantized=quantized)
     _device_problems(g, None)  # what cannot run here is refused before anything is written
@@ -214,7 +217,8 @@ def compress(spec: str | Path, weights: str | Path, out: str | Path, *, passes: 
         state = make_pass(a["name"], a["options"]).revert(a["record"], state)
     with atomic_folder(out, FILES + (TOKENIZER,)) as tmp:
         state.update({f"{n}{QUANTIZED}": qw for n, qw in quantized.items() if f"{n}.weight" in state})
-        rep = _write(tmp, out, spec, weights, model, g0, g, state, tensors, calib, kept, notes, structured, tune)
+        rep = _write(tmp, out, spec, weights, model, g0, g, state, tensors, _compared_on(g0, held, calib),
+                     kept, notes, structured, tune)
         if tokenizer is not None:
             write_atomic(tmp / TOKENIZER, read_regular(tokenizer, 256 << 20, "tokenizer"))
         rep["source_run"] = source_run
@@ -223,11 +227,20 @@ def compress(spec: str | Path, weights: str | Path, out: str | Path, *, passes: 
     return CompressResult(out, rep)
 
 
-def _write(tmp: Path, out: Path, spec, weights, model, g0, g, state, tensors, calib, kept, notes,
+def _compared_on(g0, held, calib) -> tuple:
+    """(ids the logits are compared on, their row numbers in the calibration data
+    or None, what they are in words)."""
+    if held is not None:
+        return held[0], held[1], f"held-out rows {held[1]} of the calibration data"
+    why = "" if calib is None else f" (calibration used all {calib.shape[0]} rows; more than {MAX_ROWS} leave some out)"
+    return _ids(g0), None, "random ids" + why
+
+
+def _write(tmp: Path, out: Path, spec, weights, model, g0, g, state, tensors, compared, kept, notes,
            structured, tune=None) -> dict:
     """model.arch and weights.safetensors into `tmp` (paths in the spec written
     relative to `out`, its final place, a sibling of `tmp`), checked by compiling
-    them back; the report's figures."""
+    them back; the report's figures (the logits compared on `compared`: _compared_on)."""
     import torch  # lazy: torch
 
     from strata.backends.torch.packed import quantization_config  # lazy: torch
@@ -249,7 +262,7 @@ def _write(tmp: Path, out: Path, spec, weights, model, g0, g, state, tensors, ca
     write_atomic(arch, text)
     save_weights(net, tmp / "weights.safetensors", packed=True)  # what it computes with
 
-    ids = _ids(g0, calib)
+    ids, rows, ids_from = compared
     small = compile_graph(build_file(arch), weights=tmp / "weights.safetensors")
     with torch.no_grad():
         ref, got = base.eval()(*model_inputs(g0, ids)), small.eval()(*model_inputs(g0, ids))
@@ -270,7 +283,7 @@ def _write(tmp: Path, out: Path, spec, weights, model, g0, g, state, tensors, ca
                          # the file less its header: what `summary` prints for OUT/model.arch
                          "file_tensors": tensor_bytes(tmp / "weights.safetensors")},
         "kernels": [x for x in small.strata_report if ": " in x and " on " in x],
-        "logits": {"sqnr_db": _sqnr(ref, got), "ids": list(ids.shape),
+        "logits": {"sqnr_db": _sqnr(ref, got), "ids": list(ids.shape), "held_out_rows": rows, "ids_from": ids_from,
                    "max_abs_diff": round(float((ref - got).abs().max()), 6),
                    # the file loaded back computes what the compressed model in memory computed
                    "loaded_equals_in_memory": bool(torch.equal(mem, got))},
