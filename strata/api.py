@@ -135,13 +135,14 @@ def compile(spec_or_path: Any, *, passes=None, weights: str | Path | None = None
     from strata.compiler import as_graph  # lazy: startup
 
     trained = None
-    if not hasattr(spec_or_path, "graph"):  # a run / compress output folder, or weights as a folder
-        spec_or_path, weights, model, w = source_of(spec_or_path, weights, model)
-        if calibration is not None and w is not None:  # as strata compress calibrates
-            from strata.backends.torch.workflows.calibration import trained_context  # lazy: startup
+    # a run / compress output folder as the source or as `weights` (an IR graph's too: its
+    # weights, tokenizer and trained context are the folder's all the same)
+    spec_or_path, weights, model, w = source_of(spec_or_path, weights, model)
+    if calibration is not None and w is not None:  # as strata compress calibrates
+        from strata.backends.torch.workflows.calibration import trained_context  # lazy: startup
 
-            trained = trained_context(_source_run(w))
-            calibration = _calibration_ids(calibration, w.tokenizer)
+        trained = trained_context(_source_run(w))
+        calibration = _calibration_ids(calibration, w.tokenizer)
     g0 = _with_passes(as_graph(spec_or_path, model=model), passes)
     return compile_graph(g0, origin=_origin(spec_or_path), weights=weights, device=device,
                          dtype=dtype, calibration=calibration, quantize=quantize, cast=cast,

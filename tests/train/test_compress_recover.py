@@ -175,6 +175,28 @@ def test_eval_data_that_cannot_be_read_stops_before_anything_is_written(tmp_path
         assert not Path("small").exists()
 
 
+def test_an_ir_graph_with_a_run_as_its_weights_calibrates_as_the_run_does(tmp_path, monkeypatch, capsys):
+    """strata.compile(graph, weights=RUN) refused the folder ("not a regular
+    file"), so the run's weights, tokenizer and trained context (16, the spec's
+    ctx is 32) never reached it: it now compiles what compile(RUN) does."""
+    import strata
+    from strata.compiler import build_file
+
+    monkeypatch.chdir(tmp_path)
+    Path("p.arch").write_text(PLAIN)
+    assert main(["train", "p.arch", "--out", "r", "--steps", "2", "--set", "context=16", "-q"]) == 0
+    capsys.readouterr()
+    gptq, x = "quantize(int4_weight, method=gptq)", torch.randint(0, 300, (2, 16))
+    for calibration in (torch.randint(0, 300, (8, 32)), "r"):  # ids cut to 16; text read with its tokenizer
+        graph = strata.compile(build_file("p.arch"), weights="r", passes=[gptq], calibration=calibration)
+        path = strata.compile("r", passes=[gptq], calibration=calibration)
+        with torch.no_grad():
+            assert torch.equal(graph(x), path(x))
+    plain = strata.compile(build_file("p.arch"), weights="r").eval()
+    with torch.no_grad():
+        assert torch.equal(plain(x), strata.compile("r").eval()(x))
+
+
 def test_the_api_calibrates_on_the_rows_strata_compress_does(tmp_path, monkeypatch, capsys):
     """strata.compile(RUN, passes=[GPTQ], calibration=...) calibrated on rows of the
     spec's ctx (32) where strata compress cut them to the run's context (16), and
