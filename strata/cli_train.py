@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import strata
+from strata.dsl.registry import check_steps
 from strata.errors import EXIT_OK, EXIT_SPEC, EXIT_USAGE, SpecError, TrainingError, UsageError
 
 __all__ = ["add_spec", "add_train_commands", "weights_errors"]
@@ -40,6 +41,9 @@ def weights_errors():
 def _cmd_train(args) -> int:
     flags = {"data": args.data, "steps": args.steps, "seed": args.seed,
              "checkpoint_every": args.checkpoint_every, "eval_every": args.eval_every}
+    for flag in ("steps", "checkpoint_every", "eval_every"):  # before the data is read or a step spent
+        if flags[flag] is not None:
+            check_steps("--" + flag.replace("_", "-"), flags[flag])
     main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 speaks for all
     try:
         with weights_errors():

@@ -17,6 +17,7 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
 
 from strata.components import COMPONENTS, GATED, Options  # noqa: F401 - re-exported
+from strata.errors import UsageError
 from strata.plugins import PASSES, PassSpec  # noqa: F401 - re-exported
 
 # Components (the vocabulary of model bodies) are defined in strata/components/,
@@ -26,6 +27,23 @@ from strata.plugins import PASSES, PassSpec  # noqa: F401 - re-exported
 # ------------------------------------------------------------------ train
 
 Beta = Annotated[float, Field(ge=0, lt=1)]   # a moment's decay: 1 would never forget
+
+# Step counts are JSON numbers in run.json, checkpoints and reports, exact up to
+# 2**53; a count past it is a run that never ends (`--steps 10**18` trained on).
+MAX_STEP = 2 ** 53
+Steps = Annotated[int, Field(gt=0, le=MAX_STEP)]
+
+
+def check_steps(flag: str, n: int, what: str = "steps") -> None:
+    """A command-line count of steps, refused outside 1 .. MAX_STEP in one line
+    before anything is loaded or spent (`strata train --steps`, `--finetune`).
+
+        >>> check_steps("--steps", 2 ** 60)
+        Traceback (most recent call last):
+        strata.errors.UsageError: --steps 1,152,921,504,606,846,976: give a number of steps from 1 to 2**53 (the most a run records exactly)
+    """
+    if not 1 <= n <= MAX_STEP:
+        raise UsageError(f"{flag} {n:,}: give a number of {what} from 1 to 2**53 (the most a run records exactly)")
 
 
 class TrainOptions(Options):
@@ -74,8 +92,8 @@ class TrainConfig(TrainOptions):
     vocab_size: PositiveInt | None = Field(None, description="BPE vocabulary size")
     batch: PositiveInt = 8
     context: PositiveInt | None = Field(None, description="default: the model's ctx")
-    steps: PositiveInt = 1000
-    accumulate: PositiveInt = 1
+    steps: Steps = 1000
+    accumulate: Steps = 1
     optimizer: dict = Field(default_factory=lambda: _call("adamw", OPTIMIZERS, {}),
                             description="adamw(lr=3e-4, betas=(0.9, 0.999), weight_decay=0, eps=1e-8)")
     schedule: dict = Field(default_factory=lambda: _call("constant", SCHEDULES, {}),
@@ -83,9 +101,9 @@ class TrainConfig(TrainOptions):
     grad_clip: PositiveFloat | None = None
     dropout: float | None = Field(None, ge=0, lt=1, description="override every dropout")
     seed: int = Field(0, ge=0, le=2 ** 63 - 1, description="0 to 2**63 - 1 (what torch.manual_seed takes)")
-    eval_every: PositiveInt = 200
-    eval_steps: PositiveInt = 20
-    checkpoint_every: PositiveInt = 500
+    eval_every: Steps = 200
+    eval_steps: Steps = 20
+    checkpoint_every: Steps = 500
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     val_fraction: float = Field(0.1, gt=0, lt=1)
 

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from strata.dsl.registry import TrainConfig
+from strata.dsl.registry import MAX_STEP, TrainConfig
 from strata.errors import UsageError
 from strata.io import read_regular
 
@@ -27,7 +27,6 @@ __all__ = ["RunInfo", "RunStub", "Pointer", "CheckpointState", "read_record", "r
            "FORMAT", "MAX_STEP"]
 
 FORMAT = "strata-run"
-MAX_STEP = 2 ** 53           # steps are JSON numbers: exact up to 2**53
 
 
 class _Record(BaseModel):

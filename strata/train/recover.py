@@ -37,13 +37,13 @@ import torch.nn.functional as F
 
 from strata.backends.torch.weights_file import checkpoint_shapes
 from strata.backends.torch.workflows.calibration import model_inputs, row_length, trained_context
+from strata.dsl.registry import check_steps
 from strata.errors import UsageError
 from strata.io import read_spread, spread_text
 from strata.passes.quantize import Quantize
 from strata.train.data import text_source
 from strata.train.objectives import CausalLM, objective_class
 from strata.train.objectives.distillation import kd_sum
-from strata.train.records import MAX_STEP
 from strata.train.run_folder import RunFolder, is_run
 from strata.train.tokenizer import load_tokenizer
 
@@ -157,9 +157,7 @@ def finetuner(steps: int, *, data=None, tokenizer=None, source_run: dict | None 
               seed: int = 0):
     """A `tune(student, teacher, g0, g)` for strata.backends.torch.workflows.compress.compress: it
     trains `student` in place and returns the report's "finetune" entry."""
-    if not 1 <= steps <= MAX_STEP:
-        raise UsageError(f"--finetune {steps:,}: give a number of steps from 1 to 2**53 (the most a "
-                         "report records exactly, as a run's steps)")
+    check_steps("--finetune", steps)
     if not (isinstance(lr, (int, float)) and 0 < lr <= 1):
         raise UsageError(f"--finetune-lr {lr}: give a learning rate in (0, 1]")
     name = (source_run or {}).get("objective", {}).get("name")

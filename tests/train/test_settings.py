@@ -62,6 +62,35 @@ def test_keyword_errors_are_usage_errors():
         resolve_settings(g, [], {"batch": 0})
 
 
+@pytest.mark.parametrize("flag,value", [("--steps", 10 ** 18), ("--steps", 2 ** 53 + 1), ("--steps", -1),
+                                        ("--checkpoint-every", 0), ("--eval-every", 10 ** 23)])
+def test_step_counts_are_bounded_before_anything_is_spent(flag, value, tmp_path, capsys, monkeypatch):
+    """`--steps 10**18` trained without end (--finetune was bounded, --steps not):
+    both are refused in one line by the same check, 2**53 the most a run records."""
+    import strata
+
+    def started(*a, **k):
+        raise AssertionError("training started")
+    monkeypatch.setattr(strata.train, "train", started)
+    spec = write(tmp_path / "g.arch", GPT)
+    assert main(["train", str(spec), flag, str(value), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"strata: error: {flag} {value:,}: give a number of steps from 1 to 2**53 " \
+                  "(the most a run records exactly)\n"
+    assert not (tmp_path / "r").exists()
+
+
+def test_step_settings_are_bounded_in_the_spec_and_the_api():
+    g = build_text(GPT)
+    assert resolve_settings(g, [], {"steps": 2 ** 53})["steps"] == 2 ** 53
+    for name in ("steps", "accumulate", "eval_every", "eval_steps", "checkpoint_every"):
+        with pytest.raises(UsageError, match=f"train setting '{name}': Input should be less than or equal "
+                                             "to 9007199254740992"):
+            resolve_settings(g, [], {name: 2 ** 53 + 1})
+    with pytest.raises(SpecError, match="--set:1:7: error: train setting 'steps'"):
+        resolve_settings(g, ["steps=10**17"])
+
+
 def test_context_longer_than_positions(tmp_path, capsys):
     spec = write(tmp_path / "g.arch", GPT)
     assert main(["train", str(spec), "--set", "context=64", "--out", str(tmp_path / "r"), "-q"]) == 2
