@@ -20,7 +20,7 @@ import strata
 from strata.api import compress
 from strata.backends.diagram import SUFFIX_FORMAT
 from strata.cli_parser import Parser
-from strata.cli_train import add_spec, add_train_commands, weights_errors
+from strata.cli_train import add_spec, add_train_commands, out_of_memory, weights_errors
 from strata.errors import EXIT_INTERNAL, EXIT_OK, EXIT_SPEC, EXIT_USAGE, SpecError, TrainingError, UsageError, visible
 from strata.io import is_spec_path, same_file, write_atomic
 
@@ -399,6 +399,9 @@ def main(argv: list[str] | None = None) -> int:
         print(visible(f"strata: error: {where}{e.strerror or e}"), file=sys.stderr)
         return EXIT_USAGE
     except Exception as e:  # the last line of defence: a bug in strata, never a user's mistake
+        if (oom := out_of_memory(e, args.command)) is not None:  # torch's: the device is too small for what was asked
+            print(visible(f"strata: error: {oom}"), file=sys.stderr)
+            return EXIT_USAGE
         if os.environ.get("STRATA_TRACEBACK"):
             raise
         print(visible(f"strata: internal error: {type(e).__name__}: {e}"), file=sys.stderr)

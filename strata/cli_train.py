@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import strata
 from strata.dsl.registry import check_steps
 from strata.errors import EXIT_OK, EXIT_SPEC, EXIT_USAGE, SpecError, TrainingError, UsageError
 
-__all__ = ["add_spec", "add_train_commands", "weights_errors"]
+__all__ = ["add_spec", "add_train_commands", "out_of_memory", "weights_errors"]
 
 
 def add_spec(p: argparse.ArgumentParser) -> None:
@@ -36,6 +37,30 @@ def weights_errors():
         except WeightsError as e:
             raise UsageError(str(e)) from None
     return guard()
+
+
+def out_of_memory(e: BaseException, command: str | None = None) -> str | None:
+    """The one-line error for torch's OutOfMemoryError (a RuntimeError: the
+    device's memory is too small for what `command` asked of it, not a bug in
+    strata), else None.
+
+        >>> import torch
+        >>> e = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 1 has ...")
+        >>> out_of_memory(e, "eval")
+        'out of memory on cuda:1 (tried to allocate 2.00 GiB); try a smaller batch, context or model (compressed weights), or the CPU'
+    """
+    torch = sys.modules.get("torch")  # not imported here: a command that never loaded torch holds no device memory
+    if torch is None or not isinstance(e, getattr(torch, "OutOfMemoryError", ())):
+        return None
+    text = str(e)
+    device = "mps" if text.startswith("MPS") else "xpu" if text.startswith("XPU") else "cuda"
+    if gpu := re.search(r"\bGPU (\d+)", text):
+        device += f":{gpu[1]}"
+    asked = re.search(r"Tried to allocate ([\d.]+ ?[KMGT]?i?B)", text)
+    hint = ("a smaller batch or context (--set batch=N, with --set accumulate=K to keep the batch; "
+            "--set context=N), or --device cpu") if command == "train" else \
+        "a smaller batch, context or model (compressed weights), or the CPU"
+    return f"out of memory on {device}" + (f" (tried to allocate {asked[1]})" if asked else "") + f"; try {hint}"
 
 
 def _cmd_train(args) -> int:

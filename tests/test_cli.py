@@ -96,3 +96,27 @@ def test_a_file_whose_name_starts_with_a_dash(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit):  # an option misspelled is not a file: no hint
         main(["check", "--nope", "x.arch"])
     assert "read as an option" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["train", "eval"])
+def test_out_of_memory_on_the_gpu_is_a_one_line_error(command, tmp_path, capsys, monkeypatch):
+    """torch.OutOfMemoryError is a RuntimeError: it ended as `internal error ...
+    this is a bug in strata`; it is the device's memory, said in one line with what to try."""
+    from tests.optional import require
+
+    torch = require("torch")
+    import strata.train.run
+
+    def oom(*a, **k):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB. GPU 1 has a total "
+                                     "capacity of 79.19 GiB of which 1.06 GiB is free. Including non-PyTorch ...")
+    monkeypatch.setattr(strata.train, "train", oom)  # what `strata train` calls
+    monkeypatch.setattr(strata.train.run, "open_source", oom)  # what `strata eval` calls
+    spec = tmp_path / "m.arch"
+    spec.write_text("model m { stack s(tokens) { embedding(16, 8) as e; lm_head(tie=e) } }\n")
+    argv = ["train", str(spec), "--out", str(tmp_path / "r")] if command == "train" else ["eval", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("strata: error: out of memory on cuda:1 (tried to allocate 2.00 GiB); try a smaller ")
+    assert len(err.splitlines()) == 1 and "internal error" not in err and "Traceback" not in err
+    assert ("--device cpu" in err) == (command == "train")
