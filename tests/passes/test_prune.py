@@ -78,6 +78,20 @@ def test_wanda_ranks_rows_by_weight_times_activation_norm(llama):
     assert ((after["decoder.layers.1.mlp.down.weight"] != 0).sum(1) == W.shape[1] // 2).all()  # per row
 
 
+def test_wanda_compiles_with_weights_and_calibration(llama):
+    """compile(spec, weights=W, passes=[wanda], calibration=ids) masked the weights,
+    then load_state read them as the spec's (a mask keeps the names) and ran Wanda
+    again without calibration: refused.  The model is the pipeline's."""
+    spec, w = llama
+    calib, x = ids(96, rows=4, length=32, seed=3), ids(96, rows=2, length=16, seed=4)
+    text = "prune(0.5, method=wanda)"
+    net = compile(spec, passes=[text], weights=w, calibration=calib).eval()
+    g, state = _run(spec, w, text, calib)
+    assert torch.equal(net.state_dict()["decoder.layers.1.mlp.down.weight"], state["decoder.layers.1.mlp.down.weight"])
+    with torch.no_grad():
+        assert net(x).shape == (2, 16, 96)
+
+
 def test_wanda_without_calibration_says_what_it_needs(llama):
     spec, w = llama
     with pytest.raises(SpecError, match="wanda.*weighs the weights by activations: give calibration data"):

@@ -145,6 +145,7 @@ def compile_graph(g0, *, origin=None, weights=None, device=None, dtype=None, cal
     from strata.backends.torch.weights_file import load_state  # lazy: torch
 
     qweights = dict(qweights or {})
+    own_names = False  # whether `state` below is in the compiled model's names
     calib = None
     if calibration is not None:
         calib = load_calibration(calibration, g0, tokenizer, trained)
@@ -163,6 +164,9 @@ def compile_graph(g0, *, origin=None, weights=None, device=None, dtype=None, cal
     elif todo and tensors is not None and _spec_fit(g0, tensors):
         found = {}
         g, state = transform(g0, tensors, calibration=calib, runner=RUNNER, quantized=found)
+        # in the model's names already: a pass that keeps names (a mask) must not read them as the
+        # spec's and convert them again (Wanda again, without calibration, was refused)
+        own_names = True
         if quantize and str(device) != "meta":
             qweights.update(found)  # a calibration method's integers (GPTQ) run as it chose them
     else:
@@ -185,7 +189,8 @@ def compile_graph(g0, *, origin=None, weights=None, device=None, dtype=None, cal
         if qweights:  # the integers replace these weights: the model's own stand in until then
             own = net.state_dict()
             state = {**{f"{n}.weight": own[f"{n}.weight"] for n in qweights if f"{n}.weight" in own}, **state}
-        load_state(net, state, where=str(weights) if isinstance(weights, (str, os.PathLike)) else "<state dict>")
+        load_state(net, state, where=str(weights) if isinstance(weights, (str, os.PathLike)) else "<state dict>",
+                   own_names=own_names)
     net.strata_report = pass_report(g)
     if quantize and str(device) != "meta":
         run_kernels(net, torch_compile=quantize == "torch_compile", qweights=qweights)
