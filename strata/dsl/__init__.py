@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from strata.dsl.ast import SpecFile
-from strata.dsl.clean import clean_text
+from strata.dsl.clean import MAX_SPEC_BYTES, clean_text
 from strata.errors import Diagnostic, Span, SpecError
 from strata.io import read_regular
 
@@ -38,7 +38,10 @@ def load_text_recovering(text: str, file: str = "<string>") -> tuple[SpecFile | 
         >>> [m.name for m in spec.models], [d.message for d in diags]
         (['m', 'n'], ["unexpected '}'"])
     """
-    text = clean_text(text, file)
+    try:
+        text = clean_text(text, file)
+    except SpecError as e:  # text no spec can be (too long, a lone surrogate): nothing parsed
+        return None, list(e.diagnostics)
     if file.endswith(YAML_SUFFIXES):
         from strata.dsl.yaml_loader import parse_yaml  # lazy: startup
 
@@ -53,8 +56,8 @@ def load_text_recovering(text: str, file: str = "<string>") -> tuple[SpecFile | 
 
 def read_source(path: str | Path) -> str:
     """A spec file's text (see `clean_text`); a missing or unreadable file, or one
-    that is not a regular file of at most `strata.io.MAX_TEXT_BYTES`, is a usage error."""
-    data = read_regular(path, what="spec file")
+    that is not a regular file of at most `strata.dsl.clean.MAX_SPEC_BYTES`, is a usage error."""
+    data = read_regular(path, MAX_SPEC_BYTES, what="spec file")
     try:
         return clean_text(data.decode("utf-8"), str(path))
     except UnicodeDecodeError as e:

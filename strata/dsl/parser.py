@@ -354,7 +354,10 @@ def parse_recovering(text: str, file: str = "<string>") -> tuple[A.SpecFile | No
     the AST of what parses (None when nothing does) and the diagnostics, in
     source order.  A statement dropped by recovery is named in the spec's
     `dropped` set, so the checker need not report its names as undefined."""
-    text = clean_text(text, file)
+    try:
+        text = clean_text(text, file)
+    except SpecError as e:  # text no spec can be (too long, a lone surrogate): nothing parsed
+        return None, list(e.diagnostics)
     result = recover(_lark(), text, file, _comments, lambda e, t: _syntax_error(e, file, t))
     diags = list(result.diagnostics)
     spec = None

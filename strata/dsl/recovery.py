@@ -31,12 +31,14 @@ notices them:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Callable
 
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 from lark.parsers.lalr_parser_state import ParserState
 
+from strata.dsl.clean import MAX_TOKENS, too_many_tokens
 from strata.errors import Diagnostic, Span
 
 # A line that ends in one of these wants more on the same line.
@@ -48,8 +50,10 @@ BACK, FORWARD = 8, 24
 # Tokens fed past the error before a recovery counts as good; at most MAX_TRIAL fed.
 TRIAL, MAX_TRIAL = 3, 400
 # A character no token starts with re-lexes the file from the start: at most this
-# many times in a file over LONG characters.
+# many times in a file over LONG characters, and at most LEX_WORK tokens lexed in all
+# (49,000 tokens then 50 stray characters would otherwise lex 2.5 million: 9 s).
 LONG, LONG_LEX_ERRORS = 1_000_000, 5
+LEX_WORK = 4 * MAX_TOKENS
 
 
 @dataclass
@@ -63,14 +67,18 @@ def lex_all(lark: Lark, text: str, file: str, comments: list,
             describe: Callable[[UnexpectedInput, str], Diagnostic]) -> tuple[list[Token], list[Diagnostic], set[int]]:
     """Every token of `text`; a character no token starts with is reported and
     blanked (a stray quote blanks the rest of its line), and lexing goes on.
-    Also returns the offsets blanked."""
+    Also returns the offsets blanked.  Lexing stops one token past MAX_TOKENS."""
     diags: list[Diagnostic] = []
     blanked: set[int] = set()
+    work = 0
     while True:
         comments.clear()
+        toks: list[Token] = []
         try:
-            return list(lark.lex(text)), diags, blanked
+            toks.extend(islice(lark.lex(text), MAX_TOKENS + 1))
+            return toks, diags, blanked
         except UnexpectedCharacters as e:
+            work += len(toks)
             diags.append(describe(e, text))
             pos = e.pos_in_stream
             blanked.add(pos)
@@ -79,7 +87,7 @@ def lex_all(lark: Lark, text: str, file: str, comments: list,
                 nl = text.find("\n", pos)
                 end = len(text) if nl < 0 else nl
             text = text[:pos] + " " * (end - pos) + text[end:]
-            if len(diags) >= (MAX_ERRORS if len(text) < LONG else LONG_LEX_ERRORS):
+            if len(diags) >= (MAX_ERRORS if len(text) < LONG else LONG_LEX_ERRORS) or work > LEX_WORK:
                 return [], diags, blanked
 
 
@@ -404,6 +412,10 @@ def recover(lark: Lark, text: str, file: str, comments: list,
             describe: Callable[[UnexpectedInput, str], Diagnostic]) -> Recovered:
     """Parse `text` reporting every syntax error (see the module's docstring)."""
     toks, lex_errors, blanked = lex_all(lark, text, file, comments, describe)
+    if len(toks) > MAX_TOKENS:  # nothing is parsed: a part of the file would be checked as the whole
+        t = toks[MAX_TOKENS]
+        comments.clear()
+        return Recovered(None, lex_errors + [too_many_tokens(Span(file, t.line, t.column))])
     kept = list(comments)
     result = _Driver(lark, toks, file, text, describe, blanked).run()
     if result.diagnostics:

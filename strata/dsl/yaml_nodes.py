@@ -23,12 +23,14 @@ from __future__ import annotations
 import math
 import re
 from functools import lru_cache
+from itertools import islice
 
 import yaml
 from lark import Lark
 from lark.exceptions import UnexpectedInput, VisitError
 
 import strata.dsl.ast as A
+from strata.dsl.clean import MAX_TOKENS, too_many_tokens
 from strata.dsl.parser import GRAMMAR, KEYWORDS, MAX_INT_DIGITS, _Dup, _syntax_error, _ToAST  # noqa: F401 (KEYWORDS re-exported)
 from strata.errors import Diagnostic, Span, SpecError, did_you_mean
 
@@ -44,6 +46,11 @@ BOOL_WORDS = re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$")
 # YAML nesting: a statement level of the AST is up to three YAML levels (a
 # mapping, its body list, the statement); past this the AST would be too deep anyway.
 MAX_YAML_DEPTH = 3 * A.MAX_DEPTH
+# What a node costs against MAX_TOKENS: NODE_COST (composing a node and reading its
+# scalar as a snippet take ~200 us, four tokens' worth of the text form), and each
+# word and symbol of its scalar (`4 * d`: 3), counted before any of it is parsed.
+NODE_COST = 4
+WORD = re.compile(r"\w+|[^\w\s]")
 # Words that start a construct statement in the YAML form (for "did you mean").
 STATEMENT_WORDS = ("residual", "parallel", "seq", "branch", "repeat", "let")
 
@@ -209,10 +216,12 @@ def read_statement(where: Where) -> A.Node:
 
 class _Composer(yaml.SafeLoader):
     """Node tree only; anchors, aliases and unknown tags are refused where they start,
-    and so is nesting past MAX_YAML_DEPTH (PyYAML composes recursively).  Only
+    and so are nesting past MAX_YAML_DEPTH (PyYAML composes recursively) and
+    MAX_TOKENS, before the node that passes it is composed or its text parsed.  Only
     YAML 1.2's true/false resolve to booleans (`on: x`, `causal: yes` are not true)."""
 
     _depth = 0
+    _tokens = 0   # nodes composed and the words of their scalars (MAX_TOKENS)
     yaml_implicit_resolvers = {
         ch: [(tag, BOOL_WORDS if tag == BOOL else rx) for tag, rx in rs]
         for ch, rs in yaml.SafeLoader.yaml_implicit_resolvers.items()}
@@ -230,6 +239,12 @@ class _Composer(yaml.SafeLoader):
                                                               yaml.SequenceStartEvent)):
             raise Bad(f"the YAML nests more than {MAX_YAML_DEPTH} levels deep here", where,
                       "split deep bodies into blocks")
+        self._tokens += NODE_COST
+        if isinstance(ev, yaml.ScalarEvent):
+            self._tokens += sum(1 for _ in islice(WORD.finditer(ev.value), MAX_TOKENS + 1))
+        if self._tokens > MAX_TOKENS:
+            d = too_many_tokens(where)
+            raise Bad(d.message, where, d.hint)
         if isinstance(ev, yaml.ScalarEvent):
             try:  # a "\ud800" escape makes a lone surrogate: no file can hold it
                 ev.value.encode("utf-8")

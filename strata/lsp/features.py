@@ -52,7 +52,8 @@ class Document:
         `within`: a resolved folder no import may leave (strata serve's)."""
         with _no_gc():
             a = analyze_text(text, path, open_texts=open_texts, cache=cache, within=within)
-        return cls(path, a.sources.get(path, text), a, Index.of(a.sources.get(path, text), path, a.spec))
+        return cls(path, a.sources.get(path, text), a, Index.of(a.sources.get(path, text), path, a.spec,
+                                                                     parsed=True))
 
     # ------------------------------------------------------------ components built from each use
     def components(self) -> dict[tuple[int, int], list[str]]:

@@ -55,8 +55,10 @@ class Index:
     uses: list[tuple[A.Use, str]] = field(default_factory=list)  # every component/block use, with its scope
 
     @classmethod
-    def of(cls, text: str, file: str, spec: A.SpecFile | None = None) -> "Index":
-        if spec is None:
+    def of(cls, text: str, file: str, spec: A.SpecFile | None = None, parsed: bool = False) -> "Index":
+        """`spec`: the text's AST when the caller has it; `parsed`: it has parsed the
+        text, so None means nothing parsed (a text that failed is not read twice)."""
+        if spec is None and not parsed:
             spec, _ = load_text_recovering(text, file)
         ix = cls(file, text, spec)
         ix._lines = source_lines(text, file)

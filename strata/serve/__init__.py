@@ -35,7 +35,7 @@ def serve(path: str = ".", *, host: str = "127.0.0.1", port: int = 8765, open_br
     except ImportError:
         raise UsageError("strata serve needs starlette, uvicorn and watchfiles: "
                          "pip install 'strata[serve]'") from None
-    from strata.serve.app import create_app  # lazy: optional
+    from strata.serve.app import MAX_MESSAGE, create_app  # lazy: optional
 
     if not os.path.exists(path):
         raise UsageError(f"{path}: no such file or folder")
@@ -45,7 +45,8 @@ def serve(path: str = ".", *, host: str = "127.0.0.1", port: int = 8765, open_br
         print(f"strata serve: warning: listening on {host}: anyone who can reach this machine can read "
               "and edit the specs under the served folder", file=sys.stderr)
     root = Root(path)
-    config = uvicorn.Config(create_app(root, host), host=host, port=port, log_level="warning", ws_max_size=1 << 24)
+    config = uvicorn.Config(create_app(root, host), host=host, port=port, log_level="warning",
+                            ws_max_size=MAX_MESSAGE)
     server = uvicorn.Server(config)
 
     async def announce():  # the URL once the socket is bound (port 0 picks a free one)

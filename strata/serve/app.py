@@ -38,6 +38,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from strata.dsl.clean import MAX_SPEC_BYTES
 from strata.errors import UsageError
 from strata.serve.compare import diff
 from strata.serve.files import Refused, Root
@@ -48,7 +49,9 @@ from strata.serve.samples import sample
 from strata.serve.watch import Watcher
 
 STATIC = Path(__file__).parent / "static"
-MAX_MESSAGE = 1 << 24   # bytes of one WebSocket message (a spec is at most strata.io.MAX_TEXT_BYTES)
+# One WebSocket message: an edit holds a spec of at most MAX_SPEC_BYTES, which JSON
+# escaping makes at most 6 times longer (a control character is `\u0001`).
+MAX_MESSAGE = 8 * MAX_SPEC_BYTES
 MAX_TOGGLED = 10_000
 MAX_CHECKED = 8         # files whose last check is kept
 
@@ -158,8 +161,12 @@ class Page:
                 if message["type"] == "websocket.disconnect":
                     break
                 raw = message.get("text")
-                if raw is None or len(raw) > MAX_MESSAGE:
+                if raw is None:
                     await self.send({"type": "error", "message": "expected a JSON text message"})
+                    continue
+                if len(raw) > MAX_MESSAGE:  # refused before it is decoded
+                    await self.send({"type": "error", "message": f"a message of {len(raw):,} characters "
+                                     f"is more than {MAX_MESSAGE:,}; a spec is at most {MAX_SPEC_BYTES:,} bytes"})
                     continue
                 try:
                     msg = json.loads(raw)
@@ -193,6 +200,11 @@ class Page:
             await self.send({"type": "text", "file": self.file, "text": self.text})
         elif kind == "edit" and self.file is not None:
             text = str(msg["text"])
+            size = len(text.encode("utf-8", "surrogatepass"))
+            if size > MAX_SPEC_BYTES:  # neither saved nor checked: the page keeps it, and is told
+                await self.send({"type": "error", "message": f"not saved: the text is {size:,} bytes, "
+                                 f"more than a spec may be ({MAX_SPEC_BYTES:,})"})
+                return
             if text != self.text:
                 self.text = text
                 self.saving = self.saving or asyncio.create_task(self.save())

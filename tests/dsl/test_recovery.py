@@ -115,7 +115,7 @@ def test_cli_check_reports_every_syntax_error(tmp_path, capsys):
 
 def test_recovery_work_is_bounded_on_hostile_input():
     """A file of 2,000 broken statements reports MAX_ERRORS of them; a one-line
-    statement of 50,000 tokens is tried only MAX_TRIAL tokens at a time."""
+    statement of 40,000 tokens (under MAX_TOKENS) is tried only MAX_TRIAL tokens at a time."""
     import time
 
     from strata.dsl.recovery import MAX_ERRORS
@@ -123,6 +123,32 @@ def test_recovery_work_is_bounded_on_hostile_input():
     start = time.perf_counter()
     _, diags = parse_recovering("model m {\n" + "  d = 1 +\n  e = )\n" * 2000 + "}\n", "h.arch")
     assert len(diags) == MAX_ERRORS
-    _, diags = parse_recovering("model m { d = " + " 1" * 50_000 + " }", "h.arch")
+    _, diags = parse_recovering("model m { d = " + " 1" * 40_000 + " }", "h.arch")
     assert [d.message for d in diags] == ["unexpected '1'"]
     assert time.perf_counter() - start < 30  # seconds, on a loaded 2-core machine; about 1 s unloaded
+
+
+def test_a_spec_past_max_tokens_is_refused_before_it_is_parsed():
+    """400 KB and 8 MB of the costliest shapes (an expression 200,000 operators long
+    took 12 s to parse twice and be refused as too deep; 49,000 tokens then 50
+    stray characters re-lexed 2.5 million tokens) are answered within a second
+    or two, at the first token past the bound."""
+    import time
+
+    from strata.dsl.clean import MAX_SPEC_BYTES, MAX_TOKENS
+
+    for n in (400_000, 8_000_000):
+        for text in ("model m { d = " + "1+" * (n // 2) + "1 }\n",
+                     "model m { d = " + "(" * (n // 2) + "1" + ")" * (n // 2) + " }\n",
+                     "model m {\n" + " d = 1\n" * (n // 7) + "}\n"):
+            start = time.perf_counter()
+            spec, diags = parse_recovering(text, "h.arch")
+            size = len(text.encode())
+            assert spec is None and [d.message for d in diags] == [
+                f"the spec has more than {MAX_TOKENS:,} tokens" if size <= MAX_SPEC_BYTES
+                else f"the spec is {size:,} bytes, more than {MAX_SPEC_BYTES:,}"]
+            assert diags[0].span.line >= 1 and time.perf_counter() - start < 5  # ~0.2 s unloaded
+    start = time.perf_counter()
+    _, diags = parse_recovering("model m {\n" + " d = 1\n" * 16_000 + "@\n" * 60 + "}\n", "h.arch")
+    assert 1 <= len(diags) < 60 and all(d.message == "unexpected character '@'" for d in diags)
+    assert time.perf_counter() - start < 5  # ~1 s unloaded; 9 s before LEX_WORK

@@ -278,3 +278,26 @@ def test_any_text_loads_or_fails_with_located_errors(text):
         assert str(e).startswith("t.yaml:")
     else:
         assert isinstance(spec, A.SpecFile)
+
+
+def test_a_yaml_spec_past_max_tokens_or_max_spec_bytes_is_refused_before_it_is_read():
+    """A 400 KB expression in one scalar (15 s before), 40,000 keys, and an 8 MB
+    comment (PyYAML scans 2 MB a second) are each one located error, quickly."""
+    import time
+
+    from strata.dsl import load_text_recovering
+    from strata.dsl.clean import MAX_SPEC_BYTES, MAX_TOKENS
+
+    head = "models:\n  m:\n    vars:\n"
+    for text, message in (
+            (head + "      d: " + "1+" * 200_000 + "1\n", f"the spec has more than {MAX_TOKENS:,} tokens"),
+            (head + "".join(f"      v{i}: {i}\n" for i in range(40_000)),
+             f"the spec has more than {MAX_TOKENS:,} tokens"),
+            ("#" + "x" * 8_000_000 + "\n" + head, f"the spec is 8,000,025 bytes, more than {MAX_SPEC_BYTES:,}")):
+        start = time.perf_counter()
+        with pytest.raises(SpecError) as e:
+            load_text(text, "big.yaml")
+        assert [d.message for d in e.value.diagnostics] == [message]
+        spec, diags = load_text_recovering(text, "big.yaml")
+        assert spec is None and [d.message for d in diags] == [message]
+        assert time.perf_counter() - start < 5  # ~0.5 s unloaded

@@ -133,3 +133,41 @@ def test_a_sample_with_numbers_json_cannot_hold_as_ints_is_answered(tmp_path):
                 m = json.loads(ws.receive_text())
                 assert m["type"] == "sample" and m["run"] == "bad" and m["error"], m
                 assert json.loads(ws.receive_text())["run"] == "next"
+
+
+def test_hostile_spec_text_is_answered_quickly_and_an_oversized_edit_is_refused(tmp_path):
+    """An edit of 400 KB (one expression 200,000 operators long: 12 s of checking
+    before) is checked within a second or two, to a located error; an edit past
+    MAX_SPEC_BYTES is refused with an error and neither saved nor checked; a
+    message past MAX_MESSAGE is refused before it is decoded."""
+    import time
+
+    from strata.dsl.clean import MAX_SPEC_BYTES, MAX_TOKENS
+    from strata.serve.app import MAX_MESSAGE, create_app
+
+    base = (SPECS / "tiny_shakespeare.arch").read_text()
+    (tmp_path / "a.arch").write_text(base)
+    with testclient.TestClient(create_app(Root(tmp_path), host="testserver")) as client:
+        with client.websocket_connect("/ws") as ws:
+            ws.send_text(json.dumps({"type": "open", "file": "a.arch"}))
+            assert json.loads(ws.receive_text())["type"] == "text"
+            assert json.loads(ws.receive_text())["ok"]
+            for hostile in ("model m { d = " + "1+" * 200_000 + "1 }\n",
+                            "model m {\n" + "  block b { layernorm }\n" * 20_000 + "}\n"):
+                start = time.monotonic()
+                ws.send_text(json.dumps({"type": "edit", "text": hostile}))
+                view = json.loads(ws.receive_text())
+                assert time.monotonic() - start < 5  # ~0.3 s unloaded
+                assert view["type"] == "view" and not view["ok"]
+                assert [d["message"].split(" (hint")[0] for d in view["diagnostics"]] == [
+                    f"the spec has more than {MAX_TOKENS:,} tokens"]
+            huge = base + "#" * MAX_SPEC_BYTES
+            ws.send_text(json.dumps({"type": "edit", "text": huge}))
+            m = json.loads(ws.receive_text())
+            assert m["type"] == "error" and m["message"].startswith("not saved: the text is 1,049,")
+            ws.send_text("x" * (MAX_MESSAGE + 1))
+            m = json.loads(ws.receive_text())
+            assert m["type"] == "error" and f"more than {MAX_MESSAGE:,}" in m["message"]
+            ws.send_text(json.dumps({"type": "edit", "text": base}))  # the page goes on
+            assert json.loads(ws.receive_text())["ok"]
+    assert (tmp_path / "a.arch").read_text() == base
