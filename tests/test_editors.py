@@ -30,6 +30,28 @@ def test_manifest_is_consistent():
     assert pkg["contributes"]["configuration"]["properties"]["strata.server.command"]["default"] == ["strata", "lsp"]
 
 
+def test_highlighting_reads_numbers_as_the_parser_does():
+    """The parser's NUMBER is ASCII digits only; Oniguruma's \\d (VS Code's TextMate
+    engine) matches any script's digits, so '٣' was coloured a number.  No editor
+    grammar says \\d, and the workbench's bundle holds its source's number rule."""
+    def strings(x):  # every string of a JSON document: the regexes, as Oniguruma reads them
+        if isinstance(x, str):
+            yield x
+        for v in x.values() if isinstance(x, dict) else x if isinstance(x, list) else ():
+            yield from strings(v)
+
+    digit = re.compile(r"(?<!\\)(?:\\\\)*\\d")  # \d, not an escaped backslash then d
+    root = EXT.parents[1]
+    frontend = root / "strata" / "serve" / "frontend" / "editor.js"
+    for f in (EXT / "syntaxes" / "strata.tmLanguage.json", EXT / "language-configuration.json"):
+        assert not [s for s in strings(json.loads(f.read_text())) if digit.search(s)], f
+    assert not digit.search(frontend.read_text())  # its regex literals
+    lark = (root / "strata" / "dsl" / "grammar.lark").read_text()
+    assert "NUMBER: /([0-9][0-9_]*" in lark  # what the grammars mirror
+    rule, = re.findall(r"match\((/\^\[0-9\][^)]*\)[^/]*/i)\)", frontend.read_text())
+    assert rule in (root / "strata" / "serve" / "static" / "editor.js").read_text()
+
+
 def _node_or_skip():
     if shutil.which("node") is None:
         pytest.skip("node is not installed")

@@ -49,6 +49,17 @@ const EXPECT = [
   ["  window = 256 if i % 2 == 0 else none", "if", "keyword.control.conditional.strata"],
 ];
 
+// [line text, token text, a scope the token must NOT have]: a digit of another
+// script (Arabic-Indic 3, Bengali 4, fullwidth 8) is no number to the parser
+// (its NUMBER is [0-9]), and Oniguruma's \d would match it.
+const NOT = [
+  ["  d = \u0663", "\u0663", "constant.numeric.strata"],
+  ["  d = 4\u0663", "\u0663", "constant.numeric.strata"],
+  ["  d = \u09EA", "\u09EA", "constant.numeric.strata"],
+  ["  d = \uFF18", "\uFF18", "constant.numeric.strata"],
+  ["  d = 1e\u0663", "\u0663", "constant.numeric.strata"],
+];
+
 function tokens(grammar, text) {
   let state = vsctm.INITIAL;
   const out = [];
@@ -75,6 +86,13 @@ registry.loadGrammar("source.strata").then((grammar) => {
         JSON.stringify(hits.map((t) => [t.text, t.scopes.slice(1)])));
     }
   }
+  for (const [line, word, scope] of NOT) {
+    const hits = tokens(grammar, line).filter((t) => t.text.includes(word));
+    if (hits.some((t) => t.scopes.includes(scope))) {
+      failed++;
+      console.error(`FAIL ${JSON.stringify(line)}: ${JSON.stringify(word)} has ${scope}`);
+    }
+  }
   // every spec (or docs code block) given tokenizes without an unscoped word
   // (only spaces may stay plain)
   let blocks = 0;
@@ -89,6 +107,6 @@ registry.loadGrammar("source.strata").then((grammar) => {
       }
     }
   }
-  console.log(failed ? `${failed} failed` : `ok: ${EXPECT.length} scopes, ${blocks} specs or code blocks`);
+  console.log(failed ? `${failed} failed` : `ok: ${EXPECT.length + NOT.length} scopes, ${blocks} specs or code blocks`);
   process.exit(failed ? 1 : 0);
 });

@@ -18,7 +18,8 @@ const arch = {
     if (stream.eatSpace()) return null;
     if (stream.match("#")) { stream.skipToEnd(); return "comment"; }
     if (stream.match(/^"(?:[^"\\]|\\.)*"?/) || stream.match(/^'(?:[^'\\]|\\.)*'?/)) return "string";
-    if (stream.match(/^\d[\d_]*(\.\d+)?(e[+-]?\d+)?/i)) return "number";
+    // [0-9]: the parser's NUMBER is ASCII digits only (the TextMate grammar says the same)
+    if (stream.match(/^[0-9][0-9_]*(\.[0-9]+)?(e[+-]?[0-9]+)?/i)) return "number";
     const w = stream.match(/^[A-Za-z_][A-Za-z0-9_]*/);
     if (w) {
       if (KEYWORDS.has(w[0])) return "keyword";
