@@ -17,7 +17,9 @@ step that writes it.
 
 Data: D (a text file or folder read with the run's tokenizer, or token ids
 as .safetensors); without D, the text the source run trained on, else the
-built-in corpus.  The last 10 % of the ids are held out: the next-token loss
+built-in corpus.  An encoder-decoder run (seq2seq) distills over the
+decoder's positions on its own (source, target) examples
+(strata.train.recover_seq2seq).  The last 10 % of the ids are held out: the next-token loss
 and perplexity on them are reported before and after, with the teacher's.
 
 In code (the CLI builds the same from its flags)::
@@ -42,8 +44,9 @@ from strata.errors import UsageError
 from strata.io import read_spread, spread_text
 from strata.passes.quantize import Quantize
 from strata.train.data import text_source
-from strata.train.objectives import CausalLM, objective_class
+from strata.train.objectives import CausalLM, Seq2Seq, objective_class
 from strata.train.objectives.distillation import kd_sum
+from strata.train.recover_seq2seq import seq2seq_tune
 from strata.train.run_folder import RunFolder, is_run
 from strata.train.tokenizer import load_tokenizer
 
@@ -160,11 +163,18 @@ def finetuner(steps: int, *, data=None, tokenizer=None, source_run: dict | None 
     check_steps("--finetune", steps)
     if not (isinstance(lr, (int, float)) and 0 < lr <= 1):
         raise UsageError(f"--finetune-lr {lr}: give a learning rate in (0, 1]")
-    name = (source_run or {}).get("objective", {}).get("name")
-    if name is not None and objective_class(name) is not CausalLM:
-        raise UsageError(f"--finetune distills next-token logits; this run's objective is {name}")
+    record = (source_run or {}).get("objective") or {}
+    name = record.get("name")
+    if name is not None and objective_class(name) not in (CausalLM, Seq2Seq):
+        raise UsageError(f"--finetune distills next-token logits (causal_lm) or a decoder's over an encoder's "
+                         f"source (seq2seq); this run's objective is {name}")
 
     def tune(student, teacher, g0, g) -> dict:
+        if name is not None and objective_class(name) is Seq2Seq:  # the run's own (source, target) examples
+            length = min(row_length(g0, trained_context(source_run)), MAX_LENGTH)
+            return seq2seq_tune(Seq2Seq.from_json(record), steps, student, teacher, g, T=length, data=data,
+                                tokenizer=tokenizer, source_run=source_run, lr=lr, seed=seed,
+                                rows=max(BATCH, STEP_TOKENS // length), eval_rows=EVAL_ROWS, held=_held)
         T = min(row_length(g0, trained_context(source_run)), MAX_LENGTH) + 1
         ids = _token_ids(data, tokenizer, source_run)
         vocab = _logits(teacher, g0, ids[None, :2]).shape[-1]

@@ -217,3 +217,30 @@ def test_the_api_calibrates_on_the_rows_strata_compress_does(tmp_path, monkeypat
         cli = strata.compile(out, device="cpu")
         with torch.no_grad():
             assert torch.equal(api(x), cli(x)), out
+
+
+def test_finetune_distills_an_encoder_decoder_run_over_its_decoder_positions(tmp_path, monkeypatch, capsys):
+    """An encoder-decoder (seq2seq) run was refused ('--finetune distills next-token
+    logits'); it is distilled on its own (source, target) examples, teacher and
+    student reading the same source and target: the KL to the original falls, the
+    quality before and after is reported, and the pruned weights stay zero."""
+    from safetensors.torch import load_file
+
+    from tests.matrix_specs import ENCDEC
+
+    monkeypatch.chdir(tmp_path)
+    Path("s.arch").write_text(ENCDEC)
+    assert main(["train", "s.arch", "--out", "r", "--steps", "30", "-q"]) == 0
+    capsys.readouterr()
+    code = main(["compress", "r", "--pass", "prune(0.7)", "--finetune", "20", "-o", "small"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "finetune 20 steps" in out
+    f = json.loads(Path("small/report.json").read_text())["finetune"]
+    assert f["objective"] == "seq2seq" and f["held"]["masked_linears"] > 0
+    assert {"loss", "perplexity", "kl_to_original"} <= f["before"].keys() and f["teacher"]["loss"] > 0
+    assert f["after"]["kl_to_original"] < f["before"]["kl_to_original"]
+    assert f["distill_loss"]["last"] < f["distill_loss"]["first"]
+    w = load_file("small/weights.safetensors")
+    fc = [k for k in w if k.endswith("mlp.fc.weight") or k.endswith("mlp.up.weight")]
+    assert fc and all(abs(float((w[k] == 0).float().mean()) - 0.7) < 0.02 for k in fc)
