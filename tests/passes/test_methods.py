@@ -4,9 +4,11 @@ densities and n:m patterns."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.passes.helpers import torch
 
-from strata.passes.methods.awq import awq_clip, awq_scale
+from strata.passes.methods.awq import awq_clip, awq_scale, awq_scale_at
 from strata.passes.methods.gptq import gptq
 from strata.passes.methods.grid import Grid
 from strata.passes.methods.smoothquant import smooth_scale
@@ -161,3 +163,15 @@ def test_sparsegpt_exact_density_and_smaller_error():
     pruned, keep = sparsegpt(W, H, 0.5, nm=(2, 4))
     assert (keep.view(37, -1, 4).sum(2) == 2).all() and ((pruned != 0) == keep).all()
     assert _out_err(X, W, pruned) <= _magnitude_err(W, X, nm=True)
+
+
+def test_awq_at_a_modules_output_is_awq_when_the_module_is_the_linear():
+    """awq_scale_at with the module being the linear itself searches the same
+    loss as awq_scale: the same alpha and errors."""
+    W, X, _ = _layer(d_in=64)
+    W, X = W.float(), X.float()
+    grid = Grid("int4_weight", 32)
+    a = awq_scale([W], X, X.abs().mean(0), grid)
+    b = awq_scale_at({"lin": W}, X.abs().mean(0), grid, lambda r: X @ r.get("lin", W).T)
+    assert a[1] == b[1] and torch.equal(a[0], b[0])
+    assert b[2] == pytest.approx(a[2], rel=1e-4) and b[3] == pytest.approx(a[3], rel=1e-4)

@@ -351,3 +351,50 @@ def test_sequential_is_gptqs_option(tmp_path):
     spec = spec_file(tmp_path, LLAMA)
     with pytest.raises(SpecError, match="sequential is GPTQ's"):
         compile(spec, passes=["quantize(int4_weight, sequential=true)"])
+
+
+@pytest.mark.parametrize("text", [LLAMA, GPT])
+def test_awq_measures_a_norms_readers_at_the_attentions_and_mlps_output(tmp_path, text):
+    """AWQ's loss for q, k, v is the attention's output and for the MLP's input
+    linears the MLP's (the reference's module2inspect), never worse than
+    rounding on it; a pair (down after up, o after v) is measured at its linear."""
+    spec = spec_file(tmp_path, text)
+    w = weights(tmp_path, spec)
+    g, _ = _pipeline(spec, w, ["quantize(int4_weight, method=awq, group_size=32)"], ids(80, rows=8, length=16))
+    scales = g.graph["applied"][-1]["record"]["scales"]
+    at = {k: v.get("measured_at") for k, v in scales.items() if "folded_into" not in v}
+    stack = "decoder.layers" if text == LLAMA else "decoder.h"
+    modules = sorted(v for v in at.values() if v != "each linear's output")
+    assert modules == [f"{stack}.{i}.{m}" for i in (0, 1) for m in ("attn", "mlp")], at
+    # the final norm's one reader, the (untied) head, has no module around it
+    assert [k for k, v in at.items() if v == "each linear's output"] == (["decoder.norm"] if text == LLAMA else [])
+    for v in scales.values():
+        assert v["error"] <= v["rtn_error"]
+    assert any(v["alpha"] > 0 for v in scales.values())
+
+
+@pytest.mark.parametrize("method", ["smooth=0.5", "method=awq, group_size=32"])
+def test_a_norm_read_by_several_blocks_is_scaled_once(tmp_path, method):
+    """An encoder's final norm feeds every decoder block's cross-attention keys
+    and values: its scale is chosen once, for all of them, where it is first
+    read — not again at each block, which compounded the migration."""
+    from safetensors.torch import load_file
+
+    from tests.backends.torch.test_stream import SEQ2SEQ
+
+    spec = spec_file(tmp_path, SEQ2SEQ)
+    w = weights(tmp_path, spec)
+    scheme = "int8_dynamic" if "smooth" in method else "int4_weight"
+    g, ctx = _pipeline(spec, w, [f"quantize({scheme}, {method})"], ids(64, rows=8, length=16))
+    rec = g.graph["applied"][-1]["record"]
+    assert "encoder.norm" in rec["scales"]
+    before, after = load_file(str(w))["encoder.norm.weight"], ctx.state["encoder.norm.weight"]
+    s = (before.double() / after.double())
+    if "smooth" in method:
+        assert float(s.max()) == pytest.approx(rec["scales"]["encoder.norm"]["max_scale"], abs=1e-3)
+        assert float(s.min()) == pytest.approx(rec["scales"]["encoder.norm"]["min_scale"], abs=1e-3)
+    else:
+        assert rec["scales"]["encoder.norm"]["measured_at"] == "each linear's output"
+    k0 = load_file(str(w))["decoder.layers.2.cross_attn.k.weight"]  # every reader carries the same scale
+    if "smooth" in method:
+        torch.testing.assert_close(ctx.state["decoder.layers.2.cross_attn.k.weight"].double(), k0.double() * s)

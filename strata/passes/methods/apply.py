@@ -19,8 +19,8 @@ and for the plain rounding / magnitude mask it replaces.
 
 from __future__ import annotations
 
-from strata.passes.methods.awq import awq_clip, awq_scale
-from strata.passes.methods.blocks import input_of
+from strata.passes.methods.awq import awq_clip, awq_scale, awq_scale_at
+from strata.passes.methods.blocks import PROBE, block_of, common_module, input_of
 from strata.passes.methods.scale_fold import apply_pair, apply_scale, linear_pairs, norm_groups, \
     unpaired_reason
 from strata.passes.methods.gptq import gptq
@@ -91,13 +91,25 @@ def calibrated_quantize(o, record: dict, state: dict, ctx) -> dict:
             xs = {}  # AWQ: each linear's input rows as it reads them after the scales
             for norm, readers in groups.items():
                 sel = [r for r in readers if r in block]
-                if not sel:
+                if not sel or norm in scales:
+                    # one scale a norm, chosen where it is first read, for all its readers: an
+                    # encoder's final norm is read by every decoder block's cross-attention, and
+                    # scaling it again at each would compound the migration
                     continue
                 s = stats[norm] if norm in stats else stats[input_of(g, sel[0])]
+                if any(r not in block and r in nodes for r in readers):  # the same x reaches them all
+                    sel = [r for r in readers if r in nodes]
                 Ws = [out[f"{r}.weight"] for r in sel]
                 if awq:
-                    scale, alpha, err, rtn = awq_scale(Ws, s["x"], s["mean"], grid)
-                    scales[norm] = {"alpha": alpha, "error": round(err, 6), "rtn_error": round(rtn, 6)}
+                    module = _module_of(sel)
+                    if module in stats[PROBE]:  # the reference's loss: the attention's or MLP's output
+                        scale, alpha, err, rtn = awq_scale_at(
+                            dict(zip(sel, Ws)), s["mean"], grid, lambda r, m=module: stats[PROBE](m, r))
+                    else:
+                        scale, alpha, err, rtn = awq_scale(Ws, s["x"], s["mean"], grid)
+                        module = None
+                    scales[norm] = {"alpha": alpha, "error": round(err, 6), "rtn_error": round(rtn, 6),
+                                    "measured_at": module or "each linear's output"}
                     xs.update({r: s["x"] / scale.float() for r in sel})
                 else:
                     scale = smooth_scale(Ws, s["absmax"], o.smooth)
@@ -131,14 +143,24 @@ def calibrated_quantize(o, record: dict, state: dict, ctx) -> dict:
                     clipped, err, plain = awq_clip(W, xs[n], grid)
                     out[f"{n}.weight"] = clipped.to(W.dtype)
                     clips[n] = {"error": round(err, 6), "rtn_error": round(plain, 6)}
+        probe = (lambda part: {_module_of([r for r in rs if r in part]) for rs in groups.values()
+                               if any(r in part for r in rs)} - {""}) if awq else None
         cost = ctx.stream(out, nodes if awq else sorted(chosen | set(pairs)), handle, hessian=False,
-                          rows=AWQ_ROWS if awq else 0)
+                          rows=AWQ_ROWS if awq else 0, modules=probe)
         record["scales"] = scales
         if awq:
             record["clip"] = clips
     record["skipped"] = skipped
     record["calibration"] = cost
     return out
+
+
+def _module_of(readers: list[str]) -> str:
+    """The module around a norm's readers whose output AWQ's loss is measured
+    at (q, k, v -> the attention; gate, up -> the MLP): the innermost holding
+    them all, inside their block; "" when that is the block itself or none."""
+    m = common_module(readers)
+    return m if m and len(m) > len(block_of(readers[0])) else ""
 
 
 def magnitude_masks(o, record: dict, state: dict) -> dict:

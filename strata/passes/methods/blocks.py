@@ -12,7 +12,12 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import networkx as nx
 
-__all__ = ["block_of", "blocks", "input_of"]
+__all__ = ["PROBE", "block_of", "blocks", "common_module", "input_of"]
+
+# The key of stream's stats under which a method finds the module-output probe:
+# probe(module path, {linear: weight [out, in]}) -> that module's outputs [tokens, d]
+# on the captured calibration inputs with those weights (no node is named so).
+PROBE = "<module outputs>"
 
 
 def block_of(name: str) -> str:
@@ -38,3 +43,15 @@ def input_of(g, n: str) -> str:
     """The node whose output a linear reads (linears reading the same node share statistics)."""
     preds = list(g.predecessors(n))
     return preds[0] if len(preds) == 1 else n
+
+
+def common_module(names: list[str]) -> str:
+    """The innermost module path holding every linear in `names`
+    (["a.attn.q", "a.attn.k"] -> "a.attn"); "" when they share none."""
+    parts = [n.split(".")[:-1] for n in names]
+    out = []
+    for level in zip(*parts):
+        if len(set(level)) > 1:
+            break
+        out.append(level[0])
+    return ".".join(out)

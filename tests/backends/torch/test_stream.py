@@ -140,3 +140,50 @@ def test_sequential_measures_each_input_after_the_linears_before_it(tmp_path):
     assert len(calls) == 8 and all(e == 0 for e in energy.values()) and len(energy) == 2
     calls, energy, cost = run(False)
     assert len(calls) == 2 and all(e > 0 for e in energy.values())
+
+
+def test_the_probe_reruns_a_module_on_what_it_read(tmp_path):
+    """stats[PROBE](module, {linear: W}) is the module's output on the inputs it
+    read while measured (its arguments and keywords: rotary tables, masks),
+    with those weights: {} gives what it computed; new weights give what the
+    module computes holding them."""
+    from safetensors.torch import load_file
+
+    from strata.passes.methods.blocks import PROBE
+
+    spec = spec_file(tmp_path, LLAMA)
+    g = build_file(spec)
+    x = ids(96, rows=4, length=16)
+    state = dict(load_file(str(weights(tmp_path, spec))))
+    nodes = [n for n, d in g.nodes(data=True) if d["op"] == "linear" and ".layers.0." in n]
+    seen = {}
+
+    def handle(part, stats):
+        probe = stats[PROBE]
+        assert "decoder.layers.0.attn" in probe and "decoder.nowhere" not in probe
+        seen["plain"] = probe("decoder.layers.0.attn", {})
+        W = state["decoder.layers.0.attn.v.weight"] * 0.5
+        seen["half_v"] = probe("decoder.layers.0.attn", {"decoder.layers.0.attn.v": W})
+        seen["mlp"] = probe("decoder.layers.0.mlp", {})
+
+    stream(g, dict(state), x, nodes, handle, rows=32, modules=lambda part: {
+        "decoder.layers.0.attn", "decoder.layers.0.mlp", "decoder.nowhere"})
+    net = compile_model(spec, state)
+    outs = {}
+    net.get_submodule("decoder.layers.0.attn").register_forward_hook(lambda m, a, o: outs.setdefault("attn", o))
+    with torch.no_grad():
+        net(x[:4])
+    assert seen["plain"].shape == (4 * 16, 64)  # calls kept until 32 tokens: the one batch of 4 x 16
+    torch.testing.assert_close(seen["plain"], outs["attn"].reshape(-1, 64), rtol=0, atol=0)
+    assert seen["mlp"].shape == (64, 64)
+    # v's output is linear in its weight and o is linear: half of v's weight halves the attention's output
+    torch.testing.assert_close(seen["half_v"], seen["plain"] * 0.5, rtol=1e-5, atol=1e-6)
+
+
+def compile_model(spec, state):
+    from strata.api import compile as compile_spec
+    from strata.backends.torch.weights_file import load_state
+
+    net = compile_spec(spec, passes=[], quantize=False).eval()
+    load_state(net, state)
+    return net

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 from strata.backends.torch import generate_source
 from strata.backends.torch.loader import load_source
 from strata.backends.torch.workflows.calibration import BATCH, model_inputs
-from strata.passes.methods.blocks import block_of, blocks, input_of
+from strata.passes.methods.blocks import PROBE, block_of, blocks, input_of
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -165,13 +165,65 @@ def _stages(g, block: list[str], sequential: bool) -> list[list[str]]:
     return list(out.values())
 
 
-def _measure(net, g, batches, name: str, nodes: list[str], kept, hessian: bool, rows: int) -> dict:
+class _Probe:
+    """The outputs of chosen modules on the inputs they were called with while
+    measured (up to `rows` tokens each), rerun with some linears' weights
+    replaced: stats[PROBE](module, {linear: W}) -> [tokens, d] float32."""
+
+    def __init__(self, net, modules: list[str], rows: int):
+        self.net, self.rows, self.calls = net, rows, {}
+        self.hooks = []
+        for m in modules:
+            try:
+                mod = net.get_submodule(m)
+            except AttributeError:  # not a module of the generated code: the caller falls back
+                continue
+            self.calls[m] = []
+            self.hooks.append(mod.register_forward_hook(self._capture(m), with_kwargs=True))
+
+    def _capture(self, m):
+        def hook(mod, args, kwargs, out):
+            have = sum(int(a[0].shape[:-1].numel()) for a, _ in self.calls[m])
+            if args and have < self.rows:
+                self.calls[m].append((args, kwargs))
+        return hook
+
+    def remove(self) -> None:
+        for h in self.hooks:
+            h.remove()
+
+    def __contains__(self, module: str) -> bool:
+        return bool(self.calls.get(module))
+
+    def __call__(self, module: str, replace: dict) -> "torch.Tensor":
+        import torch  # lazy: torch
+        from torch.func import functional_call
+
+        mod = self.net.get_submodule(module)
+        own = dict(mod.named_parameters())
+        params = {}
+        for linear, w in replace.items():
+            key = linear[len(module) + 1:] + ".weight"
+            params[key] = w.to(own[key].dtype)
+        outs = []
+        with torch.no_grad():
+            for args, kwargs in self.calls[module]:
+                y = functional_call(mod, params, args, kwargs)
+                y = y[0] if isinstance(y, tuple) else y
+                outs.append(y.reshape(-1, y.shape[-1]).float())
+        return torch.cat(outs)
+
+
+def _measure(net, g, batches, name: str, nodes: list[str], kept, hessian: bool, rows: int,
+             modules=None) -> dict:
     """stats[input node] for the linears `nodes`, from one pass of the batches
-    stopped once block `name` has run (see stream)."""
+    stopped once block `name` has run (see stream); with `modules` (nodes ->
+    module paths), stats[PROBE] reruns those modules on what they read."""
     import torch  # lazy: torch
 
-    stats: dict[str, dict] = {}
+    stats: dict = {}
     hooks = []
+    probe = _Probe(net, sorted(modules(nodes)), rows) if modules is not None else None
     for n in nodes:
         key = input_of(g, n)
         if key in stats:
@@ -199,9 +251,13 @@ def _measure(net, g, batches, name: str, nodes: list[str], kept, hessian: bool, 
             for s in stats.values():
                 s.clear()
                 s.update({"n": 0, "x": []})
+            if probe is not None:
+                probe.calls = {m: [] for m in probe.calls}
     finally:
         for h in hooks:
             h.remove()
+        if probe is not None:
+            probe.remove()
     for s in stats.values():
         if s["n"] == 0:  # never reached (the caller skips these linears)
             continue
@@ -210,15 +266,18 @@ def _measure(net, g, batches, name: str, nodes: list[str], kept, hessian: bool, 
             s["H"] *= 2 / n
         s["mean"] = s.pop("sum") / n
         s["x"] = torch.cat(s["x"]) if s["x"] else None
+    if probe is not None:
+        stats[PROBE] = probe
     return stats
 
 
 def stream(g: "nx.MultiDiGraph", state: dict, ids, nodes: list[str], handle, *, hessian: bool = True,
-           rows: int = 0, replay: bool = True, sequential: bool = False) -> dict:
+           rows: int = 0, replay: bool = True, sequential: bool = False, modules=None) -> dict:
     """Run `handle(nodes, stats)` block by block (see the module docstring);
     stats[input node] = {"H", "mean", "absmax", "n", "x"} ("n" 0: the input never ran).
     sequential: within a block, one call per distinct input (_stages), each
-    measured with the linears before it already rewritten.  Returns {"blocks",
+    measured with the linears before it already rewritten.  modules: nodes ->
+    the module paths whose calls (up to `rows` tokens) stats[PROBE] reruns.  Returns {"blocks",
     "seconds_per_block", "rows", "replay", "sequential"}."""
     from strata.backends.torch.weights_file import load_state  # lazy: torch
 
@@ -231,7 +290,7 @@ def stream(g: "nx.MultiDiGraph", state: dict, ids, nodes: list[str], handle, *, 
         name = block_of(block[0])
         changed: set[str] = set()
         for stage in _stages(g, block, sequential):
-            stats = _measure(net, g, batches, name, stage, kept, hessian, rows)
+            stats = _measure(net, g, batches, name, stage, kept, hessian, rows, modules)
             before = dict(state)
             handle(stage, stats)
             now = {k for k, v in state.items() if before.get(k) is not v}
