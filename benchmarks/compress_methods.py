@@ -306,6 +306,9 @@ def table_rows() -> list[tuple[str, str, str | None]]:
         ("int8 dynamic", "quantize(int8_dynamic)", None),
         ("int8 dynamic smooth 0.5", "quantize(int8_dynamic, smooth=0.5)", "int8 dynamic"),
         ("int8 dynamic smooth 0.8", "quantize(int8_dynamic, smooth=0.8)", "int8 dynamic"),
+        ("int8 static", "quantize(int8_static)", "int8 dynamic"),
+        ("int8 static smooth 0.5", "quantize(int8_static, smooth=0.5)", "int8 static"),
+        ("int8 static smooth 0.8", "quantize(int8_static, smooth=0.8)", "int8 static"),
         ("prune 50% magnitude", "prune(0.5)", None),
         ("prune 50% sparsegpt", "prune(0.5, method=sparsegpt)", "prune 50% magnitude"),
     ]

@@ -93,7 +93,8 @@ def stored_weight_bytes(rows: int, cols: int, scheme: str | None, group_size: in
     a 4-bit zero point per group of `group_size` inputs (None: one group a row),
     zero points 8 rows to an int32, its int64 [2]
     shape; int8 weight-only: 4 values to an int32, an fp32 scale a row, its shape
-    (pack-quantized); int8 dynamic (fp8 alike): a byte a weight and an fp32 scale a row.
+    (pack-quantized); int8 dynamic (fp8 alike): a byte a weight and an fp32 scale a row;
+    int8 static: those and the activations' one fp32 scale.
 
         >>> stored_weight_bytes(16, 128, "int4_weight", 128), stored_weight_bytes(16, 128, "int8_weight")
         (1080, 2128)
@@ -105,7 +106,7 @@ def stored_weight_bytes(rows: int, cols: int, scheme: str | None, group_size: in
         return rows * -(-cols // 8) * 4 + rows * groups * 2 + -(-rows // 8) * groups * 4 + 2 * 8
     if scheme == "int8_weight":
         return rows * -(-cols // 4) * 4 + rows * 4 + 2 * 8
-    return rows * cols + rows * 4
+    return rows * cols + rows * 4 + (4 if scheme == "int8_static" else 0)
 
 
 def weight_bytes(g: nx.MultiDiGraph) -> int:

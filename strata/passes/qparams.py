@@ -5,7 +5,8 @@ the scales (and zero points) that bring them back.
 
     scheme        q                      scale                     zero           weight ~
     int8_dynamic  int8 [out, in]         fp32 [out, 1]             None           q * scale
-    int8_weight   (symmetric, per output row; -128..127)
+    int8_static   (symmetric, per output row; -128..127; int8_static also
+    int8_weight   carries input_scale fp32 [1]: its activations' one scale)
     int4_weight   int8 [out, in] -8..7   bf16 [out, in / group]    int8 -8..7     (q - zero) * scale
                   (asymmetric, groups of `group_size` along the input;
                   group_size None: one group a row, per channel)
@@ -52,6 +53,9 @@ class QuantizedWeight:
     zero: torch.Tensor | None
     group_size: int
     bits: int = 8
+    # int8_static: the one scale of the layer's int8 activations, fp32 [1]
+    # (x_q = clamp(round(x / input_scale), -128, 127)), chosen from calibration data
+    input_scale: torch.Tensor | None = None
 
     def dequantize(self, dtype=torch.float32):
         """The float weight these integers stand for, [out, in]."""
@@ -63,10 +67,10 @@ class QuantizedWeight:
 
 def rtn(weight, scheme, group_size=None):
     """Round-to-nearest integers for `weight` ([out, in], float) under `scheme`
-    (int8_dynamic / int8_weight: symmetric per row; int4_weight: asymmetric,
-    groups of `group_size` inputs, or one a row when it is None)."""
+    (int8_dynamic / int8_static / int8_weight: symmetric per row; int4_weight:
+    asymmetric, groups of `group_size` inputs, or one a row when it is None)."""
     w = weight.detach().to(torch.float32)
-    if scheme in ("int8_dynamic", "int8_weight"):
+    if scheme in ("int8_dynamic", "int8_static", "int8_weight"):
         amax = w.abs().amax(dim=1, keepdim=True)                            # (out, 1)
         scale = (amax / 127.5).clamp(min=torch.finfo(torch.float32).eps)
         q = (w / scale).round().clamp(-128, 127).to(torch.int8)

@@ -10,6 +10,12 @@ kernel for the device the model is on (strata/backends/torch/runtime_passes.py):
                   3x faster than fp32 in eager mode; torchao's
                   Int8DynamicActivationInt8WeightConfig elsewhere (and on CPU
                   when torch.ao's is gone), which is fast under torch.compile.
+    int8_static   int8 weights and int8 activations with one static scale a
+                  layer, chosen from calibration data (the largest |x| the
+                  layer read / 127: SmoothQuant's W8A8 static, compressed-tensors'
+                  tensor strategy with dynamic=false); torchao's Int8Tensor with a
+                  static activation scale.  Needs --calibration (or a compressed
+                  checkpoint that holds the scales).
     int8_weight   int8 weights, float activations (torchao Int8WeightOnlyConfig):
                   a quarter of the memory, the speed of the float matmul.
     int4_weight   int4 weights in groups of `group_size` along the input, or one
@@ -30,8 +36,8 @@ Calibrated methods (strata/passes/methods/; calibration data required):
                     linears before it are quantized)
     method=awq      int4_weight / int8_weight: AWQ's activation-aware scales,
                     folded into the norm (or linear) before, and its clipping
-    smooth=alpha    int8_dynamic: SmoothQuant's migration of activation
-                    outliers into the weights, folded into the norm
+    smooth=alpha    int8_dynamic / int8_static: SmoothQuant's migration of
+                    activation outliers into the weights, folded into the norm
     method=rtn      round to nearest (the default; no calibration)
 
     auto, bits=B    each linear int4_weight, int8_weight or float, chosen from
@@ -67,7 +73,8 @@ from strata.passes.lora import LoRA
 if TYPE_CHECKING:
     import networkx as nx
 
-SCHEMES = {"int8_dynamic": ("int8", 8), "int8_weight": ("int8", 8), "int4_weight": ("int4", 4),
+SCHEMES = {"int8_dynamic": ("int8", 8), "int8_static": ("int8", 8), "int8_weight": ("int8", 8),
+           "int4_weight": ("int4", 4),
            "fp8": ("fp8", 8)}
 
 # torchao packs int4 weights in tiles of 16 output rows (CPU and CUDA kernels),
@@ -96,8 +103,9 @@ class QuantizeOptions(Options):
     """Quantize the weights of linear layers (int8 dynamic, int8 / int4 weight-only,
     fp8 on CUDA sm89+); `qat=true` trains with fake quantization first."""
 
-    scheme: Literal["int8_dynamic", "int8_weight", "int4_weight", "fp8", "auto"] = Field(
-        description="int8 weights and activations; int8 or int4 weights only; fp8 (CUDA sm89+); "
+    scheme: Literal["int8_dynamic", "int8_static", "int8_weight", "int4_weight", "fp8", "auto"] = Field(
+        description="int8 weights and activations (scaled per token at run time, or static: one scale a "
+        "layer from --calibration data); int8 or int4 weights only; fp8 (CUDA sm89+); "
         "auto: each linear int4, int8 or float by its sensitivity, under bits= (reads --calibration data)")
     on: str | None = Field(None, description="module path glob or component kind; default all")
     group_size: Literal[32, 64, 128, 256, "channel"] = Field(
@@ -115,7 +123,7 @@ class QuantizeOptions(Options):
     sequential: bool | None = Field(None, description="gptq: inside a block, each linear's inputs measured "
                                     "after the linears before it are quantized (q, k, v; o; gate, up; down); "
                                     "true by default with method=gptq")
-    smooth: float | None = Field(None, gt=0, lt=1, description="int8_dynamic: SmoothQuant migration "
+    smooth: float | None = Field(None, gt=0, lt=1, description="int8_dynamic / int8_static: SmoothQuant migration "
                                  "strength alpha (reads --calibration data)")
     bits: float | None = Field(None, gt=0, le=32, description="auto: the average stored bits per weight "
                                "of the selected linears (int4 ~4.16 at group 128, int8 ~8, float 32)")
@@ -225,17 +233,19 @@ class Quantize(Pass):
 
     @property
     def calibrated(self) -> bool:
-        return self.o.method != "rtn" or self.o.smooth is not None
+        """Whether the pass reads activations: a method, SmoothQuant, or int8_static's scales."""
+        return self.o.method != "rtn" or self.o.smooth is not None or self.o.scheme == "int8_static"
 
     def _check_method(self) -> None:
         o = self.o
         if o.method != "rtn" and o.scheme not in ("int4_weight", "int8_weight"):
             raise PassError(f"{self.label()}: method={o.method} chooses weights on an int4_weight or "
                             f"int8_weight grid, not {o.scheme}" + (
-                                "; for int8_dynamic, smooth=0.5 (SmoothQuant)" if o.scheme == "int8_dynamic" else ""))
-        if o.smooth is not None and o.scheme != "int8_dynamic":
-            raise PassError(f"{self.label()}: smooth= migrates activation outliers for int8_dynamic, whose "
-                            f"activations are quantized; {o.scheme} keeps them float")
+                                f"; for {o.scheme}, smooth=0.5 (SmoothQuant)"
+                                if o.scheme in ("int8_dynamic", "int8_static") else ""))
+        if o.smooth is not None and o.scheme not in ("int8_dynamic", "int8_static"):
+            raise PassError(f"{self.label()}: smooth= migrates activation outliers for int8_dynamic and "
+                            f"int8_static, whose activations are quantized; {o.scheme} keeps them float")
         if o.act_order and o.method != "gptq":
             raise PassError(f"{self.label()}: act_order is GPTQ's column order: write method=gptq")
         if o.sequential is not None and o.method != "gptq":
@@ -322,7 +332,8 @@ class Quantize(Pass):
             "    QuantizedWeight} integers to run as given (a compressed checkpoint's), the\n"
             '    others rounded to nearest.  model.quantization names the kernels that ran."""\n'
             "    return {fn}(model, QUANTIZE, torch_compile, packed)\n",
-            ("named_linears", "set_module", "_torchao", "_in_dtype", "_ao_dynamic", "QuantizedWeight", "rtn",
+            ("named_linears", "set_module", "_torchao", "_in_dtype", "_flat_inputs", "_ao_dynamic", "QuantizedWeight",
+             "rtn",
              "_ao_linear", "_int4_tensor", "_quantize", "quantize_linears"))
 
     @classmethod

@@ -44,8 +44,8 @@ class ExportError(UsageError):
 
 
 # the schemes whose integers strata packs (strata.backends.torch.packed)
-SCHEMES = ("int8_dynamic", "int8_weight", "int4_weight")
-SUFFIXES = ("weight", "weight_scale", "weight_packed", "weight_zero_point", "weight_shape")
+SCHEMES = ("int8_dynamic", "int8_static", "int8_weight", "int4_weight")
+SUFFIXES = ("weight", "weight_scale", "weight_packed", "weight_zero_point", "weight_shape", "input_scale")
 
 
 @dataclass

@@ -24,7 +24,8 @@ from strata.safetensors_file import read_header, tensor_bytes
 SCHEMES = ["quantize(int8_dynamic)", "quantize(int8_weight)", "quantize(int4_weight, group_size=32)",
            "quantize(int4_weight, group_size=channel)", "quantize(int4_weight, group_size=channel)\nlow_rank(16)",
            "fuse_qkv\nquantize(int4_weight, group_size=32)", "low_rank(16)", "prune(0.5, method=structured)",
-           'lora(4, on="attention")', "quantize(auto, bits=6, group_size=32)"]
+           'lora(4, on="attention")', "quantize(auto, bits=6, group_size=32)", "quantize(int8_static)",
+           "quantize(int8_static, smooth=0.5)"]
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,8 @@ def _logits(net, x):
 def test_the_file_loads_into_the_kernels_and_computes_exactly_the_compressed_model(gpt, tmp_path, passes):
     spec, w = gpt
     out = tmp_path / "out"
-    calib = ids(80, rows=4, length=32, seed=3) if "auto" in passes else None  # auto's sensitivity reads it
+    # auto's sensitivity and int8_static's activation scales read it
+    calib = ids(80, rows=4, length=32, seed=3) if "auto" in passes or "static" in passes else None
     r = compress(spec, w, out, passes=passes.split("\n"), calibration=calib).report
     x = ids(80)
     # in memory: the spec with its passes, compiled from the float weights (round-to-nearest integers)
@@ -60,7 +62,7 @@ def test_the_file_loads_into_the_kernels_and_computes_exactly_the_compressed_mod
     if "quantize" in passes:
         assert r["quantization_config"]["quant_method"] == "compressed-tensors"
         cfg = r["quantization_config"]
-        assert cfg["format"] == ("int-quantized" if "dynamic" in passes else "pack-quantized")
+        assert cfg["format"] == ("int-quantized" if "dynamic" in passes or "static" in passes else "pack-quantized")
         # each group's format is what the file stores for its targets (int8_weight too: pack-quantized)
         header, _ = read_header(out / "weights.safetensors")
         for group in cfg["config_groups"].values():

@@ -5,8 +5,9 @@ A packed file is in the compiled model's own names (the module that holds the
 integers: `decoder.h.0.attn.qkv`, a low-rank layer's `.a` / `.b` factors), like
 a compressed-tensors checkpoint, with per quantized linear:
 
-    int8_dynamic                NAME.weight        int8 [out, in]
+    int8_dynamic, int8_static   NAME.weight        int8 [out, in]
       (int-quantized)           NAME.weight_scale  fp32 [out, 1]
+                                NAME.input_scale   fp32 [1]   (int8_static: its activations' scale)
     int8_weight                 NAME.weight_packed int32 [out, in / 4]   (4 values per int32)
       (pack-quantized)          NAME.weight_scale  fp32 [out, 1]
                                 NAME.weight_shape  int64 [2]
@@ -46,7 +47,8 @@ SUFFIXES = ("weight_scale", "weight_packed", "weight_zero_point", "weight_shape"
 # The compressed-tensors format of each scheme: the one transformers decompresses
 # and vLLM has a kernel for (W8A8 int: int-quantized; weight-only int8 / int4,
 # W8A16 / W4A16: pack-quantized, 4 / 8 values per int32).
-_FORMATS = {"int8_dynamic": "int-quantized", "int8_weight": "pack-quantized", "int4_weight": "pack-quantized"}
+_FORMATS = {"int8_dynamic": "int-quantized", "int8_static": "int-quantized", "int8_weight": "pack-quantized",
+            "int4_weight": "pack-quantized"}
 
 
 def ct_format(scheme: str) -> str:
@@ -86,7 +88,9 @@ def quantized_weight(m: torch.nn.Module, group_size: int | None) -> QuantizedWei
     w = m.weight
     name = type(w).__name__
     if name == "Int8Tensor":
-        return QuantizedWeight(w.qdata, w.scale, None, w.shape[1], 8)
+        static = getattr(w, "act_quant_scale", None)
+        return QuantizedWeight(w.qdata, w.scale, None, w.shape[1], 8,
+                               None if static is None else static.reshape(1).to(torch.float32))
     if name in ("Int4OpaqueTensor", "Int4TilePackedTo4dTensor"):
         from torchao.quantization.utils import (  # lazy: torch
             pack_tinygemm_scales_and_zeros,
@@ -115,7 +119,10 @@ def quantized_weight(m: torch.nn.Module, group_size: int | None) -> QuantizedWei
 def pack(name: str, qw: QuantizedWeight, scheme: str) -> dict[str, torch.Tensor]:
     """The compressed-tensors tensors of one quantized linear of `scheme`."""
     if ct_format(scheme) == "int-quantized":
-        return {f"{name}.weight": qw.q.contiguous(), f"{name}.weight_scale": qw.scale.contiguous()}
+        out = {f"{name}.weight": qw.q.contiguous(), f"{name}.weight_scale": qw.scale.contiguous()}
+        if scheme == "int8_static":
+            out[f"{name}.input_scale"] = qw.input_scale.reshape(1).to(torch.float32).contiguous()
+        return out
     pack_to_int32, _ = _ct()
     if qw.bits == 8:  # symmetric: no zero point
         return {f"{name}.weight_packed": pack_to_int32(qw.q.cpu().contiguous(), 8),
@@ -211,6 +218,9 @@ def _take(rest: dict, n: str, scheme: str, shape: tuple[int, int], gs: int | Non
     if not bool(torch.isfinite(scale).all()):
         raise WeightsError(f"{where}: {n}.weight_scale holds NaN or infinity; a scale must be a finite "
                            "number (compress the model again from finite float weights)")
+    if scheme == "int8_static":
+        return QuantizedWeight(rest.pop(f"{n}.weight"), rest.pop(f"{n}.weight_scale"), None, cols, 8,
+                               _input_scale(rest, n, where))
     if int8 and not int8_packed:
         return QuantizedWeight(rest.pop(f"{n}.weight"), rest.pop(f"{n}.weight_scale"), None, cols, 8)
     if rest[f"{n}.weight_shape"].tolist() != [rows, cols]:
@@ -227,6 +237,21 @@ def _take(rest: dict, n: str, scheme: str, shape: tuple[int, int], gs: int | Non
     return QuantizedWeight(q, rest.pop(f"{n}.weight_scale"), zero, gs, 4)
 
 
+def _input_scale(rest: dict, n: str, where: str) -> torch.Tensor:
+    """Pop int8_static linear n's activation scale: fp32 [1], finite and positive."""
+    t = rest.get(f"{n}.input_scale")
+    if t is None:
+        raise WeightsError(f"{where}: {n}.input_scale is missing: {n} is int8_static in the spec, whose "
+                           "activations' scale the file must hold")
+    if tuple(t.shape) != (1,) or t.dtype != torch.float32:
+        raise WeightsError(f"{where}: {n}.input_scale is {str(t.dtype).removeprefix('torch.')} {list(t.shape)}; "
+                           "int8_static needs float32 [1]")
+    if not (bool(torch.isfinite(t).all()) and float(t) > 0):
+        raise WeightsError(f"{where}: {n}.input_scale is {float(t)}; an activation scale must be a finite "
+                           "positive number")
+    return rest.pop(f"{n}.input_scale")
+
+
 def quantization_config(g) -> dict | None:
     """The compressed-tensors `quantization_config` (its own json form) for the
     quantized linears of `g`, or None when none is quantized."""
@@ -237,7 +262,7 @@ def quantization_config(g) -> dict | None:
     groups: dict[tuple, list[str]] = {}
     for n, d in g.nodes(data=True):
         s = Quantize.scheme_of(d.attrs)
-        if s is not None and s[0] in ("int8_dynamic", "int8_weight", "int4_weight"):
+        if s is not None and s[0] in ("int8_dynamic", "int8_static", "int8_weight", "int4_weight"):
             if Quantize.per_channel(d.attrs):
                 s = (s[0], "channel")  # one scale a row: compressed-tensors' channel strategy
             groups.setdefault(s, []).append(n)
@@ -252,7 +277,9 @@ def quantization_config(g) -> dict | None:
         else:
             weights = dict(num_bits=8, type="int", symmetric=True, strategy="channel")
         acts = (dict(num_bits=8, type="int", symmetric=True, strategy="token", dynamic=True)
-                if scheme == "int8_dynamic" else None)
+                if scheme == "int8_dynamic" else
+                dict(num_bits=8, type="int", symmetric=True, strategy="tensor", dynamic=False)
+                if scheme == "int8_static" else None)
         # each group says its own format: compressed-tensors reads it per module
         schemes[f"group_{i}"] = QuantizationScheme(targets=names, weights=weights, input_activations=acts,
                                                    format=ct_format(scheme))

@@ -137,6 +137,16 @@ def _in_dtype(module, dtype):
     module.register_forward_hook(lambda m, args, out: out.to(m.act_dtype))
 
 
+def _flat_inputs(module):
+    """Run `module` on its input as rows [-1, in] (torchao's static activation
+    scale has the input's rank) and give the output back in the input's shape."""
+    def flat(m, args):
+        m.lead_shape = args[0].shape[:-1]
+        return (args[0].reshape(-1, args[0].shape[-1]),) + tuple(args[1:])
+    module.register_forward_pre_hook(flat)
+    module.register_forward_hook(lambda m, args, out: out.reshape(*m.lead_shape, out.shape[-1]))
+
+
 def _ao_dynamic():
     """torch.ao's dynamic quantization, where it exists and has a CPU engine."""
     import warnings
@@ -222,8 +232,14 @@ def _quantize(model, scheme, group_size, names, device, torch_compile=False, pac
         tq.quantize_(model, tq.Float8DynamicActivationFloat8WeightConfig(set_inductor_config=False),
                      filter_fn=lambda m, fqn: fqn in chosen)
         return "torchao Float8DynamicActivationFloat8WeightConfig"
-    if scheme not in ("int8_dynamic", "int8_weight", "int4_weight"):
+    if scheme not in ("int8_dynamic", "int8_static", "int8_weight", "int4_weight"):
         raise RuntimeError(f"unknown quantization scheme {scheme!r}")
+    if scheme == "int8_static":
+        missing = [n for n in names if getattr(packed.get(n), "input_scale", None) is None]
+        if missing:  # the activations' scales are data, not something rounding can choose
+            raise RuntimeError(f"int8_static: {missing[0]} has no activation scale; it is chosen from "
+                               "calibration data (strata compress --calibration, compile(..., calibration=ids)) "
+                               "and a compressed checkpoint holds it (NAME.input_scale)")
     ao = _ao_dynamic() if scheme == "int8_dynamic" and eager_cpu else None
     if ao is None:
         tq = _torchao()
@@ -233,7 +249,8 @@ def _quantize(model, scheme, group_size, names, device, torch_compile=False, pac
         if qw is None:
             qw = rtn(m.weight, scheme, group_size)
         qw = QuantizedWeight(qw.q.to(m.weight.device), qw.scale.to(m.weight.device),
-                             None if qw.zero is None else qw.zero.to(m.weight.device), qw.group_size, qw.bits)
+                             None if qw.zero is None else qw.zero.to(m.weight.device), qw.group_size, qw.bits,
+                             None if qw.input_scale is None else qw.input_scale.to(m.weight.device))
         if ao is not None:
             set_module(model, name, _ao_linear(m, qw))
             continue
@@ -243,18 +260,25 @@ def _quantize(model, scheme, group_size, names, device, torch_compile=False, pac
             _in_dtype(m, torch.bfloat16)
             w = _int4_tensor(qw, m.weight.device, tuple(m.weight.shape))
         else:
-            from torchao.quantization.granularity import PerRow
+            from torchao.quantization.granularity import PerRow, PerTensor
             from torchao.quantization.quantize_.workflows.int8.int8_tensor import (
                 Int8Tensor, QuantizeTensorToInt8Kwargs)
 
             act = QuantizeTensorToInt8Kwargs(granularity=PerRow()) if scheme == "int8_dynamic" else None
+            static = None
+            if scheme == "int8_static":  # one scale for every activation: torchao takes it [1, 1], inputs 2-D
+                act = QuantizeTensorToInt8Kwargs(granularity=PerTensor())
+                static = qw.input_scale.to(torch.float32).reshape(1, 1)
+                _flat_inputs(m)
             w = Int8Tensor(qw.q, qw.scale.to(torch.float32), [1, qw.q.shape[1]], m.weight.dtype,
-                           act_quant_kwargs=act)
+                           act_quant_kwargs=act, act_quant_scale=static)
         m.weight = nn.Parameter(w, requires_grad=False)
     if ao is not None:
         return f"torch.ao dynamic int8 ({ao[2]}, per-channel weights)"
     if scheme == "int8_dynamic":
         return "torchao Int8Tensor (dynamic int8 activations, per-row int8 weights)"
+    if scheme == "int8_static":
+        return "torchao Int8Tensor (static per-tensor int8 activations, per-row int8 weights)"
     if scheme == "int8_weight":
         return "torchao Int8Tensor (per-row int8 weights)"
     where = "CPU" if device.type == "cpu" else "tinygemm"

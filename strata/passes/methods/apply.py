@@ -10,6 +10,9 @@ rewrites the state dict in place; the pass's record gets what was done.
                                  down / o likewise with up / v; then W := AWQ's clipping
     quantize(..., smooth=a)      W := W diag(s), norm := norm / s (SmoothQuant), and
                                  down / o likewise with up / v
+    quantize(int8_static, ...)   each linear's activation scale := max |x| / 127.5 over
+                                 the calibration inputs it reads (after any smoothing);
+                                 its integers and that scale go to ctx.quantized[linear]
     prune(..., method=sparsegpt) W := SparseGPT's pruned and updated weights
 
 Errors recorded per linear are relative output errors on the calibration
@@ -53,7 +56,8 @@ def _magnitude(W, amount: float, nm):
 
 
 def calibrated_quantize(o, record: dict, state: dict, ctx) -> dict:
-    """The quantize pass's transform for method=gptq / awq or smooth=alpha (options `o`)."""
+    """The quantize pass's transform for method=gptq / awq, smooth=alpha or
+    int8_static's activation scales (options `o`)."""
     g, out = ctx.graph, dict(state)
     nodes = [n for n in record["linears"] if f"{n}.weight" in out]
     grid = Grid(o.scheme, None if o.group_size == "channel" else o.group_size)
@@ -75,8 +79,16 @@ def calibrated_quantize(o, record: dict, state: dict, ctx) -> dict:
                 ctx.quantized[n] = qw
         cost = ctx.stream(out, nodes, handle, sequential=o.sequential is not False)
         record["error"] = errors
+    elif o.method == "rtn" and o.smooth is None:  # int8_static alone: the scales of what each linear reads
+        in_scales: dict[str, float] = {}
+        cost = ctx.stream(out, nodes, lambda block, stats: in_scales.update(
+            _input_scales(g, block, stats, {}, skipped)), hessian=False)
+        _static(ctx, out, grid, in_scales, record)
     else:
         awq = o.method == "awq"
+        static = o.scheme == "int8_static"
+        in_scales = {}
+        applied: dict = {}  # SmoothQuant: input node -> the s [in] its readers now read x / s by
         groups, skipped = norm_groups(g, nodes, out)
         pairs = linear_pairs(g, nodes, out)  # {down: up, o: v}: a scale folds exactly into the producer
         for n in pairs:
@@ -115,6 +127,7 @@ def calibrated_quantize(o, record: dict, state: dict, ctx) -> dict:
                     scale = smooth_scale(Ws, s["absmax"], o.smooth)
                     scales[norm] = {"alpha": o.smooth, "max_scale": round(float(scale.max()), 4),
                                     "min_scale": round(float(scale.min()), 4)}
+                    applied[norm] = scale
                 apply_scale(g, out, norm, readers, scale)
             for n in block:
                 s = stats[input_of(g, n)]
@@ -127,6 +140,7 @@ def calibrated_quantize(o, record: dict, state: dict, ctx) -> dict:
                         scales[n] = {"alpha": o.smooth, "max_scale": round(float(scale.max()), 4),
                                      "min_scale": round(float(scale.min()), 4), "folded_into": pairs[n]}
                         apply_pair(out, pairs[n], n, scale)
+                        applied[input_of(g, n)] = scale
                     continue
                 xs.setdefault(n, s["x"])
                 if n in pairs:
@@ -136,6 +150,8 @@ def calibrated_quantize(o, record: dict, state: dict, ctx) -> dict:
                     apply_pair(out, pairs[n], n, scale)
                     xs[n] = s["x"] / scale.float()
             if not awq:
+                if static:
+                    in_scales.update(_input_scales(g, block, stats, applied, skipped))
                 return
             for n in block:
                 if n in xs and g.nodes[n].attrs.get("role") not in ("q", "k"):
@@ -145,14 +161,44 @@ def calibrated_quantize(o, record: dict, state: dict, ctx) -> dict:
                     clips[n] = {"error": round(err, 6), "rtn_error": round(plain, 6)}
         probe = (lambda part: {_module_of([r for r in rs if r in part]) for rs in groups.values()
                                if any(r in part for r in rs)} - {""}) if awq else None
-        cost = ctx.stream(out, nodes if awq else sorted(chosen | set(pairs)), handle, hessian=False,
+        cost = ctx.stream(out, nodes if awq or static else sorted(chosen | set(pairs)), handle, hessian=False,
                           rows=AWQ_ROWS if awq else 0, modules=probe)
         record["scales"] = scales
+        if static:
+            _static(ctx, out, grid, in_scales, record)
         if awq:
             record["clip"] = clips
     record["skipped"] = skipped
     record["calibration"] = cost
     return out
+
+
+def _input_scales(g, block: list[str], stats: dict, applied: dict, skipped: dict) -> dict[str, float]:
+    """int8_static: {linear: the scale of its int8 activations}, the largest |x| it
+    read over the calibration data / 127.5 (compressed-tensors' symmetric min / max
+    observer), x divided by the SmoothQuant scale folded into it (`applied`)."""
+    out = {}
+    for n in block:
+        key = input_of(g, n)
+        s = stats[key]
+        if s["n"] == 0:
+            skipped[n] = "no calibration input reached it"
+            continue
+        amax = s["absmax"] / applied[key] if key in applied else s["absmax"]
+        out[n] = max(float(amax.max()) / 127.5, 1e-12)
+    return out
+
+
+def _static(ctx, out: dict, grid: Grid, in_scales: dict[str, float], record: dict) -> None:
+    """Hand on each int8_static linear's integers (of its final weight) with its
+    activation scale; the record keeps the scales."""
+    import torch  # lazy: torch
+
+    for n, sc in in_scales.items():
+        qw = grid.rtn(out[f"{n}.weight"])
+        qw.input_scale = torch.tensor([sc], dtype=torch.float32)
+        ctx.quantized[n] = qw
+    record["input_scale"] = {n: float(f"{sc:.6g}") for n, sc in in_scales.items()}
 
 
 def _module_of(readers: list[str]) -> str:

@@ -4,6 +4,7 @@ float weight W [out, in]; GPTQ and AWQ choose weights on the same grid, so what
 they pick is what is stored and run.
 
     int8_weight / int8_dynamic   symmetric per output row: scale = max|W_row| / 127.5
+    / int8_static
                                  (fp32), q = clamp(round(W / scale), -128, 127),
                                  W ~ q * scale
     int4_weight                  asymmetric per group of `group_size` inputs: lo, hi =
@@ -53,6 +54,7 @@ class QuantizedWeight:
     scale: "torch.Tensor"
     zero: "torch.Tensor | None"
     weight: "torch.Tensor"
+    input_scale: "torch.Tensor | None" = None  # int8_static: its activations' one scale, fp32 [1]
 
     def stored(self):
         """The same integers as the packer and the kernels take them
@@ -63,17 +65,17 @@ class QuantizedWeight:
         from strata.passes.qparams import QuantizedWeight as Stored  # lazy: torch
 
         if self.zero is None:
-            return Stored(self.q, self.scale.to(torch.float32), None, self.q.shape[1], 8)
+            return Stored(self.q, self.scale.to(torch.float32), None, self.q.shape[1], 8, self.input_scale)
         return Stored(self.q, self.scale.to(torch.bfloat16), self.zero.to(torch.int8),
                       self.group_size or self.q.shape[1], 4)  # None: one group a row
 
 
 class Grid:
-    """The grid of `scheme` (int8_weight, int8_dynamic, int4_weight) with `group_size`
-    inputs per scale (int4 only; int8 scales whole rows)."""
+    """The grid of `scheme` (int8_weight, int8_dynamic, int8_static, int4_weight) with
+    `group_size` inputs per scale (int4 only; int8 scales whole rows)."""
 
     def __init__(self, scheme: str, group_size: int | None = None):
-        if scheme not in ("int8_weight", "int8_dynamic", "int4_weight"):
+        if scheme not in ("int8_weight", "int8_dynamic", "int8_static", "int4_weight"):
             raise ValueError(f"no integer grid for {scheme!r}")
         self.scheme = scheme
         self.symmetric = scheme != "int4_weight"

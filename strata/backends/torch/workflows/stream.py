@@ -44,6 +44,7 @@ from strata.passes.methods.blocks import PROBE, block_of, blocks, input_of
 
 if TYPE_CHECKING:
     import networkx as nx
+    import torch
 
 __all__ = ["stream"]
 
@@ -197,7 +198,7 @@ class _Probe:
 
     def __call__(self, module: str, replace: dict) -> "torch.Tensor":
         import torch  # lazy: torch
-        from torch.func import functional_call
+        from torch.func import functional_call  # lazy: torch
 
         mod = self.net.get_submodule(module)
         own = dict(mod.named_parameters())
