@@ -61,10 +61,23 @@ EVAL_ROWS = 32         # held-out rows the before / after figures are measured o
 PIECES = 128           # calibration text longer than asked for is read in this many spread pieces
 
 
+def _run_data(source_run) -> str | None:
+    """The file or folder a run trained on, as it recorded it: its absolute
+    `path` (its `name` is as given on the command line, relative to the folder
+    it was started from); None for the built-in corpus."""
+    info = (source_run or {}).get("data") or {}
+    path = info.get("path") or info.get("name")
+    if info.get("builtin") or not path:
+        return None
+    if not Path(path).exists():
+        raise UsageError(f"the data the weights were trained on ({info.get('name')}) is gone: "
+                         "give --data (fine-tuning) or --calibration FILE")
+    return path
+
+
 def _text(data, source_run) -> str:
-    if data is None and source_run and source_run.get("data", {}).get("name"):
-        name = source_run["data"]["name"]
-        data = None if not Path(name).exists() else name
+    if data is None:
+        data = _run_data(source_run)
     parts, size = [], 0
     for t in text_source(data).check().texts():
         parts.append(t[: MAX_CHARS - size])

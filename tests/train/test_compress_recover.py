@@ -244,3 +244,29 @@ def test_finetune_distills_an_encoder_decoder_run_over_its_decoder_positions(tmp
     w = load_file("small/weights.safetensors")
     fc = [k for k in w if k.endswith("mlp.fc.weight") or k.endswith("mlp.up.weight")]
     assert fc and all(abs(float((w[k] == 0).float().mean()) - 0.7) < 0.02 for k in fc)
+
+
+def test_a_runs_own_data_is_found_from_any_folder(tmp_path, monkeypatch, capsys):
+    """A run trained with `--data t.txt` from its own folder, compressed from another:
+    --finetune and --calibration RUN read the run's text (its recorded absolute path),
+    not the built-in corpus (the relative name did not exist from there, and the
+    built-in corpus's characters were refused by the run's char tokenizer, or, with
+    a tokenizer that took them, tuned the model on text it never trained on); data
+    that is gone is one line naming it."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    Path("p.arch").write_text(PLAIN)
+    Path("t.txt").write_text("abba baab " * 400)
+    assert main(["train", "p.arch", "--data", "t.txt", "--out", "r", "--steps", "1", "-q"]) == 0
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    code = main(["compress", "work/r", "--calibration", "work/r", "--pass", "prune(0.5, method=sparsegpt)",
+                 "--finetune", "2", "-o", "small"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert json.loads(Path("small/report.json").read_text())["finetune"]["steps"] == 2
+    (work / "t.txt").unlink()
+    assert main(["compress", "work/r", "--pass", "prune(0.5)", "--finetune", "2", "-o", "small2"]) == 2
+    err = capsys.readouterr().err
+    assert "the data the weights were trained on (t.txt) is gone" in err and not Path("small2").exists()
