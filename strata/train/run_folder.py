@@ -131,7 +131,7 @@ class RunFolder:
     def tokenizer(self):
         if self._tokenizer is None:
             if self.weights_file is not None and self.tokenizer_file is None:
-                raise UsageError(f"{self.path}: no tokenizer came with these weights: give weights "
+                raise UsageError(f"{self.weights_file}: no tokenizer came with these weights: give weights "
                                  "from a run folder (or compress a run folder) to read and write text")
             self._tokenizer = load_tokenizer(self.tokenizer_file or self.path / TOKENIZER, follow=False)
         return self._tokenizer

@@ -175,6 +175,7 @@ def test_every_command_takes_what_the_user_has(folders, capsys):
     shutil.copy("r/model.safetensors", "bare.safetensors")
     code, _, err = cli(capsys, "generate", "work/p.arch", "--weights", "bare.safetensors")
     assert code == 2 and "no tokenizer came with these weights" in err
+    assert err.startswith("strata: error: bare.safetensors: ")  # the weights named, not work/
     # compile: a run folder or a compress output is a source
     assert cli(capsys, "compile", "r", "-o", "r.py")[0] == 0
     assert cli(capsys, "compile", "c2", "-o", "c2.py")[0] == 0
