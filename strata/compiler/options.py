@@ -99,7 +99,7 @@ def _to_plain(v: Any, span, field: str, words: tuple[str, ...], refs: bool, acce
     if isinstance(v, bool) or v is None:
         return v
     if isinstance(v, int) and abs(v) >= MAX_DIM:
-        raise EvalError(f"{field} = {v:,} is too large for any model (limit {MAX_DIM:,})", span,
+        raise EvalError(f"{field} = {v:,} is too large for any model (at most {MAX_DIM - 1:,})", span,
                         "check the expression; no machine could hold a model this size")
     return v
 

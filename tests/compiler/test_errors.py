@@ -219,6 +219,8 @@ def test_repeat_count_too_large():
 def test_size_too_large():
     err = errors_of(GOOD_LAYER.replace("embedding(100, d)", "embedding(10**12, d)"))
     located(err, "too large for any model", 10)
+    err = errors_of(GOOD_LAYER.replace("embedding(100, d)", "embedding(2**31, d)"))
+    located(err, "vocab = 2,147,483,648 is too large for any model (at most 2,147,483,647)", 10)
 
 
 def test_astronomical_number():
