@@ -113,6 +113,23 @@ def _tokenizer(cfg, obj, limit, texts, out: Path, ckpt, reuse: Path | None, d: D
     return tok
 
 
+def _same_tokenizer(cfg: dict, out: Path) -> None:
+    """A resumed run reads its data with its own tokenizer.json: a tokenizer setting
+    changed since it started (`--set tokenizer=byte`) was ignored, and recorded in
+    run.json as if it had been used."""
+    old = read_run_json(out / RUN_JSON)
+    if not isinstance(old, RunInfo):
+        return
+    used = {"tokenizer": old.tokenizer.type, "vocab_size": old.tokenizer.vocab_size}
+    for key in ("tokenizer", "vocab_size"):
+        was = old.settings.get(key)
+        if cfg[key] not in (was, used[key]):  # the setting as started, or what it made
+            raise UsageError(f"{out}: the run reads its data with its own tokenizer ({old.tokenizer.type}, "
+                             f"{old.tokenizer.vocab_size:,} ids); {key} = "
+                             f"{cfg[key] if cfg[key] is not None else 'none'} cannot change on --resume "
+                             "(--out names a new run, or --overwrite starts this one over)")
+
+
 def _dataset(cfg, obj, context, tok, payload, out: Path, d: Dist):
     """Tokenized data and the objective's batches drawn from it (rank 0 fills the cache first)."""
     def build(writer: bool):
@@ -342,6 +359,8 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
         _say(d, progress, f"data: {data_info['name']} ({size})")
         if resume and ckpt is None:
             _say(d, progress, f"{p.out}: no checkpoint yet; starting at step 0")
+        if ckpt is not None:
+            _same_tokenizer(p.cfg, p.out)
 
         g_run, net, teacher = _model(p, device, teacher_weights, d, progress)
         reuse = (w.tokenizer if w else None) or (teacher[2] if teacher else None)

@@ -111,3 +111,19 @@ def test_hostile_pointer_and_pickled_optimizer(setup, tmp_path):
     (opt.parent / "state.json").write_text(json.dumps(state))
     with pytest.raises(WeightsError, match="pickle"):
         find_checkpoint(run.path).optimizer()
+
+
+def test_resume_refuses_another_tokenizer(setup, tmp_path):
+    """--resume with `--set tokenizer=byte` on a char run went on with the run's char
+    tokenizer.json and wrote tokenizer = byte into run.json's settings; it is refused
+    before a step, the settings left as they were.  Unchanged settings resume."""
+    spec, data = setup
+    run = tmp_path / "r"
+    _train(spec, data, run, steps=2, checkpoint_every=2, eval_every=2)
+    before = json.loads((run / "run.json").read_text())["settings"]
+    for change in ({"tokenizer": "byte"}, {"vocab_size": 300}):
+        with pytest.raises(UsageError, match=r"its own tokenizer \(char, \d+ ids\); (tokenizer = byte|vocab_size = 300)"
+                                             r" cannot change on --resume"):
+            _train(spec, data, run, steps=3, resume=True, **change)
+        assert json.loads((run / "run.json").read_text())["settings"] == before
+    assert _train(spec, data, run, steps=3, resume=True, tokenizer="char").step == 3
