@@ -30,6 +30,7 @@ notices them:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Callable
@@ -81,11 +82,14 @@ def lex_all(lark: Lark, text: str, file: str, comments: list,
             work += len(toks)
             diags.append(describe(e, text))
             pos = e.pos_in_stream
-            blanked.add(pos)
             end = pos + 1
             if text[pos] in "'\"":
                 nl = text.find("\n", pos)
                 end = len(text) if nl < 0 else nl
+            elif text[pos] == ":" and text[pos - 1:pos].isdigit():  # 2:4 meant as "2:4": all of it
+                pos -= len(re.search(r"[0-9]*$", text[:pos]).group())
+                end += len(re.match(r"[0-9]*", text[end:]).group())
+            blanked.add(pos)
             text = text[:pos] + " " * (end - pos) + text[end:]
             if len(diags) >= (MAX_ERRORS if len(text) < LONG else LONG_LEX_ERRORS) or work > LEX_WORK:
                 return [], diags, blanked

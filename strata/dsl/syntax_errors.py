@@ -13,6 +13,8 @@ hint where the mistake has a usual cause.
 
 from __future__ import annotations
 
+import re
+
 from lark import Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
@@ -48,6 +50,11 @@ def syntax_error(e: UnexpectedInput, file: str, text: str) -> Diagnostic:
         hint = None
         if ch == "'" or ch == '"':
             hint = "close the string on the same line"
+        elif ch == ":" and text[e.pos_in_stream - 1:e.pos_in_stream].isdigit():
+            ratio = re.match(r"[0-9]*:[0-9]+", text[e.pos_in_stream - 1:])  # 2:4, as in method=2:4
+            start = e.pos_in_stream - len(re.search(r"[0-9]*$", text[:e.pos_in_stream]).group())
+            word = text[start:e.pos_in_stream] + (ratio.group()[1:] if ratio else "")
+            hint = f'a word with \':\' in it is a string: write "{word}"'
         return Diagnostic(f"unexpected character {ch!r}", Span(file, line, col, line, col + 1), hint)
     if isinstance(e, UnexpectedEOF):
         lines = text.splitlines() or [""]

@@ -178,6 +178,8 @@ def _number(tag: str, text: str, where: Where | None) -> A.Node:
     hint = (f"write {value}: numbers are written as in the text form" if value is not None
             else "numbers are written as in the text form (1000, 1_000, 1e3, 0.5); quote text: "
                  "'\"text\"'")
+    if value is not None and len(text) <= 30:
+        hint += f"; a word is quoted: '{text}'"
     raise Bad(f"'{shown}' is not a number of the spec language", span, hint)
 
 

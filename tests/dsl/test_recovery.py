@@ -83,6 +83,17 @@ def test_checker_errors_from_a_dropped_definition_are_not_reported():
     assert [d.message for d in a.diagnostics] == ["unexpected ')'"]
 
 
+def test_a_ratio_written_bare_is_one_error_saying_to_quote_it():
+    """`method=2:4` (the docs' `2:4` without its quotes) gave three errors: the
+    stray ':', then "got 2" and "a positional argument follows a keyword argument"
+    from what was left; it is one, with the spelling to write."""
+    text = GPT2 + '\npasses { prune(0.5, method=2:4) }\n'
+    a = analyze_text(text, "gpt2.arch")
+    assert [(d.message, d.hint) for d in a.diagnostics] == [
+        ("unexpected character ':'", 'a word with \':\' in it is a string: write "2:4"')]
+    assert a.diagnostics[0].span.col == 29
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.data())
 def test_recovery_never_crashes_and_stays_in_the_file(data):

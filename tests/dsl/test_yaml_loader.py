@@ -247,6 +247,8 @@ def test_several_independent_errors_are_collected():
     ("models: {m: {vars: {d: 0o17}}}", "hint: write 15"),
     ("models: {m: {vars: {d: -0b11}}}", "hint: write -3"),
     ("models: {m: {vars: {d: 1:30}}}", "hint: write 90"),
+    ("passes: [{prune: 0.5, method: 2:4}]", "hint: write 124: numbers are written as in the text form; "
+                                            "a word is quoted: '2:4'"),
     ("models: {m: {vars: {d: 2d}}}", "'2d' is not a number"),
     ("models: {m: {vars: {d: " + "1" * 150 + "}}}", "150 digits is too long"),
     ("models: {m: {stacks: {s: {inputs: [t], body: ['layer norm']}}}}", "in statement 'layer norm'"),
