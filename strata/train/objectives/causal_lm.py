@@ -84,6 +84,9 @@ class CausalLM(TextObjective):
     def eval_windows(self, ids, tok, context, batch, max_batches):
         return SequentialWindows(ids, context, batch, max_batches)
 
+    def eval_tokens(self, context, batch, max_batches):
+        return None if max_batches is None else max_batches * batch * context + 1
+
     def prompt_ids(self, ids, tok, ctx):
         return torch.tensor(ids, dtype=torch.long)[None]  # all of it: the text printed starts with it
 

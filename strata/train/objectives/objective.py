@@ -210,13 +210,23 @@ class TextObjective(Objective):
     def eval_windows(self, ids, tok, context: int, batch: int, max_batches: int | None):
         """Batches of `strata eval` over the token ids `ids`."""
 
+    def eval_tokens(self, context: int, batch: int, max_batches: int | None) -> int | None:
+        """How many leading ids eval_windows reads (None: it may read any of them)."""
+        return None
+
     def eval_sampler(self, data, tok, cfg, own, cache, max_batches):
         T, B = cfg["context"], cfg["batch"]
         src = text_source(data).check()
         if own:
             ids = token_stream(src, tok, cache, cfg["val_fraction"], 1, writer=False).val
-        else:
-            ids = np.concatenate([tok.encode(t) for t in src.texts()])
+        else:  # with --max-batches, text is tokenized only as far as the batches read
+            need, pieces, n = self.eval_tokens(T, B, max_batches), [], 0
+            for t in src.texts():
+                pieces.append(np.asarray(tok.encode(t), dtype=np.int64))
+                n += len(pieces[-1])
+                if need is not None and n >= need:
+                    break
+            ids = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
         if len(ids) < T + 1:
             raise UsageError(f"{src.name}: {len(ids)} tokens; evaluation needs at least context + 1 "
                              f"= {T + 1}")
