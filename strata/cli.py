@@ -19,19 +19,22 @@ from pathlib import Path
 import strata
 from strata.api import compress
 from strata.backends.diagram import SUFFIX_FORMAT
+from strata.cli_folders import folder_kind, refuse_folder
 from strata.cli_parser import Parser
 from strata.cli_train import add_spec, add_train_commands, out_of_memory, weights_errors
 from strata.errors import EXIT_INTERNAL, EXIT_OK, EXIT_SPEC, EXIT_USAGE, SpecError, TrainingError, UsageError, visible
 from strata.io import is_spec_path, same_file, write_atomic
 
 
-def _spec_path(spec: str):
-    """The command line's spec argument is always a file, whatever its name."""
-    return Path(spec)
+def _spec_path(args) -> Path:
+    """The command line's spec argument is always a file, whatever its name; a
+    run or compress output folder is refused naming the spec to give instead."""
+    refuse_folder(args.spec, args.command)
+    return Path(args.spec)
 
 
 def _cmd_check(args) -> int:
-    info = strata.check(_spec_path(args.spec), model=args.model)
+    info = strata.check(_spec_path(args), model=args.model)
     print(f"{args.spec}: ok ({info['name']}, {info['parameters']:,} parameters)")
     return EXIT_OK
 
@@ -39,7 +42,7 @@ def _cmd_check(args) -> int:
 def _graph(args, spec=None):
     """The spec's IR with the --pass passes appended to its own (parsed in the
     spec's syntax; a mistake is located in the flag's text)."""
-    graph = strata.build(spec if spec is not None else _spec_path(args.spec), model=args.model)
+    graph = strata.build(spec if spec is not None else _spec_path(args), model=args.model)
     if getattr(args, "passes", None):
         from strata.passes.text import parse_pass_texts  # lazy: startup
 
@@ -66,14 +69,15 @@ def _cmd_summary(args) -> int:
 def _cmd_ir(args) -> int:
     from strata.compiler.ir import format_table  # lazy: startup
 
-    print(format_table(strata.build(_spec_path(args.spec), model=args.model)))
+    print(format_table(strata.build(_spec_path(args), model=args.model)))
     return EXIT_OK
 
 
 def _refuse_own_input(output: str | None, spec: str) -> None:
     """A command never writes its output onto its own input (nothing lost)."""
     if output and same_file(output, spec):
-        raise UsageError(f"{output}: is the input spec itself; writing there would destroy it "
+        what = folder_kind(spec) if os.path.isdir(spec) else "spec"
+        raise UsageError(f"{output}: is the input {what} itself; writing there would destroy it "
                          "(give another -o)")
 
 

@@ -65,9 +65,11 @@ def test_ir_dump(capsys):
     assert "decoder.h.3.attn.core" in out and "repeat: decoder.h = layer x 4" in out
 
 
-def test_front_end_never_imports_torch():
+def test_front_end_never_imports_torch(tmp_path):
     yaml = str(ROOT / "specs" / "gpt2.yaml")
+    run, out = map(str, _folders(tmp_path))  # refused naming their specs, read without torch
     code = ("import sys; from strata.cli import main; "
+            f"main(['summary', {run!r}]); main(['check', {out!r}]); "
             f"main(['summary', {GPT2!r}, '--json']); main(['ir', {GPT2!r}]); main(['check', {GPT2!r}]); "
             f"main(['check', {yaml!r}]); main(['convert', {GPT2!r}, '--to', 'yaml']); "
             f"main(['fmt', '--check', {GPT2!r}]); main(['schema']); "
@@ -120,3 +122,58 @@ def test_out_of_memory_on_the_gpu_is_a_one_line_error(command, tmp_path, capsys,
     assert err.startswith("strata: error: out of memory on cuda:1 (tried to allocate 2.00 GiB); try a smaller ")
     assert len(err.splitlines()) == 1 and "internal error" not in err and "Traceback" not in err
     assert ("--device cpu" in err) == (command == "train")
+
+
+def _folders(tmp_path: Path) -> tuple[Path, Path]:
+    """A run folder whose run.json names its spec, and a compress output folder
+    (what the front end reads of them: no weights needed)."""
+    spec = tmp_path / "nt.arch"
+    spec.write_text(Path(GPT2).read_text())
+    run = tmp_path / "runs" / "nt"
+    run.mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"format": "strata-run", "spec": str(spec), "model": "gpt2"}))
+    out = tmp_path / "small"
+    out.mkdir()
+    (out / "model.arch").write_text(spec.read_text())
+    (out / "weights.safetensors").write_bytes(b"")
+    return run, out
+
+
+def test_compress_onto_its_input_folder_names_the_folder(tmp_path, capsys):
+    """`strata compress runs/nt -o runs/nt` said 'is the input spec itself'."""
+    run, out = _folders(tmp_path)
+    for folder, kind in ((run, "run folder"), (out, "compress output folder")):
+        assert main(["compress", str(folder), "-o", str(folder), "--pass", "prune(0.5)"]) == 2
+        err = capsys.readouterr().err
+        assert err == (f"strata: error: {folder}: is the input {kind} itself; writing there would "
+                       "destroy it (give another -o)\n"), err
+
+
+@pytest.mark.parametrize("command", ["check", "summary", "diagram", "ir"])
+def test_a_folder_for_a_spec_names_the_spec_to_give(command, tmp_path, capsys, monkeypatch):
+    """check/summary/diagram given a run or compress output folder said only 'is
+    a directory, not a spec file'; the error names the spec to give instead."""
+    run, out = _folders(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert main([command, "runs/nt"]) == 2
+    assert capsys.readouterr().err == (f"strata: error: runs/nt: is a run folder, not a spec file; give "
+                                       f"the spec it trained: strata {command} nt.arch --model gpt2\n")
+    assert main([command, "small"]) == 2
+    assert capsys.readouterr().err == (f"strata: error: small: is a strata compress output folder, not a "
+                                       f"spec file; give its spec: strata {command} small/model.arch\n")
+    (tmp_path / "nt.arch").unlink()
+    assert main([command, "runs/nt"]) == 2
+    assert "give the spec it trained (run.json names " in capsys.readouterr().err
+    assert main([command, "."]) == 2
+    assert capsys.readouterr().err == "strata: error: .: is a directory, not a spec file\n"
+
+
+def test_folder_names_are_the_train_packages(capsys):
+    from tests.optional import require
+
+    require("torch")
+    from strata import cli_folders
+    from strata.train.run_folder import RUN_JSON
+    from strata.train.sources import COMPRESSED_SPEC
+
+    assert (cli_folders.RUN_JSON, cli_folders.COMPRESSED_SPEC) == (RUN_JSON, COMPRESSED_SPEC)
