@@ -48,7 +48,7 @@ from strata.train.run import CACHE, FINAL, METRICS, PLOT, RUN_JSON, TOKENIZER, R
 from strata.train.settings import resolve_settings
 from strata.train.sources import COMPRESSED_SPEC, COMPRESSED_WEIGHTS, is_compressed, resolve_weights
 from strata.train.state import TrainState
-from strata.train.tokenizer import fit_tokenizer, load_tokenizer, tokenizer_from_json
+from strata.train.tokenizer import UnseenCharacters, fit_tokenizer, load_tokenizer, tokenizer_from_json
 
 __all__ = ["train"]
 
@@ -365,7 +365,14 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
         g_run, net, teacher = _model(p, device, teacher_weights, d, progress)
         reuse = (w.tokenizer if w else None) or (teacher[2] if teacher else None)
         tok = _tokenizer(p.cfg, p.obj, p.limit, texts, p.out, ckpt, reuse, d)
-        sampler = _dataset(p.cfg, p.obj, p.cfg["context"], tok, payload, p.out, d)
+        try:
+            sampler = _dataset(p.cfg, p.obj, p.cfg["context"], tok, payload, p.out, d)
+        except UnseenCharacters as e:  # a tokenizer that came with weights, not fitted on this data
+            if ckpt is not None or reuse is None:
+                raise
+            whose = f"--init {init}" if w is not None and w.tokenizer is not None else "the distillation teacher"
+            raise UsageError(f"{e}; the tokenizer is the one {whose} came with ({reuse}): give --data "
+                             "text it covers (the data those weights trained on)") from None
         frozen = _weights(net, w.file if w else None, ckpt, freeze, d, progress)
         runner, task, loss, opt, scaler = _optimize(p, net, teacher, frozen, d, device, fsdp, compile)
 

@@ -21,11 +21,15 @@ import numpy as np
 from strata.errors import UsageError
 from strata.io import read_regular
 
-__all__ = ["Tokenizer", "CharTokenizer", "ByteTokenizer", "BPETokenizer",
+__all__ = ["Tokenizer", "UnseenCharacters", "CharTokenizer", "ByteTokenizer", "BPETokenizer",
            "fit_tokenizer", "load_tokenizer", "tokenizer_from_json"]
 
 UNK = "[UNK]"
 MAX_VOCAB = 1 << 24  # far past any real vocabulary; bounds what a tokenizer.json may claim
+
+
+class UnseenCharacters(UsageError):
+    """Text with a character a char tokenizer (without <unk>) has no id for."""
 
 
 class Tokenizer(ABC):
@@ -115,7 +119,7 @@ class CharTokenizer(Tokenizer):
         if not found.all():
             if self.unk is None:
                 missing = sorted({chr(c) for c in cps[~found][:1000]})
-                raise UsageError("the text has characters the tokenizer never saw: "
+                raise UnseenCharacters("the text has characters the tokenizer never saw: "
                                  + " ".join(repr(c) for c in missing[:10]))
             ids[~found] = self.unk
         return ids

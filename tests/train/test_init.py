@@ -46,3 +46,17 @@ def test_a_weight_of_another_shape_is_refused_with_a_way_out(tmp_path, monkeypat
     assert "decoder.pos.weight model [64, 32] checkpoint [32, 32]" in err
     assert "give a module that should start anew another name" in err, err
     assert "Traceback" not in err and not Path("t/model.safetensors").exists()
+
+
+def test_data_the_init_tokenizer_never_saw_names_init(tmp_path, monkeypatch, capsys):
+    """--init reuses the tokenizer of its weights: data with characters it never
+    saw said only 'characters the tokenizer never saw', not where it came from."""
+    _pretrain(tmp_path, monkeypatch, capsys)
+    Path("e.txt").write_text("QUIZ JUMP! " * 200)
+    assert main(["train", "p.arch", "--data", "e.txt", "--init", "r", "--out", "t", "--steps", "1",
+                 "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("strata: error: the text has characters the tokenizer never saw: '!' 'I'"), err
+    assert err.endswith("; the tokenizer is the one --init r came with (r/tokenizer.json): give --data "
+                        "text it covers (the data those weights trained on)\n"), err
+    assert err.count("\n") == 1
