@@ -70,6 +70,8 @@ def _cmd_train(args) -> int:
         if flags[flag] is not None:
             check_steps("--" + flag.replace("_", "-"), flags[flag])
     main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 speaks for all
+    from strata.train.start import AlreadyPast  # lazy: torch
+
     try:
         with weights_errors():
             run = strata.train.train(
@@ -78,6 +80,10 @@ def _cmd_train(args) -> int:
                 teacher_weights=args.teacher_weights, device=args.device, compile=args.compile,
                 fsdp=args.fsdp, sets=args.set or (), progress=not args.quiet,
                 **{k: v for k, v in flags.items() if v is not None})
+    except AlreadyPast as e:  # --resume --steps below the run's step: nothing to do, said once
+        if main_rank:
+            print(e)
+        return EXIT_OK
     except (SpecError, TrainingError):
         if main_rank:
             raise

@@ -50,7 +50,12 @@ from strata.train.sources import COMPRESSED_SPEC, COMPRESSED_WEIGHTS, is_compres
 from strata.train.state import TrainState
 from strata.train.tokenizer import UnseenCharacters, fit_tokenizer, load_tokenizer, tokenizer_from_json
 
-__all__ = ["train"]
+__all__ = ["AlreadyPast", "train"]
+
+
+class AlreadyPast(UsageError):
+    """--resume with fewer steps than the run has taken: nothing to train, nothing
+    written (run.json keeps the run's own steps); the command line exits 0."""
 
 
 def _say(d: Dist, progress: bool, text: str) -> None:
@@ -354,6 +359,11 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
         w = resolve_weights(init) if init is not None else None
         texts, payload, data_info = p.obj.read_data(p.cfg["data"])
         lock, ckpt = _prepare_folder(p.out, d, resume, overwrite)
+        if ckpt is not None and ckpt.step > p.cfg["steps"]:
+            n = p.cfg["steps"]
+            raise AlreadyPast(f"{p.out}: the run is already at step {ckpt.step:,}, past the {n:,} "
+                              f"step{'s' if n != 1 else ''} asked for; give --steps larger than "
+                              f"{ckpt.step} to train further")
         size = (f"{data_info['characters']:,} characters" if "characters" in data_info
                 else f"{data_info['examples']:,} examples")
         _say(d, progress, f"data: {data_info['name']} ({size})")

@@ -127,3 +127,21 @@ def test_resume_refuses_another_tokenizer(setup, tmp_path):
             _train(spec, data, run, steps=3, resume=True, **change)
         assert json.loads((run / "run.json").read_text())["settings"] == before
     assert _train(spec, data, run, steps=3, resume=True, tokenizer="char").step == 3
+
+
+def test_resume_with_fewer_steps_than_the_run_took(setup, tmp_path, capsys):
+    """`train --resume --steps 1` on a run at step 2 printed the train line with
+    '1 steps', exited at step 2, and wrote steps = 1 and another start into
+    run.json; it says in one line that the run is past them, exit 0, nothing written."""
+    from strata.cli import main
+
+    spec, data = setup
+    run = tmp_path / "r"
+    _train(spec, data, run, steps=2, checkpoint_every=2, eval_every=2)
+    files = {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != "run.lock"}
+    assert main(["train", str(spec), "--data", str(data), "--out", str(run), "--resume",
+                 "--steps", "1"]) == 0
+    out = capsys.readouterr()
+    assert out.out == (f"{run}: the run is already at step 2, past the 1 step asked for; give --steps "
+                       "larger than 2 to train further\n") and out.err == "", out
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != "run.lock"} == files
