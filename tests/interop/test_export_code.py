@@ -124,7 +124,7 @@ def test_run_folder_with_tokenizer(tmp_path, capsys):
                        progress=False)
     assert main(["export", str(run.path), "-o", str(tmp_path / "hf")]) == 0
     assert "trust_remote_code" in capsys.readouterr().out
-    tok = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf")
+    tok = transformers.AutoTokenizer.from_pretrained(tmp_path / "hf", trust_remote_code=True)  # as docs say
     hf = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf", trust_remote_code=True).eval()
     prompt = "the cat sat"
     ids = tok(prompt, return_tensors="pt").input_ids
@@ -203,3 +203,17 @@ def test_same_folder_name_loads_its_own_model(tmp_path):
         hf = transformers.AutoModelForCausalLM.from_pretrained(out, trust_remote_code=True).eval()
         with torch.no_grad():
             torch.testing.assert_close(hf(ids).logits, net(ids), atol=1e-5, rtol=0)
+
+
+def test_the_docs_custom_code_example_trusts_it_everywhere():
+    """docs/interop.md's custom-code example loaded the model with
+    trust_remote_code=True and showed no tokenizer; AutoTokenizer reads
+    config.json's auto_map too (without the flag transformers asks at a prompt)."""
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "interop.md").read_text()
+    block = doc.split("goes out as a Hugging Face repository with custom code:", 1)[1].split("```python\n")[1]
+    block = block.split("```", 1)[0]
+    calls = [line for line in block.splitlines() if ".from_pretrained(" in line]
+    assert any("AutoTokenizer.from_pretrained(" in line for line in calls), block
+    assert all("trust_remote_code=True" in line for line in calls), block
