@@ -115,3 +115,18 @@ def test_a_damaged_activation_scale_is_refused(tmp_path, bad, why):
     save_file(tensors, str(out / "weights.safetensors"), metadata={"format": "pt"})
     with pytest.raises(WeightsError, match=rf"{name} .*{why}|{name} {why}"):
         compile(out / "model.arch", weights=out / "weights.safetensors")
+
+
+def test_readers_of_one_smoothed_input_in_several_blocks_get_one_scale(tmp_path):
+    """An encoder's output feeds every decoder block's cross-attention keys and
+    values: they read the same smoothed x, so each gets the same activation scale
+    (the later blocks' are measured after the smoothing, not divided by it again)."""
+    from tests.backends.torch.test_stream import SEQ2SEQ
+    from tests.passes.test_methods_compress import _pipeline
+
+    spec = spec_file(tmp_path, SEQ2SEQ)
+    w = weights(tmp_path, spec)
+    g, _ = _pipeline(spec, w, ["quantize(int8_static, smooth=0.5)"], ids(64, rows=8, length=16))
+    scales = g.graph["applied"][-1]["record"]["input_scale"]
+    ks = [scales[f"decoder.layers.{i}.cross_attn.{p}"] for i in range(3) for p in "kv"]
+    assert len(ks) == 6 and max(ks) == pytest.approx(min(ks), rel=1e-5), ks

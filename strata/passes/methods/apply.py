@@ -88,7 +88,6 @@ def calibrated_quantize(o, record: dict, state: dict, ctx) -> dict:
         awq = o.method == "awq"
         static = o.scheme == "int8_static"
         in_scales = {}
-        applied: dict = {}  # SmoothQuant: input node -> the s [in] its readers now read x / s by
         groups, skipped = norm_groups(g, nodes, out)
         pairs = linear_pairs(g, nodes, out)  # {down: up, o: v}: a scale folds exactly into the producer
         for n in pairs:
@@ -101,6 +100,9 @@ def calibrated_quantize(o, record: dict, state: dict, ctx) -> dict:
 
         def handle(block, stats):
             xs = {}  # AWQ: each linear's input rows as it reads them after the scales
+            # SmoothQuant: input node -> the s [in] this block's readers now read x / s by (the stats
+            # were measured before; a later block's are measured after, so this is the block's own)
+            applied = {}
             for norm, readers in groups.items():
                 sel = [r for r in readers if r in block]
                 if not sel or norm in scales:
