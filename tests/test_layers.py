@@ -35,7 +35,7 @@ LAYERS = [
     ("interop", {"interop"}),
     ("train", {"train"}),
     ("api", {"api", ""}),  # "": the package itself, strata/__init__.py
-    ("front ends", {"cli", "cli_train", "cli_parser", "__main__", "lsp", "serve"}),
+    ("front ends", {"cli", "cli_train", "cli_parser", "cli_folders", "__main__", "lsp", "serve"}),
 ]
 RANK = {top: i for i, (_, tops) in enumerate(LAYERS) for top in tops}
 

@@ -13,9 +13,10 @@ kernel for the device the model is on (strata/backends/torch/runtime_passes.py):
     int8_static   int8 weights and int8 activations with one static scale a
                   layer, chosen from calibration data (the largest |x| the
                   layer read / 127: SmoothQuant's W8A8 static, compressed-tensors'
-                  tensor strategy with dynamic=false); torchao's Int8Tensor with a
-                  static activation scale.  Needs --calibration (or a compressed
-                  checkpoint that holds the scales).
+                  tensor strategy with dynamic=false).  CPU eager: an int8 x int8
+                  product (torch._int_mm, StaticInt8Linear); elsewhere torchao's
+                  Int8Tensor with a static activation scale.  Needs --calibration
+                  (or a compressed checkpoint that holds the scales).
     int8_weight   int8 weights, float activations (torchao Int8WeightOnlyConfig):
                   a quarter of the memory, the speed of the float matmul.
     int4_weight   int4 weights in groups of `group_size` along the input, or one
@@ -333,7 +334,7 @@ class Quantize(Pass):
             '    others rounded to nearest.  model.quantization names the kernels that ran."""\n'
             "    return {fn}(model, QUANTIZE, torch_compile, packed)\n",
             ("named_linears", "set_module", "_torchao", "_in_dtype", "_flat_inputs", "_ao_dynamic", "QuantizedWeight",
-             "rtn",
+             "rtn", "StaticInt8Linear",
              "_ao_linear", "_int4_tensor", "_quantize", "quantize_linears"))
 
     @classmethod

@@ -9,6 +9,7 @@ import pytest
 from tests.passes.helpers import GPT, LLAMA, ids, spec_file, sqnr, torch, weights
 
 from strata.api import compile
+from strata.backends.torch.packed import quantized_weight
 from strata.backends.torch.weights_file import WeightsError
 from strata.backends.torch.workflows.compress import compress
 from strata.errors import SpecError
@@ -37,23 +38,37 @@ def test_each_linear_runs_on_its_inputs_rounded_on_one_calibrated_scale(llama):
     spec, w = llama
     calib = ids(96, rows=8, length=32)
     m = compile(spec, passes=["quantize(int8_static)"], weights=w, calibration=calib).eval()
-    assert m.quantization == ["int8_static: 15 linears on torchao Int8Tensor (static per-tensor int8 "
+    assert m.quantization == ["int8_static: 15 linears on int8 x int8 torch._int_mm (static per-tensor int8 "
                               "activations, per-row int8 weights)"]
     name = "decoder.layers.1.mlp.down"
     x = _float_inputs(spec, w, calib, name)
-    weight = m.get_submodule(name).weight
-    s = float(weight.act_quant_scale)
+    qw = quantized_weight(m.get_submodule(name), None)
+    s = float(qw.input_scale)
     assert s == pytest.approx(float(x.abs().max()) / 127.5, rel=1e-6)
     # the reference arithmetic on rows it has not seen, some past the calibrated range (clamped)
     rows = torch.randn(5, 3, x.shape[1]) * x.abs().max() / 2
     xq = (rows / s).round().clamp(-128, 127)
-    want = (xq @ weight.qdata.float().T) * s * weight.scale.float().T
+    want = (xq.double() @ qw.q.double().T) * s * qw.scale.double().T
     with torch.no_grad():
         got = m.get_submodule(name)(rows)
-    assert got.shape == (5, 3, weight.shape[0])
-    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert got.shape == (5, 3, qw.q.shape[0])
+    torch.testing.assert_close(got, want.float(), rtol=1e-5, atol=1e-5)
     rec = m.strata_graph.graph["applied"][-1]["record"]
     assert rec["input_scale"][name] == pytest.approx(s, rel=1e-5)
+
+
+def test_the_torchao_kernel_computes_what_the_cpu_one_does(llama):
+    """Elsewhere than the CPU in eager mode (and for torch.compile) int8_static runs
+    on torchao's Int8Tensor with its static scale: the same integers and rounding."""
+    spec, w = llama
+    calib = ids(96, rows=8, length=32)
+    x = ids(96, rows=2, length=16, seed=4)
+    with torch.no_grad():
+        ours = compile(spec, passes=["quantize(int8_static)"], weights=w, calibration=calib).eval()(x)
+        ao = compile(spec, passes=["quantize(int8_static)"], weights=w, calibration=calib,
+                     quantize="torch_compile").eval()
+        assert "torchao Int8Tensor" in ao.quantization[0]
+        torch.testing.assert_close(ao(x), ours, rtol=1e-4, atol=1e-4)
 
 
 def test_static_scales_are_close_to_the_float_model_and_smoothing_helps(llama):

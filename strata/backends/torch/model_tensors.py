@@ -30,6 +30,8 @@ def quantized_modules(model: torch.nn.Module) -> list[str]:
         w = getattr(m, "weight", None)
         if callable(w) and hasattr(m, "_packed_params"):  # torch.ao dynamic quantized linear
             out.append(name)
+        elif callable(getattr(m, "integers", None)):  # strata's own integer kernel (StaticInt8Linear)
+            out.append(name)
         elif isinstance(w, torch.Tensor) and type(w) not in (torch.Tensor, torch.nn.Parameter) \
                 and type(w.data) is not torch.Tensor:  # a torchao tensor subclass
             out.append(name)
@@ -38,6 +40,9 @@ def quantized_modules(model: torch.nn.Module) -> list[str]:
 
 def dequantized(m: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The float weight and bias a quantized linear computes with."""
+    if callable(getattr(m, "integers", None)):
+        dtype = getattr(m, "act_dtype", torch.float32)
+        return m.integers().dequantize(dtype), None if m.bias is None else m.bias.detach().to(dtype)
     if callable(m.weight):  # torch.ao: packed int8 weight and a float bias
         return m.weight().dequantize(), m.bias()
     w = m.weight

@@ -81,6 +81,8 @@ def is_packed(names) -> bool:
 def quantized_weight(m: torch.nn.Module, group_size: int | None) -> QuantizedWeight | None:
     """The integers a quantized linear runs on, read back from its kernel (None:
     not a kernel strata builds from integers, e.g. fp8)."""
+    if callable(getattr(m, "integers", None)):  # strata's StaticInt8Linear
+        return m.integers()
     if callable(getattr(m, "weight", None)) and hasattr(m, "_packed_params"):  # torch.ao dynamic int8
         w = m.weight()
         return QuantizedWeight(w.int_repr(), w.q_per_channel_scales().to(torch.float32).unsqueeze(1),

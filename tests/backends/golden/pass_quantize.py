@@ -244,6 +244,35 @@ def _in_dtype(module, dtype):
     module.register_forward_hook(lambda m, args, out: out.to(m.act_dtype))
 
 
+class StaticInt8Linear(nn.Module):
+    """int8_static on the CPU in eager mode: the input rounded to int8 on its one
+    calibrated scale, an int8 x int8 -> int32 product (torch._int_mm, exact), then
+    y = acc * (input_scale * weight_scale[row]) + bias.  q: int8 [out, in];
+    weight_scale: fp32 [out]; input_scale: fp32 [1].  torchao's Int8Tensor
+    computes the same rounding but in eager CPU mode runs slower than float."""
+
+    def __init__(self, q, weight_scale, input_scale, bias=None, dtype=torch.float32):
+        super().__init__()
+        self.in_features, self.out_features = q.shape[1], q.shape[0]
+        self.register_buffer("q", q.contiguous())
+        self.register_buffer("weight_scale", weight_scale.reshape(-1).to(torch.float32))
+        self.register_buffer("input_scale", input_scale.reshape(1).to(torch.float32))
+        self.bias = None if bias is None else nn.Parameter(bias.detach().clone(), requires_grad=False)
+        self.act_dtype = dtype
+
+    def integers(self):
+        """The integers and scales it runs (QuantizedWeight)."""
+        return QuantizedWeight(self.q, self.weight_scale[:, None], None, self.in_features, 8, self.input_scale)
+
+    def forward(self, x):
+        rows = x.reshape(-1, self.in_features).to(torch.float32)
+        xq = torch.round(rows / self.input_scale).clamp_(-128, 127).to(torch.int8)
+        y = torch._int_mm(xq, self.q.t()).to(torch.float32) * (self.input_scale * self.weight_scale)
+        if self.bias is not None:
+            y = y + self.bias.to(torch.float32)
+        return y.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
+
+
 def _flat_inputs(module):
     """Run `module` on its input as rows [-1, in] (torchao's static activation
     scale has the input's rank) and give the output back in the input's shape."""
@@ -348,6 +377,7 @@ def _quantize(model, scheme, group_size, names, device, torch_compile=False, pac
                                "calibration data (strata compress --calibration, compile(..., calibration=ids)) "
                                "and a compressed checkpoint holds it (NAME.input_scale)")
     ao = _ao_dynamic() if scheme == "int8_dynamic" and eager_cpu else None
+    int_mm = scheme == "int8_static" and eager_cpu and hasattr(torch, "_int_mm")
     if ao is None:
         tq = _torchao()
     for name in names:
@@ -360,6 +390,9 @@ def _quantize(model, scheme, group_size, names, device, torch_compile=False, pac
                              None if qw.input_scale is None else qw.input_scale.to(m.weight.device))
         if ao is not None:
             set_module(model, name, _ao_linear(m, qw))
+            continue
+        if int_mm:
+            set_module(model, name, StaticInt8Linear(qw.q, qw.scale, qw.input_scale, m.bias, m.weight.dtype))
             continue
         if scheme == "int4_weight":
             m.act_dtype = m.weight.dtype
@@ -384,6 +417,8 @@ def _quantize(model, scheme, group_size, names, device, torch_compile=False, pac
         return f"torch.ao dynamic int8 ({ao[2]}, per-channel weights)"
     if scheme == "int8_dynamic":
         return "torchao Int8Tensor (dynamic int8 activations, per-row int8 weights)"
+    if int_mm:
+        return "int8 x int8 torch._int_mm (static per-tensor int8 activations, per-row int8 weights)"
     if scheme == "int8_static":
         return "torchao Int8Tensor (static per-tensor int8 activations, per-row int8 weights)"
     if scheme == "int8_weight":
