@@ -30,8 +30,6 @@ In code (the CLI builds the same from its flags)::
 from __future__ import annotations
 
 import math
-import time
-from collections import deque
 from pathlib import Path
 
 import torch
@@ -46,6 +44,7 @@ from strata.passes.quantize import Quantize
 from strata.train.data import text_source
 from strata.train.objectives import CausalLM, Seq2Seq, objective_class
 from strata.train.objectives.distillation import kd_sum
+from strata.train.recover_loop import distill_steps
 from strata.train.recover_seq2seq import seq2seq_tune
 from strata.train.run_folder import RunFolder, is_run
 from strata.train.tokenizer import load_tokenizer
@@ -203,44 +202,18 @@ def finetuner(steps: int, *, data=None, tokenizer=None, source_run: dict | None 
         before = _quality(student, g, rows, teacher, g0)
         per_step = max(BATCH, STEP_TOKENS // (T - 1))
         masks, frozen = _held(student, g)
-        for p in frozen:
-            p.requires_grad_(False)
-        params = [p for p in student.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
         gen = torch.Generator().manual_seed(seed)
-        teacher.eval()
-        student.train()
-        started, first, losses = time.perf_counter(), None, deque(maxlen=10)  # the first and the last 10
-        for step in range(steps):
-            for group in opt.param_groups:  # warmup, then cosine to a tenth
-                group["lr"] = lr * min(1.0, (step + 1) / max(1, steps // 10)) * \
-                    max(0.1, 0.5 * (1 + math.cos(math.pi * step / steps)))
+
+        def loss_of(step):
             i = torch.randint(len(train) - T, (per_step,), generator=gen)
             x = torch.stack([train[j:j + T - 1] for j in i.tolist()])
             with torch.no_grad():
                 t = _logits(teacher, g0, x)
             s = _logits(student, g, x)
-            loss = kd_sum(s.reshape(-1, s.shape[-1]), t.reshape(-1, t.shape[-1]), 1.0) / x.numel()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            for p, keep in masks.items():
-                if p.grad is not None:
-                    p.grad.mul_(keep)
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            with torch.no_grad():
-                for p, keep in masks.items():
-                    p.mul_(keep)
-            losses.append(float(loss.detach()))
-            first = losses[0] if first is None else first
-        for p in frozen:
-            p.requires_grad_(True)
-        student.eval()
-        return {"steps": steps, "seconds": round(time.perf_counter() - started, 2), "lr": lr,
-                "batch": {"rows": per_step, "tokens": T - 1},
+            return kd_sum(s.reshape(-1, s.shape[-1]), t.reshape(-1, t.shape[-1]), 1.0) / x.numel()
+        out = distill_steps(student, teacher, masks, frozen, steps, lr, loss_of)
+        return {**out, "batch": {"rows": per_step, "tokens": T - 1},
                 "held_out": {"rows": int(rows.shape[0]), "tokens": int(rows.shape[1] - 1)},
-                "teacher": _quality(teacher, g0, rows), "before": before, "after": _quality(student, g, rows, teacher, g0),
-                "distill_loss": {"first": round(first, 5), "last": round(sum(losses) / len(losses), 5)},
-                "held": {"masked_linears": len(masks), "quantized_linears_frozen": len(frozen)}}
+                "teacher": _quality(teacher, g0, rows), "before": before, "after": _quality(student, g, rows, teacher, g0)}
 
     return tune

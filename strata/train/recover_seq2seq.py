@@ -14,8 +14,6 @@ positions.
 from __future__ import annotations
 
 import math
-import time
-from collections import deque
 from pathlib import Path
 
 import torch
@@ -26,6 +24,7 @@ from strata.train.batches import IGNORE
 from strata.train.dataset import tokenize_examples
 from strata.train.objectives.distillation import kd_sum
 from strata.train.objectives.objective import accepts
+from strata.train.recover_loop import distill_steps
 from strata.train.tokenizer import load_tokenizer
 
 __all__ = ["seq2seq_tune"]
@@ -85,41 +84,15 @@ def seq2seq_tune(obj, steps, student, teacher, g, *, T, data, tokenizer, source_
     held_out = [tensors(batches.eval_batch(i)) for i in range(min(batches.eval_count(), max(1, eval_rows // rows)))]
     before = _quality(obj, student, held_out, teacher)
     masks, frozen = held(student, g)
-    for p in frozen:
-        p.requires_grad_(False)
-    params = [p for p in student.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    teacher.eval()
-    student.train()
-    started, first, losses = time.perf_counter(), None, deque(maxlen=10)
-    for step in range(steps):
-        for group in opt.param_groups:  # warmup, then cosine to a tenth (as for a decoder)
-            group["lr"] = lr * min(1.0, (step + 1) / max(1, steps // 10)) * \
-                max(0.1, 0.5 * (1 + math.cos(math.pi * step / steps)))
+
+    def loss_of(step):
         b = tensors(batches.train_batch(step, 0))
         with torch.no_grad():
             t, _ = _out(obj, teacher, b)
         s, _ = _out(obj, student, b)
-        loss = kd_sum(s, t, 1.0) / max(1, s.shape[0])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        for p, keep in masks.items():
-            if p.grad is not None:
-                p.grad.mul_(keep)
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        with torch.no_grad():
-            for p, keep in masks.items():
-                p.mul_(keep)
-        losses.append(float(loss.detach()))
-        first = losses[0] if first is None else first
-    for p in frozen:
-        p.requires_grad_(True)
-    student.eval()
-    return {"steps": steps, "seconds": round(time.perf_counter() - started, 2), "lr": lr,
-            "objective": obj.name, "batch": {"rows": rows, "tokens": T},
+        return kd_sum(s, t, 1.0) / max(1, s.shape[0])
+    out = distill_steps(student, teacher, masks, frozen, steps, lr, loss_of)
+    return {**out, "objective": obj.name, "batch": {"rows": rows, "tokens": T},
             "held_out": {"rows": sum(int(b["src"].shape[0]) for b in held_out), "tokens": T},
             "teacher": _quality(obj, teacher, held_out), "before": before,
-            "after": _quality(obj, student, held_out, teacher),
-            "distill_loss": {"first": round(first, 5), "last": round(sum(losses) / len(losses), 5)},
-            "held": {"masked_linears": len(masks), "quantized_linears_frozen": len(frozen)}}
+            "after": _quality(obj, student, held_out, teacher)}
