@@ -181,6 +181,9 @@ class Page:
             self.bench.watcher.unsubscribe(changes)
             worker.cancel()
             disk.cancel()
+            if self.saving is not None:  # the page's last edit reaches the disk though the page closed
+                with anyio.CancelScope(shield=True):
+                    await self.saving
 
     async def send(self, msg: dict) -> None:
         try:

@@ -171,3 +171,30 @@ def test_hostile_spec_text_is_answered_quickly_and_an_oversized_edit_is_refused(
             ws.send_text(json.dumps({"type": "edit", "text": base}))  # the page goes on
             assert json.loads(ws.receive_text())["ok"]
     assert (tmp_path / "a.arch").read_text() == base
+
+
+def test_the_last_edit_is_saved_though_the_page_closes_while_it_is_written(tmp_path, monkeypatch):
+    """A slow disk: the page sends an edit and closes before the write is done; the
+    file still ends as the page's last text (the save was cancelled with the page)."""
+    import time
+
+    from strata.serve.app import create_app
+
+    base = (SPECS / "tiny_shakespeare.arch").read_text()
+    (tmp_path / "a.arch").write_text(base)
+    write = Root.write_text
+
+    def slow(self, name, text):
+        time.sleep(0.5)
+        write(self, name, text)
+
+    monkeypatch.setattr(Root, "write_text", slow)
+    with testclient.TestClient(create_app(Root(tmp_path), host="testserver")) as client:
+        with client.websocket_connect("/ws") as ws:
+            ws.send_text(json.dumps({"type": "open", "file": "a.arch"}))
+            assert json.loads(ws.receive_text())["type"] == "text"
+            ws.send_text(json.dumps({"type": "edit", "text": base + "# last\n"}))
+            ws.send_text(json.dumps({"type": "run", "names": []}))  # the edit has been taken
+            while json.loads(ws.receive_text())["type"] != "runs":
+                pass
+        assert (tmp_path / "a.arch").read_text() == base + "# last\n"
