@@ -14,9 +14,14 @@ A size is written into the use that declared it, which every instance of that
 use shares: a structured selection must therefore cover every instance (all
 layers of a repeat) with the same result, or it cannot be written as a spec.
 
+The same file, sizes and passes as they are, is what `strata train` keeps in a
+run folder (`run_spec`): the spec the weights were trained with, standing alone,
+so the run folder loads wherever it is moved or copied.
+
 In code::
 
     text = compressed_spec("gpt2.arch", None, g_after, ["quantize(int8_dynamic)"], notes, "out/")
+    text = run_spec("work/student.arch", None, build_file("work/student.arch"), "runs/student")
 """
 
 from __future__ import annotations
@@ -32,8 +37,9 @@ from strata.dsl import ast as A
 from strata.dsl import load_text, read_source
 from strata.dsl.formatter import format_spec
 from strata.errors import Collector, UsageError
+from strata.passes.text import pass_text
 
-__all__ = ["compressed_spec"]
+__all__ = ["compressed_spec", "run_spec"]
 
 
 def _statements(body):
@@ -120,9 +126,22 @@ def _rebase_train(train: A.Train | None, src_dir: Path, out_dir: Path, variables
     return train
 
 
+def run_spec(spec_path: str | Path, model: str | None, g, out_dir: str | Path) -> str:
+    """The .arch text of the model of `spec_path` that `g` (its checked IR, before
+    passes) was built from, standing alone, to be written into folder `out_dir`:
+    imports and `extends` resolved, its passes (inherited ones too) and train
+    section, every path in them relative to `out_dir`."""
+    kept = [pass_text(p["name"], p["options"]) for p in g.graph.passes]
+    name = Path(spec_path).name
+    return compressed_spec(spec_path, model, g, g, [], kept, [], out_dir,
+                           comment=f"{g.graph.name}: the spec strata train trained, from {name} "
+                                   "(what it imports and extends, in one file)")
+
+
 def compressed_spec(spec_path: str | Path, model: str | None, g0, g, structured: list[dict],
-                    kept: list[str], notes: list[str], out_dir: str | Path) -> str:
-    """The .arch text of the compressed model (see the module docstring)."""
+                    kept: list[str], notes: list[str], out_dir: str | Path, comment: str | None = None) -> str:
+    """The .arch text of the compressed model (see the module docstring); `comment`:
+    the model's comment instead of the one that says how it was compressed."""
     from strata.dsl.parser import parse  # lazy: startup
 
     spec_path, out_dir = Path(spec_path), Path(out_dir)
@@ -146,8 +165,8 @@ def compressed_spec(spec_path: str | Path, model: str | None, g0, g, structured:
     src_dir = spec_path.parent
     kept = [_rebase_distill(p, src_dir, out_dir) for p in kept]
     passes = parse("passes {\n" + "\n".join(kept) + "\n}", "<passes>").passes if kept else None
-    comment = "\n".join([f"{r.name}, compressed by strata compress from {spec_path.name}:"]
-                        + [f"  {n}" for n in notes])
+    comment = comment or "\n".join([f"{r.name}, compressed by strata compress from {spec_path.name}:"]
+                                    + [f"  {n}" for n in notes])
     m = A.ModelDef(name=r.name, vars=[v.model_copy(deep=True) for v in r.vars], blocks=blocks,
                    stacks=stacks, comment=comment)
     out = A.SpecFile(models=[m], passes=passes, train=_rebase_train(r.train, src_dir, out_dir, g0.graph.vars))
