@@ -164,6 +164,11 @@ def test_a_folder_for_a_spec_names_the_spec_to_give(command, tmp_path, capsys, m
     (tmp_path / "nt.arch").unlink()
     assert main([command, "runs/nt"]) == 2
     assert "give the spec it trained (run.json names " in capsys.readouterr().err
+    (run / "model.arch").write_text(Path(GPT2).read_text())  # the copy strata train keeps now
+    assert main([command, "runs/nt"]) == 2
+    err = capsys.readouterr().err
+    assert "give the spec it trained (run.json names " in err
+    assert err.endswith(f"as the run keeps it: strata {command} runs/nt/model.arch\n"), err
     assert main([command, "."]) == 2
     assert capsys.readouterr().err == "strata: error: .: is a directory, not a spec file\n"
 
@@ -173,7 +178,8 @@ def test_folder_names_are_the_train_packages(capsys):
 
     require("torch")
     from strata import cli_folders
-    from strata.train.run_folder import RUN_JSON
+    from strata.train.run_folder import RUN_JSON, SPEC
     from strata.train.sources import COMPRESSED_SPEC
 
-    assert (cli_folders.RUN_JSON, cli_folders.COMPRESSED_SPEC) == (RUN_JSON, COMPRESSED_SPEC)
+    assert (cli_folders.RUN_JSON, cli_folders.RUN_SPEC, cli_folders.COMPRESSED_SPEC) == \
+        (RUN_JSON, SPEC, COMPRESSED_SPEC)

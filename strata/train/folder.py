@@ -41,7 +41,7 @@ __all__ = ["LOCK", "MANIFEST", "RunLock", "claim", "not_a_run", "own_folder", "o
 
 LOCK = "run.lock"
 # Every name strata writes at the top of a run folder (run.json lists them).
-MANIFEST = ("run.json", "tokenizer.json", "metrics.jsonl", "loss.png", "model.safetensors",
+MANIFEST = ("run.json", "model.arch", "tokenizer.json", "metrics.jsonl", "loss.png", "model.safetensors",
             LATEST, BEST, DIR, "cache", LOCK)
 # What strata writes inside its two subfolders (temporary files of atomic writes too).
 _OWN_ENTRIES = {DIR: re.compile(r"\A(\.?step-\d{8}(\.[\w-]+)?)\Z"),

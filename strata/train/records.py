@@ -45,7 +45,8 @@ class ObjectiveInfo(_Record):
 class DataInfo(_Record):
     name: str
     sha256: str = ""
-    path: str | None = None
+    path: str | None = None            # absolute, as the run saw it
+    from_run: str | None = None        # relative to the run folder (none in older runs)
     builtin: bool = False
 
 
@@ -77,8 +78,9 @@ class RunInfo(_Record):
     version: Literal[1]
     status: Literal["ready"] = "ready"
     files: list[str] | None = None     # None: written by a strata before the manifest
-    spec: str | None = None
-    spec_text: str | None = None
+    spec: str | None = None            # the spec file trained, absolute
+    spec_text: str | None = None       # the spec, when given as text
+    spec_copy: str | None = Field(None, pattern=r"^[\w.-]+\.arch$")  # the run's own copy of the spec
     model: str | None = None
     name: str
     parameters: int = Field(ge=0)

@@ -46,7 +46,7 @@ from strata.train.objectives import CausalLM, Seq2Seq, objective_class
 from strata.train.objectives.distillation import kd_sum
 from strata.train.recover_loop import distill_steps
 from strata.train.recover_seq2seq import seq2seq_tune
-from strata.train.run_folder import RunFolder, is_run
+from strata.train.run_folder import RunFolder, is_run, run_data
 from strata.train.tokenizer import load_tokenizer
 
 __all__ = ["calibration_ids", "finetuner"]
@@ -61,17 +61,12 @@ PIECES = 128           # calibration text longer than asked for is read in this 
 
 
 def _run_data(source_run) -> str | None:
-    """The file or folder a run trained on, as it recorded it: its absolute
-    `path` (its `name` is as given on the command line, relative to the folder
-    it was started from); None for the built-in corpus."""
+    """The file or folder a run trained on, where it is now (`run_data`: relative
+    to the run folder, `path`, when the run recorded it so; else its absolute path);
+    None for the built-in corpus."""
     info = (source_run or {}).get("data") or {}
-    path = info.get("path") or info.get("name")
-    if info.get("builtin") or not path:
-        return None
-    if not Path(path).exists():
-        raise UsageError(f"the data the weights were trained on ({info.get('name')}) is gone: "
-                         "give --data (fine-tuning) or --calibration FILE")
-    return path
+    return run_data(info, (source_run or {}).get("path"), "the data the weights were trained on",
+                    "give --data (fine-tuning) or --calibration FILE")
 
 
 def _text(data, source_run) -> str:
@@ -108,7 +103,7 @@ def calibration_ids(src, tokenizer, max_chars: int) -> torch.Tensor:
         if not is_run(src):
             raise UsageError(f"{src}: a folder, and not a strata train run: --calibration takes a run "
                              "folder (its data), a file, or builtin")
-        run = {"data": RunFolder.open(src).info.get("data") or {}}
+        run = {"data": RunFolder.open(src).info.get("data") or {}, "path": str(src)}
     text = spread_text(_text(None, run), max_chars, PIECES)
     return torch.as_tensor(load_tokenizer(tokenizer).encode(text), dtype=torch.long)
 

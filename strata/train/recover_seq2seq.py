@@ -25,6 +25,7 @@ from strata.train.dataset import tokenize_examples
 from strata.train.objectives.distillation import kd_sum
 from strata.train.objectives.objective import accepts
 from strata.train.recover_loop import distill_steps
+from strata.train.run_folder import run_data
 from strata.train.tokenizer import load_tokenizer
 
 __all__ = ["seq2seq_tune"]
@@ -35,8 +36,11 @@ def _data(data, source_run):
     if data is not None:
         return data
     d = (source_run or {}).get("data") or {}
-    path = d.get("path")
-    return path if path and not d.get("builtin") and Path(path).is_file() else None
+    try:
+        path = run_data(d, (source_run or {}).get("path"), "", "")
+    except UsageError:
+        return None
+    return path if path and Path(path).is_file() else None
 
 
 def _out(obj, model, b):

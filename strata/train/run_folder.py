@@ -5,12 +5,21 @@ speculative decoding) can read a run folder without importing them.
 
     RUN/
       run.json            the spec, objective, settings, data and tokenizer of the run
+      model.arch          the spec as trained, standing alone (what it imports and extends
+                          resolved into one file; strata.passes.spec_writer.run_spec): what
+                          eval, generate, compress and export build the model from
       tokenizer.json      the tokenizer trained on the data (generate / eval reuse it)
       metrics.jsonl       one line per optimizer step, one per evaluation
       loss.png            the loss curve
       model.safetensors   the final weights, in the spec's own names
       checkpoints/        step-NNNNNNNN/ (see strata.train.checkpoint); latest.json, best.json
       cache/              token ids of the data (memory-mapped), keyed by its hash
+
+Nothing in it names another file of the run by an absolute path, so a run folder
+moved or copied elsewhere (the whole project, or the run folder alone) loads as
+it did; the data it trained on is recorded both absolute and relative to the
+run folder (`run_data`), so a run moved together with its data finds it.  A run
+written before model.arch (run.json's "spec" alone, absolute) loads as then.
 """
 
 from __future__ import annotations
@@ -30,14 +39,38 @@ from strata.train.objectives import OBJECTIVES, Objective, objective_from_json
 from strata.train.records import RunStub, read_run_json
 from strata.train.tokenizer import load_tokenizer
 
-__all__ = ["RunFolder", "is_run", "RUN_JSON", "TOKENIZER", "METRICS", "PLOT", "FINAL", "CACHE"]
+__all__ = ["RunFolder", "is_run", "run_data", "RUN_JSON", "SPEC", "TOKENIZER", "METRICS", "PLOT", "FINAL",
+           "CACHE"]
 
-RUN_JSON, TOKENIZER, METRICS, PLOT, FINAL, CACHE = (
-    "run.json", "tokenizer.json", "metrics.jsonl", "loss.png", "model.safetensors", "cache")
+RUN_JSON, SPEC, TOKENIZER, METRICS, PLOT, FINAL, CACHE = (
+    "run.json", "model.arch", "tokenizer.json", "metrics.jsonl", "loss.png", "model.safetensors", "cache")
 
 
 def is_run(path: Path) -> bool:
     return os.path.lexists(Path(path) / RUN_JSON)
+
+
+def run_data(data: dict, run: str | Path | None, what: str, hint: str) -> str | None:
+    """The file or folder a run trained on (run.json's "data"), where it is now:
+    at its path relative to the run folder `run` ("from_run": the run moved or
+    copied together with its data), else at its absolute "path" (an older run's
+    only record; its "name" as given when it has none); None for the built-in
+    corpus or task.  Data found nowhere is one line: `what` (the data, in words),
+    where it was looked for, and `hint` (what to give instead)."""
+    if data.get("builtin"):
+        return None
+    tried = []
+    if data.get("from_run") and run is not None:
+        tried.append(os.path.normpath(Path(run).resolve() / data["from_run"]))
+    if data.get("path") or data.get("name"):
+        tried.append(data.get("path") or data.get("name"))
+    for p in tried:
+        if os.path.exists(p):
+            return p
+    if not tried:
+        return None
+    raise UsageError(f"{what} ({data.get('name')}) is gone: not at {' nor at '.join(dict.fromkeys(tried))}; "
+                     f"{hint}")
 
 
 class RunFolder:
@@ -120,11 +153,19 @@ class RunFolder:
 
     # ------------------------------------------------------------ using it
     def spec_source(self) -> str:
+        """The spec the run's weights were trained with: its own copy (RUN/model.arch),
+        else (a run written before it kept one) the spec file it names, or its text."""
+        copy = self.info.get("spec_copy")
+        if copy and os.path.lexists(self.path / copy):
+            return str(own_file(self.path / copy))
         spec = self.info.get("spec")
         if spec and Path(spec).is_file():
             return spec
         if self.info.get("spec_text"):
             return self.info["spec_text"]
+        if copy:
+            raise UsageError(f"{self.path}: its spec ({copy}, the copy strata train keeps) is gone, "
+                             f"and so is the spec it trained ({spec}); the run needs one to build the model")
         raise UsageError(f"{self.path}: its spec {spec} is gone; the run needs it to build the model")
 
     @property

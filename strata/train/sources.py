@@ -139,7 +139,8 @@ def source_run(weights: Weights, report: dict | None = None) -> dict | None:
     if report and isinstance(report.get("source_run"), dict):
         src = report["source_run"]
         if all(isinstance(src.get(k), dict) for k in ("objective", "settings", "data")):
-            return src
+            # its data's "from_run" is relative to that run's folder, not to this one
+            return {**src, "data": {k: v for k, v in src["data"].items() if k != "from_run"}}
     if weights.folder is not None and is_run(weights.folder):
         info = RunFolder.open(weights.folder).info
         return {k: info[k] for k in ("objective", "settings", "data")}

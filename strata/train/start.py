@@ -9,7 +9,7 @@ trained model, in order, one function per stage:
     _dataset     token ids cached, and the objective's sampler
     _weights     initial or resumed weights, frozen parts, the passes' training needs
     _optimize    the loss (wrapped for distillation), DDP / FSDP, torch.compile, the optimizer
-    _run_info    run.json
+    _run_info    run.json (and model.arch, the spec as trained, standing alone)
     _loop        the loop, the final weights, the loss plot
 """
 
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -30,6 +31,7 @@ from strata.compiler import as_graph
 from strata.compiler.select import select
 from strata.errors import UsageError
 from strata.io import is_spec_path, write_atomic
+from strata.passes.spec_writer import run_spec
 from strata.backends.torch.weights_file import WeightsError, WeightsMismatchError
 from strata.backends.torch.workflows.training import finish_training, prepare_for_training
 from strata.train.checkpoint import find_checkpoint
@@ -45,6 +47,7 @@ from strata.train.objectives.distillation import DistillLoss, load_teacher
 from strata.train.optim import make_optimizer
 from strata.train.records import RunInfo, read_run_json
 from strata.train.run import CACHE, FINAL, METRICS, PLOT, RUN_JSON, TOKENIZER, Run
+from strata.train.run_folder import SPEC, run_data
 from strata.train.settings import resolve_settings
 from strata.train.sources import COMPRESSED_SPEC, COMPRESSED_WEIGHTS, is_compressed, resolve_weights
 from strata.train.state import TrainState
@@ -183,15 +186,51 @@ def _init_weights(net, path, d: Dist, progress: bool) -> None:
          + (f"; new: {', '.join(new[:6])}{' ...' if len(new) > 6 else ''}" if new else ""))
 
 
-def _write_info(out: Path, info: dict, resumed: bool, start: int, d: Dist) -> None:
-    """run.json, with the history of the run's starts (a resume adds one)."""
+def _write_info(out: Path, info: dict, spec_copy: str | None, resumed: bool, start: int, d: Dist) -> None:
+    """model.arch (the spec as this start trains it, standing alone), then
+    run.json, which names it, with the history of the run's starts (a resume adds one)."""
     if not d.main:
         return
     old = read_run_json(out / RUN_JSON) if resumed else None
     history = [h.model_dump() for h in old.history] if isinstance(old, RunInfo) else []
     info["history"] = [*history, {"start_step": start, "world_size": d.world,
                                   "time": time.strftime("%Y-%m-%dT%H:%M:%S")}]
+    if spec_copy is not None:
+        write_atomic(out / SPEC, spec_copy, follow=False)
     write_atomic(out / RUN_JSON, json.dumps(info, indent=1) + "\n", follow=False)
+
+
+def _resumed_data(out: Path, sets, settings: dict, data: str | None) -> str | None:
+    """The data a --resume reads: the run's own, as run.json records it (found
+    relative to the run folder first, a run moved with its data; then at its
+    absolute path), unless --data / --set data names other; `data` (the spec's)
+    when the run's is not found but that is there, or the run recorded none."""
+    if "data" in settings or any(re.match(r"\s*data\s*=", t) for t in sets) or \
+            not os.path.isfile(out / RUN_JSON):
+        return data
+    old = read_run_json(out / RUN_JSON)
+    if not isinstance(old, RunInfo):
+        return data
+    try:
+        return run_data(old.data.model_dump(), out, f"{out}: the data the run trained on",
+                        "give --data with where it is now to resume")
+    except UsageError:
+        if data is not None and os.path.exists(data):
+            return data
+        raise
+
+
+def _changed_spec(e: WeightsMismatchError, spec, out: Path, step: int, has_copy: bool) -> str:
+    """One line for --resume with a spec that no longer builds the run's model."""
+    firsts = [f"{k} is [{', '.join(map(str, m))}] in the spec, [{', '.join(map(str, c))}] in the run"
+              for k, (m, c) in e.mismatched.items()]
+    firsts += [f"the spec adds {k}" for k in e.missing] + [f"the spec has no {k}" for k in e.unexpected]
+    more = f" (and {len(firsts) - 1} more)" if len(firsts) > 1 else ""
+    keep = (f"resume with the spec as the run trained it (strata train {out / SPEC} --out {out} --resume), "
+            if has_copy else "restore the spec as the run trained it and resume, ")
+    return (f"{out}: --resume: {spec} has changed since the run trained it: it no longer fits the "
+            f"run's weights (step {step:,}): {firsts[0] if firsts else 'they differ'}{more}; {keep}"
+            "or train the changed spec as a new run (--out another folder, or --overwrite)")
 
 
 @dataclass
@@ -256,13 +295,18 @@ def _model(p: _Plan, device: str, teacher_weights, d: Dist, progress: bool):
     return g_run, net, teacher
 
 
-def _weights(net, init_file, ckpt, freeze, d: Dist, progress: bool) -> list[str]:
+def _weights(net, init_file, ckpt, freeze, d: Dist, progress: bool, spec=None, out: Path | None = None
+             ) -> list[str]:
     """Initial (--init) or resumed weights, the frozen parameters' names; then
-    what the passes ask of training (LoRA: adapters only; QAT: fake quantization)."""
+    what the passes ask of training (LoRA: adapters only; QAT: fake quantization).
+    A spec changed since the run (resumed from `out`) in its shapes is refused."""
     if init_file is not None and ckpt is None:
         _init_weights(net, init_file, d, progress)
     if ckpt is not None:
-        load_weights(net, ckpt.weights)
+        try:
+            load_weights(net, ckpt.weights)
+        except WeightsMismatchError as e:
+            raise UsageError(_changed_spec(e, spec, out, ckpt.step, os.path.lexists(out / SPEC))) from None
     frozen = _freeze(net, freeze)
     for line in prepare_for_training(net):
         _say(d, progress, line)
@@ -290,9 +334,13 @@ def _run_info(p: _Plan, spec, model, data_info, tok, init_file, frozen, teacher_
     return {"format": "strata-run", "version": 1, "status": "ready", "files": list(MANIFEST),
             "spec": str(Path(spec).resolve()) if is_spec_path(spec) else None,
             "spec_text": spec if isinstance(spec, str) and not is_spec_path(spec) else None,
+            "spec_copy": SPEC if is_spec_path(spec) else None,
             "model": model, "name": g.graph.name, "parameters": g.graph.parameters,
             "objective": p.obj.to_json(), "settings": p.cfg,
-            "data": data_info, "tokenizer": {"type": tok.kind, "vocab_size": tok.vocab_size},
+            # the data's path relative to the run folder too: a run moved with its data finds it
+            "data": {**data_info, "from_run": os.path.relpath(data_info["path"], p.out.resolve())
+                     if data_info.get("path") else None},
+            "tokenizer": {"type": tok.kind, "vocab_size": tok.vocab_size},
             "init": str(init_file) if init_file else None, "frozen": len(frozen),
             # where the distill teacher's weights came from (generate --speculate loads it)
             "teacher_weights": str(Path(teacher_weights).resolve()) if teacher_weights else None,
@@ -355,8 +403,13 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
     try:
         device = d.device(device)
         p = _plan(spec, model, sets, settings, objective, out, d, device)
-        # data and weights to start from (read and checked before the run folder is touched)
+        # the spec as trained, standing alone (written with run.json), made before anything is
+        spec_copy = run_spec(spec, model, p.g, p.out) if is_spec_path(spec) and d.main else None
+        # data and weights to start from (read and checked before the run folder is touched):
+        # a resumed run's own data, unless other is given
         w = resolve_weights(init) if init is not None else None
+        if resume:
+            p.cfg["data"] = _resumed_data(p.out, sets, settings, p.cfg["data"])
         texts, payload, data_info = p.obj.read_data(p.cfg["data"])
         lock, ckpt = _prepare_folder(p.out, d, resume, overwrite)
         if ckpt is not None and ckpt.step > p.cfg["steps"]:
@@ -383,7 +436,7 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
             whose = f"--init {init}" if w is not None and w.tokenizer is not None else "the distillation teacher"
             raise UsageError(f"{e}; the tokenizer is the one {whose} came with ({reuse}): give --data "
                              "text it covers (the data those weights trained on)") from None
-        frozen = _weights(net, w.file if w else None, ckpt, freeze, d, progress)
+        frozen = _weights(net, w.file if w else None, ckpt, freeze, d, progress, spec, p.out)
         runner, task, loss, opt, scaler = _optimize(p, net, teacher, frozen, d, device, fsdp, compile)
 
         state = TrainState(p.out, net, opt, d, device, fsdp_graph=g_run if fsdp and d.on else None,
@@ -397,7 +450,7 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
                          d, device, compile, fsdp)
         # metrics.jsonl is opened (a planted link refused) before run.json is touched
         metrics = MetricsLog(p.out / METRICS, d.main, resume_step=start if ckpt is not None else None)
-        _write_info(p.out, info, ckpt is not None, start, d)
+        _write_info(p.out, info, spec_copy, ckpt is not None, start, d)
         _loop(p, runner, net, task, loss, sampler, opt, scaler, state, tok, metrics, start, best,
               d, device, fsdp, progress)
         if not fsdp:

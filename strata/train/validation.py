@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,7 +23,7 @@ import torch
 from strata.errors import UsageError
 from strata.train.batches import rows_of
 from strata.train.objectives import Loss
-from strata.train.run_folder import CACHE
+from strata.train.run_folder import CACHE, run_data
 
 __all__ = ["score", "evaluate_run"]
 
@@ -70,10 +69,7 @@ def evaluate_run(run, data: str | None = None, *, which: str = "final", device: 
     model = run.load_model(which, device=device)
     own = data is None
     if own:
-        info = run.info["data"]
-        data = None if info.get("builtin") else info.get("path")
-        if not info.get("builtin") and not (data and Path(data).exists()):
-            raise UsageError(f"{run.path}: its data ({info.get('name')}) is gone; give --data")
+        data = run_data(run.info["data"], run.path, f"{run.path}: its data", "give --data")
     cache = run.path / CACHE if own else None
     sampler, what = obj.eval_sampler(data, run.tokenizer, run.settings, own, cache, max_batches)
     started = time.perf_counter()
