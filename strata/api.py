@@ -223,13 +223,21 @@ def _source_run(w) -> dict | None:
     """The run weights `w` were trained by: its objective, settings and data (a
     compress output's report keeps its source run), or None."""
     from strata.train.run import Run, is_run  # lazy: torch
+    from strata.train.run_folder import run_data  # lazy: torch
     from strata.train.sources import compress_report  # lazy: torch
 
     if w is None or w.folder is None:
         return None
     if is_run(w.folder):
         info = Run.open(w.folder).info
-        return {"path": str(w.folder.resolve()), **{k: info[k] for k in ("objective", "settings", "data")}}
+        data = info["data"]
+        try:  # its path as it is now (a run moved with its data): what a compress output's report keeps
+            now = run_data(data, w.folder, "", "")
+        except UsageError:
+            now = None
+        if now is not None:
+            data = {**data, "path": str(Path(now).resolve())}
+        return {"path": str(w.folder.resolve()), **{k: info[k] for k in ("objective", "settings")}, "data": data}
     return compress_report(w.folder).get("source_run")  # a compress output compressed again
 
 

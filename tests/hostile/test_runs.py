@@ -114,7 +114,7 @@ def nothing_outside_changed(c) -> list[str]:
 
 
 def test_planted_symlinks_change_nothing_outside_the_run(trained, tmp_path):
-    written = ("model.safetensors", "loss.png")      # only written: the link is replaced
+    written = ("model.safetensors", "loss.png", "model.arch")  # only written: the link is replaced
     read = ("run.json", "tokenizer.json", "metrics.jsonl", "latest.json", "checkpoints", "cache",
             STEP, f"{STEP}/state.json", f"{STEP}/optimizer.safetensors", f"{STEP}/model.safetensors")
     cases = [ok(f"resume_{n}", RESUME, files=INPUTS, setup=with_run(trained, moved_out(n)))
@@ -216,7 +216,7 @@ def test_a_run_stopped_before_its_first_step_resumes(tmp_path, capsys, monkeypat
     (tmp_path / "again" / ".run.json.x1y2.tmp").write_text("{")      # a half-written stub
     assert main(["train", "t.arch", "--out", "again", "-q", "--data", "a.txt"]) == 0
     assert sorted(os.listdir("again")) == sorted(
-        ["best.json", "cache", "checkpoints", "latest.json", "loss.png", "metrics.jsonl",
+        ["best.json", "cache", "checkpoints", "latest.json", "loss.png", "metrics.jsonl", "model.arch",
          "model.safetensors", "run.json", "tokenizer.json", ".run.json.x1y2.tmp"])
     assert main([*base, "--data", "short.txt", "--overwrite"]) == 2
     capsys.readouterr()
@@ -228,6 +228,7 @@ def test_special_files_a_run_reads_are_refused(trained, tmp_path):
         "run.json": (["generate", "run"], ["eval", "run"], RESUME),
         "tokenizer.json": (["generate", "run"], ["eval", "run"], RESUME),
         "model.safetensors": (["generate", "run"], ["eval", "run"]),
+        "model.arch": (["generate", "run"], ["eval", "run"]),
         "latest.json": (RESUME, ["eval", "run", "--checkpoint", "latest"]),
         "best.json": (["eval", "run", "--checkpoint", "best"],),
         "metrics.jsonl": (RESUME,),
