@@ -27,9 +27,10 @@ from typing import Any
 
 import torch
 
-from strata.compiler import as_graph
+from strata.compiler import as_graph, build_text
+from strata.compiler.ir import state_dict_shapes
 from strata.compiler.select import select
-from strata.errors import UsageError
+from strata.errors import SpecError, UsageError
 from strata.io import is_spec_path, write_atomic
 from strata.passes.spec_writer import run_spec
 from strata.backends.torch.weights_file import WeightsError, WeightsMismatchError
@@ -200,6 +201,24 @@ def _write_info(out: Path, info: dict, spec_copy: str | None, resumed: bool, sta
     write_atomic(out / RUN_JSON, json.dumps(info, indent=1) + "\n", follow=False)
 
 
+def _spec_copy(spec, model, g, out: Path, d: Dist, progress: bool) -> str | None:
+    """The text of RUN/model.arch: the spec as trained, standing alone, checked to
+    build the model `g` is (its weights' names and shapes).  A spec the writer
+    cannot make stand alone still trains (the run then needs the spec file, as
+    runs did before they kept a copy), saying so."""
+    if not is_spec_path(spec) or not d.main:
+        return None
+    try:
+        text = run_spec(spec, model, g, out)
+        if state_dict_shapes(build_text(text, str(out / SPEC))) == state_dict_shapes(g):
+            return text
+        why = "it would build another model"
+    except (SpecError, UsageError) as e:
+        why = str(e).splitlines()[0]
+    _say(d, progress, f"note: {out / SPEC} not written ({why}); the run loads from {spec} while it is there")
+    return None
+
+
 def _resumed_data(out: Path, sets, settings: dict, data: str | None) -> str | None:
     """The data a --resume reads: the run's own, as run.json records it (found
     relative to the run folder first, a run moved with its data; then at its
@@ -328,13 +347,13 @@ def _optimize(p: _Plan, net, teacher, frozen, d: Dist, device: str, fsdp: bool, 
 
 
 def _run_info(p: _Plan, spec, model, data_info, tok, init_file, frozen, teacher_weights, d: Dist,
-              device: str, compile: bool, fsdp: bool) -> dict:
+              device: str, compile: bool, fsdp: bool, spec_copy: str | None) -> dict:
     """run.json's content (strata.train.records.RunInfo)."""
     g = p.g
     return {"format": "strata-run", "version": 1, "status": "ready", "files": list(MANIFEST),
             "spec": str(Path(spec).resolve()) if is_spec_path(spec) else None,
             "spec_text": spec if isinstance(spec, str) and not is_spec_path(spec) else None,
-            "spec_copy": SPEC if is_spec_path(spec) else None,
+            "spec_copy": SPEC if spec_copy is not None else None,
             "model": model, "name": g.graph.name, "parameters": g.graph.parameters,
             "objective": p.obj.to_json(), "settings": p.cfg,
             # the data's path relative to the run folder too: a run moved with its data finds it
@@ -404,7 +423,7 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
         device = d.device(device)
         p = _plan(spec, model, sets, settings, objective, out, d, device)
         # the spec as trained, standing alone (written with run.json), made before anything is
-        spec_copy = run_spec(spec, model, p.g, p.out) if is_spec_path(spec) and d.main else None
+        spec_copy = _spec_copy(spec, model, p.g, p.out, d, progress)
         # data and weights to start from (read and checked before the run folder is touched):
         # a resumed run's own data, unless other is given
         w = resolve_weights(init) if init is not None else None
@@ -447,7 +466,7 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
         elif d.rank:
             torch.manual_seed(p.cfg["seed"] * 1000 + d.rank)  # other dropout masks than rank 0's
         info = _run_info(p, spec, model, data_info, tok, w.file if w else None, frozen, teacher_weights,
-                         d, device, compile, fsdp)
+                         d, device, compile, fsdp, spec_copy)
         # metrics.jsonl is opened (a planted link refused) before run.json is touched
         metrics = MetricsLog(p.out / METRICS, d.main, resume_step=start if ckpt is not None else None)
         _write_info(p.out, info, spec_copy, ckpt is not None, start, d)

@@ -159,3 +159,24 @@ def test_an_old_run_folder_loads_as_before(project, tmp_path, capsys, monkeypatc
     shutil.move(project, tmp_path / "renamed")  # as before: its spec is gone
     code, _, err = cli(capsys, "eval", tmp_path / "renamed" / "work" / "runs" / "d")
     assert code == 2 and f"its spec {project / 'work' / 'derived.arch'} is gone" in err, err
+
+
+def test_a_spec_that_cannot_stand_alone_still_trains(tmp_path, capsys, monkeypatch):
+    """Should the writer fail on a spec, the run trains as runs did before they kept a
+    copy (loading from the spec file), and says so."""
+    import strata.train.start as start
+    from strata.errors import UsageError
+
+    def cannot(*a, **k):
+        raise UsageError("compress: cannot find where x is written")
+
+    monkeypatch.setattr(start, "run_spec", cannot)
+    monkeypatch.chdir(tmp_path)
+    Path("corpus.txt").write_text(builtin_text()[:20_000])
+    Path("base.arch").write_text(BASE)
+    code, _, err = cli(capsys, "train", "base.arch", "--out", "r", "--steps", 1)
+    assert code == 0, err
+    assert "note: r/model.arch not written (compress: cannot find where x is written); the run loads " \
+           "from base.arch while it is there" in err
+    assert not Path("r/model.arch").exists() and _info(Path("r"))["spec_copy"] is None
+    assert cli(capsys, "generate", "r", "--tokens", 2, "-q")[0] == 0
