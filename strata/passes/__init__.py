@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from strata.compiler import cost, ir
 from strata.compiler.ir_types import PASS_MARKS
 from strata.errors import Diagnostic, SpecError
-from strata.passes.pass_base import Pass, PassContext, PassError, Stored
+from strata.passes.pass_base import Pass, PassContext, PassError, Stored, held_by
 import strata.plugins as plugins
 from strata.compiler.select import select
 from strata.passes.distill import Distill
@@ -94,7 +94,58 @@ def _spec_error(e: PassError, entry: dict):
             sources[entry["span"].file] = Path(entry["span"].file).read_text(encoding="utf-8")
         except OSError:
             pass
-    return SpecError([Diagnostic(str(e), entry.get("span"))], sources)
+    return SpecError([Diagnostic(str(e), entry.get("span"), getattr(e, "hint", None))], sources)
+
+
+def _where(earlier: dict | None, entry: dict) -> str:
+    """Where an earlier pass entry was written, seen from `entry`: ' at line 12',
+    ' at other.arch:12', or '' (a pass given as text, or applied before this run)."""
+    span, here = (earlier or {}).get("span"), entry.get("span")
+    if span is None or "source" in earlier:
+        return ""
+    return f" at line {span.line}" if here is not None and here.file == span.file else f" at {span.file}:{span.line}"
+
+
+def _rewritten(g, h, n: str, claimed: list[str]) -> bool:
+    """Whether the pass that turned `g` into `h` rewrote linear `n` of `g`: removed it
+    (fused, factored), changed its parameters or its marks, or claims it itself."""
+    if n not in h:
+        return True
+    a, b = g.nodes[n], h.nodes[n]
+    return n in claimed or a.params != b.params or a.attrs != b.attrs
+
+
+def _check_claims(held: dict, p: Pass, record: dict, g, h, entry: dict) -> None:
+    """Refuse pass `p` (g -> h) if it rewrote linears an earlier pass claimed
+    (`held`: linear -> (earlier pass, its record, its entry)) and that pass says it
+    may not (Pass.conflict): located at `p`, naming the linears and the earlier pass."""
+    mine = p.claims(record)
+    hit: dict[int, list[str]] = {}
+    owner = {}
+    for n in [n for n in g if n in held]:  # in graph order
+        q, rec, earlier = held[n]
+        if _rewritten(g, h, n, mine):
+            hit.setdefault(id(q), []).append(n)
+            owner[id(q)] = (q, rec, earlier)
+    for key, nodes in hit.items():
+        q, rec, earlier = owner[key]
+        if why := q.conflict(rec, p, nodes, _where(earlier, entry)):
+            raise PassError(f"{p.label()}: {why[0]}", why[1])
+
+
+def _carry_claims(held: dict, p: Pass, record: dict, g, h, entry: dict) -> None:
+    """After pass `p` (g -> h): the linears it claims are held by it; a claimed linear
+    it replaced (fused, factored) hands its claim to the new linears that carry its
+    marks (Pass.carried, held_by)."""
+    gone = {n: held.pop(n) for n in [n for n in held if n not in h]}
+    if gone:
+        for n, d in h.nodes(data=True):
+            if n not in g and d.op == "linear" and held_by(d.attrs):
+                # its own factor (q -> q.a, q.b), else a part fused beside it (q -> qkv)
+                near = [m for m in gone if n.startswith(m + ".")] or \
+                    [m for m in gone if m.rsplit(".", 1)[0] == n.rsplit(".", 1)[0]] or list(gone)
+                held[n] = gone[near[0]]
+    held.update({n: (p, record, entry) for n in p.claims(record)})
 
 
 def apply_passes(g: "nx.MultiDiGraph", *, lint: bool = True, ctx: PassContext | None = None,
@@ -102,13 +153,20 @@ def apply_passes(g: "nx.MultiDiGraph", *, lint: bool = True, ctx: PassContext | 
     """Apply g.graph.passes in order; the result records them in
     g.graph.applied (with what each did) and has an empty `passes` list.
     `ctx` carries weights and calibration data for the passes that use them;
-    `on_pass(p, before, after)` is called after each pass (the weight pipeline)."""
+    `on_pass(p, before, after)` is called after each pass (the weight pipeline).
+    A pass that rewrites linears an earlier one fixed and may not (a calibrated
+    quantize's, a second quantize's: Pass.claims, Pass.conflict) is a SpecError
+    located at it."""
     todo = list(g.graph.get("passes", []))
     if not todo:
         return g
     if "spec_params" not in g.graph:  # the shapes a checkpoint in the spec's own names has
         g.graph.spec_params = ir.state_dict_shapes(g)
     ctx = ctx or PassContext()
+    held: dict = {}  # linear -> (the pass that claimed it, its record, its entry or None)
+    for a in g.graph.get("applied", []):
+        q = make_pass(a["name"], a["options"])
+        held.update({n: (q, a["record"], None) for n in q.claims(a["record"])})
     for entry in todo:
         p = make_pass(entry["name"], entry["options"])
         ctx.graph = g
@@ -118,10 +176,14 @@ def apply_passes(g: "nx.MultiDiGraph", *, lint: bool = True, ctx: PassContext | 
                 raise PassError(f"pass '{p.name}': selector \"{on}\" matches no module (selectors are "
                                 "module path globs like decoder.h.*.mlp, or component kinds like attention)")
             h = p.run(g, ctx)
+            grew = len(h.graph.get("applied", [])) > len(g.graph.get("applied", []))
+            record = h.graph.applied[-1]["record"] if grew else {}
+            _check_claims(held, p, record, g, h, entry)  # before its weights move (on_pass)
             if on_pass is not None:
                 on_pass(p, g, h)
         except PassError as e:
             raise _spec_error(e, entry) from None
+        _carry_claims(held, p, record, g, h, entry)
         if lint:
             ir.lint(h)
         g = h

@@ -23,6 +23,11 @@ torch emitter does for a component's `torch` hook):
     device_problem(g, device)       (class) why its kernels cannot run on a device
     badges(attrs) -> [str]          (class) the marks it left on an IR node, for a
                                     diagram's box ("int8", "LoRA r=8")
+    claims(record), conflict(record, later)
+                                    the linears it fixed, and why a later pass may not
+                                    rewrite them (a calibrated quantize's integers and
+                                    scales; a second quantize): apply_passes refuses,
+                                    located at the later pass
     carried, holds(attrs), misfit(attrs)
                                     (class) its marks a later rewrite keeps on a linear;
                                     why its marks keep a later pass off the weights
@@ -65,11 +70,16 @@ if TYPE_CHECKING:
     import networkx as nx
 
 __all__ = ["Pass", "PassContext", "PassError", "Runner", "Stored", "carried_marks", "drop_misfit_marks",
-           "held_by"]
+           "held_by", "listed"]
 
 
 class PassError(Exception):
-    """A pass cannot apply to this graph (a spec mistake the person can fix)."""
+    """A pass cannot apply to this graph (a spec mistake the person can fix);
+    `hint` says what to write instead."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.hint = hint
 
 
 @dataclass
@@ -220,6 +230,17 @@ class Pass(ABC):
         weights ("quantized"), or None (see held_by)."""
         return None
 
+    def claims(self, record: dict) -> list[str]:
+        """The linears whose weights this applied pass (its `record`) fixed: a later
+        pass that rewrites one of them is asked `conflict` (apply_passes)."""
+        return []
+
+    def conflict(self, record: dict, later: "Pass", nodes: list[str], where: str) -> tuple[str, str] | None:
+        """Why `later` may not rewrite `nodes`, linears this applied pass claims (it
+        was written `where`: " at line 12", or ""), and what to write instead:
+        (message, hint); None when it may."""
+        return None
+
     @classmethod
     def misfit(cls, attrs: dict) -> str | None:
         """Why this pass's marks cannot stay on a linear of these attrs (its in / out
@@ -302,6 +323,12 @@ def drop_misfit_marks(attrs: dict) -> str | None:
                 attrs.pop(k, None)
             return why
     return None
+
+
+def listed(nodes: list[str], most: int = 3) -> str:
+    """'a, b, c' or 'a, b, c and 5 more (8 linears)', for messages."""
+    shown = ", ".join(nodes[:most])
+    return shown if len(nodes) <= most else f"{shown} and {len(nodes) - most} more ({len(nodes)} linears)"
 
 
 def held_by(attrs: dict) -> str | None:

@@ -64,7 +64,7 @@ from pydantic import Field, model_validator
 from strata.compiler.cost import node_weight_bytes, stored_weight_bytes
 from strata.components.component_base import Options
 from strata.passes._rewrite import PassError, copy_graph, selected_nodes, weight_linears
-from strata.passes.pass_base import Pass, Stored
+from strata.passes.pass_base import Pass, Stored, listed
 from strata.passes.methods.apply import calibrated_quantize
 from strata.passes.quant_budget import explicit_passes
 from strata.passes.quantize_auto import auto_quantize, auto_report
@@ -257,6 +257,51 @@ class Quantize(Pass):
         if o.qat and self.calibrated:
             raise PassError(f"{self.label()}: qat trains with plain rounding; calibrated methods "
                             "apply to trained weights (strata compress)")
+
+    # ------------------------------------------------------------------ later passes
+    def claims(self, record: dict) -> list[str]:
+        """Its selection: the linears it quantized, and those int4 kept in float."""
+        return list(record.get("linears", [])) + list(record.get("kept_float") or {}) + [
+            n for n, x in (record.get("auto") or {}).get("layers", {}).items() if x["scheme"] == "float"]
+
+    def chosen_from_data(self) -> tuple[str, str] | None:
+        """(what, how) this pass chose from the weights and calibration data where it
+        stands in the pipeline; None for round to nearest, which rounds once the
+        weights are loaded, after every pass (a later rewrite is rounded as it is)."""
+        o = self.o
+        if o.scheme == "auto":
+            return "schemes", "chose by their sensitivity on calibration data"
+        if o.scheme == "int8_static":
+            return "int8 weights and activation scales (input_scale)", "chose from calibration data"
+        if o.method in ("gptq", "awq"):
+            what = "integers" if o.method == "gptq" else "scaled and clipped weights"
+            return what, f"chose by {o.method.upper()} on calibration data"
+        if o.smooth is not None:
+            return "smoothing scales", "chose by SmoothQuant on calibration data"
+        return None
+
+    def conflict(self, record: dict, later: Pass, nodes: list[str], where: str) -> tuple[str, str] | None:
+        """A second quantize of the same linears, or a later rewrite of linears whose
+        quantization was chosen from calibration data, is refused: the first would be
+        overridden or half kept (a second scheme's misfits kept the first's), the
+        second would lose what calibration chose (int8_static: its activation scales,
+        and the model could not run)."""
+        nodes = [n for n in nodes if n not in (record.get("kept_float") or {})
+                 and (record.get("auto") or {}).get("layers", {}).get(n, {}).get("scheme") != "float"]
+        if not nodes:
+            return None
+        be = "is" if len(nodes) == 1 else "are"
+        if later.name == self.name:
+            return (f"{listed(nodes)} {be} already quantized by {self.label()}{where}; a linear runs one scheme",
+                    "use on= to give each quantize its own layers (e.g. on=\"attention\" for one and "
+                    "on=\"mlp\" for the other)")
+        chose = self.chosen_from_data()
+        if chose is None:
+            return None
+        lost = " (the model could not run without them)" if self.o.scheme == "int8_static" else ""
+        return (f"it rewrites {listed(nodes)}, whose {chose[0]} {self.label()}{where} {chose[1]}: "
+                f"a rewrite after the quantize loses them{lost}",
+                f"put quantize last: list {later.label()} before {self.label()}")
 
     def convert(self, record: dict, state: dict, ctx) -> dict:
         # ctx.graph is None when a checkpoint is only renamed into the compiled

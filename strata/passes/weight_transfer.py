@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from strata.passes import PassContext, apply_passes, make_pass
+from strata.passes import PassContext, PassError, apply_passes, make_pass
+from strata.passes.pass_base import listed
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -44,16 +45,31 @@ def transform(g0: "nx.MultiDiGraph", state: dict | None, *, calibration=None, ru
         if ctx.state is not None:
             held = {n: ctx.state.get(f"{n}.weight") for n in ctx.quantized}
             ctx.state = p.convert(after.graph.applied[-1]["record"], ctx.state, ctx)
-            # integers chosen for a weight a later pass changed (masked, gathered, fused,
-            # factored) no longer stand for it: it is rounded as it now is
-            for n, w in held.items():
-                if ctx.state.get(f"{n}.weight") is not w:
-                    del ctx.quantized[n]
+            # integers an earlier quantize chose (GPTQ's; int8_static's, with the activation
+            # scales) no longer stand for a weight a later pass changed.  apply_passes refuses
+            # a later pass that rewrites them in the graph; this one changed their values
+            # only (a later SmoothQuant or AWQ folding its scales into them)
+            changed = [n for n, w in held.items() if _changed(w, ctx.state.get(f"{n}.weight"))]
+            if changed:
+                static = any(ctx.quantized[n].input_scale is not None for n in changed)
+                raise PassError(f"{p.label()}: it changes the weights of {listed(changed)}, whose integers"
+                                + (" and activation scales" if static else "")
+                                + " an earlier quantize chose from calibration data: they would be lost",
+                                f"list {p.label()} before that quantize, which then chooses from the weights "
+                                "as this one leaves them")
 
     g = apply_passes(g0, ctx=ctx, on_pass=step)
     if quantized is not None:
         quantized.update({n: qw.stored() for n, qw in ctx.quantized.items()})
     return g, ctx.state
+
+
+def _changed(before, after) -> bool:
+    import torch  # lazy: torch
+
+    if after is before:
+        return False
+    return after is None or after.shape != before.shape or not torch.equal(after, before)
 
 
 def to_model_names(g: "nx.MultiDiGraph", state: dict[str, "torch.Tensor"], *, calibration=None,
