@@ -145,7 +145,9 @@ def bind_options(spec, args: list, kwargs: list, env: Env, span, label: str,
     if extra:
         values.update(extra)
     try:
-        return schema.model_validate(values)
+        # the options the person wrote: a validator may refuse one that means nothing
+        # beside the others (quantize's group_size for an int8 scheme), default or not
+        return schema.model_validate(values, context={"given": frozenset(values)})
     except ValidationError as err:
         e = err.errors()[0]
         loc = e["loc"][0] if e["loc"] else None
@@ -158,8 +160,9 @@ def bind_options(spec, args: list, kwargs: list, env: Env, span, label: str,
                             f"positional arguments: {', '.join(spec.positional)}") from None
         got = values.get(loc)
         msg = e["msg"].replace("Input should be", "should be").replace("Value error, ", "")
+        hint = (e.get("ctx") or {}).get("hint")  # a validator's PydanticCustomError(..., {"hint": ...})
         raise EvalError(f"option '{loc}' of '{label}' {msg}, got {describe_value(got)}"
-                        if loc else f"'{label}': {msg}", where) from None
+                        if loc else f"'{label}': {msg}", where, hint) from None
 
 
 def _kw_span(kwargs: list, name: str, default):

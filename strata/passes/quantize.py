@@ -59,7 +59,8 @@ from __future__ import annotations
 from math import gcd, prod
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from strata.compiler.cost import node_weight_bytes, stored_weight_bytes
 from strata.components.component_base import Options
@@ -110,8 +111,9 @@ class QuantizeOptions(Options):
         "auto: each linear int4, int8 or float by its sensitivity, under bits= (reads --calibration data)")
     on: str | None = Field(None, description="module path glob or component kind; default all")
     group_size: Literal[32, 64, 128, 256, "channel"] = Field(
-        128, description="int4_weight: weights per scale along the input (torchao's sizes), or channel: "
-        "one scale and zero point per output row")
+        128, description="int4_weight (and auto's int4): weights per scale along the input (torchao's sizes), "
+        "or channel: one scale and zero point per output row; refused for the int8 schemes and fp8, "
+        "which keep one scale per row (per tensor for fp8)")
     qat: bool = Field(False, description="strata train trains with fake quantization of this scheme")
     strict: bool = Field(False, description="int4_weight: refuse a layer whose width is not a multiple "
                          "of group_size instead of keeping it in float")
@@ -128,6 +130,27 @@ class QuantizeOptions(Options):
                                  "strength alpha (reads --calibration data)")
     bits: float | None = Field(None, gt=0, le=32, description="auto: the average stored bits per weight "
                                "of the selected linears (int4 ~4.16 at group 128, int8 ~8, float 32)")
+
+    @field_validator("group_size")
+    @classmethod
+    def _groups(cls, v, info: ValidationInfo):
+        """group_size is int4's (auto's too): the int8 schemes and fp8 keep one scale per
+        output row, so a group size written for them would be ignored.  Refused where
+        the person wrote it (bind_options' context says which options were written),
+        else only when it differs from the default (a dump of the options holds it)."""
+        scheme = info.data.get("scheme")
+        given = "group_size" in ((info.context or {}).get("given") or ())
+        if scheme in ("int4_weight", "auto", None) or not (given or v != 128):
+            return v
+        if scheme == "fp8":
+            why, hint = ("one weight scale a tensor", "fp8 runs torchao's Float8DynamicActivationFloat8WeightConfig "
+                         "at its per-tensor scales, which takes no groups: drop group_size")
+        else:
+            why, hint = ("one scale per output row", f"{scheme} rounds each output row of a linear on one scale "
+                         "(compressed-tensors' channel strategy) and its kernels take no groups: drop "
+                         "group_size, or use int4_weight for groups")
+        raise PydanticCustomError("group_size", f"applies to int4_weight and auto, not {scheme} ({why})",
+                                  {"hint": hint})
 
     @model_validator(mode="after")
     def _budget(self):

@@ -20,7 +20,7 @@ from strata.backends.torch.workflows.qat import convert_qat, prepare_qat  # noqa
 def test_prepare_train_convert(tmp_path, scheme):
     spec = spec_file(tmp_path, LLAMA)
     w = weights(tmp_path, spec)
-    p = f'quantize({scheme}, on="mlp", qat=true)' if "channel" in scheme else \
+    p = f'quantize({scheme}, on="mlp", qat=true)' if scheme != "int4_weight" else \
         f'quantize({scheme}, on="mlp", group_size=32, qat=true)'
     net = compile(spec, passes=[p], weights=w, quantize=False)
     assert type(net.decoder.layers[0].mlp.up).__name__ == "Linear"

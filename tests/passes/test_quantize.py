@@ -13,10 +13,11 @@ require("torchao")
 
 from strata.api import compile, generate_source, load_weights, save_weights  # noqa: E402
 from strata.backends.torch.weights_file import WeightsError  # noqa: E402
-from strata.compiler import build_file  # noqa: E402
+from strata.compiler import build_file, build_text  # noqa: E402
 from strata.compiler.cost import weight_bytes  # noqa: E402
 from strata.errors import SpecError, UsageError  # noqa: E402
 from strata.passes import apply_passes  # noqa: E402
+from strata.passes.text import parse_pass_texts  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +25,12 @@ def llama(tmp_path_factory):
     d = tmp_path_factory.mktemp("q")
     spec = spec_file(d, LLAMA)
     return spec, weights(d, spec)
+
+
+def _with_groups(scheme: str, on: str | None = None) -> str:
+    """quantize(scheme), int4 in groups of 32 (the int8 schemes take no group_size)."""
+    return (f"quantize({scheme}" + (", group_size=32" if scheme == "int4_weight" else "")
+            + (f', on="{on}"' if on else "") + ")")
 
 
 def _linears(net, kind):
@@ -48,7 +55,7 @@ def test_weight_only_schemes(llama, scheme, floor):
     spec, w = llama
     x = ids(96)
     ref, _ = logits(spec, w, x, passes=[])
-    got, net = logits(spec, w, x, passes=[f'quantize({scheme}, group_size=32)'])
+    got, net = logits(spec, w, x, passes=[_with_groups(scheme)])
     assert sqnr(ref, got) >= floor
     weight = net.get_submodule("decoder.layers.0.mlp.down").weight
     assert type(weight).__name__ in ("Int8Tensor", "Int4OpaqueTensor")
@@ -62,7 +69,7 @@ def test_summary_bytes_are_the_compiled_models(llama, scheme, tmp_path):
     from strata.safetensors_file import tensor_bytes
 
     spec, w = llama
-    p = f'quantize({scheme}, group_size=32)'
+    p = _with_groups(scheme)
     net = compile(spec, passes=[p], weights=w)
     total = 0
     for t in list(net.parameters()) + list(net.buffers()):
@@ -189,7 +196,7 @@ def test_a_quantized_lm_head_decodes_on_its_own_kernel(llama, scheme):
     """The column-major decoding layout is for float weights: a quantized head (a tensor
     subclass) decodes through its own kernel, and the cached decoding equals recomputation."""
     spec, w = llama
-    _, net = logits(spec, w, ids(8), passes=[f'quantize({scheme}, group_size=32, on="decoder.lm_head")'])
+    _, net = logits(spec, w, ids(8), passes=[_with_groups(scheme, on="decoder.lm_head")])
     assert type(net.decoder.lm_head.weight).__name__ in ("Int8Tensor", "Int4OpaqueTensor")
     prompt = ids(8)[:1]
     with torch.no_grad():
@@ -198,3 +205,48 @@ def test_a_quantized_lm_head_decodes_on_its_own_kernel(llama, scheme):
         for _ in range(6):
             ref = torch.cat([ref, net(ref)[:, -1].argmax(-1, keepdim=True)], dim=1)
     assert torch.equal(out, ref) and type(net.decoder.lm_head.weight).__name__ in ("Int8Tensor", "Int4OpaqueTensor")
+
+
+@pytest.mark.parametrize("scheme", ["int8_dynamic", "int8_static", "int8_weight", "fp8"])
+@pytest.mark.parametrize("group", ["64", "128", "channel"])
+def test_group_size_with_a_scheme_without_groups_is_refused_at_the_option(tmp_path, scheme, group):
+    """int8 keeps one scale per output row (fp8 one per tensor): group_size=64 was
+    silently ignored.  The default written out (128) is refused too: it means nothing
+    there either."""
+    text = f"quantize({scheme}, group_size={group})"
+    spec = spec_file(tmp_path, LLAMA + "passes {\n  " + text + "\n}\n")
+    with pytest.raises(SpecError) as e:
+        build_file(spec)
+    col = text.index("group_size=") + len("group_size=") + 3
+    msg = str(e.value)
+    assert msg.startswith(f"{spec}:20:{col}: error: option 'group_size' of 'quantize' applies to "
+                          f"int4_weight and auto, not {scheme} ("), msg
+    assert "hint: " in msg and "drop group_size" in msg
+    # the same in a --pass (strata compile --pass, compile(..., passes=[...]))
+    with pytest.raises(SpecError) as e:
+        parse_pass_texts([text], build_text(LLAMA))
+    assert str(e.value).startswith(f"--pass:1:{col - 2}: error: option 'group_size'")
+
+
+def test_group_size_in_yaml_is_refused_at_the_option(tmp_path):
+    import strata
+
+    spec = spec_file(tmp_path, LLAMA + "passes {\n  quantize(int8_weight, group_size=32)\n}\n")
+    yaml = tmp_path / "m.yaml"
+    yaml.write_text(strata.convert(str(spec), to="yaml"))
+    with pytest.raises(SpecError) as e:
+        build_file(yaml)
+    assert str(e.value).startswith(f"{yaml}:") and "option 'group_size' of 'quantize' applies to" in str(e.value)
+
+
+def test_group_size_stays_for_int4_and_auto_and_dumped_int8_options_load():
+    from strata.passes import make_pass
+
+    g = apply_passes(build_text(LLAMA + "passes { quantize(int4_weight, group_size=64) }"))
+    assert g.nodes["decoder.layers.0.mlp.down"].attrs["group_size"] == 64
+    assert make_pass("quantize", {"scheme": "auto", "bits": 5, "group_size": 32}).o.group_size == 32
+    # a pass rebuilt from its recorded options (group_size=128 in the dump) loads as before
+    o = make_pass("quantize", {"scheme": "int8_weight"}).o
+    assert make_pass("quantize", o.model_dump()).o == o
+    with pytest.raises(ValueError, match="applies to int4_weight and auto, not int8_weight"):
+        make_pass("quantize", {"scheme": "int8_weight", "group_size": 32})
