@@ -116,7 +116,7 @@ class QuantizeOptions(Options):
         "which keep one scale per row (per tensor for fp8)")
     qat: bool = Field(False, description="strata train trains with fake quantization of this scheme")
     strict: bool = Field(False, description="int4_weight: refuse a layer whose width is not a multiple "
-                         "of group_size instead of keeping it in float")
+                         "of group_size instead of keeping it in float (refused with other schemes)")
     method: Literal["rtn", "gptq", "awq"] = Field("rtn", description="round to nearest; GPTQ; AWQ "
                                                    "(the last two read --calibration data)")
     act_order: bool = Field(False, description="gptq: quantize the inputs of most activation energy first")
@@ -151,6 +151,19 @@ class QuantizeOptions(Options):
                          "group_size, or use int4_weight for groups")
         raise PydanticCustomError("group_size", f"applies to int4_weight and auto, not {scheme} ({why})",
                                   {"hint": hint})
+
+    @field_validator("strict")
+    @classmethod
+    def _strict(cls, v, info: ValidationInfo):
+        """strict is int4's (a layer int4 cannot hold refused, not kept float): the
+        other schemes hold every linear, and auto gives such a layer int8 or float."""
+        scheme = info.data.get("scheme")
+        if not v or scheme in ("int4_weight", None):
+            return v
+        why = ("auto gives a linear int4 cannot hold int8_weight or float by design" if scheme == "auto"
+               else f"{scheme} holds every linear")
+        raise PydanticCustomError("strict", f"applies to int4_weight, not {scheme}",
+                                  {"hint": f"{why}: drop strict"})
 
     @model_validator(mode="after")
     def _budget(self):

@@ -129,7 +129,9 @@ def test_without_calibration_data_it_is_a_located_error(gpt, tmp_path):
 
 @pytest.mark.parametrize("text, why", [("quantize(auto)", "needs bits="),
                                        ("quantize(int8_weight, bits=4)", "budget of quantize\\(auto\\)"),
-                                       ("quantize(auto, bits=5, method=gptq)", "round-to-nearest")])
+                                       ("quantize(auto, bits=5, method=gptq)", "round-to-nearest"),
+                                       ("quantize(auto, bits=5, strict=true)", "applies to int4_weight, not auto"),
+                                       ("quantize(int8_weight, strict=true)", "applies to int4_weight, not int8")])
 def test_options_that_do_not_go_together(gpt, text, why):
     spec, _ = gpt
     with pytest.raises(SpecError, match=why):
@@ -178,3 +180,23 @@ def test_linears_that_feed_only_a_side_output_stay_float_and_are_named(tmp_path)
     with pytest.raises(SpecError, match=r"feeds only side outputs \(aux from 'decoder.aux_head'\).*"
                                         r"quantize\(int8_weight, on=\"decoder.aux_head\"\)"):
         _graph(spec, w, ['quantize(auto, bits=6, group_size=32, on="decoder.aux_head")'], ids(80))
+
+
+def test_int8_static_is_no_candidate_and_runs_beside_auto_on_other_linears(gpt, tmp_path):
+    """auto minimises the KL under a budget of stored bits: int8_static stores what
+    int8_weight does (and an activation scale) and rounds the activations too, so it
+    is never the better choice there (docs/passes.md).  Beside auto, on other
+    linears, it composes: compressed, written and loaded back exactly."""
+    spec, w = gpt
+    calib = ids(80, rows=2, length=16)
+    passes = ['quantize(int8_static, on="attention")', 'quantize(auto, bits=6, group_size=32, on="mlp")']
+    out = tmp_path / "out"
+    res = compress(spec, w, out, passes=passes, calibration=calib)
+    layers = res.report["passes"][-1]["auto"]["layers"]
+    assert set(layers) == {f"decoder.h.{i}.mlp.{r}" for i in range(2) for r in ("up", "down")}
+    assert all(set(x["kl"]) <= {"int4_weight", "int8_weight"} for x in layers.values())
+    assert res.report["logits"]["loaded_equals_in_memory"]
+    assert 'quantize(int8_static, on="attention")' in (out / "model.arch").read_text()
+    # on the same linears, the second is refused, naming the first
+    with pytest.raises(SpecError, match=r"are already quantized by quantize\(auto, "):
+        compile(spec, weights=w, calibration=calib, passes=passes[1:] + ['quantize(int8_static, on="mlp")'])
