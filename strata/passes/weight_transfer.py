@@ -65,9 +65,10 @@ def transform(g0: "nx.MultiDiGraph", state: dict | None, *, calibration=None, ru
 
 
 def _changed(before, after) -> bool:
+    """Whether a weight tensor is not what it was (None: the state did not hold it)."""
     import torch  # lazy: torch
 
-    if after is before:
+    if after is before or before is None:
         return False
     return after is None or after.shape != before.shape or not torch.equal(after, before)
 
