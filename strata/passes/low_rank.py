@@ -89,7 +89,9 @@ class LowRank(Pass):
             raise PassError(f"{self.label()}: the selection holds no linear layer of its own "
                             "(tied heads and layers with adapters are left alone)")
         scales = {}
-        if self.o.activation_aware:
+        # measured on weights only: a graph alone (summary, diagram) or an initialisation
+        # (strata train) is factored by plain SVD, calibrated when trained weights compile
+        if self.o.activation_aware and ctx.state is not None and not ctx.initial:
             stats = ctx.activation_stats(nodes, "low_rank(activation_aware=true)")
             scales = {n: _scales(stats[n]) for n in nodes}
             ctx.cache[self] = scales
@@ -123,11 +125,12 @@ class LowRank(Pass):
     def convert(self, record: dict, state: dict, ctx) -> dict:
         out = dict(state)
         scales = ctx.cache.get(self, {}) if ctx is not None else {}
-        if self.o.activation_aware and not scales:
+        measure = self.o.activation_aware and not scales and not (ctx is not None and ctx.initial)
+        # weights loading into the factored model (a checkpoint renamed, a resumed run) need no
+        # scales when they are of rank r already (factors multiplied back): any SVD gives them back
+        renaming = measure and (ctx is None or ctx.graph is None)
+        if measure and not renaming:
             stats_nodes = list(record["factored"])
-            if ctx is None or ctx.graph is None:
-                raise PassError("low_rank(activation_aware=true) needs calibration data when the "
-                                "weights load: compile(spec, weights=..., calibration=...)")
             scales = {n: _scales(s) for n, s in ctx.activation_stats(stats_nodes, "low_rank").items()}
         for n, f in record["factored"].items():
             w = out.pop(f"{n}.weight", None)
@@ -144,6 +147,9 @@ class LowRank(Pass):
             if f"{n}.bias" in out:
                 out[f"{n}.b.bias"] = out.pop(f"{n}.bias")
             err = (w.float() - b @ a).norm() / w.float().norm().clamp_min(1e-12)
+            if renaming and err > 1e-4:
+                raise PassError("low_rank(activation_aware=true) needs calibration data when the "
+                                "weights load: compile(spec, weights=..., calibration=...)")
             record["error"][n] = round(float(err), 6)
         return out
 

@@ -100,11 +100,23 @@ class PassContext:
     # linear name -> strata.passes.methods.grid.QuantizedWeight: the integers,
     # scales and zero points a calibrated method (GPTQ) chose, for a packer
     quantized: dict = field(default_factory=dict)
+    # the state is the spec's initialisation (a model compiled without weights, as
+    # `strata train` starts): there is nothing trained to measure, so a pass that
+    # reads activations takes its choice without them (magnitude masks, plain SVD,
+    # round to nearest) and calibrates when trained weights are compiled
+    initial: bool = False
+
+    @property
+    def measures(self) -> bool:
+        """Whether a pass that reads activations measures them on these weights:
+        trained weights flow through (not a checkpoint being renamed, not an
+        initialisation)."""
+        return self.graph is not None and not self.initial
 
     def need_calibration(self, what: str) -> None:
         """Refuse a method that reads activations when the weights flow through
         without calibration data (a graph-only run, summary or diagram, passes)."""
-        if self.state is not None and self.calibration is None:
+        if self.state is not None and self.calibration is None and not self.initial:
             raise PassError(f"{what} reads activations: give calibration data (strata compress "
                             "--calibration FILE, compile(..., calibration=ids))")
 

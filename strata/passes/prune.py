@@ -119,20 +119,21 @@ class Prune(Pass):
     def convert(self, record: dict, state: dict, ctx) -> dict:
         if self.o.method == "structured":
             stats = None
-            if self.o.activation_aware and ctx is not None and ctx.graph is not None:
+            if self.o.activation_aware and ctx is not None and ctx.measures:
                 readers = sorted({n for r in record["components"].values() for n in r["cols"]})
                 stats = ctx.activation_stats(readers, self.label())
             return S.gather(record, state, stats, chosen=self.o.activation_aware)
         if self.o.method == "sparsegpt":
-            if ctx.graph is None:  # renaming a checkpoint (load_state): SparseGPT's zeros stay, as
-                return magnitude_masks(self.o, record, state)  # the same count of smallest
+            if not ctx.measures:  # renaming a checkpoint (load_state): SparseGPT's zeros stay, as the
+                return magnitude_masks(self.o, record, state)  # same count of smallest; an initialisation too
             return calibrated_prune(self.o, record, state, ctx)
         import torch  # lazy: torch
 
         out = dict(state)
         nodes = [n for n in record["layers"] if f"{n}.weight" in out]
         amount = self.o.amount
-        if self.o.method == "wanda":
+        norms = {}  # Wanda on a checkpoint being renamed (its zeros stay) or an initialisation: |W| per row
+        if self.o.method == "wanda" and ctx is not None and ctx.measures:
             norms = {n: s["sq"].sqrt() for n, s in ctx.activation_stats(nodes, self.label()).items()}
         masks = {}
         if self.o.method == "magnitude" and self.o.scope == "global":
@@ -151,7 +152,7 @@ class Prune(Pass):
                 keep[w.abs().flatten().float().argsort()[:_masked_count(w.numel(), amount)]] = False
                 keep = keep.view_as(w)
             elif self.o.method == "wanda":  # per output row, as Wanda compares
-                score = w.abs().float() * norms[n][None, :].to(w.device)
+                score = w.abs().float() * (norms[n][None, :].to(w.device) if n in norms else 1.0)
                 k = _masked_count(w.shape[1], amount)
                 keep = torch.ones_like(w, dtype=torch.bool)
                 keep.scatter_(1, score.argsort(dim=1)[:, :k], False)

@@ -265,7 +265,7 @@ class Quantize(Pass):
     def convert(self, record: dict, state: dict, ctx) -> dict:
         # ctx.graph is None when a checkpoint is only renamed into the compiled
         # model's names (load_state): the weights hold the method's choice already
-        if not self.calibrated or ctx.graph is None:
+        if not self.calibrated or not ctx.measures:  # an initialisation: rounded to nearest when run
             return state
         return calibrated_quantize(self.o, record, state, ctx)
 

@@ -52,7 +52,7 @@ def auto_quantize(p, graph: "nx.MultiDiGraph", g: "nx.MultiDiGraph", nodes: list
             f"{len(nodes)} linears can take is {least:.3f} (every one int4 with group_size={o.group_size}"
             + (f", {len(no_int4)} int8 as int4 cannot hold them: {next(iter(no_int4.values()))})"
                if no_int4 else ")") + f": write bits={math.ceil(least * 100) / 100:g} or more")
-    if ctx is None or ctx.state is None:
+    if ctx is None or ctx.state is None or ctx.initial:
         raise PassError(f"{p.label()} chooses each linear's scheme from the weights and calibration "
                         "data: strata compress SPEC --weights W --calibration DATA (or compile(spec, "
                         "weights=..., calibration=ids)); its model.arch names the choice per layer")

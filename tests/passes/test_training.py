@@ -67,3 +67,22 @@ def test_compress_calibrates_on_text_with_the_runs_tokenizer(tmp_path):
                  calibration=str(data), tokenizer=str(run.path / "tokenizer.json")).report
     assert r["passes"][-1]["report"].startswith("prune (wanda): 8,192 weights zeroed in 4 linears")
     assert all(d == 0.5 for d in r["passes"][-1]["density"].values())
+
+
+def test_a_spec_that_calibrates_trains_from_its_initialisation_and_resumes(tmp_path):
+    """Wanda, SparseGPT and activation-aware low rank read activations: on the spec's
+    initialisation (what training starts from) there is nothing trained to measure, so
+    training takes the choice without them (magnitude masks, plain SVD) instead of
+    refusing for want of calibration data; a resumed run's checkpoint loads without it."""
+    data = str(write(tmp_path / "a.txt", text()))
+    for i, p in enumerate(['prune(0.5, method=wanda, on="mlp")', 'prune(0.5, method=sparsegpt, on="mlp")',
+                           'low_rank(4, activation_aware=true, on="mlp")']):
+        spec = write(tmp_path / f"s{i}.arch", GPT.replace("passes { fuse_qkv }", f"passes {{ fuse_qkv; {p} }}"))
+        run = strata.train(spec, data=data, out=tmp_path / f"r{i}", steps=2, eval_every=2, progress=False)
+        assert run.val_loss is not None
+        again = strata.train(spec, data=data, out=tmp_path / f"r{i}", steps=3, eval_every=3, resume=True,
+                             progress=False)
+        assert again.step == 3
+    net = compile(tmp_path / "s0.arch")  # and compiled without weights, as for training
+    up = net.decoder.h[0].mlp.up.weight
+    assert float((up == 0).float().mean()) == 0.5

@@ -152,7 +152,8 @@ def compile_graph(g0, *, origin=None, weights=None, device=None, dtype=None, cal
     tensors = _read(weights, dtype, cast) if weights is not None else None
     todo = g0.graph.get("passes", [])
     values = any(make_pass(p["name"], p["options"]).acts_on_values for p in todo if p["name"] in REGISTRY)
-    if todo and tensors is None and values and str(device) != "meta":
+    initial = todo and tensors is None and values and str(device) != "meta"
+    if initial:  # the spec's initialisation through the passes: nothing trained to calibrate on
         tensors = _initial_state(g0, device, g0.graph.name)
     if tensors is not None and is_packed(tensors):
         g = apply_passes(g0, ctx=PassContext(calibration=calib, runner=RUNNER))
@@ -163,7 +164,8 @@ def compile_graph(g0, *, origin=None, weights=None, device=None, dtype=None, cal
             state.update({f"{n}.weight": qw.dequantize(state_dtype(dtype)) for n, qw in found.items()})
     elif todo and tensors is not None and _spec_fit(g0, tensors):
         found = {}
-        g, state = transform(g0, tensors, calibration=calib, runner=RUNNER, quantized=found)
+        g, state = transform(g0, tensors, calibration=calib, runner=RUNNER, quantized=found,
+                             initial=bool(initial))
         # in the model's names already: a pass that keeps names (a mask) must not read them as the
         # spec's and convert them again (Wanda again, without calibration, was refused)
         own_names = True
