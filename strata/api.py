@@ -123,7 +123,13 @@ def compile(spec_or_path: Any, *, passes=None, weights: str | Path | None = None
     activations (Wanda, activation-aware low rank, GPTQ); with weights from a run
     or a compress output, as `strata compress` takes it: text (a file, a run
     folder, builtin) read with the run's tokenizer, rows cut to the context the
-    run trained at.  quantize=False keeps float
+    run trained at.  Left out, with weights from a run folder (or a compress
+    output of one), those passes calibrate on the data the run trained on, as
+    `strata eval RUN` does (at most 128 rows; strata.train.calibrate)::
+
+        q = compile("gptq.arch", weights="runs/gptq")   # passes { quantize(int4_weight, method=gptq) }
+
+    quantize=False keeps float
     weights (training with QAT prepares the model itself); quantize="torch_compile"
     picks the kernels that are fastest once the model is torch.compile'd.  `device="meta"`
     builds the structure without allocating (for 70B specs); on the CPU a model
@@ -138,12 +144,18 @@ def compile(spec_or_path: Any, *, passes=None, weights: str | Path | None = None
     # a run / compress output folder as the source or as `weights` (an IR graph's too: its
     # weights, tokenizer and trained context are the folder's all the same)
     spec_or_path, weights, model, w = source_of(spec_or_path, weights, model)
-    if calibration is not None and w is not None:  # as strata compress calibrates
-        from strata.backends.torch.workflows.calibration import trained_context  # lazy: startup
-
-        trained = trained_context(_source_run(w))
-        calibration = _calibration_ids(calibration, w.tokenizer)
     g0 = _with_passes(as_graph(spec_or_path, model=model), passes)
+    if w is not None:  # as strata compress calibrates; by default on the data of the run they came from
+        from strata.backends.torch.workflows.calibration import trained_context  # lazy: startup
+        from strata.train.calibrate import calibrate, calibration_input  # lazy: torch
+
+        run = _source_run(w)
+        trained = trained_context(run)
+        if calibration is not None:
+            calibration = calibration_input(calibration, w.tokenizer)
+        elif run is not None and w.tokenizer is not None:
+            calibration, _ = calibrate(g0, data=run["data"], tokenizer=w.tokenizer, trained=trained,
+                                       whose=str(w.folder), hint="calibration=")
     return compile_graph(g0, origin=_origin(spec_or_path), weights=weights, device=device,
                          dtype=dtype, calibration=calibration, quantize=quantize, cast=cast,
                          trained=trained)
@@ -178,7 +190,11 @@ def compress(source: Any, out: str | Path, *, weights=None, passes=(), model: st
     not_a_run(out, "compress")
     spec, file, model, w, source_run = _compress_source(source, weights, model)
     tok = tokenizer or (w.tokenizer if w is not None else None)
-    calibration = _calibration_ids(calibration, tok)
+    # text is tokenized here, with the run's tokenizer (the train layer's): the
+    # compress workflow below the train layer takes token ids
+    from strata.train.calibrate import calibration_input  # lazy: torch
+
+    calibration = calibration_input(calibration, tok)
     tune = None
     if finetune is not None:
         from strata.train.recover import finetuner  # lazy: torch
@@ -239,21 +255,6 @@ def _source_run(w) -> dict | None:
             data = {**data, "path": str(Path(now).resolve())}
         return {"path": str(w.folder.resolve()), **{k: info[k] for k in ("objective", "settings")}, "data": data}
     return compress_report(w.folder).get("source_run")  # a compress output compressed again
-
-
-def _calibration_ids(calibration, tok):
-    """Calibration given as text (a file, a run folder, builtin) as token ids;
-    token ids (a tensor, a .safetensors file) or None as given."""
-    if calibration is not None and not hasattr(calibration, "shape") and (
-            str(calibration) == "builtin" or Path(calibration).is_dir() or (
-                Path(calibration).is_file() and Path(calibration).suffix != ".safetensors")):
-        # text is tokenized here, with the run's tokenizer (the train layer's): the
-        # compress workflow below the train layer takes token ids
-        from strata.backends.torch.workflows.calibration import MAX_LENGTH, MAX_ROWS  # lazy: startup
-        from strata.train.recover import calibration_ids  # lazy: torch
-
-        return calibration_ids(calibration, tok, MAX_ROWS * MAX_LENGTH * 8)
-    return calibration
 
 
 def _evaluate_original(spec, file, model, w, evaluate, max_batches):

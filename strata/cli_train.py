@@ -107,12 +107,14 @@ def _cmd_generate(args) -> int:
         return _generate_onnx(args)
     stats = GenerationStats()
     with weights_errors():
-        source = open_source(args.run, args.weights, args.model)
+        source = open_source(args.run, args.weights, args.model, calibration=args.calibration)
         text = source.generate(args.prompt, tokens=args.tokens, temperature=args.temperature,
                                top_k=args.top_k, seed=args.seed, compile=args.compile,
                                draft=args.draft, speculate=args.speculate, k=args.k, stats=stats)
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
     if not args.quiet:  # the numbers on stderr: stdout stays the text
+        if source.calibrated:
+            print(f"strata: {source.calibrated}", file=sys.stderr)
         print(f"strata: {stats.line()}", file=sys.stderr)
     return EXIT_OK
 
@@ -123,9 +125,9 @@ def _generate_onnx(args) -> int:
 
     if args.temperature != 0 or args.top_k is not None:
         raise UsageError("--runtime onnx decodes greedily: give --temperature 0 (and no --top-k)")
-    if args.compile or args.draft or args.speculate or args.weights:
+    if args.compile or args.draft or args.speculate or args.weights or args.calibration:
         raise UsageError("--runtime onnx runs the exported folder as it is: no --weights, --compile, "
-                         "--draft or --speculate")
+                         "--draft, --speculate or --calibration")
     text = generate_onnx(args.run, args.prompt, args.tokens)
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return EXIT_OK
@@ -137,8 +139,10 @@ def _cmd_eval(args) -> int:
     if args.max_batches is not None and args.max_batches < 1:
         raise UsageError(f"--max-batches should be at least 1 (got {args.max_batches})")
     with weights_errors():
-        source = open_source(args.run, args.weights, args.model)
+        source = open_source(args.run, args.weights, args.model, calibration=args.calibration)
         r = source.evaluate(args.data, which=args.checkpoint, max_batches=args.max_batches)
+    if source.calibrated:  # on stderr: stdout stays the figures (--json)
+        print(f"strata: {source.calibrated}", file=sys.stderr)
     line = f"{r['data']}: loss {r['loss']:.4f}"
     if "perplexity" in r:
         line += f", perplexity {r['perplexity']:.2f}"
@@ -158,6 +162,10 @@ def _add_source(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", help="with a spec file: its weights (a run folder, a compress output "
                    "folder or a .safetensors file)")
     p.add_argument("--model", help="with a spec file: which model of it (default: the last one)")
+    p.add_argument("--calibration", help="for a spec whose passes read activations (GPTQ, AWQ, "
+                   "SmoothQuant, int8_static, Wanda, SparseGPT): calibrate on this instead of the data "
+                   "the run trained on: token ids (.safetensors), text (read with the run's tokenizer), "
+                   "a run folder (its data) or builtin")
 
 
 def add_train_commands(sub) -> None:

@@ -41,8 +41,8 @@ from strata.plugins import PASSES, PassSpec
 if TYPE_CHECKING:
     import networkx as nx
 
-__all__ = ["REGISTRY", "Pass", "PassContext", "PassError", "Stored", "apply_passes", "make_pass", "register", "unregister",
-           "report"]
+__all__ = ["REGISTRY", "Pass", "PassContext", "PassError", "Stored", "apply_passes", "calibrated_passes", "make_pass", "register",
+           "unregister", "report"]
 
 REGISTRY: dict[str, type[Pass]] = {p.name: p for p in [
     FuseQKV,    # q, k, v projections -> one qkv matmul + split
@@ -81,6 +81,20 @@ def make_pass(name: str, options: dict) -> Pass:
     """A pass object from its registry name and options (validated here)."""
     cls = REGISTRY[name]
     return cls(cls.options(**options))
+
+
+def calibrated_passes(g: "nx.MultiDiGraph") -> list[Pass]:
+    """The passes pending in g.graph.passes that read activations: compiling g
+    with weights needs calibration token ids for them.
+
+        >>> from strata.compiler import build_text
+        >>> g = build_text("model m { stack s(ids) { embedding(10, 32); mlp(64); lm_head(10) } }\\n"
+        ...                "passes { fuse_qkv; quantize(int4_weight, method=gptq) }")
+        >>> [p.label() for p in calibrated_passes(g)]
+        ['quantize(int4_weight, method=gptq)']
+    """
+    return [p for p in (make_pass(e["name"], e["options"]) for e in g.graph.get("passes", []))
+            if p.reads_activations]
 
 
 def _spec_error(e: PassError, entry: dict):

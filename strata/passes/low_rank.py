@@ -81,6 +81,10 @@ class LowRank(Pass):
     options = LowRankOptions
     positional = ("rank",)
 
+    @property
+    def reads_activations(self) -> bool:
+        return self.o.activation_aware
+
     def run(self, graph: "nx.MultiDiGraph", ctx=None) -> "nx.MultiDiGraph":
         ctx = ctx or PassContext()
         g = copy_graph(graph)

@@ -208,6 +208,14 @@ class Pass(ABC):
     def run(self, g: "nx.MultiDiGraph", ctx: PassContext | None = None) -> "nx.MultiDiGraph":
         """The rewritten graph (a copy; `g` is never changed)."""
 
+    @property
+    def reads_activations(self) -> bool:
+        """Whether the pass, given weights, measures the model on calibration data
+        (GPTQ, AWQ, SmoothQuant, int8_static, Wanda, SparseGPT, activation-aware
+        low rank and pruning, quantize(auto)): compiling it with weights needs
+        calibration token ids (see `calibrated_passes`)."""
+        return False
+
     def convert(self, record: dict, state: dict, ctx: PassContext) -> dict:
         return state
 

@@ -75,6 +75,11 @@ class Prune(Pass):
     def acts_on_values(self) -> bool:  # masks change weight values; structured only shapes
         return self.o.method != "structured"
 
+    @property
+    def reads_activations(self) -> bool:
+        o = self.o
+        return o.method in ("wanda", "sparsegpt") or (o.method == "structured" and o.activation_aware)
+
     def run(self, graph: "nx.MultiDiGraph", ctx=None) -> "nx.MultiDiGraph":
         o = self.o
         if o.activation_aware and o.method != "structured":

@@ -196,6 +196,10 @@ class Quantize(Pass):
         """Whether the pass reads activations: a method, SmoothQuant, or int8_static's scales."""
         return self.o.method != "rtn" or self.o.smooth is not None or self.o.scheme == "int8_static"
 
+    @property
+    def reads_activations(self) -> bool:
+        return self.calibrated or self.o.scheme == "auto"
+
     def _check_method(self) -> None:
         o = self.o
         if o.method != "rtn" and o.scheme not in ("int4_weight", "int8_weight"):

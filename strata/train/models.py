@@ -24,11 +24,13 @@ __all__ = ["compile_model", "float_state", "load_fitting", "load_weights", "save
 
 
 def compile_model(spec, *, model: str | None = None, device=None, weights: str | Path | None = None,
-                  quantize: bool = True):
-    """The module for a spec (a file, text, or an IR graph) with its own passes,
-    `weights` (a .safetensors file) carried through them, as `strata.compile` builds it."""
-    return compile_graph(as_graph(spec, model=model), origin=str(spec) if is_spec_path(spec) else None,
-                         weights=weights, device=device, quantize=quantize)
+                  quantize: bool = True, calibration=None, origin: str | None = None):
+    """The module for a spec (a file, text, or an IR graph: `origin` names its
+    file) with its own passes, `weights` (a .safetensors file) carried through
+    them, as `strata.compile` builds it; calibration: token ids (N, T) for the
+    passes that read activations (strata.train.calibrate)."""
+    return compile_graph(as_graph(spec, model=model), origin=origin or (str(spec) if is_spec_path(spec) else None),
+                         weights=weights, device=device, quantize=quantize, calibration=calibration)
 
 
 def float_state(spec, weights: str | Path) -> dict:

@@ -49,7 +49,7 @@ from strata.train.recover_seq2seq import seq2seq_tune
 from strata.train.run_folder import RunFolder, is_run, run_data
 from strata.train.tokenizer import load_tokenizer
 
-__all__ = ["calibration_ids", "finetuner"]
+__all__ = ["calibration_ids", "data_calibration_ids", "finetuner"]
 
 MAX_CHARS = 16 << 20   # text read for fine-tuning, at most
 BATCH = 8              # rows per step, at least
@@ -98,13 +98,21 @@ def calibration_ids(src, tokenizer, max_chars: int) -> torch.Tensor:
     if tokenizer is None:
         raise UsageError(f"--calibration {src}: text is read with the tokenizer the model was trained "
                          "with: give --tokenizer RUN/tokenizer.json")
-    run = None
+    data = {"builtin": True}
     if str(src) != "builtin":
         if not is_run(src):
             raise UsageError(f"{src}: a folder, and not a strata train run: --calibration takes a run "
                              "folder (its data), a file, or builtin")
-        run = {"data": RunFolder.open(src).info.get("data") or {}, "path": str(src)}
-    text = spread_text(_text(None, run), max_chars, PIECES)
+        return data_calibration_ids(RunFolder.open(src).info.get("data") or {}, tokenizer, max_chars, src)
+    return data_calibration_ids(data, tokenizer, max_chars)
+
+
+def data_calibration_ids(data: dict, tokenizer, max_chars: int, run=None) -> torch.Tensor:
+    """calibration_ids of the text a run trained on, as its run.json's "data"
+    records it (a file, a folder of them, or the built-in corpus), found relative
+    to the run folder `run` first (strata.train.run_folder.run_data)."""
+    text = spread_text(_text(None, {"data": data, "path": str(run) if run is not None else None}),
+                       max_chars, PIECES)
     return torch.as_tensor(load_tokenizer(tokenizer).encode(text), dtype=torch.long)
 
 

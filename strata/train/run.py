@@ -13,7 +13,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from strata.backends.torch.workflows.calibration import trained_context
 from strata.errors import UsageError
+from strata.passes import calibrated_passes
+from strata.train.calibrate import calibrate
 from strata.train.generate import generate_text
 from strata.train.run_folder import CACHE, FINAL, METRICS, PLOT, RUN_JSON, TOKENIZER, RunFolder, is_run
 from strata.train.sources import compress_report, is_compressed, neither, resolve_weights, source_run, spec_info
@@ -24,7 +27,26 @@ __all__ = ["Run", "open_source", "is_run", "RUN_JSON", "TOKENIZER", "METRICS", "
 
 
 class Run(RunFolder):
-    """A training run on disk (and, right after `strata.train`, its model in memory)."""
+    """A training run on disk (and, right after `strata.train`, its model in memory).
+    A spec whose passes read activations (GPTQ, AWQ, SmoothQuant, int8_static,
+    Wanda, SparseGPT, ...) compiles calibrated on `calibration` when set (what
+    `--calibration` takes), else on the data the run trained on
+    (strata.train.calibrate); `calibrated` then says on what."""
+
+    calibration = None              # token ids, a text file, a run folder or "builtin"
+    calibrated: str | None = None   # "calibrated ... on 128 sequences of RUN's data"
+
+    def calibration_for(self, g):
+        given = self.calibration
+        if given is None and not calibrated_passes(g):
+            return None
+        tokenizer = None
+        if not hasattr(given, "shape") and not str(given).endswith(".safetensors"):
+            self.tokenizer  # noqa: B018 - a missing tokenizer is said as the run says it
+            tokenizer = self.tokenizer_file or self.path / TOKENIZER
+        ids, self.calibrated = calibrate(g, given=given, data=self.info.get("data"), tokenizer=tokenizer,
+                                         trained=trained_context(self.info), whose=str(self.path))
+        return ids
 
     def generate(self, prompt: str = "\n", tokens: int = 200, temperature: float = 0.8,
                  top_k: int | None = None, seed: int | None = None, **options) -> str:
@@ -46,10 +68,18 @@ def _pair(run, draft, speculate):
     return speculative_pair(run, None if draft is None else open_source(draft), speculate)
 
 
-def open_source(path: str | Path, weights: str | Path | None = None, model: str | None = None) -> Run:
+def open_source(path: str | Path, weights: str | Path | None = None, model: str | None = None,
+                calibration=None) -> Run:
     """A `Run` for what `strata eval` / `strata generate` were given: a run folder,
     a compress output folder, or a spec file with `weights` (any of those; see
-    strata.train.sources)."""
+    strata.train.sources).  calibration: for a spec whose passes read activations,
+    the data to calibrate on instead of the run's own (see `Run`)."""
+    run = _open(path, weights, model)
+    run.calibration = calibration
+    return run
+
+
+def _open(path, weights, model) -> Run:
     p = Path(path)
     if p.is_dir():
         if weights is not None:

@@ -28,7 +28,9 @@ import os
 from functools import cached_property
 from pathlib import Path
 
+from strata.compiler import as_graph
 from strata.errors import UsageError
+from strata.io import is_spec_path
 from strata.safetensors_file import WeightsError
 from strata.train.checkpoint import find_checkpoint
 from strata.train.folder import own_file
@@ -179,13 +181,22 @@ class RunFolder:
 
     def load_model(self, which: str = "final", device: str = "cpu"):
         """The trained model (eval mode), compiled from the run's spec."""
+        spec = self.spec_source()
+        g = as_graph(spec, model=self.info.get("model"))
         try:  # the float weights go in first; the spec's passes (quantization) then run on them
-            net = compile_model(self.spec_source(), model=self.info.get("model"), device=device,
-                                weights=self.weights(which))
+            weights = self.weights(which)
+            calibration = self.calibration_for(g)  # after the weights are found: it reads data
+            net = compile_model(g, device=device, weights=weights, calibration=calibration,
+                                origin=spec if is_spec_path(spec) else None)
         except WeightsError as e:
             raise UsageError(f"{e}\n(has the spec changed since the run?)") from None
         self.check_tokenizer(net.strata_graph)
         return net.eval()
+
+    def calibration_for(self, g):
+        """Token ids (N, T) for the passes of `g` that read activations, or None
+        (`strata.train.run.Run` calibrates on the run's data)."""
+        return None
 
     def check_tokenizer(self, g) -> None:
         """The run's tokenizer fits the model (as `strata train` checks): no id past
