@@ -111,15 +111,35 @@ def _tokenizer(cfg, obj, limit, texts, out: Path, ckpt, reuse: Path | None, d: D
         if d.main:
             text = fit_tokenizer(cfg["tokenizer"], texts, obj.specials, limit, cfg["vocab_size"]).dumps()
         tok = tokenizer_from_json(d.share_bytes(text.encode() if text else None).decode(), TOKENIZER)
+    _fits(tok, obj, limit)
+    if d.main and not (ckpt is not None and os.path.lexists(out / TOKENIZER)):
+        write_atomic(out / TOKENIZER, tok.dumps(), follow=False)
+    return tok
+
+
+def _fits(tok, obj, limit: int) -> None:
     if tok.vocab_size > limit:
         raise UsageError(f"the tokenizer has {tok.vocab_size:,} ids; the model's vocabulary holds "
                          f"{limit:,}")
     missing = [s for s in obj.specials if s not in tok.specials]
     if missing:
         raise UsageError(f"the reused tokenizer lacks {', '.join(missing)}, which {obj.name} needs")
-    if d.main and not (ckpt is not None and os.path.lexists(out / TOKENIZER)):
-        write_atomic(out / TOKENIZER, tok.dumps(), follow=False)
-    return tok
+
+
+def _unseen(e: UnseenCharacters, whose: str, reuse: Path) -> UsageError:
+    return UsageError(f"{e}; the tokenizer is the one {whose} came with ({reuse}): give --data "
+                      "text it covers (the data those weights trained on)")
+
+
+def _check_reused(reuse: Path, obj, limit: int, texts, whose: str) -> None:
+    """The tokenizer that came with the weights (--init, a distillation teacher)
+    fits the model and reads the data: checked before the run folder is made."""
+    tok = load_tokenizer(reuse)
+    _fits(tok, obj, limit)
+    try:
+        tok.check_covers(texts())
+    except UnseenCharacters as e:
+        raise _unseen(e, whose, reuse) from None
 
 
 def _same_tokenizer(cfg: dict, out: Path) -> None:
@@ -422,7 +442,7 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
     try:
         device = d.device(device)
         p = _plan(spec, model, sets, settings, objective, out, d, device)
-        # the spec as trained, standing alone (written with run.json), made before anything is
+        # the spec as trained, standing alone (written with run.json), made before the data is read
         spec_copy = _spec_copy(spec, model, p.g, p.out, d, progress)
         # data and weights to start from (read and checked before the run folder is touched):
         # a resumed run's own data, unless other is given
@@ -430,6 +450,19 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
         if resume:
             p.cfg["data"] = _resumed_data(p.out, sets, settings, p.cfg["data"])
         texts, payload, data_info = p.obj.read_data(p.cfg["data"])
+        # the model, the weights it starts from and the tokenizer they came with, checked before
+        # the run folder is touched: a refusal (a weight of another shape, a tokenizer that does
+        # not fit the model or the data) leaves no folder behind.  A run resumed in place keeps
+        # its own weights and tokenizer instead.
+        g_run, net, teacher = _model(p, device, teacher_weights, d, progress)
+        reuse = (w.tokenizer if w else None) or (teacher[2] if teacher else None)
+        whose = f"--init {init}" if w is not None and w.tokenizer is not None else "the distillation teacher"
+        fresh = not (resume and os.path.lexists(p.out / RUN_JSON))
+        if fresh:
+            if reuse is not None:
+                _check_reused(reuse, p.obj, p.limit, texts, whose)
+            if w is not None:
+                _init_weights(net, w.file, d, progress)
         lock, ckpt = _prepare_folder(p.out, d, resume, overwrite)
         if ckpt is not None and ckpt.step > p.cfg["steps"]:
             n = p.cfg["steps"]
@@ -444,18 +477,14 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
         if ckpt is not None:
             _same_tokenizer(p.cfg, p.out)
 
-        g_run, net, teacher = _model(p, device, teacher_weights, d, progress)
-        reuse = (w.tokenizer if w else None) or (teacher[2] if teacher else None)
         tok = _tokenizer(p.cfg, p.obj, p.limit, texts, p.out, ckpt, reuse, d)
         try:
             sampler = _dataset(p.cfg, p.obj, p.cfg["context"], tok, payload, p.out, d)
         except UnseenCharacters as e:  # a tokenizer that came with weights, not fitted on this data
             if ckpt is not None or reuse is None:
                 raise
-            whose = f"--init {init}" if w is not None and w.tokenizer is not None else "the distillation teacher"
-            raise UsageError(f"{e}; the tokenizer is the one {whose} came with ({reuse}): give --data "
-                             "text it covers (the data those weights trained on)") from None
-        frozen = _weights(net, w.file if w else None, ckpt, freeze, d, progress, spec, p.out)
+            raise _unseen(e, whose, reuse) from None
+        frozen = _weights(net, w.file if w and not fresh else None, ckpt, freeze, d, progress, spec, p.out)
         runner, task, loss, opt, scaler = _optimize(p, net, teacher, frozen, d, device, fsdp, compile)
 
         state = TrainState(p.out, net, opt, d, device, fsdp_graph=g_run if fsdp and d.on else None,

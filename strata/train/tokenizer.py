@@ -61,6 +61,10 @@ class Tokenizer(ABC):
     def decode(self, ids: Iterable[int]) -> str:
         """Token ids back to text."""
 
+    def check_covers(self, texts: Iterable[str]) -> None:
+        """Raise UnseenCharacters when a text holds what this tokenizer has no id for
+        (byte and BPE read any text)."""
+
     @abstractmethod
     def to_json(self) -> dict:
         """What the run folder keeps to rebuild this tokenizer."""
@@ -123,6 +127,14 @@ class CharTokenizer(Tokenizer):
                                  + " ".join(repr(c) for c in missing[:10]))
             ids[~found] = self.unk
         return ids
+
+    def check_covers(self, texts: Iterable[str]) -> None:
+        if self.unk is not None:  # what it never saw reads as [UNK]
+            return
+        step = 1 << 22  # encoded a piece at a time: ids of a large file at once would be 8 bytes a character
+        for text in texts:
+            for i in range(0, len(text), step):
+                self.encode(text[i:i + step])
 
     def decode(self, ids: Iterable[int]) -> str:
         t = self._table

@@ -60,3 +60,18 @@ def test_data_the_init_tokenizer_never_saw_names_init(tmp_path, monkeypatch, cap
     assert err.endswith("; the tokenizer is the one --init r came with (r/tokenizer.json): give --data "
                         "text it covers (the data those weights trained on)\n"), err
     assert err.count("\n") == 1
+
+
+def test_an_init_refusal_writes_nothing(tmp_path, monkeypatch, capsys):
+    """The tokenizer --init brings (data it never saw, a vocabulary the model cannot
+    hold) and weights of another shape were refused after the new run's folder was
+    made (run.json, tokenizer.json, cache/): now before anything is written."""
+    _pretrain(tmp_path, monkeypatch, capsys)
+    Path("e.txt").write_text("QUIZ JUMP! " * 200)
+    Path("q.arch").write_text(PLAIN.replace("ctx = 32", "ctx = 64") + TRAIN)
+    Path("small.arch").write_text(PLAIN.replace("vocab = 300", "vocab = 8") + TRAIN)
+    for spec, data, said in [("p.arch", "e.txt", "never saw"), ("q.arch", "d.txt", "does not fit the model"),
+                             ("small.arch", "d.txt", "ids; the model's vocabulary holds 8")]:
+        assert main(["train", spec, "--data", data, "--init", "r", "--out", "new/t", "--steps", "1", "-q"]) == 2
+        assert said in capsys.readouterr().err
+        assert not Path("new").exists()
