@@ -148,6 +148,7 @@ def compile(spec_or_path: Any, *, passes=None, weights: str | Path | None = None
     if w is not None:  # as strata compress calibrates; by default on the data of the run they came from
         from strata.backends.torch.workflows.calibration import trained_context  # lazy: startup
         from strata.train.calibrate import calibrate, calibration_input  # lazy: torch
+        from strata.train.objectives import objective_from_json  # lazy: torch
 
         run = _source_run(w)
         trained = trained_context(run)
@@ -155,7 +156,8 @@ def compile(spec_or_path: Any, *, passes=None, weights: str | Path | None = None
             calibration = calibration_input(calibration, w.tokenizer)
         elif run is not None and w.tokenizer is not None:
             calibration, _ = calibrate(g0, data=run["data"], tokenizer=w.tokenizer, trained=trained,
-                                       whose=str(w.folder), hint="calibration=")
+                                       whose=str(w.folder), hint="calibration=",
+                                       objective=objective_from_json(run["objective"]))
     return compile_graph(g0, origin=_origin(spec_or_path), weights=weights, device=device,
                          dtype=dtype, calibration=calibration, quantize=quantize, cast=cast,
                          trained=trained)

@@ -35,10 +35,11 @@ from strata.cli import main  # noqa: E402
 
 # Refusals a cell may give, by pass: (commands, pattern of the one-line reason).
 # 2:4 trains (in float, masks held) but runs only on sm80+ GPUs, fp8 only on
-# sm89+ GPUs; Wanda needs activations, which compress reads from calibration data.
+# sm89+ GPUs; Wanda needs activations, which compress reads from calibration data
+# (eval and generate calibrate on the run's own data).
 MAY_REFUSE = {
     "2:4": ({"eval", "generate", "compress"}, r"2:4.*compute capability >= 8\.0, not on cpu"),
-    "wanda": ({"train", "compress"}, r"calibration"),
+    "wanda": ({"compress"}, r"calibration"),
     "fp8": ({"train", "resume", "eval", "generate", "compress"}, r"fp8 quantization needs a CUDA GPU"),
 }
 # Objectives that do not write text refuse `generate`, saying so.

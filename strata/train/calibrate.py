@@ -43,11 +43,12 @@ def calibration_input(src, tokenizer):
 
 
 def calibrate(g, *, given=None, data: dict | None = None, tokenizer=None, trained: int | None = None,
-              whose: str = "the run", hint: str = "--calibration ") -> tuple:
+              whose: str = "the run", hint: str = "--calibration ", objective=None) -> tuple:
     """(token ids (N, T), a line saying what was calibrated on what) for the
     passes of `g` that read activations, or (None, None) when none does.
     given: the caller's calibration (see calibration_input), else the run's
-    `data` (its run.json record) read with `tokenizer` (a tokenizer.json);
+    `data` (its run.json record) read with `tokenizer` (a tokenizer.json), as
+    its `objective` reads it (examples' texts for seq2seq and classify);
     trained: the context the run trained at (rows are cut to it); hint: how the
     caller names its calibration (`--calibration `, `calibration=`)."""
     passes = calibrated_passes(g)
@@ -66,7 +67,7 @@ def calibrate(g, *, given=None, data: dict | None = None, tokenizer=None, traine
         if not data.get("builtin") and not (path and Path(path).exists()):
             raise UsageError(f"{labels} calibrates on the data {whose} trained on, and {path} is gone: "
                              f"give {hint}FILE (text, token ids as .safetensors, a run folder, or builtin)")
-        ids = data_calibration_ids(data, tokenizer, MAX_CHARS)
+        ids = data_calibration_ids(data, tokenizer, MAX_CHARS, objective)
         what = f"{whose}'s data ({data.get('name') or 'built-in corpus'})"
     rows = load_calibration(ids, g, None, trained)
     return rows, f"calibrated {labels} on {rows.shape[0]} sequences of {what}"

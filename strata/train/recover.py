@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -42,7 +43,7 @@ from strata.errors import UsageError
 from strata.io import read_spread, spread_text
 from strata.passes.quantize import Quantize
 from strata.train.data import text_source
-from strata.train.objectives import CausalLM, Seq2Seq, objective_class
+from strata.train.objectives import CausalLM, ExampleObjective, Seq2Seq, objective_class
 from strata.train.objectives.distillation import kd_sum
 from strata.train.recover_loop import distill_steps
 from strata.train.recover_seq2seq import seq2seq_tune
@@ -98,22 +99,32 @@ def calibration_ids(src, tokenizer, max_chars: int) -> torch.Tensor:
     if tokenizer is None:
         raise UsageError(f"--calibration {src}: text is read with the tokenizer the model was trained "
                          "with: give --tokenizer RUN/tokenizer.json")
-    data = {"builtin": True}
-    if str(src) != "builtin":
-        if not is_run(src):
-            raise UsageError(f"{src}: a folder, and not a strata train run: --calibration takes a run "
-                             "folder (its data), a file, or builtin")
-        return data_calibration_ids(RunFolder.open(src).info.get("data") or {}, tokenizer, max_chars, src)
-    return data_calibration_ids(data, tokenizer, max_chars)
+    if str(src) == "builtin":
+        return data_calibration_ids({"builtin": True}, tokenizer, max_chars)
+    if not is_run(src):
+        raise UsageError(f"{src}: a folder, and not a strata train run: --calibration takes a run "
+                         "folder (its data), a file, or builtin")
+    run = RunFolder.open(src)
+    return data_calibration_ids(run.info.get("data") or {}, tokenizer, max_chars, run.objective, src)
 
 
-def data_calibration_ids(data: dict, tokenizer, max_chars: int, run=None) -> torch.Tensor:
-    """calibration_ids of the text a run trained on, as its run.json's "data"
-    records it (a file, a folder of them, or the built-in corpus), found relative
-    to the run folder `run` first (strata.train.run_folder.run_data)."""
-    text = spread_text(_text(None, {"data": data, "path": str(run) if run is not None else None}),
-                       max_chars, PIECES)
-    return torch.as_tensor(load_tokenizer(tokenizer).encode(text), dtype=torch.long)
+def data_calibration_ids(data: dict, tokenizer, max_chars: int, objective=None, run=None) -> torch.Tensor:
+    """calibration_ids of the data a run trained on, as its run.json's "data"
+    records it, found relative to the run folder `run` first (run_data): text (a
+    file, a folder of them, or the built-in corpus), or for an objective that
+    trains on examples (seq2seq, classify: JSON Lines or its built-in task) the
+    examples' texts, each tokenized alone, spread over all of them."""
+    tok = load_tokenizer(tokenizer)
+    source = {"data": data, "path": str(run) if run is not None else None}
+    if isinstance(objective, ExampleObjective):
+        texts, _, _ = objective.read_data(None if data.get("builtin") else _run_data(source))
+        every = list(texts())
+        size = sum(map(len, every))
+        step = max(1, math.ceil(size / max_chars))  # every step-th text, when all of them are too many
+        ids = [tok.encode(t) for t in every[::step]]
+        return torch.as_tensor(np.concatenate(ids) if ids else np.zeros(0, np.int64), dtype=torch.long)
+    text = spread_text(_text(None, source), max_chars, PIECES)
+    return torch.as_tensor(tok.encode(text), dtype=torch.long)
 
 
 def _token_ids(data, tokenizer, source_run) -> torch.Tensor:

@@ -45,7 +45,8 @@ class Run(RunFolder):
             self.tokenizer  # noqa: B018 - a missing tokenizer is said as the run says it
             tokenizer = self.tokenizer_file or self.path / TOKENIZER
         ids, self.calibrated = calibrate(g, given=given, data=self.info.get("data"), tokenizer=tokenizer,
-                                         trained=trained_context(self.info), whose=str(self.path))
+                                         trained=trained_context(self.info), whose=str(self.path),
+                                         objective=self.objective)
         return ids
 
     def generate(self, prompt: str = "\n", tokens: int = 200, temperature: float = 0.8,

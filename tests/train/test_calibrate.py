@@ -109,3 +109,17 @@ def test_every_calibrated_pass_trains_and_evaluates(tmp_path, passes):
     assert opened.evaluate(max_batches=1)["loss"] > 0
     assert opened.calibrated.startswith(f"calibrated {passes.split('(')[0]}(")
     assert opened.calibrated.endswith(f"of {run.path}'s data ({tmp_path / 'r.txt'})")
+
+
+def test_a_run_on_examples_calibrates_on_their_texts(tmp_path, capsys):
+    """seq2seq and classify train on JSON Lines (or their built-in task): calibration
+    reads the examples' texts, each tokenized alone, not the file as text (a char
+    tokenizer never saw its braces and quotes)."""
+    from tests.train.helpers import SEQ2SEQ, pairs_jsonl
+
+    spec = write(tmp_path / "s.arch", SEQ2SEQ + 'passes { prune(0.5, method=wanda, on="mlp") }\n')
+    data = pairs_jsonl(tmp_path / "p.jsonl")
+    run = strata.train(spec, data=str(data), out=tmp_path / "r", steps=2, eval_every=2, progress=False)
+    assert main(["eval", str(run.path), "--max-batches", "1"]) == 0
+    assert capsys.readouterr().err.endswith(f"sequences of {run.path}'s data ({data})\n")
+    assert main(["compress", str(run.path), "--calibration", str(run.path), "-o", str(tmp_path / "c")]) == 0
