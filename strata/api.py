@@ -157,7 +157,7 @@ def compile(spec_or_path: Any, *, passes=None, weights: str | Path | None = None
         elif run is not None and w.tokenizer is not None:
             calibration, _ = calibrate(g0, data=run["data"], tokenizer=w.tokenizer, trained=trained,
                                        whose=str(w.folder), hint="calibration=",
-                                       objective=objective_from_json(run["objective"]))
+                                       objective=objective_from_json(run["objective"]), run=run.get("path"))
     return compile_graph(g0, origin=_origin(spec_or_path), weights=weights, device=device,
                          dtype=dtype, calibration=calibration, quantize=quantize, cast=cast,
                          trained=trained)

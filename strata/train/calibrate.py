@@ -25,6 +25,7 @@ from strata.backends.torch.workflows.calibration import MAX_LENGTH, MAX_ROWS, lo
 from strata.errors import UsageError
 from strata.passes import calibrated_passes
 from strata.train.recover import calibration_ids, data_calibration_ids
+from strata.train.run_folder import run_data
 
 __all__ = ["MAX_CHARS", "calibrate", "calibration_input"]
 
@@ -43,12 +44,13 @@ def calibration_input(src, tokenizer):
 
 
 def calibrate(g, *, given=None, data: dict | None = None, tokenizer=None, trained: int | None = None,
-              whose: str = "the run", hint: str = "--calibration ", objective=None) -> tuple:
+              whose: str = "the run", hint: str = "--calibration ", objective=None, run=None) -> tuple:
     """(token ids (N, T), a line saying what was calibrated on what) for the
     passes of `g` that read activations, or (None, None) when none does.
     given: the caller's calibration (see calibration_input), else the run's
     `data` (its run.json record) read with `tokenizer` (a tokenizer.json), as
-    its `objective` reads it (examples' texts for seq2seq and classify);
+    its `objective` reads it (examples' texts for seq2seq and classify), found
+    relative to the run folder `run` first (a moved run: run_data);
     trained: the context the run trained at (rows are cut to it); hint: how the
     caller names its calibration (`--calibration `, `calibration=`)."""
     passes = calibrated_passes(g)
@@ -63,11 +65,9 @@ def calibrate(g, *, given=None, data: dict | None = None, tokenizer=None, traine
         what = "the token ids given" if hasattr(given, "shape") else str(given)
     else:
         data = data or {}
-        path = data.get("path") or data.get("name")
-        if not data.get("builtin") and not (path and Path(path).exists()):
-            raise UsageError(f"{labels} calibrates on the data {whose} trained on, and {path} is gone: "
-                             f"give {hint}FILE (text, token ids as .safetensors, a run folder, or builtin)")
-        ids = data_calibration_ids(data, tokenizer, MAX_CHARS, objective)
+        run_data(data, run, f"{labels} calibrates on the data {whose} trained on, and it",
+                 f"give {hint}FILE (text, token ids as .safetensors, a run folder, or builtin)")
+        ids = data_calibration_ids(data, tokenizer, MAX_CHARS, objective, run)
         what = f"{whose}'s data ({data.get('name') or 'built-in corpus'})"
     rows = load_calibration(ids, g, None, trained)
     return rows, f"calibrated {labels} on {rows.shape[0]} sequences of {what}"

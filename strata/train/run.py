@@ -46,7 +46,7 @@ class Run(RunFolder):
             tokenizer = self.tokenizer_file or self.path / TOKENIZER
         ids, self.calibrated = calibrate(g, given=given, data=self.info.get("data"), tokenizer=tokenizer,
                                          trained=trained_context(self.info), whose=str(self.path),
-                                         objective=self.objective)
+                                         objective=self.objective, run=self.path)
         return ids
 
     def generate(self, prompt: str = "\n", tokens: int = 200, temperature: float = 0.8,

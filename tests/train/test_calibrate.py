@@ -69,6 +69,23 @@ def test_calibration_overrides_the_runs_data(gptq, tmp_path, capsys):
     assert "never saw" in capsys.readouterr().err
 
 
+def test_a_moved_run_calibrates_on_its_data_where_it_is_now(tmp_path, capsys):
+    """The project (run and data together) moved: eval and compile find the data
+    relative to the run folder, as every other reader of a run's data does."""
+    import shutil
+
+    (tmp_path / "p").mkdir()
+    run = _train(tmp_path / "p", GPTQ)
+    shutil.move(tmp_path / "p", tmp_path / "q")
+    moved = tmp_path / "q" / "r"
+    assert main(["eval", str(moved)]) == 0
+    assert f"sequences of {moved}'s data" in capsys.readouterr().err
+    x = torch.randint(0, 60, (1, 8))
+    with torch.no_grad():
+        assert torch.equal(strata.compile(moved)(x), strata.open_model(moved).load_model()(x))
+    assert not (tmp_path / "p").exists() and run.path == tmp_path / "p" / "r"
+
+
 def test_the_runs_data_gone_names_it_and_calibration(tmp_path, capsys):
     run = _train(tmp_path, GPTQ)
     data = tmp_path / "r.txt"
@@ -77,7 +94,9 @@ def test_the_runs_data_gone_names_it_and_calibration(tmp_path, capsys):
         assert main(cmd) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "Traceback" not in err, err
-        assert f"calibrates on the data {run.path} trained on, and {data} is gone: give --calibration FILE" in err
+        assert f"calibrates on the data {run.path} trained on, and it (" in err, err
+        assert f"r.txt) is gone: not at {data}" in err, err
+        assert str(data) in err and "; give --calibration FILE" in err, err
     spare = write(tmp_path / "spare.txt", text())
     assert main(["eval", str(run.path), "--calibration", str(spare), "--data", str(spare)]) == 0
     with pytest.raises(strata.errors.UsageError, match="give calibration=FILE"):
