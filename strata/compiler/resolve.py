@@ -178,8 +178,33 @@ def _inherited_sections(chain: list[A.ModelDef], lib: Library) -> tuple[A.Train 
             items.update({a.name: a for a in f.train.items})
             span = f.train.span
     train = A.Train(items=list(items.values()), span=span) if span is not None else None
-    passes = next((f.passes for f in reversed(files) if f.passes is not None), None)
+    passes = next((f.passes for f in reversed(files)
+                   if f.passes is not None and not _students_passes(f, chain[0])), None)
     return train, passes
+
+
+def distill_teachers(passes: A.Passes | None) -> list[str]:
+    """The models a `passes { }` section's `distill(...)` passes name as teachers
+    (a word or a string that is no spec file's path)."""
+    names = []
+    for use in passes.items if passes is not None else ():
+        if use.name != "distill":
+            continue
+        arg = next((k.value for k in use.kwargs if k.name == "teacher"), use.args[0] if use.args else None)
+        name = arg.id if isinstance(arg, A.Name) else arg.value if isinstance(arg, A.Str) else None
+        if name is not None and not name.endswith((".arch", ".yaml", ".yml")):
+            names.append(name)
+    return names
+
+
+def _students_passes(f: Library, model: A.ModelDef) -> bool:
+    """Whether file f's `passes { }` are its students' and not `model`'s: they distill
+    from `model`, and f defines another model (the student) for them to apply to.  The
+    teacher is built without them — with its base file's passes, if any — as a
+    recipe's teacher is never quantized, pruned or distilled with its student.  A
+    file whose only model distills from itself keeps them: that mistake is reported."""
+    return (model.name in distill_teachers(f.passes)
+            and any(f.homes.get(id(m)) is f and m is not model for m in f.models.values()))
 
 
 def _check_duplicates(model: A.ModelDef, spec: A.SpecFile, errors: Collector) -> None:

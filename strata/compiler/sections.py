@@ -39,7 +39,9 @@ def _teacher_exists(teacher: str, use: A.Use, g, models, errors: Collector) -> b
             return False
         return True
     if teacher == g.graph.name:
-        errors.error("distill: a model cannot be its own teacher", span)
+        errors.error("distill: a model cannot be its own teacher", span,
+                     "name another model of this file: the file's passes are then its student's, "
+                     "and it builds without them; or a spec file")
         return False
     if teacher not in models:
         errors.error(f"distill: no model '{teacher}' to learn from", span,

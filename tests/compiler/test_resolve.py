@@ -114,3 +114,39 @@ def test_extends_cycle_is_an_error(tmp_path):
     p = write(tmp_path, "m.arch", "model a extends b { d = 1 }\nmodel b extends a { d = 2 }\n")
     with pytest.raises(SpecError, match="'extends' cycle: b -> a -> b"):
         resolved(p)
+
+
+SMALL = "model teacher { d = 8\n stack s(t) { embedding(10, d) as e; attention(2); lm_head(tie=e) } }\n"
+
+
+def _passes(p, model=None):
+    return [x["name"] for x in build_file(p, model=model).graph["passes"]]
+
+
+def test_a_teacher_of_the_same_file_builds_without_its_students_passes(tmp_path):
+    """The file's passes distill from `teacher`: they are the student's.  Building the
+    teacher applied them to it too and stopped at 'a model cannot be its own teacher'."""
+    p = write(tmp_path, "m.arch", SMALL + "model student extends teacher { d = 4 }\n"
+              "passes {\n  fuse_qkv\n  distill(teacher, weights=\"runs/teacher\")\n}\n")
+    assert _passes(p) == _passes(p, "student") == ["fuse_qkv", "distill"]
+    assert _passes(p, "teacher") == []
+    from strata.passes import apply_passes
+
+    d = apply_passes(build_file(p, model="student")).graph["distill"]  # the teacher it draws
+    assert (d["teacher_name"], d["teacher_parameters"]) == ("teacher", build_file(p, model="teacher").graph["parameters"])
+    kw = write(tmp_path, "kw.arch", SMALL + "model student { d = 4\n stack s(t) { embedding(10, d) } }\n"
+               'passes { distill(teacher="teacher") }\n')  # keyword, string; a separate student
+    assert _passes(kw, "teacher") == [] and _passes(kw) == ["distill"]
+
+
+def test_an_imported_teacher_keeps_its_own_files_passes(tmp_path):
+    write(tmp_path, "t.arch", SMALL + "passes { fuse_qkv }\n")
+    p = write(tmp_path, "s.arch", 'import "t.arch"\nmodel student extends teacher { d = 4 }\n'
+              "passes { distill(teacher) }\n")
+    assert _passes(p) == ["distill"] and _passes(p, "teacher") == ["fuse_qkv"]
+
+
+def test_a_file_whose_one_model_distills_from_itself_is_still_an_error(tmp_path):
+    p = write(tmp_path, "m.arch", SMALL + "passes { distill(teacher) }\n")
+    with pytest.raises(SpecError, match="a model cannot be its own teacher"):
+        build_file(p)
