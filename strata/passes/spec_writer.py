@@ -9,6 +9,7 @@ rewritten to say what the compressed model is.
     with its ranks, 2:4) form its `passes { }`; what is already in the weights
     (masks, removed neurons, merged adapters) is said in the model's comment
     paths in `train { data }` and `distill(...)` are made relative to the new file
+    a distill teacher that is a model of the file is written too, before the model
 
 A size is written into the use that declared it, which every instance of that
 use shares: a structured selection must therefore cover every instance (all
@@ -30,7 +31,7 @@ import os
 from pathlib import Path
 
 from strata.compiler.evaluate import Env
-from strata.compiler.resolve import resolve_model
+from strata.compiler.resolve import distill_teachers, resolve_model
 from strata.compiler.sections import train_value
 from strata.components import COMPONENTS
 from strata.dsl import ast as A
@@ -169,8 +170,25 @@ def compressed_spec(spec_path: str | Path, model: str | None, g0, g, structured:
                                     + [f"  {n}" for n in notes])
     m = A.ModelDef(name=r.name, vars=[v.model_copy(deep=True) for v in r.vars], blocks=blocks,
                    stacks=stacks, comment=comment)
-    out = A.SpecFile(models=[m], passes=passes, train=_rebase_train(r.train, src_dir, out_dir, g0.graph.vars))
+    models = [_teacher_model(spec, text, spec_path, t, r.name) for t in distill_teachers(passes)] + [m]
+    out = A.SpecFile(models=models, passes=passes, train=_rebase_train(r.train, src_dir, out_dir, g0.graph.vars))
     return format_spec(out)
+
+
+def _teacher_model(spec: A.SpecFile, text: str, spec_path: Path, name: str, student: str) -> A.ModelDef:
+    """The distill teacher a model of the file names, standing alone, written before
+    its student (the file's last model, what loads without --model).  The file's
+    `passes { }` are the student's (`strata.compiler.resolve._students_passes`), so
+    the teacher builds without them there as here; a teacher that runs passes of
+    its own (those of its base's file) cannot be told apart from them in one file."""
+    t = resolve_model(spec, {str(spec_path): text}, name)
+    if t.passes is not None and t.passes.items:
+        raise UsageError(f"the distill teacher '{name}' runs passes of its own file, which one file "
+                         f"cannot give it apart from {student}'s")
+    blocks = [t.blocks[b].model_copy(deep=True) for b in _used_blocks(t.stacks, t.blocks)]
+    return A.ModelDef(name=t.name, vars=[v.model_copy(deep=True) for v in t.vars], blocks=blocks,
+                      stacks=[s.model_copy(deep=True) for s in t.stacks],
+                      comment=f"{t.name}: the distillation teacher {student} names, from {spec_path.name}")
 
 
 def _rebase_distill(text: str, src_dir: Path, out_dir: Path) -> str:

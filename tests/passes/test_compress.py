@@ -120,6 +120,25 @@ def test_imports_and_paths_are_resolved(tmp_path):
     assert main(["check", str(out / "model.arch")]) == 0
 
 
+def test_a_teacher_of_the_same_file_comes_along(tmp_path):
+    """distill(tiny_gpt) names a model of the student's file: the compressed spec,
+    one model standing alone, named a teacher it did not hold.  It holds the teacher
+    too (unpruned: the file's passes are the student's), the student last."""
+    spec = spec_file(tmp_path, GPT + "model small extends tiny_gpt { depth = 1 }\n"
+                     "passes { distill(tiny_gpt) }\n", "pair.arch")
+    w = weights(tmp_path, spec)
+    out = tmp_path / "out"
+    compress(spec, w, out, passes=["prune(0.5, method=structured, on=mlp)"])
+    text = (out / "model.arch").read_text()
+    assert text.index("model tiny_gpt {") < text.index("model small {") and "extends" not in text
+    assert main(["check", str(out / "model.arch")]) == 0
+    from strata.compiler import build_file
+
+    assert build_file(out / "model.arch").graph["name"] == "small"
+    assert build_file(out / "model.arch", model="tiny_gpt").graph["parameters"] == \
+        build_file(spec, model="tiny_gpt").graph["parameters"]
+
+
 def test_a_data_path_written_as_a_bare_word_is_made_relative_too(tmp_path):
     """YAML's `data: corpus.txt` (and the .arch word `data = corpus.txt`) is a
     word, not a string: it was written into OUT/model.arch unchanged, so training

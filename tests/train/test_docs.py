@@ -17,7 +17,7 @@ from tests.train.helpers import ROOT
 
 DOC = (ROOT / "docs" / "training.md").read_text()
 BLOCKS = re.findall(r"```arch\n(.*?)```", DOC, re.S)
-WANT = ["causal_lm", "mlm", "classify", "seq2seq", "causal_lm"]
+WANT = ["causal_lm", "mlm", "classify", "seq2seq", "causal_lm", "causal_lm"]
 
 
 def test_every_example_is_checked():

@@ -188,3 +188,47 @@ def test_a_seq2seq_draft_with_fewer_positions_changes_only_the_speed(tmp_path):
         stats = GenerationStats()
         assert teacher.generate(prompt, tokens=30, temperature=0, draft=str(draft.path), stats=stats) == want
         assert len(want) > 7 and stats.proposed is not None  # drafted (while the text fit the draft)
+
+
+# a teacher and its student in one file: the file's passes are the student's
+ONE_FILE = GPT.replace("passes { fuse_qkv }", 'model student extends tiny_gpt {\n  d = 16\n}\n\n'
+                       'passes {\n  fuse_qkv\n  distill(tiny_gpt, weights="runs/teacher")\n}')
+
+
+def test_a_teacher_and_its_student_of_one_file_train_evaluate_and_speculate(tmp_path, monkeypatch, capsys):
+    """`model tiny_gpt` and `model student extends tiny_gpt` in one file whose passes
+    distill(tiny_gpt): neither trained ('a model cannot be its own teacher': the
+    student's distill applied to the teacher too).  The teacher trains without the
+    file's passes, the student against it; the student's run folder (its model.arch
+    holding the teacher too) evaluates and decodes speculatively, also once the
+    project is moved and the spec file is gone."""
+    import json
+    import shutil
+
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    write(proj / "a.txt", text())
+    write(proj / "pair.arch", ONE_FILE)
+    monkeypatch.chdir(proj)
+    train = ["train", "pair.arch", "--data", "a.txt", "-q"]
+    assert main([*train, "--model", "tiny_gpt", "--out", "runs/teacher", "--steps", "20"]) == 0, \
+        capsys.readouterr().err
+    assert main([*train, "--steps", "3"]) == 0, capsys.readouterr().err  # the last model: runs/student
+    capsys.readouterr()
+    assert "passes" not in (proj / "runs" / "teacher" / "model.arch").read_text()
+    spec = (proj / "runs" / "student" / "model.arch").read_text()
+    assert spec.index("model tiny_gpt {") < spec.index("model student {") and \
+        'distill("tiny_gpt", weights="../teacher")' in spec, spec
+    assert json.loads((proj / "runs" / "student" / "run.json").read_text())["spec_copy"] == "model.arch"
+    assert main(["eval", "runs/student", "--max-batches", "1"]) == 0
+    assert "a.txt (validation split): loss" in capsys.readouterr().out
+    args = ["--prompt", "the cat", "--tokens", "20", "--temperature", "0"]
+    want, _ = _generate(capsys, "runs/teacher", *args)
+    got, err = _generate(capsys, "runs/student", *args, "--speculate")
+    assert got == want and "draft acceptance" in err
+    moved = tmp_path / "moved"
+    shutil.move(proj, moved)
+    (moved / "pair.arch").unlink()
+    monkeypatch.chdir(moved)
+    got, err = _generate(capsys, "runs/student", *args, "--speculate")
+    assert got == want and "draft acceptance" in err
