@@ -442,8 +442,6 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
     try:
         device = d.device(device)
         p = _plan(spec, model, sets, settings, objective, out, d, device)
-        # the spec as trained, standing alone (written with run.json), made before the data is read
-        spec_copy = _spec_copy(spec, model, p.g, p.out, d, progress)
         # data and weights to start from (read and checked before the run folder is touched):
         # a resumed run's own data, unless other is given
         w = resolve_weights(init) if init is not None else None
@@ -464,6 +462,10 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
             if w is not None:
                 _init_weights(net, w.file, d, progress)
         lock, ckpt = _prepare_folder(p.out, d, resume, overwrite)
+        # the spec as trained, standing alone (written with run.json); checked once the run
+        # folder is there, since its paths start from it ("../../teacher.arch" does not
+        # resolve through a folder not made yet)
+        spec_copy = _spec_copy(spec, model, p.g, p.out, d, progress)
         if ckpt is not None and ckpt.step > p.cfg["steps"]:
             n = p.cfg["steps"]
             raise AlreadyPast(f"{p.out}: the run is already at step {ckpt.step:,}, past the {n:,} "

@@ -180,3 +180,34 @@ def test_a_spec_that_cannot_stand_alone_still_trains(tmp_path, capsys, monkeypat
            "from base.arch while it is there" in err
     assert not Path("r/model.arch").exists() and _info(Path("r"))["spec_copy"] is None
     assert cli(capsys, "generate", "r", "--tokens", 2, "-q")[0] == 0
+
+def _distilled(proj: Path, capsys, monkeypatch) -> None:
+    """proj/teacher.arch trained into proj/runs/teacher; proj/student.arch, whose
+    distill("teacher.arch") names no weights, trained into proj/runs/student with
+    --teacher-weights runs/teacher (from proj, the current folder after)."""
+    from tests.train.helpers import GPT, text
+
+    proj.mkdir()
+    (proj / "a.txt").write_text(text())
+    (proj / "teacher.arch").write_text(GPT)
+    (proj / "student.arch").write_text(GPT.replace("tiny_gpt", "student").replace("d = 32", "d = 16").replace(
+        "passes { fuse_qkv }", 'passes { distill("teacher.arch") }'))
+    monkeypatch.chdir(proj)
+    assert cli(capsys, "train", "teacher.arch", "--data", "a.txt", "--out", "runs/teacher", "--steps", 20,
+               "-q")[0] == 0
+    code, _, err = cli(capsys, "train", "student.arch", "--data", "a.txt", "--out", "runs/student", "--steps", 3,
+                       "--teacher-weights", "runs/teacher", "-q")
+    assert code == 0, err
+
+
+def test_a_student_naming_its_teachers_spec_keeps_its_own_spec_from_the_first_start(tmp_path, capsys,
+                                                                                   monkeypatch):
+    """model.arch's distill("../../teacher.arch") was checked before the run folder
+    existed, and a path through a folder not made yet resolves nowhere: a new
+    student's run kept no model.arch (only --resume wrote it), so it needed its spec
+    file where it was."""
+    proj = tmp_path / "proj"
+    _distilled(proj, capsys, monkeypatch)
+    assert _info(proj / "runs" / "student")["spec_copy"] == "model.arch"
+    assert 'distill("../../teacher.arch")' in (proj / "runs" / "student" / "model.arch").read_text()
+
