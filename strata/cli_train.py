@@ -110,7 +110,8 @@ def _cmd_generate(args) -> int:
         source = open_source(args.run, args.weights, args.model, calibration=args.calibration)
         text = source.generate(args.prompt, tokens=args.tokens, temperature=args.temperature,
                                top_k=args.top_k, seed=args.seed, compile=args.compile,
-                               draft=args.draft, speculate=args.speculate, k=args.k, stats=stats)
+                               draft=args.draft, speculate=args.speculate, k=args.k, stats=stats,
+                               teacher_weights=args.teacher_weights)
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
     if not args.quiet:  # the numbers on stderr: stdout stays the text
         if source.calibrated:
@@ -125,9 +126,9 @@ def _generate_onnx(args) -> int:
 
     if args.temperature != 0 or args.top_k is not None:
         raise UsageError("--runtime onnx decodes greedily: give --temperature 0 (and no --top-k)")
-    if args.compile or args.draft or args.speculate or args.weights or args.calibration:
+    if args.compile or args.draft or args.speculate or args.weights or args.calibration or args.teacher_weights:
         raise UsageError("--runtime onnx runs the exported folder as it is: no --weights, --compile, "
-                         "--draft, --speculate or --calibration")
+                         "--draft, --speculate, --teacher-weights or --calibration")
     text = generate_onnx(args.run, args.prompt, args.tokens)
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
     return EXIT_OK
@@ -215,6 +216,8 @@ def add_train_commands(sub) -> None:
                    "verifies them")
     p.add_argument("--speculate", action="store_true", help="speculative decoding with the pair the spec "
                    "declares: this run (a distill student) drafts, its teacher verifies")
+    p.add_argument("--teacher-weights", metavar="WEIGHTS", help="with --speculate: the teacher's weights "
+                   "(file or run folder; default: those the run trained with)")
     p.add_argument("--k", type=int, default=4, help="draft tokens a round to start with (1..8; it adapts)")
     p.add_argument("--runtime", choices=["torch", "onnx"], default="torch",
                    help="onnx: SOURCE is a `strata export --to onnx` folder, run by ONNX Runtime (greedy)")

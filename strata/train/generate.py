@@ -162,11 +162,12 @@ def _check_memory(models, positions: int, tokens: int, total: int) -> None:
 def generate_text(run, prompt: str, tokens: int, temperature: float, top_k: int | None,
                   seed: int | None, *, compile: bool = False, draft: str | None = None,
                   speculate: bool = False, k: int = 4, stats: GenerationStats | None = None,
-                  pair=None) -> str:
+                  teacher_weights: str | None = None, pair=None) -> str:
     """The run's text after `prompt`; with `draft` (another run) or `speculate` (the
     spec's distill teacher verifies, this run drafts), by speculative decoding.
-    `stats`, when given, receives the speed (and the draft's acceptance).  pair:
-    (run, draft, speculate) -> (target, draft model), what `Run.generate` passes
+    `stats`, when given, receives the speed (and the draft's acceptance);
+    `teacher_weights` (with speculate): the teacher's, instead of the run's.  pair:
+    (run, draft, speculate, teacher_weights) -> (target, draft model), what `Run.generate` passes
     (strata.train.speculate.speculative_pair, a layer above this module)."""
     obj = run.objective
     if not obj.generates:
@@ -177,8 +178,8 @@ def generate_text(run, prompt: str, tokens: int, temperature: float, top_k: int 
         raise UsageError("--k (draft tokens a round, to start with) should be within 1 .. 8")
     stats = GenerationStats() if stats is None else stats
     tok, model, drafter = run.tokenizer, run.model, None
-    if draft is not None or speculate:
-        model, drafter = pair(run, draft, speculate)
+    if draft is not None or speculate or teacher_weights is not None:
+        model, drafter = pair(run, draft, speculate, teacher_weights)
     for m, name in ((model, run.path), (drafter, "the draft model")):
         if m is not None:
             _check_finite(m, name)

@@ -88,6 +88,8 @@ class RunInfo(_Record):
     settings: dict
     data: DataInfo
     tokenizer: TokenizerInfo
+    teacher_weights: str | None = None            # --teacher-weights, absolute
+    teacher_weights_from_run: str | None = None   # relative to the run folder (none in older runs)
     history: list[Start] = []
 
 

@@ -53,7 +53,7 @@ class Run(RunFolder):
                  top_k: int | None = None, seed: int | None = None, **options) -> str:
         """Text the model writes after `prompt` (KV-cached; causal LM and seq2seq runs).
         options: compile=True (the one-token step compiled), draft="RUN" or speculate=True
-        (speculative decoding), k (draft tokens a round, to start), stats (a GenerationStats
+        (speculative decoding; teacher_weights= the teacher's instead of the run's), k (draft tokens a round, to start), stats (a GenerationStats
         to fill); see strata.train.generate.generate_text."""
         return generate_text(self, prompt, tokens, temperature, top_k, seed, pair=_pair, **options)
 
@@ -63,10 +63,10 @@ class Run(RunFolder):
         return evaluate_run(self, data, **kw)
 
 
-def _pair(run, draft, speculate):
+def _pair(run, draft, speculate, teacher_weights=None):
     """speculative_pair with the draft opened as any source is: a run folder or a
     compress output (a quantized student drafts as well as its run does)."""
-    return speculative_pair(run, None if draft is None else open_source(draft), speculate)
+    return speculative_pair(run, None if draft is None else open_source(draft), speculate, teacher_weights)
 
 
 def open_source(path: str | Path, weights: str | Path | None = None, model: str | None = None,

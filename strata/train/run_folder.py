@@ -17,8 +17,9 @@ speculative decoding) can read a run folder without importing them.
 
 Nothing in it names another file of the run by an absolute path, so a run folder
 moved or copied elsewhere (the whole project, or the run folder alone) loads as
-it did; the data it trained on is recorded both absolute and relative to the
-run folder (`run_data`), so a run moved together with its data finds it.  A run
+it did; the data it trained on, and a distilled student's `--teacher-weights`,
+are recorded both absolute and relative to the run folder (`run_data`,
+`RunFolder.teacher_weights`), so a run moved together with them finds them.  A run
 written before model.arch (run.json's "spec" alone, absolute) loads as then.
 """
 
@@ -41,8 +42,8 @@ from strata.train.objectives import OBJECTIVES, Objective, objective_from_json
 from strata.train.records import RunStub, read_run_json
 from strata.train.tokenizer import load_tokenizer
 
-__all__ = ["RunFolder", "is_run", "run_data", "RUN_JSON", "SPEC", "TOKENIZER", "METRICS", "PLOT", "FINAL",
-           "CACHE"]
+__all__ = ["RunFolder", "is_run", "run_data", "run_relative", "RUN_JSON", "SPEC", "TOKENIZER", "METRICS",
+           "PLOT", "FINAL", "CACHE"]
 
 RUN_JSON, SPEC, TOKENIZER, METRICS, PLOT, FINAL, CACHE = (
     "run.json", "model.arch", "tokenizer.json", "metrics.jsonl", "loss.png", "model.safetensors", "cache")
@@ -50,6 +51,19 @@ RUN_JSON, SPEC, TOKENIZER, METRICS, PLOT, FINAL, CACHE = (
 
 def is_run(path: Path) -> bool:
     return os.path.lexists(Path(path) / RUN_JSON)
+
+
+def _found(from_run: str | None, path: str | None, run: str | Path | None) -> tuple[str | None, list[str]]:
+    """(where a file or folder a run recorded is now, or None; the places looked at):
+    `from_run` relative to the run folder first (the run moved or copied together
+    with it), then `path` as recorded (absolute: an older run's only record)."""
+    tried = []
+    if from_run and run is not None:
+        tried.append(os.path.normpath(Path(run).resolve() / from_run))
+    if path:
+        tried.append(path)
+    tried = list(dict.fromkeys(tried))
+    return next((p for p in tried if os.path.exists(p)), None), tried
 
 
 def run_data(data: dict, run: str | Path | None, what: str, hint: str) -> str | None:
@@ -61,18 +75,15 @@ def run_data(data: dict, run: str | Path | None, what: str, hint: str) -> str | 
     where it was looked for, and `hint` (what to give instead)."""
     if data.get("builtin"):
         return None
-    tried = []
-    if data.get("from_run") and run is not None:
-        tried.append(os.path.normpath(Path(run).resolve() / data["from_run"]))
-    if data.get("path") or data.get("name"):
-        tried.append(data.get("path") or data.get("name"))
-    for p in tried:
-        if os.path.exists(p):
-            return p
-    if not tried:
-        return None
-    raise UsageError(f"{what} ({data.get('name')}) is gone: not at {' nor at '.join(dict.fromkeys(tried))}; "
-                     f"{hint}")
+    found, tried = _found(data.get("from_run"), data.get("path") or data.get("name"), run)
+    if found is not None or not tried:
+        return found
+    raise UsageError(f"{what} ({data.get('name')}) is gone: not at {' nor at '.join(tried)}; {hint}")
+
+
+def run_relative(path: str | Path, run: str | Path) -> str:
+    """`path` as a run folder records it beside its absolute path: relative to the run."""
+    return os.path.relpath(Path(path).resolve(), Path(run).resolve())
 
 
 class RunFolder:
@@ -169,6 +180,19 @@ class RunFolder:
             raise UsageError(f"{self.path}: its spec ({copy}, the copy strata train keeps) is gone, "
                              f"and so is the spec it trained ({spec}); the run needs one to build the model")
         raise UsageError(f"{self.path}: its spec {spec} is gone; the run needs it to build the model")
+
+    def teacher_weights(self) -> str | None:
+        """The distill teacher's weights the run was trained with (`strata train
+        --teacher-weights`), where they are now: relative to the run folder first
+        (moved together), then at the absolute path recorded (an older run records
+        only that); None when it was given none (the pass's `weights=` is used)."""
+        found, tried = _found(self.info.get("teacher_weights_from_run"), self.info.get("teacher_weights"),
+                              self.path)
+        if found is None and tried:
+            raise UsageError(f"{self.path}: its teacher's weights (--teacher-weights when it trained) are "
+                             f"gone: not at {' nor at '.join(tried)}; give --teacher-weights with where "
+                             "they are now")
+        return found
 
     @property
     def tokenizer(self):

@@ -22,10 +22,13 @@ from strata.train.tokenizer import load_tokenizer
 __all__ = ["speculative_pair"]
 
 
-def speculative_pair(run, draft=None, speculate: bool = False):
+def speculative_pair(run, draft=None, speculate: bool = False, teacher_weights: str | None = None):
     """(target model, draft model): both causal LMs, or both encoder-decoders, reading
     the run's tokenizer.  draft: a run folder's path, or an opened source (a Run:
-    strata.train.run.open_source, which also opens a compress output)."""
+    strata.train.run.open_source, which also opens a compress output).  teacher_weights
+    (with speculate): the teacher's, instead of those the run trained with."""
+    if teacher_weights is not None and not speculate:
+        raise UsageError("--teacher-weights goes with --speculate (the teacher of the run's distill pass)")
     if (draft is None) == (not speculate):
         raise UsageError("give either --draft RUN (a smaller model) or --speculate (the spec's distill teacher)")
     kind = run.objective
@@ -39,7 +42,7 @@ def speculative_pair(run, draft=None, speculate: bool = False):
         _same_tokenizer(run.tokenizer.dumps(), other.tokenizer.dumps(), f"{run.path}", f"{other.path}")
         target, drafter = run.model, other.model
     else:
-        target, tok_file = _teacher(run)
+        target, tok_file = _teacher(run, teacher_weights)
         drafter = run.model
         if tok_file is not None and Path(tok_file).is_file():
             _same_tokenizer(load_tokenizer(tok_file).dumps(), run.tokenizer.dumps(), "the teacher", f"{run.path}")
@@ -57,12 +60,16 @@ def _same_tokenizer(a: str, b: str, a_name: str, b_name: str) -> None:
                          "tokenizer (as distill does)")
 
 
-def _teacher(run):
-    """(the teacher model of the run's `distill` pass, its run's tokenizer.json or None)."""
+def _teacher(run, weights: str | None = None):
+    """(the teacher model of the run's `distill` pass, its run's tokenizer.json or None),
+    with `weights`, else those the run trained with (`--teacher-weights`, where they
+    are now: strata.train.run_folder.RunFolder.teacher_weights), else the pass's."""
     g = run.model.strata_graph
     if "distill" not in g.graph:
         raise UsageError(f"{run.path}: its spec has no distill(teacher, ...) pass, so it names no teacher; "
                          "give the target with `strata generate TEACHER_RUN --draft "
                          f"{run.path}`")
-    teacher, _, tok_file = load_teacher(g, run.objective, "cpu", run.info.get("teacher_weights"))
+    if weights is None and hasattr(run, "teacher_weights"):
+        weights = run.teacher_weights()
+    teacher, _, tok_file = load_teacher(g, run.objective, "cpu", weights)
     return teacher, tok_file

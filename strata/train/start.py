@@ -48,7 +48,7 @@ from strata.train.objectives.distillation import DistillLoss, load_teacher
 from strata.train.optim import make_optimizer
 from strata.train.records import RunInfo, read_run_json
 from strata.train.run import CACHE, FINAL, METRICS, PLOT, RUN_JSON, TOKENIZER, Run
-from strata.train.run_folder import SPEC, run_data
+from strata.train.run_folder import SPEC, run_data, run_relative
 from strata.train.settings import resolve_settings
 from strata.train.sources import COMPRESSED_SPEC, COMPRESSED_WEIGHTS, is_compressed, resolve_weights
 from strata.train.state import TrainState
@@ -381,8 +381,10 @@ def _run_info(p: _Plan, spec, model, data_info, tok, init_file, frozen, teacher_
                      if data_info.get("path") else None},
             "tokenizer": {"type": tok.kind, "vocab_size": tok.vocab_size},
             "init": str(init_file) if init_file else None, "frozen": len(frozen),
-            # where the distill teacher's weights came from (generate --speculate loads it)
+            # where the distill teacher's weights came from (generate --speculate loads them),
+            # relative to the run folder too: a run moved together with them finds them
             "teacher_weights": str(Path(teacher_weights).resolve()) if teacher_weights else None,
+            "teacher_weights_from_run": run_relative(teacher_weights, p.out) if teacher_weights else None,
             "world_size": d.world, "device": device, "compile": compile, "fsdp": fsdp,
             "torch": torch.__version__, "strata": __import__("strata").__version__}
 

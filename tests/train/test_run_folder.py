@@ -181,6 +181,7 @@ def test_a_spec_that_cannot_stand_alone_still_trains(tmp_path, capsys, monkeypat
     assert not Path("r/model.arch").exists() and _info(Path("r"))["spec_copy"] is None
     assert cli(capsys, "generate", "r", "--tokens", 2, "-q")[0] == 0
 
+
 def _distilled(proj: Path, capsys, monkeypatch) -> None:
     """proj/teacher.arch trained into proj/runs/teacher; proj/student.arch, whose
     distill("teacher.arch") names no weights, trained into proj/runs/student with
@@ -211,3 +212,46 @@ def test_a_student_naming_its_teachers_spec_keeps_its_own_spec_from_the_first_st
     assert _info(proj / "runs" / "student")["spec_copy"] == "model.arch"
     assert 'distill("../../teacher.arch")' in (proj / "runs" / "student" / "model.arch").read_text()
 
+
+def test_a_moved_student_finds_its_teachers_weights(tmp_path, capsys, monkeypatch):
+    """`--teacher-weights runs/teacher` was recorded by its absolute path alone, so a
+    moved project's `generate STUDENT --speculate` looked for the teacher where the
+    project was.  It is recorded relative to the run folder too, found there first;
+    an older run.json (the absolute path alone) loads as before; found nowhere, one
+    line names both places and --teacher-weights, which then gives them."""
+    proj = tmp_path / "proj"
+    _distilled(proj, capsys, monkeypatch)
+    info = _info(proj / "runs" / "student")
+    assert info["teacher_weights"] == str((proj / "runs" / "teacher").resolve())
+    assert info["teacher_weights_from_run"] == "../teacher"
+    args = ["--prompt", "the cat", "--tokens", 20, "--temperature", 0]
+    code, want, err = cli(capsys, "generate", "runs/teacher", *args)
+    assert code == 0, err
+
+    moved = tmp_path / "moved"
+    shutil.move(proj, moved)
+    monkeypatch.chdir(moved)
+    code, got, err = cli(capsys, "generate", "runs/student", *args, "--speculate")
+    assert code == 0 and got == want and "draft acceptance" in err, err
+
+    run = moved / "runs" / "student"
+    info = _info(run)
+    del info["teacher_weights_from_run"]  # an older run.json: the absolute path alone
+    info["teacher_weights"] = str(moved / "runs" / "teacher")
+    (run / "run.json").write_text(json.dumps(info, indent=1))
+    code, got, err = cli(capsys, "generate", "runs/student", *args, "--speculate")
+    assert code == 0 and got == want, err
+
+    info["teacher_weights_from_run"] = "../teacher"
+    info["teacher_weights"] = str(proj / "runs" / "teacher")  # where the project was
+    (run / "run.json").write_text(json.dumps(info, indent=1))
+    shutil.move(moved / "runs" / "teacher", moved / "kept")  # gone from both places
+    code, _, err = cli(capsys, "generate", "runs/student", *args, "--speculate")
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert err == (f"strata: error: runs/student: its teacher's weights (--teacher-weights when it trained) "
+                   f"are gone: not at {moved / 'runs' / 'teacher'} nor at {proj / 'runs' / 'teacher'}; "
+                   "give --teacher-weights with where they are now\n")
+    code, got, err = cli(capsys, "generate", "runs/student", *args, "--speculate", "--teacher-weights", "kept")
+    assert code == 0 and got == want, err
+    code, _, err = cli(capsys, "generate", "runs/student", *args, "--teacher-weights", "kept")
+    assert code == 2 and "--teacher-weights goes with --speculate" in err, err
