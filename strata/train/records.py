@@ -102,7 +102,7 @@ class Pointer(_Record):
 
 
 class ParamGroup(_Record):
-    lr: float = Field(gt=0)
+    lr: float = Field(ge=0)  # 0 at the last step of a linear or cosine schedule to min_lr = 0
     betas: list[float] | None = Field(None, min_length=2, max_length=2)
     eps: float | None = Field(None, gt=0)
     weight_decay: float = Field(0.0, ge=0)

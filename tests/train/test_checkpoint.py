@@ -16,6 +16,7 @@ import strata
 from strata.backends.torch.weights_file import WeightsError
 from strata.errors import UsageError
 from strata.train.checkpoint import find_checkpoint
+from strata.train.run import Run
 from tests.train.helpers import GPT, losses, text, write
 
 
@@ -145,3 +146,17 @@ def test_resume_with_fewer_steps_than_the_run_took(setup, tmp_path, capsys):
     assert out.out == (f"{run}: the run is already at step 2, past the 1 step asked for; give --steps "
                        "larger than 2 to train further\n") and out.err == "", out
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file() and p.name != "run.lock"} == files
+
+
+@pytest.mark.parametrize("schedule", ["linear(warmup=1)", "cosine(warmup=1)"])
+def test_a_schedule_ending_at_lr_0_resumes_and_evaluates(setup, tmp_path, schedule):
+    """A linear or cosine schedule to min_lr = 0 (their default) reaches lr 0 at the
+    last step; its checkpoint's state.json was read as damaged ('param_groups.0.lr':
+    Input should be greater than 0), so `--resume` and `eval --checkpoint best` failed."""
+    spec, data = setup
+    run = tmp_path / "r"
+    _train(spec, data, run, steps=3, checkpoint_every=3, eval_every=3, schedule=schedule)
+    state = json.loads((run / "checkpoints/step-00000003/state.json").read_text())
+    assert state["param_groups"][0]["lr"] == 0
+    assert Run.open(run).evaluate(which="best")["count"] > 0
+    assert _train(spec, data, run, steps=4, resume=True, schedule=schedule).step == 4
