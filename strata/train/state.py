@@ -42,6 +42,12 @@ def _opt_state_fits(osd: dict, net) -> bool:
     return True
 
 
+def _optimizer_kind(groups: list[dict]) -> str | None:
+    """adamw (its groups hold betas) or sgd (momentum): the two the train section makes."""
+    keys = set().union(*(g.keys() for g in groups)) if groups else set()
+    return "adamw" if "betas" in keys else "sgd" if "momentum" in keys else None
+
+
 class TrainState:
     def __init__(self, out: Path, net, opt, d: Dist, device: str, fsdp_graph=None, say=print):
         self.out, self.net, self.opt, self.d, self.device, self.say = out, net, opt, d, device, say
@@ -54,7 +60,11 @@ class TrainState:
         """Optimizer state and RNG states of `ckpt`; (step, best validation loss)."""
         d = self.d
         osd, rng = ckpt.optimizer()
-        if _opt_state_fits(osd, self.net):
+        was, now = _optimizer_kind(osd["param_groups"]), _optimizer_kind(self.opt.param_groups)
+        if was != now:  # torch would load the other one's groups: KeyError 'betas' at the first step
+            self.say(f"resume: the checkpoint holds {was or 'another optimizer'}'s state and the run now "
+                     f"trains with {now}; the optimizer starts afresh")
+        elif _opt_state_fits(osd, self.net):
             set_optimizer_state_dict(self.net, self.opt, osd,
                                      options=StateDictOptions(full_state_dict=True) if d.on else None)
         else:

@@ -160,3 +160,20 @@ def test_a_schedule_ending_at_lr_0_resumes_and_evaluates(setup, tmp_path, schedu
     assert state["param_groups"][0]["lr"] == 0
     assert Run.open(run).evaluate(which="best")["count"] > 0
     assert _train(spec, data, run, steps=4, resume=True, schedule=schedule).step == 4
+
+
+@pytest.mark.parametrize("was, now", [("sgd(lr=0.1)", "adamw(lr=1e-3)"), ("adamw(lr=1e-3)", "sgd(lr=0.1)")])
+def test_resume_with_the_other_optimizer_starts_it_afresh(setup, tmp_path, capsys, was, now):
+    """A run trained with sgd resumed with adamw (the spec's optimizer after a run
+    started with --set 'optimizer=sgd(...)') loaded SGD's param groups into AdamW:
+    internal error KeyError 'betas' at the first step.  The other optimizer starts
+    afresh, said in one line."""
+    spec, data = setup
+    run = tmp_path / "r"
+    _train(spec, data, run, steps=2, checkpoint_every=2, eval_every=2, optimizer=was)
+    capsys.readouterr()
+    assert strata.train(spec, data=str(data), out=run, steps=3, eval_every=3, resume=True,
+                        optimizer=now).step == 3
+    kinds = [k.split("(")[0] for k in (was, now)]
+    assert (f"resume: the checkpoint holds {kinds[0]}'s state and the run now trains with {kinds[1]}; "
+            "the optimizer starts afresh") in capsys.readouterr().err
