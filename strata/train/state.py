@@ -65,8 +65,13 @@ class TrainState:
             self.say(f"resume: the checkpoint holds {was or 'another optimizer'}'s state and the run now "
                      f"trains with {now}; the optimizer starts afresh")
         elif _opt_state_fits(osd, self.net):
+            # the state as saved, the settings as given now: loading replaces the groups, so a
+            # weight_decay or betas changed on --resume (and written into run.json) was ignored
+            settings = [{k: v for k, v in g.items() if k != "params"} for g in self.opt.param_groups]
             set_optimizer_state_dict(self.net, self.opt, osd,
                                      options=StateDictOptions(full_state_dict=True) if d.on else None)
+            for group, own in zip(self.opt.param_groups, settings):
+                group.update(own)
         else:
             self.say("resume: the optimizer state does not fit the model (its passes or frozen parts "
                      "changed); the optimizer starts afresh")

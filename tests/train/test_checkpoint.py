@@ -177,3 +177,22 @@ def test_resume_with_the_other_optimizer_starts_it_afresh(setup, tmp_path, capsy
     kinds = [k.split("(")[0] for k in (was, now)]
     assert (f"resume: the checkpoint holds {kinds[0]}'s state and the run now trains with {kinds[1]}; "
             "the optimizer starts afresh") in capsys.readouterr().err
+
+
+def test_resume_trains_with_the_optimizer_settings_given_now(setup, tmp_path, monkeypatch):
+    """`--resume --set 'optimizer=adamw(weight_decay=0.5, betas=(0.8, 0.9))'` wrote the new
+    settings into run.json but trained on with the checkpoint's (loading the optimizer
+    state replaces its param groups); the state is the checkpoint's, the settings today's."""
+    spec, data = setup
+    run, seen, step = tmp_path / "r", [], torch.optim.AdamW.step
+
+    def spy(self, *a, **kw):
+        seen.append([(g["weight_decay"], tuple(g["betas"])) for g in self.param_groups])
+        return step(self, *a, **kw)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", spy)
+    _train(spec, data, run, steps=2, checkpoint_every=2, eval_every=2, optimizer="adamw(weight_decay=0.1)")
+    assert seen[-1] == [(0.1, (0.9, 0.999)), (0.0, (0.9, 0.999))]
+    _train(spec, data, run, steps=3, resume=True, optimizer="adamw(weight_decay=0.5, betas=(0.8, 0.9))")
+    assert seen[-1] == [(0.5, (0.8, 0.9)), (0.0, (0.8, 0.9))]
+    assert json.loads((run / "run.json").read_text())["settings"]["optimizer"]["weight_decay"] == 0.5
