@@ -116,6 +116,8 @@ def generate_onnx(folder: str | Path, prompt: str, tokens: int) -> str:
     `strata generate` writes it."""
     folder = Path(folder)
     model = OnnxModel(folder)
+    if model.step is None:  # before the tokenizer: a classifier's "vocabulary" is its classes
+        raise UsageError(f"{folder}: the exported model has no LM head; it does not generate")
     if not (folder / TOKENIZER).is_file():
         raise UsageError(f"{folder}: no {TOKENIZER} (the export's source had no tokenizer)")
     tok = load_tokenizer(folder / TOKENIZER)

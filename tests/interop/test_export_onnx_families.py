@@ -89,6 +89,20 @@ def test_encoder(tmp_path):
     np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
 
 
+def test_generate_on_an_encoder_says_it_does_not_generate(tmp_path, capsys):
+    """`generate --runtime onnx` on a classifier's export (with its run's tokenizer)
+    said 'tokenizer.json: 16 ids; the model's vocabulary holds 3 (is this the
+    export's own tokenizer?)', comparing the tokenizer with the classes."""
+    from strata.train.tokenizer import CharTokenizer
+
+    _, out = _export(tmp_path, BERT_CLASSIFY)
+    (out / "tokenizer.json").write_text(CharTokenizer.fit(["the quick brown fox"], [], 128).dumps())
+    capsys.readouterr()  # the exporter's warnings
+    assert main(["generate", str(out), "--runtime", "onnx", "--prompt", "the", "--temperature", "0"]) == 2
+    assert capsys.readouterr().err == (f"strata: error: {out}: the exported model has no LM head; "
+                                       "it does not generate\n")
+
+
 def test_encoder_decoder_is_refused(tmp_path, capsys):
     spec = write(tmp_path / "s.arch", SEQ2SEQ)
     api.save_weights(api.compile(spec), tmp_path / "w.safetensors")
