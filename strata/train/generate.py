@@ -26,6 +26,7 @@ from strata.compiler.cost import analyze
 from strata.errors import UsageError
 from strata.resources import check_fits
 from strata.train.limits import model_limits
+from strata.train.tokenizer import UnseenCharacters
 
 __all__ = ["GenerationStats", "check_sampling", "generate_ids", "generate_text", "pick", "MAX_SEED"]
 
@@ -184,7 +185,10 @@ def generate_text(run, prompt: str, tokens: int, temperature: float, top_k: int 
         if m is not None:
             _check_finite(m, name)
     own, draft_ctx = (None if m is None else model_limits(m.strata_graph)[1] for m in (model, drafter))
-    ids = tok.encode(prompt)
+    try:
+        ids = tok.encode(prompt)
+    except UnseenCharacters as e:
+        raise e.within("the prompt", "write the prompt in the characters the model trained on") from None
     if len(ids) == 0:  # nothing to continue, and no source to translate (training refuses an empty one)
         raise UsageError("the prompt is empty after tokenizing; give at least one character")
     x = obj.prompt_ids(ids, tok, own)  # as the model reads it (a draft with fewer positions reads less)

@@ -29,7 +29,18 @@ MAX_VOCAB = 1 << 24  # far past any real vocabulary; bounds what a tokenizer.jso
 
 
 class UnseenCharacters(UsageError):
-    """Text with a character a char tokenizer (without <unk>) has no id for."""
+    """Text with a character a char tokenizer (without <unk>) has no id for.
+    `shown`: the characters the message names (a few, sorted)."""
+
+    def __init__(self, shown: str, vocab_size: int):
+        super().__init__(f"the text has characters the tokenizer never saw: {shown}")
+        self.shown, self.vocab_size = shown, vocab_size
+
+    def within(self, what: str, instead: str) -> UsageError:
+        """The same mistake said of `what` (the prompt, an --data file), and what to do."""
+        return UsageError(f"{what} has characters the tokenizer never saw: {self.shown} (a char tokenizer "
+                          f"of {self.vocab_size:,} ids, one per character of the text it was fitted on): "
+                          f"{instead}")
 
 
 class Tokenizer(ABC):
@@ -123,8 +134,7 @@ class CharTokenizer(Tokenizer):
         if not found.all():
             if self.unk is None:
                 missing = sorted({chr(c) for c in cps[~found][:1000]})
-                raise UnseenCharacters("the text has characters the tokenizer never saw: "
-                                 + " ".join(repr(c) for c in missing[:10]))
+                raise UnseenCharacters(" ".join(repr(c) for c in missing[:10]), self.vocab_size)
             ids[~found] = self.unk
         return ids
 

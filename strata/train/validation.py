@@ -24,6 +24,7 @@ from strata.errors import UsageError
 from strata.train.batches import rows_of
 from strata.train.objectives import Loss
 from strata.train.run_folder import CACHE, run_data
+from strata.train.tokenizer import UnseenCharacters
 
 __all__ = ["score", "evaluate_run"]
 
@@ -71,7 +72,10 @@ def evaluate_run(run, data: str | None = None, *, which: str = "final", device: 
     if own:
         data = run_data(run.info["data"], run.path, f"{run.path}: its data", "give --data")
     cache = run.path / CACHE if own else None
-    sampler, what = obj.eval_sampler(data, run.tokenizer, run.settings, own, cache, max_batches)
+    try:
+        sampler, what = obj.eval_sampler(data, run.tokenizer, run.settings, own, cache, max_batches)
+    except UnseenCharacters as e:
+        raise e.within(str(data), "give --data text in the characters the model trained on") from None
     started = time.perf_counter()
     result = score(model, Loss(obj, model), sampler, device)
     result["seconds"] = round(time.perf_counter() - started, 4)  # the forward passes, data included

@@ -98,6 +98,24 @@ def test_generate_errors(run, tmp_path, capsys):
     assert "not a run folder" in capsys.readouterr().err
     assert main(["generate", str(run.path), "--prompt", "Zebra!"]) == 2
     assert "never saw: '!' 'Z'" in capsys.readouterr().err
+
+
+def test_characters_the_tokenizer_never_saw_name_the_input(run, tmp_path, capsys):
+    """`eval --data` and `generate --prompt` in characters the run's char tokenizer has
+    no id for said only 'the text has characters the tokenizer never saw': not
+    which text, nor what to give instead."""
+    n = run.tokenizer.vocab_size
+    other = write(tmp_path / "other.txt", "Zebra! " * 100)
+    assert main(["eval", str(run.path), "--data", str(other)]) == 2
+    assert capsys.readouterr().err == (
+        f"strata: error: {other} has characters the tokenizer never saw: '!' 'Z' (a char tokenizer of "
+        f"{n} ids, one per character of the text it was fitted on): give --data text in the characters "
+        "the model trained on\n")
+    assert main(["generate", str(run.path), "--prompt", "Zebra!"]) == 2
+    assert capsys.readouterr().err == (
+        f"strata: error: the prompt has characters the tokenizer never saw: '!' 'Z' (a char tokenizer of "
+        f"{n} ids, one per character of the text it was fitted on): write the prompt in the characters "
+        "the model trained on\n")
     data = write(tmp_path / "a.txt", text())
     bert = strata.train(write(tmp_path / "b.arch", BERT_PRETRAIN), data=str(data), out=tmp_path / "b",
                         steps=2, progress=False)
