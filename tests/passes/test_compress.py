@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 
 from tests.passes.helpers import GPT, LLAMA, ids, spec_file, torch, weights
 
 from strata.api import compile
 from strata.cli import main
+from strata.errors import SpecError
 from strata.backends.torch.workflows.compress import compress
 from strata.passes.weight_transfer import transform
 
@@ -219,3 +221,33 @@ def test_max_batches_without_eval_is_refused(tmp_path, capsys):
                  "-o", str(tmp_path / "out")]) == 2
     assert "--max-batches bounds what --eval measures" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+
+def test_a_lora_spec_compresses_with_more_passes(tmp_path):
+    """A LoRA run's spec keeps its lora pass, and its weights hold the adapters merged;
+    `strata compress RUN --pass 'quantize(...)'` refused ('carries LoRA adapters; merge
+    them first'), fuse_qkv fused nothing, prune passed over the adapted linears and
+    low_rank's factors did not load.  With adapters merged (the default) the lora pass
+    (zero adapters on these weights) is taken out when others run; its note stays."""
+    spec = spec_file(tmp_path, LLAMA + '\npasses { lora(4, on="attention") }\n')
+    w = weights(tmp_path, spec)
+    x = ids(96)
+    with torch.no_grad():
+        plain = compile(spec, weights=w, passes=[]).eval()(x)
+    done = {"quantize(int8_weight)": "15 linears", "fuse_qkv": "fused 6 q/k/v projections into 2 matmuls",
+            "prune(0.3)": "in 15 linears", "low_rank(8)": "factored 15 linears"}
+    for i, (p, said) in enumerate(done.items()):
+        out = tmp_path / f"out{i}"
+        r = compress(spec, w, out, passes=[p]).report
+        assert [a["pass"] for a in r["passes"]] == [p.split("(")[0]] and said in r["passes"][0]["report"]
+        assert r["logits"]["loaded_equals_in_memory"]
+        arch = (out / "model.arch").read_text()
+        assert '#   lora(4, on="attention"): the adapters are merged into its weights' in arch
+        assert "lora(" not in arch.split("\nmodel ", 1)[1]  # no pass left to add adapters
+        if p == "fuse_qkv":
+            with torch.no_grad():
+                got = compile(out / "model.arch", weights=out / "weights.safetensors").eval()(x)
+            assert torch.allclose(got, plain, atol=1e-5)
+    with pytest.raises(SpecError, match="carries LoRA adapters"):  # kept adapters cannot be quantized
+        compress(spec, w, tmp_path / "keep", passes=["quantize(int8_weight)"], adapters="keep")

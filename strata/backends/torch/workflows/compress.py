@@ -153,6 +153,19 @@ def _classify(g, adapters: str = "merge") -> tuple[list[str], list[str], list[di
     return kept, notes, structured, merge
 
 
+def _merged_lora(g0, adapters: str) -> list[str]:
+    """With adapters merged, the labels of the lora passes taken out of g0's passes when
+    others run too.  The weights compress reads hold no adapters apart (a LoRA run saves
+    them merged; a kept one is merged on reading), so a lora pass would add zero adapters,
+    and those stood in the way of the passes after it: quantize refused the linears that
+    carry them, fuse_qkv and prune passed them over, low_rank's factors did not load."""
+    passes = g0.graph.passes
+    if adapters != "merge" or all(p["name"] == "lora" for p in passes):
+        return []
+    g0.graph.passes = [p for p in passes if p["name"] != "lora"]
+    return [make_pass(p["name"], p["options"]).label() for p in passes if p["name"] == "lora"]
+
+
 def _ids(g):
     """SQNR_TOKENS of random ids (seeded: the same on every run)."""
     import torch  # lazy: torch
@@ -193,6 +206,7 @@ def compress(spec: str | Path, weights: str | Path, out: str | Path, *, passes: 
     g0.graph.passes = list(g0.graph.passes) + parse_pass_texts(list(passes), g0)
     if not g0.graph.passes:
         raise UsageError("no passes to apply: the spec has no passes { } and no --pass was given")
+    merged = _merged_lora(g0, adapters)
     if is_packed(checkpoint_shapes(weights)):  # a compressed checkpoint compressed again
         tensors = _float_state(spec, model, weights)
     else:
@@ -213,6 +227,7 @@ def compress(spec: str | Path, weights: str | Path, out: str | Path, *, passes: 
     g, state = transform(g0, dict(tensors), calibration=calib, runner=RUNNER, quantized=quantized)
     _device_problems(g, None)  # what cannot run here is refused before anything is written
     kept, notes, structured, merge = _classify(g, adapters)
+    notes = [f"{label}: the adapters are merged into its weights" for label in merged] + notes
     for a in reversed(merge):  # merged (LoRA's adapters): the compressed model is for serving
         state = make_pass(a["name"], a["options"]).revert(a["record"], state)
     with atomic_folder(out, FILES + (TOKENIZER,)) as tmp:
