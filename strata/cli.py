@@ -105,11 +105,18 @@ def _cmd_compile(args) -> int:
     return EXIT_OK
 
 
+# pictures and documents strata does not draw: without --format, their -o is a mistake
+IMAGE_SUFFIXES = {".pdf", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".eps", ".ps"}
+
+
 def _cmd_diagram(args) -> int:
     from strata.backends.diagram.graphviz import DotMissing  # lazy: startup
 
     _refuse_own_input(args.output, args.spec)
-    suffix = Path(args.output).suffix if args.output else ""
+    suffix = Path(args.output).suffix.lower() if args.output else ""  # G.SVG is an svg too
+    if not args.format and suffix in IMAGE_SUFFIXES:  # not Mermaid text in a file named x.pdf
+        raise UsageError(f"{args.output}: strata draws no {suffix[1:]}; -o a .svg or .png file (Graphviz), "
+                         ".mmd (Mermaid), .md (Markdown) or .gv (dot), or give --format")
     fmt = args.format or SUFFIX_FORMAT.get(suffix) or "mermaid"
     try:  # DotMissing: no `dot` binary (svg, png) or no graphviz python package
         d = strata.diagram(_graph(args), format=fmt, level=args.level, direction=args.direction,

@@ -183,3 +183,19 @@ def test_folder_names_are_the_train_packages(capsys):
 
     assert (cli_folders.RUN_JSON, cli_folders.RUN_SPEC, cli_folders.COMPRESSED_SPEC) == \
         (RUN_JSON, SPEC, COMPRESSED_SPEC)
+
+
+def test_diagram_output_suffix_it_does_not_draw(tmp_path, capsys):
+    """`diagram -o arch.pdf` wrote Mermaid text into arch.pdf, and `-o G.SVG` Mermaid
+    into G.SVG (the suffix was looked up case by case): a picture strata does not
+    draw is refused without --format, nothing written; an upper-case suffix counts."""
+    out = tmp_path / "arch.pdf"
+    assert main(["diagram", GPT2, "-o", str(out)]) == 2
+    assert capsys.readouterr().err == (f"strata: error: {out}: strata draws no pdf; -o a .svg or .png file "
+                                       "(Graphviz), .mmd (Mermaid), .md (Markdown) or .gv (dot), or give "
+                                       "--format\n")
+    assert not out.exists()
+    assert main(["diagram", GPT2, "-o", str(out), "--format", "dot"]) == 0  # said outright: as asked
+    assert out.read_text().startswith("digraph")
+    assert main(["diagram", GPT2, "--level", "model", "-o", str(tmp_path / "G.GV")]) == 0
+    assert (tmp_path / "G.GV").read_text().startswith("digraph")
