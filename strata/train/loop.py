@@ -25,7 +25,7 @@ from strata.train.checkpoint import find_checkpoint
 from strata.train.distributed import Dist
 from strata.train.metrics import MetricsLog, Progress
 from strata.train.optim import lr_at
-from strata.train.validation import score
+from strata.train.validation import perplexity, score
 
 __all__ = ["Loop"]
 
@@ -164,7 +164,7 @@ class Loop:
         val = got["loss"]
         rec = {"step": step, "val_loss": _finite(val)}
         if self.eval_loss.obj.perplexity:
-            rec["val_ppl"] = _finite(math.exp(min(val, 700.0)))
+            rec["val_ppl"] = _finite(perplexity(got, self.eval_loss.obj))
         if self.eval_loss.obj.accuracy:
             rec["val_accuracy"] = got["accuracy"]
         rec.update({f"val_{k}": _finite(v) for k, v in got.items() if k.endswith("_loss")})

@@ -26,7 +26,7 @@ from strata.train.objectives import Loss
 from strata.train.run_folder import CACHE, run_data
 from strata.train.tokenizer import UnseenCharacters
 
-__all__ = ["score", "evaluate_run"]
+__all__ = ["score", "perplexity", "evaluate_run"]
 
 
 @torch.no_grad()
@@ -62,6 +62,12 @@ def score(model, loss, sampler, device: str, dist=None, autocast=contextlib.null
     return out
 
 
+def perplexity(result: dict, obj) -> float:
+    """exp of the language-model term's loss (a score's "loss" beside one term): BERT's
+    masked-LM loss and its next-sentence loss add up to no token's perplexity."""
+    return math.exp(min(result.get(f"{obj.term}_loss", result["loss"]), 700.0))
+
+
 def evaluate_run(run, data: str | None = None, *, which: str = "final", device: str = "cpu",
                  max_batches: int | None = None) -> dict:
     if max_batches is not None and max_batches < 1:
@@ -83,5 +89,5 @@ def evaluate_run(run, data: str | None = None, *, which: str = "final", device: 
         raise UsageError(f"{what}: no predictions to score (no batch holds a target)")
     result["data"] = what
     if obj.perplexity:
-        result["perplexity"] = math.exp(min(result["loss"], 700.0))
+        result["perplexity"] = perplexity(result, obj)
     return result

@@ -109,3 +109,21 @@ def test_accumulation_divides_by_the_whole_global_batch(tmp_path):
             p -= 0.1 * p.grad
     for (name, a), b in zip(net.state_dict().items(), ref.state_dict().values()):
         torch.testing.assert_close(a, b, msg=name)
+
+
+def test_perplexity_is_the_masked_lms_beside_next_sentence_prediction(tmp_path):
+    """BERT pretraining's validation loss is the masked-LM loss plus the next-sentence
+    loss; val_ppl and `strata eval`'s perplexity were exp of that sum (e^0.69 times the
+    masked LM's).  They are exp of the masked-LM term."""
+    import math
+
+    from tests.train.helpers import BERT_PRETRAIN
+
+    data = write(tmp_path / "a.txt", text())
+    run = strata.train(write(tmp_path / "b.arch", BERT_PRETRAIN), data=str(data), out=tmp_path / "r",
+                       steps=2, eval_every=2, eval_steps=2, progress=False)
+    val = [r for r in metrics(run.path) if "val_loss" in r][-1]
+    assert val["val_nsp_loss"] > 0.1 and val["val_loss"] == pytest.approx(val["val_mlm_loss"] + val["val_nsp_loss"])
+    assert val["val_ppl"] == pytest.approx(math.exp(val["val_mlm_loss"]))
+    r = run.evaluate()
+    assert r["perplexity"] == pytest.approx(math.exp(r["mlm_loss"]))
