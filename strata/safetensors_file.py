@@ -44,6 +44,12 @@ class WeightsError(UsageError, ValueError):
     so the command line prints it as one `strata: error:` and exits 2."""
 
 
+# What a checkpoint of another dtype than the model's (bfloat16 into float32) takes: the
+# command line has no cast, so its way is weights in float32 (import-hf keeps the source's dtype)
+DTYPE_HINT = ("; in Python pass cast=True (or the model's dtype=) to strata.compile / load_weights; on "
+              "the command line give float32 weights (`strata import-hf DIR -o OUT --dtype float32` writes them)")
+
+
 @dataclass(frozen=True)
 class TensorInfo:
     dtype: str            # safetensors' code: F32, BF16, I64, ...

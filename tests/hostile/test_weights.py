@@ -129,6 +129,8 @@ def test_another_dtype_is_refused_unless_cast(tmp_path, dtype):
         compile(SPEC, weights=path)
     assert f"s.wte.weight is {name}, the model's is float32" in str(e.value)
     assert "cast=True" in str(e.value)
+    # the command line has no --cast (the message named one): float32 weights are its way
+    assert "--cast" not in str(e.value) and "strata import-hf DIR -o OUT --dtype float32" in str(e.value)
     model = compile(SPEC, weights=path, cast=True)
     expected = st.load_file(path)["s.wte.weight"].to(torch.float32)
     assert model.s.wte.weight.dtype == torch.float32

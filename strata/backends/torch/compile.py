@@ -30,7 +30,7 @@ from strata.passes import REGISTRY, PassContext, apply_passes, make_pass
 from strata.passes import report as pass_report
 from strata.passes.weight_transfer import transform
 from strata.resources import check_fits
-from strata.safetensors_file import read_header
+from strata.safetensors_file import DTYPE_HINT, read_header
 
 __all__ = ["compile_graph", "run_kernels"]
 
@@ -84,8 +84,8 @@ def _read(weights, dtype, cast: bool) -> dict:
                                           for k, t in header.items() if t.torch_dtype != want]
     if wrong and not cast:
         raise WeightsError(f"{weights}: {len(wrong)} tensor(s) have another dtype than the model: "
-                           f"{'; '.join(wrong[:4])}{' ...' if len(wrong) > 4 else ''}; pass "
-                           "cast=True (--cast) to convert them, or build the model in that dtype")
+                           f"{'; '.join(wrong[:4])}{' ...' if len(wrong) > 4 else ''}"
+                           f"{DTYPE_HINT}")
     try:
         tensors = load_file(str(Path(weights)))
     except Exception as e:  # SafetensorError: the file changed since its header was checked

@@ -29,7 +29,7 @@ from strata.backends.torch.packed import FORMAT, is_packed, packed_state, read_p
 from strata.backends.torch.spec_names import to_model_names, to_spec_names
 from strata.io import atomic_output
 from strata.passes import PassError
-from strata.safetensors_file import WeightsError, read_header
+from strata.safetensors_file import DTYPE_HINT, WeightsError, read_header
 
 __all__ = ["WeightsError", "WeightsMismatchError", "checkpoint_shapes", "load_weights", "save_weights"]
 
@@ -193,8 +193,8 @@ def load_weights(model: torch.nn.Module, path: str | Path, *, strict: bool = Tru
              for k, t in header.items() if k in dtypes and t.torch_dtype != _name(dtypes[k])]
     if wrong and not cast:
         raise WeightsError(f"{path}: {len(wrong)} tensor(s) have another dtype than the model: "
-                           f"{'; '.join(wrong[:4])}{' ...' if len(wrong) > 4 else ''}; pass "
-                           "cast=True (--cast) to convert them, or build the model in that dtype")
+                           f"{'; '.join(wrong[:4])}{' ...' if len(wrong) > 4 else ''}"
+                           f"{DTYPE_HINT}")
     try:
         tensors = load_file(str(path))
     except Exception as e:  # SafetensorError: the file changed since its header was checked
