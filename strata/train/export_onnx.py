@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from strata.backends.torch.compile import compile_graph
+from strata.compiler.positions import position_limits
 from strata.io import atomic_folder, write_atomic
 from strata.train.export_code import ExportError
 
@@ -120,7 +121,9 @@ def export_onnx(g, weights: Path, tokenizer: Path | None, out: Path, causal: boo
     if len(inputs) != 1:
         raise ExportError(f"model {name}: {len(inputs)} inputs ({', '.join(inputs)}); the ONNX export takes "
                           "one-input models (decoders, encoders), not encoder-decoders yet: export it --to hf")
-    ctx = g.graph.vars.get("ctx")
+    # the positions' own limit (learned, sinusoidal), not a variable that happens to be named ctx:
+    # `position(learned, maxlen)` ran past its table in ONNX Runtime; rotary has none
+    ctx = min((p.ctx for p in position_limits(g)), default=None)
     top = int(ctx) if isinstance(ctx, int) and ctx >= 2 else MAX_SEQ
     batch, seq = torch.export.Dim("batch", max=1024), torch.export.Dim("seq", min=2, max=top)
     ids = torch.zeros(2, min(_example_length(g), top), dtype=torch.long)

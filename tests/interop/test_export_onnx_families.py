@@ -111,3 +111,23 @@ def test_encoder_decoder_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code != 0 and len(err.strip().splitlines()) == 1 and "2 inputs (src, tgt)" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_the_context_is_the_positions_whatever_the_variables_name(tmp_path, capsys):
+    """The export read the positions' length from a variable named `ctx`: with
+    `position(learned, maxlen)` onnx.json said no context, and `generate --runtime onnx`
+    past the 16 rows of its table ended in an internal error (IndexError)."""
+    import json
+
+    from strata.train.tokenizer import CharTokenizer
+
+    spec = _decoder("learned, maxlen").replace("heads = 4", "heads = 4\n  maxlen = 16")
+    _, out = _export(tmp_path, spec)
+    assert json.loads((out / "onnx.json").read_text())["context"] == 16
+    (out / "tokenizer.json").write_text(CharTokenizer.fit(["the quick brown fox"], [], 50).dumps())
+    capsys.readouterr()  # the exporter's warnings
+    assert main(["generate", str(out), "--runtime", "onnx", "--prompt", "the", "--tokens", "20",
+                 "--temperature", "0"]) == 2
+    assert capsys.readouterr().err == "strata: error: 3 prompt + 20 new tokens is more than the model's 16 positions\n"
+    assert main(["generate", str(out), "--runtime", "onnx", "--prompt", "the", "--tokens", "13",
+                 "--temperature", "0"]) == 0
