@@ -197,6 +197,9 @@ def compress(source: Any, out: str | Path, *, weights=None, passes=(), model: st
     from strata.train.calibrate import calibration_input  # lazy: torch
 
     calibration = calibration_input(calibration, tok)
+    calibrated_on = None
+    if calibration is None and source_run is not None and tok is not None:
+        calibration, calibrated_on = _run_calibration(spec, model, passes, source_run, tok, w)
     tune = None
     if finetune is not None:
         from strata.train.recover import finetuner  # lazy: torch
@@ -215,10 +218,33 @@ def compress(source: Any, out: str | Path, *, weights=None, passes=(), model: st
         parse_pass_texts(list(passes), build_file(spec, model=model))  # a pass's mistake before a long eval
         original = _evaluate_original(spec, file, model, w, evaluate, max_batches)
     result = run(spec, file, out, passes=list(passes), model=model, calibration=calibration,
-                 tokenizer=tok, overwrite=overwrite, source_run=source_run, tune=tune, adapters=adapters)
+                 tokenizer=tok, overwrite=overwrite, source_run=source_run, tune=tune, adapters=adapters,
+                 calibrated_on=calibrated_on)
     if evaluate:
         _evaluate_compressed(result, original, file, evaluate, max_batches)
     return result
+
+
+def _run_calibration(spec, model, passes, source_run: dict, tokenizer, w) -> tuple:
+    """(token ids, "calibrated ... on RUN's data (NAME)") when the spec's passes or
+    `passes` read activations and no calibration was given: the data the run
+    trained on, as `--calibration RUN` reads it and as eval and generate
+    calibrate by default; (None, None) when no pass reads activations."""
+    from strata.compiler import build_file  # lazy: startup
+    from strata.passes import calibrated_passes  # lazy: startup
+    from strata.passes.text import parse_pass_texts  # lazy: startup
+    from strata.train.calibrate import run_calibration_ids  # lazy: torch
+    from strata.train.objectives import objective_from_json  # lazy: torch
+
+    g = build_file(spec, model=model)
+    g.graph.passes = list(g.graph.passes) + parse_pass_texts(list(passes), g)
+    needed = calibrated_passes(g)
+    if not needed:
+        return None, None
+    labels = ", ".join(p.label() for p in needed)
+    ids, what = run_calibration_ids(labels, source_run.get("data"), tokenizer, str(w.folder), "--calibration ",
+                                    objective_from_json(source_run["objective"]), source_run.get("path"))
+    return ids, f"calibrated {labels} on {what}"
 
 
 def _compress_source(source, weights, model):

@@ -27,7 +27,7 @@ from strata.passes import calibrated_passes
 from strata.train.recover import calibration_ids, data_calibration_ids
 from strata.train.run_folder import run_data
 
-__all__ = ["MAX_CHARS", "calibrate", "calibration_input"]
+__all__ = ["MAX_CHARS", "calibrate", "calibration_input", "run_calibration_ids"]
 
 MAX_CHARS = MAX_ROWS * MAX_LENGTH * 8  # text read for calibration, at most (as strata compress reads it)
 
@@ -64,10 +64,18 @@ def calibrate(g, *, given=None, data: dict | None = None, tokenizer=None, traine
         ids = calibration_input(given, tokenizer)
         what = "the token ids given" if hasattr(given, "shape") else str(given)
     else:
-        data = data or {}
-        run_data(data, run, f"{labels} calibrates on the data {whose} trained on, and it",
-                 f"give {hint}FILE (text, token ids as .safetensors, a run folder, or builtin)")
-        ids = data_calibration_ids(data, tokenizer, MAX_CHARS, objective, run)
-        what = f"{whose}'s data ({data.get('name') or 'built-in corpus'})"
+        ids, what = run_calibration_ids(labels, data, tokenizer, whose, hint, objective, run)
     rows = load_calibration(ids, g, None, trained)
     return rows, f"calibrated {labels} on {rows.shape[0]} sequences of {what}"
+
+
+def run_calibration_ids(labels: str, data: dict | None, tokenizer, whose: str, hint: str, objective=None,
+                        run=None) -> tuple:
+    """(token ids (1-D), what they are, in words) of the data a run trained on,
+    for the passes `labels` (their spec text, for the message when the data is
+    gone); see calibrate."""
+    data = data or {}
+    run_data(data, run, f"{labels} calibrates on the data {whose} trained on, and it",
+             f"give {hint}FILE (text, token ids as .safetensors, a run folder, or builtin)")
+    ids = data_calibration_ids(data, tokenizer, MAX_CHARS, objective, run)
+    return ids, f"{whose}'s data ({data.get('name') or 'built-in corpus'})"

@@ -25,6 +25,8 @@ import os
 from pathlib import Path
 
 from strata.backends.torch.compile import compile_graph
+from strata.backends.torch.packed import is_packed
+from strata.backends.torch.weights_file import checkpoint_shapes
 from strata.backends.torch.spec_names import to_spec_names
 from strata.backends.torch.model_tensors import model_state
 from strata.compiler import as_graph
@@ -36,6 +38,7 @@ from strata.interop.hf.config import HFImportError
 from strata.interop.hf.family_export import FamilyMatch, architecture, hf_tensors, match_family, rotary_facts
 from strata.interop.hf.checkpoint_reader import check, save
 from strata.io import atomic_folder, is_spec_path, same_file, write_atomic
+from strata.passes import calibrated_passes
 from strata.train.export_code import REMOTE, SOURCE, ExportError, code_files
 from strata.train.export_quantized import SUFFIXES, family_tensors, only_quantize, read_packed_checkpoint
 from strata.train.export_onnx import FILES as ONNX_FILES
@@ -159,6 +162,19 @@ def export_hf(spec: str, weights: Path, tokenizer: Path | None, out: Path, model
     return out, note
 
 
+def _calibrated_first(spec, model, weights: Path, source: Path) -> None:
+    """Float weights under a spec whose passes calibrate (GPTQ, AWQ, SmoothQuant,
+    int8_static, SparseGPT, Wanda ...): what they compute is chosen on data, which
+    `strata compress` does (on the run's data by default) and an export does not
+    redo: refused, naming the command that does."""
+    passes = calibrated_passes(as_graph(spec, model=model))
+    if passes and not is_packed(checkpoint_shapes(weights)):
+        labels = ", ".join(p.label() for p in passes)
+        raise UsageError(f"{source}: its spec's {labels} chooses the weights on calibration data, which "
+                         f"export does not do: compress first (strata compress {source} -o OUT, on the "
+                         "run's data or --calibration), then export OUT")
+
+
 def _check_out(out: Path, names: tuple[str, ...], inputs: list, overwrite: bool) -> None:
     """OUT is never an input's folder (a run's model.safetensors and tokenizer.json
     are names an export writes), and a file of `names` already there is replaced
@@ -206,6 +222,7 @@ def export(source, *, to: str = "hf", out, weights=None, model: str | None = Non
         spec = str(src)
     _check_out(out, ONNX_FILES if to == "onnx" else HF_FILES,
                [src if src.is_dir() else None, w.file, w.tokenizer], overwrite)
+    _calibrated_first(spec, model, w.file, src)
     if to == "onnx":
         _, g = _spec_model(spec, model)
         _weights(g, w.file)

@@ -142,3 +142,24 @@ def test_a_run_on_examples_calibrates_on_their_texts(tmp_path, capsys):
     assert main(["eval", str(run.path), "--max-batches", "1"]) == 0
     assert capsys.readouterr().err.endswith(f"sequences of {run.path}'s data ({data})\n")
     assert main(["compress", str(run.path), "--calibration", str(run.path), "-o", str(tmp_path / "c")]) == 0
+
+
+def test_compress_of_such_a_run_calibrates_on_its_data_and_export_says_to_compress_first(gptq, tmp_path, capsys):
+    """compress without --calibration reads the run's data, exactly what
+    `--calibration RUN` reads (the same tensors), and says so; export
+    of the float run names compress, and exports what compress wrote."""
+    assert main(["compress", str(gptq.path), "-o", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    assert f"calibrated {GPTQ.replace('method=gptq, group_size=32', 'group_size=32, method=gptq')} on " \
+           f"{gptq.path}'s data (" in out
+    assert main(["compress", str(gptq.path), "-o", str(tmp_path / "b"), "--calibration", str(gptq.path)]) == 0
+    assert "calibrated" not in capsys.readouterr().out  # given: nothing chosen for the user
+    from safetensors.torch import load_file
+
+    a, b = (load_file(str(tmp_path / x / "weights.safetensors")) for x in "ab")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert main(["export", str(gptq.path), "--to", "hf", "-o", str(tmp_path / "hf")]) == 2
+    err = capsys.readouterr().err
+    assert f"compress first (strata compress {gptq.path} -o OUT" in err and err.count("\n") == 1
+    assert not (tmp_path / "hf").exists()
+    assert main(["export", str(tmp_path / "a"), "--to", "hf", "-o", str(tmp_path / "hf")]) == 0

@@ -59,6 +59,8 @@ class CompressResult:
     def lines(self) -> list[str]:
         r = self.report
         out = [f"wrote {self.out / f}" for f in FILES + (TOKENIZER,) if (self.out / f).is_file()]
+        if r.get("calibrated_on"):
+            out.append(f"  {r['calibrated_on']}")
         for p in r["passes"]:
             out.append(f"  {p['report']}")
             layers = p.get("auto", {}).get("layers", {})  # quantize(auto): each linear's choice
@@ -177,7 +179,8 @@ def _ids(g):
 
 def compress(spec: str | Path, weights: str | Path, out: str | Path, *, passes: list[str] = (),
              model: str | None = None, calibration=None, tokenizer=None, overwrite: bool = False,
-             source_run: dict | None = None, adapters: str = "merge", tune=None) -> CompressResult:
+             source_run: dict | None = None, adapters: str = "merge", tune=None,
+             calibrated_on: str | None = None) -> CompressResult:
     """Run the spec's passes and `passes` on `weights` (a .safetensors file); write
     OUT (see the module docstring).  tokenizer: the tokenizer.json of the run the
     weights came from (read calibration text with it; copied into OUT);
@@ -187,7 +190,8 @@ def compress(spec: str | Path, weights: str | Path, out: str | Path, *, passes: 
     lora_b stored apart, the lora pass written in the new spec);
     tune(student, teacher, g0, g) -> dict: trains the compressed model (float
     weights, in place) before it is written (strata.train.recover), its
-    figures kept as report.json's "finetune"."""
+    figures kept as report.json's "finetune"; calibrated_on: where `calibration`
+    came from, in words, when the caller chose it (report.json's "calibrated_on")."""
     if adapters not in ("merge", "keep"):
         raise UsageError(f"adapters={adapters!r}: merge (into the weights) or keep (as adapters)")
     from safetensors.torch import load_file  # lazy: torch
@@ -237,6 +241,8 @@ def compress(spec: str | Path, weights: str | Path, out: str | Path, *, passes: 
         if tokenizer is not None:
             write_atomic(tmp / TOKENIZER, read_regular(tokenizer, 256 << 20, "tokenizer"))
         rep["source_run"] = source_run
+        if calibrated_on is not None:
+            rep["calibrated_on"] = calibrated_on
         rep["tokenizer"] = TOKENIZER if tokenizer is not None else None
         write_atomic(tmp / "report.json", json.dumps(rep, indent=2) + "\n")
     return CompressResult(out, rep)
