@@ -27,14 +27,26 @@ __all__ = ["Run", "open_source", "is_run", "RUN_JSON", "TOKENIZER", "METRICS", "
 
 
 class Run(RunFolder):
-    """A training run on disk (and, right after `strata.train`, its model in memory).
-    A spec whose passes read activations (GPTQ, AWQ, SmoothQuant, int8_static,
-    Wanda, SparseGPT, ...) compiles calibrated on `calibration` when set (what
-    `--calibration` takes), else on the data the run trained on
-    (strata.train.calibrate); `calibrated` then says on what."""
+    """A training run on disk, whose model (`model`, what `generate` and `evaluate`
+    run) is compiled from it once, as `strata generate` / `strata eval` compile it:
+    the final float weights, then the spec's passes — also for the Run that
+    `strata.train` returns.  A spec whose passes read activations (GPTQ, AWQ,
+    SmoothQuant, int8_static, Wanda, SparseGPT, ...) compiles calibrated on
+    `calibration` when set (what `--calibration` takes), else on the data the run
+    trained on (strata.train.calibrate); `calibrated` then says on what."""
 
-    calibration = None              # token ids, a text file, a run folder or "builtin"
+    _calibration = None             # token ids, a text file, a run folder or "builtin"
     calibrated: str | None = None   # "calibrated ... on 128 sequences of RUN's data"
+
+    @property
+    def calibration(self):
+        return self._calibration
+
+    @calibration.setter
+    def calibration(self, value) -> None:
+        """Other calibration data makes other weights: the models compiled so far go."""
+        self._calibration = value
+        self._compiled.clear()
 
     def calibration_for(self, g):
         given = self.calibration

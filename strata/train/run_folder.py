@@ -26,7 +26,6 @@ written before model.arch (run.json's "spec" alone, absolute) loads as then.
 from __future__ import annotations
 
 import os
-from functools import cached_property
 from pathlib import Path
 
 from strata.compiler import as_graph
@@ -87,17 +86,18 @@ def run_relative(path: str | Path, run: str | Path) -> str:
 
 
 class RunFolder:
-    """A training run on disk (and, right after `strata.train`, its model in memory):
-    what it did and its model; `strata.train.run.Run` adds what uses it (generate, evaluate)."""
+    """A training run on disk: what it did and its model; `strata.train.run.Run` adds
+    what uses it (generate, evaluate)."""
 
-    def __init__(self, path: str | Path, info: dict, model=None, tokenizer=None,
+    def __init__(self, path: str | Path, info: dict, tokenizer=None,
                  weights_file: Path | None = None, tokenizer_file: Path | None = None):
         """weights_file / tokenizer_file: for what is not a run folder (a compress
         output, a spec with weights; see strata.train.sources): its one set of
         weights and the tokenizer they came with."""
         self.path, self.info = Path(path), info
-        self._model, self._tokenizer = model, tokenizer
+        self._tokenizer = tokenizer
         self.weights_file, self.tokenizer_file = weights_file, tokenizer_file
+        self._compiled: dict[tuple[str, str], object] = {}  # (which, device) -> the model, compiled once
 
     @classmethod
     def open(cls, path: str | Path) -> "RunFolder":
@@ -204,7 +204,8 @@ class RunFolder:
         return self._tokenizer
 
     def load_model(self, which: str = "final", device: str = "cpu"):
-        """The trained model (eval mode), compiled from the run's spec."""
+        """The trained model (eval mode), compiled anew from the run's spec: its
+        float weights, then the spec's passes (calibrated where they read activations)."""
         spec = self.spec_source()
         g = as_graph(spec, model=self.info.get("model"))
         try:  # the float weights go in first; the spec's passes (quantization) then run on them
@@ -235,6 +236,17 @@ class RunFolder:
             raise UsageError(f"{self.path / TOKENIZER}: lacks {', '.join(missing)}, which "
                              f"{self.objective.name} needs")
 
-    @cached_property
+    def compiled(self, which: str = "final", device: str = "cpu"):
+        """`load_model(which, device)`, compiled once and kept: what `generate` and
+        `evaluate` run, so every call reads the one model (calibrated once)."""
+        key = (which, str(device))
+        if key not in self._compiled:
+            self._compiled[key] = self.load_model(which, device)
+        return self._compiled[key]
+
+    @property
     def model(self):
-        return (self._model.eval() if self._model is not None else self.load_model())
+        """The final weights as the spec compiles them (`strata generate` / `strata eval`'s
+        model): for a run `strata.train` just returned too, not the float model it trained,
+        which lacks the spec's quantization, pruning and factoring."""
+        return self.compiled()

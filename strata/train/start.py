@@ -508,7 +508,7 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
         if not fsdp:
             finish_training(net)
         d.barrier()
-        return Run(p.out, info, model=None if fsdp else net, tokenizer=tok)
+        return Run(p.out, info, tokenizer=tok)  # its model compiled from disk, as `strata generate` compiles it
     finally:
         if lock is not None:
             lock.release()

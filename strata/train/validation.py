@@ -73,7 +73,7 @@ def evaluate_run(run, data: str | None = None, *, which: str = "final", device: 
     if max_batches is not None and max_batches < 1:
         raise UsageError(f"--max-batches should be at least 1 (got {max_batches})")
     obj = run.objective
-    model = run.load_model(which, device=device)
+    model = run.compiled(which, device)
     own = data is None
     if own:
         data = run_data(run.info["data"], run.path, f"{run.path}: its data", "give --data")

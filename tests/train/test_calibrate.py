@@ -60,6 +60,18 @@ def test_the_default_is_what_compile_and_compress_calibrate_on(gptq, tmp_path):
     assert not torch.equal(default, other)
 
 
+def test_the_run_train_returns_is_calibrated_as_the_commands_calibrate(gptq, capsys):
+    """`strata.train`'s Run generates with the GPTQ model calibrated on its data, as
+    `strata generate RUN` does, not with the float model it trained."""
+    x = torch.randint(0, 60, (2, 12))
+    with torch.no_grad():
+        assert torch.equal(gptq.model(x), strata.open_model(gptq.path).model(x))
+    assert gptq.calibrated.startswith("calibrated quantize(int4_weight") and str(gptq.path) in gptq.calibrated
+    greedy = gptq.generate("the ", tokens=10, temperature=0)
+    assert main(["generate", str(gptq.path), "--prompt", "the ", "--tokens", "10", "--temperature", "0", "-q"]) == 0
+    assert capsys.readouterr().out == greedy + "\n"
+
+
 def test_calibration_overrides_the_runs_data(gptq, tmp_path, capsys):
     other = write(tmp_path / "o.txt", text(800, seed=9))
     assert main(["eval", str(gptq.path), "--calibration", str(other), "--json"]) == 0
