@@ -114,8 +114,9 @@ def _cmd_generate(args) -> int:
                                teacher_weights=args.teacher_weights)
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
     if not args.quiet:  # the numbers on stderr: stdout stays the text
-        if source.calibrated:
-            print(f"strata: {source.calibrated}", file=sys.stderr)
+        for line in (source.calibrated, *source.also_calibrated):  # the draft's or teacher's too
+            if line:
+                print(f"strata: {line}", file=sys.stderr)
         print(f"strata: {stats.line()}", file=sys.stderr)
     return EXIT_OK
 

@@ -37,6 +37,9 @@ class Run(RunFolder):
 
     _calibration = None             # token ids, a text file, a run folder or "builtin"
     calibrated: str | None = None   # "calibrated ... on 128 sequences of RUN's data"
+    # the same for the other model of speculative decoding (the draft, the distill teacher):
+    # ("the draft: calibrated ... on 128 sequences of DRAFT_RUN's data",)
+    also_calibrated: tuple[str, ...] = ()
 
     @property
     def calibration(self):
@@ -77,8 +80,16 @@ class Run(RunFolder):
 
 def _pair(run, draft, speculate, teacher_weights=None):
     """speculative_pair with the draft opened as any source is: a run folder or a
-    compress output (a quantized student drafts as well as its run does)."""
-    return speculative_pair(run, None if draft is None else open_source(draft), speculate, teacher_weights)
+    compress output (a quantized student drafts as well as its run does); what the
+    other model calibrated on (its own run's data) goes to `run.also_calibrated`."""
+    other = None if draft is None else open_source(draft)
+    target, drafter = speculative_pair(run, other, speculate, teacher_weights)
+    if other is not None:
+        note = other.calibrated and f"the draft: {other.calibrated}"
+    else:
+        note = getattr(target, "strata_calibrated", None) and f"the teacher: {target.strata_calibrated}"
+    run.also_calibrated = (note,) if note else ()
+    return target, drafter
 
 
 def open_source(path: str | Path, weights: str | Path | None = None, model: str | None = None,

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from strata.errors import UsageError
 from strata.train.limits import model_limits
-from strata.train.objectives.distillation import load_teacher
 from strata.train.run_folder import RunFolder
+from strata.train.teacher import load_teacher
 from strata.train.tokenizer import load_tokenizer
 
 __all__ = ["speculative_pair"]

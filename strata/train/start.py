@@ -44,7 +44,7 @@ from strata.train.loop import Loop
 from strata.train.metrics import MetricsLog, Progress, plot_losses
 from strata.train.models import checkpoint_shapes, compile_model, float_state, load_fitting, load_weights
 from strata.train.objectives import Loss, choose_objective
-from strata.train.objectives.distillation import DistillLoss, load_teacher
+from strata.train.objectives.distillation import DistillLoss
 from strata.train.optim import make_optimizer
 from strata.train.records import RunInfo, read_run_json
 from strata.train.run import CACHE, FINAL, METRICS, PLOT, RUN_JSON, TOKENIZER, Run
@@ -52,6 +52,7 @@ from strata.train.run_folder import SPEC, run_data, run_relative
 from strata.train.settings import resolve_settings
 from strata.train.sources import COMPRESSED_SPEC, COMPRESSED_WEIGHTS, is_compressed, resolve_weights
 from strata.train.state import TrainState
+from strata.train.teacher import load_teacher
 from strata.train.tokenizer import UnseenCharacters, fit_tokenizer, load_tokenizer, tokenizer_from_json
 
 __all__ = ["AlreadyPast", "train"]
@@ -330,7 +331,8 @@ def _model(p: _Plan, device: str, teacher_weights, d: Dist, progress: bool):
     teacher = load_teacher(net.strata_graph, p.obj, device, teacher_weights, spec_graph=p.g)
     t = teacher[0]
     _say(d, progress, f"distill: teacher {t.strata_graph.graph['name']} "
-         f"({t.strata_graph.graph['parameters']:,} parameters), weights {t.strata_weights}")
+         f"({t.strata_graph.graph['parameters']:,} parameters), weights {t.strata_weights}"
+         + (f"; {t.strata_calibrated}" if t.strata_calibrated else ""))
     return g_run, net, teacher
 
 

@@ -4,26 +4,21 @@ pass trains this (student) model against a teacher's logits:
     loss = a * KL(softmax(teacher / T) || softmax(student / T)) * T^2  +  (1 - a) * task loss
 
 over the vocabulary (or the classes) at every position the task predicts.  The
-teacher is compiled from its own spec, loaded with its weights, frozen and
-kept in eval mode.
+teacher (strata.train.teacher) is compiled from its own spec with its weights,
+frozen and kept in eval mode.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from strata.compiler.paths import located
-from strata.errors import Diagnostic, SpecError, UsageError
-from strata.train.models import compile_model, load_weights
-from strata.train.objectives import Loss, choose_objective
+from strata.errors import UsageError
+from strata.train.objectives import Loss
 from strata.train.objectives.objective import IGNORE
-from strata.train.settings import spec_file
-from strata.train.sources import resolve_weights
 
-__all__ = ["DistillLoss", "kd_sum", "load_teacher"]
+__all__ = ["DistillLoss", "kd_sum"]
 
 
 def kd_sum(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -32,47 +27,6 @@ def kd_sum(student: torch.Tensor, teacher: torch.Tensor, temperature: float) -> 
     s = F.log_softmax(student.float() / temperature, dim=-1)
     t = F.log_softmax(teacher.float() / temperature, dim=-1)
     return F.kl_div(s, t, log_target=True, reduction="sum") * temperature ** 2
-
-
-def _pass_span(g):
-    return next((p.get("span") for p in g.graph.get("passes", []) if p["name"] == "distill"), None)
-
-
-def load_teacher(g, objective, device: str, weights: str | None = None, spec_graph=None):
-    """(teacher nn.Module, its Loss, the tokenizer.json of the run it came from or
-    None).  g: the student's IR after passes; `weights` (from the command line)
-    wins over the pass's `weights=`; spec_graph (before passes) locates errors."""
-    info = g.graph.distill
-    here = spec_file(g)
-    teacher = info["teacher"]
-    if teacher.endswith((".arch", ".yaml", ".yml")):
-        source, model_name = str(located(teacher, g)), None
-    elif here is not None:
-        source, model_name = str(here), teacher
-    else:
-        raise UsageError(f"distill: teacher '{teacher}' is a model of the spec file, but the spec "
-                         "was given as text; give it as a file")
-    if weights is None and info.get("weights"):
-        weights = str(located(info["weights"], g))
-    if weights is None:
-        span = _pass_span(spec_graph if spec_graph is not None else g)
-        sources = {}
-        if span is not None and Path(span.file).is_file():
-            sources[span.file] = Path(span.file).read_text()
-        raise SpecError([Diagnostic(
-            f"distill: the teacher ({teacher}) has no weights, and an untrained teacher has "
-            "nothing to teach", span,
-            "train the teacher first, then give distill(..., weights=\"RUN_DIR\") or "
-            "--teacher-weights RUN_DIR")], sources)
-    w = resolve_weights(weights)
-    file, tokenizer = w.file, w.tokenizer
-    net = compile_model(source, model=model_name, device=device)
-    load_weights(net, file)
-    net.eval()
-    net.requires_grad_(False)
-    net.strata_weights = file
-    t_obj = choose_objective(net.strata_graph, objective.name)
-    return net, Loss(t_obj, net), tokenizer
 
 
 class DistillLoss:
