@@ -28,6 +28,7 @@ from strata.dsl import YAML_SUFFIXES, read_source
 from strata.dsl.registry import PASSES, TRAIN_CALLS, TrainConfig
 from strata.lsp.index import Index, Name
 from strata.lsp.items import Item
+from strata.lsp.refused import refused, scalar
 from strata.lsp.yaml_complete import complete as complete_yaml
 
 # Statement words a body accepts besides components and blocks.
@@ -206,7 +207,10 @@ class Document:
                     n = slot.count(",")
                     if "=" not in slot and n < len(table[name].positional):
                         positional = _values(opts, table[name].positional[n])
-                return positional + _options(opts) + self._variables(line)
+                written = _written(self.text[where.opened + 1:self.offset(line, col)], table[name].positional)
+                left_out = set(written) | refused(opts, written)  # what the checker would refuse beside them
+                return positional + [i for i in _options(opts) if i.label.rstrip("=") not in left_out] \
+                    + self._variables(line)
             if where.section == "train" and name in TRAIN_CALLS:
                 return _options(TRAIN_CALLS[name])
             return self._variables(line)
@@ -275,12 +279,13 @@ def _no_gc():
 class _Where:
     section: str              # top | model | body | passes | train
     call: str | None = None   # the component / pass / call whose parentheses hold the cursor
+    opened: int = -1          # the offset of that call's `(`
 
 
 def _context(text: str, offset: int) -> _Where:
     """The section and open call at `offset`, from the brackets before it
     (strings and comments skipped), so it works while the file does not parse."""
-    opened: list[tuple[str, str]] = []  # (bracket, the word before it)
+    opened: list[tuple[str, str, int]] = []  # (bracket, the word before it, its offset)
     i, n = 0, min(offset, len(text))
     word_before = ""
     words: list[str] = []
@@ -304,7 +309,7 @@ def _context(text: str, offset: int) -> _Where:
             continue
         if ch in "({":
             head = word_before if ch == "(" else _section_word(words)
-            opened.append((ch, head))
+            opened.append((ch, head, i))
             words = []
         elif ch in ")}" and opened:
             opened.pop()
@@ -312,7 +317,7 @@ def _context(text: str, offset: int) -> _Where:
         elif not ch.isspace():
             word_before = ""
         i += 1
-    braces = [h for b, h in opened if b == "{"]
+    braces = [h for b, h, _ in opened if b == "{"]
     section = "top"
     if braces:
         first = braces[0]
@@ -322,7 +327,33 @@ def _context(text: str, offset: int) -> _Where:
     call = opened[-1][1] if opened and opened[-1][0] == "(" else None
     if call in ("repeat",):
         call = None
-    return _Where(section, call)
+    return _Where(section, call, opened[-1][2] if call is not None else -1)
+
+
+def _written(args: str, positional) -> dict:
+    """{option: value} of a call's arguments before the cursor (`args`: the text
+    from its `(`), each finished by a comma; positional ones named by `positional`."""
+    pieces, depth, quote, start = [], 0, None, 0
+    for i, ch in enumerate(args):
+        if quote:
+            quote = None if ch == quote else quote
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            pieces.append(args[start:i])
+            start = i + 1
+    out: dict = {}
+    for n, piece in enumerate(pieces):
+        m = re.fullmatch(r"\s*([A-Za-z_]\w*)\s*=(?!=)(.*)", piece, re.S)
+        if m:
+            out[m.group(1)] = scalar(m.group(2))
+        elif n < len(positional) and not any("=" in p for p in pieces[:n]):
+            out[positional[n]] = scalar(piece)
+    return out
 
 
 def _section_word(words: list[str]) -> str:

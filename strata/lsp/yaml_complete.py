@@ -21,6 +21,7 @@ from functools import lru_cache
 from strata.dsl.registry import COMPONENTS, PASSES
 from strata.dsl.schema import yaml_json_schema
 from strata.lsp.items import Item
+from strata.lsp.refused import refused, scalar
 
 _KEY = re.compile(r"""^\s*(?:-\s+)*(?P<key>[A-Za-z_][\w.-]*|"[^"]*"|'[^']*')\s*:(?:\s|$)""")
 
@@ -30,6 +31,7 @@ class Place:
     path: list[str]                 # keys from the top; "[]" is a list item
     present: set[str] = field(default_factory=set)  # keys already in the mapping at the cursor
     value_of: str | None = None     # completing the value of this key (else a key)
+    written: dict[str, str] = field(default_factory=dict)  # those keys' values, as written on their line
 
 
 @lru_cache(maxsize=1)
@@ -57,7 +59,24 @@ def complete(text: str, line: int, col: int) -> list[Item]:
             values += _child(nodes, table[key].positional[0])
         return [Item(str(v).lower() if isinstance(v, bool) else str(v), "value", key)
                 for v in _dedupe(w for n in values for w in _enum(n))]
-    return _keys(nodes, place.present)
+    return [i for i in _keys(nodes, place.present) if i.label not in _refused(place)]
+
+
+def _refused(place: Place) -> set[str]:
+    """The options of the pass or component of the mapping at the cursor that the
+    checker refuses beside those written (`quantize: int8_dynamic` leaves out
+    group_size, strata.lsp.refused asking the options model; and scheme, which
+    that wrote already)."""
+    table = PASSES if "passes" in place.path else COMPONENTS
+    name = next((k for k in place.written if k in table), None)
+    if name is None:
+        return set()
+    spec = table[name]
+    written = {k: scalar(v) for k, v in place.written.items() if k in spec.options.model_fields and v}
+    head = place.written[name]
+    if spec.positional and head and not head.startswith(("[", "{")) and head not in ("null", "~"):
+        written.setdefault(spec.positional[0], scalar(head))
+    return set(written) | refused(spec.options, written)  # the positional one too: given twice
 
 
 # ------------------------------------------------------------------ where the cursor is
@@ -92,9 +111,10 @@ def _block_path(lines: list[str], line: int, indent: int) -> list[str]:
     return path
 
 
-def _siblings(lines: list[str], line: int, indent: int) -> set[str]:
-    """Keys written at `indent` in the block mapping around `line`."""
-    out = set()
+def _siblings(lines: list[str], line: int, indent: int) -> dict[str, str]:
+    """Keys written at `indent` in the block mapping around `line`, each with the
+    value written after it on its line ("" for none)."""
+    out = {}
     for step in (-1, 1):
         ln = line + step
         while 0 <= ln < len(lines):
@@ -107,7 +127,7 @@ def _siblings(lines: list[str], line: int, indent: int) -> set[str]:
                     break
                 m = _KEY.match(s)
                 if m and ind + len(re.match(r"(-\s+)*", head).group()) == indent:
-                    out.add(_unquote(m.group("key")))
+                    out[_unquote(m.group("key"))] = re.sub(r"\s+#.*$", "", s[m.end():]).strip()
                     if head.startswith("-") and step < 0:
                         break  # the first line of our list item
             ln += step
@@ -122,14 +142,15 @@ def locate(lines: list[str], line: int, col: int) -> Place | None:
     content = ind + len(dashes)
     path = _block_path(lines, line, ind) + ["[]"] * dashes.count("-")
     rest = head[len(dashes):]
-    present = _siblings(lines, line, content) if not dashes or rest else set()
+    written = _siblings(lines, line, content) if not dashes or rest else {}
+    present = set(written)
     if re.search(r"[{\[]", rest):  # a flow collection on this line
         return _flow(path, rest)
     m = re.match(r"""([A-Za-z_][\w.-]*|"[^"]*"|'[^']*')\s*:\s+(\S*)$""", rest)
     if m:
-        return Place(path, present, _unquote(m.group(1)))
+        return Place(path, present, _unquote(m.group(1)), written)
     if re.fullmatch(r"[\w.-]*", rest):
-        return Place(path, present - {rest})
+        return Place(path, present - {rest}, written={k: v for k, v in written.items() if k != rest})
     return None
 
 
@@ -153,7 +174,7 @@ def _flow(path: list[str], text: str) -> Place | None:
                 path.append(top["key"] if top["kind"] == "{" else "[]")
             elif outer is not None:
                 path.append(outer)
-            frames.append({"kind": ch, "keys": set(), "key": None})
+            frames.append({"kind": ch, "keys": set(), "key": None, "values": {}})
             token = ""
         elif ch in "}]":
             if frames:
@@ -171,6 +192,8 @@ def _flow(path: list[str], text: str) -> Place | None:
             token = ""
         elif ch == ",":
             if frames and frames[-1]["kind"] == "{":
+                if frames[-1]["key"] is not None:
+                    frames[-1]["values"][frames[-1]["key"]] = token.strip()
                 frames[-1]["key"] = None
             token = ""
         else:
@@ -183,7 +206,7 @@ def _flow(path: list[str], text: str) -> Place | None:
         return Place(path + ["[]"], set())
     if top["key"] is not None:
         return Place(path, top["keys"] - {top["key"]}, top["key"])
-    return Place(path, top["keys"])
+    return Place(path, top["keys"], written={k: top["values"].get(k, "") for k in top["keys"]})
 
 
 def _unquote(s: str) -> str:

@@ -33,6 +33,28 @@ def test_completion_by_context():
         GPT2 + "passes {\n  quantize(scheme=\n}\n", "g.arch").completion(26, 18)}
 
 
+def test_completion_leaves_out_the_options_the_checker_refuses_beside_those_written():
+    """quantize(int8_dynamic, ...) is not offered group_size: the checker refuses it
+    there (one scale per row), and completion asks the checker's options model."""
+    import pytest
+
+    import strata
+    from strata.errors import SpecError
+
+    def offered(call: str) -> set[str]:
+        doc = Document.of(GPT2 + f"passes {{\n  {call}\n}}\n", "g.arch")
+        return {i.label for i in doc.completion(26, 2 + len(call))}
+
+    for scheme in ("int8_dynamic", "int8_static", "int8_weight", "fp8"):
+        got = offered(f"quantize({scheme}, ")
+        assert {"on=", "qat="} <= got and not {"group_size=", "strict=", "scheme="} & got, sorted(got)
+        with pytest.raises(SpecError, match="group_size"):  # what the checker says of it
+            strata.check(GPT2 + f"passes {{ quantize({scheme}, group_size=64) }}\n")
+    got = offered('quantize(int4_weight, on="mlp", ')
+    assert {"group_size=", "strict=", "method="} <= got and not {"on=", "bits="} & got, sorted(got)
+    assert "group_size=" in offered("quantize(")  # no scheme yet: nothing to refuse it beside
+
+
 def test_context_survives_a_file_that_does_not_parse():
     text = 'model m {\n  stack s(t) {\n    mlp(4 * d, act="x(", '
     where = _context(text, len(text))

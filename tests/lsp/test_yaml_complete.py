@@ -23,7 +23,11 @@ CASES = [  # text (the cursor at its end), some labels offered, labels not offer
     (BODY + "          - {repeat: depth, ", {"body", "index", "as"}, {"repeat"}),
     ("passes:\n  - ", {"quantize", "fuse_qkv", "prune"}, set()),
     ("passes:\n  - {quantize: ", {"int8_dynamic", "int4_weight"}, set()),
-    ("passes:\n  - {quantize: int8_dynamic, ", {"on", "group_size"}, {"quantize"}),
+    # what the checker refuses beside the scheme written is not offered (int8 takes no groups)
+    ("passes:\n  - {quantize: int8_dynamic, ", {"on", "smooth", "method"}, {"quantize", "scheme", "group_size", "strict"}),
+    ("passes:\n  - {quantize: int4_weight, on: mlp, ", {"group_size", "strict"}, {"quantize", "on", "bits"}),
+    ("passes:\n  - quantize: fp8  # per tensor\n    on: mlp\n    ", {"qat"}, {"group_size", "on"}),
+    ("passes:\n  - {quantize: null, scheme: int8_weight, ", {"on"}, {"group_size", "scheme"}),
     ("train:\n  steps: 3\n  ", {"batch", "optimizer"}, {"steps"}),
 ]
 
