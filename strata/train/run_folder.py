@@ -90,12 +90,14 @@ class RunFolder:
     what uses it (generate, evaluate)."""
 
     def __init__(self, path: str | Path, info: dict, tokenizer=None,
-                 weights_file: Path | None = None, tokenizer_file: Path | None = None):
+                 weights_file: Path | None = None, tokenizer_file: Path | None = None, trained=None):
         """weights_file / tokenizer_file: for what is not a run folder (a compress
         output, a spec with weights; see strata.train.sources): its one set of
-        weights and the tokenizer they came with."""
+        weights and the tokenizer they came with.  trained: the module that trained,
+        as training left it (`strata.train` gives it; what it trained: LoRA's adapters
+        apart, float where the spec quantizes), not the model the run compiles to."""
         self.path, self.info = Path(path), info
-        self._tokenizer = tokenizer
+        self._tokenizer, self.trained = tokenizer, trained
         self.weights_file, self.tokenizer_file = weights_file, tokenizer_file
         self._compiled: dict[tuple[str, str], object] = {}  # (which, device) -> the model, compiled once
 

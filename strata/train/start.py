@@ -510,7 +510,8 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
         if not fsdp:
             finish_training(net)
         d.barrier()
-        return Run(p.out, info, tokenizer=tok)  # its model compiled from disk, as `strata generate` compiles it
+        # its `model` compiled from the run folder, as `strata generate` compiles it; the net that trained apart
+        return Run(p.out, info, tokenizer=tok, trained=None if fsdp else net)
     finally:
         if lock is not None:
             lock.release()

@@ -26,7 +26,7 @@ def test_lora_trains_only_the_adapters(tmp_path, capsys):
     start = {k: v.clone() for k, v in compile(spec, passes=[]).state_dict().items()}
     run = strata.train(spec, data=str(data), out=tmp_path / "r", steps=8, eval_every=4)
     assert "lora: only the adapters train" in capsys.readouterr().err
-    net = run.model
+    net = run.trained  # the module that trained (run.model is the run compiled: adapters merged)
     trained = {n for n, p in net.named_parameters() if p.requires_grad}
     assert trained and all(".lora_" in n for n in trained)
     assert any(float(p.detach().abs().sum()) > 0 for n, p in net.named_parameters() if n.endswith("lora_b"))
@@ -55,7 +55,9 @@ def test_a_quantizing_spec_trains_in_float(tmp_path):
     run = strata.train(spec, data=str(write(tmp_path / "a.txt", text())), out=tmp_path / "r", steps=4,
                        eval_every=4, progress=False)
     assert run.val_loss is not None
-    assert type(run.model.decoder.h[0].mlp.up.weight) is torch.nn.Parameter
+    assert type(run.trained.decoder.h[0].mlp.up.weight) is torch.nn.Parameter
+    # what it generates with is the spec as compiled: int8 weights (strata generate's model)
+    assert type(run.model.decoder.h[0].mlp.up.weight) is not torch.nn.Parameter
 
 
 def test_compress_calibrates_on_text_with_the_runs_tokenizer(tmp_path):
