@@ -70,6 +70,7 @@ class Run(RunFolder):
         options: compile=True (the one-token step compiled), draft="RUN" or speculate=True
         (speculative decoding; teacher_weights= the teacher's instead of the run's), k (draft tokens a round, to start), stats (a GenerationStats
         to fill); see strata.train.generate.generate_text."""
+        self.also_calibrated = ()  # a draft or teacher of this call's says its own (_pair)
         return generate_text(self, prompt, tokens, temperature, top_k, seed, pair=_pair, **options)
 
     def evaluate(self, data: str | None = None, **kw) -> dict:
