@@ -4,6 +4,7 @@ extra `strata[lsp]`: pygls and lsprotocol).
     features.py  hover, completion, definitions: plain data over the checker's analysis
     index.py     where each name of a file is defined and used
     yaml_complete.py  completion in YAML files, from the strict JSON Schema
+    refused.py   the options completion leaves out: those the checker refuses beside the written ones
     items.py     a completion item
     workspace.py the workspace's spec files, read within bounds (workspace symbols)
     server.py    the LSP wiring (pygls): diagnostics, hover, completion, definition,
