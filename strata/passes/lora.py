@@ -46,6 +46,7 @@ class LoRA(Pass):
     name = "lora"
     options = LoRAOptions
     positional = ("rank",)
+    adds_adapters = True
 
     @property
     def alpha(self) -> float:

@@ -190,6 +190,10 @@ class Pass(ABC):
     # The pass changes weight values (masks), not only names and shapes: a model
     # compiled without weights gets the spec's initial weights sent through it.
     acts_on_values: ClassVar[bool] = False
+    # The pass adds adapters beside the weights (LoRA): weights saved with them merged
+    # hold no adapters apart, so a compress that merges them leaves the pass out when
+    # other passes run (strata.backends.torch.workflows.compress).
+    adds_adapters: ClassVar[bool] = False
     # Keys it adds to nodes' attrs, with their meaning, where the IR's own
     # declarations (strata/compiler/ir_types.py ATTRS) do not hold them yet.
     marks: ClassVar[dict[str, str]] = {}

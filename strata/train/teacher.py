@@ -16,6 +16,7 @@ method=gptq) }) and a student whose spec says `distill("teacher.arch", weights="
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from strata.backends.torch.workflows.calibration import trained_context
@@ -91,5 +92,5 @@ def _calibration(tg, w):
                          "folder as its weights (distill(..., weights=\"RUN_DIR\") or --teacher-weights RUN_DIR)")
     folder = w.folder if w.folder is not None and is_run(w.folder) else run.get("path")
     return calibrate(tg, data=run["data"], tokenizer=w.tokenizer, trained=trained_context(run),
-                     whose=str(w.folder), objective=objective_from_json(run["objective"]), run=folder,
+                     whose=os.path.normpath(w.folder), objective=objective_from_json(run["objective"]), run=folder,
                      remedy="put it back: the teacher's passes calibrate on it")

@@ -161,11 +161,11 @@ def _merged_lora(g0, adapters: str) -> list[str]:
     them merged; a kept one is merged on reading), so a lora pass would add zero adapters,
     and those stood in the way of the passes after it: quantize refused the linears that
     carry them, fuse_qkv and prune passed them over, low_rank's factors did not load."""
-    passes = g0.graph.passes
-    if adapters != "merge" or all(p["name"] == "lora" for p in passes):
+    passes = [(p, make_pass(p["name"], p["options"])) for p in g0.graph.passes]
+    if adapters != "merge" or all(made.adds_adapters for _, made in passes):
         return []
-    g0.graph.passes = [p for p in passes if p["name"] != "lora"]
-    return [make_pass(p["name"], p["options"]).label() for p in passes if p["name"] == "lora"]
+    g0.graph.passes = [p for p, made in passes if not made.adds_adapters]
+    return [made.label() for _, made in passes if made.adds_adapters]
 
 
 def _ids(g):
