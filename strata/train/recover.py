@@ -48,7 +48,7 @@ from strata.train.objectives.distillation import kd_sum
 from strata.train.recover_loop import distill_steps
 from strata.train.recover_seq2seq import seq2seq_tune
 from strata.train.run_folder import RunFolder, is_run, run_data
-from strata.train.tokenizer import load_tokenizer
+from strata.train.tokenizer import UnseenCharacters, load_tokenizer
 
 __all__ = ["calibration_ids", "data_calibration_ids", "finetuner"]
 
@@ -95,7 +95,10 @@ def calibration_ids(src, tokenizer, max_chars: int) -> torch.Tensor:
         text = read_spread(src, max_chars, PIECES, "calibration file")  # bounded before it is tokenized
         if not text.strip():
             raise UsageError(f"{src}: no text to calibrate on")
-        return torch.as_tensor(load_tokenizer(tokenizer).encode(text), dtype=torch.long)
+        try:
+            return torch.as_tensor(load_tokenizer(tokenizer).encode(text), dtype=torch.long)
+        except UnseenCharacters as e:
+            raise e.within(str(src), "give --calibration text in the characters the model trained on") from None
     if tokenizer is None:
         raise UsageError(f"--calibration {src}: text is read with the tokenizer the model was trained "
                          "with: give --tokenizer RUN/tokenizer.json")

@@ -37,6 +37,26 @@ def test_calibrated_finetuned_and_evaluated_from_a_run(tmp_path, monkeypatch, ca
     assert report["passes"][0]["density"]
 
 
+def test_calibration_text_in_characters_the_tokenizer_never_saw_is_named(tmp_path):
+    """--calibration text with characters the run's char tokenizer has no id for said
+    only 'the text has characters the tokenizer never saw', not which file."""
+    import pytest
+
+    from strata.errors import UsageError
+    from strata.train.recover import calibration_ids
+    from strata.train.tokenizer import CharTokenizer
+
+    tok = tmp_path / "tokenizer.json"
+    tok.write_text(CharTokenizer.fit(["abc "], [], 64).dumps())
+    f = tmp_path / "calib.txt"
+    f.write_text("abc abd\n")
+    with pytest.raises(UsageError) as e:
+        calibration_ids(f, tok, max_chars=1000)
+    assert str(e.value) == (f"{f} has characters the tokenizer never saw: '\\n' 'd' (a char tokenizer of 4 ids, "
+                            "one per character of the text it was fitted on): give --calibration text in the "
+                            "characters the model trained on")
+
+
 def test_calibration_text_is_sampled_from_start_to_end(tmp_path):
     """A text longer than asked for is read in pieces spread over all of it (bytes
     read bounded), not cut at its start; a short one is read whole."""
