@@ -35,7 +35,7 @@ from strata.dsl import load_file as load_spec_file
 from strata.dsl import load_text
 from strata.errors import UsageError
 from strata.interop.hf.config import HFImportError
-from strata.interop.hf.family_export import FamilyMatch, architecture, hf_tensors, match_family, rotary_facts
+from strata.interop.hf.family_export import FamilyMatch, architecture, hf_tensors, match_family, model_facts
 from strata.interop.hf.checkpoint_reader import check, save
 from strata.io import atomic_folder, is_spec_path, same_file, write_atomic
 from strata.passes import calibrated_passes
@@ -122,7 +122,7 @@ def export_hf(spec: str, weights: Path, tokenizer: Path | None, out: Path, model
     elif spec_model is None:
         match = "its definition is not in the spec file itself (imported or extended)"
     else:
-        match = match_family(spec_model, dict(g.graph.vars), rotary_facts(g))
+        match = match_family(spec_model, dict(g.graph.vars), model_facts(g))
     quantization = None
     if isinstance(match, FamilyMatch) and packed is not None:
         hf, quantization = family_tensors(match, packed)

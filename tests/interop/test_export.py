@@ -148,3 +148,24 @@ def test_docs_export_commands_run(tmp_path, hf_folder, monkeypatch):
     model = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "out" / "llama-w8a8-hf")
     config = json.loads((tmp_path / "out" / "llama-w8a8-hf" / "config.json").read_text())
     assert type(model).__name__ == "LlamaForCausalLM" and config["quantization_config"]["format"] == "int-quantized"
+
+
+def test_a_classifier_of_three_classes_stays_a_bert_folder(tmp_path):
+    """A BERT sequence classifier with other than 2 labels (MNLI's 3) exported as
+    custom code: the classes are a literal in the spec (`classifier(3)`), and no
+    config the search tried said num_labels, so none re-imported to the spec."""
+    from strata.interop import import_hf
+    from tests.interop.models import _bert
+
+    torch.manual_seed(0)
+    src = tmp_path / "hf"
+    transformers.BertForSequenceClassification(_bert(num_labels=3)).save_pretrained(src)
+    arch, weights = import_hf(src, tmp_path / "imported")
+    assert "classifier(3)" in arch.read_text()
+    out = api.export(arch, tmp_path / "export", weights=weights)
+    config = json.loads((out / "config.json").read_text())
+    assert config["architectures"] == ["BertForSequenceClassification"] and config["num_labels"] == 3
+    assert not (out / "modeling_strata.py").exists()
+    theirs, ours = load_file(src / "model.safetensors"), load_file(out / "model.safetensors")
+    assert sorted(ours) == sorted(theirs) and all(torch.equal(ours[k], theirs[k]) for k in theirs)
+    assert _body(hf_to_spec(config)) == _body(arch.read_text())

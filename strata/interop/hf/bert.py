@@ -54,7 +54,9 @@ EXPORT_KEYS = {"vocab": "vocab_size", "ctx": "max_position_embeddings", "types":
 # far from BertModel's pooler as from a tied head, and the search stays put
 EXPORT_CHOICES = {"hidden_act": list(ACTIVATIONS),
                   ("architectures", "tie_word_embeddings"): [([a], t) for a in ARCHITECTURES
-                                                             for t in (True, False)]}
+                                                             for t in (True, False)],
+                  # the classifier's classes (2 is the default, left out)
+                  "num_labels": lambda v, f: [None, *(n for n in f.get("classes", ()) if n != 2)]}
 
 
 def export_copies(config: dict) -> dict[str, str]:

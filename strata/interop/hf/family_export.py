@@ -56,6 +56,15 @@ def rotary_facts(g) -> dict:
     return {"base": None, "fraction": None}
 
 
+def model_facts(g) -> dict:
+    """What a family's EXPORT_CHOICES may read beside the variables: the rotary facts,
+    and the class counts of the classifiers (a literal in the spec, `classifier(3)`,
+    that a config says in `num_labels`)."""
+    classes = sorted({c["options"]["classes"] for c in g.graph.components.values()
+                      if c["kind"] == "classifier"})
+    return {**rotary_facts(g), "classes": classes}
+
+
 class _FloatKeys(Config):
     """A Config that notes which top-level keys the importer reads as numbers
     (`float`, `probability`): export writes them as floats (3.0, not the 3 a
