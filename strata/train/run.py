@@ -18,7 +18,8 @@ from strata.errors import UsageError
 from strata.passes import calibrated_passes
 from strata.train.calibrate import calibrate
 from strata.train.generate import generate_text
-from strata.train.run_folder import CACHE, FINAL, METRICS, PLOT, RUN_JSON, TOKENIZER, RunFolder, is_run
+from strata.train.run_folder import (CACHE, FINAL, METRICS, PLOT, RUN_JSON, TOKENIZER, RunFolder, is_run,
+                                     weights_key)
 from strata.train.sources import compress_report, is_compressed, neither, resolve_weights, source_run, spec_info
 from strata.train.speculate import speculative_pair
 from strata.train.validation import evaluate_run
@@ -83,7 +84,7 @@ def _pair(run, draft, speculate, teacher_weights=None):
     """speculative_pair with the draft opened as any source is: a run folder or a
     compress output (a quantized student drafts as well as its run does); what the
     other model calibrated on (its own run's data) goes to `run.also_calibrated`."""
-    other = None if draft is None else open_source(draft)
+    other = None if draft is None else _draft(run, draft)
     target, drafter = speculative_pair(run, other, speculate, teacher_weights)
     if other is not None:
         note = other.calibrated and f"the draft: {other.calibrated}"
@@ -91,6 +92,13 @@ def _pair(run, draft, speculate, teacher_weights=None):
         note = getattr(target, "strata_calibrated", None) and f"the teacher: {target.strata_calibrated}"
     run.also_calibrated = (note,) if note else ()
     return target, drafter
+
+
+def _draft(run, draft) -> Run:
+    """The draft `draft` names, opened, and kept by the run (its path and weights):
+    a second call with it compiles (and calibrates) it no more."""
+    opened = open_source(draft)
+    return run.kept(("draft", str(Path(draft).resolve()), *weights_key(opened.weights())), lambda: opened)
 
 
 def open_source(path: str | Path, weights: str | Path | None = None, model: str | None = None,

@@ -41,7 +41,7 @@ from strata.train.objectives import OBJECTIVES, Objective, objective_from_json
 from strata.train.records import RunStub, read_run_json
 from strata.train.tokenizer import load_tokenizer
 
-__all__ = ["RunFolder", "is_run", "run_data", "run_relative", "RUN_JSON", "SPEC", "TOKENIZER", "METRICS",
+__all__ = ["RunFolder", "is_run", "run_data", "run_relative", "weights_key", "RUN_JSON", "SPEC", "TOKENIZER", "METRICS",
            "PLOT", "FINAL", "CACHE"]
 
 RUN_JSON, SPEC, TOKENIZER, METRICS, PLOT, FINAL, CACHE = (
@@ -80,6 +80,14 @@ def run_data(data: dict, run: str | Path | None, what: str, hint: str) -> str | 
     raise UsageError(f"{what} ({data.get('name')}) is gone: not at {' nor at '.join(tried)}; {hint}")
 
 
+def weights_key(path: str | Path) -> tuple:
+    """What tells a weights file from another: where it is, and its size and time
+    (a run trained again in place writes other weights there)."""
+    p = Path(path).resolve()
+    st = p.stat()
+    return str(p), st.st_size, st.st_mtime_ns
+
+
 def run_relative(path: str | Path, run: str | Path) -> str:
     """`path` as a run folder records it beside its absolute path: relative to the run."""
     return os.path.relpath(Path(path).resolve(), Path(run).resolve())
@@ -100,6 +108,7 @@ class RunFolder:
         self._tokenizer, self.trained = tokenizer, trained
         self.weights_file, self.tokenizer_file = weights_file, tokenizer_file
         self._compiled: dict[tuple[str, str], object] = {}  # (which, device) -> the model, compiled once
+        self._others: dict[tuple, object] = {}  # what `kept` keeps: the draft, the teacher
 
     @classmethod
     def open(cls, path: str | Path) -> "RunFolder":
@@ -245,6 +254,14 @@ class RunFolder:
         if key not in self._compiled:
             self._compiled[key] = self.load_model(which, device)
         return self._compiled[key]
+
+    def kept(self, key: tuple, make):
+        """`make()` once per `key`, then kept: the other model of speculative decoding
+        (a draft run, the distill teacher), compiled (and calibrated, on its own run's
+        data) once as the run's own model is, `key` saying which (weights_key)."""
+        if key not in self._others:
+            self._others[key] = make()
+        return self._others[key]
 
     @property
     def model(self):

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from strata.errors import UsageError
 from strata.train.limits import model_limits
-from strata.train.run_folder import RunFolder
-from strata.train.teacher import load_teacher
+from strata.train.run_folder import RunFolder, weights_key
+from strata.train.teacher import load_teacher, resolve_teacher_weights
 from strata.train.tokenizer import load_tokenizer
 
 __all__ = ["speculative_pair"]
@@ -71,5 +71,6 @@ def _teacher(run, weights: str | None = None):
                          f"{run.path}`")
     if weights is None and hasattr(run, "teacher_weights"):
         weights = run.teacher_weights()
-    teacher, _, tok_file = load_teacher(g, run.objective, "cpu", weights)
+    key = ("teacher", *weights_key(resolve_teacher_weights(g, weights).file))  # compiled once per weights
+    teacher, _, tok_file = run.kept(key, lambda: load_teacher(g, run.objective, "cpu", weights))
     return teacher, tok_file

@@ -29,9 +29,9 @@ from strata.train.models import compile_model
 from strata.train.objectives import Loss, choose_objective, objective_from_json
 from strata.train.run_folder import is_run
 from strata.train.settings import spec_file
-from strata.train.sources import resolve_weights, source_run
+from strata.train.sources import Weights, resolve_weights, source_run
 
-__all__ = ["load_teacher"]
+__all__ = ["load_teacher", "resolve_teacher_weights"]
 
 
 def _pass_span(g):
@@ -53,19 +53,7 @@ def load_teacher(g, objective, device: str, weights: str | None = None, spec_gra
     else:
         raise UsageError(f"distill: teacher '{teacher}' is a model of the spec file, but the spec "
                          "was given as text; give it as a file")
-    if weights is None and info.get("weights"):
-        weights = str(located(info["weights"], g))
-    if weights is None:
-        span = _pass_span(spec_graph if spec_graph is not None else g)
-        sources = {}
-        if span is not None and Path(span.file).is_file():
-            sources[span.file] = Path(span.file).read_text()
-        raise SpecError([Diagnostic(
-            f"distill: the teacher ({teacher}) has no weights, and an untrained teacher has "
-            "nothing to teach", span,
-            "train the teacher first, then give distill(..., weights=\"RUN_DIR\") or "
-            "--teacher-weights RUN_DIR")], sources)
-    w = resolve_weights(weights)
+    w = resolve_teacher_weights(g, weights, spec_graph)
     tg = as_graph(source, model=model_name)
     ids, note = _calibration(tg, w)  # rows already cut to the context the weights trained at
     net = compile_model(tg, device=device, weights=w.file, calibration=ids, origin=source)
@@ -74,6 +62,26 @@ def load_teacher(g, objective, device: str, weights: str | None = None, spec_gra
     net.strata_weights, net.strata_calibrated = w.file, note
     t_obj = choose_objective(net.strata_graph, objective.name)
     return net, Loss(t_obj, net), w.tokenizer
+
+
+def resolve_teacher_weights(g, weights: str | None = None, spec_graph=None) -> Weights:
+    """The weights the teacher of the student's `distill` pass (g: its IR after
+    passes) loads: `weights` (from the command line), else the pass's `weights=`;
+    a teacher with neither is the spec's mistake, said at the pass."""
+    info = g.graph.distill
+    if weights is None and info.get("weights"):
+        weights = str(located(info["weights"], g))
+    if weights is None:
+        span = _pass_span(spec_graph if spec_graph is not None else g)
+        sources = {}
+        if span is not None and Path(span.file).is_file():
+            sources[span.file] = Path(span.file).read_text()
+        raise SpecError([Diagnostic(
+            f"distill: the teacher ({info['teacher']}) has no weights, and an untrained teacher has "
+            "nothing to teach", span,
+            "train the teacher first, then give distill(..., weights=\"RUN_DIR\") or "
+            "--teacher-weights RUN_DIR")], sources)
+    return resolve_weights(weights)
 
 
 def _calibration(tg, w):

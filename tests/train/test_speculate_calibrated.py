@@ -5,6 +5,7 @@ a draft's or a teacher's calibration is said on stderr as the run's own is."""
 
 from __future__ import annotations
 
+import os
 import shutil
 
 from tests.optional import require
@@ -16,6 +17,8 @@ import pytest  # noqa: E402
 
 import strata  # noqa: E402
 from strata.cli import main  # noqa: E402
+from strata.train import run as run_module  # noqa: E402
+from strata.train import teacher as teacher_module  # noqa: E402
 from strata.train.run import Run  # noqa: E402
 from strata.train.speculate import speculative_pair  # noqa: E402
 from tests.train.helpers import GPT, text, write  # noqa: E402
@@ -85,3 +88,27 @@ def test_a_calibrated_teacher_needs_the_run_its_weights_came_from(pair, tmp_path
     assert "distill: the teacher's quantize(int4_weight, group_size=32, method=gptq) calibrates on the data its " \
            f"weights trained on, and {tmp_path / 'bare.safetensors'} came from no run" in err, err
     assert "--teacher-weights RUN_DIR" in err and not (tmp_path / "s").exists()
+
+
+def test_a_draft_or_teacher_is_calibrated_once_for_every_generate_call(pair, monkeypatch):
+    """Run.generate(draft=...) and (speculate=True) opened, compiled and calibrated the
+    other model again on every call, while the run's own model was kept; the run keeps
+    it too, by its path and weights: a second call calibrates nothing, another draft
+    is its own."""
+    teacher, student = pair
+    calls = []
+    for module in (run_module, teacher_module):
+        monkeypatch.setattr(module, "calibrate", lambda g, _real=module.calibrate, **kw:
+                            calls.append(os.path.normpath(kw["whose"])) or _real(g, **kw))
+    t, s = Run.open(teacher.path), Run.open(student.path)  # nothing compiled yet
+    args = {"tokens": 8, "temperature": 0}
+    want = t.generate("the cat", draft=str(student.path), **args)
+    assert t.generate("the cat", draft=str(student.path), **args) == want
+    assert t.also_calibrated[0].startswith("the draft: calibrated")  # said on the second call too
+    assert s.generate("the cat", speculate=True, **args) == s.generate("the cat", speculate=True, **args) == want
+    assert s.also_calibrated[0].startswith("the teacher: calibrated")
+    assert sorted(calls) == sorted([str(teacher.path), str(student.path)] * 2), calls
+    # another draft (beside the student: its distill pass names ../teacher.arch): compiled for itself
+    other = shutil.copytree(student.path, student.path.parent / "s_copy", dirs_exist_ok=True)
+    assert t.generate("the cat", draft=str(other), **args) == want
+    assert calls[4:] == [str(other)], calls
