@@ -317,7 +317,7 @@ def _evaluate_compressed(result, original, file, evaluate, max_batches) -> None:
         "compressed": small.evaluate(data, max_batches=max_batches),
         "bytes_on_disk": {"original": Path(file).stat().st_size,
                           "compressed": (result.out / "weights.safetensors").stat().st_size},
-        "latency": forward_latency(original.load_model(), compressed, compressed.strata_graph)}
+        "latency": forward_latency(original.compiled(), compressed, compressed.strata_graph)}
     write_atomic(result.out / "report.json", json.dumps(result.report, indent=2) + "\n")
 
 
