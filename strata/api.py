@@ -196,10 +196,12 @@ def compress(source: Any, out: str | Path, *, weights=None, passes=(), model: st
     # compress workflow below the train layer takes token ids
     from strata.train.calibrate import calibration_input  # lazy: torch
 
-    calibration = calibration_input(calibration, tok)
+    given, calibration = calibration, calibration_input(calibration, tok)
     calibrated_on = None
     if calibration is None and source_run is not None and tok is not None:
         calibration, calibrated_on = _run_calibration(spec, model, passes, source_run, tok, w)
+    # the run's data, read once: the original --eval measures calibrates on it too
+    data_ids = calibration if tokenizer is None and _reads_the_run(given, source_run) else None
     tune = None
     if finetune is not None:
         from strata.train.recover import finetuner  # lazy: torch
@@ -216,7 +218,7 @@ def compress(source: Any, out: str | Path, *, weights=None, passes=(), model: st
         from strata.passes.text import parse_pass_texts  # lazy: startup
 
         parse_pass_texts(list(passes), build_file(spec, model=model))  # a pass's mistake before a long eval
-        original = _evaluate_original(spec, file, model, w, evaluate, max_batches)
+        original = _evaluate_original(spec, file, model, w, evaluate, max_batches, data_ids)
     result = run(spec, file, out, passes=list(passes), model=model, calibration=calibration,
                  tokenizer=tok, overwrite=overwrite, source_run=source_run, tune=tune, adapters=adapters,
                  calibrated_on=calibrated_on)
@@ -245,6 +247,16 @@ def _run_calibration(spec, model, passes, source_run: dict, tokenizer, w) -> tup
     ids, what = run_calibration_ids(labels, source_run.get("data"), tokenizer, str(w.folder), "--calibration ",
                                     objective_from_json(source_run["objective"]), source_run.get("path"))
     return ids, f"calibrated {labels} on {what}"
+
+
+def _reads_the_run(given, source_run: dict | None) -> bool:
+    """Whether compress calibrates on the data of the run its weights came from
+    (no calibration given, or --calibration naming that run): what its original
+    calibrates on, so the ids read for one serve both."""
+    if source_run is None or given is None:
+        return source_run is not None
+    return isinstance(given, (str, Path)) and Path(given).is_dir() and source_run.get("path") is not None and \
+        Path(given).resolve() == Path(source_run["path"]).resolve()
 
 
 def _compress_source(source, weights, model):
@@ -285,8 +297,9 @@ def _source_run(w) -> dict | None:
     return compress_report(w.folder).get("source_run")  # a compress output compressed again
 
 
-def _evaluate_original(spec, file, model, w, evaluate, max_batches):
-    """(the original as a Run, its figures as `strata eval` measures them)."""
+def _evaluate_original(spec, file, model, w, evaluate, max_batches, data_ids=None):
+    """(the original as a Run, its figures as `strata eval` measures them).
+    data_ids: its run's data as calibration ids, read already (Run.data_ids)."""
     from strata.train.run import is_run, open_source  # lazy: torch
 
     data = evaluate if isinstance(evaluate, (str, Path)) else None
@@ -298,6 +311,7 @@ def _evaluate_original(spec, file, model, w, evaluate, max_batches):
     original = open_source(w.folder) if final else \
         open_source(spec, weights=w.folder if w.folder is not None and not is_run(w.folder) else file,
                     model=model)
+    original.data_ids = data_ids
     return original, original.evaluate(data, max_batches=max_batches)
 
 

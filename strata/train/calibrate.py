@@ -45,7 +45,7 @@ def calibration_input(src, tokenizer):
 
 def calibrate(g, *, given=None, data: dict | None = None, tokenizer=None, trained: int | None = None,
               whose: str = "the run", hint: str = "--calibration ", objective=None, run=None,
-              remedy: str | None = None) -> tuple:
+              remedy: str | None = None, read=None) -> tuple:
     """(token ids (N, T), a line saying what was calibrated on what) for the
     passes of `g` that read activations, or (None, None) when none does.
     given: the caller's calibration (see calibration_input), else the run's
@@ -55,7 +55,9 @@ def calibrate(g, *, given=None, data: dict | None = None, tokenizer=None, traine
     trained: the context the run trained at (rows are cut to it); hint: how the
     caller names its calibration (`--calibration `, `calibration=`); remedy: what to
     do when the run's data is gone, for a caller that takes no calibration of its
-    own (default: give `hint`FILE)."""
+    own (default: give `hint`FILE); read: the run's `data` as run_calibration_ids
+    reads it, read already (token ids, 1-D: strata compress reads them once for
+    the model it measures and the one it writes)."""
     passes = calibrated_passes(g)
     if not passes:
         if given is not None:
@@ -67,18 +69,20 @@ def calibrate(g, *, given=None, data: dict | None = None, tokenizer=None, traine
         ids = calibration_input(given, tokenizer)
         what = "the token ids given" if hasattr(given, "shape") else str(given)
     else:
-        ids, what = run_calibration_ids(labels, data, tokenizer, whose, hint, objective, run, remedy)
+        ids, what = run_calibration_ids(labels, data, tokenizer, whose, hint, objective, run, remedy, read)
     rows = load_calibration(ids, g, None, trained)
     return rows, f"calibrated {labels} on {rows.shape[0]} sequences of {what}"
 
 
 def run_calibration_ids(labels: str, data: dict | None, tokenizer, whose: str, hint: str, objective=None,
-                        run=None, remedy: str | None = None) -> tuple:
+                        run=None, remedy: str | None = None, read=None) -> tuple:
     """(token ids (1-D), what they are, in words) of the data a run trained on,
     for the passes `labels` (their spec text, for the message when the data is
-    gone); see calibrate."""
+    gone); `read`: those ids, read already; see calibrate."""
     data = data or {}
-    run_data(data, run, f"{labels} calibrates on the data {whose} trained on, and it",
-             remedy or f"give {hint}FILE (text, token ids as .safetensors, a run folder, or builtin)")
-    ids = data_calibration_ids(data, tokenizer, MAX_CHARS, objective, run)
+    ids = read
+    if ids is None:
+        run_data(data, run, f"{labels} calibrates on the data {whose} trained on, and it",
+                 remedy or f"give {hint}FILE (text, token ids as .safetensors, a run folder, or builtin)")
+        ids = data_calibration_ids(data, tokenizer, MAX_CHARS, objective, run)
     return ids, f"{whose}'s data ({data.get('name') or 'built-in corpus'})"

@@ -41,6 +41,9 @@ class Run(RunFolder):
     # the same for the other model of speculative decoding (the draft, the distill teacher):
     # ("the draft: calibrated ... on 128 sequences of DRAFT_RUN's data",)
     also_calibrated: tuple[str, ...] = ()
+    # the run's data as calibration token ids (1-D), read already: what `strata compress
+    # RUN --eval` read for the compression, so the original it measures reads it no more
+    data_ids = None
 
     @property
     def calibration(self):
@@ -62,7 +65,7 @@ class Run(RunFolder):
             tokenizer = self.tokenizer_file or self.path / TOKENIZER
         ids, self.calibrated = calibrate(g, given=given, data=self.info.get("data"), tokenizer=tokenizer,
                                          trained=trained_context(self.info), whose=str(self.path),
-                                         objective=self.objective, run=self.path)
+                                         objective=self.objective, run=self.path, read=self.data_ids)
         return ids
 
     def generate(self, prompt: str = "\n", tokens: int = 200, temperature: float = 0.8,

@@ -5,6 +5,8 @@ gone is one line naming it and --calibration (strata/train/calibrate.py)."""
 
 from __future__ import annotations
 
+import json
+
 from tests.optional import require
 
 torch = require("torch")
@@ -14,6 +16,7 @@ import pytest  # noqa: E402
 
 import strata  # noqa: E402
 import strata.train.calibrate as calibrate_module  # noqa: E402
+import strata.train.recover as recover_module  # noqa: E402
 from strata.cli import main  # noqa: E402
 from tests.train.helpers import GPT, text, write  # noqa: E402
 
@@ -175,3 +178,25 @@ def test_compress_of_such_a_run_calibrates_on_its_data_and_export_says_to_compre
     assert f"compress first (strata compress {gptq.path} -o OUT" in err and err.count("\n") == 1
     assert not (tmp_path / "hf").exists()
     assert main(["export", str(tmp_path / "a"), "--to", "hf", "-o", str(tmp_path / "hf")]) == 0
+
+
+def test_compress_eval_reads_the_runs_data_once(gptq, tmp_path, capsys, monkeypatch):
+    """compress --eval of such a run read and tokenized the run's data twice: for the
+    original it measures (calibrated as `strata eval` calibrates it) and for the
+    compression; the two read the same data (no --calibration, or --calibration RUN),
+    so it is read once, and the original's figures are still `strata eval`'s."""
+    assert main(["eval", str(gptq.path), "--json"]) == 0
+    want = json.loads(capsys.readouterr().out)
+    want.pop("seconds")  # how long it took: not a figure of the model
+    calls = []
+    for module in (calibrate_module, recover_module):
+        monkeypatch.setattr(module, "data_calibration_ids", lambda *a, _real=module.data_calibration_ids:
+                            calls.append(a) or _real(*a))
+    for out, given in (("a", []), ("b", ["--calibration", str(gptq.path)])):
+        calls.clear()
+        assert main(["compress", str(gptq.path), "-o", str(tmp_path / out), "--eval", *given]) == 0, \
+            capsys.readouterr().err
+        capsys.readouterr()
+        report = json.loads((tmp_path / out / "report.json").read_text())
+        assert {k: v for k, v in report["eval"]["original"].items() if k != "seconds"} == want, out
+        assert len(calls) == 1, (out, calls)
