@@ -100,18 +100,29 @@ def _prepare_folder(out: Path, d: Dist, resume: bool, overwrite: bool):
     return lock, ckpt
 
 
-def _tokenizer(cfg, obj, limit, texts, out: Path, ckpt, reuse: Path | None, d: Dist):
+def _fitted(cfg, obj, limit, texts, d: Dist):
+    """A tokenizer fitted on the data as the settings ask, checked to fit the model
+    (rank 0 fits, the others read it): done before the run folder is made, so a
+    tokenizer the model cannot hold (`tokenizer = byte` or `bpe` for a vocab of 128,
+    vocab_size above the model's) leaves --out as it was."""
+    text = None
+    if d.main:
+        text = fit_tokenizer(cfg["tokenizer"], texts, obj.specials, limit, cfg["vocab_size"]).dumps()
+    tok = tokenizer_from_json(d.share_bytes(text.encode() if text else None).decode(), TOKENIZER)
+    _fits(tok, obj, limit)
+    return tok
+
+
+def _tokenizer(cfg, obj, limit, texts, out: Path, ckpt, reuse: Path | None, fitted, d: Dist):
     """The run's own tokenizer when resuming, else the one that came with the
-    weights, else one fitted on the data (rank 0 fits, the others read it)."""
+    weights, else `fitted` (fitted on the data before the folder was made), else
+    one fitted now (a run set up but never trained, started again with --resume)."""
     if os.path.lexists(out / TOKENIZER) and ckpt is not None:
         tok = load_tokenizer(out / TOKENIZER, follow=False)
     elif reuse is not None:
         tok = load_tokenizer(reuse)
     else:
-        text = None
-        if d.main:
-            text = fit_tokenizer(cfg["tokenizer"], texts, obj.specials, limit, cfg["vocab_size"]).dumps()
-        tok = tokenizer_from_json(d.share_bytes(text.encode() if text else None).decode(), TOKENIZER)
+        tok = fitted or _fitted(cfg, obj, limit, texts, d)
     _fits(tok, obj, limit)
     if d.main and not (ckpt is not None and os.path.lexists(out / TOKENIZER)):
         write_atomic(out / TOKENIZER, tok.dumps(), follow=False)
@@ -452,17 +463,20 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
         if resume:
             p.cfg["data"] = _resumed_data(p.out, sets, settings, p.cfg["data"])
         texts, payload, data_info = p.obj.read_data(p.cfg["data"])
-        # the model, the weights it starts from and the tokenizer they came with, checked before
-        # the run folder is touched: a refusal (a weight of another shape, a tokenizer that does
-        # not fit the model or the data) leaves no folder behind.  A run resumed in place keeps
-        # its own weights and tokenizer instead.
+        # the model, the weights it starts from and the tokenizer (the one they came with, or
+        # one fitted on the data), checked before the run folder is touched: a refusal (a weight
+        # of another shape, a tokenizer that does not fit the model or the data) leaves no
+        # folder behind.  A run resumed in place keeps its own weights and tokenizer instead.
         g_run, net, teacher = _model(p, device, teacher_weights, d, progress)
         reuse = (w.tokenizer if w else None) or (teacher[2] if teacher else None)
         whose = f"--init {init}" if w is not None and w.tokenizer is not None else "the distillation teacher"
         fresh = not (resume and os.path.lexists(p.out / RUN_JSON))
+        fitted = None
         if fresh:
             if reuse is not None:
                 _check_reused(reuse, p.obj, p.limit, texts, whose)
+            else:
+                fitted = _fitted(p.cfg, p.obj, p.limit, texts, d)
             if w is not None:
                 _init_weights(net, w.file, d, progress)
         lock, ckpt = _prepare_folder(p.out, d, resume, overwrite)
@@ -483,7 +497,7 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
         if ckpt is not None:
             _same_tokenizer(p.cfg, p.out)
 
-        tok = _tokenizer(p.cfg, p.obj, p.limit, texts, p.out, ckpt, reuse, d)
+        tok = _tokenizer(p.cfg, p.obj, p.limit, texts, p.out, ckpt, reuse, fitted, d)
         try:
             sampler = _dataset(p.cfg, p.obj, p.cfg["context"], tok, payload, p.out, d)
         except UnseenCharacters as e:  # a tokenizer that came with weights, not fitted on this data

@@ -233,6 +233,9 @@ def fit_tokenizer(kind: str, texts, specials, limit: int, vocab_size: int | None
     size = vocab_size or limit
     if size > limit:
         raise UsageError(f"vocab_size = {size} is more than the model's vocabulary ({limit})")
+    if size < need and vocab_size and limit >= need:
+        raise UsageError(f"vocab_size = {size} is fewer than tokenizer bpe needs: at least {need} ids "
+                         f"({len(specials)} special + 256 byte tokens); raise it (the model holds {limit})")
     if size < need:
         raise UsageError(f"tokenizer bpe needs a vocabulary of at least {need} ids "
                          f"({len(specials)} special + 256 byte tokens); the model has {limit}: "

@@ -1,0 +1,51 @@
+"""A `strata train` refused before its first step leaves `--out` as it found it:
+a fresh folder does not exist afterwards, and the same command with the mistake
+fixed then trains without --overwrite (docs/training.md, "The run folder").
+Was: refusals after the folder was claimed left run.json (and tokenizer.json,
+cache/) behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.optional import require
+
+torch = require("torch")
+
+from strata.cli import main  # noqa: E402
+from tests.train.helpers import GPT, text, write  # noqa: E402
+
+
+def _spec(train: str, vocab: int = 128) -> str:
+    return GPT.replace("embedding(128, d)", f"embedding({vocab}, d)").replace("batch = 8", f"{train}\n  batch = 8")
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    write(Path("d.txt"), text(1500))
+    return tmp_path
+
+
+def _refused(capsys, *args, said: str) -> str:
+    assert main(["train", *args, "--steps", "1", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert said in err and err.startswith("strata: error: ") and err.count("\n") == 1, err
+    return err
+
+
+@pytest.mark.parametrize("train, vocab, said", [
+    ("tokenizer = bpe  vocab_size = 500", 128, "vocab_size = 500 is more than the model's vocabulary (128)"),
+    ("tokenizer = bpe  vocab_size = 20", 300, "vocab_size = 20 is fewer than tokenizer bpe needs: at least 256"),
+    ("tokenizer = bpe", 128, "tokenizer bpe needs a vocabulary of at least 256 ids"),
+    ("tokenizer = byte", 128, "tokenizer byte needs a vocabulary of at least 256 ids"),
+])
+def test_a_tokenizer_the_model_cannot_hold_writes_nothing(project, capsys, train, vocab, said):
+    write(Path("s.arch"), _spec(train, vocab))
+    _refused(capsys, "s.arch", "--data", "d.txt", "--out", "new/r", said=said)
+    assert not Path("new").exists()
+    write(Path("s.arch"), _spec("tokenizer = char", vocab))  # fixed: no --overwrite needed
+    assert main(["train", "s.arch", "--data", "d.txt", "--out", "new/r", "--steps", "1", "-q"]) == 0
+    assert Path("new/r/model.safetensors").is_file()
