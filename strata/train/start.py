@@ -183,17 +183,26 @@ def _dataset(cfg, obj, context, tok, payload, out: Path, d: Dist):
     return obj.train_sampler(data, tok, cfg, context)
 
 
-def _freeze(net, selectors) -> list[str]:
-    frozen = []
+def _frozen_paths(net, selectors) -> list[str]:
+    """The module paths --freeze selects; a selector that matches nothing is refused
+    (checked before the run folder is made)."""
+    found = []
     for sel in ([selectors] if isinstance(selectors, str) else list(selectors or [])):
         paths = select(net.strata_graph, sel)
         if not paths:
             raise UsageError(f"--freeze \"{sel}\" matches no module (selectors are module path globs "
                              "like encoder.layer.* or component kinds like attention)")
-        for name, p in net.named_parameters():
-            if any(name == q or name.startswith(q + ".") for q in paths):
-                p.requires_grad_(False)
-                frozen.append(name)
+        found += paths
+    return found
+
+
+def _freeze(net, selectors) -> list[str]:
+    paths = _frozen_paths(net, selectors)
+    frozen = []
+    for name, p in net.named_parameters():
+        if any(name == q or name.startswith(q + ".") for q in paths):
+            p.requires_grad_(False)
+            frozen.append(name)
     return frozen
 
 
@@ -470,6 +479,7 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
         g_run, net, teacher = _model(p, device, teacher_weights, d, progress)
         reuse = (w.tokenizer if w else None) or (teacher[2] if teacher else None)
         whose = f"--init {init}" if w is not None and w.tokenizer is not None else "the distillation teacher"
+        _frozen_paths(net, freeze)
         fresh = not (resume and os.path.lexists(p.out / RUN_JSON))
         fitted = None
         if fresh:

@@ -49,3 +49,13 @@ def test_a_tokenizer_the_model_cannot_hold_writes_nothing(project, capsys, train
     write(Path("s.arch"), _spec("tokenizer = char", vocab))  # fixed: no --overwrite needed
     assert main(["train", "s.arch", "--data", "d.txt", "--out", "new/r", "--steps", "1", "-q"]) == 0
     assert Path("new/r/model.safetensors").is_file()
+
+
+def test_a_freeze_that_selects_nothing_writes_nothing(project, capsys):
+    write(Path("g.arch"), GPT)
+    _refused(capsys, "g.arch", "--data", "d.txt", "--out", "r", "--freeze", "decoder.nothing.*",
+             said='--freeze "decoder.nothing.*" matches no module')
+    assert not Path("r").exists()
+    assert main(["train", "g.arch", "--data", "d.txt", "--out", "r", "--freeze", "decoder.wpe", "--steps", "1",
+                 "-q"]) == 0
+    assert Path("r/model.safetensors").is_file()
