@@ -5,9 +5,11 @@
   leftover file locks nothing): a second writer is refused with one line
   naming the holder's pid.
 - The folder is claimed in one step: run.json is written first, as a stub
-  (`"status": "started"`), so a run stopped at any point after that — short
-  data, a crash before the first step — is a run that `--resume` (or the same
-  command again) starts over, never "a folder that holds no run".
+  (`"status": "started"`), so a run killed at any point after that, before
+  its first step, is a run that `--resume` (or the same command again) starts
+  over, never "a folder that holds no run".  A start stopped by an error
+  before its first step (data too short) removes what it wrote instead
+  (`RunLock.abandon`): a new folder is gone, a resumed run keeps its files.
 - strata writes only into an empty folder or its own run.  run.json lists the
   names strata writes there (`files`); `--overwrite` removes those (never
   following a link) and nothing else, so the user's files in a run folder
@@ -82,6 +84,8 @@ class RunLock:
 
     def __init__(self, fd: int, path: Path, created: bool):
         self.fd, self.path, self.created = fd, path, created
+        self.made: list[Path] = []      # the folders `claim` made, deepest first
+        self.undo: str | None = None    # what `abandon` removes: "all", "files" (not the stub), None
 
     @classmethod
     def acquire(cls, folder: Path) -> "RunLock":
@@ -133,6 +137,21 @@ class RunLock:
         os.close(self.fd)
         self.fd = None
 
+    def abandon(self) -> None:
+        """A start that stopped with an error before its first step: remove what it
+        wrote (strata's own names, never through a link) and the folders it made, so
+        --out is as it was found — a new run's folder is gone, a run set up but never
+        trained keeps its stub run.json; a resumed run keeps every file."""
+        folder = self.path.parent
+        if self.undo is not None:
+            _remove_own(folder, MANIFEST)
+        if self.undo == "all":
+            with contextlib.suppress(FileNotFoundError):
+                (folder / "run.json").unlink()
+        self.release(refused=True)
+        if self.undo == "all":
+            _remove_made(self.made)
+
 
 def _entries(folder: Path) -> set[str]:
     """What the folder holds, besides strata's lock and half-written temporary files."""
@@ -165,30 +184,42 @@ def _remove_own(folder: Path, names) -> None:
             p.unlink()
 
 
+def _remove_made(made: list[Path]) -> None:
+    for p in made:  # deepest first; one holding anything else stays
+        with contextlib.suppress(OSError):
+            p.rmdir()
+
+
 def claim(out: Path, resume: bool, overwrite: bool) -> tuple[RunLock, Checkpoint | None]:
     """Lock `out` and make it this run's (rank 0 only): (the held lock, the
     checkpoint to resume from or None).  Refusals are one line and leave the
-    folder as they found it."""
+    folder as they found it; so does `RunLock.abandon` for a start refused later,
+    before its first step."""
     if os.path.lexists(out) and not out.is_dir():
         raise UsageError(f"{out}: exists and is not a folder")
-    made = not out.exists()
+    made, p = [], out
+    while not os.path.lexists(p):
+        made.append(p)
+        p = p.parent
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UsageError(f"{out}: cannot make the run folder ({e.strerror})") from None
     lock = RunLock.acquire(out)
     try:
-        ckpt = _take(out, resume, overwrite)
+        ckpt, lock.undo = _take(out, resume, overwrite)
     except BaseException:
         lock.release(refused=True)
-        if made:
-            with contextlib.suppress(OSError):
-                out.rmdir()
+        _remove_made(made)
         raise
+    lock.made = made
     return lock, ckpt
 
 
-def _take(out: Path, resume: bool, overwrite: bool) -> Checkpoint | None:
+def _take(out: Path, resume: bool, overwrite: bool) -> tuple[Checkpoint | None, str | None]:
+    """(the checkpoint to resume, what an abandoned start removes: "all" in a
+    folder that held no run, "files" but the stub in one it started anew, None in a
+    resumed run)."""
     run_json = out / "run.json"
     held = _entries(out)
     if "run.json" not in held:
@@ -196,20 +227,20 @@ def _take(out: Path, resume: bool, overwrite: bool) -> Checkpoint | None:
             raise UsageError(f"{out}: the folder is not empty and holds no run (no run.json); "
                              "strata writes only into an empty folder or its own run: --out a new folder")
         _write_stub(out)
-        return None
+        return None, "all"
     info = read_run_json(run_json)
     if isinstance(info, RunStub):      # set up, never trained: start it (again)
         _remove_own(out, info.files)
         _write_stub(out)
-        return None
+        return None, "files"
     if resume:
-        return find_checkpoint(out)
+        return find_checkpoint(out), None
     if not overwrite:
         raise UsageError(f"{out} already holds a run: --resume continues it, --overwrite starts it "
                          "over, or --out names another folder")
     _write_stub(out)  # first: a crash while removing leaves a run that --resume starts over
     _remove_own(out, info.files if info.files is not None else MANIFEST)
-    return None
+    return None, "files"
 
 
 def _write_stub(out: Path) -> None:

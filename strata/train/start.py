@@ -462,7 +462,7 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     _check_device(device)
     d = Dist.from_env(device)
-    lock = None
+    lock, looping = None, False
     try:
         device = d.device(device)
         p = _plan(spec, model, sets, settings, objective, out, d, device)
@@ -529,6 +529,7 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
         # metrics.jsonl is opened (a planted link refused) before run.json is touched
         metrics = MetricsLog(p.out / METRICS, d.main, resume_step=start if ckpt is not None else None)
         _write_info(p.out, info, spec_copy, ckpt is not None, start, d)
+        looping = True  # from here a stopped run is one --resume continues (or starts over)
         _loop(p, runner, net, task, loss, sampler, opt, scaler, state, tok, metrics, start, best,
               d, device, fsdp, progress)
         if not fsdp:
@@ -536,6 +537,12 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
         d.barrier()
         # its `model` compiled from the run folder, as `strata generate` compiles it; the net that trained apart
         return Run(p.out, info, tokenizer=tok, trained=None if fsdp else net)
+    except Exception:
+        # stopped before its first step (data too short for the context, ...): what this
+        # start wrote goes, so --out is as it was and the command, fixed, needs no --overwrite
+        if lock is not None and not looping:
+            lock.abandon()
+        raise
     finally:
         if lock is not None:
             lock.release()

@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -195,6 +196,7 @@ def test_overwrite_never_touches_the_users_files(trained, tmp_path):
 
 def test_a_run_stopped_before_its_first_step_resumes(tmp_path, capsys, monkeypatch):
     from strata.cli import main
+    from strata.train.folder import claim
 
     for name, text in {**INPUTS, "short.txt": "too short\n"}.items():
         (tmp_path / name).write_text(text)
@@ -202,8 +204,9 @@ def test_a_run_stopped_before_its_first_step_resumes(tmp_path, capsys, monkeypat
     base = ["train", "t.arch", "--out", "run", "-q"]
     assert main([*base, "--data", "short.txt"]) == 2
     assert "too short" in capsys.readouterr().err
-    # set up (tokenizer, cache and the run.json stub), nothing trained
-    assert {"run.json", "tokenizer.json", "cache"} <= set(os.listdir("run"))
+    assert not os.path.exists("run")  # a start refused before its first step leaves nothing
+    # killed before its first step: the run.json stub, nothing trained
+    claim(Path("run"), False, False)[0].release()
     assert json.loads((tmp_path / "run" / "run.json").read_text())["status"] == "started"
     assert main(["generate", "run"]) == 2
     assert "never trained" in capsys.readouterr().err

@@ -59,3 +59,60 @@ def test_a_freeze_that_selects_nothing_writes_nothing(project, capsys):
     assert main(["train", "g.arch", "--data", "d.txt", "--out", "r", "--freeze", "decoder.wpe", "--steps", "1",
                  "-q"]) == 0
     assert Path("r/model.safetensors").is_file()
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_data_too_short_for_the_context_leaves_no_folder(project, capsys):
+    """The data's length in tokens is known once it is tokenized into the run's
+    cache/: the refusal removes what the start wrote (run.json, tokenizer.json, cache/)."""
+    write(Path("g.arch"), GPT)
+    write(Path("short.txt"), "the cat sat.\n")
+    Path("empty").mkdir()
+    for out in ("new/r", "empty"):
+        _refused(capsys, "g.arch", "--data", "short.txt", "--out", out, said="short.txt: too short")
+    assert not Path("new").exists() and list(Path("empty").iterdir()) == []
+    for out in ("new/r", "empty"):
+        assert main(["train", "g.arch", "--data", "d.txt", "--out", out, "--steps", "1", "-q"]) == 0
+
+
+def test_a_run_set_up_but_never_trained_keeps_its_stub_and_the_users_files(project, capsys):
+    from strata.train.folder import claim
+
+    write(Path("g.arch"), GPT)
+    write(Path("short.txt"), "the cat sat.\n")
+    claim(Path("r"), False, False)[0].release()  # a start killed before its first step
+    write(Path("r/notes.txt"), "mine")
+    before = _files(Path("r"))
+    for resume in ([], ["--resume"]):
+        _refused(capsys, "g.arch", "--data", "short.txt", "--out", "r", *resume, said="too short")
+        assert _files(Path("r")) == before
+    assert main(["train", "g.arch", "--data", "d.txt", "--out", "r", "--steps", "1", "-q"]) == 0
+    assert Path("r/notes.txt").read_text() == "mine"
+
+
+def test_a_resumed_run_refused_keeps_every_file(project, capsys):
+    write(Path("g.arch"), GPT)
+    write(Path("short.txt"), "the cat sat.\n")
+    assert main(["train", "g.arch", "--data", "d.txt", "--out", "r", "--steps", "1", "-q"]) == 0
+    before = _files(Path("r"))
+    _refused(capsys, "g.arch", "--data", "short.txt", "--out", "r", "--resume", "--steps", "2", said="too short")
+    after = _files(Path("r"))
+    assert {k: v for k, v in after.items() if not k.startswith("cache/")} == \
+        {k: v for k, v in before.items() if not k.startswith("cache/")}
+    assert main(["train", "g.arch", "--out", "r", "--resume", "--steps", "2", "-q"]) == 0
+
+
+def test_an_overwrite_refused_leaves_a_run_the_fixed_command_starts(project, capsys):
+    """--overwrite removes the old run's files when it claims the folder; a refusal
+    after that leaves the stub, so the command, fixed, needs no second --overwrite."""
+    write(Path("g.arch"), GPT)
+    write(Path("short.txt"), "the cat sat.\n")
+    assert main(["train", "g.arch", "--data", "d.txt", "--out", "r", "--steps", "1", "-q"]) == 0
+    write(Path("r/notes.txt"), "mine")
+    _refused(capsys, "g.arch", "--data", "short.txt", "--out", "r", "--overwrite", said="too short")
+    assert sorted(p.name for p in Path("r").iterdir()) == ["notes.txt", "run.json"]
+    assert main(["train", "g.arch", "--data", "d.txt", "--out", "r", "--steps", "1", "-q"]) == 0
+    assert Path("r/notes.txt").read_text() == "mine"
