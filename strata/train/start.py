@@ -350,10 +350,24 @@ def _model(p: _Plan, device: str, teacher_weights, d: Dist, progress: bool):
         return g_run, net, None
     teacher = load_teacher(net.strata_graph, p.obj, device, teacher_weights, spec_graph=p.g)
     t = teacher[0]
+    _same_width(net.strata_graph, p.obj.output, t.strata_graph, teacher[1].obj.output)
     _say(d, progress, f"distill: teacher {t.strata_graph.graph['name']} "
          f"({t.strata_graph.graph['parameters']:,} parameters), weights {t.strata_weights}"
          + (f"; {t.strata_calibrated}" if t.strata_calibrated else ""))
     return g_run, net, teacher
+
+
+def _same_width(g, output: str, tg, t_output: str) -> None:
+    """A teacher that predicts over another vocabulary (or other classes) than the
+    student, refused before the run folder is made (was: at the first step)."""
+    def width(graph, name):  # the last axis of the output: (B, T, vocab) or (B, classes)
+        shape = graph.nodes[graph.graph.outputs[name]].get("out_shape") or ()
+        return shape[-1] if shape and isinstance(shape[-1], int) else None
+
+    s, t = width(g, output), width(tg, t_output)
+    if s is not None and t is not None and s != t:
+        raise UsageError(f"distill: the teacher predicts {t} classes, the student {s}: they must share "
+                         "the vocabulary")
 
 
 def _weights(net, init_file, ckpt, freeze, d: Dist, progress: bool, spec=None, out: Path | None = None

@@ -116,3 +116,17 @@ def test_an_overwrite_refused_leaves_a_run_the_fixed_command_starts(project, cap
     assert sorted(p.name for p in Path("r").iterdir()) == ["notes.txt", "run.json"]
     assert main(["train", "g.arch", "--data", "d.txt", "--out", "r", "--steps", "1", "-q"]) == 0
     assert Path("r/notes.txt").read_text() == "mine"
+
+
+def test_a_teacher_of_another_vocabulary_is_refused_before_the_folder(project, capsys):
+    """Was refused at the first step, as 'cannot write the run's files (...)' (exit 1),
+    leaving a run.json that only --overwrite got past."""
+    write(Path("t.arch"), GPT.replace("embedding(128, d)", "embedding(200, d)").replace("tiny_gpt", "big"))
+    assert main(["train", "t.arch", "--data", "d.txt", "--out", "t", "--steps", "1", "-q"]) == 0
+    write(Path("s.arch"), GPT.replace("passes { fuse_qkv }", 'passes { distill("t.arch", weights="t") }'))
+    _refused(capsys, "s.arch", "--data", "d.txt", "--out", "s", said="distill: the teacher predicts 200 classes, "
+             "the student 128: they must share the vocabulary")
+    assert not Path("s").exists()
+    write(Path("t.arch"), GPT.replace("tiny_gpt", "big"))
+    assert main(["train", "t.arch", "--data", "d.txt", "--out", "t", "--steps", "1", "--overwrite", "-q"]) == 0
+    assert main(["train", "s.arch", "--data", "d.txt", "--out", "s", "--steps", "1", "-q"]) == 0
