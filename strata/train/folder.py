@@ -39,7 +39,7 @@ from strata.io import write_atomic
 from strata.train.checkpoint import BEST, Checkpoint, DIR, LATEST, find_checkpoint
 from strata.train.records import FORMAT, RunStub, dump, read_run_json
 
-__all__ = ["LOCK", "MANIFEST", "RunLock", "claim", "not_a_run", "own_folder", "own_file"]
+__all__ = ["LOCK", "MANIFEST", "RunLock", "check_claim", "claim", "not_a_run", "own_folder", "own_file"]
 
 LOCK = "run.lock"
 # Every name strata writes at the top of a run folder (run.json lists them).
@@ -195,8 +195,7 @@ def claim(out: Path, resume: bool, overwrite: bool) -> tuple[RunLock, Checkpoint
     checkpoint to resume from or None).  Refusals are one line and leave the
     folder as they found it; so does `RunLock.abandon` for a start refused later,
     before its first step."""
-    if os.path.lexists(out) and not out.is_dir():
-        raise UsageError(f"{out}: exists and is not a folder")
+    check_claim(out, resume, overwrite)
     made, p = [], out
     while not os.path.lexists(p):
         made.append(p)
@@ -216,28 +215,39 @@ def claim(out: Path, resume: bool, overwrite: bool) -> tuple[RunLock, Checkpoint
     return lock, ckpt
 
 
-def _take(out: Path, resume: bool, overwrite: bool) -> tuple[Checkpoint | None, str | None]:
-    """(the checkpoint to resume, what an abandoned start removes: "all" in a
-    folder that held no run, "files" but the stub in one it started anew, None in a
-    resumed run)."""
-    run_json = out / "run.json"
-    held = _entries(out)
+def check_claim(out: Path, resume: bool, overwrite: bool):
+    """The refusals `claim` makes that need no lock, with nothing written: `strata
+    train` checks them before it reads the data and fits the tokenizer, so a
+    folder it cannot have is said at once.  The run.json `out` holds, or None."""
+    if os.path.lexists(out) and not out.is_dir():
+        raise UsageError(f"{out}: exists and is not a folder")
+    held = _entries(out) if out.is_dir() else set()
     if "run.json" not in held:
         if held:
             raise UsageError(f"{out}: the folder is not empty and holds no run (no run.json); "
                              "strata writes only into an empty folder or its own run: --out a new folder")
+        return None
+    info = read_run_json(out / "run.json")
+    if not isinstance(info, RunStub) and not resume and not overwrite:
+        raise UsageError(f"{out} already holds a run: --resume continues it, --overwrite starts it "
+                         "over, or --out names another folder")
+    return info
+
+
+def _take(out: Path, resume: bool, overwrite: bool) -> tuple[Checkpoint | None, str | None]:
+    """(the checkpoint to resume, what an abandoned start removes: "all" in a
+    folder that held no run, "files" but the stub in one it started anew, None in a
+    resumed run)."""
+    info = check_claim(out, resume, overwrite)  # again, now that the folder is locked
+    if info is None:
         _write_stub(out)
         return None, "all"
-    info = read_run_json(run_json)
     if isinstance(info, RunStub):      # set up, never trained: start it (again)
         _remove_own(out, info.files)
         _write_stub(out)
         return None, "files"
     if resume:
         return find_checkpoint(out), None
-    if not overwrite:
-        raise UsageError(f"{out} already holds a run: --resume continues it, --overwrite starts it "
-                         "over, or --out names another folder")
     _write_stub(out)  # first: a crash while removing leaves a run that --resume starts over
     _remove_own(out, info.files if info.files is not None else MANIFEST)
     return None, "files"

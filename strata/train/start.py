@@ -37,7 +37,7 @@ from strata.backends.torch.weights_file import WeightsError, WeightsMismatchErro
 from strata.backends.torch.workflows.training import finish_training, prepare_for_training
 from strata.train.checkpoint import find_checkpoint
 from strata.train.distributed import Dist, wrap
-from strata.train.folder import MANIFEST, claim
+from strata.train.folder import MANIFEST, check_claim, claim
 from strata.resources import check_fits
 from strata.train.limits import model_limits, step_memory
 from strata.train.loop import Loop
@@ -480,6 +480,7 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
     try:
         device = d.device(device)
         p = _plan(spec, model, sets, settings, objective, out, d, device)
+        check_claim(p.out, resume, overwrite)  # a folder it cannot have, said before the data is read
         # data and weights to start from (read and checked before the run folder is touched):
         # a resumed run's own data, unless other is given
         w = resolve_weights(init) if init is not None else None

@@ -130,3 +130,15 @@ def test_a_teacher_of_another_vocabulary_is_refused_before_the_folder(project, c
     write(Path("t.arch"), GPT.replace("tiny_gpt", "big"))
     assert main(["train", "t.arch", "--data", "d.txt", "--out", "t", "--steps", "1", "--overwrite", "-q"]) == 0
     assert main(["train", "s.arch", "--data", "d.txt", "--out", "s", "--steps", "1", "-q"]) == 0
+
+
+def test_a_folder_train_cannot_have_is_said_before_the_data_is_read(project, capsys):
+    """The tokenizer is fitted before the folder is claimed (a BPE fit of a large
+    corpus takes a while): a folder that already holds a run, or holds no run and
+    is not empty, is refused first, as it was before the fit moved."""
+    write(Path("g.arch"), GPT)
+    assert main(["train", "g.arch", "--data", "d.txt", "--out", "r", "--steps", "1", "-q"]) == 0
+    Path("other").mkdir()
+    write(Path("other/notes.txt"), "mine")
+    _refused(capsys, "g.arch", "--data", "missing.txt", "--out", "r", said="r already holds a run: --resume")
+    _refused(capsys, "g.arch", "--data", "missing.txt", "--out", "other", said="holds no run (no run.json)")
