@@ -72,7 +72,8 @@ def test_data_too_short_for_the_context_leaves_no_folder(project, capsys):
     write(Path("short.txt"), "the cat sat.\n")
     Path("empty").mkdir()
     for out in ("new/r", "empty"):
-        _refused(capsys, "g.arch", "--data", "short.txt", "--out", out, said="short.txt: too short")
+        for resume in ([], ["--resume"]):  # --resume of a folder that holds no run yet is a new run
+            _refused(capsys, "g.arch", "--data", "short.txt", "--out", out, *resume, said="short.txt: too short")
     assert not Path("new").exists() and list(Path("empty").iterdir()) == []
     for out in ("new/r", "empty"):
         assert main(["train", "g.arch", "--data", "d.txt", "--out", out, "--steps", "1", "-q"]) == 0
@@ -142,3 +143,25 @@ def test_a_folder_train_cannot_have_is_said_before_the_data_is_read(project, cap
     write(Path("other/notes.txt"), "mine")
     _refused(capsys, "g.arch", "--data", "missing.txt", "--out", "r", said="r already holds a run: --resume")
     _refused(capsys, "g.arch", "--data", "missing.txt", "--out", "other", said="holds no run (no run.json)")
+
+
+def test_init_weights_of_another_dtype_write_nothing(project, capsys):
+    """Refused before the folder for a new run; for a run set up but never trained
+    (--resume, where --init loads after the claim) the folder keeps only its stub."""
+    from safetensors.torch import load_file, save_file
+
+    from strata.train.folder import claim
+
+    write(Path("g.arch"), GPT)
+    assert main(["train", "g.arch", "--data", "d.txt", "--out", "pre", "--steps", "1", "-q"]) == 0
+    save_file({k: v.half() for k, v in load_file("pre/model.safetensors").items()}, "half.safetensors")
+    said = "half.safetensors: 36 tensor(s) have another dtype than the model"
+    _refused(capsys, "g.arch", "--data", "d.txt", "--out", "new/r", "--init", "half.safetensors", said=said)
+    assert not Path("new").exists()
+    claim(Path("stub"), False, False)[0].release()
+    before = _files(Path("stub"))
+    _refused(capsys, "g.arch", "--data", "d.txt", "--out", "stub", "--resume", "--init", "half.safetensors",
+             said=said)
+    assert _files(Path("stub")) == before
+    for out in ("new/r", "stub"):
+        assert main(["train", "g.arch", "--data", "d.txt", "--out", out, "--init", "pre", "--steps", "1", "-q"]) == 0
