@@ -143,10 +143,10 @@ class RunLock:
         --out is as it was found — a new run's folder is gone, a run set up but never
         trained keeps its stub run.json; a resumed run keeps every file."""
         folder = self.path.parent
-        if self.undo is not None:
-            _remove_own(folder, MANIFEST)
-        if self.undo == "all":
-            with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # the error that stopped the start is the one to say
+            if self.undo is not None:
+                _remove_own(folder, MANIFEST)
+            if self.undo == "all":
                 (folder / "run.json").unlink()
         self.release(refused=True)
         if self.undo == "all":
