@@ -3,9 +3,12 @@ trained model, in order, one function per stage:
 
     _plan        settings, objective, context (checked before anything is read)
     _read_data   the data (the objective reads it) and the --init weights
-    _prepare_folder   the run folder claimed (or resumed)
     _model       the model (dropout as set), and the distillation teacher
-    _tokenizer   fitted on the data (or the run's own / the init's / the teacher's)
+    _fitted      a new run's tokenizer, fitted on the data
+    _prepare_folder   the run folder claimed (or resumed): every check above comes first,
+                 so a refusal writes nothing; one after it (data too short) removes
+                 what this start wrote (RunLock.abandon)
+    _tokenizer   the run's own / the init's / the teacher's / the fitted one, written
     _dataset     token ids cached, and the objective's sampler
     _weights     initial or resumed weights, frozen parts, the passes' training needs
     _optimize    the loss (wrapped for distillation), DDP / FSDP, torch.compile, the optimizer
