@@ -95,7 +95,7 @@ def _cmd_compile(args) -> int:
     try:
         source = strata.generate_source(_graph(args, spec), origin=origin)
     except CodegenError as e:
-        print(f"{args.spec}: error: {e}", file=sys.stderr)
+        print(visible(f"{args.spec}: error: {e}"), file=sys.stderr)
         return EXIT_SPEC
     if not args.output:
         sys.stdout.write(source)
@@ -219,8 +219,8 @@ def _cmd_compress(args) -> int:
                           overwrite=args.overwrite, evaluate=args.eval or False,
                           max_batches=args.max_batches, finetune=args.finetune, data=args.data,
                           finetune_lr=args.finetune_lr, adapters=args.adapters)
-    for line in result.lines():
-        print(line)
+    for line in result.lines():  # names from a report.json or run.json: escaped
+        print(visible(line))
     return EXIT_OK
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import strata
 from strata.dsl.registry import check_steps
-from strata.errors import EXIT_OK, EXIT_SPEC, EXIT_USAGE, SpecError, TrainingError, UsageError
+from strata.errors import EXIT_OK, EXIT_SPEC, EXIT_USAGE, SpecError, TrainingError, UsageError, visible
 
 __all__ = ["add_spec", "add_train_commands", "out_of_memory", "weights_errors"]
 
@@ -116,7 +116,7 @@ def _cmd_generate(args) -> int:
     if not args.quiet:  # the numbers on stderr: stdout stays the text
         for line in (source.calibrated, *source.also_calibrated):  # the draft's or teacher's too
             if line:
-                print(f"strata: {line}", file=sys.stderr)
+                print(visible(f"strata: {line}"), file=sys.stderr)  # names a run.json gave
         print(f"strata: {stats.line()}", file=sys.stderr)
     return EXIT_OK
 
@@ -144,7 +144,7 @@ def _cmd_eval(args) -> int:
         source = open_source(args.run, args.weights, args.model, calibration=args.calibration)
         r = source.evaluate(args.data, which=args.checkpoint, max_batches=args.max_batches)
     if source.calibrated:  # on stderr: stdout stays the figures (--json)
-        print(f"strata: {source.calibrated}", file=sys.stderr)
+        print(visible(f"strata: {source.calibrated}"), file=sys.stderr)  # names a run.json gave
     line = f"{r['data']}: loss {r['loss']:.4f}"
     if "perplexity" in r:
         line += f", perplexity {r['perplexity']:.2f}"
@@ -153,8 +153,8 @@ def _cmd_eval(args) -> int:
     if args.json:
         print(json.dumps(r, indent=2))
     else:
-        print(f"{line} ({r['count']:,} {'examples' if 'perplexity' not in r else 'predictions'} "
-              f"in {r['seconds']:.2f} s)")
+        print(visible(f"{line} ({r['count']:,} {'examples' if 'perplexity' not in r else 'predictions'} "
+              f"in {r['seconds']:.2f} s)"))
     return EXIT_OK
 
 

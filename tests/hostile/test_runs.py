@@ -374,3 +374,28 @@ def test_a_full_disk_names_the_checkpoint_kept(trained, tmp_path, monkeypatch):
                             "with --resume")
     assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == ["step-00000002"]
     assert not (tmp_path / "run" / "run.lock").exists()
+
+
+def test_names_a_run_records_reach_the_terminal_escaped(tmp_path):
+    """The data's name goes from run.json (or a compress report.json, hand-edited
+    or not) into eval's figures and compress's `calibrated ... on RUN's data (NAME)`
+    line: once printed raw, so a file name holding ESC drove the user's terminal."""
+    from strata.train import train
+    from tests.train.helpers import GPT, text
+
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "t.arch").write_text(GPT)
+    data = base / "d\x1b]0;owned\x07\x1b[2J.txt"
+    data.write_text(text())
+    train(base / "t.arch", data=str(data), out=base / "run", steps=2, eval_every=2, progress=False)
+    setup = lambda f: shutil.copytree(base, f, dirs_exist_ok=True)  # noqa: E731
+    cases = [ok("eval", ["eval", "run"], setup=setup),
+             ok("compress", ["compress", "run", "-o", "small", "--pass", "prune(0.5, method=wanda)"],
+                setup=setup, outputs=("small", "small/model.arch", "small/weights.safetensors",
+                                      "small/report.json", "small/tokenizer.json"))]
+    run_batch(cases, tmp_path / "cases", timeout=600)
+    check_all(cases)
+    for c in cases:
+        said = c.result["out"] + c.result["err"]
+        assert "d\\x1b]0;owned\\x07\\x1b[2J.txt" in said and "\x1b" not in said and "\x07" not in said, said
