@@ -29,7 +29,8 @@ import os
 from pathlib import Path
 
 from strata.compiler import as_graph
-from strata.errors import UsageError
+from strata.dsl import load_text, read_source
+from strata.errors import Collector, UsageError
 from strata.io import is_spec_path
 from strata.safetensors_file import WeightsError
 from strata.train.checkpoint import find_checkpoint
@@ -86,6 +87,23 @@ def weights_key(path: str | Path) -> tuple:
     p = Path(path).resolve()
     st = p.stat()
     return str(p), st.st_size, st.st_mtime_ns
+
+
+def _standing_alone(copy: Path) -> str:
+    """RUN/model.arch, checked to import nothing: strata train writes it standing
+    alone, so an import is a hand-made file reaching out of the run (`import
+    "/home/me/.ssh/id_rsa"` would show a line of it in the error); refused, as a
+    located error, before any file it names is read."""
+    spec = load_text(read_source(copy), str(copy))
+    if spec.imports:
+        errors = Collector()
+        for imp in spec.imports:
+            errors.error(f"a run's copy of its spec imports nothing (strata train writes it standing "
+                         f"alone), and this one imports '{imp.path}'", imp.span,
+                         "a run reads only its own files: train the run again, or compile the spec it "
+                         "was made from")
+        errors.raise_if_any({str(copy): read_source(copy)})
+    return str(copy)
 
 
 def run_relative(path: str | Path, run: str | Path) -> str:
@@ -181,7 +199,7 @@ class RunFolder:
         else (a run written before it kept one) the spec file it names, or its text."""
         copy = self.info.get("spec_copy")
         if copy and os.path.lexists(self.path / copy):
-            return str(own_file(self.path / copy))
+            return _standing_alone(own_file(self.path / copy))
         spec = self.info.get("spec")
         if spec and Path(spec).is_file():
             return spec

@@ -399,3 +399,19 @@ def test_names_a_run_records_reach_the_terminal_escaped(tmp_path):
     for c in cases:
         said = c.result["out"] + c.result["err"]
         assert "d\\x1b]0;owned\\x07\\x1b[2J.txt" in said and "\x1b" not in said and "\x07" not in said, said
+
+
+def test_a_runs_model_arch_that_imports_is_refused_before_reading_it(trained, tmp_path):
+    """RUN/model.arch is written standing alone; one that imports reaches out of the
+    run (and once printed the imported file's first line in its error)."""
+    def plant(folder):
+        (folder / "secret.txt").write_text("root:x:0:0:SECRET\n")
+        (folder / "run" / "model.arch").write_text('import "../secret.txt"\n' + SPEC.split("train")[0])
+
+    cases = [spec_error(argv[0], argv, "run/model.arch:1:1", "a run's copy of its spec imports nothing",
+                        setup=with_run(trained, plant))
+             for argv in (["generate", "run"], ["eval", "run"], ["compress", "run", "-o", "c", "--pass",
+                                                                  "prune(0.5)"], ["compile", "run"])]
+    run_batch(cases, tmp_path)
+    check_all(cases)
+    assert not any("SECRET" in c.result["err"] + c.result["out"] for c in cases)
