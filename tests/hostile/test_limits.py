@@ -194,3 +194,53 @@ def test_a_training_batch_that_cannot_fit_is_refused_before_anything_is_written(
     ]
     run_batch(cases, tmp_path, memory_mb=3072)
     check_all(cases)
+
+
+def _ids_file(path, dtype: str, shape: list[int]) -> None:
+    """A safetensors file of one integer tensor whose data is a hole (no disk)."""
+    import json
+    import math
+    import struct
+
+    size = math.prod(shape) * {"I64": 8, "I32": 4}[dtype]
+    header = json.dumps({"tokens": {"dtype": dtype, "shape": shape, "data_offsets": [0, size]}}).encode()
+    header += b" " * (-len(header) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(header)) + header)
+        f.truncate(8 + len(header) + size)
+
+
+def test_calibration_token_ids_are_read_in_bounded_memory(tmp_path):
+    """`--calibration ids.safetensors` once loaded the whole file (every tensor in it)
+    before cutting it to 128 rows: a file of 2**31 ids (or a sparse one whose header
+    claims them) took 16 GB.  Now the rows are read spread over the file, the rest
+    never read; a small file reads exactly as safetensors reads it."""
+    torch = require("torch")
+    from safetensors.torch import save_file
+
+    from strata.backends.torch.workflows.calibration import load_calibration
+    from strata.compiler import build_text
+
+    g = build_text(SPEC)  # vocabulary 10, no positions: rows of MAX_LENGTH
+    flat, rows = torch.arange(5000) % 10, (torch.arange(3 * 700) % 10).view(3, 700).int()
+    save_file({"tokens": flat, "other": torch.zeros(3)}, tmp_path / "flat.safetensors")
+    save_file({"ids": rows}, tmp_path / "rows.safetensors")
+    for name, t in (("flat", flat), ("rows", rows)):
+        assert torch.equal(load_calibration(str(tmp_path / f"{name}.safetensors"), g), load_calibration(t, g))
+
+    _ids_file(tmp_path / "huge_flat.safetensors", "I64", [2 ** 31])
+    _ids_file(tmp_path / "huge_rows.safetensors", "I32", [2 ** 22, 2 ** 10])
+    code = textwrap.dedent(f"""
+        import resource
+        limit = 2 * 2 ** 30
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        from strata.backends.torch.workflows.calibration import load_calibration
+        from strata.compiler import build_text
+        g = build_text({SPEC!r})
+        for name in ("huge_flat", "huge_rows"):
+            print(name, tuple(load_calibration({str(tmp_path)!r} + f"/{{name}}.safetensors", g).shape))
+    """)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split("\n")[:2] == ["huge_flat (128, 512)", "huge_rows (128, 512)"]

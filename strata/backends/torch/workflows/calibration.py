@@ -16,6 +16,8 @@ In code::
 
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
 
 from strata.backends.torch import generate_source
@@ -32,6 +34,7 @@ BATCH = 8            # rows per forward
 
 
 MAX_LENGTH = 512     # tokens per calibration row, at most
+MAX_READ_ROWS = MAX_ROWS * 64  # rows of a token-id file read, at most (32 MiB of int64 ids)
 
 
 def _context(g) -> int:
@@ -116,19 +119,7 @@ def _all_rows(src, g, tokenizer, trained):
         if not path.is_file():
             raise UsageError(f"{path}: " + ("not a regular file" if path.exists() else "no such calibration file"))
         if path.suffix == ".safetensors":
-            from safetensors.torch import load_file  # lazy: torch
-
-            from strata.backends.torch.weights_file import checkpoint_shapes  # lazy: torch
-
-            checkpoint_shapes(path)
-            tensors = load_file(str(path))
-            ints = {k: v for k, v in tensors.items() if not v.is_floating_point()}
-            key = next((k for k in ("tokens", "input_ids", "ids") if k in ints), None)
-            if key is None and len(ints) == 1:
-                key = next(iter(ints))
-            if key is None:
-                raise UsageError(f"{path}: expected one integer tensor of token ids (or one named tokens)")
-            ids = ints[key]
+            ids = _safetensors_ids(path, T)
         else:
             ids = _encode_text(path, tokenizer, T)
     if ids.dim() == 1:
@@ -141,6 +132,57 @@ def _all_rows(src, g, tokenizer, trained):
         raise UsageError(f"calibration ids run from {int(ids.min())} to {int(ids.max())}; the model's "
                          f"vocabulary has {vocab}: tokenize with the model's own tokenizer")
     return ids
+
+
+def _safetensors_ids(path: Path, T: int):
+    """The token ids of a .safetensors calibration file: its one integer tensor
+    (or the one named tokens, input_ids or ids), flat or (N, T'), read only that
+    far: past MAX_READ_ROWS rows of T, MAX_READ_ROWS rows spread evenly over
+    them (the first and the last kept; row numbers then count the rows read), as
+    text is read in pieces spread over its file.  So a file of billions of ids, or
+    a sparse one whose header only claims them, costs what a small one does (the
+    rows are read with pread, the file never mapped whole)."""
+    import struct
+
+    import torch  # lazy: torch
+
+    from strata.io import open_regular
+    from strata.safetensors_file import DTYPES, FLOAT_DTYPES, read_header
+
+    tensors, _ = read_header(path)  # checked in full before a byte of data is read
+    ints = {k: t for k, t in tensors.items() if t.dtype not in FLOAT_DTYPES}
+    key = next((k for k in ("tokens", "input_ids", "ids") if k in ints), None)
+    if key is None and len(ints) == 1:
+        key = next(iter(ints))
+    if key is None:
+        raise UsageError(f"{path}: expected one integer tensor of token ids (or one named tokens)")
+    t = ints[key]
+    shape, dtype, size = t.shape, getattr(torch, t.torch_dtype), DTYPES[t.dtype][1]
+    if len(shape) not in (1, 2) or 0 in shape:
+        raise UsageError(f"calibration data must be token ids (N, T), got {shape} {dtype}")
+    width = shape[1] if len(shape) == 2 else T  # ids a row holds in the file
+    n = shape[0] if len(shape) == 2 else shape[0] // T
+    fd = open_regular(path, "calibration file")
+    try:
+        (header,) = struct.unpack("<Q", os.pread(fd, 8, 0))
+        base = 8 + header + t.begin
+
+        def ids(first: int, count: int):  # `count` ids from id number `first`, as the file holds them
+            raw = os.pread(fd, count * size, base + first * size)
+            if len(raw) != count * size:
+                raise UsageError(f"{path}: truncated while it was read")
+            return torch.frombuffer(bytearray(raw), dtype=dtype)
+
+        if n <= MAX_READ_ROWS and (len(shape) == 1 or width <= T):  # all of it: at most MAX_READ_ROWS + 1 rows
+            whole = ids(0, math.prod(shape))
+            return whole if len(shape) == 1 else whole.view(shape)
+        rows = range(n) if n <= MAX_READ_ROWS else \
+            torch.linspace(0, n - 1, MAX_READ_ROWS, dtype=torch.float64).round().long().tolist()
+        return torch.stack([ids(r * width, min(width, T)) for r in rows])  # (rows, T)
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read ({e.strerror})") from None
+    finally:
+        os.close(fd)
 
 
 def _encode_text(path: Path, tokenizer, T: int):
