@@ -23,7 +23,8 @@ from strata.dsl.registry import MAX_STEP, TrainConfig
 from strata.errors import UsageError
 from strata.io import read_regular
 
-__all__ = ["RunInfo", "RunStub", "Pointer", "CheckpointState", "read_record", "read_run_json",
+__all__ = ["RunInfo", "RunStub", "Pointer", "CheckpointState", "SourceRun", "read_record", "read_run_json",
+           "read_source_run",
            "FORMAT", "MAX_STEP"]
 
 FORMAT = "strata-run"
@@ -93,6 +94,16 @@ class RunInfo(_Record):
     history: list[Start] = []
 
 
+class SourceRun(_Record):
+    """A compress output's report.json "source_run": the run its weights came from,
+    as that run's run.json says (None: they came from no run)."""
+
+    path: str | None = None            # the run folder, absolute
+    objective: ObjectiveInfo
+    settings: dict
+    data: DataInfo
+
+
 class Pointer(_Record):
     """latest.json / best.json: {"step": 500, "path": "checkpoints/step-00000500"}."""
 
@@ -156,15 +167,35 @@ def read_run_json(path: Path) -> RunInfo | RunStub:
     except ValidationError as e:
         raise UsageError(f"{path}: damaged: {_first_error(e)}") from None
     if isinstance(info, RunInfo):
-        known = {k: v for k, v in info.settings.items() if k in TrainConfig.model_fields}
-        try:
-            cfg = TrainConfig.model_validate(known, strict=True).model_dump()
-        except ValidationError as e:
-            raise UsageError(f"{path}: damaged: 'settings.{_first_error(e)[1:]}") from None
-        if not isinstance(cfg["context"], int):
-            raise UsageError(f"{path}: damaged: 'settings.context': should be the run's context length")
-        info.settings = {**info.settings, **cfg}
+        info.settings = _settings(info.settings, path, "settings")
     return info
+
+
+def _settings(settings: dict, path: Path, key: str) -> dict:
+    """A run's recorded settings, checked as `TrainConfig` (and saying the context length)."""
+    known = {k: v for k, v in settings.items() if k in TrainConfig.model_fields}
+    try:
+        cfg = TrainConfig.model_validate(known, strict=True).model_dump()
+    except ValidationError as e:
+        raise UsageError(f"{path}: damaged: '{key}.{_first_error(e)[1:]}") from None
+    if not isinstance(cfg["context"], int):
+        raise UsageError(f"{path}: damaged: '{key}.context': should be the run's context length")
+    return {**settings, **cfg}
+
+
+def read_source_run(src, path: Path) -> dict | None:
+    """report.json's "source_run" (`path`: the report), checked as run.json's keys
+    are: one line naming the key when a value is missing or of the wrong type."""
+    if src is None:
+        return None
+    if not isinstance(src, dict):
+        raise UsageError(f"{path}: damaged: 'source_run': should be the run the weights came from (an "
+                         "object) or null")
+    try:
+        info = SourceRun.model_validate(src)
+    except ValidationError as e:
+        raise UsageError(f"{path}: damaged: 'source_run.{_first_error(e)[1:]}") from None
+    return {**src, "settings": _settings(info.settings, path, "source_run.settings")}
 
 
 def dump(info: dict[str, Any]) -> str:

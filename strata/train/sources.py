@@ -29,6 +29,7 @@ from strata.io import read_regular
 from strata.train.limits import model_limits
 from strata.train.objectives import choose_objective
 from strata.train.run_folder import RUN_JSON, TOKENIZER, RunFolder, is_run
+from strata.train.records import read_source_run
 from strata.train.settings import resolve_settings
 
 __all__ = ["Weights", "COMPRESSED_SPEC", "folder_spec", "COMPRESSED_WEIGHTS", "REPORT", "is_compressed",
@@ -104,10 +105,12 @@ def compress_report(folder: Path) -> dict:
         return {}
     try:
         rep = json.loads(read_regular(f, 64 << 20, "report"))
-    except ValueError as e:
-        raise UsageError(f"{f}: unreadable ({e})") from None
+    except (ValueError, RecursionError) as e:  # RecursionError: nested past json's depth
+        raise UsageError(f"{f}: unreadable ({str(e)[:120]})") from None
     if not isinstance(rep, dict):
         raise UsageError(f"{f}: not a strata compress report")
+    if "source_run" in rep:  # what eval, generate and compress of this folder read as the run's
+        rep["source_run"] = read_source_run(rep["source_run"], f)
     return rep
 
 

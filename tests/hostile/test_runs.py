@@ -415,3 +415,46 @@ def test_a_runs_model_arch_that_imports_is_refused_before_reading_it(trained, tm
     run_batch(cases, tmp_path)
     check_all(cases)
     assert not any("SECRET" in c.result["err"] + c.result["out"] for c in cases)
+
+
+def test_a_damaged_compress_report_is_one_line(tmp_path):
+    """report.json's "source_run" (the run the weights came from) feeds eval, generate and
+    a second compress as a run.json would, but was read unchecked: a hand-edited
+    objective without its name was an internal KeyError.  It is read through the
+    run.json schema now; JSON nested past json's depth is one line too."""
+    from strata.cli import main
+    from strata.train import train
+    from tests.train.helpers import GPT, text
+
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "t.arch").write_text(GPT)
+    (base / "a.txt").write_text(text())
+    train(base / "t.arch", data=str(base / "a.txt"), out=base / "run", steps=2, eval_every=2, progress=False)
+    assert main(["compress", str(base / "run"), "-o", str(base / "c"), "--pass", "prune(0.5)"]) == 0
+    report = json.loads((base / "c" / "report.json").read_text())
+
+    def edited(edit):
+        def setup(folder):
+            shutil.copytree(base / "c", folder / "c")
+            rep = json.loads(json.dumps(report))
+            edit(rep)
+            (folder / "c" / "report.json").write_text(rep if isinstance(rep, str) else json.dumps(rep))
+        return setup
+
+    damage = {
+        "objective_unnamed": (lambda r: r["source_run"].update(objective={}), "'source_run.objective.name'"),
+        "settings_text": (lambda r: r["source_run"].update(settings="x"), "'source_run.settings'"),
+        "batch_text": (lambda r: r["source_run"]["settings"].update(batch="8"), "'source_run.settings.batch'"),
+        "data_list": (lambda r: r["source_run"].update(data=[1]), "'source_run.data'"),
+        "not_an_object": (lambda r: r.update(source_run=5), "'source_run': should be"),
+    }
+    cases = [usage_error(f"{cmd}_{name}", argv, f"c/report.json: damaged: {message}", setup=edited(edit))
+             for name, (edit, message) in damage.items()
+             for cmd, argv in (("eval", ["eval", "c"]), ("generate", ["generate", "c"]),
+                               ("compress", ["compress", "c", "-o", "d", "--pass", "prune(0.6)"]))]
+    cases.append(usage_error("eval_deep", ["eval", "c"], "c/report.json: unreadable (maximum recursion",
+                             setup=lambda f: (shutil.copytree(base / "c", f / "c"),
+                                              (f / "c" / "report.json").write_text("[" * 100000))))
+    run_batch(cases, tmp_path / "cases", timeout=600)
+    check_all(cases)
