@@ -81,7 +81,8 @@ def evaluate_run(run, data: str | None = None, *, which: str = "final", device: 
     try:
         sampler, what = obj.eval_sampler(data, run.tokenizer, run.settings, own, cache, max_batches)
     except UnseenCharacters as e:
-        raise e.within(str(data), "give --data text in the characters the model trained on") from None
+        raise e.within("the built-in corpus" if data is None else str(data),  # run_data: None is built in
+                       "give --data text in the characters the model trained on") from None
     started = time.perf_counter()
     result = score(model, Loss(obj, model), sampler, device)
     result["seconds"] = round(time.perf_counter() - started, 4)  # the forward passes, data included

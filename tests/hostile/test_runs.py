@@ -453,6 +453,9 @@ def test_a_damaged_compress_report_is_one_line(tmp_path):
              for name, (edit, message) in damage.items()
              for cmd, argv in (("eval", ["eval", "c"]), ("generate", ["generate", "c"]),
                                ("compress", ["compress", "c", "-o", "d", "--pass", "prune(0.6)"]))]
+    # weights from no run (source_run null): eval reads the built-in corpus, once named "None"
+    cases.append(usage_error("eval_no_source_run", ["eval", "c"], "the built-in corpus has characters the "
+                             "tokenizer never saw", setup=edited(lambda r: r.update(source_run=None))))
     cases.append(usage_error("eval_deep", ["eval", "c"], "c/report.json: unreadable (maximum recursion",
                              setup=lambda f: (shutil.copytree(base / "c", f / "c"),
                                               (f / "c" / "report.json").write_text("[" * 100000))))
