@@ -93,7 +93,9 @@ MAX_SHOWN = 160
 def render(d: Diagnostic, source: str | None = None) -> str:
     """The compiler-style text of one diagnostic: location, message, line, caret, hint."""
     where = f"{d.span}: " if d.span else ""
-    out = [visible(f"{where}{d.severity}: {d.message}")]
+    # one line each: a string from the spec quoted in the message (distill("x\nstrata: error: ..."))
+    # cannot start a line of its own, a fake error or a fake `ok`
+    out = [visible(f"{where}{d.severity}: {d.message}").replace("\n", "\\n")]
     if d.span and source is not None:
         lines = source_lines(source, d.span.file)
         if 1 <= d.span.line <= len(lines):
@@ -113,7 +115,7 @@ def render(d: Diagnostic, source: str | None = None) -> str:
             width = max(1, min(width, len(text) - col + 1))
             out.append(" " * (len(gutter) - 2) + "| " + " " * (col - 1) + "^" + "~" * (width - 1))
     if d.hint:
-        out.append(visible(f"hint: {d.hint}"))
+        out.append(visible(f"hint: {d.hint}").replace("\n", "\\n"))
     return "\n".join(out)
 
 

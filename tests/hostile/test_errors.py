@@ -288,3 +288,16 @@ def test_a_name_too_long_for_the_file_system_is_one_line(tmp_path):
     ]
     run_batch(cases, tmp_path, memory_mb=4096)
     check_all(cases)
+
+
+def test_a_string_in_a_message_cannot_start_a_line(tmp_path):
+    """A located error quotes the spec's strings; one holding a newline once printed
+    a line of the spec writer's choosing (a fake error, a fake `ok`)."""
+    spec = SPEC + 'passes { distill("x\\nstrata: error: fake\\nm.arch: ok") }\n'
+    cases = [spec_error(cmd, [cmd, "m.arch"], "m.arch:5:18", "distill: no model 'x\\nstrata: error: fake",
+                        files={"m.arch": spec}) for cmd in ("check", "summary")]
+    run_batch(cases, tmp_path)
+    check_all(cases)
+    for c in cases:
+        lines = c.result["err"].splitlines()
+        assert not any(x.startswith(("strata: error: fake", "m.arch: ok")) for x in lines), lines
