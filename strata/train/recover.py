@@ -36,8 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from strata.backends.torch.weights_file import checkpoint_shapes
-from strata.backends.torch.workflows.calibration import model_inputs, row_length, trained_context
+from strata.backends.torch.workflows.calibration import model_inputs, read_token_ids, row_length, trained_context
 from strata.dsl.registry import check_steps
 from strata.errors import UsageError
 from strata.io import read_spread, spread_text
@@ -130,15 +129,10 @@ def data_calibration_ids(data: dict, tokenizer, max_chars: int, objective=None, 
     return torch.as_tensor(tok.encode(text), dtype=torch.long)
 
 
-def _token_ids(data, tokenizer, source_run) -> torch.Tensor:
+def _token_ids(data, tokenizer, source_run, T: int) -> torch.Tensor:
     if data is not None and str(data).endswith(".safetensors"):
-        from safetensors.torch import load_file  # lazy: torch
-
-        checkpoint_shapes(data)
-        ints = [v for v in load_file(str(data)).values() if not v.is_floating_point()]
-        if len(ints) != 1:
-            raise UsageError(f"{data}: expected one integer tensor of token ids")
-        return ints[0].flatten().long()
+        # bounded as text is (MAX_CHARS): rows of T spread over a larger file, the rest never read
+        return read_token_ids(Path(data), T, MAX_CHARS // T).flatten().long()
     if tokenizer is None:
         raise UsageError("--finetune reads text with the tokenizer the model was trained with: give "
                          "--tokenizer RUN/tokenizer.json (or a run folder), or --data as token ids (.safetensors)")
@@ -205,7 +199,7 @@ def finetuner(steps: int, *, data=None, tokenizer=None, source_run: dict | None 
                                 tokenizer=tokenizer, source_run=source_run, lr=lr, seed=seed,
                                 rows=max(BATCH, STEP_TOKENS // length), eval_rows=EVAL_ROWS, held=_held)
         T = min(row_length(g0, trained_context(source_run)), MAX_LENGTH) + 1
-        ids = _token_ids(data, tokenizer, source_run)
+        ids = _token_ids(data, tokenizer, source_run, T)
         vocab = _logits(teacher, g0, ids[None, :2]).shape[-1]
         if int(ids.max()) >= vocab:
             raise UsageError(f"--finetune data has token ids up to {int(ids.max())}; the model's vocabulary "

@@ -211,8 +211,8 @@ def _ids_file(path, dtype: str, shape: list[int]) -> None:
 
 
 def test_calibration_token_ids_are_read_in_bounded_memory(tmp_path):
-    """`--calibration ids.safetensors` once loaded the whole file (every tensor in it)
-    before cutting it to 128 rows: a file of 2**31 ids (or a sparse one whose header
+    """`--calibration ids.safetensors` (and `compress --finetune N --data ids.safetensors`)
+    once loaded the whole file (every tensor in it) before cutting it to 128 rows: a file of 2**31 ids (or a sparse one whose header
     claims them) took 16 GB.  Now the rows are read spread over the file, the rest
     never read; a small file reads exactly as safetensors reads it."""
     torch = require("torch")
@@ -239,8 +239,11 @@ def test_calibration_token_ids_are_read_in_bounded_memory(tmp_path):
         g = build_text({SPEC!r})
         for name in ("huge_flat", "huge_rows"):
             print(name, tuple(load_calibration({str(tmp_path)!r} + f"/{{name}}.safetensors", g).shape))
+        from strata.train.recover import MAX_CHARS, _token_ids  # compress --finetune N --data ids.safetensors
+        print("finetune", _token_ids({str(tmp_path)!r} + "/huge_flat.safetensors", None, None, 65).numel()
+              <= MAX_CHARS)
     """)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2"}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split("\n")[:2] == ["huge_flat (128, 512)", "huge_rows (128, 512)"]
+    assert done.stdout.split("\n")[:3] == ["huge_flat (128, 512)", "huge_rows (128, 512)", "finetune True"]

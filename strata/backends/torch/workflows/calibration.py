@@ -26,8 +26,8 @@ from strata.compiler.cost import seq_len
 from strata.errors import UsageError
 from strata.io import read_spread
 
-__all__ = ["MAX_ROWS", "activation_stats", "held_out_rows", "load_calibration", "model_inputs", "row_length",
-           "trained_context"]
+__all__ = ["MAX_ROWS", "activation_stats", "held_out_rows", "load_calibration", "model_inputs", "read_token_ids",
+           "row_length", "trained_context"]
 
 MAX_ROWS = 128       # calibration rows of the model's context (GPTQ, AWQ and Wanda use 128 sequences)
 BATCH = 8            # rows per forward
@@ -119,7 +119,7 @@ def _all_rows(src, g, tokenizer, trained):
         if not path.is_file():
             raise UsageError(f"{path}: " + ("not a regular file" if path.exists() else "no such calibration file"))
         if path.suffix == ".safetensors":
-            ids = _safetensors_ids(path, T)
+            ids = read_token_ids(path, T)
         else:
             ids = _encode_text(path, tokenizer, T)
     if ids.dim() == 1:
@@ -134,11 +134,11 @@ def _all_rows(src, g, tokenizer, trained):
     return ids
 
 
-def _safetensors_ids(path: Path, T: int):
-    """The token ids of a .safetensors calibration file: its one integer tensor
-    (or the one named tokens, input_ids or ids), flat or (N, T'), read only that
-    far: past MAX_READ_ROWS rows of T, MAX_READ_ROWS rows spread evenly over
-    them (the first and the last kept; row numbers then count the rows read), as
+def read_token_ids(path: Path, T: int, max_rows: int = MAX_READ_ROWS):
+    """The token ids of a .safetensors file (calibration, fine-tuning data): its
+    one integer tensor (or the one named tokens, input_ids or ids), flat or
+    (N, T'), read only that far: past `max_rows` rows of T, `max_rows` rows
+    spread evenly over them (the first and the last kept; row numbers then count the rows read), as
     text is read in pieces spread over its file.  So a file of billions of ids, or
     a sparse one whose header only claims them, costs what a small one does (the
     rows are read with pread, the file never mapped whole)."""
@@ -162,7 +162,7 @@ def _safetensors_ids(path: Path, T: int):
         raise UsageError(f"calibration data must be token ids (N, T), got {shape} {dtype}")
     width = shape[1] if len(shape) == 2 else T  # ids a row holds in the file
     n = shape[0] if len(shape) == 2 else shape[0] // T
-    fd = open_regular(path, "calibration file")
+    fd = open_regular(path, "token ids file")
     try:
         (header,) = struct.unpack("<Q", os.pread(fd, 8, 0))
         base = 8 + header + t.begin
@@ -173,11 +173,11 @@ def _safetensors_ids(path: Path, T: int):
                 raise UsageError(f"{path}: truncated while it was read")
             return torch.frombuffer(bytearray(raw), dtype=dtype)
 
-        if n <= MAX_READ_ROWS and (len(shape) == 1 or width <= T):  # all of it: at most MAX_READ_ROWS + 1 rows
+        if n <= max_rows and (len(shape) == 1 or width <= T):  # all of it: at most max_rows + 1 rows
             whole = ids(0, math.prod(shape))
             return whole if len(shape) == 1 else whole.view(shape)
-        rows = range(n) if n <= MAX_READ_ROWS else \
-            torch.linspace(0, n - 1, MAX_READ_ROWS, dtype=torch.float64).round().long().tolist()
+        rows = range(n) if n <= max_rows else \
+            torch.linspace(0, n - 1, max_rows, dtype=torch.float64).round().long().tolist()
         return torch.stack([ids(r * width, min(width, T)) for r in rows])  # (rows, T)
     except OSError as e:
         raise UsageError(f"{path}: cannot read ({e.strerror})") from None
