@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import math
 import os
+import struct
 from pathlib import Path
 
 from strata.backends.torch import generate_source
 from strata.backends.torch.loader import load_source
 from strata.compiler.cost import seq_len
 from strata.errors import UsageError
-from strata.io import read_spread
+from strata.io import open_regular, read_spread
+from strata.safetensors_file import DTYPES, FLOAT_DTYPES, read_header
 
 __all__ = ["MAX_ROWS", "activation_stats", "held_out_rows", "load_calibration", "model_inputs", "read_token_ids",
            "row_length", "trained_context"]
@@ -142,12 +144,7 @@ def read_token_ids(path: Path, T: int, max_rows: int = MAX_READ_ROWS):
     text is read in pieces spread over its file.  So a file of billions of ids, or
     a sparse one whose header only claims them, costs what a small one does (the
     rows are read with pread, the file never mapped whole)."""
-    import struct
-
     import torch  # lazy: torch
-
-    from strata.io import open_regular
-    from strata.safetensors_file import DTYPES, FLOAT_DTYPES, read_header
 
     tensors, _ = read_header(path)  # checked in full before a byte of data is read
     ints = {k: t for k, t in tensors.items() if t.dtype not in FLOAT_DTYPES}
