@@ -50,13 +50,14 @@ from strata.train.objectives import Loss, choose_objective
 from strata.train.objectives.distillation import DistillLoss
 from strata.train.optim import make_optimizer
 from strata.train.records import RunInfo, read_run_json
-from strata.train.run import CACHE, FINAL, METRICS, PLOT, RUN_JSON, TOKENIZER, Run
+from strata.train.run import CACHE, FINAL, METRICS, PLOT, RUN_JSON, Run
 from strata.train.run_folder import SPEC, run_data, run_relative
 from strata.train.settings import resolve_settings
 from strata.train.sources import COMPRESSED_SPEC, COMPRESSED_WEIGHTS, is_compressed, resolve_weights
 from strata.train.state import TrainState
+from strata.train.start_tokenizer import check_reused, fitted_tokenizer, run_tokenizer, same_tokenizer, unseen
 from strata.train.teacher import load_teacher
-from strata.train.tokenizer import UnseenCharacters, fit_tokenizer, load_tokenizer, tokenizer_from_json
+from strata.train.tokenizer import UnseenCharacters
 
 __all__ = ["AlreadyPast", "train"]
 
@@ -101,77 +102,6 @@ def _prepare_folder(out: Path, d: Dist, resume: bool, overwrite: bool):
     if not d.main and resume:
         ckpt = find_checkpoint(out)
     return lock, ckpt
-
-
-def _fitted(cfg, obj, limit, texts, d: Dist):
-    """A tokenizer fitted on the data as the settings ask, checked to fit the model
-    (rank 0 fits, the others read it): done before the run folder is made, so a
-    tokenizer the model cannot hold (`tokenizer = byte` or `bpe` for a vocab of 128,
-    vocab_size above the model's) leaves --out as it was."""
-    text = None
-    if d.main:
-        text = fit_tokenizer(cfg["tokenizer"], texts, obj.specials, limit, cfg["vocab_size"]).dumps()
-    tok = tokenizer_from_json(d.share_bytes(text.encode() if text else None).decode(), TOKENIZER)
-    _fits(tok, obj, limit)
-    return tok
-
-
-def _tokenizer(cfg, obj, limit, texts, out: Path, ckpt, reuse: Path | None, fitted, d: Dist):
-    """The run's own tokenizer when resuming, else the one that came with the
-    weights, else `fitted` (fitted on the data before the folder was made), else
-    one fitted now (a run set up but never trained, started again with --resume)."""
-    if os.path.lexists(out / TOKENIZER) and ckpt is not None:
-        tok = load_tokenizer(out / TOKENIZER, follow=False)
-    elif reuse is not None:
-        tok = load_tokenizer(reuse)
-    else:
-        tok = fitted or _fitted(cfg, obj, limit, texts, d)
-    _fits(tok, obj, limit)
-    if d.main and not (ckpt is not None and os.path.lexists(out / TOKENIZER)):
-        write_atomic(out / TOKENIZER, tok.dumps(), follow=False)
-    return tok
-
-
-def _fits(tok, obj, limit: int) -> None:
-    if tok.vocab_size > limit:
-        raise UsageError(f"the tokenizer has {tok.vocab_size:,} ids; the model's vocabulary holds "
-                         f"{limit:,}")
-    missing = [s for s in obj.specials if s not in tok.specials]
-    if missing:
-        raise UsageError(f"the reused tokenizer lacks {', '.join(missing)}, which {obj.name} needs")
-
-
-def _unseen(e: UnseenCharacters, whose: str, reuse: Path) -> UsageError:
-    return UsageError(f"{e}; the tokenizer is the one {whose} came with ({reuse}): give --data "
-                      "text it covers (the data those weights trained on)")
-
-
-def _check_reused(reuse: Path, obj, limit: int, texts, whose: str) -> None:
-    """The tokenizer that came with the weights (--init, a distillation teacher)
-    fits the model and reads the data: checked before the run folder is made."""
-    tok = load_tokenizer(reuse)
-    _fits(tok, obj, limit)
-    try:
-        tok.check_covers(texts())
-    except UnseenCharacters as e:
-        raise _unseen(e, whose, reuse) from None
-
-
-def _same_tokenizer(cfg: dict, out: Path) -> None:
-    """A resumed run reads its data with its own tokenizer.json: a tokenizer setting
-    changed since it started (`--set tokenizer=byte`) was ignored, and recorded in
-    run.json as if it had been used."""
-    old = read_run_json(out / RUN_JSON)
-    if not isinstance(old, RunInfo):
-        return
-    used = {"tokenizer": old.tokenizer.type, "vocab_size": old.tokenizer.vocab_size}
-    for key in ("tokenizer", "vocab_size"):
-        was = old.settings.get(key)
-        if cfg[key] not in (was, used[key]):  # the setting as started, or what it made
-            raise UsageError(f"{out}: the run reads its data with its own tokenizer ({old.tokenizer.type}, "
-                             f"{old.tokenizer.vocab_size:,} ids); {key} = "
-                             f"{cfg[key] if cfg[key] is not None else 'none'} cannot change on --resume "
-                             "(--out names a new run, or --overwrite starts this one over)")
 
 
 def _dataset(cfg, obj, context, tok, payload, out: Path, d: Dist):
@@ -502,9 +432,9 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
         fitted = None
         if fresh:
             if reuse is not None:
-                _check_reused(reuse, p.obj, p.limit, texts, whose)
+                check_reused(reuse, p.obj, p.limit, texts, whose)
             else:
-                fitted = _fitted(p.cfg, p.obj, p.limit, texts, d)
+                fitted = fitted_tokenizer(p.cfg, p.obj, p.limit, texts, d)
             if w is not None:
                 _init_weights(net, w.file, d, progress)
         lock, ckpt = _prepare_folder(p.out, d, resume, overwrite)
@@ -523,15 +453,15 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
         if resume and ckpt is None:
             _say(d, progress, f"{p.out}: no checkpoint yet; starting at step 0")
         if ckpt is not None:
-            _same_tokenizer(p.cfg, p.out)
+            same_tokenizer(p.cfg, p.out)
 
-        tok = _tokenizer(p.cfg, p.obj, p.limit, texts, p.out, ckpt, reuse, fitted, d)
+        tok = run_tokenizer(p.cfg, p.obj, p.limit, texts, p.out, ckpt, reuse, fitted, d)
         try:
             sampler = _dataset(p.cfg, p.obj, p.cfg["context"], tok, payload, p.out, d)
         except UnseenCharacters as e:  # a tokenizer that came with weights, not fitted on this data
             if ckpt is not None or reuse is None:
                 raise
-            raise _unseen(e, whose, reuse) from None
+            raise unseen(e, whose, reuse) from None
         frozen = _weights(net, w.file if w and not fresh else None, ckpt, freeze, d, progress, spec, p.out)
         runner, task, loss, opt, scaler = _optimize(p, net, teacher, frozen, d, device, fsdp, compile)
 
