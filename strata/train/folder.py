@@ -29,26 +29,18 @@ import contextlib
 import fcntl
 import os
 import re
-import shutil
 import stat
 import time
 from pathlib import Path
 
 from strata.errors import UsageError
 from strata.io import write_atomic
-from strata.train.checkpoint import BEST, Checkpoint, DIR, LATEST, find_checkpoint
+from strata.train.checkpoint import Checkpoint, find_checkpoint
+from strata.train.manifest import LOCK, MANIFEST, TEMP, remove_own
 from strata.train.records import FORMAT, RunStub, dump, read_run_json
 
 __all__ = ["LOCK", "MANIFEST", "RunLock", "check_claim", "claim", "not_a_run", "own_folder", "own_file"]
 
-LOCK = "run.lock"
-# Every name strata writes at the top of a run folder (run.json lists them).
-MANIFEST = ("run.json", "model.arch", "tokenizer.json", "metrics.jsonl", "loss.png", "model.safetensors",
-            LATEST, BEST, DIR, "cache", LOCK)
-# What strata writes inside its two subfolders (temporary files of atomic writes too).
-_OWN_ENTRIES = {DIR: re.compile(r"\A(\.?step-\d{8}(\.[\w-]+)?)\Z"),
-                "cache": re.compile(r"\A(\w+-[0-9a-f]{20}\.uint(16|32)(\.json)?|\..+\.tmp)\Z")}
-_TEMP = re.compile(r"\A\..+\.tmp\Z")
 
 
 def own_folder(path: Path) -> Path:
@@ -145,7 +137,7 @@ class RunLock:
         folder = self.path.parent
         with contextlib.suppress(OSError):  # the error that stopped the start is the one to say
             if self.undo is not None:
-                _remove_own(folder, MANIFEST)
+                remove_own(folder, MANIFEST)
             if self.undo == "all":
                 (folder / "run.json").unlink()
         self.release(refused=True)
@@ -155,33 +147,7 @@ class RunLock:
 
 def _entries(folder: Path) -> set[str]:
     """What the folder holds, besides strata's lock and half-written temporary files."""
-    return {n for n in os.listdir(folder) if n != LOCK and not _TEMP.match(n)}
-
-
-def _remove_own(folder: Path, names) -> None:
-    """Remove the files strata wrote (names from its manifest), never through a
-    link; in its subfolders only entries of strata's own naming."""
-    for name in names:
-        if name not in MANIFEST or name in (LOCK, "run.json"):
-            continue
-        p = folder / name
-        try:
-            st = os.lstat(p)
-        except FileNotFoundError:
-            continue
-        if stat.S_ISDIR(st.st_mode) and name in _OWN_ENTRIES:
-            for entry in os.listdir(p):
-                q = p / entry
-                if not _OWN_ENTRIES[name].match(entry):
-                    continue
-                if q.is_dir() and not q.is_symlink():
-                    shutil.rmtree(q)
-                else:
-                    q.unlink()
-            with contextlib.suppress(OSError):  # the user's own files in it stay, with it
-                p.rmdir()
-        elif not stat.S_ISDIR(st.st_mode):
-            p.unlink()
+    return {n for n in os.listdir(folder) if n != LOCK and not TEMP.match(n)}
 
 
 def _remove_made(made: list[Path]) -> None:
@@ -243,13 +209,13 @@ def _take(out: Path, resume: bool, overwrite: bool) -> tuple[Checkpoint | None, 
         _write_stub(out)
         return None, "all"
     if isinstance(info, RunStub):      # set up, never trained: start it (again)
-        _remove_own(out, info.files)
+        remove_own(out, info.files)
         _write_stub(out)
         return None, "files"
     if resume:
         return find_checkpoint(out), None
     _write_stub(out)  # first: a crash while removing leaves a run that --resume starts over
-    _remove_own(out, info.files if info.files is not None else MANIFEST)
+    remove_own(out, info.files if info.files is not None else MANIFEST)
     return None, "files"
 
 
