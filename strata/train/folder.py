@@ -11,9 +11,12 @@
   before its first step (data too short) removes what it wrote instead
   (`RunLock.abandon`): a new folder is gone, a resumed run keeps its files.
 - strata writes only into an empty folder or its own run.  run.json lists the
-  names strata writes there (`files`); `--overwrite` removes those (never
-  following a link) and nothing else, so the user's files in a run folder
-  survive, and a folder that is not a run is refused unless it is empty.
+  names strata writes there (`files`); `--overwrite` moves those (never
+  following a link) and nothing else into RUN/.overwritten, where the old run
+  is kept until the new one's first step (`RunLock.commit`): a start stopped
+  before it, by an error or a kill, loses nothing (strata.train.overwritten).
+  The user's files in a run folder stay where they are, and a folder that is
+  not a run is refused unless it is empty.
 - Every file written inside the run replaces what is at its name (a planted
   symlink is replaced, not written through): `strata.io.write_atomic(...,
   follow=False)`; subfolders must be real folders (`own_folder`).
@@ -30,13 +33,16 @@ import fcntl
 import os
 import re
 import stat
+import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 from strata.errors import UsageError
 from strata.io import write_atomic
 from strata.train.checkpoint import Checkpoint, find_checkpoint
 from strata.train.manifest import LOCK, MANIFEST, TEMP, remove_own
+from strata.train.overwritten import ASIDE, discard, kept_run, restore, set_aside
 from strata.train.records import FORMAT, RunStub, dump, read_run_json
 
 __all__ = ["LOCK", "MANIFEST", "RunLock", "check_claim", "claim", "not_a_run", "own_folder", "own_file"]
@@ -77,7 +83,9 @@ class RunLock:
     def __init__(self, fd: int, path: Path, created: bool):
         self.fd, self.path, self.created = fd, path, created
         self.made: list[Path] = []      # the folders `claim` made, deepest first
-        self.undo: str | None = None    # what `abandon` removes: "all", "files" (not the stub), None
+        # what `abandon` undoes: "all" (a new run), "files" (all but the stub), "aside" (the new
+        # start's files, and the overwritten run put back), None (a resumed run: nothing)
+        self.undo: str | None = None
 
     @classmethod
     def acquire(cls, folder: Path) -> "RunLock":
@@ -133,10 +141,13 @@ class RunLock:
         """A start that stopped with an error before its first step: remove what it
         wrote (strata's own names, never through a link) and the folders it made, so
         --out is as it was found — a new run's folder is gone, a run set up but never
-        trained keeps its stub run.json; a resumed run keeps every file."""
+        trained keeps its stub run.json, a run --overwrite was replacing is put back
+        whole; a resumed run keeps every file."""
         folder = self.path.parent
-        with contextlib.suppress(OSError):  # the error that stopped the start is the one to say
-            if self.undo is not None:
+        with contextlib.suppress(OSError, UsageError):  # the error that stopped the start is the one to say
+            if self.undo == "aside":
+                restore(folder)
+            elif self.undo is not None:
                 remove_own(folder, MANIFEST)
             if self.undo == "all":
                 (folder / "run.json").unlink()
@@ -144,10 +155,17 @@ class RunLock:
         if self.undo == "all":
             _remove_made(self.made)
 
+    def commit(self) -> None:
+        """The new run's first step: the run --overwrite replaced goes (until now it
+        was kept aside, for `abandon` to put back)."""
+        if self.undo == "aside":
+            discard(self.path.parent)
+        self.undo = None
+
 
 def _entries(folder: Path) -> set[str]:
     """What the folder holds, besides strata's lock and half-written temporary files."""
-    return {n for n in os.listdir(folder) if n != LOCK and not TEMP.match(n)}
+    return {n for n in os.listdir(folder) if n not in (LOCK, ASIDE) and not TEMP.match(n)}
 
 
 def _remove_made(made: list[Path]) -> None:
@@ -156,11 +174,17 @@ def _remove_made(made: list[Path]) -> None:
             p.rmdir()
 
 
-def claim(out: Path, resume: bool, overwrite: bool) -> tuple[RunLock, Checkpoint | None]:
+def _stderr(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def claim(out: Path, resume: bool, overwrite: bool, say: Callable[[str], None] = _stderr
+          ) -> tuple[RunLock, Checkpoint | None]:
     """Lock `out` and make it this run's (rank 0 only): (the held lock, the
     checkpoint to resume from or None).  Refusals are one line and leave the
-    folder as they found it; so does `RunLock.abandon` for a start refused later,
-    before its first step."""
+    folder as they found it (a run an interrupted --overwrite had set aside is put
+    back first, said with `say`); so does `RunLock.abandon` for a start refused
+    later, before its first step."""
     check_claim(out, resume, overwrite)
     made, p = [], out
     while not os.path.lexists(p):
@@ -172,7 +196,7 @@ def claim(out: Path, resume: bool, overwrite: bool) -> tuple[RunLock, Checkpoint
         raise UsageError(f"{out}: cannot make the run folder ({e.strerror})") from None
     lock = RunLock.acquire(out)
     try:
-        ckpt, lock.undo = _take(out, resume, overwrite)
+        ckpt, lock.undo = _take(out, resume, overwrite, say)
     except BaseException:
         lock.release(refused=True)
         _remove_made(made)
@@ -187,6 +211,14 @@ def check_claim(out: Path, resume: bool, overwrite: bool):
     folder it cannot have is said at once.  The run.json `out` holds, or None."""
     if os.path.lexists(out) and not out.is_dir():
         raise UsageError(f"{out}: exists and is not a folder")
+    kept = kept_run(out)
+    if kept is not None:  # an --overwrite stopped before its first step: the old run is the folder's
+        info = read_run_json(kept)
+        if not isinstance(info, RunStub) and not resume and not overwrite:
+            raise UsageError(f"{out} already holds a run (kept in {kept.parent} by an --overwrite stopped "
+                             "before its first step): --resume puts it back and continues it, --overwrite "
+                             "starts it over, or --out names another folder")
+        return info
     held = _entries(out) if out.is_dir() else set()
     if "run.json" not in held:
         if held:
@@ -200,10 +232,14 @@ def check_claim(out: Path, resume: bool, overwrite: bool):
     return info
 
 
-def _take(out: Path, resume: bool, overwrite: bool) -> tuple[Checkpoint | None, str | None]:
-    """(the checkpoint to resume, what an abandoned start removes: "all" in a
-    folder that held no run, "files" but the stub in one it started anew, None in a
-    resumed run)."""
+def _take(out: Path, resume: bool, overwrite: bool, say: Callable[[str], None]
+          ) -> tuple[Checkpoint | None, str | None]:
+    """(the checkpoint to resume, what an abandoned start undoes: "all" in a folder
+    that held no run, "files" but the stub in a run set up but never trained,
+    "aside" in a trained run --overwrite replaces, None in a resumed run)."""
+    if restore(out):
+        say(f"{out}: put back the run an --overwrite had set aside in {out / ASIDE} "
+            "(it stopped before its first step)")
     info = check_claim(out, resume, overwrite)  # again, now that the folder is locked
     if info is None:
         _write_stub(out)
@@ -214,9 +250,11 @@ def _take(out: Path, resume: bool, overwrite: bool) -> tuple[Checkpoint | None, 
         return None, "files"
     if resume:
         return find_checkpoint(out), None
-    _write_stub(out)  # first: a crash while removing leaves a run that --resume starts over
-    remove_own(out, info.files if info.files is not None else MANIFEST)
-    return None, "files"
+    # kept whole until the new run's first step (`RunLock.commit`); the stub after it, so a
+    # process killed in between leaves a run the next claim puts back (strata.train.overwritten)
+    set_aside(out, info.files if info.files is not None else MANIFEST)
+    _write_stub(out)
+    return None, "aside"
 
 
 def _write_stub(out: Path) -> None:

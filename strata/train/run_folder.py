@@ -35,6 +35,7 @@ from strata.io import is_spec_path
 from strata.safetensors_file import WeightsError
 from strata.train.checkpoint import find_checkpoint
 from strata.train.folder import own_file
+from strata.train.overwritten import kept_run
 from strata.train.limits import model_limits
 from strata.train.metrics import read_metrics
 from strata.train.models import compile_model
@@ -50,7 +51,9 @@ RUN_JSON, SPEC, TOKENIZER, METRICS, PLOT, FINAL, CACHE = (
 
 
 def is_run(path: Path) -> bool:
-    return os.path.lexists(Path(path) / RUN_JSON)
+    """A run folder: its run.json, or the run an --overwrite stopped before its first
+    step keeps aside (`RunFolder.open` says how to get it back)."""
+    return os.path.lexists(Path(path) / RUN_JSON) or kept_run(Path(path)) is not None
 
 
 def _found(from_run: str | None, path: str | None, run: str | Path | None) -> tuple[str | None, list[str]]:
@@ -136,6 +139,11 @@ class RunFolder:
         f = path / RUN_JSON
         if not path.is_dir():
             raise UsageError(f"{path}: no such run folder")
+        kept = kept_run(path)
+        if kept is not None:  # an --overwrite stopped between its claim and its first step
+            raise UsageError(f"{path}: the run there is kept in {kept.parent} by an --overwrite that "
+                             f"stopped before its first step; `strata train ... --out {path} --resume` "
+                             "puts it back and continues it")
         if not os.path.lexists(f):
             raise UsageError(f"{path}: not a run folder (no {RUN_JSON}); strata train writes one")
         info = read_run_json(f)

@@ -7,7 +7,8 @@ trained model, in order, one function per stage:
     _fitted      a new run's tokenizer, fitted on the data
     _prepare_folder   the run folder claimed (or resumed): every check above comes first,
                  so a refusal writes nothing; one after it (data too short) removes
-                 what this start wrote (RunLock.abandon)
+                 what this start wrote, and puts back a run --overwrite was replacing
+                 (RunLock.abandon; RunLock.commit drops that run at the first step)
     _tokenizer   the run's own / the init's / the teacher's / the fitted one, written
     _dataset     token ids cached, and the objective's sampler
     _weights     initial or resumed weights, frozen parts, the passes' training needs
@@ -51,7 +52,8 @@ from strata.train.objectives.distillation import DistillLoss
 from strata.train.optim import make_optimizer
 from strata.train.records import RunInfo, read_run_json
 from strata.train.run import CACHE, FINAL, METRICS, PLOT, RUN_JSON, Run
-from strata.train.run_folder import SPEC, run_data, run_relative
+from strata.train.overwritten import kept_run
+from strata.train.run_folder import SPEC, is_run, run_data, run_relative
 from strata.train.settings import resolve_settings
 from strata.train.sources import COMPRESSED_SPEC, COMPRESSED_WEIGHTS, is_compressed, resolve_weights
 from strata.train.state import TrainState
@@ -85,13 +87,13 @@ def _with_dropout(g, p: float | None):
     return g
 
 
-def _prepare_folder(out: Path, d: Dist, resume: bool, overwrite: bool):
+def _prepare_folder(out: Path, d: Dist, resume: bool, overwrite: bool, progress: bool):
     """(the run's lock or None, the checkpoint to resume from or None): rank 0
     locks and claims the folder (`strata.train.folder`), the others follow."""
     lock, ckpt, refused = None, None, None
     if d.main:
         try:
-            lock, ckpt = claim(out, resume, overwrite)
+            lock, ckpt = claim(out, resume, overwrite, say=lambda text: _say(d, progress, text))
         except UsageError as e:
             if not d.on:
                 raise
@@ -198,10 +200,10 @@ def _resumed_data(out: Path, sets, settings: dict, data: str | None) -> str | No
     relative to the run folder first, a run moved with its data; then at its
     absolute path), unless --data / --set data names other; `data` (the spec's)
     when the run's is not found but that is there, or the run recorded none."""
-    if "data" in settings or any(re.match(r"\s*data\s*=", t) for t in sets) or \
-            not os.path.isfile(out / RUN_JSON):
+    own = kept_run(out) or out / RUN_JSON  # a run an --overwrite kept aside: the claim puts it back
+    if "data" in settings or any(re.match(r"\s*data\s*=", t) for t in sets) or not os.path.isfile(own):
         return data
-    old = read_run_json(out / RUN_JSON)
+    old = read_run_json(own)
     if not isinstance(old, RunInfo):
         return data
     try:
@@ -428,7 +430,7 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
         reuse = (w.tokenizer if w else None) or (teacher[2] if teacher else None)
         whose = f"--init {init}" if w is not None and w.tokenizer is not None else "the distillation teacher"
         _frozen_paths(net, freeze)
-        fresh = not (resume and os.path.lexists(p.out / RUN_JSON))
+        fresh = not (resume and is_run(p.out))
         fitted = None
         if fresh:
             if reuse is not None:
@@ -437,7 +439,7 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
                 fitted = fitted_tokenizer(p.cfg, p.obj, p.limit, texts, d)
             if w is not None:
                 _init_weights(net, w.file, d, progress)
-        lock, ckpt = _prepare_folder(p.out, d, resume, overwrite)
+        lock, ckpt = _prepare_folder(p.out, d, resume, overwrite, progress)
         # the spec as trained, standing alone (written with run.json); checked once the run
         # folder is there, since its paths start from it ("../../teacher.arch" does not
         # resolve through a folder not made yet)
@@ -477,6 +479,8 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
         # metrics.jsonl is opened (a planted link refused) before run.json is touched
         metrics = MetricsLog(p.out / METRICS, d.main, resume_step=start if ckpt is not None else None)
         _write_info(p.out, info, spec_copy, ckpt is not None, start, d)
+        if lock is not None:
+            lock.commit()  # the run --overwrite replaces, kept aside until now, goes
         looping = True  # from here a stopped run is one --resume continues (or starts over)
         _loop(p, runner, net, task, loss, sampler, opt, scaler, state, tok, metrics, start, best,
               d, device, fsdp, progress)

@@ -221,9 +221,11 @@ def test_a_run_stopped_before_its_first_step_resumes(tmp_path, capsys, monkeypat
     assert sorted(os.listdir("again")) == sorted(
         ["best.json", "cache", "checkpoints", "latest.json", "loss.png", "metrics.jsonl", "model.arch",
          "model.safetensors", "run.json", "tokenizer.json", ".run.json.x1y2.tmp"])
-    assert main([*base, "--data", "short.txt", "--overwrite"]) == 2
+    assert main([*base, "--data", "short.txt", "--overwrite"]) == 2  # the run it would replace is kept
     capsys.readouterr()
-    assert main([*base, "--data", "a.txt"]) == 0
+    assert main([*base, "--data", "a.txt"]) == 2
+    assert "run already holds a run" in capsys.readouterr().err
+    assert main([*base, "--data", "a.txt", "--overwrite"]) == 0
 
 
 def test_special_files_a_run_reads_are_refused(trained, tmp_path):

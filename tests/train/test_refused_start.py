@@ -106,16 +106,20 @@ def test_a_resumed_run_refused_keeps_every_file(project, capsys):
     assert main(["train", "g.arch", "--out", "r", "--resume", "--steps", "2", "-q"]) == 0
 
 
-def test_an_overwrite_refused_leaves_a_run_the_fixed_command_starts(project, capsys):
-    """--overwrite removes the old run's files when it claims the folder; a refusal
-    after that leaves the stub, so the command, fixed, needs no second --overwrite."""
+def test_an_overwrite_refused_keeps_the_old_run(project, capsys):
+    """--overwrite keeps the old run aside until the new one's first step: a refusal
+    before it puts the run back as it was (was: the claim removed it, leaving a stub;
+    tests/train/test_overwrite.py holds the rest)."""
     write(Path("g.arch"), GPT)
     write(Path("short.txt"), "the cat sat.\n")
     assert main(["train", "g.arch", "--data", "d.txt", "--out", "r", "--steps", "1", "-q"]) == 0
     write(Path("r/notes.txt"), "mine")
+    before = _files(Path("r"))
     _refused(capsys, "g.arch", "--data", "short.txt", "--out", "r", "--overwrite", said="too short")
-    assert sorted(p.name for p in Path("r").iterdir()) == ["notes.txt", "run.json"]
-    assert main(["train", "g.arch", "--data", "d.txt", "--out", "r", "--steps", "1", "-q"]) == 0
+    assert _files(Path("r")) == before and sorted(p.name for p in Path("r").iterdir()) == sorted(
+        ["best.json", "cache", "checkpoints", "latest.json", "loss.png", "metrics.jsonl", "model.arch",
+         "model.safetensors", "notes.txt", "run.json", "tokenizer.json"])
+    assert main(["train", "g.arch", "--data", "d.txt", "--out", "r", "--steps", "1", "--overwrite", "-q"]) == 0
     assert Path("r/notes.txt").read_text() == "mine"
 
 

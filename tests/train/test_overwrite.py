@@ -1,0 +1,143 @@
+"""`--overwrite` loses nothing until the new run's first step (strata/train/overwritten.py,
+docs/training.md "The run folder").  Was: the claim removed the old run's files,
+so a start that then failed (data too short for the context) or was killed left
+a stub run.json where a trained run had been."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.optional import require
+
+torch = require("torch")
+
+from strata.cli import main  # noqa: E402
+from strata.train.folder import claim  # noqa: E402
+from strata.train.overwritten import ASIDE  # noqa: E402
+from tests.train.helpers import GPT, ROOT, text, write  # noqa: E402
+
+TRAIN = ["train", "g.arch", "--out", "r", "--steps", "1", "-q"]
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture
+def trained(tmp_path, monkeypatch):
+    """r: a finished 1-step run holding two files of the user's; its files, byte for byte."""
+    monkeypatch.chdir(tmp_path)
+    write(Path("g.arch"), GPT)
+    write(Path("d.txt"), text(1500))
+    write(Path("short.txt"), "the cat sat.\n")
+    assert main([*TRAIN, "--data", "d.txt"]) == 0
+    write(Path("r/notes.txt"), "mine")
+    write(Path("r/checkpoints/mine.txt"), "mine too")
+    return _files(Path("r"))
+
+
+def test_an_overwrite_that_fails_before_its_first_step_keeps_the_old_run(trained, capsys):
+    assert main([*TRAIN, "--data", "short.txt", "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("strata: error: ") and "short.txt: too short" in err and err.count("\n") == 1, err
+    assert _files(Path("r")) == trained and not Path("r", ASIDE).exists()
+    assert main([*TRAIN, "--data", "d.txt"]) == 2  # still a run: the fixed command needs --overwrite again
+    assert "r already holds a run: --resume continues it" in capsys.readouterr().err
+    assert main([*TRAIN, "--data", "d.txt", "--overwrite", "--steps", "2"]) == 0
+    now = _files(Path("r"))
+    assert not Path("r", ASIDE).exists() and now["notes.txt"] == b"mine" and now["checkpoints/mine.txt"] == b"mine too"
+    assert '"step": 2' in Path("r/latest.json").read_text() and "checkpoints/step-00000001/state.json" not in now
+
+
+# A real process stopped by SIGKILL at a point between the claim and the first step:
+# `held` names the function that, patched, signals and waits to be killed there.
+_HOLD = """
+import sys, time
+from pathlib import Path
+import strata.train.folder as folder, strata.train.overwritten as ow, strata.train.start as start
+from strata.cli import main
+
+def hold(*_, **__):
+    Path("held").write_text("now")
+    time.sleep(600)
+
+point = sys.argv[1]
+if point == "claimed":        # the stub written, the old run aside: the data being tokenized
+    start._dataset = hold
+elif point == "started":      # the new run.json, model.arch and metrics.jsonl written
+    folder.RunLock.commit = hold
+else:                         # the third of the old run's names being moved aside
+    moved, rename = [], ow._rename
+    def third(*a):
+        rename(*a)
+        moved.append(a[0])
+        if len(moved) == 3:
+            hold()
+    ow._rename = third
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def _killed_at(point: str) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    p = subprocess.Popen([sys.executable, "-c", _HOLD, point, *TRAIN, "--data", "d.txt", "--overwrite"],
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not Path("held").exists():
+            assert p.poll() is None, p.communicate()
+            assert time.monotonic() < deadline, "the start never reached its point"
+            time.sleep(0.1)
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+
+
+@pytest.mark.parametrize("point", ["moving", "claimed", "started"])
+def test_an_overwrite_killed_before_its_first_step_is_put_back_by_the_next_start(trained, capsys, point):
+    _killed_at(point)
+    new = Path("r/run.json")  # the new run's: none yet, its stub, the run.json it trains with
+    assert (json.loads(new.read_text())["status"] if new.exists() else None) == \
+        {"moving": None, "claimed": "started", "started": "ready"}[point]
+    assert Path("r", ASIDE, "run.json").is_file()
+    assert main(["generate", "r"]) == 2  # eval / generate say where the run is and how to get it back
+    assert f"the run there is kept in r/{ASIDE} by an --overwrite" in capsys.readouterr().err
+    assert main([*TRAIN, "--data", "d.txt"]) == 2  # refused before the data is read, the run named
+    err = capsys.readouterr().err
+    assert f"r already holds a run (kept in r/{ASIDE} by an --overwrite" in err and err.count("\n") == 1, err
+    if point == "claimed":  # --resume puts it back, says so, and continues it
+        assert main(["train", "g.arch", "--out", "r", "--resume", "--steps", "2"]) == 0
+        assert f"r: put back the run an --overwrite had set aside in r/{ASIDE}" in capsys.readouterr().err
+        assert '"step": 2' in Path("r/latest.json").read_text() and Path("r/notes.txt").read_text() == "mine"
+        assert not Path("r", ASIDE).exists()
+        return
+    claim(Path("r"), True, False, say=lambda _: None)[0].release()  # the claim of any start
+    assert _files(Path("r")) == trained and not Path("r", ASIDE).exists()
+
+
+def test_what_a_committed_overwrite_left_is_cleared(trained):
+    """Killed while the old run's files were being removed (its run.json went first,
+    `discard`): the new run stands, and the next claim clears the rest."""
+    Path("r", ASIDE, "checkpoints").mkdir(parents=True)
+    write(Path("r", ASIDE, "model.safetensors"), "old")
+    assert main(["train", "g.arch", "--out", "r", "--resume", "--steps", "2", "-q"]) == 0
+    assert not Path("r", ASIDE).exists() and '"step": 2' in Path("r/latest.json").read_text()
+
+
+def test_a_planted_link_as_the_aside_is_refused(trained, tmp_path, capsys):
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink(tmp_path / "elsewhere", Path("r", ASIDE))
+    assert main([*TRAIN, "--data", "d.txt", "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert f"r/{ASIDE}: not a folder strata made" in err and err.count("\n") == 1, err
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+    Path("r", ASIDE).unlink()
+    assert _files(Path("r")) == trained
