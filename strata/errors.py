@@ -75,6 +75,17 @@ class UsageError(Exception):
     """The command line itself is wrong (exit code 2): missing file, bad flag value."""
 
 
+class WriteError(UsageError):
+    """A file could not be written — a full disk, a quota, the file-size limit, a
+    folder without write permission (exit code 2) — `strerror` saying why.  A
+    training run reports it as its files not written, naming the checkpoint kept;
+    any other UsageError keeps its own message."""
+
+    def __init__(self, message: str, strerror: str | None = None):
+        super().__init__(message)
+        self.strerror = strerror
+
+
 class TrainingError(Exception):
     """A training run stopped on its own account (exit code 1): the loss went NaN,
     a resumed run does not fit its checkpoint.  The message says what is kept."""

@@ -28,6 +28,7 @@ for a file read in pieces or memory-mapped (training data, cached token ids);
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import stat
@@ -35,7 +36,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from strata.errors import UsageError
+from strata.errors import UsageError, WriteError
 
 __all__ = ["MAX_TEXT_BYTES", "SPEC_SUFFIXES", "atomic_folder", "atomic_output", "is_spec_path",
            "open_regular", "read_regular", "read_spread", "same_file", "spread_text", "write_atomic"]
@@ -213,7 +214,7 @@ def _target(path: str | os.PathLike, follow: bool = True) -> Path:
     if not folder.is_dir():
         raise UsageError(f"{path}: the folder {folder} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise UsageError(f"{path}: cannot write into {folder} (permission denied)")
+        raise WriteError(f"{path}: cannot write into {folder} (permission denied)", os.strerror(errno.EACCES))
     return path
 
 
@@ -247,7 +248,7 @@ def atomic_output(path: str | os.PathLike, follow: bool = True) -> Iterator[Path
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as e:
-        raise UsageError(f"{path}: cannot write ({e.strerror})") from None
+        raise WriteError(f"{path}: cannot write ({e.strerror})", e.strerror) from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -272,7 +273,7 @@ def write_atomic(path: str | os.PathLike, data: bytes | str, follow: bool = True
         try:
             tmp.write_bytes(data)
         except OSError as e:
-            raise UsageError(f"{path}: cannot write ({e.strerror})") from None
+            raise WriteError(f"{path}: cannot write ({e.strerror})", e.strerror) from None
     return Path(path)
 
 

@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from strata.errors import UsageError
+from strata.errors import UsageError, WriteError
 from strata.io import write_atomic
 from strata.train.checkpoint import Checkpoint, find_checkpoint
 from strata.train.manifest import LOCK, MANIFEST, TEMP, remove_own
@@ -56,7 +56,7 @@ def own_folder(path: Path) -> Path:
         path.mkdir(exist_ok=True)
         st = os.lstat(path)
     except OSError as e:
-        raise UsageError(f"{path}: cannot make the folder ({e.strerror})") from None
+        raise WriteError(f"{path}: cannot make the folder ({e.strerror})", e.strerror) from None
     if not stat.S_ISDIR(st.st_mode):
         what = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a folder"
         raise UsageError(f"{path}: {what}; strata writes only into folders it made itself "

@@ -25,7 +25,7 @@ from torch.distributed.checkpoint.state_dict import (
     set_optimizer_state_dict,
 )
 
-from strata.errors import TrainingError, UsageError
+from strata.errors import TrainingError, UsageError, WriteError
 from strata.train.checkpoint import Checkpoint, find_checkpoint, prune, save_checkpoint, set_pointer
 from strata.train.distributed import Dist
 from strata.train.models import compile_model, save_weights
@@ -131,12 +131,14 @@ class TrainState:
     @contextlib.contextmanager
     def writes(self):
         """A write that fails — a full disk, the file-size limit (ulimit -f), a
-        quota — is one line naming the checkpoint that is kept, not a traceback."""
+        quota — is one line naming the checkpoint that is kept, not a traceback.
+        Any other UsageError (a user's mistake found in the loop) keeps its own
+        message: it was said as 'cannot write the run's files (...)'."""
         from safetensors import SafetensorError  # lazy: torch
 
         try:
             yield
-        except (OSError, SafetensorError, UsageError) as e:
+        except (OSError, SafetensorError, WriteError) as e:
             code = re.search(r"os error (\d+)", str(e))  # safetensors' own I/O error
             reason = (getattr(e, "strerror", None) or (os.strerror(int(code[1])) if code else None)
                       or str(e).splitlines()[0][:300])

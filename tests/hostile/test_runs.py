@@ -378,6 +378,46 @@ def test_a_full_disk_names_the_checkpoint_kept(trained, tmp_path, monkeypatch):
     assert not (tmp_path / "run" / "run.lock").exists()
 
 
+def test_a_mistake_found_in_the_loop_keeps_its_own_message(trained, tmp_path, monkeypatch):
+    """A UsageError raised inside the loop (here the distillation teacher's vocabulary,
+    which the loss checks at each step) was said as 'cannot write the run's files
+    (distill: ...); the last complete checkpoint ... is kept' (exit 1); only a failed
+    write is (strata.errors.WriteError: a full disk through strata.io's writer too)."""
+    import errno
+    import tempfile
+
+    from strata.errors import TrainingError, UsageError
+    from strata.train import train
+    from strata.train.loop import Loop
+
+    said = "distill: the teacher predicts 200 classes, the student 128: they must share the vocabulary"
+
+    def mistake(*_, **__):
+        raise UsageError(said)
+
+    shutil.copytree(trained, tmp_path / "run")
+    args = dict(data=str(trained.parent / "a.txt"), out=tmp_path / "run", resume=True, steps=3, progress=False)
+    with monkeypatch.context() as m:
+        m.setattr(Loop, "step", mistake)
+        with pytest.raises(UsageError) as e:
+            train(trained.parent / "t.arch", **args)
+    assert type(e.value) is UsageError and str(e.value) == said
+
+    mkstemp = tempfile.mkstemp
+
+    def full(*a, prefix="", **k):  # the checkpoint's state.json, through strata.io.write_atomic
+        if prefix.startswith(".state.json"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return mkstemp(*a, prefix=prefix, **k)
+
+    monkeypatch.setattr(tempfile, "mkstemp", full)
+    with pytest.raises(TrainingError) as e:
+        train(trained.parent / "t.arch", **args)
+    assert str(e.value).startswith(f"{tmp_path / 'run'}: cannot write the run's files (No space left on "
+                                   "device); the last complete checkpoint, step 2"), e.value
+    assert not (tmp_path / "run" / "run.lock").exists()
+
+
 def test_names_a_run_records_reach_the_terminal_escaped(tmp_path):
     """The data's name goes from run.json (or a compress report.json, hand-edited
     or not) into eval's figures and compress's `calibrated ... on RUN's data (NAME)`
