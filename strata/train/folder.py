@@ -252,7 +252,7 @@ def _take(out: Path, resume: bool, overwrite: bool, say: Callable[[str], None]
         return find_checkpoint(out), None
     # kept whole until the new run's first step (`RunLock.commit`); the stub after it, so a
     # process killed in between leaves a run the next claim puts back (strata.train.overwritten)
-    set_aside(out, info.files if info.files is not None else MANIFEST)
+    set_aside(out)
     _write_stub(out)
     return None, "aside"
 

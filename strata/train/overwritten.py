@@ -1,7 +1,7 @@
 """The run an `--overwrite` replaces, kept until the new run's first step.
 
 `strata train SPEC --out RUN --overwrite` on a trained run renames the old
-run's own files (its run.json first, then the other names of its manifest; in
+run's own files (its run.json first, then the other names strata writes; in
 checkpoints/ and cache/ only entries of strata's own naming) into the hidden
 folder RUN/.overwritten, never through a link, and only then writes the new
 run's stub run.json.  So at any instant, whatever killed the process:
@@ -18,7 +18,7 @@ in between.  The new run's first step commits (`discard`): .overwritten/run.json
 goes first, in one unlink; a folder left without it is debris the next claim
 removes.
 
-    set_aside(Path("runs/x"), info.files)   # at the claim, before the new stub
+    set_aside(Path("runs/x"))               # at the claim, before the new stub
     restore(Path("runs/x"))                 # stopped before the first step: True
     discard(Path("runs/x"))                 # the first step
 """
@@ -105,10 +105,12 @@ def _move(names, src: int, dst: int, where: Path) -> None:
             os.rmdir(name, dir_fd=src)
 
 
-def set_aside(out: Path, files) -> None:
-    """Move the run in `out` (its manifest `files`) into out/.overwritten; a
-    failure puts back what was moved and is one line."""
-    names = ["run.json", *(n for n in _OTHERS if n in files)]
+def set_aside(out: Path) -> None:
+    """Move the run in `out` into out/.overwritten: every name of the manifest, not
+    only those its run.json lists — `restore` takes whatever strata name is in
+    `out` beside a new run.json for the new start's.  A failure puts back what was
+    moved and is one line."""
+    names = ["run.json", *_OTHERS]
     top = _open(str(out), None, out)
     try:
         os.mkdir(ASIDE, dir_fd=top)
@@ -135,7 +137,8 @@ def set_aside(out: Path, files) -> None:
 def restore(out: Path) -> bool:
     """Put back the run kept in out/.overwritten, if one is: the new start's files
     go (strata's names only), the old ones are renamed back.  True if it did;
-    debris of a committed overwrite is removed."""
+    debris of a committed overwrite is removed.  A failure is one line; what is
+    left is put back by the next try."""
     top = _open(str(out), None, out)
     try:
         st = _lstat(ASIDE, top)
@@ -155,14 +158,22 @@ def restore(out: Path) -> bool:
         finally:
             os.close(aside)
         os.fsync(top)
-        os.rmdir(ASIDE, dir_fd=top)
-        return True
+    except OSError as e:
+        raise UsageError(f"{out}: cannot put back the run kept in {out / ASIDE} ({e.strerror}); "
+                         "it stays there") from None
     finally:
         os.close(top)
+    with contextlib.suppress(OSError):  # emptied; anything else in it is debris
+        shutil.rmtree(out / ASIDE)
+    return True
 
 
 def discard(out: Path) -> None:
     """The new run has started: the old one goes, its run.json first (the commit)."""
-    os.unlink(out / ASIDE / "run.json")
+    try:
+        os.unlink(out / ASIDE / "run.json")
+    except OSError as e:
+        raise UsageError(f"{out}: cannot remove the old run kept in {out / ASIDE} ({e.strerror}); "
+                         "the new run stops before its first step") from None
     with contextlib.suppress(OSError):  # what is left is debris the next claim removes
         shutil.rmtree(out / ASIDE)

@@ -141,3 +141,20 @@ def test_a_planted_link_as_the_aside_is_refused(trained, tmp_path, capsys):
     assert list((tmp_path / "elsewhere").iterdir()) == []
     Path("r", ASIDE).unlink()
     assert _files(Path("r")) == trained
+
+
+def test_a_run_that_cannot_be_put_back_is_one_line_and_stays_aside(trained, capsys):
+    """A folder planted where the new stub was (RUN/run.json): the claim cannot put
+    the old run back; it says so in one line naming where the run is (was the
+    OSError's 'run.json: Is a directory') and the run stays aside, whole, for the
+    next try."""
+    from strata.train.overwritten import set_aside
+
+    set_aside(Path("r"))  # the claim's first half: a start killed right after it
+    Path("r/run.json").mkdir()
+    assert main(["train", "g.arch", "--out", "r", "--resume", "--steps", "2", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"strata: error: r: cannot put back the run kept in r/{ASIDE} (Is a directory); it stays there\n"
+    Path("r/run.json").rmdir()
+    claim(Path("r"), True, False, say=lambda _: None)[0].release()  # the next try puts it back
+    assert _files(Path("r")) == trained and not Path("r", ASIDE).exists()
