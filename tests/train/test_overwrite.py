@@ -57,6 +57,17 @@ def test_an_overwrite_that_fails_before_its_first_step_keeps_the_old_run(trained
     assert '"step": 2' in Path("r/latest.json").read_text() and "checkpoints/step-00000001/state.json" not in now
 
 
+def test_a_failed_overwrite_keeps_what_run_json_does_not_list(trained, capsys):
+    """run.json's "files" edited down to itself: the names it leaves out are set aside
+    and put back too (were removed as the new start's)."""
+    info = json.loads(Path("r/run.json").read_text())
+    write(Path("r/run.json"), json.dumps({**info, "files": ["run.json"]}))
+    before = _files(Path("r"))
+    assert main([*TRAIN, "--data", "short.txt", "--overwrite"]) == 2
+    assert "too short" in capsys.readouterr().err
+    assert _files(Path("r")) == before
+
+
 # A real process stopped by SIGKILL at a point between the claim and the first step:
 # `held` names the function that, patched, signals and waits to be killed there.
 _HOLD = """
