@@ -266,6 +266,6 @@ def not_a_run(out: str | os.PathLike, command: str) -> None:
     """Refuse to let `command` (compress, export) write its files into a run
     folder: they would replace the run's own (its model.safetensors, its
     tokenizer.json), --overwrite or not; the run belongs to strata train."""
-    if os.path.lexists(Path(out) / "run.json"):
+    if os.path.lexists(Path(out) / "run.json") or kept_run(Path(out)) is not None:  # or one set aside
         raise UsageError(f"{out}: holds a training run (run.json); strata {command} would replace the "
                          f"run's files: -o names a folder of its own")

@@ -169,3 +169,16 @@ def test_a_run_that_cannot_be_put_back_is_one_line_and_stays_aside(trained, caps
     Path("r/run.json").rmdir()
     claim(Path("r"), True, False, say=lambda _: None)[0].release()  # the next try puts it back
     assert _files(Path("r")) == trained and not Path("r", ASIDE).exists()
+
+
+def test_compress_and_export_do_not_write_into_a_run_set_aside(trained):
+    """Killed midway through setting the run aside, RUN holds no run.json: the run
+    there is still one that compress -o / export -o must not write into."""
+    from strata.errors import UsageError
+    from strata.train.folder import not_a_run
+    from strata.train.overwritten import set_aside
+
+    set_aside(Path("r"))
+    assert not Path("r/run.json").exists()
+    with pytest.raises(UsageError, match="r: holds a training run"):
+        not_a_run("r", "export")
