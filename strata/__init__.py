@@ -48,8 +48,10 @@ def build(spec: Any, *, model: str | None = None):
 
 
 def check(spec: Any, *, model: str | None = None) -> dict:
-    """Check a spec (path or text) and report every mistake (SpecError); return its
-    name and parameter count.  The fast path: no networkx, no torch.
+    """Check a spec (path or text) and report every mistake (SpecError), those
+    its passes find when they run on the graph too (as `summary` reports them);
+    return its name and parameter count.  The fast path: no torch, and no
+    networkx unless the spec has passes.
 
         >>> check("specs/gpt2.arch")
         {'name': 'gpt2', 'parameters': 124439808}
@@ -57,7 +59,7 @@ def check(spec: Any, *, model: str | None = None) -> dict:
     from strata.compiler import build_file, build_text  # lazy: startup
 
     build_one = build_file if is_spec_path(spec) else build_text
-    g = build_one(spec, model=model, networkx=False)
+    g = build_one(spec, model=model, networkx=False, run_passes=True)
     return {"name": g.graph.name, "parameters": g.graph.parameters}
 
 

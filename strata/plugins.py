@@ -75,3 +75,7 @@ PASSES: Mapping[str, PassSpec] = Plugins()
 # apply_passes here): the compiler's checks ask it whether a selector names a
 # module an earlier pass makes, without importing the passes.
 GRAPH_PASSES: list[Callable[[Any], Any]] = []
+
+# What running a spec's passes on its graph refuses, g -> [Diagnostic] (strata.passes
+# puts `refusals` here): `strata check` and the editor report it as the summary does.
+PASS_CHECK: list[Callable[[Any], list]] = []

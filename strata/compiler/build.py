@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import strata.plugins as plugins
 from strata.compiler.elaborate import elaborate
 from strata.compiler.repeat_copy import FoldCache
 from strata.compiler.ir import to_networkx
@@ -70,17 +71,20 @@ def build(spec: A.SpecFile, *, model: str | None = None, sources: dict[str, str]
 class Analysis:
     """What the checker knows of one spec text, mistakes or not (the language
     server's view): the AST of what parses, the graph where the model could be
-    built (partial when it has mistakes), and every diagnostic in source order."""
+    built (partial when it has mistakes), and every diagnostic in source order;
+    `refused`: those of them the spec's passes gave (run_passes), about a model
+    that is itself whole."""
 
     spec: A.SpecFile | None
     graph: object | None                  # ir.Staging: plain dicts, no networkx
     diagnostics: list[Diagnostic]
     sources: dict[str, str] = field(default_factory=dict)
+    refused: list[Diagnostic] = field(default_factory=list)
 
 
 def analyze_text(text: str, file: str = "<string>", *, model: str | None = None,
                  open_texts: Mapping[str, str] | None = None, cache: FoldCache | None = None,
-                 within: Path | None = None) -> Analysis:
+                 within: Path | None = None, run_passes: bool = False) -> Analysis:
     """Check spec text and keep going past its mistakes: syntax errors (every
     one, `strata.dsl.recovery`) and the checker's findings on what parses,
     less those about names that only a dropped statement defined.  Imported
@@ -89,6 +93,11 @@ def analyze_text(text: str, file: str = "<string>", *, model: str | None = None,
     kept between calls) lets a repeat's layers come from the last call where
     they are unchanged (`strata.compiler.repeat_copy`); the graphs then share data.
     `within` (a resolved folder): an import that leaves it is an error, never read.
+    `run_passes`: where the spec has passes and no other mistake, they also run
+    on the graph (graph only, torch-free; strata.passes hands the run down as
+    plugins.PASS_CHECK) and what they refuse is reported as `strata summary`
+    does (a pass after a calibrated quantize, two quantize passes on the same
+    linears): strata check's and the editor's view.
 
         >>> a = analyze_text("model m {\\n  d = 8 +\\n  stack s(tokens) { embedding(10, d) }\\n}\\n", "m.arch")
         >>> [(d.span.line, d.message) for d in a.diagnostics]
@@ -97,7 +106,7 @@ def analyze_text(text: str, file: str = "<string>", *, model: str | None = None,
     text = clean_text(text, file)  # the sources errors are shown from: as parsed
     sources = {file: text}
     spec, diags = load_text_recovering(text, file)
-    g = None
+    g, refused = None, []
     if spec is not None:
         try:
             g, errors = _build(spec, model, sources, open_texts, cache, within)
@@ -110,24 +119,30 @@ def analyze_text(text: str, file: str = "<string>", *, model: str | None = None,
             found = [d for d in found if not any(n in d.message for n in dropped)
                      and not d.message.startswith(ABSENT)]
         diags = diags + found
+        if run_passes and g is not None and g.graph.passes and plugins.PASS_CHECK \
+                and not any(d.severity == "error" for d in diags):  # on a graph that is whole
+            refused = plugins.PASS_CHECK[0](g)
+            diags = diags + refused
     diags.sort(key=lambda d: (d.span is None, d.span.file if d.span else "", d.span.line if d.span else 0,
                               d.span.col if d.span else 0))
-    return Analysis(spec, g, diags, sources)
+    return Analysis(spec, g, diags, sources, refused)
 
 
 def build_text(text: str, file: str = "<string>", *, model: str | None = None,
-               networkx: bool = True) -> "nx.MultiDiGraph":
-    """Parse and build spec text; raise SpecError with every mistake found."""
-    a = analyze_text(text, file, model=model)
+               networkx: bool = True, run_passes: bool = False) -> "nx.MultiDiGraph":
+    """Parse and build spec text; raise SpecError with every mistake found
+    (`run_passes`: those its passes find too, `analyze_text`)."""
+    a = analyze_text(text, file, model=model, run_passes=run_passes)
     if a.diagnostics:
         raise SpecError(a.diagnostics, a.sources)
     return to_networkx(a.graph) if networkx else a.graph
 
 
-def build_file(path: str | Path, *, model: str | None = None, networkx: bool = True) -> "nx.MultiDiGraph":
+def build_file(path: str | Path, *, model: str | None = None, networkx: bool = True,
+               run_passes: bool = False) -> "nx.MultiDiGraph":
     """Read, parse and build a spec file; raise SpecError with every mistake found."""
     text = read_source(path)
-    return build_text(text, str(path), model=model, networkx=networkx)
+    return build_text(text, str(path), model=model, networkx=networkx, run_passes=run_passes)
 
 
 def as_graph(spec, *, model: str | None = None) -> "nx.MultiDiGraph":

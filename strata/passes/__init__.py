@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from strata.compiler import cost, ir
 from strata.compiler.ir_types import PASS_MARKS
 from strata.errors import Diagnostic, SpecError
-from strata.passes.pass_base import Pass, PassContext, PassError, Stored, held_by
+from strata.passes.pass_base import NeedsWeights, Pass, PassContext, PassError, Stored, held_by
 import strata.plugins as plugins
 from strata.compiler.select import select
 from strata.passes.distill import Distill
@@ -41,8 +41,8 @@ from strata.plugins import PASSES, PassSpec
 if TYPE_CHECKING:
     import networkx as nx
 
-__all__ = ["REGISTRY", "Pass", "PassContext", "PassError", "Stored", "apply_passes", "calibrated_passes", "make_pass", "register",
-           "unregister", "report"]
+__all__ = ["REGISTRY", "Pass", "PassContext", "PassError", "Stored", "apply_passes", "calibrated_passes", "make_pass",
+           "refusals", "register", "unregister", "report"]
 
 REGISTRY: dict[str, type[Pass]] = {p.name: p for p in [
     FuseQKV,    # q, k, v projections -> one qkv matmul + split
@@ -57,6 +57,7 @@ for _p in REGISTRY.values():  # what the dsl and the compiler read of each (stra
     PASSES.register(_p.name, PassSpec(_p.name, _p.options, _p.positional))
     PASS_MARKS.update(_p.marks)
 plugins.GRAPH_PASSES[:] = [lambda g: apply_passes(g, lint=False)]  # the compiler's selector check
+plugins.PASS_CHECK[:] = [lambda g: refusals(g)]  # strata check's and the editor's (compiler.analyze_text)
 cost.PASSES = REGISTRY  # the cost model asks the passes' hooks (the compiler cannot import them)
 
 
@@ -97,11 +98,12 @@ def calibrated_passes(g: "nx.MultiDiGraph") -> list[Pass]:
             if p.reads_activations]
 
 
-def _spec_error(e: PassError, entry: dict):
+def _spec_error(e: PassError, entry: dict, read: bool = True):
+    """`read`: the spec file is read again to show its line (a check has its text)."""
     sources = {}
     if "source" in entry:
         sources[entry["source"][0]] = entry["source"][1]
-    elif entry.get("span") is not None and entry["span"].file:
+    elif read and entry.get("span") is not None and entry["span"].file:
         try:
             from pathlib import Path  # lazy: optional
 
@@ -170,7 +172,8 @@ def apply_passes(g: "nx.MultiDiGraph", *, lint: bool = True, ctx: PassContext | 
     `on_pass(p, before, after)` is called after each pass (the weight pipeline).
     A pass that rewrites linears an earlier one fixed and may not (a calibrated
     quantize's, a second quantize's: Pass.claims, Pass.conflict) is a SpecError
-    located at it."""
+    located at it.  ctx.checking (a check, `refusals`): a pass that needs weights
+    (NeedsWeights) ends the run there, without an error."""
     todo = list(g.graph.get("passes", []))
     if not todo:
         return g
@@ -196,13 +199,38 @@ def apply_passes(g: "nx.MultiDiGraph", *, lint: bool = True, ctx: PassContext | 
             if on_pass is not None:
                 on_pass(p, g, h)
         except PassError as e:
-            raise _spec_error(e, entry) from None
+            if ctx.checking and isinstance(e, NeedsWeights):  # the later passes depend on its choice
+                break
+            raise _spec_error(e, entry, read=not ctx.checking) from None
         _carry_claims(held, p, record, g, h, entry)
         if lint:
             ir.lint(h)
         g = h
     g.graph.passes = []
     return g
+
+
+def refusals(g) -> list[Diagnostic]:
+    """What the spec's passes refuse when they run on its graph `g` (networkx or
+    the checker's staging graph; never changed), located at the pass, as
+    `strata summary` reports it: a pass that rewrites linears a calibrated or
+    an earlier quantize fixed, an option the graph does not fit.  Graph only,
+    torch-free; a pass that chooses from the weights (low_rank(energy=),
+    quantize(auto)) is no mistake, and the check stops there.
+
+        >>> from strata.compiler import build_text
+        >>> g = build_text("model m { stack s(ids) { embedding(10, 32); attention(2); lm_head(10) } }\\n"
+        ...                "passes { quantize(int8_static); fuse_qkv }")
+        >>> [(d.span.line, d.span.col, d.message[:40]) for d in refusals(g)]
+        [(2, 33, 'fuse_qkv: it rewrites s.attn.q, s.attn.k')]
+    """
+    h = ir.to_networkx(g)
+    h = h.copy() if h is g else h  # apply_passes records the spec's shapes on the graph it is given
+    try:
+        apply_passes(h, lint=False, ctx=PassContext(checking=True))
+    except SpecError as e:
+        return e.diagnostics
+    return []
 
 
 def report(g: "nx.MultiDiGraph") -> list[str]:

@@ -119,9 +119,9 @@ class LowRank(Pass):
                                             "kept_float": dropped})
 
     def _energy_rank(self, n: str, ctx, scale) -> int:
+        w = ctx.need_state(f"low_rank(energy={self.o.energy})")[f"{n}.weight"]  # a graph alone has none: no torch
         import torch  # lazy: torch
 
-        w = ctx.need_state(f"low_rank(energy={self.o.energy})")[f"{n}.weight"]
         s2 = _svd(w, scale).S.double() ** 2
         kept = torch.cumsum(s2, 0) / s2.sum()
         return int(torch.searchsorted(kept, torch.tensor(self.o.energy, dtype=kept.dtype)).item()) + 1

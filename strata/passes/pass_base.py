@@ -69,7 +69,7 @@ from strata.passes.text import pass_text
 if TYPE_CHECKING:
     import networkx as nx
 
-__all__ = ["Pass", "PassContext", "PassError", "Runner", "Stored", "carried_marks", "drop_misfit_marks",
+__all__ = ["NeedsWeights", "Pass", "PassContext", "PassError", "Runner", "Stored", "carried_marks", "drop_misfit_marks",
            "held_by", "listed"]
 
 
@@ -80,6 +80,13 @@ class PassError(Exception):
     def __init__(self, message: str, hint: str | None = None):
         super().__init__(message)
         self.hint = hint
+
+
+class NeedsWeights(PassError):
+    """A pass that chooses from the weights (low_rank(energy=), quantize(auto))
+    run on a graph alone: no mistake in the spec (compile or compress it with
+    weights), but nothing after it can be known without them.  summary and
+    diagram refuse it; a check (PassContext.checking) stops there quietly."""
 
 
 @dataclass
@@ -105,6 +112,10 @@ class PassContext:
     # reads activations takes its choice without them (magnitude masks, plain SVD,
     # round to nearest) and calibrates when trained weights are compiled
     initial: bool = False
+    # a check (strata check, the editor): the graph is thrown away and only what
+    # the passes refuse is kept, so a pass may skip work only its report reads
+    # (distill's build of the teacher) and one that needs weights ends the run
+    checking: bool = False
 
     @property
     def measures(self) -> bool:
@@ -122,7 +133,7 @@ class PassContext:
 
     def need_state(self, what: str):
         if self.state is None:
-            raise PassError(f"{what} is chosen from the weights: compile with weights "
+            raise NeedsWeights(f"{what} is chosen from the weights: compile with weights "
                             "(strata.compile(spec, weights=...), strata compress --weights)")
         return self.state
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from strata.compiler.cost import node_weight_bytes
 from strata.passes._rewrite import PassError
+from strata.passes.pass_base import NeedsWeights
 from strata.passes.quant_budget import FLOAT, average_bits, candidates, choose, side_note, side_only
 
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ def auto_quantize(p, graph: "nx.MultiDiGraph", g: "nx.MultiDiGraph", nodes: list
             + (f", {len(no_int4)} int8 as int4 cannot hold them: {next(iter(no_int4.values()))})"
                if no_int4 else ")") + f": write bits={math.ceil(least * 100) / 100:g} or more")
     if ctx is None or ctx.state is None or ctx.initial:
-        raise PassError(f"{p.label()} chooses each linear's scheme from the weights and calibration "
+        raise NeedsWeights(f"{p.label()} chooses each linear's scheme from the weights and calibration "
                         "data: strata compress SPEC --weights W --calibration DATA (or compile(spec, "
                         "weights=..., calibration=ids)); its model.arch names the choice per layer")
     ctx.need_calibration(p.label())
