@@ -52,7 +52,7 @@ class Document:
         file's, kept from check to check (unchanged layers are not made again);
         `within`: a resolved folder no import may leave (strata serve's)."""
         with _no_gc():
-            a = analyze_text(text, path, open_texts=open_texts, cache=cache, within=within)
+            a = analyze_text(text, path, open_texts=open_texts, cache=cache, within=within, run_passes=True)
         return cls(path, a.sources.get(path, text), a, Index.of(a.sources.get(path, text), path, a.spec,
                                                                      parsed=True))
 

@@ -77,6 +77,24 @@ async def test_diagnostics_on_open_and_change(client: LanguageClient, tmp_path):
 
 
 @pytest.mark.asyncio
+async def test_what_the_passes_refuse_is_a_diagnostic_at_the_pass(client: LanguageClient, tmp_path):
+    """A pass after a calibrated quantize gave no diagnostic (summary, compile and
+    compress refused it); it is published at the pass, with the hint, as the summary says it."""
+    spec = GPT2 + "passes {\n  quantize(int8_static)\n  fuse_qkv\n}\n"  # fuse_qkv on line 28 (0-based 27)
+    uri = _open(client, tmp_path / "g.arch", spec)
+    diag, = await _diagnostics(client, uri)
+    assert (diag.range.start.line, diag.range.start.character, diag.range.end.line, diag.range.end.character) \
+        == (27, 2, 27, 10)
+    assert diag.message.startswith("fuse_qkv: it rewrites decoder.h.0.attn.q, decoder.h.0.attn.k, ")
+    assert diag.message.endswith("\nhint: put quantize last: list fuse_qkv before quantize(int8_static)")
+    assert diag.severity == T.DiagnosticSeverity.Error and diag.source == "strata"
+    client.text_document_did_change(T.DidChangeTextDocumentParams(  # the order the hint gives
+        T.VersionedTextDocumentIdentifier(uri=uri, version=2),
+        [T.TextDocumentContentChangeWholeDocument(text=GPT2 + "passes {\n  fuse_qkv\n  quantize(int8_static)\n}\n")]))
+    assert list(await _diagnostics(client, uri)) == []
+
+
+@pytest.mark.asyncio
 async def test_hover_completion_and_symbols(client: LanguageClient, tmp_path):
     uri = _open(client, tmp_path / "gpt2.arch", GPT2)
     await _diagnostics(client, uri)
