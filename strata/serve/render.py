@@ -79,13 +79,18 @@ class Checked:
             doc = Document.of(text, name, within=None if root is None else Path(root).resolve())
         except SpecError as e:  # text no file can hold (a lone surrogate)
             return cls(name, text, None, [diagnostic_json(d, name) for d in e.diagnostics], None)
-        diags = [diagnostic_json(d, name) for d in doc.analysis.diagnostics]
-        errors = any(d["severity"] == "error" for d in diags)
-        g = doc.analysis.graph
+        a = doc.analysis
+        diags = [diagnostic_json(d, name) for d in a.diagnostics]
+        # what the passes refuse leaves the model before them whole: it is drawn, the after view is not
+        errors = any(d.severity == "error" for d in a.diagnostics if d not in a.refused)
+        g = a.graph
         return cls(name, text, doc, diags, None if errors or g is None else to_networkx(g))
 
     def after(self) -> tuple[object | None, list[dict]]:
-        """The graph after the spec's passes, and the mistakes the passes found."""
+        """The graph after the spec's passes, and the mistakes the passes found
+        (none new where the check ran them and they refused: listed already)."""
+        if self._after is None and self.doc is not None and self.doc.analysis.refused:
+            self._after = (None, [])
         if self._after is None:
             try:
                 self._after = (apply_passes(copy.deepcopy(self.graph)), [])

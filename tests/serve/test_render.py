@@ -68,6 +68,24 @@ def test_passes_before_and_after():
     assert "fused" not in before["svg"] and "fused" in after["svg"]
 
 
+def test_what_the_passes_refuse_is_shown_before_and_after_them():
+    """A pass after a calibrated quantize was shown only in the after-passes view,
+    and only once it was asked for; now it is a diagnostic at the pass in both,
+    once, and the model before its passes is still drawn."""
+    text = GPT2 + "passes {\n  quantize(int8_static)\n  fuse_qkv\n}\n"  # fuse_qkv on line 28
+    c = Checked.of(text, "gpt2.arch")
+    before, after = c.view(set(), after=False), c.view(set(), after=True)
+    for v in (before, after):
+        d, = v["diagnostics"]
+        assert (d["line"], d["col"], d["end_line"], d["end_col"], d["severity"]) == (28, 3, 28, 11, "error")
+        assert d["message"].startswith("fuse_qkv: it rewrites decoder.h.0.attn.q, ")
+        assert d["message"].endswith(" (hint: put quantize last: list fuse_qkv before quantize(int8_static))")
+    assert before["ok"] and "svg" in before and before["totals"]["parameters"] == 124_439_808
+    assert not after["ok"] and "svg" not in after
+    fixed = Checked.of(GPT2 + "passes {\n  fuse_qkv\n  quantize(int8_static)\n}\n", "gpt2.arch")
+    assert fixed.view(set(), after=True)["diagnostics"] == [] and fixed.view(set(), after=True)["ok"]
+
+
 def test_an_import_outside_the_served_folder_is_refused(tmp_path):
     spec = SPECS / "llama2_70b.arch"
     c = Checked.of(spec.read_text(), str(spec), tmp_path)
