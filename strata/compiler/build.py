@@ -84,7 +84,8 @@ class Analysis:
 
 def analyze_text(text: str, file: str = "<string>", *, model: str | None = None,
                  open_texts: Mapping[str, str] | None = None, cache: FoldCache | None = None,
-                 within: Path | None = None, run_passes: bool = False) -> Analysis:
+                 within: Path | None = None, run_passes: bool = False,
+                 pass_budget: int | None = None) -> Analysis:
     """Check spec text and keep going past its mistakes: syntax errors (every
     one, `strata.dsl.recovery`) and the checker's findings on what parses,
     less those about names that only a dropped statement defined.  Imported
@@ -97,7 +98,10 @@ def analyze_text(text: str, file: str = "<string>", *, model: str | None = None,
     on the graph (graph only, torch-free; strata.passes hands the run down as
     plugins.PASS_CHECK) and what they refuse is reported as `strata summary`
     does (a pass after a calibrated quantize, two quantize passes on the same
-    linears): strata check's and the editor's view.
+    linears): strata check's and the editor's view.  `pass_budget`: the most
+    IR nodes x passes they may cost (each pass copies the graph: the editor's
+    bound per keystroke); past it they do not run, and a warning at the first
+    pass says so.
 
         >>> a = analyze_text("model m {\\n  d = 8 +\\n  stack s(tokens) { embedding(10, d) }\\n}\\n", "m.arch")
         >>> [(d.span.line, d.message) for d in a.diagnostics]
@@ -121,11 +125,22 @@ def analyze_text(text: str, file: str = "<string>", *, model: str | None = None,
         diags = diags + found
         if run_passes and g is not None and g.graph.passes and plugins.PASS_CHECK \
                 and not any(d.severity == "error" for d in diags):  # on a graph that is whole
-            refused = plugins.PASS_CHECK[0](g)
-            diags = diags + refused
+            cost = len(g.nodes) * len(g.graph.passes)
+            if pass_budget is not None and cost > pass_budget:
+                diags = diags + [_not_run(g, pass_budget)]
+            else:
+                refused = plugins.PASS_CHECK[0](g)
+                diags = diags + refused
     diags.sort(key=lambda d: (d.span is None, d.span.file if d.span else "", d.span.line if d.span else 0,
                               d.span.col if d.span else 0))
     return Analysis(spec, g, diags, sources, refused)
+
+
+def _not_run(g, budget: int) -> Diagnostic:
+    n, k = len(g.nodes), len(g.graph.passes)
+    return Diagnostic(f"passes not checked while editing: {n:,} IR nodes x {k} passes is past the bound of "
+                      f"{budget:,}", g.graph.passes[0].get("span"),
+                      "strata check (or summary) runs them and reports what they refuse", severity="warning")
 
 
 def build_text(text: str, file: str = "<string>", *, model: str | None = None,

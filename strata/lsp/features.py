@@ -33,6 +33,12 @@ from strata.lsp.yaml_complete import complete as complete_yaml
 
 # Statement words a body accepts besides components and blocks.
 CONSTRUCTS = ("residual", "parallel", "seq", "branch", "repeat")
+# The most IR nodes x passes the check runs the spec's passes on, per keystroke:
+# each pass copies the graph, ~60 us a node on this project's 2-core VM, so
+# 2,500 is ~150 ms (Llama 2 70B's 1,124 nodes with 2 passes; GPT-2's ~170 with
+# 14), inside the 300 ms to diagnostics with the 150 ms wait.  Past it, a warning
+# says `strata check` runs them (docs/benchmarks.md, Language server).
+PASS_BUDGET = 2_500
 
 
 @dataclass
@@ -52,7 +58,8 @@ class Document:
         file's, kept from check to check (unchanged layers are not made again);
         `within`: a resolved folder no import may leave (strata serve's)."""
         with _no_gc():
-            a = analyze_text(text, path, open_texts=open_texts, cache=cache, within=within, run_passes=True)
+            a = analyze_text(text, path, open_texts=open_texts, cache=cache, within=within, run_passes=True,
+                             pass_budget=PASS_BUDGET)
         return cls(path, a.sources.get(path, text), a, Index.of(a.sources.get(path, text), path, a.spec,
                                                                      parsed=True))
 

@@ -6,7 +6,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from strata.lsp.features import Document, _context
+import pytest
+
+from strata.compiler import build_text
+from strata.errors import SpecError
+from strata.lsp.features import PASS_BUDGET, Document, _context
 
 GPT2 = open("specs/gpt2.arch").read()
 
@@ -83,3 +87,22 @@ def test_go_to_definition_past_an_import_path_with_a_nul(tmp_path):
     doc = Document.of(text, str(tmp_path / "x.arch"))
     assert "a path cannot hold a NUL character" in doc.analysis.diagnostics[0].message
     assert doc.definition(1, 47) == []
+
+
+def test_the_passes_run_within_a_bound_per_keystroke():
+    """Each pass copies the graph: on 2,000 layers two passes took 4 s of CPU per
+    keystroke.  Past PASS_BUDGET (IR nodes x passes) they do not run while editing,
+    and a warning at the first pass says so; below it, what they refuse is an error."""
+    wrong = "passes {\n  quantize(int8_static)\n  fuse_qkv\n}\n"  # refused: fuse_qkv after int8_static
+    small = Document.of(GPT2 + wrong, "g.arch").analysis
+    assert [(d.severity, d.span.line, d.message[:9]) for d in small.diagnostics] == [("error", 28, "fuse_qkv:")]
+    deep = GPT2.replace("depth = 12", "depth = 200") + wrong  # 2,806 IR nodes x 2 passes
+    assert len(Document.of(GPT2.replace("depth = 12", "depth = 200"), "g.arch").analysis.graph.nodes) * 2 \
+        > PASS_BUDGET
+    d, = Document.of(deep, "g.arch").analysis.diagnostics
+    assert (d.severity, d.span.line, d.span.col) == ("warning", 27, 3)
+    assert d.message == ("passes not checked while editing: 2,806 IR nodes x 2 passes is past the bound of "
+                         f"{PASS_BUDGET:,}")
+    assert d.hint == "strata check (or summary) runs them and reports what they refuse"
+    with pytest.raises(SpecError, match="fuse_qkv: it rewrites"):  # strata check has no such bound
+        build_text(deep, "g.arch", networkx=False, run_passes=True)
