@@ -134,7 +134,7 @@ class PassContext:
     def need_state(self, what: str):
         if self.state is None:
             raise NeedsWeights(f"{what} is chosen from the weights: compile with weights "
-                            "(strata.compile(spec, weights=...), strata compress --weights)")
+                               "(strata.compile(spec, weights=...), strata compress --weights)")
         return self.state
 
     def activation_stats(self, nodes: list[str], what: str) -> dict:

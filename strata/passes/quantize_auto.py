@@ -55,8 +55,8 @@ def auto_quantize(p, graph: "nx.MultiDiGraph", g: "nx.MultiDiGraph", nodes: list
                if no_int4 else ")") + f": write bits={math.ceil(least * 100) / 100:g} or more")
     if ctx is None or ctx.state is None or ctx.initial:
         raise NeedsWeights(f"{p.label()} chooses each linear's scheme from the weights and calibration "
-                        "data: strata compress SPEC --weights W --calibration DATA (or compile(spec, "
-                        "weights=..., calibration=ids)); its model.arch names the choice per layer")
+                           "data: strata compress SPEC --weights W --calibration DATA (or compile(spec, "
+                           "weights=..., calibration=ids)); its model.arch names the choice per layer")
     ctx.need_calibration(p.label())
     scores, info = ctx.sensitivity(graph, {n: [s for s in costs[n] if s != FLOAT] for n in nodes},
                                    p.group_option)
