@@ -87,7 +87,7 @@ def _cmd_compile(args) -> int:
     _refuse_own_input(args.output, args.spec)
     spec, origin = None, args.spec
     if os.path.isdir(args.spec):  # a run or compress output folder: the spec it was made from
-        from strata.train.sources import folder_spec  # lazy: torch
+        from strata.train.folder_spec import folder_spec  # lazy: startup
 
         spec, model = folder_spec(args.spec)
         args.model = args.model or model

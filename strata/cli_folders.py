@@ -17,18 +17,15 @@ from pathlib import Path
 
 from strata.errors import UsageError
 from strata.io import read_regular
+from strata.train.layout import COMPRESSED_SPEC, RUN_JSON, SPEC, is_run
 
 __all__ = ["folder_kind", "refuse_folder"]
-
-# strata.train.run_folder.RUN_JSON and SPEC, strata.train.sources.COMPRESSED_SPEC
-# (importing those imports torch; tests/test_cli.py holds the names equal)
-RUN_JSON, RUN_SPEC, COMPRESSED_SPEC = "run.json", "model.arch", "model.arch"
 
 
 def folder_kind(path: str | os.PathLike) -> str:
     """'run folder', 'compress output folder' or 'directory' (as `strata.train.sources` tells them)."""
     p = Path(path)
-    if os.path.lexists(p / RUN_JSON):
+    if is_run(p):
         return "run folder"
     if (p / COMPRESSED_SPEC).is_file():
         return "compress output folder"
@@ -70,8 +67,8 @@ def refuse_folder(path: str, command: str) -> None:
             raise UsageError(f"{path}: is a run folder, not a spec file; give the spec it trained: "
                              f"strata {command} {_shown(spec)}" + (f" --model {model}" if model else ""))
         gone = f" ({RUN_JSON} names {spec}, which is gone)" if spec else ""
-        if (Path(path) / RUN_SPEC).is_file():  # the run's own copy (strata train keeps one)
+        if (Path(path) / SPEC).is_file():  # the run's own copy (strata train keeps one)
             raise UsageError(f"{path}: is a run folder, not a spec file; give the spec it trained{gone}, "
-                             f"as the run keeps it: strata {command} {Path(path) / RUN_SPEC}")
+                             f"as the run keeps it: strata {command} {Path(path) / SPEC}")
         raise UsageError(f"{path}: is a run folder, not a spec file; give the spec it trained{gone}")
     raise UsageError(f"{path}: is a directory, not a spec file")

@@ -173,18 +173,6 @@ def test_a_folder_for_a_spec_names_the_spec_to_give(command, tmp_path, capsys, m
     assert capsys.readouterr().err == "strata: error: .: is a directory, not a spec file\n"
 
 
-def test_folder_names_are_the_train_packages(capsys):
-    from tests.optional import require
-
-    require("torch")
-    from strata import cli_folders
-    from strata.train.run_folder import RUN_JSON, SPEC
-    from strata.train.sources import COMPRESSED_SPEC
-
-    assert (cli_folders.RUN_JSON, cli_folders.RUN_SPEC, cli_folders.COMPRESSED_SPEC) == \
-        (RUN_JSON, SPEC, COMPRESSED_SPEC)
-
-
 def test_diagram_output_suffix_it_does_not_draw(tmp_path, capsys):
     """`diagram -o arch.pdf` wrote Mermaid text into arch.pdf, and `-o G.SVG` Mermaid
     into G.SVG (the suffix was looked up case by case): a picture strata does not

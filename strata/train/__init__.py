@@ -22,6 +22,8 @@ For example (a few minutes on a CPU)::
     checkpoint.py  atomic checkpoints, latest / best pointers; state.py: what they hold
     metrics.py     metrics.jsonl, loss.png, the progress bar
     distributed.py torchrun: DDP, FSDP2
+    layout.py      the names of a run folder's files and a compress output's (no torch)
+    folder_spec.py run.json, and the spec a run or compress output was made from (no torch)
     run.py         the run folder and `Run`; generate.py, validation.py, speculate.py use it
     sources.py     what a user has (run folder, compress output, weights) as a `Run`
     start.py       `train()`: all of the above in order, one function per stage
@@ -32,23 +34,43 @@ callable one because importing any submodule (`strata.train.run`) binds the
 name `strata.train` to the package, so a plain function of that name in
 `strata/__init__.py` would be replaced by the module the first time one is
 imported; only renaming the package would avoid it.
+
+`train` and `Run` are imported when first used, not with the package: its
+torch-free modules (layout.py: what `strata compile RUN` reads) are imported
+without torch.
 """
 
 from __future__ import annotations
 
 import sys
 import types
+from typing import TYPE_CHECKING
 
-from strata.train.run import Run
-from strata.train.start import train
+if TYPE_CHECKING:
+    from strata.train.run import Run
+    from strata.train.start import train
 
 __all__ = ["Run", "train"]
+
+
+def __getattr__(name: str):
+    if name == "train":
+        from strata.train.start import train  # lazy: torch
+
+        return train
+    if name == "Run":
+        from strata.train.run import Run  # lazy: torch
+
+        return Run
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class _CallableModule(types.ModuleType):
     """`strata.train(spec, ...)` calls `train`: the package is named like the verb."""
 
-    def __call__(self, spec, **overrides) -> Run:
+    def __call__(self, spec, **overrides) -> "Run":
+        from strata.train.start import train  # lazy: torch
+
         return train(spec, **overrides)
 
 

@@ -45,7 +45,7 @@ from strata.train.manifest import LOCK, MANIFEST, TEMP, remove_own
 from strata.train.overwritten import ASIDE, discard, kept_run, restore, set_aside
 from strata.train.records import FORMAT, RunStub, dump, read_run_json
 
-__all__ = ["LOCK", "MANIFEST", "RunLock", "check_claim", "claim", "not_a_run", "own_folder", "own_file"]
+__all__ = ["LOCK", "MANIFEST", "RunLock", "check_claim", "claim", "not_a_run", "own_folder"]
 
 
 
@@ -61,19 +61,6 @@ def own_folder(path: Path) -> Path:
         what = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a folder"
         raise UsageError(f"{path}: {what}; strata writes only into folders it made itself "
                          "(move it away, or --out a new folder)")
-    return path
-
-
-def own_file(path: Path) -> Path:
-    """`path` if it is a regular file (not a symlink) — a run's weights are read
-    only from inside the run."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file") from None
-    if not stat.S_ISREG(st.st_mode):
-        what = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a regular file"
-        raise UsageError(f"{path}: {what}; strata reads only the files it wrote there itself")
     return path
 
 

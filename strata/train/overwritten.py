@@ -32,25 +32,13 @@ import stat
 from pathlib import Path
 
 from strata.errors import UsageError
+from strata.train.layout import ASIDE, kept_run
 from strata.train.manifest import LOCK, MANIFEST, OWN_ENTRIES, remove_own
 
 __all__ = ["ASIDE", "discard", "kept_run", "restore", "set_aside"]
 
-ASIDE = ".overwritten"
 _OTHERS = [n for n in MANIFEST if n not in (LOCK, "run.json")]
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-
-
-def kept_run(out: Path) -> Path | None:
-    """RUN/.overwritten/run.json when it holds a run set aside (a regular file in
-    a real folder), else None."""
-    aside = out / ASIDE
-    try:
-        if stat.S_ISDIR(os.lstat(aside).st_mode) and stat.S_ISREG(os.lstat(aside / "run.json").st_mode):
-            return aside / "run.json"
-    except OSError:
-        pass
-    return None
 
 
 def _open(name: str, at: int | None, shown: Path) -> int:

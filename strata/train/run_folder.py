@@ -29,32 +29,20 @@ import os
 from pathlib import Path
 
 from strata.compiler import as_graph
-from strata.dsl import load_text, read_source
-from strata.errors import Collector, UsageError
+from strata.errors import UsageError
 from strata.io import is_spec_path
 from strata.safetensors_file import WeightsError
 from strata.train.checkpoint import find_checkpoint
-from strata.train.folder import own_file
-from strata.train.overwritten import kept_run
+from strata.train.folder_spec import own_file, read_run, spec_source
+from strata.train.layout import CACHE, FINAL, METRICS, PLOT, RUN_JSON, SPEC, TOKENIZER, is_run
 from strata.train.limits import model_limits
 from strata.train.metrics import read_metrics
 from strata.train.models import compile_model
 from strata.train.objectives import OBJECTIVES, Objective, objective_from_json
-from strata.train.records import RunStub, read_run_json
 from strata.train.tokenizer import load_tokenizer
 
 __all__ = ["RunFolder", "is_run", "run_data", "run_relative", "weights_key", "RUN_JSON", "SPEC", "TOKENIZER", "METRICS",
            "PLOT", "FINAL", "CACHE"]
-
-RUN_JSON, SPEC, TOKENIZER, METRICS, PLOT, FINAL, CACHE = (
-    "run.json", "model.arch", "tokenizer.json", "metrics.jsonl", "loss.png", "model.safetensors", "cache")
-
-
-def is_run(path: Path) -> bool:
-    """A run folder: its run.json, or the run an --overwrite stopped before its first
-    step keeps aside (`RunFolder.open` says how to get it back)."""
-    return os.path.lexists(Path(path) / RUN_JSON) or kept_run(Path(path)) is not None
-
 
 def _found(from_run: str | None, path: str | None, run: str | Path | None) -> tuple[str | None, list[str]]:
     """(where a file or folder a run recorded is now, or None; the places looked at):
@@ -92,23 +80,6 @@ def weights_key(path: str | Path) -> tuple:
     return str(p), st.st_size, st.st_mtime_ns
 
 
-def _standing_alone(copy: Path) -> str:
-    """RUN/model.arch, checked to import nothing: strata train writes it standing
-    alone, so an import is a hand-made file reaching out of the run (`import
-    "/home/me/.ssh/id_rsa"` would show a line of it in the error); refused, as a
-    located error, before any file it names is read."""
-    spec = load_text(read_source(copy), str(copy))
-    if spec.imports:
-        errors = Collector()
-        for imp in spec.imports:
-            errors.error(f"a run's copy of its spec imports nothing (strata train writes it standing "
-                         f"alone), and this one imports '{imp.path}'", imp.span,
-                         "a run reads only its own files: train the run again, or compile the spec it "
-                         "was made from")
-        errors.raise_if_any({str(copy): read_source(copy)})
-    return str(copy)
-
-
 def run_relative(path: str | Path, run: str | Path) -> str:
     """`path` as a run folder records it beside its absolute path: relative to the run."""
     return os.path.relpath(Path(path).resolve(), Path(run).resolve())
@@ -136,22 +107,9 @@ class RunFolder:
         """The run in `path`; its run.json is read through its schema (one line
         naming the key when a value is missing or of the wrong type)."""
         path = Path(path)
-        f = path / RUN_JSON
-        if not path.is_dir():
-            raise UsageError(f"{path}: no such run folder")
-        kept = kept_run(path)
-        if kept is not None:  # an --overwrite stopped between its claim and its first step
-            raise UsageError(f"{path}: the run there is kept in {kept.parent} by an --overwrite that "
-                             f"stopped before its first step; `strata train ... --out {path} --resume` "
-                             "puts it back and continues it")
-        if not os.path.lexists(f):
-            raise UsageError(f"{path}: not a run folder (no {RUN_JSON}); strata train writes one")
-        info = read_run_json(f)
-        if isinstance(info, RunStub):
-            raise UsageError(f"{path}: the run was set up but never trained (stopped before its "
-                             "first step); run its `strata train ... --resume` to start it")
+        info = read_run(path)
         if info.objective.name not in OBJECTIVES:
-            raise UsageError(f"{f}: damaged: 'objective.name': unknown objective "
+            raise UsageError(f"{path / RUN_JSON}: damaged: 'objective.name': unknown objective "
                              f"'{info.objective.name}' (objectives: {', '.join(OBJECTIVES)})")
         return cls(path, info.model_dump(exclude_unset=True) | {"settings": info.settings})
 
@@ -205,18 +163,7 @@ class RunFolder:
     def spec_source(self) -> str:
         """The spec the run's weights were trained with: its own copy (RUN/model.arch),
         else (a run written before it kept one) the spec file it names, or its text."""
-        copy = self.info.get("spec_copy")
-        if copy and os.path.lexists(self.path / copy):
-            return _standing_alone(own_file(self.path / copy))
-        spec = self.info.get("spec")
-        if spec and Path(spec).is_file():
-            return spec
-        if self.info.get("spec_text"):
-            return self.info["spec_text"]
-        if copy:
-            raise UsageError(f"{self.path}: its spec ({copy}, the copy strata train keeps) is gone, "
-                             f"and so is the spec it trained ({spec}); the run needs one to build the model")
-        raise UsageError(f"{self.path}: its spec {spec} is gone; the run needs it to build the model")
+        return spec_source(self.path, self.info)
 
     def teacher_weights(self) -> str | None:
         """The distill teacher's weights the run was trained with (`strata train

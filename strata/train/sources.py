@@ -28,14 +28,13 @@ from strata.errors import UsageError
 from strata.io import read_regular
 from strata.train.limits import model_limits
 from strata.train.objectives import choose_objective
-from strata.train.run_folder import RUN_JSON, TOKENIZER, RunFolder, is_run
+from strata.train.layout import COMPRESSED_SPEC, COMPRESSED_WEIGHTS, REPORT, TOKENIZER, is_compressed, is_run, neither
+from strata.train.run_folder import RunFolder
 from strata.train.records import read_source_run
 from strata.train.settings import resolve_settings
 
-__all__ = ["Weights", "COMPRESSED_SPEC", "folder_spec", "COMPRESSED_WEIGHTS", "REPORT", "is_compressed",
+__all__ = ["Weights", "COMPRESSED_SPEC", "COMPRESSED_WEIGHTS", "REPORT", "is_compressed",
            "resolve_weights", "compress_report", "spec_info", "source_run", "neither"]
-
-COMPRESSED_SPEC, COMPRESSED_WEIGHTS, REPORT = "model.arch", "weights.safetensors", "report.json"
 
 
 @dataclass(frozen=True)
@@ -45,17 +44,6 @@ class Weights:
     folder: Path | None        # that run or compress output folder
     spec: str | None           # the spec they fit: the run's (path or text) or OUT/model.arch
     model: str | None          # which model of that spec
-
-
-def is_compressed(path: str | Path) -> bool:
-    """A `strata compress` output folder: model.arch and weights.safetensors."""
-    p = Path(path)
-    return (p / COMPRESSED_SPEC).is_file() and (p / COMPRESSED_WEIGHTS).is_file() and not is_run(p)
-
-
-def neither(p: Path) -> str:
-    return (f"{p}: not a run folder (no {RUN_JSON}) and not a strata compress output (no "
-            f"{COMPRESSED_SPEC} + {COMPRESSED_WEIGHTS})")
 
 
 def _tokenizer_in(folder: Path) -> Path | None:
@@ -83,19 +71,6 @@ def resolve_weights(path: str | Path) -> Weights:
         if is_run(parent):
             return Weights(p, _tokenizer_in(parent), parent, None, None)
     return Weights(p, None, None, None, None)
-
-
-def folder_spec(path: str | Path) -> tuple[str, str | None]:
-    """(spec, model) of a run folder or a compress output: what `strata compile`
-    needs of it, weights or not (a run stopped before its first checkpoint has
-    none yet, and its spec is still its spec)."""
-    p = Path(path)
-    if is_run(p):
-        run = RunFolder.open(p)
-        return run.spec_source(), run.info.get("model")
-    if is_compressed(p):
-        return str(p / COMPRESSED_SPEC), None
-    raise UsageError(neither(p))
 
 
 def compress_report(folder: Path) -> dict:
