@@ -5,8 +5,12 @@ error and the page stays connected."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import time
 from pathlib import Path
+
+import pytest
 
 from strata.serve.files import Root
 from tests.optional import require
@@ -15,6 +19,24 @@ testclient = require("starlette.testclient")
 require("watchfiles")
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
+
+
+@pytest.fixture
+def slow_disk(monkeypatch):
+    """A slow disk: `slow_disk(seconds, only=text)` makes the workbench's writes
+    (Root.write_text) wait `seconds` before writing `text` (every text when
+    `only` is None)."""
+    write = Root.write_text
+
+    def slow(seconds: float, only: str | None = None) -> None:
+        def write_slowly(self, name, text):
+            if only is None or text == only:
+                time.sleep(seconds)
+            write(self, name, text)
+
+        monkeypatch.setattr(Root, "write_text", write_slowly)
+
+    return slow
 
 
 def test_malformed_messages_are_answered_and_the_page_stays(tmp_path):
@@ -42,24 +64,15 @@ def test_another_host_is_refused(tmp_path):
         assert r.status_code == 403 and "refused" in r.text
 
 
-def test_the_pages_own_earlier_save_does_not_undo_a_newer_edit(tmp_path, monkeypatch):
+def test_the_pages_own_earlier_save_does_not_undo_a_newer_edit(tmp_path, slow_disk):
     """The watcher reports the page's first save while its second is still being
     written (a slow disk): the page keeps what was typed since, and so does the file."""
-    import time
-
     from strata.serve.app import create_app
 
     base = (SPECS / "tiny_shakespeare.arch").read_text()
     (tmp_path / "a.arch").write_text(base)
     first, second = base + "# one\n", base + "# one two\n"
-    write = Root.write_text
-
-    def slow(self, name, text):
-        if text == second:
-            time.sleep(1.0)  # the watcher's batch for `first` arrives meanwhile
-        write(self, name, text)
-
-    monkeypatch.setattr(Root, "write_text", slow)
+    slow_disk(1.0, only=second)  # the watcher's batch for `first` arrives meanwhile
     with testclient.TestClient(create_app(Root(tmp_path), host="testserver")) as client:
         with client.websocket_connect("/ws") as ws:
             ws.send_text(json.dumps({"type": "open", "file": "a.arch"}))
@@ -85,9 +98,6 @@ def test_the_pages_own_earlier_save_does_not_undo_a_newer_edit(tmp_path, monkeyp
 def test_another_editor_writing_what_the_page_last_saved_still_reaches_the_page(tmp_path):
     """The page's own save is told from another editor's by the file's identity, not its
     text: the page saves A, another editor writes B, then A again -- the page shows A."""
-    import os
-    import time
-
     from strata.serve.app import create_app
 
     base = (SPECS / "tiny_shakespeare.arch").read_text()
@@ -140,8 +150,6 @@ def test_hostile_spec_text_is_answered_quickly_and_an_oversized_edit_is_refused(
     before) is checked within a second or two, to a located error; an edit past
     MAX_SPEC_BYTES is refused with an error and neither saved nor checked; a
     message past MAX_MESSAGE is refused before it is decoded."""
-    import time
-
     from strata.dsl.clean import MAX_SPEC_BYTES, MAX_TOKENS
     from strata.serve.app import MAX_MESSAGE, create_app
 
@@ -173,22 +181,14 @@ def test_hostile_spec_text_is_answered_quickly_and_an_oversized_edit_is_refused(
     assert (tmp_path / "a.arch").read_text() == base
 
 
-def test_the_last_edit_is_saved_though_the_page_closes_while_it_is_written(tmp_path, monkeypatch):
+def test_the_last_edit_is_saved_though_the_page_closes_while_it_is_written(tmp_path, slow_disk):
     """A slow disk: the page sends an edit and closes before the write is done; the
     file still ends as the page's last text (the save was cancelled with the page)."""
-    import time
-
     from strata.serve.app import create_app
 
     base = (SPECS / "tiny_shakespeare.arch").read_text()
     (tmp_path / "a.arch").write_text(base)
-    write = Root.write_text
-
-    def slow(self, name, text):
-        time.sleep(0.5)
-        write(self, name, text)
-
-    monkeypatch.setattr(Root, "write_text", slow)
+    slow_disk(0.5)
     with testclient.TestClient(create_app(Root(tmp_path), host="testserver")) as client:
         with client.websocket_connect("/ws") as ws:
             ws.send_text(json.dumps({"type": "open", "file": "a.arch"}))
