@@ -131,6 +131,15 @@ def new_graph(name: str, staging: bool = False) -> "nx.MultiDiGraph | Staging":
     return g
 
 
+def without_passes(g: nx.MultiDiGraph) -> nx.MultiDiGraph:
+    """A copy of `g` (its nodes and edges shared as networkx's copy shares them)
+    whose metadata lists no passes: the spec's own model, whose weights exist
+    before any pass transforms them (what calibration runs and a fresh model inits)."""
+    plain = g.copy()
+    plain.graph = type(g.graph)({**g.graph, "passes": []})
+    return plain
+
+
 def add_node(g: nx.MultiDiGraph, node_id: str, op: str, *, scope: str, attrs: dict | None = None,
              component: str | None = None, kind: str | None = None,
              params: dict[str, tuple] | None = None, tied: dict[str, str] | None = None,

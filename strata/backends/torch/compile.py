@@ -24,7 +24,7 @@ from strata.backends.torch import generate_source
 from strata.backends.torch.loader import load_source
 from strata.backends.torch.workflows.calibration import load_calibration
 from strata.backends.torch.workflows.runner import RUNNER
-from strata.compiler.ir import state_dict_shapes
+from strata.compiler.ir import state_dict_shapes, without_passes
 from strata.errors import UsageError
 from strata.passes import REGISTRY, PassContext, apply_passes, make_pass
 from strata.passes import report as pass_report
@@ -58,8 +58,7 @@ def _initial_state(g0, device, module_name: str):
     """The spec's own model (no passes), freshly initialised: its state dict."""
     import torch  # lazy: torch
 
-    plain = g0.copy()
-    plain.graph = type(g0.graph)({**g0.graph, "passes": []})
+    plain = without_passes(g0)
     _check_fits(plain, device)
     mod = load_source(generate_source(plain), module_name)
     with torch.device(device or "cpu"):

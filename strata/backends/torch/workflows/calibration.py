@@ -24,6 +24,7 @@ from pathlib import Path
 from strata.backends.torch import generate_source
 from strata.backends.torch.loader import load_source
 from strata.compiler.cost import seq_len
+from strata.compiler.ir import without_passes
 from strata.errors import UsageError
 from strata.io import open_regular, read_spread
 from strata.safetensors_file import DTYPES, FLOAT_DTYPES, read_header
@@ -198,19 +199,25 @@ def _encode_text(path: Path, tokenizer, T: int):
     return torch.as_tensor(tokenizer.encode(text), dtype=torch.long)
 
 
+def plain_model(g, state: dict):
+    """The model of `g` without its passes (the spec's own), holding `state`, in
+    eval mode: what calibration runs its ids through."""
+    from strata.backends.torch.weights_file import load_state  # lazy: torch
+
+    plain = without_passes(g)
+    net = load_source(generate_source(plain), plain.graph.name).build()
+    net.strata_graph = plain
+    load_state(net, state)
+    return net.eval()
+
+
 def activation_stats(g, state: dict, ids, nodes: list[str]) -> dict:
     """{node: {"sq": sum x^2, "abs": sum |x|, "n": rows}} per input feature of each
     linear in `nodes`, over `ids` run through the model of graph `g` holding `state`."""
     import torch  # lazy: torch
 
-    from strata.backends.torch.weights_file import load_state  # lazy: torch
-
-    g = g.copy()
-    g.graph = type(g.graph)({**g.graph, "passes": []})
-    net = load_source(generate_source(g), g.graph.name).build()
-    net.strata_graph = g
-    load_state(net, state)
-    net.eval()
+    net = plain_model(g, state)
+    g = net.strata_graph
     stats: dict[str, dict] = {}
     hooks = []
     for n in nodes:

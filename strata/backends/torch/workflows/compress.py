@@ -34,7 +34,7 @@ from strata.backends.torch.workflows.calibration import MAX_ROWS, _context, _voc
 from strata.backends.torch.workflows.runner import RUNNER
 from strata.compiler import build_file, build_text
 from strata.compiler.cost import weight_bytes
-from strata.compiler.ir import param_count
+from strata.compiler.ir import param_count, without_passes
 from strata.errors import UsageError
 from strata.io import atomic_folder, read_regular, write_atomic
 from strata.passes import apply_passes, make_pass, report
@@ -275,7 +275,7 @@ def _write(tmp: Path, out: Path, spec, weights, model, g0, g, state, tensors, co
     qweights = {k.removesuffix(QUANTIZED): state[k] for k in state if k.endswith(QUANTIZED)}
     state = {k: v for k, v in state.items() if not k.endswith(QUANTIZED)}
     load_state(net, state)
-    base = compile_graph(_plain(g0))
+    base = compile_graph(without_passes(g0))
     load_state(base, tensors)
     # fine-tuning holds quantized linears' weights (their integers stay valid) and pruned zeros
     tuned = tune(net, base, g0, net.strata_graph) if tune is not None else None
@@ -326,9 +326,3 @@ def _float_state(spec, model, weights) -> dict:
 def _first(outputs):
     """The main output of a model with several (a dict or tuple of tensors)."""
     return next(iter(outputs.values())) if isinstance(outputs, dict) else outputs[0]
-
-
-def _plain(g0):
-    g = g0.copy()
-    g.graph = type(g0.graph)({**g0.graph, "passes": []})
-    return g

@@ -21,10 +21,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from strata.backends.torch import generate_source
-from strata.backends.torch.loader import load_source
-from strata.backends.torch.weights_file import load_state
-from strata.backends.torch.workflows.calibration import model_inputs
+from strata.backends.torch.workflows.calibration import model_inputs, plain_model
 from strata.passes.qparams import rtn
 
 if TYPE_CHECKING:
@@ -34,15 +31,6 @@ __all__ = ["ROWS", "sensitivity"]
 
 ROWS = 8              # calibration rows read per score (a forward each; the scores are relative)
 LOGITS = 1 << 23      # logits held per forward, at most (rows x length x vocab doubles)
-
-
-def _net(g, state):
-    g = g.copy()
-    g.graph = type(g.graph)({**g.graph, "passes": []})
-    net = load_source(generate_source(g), g.graph.name).build()
-    net.strata_graph = g
-    load_state(net, state)
-    return net.eval()
 
 
 def _log_probs(net, g, ids):
@@ -59,7 +47,7 @@ def sensitivity(g: "nx.MultiDiGraph", state: dict, ids, schemes: dict[str, list[
     """({linear: {scheme: mean KL}}, {"rows", "forwards", "seconds"}) for the linears
     and integer schemes in `schemes`, on at most ROWS rows of `ids` (N, T)."""
     started = time.perf_counter()
-    net = _net(g, state)
+    net = plain_model(g, state)
     ids = ids[:ROWS]
     with torch.no_grad():
         probe = _log_probs(net, g, ids[:1])

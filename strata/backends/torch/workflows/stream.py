@@ -37,9 +37,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from strata.backends.torch import generate_source
-from strata.backends.torch.loader import load_source
-from strata.backends.torch.workflows.calibration import BATCH, model_inputs
+from strata.backends.torch.workflows.calibration import BATCH, model_inputs, plain_model
 from strata.passes.methods.blocks import PROBE, block_of, blocks, input_of
 
 if TYPE_CHECKING:
@@ -51,17 +49,6 @@ __all__ = ["stream"]
 
 class _Stop(Exception):
     """Raised by the hook on a block once it has run: the rest of the model is not needed."""
-
-
-def _net(g, state):
-    from strata.backends.torch.weights_file import load_state  # lazy: torch
-
-    g = g.copy()
-    g.graph = type(g.graph)({**g.graph, "passes": []})
-    net = load_source(generate_source(g), g.graph.name).build()
-    net.strata_graph = g
-    load_state(net, state)
-    return net.eval()
 
 
 def _chains(g) -> dict[str, tuple[str, int]]:
@@ -282,7 +269,7 @@ def stream(g: "nx.MultiDiGraph", state: dict, ids, nodes: list[str], handle, *, 
     "seconds_per_block", "rows", "replay", "sequential"}."""
     from strata.backends.torch.weights_file import load_state  # lazy: torch
 
-    net = _net(g, state)
+    net = plain_model(g, state)
     started = time.perf_counter()
     groups = blocks(g, nodes)
     batches = [model_inputs(g, ids[i:i + BATCH]) for i in range(0, ids.shape[0], BATCH)]
