@@ -38,7 +38,7 @@ from typing import Iterator
 
 from strata.errors import UsageError, WriteError
 
-__all__ = ["MAX_TEXT_BYTES", "SPEC_SUFFIXES", "atomic_folder", "atomic_output", "is_spec_path",
+__all__ = ["MAX_TEXT_BYTES", "SPEC_SUFFIXES", "atomic_folder", "atomic_output", "file_kind", "is_spec_path",
            "open_regular", "read_regular", "read_spread", "same_file", "spread_text", "write_atomic"]
 
 SPEC_SUFFIXES = (".arch", ".yaml", ".yml")
@@ -88,7 +88,7 @@ def open_regular(path: str | os.PathLike, what: str = "file", follow: bool = Tru
         if stat.S_ISDIR(st.st_mode):
             raise UsageError(f"{path}: is a directory, not a {what}")
         if not stat.S_ISREG(st.st_mode):
-            raise UsageError(f"{path}: not a regular file ({_kind(st.st_mode)})")
+            raise UsageError(f"{path}: not a regular file ({file_kind(st.st_mode)})")
         os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)
@@ -166,7 +166,8 @@ def read_spread(path: str | os.PathLike, limit: int, pieces: int = 128, what: st
         os.close(fd)
 
 
-def _kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
+    """What a file that is not a regular one is, for an error: 'a FIFO', 'a socket', ..."""
     for test, word in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
                        (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
         if test(mode):
@@ -209,7 +210,7 @@ def _target(path: str | os.PathLike, follow: bool = True) -> Path:
     # a device) or of a FIFO: only the link replaced in a run folder (follow=False) is meant.
     if mode is not None and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode)) \
             and (follow or stat.S_ISCHR(mode) or stat.S_ISBLK(mode)):
-        raise UsageError(f"{path}: not a regular file ({_kind(mode)}); strata writes only regular files")
+        raise UsageError(f"{path}: not a regular file ({file_kind(mode)}); strata writes only regular files")
     folder = path.parent
     if not folder.is_dir():
         raise UsageError(f"{path}: the folder {folder} does not exist")

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from strata.errors import UsageError
+from strata.io import file_kind
 
 # safetensors' own limit on the JSON header.
 MAX_HEADER = 100_000_000
@@ -75,7 +76,7 @@ def read_header(path: str | os.PathLike) -> tuple[dict[str, TensorInfo], dict[st
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            kind = "a directory" if stat.S_ISDIR(st.st_mode) else _kind(st.st_mode)
+            kind = "a directory" if stat.S_ISDIR(st.st_mode) else file_kind(st.st_mode)
             raise WeightsError(f"{path}: not a regular file ({kind})")
         with os.fdopen(os.dup(fd), "rb") as f:
             head = f.read(9)  # the header length, then the header's "{"
@@ -102,14 +103,6 @@ def read_header(path: str | os.PathLike) -> tuple[dict[str, TensorInfo], dict[st
     finally:
         os.close(fd)
     return _parse(path, raw, st.st_size - 8 - n)
-
-
-def _kind(mode: int) -> str:
-    for test, word in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return word
-    return "not a plain file"
 
 
 def _parse(path: str, raw: bytes, data_len: int) -> tuple[dict[str, TensorInfo], dict[str, str]]:
