@@ -32,6 +32,16 @@ class Library:
     train: A.Train | None = None
     passes: A.Passes | None = None
 
+    def add_own(self, spec: A.SpecFile) -> "Library":
+        """The file's own sections, blocks and models, over what it imported."""
+        self.train, self.passes = spec.train, spec.passes
+        for b in spec.blocks:
+            self.blocks[b.name] = b
+        for m in spec.models:
+            self.models[m.name] = m
+            self.homes[id(m)] = self
+        return self
+
 
 @dataclass
 class ResolvedModel:
@@ -44,6 +54,13 @@ class ResolvedModel:
     train: A.Train | None
     sources: dict[str, str]            # file -> text, for rendering errors
     models: tuple[str, ...] = ()       # every model visible from the file (own and imported)
+
+
+def _relay(e: SpecError, sources: dict[str, str], errors: Collector) -> None:
+    """An imported file's errors, reported with the importer's (and its text kept to show them)."""
+    sources.update(e.sources)
+    for d in e.diagnostics:
+        errors.error(d.message, d.span, d.hint)
 
 
 def _load_imports(spec: A.SpecFile, sources: dict[str, str], errors: Collector,
@@ -81,27 +98,18 @@ def _load_imports(spec: A.SpecFile, sources: dict[str, str], errors: Collector,
                              f"the path is relative to {here or '.'}/")
                 continue
             except SpecError as e:  # not UTF-8
-                sources.update(e.sources)
-                for d in e.diagnostics:
-                    errors.error(d.message, d.span, d.hint)
+                _relay(e, sources, errors)
                 continue
             shown = str(Path(spec.path).parent / imp.path) if spec.path else imp.path
             try:
                 sub_spec = load_text(text, shown)
                 sub_spec.path = shown
             except SpecError as e:
-                sources.update(e.sources)
-                for d in e.diagnostics:
-                    errors.error(d.message, d.span, d.hint)
+                _relay(e, sources, errors)
                 continue
             sources[shown] = text
-            sub = _load_imports(sub_spec, sources, errors, loading + (key,), cache, open_texts, within)
-            sub.train, sub.passes = sub_spec.train, sub_spec.passes
-            for b in sub_spec.blocks:
-                sub.blocks[b.name] = b
-            for m in sub_spec.models:
-                sub.models[m.name] = m
-                sub.homes[id(m)] = sub
+            sub = _load_imports(sub_spec, sources, errors, loading + (key,), cache, open_texts,
+                                within).add_own(sub_spec)
             cache[key] = sub
         lib.homes.update(sub.homes)
         if imp.names is None:
@@ -231,13 +239,8 @@ def resolve_model(spec: A.SpecFile, sources: dict[str, str], model: str | None =
     with `within` (a resolved folder), an import outside it is an error and not read."""
     own = errors is None
     errors = errors if errors is not None else Collector()
-    lib = _load_imports(spec, sources, errors, (str(Path(spec.path or "").resolve()),), {}, open_texts, within)
-    lib.train, lib.passes = spec.train, spec.passes
-    for b in spec.blocks:
-        lib.blocks[b.name] = b
-    for m in spec.models:
-        lib.models[m.name] = m
-        lib.homes[id(m)] = lib
+    lib = _load_imports(spec, sources, errors, (str(Path(spec.path or "").resolve()),), {}, open_texts,
+                        within).add_own(spec)
     file = spec.path or "<string>"
     if model is not None:
         chosen = next((m for m in spec.models if m.name == model), None) or lib.models.get(model)
