@@ -131,6 +131,14 @@ def map_self_attention(m: Mapping, src: str, dst: str, biased: str = "") -> None
             m.add(f"{dst}.attn.{name}.bias", f"{src}.self_attn.{name}_proj.bias")
 
 
+def map_llama_attention(m: Mapping, src: str, dst: str, biased: str = "") -> None:
+    """A Llama layer's two norms (input_layernorm, post_attention_layernorm) and its
+    self-attention (`map_self_attention`); its MLP is the family's own."""
+    m.add(f"{dst}.input_norm.weight", f"{src}.input_layernorm.weight")
+    m.add(f"{dst}.post_attention_norm.weight", f"{src}.post_attention_layernorm.weight")
+    map_self_attention(m, src, dst, biased)
+
+
 def map_gated_mlp(m: Mapping, src: str, dst: str, bias: bool = False) -> None:
     """mlp.{gate,up,down}_proj -> mlp.{gate,up,down}."""
     for name in ("gate", "up", "down"):

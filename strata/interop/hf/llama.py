@@ -23,8 +23,8 @@ from strata.interop.hf.decoder import (
     attention_sizes,
     llama_mapping,
     map_gated_mlp,
+    map_llama_attention,
     map_norm_and_head,
-    map_self_attention,
 )
 from strata.interop.hf.spec_ast import block, model, ref, repeat, residual, stack, use
 from strata.interop.hf.checkpoint_reader import Mapping
@@ -129,8 +129,6 @@ def mapping(cfg: Config, lay: dict, keys: set[str]) -> Mapping:
     m = llama_mapping(lay)
     for i in range(o["depth"]):
         src, dst = f"{p}layers.{i}", f"decoder.layers.{i}"
-        m.add(f"{dst}.input_norm.weight", f"{src}.input_layernorm.weight")
-        m.add(f"{dst}.post_attention_norm.weight", f"{src}.post_attention_layernorm.weight")
-        map_self_attention(m, src, dst, "qkvo" if o["attn_bias"] else "")
+        map_llama_attention(m, src, dst, "qkvo" if o["attn_bias"] else "")
         map_gated_mlp(m, src, dst, bias=o["mlp_bias"])
     return map_norm_and_head(m, lay)

@@ -18,8 +18,8 @@ from strata.interop.hf.decoder import (
     heads,
     llama_mapping,
     lm_head,
+    map_llama_attention,
     map_norm_and_head,
-    map_self_attention,
     prefix,
 )
 from strata.interop.hf.spec_ast import block, model, ref, repeat, residual, stack, use
@@ -105,9 +105,7 @@ def mapping(cfg: Config, lay: dict, keys: set[str]) -> Mapping:
     m = llama_mapping(lay)
     for i in range(o["depth"]):
         src, dst = f"{p}layers.{i}", f"decoder.layers.{i}"
-        m.add(f"{dst}.input_norm.weight", f"{src}.input_layernorm.weight")
-        m.add(f"{dst}.post_attention_norm.weight", f"{src}.post_attention_layernorm.weight")
-        map_self_attention(m, src, dst)
+        map_llama_attention(m, src, dst)
         moe = f"{dst}.moe"
         if lay["stacked"]:
             m.add(f"{moe}.router.weight", f"{src}.mlp.gate.weight")

@@ -16,8 +16,8 @@ from strata.interop.hf.decoder import (
     llama_mapping,
     lm_head,
     map_gated_mlp,
+    map_llama_attention,
     map_norm_and_head,
-    map_self_attention,
     prefix,
     window_option,
 )
@@ -106,8 +106,6 @@ def mapping(cfg: Config, lay: dict, keys: set[str]) -> Mapping:
     m = llama_mapping(lay)
     for i in range(o["depth"]):
         src, dst = f"{p}layers.{i}", f"decoder.layers.{i}"
-        m.add(f"{dst}.input_norm.weight", f"{src}.input_layernorm.weight")
-        m.add(f"{dst}.post_attention_norm.weight", f"{src}.post_attention_layernorm.weight")
-        map_self_attention(m, src, dst, "qkv")
+        map_llama_attention(m, src, dst, "qkv")
         map_gated_mlp(m, src, dst)
     return map_norm_and_head(m, lay)
