@@ -173,6 +173,28 @@ def test_a_folder_for_a_spec_names_the_spec_to_give(command, tmp_path, capsys, m
     assert capsys.readouterr().err == "strata: error: .: is a directory, not a spec file\n"
 
 
+@pytest.mark.parametrize("command", [["eval"], ["generate"], ["export", "-o", "hf"]])
+def test_a_source_and_its_weights_are_refused_alike(tmp_path, capsys, monkeypatch, command):
+    """What reads weights says the same of a missing spec, a spec without weights
+    and a folder given other weights (strata.train.sources: spec_weights, no_other_weights)."""
+    from tests.optional import require
+
+    require("torch")
+    run, out = _folders(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    said = {
+        "nothere.arch": "nothere.arch: no such run folder or spec file",
+        "nt.arch": "nt.arch: a spec needs its weights: --weights RUN_DIR, a compress output folder or "
+                   "a .safetensors file",
+    }
+    for source, want in said.items():
+        assert main([command[0], source, *command[1:]]) == 2
+        assert capsys.readouterr().err == f"strata: error: {want}\n"
+    assert main([command[0], "small", "--weights", "nt.arch", *command[1:]]) == 2
+    assert capsys.readouterr().err == ("strata: error: small is a folder with its own weights; --weights goes "
+                                       "with a spec file\n")
+
+
 def test_diagram_output_suffix_it_does_not_draw(tmp_path, capsys):
     """`diagram -o arch.pdf` wrote Mermaid text into arch.pdf, and `-o G.SVG` Mermaid
     into G.SVG (the suffix was looked up case by case): a picture strata does not

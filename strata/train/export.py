@@ -45,7 +45,7 @@ from strata.train.export_onnx import FILES as ONNX_FILES
 from strata.train.export_onnx import export_onnx
 from strata.train.folder import not_a_run
 from strata.train.objectives import CausalLM, choose_objective
-from strata.train.sources import resolve_weights
+from strata.train.sources import no_other_weights, resolve_weights, spec_weights
 from strata.train.tokenizer import load_tokenizer
 from strata.train.tokenizer_hf import special_ids, tokenizer_files
 
@@ -205,20 +205,14 @@ def export(source, *, to: str = "hf", out, weights=None, model: str | None = Non
     not_a_run(out, "export")
     src = Path(source)
     if src.is_dir():  # a run or compress output folder names its spec and weights
-        if weights is not None:
-            raise UsageError(f"{src} is a folder with its own weights; --weights goes with a spec file")
+        no_other_weights(src, weights)
         w = resolve_weights(src)
         if w.spec is None:
             raise UsageError(f"{src}: the spec these weights were trained from is gone; give the spec "
                              "file and the folder as --weights")
         spec, model = w.spec, model or w.model
     else:
-        if not src.exists():
-            raise UsageError(f"{src}: no such run folder or spec file")
-        if weights is None:
-            raise UsageError(f"{src}: a spec needs its weights: --weights RUN_DIR, a compress output "
-                             "folder or a .safetensors file")
-        w = resolve_weights(weights)
+        w = spec_weights(src, weights)
         spec = str(src)
     _check_out(out, ONNX_FILES if to == "onnx" else HF_FILES,
                [src if src.is_dir() else None, w.file, w.tokenizer], overwrite)

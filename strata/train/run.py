@@ -20,7 +20,8 @@ from strata.train.calibrate import calibrate
 from strata.train.generate import generate_text
 from strata.train.run_folder import (CACHE, FINAL, METRICS, PLOT, RUN_JSON, TOKENIZER, RunFolder, is_run,
                                      weights_key)
-from strata.train.sources import compress_report, is_compressed, neither, resolve_weights, source_run, spec_info
+from strata.train.sources import (compress_report, is_compressed, neither, no_other_weights, resolve_weights,
+                                  source_run, spec_info, spec_weights)
 from strata.train.speculate import speculative_pair
 from strata.train.validation import evaluate_run
 
@@ -118,20 +119,14 @@ def open_source(path: str | Path, weights: str | Path | None = None, model: str 
 def _open(path, weights, model) -> Run:
     p = Path(path)
     if p.is_dir():
-        if weights is not None:
-            raise UsageError(f"{p} is a folder with its own weights; --weights goes with a spec file")
+        no_other_weights(p, weights)
         if is_run(p):
             return Run.open(p)
         if is_compressed(p):
             w = resolve_weights(p)
             return _from_spec(w.spec, None, w, p, source_run(w, compress_report(p)))
         raise UsageError(neither(p))
-    if not p.exists():
-        raise UsageError(f"{p}: no such run folder or spec file")
-    if weights is None:
-        raise UsageError(f"{p}: a spec needs its weights: --weights RUN_DIR, a compress output folder "
-                         "or a .safetensors file")
-    w = resolve_weights(weights)
+    w = spec_weights(p, weights)
     return _from_spec(str(p), model, w, w.folder or p.parent, source_run(w))
 
 

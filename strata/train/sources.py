@@ -34,7 +34,7 @@ from strata.train.records import read_source_run
 from strata.train.settings import resolve_settings
 
 __all__ = ["Weights", "COMPRESSED_SPEC", "COMPRESSED_WEIGHTS", "REPORT", "is_compressed",
-           "resolve_weights", "compress_report", "spec_info", "source_run", "neither"]
+           "resolve_weights", "no_other_weights", "spec_weights", "compress_report", "spec_info", "source_run", "neither"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,22 @@ def resolve_weights(path: str | Path) -> Weights:
         if is_run(parent):
             return Weights(p, _tokenizer_in(parent), parent, None, None)
     return Weights(p, None, None, None, None)
+
+
+def no_other_weights(folder: Path, weights) -> None:
+    """A run or compress output folder names its own weights: `--weights` is refused with it."""
+    if weights is not None:
+        raise UsageError(f"{folder} is a folder with its own weights; --weights goes with a spec file")
+
+
+def spec_weights(spec: Path, weights) -> Weights:
+    """The weights `--weights` gives a spec file, which must exist (`SPEC --weights W`)."""
+    if not spec.exists():
+        raise UsageError(f"{spec}: no such run folder or spec file")
+    if weights is None:
+        raise UsageError(f"{spec}: a spec needs its weights: --weights RUN_DIR, a compress output "
+                         "folder or a .safetensors file")
+    return resolve_weights(weights)
 
 
 def compress_report(folder: Path) -> dict:
