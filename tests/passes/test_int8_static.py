@@ -15,13 +15,6 @@ from strata.backends.torch.workflows.compress import compress
 from strata.errors import SpecError
 
 
-@pytest.fixture(scope="module")
-def llama(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("llama")
-    spec = spec_file(tmp, LLAMA)
-    return spec, weights(tmp, spec)
-
-
 def _float_inputs(spec, w, calib, name):
     """The rows linear `name` of the float model reads on `calib` [n, in]."""
     net = compile(spec, passes=[], weights=w).eval()

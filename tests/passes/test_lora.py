@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.passes.helpers import GPT, ids, logits, spec_file, torch, weights
+from tests.passes.helpers import ids, logits, torch
 
 from strata.api import compile, generate_source, save_weights
 from strata.backends.torch.weights_file import WeightsMismatchError, checkpoint_shapes
@@ -14,13 +14,6 @@ from strata.compiler.summary import summary_dict
 from strata.backends.torch.workflows.adapters import load_adapters, lora_parameters, mark_trainable, merge_lora, save_adapters
 
 LORA = 'lora(4, alpha=8, on="attention")'
-
-
-@pytest.fixture(scope="module")
-def gpt(tmp_path_factory):
-    d = tmp_path_factory.mktemp("lora")
-    spec = spec_file(d, GPT)
-    return spec, weights(d, spec)
 
 
 def _train(net, steps=5, seed=0):

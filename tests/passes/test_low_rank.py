@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from safetensors.torch import load_file
 
-from tests.passes.helpers import LLAMA, ids, logits, spec_file, torch, weights
+from tests.passes.helpers import ids, logits, torch
 
 from strata.api import generate_source, save_weights
 from strata.backends.torch.workflows.runner import RUNNER
@@ -17,13 +17,6 @@ from strata.errors import SpecError
 from strata.passes import PassContext, apply_passes, make_pass
 from strata.passes.text import parse_pass_texts
 from strata.passes.weight_transfer import transform
-
-
-@pytest.fixture(scope="module")
-def llama(tmp_path_factory):
-    d = tmp_path_factory.mktemp("lr")
-    spec = spec_file(d, LLAMA)
-    return spec, weights(d, spec)
 
 
 def _run(spec, w, texts, calibration=None):

@@ -28,13 +28,6 @@ SCHEMES = ["quantize(int8_dynamic)", "quantize(int8_weight)", "quantize(int4_wei
            "quantize(int8_static, smooth=0.5)"]
 
 
-@pytest.fixture(scope="module")
-def gpt(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("gpt")
-    spec = spec_file(tmp, GPT)
-    return spec, weights(tmp, spec)
-
-
 def _logits(net, x):
     with torch.no_grad():
         return net.eval()(x)

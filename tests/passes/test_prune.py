@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from safetensors.torch import load_file
 
-from tests.passes.helpers import GPT, LLAMA, ids, logits, spec_file, torch, weights
+from tests.passes.helpers import GPT, ids, logits, spec_file, torch, weights
 
 from strata.api import compile, generate_source, save_weights
 from strata.backends.torch.workflows.runner import RUNNER
@@ -17,13 +17,6 @@ from strata.errors import SpecError, UsageError
 from strata.passes import apply_passes
 from strata.passes.text import parse_pass_texts
 from strata.passes.weight_transfer import transform
-
-
-@pytest.fixture(scope="module")
-def llama(tmp_path_factory):
-    d = tmp_path_factory.mktemp("p")
-    spec = spec_file(d, LLAMA)
-    return spec, weights(d, spec)
 
 
 def _run(spec, w, text, calibration=None):

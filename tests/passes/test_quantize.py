@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.optional import require
-from tests.passes.helpers import LLAMA, ids, logits, spec_file, sqnr, torch, weights
+from tests.passes.helpers import LLAMA, ids, logits, spec_file, sqnr, torch
 
 require("torchao")
 
@@ -18,13 +18,6 @@ from strata.compiler.cost import weight_bytes  # noqa: E402
 from strata.errors import SpecError, UsageError  # noqa: E402
 from strata.passes import apply_passes  # noqa: E402
 from strata.passes.text import parse_pass_texts  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def llama(tmp_path_factory):
-    d = tmp_path_factory.mktemp("q")
-    spec = spec_file(d, LLAMA)
-    return spec, weights(d, spec)
 
 
 def _with_groups(scheme: str, on: str | None = None) -> str:

@@ -25,13 +25,6 @@ from strata.passes.text import parse_pass_texts
 AUTO = "quantize(auto, bits=6, group_size=32)"
 
 
-@pytest.fixture(scope="module")
-def gpt(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("auto")
-    spec = spec_file(tmp, GPT)
-    return spec, weights(tmp, spec)
-
-
 def _brute(costs, scores, budget):
     names = list(costs)
     best = None

@@ -8,19 +8,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.passes.helpers import LLAMA, ids, spec_file, torch, weights
+from tests.passes.helpers import LLAMA, ids, spec_file, torch
 
 from strata.api import compile
 from strata.compiler import build_file, build_text
 from strata.errors import SpecError
 from strata.passes import apply_passes
-
-
-@pytest.fixture(scope="module")
-def llama(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("llama")
-    spec = spec_file(tmp, LLAMA)
-    return spec, weights(tmp, spec)
 
 
 def _spec(tmp_path, *passes: str):

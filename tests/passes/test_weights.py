@@ -4,11 +4,10 @@ those names; the plain spec then computes what the compiled model computes."""
 
 from __future__ import annotations
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.passes.helpers import GPT, LLAMA, ids, logits, spec_file, torch, weights
+from tests.passes.helpers import GPT, ids, logits, spec_file, torch, weights
 
 from strata.api import compile, save_weights
 from strata.backends.torch.weights_file import checkpoint_shapes
@@ -19,13 +18,6 @@ from strata.backends.torch.weights_file import checkpoint_shapes
 POOL = ["fuse_qkv", "fuse_mlp", 'lora(4, on="attention")',
         'prune(0.25, method=structured, on="decoder.layers.*.mlp")', 'low_rank(8, on="decoder.lm_head")',
         'prune(0.5, on="decoder.layers.*.mlp")']
-
-
-@pytest.fixture(scope="module")
-def llama(tmp_path_factory):
-    d = tmp_path_factory.mktemp("llama")
-    spec = spec_file(d, LLAMA)
-    return spec, weights(d, spec)
 
 
 def test_fusions_are_exact_and_save_the_spec_names(llama, tmp_path):
