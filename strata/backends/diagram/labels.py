@@ -23,8 +23,8 @@ from strata.components.embeddings import Position
 from strata.components.feedforward import ACT_NAMES
 from strata.passes import REGISTRY
 
-MAX_LINE = 48
-ROPE_THETA = Position.model_fields["base"].default  # a stack's title names any other base  # characters per label line; longer user names are cut with "…"
+MAX_LINE = 48  # characters per label line; longer user names are cut with "…"
+ROPE_THETA = Position.model_fields["base"].default  # a stack's title names any other base
 
 # kind -> (legend label, fill, stroke)
 PALETTE: dict[str, tuple[str, str, str]] = {
