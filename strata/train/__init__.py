@@ -26,7 +26,9 @@ For example (a few minutes on a CPU)::
     folder_spec.py run.json, and the spec a run or compress output was made from (no torch)
     run.py         the run folder and `Run`; generate.py, validation.py, speculate.py use it
     sources.py     what a user has (run folder, compress output, weights) as a `Run`
-    start.py       `train()`: all of the above in order, one function per stage
+    start.py       `train()`: all of the above in order, one function per stage; its tokenizer,
+                   weights and run record stages in start_tokenizer.py, start_weights.py,
+                   start_record.py
 
 `strata.train` is this package and is also callable: `strata.train(spec, ...)`
 is `strata.train.train(spec, ...)`.  The package's class is swapped for a

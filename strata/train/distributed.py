@@ -10,12 +10,13 @@ uses NCCL on GPUs and gloo on CPUs.  Only rank 0 writes files.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
-__all__ = ["Dist", "wrap", "unwrap"]
+__all__ = ["Dist", "say", "wrap", "unwrap"]
 
 
 @dataclass
@@ -86,6 +87,12 @@ class Dist:
     def close(self) -> None:
         if self.owned and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def say(d: Dist, progress: bool, text: str) -> None:
+    """A line of progress on stderr, from rank 0 only, and only with `progress` on."""
+    if d.main and progress:
+        print(text, file=sys.stderr, flush=True)
 
 
 def wrap(net: torch.nn.Module, d: Dist, g, *, fsdp: bool, find_unused: bool):

@@ -2,28 +2,25 @@
 trained model, in order, one function per stage:
 
     _plan        settings, objective, context (checked before anything is read)
-    _read_data   the data (the objective reads it) and the --init weights
+    obj.read_data  the data (the objective reads it) and the --init weights
     _model       the model (dropout as set), and the distillation teacher
-    _fitted      a new run's tokenizer, fitted on the data
+    fitted_tokenizer  a new run's tokenizer, fitted on the data (start_tokenizer.py)
     _prepare_folder   the run folder claimed (or resumed): every check above comes first,
                  so a refusal writes nothing; one after it (data too short) removes
                  what this start wrote, and puts back a run --overwrite was replacing
                  (RunLock.abandon; RunLock.commit drops that run at the first step)
-    _tokenizer   the run's own / the init's / the teacher's / the fitted one, written
+    run_tokenizer  the run's own / the init's / the teacher's / the fitted one, written
     _dataset     token ids cached, and the objective's sampler
     _weights     initial or resumed weights, frozen parts, the passes' training needs
+                 (start_weights.py)
     _optimize    the loss (wrapped for distillation), DDP / FSDP, torch.compile, the optimizer
-    _run_info    run.json (and model.arch, the spec as trained, standing alone)
+    _run_info    run.json (and model.arch, the spec as trained, standing alone; start_record.py)
     _loop        the loop, the final weights, the loss plot
 """
 
 from __future__ import annotations
 
-import json
 import os
-import re
-import sys
-import time
 from pathlib import Path
 
 from dataclasses import dataclass
@@ -31,35 +28,37 @@ from typing import Any
 
 import torch
 
-from strata.compiler import as_graph, build_text
-from strata.compiler.ir import state_dict_shapes
-from strata.compiler.select import select
-from strata.errors import SpecError, UsageError
-from strata.io import is_spec_path, write_atomic
-from strata.passes.spec_writer import run_spec
-from strata.backends.torch.weights_file import WeightsError, WeightsMismatchError
-from strata.backends.torch.workflows.training import finish_training, prepare_for_training
+from strata.compiler import as_graph
+from strata.errors import UsageError
+from strata.backends.torch.workflows.training import finish_training
 from strata.train.checkpoint import find_checkpoint
 from strata.train.distributed import Dist, wrap
-from strata.train.folder import MANIFEST, check_claim, claim
+from strata.train.folder import check_claim, claim
+from strata.train.layout import is_run
 from strata.resources import check_fits
 from strata.train.limits import model_limits, step_memory
 from strata.train.loop import Loop
 from strata.train.metrics import MetricsLog, Progress, plot_losses
-from strata.train.models import checkpoint_shapes, compile_model, float_state, load_fitting, load_weights
+from strata.train.models import compile_model
 from strata.train.objectives import Loss, choose_objective
 from strata.train.objectives.distillation import DistillLoss
 from strata.train.optim import make_optimizer
-from strata.train.records import RunInfo, read_run_json
-from strata.train.run import CACHE, FINAL, METRICS, PLOT, RUN_JSON, Run
-from strata.train.overwritten import kept_run
-from strata.train.run_folder import SPEC, is_run, run_data, run_relative
+from strata.train.run import CACHE, FINAL, METRICS, PLOT, Run
 from strata.train.settings import resolve_settings
-from strata.train.sources import COMPRESSED_SPEC, COMPRESSED_WEIGHTS, is_compressed, resolve_weights
+from strata.train.sources import resolve_weights
 from strata.train.state import TrainState
 from strata.train.start_tokenizer import check_reused, fitted_tokenizer, run_tokenizer, same_tokenizer, unseen
 from strata.train.teacher import load_teacher
 from strata.train.tokenizer import UnseenCharacters
+# the stages moved to modules of their own, by the names train() calls them
+from strata.train.distributed import say as _say
+from strata.train.start_record import resumed_data as _resumed_data
+from strata.train.start_record import run_info as _run_info
+from strata.train.start_record import spec_copy_text as _spec_copy
+from strata.train.start_record import write_info as _write_info
+from strata.train.start_weights import frozen_paths as _frozen_paths
+from strata.train.start_weights import init_weights as _init_weights
+from strata.train.start_weights import starting_weights as _weights
 
 __all__ = ["AlreadyPast", "train"]
 
@@ -67,11 +66,6 @@ __all__ = ["AlreadyPast", "train"]
 class AlreadyPast(UsageError):
     """--resume with fewer steps than the run has taken: nothing to train, nothing
     written (run.json keeps the run's own steps); the command line exits 0."""
-
-
-def _say(d: Dist, progress: bool, text: str) -> None:
-    if d.main and progress:
-        print(text, file=sys.stderr, flush=True)
 
 
 def _with_dropout(g, p: float | None):
@@ -116,116 +110,6 @@ def _dataset(cfg, obj, context, tok, payload, out: Path, d: Dist):
     if not d.main:
         data = build(False)
     return obj.train_sampler(data, tok, cfg, context)
-
-
-def _frozen_paths(net, selectors) -> list[str]:
-    """The module paths --freeze selects; a selector that matches nothing is refused
-    (checked before the run folder is made)."""
-    found = []
-    for sel in ([selectors] if isinstance(selectors, str) else list(selectors or [])):
-        paths = select(net.strata_graph, sel)
-        if not paths:
-            raise UsageError(f"--freeze \"{sel}\" matches no module (selectors are module path globs "
-                             "like encoder.layer.* or component kinds like attention)")
-        found += paths
-    return found
-
-
-def _freeze(net, selectors) -> list[str]:
-    paths = _frozen_paths(net, selectors)
-    frozen = []
-    for name, p in net.named_parameters():
-        if any(name == q or name.startswith(q + ".") for q in paths):
-            p.requires_grad_(False)
-            frozen.append(name)
-    return frozen
-
-
-def _init_weights(net, path, d: Dist, progress: bool) -> None:
-    """Load pretrained weights by name (in their own shape); report the new ones."""
-    path = Path(path)
-    names = {k for k, _ in net.named_parameters()}
-    try:
-        if is_compressed(path.parent) and path.name == COMPRESSED_WEIGHTS:
-            # a compress output holds its model's own tensors (low-rank factors, integers):
-            # read them as the float weights they stand for, in the spec's own names, which
-            # fit the spec it was compressed from as well as its own model.arch
-            new = sorted(load_fitting(net, float_state(path.parent / COMPRESSED_SPEC, path), str(path)))
-        else:
-            have = set(checkpoint_shapes(path))
-            load_weights(net, path, strict=False)
-            new = sorted(k for k in names if k not in have)
-    except WeightsMismatchError as e:  # a shape differs: starting it anew would lose it unsaid
-        raise WeightsError(f"{e}\n  --init takes a weight only in its own shape: train the spec "
-                           "the weights came from, or give a module that should start anew another "
-                           "name in the spec (e.g. classifier(3) as head3)") from None
-    _say(d, progress, f"init: {path}: {len(names) - len(new)} of {len(names)} weights loaded"
-         + (f"; new: {', '.join(new[:6])}{' ...' if len(new) > 6 else ''}" if new else ""))
-
-
-def _write_info(out: Path, info: dict, spec_copy: str | None, resumed: bool, start: int, d: Dist) -> None:
-    """model.arch (the spec as this start trains it, standing alone), then
-    run.json, which names it, with the history of the run's starts (a resume adds one)."""
-    if not d.main:
-        return
-    old = read_run_json(out / RUN_JSON) if resumed else None
-    history = [h.model_dump() for h in old.history] if isinstance(old, RunInfo) else []
-    info["history"] = [*history, {"start_step": start, "world_size": d.world,
-                                  "time": time.strftime("%Y-%m-%dT%H:%M:%S")}]
-    if spec_copy is not None:
-        write_atomic(out / SPEC, spec_copy, follow=False)
-    write_atomic(out / RUN_JSON, json.dumps(info, indent=1) + "\n", follow=False)
-
-
-def _spec_copy(spec, model, g, out: Path, d: Dist, progress: bool) -> str | None:
-    """The text of RUN/model.arch: the spec as trained, standing alone, checked to
-    build the model `g` is (its weights' names and shapes).  A spec the writer
-    cannot make stand alone still trains (the run then needs the spec file, as
-    runs did before they kept a copy), saying so."""
-    if not is_spec_path(spec) or not d.main:
-        return None
-    try:
-        text = run_spec(spec, model, g, out)
-        if state_dict_shapes(build_text(text, str(out / SPEC))) == state_dict_shapes(g):
-            return text
-        why = "it would build another model"
-    except (SpecError, UsageError) as e:
-        why = str(e).splitlines()[0]
-    _say(d, progress, f"note: {out / SPEC} not written ({why}); the run loads from {spec} while it is there")
-    return None
-
-
-def _resumed_data(out: Path, sets, settings: dict, data: str | None) -> str | None:
-    """The data a --resume reads: the run's own, as run.json records it (found
-    relative to the run folder first, a run moved with its data; then at its
-    absolute path), unless --data / --set data names other; `data` (the spec's)
-    when the run's is not found but that is there, or the run recorded none."""
-    own = kept_run(out) or out / RUN_JSON  # a run an --overwrite kept aside: the claim puts it back
-    if "data" in settings or any(re.match(r"\s*data\s*=", t) for t in sets) or not os.path.isfile(own):
-        return data
-    old = read_run_json(own)
-    if not isinstance(old, RunInfo):
-        return data
-    try:
-        return run_data(old.data.model_dump(), out, f"{out}: the data the run trained on",
-                        "give --data with where it is now to resume")
-    except UsageError:
-        if data is not None and os.path.exists(data):
-            return data
-        raise
-
-
-def _changed_spec(e: WeightsMismatchError, spec, out: Path, step: int, has_copy: bool) -> str:
-    """One line for --resume with a spec that no longer builds the run's model."""
-    firsts = [f"{k} is [{', '.join(map(str, m))}] in the spec, [{', '.join(map(str, c))}] in the run"
-              for k, (m, c) in e.mismatched.items()]
-    firsts += [f"the spec adds {k}" for k in e.missing] + [f"the spec has no {k}" for k in e.unexpected]
-    more = f" (and {len(firsts) - 1} more)" if len(firsts) > 1 else ""
-    keep = (f"resume with the spec as the run trained it (strata train {out / SPEC} --out {out} --resume), "
-            if has_copy else "restore the spec as the run trained it and resume, ")
-    return (f"{out}: --resume: {spec} has changed since the run trained it: it no longer fits the "
-            f"run's weights (step {step:,}): {firsts[0] if firsts else 'they differ'}{more}; {keep}"
-            "or train the changed spec as a new run (--out another folder, or --overwrite)")
 
 
 @dataclass
@@ -305,24 +189,6 @@ def _same_width(g, output: str, tg, t_output: str) -> None:
                          "the vocabulary")
 
 
-def _weights(net, init_file, ckpt, freeze, d: Dist, progress: bool, spec=None, out: Path | None = None
-             ) -> list[str]:
-    """Initial (--init) or resumed weights, the frozen parameters' names; then
-    what the passes ask of training (LoRA: adapters only; QAT: fake quantization).
-    A spec changed since the run (resumed from `out`) in its shapes is refused."""
-    if init_file is not None and ckpt is None:
-        _init_weights(net, init_file, d, progress)
-    if ckpt is not None:
-        try:
-            load_weights(net, ckpt.weights)
-        except WeightsMismatchError as e:
-            raise UsageError(_changed_spec(e, spec, out, ckpt.step, os.path.lexists(out / SPEC))) from None
-    frozen = _freeze(net, freeze)
-    for line in prepare_for_training(net):
-        _say(d, progress, line)
-    return frozen
-
-
 def _optimize(p: _Plan, net, teacher, frozen, d: Dist, device: str, fsdp: bool, compile: bool):
     """(what the loop calls, the objective's Loss, the training Loss, optimizer, grad scaler)."""
     task = loss = Loss(p.obj, net)
@@ -335,29 +201,6 @@ def _optimize(p: _Plan, net, teacher, frozen, d: Dist, device: str, fsdp: bool, 
     opt = make_optimizer(list(net.named_parameters()), p.cfg["optimizer"], device)
     scaler = torch.amp.GradScaler("cuda") if p.cfg["dtype"] == "float16" else None
     return runner, task, loss, opt, scaler
-
-
-def _run_info(p: _Plan, spec, model, data_info, tok, init_file, frozen, teacher_weights, d: Dist,
-              device: str, compile: bool, fsdp: bool, spec_copy: str | None) -> dict:
-    """run.json's content (strata.train.records.RunInfo)."""
-    g = p.g
-    return {"format": "strata-run", "version": 1, "status": "ready", "files": list(MANIFEST),
-            "spec": str(Path(spec).resolve()) if is_spec_path(spec) else None,
-            "spec_text": spec if isinstance(spec, str) and not is_spec_path(spec) else None,
-            "spec_copy": SPEC if spec_copy is not None else None,
-            "model": model, "name": g.graph.name, "parameters": g.graph.parameters,
-            "objective": p.obj.to_json(), "settings": p.cfg,
-            # the data's path relative to the run folder too: a run moved with its data finds it
-            "data": {**data_info, "from_run": os.path.relpath(data_info["path"], p.out.resolve())
-                     if data_info.get("path") else None},
-            "tokenizer": {"type": tok.kind, "vocab_size": tok.vocab_size},
-            "init": str(init_file) if init_file else None, "frozen": len(frozen),
-            # where the distill teacher's weights came from (generate --speculate loads them),
-            # relative to the run folder too: a run moved together with them finds them
-            "teacher_weights": str(Path(teacher_weights).resolve()) if teacher_weights else None,
-            "teacher_weights_from_run": run_relative(teacher_weights, p.out) if teacher_weights else None,
-            "world_size": d.world, "device": device, "compile": compile, "fsdp": fsdp,
-            "torch": torch.__version__, "strata": __import__("strata").__version__}
 
 
 def _loop(p: _Plan, runner, net, task, loss, sampler, opt, scaler, state, tok, metrics: MetricsLog,

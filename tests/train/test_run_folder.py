@@ -181,13 +181,13 @@ def test_compile_of_a_run_folder_never_imports_torch(project):
 def test_a_spec_that_cannot_stand_alone_still_trains(tmp_path, capsys, monkeypatch):
     """Should the writer fail on a spec, the run trains as runs did before they kept a
     copy (loading from the spec file), and says so."""
-    import strata.train.start as start
+    import strata.train.start_record as record
     from strata.errors import UsageError
 
     def cannot(*a, **k):
         raise UsageError("compress: cannot find where x is written")
 
-    monkeypatch.setattr(start, "run_spec", cannot)
+    monkeypatch.setattr(record, "run_spec", cannot)
     monkeypatch.chdir(tmp_path)
     Path("corpus.txt").write_text(builtin_text()[:20_000])
     Path("base.arch").write_text(BASE)
