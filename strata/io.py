@@ -34,7 +34,7 @@ import shutil
 import stat
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from strata.errors import UsageError, WriteError
 
@@ -266,13 +266,19 @@ def atomic_output(path: str | os.PathLike, follow: bool = True) -> Iterator[Path
     _fsync_dir(path.parent)
 
 
-def write_atomic(path: str | os.PathLike, data: bytes | str, follow: bool = True) -> Path:
-    """Write `data` (text is UTF-8, newlines as given) to `path` atomically; return the path."""
+def write_atomic(path: str | os.PathLike, data: bytes | str, follow: bool = True,
+                 written: Callable[[os.stat_result], None] | None = None) -> Path:
+    """Write `data` (text is UTF-8, newlines as given) to `path` atomically; return the path.
+    `written`, if given, is told the new file's stat before it replaces `path`: its
+    inode and mtime are the file's once renamed, so a watcher's report of the rename
+    can be told for the writer's own (the workbench's saves)."""
     if isinstance(data, str):
         data = data.encode("utf-8")
     with atomic_output(path, follow) as tmp:
         try:
             tmp.write_bytes(data)
+            if written is not None:
+                written(os.stat(tmp))
         except OSError as e:
             raise WriteError(f"{path}: cannot write ({e.strerror})", e.strerror) from None
     return Path(path)

@@ -25,6 +25,7 @@ loop); edits that arrive while one is checked are coalesced to the newest.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 from pathlib import Path
@@ -132,7 +133,9 @@ class Page:
         self.wake = asyncio.Event()   # something to check or draw
         self.dirty = False
         self.saving: asyncio.Task | None = None
-        self.written: tuple[str, tuple] | None = None  # (file, Root.identity) of this page's last write
+        # (file, Root.identity) of this page's last writes, each told before its rename (from
+        # the writing thread): a watcher's report of any of them is the page's own save
+        self.written: collections.deque[tuple[str, tuple]] = collections.deque(maxlen=8)
 
     async def save(self) -> None:
         """Write the page's newest text to disk (atomic, fsynced: in a thread of its
@@ -141,8 +144,8 @@ class Page:
         try:
             while True:
                 name, text = self.file, self.text
-                await anyio.to_thread.run_sync(self.bench.root.write_text, name, text)
-                self.written = (name, await anyio.to_thread.run_sync(self.bench.root.identity, name))
+                await anyio.to_thread.run_sync(self.bench.root.write_text, name, text,
+                                               lambda ident, name=name: self.written.append((name, ident)))
                 if (name, text) == (self.file, self.text):
                     return
         except (Refused, UsageError, OSError) as e:
@@ -246,7 +249,7 @@ class Page:
             names = await changes.get()
             if self.file in names:
                 try:
-                    mine = self.written == (self.file, self.bench.root.identity(self.file))
+                    mine = (self.file, self.bench.root.identity(self.file)) in self.written
                     text = self.bench.root.read_text(self.file)
                 except (Refused, UsageError):
                     continue  # deleted or replaced by something else: keep the page's text

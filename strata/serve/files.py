@@ -16,10 +16,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable
 
 from strata.io import MAX_TEXT_BYTES, SPEC_SUFFIXES, read_regular, write_atomic
 
 MAX_LISTED = 2000  # files listed in the sidebar: a huge tree is cut, never walked whole
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int]:
+    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 class Refused(Exception):
@@ -51,23 +56,25 @@ class Root:
             raise Refused(f"{name}: not a regular file under the served folder")
         return read_regular(path, MAX_TEXT_BYTES, "spec").decode("utf-8", "replace")
 
-    def write_text(self, name: str, text: str) -> None:
-        """Atomically (strata.io): a temporary file beside it, then a rename."""
+    def write_text(self, name: str, text: str, written: Callable[[tuple[int, int, int]], None] | None = None
+                   ) -> None:
+        """Atomically (strata.io): a temporary file beside it, then a rename.  `written`
+        is told the file's `identity` before the rename (a watcher may report the rename
+        at once: the writer knows its own file by then)."""
         if len(text.encode()) > MAX_TEXT_BYTES:
             raise Refused(f"{name}: more than {MAX_TEXT_BYTES:,} bytes")
         path = self.resolve(name)
         if not path.name.endswith(SPEC_SUFFIXES):
             raise Refused(f"{name}: only spec files ({', '.join(SPEC_SUFFIXES)}) are written")
-        write_atomic(path, text)
+        write_atomic(path, text, written=None if written is None else lambda st: written(_identity(st)))
 
     def identity(self, name: str) -> tuple[int, int, int] | None:
         """(inode, mtime in ns, size) of the file: every atomic write (a new file renamed
         over it) changes it, so a page tells its own last write from another editor's."""
         try:
-            st = os.stat(self.resolve(name))
+            return _identity(os.stat(self.resolve(name)))
         except OSError:
             return None
-        return st.st_ino, st.st_mtime_ns, st.st_size
 
     def name_of(self, path: str | os.PathLike) -> str | None:
         """`path` relative to the root, or None when it is outside."""

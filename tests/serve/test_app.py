@@ -29,10 +29,10 @@ def slow_disk(monkeypatch):
     write = Root.write_text
 
     def slow(seconds: float, only: str | None = None) -> None:
-        def write_slowly(self, name, text):
+        def write_slowly(self, name, text, written=None):
             if only is None or text == only:
                 time.sleep(seconds)
-            write(self, name, text)
+            write(self, name, text, written)
 
         monkeypatch.setattr(Root, "write_text", write_slowly)
 
@@ -85,6 +85,47 @@ def test_the_pages_own_earlier_save_does_not_undo_a_newer_edit(tmp_path, slow_di
             while (tmp_path / "a.arch").read_text() != second and time.monotonic() < deadline:
                 time.sleep(0.01)
             time.sleep(0.3)  # a save of `first` taken as another editor's would be on disk by now
+            assert (tmp_path / "a.arch").read_text() == second
+            ws.send_text(json.dumps({"type": "open", "file": "a.arch"}))
+            texts = []
+            while not texts or texts[-1] != second:
+                m = json.loads(ws.receive_text())
+                if m["type"] == "text":
+                    texts.append(m["text"])
+            assert texts == [second]  # the page was never sent `first` back
+
+
+def test_a_save_reported_before_the_page_knows_it_wrote_it_is_still_its_own(tmp_path, monkeypatch):
+    """The watcher reports the page's save at once, while the page is still learning
+    what it wrote (the file's identity, read after the rename: here slow) and a newer
+    edit has come in: the page kept the disk's older text as another editor's and
+    never wrote the newer one.  Now the writer knows its file before the rename."""
+    from strata.serve.app import create_app
+
+    base = (SPECS / "tiny_shakespeare.arch").read_text()
+    (tmp_path / "a.arch").write_text(base)
+    first, second = base + "# one\n", base + "# one two\n"
+    identity, calls = Root.identity, []
+
+    def slow_first(self, name):  # the first look at the file's identity takes a second
+        calls.append(name)
+        if len(calls) == 1:
+            time.sleep(1.0)
+        return identity(self, name)
+
+    monkeypatch.setattr(Root, "identity", slow_first)
+    with testclient.TestClient(create_app(Root(tmp_path), host="testserver")) as client:
+        with client.websocket_connect("/ws") as ws:
+            ws.send_text(json.dumps({"type": "open", "file": "a.arch"}))
+            assert json.loads(ws.receive_text())["type"] == "text"
+            ws.send_text(json.dumps({"type": "edit", "text": first}))
+            deadline = time.monotonic() + 10
+            while (tmp_path / "a.arch").read_text() != first and time.monotonic() < deadline:
+                time.sleep(0.01)
+            ws.send_text(json.dumps({"type": "edit", "text": second}))
+            while (tmp_path / "a.arch").read_text() != second and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(1.2)  # the slow identity is over; `first` taken back would show by now
             assert (tmp_path / "a.arch").read_text() == second
             ws.send_text(json.dumps({"type": "open", "file": "a.arch"}))
             texts = []
