@@ -274,6 +274,7 @@ def tokenizer_from_json(text: str, where: str) -> Tokenizer:
     if kind == "bpe":
         from tokenizers import Tokenizer as HF  # lazy: optional
 
+        _check_bpe(d.get("tokenizer"), bad)
         try:
             hf = HF.from_str(json.dumps(d.get("tokenizer")))
         except Exception as e:  # the library's own parse error, whatever its type
@@ -282,6 +283,41 @@ def tokenizer_from_json(text: str, where: str) -> Tokenizer:
             raise bad("vocabulary too large")
         return BPETokenizer(hf, specials)
     raise bad(f"unknown type {kind!r}")
+
+
+# The parts of a BPE tokenizer.json that strata writes (BPETokenizer.fit): byte-level
+# pre-tokenization (GPT-2's regex, built into the library) and nothing else that runs.
+_BPE_PARTS = {"normalizer": (None,), "pre_tokenizer": ("ByteLevel",), "post_processor": (None, "ByteLevel"),
+              "decoder": (None, "ByteLevel"), "truncation": (None,), "padding": (None,)}
+MAX_ADDED = 1024  # added tokens: strata adds its specials (at most 64) only
+
+
+def _check_bpe(h, bad) -> None:
+    """The library's JSON of a BPE tokenizer, checked to hold only what strata writes
+    before the library reads it: a `Split` or `Replace` pattern from someone else's
+    file would run in the library's backtracking regex engine on every line (`(a+)+$`
+    on 24 characters panics past its retry limit, a traceback), padding to a length
+    of its choosing would fill memory, and a vocabulary, merges or added tokens are
+    counted before they are built (the library makes a map of each)."""
+    if not isinstance(h, dict):
+        raise bad("'tokenizer' should be the BPE model as the tokenizers library writes it")
+    model = h.get("model")
+    if not isinstance(model, dict) or model.get("type") != "BPE":
+        raise bad("BPE model: 'tokenizer.model' should be a BPE model")
+    for key, kinds in _BPE_PARTS.items():
+        part = h.get(key)
+        kind = str(part.get("type", "an object")) if isinstance(part, dict) else \
+            None if part is None else type(part).__name__
+        if kind not in kinds or (isinstance(part, dict) and "pattern" in part):
+            said = ", ".join("none" if k is None else k for k in kinds)
+            raise bad(f"its BPE's {key} is {json.dumps(kind)[:40]}: strata writes {said} only (a "
+                      "tokenizer made elsewhere can run work of its choosing on every line)")
+    vocab, merges, added = model.get("vocab"), model.get("merges"), h.get("added_tokens", [])
+    if not isinstance(vocab, dict) or not isinstance(merges, list) or not isinstance(added, list):
+        raise bad("its BPE model should have a 'vocab' object, a 'merges' list and an 'added_tokens' list")
+    if len(vocab) > MAX_VOCAB or len(merges) > MAX_VOCAB or len(added) > MAX_ADDED:
+        raise bad(f"vocabulary too large ({len(vocab):,} tokens, {len(merges):,} merges, {len(added):,} "
+                  f"added; at most {MAX_VOCAB:,}, {MAX_VOCAB:,} and {MAX_ADDED:,})")
 
 
 def _is_text(s: str) -> bool:

@@ -98,3 +98,41 @@ def test_hostile_tokenizer_json(doc, why, tmp_path):
     assert str(e.value).startswith(f"{p}: not a strata tokenizer")
     deep = json.dumps({"format": "strata-tokenizer", "type": "char", "specials": [], "chars": "a"})
     assert tokenizer_from_json(deep, "t").vocab_size == 1
+
+
+def _bpe_doc(**change) -> str:
+    """A strata BPE tokenizer.json with parts of the library's JSON replaced."""
+    d = json.loads(BPETokenizer.fit([text()], [], 300).dumps())
+    for key, value in change.items():
+        if key in ("vocab", "merges"):
+            d["tokenizer"]["model"][key] = value
+        else:
+            d["tokenizer"][key] = value
+    return json.dumps(d)
+
+
+_SPLIT = {"type": "Split", "pattern": {"Regex": "(a+)+$"}, "behavior": "Isolated", "invert": False}
+
+
+@pytest.mark.parametrize("change,why", [
+    # a backtracking regex: '(a+)+$' on 'a' * 24 + '!' panicked in the library (a traceback)
+    ({"pre_tokenizer": _SPLIT}, "pre_tokenizer is \"Split\""),
+    ({"pre_tokenizer": {"type": "Sequence", "pretokenizers": [_SPLIT]}}, "pre_tokenizer is \"Sequence\""),
+    ({"normalizer": {"type": "Replace", "pattern": {"Regex": "(a|aa)+$"}, "content": ""}},
+     "normalizer is \"Replace\""),
+    # padding every line to 10**12 ids
+    ({"padding": {"strategy": {"Fixed": 10 ** 12}, "direction": "Right", "pad_to_multiple_of": None,
+                  "pad_id": 0, "pad_type_id": 0, "pad_token": "a"}}, "padding is"),
+    ({"added_tokens": [{"id": i, "content": f"<{i}>", "single_word": False, "lstrip": False, "rstrip": False,
+                        "normalized": False, "special": True} for i in range(2000)]}, "vocabulary too large"),
+])
+def test_a_bpe_tokenizer_runs_only_what_strata_writes(change, why, tmp_path):
+    """A tokenizer.json from someone else (a run's, --init's) is refused before the
+    library reads it when it holds a regex, padding, or more entries than a vocabulary."""
+    require("tokenizers")
+    p = tmp_path / "tokenizer.json"
+    p.write_text(_bpe_doc(**change))
+    with pytest.raises(UsageError, match=why) as e:
+        load_tokenizer(p)
+    assert str(e.value).startswith(f"{p}: not a strata tokenizer") and "\n" not in str(e.value)
+    assert tokenizer_from_json(_bpe_doc(), "t").encode("a" * 24 + "!").size  # what strata writes loads
