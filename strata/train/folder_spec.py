@@ -18,7 +18,29 @@ from strata.errors import Collector, UsageError
 from strata.train.layout import COMPRESSED_SPEC, RUN_JSON, is_compressed, is_run, kept_run, neither
 from strata.train.records import RunInfo, RunStub, read_run_json
 
-__all__ = ["folder_spec", "own_file", "read_run", "spec_source"]
+__all__ = ["OutsideError", "folder_spec", "may_read", "own_file", "read_run", "spec_source"]
+
+
+class OutsideError(UsageError):
+    """A path a run recorded lies outside what strata reads for a run (may_read)."""
+
+
+def may_read(path: str | Path, run: str | Path | None) -> bool:
+    """Whether strata reads a file or folder that a run's record (run.json, a compress
+    report) names without the user naming it too: only inside the run folder `run`
+    or the working directory (links followed), and through no hidden name below
+    them (`.ssh`, `.env`, `.git`).  A run folder from someone else could name any file
+    of the user's (`/etc/passwd`, `~/.ssh/id_rsa`) as its data, spec or teacher."""
+    try:
+        real = Path(os.path.realpath(path))
+        roots = [Path.cwd(), *([Path(run)] if run is not None else [])]
+    except (OSError, ValueError):  # a NUL character, a loop of links, a working directory removed
+        return False
+    for root in roots:
+        root = Path(os.path.realpath(root))
+        if real == root or root in real.parents:
+            return not any(part.startswith(".") for part in real.relative_to(root).parts)
+    return False
 
 
 def own_file(path: Path) -> Path:
@@ -60,6 +82,10 @@ def spec_source(run: Path, info: dict) -> str:
         return _standing_alone(own_file(run / copy))
     spec = info.get("spec")
     if spec and Path(spec).is_file():
+        if not may_read(spec, run):
+            raise OutsideError(f"{run}: its spec is recorded at {spec}, outside the run folder "
+                               "and the working directory: strata reads only such files of a run (a "
+                               f"run.json could name any file); give that spec with --weights {run}")
         return spec
     if info.get("spec_text"):
         return info["spec_text"]

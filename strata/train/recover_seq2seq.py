@@ -25,7 +25,7 @@ from strata.train.dataset import tokenize_examples
 from strata.train.objectives.distillation import kd_sum
 from strata.train.objectives.objective import accepts
 from strata.train.recover_loop import distill_steps
-from strata.train.run_folder import run_data
+from strata.train.run_folder import OutsideError, run_data
 from strata.train.tokenizer import load_tokenizer
 
 __all__ = ["seq2seq_tune"]
@@ -37,7 +37,10 @@ def _data(data, source_run):
         return data
     d = (source_run or {}).get("data") or {}
     try:
-        path = run_data(d, (source_run or {}).get("path"), "", "")
+        path = run_data(d, (source_run or {}).get("path"), "the data the weights were trained on",
+                        "give --data")
+    except OutsideError:
+        raise
     except UsageError:
         return None
     return path if path and Path(path).is_file() else None

@@ -25,15 +25,17 @@ written before model.arch (run.json's "spec" alone, absolute) loads as then.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
 from strata.compiler import as_graph
 from strata.errors import UsageError
-from strata.io import is_spec_path
+from strata.io import is_spec_path, open_regular
 from strata.safetensors_file import WeightsError
 from strata.train.checkpoint import find_checkpoint
-from strata.train.folder_spec import own_file, read_run, spec_source
+from strata.train.data import text_source
+from strata.train.folder_spec import OutsideError, may_read, own_file, read_run, spec_source
 from strata.train.layout import CACHE, FINAL, METRICS, PLOT, RUN_JSON, SPEC, TOKENIZER, is_run
 from strata.train.limits import model_limits
 from strata.train.metrics import read_metrics
@@ -41,20 +43,46 @@ from strata.train.models import compile_model
 from strata.train.objectives import OBJECTIVES, Objective, objective_from_json
 from strata.train.tokenizer import load_tokenizer
 
-__all__ = ["RunFolder", "is_run", "run_data", "run_relative", "weights_key", "RUN_JSON", "SPEC", "TOKENIZER", "METRICS",
+__all__ = ["RunFolder", "OutsideError", "is_run", "may_read", "run_data", "run_relative", "weights_key", "RUN_JSON", "SPEC", "TOKENIZER", "METRICS",
            "PLOT", "FINAL", "CACHE"]
 
-def _found(from_run: str | None, path: str | None, run: str | Path | None) -> tuple[str | None, list[str]]:
+def _digest(path: str) -> str:
+    """sha256 of a data file's bytes (or of a folder's text files, as training hashed
+    them), read a piece at a time: memory bounded whatever its size."""
+    if os.path.isdir(path):
+        return text_source(path).check().digest
+    h = hashlib.sha256()
+    with os.fdopen(open_regular(path, "data file"), "rb") as f:
+        while chunk := f.read(4 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _found(from_run: str | None, path: str | None, run: str | Path | None,
+           what: str = "", hint: str = "", sha256: str | None = None) -> tuple[str | None, list[str]]:
     """(where a file or folder a run recorded is now, or None; the places looked at):
     `from_run` relative to the run folder first (the run moved or copied together
-    with it), then `path` as recorded (absolute: an older run's only record)."""
+    with it), then `path` as recorded (absolute: an older run's only record).  One
+    outside the run folder and the working directory (may_read) is read only when
+    its content is the `sha256` the run recorded of it (a run's data): a run.json
+    from someone else can name only files whose content its maker knows already.
+    Else one line saying so, `what` (in words) and `hint` (what to give)."""
     tried = []
     if from_run and run is not None:
         tried.append(os.path.normpath(Path(run).resolve() / from_run))
     if path:
         tried.append(path)
     tried = list(dict.fromkeys(tried))
-    return next((p for p in tried if os.path.exists(p)), None), tried
+    there = [p for p in tried if os.path.exists(p)]
+    allowed = next((p for p in there if may_read(p, run)), None)
+    if allowed is None and sha256:
+        allowed = next((p for p in there if _digest(p) == sha256), None)
+    if there and allowed is None:
+        same = " and whose content is not the data the run recorded (its sha256)" if sha256 else ""
+        raise OutsideError(f"{what} is recorded at {there[0]}, outside the run folder and the working "
+                           f"directory{same}: strata reads only such files of a run (a run.json could "
+                           f"name any file); {hint}")
+    return allowed, tried
 
 
 def run_data(data: dict, run: str | Path | None, what: str, hint: str) -> str | None:
@@ -66,7 +94,8 @@ def run_data(data: dict, run: str | Path | None, what: str, hint: str) -> str | 
     where it was looked for, and `hint` (what to give instead)."""
     if data.get("builtin"):
         return None
-    found, tried = _found(data.get("from_run"), data.get("path") or data.get("name"), run)
+    found, tried = _found(data.get("from_run"), data.get("path") or data.get("name"), run,
+                          f"{what} ({data.get('name')})", hint, data.get("sha256"))
     if found is not None or not tried:
         return found
     raise UsageError(f"{what} ({data.get('name')}) is gone: not at {' nor at '.join(tried)}; {hint}")
@@ -171,7 +200,8 @@ class RunFolder:
         (moved together), then at the absolute path recorded (an older run records
         only that); None when it was given none (the pass's `weights=` is used)."""
         found, tried = _found(self.info.get("teacher_weights_from_run"), self.info.get("teacher_weights"),
-                              self.path)
+                              self.path, f"{self.path}: its teacher's weights (--teacher-weights when it "
+                              "trained)", "give --teacher-weights")
         if found is None and tried:
             raise UsageError(f"{self.path}: its teacher's weights (--teacher-weights when it trained) are "
                              f"gone: not at {' nor at '.join(tried)}; give --teacher-weights with where "

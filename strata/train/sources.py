@@ -29,7 +29,7 @@ from strata.io import read_regular
 from strata.train.limits import model_limits
 from strata.train.objectives import choose_objective
 from strata.train.layout import COMPRESSED_SPEC, COMPRESSED_WEIGHTS, REPORT, TOKENIZER, is_compressed, is_run, neither
-from strata.train.run_folder import RunFolder
+from strata.train.run_folder import RunFolder, may_read
 from strata.train.records import read_source_run
 from strata.train.settings import resolve_settings
 
@@ -101,8 +101,22 @@ def compress_report(folder: Path) -> dict:
     if not isinstance(rep, dict):
         raise UsageError(f"{f}: not a strata compress report")
     if "source_run" in rep:  # what eval, generate and compress of this folder read as the run's
-        rep["source_run"] = read_source_run(rep["source_run"], f)
+        rep["source_run"] = _confined(read_source_run(rep["source_run"], f), folder)
     return rep
+
+
+def _confined(src: dict | None, folder: Path) -> dict | None:
+    """report.json's source_run with nothing in it that reaches out of what strata
+    reads for a run (may_read): the run's folder, absolute, is kept only inside
+    `folder` (the compress output) or the working directory, since it is where the
+    data's "from_run" is looked for, and "from_run" is dropped (relative to that
+    run's folder, not to this one); the data's own path is checked where it is read."""
+    if src is None:
+        return None
+    path = src.get("path")
+    keep = isinstance(path, str) and may_read(path, folder)
+    return {**src, "path": path if keep else None,
+            "data": {k: v for k, v in src["data"].items() if k != "from_run"}}
 
 
 def spec_info(spec: str, model: str | None, source: dict | None) -> dict:

@@ -503,3 +503,87 @@ def test_a_damaged_compress_report_is_one_line(tmp_path):
                                               (f / "c" / "report.json").write_text("[" * 100000))))
     run_batch(cases, tmp_path / "cases", timeout=600)
     check_all(cases)
+
+
+def test_paths_a_run_records_are_read_only_inside_it_or_with_their_content(trained, tmp_path):
+    """run.json names the run's data (absolute, and relative to the run), an older
+    run's spec and a student's teacher weights; eval, generate, compress and --resume
+    read them.  A run folder from someone else could name any file (`/etc/passwd`, a
+    secret beside the folder, `.ssh/` in the working directory): one outside the run
+    and the working directory is read only when its content is what the run
+    recorded (sha256), else refused in one line before it is read; a file named on
+    the command line is read wherever it is."""
+    secret = "root:x:0:0:SECRET\n" * 40
+
+    def outside(folder) -> Path:  # beside the case folder: outside the run and the working directory
+        p = folder.parent / f"{folder.name}.outside.txt"
+        p.write_text(secret)
+        return p
+
+    def data_at(where):
+        def step(folder):
+            path = where(folder)
+            edit_run_json(data__path=str(path), data__from_run=None)(folder)
+        return step
+
+    def hidden(folder) -> Path:
+        (folder / ".ssh").mkdir()
+        (folder / ".ssh" / "id").write_text(secret)
+        return folder / ".ssh" / "id"
+
+    def same_content(folder) -> Path:  # the run's own data, moved beside the case folder: its content
+        p = folder.parent / f"{folder.name}.moved.txt"
+        p.write_text(TEXT)
+        (folder / "a.txt").unlink()
+        return p
+
+    refused = "outside the run folder and the working directory"
+    calibrated = ["compress", "run", "-o", "c", "--pass", "quantize(int8_static)"]
+    cases = [
+        usage_error("eval_secret", ["eval", "run"], refused, files=INPUTS,
+                    setup=with_run(trained, data_at(outside))),
+        usage_error("eval_etc_passwd", ["eval", "run"], refused, files=INPUTS,
+                    setup=with_run(trained, data_at(lambda f: Path("/etc/passwd")))),
+        usage_error("eval_hidden_in_cwd", ["eval", "run"], refused, files=INPUTS,
+                    setup=with_run(trained, data_at(hidden))),
+        usage_error("eval_from_run_escapes", ["eval", "run"], refused, files=INPUTS,
+                    setup=with_run(trained, lambda f: (outside(f), edit_run_json(
+                        data__path=None, data__name="gone.txt",
+                        data__from_run=f"../../{f.name}.outside.txt")(f)))),
+        usage_error("compress_calibrates_on_secret", calibrated, refused, files=INPUTS,
+                    setup=with_run(trained, data_at(outside))),
+        usage_error("resume_secret", RESUME[:2] + RESUME[4:], refused, files={"t.arch": SPEC},
+                    setup=with_run(trained, data_at(outside))),
+        usage_error("old_run_spec_secret", ["eval", "run"], "its spec is recorded at", files=INPUTS,
+                    setup=with_run(trained, lambda f: (os.unlink(f / "run" / "model.arch"), edit_run_json(
+                        spec_copy=None, spec=str(outside(f)))(f)))),
+        # the run's own data, moved: read, since its content is the run's
+        ok("eval_moved_data", ["eval", "run", "--max-batches", "1"], files=INPUTS,
+           setup=with_run(trained, data_at(same_content))),
+        # named on the command line: read wherever it is
+        ok("eval_named", ["eval", "run", "--max-batches", "1", "--data", "../named.txt"], files=INPUTS,
+           setup=with_run(trained, data_at(outside), lambda f: (f.parent / "named.txt").write_text(TEXT))),
+    ]
+    run_batch(cases, tmp_path / "cases", timeout=600)
+    check_all(cases)
+    assert not any("SECRET" in c.result["err"] + c.result["out"] for c in cases)
+
+
+def test_a_compress_reports_source_run_reaches_out_of_nothing(trained, tmp_path):
+    """report.json's "source_run" names the run the weights came from; its path is where
+    the data's "from_run" was looked for, so a report saying `/` and `etc/passwd` named
+    any file: that path is kept only inside the output or the working directory, and
+    "from_run" is dropped (relative to that run's folder, not to this one)."""
+    from strata.train.sources import compress_report
+
+    info = json.loads((trained / "run.json").read_text())
+    out = tmp_path / "c"
+    out.mkdir()
+    src = {"path": "/", "objective": info["objective"], "settings": info["settings"],
+           "data": {**info["data"], "from_run": "etc/passwd"}}
+    (out / "report.json").write_text(json.dumps({"source_run": src}))
+    got = compress_report(out)["source_run"]
+    assert got["path"] is None and "from_run" not in got["data"]
+    (out / "run").mkdir()
+    (out / "report.json").write_text(json.dumps({"source_run": {**src, "path": str(out / "run")}}))
+    assert compress_report(out)["source_run"]["path"] == str(out / "run")
