@@ -36,17 +36,20 @@ def _key(digest: str, tok: Tokenizer, what: str) -> str:
     return hashlib.sha256(f"{what}\0{digest}\0{tok.dumps()}".encode()).hexdigest()[:20]
 
 
-def _open_cached(path: Path, dtype, vocab: int) -> np.ndarray | None:
+def _open_cached(path: Path, dtype, vocab: int, most: int) -> np.ndarray | None:
     """A cached id file, or None when it is missing or does not hold valid ids.
     Only a regular file inside the run is mapped (never through a symlink, never
-    a FIFO or a device): anything else is rebuilt, and replaced when written."""
+    a FIFO or a device): anything else is rebuilt, and replaced when written.
+    `most`: the ids the text can make; a file of more is not the text's (a run
+    folder from someone else could hold a sparse file of 10**12 ids, which
+    checking its ids would read whole)."""
     try:
         fd = open_regular(path, "cache file", follow=False)
     except UsageError:
         return None
     with os.fdopen(fd, "rb") as f:
         size = os.fstat(f.fileno()).st_size
-        if size == 0 or size % np.dtype(dtype).itemsize:
+        if size == 0 or size % np.dtype(dtype).itemsize or size // np.dtype(dtype).itemsize > most:
             return None
         arr = np.memmap(f, dtype=dtype, mode="r")
     if int(arr.max()) >= vocab:
@@ -87,7 +90,8 @@ def token_stream(src: TextSource, tok: Tokenizer, cache: Path | None, val_fracti
     _check_cache(cache)
     path = cache / f"tokens-{_key(src.digest, tok, 'text')}.{np.dtype(dtype).name}" if cache else None
     if path is not None:
-        ids = _open_cached(path, dtype, tok.vocab_size)
+        # a token is at least one UTF-8 byte of the text, a character at most 4
+        ids = _open_cached(path, dtype, tok.vocab_size, 4 * src.chars)
     if ids is None:
         parts = [tok.encode(t).astype(dtype) for t in src.texts()]
         ids = np.concatenate(parts) if parts else np.zeros(0, dtype)
@@ -139,11 +143,12 @@ def tokenize_examples(records: list[dict], digest: str, objective: str, keys: tu
             continue
         path = cache / f"{fname}-{key}.{np.dtype(dtype).name}" if cache else None
         meta = path.with_suffix(path.suffix + ".json") if path else None
-        flat = _open_cached(path, dtype, tok.vocab_size) if path else None
+        most = 4 * sum(len(r[fname]) for r in records)  # ids the field's text can make, at most
+        flat = _open_cached(path, dtype, tok.vocab_size, most) if path else None
         off = None
         if flat is not None:
-            try:
-                raw = read_regular(meta, 1 << 30, "cache file", follow=False)
+            try:  # one offset per example and one more, each at most 20 digits and ", "
+                raw = read_regular(meta, 22 * (len(records) + 1) + 64, "cache file", follow=False)
                 off = np.asarray(json.loads(raw)["offsets"], dtype=np.int64)
                 if off.ndim != 1:
                     off = None

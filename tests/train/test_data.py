@@ -164,3 +164,34 @@ def test_examples_split_is_fixed(tmp_path):
     assert len(a.val_idx) == 5 and len(a.train_idx) == 45
     assert np.array_equal(a.val_idx, b.val_idx) and not set(a.val_idx) & set(a.train_idx)
     assert [tok.decode(b.get("text", i)) for i in range(3)] == ["example 0", "example 1", "example 2"]
+
+
+def test_a_cached_id_file_longer_than_its_text_is_not_read(tmp_path):
+    """A run folder from someone else can hold a sparse cache file claiming 10**12 ids
+    under the name its data's hash gives: checking the ids read it whole (4 GB of zeros
+    took 6 s).  A file of more ids than the text can make (4 a character) is rebuilt
+    from the text instead, as are examples' ids and an offsets file past its size."""
+    import os
+
+    from strata.train.dataset import token_stream, tokenize_examples
+    from strata.train.tokenizer import CharTokenizer
+
+    src = text_source(write(tmp_path / "a.txt", "the cat sat on the mat.\n" * 20)).check()
+    tok = CharTokenizer.fit([*src.texts(), "example 0123456789"], [], 128)
+    cache = tmp_path / "cache"
+    want = token_stream(src, tok, cache, 0.1, 2).ids.copy()
+    (made,) = cache.iterdir()
+    os.truncate(made, 1 << 26)  # 32 Mi ids of 0, sparse: every id valid, far more than the text makes
+    got = token_stream(src, tok, cache, 0.1, 2, writer=False).ids
+    assert np.array_equal(got, want)
+
+    rows = [{"text": f"example {i}", "label": i % 3} for i in range(20)]
+    p = write(tmp_path / "c.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    recs, digest = read_examples(p, ("text", "label"), "classify", 3)
+    a = tokenize_examples(recs, digest, "classify", ("text", "label"), tok, cache, 0.1, str(p))
+    ids = next(f for f in cache.iterdir() if f.name.startswith("text-") and not f.name.endswith(".json"))
+    os.truncate(ids, 1 << 26)
+    meta = ids.with_name(ids.name + ".json")
+    meta.write_text(json.dumps({"offsets": [0] * 20 + [1 << 25]}) + " " * (1 << 20))
+    b = tokenize_examples(recs, digest, "classify", ("text", "label"), tok, cache, 0.1, str(p), writer=False)
+    assert [tok.decode(b.get("text", i)) for i in range(20)] == [tok.decode(a.get("text", i)) for i in range(20)]
