@@ -200,8 +200,8 @@ class RunFolder:
         (moved together), then at the absolute path recorded (an older run records
         only that); None when it was given none (the pass's `weights=` is used)."""
         found, tried = _found(self.info.get("teacher_weights_from_run"), self.info.get("teacher_weights"),
-                              self.path, f"{self.path}: its teacher's weights (--teacher-weights when it "
-                              "trained)", "give --teacher-weights")
+                              self.path, f"{self.path}: the file of its teacher's weights (--teacher-weights "
+                              "when it trained)", "give --teacher-weights")
         if found is None and tried:
             raise UsageError(f"{self.path}: its teacher's weights (--teacher-weights when it trained) are "
                              f"gone: not at {' nor at '.join(tried)}; give --teacher-weights with where "

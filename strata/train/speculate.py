@@ -15,7 +15,8 @@ from pathlib import Path
 
 from strata.errors import UsageError
 from strata.train.limits import model_limits
-from strata.train.run_folder import RunFolder, weights_key
+from strata.train.run_folder import OutsideError, RunFolder, may_read, weights_key
+from strata.train.settings import spec_file
 from strata.train.teacher import load_teacher, resolve_teacher_weights
 from strata.train.tokenizer import load_tokenizer
 
@@ -60,6 +61,28 @@ def _same_tokenizer(a: str, b: str, a_name: str, b_name: str) -> None:
                          "tokenizer (as distill does)")
 
 
+def _within_the_run(run, g, weights: str | None) -> None:
+    """The files the `distill` pass of a run's own spec (RUN/model.arch, a compress
+    output's) names -- the teacher's spec, the pass's weights -- read only where a
+    path a run records is (run_folder.may_read): a run folder from someone else could
+    name any file, and a spec shows the line of a file it cannot parse, a weights
+    file its first 8 bytes (as a header length).  Weights given on the command line
+    are read wherever they are."""
+    spec, folder = spec_file(g), Path(run.path).resolve()
+    if spec is None or folder not in spec.resolve().parents:
+        return  # a spec the user named: its paths are the user's
+    info, here = g.graph.distill, spec.resolve().parent
+    named = [("teacher spec", info["teacher"])] if info["teacher"].endswith((".arch", ".yaml", ".yml")) else []
+    if weights is None and info.get("weights"):
+        named.append(("teacher weights", info["weights"]))
+    for what, path in named:
+        if not may_read(here / path, run.path):
+            raise OutsideError(f"{spec}: its distill pass names its {what} at {here / path}, outside the run "
+                               "folder and the working directory: strata reads only such files of a run (a "
+                               "run's spec could name any file); give --teacher-weights, or the spec it was "
+                               "made from with --weights")
+
+
 def _teacher(run, weights: str | None = None):
     """(the teacher model of the run's `distill` pass, its run's tokenizer.json or None),
     with `weights`, else those the run trained with (`--teacher-weights`, where they
@@ -71,6 +94,7 @@ def _teacher(run, weights: str | None = None):
                          f"{run.path}`")
     if weights is None and hasattr(run, "teacher_weights"):
         weights = run.teacher_weights()
+    _within_the_run(run, g, weights)
     key = ("teacher", *weights_key(resolve_teacher_weights(g, weights).file))  # compiled once per weights
     teacher, _, tok_file = run.kept(key, lambda: load_teacher(g, run.objective, "cpu", weights))
     return teacher, tok_file

@@ -22,7 +22,7 @@ from strata.train.distributed import Dist, say
 from strata.train.folder import MANIFEST
 from strata.train.layout import RUN_JSON, SPEC, kept_run
 from strata.train.records import RunInfo, read_run_json
-from strata.train.run_folder import run_data, run_relative
+from strata.train.run_folder import OutsideError, run_data, run_relative
 
 __all__ = ["resumed_data", "run_info", "spec_copy_text", "write_info"]
 
@@ -73,6 +73,8 @@ def resumed_data(out: Path, sets, settings: dict, data: str | None) -> str | Non
     try:
         return run_data(old.data.model_dump(), out, f"{out}: the data the run trained on",
                         "give --data with where it is now to resume")
+    except OutsideError:  # there, but not to be read unasked: not replaced by the spec's either
+        raise
     except UsageError:
         if data is not None and os.path.exists(data):
             return data

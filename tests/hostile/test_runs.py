@@ -554,9 +554,22 @@ def test_paths_a_run_records_are_read_only_inside_it_or_with_their_content(train
                     setup=with_run(trained, data_at(outside))),
         usage_error("resume_secret", RESUME[:2] + RESUME[4:], refused, files={"t.arch": SPEC},
                     setup=with_run(trained, data_at(outside))),
+        # the spec's own data is there, but is not read in place of the run's refused one
+        usage_error("resume_secret_spec_names_data", RESUME[:2] + RESUME[4:], refused,
+                    files={"t.arch": SPEC.replace("train { ", 'train { data = "a.txt"  '), "a.txt": TEXT},
+                    setup=with_run(trained, data_at(outside))),
         usage_error("old_run_spec_secret", ["eval", "run"], "its spec is recorded at", files=INPUTS,
                     setup=with_run(trained, lambda f: (os.unlink(f / "run" / "model.arch"), edit_run_json(
                         spec_copy=None, spec=str(outside(f)))(f)))),
+        # its model.arch's distill pass names a teacher spec beside the case folder, which
+        # `generate --speculate` parsed, showing its line
+        usage_error("speculate_teacher_spec_secret", ["generate", "run", "--speculate", "--tokens", "2"],
+                    "its distill pass names its teacher spec at", files=INPUTS,
+                    setup=with_run(trained, lambda f: (
+                        (f.parent / f"{f.name}.teacher.arch").write_text(secret),
+                        (f / "run" / "model.arch").write_text(
+                            SPEC.split("train")[0] + f'passes {{ distill("{f.parent / f.name}.teacher.arch", '
+                            f'weights="{f / "run"}") }}\n')))),
         # the run's own data, moved: read, since its content is the run's
         ok("eval_moved_data", ["eval", "run", "--max-batches", "1"], files=INPUTS,
            setup=with_run(trained, data_at(same_content))),

@@ -32,6 +32,15 @@ def pair(tmp_path_factory):
     return teacher, student
 
 
+@pytest.fixture(autouse=True)
+def _in_the_pairs_project(request, monkeypatch):
+    """The pair's folder is the working directory, as a user's project is: the
+    student's model.arch names its teacher's spec beside its run folder, which
+    strata reads for a run only there (docs/security.md)."""
+    if "pair" in request.fixturenames:
+        monkeypatch.chdir(request.getfixturevalue("pair")[0].path.parent)
+
+
 def _generate(capsys, *argv):
     assert main(["generate", *argv]) == 0, capsys.readouterr().err
     out = capsys.readouterr()
@@ -121,13 +130,14 @@ def test_compiled_speculative_decoding_is_the_teachers_greedy_text(pair, capsys)
     assert counters["stats"]["unique_graphs"] <= 6, dict(counters["stats"])
 
 
-def test_seq2seq_pair_of_the_seed_example(tmp_path, capsys):
+def test_seq2seq_pair_of_the_seed_example(tmp_path, capsys, monkeypatch):
     """The seed's encoder-decoder teacher and its distilled student: --draft and
     --speculate give the teacher's greedy reversal (each model encodes the source
     once; the student drafts the target)."""
     import shutil
     from pathlib import Path
 
+    monkeypatch.chdir(tmp_path)  # the project: the student's run reads its teacher's weights there only
     seed = Path(__file__).resolve().parents[2] / "examples" / "seed"
     for name in ("teacher.arch", "student.arch"):
         shutil.copy(seed / name, tmp_path / name)

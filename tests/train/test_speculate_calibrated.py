@@ -44,6 +44,15 @@ def pair(tmp_path_factory):
     return teacher, student
 
 
+@pytest.fixture(autouse=True)
+def _in_the_pairs_project(request, monkeypatch):
+    """The pair's folder is the working directory, as a user's project is: the
+    student's model.arch names its teacher's spec beside its run folder, which
+    strata reads for a run only there (docs/security.md)."""
+    if "pair" in request.fixturenames:
+        monkeypatch.chdir(request.getfixturevalue("pair")[0].path.parent)
+
+
 def _generate(capsys, *argv):
     assert main(["generate", *argv]) == 0, capsys.readouterr().err
     out = capsys.readouterr()
