@@ -143,8 +143,10 @@ def _tensor(name: str, info, bad) -> TensorInfo:
     dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
     if not isinstance(dtype, str) or dtype not in DTYPES:
         raise bad(f"tensor {name!r} has an unknown dtype {str(dtype)[:20]!r}")
-    if not (isinstance(shape, list) and all(type(d) is int and d >= 0 for d in shape)):
-        raise bad(f"tensor {name!r}: the shape should be a list of non-negative integers")
+    # below 2**63: torch's sizes are int64 and safetensors' usize (a zero elsewhere in the
+    # shape once let [0, 2**64] through this check, to fail in the library)
+    if not (isinstance(shape, list) and all(type(d) is int and 0 <= d < 2 ** 63 for d in shape)):
+        raise bad(f"tensor {name!r}: the shape should be a list of non-negative integers below 2**63")
     if not (isinstance(offsets, list) and len(offsets) == 2
             and all(type(o) is int and o >= 0 for o in offsets) and offsets[0] <= offsets[1]):
         raise bad(f"tensor {name!r}: data_offsets should be [begin, end] with 0 <= begin <= end")

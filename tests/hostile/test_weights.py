@@ -51,6 +51,8 @@ GOOD = {"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}
      "tensor 'a' has an unknown dtype 'Q7'"),
     ("shape_negative", _file({"a": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}}, b"\0" * 8),
      "tensor 'a': the shape should be a list of non-negative integers"),
+    ("shape_past_int64", _file({"a": {"dtype": "F32", "shape": [0, 2 ** 64], "data_offsets": [0, 0]}}),
+     "the shape should be a list of non-negative integers below 2**63"),
     ("shape_bool", _file({"a": {"dtype": "F32", "shape": [True], "data_offsets": [0, 4]}}, b"\0" * 4),
      "the shape should be a list"),
     ("shape_float", _file({"a": {"dtype": "F32", "shape": [2.0], "data_offsets": [0, 8]}}, b"\0" * 8),
