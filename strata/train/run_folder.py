@@ -34,7 +34,6 @@ from strata.errors import UsageError
 from strata.io import is_spec_path, open_regular
 from strata.safetensors_file import WeightsError
 from strata.train.checkpoint import find_checkpoint
-from strata.train.data import text_source
 from strata.train.folder_spec import OutsideError, may_read, own_file, read_run, spec_source
 from strata.train.layout import CACHE, FINAL, METRICS, PLOT, RUN_JSON, SPEC, TOKENIZER, is_run
 from strata.train.limits import model_limits
@@ -46,11 +45,12 @@ from strata.train.tokenizer import load_tokenizer
 __all__ = ["RunFolder", "OutsideError", "is_run", "may_read", "run_data", "run_relative", "weights_key", "RUN_JSON", "SPEC", "TOKENIZER", "METRICS",
            "PLOT", "FINAL", "CACHE"]
 
-def _digest(path: str) -> str:
-    """sha256 of a data file's bytes (or of a folder's text files, as training hashed
-    them), read a piece at a time: memory bounded whatever its size."""
+
+def _digest(path: str) -> str | None:
+    """sha256 of a data file's bytes, read a piece at a time: memory bounded whatever
+    its size; None for a folder (`/` or a home folder would be walked and read whole)."""
     if os.path.isdir(path):
-        return text_source(path).check().digest
+        return None
     h = hashlib.sha256()
     with os.fdopen(open_regular(path, "data file"), "rb") as f:
         while chunk := f.read(4 << 20):

@@ -544,6 +544,9 @@ def test_paths_a_run_records_are_read_only_inside_it_or_with_their_content(train
                     setup=with_run(trained, data_at(outside))),
         usage_error("eval_etc_passwd", ["eval", "run"], refused, files=INPUTS,
                     setup=with_run(trained, data_at(lambda f: Path("/etc/passwd")))),
+        # a folder elsewhere is not hashed (its files read whole: the case's parent holds them all)
+        usage_error("eval_folder_outside", ["eval", "run"], refused, files=INPUTS,
+                    setup=with_run(trained, data_at(lambda f: f.parent))),
         usage_error("eval_hidden_in_cwd", ["eval", "run"], refused, files=INPUTS,
                     setup=with_run(trained, data_at(hidden))),
         usage_error("eval_from_run_escapes", ["eval", "run"], refused, files=INPUTS,
