@@ -34,6 +34,7 @@ from handwritten_gpt import GPT, GPTConfig
 
 import strata
 import strata.train
+from strata.compiler import build_file
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "specs" / "tiny_shakespeare.arch"
@@ -48,16 +49,30 @@ def shakespeare() -> Path | None:
     return None
 
 
+# nanoGPT's shakespeare_char settings for a CPU; spec_recipe() reads the spec's own.
+NANOGPT = {"lr": 1e-3, "min_lr": 1e-4, "warmup": 100, "betas": (0.9, 0.99), "weight_decay": 0.1}
+
+
+def spec_recipe() -> dict:
+    """The spec's train section as nanogpt_loop's keywords, so that both loops
+    train with the same recipe."""
+    train = build_file(SPEC).graph["train"]
+    opt, sched = train["optimizer"], train["schedule"]
+    return {"lr": opt["lr"], "min_lr": sched["min_lr"], "warmup": sched["warmup"],
+            "betas": tuple(opt["betas"]), "weight_decay": opt["weight_decay"]}
+
+
 def nanogpt_loop(train_bin: Path, steps: int, vocab: int, *, batch=12, block=64, lr=1e-3, min_lr=1e-4,
-                 warmup=100, seed=0, val_bin: Path | None = None, eval_iters=200) -> dict:
+                 warmup=100, betas=(0.9, 0.99), weight_decay=0.1, seed=0, val_bin: Path | None = None,
+                 eval_iters=200) -> dict:
     """nanoGPT's train.py, CPU path (no DDP, no autocast, no compile), on the
     hand-written model: returns per-step end times, losses and the final val loss."""
     torch.manual_seed(seed)
     model = GPT(GPTConfig(vocab_size=vocab, block_size=block))
     params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": 0.1},
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
-    opt = torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.99))
+    opt = torch.optim.AdamW(groups, lr=lr, betas=betas)
 
     def get_batch(path):
         data = np.memmap(path, dtype=np.uint16, mode="r")  # nanoGPT re-opens it every batch
@@ -137,7 +152,7 @@ def main() -> None:
         order = ["handwritten", "strata"] if r % 2 == 0 else ["strata", "handwritten"]
         for who in order:
             if who == "handwritten":
-                times = nanogpt_loop(train_bin, args.steps, vocab)["times"]
+                times = nanogpt_loop(train_bin, args.steps, vocab, **spec_recipe())["times"]
             else:
                 run = strata.train(str(SPEC), data=str(data) if data else None, steps=args.steps,
                                    eval_every=args.steps, checkpoint_every=args.steps,

@@ -2,12 +2,14 @@
 specs/tiny_shakespeare.arch` (batch 12 x context 64, its train section) against
 the figure nanoGPT publishes for this CPU configuration, 1.88.
 
-    python benchmarks/train_quality.py [--data PATH] [--steps 2000] [--threads 2] [--reference]
+    python benchmarks/train_quality.py [--data PATH] [--steps 2000] [--threads 2] [--reference [nanogpt]]
 
 Prints the validation loss strata logs at the end of training (its fixed
 evaluation set: 20 batches of 12 x 64 tokens, like nanoGPT's eval_iters=20),
 the loss over the whole validation split (`strata eval`, every token once),
-and with --reference the hand-written nanoGPT-style loop's (eval_iters=200).
+and with --reference the hand-written nanoGPT-style loop's (eval_iters=200),
+trained with the spec's recipe or, with --reference nanogpt, with nanoGPT's
+shakespeare_char settings (lr 1e-3, the spec's before it was tuned).
 Needs ../shared/data/tinyshakespeare.txt (or --data); says so and exits 0
 without it.
 """
@@ -25,7 +27,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import torch
-from train_loop import SPEC, char_bins, nanogpt_loop, shakespeare
+from train_loop import NANOGPT, SPEC, char_bins, nanogpt_loop, shakespeare, spec_recipe
 
 import strata
 import strata.train
@@ -39,7 +41,8 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=None, help="run folder (default: a temporary one)")
-    ap.add_argument("--reference", action="store_true", help="also train the hand-written loop")
+    ap.add_argument("--reference", nargs="?", const="spec", choices=["spec", "nanogpt"],
+                    help="also train the hand-written loop, with the spec's recipe or nanoGPT's")
     args = ap.parse_args()
     data = args.data or shakespeare()
     if data is None:
@@ -58,8 +61,10 @@ def main() -> int:
         tmp = Path(tempfile.mkdtemp(prefix="strata-quality-ref-"))
         train_bin, val_bin, vocab = char_bins(data, tmp)
         t = time.perf_counter()
-        ref = nanogpt_loop(train_bin, args.steps, vocab, val_bin=val_bin)
-        print(f"  handwritten  val loss {ref['val']:.4f} (200 batches)   {time.perf_counter() - t:.0f} s")
+        recipe = spec_recipe() if args.reference == "spec" else NANOGPT
+        ref = nanogpt_loop(train_bin, args.steps, vocab, val_bin=val_bin, **recipe)
+        print(f"  handwritten  val loss {ref['val']:.4f} (200 batches)   {time.perf_counter() - t:.0f} s   "
+              f"({args.reference}'s recipe: lr {recipe['lr']:g})")
     ok = run.val_loss <= TARGET and full["loss"] <= TARGET
     print(f"  target <= {TARGET}: {'met' if ok else 'NOT met'}")
     return 0
