@@ -91,7 +91,7 @@ def test_compiled_on_meta_has_the_published_count(name):
 def test_tiny_shakespeare_train_section():
     t = build_file(SPECS / "tiny_shakespeare.arch").graph["train"]
     assert (t["batch"], t["context"], t["steps"], t["grad_clip"], t["dropout"]) == (12, 64, 2000, 1.0, 0.0)
-    assert t["optimizer"] == {"type": "adamw", "lr": 1e-3, "betas": (0.9, 0.99),
+    assert t["optimizer"] == {"type": "adamw", "lr": 3e-3, "betas": (0.9, 0.99),
                               "weight_decay": 0.1, "eps": 1e-8}
     assert t["schedule"] == {"type": "cosine", "warmup": 100, "min_lr": 1e-4}
 
