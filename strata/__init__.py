@@ -40,11 +40,13 @@ def load(path: str):
     return load_file(path)
 
 
-def build(spec: Any, *, model: str | None = None):
-    """The graph IR (a networkx MultiDiGraph) of a spec path, spec text, or parsed SpecFile."""
+def build(spec: Any, *, model: str | None = None, need_teacher: bool = True):
+    """The graph IR (a networkx MultiDiGraph) of a spec path, spec text, or parsed SpecFile.
+    need_teacher=False: a `distill(...)` teacher spec that is gone is no mistake
+    (for a model compiled or used, not trained)."""
     from strata.compiler import as_graph  # lazy: startup
 
-    return as_graph(spec, model=model)
+    return as_graph(spec, model=model, need_teacher=need_teacher)
 
 
 def check(spec: Any, *, model: str | None = None) -> dict:

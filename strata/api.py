@@ -144,7 +144,7 @@ def compile(spec_or_path: Any, *, passes=None, weights: str | Path | None = None
     # a run / compress output folder as the source or as `weights` (an IR graph's too: its
     # weights, tokenizer and trained context are the folder's all the same)
     spec_or_path, weights, model, w = source_of(spec_or_path, weights, model)
-    g0 = _with_passes(as_graph(spec_or_path, model=model), passes)
+    g0 = _with_passes(as_graph(spec_or_path, model=model, need_teacher=False), passes)
     if w is not None:  # as strata compress calibrates; by default on the data of the run they came from
         from strata.backends.torch.workflows.calibration import trained_context  # lazy: startup
         from strata.train.calibrate import calibrate, calibration_input  # lazy: torch
@@ -217,7 +217,7 @@ def compress(source: Any, out: str | Path, *, weights=None, passes=(), model: st
         from strata.compiler import build_file  # lazy: startup
         from strata.passes.text import parse_pass_texts  # lazy: startup
 
-        parse_pass_texts(list(passes), build_file(spec, model=model))  # a pass's mistake before a long eval
+        parse_pass_texts(list(passes), build_file(spec, model=model, need_teacher=False))  # a pass's mistake before a long eval
         original = _evaluate_original(spec, file, model, w, evaluate, max_batches, data_ids)
     result = run(spec, file, out, passes=list(passes), model=model, calibration=calibration,
                  tokenizer=tok, overwrite=overwrite, source_run=source_run, tune=tune, adapters=adapters,
@@ -238,7 +238,7 @@ def _run_calibration(spec, model, passes, source_run: dict, tokenizer, w) -> tup
     from strata.train.calibrate import run_calibration_ids  # lazy: torch
     from strata.train.objectives import objective_from_json  # lazy: torch
 
-    g = build_file(spec, model=model)
+    g = build_file(spec, model=model, need_teacher=False)
     g.graph.passes = list(g.graph.passes) + parse_pass_texts(list(passes), g)
     needed = calibrated_passes(g)
     if not needed:

@@ -39,10 +39,12 @@ def _cmd_check(args) -> int:
     return EXIT_OK
 
 
-def _graph(args, spec=None):
+def _graph(args, spec=None, need_teacher: bool = True):
     """The spec's IR with the --pass passes appended to its own (parsed in the
-    spec's syntax; a mistake is located in the flag's text)."""
-    graph = strata.build(spec if spec is not None else _spec_path(args), model=args.model)
+    spec's syntax; a mistake is located in the flag's text).  need_teacher: as
+    strata.build takes it (compile needs no distill teacher)."""
+    graph = strata.build(spec if spec is not None else _spec_path(args), model=args.model,
+                         need_teacher=need_teacher)
     if getattr(args, "passes", None):
         from strata.passes.text import parse_pass_texts  # lazy: startup
 
@@ -93,7 +95,7 @@ def _cmd_compile(args) -> int:
         args.model = args.model or model
         origin = spec if is_spec_path(spec) else args.spec
     try:
-        source = strata.generate_source(_graph(args, spec), origin=origin)
+        source = strata.generate_source(_graph(args, spec, need_teacher=False), origin=origin)
     except CodegenError as e:
         print(visible(f"{args.spec}: error: {e}"), file=sys.stderr)
         return EXIT_SPEC

@@ -38,7 +38,8 @@ __all__ = ["Analysis", "analyze_text", "as_graph", "build", "build_file", "build
 
 
 def _build(spec: A.SpecFile, model: str | None, sources: dict[str, str],
-           open_texts: Mapping[str, str] | None = None, cache: FoldCache | None = None, within=None):
+           open_texts: Mapping[str, str] | None = None, cache: FoldCache | None = None, within=None,
+           need_teacher: bool = True):
     """(the plain-dict graph, or None where the model could not be elaborated;
     every mistake found)."""
     errors = Collector()
@@ -47,7 +48,7 @@ def _build(spec: A.SpecFile, model: str | None, sources: dict[str, str],
         resolved = resolve_model(spec, sources, model, errors, open_texts, within)
         g = elaborate(resolved, errors, cache)
         g.graph.file = spec.path or "<string>"  # the root: paths in the spec are relative to it
-        check_passes(resolved.passes, g, errors, resolved.models)
+        check_passes(resolved.passes, g, errors, resolved.models, need_teacher)
         check_train(resolved.train, g, errors)
     except RecursionError:
         errors.error("the spec is nested too deeply to build", Span(spec.path or "<string>", 1, 1),
@@ -56,13 +57,16 @@ def _build(spec: A.SpecFile, model: str | None, sources: dict[str, str],
 
 
 def build(spec: A.SpecFile, *, model: str | None = None, sources: dict[str, str] | None = None,
-          networkx: bool = True) -> "nx.MultiDiGraph":
+          networkx: bool = True, need_teacher: bool = True) -> "nx.MultiDiGraph":
     """Build the IR of one model of a parsed spec (imports resolved from its path).
 
     networkx=False returns the builder's plain-dict graph (`ir.Staging`, same
-    `graph` data and nodes): enough for `strata check`, without importing networkx."""
+    `graph` data and nodes): enough for `strata check`, without importing networkx.
+    need_teacher=False: a `distill(...)` teacher spec file that is gone is no
+    mistake (the model is built to be used — evaluated, compressed, exported —
+    not trained: eval, generate, compress, export and compile build so)."""
     sources = dict(sources or {})
-    g, errors = _build(spec, model, sources)
+    g, errors = _build(spec, model, sources, need_teacher=need_teacher)
     errors.raise_if_any(sources)
     return to_networkx(g) if networkx else g
 
@@ -85,7 +89,7 @@ class Analysis:
 def analyze_text(text: str, file: str = "<string>", *, model: str | None = None,
                  open_texts: Mapping[str, str] | None = None, cache: FoldCache | None = None,
                  within: Path | None = None, run_passes: bool = False,
-                 pass_budget: int | None = None) -> Analysis:
+                 pass_budget: int | None = None, need_teacher: bool = True) -> Analysis:
     """Check spec text and keep going past its mistakes: syntax errors (every
     one, `strata.dsl.recovery`) and the checker's findings on what parses,
     less those about names that only a dropped statement defined.  Imported
@@ -102,6 +106,7 @@ def analyze_text(text: str, file: str = "<string>", *, model: str | None = None,
     IR nodes x passes they may cost (each pass copies the graph: the editor's
     bound per keystroke); past it they do not run, and a warning at the first
     pass says so.
+    `need_teacher`: as `build` takes it.
 
         >>> a = analyze_text("model m {\\n  d = 8 +\\n  stack s(tokens) { embedding(10, d) }\\n}\\n", "m.arch")
         >>> [(d.span.line, d.message) for d in a.diagnostics]
@@ -113,7 +118,7 @@ def analyze_text(text: str, file: str = "<string>", *, model: str | None = None,
     g, refused = None, []
     if spec is not None:
         try:
-            g, errors = _build(spec, model, sources, open_texts, cache, within)
+            g, errors = _build(spec, model, sources, open_texts, cache, within, need_teacher)
             found = errors.items
         except SpecError as e:  # a mistake that stops the build (no model, unknown --model)
             sources.update(e.sources)
@@ -144,32 +149,34 @@ def _not_run(g, budget: int) -> Diagnostic:
 
 
 def build_text(text: str, file: str = "<string>", *, model: str | None = None,
-               networkx: bool = True, run_passes: bool = False) -> "nx.MultiDiGraph":
+               networkx: bool = True, run_passes: bool = False, need_teacher: bool = True) -> "nx.MultiDiGraph":
     """Parse and build spec text; raise SpecError with every mistake found
-    (`run_passes`: those its passes find too, `analyze_text`)."""
-    a = analyze_text(text, file, model=model, run_passes=run_passes)
+    (`run_passes`: those its passes find too, `analyze_text`; `need_teacher`: as
+    `build` takes it)."""
+    a = analyze_text(text, file, model=model, run_passes=run_passes, need_teacher=need_teacher)
     if a.diagnostics:
         raise SpecError(a.diagnostics, a.sources)
     return to_networkx(a.graph) if networkx else a.graph
 
 
 def build_file(path: str | Path, *, model: str | None = None, networkx: bool = True,
-               run_passes: bool = False) -> "nx.MultiDiGraph":
+               run_passes: bool = False, need_teacher: bool = True) -> "nx.MultiDiGraph":
     """Read, parse and build a spec file; raise SpecError with every mistake found."""
     text = read_source(path)
-    return build_text(text, str(path), model=model, networkx=networkx, run_passes=run_passes)
+    return build_text(text, str(path), model=model, networkx=networkx, run_passes=run_passes,
+                      need_teacher=need_teacher)
 
 
-def as_graph(spec, *, model: str | None = None) -> "nx.MultiDiGraph":
+def as_graph(spec, *, model: str | None = None, need_teacher: bool = True) -> "nx.MultiDiGraph":
     """The IR of `spec`: a path (str or Path, told apart from text by
     `strata.io.is_spec_path`), spec text, a parsed SpecFile, or an IR graph
-    (returned as it is)."""
+    (returned as it is).  `need_teacher`: as `build` takes it."""
     if isinstance(spec, A.SpecFile):
-        return build(spec, model=model)
+        return build(spec, model=model, need_teacher=need_teacher)
     if is_spec_path(spec):
-        return build_file(spec, model=model)
+        return build_file(spec, model=model, need_teacher=need_teacher)
     if isinstance(spec, str):
-        return build_text(spec, model=model)
+        return build_text(spec, model=model, need_teacher=need_teacher)
     if hasattr(spec, "graph") and hasattr(spec, "nodes"):  # already a graph
         return spec
     raise TypeError(f"expected a spec path, spec text or IR graph, got {type(spec).__name__}")

@@ -21,10 +21,12 @@ from strata.errors import Collector, did_you_mean
 __all__ = ["check_passes", "check_train", "train_value", "validate_train"]
 
 
-def _teacher_exists(teacher: str, use: A.Use, g, models, errors: Collector) -> bool:
+def _teacher_exists(teacher: str, use: A.Use, g, models, errors: Collector, need_teacher: bool) -> bool:
     """distill(teacher=...) names a spec file (resolved against the file the pass
     is written in) or a model of this file; it is built when the pass runs, so
-    check now that it is there."""
+    check now that it is there.  need_teacher=False: a teacher file that is gone
+    is no mistake — the model is built to be used, not trained (a distilled
+    student's run folder copied alone: the teacher is its history)."""
     span = next((k.value.span for k in use.kwargs if k.name == "teacher"),
                 use.args[0].span if use.args else use.span)
     if teacher.endswith((".arch", ".yaml", ".yml")):
@@ -32,7 +34,7 @@ def _teacher_exists(teacher: str, use: A.Use, g, models, errors: Collector) -> b
             found, why = located(teacher, g).is_file(), "not found"
         except OSError as e:  # a name too long for the file system, say (is_file raises, not False)
             found, why = False, f"cannot be read ({e.strerror})"
-        if not found:
+        if not found and need_teacher:
             here = folder_of(use.span.file if use.span else None)
             errors.error(f"distill: teacher spec '{Path(teacher).name}' {why} at {located(teacher, g)}",
                          span, f"the path is relative to {here}/, the folder of the file it is written in")
@@ -66,7 +68,7 @@ def _made_by_earlier(g, on: str) -> bool:
     return bool(select(h, on))
 
 
-def check_passes(passes: A.Passes | None, g, errors: Collector, models) -> None:
+def check_passes(passes: A.Passes | None, g, errors: Collector, models, need_teacher: bool = True) -> None:
     if passes is None:
         return
     env = Env(values=dict(g.graph.vars))
@@ -82,7 +84,8 @@ def check_passes(passes: A.Passes | None, g, errors: Collector, models) -> None:
             errors.error(e.message, e.span or use.span, e.hint)
             continue
         opts = resolve_option_paths(opts, use.span.file if use.span else None, g.graph.file)
-        if use.name == "distill" and not _teacher_exists(opts.teacher, use, g, models, errors):
+        if use.name == "distill" and not _teacher_exists(opts.teacher, use, g, models, errors,
+                                                              need_teacher):
             continue
         on = getattr(opts, "on", None)
         # a selector may name what an earlier pass makes (fuse_qkv's attn.qkv, low_rank's .a)

@@ -57,7 +57,7 @@ HF_FILES = (CONFIG, WEIGHTS, GENERATION, *REMOTE, SOURCE, "tokenizer.json", "tok
 
 def _spec_model(spec: str, model: str | None):
     """The AST of the model being exported and its built graph."""
-    g = as_graph(spec, model=model)
+    g = as_graph(spec, model=model, need_teacher=False)
     tree = load_spec_file(spec) if is_spec_path(spec) else load_text(spec)
     name = g.graph.name
     found = [m for m in tree.models if m.name == name]
@@ -167,7 +167,7 @@ def _calibrated_first(spec, model, weights: Path, source: Path) -> None:
     int8_static, SparseGPT, Wanda ...): what they compute is chosen on data, which
     `strata compress` does (on the run's data by default) and an export does not
     redo: refused, naming the command that does."""
-    passes = calibrated_passes(as_graph(spec, model=model))
+    passes = calibrated_passes(as_graph(spec, model=model, need_teacher=False))
     if passes and not is_packed(checkpoint_shapes(weights)):
         labels = ", ".join(p.label() for p in passes)
         raise UsageError(f"{source}: its spec's {labels} chooses the weights on calibration data, which "

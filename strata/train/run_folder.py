@@ -221,7 +221,7 @@ class RunFolder:
         """The trained model (eval mode), compiled anew from the run's spec: its
         float weights, then the spec's passes (calibrated where they read activations)."""
         spec = self.spec_source()
-        g = as_graph(spec, model=self.info.get("model"))
+        g = as_graph(spec, model=self.info.get("model"), need_teacher=False)  # used, not trained
         try:  # the float weights go in first; the spec's passes (quantization) then run on them
             weights = self.weights(which)
             calibration = self.calibration_for(g)  # after the weights are found: it reads data

@@ -123,7 +123,7 @@ def spec_info(spec: str, model: str | None, source: dict | None) -> dict:
     """The run.json a run folder would have, for a spec and weights that no run
     folder describes: objective from the heads, settings from the spec's train
     section (or `source`, the run the weights came from), data as those settings say."""
-    g = as_graph(spec, model=model)
+    g = as_graph(spec, model=model, need_teacher=False)
     if source is not None:
         objective, settings, data = source["objective"], source["settings"], source["data"]
     else:

@@ -53,6 +53,9 @@ def load_teacher(g, objective, device: str, weights: str | None = None, spec_gra
     else:
         raise UsageError(f"distill: teacher '{teacher}' is a model of the spec file, but the spec "
                          "was given as text; give it as a file")
+    if not Path(source).is_file():  # built without it (eval, generate, compress, export need none)
+        raise UsageError(f"distill: the teacher's spec {teacher} is gone (not at {source}): training the "
+                         "student and --speculate need it; put it back where the pass says")
     w = resolve_teacher_weights(g, weights, spec_graph)
     tg = as_graph(source, model=model_name)
     ids, note = _calibration(tg, w)  # rows already cut to the context the weights trained at

@@ -206,7 +206,7 @@ def compress(spec: str | Path, weights: str | Path, out: str | Path, *, passes: 
     clash = [f for f in FILES + (TOKENIZER,) if (out / f).exists()]
     if clash and not overwrite:
         raise UsageError(f"{out / clash[0]} exists: --overwrite replaces it, or -o names another folder")
-    g0 = build_file(spec, model=model)
+    g0 = build_file(spec, model=model, need_teacher=False)
     g0.graph.passes = list(g0.graph.passes) + parse_pass_texts(list(passes), g0)
     if not g0.graph.passes:
         raise UsageError("no passes to apply: the spec has no passes { } and no --pass was given")
@@ -215,7 +215,7 @@ def compress(spec: str | Path, weights: str | Path, out: str | Path, *, passes: 
         tensors = _float_state(spec, model, weights)
     else:
         tensors = load_file(str(weights))
-        if not _spec_fit(g0, tensors) and _spec_fit(apply_passes(build_file(spec, model=model)), tensors):
+        if not _spec_fit(g0, tensors) and _spec_fit(apply_passes(build_file(spec, model=model, need_teacher=False)), tensors):
             # in the names of the spec's model after its passes (a compress output of float
             # factors or kept adapters): the spec's own names, as a packed one's
             tensors = _float_state(spec, model, weights)
@@ -270,7 +270,7 @@ def _write(tmp: Path, out: Path, spec, weights, model, g0, g, state, tensors, co
 
     arch = tmp / "model.arch"
     text = compressed_spec(spec, model, g0, g, structured, kept, notes, out)
-    net = compile_graph(build_text(text, str(arch)), quantize=False)
+    net = compile_graph(build_text(text, str(arch), need_teacher=False), quantize=False)
     # a calibration method's integers for a linear travel as state[linear + QUANTIZED]
     qweights = {k.removesuffix(QUANTIZED): state[k] for k in state if k.endswith(QUANTIZED)}
     state = {k: v for k, v in state.items() if not k.endswith(QUANTIZED)}
@@ -284,7 +284,7 @@ def _write(tmp: Path, out: Path, spec, weights, model, g0, g, state, tensors, co
     save_weights(net, tmp / "weights.safetensors", packed=True)  # what it computes with
 
     ids, rows, ids_from = compared
-    small = compile_graph(build_file(arch), weights=tmp / "weights.safetensors")
+    small = compile_graph(build_file(arch, need_teacher=False), weights=tmp / "weights.safetensors")
     with torch.no_grad():
         ref, got = base.eval()(*model_inputs(g0, ids)), small.eval()(*model_inputs(g0, ids))
         mem = net(*model_inputs(g0, ids))
@@ -319,7 +319,7 @@ def _float_state(spec, model, weights) -> dict:
     (quantized linears as the floats their integers stand for)."""
     from strata.backends.torch.model_tensors import model_state  # lazy: torch
 
-    net = compile_graph(build_file(spec, model=model), weights=weights, quantize=False)
+    net = compile_graph(build_file(spec, model=model, need_teacher=False), weights=weights, quantize=False)
     return {k: v.detach().contiguous() for k, v in to_spec_names(net.strata_graph, model_state(net)).items()}
 
 
