@@ -86,6 +86,8 @@ class GraphData(_Typed):
     applied = Field(list, "passes applied, in order: {name, options, record} each",
                     optional=True, default=())
     train = Field((dict, type(None)), "the `train { }` section, validated (None: none)")
+    train_keys = Field(list, "the settings the `train { }` section writes (the rest of `train` are "
+                       "defaults)", optional=True, default=())
     parameters = Field(int, "parameter count (ties counted once)", optional=True, default=None)
     nonzero_parameters = Field(int, "parameters left non-zero by unstructured pruning",
                                optional=True, default=None)

@@ -168,3 +168,4 @@ def check_train(train: A.Train | None, g, errors: Collector) -> None:
     cfg = validate_train(values, spans, errors, train.span)
     if cfg is not None:
         g.graph.train = cfg
+        g.graph.train_keys = sorted(values)  # what a --resume keeps from the spec over the run's own

@@ -85,11 +85,18 @@ def _python_value(name: str, value, env: Env):
     return value
 
 
-def resolve_settings(g, sets: list[str] | tuple = (), overrides: dict | None = None) -> dict:
+def resolve_settings(g, sets: list[str] | tuple = (), overrides: dict | None = None,
+                     run: dict | None = None) -> dict:
     """The merged, validated settings (a `TrainConfig` dump).  A `data` path from
     the spec is made usable from the current folder (strata.compiler.paths); one
-    from --set or a keyword is relative to the current folder already."""
+    from --set or a keyword is relative to the current folder already.  run: the
+    settings of the run a --resume continues (run.json's), which stand where the
+    spec's train section writes nothing — --set and keywords of an earlier start
+    are the run's; its data is found apart (strata.train.start._resumed_data)."""
     values = dict(g.graph.get("train") or TrainConfig().model_dump())
+    written = set(g.graph.get("train_keys") or ())
+    values.update({k: v for k, v in (run or {}).items()
+                   if k in TrainConfig.model_fields and k not in written and k != "data"})
     if values.get("data"):
         values["data"] = str(located(values["data"], g))
     env = Env(values=dict(g.graph.vars))

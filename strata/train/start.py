@@ -53,6 +53,7 @@ from strata.train.tokenizer import UnseenCharacters
 # the stages moved to modules of their own, by the names train() calls them
 from strata.train.distributed import say as _say
 from strata.train.start_record import resumed_data as _resumed_data
+from strata.train.start_record import resumed_settings as _resumed_settings
 from strata.train.start_record import run_info as _run_info
 from strata.train.start_record import spec_copy_text as _spec_copy
 from strata.train.start_record import write_info as _write_info
@@ -138,9 +139,10 @@ def _check_device(device: str) -> None:
         raise UsageError(f"--device {device}: this machine has no MPS device")
 
 
-def _plan(spec, model, sets, settings, objective, out, d: Dist, device: str) -> _Plan:
+def _plan(spec, model, sets, settings, objective, out, d: Dist, device: str, resume: bool) -> _Plan:
     g = as_graph(spec, model=model)
-    cfg = resolve_settings(g, sets, settings)
+    out = Path(out or Path("runs") / g.graph.name)
+    cfg = resolve_settings(g, sets, settings, _resumed_settings(out) if resume else None)
     obj = choose_objective(g, objective)
     limit, ctx = model_limits(g)
     context = cfg["context"] or ctx or g.graph.vars.get("ctx")
@@ -157,7 +159,7 @@ def _plan(spec, model, sets, settings, objective, out, d: Dist, device: str) -> 
         check_fits(step_memory(g, cfg["batch"], context, d.world),
                    f"a training step of batch {cfg['batch']:,} x context {context:,}",
                    "lower batch (raise accumulate to keep the tokens a step)")
-    return _Plan(g, cfg, obj, limit, Path(out or Path("runs") / g.graph.name))
+    return _Plan(g, cfg, obj, limit, out)
 
 
 def _model(p: _Plan, device: str, teacher_weights, d: Dist, progress: bool):
@@ -257,7 +259,7 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
     lock, looping = None, False
     try:
         device = d.device(device)
-        p = _plan(spec, model, sets, settings, objective, out, d, device)
+        p = _plan(spec, model, sets, settings, objective, out, d, device, resume)
         check_claim(p.out, resume, overwrite)  # a folder it cannot have, said before the data is read
         # data and weights to start from (read and checked before the run folder is touched):
         # a resumed run's own data, unless other is given

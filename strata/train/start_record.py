@@ -24,7 +24,7 @@ from strata.train.layout import RUN_JSON, SPEC, kept_run
 from strata.train.records import RunInfo, read_run_json
 from strata.train.run_folder import OutsideError, run_data, run_relative
 
-__all__ = ["resumed_data", "run_info", "spec_copy_text", "write_info"]
+__all__ = ["resumed_data", "resumed_settings", "run_info", "spec_copy_text", "write_info"]
 
 
 def write_info(out: Path, info: dict, spec_copy: str | None, resumed: bool, start: int, d: Dist) -> None:
@@ -57,6 +57,16 @@ def spec_copy_text(spec, model, g, out: Path, d: Dist, progress: bool) -> str | 
         why = str(e).splitlines()[0]
     say(d, progress, f"note: {out / SPEC} not written ({why}); the run loads from {spec} while it is there")
     return None
+
+
+def resumed_settings(out: Path) -> dict | None:
+    """The settings of the run a --resume continues (None: no run there yet); a run
+    an --overwrite kept aside is the one the claim puts back."""
+    own = kept_run(out) or out / RUN_JSON
+    if not os.path.isfile(own):
+        return None
+    old = read_run_json(own)
+    return old.settings if isinstance(old, RunInfo) else None
 
 
 def resumed_data(out: Path, sets, settings: dict, data: str | None) -> str | None:
