@@ -17,7 +17,7 @@ from strata.errors import UsageError
 from strata.train.limits import model_limits
 from strata.train.run_folder import OutsideError, RunFolder, may_read, weights_key
 from strata.train.settings import spec_file
-from strata.train.teacher import load_teacher, resolve_teacher_weights
+from strata.train.teacher import load_teacher, resolve_teacher_weights, teacher_spec
 from strata.train.tokenizer import load_tokenizer
 
 __all__ = ["speculative_pair"]
@@ -92,6 +92,7 @@ def _teacher(run, weights: str | None = None):
         raise UsageError(f"{run.path}: its spec has no distill(teacher, ...) pass, so it names no teacher; "
                          "give the target with `strata generate TEACHER_RUN --draft "
                          f"{run.path}`")
+    teacher_spec(g)  # its spec first: a student's run folder copied alone has none
     if weights is None and hasattr(run, "teacher_weights"):
         weights = run.teacher_weights()
     _within_the_run(run, g, weights)

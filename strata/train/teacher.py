@@ -31,7 +31,7 @@ from strata.train.run_folder import is_run
 from strata.train.settings import spec_file
 from strata.train.sources import Weights, resolve_weights, source_run
 
-__all__ = ["load_teacher", "resolve_teacher_weights"]
+__all__ = ["load_teacher", "resolve_teacher_weights", "teacher_spec"]
 
 
 def _pass_span(g):
@@ -43,19 +43,7 @@ def load_teacher(g, objective, device: str, weights: str | None = None, spec_gra
     None).  g: the student's IR after passes; `weights` (from the command line)
     wins over the pass's `weights=`; spec_graph (before passes) locates errors.
     The module's `strata_calibrated` says what its passes calibrated on (or None)."""
-    info = g.graph.distill
-    here = spec_file(g)
-    teacher = info["teacher"]
-    if teacher.endswith((".arch", ".yaml", ".yml")):
-        source, model_name = str(located(teacher, g)), None
-    elif here is not None:
-        source, model_name = str(here), teacher
-    else:
-        raise UsageError(f"distill: teacher '{teacher}' is a model of the spec file, but the spec "
-                         "was given as text; give it as a file")
-    if not Path(source).is_file():  # built without it (eval, generate, compress, export need none)
-        raise UsageError(f"distill: the teacher's spec {teacher} is gone (not at {source}): training the "
-                         "student and --speculate need it; put it back where the pass says")
+    source, model_name = teacher_spec(g)
     w = resolve_teacher_weights(g, weights, spec_graph)
     tg = as_graph(source, model=model_name)
     ids, note = _calibration(tg, w)  # rows already cut to the context the weights trained at
@@ -67,6 +55,25 @@ def load_teacher(g, objective, device: str, weights: str | None = None, spec_gra
     return net, Loss(t_obj, net), w.tokenizer
 
 
+def teacher_spec(g) -> tuple[str, str | None]:
+    """(the spec file the teacher of the student's `distill` pass (g: its IR) builds
+    from, the model of it or None), checked to be there: the student was built
+    without it where it is used, not trained (strata.compiler.build's need_teacher)."""
+    teacher = g.graph.distill["teacher"]
+    here = spec_file(g)
+    if teacher.endswith((".arch", ".yaml", ".yml")):
+        source, model_name = str(located(teacher, g)), None
+    elif here is not None:
+        source, model_name = str(here), teacher
+    else:
+        raise UsageError(f"distill: teacher '{teacher}' is a model of the spec file, but the spec "
+                         "was given as text; give it as a file")
+    if not Path(source).is_file():
+        raise UsageError(f"distill: the teacher's spec {teacher} is gone (not at {source}): training the "
+                         "student and --speculate need it; put it back where the pass says")
+    return source, model_name
+
+
 def resolve_teacher_weights(g, weights: str | None = None, spec_graph=None) -> Weights:
     """The weights the teacher of the student's `distill` pass (g: its IR after
     passes) loads: `weights` (from the command line), else the pass's `weights=`;
@@ -74,6 +81,9 @@ def resolve_teacher_weights(g, weights: str | None = None, spec_graph=None) -> W
     info = g.graph.distill
     if weights is None and info.get("weights"):
         weights = str(located(info["weights"], g))
+        if not os.path.lexists(weights):
+            raise UsageError(f"distill: the teacher's weights (weights=\"{info['weights']}\" in the pass) "
+                             f"are gone: not at {os.path.normpath(weights)}; give --teacher-weights with where they are now")
     if weights is None:
         span = _pass_span(spec_graph if spec_graph is not None else g)
         sources = {}

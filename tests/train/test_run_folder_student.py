@@ -53,12 +53,37 @@ def test_a_students_run_folder_copied_alone_needs_no_teacher(tmp_path, capsys, m
     assert net(torch.zeros(1, 4, dtype=torch.long)).shape == (1, 4, 128)
     assert strata.compile("s")(torch.zeros(1, 4, dtype=torch.long)).shape == (1, 4, 128)
 
-    # what does use the teacher says it is gone
-    code, _, err = cli(capsys, "generate", "s", "--tokens", 3, "--speculate", "--teacher-weights", teacher_run)
-    assert code == 2 and len(err.splitlines()) == 1, err
-    assert "distill: the teacher's spec ../../teacher.arch is gone" in err and "--speculate need it" in err, err
+    # what does use the teacher says its spec is gone, before its weights (gone too)
+    for given in ([], ["--teacher-weights", teacher_run]):
+        code, _, err = cli(capsys, "generate", "s", "--tokens", 3, "--speculate", *given)
+        assert code == 2 and len(err.splitlines()) == 1, err
+        assert "distill: the teacher's spec ../../teacher.arch is gone" in err and "--speculate need it" in err
     code, _, err = cli(capsys, "train", "s/model.arch", "--out", "s", "--resume", "--steps", 4,
                        "--data", "other.txt", "-q")
     assert code == 1 and "s/model.arch:" in err and "error: distill: teacher spec 'teacher.arch' not found" in err
     code, _, err = cli(capsys, "check", "s/model.arch")
     assert code == 1 and "error: distill: teacher spec 'teacher.arch' not found" in err, err
+
+
+def test_a_teacher_whose_weights_are_gone_is_named(tmp_path, capsys, monkeypatch):
+    """The pass's weights= found nowhere was said as 'runs/s/../teacher: no such file
+    or folder', naming neither the teacher nor what to give instead."""
+    from tests.train.helpers import GPT
+
+    monkeypatch.chdir(tmp_path)
+    Path("a.txt").write_text(text())
+    Path("teacher.arch").write_text(GPT)
+    Path("student.arch").write_text(GPT.replace("tiny_gpt", "student").replace("d = 32", "d = 16").replace(
+        "passes { fuse_qkv }", 'passes { distill("teacher.arch", weights="runs/teacher") }'))
+    assert cli(capsys, "train", "teacher.arch", "--data", "a.txt", "--out", "runs/teacher", "--steps", 2,
+               "-q")[0] == 0
+    assert cli(capsys, "train", "student.arch", "--data", "a.txt", "--out", "runs/s", "--steps", 2, "-q")[0] == 0
+    shutil.move("runs/teacher", "kept")
+    gone = ' in the pass) are gone: not at runs/teacher; give --teacher-weights with where they are now\n'
+    for args, written in ((["generate", "runs/s", "--speculate", "--tokens", 3], "../teacher"),  # RUN/model.arch's
+                          (["train", "student.arch", "--data", "a.txt", "--out", "runs/s2", "--steps", 1, "-q"],
+                           "runs/teacher")):
+        code, _, err = cli(capsys, *args)
+        assert (code, err) == (2, f'strata: error: distill: the teacher\'s weights (weights="{written}"' + gone), err
+    code, _, err = cli(capsys, "generate", "runs/s", "--speculate", "--tokens", 3, "--teacher-weights", "kept")
+    assert code == 0, err
