@@ -18,6 +18,8 @@ import strata
 from strata.dsl.registry import check_steps
 from strata.errors import EXIT_OK, EXIT_SPEC, EXIT_USAGE, SpecError, TrainingError, UsageError, visible
 
+DEFAULT_TEMPERATURE = 0.8  # generate's sampling when --temperature is not given (Run.generate's default)
+
 __all__ = ["add_spec", "add_train_commands", "out_of_memory", "weights_errors"]
 
 
@@ -102,6 +104,8 @@ def _cmd_generate(args) -> int:
     from strata.train.generate import GenerationStats, check_sampling  # lazy: torch
     from strata.train.run import open_source  # lazy: torch
 
+    if args.temperature is None:  # ONNX Runtime decodes greedily: unset is 0 there, not a refusal
+        args.temperature = 0.0 if args.runtime == "onnx" else DEFAULT_TEMPERATURE
     check_sampling(args.tokens, args.temperature, args.top_k, args.seed)  # before loading anything
     if args.runtime == "onnx":
         return _generate_onnx(args)
@@ -207,7 +211,8 @@ def add_train_commands(sub) -> None:
     p.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
     p.add_argument("--tokens", type=int, default=200, help="how many tokens to add (past the model's "
                    "positions, each re-reads the last ctx tokens)")
-    p.add_argument("--temperature", type=float, default=0.8, help="0 picks the likeliest token")
+    p.add_argument("--temperature", type=float, help="0 picks the likeliest token (default: 0.8; with "
+                   "--runtime onnx, which decodes greedily, 0)")
     p.add_argument("--top-k", type=int, help="sample from the k likeliest tokens")
     p.add_argument("--seed", type=int)
     p.add_argument("--compile", action="store_true",

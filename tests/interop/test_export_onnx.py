@@ -102,6 +102,12 @@ def test_onnx_runtime_refusals(run_and_export, tmp_path, capsys):
     run, out = run_and_export
     assert main(["generate", str(out), "--runtime", "onnx", "--temperature", "0.8"]) != 0
     assert "greedily" in capsys.readouterr().err
+    # --temperature not given is greedy there (was: refused, for generate's default of 0.8)
+    assert main(["generate", str(out), "--runtime", "onnx", "--prompt", "the", "--tokens", "4"]) == 0
+    greedy = capsys.readouterr().out
+    assert main(["generate", str(out), "--runtime", "onnx", "--prompt", "the", "--tokens", "4",
+                 "--temperature", "0"]) == 0
+    assert capsys.readouterr().out == greedy
     assert main(["generate", str(run.path), "--runtime", "onnx", "--temperature", "0"]) != 0
     assert "not a strata ONNX export" in capsys.readouterr().err
     assert main(["export", str(run.path), "--to", "hf", "--int8", "-o", str(tmp_path / "x")]) != 0
