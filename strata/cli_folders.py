@@ -17,7 +17,7 @@ from pathlib import Path
 
 from strata.errors import UsageError
 from strata.io import read_regular
-from strata.train.layout import COMPRESSED_SPEC, RUN_JSON, SPEC, is_run
+from strata.train.folder_names import COMPRESSED_SPEC, RUN_JSON, SPEC, is_run
 
 __all__ = ["folder_kind", "refuse_folder"]
 

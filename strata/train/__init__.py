@@ -22,7 +22,7 @@ For example (a few minutes on a CPU)::
     checkpoint.py  atomic checkpoints, latest / best pointers; state.py: what they hold
     metrics.py     metrics.jsonl, loss.png, the progress bar
     distributed.py torchrun: DDP, FSDP2
-    layout.py      the names of a run folder's files and a compress output's (no torch)
+    folder_names.py the names of a run folder's files and a compress output's (no torch)
     folder_spec.py run.json, and the spec a run or compress output was made from (no torch)
     run.py         the run folder and `Run`; generate.py, validation.py, speculate.py use it
     sources.py     what a user has (run folder, compress output, weights) as a `Run`
@@ -38,7 +38,7 @@ name `strata.train` to the package, so a plain function of that name in
 imported; only renaming the package would avoid it.
 
 `train` and `Run` are imported when first used, not with the package: its
-torch-free modules (layout.py: what `strata compile RUN` reads) are imported
+torch-free modules (folder_names.py: what `strata compile RUN` reads) are imported
 without torch.
 """
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from strata.dsl import load_text, read_source
 from strata.errors import Collector, UsageError
-from strata.train.layout import COMPRESSED_SPEC, RUN_JSON, is_compressed, is_run, kept_run, neither
+from strata.train.folder_names import COMPRESSED_SPEC, RUN_JSON, is_compressed, is_run, kept_run, neither
 from strata.train.records import RunInfo, RunStub, read_run_json
 
 __all__ = ["OutsideError", "folder_spec", "may_read", "own_file", "read_run", "spec_source"]

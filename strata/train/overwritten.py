@@ -32,7 +32,7 @@ import stat
 from pathlib import Path
 
 from strata.errors import UsageError
-from strata.train.layout import ASIDE, kept_run
+from strata.train.folder_names import ASIDE, kept_run
 from strata.train.manifest import LOCK, MANIFEST, OWN_ENTRIES, remove_own
 
 __all__ = ["ASIDE", "discard", "kept_run", "restore", "set_aside"]

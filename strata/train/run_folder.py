@@ -35,7 +35,7 @@ from strata.io import is_spec_path, open_regular
 from strata.safetensors_file import WeightsError
 from strata.train.checkpoint import find_checkpoint
 from strata.train.folder_spec import OutsideError, may_read, own_file, read_run, spec_source
-from strata.train.layout import CACHE, FINAL, METRICS, PLOT, RUN_JSON, SPEC, TOKENIZER, is_run
+from strata.train.folder_names import CACHE, FINAL, METRICS, PLOT, RUN_JSON, SPEC, TOKENIZER, is_run
 from strata.train.limits import model_limits
 from strata.train.metrics import read_metrics
 from strata.train.models import compile_model

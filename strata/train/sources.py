@@ -28,7 +28,7 @@ from strata.errors import UsageError
 from strata.io import read_regular
 from strata.train.limits import model_limits
 from strata.train.objectives import choose_objective
-from strata.train.layout import COMPRESSED_SPEC, COMPRESSED_WEIGHTS, REPORT, TOKENIZER, is_compressed, is_run, neither
+from strata.train.folder_names import COMPRESSED_SPEC, COMPRESSED_WEIGHTS, REPORT, TOKENIZER, is_compressed, is_run, neither
 from strata.train.run_folder import RunFolder, may_read
 from strata.train.records import read_source_run
 from strata.train.settings import resolve_settings

@@ -34,7 +34,7 @@ from strata.backends.torch.workflows.training import finish_training
 from strata.train.checkpoint import find_checkpoint
 from strata.train.distributed import Dist, wrap
 from strata.train.folder import check_claim, claim
-from strata.train.layout import is_run
+from strata.train.folder_names import is_run
 from strata.resources import check_fits
 from strata.train.limits import model_limits, step_memory
 from strata.train.loop import Loop

@@ -20,7 +20,7 @@ from strata.io import is_spec_path, write_atomic
 from strata.passes.spec_writer import run_spec
 from strata.train.distributed import Dist, say
 from strata.train.folder import MANIFEST
-from strata.train.layout import RUN_JSON, SPEC, kept_run
+from strata.train.folder_names import RUN_JSON, SPEC, kept_run
 from strata.train.records import RunInfo, read_run_json
 from strata.train.run_folder import OutsideError, run_data, run_relative
 

@@ -14,7 +14,7 @@ from strata.backends.torch.workflows.training import prepare_for_training
 from strata.compiler.select import select
 from strata.errors import UsageError
 from strata.train.distributed import Dist, say
-from strata.train.layout import COMPRESSED_SPEC, COMPRESSED_WEIGHTS, SPEC, is_compressed
+from strata.train.folder_names import COMPRESSED_SPEC, COMPRESSED_WEIGHTS, SPEC, is_compressed
 from strata.train.models import checkpoint_shapes, float_state, load_fitting, load_weights
 
 __all__ = ["frozen_paths", "init_weights", "starting_weights"]

@@ -68,7 +68,7 @@ def _run(g, state, x, replay):
 
     import strata.backends.torch.workflows.stream as mod
 
-    build = mod._net
+    build = mod.plain_model
 
     def counted(g, st):
         net = build(g, st)
@@ -76,11 +76,11 @@ def _run(g, state, x, replay):
             net.get_submodule(n).register_forward_hook(
                 lambda m, a, o, n=n: calls.__setitem__(n, calls.get(n, 0) + 1))
         return net
-    mod._net = counted
+    mod.plain_model = counted
     try:
         cost = stream(g, state, x, nodes, handle, replay=replay)
     finally:
-        mod._net = build
+        mod.plain_model = build
     return seen, state, calls, cost
 
 
