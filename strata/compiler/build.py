@@ -48,7 +48,7 @@ def _build(spec: A.SpecFile, model: str | None, sources: dict[str, str],
         resolved = resolve_model(spec, sources, model, errors, open_texts, within)
         g = elaborate(resolved, errors, cache)
         g.graph.file = spec.path or "<string>"  # the root: paths in the spec are relative to it
-        check_passes(resolved.passes, g, errors, resolved.models, need_teacher)
+        check_passes(resolved.passes, g, errors, resolved.models, need_teacher, within)
         check_train(resolved.train, g, errors)
     except RecursionError:
         errors.error("the spec is nested too deeply to build", Span(spec.path or "<string>", 1, 1),

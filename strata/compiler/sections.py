@@ -4,6 +4,7 @@ mistake is located."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -21,15 +22,22 @@ from strata.errors import Collector, did_you_mean
 __all__ = ["check_passes", "check_train", "train_value", "validate_train"]
 
 
-def _teacher_exists(teacher: str, use: A.Use, g, models, errors: Collector, need_teacher: bool) -> bool:
+def _teacher_exists(teacher: str, use: A.Use, g, models, errors: Collector, need_teacher: bool,
+                    within: Path | None = None) -> bool:
     """distill(teacher=...) names a spec file (resolved against the file the pass
     is written in) or a model of this file; it is built when the pass runs, so
     check now that it is there.  need_teacher=False: a teacher file that is gone
     is no mistake — the model is built to be used, not trained (a distilled
-    student's run folder copied alone: the teacher is its history)."""
+    student's run folder copied alone: the teacher is its history).  `within`
+    (strata serve's folder): a teacher spec outside it is an error, neither read
+    nor looked for, as an import there is."""
     span = next((k.value.span for k in use.kwargs if k.name == "teacher"),
                 use.args[0].span if use.args else use.span)
     if teacher.endswith((".arch", ".yaml", ".yml")):
+        if within is not None and within not in Path(os.path.realpath(located(teacher, g))).parents:
+            errors.error(f"distill: teacher spec '{teacher}' is outside the served folder {within}", span,
+                         "the workbench reads only files under the folder it serves")
+            return False
         try:
             found, why = located(teacher, g).is_file(), "not found"
         except OSError as e:  # a name too long for the file system, say (is_file raises, not False)
@@ -68,7 +76,8 @@ def _made_by_earlier(g, on: str) -> bool:
     return bool(select(h, on))
 
 
-def check_passes(passes: A.Passes | None, g, errors: Collector, models, need_teacher: bool = True) -> None:
+def check_passes(passes: A.Passes | None, g, errors: Collector, models, need_teacher: bool = True,
+                 within: Path | None = None) -> None:
     if passes is None:
         return
     env = Env(values=dict(g.graph.vars))
@@ -85,7 +94,7 @@ def check_passes(passes: A.Passes | None, g, errors: Collector, models, need_tea
             continue
         opts = resolve_option_paths(opts, use.span.file if use.span else None, g.graph.file)
         if use.name == "distill" and not _teacher_exists(opts.teacher, use, g, models, errors,
-                                                              need_teacher):
+                                                              need_teacher, within):
             continue
         on = getattr(opts, "on", None)
         # a selector may name what an earlier pass makes (fuse_qkv's attn.qkv, low_rank's .a)

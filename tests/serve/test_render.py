@@ -107,6 +107,27 @@ def test_a_file_outside_the_served_folder_is_not_read_through_an_import(tmp_path
         assert not any(w in shown for w in ("hunter2", "topsecret", "secret.arch:")), shown
 
 
+def test_a_teacher_spec_outside_the_served_folder_is_neither_read_nor_looked_for(tmp_path):
+    """distill("../outside/t.arch") in a served spec: the view after the passes built that
+    file (its model's name and size in the pass report), and the check said whether it was
+    there; now it is an error at the pass, the same whether the file is there or not."""
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "served").mkdir()
+    spec = GPT2 + 'passes {\n  distill("../outside/t.arch")\n}\n'
+    shown = []
+    for there in (True, False):
+        if there:
+            (tmp_path / "outside" / "t.arch").write_text(GPT2.replace("model gpt2", "model leaked_name"))
+        else:
+            (tmp_path / "outside" / "t.arch").unlink()
+        c = Checked.of(spec, str(tmp_path / "served" / "a.arch"), tmp_path / "served")
+        v = c.view(set(), after=True)
+        shown.append(" ".join(d["message"] for d in c.diagnostics))
+        assert "outside the served folder" in shown[-1], shown[-1]
+        assert "leaked_name" not in repr(v)
+    assert shown[0] == shown[1]  # nothing said of whether the file is there
+
+
 def test_never_imports_torch():
     code = ("import sys; from pathlib import Path; from strata.serve.render import Checked; "
             "from strata.serve import app; p = Path('specs/llama2_70b.arch').resolve(); "
