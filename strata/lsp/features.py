@@ -57,7 +57,7 @@ class Document:
         read instead of the disk where this file imports them; `cache`: this
         file's, kept from check to check (unchanged layers are not made again);
         `within`: a resolved folder no import may leave (strata serve's)."""
-        with _no_gc():
+        with no_gc():
             a = analyze_text(text, path, open_texts=open_texts, cache=cache, within=within, run_passes=True,
                              pass_budget=PASS_BUDGET)
         return cls(path, a.sources.get(path, text), a, Index.of(a.sources.get(path, text), path, a.spec,
@@ -81,7 +81,7 @@ class Document:
     def warm(self) -> None:
         """Build the map hover reads (one pass over the components), so the first
         hover after a check is as quick as the next."""
-        with _no_gc():
+        with no_gc():
             self.components()
 
     def _cost(self, paths: list[str]) -> tuple[int, int]:
@@ -268,11 +268,12 @@ class Document:
 
 
 @contextmanager
-def _no_gc():
+def no_gc():
     """The cyclic garbage collector paused: an analysis allocates 10^5 small
     objects next to a heap of 10^6 (a 2,000-layer graph), and each collection it
     triggers walks them all (the warm maps take 0.4 s with it, 0.03 s without).
-    Nothing here makes reference cycles that must be freed meanwhile."""
+    Nothing here makes reference cycles that must be freed meanwhile.  The
+    workbench (strata.serve.render) checks and draws under it too."""
     was = gc.isenabled()
     gc.disable()
     try:

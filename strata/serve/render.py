@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import copy
 from math import prod
-import gc
-from contextlib import contextmanager
 from pathlib import Path
 from dataclasses import dataclass, field
 
@@ -26,23 +24,9 @@ from strata.compiler.cost import analyze
 from strata.compiler.ir import to_networkx
 from strata.compiler.summary import human, summary_rows
 from strata.errors import Diagnostic, SpecError
-from strata.lsp.features import Document
+from strata.lsp.features import Document, no_gc
 from strata.passes import apply_passes, report
 from strata.serve.svg import draw
-
-
-@contextmanager
-def no_gc():
-    """The cyclic collector paused while a check or a drawing allocates its 10^5
-    small objects (as the language server does, strata.lsp.features): a
-    collection in the middle walks them all; nothing here makes cycles."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def diagnostic_json(d: Diagnostic, file: str) -> dict:
