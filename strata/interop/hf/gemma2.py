@@ -11,11 +11,19 @@ weight is a plain rename.
 
 from __future__ import annotations
 
-from strata.interop.hf.config import GATED_ACTIVATIONS, NULL, rope_parameters
-from strata.interop.hf.decoder import layer_patterns
-from strata.interop.hf.config import MAX_LAYERS, Config, activation, check_architecture, rope
+from strata.interop.hf.config import (
+    GATED_ACTIVATIONS,
+    MAX_LAYERS,
+    NULL,
+    Config,
+    activation,
+    check_architecture,
+    rope,
+    rope_parameters,
+)
 from strata.interop.hf.decoder import (
     heads,
+    layer_patterns,
     llama_mapping,
     lm_head,
     map_gated_mlp,

@@ -7,12 +7,19 @@ sliding window on the layers `layer_types` names (`use_sliding_window`; from
 
 from __future__ import annotations
 
-from strata.interop.hf.config import GATED_ACTIVATIONS, rope_parameters
-from strata.interop.hf.decoder import layer_patterns
-from strata.interop.hf.config import MAX_LAYERS, Config, activation, check_architecture, rope
+from strata.interop.hf.config import (
+    GATED_ACTIVATIONS,
+    MAX_LAYERS,
+    Config,
+    activation,
+    check_architecture,
+    rope,
+    rope_parameters,
+)
 from strata.interop.hf.decoder import (
     attention_sizes,
     heads,
+    layer_patterns,
     llama_mapping,
     lm_head,
     map_gated_mlp,
