@@ -89,11 +89,11 @@ def read_header(path: str | os.PathLike) -> tuple[dict[str, TensorInfo], dict[st
             if len(head) < 9:
                 raise WeightsError(f"{path}: not a safetensors file ({st.st_size} bytes)")
             (n,) = struct.unpack("<Q", head[:8])
-            if n < 2:  # the smallest header is {}
-                raise WeightsError(f"{path}: not a safetensors file (a header of {n} bytes)")
-            if n > MAX_HEADER:
-                raise WeightsError(f"{path}: not a safetensors file (a header of {n:,} bytes; "
-                                   f"at most {MAX_HEADER:,})")
+            if not 2 <= n <= MAX_HEADER:  # the smallest header is {}; never echo the 8 bytes as a number
+                raise WeightsError(f"{path}: not a safetensors file (it does not start with a header "
+                                   f"length: 8 bytes holding 2 to {MAX_HEADER:,})")
+            if head[8:9] not in (b"{", b" "):  # a text or other file whose first 8 bytes happen to fit
+                raise WeightsError(f"{path}: not a safetensors file (the header is not a JSON object)")
             if 8 + n > st.st_size:
                 raise WeightsError(f"{path}: truncated: the header needs {n:,} bytes, the file "
                                    f"has {st.st_size - 8:,} after the length")

@@ -40,7 +40,11 @@ GOOD = {"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}
     ("short", b"\x05\x00\x00", "not a safetensors file (3 bytes)"),
     ("zip_pickle", b"PK\x03\x04" + b"\x00" * 40, "this is a pickle checkpoint (torch.save)"),
     ("raw_pickle", b"\x80\x04\x95" + b"\x00" * 40, "this is a pickle checkpoint"),
-    ("huge_header_length", _file(GOOD, b"\x00" * 8, length=2 ** 63), "a header of 9,223,372,036,"),
+    ("huge_header_length", _file(GOOD, b"\x00" * 8, length=2 ** 63), "does not start with a header length"),
+    ("zero_header_length", _file(GOOD, b"\x00" * 8, length=0), "does not start with a header length"),
+    ("text", b"hello world: a text file, not weights\n", "does not start with a header length"),
+    ("text_fitting_length", b"\x10" + b"\x00" * 7 + b"not json, a header of the right size",
+     "the header is not a JSON object"),
     ("header_past_end", _file(GOOD, b"\x00" * 8, length=4000), "truncated: the header needs 4,000"),
     ("header_not_json", _file(b"{nope", b""), "the header is not valid JSON"),
     ("header_not_utf8", _file(b'{"\xff": 1}'), "the header is not valid JSON"),
@@ -84,6 +88,22 @@ def test_malformed_files_are_one_weights_error(tmp_path, name, content, reason):
     if name not in ("zip_pickle", "raw_pickle"):
         with pytest.raises(Exception):
             st.load_file(str(path))
+
+
+def test_a_file_that_is_not_safetensors_is_not_echoed_as_a_header_length(tmp_path):
+    """Its first 8 bytes were printed as a number ("a header of 8,031,924,123,371,070,824
+    bytes"): the content of whatever file was named, and no help.  Now the error says
+    the file is not a safetensors file, with no number read from it."""
+    for name, content in (("text.safetensors", b"hello world: a text file\n"),
+                          ("zeros.safetensors", b"\x00" * 64), ("ones.safetensors", b"\xff" * 64)):
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(WeightsError) as e:
+            read_header(path)
+        message = str(e.value)
+        assert message.startswith(f"{path}: not a safetensors file (it does not start with a header length"), message
+        (n,) = struct.unpack("<Q", content[:8])
+        assert n == 0 or f"{n:,}" not in message and str(n) not in message, message
 
 
 def test_special_files_are_refused(tmp_path):
