@@ -29,6 +29,7 @@ import hashlib
 import os
 from pathlib import Path
 
+from strata.backends.torch.weights_file import WeightsMismatchError
 from strata.compiler import as_graph
 from strata.errors import UsageError
 from strata.io import is_spec_path, open_regular
@@ -227,8 +228,10 @@ class RunFolder:
             calibration = self.calibration_for(g)  # after the weights are found: it reads data
             net = compile_model(g, device=device, weights=weights, calibration=calibration,
                                 origin=spec if is_spec_path(spec) else None)
-        except WeightsError as e:
-            raise UsageError(f"{e}\n(has the spec changed since the run?)") from None
+        except WeightsMismatchError as e:  # one line: its listing of every name is for the API
+            raise UsageError(f"{e.one_line()} (has the spec changed since the run?)") from None
+        except WeightsError as e:  # a damaged file: its own one-line reason
+            raise UsageError(str(e)) from None
         self.check_tokenizer(net.strata_graph)
         return net.eval()
 

@@ -261,6 +261,27 @@ def test_special_files_a_run_reads_are_refused(trained, tmp_path):
     check_all(cases)
 
 
+def test_weights_that_do_not_load_are_one_line(trained, tmp_path):
+    """load_model's weights error had its hint "(has the spec changed since the run?)"
+    on a second line, so eval and generate printed two lines for one usage error."""
+    def damaged(folder):
+        (folder / "run" / "model.safetensors").write_bytes(b"hello: a text file, not weights\n")
+
+    def other_spec(folder):  # the run's model.arch now builds a wider model than its weights
+        arch = folder / "run" / "model.arch"
+        arch.write_text(arch.read_text().replace("embedding(128, 8)", "embedding(128, 16)"))
+
+    cases = [usage_error(f"{argv[0]}_{name}", argv, hint, files=INPUTS, setup=with_run(trained, setup))
+             for argv in (["eval", "run"], ["generate", "run", "--tokens", "4"])
+             for name, setup, hint in (
+                 ("text_weights", damaged, "not a safetensors file (it does not start with a header length"),
+                 ("spec_changed", other_spec, "run/model.safetensors: the checkpoint does not fit the model: "
+                  "s.wte.weight is [128, 16] in the model, [128, 8] in the checkpoint (and 1 more) "
+                  "(has the spec changed since the run?)"))]
+    run_batch(cases, tmp_path, timeout=300)
+    check_all(cases)
+
+
 def test_internal_errors_are_one_line_errors(trained, tmp_path):
     from tests.train.helpers import BERT_CLASSIFY
 

@@ -39,6 +39,7 @@ class WeightsMismatchError(WeightsError):
 
     def __init__(self, missing: dict, unexpected: dict, mismatched: dict, path: str):
         self.missing, self.unexpected, self.mismatched = missing, unexpected, mismatched
+        self.path = path
         lines = [f"{path}: the checkpoint does not fit the model"]
 
         def shape(s):
@@ -54,6 +55,18 @@ class WeightsMismatchError(WeightsError):
             lines.append(f"  mismatched shapes ({len(mismatched)}): model vs checkpoint")
             lines += [f"    {k} model {shape(m)} checkpoint {shape(c)}" for k, (m, c) in mismatched.items()]
         super().__init__("\n".join(lines))
+
+    def one_line(self) -> str:
+        """The first difference and how many more, for a command's one-line error."""
+        def shape(s):
+            return "[" + ", ".join(map(str, s)) + "]"
+
+        diffs = [f"{k} is {shape(m)} in the model, {shape(c)} in the checkpoint"
+                 for k, (m, c) in self.mismatched.items()]
+        diffs += [f"the model has {k}, the checkpoint not" for k in self.missing]
+        diffs += [f"the checkpoint has {k}, the model not" for k in self.unexpected]
+        more = f" (and {len(diffs) - 1} more)" if len(diffs) > 1 else ""
+        return f"{self.path}: the checkpoint does not fit the model: {diffs[0] if diffs else 'they differ'}{more}"
 
 
 def _unwrap(model):
