@@ -290,3 +290,41 @@ def test_a_runs_own_data_is_found_from_any_folder(tmp_path, monkeypatch, capsys)
     assert main(["compress", "work/r", "--pass", "prune(0.5)", "--finetune", "2", "-o", "small2"]) == 2
     err = capsys.readouterr().err
     assert "the data the weights were trained on (t.txt) is gone" in err and not Path("small2").exists()
+
+
+def test_finetune_text_is_read_only_as_far_as_the_sample_needs(tmp_path, monkeypatch):
+    """_text read and hashed every byte of the data (TextSource.check) before taking
+    its first MAX_CHARS characters: a 100 GB corpus was read whole for 16 MiB.  Now
+    reading stops at the bound; what lies past it (here a NUL, so a check would
+    refuse the file) is never read."""
+    from strata.train import data as data_module
+    from strata.train import recover
+
+    monkeypatch.setattr(recover, "MAX_CHARS", 1000)
+    monkeypatch.setattr(data_module, "CHUNK", 256)
+    read = []
+    real_open = data_module._open
+
+    class Counted:
+        def __init__(self, f):
+            self.f = f
+
+        def read(self, n):
+            raw = self.f.read(n)
+            read.append(len(raw))
+            return raw
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    monkeypatch.setattr(data_module, "_open", lambda path: Counted(real_open(path)))
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "a.txt").write_bytes(b"the cat sat.\n" * 10_000 + b"\0")  # 130 kB, then not text
+    (folder / "b.txt").write_bytes(b"\0")  # never opened
+    text = recover._text(str(folder), None)
+    assert len(text) == 1000 and text.startswith("the cat sat.\n")
+    assert sum(read) <= 1000 + 2 * 256, sum(read)
