@@ -16,56 +16,149 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import sys
+import tempfile
 import time
+from array import array
+from collections.abc import Iterator
 from pathlib import Path
 
-from strata.io import atomic_output, read_regular, write_atomic
+from strata.errors import UsageError, WriteError
+from strata.io import atomic_output, open_regular
 
-__all__ = ["MetricsLog", "plot_losses", "Progress", "read_metrics"]
+__all__ = ["Curves", "MetricsLog", "plot_losses", "Progress", "iter_records", "read_metrics"]
 
-MAX_METRICS = 1 << 30   # ~5 million steps of lines; a run's metrics.jsonl is read whole
+MAX_METRICS = 1 << 30   # bytes: ~5 million steps of lines, streamed, never held whole
+MAX_LINE = 1 << 16      # bytes a line: a record is ~150; a longer line is skipped unparsed, never held
+MAX_POINTS = 1 << 16    # points a loss curve keeps (train, val); past it every other one is dropped
 
 
 def _number(v) -> bool:
     return v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
 
 
-def read_metrics(path: Path) -> list[dict]:
-    """The records of a run's metrics.jsonl (a regular file inside the run, never
-    through a link): lines that are not a record with an integer step and
-    numeric losses are skipped (a torn or hand-edited line)."""
-    out = []
+def _lines(f, path: Path):
+    """The lines of a binary file, each at most MAX_LINE bytes (a longer one is
+    read past in pieces and skipped), at most MAX_METRICS bytes in all."""
+    size = 0
+    while True:
+        line = f.readline(MAX_LINE + 1)
+        if not line:
+            return
+        size += len(line)
+        long = len(line) > MAX_LINE
+        while long and not line.endswith(b"\n"):  # the rest of an over-long line, never kept
+            line = f.readline(MAX_LINE + 1)
+            size += len(line)
+            if not line:
+                break
+        if size > MAX_METRICS:
+            raise UsageError(f"{path}: more than {MAX_METRICS:,} bytes is too large for a metrics file")
+        if not long:
+            yield line
+
+
+def iter_records(path: Path) -> Iterator[dict]:
+    """The records of a run's metrics.jsonl, one at a time (a regular file inside
+    the run, never through a link, streamed: memory is one line's): lines that are
+    not a record with an integer step and numeric losses are skipped (a torn or
+    hand-edited line)."""
     if not os.path.lexists(path):
-        return out
-    text = read_regular(path, MAX_METRICS, "metrics file", follow=False).decode("utf-8", "replace")
-    for line in text.splitlines():
+        return
+    fd = open_regular(path, "metrics file", follow=False)
+    with os.fdopen(fd, "rb") as f:
+        size = os.fstat(fd).st_size
+        if size > MAX_METRICS:
+            raise UsageError(f"{path}: {size:,} bytes is too large for a metrics file (at most {MAX_METRICS:,})")
         try:
-            rec = json.loads(line)
-        except (ValueError, RecursionError):
-            continue
-        if isinstance(rec, dict) and type(rec.get("step")) is int and rec["step"] >= 0 \
-                and all(_number(v) for k, v in rec.items() if k.endswith(("_loss", "_ppl", "lr"))):
-            out.append(rec)
-    return out
+            for raw in _lines(f, path):
+                for line in raw.decode("utf-8", "replace").splitlines():  # \r and the like end a line too
+                    try:
+                        rec = json.loads(line)
+                    except (ValueError, RecursionError):
+                        continue
+                    if isinstance(rec, dict) and type(rec.get("step")) is int and rec["step"] >= 0 \
+                            and all(_number(v) for k, v in rec.items() if k.endswith(("_loss", "_ppl", "lr"))):
+                        yield rec
+        except OSError as e:
+            raise UsageError(f"{path}: cannot read ({e.strerror})") from None
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """Every record of a run's metrics.jsonl (`iter_records`), as a list (the
+    Python API's `run.metrics`; strata's own commands stream the file)."""
+    return list(iter_records(path))
+
+
+class Curve:
+    """(step, value) points of one loss, at most MAX_POINTS of them in two arrays
+    (16 bytes a point): past that every other point is dropped and from then on
+    only every 2nd (4th, ...) point offered is kept, so a long curve thins evenly."""
+
+    def __init__(self):
+        self.steps, self.values = array("q"), array("d")
+        self.every, self.offered = 1, 0
+
+    def add(self, step: int, value) -> None:
+        if not (_number(value) and value is not None and math.isfinite(value)):
+            return
+        self.offered += 1
+        if (self.offered - 1) % self.every:
+            return
+        if len(self.steps) >= MAX_POINTS:
+            self.steps, self.values = self.steps[::2], self.values[::2]
+            self.every *= 2
+            if (self.offered - 1) % self.every:
+                return
+        self.steps.append(step)
+        self.values.append(float(value))
+
+
+class Curves:
+    """What the loss plot needs of the records: the train and validation curves."""
+
+    def __init__(self):
+        self.train, self.val = Curve(), Curve()
+
+    def add(self, rec: dict) -> None:
+        if "train_loss" in rec:
+            self.train.add(rec["step"], rec["train_loss"])
+        if "val_loss" in rec:
+            self.val.add(rec["step"], rec["val_loss"])
 
 
 class MetricsLog:
-    """The lines of metrics.jsonl, kept in memory and written out whole."""
+    """metrics.jsonl, written out whole: the lines of this start in memory; on
+    resume the file's lines up to the resume step are first copied, streamed, to
+    an unnamed file beside it (never held in memory), which heads every rewrite."""
 
     def __init__(self, path: Path, writer: bool, resume_step: int | None = None):
         self.path, self.writer = Path(path), writer
         self.lines: list[str] = []
-        self.records: list[dict] = []
+        self.curves = Curves()
+        self._kept = None  # the lines kept from before a resume, in an unnamed file
         if resume_step is not None:
-            for rec in read_metrics(self.path):
-                if rec["step"] <= resume_step:
-                    self.add(rec)
+            self._keep(resume_step)
         self._last = time.perf_counter()
         self._cost = 0.0
 
+    def _keep(self, resume_step: int) -> None:
+        kept = tempfile.TemporaryFile(dir=self.path.parent) if self.writer else None
+        try:
+            for rec in iter_records(self.path):
+                if rec["step"] <= resume_step:
+                    self.curves.add(rec)
+                    if kept is not None:
+                        kept.write(json.dumps(rec).encode("utf-8") + b"\n")
+        except BaseException:
+            if kept is not None:
+                kept.close()
+            raise
+        self._kept = kept
+
     def add(self, rec: dict) -> None:
-        self.records.append(rec)
+        self.curves.add(rec)
         self.lines.append(json.dumps(rec))
 
     def flush(self, force: bool = False) -> None:
@@ -76,7 +169,15 @@ class MetricsLog:
         now = time.perf_counter()
         if not force and now - self._last < max(5.0, 50 * self._cost):
             return
-        write_atomic(self.path, "\n".join(self.lines) + ("\n" if self.lines else ""), follow=False)
+        with atomic_output(self.path, follow=False) as tmp:
+            try:
+                with open(tmp, "wb") as out:
+                    if self._kept is not None:
+                        self._kept.seek(0)
+                        shutil.copyfileobj(self._kept, out, 1 << 20)
+                    out.write(("\n".join(self.lines) + ("\n" if self.lines else "")).encode("utf-8"))
+            except OSError as e:
+                raise WriteError(f"{self.path}: cannot write ({e.strerror})", e.strerror) from None
         self._last = time.perf_counter()
         self._cost = self._last - now
 
@@ -89,9 +190,10 @@ def _smooth(ys: list[float], k: float = 0.9) -> list[float]:
     return out
 
 
-def plot_losses(records: list[dict], path: Path, title: str) -> None:
+def plot_losses(curves: Curves, path: Path, title: str) -> None:
     """Training loss (raw and smoothed) and validation loss against step, as a PNG
-    (skipped, once with a note, when matplotlib is not installed)."""
+    (skipped, once with a note, when matplotlib is not installed); a curve of
+    more than MAX_POINTS points is drawn thinned (`Curve`)."""
     try:
         import matplotlib  # lazy: optional
     except ImportError:
@@ -104,9 +206,8 @@ def plot_losses(records: list[dict], path: Path, title: str) -> None:
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure  # lazy: optional
 
-    train = [(r["step"], r["train_loss"]) for r in records
-             if "train_loss" in r and math.isfinite(r["train_loss"])]
-    val = [(r["step"], r["val_loss"]) for r in records if "val_loss" in r and math.isfinite(r["val_loss"])]
+    train = list(zip(curves.train.steps, curves.train.values))
+    val = list(zip(curves.val.steps, curves.val.values))
     fig = Figure(figsize=(7, 4), dpi=100)
     ax = fig.add_subplot()
     if train:

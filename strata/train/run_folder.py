@@ -38,7 +38,7 @@ from strata.train.checkpoint import find_checkpoint
 from strata.train.folder_spec import OutsideError, may_read, own_file, read_run, spec_source
 from strata.train.folder_names import CACHE, FINAL, METRICS, PLOT, RUN_JSON, SPEC, TOKENIZER, is_run
 from strata.train.limits import model_limits
-from strata.train.metrics import read_metrics
+from strata.train.metrics import iter_records, read_metrics
 from strata.train.models import compile_model
 from strata.train.objectives import OBJECTIVES, Objective, objective_from_json
 from strata.train.tokenizer import load_tokenizer
@@ -159,20 +159,29 @@ class RunFolder:
     def metrics(self) -> list[dict]:
         return read_metrics(self.path / METRICS)
 
+    def _last(self) -> tuple[int, float | None, float | None]:
+        """(the last training step, the last and the lowest validation loss) of
+        metrics.jsonl, streamed: memory is one record's, whatever the file's size."""
+        step, last, best = 0, None, None
+        for r in iter_records(self.path / METRICS):
+            if "train_loss" in r:
+                step = r["step"]
+            if r.get("val_loss") is not None:
+                last = r["val_loss"]
+                best = last if best is None else min(best, last)
+        return step, last, best
+
     @property
     def step(self) -> int:
-        steps = [r["step"] for r in self.metrics if "train_loss" in r]
-        return steps[-1] if steps else 0
+        return self._last()[0]
 
     @property
     def val_loss(self) -> float | None:
-        vals = [r["val_loss"] for r in self.metrics if r.get("val_loss") is not None]
-        return vals[-1] if vals else None
+        return self._last()[1]
 
     @property
     def best_val_loss(self) -> float | None:
-        vals = [r["val_loss"] for r in self.metrics if r.get("val_loss") is not None]
-        return min(vals) if vals else None
+        return self._last()[2]
 
     def weights(self, which: str = "final") -> Path:
         """The weights file: "final" (the end of the run; else the latest

@@ -218,7 +218,7 @@ def _loop(p: _Plan, runner, net, task, loss, sampler, opt, scaler, state, tok, m
 
     def plot() -> None:
         if d.main:
-            plot_losses(metrics.records, out / PLOT, f"{name} · {obj.name}")
+            plot_losses(metrics.curves, out / PLOT, f"{name} · {obj.name}")
 
     tokens = cfg["batch"] * cfg["accumulate"] * cfg["context"]
     _say(d, progress, f"train: {name} ({p.g.graph['parameters']:,} parameters), "
