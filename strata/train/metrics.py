@@ -144,16 +144,21 @@ class MetricsLog:
         self._cost = 0.0
 
     def _keep(self, resume_step: int) -> None:
-        kept = tempfile.TemporaryFile(dir=self.path.parent) if self.writer else None
+        try:
+            kept = tempfile.TemporaryFile(dir=self.path.parent) if self.writer else None
+        except OSError as e:
+            raise WriteError(f"{self.path}: cannot write ({e.strerror})", e.strerror) from None
         try:
             for rec in iter_records(self.path):
                 if rec["step"] <= resume_step:
                     self.curves.add(rec)
                     if kept is not None:
                         kept.write(json.dumps(rec).encode("utf-8") + b"\n")
-        except BaseException:
+        except BaseException as e:
             if kept is not None:
                 kept.close()
+            if isinstance(e, OSError):  # writing the copy (reading is iter_records' UsageError)
+                raise WriteError(f"{self.path}: cannot write ({e.strerror})", e.strerror) from None
             raise
         self._kept = kept
 

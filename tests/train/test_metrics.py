@@ -5,12 +5,16 @@ MAX_POINTS.  A file of millions of tiny records once cost ~38 times its size."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
 import sys
 import tracemalloc
 
+import pytest
+
+from strata.errors import WriteError
 from strata.train import metrics as m
 from strata.train.metrics import MetricsLog, read_metrics
 from tests.train.helpers import ROOT
@@ -92,3 +96,14 @@ def test_a_long_curve_thins_evenly(monkeypatch):
     c.add(1000, float("nan"))
     c.add(1001, None)
     assert all(v == s for s, v in zip(c.steps, c.values))
+
+
+def test_a_resume_that_cannot_write_its_copy_is_one_write_error(tmp_path, monkeypatch):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1, "train_loss": 2.0}\n')
+
+    def full(*a, **k):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(m.tempfile, "TemporaryFile", full)
+    with pytest.raises(WriteError, match=r"metrics.jsonl: cannot write \(No space left on device\)"):
+        MetricsLog(path, writer=True, resume_step=1)
