@@ -1,19 +1,20 @@
 """Graph rewriting helpers shared by the passes.
 
-Passes never mutate their input: `copy_graph` makes a deep copy, and
+Passes never mutate their input: `copy_graph` (strata.compiler.ir_copy) makes a
+copy sharing no container with it, and
 `replace_node` splices new nodes in at the old node's position, so the
 insertion order (the spec's order, which `ir.topo_order` keeps) survives.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import networkx as nx
 
 from strata.compiler import ir
+from strata.compiler.ir_copy import copy_graph
 from strata.compiler.select import select
 from strata.passes.pass_base import PassError, carried_marks
 
@@ -22,10 +23,6 @@ if TYPE_CHECKING:  # networkx is imported when a graph is rebuilt, not by `strat
 
 __all__ = ["PassError", "copy_graph", "fold_layers", "fuse_linears", "recount", "rename_output",
            "reorder", "select", "selected_nodes", "splice", "Splices", "tie_targets", "weight_linears"]
-
-
-def copy_graph(g: nx.MultiDiGraph) -> nx.MultiDiGraph:
-    return copy.deepcopy(g)
 
 
 def selected_nodes(g: nx.MultiDiGraph, on: str | None, op: str = "linear") -> list[str]:
