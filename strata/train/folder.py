@@ -13,8 +13,9 @@
 - strata writes only into an empty folder or its own run.  run.json lists the
   names strata writes there (`files`); `--overwrite` moves those (never
   following a link) and nothing else into RUN/.overwritten, where the old run
-  is kept until the new one's first step (`RunLock.commit`): a start stopped
-  before it, by an error or a kill, loses nothing (strata.train.overwritten).
+  is kept until the new one's first checkpoint (`RunLock.commit`): a start
+  stopped before it — refused, failed in its first steps, killed — loses
+  nothing (strata.train.overwritten).
   The user's files in a run folder stay where they are, and a folder that is
   not a run is refused unless it is empty.
 - Every file written inside the run replaces what is at its name (a planted
@@ -124,10 +125,17 @@ class RunLock:
         os.close(self.fd)
         self.fd = None
 
+    @property
+    def keeps_old(self) -> bool:
+        """The run --overwrite replaces is still kept aside: the new run has written
+        no checkpoint yet (`commit`), so a stop now puts the old one back."""
+        return self.undo == "aside"
+
     def abandon(self) -> None:
-        """A start that stopped with an error before its first step: remove what it
-        wrote (strata's own names, never through a link) and the folders it made, so
-        --out is as it was found — a new run's folder is gone, a run set up but never
+        """A start that stopped with an error before its first step (or, over a run
+        --overwrite replaces, before its first checkpoint): remove what it wrote
+        (strata's own names, never through a link) and the folders it made, so --out
+        is as it was found — a new run's folder is gone, a run set up but never
         trained keeps its stub run.json, a run --overwrite was replacing is put back
         whole; a resumed run keeps every file."""
         folder = self.path.parent
@@ -143,8 +151,10 @@ class RunLock:
             _remove_made(self.made)
 
     def commit(self) -> None:
-        """The new run's first step: the run --overwrite replaced goes (until now it
-        was kept aside, for `abandon` to put back)."""
+        """The new run has written its first checkpoint (or finished): the run
+        --overwrite replaced goes — until now it was kept aside, for `abandon` (or
+        the next claim, after a kill) to put back.  Called at every checkpoint;
+        only the first does anything."""
         if self.undo == "aside":
             discard(self.path.parent)
         self.undo = None
@@ -199,11 +209,11 @@ def check_claim(out: Path, resume: bool, overwrite: bool):
     if os.path.lexists(out) and not out.is_dir():
         raise UsageError(f"{out}: exists and is not a folder")
     kept = kept_run(out)
-    if kept is not None:  # an --overwrite stopped before its first step: the old run is the folder's
+    if kept is not None:  # an --overwrite stopped before its first checkpoint: the old run is the folder's
         info = read_run_json(kept)
         if not isinstance(info, RunStub) and not resume and not overwrite:
             raise UsageError(f"{out} already holds a run (kept in {kept.parent} by an --overwrite stopped "
-                             "before its first step): --resume puts it back and continues it, --overwrite "
+                             "before its first checkpoint): --resume puts it back and continues it, --overwrite "
                              "starts it over, or --out names another folder")
         return info
     held = _entries(out) if out.is_dir() else set()
@@ -226,7 +236,7 @@ def _take(out: Path, resume: bool, overwrite: bool, say: Callable[[str], None]
     "aside" in a trained run --overwrite replaces, None in a resumed run)."""
     if restore(out):
         say(f"{out}: put back the run an --overwrite had set aside in {out / ASIDE} "
-            "(it stopped before its first step)")
+            "(it stopped before its first checkpoint)")
     info = check_claim(out, resume, overwrite)  # again, now that the folder is locked
     if info is None:
         _write_stub(out)
@@ -237,7 +247,7 @@ def _take(out: Path, resume: bool, overwrite: bool, say: Callable[[str], None]
         return None, "files"
     if resume:
         return find_checkpoint(out), None
-    # kept whole until the new run's first step (`RunLock.commit`); the stub after it, so a
+    # kept whole until the new run's first checkpoint (`RunLock.commit`); the stub after it, so a
     # process killed in between leaves a run the next claim puts back (strata.train.overwritten)
     set_aside(out)
     _write_stub(out)

@@ -19,7 +19,7 @@ __all__ = ["RUN_JSON", "SPEC", "TOKENIZER", "METRICS", "PLOT", "FINAL", "CACHE",
 RUN_JSON, SPEC, TOKENIZER, METRICS, PLOT, FINAL, CACHE = (
     "run.json", "model.arch", "tokenizer.json", "metrics.jsonl", "loss.png", "model.safetensors", "cache")
 COMPRESSED_SPEC, COMPRESSED_WEIGHTS, REPORT = "model.arch", "weights.safetensors", "report.json"
-ASIDE = ".overwritten"  # the run an --overwrite replaces, until the new run's first step (overwritten.py)
+ASIDE = ".overwritten"  # the run an --overwrite replaces, until the new run's first checkpoint (overwritten.py)
 
 
 def kept_run(out: Path) -> Path | None:

@@ -103,9 +103,9 @@ def read_run(path: Path) -> RunInfo:
     if not path.is_dir():
         raise UsageError(f"{path}: no such run folder")
     kept = kept_run(path)
-    if kept is not None:  # an --overwrite stopped between its claim and its first step
+    if kept is not None:  # an --overwrite stopped between its claim and its first checkpoint
         raise UsageError(f"{path}: the run there is kept in {kept.parent} by an --overwrite that "
-                         f"stopped before its first step; `strata train ... --out {path} --resume` "
+                         f"stopped before its first checkpoint; `strata train ... --out {path} --resume` "
                          "puts it back and continues it")
     if not os.path.lexists(f):
         raise UsageError(f"{path}: not a run folder (no {RUN_JSON}); strata train writes one")

@@ -1,4 +1,4 @@
-"""The run an `--overwrite` replaces, kept until the new run's first step.
+"""The run an `--overwrite` replaces, kept until the new run's first checkpoint.
 
 `strata train SPEC --out RUN --overwrite` on a trained run renames the old
 run's own files (its run.json first, then the other names strata writes; in
@@ -11,16 +11,18 @@ run's stub run.json.  So at any instant, whatever killed the process:
                                   (a set-aside or a restore under way)
       and RUN/run.json there      every strata name in RUN is the new start's
 
-A start stopped before its first step puts the old run back (`restore`: the
-new start's files removed, its run.json last; the old ones renamed back, their
-run.json last), and so does the next `strata train` on RUN after a start killed
-in between.  The new run's first step commits (`discard`): .overwritten/run.json
-goes first, in one unlink; a folder left without it is debris the next claim
+A start stopped before the new run's first checkpoint — refused before its
+first step, or failed or killed in its first steps — puts the old run back
+(`restore`: the new start's files removed, its run.json last; the old ones
+renamed back, their run.json last), and so does the next `strata train` on RUN
+after a start killed in between.  The new run's first checkpoint (the first
+point it can be resumed from) commits (`discard`): .overwritten/run.json goes
+first, in one unlink; a folder left without it is debris the next claim
 removes.
 
     set_aside(Path("runs/x"))               # at the claim, before the new stub
-    restore(Path("runs/x"))                 # stopped before the first step: True
-    discard(Path("runs/x"))                 # the first step
+    restore(Path("runs/x"))                 # stopped before the first checkpoint: True
+    discard(Path("runs/x"))                 # the first checkpoint
 """
 
 from __future__ import annotations
@@ -157,11 +159,11 @@ def restore(out: Path) -> bool:
 
 
 def discard(out: Path) -> None:
-    """The new run has started: the old one goes, its run.json first (the commit)."""
+    """The new run has its first checkpoint: the old one goes, its run.json first (the commit)."""
     try:
         os.unlink(out / ASIDE / "run.json")
     except OSError as e:
         raise UsageError(f"{out}: cannot remove the old run kept in {out / ASIDE} ({e.strerror}); "
-                         "the new run stops before its first step") from None
+                         "the new run stops at its first checkpoint") from None
     with contextlib.suppress(OSError):  # what is left is debris the next claim removes
         shutil.rmtree(out / ASIDE)

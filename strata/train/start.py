@@ -8,7 +8,7 @@ trained model, in order, one function per stage:
     _prepare_folder   the run folder claimed (or resumed): every check above comes first,
                  so a refusal writes nothing; one after it (data too short) removes
                  what this start wrote, and puts back a run --overwrite was replacing
-                 (RunLock.abandon; RunLock.commit drops that run at the first step)
+                 (RunLock.abandon; RunLock.commit drops that run at the first checkpoint)
     run_tokenizer  the run's own / the init's / the teacher's / the fitted one, written
     _dataset     token ids cached, and the objective's sampler
     _weights     initial or resumed weights, frozen parts, the passes' training needs
@@ -24,7 +24,7 @@ import os
 from pathlib import Path
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -206,8 +206,10 @@ def _optimize(p: _Plan, net, teacher, frozen, d: Dist, device: str, fsdp: bool, 
 
 
 def _loop(p: _Plan, runner, net, task, loss, sampler, opt, scaler, state, tok, metrics: MetricsLog,
-          start: int, best, d: Dist, device: str, fsdp: bool, progress: bool) -> None:
-    """The loop to the last step; the final weights and the loss plot."""
+          start: int, best, d: Dist, device: str, fsdp: bool, progress: bool,
+          saved: Callable[[], None]) -> None:
+    """The loop to the last step; the final weights and the loss plot.  `saved`
+    is called after each checkpoint is written whole (latest.json names it)."""
     cfg, out, obj, name = p.cfg, p.out, p.obj, p.g.graph.name
     bar = Progress(cfg["steps"], start, progress and d.main)
 
@@ -215,6 +217,7 @@ def _loop(p: _Plan, runner, net, task, loss, sampler, opt, scaler, state, tok, m
         state.save(step, best_val, is_best, {
             "seed": cfg["seed"], "objective": obj.name,
             "data": {"position": "step", "next_step": step, "sampler": type(sampler).__name__}})
+        saved()
 
     def plot() -> None:
         if d.main:
@@ -324,20 +327,24 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
         # metrics.jsonl is opened (a planted link refused) before run.json is touched
         metrics = MetricsLog(p.out / METRICS, d.main, resume_step=start if ckpt is not None else None)
         _write_info(p.out, info, spec_copy, ckpt is not None, start, d)
-        if lock is not None:
-            lock.commit()  # the run --overwrite replaces, kept aside until now, goes
-        looping = True  # from here a stopped run is one --resume continues (or starts over)
+        looping = True  # from here a stopped run is one --resume continues (or starts over) ...
+        # ... except over a run --overwrite replaces: that one is kept aside until the new run's
+        # first checkpoint, the first point the new run can be resumed from, and a stop before it
+        # (an error at step 1, out of memory, a kill) puts it back (`lock.keeps_old`)
+        commit = lock.commit if lock is not None else lambda: None
         _loop(p, runner, net, task, loss, sampler, opt, scaler, state, tok, metrics, start, best,
-              d, device, fsdp, progress)
+              d, device, fsdp, progress, saved=commit)
+        commit()  # a loop of no step wrote no checkpoint: the finished run is the folder's
         if not fsdp:
             finish_training(net)
         d.barrier()
         # its `model` compiled from the run folder, as `strata generate` compiles it; the net that trained apart
         return Run(p.out, info, tokenizer=tok, trained=None if fsdp else net)
     except Exception:
-        # stopped before its first step (data too short for the context, ...): what this
-        # start wrote goes, so --out is as it was and the command, fixed, needs no --overwrite
-        if lock is not None and not looping:
+        # stopped before its first step (data too short for the context, ...), or before the
+        # first checkpoint of a run --overwrite was replacing: what this start wrote goes, so
+        # --out is as it was and the command, fixed, needs no --overwrite (or --overwrite again)
+        if lock is not None and (not looping or lock.keeps_old):
             lock.abandon()
         raise
     finally:

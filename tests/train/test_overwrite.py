@@ -1,7 +1,9 @@
-"""`--overwrite` loses nothing until the new run's first step (strata/train/overwritten.py,
+"""`--overwrite` loses nothing until the new run's first checkpoint (strata/train/overwritten.py,
 docs/training.md "The run folder").  Was: the claim removed the old run's files,
 so a start that then failed (data too short for the context) or was killed left
-a stub run.json where a trained run had been."""
+a stub run.json where a trained run had been; then (until the commit moved to
+the first checkpoint) an error or a kill in the new run's first steps still lost
+the old run, and the new one had no checkpoint to resume."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from tests.optional import require
 torch = require("torch")
 
 from strata.cli import main  # noqa: E402
+from strata.errors import TrainingError, UsageError  # noqa: E402
 from strata.train.folder import claim  # noqa: E402
 from strata.train.overwritten import ASIDE  # noqa: E402
 from tests.train.helpers import GPT, ROOT, text, write  # noqa: E402
@@ -68,12 +71,12 @@ def test_a_failed_overwrite_keeps_what_run_json_does_not_list(trained, capsys):
     assert _files(Path("r")) == before
 
 
-# A real process stopped by SIGKILL at a point between the claim and the first step:
+# A real process stopped by SIGKILL at a point between the claim and the first checkpoint:
 # `held` names the function that, patched, signals and waits to be killed there.
 _HOLD = """
 import sys, time
 from pathlib import Path
-import strata.train.folder as folder, strata.train.overwritten as ow, strata.train.start as start
+import strata.train.overwritten as ow, strata.train.start as start, strata.train.state as state
 from strata.cli import main
 
 def hold(*_, **__):
@@ -83,8 +86,10 @@ def hold(*_, **__):
 point = sys.argv[1]
 if point == "claimed":        # the stub written, the old run aside: the data being tokenized
     start._dataset = hold
-elif point == "started":      # the new run.json, model.arch and metrics.jsonl written
-    folder.RunLock.commit = hold
+elif point == "started":      # the new run.json, model.arch and metrics.jsonl written, the loop next
+    start._loop = hold
+elif point == "stepped":      # the new run's steps taken, its first checkpoint being written
+    state.TrainState.save = hold
 else:                         # the third of the old run's names being moved aside
     moved, rename = [], ow._rename
     def third(*a):
@@ -97,9 +102,10 @@ sys.exit(main(sys.argv[2:]))
 """
 
 
-def _killed_at(point: str) -> None:
+def _held_at(point: str, *extra: str) -> subprocess.Popen:
+    """`strata train ... --overwrite` on r in a process of its own, waiting at `point`."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    p = subprocess.Popen([sys.executable, "-c", _HOLD, point, *TRAIN, "--data", "d.txt", "--overwrite"],
+    p = subprocess.Popen([sys.executable, "-c", _HOLD, point, *TRAIN, "--data", "d.txt", "--overwrite", *extra],
                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 240
@@ -107,24 +113,36 @@ def _killed_at(point: str) -> None:
             assert p.poll() is None, p.communicate()
             assert time.monotonic() < deadline, "the start never reached its point"
             time.sleep(0.1)
-    finally:
-        p.send_signal(signal.SIGKILL)
-        p.wait()
+    except BaseException:
+        _kill(p)
+        raise
+    return p
 
 
-@pytest.mark.parametrize("point", ["moving", "claimed", "started"])
-def test_an_overwrite_killed_before_its_first_step_is_put_back_by_the_next_start(trained, capsys, point):
-    _killed_at(point)
+def _kill(p: subprocess.Popen) -> None:
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+
+
+def _killed_at(point: str, *extra: str) -> None:
+    _kill(_held_at(point, *extra))
+
+
+@pytest.mark.parametrize("point", ["moving", "claimed", "started", "stepped"])
+def test_an_overwrite_killed_before_its_first_checkpoint_is_put_back_by_the_next_start(trained, capsys, point):
+    _killed_at(point, "--steps", "3")
     new = Path("r/run.json")  # the new run's: none yet, its stub, the run.json it trains with
     assert (json.loads(new.read_text())["status"] if new.exists() else None) == \
-        {"moving": None, "claimed": "started", "started": "ready"}[point]
+        {"moving": None, "claimed": "started", "started": "ready", "stepped": "ready"}[point]
+    if point == "stepped":  # three steps of the new run taken, no checkpoint of it yet
+        assert '"step": 3' in Path("r/metrics.jsonl").read_text() and not Path("r/latest.json").exists()
     assert Path("r", ASIDE, "run.json").is_file()
     assert main(["generate", "r"]) == 2  # eval / generate say where the run is and how to get it back
     assert f"the run there is kept in r/{ASIDE} by an --overwrite" in capsys.readouterr().err
     assert main([*TRAIN, "--data", "d.txt"]) == 2  # refused before the data is read, the run named
     err = capsys.readouterr().err
     assert f"r already holds a run (kept in r/{ASIDE} by an --overwrite" in err and err.count("\n") == 1, err
-    if point == "claimed":  # --resume puts it back, says so, and continues it
+    if point in ("claimed", "stepped"):  # --resume puts it back, says so, and continues it
         assert main(["train", "g.arch", "--out", "r", "--resume", "--steps", "2"]) == 0
         assert f"r: put back the run an --overwrite had set aside in r/{ASIDE}" in capsys.readouterr().err
         assert '"step": 2' in Path("r/latest.json").read_text() and Path("r/notes.txt").read_text() == "mine"
@@ -132,6 +150,47 @@ def test_an_overwrite_killed_before_its_first_step_is_put_back_by_the_next_start
         return
     claim(Path("r"), True, False, say=lambda _: None)[0].release()  # the claim of any start
     assert _files(Path("r")) == trained and not Path("r", ASIDE).exists()
+
+
+def _fail_at(monkeypatch, step: int, error: BaseException):
+    """The loop's optimizer step `step` (0-based) stops with `error`: out of memory, the
+    NaN guard (a TrainingError), a batch the data cannot give.  Returns what undoes it."""
+    from strata.train.loop import Loop
+
+    real = Loop.step
+
+    def step_or_fail(self, s: int) -> None:
+        if s == step:
+            raise error
+        real(self, s)
+
+    monkeypatch.setattr(Loop, "step", step_or_fail)
+    return lambda: monkeypatch.setattr(Loop, "step", real)
+
+
+@pytest.mark.parametrize("error", [TrainingError("step 1: the training loss is nan; stopped"),
+                                   MemoryError(), UsageError("d.txt: a batch the data cannot give")])
+def test_an_overwrite_that_fails_at_its_first_step_keeps_the_old_run(trained, capsys, monkeypatch, error):
+    """Was: the old run was removed just before the loop, so an error at step 1 lost
+    it and left a new run with no checkpoint."""
+    _fail_at(monkeypatch, 0, error)
+    assert main([*TRAIN, "--data", "d.txt", "--overwrite"]) != 0
+    assert _files(Path("r")) == trained and not Path("r", ASIDE).exists()
+    capsys.readouterr()
+    assert main([*TRAIN, "--data", "d.txt"]) == 2  # the old run, back: the fixed command needs --overwrite
+    assert "r already holds a run: --resume continues it" in capsys.readouterr().err
+
+
+def test_an_overwrite_that_fails_after_its_first_checkpoint_is_the_new_run(trained, capsys, monkeypatch):
+    """Its first checkpoint written, the new run is the folder's: an error later keeps it
+    (the old run gone) for --resume to continue, as any run stopped in its loop."""
+    fixed = _fail_at(monkeypatch, 2, TrainingError("step 3: the training loss is nan; stopped"))
+    assert main([*TRAIN, "--data", "d.txt", "--overwrite", "--steps", "4", "--checkpoint-every", "2"]) == 1
+    assert not Path("r", ASIDE).exists() and json.loads(Path("r/latest.json").read_text())["step"] == 2
+    assert Path("r/notes.txt").read_text() == "mine"
+    fixed()
+    assert main(["train", "g.arch", "--out", "r", "--resume", "--steps", "4", "-q"]) == 0
+    assert json.loads(Path("r/latest.json").read_text())["step"] == 4
 
 
 def test_what_a_committed_overwrite_left_is_cleared(trained):
