@@ -137,12 +137,19 @@ class RunLock:
         (strata's own names, never through a link) and the folders it made, so --out
         is as it was found — a new run's folder is gone, a run set up but never
         trained keeps its stub run.json, a run --overwrite was replacing is put back
-        whole; a resumed run keeps every file."""
+        whole; a resumed run keeps every file.  The error that stopped the start is
+        the one the caller says; a run that cannot be put back is said here too, in
+        one more line naming where it is kept (the next claim tries again)."""
         folder = self.path.parent
-        with contextlib.suppress(OSError, UsageError):  # the error that stopped the start is the one to say
+        try:
             if self.undo == "aside":
                 restore(folder)
-            elif self.undo is not None:
+        except (OSError, UsageError) as e:
+            reason = str(e) if isinstance(e, UsageError) else (
+                f"{folder}: cannot put back the run kept in {folder / ASIDE} ({e.strerror}); it stays there")
+            _stderr(f"strata: error: {reason} (the next strata train on {folder} puts it back)")
+        with contextlib.suppress(OSError, UsageError):  # strata's names only; a failure leaves them
+            if self.undo not in (None, "aside"):
                 remove_own(folder, MANIFEST)
             if self.undo == "all":
                 (folder / "run.json").unlink()

@@ -23,6 +23,7 @@ torch = require("torch")
 
 from strata.cli import main  # noqa: E402
 from strata.errors import TrainingError, UsageError  # noqa: E402
+from strata.train import start  # noqa: E402
 from strata.train.folder import claim  # noqa: E402
 from strata.train.overwritten import ASIDE  # noqa: E402
 from tests.train.helpers import GPT, ROOT, text, write  # noqa: E402
@@ -191,6 +192,29 @@ def test_an_overwrite_that_fails_after_its_first_checkpoint_is_the_new_run(train
     fixed()
     assert main(["train", "g.arch", "--out", "r", "--resume", "--steps", "4", "-q"]) == 0
     assert json.loads(Path("r/latest.json").read_text())["step"] == 4
+
+
+def test_an_old_run_that_cannot_be_put_back_after_a_failed_start_is_said(trained, capsys, monkeypatch):
+    """The start fails (data too short) and putting the old run back fails too (a folder
+    planted at RUN/run.json): both are said, the second naming where the run is kept
+    (was: swallowed, only 'too short' said), and the next claim puts it back."""
+    real = start._dataset
+
+    def planted(*a, **k):
+        Path("r/run.json").unlink()
+        Path("r/run.json").mkdir()
+        return real(*a, **k)
+
+    monkeypatch.setattr(start, "_dataset", planted)
+    assert main([*TRAIN, "--data", "short.txt", "--overwrite"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == (f"strata: error: r: cannot put back the run kept in r/{ASIDE} (Is a directory); it "
+                      "stays there (the next strata train on r puts it back)"), err
+    assert len(err) == 2 and "short.txt: too short" in err[1], err
+    assert Path("r", ASIDE, "run.json").is_file()
+    Path("r/run.json").rmdir()
+    claim(Path("r"), True, False, say=lambda _: None)[0].release()
+    assert _files(Path("r")) == trained and not Path("r", ASIDE).exists()
 
 
 def test_what_a_committed_overwrite_left_is_cleared(trained):
