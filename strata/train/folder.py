@@ -90,19 +90,10 @@ class RunLock:
             if not stat.S_ISREG(st.st_mode):
                 os.close(fd)
                 raise UsageError(f"{path}: the run's lock file is not a regular file; move it away")
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                pid = None
-                for _ in range(50):  # the holder writes its pid just after it locks: wait up to 0.5 s
-                    pid = re.match(rb"\d{1,10}", os.pread(fd, 16, 0))
-                    if pid:
-                        break
-                    time.sleep(0.01)
+            if not _locked(fd):
+                holder = _pid_in(fd)
                 os.close(fd)
-                holder = pid[0].decode() if pid else "unknown"
-                raise UsageError(f"{folder}: in use by another strata train (pid {holder}); "
-                                 "wait for it to finish, or --out another folder") from None
+                raise _in_use(folder, holder)
             try:
                 now = os.lstat(path)
             except FileNotFoundError:
@@ -167,6 +158,57 @@ class RunLock:
         self.undo = None
 
 
+def _locked(fd: int) -> bool:
+    """Take the exclusive flock on `fd`; a few tries 10 ms apart, since `_holder`
+    (another start's check) holds a shared one for microseconds."""
+    for i in range(5):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError:
+            if i < 4:
+                time.sleep(0.01)
+    return False
+
+
+def _pid_in(fd: int) -> str:
+    """The pid a lock's holder wrote in it: it writes it just after it locks, so wait up to 0.5 s."""
+    for _ in range(50):
+        pid = re.match(rb"\d{1,10}", os.pread(fd, 16, 0))
+        if pid:
+            return pid[0].decode()
+        time.sleep(0.01)
+    return "unknown"
+
+
+def _in_use(folder: Path, pid: str) -> UsageError:
+    return UsageError(f"{folder}: in use by another strata train (pid {pid}); "
+                      "wait for it to finish, or --out another folder")
+
+
+def _holder(folder: Path) -> str | None:
+    """The pid of the strata train that holds folder/run.lock now, or None if none
+    does: a shared flock taken and dropped at once (nothing is written; a lock file
+    that is a link or not a regular file is left for `RunLock.acquire` to refuse)."""
+    path = folder / LOCK
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            return None
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
+                     | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return _pid_in(fd)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
 def _entries(folder: Path) -> set[str]:
     """What the folder holds, besides strata's lock and half-written temporary files."""
     return {n for n in os.listdir(folder) if n not in (LOCK, ASIDE) and not TEMP.match(n)}
@@ -212,9 +254,19 @@ def claim(out: Path, resume: bool, overwrite: bool, say: Callable[[str], None] =
 def check_claim(out: Path, resume: bool, overwrite: bool):
     """The refusals `claim` makes that need no lock, with nothing written: `strata
     train` checks them before it reads the data and fits the tokenizer, so a
-    folder it cannot have is said at once.  The run.json `out` holds, or None."""
+    folder it cannot have is said at once.  The run.json `out` holds, or None.
+    A folder another strata train holds is said first: what is in it (a stub, a
+    run set aside by its --overwrite) is that start's, not a run of the folder's."""
     if os.path.lexists(out) and not out.is_dir():
         raise UsageError(f"{out}: exists and is not a folder")
+    holder = _holder(out) if out.is_dir() else None
+    if holder is not None:
+        raise _in_use(out, holder)
+    return _check_contents(out, resume, overwrite)
+
+
+def _check_contents(out: Path, resume: bool, overwrite: bool):
+    """`check_claim` but the lock: what the folder holds (the claim's own check, the lock held)."""
     kept = kept_run(out)
     if kept is not None:  # an --overwrite stopped before its first checkpoint: the old run is the folder's
         info = read_run_json(kept)
@@ -244,7 +296,7 @@ def _take(out: Path, resume: bool, overwrite: bool, say: Callable[[str], None]
     if restore(out):
         say(f"{out}: put back the run an --overwrite had set aside in {out / ASIDE} "
             "(it stopped before its first checkpoint)")
-    info = check_claim(out, resume, overwrite)  # again, now that the folder is locked
+    info = _check_contents(out, resume, overwrite)  # again, now that the folder is locked
     if info is None:
         _write_stub(out)
         return None, "all"

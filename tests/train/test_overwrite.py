@@ -7,11 +7,13 @@ the old run, and the new one had no checkpoint to resume."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -24,7 +26,7 @@ torch = require("torch")
 from strata.cli import main  # noqa: E402
 from strata.errors import TrainingError, UsageError  # noqa: E402
 from strata.train import start  # noqa: E402
-from strata.train.folder import claim  # noqa: E402
+from strata.train.folder import RunLock, claim  # noqa: E402
 from strata.train.overwritten import ASIDE  # noqa: E402
 from tests.train.helpers import GPT, ROOT, text, write  # noqa: E402
 
@@ -215,6 +217,34 @@ def test_an_old_run_that_cannot_be_put_back_after_a_failed_start_is_said(trained
     Path("r/run.json").rmdir()
     claim(Path("r"), True, False, say=lambda _: None)[0].release()
     assert _files(Path("r")) == trained and not Path("r", ASIDE).exists()
+
+
+@pytest.mark.parametrize("flags", [[], ["--resume"], ["--overwrite"]])
+def test_a_start_beside_one_between_its_claim_and_first_step_is_told_the_folder_is_in_use(trained, capsys, flags):
+    """Another process holds r between its claim and its first step (its --overwrite has
+    set the old run aside): this start is told the folder is in use, by whom (was: 'r
+    already holds a run (kept in r/.overwritten ...)', which a plain start got, as if
+    the holder had stopped)."""
+    p = _held_at("claimed")
+    try:
+        assert main(["train", "g.arch", "--out", "r", "--data", "d.txt", "-q", *flags]) == 2
+        err = capsys.readouterr().err
+        assert err == (f"strata: error: r: in use by another strata train (pid {p.pid}); wait for it to "
+                       "finish, or --out another folder\n"), err
+    finally:
+        _kill(p)
+    claim(Path("r"), True, False, say=lambda _: None)[0].release()
+    assert _files(Path("r")) == trained
+
+
+def test_a_claim_that_meets_another_starts_check_takes_the_lock(tmp_path):
+    """That check (`check_claim`) takes a shared flock on run.lock for an instant: a
+    claim meeting it tries again rather than refuse a folder no one holds."""
+    Path(tmp_path, "run.lock").write_text("")
+    fd = os.open(tmp_path / "run.lock", os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    threading.Timer(0.02, os.close, [fd]).start()
+    RunLock.acquire(tmp_path).release()
 
 
 def test_what_a_committed_overwrite_left_is_cleared(trained):
