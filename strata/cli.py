@@ -19,7 +19,7 @@ from pathlib import Path
 import strata
 from strata.api import compress
 from strata.backends.diagram import SUFFIX_FORMAT
-from strata.cli_folders import folder_kind, refuse_folder
+from strata.cli_folders import folder_kind, kept_spec, refuse_folder
 from strata.cli_parser import Parser
 from strata.cli_train import add_spec, add_train_commands, out_of_memory, weights_errors
 from strata.errors import EXIT_INTERNAL, EXIT_OK, EXIT_SPEC, EXIT_USAGE, SpecError, TrainingError, UsageError, visible
@@ -56,7 +56,7 @@ def _cmd_summary(args) -> int:
     if args.depth is not None and args.depth < 2:  # depth 1 is a stack, which has no row of its own
         raise UsageError(f"--depth counts module path parts: 2 shows each stack's components "
                          f"(decoder.wte, decoder.h × 12), 3 one level inside; got {args.depth}")
-    graph = _graph(args)  # strata.summary runs its passes: the model as compiled
+    graph = _graph(args, need_teacher=not kept_spec(args.spec))  # strata.summary runs its passes: the model as compiled
     if args.json:
         print(json.dumps(strata.summary(graph), indent=2))
     else:
@@ -71,7 +71,7 @@ def _cmd_summary(args) -> int:
 def _cmd_ir(args) -> int:
     from strata.compiler.ir import format_table  # lazy: startup
 
-    print(format_table(strata.build(_spec_path(args), model=args.model)))
+    print(format_table(strata.build(_spec_path(args), model=args.model, need_teacher=not kept_spec(args.spec))))
     return EXIT_OK
 
 
@@ -121,7 +121,7 @@ def _cmd_diagram(args) -> int:
                          ".mmd (Mermaid), .md (Markdown) or .gv (dot), or give --format")
     fmt = args.format or SUFFIX_FORMAT.get(suffix) or "mermaid"
     try:  # DotMissing: no `dot` binary (svg, png) or no graphviz python package
-        d = strata.diagram(_graph(args), format=fmt, level=args.level, direction=args.direction,
+        d = strata.diagram(_graph(args, need_teacher=not kept_spec(args.spec)), format=fmt, level=args.level, direction=args.direction,
                            unfold=args.unfold, after_passes=args.after_passes or bool(args.passes))
         data = d.render()
     except DotMissing as e:

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from strata.errors import UsageError
 from strata.io import read_regular
-from strata.train.folder_names import COMPRESSED_SPEC, RUN_JSON, SPEC, is_run
+from strata.train.folder_names import COMPRESSED_SPEC, RUN_JSON, SPEC, is_compressed, is_run
 
-__all__ = ["folder_kind", "refuse_folder"]
+__all__ = ["folder_kind", "kept_spec", "refuse_folder"]
 
 
 def folder_kind(path: str | os.PathLike) -> str:
@@ -30,6 +30,15 @@ def folder_kind(path: str | os.PathLike) -> str:
     if (p / COMPRESSED_SPEC).is_file():
         return "compress output folder"
     return "directory"
+
+
+def kept_spec(path: str | os.PathLike) -> bool:
+    """Whether `path` is the spec a run folder or a compress output keeps of itself
+    (RUN/model.arch): a record of the model, which summary, ir and diagram show
+    without a distill teacher's spec — the teacher is the run's history, and a run
+    folder copied alone has none (refuse_folder suggests this file)."""
+    p = Path(path)
+    return p.name == SPEC and (is_run(p.parent) or is_compressed(p.parent))
 
 
 def _run_spec(folder: Path) -> tuple[str | None, str | None]:

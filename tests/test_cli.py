@@ -209,3 +209,42 @@ def test_diagram_output_suffix_it_does_not_draw(tmp_path, capsys):
     assert out.read_text().startswith("digraph")
     assert main(["diagram", GPT2, "--level", "model", "-o", str(tmp_path / "G.GV")]) == 0
     assert (tmp_path / "G.GV").read_text().startswith("digraph")
+
+
+STUDENT = """model s {
+  vocab = 128
+  ctx = 32
+  d = 32
+  heads = 2
+  block layer {
+    residual { layernorm; attention(heads, causal=true) }
+    residual { layernorm; mlp(4*d, act=gelu) }
+  }
+  stack decoder(tokens) { embedding(vocab, d); repeat(1) layer; layernorm; lm_head(vocab) }
+}
+passes { distill("../../teacher.arch") }
+"""
+
+
+@pytest.mark.parametrize("command", ["summary", "diagram", "ir"])
+def test_a_students_run_folder_shows_without_its_teacher(command, tmp_path, capsys, monkeypatch):
+    """`strata summary RUN` suggests `strata summary RUN/model.arch`; for a distilled
+    student's run folder copied without its teacher's spec, that command failed
+    (distill: teacher spec not found).  The run's own copy is a record of the
+    model: summary, diagram and ir show it; `check` still locates the missing teacher,
+    and so does summary of a spec the user wrote (not a run's copy)."""
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "runs" / "s"
+    run.mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"format": "strata-run", "spec": "/gone/student.arch", "model": "s"}))
+    (run / "model.arch").write_text(STUDENT)
+    assert main([command, "runs/s"]) == 2
+    suggested = capsys.readouterr().err.rstrip("\n").split(": strata ")[-1].split()
+    assert suggested == [command, "runs/s/model.arch"]
+    assert main(suggested) == 0, capsys.readouterr().err
+    assert "decoder.lm_head" in capsys.readouterr().out or command == "diagram"
+    assert main(["check", "runs/s/model.arch"]) == 1
+    assert "runs/s/model.arch:12:18: error: distill: teacher spec 'teacher.arch' not found" in capsys.readouterr().err
+    (tmp_path / "student.arch").write_text(STUDENT)  # a spec the user names: its teacher is needed
+    assert main([command, "student.arch"]) == 1
+    assert "error: distill: teacher spec 'teacher.arch' not found" in capsys.readouterr().err
