@@ -166,7 +166,7 @@ def compile(spec_or_path: Any, *, passes=None, weights: str | Path | None = None
 def compress(source: Any, out: str | Path, *, weights=None, passes=(), model: str | None = None,
              calibration=None, tokenizer=None, overwrite: bool = False, evaluate: bool | str = False,
              max_batches: int | None = None, finetune: int | None = None, data=None,
-             finetune_lr: float | None = None, adapters: str = "merge"):
+             finetune_lr: float | None = None, adapters: str = "merge", cli: bool = False):
     """`strata compress`: a model's weights through its passes (and `passes`),
     written to OUT as a smaller spec, its weights and a report, whole or not at
     all.  source: a spec file with `weights` (a .safetensors file or a run folder),
@@ -181,6 +181,8 @@ def compress(source: Any, out: str | Path, *, weights=None, passes=(), model: st
     dimensions held; the report's "finetune" has the quality before and after
     (finetune_lr: AdamW's peak learning rate, default strata.train.recover.LR).
     adapters: "merge" LoRA adapters into the weights, or "keep" them apart.
+    cli: hints name `strata compress`'s flags (the command line's call), not
+    this function's keywords.
 
     After `strata train specs/tiny_shakespeare.arch`::
 
@@ -221,7 +223,7 @@ def compress(source: Any, out: str | Path, *, weights=None, passes=(), model: st
         original = _evaluate_original(spec, file, model, w, evaluate, max_batches, data_ids)
     result = run(spec, file, out, passes=list(passes), model=model, calibration=calibration,
                  tokenizer=tok, overwrite=overwrite, source_run=source_run, tune=tune, adapters=adapters,
-                 calibrated_on=calibrated_on)
+                 calibrated_on=calibrated_on, cli=cli)
     if evaluate:
         _evaluate_compressed(result, original, file, evaluate, max_batches)
     return result

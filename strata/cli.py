@@ -220,7 +220,7 @@ def _cmd_compress(args) -> int:
                           model=args.model, calibration=args.calibration, tokenizer=args.tokenizer,
                           overwrite=args.overwrite, evaluate=args.eval or False,
                           max_batches=args.max_batches, finetune=args.finetune, data=args.data,
-                          finetune_lr=args.finetune_lr, adapters=args.adapters)
+                          finetune_lr=args.finetune_lr, adapters=args.adapters, cli=True)
     for line in result.lines():  # names from a report.json or run.json: escaped
         print(visible(line))
     return EXIT_OK

@@ -51,7 +51,8 @@ REFUSED = [
      'low_rank(8, on="mlp"): it rewrites decoder.layers.0.mlp.gate, ', "put quantize last: "),
     (["quantize(int8_dynamic)", 'quantize(int4_weight, on="mlp")'], "17:3",
      'quantize(int4_weight, on="mlp"): decoder.layers.0.mlp.gate, ', "use on= to give each quantize its own"),
-    (["quantize(int8_dynamic)", "lora(4)"], "17:3", "lora(4): 'decoder.layers.0.attn.q' is quantized; ", None),
+    (["quantize(int8_dynamic)", "lora(4)"], "17:3", "lora(4): 'decoder.layers.0.attn.q' is quantized",
+     "lora and quantize do not share a spec's passes: train with lora, then quantize the run's weights"),
 ]
 
 

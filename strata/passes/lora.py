@@ -25,6 +25,12 @@ from strata.components.component_base import Options
 from strata.passes._rewrite import PassError, copy_graph, weight_linears
 from strata.passes.pass_base import Pass, Stored, held_by
 
+# what either pass says when it meets the other in one spec's passes: each refuses
+# the other's linears (adapters on integers cannot merge; integers under adapters
+# cannot train), and strata compress merges a LoRA run's adapters before it quantizes
+APART = ("lora and quantize do not share a spec's passes: train with lora, then quantize the run's "
+         "weights with strata compress, which merges the adapters first")
+
 if TYPE_CHECKING:
     import networkx as nx
 
@@ -61,8 +67,7 @@ class LoRA(Pass):
         for n in nodes:
             d = g.nodes[n]
             if why := held_by(d.attrs):
-                raise PassError(f"{self.label()}: '{n}' is {why}; list lora before quantize "
-                                "(and merge the adapters before quantizing)")
+                raise PassError(f"{self.label()}: '{n}' is {why}", APART)
             if d.attrs.get("lora"):
                 raise PassError(f"{self.label()}: '{n}' already has adapters")
             out, d_in = d.params["weight"]

@@ -116,6 +116,11 @@ class PassContext:
     # the passes refuse is kept, so a pass may skip work only its report reads
     # (distill's build of the teacher) and one that needs weights ends the run
     checking: bool = False
+    # how the caller merges LoRA adapters before the passes run, in its own words
+    # (strata compress's --adapters merge, compress(adapters="merge")), where the
+    # adapters are there because the caller kept them; None: the spec's own lora
+    # pass, which a later pass that cannot take adapted linears refuses as such
+    merge: str | None = None
 
     @property
     def measures(self) -> bool:

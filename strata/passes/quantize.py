@@ -69,7 +69,7 @@ from strata.passes.quant_budget import explicit_passes
 from strata.passes.quantize_options import QuantizeOptions
 from strata.passes.quantize_auto import auto_quantize, auto_report
 from strata.passes.text import pass_text
-from strata.passes.lora import LoRA
+from strata.passes.lora import APART, LoRA
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -137,8 +137,10 @@ class Quantize(Pass):
             nodes += [n for n in selected_nodes(g, o.on) if "weight" in g.nodes[n].tied]
         adapted = [n for n in nodes if LoRA.adapter(g.nodes[n].attrs)]
         if adapted:
-            raise PassError(f"{self.label()}: '{adapted[0]}' carries LoRA adapters; merge them first "
-                            "(strata.backends.torch.workflows.adapters.merge_lora) or quantize before adding adapters")
+            merge = getattr(ctx, "merge", None)
+            raise PassError(f"{self.label()}: '{adapted[0]}' carries LoRA adapters",
+                            f"merge them first: {merge} (the default) merges them into the weights, and "
+                            "quantize then runs on plain linears" if merge else APART)
         if not nodes:
             raise PassError(f"{self.label()}: the selection holds no linear layer of its own "
                             "(a tied head's weight is the embedding's)")

@@ -33,14 +33,16 @@ __all__ = ["to_model_names", "to_spec_names", "transform"]
 
 
 def transform(g0: "nx.MultiDiGraph", state: dict | None, *, calibration=None, runner=None,
-              quantized: dict | None = None, initial: bool = False) -> tuple["nx.MultiDiGraph", dict | None]:
+              quantized: dict | None = None, initial: bool = False,
+              merge: str | None = None) -> tuple["nx.MultiDiGraph", dict | None]:
     """Apply g0's passes with `state` (in g0's names, or None) flowing through;
     return the graph after them and the state in its names.  `quantized`, when
     given, receives the integers a calibration method chose per linear
     ({name: strata.passes.qparams.QuantizedWeight}: GPTQ's), for the packer.
     `runner` runs the model on the calibration ids (PassContext.runner).
-    initial: `state` is the spec's initialisation (PassContext.initial)."""
-    ctx = PassContext(state=state, calibration=calibration, runner=runner, initial=initial)
+    initial: `state` is the spec's initialisation (PassContext.initial); merge: how
+    the caller, which kept LoRA adapters, merges them instead (PassContext.merge)."""
+    ctx = PassContext(state=state, calibration=calibration, runner=runner, initial=initial, merge=merge)
 
     def step(p, before, after):
         if ctx.state is not None:

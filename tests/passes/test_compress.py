@@ -249,5 +249,20 @@ def test_a_lora_spec_compresses_with_more_passes(tmp_path):
             with torch.no_grad():
                 got = compile(out / "model.arch", weights=out / "weights.safetensors").eval()(x)
             assert torch.allclose(got, plain, atol=1e-5)
-    with pytest.raises(SpecError, match="carries LoRA adapters"):  # kept adapters cannot be quantized
+    with pytest.raises(SpecError, match="carries LoRA adapters") as e:  # kept adapters cannot be quantized
         compress(spec, w, tmp_path / "keep", passes=["quantize(int8_weight)"], adapters="keep")
+    assert e.value.diagnostics[0].hint.startswith('merge them first: adapters="merge" (the default)')
+
+
+def test_kept_adapters_refused_by_quantize_name_the_flag(tmp_path, capsys):
+    """`strata compress RUN --adapters keep --pass 'quantize(...)'` hinted at a Python
+    function (strata.backends.torch.workflows.adapters.merge_lora); the command line
+    names its own flag, as the Python API its keyword (above)."""
+    spec = spec_file(tmp_path, LLAMA + '\npasses { lora(4, on="attention") }\n')
+    w = weights(tmp_path, spec)
+    assert main(["compress", str(spec), "--weights", str(w), "--adapters", "keep", "--pass",
+                 "quantize(int8_weight)", "-o", str(tmp_path / "keep")]) == 1
+    err = capsys.readouterr().err
+    assert "--pass:1:1: error: quantize(int8_weight): 'decoder.layers.0.attn.q' carries LoRA adapters" in err, err
+    assert "hint: merge them first: --adapters merge (the default) merges them into the weights" in err
+    assert "merge_lora" not in err and not (tmp_path / "keep").exists()

@@ -146,3 +146,21 @@ def test_a_second_scheme_for_the_linears_int4_kept_in_float_is_accepted(tmp_path
     g = apply_passes(build_text(LLAMA + 'passes { quantize(int4_weight); quantize(int8_weight, on="decoder.*.*.mlp.up") }'))
     assert g.nodes["decoder.layers.0.mlp.up"].attrs["quant_scheme"] == "int8_weight"
     assert g.nodes["decoder.layers.0.mlp.down"].attrs["quant_scheme"] == "int4_weight"
+
+
+def test_lora_then_quantize_in_a_spec_says_how_to_get_both(tmp_path):
+    """The refusal's hint named a Python function (...adapters.merge_lora) and 'quantize
+    before adding adapters', which lora refuses too; a spec cannot merge its adapters:
+    train with lora, then strata compress (it merges them first)."""
+    with pytest.raises(SpecError) as e:
+        build_file(_spec(tmp_path, "lora(4)", "quantize(int8_weight)"), run_passes=True)
+    d = e.value.diagnostics[0]
+    assert (d.span.line, d.message) == (21, "quantize(int8_weight): 'decoder.layers.0.attn.q' carries LoRA adapters")
+    assert d.hint == ("lora and quantize do not share a spec's passes: train with lora, then quantize the run's "
+                      "weights with strata compress, which merges the adapters first")
+    # the other order said 'list lora before quantize', which the quantize then refused (above)
+    with pytest.raises(SpecError) as e:
+        build_file(_spec(tmp_path, "quantize(int8_weight)", "lora(4)"), run_passes=True)
+    d = e.value.diagnostics[0]
+    assert (d.span.line, d.message) == (21, "lora(4): 'decoder.layers.0.attn.q' is quantized")
+    assert d.hint.startswith("lora and quantize do not share a spec's passes")

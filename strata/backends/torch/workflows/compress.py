@@ -180,7 +180,7 @@ def _ids(g):
 def compress(spec: str | Path, weights: str | Path, out: str | Path, *, passes: list[str] = (),
              model: str | None = None, calibration=None, tokenizer=None, overwrite: bool = False,
              source_run: dict | None = None, adapters: str = "merge", tune=None,
-             calibrated_on: str | None = None) -> CompressResult:
+             calibrated_on: str | None = None, cli: bool = False) -> CompressResult:
     """Run the spec's passes and `passes` on `weights` (a .safetensors file); write
     OUT (see the module docstring).  tokenizer: the tokenizer.json of the run the
     weights came from (read calibration text with it; copied into OUT);
@@ -191,7 +191,9 @@ def compress(spec: str | Path, weights: str | Path, out: str | Path, *, passes: 
     tune(student, teacher, g0, g) -> dict: trains the compressed model (float
     weights, in place) before it is written (strata.train.recover), its
     figures kept as report.json's "finetune"; calibrated_on: where `calibration`
-    came from, in words, when the caller chose it (report.json's "calibrated_on")."""
+    came from, in words, when the caller chose it (report.json's "calibrated_on");
+    cli: a pass refused for the adapters kept names `--adapters merge`, else
+    `adapters="merge"` (the words of the caller's user)."""
     if adapters not in ("merge", "keep"):
         raise UsageError(f"adapters={adapters!r}: merge (into the weights) or keep (as adapters)")
     from safetensors.torch import load_file  # lazy: torch
@@ -228,7 +230,8 @@ def compress(spec: str | Path, weights: str | Path, out: str | Path, *, passes: 
     calib, held = held_out_rows(calibration, g0, SQNR_TOKENS[0], tokenizer, trained_context(source_run)) \
         if calibration is not None else (None, None)
     quantized: dict = {}  # a calibration method's integers (GPTQ), by linear
-    g, state = transform(g0, dict(tensors), calibration=calib, runner=RUNNER, quantized=quantized)
+    merge = None if adapters == "merge" else "--adapters merge" if cli else 'adapters="merge"'
+    g, state = transform(g0, dict(tensors), calibration=calib, runner=RUNNER, quantized=quantized, merge=merge)
     _device_problems(g, None)  # what cannot run here is refused before anything is written
     kept, notes, structured, merge = _classify(g, adapters)
     notes = [f"{label}: the adapters are merged into its weights" for label in merged] + notes
