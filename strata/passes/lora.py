@@ -25,6 +25,18 @@ from strata.components.component_base import Options
 from strata.passes._rewrite import PassError, copy_graph, weight_linears
 from strata.passes.pass_base import Pass, Stored, held_by
 
+def left_alone(adapted: list[str], why: str) -> str:
+    """What a pass that passes over the linears carrying adapters adds to its report
+    line (prune, low_rank: `strata compress --adapters keep` keeps them), else "".
+
+        >>> left_alone(["h.0.attn.q", "h.0.attn.v"], "merged adapters would fill the zeros")
+        '; 2 linears with LoRA adapters left alone (merged adapters would fill the zeros)'
+    """
+    if not adapted:
+        return ""
+    return f"; {len(adapted)} linear{'s' * (len(adapted) != 1)} with LoRA adapters left alone ({why})"
+
+
 # what either pass says when it meets the other in one spec's passes: each refuses
 # the other's linears (adapters on integers cannot merge; integers under adapters
 # cannot train), and strata compress merges a LoRA run's adapters before it quantizes

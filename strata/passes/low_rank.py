@@ -37,7 +37,7 @@ from strata.passes._rewrite import (
 )
 from strata.passes.pass_base import Pass, PassContext, Stored, carried_marks, drop_misfit_marks
 from strata.passes.text import pass_text
-from strata.passes.lora import LoRA
+from strata.passes.lora import LoRA, left_alone
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -88,7 +88,9 @@ class LowRank(Pass):
     def run(self, graph: "nx.MultiDiGraph", ctx=None) -> "nx.MultiDiGraph":
         ctx = ctx or PassContext()
         g = copy_graph(graph)
-        nodes = [n for n in weight_linears(g, self.o.on) if not LoRA.adapter(g.nodes[n].attrs)]
+        selected = weight_linears(g, self.o.on)
+        adapted = [n for n in selected if LoRA.adapter(g.nodes[n].attrs)]  # the report says so
+        nodes = [n for n in selected if n not in adapted]
         if not nodes:
             raise PassError(f"{self.label()}: the selection holds no linear layer of its own "
                             "(tied heads and layers with adapters are left alone)")
@@ -116,7 +118,7 @@ class LowRank(Pass):
                             + (f"rank {self.o.rank}" if self.o.rank else f"energy {self.o.energy}")
                             + " (the factors would hold as many parameters as the layer)")
         return self.done(splices.apply(g), {"factored": factored, "skipped": skipped, "error": {},
-                                            "kept_float": dropped})
+                                            "kept_float": dropped, "adapted": adapted})
 
     def _energy_rank(self, n: str, ctx, scale) -> int:
         w = ctx.need_state(f"low_rank(energy={self.o.energy})")[f"{n}.weight"]  # a graph alone has none: no torch
@@ -181,6 +183,7 @@ class LowRank(Pass):
             s += f", relative error mean {sum(errs) / len(errs):.3f}, max {max(errs):.3f}"
         if record["skipped"]:
             s += f"; {record['skipped']} left whole (no saving)"
+        s += left_alone(record.get("adapted", []), "a linear is factored or adapted, not both")
         kept = record.get("kept_float") or {}
         if kept:
             reasons = sorted(set(kept.values()))

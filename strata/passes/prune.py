@@ -36,7 +36,7 @@ import strata.passes.prune_structured as S
 from strata.passes.pass_base import Pass, Stored
 from strata.passes.methods.apply import calibrated_prune, magnitude_masks
 from strata.passes.text import pass_text
-from strata.passes.lora import LoRA
+from strata.passes.lora import LoRA, left_alone
 
 if TYPE_CHECKING:
     import networkx as nx
@@ -102,9 +102,13 @@ class Prune(Pass):
             raise PassError(f"{self.label()}: scope=global ranks magnitudes across layers; "
                             f"{o.method} compares weights within a layer")
         g = copy_graph(graph)
-        nodes = [n for n in weight_linears(g, o.on) if not LoRA.adapter(g.nodes[n].attrs)]
+        selected = weight_linears(g, o.on)
+        # a mask under adapters is no sparsity: merged, B·A fills the zeros (the report says so)
+        adapted = [n for n in selected if LoRA.adapter(g.nodes[n].attrs)]
+        nodes = [n for n in selected if n not in adapted]
         if not nodes:
-            raise PassError(f"{self.label()}: the selection holds no linear layer of its own")
+            raise PassError(f"{self.label()}: the selection holds no linear layer of its own"
+                            + (" (layers with LoRA adapters are left alone)" if adapted else ""))
         removed = 0
         for n in nodes:
             a = g.nodes[n].attrs
@@ -119,7 +123,7 @@ class Prune(Pass):
         g.graph.nonzero_parameters = g.graph.get("nonzero_parameters", g.graph.parameters) - removed
         if o.method == "2:4" or o.pattern == "2:4":  # the semi-structured kernels run it
             g.graph["sparse_2_4"] = sorted(set(g.graph.get("sparse_2_4", [])) | set(nodes))
-        return self.done(g, {"layers": nodes, "removed": removed, "density": {}})
+        return self.done(g, {"layers": nodes, "removed": removed, "density": {}, "adapted": adapted})
 
     def convert(self, record: dict, state: dict, ctx) -> dict:
         if self.o.method == "structured":
@@ -186,7 +190,7 @@ class Prune(Pass):
             e = sum(v["sparsegpt"] for v in errors.values()) / len(errors)
             r = sum(v["magnitude"] for v in errors.values()) / len(errors)
             s += f"; output error {e:.4f} (magnitude mask: {r:.4f}) on the calibration data"
-        return s
+        return s + left_alone(record.get("adapted", []), "merged adapters would fill the zeros")
 
     # ------------------------------------------------------------------ later stages
     WHERE = {"magnitude": "the zeros are in the weights", "wanda": "the zeros are in the weights",
@@ -243,6 +247,8 @@ class Prune(Pass):
         out = super().details(record)
         if record.get("density"):
             out["density"] = record["density"]
+        if record.get("adapted"):
+            out["adapted"] = record["adapted"]
         if record.get("components"):
             out["kept"] = {c: {"kept": r["keep"], "of": r["of"]} for c, r in record["components"].items()}
         return out

@@ -266,3 +266,27 @@ def test_kept_adapters_refused_by_quantize_name_the_flag(tmp_path, capsys):
     assert "--pass:1:1: error: quantize(int8_weight): 'decoder.layers.0.attn.q' carries LoRA adapters" in err, err
     assert "hint: merge them first: --adapters merge (the default) merges them into the weights" in err
     assert "merge_lora" not in err and not (tmp_path / "keep").exists()
+
+
+@pytest.mark.parametrize("pass_, why", [("prune(0.5)", "merged adapters would fill the zeros"),
+                                         ("low_rank(8)", "a linear is factored or adapted, not both")])
+def test_kept_adapters_passed_over_are_said(tmp_path, capsys, pass_, why):
+    """With --adapters keep, prune(0.5) left the linears carrying adapters alone and
+    said only 'in 7 linears' (low_rank 'factored 7 linears'): neither said which
+    were passed over, nor why — not in the printed lines, report.json or the summary."""
+    spec = spec_file(tmp_path, LLAMA + '\npasses { lora(4, on="attention") }\n')
+    w = weights(tmp_path, spec)
+    out = tmp_path / "keep"
+    assert main(["compress", str(spec), "--weights", str(w), "--adapters", "keep", "--pass", pass_,
+                 "-o", str(out)]) == 0
+    said = f"; 8 linears with LoRA adapters left alone ({why})"
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.strip().startswith(pass_.split("(")[0])]
+    assert len(printed) == 1 and printed[0].endswith(said), printed
+    rep = json.loads((out / "report.json").read_text())["passes"][1]
+    assert rep["report"].endswith(said) and ("adapted" not in rep or len(rep["adapted"]) == 8)
+    assert main(["summary", str(spec), "--pass", pass_]) == 0
+    table = " ".join(capsys.readouterr().out.split())  # the pass row wraps
+    assert said in table, table
+    # a selection of adapted linears only: nothing to do, and the error says why
+    assert main(["summary", str(spec), "--pass", pass_.replace(")", ', on="attention")')]) == 1
+    assert "adapters are left alone)" in capsys.readouterr().err
