@@ -117,6 +117,8 @@ def _cmd_generate(args) -> int:
                                draft=args.draft, speculate=args.speculate, k=args.k, stats=stats,
                                teacher_weights=args.teacher_weights)
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    if stats.unseen:  # what the model did not read, even with -q
+        print(visible(f"strata: warning: {stats.unseen.said_of('the prompt')}"), file=sys.stderr)
     if not args.quiet:  # the numbers on stderr: stdout stays the text
         for line in (source.calibrated, *source.also_calibrated):  # the draft's or teacher's too
             if line:
@@ -141,6 +143,7 @@ def _generate_onnx(args) -> int:
 
 def _cmd_eval(args) -> int:
     from strata.train.run import open_source  # lazy: torch
+    from strata.train.tokenizer import Unseen  # lazy: startup
 
     if args.max_batches is not None and args.max_batches < 1:
         raise UsageError(f"--max-batches should be at least 1 (got {args.max_batches})")
@@ -149,6 +152,9 @@ def _cmd_eval(args) -> int:
         r = source.evaluate(args.data, which=args.checkpoint, max_batches=args.max_batches)
     if source.calibrated:  # on stderr: stdout stays the figures (--json)
         print(visible(f"strata: {source.calibrated}"), file=sys.stderr)  # names a run.json gave
+    if "unseen" in r:  # seq2seq's and classify's tokenizers read them as [UNK]: scored, and said
+        said = Unseen(r["unseen"]["characters"], r["unseen"]["distinct"]).said_of(r["data"])
+        print(visible(f"strata: warning: {said}"), file=sys.stderr)
     line = f"{r['data']}: loss {r['loss']:.4f}"
     if "perplexity" in r:
         line += f", perplexity {r['perplexity']:.2f}"

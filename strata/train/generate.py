@@ -26,7 +26,7 @@ from strata.compiler.cost import analyze
 from strata.errors import UsageError
 from strata.resources import check_fits
 from strata.train.limits import model_limits
-from strata.train.tokenizer import UnseenCharacters
+from strata.train.tokenizer import Unseen, UnseenCharacters
 
 __all__ = ["GenerationStats", "check_sampling", "generate_ids", "generate_text", "pick", "MAX_SEED"]
 
@@ -64,6 +64,9 @@ class GenerationStats:
     proposed: int | None = None
     accepted: int | None = None
     stopped_drafting: int | None = None  # the new token where a poor draft stopped drafting
+    # the prompt's characters a tokenizer with [UNK] (seq2seq's) never saw: read as [UNK],
+    # which `strata generate` says (a causal LM's char tokenizer refuses them instead)
+    unseen: Unseen | None = None
 
     @property
     def tokens_per_second(self) -> float:
@@ -189,6 +192,7 @@ def generate_text(run, prompt: str, tokens: int, temperature: float, top_k: int 
         ids = tok.encode(prompt)
     except UnseenCharacters as e:
         raise e.within("the prompt", "write the prompt in the characters the model trained on") from None
+    stats.unseen = tok.unseen([prompt])
     if len(ids) == 0:  # nothing to continue, and no source to translate (training refuses an empty one)
         raise UsageError("the prompt is empty after tokenizing; give at least one character")
     x = obj.prompt_ids(ids, tok, own)  # as the model reads it (a draft with fewer positions reads less)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
@@ -21,7 +22,7 @@ import numpy as np
 from strata.errors import UsageError
 from strata.io import read_regular
 
-__all__ = ["Tokenizer", "UnseenCharacters", "CharTokenizer", "ByteTokenizer", "BPETokenizer",
+__all__ = ["Tokenizer", "Unseen", "UnseenCharacters", "CharTokenizer", "ByteTokenizer", "BPETokenizer",
            "fit_tokenizer", "load_tokenizer", "tokenizer_from_json"]
 
 UNK = "[UNK]"
@@ -41,6 +42,36 @@ class UnseenCharacters(UsageError):
         return UsageError(f"{what} has characters the tokenizer never saw: {self.shown} (a char tokenizer "
                           f"of {self.vocab_size:,} ids, one per character of the text it was fitted on): "
                           f"{instead}")
+
+
+@dataclass
+class Unseen:
+    """What a char tokenizer with `[UNK]` read as `[UNK]`: `count` characters,
+    `chars` the first few distinct ones (sorted).  Causal LMs' tokenizers have no
+    `[UNK]` and refuse such text (UnseenCharacters); seq2seq's and classify's
+    reserve one, so these are what a command says instead of losing them in silence."""
+
+    count: int = 0
+    chars: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+    def __add__(self, other: "Unseen") -> "Unseen":
+        return Unseen(self.count + other.count, sorted(set(self.chars) | set(other.chars))[:1000])
+
+    @property
+    def shown(self) -> str:
+        """`'é' 'ß'` (repr: a control character is named, not printed)."""
+        return " ".join(repr(c) for c in self.chars[:SHOWN]) + (" ..." if len(self.chars) > SHOWN else "")
+
+    def said_of(self, what: str) -> str:
+        """`the prompt has 2 characters the tokenizer never saw, read as [UNK]: 'é' 'ö'`."""
+        n = f"{self.count:,} character{'s' * (self.count != 1)}"
+        return f"{what} has {n} the tokenizer never saw, read as {UNK}: {self.shown}"
+
+
+SHOWN = 10  # distinct characters a message names
 
 
 class Tokenizer(ABC):
@@ -75,6 +106,10 @@ class Tokenizer(ABC):
     def check_covers(self, texts: Iterable[str]) -> None:
         """Raise UnseenCharacters when a text holds what this tokenizer has no id for
         (byte and BPE read any text)."""
+
+    def unseen(self, texts: Iterable[str]) -> Unseen:
+        """The characters of `texts` it reads as `[UNK]` (byte and BPE: none)."""
+        return Unseen()
 
     @abstractmethod
     def to_json(self) -> dict:
@@ -145,6 +180,21 @@ class CharTokenizer(Tokenizer):
         for text in texts:
             for i in range(0, len(text), step):
                 self.encode(text[i:i + step])
+
+    def unseen(self, texts: Iterable[str]) -> Unseen:
+        if self.unk is None:  # encode refuses them instead
+            return Unseen()
+        count, missing = 0, set()
+        step = 1 << 22  # a piece at a time, as check_covers reads
+        for text in texts:
+            for i in range(0, len(text), step):
+                cps = np.frombuffer(text[i:i + step].encode("utf-32-le", "surrogatepass"), dtype="<u4").astype(np.int64)
+                pos = np.searchsorted(self._cps, cps).clip(0, max(len(self._cps) - 1, 0))
+                lost = cps[self._cps[pos] != cps] if len(self._cps) else cps
+                count += len(lost)
+                if len(missing) < 1000:  # bounded: which ones is for a message
+                    missing.update(np.unique(lost[:1 << 16]).tolist())
+        return Unseen(count, [chr(c) for c in sorted(missing)])
 
     def decode(self, ids: Iterable[int]) -> str:
         t = self._table

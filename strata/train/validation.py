@@ -79,7 +79,7 @@ def evaluate_run(run, data: str | None = None, *, which: str = "final", device: 
         data = run_data(run.info["data"], run.path, f"{run.path}: its data", "give --data")
     cache = run.path / CACHE if own else None
     try:
-        sampler, what = obj.eval_sampler(data, run.tokenizer, run.settings, own, cache, max_batches)
+        sampler, what, unseen = obj.eval_sampler(data, run.tokenizer, run.settings, own, cache, max_batches)
     except UnseenCharacters as e:
         raise e.within("the built-in corpus" if data is None else str(data),  # run_data: None is built in
                        "give --data text in the characters the model trained on") from None
@@ -89,6 +89,8 @@ def evaluate_run(run, data: str | None = None, *, which: str = "final", device: 
     if result["count"] == 0:
         raise UsageError(f"{what}: no predictions to score (no batch holds a target)")
     result["data"] = what
+    if unseen:  # read as [UNK]: `strata eval` says so
+        result["unseen"] = {"characters": unseen.count, "distinct": unseen.chars[:100]}
     if obj.perplexity:
         result["perplexity"] = perplexity(result, obj)
     return result

@@ -36,6 +36,7 @@ from strata.errors import Diagnostic, SpecError, UsageError
 from strata.train.data import read_examples, text_source
 from strata.train.dataset import token_stream, tokenize_examples
 from strata.train.tasks import records_digest
+from strata.train.tokenizer import Unseen
 
 __all__ = ["IGNORE", "Objective", "TextObjective", "ExampleObjective", "Heads", "heads_of",
            "noncausal", "located", "accepts"]
@@ -136,8 +137,10 @@ class Objective(ABC):
     @abstractmethod
     def eval_sampler(self, data, tok, cfg: dict, own: bool, cache: Path | None,
                      max_batches: int | None):
-        """(batches of `strata eval`, what they are read from): the run's own
-        validation split (own=True) or all of `data`."""
+        """(batches of `strata eval`, what they are read from, the characters of
+        `data` the tokenizer read as [UNK]: strata.train.tokenizer.Unseen): the
+        run's own validation split (own=True: its characters are the tokenizer's)
+        or all of `data`."""
 
     # ------------------------------------------------------------ loss
     @property
@@ -217,12 +220,14 @@ class TextObjective(Objective):
     def eval_sampler(self, data, tok, cfg, own, cache, max_batches):
         T, B = cfg["context"], cfg["batch"]
         src = text_source(data).check()
+        unseen = Unseen()
         if own:
             ids = token_stream(src, tok, cache, cfg["val_fraction"], 1, writer=False).val
         else:  # with --max-batches, text is tokenized only as far as the batches read
             need, pieces, n = self.eval_tokens(T, B, max_batches), [], 0
             for t in src.texts():
                 pieces.append(np.asarray(tok.encode(t), dtype=np.int64))
+                unseen += tok.unseen([t])
                 n += len(pieces[-1])
                 if need is not None and n >= need:
                     break
@@ -231,7 +236,7 @@ class TextObjective(Objective):
             raise UsageError(f"{src.name}: {len(ids)} tokens; evaluation needs at least context + 1 "
                              f"= {T + 1}")
         return self.eval_windows(ids, tok, T, B, max_batches), \
-            f"{src.name}" + (" (validation split)" if own else "")
+            f"{src.name}" + (" (validation split)" if own else ""), unseen
 
 
 class ExampleObjective(Objective):
@@ -281,7 +286,10 @@ class ExampleObjective(Objective):
         records, digest = self.examples(data)
         ex = tokenize_examples(records, digest, self.name, self.fields, tok, cache, cfg["val_fraction"],
                                str(data), writer=False)
+        unseen = Unseen()
         if not own:
             ex.val_idx = np.arange(len(records))
+            # seq2seq's and classify's tokenizers reserve [UNK]: what they never saw is counted, not refused
+            unseen = tok.unseen(r[k] for r in records for k in self.fields if k != "label")
         what = (f"{data}" if data is not None else self.builtin_task) + (" (validation split)" if own else "")
-        return self.batches(ex, cfg["context"], cfg["batch"], 0, max_batches or 1 << 62, tok), what
+        return self.batches(ex, cfg["context"], cfg["batch"], 0, max_batches or 1 << 62, tok), what, unseen
