@@ -21,6 +21,7 @@ trained model, in order, one function per stage:
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from dataclasses import dataclass
@@ -282,7 +283,10 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
         fitted = None
         if fresh:
             if reuse is not None:
-                check_reused(reuse, p.obj, p.limit, texts, whose)
+                lost = check_reused(reuse, p.obj, p.limit, texts, whose)
+                if lost and d.main:  # trained on as [UNK]: said even without progress
+                    print(f"strata: warning: {lost.said_of(data_info['name'])} (the tokenizer {whose} "
+                          "came with)", file=sys.stderr, flush=True)
             else:
                 fitted = fitted_tokenizer(p.cfg, p.obj, p.limit, texts, d)
             if w is not None:

@@ -13,7 +13,7 @@ from strata.io import write_atomic
 from strata.train.distributed import Dist
 from strata.train.records import RunInfo, read_run_json
 from strata.train.run_folder import RUN_JSON, TOKENIZER
-from strata.train.tokenizer import UnseenCharacters, fit_tokenizer, load_tokenizer, tokenizer_from_json
+from strata.train.tokenizer import Unseen, UnseenCharacters, fit_tokenizer, load_tokenizer, tokenizer_from_json
 
 __all__ = ["check_reused", "fits_model", "fitted_tokenizer", "run_tokenizer", "same_tokenizer", "unseen"]
 
@@ -61,15 +61,18 @@ def unseen(e: UnseenCharacters, whose: str, reuse: Path) -> UsageError:
                       "text it covers (the data those weights trained on)")
 
 
-def check_reused(reuse: Path, obj, limit: int, texts, whose: str) -> None:
+def check_reused(reuse: Path, obj, limit: int, texts, whose: str) -> Unseen:
     """The tokenizer that came with the weights (--init, a distillation teacher)
-    fits the model and reads the data: checked before the run folder is made."""
+    fits the model and reads the data: checked before the run folder is made.
+    Returns the data's characters one with [UNK] (a masked LM's, seq2seq's) reads
+    as [UNK], which the run says; one without refuses them."""
     tok = load_tokenizer(reuse)
     fits_model(tok, obj, limit)
     try:
         tok.check_covers(texts())
     except UnseenCharacters as e:
         raise unseen(e, whose, reuse) from None
+    return tok.unseen(texts())
 
 
 def same_tokenizer(cfg: dict, out: Path) -> None:

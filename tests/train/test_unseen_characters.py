@@ -80,3 +80,20 @@ def test_a_masked_lm_eval_on_text_counts_what_it_read_as_unk(tmp_path, capsys):
     assert main(["eval", str(run.path), "--data", str(data), "--max-batches", "1"]) == 0
     err = capsys.readouterr().err
     assert err.startswith(f"strata: warning: {data} has ") and "read as [UNK]: 'ß' '☃'\n" in err, err
+
+
+def test_fine_tuning_with_a_reused_tokenizer_says_what_it_reads_as_unk(tmp_path, capsys):
+    """A classifier fine-tuned from a masked LM (`--init`: its tokenizer, which reserves
+    [UNK]) trained on its data's new characters as [UNK] in silence; docs/training.md
+    said such data is refused, as it is with a causal LM's tokenizer."""
+    from tests.train.helpers import BERT_PRETRAIN, text
+
+    pre = strata.train(write(tmp_path / "b.arch", BERT_PRETRAIN), out=tmp_path / "pre",
+                       data=str(write(tmp_path / "a.txt", text())), steps=1, progress=False)
+    data = write(tmp_path / "l.jsonl", json.dumps({"text": f"the cat {NEW}", "label": 0}) + "\n"
+                 + json.dumps({"text": "the dog", "label": 1}) + "\n")
+    capsys.readouterr()
+    strata.train(write(tmp_path / "c.arch", BERT_CLASSIFY), out=tmp_path / "cls", data=str(data),
+                 init=str(pre.path), steps=1, progress=False)
+    assert capsys.readouterr().err == (f"strata: warning: {data} has 2 characters the tokenizer never saw, read "
+                                       f"as [UNK]: 'ß' '☃' (the tokenizer --init {pre.path} came with)\n")
