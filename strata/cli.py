@@ -39,10 +39,13 @@ def _cmd_check(args) -> int:
     return EXIT_OK
 
 
-def _graph(args, spec=None, need_teacher: bool = True):
+def _graph(args, spec=None, need_teacher: bool | None = None):
     """The spec's IR with the --pass passes appended to its own (parsed in the
     spec's syntax; a mistake is located in the flag's text).  need_teacher: as
-    strata.build takes it (compile needs no distill teacher)."""
+    strata.build takes it (compile needs no distill teacher); None: needed unless
+    the spec is a run's own copy (kept_spec: the model shown, not trained)."""
+    if need_teacher is None:
+        need_teacher = not kept_spec(args.spec)
     graph = strata.build(spec if spec is not None else _spec_path(args), model=args.model,
                          need_teacher=need_teacher)
     if getattr(args, "passes", None):
@@ -56,7 +59,7 @@ def _cmd_summary(args) -> int:
     if args.depth is not None and args.depth < 2:  # depth 1 is a stack, which has no row of its own
         raise UsageError(f"--depth counts module path parts: 2 shows each stack's components "
                          f"(decoder.wte, decoder.h × 12), 3 one level inside; got {args.depth}")
-    graph = _graph(args, need_teacher=not kept_spec(args.spec))  # strata.summary runs its passes: the model as compiled
+    graph = _graph(args)  # strata.summary runs its passes: the model as compiled
     if args.json:
         print(json.dumps(strata.summary(graph), indent=2))
     else:
@@ -71,7 +74,8 @@ def _cmd_summary(args) -> int:
 def _cmd_ir(args) -> int:
     from strata.compiler.ir import format_table  # lazy: startup
 
-    print(format_table(strata.build(_spec_path(args), model=args.model, need_teacher=not kept_spec(args.spec))))
+    print(format_table(strata.build(_spec_path(args), model=args.model,
+                                    need_teacher=not kept_spec(args.spec))))  # a run's copy: as _graph
     return EXIT_OK
 
 
@@ -121,7 +125,7 @@ def _cmd_diagram(args) -> int:
                          ".mmd (Mermaid), .md (Markdown) or .gv (dot), or give --format")
     fmt = args.format or SUFFIX_FORMAT.get(suffix) or "mermaid"
     try:  # DotMissing: no `dot` binary (svg, png) or no graphviz python package
-        d = strata.diagram(_graph(args, need_teacher=not kept_spec(args.spec)), format=fmt, level=args.level, direction=args.direction,
+        d = strata.diagram(_graph(args), format=fmt, level=args.level, direction=args.direction,
                            unfold=args.unfold, after_passes=args.after_passes or bool(args.passes))
         data = d.render()
     except DotMissing as e:

@@ -25,6 +25,7 @@ from strata.components.component_base import Options
 from strata.passes._rewrite import PassError, copy_graph, weight_linears
 from strata.passes.pass_base import Pass, Stored, held_by
 
+
 def left_alone(adapted: list[str], why: str) -> str:
     """What a pass that passes over the linears carrying adapters adds to its report
     line (prune, low_rank: `strata compress --adapters keep` keeps them), else "".
