@@ -64,15 +64,16 @@ def test_another_host_is_refused(tmp_path):
         assert r.status_code == 403 and "refused" in r.text
 
 
-def test_the_pages_own_earlier_save_does_not_undo_a_newer_edit(tmp_path, slow_disk):
-    """The watcher reports the page's first save while its second is still being
-    written (a slow disk): the page keeps what was typed since, and so does the file."""
+def _two_edits_in_a_row(tmp_path, settle: float, before_second=lambda second: None) -> None:
+    """A page edits a.arch twice, the second as soon as the first is on disk, then
+    waits `settle` s (a save of the first taken as another editor's would be on disk
+    by then): the file holds the second text and the page was never sent the first."""
     from strata.serve.app import create_app
 
     base = (SPECS / "tiny_shakespeare.arch").read_text()
     (tmp_path / "a.arch").write_text(base)
     first, second = base + "# one\n", base + "# one two\n"
-    slow_disk(1.0, only=second)  # the watcher's batch for `first` arrives meanwhile
+    before_second(second)
     with testclient.TestClient(create_app(Root(tmp_path), host="testserver")) as client:
         with client.websocket_connect("/ws") as ws:
             ws.send_text(json.dumps({"type": "open", "file": "a.arch"}))
@@ -84,7 +85,7 @@ def test_the_pages_own_earlier_save_does_not_undo_a_newer_edit(tmp_path, slow_di
             ws.send_text(json.dumps({"type": "edit", "text": second}))
             while (tmp_path / "a.arch").read_text() != second and time.monotonic() < deadline:
                 time.sleep(0.01)
-            time.sleep(0.3)  # a save of `first` taken as another editor's would be on disk by now
+            time.sleep(settle)
             assert (tmp_path / "a.arch").read_text() == second
             ws.send_text(json.dumps({"type": "open", "file": "a.arch"}))
             texts = []
@@ -95,16 +96,18 @@ def test_the_pages_own_earlier_save_does_not_undo_a_newer_edit(tmp_path, slow_di
             assert texts == [second]  # the page was never sent `first` back
 
 
+def test_the_pages_own_earlier_save_does_not_undo_a_newer_edit(tmp_path, slow_disk):
+    """The watcher reports the page's first save while its second is still being
+    written (a slow disk): the page keeps what was typed since, and so does the file."""
+    # the watcher's batch for `first` arrives while `second` is being written
+    _two_edits_in_a_row(tmp_path, 0.3, lambda second: slow_disk(1.0, only=second))
+
+
 def test_a_save_reported_before_the_page_knows_it_wrote_it_is_still_its_own(tmp_path, monkeypatch):
     """The watcher reports the page's save at once, while the page is still learning
     what it wrote (the file's identity, read after the rename: here slow) and a newer
     edit has come in: the page kept the disk's older text as another editor's and
     never wrote the newer one.  Now the writer knows its file before the rename."""
-    from strata.serve.app import create_app
-
-    base = (SPECS / "tiny_shakespeare.arch").read_text()
-    (tmp_path / "a.arch").write_text(base)
-    first, second = base + "# one\n", base + "# one two\n"
     identity, calls = Root.identity, []
 
     def slow_first(self, name):  # the first look at the file's identity takes a second
@@ -114,26 +117,7 @@ def test_a_save_reported_before_the_page_knows_it_wrote_it_is_still_its_own(tmp_
         return identity(self, name)
 
     monkeypatch.setattr(Root, "identity", slow_first)
-    with testclient.TestClient(create_app(Root(tmp_path), host="testserver")) as client:
-        with client.websocket_connect("/ws") as ws:
-            ws.send_text(json.dumps({"type": "open", "file": "a.arch"}))
-            assert json.loads(ws.receive_text())["type"] == "text"
-            ws.send_text(json.dumps({"type": "edit", "text": first}))
-            deadline = time.monotonic() + 10
-            while (tmp_path / "a.arch").read_text() != first and time.monotonic() < deadline:
-                time.sleep(0.01)
-            ws.send_text(json.dumps({"type": "edit", "text": second}))
-            while (tmp_path / "a.arch").read_text() != second and time.monotonic() < deadline:
-                time.sleep(0.01)
-            time.sleep(1.2)  # the slow identity is over; `first` taken back would show by now
-            assert (tmp_path / "a.arch").read_text() == second
-            ws.send_text(json.dumps({"type": "open", "file": "a.arch"}))
-            texts = []
-            while not texts or texts[-1] != second:
-                m = json.loads(ws.receive_text())
-                if m["type"] == "text":
-                    texts.append(m["text"])
-            assert texts == [second]  # the page was never sent `first` back
+    _two_edits_in_a_row(tmp_path, 1.2)  # the slow identity is over by then
 
 
 def test_another_editor_writing_what_the_page_last_saved_still_reaches_the_page(tmp_path):
