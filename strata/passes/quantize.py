@@ -66,6 +66,7 @@ from strata.passes._rewrite import PassError, copy_graph, selected_nodes, weight
 from strata.passes.pass_base import Pass, Stored, listed
 from strata.passes.methods.apply import calibrated_quantize
 from strata.passes.quant_budget import explicit_passes
+from strata.passes.quant_schemes import INT4_MIN_GROUP, INT4_ROWS, SCHEMES, device_problem, int4_unfit
 from strata.passes.quantize_options import QuantizeOptions
 from strata.passes.quantize_auto import auto_quantize, auto_report
 from strata.passes.text import pass_text
@@ -73,52 +74,6 @@ from strata.passes.lora import APART, LoRA
 
 if TYPE_CHECKING:
     import networkx as nx
-
-SCHEMES = {"int8_dynamic": ("int8", 8), "int8_static": ("int8", 8), "int8_weight": ("int8", 8),
-           "int4_weight": ("int4", 4),
-           "fp8": ("fp8", 8)}
-
-# torchao packs int4 weights in tiles of 16 output rows (CPU and CUDA kernels),
-# and takes groups of 32..256 inputs: a row of one group (per channel) runs as
-# equal groups of 32 or more, so its width must be a multiple of 32.
-INT4_ROWS = 16
-INT4_MIN_GROUP = 32
-
-# Where each scheme has a kernel (the refusal says why and what to use instead).
-FP8_CAPABILITY = (8, 9)
-
-
-def int4_unfit(attrs: dict, group_size) -> str | None:
-    """Why the int4 kernels cannot hold a linear of `attrs` (its in / out) in groups
-    of `group_size` (32..256, or "channel"), or None."""
-    divisor = INT4_MIN_GROUP if group_size == "channel" else group_size
-    if attrs["in"] % divisor:
-        return f"width {attrs['in']} is not a multiple of {divisor}" + (
-            " (the int4 kernels' smallest group)" if group_size == "channel" else "")
-    if attrs["out"] % INT4_ROWS:
-        return f"{attrs['out']} outputs is not a multiple of {INT4_ROWS}"
-    return None
-
-
-def device_problem(scheme: str, device) -> str | None:
-    """Why `scheme` cannot run on `device` (a torch.device or name), or None."""
-    kind = getattr(device, "type", str(device).split(":")[0])
-    if kind == "meta":
-        return None
-    if scheme == "fp8":
-        if kind != "cuda":
-            return (f"fp8 quantization needs a CUDA GPU of compute capability >= 8.9 (Ada, Hopper); "
-                    f"this model is on {kind}: use int8_dynamic or int8_weight")
-        import torch  # lazy: torch
-
-        cap = torch.cuda.get_device_capability(device)
-        if cap < FP8_CAPABILITY:
-            return (f"fp8 quantization needs compute capability >= 8.9; this GPU has "
-                    f"{cap[0]}.{cap[1]}: use int8_dynamic or int8_weight")
-    if scheme == "int4_weight" and kind not in ("cpu", "cuda"):
-        return f"int4_weight has kernels for cpu and cuda, not {kind}: use int8_weight"
-    return None
-
 
 class Quantize(Pass):
     name = "quantize"
