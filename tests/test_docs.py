@@ -13,6 +13,7 @@ from strata.compiler import build_text
 from strata.dsl import load_text
 from strata.dsl.docgen import BEGIN, END, reference
 from strata.errors import SpecError
+from tests.test_cli_check import SPEC  # the same Llama-like spec check's own tests use
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "language.md"
 TEXT = DOC.read_text()
@@ -49,26 +50,8 @@ def test_the_error_a_pass_gives_is_what_check_prints():
     """The example under Errors: `strata check` of a spec whose passes are in the
     wrong order (passes on lines 20 and 21)."""
     shown = re.search(r"```\n(m\.arch:21:3: error: .*?)\n```", TEXT, re.S).group(1)
-    spec = "# four lines\n# so that the passes\n# are on lines\n# 20 and 21\n" + textwrap.dedent("""\
-        model tiny {
-          d = 64
-          block layer {
-            residual { rmsnorm; attention(4, kv_heads=2, causal=true, bias=false) }
-            residual { rmsnorm; mlp(128, act=swiglu, bias=false) }
-          }
-          stack decoder(tokens) {
-            embedding(96, d) as embed
-            position(rotary)
-            repeat(2) layer as layers
-            rmsnorm as norm
-            lm_head(96)
-          }
-        }
-        passes {
-          quantize(int8_static)
-          fuse_qkv
-        }
-        """)
+    spec = ("# four lines\n# so that the passes\n# are on lines\n# 20 and 21\n" + SPEC
+            + "passes {\n  quantize(int8_static)\n  fuse_qkv\n}\n")
     with pytest.raises(SpecError) as e:
         build_text(spec, "m.arch", networkx=False, run_passes=True)
     assert str(e.value) == shown
