@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 STRATA = [sys.executable, "-m", "strata"]
 
@@ -135,3 +137,13 @@ def cli(*args, env=None, cwd=None, timeout=300) -> subprocess.CompletedProcess:
     e = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
     return subprocess.run([*STRATA, *map(str, args)], capture_output=True, text=True, env=e,
                           cwd=cwd or ROOT, timeout=timeout)
+
+
+@pytest.fixture(autouse=True)
+def in_the_pairs_project(request, monkeypatch):
+    """For a module with a `pair` fixture ((teacher run, student run): the speculative
+    decoding tests), imported there: the pair's folder is the working directory, as a
+    user's project is.  The student's model.arch names its teacher's spec beside its
+    run folder, which strata reads for a run only there (docs/security.md)."""
+    if "pair" in request.fixturenames:
+        monkeypatch.chdir(request.getfixturevalue("pair")[0].path.parent)

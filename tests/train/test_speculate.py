@@ -17,6 +17,7 @@ from strata.backends.torch.speculative import speculative_generate
 from strata.cli import main
 from strata.train.generate import GenerationStats
 from tests.train.helpers import GPT, text, write
+from tests.train.helpers import in_the_pairs_project  # noqa: F401 (autouse: the pair's folder is the cwd)
 
 
 @pytest.fixture(scope="module")
@@ -30,15 +31,6 @@ def pair(tmp_path_factory):
     student = strata.train(write(tmp / "student.arch", student), data=str(data), out=tmp / "s", steps=10,
                            progress=False)
     return teacher, student
-
-
-@pytest.fixture(autouse=True)
-def _in_the_pairs_project(request, monkeypatch):
-    """The pair's folder is the working directory, as a user's project is: the
-    student's model.arch names its teacher's spec beside its run folder, which
-    strata reads for a run only there (docs/security.md)."""
-    if "pair" in request.fixturenames:
-        monkeypatch.chdir(request.getfixturevalue("pair")[0].path.parent)
 
 
 def _generate(capsys, *argv):

@@ -22,6 +22,7 @@ from strata.train import teacher as teacher_module  # noqa: E402
 from strata.train.run import Run  # noqa: E402
 from strata.train.speculate import speculative_pair  # noqa: E402
 from tests.train.helpers import GPT, text, write  # noqa: E402
+from tests.train.helpers import in_the_pairs_project  # noqa: E402,F401 (autouse: the pair's folder is the cwd)
 
 GPTQ = "quantize(int4_weight, method=gptq, group_size=32)"
 WANDA = "prune(0.5, method=wanda)"
@@ -42,15 +43,6 @@ def pair(tmp_path_factory):
     student = strata.train(_student(tmp, str(tmp / "t")), data=str(data), out=tmp / "s", steps=10,
                            progress=False)
     return teacher, student
-
-
-@pytest.fixture(autouse=True)
-def _in_the_pairs_project(request, monkeypatch):
-    """The pair's folder is the working directory, as a user's project is: the
-    student's model.arch names its teacher's spec beside its run folder, which
-    strata reads for a run only there (docs/security.md)."""
-    if "pair" in request.fixturenames:
-        monkeypatch.chdir(request.getfixturevalue("pair")[0].path.parent)
 
 
 def _generate(capsys, *argv):
