@@ -130,10 +130,11 @@ class Examples:
 
 def tokenize_examples(records: list[dict], digest: str, objective: str, keys: tuple[str, ...],
                       tok: Tokenizer, cache: Path | None, val_fraction: float, name: str,
-                      writer: bool = True) -> Examples:
+                      writer: bool = True, all_val: bool = False) -> Examples:
     """The text fields of `records` as ids (cached under a key of the data, the
     tokenizer and `objective`'s name), an integer "label" field as labels, and
-    the train / validation split."""
+    the train / validation split; `all_val`: every example validates (`strata
+    eval --data`: a file of one example is enough)."""
     dtype = _dtype(tok.vocab_size)
     fields = {}
     _check_cache(cache)
@@ -170,6 +171,8 @@ def tokenize_examples(records: list[dict], digest: str, objective: str, keys: tu
         fields[fname] = (flat, off)
     labels = np.array([r["label"] for r in records], dtype=np.int64) if "label" in keys else None
     n = len(records)
+    if all_val and n >= 1:
+        return Examples(fields, labels, train_idx=np.zeros(0, np.int64), val_idx=np.arange(n))
     if n < 2:
         raise DataError(f"{name}: {n} example; need at least 2 (one to train on, one to validate)")
     order = np.random.default_rng(0).permutation(n)

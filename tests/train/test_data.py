@@ -130,6 +130,22 @@ def test_no_data_trains_on_the_builtin_task(tmp_path, capsys):
     assert "built-in task: the length class" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("spec_text, row", [
+    (BERT_CLASSIFY, {"text": "a cat", "label": 0}),
+    (SEQ2SEQ, {"source": "the cat", "target": "THE CAT"})])
+def test_eval_on_a_file_of_one_example(tmp_path, capsys, spec_text, row):
+    """`strata eval RUN --data FILE` scores every example of FILE, so one is enough:
+    the two a run's own data needs (one to train on, one to validate) is no rule here."""
+    spec = write(tmp_path / "m.arch", spec_text)
+    assert main(["train", str(spec), "--out", str(tmp_path / "r"), "-q", "--steps", "1"]) == 0
+    one = write(tmp_path / "one.jsonl", json.dumps(row) + "\n")
+    capsys.readouterr()
+    code = main(["eval", str(tmp_path / "r"), "--data", str(one), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert json.loads(out)["count"] >= 1
+
+
 def test_vocabulary_too_small_for_the_tokenizer(tmp_path, capsys):
     spec = write(tmp_path / "g.arch", GPT.replace("embedding(128, d)", "embedding(300, d)"))
     line = _fails(capsys, spec, write(tmp_path / "a.txt", text()), "--set", "tokenizer=bpe",

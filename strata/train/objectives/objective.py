@@ -285,10 +285,9 @@ class ExampleObjective(Objective):
     def eval_sampler(self, data, tok, cfg, own, cache, max_batches):
         records, digest = self.examples(data)
         ex = tokenize_examples(records, digest, self.name, self.fields, tok, cache, cfg["val_fraction"],
-                               str(data), writer=False)
+                               str(data), writer=False, all_val=not own)
         unseen = Unseen()
         if not own:
-            ex.val_idx = np.arange(len(records))
             # seq2seq's and classify's tokenizers reserve [UNK]: what they never saw is counted, not refused
             unseen = tok.unseen(r[k] for r in records for k in self.fields if k != "label")
         what = (f"{data}" if data is not None else self.builtin_task) + (" (validation split)" if own else "")
