@@ -58,9 +58,10 @@ def init_weights(net, path, d: Dist, progress: bool) -> None:
             load_weights(net, path, strict=False)
             new = sorted(k for k in names if k not in have)
     except WeightsMismatchError as e:  # a shape differs: starting it anew would lose it unsaid
-        raise WeightsError(f"{e}\n  --init takes a weight only in its own shape: train the spec "
-                           "the weights came from, or give a module that should start anew another "
-                           "name in the spec (e.g. classifier(3) as head3)") from None
+        # one line, as eval and generate say it; its listing of every name is for the API
+        raise WeightsError(f"{e.one_line()}; --init takes a weight only in its own shape: train the "
+                           "spec the weights came from, or give a module that should start anew "
+                           "another name in the spec (e.g. classifier(3) as head3)") from None
     say(d, progress, f"init: {path}: {len(names) - len(new)} of {len(names)} weights loaded"
          + (f"; new: {', '.join(new[:6])}{' ...' if len(new) > 6 else ''}" if new else ""))
 

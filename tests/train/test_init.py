@@ -42,10 +42,25 @@ def test_a_weight_of_another_shape_is_refused_with_a_way_out(tmp_path, monkeypat
     assert main(["train", "q.arch", "--data", "d.txt", "--init", "r", "--out", "t", "--steps", "1",
                  "-q"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("strata: error: r/model.safetensors: the checkpoint does not fit the model")
-    assert "decoder.pos.weight model [64, 32] checkpoint [32, 32]" in err
-    assert "give a module that should start anew another name" in err, err
-    assert "Traceback" not in err and not Path("t/model.safetensors").exists()
+    assert err == ("strata: error: r/model.safetensors: the checkpoint does not fit the model: "
+                   "decoder.pos.weight is [64, 32] in the model, [32, 32] in the checkpoint; --init takes "
+                   "a weight only in its own shape: train the spec the weights came from, or give a "
+                   "module that should start anew another name in the spec (e.g. classifier(3) as "
+                   "head3)\n"), err
+    assert not Path("t/model.safetensors").exists()
+
+
+def test_many_weights_of_another_shape_are_refused_in_one_line(tmp_path, monkeypatch, capsys):
+    """Another width changes every weight: the refusal listed each one on its own line
+    (a screenful); now the first, how many more, and the way out, in one line."""
+    _pretrain(tmp_path, monkeypatch, capsys)
+    Path("q.arch").write_text(PLAIN.replace("d = 32", "d = 48") + TRAIN)
+    assert main(["train", "q.arch", "--data", "d.txt", "--init", "r", "--out", "t", "--steps", "1",
+                 "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("strata: error: r/model.safetensors: "), err
+    assert "decoder.wte.weight is [300, 48] in the model, [300, 32] in the checkpoint (and " in err, err
+    assert "more); --init takes a weight only in its own shape" in err, err
 
 
 def test_data_the_init_tokenizer_never_saw_names_init(tmp_path, monkeypatch, capsys):
