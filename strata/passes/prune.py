@@ -88,7 +88,7 @@ class Prune(Pass):
         if o.method == "structured":
             if o.activation_aware and ctx is not None:
                 ctx.need_calibration(self.label())
-            g, record = S.shrink(graph, o.amount, o.on, self.label())
+            g, record = S.shrink(graph, o.amount, o.on, self.label(), getattr(ctx, "merge", None))
             return self.done(g, record)
         if o.method == "2:4" and o.amount != 0.5:
             raise PassError(f"{self.label()}: 2:4 sparsity removes exactly half the weights; "

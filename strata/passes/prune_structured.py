@@ -34,7 +34,9 @@ def _keep(n: int, amount: float) -> int:
     return max(1, n - int(round(n * amount)))
 
 
-def shrink(graph: "nx.MultiDiGraph", amount: float, on: str | None, label: str):
+def shrink(graph: "nx.MultiDiGraph", amount: float, on: str | None, label: str, merge: str | None = None):
+    """merge: how the caller merges LoRA adapters it kept (PassContext.merge), for the
+    refusal of an adapted linear; None: the spec's own lora pass put them there."""
     g = copy_graph(graph)
     comps = [c for c in select(g, on) if g.graph.components.get(c, {}).get("kind")
              in ("mlp", "attention", "cross_attention")]
@@ -43,8 +45,8 @@ def shrink(graph: "nx.MultiDiGraph", amount: float, on: str | None, label: str):
                         "the selection holds no attention or mlp")
     out, dropped = {}, {}
     for c in comps:
-        out[c] = _mlp(g, c, amount, label) if g.graph.components[c]["kind"] == "mlp" \
-            else _attention(g, c, amount, label)
+        out[c] = _mlp(g, c, amount, label, merge) if g.graph.components[c]["kind"] == "mlp" \
+            else _attention(g, c, amount, label, merge)
         if out[c]["keep"] == out[c]["of"]:
             what = "MLP neurons" if out[c]["kind"] == "mlp" else "key/value head groups"
             raise PassError(f"{label}: removes nothing from '{c}': {amount:g} of its {out[c]['of']} "
@@ -58,12 +60,17 @@ def shrink(graph: "nx.MultiDiGraph", amount: float, on: str | None, label: str):
                "kept_float": dropped}
 
 
-def _need(g, node: str, c: str, label: str):
-    if node not in g or g.nodes[node].op != "linear":
-        raise PassError(f"{label}: '{c}' was already rewritten (factored or adapted); "
-                        "list prune(method=structured) before low_rank and lora")
-    if LoRA.adapter(g.nodes[node].attrs):
-        raise PassError(f"{label}: '{node}' carries adapters; list prune before lora")
+def _need(g, node: str, c: str, label: str, merge: str | None):
+    if node not in g or g.nodes[node].op != "linear":  # low_rank put n.a, n.b in its place
+        raise PassError(f"{label}: '{c}' was already factored by low_rank",
+                        "list prune(method=structured) before low_rank in the passes")
+    if LoRA.adapter(g.nodes[node].attrs):  # its adapters' rows and columns are the full width's
+        raise PassError(f"{label}: '{node}' carries LoRA adapters, which fit its full width, not "
+                        "the pruned one",
+                        f"merge them first: {merge} (the default) merges them into the weights, and "
+                        "the pruning then runs on plain linears" if merge else
+                        "list prune(method=structured) before lora in the passes (the adapters are "
+                        "then made for the pruned widths), or narrow on= to modules without adapters")
     return g.nodes[node]
 
 
@@ -77,14 +84,14 @@ def _resize(d: dict, out: int | None = None, d_in: int | None = None) -> None:
         d["params"]["bias"] = (o,)
 
 
-def _mlp(g, c: str, amount: float, label: str) -> dict:
+def _mlp(g, c: str, amount: float, label: str, merge: str | None) -> dict:
     comp = g.graph.components[c]
     hidden = comp["options"]["hidden"]
     k = _keep(hidden, amount)
     fused = comp.get("facts", {}).get("fused") == "gate_up"
     rows = [f"{c}.gate_up"] if fused else [n for n in (f"{c}.gate", f"{c}.up") if n in g]
     for n in rows + [f"{c}.down"]:
-        _need(g, n, c, label)
+        _need(g, n, c, label, merge)
     for n in rows:
         _resize(g.nodes[n], out=2 * k if fused else k)
     if fused:
@@ -98,7 +105,7 @@ def _mlp(g, c: str, amount: float, label: str) -> dict:
             "rows": layout, "cols": {f"{c}.down": [(0, hidden)]}}
 
 
-def _attention(g, c: str, amount: float, label: str) -> dict:
+def _attention(g, c: str, amount: float, label: str, merge: str | None) -> dict:
     comp = g.graph.components[c]
     core = g.nodes[f"{c}.core"].attrs
     if core.get("alibi"):
@@ -119,7 +126,7 @@ def _attention(g, c: str, amount: float, label: str) -> dict:
         else:
             rows.update({f"{c}.k": ("k", [(0, kvw, 1)]), f"{c}.v": ("v", [(0, kvw, 1)])})
     for n in list(rows) + [f"{c}.o"]:
-        _need(g, n, c, label)
+        _need(g, n, c, label, merge)
     new_w = {"q": kh * hd, "k": keep_kv * hd, "v": keep_kv * hd}
     for n, (role, _) in rows.items():
         _resize(g.nodes[n], out=sum(new_w[r] for r in role))

@@ -268,6 +268,21 @@ def test_kept_adapters_refused_by_quantize_name_the_flag(tmp_path, capsys):
     assert "merge_lora" not in err and not (tmp_path / "keep").exists()
 
 
+def test_kept_adapters_refused_by_structured_pruning_name_the_flag(tmp_path, capsys):
+    """`strata compress RUN --adapters keep --pass 'prune(0.5, method=structured)'`
+    said "list prune before lora": the run's own spec holds the lora pass, which a
+    --pass cannot come before; the flag that lets it run is --adapters merge."""
+    spec = spec_file(tmp_path, LLAMA + '\npasses { lora(4, on="attention") }\n')
+    w = weights(tmp_path, spec)
+    assert main(["compress", str(spec), "--weights", str(w), "--adapters", "keep", "--pass",
+                 "prune(0.5, method=structured)", "-o", str(tmp_path / "keep")]) == 1
+    err = capsys.readouterr().err
+    assert ("--pass:1:1: error: prune(0.5, method=structured): 'decoder.layers.0.attn.q' carries LoRA "
+            "adapters, which fit its full width, not the pruned one") in err, err
+    assert "hint: merge them first: --adapters merge (the default) merges them into the weights" in err, err
+    assert "before lora" not in err and not (tmp_path / "keep").exists()
+
+
 @pytest.mark.parametrize("pass_, why", [("prune(0.5)", "merged adapters would fill the zeros"),
                                          ("low_rank(8)", "a linear is factored or adapted, not both")])
 def test_kept_adapters_passed_over_are_said(tmp_path, capsys, pass_, why):

@@ -219,8 +219,25 @@ def test_structured_after_low_rank_is_refused(llama):
     spec, _ = llama
     g = build_file(spec)
     g.graph["passes"] = parse_pass_texts(['low_rank(8, on="mlp")', "prune(0.5, method=structured)"], g)
-    with pytest.raises(SpecError, match="list prune\\(method=structured\\) before low_rank"):
+    with pytest.raises(SpecError, match="'decoder.layers.0.mlp' was already factored by low_rank") as e:
         apply_passes(g)
+    assert e.value.diagnostics[0].hint == "list prune(method=structured) before low_rank in the passes"
+
+
+def test_structured_after_lora_is_refused_with_what_to_change(llama):
+    """The refusal said "'...' carries adapters; list prune before lora": no hint line,
+    and the order was the only way out it gave (on= leaving the adapted modules
+    alone is another); in a spec it names both, the pass order and on=."""
+    spec, _ = llama
+    g = build_file(spec)
+    g.graph["passes"] = parse_pass_texts(['lora(4, on="mlp")', "prune(0.5, method=structured)"], g)
+    with pytest.raises(SpecError, match="'decoder.layers.0.mlp.gate' carries LoRA adapters") as e:
+        apply_passes(g)
+    assert e.value.diagnostics[0].hint == (
+        "list prune(method=structured) before lora in the passes (the adapters are then made for "
+        "the pruned widths), or narrow on= to modules without adapters")
+    g.graph["passes"] = parse_pass_texts(['lora(4, on="mlp")', 'prune(0.5, method=structured, on="attention")'], g)
+    apply_passes(g)  # the way out the hint gives
 
 
 def test_two_four_masks_and_is_refused_off_cuda(llama):
