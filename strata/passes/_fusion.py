@@ -1,13 +1,15 @@
 """What the two fusion passes share: the record of what was fused and the
 exact weight transform, concatenation one way and splitting back.
 
-    record = {"fused": {"a.qkv": {"parts": ["a.q", "a.k", "a.v"], "sizes": [64, 16, 16]}}}
+    record = {"fused": {"a.qkv": {"parts": ["a.q", "a.k", "a.v"], "sizes": [64, 16, 16]}},
+              "adapted": ["b.q", ...]}   # projections with LoRA adapters, left unfused
     convert: a.q.weight [64, d], a.k.weight [16, d], a.v.weight [16, d] -> a.qkv.weight [96, d]
     revert:  a.qkv.weight [96, d] -> the three parts (bias likewise)
 """
 
 from __future__ import annotations
 
+from strata.passes.lora import left_alone
 from strata.passes.pass_base import Pass
 
 SUFFIXES = ("weight", "bias")
@@ -43,7 +45,13 @@ class FusionPass(Pass):
     def report(self, record: dict) -> str:
         n = len(record["fused"])
         parts = sum(len(f["parts"]) for f in record["fused"].values())
-        return f"{self.name}: fused {parts} {self.what} into {n} matmul{'s' * (n != 1)}"
+        # the adapters are per projection (A [r, in], B [out, r] each): one stacked matmul holds none
+        return (f"{self.name}: fused {parts} {self.what} into {n} matmul{'s' * (n != 1)}"
+                + left_alone(record.get("adapted", []), "a fused matmul holds no adapters of its parts"))
+
+    def details(self, record: dict) -> dict:
+        """The projections left unfused for their adapters, for report.json."""
+        return {"adapted": record["adapted"]} if record.get("adapted") else {}
 
     @classmethod
     def badges(cls, attrs: dict) -> list[str]:

@@ -34,12 +34,15 @@ class FuseMLP(FusionPass):
         g = copy_graph(graph)
         comps = [c for c in select(g, self.o.on) if g.graph.components.get(c, {}).get("kind")
                  == "mlp"]
-        fused, splices = {}, Splices()
+        fused, adapted, splices = {}, [], Splices()
         for comp in comps:
             gate, up = f"{comp}.gate", f"{comp}.up"
             if gate not in g or up not in g:
                 continue  # not gated: nothing to fuse
-            if any(g.nodes[n].op != "linear" or LoRA.adapter(g.nodes[n].attrs) for n in (gate, up)):
+            if any(g.nodes[n].op != "linear" for n in (gate, up)):
+                continue
+            if any(LoRA.adapter(g.nodes[n].attrs) for n in (gate, up)):
+                adapted += [n for n in (gate, up) if LoRA.adapter(g.nodes[n].attrs)]  # the report says so
                 continue
             if ir.operands(g, gate)[0][0] != ir.operands(g, up)[0][0]:
                 continue
@@ -47,4 +50,4 @@ class FuseMLP(FusionPass):
             g = fuse_linears(g, [gate, up], f"{comp}.gate_up", "gate_up", splices)
             g.graph.components[comp].setdefault("facts", {})["fused"] = "gate_up"
             fused[f"{comp}.gate_up"] = {"parts": [gate, up], "sizes": sizes}
-        return self.done(splices.apply(g), {"fused": fused})
+        return self.done(splices.apply(g), {"fused": fused, "adapted": adapted})

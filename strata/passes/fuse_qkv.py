@@ -41,12 +41,16 @@ class FuseQKV(FusionPass):
         g = copy_graph(graph)
         comps = [c for c in select(g, self.o.on) if g.graph.components.get(c, {}).get("category")
                  == "attention"]
-        fused, splices = {}, Splices()
+        fused, adapted, splices = {}, [], Splices()
         for comp in comps:
             by_src: dict[str, list[str]] = {}
             for r in ROLES:
                 n = f"{comp}.{r}"
-                if n in g and g.nodes[n].op == "linear" and not LoRA.adapter(g.nodes[n].attrs):
+                if n not in g or g.nodes[n].op != "linear":
+                    continue
+                if LoRA.adapter(g.nodes[n].attrs):
+                    adapted.append(n)  # left unfused: the report says so
+                else:
                     (src, _), = ir.operands(g, n)
                     by_src.setdefault(src, []).append(n)
             for parts in by_src.values():
@@ -57,4 +61,4 @@ class FuseQKV(FusionPass):
                 g = fuse_linears(g, parts, f"{comp}.{role}", role, splices)
                 g.graph.components[comp].setdefault("facts", {})["fused"] = role
                 fused[f"{comp}.{role}"] = {"parts": parts, "sizes": sizes}
-        return self.done(splices.apply(g), {"fused": fused})
+        return self.done(splices.apply(g), {"fused": fused, "adapted": adapted})

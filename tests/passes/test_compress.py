@@ -268,6 +268,26 @@ def test_kept_adapters_refused_by_quantize_name_the_flag(tmp_path, capsys):
     assert "merge_lora" not in err and not (tmp_path / "keep").exists()
 
 
+@pytest.mark.parametrize("pass_, lora_on, n", [("fuse_qkv", "attention", 6), ("fuse_mlp", "mlp", 4)])
+def test_kept_adapters_the_fusions_pass_over_are_said(tmp_path, capsys, pass_, lora_on, n):
+    """With --adapters keep, fuse_qkv and fuse_mlp left the projections carrying
+    adapters unfused and said only 'fused 0 ... into 0 matmuls', in the printed
+    lines, report.json and the summary, as prune and low_rank did before they said so."""
+    spec = spec_file(tmp_path, LLAMA + f'\npasses {{ lora(4, on="{lora_on}") }}\n')
+    w = weights(tmp_path, spec)
+    out = tmp_path / "keep"
+    assert main(["compress", str(spec), "--weights", str(w), "--adapters", "keep", "--pass", pass_,
+                 "-o", str(out)]) == 0
+    said = f"; {n} linears with LoRA adapters left alone (a fused matmul holds no adapters of its parts)"
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.strip().startswith(pass_)]
+    assert len(printed) == 1 and printed[0].endswith(said), printed
+    rep = json.loads((out / "report.json").read_text())["passes"][1]
+    assert rep["report"].endswith(said) and len(rep["adapted"]) == n, rep
+    assert main(["summary", str(spec), "--pass", pass_]) == 0
+    table = " ".join(capsys.readouterr().out.split())  # the pass row wraps
+    assert said in table, table
+
+
 def test_kept_adapters_refused_by_structured_pruning_name_the_flag(tmp_path, capsys):
     """`strata compress RUN --adapters keep --pass 'prune(0.5, method=structured)'`
     said "list prune before lora": the run's own spec holds the lora pass, which a
