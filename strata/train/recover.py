@@ -47,7 +47,8 @@ from strata.train.objectives.distillation import kd_sum
 from strata.train.recover_loop import distill_steps
 from strata.train.recover_seq2seq import seq2seq_tune
 from strata.train.run_folder import RunFolder, is_run, run_data
-from strata.train.tokenizer import UnseenCharacters, load_tokenizer
+from strata.train.tokenizer import load_tokenizer
+from strata.train.unseen_text import check_text
 
 __all__ = ["calibration_ids", "data_calibration_ids", "finetuner"]
 
@@ -58,6 +59,8 @@ LR = 3e-4              # AdamW's peak learning rate, by default
 MAX_LENGTH = 256       # tokens per row, at most
 EVAL_ROWS = 32         # held-out rows the before / after figures are measured on
 PIECES = 128           # calibration text longer than asked for is read in this many spread pieces
+CALIBRATION_INSTEAD = "give --calibration text in the characters the model trained on"
+FINETUNE_INSTEAD = "give --data text in the characters the model trained on"
 
 
 def _run_data(source_run) -> str | None:
@@ -96,28 +99,31 @@ def calibration_ids(src, tokenizer, max_chars: int) -> torch.Tensor:
         text = read_spread(src, max_chars, PIECES, "calibration file")  # bounded before it is tokenized
         if not text.strip():
             raise UsageError(f"{src}: no text to calibrate on")
-        try:
-            return torch.as_tensor(load_tokenizer(tokenizer).encode(text), dtype=torch.long)
-        except UnseenCharacters as e:
-            raise e.within(str(src), "give --calibration text in the characters the model trained on") from None
+        tok = load_tokenizer(tokenizer)
+        check_text(tok, [text], str(src), CALIBRATION_INSTEAD)
+        return torch.as_tensor(tok.encode(text), dtype=torch.long)
     if tokenizer is None:
         raise UsageError(f"--calibration {src}: text is read with the tokenizer the model was trained "
                          "with: give --tokenizer RUN/tokenizer.json")
     if str(src) == "builtin":
-        return data_calibration_ids({"builtin": True}, tokenizer, max_chars)
+        return data_calibration_ids({"builtin": True}, tokenizer, max_chars, said="the built-in corpus")
     if not is_run(src):
         raise UsageError(f"{src}: a folder, and not a strata train run: --calibration takes a run "
                          "folder (its data), a file, or builtin")
     run = RunFolder.open(src)
-    return data_calibration_ids(run.info.get("data") or {}, tokenizer, max_chars, run.objective, src)
+    return data_calibration_ids(run.info.get("data") or {}, tokenizer, max_chars, run.objective, src,
+                                said=f"{src}'s data")
 
 
-def data_calibration_ids(data: dict, tokenizer, max_chars: int, objective=None, run=None) -> torch.Tensor:
+def data_calibration_ids(data: dict, tokenizer, max_chars: int, objective=None, run=None,
+                         said: str | None = None) -> torch.Tensor:
     """calibration_ids of the data a run trained on, as its run.json's "data"
     records it, found relative to the run folder `run` first (run_data): text (a
     file, a folder of them, or the built-in corpus), or for an objective that
     trains on examples (seq2seq, classify: JSON Lines or its built-in task) the
-    examples' texts, each tokenized alone, spread over all of them."""
+    examples' texts, each tokenized alone, spread over all of them.
+    said: the data's name when the tokenizer is not the one fitted on it
+    (--calibration builtin, or another run): what it never saw is refused or said."""
     tok = load_tokenizer(tokenizer)
     source = {"data": data, "path": str(run) if run is not None else None}
     if isinstance(objective, ExampleObjective):
@@ -125,9 +131,13 @@ def data_calibration_ids(data: dict, tokenizer, max_chars: int, objective=None, 
         every = list(texts())
         size = sum(map(len, every))
         step = max(1, math.ceil(size / max_chars))  # every step-th text, when all of them are too many
+        if said is not None:
+            check_text(tok, every[::step], said, CALIBRATION_INSTEAD)
         ids = [tok.encode(t) for t in every[::step]]
         return torch.as_tensor(np.concatenate(ids) if ids else np.zeros(0, np.int64), dtype=torch.long)
     text = spread_text(_text(None, source), max_chars, PIECES)
+    if said is not None:
+        check_text(tok, [text], said, CALIBRATION_INSTEAD)
     return torch.as_tensor(tok.encode(text), dtype=torch.long)
 
 
@@ -138,7 +148,10 @@ def _token_ids(data, tokenizer, source_run, T: int) -> torch.Tensor:
     if tokenizer is None:
         raise UsageError("--finetune reads text with the tokenizer the model was trained with: give "
                          "--tokenizer RUN/tokenizer.json (or a run folder), or --data as token ids (.safetensors)")
-    return torch.as_tensor(load_tokenizer(tokenizer).encode(_text(data, source_run)), dtype=torch.long)
+    tok, text = load_tokenizer(tokenizer), _text(data, source_run)
+    if data is not None:  # the run's own data is what its tokenizer was fitted on
+        check_text(tok, [text], str(data), FINETUNE_INSTEAD)
+    return torch.as_tensor(tok.encode(text), dtype=torch.long)
 
 
 def _logits(model, g, x):

@@ -27,6 +27,7 @@ from strata.train.objectives.objective import accepts
 from strata.train.recover_loop import distill_steps
 from strata.train.run_folder import OutsideError, run_data
 from strata.train.tokenizer import load_tokenizer
+from strata.train.unseen_text import check_text
 
 __all__ = ["seq2seq_tune"]
 
@@ -79,6 +80,9 @@ def seq2seq_tune(obj, steps, student, teacher, g, *, T, data, tokenizer, source_
     tok = load_tokenizer(tokenizer)
     src = _data(data, source_run)
     records, digest = obj.examples(src)
+    if data is not None:  # the run's own examples are what its tokenizer was fitted on
+        check_text(tok, [r[k] for r in records for k in obj.fields if k != "label"], str(data),
+                   "give --data examples in the characters the model trained on")
     ex = tokenize_examples(records, digest, obj.name, obj.fields, tok, None, 0.1,
                            str(src or obj.builtin_task), writer=False)
     if len(ex.val_idx) == 0 or len(ex.train_idx) == 0:

@@ -97,3 +97,47 @@ def test_fine_tuning_with_a_reused_tokenizer_says_what_it_reads_as_unk(tmp_path,
                  init=str(pre.path), steps=1, progress=False)
     assert capsys.readouterr().err == (f"strata: warning: {data} has 2 characters the tokenizer never saw, read "
                                        f"as [UNK]: 'ß' '☃' (the tokenizer --init {pre.path} came with)\n")
+
+
+def _compress(capsys, source, out, *args) -> tuple[int, str]:
+    code = main(["compress", str(source), "-o", str(out), *map(str, args)])
+    return code, capsys.readouterr().err
+
+
+def test_compress_calibration_and_finetune_data_say_what_they_read_as_unk(s2s, tmp_path, capsys):
+    """`strata compress --calibration FILE` and `--finetune N --data FILE` read a
+    seq2seq run's text with its tokenizer, which reserves [UNK]: new characters
+    were read as [UNK] in silence; now one warning line each names them."""
+    cal = write(tmp_path / "cal.txt", f"the cat {NEW} sat " * 50)
+    code, err = _compress(capsys, s2s.path, tmp_path / "a", "--pass", "quantize(int8_static)", "--calibration", cal)
+    assert code == 0, err
+    assert f"strata: warning: {cal} has 100 characters the tokenizer never saw, read as [UNK]: 'ß' '☃'\n" in err, err
+    pairs = write(tmp_path / "p.jsonl", "".join(json.dumps({"source": f"the cat {NEW}", "target": "cat the"}) + "\n"
+                                                 for _ in range(20)))
+    code, err = _compress(capsys, s2s.path, tmp_path / "b", "--pass", "quantize(int8_dynamic)",
+                          "--finetune", 1, "--data", pairs)
+    assert code == 0, err
+    assert f"strata: warning: {pairs} has 40 characters the tokenizer never saw, read as [UNK]: 'ß' '☃'\n" in err, err
+    code, err = _compress(capsys, s2s.path, tmp_path / "c", "--pass", "quantize(int8_static)")
+    assert code == 0 and "warning" not in err, err  # the run's own data: nothing to say
+
+
+def test_compress_text_a_causal_lm_tokenizer_never_saw_is_refused_naming_it(tmp_path, capsys):
+    """A causal LM's char tokenizer has no [UNK]: `--finetune N --data FILE` refused with
+    'the text has characters ...' (which text?), `--calibration builtin` likewise;
+    now one line naming the input and what to give, as --calibration FILE said."""
+    from tests.train.helpers import GPT
+
+    run = strata.train(write(tmp_path / "g.arch", GPT), out=tmp_path / "run", steps=1, progress=False,
+                       data=str(write(tmp_path / "a.txt", "the cat sat on the mat. " * 100)))
+    data = write(tmp_path / "d.txt", f"the cat {NEW} sat " * 100)
+    code, err = _compress(capsys, run.path, tmp_path / "a", "--pass", "quantize(int8_dynamic)",
+                          "--finetune", 1, "--data", data)
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"strata: error: {data} has characters the tokenizer never saw: 'ß' '☃' (a char "), err
+    assert err.endswith("give --data text in the characters the model trained on\n"), err
+    code, err = _compress(capsys, run.path, tmp_path / "b", "--pass", "quantize(int8_static)",
+                          "--calibration", "builtin")
+    assert code == 2 and err.count("\n") == 1, err
+    assert err.startswith("strata: error: the built-in corpus has characters the tokenizer never saw: "), err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
