@@ -163,7 +163,7 @@ def _cmd_eval(args) -> int:
     if args.json:
         print(json.dumps(r, indent=2))
     else:
-        print(visible(f"{line} ({r['count']:,} {'examples' if 'perplexity' not in r else 'predictions'} "
+        print(visible(f"{line} ({r['count']:,} {'example' if 'perplexity' not in r else 'prediction'}{'' if r['count'] == 1 else 's'} "
               f"in {r['seconds']:.2f} s)"))
     return EXIT_OK
 

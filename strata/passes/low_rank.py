@@ -225,8 +225,13 @@ class LowRank(Pass):
         return attrs
 
     def details(self, record: dict) -> dict:
-        return {**super().details(record), "ranks": {n: f["rank"] for n, f in record["factored"].items()}} \
-            if record.get("factored") else super().details(record)
+        """The rank of each factored linear; the linears left alone for their adapters."""
+        out = super().details(record)
+        if record.get("factored"):
+            out["ranks"] = {n: f["rank"] for n, f in record["factored"].items()}
+        if record.get("adapted"):
+            out["adapted"] = record["adapted"]
+        return out
 
     def stored(self, entry, g, adapters="merge") -> Stored:
         """Ranks an energy fraction chose are written as the ranks themselves; the

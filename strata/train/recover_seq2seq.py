@@ -83,10 +83,11 @@ def seq2seq_tune(obj, steps, student, teacher, g, *, T, data, tokenizer, source_
     if data is not None:  # the run's own examples are what its tokenizer was fitted on
         check_text(tok, [r[k] for r in records for k in obj.fields if k != "label"], str(data),
                    "give --data examples in the characters the model trained on")
+    if len(records) < 2:  # one to fine-tune on, one to score before and after
+        raise UsageError(f"--finetune data: {len(records):,} example; need at least 2 (one to fine-tune on, "
+                         "one to measure the quality before and after)")
     ex = tokenize_examples(records, digest, obj.name, obj.fields, tok, None, 0.1,
                            str(src or obj.builtin_task), writer=False)
-    if len(ex.val_idx) == 0 or len(ex.train_idx) == 0:
-        raise UsageError(f"--finetune data: {len(records):,} examples; need at least 10")
     batches = obj.batches(ex, T, rows, seed, max(1, eval_rows // rows), tok)
 
     def tensors(b):

@@ -264,6 +264,14 @@ def test_finetune_distills_an_encoder_decoder_run_over_its_decoder_positions(tmp
     w = load_file("small/weights.safetensors")
     fc = [k for k in w if k.endswith("mlp.fc.weight") or k.endswith("mlp.up.weight")]
     assert fc and all(abs(float((w[k] == 0).float().mean()) - 0.7) < 0.02 for k in fc)
+    # --data of one example: refused in one line saying why two (it said "need at least 10"
+    # only for a split that never comes out empty, and the split's own "one to validate" first)
+    Path("one.jsonl").write_text(json.dumps({"source": "the cat", "target": "cat the"}) + "\n")
+    assert main(["compress", "r", "--pass", "prune(0.7)", "--finetune", "2", "--data", "one.jsonl",
+                 "-o", "one"]) == 2
+    err = capsys.readouterr().err
+    assert "--finetune data: 1 example; need at least 2 (one to fine-tune on, one to measure" in err, err
+    assert not Path("one").exists()
 
 
 def test_a_runs_own_data_is_found_from_any_folder(tmp_path, monkeypatch, capsys):

@@ -144,6 +144,9 @@ def test_eval_on_a_file_of_one_example(tmp_path, capsys, spec_text, row):
     out, err = capsys.readouterr()
     assert code == 0, err
     assert json.loads(out)["count"] >= 1
+    assert main(["eval", str(tmp_path / "r"), "--data", str(one)]) == 0
+    out = capsys.readouterr().out
+    assert "(1 examples" not in out and ("(1 example in" in out or "predictions in" in out), out
 
 
 def test_vocabulary_too_small_for_the_tokenizer(tmp_path, capsys):
