@@ -1,11 +1,11 @@
 """What `strata compress` writes to disk, scheme by scheme: the file against the
 float bytes of the layers it quantized, and against the summary's figure.
 
-    python benchmarks/compress_storage.py [--spec specs/tiny_shakespeare.arch]
+    python benchmarks/compress_storage.py [--spec specs/tiny_shakespeare.arch] [--passes P ...]
 
 The spec's own initial weights (seed 0; nothing is downloaded) go through
 `strata compress` with each scheme below on every linear; for each: the bytes
-the quantized linears take in the file against their float (fp32) bytes, the
+the quantized (or sparse-stored pruned) linears take in the file against their float (fp32) bytes, the
 whole file, the summary's weight bytes against the file's tensor bytes, and
 whether the file loaded back computes exactly what the compressed model
 computed in memory.
@@ -32,14 +32,15 @@ from strata.safetensors_file import read_header, tensor_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMES = ["quantize(int8_dynamic)", "quantize(int8_weight)", "quantize(int4_weight, group_size=128)",
-           "quantize(int4_weight, group_size=32)", "low_rank(32)"]
+           "quantize(int4_weight, group_size=32)", "low_rank(32)", "prune(0.5)"]
 
 
 def layer_bytes(out: Path) -> tuple[int, int]:
-    """(file bytes, fp32 bytes) of the quantized linears' weights, scales and biases."""
+    """(file bytes, fp32 bytes) of the quantized linears' weights, scales and biases,
+    or the sparse-stored ones' kept weights, bitmasks, offsets and biases."""
     g = apply_passes(build_file(out / "model.arch"))
-    names = {n for n, d in g.nodes(data=True) if d["attrs"].get("quant_scheme")}
     header, _ = read_header(out / "weights.safetensors")
+    names = {n for n, d in g.nodes(data=True) if d["attrs"].get("quant_scheme") or f"{n}.bitmask" in header}
     stored = sum(t.end - t.begin for k, t in header.items() if k.rsplit(".", 1)[0] in names)
     floats = sum(4 * sum(torch.Size(s).numel() for s in g.nodes[n]["params"].values()) for n in names)
     return stored, floats
@@ -48,6 +49,7 @@ def layer_bytes(out: Path) -> tuple[int, int]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--spec", default=str(ROOT / "specs" / "tiny_shakespeare.arch"))
+    ap.add_argument("--passes", nargs="+", default=SCHEMES, help="the schemes to compress with, one each")
     args = ap.parse_args()
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -57,7 +59,7 @@ def main() -> None:
         print(f"{Path(args.spec).name}: float file {w.stat().st_size:,} bytes")
         print(f"  {'passes':40} {'layers file/fp32':>17} {'file':>12} {'vs float':>9} "
               f"{'summary = file':>15} {'loaded = memory':>16}")
-        for p in SCHEMES:
+        for p in args.passes:
             out = tmp / str(abs(hash(p)))
             r = compress(args.spec, w, out, passes=[p]).report
             stored, floats = layer_bytes(out)

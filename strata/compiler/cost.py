@@ -74,17 +74,23 @@ def node_weight_bytes(d: dict, g: nx.MultiDiGraph | None = None) -> int:
     compressed checkpoint stores them: fp32, unless a pass stores them otherwise
     (its `weight_bytes` hook: a quantized linear's integers).  A tied head that a
     pass stores otherwise holds its own copy of the embedding."""
+    found = _stored(d, g)
+    return found[1] if found is not None else sum(4 * prod(s) for s in d["params"].values())
+
+
+def _stored(d: dict, g: nx.MultiDiGraph | None) -> tuple[str, int] | None:
+    """(the pass that stores node `d` otherwise than fp32, its bytes), or None."""
     params = dict(d["params"])
     if "weight" in d["tied"] and g is not None:
         node, _, name = d["tied"]["weight"].rpartition(".")
         own = {**params, "weight": g.nodes[node].params[name]}
     else:
         own = params
-    for p in PASSES.values():
+    for name, p in PASSES.items():
         b = p.weight_bytes(d, own)
         if b is not None:
-            return b
-    return sum(4 * prod(s) for s in params.values())
+            return name, b
+    return None
 
 
 def stored_weight_bytes(rows: int, cols: int, scheme: str | None, group_size: int | None = None) -> int:
@@ -146,8 +152,11 @@ def analyze(g: nx.MultiDiGraph) -> dict:
         "flops_per_token": flops,
         "training_flops_per_token": 3 * flops,
         "memory": {
-            "weights_bytes": weight_bytes(g),  # as compiled: quantized layers at their precision
+            # as compiled and stored: quantized layers at their precision, pruned ones' bitmask layout
+            "weights_bytes": weight_bytes(g),
             "weights_fp32_bytes": params * 4,
+            # the passes whose storage weights_bytes counts (quantize: integers; prune: sparse)
+            "weights_stored_by": sorted({f[0] for _, d in g.nodes(data=True) if (f := _stored(d, g))}),
             "weights_bf16_bytes": params * 2,
             # weights + grads + AdamW's two moments, all fp32
             "training_fp32_bytes": params * 16,

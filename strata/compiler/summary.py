@@ -230,7 +230,10 @@ def print_summary(g: nx.MultiDiGraph, depth: int | None = None, console=None, re
     nonzero = (f"nonzero              {a['nonzero_parameters']:,} "
                f"({a['nonzero_parameters'] / max(a['parameters'], 1):.1%}: pruned weights are zeros)\n"
                if a["nonzero_parameters"] != a["parameters"] else "")
-    weights = (f"{_bytes(m['weights_bytes'])} as compiled (quantized linears), "
+    # a compressed checkpoint's bytes: quantized linears' integers (what the kernels hold too),
+    # pruned ones' kept weights and bitmask (strata/passes/sparse_storage.py; loading makes them dense)
+    how = {("quantize",): "as compiled (quantized linears)", ("prune",): "stored sparse (pruned linears)"}
+    weights = (f"{_bytes(m['weights_bytes'])} {how.get(tuple(m['weights_stored_by']), 'as stored (int + sparse)')}, "
                f"{_bytes(m['weights_fp32_bytes'])} fp32" if quantized else
                f"{_bytes(m['weights_fp32_bytes'])} fp32, {_bytes(m['weights_bf16_bytes'])} bf16")
     console.print(

@@ -26,6 +26,7 @@ model computes exactly what that masked model computes.
 
 from __future__ import annotations
 
+from math import prod
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
@@ -33,7 +34,8 @@ from pydantic import Field
 from strata.components.component_base import Options
 from strata.passes._rewrite import PassError, copy_graph, weight_linears
 import strata.passes.prune_structured as S
-from strata.passes.pass_base import Pass, Stored
+from strata.passes.pass_base import Pass, Stored, held_by
+from strata.passes.sparse_storage import KEPT, kept_count, layout_bytes, sparse_layout
 from strata.passes.methods.apply import calibrated_prune, magnitude_masks
 from strata.passes.text import pass_text
 from strata.passes.lora import LoRA, left_alone
@@ -70,6 +72,8 @@ class Prune(Pass):
     options = PruneOptions
     positional = ("amount",)
     carried = ("density", "prune_method")  # what is left of a fused or factored linear's weights
+    # not carried: a fused or factored linear's count is no longer one mask's
+    marks = {KEPT: "weights its one prune mask keeps (a compressed checkpoint stores that many)"}
 
     @property
     def acts_on_values(self) -> bool:  # masks change weight values; structured only shapes
@@ -116,6 +120,11 @@ class Prune(Pass):
             m = 4 if o.method == "2:4" else int(o.pattern.split(":")[1]) if o.pattern else 1
             if d_in % m:
                 raise PassError(f"{self.label()}: '{n}' has {d_in} input features, not a multiple of {m}")
+            # the count a compressed checkpoint stores (sparse_storage): known for one mask of a
+            # layer's own; a second mask or scope=global leaves it unknown, and the layer dense
+            kept = None if "density" in a or o.scope == "global" else \
+                kept_count(o.method, out, d_in, o.amount, o.pattern)
+            a.pop(KEPT, None) if kept is None else a.update({KEPT: kept})
             # what is left of the layer: an earlier prune's density times this one's
             a["density"] = round(a.get("density", 1.0) * (1 - o.amount), 6)
             a["prune_method"] = o.method
@@ -253,16 +262,55 @@ class Prune(Pass):
             out["kept"] = {c: {"kept": r["keep"], "of": r["of"]} for c, r in record["components"].items()}
         return out
 
+    @classmethod
+    def sparse_layout(cls, d: dict, params: dict | None = None) -> tuple[str, int] | None:
+        """(layout, kept weights) of node `d` (params: name -> shape, default its own)
+        stored sparse (strata/passes/sparse_storage.py), or None: dense (not a linear
+        masked by exactly one prune whose count is known, quantized, factored, with
+        adapters, tied, or the layout not smaller)."""
+        a, params = d["attrs"], d["params"] if params is None else params
+        kept = a.get(KEPT)
+        if kept is None or d["op"] != "linear" or "weight" in d["tied"] or held_by(a) or "weight" not in params \
+                or set(params) - {"weight", "bias"}:
+            return None
+        return sparse_layout(kept, *params["weight"], a.get("prune_method") == "2:4")
+
+    @classmethod
+    def weight_bytes(cls, d: dict, params: dict) -> int | None:
+        """A masked linear a compressed checkpoint stores in a bitmask layout: its
+        kept weights, bitmask and row offsets (strata/passes/sparse_storage.py)."""
+        found = cls.sparse_layout(d, params)
+        if found is None:
+            return None
+        (rows, cols), (fmt, kept) = params["weight"], found
+        return layout_bytes(fmt, rows, cols, kept) + 4 * sum(prod(s) for k, s in params.items() if k != "weight")
+
     def stored(self, entry, g, adapters="merge") -> Stored:
         """Masks are zeros in the weights (2:4 keeps its kernels); structured
-        pruning is the written sizes."""
+        pruning is the written sizes.  Where the bitmask layout is smaller, an
+        unstructured mask is written as prune(amount) (magnitude: SparseGPT's and
+        Wanda's zeros are the smallest weights, so it leaves them as they are),
+        whose count of kept weights the file stores."""
         label, method = self.label(), self.o.method
         if method == "structured":
             return Stored(notes=[f"{label}: the sizes below are the pruned ones"], structured=entry["record"])
         if method == "sparsegpt" and self.o.pattern == "2:4":  # the kernels; zeros in place
             return Stored(kept=[pass_text("prune", {"amount": 0.5, "method": "2:4"})],
                           notes=[f"{label}: SparseGPT's 2:4 zeros and updated weights are in its weights"])
-        if method != "2:4":
-            line = self.report(entry["record"])
-            return Stored(notes=[f"{label}: the zeros are in its weights ({line.split(': ', 1)[1]})"])
-        return Stored(kept=[label])
+        if method == "2:4":
+            return Stored(kept=[label])
+        line = self.report(entry["record"]).split(": ", 1)[1]
+        amount = 0.5 if self.o.pattern else self.o.amount  # n:m keeps half
+        layers = [n for n in entry["record"]["layers"] if n in g]
+        sparse = [n for n in layers if self.sparse_layout(g.nodes[n])]
+        # magnitude's count must be the mask's (Wanda's, int(amount * cols) a row, may be fewer)
+        same = all(g.nodes[n].attrs[KEPT] == kept_count("magnitude", *g.nodes[n].params["weight"], amount)
+                   for n in sparse)
+        if not sparse or not same:
+            plain = [n for n in layers if KEPT in g.nodes[n].attrs and not held_by(g.nodes[n].attrs)]
+            why = ("scope=global: its count a layer is not in the spec" if self.o.scope == "global" else
+                   "its count a row is not magnitude's" if not same else "a bitmask would not be smaller"
+                   if plain else "its linears are quantized, fused or factored after it")
+            return Stored(notes=[f"{label}: the zeros are in its weights ({line}; stored dense: {why})"])
+        text = pass_text("prune", {"amount": amount, **({"on": self.o.on} if self.o.on else {})})
+        return Stored(kept=[text], notes=[f"{label}: its zeros are stored sparse-bitmask ({line})"])

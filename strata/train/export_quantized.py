@@ -57,9 +57,12 @@ class PackedCheckpoint:
 
 
 def only_quantize(g) -> bool:
-    """Whether the spec's passes are quantize passes alone (names unchanged)."""
+    """Whether the spec's passes are quantize passes and masks alone (names and
+    shapes unchanged: a compressed model's prune(amount), whose zeros its file
+    stores sparse and an export writes dense)."""
     passes = g.graph.get("passes") or []
-    return bool(passes) and all(p["name"] == "quantize" for p in passes)
+    return bool(passes) and all(p["name"] == "quantize" or (p["name"] == "prune" and p["options"].get(
+        "method", "magnitude") == "magnitude") for p in passes)
 
 
 def read_packed_checkpoint(g0, path: Path) -> PackedCheckpoint | None:
@@ -149,7 +152,10 @@ def family_tensors(match, packed: PackedCheckpoint) -> tuple[dict, dict]:
 
 def _config(packed: PackedCheckpoint, modules: dict) -> dict:
     """The compressed-tensors quantization_config, targets named by `modules`
-    (linear -> module name in the exported model)."""
+    (linear -> module name in the exported model); None when nothing is
+    quantized (a pruned model's zeros, exported dense)."""
+    if not packed.quantized:
+        return None
 
     cfg = quantization_config(packed.graph)
     if cfg is None:

@@ -25,7 +25,9 @@ SCHEMES = ["quantize(int8_dynamic)", "quantize(int8_weight)", "quantize(int4_wei
            "quantize(int4_weight, group_size=channel)", "quantize(int4_weight, group_size=channel)\nlow_rank(16)",
            "fuse_qkv\nquantize(int4_weight, group_size=32)", "low_rank(16)", "prune(0.5, method=structured)",
            'lora(4, on="attention")', "quantize(auto, bits=6, group_size=32)", "quantize(int8_static)",
-           "quantize(int8_static, smooth=0.5)"]
+           "quantize(int8_static, smooth=0.5)",
+           # pruned linears as their kept weights and bitmask (sparse-bitmask), beside quantized ones
+           "prune(0.5)", 'prune(0.5)\nquantize(int8_weight, on="attention")']
 
 
 def _logits(net, x):

@@ -21,7 +21,9 @@ a compressed-tensors checkpoint, with per quantized linear:
 quantization_config and `strata export --to hf` alike; a file from before
 int8_weight was packed, NAME.weight int8, still loads.)
 
-and every other tensor as the model holds it.  The safetensors metadata says
+pruned float linears as their kept weights and bitmask (`sparse-bitmask`,
+strata/backends/torch/sparse_packed.py; a quantized and pruned one keeps its
+integers' layout), and every other tensor as the model holds it.  The safetensors metadata says
 `compression: compressed-tensors` (`format` stays `pt`, as transformers wants);
 `strata compress` puts the `quantization_config` (the library's own json form)
 in OUT/report.json.
@@ -36,6 +38,7 @@ from __future__ import annotations
 import torch
 
 from strata.backends.torch.model_tensors import quantized_modules, tied_names
+from strata.backends.torch.sparse_packed import SUFFIXES as SPARSE, read_sparse, sparse_state
 from strata.passes.qparams import QuantizedWeight
 from strata.passes.quantize import Quantize
 from strata.safetensors_file import WeightsError
@@ -74,8 +77,9 @@ def _ct():
 
 
 def is_packed(names) -> bool:
-    """Whether a checkpoint with these tensor names holds packed (quantized) linears."""
-    return any(k.rsplit(".", 1)[-1] in SUFFIXES for k in names)
+    """Whether a checkpoint with these tensor names holds packed (quantized) or
+    sparse-stored (pruned) linears."""
+    return any(k.rsplit(".", 1)[-1] in SUFFIXES + SPARSE for k in names)
 
 
 def quantized_weight(m: torch.nn.Module, group_size: int | None) -> QuantizedWeight | None:
@@ -138,7 +142,8 @@ def pack(name: str, qw: QuantizedWeight, scheme: str) -> dict[str, torch.Tensor]
 
 def packed_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The model's tensors in its own names, each quantized linear as its packed
-    integers (tied weights once, under the first name)."""
+    integers, each pruned one its graph stores sparse in its bitmask layout (tied
+    weights once, under the first name)."""
     g = model.strata_graph
     ties = tied_names(model)
     quantized = quantized_modules(model)
@@ -158,7 +163,7 @@ def packed_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
         if k in ties or any(k.startswith(q + ".") for q in quantized):
             continue
         out[k] = v.detach()
-    return {k: v.contiguous() for k, v in out.items()}
+    return {k: v.contiguous() for k, v in sparse_state(out, g).items()}
 
 
 def read_packed(tensors: dict, g, where: str) -> tuple[dict[str, QuantizedWeight], dict]:
@@ -166,7 +171,7 @@ def read_packed(tensors: dict, g, where: str) -> tuple[dict[str, QuantizedWeight
     and the other tensors, checked against the quantized linears of `g` (the graph
     after passes): a tensor that disagrees is one WeightsError naming it."""
     marked = {n: s for n, d in g.nodes(data=True) if (s := Quantize.scheme_of(d.attrs))}
-    rest = dict(tensors)
+    rest = read_sparse(tensors, g, where)  # pruned linears' dense weights
     out: dict[str, QuantizedWeight] = {}
     for n, (scheme, group_size) in marked.items():
         out[n] = _take(rest, n, scheme, _weight_shape(g, n), group_size, where)

@@ -268,6 +268,7 @@ def _write(tmp: Path, out: Path, spec, weights, model, g0, g, state, tensors, co
     import torch  # lazy: torch
 
     from strata.backends.torch.packed import quantization_config  # lazy: torch
+    from strata.backends.torch.sparse_packed import sparsity_config  # lazy: torch
     from strata.backends.torch.weights_file import load_state, save_weights  # lazy: torch
     from strata.passes.qparams import QUANTIZED  # lazy: torch
 
@@ -313,6 +314,7 @@ def _write(tmp: Path, out: Path, spec, weights, model, g0, g, state, tensors, co
                    "loaded_equals_in_memory": bool(torch.equal(mem, got))},
         "kept_float": {n: why for p in g.graph.applied for n, why in p["record"].get("kept_float", {}).items()},
         "quantization_config": quantization_config(small.strata_graph),
+        "sparsity_config": sparsity_config(small.strata_graph),  # pruned linears stored sparse
         **({"finetune": tuned} if tuned is not None else {}),
     }
 
