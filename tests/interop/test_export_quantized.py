@@ -115,3 +115,20 @@ def test_onnx_of_a_quantized_output_is_refused(imported, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code != 0 and len(err.strip().splitlines()) == 1 and "ONNX Runtime takes the float model" in err
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("passes", [["prune(0.5)"], ["prune(0.5)", 'quantize(int8_weight, on="attention")']])
+def test_a_sparse_stored_llama_exports_dense_and_loads_in_transformers(passes, imported, tmp_path):
+    """A pruned compress output (its linears in the sparse-bitmask layout, its spec
+    holding prune(0.5)) once went out as custom code (`passes { prune }: no family
+    config expresses them`); its masks change no name, so it is the family's folder,
+    the zeros written dense, and transformers computes strata's logits."""
+    arch, weights, _ = imported("llama_gqa")
+    api.compress(arch, tmp_path / "c", weights=weights, passes=passes)
+    out = api.export(tmp_path / "c", tmp_path / "hf")
+    config = json.loads((out / "config.json").read_text())
+    assert "auto_map" not in config and ("quantization_config" in config) == (len(passes) > 1)
+    hf = transformers.AutoModelForCausalLM.from_pretrained(out).eval()
+    assert float(hf.model.layers[0].mlp.up_proj.weight.eq(0).float().mean()) == 0.5
+    diff = (_logits(hf, hf=True) - _logits(api.compile(tmp_path / "c").eval())).abs().max().item()
+    assert diff < 1e-4
