@@ -309,7 +309,12 @@ def _take(out: Path, resume: bool, overwrite: bool, say: Callable[[str], None]
     # kept whole until the new run's first checkpoint (`RunLock.commit`); the stub after it, so a
     # process killed in between leaves a run the next claim puts back (strata.train.overwritten)
     set_aside(out)
-    _write_stub(out)
+    try:
+        _write_stub(out)
+    except BaseException:  # a full disk, Ctrl-C: the old run back at once (else at the next claim)
+        with contextlib.suppress(OSError, UsageError):
+            restore(out)
+        raise
     return None, "aside"
 
 

@@ -351,6 +351,12 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
         if lock is not None and (not looping or lock.keeps_old):
             lock.abandon()
         raise
+    except KeyboardInterrupt:
+        # Ctrl-C: a run --overwrite was replacing comes back at once, as on an error; any other
+        # start stays as a kill leaves it (a stub or a run that --resume continues)
+        if lock is not None and lock.keeps_old:
+            lock.abandon()
+        raise
     finally:
         if lock is not None:
             lock.release()

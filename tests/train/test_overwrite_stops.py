@@ -1,0 +1,111 @@
+"""How an `--overwrite` stopped at its edges leaves the run folder (strata/train/overwritten.py,
+docs/training.md "The run folder"): Ctrl-C before the new run's first checkpoint puts the old
+run back at once (was: kept aside until the next start)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.optional import require
+
+torch = require("torch")
+
+from strata.cli import main  # noqa: E402
+from strata.errors import WriteError  # noqa: E402
+from strata.train import folder, start  # noqa: E402
+from strata.train.overwritten import ASIDE  # noqa: E402
+from tests.train.helpers import ROOT  # noqa: E402
+from tests.train import test_overwrite  # noqa: E402
+from tests.train.test_overwrite import TRAIN, _fail_at, _files  # noqa: E402
+
+trained = test_overwrite.trained  # the fixture: r, a finished 1-step run holding two files of the user's
+
+# A real `strata train ... --overwrite` process that waits, at `point`, for a signal.
+_HOLD = """
+import sys, time
+from pathlib import Path
+import strata.train.checkpoint as checkpoint, strata.train.folder as folder, strata.train.state as state
+from strata.io import atomic_output, write_atomic
+from strata.cli import main
+
+def hold(*_, **__):
+    Path("held").write_text("now")
+    time.sleep(600)
+
+def half_written(path, data, follow=True):
+    if Path(path).name != "latest.json":
+        return write_atomic(path, data, follow)
+    with atomic_output(path, follow) as tmp:
+        tmp.write_text(data)
+        hold()
+
+point = sys.argv[1]
+if point == "stepped":      # the new run's steps taken, its first checkpoint being written
+    state.TrainState.save = hold
+elif point == "pointing":   # its first checkpoint written, latest.json half-written (a temporary file)
+    checkpoint.write_atomic = half_written
+else:                       # "saved": latest.json names its first checkpoint; the commit next
+    folder.discard = hold
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def _held_at(point: str) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    p = subprocess.Popen([sys.executable, "-c", _HOLD, point, *TRAIN, "--data", "d.txt", "--overwrite",
+                          "--steps", "3"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not Path("held").exists():
+        if p.poll() is not None or time.monotonic() > deadline:
+            p.kill()
+            pytest.fail(f"the start never reached {point}: {p.communicate()}")
+        time.sleep(0.1)
+    return p
+
+
+def test_ctrl_c_before_the_first_checkpoint_puts_the_old_run_back_at_once(trained):
+    p = _held_at("stepped")
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    assert _files(Path("r")) == trained and not Path("r", ASIDE).exists()
+
+
+def test_ctrl_c_before_the_first_step_puts_the_old_run_back(trained, monkeypatch):
+    """The data being tokenized, the loop not begun (Ctrl-C is KeyboardInterrupt, no Exception)."""
+    def interrupted(*_, **__):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(start, "_dataset", interrupted)
+    assert main([*TRAIN, "--data", "d.txt", "--overwrite"]) == 130
+    assert _files(Path("r")) == trained and not Path("r", ASIDE).exists()
+
+
+def test_ctrl_c_after_the_first_checkpoint_keeps_the_new_run(trained, monkeypatch):
+    _fail_at(monkeypatch, 2, KeyboardInterrupt())
+    assert main([*TRAIN, "--data", "d.txt", "--overwrite", "--steps", "4", "--checkpoint-every", "2"]) == 130
+    assert not Path("r", ASIDE).exists() and json.loads(Path("r/latest.json").read_text())["step"] == 2
+
+
+def test_a_stub_that_cannot_be_written_puts_the_old_run_back(trained, monkeypatch, capsys):
+    """The old run set aside, the new stub run.json refused (a full disk): was kept aside
+    until the next start, the claim having released the folder without putting it back."""
+    real = folder._write_stub
+
+    def full(out):
+        if Path(out, ASIDE).exists():
+            raise WriteError(f"{out}/run.json: cannot write (No space left on device)", "No space left on device")
+        real(out)
+
+    monkeypatch.setattr(folder, "_write_stub", full)
+    assert main([*TRAIN, "--data", "d.txt", "--overwrite"]) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert _files(Path("r")) == trained and not Path("r", ASIDE).exists()
