@@ -20,7 +20,8 @@
   not a run is refused unless it is empty.
 - Every file written inside the run replaces what is at its name (a planted
   symlink is replaced, not written through): `strata.io.write_atomic(...,
-  follow=False)`; subfolders must be real folders (`own_folder`).
+  follow=False)`; subfolders must be real folders (`own_folder`).  The
+  temporary files a killed write left are removed by the next claim (`remove_temp`).
 
     lock, ckpt = claim(Path("runs/x"), resume=True, overwrite=False)
     ...
@@ -42,7 +43,7 @@ from typing import Callable
 from strata.errors import UsageError, WriteError
 from strata.io import write_atomic
 from strata.train.checkpoint import Checkpoint, find_checkpoint
-from strata.train.manifest import LOCK, MANIFEST, TEMP, remove_own
+from strata.train.manifest import LOCK, MANIFEST, TEMP, remove_own, remove_temp
 from strata.train.overwritten import ASIDE, discard, kept_run, restore, set_aside
 from strata.train.records import FORMAT, RunStub, dump, read_run_json
 
@@ -293,6 +294,7 @@ def _take(out: Path, resume: bool, overwrite: bool, say: Callable[[str], None]
     """(the checkpoint to resume, what an abandoned start undoes: "all" in a folder
     that held no run, "files" but the stub in a run set up but never trained,
     "aside" in a trained run --overwrite replaces, None in a resumed run)."""
+    remove_temp(out)  # what a killed write left (the lock held: none is under way)
     if restore(out):
         say(f"{out}: put back the run an --overwrite had set aside in {out / ASIDE} "
             "(it stopped before its first checkpoint)")

@@ -213,14 +213,16 @@ def test_a_run_stopped_before_its_first_step_resumes(tmp_path, capsys, monkeypat
     assert main([*base, "--data", "a.txt", "--resume"]) == 0
     assert json.loads((tmp_path / "run" / "latest.json").read_text())["step"] == 2
 
-    # stopped again before the stub, and once more after it: the same command starts it
+    # stopped again before the stub, and once more after it: the same command starts it, and
+    # removes the temporary file of the half-written stub (a user's .notes.tmp stays)
     (tmp_path / "again").mkdir()
     (tmp_path / "again" / "run.lock").write_text("12345\n")          # its holder died
     (tmp_path / "again" / ".run.json.x1y2.tmp").write_text("{")      # a half-written stub
+    (tmp_path / "again" / ".notes.tmp").write_text("mine")
     assert main(["train", "t.arch", "--out", "again", "-q", "--data", "a.txt"]) == 0
     assert sorted(os.listdir("again")) == sorted(
         ["best.json", "cache", "checkpoints", "latest.json", "loss.png", "metrics.jsonl", "model.arch",
-         "model.safetensors", "run.json", "tokenizer.json", ".run.json.x1y2.tmp"])
+         "model.safetensors", "run.json", "tokenizer.json", ".notes.tmp"])
     assert main([*base, "--data", "short.txt", "--overwrite"]) == 2  # the run it would replace is kept
     capsys.readouterr()
     assert main([*base, "--data", "a.txt"]) == 2

@@ -1,6 +1,7 @@
 """How an `--overwrite` stopped at its edges leaves the run folder (strata/train/overwritten.py,
 docs/training.md "The run folder"): Ctrl-C before the new run's first checkpoint puts the old
-run back at once (was: kept aside until the next start)."""
+run back at once (was: kept aside until the next start); the temporary files of atomic writes
+a kill left are removed by the next claim, strata's names only (a user's .notes.tmp stays)."""
 
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ torch = require("torch")
 from strata.cli import main  # noqa: E402
 from strata.errors import WriteError  # noqa: E402
 from strata.train import folder, start  # noqa: E402
+from strata.train.folder import claim  # noqa: E402
 from strata.train.overwritten import ASIDE  # noqa: E402
-from tests.train.helpers import ROOT  # noqa: E402
+from tests.train.helpers import ROOT, write  # noqa: E402
 from tests.train import test_overwrite  # noqa: E402
 from tests.train.test_overwrite import TRAIN, _fail_at, _files  # noqa: E402
 
@@ -109,3 +111,20 @@ def test_a_stub_that_cannot_be_written_puts_the_old_run_back(trained, monkeypatc
     assert main([*TRAIN, "--data", "d.txt", "--overwrite"]) == 2
     assert "No space left on device" in capsys.readouterr().err
     assert _files(Path("r")) == trained and not Path("r", ASIDE).exists()
+
+
+def test_the_next_claim_removes_strata_temporary_files_only(trained):
+    """Killed while latest.json was being written: its temporary file (.latest.json.k3j9x_2a.tmp)
+    was left for good (was); a user's files with temporary-looking names stay."""
+    p = _held_at("pointing")
+    p.kill()
+    p.wait()
+    assert [n for n in os.listdir("r") if n.startswith(".latest.json.") and n.endswith(".tmp")]
+    write(Path("r/.notes.tmp"), "mine")
+    write(Path("r/cache/.mine.tmp"), "mine")
+    write(Path("r/checkpoints/.mine.tmp"), "mine")
+    claim(Path("r"), True, False, say=lambda _: None)[0].release()
+    now = _files(Path("r"))
+    assert {n: now.pop(n) for n in (".notes.tmp", "cache/.mine.tmp", "checkpoints/.mine.tmp")} == \
+        dict.fromkeys((".notes.tmp", "cache/.mine.tmp", "checkpoints/.mine.tmp"), b"mine")
+    assert now == trained and not Path("r", ASIDE).exists()
