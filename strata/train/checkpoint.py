@@ -32,12 +32,13 @@ import torch
 from strata.backends.torch.weights_file import checkpoint_shapes
 from strata.errors import UsageError
 from strata.io import atomic_output, write_atomic
+from strata.train.folder_names import LATEST
 from strata.train.records import CheckpointState, Pointer, read_record
 
 __all__ = ["Checkpoint", "save_checkpoint", "find_checkpoint", "set_pointer", "prune"]
 
 DIR = "checkpoints"
-LATEST, BEST = "latest.json", "best.json"
+BEST = "best.json"
 FILES = ("model.safetensors", "optimizer.safetensors")
 
 

@@ -14,8 +14,8 @@
   names strata writes there (`files`); `--overwrite` moves those (never
   following a link) and nothing else into RUN/.overwritten, where the old run
   is kept until the new one's first checkpoint (`RunLock.commit`): a start
-  stopped before it — refused, failed in its first steps, killed — loses
-  nothing (strata.train.overwritten).
+  stopped before it — refused, failed in its first steps, interrupted, killed —
+  loses nothing (strata.train.overwritten); one stopped after it keeps the new run.
   The user's files in a run folder stay where they are, and a folder that is
   not a run is refused unless it is empty.
 - Every file written inside the run replaces what is at its name (a planted
@@ -44,7 +44,7 @@ from strata.errors import UsageError, WriteError
 from strata.io import write_atomic
 from strata.train.checkpoint import Checkpoint, find_checkpoint
 from strata.train.manifest import LOCK, MANIFEST, TEMP, remove_own, remove_temp
-from strata.train.overwritten import ASIDE, discard, kept_run, restore, set_aside
+from strata.train.overwritten import ASIDE, discard, kept_run, replaced, restore, set_aside
 from strata.train.records import FORMAT, RunStub, dump, read_run_json
 
 __all__ = ["LOCK", "MANIFEST", "RunLock", "check_claim", "claim", "not_a_run", "own_folder"]
@@ -133,13 +133,19 @@ class RunLock:
         the one the caller says; a run that cannot be put back is said here too, in
         one more line naming where it is kept (the next claim tries again)."""
         folder = self.path.parent
+        # stopped between its first checkpoint's latest.json and the commit, the new run is kept
+        # (the error said that checkpoint is kept): the commit is finished rather than undone
+        new_won = self.undo == "aside" and replaced(folder)
         try:
-            if self.undo == "aside":
+            if new_won:
+                _commit_late(folder, "")
+            elif self.undo == "aside":
                 restore(folder)
         except (OSError, UsageError) as e:
             reason = str(e) if isinstance(e, UsageError) else (
                 f"{folder}: cannot put back the run kept in {folder / ASIDE} ({e.strerror}); it stays there")
-            _stderr(f"strata: error: {reason} (the next strata train on {folder} puts it back)")
+            _stderr(f"strata: error: {reason}" + ("" if new_won else
+                                                  f" (the next strata train on {folder} puts it back)"))
         with contextlib.suppress(OSError, UsageError):  # strata's names only; a failure leaves them
             if self.undo not in (None, "aside"):
                 remove_own(folder, MANIFEST)
@@ -155,8 +161,26 @@ class RunLock:
         the next claim, after a kill) to put back.  Called at every checkpoint;
         only the first does anything."""
         if self.undo == "aside":
-            discard(self.path.parent)
+            _said_left(self.path.parent, discard(self.path.parent))
         self.undo = None
+
+
+def _commit_late(out: Path, when: str) -> None:
+    """The commit a stop cut short (the new run had its first checkpoint), finished and
+    said, -q or not: the old run is removed outside the commit."""
+    step = _latest_step(out)
+    _said_left(out, discard(out))
+    at = f", step {step}" if step is not None else ""
+    _stderr(f"strata: warning: {out}: removed the run an --overwrite had set aside in {out / ASIDE} "
+            f"(the new run had written its first checkpoint{at}{when})")
+
+
+def _said_left(out: Path, left: list[str]) -> None:
+    """A user's files a discard left in RUN/.overwritten, said (strata removes its own names only)."""
+    if left:
+        names = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
+        _stderr(f"strata: warning: {out / ASIDE}: kept {names} (not strata's) where the run --overwrite "
+                "replaced was; move it away")
 
 
 def _locked(fd: int) -> bool:
@@ -295,7 +319,9 @@ def _take(out: Path, resume: bool, overwrite: bool, say: Callable[[str], None]
     that held no run, "files" but the stub in a run set up but never trained,
     "aside" in a trained run --overwrite replaces, None in a resumed run)."""
     remove_temp(out)  # what a killed write left (the lock held: none is under way)
-    if restore(out):
+    if replaced(out):  # killed between its first checkpoint and the commit: the new run won
+        _commit_late(out, ", when it stopped")
+    elif restore(out):
         say(f"{out}: put back the run an --overwrite had set aside in {out / ASIDE} "
             "(it stopped before its first checkpoint)")
     info = _check_contents(out, resume, overwrite)  # again, now that the folder is locked
@@ -318,6 +344,15 @@ def _take(out: Path, resume: bool, overwrite: bool, say: Callable[[str], None]
             restore(out)
         raise
     return None, "aside"
+
+
+def _latest_step(out: Path) -> int | None:
+    """The step latest.json names, to say; None if it cannot be read (the resume says why)."""
+    try:
+        ckpt = find_checkpoint(out)
+    except UsageError:
+        return None
+    return ckpt.step if ckpt is not None else None
 
 
 def _write_stub(out: Path) -> None:

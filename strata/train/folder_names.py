@@ -14,24 +14,41 @@ import stat
 from pathlib import Path
 
 __all__ = ["RUN_JSON", "SPEC", "TOKENIZER", "METRICS", "PLOT", "FINAL", "CACHE", "COMPRESSED_SPEC",
-           "COMPRESSED_WEIGHTS", "REPORT", "ASIDE", "is_run", "is_compressed", "kept_run", "neither"]
+           "COMPRESSED_WEIGHTS", "REPORT", "ASIDE", "is_run", "is_compressed", "kept_run", "neither",
+           "replaced"]
 
 RUN_JSON, SPEC, TOKENIZER, METRICS, PLOT, FINAL, CACHE = (
     "run.json", "model.arch", "tokenizer.json", "metrics.jsonl", "loss.png", "model.safetensors", "cache")
 COMPRESSED_SPEC, COMPRESSED_WEIGHTS, REPORT = "model.arch", "weights.safetensors", "report.json"
+LATEST = "latest.json"  # the pointer to the newest checkpoint (strata.train.checkpoint)
 ASIDE = ".overwritten"  # the run an --overwrite replaces, until the new run's first checkpoint (overwritten.py)
 
 
 def kept_run(out: Path) -> Path | None:
     """RUN/.overwritten/run.json when it holds a run set aside (a regular file in
-    a real folder), else None."""
+    a real folder) that the new run has not replaced yet (`replaced`), else None."""
     aside = Path(out) / ASIDE
+    return aside / RUN_JSON if _aside_run(aside) and not replaced(out) else None
+
+
+def replaced(out: Path) -> bool:
+    """The run an --overwrite set aside is still there, but the new run has written
+    its first checkpoint whole — its latest.json beside its run.json (while RUN/run.json
+    is there every strata name in RUN is the new start's) — and was stopped before
+    the commit removed the old one: the new run is the folder's."""
+    out = Path(out)
     try:
-        if stat.S_ISDIR(os.lstat(aside).st_mode) and stat.S_ISREG(os.lstat(aside / RUN_JSON).st_mode):
-            return aside / RUN_JSON
+        return (_aside_run(out / ASIDE) and stat.S_ISREG(os.lstat(out / RUN_JSON).st_mode)
+                and os.path.lexists(out / LATEST))
     except OSError:
-        pass
-    return None
+        return False
+
+
+def _aside_run(aside: Path) -> bool:
+    try:
+        return stat.S_ISDIR(os.lstat(aside).st_mode) and stat.S_ISREG(os.lstat(aside / RUN_JSON).st_mode)
+    except OSError:
+        return False
 
 
 def is_run(path: Path) -> bool:

@@ -12,32 +12,34 @@ run's stub run.json.  So at any instant, whatever killed the process:
       and RUN/run.json there      every strata name in RUN is the new start's
 
 A start stopped before the new run's first checkpoint — refused before its
-first step, or failed or killed in its first steps — puts the old run back
-(`restore`: the new start's files removed, its run.json last; the old ones
-renamed back, their run.json last), and so does the next `strata train` on RUN
-after a start killed in between.  The new run's first checkpoint (the first
-point it can be resumed from) commits (`discard`): .overwritten/run.json goes
-first, in one unlink; a folder left without it is debris the next claim
-removes.
+first step, failed, interrupted (Ctrl-C) or killed in its first steps — puts the
+old run back (`restore`: the new start's files removed, its run.json last; the
+old ones renamed back, their run.json last), and so does the next `strata train`
+on RUN after a start killed in between.  The new run's first checkpoint (the
+first point it can be resumed from: its latest.json) commits (`discard`):
+.overwritten/run.json goes first, in one unlink; a folder left without it is
+debris the next claim clears.  A start stopped between its latest.json and the
+commit has a run to resume (`replaced`): the claim, or the start's own error
+path, finishes the commit then (`discard`), never puts the old run back over it.  Only strata's names are removed from .overwritten;
+anything else there (a file a user put in it) stays, and is said.
 
     set_aside(Path("runs/x"))               # at the claim, before the new stub
     restore(Path("runs/x"))                 # stopped before the first checkpoint: True
-    discard(Path("runs/x"))                 # the first checkpoint
+    discard(Path("runs/x"))                 # the first checkpoint: [] (nothing of the user's left there)
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import stat
 from pathlib import Path
 
 from strata.errors import UsageError
-from strata.train.folder_names import ASIDE, kept_run
+from strata.train.folder_names import ASIDE, kept_run, replaced
 from strata.train.manifest import LOCK, MANIFEST, OWN_ENTRIES, remove_own
 
-__all__ = ["ASIDE", "discard", "kept_run", "restore", "set_aside"]
+__all__ = ["ASIDE", "discard", "kept_run", "replaced", "restore", "set_aside"]
 
 _OTHERS = [n for n in MANIFEST if n not in (LOCK, "run.json")]
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
@@ -103,7 +105,8 @@ def set_aside(out: Path) -> None:
     names = ["run.json", *_OTHERS]
     top = _open(str(out), None, out)
     try:
-        os.mkdir(ASIDE, dir_fd=top)
+        with contextlib.suppress(FileExistsError):  # a folder of a user's files a discard left
+            os.mkdir(ASIDE, dir_fd=top)
         aside = _open(ASIDE, top, out / ASIDE)
         try:
             _move(names, top, aside, out)
@@ -127,16 +130,18 @@ def set_aside(out: Path) -> None:
 def restore(out: Path) -> bool:
     """Put back the run kept in out/.overwritten, if one is: the new start's files
     go (strata's names only), the old ones are renamed back.  True if it did;
-    debris of a committed overwrite is removed.  A failure is one line; what is
-    left is put back by the next try."""
+    debris of a committed overwrite is cleared (strata's names; a user's files
+    stay).  A failure is one line; what is left is put back by the next try."""
     top = _open(str(out), None, out)
     try:
         st = _lstat(ASIDE, top)
         if st is None:
             return False
         if kept_run(out) is None:
+            if replaced(out):  # the new run's to keep: `discard` commits it
+                return False
             if stat.S_ISDIR(st.st_mode):
-                shutil.rmtree(out / ASIDE)  # debris: `discard` removed its run.json, then stopped
+                _clear(out)  # debris: `discard` removed its run.json, then stopped
                 return False
             raise UsageError(f"{out / ASIDE}: not a folder strata made (a link or a file); move it away")
         if _lstat("run.json", top) is not None:
@@ -153,17 +158,39 @@ def restore(out: Path) -> bool:
                          "it stays there") from None
     finally:
         os.close(top)
-    with contextlib.suppress(OSError):  # emptied; anything else in it is debris
-        shutil.rmtree(out / ASIDE)
+    with contextlib.suppress(OSError):  # emptied; a user's files in it stay
+        _clear(out)
     return True
 
 
-def discard(out: Path) -> None:
-    """The new run has its first checkpoint: the old one goes, its run.json first (the commit)."""
+def discard(out: Path) -> list[str]:
+    """The new run has its first checkpoint: the old one goes, its run.json first
+    (the commit), then its other files.  What stays in out/.overwritten, not being
+    strata's (a user's files; the folder goes once it is empty)."""
     try:
         os.unlink(out / ASIDE / "run.json")
     except OSError as e:
         raise UsageError(f"{out}: cannot remove the old run kept in {out / ASIDE} ({e.strerror}); "
                          "the new run stops at its first checkpoint") from None
-    with contextlib.suppress(OSError):  # what is left is debris the next claim removes
-        shutil.rmtree(out / ASIDE)
+    try:
+        return _clear(out)
+    except OSError:  # what is left is debris the next claim clears
+        return []
+
+
+def _clear(out: Path) -> list[str]:
+    """Remove strata's names from out/.overwritten (no run.json there: debris of a
+    commit), and the folder once empty; what stays, by path inside it."""
+    aside = out / ASIDE
+    remove_own(aside, MANIFEST)
+    with contextlib.suppress(OSError):
+        os.rmdir(aside)
+        return []
+    left = []
+    for name in sorted(os.listdir(aside)):
+        sub = aside / name
+        if name in OWN_ENTRIES and sub.is_dir() and not sub.is_symlink():
+            left += [f"{name}/{entry}" for entry in sorted(os.listdir(sub))]
+        else:
+            left.append(name)
+    return left

@@ -1,10 +1,13 @@
 """How an `--overwrite` stopped at its edges leaves the run folder (strata/train/overwritten.py,
 docs/training.md "The run folder"): Ctrl-C before the new run's first checkpoint puts the old
-run back at once (was: kept aside until the next start); the temporary files of atomic writes
-a kill left are removed by the next claim, strata's names only (a user's .notes.tmp stays)."""
+run back at once (was: kept aside until the next start); a kill between that checkpoint and the
+commit keeps the new run (was: the next claim put the old run back and dropped the new
+checkpoint); the temporary files of atomic writes a kill left are removed by the next claim,
+strata's names only; a user's files in the run (in cache/, in .overwritten) are never removed."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -21,7 +24,7 @@ torch = require("torch")
 
 from strata.cli import main  # noqa: E402
 from strata.errors import WriteError  # noqa: E402
-from strata.train import folder, start  # noqa: E402
+from strata.train import folder, start, state  # noqa: E402
 from strata.train.folder import claim  # noqa: E402
 from strata.train.overwritten import ASIDE  # noqa: E402
 from tests.train.helpers import ROOT, write  # noqa: E402
@@ -113,6 +116,41 @@ def test_a_stub_that_cannot_be_written_puts_the_old_run_back(trained, monkeypatc
     assert _files(Path("r")) == trained and not Path("r", ASIDE).exists()
 
 
+def test_a_kill_between_the_first_checkpoint_and_the_commit_keeps_the_new_run(trained, capsys):
+    """latest.json names the new run's first checkpoint, the old run is still aside: the new run
+    won (it can be resumed); the next claim finishes the commit and says so."""
+    p = _held_at("saved")
+    p.kill()
+    p.wait()
+    assert json.loads(Path("r/latest.json").read_text())["step"] == 3 and Path("r", ASIDE, "run.json").is_file()
+    assert main([*TRAIN, "--data", "d.txt"]) == 2  # the folder's run is the new one, not the one aside
+    err = capsys.readouterr().err
+    assert "r already holds a run: --resume continues it" in err, err
+    assert main(["train", "g.arch", "--out", "r", "--resume", "--steps", "4", "-q"]) == 0
+    err = capsys.readouterr().err
+    assert err == (f"strata: warning: r: removed the run an --overwrite had set aside in r/{ASIDE} (the new run had written "
+                   "its first checkpoint, step 3, when it stopped)\n"), err
+    metrics = [json.loads(line) for line in Path("r/metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics if "train_loss" in m] == [1, 2, 3, 4]  # the new run's 3 steps, then 1
+    assert not Path("r", ASIDE).exists() and Path("r/notes.txt").read_text() == "mine"
+
+
+def test_an_error_after_the_first_checkpoints_pointer_keeps_that_checkpoint(trained, monkeypatch, capsys):
+    """best.json cannot be written (a full disk) after latest.json named the first checkpoint:
+    the error says that checkpoint is kept, and it is (was: the old run put back over it)."""
+    real = state.set_pointer
+
+    def full(run, which, rel, **extra):
+        if which == "best":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(run, which, rel, **extra)
+
+    monkeypatch.setattr(state, "set_pointer", full)
+    assert main([*TRAIN, "--data", "d.txt", "--overwrite", "--steps", "2"]) == 1
+    assert "the last complete checkpoint, step 2" in capsys.readouterr().err
+    assert json.loads(Path("r/latest.json").read_text())["step"] == 2 and not Path("r", ASIDE).exists()
+
+
 def test_the_next_claim_removes_strata_temporary_files_only(trained):
     """Killed while latest.json was being written: its temporary file (.latest.json.k3j9x_2a.tmp)
     was left for good (was); a user's files with temporary-looking names stay."""
@@ -128,3 +166,24 @@ def test_the_next_claim_removes_strata_temporary_files_only(trained):
     assert {n: now.pop(n) for n in (".notes.tmp", "cache/.mine.tmp", "checkpoints/.mine.tmp")} == \
         dict.fromkeys((".notes.tmp", "cache/.mine.tmp", "checkpoints/.mine.tmp"), b"mine")
     assert now == trained and not Path("r", ASIDE).exists()
+
+
+def test_an_overwrite_never_removes_a_users_files(trained, monkeypatch, capsys):
+    """cache/.mine.tmp (a name like strata's temporary files) went aside with the old run and
+    was removed with it (was); a file put into .overwritten stays there, said."""
+    write(Path("r/cache/.mine.tmp"), "mine")
+    real = start._dataset
+
+    def planted(*a, **k):
+        write(Path("r", ASIDE, "mine.txt"), "mine")
+        return real(*a, **k)
+
+    monkeypatch.setattr(start, "_dataset", planted)
+    assert main([*TRAIN, "--data", "d.txt", "--overwrite"]) == 0
+    err = capsys.readouterr().err
+    assert err == (f"strata: warning: r/{ASIDE}: kept mine.txt (not strata's) where the run --overwrite "
+                   "replaced was; move it away\n"), err
+    assert Path("r/cache/.mine.tmp").read_text() == "mine" and os.listdir(Path("r", ASIDE)) == ["mine.txt"]
+    monkeypatch.setattr(start, "_dataset", real)
+    assert main([*TRAIN, "--data", "d.txt", "--overwrite"]) == 0  # the folder left there is no obstacle
+    assert Path("r", ASIDE, "mine.txt").read_text() == "mine" and Path("r/notes.txt").read_text() == "mine"
