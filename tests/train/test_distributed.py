@@ -83,3 +83,42 @@ def test_a_refused_start_stops_every_process(single):
     assert r.returncode != 0
     assert r.stderr.count("already holds a run: --resume continues it") == 1, r.stderr[-3000:]
     assert "internal error" not in r.stderr  # (torchrun itself reports the failed ranks)
+
+
+# Rank 1 fails at its first step; rank 0, in the same step's all-reduce, fails too: gloo says
+# the peer is gone as its socket closes, before torchrun sees rank 1 exit and stops rank 0
+# (a SIGTERM, which like a kill would leave the old run aside for the next start).
+_RANK_1_FAILS = """
+import os, sys
+from strata.errors import TrainingError
+from strata.train.loop import Loop
+
+real = Loop.step
+
+def step(self, s):
+    if os.environ.get("RANK") == "1":
+        raise TrainingError(f"step {s + 1}: the training loss is nan; stopped")
+    real(self, s)
+
+Loop.step = step
+from strata.cli import main
+sys.exit(main())
+"""
+
+
+def test_a_failure_on_another_rank_before_the_first_checkpoint_keeps_the_old_run(single):
+    """docs/training.md: --overwrite loses nothing before the new run's first checkpoint,
+    whichever process stops it: rank 0 puts the old run back (was untested)."""
+    spec, data, tmp = single
+    out = tmp / "overwritten-by-two"
+    r = cli("train", spec, "--data", data, "--out", out, *ARGS)
+    assert r.returncode == 0, r.stderr
+    before = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    script = write(tmp / "rank_1_fails.py", _RANK_1_FAILS)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                        str(script), "train", str(spec), "--data", str(data), "--out", str(out), *ARGS,
+                        "--overwrite"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert r.returncode != 0, r.stderr[-3000:]
+    after = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before, r.stderr[-3000:]
