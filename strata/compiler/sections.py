@@ -67,10 +67,8 @@ def _made_by_earlier(g, on: str) -> bool:
     rewrite = plugins.GRAPH_PASSES[0] if plugins.GRAPH_PASSES else None
     if not g.graph.passes or rewrite is None:
         return False
-    h = ir.to_networkx(g)
-    h = h.copy() if h is g else h
     try:
-        h = rewrite(h)
+        h = rewrite(ir.to_networkx(g))  # a copy: the passes leave `g` as it was
     except Exception:  # noqa: BLE001 - an earlier pass that cannot apply says so itself when it runs
         return False
     return bool(select(h, on))

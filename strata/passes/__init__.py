@@ -173,12 +173,15 @@ def apply_passes(g: "nx.MultiDiGraph", *, lint: bool = True, ctx: PassContext | 
     A pass that rewrites linears an earlier one fixed and may not (a calibrated
     quantize's, a second quantize's: Pass.claims, Pass.conflict) is a SpecError
     located at it.  ctx.checking (a check, `refusals`): a pass that needs weights
-    (NeedsWeights) ends the run there, without an error."""
+    (NeedsWeights) ends the run there, without an error (at the first pass: `g`
+    itself is returned).  `g` is never changed: each pass rewrites a copy."""
     todo = list(g.graph.get("passes", []))
     if not todo:
         return g
-    if "spec_params" not in g.graph:  # the shapes a checkpoint in the spec's own names has
-        g.graph.spec_params = ir.state_dict_shapes(g)
+    # the shapes a checkpoint in the spec's own names has: recorded on the first pass's
+    # output, never on `g` (a pass pipeline leaves its input as it was)
+    spec_params = g.graph.get("spec_params") or ir.state_dict_shapes(g)
+    first = g
     ctx = ctx or PassContext()
     held: dict = {}  # linear -> (the pass that claimed it, its record, its entry or None)
     for a in g.graph.get("applied", []):
@@ -203,9 +206,13 @@ def apply_passes(g: "nx.MultiDiGraph", *, lint: bool = True, ctx: PassContext | 
                 break
             raise _spec_error(e, entry, read=not ctx.checking) from None
         _carry_claims(held, p, record, g, h, entry)
+        if g is first:
+            h.graph.spec_params = spec_params
         if lint:
             ir.lint(h)
         g = h
+    if g is first:  # a check stopped at the first pass: nothing ran, `g` stays the caller's
+        return g
     g.graph.passes = []
     return g
 
@@ -224,10 +231,8 @@ def refusals(g) -> list[Diagnostic]:
         >>> [(d.span.line, d.span.col, d.message[:40]) for d in refusals(g)]
         [(2, 33, 'fuse_qkv: it rewrites s.attn.q, s.attn.k')]
     """
-    h = ir.to_networkx(g)
-    h = h.copy() if h is g else h  # apply_passes records the spec's shapes on the graph it is given
     try:
-        apply_passes(h, lint=False, ctx=PassContext(checking=True))
+        apply_passes(ir.to_networkx(g), lint=False, ctx=PassContext(checking=True))
     except SpecError as e:
         return e.diagnostics
     return []

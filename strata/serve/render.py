@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from strata.compiler import ir
 from strata.compiler.cost import analyze
 from strata.compiler.ir import to_networkx
-from strata.compiler.ir_copy import copy_graph
 from strata.compiler.summary import human, summary_rows
 from strata.errors import Diagnostic, SpecError
 from strata.lsp.features import Document, no_gc
@@ -77,8 +76,7 @@ class Checked:
             self._after = (None, [])
         if self._after is None:
             try:
-                # a copy: apply_passes records spec_params on the graph it is given, the one drawn before
-                self._after = (apply_passes(copy_graph(self.graph)), [])
+                self._after = (apply_passes(self.graph), [])  # a new graph: the passes leave theirs as it was
             except SpecError as e:
                 self._after = (None, [diagnostic_json(d, self.name) for d in e.diagnostics])
         return self._after

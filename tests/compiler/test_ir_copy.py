@@ -90,12 +90,24 @@ def test_the_passes_in_a_row_leave_the_input_as_it_was():
                   ' quantize(int8_dynamic, on="attention"); lora(4, on="mlp") }\n'
     alone, last, now = _graphs(text)
     for g in (alone, now, last):
-        g.graph.spec_params = ir.state_dict_shapes(g)  # what apply_passes records on the graph it is given
         before = _state(g)
         after = apply_passes(g)
         assert [a["name"] for a in after.graph.applied] == ["fuse_qkv", "fuse_mlp", "prune", "low_rank",
                                                            "quantize", "lora"]
-        assert _state(g) == before
+        assert _state(g) == before, "apply_passes changed its input"  # it wrote spec_params on it
+        assert after.graph.spec_params == ir.state_dict_shapes(g)  # the result still records them
+
+
+def test_a_check_that_stops_at_a_pass_needing_weights_leaves_the_input_as_it_was():
+    """A check stops quietly at a pass that chooses from the weights: the graph it
+    was given kept its passes (they were cleared on it when the first pass stopped)."""
+    from strata.passes import apply_passes, refusals
+
+    g = build_text(SPEC + 'passes { low_rank(energy=0.9); fuse_qkv }\n')
+    before = _state(g)
+    assert apply_passes(g, ctx=PassContext(checking=True)) is not None
+    assert refusals(g) == []
+    assert _state(g) == before and [e["name"] for e in g.graph.passes] == ["low_rank", "fuse_qkv"]
 
 
 @pytest.mark.parametrize("spec", ["gpt2.arch", "llama2_70b.arch", "t5_small.arch"])
