@@ -47,14 +47,27 @@ def weight_linears(g: nx.MultiDiGraph, on: str | None) -> list[str]:
 
 
 def reorder(g: nx.MultiDiGraph, order: Iterable[str]) -> nx.MultiDiGraph:
-    """A copy of `g` whose nodes are inserted in `order` (every node exactly once)."""
-    h = g.__class__()  # the IR's typed graph (strata.compiler.ir_types)
-    h.graph.update(g.graph)
-    for n in order:
-        h.add_node(n, **g.nodes[n])
-    for u, v, d in g.edges(data=True):
-        h.add_edge(u, v, **d)
-    return h
+    """`g` itself, its nodes put in `order` (every node exactly once): the pass's
+    own copy (copy_graph), so no second copy is made.  The graph is the one
+    rebuilding it node by node and edge by edge gave: successors in their order,
+    predecessors in the order of their sources before the move (the edges were
+    listed in it), parallel edges keyed 0, 1, ... in their order."""
+    node, succ, pred = g._node, g._succ, g._pred  # networkx's own dicts: its views read them
+    rank = {n: i for i, n in enumerate(node)}
+    for n in order:  # moved to the end in turn: the dicts end in `order`
+        node[n] = node.pop(n)
+        succ[n] = succ.pop(n)
+        p = pred.pop(n)
+        if len(p) > 1:
+            p = {u: p[u] for u in sorted(p, key=rank.__getitem__)}  # the same key dicts: _succ[u][n] is _pred[n][u]
+        pred[n] = p
+    for nbrs in succ.values():
+        for keys in nbrs.values():
+            if len(keys) > 1 or 0 not in keys:  # a gap left by a removed parallel edge
+                data = list(keys.values())
+                keys.clear()
+                keys.update(enumerate(data))
+    return g
 
 
 def splice(g: nx.MultiDiGraph, old: Iterable[str], at: str, new: list[str]) -> nx.MultiDiGraph:
@@ -74,8 +87,8 @@ def splice(g: nx.MultiDiGraph, old: Iterable[str], at: str, new: list[str]) -> n
 
 class Splices:
     """Replacements a pass makes, put in place in one reorder when it ends: a
-    reorder copies the graph, so one per replacement made passes quadratic in the
-    number of layers.  Until `apply`, the old nodes stay where they are."""
+    reorder walks the whole graph, so one per replacement made passes quadratic in
+    the number of layers.  Until `apply`, the old nodes stay where they are."""
 
     def __init__(self) -> None:
         self.at: dict[str, list[str]] = {}
