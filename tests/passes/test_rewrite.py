@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from strata.compiler import build_file, build_text
+from strata.compiler import build_text
 from strata.compiler.ir_copy import copy_graph
 from strata.compiler.ir_types import ir_graph_class
 from strata.passes import _rewrite, apply_passes
