@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from strata.compiler import cost, ir
-from strata.compiler.ir_types import PASS_MARKS
+from strata.compiler.ir_types import PASS_MARKS, IRTypeError
 from strata.errors import Diagnostic, SpecError
 from strata.passes.pass_base import NeedsWeights, Pass, PassContext, PassError, Stored, held_by
 import strata.plugins as plugins
@@ -164,6 +164,18 @@ def _carry_claims(held: dict, p: Pass, record: dict, g, h, entry: dict) -> None:
     held.update({n: (p, record, entry) for n in p.claims(record)})
 
 
+def _lint_each(made: list) -> None:
+    """Lint each pass's output in turn (`made`: (pass, its entry, the graph it
+    made)); the first that breaks an invariant is raised, naming that pass."""
+    for p, entry, h in made:
+        try:
+            ir.lint(h)
+        except (ir.IRError, IRTypeError) as e:
+            span = entry.get("span")
+            at = f" ({span.file or 'the spec'}:{span.line})" if span is not None else ""
+            raise type(e)(f"after pass {p.label()}{at}: {e}") from None
+
+
 def apply_passes(g: "nx.MultiDiGraph", *, lint: bool = True, ctx: PassContext | None = None,
                  on_pass=None) -> "nx.MultiDiGraph":
     """Apply g.graph.passes in order; the result records them in
@@ -172,7 +184,11 @@ def apply_passes(g: "nx.MultiDiGraph", *, lint: bool = True, ctx: PassContext | 
     `on_pass(p, before, after)` is called after each pass (the weight pipeline).
     A pass that rewrites linears an earlier one fixed and may not (a calibrated
     quantize's, a second quantize's: Pass.claims, Pass.conflict) is a SpecError
-    located at it.  ctx.checking (a check, `refusals`): a pass that needs weights
+    located at it.  `lint`: the result is linted once, at the end (a lint
+    after each pass was a third of the pipeline's time); where it fails, or a
+    pass raises, each pass's output is linted in turn and the first broken
+    one is raised, naming its pass (IRError: a bug in a pass, not in the spec).
+    ctx.checking (a check, `refusals`): a pass that needs weights
     (NeedsWeights) ends the run there, without an error (at the first pass: `g`
     itself is returned).  `g` is never changed: each pass rewrites a copy."""
     todo = list(g.graph.get("passes", []))
@@ -183,6 +199,7 @@ def apply_passes(g: "nx.MultiDiGraph", *, lint: bool = True, ctx: PassContext | 
     spec_params = g.graph.get("spec_params") or ir.state_dict_shapes(g)
     first = g
     ctx = ctx or PassContext()
+    made: list = []  # (pass, entry, its output) while linting: each linted only where something failed
     held: dict = {}  # linear -> (the pass that claimed it, its record, its entry or None)
     for a in g.graph.get("applied", []):
         q = make_pass(a["name"], a["options"])
@@ -202,17 +219,27 @@ def apply_passes(g: "nx.MultiDiGraph", *, lint: bool = True, ctx: PassContext | 
             if on_pass is not None:
                 on_pass(p, g, h)
         except PassError as e:
+            _lint_each(made)  # an earlier pass's broken graph, not this pass, is the mistake
             if ctx.checking and isinstance(e, NeedsWeights):  # the later passes depend on its choice
                 break
             raise _spec_error(e, entry, read=not ctx.checking) from None
+        except Exception:
+            _lint_each(made)
+            raise
         _carry_claims(held, p, record, g, h, entry)
         if g is first:
             h.graph.spec_params = spec_params
         if lint:
-            ir.lint(h)
+            made.append((p, entry, h))
         g = h
     if g is first:  # a check stopped at the first pass: nothing ran, `g` stays the caller's
         return g
+    if made:
+        try:
+            ir.lint(g)
+        except (ir.IRError, IRTypeError):
+            _lint_each(made)
+            raise
     g.graph.passes = []
     return g
 

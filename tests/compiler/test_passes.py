@@ -6,11 +6,14 @@ from __future__ import annotations
 from math import prod
 
 import pytest
+from pydantic import Field
 
+from strata.components.component_base import Options
 from strata.compiler import build_text
 from strata.compiler.cost import weight_bytes
-from strata.compiler.ir import lint, operands
-from strata.passes import apply_passes, make_pass
+from strata.compiler.ir import IRError, lint, operands
+from strata.compiler.ir_copy import copy_graph
+from strata.passes import Pass, apply_passes, make_pass, register, unregister
 from strata.errors import SpecError
 from tests.render.specs import ROOT, graph
 
@@ -155,3 +158,55 @@ def test_seed_spec_passes():
     lint(h)
     assert h.graph["distill"]["teacher_parameters"] == 63_084_544
     assert g.graph["parameters"] < h.graph["distill"]["teacher_parameters"] / 4
+
+
+class _BreakOptions(Options):
+    """What a pass outside strata (a plugin) might get wrong."""
+
+    how: str = Field("attr", description="attr: an undeclared attribute on decoder.h.0.attn.o; "
+                                         "edge: decoder.h.0.attn.q loses its operand")
+
+
+class _Break(Pass):
+    """A pass with a bug: its output breaks an IR invariant."""
+
+    name = "break_ir"
+    options = _BreakOptions
+
+    def run(self, graph, ctx=None):
+        g = copy_graph(graph)
+        if self.o.how == "attr":
+            g.nodes["decoder.h.0.attn.o"].attrs["bogus"] = 1
+        else:
+            g.remove_edges_from(list(g.in_edges("decoder.h.0.attn.q")))
+        return self.done(g, {})
+
+
+@pytest.fixture
+def broken():
+    register(_Break)
+    yield _Break
+    unregister(_Break)
+
+
+def test_the_passes_lint_once_where_nothing_is_wrong(g, monkeypatch):
+    """A lint after every pass was a third of apply_passes' time (docs/benchmarks.md, Passes)."""
+    import strata.compiler.ir as ir
+
+    calls = []
+    monkeypatch.setattr(ir, "lint", lambda h: calls.append(h) or lint(h))
+    h = apply_passes(build_text(GQA + '\npasses { fuse_qkv; fuse_mlp; quantize(int8_dynamic) }'))
+    assert calls == [h]
+
+
+@pytest.mark.parametrize("how", ["attr", "edge"])
+def test_a_pass_that_breaks_the_ir_is_named_though_later_ones_ran(broken, how):
+    """attr: fuse_qkv copies the bad attribute along and the lint at the end finds
+    it; edge: fuse_qkv fails on the node without an operand.  Either way the error
+    names break_ir, the pass whose output first broke an invariant, and its line."""
+    from strata.compiler.ir_types import IRTypeError
+
+    g = build_text(GQA + f'\npasses {{ break_ir(how={how}); fuse_qkv }}', "x.arch")
+    with pytest.raises((IRError, IRTypeError), match=r"^after pass break_ir(\(how=\"edge\"\))? \(x.arch:10\): "
+                                                      r"node 'decoder.h.0.attn.(o|q)'"):
+        apply_passes(g)
