@@ -99,3 +99,43 @@ def test_the_passes_run_without_torch(tmp_path):
             "assert 'torch' not in sys.modules, 'torch imported'")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert r.returncode == 0, r.stderr
+
+
+# Every shipped pass, with the options that read weights or calibration data or
+# build another spec, one spec each (a refusal would stop the passes after it).
+# The first names what fuse_qkv makes: the compiler's selector check runs the
+# passes too (plugins.GRAPH_PASSES, not as a check: distill builds its teacher).
+EVERY_PASS = [
+    ['distill("teacher.arch", weights="teacher.safetensors")', "fuse_qkv", "fuse_mlp",
+     'quantize(int8_dynamic, on="decoder.layers.*.attn.qkv")'],
+    ["quantize(int4_weight, group_size=32, method=gptq, act_order=true, observer=mse)"],
+    ["quantize(int4_weight, group_size=32, method=awq)"],
+    ["quantize(int8_static, smooth=0.5)"],
+    ["quantize(auto, bits=8, group_size=32)"],
+    ["quantize(fp8)"],
+    ["quantize(int8_weight, qat=true)"],
+    ["prune(0.5, method=wanda)"],
+    ['prune(0.5, method=sparsegpt, pattern="2:4")'],
+    ["prune(0.5, method=structured, activation_aware=true)"],
+    ['prune(0.5, method="2:4")'],
+    ["low_rank(energy=0.9)"],
+    ['low_rank(8, on="mlp", activation_aware=true)'],
+    ["lora(4)"],
+]
+
+
+def test_the_check_of_every_pass_and_what_it_reads_imports_no_torch(tmp_path):
+    """What `strata check` runs of each pass (refusals, the selector check) is
+    graph only: a pass that reads weights, calibration data or a teacher stops,
+    or records them, without importing torch."""
+    from strata.passes import REGISTRY
+
+    assert {p.split("(")[0] for ps in EVERY_PASS for p in ps} == set(REGISTRY)
+    (tmp_path / "teacher.arch").write_text(SPEC.replace("model tiny", "model teacher").replace("d = 64", "d = 128"))
+    paths = [str(_spec(tmp_path, *ps, name=f"p{i}.arch")) for i, ps in enumerate(EVERY_PASS)]
+    code = ("import sys; from strata.cli import main; "
+            f"failed = [p for p in {paths!r} if main(['check', p]) != 0]; assert not failed, failed; "
+            "assert 'torch' not in sys.modules, 'torch imported'; "
+            "import strata.passes.distill, strata.passes.quantize_auto; assert 'networkx' in sys.modules")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert r.returncode == 0, r.stderr + r.stdout
