@@ -122,7 +122,7 @@ def _where(earlier: dict | None, entry: dict) -> str:
     return f" at line {span.line}" if here is not None and here.file == span.file else f" at {span.file}:{span.line}"
 
 
-def _rewritten(g, h, n: str, claimed: list[str]) -> bool:
+def _rewritten(g, h, n: str, claimed: set[str]) -> bool:
     """Whether the pass that turned `g` into `h` rewrote linear `n` of `g`: removed it
     (fused, factored), changed its parameters or its marks, or claims it itself."""
     if n not in h:
@@ -135,7 +135,7 @@ def _check_claims(held: dict, p: Pass, record: dict, g, h, entry: dict) -> None:
     """Refuse pass `p` (g -> h) if it rewrote linears an earlier pass claimed
     (`held`: linear -> (earlier pass, its record, its entry)) and that pass says it
     may not (Pass.conflict): located at `p`, naming the linears and the earlier pass."""
-    mine = p.claims(record)
+    mine = set(p.claims(record))  # looked up once per held linear: thousands each
     hit: dict[int, list[str]] = {}
     owner = {}
     for n in [n for n in g if n in held]:  # in graph order
