@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING
 
 from strata.compiler import cost, ir
 from strata.compiler.ir_types import PASS_MARKS, IRTypeError
-from strata.errors import Diagnostic, SpecError
+from strata.errors import Diagnostic, SpecError, UsageError
+from strata.io import read_regular
 from strata.passes.pass_base import NeedsWeights, Pass, PassContext, PassError, Stored, held_by
 import strata.plugins as plugins
 from strata.compiler.select import select
@@ -104,11 +105,10 @@ def _spec_error(e: PassError, entry: dict, read: bool = True):
     if "source" in entry:
         sources[entry["source"][0]] = entry["source"][1]
     elif read and entry.get("span") is not None and entry["span"].file:
-        try:
-            from pathlib import Path  # lazy: optional
-
-            sources[entry["span"].file] = Path(entry["span"].file).read_text(encoding="utf-8")
-        except OSError:
+        file = entry["span"].file
+        try:  # bounded, a regular file: it may have changed since it was built
+            sources[file] = read_regular(file, what="spec").decode("utf-8")
+        except (UsageError, UnicodeDecodeError):  # the message, without the line
             pass
     return SpecError([Diagnostic(str(e), entry.get("span"), getattr(e, "hint", None))], sources)
 

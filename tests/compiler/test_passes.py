@@ -231,3 +231,23 @@ def test_a_pass_after_a_quantize_looks_its_claims_up_by_hash(monkeypatch):
                                       'quantize(int8_weight, on="mlp") }'))
     assert [a["name"] for a in h.graph.applied] == ["quantize", "quantize"]
     assert looked == []
+
+
+@pytest.mark.parametrize("now", [b"\xff\xfe not utf-8", None])
+def test_a_pass_error_reads_a_spec_changed_since_the_build_without_a_traceback(tmp_path, now):
+    """The spec is read again to show the pass's line: a file that is no longer
+    UTF-8 since the build gave a traceback (UnicodeDecodeError); a directory
+    (an OSError) was already left out.  The error comes without the line."""
+    from strata.compiler import build_file
+
+    spec = tmp_path / "x.arch"
+    spec.write_text(GQA + '\npasses { low_rank(1000) }')
+    g = build_file(spec)
+    spec.unlink()
+    if now is None:
+        spec.mkdir()
+    else:
+        spec.write_bytes(now)
+    with pytest.raises(SpecError, match="low_rank") as e:
+        apply_passes(g)
+    assert e.value.sources == {}
