@@ -8,8 +8,8 @@ process: interpreter start-up and imports not included).
 again (written out below) and a lint after every pass (an `on_pass` hook, with
 apply_passes' own lint off); "now" is the one in strata: a reorder in place and
 one lint at the end.  The two take turns in one process, the order flipped each
-round; medians of CPU time (less bent than wall time by other processes on a
-shared machine), with the load average.
+round; medians and minima of CPU time (less bent than wall time by other
+processes on a shared machine), with the load average.
 
     python benchmarks/pass_pipeline.py [--rounds 7] [--only gpt2]
 """
@@ -133,12 +133,13 @@ def measure(name: str, tmp: Path, rounds: int) -> None:
                 cpu[k].append(t)
                 check[k].append(u)
     part = shares(g, rounds)
-    b, n = median_ms(cpu["before"]), median_ms(cpu["now"])
-    cb, cn = median_ms(check["before"]), median_ms(check["now"])
     print(f"{name} + 2 passes, {len(g):,} IR nodes")
     print("  before, of apply_passes' CPU: " + ", ".join(f"{k} {v:.0%}" for k, v in part.items()))
-    print(f"  apply_passes   before {b:8.1f} ms   now {n:8.1f} ms   now/before {n / b:.2f}")
-    print(f"  strata.check   before {cb:8.1f} ms   now {cn:8.1f} ms   now/before {cn / cb:.2f}")
+    for label, t in (("apply_passes", cpu), ("strata.check", check)):
+        b, n = median_ms(t["before"]), median_ms(t["now"])
+        lo_b, lo_n = min(t["before"]) * 1e3, min(t["now"]) * 1e3
+        print(f"  {label}   before {b:7.1f} ms (min {lo_b:6.1f})   now {n:7.1f} ms (min {lo_n:6.1f})   "
+              f"now/before {n / b:.2f} (min {lo_n / lo_b:.2f})")
 
 
 if __name__ == "__main__":
