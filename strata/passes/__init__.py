@@ -195,9 +195,10 @@ def apply_passes(g: "nx.MultiDiGraph", *, lint: bool = True, ctx: PassContext | 
     if not todo:
         return g
     # the shapes a checkpoint in the spec's own names has: recorded on the first pass's
-    # output, never on `g` (a pass pipeline leaves its input as it was)
-    spec_params = g.graph.get("spec_params") or ir.state_dict_shapes(g)
-    first = g
+    # output, never on `g` (a pass pipeline leaves its input as it was); where `g` has
+    # them (its passes ran in part), each pass's copy carries them
+    spec_params = None if "spec_params" in g.graph else ir.state_dict_shapes(g)
+    ran = 0
     ctx = ctx or PassContext()
     made: list = []  # (pass, entry, its output) while linting: each linted only where something failed
     held: dict = {}  # linear -> (the pass that claimed it, its record, its entry or None)
@@ -227,12 +228,13 @@ def apply_passes(g: "nx.MultiDiGraph", *, lint: bool = True, ctx: PassContext | 
             _lint_each(made)
             raise
         _carry_claims(held, p, record, g, h, entry)
-        if g is first:
+        if not ran and spec_params is not None:
             h.graph.spec_params = spec_params
+        ran += 1
         if lint:
             made.append((p, entry, h))
         g = h
-    if g is first:  # a check stopped at the first pass: nothing ran, `g` stays the caller's
+    if not ran:  # a check stopped at the first pass: `g` stays the caller's
         return g
     if made:
         try:
