@@ -322,7 +322,8 @@ def calibration_rows(text: str) -> int:
     return n
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
+    """The command line, apart from main so that a test can check the documented commands."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", choices=sorted(SIZES), default="1m")
     ap.add_argument("--corpus", choices=("shakespeare", "stdlib"), default="shakespeare",
@@ -340,7 +341,11 @@ def main() -> None:
     ap.add_argument("--cost-only", action="store_true", help="the calibration cost (streamed against "
                     "from the start) only")
     ap.add_argument("--cache", default=str(Path.home() / ".cache" / "strata-bench" / "compress_methods"))
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = parser().parse_args()
     configure(args.size)
     name = NAME if args.corpus == "shakespeare" else f"{NAME}_{args.corpus}"
     torch.set_num_threads(args.threads)

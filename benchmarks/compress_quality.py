@@ -94,13 +94,18 @@ def perplexity(model, val, windows=400):
     return math.exp(total / count)
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
+    """The command line, apart from main so that a test can check the documented commands."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--finetune", type=int, default=200)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--save", help="also keep the trained weights here (.safetensors)")
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = parser().parse_args()
     torch.set_num_threads(args.threads)
     train_ids, val = load_data()
     torch.manual_seed(0)

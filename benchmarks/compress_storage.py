@@ -46,11 +46,16 @@ def layer_bytes(out: Path) -> tuple[int, int]:
     return stored, floats
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
+    """The command line, apart from main so that a test can check the documented commands."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--spec", default=str(ROOT / "specs" / "tiny_shakespeare.arch"))
     ap.add_argument("--passes", nargs="+", default=SCHEMES, help="the schemes to compress with, one each")
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = parser().parse_args()
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

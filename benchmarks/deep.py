@@ -29,10 +29,15 @@ SPEC = """model deep {{
 passes {{ fuse_qkv; fuse_mlp; low_rank(8, on="mlp") }}"""
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
+    """The command line, apart from main so that a test can check the documented commands."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--depths", type=int, nargs="+", default=[20, 200, 2000])
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = parser().parse_args()
     import strata.api
 
     strata.api.compile(SPEC.format(n=2), device="meta")  # warm up: import torch, first exec

@@ -91,14 +91,19 @@ def deep(layers: int, repeat: int) -> None:
         print(f"{k:<24}{a:>11.2f}s{b:>11.2f}s{b / a:>8.2f}")
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
+    """The command line, apart from main so that a test can check the documented commands."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--spec", default=str(ROOT / "specs" / "llama2_70b.arch"))
     ap.add_argument("--level", default="op")
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--layers", type=int, default=None,
                     help="time summary and diagrams of a repeat(N) decoder instead")
-    a = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    a = parser().parse_args()
     if a.layers:
         deep(a.layers, a.repeat)
         return

@@ -89,13 +89,18 @@ def drawing(gs: dict, spec: str, level: str, renderer: str, opts: dict) -> Drawi
     return draw(name_of(spec, level, renderer, opts), g, level, renderer, **kw)
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
+    """The command line, apart from main so that a test can check the documented commands."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--all", action="store_true", help="every option combination, synthetic specs")
     ap.add_argument("--png", action="store_true", help="write the review PNGs to docs/img/")
     ap.add_argument("--time", action="store_true", help="time Llama 2 70B at op level")
     ap.add_argument("--repeat", type=int, default=5)
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = parser().parse_args()
     if why := unavailable():
         sys.exit(f"cannot measure here: {why}")
     gs = graphs()

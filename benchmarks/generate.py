@@ -215,7 +215,8 @@ def seed(args) -> None:
         print(f"  compiled: speed-up speculative / teacher: {t['teacher compiled'] / t['spec. compiled']:.2f}x")
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
+    """The command line, apart from main so that a test can check the documented commands."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3)
@@ -227,7 +228,11 @@ def main() -> None:
     ap.add_argument("--train-steps", type=int, default=200, help="training steps of teacher and student")
     ap.add_argument("--spec-tokens", type=int, default=200, help="new tokens for speculative decoding")
     ap.add_argument("--k", type=int, default=4, help="draft tokens a round to start with")
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = parser().parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # each figure as it comes (runs take minutes)
     torch.set_num_threads(args.threads)
     if args.part in ("speculative", "all"):

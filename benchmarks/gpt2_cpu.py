@@ -22,14 +22,19 @@ from _timing import interleaved
 import strata.api
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
+    """The command line, apart from main so that a test can check the documented commands."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--inner", type=int, default=2)
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = parser().parse_args()
     torch.set_num_threads(args.threads)
     from transformers import GPT2Config, GPT2LMHeadModel
 

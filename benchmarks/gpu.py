@@ -46,13 +46,18 @@ def bench(model, batch, seq, steps, vocab):
     return (time.perf_counter() - t) / steps
 
 
-def main() -> int:
+def parser() -> argparse.ArgumentParser:
+    """The command line, apart from main so that a test can check the documented commands."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--seq", type=int, default=1024)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--peak-tflops", type=float, default=989.0)
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> int:
+    args = parser().parse_args()
     if not torch.cuda.is_available():
         print("benchmarks/gpu.py: no CUDA GPU here; nothing to measure.")
         return 0

@@ -119,12 +119,17 @@ def check_cpu(path: Path, runs: int) -> dict[str, float]:
     return out
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
+    """The command line, apart from main so that a test can check the documented commands."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--only", help="measure only the specs whose file name contains this")
     ap.add_argument("--passes", action="store_true", help="append a passes section to each spec")
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = parser().parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         deep = Path(tmp) / "gpt2_2000_layers.arch"
         deep.write_text((ROOT / "specs/gpt2.arch").read_text().replace("depth = 12", "depth = 2000"))

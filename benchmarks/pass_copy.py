@@ -45,10 +45,15 @@ def graph(file: str, change):
     return build_text(text + PASSES, str(ROOT / "specs" / file))
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
+    """The command line, apart from main so that a test can check the documented commands."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=7)
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = parser().parse_args()
     ways = {"deepcopy": copy.deepcopy, "ir_copy": copy_graph}
     print(f"load average {os.getloadavg()[0]:.2f} at the start; {len(USERS)} pass modules switched")
     print(f"{'spec':22} {'IR nodes':>8}  {'deepcopy CPU':>12} {'ir_copy CPU':>12} {'x':>5}"

@@ -27,13 +27,18 @@ from strata.compiler.cost import analyze
 SPEC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "specs", "gpt2.arch")
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
+    """The command line, apart from main so that a test can check the documented commands."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--heads", action="store_true", help="also prune 25 %% of the attention heads")
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = parser().parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     dense = strata.api.compile(SPEC, passes=[]).eval()

@@ -53,7 +53,8 @@ def decode_rate(model, prompt, n: int) -> float:
         return n / (time.perf_counter() - t)
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
+    """The command line, apart from main so that a test can check the documented commands."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seq", type=int, default=128)
@@ -61,7 +62,11 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--head", action="store_true", help="quantize the tied output projection too")
     ap.add_argument("--torch-compile", action="store_true", help="also time torch.compile'd models")
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = parser().parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     on = "" if not args.head else ', on="decoder"'

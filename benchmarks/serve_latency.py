@@ -111,11 +111,16 @@ def in_process(path: Path, runs: int) -> tuple[float, float]:
     return statistics.median(checks), statistics.median(views)
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
+    """The command line, apart from main so that a test can check the documented commands."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--browser", action="store_true", help="also keystroke -> diagram in Chromium")
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = parser().parse_args()
     print(f"{'spec':20} {'edit→payload median':>20} {'p90':>8} {'+ page debounce':>16} "
           f"{'check':>8} {'draw':>8}" + (f" {'keystroke→diagram':>18} {'p90':>8}" if args.browser else "")
           + f"   (n={2 * args.runs})")

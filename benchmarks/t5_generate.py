@@ -26,14 +26,19 @@ import strata.api
 from strata.interop import import_hf
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
+    """The command line, apart from main so that a test can check the documented commands."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--src", type=int, default=64)
     ap.add_argument("--new", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=5)
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = parser().parse_args()
     torch.set_num_threads(args.threads)
     from transformers import T5Config, T5ForConditionalGeneration
 

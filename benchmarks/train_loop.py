@@ -136,13 +136,18 @@ def char_bins(text_path: Path | None, tmp: Path) -> tuple[Path, Path, int]:
     return tmp / "train.bin", tmp / "val.bin", 65
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
+    """The command line, apart from main so that a test can check the documented commands."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=None)
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = parser().parse_args()
     torch.set_num_threads(args.threads)
     data = args.data or shakespeare()
     tmp = Path(tempfile.mkdtemp(prefix="strata-bench-"))

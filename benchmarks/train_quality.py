@@ -35,7 +35,8 @@ import strata.train
 TARGET = 1.88
 
 
-def main() -> int:
+def parser() -> argparse.ArgumentParser:
+    """The command line, apart from main so that a test can check the documented commands."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=None)
     ap.add_argument("--steps", type=int, default=2000)
@@ -43,7 +44,11 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=None, help="run folder (default: a temporary one)")
     ap.add_argument("--reference", nargs="?", const="spec", choices=["spec", "nanogpt"],
                     help="also train the hand-written loop, with the spec's recipe or nanoGPT's")
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> int:
+    args = parser().parse_args()
     data = args.data or shakespeare()
     if data is None:
         print("benchmarks/train_quality.py: no tinyshakespeare.txt in ../shared/data; give --data")

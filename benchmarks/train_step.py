@@ -27,13 +27,18 @@ from handwritten_gpt import GPT, GPTConfig
 import strata.api
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
+    """The command line, apart from main so that a test can check the documented commands."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=9)
     ap.add_argument("--inner", type=int, default=10)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch", type=int, default=12)
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = parser().parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     spec = os.path.join(os.path.dirname(__file__), "..", "specs", "tiny_shakespeare.arch")
