@@ -6,21 +6,23 @@ from __future__ import annotations
 import os
 import tempfile
 
+import _smoke
 import torch
 
 import strata.api
 from strata.interop import import_hf
 
 
-def random_gpt2(*specs: str):
+def random_gpt2(*specs: str, smoke: bool = False):
     """(HF's GPT2LMHeadModel: seed 0, SDPA, eval, no end token so that generate always
     makes max_new_tokens; strata's import of it, compiled; and one compiled model
     more for each of `specs`, a text appended to the imported spec, such as
-    "passes { fuse_qkv }"; "" gives another copy of the import)."""
+    "passes { fuse_qkv }"; "" gives another copy of the import).  `smoke`: at
+    _smoke.GPT2's toy size."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(0)
-    hf = GPT2LMHeadModel(GPT2Config(attn_implementation="sdpa")).eval()
+    hf = GPT2LMHeadModel(GPT2Config(attn_implementation="sdpa", **(_smoke.GPT2 if smoke else {}))).eval()
     hf.generation_config.eos_token_id = None  # always max_new_tokens
     with tempfile.TemporaryDirectory() as d:
         hf.save_pretrained(d)

@@ -69,16 +69,20 @@ SIZES = {
     # CPU this one reaches ~10 tokens per parameter in 40 minutes
     "wide": (1024, 64, 16, 256, 4, 2, 768, (256, 128, 32), 2e-3),
 }
+# --smoke: every step of the script on a toy model (d=128, 2 layers, vocabulary 256)
+# and the first SMOKE_CHARS characters of the corpus; the figures mean nothing.
+SMOKE = (256, 16, 4, 128, 2, 2, 256, (128, 32), 2e-3)
+SMOKE_CHARS = 100_000
 VOCAB = CTX = BATCH = 0
 LR = 0.0
 NAME = SPEC = ""
 GROUPS: tuple = ()
 
 
-def configure(size: str) -> None:
-    """Set the module's shape constants and spec for one of SIZES."""
+def configure(shape: tuple) -> None:
+    """Set the module's shape constants and spec for one of SIZES (or SMOKE)."""
     global VOCAB, CTX, BATCH, NAME, SPEC, GROUPS, LR
-    VOCAB, CTX, BATCH, d, heads, depth, mlp, GROUPS, LR = SIZES[size]
+    VOCAB, CTX, BATCH, d, heads, depth, mlp, GROUPS, LR = shape
     NAME = f"llama_d{d}x{depth}_v{VOCAB}_c{CTX}"  # the cached files' prefix: a new shape trains anew
     SPEC = f"""
 model bench_llama {{
@@ -132,11 +136,12 @@ def corpus_text(corpus: str) -> str:
     return text
 
 
-def tokenize(cache: Path, corpus: str = "shakespeare"):
-    """(training ids, held-out ids): the last 10 % of the corpus held out."""
+def tokenize(cache: Path, corpus: str = "shakespeare", chars: int | None = None):
+    """(training ids, held-out ids): the last 10 % of the corpus (its first `chars`
+    characters, when given) held out."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-    text = corpus_text(corpus)
+    text = corpus_text(corpus)[:chars]
     path = cache / (f"tokenizer_{VOCAB}.json" if corpus == "shakespeare" else f"tokenizer_{corpus}_{VOCAB}.json")
     if path.is_file():
         tok = Tokenizer.from_file(str(path))
@@ -341,19 +346,21 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--cost-only", action="store_true", help="the calibration cost (streamed against "
                     "from the start) only")
     ap.add_argument("--cache", default=str(Path.home() / ".cache" / "strata-bench" / "compress_methods"))
+    ap.add_argument("--smoke", action="store_true", help="a toy model on the start of the corpus, to test "
+                    "that the script runs (the figures mean nothing; give --cache a temporary folder)")
     return ap
 
 
 def main() -> None:
     args = parser().parse_args()
-    configure(args.size)
+    configure(SMOKE if args.smoke else SIZES[args.size])
     name = NAME if args.corpus == "shakespeare" else f"{NAME}_{args.corpus}"
     torch.set_num_threads(args.threads)
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     spec = cache / f"{name}.arch"
     spec.write_text(SPEC)
-    train_ids, val = tokenize(cache, args.corpus)
+    train_ids, val = tokenize(cache, args.corpus, SMOKE_CHARS if args.smoke else None)
     select, held = heldout_halves(val)
     w = cache / f"{name}_{int(args.train_seconds)}s.safetensors"
     if not w.is_file():

@@ -101,18 +101,22 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--finetune", type=int, default=200)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--save", help="also keep the trained weights here (.safetensors)")
+    ap.add_argument("--smoke", action="store_true", help="perplexity on 16 windows, latency of one "
+                    "call: to test that the script runs with a few --steps (the figures mean nothing)")
     return ap
 
 
 def main() -> None:
     args = parser().parse_args()
     torch.set_num_threads(args.threads)
+    windows = 16 if args.smoke else 400
+    timing = dict(reps=1, inner=1, warmup=0) if args.smoke else dict(reps=11, inner=20, warmup=2)
     train_ids, val = load_data()
     torch.manual_seed(0)
     t0 = time.perf_counter()
     base = train(strata.api.compile(SPEC), train_ids, args.steps, 1e-3)
     print(f"trained {args.steps} steps in {time.perf_counter() - t0:.0f} s; val perplexity "
-          f"{perplexity(base, val):.3f}", flush=True)
+          f"{perplexity(base, val, windows):.3f}", flush=True)
     tmp = tempfile.mkdtemp()
     w = args.save or os.path.join(tmp, "base.safetensors")
     strata.api.save_weights(base, w)
@@ -152,8 +156,8 @@ def main() -> None:
                 m(x)
         return step
 
-    lat = interleaved({k: fwd(m) for k, m in models.items()}, reps=11, inner=20, warmup=2)
-    ref = perplexity(models["fp32 (as shipped)"], val)
+    lat = interleaved({k: fwd(m) for k, m in models.items()}, **timing)
+    ref = perplexity(models["fp32 (as shipped)"], val, windows)
     probe = torch.stack([val[s:s + CTX] for s in range(0, 8 * CTX, CTX)])  # 8 validation windows
     with torch.no_grad():
         base_logits = models["fp32 (as shipped)"](probe)
@@ -162,7 +166,7 @@ def main() -> None:
     print(f"  {'model':34s} {'parameters':>11s} {'weights':>10s} {'latency':>10s} {'SQNR':>8s} "
           f"{'val ppl':>8s} {'change':>8s}")
     for name, m in models.items():
-        ppl = perplexity(m, val)
+        ppl = perplexity(m, val, windows)
         with torch.no_grad():
             got = m(probe)
         err = (base_logits - got).norm()

@@ -14,6 +14,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import _smoke
 import torch
 from _timing import interleaved
 
@@ -25,6 +26,7 @@ def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--smoke", action="store_true", help=_smoke.HELP)
     return ap
 
 
@@ -34,8 +36,10 @@ def main() -> None:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     spec = os.path.join(os.path.dirname(__file__), "..", "specs", "gpt2.arch")
+    if args.smoke:
+        spec = _smoke.gpt2_spec()
     fns = {"strata": lambda: strata.api.compile(spec),
-           "hf": lambda: GPT2LMHeadModel(GPT2Config())}
+           "hf": lambda: GPT2LMHeadModel(GPT2Config(**(_smoke.GPT2 if args.smoke else {})))}
     t = interleaved(fns, reps=args.reps, inner=1, warmup=1)
     print(f"GPT-2 small construction (124M parameters, fp32, CPU, {args.threads} threads)")
     for k, v in t.items():

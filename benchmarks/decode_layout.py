@@ -16,6 +16,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import _smoke
 import torch
 from _gpt2 import random_gpt2
 from _timing import interleaved
@@ -27,13 +28,14 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--new", type=int, nargs="+", default=[48, 128])
+    ap.add_argument("--smoke", action="store_true", help=_smoke.HELP)
     return ap
 
 
 def main() -> None:
     args = parser().parse_args()
     torch.set_num_threads(args.threads)
-    hf, column, row = random_gpt2("")
+    hf, column, row = random_gpt2("", smoke=args.smoke)
     helpers = type(row).generate.__globals__  # the generated file's namespace: its decode_layout
 
     def row_major(new):

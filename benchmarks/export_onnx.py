@@ -9,7 +9,7 @@ process: GPT-2 small (random weights, transformers' GPT2Config, brought in with
 
 Every contender must give strata eager's tokens.
 
-    python benchmarks/export_onnx.py [--threads 2] [--rounds 3] [--int8]
+    python benchmarks/export_onnx.py [--threads 2] [--rounds 3] [--int8] [--no-compile]
 
 Prints median times over the rounds (the contenders take turns) and the ratios.
 """
@@ -25,6 +25,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import _smoke
 import numpy as np
 import torch
 from _timing import interleaved
@@ -40,6 +41,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--new", type=int, default=64)
     ap.add_argument("--int8", action="store_true", help="also time ONNX Runtime's int8 export")
+    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile contenders")
+    ap.add_argument("--smoke", action="store_true", help=_smoke.HELP)
     return ap
 
 
@@ -51,7 +54,7 @@ def main() -> None:
     from strata.train.onnx_runtime import OnnxModel
 
     torch.manual_seed(0)
-    hf = GPT2LMHeadModel(GPT2Config()).eval()
+    hf = GPT2LMHeadModel(GPT2Config(**(_smoke.GPT2 if args.smoke else {}))).eval()
     with tempfile.TemporaryDirectory() as d:
         hf.save_pretrained(d)
         arch, weights = import_hf(d, os.path.join(d, "imp"))
@@ -64,19 +67,22 @@ def main() -> None:
         if args.int8:
             strata.api.export(arch, os.path.join(d, "onnx8"), to="onnx", weights=weights, int8=True)
             ort_q = OnnxModel(os.path.join(d, "onnx8"), threads=args.threads)
-    compiled = torch.compile(ours, fullgraph=True, dynamic=False)
+    compiled = None if args.no_compile else torch.compile(ours, fullgraph=True, dynamic=False)
 
     x = torch.randint(0, 50257, (1, 128))
     xn = x.numpy()
     with torch.no_grad():
         want = ours(x)
-        t = time.perf_counter()
-        got = compiled(x)
-        print(f"torch.compile forward, first call (compiles): {time.perf_counter() - t:.1f} s")
-        assert torch.allclose(got, want, atol=1e-3)
+        if compiled is not None:
+            t = time.perf_counter()
+            got = compiled(x)
+            print(f"torch.compile forward, first call (compiles): {time.perf_counter() - t:.1f} s")
+            assert torch.allclose(got, want, atol=1e-3)
     np.testing.assert_allclose(ort.forward(xn)[0], want.numpy(), atol=1e-3, rtol=0)
     fwd = {"strata eager": lambda: ours(x), "torch.compile": lambda: compiled(x),
            "onnxruntime": lambda: ort.forward(xn)}
+    if compiled is None:
+        del fwd["torch.compile"]
     if ort_q is not None:
         fwd["onnxruntime int8"] = lambda: ort_q.forward(xn)
     with torch.no_grad():
@@ -85,12 +91,15 @@ def main() -> None:
     prompt = torch.randint(0, 50257, (1, 16))
     new = args.new
     want_ids = ours.generate(prompt, new)
-    t = time.perf_counter()
-    ours.generate(prompt, new, compile=True)
-    print(f"compiled decode step, first call (compiles): {time.perf_counter() - t:.1f} s")
     dec = {"strata eager": lambda: ours.generate(prompt, new),
            "torch.compile": lambda: ours.generate(prompt, new, compile=True),
            "onnxruntime": lambda: ort.greedy(prompt.numpy(), new)}
+    if compiled is None:
+        del dec["torch.compile"]
+    else:
+        t = time.perf_counter()
+        ours.generate(prompt, new, compile=True)
+        print(f"compiled decode step, first call (compiles): {time.perf_counter() - t:.1f} s")
     for k, f in dec.items():
         got = f()
         assert np.array_equal(np.asarray(got), want_ids.numpy()), f"{k}: the tokens differ"

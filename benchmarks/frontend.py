@@ -52,6 +52,8 @@ def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--base", help="an older checkout: its strata commands are timed too, interleaved")
+    ap.add_argument("--smoke", action="store_true", help="`strata check specs/gpt2.arch` only, to test that "
+                    "the script runs")
     return ap
 
 
@@ -72,6 +74,8 @@ def measure(args, tmp: Path) -> None:
         "strata check llama2_70b + 2 passes": ["check", str(tmp / "llama2_70b_passes.arch")],
         "strata summary specs/llama2_70b.arch --json": ["summary", str(ROOT / "specs/llama2_70b.arch"), "--json"],
     }
+    if args.smoke:
+        strata = dict(list(strata.items())[:1])
     cases: dict[str, tuple[list[str], str | None]] = {"python -c pass (scale)": ([py, "-c", "pass"], None)}
     for name, argv in strata.items():
         cases[name] = ([py, "-m", "strata.cli", *argv], str(ROOT))

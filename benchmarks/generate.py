@@ -35,6 +35,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import _smoke
 import torch
 from _gpt2 import random_gpt2
 from _timing import interleaved
@@ -46,7 +47,7 @@ def gpt2(args) -> None:
     from transformers import GPT2LMHeadModel
 
     # the second: what a user adds for speed, q, k, v as one matmul (as HF's c_attn)
-    hf, ours, fused = random_gpt2("passes { fuse_qkv }")
+    hf, ours, fused = random_gpt2("passes { fuse_qkv }", smoke=args.smoke)
     prompt = torch.randint(0, 50257, (1, 16))
     kw = dict(do_sample=False, pad_token_id=0, attention_mask=torch.ones_like(prompt))
     hf_compiled = None
@@ -228,6 +229,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--train-steps", type=int, default=200, help="training steps of teacher and student")
     ap.add_argument("--spec-tokens", type=int, default=200, help="new tokens for speculative decoding")
     ap.add_argument("--k", type=int, default=4, help="draft tokens a round to start with")
+    ap.add_argument("--smoke", action="store_true", help=_smoke.HELP)
     return ap
 
 

@@ -15,6 +15,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import _smoke
 import torch
 import torch.nn.functional as F
 from _timing import interleaved
@@ -30,6 +31,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--inner", type=int, default=2)
+    ap.add_argument("--smoke", action="store_true", help=_smoke.HELP)
     return ap
 
 
@@ -39,9 +41,9 @@ def main() -> None:
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(0)
-    spec = os.path.join(os.path.dirname(__file__), "..", "specs", "gpt2.arch")
+    spec = _smoke.gpt2_spec() if args.smoke else os.path.join(os.path.dirname(__file__), "..", "specs", "gpt2.arch")
     models = {"strata": strata.api.compile(spec).eval(),
-              "hf": GPT2LMHeadModel(GPT2Config(attn_implementation="sdpa")).eval()}
+              "hf": GPT2LMHeadModel(GPT2Config(attn_implementation="sdpa", **(_smoke.GPT2 if args.smoke else {}))).eval()}
     x = torch.randint(0, 50257, (args.batch, args.seq))
 
     def run(m, logits_of):

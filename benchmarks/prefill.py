@@ -17,6 +17,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import _smoke
 import torch
 from _gpt2 import random_gpt2
 from _timing import interleaved
@@ -28,13 +29,14 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--prompt", type=int, nargs="+", default=[16, 128, 512])
+    ap.add_argument("--smoke", action="store_true", help=_smoke.HELP)
     return ap
 
 
 def main() -> None:
     args = parser().parse_args()
     torch.set_num_threads(args.threads)
-    hf, ours = random_gpt2()
+    hf, ours = random_gpt2(smoke=args.smoke)
 
     def read(ids, keep):
         return ours(ids, cache=ours.new_cache(ids.shape[1] + 1), logits_to_keep=keep)

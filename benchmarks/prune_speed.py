@@ -18,6 +18,7 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import _smoke
 import torch
 from _timing import interleaved
 
@@ -34,20 +35,22 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--heads", action="store_true", help="also prune 25 %% of the attention heads")
+    ap.add_argument("--smoke", action="store_true", help=_smoke.HELP)
     return ap
 
 
 def main() -> None:
     args = parser().parse_args()
+    spec = _smoke.gpt2_spec() if args.smoke else SPEC
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    dense = strata.api.compile(SPEC, passes=[]).eval()
+    dense = strata.api.compile(spec, passes=[]).eval()
     passes = ['prune(0.3, method=structured, on="mlp")'] + \
         (['prune(0.25, method=structured, on="attention")'] if args.heads else [])
     with tempfile.TemporaryDirectory() as d:
         w = os.path.join(d, "w.safetensors")
         strata.api.save_weights(dense, w)
-        pruned = strata.api.compile(SPEC, passes=passes, weights=w).eval()
+        pruned = strata.api.compile(spec, passes=passes, weights=w).eval()
     x = torch.randint(0, 50257, (1, args.seq), generator=torch.Generator().manual_seed(1))
 
     def fwd(m):

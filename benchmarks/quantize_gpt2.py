@@ -29,6 +29,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import _smoke
 import torch
 from _timing import interleaved
 
@@ -62,19 +63,21 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--head", action="store_true", help="quantize the tied output projection too")
     ap.add_argument("--torch-compile", action="store_true", help="also time torch.compile'd models")
+    ap.add_argument("--smoke", action="store_true", help=_smoke.HELP)
     return ap
 
 
 def main() -> None:
     args = parser().parse_args()
+    spec = _smoke.gpt2_spec() if args.smoke else SPEC
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     on = "" if not args.head else ', on="decoder"'
     layers = 'quantize(int8_dynamic, on="decoder.h.*")'
     passes = [layers] + (['quantize(int8_dynamic, on="decoder.lm_head")'] if args.head else [])
-    fp32 = strata.api.compile(SPEC, passes=[]).eval()
+    fp32 = strata.api.compile(spec, passes=[]).eval()
     state = {k: v.clone() for k, v in fp32.state_dict().items()}
-    int8 = strata.api.compile(SPEC, passes=passes, quantize=False).eval()
+    int8 = strata.api.compile(spec, passes=passes, quantize=False).eval()
     int8.load_state_dict(state)
     ao = copy.deepcopy(int8)
     module = sys.modules[type(int8).__module__]

@@ -19,11 +19,15 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import _smoke
 import torch
 from _timing import interleaved
 
 import strata.api
 from strata.interop import import_hf
+
+# --smoke: T5 small's vocabulary at toy width and depth (T5Config keywords)
+TINY = {"d_model": 32, "d_ff": 64, "d_kv": 16, "num_heads": 2, "num_layers": 1}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -34,6 +38,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--new", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--smoke", action="store_true", help=_smoke.HELP)
     return ap
 
 
@@ -43,7 +48,7 @@ def main() -> None:
     from transformers import T5Config, T5ForConditionalGeneration
 
     torch.manual_seed(0)
-    hf = T5ForConditionalGeneration(T5Config(decoder_start_token_id=0, attn_implementation="sdpa")).eval()
+    hf = T5ForConditionalGeneration(T5Config(decoder_start_token_id=0, attn_implementation="sdpa", **(TINY if args.smoke else {}))).eval()
     hf.generation_config.eos_token_id = None  # always max_new_tokens
     with tempfile.TemporaryDirectory() as d:
         hf.save_pretrained(d)

@@ -64,11 +64,12 @@ def spec_recipe() -> dict:
 
 def nanogpt_loop(train_bin: Path, steps: int, vocab: int, *, batch=12, block=64, lr=1e-3, min_lr=1e-4,
                  warmup=100, betas=(0.9, 0.99), weight_decay=0.1, seed=0, val_bin: Path | None = None,
-                 eval_iters=200) -> dict:
+                 eval_iters=200, model: dict | None = None) -> dict:
     """nanoGPT's train.py, CPU path (no DDP, no autocast, no compile), on the
-    hand-written model: returns per-step end times, losses and the final val loss."""
+    hand-written model (GPTConfig's defaults, or `model`'s keywords): returns
+    per-step end times, losses and the final val loss."""
     torch.manual_seed(seed)
-    model = GPT(GPTConfig(vocab_size=vocab, block_size=block))
+    model = GPT(GPTConfig(vocab_size=vocab, block_size=block, **(model or {})))
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]

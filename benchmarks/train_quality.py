@@ -26,6 +26,7 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import _smoke
 import torch
 from train_loop import NANOGPT, SPEC, char_bins, nanogpt_loop, shakespeare, spec_recipe
 
@@ -33,6 +34,7 @@ import strata
 import strata.train
 
 TARGET = 1.88
+SMOKE = {"n_embd": 32, "n_layer": 1}  # --smoke: GPTConfig keywords, and the spec's d and depth alike
 
 
 def parser() -> argparse.ArgumentParser:
@@ -44,6 +46,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", type=Path, default=None, help="run folder (default: a temporary one)")
     ap.add_argument("--reference", nargs="?", const="spec", choices=["spec", "nanogpt"],
                     help="also train the hand-written loop, with the spec's recipe or nanoGPT's")
+    ap.add_argument("--smoke", action="store_true", help="both models at d=32 and one layer, the reference's "
+                    "loss on 2 batches: to test that the script runs with a few --steps (the figures mean nothing)")
     return ap
 
 
@@ -56,7 +60,8 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     out = args.out or Path(tempfile.mkdtemp(prefix="strata-quality-")) / "run"
     t = time.perf_counter()
-    run = strata.train(str(SPEC), data=str(data), steps=args.steps, out=out, overwrite=True)
+    spec = _smoke.shrunk("tiny_shakespeare", d=SMOKE["n_embd"], depth=SMOKE["n_layer"]) if args.smoke else SPEC
+    run = strata.train(str(spec), data=str(data), steps=args.steps, out=out, overwrite=True)
     wall = time.perf_counter() - t
     full = run.evaluate()
     print(f"tiny_shakespeare, {args.steps} steps, B=12, T=64, {args.threads} threads, {data}")
@@ -67,7 +72,8 @@ def main() -> int:
         train_bin, val_bin, vocab = char_bins(data, tmp)
         t = time.perf_counter()
         recipe = spec_recipe() if args.reference == "spec" else NANOGPT
-        ref = nanogpt_loop(train_bin, args.steps, vocab, val_bin=val_bin, **recipe)
+        smoke = dict(model=SMOKE, eval_iters=2) if args.smoke else {}
+        ref = nanogpt_loop(train_bin, args.steps, vocab, val_bin=val_bin, **recipe, **smoke)
         print(f"  handwritten  val loss {ref['val']:.4f} (200 batches)   {time.perf_counter() - t:.0f} s   "
               f"({args.reference}'s recipe: lr {recipe['lr']:g})")
     ok = run.val_loss <= TARGET and full["loss"] <= TARGET
