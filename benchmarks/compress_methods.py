@@ -72,7 +72,7 @@ SIZES = {
 # --smoke: every step of the script on a toy model (d=128, 2 layers, vocabulary 256)
 # and the first SMOKE_CHARS characters of the corpus; the figures mean nothing.
 SMOKE = (256, 16, 4, 128, 2, 2, 256, (128, 32), 2e-3)
-SMOKE_CHARS = 100_000
+SMOKE_CHARS = 30_000
 VOCAB = CTX = BATCH = 0
 LR = 0.0
 NAME = SPEC = ""
