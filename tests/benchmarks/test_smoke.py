@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -109,6 +110,7 @@ def test_script_runs_shrunk(label, args, shown, what, monkeypatch, capsys, threa
         out = r.stdout
     else:
         monkeypatch.chdir(tmp_path)
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the folders a script leaves (mkdtemp)
         monkeypatch.setattr(sys, "argv", [f"benchmarks/{name}.py", *args])
         assert load(name).main() in (None, 0)
         out = capsys.readouterr().out
