@@ -80,6 +80,15 @@ def needs(what: str | None) -> None:
         require(what)
 
 
+def browser() -> bool:
+    """Playwright and the system's Chromium (serve_latency --browser) are here."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ModuleNotFoundError:
+        return False
+    return Path("/usr/bin/chromium").is_file()
+
+
 def inputs(tmp: Path) -> None:
     """A short text to train on, and a toy spec to compress."""
     from strata.train.data import builtin_text
@@ -103,6 +112,8 @@ def test_script_runs_shrunk(label, args, shown, what, monkeypatch, capsys, threa
     name = label.split()[0]
     inputs(tmp_path)
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    if name == "serve_latency" and browser():  # the documented --browser run, where Chromium is
+        args, shown = [*args, "--browser"], [*shown, "keystroke→diagram"]
     if name in SUBPROCESS:
         r = subprocess.run([sys.executable, str(BENCH / f"{name}.py"), *args], cwd=ROOT,
                            capture_output=True, text=True, timeout=300)
