@@ -51,7 +51,7 @@ RUNS = [
     ("compress_quality", ["--smoke", "--steps", "3", "--finetune", "2", *ONE],
      ["val ppl", "int4_weight g32 + 2 QAT steps"], "shakespeare"),
     ("compress_methods", ["--smoke", "--corpus", "stdlib", "--train-seconds", "1", "--calibration", "4",
-                          "--finetune", "2", "--cache", "{tmp}/cache", "--rows", "g32 rtn,g32 gptq mse one pass,static smooth 0.5"],
+                          "--finetune", "2", "--cache", "{tmp}/cache", "--rows", "g32 rtn,g32 awq,static smooth 0.5"],
      ["| method |", "| quantize |", "calibration cost", "--finetune 2"], "tokenizers"),
     ("gpu", ["--batch", "2", "--seq", "64", "--steps", "2"], ["tokens/s", "strata train (whole loop)"], "cuda"),
     # subprocesses
