@@ -96,11 +96,16 @@ def median_ms(xs: list[float]) -> float:
     return statistics.median(xs) * 1e3
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
+    """The command line, apart from main so that a test can check the documented commands."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--only", choices=SPECS, help="one spec (a quick run)")
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = parser().parse_args()
     print(f"load average {os.getloadavg()[0]:.2f} at the start")
     with tempfile.TemporaryDirectory() as tmp:
         for name in [args.only] if args.only else SPECS:
