@@ -5,6 +5,11 @@ files inside the run, never through a link, bounded).
 A run is a folder holding `metrics.jsonl` or `run.json`: the served folder
 itself, or one of its sub-folders (two levels down at most: `runs/x`).
 
+metrics.jsonl is streamed (`strata.train.metrics.iter_records`: memory is one
+line's) into two `Curve`s (at most 65,536 points each, thinned evenly), then
+thinned again to MAX_POINTS for the page, so the page is polled as a run grows
+without the file ever being held (a 53 MB file of tiny lines once cost 850 MB here).
+
     >>> series([{"step": 1, "train_loss": 2.5}, {"step": 2, "val_loss": 2.1, "val_ppl": 8.2}])
     {'train': [[1, 2.5]], 'val': [[2, 2.1]]}
 """
@@ -14,13 +19,14 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from strata.errors import UsageError
 from strata.io import read_regular
 from strata.serve.files import Root
+from strata.train.metrics import Curve, Curves, iter_records
 
-MAX_METRICS = 1 << 28        # bytes of metrics.jsonl read (over a million steps)
 MAX_POINTS = 2000            # points per curve sent to the page: longer runs are thinned
 MAX_RUNS = 200
 
@@ -42,34 +48,20 @@ def find_runs(root: Root) -> list[str]:
     return sorted(out)
 
 
-def read_records(path: Path) -> list[dict]:
-    """metrics.jsonl's records; a torn or hand-edited line is skipped."""
-    if not os.path.lexists(path):
-        return []
-    text = read_regular(path, MAX_METRICS, "metrics file", follow=False).decode("utf-8", "replace")
-    out = []
-    for line in text.splitlines():
-        try:
-            rec = json.loads(line)
-        except (ValueError, RecursionError):
-            continue
-        if isinstance(rec, dict) and type(rec.get("step")) is int and rec["step"] >= 0:
-            out.append(rec)
-    return out
+def _points(curve: Curve) -> list[list[float]]:
+    """The curve as [step, value] pairs, every k-th one past MAX_POINTS (the last kept)."""
+    steps, values, n = curve.steps, curve.values, len(curve.steps)
+    k = max(math.ceil(n / MAX_POINTS), 1)
+    keep = list(range(0, n, k)) + ([n - 1] if n and (n - 1) % k else [])
+    return [[steps[i], values[i]] for i in keep]
 
 
-def _points(records: list[dict], key: str) -> list[list[float]]:
-    pts = [[r["step"], r[key]] for r in records
-           if isinstance(r.get(key), (int, float)) and not isinstance(r.get(key), bool)
-           and math.isfinite(r[key])]
-    if len(pts) > MAX_POINTS:  # every k-th point, the last one kept
-        k = math.ceil(len(pts) / MAX_POINTS)
-        pts = pts[::k] + ([pts[-1]] if (len(pts) - 1) % k else [])
-    return pts
-
-
-def series(records: list[dict]) -> dict:
-    return {"train": _points(records, "train_loss"), "val": _points(records, "val_loss")}
+def series(records: Iterable[dict]) -> dict:
+    """The train and validation curves of `records` (any iterable: a stream)."""
+    curves = Curves()
+    for rec in records:
+        curves.add(rec)
+    return {"train": _points(curves.train), "val": _points(curves.val)}
 
 
 def run_view(root: Root, name: str) -> dict:
@@ -81,5 +73,5 @@ def run_view(root: Root, name: str) -> dict:
             settings = json.loads(read_regular(folder / "run.json", 1 << 20, "run record", follow=False))
         except (ValueError, RecursionError, UsageError) as e:  # a damaged record: said, not raised
             settings = {"error": f"run.json: {e}"}
-    return {"name": name, **series(read_records(folder / "metrics.jsonl")),
+    return {"name": name, **series(iter_records(folder / "metrics.jsonl")),
             "settings": settings if isinstance(settings, dict) else {}}

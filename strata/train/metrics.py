@@ -15,19 +15,22 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 import os
 import shutil
 import sys
 import tempfile
 import time
 from array import array
+from collections import deque
 from collections.abc import Iterator
+from itertools import islice
 from pathlib import Path
 
 from strata.errors import UsageError, WriteError
 from strata.io import atomic_output, open_regular
 
-__all__ = ["Curves", "MetricsLog", "plot_losses", "Progress", "iter_records", "read_metrics"]
+__all__ = ["Curves", "MetricsLog", "plot_losses", "Progress", "iter_records", "RunMetrics"]
 
 MAX_METRICS = 1 << 30   # bytes: ~5 million steps of lines, streamed, never held whole
 MAX_LINE = 1 << 16      # bytes a line: a record is ~150; a longer line is skipped unparsed, never held
@@ -85,10 +88,59 @@ def iter_records(path: Path) -> Iterator[dict]:
             raise UsageError(f"{path}: cannot read ({e.strerror})") from None
 
 
-def read_metrics(path: Path) -> list[dict]:
-    """Every record of a run's metrics.jsonl (`iter_records`), as a list (the
-    Python API's `run.metrics`; strata's own commands stream the file)."""
-    return list(iter_records(path))
+class RunMetrics:
+    """A run's metrics.jsonl as a sequence read on demand (the Python API's
+    `run.metrics`): each use streams the file (`iter_records`) and keeps only what
+    it returns, so memory does not grow with the run, and a run still training
+    is read as it is now.
+
+        run.metrics[-1]                                    # the last record: one kept
+        [r["train_loss"] for r in run.metrics if "train_loss" in r]
+        run.metrics[-100:], run.metrics[::10], len(run.metrics)
+
+    A negative slice bound (and len) counts the records first: two passes.
+    `list(run.metrics)` holds every record, as a list would."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.path)!r})"
+
+    def __iter__(self) -> Iterator[dict]:
+        return iter_records(self.path)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __bool__(self) -> bool:
+        return next(iter(self), None) is not None
+
+    # reversed() would otherwise index from the end once per record (n passes)
+    __reversed__ = None
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return self._slice(i)
+        i = operator.index(i)
+        if i >= 0:
+            got = next(islice(self, i, None), None)
+        else:  # the last -i records, the first of them returned
+            last = deque(self, maxlen=-i)
+            got = last[0] if len(last) == -i else None
+        if got is None:
+            raise IndexError(f"{self.path}: no record {i}")
+        return got
+
+    def _slice(self, s: slice) -> list[dict]:
+        if (s.step or 1) > 0 and all(b is None or b >= 0 for b in (s.start, s.stop)):
+            return list(islice(self, s.start, s.stop, s.step))
+        r = range(*s.indices(len(self)))
+        if not r:
+            return []
+        if r.step > 0:
+            return list(islice(self, r.start, r.stop, r.step))
+        return list(islice(self, r[-1], r[0] + 1, -r.step))[::-1]
 
 
 class Curve:

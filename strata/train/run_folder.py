@@ -38,7 +38,7 @@ from strata.train.checkpoint import find_checkpoint
 from strata.train.folder_spec import OutsideError, may_read, own_file, read_run, spec_source
 from strata.train.folder_names import CACHE, FINAL, METRICS, PLOT, RUN_JSON, SPEC, TOKENIZER, is_run
 from strata.train.limits import model_limits
-from strata.train.metrics import iter_records, read_metrics
+from strata.train.metrics import RunMetrics, iter_records
 from strata.train.models import compile_model
 from strata.train.objectives import OBJECTIVES, Objective, objective_from_json
 from strata.train.tokenizer import load_tokenizer
@@ -156,8 +156,9 @@ class RunFolder:
         return self.info["settings"]
 
     @property
-    def metrics(self) -> list[dict]:
-        return read_metrics(self.path / METRICS)
+    def metrics(self) -> RunMetrics:
+        """metrics.jsonl's records, streamed at each use (`run.metrics[-1]` holds one)."""
+        return RunMetrics(self.path / METRICS)
 
     def _last(self) -> tuple[int, float | None, float | None]:
         """(the last training step, the last and the lowest validation loss) of

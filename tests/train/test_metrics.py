@@ -16,7 +16,7 @@ import pytest
 
 from strata.errors import WriteError
 from strata.train import metrics as m
-from strata.train.metrics import MetricsLog, read_metrics
+from strata.train.metrics import MetricsLog, iter_records
 from tests.train.helpers import ROOT
 
 
@@ -61,7 +61,7 @@ def test_an_over_long_line_is_skipped_without_being_held(tmp_path):
     big = json.dumps({"step": 1, "train_loss": 2.0, "x": list(range(400_000))}).encode()  # 3 MB on one line
     path.write_bytes(b'{"step": 0, "train_loss": 3.0}\n' + big + b'\n{"step": 2, "train_loss": 1.0}\n')
     got = []
-    peak = _peak(lambda: got.extend(read_metrics(path)))
+    peak = _peak(lambda: got.extend(iter_records(path)))
     assert [r["step"] for r in got] == [0, 2]
     assert peak < 4 * m.MAX_LINE + 100_000, f"{peak:,} bytes"
 
@@ -77,12 +77,12 @@ def test_resume_keeps_the_lines_up_to_its_step_as_before(tmp_path):
     log.flush(force=True)
     want = [recs[0], recs[1], {"step": 1}, {"step": 2, "train_loss": None}, {"step": 3, "train_loss": 1.0}]
     assert path.read_text() == "".join(json.dumps(r) + "\n" for r in want)
-    assert read_metrics(path) == want
+    assert list(iter_records(path)) == want
     # the plot's curves: the finite numbers, per step (a null loss is no point)
     assert list(log.curves.train.steps) == [1, 3] and list(log.curves.train.values) == [3.0, 1.0]
     assert list(log.curves.val.steps) == [2]
     log.flush(force=True)  # the kept lines head every rewrite
-    assert read_metrics(path) == want
+    assert list(iter_records(path)) == want
 
 
 def test_a_long_curve_thins_evenly(monkeypatch):
@@ -107,3 +107,27 @@ def test_a_resume_that_cannot_write_its_copy_is_one_write_error(tmp_path, monkey
     monkeypatch.setattr(m.tempfile, "TemporaryFile", full)
     with pytest.raises(WriteError, match=r"metrics.jsonl: cannot write \(No space left on device\)"):
         MetricsLog(path, writer=True, resume_step=1)
+
+
+def test_run_metrics_reads_as_the_list_it_was(tmp_path):
+    """`run.metrics` (m.RunMetrics) streams the file at each use but answers as the
+    list of records did: indexes, slices (negative bounds and steps), len, truth."""
+    path = tmp_path / "metrics.jsonl"
+    recs = [{"step": i, "train_loss": 1.0 + i} for i in range(7)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in recs) + "torn {\n")
+    view = m.RunMetrics(path)
+    assert list(view) == recs and len(view) == 7 and view
+    for i in [0, 3, 6, -1, -7]:
+        assert view[i] == recs[i]
+    for s in [slice(None), slice(2, 5), slice(None, None, 3), slice(-3, None), slice(1, -2),
+              slice(None, None, -1), slice(5, 1, -2), slice(-1, -8, -3), slice(9, 20), slice(4, 2)]:
+        assert view[s] == recs[s], s
+    for i in [7, -8]:
+        with pytest.raises(IndexError):
+            view[i]
+    with pytest.raises(TypeError):
+        reversed(view)  # would index from the end once per record
+    assert not m.RunMetrics(tmp_path / "none.jsonl") and len(m.RunMetrics(tmp_path / "none.jsonl")) == 0
+    with path.open("a") as f:  # a run still training: read as it is now
+        f.write(json.dumps({"step": 7, "val_loss": 0.5}) + "\n")
+    assert view[-1] == {"step": 7, "val_loss": 0.5}
