@@ -92,7 +92,7 @@ def resolve_settings(g, sets: list[str] | tuple = (), overrides: dict | None = N
     from --set or a keyword is relative to the current folder already.  run: the
     settings of the run a --resume continues (run.json's), which stand where the
     spec's train section writes nothing — --set and keywords of an earlier start
-    are the run's; its data is found apart (strata.train.start._resumed_data)."""
+    are the run's; its data is found apart (strata.train.start_record.resumed_data)."""
     values = dict(g.graph.get("train") or TrainConfig().model_dump())
     written = set(g.graph.get("train_keys") or ())
     values.update({k: v for k, v in (run or {}).items()

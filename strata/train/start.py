@@ -11,10 +11,11 @@ trained model, in order, one function per stage:
                  (RunLock.abandon; RunLock.commit drops that run at the first checkpoint)
     run_tokenizer  the run's own / the init's / the teacher's / the fitted one, written
     _dataset     token ids cached, and the objective's sampler
-    _weights     initial or resumed weights, frozen parts, the passes' training needs
+    starting_weights  initial or resumed weights, frozen parts, the passes' training needs
                  (start_weights.py)
     _optimize    the loss (wrapped for distillation), DDP / FSDP, torch.compile, the optimizer
-    _run_info    run.json (and model.arch, the spec as trained, standing alone; start_record.py)
+    run_info, write_info  run.json (and model.arch, the spec as trained, standing alone;
+                 start_record.py)
     _loop        the loop, the final weights, the loss plot
 """
 
@@ -33,7 +34,7 @@ from strata.compiler import as_graph
 from strata.errors import UsageError
 from strata.backends.torch.workflows.training import finish_training
 from strata.train.checkpoint import find_checkpoint
-from strata.train.distributed import Dist, wrap
+from strata.train.distributed import Dist, say, wrap
 from strata.train.folder import check_claim, claim
 from strata.train.folder_names import is_run
 from strata.resources import check_fits
@@ -47,20 +48,12 @@ from strata.train.optim import make_optimizer
 from strata.train.run import CACHE, FINAL, METRICS, PLOT, Run
 from strata.train.settings import resolve_settings
 from strata.train.sources import resolve_weights
+from strata.train.start_record import resumed_data, resumed_settings, run_info, spec_copy_text, write_info
+from strata.train.start_weights import frozen_paths, init_weights, starting_weights
 from strata.train.state import TrainState
 from strata.train.start_tokenizer import check_reused, fitted_tokenizer, run_tokenizer, same_tokenizer, unseen
 from strata.train.teacher import load_teacher
 from strata.train.tokenizer import UnseenCharacters
-# the stages moved to modules of their own, by the names train() calls them
-from strata.train.distributed import say as _say
-from strata.train.start_record import resumed_data as _resumed_data
-from strata.train.start_record import resumed_settings as _resumed_settings
-from strata.train.start_record import run_info as _run_info
-from strata.train.start_record import spec_copy_text as _spec_copy
-from strata.train.start_record import write_info as _write_info
-from strata.train.start_weights import frozen_paths as _frozen_paths
-from strata.train.start_weights import init_weights as _init_weights
-from strata.train.start_weights import starting_weights as _weights
 
 __all__ = ["AlreadyPast", "train"]
 
@@ -89,7 +82,7 @@ def _prepare_folder(out: Path, d: Dist, resume: bool, overwrite: bool, progress:
     lock, ckpt, refused = None, None, None
     if d.main:
         try:
-            lock, ckpt = claim(out, resume, overwrite, say=lambda text: _say(d, progress, text))
+            lock, ckpt = claim(out, resume, overwrite, say=lambda text: say(d, progress, text))
         except UsageError as e:
             if not d.on:
                 raise
@@ -143,7 +136,7 @@ def _check_device(device: str) -> None:
 def _plan(spec, model, sets, settings, objective, out, d: Dist, device: str, resume: bool) -> _Plan:
     g = as_graph(spec, model=model)
     out = Path(out or Path("runs") / g.graph.name)
-    cfg = resolve_settings(g, sets, settings, _resumed_settings(out) if resume else None)
+    cfg = resolve_settings(g, sets, settings, resumed_settings(out) if resume else None)
     obj = choose_objective(g, objective)
     limit, ctx = model_limits(g)
     context = cfg["context"] or ctx or g.graph.vars.get("ctx")
@@ -173,9 +166,9 @@ def _model(p: _Plan, device: str, teacher_weights, d: Dist, progress: bool):
     teacher = load_teacher(net.strata_graph, p.obj, device, teacher_weights, spec_graph=p.g)
     t = teacher[0]
     _same_width(net.strata_graph, p.obj.output, t.strata_graph, teacher[1].obj.output)
-    _say(d, progress, f"distill: teacher {t.strata_graph.graph['name']} "
-         f"({t.strata_graph.graph['parameters']:,} parameters), weights {t.strata_weights}"
-         + (f"; {t.strata_calibrated}" if t.strata_calibrated else ""))
+    say(d, progress, f"distill: teacher {t.strata_graph.graph['name']} "
+        f"({t.strata_graph.graph['parameters']:,} parameters), weights {t.strata_weights}"
+        + (f"; {t.strata_calibrated}" if t.strata_calibrated else ""))
     return g_run, net, teacher
 
 
@@ -225,10 +218,10 @@ def _loop(p: _Plan, runner, net, task, loss, sampler, opt, scaler, state, tok, m
             plot_losses(metrics.curves, out / PLOT, f"{name} · {obj.name}")
 
     tokens = cfg["batch"] * cfg["accumulate"] * cfg["context"]
-    _say(d, progress, f"train: {name} ({p.g.graph['parameters']:,} parameters), "
-         f"{obj.name}, {tok.kind} tokenizer ({tok.vocab_size:,} ids), {cfg['steps']:,} steps of "
-         f"{cfg['batch']} x {cfg['accumulate']} x {cfg['context']} tokens (~{tokens:,}), "
-         f"{d.world} x {device} -> {out}")
+    say(d, progress, f"train: {name} ({p.g.graph['parameters']:,} parameters), "
+        f"{obj.name}, {tok.kind} tokenizer ({tok.vocab_size:,} ids), {cfg['steps']:,} steps of "
+        f"{cfg['batch']} x {cfg['accumulate']} x {cfg['context']} tokens (~{tokens:,}), "
+        f"{d.world} x {device} -> {out}")
     params = [q for q in net.parameters() if q.requires_grad]
     loop = Loop(model=runner, params=params, loss=loss, eval_loss=task, sampler=sampler, opt=opt,
                 cfg=cfg, dist=d, device=device, metrics=metrics, progress=bar, save=save,
@@ -269,7 +262,7 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
         # a resumed run's own data, unless other is given
         w = resolve_weights(init) if init is not None else None
         if resume:
-            p.cfg["data"] = _resumed_data(p.out, sets, settings, p.cfg["data"])
+            p.cfg["data"] = resumed_data(p.out, sets, settings, p.cfg["data"])
         texts, payload, data_info = p.obj.read_data(p.cfg["data"])
         # the model, the weights it starts from and the tokenizer (the one they came with, or
         # one fitted on the data), checked before the run folder is touched: a refusal (a weight
@@ -278,7 +271,7 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
         g_run, net, teacher = _model(p, device, teacher_weights, d, progress)
         reuse = (w.tokenizer if w else None) or (teacher[2] if teacher else None)
         whose = f"--init {init}" if w is not None and w.tokenizer is not None else "the distillation teacher"
-        _frozen_paths(net, freeze)
+        frozen_paths(net, freeze)
         fresh = not (resume and is_run(p.out))
         fitted = None
         if fresh:
@@ -290,12 +283,12 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
             else:
                 fitted = fitted_tokenizer(p.cfg, p.obj, p.limit, texts, d)
             if w is not None:
-                _init_weights(net, w.file, d, progress)
+                init_weights(net, w.file, d, progress)
         lock, ckpt = _prepare_folder(p.out, d, resume, overwrite, progress)
         # the spec as trained, standing alone (written with run.json); checked once the run
         # folder is there, since its paths start from it ("../../teacher.arch" does not
         # resolve through a folder not made yet)
-        spec_copy = _spec_copy(spec, model, p.g, p.out, d, progress)
+        spec_copy = spec_copy_text(spec, model, p.g, p.out, d, progress)
         if ckpt is not None and ckpt.step > p.cfg["steps"]:
             n = p.cfg["steps"]
             raise AlreadyPast(f"{p.out}: the run is already at step {ckpt.step:,}, past the {n:,} "
@@ -303,9 +296,9 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
                               f"{ckpt.step} to train further")
         size = (f"{data_info['characters']:,} characters" if "characters" in data_info
                 else f"{data_info['examples']:,} examples")
-        _say(d, progress, f"data: {data_info['name']} ({size})")
+        say(d, progress, f"data: {data_info['name']} ({size})")
         if resume and ckpt is None:
-            _say(d, progress, f"{p.out}: no checkpoint yet; starting at step 0")
+            say(d, progress, f"{p.out}: no checkpoint yet; starting at step 0")
         if ckpt is not None:
             same_tokenizer(p.cfg, p.out)
 
@@ -316,21 +309,21 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
             if ckpt is not None or reuse is None:
                 raise
             raise unseen(e, whose, reuse) from None
-        frozen = _weights(net, w.file if w and not fresh else None, ckpt, freeze, d, progress, spec, p.out)
+        frozen = starting_weights(net, w.file if w and not fresh else None, ckpt, freeze, d, progress, spec, p.out)
         runner, task, loss, opt, scaler = _optimize(p, net, teacher, frozen, d, device, fsdp, compile)
 
         state = TrainState(p.out, net, opt, d, device, fsdp_graph=g_run if fsdp and d.on else None,
-                           say=lambda text: _say(d, progress, text))
+                           say=lambda text: say(d, progress, text))
         start, best = 0, None
         if ckpt is not None:
             start, best = state.restore(ckpt, p.cfg["seed"])
         elif d.rank:
             torch.manual_seed(p.cfg["seed"] * 1000 + d.rank)  # other dropout masks than rank 0's
-        info = _run_info(p, spec, model, data_info, tok, w.file if w else None, frozen, teacher_weights,
-                         d, device, compile, fsdp, spec_copy)
+        info = run_info(p, spec, model, data_info, tok, w.file if w else None, frozen, teacher_weights,
+                        d, device, compile, fsdp, spec_copy)
         # metrics.jsonl is opened (a planted link refused) before run.json is touched
         metrics = MetricsLog(p.out / METRICS, d.main, resume_step=start if ckpt is not None else None)
-        _write_info(p.out, info, spec_copy, ckpt is not None, start, d)
+        write_info(p.out, info, spec_copy, ckpt is not None, start, d)
         looping = True  # from here a stopped run is one --resume continues (or starts over) ...
         # ... except over a run --overwrite replaces: that one is kept aside until the new run's
         # first checkpoint, the first point the new run can be resumed from, and a stop before it
