@@ -70,6 +70,7 @@ def served(tmp_path_factory):
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1500, "height": 900})
+        page.goto(m.group(0))  # each test can run alone (-k): the page is the workbench's from the start
         yield {"folder": folder, "url": m.group(0), "host": m.group(1), "port": int(m.group(2)),
                "page": page, "shots": shots}
         browser.close()
