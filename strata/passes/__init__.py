@@ -42,7 +42,7 @@ from strata.plugins import PASSES, PassSpec
 if TYPE_CHECKING:
     import networkx as nx
 
-__all__ = ["REGISTRY", "Pass", "PassContext", "PassError", "Stored", "apply_passes", "calibrated_passes", "make_pass",
+__all__ = ["BUILTIN", "REGISTRY", "Pass", "PassContext", "PassError", "Stored", "apply_passes", "calibrated_passes", "make_pass",
            "refusals", "register", "unregister", "report"]
 
 REGISTRY: dict[str, type[Pass]] = {p.name: p for p in [
@@ -54,6 +54,10 @@ REGISTRY: dict[str, type[Pass]] = {p.name: p for p in [
     LoRA,       # trainable low-rank adapters; the rest frozen
     Distill,    # record the teacher (graph unchanged; strata train distills)
 ]}
+# The shipped passes: `register` refuses a class that would take one's name
+# (a plugin or a typo would shadow quantize everywhere, quietly) unless it is
+# told to replace it, and `unregister` brings the built-in back.
+BUILTIN: dict[str, type[Pass]] = dict(REGISTRY)
 for _p in REGISTRY.values():  # what the dsl and the compiler read of each (strata/plugins.py)
     PASSES.register(_p.name, PassSpec(_p.name, _p.options, _p.positional))
     PASS_MARKS.update(_p.marks)
@@ -62,19 +66,41 @@ plugins.PASS_CHECK[:] = [lambda g: refusals(g)]  # strata check's and the editor
 cost.PASSES = REGISTRY  # the cost model asks the passes' hooks (the compiler cannot import them)
 
 
-def register(cls: type[Pass]) -> type[Pass]:
+def register(cls: type[Pass] | None = None, *, replace: bool = False):
     """Add a pass class to the registry (specs, the CLI, schema and every stage's
-    hooks see it); returns it, so it can decorate the class."""
-    REGISTRY[cls.name] = cls
+    hooks see it); returns it, so it can decorate the class (`@register`, or
+    `@register(replace=True)`).  A class taking a built-in pass's name is refused
+    (UsageError) unless `replace=True`: then it stands for the built-in until
+    it is unregistered."""
+    if cls is None:
+        return lambda c: register(c, replace=replace)
+    shipped = BUILTIN.get(cls.name)
+    if shipped is not None and shipped is not cls and not replace:
+        raise UsageError(f"pass '{cls.name}' is built in ({shipped.__module__}.{shipped.__qualname__}); "
+                         f"registering {cls.__name__} under that name would replace it in every spec. "
+                         "Give the pass a name of its own, or register(..., replace=True) to replace it")
+    REGISTRY[cls.name] = cls  # a replaced built-in keeps its place: `strata passes` lists in this order
     PASSES.register(cls.name, PassSpec(cls.name, cls.options, cls.positional))
     PASS_MARKS.update(cls.marks)
     return cls
 
 
 def unregister(cls: type[Pass]) -> None:
-    """Take a pass added by `register` out again (its marks with it)."""
-    REGISTRY.pop(cls.name, None)
-    PASSES.unregister(cls.name)
+    """Take a pass added by `register` out again (its marks with it); a built-in
+    it replaced comes back.  A class that is not the one registered under its
+    name is left alone (it never took the name); a built-in cannot be taken out
+    (UsageError)."""
+    if BUILTIN.get(cls.name) is cls:
+        raise UsageError(f"pass '{cls.name}' is built in and cannot be unregistered")
+    if REGISTRY.get(cls.name) is not cls:
+        return
+    shipped = BUILTIN.get(cls.name)
+    if shipped is None:
+        REGISTRY.pop(cls.name)
+        PASSES.unregister(cls.name)
+    else:
+        REGISTRY[cls.name] = shipped
+        PASSES.register(shipped.name, PassSpec(shipped.name, shipped.options, shipped.positional))
     for k in cls.marks:
         PASS_MARKS.pop(k, None)
 
