@@ -60,10 +60,23 @@ REGISTRY: dict[str, type[Pass]] = {p.name: p for p in [
 BUILTIN: dict[str, type[Pass]] = dict(REGISTRY)
 for _p in REGISTRY.values():  # what the dsl and the compiler read of each (strata/plugins.py)
     PASSES.register(_p.name, PassSpec(_p.name, _p.options, _p.positional))
-    PASS_MARKS.update(_p.marks)
 plugins.GRAPH_PASSES[:] = [lambda g: apply_passes(g, lint=False)]  # the compiler's selector check
 plugins.PASS_CHECK[:] = [lambda g: refusals(g)]  # strata check's and the editor's (compiler.analyze_text)
 cost.PASSES = REGISTRY  # the cost model asks the passes' hooks (the compiler cannot import them)
+
+
+def _declare_marks() -> None:
+    """PASS_MARKS rebuilt from the passes themselves: every built-in's (always:
+    the graphs it made stay valid while a class replaces it) and every registered
+    pass's.  Rebuilt, not edited: two passes may declare one key (a plugin that
+    reuses prune's kept_weights), and the one leaving must not take the other's."""
+    PASS_MARKS.clear()
+    for cls in [*BUILTIN.values(), *REGISTRY.values()]:
+        for k, v in cls.marks.items():
+            PASS_MARKS.setdefault(k, v)  # the first declarer's description: a built-in's
+
+
+_declare_marks()
 
 
 def register(cls: type[Pass] | None = None, *, replace: bool = False):
@@ -81,15 +94,15 @@ def register(cls: type[Pass] | None = None, *, replace: bool = False):
                          "Give the pass a name of its own, or register(..., replace=True) to replace it")
     REGISTRY[cls.name] = cls  # a replaced built-in keeps its place: `strata passes` lists in this order
     PASSES.register(cls.name, PassSpec(cls.name, cls.options, cls.positional))
-    PASS_MARKS.update(cls.marks)
+    _declare_marks()
     return cls
 
 
 def unregister(cls: type[Pass]) -> None:
-    """Take a pass added by `register` out again (its marks with it); a built-in
-    it replaced comes back.  A class that is not the one registered under its
-    name is left alone (it never took the name); a built-in cannot be taken out
-    (UsageError)."""
+    """Take a pass added by `register` out again, and its marks, less those a
+    registered pass or a built-in also declares; a built-in it replaced comes
+    back.  A class that is not the one registered under its name is left alone
+    (it never took the name); a built-in cannot be taken out (UsageError)."""
     if BUILTIN.get(cls.name) is cls:
         raise UsageError(f"pass '{cls.name}' is built in and cannot be unregistered")
     if REGISTRY.get(cls.name) is not cls:
@@ -101,8 +114,7 @@ def unregister(cls: type[Pass]) -> None:
     else:
         REGISTRY[cls.name] = shipped
         PASSES.register(shipped.name, PassSpec(shipped.name, shipped.options, shipped.positional))
-    for k in cls.marks:
-        PASS_MARKS.pop(k, None)
+    _declare_marks()
 
 
 def make_pass(name: str, options: dict) -> Pass:

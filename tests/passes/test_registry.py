@@ -12,6 +12,8 @@ from strata.compiler import build_text
 from strata.components.component_base import Options
 from strata.errors import UsageError
 from strata.passes import BUILTIN, REGISTRY, Pass, apply_passes, register, unregister
+from strata.compiler.ir_types import PASS_MARKS
+from strata.passes.prune import Prune
 from strata.passes.quantize import Quantize
 from strata.plugins import PASSES
 
@@ -77,3 +79,36 @@ def test_the_refusal_docs_passes_md_shows_is_the_one_given():
     with pytest.raises(UsageError) as e:
         register(MyPass)
     assert f"strata: error: {e.value}\n" in text
+
+
+class _Count(Pass):
+    """A plugin's pass that reuses prune's mark kept_weights (the weights a mask keeps)."""
+
+    name = "count_kept"
+    options = _QuietOptions
+    marks = {"kept_weights": "the plugin's count"}
+
+    def run(self, graph, ctx=None):
+        return self.done(graph.copy(), {})
+
+    def report(self, record: dict) -> str:
+        return "count_kept"
+
+
+def test_unregistering_a_pass_keeps_the_marks_a_built_in_declares():
+    register(_Count)
+    unregister(_Count)
+    assert PASS_MARKS["kept_weights"] == Prune.marks["kept_weights"]  # prune's, and its description
+    h = apply_passes(build_text(TINY + 'passes { prune(0.5, on="mlp") }'))  # lints its marks
+    assert h.nodes["s.mlp.up"]["attrs"]["kept_weights"] == 32 * 64 // 2
+
+
+def test_a_mark_only_a_plugin_declared_goes_with_it():
+    class Tagged(MyPass):
+        name = "tag"
+        marks = {"tagged": "a plugin's mark"}
+
+    register(Tagged)
+    assert "tagged" in PASS_MARKS
+    unregister(Tagged)
+    assert "tagged" not in PASS_MARKS and "kept_weights" in PASS_MARKS
