@@ -14,7 +14,16 @@ size and loses it again: every layer's MLP changes, the rest is taken again).
 `--passes`: each spec with a passes section (a fusion and a quantize), which
 the check runs on the graph to report what they refuse.
 
-    python benchmarks/lsp_latency.py [--runs 15] [--only 2000] [--passes]
+`--distill`: one more spec, student_distill.arch: specs/tiny_shakespeare.arch
+learning from teacher.arch (a copy of specs/gpt2.arch, 124 M parameters) and
+quantizing the attn.qkv that fuse_qkv makes, so the check's selector test runs
+the passes before it, distill among them, on every change.
+
+    python benchmarks/lsp_latency.py [--runs 15] [--only 2000] [--passes] [--distill]
+
+The server is `python -m strata lsp`, which imports strata from the working
+folder first: to time another checkout (PYTHONPATH=that checkout), run this
+from a folder outside both.
 """
 
 from __future__ import annotations
@@ -32,6 +41,8 @@ from pygls.lsp.client import LanguageClient
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSES = 'passes {\n  fuse_qkv\n  quantize(int8_dynamic, on="mlp")\n}\n'
+# the selector names what fuse_qkv makes: the check runs distill and fuse_qkv to find it
+DISTILL = 'passes {\n  distill("teacher.arch")\n  fuse_qkv\n  quantize(int8_dynamic, on="decoder.h.*.attn.qkv")\n}\n'
 
 
 def _where(text: str, word: str, shift: int) -> T.Position:
@@ -125,6 +136,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--runs", type=int, default=15)
     ap.add_argument("--only", help="measure only the specs whose file name contains this")
     ap.add_argument("--passes", action="store_true", help="append a passes section to each spec")
+    ap.add_argument("--distill", action="store_true", help="add a student distilling from a GPT-2 teacher")
     return ap
 
 
@@ -139,6 +151,12 @@ def main() -> None:
             for i, spec in enumerate(specs):
                 specs[i] = Path(tmp) / f"{spec.stem}_passes.arch"
                 specs[i].write_text(spec.read_text() + PASSES)
+        if args.distill:
+            (Path(tmp) / "teacher.arch").write_text((ROOT / "specs/gpt2.arch").read_text())
+            specs.append(Path(tmp) / "student_distill.arch")
+            tiny = (ROOT / "specs/tiny_shakespeare.arch").read_text()
+            specs[-1].write_text(tiny.replace("passes {\n  fuse_qkv\n}\n", DISTILL))
+            assert "distill(" in specs[-1].read_text()
         print(f"{'spec':24} {'open':>8}   change→diagnostics: {'outside':>8} {'in a layer':>11}"
               f" {'hover':>9} {'completion':>11}   (medians of {args.runs})")
         for spec in specs:
