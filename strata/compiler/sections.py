@@ -63,7 +63,9 @@ def _teacher_exists(teacher: str, use: A.Use, g, models, errors: Collector, need
 def _made_by_earlier(g, on: str) -> bool:
     """Whether selector `on` names a module the spec's earlier passes make: they
     rewrite the graph (graph only, torch-free; strata.passes hands the rewrite
-    down as plugins.GRAPH_PASSES) and the selector is tried on the result."""
+    down as plugins.GRAPH_PASSES) and the selector is tried on the result.  They
+    run as a check: distill builds no teacher (this runs on every keystroke in
+    the editor), and a pass that chooses from the weights ends the run there."""
     rewrite = plugins.GRAPH_PASSES[0] if plugins.GRAPH_PASSES else None
     if not g.graph.passes or rewrite is None:
         return False

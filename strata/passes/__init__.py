@@ -60,7 +60,11 @@ REGISTRY: dict[str, type[Pass]] = {p.name: p for p in [
 BUILTIN: dict[str, type[Pass]] = dict(REGISTRY)
 for _p in REGISTRY.values():  # what the dsl and the compiler read of each (strata/plugins.py)
     PASSES.register(_p.name, PassSpec(_p.name, _p.options, _p.positional))
-plugins.GRAPH_PASSES[:] = [lambda g: apply_passes(g, lint=False)]  # the compiler's selector check
+# the compiler's selector check (on every keystroke in the editor) reads only the graph the
+# earlier passes make: as a check, distill does not build its teacher (a GPT-2 teacher was about
+# 25 ms of CPU per check, docs/benchmarks.md, Language server), and a pass that chooses from
+# the weights ends the run quietly, leaving the graph before it to select from
+plugins.GRAPH_PASSES[:] = [lambda g: apply_passes(g, lint=False, ctx=PassContext(checking=True))]
 plugins.PASS_CHECK[:] = [lambda g: refusals(g)]  # strata check's and the editor's (compiler.analyze_text)
 cost.PASSES = REGISTRY  # the cost model asks the passes' hooks (the compiler cannot import them)
 

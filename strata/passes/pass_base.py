@@ -112,8 +112,9 @@ class PassContext:
     # reads activations takes its choice without them (magnitude masks, plain SVD,
     # round to nearest) and calibrates when trained weights are compiled
     initial: bool = False
-    # a check (strata check, the editor): the graph is thrown away and only what
-    # the passes refuse is kept, so a pass may skip work only its report reads
+    # a check (strata check, the editor, the compiler's selector test): the graph
+    # is thrown away, or only searched for a selector's module, and what the
+    # passes refuse is kept, so a pass may skip work only its report reads
     # (distill's build of the teacher) and one that needs weights ends the run
     checking: bool = False
     # how the caller merges LoRA adapters before the passes run, in its own words

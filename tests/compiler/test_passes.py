@@ -251,3 +251,12 @@ def test_a_pass_error_reads_a_spec_changed_since_the_build_without_a_traceback(t
     with pytest.raises(SpecError, match="low_rank") as e:
         apply_passes(g)
     assert e.value.sources == {}
+
+
+def test_a_selector_may_name_what_a_pass_before_a_weight_choosing_one_makes():
+    """The check finds s.attn.qkv by running the passes before quantize as a check:
+    low_rank(energy=) chooses from the weights and ends that run quietly, and
+    fuse_qkv's qkv is there (it used to raise inside, and the selector 'matched no module')."""
+    text = ("model m { stack s(ids) { embedding(10, 32); attention(2); mlp(64); lm_head(10) } }\n"
+            'passes { fuse_qkv; low_rank(energy=0.9, on="mlp"); quantize(int8_dynamic, on="s.attn.qkv") }')
+    assert [e["name"] for e in build_text(text).graph["passes"]] == ["fuse_qkv", "low_rank", "quantize"]
