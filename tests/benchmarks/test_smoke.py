@@ -47,6 +47,7 @@ RUNS = [
      ["whole training loop", "ratio strata / handwritten"], None),
     ("train_quality", ["--smoke", "--data", "{tmp}/text.txt", "--steps", "3", "--reference", *ONE],
      ["val loss", "handwritten", "target <= 1.88"], None),
+    ("metrics_memory", ["--mb", "0.05"], ["metrics.jsonl:", "peak RSS growth"], None),
     ("compress_storage", ["--spec", "{tmp}/tiny.arch"], ["layers file/fp32", "quantize(int4_weight"], None),
     ("compress_quality", ["--smoke", "--steps", "3", "--finetune", "2", *ONE],
      ["val ppl", "int4_weight g32 + 2 QAT steps"], "shakespeare"),
