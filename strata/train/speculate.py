@@ -61,26 +61,25 @@ def _same_tokenizer(a: str, b: str, a_name: str, b_name: str) -> None:
                          "tokenizer (as distill does)")
 
 
-def _within_the_run(run, g, weights: str | None) -> None:
-    """The files the `distill` pass of a run's own spec (RUN/model.arch, a compress
-    output's) names -- the teacher's spec, the pass's weights -- read only where a
-    path a run records is (run_folder.may_read): a run folder from someone else could
-    name any file, and a spec shows the line of a file it cannot parse, a weights
-    file its first 8 bytes (as a header length).  Weights given on the command line
-    are read wherever they are."""
+def _within_the_run(run, g, what: str) -> None:
+    """The file the `distill` pass of a run's own spec (RUN/model.arch, a compress
+    output's) names as `what` -- "teacher spec", or the pass's "teacher weights" --
+    read only where a path a run records is (run_folder.may_read): a run folder from
+    someone else could name any file, and a spec shows the line of a file it cannot
+    parse, a weights file its first 8 bytes (as a header length).  Checked before
+    whether the file is there: a refusal says nothing of what exists outside.
+    Weights given on the command line are read wherever they are."""
     spec, folder = spec_file(g), Path(run.path).resolve()
     if spec is None or folder not in spec.resolve().parents:
         return  # a spec the user named: its paths are the user's
     info, here = g.graph.distill, spec.resolve().parent
-    named = [("teacher spec", info["teacher"])] if info["teacher"].endswith((".arch", ".yaml", ".yml")) else []
-    if weights is None and info.get("weights"):
-        named.append(("teacher weights", info["weights"]))
-    for what, path in named:
-        if not may_read(here / path, run.path):
-            raise OutsideError(f"{spec}: its distill pass names its {what} at {here / path}, outside the run "
-                               "folder and the working directory: strata reads only such files of a run (a "
-                               "run's spec could name any file); give --teacher-weights, or the spec it was "
-                               "made from with --weights")
+    teacher = info["teacher"] if info["teacher"].endswith((".arch", ".yaml", ".yml")) else None  # else a model of it
+    path = teacher if what == "teacher spec" else info.get("weights")
+    if path and not may_read(here / path, run.path):
+        raise OutsideError(f"{spec}: its distill pass names its {what} at {here / path}, outside the run "
+                           "folder and the working directory: strata reads only such files of a run (a "
+                           "run's spec could name any file); give --teacher-weights, or the spec it was "
+                           "made from with --weights")
 
 
 def _teacher(run, weights: str | None = None):
@@ -92,10 +91,12 @@ def _teacher(run, weights: str | None = None):
         raise UsageError(f"{run.path}: its spec has no distill(teacher, ...) pass, so it names no teacher; "
                          "give the target with `strata generate TEACHER_RUN --draft "
                          f"{run.path}`")
+    _within_the_run(run, g, "teacher spec")  # whether it may be read, then whether it is there
     teacher_spec(g)  # its spec first: a student's run folder copied alone has none
     if weights is None and hasattr(run, "teacher_weights"):
         weights = run.teacher_weights()
-    _within_the_run(run, g, weights)
+    if weights is None:  # the pass's own (given or recorded ones are read wherever they are)
+        _within_the_run(run, g, "teacher weights")
     key = ("teacher", *weights_key(resolve_teacher_weights(g, weights).file))  # compiled once per weights
     teacher, _, tok_file = run.kept(key, lambda: load_teacher(g, run.objective, "cpu", weights))
     return teacher, tok_file

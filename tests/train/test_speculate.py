@@ -234,3 +234,27 @@ def test_a_teacher_and_its_student_of_one_file_train_evaluate_and_speculate(tmp_
     monkeypatch.chdir(moved)
     got, err = _generate(capsys, "runs/student", *args, "--speculate")
     assert got == want and "draft acceptance" in err
+
+
+
+def test_speculate_does_not_say_whether_a_teacher_spec_outside_the_run_exists(pair, tmp_path, capsys):
+    """A run folder from someone else whose model.arch names a teacher spec outside it
+    and the working directory: refused the same whether a file is there or not (it
+    said "the teacher's spec ... is gone" for a missing one, so a run could probe
+    which files the user has).  Within first, then existence."""
+    import re
+    import shutil
+
+    _, student = pair
+    said = []
+    for name in ("there.arch", "gone.arch"):
+        run = tmp_path / f"run_{name}"
+        shutil.copytree(student.path, run)
+        write(tmp_path / "there.arch", "SECRET\n")
+        spec = (run / "model.arch").read_text()
+        (run / "model.arch").write_text(re.sub(r'distill\("[^"]*"', f'distill("{tmp_path / name}"', spec))
+        assert main(["generate", str(run), "--speculate", "--tokens", "2"]) == 2
+        err = capsys.readouterr().err
+        assert "SECRET" not in err and "outside the run folder" in err, err
+        said.append(err.replace(str(run), "RUN").replace(name, "NAME"))
+    assert said[0] == said[1]
