@@ -236,6 +236,34 @@ def test_a_teacher_and_its_student_of_one_file_train_evaluate_and_speculate(tmp_
     assert got == want and "draft acceptance" in err
 
 
+@pytest.mark.slow
+def test_a_compiled_seq2seq_pair_does_not_recompile_after_its_warm_up(tmp_path, monkeypatch):
+    """--compile with an encoder-decoder draft of fewer positions: the warm-up read a
+    one-token source ([EOS]), a size torch.compile specializes, so the real sources
+    (the target's whole, the draft's cut to its 8 positions) compiled both models'
+    reads again while the clock ran.  It warms up on the sources it will read."""
+    from torch._dynamo.utils import counters
+
+    from strata.train.objectives.seq2seq import Seq2Seq
+    from tests.train.helpers import SEQ2SEQ
+
+    teacher = strata.train(write(tmp_path / "t.arch", SEQ2SEQ), out=tmp_path / "t", steps=1, progress=False)
+    short = SEQ2SEQ.replace("tiny_s2s", "short").replace("position(sinusoidal, 64)", "position(sinusoidal, 8)")
+    draft = strata.train(write(tmp_path / "s.arch", short), out=tmp_path / "s", steps=1, context=8,
+                         progress=False)
+    warm_up = Seq2Seq.warm_up
+
+    def then_count(*args, **kwargs):  # what compiles after the warm-up
+        warm_up(*args, **kwargs)
+        counters.clear()
+
+    monkeypatch.setattr(Seq2Seq, "warm_up", then_count)
+    prompt = "the cat sat on the mat and the dog ran far"  # 42 characters: past the draft's 8
+    want = teacher.generate(prompt, tokens=20, temperature=0)
+    counters.clear()
+    assert teacher.generate(prompt, tokens=20, temperature=0, draft=str(draft.path), compile=True) == want
+    assert counters["stats"]["unique_graphs"] == 0 and not counters["recompiles"], dict(counters["stats"])
+
 
 def test_speculate_does_not_say_whether_a_teacher_spec_outside_the_run_exists(pair, tmp_path, capsys):
     """A run folder from someone else whose model.arch names a teacher spec outside it

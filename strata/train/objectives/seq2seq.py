@@ -122,12 +122,15 @@ class Seq2Seq(ExampleObjective):
         return _cut(torch.tensor([[*ids, tok.special("[EOS]")]], dtype=torch.long), ctx)
 
     def warm_up(self, model, tok, x, ctx, draft=None, k=4):
-        src, start = torch.tensor([[tok.special("[EOS]")]]), torch.tensor([[tok.special("[BOS]")]])
+        # on the sources the generation reads (x (1, S), S >= 2; the draft's cut to its
+        # positions): a one-token source is a size torch.compile specializes, so the real
+        # ones compiled every read again while the clock ran
+        start = torch.tensor([[tok.special("[BOS]")]])
         if draft is not None:  # both models' one-token steps (within the positions both have)
             speculative_generate(model, draft, start, min(2 * k + 2, (ctx or 2 * k + 3) - 1), k=k, compile=True,
-                                 src=src)
+                                 src=x, draft_src=_cut(x, ctx))
         else:
-            model.generate(src, start, 3, compile=True)
+            model.generate(x, start, 3, compile=True)
 
     def continue_ids(self, model, tok, x, n, temperature, top_k, ctx, compile=False, draft=None, k=4,
                      stats=None, stop_drafting=None, draft_ctx=None):
