@@ -142,6 +142,32 @@ def test_a_poor_draft_stops_drafting_and_a_good_one_does_not(pair):
     assert torch.equal(got, want) and stats.stopped_drafting is None and stats.acceptance == 1.0
 
 
+class EveryOther(Scripted):
+    """A draft right at even positions only (about half its tokens accepted)."""
+
+    def forward(self, tokens, cache=None, logits_to_keep=0):
+        start = cache.end
+        out = super().forward(tokens, cache, logits_to_keep)  # (1, T, vocab): the target's tokens
+        for j in range(out.shape[1]):
+            if (start + tokens.shape[1] - out.shape[1] + j) % 2:
+                out[0, j] = out[0, j].roll(1)
+        return out
+
+
+def test_a_costly_half_right_draft_is_not_given_more_tokens_before_it_is_timed(pair):
+    """The first drafting round's steps were not timed (its first read also takes in the
+    prompt), so the second round counted the draft as free and drafted max_k = 8
+    tokens, whatever a step cost: a poor draft's share of a short output.  The first
+    round's steps after that read are timed: a draft step 50 ms against the target's
+    few, right half the time, gets k = 1 and stops within a few rounds."""
+    target, _ = pair
+    prompt = torch.tensor([[1, 2, 3]])
+    want = target.generate(prompt, 30)
+    got, stats = speculative_generate(target, EveryOther(want[0].tolist(), 23, 0, pause=0.05), prompt, 30, k=4)
+    assert torch.equal(got, want)
+    assert stats.stopped_drafting is not None and 0 < stats.accepted and stats.proposed <= 4 + 1 + 1 + 1 + 1, stats
+
+
 def test_round_costs_predict_the_speedup():
     """(1 - a^(k+1)) / (1 - a) tokens for a verify forward and k draft steps, against a
     plain round's time a token (the fastest rounds: one slow round does not decide)."""

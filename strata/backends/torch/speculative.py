@@ -238,6 +238,7 @@ def _rounds(target, draft, ids, max_new_tokens, temperature, top_k, k, max_k, ad
         if n_draft > 0:
             feed = seq[d_cache.end:]  # what the draft has not read yet (the prompt, then 1 or 2 tokens)
             logits = _logits(draft, torch.tensor([feed], device=ids.device), d_cache, compile, draft_first)[-1:]
+            t_read = time.perf_counter()  # the draft's first round: its one-token steps timed from here
             for j in range(n_draft):
                 if greedy:
                     tok = logits.argmax(dim=-1)
@@ -275,12 +276,15 @@ def _rounds(target, draft, ids, max_new_tokens, temperature, top_k, k, max_k, ad
         if adaptive and n_draft:
             if stats.proposed > n_draft:  # not the draft's first round: that one also read the prompt / source
                 costs.draft_step.append((t1 - t0) / n_draft)
+            elif n_draft > 1:  # the first: its steps after that read (an untimed draft counted as free,
+                # so the second round drafted max_k tokens whatever the acceptance)
+                costs.draft_step.append((t1 - t_read) / (n_draft - 1))
             costs.verify.append(time.perf_counter() - t1)
             costs.kept, costs.rejected = costs.kept + kept, costs.rejected + (kept < n_draft)
             # choices made on timings: by default greedy only (sampled, a seed must give the same
             # text at every run, and they would change which random draws are made)
             if stop_drafting:  # the k the measured costs and acceptance predict fastest
-                k = costs.best_k(max_k)
+                k = costs.best_k(max_k) if costs.draft_step else k
             else:  # as HF's assisted generation
                 k = min(k + 2, max_k) if kept == n_draft else max(k - 1, 1)
             if stop_drafting and not costs.worth_drafting(max_k):  # a poor draft: plain decoding from here on
