@@ -182,6 +182,10 @@ def test_round_costs_predict_the_speedup():
     assert RoundCosts(verify=[1.0, 1.0], kept=0, rejected=9).worth_drafting(8)  # no plain round timed yet
     assert RoundCosts(plain=[1.0], verify=[20.0], kept=4, rejected=0).worth_drafting(8)  # one drafting round
     assert costs.best_k(8) == max(range(1, 9), key=costs.speedup)
+    # plain rounds timed on a busy moment (3 s) and the verifies since on a quiet one: a draft
+    # never right does not pay whatever the plain rounds' minimum says (it was predicted 2.7x)
+    never = RoundCosts(plain=[3.0, 3.5], draft_step=[0.1], verify=[1.0, 1.0], kept=0, rejected=5)
+    assert never.speedup(1) == pytest.approx(1 / 1.1) and not never.worth_drafting(8)
     assert RoundCosts(plain=[1.0], verify=[1.0], kept=0, rejected=1).best_k(8) == 1  # nothing accepted: k = 1
     assert RoundCosts(plain=[1.0], draft_step=[0.01], verify=[1.0], kept=20, rejected=0).best_k(8) == 8
 

@@ -78,8 +78,14 @@ class RoundCosts:
     def speedup(self, k: int) -> float:
         """Predicted tokens/s of k drafts a round over the target decoding alone."""
         a = min(self.acceptance(), 0.999)
-        round_s = min(self.verify) + k * (min(self.draft_step) if self.draft_step else 0.0)
-        return (1 - a ** (k + 1)) / (1 - a) * min(self.plain) / round_s
+        verify = min(self.verify)
+        # a plain round reads one token, a verify forward 2 .. k + 1 with the same bookkeeping: it
+        # costs no more but by load, and the plain rounds are the first few only, so their minimum
+        # stays inflated where the verifies' falls round by round (an untrained draft, never right,
+        # was predicted to pay and drafted to the end)
+        plain = min(min(self.plain), verify)
+        round_s = verify + k * (min(self.draft_step) if self.draft_step else 0.0)
+        return (1 - a ** (k + 1)) / (1 - a) * plain / round_s
 
     def best_k(self, max_k: int) -> int:
         """The k in 1 .. max_k predicted fastest (the smallest of equals: a draft not yet
