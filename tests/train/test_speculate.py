@@ -263,6 +263,12 @@ def test_a_compiled_seq2seq_pair_does_not_recompile_after_its_warm_up(tmp_path, 
     counters.clear()
     assert teacher.generate(prompt, tokens=20, temperature=0, draft=str(draft.path), compile=True) == want
     assert counters["stats"]["unique_graphs"] == 0 and not counters["recompiles"], dict(counters["stats"])
+    # Run.generate again (another source length): the kept draft's compiled reads, none compiled anew
+    monkeypatch.setattr(Seq2Seq, "warm_up", warm_up)
+    counters.clear()
+    want = teacher.generate("a big red dog", tokens=20, temperature=0)
+    assert teacher.generate("a big red dog", tokens=20, temperature=0, draft=str(draft.path), compile=True) == want
+    assert counters["stats"]["unique_graphs"] == 0 and not counters["recompiles"], dict(counters["stats"])
 
 
 def test_speculate_does_not_say_whether_a_teacher_spec_outside_the_run_exists(pair, tmp_path, capsys):
