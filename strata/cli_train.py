@@ -72,6 +72,7 @@ def _cmd_train(args) -> int:
         if flags[flag] is not None:
             check_steps("--" + flag.replace("_", "-"), flags[flag])
     main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 speaks for all
+    from strata.train.rank_stops import alone  # lazy: torch
     from strata.train.start import AlreadyPast  # lazy: torch
 
     try:
@@ -86,12 +87,12 @@ def _cmd_train(args) -> int:
         if main_rank:
             print(e)
         return EXIT_OK
-    except (SpecError, TrainingError):
-        if main_rank:
+    except (SpecError, TrainingError) as e:
+        if main_rank or alone(e):  # another rank's own error, which rank 0 did not hit: said there
             raise
         return EXIT_SPEC
-    except UsageError:
-        if main_rank:
+    except UsageError as e:
+        if main_rank or alone(e):
             raise
         return EXIT_USAGE
     if main_rank:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -25,6 +26,8 @@ class Dist:
     world: int = 1
     local_rank: int = 0
     owned: bool = False      # this run started the process group (and ends it)
+    store: Any = None        # the group's key-value store, under "strata/" (rank_stops.py); None
+                             # for a group the caller started
 
     @property
     def main(self) -> bool:
@@ -46,8 +49,11 @@ class Dist:
         local = int(os.environ.get("LOCAL_RANK", 0))
         if backend == "nccl":
             torch.cuda.set_device(local)
-        dist.init_process_group(backend)
-        return cls(dist.get_rank(), dist.get_world_size(), local, owned=True)
+        # the env:// rendezvous init_process_group(backend) does, kept: its store outlives the
+        # group, so a process that stopped can say so to the others (rank_stops.py)
+        store, rank, world = next(dist.rendezvous("env://"))
+        dist.init_process_group(backend, store=store, rank=rank, world_size=world)
+        return cls(rank, world, local, owned=True, store=dist.PrefixStore("strata/", store))
 
     def device(self, device: str) -> str:
         return f"cuda:{self.local_rank}" if device == "cuda" and self.on else device

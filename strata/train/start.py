@@ -45,6 +45,7 @@ from strata.train.models import compile_model
 from strata.train.objectives import Loss, choose_objective
 from strata.train.objectives.distillation import DistillLoss
 from strata.train.optim import make_optimizer
+from strata.train.rank_stops import stopping
 from strata.train.run import CACHE, FINAL, METRICS, PLOT, Run
 from strata.train.settings import resolve_settings
 from strata.train.sources import resolve_weights
@@ -253,9 +254,24 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     _check_device(device)
     d = Dist.from_env(device)
+    try:
+        return _start(d, spec, d.device(device), out=out, resume=resume, overwrite=overwrite, init=init,
+                      objective=objective, freeze=freeze, teacher_weights=teacher_weights,
+                      compile=compile, fsdp=fsdp, sets=sets, model=model, progress=progress, **settings)
+    except Exception as e:
+        said = stopping(d, e)  # under torchrun: which process stopped the run (rank_stops.py)
+        if said is e:
+            raise
+        raise said from e
+    finally:
+        d.close()
+
+
+def _start(d: Dist, spec, device: str, *, out, resume: bool, overwrite: bool, init, objective, freeze,
+           teacher_weights, compile: bool, fsdp: bool, sets, model, progress: bool, **settings) -> Run:
+    """train()'s stages in order, in process group `d` on `device`."""
     lock, looping = None, False
     try:
-        device = d.device(device)
         p = _plan(spec, model, sets, settings, objective, out, d, device, resume)
         check_claim(p.out, resume, overwrite)  # a folder it cannot have, said before the data is read
         # data and weights to start from (read and checked before the run folder is touched):
@@ -353,4 +369,3 @@ def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
     finally:
         if lock is not None:
             lock.release()
-        d.close()

@@ -85,9 +85,10 @@ def test_a_refused_start_stops_every_process(single):
     assert "internal error" not in r.stderr  # (torchrun itself reports the failed ranks)
 
 
-# Rank 1 fails at its first step; rank 0, in the same step's all-reduce, fails too: gloo says
-# the peer is gone as its socket closes, before torchrun sees rank 1 exit and stops rank 0
-# (a SIGTERM, which like a kill would leave the old run aside for the next start).
+# Rank 1 fails at its first step, alone; rank 0, in the same step's all-reduce, fails too: gloo
+# says the peer is gone once rank 1 leaves the group, and rank 1 waits for rank 0 to have put
+# the old run back (its verdict in the store, strata/train/rank_stops.py) before it exits and
+# torchrun stops the others (a SIGTERM, which like a kill would leave the old run aside).
 _RANK_1_FAILS = """
 import os, sys
 from strata.errors import TrainingError
@@ -97,7 +98,7 @@ real = Loop.step
 
 def step(self, s):
     if os.environ.get("RANK") == "1":
-        raise TrainingError(f"step {s + 1}: the training loss is nan; stopped")
+        raise TrainingError(f"step {s + 1}: only rank 1 stops here")
     real(self, s)
 
 Loop.step = step
@@ -108,7 +109,9 @@ sys.exit(main())
 
 def test_a_failure_on_another_rank_before_the_first_checkpoint_keeps_the_old_run(single):
     """docs/training.md: --overwrite loses nothing before the new run's first checkpoint,
-    whichever process stops it: rank 0 puts the old run back (was untested)."""
+    whichever process stops it: rank 0 puts the old run back.  And the terminal says why:
+    rank 1's own error, once, and rank 0 that rank 1 stopped (was: rank 0's gloo error as
+    'internal error ... a bug in strata', and rank 1's error not at all)."""
     spec, data, tmp = single
     out = tmp / "overwritten-by-two"
     r = cli("train", spec, "--data", data, "--out", out, *ARGS)
@@ -122,3 +125,7 @@ def test_a_failure_on_another_rank_before_the_first_checkpoint_keeps_the_old_run
     assert r.returncode != 0, r.stderr[-3000:]
     after = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
     assert after == before, r.stderr[-3000:]
+    # in either order: the processes' lines interleave
+    assert r.stderr.count("strata: error: step 1: only rank 1 stops here") == 1, r.stderr[-3000:]
+    assert r.stderr.count("strata: error: another process of this run (rank 1) stopped") == 1, r.stderr[-3000:]
+    assert "internal error" not in r.stderr and "bug in strata" not in r.stderr, r.stderr[-3000:]
