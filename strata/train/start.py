@@ -88,11 +88,18 @@ def _prepare_folder(out: Path, d: Dist, resume: bool, overwrite: bool, progress:
             if not d.on:
                 raise
             refused = e
-    said = d.share_bytes(b"no:" + str(refused).encode() if refused else b"ok").decode()
-    if said.startswith("no:"):  # every rank stops with rank 0's refusal (none waits for it)
-        raise refused or UsageError(said[3:])
-    if not d.main and resume:
-        ckpt = find_checkpoint(out)
+    try:
+        said = d.share_bytes(b"no:" + str(refused).encode() if refused else b"ok").decode()
+        if said.startswith("no:"):  # every rank stops with rank 0's refusal (none waits for it)
+            raise refused or UsageError(said[3:])
+        if not d.main and resume:
+            ckpt = find_checkpoint(out)
+    except BaseException as e:  # the lock not yet train()'s: its error and Ctrl-C paths, here
+        if lock is not None:
+            if isinstance(e, Exception) or lock.keeps_old:
+                lock.abandon()
+            lock.release()
+        raise
     return lock, ckpt
 
 
