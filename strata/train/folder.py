@@ -161,7 +161,12 @@ class RunLock:
         the next claim, after a kill) to put back.  Called at every checkpoint;
         only the first does anything."""
         if self.undo == "aside":
-            _said_left(self.path.parent, discard(self.path.parent))
+            try:
+                left = discard(self.path.parent)
+            except UsageError:  # said once, by the caller: the new run is kept (`replaced`), and
+                self.undo = None  # `abandon` tries no second commit; the next claim finishes it
+                raise
+            _said_left(self.path.parent, left)
         self.undo = None
 
 

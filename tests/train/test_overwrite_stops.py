@@ -187,3 +187,36 @@ def test_an_overwrite_never_removes_a_users_files(trained, monkeypatch, capsys):
     monkeypatch.setattr(start, "_dataset", real)
     assert main([*TRAIN, "--data", "d.txt", "--overwrite"]) == 0  # the folder left there is no obstacle
     assert Path("r", ASIDE, "mine.txt").read_text() == "mine" and Path("r/notes.txt").read_text() == "mine"
+
+
+def test_an_old_run_that_cannot_be_removed_is_said_once(trained, monkeypatch, capsys):
+    """The new run's first checkpoint written, .overwritten/run.json cannot be removed (a
+    read-only folder): the error was printed twice, the error path trying the commit again and
+    saying its failure too.  Once now; the new run is kept, the next claim finishes the commit."""
+    real = os.unlink
+
+    def refused(path, *a, **k):
+        if str(path).endswith(f"{ASIDE}/run.json"):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real(path, *a, **k)
+
+    monkeypatch.setattr(os, "unlink", refused)
+    assert main([*TRAIN, "--data", "d.txt", "--overwrite", "--steps", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("cannot remove the old run kept in") == 1 and len(err.splitlines()) == 1, err
+    assert json.loads(Path("r/latest.json").read_text())["step"] == 2 and Path("r", ASIDE, "run.json").is_file()
+
+
+def test_ctrl_c_between_the_claim_and_the_lock_handed_back_puts_the_old_run_back(trained, monkeypatch):
+    """Ctrl-C in _prepare_folder after `claim` set the old run aside, before the lock reached
+    train(): the old run stayed aside (train() had no lock to abandon) until the next start."""
+    real = start.Dist.share_bytes
+
+    def interrupted(d, data):  # the tokenizer is shared before the claim: that one goes through
+        if Path("r", ASIDE).exists():
+            raise KeyboardInterrupt
+        return real(d, data)
+
+    monkeypatch.setattr(start.Dist, "share_bytes", interrupted)
+    assert main([*TRAIN, "--data", "d.txt", "--overwrite"]) == 130
+    assert _files(Path("r")) == trained and not Path("r", ASIDE).exists()
