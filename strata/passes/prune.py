@@ -263,17 +263,18 @@ class Prune(Pass):
         return out
 
     @classmethod
-    def sparse_layout(cls, d: dict, params: dict | None = None) -> tuple[str, int] | None:
+    def sparse_layout(cls, d: dict, params: dict | None = None, itemsize: int = 4) -> tuple[str, int] | None:
         """(layout, kept weights) of node `d` (params: name -> shape, default its own)
         stored sparse (strata/passes/sparse_storage.py), or None: dense (not a linear
         masked by exactly one prune whose count is known, quantized, factored, with
-        adapters, tied, or the layout not smaller)."""
+        adapters, tied, or the layout not smaller for weights of `itemsize` bytes:
+        4 where the spec alone is known, as `strata summary` counts)."""
         a, params = d["attrs"], d["params"] if params is None else params
         kept = a.get(KEPT)
         if kept is None or d["op"] != "linear" or "weight" in d["tied"] or held_by(a) or "weight" not in params \
                 or set(params) - {"weight", "bias"}:
             return None
-        return sparse_layout(kept, *params["weight"], a.get("prune_method") == "2:4")
+        return sparse_layout(kept, *params["weight"], a.get("prune_method") == "2:4", itemsize)
 
     @classmethod
     def weight_bytes(cls, d: dict, params: dict) -> int | None:

@@ -15,7 +15,7 @@ import pytest
 
 from tests.passes.helpers import ids, torch
 
-from strata.api import compile
+from strata.api import compile, save_weights
 from strata.backends.torch.sparse_packed import dense_weight, read_sparse, sparse_tensors
 from strata.backends.torch.workflows.compress import compress
 from strata.compiler import build_file
@@ -157,3 +157,23 @@ def test_the_benchmark_command_runs(tmp_path):
     row = next(line for line in run.stdout.splitlines() if line.strip().startswith("prune(0.5)"))
     layers = float(row.split()[1].rstrip("x"))
     assert 0.5 < layers < 0.6 and row.split()[-2:] == ["True", "True"]
+
+
+def test_a_bf16_model_stores_a_light_prune_dense(gpt, tmp_path):
+    """The layout is chosen for the weight's own dtype.  A 10 % prune of a
+    [64, 64] linear pays in float32 (4 bytes a value: 0.9 · 4 + 1/8 + 8/64 <
+    4) but not in bf16 (0.9 · 2 + 1/4 > 2): its bitmask file was larger than
+    the dense bf16 weight (the choice assumed 4 bytes a weight)."""
+    spec, w = gpt
+    passes = ['prune(0.1, on="attention")', 'quantize(int8_dynamic, on="mlp")']  # quantized: saved packed
+    sizes = {}
+    for dtype in (torch.float32, torch.bfloat16):
+        path = tmp_path / f"{dtype}.safetensors"
+        save_weights(compile(spec, weights=w, passes=passes, dtype=dtype, cast=True), path)
+        header, _ = read_header(path)
+        q = {k: t for k, t in header.items() if k.startswith("decoder.h.0.attn.q.")}
+        sizes[dtype] = sum(t.end - t.begin for t in q.values())
+        assert ("decoder.h.0.attn.q.bitmask" in q) == (dtype == torch.float32), sorted(q)
+    rows, cols = 64, 64
+    assert sizes[torch.bfloat16] == 2 * (rows * cols + rows)  # dense weight and bias
+    assert sizes[torch.float32] < 4 * (rows * cols + rows)

@@ -80,11 +80,14 @@ def sparse_tensors(name: str, w: torch.Tensor, fmt: str, kept: int) -> dict[str,
 
 
 def sparse_state(state: dict, g) -> dict:
-    """`state` (the model's names) with each linear `g` stores sparse in its layout."""
+    """`state` (the model's names) with each linear `g` stores sparse in its layout,
+    chosen for the weight's own dtype: a bf16 weight's values cost 2 bytes, so a
+    light prune that pays in float32 would make its file larger than dense."""
     out = dict(state)
     for n, d in g.nodes(data=True):
-        found = Prune.sparse_layout(d)
-        if found is not None and f"{n}.weight" in out:
+        w = out.get(f"{n}.weight")
+        found = None if w is None else Prune.sparse_layout(d, itemsize=w.element_size())
+        if found is not None:
             out.update(sparse_tensors(n, out.pop(f"{n}.weight"), *found))
     return out
 
