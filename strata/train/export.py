@@ -26,6 +26,7 @@ from pathlib import Path
 
 from strata.backends.torch.compile import compile_graph
 from strata.backends.torch.packed import is_packed
+from strata.backends.torch.sparse_packed import SUFFIXES as SPARSE
 from strata.backends.torch.weights_file import checkpoint_shapes
 from strata.backends.torch.spec_names import to_spec_names
 from strata.backends.torch.model_tensors import model_state
@@ -69,7 +70,9 @@ def _weights(g, path: Path) -> dict:
     from safetensors.torch import load_file  # lazy: torch
 
     tensors = load_file(str(path))
-    quantized = sorted(k for k, v in tensors.items() if not v.is_floating_point())
+    # a pruned compress output's bitmask and offsets are integers of float weights, read dense below
+    sparse = {k.rsplit(".", 1)[0] for k in tensors if k.rsplit(".", 1)[-1] in SPARSE}
+    quantized = sorted(k for k, v in tensors.items() if not v.is_floating_point() and k.rsplit(".", 1)[0] not in sparse)
     if quantized:
         raise ExportError(f"{quantized[0]}: quantized weights ({tensors[quantized[0]].dtype}); ONNX "
                           "Runtime takes the float model (--int8 quantizes it its own way); --to hf "

@@ -108,7 +108,8 @@ def code_tensors(packed: PackedCheckpoint, state: dict, ties: dict) -> tuple[dic
         owner = k.rsplit(".", 1)[0]
         if owner in packed.quantized and k.endswith(".weight"):
             continue
-        t = packed.tensors.get(k, packed.tensors.get(ties.get(k, k)))
+        # floats: a pruned linear's weight made dense from its sparse-bitmask tensors
+        t = packed.floats.get(k, packed.floats.get(ties.get(k, k)))
         if t is None or owner in where - set(packed.quantized) or tuple(t.shape) != tuple(v.shape):
             got = "missing" if t is None else f"{list(t.shape)}"
             raise ExportError(f"{k}: the compressed checkpoint's is {got}; the model's is {list(v.shape)}")
