@@ -47,8 +47,11 @@ def init_weights(net, path, d: Dist, progress: bool) -> None:
     """Load pretrained weights by name (in their own shape); report the new ones."""
     path = Path(path)
     names = {k for k, _ in net.named_parameters()}
+    compressed = is_compressed(path.parent) and path.name == COMPRESSED_WEIGHTS
+    read_as = ""
     try:
-        if is_compressed(path.parent) and path.name == COMPRESSED_WEIGHTS:
+        if compressed:
+            read_as = _read_as(checkpoint_shapes(path))
             # a compress output holds its model's own tensors (low-rank factors, integers):
             # read them as the float weights they stand for, in the spec's own names, which
             # fit the spec it was compressed from as well as its own model.arch
@@ -59,11 +62,24 @@ def init_weights(net, path, d: Dist, progress: bool) -> None:
             new = sorted(k for k in names if k not in have)
     except WeightsMismatchError as e:  # a shape differs: starting it anew would lose it unsaid
         # one line, as eval and generate say it; its listing of every name is for the API
-        raise WeightsError(f"{e.one_line()}; --init takes a weight only in its own shape: train the "
-                           "spec the weights came from, or give a module that should start anew "
-                           "another name in the spec (e.g. classifier(3) as head3)") from None
-    say(d, progress, f"init: {path}: {len(names) - len(new)} of {len(names)} weights loaded"
+        came = (f"{path.parent / COMPRESSED_SPEC} (the compressed model's own sizes)" if compressed
+                else "the spec the weights came from")
+        raise WeightsError(f"{e.one_line()}; --init takes a weight only in its own shape: train {came}, "
+                           "or give a module that should start anew another name in the spec "
+                           "(e.g. classifier(3) as head3)") from None
+    say(d, progress, f"init: {path}: {len(names) - len(new)} of {len(names)} weights loaded{read_as}"
          + (f"; new: {', '.join(new[:6])}{' ...' if len(new) > 6 else ''}" if new else ""))
+
+
+def _read_as(shapes: dict) -> str:
+    """What --init made of a compress output's tensors, said on its `init:` line
+    (training starts from float weights whatever the file stores)."""
+    leaves = {k.rsplit(".", 1)[-1] for k in shapes}
+    owners = {k.rsplit(".", 1)[0] for k in shapes}  # a factored linear NAME: NAME.a, NAME.b (packed or not)
+    done = ["integers dequantized"] * bool(leaves & {"weight_packed", "weight_scale"})
+    done += ["low-rank factors multiplied back"] * any(o.endswith(".a") and o[:-1] + "b" in owners for o in owners)
+    done += ["sparse-bitmask weights made dense"] * ("bitmask" in leaves)
+    return f" (read as float: {', '.join(done)})" if done else ""
 
 
 def _changed_spec(e: WeightsMismatchError, spec, out: Path, step: int, has_copy: bool) -> str:

@@ -37,6 +37,7 @@ def test_train_from_a_low_rank_compress_output(tmp_path, monkeypatch, capsys):
     line = _init_line(cap.out + cap.err)
     loaded, of = line.split(": ")[2].split(" weights")[0].split(" of ")
     assert loaded == of and "new:" not in line, line
+    assert line.endswith("(read as float: integers dequantized, low-rank factors multiplied back)"), line
     # lr ~ 0: the trained weights are the init's; in the spec's names the int8 factors multiply back
     w, f = load_file("t/model.safetensors"), load_file("small/weights.safetensors")
     n = "decoder.h.0.mlp.up"
@@ -60,3 +61,32 @@ def test_a_compress_output_that_does_not_fit_is_named_in_the_error(tmp_path, mon
     err = capsys.readouterr().err
     assert "small/weights.safetensors: the checkpoint does not fit the model" in err, err
     assert "<state dict>" not in err
+    # the way out names the compressed spec, not "the spec the weights came from" (p.arch, say)
+    assert "train small/model.arch (the compressed model's own sizes)" in err, err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_train_from_a_sparse_compress_output_says_it_reads_float(tmp_path, monkeypatch, capsys):
+    """A pruned output's linears are sparse-bitmask tensors: --init makes them
+    dense (checked here against the bitmask read with numpy), and its `init:`
+    line says the file was read as float (it said only "36 of 36 weights")."""
+    import numpy as np
+
+    from strata.api import compile, compress, save_weights
+
+    monkeypatch.chdir(tmp_path)
+    Path("p.arch").write_text(PLAIN + "train {\n  tokenizer = char\n  batch = 2\n  context = 16\n}\n")
+    save_weights(compile("p.arch"), "w.safetensors")
+    compress("p.arch", "small", weights="w.safetensors", passes=["prune(0.5)"])
+    capsys.readouterr()
+    assert main(["train", "p.arch", "--init", "small", "--out", "t", "--steps", "1",
+                 "--set", "optimizer=sgd(lr=1e-12)"]) == 0
+    cap = capsys.readouterr()
+    assert "(read as float: sparse-bitmask weights made dense)" in _init_line(cap.out + cap.err)
+    w, f = load_file("t/model.safetensors"), load_file("small/weights.safetensors")
+    n = "decoder.h.0.mlp.up"
+    rows, cols = f[f"{n}.shape"].tolist()
+    mask = np.unpackbits(f[f"{n}.bitmask"].numpy(), axis=1, bitorder="little")[:, :cols].astype(bool)
+    dense = torch.zeros(rows, cols)
+    dense[torch.from_numpy(mask)] = f[f"{n}.compressed"]
+    assert torch.allclose(w[f"{n}.weight"], dense, atol=1e-9)
