@@ -67,22 +67,27 @@ def _found(from_run: str | None, path: str | None, run: str | Path | None,
     outside the run folder and the working directory (may_read) is read only when
     its content is the `sha256` the run recorded of it (a run's data): a run.json
     from someone else can name only files whose content its maker knows already.
-    Else one line saying so, `what` (in words) and `hint` (what to give)."""
+    Else one line saying so, `what` (in words) and `hint` (what to give) — the same
+    line whether or not such an outside path exists, so that a run.json from someone
+    else cannot learn which of the user's files are there."""
     tried = []
     if from_run and run is not None:
         tried.append(os.path.normpath(Path(run).resolve() / from_run))
     if path:
         tried.append(path)
     tried = list(dict.fromkeys(tried))
-    there = [p for p in tried if os.path.exists(p)]
-    allowed = next((p for p in there if may_read(p, run)), None)
+    outside = [p for p in tried if not may_read(p, run)]
+    allowed = next((p for p in tried if p not in outside and os.path.exists(p)), None)
     if allowed is None and sha256:
-        allowed = next((p for p in there if _digest(p) == sha256), None)
-    if there and allowed is None:
-        same = " and whose content is not the data the run recorded (its sha256)" if sha256 else ""
-        raise OutsideError(f"{what} is recorded at {there[0]}, outside the run folder and the working "
-                           f"directory{same}: strata reads only such files of a run (a run.json could "
-                           f"name any file); {hint}")
+        allowed = next((p for p in outside if os.path.exists(p) and _digest(p) == sha256), None)
+    if outside and allowed is None:
+        inside = [p for p in tried if p not in outside]
+        where = (f"is not at {' nor at '.join(inside)}, and {outside[0]} is" if inside
+                 else f"is recorded at {outside[0]},")
+        only = ("a run's data only when its content is what the run recorded (its sha256)" if sha256
+                else "none of a run's files")
+        raise OutsideError(f"{what} {where} outside the run folder and the working directory, where strata "
+                           f"reads {only} (a run.json could name any file); {hint}")
     return allowed, tried
 
 

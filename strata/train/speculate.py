@@ -76,10 +76,12 @@ def _within_the_run(run, g, what: str) -> None:
     teacher = info["teacher"] if info["teacher"].endswith((".arch", ".yaml", ".yml")) else None  # else a model of it
     path = teacher if what == "teacher spec" else info.get("weights")
     if path and not may_read(here / path, run.path):
+        hint = ("give --teacher-weights" if what == "teacher weights" else
+                f"run it from a folder that holds the teacher's spec, or give the teacher's run: strata "
+                f"generate TEACHER_RUN --draft {run.path}")
         raise OutsideError(f"{spec}: its distill pass names its {what} at {here / path}, outside the run "
                            "folder and the working directory: strata reads only such files of a run (a "
-                           "run's spec could name any file); give --teacher-weights, or the spec it was "
-                           "made from with --weights")
+                           f"run's spec could name any file); {hint}")
 
 
 def _teacher(run, weights: str | None = None):

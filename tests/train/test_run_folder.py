@@ -104,15 +104,18 @@ def test_a_run_folder_copied_alone_evaluates_and_generates(project, tmp_path, ca
     assert code == 0, err
     code, out, err = cli(capsys, "eval", "d", "--max-batches", 1)
     assert code == 2 and len(err.splitlines()) == 1, err
-    assert err.startswith("strata: error: d: its data (../data/text.txt) is gone: not at ") and \
-        err.rstrip().endswith("; give --data"), err
+    # its recorded absolute path is outside the run folder and the working directory: that
+    # it is gone is not said (a run.json from someone else must not learn what is there)
+    assert err.startswith("strata: error: d: its data (../data/text.txt) is recorded at ") and \
+        ", outside the run folder and the working directory, where strata reads a run's data only" in err \
+        and err.rstrip().endswith("; give --data"), err
     Path("other.txt").write_text(builtin_text()[:3000])
     code, out, err = cli(capsys, "eval", "d", "--data", "other.txt", "--max-batches", 1)
     assert code == 0 and "other.txt" in out, err
     # --resume of the copy: the run's data is gone, and the spec names none to fall back on
     Path("s.arch").write_text((elsewhere / "d" / "model.arch").read_text())
     code, _, err = cli(capsys, "train", "d/model.arch", "--out", "d", "--resume", "--steps", 3, "-q")
-    assert code == 2 and "the data the run trained on (../data/text.txt) is gone" in err, err
+    assert code == 2 and "the data the run trained on (../data/text.txt) is recorded at " in err, err
     assert "give --data with where it is now to resume" in err and len(err.splitlines()) == 1
     code, out, err = cli(capsys, "train", "d/model.arch", "--out", "d", "--resume", "--steps", 3, "-q",
                          "--data", "other.txt")
@@ -265,9 +268,10 @@ def test_a_moved_student_finds_its_teachers_weights(tmp_path, capsys, monkeypatc
     shutil.move(moved / "runs" / "teacher", moved / "kept")  # gone from both places
     code, _, err = cli(capsys, "generate", "runs/student", *args, "--speculate")
     assert code == 2 and len(err.splitlines()) == 1, err
-    assert err == (f"strata: error: runs/student: its teacher's weights (--teacher-weights when it trained) "
-                   f"are gone: not at {moved / 'runs' / 'teacher'} nor at {proj / 'runs' / 'teacher'}; "
-                   "give --teacher-weights with where they are now\n")
+    assert err == (f"strata: error: runs/student: the file of its teacher's weights (--teacher-weights when "
+                   f"it trained) is not at {moved / 'runs' / 'teacher'}, and {proj / 'runs' / 'teacher'} is "
+                   "outside the run folder and the working directory, where strata reads none of a run's "
+                   "files (a run.json could name any file); give --teacher-weights\n")
     code, got, err = cli(capsys, "generate", "runs/student", *args, "--speculate", "--teacher-weights", "kept")
     assert code == 0 and got == want, err
     code, _, err = cli(capsys, "generate", "runs/student", *args, "--teacher-weights", "kept")

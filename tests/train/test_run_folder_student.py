@@ -53,11 +53,18 @@ def test_a_students_run_folder_copied_alone_needs_no_teacher(tmp_path, capsys, m
     assert net(torch.zeros(1, 4, dtype=torch.long)).shape == (1, 4, 128)
     assert strata.compile("s")(torch.zeros(1, 4, dtype=torch.long)).shape == (1, 4, 128)
 
-    # what does use the teacher says its spec is gone, before its weights (gone too)
+    # what does use the teacher says its spec is not read (outside the run folder and the
+    # working directory: whether it is there is not said), before its weights (gone too)
     for given in ([], ["--teacher-weights", teacher_run]):
         code, _, err = cli(capsys, "generate", "s", "--tokens", 3, "--speculate", *given)
         assert code == 2 and len(err.splitlines()) == 1, err
-        assert "distill: the teacher's spec ../../teacher.arch is gone" in err and "--speculate need it" in err
+        assert "its distill pass names its teacher spec at " in err and "outside the run folder" in err, err
+        assert err.rstrip().endswith("strata generate TEACHER_RUN --draft s"), err
+    monkeypatch.chdir(tmp_path)  # where the pass's ../../teacher.arch would be: inside, so its absence is said
+    code, _, err = cli(capsys, "generate", "elsewhere/s", "--tokens", 3, "--speculate")
+    assert code == 2 and "distill: the teacher's spec ../../teacher.arch is gone" in err, err
+    assert "--speculate need it" in err
+    monkeypatch.chdir(elsewhere)
     code, _, err = cli(capsys, "train", "s/model.arch", "--out", "s", "--resume", "--steps", 4,
                        "--data", "other.txt", "-q")
     assert code == 1 and "s/model.arch:" in err and "error: distill: teacher spec 'teacher.arch' not found" in err
