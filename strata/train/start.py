@@ -40,7 +40,7 @@ from strata.train.folder_names import is_run
 from strata.resources import check_fits
 from strata.train.limits import model_limits, step_memory
 from strata.train.loop import Loop
-from strata.train.metrics import MetricsLog, Progress, plot_losses
+from strata.train.metrics import LossPlot, MetricsLog, Progress
 from strata.train.models import compile_model
 from strata.train.objectives import Loss, choose_objective
 from strata.train.objectives.distillation import DistillLoss
@@ -221,9 +221,11 @@ def _loop(p: _Plan, runner, net, task, loss, sampler, opt, scaler, state, tok, m
             "data": {"position": "step", "next_step": step, "sampler": type(sampler).__name__}})
         saved()
 
-    def plot() -> None:
+    drawing = LossPlot(metrics.curves, out / PLOT, f"{name} · {obj.name}")
+
+    def plot(end: bool = False) -> None:
         if d.main:
-            plot_losses(metrics.curves, out / PLOT, f"{name} · {obj.name}")
+            drawing.draw(end)
 
     tokens = cfg["batch"] * cfg["accumulate"] * cfg["context"]
     say(d, progress, f"train: {name} ({p.g.graph['parameters']:,} parameters), "
@@ -240,7 +242,7 @@ def _loop(p: _Plan, runner, net, task, loss, sampler, opt, scaler, state, tok, m
         finally:
             bar.close()
         state.save_final(out / FINAL)
-        plot()
+        plot(end=True)
 
 
 def train(spec, *, out: str | os.PathLike | None = None, resume: bool = False,
