@@ -110,7 +110,8 @@ def test_the_runs_data_gone_names_it_and_calibration(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "Traceback" not in err, err
         assert f"calibrates on the data {run.path} trained on, and it (" in err, err
-        assert f"r.txt) is gone: not at {data}" in err, err
+        # outside the run folder and the working directory: not said whether it is there
+        assert f"r.txt) is recorded at {data}, outside the run folder and the working directory" in err, err
         assert str(data) in err and "; give --calibration FILE" in err, err
     spare = write(tmp_path / "spare.txt", text())
     assert main(["eval", str(run.path), "--calibration", str(spare), "--data", str(spare)]) == 0
@@ -190,8 +191,8 @@ def test_compress_eval_reads_the_runs_data_once(gptq, tmp_path, capsys, monkeypa
     want.pop("seconds")  # how long it took: not a figure of the model
     calls = []
     for module in (calibrate_module, recover_module):
-        monkeypatch.setattr(module, "data_calibration_ids", lambda *a, _real=module.data_calibration_ids:
-                            calls.append(a) or _real(*a))
+        monkeypatch.setattr(module, "data_calibration_ids", lambda *a, _real=module.data_calibration_ids, **kw:
+                            calls.append(a) or _real(*a, **kw))
     for out, given in (("a", []), ("b", ["--calibration", str(gptq.path)])):
         calls.clear()
         assert main(["compress", str(gptq.path), "-o", str(tmp_path / out), "--eval", *given]) == 0, \
